@@ -1,0 +1,72 @@
+//! `rollwatch check`: validate rule files before they guard production.
+//!
+//! Offline it runs the same loader as `watch` (so "check passes" means "watch will
+//! load it"), plus warnings that only make sense ahead of time (a command's program
+//! missing on this machine). With `--prometheus` it also runs each query once and shows
+//! where each rule stands now.
+
+use crate::action::find_program;
+use crate::cli::{load_reporting, prom_client, CheckArgs};
+use crate::exit;
+use crate::prom::MetricsSource;
+use std::time::SystemTime;
+
+pub async fn run(args: CheckArgs) -> u8 {
+    let mut failed = false;
+    for path in &args.files {
+        let Some(spec) = load_reporting(path, &args.sets) else {
+            failed = true;
+            continue;
+        };
+        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
+            if let Some(cmd) = cmd {
+                if find_program(&cmd.argv[0]).is_none() {
+                    eprintln!(
+                        "warning: {}: the {section} command's program `{}` is not found on this machine\n  = help: `watch` refuses to start where it cannot run it",
+                        path.display(),
+                        cmd.argv[0]
+                    );
+                }
+            }
+        }
+        let names: Vec<&str> = spec.rules.iter().map(|r| r.name.as_str()).collect();
+        println!("ok: {} ({} rule{}: {})", path.display(), names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+        if args.prom.prometheus.is_none() {
+            continue;
+        }
+        let client = match prom_client(&args.prom, spec.prometheus.as_deref(), spec.query_timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        for rule in &spec.rules {
+            match client.query(&rule.query, SystemTime::now()).await {
+                Ok(r) => {
+                    let values: Vec<f64> = r.samples.iter().map(|s| s.value).filter(|v| !v.is_nan()).collect();
+                    if values.is_empty() {
+                        println!("  {}: no data now (no_data: {})", rule.name, rule.no_data.as_str());
+                    }
+                    for s in r.samples.iter().filter(|s| !s.value.is_nan()) {
+                        let state = if rule.threshold.breached(s.value) { "BREACHED" } else { "ok" };
+                        let labels = serde_json::to_string(&s.labels).unwrap_or_default();
+                        println!("  {}: {} {} (threshold {}) {state}", rule.name, labels, s.value, rule.threshold);
+                    }
+                    for w in &r.warnings {
+                        println!("  {}: warning from Prometheus: {w}", rule.name);
+                    }
+                }
+                Err(e) => {
+                    println!("  {}: query failed: {e}", rule.name);
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        exit::USAGE
+    } else {
+        exit::HEALTHY
+    }
+}

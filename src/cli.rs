@@ -1,0 +1,229 @@
+//! The command line: arguments, and turning each command's result into an exit code.
+
+use crate::action::{find_program, ProcessRunner};
+use crate::exit;
+use crate::logging::LogFormat;
+use crate::prom::{PromClient, PromConfig};
+use crate::rules::{self, Diagnostic, WatchSpec};
+use crate::watch::{self, Signal, WatchOptions};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+#[derive(Debug, Parser)]
+#[command(name = "rollwatch", version, about = "Guards production after a release: polls Prometheus rules and runs the agreed rollback exactly once.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Log format: text on a terminal and JSON lines otherwise (auto), or forced.
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+    /// Log only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Watch a release: poll the rules and act when one stays breached.
+    Watch(WatchArgs),
+    /// Validate rule files offline (and, with --prometheus, run each query once).
+    Check(CheckArgs),
+    /// Show a watch catching a bad release, on this machine, in about a minute.
+    Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct PromArgs {
+    /// Prometheus base URL, with any path prefix (e.g. https://mimir/prometheus).
+    #[arg(long, env = "ROLLWATCH_PROMETHEUS_URL")]
+    pub prometheus: Option<String>,
+    /// File holding a bearer token for Prometheus.
+    #[arg(long, value_name = "FILE")]
+    pub bearer_token_file: Option<PathBuf>,
+    /// Basic auth user name.
+    #[arg(long, value_name = "USER")]
+    pub basic_auth_user: Option<String>,
+    /// File holding the basic auth password.
+    #[arg(long, value_name = "FILE", requires = "basic_auth_user")]
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// Extra request header, `Name: value` (repeatable), e.g. `X-Scope-OrgID: team-a`.
+    #[arg(long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// PEM file of CA certificates to trust for Prometheus (replaces the system roots).
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The rule file describing this watch.
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    #[command(flatten)]
+    pub prom: PromArgs,
+    /// Override the file's watch.duration.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Set a variable, overriding its default (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    /// Decide and log everything, but run no command.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Rule files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Set a variable, overriding its default (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    #[command(flatten)]
+    pub prom: PromArgs,
+}
+
+fn parse_set(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    if !rules::template::is_name(k) {
+        return Err(format!("`{k}` is not a valid variable name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    match rules::parse_duration(s)? {
+        d if d.is_zero() => Err("the duration must be longer than 0s".into()),
+        d => Ok(d),
+    }
+}
+
+/// Prints a file's diagnostics to stderr.
+pub fn print_diagnostics(path: &str, source: &str, diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{}", d.render(path, source));
+    }
+}
+
+/// Loads a rule file, printing every diagnostic; None (after printing) on errors.
+pub fn load_reporting(path: &std::path::Path, sets: &[(String, String)]) -> Option<WatchSpec> {
+    match rules::load(path, sets) {
+        Ok((spec, warnings)) => {
+            if !warnings.is_empty() {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                print_diagnostics(&path.display().to_string(), &text, &warnings);
+            }
+            Some(spec)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+/// Builds the Prometheus client from the flags, falling back to the file's URL.
+pub fn prom_client(args: &PromArgs, file_url: Option<&str>, timeout: Duration) -> Result<PromClient, String> {
+    let url = args
+        .prometheus
+        .clone()
+        .or_else(|| file_url.map(str::to_string))
+        .ok_or("no Prometheus URL: pass --prometheus URL (or set ROLLWATCH_PROMETHEUS_URL, or `watch.prometheus` in the rule file)")?;
+    PromClient::new(&PromConfig {
+        url,
+        bearer_token_file: args.bearer_token_file.clone(),
+        basic_auth_user: args.basic_auth_user.clone(),
+        basic_auth_password_file: args.basic_auth_password_file.clone(),
+        headers: args.headers.clone(),
+        ca_file: args.ca_file.clone(),
+        timeout,
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Forwards SIGINT and SIGTERM into the watch. Installed before anything runs, so a
+/// signal can never kill rollwatch half way through an action.
+pub fn signal_channel() -> mpsc::Receiver<Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = mpsc::channel(4);
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::spawn(async move {
+        loop {
+            let sig = tokio::select! {
+                _ = int.recv() => Signal::Interrupt,
+                _ = term.recv() => Signal::Terminate,
+            };
+            if tx.send(sig).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// `rollwatch watch`.
+pub async fn watch(args: WatchArgs) -> u8 {
+    let mut signals = signal_channel();
+    let Some(spec) = load_reporting(&args.rules, &args.sets) else {
+        return exit::USAGE;
+    };
+    let client = match prom_client(&args.prom, spec.prometheus.as_deref(), spec.query_timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if !args.dry_run {
+        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
+            if let Some(cmd) = cmd {
+                if find_program(&cmd.argv[0]).is_none() {
+                    eprintln!(
+                        "error: the {section} command's program `{}` is not found or not executable (PATH={})\n  = help: a watch that cannot roll back must not start; install it, fix the path, or use --dry-run",
+                        cmd.argv[0],
+                        std::env::var("PATH").unwrap_or_default()
+                    );
+                    return exit::USAGE;
+                }
+            }
+        }
+    }
+    let opts = WatchOptions {
+        duration: args.duration.unwrap_or(spec.duration),
+        dry_run: args.dry_run,
+    };
+    info!(event = "config", rules_file = %args.rules.display(), prometheus = %client.shown_url(), vars = ?spec.vars, "loaded {}", args.rules.display());
+    let outcome = watch::run(&spec, Arc::new(client), &ProcessRunner::default(), &opts, &mut signals).await;
+    report_outcome(&outcome);
+    outcome.exit_code()
+}
+
+/// Logs the final outcome in one line a person or a pipeline can read.
+pub fn report_outcome(outcome: &watch::Outcome) {
+    use watch::Outcome::*;
+    let detail = match outcome {
+        Healthy => "the watch ran its full duration; nothing breached long enough to act".to_string(),
+        RolledBack { rule, dry_run: false } => format!("rolled back: rule `{rule}` fired and the rollback command succeeded"),
+        RolledBack { rule, dry_run: true } => format!("dry run: rule `{rule}` fired; the rollback command would have run"),
+        RollbackFailed { rule, status } => format!("rule `{rule}` fired but the rollback command {status}: act by hand"),
+        Paused { rule } => format!("paused by rule `{rule}`; no rollback followed"),
+        PauseFailed { rule, status } => format!("rule `{rule}` fired but the pause command {status}: act by hand"),
+        Inconclusive { reason } => format!("inconclusive: {reason}"),
+        Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
+        QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
+    };
+    let code = outcome.exit_code();
+    if matches!(outcome, Healthy | RolledBack { .. } | Paused { .. }) {
+        info!(event = "watch_finished", outcome = outcome.name(), exit_code = code, "{detail}");
+    } else {
+        error!(event = "watch_finished", outcome = outcome.name(), exit_code = code, "{detail}");
+    }
+}

@@ -1,0 +1,17 @@
+//! rollwatch: guards production after a release.
+//!
+//! A deploy pipeline starts a watch right after it ships; rollwatch polls Prometheus,
+//! judges each rule, and when a rule stays breached for its duration it runs the
+//! rollback command the on-call engineers configured, exactly once, and exits with a
+//! code the pipeline branches on. See ARCHITECTURE.md for how the modules fit.
+
+pub mod action;
+pub mod check;
+pub mod cli;
+pub mod demo;
+pub mod eval;
+pub mod exit;
+pub mod logging;
+pub mod prom;
+pub mod rules;
+pub mod watch;

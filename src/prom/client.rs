@@ -1,0 +1,261 @@
+//! The real metrics source: Prometheus's HTTP API (also Thanos, Mimir, VictoriaMetrics).
+//!
+//! Queries are POSTed as forms so long queries fit; every request is bounded by the
+//! query timeout. Credentials (bearer token, basic auth password, header values) are
+//! read once at start and never logged; the URL is shown without any user info.
+
+use super::{decode::decode, MetricsSource, QueryError, QueryResult};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Responses larger than this are refused rather than buffered.
+const MAX_BODY: usize = 64 << 20;
+
+/// How to reach Prometheus.
+#[derive(Debug, Clone, Default)]
+pub struct PromConfig {
+    /// Base URL, with any path prefix (`https://mimir.internal/prometheus`).
+    pub url: String,
+    pub bearer_token_file: Option<PathBuf>,
+    pub basic_auth_user: Option<String>,
+    pub basic_auth_password_file: Option<PathBuf>,
+    /// Extra headers, `Name: value` (e.g. `X-Scope-OrgID: team-a`).
+    pub headers: Vec<String>,
+    /// A PEM bundle that replaces the system roots for this server.
+    pub ca_file: Option<PathBuf>,
+    pub timeout: Duration,
+}
+
+/// Why the client could not be built (exit code 2: bad input).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid Prometheus URL {url:?}: {reason}")]
+    Url { url: String, reason: String },
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct PromClient {
+    http: reqwest::Client,
+    endpoint: reqwest::Url,
+    shown: String,
+    timeout: Duration,
+}
+
+fn read_secret(what: &'static str, path: &PathBuf) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .map_err(|source| ConfigError::Read {
+            what,
+            path: path.clone(),
+            source,
+        })
+}
+
+impl PromClient {
+    pub fn new(cfg: &PromConfig) -> Result<Self, ConfigError> {
+        let url_err = |reason: String| ConfigError::Url {
+            url: redact(&cfg.url),
+            reason,
+        };
+        let mut base = reqwest::Url::parse(&cfg.url).map_err(|e| url_err(e.to_string()))?;
+        if !matches!(base.scheme(), "http" | "https") {
+            return Err(url_err("the scheme must be http or https".into()));
+        }
+        let mut headers = HeaderMap::new();
+        if !base.username().is_empty() || base.password().is_some() {
+            // Credentials in the URL become basic auth and are removed from the URL.
+            let user = base.username().to_string();
+            let pass = base.password().map(str::to_string);
+            headers.insert(AUTHORIZATION, basic(&user, pass.as_deref())?);
+            let _ = base.set_username("");
+            let _ = base.set_password(None);
+        }
+        if let Some(path) = &cfg.bearer_token_file {
+            let token = read_secret("bearer token file", path)?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| ConfigError::Invalid("the bearer token contains characters not allowed in a header".into()))?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        if let Some(user) = &cfg.basic_auth_user {
+            let pass = match &cfg.basic_auth_password_file {
+                Some(p) => Some(read_secret("basic auth password file", p)?),
+                None => None,
+            };
+            headers.insert(AUTHORIZATION, basic(user, pass.as_deref())?);
+        }
+        for h in &cfg.headers {
+            let (name, value) = h.split_once(':').ok_or_else(|| {
+                ConfigError::Invalid(format!("header {:?} is not `Name: value`", h.split(':').next().unwrap_or("")))
+            })?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes())
+                .map_err(|_| ConfigError::Invalid(format!("invalid header name {:?}", name.trim())))?;
+            let mut value = HeaderValue::from_str(value.trim())
+                .map_err(|_| ConfigError::Invalid(format!("invalid value for header {name}")))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &cfg.ca_file {
+            let pem = std::fs::read(path).map_err(|source| ConfigError::Read {
+                what: "CA file",
+                path: path.clone(),
+                source,
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| ConfigError::Invalid(format!("CA file {}: {e}", path.display())))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder
+            .build()
+            .map_err(|e| ConfigError::Invalid(format!("cannot build the HTTP client: {e}")))?;
+        let shown = base.to_string();
+        let mut endpoint = base.clone();
+        {
+            let path = base.path().trim_end_matches('/');
+            endpoint.set_path(&format!("{path}/api/v1/query"));
+        }
+        Ok(PromClient {
+            http,
+            endpoint,
+            shown,
+            timeout: cfg.timeout,
+        })
+    }
+
+    /// The base URL, safe to log.
+    pub fn shown_url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The link to a query in Prometheus's graph UI (for messages).
+    pub fn graph_url(&self, query: &str) -> String {
+        let mut u = self.endpoint.clone();
+        let path = u.path().trim_end_matches("/api/v1/query").to_string();
+        u.set_path(&format!("{path}/graph"));
+        u.query_pairs_mut()
+            .append_pair("g0.expr", query)
+            .append_pair("g0.tab", "0");
+        u.to_string()
+    }
+}
+
+fn basic(user: &str, pass: Option<&str>) -> Result<HeaderValue, ConfigError> {
+    use base64::Engine as _;
+    let raw = format!("{user}:{}", pass.unwrap_or(""));
+    let mut v = HeaderValue::from_str(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())))
+        .map_err(|_| ConfigError::Invalid("invalid basic auth credentials".into()))?;
+    v.set_sensitive(true);
+    Ok(v)
+}
+
+/// A URL with any user info removed, for messages.
+pub fn redact(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparsable URL>".into(),
+    }
+}
+
+impl MetricsSource for PromClient {
+    async fn query(&self, query: &str, at: SystemTime) -> Result<QueryResult, QueryError> {
+        let time = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let form = [
+            ("query", query.to_string()),
+            ("time", format!("{time:.3}")),
+            ("timeout", format!("{}ms", self.timeout.as_millis())),
+        ];
+        let send = async {
+            let resp = self
+                .http
+                .post(self.endpoint.clone())
+                .form(&form)
+                .send()
+                .await
+                .map_err(|e| classify(e, self.timeout))?;
+            let status = resp.status().as_u16();
+            if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
+                return Err(QueryError::Decode(format!("response larger than {MAX_BODY} bytes")));
+            }
+            let mut body = Vec::new();
+            let mut resp = resp;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, self.timeout))? {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(QueryError::Decode(format!("response larger than {MAX_BODY} bytes")));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            decode(status, &body)
+        };
+        match tokio::time::timeout(self.timeout, send).await {
+            Ok(r) => r,
+            Err(_) => Err(QueryError::Timeout(self.timeout)),
+        }
+    }
+}
+
+fn classify(e: reqwest::Error, timeout: Duration) -> QueryError {
+    if e.is_timeout() {
+        return QueryError::Timeout(timeout);
+    }
+    let connect = e.is_connect();
+    // The URL is dropped from the message: it is shown once, redacted, at start.
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    if connect {
+        QueryError::Connect(msg)
+    } else {
+        QueryError::Other(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_removes_credentials() {
+        assert_eq!(redact("https://u:secret@prom:9090/x"), "https://prom:9090/x");
+        assert!(!redact("https://u:secret@prom").contains("secret"));
+    }
+
+    #[test]
+    fn endpoint_keeps_path_prefix_and_strips_credentials() {
+        let c = PromClient::new(&PromConfig {
+            url: "https://user:pw@mimir.internal/prometheus/".into(),
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(c.endpoint.as_str(), "https://mimir.internal/prometheus/api/v1/query");
+        assert!(!c.shown_url().contains("pw"));
+        assert!(c.graph_url("up").starts_with("https://mimir.internal/prometheus/graph?g0.expr=up"));
+    }
+}

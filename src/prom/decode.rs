@@ -1,0 +1,180 @@
+//! Decoding Prometheus's `/api/v1/query` response into samples.
+//!
+//! Pure and total: any bytes in, samples or an error out, never a panic. Handles the
+//! `vector` and `scalar` result types (the ones an instant query can judge), the value
+//! strings `NaN`, `+Inf`, `-Inf`, error bodies, and non-JSON bodies such as the plain
+//! text 503 Prometheus sends before it is ready.
+
+use super::{QueryError, QueryResult};
+use crate::eval::{Labels, Sample};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Envelope {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Vector(Vec<VectorSample>),
+    Scalar((f64, String)),
+    Matrix(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    #[serde(default)]
+    metric: Labels,
+    value: (f64, String),
+}
+
+/// Parses a Prometheus sample value string.
+pub fn parse_value(s: &str) -> Result<f64, QueryError> {
+    match s {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => s
+            .parse::<f64>()
+            .map_err(|_| QueryError::Decode(format!("sample value {s:?} is not a number"))),
+    }
+}
+
+/// A short, printable excerpt of a body for error messages.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let trimmed = one_line.trim().to_string();
+    if text.chars().count() > 200 {
+        format!("{trimmed}…")
+    } else {
+        trimmed
+    }
+}
+
+/// Decodes a response given its HTTP status and body.
+pub fn decode(status: u16, body: &[u8]) -> Result<QueryResult, QueryError> {
+    let env: Envelope = match serde_json::from_slice(body) {
+        Ok(env) => env,
+        Err(e) => {
+            return Err(if (200..300).contains(&status) {
+                QueryError::Decode(format!("{e} (body: {:?})", excerpt(body)))
+            } else {
+                QueryError::Http {
+                    status,
+                    body: excerpt(body),
+                }
+            })
+        }
+    };
+    if env.status != "success" {
+        let kind = env.error_type.unwrap_or_else(|| "unknown".into());
+        let message = env.error.unwrap_or_else(|| "(no message)".into());
+        return Err(if status == 400 && kind == "bad_data" {
+            QueryError::BadQuery { kind, message }
+        } else {
+            QueryError::Prometheus { kind, message }
+        });
+    }
+    if !(200..300).contains(&status) {
+        return Err(QueryError::Http {
+            status,
+            body: excerpt(body),
+        });
+    }
+    let warnings = env.warnings.unwrap_or_default();
+    let samples = match env.data {
+        Some(Data::Vector(v)) => v
+            .into_iter()
+            .map(|s| {
+                Ok(Sample {
+                    labels: s.metric,
+                    value: parse_value(&s.value.1)?,
+                })
+            })
+            .collect::<Result<Vec<_>, QueryError>>()?,
+        Some(Data::Scalar((_, v))) => vec![Sample {
+            labels: Labels::new(),
+            value: parse_value(&v)?,
+        }],
+        Some(Data::Matrix(_)) => {
+            return Err(QueryError::Decode(
+                "the query returned a range vector (matrix); rules need an instant vector or scalar".into(),
+            ))
+        }
+        Some(Data::String(_)) => {
+            return Err(QueryError::Decode("the query returned a string, not a number".into()))
+        }
+        None => return Err(QueryError::Decode("success response without `data`".into())),
+    };
+    Ok(QueryResult { samples, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_vector_with_special_values() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000.5,"0.25"]},
+            {"metric":{"pod":"b"},"value":[1700000000.5,"NaN"]},
+            {"metric":{"pod":"c"},"value":[1700000000.5,"+Inf"]},
+            {"metric":{},"value":[1700000000.5,"-Inf"]}]}}"#;
+        let r = decode(200, body).unwrap();
+        assert_eq!(r.samples.len(), 4);
+        assert_eq!(r.samples[0].labels["pod"], "a");
+        assert_eq!(r.samples[0].value, 0.25);
+        assert!(r.samples[1].value.is_nan());
+        assert_eq!(r.samples[2].value, f64::INFINITY);
+        assert_eq!(r.samples[3].value, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn decodes_scalar_and_warnings() {
+        let body = br#"{"status":"success","warnings":["partial response"],"data":{"resultType":"scalar","result":[1700000000,"3"]}}"#;
+        let r = decode(200, body).unwrap();
+        assert_eq!(r.samples, vec![Sample { labels: Labels::new(), value: 3.0 }]);
+        assert_eq!(r.warnings, vec!["partial response".to_string()]);
+    }
+
+    #[test]
+    fn error_bodies_are_classified() {
+        let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert!(decode(400, bad).unwrap_err().is_bad_query());
+        let exec = br#"{"status":"error","errorType":"execution","error":"too many samples"}"#;
+        assert!(matches!(decode(422, exec), Err(QueryError::Prometheus { .. })));
+        assert!(matches!(
+            decode(503, b"Service Unavailable"),
+            Err(QueryError::Http { status: 503, .. })
+        ));
+        assert!(matches!(decode(200, b"{\"status\":\"succ"), Err(QueryError::Decode(_))));
+        assert!(matches!(decode(200, b"<html>"), Err(QueryError::Decode(_))));
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(matches!(decode(200, matrix), Err(QueryError::Decode(_))));
+        let bad_value = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#;
+        assert!(matches!(decode(200, bad_value), Err(QueryError::Decode(_))));
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_of_a_valid_body() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1.5,"2"]}]}}"#;
+        for i in 0..body.len() {
+            let _ = decode(200, &body[..i]);
+        }
+    }
+}

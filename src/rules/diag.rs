@@ -1,0 +1,88 @@
+//! Diagnostics for rule files: a message, where it points, and a hint.
+//!
+//! Rendered the way `just` and rustc do it, so an engineer sees the offending line
+//! with a caret under the offending value, and `file:line:column` for their editor.
+
+use super::yaml::Pos;
+use std::fmt::Write as _;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    pub pos: Option<Pos>,
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(message: impl Into<String>, pos: Option<Pos>) -> Self {
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            pos,
+            help: None,
+        }
+    }
+
+    pub fn warning(message: impl Into<String>, pos: Option<Pos>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            message: message.into(),
+            pos,
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Renders the diagnostic against the file it came from.
+    pub fn render(&self, path: &str, source: &str) -> String {
+        let mut out = String::new();
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(out, "{label}: {}", self.message);
+        match self.pos {
+            Some(pos) if pos.line > 0 => {
+                let _ = writeln!(out, "  --> {path}:{}:{}", pos.line, pos.column);
+                if let Some(line) = source.lines().nth(pos.line as usize - 1) {
+                    let num = pos.line.to_string();
+                    let pad = " ".repeat(num.len());
+                    let col = pos.column.max(1) as usize - 1;
+                    let rest = line.chars().count().saturating_sub(col).max(1);
+                    let width = (pos.len as usize).clamp(1, rest);
+                    let _ = writeln!(out, "{pad} |");
+                    let _ = writeln!(out, "{num} | {line}");
+                    let _ = writeln!(out, "{pad} | {}{}", " ".repeat(col), "^".repeat(width));
+                }
+            }
+            _ => {
+                let _ = writeln!(out, "  --> {path}");
+            }
+        }
+        if let Some(help) = &self.help {
+            let _ = writeln!(out, "  = help: {help}");
+        }
+        out
+    }
+}
+
+/// The closest of `candidates` to `given`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(given: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(given, c), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}

@@ -1,0 +1,670 @@
+//! Loading and validating a rule file: YAML tree in, `WatchSpec` or every error out.
+
+use super::diag::{did_you_mean, Diagnostic, Severity};
+use super::template::{self, Piece};
+use super::yaml::{self, Node, Pos, Value};
+use super::{defaults, Action, CommandSpec, Rule, WatchSpec};
+use crate::eval::{NoData, Threshold};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+/// Everything wrong with a rule file (errors, and the warnings found alongside).
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub path: String,
+    pub source_text: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadError {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{}", d.render(&self.path, &self.source_text))?;
+        }
+        let n = self.errors().count();
+        write!(
+            f,
+            "{}: {n} error{} found; nothing was run",
+            self.path,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A loaded watch and the warnings about it.
+pub type Loaded = (WatchSpec, Vec<Diagnostic>);
+
+/// Loads a rule file, applying `--set` overrides.
+pub fn load(path: &Path, sets: &[(String, String)]) -> Result<Loaded, LoadError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&shown, &text, sets).map(|(mut spec, w)| {
+            spec.path = path.to_path_buf();
+            (spec, w)
+        }),
+        Err(e) => Err(LoadError {
+            path: shown,
+            source_text: String::new(),
+            diagnostics: vec![Diagnostic::error(format!("cannot read the rule file: {e}"), None)],
+        }),
+    }
+}
+
+/// Loads a rule file's text; `path` is only used in messages.
+pub fn load_str(path: &str, text: &str, sets: &[(String, String)]) -> Result<Loaded, LoadError> {
+    let mut cx = Cx {
+        source: text,
+        diags: Vec::new(),
+    };
+    let spec = match yaml::parse(text) {
+        Ok(root) => compile(&mut cx, &root, sets),
+        Err((msg, pos)) => {
+            cx.diags.push(Diagnostic::error(format!("invalid YAML: {msg}"), pos));
+            None
+        }
+    };
+    match spec {
+        Some(mut spec) if !cx.has_errors() => {
+            spec.path = path.into();
+            Ok((spec, cx.diags))
+        }
+        _ => Err(LoadError {
+            path: path.into(),
+            source_text: text.into(),
+            diagnostics: cx.diags,
+        }),
+    }
+}
+
+/// Parses a duration written as `30s`, `5m`, `1h30m` or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("`{t}` has no unit; write e.g. `{t}s` or `{t}m`"));
+    }
+    humantime::parse_duration(t).map_err(|e| format!("`{t}` is not a duration ({e}); write e.g. `30s`, `5m` or `1h30m`"))
+}
+
+struct Cx<'a> {
+    source: &'a str,
+    diags: Vec<Diagnostic>,
+}
+
+impl Cx<'_> {
+    fn has_errors(&self) -> bool {
+        self.diags.iter().any(|d| d.severity == Severity::Error)
+    }
+    fn error(&mut self, msg: impl Into<String>, pos: Pos) {
+        self.diags.push(Diagnostic::error(msg, Some(pos)));
+    }
+    fn error_help(&mut self, msg: impl Into<String>, pos: Pos, help: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::error(msg, Some(pos)).with_help(help));
+    }
+    fn warn(&mut self, msg: impl Into<String>, pos: Pos, help: impl Into<String>) {
+        self.diags
+            .push(Diagnostic::warning(msg, Some(pos)).with_help(help));
+    }
+
+    /// The position of `token` at or after `from` in the source (to point at a
+    /// placeholder inside a multi-line query); `from` itself when not found.
+    fn locate(&self, from: Pos, token: &str) -> Pos {
+        let Some(start) = from.offset.map(|o| o as usize) else {
+            return from;
+        };
+        let Some(found) = self.source.get(start..).and_then(|s| s.find(token)) else {
+            return from;
+        };
+        let at = start + found;
+        let before = &self.source[..at];
+        let line = before.matches('\n').count() as u64 + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Pos {
+            line,
+            column: before[line_start..].chars().count() as u64 + 1,
+            len: token.chars().count() as u64,
+            offset: Some(at as u64),
+        }
+    }
+}
+
+/// A mapping's entries by key, after reporting unknown keys.
+struct Fields<'n> {
+    entries: BTreeMap<String, (&'n Node, &'n Node)>,
+    pos: Pos,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries.get(key).map(|(_, v)| *v)
+    }
+    fn key_pos(&self, key: &str) -> Pos {
+        self.entries.get(key).map_or(self.pos, |(k, _)| k.pos)
+    }
+}
+
+fn fields<'n>(cx: &mut Cx, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
+    let Value::Map(entries) = &node.value else {
+        cx.error(format!("{what} must be a mapping of keys, found {}", node.kind()), node.pos);
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in entries {
+        let key = k.scalar_text().unwrap_or_default();
+        if allowed.contains(&key.as_str()) {
+            out.insert(key, (k, v));
+        } else {
+            let help = match did_you_mean(&key, allowed) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None => format!("known keys here: {}", allowed.join(", ")),
+            };
+            cx.error_help(format!("unknown key `{key}` in {what}"), k.pos, help);
+        }
+    }
+    Some(Fields {
+        entries: out,
+        pos: node.pos,
+    })
+}
+
+fn required<'n>(cx: &mut Cx, f: &Fields<'n>, key: &str, what: &str, help: &str) -> Option<&'n Node> {
+    let node = f.get(key);
+    if node.is_none() {
+        cx.error_help(format!("{what} has no `{key}`"), f.pos, help);
+    }
+    node
+}
+
+fn string(cx: &mut Cx, node: &Node, what: &str) -> Option<String> {
+    match &node.value {
+        Value::Str(s) => Some(s.clone()),
+        _ => {
+            cx.error(format!("{what} must be a string, found {}", node.kind()), node.pos);
+            None
+        }
+    }
+}
+
+fn duration(cx: &mut Cx, node: &Node, what: &str, allow_zero: bool) -> Option<Duration> {
+    let parsed = match &node.value {
+        Value::Str(s) => parse_duration(s),
+        Value::Int(0) => Ok(Duration::ZERO),
+        Value::Int(i) => Err(format!("`{i}` has no unit; write e.g. `{i}s` or `{i}m`")),
+        Value::Float(f) => Err(format!("`{f}` has no unit; write e.g. `30s` or `5m`")),
+        _ => Err(format!("expected a duration such as `30s`, found {}", node.kind())),
+    };
+    match parsed {
+        Ok(d) if d.is_zero() && !allow_zero => {
+            cx.error(format!("{what} must be longer than 0s"), node.pos);
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            cx.error(format!("invalid {what}: {e}"), node.pos);
+            None
+        }
+    }
+}
+
+fn number(cx: &mut Cx, node: &Node, what: &str) -> Option<f64> {
+    let v = match &node.value {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        Value::Str(s) => {
+            let help = if s.trim_end().ends_with('%') {
+                "write a ratio as a plain number: 5% is `0.05`".to_string()
+            } else if s.trim().parse::<f64>().is_ok() {
+                format!("remove the quotes: `{}`", s.trim())
+            } else {
+                "thresholds are plain numbers such as `0.05` or `250`".to_string()
+            };
+            cx.error_help(format!("{what} must be a number, found the string {s:?}"), node.pos, help);
+            return None;
+        }
+        _ => {
+            cx.error(format!("{what} must be a number, found {}", node.kind()), node.pos);
+            return None;
+        }
+    };
+    if !v.is_finite() {
+        cx.error(format!("{what} must be a finite number, found {v}"), node.pos);
+        return None;
+    }
+    Some(v)
+}
+
+fn choice<'c>(cx: &mut Cx, node: &Node, what: &str, options: &[&'c str]) -> Option<&'c str> {
+    let text = match &node.value {
+        Value::Str(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        _ => {
+            cx.error(format!("{what} must be one of {}, found {}", options.join(" | "), node.kind()), node.pos);
+            return None;
+        }
+    };
+    if let Some(o) = options.iter().find(|o| **o == text) {
+        return Some(o);
+    }
+    let help = match did_you_mean(&text, options) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!("one of: {}", options.join(", ")),
+    };
+    cx.error_help(format!("invalid {what} `{text}`"), node.pos, help);
+    None
+}
+
+fn compile(cx: &mut Cx, root: &Node, sets: &[(String, String)]) -> Option<WatchSpec> {
+    if root.value == Value::Null {
+        cx.diags.push(Diagnostic::error(
+            "the rule file is empty",
+            None,
+        ).with_help("a rule file has `watch:`, `rules:` and a `rollback:` command; see rules/ for examples"));
+        return None;
+    }
+    let top = fields(cx, root, "the rule file", &["vars", "watch", "rollback", "pause", "rules"])?;
+    let vars = compile_vars(cx, top.get("vars"), sets);
+
+    let watch = required(cx, &top, "watch", "the rule file", "add `watch:` with `duration:` and `interval:`")
+        .and_then(|n| fields(cx, n, "`watch`", &["duration", "interval", "max_blind", "query_timeout", "prometheus"]));
+    let mut duration_ = None;
+    let mut interval = None;
+    let mut max_blind = Some(defaults::MAX_BLIND);
+    let mut query_timeout = Some(defaults::QUERY_TIMEOUT);
+    let mut prometheus = None;
+    if let Some(w) = &watch {
+        duration_ = required(cx, w, "duration", "`watch`", "add e.g. `duration: 30m`").and_then(|n| duration(cx, n, "watch duration", false));
+        interval = required(cx, w, "interval", "`watch`", "add e.g. `interval: 15s`").and_then(|n| duration(cx, n, "watch interval", false));
+        if let Some(n) = w.get("max_blind") {
+            max_blind = duration(cx, n, "max_blind", false);
+        }
+        if let Some(n) = w.get("query_timeout") {
+            query_timeout = duration(cx, n, "query_timeout", false);
+        }
+        if let Some(n) = w.get("prometheus") {
+            prometheus = string(cx, n, "watch.prometheus");
+        }
+    }
+
+    let rollback = top.get("rollback").map(|n| (n.pos, compile_command(cx, n, "rollback", vars.as_ref())));
+    let pause = top.get("pause").map(|n| (n.pos, compile_command(cx, n, "pause", vars.as_ref())));
+
+    let mut rules = Vec::new();
+    let rules_node = required(cx, &top, "rules", "the rule file", "add `rules:` with at least one rule");
+    if let Some(n) = rules_node {
+        match &n.value {
+            Value::Seq(items) if items.is_empty() => cx.error("`rules` is empty: a watch needs at least one rule", n.pos),
+            Value::Seq(items) => {
+                let mut names: BTreeMap<String, Pos> = BTreeMap::new();
+                for item in items {
+                    if let Some((rule, pos)) = compile_rule(cx, item, interval, vars.as_ref()) {
+                        if let Some(first) = names.get(&rule.name) {
+                            cx.error(format!("duplicate rule name `{}` (first defined at line {})", rule.name, first.line), pos);
+                        } else {
+                            names.insert(rule.name.clone(), pos);
+                        }
+                        let action_pos = pos;
+                        match rule.action {
+                            Action::Rollback if rollback.is_none() => cx.error_help(
+                                format!("rule `{}` rolls back, but the file has no `rollback:` command", rule.name),
+                                action_pos,
+                                "add `rollback:` with `command: [...]`, or give the rule another `action:`",
+                            ),
+                            Action::Pause if pause.is_none() => cx.error_help(
+                                format!("rule `{}` pauses, but the file has no `pause:` command", rule.name),
+                                action_pos,
+                                "add `pause:` with `command: [...]`, or give the rule another `action:`",
+                            ),
+                            _ => {}
+                        }
+                        rules.push(rule);
+                    }
+                }
+            }
+            _ => cx.error(format!("`rules` must be a list of rules, found {}", n.kind()), n.pos),
+        }
+    }
+
+    // Likely mistakes that are not errors.
+    for (section, action, spec) in [("rollback", Action::Rollback, &rollback), ("pause", Action::Pause, &pause)] {
+        if let Some((pos, _)) = spec {
+            if !rules.is_empty() && !rules.iter().any(|r| r.action == action) {
+                cx.warn(format!("`{section}:` is defined but no rule has `action: {section}`"), *pos, "it will never run");
+            }
+        }
+    }
+    if let (Some(d), Some(mb)) = (duration_, max_blind) {
+        if let Some(longest) = rules.iter().map(|r| r.interval).max() {
+            if mb < longest {
+                cx.warn(
+                    format!("max_blind ({}) is shorter than the longest rule interval ({})", fmt_d(mb), fmt_d(longest)),
+                    watch.as_ref().map_or(root.pos, |w| w.key_pos("max_blind")),
+                    "a single slow poll cycle would end the watch inconclusive",
+                );
+            }
+            if longest > d {
+                cx.warn(
+                    format!("a rule interval ({}) is longer than the watch ({})", fmt_d(longest), fmt_d(d)),
+                    watch.as_ref().map_or(root.pos, |w| w.key_pos("duration")),
+                    "that rule is polled only once",
+                );
+            }
+        }
+    }
+
+    Some(WatchSpec {
+        path: Default::default(),
+        vars: vars?,
+        duration: duration_?,
+        interval: interval?,
+        max_blind: max_blind?,
+        query_timeout: query_timeout?,
+        prometheus,
+        rollback: match rollback {
+            Some((_, c)) => Some(c?),
+            None => None,
+        },
+        pause: match pause {
+            Some((_, c)) => Some(c?),
+            None => None,
+        },
+        rules,
+    })
+}
+
+fn fmt_d(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn compile_vars(cx: &mut Cx, node: Option<&Node>, sets: &[(String, String)]) -> Option<BTreeMap<String, String>> {
+    let mut declared: BTreeMap<String, (Option<String>, Pos)> = BTreeMap::new();
+    let mut ok = true;
+    if let Some(node) = node {
+        match &node.value {
+            Value::Map(entries) => {
+                for (k, v) in entries {
+                    let name = k.scalar_text().unwrap_or_default();
+                    if !template::is_name(&name) {
+                        cx.error(format!("invalid variable name `{name}`: use letters, digits and `_`, not starting with a digit"), k.pos);
+                        ok = false;
+                        continue;
+                    }
+                    let value = match &v.value {
+                        Value::Null => None,
+                        Value::Seq(_) | Value::Map(_) => {
+                            cx.error(format!("variable `{name}` must be a single value, found {}", v.kind()), v.pos);
+                            ok = false;
+                            continue;
+                        }
+                        _ => v.scalar_text(),
+                    };
+                    declared.insert(name, (value, k.pos));
+                }
+            }
+            Value::Null => {}
+            _ => {
+                cx.error(format!("`vars` must be a mapping of names to default values, found {}", node.kind()), node.pos);
+                return None;
+            }
+        }
+    }
+    let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+    let mut overrides = BTreeMap::new();
+    for (k, v) in sets {
+        if declared.contains_key(k) {
+            overrides.insert(k.clone(), v.clone());
+        } else {
+            let help = match did_you_mean(k, &names) {
+                Some(near) => format!("did you mean `{near}`?"),
+                None if names.is_empty() => "the file declares no variables; add them under `vars:`".into(),
+                None => format!("declared variables: {}", names.join(", ")),
+            };
+            cx.diags.push(Diagnostic::error(format!("--set {k}={v}: the file declares no variable `{k}`"), None).with_help(help));
+            ok = false;
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (name, (default, pos)) in &declared {
+        match overrides.get(name).or(default.as_ref()) {
+            Some(v) => {
+                out.insert(name.clone(), v.clone());
+            }
+            None => {
+                cx.error_help(
+                    format!("variable `{name}` has no default and was not given with --set"),
+                    *pos,
+                    format!("run with `--set {name}=VALUE`"),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
+}
+
+/// Parses a template and reports unknown variables; None if anything is wrong.
+fn template_of(cx: &mut Cx, text: &str, pos: Pos, what: &str, vars: &BTreeMap<String, String>) -> Option<Vec<Piece>> {
+    let pieces = match template::parse(text) {
+        Ok(p) => p,
+        Err(e) => {
+            let at = cx.locate(pos, &e.token);
+            cx.error(format!("in {what}: {}", e.message), at);
+            return None;
+        }
+    };
+    let names: Vec<&str> = vars.keys().map(String::as_str).collect();
+    let mut ok = true;
+    for (name, _) in template::names(&pieces) {
+        if !vars.contains_key(name) {
+            let at = cx.locate(pos, &format!("${{{name}}}"));
+            let help = match did_you_mean(name, &names) {
+                Some(near) => format!("did you mean `${{{near}}}`?"),
+                None => "declare it under `vars:` (with a default, or empty and given with --set)".into(),
+            };
+            cx.error_help(format!("unknown variable `${{{name}}}` in {what}"), at, help);
+            ok = false;
+        }
+    }
+    ok.then_some(pieces)
+}
+
+fn compile_command(cx: &mut Cx, node: &Node, section: &str, vars: Option<&BTreeMap<String, String>>) -> Option<CommandSpec> {
+    let what = format!("`{section}`");
+    let f = fields(cx, node, &what, &["command", "timeout"])?;
+    let timeout = match f.get("timeout") {
+        Some(n) => duration(cx, n, &format!("{section} timeout"), false),
+        None => Some(defaults::COMMAND_TIMEOUT),
+    };
+    let cmd = required(cx, &f, "command", &what, "add e.g. `command: [\"kubectl\", \"rollout\", \"undo\", \"deployment/${service}\"]`")?;
+    let items = match &cmd.value {
+        Value::Seq(items) if items.is_empty() => {
+            cx.error(format!("{section} command is empty"), cmd.pos);
+            return None;
+        }
+        Value::Seq(items) => items,
+        Value::Str(s) => {
+            let split: Vec<String> = s.split_whitespace().map(|w| format!("{w:?}")).collect();
+            cx.error_help(
+                format!("{section} command must be a list of arguments (it runs without a shell), found the string {s:?}"),
+                cmd.pos,
+                format!("write it as a list: [{}]", split.join(", ")),
+            );
+            return None;
+        }
+        _ => {
+            cx.error(format!("{section} command must be a list of arguments, found {}", cmd.kind()), cmd.pos);
+            return None;
+        }
+    };
+    let mut argv = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let Some(text) = (match &item.value {
+            Value::Seq(_) | Value::Map(_) | Value::Null => None,
+            _ => item.scalar_text(),
+        }) else {
+            cx.error(format!("{section} command argument {} must be a string, found {}", i + 1, item.kind()), item.pos);
+            ok = false;
+            continue;
+        };
+        if i == 0 && text.trim().is_empty() {
+            cx.error(format!("{section} command's program is empty"), item.pos);
+            ok = false;
+            continue;
+        }
+        match vars {
+            Some(vars) => match template_of(cx, &text, item.pos, &format!("the {section} command"), vars) {
+                Some(pieces) => argv.push(template::render_plain(&pieces, vars)),
+                None => ok = false,
+            },
+            None => ok = false,
+        }
+    }
+    Some(CommandSpec { argv, timeout: timeout? }).filter(|_| ok)
+}
+
+const RULE_KEYS: &[&str] = &["name", "description", "query", "above", "below", "for", "interval", "no_data", "action"];
+
+fn compile_rule(cx: &mut Cx, node: &Node, default_interval: Option<Duration>, vars: Option<&BTreeMap<String, String>>) -> Option<(Rule, Pos)> {
+    let f = fields(cx, node, "rule", RULE_KEYS)?;
+    let name = required(cx, &f, "name", "a rule", "add `name: error-ratio` (letters, digits, `-`, `_`, `.`)").and_then(|n| string(cx, n, "rule name"));
+    let label = name.clone().unwrap_or_else(|| format!("at line {}", f.pos.line));
+    let what = format!("rule `{label}`");
+    let name = name.filter(|n| {
+        let valid = !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            cx.error(format!("invalid rule name {n:?}: use letters, digits, `-`, `_` and `.`"), f.get("name").map_or(f.pos, |n| n.pos));
+        }
+        valid
+    });
+    let description = f.get("description").and_then(|n| string(cx, n, "description"));
+
+    let query = required(cx, &f, "query", &what, "add the PromQL query whose value is judged").and_then(|n| {
+        let text = string(cx, n, "query")?;
+        let vars = vars?;
+        let pieces = template_of(cx, &text, n.pos, &format!("the query of {what}"), vars)?;
+        let q = match template::render_promql(&pieces, vars) {
+            Ok(q) => q,
+            Err(e) => {
+                let at = cx.locate(n.pos, &e.token);
+                cx.error(format!("in the query of {what}: {}", e.message), at);
+                return None;
+            }
+        };
+        check_promql(cx, &q, n.pos, &what)?;
+        Some(q)
+    });
+
+    let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
+    let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
+    let threshold_given = f.get("above").is_some() || f.get("below").is_some();
+    if !threshold_given {
+        cx.error_help(format!("{what} has no threshold"), f.pos, "add `above: X` (breached when value > X), `below: Y`, or both for a band");
+    }
+    if let (Some(a), Some(b)) = (above, below) {
+        if b >= a {
+            cx.error_help(
+                format!("{what}: `below: {b}` is not under `above: {a}`, so no value would be healthy"),
+                f.get("below").map_or(f.pos, |n| n.pos),
+                "with both, the rule breaches outside the band: below < value-is-ok < above",
+            );
+        }
+    }
+    let for_ = required(cx, &f, "for", &what, "add how long it must stay breached, e.g. `for: 2m` (`for: 0s` acts on the first breaching poll)")
+        .and_then(|n| duration(cx, n, "`for`", true));
+    let interval = match f.get("interval") {
+        Some(n) => duration(cx, n, "rule interval", false),
+        None => default_interval,
+    };
+    let no_data = match f.get("no_data") {
+        Some(n) => choice(cx, n, "no_data", &["ok", "breach", "hold"]).map(|c| match c {
+            "breach" => NoData::Breach,
+            "hold" => NoData::Hold,
+            _ => NoData::Ok,
+        }),
+        None => Some(NoData::Ok),
+    };
+    let action = match f.get("action") {
+        Some(n) => choice(cx, n, "action", &["rollback", "pause", "notify"]).map(|c| match c {
+            "pause" => Action::Pause,
+            "notify" => Action::Notify,
+            _ => Action::Rollback,
+        }),
+        None => Some(Action::Rollback),
+    };
+
+    if below.is_some() && f.get("no_data").is_none() {
+        cx.warn(
+            format!("{what} uses `below:` without an explicit `no_data`"),
+            f.get("below").map_or(f.pos, |n| n.pos),
+            "if the signal disappears (e.g. the service stops reporting), the default `no_data: ok` treats that as healthy; say `no_data: breach` or `no_data: ok` explicitly",
+        );
+    }
+    if let (Some(fr), Some(iv)) = (for_, interval) {
+        if !fr.is_zero() && fr < iv {
+            cx.warn(
+                format!("{what}: `for` ({}) is shorter than its poll interval ({})", fmt_d(fr), fmt_d(iv)),
+                f.get("for").map_or(f.pos, |n| n.pos),
+                "it acts on the second breaching poll; use `for: 0s` to act at once, or a shorter interval",
+            );
+        }
+    }
+
+    let threshold = Threshold { above, below };
+    if threshold_given && above.is_none() && below.is_none() {
+        return None;
+    }
+    Some((
+        Rule {
+            name: name?,
+            description,
+            query: query?,
+            threshold,
+            for_: for_?,
+            interval: interval?,
+            no_data: no_data?,
+            action: action?,
+        },
+        f.pos,
+    ))
+}
+
+/// Checks the substituted query offline: valid PromQL that yields an instant value.
+fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
+    use promql_parser::parser::{self, value::ValueType};
+    match parser::parse(q) {
+        Ok(expr) => match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => Some(()),
+            ValueType::Matrix => {
+                cx.error_help(
+                    format!("the query of {what} returns a range vector, which has no single value to judge"),
+                    pos,
+                    "wrap the range in a function, e.g. `rate(x[5m])` or `max_over_time(x[5m])`",
+                );
+                None
+            }
+            ValueType::String => {
+                cx.error(format!("the query of {what} returns a string, not a number"), pos);
+                None
+            }
+        },
+        Err(e) => {
+            cx.error(format!("the query of {what} is not valid PromQL: {}", e.trim()), pos);
+            None
+        }
+    }
+}

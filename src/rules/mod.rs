@@ -1,0 +1,97 @@
+//! Rule files: the model of a watch, and loading it from YAML.
+//!
+//! One file describes one watch: how long it lasts, the rules it judges, and the
+//! commands it may run. `load` turns a file (plus `--set` overrides) into a `WatchSpec`
+//! whose every value has been validated and every `${name}` substituted, or into the
+//! complete list of what is wrong with it.
+
+pub mod diag;
+mod load;
+pub mod template;
+pub mod yaml;
+
+use crate::eval::{NoData, Params, Threshold};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use diag::{Diagnostic, Severity};
+pub use load::{load, load_str, parse_duration, LoadError};
+
+/// Defaults for keys a file may leave out.
+pub mod defaults {
+    use std::time::Duration;
+    /// A watch is inconclusive after this long without any successful query.
+    pub const MAX_BLIND: Duration = Duration::from_secs(300);
+    /// Every query gives up after this long.
+    pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A rollback or pause command is killed after this long.
+    pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+}
+
+/// A validated watch, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchSpec {
+    pub path: PathBuf,
+    /// Effective variable values (defaults overridden by `--set`).
+    pub vars: BTreeMap<String, String>,
+    pub duration: Duration,
+    pub interval: Duration,
+    pub max_blind: Duration,
+    pub query_timeout: Duration,
+    /// `watch.prometheus` from the file, if given.
+    pub prometheus: Option<String>,
+    pub rollback: Option<CommandSpec>,
+    pub pause: Option<CommandSpec>,
+    pub rules: Vec<Rule>,
+}
+
+/// A command to run: argv (no shell) with placeholders substituted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+}
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Rollback,
+    Pause,
+    Notify,
+}
+
+impl Action {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Rollback => "rollback",
+            Action::Pause => "pause",
+            Action::Notify => "notify",
+        }
+    }
+}
+
+/// A validated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub description: Option<String>,
+    /// The query with variables substituted and escaped.
+    pub query: String,
+    pub threshold: Threshold,
+    pub for_: Duration,
+    pub interval: Duration,
+    pub no_data: NoData,
+    pub action: Action,
+}
+
+impl Rule {
+    pub fn params(&self) -> Params {
+        Params {
+            threshold: self.threshold,
+            for_: self.for_,
+            no_data: self.no_data,
+        }
+    }
+}
