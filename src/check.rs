@@ -14,7 +14,11 @@ use std::time::SystemTime;
 pub async fn run(args: CheckArgs) -> u8 {
     let mut failed = false;
     for path in &args.files {
-        let Some(spec) = load_reporting(path, &args.sets) else {
+        let opts = crate::rules::LoadOptions {
+            sets: &args.sets,
+            check: true,
+        };
+        let Some(spec) = load_reporting(path, &opts) else {
             failed = true;
             continue;
         };
@@ -30,7 +34,13 @@ pub async fn run(args: CheckArgs) -> u8 {
             }
         }
         let names: Vec<&str> = spec.rules.iter().map(|r| r.name.as_str()).collect();
-        println!("ok: {} ({} rule{}: {})", path.display(), names.len(), if names.len() == 1 { "" } else { "s" }, names.join(", "));
+        println!(
+            "ok: {} ({} rule{}: {})",
+            path.display(),
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        );
         if args.prom.prometheus.is_none() {
             continue;
         }
@@ -44,14 +54,30 @@ pub async fn run(args: CheckArgs) -> u8 {
         for rule in &spec.rules {
             match client.query(&rule.query, SystemTime::now()).await {
                 Ok(r) => {
-                    let values: Vec<f64> = r.samples.iter().map(|s| s.value).filter(|v| !v.is_nan()).collect();
+                    let values: Vec<f64> = r
+                        .samples
+                        .iter()
+                        .map(|s| s.value)
+                        .filter(|v| !v.is_nan())
+                        .collect();
                     if values.is_empty() {
-                        println!("  {}: no data now (no_data: {})", rule.name, rule.no_data.as_str());
+                        println!(
+                            "  {}: no data now (no_data: {})",
+                            rule.name,
+                            rule.no_data.as_str()
+                        );
                     }
                     for s in r.samples.iter().filter(|s| !s.value.is_nan()) {
-                        let state = if rule.threshold.breached(s.value) { "BREACHED" } else { "ok" };
+                        let state = if rule.threshold.breached(s.value) {
+                            "BREACHED"
+                        } else {
+                            "ok"
+                        };
                         let labels = serde_json::to_string(&s.labels).unwrap_or_default();
-                        println!("  {}: {} {} (threshold {}) {state}", rule.name, labels, s.value, rule.threshold);
+                        println!(
+                            "  {}: {} {} (threshold {}) {state}",
+                            rule.name, labels, s.value, rule.threshold
+                        );
                     }
                     for w in &r.warnings {
                         println!("  {}: warning from Prometheus: {w}", rule.name);

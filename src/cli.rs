@@ -14,7 +14,11 @@ use tokio::sync::mpsc;
 use tracing::{error, info};
 
 #[derive(Debug, Parser)]
-#[command(name = "rollwatch", version, about = "Guards production after a release: polls Prometheus rules and runs the agreed rollback exactly once.")]
+#[command(
+    name = "rollwatch",
+    version,
+    about = "Guards production after a release: polls Prometheus rules and runs the agreed rollback exactly once."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -113,8 +117,8 @@ pub fn print_diagnostics(path: &str, source: &str, diags: &[Diagnostic]) {
 }
 
 /// Loads a rule file, printing every diagnostic; None (after printing) on errors.
-pub fn load_reporting(path: &std::path::Path, sets: &[(String, String)]) -> Option<WatchSpec> {
-    match rules::load(path, sets) {
+pub fn load_reporting(path: &std::path::Path, opts: &rules::LoadOptions) -> Option<WatchSpec> {
+    match rules::load(path, opts) {
         Ok((spec, warnings)) => {
             if !warnings.is_empty() {
                 let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -130,7 +134,11 @@ pub fn load_reporting(path: &std::path::Path, sets: &[(String, String)]) -> Opti
 }
 
 /// Builds the Prometheus client from the flags, falling back to the file's URL.
-pub fn prom_client(args: &PromArgs, file_url: Option<&str>, timeout: Duration) -> Result<PromClient, String> {
+pub fn prom_client(
+    args: &PromArgs,
+    file_url: Option<&str>,
+    timeout: Duration,
+) -> Result<PromClient, String> {
     let url = args
         .prometheus
         .clone()
@@ -172,7 +180,11 @@ pub fn signal_channel() -> mpsc::Receiver<Signal> {
 /// `rollwatch watch`.
 pub async fn watch(args: WatchArgs) -> u8 {
     let mut signals = signal_channel();
-    let Some(spec) = load_reporting(&args.rules, &args.sets) else {
+    let opts = rules::LoadOptions {
+        sets: &args.sets,
+        check: false,
+    };
+    let Some(spec) = load_reporting(&args.rules, &opts) else {
         return exit::USAGE;
     };
     let client = match prom_client(&args.prom, spec.prometheus.as_deref(), spec.query_timeout) {
@@ -201,7 +213,14 @@ pub async fn watch(args: WatchArgs) -> u8 {
         dry_run: args.dry_run,
     };
     info!(event = "config", rules_file = %args.rules.display(), prometheus = %client.shown_url(), vars = ?spec.vars, "loaded {}", args.rules.display());
-    let outcome = watch::run(&spec, Arc::new(client), &ProcessRunner::default(), &opts, &mut signals).await;
+    let outcome = watch::run(
+        &spec,
+        Arc::new(client),
+        &ProcessRunner::default(),
+        &opts,
+        &mut signals,
+    )
+    .await;
     report_outcome(&outcome);
     outcome.exit_code()
 }
@@ -210,20 +229,42 @@ pub async fn watch(args: WatchArgs) -> u8 {
 pub fn report_outcome(outcome: &watch::Outcome) {
     use watch::Outcome::*;
     let detail = match outcome {
-        Healthy => "the watch ran its full duration; nothing breached long enough to act".to_string(),
-        RolledBack { rule, dry_run: false } => format!("rolled back: rule `{rule}` fired and the rollback command succeeded"),
-        RolledBack { rule, dry_run: true } => format!("dry run: rule `{rule}` fired; the rollback command would have run"),
-        RollbackFailed { rule, status } => format!("rule `{rule}` fired but the rollback command {status}: act by hand"),
+        Healthy => {
+            "the watch ran its full duration; nothing breached long enough to act".to_string()
+        }
+        RolledBack {
+            rule,
+            dry_run: false,
+        } => format!("rolled back: rule `{rule}` fired and the rollback command succeeded"),
+        RolledBack {
+            rule,
+            dry_run: true,
+        } => format!("dry run: rule `{rule}` fired; the rollback command would have run"),
+        RollbackFailed { rule, status } => {
+            format!("rule `{rule}` fired but the rollback command {status}: act by hand")
+        }
         Paused { rule } => format!("paused by rule `{rule}`; no rollback followed"),
-        PauseFailed { rule, status } => format!("rule `{rule}` fired but the pause command {status}: act by hand"),
+        PauseFailed { rule, status } => {
+            format!("rule `{rule}` fired but the pause command {status}: act by hand")
+        }
         Inconclusive { reason } => format!("inconclusive: {reason}"),
         Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
         QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
     };
     let code = outcome.exit_code();
     if matches!(outcome, Healthy | RolledBack { .. } | Paused { .. }) {
-        info!(event = "watch_finished", outcome = outcome.name(), exit_code = code, "{detail}");
+        info!(
+            event = "watch_finished",
+            outcome = outcome.name(),
+            exit_code = code,
+            "{detail}"
+        );
     } else {
-        error!(event = "watch_finished", outcome = outcome.name(), exit_code = code, "{detail}");
+        error!(
+            event = "watch_finished",
+            outcome = outcome.name(),
+            exit_code = code,
+            "{detail}"
+        );
     }
 }

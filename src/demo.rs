@@ -64,7 +64,10 @@ struct Sim {
 impl Sim {
     fn answer(&self, query: &str) -> serde_json::Value {
         let t = self.start.elapsed();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         let value = if query.contains("histogram_quantile") {
             0.21 + 0.01 * ((t.as_secs() % 3) as f64)
         } else if query.contains("5..") {
@@ -85,11 +88,17 @@ impl Sim {
     }
 }
 
-async fn query_get(State(sim): State<Sim>, Query(p): Query<HashMap<String, String>>) -> Json<serde_json::Value> {
+async fn query_get(
+    State(sim): State<Sim>,
+    Query(p): Query<HashMap<String, String>>,
+) -> Json<serde_json::Value> {
     Json(sim.answer(p.get("query").map_or("", String::as_str)))
 }
 
-async fn query_post(State(sim): State<Sim>, Form(p): Form<HashMap<String, String>>) -> Json<serde_json::Value> {
+async fn query_post(
+    State(sim): State<Sim>,
+    Form(p): Form<HashMap<String, String>>,
+) -> Json<serde_json::Value> {
     Json(sim.answer(p.get("query").map_or("", String::as_str)))
 }
 
@@ -101,7 +110,9 @@ pub async fn run(args: DemoArgs) -> u8 {
             return crate::exit::USAGE;
         }
     };
-    let addr = listener.local_addr().expect("bound listener has an address");
+    let addr = listener
+        .local_addr()
+        .expect("bound listener has an address");
     let sim = Sim {
         start: Instant::now(),
         breach_after: args.breach_after,
@@ -113,20 +124,29 @@ pub async fn run(args: DemoArgs) -> u8 {
         let _ = axum::serve(listener, app).await;
     });
 
-    let for_ = humantime::format_duration(args.for_).to_string().replace(' ', "");
+    let for_ = humantime::format_duration(args.for_)
+        .to_string()
+        .replace(' ', "");
     let text = RULES.replace("FOR", &for_);
-    let (spec, _) = crate::rules::load_str("demo.yaml", &text, &[]).expect("the demo rule file is valid");
+    let (spec, _) = crate::rules::load_str("demo.yaml", &text, &Default::default())
+        .expect("the demo rule file is valid");
     println!("rollwatch demo");
     println!("==============");
     println!("A simulated service `checkout` was just released. Its error ratio is 0.4%;");
-    println!("{} after the release it jumps to 9%. The watch below uses this rule file:\n", humantime::format_duration(args.breach_after));
+    println!(
+        "{} after the release it jumps to 9%. The watch below uses this rule file:\n",
+        humantime::format_duration(args.breach_after)
+    );
     for line in text.lines() {
         println!("    {line}");
     }
     println!();
     println!("Prometheus: an in-process STAND-IN at http://{addr} that answers the query API");
     println!("for the simulated service only (it is not Prometheus; it evaluates no PromQL).");
-    println!("Expect the rollback about {} after the jump.\n", humantime::format_duration(args.for_));
+    println!(
+        "Expect the rollback about {} after the jump.\n",
+        humantime::format_duration(args.for_)
+    );
 
     let client = PromClient::new(&PromConfig {
         url: format!("http://{addr}"),
@@ -139,13 +159,23 @@ pub async fn run(args: DemoArgs) -> u8 {
         duration: spec.duration,
         dry_run: false,
     };
-    let outcome = watch::run(&spec, Arc::new(client), &ProcessRunner::default(), &opts, &mut signals).await;
+    let outcome = watch::run(
+        &spec,
+        Arc::new(client),
+        &ProcessRunner::default(),
+        &opts,
+        &mut signals,
+    )
+    .await;
     crate::cli::report_outcome(&outcome);
     println!();
     match outcome {
         Outcome::RolledBack { .. } => {
             println!("The watch caught the bad release and rolled back, exactly once.");
-            println!("A pipeline would have seen exit code {} (rolled back).", outcome.exit_code());
+            println!(
+                "A pipeline would have seen exit code {} (rolled back).",
+                outcome.exit_code()
+            );
             println!("Next: write your own rules (see rules/ and README.md), then `rollwatch check` them.");
             crate::exit::HEALTHY
         }

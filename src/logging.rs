@@ -17,7 +17,8 @@ pub enum LogFormat {
 /// Installs the global subscriber. Logs go to stderr; stdout is for results.
 pub fn init(format: LogFormat, quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
-    let filter = EnvFilter::try_from_env("ROLLWATCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let filter =
+        EnvFilter::try_from_env("ROLLWATCH_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let json = match format {
         LogFormat::Json => true,
         LogFormat::Text => false,
@@ -28,8 +29,14 @@ pub fn init(format: LogFormat, quiet: bool) {
         .with_writer(std::io::stderr)
         .with_target(false);
     if json {
-        let _ = builder.json().flatten_event(true).with_current_span(false).try_init();
+        let _ = builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init();
     } else {
-        let _ = builder.with_ansi(std::io::stderr().is_terminal()).try_init();
+        let _ = builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .try_init();
     }
 }

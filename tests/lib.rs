@@ -1,1 +1,9 @@
+//! Integration tests: the real `rollwatch` binary against a real Prometheus (Debian's
+//! `prometheus`, started once on a free loopback port, scraping an exporter the tests
+//! control every second), plus a scripted fake Prometheus for injected faults only.
 
+mod harness;
+
+mod check;
+mod faults;
+mod watch;

@@ -56,7 +56,9 @@ impl std::fmt::Display for ActionStatus {
         match self {
             ActionStatus::Succeeded => write!(f, "succeeded"),
             ActionStatus::Failed { code: Some(c), .. } => write!(f, "failed with exit code {c}"),
-            ActionStatus::Failed { signal: Some(s), .. } => write!(f, "killed by signal {s}"),
+            ActionStatus::Failed {
+                signal: Some(s), ..
+            } => write!(f, "killed by signal {s}"),
             ActionStatus::Failed { .. } => write!(f, "failed"),
             ActionStatus::TimedOut => write!(f, "timed out and was killed"),
             ActionStatus::SpawnFailed(e) => write!(f, "could not be started: {e}"),
@@ -112,7 +114,12 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 
 type Tail = Arc<Mutex<VecDeque<String>>>;
 
-async fn pump(mut reader: impl AsyncRead + Unpin, stream: &'static str, kind: &'static str, tail: Tail) {
+async fn pump(
+    mut reader: impl AsyncRead + Unpin,
+    stream: &'static str,
+    kind: &'static str,
+    tail: Tail,
+) {
     let mut buf = vec![0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
     let mut truncated = false;
@@ -162,7 +169,12 @@ impl ActionRunner for ProcessRunner {
         let report = |status, tail: &Tail| ActionReport {
             status,
             duration: started.elapsed(),
-            output_tail: tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect(),
+            output_tail: tail
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         };
         let Some((program, args)) = req.argv.split_first() else {
             return report(ActionStatus::SpawnFailed("empty command".into()), &tail);
@@ -181,8 +193,14 @@ impl ActionRunner for ProcessRunner {
         };
         let pid = child.id().unwrap_or(0);
         let readers = [
-            child.stdout.take().map(|o| tokio::spawn(pump(o, "stdout", req.kind, tail.clone()))),
-            child.stderr.take().map(|e| tokio::spawn(pump(e, "stderr", req.kind, tail.clone()))),
+            child
+                .stdout
+                .take()
+                .map(|o| tokio::spawn(pump(o, "stdout", req.kind, tail.clone()))),
+            child
+                .stderr
+                .take()
+                .map(|e| tokio::spawn(pump(e, "stderr", req.kind, tail.clone()))),
         ];
         let status = match tokio::time::timeout(req.timeout, child.wait()).await {
             Ok(Ok(st)) => {
@@ -200,7 +218,10 @@ impl ActionRunner for ProcessRunner {
             Err(_) => {
                 tracing::error!(action = req.kind, pid, timeout = ?req.timeout, "command timed out; stopping its process group (SIGTERM, then SIGKILL)");
                 kill_group(pid, nix::sys::signal::Signal::SIGTERM);
-                if tokio::time::timeout(self.kill_grace, child.wait()).await.is_err() {
+                if tokio::time::timeout(self.kill_grace, child.wait())
+                    .await
+                    .is_err()
+                {
                     kill_group(pid, nix::sys::signal::Signal::SIGKILL);
                     let _ = child.wait().await;
                 }
@@ -234,22 +255,39 @@ mod tests {
     #[tokio::test]
     async fn success_env_and_output_tail() {
         let r = ProcessRunner::default()
-            .run(&req(&["sh", "-c", "echo rule=$ROLLWATCH_RULE; echo err >&2"], 10_000))
+            .run(&req(
+                &["sh", "-c", "echo rule=$ROLLWATCH_RULE; echo err >&2"],
+                10_000,
+            ))
             .await;
         assert_eq!(r.status, ActionStatus::Succeeded);
-        assert!(r.output_tail.contains(&"rule=r1".to_string()), "{:?}", r.output_tail);
+        assert!(
+            r.output_tail.contains(&"rule=r1".to_string()),
+            "{:?}",
+            r.output_tail
+        );
         assert!(r.output_tail.contains(&"err".to_string()));
     }
 
     #[tokio::test]
     async fn failure_reports_exit_code() {
-        let r = ProcessRunner::default().run(&req(&["sh", "-c", "exit 7"], 10_000)).await;
-        assert_eq!(r.status, ActionStatus::Failed { code: Some(7), signal: None });
+        let r = ProcessRunner::default()
+            .run(&req(&["sh", "-c", "exit 7"], 10_000))
+            .await;
+        assert_eq!(
+            r.status,
+            ActionStatus::Failed {
+                code: Some(7),
+                signal: None
+            }
+        );
     }
 
     #[tokio::test]
     async fn missing_program_is_a_spawn_failure() {
-        let r = ProcessRunner::default().run(&req(&["/nonexistent/rollback"], 10_000)).await;
+        let r = ProcessRunner::default()
+            .run(&req(&["/nonexistent/rollback"], 10_000))
+            .await;
         assert!(matches!(r.status, ActionStatus::SpawnFailed(_)));
     }
 
@@ -258,10 +296,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("grandchild.pid");
         let script = format!("sleep 60 & echo $! > {}; wait", pidfile.display());
-        let runner = ProcessRunner { kill_grace: Duration::from_millis(200) };
+        let runner = ProcessRunner {
+            kill_grace: Duration::from_millis(200),
+        };
         let r = runner.run(&req(&["sh", "-c", &script], 500)).await;
         assert_eq!(r.status, ActionStatus::TimedOut);
-        let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().trim().parse().unwrap();
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
         // The grandchild is gone (a zombie awaiting its reaper counts as gone). Death
         // is asynchronous, so give the kernel a bounded moment to finish it.
         let running = || {

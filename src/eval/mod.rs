@@ -128,10 +128,7 @@ pub struct SeriesState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// The series breached for the first time in a run.
-    Pending {
-        labels: Labels,
-        value: Option<f64>,
-    },
+    Pending { labels: Labels, value: Option<f64> },
     /// The series has breached at every poll for `for`: act.
     Fired {
         labels: Labels,

@@ -297,10 +297,28 @@ fn poll_labels(s: &str) -> Labels {
 
 #[test]
 fn threshold_display() {
-    assert_eq!(Threshold { above: Some(0.05), below: None }.to_string(), "> 0.05");
-    assert_eq!(Threshold { above: None, below: Some(3.0) }.to_string(), "< 3");
     assert_eq!(
-        Threshold { above: Some(5.0), below: Some(1.0) }.to_string(),
+        Threshold {
+            above: Some(0.05),
+            below: None
+        }
+        .to_string(),
+        "> 0.05"
+    );
+    assert_eq!(
+        Threshold {
+            above: None,
+            below: Some(3.0)
+        }
+        .to_string(),
+        "< 3"
+    );
+    assert_eq!(
+        Threshold {
+            above: Some(5.0),
+            below: Some(1.0)
+        }
+        .to_string(),
         "< 1 or > 5"
     );
 }

@@ -81,8 +81,11 @@ impl PromClient {
         }
         if let Some(path) = &cfg.bearer_token_file {
             let token = read_secret("bearer token file", path)?;
-            let mut v = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| ConfigError::Invalid("the bearer token contains characters not allowed in a header".into()))?;
+            let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                ConfigError::Invalid(
+                    "the bearer token contains characters not allowed in a header".into(),
+                )
+            })?;
             v.set_sensitive(true);
             headers.insert(AUTHORIZATION, v);
         }
@@ -95,10 +98,14 @@ impl PromClient {
         }
         for h in &cfg.headers {
             let (name, value) = h.split_once(':').ok_or_else(|| {
-                ConfigError::Invalid(format!("header {:?} is not `Name: value`", h.split(':').next().unwrap_or("")))
+                ConfigError::Invalid(format!(
+                    "header {:?} is not `Name: value`",
+                    h.split(':').next().unwrap_or("")
+                ))
             })?;
-            let name = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| ConfigError::Invalid(format!("invalid header name {:?}", name.trim())))?;
+            let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                ConfigError::Invalid(format!("invalid header name {:?}", name.trim()))
+            })?;
             let mut value = HeaderValue::from_str(value.trim())
                 .map_err(|_| ConfigError::Invalid(format!("invalid value for header {name}")))?;
             value.set_sensitive(true);
@@ -155,8 +162,11 @@ impl PromClient {
 fn basic(user: &str, pass: Option<&str>) -> Result<HeaderValue, ConfigError> {
     use base64::Engine as _;
     let raw = format!("{user}:{}", pass.unwrap_or(""));
-    let mut v = HeaderValue::from_str(&format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())))
-        .map_err(|_| ConfigError::Invalid("invalid basic auth credentials".into()))?;
+    let mut v = HeaderValue::from_str(&format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
+    ))
+    .map_err(|_| ConfigError::Invalid("invalid basic auth credentials".into()))?;
     v.set_sensitive(true);
     Ok(v)
 }
@@ -196,13 +206,17 @@ impl MetricsSource for PromClient {
                 .map_err(|e| classify(e, self.timeout))?;
             let status = resp.status().as_u16();
             if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
-                return Err(QueryError::Decode(format!("response larger than {MAX_BODY} bytes")));
+                return Err(QueryError::Decode(format!(
+                    "response larger than {MAX_BODY} bytes"
+                )));
             }
             let mut body = Vec::new();
             let mut resp = resp;
             while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, self.timeout))? {
                 if body.len() + chunk.len() > MAX_BODY {
-                    return Err(QueryError::Decode(format!("response larger than {MAX_BODY} bytes")));
+                    return Err(QueryError::Decode(format!(
+                        "response larger than {MAX_BODY} bytes"
+                    )));
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -242,7 +256,10 @@ mod tests {
 
     #[test]
     fn redact_removes_credentials() {
-        assert_eq!(redact("https://u:secret@prom:9090/x"), "https://prom:9090/x");
+        assert_eq!(
+            redact("https://u:secret@prom:9090/x"),
+            "https://prom:9090/x"
+        );
         assert!(!redact("https://u:secret@prom").contains("secret"));
     }
 
@@ -254,8 +271,13 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(c.endpoint.as_str(), "https://mimir.internal/prometheus/api/v1/query");
+        assert_eq!(
+            c.endpoint.as_str(),
+            "https://mimir.internal/prometheus/api/v1/query"
+        );
         assert!(!c.shown_url().contains("pw"));
-        assert!(c.graph_url("up").starts_with("https://mimir.internal/prometheus/graph?g0.expr=up"));
+        assert!(c
+            .graph_url("up")
+            .starts_with("https://mimir.internal/prometheus/graph?g0.expr=up"));
     }
 }

@@ -111,13 +111,14 @@ pub fn decode(status: u16, body: &[u8]) -> Result<QueryResult, QueryError> {
             labels: Labels::new(),
             value: parse_value(&v)?,
         }],
-        Some(Data::Matrix(_)) => {
-            return Err(QueryError::Decode(
-                "the query returned a range vector (matrix); rules need an instant vector or scalar".into(),
-            ))
-        }
+        Some(Data::Matrix(_)) => return Err(QueryError::Decode(
+            "the query returned a range vector (matrix); rules need an instant vector or scalar"
+                .into(),
+        )),
         Some(Data::String(_)) => {
-            return Err(QueryError::Decode("the query returned a string, not a number".into()))
+            return Err(QueryError::Decode(
+                "the query returned a string, not a number".into(),
+            ))
         }
         None => return Err(QueryError::Decode("success response without `data`".into())),
     };
@@ -148,7 +149,13 @@ mod tests {
     fn decodes_scalar_and_warnings() {
         let body = br#"{"status":"success","warnings":["partial response"],"data":{"resultType":"scalar","result":[1700000000,"3"]}}"#;
         let r = decode(200, body).unwrap();
-        assert_eq!(r.samples, vec![Sample { labels: Labels::new(), value: 3.0 }]);
+        assert_eq!(
+            r.samples,
+            vec![Sample {
+                labels: Labels::new(),
+                value: 3.0
+            }]
+        );
         assert_eq!(r.warnings, vec!["partial response".to_string()]);
     }
 
@@ -157,12 +164,18 @@ mod tests {
         let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
         assert!(decode(400, bad).unwrap_err().is_bad_query());
         let exec = br#"{"status":"error","errorType":"execution","error":"too many samples"}"#;
-        assert!(matches!(decode(422, exec), Err(QueryError::Prometheus { .. })));
+        assert!(matches!(
+            decode(422, exec),
+            Err(QueryError::Prometheus { .. })
+        ));
         assert!(matches!(
             decode(503, b"Service Unavailable"),
             Err(QueryError::Http { status: 503, .. })
         ));
-        assert!(matches!(decode(200, b"{\"status\":\"succ"), Err(QueryError::Decode(_))));
+        assert!(matches!(
+            decode(200, b"{\"status\":\"succ"),
+            Err(QueryError::Decode(_))
+        ));
         assert!(matches!(decode(200, b"<html>"), Err(QueryError::Decode(_))));
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
         assert!(matches!(decode(200, matrix), Err(QueryError::Decode(_))));

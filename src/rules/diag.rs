@@ -52,12 +52,13 @@ impl Diagnostic {
             Severity::Warning => "warning",
         };
         let _ = writeln!(out, "{label}: {}", self.message);
+        let mut pad = " ".to_string();
         match self.pos {
             Some(pos) if pos.line > 0 => {
-                let _ = writeln!(out, "  --> {path}:{}:{}", pos.line, pos.column);
+                let num = pos.line.to_string();
+                pad = " ".repeat(num.len());
+                let _ = writeln!(out, "{pad}--> {path}:{}:{}", pos.line, pos.column);
                 if let Some(line) = source.lines().nth(pos.line as usize - 1) {
-                    let num = pos.line.to_string();
-                    let pad = " ".repeat(num.len());
                     let col = pos.column.max(1) as usize - 1;
                     let rest = line.chars().count().saturating_sub(col).max(1);
                     let width = (pos.len as usize).clamp(1, rest);
@@ -67,11 +68,11 @@ impl Diagnostic {
                 }
             }
             _ => {
-                let _ = writeln!(out, "  --> {path}");
+                let _ = writeln!(out, "{pad}--> {path}");
             }
         }
         if let Some(help) = &self.help {
-            let _ = writeln!(out, "  = help: {help}");
+            let _ = writeln!(out, "{pad} = help: {help}");
         }
         out
     }

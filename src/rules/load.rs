@@ -43,35 +43,50 @@ impl fmt::Display for LoadError {
 
 impl std::error::Error for LoadError {}
 
+/// How to load a file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// `--set name=value` overrides.
+    pub sets: &'a [(String, String)],
+    /// For `check`: a variable without a default that was not set gets its own name as
+    /// a stand-in value, and a `--set` of an undeclared variable is only a warning (one
+    /// `--set` may be meant for another of the files checked).
+    pub check: bool,
+}
+
 /// A loaded watch and the warnings about it.
 pub type Loaded = (WatchSpec, Vec<Diagnostic>);
 
 /// Loads a rule file, applying `--set` overrides.
-pub fn load(path: &Path, sets: &[(String, String)]) -> Result<Loaded, LoadError> {
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let shown = path.display().to_string();
     match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&shown, &text, sets).map(|(mut spec, w)| {
+        Ok(text) => load_str(&shown, &text, opts).map(|(mut spec, w)| {
             spec.path = path.to_path_buf();
             (spec, w)
         }),
         Err(e) => Err(LoadError {
             path: shown,
             source_text: String::new(),
-            diagnostics: vec![Diagnostic::error(format!("cannot read the rule file: {e}"), None)],
+            diagnostics: vec![Diagnostic::error(
+                format!("cannot read the rule file: {e}"),
+                None,
+            )],
         }),
     }
 }
 
 /// Loads a rule file's text; `path` is only used in messages.
-pub fn load_str(path: &str, text: &str, sets: &[(String, String)]) -> Result<Loaded, LoadError> {
+pub fn load_str(path: &str, text: &str, opts: &LoadOptions) -> Result<Loaded, LoadError> {
     let mut cx = Cx {
         source: text,
         diags: Vec::new(),
     };
     let spec = match yaml::parse(text) {
-        Ok(root) => compile(&mut cx, &root, sets),
+        Ok(root) => compile(&mut cx, &root, opts),
         Err((msg, pos)) => {
-            cx.diags.push(Diagnostic::error(format!("invalid YAML: {msg}"), pos));
+            cx.diags
+                .push(Diagnostic::error(format!("invalid YAML: {msg}"), pos));
             None
         }
     };
@@ -97,7 +112,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!("`{t}` has no unit; write e.g. `{t}s` or `{t}m`"));
     }
-    humantime::parse_duration(t).map_err(|e| format!("`{t}` is not a duration ({e}); write e.g. `30s`, `5m` or `1h30m`"))
+    humantime::parse_duration(t)
+        .map_err(|e| format!("`{t}` is not a duration ({e}); write e.g. `30s`, `5m` or `1h30m`"))
 }
 
 struct Cx<'a> {
@@ -160,7 +176,10 @@ impl<'n> Fields<'n> {
 
 fn fields<'n>(cx: &mut Cx, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
     let Value::Map(entries) = &node.value else {
-        cx.error(format!("{what} must be a mapping of keys, found {}", node.kind()), node.pos);
+        cx.error(
+            format!("{what} must be a mapping of keys, found {}", node.kind()),
+            node.pos,
+        );
         return None;
     };
     let mut out = BTreeMap::new();
@@ -182,7 +201,13 @@ fn fields<'n>(cx: &mut Cx, node: &'n Node, what: &str, allowed: &[&str]) -> Opti
     })
 }
 
-fn required<'n>(cx: &mut Cx, f: &Fields<'n>, key: &str, what: &str, help: &str) -> Option<&'n Node> {
+fn required<'n>(
+    cx: &mut Cx,
+    f: &Fields<'n>,
+    key: &str,
+    what: &str,
+    help: &str,
+) -> Option<&'n Node> {
     let node = f.get(key);
     if node.is_none() {
         cx.error_help(format!("{what} has no `{key}`"), f.pos, help);
@@ -194,7 +219,10 @@ fn string(cx: &mut Cx, node: &Node, what: &str) -> Option<String> {
     match &node.value {
         Value::Str(s) => Some(s.clone()),
         _ => {
-            cx.error(format!("{what} must be a string, found {}", node.kind()), node.pos);
+            cx.error(
+                format!("{what} must be a string, found {}", node.kind()),
+                node.pos,
+            );
             None
         }
     }
@@ -206,7 +234,10 @@ fn duration(cx: &mut Cx, node: &Node, what: &str, allow_zero: bool) -> Option<Du
         Value::Int(0) => Ok(Duration::ZERO),
         Value::Int(i) => Err(format!("`{i}` has no unit; write e.g. `{i}s` or `{i}m`")),
         Value::Float(f) => Err(format!("`{f}` has no unit; write e.g. `30s` or `5m`")),
-        _ => Err(format!("expected a duration such as `30s`, found {}", node.kind())),
+        _ => Err(format!(
+            "expected a duration such as `30s`, found {}",
+            node.kind()
+        )),
     };
     match parsed {
         Ok(d) if d.is_zero() && !allow_zero => {
@@ -233,16 +264,26 @@ fn number(cx: &mut Cx, node: &Node, what: &str) -> Option<f64> {
             } else {
                 "thresholds are plain numbers such as `0.05` or `250`".to_string()
             };
-            cx.error_help(format!("{what} must be a number, found the string {s:?}"), node.pos, help);
+            cx.error_help(
+                format!("{what} must be a number, found the string {s:?}"),
+                node.pos,
+                help,
+            );
             return None;
         }
         _ => {
-            cx.error(format!("{what} must be a number, found {}", node.kind()), node.pos);
+            cx.error(
+                format!("{what} must be a number, found {}", node.kind()),
+                node.pos,
+            );
             return None;
         }
     };
     if !v.is_finite() {
-        cx.error(format!("{what} must be a finite number, found {v}"), node.pos);
+        cx.error(
+            format!("{what} must be a finite number, found {v}"),
+            node.pos,
+        );
         return None;
     }
     Some(v)
@@ -253,7 +294,14 @@ fn choice<'c>(cx: &mut Cx, node: &Node, what: &str, options: &[&'c str]) -> Opti
         Value::Str(s) => s.clone(),
         Value::Bool(b) => b.to_string(),
         _ => {
-            cx.error(format!("{what} must be one of {}, found {}", options.join(" | "), node.kind()), node.pos);
+            cx.error(
+                format!(
+                    "{what} must be one of {}, found {}",
+                    options.join(" | "),
+                    node.kind()
+                ),
+                node.pos,
+            );
             return None;
         }
     };
@@ -268,27 +316,53 @@ fn choice<'c>(cx: &mut Cx, node: &Node, what: &str, options: &[&'c str]) -> Opti
     None
 }
 
-fn compile(cx: &mut Cx, root: &Node, sets: &[(String, String)]) -> Option<WatchSpec> {
+fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
     if root.value == Value::Null {
-        cx.diags.push(Diagnostic::error(
-            "the rule file is empty",
-            None,
-        ).with_help("a rule file has `watch:`, `rules:` and a `rollback:` command; see rules/ for examples"));
+        cx.diags
+            .push(Diagnostic::error("the rule file is empty", None).with_help(
+            "a rule file has `watch:`, `rules:` and a `rollback:` command; see rules/ for examples",
+        ));
         return None;
     }
-    let top = fields(cx, root, "the rule file", &["vars", "watch", "rollback", "pause", "rules"])?;
-    let vars = compile_vars(cx, top.get("vars"), sets);
+    let top = fields(
+        cx,
+        root,
+        "the rule file",
+        &["vars", "watch", "rollback", "pause", "rules"],
+    )?;
+    let vars = compile_vars(cx, top.get("vars"), opts);
 
-    let watch = required(cx, &top, "watch", "the rule file", "add `watch:` with `duration:` and `interval:`")
-        .and_then(|n| fields(cx, n, "`watch`", &["duration", "interval", "max_blind", "query_timeout", "prometheus"]));
+    let watch = required(
+        cx,
+        &top,
+        "watch",
+        "the rule file",
+        "add `watch:` with `duration:` and `interval:`",
+    )
+    .and_then(|n| {
+        fields(
+            cx,
+            n,
+            "`watch`",
+            &[
+                "duration",
+                "interval",
+                "max_blind",
+                "query_timeout",
+                "prometheus",
+            ],
+        )
+    });
     let mut duration_ = None;
     let mut interval = None;
     let mut max_blind = Some(defaults::MAX_BLIND);
     let mut query_timeout = Some(defaults::QUERY_TIMEOUT);
     let mut prometheus = None;
     if let Some(w) = &watch {
-        duration_ = required(cx, w, "duration", "`watch`", "add e.g. `duration: 30m`").and_then(|n| duration(cx, n, "watch duration", false));
-        interval = required(cx, w, "interval", "`watch`", "add e.g. `interval: 15s`").and_then(|n| duration(cx, n, "watch interval", false));
+        duration_ = required(cx, w, "duration", "`watch`", "add e.g. `duration: 30m`")
+            .and_then(|n| duration(cx, n, "watch duration", false));
+        interval = required(cx, w, "interval", "`watch`", "add e.g. `interval: 15s`")
+            .and_then(|n| duration(cx, n, "watch interval", false));
         if let Some(n) = w.get("max_blind") {
             max_blind = duration(cx, n, "max_blind", false);
         }
@@ -300,20 +374,38 @@ fn compile(cx: &mut Cx, root: &Node, sets: &[(String, String)]) -> Option<WatchS
         }
     }
 
-    let rollback = top.get("rollback").map(|n| (n.pos, compile_command(cx, n, "rollback", vars.as_ref())));
-    let pause = top.get("pause").map(|n| (n.pos, compile_command(cx, n, "pause", vars.as_ref())));
+    let rollback = top
+        .get("rollback")
+        .map(|n| (n.pos, compile_command(cx, n, "rollback", vars.as_ref())));
+    let pause = top
+        .get("pause")
+        .map(|n| (n.pos, compile_command(cx, n, "pause", vars.as_ref())));
 
     let mut rules = Vec::new();
-    let rules_node = required(cx, &top, "rules", "the rule file", "add `rules:` with at least one rule");
+    let rules_node = required(
+        cx,
+        &top,
+        "rules",
+        "the rule file",
+        "add `rules:` with at least one rule",
+    );
     if let Some(n) = rules_node {
         match &n.value {
-            Value::Seq(items) if items.is_empty() => cx.error("`rules` is empty: a watch needs at least one rule", n.pos),
+            Value::Seq(items) if items.is_empty() => {
+                cx.error("`rules` is empty: a watch needs at least one rule", n.pos)
+            }
             Value::Seq(items) => {
                 let mut names: BTreeMap<String, Pos> = BTreeMap::new();
                 for item in items {
                     if let Some((rule, pos)) = compile_rule(cx, item, interval, vars.as_ref()) {
                         if let Some(first) = names.get(&rule.name) {
-                            cx.error(format!("duplicate rule name `{}` (first defined at line {})", rule.name, first.line), pos);
+                            cx.error(
+                                format!(
+                                    "duplicate rule name `{}` (first defined at line {})",
+                                    rule.name, first.line
+                                ),
+                                pos,
+                            );
                         } else {
                             names.insert(rule.name.clone(), pos);
                         }
@@ -335,15 +427,25 @@ fn compile(cx: &mut Cx, root: &Node, sets: &[(String, String)]) -> Option<WatchS
                     }
                 }
             }
-            _ => cx.error(format!("`rules` must be a list of rules, found {}", n.kind()), n.pos),
+            _ => cx.error(
+                format!("`rules` must be a list of rules, found {}", n.kind()),
+                n.pos,
+            ),
         }
     }
 
     // Likely mistakes that are not errors.
-    for (section, action, spec) in [("rollback", Action::Rollback, &rollback), ("pause", Action::Pause, &pause)] {
+    for (section, action, spec) in [
+        ("rollback", Action::Rollback, &rollback),
+        ("pause", Action::Pause, &pause),
+    ] {
         if let Some((pos, _)) = spec {
             if !rules.is_empty() && !rules.iter().any(|r| r.action == action) {
-                cx.warn(format!("`{section}:` is defined but no rule has `action: {section}`"), *pos, "it will never run");
+                cx.warn(
+                    format!("`{section}:` is defined but no rule has `action: {section}`"),
+                    *pos,
+                    "it will never run",
+                );
             }
         }
     }
@@ -351,14 +453,22 @@ fn compile(cx: &mut Cx, root: &Node, sets: &[(String, String)]) -> Option<WatchS
         if let Some(longest) = rules.iter().map(|r| r.interval).max() {
             if mb < longest {
                 cx.warn(
-                    format!("max_blind ({}) is shorter than the longest rule interval ({})", fmt_d(mb), fmt_d(longest)),
+                    format!(
+                        "max_blind ({}) is shorter than the longest rule interval ({})",
+                        fmt_d(mb),
+                        fmt_d(longest)
+                    ),
                     watch.as_ref().map_or(root.pos, |w| w.key_pos("max_blind")),
                     "a single slow poll cycle would end the watch inconclusive",
                 );
             }
             if longest > d {
                 cx.warn(
-                    format!("a rule interval ({}) is longer than the watch ({})", fmt_d(longest), fmt_d(d)),
+                    format!(
+                        "a rule interval ({}) is longer than the watch ({})",
+                        fmt_d(longest),
+                        fmt_d(d)
+                    ),
                     watch.as_ref().map_or(root.pos, |w| w.key_pos("duration")),
                     "that rule is polled only once",
                 );
@@ -390,7 +500,11 @@ fn fmt_d(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
-fn compile_vars(cx: &mut Cx, node: Option<&Node>, sets: &[(String, String)]) -> Option<BTreeMap<String, String>> {
+fn compile_vars(
+    cx: &mut Cx,
+    node: Option<&Node>,
+    opts: &LoadOptions,
+) -> Option<BTreeMap<String, String>> {
     let mut declared: BTreeMap<String, (Option<String>, Pos)> = BTreeMap::new();
     let mut ok = true;
     if let Some(node) = node {
@@ -406,7 +520,13 @@ fn compile_vars(cx: &mut Cx, node: Option<&Node>, sets: &[(String, String)]) -> 
                     let value = match &v.value {
                         Value::Null => None,
                         Value::Seq(_) | Value::Map(_) => {
-                            cx.error(format!("variable `{name}` must be a single value, found {}", v.kind()), v.pos);
+                            cx.error(
+                                format!(
+                                    "variable `{name}` must be a single value, found {}",
+                                    v.kind()
+                                ),
+                                v.pos,
+                            );
                             ok = false;
                             continue;
                         }
@@ -417,24 +537,38 @@ fn compile_vars(cx: &mut Cx, node: Option<&Node>, sets: &[(String, String)]) -> 
             }
             Value::Null => {}
             _ => {
-                cx.error(format!("`vars` must be a mapping of names to default values, found {}", node.kind()), node.pos);
+                cx.error(
+                    format!(
+                        "`vars` must be a mapping of names to default values, found {}",
+                        node.kind()
+                    ),
+                    node.pos,
+                );
                 return None;
             }
         }
     }
     let names: Vec<&str> = declared.keys().map(String::as_str).collect();
     let mut overrides = BTreeMap::new();
-    for (k, v) in sets {
+    for (k, v) in opts.sets {
         if declared.contains_key(k) {
             overrides.insert(k.clone(), v.clone());
         } else {
             let help = match did_you_mean(k, &names) {
                 Some(near) => format!("did you mean `{near}`?"),
-                None if names.is_empty() => "the file declares no variables; add them under `vars:`".into(),
+                None if names.is_empty() => {
+                    "the file declares no variables; add them under `vars:`".into()
+                }
                 None => format!("declared variables: {}", names.join(", ")),
             };
-            cx.diags.push(Diagnostic::error(format!("--set {k}={v}: the file declares no variable `{k}`"), None).with_help(help));
-            ok = false;
+            let msg = format!("--set {k}={v}: the file declares no variable `{k}`");
+            if opts.check {
+                cx.diags
+                    .push(Diagnostic::warning(msg, None).with_help(help));
+            } else {
+                cx.diags.push(Diagnostic::error(msg, None).with_help(help));
+                ok = false;
+            }
         }
     }
     let mut out = BTreeMap::new();
@@ -442,6 +576,9 @@ fn compile_vars(cx: &mut Cx, node: Option<&Node>, sets: &[(String, String)]) -> 
         match overrides.get(name).or(default.as_ref()) {
             Some(v) => {
                 out.insert(name.clone(), v.clone());
+            }
+            None if opts.check => {
+                out.insert(name.clone(), name.clone());
             }
             None => {
                 cx.error_help(
@@ -457,7 +594,13 @@ fn compile_vars(cx: &mut Cx, node: Option<&Node>, sets: &[(String, String)]) -> 
 }
 
 /// Parses a template and reports unknown variables; None if anything is wrong.
-fn template_of(cx: &mut Cx, text: &str, pos: Pos, what: &str, vars: &BTreeMap<String, String>) -> Option<Vec<Piece>> {
+fn template_of(
+    cx: &mut Cx,
+    text: &str,
+    pos: Pos,
+    what: &str,
+    vars: &BTreeMap<String, String>,
+) -> Option<Vec<Piece>> {
     let pieces = match template::parse(text) {
         Ok(p) => p,
         Err(e) => {
@@ -473,23 +616,39 @@ fn template_of(cx: &mut Cx, text: &str, pos: Pos, what: &str, vars: &BTreeMap<St
             let at = cx.locate(pos, &format!("${{{name}}}"));
             let help = match did_you_mean(name, &names) {
                 Some(near) => format!("did you mean `${{{near}}}`?"),
-                None => "declare it under `vars:` (with a default, or empty and given with --set)".into(),
+                None => "declare it under `vars:` (with a default, or empty and given with --set)"
+                    .into(),
             };
-            cx.error_help(format!("unknown variable `${{{name}}}` in {what}"), at, help);
+            cx.error_help(
+                format!("unknown variable `${{{name}}}` in {what}"),
+                at,
+                help,
+            );
             ok = false;
         }
     }
     ok.then_some(pieces)
 }
 
-fn compile_command(cx: &mut Cx, node: &Node, section: &str, vars: Option<&BTreeMap<String, String>>) -> Option<CommandSpec> {
+fn compile_command(
+    cx: &mut Cx,
+    node: &Node,
+    section: &str,
+    vars: Option<&BTreeMap<String, String>>,
+) -> Option<CommandSpec> {
     let what = format!("`{section}`");
     let f = fields(cx, node, &what, &["command", "timeout"])?;
     let timeout = match f.get("timeout") {
         Some(n) => duration(cx, n, &format!("{section} timeout"), false),
         None => Some(defaults::COMMAND_TIMEOUT),
     };
-    let cmd = required(cx, &f, "command", &what, "add e.g. `command: [\"kubectl\", \"rollout\", \"undo\", \"deployment/${service}\"]`")?;
+    let cmd = required(
+        cx,
+        &f,
+        "command",
+        &what,
+        "add e.g. `command: [\"kubectl\", \"rollout\", \"undo\", \"deployment/${service}\"]`",
+    )?;
     let items = match &cmd.value {
         Value::Seq(items) if items.is_empty() => {
             cx.error(format!("{section} command is empty"), cmd.pos);
@@ -506,7 +665,13 @@ fn compile_command(cx: &mut Cx, node: &Node, section: &str, vars: Option<&BTreeM
             return None;
         }
         _ => {
-            cx.error(format!("{section} command must be a list of arguments, found {}", cmd.kind()), cmd.pos);
+            cx.error(
+                format!(
+                    "{section} command must be a list of arguments, found {}",
+                    cmd.kind()
+                ),
+                cmd.pos,
+            );
             return None;
         }
     };
@@ -517,7 +682,14 @@ fn compile_command(cx: &mut Cx, node: &Node, section: &str, vars: Option<&BTreeM
             Value::Seq(_) | Value::Map(_) | Value::Null => None,
             _ => item.scalar_text(),
         }) else {
-            cx.error(format!("{section} command argument {} must be a string, found {}", i + 1, item.kind()), item.pos);
+            cx.error(
+                format!(
+                    "{section} command argument {} must be a string, found {}",
+                    i + 1,
+                    item.kind()
+                ),
+                item.pos,
+            );
             ok = false;
             continue;
         };
@@ -527,33 +699,77 @@ fn compile_command(cx: &mut Cx, node: &Node, section: &str, vars: Option<&BTreeM
             continue;
         }
         match vars {
-            Some(vars) => match template_of(cx, &text, item.pos, &format!("the {section} command"), vars) {
-                Some(pieces) => argv.push(template::render_plain(&pieces, vars)),
-                None => ok = false,
-            },
+            Some(vars) => {
+                match template_of(cx, &text, item.pos, &format!("the {section} command"), vars) {
+                    Some(pieces) => argv.push(template::render_plain(&pieces, vars)),
+                    None => ok = false,
+                }
+            }
             None => ok = false,
         }
     }
-    Some(CommandSpec { argv, timeout: timeout? }).filter(|_| ok)
+    Some(CommandSpec {
+        argv,
+        timeout: timeout?,
+    })
+    .filter(|_| ok)
 }
 
-const RULE_KEYS: &[&str] = &["name", "description", "query", "above", "below", "for", "interval", "no_data", "action"];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "query",
+    "above",
+    "below",
+    "for",
+    "interval",
+    "no_data",
+    "action",
+];
 
-fn compile_rule(cx: &mut Cx, node: &Node, default_interval: Option<Duration>, vars: Option<&BTreeMap<String, String>>) -> Option<(Rule, Pos)> {
+fn compile_rule(
+    cx: &mut Cx,
+    node: &Node,
+    default_interval: Option<Duration>,
+    vars: Option<&BTreeMap<String, String>>,
+) -> Option<(Rule, Pos)> {
     let f = fields(cx, node, "rule", RULE_KEYS)?;
-    let name = required(cx, &f, "name", "a rule", "add `name: error-ratio` (letters, digits, `-`, `_`, `.`)").and_then(|n| string(cx, n, "rule name"));
-    let label = name.clone().unwrap_or_else(|| format!("at line {}", f.pos.line));
+    let name = required(
+        cx,
+        &f,
+        "name",
+        "a rule",
+        "add `name: error-ratio` (letters, digits, `-`, `_`, `.`)",
+    )
+    .and_then(|n| string(cx, n, "rule name"));
+    let label = name
+        .clone()
+        .unwrap_or_else(|| format!("at line {}", f.pos.line));
     let what = format!("rule `{label}`");
     let name = name.filter(|n| {
-        let valid = !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        let valid = !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
-            cx.error(format!("invalid rule name {n:?}: use letters, digits, `-`, `_` and `.`"), f.get("name").map_or(f.pos, |n| n.pos));
+            cx.error(
+                format!("invalid rule name {n:?}: use letters, digits, `-`, `_` and `.`"),
+                f.get("name").map_or(f.pos, |n| n.pos),
+            );
         }
         valid
     });
-    let description = f.get("description").and_then(|n| string(cx, n, "description"));
+    let description = f
+        .get("description")
+        .and_then(|n| string(cx, n, "description"));
 
-    let query = required(cx, &f, "query", &what, "add the PromQL query whose value is judged").and_then(|n| {
+    let query = required(
+        cx,
+        &f,
+        "query",
+        &what,
+        "add the PromQL query whose value is judged",
+    )
+    .and_then(|n| {
         let text = string(cx, n, "query")?;
         let vars = vars?;
         let pieces = template_of(cx, &text, n.pos, &format!("the query of {what}"), vars)?;
@@ -573,12 +789,18 @@ fn compile_rule(cx: &mut Cx, node: &Node, default_interval: Option<Duration>, va
     let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
     let threshold_given = f.get("above").is_some() || f.get("below").is_some();
     if !threshold_given {
-        cx.error_help(format!("{what} has no threshold"), f.pos, "add `above: X` (breached when value > X), `below: Y`, or both for a band");
+        cx.error_help(
+            format!("{what} has no threshold"),
+            f.pos,
+            "add `above: X` (breached when value > X), `below: Y`, or both for a band",
+        );
     }
     if let (Some(a), Some(b)) = (above, below) {
         if b >= a {
             cx.error_help(
-                format!("{what}: `below: {b}` is not under `above: {a}`, so no value would be healthy"),
+                format!(
+                    "{what}: `below: {b}` is not under `above: {a}`, so no value would be healthy"
+                ),
                 f.get("below").map_or(f.pos, |n| n.pos),
                 "with both, the rule breaches outside the band: below < value-is-ok < above",
             );
@@ -658,12 +880,18 @@ fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
                 None
             }
             ValueType::String => {
-                cx.error(format!("the query of {what} returns a string, not a number"), pos);
+                cx.error(
+                    format!("the query of {what} returns a string, not a number"),
+                    pos,
+                );
                 None
             }
         },
         Err(e) => {
-            cx.error(format!("the query of {what} is not valid PromQL: {}", e.trim()), pos);
+            cx.error(
+                format!("the query of {what} is not valid PromQL: {}", e.trim()),
+                pos,
+            );
             None
         }
     }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Severity};
-pub use load::{load, load_str, parse_duration, LoadError};
+pub use load::{load, load_str, parse_duration, LoadError, LoadOptions};
 
 /// Defaults for keys a file may leave out.
 pub mod defaults {

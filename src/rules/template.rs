@@ -16,7 +16,10 @@ use std::collections::BTreeMap;
 pub enum Piece {
     Lit(String),
     /// A placeholder and its byte offset in the template (of the `$`).
-    Var { name: String, offset: usize },
+    Var {
+        name: String,
+        offset: usize,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -36,9 +39,9 @@ pub fn parse(template: &str) -> Result<Vec<Piece>, TemplateError> {
     while let Some(i) = rest.find('$') {
         lit.push_str(&rest[..i]);
         let after = &rest[i..];
-        if after.starts_with("$${") {
+        if let Some(tail) = after.strip_prefix("$${") {
             lit.push_str("${");
-            rest = &after[3..];
+            rest = tail;
             offset += i + 3;
         } else if let Some(body) = after.strip_prefix("${") {
             let Some(end) = body.find('}') else {
@@ -244,9 +247,15 @@ mod tests {
             p,
             vec![
                 Piece::Lit("a".into()),
-                Piece::Var { name: "x".into(), offset: 1 },
+                Piece::Var {
+                    name: "x".into(),
+                    offset: 1
+                },
                 Piece::Lit("b$ ".into()),
-                Piece::Var { name: "y".into(), offset: 8 },
+                Piece::Var {
+                    name: "y".into(),
+                    offset: 8
+                },
                 Piece::Lit("c$d".into()),
             ]
         );
@@ -270,7 +279,10 @@ mod tests {
         );
         let parsed = promql_parser::parser::parse(&q).expect("escaped query parses");
         // The whole value stays one label matcher value: the selector has 3 matchers.
-        assert!(matches!(parsed, promql_parser::parser::Expr::VectorSelector(_)));
+        assert!(matches!(
+            parsed,
+            promql_parser::parser::Expr::VectorSelector(_)
+        ));
     }
 
     #[test]
@@ -290,7 +302,11 @@ mod tests {
             "rate(x[5m]) > 0.5"
         );
         let err = render_promql(&t, &vars(&[("w", "5m]) or vector(1"), ("n", "1")])).unwrap_err();
-        assert!(err.message.contains("outside a string literal"), "{}", err.message);
+        assert!(
+            err.message.contains("outside a string literal"),
+            "{}",
+            err.message
+        );
         assert!(render_promql(&t, &vars(&[("w", ""), ("n", "1")])).is_err());
     }
 
@@ -303,6 +319,9 @@ mod tests {
     #[test]
     fn plain_rendering_inserts_values_verbatim() {
         let t = parse("deployment/${s}").unwrap();
-        assert_eq!(render_plain(&t, &vars(&[("s", "a b;rm -rf /")])), "deployment/a b;rm -rf /");
+        assert_eq!(
+            render_plain(&t, &vars(&[("s", "a b;rm -rf /")])),
+            "deployment/a b;rm -rf /"
+        );
     }
 }

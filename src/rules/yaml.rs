@@ -88,10 +88,21 @@ pub fn parse(text: &str) -> Result<Node, (String, Option<Pos>)> {
                 len: 1,
                 offset: loc.span().byte_offset(),
             });
-            let msg = e.without_snippet().to_string();
-            Err((msg, pos))
+            Err((clean_message(&e.without_snippet().to_string()), pos))
         }
     }
+}
+
+/// The parser's message without its own location (shown separately) or advice meant
+/// for programmers using the library.
+fn clean_message(msg: &str) -> String {
+    let mut m = msg.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
+    if let Some(i) = m.rfind(" at line ") {
+        if m[i..].contains(", column ") {
+            m.truncate(i);
+        }
+    }
+    m.trim().to_string()
 }
 
 fn to_node(s: Spanned<RawValue>) -> Node {

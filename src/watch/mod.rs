@@ -163,7 +163,14 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
     let (tx, mut rx) = mpsc::channel::<PollDone>(64);
     let mut pollers = JoinSet::new();
     for (i, rule) in spec.rules.iter().enumerate() {
-        pollers.spawn(poll_loop(i, rule.query.clone(), rule.interval, source.clone(), tx.clone(), start));
+        pollers.spawn(poll_loop(
+            i,
+            rule.query.clone(),
+            rule.interval,
+            source.clone(),
+            tx.clone(),
+            start,
+        ));
     }
     drop(tx);
     info!(
@@ -181,7 +188,11 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
         runner,
         opts,
         signals,
-        evals: spec.rules.iter().map(|r| RuleEval::new(r.params())).collect(),
+        evals: spec
+            .rules
+            .iter()
+            .map(|r| RuleEval::new(r.params()))
+            .collect(),
         last_poll_ok: vec![false; spec.rules.len()],
         ever_ok: vec![false; spec.rules.len()],
         paused_by: None,
@@ -232,7 +243,8 @@ impl<R: ActionRunner> Watch<'_, R> {
             }
         }
         if !self.last_poll_ok.iter().any(|ok| *ok) {
-            let reason = "the watch ended while blind: the last query of every rule failed".to_string();
+            let reason =
+                "the watch ended while blind: the last query of every rule failed".to_string();
             error!(event = "blind", "{reason}");
             return Outcome::Inconclusive { reason };
         }
@@ -259,7 +271,10 @@ impl<R: ActionRunner> Watch<'_, R> {
                 self.last_poll_ok[i] = false;
                 if e.is_bad_query() && !self.ever_ok[i] {
                     error!(event = "query_rejected", rule = %rule.name, error = %e, query = %rule.query, "Prometheus rejects this rule's query; fix the rule");
-                    return Some(Outcome::QueryRejected { rule: rule.name.clone(), message: e.to_string() });
+                    return Some(Outcome::QueryRejected {
+                        rule: rule.name.clone(),
+                        message: e.to_string(),
+                    });
                 }
                 warn!(event = "query_failed", rule = %rule.name, error = %e, "query failed; the rule keeps its state (errors never count as breaches)");
                 Poll::Failed
@@ -283,7 +298,12 @@ impl<R: ActionRunner> Watch<'_, R> {
                     "breached: pending until it has lasted {}",
                     fmt_d(rule.for_)
                 ),
-                Transition::Resolved { labels, from, value, breached_for } => info!(
+                Transition::Resolved {
+                    labels,
+                    from,
+                    value,
+                    breached_for,
+                } => info!(
                     event = "resolved",
                     rule = %rule.name,
                     labels = %labels_json(&labels),
@@ -295,7 +315,11 @@ impl<R: ActionRunner> Watch<'_, R> {
                     "no longer breached after {}",
                     fmt_d(breached_for)
                 ),
-                Transition::Fired { labels, value, breached_for } => {
+                Transition::Fired {
+                    labels,
+                    value,
+                    breached_for,
+                } => {
                     warn!(
                         event = "fired",
                         rule = %rule.name,
@@ -333,22 +357,46 @@ impl<R: ActionRunner> Watch<'_, R> {
                         info!(event = "pause_skipped", rule = %rule.name, paused_by = %by, "already paused; the pause command runs once per watch");
                         continue;
                     }
-                    let cmd = self.spec.pause.as_ref().expect("validated: pause rules have a pause command");
-                    let report = self.act("pause", rule, cmd, &labels, value, breached_for).await;
+                    let cmd = self
+                        .spec
+                        .pause
+                        .as_ref()
+                        .expect("validated: pause rules have a pause command");
+                    let report = self
+                        .act("pause", rule, cmd, &labels, value, breached_for)
+                        .await;
                     match report {
                         Some(r) if !r.status.succeeded() => {
-                            return Some(Outcome::PauseFailed { rule: rule.name.clone(), status: r.status });
+                            return Some(Outcome::PauseFailed {
+                                rule: rule.name.clone(),
+                                status: r.status,
+                            });
                         }
                         _ => self.paused_by = Some(rule.name.clone()),
                     }
                 }
                 Action::Rollback => {
-                    let cmd = self.spec.rollback.as_ref().expect("validated: rollback rules have a rollback command");
-                    let report = self.act("rollback", rule, cmd, &labels, value, breached_for).await;
+                    let cmd = self
+                        .spec
+                        .rollback
+                        .as_ref()
+                        .expect("validated: rollback rules have a rollback command");
+                    let report = self
+                        .act("rollback", rule, cmd, &labels, value, breached_for)
+                        .await;
                     return Some(match report {
-                        None => Outcome::RolledBack { rule: rule.name.clone(), dry_run: true },
-                        Some(r) if r.status.succeeded() => Outcome::RolledBack { rule: rule.name.clone(), dry_run: false },
-                        Some(r) => Outcome::RollbackFailed { rule: rule.name.clone(), status: r.status },
+                        None => Outcome::RolledBack {
+                            rule: rule.name.clone(),
+                            dry_run: true,
+                        },
+                        Some(r) if r.status.succeeded() => Outcome::RolledBack {
+                            rule: rule.name.clone(),
+                            dry_run: false,
+                        },
+                        Some(r) => Outcome::RollbackFailed {
+                            rule: rule.name.clone(),
+                            status: r.status,
+                        },
                     });
                 }
             }
@@ -360,17 +408,41 @@ impl<R: ActionRunner> Watch<'_, R> {
     fn log_poll(&self, i: usize, at: Duration, samples: &[crate::eval::Sample]) {
         let rule = &self.spec.rules[i];
         let eval = &self.evals[i];
-        let valid: Vec<f64> = samples.iter().map(|s| s.value).filter(|v| !v.is_nan()).collect();
+        let valid: Vec<f64> = samples
+            .iter()
+            .map(|s| s.value)
+            .filter(|v| !v.is_nan())
+            .collect();
         let worst = if rule.threshold.above.is_some() {
-            valid.iter().copied().fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+            valid
+                .iter()
+                .copied()
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
         } else {
-            valid.iter().copied().fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
+            valid
+                .iter()
+                .copied()
+                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
         };
-        let state = match eval.series().values().map(|s| s.phase).max_by_key(|p| *p == crate::eval::Phase::Firing) {
+        let state = match eval
+            .series()
+            .values()
+            .map(|s| s.phase)
+            .max_by_key(|p| *p == crate::eval::Phase::Firing)
+        {
             Some(crate::eval::Phase::Firing) => "breached".to_string(),
             Some(crate::eval::Phase::Pending) => {
-                let since = eval.series().values().map(|s| s.since).min().unwrap_or_default();
-                format!("pending for {} of {}", fmt_d(at.saturating_sub(since)), fmt_d(rule.for_))
+                let since = eval
+                    .series()
+                    .values()
+                    .map(|s| s.since)
+                    .min()
+                    .unwrap_or_default();
+                format!(
+                    "pending for {} of {}",
+                    fmt_d(at.saturating_sub(since)),
+                    fmt_d(rule.for_)
+                )
             }
             None if valid.is_empty() => "no data".to_string(),
             None => "ok".to_string(),
@@ -408,13 +480,25 @@ impl<R: ActionRunner> Watch<'_, R> {
         let mut env = vec![
             ("ROLLWATCH_ACTION".to_string(), kind.to_string()),
             ("ROLLWATCH_RULE".to_string(), rule.name.clone()),
-            ("ROLLWATCH_VALUE".to_string(), value.map(|v| v.to_string()).unwrap_or_default()),
-            ("ROLLWATCH_THRESHOLD".to_string(), rule.threshold.to_string()),
+            (
+                "ROLLWATCH_VALUE".to_string(),
+                value.map(|v| v.to_string()).unwrap_or_default(),
+            ),
+            (
+                "ROLLWATCH_THRESHOLD".to_string(),
+                rule.threshold.to_string(),
+            ),
             ("ROLLWATCH_LABELS".to_string(), labels_json(labels)),
-            ("ROLLWATCH_BREACHED_FOR".to_string(), breached_for.as_secs().to_string()),
+            (
+                "ROLLWATCH_BREACHED_FOR".to_string(),
+                breached_for.as_secs().to_string(),
+            ),
         ];
         for (name, v) in &self.spec.vars {
-            env.push((format!("ROLLWATCH_VAR_{}", name.to_ascii_uppercase()), v.clone()));
+            env.push((
+                format!("ROLLWATCH_VAR_{}", name.to_ascii_uppercase()),
+                v.clone(),
+            ));
         }
         let req = ActionRequest {
             kind,

@@ -1,0 +1,85 @@
+//! A scripted stand-in for Prometheus, used only to inject faults a real one cannot be
+//! made to produce on demand (5xx, hangs, garbage, resets).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub enum Reply {
+    /// HTTP status and body.
+    Http(u16, String),
+    /// Accept and never answer.
+    Hang,
+    /// Close the connection without answering.
+    Reset,
+}
+
+impl Reply {
+    /// A successful instant query with one label-less sample.
+    pub fn value(v: f64) -> Reply {
+        Reply::Http(
+            200,
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,"{v}"]}}]}}}}"#
+            ),
+        )
+    }
+}
+
+pub struct Fake {
+    pub url: String,
+}
+
+impl Fake {
+    /// Answers requests with `script` in order, repeating the last reply forever.
+    pub fn start(script: Vec<Reply>) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let script = Arc::new(Mutex::new(script));
+        let (r, s) = (requests.clone(), script.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let n = r.fetch_add(1, Ordering::SeqCst);
+                let reply = {
+                    let s = s.lock().unwrap();
+                    s.get(n).or(s.last()).cloned().unwrap_or(Reply::Reset)
+                };
+                thread::spawn(move || answer(stream, reply));
+            }
+        });
+        Fake { url }
+    }
+}
+
+fn answer(mut stream: TcpStream, reply: Reply) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut len = 0usize;
+    let mut line = String::new();
+    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap_or(0);
+        }
+        line.clear();
+    }
+    let mut body = vec![0; len];
+    let _ = reader.read_exact(&mut body);
+    match reply {
+        Reply::Http(status, body) => {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+        Reply::Hang => thread::sleep(Duration::from_secs(600)),
+        Reply::Reset => drop(stream),
+    }
+}

@@ -1,0 +1,402 @@
+//! Test harness: the built binary, an exporter the tests control, a real Prometheus,
+//! and helpers to await events instead of sleeping.
+
+pub mod fake;
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_rollwatch")
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A minimal HTTP GET for talking to Prometheus from tests.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Series the exporter serves: `name{labels}` -> value.
+#[derive(Clone, Default)]
+pub struct Exporter {
+    series: Arc<Mutex<BTreeMap<String, f64>>>,
+    pub addr: String,
+}
+
+impl Exporter {
+    fn start() -> Exporter {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let ex = Exporter {
+            series: Arc::default(),
+            addr,
+        };
+        let series = ex.series.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let series = series.clone();
+                thread::spawn(move || serve_metrics(stream, &series));
+            }
+        });
+        ex
+    }
+
+    pub fn set(&self, series: &str, value: f64) {
+        self.series
+            .lock()
+            .unwrap()
+            .insert(series.to_string(), value);
+    }
+}
+
+fn serve_metrics(mut stream: TcpStream, series: &Mutex<BTreeMap<String, f64>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    // Skip the request head.
+    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+        if line == "\r\n" {
+            break;
+        }
+        line.clear();
+    }
+    let mut body = String::from("# TYPE rw_value gauge\n");
+    for (k, v) in series.lock().unwrap().iter() {
+        let v = if v.is_nan() {
+            "NaN".to_string()
+        } else {
+            v.to_string()
+        };
+        body.push_str(&format!("{k} {v}\n"));
+    }
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// The shared real Prometheus and its exporter.
+pub struct Prom {
+    pub url: String,
+    pub addr: String,
+    pub exporter: Exporter,
+    _dir: tempfile::TempDir,
+}
+
+impl Prom {
+    /// Instant query value of `query`, if it has exactly one sample.
+    pub fn value(&self, query: &str) -> Option<f64> {
+        let (status, body) = http_get(
+            &self.addr,
+            &format!("/api/v1/query?query={}", urlencode(query)),
+        )?;
+        if status != 200 {
+            return None;
+        }
+        let v: Value = serde_json::from_str(&body).ok()?;
+        let result = v["data"]["result"].as_array()?;
+        if result.len() != 1 {
+            return None;
+        }
+        result[0]["value"][1].as_str()?.parse().ok()
+    }
+
+    /// Waits until Prometheus has scraped `query` to a value that satisfies `pred`.
+    pub fn await_value(&self, query: &str, pred: impl Fn(Option<f64>) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if pred(self.value(query)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("Prometheus never showed the expected value for {query}");
+    }
+}
+
+/// Starts (once) a real Prometheus scraping the test exporter every second.
+pub fn prometheus() -> &'static Prom {
+    static PROM: OnceLock<Prom> = OnceLock::new();
+    PROM.get_or_init(|| {
+        let exporter = Exporter::start();
+        exporter.set("rw_value{test=\"canary\"}", 1.0);
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{}']\n",
+                exporter.addr
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let args: Vec<String> = vec![
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address={addr}"),
+            "--log.level=warn".into(),
+        ];
+        // Spawned from a thread that lives as long as the test process, with a parent
+        // death signal, so Prometheus never outlives the tests.
+        let (tx, rx) = mpsc::channel();
+        let log = dir.path().join("prometheus.log");
+        thread::spawn(move || {
+            let mut cmd = Command::new("prometheus");
+            cmd.args(&args)
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                        .map_err(std::io::Error::from)
+                });
+            }
+            let child = cmd.spawn();
+            let ok = child.is_ok();
+            tx.send(child.map(|_| ()).map_err(|e| e.to_string())).unwrap();
+            if ok {
+                loop {
+                    thread::park();
+                }
+            }
+        });
+        rx.recv().unwrap().expect("start prometheus (apt-get install -y prometheus)");
+        let prom = Prom {
+            url: format!("http://{addr}"),
+            addr,
+            exporter,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&prom.addr, "/-/ready").map(|(s, _)| s) != Some(200) {
+            assert!(Instant::now() < deadline, "Prometheus did not become ready");
+            thread::sleep(Duration::from_millis(100));
+        }
+        prom.await_value("rw_value{test=\"canary\"}", |v| v == Some(1.0));
+        prom
+    })
+}
+
+/// A scratch directory with a rule file written into it.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    /// Writes `rules.yaml`, replacing `@DIR@` with the scratch directory.
+    pub fn rules(&self, yaml: &str) -> PathBuf {
+        let p = self.path("rules.yaml");
+        std::fs::write(
+            &p,
+            yaml.replace("@DIR@", &self.dir.path().display().to_string()),
+        )
+        .unwrap();
+        p
+    }
+    /// Lines of a file the rollback/pause commands append to (empty if never written).
+    pub fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.path(name))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A running `rollwatch` with its JSON log lines collected as they arrive.
+pub struct Running {
+    child: Option<Child>,
+    pub pid: u32,
+    events: mpsc::Receiver<Value>,
+    pub log: Arc<Mutex<Vec<Value>>>,
+    exit: mpsc::Receiver<Option<i32>>,
+    waiter: Option<thread::JoinHandle<()>>,
+}
+
+pub fn start(args: &[&str]) -> Running {
+    let mut child = Command::new(bin())
+        .args(args)
+        .arg("--log-format=json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rollwatch");
+    let pid = child.id();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, events) = mpsc::channel();
+    let log: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let log2 = log.clone();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let v: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
+            log2.lock().unwrap().push(v.clone());
+            let _ = tx.send(v);
+        }
+    });
+    let (etx, exit) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let status = child.wait().ok().and_then(|s| s.code());
+        let _ = etx.send(status);
+    });
+    Running {
+        child: None,
+        pid,
+        events,
+        log,
+        exit,
+        waiter: Some(waiter),
+    }
+}
+
+impl Running {
+    /// Waits for a log event with `event == name` (and matching `pred`); returns it.
+    pub fn await_event(&self, name: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) if v["event"] == name => return v,
+                Ok(_) => continue,
+                Err(_) => panic!(
+                    "no `{name}` event within {timeout:?}; log:\n{}",
+                    self.dump()
+                ),
+            }
+        }
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> i32 {
+        match self.exit.recv_timeout(timeout) {
+            Ok(code) => {
+                if let Some(w) = self.waiter.take() {
+                    let _ = w.join();
+                }
+                code.expect("rollwatch exited by a signal")
+            }
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(self.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!(
+                    "rollwatch did not exit within {timeout:?}; log:\n{}",
+                    self.dump()
+                )
+            }
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), sig).unwrap();
+    }
+
+    /// Events named `name` seen so far.
+    pub fn events(&self, name: &str) -> Vec<Value> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["event"] == name)
+            .cloned()
+            .collect()
+    }
+
+    pub fn dump(&self) -> String {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.waiter.is_some() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = self.child.take();
+    }
+}
+
+/// Runs rollwatch to completion; returns (exit code, stdout, stderr).
+pub fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run rollwatch");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
