@@ -36,6 +36,10 @@ pub enum Command {
     Watch(WatchArgs),
     /// Validate rule files offline (and, with --prometheus, run each query once).
     Check(CheckArgs),
+    /// Backtest rules against Prometheus history: would they have fired, and when?
+    Replay(crate::replay::ReplayArgs),
+    /// Ask before deploying: inside a window, outside a freeze, and not into an incident?
+    Gate(crate::gate::GateArgs),
     /// Show a watch catching a bad release, on this machine, in about a minute.
     Demo(crate::demo::DemoArgs),
 }
@@ -92,7 +96,7 @@ pub struct CheckArgs {
     pub prom: PromArgs,
 }
 
-fn parse_set(s: &str) -> Result<(String, String), String> {
+pub fn parse_set(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;

@@ -21,6 +21,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Watch(args) => cli::watch(args).await,
             Command::Check(args) => rollwatch::check::run(args).await,
+            Command::Replay(args) => rollwatch::replay::run(args).await,
+            Command::Gate(args) => rollwatch::gate::run(args).await,
             Command::Demo(args) => rollwatch::demo::run(args).await,
         }
     });

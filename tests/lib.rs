@@ -6,4 +6,6 @@ mod harness;
 
 mod check;
 mod faults;
+mod gate;
+mod replay;
 mod watch;
