@@ -1,1 +1,363 @@
-//! replay tests
+//! `rollwatch replay` against a real Prometheus whose history the test writes itself:
+//! OpenMetrics text backfilled with `promtool tsdb create-blocks-from openmetrics`
+//! before Prometheus starts.
+
+use crate::harness::{run, spawn_prometheus, Scratch};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// History every test shares: `rw_hist{test=...}` series sampled every 15s from
+/// `base - 10m` to `base + 4h30m`, with `base` five hours ago.
+struct History {
+    url: String,
+    /// Unix seconds, minute-aligned.
+    base: i64,
+    _dir: tempfile::TempDir,
+}
+
+const STEP: i64 = 15;
+const SPAN: i64 = 4 * 3600 + 1800;
+
+/// The value of series `test` at `t` seconds after base (None = no sample).
+fn value(test: &str, t: i64) -> Option<f64> {
+    let breach = |ranges: &[(i64, i64)]| {
+        if ranges.iter().any(|(a, b)| (*a..*b).contains(&t)) {
+            0.9
+        } else {
+            0.1
+        }
+    };
+    match test {
+        "long" => Some(breach(&[(600, 1200)])),
+        "short" => Some(breach(&[(600, 660)])),
+        // Breach from 600; no samples between 660 and 1020 (longer than the 5m
+        // lookback, so the series is absent from 960 to 1020); breach again until 2400.
+        "gap" if (675..1020).contains(&t) => None,
+        "gap" => Some(breach(&[(600, 2400)])),
+        "nan" if (660..720).contains(&t) => Some(f64::NAN),
+        "nan" => Some(breach(&[(600, 1800)])),
+        "wide" => Some(breach(&[(13_800, 14_400)])),
+        "deploys" => Some(breach(&[(600, 1200), (7_800, 8_400)])),
+        _ => None,
+    }
+}
+
+fn history() -> &'static History {
+    static H: OnceLock<History> = OnceLock::new();
+    H.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let base = (now - 5 * 3600) / 60 * 60;
+        let mut om = String::from("# HELP rw_hist Test history.\n# TYPE rw_hist gauge\n");
+        for test in ["long", "short", "gap", "nan", "wide", "deploys"] {
+            let mut t = -600;
+            while t <= SPAN {
+                if let Some(v) = value(test, t) {
+                    let v = if v.is_nan() {
+                        "NaN".to_string()
+                    } else {
+                        v.to_string()
+                    };
+                    writeln!(om, "rw_hist{{test=\"{test}\"}} {v} {}", base + t).unwrap();
+                }
+                t += STEP;
+            }
+        }
+        om.push_str("# EOF\n");
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("history.om");
+        std::fs::write(&input, om).unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("run promtool (apt-get install -y prometheus)");
+        assert!(
+            out.status.success(),
+            "promtool: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let addr = spawn_prometheus(dir.path(), "global:\n  scrape_interval: 1m\n", &data);
+        History {
+            url: format!("http://{addr}"),
+            base,
+            _dir: dir,
+        }
+    })
+}
+
+fn rules_file(s: &Scratch, rule: &str, duration: &str) -> String {
+    let yaml = format!(
+        r#"vars:
+  test: long
+watch:
+  duration: {duration}
+  interval: 10s
+rollback:
+  command: ["true"]
+pause:
+  command: ["true"]
+rules:
+  - name: r
+    query: rw_hist{{test="${{test}}"}}
+{rule}
+"#
+    );
+    s.rules(&yaml).display().to_string()
+}
+
+fn replay(test: &str, rule: &str, from: i64, to: i64) -> (i32, Value) {
+    let h = history();
+    let s = Scratch::new();
+    let file = rules_file(&s, rule, "30m");
+    let (code, stdout, stderr) = run(&[
+        "replay",
+        "--rules",
+        &file,
+        "--prometheus",
+        &h.url,
+        "--from",
+        &(h.base + from).to_string(),
+        "--to",
+        &(h.base + to).to_string(),
+        "--set",
+        &format!("test={test}"),
+        "--format",
+        "json",
+    ]);
+    let doc: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+    (code, doc)
+}
+
+/// Seconds after base of an RFC 3339 time in the report.
+fn offset(v: &Value) -> Option<i64> {
+    let ts: jiff::Timestamp = v.as_str()?.parse().ok()?;
+    Some(ts.as_second() - history().base)
+}
+
+fn assert_near(got: Option<i64>, want: i64, tolerance: i64, doc: &Value) {
+    let got = got.unwrap_or_else(|| panic!("nothing fired; expected +{want}s: {doc:#}"));
+    assert!(
+        (got - want).abs() <= tolerance,
+        "fired at +{got}s, expected +{want}s ±{tolerance}s: {doc:#}"
+    );
+}
+
+#[test]
+fn breach_longer_than_for_fires_at_the_right_step() {
+    let (code, doc) = replay("long", "    above: 0.5\n    for: 2m", 0, 1800);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_eq!(doc["outcome"], "rolled_back");
+    assert_near(offset(&doc["rules"][0]["pending_at"]), 600, 10, &doc);
+    assert_near(offset(&doc["rules"][0]["fired_at"]), 720, 10, &doc);
+    assert_eq!(doc["rules"][0]["labels"]["test"], "long");
+    assert_eq!(doc["rules"][0]["peak"], 0.9);
+    assert_eq!(doc["decided_at"], doc["rules"][0]["fired_at"]);
+}
+
+#[test]
+fn breach_shorter_than_for_does_not_fire() {
+    let (code, doc) = replay("short", "    above: 0.5\n    for: 2m", 0, 1800);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(doc["outcome"], "healthy");
+    assert!(doc["rules"][0]["fired_at"].is_null());
+    assert!(
+        !doc["rules"][0]["pending_at"].is_null(),
+        "it did go pending"
+    );
+}
+
+#[test]
+fn gap_in_history_resets_a_pending_breach() {
+    let (code, doc) = replay(
+        "gap",
+        "    above: 0.5\n    for: 10m\n    no_data: ok",
+        0,
+        3000,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    // Without the reset it would fire at +1200; the gap restarts it at +1020.
+    assert_near(offset(&doc["rules"][0]["fired_at"]), 1020 + 600, 10, &doc);
+}
+
+#[test]
+fn gap_with_no_data_hold_does_not_reset() {
+    let (_, doc) = replay(
+        "gap",
+        "    above: 0.5\n    for: 10m\n    no_data: hold",
+        0,
+        3000,
+    );
+    assert_near(offset(&doc["rules"][0]["fired_at"]), 1200, 10, &doc);
+}
+
+#[test]
+fn nan_follows_no_data() {
+    let (_, ok) = replay(
+        "nan",
+        "    above: 0.5\n    for: 2m\n    no_data: ok",
+        0,
+        1800,
+    );
+    assert_near(offset(&ok["rules"][0]["fired_at"]), 720 + 120, 10, &ok);
+    let (_, breach) = replay(
+        "nan",
+        "    above: 0.5\n    for: 2m\n    no_data: breach",
+        0,
+        1800,
+    );
+    assert_near(offset(&breach["rules"][0]["fired_at"]), 720, 10, &breach);
+}
+
+#[test]
+fn missing_series_follows_no_data() {
+    let (code, doc) = replay(
+        "missing",
+        "    above: 0.5\n    for: 1m\n    no_data: breach",
+        0,
+        600,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    assert_near(offset(&doc["rules"][0]["fired_at"]), 60, 10, &doc);
+    let (code, doc) = replay(
+        "missing",
+        "    above: 0.5\n    for: 1m\n    no_data: ok",
+        0,
+        600,
+    );
+    assert_eq!(code, 0, "{doc:#}");
+}
+
+#[test]
+fn pause_rule_replays_as_paused() {
+    let (code, doc) = replay(
+        "long",
+        "    above: 0.5\n    for: 2m\n    action: pause",
+        0,
+        1800,
+    );
+    assert_eq!(code, 5, "{doc:#}");
+    assert_eq!(doc["outcome"], "paused");
+}
+
+#[test]
+fn window_longer_than_11000_steps_is_split_and_works() {
+    // 4h at a 1s interval: 14,401 steps, more than Prometheus's 11,000-point limit.
+    let (code, doc) = replay(
+        "wide",
+        "    above: 0.5\n    for: 1m\n    interval: 1s",
+        0,
+        4 * 3600,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    assert_near(offset(&doc["rules"][0]["fired_at"]), 13_800 + 60, 1, &doc);
+}
+
+#[test]
+fn deploys_table_totals_are_right() {
+    let h = history();
+    let s = Scratch::new();
+    let file = rules_file(&s, "    above: 0.5\n    for: 2m", "30m");
+    let deploys = s.path("deploys.txt");
+    std::fs::write(
+        &deploys,
+        format!(
+            "# three releases\n{}\n{}\n{}\n",
+            h.base,
+            h.base + 3600,
+            h.base + 7200
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&[
+        "replay",
+        "--rules",
+        &file,
+        "--prometheus",
+        &h.url,
+        "--deploys",
+        deploys.to_str().unwrap(),
+        "--set",
+        "test=deploys",
+    ]);
+    assert_eq!(code, 1, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "3 releases: 2 would have been rolled back, 0 paused, 1 healthy, 0 inconclusive"
+        ),
+        "{stdout}"
+    );
+    let (_, json, _) = run(&[
+        "replay",
+        "--rules",
+        &file,
+        "--prometheus",
+        &h.url,
+        "--deploys",
+        deploys.to_str().unwrap(),
+        "--set",
+        "test=deploys",
+        "--format",
+        "json",
+    ]);
+    let doc: Value = serde_json::from_str(&json).unwrap();
+    let outcomes: Vec<&str> = doc["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["rolled_back", "healthy", "rolled_back"]);
+    assert_eq!(doc["totals"]["rolled_back"], 2);
+}
+
+#[test]
+fn text_output_shows_timeline_and_verdict() {
+    let h = history();
+    let s = Scratch::new();
+    let file = rules_file(&s, "    above: 0.5\n    for: 2m", "30m");
+    let (code, stdout, _) = run(&[
+        "replay",
+        "--rules",
+        &file,
+        "--prometheus",
+        &h.url,
+        "--from",
+        &h.base.to_string(),
+        "--to",
+        &(h.base + 1800).to_string(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("pending"), "{stdout}");
+    assert!(stdout.contains("fired"), "{stdout}");
+    assert!(stdout.contains("peak 0.9"), "{stdout}");
+    assert!(
+        stdout.contains("verdict: would have ROLLED BACK"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn unreachable_history_is_inconclusive() {
+    let s = Scratch::new();
+    let file = rules_file(&s, "    above: 0.5\n    for: 2m", "30m");
+    let url = format!("http://127.0.0.1:{}", crate::harness::free_port());
+    let (code, stdout, stderr) = run(&[
+        "replay",
+        "--rules",
+        &file,
+        "--prometheus",
+        &url,
+        "--from",
+        "-1h",
+    ]);
+    assert_eq!(code, 4, "{stdout}\n{stderr}");
+    assert!(stdout.contains("INCONCLUSIVE"), "{stdout}");
+}

@@ -4,7 +4,8 @@
 //! query timeout. Credentials (bearer token, basic auth password, header values) are
 //! read once at start and never logged; the URL is shown without any user info.
 
-use super::{decode::decode, MetricsSource, QueryError, QueryResult};
+use super::decode::{decode, decode_range};
+use super::{HistorySource, MetricsSource, QueryError, QueryResult, RangeResult};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -185,22 +186,18 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-impl MetricsSource for PromClient {
-    async fn query(&self, query: &str, at: SystemTime) -> Result<QueryResult, QueryError> {
-        let time = at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let form = [
-            ("query", query.to_string()),
-            ("time", format!("{time:.3}")),
-            ("timeout", format!("{}ms", self.timeout.as_millis())),
-        ];
+impl PromClient {
+    /// POSTs a form to an API path (relative to `/api/v1/`) and returns status and body,
+    /// bounded by the query timeout and the body size limit.
+    async fn post(&self, api: &str, form: &[(&str, String)]) -> Result<(u16, Vec<u8>), QueryError> {
+        let mut url = self.endpoint.clone();
+        let path = url.path().trim_end_matches("query").to_string();
+        url.set_path(&format!("{path}{api}"));
         let send = async {
-            let resp = self
+            let mut resp = self
                 .http
-                .post(self.endpoint.clone())
-                .form(&form)
+                .post(url)
+                .form(form)
                 .send()
                 .await
                 .map_err(|e| classify(e, self.timeout))?;
@@ -211,7 +208,6 @@ impl MetricsSource for PromClient {
                 )));
             }
             let mut body = Vec::new();
-            let mut resp = resp;
             while let Some(chunk) = resp.chunk().await.map_err(|e| classify(e, self.timeout))? {
                 if body.len() + chunk.len() > MAX_BODY {
                     return Err(QueryError::Decode(format!(
@@ -220,12 +216,52 @@ impl MetricsSource for PromClient {
                 }
                 body.extend_from_slice(&chunk);
             }
-            decode(status, &body)
+            Ok((status, body))
         };
         match tokio::time::timeout(self.timeout, send).await {
             Ok(r) => r,
             Err(_) => Err(QueryError::Timeout(self.timeout)),
         }
+    }
+}
+
+fn secs(ms: i64) -> String {
+    format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
+}
+
+impl MetricsSource for PromClient {
+    async fn query(&self, query: &str, at: SystemTime) -> Result<QueryResult, QueryError> {
+        let ms = at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        let form = [
+            ("query", query.to_string()),
+            ("time", secs(ms)),
+            ("timeout", format!("{}ms", self.timeout.as_millis())),
+        ];
+        let (status, body) = self.post("query", &form).await?;
+        decode(status, &body)
+    }
+}
+
+impl HistorySource for PromClient {
+    async fn query_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<RangeResult, QueryError> {
+        let form = [
+            ("query", query.to_string()),
+            ("start", secs(start_ms)),
+            ("end", secs(end_ms)),
+            ("step", secs(step_ms)),
+            ("timeout", format!("{}ms", self.timeout.as_millis())),
+        ];
+        let (status, body) = self.post("query_range", &form).await?;
+        decode_range(status, &body)
     }
 }
 

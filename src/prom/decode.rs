@@ -32,6 +32,112 @@ enum Data {
 }
 
 #[derive(Deserialize)]
+struct RangeEnvelope {
+    status: String,
+    #[serde(default)]
+    data: Option<RangeData>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum RangeData {
+    Matrix(Vec<MatrixSeries>),
+    Vector(serde::de::IgnoredAny),
+    Scalar(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    metric: Labels,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// One series of a range query: its labels and (unix milliseconds, value) points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    pub labels: Labels,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// A successful range query.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeResult {
+    pub series: Vec<RangeSeries>,
+    pub warnings: Vec<String>,
+}
+
+/// Decodes a `/api/v1/query_range` response.
+pub fn decode_range(status: u16, body: &[u8]) -> Result<RangeResult, QueryError> {
+    let env: RangeEnvelope = match serde_json::from_slice(body) {
+        Ok(env) => env,
+        Err(e) => {
+            return Err(if (200..300).contains(&status) {
+                QueryError::Decode(format!("{e} (body: {:?})", excerpt(body)))
+            } else {
+                QueryError::Http {
+                    status,
+                    body: excerpt(body),
+                }
+            })
+        }
+    };
+    if env.status != "success" {
+        return Err(status_error(status, env.error_type, env.error));
+    }
+    if !(200..300).contains(&status) {
+        return Err(QueryError::Http {
+            status,
+            body: excerpt(body),
+        });
+    }
+    let series = match env.data {
+        Some(RangeData::Matrix(m)) => m
+            .into_iter()
+            .map(|s| {
+                let points = s
+                    .values
+                    .into_iter()
+                    .map(|(t, v)| Ok(((t * 1000.0).round() as i64, parse_value(&v)?)))
+                    .collect::<Result<Vec<_>, QueryError>>()?;
+                Ok(RangeSeries {
+                    labels: s.metric,
+                    points,
+                })
+            })
+            .collect::<Result<Vec<_>, QueryError>>()?,
+        Some(_) => {
+            return Err(QueryError::Decode(
+                "a range query did not return a matrix".into(),
+            ))
+        }
+        None => return Err(QueryError::Decode("success response without `data`".into())),
+    };
+    Ok(RangeResult {
+        series,
+        warnings: env.warnings.unwrap_or_default(),
+    })
+}
+
+fn status_error(status: u16, kind: Option<String>, message: Option<String>) -> QueryError {
+    let kind = kind.unwrap_or_else(|| "unknown".into());
+    let message = message.unwrap_or_else(|| "(no message)".into());
+    if status == 400 && kind == "bad_data" {
+        QueryError::BadQuery { kind, message }
+    } else {
+        QueryError::Prometheus { kind, message }
+    }
+}
+
+#[derive(Deserialize)]
 struct VectorSample {
     #[serde(default)]
     metric: Labels,
@@ -82,13 +188,7 @@ pub fn decode(status: u16, body: &[u8]) -> Result<QueryResult, QueryError> {
         }
     };
     if env.status != "success" {
-        let kind = env.error_type.unwrap_or_else(|| "unknown".into());
-        let message = env.error.unwrap_or_else(|| "(no message)".into());
-        return Err(if status == 400 && kind == "bad_data" {
-            QueryError::BadQuery { kind, message }
-        } else {
-            QueryError::Prometheus { kind, message }
-        });
+        return Err(status_error(status, env.error_type, env.error));
     }
     if !(200..300).contains(&status) {
         return Err(QueryError::Http {
@@ -181,6 +281,19 @@ mod tests {
         assert!(matches!(decode(200, matrix), Err(QueryError::Decode(_))));
         let bad_value = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#;
         assert!(matches!(decode(200, bad_value), Err(QueryError::Decode(_))));
+    }
+
+    #[test]
+    fn decodes_matrix_to_millisecond_points() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"pod":"a"},"values":[[1700000000,"1"],[1700000010.5,"NaN"]]}]}}"#;
+        let r = decode_range(200, body).unwrap();
+        assert_eq!(r.series[0].labels["pod"], "a");
+        assert_eq!(r.series[0].points[0], (1_700_000_000_000, 1.0));
+        assert_eq!(r.series[0].points[1].0, 1_700_000_010_500);
+        assert!(r.series[0].points[1].1.is_nan());
+        let too_many = br#"{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}"#;
+        assert!(decode_range(400, too_many).unwrap_err().is_bad_query());
     }
 
     #[test]

@@ -48,6 +48,20 @@ impl QueryError {
     }
 }
 
+pub use decode::{RangeResult, RangeSeries};
+
+/// Anything that answers range queries over history (for `replay`).
+pub trait HistorySource: Send + Sync + 'static {
+    /// Evaluates `query` at `start`, `start + step`, ... up to `end` (unix ms).
+    fn query_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> impl Future<Output = Result<RangeResult, QueryError>> + Send;
+}
+
 /// Anything that answers instant queries.
 pub trait MetricsSource: Send + Sync + 'static {
     /// Evaluates `query` at instant `at`.

@@ -1,8 +1,510 @@
-//! `rollwatch replay` (stub, being written)
+//! `rollwatch replay`: backtest rules against history before trusting them.
+//!
+//! Before a rule can roll back production at 3 a.m., its authors want to know whether
+//! it would have caught last month's incident and whether it would have rolled back any
+//! of last week's good releases. Replay answers with the same evaluator as `watch`
+//! (`engine` feeds it range-query history step by step), so what replay says is what a
+//! watch would have done on that data.
+//!
+//! Where the two can differ: a live watch polls at wall-clock instants that fall
+//! anywhere between scrapes, while replay evaluates on a grid starting at `--from`; both
+//! see the same Prometheus lookback, so a breach is seen at most one interval apart.
+
+pub mod engine;
+
+use crate::cli::{prom_client, PromArgs};
+use crate::prom::{HistorySource, PromClient, QueryError, RangeSeries};
+use crate::rules::{LoadOptions, Rule, WatchSpec};
+use engine::{decide, replay_rule, Decision, RuleHistory, Verdict};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Prometheus refuses range queries of more than 11,000 points per series; chunks stay
+/// well under that.
+pub const MAX_POINTS_PER_QUERY: i64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
 
 #[derive(Debug, clap::Args)]
-pub struct ReplayArgs {}
+pub struct ReplayArgs {
+    /// The rule file to backtest.
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    #[command(flatten)]
+    pub prom: PromArgs,
+    /// Start of the window: RFC 3339, Unix seconds, `now`, or relative (`-2h`, `now-2h`).
+    #[arg(
+        long,
+        value_name = "TIME",
+        required_unless_present = "deploys",
+        allow_hyphen_values = true
+    )]
+    pub from: Option<String>,
+    /// End of the window (same forms); default `now`.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// A file of deploy times (one per line): replay a `watch.duration` watch after each.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
+    pub deploys: Option<PathBuf>,
+    /// Set a variable, overriding its default (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = crate::cli::parse_set)]
+    pub sets: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
 
-pub async fn run(_args: ReplayArgs) -> u8 {
-    crate::exit::USAGE
+/// Parses a time: RFC 3339, Unix seconds, `now`, `-2h` or `now-2h`. Unix ms out.
+pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    let t = s.trim();
+    let rel = t.strip_prefix("now").unwrap_or(t);
+    if rel.is_empty() {
+        return Ok(now_ms);
+    }
+    if let Some(d) = rel.strip_prefix('-') {
+        let d = crate::rules::parse_duration(d)
+            .map_err(|e| format!("invalid relative time {t:?}: {e}"))?;
+        return Ok(now_ms - d.as_millis() as i64);
+    }
+    if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let secs: f64 = t.parse().map_err(|_| format!("invalid Unix time {t:?}"))?;
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    t.parse::<jiff::Timestamp>()
+        .map(|ts| ts.as_millisecond())
+        .map_err(|e| format!("invalid time {t:?} ({e}); use RFC 3339 (2026-11-20T14:00:00Z), Unix seconds, `now` or `-2h`"))
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.round(jiff::Unit::Second)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| t.to_string())
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// Fetches a rule's history over `[from, to]` at its interval, in chunks.
+pub async fn fetch<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    from: i64,
+    to: i64,
+) -> Result<Vec<RangeSeries>, QueryError> {
+    let step = rule.interval.as_millis().max(1) as i64;
+    let mut merged: BTreeMap<crate::eval::Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut start = from;
+    while start <= to {
+        let end = (start + (MAX_POINTS_PER_QUERY - 1) * step).min(to);
+        let result = source.query_range(&rule.query, start, end, step).await?;
+        for w in &result.warnings {
+            tracing::warn!(rule = %rule.name, warning = %w, "Prometheus attached a warning to the history (it may be partial)");
+        }
+        for s in result.series {
+            merged.entry(s.labels).or_default().extend(s.points);
+        }
+        start = end + step;
+    }
+    Ok(merged
+        .into_iter()
+        .map(|(labels, points)| RangeSeries { labels, points })
+        .collect())
+}
+
+/// One rule's replay, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleReport {
+    pub name: String,
+    pub action: crate::rules::Action,
+    pub threshold: String,
+    #[serde(rename = "for")]
+    pub for_: String,
+    pub pending_at: Option<String>,
+    pub fired_at: Option<String>,
+    /// Labels of the series that fired (or of the peak, if none fired).
+    pub labels: Option<crate::eval::Labels>,
+    pub peak: Option<f64>,
+    pub peak_at: Option<String>,
+    pub timeline: Vec<engine::Entry>,
+    pub error: Option<String>,
+}
+
+/// A whole replay, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub outcome: Verdict,
+    pub decided_at: String,
+    pub decided_by: Option<String>,
+    pub rules: Vec<RuleReport>,
+}
+
+/// Replays every rule of `spec` over `[from, to]`.
+pub async fn replay<H: HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    from: i64,
+    to: i64,
+) -> (Report, Decision) {
+    let mut histories: Vec<Result<RuleHistory, QueryError>> = Vec::new();
+    for rule in &spec.rules {
+        let step = rule.interval.as_millis().max(1) as i64;
+        histories.push(
+            fetch(source, rule, from, to)
+                .await
+                .map(|series| replay_rule(rule.params(), from, to, step, &series)),
+        );
+    }
+    let inputs: Vec<_> = spec
+        .rules
+        .iter()
+        .zip(&histories)
+        .map(|(r, h)| (r.name.clone(), r.action, h.as_ref().ok()))
+        .collect();
+    let decision = decide(&inputs, to);
+    let rules = spec
+        .rules
+        .iter()
+        .zip(&histories)
+        .map(|(rule, h)| rule_report(rule, h, decision.cut_at))
+        .collect();
+    let report = Report {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        outcome: decision.verdict,
+        decided_at: rfc3339(decision.decided_at),
+        decided_by: decision.rule.clone(),
+        rules,
+    };
+    (report, decision)
+}
+
+fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) -> RuleReport {
+    let mut r = RuleReport {
+        name: rule.name.clone(),
+        action: rule.action,
+        threshold: rule.threshold.to_string(),
+        for_: humantime::format_duration(rule.for_).to_string(),
+        pending_at: None,
+        fired_at: None,
+        labels: None,
+        peak: None,
+        peak_at: None,
+        timeline: Vec::new(),
+        error: None,
+    };
+    let h = match h {
+        Ok(h) => h,
+        Err(e) => {
+            r.error = Some(e.to_string());
+            return r;
+        }
+    };
+    r.timeline = h
+        .entries
+        .iter()
+        .filter(|e| e.at <= cut_at)
+        .cloned()
+        .collect();
+    r.pending_at = r
+        .timeline
+        .iter()
+        .find(|e| e.kind == "pending")
+        .map(|e| rfc3339(e.at));
+    if let Some(f) = r.timeline.iter().find(|e| e.kind == "fired") {
+        r.fired_at = Some(rfc3339(f.at));
+        r.labels = Some(f.labels.clone());
+    }
+    let above = rule.threshold.above.is_some();
+    let peak = h
+        .worst
+        .iter()
+        .filter(|(t, _, _)| *t <= cut_at)
+        .max_by(|a, b| {
+            if above {
+                a.1.total_cmp(&b.1)
+            } else {
+                b.1.total_cmp(&a.1)
+            }
+        });
+    if let Some((t, v, labels)) = peak {
+        r.peak = Some(*v);
+        r.peak_at = Some(rfc3339(*t));
+        if r.labels.is_none() {
+            r.labels = Some(labels.clone());
+        }
+    }
+    r
+}
+
+fn labels_text(l: &crate::eval::Labels) -> String {
+    let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+fn print_text(report: &Report, from: i64) {
+    println!("replay from {} to {}", report.from, report.to);
+    for r in &report.rules {
+        println!();
+        println!(
+            "{}  ({} for {}, action {})",
+            r.name,
+            r.threshold,
+            r.for_,
+            r.action.as_str()
+        );
+        if let Some(e) = &r.error {
+            println!("  history could not be read: {e}");
+            continue;
+        }
+        const SHOWN: usize = 20;
+        for e in r.timeline.iter().take(SHOWN) {
+            let value = e.value.map_or("no data".to_string(), |v| v.to_string());
+            println!(
+                "  {}  {:<8} {} {}",
+                rfc3339(e.at),
+                e.kind,
+                labels_text(&e.labels),
+                value
+            );
+        }
+        if r.timeline.len() > SHOWN {
+            println!("  ... {} more transitions", r.timeline.len() - SHOWN);
+        }
+        if r.timeline.is_empty() {
+            println!("  never breached");
+        }
+        match (&r.peak, &r.peak_at) {
+            (Some(p), Some(at)) => println!("  peak {p} at {at} (threshold {})", r.threshold),
+            _ => println!("  no data in the window"),
+        }
+    }
+    println!();
+    let decided = parse_time(&report.decided_at, 0).unwrap_or(from);
+    let after =
+        humantime::format_duration(Duration::from_secs(((decided - from).max(0) / 1000) as u64));
+    match (report.outcome, &report.decided_by) {
+        (Verdict::RolledBack, Some(rule)) => println!(
+            "verdict: would have ROLLED BACK at {} ({after} in), rule `{rule}`",
+            report.decided_at
+        ),
+        (Verdict::Paused, Some(rule)) => println!(
+            "verdict: would have PAUSED at {} ({after} in), rule `{rule}`; no rollback followed",
+            report.decided_at
+        ),
+        (Verdict::Inconclusive, _) => {
+            println!("verdict: INCONCLUSIVE: the history of some rule could not be read")
+        }
+        _ => println!("verdict: healthy: no rule would have acted"),
+    }
+}
+
+fn load(args: &ReplayArgs) -> Option<(WatchSpec, PromClient)> {
+    let opts = LoadOptions {
+        sets: &args.sets,
+        check: false,
+    };
+    let spec = crate::cli::load_reporting(&args.rules, &opts)?;
+    match prom_client(
+        &args.prom,
+        spec.prometheus.as_deref(),
+        spec.query_timeout.max(Duration::from_secs(30)),
+    ) {
+        Ok(c) => Some((spec, c)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+pub async fn run(args: ReplayArgs) -> u8 {
+    let Some((spec, client)) = load(&args) else {
+        return crate::exit::USAGE;
+    };
+    let now = now_ms();
+    if let Some(path) = &args.deploys {
+        return deploys(&spec, &client, path, now, args.format).await;
+    }
+    let parse = |s: &str| parse_time(s, now);
+    let (from, to) = match (
+        parse(args.from.as_deref().unwrap_or("now")),
+        parse(args.to.as_deref().unwrap_or("now")),
+    ) {
+        (Ok(f), Ok(t)) if f < t => (f, t),
+        (Ok(_), Ok(_)) => {
+            eprintln!("error: --from must be before --to");
+            return crate::exit::USAGE;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return crate::exit::USAGE;
+        }
+    };
+    let (report, decision) = replay(&spec, &client, from, to).await;
+    for r in &report.rules {
+        if let Some(e) = &r.error {
+            tracing::error!(rule = %r.name, error = %e, "could not read this rule's history");
+        }
+    }
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Format::Text => print_text(&report, from),
+    }
+    decision.verdict.exit_code()
+}
+
+/// Reads deploy times: one per line, `#` comments and blank lines skipped.
+pub fn parse_deploys(text: &str, now: i64) -> Result<Vec<i64>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.split('#').next().unwrap_or("").trim();
+        if t.is_empty() {
+            continue;
+        }
+        out.push(parse_time(t, now).map_err(|e| format!("line {}: {e}", i + 1))?);
+    }
+    if out.is_empty() {
+        return Err("no deploy times in the file".into());
+    }
+    Ok(out)
+}
+
+#[derive(serde::Serialize)]
+struct DeployRow {
+    deploy_at: String,
+    outcome: Verdict,
+    rule: Option<String>,
+    decided_at: String,
+    /// The window was cut short because it reaches past now.
+    truncated: bool,
+}
+
+async fn deploys<H: HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    path: &PathBuf,
+    now: i64,
+    format: Format,
+) -> u8 {
+    let times = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| parse_deploys(&t, now))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return crate::exit::USAGE;
+        }
+    };
+    let mut rows = Vec::new();
+    let mut worst = Verdict::Healthy;
+    for d in times {
+        let end = d + spec.duration.as_millis() as i64;
+        let (report, decision) = replay(spec, source, d, end.min(now)).await;
+        if decision.verdict.severity() > worst.severity() {
+            worst = decision.verdict;
+        }
+        rows.push(DeployRow {
+            deploy_at: rfc3339(d),
+            outcome: decision.verdict,
+            rule: decision.rule.clone(),
+            decided_at: report.decided_at,
+            truncated: end > now,
+        });
+    }
+    let count = |v: Verdict| rows.iter().filter(|r| r.outcome == v).count();
+    let (rb, pa, he, inc) = (
+        count(Verdict::RolledBack),
+        count(Verdict::Paused),
+        count(Verdict::Healthy),
+        count(Verdict::Inconclusive),
+    );
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "deploys": rows,
+                "totals": {"releases": rows.len(), "rolled_back": rb, "paused": pa, "healthy": he, "inconclusive": inc},
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Format::Text => {
+            println!(
+                "{:<22}  {:<13}  {:<24}  decided at",
+                "deploy", "verdict", "rule"
+            );
+            for r in &rows {
+                println!(
+                    "{:<22}  {:<13}  {:<24}  {}{}",
+                    r.deploy_at,
+                    r.outcome.name(),
+                    r.rule.as_deref().unwrap_or("-"),
+                    r.decided_at,
+                    if r.truncated {
+                        "  (window reaches now: cut short)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            println!();
+            println!(
+                "{} releases: {rb} would have been rolled back, {pa} paused, {he} healthy, {inc} inconclusive",
+                rows.len()
+            );
+        }
+    }
+    worst.exit_code()
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_time_form() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("-2h", now), Ok(now - 7_200_000));
+        assert_eq!(parse_time("now-30m", now), Ok(now - 1_800_000));
+        assert_eq!(parse_time("1700000000", now), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("1700000000.5", now), Ok(1_700_000_000_500));
+        assert_eq!(
+            parse_time("2026-11-20T14:00:00Z", now),
+            Ok(1_795_183_200_000)
+        );
+        assert_eq!(
+            parse_time("2026-11-20T09:00:00-05:00", now),
+            Ok(1_795_183_200_000)
+        );
+        assert!(parse_time("yesterday", now).is_err());
+        assert!(parse_time("-2", now).is_err());
+    }
+
+    #[test]
+    fn deploy_files_skip_comments_and_report_bad_lines() {
+        let now = 1_800_000_000_000;
+        assert_eq!(
+            parse_deploys("# deploys\n1700000000\n\n1700003600 # v2\n", now),
+            Ok(vec![1_700_000_000_000, 1_700_003_600_000])
+        );
+        assert!(parse_deploys("1700000000\nsoon\n", now)
+            .unwrap_err()
+            .starts_with("line 2"));
+        assert!(parse_deploys("# none\n", now).is_err());
+    }
 }

@@ -162,6 +162,60 @@ impl Prom {
     }
 }
 
+/// Starts a real Prometheus with `config` over the TSDB at `data`; returns its address
+/// once it answers `/-/ready`. It is killed when the test process exits.
+pub fn spawn_prometheus(dir: &Path, config: &str, data: &Path) -> String {
+    let config_path = dir.join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let args: Vec<String> = vec![
+        format!("--config.file={}", config_path.display()),
+        format!("--storage.tsdb.path={}", data.display()),
+        "--storage.tsdb.retention.time=10y".into(),
+        format!("--web.listen-address={addr}"),
+        "--log.level=warn".into(),
+    ];
+    // Spawned from a thread that lives as long as the test process, with a parent
+    // death signal, so Prometheus never outlives the tests.
+    let (tx, rx) = mpsc::channel();
+    let log = dir.join("prometheus.log");
+    thread::spawn(move || {
+        let mut cmd = Command::new("prometheus");
+        cmd.args(&args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let child = cmd.spawn();
+        let ok = child.is_ok();
+        tx.send(child.map(|_| ()).map_err(|e| e.to_string()))
+            .unwrap();
+        if ok {
+            loop {
+                thread::park();
+            }
+        }
+    });
+    rx.recv()
+        .unwrap()
+        .expect("start prometheus (apt-get install -y prometheus)");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(&addr, "/-/ready").map(|(s, _)| s) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus did not become ready; see {}",
+            dir.join("prometheus.log").display()
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    addr
+}
+
 /// Starts (once) a real Prometheus scraping the test exporter every second.
 pub fn prometheus() -> &'static Prom {
     static PROM: OnceLock<Prom> = OnceLock::new();
@@ -169,60 +223,17 @@ pub fn prometheus() -> &'static Prom {
         let exporter = Exporter::start();
         exporter.set("rw_value{test=\"canary\"}", 1.0);
         let dir = tempfile::tempdir().unwrap();
-        let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{}']\n",
-                exporter.addr
-            ),
-        )
-        .unwrap();
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let args: Vec<String> = vec![
-            format!("--config.file={}", config.display()),
-            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-            format!("--web.listen-address={addr}"),
-            "--log.level=warn".into(),
-        ];
-        // Spawned from a thread that lives as long as the test process, with a parent
-        // death signal, so Prometheus never outlives the tests.
-        let (tx, rx) = mpsc::channel();
-        let log = dir.path().join("prometheus.log");
-        thread::spawn(move || {
-            let mut cmd = Command::new("prometheus");
-            cmd.args(&args)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap());
-            unsafe {
-                use std::os::unix::process::CommandExt;
-                cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                        .map_err(std::io::Error::from)
-                });
-            }
-            let child = cmd.spawn();
-            let ok = child.is_ok();
-            tx.send(child.map(|_| ()).map_err(|e| e.to_string())).unwrap();
-            if ok {
-                loop {
-                    thread::park();
-                }
-            }
-        });
-        rx.recv().unwrap().expect("start prometheus (apt-get install -y prometheus)");
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{}']\n",
+            exporter.addr
+        );
+        let addr = spawn_prometheus(dir.path(), &config, &dir.path().join("data"));
         let prom = Prom {
             url: format!("http://{addr}"),
             addr,
             exporter,
             _dir: dir,
         };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&prom.addr, "/-/ready").map(|(s, _)| s) != Some(200) {
-            assert!(Instant::now() < deadline, "Prometheus did not become ready");
-            thread::sleep(Duration::from_millis(100));
-        }
         prom.await_value("rw_value{test=\"canary\"}", |v| v == Some(1.0));
         prom
     })
