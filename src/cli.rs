@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
-use tracing::{error, info};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -82,6 +81,8 @@ pub struct WatchArgs {
     /// Decide and log everything, but run no command.
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
 }
 
 #[derive(Debug, Args)]
@@ -215,60 +216,83 @@ pub async fn watch(args: WatchArgs) -> u8 {
     let opts = WatchOptions {
         duration: args.duration.unwrap_or(spec.duration),
         dry_run: args.dry_run,
+        prometheus: client.shown_url().to_string(),
     };
-    info!(event = "config", rules_file = %args.rules.display(), prometheus = %client.shown_url(), vars = ?spec.vars, "loaded {}", args.rules.display());
+    let mut sinks = match watch_sinks(&args.outputs, &spec) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let outcome = watch::run(
         &spec,
         Arc::new(client),
         &ProcessRunner::default(),
         &opts,
         &mut signals,
+        &mut sinks.sinks,
     )
     .await;
-    report_outcome(&outcome);
+    sinks.finish().await;
     outcome.exit_code()
 }
 
-/// Logs the final outcome in one line a person or a pipeline can read.
-pub fn report_outcome(outcome: &watch::Outcome) {
-    use watch::Outcome::*;
-    let detail = match outcome {
-        Healthy => {
-            "the watch ran its full duration; nothing breached long enough to act".to_string()
+/// What a watch shows besides its log: `--events`, `--report`, notifications, live view.
+#[derive(Debug, Args, Clone, Default)]
+pub struct OutputArgs {
+    /// Write one JSON object per line for each state change, action and outcome
+    /// (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<String>,
+    /// Write report.json, report.md and report.html into DIR when the watch ends.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// No live view on a terminal: plain log lines.
+    #[arg(long)]
+    pub no_live: bool,
+}
+
+/// The sinks of a watch, and what must be awaited once it ends.
+pub struct WatchSinks {
+    pub sinks: crate::events::Sinks,
+    pub deliveries: Option<crate::notify::Deliveries>,
+}
+
+impl WatchSinks {
+    /// Flushes every sink; waits (bounded) for notifications still being delivered.
+    pub async fn finish(&mut self) {
+        if let Some(d) = &self.deliveries {
+            d.drain(Duration::from_secs(15)).await;
         }
-        RolledBack {
-            rule,
-            dry_run: false,
-        } => format!("rolled back: rule `{rule}` fired and the rollback command succeeded"),
-        RolledBack {
-            rule,
-            dry_run: true,
-        } => format!("dry run: rule `{rule}` fired; the rollback command would have run"),
-        RollbackFailed { rule, status } => {
-            format!("rule `{rule}` fired but the rollback command {status}: act by hand")
-        }
-        Paused { rule } => format!("paused by rule `{rule}`; no rollback followed"),
-        PauseFailed { rule, status } => {
-            format!("rule `{rule}` fired but the pause command {status}: act by hand")
-        }
-        Inconclusive { reason } => format!("inconclusive: {reason}"),
-        Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
-        QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
-    };
-    let code = outcome.exit_code();
-    if matches!(outcome, Healthy | RolledBack { .. } | Paused { .. }) {
-        info!(
-            event = "watch_finished",
-            outcome = outcome.name(),
-            exit_code = code,
-            "{detail}"
-        );
-    } else {
-        error!(
-            event = "watch_finished",
-            outcome = outcome.name(),
-            exit_code = code,
-            "{detail}"
-        );
+        self.sinks.finish();
     }
+}
+
+/// Builds the sinks a watch reports to.
+pub fn watch_sinks(args: &OutputArgs, spec: &WatchSpec) -> Result<WatchSinks, String> {
+    let mut sinks = crate::events::Sinks::default();
+    let live = crate::live::multi().is_some();
+    if live {
+        sinks.push(crate::live::LiveView::start(spec));
+    } else {
+        sinks.push(crate::events::LogSink);
+    }
+    if let Some(target) = &args.events {
+        let j = crate::events::JsonLines::open(target)
+            .map_err(|e| format!("cannot open --events {target}: {e}"))?;
+        sinks.push(j);
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create --report directory {}: {e}", dir.display()))?;
+        sinks.push(crate::report::Recorder::new(dir.clone()));
+    }
+    let mut deliveries = None;
+    if !spec.notify.is_empty() {
+        let (sink, d) = crate::notify::Notifier::new(spec.notify.clone());
+        sinks.push(sink);
+        deliveries = Some(d);
+    }
+    Ok(WatchSinks { sinks, deliveries })
 }

@@ -27,6 +27,8 @@ pub struct DemoArgs {
     /// The demo rule's `for`.
     #[arg(long = "for", default_value = "20s", value_parser = crate::rules::parse_duration, hide = true)]
     pub for_: Duration,
+    #[command(flatten)]
+    pub outputs: crate::cli::OutputArgs,
 }
 
 const RULES: &str = r#"# The demo's rule file: the same format as any rule file.
@@ -158,6 +160,14 @@ pub async fn run(args: DemoArgs) -> u8 {
     let opts = WatchOptions {
         duration: spec.duration,
         dry_run: false,
+        prometheus: client.shown_url().to_string(),
+    };
+    let mut sinks = match crate::cli::watch_sinks(&args.outputs, &spec) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return crate::exit::USAGE;
+        }
     };
     let outcome = watch::run(
         &spec,
@@ -165,9 +175,10 @@ pub async fn run(args: DemoArgs) -> u8 {
         &ProcessRunner::default(),
         &opts,
         &mut signals,
+        &mut sinks.sinks,
     )
     .await;
-    crate::cli::report_outcome(&outcome);
+    sinks.finish().await;
     println!();
     match outcome {
         Outcome::RolledBack { .. } => {

@@ -6,7 +6,13 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    rollwatch::logging::init(cli.log_format, cli.quiet);
+    // The live view is for a person at a terminal watching a watch.
+    let live = match &cli.command {
+        Command::Watch(a) => !a.outputs.no_live,
+        Command::Demo(a) => !a.outputs.no_live,
+        _ => false,
+    } && rollwatch::logging::live_wanted(cli.log_format, cli.quiet);
+    rollwatch::logging::init(cli.log_format, cli.quiet, live);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

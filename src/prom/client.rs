@@ -147,16 +147,20 @@ impl PromClient {
     pub fn shown_url(&self) -> &str {
         &self.shown
     }
+}
 
-    /// The link to a query in Prometheus's graph UI (for messages).
-    pub fn graph_url(&self, query: &str) -> String {
-        let mut u = self.endpoint.clone();
-        let path = u.path().trim_end_matches("/api/v1/query").to_string();
-        u.set_path(&format!("{path}/graph"));
-        u.query_pairs_mut()
-            .append_pair("g0.expr", query)
-            .append_pair("g0.tab", "0");
-        u.to_string()
+/// The link to a query in Prometheus's graph UI, from a base URL (with any prefix).
+pub fn graph_link(base: &str, query: &str) -> String {
+    match reqwest::Url::parse(base) {
+        Ok(mut u) => {
+            let path = u.path().trim_end_matches('/').to_string();
+            u.set_path(&format!("{path}/graph"));
+            u.query_pairs_mut()
+                .append_pair("g0.expr", query)
+                .append_pair("g0.tab", "0");
+            u.to_string()
+        }
+        Err(_) => String::new(),
     }
 }
 
@@ -312,8 +316,7 @@ mod tests {
             "https://mimir.internal/prometheus/api/v1/query"
         );
         assert!(!c.shown_url().contains("pw"));
-        assert!(c
-            .graph_url("up")
+        assert!(graph_link(c.shown_url(), "up")
             .starts_with("https://mimir.internal/prometheus/graph?g0.expr=up"));
     }
 }

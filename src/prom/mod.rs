@@ -8,7 +8,7 @@
 mod client;
 pub mod decode;
 
-pub use client::{PromClient, PromConfig};
+pub use client::{graph_link, PromClient, PromConfig};
 
 use crate::eval::Sample;
 use std::future::Future;

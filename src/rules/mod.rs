@@ -44,6 +44,51 @@ pub struct WatchSpec {
     pub rollback: Option<CommandSpec>,
     pub pause: Option<CommandSpec>,
     pub rules: Vec<Rule>,
+    /// Notification channels (`notify:`).
+    pub notify: Vec<Channel>,
+}
+
+/// The kinds of notification a channel can subscribe to with `on:`.
+pub const NOTIFY_KINDS: &[&str] = &[
+    "rollback",
+    "rollback_failed",
+    "pause",
+    "pause_failed",
+    "notify",
+    "inconclusive",
+    "interrupted",
+    "healthy",
+];
+
+/// Where notifications go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// A generic JSON POST.
+    Webhook,
+    /// A Slack incoming webhook (`{"text": ...}`).
+    Slack,
+}
+
+/// A notification channel. Its URL is a secret: it is never logged or shown; messages
+/// name the channel by `label` (e.g. `slack #2`).
+#[derive(Clone, PartialEq)]
+pub struct Channel {
+    pub kind: ChannelKind,
+    pub url: String,
+    pub label: String,
+    /// Kinds (from `NOTIFY_KINDS`) this channel receives.
+    pub on: Vec<String>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("kind", &self.kind)
+            .field("url", &"<secret>")
+            .field("label", &self.label)
+            .field("on", &self.on)
+            .finish()
+    }
 }
 
 /// A command to run: argv (no shell) with placeholders substituted.

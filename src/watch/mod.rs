@@ -7,7 +7,8 @@
 //! pause command is guarded by a flag that only this loop touches.
 
 use crate::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
-use crate::eval::{Labels, Poll, RuleEval, Transition};
+use crate::eval::{Labels, Phase, Poll, RuleEval, Transition};
+use crate::events::{now_ms, Event, RuleInfo, RuleState, SeriesValue, Sinks};
 use crate::prom::{MetricsSource, QueryError, QueryResult};
 use crate::rules::{Action, CommandSpec, Rule, WatchSpec};
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant, MissedTickBehavior};
-use tracing::{debug, error, info, warn};
+use tracing::{error, warn};
 
 /// A signal asking the watch to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,46 @@ impl Outcome {
         }
     }
 
+    /// The rule whose action decided the outcome, if any.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Outcome::RolledBack { rule, .. }
+            | Outcome::RollbackFailed { rule, .. }
+            | Outcome::Paused { rule }
+            | Outcome::PauseFailed { rule, .. }
+            | Outcome::QueryRejected { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+
+    /// One sentence a person (or a pipeline log) can read.
+    pub fn describe(&self) -> String {
+        use Outcome::*;
+        match self {
+            Healthy => {
+                "the watch ran its full duration; nothing breached long enough to act".to_string()
+            }
+            RolledBack {
+                rule,
+                dry_run: false,
+            } => format!("rolled back: rule `{rule}` fired and the rollback command succeeded"),
+            RolledBack {
+                rule,
+                dry_run: true,
+            } => format!("dry run: rule `{rule}` fired; the rollback command would have run"),
+            RollbackFailed { rule, status } => {
+                format!("rule `{rule}` fired but the rollback command {status}: act by hand")
+            }
+            Paused { rule } => format!("paused by rule `{rule}`; no rollback followed"),
+            PauseFailed { rule, status } => {
+                format!("rule `{rule}` fired but the pause command {status}: act by hand")
+            }
+            Inconclusive { reason } => format!("inconclusive: {reason}"),
+            Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
+            QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
+        }
+    }
+
     pub fn exit_code(&self) -> u8 {
         use crate::exit;
         match self {
@@ -82,6 +123,9 @@ pub struct WatchOptions {
     pub duration: Duration,
     /// Decide and log everything, run no command.
     pub dry_run: bool,
+    /// The Prometheus base URL as it may be shown (no credentials): for reports and
+    /// links to each query in Prometheus's graph UI.
+    pub prometheus: String,
 }
 
 struct PollDone {
@@ -92,16 +136,12 @@ struct PollDone {
     result: Result<QueryResult, QueryError>,
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
 fn labels_json(labels: &Labels) -> String {
     serde_json::to_string(labels).unwrap_or_default()
-}
-
-fn fmt_value(v: Option<f64>) -> String {
-    v.map_or_else(|| "no data".to_string(), |v| v.to_string())
 }
 
 fn fmt_d(d: Duration) -> String {
@@ -135,12 +175,31 @@ async fn poll_loop<S: MetricsSource>(
     }
 }
 
+/// How a rule is described in reports, events and notifications.
+pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
+    RuleInfo {
+        name: rule.name.clone(),
+        description: rule.description.clone(),
+        query: rule.query.clone(),
+        above: rule.threshold.above,
+        below: rule.threshold.below,
+        threshold: rule.threshold.to_string(),
+        for_s: rule.for_.as_secs_f64(),
+        interval_s: rule.interval.as_secs_f64(),
+        no_data: rule.no_data.as_str(),
+        action: rule.action.as_str(),
+        graph_url: (!prometheus.is_empty())
+            .then(|| crate::prom::graph_link(prometheus, &rule.query)),
+    }
+}
+
 /// The state of one running watch.
 struct Watch<'a, R> {
     spec: &'a WatchSpec,
     runner: &'a R,
     opts: &'a WatchOptions,
     signals: &'a mut mpsc::Receiver<Signal>,
+    sinks: &'a mut Sinks,
     evals: Vec<RuleEval>,
     last_poll_ok: Vec<bool>,
     ever_ok: Vec<bool>,
@@ -149,13 +208,15 @@ struct Watch<'a, R> {
     deferred_signal: Option<Signal>,
 }
 
-/// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in).
+/// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in);
+/// every decision goes to `sinks` (the log, the event stream, reports, notifications).
 pub async fn run<S: MetricsSource, R: ActionRunner>(
     spec: &WatchSpec,
     source: Arc<S>,
     runner: &R,
     opts: &WatchOptions,
     signals: &mut mpsc::Receiver<Signal>,
+    sinks: &mut Sinks,
 ) -> Outcome {
     let start = Instant::now();
     let end = start + opts.duration;
@@ -173,21 +234,28 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
         ));
     }
     drop(tx);
-    info!(
-        event = "watch_started",
-        rules = spec.rules.len(),
-        duration = %fmt_d(opts.duration),
-        max_blind = %fmt_d(max_blind),
-        dry_run = opts.dry_run,
-        "watch started: {} rule(s) for {}",
-        spec.rules.len(),
-        fmt_d(opts.duration)
+    sinks.emit(
+        now_ms(),
+        &Event::WatchStarted {
+            rules_file: spec.path.display().to_string(),
+            prometheus: opts.prometheus.clone(),
+            duration_s: opts.duration.as_secs_f64(),
+            max_blind_s: max_blind.as_secs_f64(),
+            dry_run: opts.dry_run,
+            vars: spec.vars.clone(),
+            rules: spec
+                .rules
+                .iter()
+                .map(|r| rule_info(r, &opts.prometheus))
+                .collect(),
+        },
     );
     let mut w = Watch {
         spec,
         runner,
         opts,
         signals,
+        sinks,
         evals: spec
             .rules
             .iter()
@@ -207,7 +275,7 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
         tokio::select! {
             biased;
             Some(sig) = w.signals.recv() => {
-                warn!(event = "signal", signal = ?sig, "signal received: stopping the watch; no command will run");
+                w.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
                 break Outcome::Interrupted(sig);
             }
             _ = sleep_until(end) => break w.finish(),
@@ -230,6 +298,15 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
         }
     };
     pollers.abort_all();
+    w.sinks.emit(
+        now_ms(),
+        &Event::WatchFinished {
+            outcome: outcome.name(),
+            exit_code: outcome.exit_code(),
+            detail: outcome.describe(),
+            rule: outcome.rule().map(str::to_string),
+        },
+    );
     outcome
 }
 
@@ -237,7 +314,7 @@ impl<R: ActionRunner> Watch<'_, R> {
     fn finish(&self) -> Outcome {
         for (rule, eval) in self.spec.rules.iter().zip(&self.evals) {
             for (labels, s) in eval.series() {
-                if s.phase == crate::eval::Phase::Pending {
+                if s.phase == Phase::Pending {
                     warn!(event = "ended_pending", rule = %rule.name, labels = %labels_json(labels), "watch ended while this series was still pending (breached, but not for `for`)");
                 }
             }
@@ -254,18 +331,37 @@ impl<R: ActionRunner> Watch<'_, R> {
         }
     }
 
+    /// The state to show for rule `i` after a poll at `at`.
+    fn state(&self, i: usize, at: Duration, poll: &Poll) -> RuleState {
+        let rule = &self.spec.rules[i];
+        let series = self.evals[i].series();
+        if series.values().any(|s| s.phase == Phase::Firing) {
+            return RuleState::Breached;
+        }
+        if let Some(since) = series.values().map(|s| s.since).min() {
+            return RuleState::Pending {
+                for_s: at.saturating_sub(since).as_secs_f64(),
+                of_s: rule.for_.as_secs_f64(),
+            };
+        }
+        match poll {
+            Poll::Failed => RuleState::QueryError,
+            Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
+            Poll::Samples(_) => RuleState::Ok,
+        }
+    }
+
     /// Handles one poll; Some(outcome) ends the watch.
     async fn handle(&mut self, done: PollDone) -> Option<Outcome> {
         let i = done.rule;
-        let rule = &self.spec.rules[i];
-        let poll = match &done.result {
+        let spec = self.spec;
+        let rule = &spec.rules[i];
+        let at_ms = unix_ms(done.wall);
+        let (poll, error, warnings) = match done.result {
             Ok(r) => {
-                for warning in &r.warnings {
-                    warn!(event = "query_warning", rule = %rule.name, warning = %warning, "Prometheus attached a warning to the result (it may be partial)");
-                }
                 self.last_poll_ok[i] = true;
                 self.ever_ok[i] = true;
-                Poll::Samples(r.samples.clone())
+                (Poll::Samples(r.samples), None, r.warnings)
             }
             Err(e) => {
                 self.last_poll_ok[i] = false;
@@ -276,89 +372,107 @@ impl<R: ActionRunner> Watch<'_, R> {
                         message: e.to_string(),
                     });
                 }
-                warn!(event = "query_failed", rule = %rule.name, error = %e, "query failed; the rule keeps its state (errors never count as breaches)");
-                Poll::Failed
+                (Poll::Failed, Some(e.to_string()), Vec::new())
             }
         };
         let transitions = self.evals[i].observe(done.at, &poll);
-        if let Poll::Samples(samples) = &poll {
-            self.log_poll(i, done.at, samples);
-        }
+        let samples: Vec<SeriesValue> = match &poll {
+            Poll::Samples(s) => s
+                .iter()
+                .map(|s| SeriesValue {
+                    labels: s.labels.clone(),
+                    value: (!s.value.is_nan()).then_some(s.value),
+                })
+                .collect(),
+            Poll::Failed => Vec::new(),
+        };
+        let values = samples.iter().filter_map(|s| s.value);
+        let value = if rule.threshold.above.is_some() {
+            values.reduce(f64::max)
+        } else {
+            values.reduce(f64::min)
+        };
+        let state = self.state(i, done.at, &poll);
+        self.sinks.emit(
+            at_ms,
+            &Event::Poll {
+                rule: rule.name.clone(),
+                samples,
+                error,
+                warnings,
+                state,
+                value,
+            },
+        );
+
+        let threshold = rule.threshold.to_string();
         let mut fired: Vec<(Labels, Option<f64>, Duration)> = Vec::new();
         for t in transitions {
-            match t {
-                Transition::Pending { labels, value } => info!(
-                    event = "pending",
-                    rule = %rule.name,
-                    labels = %labels_json(&labels),
-                    value = %fmt_value(value),
-                    threshold = %rule.threshold,
-                    r#for = %fmt_d(rule.for_),
-                    unix_ms = unix_ms(done.wall),
-                    "breached: pending until it has lasted {}",
-                    fmt_d(rule.for_)
-                ),
+            let event = match t {
+                Transition::Pending { labels, value } => Event::Pending {
+                    rule: rule.name.clone(),
+                    labels,
+                    value,
+                    threshold: threshold.clone(),
+                    for_s: rule.for_.as_secs_f64(),
+                },
                 Transition::Resolved {
                     labels,
                     from,
                     value,
                     breached_for,
-                } => info!(
-                    event = "resolved",
-                    rule = %rule.name,
-                    labels = %labels_json(&labels),
-                    value = %fmt_value(value),
-                    threshold = %rule.threshold,
-                    was = ?from,
-                    breached_for = %fmt_d(breached_for),
-                    unix_ms = unix_ms(done.wall),
-                    "no longer breached after {}",
-                    fmt_d(breached_for)
-                ),
+                } => Event::Resolved {
+                    rule: rule.name.clone(),
+                    labels,
+                    value,
+                    threshold: threshold.clone(),
+                    was: if from == Phase::Firing {
+                        "firing"
+                    } else {
+                        "pending"
+                    },
+                    breached_for_s: breached_for.as_secs_f64(),
+                },
                 Transition::Fired {
                     labels,
                     value,
                     breached_for,
                 } => {
-                    warn!(
-                        event = "fired",
-                        rule = %rule.name,
-                        labels = %labels_json(&labels),
-                        value = %fmt_value(value),
-                        threshold = %rule.threshold,
-                        breached_for = %fmt_d(breached_for),
-                        action = rule.action.as_str(),
-                        unix_ms = unix_ms(done.wall),
-                        "breached at every poll for {} (for: {}): {}",
-                        fmt_d(breached_for),
-                        fmt_d(rule.for_),
-                        rule.action.as_str()
-                    );
-                    fired.push((labels, value, breached_for));
+                    fired.push((labels.clone(), value, breached_for));
+                    Event::Fired {
+                        rule: rule.name.clone(),
+                        labels,
+                        value,
+                        threshold: threshold.clone(),
+                        breached_for_s: breached_for.as_secs_f64(),
+                        action: rule.action.as_str(),
+                    }
                 }
-            }
+            };
+            self.sinks.emit(at_ms, &event);
         }
         for (labels, value, breached_for) in fired {
             match rule.action {
-                Action::Notify => info!(
-                    event = "notify",
-                    rule = %rule.name,
-                    labels = %labels_json(&labels),
-                    value = %fmt_value(value),
-                    threshold = %rule.threshold,
-                    breached_for = %fmt_d(breached_for),
-                    "notification: {} is breached ({} {}); the watch goes on",
-                    rule.name,
-                    fmt_value(value),
-                    rule.threshold
+                Action::Notify => self.sinks.emit(
+                    at_ms,
+                    &Event::Notify {
+                        rule: rule.name.clone(),
+                        labels,
+                        value,
+                        threshold: threshold.clone(),
+                        breached_for_s: breached_for.as_secs_f64(),
+                    },
                 ),
                 Action::Pause => {
                     if let Some(by) = &self.paused_by {
-                        info!(event = "pause_skipped", rule = %rule.name, paused_by = %by, "already paused; the pause command runs once per watch");
+                        let ev = Event::PauseSkipped {
+                            rule: rule.name.clone(),
+                            paused_by: by.clone(),
+                        };
+                        self.sinks.emit(at_ms, &ev);
                         continue;
                     }
-                    let cmd = self
-                        .spec
+                    let cmd = spec
                         .pause
                         .as_ref()
                         .expect("validated: pause rules have a pause command");
@@ -376,8 +490,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                     }
                 }
                 Action::Rollback => {
-                    let cmd = self
-                        .spec
+                    let cmd = spec
                         .rollback
                         .as_ref()
                         .expect("validated: rollback rules have a rollback command");
@@ -404,65 +517,6 @@ impl<R: ActionRunner> Watch<'_, R> {
         None
     }
 
-    /// One line per poll: the value(s) against the threshold and the state.
-    fn log_poll(&self, i: usize, at: Duration, samples: &[crate::eval::Sample]) {
-        let rule = &self.spec.rules[i];
-        let eval = &self.evals[i];
-        let valid: Vec<f64> = samples
-            .iter()
-            .map(|s| s.value)
-            .filter(|v| !v.is_nan())
-            .collect();
-        let worst = if rule.threshold.above.is_some() {
-            valid
-                .iter()
-                .copied()
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
-        } else {
-            valid
-                .iter()
-                .copied()
-                .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.min(v))))
-        };
-        let state = match eval
-            .series()
-            .values()
-            .map(|s| s.phase)
-            .max_by_key(|p| *p == crate::eval::Phase::Firing)
-        {
-            Some(crate::eval::Phase::Firing) => "breached".to_string(),
-            Some(crate::eval::Phase::Pending) => {
-                let since = eval
-                    .series()
-                    .values()
-                    .map(|s| s.since)
-                    .min()
-                    .unwrap_or_default();
-                format!(
-                    "pending for {} of {}",
-                    fmt_d(at.saturating_sub(since)),
-                    fmt_d(rule.for_)
-                )
-            }
-            None if valid.is_empty() => "no data".to_string(),
-            None => "ok".to_string(),
-        };
-        info!(
-            event = "poll",
-            rule = %rule.name,
-            series = valid.len(),
-            value = %fmt_value(worst),
-            threshold = %rule.threshold,
-            state = %state,
-            "{}: {} (threshold {}) {}",
-            rule.name,
-            fmt_value(worst),
-            rule.threshold,
-            state
-        );
-        debug!(rule = %rule.name, samples = ?samples, "samples");
-    }
-
     /// Runs (or, in a dry run, describes) an action. None in a dry run.
     async fn act(
         &mut self,
@@ -473,8 +527,17 @@ impl<R: ActionRunner> Watch<'_, R> {
         value: Option<f64>,
         breached_for: Duration,
     ) -> Option<ActionReport> {
+        self.sinks.emit(
+            now_ms(),
+            &Event::ActionStarted {
+                action: kind,
+                rule: rule.name.clone(),
+                argv: cmd.argv.clone(),
+                timeout_s: cmd.timeout.as_secs_f64(),
+                dry_run: self.opts.dry_run,
+            },
+        );
         if self.opts.dry_run {
-            warn!(event = "action_skipped", action = kind, rule = %rule.name, argv = ?cmd.argv, "dry run: would run the {kind} command");
             return None;
         }
         let mut env = vec![
@@ -506,24 +569,28 @@ impl<R: ActionRunner> Watch<'_, R> {
             timeout: cmd.timeout,
             env,
         };
-        warn!(event = "action_started", action = kind, rule = %rule.name, argv = ?cmd.argv, timeout = %fmt_d(cmd.timeout), "running the {kind} command");
         let fut = self.runner.run(&req);
         tokio::pin!(fut);
         let report = loop {
             tokio::select! {
                 r = &mut fut => break r,
                 Some(sig) = self.signals.recv() => {
-                    warn!(event = "signal", signal = ?sig, action = kind, "signal received while the {kind} command runs: letting it finish, then stopping");
+                    self.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: true });
                     self.deferred_signal.get_or_insert(sig);
                 }
             }
         };
-        let level_ok = report.status.succeeded();
-        if level_ok {
-            info!(event = "action_finished", action = kind, rule = %rule.name, status = %report.status, duration = %fmt_d(report.duration), "{kind} command {}", report.status);
-        } else {
-            error!(event = "action_finished", action = kind, rule = %rule.name, status = %report.status, duration = %fmt_d(report.duration), output_tail = ?report.output_tail, "{kind} command {}", report.status);
-        }
+        self.sinks.emit(
+            now_ms(),
+            &Event::ActionFinished {
+                action: kind,
+                rule: rule.name.clone(),
+                status: report.status.to_string(),
+                succeeded: report.status.succeeded(),
+                duration_s: report.duration.as_secs_f64(),
+                output_tail: report.output_tail.clone(),
+            },
+        );
         Some(report)
     }
 }
