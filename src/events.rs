@@ -59,6 +59,29 @@ impl std::fmt::Display for RuleState {
     }
 }
 
+impl RuleState {
+    /// A rule's state after `poll` at `at`: breached if any series fires, pending (for
+    /// the longest-pending series) if any is pending, else what the poll itself showed.
+    pub fn of(eval: &crate::eval::RuleEval, at: std::time::Duration, poll: &crate::eval::Poll) -> RuleState {
+        use crate::eval::{Phase, Poll};
+        let series = eval.series();
+        if series.values().any(|s| s.phase == Phase::Firing) {
+            return RuleState::Breached;
+        }
+        if let Some(since) = series.values().map(|s| s.since).min() {
+            return RuleState::Pending {
+                for_s: at.saturating_sub(since).as_secs_f64(),
+                of_s: eval.params().for_.as_secs_f64(),
+            };
+        }
+        match poll {
+            Poll::Failed => RuleState::QueryError,
+            Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
+            Poll::Samples(_) => RuleState::Ok,
+        }
+    }
+}
+
 /// Seconds as a compact duration (`1m 30s`).
 pub fn secs(s: f64) -> String {
     humantime::format_duration(std::time::Duration::from_secs(s.max(0.0).round() as u64))

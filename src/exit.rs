@@ -13,6 +13,9 @@ pub const ACTION_FAILED: u8 = 3;
 pub const INCONCLUSIVE: u8 = 4;
 /// A pause fired and no rollback followed.
 pub const PAUSED: u8 = 5;
+/// `gate`: the change must not go out now (outside every window, inside a freeze, or
+/// the system is unhealthy); the output says why and when the next window opens.
+pub const NO_GO: u8 = 6;
 /// Interrupted by SIGINT (128 + 2).
 pub const SIGINT: u8 = 130;
 /// Interrupted by SIGTERM (128 + 15).

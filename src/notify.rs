@@ -75,7 +75,6 @@ struct Fired {
 pub struct Notifier {
     channels: Vec<Channel>,
     http: reqwest::Client,
-    policy: RetryPolicy,
     deliveries: Deliveries,
     vars: BTreeMap<String, String>,
     rules: BTreeMap<String, RuleInfo>,
@@ -85,10 +84,6 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(channels: Vec<Channel>) -> (Notifier, Deliveries) {
-        Self::with_policy(channels, RetryPolicy::default())
-    }
-
-    pub fn with_policy(channels: Vec<Channel>, policy: RetryPolicy) -> (Notifier, Deliveries) {
         let deliveries = Deliveries::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
@@ -97,7 +92,6 @@ impl Notifier {
         let n = Notifier {
             channels,
             http,
-            policy,
             deliveries: deliveries.clone(),
             vars: BTreeMap::new(),
             rules: BTreeMap::new(),
@@ -162,14 +156,12 @@ impl Notifier {
                 ChannelKind::Webhook => payload.clone(),
                 ChannelKind::Slack => slack_message(&summary, graph.as_deref()),
             };
-            let h = tokio::spawn(deliver(
-                self.http.clone(),
-                ch.url.clone(),
-                ch.label.clone(),
-                kind.to_string(),
-                body,
-                self.policy,
-            ));
+            let policy = RetryPolicy {
+                attempts: ch.retries + 1,
+                timeout: ch.timeout,
+                ..RetryPolicy::default()
+            };
+            let h = tokio::spawn(deliver(self.http.clone(), ch.url.clone(), ch.label.clone(), kind.to_string(), body, policy));
             self.deliveries.add(h);
         }
     }

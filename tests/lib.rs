@@ -7,5 +7,7 @@ mod harness;
 mod check;
 mod faults;
 mod gate;
+mod observe;
+mod proxy_faults;
 mod replay;
 mod watch;

@@ -296,6 +296,33 @@ mod tests {
         assert!(decode_range(400, too_many).unwrap_err().is_bad_query());
     }
 
+    /// CI replays the fuzzer's corpus and the crashes it found (fuzz/corpus and
+    /// fuzz/regressions) without cargo-fuzz: no input may panic.
+    #[test]
+    fn replays_the_fuzz_corpus_without_panicking() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut inputs = 0;
+        for dir in ["corpus/prom_response", "regressions/prom_response"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let body = std::fs::read(&path).unwrap();
+                for status in [200, 400, 422, 500, 503] {
+                    let _ = decode(status, &body);
+                    let _ = decode_range(status, &body);
+                }
+                inputs += 1;
+            }
+        }
+        assert!(
+            inputs >= 10,
+            "only {inputs} inputs found under {}",
+            root.display()
+        );
+    }
+
     #[test]
     fn never_panics_on_prefixes_of_a_valid_body() {
         let body = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1.5,"2"]}]}}"#;

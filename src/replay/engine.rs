@@ -29,6 +29,8 @@ pub struct RuleHistory {
     pub entries: Vec<Entry>,
     /// Worst value seen at each step: (unix ms, value, labels).
     pub worst: Vec<(i64, f64, Labels)>,
+    /// The rule's state and worst value at every step, as a watch would show it.
+    pub states: Vec<(i64, Option<f64>, crate::events::RuleState)>,
     pub steps: usize,
 }
 
@@ -83,7 +85,10 @@ pub fn replay_rule(
             out.worst.push((at_ms, w.value, w.labels.clone()));
         }
         let poll = Poll::Samples(samples.clone());
-        for t in eval.observe(Duration::from_millis((k as i64 * step) as u64), &poll) {
+        let at = Duration::from_millis((k as i64 * step) as u64);
+        let transitions = eval.observe(at, &poll);
+        out.states.push((at_ms, worst.map(|w| w.value), crate::events::RuleState::of(&eval, at, &poll)));
+        for t in transitions {
             let (kind, labels, value) = match t {
                 Transition::Pending { labels, value } => ("pending", labels, value),
                 Transition::Resolved { labels, value, .. } => ("resolved", labels, value),

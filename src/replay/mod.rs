@@ -56,6 +56,9 @@ pub struct ReplayArgs {
     pub sets: Vec<(String, String)>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// Write report.json, report.md and report.html for the backtest into DIR.
+    #[arg(long, value_name = "DIR", conflicts_with = "deploys")]
+    pub report: Option<PathBuf>,
 }
 
 /// Parses a time: RFC 3339, Unix seconds, `now`, `-2h` or `now-2h`. Unix ms out.
@@ -150,13 +153,15 @@ pub struct Report {
     pub rules: Vec<RuleReport>,
 }
 
+/// A finished replay: the report, the decision, and each rule's full history.
+pub struct Replayed {
+    pub report: Report,
+    pub decision: Decision,
+    pub histories: Vec<Result<RuleHistory, QueryError>>,
+}
+
 /// Replays every rule of `spec` over `[from, to]`.
-pub async fn replay<H: HistorySource>(
-    spec: &WatchSpec,
-    source: &H,
-    from: i64,
-    to: i64,
-) -> (Report, Decision) {
+pub async fn replay<H: HistorySource>(spec: &WatchSpec, source: &H, from: i64, to: i64) -> Replayed {
     let mut histories: Vec<Result<RuleHistory, QueryError>> = Vec::new();
     for rule in &spec.rules {
         let step = rule.interval.as_millis().max(1) as i64;
@@ -187,7 +192,86 @@ pub async fn replay<H: HistorySource>(
         decided_by: decision.rule.clone(),
         rules,
     };
-    (report, decision)
+    Replayed { report, decision, histories }
+}
+
+/// The release report of a replay: the same files a watch writes, for a backtest.
+/// Samples are the worst value and state at each step; no command ran.
+pub fn record(spec: &WatchSpec, prometheus: &str, from: i64, to: i64, r: &Replayed) -> crate::report::Record {
+    use crate::report::{ActionRecord, OutcomeRecord, Record, RuleRecord, SampleRecord, TransitionRecord};
+    let cut = r.decision.cut_at;
+    let rules = spec
+        .rules
+        .iter()
+        .zip(&r.histories)
+        .map(|(rule, h)| {
+            let mut rr = RuleRecord { info: crate::watch::rule_info(rule, prometheus), samples: Vec::new(), transitions: Vec::new() };
+            match h {
+                Ok(h) => {
+                    rr.samples = h
+                        .states
+                        .iter()
+                        .filter(|(t, _, _)| *t <= cut)
+                        .map(|(t, v, st)| SampleRecord { t: *t, value: *v, state: st.clone(), series: Vec::new(), error: None })
+                        .collect();
+                    rr.transitions = h
+                        .entries
+                        .iter()
+                        .filter(|e| e.at <= cut)
+                        .map(|e| TransitionRecord { t: e.at, kind: e.kind, labels: e.labels.clone(), value: e.value, breached_for_s: None })
+                        .collect();
+                }
+                Err(e) => {
+                    rr.samples.push(SampleRecord {
+                        t: from,
+                        value: None,
+                        state: crate::events::RuleState::QueryError,
+                        series: Vec::new(),
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+            rr
+        })
+        .collect();
+    let mut actions = Vec::new();
+    if let Some(rule) = &r.decision.rule {
+        let kind = if r.decision.verdict == Verdict::RolledBack { "rollback" } else { "pause" };
+        let cmd = if kind == "rollback" { &spec.rollback } else { &spec.pause };
+        actions.push(ActionRecord {
+            action: kind,
+            rule: rule.clone(),
+            argv: cmd.as_ref().map(|c| c.argv.clone()).unwrap_or_default(),
+            dry_run: true,
+            started_at: r.decision.decided_at,
+            finished_at: None,
+            status: Some("not run (replay)".into()),
+            succeeded: None,
+            duration_s: None,
+            output_tail: Vec::new(),
+        });
+    }
+    let detail = match (r.decision.verdict, &r.decision.rule) {
+        (Verdict::RolledBack, Some(rule)) => format!("rule `{rule}` would have rolled back at {}", rfc3339(r.decision.decided_at)),
+        (Verdict::Paused, Some(rule)) => format!("rule `{rule}` would have paused at {}", rfc3339(r.decision.decided_at)),
+        (Verdict::Inconclusive, _) => "the history of some rule could not be read".to_string(),
+        _ => "no rule would have acted".to_string(),
+    };
+    Record {
+        rollwatch_version: env!("CARGO_PKG_VERSION"),
+        kind: "replay",
+        rules_file: spec.path.display().to_string(),
+        prometheus: prometheus.to_string(),
+        started_at: from,
+        ended_at: if r.decision.verdict == Verdict::RolledBack { cut } else { to },
+        planned_duration_s: (to - from) as f64 / 1000.0,
+        dry_run: true,
+        vars: spec.vars.clone(),
+        rules,
+        actions,
+        notifications: Vec::new(),
+        outcome: Some(OutcomeRecord { outcome: r.decision.verdict.name(), exit_code: r.decision.verdict.exit_code(), detail, rule: r.decision.rule.clone() }),
+    }
 }
 
 fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) -> RuleReport {
@@ -352,7 +436,14 @@ pub async fn run(args: ReplayArgs) -> u8 {
             return crate::exit::USAGE;
         }
     };
-    let (report, decision) = replay(&spec, &client, from, to).await;
+    let replayed = replay(&spec, &client, from, to).await;
+    if let Some(dir) = &args.report {
+        if let Err(e) = record(&spec, client.shown_url(), from, to, &replayed).write(dir) {
+            eprintln!("error: cannot write the report to {}: {e}", dir.display());
+            return crate::exit::USAGE;
+        }
+    }
+    let (report, decision) = (replayed.report, replayed.decision);
     for r in &report.rules {
         if let Some(e) = &r.error {
             tracing::error!(rule = %r.name, error = %e, "could not read this rule's history");
@@ -415,7 +506,7 @@ async fn deploys<H: HistorySource>(
     let mut worst = Verdict::Healthy;
     for d in times {
         let end = d + spec.duration.as_millis() as i64;
-        let (report, decision) = replay(spec, source, d, end.min(now)).await;
+        let Replayed { report, decision, .. } = replay(spec, source, d, end.min(now)).await;
         if decision.verdict.severity() > worst.severity() {
             worst = decision.verdict;
         }

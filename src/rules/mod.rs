@@ -78,6 +78,10 @@ pub struct Channel {
     pub label: String,
     /// Kinds (from `NOTIFY_KINDS`) this channel receives.
     pub on: Vec<String>,
+    /// Per-attempt timeout of a delivery.
+    pub timeout: Duration,
+    /// Attempts after the first one fails (with backoff 0.5s, 1s, 2s, ...).
+    pub retries: u32,
 }
 
 impl std::fmt::Debug for Channel {
@@ -87,6 +91,8 @@ impl std::fmt::Debug for Channel {
             .field("url", &"<secret>")
             .field("label", &self.label)
             .field("on", &self.on)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
             .finish()
     }
 }

@@ -78,8 +78,12 @@ impl Node {
 }
 
 /// Parses a YAML document. Syntax errors carry serde-saphyr's message and location.
+///
+/// YAML 1.2 booleans only (`true`/`false`): `on:`, `yes` and `no` stay strings, so a
+/// channel's `on:` key is not read as `true` (the "Norway problem").
 pub fn parse(text: &str) -> Result<Node, (String, Option<Pos>)> {
-    match serde_saphyr::from_str::<Spanned<RawValue>>(text) {
+    let options = serde_saphyr::options! { strict_booleans: true };
+    match serde_saphyr::from_str_with_options::<Spanned<RawValue>>(text, options) {
         Ok(s) => Ok(to_node(s)),
         Err(e) => {
             let pos = e.location().map(|loc| Pos {

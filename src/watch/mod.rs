@@ -148,6 +148,10 @@ fn fmt_d(d: Duration) -> String {
     humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
 }
 
+/// Polls one rule at its interval. Each poll is stamped with its *scheduled* time (the
+/// tick), not the moment the task happened to run, so the time between two polls is
+/// exactly a multiple of the interval and `for` is never missed by a scheduling jitter
+/// of a few microseconds.
 async fn poll_loop<S: MetricsSource>(
     rule: usize,
     query: String,
@@ -155,21 +159,16 @@ async fn poll_loop<S: MetricsSource>(
     source: Arc<S>,
     tx: mpsc::Sender<PollDone>,
     start: Instant,
+    start_wall: SystemTime,
 ) {
-    let mut ticker = tokio::time::interval(interval);
+    let mut ticker = tokio::time::interval_at(start, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        ticker.tick().await;
-        let issued = Instant::now();
-        let wall = SystemTime::now();
+        let tick = ticker.tick().await;
+        let at = tick.saturating_duration_since(start);
+        let wall = start_wall + at;
         let result = source.query(&query, wall).await;
-        let done = PollDone {
-            rule,
-            at: issued - start,
-            wall,
-            result,
-        };
-        if tx.send(done).await.is_err() {
+        if tx.send(PollDone { rule, at, wall, result }).await.is_err() {
             return;
         }
     }
@@ -219,6 +218,7 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
     sinks: &mut Sinks,
 ) -> Outcome {
     let start = Instant::now();
+    let start_wall = SystemTime::now();
     let end = start + opts.duration;
     let max_blind = spec.max_blind.min(opts.duration);
     let (tx, mut rx) = mpsc::channel::<PollDone>(64);
@@ -231,6 +231,7 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
             source.clone(),
             tx.clone(),
             start,
+            start_wall,
         ));
     }
     drop(tx);
@@ -331,26 +332,6 @@ impl<R: ActionRunner> Watch<'_, R> {
         }
     }
 
-    /// The state to show for rule `i` after a poll at `at`.
-    fn state(&self, i: usize, at: Duration, poll: &Poll) -> RuleState {
-        let rule = &self.spec.rules[i];
-        let series = self.evals[i].series();
-        if series.values().any(|s| s.phase == Phase::Firing) {
-            return RuleState::Breached;
-        }
-        if let Some(since) = series.values().map(|s| s.since).min() {
-            return RuleState::Pending {
-                for_s: at.saturating_sub(since).as_secs_f64(),
-                of_s: rule.for_.as_secs_f64(),
-            };
-        }
-        match poll {
-            Poll::Failed => RuleState::QueryError,
-            Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
-            Poll::Samples(_) => RuleState::Ok,
-        }
-    }
-
     /// Handles one poll; Some(outcome) ends the watch.
     async fn handle(&mut self, done: PollDone) -> Option<Outcome> {
         let i = done.rule;
@@ -392,7 +373,7 @@ impl<R: ActionRunner> Watch<'_, R> {
         } else {
             values.reduce(f64::min)
         };
-        let state = self.state(i, done.at, &poll);
+        let state = RuleState::of(&self.evals[i], done.at, &poll);
         self.sinks.emit(
             at_ms,
             &Event::Poll {

@@ -2,6 +2,7 @@
 //! and helpers to await events instead of sleeping.
 
 pub mod fake;
+pub mod proxy;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -216,6 +217,114 @@ pub fn spawn_prometheus(dir: &Path, config: &str, data: &Path) -> String {
     addr
 }
 
+/// A Prometheus a test owns, which it can stop and start again on the same port and
+/// TSDB (a restart in the middle of a watch). Stopped when dropped.
+pub struct PromProcess {
+    pub addr: String,
+    pub url: String,
+    args: Vec<String>,
+    log: PathBuf,
+    /// Asks the thread that owns the process to stop it; then reports it stopped.
+    running: Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>,
+}
+
+/// Like `spawn_prometheus`, but returns a handle that can stop and restart it.
+pub fn spawn_prometheus_process(dir: &Path, config: &str, data: &Path) -> PromProcess {
+    let config_path = dir.join("prometheus.yml");
+    std::fs::write(&config_path, config).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut p = PromProcess {
+        url: format!("http://{addr}"),
+        args: vec![
+            format!("--config.file={}", config_path.display()),
+            format!("--storage.tsdb.path={}", data.display()),
+            "--storage.tsdb.retention.time=10y".into(),
+            format!("--web.listen-address={addr}"),
+            "--log.level=warn".into(),
+        ],
+        addr,
+        log: dir.join("prometheus.log"),
+        running: None,
+    };
+    p.start();
+    p
+}
+
+impl PromProcess {
+    /// Starts it (again) and returns once it answers `/-/ready`.
+    pub fn start(&mut self) {
+        assert!(self.running.is_none(), "Prometheus is already running");
+        let (started_tx, started_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let args = self.args.clone();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        // The thread that spawns it outlives it (a parent death signal is tied to the
+        // spawning thread), and stops it when asked or when the handle is dropped.
+        thread::spawn(move || {
+            let mut cmd = Command::new("prometheus");
+            cmd.args(&args).stdout(Stdio::null()).stderr(log);
+            unsafe {
+                use std::os::unix::process::CommandExt;
+                cmd.pre_exec(|| {
+                    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                        .map_err(std::io::Error::from)
+                });
+            }
+            let mut child = match cmd.spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    let _ = started_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok(()));
+            let _ = stop_rx.recv();
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = done_tx.send(());
+        });
+        started_rx
+            .recv()
+            .unwrap()
+            .expect("start prometheus (apt-get install -y prometheus)");
+        self.running = Some((stop_tx, done_rx));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http_get(&self.addr, "/-/ready").map(|(s, _)| s) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus did not become ready; see {}",
+                self.log.display()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops it (SIGTERM, as a service manager would) and returns once it has exited.
+    pub fn stop(&mut self) {
+        if let Some((stop, done)) = self.running.take() {
+            let _ = stop.send(());
+            let _ = done.recv_timeout(Duration::from_secs(30));
+        }
+    }
+}
+
+impl Drop for PromProcess {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 /// Starts (once) a real Prometheus scraping the test exporter every second.
 pub fn prometheus() -> &'static Prom {
     static PROM: OnceLock<Prom> = OnceLock::new();
@@ -284,8 +393,14 @@ pub struct Running {
 }
 
 pub fn start(args: &[&str]) -> Running {
+    start_env(args, &[])
+}
+
+/// Like `start`, with extra environment variables for the rollwatch process.
+pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(bin())
         .args(args)
+        .envs(env.iter().copied())
         .arg("--log-format=json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -329,6 +444,27 @@ impl Running {
                 Ok(_) => continue,
                 Err(_) => panic!(
                     "no `{name}` event within {timeout:?}; log:\n{}",
+                    self.dump()
+                ),
+            }
+        }
+    }
+
+    /// Waits for a log event with `event == name` for which `pred` holds; returns it.
+    pub fn await_event_where(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) if v["event"] == name && pred(&v) => return v,
+                Ok(_) => continue,
+                Err(_) => panic!(
+                    "no matching `{name}` event within {timeout:?}; log:\n{}",
                     self.dump()
                 ),
             }

@@ -1,0 +1,84 @@
+//! The cost of one poll cycle: decoding Prometheus's answer and feeding it to the
+//! evaluator, for answers of 1, 100 and 10,000 series. `cargo bench --bench poll_cycle`.
+//!
+//! The body is shaped like a real `/api/v1/query` answer (labels, timestamps, value
+//! strings). The evaluator is primed with one poll first, so the measured poll is the
+//! steady state: every series already known, the breaching tenth pending.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use rollwatch::eval::{NoData, Params, Poll, RuleEval, Threshold};
+use rollwatch::prom::decode::decode;
+use std::hint::black_box;
+use std::time::Duration;
+
+/// An instant-query answer with `n` series; every 10th one breaches 0.5.
+fn body(n: usize) -> Vec<u8> {
+    let mut s = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        let v = if i % 10 == 0 {
+            0.9
+        } else {
+            0.01 * (i % 7) as f64
+        };
+        s.push_str(&format!(
+            r#"{{"metric":{{"__name__":"http_requests_error_ratio","namespace":"shop","service":"checkout","pod":"checkout-7d9f8b6c5-{i:05}","instance":"10.0.{}.{}:8080"}},"value":[1700000000.123,"{v}"]}}"#,
+            i / 256,
+            i % 256
+        ));
+    }
+    s.push_str("]}}");
+    s.into_bytes()
+}
+
+fn params() -> Params {
+    Params {
+        threshold: Threshold {
+            above: Some(0.5),
+            below: None,
+        },
+        // Never reached: the measured polls keep the breaching series pending.
+        for_: Duration::MAX,
+        no_data: NoData::Ok,
+    }
+}
+
+fn poll_cycle(c: &mut Criterion) {
+    for n in [1usize, 100, 10_000] {
+        let body = body(n);
+        let mut g = c.benchmark_group(format!("{n}_series"));
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        if n >= 10_000 {
+            g.sample_size(30);
+        }
+        g.bench_with_input(BenchmarkId::new("decode", n), &body, |b, body| {
+            b.iter(|| decode(200, black_box(body)).unwrap())
+        });
+        let samples = decode(200, &body).unwrap().samples;
+        let mut eval = RuleEval::new(params());
+        eval.observe(Duration::ZERO, &Poll::Samples(samples.clone()));
+        let poll = Poll::Samples(samples);
+        let mut t = 0u64;
+        g.bench_function(BenchmarkId::new("evaluate", n), |b| {
+            b.iter(|| {
+                t += 15;
+                eval.observe(Duration::from_secs(t), black_box(&poll))
+            })
+        });
+        let mut eval = RuleEval::new(params());
+        eval.observe(Duration::ZERO, &poll);
+        g.bench_with_input(BenchmarkId::new("decode+evaluate", n), &body, |b, body| {
+            b.iter(|| {
+                t += 15;
+                let r = decode(200, black_box(body)).unwrap();
+                eval.observe(Duration::from_secs(t), &Poll::Samples(r.samples))
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, poll_cycle);
+criterion_main!(benches);

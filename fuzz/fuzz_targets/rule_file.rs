@@ -1,0 +1,28 @@
+//! Any bytes, read as a rule file, load to a watch or to a list of errors; never a panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use rollwatch::rules::{load_str, LoadOptions};
+
+fuzz_target!(|data: &[u8]| {
+    let text = String::from_utf8_lossy(data);
+    let sets = [("service".to_string(), "x\"} or vector(1)".to_string())];
+    for opts in [
+        LoadOptions::default(),
+        LoadOptions {
+            sets: &sets,
+            check: true,
+        },
+    ] {
+        match load_str("fuzz.yaml", &text, &opts) {
+            // Rendering the diagnostics (with the source line and caret) must not panic either.
+            Err(e) => drop(e.to_string()),
+            Ok((spec, warnings)) => {
+                for w in &warnings {
+                    drop(w.render("fuzz.yaml", &text));
+                }
+                drop(spec);
+            }
+        }
+    }
+});
