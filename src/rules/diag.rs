@@ -78,12 +78,30 @@ impl Diagnostic {
     }
 }
 
-/// The closest of `candidates` to `given`, if close enough to be a likely typo.
+/// The closest of `candidates` to `given`, if close enough to be a likely typo: a
+/// small edit distance (transpositions count as one edit, so `jbo` finds `job`) or a
+/// high Jaro-Winkler similarity (shared prefix, e.g. `for_duraton` finds `for`).
 pub fn did_you_mean<'a>(given: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let max_edits = (given.chars().count() / 4).max(1);
     candidates
         .iter()
-        .map(|c| (strsim::jaro_winkler(given, c), *c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
+        .map(|c| (strsim::osa_distance(given, c), strsim::jaro_winkler(given, c), *c))
+        .filter(|(edits, jw, _)| *edits <= max_edits || *jw > 0.8)
+        .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
+        .map(|(_, _, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn suggests_near_misses_only() {
+        let keys = ["name", "query", "above", "below", "for", "interval", "no_data", "action"];
+        assert_eq!(did_you_mean("intervl", &keys), Some("interval"));
+        assert_eq!(did_you_mean("for_duraton", &keys), Some("for"));
+        assert_eq!(did_you_mean("qeury", &keys), Some("query"));
+        assert_eq!(did_you_mean("jbo", &["job", "service"]), Some("job"));
+        assert_eq!(did_you_mean("threshold", &keys), None);
+    }
 }
