@@ -34,15 +34,16 @@ pub fn enable() {
     ));
 }
 
-/// Renders recent values as a sparkline.
-pub fn sparkline(values: &VecDeque<f64>) -> String {
+/// Renders recent values as a sparkline. The scale spans the values and the
+/// thresholds, so noise far below a threshold stays flat and a value near it stands out.
+pub fn sparkline(values: &VecDeque<f64>, thresholds: &[f64]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let (lo, hi) = finite
+    let (lo, hi) = values
         .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-            (l.min(*v), h.max(*v))
-        });
+        .copied()
+        .filter(|v| v.is_finite())
+        .chain(thresholds.iter().copied())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
     values
         .iter()
         .map(|v| {
@@ -60,6 +61,7 @@ pub fn sparkline(values: &VecDeque<f64>) -> String {
 struct RuleLine {
     bar: ProgressBar,
     threshold: String,
+    limits: Vec<f64>,
     recent: VecDeque<f64>,
 }
 
@@ -114,6 +116,7 @@ impl LiveView {
                 RuleLine {
                     bar,
                     threshold: r.threshold.to_string(),
+                    limits: r.threshold.above.into_iter().chain(r.threshold.below).collect(),
                     recent: VecDeque::new(),
                 },
             );
@@ -172,7 +175,7 @@ impl Sink for LiveView {
                         "{rule:<width$}  {:>10} vs {:<12} {}  {marker}{detail}",
                         value_text(*value),
                         line.threshold,
-                        sparkline(&line.recent)
+                        sparkline(&line.recent, &line.limits)
                     ));
                 }
             }
@@ -261,8 +264,11 @@ mod tests {
     #[test]
     fn sparkline_scales_between_min_and_max() {
         let v: VecDeque<f64> = [0.0, 0.5, 1.0, f64::NAN].into_iter().collect();
-        assert_eq!(sparkline(&v), "▁▅█ ");
+        assert_eq!(sparkline(&v, &[]), "▁▅█ ");
         let flat: VecDeque<f64> = [2.0, 2.0].into_iter().collect();
-        assert_eq!(sparkline(&flat), "▄▄");
+        assert_eq!(sparkline(&flat, &[]), "▄▄");
+        // Noise far below the threshold stays low.
+        let noise: VecDeque<f64> = [0.21, 0.23, 0.22].into_iter().collect();
+        assert_eq!(sparkline(&noise, &[0.5]), "▁▁▁");
     }
 }
