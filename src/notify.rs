@@ -167,6 +167,34 @@ impl Notifier {
     }
 }
 
+/// Sends one notification outside a watch (e.g. `gate`'s emergency change) to the
+/// channels subscribed to `kind`, and waits for the deliveries (bounded by their
+/// timeouts and retries). `payload` goes to webhooks with `kind` and `summary` added.
+pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut payload: Value) {
+    if let Value::Object(m) = &mut payload {
+        m.insert("kind".into(), json!(kind));
+        m.insert("summary".into(), json!(summary));
+    }
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+    let mut tasks = Vec::new();
+    for ch in channels.iter().filter(|c| c.on.iter().any(|k| k == kind)) {
+        let body = match ch.kind {
+            ChannelKind::Webhook => payload.clone(),
+            ChannelKind::Slack => slack_message(&summary, None),
+        };
+        let policy = RetryPolicy {
+            attempts: ch.retries + 1,
+            timeout: ch.timeout,
+            ..RetryPolicy::default()
+        };
+        tasks.push(tokio::spawn(deliver(http.clone(), ch.url.clone(), ch.label.clone(), kind.to_string(), body, policy)));
+    }
+    futures_join(tasks).await;
+}
+
 /// A Slack incoming-webhook message: `text` (the fallback) plus one section block.
 fn slack_message(summary: &str, graph: Option<&str>) -> Value {
     let mut text = summary.to_string();

@@ -416,3 +416,30 @@ fn bad_input_is_exit_2() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stdout.is_empty(), "{stdout}");
 }
+
+#[test]
+fn an_emergency_is_sent_to_the_rule_files_notification_channels() {
+    let prom = prometheus();
+    let s = Scratch::new();
+    prom.exporter.set("rw_value{test=\"gate-notify\"}", 0.5);
+    prom.await_value("rw_value{test=\"gate-notify\"}", |v| v == Some(0.5));
+    let hook = crate::harness::receiver::receiver(vec![200]);
+    let rules = s
+        .rules(&format!(
+            "watch:\n  duration: 1m\n  interval: 5s\nnotify:\n  - webhook: {}\n    on: [emergency_change]\nrules:\n  - name: gate-notify\n    query: rw_value{{test=\"gate-notify\"}}\n    above: 1\n    for: 5m\n    action: notify\n",
+            hook.url
+        ))
+        .display()
+        .to_string();
+    let (code, stdout, stderr) = gate(&[
+        "--at", "2026-12-28T15:00:00Z", "--emergency", "CVE-2026-1234 patch",
+        "--rules", &rules, "--prometheus", &prom.url,
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let (_, _, msg) = hook.next(std::time::Duration::from_secs(5));
+    assert_eq!(msg["kind"], "emergency_change");
+    assert_eq!(msg["reason"], "CVE-2026-1234 patch");
+    assert_eq!(msg["decision"], "go");
+    assert!(msg["summary"].as_str().unwrap().contains("freeze:holidays"), "{msg}");
+    assert!(!stderr.contains(&hook.url), "the channel URL is never logged");
+}

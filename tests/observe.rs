@@ -1,12 +1,9 @@
 //! What people see: the --events stream, --report files, notifications and the live
 //! view, end to end against the real Prometheus.
 
-use crate::harness::{now_ms, prometheus, start, Scratch};
+use crate::harness::{prometheus, start, Scratch};
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{mpsc, Arc, Mutex};
-use std::thread;
+use crate::harness::receiver::receiver;
 use std::time::Duration;
 
 fn series(test: &str) -> String {
@@ -118,63 +115,6 @@ fn report_is_written_when_the_watch_is_interrupted() {
     let doc: Value = serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap()).unwrap();
     assert_eq!(doc["outcome"]["outcome"], "interrupted");
     assert!(report.join("report.md").exists() && report.join("report.html").exists());
-}
-
-/// A local HTTP receiver: records each request body; answers from `script` in order
-/// (an HTTP status, or 0 = hang without answering), repeating the last entry.
-struct Receiver {
-    url: String,
-    bodies: mpsc::Receiver<(u64, String, Value)>,
-}
-
-fn receiver(script: Vec<u16>) -> Receiver {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let (tx, bodies) = mpsc::channel();
-    let count = Arc::new(Mutex::new(0usize));
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let n = {
-                let mut c = count.lock().unwrap();
-                *c += 1;
-                *c - 1
-            };
-            let status = script.get(n).or(script.last()).copied().unwrap_or(200);
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let mut stream = stream;
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let (mut line, mut len, mut path) = (String::new(), 0usize, String::new());
-                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                    if path.is_empty() {
-                        path = line.split_whitespace().nth(1).unwrap_or("").to_string();
-                    }
-                    if line == "\r\n" {
-                        break;
-                    }
-                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap_or(0);
-                    }
-                    line.clear();
-                }
-                let mut body = vec![0; len];
-                let _ = reader.read_exact(&mut body);
-                let _ = tx.send((now_ms(), path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
-                if status == 0 {
-                    thread::sleep(Duration::from_secs(120));
-                    return;
-                }
-                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
-            });
-        }
-    });
-    Receiver { url, bodies }
-}
-
-impl Receiver {
-    fn next(&self, within: Duration) -> (u64, String, Value) {
-        self.bodies.recv_timeout(within).expect("a notification arrives")
-    }
 }
 
 #[test]

@@ -135,9 +135,10 @@ pub async fn run(args: GateArgs) -> u8 {
     let mut decision = decide::decide(&cal, at, args.emergency.as_deref());
 
     let mut rules = Vec::new();
+    let mut channels = Vec::new();
     if let Some(path) = &args.rules {
         match health(path, &args).await {
-            Ok(statuses) => rules = statuses,
+            Ok((statuses, notify)) => (rules, channels) = (statuses, notify),
             Err(code) => return code,
         }
         for r in &rules {
@@ -194,6 +195,16 @@ pub async fn run(args: GateArgs) -> u8 {
                 return exit::USAGE;
             }
         }
+        // The rule file's channels (with `--rules`) hear of every emergency change.
+        let summary = format!(
+            "rollwatch gate: emergency change {} at {}: {}. Bypassed: {}.{}",
+            if decision.go { "allowed" } else { "REFUSED" },
+            rfc3339(&decision.at),
+            e.reason,
+            if e.bypassed.is_empty() { "nothing".to_string() } else { e.bypassed.join(", ") },
+            if e.refused_by.is_empty() { String::new() } else { format!(" Refused by: {}.", e.refused_by.join(", ")) }
+        );
+        crate::notify::send_now(&channels, "emergency_change", summary, record).await;
     }
 
     let summary = match decision.reasons.iter().find(|r| r.blocks && !r.bypassed) {
@@ -220,7 +231,8 @@ pub async fn run(args: GateArgs) -> u8 {
 
 /// Loads the rule file and queries every rule once; Err(exit code) after printing why
 /// when the file or the Prometheus settings are unusable.
-async fn health(path: &Path, args: &GateArgs) -> Result<Vec<RuleStatus>, u8> {
+/// Queries every rule once now; also returns the rule file's notification channels.
+async fn health(path: &Path, args: &GateArgs) -> Result<(Vec<RuleStatus>, Vec<crate::rules::Channel>), u8> {
     let opts = crate::rules::LoadOptions {
         sets: &args.sets,
         check: false,
@@ -259,7 +271,7 @@ async fn health(path: &Path, args: &GateArgs) -> Result<Vec<RuleStatus>, u8> {
         }
         out.push(status);
     }
-    Ok(out)
+    Ok((out, spec.notify))
 }
 
 fn emergency_record(d: &Decision, calendar: &str, rules: Option<&Path>) -> Value {

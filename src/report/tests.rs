@@ -181,7 +181,7 @@ fn html_is_self_contained_escaped_and_charts_every_rule() {
 fn values_are_shown_without_float_noise() {
     assert_eq!(fmt_value(0.22999999999999998), "0.23");
     assert_eq!(fmt_value(0.05), "0.05");
-    assert_eq!(fmt_value(1234.5678), "1234.6");
+    assert_eq!(fmt_value(1234.5678), "1235");
     assert_eq!(fmt_value(0.000123456), "0.0001235");
     assert_eq!(fmt_value(0.0), "0");
 }

@@ -58,6 +58,7 @@ pub const NOTIFY_KINDS: &[&str] = &[
     "inconclusive",
     "interrupted",
     "healthy",
+    "emergency_change",
 ];
 
 /// Where notifications go.
@@ -102,6 +103,9 @@ impl std::fmt::Debug for Channel {
 pub struct CommandSpec {
     pub argv: Vec<String>,
     pub timeout: Duration,
+    /// `idempotent: true`: running it twice does no harm, so `serve` may run it again
+    /// when it died while the command ran (otherwise that watch ends `*_unknown`).
+    pub idempotent: bool,
 }
 
 /// What a rule does when it fires.

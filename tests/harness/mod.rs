@@ -2,6 +2,7 @@
 //! and helpers to await events instead of sleeping.
 
 pub mod fake;
+pub mod receiver;
 pub mod proxy;
 
 use serde_json::Value;
@@ -305,6 +306,27 @@ impl PromProcess {
                 Instant::now() < deadline,
                 "Prometheus did not become ready; see {}",
                 self.log.display()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Waits until it has scraped `query` to exactly one sample equal to `value`.
+    pub fn await_value(&self, query: &str, value: f64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let path = format!("/api/v1/query?query={}", urlencode(query));
+        let current = || {
+            let (status, body) = http_get(&self.addr, &path)?;
+            let v: Value = serde_json::from_str(&body).ok()?;
+            let result = v["data"]["result"].as_array()?;
+            (status == 200 && result.len() == 1)
+                .then(|| result[0]["value"][1].as_str()?.parse::<f64>().ok())?
+        };
+        while current() != Some(value) {
+            assert!(
+                Instant::now() < deadline,
+                "Prometheus at {} never showed {query} = {value}",
+                self.addr
             );
             thread::sleep(Duration::from_millis(100));
         }

@@ -1,0 +1,68 @@
+//! A local HTTP receiver for notification tests: records every request and answers
+//! from a script (a status, or 0 = hang without answering).
+
+use super::now_ms;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+/// A local HTTP receiver: records each request body; answers from `script` in order
+/// (an HTTP status, or 0 = hang without answering), repeating the last entry.
+pub struct Receiver {
+    pub url: String,
+    bodies: mpsc::Receiver<(u64, String, Value)>,
+}
+
+pub fn receiver(script: Vec<u16>) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, bodies) = mpsc::channel();
+    let count = Arc::new(Mutex::new(0usize));
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let n = {
+                let mut c = count.lock().unwrap();
+                *c += 1;
+                *c - 1
+            };
+            let status = script.get(n).or(script.last()).copied().unwrap_or(200);
+            let tx = tx.clone();
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut line, mut len, mut path) = (String::new(), 0usize, String::new());
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if path.is_empty() {
+                        path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; len];
+                let _ = reader.read_exact(&mut body);
+                let _ = tx.send((now_ms(), path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                if status == 0 {
+                    thread::sleep(Duration::from_secs(120));
+                    return;
+                }
+                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            });
+        }
+    });
+    Receiver { url, bodies }
+}
+
+impl Receiver {
+    pub fn next(&self, within: Duration) -> (u64, String, Value) {
+        self.bodies.recv_timeout(within).expect("a notification arrives")
+    }
+}
+
