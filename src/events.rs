@@ -62,7 +62,11 @@ impl std::fmt::Display for RuleState {
 impl RuleState {
     /// A rule's state after `poll` at `at`: breached if any series fires, pending (for
     /// the longest-pending series) if any is pending, else what the poll itself showed.
-    pub fn of(eval: &crate::eval::RuleEval, at: std::time::Duration, poll: &crate::eval::Poll) -> RuleState {
+    pub fn of(
+        eval: &crate::eval::RuleEval,
+        at: std::time::Duration,
+        poll: &crate::eval::Poll,
+    ) -> RuleState {
         use crate::eval::{Phase, Poll};
         let series = eval.series();
         if series.values().any(|s| s.phase == Phase::Firing) {

@@ -43,7 +43,9 @@ pub fn sparkline(values: &VecDeque<f64>, thresholds: &[f64]) -> String {
         .copied()
         .filter(|v| v.is_finite())
         .chain(thresholds.iter().copied())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(v), h.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
     values
         .iter()
         .map(|v| {
@@ -116,7 +118,12 @@ impl LiveView {
                 RuleLine {
                     bar,
                     threshold: r.threshold.to_string(),
-                    limits: r.threshold.above.into_iter().chain(r.threshold.below).collect(),
+                    limits: r
+                        .threshold
+                        .above
+                        .into_iter()
+                        .chain(r.threshold.below)
+                        .collect(),
                     recent: VecDeque::new(),
                 },
             );

@@ -161,7 +161,14 @@ impl Notifier {
                 timeout: ch.timeout,
                 ..RetryPolicy::default()
             };
-            let h = tokio::spawn(deliver(self.http.clone(), ch.url.clone(), ch.label.clone(), kind.to_string(), body, policy));
+            let h = tokio::spawn(deliver(
+                self.http.clone(),
+                ch.url.clone(),
+                ch.label.clone(),
+                kind.to_string(),
+                body,
+                policy,
+            ));
             self.deliveries.add(h);
         }
     }
@@ -190,7 +197,14 @@ pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut pay
             timeout: ch.timeout,
             ..RetryPolicy::default()
         };
-        tasks.push(tokio::spawn(deliver(http.clone(), ch.url.clone(), ch.label.clone(), kind.to_string(), body, policy)));
+        tasks.push(tokio::spawn(deliver(
+            http.clone(),
+            ch.url.clone(),
+            ch.label.clone(),
+            kind.to_string(),
+            body,
+            policy,
+        )));
     }
     futures_join(tasks).await;
 }

@@ -432,14 +432,26 @@ fn an_emergency_is_sent_to_the_rule_files_notification_channels() {
         .display()
         .to_string();
     let (code, stdout, stderr) = gate(&[
-        "--at", "2026-12-28T15:00:00Z", "--emergency", "CVE-2026-1234 patch",
-        "--rules", &rules, "--prometheus", &prom.url,
+        "--at",
+        "2026-12-28T15:00:00Z",
+        "--emergency",
+        "CVE-2026-1234 patch",
+        "--rules",
+        &rules,
+        "--prometheus",
+        &prom.url,
     ]);
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let (_, _, msg) = hook.next(std::time::Duration::from_secs(5));
     assert_eq!(msg["kind"], "emergency_change");
     assert_eq!(msg["reason"], "CVE-2026-1234 patch");
     assert_eq!(msg["decision"], "go");
-    assert!(msg["summary"].as_str().unwrap().contains("freeze:holidays"), "{msg}");
-    assert!(!stderr.contains(&hook.url), "the channel URL is never logged");
+    assert!(
+        msg["summary"].as_str().unwrap().contains("freeze:holidays"),
+        "{msg}"
+    );
+    assert!(
+        !stderr.contains(&hook.url),
+        "the channel URL is never logged"
+    );
 }

@@ -201,8 +201,16 @@ pub async fn run(args: GateArgs) -> u8 {
             if decision.go { "allowed" } else { "REFUSED" },
             rfc3339(&decision.at),
             e.reason,
-            if e.bypassed.is_empty() { "nothing".to_string() } else { e.bypassed.join(", ") },
-            if e.refused_by.is_empty() { String::new() } else { format!(" Refused by: {}.", e.refused_by.join(", ")) }
+            if e.bypassed.is_empty() {
+                "nothing".to_string()
+            } else {
+                e.bypassed.join(", ")
+            },
+            if e.refused_by.is_empty() {
+                String::new()
+            } else {
+                format!(" Refused by: {}.", e.refused_by.join(", "))
+            }
         );
         crate::notify::send_now(&channels, "emergency_change", summary, record).await;
     }
@@ -232,7 +240,10 @@ pub async fn run(args: GateArgs) -> u8 {
 /// Loads the rule file and queries every rule once; Err(exit code) after printing why
 /// when the file or the Prometheus settings are unusable.
 /// Queries every rule once now; also returns the rule file's notification channels.
-async fn health(path: &Path, args: &GateArgs) -> Result<(Vec<RuleStatus>, Vec<crate::rules::Channel>), u8> {
+async fn health(
+    path: &Path,
+    args: &GateArgs,
+) -> Result<(Vec<RuleStatus>, Vec<crate::rules::Channel>), u8> {
     let opts = crate::rules::LoadOptions {
         sets: &args.sets,
         check: false,

@@ -161,7 +161,12 @@ pub struct Replayed {
 }
 
 /// Replays every rule of `spec` over `[from, to]`.
-pub async fn replay<H: HistorySource>(spec: &WatchSpec, source: &H, from: i64, to: i64) -> Replayed {
+pub async fn replay<H: HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    from: i64,
+    to: i64,
+) -> Replayed {
     let mut histories: Vec<Result<RuleHistory, QueryError>> = Vec::new();
     for rule in &spec.rules {
         let step = rule.interval.as_millis().max(1) as i64;
@@ -192,33 +197,61 @@ pub async fn replay<H: HistorySource>(spec: &WatchSpec, source: &H, from: i64, t
         decided_by: decision.rule.clone(),
         rules,
     };
-    Replayed { report, decision, histories }
+    Replayed {
+        report,
+        decision,
+        histories,
+    }
 }
 
 /// The release report of a replay: the same files a watch writes, for a backtest.
 /// Samples are the worst value and state at each step; no command ran.
-pub fn record(spec: &WatchSpec, prometheus: &str, from: i64, to: i64, r: &Replayed) -> crate::report::Record {
-    use crate::report::{ActionRecord, OutcomeRecord, Record, RuleRecord, SampleRecord, TransitionRecord};
+pub fn record(
+    spec: &WatchSpec,
+    prometheus: &str,
+    from: i64,
+    to: i64,
+    r: &Replayed,
+) -> crate::report::Record {
+    use crate::report::{
+        ActionRecord, OutcomeRecord, Record, RuleRecord, SampleRecord, TransitionRecord,
+    };
     let cut = r.decision.cut_at;
     let rules = spec
         .rules
         .iter()
         .zip(&r.histories)
         .map(|(rule, h)| {
-            let mut rr = RuleRecord { info: crate::watch::rule_info(rule, prometheus), samples: Vec::new(), transitions: Vec::new() };
+            let mut rr = RuleRecord {
+                info: crate::watch::rule_info(rule, prometheus),
+                samples: Vec::new(),
+                transitions: Vec::new(),
+            };
             match h {
                 Ok(h) => {
                     rr.samples = h
                         .states
                         .iter()
                         .filter(|(t, _, _)| *t <= cut)
-                        .map(|(t, v, st)| SampleRecord { t: *t, value: *v, state: st.clone(), series: Vec::new(), error: None })
+                        .map(|(t, v, st)| SampleRecord {
+                            t: *t,
+                            value: *v,
+                            state: st.clone(),
+                            series: Vec::new(),
+                            error: None,
+                        })
                         .collect();
                     rr.transitions = h
                         .entries
                         .iter()
                         .filter(|e| e.at <= cut)
-                        .map(|e| TransitionRecord { t: e.at, kind: e.kind, labels: e.labels.clone(), value: e.value, breached_for_s: None })
+                        .map(|e| TransitionRecord {
+                            t: e.at,
+                            kind: e.kind,
+                            labels: e.labels.clone(),
+                            value: e.value,
+                            breached_for_s: None,
+                        })
                         .collect();
                 }
                 Err(e) => {
@@ -236,8 +269,16 @@ pub fn record(spec: &WatchSpec, prometheus: &str, from: i64, to: i64, r: &Replay
         .collect();
     let mut actions = Vec::new();
     if let Some(rule) = &r.decision.rule {
-        let kind = if r.decision.verdict == Verdict::RolledBack { "rollback" } else { "pause" };
-        let cmd = if kind == "rollback" { &spec.rollback } else { &spec.pause };
+        let kind = if r.decision.verdict == Verdict::RolledBack {
+            "rollback"
+        } else {
+            "pause"
+        };
+        let cmd = if kind == "rollback" {
+            &spec.rollback
+        } else {
+            &spec.pause
+        };
         actions.push(ActionRecord {
             action: kind,
             rule: rule.clone(),
@@ -252,8 +293,14 @@ pub fn record(spec: &WatchSpec, prometheus: &str, from: i64, to: i64, r: &Replay
         });
     }
     let detail = match (r.decision.verdict, &r.decision.rule) {
-        (Verdict::RolledBack, Some(rule)) => format!("rule `{rule}` would have rolled back at {}", rfc3339(r.decision.decided_at)),
-        (Verdict::Paused, Some(rule)) => format!("rule `{rule}` would have paused at {}", rfc3339(r.decision.decided_at)),
+        (Verdict::RolledBack, Some(rule)) => format!(
+            "rule `{rule}` would have rolled back at {}",
+            rfc3339(r.decision.decided_at)
+        ),
+        (Verdict::Paused, Some(rule)) => format!(
+            "rule `{rule}` would have paused at {}",
+            rfc3339(r.decision.decided_at)
+        ),
         (Verdict::Inconclusive, _) => "the history of some rule could not be read".to_string(),
         _ => "no rule would have acted".to_string(),
     };
@@ -263,14 +310,23 @@ pub fn record(spec: &WatchSpec, prometheus: &str, from: i64, to: i64, r: &Replay
         rules_file: spec.path.display().to_string(),
         prometheus: prometheus.to_string(),
         started_at: from,
-        ended_at: if r.decision.verdict == Verdict::RolledBack { cut } else { to },
+        ended_at: if r.decision.verdict == Verdict::RolledBack {
+            cut
+        } else {
+            to
+        },
         planned_duration_s: (to - from) as f64 / 1000.0,
         dry_run: true,
         vars: spec.vars.clone(),
         rules,
         actions,
         notifications: Vec::new(),
-        outcome: Some(OutcomeRecord { outcome: r.decision.verdict.name(), exit_code: r.decision.verdict.exit_code(), detail, rule: r.decision.rule.clone() }),
+        outcome: Some(OutcomeRecord {
+            outcome: r.decision.verdict.name(),
+            exit_code: r.decision.verdict.exit_code(),
+            detail,
+            rule: r.decision.rule.clone(),
+        }),
     }
 }
 
@@ -506,7 +562,9 @@ async fn deploys<H: HistorySource>(
     let mut worst = Verdict::Healthy;
     for d in times {
         let end = d + spec.duration.as_millis() as i64;
-        let Replayed { report, decision, .. } = replay(spec, source, d, end.min(now)).await;
+        let Replayed {
+            report, decision, ..
+        } = replay(spec, source, d, end.min(now)).await;
         if decision.verdict.severity() > worst.severity() {
             worst = decision.verdict;
         }

@@ -126,7 +126,11 @@ fn chart(rule: &RuleRecord, r: &Record) -> String {
     for a in r.actions.iter().filter(|a| a.rule == rule.info.name) {
         let ax = x(a.started_at);
         // Near the right edge the label goes to the left of the line.
-        let (tx, anchor) = if ax > W - 90.0 { (ax - 4.0, "end") } else { (ax + 4.0, "start") };
+        let (tx, anchor) = if ax > W - 90.0 {
+            (ax - 4.0, "end")
+        } else {
+            (ax + 4.0, "start")
+        };
         let _ = write!(
             svg,
             r##"<line class="action" x1="{ax:.1}" x2="{ax:.1}" y1="{PAD_T}" y2="{}" stroke="#111" stroke-width="2"/><text x="{tx:.1}" y="{}" font-size="12" font-weight="bold" text-anchor="{anchor}">{}</text>"##,

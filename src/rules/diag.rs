@@ -85,7 +85,13 @@ pub fn did_you_mean<'a>(given: &str, candidates: &[&'a str]) -> Option<&'a str> 
     let max_edits = (given.chars().count() / 4).max(1);
     candidates
         .iter()
-        .map(|c| (strsim::osa_distance(given, c), strsim::jaro_winkler(given, c), *c))
+        .map(|c| {
+            (
+                strsim::osa_distance(given, c),
+                strsim::jaro_winkler(given, c),
+                *c,
+            )
+        })
         .filter(|(edits, jw, _)| *edits <= max_edits || *jw > 0.8)
         .min_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)))
         .map(|(_, _, c)| c)
@@ -97,7 +103,9 @@ mod tests {
 
     #[test]
     fn suggests_near_misses_only() {
-        let keys = ["name", "query", "above", "below", "for", "interval", "no_data", "action"];
+        let keys = [
+            "name", "query", "above", "below", "for", "interval", "no_data", "action",
+        ];
         assert_eq!(did_you_mean("intervl", &keys), Some("interval"));
         assert_eq!(did_you_mean("for_duraton", &keys), Some("for"));
         assert_eq!(did_you_mean("qeury", &keys), Some("query"));

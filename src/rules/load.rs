@@ -516,7 +516,12 @@ fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<super::Channel>> {
     let mut out = Vec::new();
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {
-        let Some(f) = fields(cx, item, "a notify channel", &["webhook", "slack", "on", "timeout", "retries"]) else {
+        let Some(f) = fields(
+            cx,
+            item,
+            "a notify channel",
+            &["webhook", "slack", "on", "timeout", "retries"],
+        ) else {
             ok = false;
             continue;
         };
@@ -646,7 +651,14 @@ fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<super::Channel>> {
             }
         };
         match (url, on, timeout, retries) {
-            (Some(url), Some(on), Some(timeout), Some(retries)) => out.push(Channel { kind, url, label, on, timeout, retries }),
+            (Some(url), Some(on), Some(timeout), Some(retries)) => out.push(Channel {
+                kind,
+                url,
+                label,
+                on,
+                timeout,
+                retries,
+            }),
             _ => ok = false,
         }
     }
@@ -794,10 +806,25 @@ fn compile_command(
     vars: Option<&BTreeMap<String, String>>,
 ) -> Option<CommandSpec> {
     let what = format!("`{section}`");
-    let f = fields(cx, node, &what, &["command", "timeout"])?;
+    let f = fields(cx, node, &what, &["command", "timeout", "idempotent"])?;
     let timeout = match f.get("timeout") {
         Some(n) => duration(cx, n, &format!("{section} timeout"), false),
         None => Some(defaults::COMMAND_TIMEOUT),
+    };
+    let idempotent = match f.get("idempotent").map(|n| (n, &n.value)) {
+        None => Some(false),
+        Some((_, Value::Bool(b))) => Some(*b),
+        Some((n, _)) => {
+            cx.error_help(
+                format!(
+                    "{section} idempotent must be true or false, found {}",
+                    n.kind()
+                ),
+                n.pos,
+                "`idempotent: true` lets `serve` run the command again if it died while it ran",
+            );
+            None
+        }
     };
     let cmd = required(
         cx,
@@ -868,6 +895,7 @@ fn compile_command(
     Some(CommandSpec {
         argv,
         timeout: timeout?,
+        idempotent: idempotent?,
     })
     .filter(|_| ok)
 }
@@ -1111,7 +1139,11 @@ mod behaviour {
     }
 
     fn errors(text: &str) -> Vec<String> {
-        load(text).unwrap_err().errors().map(|d| d.message.clone()).collect()
+        load(text)
+            .unwrap_err()
+            .errors()
+            .map(|d| d.message.clone())
+            .collect()
     }
 
     #[test]
@@ -1121,18 +1153,33 @@ mod behaviour {
         assert_eq!(spec.max_blind, defaults::MAX_BLIND);
         assert_eq!(spec.query_timeout, defaults::QUERY_TIMEOUT);
         let r = &spec.rules[0];
-        assert_eq!((r.interval, r.for_, r.no_data, r.action), (Duration::from_secs(15), Duration::from_secs(60), NoData::Ok, Action::Rollback));
-        assert_eq!(spec.rollback.as_ref().unwrap().timeout, defaults::COMMAND_TIMEOUT);
+        assert_eq!(
+            (r.interval, r.for_, r.no_data, r.action),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(60),
+                NoData::Ok,
+                Action::Rollback
+            )
+        );
+        assert_eq!(
+            spec.rollback.as_ref().unwrap().timeout,
+            defaults::COMMAND_TIMEOUT
+        );
     }
 
     #[test]
     fn yaml_1_1_booleans_stay_strings() {
         // `on:` must be the key "on", and `no` a string, not booleans.
-        let text = format!("{BASE}notify:\n  - webhook: http://127.0.0.1:9/h\n    on: [rollback]\n");
+        let text =
+            format!("{BASE}notify:\n  - webhook: http://127.0.0.1:9/h\n    on: [rollback]\n");
         let (spec, _) = load(&text).unwrap();
         assert_eq!(spec.notify[0].on, vec!["rollback".to_string()]);
         let e = errors(&BASE.replace("for: 1m", "for: 1m\n    no_data: no"));
-        assert!(e.iter().any(|m| m.contains("invalid no_data `no`")), "{e:?}");
+        assert!(
+            e.iter().any(|m| m.contains("invalid no_data `no`")),
+            "{e:?}"
+        );
     }
 
     #[test]
@@ -1146,15 +1193,31 @@ mod behaviour {
         );
         let err = load(&text).unwrap_err();
         let msgs: Vec<String> = err.errors().map(|d| d.message.clone()).collect();
-        assert!(msgs.iter().any(|m| m.contains("`RW_UNIT_SURELY_UNSET`")), "{msgs:?}");
-        assert!(msgs.iter().any(|m| m.contains("webhook #3 URL is not an http(s) URL")), "{msgs:?}");
-        assert!(!err.to_string().contains("secret-token") || err.to_string().matches("secret-token").count() == 1,
-            "the only occurrence is the source line itself");
-        let ok = format!("{BASE}notify:\n  - slack: {{file: {}}}\n    on: [rollback, notify]\n    retries: 0\n", file.display());
+        assert!(
+            msgs.iter().any(|m| m.contains("`RW_UNIT_SURELY_UNSET`")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("webhook #3 URL is not an http(s) URL")),
+            "{msgs:?}"
+        );
+        assert!(
+            !err.to_string().contains("secret-token")
+                || err.to_string().matches("secret-token").count() == 1,
+            "the only occurrence is the source line itself"
+        );
+        let ok = format!(
+            "{BASE}notify:\n  - slack: {{file: {}}}\n    on: [rollback, notify]\n    retries: 0\n",
+            file.display()
+        );
         let (spec, _) = load(&ok).unwrap();
         assert_eq!(spec.notify[0].url, "https://hooks.example/secret-token");
         assert_eq!(spec.notify[0].retries, 0);
-        assert!(!format!("{:?}", spec.notify[0]).contains("secret-token"), "Debug hides the URL");
+        assert!(
+            !format!("{:?}", spec.notify[0]).contains("secret-token"),
+            "Debug hides the URL"
+        );
     }
 
     #[test]
@@ -1170,15 +1233,42 @@ mod behaviour {
 
     #[test]
     fn set_overrides_defaults_and_unknown_set_is_an_error() {
-        let text = format!("vars:\n  job: api\n{}", BASE.replace("query: up", "query: up{job=\"${job}\"}"));
+        let text = format!(
+            "vars:\n  job: api\n{}",
+            BASE.replace("query: up", "query: up{job=\"${job}\"}")
+        );
         let sets = vec![("job".to_string(), "web\"}".to_string())];
-        let (spec, _) = load_str("t.yaml", &text, &LoadOptions { sets: &sets, check: false }).unwrap();
+        let (spec, _) = load_str(
+            "t.yaml",
+            &text,
+            &LoadOptions {
+                sets: &sets,
+                check: false,
+            },
+        )
+        .unwrap();
         assert_eq!(spec.rules[0].query, r#"up{job="web\"}"}"#);
         let bad = vec![("jbo".to_string(), "x".to_string())];
-        let err = load_str("t.yaml", &text, &LoadOptions { sets: &bad, check: false }).unwrap_err();
+        let err = load_str(
+            "t.yaml",
+            &text,
+            &LoadOptions {
+                sets: &bad,
+                check: false,
+            },
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("did you mean `job`?"), "{err}");
         // In check mode it is only a warning.
-        assert!(load_str("t.yaml", &text, &LoadOptions { sets: &bad, check: true }).is_ok());
+        assert!(load_str(
+            "t.yaml",
+            &text,
+            &LoadOptions {
+                sets: &bad,
+                check: true
+            }
+        )
+        .is_ok());
     }
 
     #[test]

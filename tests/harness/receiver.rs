@@ -48,12 +48,19 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
                 }
                 let mut body = vec![0; len];
                 let _ = reader.read_exact(&mut body);
-                let _ = tx.send((now_ms(), path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                let _ = tx.send((
+                    now_ms(),
+                    path,
+                    serde_json::from_slice(&body).unwrap_or(Value::Null),
+                ));
                 if status == 0 {
                     thread::sleep(Duration::from_secs(120));
                     return;
                 }
-                let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                );
             });
         }
     });
@@ -62,7 +69,8 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
 
 impl Receiver {
     pub fn next(&self, within: Duration) -> (u64, String, Value) {
-        self.bodies.recv_timeout(within).expect("a notification arrives")
+        self.bodies
+            .recv_timeout(within)
+            .expect("a notification arrives")
     }
 }
-
