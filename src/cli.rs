@@ -41,6 +41,10 @@ pub enum Command {
     Gate(crate::gate::GateArgs),
     /// Show a watch catching a bad release, on this machine, in about a minute.
     Demo(crate::demo::DemoArgs),
+    /// Run the agent that pipelines hand watches to (HTTP API, durable state).
+    Serve(crate::serve::ServeArgs),
+    /// Hand a watch to a running agent (and, with --wait, exit with its code).
+    Launch(crate::launch::LaunchArgs),
 }
 
 #[derive(Debug, Args, Clone, Default)]

@@ -30,6 +30,8 @@ fn main() -> ExitCode {
             Command::Replay(args) => rollwatch::replay::run(args).await,
             Command::Gate(args) => rollwatch::gate::run(args).await,
             Command::Demo(args) => rollwatch::demo::run(args).await,
+            Command::Serve(args) => rollwatch::serve::run(args).await,
+            Command::Launch(args) => rollwatch::launch::run(args).await,
         }
     });
     ExitCode::from(code)

@@ -11,3 +11,4 @@ mod observe;
 mod proxy_faults;
 mod replay;
 mod watch;
+mod serve;

@@ -159,6 +159,12 @@ impl RuleEval {
         }
     }
 
+    /// An evaluator that continues from saved series state (what `serve` persisted
+    /// before a restart). `since` must be on the same clock as the polls that follow.
+    pub fn restore(params: Params, series: BTreeMap<Labels, SeriesState>) -> Self {
+        RuleEval { params, series }
+    }
+
     pub fn params(&self) -> &Params {
         &self.params
     }

@@ -34,14 +34,16 @@ pub struct RuleHistory {
     pub steps: usize,
 }
 
-/// Replays one rule: `series` from a range query over `[from, to]` at `step`.
-pub fn replay_rule(
-    params: Params,
+/// Regroups range-query points into the polls a watch would have made: one per step
+/// of the grid `from, from + step, ... <= to`, each with the samples nearest to it.
+/// Returns the number of steps and the samples by step (a step without any is absent).
+/// (Also used by `serve` to catch up on the time it was down.)
+pub fn polls_on_grid(
     from: i64,
     to: i64,
     step: i64,
     series: &[RangeSeries],
-) -> RuleHistory {
+) -> (usize, BTreeMap<usize, Vec<Sample>>) {
     let steps = if to < from || step <= 0 {
         0
     } else {
@@ -64,13 +66,25 @@ pub fn replay_rule(
             }
         }
     }
+    (steps, polls)
+}
+
+/// Replays one rule: `series` from a range query over `[from, to]` at `step`.
+pub fn replay_rule(
+    params: Params,
+    from: i64,
+    to: i64,
+    step: i64,
+    series: &[RangeSeries],
+) -> RuleHistory {
+    let (steps, polls) = polls_on_grid(from, to, step, series);
+    let empty = Vec::new();
     let mut eval = RuleEval::new(params);
     let mut out = RuleHistory {
         steps,
         ..Default::default()
     };
     let above = params.threshold.above.is_some();
-    let empty = Vec::new();
     for k in 0..steps {
         let at_ms = from + k as i64 * step;
         let samples = polls.get(&k).unwrap_or(&empty);
@@ -87,7 +101,11 @@ pub fn replay_rule(
         let poll = Poll::Samples(samples.clone());
         let at = Duration::from_millis((k as i64 * step) as u64);
         let transitions = eval.observe(at, &poll);
-        out.states.push((at_ms, worst.map(|w| w.value), crate::events::RuleState::of(&eval, at, &poll)));
+        out.states.push((
+            at_ms,
+            worst.map(|w| w.value),
+            crate::events::RuleState::of(&eval, at, &poll),
+        ));
         for t in transitions {
             let (kind, labels, value) = match t {
                 Transition::Pending { labels, value } => ("pending", labels, value),

@@ -1086,6 +1086,27 @@ fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn rollback_idempotent_is_a_boolean_defaulting_to_false() {
+        let file = |extra: &str| {
+            format!(
+                "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\n{extra}rules:\n  - name: r\n    query: up\n    above: 1\n    for: 0s\n"
+            )
+        };
+        let opts = LoadOptions::default();
+        let (spec, _) = load_str("r.yaml", &file(""), &opts).unwrap();
+        assert!(!spec.rollback.unwrap().idempotent);
+        let (spec, _) = load_str("r.yaml", &file("  idempotent: true\n"), &opts).unwrap();
+        assert!(spec.rollback.unwrap().idempotent);
+        let err = load_str("r.yaml", &file("  idempotent: \"yes\"\n"), &opts).unwrap_err();
+        assert!(
+            err.to_string().contains("rollback idempotent must be true or false, found a string"),
+            "{err}"
+        );
+        let err = load_str("r.yaml", &file("  idempotant: true\n"), &opts).unwrap_err();
+        assert!(err.to_string().contains("did you mean `idempotent`?"), "{err}");
+    }
+
     /// CI replays the fuzzer's corpus and the crashes it found (fuzz/corpus and
     /// fuzz/regressions) without cargo-fuzz: every input loads or is refused with
     /// diagnostics that render, and none panics.

@@ -44,6 +44,9 @@ pub enum Outcome {
     Interrupted(Signal),
     /// Prometheus rejected a rule's query as invalid before it ever succeeded.
     QueryRejected { rule: String, message: String },
+    /// `serve` only: the agent died while this command ran, so whether it took effect
+    /// is unknown, and it is not idempotent, so it is not run again: act by hand.
+    ActionUnknown { action: &'static str, rule: String },
 }
 
 impl Outcome {
@@ -58,6 +61,10 @@ impl Outcome {
             Outcome::Inconclusive { .. } => "inconclusive",
             Outcome::Interrupted(_) => "interrupted",
             Outcome::QueryRejected { .. } => "query_rejected",
+            Outcome::ActionUnknown {
+                action: "pause", ..
+            } => "pause_unknown",
+            Outcome::ActionUnknown { .. } => "rollback_unknown",
         }
     }
 
@@ -68,7 +75,8 @@ impl Outcome {
             | Outcome::RollbackFailed { rule, .. }
             | Outcome::Paused { rule }
             | Outcome::PauseFailed { rule, .. }
-            | Outcome::QueryRejected { rule, .. } => Some(rule),
+            | Outcome::QueryRejected { rule, .. }
+            | Outcome::ActionUnknown { rule, .. } => Some(rule),
             _ => None,
         }
     }
@@ -98,6 +106,11 @@ impl Outcome {
             Inconclusive { reason } => format!("inconclusive: {reason}"),
             Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
             QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
+            ActionUnknown { action, rule } => format!(
+                "rule `{rule}` fired and its {action} command was running when the agent stopped; \
+                 whether it took effect is unknown and it is not marked idempotent, so it was not \
+                 run again: act by hand"
+            ),
         }
     }
 
@@ -106,7 +119,9 @@ impl Outcome {
         match self {
             Outcome::Healthy => exit::HEALTHY,
             Outcome::RolledBack { .. } => exit::ROLLED_BACK,
-            Outcome::RollbackFailed { .. } | Outcome::PauseFailed { .. } => exit::ACTION_FAILED,
+            Outcome::RollbackFailed { .. }
+            | Outcome::PauseFailed { .. }
+            | Outcome::ActionUnknown { .. } => exit::ACTION_FAILED,
             Outcome::Paused { .. } => exit::PAUSED,
             Outcome::Inconclusive { .. } => exit::INCONCLUSIVE,
             Outcome::Interrupted(Signal::Interrupt) => exit::SIGINT,
@@ -128,12 +143,40 @@ pub struct WatchOptions {
     pub prometheus: String,
 }
 
-struct PollDone {
-    rule: usize,
+/// One poll's result, stamped with its scheduled time.
+#[derive(Debug, Clone)]
+pub struct PollDone {
+    /// Index of the rule in `WatchSpec::rules`.
+    pub rule: usize,
     /// When the query was issued, from the watch's start.
-    at: Duration,
-    wall: SystemTime,
-    result: Result<QueryResult, QueryError>,
+    pub at: Duration,
+    pub wall: SystemTime,
+    pub result: Result<QueryResult, QueryError>,
+}
+
+/// Where a watch starts from. `Default` is a fresh watch, which is all `watch` uses;
+/// `serve` resumes a watch it persisted, after a restart, with the rest.
+///
+/// The evaluator's clock is "time since the watch was created", so restored series
+/// keep their `since` and `for` counts across the restart exactly as if the agent had
+/// never stopped; what happened while it was down is given as `backlog` (polls
+/// reconstructed from Prometheus history), never assumed.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// How much of the watch had elapsed before this start (0 for a fresh watch).
+    pub elapsed: Duration,
+    /// Restored evaluators, one per rule in order; None for fresh ones.
+    pub evals: Option<Vec<RuleEval>>,
+    /// The rule whose pause command already ran.
+    pub paused_by: Option<String>,
+    /// Polls the watch missed, in time order, handled before any live poll (and
+    /// before the end of the watch is considered, so a breach seen there still acts).
+    pub backlog: Vec<PollDone>,
+    /// Align each rule's polls to multiples of its interval in Unix time, shifted by
+    /// `phase(query, interval)`, instead of starting them at the watch's start: the
+    /// same query in many watches is then due at the same instant and can be shared,
+    /// while different queries spread over the interval.
+    pub aligned: Option<fn(&str, Duration) -> Duration>,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -152,20 +195,23 @@ fn fmt_d(d: Duration) -> String {
 /// tick), not the moment the task happened to run, so the time between two polls is
 /// exactly a multiple of the interval and `for` is never missed by a scheduling jitter
 /// of a few microseconds.
+#[allow(clippy::too_many_arguments)]
 async fn poll_loop<S: MetricsSource>(
     rule: usize,
     query: String,
     interval: Duration,
     source: Arc<S>,
     tx: mpsc::Sender<PollDone>,
+    first: Instant,
     start: Instant,
     start_wall: SystemTime,
+    elapsed: Duration,
 ) {
-    let mut ticker = tokio::time::interval_at(start, interval);
+    let mut ticker = tokio::time::interval_at(first, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let tick = ticker.tick().await;
-        let at = tick.saturating_duration_since(start);
+        let at = elapsed + tick.saturating_duration_since(start);
         let wall = start_wall + at;
         let result = source.query(&query, wall).await;
         if tx.send(PollDone { rule, at, wall, result }).await.is_err() {
@@ -217,21 +263,54 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
     signals: &mut mpsc::Receiver<Signal>,
     sinks: &mut Sinks,
 ) -> Outcome {
+    run_from(spec, source, runner, opts, Start::default(), signals, sinks).await
+}
+
+/// The first tick at or after `now_wall` on the grid `k * interval + phase` (Unix time),
+/// as an `Instant` relative to (`now`, `now_wall`).
+fn aligned_first(now: Instant, now_wall: SystemTime, interval: Duration, phase: Duration) -> Instant {
+    let iv = interval.as_nanos().max(1);
+    let t = now_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let phase = phase.as_nanos() % iv;
+    let k = t.saturating_sub(phase).div_ceil(iv);
+    let next = k * iv + phase;
+    let next = if next < t { next + iv } else { next };
+    now + Duration::from_nanos((next - t) as u64)
+}
+
+/// `run`, from a given `Start` (see there): what `serve` uses to resume a watch.
+pub async fn run_from<S: MetricsSource, R: ActionRunner>(
+    spec: &WatchSpec,
+    source: Arc<S>,
+    runner: &R,
+    opts: &WatchOptions,
+    from: Start,
+    signals: &mut mpsc::Receiver<Signal>,
+    sinks: &mut Sinks,
+) -> Outcome {
     let start = Instant::now();
-    let start_wall = SystemTime::now();
-    let end = start + opts.duration;
+    let now_wall = SystemTime::now();
+    // The watch's own origin: when it was created, `elapsed` ago.
+    let start_wall = now_wall.checked_sub(from.elapsed).unwrap_or(now_wall);
+    let end = start + opts.duration.saturating_sub(from.elapsed);
     let max_blind = spec.max_blind.min(opts.duration);
     let (tx, mut rx) = mpsc::channel::<PollDone>(64);
     let mut pollers = JoinSet::new();
     for (i, rule) in spec.rules.iter().enumerate() {
+        let first = match from.aligned {
+            Some(phase) => aligned_first(start, now_wall, rule.interval, phase(&rule.query, rule.interval)),
+            None => start,
+        };
         pollers.spawn(poll_loop(
             i,
             rule.query.clone(),
             rule.interval,
             source.clone(),
             tx.clone(),
+            first,
             start,
             start_wall,
+            from.elapsed,
         ));
     }
     drop(tx);
@@ -257,18 +336,31 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
         opts,
         signals,
         sinks,
-        evals: spec
-            .rules
-            .iter()
-            .map(|r| RuleEval::new(r.params()))
-            .collect(),
+        evals: match from.evals {
+            Some(evals) if evals.len() == spec.rules.len() => evals,
+            _ => spec
+                .rules
+                .iter()
+                .map(|r| RuleEval::new(r.params()))
+                .collect(),
+        },
         last_poll_ok: vec![false; spec.rules.len()],
         ever_ok: vec![false; spec.rules.len()],
-        paused_by: None,
+        paused_by: from.paused_by,
         deferred_signal: None,
     };
     let mut last_success = start;
+    let mut backlog_outcome = None;
+    for done in from.backlog {
+        if let Some(outcome) = w.handle(done).await {
+            backlog_outcome = Some(outcome);
+            break;
+        }
+    }
     let outcome = loop {
+        if let Some(outcome) = backlog_outcome.take() {
+            break outcome;
+        }
         if let Some(sig) = w.deferred_signal {
             break Outcome::Interrupted(sig);
         }

@@ -1,0 +1,1019 @@
+//! The agent: runs every watch handed to it, persists what a restart needs, and
+//! resumes unfinished watches when it starts again.
+//!
+//! Each watch runs the same loop as `rollwatch watch` (`watch::run_from`), with two
+//! sinks the agent adds: `StoreSink`, which writes breach state and actions to the
+//! store as the loop decides them (an action row is written by `ActionStarted`, which
+//! the loop emits *before* the command starts), and the agent's log.
+//!
+//! # The restart rule
+//! Time the agent was down is judged from Prometheus's history, never assumed:
+//! - A resumed watch keeps its clock (time since it was created), its restored series
+//!   (`since` unchanged) and its pause flag.
+//! - For each rule, the polls missed between the last persisted poll and now (or the
+//!   watch's end, if it ended meanwhile) are rebuilt from a range query at the rule's
+//!   interval on the same grid the live polls use, and fed to the restored evaluator
+//!   before any live poll (`Start::backlog`). A breach that lasted through the outage
+//!   keeps its `since` and fires on time; one that ended resolves; one that began and
+//!   lasted `for` during the outage fires at once. So a restart neither invents a
+//!   breach (the data must show it) nor hides one (the data is read).
+//! - If a rule's history cannot be read, its pending series are dropped (a breach must
+//!   be seen again for a full `for`): the agent never assumes a breach continued
+//!   through time it could not see. Firing series are kept, so a pause or a
+//!   notification is not repeated.
+//!
+//! # Exactly once
+//! An action row still `started` at resume means the agent died while the command ran.
+//! It is not run again blindly: the watch ends `rollback_unknown` (or `pause_unknown`),
+//! and a `*_failed` notification goes out, unless the rule file marks the command
+//! `idempotent: true`; then it is re-run once (the old row becomes `rerun`, the new row
+//! points at it, and a re-run that is itself interrupted is never run a third time).
+
+use super::metrics::Metrics;
+use super::source::{phase, SharedSource};
+use super::store::{
+    ActionRow, ActionState, Created, Ending, NewWatch, SeriesRow, Store, WatchRecord, WatchState,
+};
+use crate::action::{ActionRequest, ActionRunner, ProcessRunner};
+use crate::cli::PromArgs;
+use crate::eval::{Labels, Phase, RuleEval, SeriesState};
+use crate::events::{now_ms, Event, RuleState, Sink, Sinks};
+use crate::prom::{PromClient, QueryResult};
+use crate::rules::{self, WatchSpec};
+use crate::watch::{self, Outcome, PollDone, Signal, Start, WatchOptions};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// How often the last poll of every rule is written (in one transaction). Transitions
+/// and actions are written at once; a lost last-poll only makes the catch-up after a
+/// crash re-read a few seconds of history.
+const POLL_FLUSH: Duration = Duration::from_secs(2);
+
+/// How the agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub rules_dir: PathBuf,
+    pub prom: PromArgs,
+    /// Bound on concurrent requests to Prometheus, across all watches.
+    pub max_queries: usize,
+    /// Share identical in-flight queries between watches.
+    pub share_queries: bool,
+}
+
+/// Why a watch could not be created (each is a 4xx for the API).
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no rule file named `{0}` in the rules directory")]
+    UnknownRules(String),
+    #[error("a watch with id `{0}` exists with other rules or vars")]
+    Conflict(String),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] super::store::StoreError),
+}
+
+/// A request for a watch (the API's body, validated there for unknown fields).
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    pub rules: String,
+    pub vars: BTreeMap<String, String>,
+    pub duration: Option<Duration>,
+    pub id: Option<String>,
+}
+
+/// A rule's latest live state, for the API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RuleLive {
+    pub state: Option<RuleState>,
+    pub value: Option<f64>,
+    pub last_poll_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+type Live = Arc<Mutex<BTreeMap<String, RuleLive>>>;
+
+/// One client per (Prometheus URL, query timeout).
+type SourceKey = (String, Duration);
+
+struct Handle {
+    signal: mpsc::Sender<Signal>,
+    live: Live,
+}
+
+/// Last polls waiting to be written.
+#[derive(Default)]
+struct PollBook(Mutex<HashMap<(String, String), i64>>);
+
+impl PollBook {
+    fn mark(&self, id: &str, rule: &str, ms: i64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(&(id.to_string(), rule.to_string())) {
+            Some(v) => *v = (*v).max(ms),
+            None => {
+                m.insert((id.to_string(), rule.to_string()), ms);
+            }
+        }
+    }
+    fn take(&self) -> Vec<(String, String, i64)> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.drain().map(|((id, rule), ms)| (id, rule, ms)).collect()
+    }
+}
+
+/// The running agent.
+pub struct Agent {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    cfg: AgentConfig,
+    limit: Arc<Semaphore>,
+    sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
+    running: Mutex<HashMap<String, Handle>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    polls: PollBook,
+    create: tokio::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+    ready: AtomicBool,
+    ids: AtomicU64,
+}
+
+fn unix(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A valid rule-file name or watch id: letters, digits, `-`, `_`, `.` (and `:` for ids).
+fn valid_name(s: &str, extra: &[char]) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || extra.contains(&c)
+        })
+}
+
+/// Loads a watch's snapshot (never the file as it is now).
+pub fn load_snapshot(def: &NewWatch) -> Result<WatchSpec, String> {
+    let sets: Vec<(String, String)> = def.vars.clone().into_iter().collect();
+    let shown = format!("{}.yaml (snapshot of watch {})", def.rules, def.id);
+    rules::load_str(
+        &shown,
+        &def.rules_text,
+        &rules::LoadOptions {
+            sets: &sets,
+            check: false,
+        },
+    )
+    .map(|(spec, _)| spec)
+    .map_err(|e| e.to_string())
+}
+
+impl Agent {
+    pub fn new(store: Arc<dyn Store>, metrics: Metrics, cfg: AgentConfig) -> Arc<Agent> {
+        Arc::new(Agent {
+            store,
+            metrics,
+            limit: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
+            cfg,
+            sources: Mutex::default(),
+            running: Mutex::default(),
+            tasks: Mutex::default(),
+            polls: PollBook::default(),
+            create: tokio::sync::Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            ids: AtomicU64::new(0),
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst) && !self.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// The live per-rule state of a running watch.
+    pub fn live(&self, id: &str) -> Option<BTreeMap<String, RuleLive>> {
+        lock(&self.running).get(id).map(|h| lock(&h.live).clone())
+    }
+
+    /// Resumes every unfinished watch and starts writing last polls.
+    pub fn start(self: &Arc<Self>) -> Result<usize, super::store::StoreError> {
+        let unfinished = self.store.list(Some(WatchState::Running))?;
+        let n = unfinished.len();
+        for rec in unfinished {
+            info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
+            self.spawn(rec, true);
+        }
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_FLUSH);
+            loop {
+                tick.tick().await;
+                agent.flush_polls().await;
+            }
+        });
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    async fn flush_polls(&self) {
+        let batch = self.polls.take();
+        if batch.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let r = tokio::task::spawn_blocking(move || store.save_polls(&batch)).await;
+        match r {
+            Ok(Err(e)) => error!(event = "store_error", error = %e, "cannot record last polls"),
+            Err(e) => error!(event = "store_error", error = %e, "cannot record last polls"),
+            Ok(Ok(())) => {}
+        }
+    }
+
+    /// Validates and stores a watch, then starts it. `Ok((record, true))` if it is new.
+    pub async fn create(
+        self: &Arc<Self>,
+        req: WatchRequest,
+    ) -> Result<(WatchRecord, bool), CreateError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(CreateError::ShuttingDown);
+        }
+        if !valid_name(&req.rules, &[]) {
+            return Err(CreateError::BadRequest(format!(
+                "invalid rule file name {:?}: use the file's stem (letters, digits, `-`, `_`, `.`)",
+                req.rules
+            )));
+        }
+        if let Some(id) = &req.id {
+            if !valid_name(id, &[':']) {
+                return Err(CreateError::BadRequest(format!(
+                    "invalid id {id:?}: up to 128 letters, digits, `-`, `_`, `.`, `:`"
+                )));
+            }
+        }
+        let path = ["yaml", "yml"]
+            .iter()
+            .map(|ext| self.cfg.rules_dir.join(format!("{}.{ext}", req.rules)))
+            .find(|p| p.is_file())
+            .ok_or_else(|| CreateError::UnknownRules(req.rules.clone()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            CreateError::BadRequest(format!("cannot read the rule file {}: {e}", path.display()))
+        })?;
+        let created_ms = now_ms();
+        let id = req.id.clone().unwrap_or_else(|| {
+            let n = self.ids.fetch_add(1, Ordering::SeqCst);
+            format!("{}-{created_ms}-{n}", req.rules)
+        });
+        let mut def = NewWatch {
+            id,
+            rules: req.rules.clone(),
+            rules_text: text,
+            vars: req.vars.clone(),
+            duration_ms: 0,
+            created_ms,
+        };
+        let spec = load_snapshot(&def).map_err(CreateError::BadRequest)?;
+        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
+            if let Some(cmd) = cmd {
+                if crate::action::find_program(&cmd.argv[0]).is_none() {
+                    return Err(CreateError::BadRequest(format!(
+                        "the {section} command's program `{}` is not found or not executable on the agent; a watch that cannot roll back must not start",
+                        cmd.argv[0]
+                    )));
+                }
+            }
+        }
+        self.source_for(&spec).map_err(CreateError::BadRequest)?;
+        def.duration_ms = req.duration.unwrap_or(spec.duration).as_millis() as i64;
+        if def.duration_ms <= 0 {
+            return Err(CreateError::BadRequest(
+                "the duration must be longer than 0s".into(),
+            ));
+        }
+        // One creation at a time: two POSTs with one id can't both start a watch.
+        let _guard = self.create.lock().await;
+        let store = self.store.clone();
+        let d = def.clone();
+        let created = tokio::task::spawn_blocking(move || store.create(&d))
+            .await
+            .map_err(|e| CreateError::BadRequest(format!("internal error: {e}")))??;
+        match created {
+            Created::New(rec) => {
+                info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
+                self.spawn(rec.clone(), false);
+                Ok((rec, true))
+            }
+            Created::Existing(rec) => {
+                if rec.def.rules != def.rules || rec.def.vars != def.vars {
+                    return Err(CreateError::Conflict(rec.def.id));
+                }
+                Ok((rec, false))
+            }
+        }
+    }
+
+    /// Cancels a running watch; no command starts because of it (one already running
+    /// finishes first). Returns false if it is not running.
+    pub async fn cancel(&self, id: &str) -> bool {
+        let tx = lock(&self.running).get(id).map(|h| h.signal.clone());
+        let Some(tx) = tx else {
+            return false;
+        };
+        let _ = tx.send(Signal::Interrupt).await;
+        // Bounded wait for it to end, so the answer usually shows it cancelled.
+        for _ in 0..40 {
+            if !lock(&self.running).contains_key(id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Stops every watch (a running command finishes first) and persists; watches
+    /// stay `running` in the store and resume at the next start.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let senders: Vec<_> = lock(&self.running)
+            .values()
+            .map(|h| h.signal.clone())
+            .collect();
+        for tx in senders {
+            let _ = tx.try_send(Signal::Terminate);
+        }
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.flush_polls().await;
+    }
+
+    fn source_for(&self, spec: &WatchSpec) -> Result<Arc<SharedSource<PromClient>>, String> {
+        let url = self
+            .cfg
+            .prom
+            .prometheus
+            .clone()
+            .or_else(|| spec.prometheus.clone())
+            .unwrap_or_default();
+        let key = (url, spec.query_timeout);
+        if let Some(s) = lock(&self.sources).get(&key) {
+            return Ok(s.clone());
+        }
+        let client = crate::cli::prom_client(
+            &self.cfg.prom,
+            spec.prometheus.as_deref(),
+            spec.query_timeout,
+        )?;
+        let s = Arc::new(SharedSource::new(
+            client,
+            self.limit.clone(),
+            self.cfg.share_queries,
+            self.metrics.clone(),
+        ));
+        lock(&self.sources).insert(key, s.clone());
+        Ok(s)
+    }
+
+    fn spawn(self: &Arc<Self>, rec: WatchRecord, resumed: bool) {
+        let (tx, rx) = mpsc::channel(4);
+        let live: Live = Arc::default();
+        lock(&self.running).insert(
+            rec.def.id.clone(),
+            Handle {
+                signal: tx,
+                live: live.clone(),
+            },
+        );
+        let agent = self.clone();
+        let h = tokio::spawn(async move {
+            let id = rec.def.id.clone();
+            let ending = agent.drive(&rec, resumed, rx, live).await;
+            if let Some(e) = ending {
+                let store = agent.store.clone();
+                let id2 = id.clone();
+                let r = tokio::task::spawn_blocking(move || store.finish(&id2, &e)).await;
+                if !matches!(r, Ok(Ok(()))) {
+                    error!(event = "store_error", watch = %id, "cannot record how the watch ended");
+                }
+            }
+            lock(&agent.running).remove(&id);
+        });
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h);
+    }
+
+    /// Runs one watch to its end; None if it must resume at the next start.
+    async fn drive(
+        self: &Arc<Self>,
+        rec: &WatchRecord,
+        resumed: bool,
+        mut signals: mpsc::Receiver<Signal>,
+        live: Live,
+    ) -> Option<Ending> {
+        let def = &rec.def;
+        let id = def.id.as_str();
+        let end = |outcome: &Outcome| Ending {
+            state: WatchState::Finished,
+            outcome: outcome.name().to_string(),
+            exit_code: outcome.exit_code(),
+            detail: outcome.describe(),
+            at_ms: now_ms(),
+        };
+        let invalid = |detail: String| {
+            error!(event = "watch_invalid", watch = %id, "{detail}");
+            Some(Ending {
+                state: WatchState::Finished,
+                outcome: "invalid".into(),
+                exit_code: crate::exit::USAGE,
+                detail,
+                at_ms: now_ms(),
+            })
+        };
+        let spec = match load_snapshot(def) {
+            Ok(s) => s,
+            Err(e) => return invalid(e),
+        };
+        let source = match self.source_for(&spec) {
+            Ok(s) => s,
+            Err(e) => return invalid(e),
+        };
+        let opts = WatchOptions {
+            duration: Duration::from_millis(def.duration_ms.max(0) as u64),
+            dry_run: false,
+            prometheus: source.inner().shown_url().to_string(),
+        };
+        let mut others = Sinks::default();
+        others.push(AgentLog { id: id.to_string() });
+        let mut deliveries = None;
+        if !spec.notify.is_empty() {
+            let (n, d) = crate::notify::Notifier::new(spec.notify.clone());
+            others.push(NoInterrupted(n));
+            deliveries = Some(d);
+        }
+        let mut store_sink = StoreSink {
+            id: id.to_string(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            agent: self.clone(),
+            live,
+            action: None,
+        };
+        let mut from = Start {
+            aligned: Some(phase),
+            ..Start::default()
+        };
+        if resumed {
+            let now = now_ms();
+            from.elapsed = Duration::from_millis((now - def.created_ms).max(0) as u64);
+            match self
+                .resolve_unfinished_action(&spec, def, &mut store_sink, &mut others, &opts)
+                .await
+            {
+                Ok(Resolution::End(outcome)) => {
+                    finish_sinks(&mut others, &outcome, deliveries).await;
+                    return Some(end(&outcome));
+                }
+                Ok(Resolution::Continue { paused_by }) => from.paused_by = paused_by,
+                Err(e) => return invalid(e.to_string()),
+            }
+            match self.restore(&spec, def, &source, now).await {
+                Ok((evals, backlog)) => {
+                    from.evals = Some(evals);
+                    from.backlog = backlog;
+                }
+                Err(e) => return invalid(e.to_string()),
+            }
+        }
+        let mut sinks = others;
+        sinks.0.insert(0, Box::new(store_sink));
+        let outcome = watch::run_from(
+            &spec,
+            source,
+            &ProcessRunner::default(),
+            &opts,
+            from,
+            &mut signals,
+            &mut sinks,
+        )
+        .await;
+        if let Some(d) = &deliveries {
+            d.drain(Duration::from_secs(15)).await;
+        }
+        sinks.finish();
+        match outcome {
+            Outcome::Interrupted(Signal::Terminate)
+                if self.shutting_down.load(Ordering::SeqCst) =>
+            {
+                info!(event = "watch_suspended", watch = %id, "agent stopping: the watch resumes at the next start");
+                None
+            }
+            Outcome::Interrupted(_) => Some(Ending {
+                state: WatchState::Cancelled,
+                outcome: "cancelled".into(),
+                exit_code: crate::exit::SIGINT,
+                detail: "cancelled through the API; no command ran because of it".into(),
+                at_ms: now_ms(),
+            }),
+            o => Some(end(&o)),
+        }
+    }
+
+    /// An action row still `started` means the agent died while its command ran.
+    async fn resolve_unfinished_action(
+        &self,
+        spec: &WatchSpec,
+        def: &NewWatch,
+        store_sink: &mut StoreSink,
+        others: &mut Sinks,
+        opts: &WatchOptions,
+    ) -> Result<Resolution, super::store::StoreError> {
+        let actions = self.store.actions(&def.id)?;
+        let paused_by = actions
+            .iter()
+            .rev()
+            .find(|a| {
+                a.kind == "pause" && (a.succeeded == Some(true) || a.state == ActionState::Unknown)
+            })
+            .map(|a| a.rule.clone());
+        let Some(a) = actions
+            .iter()
+            .find(|a| a.state == ActionState::Started)
+            .cloned()
+        else {
+            return Ok(Resolution::Continue { paused_by });
+        };
+        let kind: &'static str = if a.kind == "pause" {
+            "pause"
+        } else {
+            "rollback"
+        };
+        let cmd = if kind == "pause" {
+            &spec.pause
+        } else {
+            &spec.rollback
+        };
+        let rerun = cmd.as_ref().is_some_and(|c| c.idempotent) && a.rerun_of.is_none();
+        others.emit(
+            now_ms(),
+            &Event::WatchStarted {
+                rules_file: spec.path.display().to_string(),
+                prometheus: opts.prometheus.clone(),
+                duration_s: opts.duration.as_secs_f64(),
+                max_blind_s: spec.max_blind.as_secs_f64(),
+                dry_run: false,
+                vars: spec.vars.clone(),
+                rules: spec
+                    .rules
+                    .iter()
+                    .map(|r| watch::rule_info(r, &opts.prometheus))
+                    .collect(),
+            },
+        );
+        if !rerun {
+            let status = "was running when the agent stopped; its result is unknown and it is not marked idempotent, so it was not run again";
+            self.store
+                .action_ended(a.id, ActionState::Unknown, status, None, now_ms())?;
+            self.metrics
+                .actions
+                .with_label_values(&[kind, "unknown"])
+                .inc();
+            warn!(event = "action_unknown", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this command ran; not running it again");
+            others.emit(
+                now_ms(),
+                &Event::ActionFinished {
+                    action: kind,
+                    rule: a.rule.clone(),
+                    status: status.into(),
+                    succeeded: false,
+                    duration_s: 0.0,
+                    output_tail: Vec::new(),
+                },
+            );
+            return Ok(Resolution::End(Outcome::ActionUnknown {
+                action: kind,
+                rule: a.rule.clone(),
+            }));
+        }
+        warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; running it again, once");
+        self.store.action_ended(
+            a.id,
+            ActionState::Rerun,
+            "was running when the agent stopped; run again (idempotent)",
+            None,
+            now_ms(),
+        )?;
+        let report = self.rerun(spec, def, &a, kind, store_sink, others).await?;
+        let rule = a.rule.clone();
+        Ok(match (kind, report.status.succeeded()) {
+            ("pause", true) => Resolution::Continue {
+                paused_by: Some(rule),
+            },
+            ("pause", false) => Resolution::End(Outcome::PauseFailed {
+                rule,
+                status: report.status,
+            }),
+            (_, true) => Resolution::End(Outcome::RolledBack {
+                rule,
+                dry_run: false,
+            }),
+            (_, false) => Resolution::End(Outcome::RollbackFailed {
+                rule,
+                status: report.status,
+            }),
+        })
+    }
+
+    async fn rerun(
+        &self,
+        spec: &WatchSpec,
+        def: &NewWatch,
+        a: &ActionRow,
+        kind: &'static str,
+        store_sink: &mut StoreSink,
+        others: &mut Sinks,
+    ) -> Result<crate::action::ActionReport, super::store::StoreError> {
+        let cmd = if kind == "pause" {
+            &spec.pause
+        } else {
+            &spec.rollback
+        };
+        let (argv, timeout) = match cmd {
+            Some(c) => (c.argv.clone(), c.timeout),
+            None => (a.argv.clone(), rules::defaults::COMMAND_TIMEOUT),
+        };
+        let mut env = vec![
+            ("ROLLWATCH_ACTION".to_string(), kind.to_string()),
+            ("ROLLWATCH_RULE".to_string(), a.rule.clone()),
+            ("ROLLWATCH_RERUN".to_string(), "1".to_string()),
+        ];
+        let firing = self
+            .store
+            .series(&def.id)?
+            .into_iter()
+            .find(|s| s.rule == a.rule && s.phase == Phase::Firing);
+        if let Some(s) = &firing {
+            env.push((
+                "ROLLWATCH_LABELS".into(),
+                serde_json::to_string(&s.labels).unwrap_or_default(),
+            ));
+            env.push((
+                "ROLLWATCH_VALUE".into(),
+                s.last_value.map(|v| v.to_string()).unwrap_or_default(),
+            ));
+        }
+        if let Some(r) = spec.rules.iter().find(|r| r.name == a.rule) {
+            env.push(("ROLLWATCH_THRESHOLD".into(), r.threshold.to_string()));
+        }
+        for (name, v) in &spec.vars {
+            env.push((
+                format!("ROLLWATCH_VAR_{}", name.to_ascii_uppercase()),
+                v.clone(),
+            ));
+        }
+        let started =
+            self.store
+                .action_started(&def.id, kind, &a.rule, &argv, now_ms(), Some(a.id))?;
+        store_sink.action = Some(started);
+        let ev = Event::ActionStarted {
+            action: kind,
+            rule: a.rule.clone(),
+            argv: argv.clone(),
+            timeout_s: timeout.as_secs_f64(),
+            dry_run: false,
+        };
+        others.emit(now_ms(), &ev);
+        let report = ProcessRunner::default()
+            .run(&ActionRequest {
+                kind,
+                argv,
+                timeout,
+                env,
+            })
+            .await;
+        let ev = Event::ActionFinished {
+            action: kind,
+            rule: a.rule.clone(),
+            status: report.status.to_string(),
+            succeeded: report.status.succeeded(),
+            duration_s: report.duration.as_secs_f64(),
+            output_tail: report.output_tail.clone(),
+        };
+        store_sink.emit(now_ms(), &ev);
+        others.emit(now_ms(), &ev);
+        Ok(report)
+    }
+
+    /// Restored evaluators, and the polls missed while the agent was down (from
+    /// history). See the module doc for the rule.
+    async fn restore(
+        &self,
+        spec: &WatchSpec,
+        def: &NewWatch,
+        source: &SharedSource<PromClient>,
+        now: i64,
+    ) -> Result<(Vec<RuleEval>, Vec<PollDone>), super::store::StoreError> {
+        let mut series: Vec<BTreeMap<Labels, SeriesState>> =
+            vec![BTreeMap::new(); spec.rules.len()];
+        for row in self.store.series(&def.id)? {
+            if let Some(i) = spec.rules.iter().position(|r| r.name == row.rule) {
+                series[i].insert(
+                    row.labels,
+                    SeriesState {
+                        phase: row.phase,
+                        since: Duration::from_millis((row.since_ms - def.created_ms).max(0) as u64),
+                        last_value: row.last_value,
+                    },
+                );
+            }
+        }
+        let last = self.store.polls(&def.id)?;
+        let end_ms = now.min(def.created_ms + def.duration_ms);
+        let mut backlog = Vec::new();
+        for (i, rule) in spec.rules.iter().enumerate() {
+            let iv = rule.interval.as_millis().max(1) as i64;
+            let from = match last.get(&rule.name) {
+                Some(t) => t + iv,
+                None => {
+                    // The first tick of the aligned grid at or after creation.
+                    let ph = phase(&rule.query, rule.interval).as_millis() as i64;
+                    def.created_ms + (ph - def.created_ms).rem_euclid(iv)
+                }
+            };
+            if from > end_ms {
+                continue;
+            }
+            let to = from + (end_ms - from) / iv * iv;
+            match crate::replay::fetch(source, rule, from, to).await {
+                Ok(history) => {
+                    let (steps, mut polls) =
+                        crate::replay::engine::polls_on_grid(from, to, iv, &history);
+                    info!(event = "catch_up", watch = %def.id, rule = %rule.name, polls = steps, "judging the time the agent was down from Prometheus's history");
+                    for k in 0..steps {
+                        let wall = from + k as i64 * iv;
+                        backlog.push(PollDone {
+                            rule: i,
+                            at: Duration::from_millis((wall - def.created_ms).max(0) as u64),
+                            wall: unix(wall),
+                            result: Ok(QueryResult {
+                                samples: polls.remove(&k).unwrap_or_default(),
+                                warnings: Vec::new(),
+                            }),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let dropped = series[i]
+                        .values()
+                        .filter(|s| s.phase == Phase::Pending)
+                        .count();
+                    series[i].retain(|_, s| s.phase == Phase::Firing);
+                    for (labels, _) in self
+                        .store
+                        .series(&def.id)?
+                        .into_iter()
+                        .filter(|r| r.rule == rule.name && r.phase == Phase::Pending)
+                        .map(|r| (r.labels, ()))
+                    {
+                        self.store.clear_series(&def.id, &rule.name, &labels)?;
+                    }
+                    warn!(event = "catch_up_failed", watch = %def.id, rule = %rule.name, error = %e, dropped,
+                        "the history of the time the agent was down cannot be read: pending series are dropped (a breach is never assumed to have continued) and must breach again for `for`");
+                }
+            }
+        }
+        backlog.sort_by_key(|p| (p.wall, p.rule));
+        let evals = spec
+            .rules
+            .iter()
+            .zip(series)
+            .map(|(r, s)| RuleEval::restore(r.params(), s))
+            .collect();
+        Ok((evals, backlog))
+    }
+}
+
+enum Resolution {
+    End(Outcome),
+    Continue { paused_by: Option<String> },
+}
+
+async fn finish_sinks(
+    sinks: &mut Sinks,
+    outcome: &Outcome,
+    deliveries: Option<crate::notify::Deliveries>,
+) {
+    sinks.emit(
+        now_ms(),
+        &Event::WatchFinished {
+            outcome: outcome.name(),
+            exit_code: outcome.exit_code(),
+            detail: outcome.describe(),
+            rule: outcome.rule().map(str::to_string),
+        },
+    );
+    if let Some(d) = deliveries {
+        d.drain(Duration::from_secs(15)).await;
+    }
+    sinks.finish();
+}
+
+/// Writes each decision of a watch to the store as it is made, and keeps the live view.
+struct StoreSink {
+    id: String,
+    store: Arc<dyn Store>,
+    metrics: Metrics,
+    agent: Arc<Agent>,
+    live: Live,
+    /// The row of the action running now.
+    action: Option<i64>,
+}
+
+impl StoreSink {
+    fn check<T>(&self, what: &str, r: Result<T, super::store::StoreError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                error!(event = "store_error", watch = %self.id, error = %e, "cannot record {what}");
+                None
+            }
+        }
+    }
+
+    fn series(
+        &self,
+        at_ms: i64,
+        rule: &str,
+        labels: &Labels,
+        phase: Phase,
+        since_ms: i64,
+        value: Option<f64>,
+    ) {
+        let r = self.store.put_series(
+            &self.id,
+            &SeriesRow {
+                rule: rule.to_string(),
+                labels: labels.clone(),
+                phase,
+                since_ms,
+                last_value: value,
+            },
+        );
+        self.check("a series' breach state", r);
+        // The last poll goes with the transition, so a catch-up never starts before it.
+        let r = self
+            .store
+            .save_polls(&[(self.id.clone(), rule.to_string(), at_ms)]);
+        self.check("a last poll", r);
+    }
+}
+
+impl Sink for StoreSink {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        match event {
+            Event::Poll {
+                rule,
+                error,
+                state,
+                value,
+                ..
+            } => {
+                self.metrics.evaluations.inc();
+                self.agent.polls.mark(&self.id, rule, at_ms);
+                let mut live = lock(&self.live);
+                let l = live.entry(rule.clone()).or_default();
+                l.state = Some(state.clone());
+                l.value = *value;
+                l.last_poll_ms = Some(at_ms);
+                l.error = error.clone();
+            }
+            Event::Pending {
+                rule,
+                labels,
+                value,
+                ..
+            } => self.series(at_ms, rule, labels, Phase::Pending, at_ms, *value),
+            Event::Fired {
+                rule,
+                labels,
+                value,
+                breached_for_s,
+                ..
+            } => {
+                let since = at_ms - (breached_for_s * 1000.0).round() as i64;
+                self.series(at_ms, rule, labels, Phase::Firing, since, *value)
+            }
+            Event::Resolved { rule, labels, .. } => {
+                let r = self.store.clear_series(&self.id, rule, labels);
+                self.check("a resolved series", r);
+                let r = self
+                    .store
+                    .save_polls(&[(self.id.clone(), rule.clone(), at_ms)]);
+                self.check("a last poll", r);
+            }
+            Event::ActionStarted {
+                action,
+                rule,
+                argv,
+                dry_run: false,
+                ..
+            } => {
+                // Before the command starts: this row is what a restart finds.
+                let r = self
+                    .store
+                    .action_started(&self.id, action, rule, argv, now_ms(), None);
+                self.action = self.check("an action before it starts", r);
+            }
+            Event::ActionFinished {
+                action,
+                status,
+                succeeded,
+                ..
+            } => {
+                let result = if *succeeded { "succeeded" } else { "failed" };
+                self.metrics
+                    .actions
+                    .with_label_values(&[action, result])
+                    .inc();
+                if let Some(a) = self.action.take() {
+                    let r = self.store.action_ended(
+                        a,
+                        ActionState::Finished,
+                        status,
+                        Some(*succeeded),
+                        now_ms(),
+                    );
+                    self.check("an action's result", r);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The agent's log of a watch: every decision with the watch's id; polls only when
+/// they fail (5,000 watches polling would drown everything else).
+struct AgentLog {
+    id: String,
+}
+
+impl Sink for AgentLog {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        match event {
+            Event::Poll { error: None, .. } => {}
+            Event::Poll {
+                rule,
+                error: Some(e),
+                ..
+            } => {
+                warn!(event = "query_failed", watch = %self.id, rule = %rule, error = %e, "query failed; the rule keeps its state")
+            }
+            Event::WatchStarted { .. } => {
+                info!(event = "watch_started", watch = %self.id, unix_ms = at_ms, "watch started")
+            }
+            Event::WatchFinished {
+                outcome,
+                exit_code,
+                detail,
+                ..
+            } => {
+                info!(event = "watch_finished", watch = %self.id, outcome = %outcome, exit_code, "{detail}")
+            }
+            other => {
+                let detail = serde_json::to_string(other).unwrap_or_default();
+                info!(event = other.name(), watch = %self.id, unix_ms = at_ms, detail = %detail, "{}", other.name())
+            }
+        }
+    }
+}
+
+/// Notifications, except "interrupted": a watch the agent suspends to stop resumes at
+/// the next start, and a cancelled one was cancelled on purpose.
+struct NoInterrupted(crate::notify::Notifier);
+
+impl Sink for NoInterrupted {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        if let Event::WatchFinished {
+            outcome: "interrupted",
+            ..
+        } = event
+        {
+            return;
+        }
+        self.0.emit(at_ms, event);
+    }
+    fn finish(&mut self) {
+        self.0.finish();
+    }
+}

@@ -1,0 +1,150 @@
+//! The agent's own metrics, on a `prometheus::Registry` it is given.
+//!
+//! The registry is injected (never the crate's global default) so that tests, and a
+//! process embedding the agent, own exactly the metrics they see. What is measured is
+//! what an operator needs to trust the agent: are watches on schedule (scheduling lag),
+//! is Prometheus answering (query latency and errors), how much is shared, and what the
+//! agent did (evaluations, actions by kind and result, watches by state).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// Buckets (seconds) fine enough at the low end to read a p50 of a few milliseconds.
+const LAG_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Every metric the agent updates.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Watches by state (`running`, `finished`, `cancelled`), set at each scrape.
+    pub watches: IntGaugeVec,
+    /// Polls judged by an evaluator (live and caught-up).
+    pub evaluations: IntCounter,
+    /// Queries sent to Prometheus, by `kind` (`instant`, `range`).
+    pub queries_sent: IntCounterVec,
+    /// Polls answered by another watch's identical in-flight query.
+    pub queries_shared: IntCounter,
+    /// Failed queries, by `kind`.
+    pub query_errors: IntCounterVec,
+    /// Time Prometheus took to answer (after waiting for a slot).
+    pub query_latency: HistogramVec,
+    /// Time from a poll's scheduled tick to its query being issued (before the
+    /// concurrency limit): how far behind schedule the agent runs.
+    pub schedule_lag: Histogram,
+    /// Actions by `kind` (rollback, pause) and `result` (succeeded, failed, unknown).
+    pub actions: IntCounterVec,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them on `registry`.
+    pub fn new(registry: Registry) -> Result<Metrics, prometheus::Error> {
+        let watches = IntGaugeVec::new(
+            Opts::new("rollwatch_agent_watches", "Watches by state."),
+            &["state"],
+        )?;
+        let evaluations = IntCounter::new(
+            "rollwatch_agent_evaluations_total",
+            "Polls judged by a rule evaluator.",
+        )?;
+        let queries_sent = IntCounterVec::new(
+            Opts::new(
+                "rollwatch_agent_queries_sent_total",
+                "Queries sent to Prometheus.",
+            ),
+            &["kind"],
+        )?;
+        let queries_shared = IntCounter::new(
+            "rollwatch_agent_queries_shared_total",
+            "Polls answered by an identical in-flight query of another watch.",
+        )?;
+        let query_errors = IntCounterVec::new(
+            Opts::new("rollwatch_agent_query_errors_total", "Queries that failed."),
+            &["kind"],
+        )?;
+        let query_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "rollwatch_agent_query_duration_seconds",
+                "Time Prometheus took to answer a query.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["kind"],
+        )?;
+        let schedule_lag = Histogram::with_opts(
+            HistogramOpts::new(
+                "rollwatch_agent_schedule_lag_seconds",
+                "Time from a poll's scheduled tick to its query being issued.",
+            )
+            .buckets(LAG_BUCKETS.to_vec()),
+        )?;
+        let actions = IntCounterVec::new(
+            Opts::new(
+                "rollwatch_agent_actions_total",
+                "Rollback and pause commands, by result.",
+            ),
+            &["kind", "result"],
+        )?;
+        registry.register(Box::new(watches.clone()))?;
+        registry.register(Box::new(evaluations.clone()))?;
+        registry.register(Box::new(queries_sent.clone()))?;
+        registry.register(Box::new(queries_shared.clone()))?;
+        registry.register(Box::new(query_errors.clone()))?;
+        registry.register(Box::new(query_latency.clone()))?;
+        registry.register(Box::new(schedule_lag.clone()))?;
+        registry.register(Box::new(actions.clone()))?;
+        Ok(Metrics {
+            registry,
+            watches,
+            evaluations,
+            queries_sent,
+            queries_shared,
+            query_errors,
+            query_latency,
+            schedule_lag,
+            actions,
+        })
+    }
+
+    /// The text exposition of everything registered.
+    pub fn render(&self) -> String {
+        use prometheus::Encoder;
+        let mut buf = Vec::new();
+        let enc = prometheus::TextEncoder::new();
+        if let Err(e) = enc.encode(&self.registry.gather(), &mut buf) {
+            tracing::warn!(error = %e, "cannot encode the agent's metrics");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_on_the_given_registry_only() {
+        let r = Registry::new();
+        let m = Metrics::new(r.clone()).unwrap();
+        m.evaluations.inc();
+        m.actions
+            .with_label_values(&["rollback", "succeeded"])
+            .inc();
+        let text = m.render();
+        assert!(
+            text.contains("rollwatch_agent_evaluations_total 1"),
+            "{text}"
+        );
+        assert!(text
+            .contains("rollwatch_agent_actions_total{kind=\"rollback\",result=\"succeeded\"} 1"));
+        // A second set on another registry does not clash: nothing is global.
+        assert!(Metrics::new(Registry::new()).is_ok());
+        assert!(prometheus::gather()
+            .iter()
+            .all(|f| !f.name().starts_with("rollwatch_")));
+    }
+}

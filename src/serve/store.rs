@@ -1,0 +1,729 @@
+//! The agent's durable state, behind a trait.
+//!
+//! Everything a restart needs lives here: each watch's definition (a snapshot of the
+//! rule file's text and the vars, so editing the file later changes nothing), the
+//! breach state of every pending or firing series, the last poll of every rule, and
+//! every action, written *before* its command starts. That last row is what makes
+//! "exactly once" survive a `kill -9`: on restart a row still `started` means the
+//! command may or may not have taken effect.
+//!
+//! The trait is synchronous and small so that a shared store (for several replicas)
+//! can replace SQLite later; `SqliteStore` is the embedded default. SQLite runs in WAL
+//! mode with `synchronous=FULL`, so a committed action row survives a power cut, not
+//! only a crash.
+
+use crate::eval::{Labels, Phase};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state store {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("state store: cannot {what}: {source}")]
+    Sql {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("state store: corrupt {what} for watch {id}: {reason}")]
+    Corrupt {
+        what: &'static str,
+        id: String,
+        reason: String,
+    },
+}
+
+fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |source| StoreError::Sql { what, source }
+}
+
+/// Where a watch is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchState {
+    /// Running, or to be resumed at the next start.
+    Running,
+    /// Ended with an outcome.
+    Finished,
+    /// Cancelled through the API; no command ran because of it.
+    Cancelled,
+}
+
+impl WatchState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            WatchState::Running => "running",
+            WatchState::Finished => "finished",
+            WatchState::Cancelled => "cancelled",
+        }
+    }
+    fn parse(s: &str) -> Option<WatchState> {
+        match s {
+            "running" => Some(WatchState::Running),
+            "finished" => Some(WatchState::Finished),
+            "cancelled" => Some(WatchState::Cancelled),
+            _ => None,
+        }
+    }
+}
+
+/// A watch as it was handed to the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWatch {
+    pub id: String,
+    /// The rule file's name (its stem in the rules directory).
+    pub rules: String,
+    /// The rule file's text when the watch was created: what runs.
+    pub rules_text: String,
+    pub vars: BTreeMap<String, String>,
+    pub duration_ms: i64,
+    pub created_ms: i64,
+}
+
+/// A stored watch.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchRecord {
+    pub def: NewWatch,
+    pub state: WatchState,
+    pub outcome: Option<String>,
+    pub exit_code: Option<u8>,
+    pub detail: Option<String>,
+    pub finished_ms: Option<i64>,
+}
+
+/// How a watch ended, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ending {
+    pub state: WatchState,
+    pub outcome: String,
+    pub exit_code: u8,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+/// One series that is pending or firing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub rule: String,
+    pub labels: Labels,
+    pub phase: Phase,
+    /// Unix ms of the first breaching poll of this run of breaches.
+    pub since_ms: i64,
+    pub last_value: Option<f64>,
+}
+
+/// Where an action is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionState {
+    /// Written before the command started; no result yet.
+    Started,
+    /// The command ended; `result` says how.
+    Finished,
+    /// The agent died while it ran and it was not run again.
+    Unknown,
+    /// The agent died while it ran; it was run again (it is idempotent).
+    Rerun,
+}
+
+impl ActionState {
+    fn as_str(&self) -> &'static str {
+        match self {
+            ActionState::Started => "started",
+            ActionState::Finished => "finished",
+            ActionState::Unknown => "unknown",
+            ActionState::Rerun => "rerun",
+        }
+    }
+    fn parse(s: &str) -> Option<ActionState> {
+        match s {
+            "started" => Some(ActionState::Started),
+            "finished" => Some(ActionState::Finished),
+            "unknown" => Some(ActionState::Unknown),
+            "rerun" => Some(ActionState::Rerun),
+            _ => None,
+        }
+    }
+}
+
+/// One action of a watch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ActionRow {
+    pub id: i64,
+    pub kind: String,
+    pub rule: String,
+    pub argv: Vec<String>,
+    pub state: ActionState,
+    /// `succeeded`, `failed with exit code 3`, ...
+    pub result: Option<String>,
+    pub succeeded: Option<bool>,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    /// The action this one re-ran after a restart.
+    pub rerun_of: Option<i64>,
+}
+
+/// Whether `create` stored a new watch or found one with that id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    New(WatchRecord),
+    Existing(WatchRecord),
+}
+
+/// The agent's durable state.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new watch, or returns the one that already has its id.
+    fn create(&self, w: &NewWatch) -> Result<Created, StoreError>;
+    fn get(&self, id: &str) -> Result<Option<WatchRecord>, StoreError>;
+    /// Watches (optionally in one state), oldest first.
+    fn list(&self, state: Option<WatchState>) -> Result<Vec<WatchRecord>, StoreError>;
+    /// How many watches are in each state.
+    fn count_by_state(&self) -> Result<Vec<(WatchState, i64)>, StoreError>;
+    fn finish(&self, id: &str, ending: &Ending) -> Result<(), StoreError>;
+    /// Records that a series went pending or fired (keeps an existing `since`).
+    fn put_series(&self, id: &str, row: &SeriesRow) -> Result<(), StoreError>;
+    /// Records that a series stopped breaching.
+    fn clear_series(&self, id: &str, rule: &str, labels: &Labels) -> Result<(), StoreError>;
+    fn series(&self, id: &str) -> Result<Vec<SeriesRow>, StoreError>;
+    /// The last poll of each (watch, rule), in one transaction: `(id, rule, unix ms)`.
+    fn save_polls(&self, polls: &[(String, String, i64)]) -> Result<(), StoreError>;
+    /// Rule name -> unix ms of its last poll.
+    fn polls(&self, id: &str) -> Result<BTreeMap<String, i64>, StoreError>;
+    /// Writes an action as started; returns its id. Called before the command runs.
+    fn action_started(
+        &self,
+        id: &str,
+        kind: &str,
+        rule: &str,
+        argv: &[String],
+        at_ms: i64,
+        rerun_of: Option<i64>,
+    ) -> Result<i64, StoreError>;
+    fn action_ended(
+        &self,
+        action: i64,
+        state: ActionState,
+        result: &str,
+        succeeded: Option<bool>,
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+    fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError>;
+}
+
+/// The embedded store: one SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS watches (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    rules TEXT NOT NULL,
+    rules_text TEXT NOT NULL,
+    vars TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    exit_code INTEGER,
+    detail TEXT,
+    finished_ms INTEGER
+);
+CREATE INDEX IF NOT EXISTS watches_state ON watches(state);
+CREATE TABLE IF NOT EXISTS series (
+    watch_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    since_ms INTEGER NOT NULL,
+    last_value REAL,
+    PRIMARY KEY (watch_id, rule, labels)
+);
+CREATE TABLE IF NOT EXISTS polls (
+    watch_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    last_ms INTEGER NOT NULL,
+    PRIMARY KEY (watch_id, rule)
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    watch_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    argv TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT,
+    succeeded INTEGER,
+    started_ms INTEGER NOT NULL,
+    finished_ms INTEGER,
+    rerun_of INTEGER
+);
+CREATE INDEX IF NOT EXISTS actions_watch ON actions(watch_id);
+";
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+const WATCH_COLS: &str =
+    "id, rules, rules_text, vars, duration_ms, created_ms, state, outcome, exit_code, detail, finished_ms";
+
+fn watch_row(r: &rusqlite::Row) -> rusqlite::Result<(WatchRecord, String, String)> {
+    let vars: String = r.get(3)?;
+    let state: String = r.get(6)?;
+    let exit_code: Option<i64> = r.get(8)?;
+    Ok((
+        WatchRecord {
+            def: NewWatch {
+                id: r.get(0)?,
+                rules: r.get(1)?,
+                rules_text: r.get(2)?,
+                vars: BTreeMap::new(),
+                duration_ms: r.get(4)?,
+                created_ms: r.get(5)?,
+            },
+            state: WatchState::Running,
+            outcome: r.get(7)?,
+            exit_code: exit_code.map(|c| c.clamp(0, 255) as u8),
+            detail: r.get(9)?,
+            finished_ms: r.get(10)?,
+        },
+        vars,
+        state,
+    ))
+}
+
+fn decode_watch(
+    (mut w, vars, state): (WatchRecord, String, String),
+) -> Result<WatchRecord, StoreError> {
+    let corrupt = |what, reason: String| StoreError::Corrupt {
+        what,
+        id: w.def.id.clone(),
+        reason,
+    };
+    w.def.vars = serde_json::from_str(&vars).map_err(|e| corrupt("vars", e.to_string()))?;
+    w.state = WatchState::parse(&state).ok_or_else(|| corrupt("state", state.clone()))?;
+    Ok(w)
+}
+
+fn phase_str(p: Phase) -> &'static str {
+    match p {
+        Phase::Pending => "pending",
+        Phase::Firing => "firing",
+    }
+}
+
+impl Store for SqliteStore {
+    fn create(&self, w: &NewWatch) -> Result<Created, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("begin a transaction"))?;
+        let existing = tx
+            .query_row(
+                &format!("SELECT {WATCH_COLS} FROM watches WHERE id = ?1"),
+                [&w.id],
+                watch_row,
+            )
+            .optional()
+            .map_err(sql("read a watch"))?;
+        if let Some(row) = existing {
+            return Ok(Created::Existing(decode_watch(row)?));
+        }
+        let vars = serde_json::to_string(&w.vars).unwrap_or_else(|_| "{}".into());
+        tx.execute(
+            "INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running')",
+            params![
+                w.id,
+                w.rules,
+                w.rules_text,
+                vars,
+                w.duration_ms,
+                w.created_ms
+            ],
+        )
+        .map_err(sql("store a watch"))?;
+        tx.commit().map_err(sql("commit a watch"))?;
+        Ok(Created::New(WatchRecord {
+            def: w.clone(),
+            state: WatchState::Running,
+            outcome: None,
+            exit_code: None,
+            detail: None,
+            finished_ms: None,
+        }))
+    }
+
+    fn get(&self, id: &str) -> Result<Option<WatchRecord>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                &format!("SELECT {WATCH_COLS} FROM watches WHERE id = ?1"),
+                [id],
+                watch_row,
+            )
+            .optional()
+            .map_err(sql("read a watch"))?;
+        row.map(decode_watch).transpose()
+    }
+
+    fn list(&self, state: Option<WatchState>) -> Result<Vec<WatchRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(&format!(
+                "SELECT {WATCH_COLS} FROM watches WHERE ?1 IS NULL OR state = ?1 ORDER BY seq"
+            ))
+            .map_err(sql("list watches"))?;
+        let rows = stmt
+            .query_map([state.map(|s| s.as_str())], watch_row)
+            .map_err(sql("list watches"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(decode_watch(row.map_err(sql("list watches"))?)?);
+        }
+        Ok(out)
+    }
+
+    fn count_by_state(&self) -> Result<Vec<(WatchState, i64)>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT state, count(*) FROM watches GROUP BY state")
+            .map_err(sql("count watches"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql("count watches"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (s, n) = row.map_err(sql("count watches"))?;
+            if let Some(s) = WatchState::parse(&s) {
+                out.push((s, n));
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish(&self, id: &str, e: &Ending) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "UPDATE watches SET state = ?2, outcome = ?3, exit_code = ?4, detail = ?5, finished_ms = ?6 WHERE id = ?1",
+            params![id, e.state.as_str(), e.outcome, e.exit_code as i64, e.detail, e.at_ms],
+        )
+        .map_err(sql("record how a watch ended"))?;
+        conn.execute("DELETE FROM polls WHERE watch_id = ?1", [id])
+            .map_err(sql("record how a watch ended"))?;
+        Ok(())
+    }
+
+    fn put_series(&self, id: &str, r: &SeriesRow) -> Result<(), StoreError> {
+        let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO series (watch_id, rule, labels, phase, since_ms, last_value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (watch_id, rule, labels)
+                 DO UPDATE SET phase = excluded.phase, last_value = excluded.last_value",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    r.rule,
+                    labels,
+                    phase_str(r.phase),
+                    r.since_ms,
+                    r.last_value
+                ])
+            })
+            .map_err(sql("record a series' breach state"))?;
+        Ok(())
+    }
+
+    fn clear_series(&self, id: &str, rule: &str, labels: &Labels) -> Result<(), StoreError> {
+        let labels = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
+        self.conn()
+            .prepare_cached("DELETE FROM series WHERE watch_id = ?1 AND rule = ?2 AND labels = ?3")
+            .and_then(|mut s| s.execute(params![id, rule, labels]))
+            .map_err(sql("clear a series' breach state"))?;
+        Ok(())
+    }
+
+    fn series(&self, id: &str) -> Result<Vec<SeriesRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT rule, labels, phase, since_ms, last_value FROM series WHERE watch_id = ?1 ORDER BY rule, labels",
+            )
+            .map_err(sql("read breach state"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Option<f64>>(4)?,
+                ))
+            })
+            .map_err(sql("read breach state"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (rule, labels, phase, since_ms, last_value) =
+                row.map_err(sql("read breach state"))?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                what: "series",
+                id: id.to_string(),
+                reason,
+            };
+            let labels: Labels =
+                serde_json::from_str(&labels).map_err(|e| corrupt(e.to_string()))?;
+            let phase = match phase.as_str() {
+                "pending" => Phase::Pending,
+                "firing" => Phase::Firing,
+                other => return Err(corrupt(format!("phase {other:?}"))),
+            };
+            out.push(SeriesRow {
+                rule,
+                labels,
+                phase,
+                since_ms,
+                last_value,
+            });
+        }
+        Ok(out)
+    }
+
+    fn save_polls(&self, polls: &[(String, String, i64)]) -> Result<(), StoreError> {
+        if polls.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("begin a transaction"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO polls (watch_id, rule, last_ms) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (watch_id, rule) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)",
+                )
+                .map_err(sql("record last polls"))?;
+            for (id, rule, ms) in polls {
+                stmt.execute(params![id, rule, ms])
+                    .map_err(sql("record last polls"))?;
+            }
+        }
+        tx.commit().map_err(sql("record last polls"))
+    }
+
+    fn polls(&self, id: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT rule, last_ms FROM polls WHERE watch_id = ?1")
+            .map_err(sql("read last polls"))?;
+        let rows = stmt
+            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .map_err(sql("read last polls"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(sql("read last polls"))
+    }
+
+    fn action_started(
+        &self,
+        id: &str,
+        kind: &str,
+        rule: &str,
+        argv: &[String],
+        at_ms: i64,
+        rerun_of: Option<i64>,
+    ) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        let argv = serde_json::to_string(argv).unwrap_or_else(|_| "[]".into());
+        conn.execute(
+            "INSERT INTO actions (watch_id, kind, rule, argv, state, started_ms, rerun_of)
+             VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6)",
+            params![id, kind, rule, argv, at_ms, rerun_of],
+        )
+        .map_err(sql("record an action before it starts"))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn action_ended(
+        &self,
+        action: i64,
+        state: ActionState,
+        result: &str,
+        succeeded: Option<bool>,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE actions SET state = ?2, result = ?3, succeeded = ?4, finished_ms = ?5 WHERE id = ?1",
+                params![action, state.as_str(), result, succeeded, at_ms],
+            )
+            .map_err(sql("record an action's result"))?;
+        Ok(())
+    }
+
+    fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, kind, rule, argv, state, result, succeeded, started_ms, finished_ms, rerun_of
+                 FROM actions WHERE watch_id = ?1 ORDER BY id",
+            )
+            .map_err(sql("read actions"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((
+                    ActionRow {
+                        id: r.get(0)?,
+                        kind: r.get(1)?,
+                        rule: r.get(2)?,
+                        argv: Vec::new(),
+                        state: ActionState::Started,
+                        result: r.get(5)?,
+                        succeeded: r.get(6)?,
+                        started_ms: r.get(7)?,
+                        finished_ms: r.get(8)?,
+                        rerun_of: r.get(9)?,
+                    },
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(sql("read actions"))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (mut a, argv, state) = row.map_err(sql("read actions"))?;
+            let corrupt = |reason: String| StoreError::Corrupt {
+                what: "action",
+                id: id.to_string(),
+                reason,
+            };
+            a.argv = serde_json::from_str(&argv).map_err(|e| corrupt(e.to_string()))?;
+            a.state = ActionState::parse(&state).ok_or_else(|| corrupt(state.clone()))?;
+            out.push(a);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+        (dir, s)
+    }
+
+    fn new_watch(id: &str) -> NewWatch {
+        NewWatch {
+            id: id.into(),
+            rules: "checkout".into(),
+            rules_text: "watch: {}".into(),
+            vars: [("service".to_string(), "checkout".to_string())].into(),
+            duration_ms: 60_000,
+            created_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn create_is_idempotent_by_id() {
+        let (_d, s) = store();
+        assert!(matches!(
+            s.create(&new_watch("a")).unwrap(),
+            Created::New(_)
+        ));
+        match s.create(&new_watch("a")).unwrap() {
+            Created::Existing(w) => assert_eq!(w.def, new_watch("a")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.list(None).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn series_keep_since_when_they_fire_and_go_when_resolved() {
+        let (_d, s) = store();
+        s.create(&new_watch("a")).unwrap();
+        let labels: Labels = [("pod".to_string(), "p1".to_string())].into();
+        let mut row = SeriesRow {
+            rule: "r".into(),
+            labels: labels.clone(),
+            phase: Phase::Pending,
+            since_ms: 5_000,
+            last_value: Some(0.9),
+        };
+        s.put_series("a", &row).unwrap();
+        row.phase = Phase::Firing;
+        row.since_ms = 9_999;
+        s.put_series("a", &row).unwrap();
+        let got = s.series("a").unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].phase, Phase::Firing);
+        assert_eq!(got[0].since_ms, 5_000, "firing keeps the original since");
+        s.clear_series("a", "r", &labels).unwrap();
+        assert!(s.series("a").unwrap().is_empty());
+    }
+
+    #[test]
+    fn actions_and_endings_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let s = SqliteStore::open(&path).unwrap();
+            s.create(&new_watch("a")).unwrap();
+            s.action_started("a", "rollback", "r", &["true".into()], 7, None)
+                .unwrap();
+            s.save_polls(&[("a".into(), "r".into(), 42)]).unwrap();
+            s.save_polls(&[("a".into(), "r".into(), 41)]).unwrap();
+        }
+        let s = SqliteStore::open(&path).unwrap();
+        let actions = s.actions("a").unwrap();
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].state, ActionState::Started);
+        assert_eq!(actions[0].argv, vec!["true".to_string()]);
+        assert_eq!(
+            s.polls("a").unwrap().get("r"),
+            Some(&42),
+            "last poll never goes back"
+        );
+        s.finish(
+            "a",
+            &Ending {
+                state: WatchState::Finished,
+                outcome: "rolled_back".into(),
+                exit_code: 1,
+                detail: "x".into(),
+                at_ms: 9,
+            },
+        )
+        .unwrap();
+        assert!(s.list(Some(WatchState::Running)).unwrap().is_empty());
+        assert_eq!(s.get("a").unwrap().unwrap().exit_code, Some(1));
+    }
+}

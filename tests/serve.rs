@@ -1,0 +1,532 @@
+//! `rollwatch serve` and `rollwatch launch`: the real binary over HTTP, against the
+//! real Prometheus. Each test owns its series `rw_value{test="serve-<name>"}`, its rules
+//! directory and state file, and awaits states through the API instead of sleeping.
+
+use crate::harness::{free_port, now_ms, prometheus, run, start, Running, Scratch};
+use nix::sys::signal::Signal;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A rule file on `rw_value{test="${test}"}`; the rollback appends
+/// "rollback <unix ms>" to @DIR@/actions.log.
+fn rules(rule: &str, rollback: &str) -> String {
+    format!(
+        r#"vars:
+  test:
+watch:
+  duration: 60s
+  interval: 1s
+rollback:
+{rollback}
+rules:
+  - name: r
+    query: rw_value{{test="${{test}}"}}
+{rule}
+"#
+    )
+}
+
+const ROLLBACK: &str = r#"  command: ["sh", "-c", "echo rollback $(date +%s%3N) >> @DIR@/actions.log"]
+  timeout: 30s"#;
+
+fn series(test: &str) -> String {
+    format!("rw_value{{test=\"{test}\"}}")
+}
+
+/// One HTTP/1.1 request; returns the status and the JSON body (Null if not JSON).
+fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).expect("connect to the agent");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// An agent on a scratch rules directory and state file, restartable in place.
+struct Agent {
+    s: Scratch,
+    addr: String,
+    token: Option<String>,
+    proc: Option<Running>,
+}
+
+impl Agent {
+    fn new(token: Option<&str>) -> Agent {
+        let s = Scratch::new();
+        std::fs::create_dir_all(s.path("rules")).unwrap();
+        if let Some(t) = token {
+            std::fs::write(s.path("token"), format!("{t}\n")).unwrap();
+        }
+        let mut a = Agent {
+            s,
+            addr: format!("127.0.0.1:{}", free_port()),
+            token: token.map(str::to_string),
+            proc: None,
+        };
+        a.start();
+        a
+    }
+
+    fn start(&mut self) {
+        let rules_dir = self.s.path("rules");
+        let state = self.s.path("state.db");
+        let token = self.s.path("token");
+        let mut args = vec![
+            "serve",
+            "--rules-dir",
+            rules_dir.to_str().unwrap(),
+            "--listen",
+            &self.addr,
+            "--state",
+            state.to_str().unwrap(),
+            "--prometheus",
+            &prometheus().url,
+        ];
+        if self.token.is_some() {
+            args.extend(["--token-file", token.to_str().unwrap()]);
+        }
+        let p = start(&args);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while crate::harness::http_get(&self.addr, "/readyz").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "agent not ready; log:\n{}",
+                p.dump()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.proc = Some(p);
+    }
+
+    fn kill9(&mut self) {
+        let mut p = self.proc.take().expect("running");
+        p.signal(Signal::SIGKILL);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.wait(Duration::from_secs(10))
+        }));
+    }
+
+    fn rule_file(&self, name: &str, yaml: &str) {
+        let text = yaml.replace("@DIR@", &self.s.dir.path().display().to_string());
+        std::fs::write(self.s.path(&format!("rules/{name}.yaml")), text).unwrap();
+    }
+
+    fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        http(&self.addr, method, path, self.token.as_deref(), body)
+    }
+
+    fn post(&self, body: Value) -> (u16, Value) {
+        self.req("POST", "/api/v1/watches", Some(&body))
+    }
+
+    fn dump(&self) -> String {
+        self.proc.as_ref().map(|p| p.dump()).unwrap_or_default()
+    }
+
+    /// Polls the watch until `pred` holds; returns it.
+    fn await_watch(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, w) = self.req("GET", &format!("/api/v1/watches/{id}"), None);
+            if status == 200 && pred(&w) {
+                return w;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watch {id} never reached the expected state; last: {w}\nlog:\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn await_finished(&self, id: &str, timeout: Duration) -> Value {
+        self.await_watch(id, timeout, |w| w["state"] != "running")
+    }
+
+    fn actions(&self) -> Vec<String> {
+        self.s.lines("actions.log")
+    }
+}
+
+fn set(test: &str, v: f64) {
+    let prom = prometheus();
+    prom.exporter.set(&series(test), v);
+    prom.await_value(&series(test), |x| x == Some(v));
+}
+
+fn pending(w: &Value) -> bool {
+    w["series"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["phase"] == "pending"))
+}
+
+/// Kills the process group whose leader wrote its pid into `file` (a command the
+/// agent left running when it was killed).
+fn kill_group_in(file: &std::path::Path) {
+    if let Some(pid) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn launch_over_http_breach_rolls_back_exactly_once() {
+    let test = "serve-breach";
+    set(test, 0.1);
+    let a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 3s", ROLLBACK));
+    let (status, w) = a
+        .post(json!({"rules": "checkout", "vars": {"test": test}, "duration": "60s", "id": "b-1"}));
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(w["state"], "running");
+    a.await_watch("b-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    set(test, 0.9);
+    let w = a.await_finished("b-1", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    assert_eq!(w["exit_code"], 1);
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+    let actions = w["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 1, "{w}");
+    assert_eq!(actions[0]["succeeded"], true);
+    assert_eq!(actions[0]["state"], "finished");
+    let (_, running) = a.req("GET", "/api/v1/watches?state=running", None);
+    assert!(
+        running["watches"].as_array().unwrap().is_empty(),
+        "{running}"
+    );
+    let (status, metrics) = crate::harness::http_get(&a.addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("rollwatch_agent_actions_total{kind=\"rollback\",result=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("rollwatch_agent_watches{state=\"finished\"} 1"));
+    assert!(metrics.contains("rollwatch_agent_schedule_lag_seconds_bucket"));
+}
+
+#[test]
+fn kill_9_while_pending_then_restart_rolls_back_once_on_time() {
+    let test = "serve-pending-kill";
+    set(test, 0.1);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 8s", ROLLBACK));
+    let (status, _) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "p-1"}));
+    assert_eq!(status, 201);
+    a.await_watch("p-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    set(test, 0.9);
+    let w = a.await_watch("p-1", Duration::from_secs(10), pending);
+    let since = w["series"][0]["since_ms"].as_u64().unwrap();
+    // Killed two seconds into the breach, back a moment later.
+    while now_ms() < since + 2000 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    a.start();
+    let w = a.await_finished("p-1", Duration::from_secs(30));
+    let caught_up = a.proc.as_ref().unwrap().events("catch_up");
+    assert!(
+        !caught_up.is_empty(),
+        "the downtime was judged from history:\n{}",
+        a.dump()
+    );
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    let actions = a.actions();
+    assert_eq!(actions.len(), 1, "exactly one rollback: {actions:?}");
+    let at: u64 = actions[0]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        at >= since + 8000,
+        "rolled back {}ms after the breach began",
+        at as i64 - since as i64
+    );
+    assert!(
+        at <= since + 8000 + 1000 + 1500,
+        "late: rolled back {}ms after the breach began (for is 8s, interval 1s)",
+        at - since
+    );
+}
+
+#[test]
+fn kill_9_during_the_rollback_does_not_run_it_again() {
+    let test = "serve-action-kill";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    let rollback = r#"  command: ["sh", "-c", "echo $$ > @DIR@/pid; echo start >> @DIR@/actions.log; sleep 20; echo done >> @DIR@/actions.log"]
+  timeout: 60s"#;
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 0s", rollback));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "k-1"}))
+            .0,
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a.actions().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the rollback never started:\n{}",
+            a.dump()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    kill_group_in(&a.s.path("pid"));
+    a.start();
+    let w = a.await_finished("k-1", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
+    assert_eq!(w["exit_code"], 3);
+    assert_eq!(
+        a.actions(),
+        vec!["start".to_string()],
+        "not run a second time"
+    );
+    assert_eq!(w["actions"][0]["state"], "unknown", "{w}");
+}
+
+#[test]
+fn kill_9_during_an_idempotent_rollback_reruns_it_once() {
+    let test = "serve-action-idem";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    let rollback = r#"  command: ["sh", "-c", "if [ -e @DIR@/ran ]; then echo rerun=$ROLLWATCH_RERUN >> @DIR@/actions.log; else touch @DIR@/ran; echo $$ > @DIR@/pid; echo start >> @DIR@/actions.log; sleep 20; fi"]
+  timeout: 60s
+  idempotent: true"#;
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 0s", rollback));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "i-1"}))
+            .0,
+        201
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a.actions().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the rollback never started:\n{}",
+            a.dump()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    kill_group_in(&a.s.path("pid"));
+    a.start();
+    let w = a.await_finished("i-1", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    assert_eq!(
+        a.actions(),
+        vec!["start".to_string(), "rerun=1".to_string()]
+    );
+    let actions = w["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{w}");
+    assert_eq!(actions[0]["state"], "rerun");
+    assert_eq!(actions[1]["rerun_of"], actions[0]["id"]);
+    assert_eq!(actions[1]["succeeded"], true);
+}
+
+#[test]
+fn repeated_post_with_an_id_returns_the_existing_watch() {
+    let test = "serve-idem-post";
+    set(test, 0.1);
+    let a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 3s", ROLLBACK));
+    let body = json!({"rules": "checkout", "vars": {"test": test}, "id": "same"});
+    let (s1, w1) = a.post(body.clone());
+    let (s2, w2) = a.post(body);
+    assert_eq!((s1, s2), (201, 200), "{w1} {w2}");
+    assert_eq!(w1["created_ms"], w2["created_ms"]);
+    let (_, all) = a.req("GET", "/api/v1/watches", None);
+    assert_eq!(all["watches"].as_array().unwrap().len(), 1, "{all}");
+    let (s3, w3) = a.post(json!({"rules": "checkout", "vars": {"test": "other"}, "id": "same"}));
+    assert_eq!(s3, 409, "same id, other vars: {w3}");
+}
+
+#[test]
+fn token_is_required_and_a_command_field_is_rejected() {
+    let a = Agent::new(Some("s3cret"));
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 3s", ROLLBACK));
+    assert_eq!(http(&a.addr, "GET", "/api/v1/watches", None, None).0, 401);
+    assert_eq!(
+        http(&a.addr, "GET", "/api/v1/watches", Some("wrong"), None).0,
+        401
+    );
+    assert_eq!(
+        http(&a.addr, "GET", "/api/v1/watches", Some("s3cret"), None).0,
+        200
+    );
+    let (status, body) =
+        a.post(json!({"rules": "checkout", "vars": {"test": "x"}, "command": ["rm", "-rf", "/"]}));
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("command"),
+        "{body}"
+    );
+    let (status, body) = a.post(json!({"rules": "checkout", "vars": {"tset": "x"}}));
+    assert_eq!(status, 400, "undeclared var: {body}");
+    let (status, _) = a.post(json!({"rules": "../etc/passwd"}));
+    assert_eq!(status, 400);
+    // Health and metrics stay open.
+    assert_eq!(
+        crate::harness::http_get(&a.addr, "/healthz").unwrap().0,
+        200
+    );
+    // No token: only loopback.
+    let s = Scratch::new();
+    let (code, _, stderr) = run(&[
+        "serve",
+        "--rules-dir",
+        s.dir.path().to_str().unwrap(),
+        "--listen",
+        &format!("0.0.0.0:{}", free_port()),
+        "--state",
+        s.path("state.db").to_str().unwrap(),
+        "--prometheus",
+        &prometheus().url,
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("without --token-file"), "{stderr}");
+}
+
+#[test]
+fn cancel_runs_no_command() {
+    let test = "serve-cancel";
+    set(test, 0.1);
+    let a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 3s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "c-1"}))
+            .0,
+        201
+    );
+    set(test, 0.9);
+    a.await_watch("c-1", Duration::from_secs(10), pending);
+    let (status, w) = a.req("DELETE", "/api/v1/watches/c-1", None);
+    assert_eq!(status, 200, "{w}");
+    assert_eq!(w["state"], "cancelled");
+    // Past the point where it would have fired.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(a.actions().is_empty(), "{:?}", a.actions());
+    let (_, w) = a.req("GET", "/api/v1/watches/c-1", None);
+    assert_eq!(w["outcome"], "cancelled");
+    assert_eq!(a.req("DELETE", "/api/v1/watches/c-1", None).0, 409);
+    assert_eq!(a.req("DELETE", "/api/v1/watches/nope", None).0, 404);
+}
+
+#[test]
+fn launch_wait_exits_with_the_codes_of_watch() {
+    let test = "serve-launch";
+    set(test, 0.9);
+    let a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
+    let server = format!("http://{}", a.addr);
+    let set_test = format!("test={test}");
+    let (code, out, err) = run(&[
+        "launch", "--server", &server, "--rules", "checkout", "--set", &set_test, "--wait",
+    ]);
+    assert_eq!(code, 1, "rolled back: {out}\n{err}");
+    assert_eq!(a.actions().len(), 1);
+    let healthy = "serve-launch-ok";
+    set(healthy, 0.1);
+    let set_ok = format!("test={healthy}");
+    let (code, out, err) = run(&[
+        "launch",
+        "--server",
+        &server,
+        "--rules",
+        "checkout",
+        "--set",
+        &set_ok,
+        "--duration",
+        "3s",
+        "--wait",
+    ]);
+    assert_eq!(code, 0, "healthy: {out}\n{err}");
+    let (code, _, err) = run(&["launch", "--server", &server, "--rules", "nope", "--wait"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no rule file named `nope`"), "{err}");
+}
+
+#[test]
+fn editing_the_rule_file_does_not_change_a_running_watch() {
+    let test = "serve-edit";
+    set(test, 0.1);
+    let a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "e-1"}))
+            .0,
+        201
+    );
+    let edited = r#"  command: ["sh", "-c", "echo edited >> @DIR@/actions.log"]"#;
+    a.rule_file("checkout", &rules("    above: 100\n    for: 2s", edited));
+    set(test, 0.9);
+    let w = a.await_finished("e-1", Duration::from_secs(30));
+    assert_eq!(
+        w["outcome"], "rolled_back",
+        "the snapshot's threshold still applies: {w}"
+    );
+    let actions = a.actions();
+    assert_eq!(actions.len(), 1);
+    assert!(
+        actions[0].starts_with("rollback "),
+        "the snapshot's command ran: {actions:?}"
+    );
+}
+
+#[test]
+fn sigterm_suspends_watches_and_the_next_start_resumes_them() {
+    let test = "serve-sigterm";
+    set(test, 0.1);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "t-1"}))
+            .0,
+        201
+    );
+    a.await_watch("t-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    let mut p = a.proc.take().unwrap();
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(15)), 0, "{}", p.dump());
+    a.start();
+    let w = a.await_watch("t-1", Duration::from_secs(5), |w| w["state"] == "running");
+    assert!(w["outcome"].is_null(), "{w}");
+    set(test, 0.9);
+    let w = a.await_finished("t-1", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    assert_eq!(a.actions().len(), 1);
+}
