@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Scale of `rollwatch serve` (issue 5): 5,000 watches x 5 rules at 15s on this machine,
+# with and without sharing identical queries, against a loopback stand-in for the
+# Prometheus query API. Prints one JSON line per run; see bench/agent_scale.py.
+#
+#   bench/agent_scale.sh                      # 5000 watches, 500 services, 60s window
+#   WATCHES=1000 WINDOW=30 bench/agent_scale.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --quiet --bin rollwatch
+BIN="$PWD/target/release/rollwatch"
+common=(--bin "$BIN" --watches "${WATCHES:-5000}" --services "${SERVICES:-500}"
+        --window "${WINDOW:-60}" --warmup "${WARMUP:-30}")
+python3 bench/agent_scale.py "${common[@]}"
+python3 bench/agent_scale.py "${common[@]}" --no-sharing
