@@ -210,6 +210,15 @@ def main():
     prom_port, agent_port = free_port(), free_port()
     counter = f"{tmp}/requests"
     standin = subprocess.Popen([sys.executable, __file__, "--bin", a.bin, "--standin", str(prom_port), counter])
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", prom_port), timeout=1).close()
+            break
+        except OSError:
+            if time.time() > deadline:
+                raise SystemExit("the stand-in did not start")
+            time.sleep(0.05)
     agent_addr = f"127.0.0.1:{agent_port}"
     args = [a.bin, "serve", "--rules-dir", f"{tmp}/rules", "--listen", agent_addr,
             "--state", f"{tmp}/state.db", "--prometheus", f"http://127.0.0.1:{prom_port}",
@@ -264,7 +273,8 @@ def main():
             "queries_shared_per_s": round(shared / elapsed, 1),
             "schedule_lag_p50_ms": None if p50 is None else round(p50 * 1000, 2),
             "schedule_lag_p99_ms": None if p99 is None else round(p99 * 1000, 2),
-            "errors": v1.get('rollwatch_agent_query_errors_total{kind="instant"}', 0),
+            "query_errors_in_window": v1.get('rollwatch_agent_query_errors_total{kind="instant"}', 0)
+            - v0.get('rollwatch_agent_query_errors_total{kind="instant"}', 0),
         }
         print(json.dumps(out))
     finally:
