@@ -91,8 +91,9 @@ fn assert_breach_rolls_back_on_time(w: &mut Running, s: &Scratch, name: &str) {
     // Scrape (1s) + poll (1s) + `for` + poll, with slack.
     assert!(
         fired_ms <= set_at + FOR_MS + 4 * INTERVAL_MS,
-        "fired {}ms after the breach began",
-        fired_ms.saturating_sub(set_at)
+        "fired {}ms after the breach began:\n{}",
+        fired_ms.saturating_sub(set_at),
+        w.dump()
     );
     assert_eq!(s.lines("actions.log").len(), 1, "{}", w.dump());
 }
@@ -250,6 +251,7 @@ fn prometheus_restart_in_the_middle_of_a_watch() {
     );
     let prom_dir = tempfile::tempdir().unwrap();
     let mut p = spawn_prometheus_process(prom_dir.path(), &config, &prom_dir.path().join("data"));
+    p.await_value(&series(name), 0.1);
     let file = s.rules(&rules(name, "  max_blind: 30s"));
     let mut w = watch(&file, &p.url);
     let poll = w.await_event_where("poll", Duration::from_secs(15), |v| v["value"] == "0.1");
@@ -265,7 +267,14 @@ fn prometheus_restart_in_the_middle_of_a_watch() {
     }
     assert_nothing_acted(&w, &s, "while Prometheus was down");
 
+    let restarted_s = now_ms() / 1000 + 1;
     p.start();
+    // A restarted Prometheus serves the samples it had (the lookback window) before it
+    // scrapes again, some seconds later: the breach is timed from its first new scrape.
+    p.await_value(
+        &format!("timestamp({}) > bool {restarted_s}", series(name)),
+        1.0,
+    );
     let poll = w.await_event_where("poll", Duration::from_secs(15), |v| v["value"] == "0.1");
     assert_eq!(text(&poll, "state"), "ok", "{poll}");
     assert_nothing_acted(&w, &s, "after the restart");

@@ -1,4 +1,5 @@
-//! Any bytes, read as a rule file, load to a watch or to a list of errors; never a panic.
+//! Any bytes, read as a rule file, load to a runnable watch or to a list of errors;
+//! never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -21,7 +22,16 @@ fuzz_target!(|data: &[u8]| {
                 for w in &warnings {
                     drop(w.render("fuzz.yaml", &text));
                 }
-                drop(spec);
+                // A loaded watch must be runnable: every duration in it can be added
+                // to a clock reading, as the watch loop does.
+                let now = std::time::Instant::now();
+                let durations = [spec.duration, spec.max_blind, spec.query_timeout]
+                    .into_iter()
+                    .chain(spec.rules.iter().flat_map(|r| [r.interval, r.for_]))
+                    .chain(spec.rollback.iter().chain(&spec.pause).map(|c| c.timeout));
+                for d in durations {
+                    assert!(now.checked_add(d).is_some(), "{d:?} overflows a clock");
+                }
             }
         }
     }

@@ -103,6 +103,11 @@ pub fn load_str(path: &str, text: &str, opts: &LoadOptions) -> Result<Loaded, Lo
     }
 }
 
+/// The longest duration accepted (100 years). Anything longer is a typo, and near
+/// `u64::MAX` seconds a duration cannot be added to a clock reading: a watch given
+/// `duration: 18446744073709551615s` panicked at start.
+const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000); // 100y of 365.25 days, as humantime counts
+
 /// Parses a duration written as `30s`, `5m`, `1h30m` or `0`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
@@ -112,8 +117,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
         return Err(format!("`{t}` has no unit; write e.g. `{t}s` or `{t}m`"));
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("`{t}` is not a duration ({e}); write e.g. `30s`, `5m` or `1h30m`"))
+    match humantime::parse_duration(t) {
+        Ok(d) if d > MAX_DURATION => Err(format!("`{t}` is too long (at most 100 years)")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!(
+            "`{t}` is not a duration ({e}); write e.g. `30s`, `5m` or `1h30m`"
+        )),
+    }
 }
 
 struct Cx<'a> {
@@ -1107,6 +1117,27 @@ mod tests {
         assert!(err.to_string().contains("did you mean `idempotent`?"), "{err}");
     }
 
+    /// Regression (found by the fault work on issue 7): a duration the parser accepted
+    /// overflowed `Instant + Duration` and `rollwatch watch` panicked at start.
+    #[test]
+    fn durations_too_long_to_add_to_a_clock_are_refused() {
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(MAX_DURATION).is_some());
+        assert!(parse_duration("100y").is_ok());
+        for huge in ["18446744073709551615s", "584542046090y", "101y"] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(e.contains("too long"), "{huge}: {e}");
+        }
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fuzz/regressions/rule_file/duration-overflows-instant.yaml"),
+        )
+        .unwrap();
+        let err = load_str("t.yaml", &text, &LoadOptions::default()).unwrap_err();
+        assert_eq!(err.errors().count(), 3, "{err}");
+        assert!(err.to_string().contains("too long"), "{err}");
+    }
+
     /// CI replays the fuzzer's corpus and the crashes it found (fuzz/corpus and
     /// fuzz/regressions) without cargo-fuzz: every input loads or is refused with
     /// diagnostics that render, and none panics.
@@ -1131,10 +1162,15 @@ mod tests {
                 ] {
                     match load_str("fuzz.yaml", &text, &opts) {
                         Err(e) => drop(e.to_string()),
-                        Ok((_, warnings)) => {
+                        Ok((spec, warnings)) => {
                             for w in &warnings {
                                 drop(w.render("fuzz.yaml", &text));
                             }
+                            let now = std::time::Instant::now();
+                            for r in &spec.rules {
+                                assert!(now.checked_add(r.for_.max(r.interval)).is_some());
+                            }
+                            assert!(now.checked_add(spec.duration).is_some());
                         }
                     }
                 }
