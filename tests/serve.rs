@@ -2,7 +2,9 @@
 //! real Prometheus. Each test owns its series `rw_value{test="serve-<name>"}`, its rules
 //! directory and state file, and awaits states through the API instead of sleeping.
 
-use crate::harness::{free_port, now_ms, prometheus, run, start, Running, Scratch};
+use crate::harness::{
+    free_port, now_ms, prometheus, run, spawn_prometheus_process, start, Running, Scratch,
+};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
@@ -71,11 +73,16 @@ struct Agent {
     s: Scratch,
     addr: String,
     token: Option<String>,
+    prom_url: String,
     proc: Option<Running>,
 }
 
 impl Agent {
     fn new(token: Option<&str>) -> Agent {
+        Agent::with_prometheus(token, &prometheus().url)
+    }
+
+    fn with_prometheus(token: Option<&str>, prom_url: &str) -> Agent {
         let s = Scratch::new();
         std::fs::create_dir_all(s.path("rules")).unwrap();
         if let Some(t) = token {
@@ -85,6 +92,7 @@ impl Agent {
             s,
             addr: format!("127.0.0.1:{}", free_port()),
             token: token.map(str::to_string),
+            prom_url: prom_url.to_string(),
             proc: None,
         };
         a.start();
@@ -104,7 +112,7 @@ impl Agent {
             "--state",
             state.to_str().unwrap(),
             "--prometheus",
-            &prometheus().url,
+            &self.prom_url,
         ];
         if self.token.is_some() {
             args.extend(["--token-file", token.to_str().unwrap()]);
@@ -256,7 +264,7 @@ fn kill_9_while_pending_then_restart_rolls_back_once_on_time() {
     let w = a.await_finished("p-1", Duration::from_secs(30));
     let caught_up = a.proc.as_ref().unwrap().events("catch_up");
     assert!(
-        !caught_up.is_empty(),
+        caught_up.iter().any(|e| e["polls"].as_u64() > Some(0)),
         "the downtime was judged from history:\n{}",
         a.dump()
     );
@@ -529,4 +537,132 @@ fn sigterm_suspends_watches_and_the_next_start_resumes_them() {
     let w = a.await_finished("t-1", Duration::from_secs(30));
     assert_eq!(w["outcome"], "rolled_back", "{w}");
     assert_eq!(a.actions().len(), 1);
+}
+
+fn action_times(a: &Agent) -> Vec<u64> {
+    a.actions()
+        .iter()
+        .map(|l| l.split_whitespace().nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_breach_that_lasted_for_during_the_downtime_fires_at_once_on_restart() {
+    let test = "serve-down-breach";
+    set(test, 0.1);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 5s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "d-1"}))
+            .0,
+        201
+    );
+    a.await_watch("d-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    a.kill9();
+    set(test, 0.9);
+    let breached = now_ms();
+    // Breached in Prometheus for longer than `for` while the agent was down.
+    while now_ms() < breached + 7000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let restarted = now_ms();
+    a.start();
+    let w = a.await_finished("d-1", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    let times = action_times(&a);
+    assert_eq!(times.len(), 1);
+    // From the history, not after a fresh `for` (5s) of live polls.
+    assert!(
+        times[0] < restarted + 3000,
+        "rolled back {}ms after the restart",
+        times[0] - restarted
+    );
+}
+
+#[test]
+fn a_breach_that_ended_during_the_downtime_resolves_on_restart() {
+    let test = "serve-down-resolve";
+    set(test, 0.1);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 8s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "r-1"}))
+            .0,
+        201
+    );
+    a.await_watch("r-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    set(test, 0.9);
+    let w = a.await_watch("r-1", Duration::from_secs(10), pending);
+    let since = w["series"][0]["since_ms"].as_u64().unwrap();
+    a.kill9();
+    set(test, 0.1);
+    std::thread::sleep(Duration::from_secs(2));
+    a.start();
+    a.await_watch("r-1", Duration::from_secs(10), |w| {
+        w["series"].as_array().is_some_and(|s| s.is_empty())
+    });
+    // Past the moment it would have fired had the breach been assumed to continue.
+    while now_ms() < since + 8000 + 2000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, w) = a.req("GET", "/api/v1/watches/r-1", None);
+    assert_eq!(w["state"], "running", "{w}");
+    assert!(a.actions().is_empty(), "{:?}", a.actions());
+}
+
+#[test]
+fn unreadable_history_at_restart_drops_pending_state() {
+    let test = "serve-down-blind";
+    set(test, 0.9);
+    let exporter = &prometheus().exporter;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.addr
+    );
+    let mut p = spawn_prometheus_process(dir.path(), &config, &dir.path().join("data"));
+    p.await_value(&series(test), 0.9);
+    let mut a = Agent::with_prometheus(None, &p.url);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 6s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "u-1"}))
+            .0,
+        201
+    );
+    let w = a.await_watch("u-1", Duration::from_secs(20), pending);
+    let since = w["series"][0]["since_ms"].as_u64().unwrap();
+    a.kill9();
+    p.stop();
+    // Down for a few polls, so there is an outage to judge.
+    while now_ms() < since + 3500 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.start();
+    // The outage can't be judged: the pending breach is not assumed to have continued.
+    a.await_watch("u-1", Duration::from_secs(10), |w| {
+        w["series"].as_array().is_some_and(|s| s.is_empty())
+    });
+    a.proc
+        .as_ref()
+        .unwrap()
+        .await_event("catch_up_failed", Duration::from_secs(5));
+    p.start();
+    let w = a.await_watch("u-1", Duration::from_secs(20), pending);
+    let since2 = w["series"][0]["since_ms"].as_u64().unwrap();
+    assert!(
+        since2 > since,
+        "a new breach, not the old one: {since2} vs {since}"
+    );
+    let w = a.await_finished("u-1", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    let times = action_times(&a);
+    assert_eq!(times.len(), 1);
+    assert!(
+        times[0] >= since2 + 6000,
+        "a full `for` after it was seen again"
+    );
 }

@@ -752,6 +752,7 @@ impl Agent {
                 }
             };
             if from > end_ms {
+                info!(event = "catch_up", watch = %def.id, rule = %rule.name, polls = 0, from, end_ms, "no poll was missed");
                 continue;
             }
             let to = from + (end_ms - from) / iv * iv;

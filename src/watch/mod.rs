@@ -214,7 +214,16 @@ async fn poll_loop<S: MetricsSource>(
         let at = elapsed + tick.saturating_duration_since(start);
         let wall = start_wall + at;
         let result = source.query(&query, wall).await;
-        if tx.send(PollDone { rule, at, wall, result }).await.is_err() {
+        if tx
+            .send(PollDone {
+                rule,
+                at,
+                wall,
+                result,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -268,9 +277,17 @@ pub async fn run<S: MetricsSource, R: ActionRunner>(
 
 /// The first tick at or after `now_wall` on the grid `k * interval + phase` (Unix time),
 /// as an `Instant` relative to (`now`, `now_wall`).
-fn aligned_first(now: Instant, now_wall: SystemTime, interval: Duration, phase: Duration) -> Instant {
+fn aligned_first(
+    now: Instant,
+    now_wall: SystemTime,
+    interval: Duration,
+    phase: Duration,
+) -> Instant {
     let iv = interval.as_nanos().max(1);
-    let t = now_wall.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let t = now_wall
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
     let phase = phase.as_nanos() % iv;
     let k = t.saturating_sub(phase).div_ceil(iv);
     let next = k * iv + phase;
@@ -298,7 +315,12 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
     let mut pollers = JoinSet::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let first = match from.aligned {
-            Some(phase) => aligned_first(start, now_wall, rule.interval, phase(&rule.query, rule.interval)),
+            Some(phase) => aligned_first(
+                start,
+                now_wall,
+                rule.interval,
+                phase(&rule.query, rule.interval),
+            ),
             None => start,
         };
         pollers.spawn(poll_loop(
@@ -665,5 +687,34 @@ impl<R: ActionRunner> Watch<'_, R> {
             },
         );
         Some(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aligned_first_tick_is_the_next_grid_point_after_now() {
+        let now = Instant::now();
+        let iv = Duration::from_secs(15);
+        let at =
+            |secs: u64, ms: u64| UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms);
+        // Grid of 15s with a 4s phase: ..., 1_000_009, 1_000_024, ... (1_000_005 % 15 == 0).
+        let first = aligned_first(now, at(1_000_005, 0), iv, Duration::from_secs(4));
+        assert_eq!(first - now, Duration::from_secs(4));
+        // Exactly on a grid point: that point.
+        let first = aligned_first(now, at(1_000_009, 0), iv, Duration::from_secs(4));
+        assert_eq!(first, now);
+        // Just after one: the next.
+        let first = aligned_first(now, at(1_000_009, 1), iv, Duration::from_secs(4));
+        assert_eq!(first - now, Duration::from_millis(14_999));
+        // Two watches started at different moments land on the same wall-clock tick.
+        let a = aligned_first(now, at(2_000_000, 123), iv, Duration::from_millis(7_250));
+        let b = aligned_first(now, at(2_000_001, 999), iv, Duration::from_millis(7_250));
+        let wall_a = at(2_000_000, 123) + (a - now);
+        let wall_b = at(2_000_001, 999) + (b - now);
+        assert_eq!(wall_a, wall_b);
+        assert_eq!(wall_a, at(2_000_002, 250));
     }
 }
