@@ -197,6 +197,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--max-queries", type=int, default=64)
     ap.add_argument("--no-sharing", action="store_true")
+    ap.add_argument("--restart", type=int, default=0,
+                    help="then kill -9 the agent, keep it down this many seconds, restart, measure the resume")
     ap.add_argument("--standin", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.standin:
@@ -276,6 +278,43 @@ def main():
             "query_errors_in_window": v1.get('rollwatch_agent_query_errors_total{kind="instant"}', 0)
             - v0.get('rollwatch_agent_query_errors_total{kind="instant"}', 0),
         }
+        if a.restart:
+            # kill -9, stay down, restart: every watch resumes and catches up over the
+            # downtime with one range query per rule.
+            agent.kill()
+            agent.wait()
+            time.sleep(a.restart)
+            t0 = time.time()
+            agent = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL)
+            while True:
+                try:
+                    c = http.client.HTTPConnection(agent_addr, timeout=2)
+                    c.request("GET", "/readyz")
+                    if c.getresponse().status == 200:
+                        break
+                except OSError:
+                    pass
+                time.sleep(0.05)
+            ready_s = time.time() - t0
+            # All 25,000 rules have caught up once each has polled live again.
+            expected = a.watches * 5
+            while True:
+                _, v = scrape(agent_addr)
+                if v.get("rollwatch_agent_evaluations_total", 0) >= expected * 2 or time.time() - t0 > 120:
+                    break
+                time.sleep(0.5)
+            b2, v2 = scrape(agent_addr)
+            c2 = cpu_seconds(agent.pid)
+            out["restart"] = {
+                "down_s": a.restart,
+                "ready_s": round(ready_s, 2),
+                "all_rules_polled_again_s": round(time.time() - t0, 1),
+                "range_queries": v2.get('rollwatch_agent_queries_sent_total{kind="range"}', 0),
+                "caught_up_polls": v2.get("rollwatch_agent_evaluations_total", 0),
+                "cpu_s_to_resume": round(c2, 1),
+                "peak_rss_mb": round(status_kb(agent.pid, "VmHWM") / 1024, 1),
+                "schedule_lag_p99_ms": round((quantile(0.99, {}, b2) or 0) * 1000, 2),
+            }
         print(json.dumps(out))
     finally:
         agent.send_signal(signal.SIGTERM)

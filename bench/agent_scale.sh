@@ -11,5 +11,7 @@ cargo build --release --quiet --bin rollwatch
 BIN="$PWD/target/release/rollwatch"
 common=(--bin "$BIN" --watches "${WATCHES:-5000}" --services "${SERVICES:-500}"
         --window "${WINDOW:-60}" --warmup "${WARMUP:-30}")
-python3 bench/agent_scale.py "${common[@]}"
+# The sharing run then also kills -9 the agent, keeps it down RESTART seconds and
+# measures the resume (catch-up over the downtime from the stand-in's history).
+python3 bench/agent_scale.py "${common[@]}" --restart "${RESTART:-20}"
 python3 bench/agent_scale.py "${common[@]}" --no-sharing

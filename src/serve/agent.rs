@@ -831,6 +831,10 @@ async fn finish_sinks(
 }
 
 /// Writes each decision of a watch to the store as it is made, and keeps the live view.
+///
+/// A write that fails is logged (`store_error`) and does not stop the watch: a rollback
+/// whose row could not be written still runs, because not acting on a real breach is
+/// worse than losing the exactly-once guard for a restart that may never come.
 struct StoreSink {
     id: String,
     store: Arc<dyn Store>,
