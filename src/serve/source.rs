@@ -37,10 +37,44 @@ pub fn phase(query: &str, interval: Duration) -> Duration {
 }
 
 type TickKey = (String, i64);
+/// A range query: (query, start, end, step), all unix ms.
+type RangeKey = (String, i64, i64, i64);
+type RangeAnswer = Result<RangeResult, QueryError>;
 
-struct Entry {
-    answer: Arc<OnceCell<Answer>>,
+struct Entry<A> {
+    answer: Arc<OnceCell<A>>,
     created: Instant,
+}
+
+/// Answers by key, kept `KEEP` for late askers; swept at most once a second.
+struct Cache<K, A> {
+    map: HashMap<K, Entry<A>>,
+    last_sweep: Instant,
+}
+
+impl<K: std::hash::Hash + Eq, A> Cache<K, A> {
+    fn new() -> Self {
+        Cache {
+            map: HashMap::new(),
+            last_sweep: Instant::now(),
+        }
+    }
+
+    fn cell(&mut self, key: K) -> Arc<OnceCell<A>> {
+        let now = Instant::now();
+        if now.duration_since(self.last_sweep) > Duration::from_secs(1) {
+            self.map.retain(|_, e| now.duration_since(e.created) < KEEP);
+            self.last_sweep = now;
+        }
+        self.map
+            .entry(key)
+            .or_insert_with(|| Entry {
+                answer: Arc::new(OnceCell::new()),
+                created: now,
+            })
+            .answer
+            .clone()
+    }
 }
 
 /// Shares, limits and measures queries to one Prometheus.
@@ -49,8 +83,11 @@ pub struct SharedSource<S> {
     limit: Arc<Semaphore>,
     share: bool,
     metrics: Metrics,
-    /// In-flight and recent answers by (query, tick in unix ms), and the last sweep.
-    inflight: Mutex<(HashMap<TickKey, Entry>, Instant)>,
+    /// In-flight and recent answers by (query, tick in unix ms).
+    inflight: Mutex<Cache<TickKey, Answer>>,
+    /// The same for range queries (the catch-up after a restart, where watches of the
+    /// same query resume from the same last tick).
+    ranges: Mutex<Cache<RangeKey, RangeAnswer>>,
 }
 
 impl<S> SharedSource<S> {
@@ -62,7 +99,8 @@ impl<S> SharedSource<S> {
             limit,
             share,
             metrics,
-            inflight: Mutex::new((HashMap::new(), Instant::now())),
+            inflight: Mutex::new(Cache::new()),
+            ranges: Mutex::new(Cache::new()),
         }
     }
 
@@ -73,20 +111,10 @@ impl<S> SharedSource<S> {
 
     /// The cell shared by every poll of `query` at the tick `at_ms`.
     fn cell(&self, query: &str, at_ms: i64) -> Arc<OnceCell<Answer>> {
-        let mut guard = self.inflight.lock().unwrap_or_else(|e| e.into_inner());
-        let (map, last_sweep) = &mut *guard;
-        let now = Instant::now();
-        if now.duration_since(*last_sweep) > Duration::from_secs(1) {
-            map.retain(|_, e| now.duration_since(e.created) < KEEP);
-            *last_sweep = now;
-        }
-        map.entry((query.to_string(), at_ms))
-            .or_insert_with(|| Entry {
-                answer: Arc::new(OnceCell::new()),
-                created: now,
-            })
-            .answer
-            .clone()
+        self.inflight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cell((query.to_string(), at_ms))
     }
 }
 
@@ -141,14 +169,14 @@ impl<S: MetricsSource> MetricsSource for SharedSource<S> {
     }
 }
 
-impl<S: HistorySource> HistorySource for SharedSource<S> {
-    async fn query_range(
+impl<S: HistorySource> SharedSource<S> {
+    async fn send_range(
         &self,
         query: &str,
         start_ms: i64,
         end_ms: i64,
         step_ms: i64,
-    ) -> Result<RangeResult, QueryError> {
+    ) -> RangeAnswer {
         let _permit = self.limit.acquire().await;
         let started = Instant::now();
         self.metrics
@@ -173,6 +201,38 @@ impl<S: HistorySource> HistorySource for SharedSource<S> {
     }
 }
 
+impl<S: HistorySource> HistorySource for SharedSource<S> {
+    async fn query_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> RangeAnswer {
+        if !self.share {
+            return self.send_range(query, start_ms, end_ms, step_ms).await;
+        }
+        let cell = self.ranges.lock().unwrap_or_else(|e| e.into_inner()).cell((
+            query.to_string(),
+            start_ms,
+            end_ms,
+            step_ms,
+        ));
+        let mut sent = false;
+        let answer = cell
+            .get_or_init(|| {
+                sent = true;
+                self.send_range(query, start_ms, end_ms, step_ms)
+            })
+            .await
+            .clone();
+        if !sent {
+            self.metrics.queries_shared.inc();
+        }
+        answer
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +246,32 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             Ok(QueryResult::default())
         }
+    }
+
+    impl HistorySource for Counting {
+        async fn query_range(&self, _q: &str, _s: i64, _e: i64, _st: i64) -> RangeAnswer {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(RangeResult::default())
+        }
+    }
+
+    #[tokio::test]
+    async fn identical_catch_up_range_queries_are_sent_once() {
+        let s = source(true);
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = s.clone();
+            // Two distinct windows, ten watches each.
+            let start = 1_000 + (i % 2) * 15_000;
+            tasks.push(tokio::spawn(async move {
+                s.query_range("up", start, 90_000, 15_000).await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(s.inner.0.load(Ordering::SeqCst), 2);
     }
 
     fn source(share: bool) -> Arc<SharedSource<Counting>> {
