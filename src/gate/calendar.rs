@@ -13,6 +13,7 @@
 //! into instants (and the DST questions that raises) is `decide`'s job, done with jiff.
 
 use crate::rules::diag::{did_you_mean, Diagnostic, Severity};
+use crate::rules::walk::{fields, string, Cx, Fields};
 use crate::rules::yaml::{self, Node, Pos, Value};
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
@@ -202,7 +203,10 @@ pub fn load(path: &Path) -> Result<Loaded, CalendarError> {
 
 /// Loads a calendar from its text; `path` is only used in messages.
 pub fn load_str(path: &str, text: &str) -> Result<Loaded, CalendarError> {
-    let mut cx = Cx { diags: Vec::new() };
+    let mut cx = Cx {
+        source: text,
+        diags: Vec::new(),
+    };
     let calendar = match yaml::parse(text) {
         Ok(root) => compile(&mut cx, &root),
         Err((msg, pos)) => {
@@ -221,80 +225,7 @@ pub fn load_str(path: &str, text: &str) -> Result<Loaded, CalendarError> {
     }
 }
 
-struct Cx {
-    diags: Vec<Diagnostic>,
-}
-
-impl Cx {
-    fn has_errors(&self) -> bool {
-        self.diags.iter().any(|d| d.severity == Severity::Error)
-    }
-    fn error(&mut self, msg: impl Into<String>, pos: Pos) {
-        self.diags.push(Diagnostic::error(msg, Some(pos)));
-    }
-    fn error_help(&mut self, msg: impl Into<String>, pos: Pos, help: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::error(msg, Some(pos)).with_help(help));
-    }
-    fn warn(&mut self, msg: impl Into<String>, pos: Pos, help: impl Into<String>) {
-        self.diags
-            .push(Diagnostic::warning(msg, Some(pos)).with_help(help));
-    }
-}
-
-/// A mapping's entries by key, after reporting unknown and repeated keys.
-struct Fields<'n> {
-    entries: BTreeMap<String, &'n Node>,
-    pos: Pos,
-}
-
-impl<'n> Fields<'n> {
-    fn get(&self, key: &str) -> Option<&'n Node> {
-        self.entries.get(key).copied()
-    }
-}
-
-fn fields<'n>(cx: &mut Cx, node: &'n Node, what: &str, allowed: &[&str]) -> Option<Fields<'n>> {
-    let Value::Map(entries) = &node.value else {
-        cx.error(
-            format!("{what} must be a mapping of keys, found {}", node.kind()),
-            node.pos,
-        );
-        return None;
-    };
-    let mut out = BTreeMap::new();
-    for (k, v) in entries {
-        let key = k.scalar_text().unwrap_or_default();
-        if allowed.contains(&key.as_str()) {
-            out.insert(key, v);
-        } else {
-            let help = match did_you_mean(&key, allowed) {
-                Some(near) => format!("did you mean `{near}`?"),
-                None => format!("known keys here: {}", allowed.join(", ")),
-            };
-            cx.error_help(format!("unknown key `{key}` in {what}"), k.pos, help);
-        }
-    }
-    Some(Fields {
-        entries: out,
-        pos: node.pos,
-    })
-}
-
-fn string(cx: &mut Cx, node: &Node, what: &str) -> Option<String> {
-    match &node.value {
-        Value::Str(s) => Some(s.clone()),
-        _ => {
-            cx.error(
-                format!("{what} must be a string, found {}", node.kind()),
-                node.pos,
-            );
-            None
-        }
-    }
-}
-
-fn compile(cx: &mut Cx, root: &Node) -> Option<Calendar> {
+fn compile(cx: &mut Cx<'_>, root: &Node) -> Option<Calendar> {
     if root.value == Value::Null {
         cx.diags.push(
             Diagnostic::error("the calendar file is empty", None).with_help(
@@ -380,7 +311,7 @@ fn compile(cx: &mut Cx, root: &Node) -> Option<Calendar> {
     })
 }
 
-fn compile_timezone(cx: &mut Cx, node: &Node) -> Option<(String, TimeZone)> {
+fn compile_timezone(cx: &mut Cx<'_>, node: &Node) -> Option<(String, TimeZone)> {
     let name = string(cx, node, "`timezone`")?;
     let name = name.trim().to_string();
     if name.starts_with(['+', '-']) {
@@ -432,7 +363,7 @@ fn in_use(tz: &TimeZone) -> bool {
 
 /// The `name:` of a window or freeze: present, well-formed and unique in the file.
 fn compile_name(
-    cx: &mut Cx,
+    cx: &mut Cx<'_>,
     f: &Fields,
     what: &str,
     names: &mut BTreeMap<String, Pos>,
@@ -471,7 +402,11 @@ fn compile_name(
     Some(name)
 }
 
-fn compile_window(cx: &mut Cx, node: &Node, names: &mut BTreeMap<String, Pos>) -> Option<Window> {
+fn compile_window(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    names: &mut BTreeMap<String, Pos>,
+) -> Option<Window> {
     let f = fields(cx, node, "a window", WINDOW_KEYS)?;
     let name = compile_name(cx, &f, "window", names);
     let label = name
@@ -511,7 +446,7 @@ fn compile_window(cx: &mut Cx, node: &Node, names: &mut BTreeMap<String, Pos>) -
     })
 }
 
-fn compile_days(cx: &mut Cx, node: &Node, what: &str) -> Option<Vec<Weekday>> {
+fn compile_days(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Vec<Weekday>> {
     let items = match &node.value {
         Value::Seq(items) if items.is_empty() => {
             cx.error(
@@ -580,7 +515,7 @@ fn compile_days(cx: &mut Cx, node: &Node, what: &str) -> Option<Vec<Weekday>> {
     ok.then_some(days)
 }
 
-fn compile_time(cx: &mut Cx, node: &Node, what: &str) -> Option<Time> {
+fn compile_time(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Time> {
     let Value::Str(s) = &node.value else {
         cx.error_help(
             format!(
@@ -622,7 +557,7 @@ fn parse_hh_mm(s: &str) -> Result<Time, String> {
     }
 }
 
-fn compile_date(cx: &mut Cx, node: &Node, what: &str) -> Option<Date> {
+fn compile_date(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<Date> {
     let text = match &node.value {
         Value::Str(s) => s.trim().to_string(),
         _ => {
@@ -665,7 +600,11 @@ fn compile_date(cx: &mut Cx, node: &Node, what: &str) -> Option<Date> {
     }
 }
 
-fn compile_freeze(cx: &mut Cx, node: &Node, names: &mut BTreeMap<String, Pos>) -> Option<Freeze> {
+fn compile_freeze(
+    cx: &mut Cx<'_>,
+    node: &Node,
+    names: &mut BTreeMap<String, Pos>,
+) -> Option<Freeze> {
     let f = fields(cx, node, "a freeze", FREEZE_KEYS)?;
     let name = compile_name(cx, &f, "freeze", names);
     let label = name
@@ -745,7 +684,7 @@ fn compile_freeze(cx: &mut Cx, node: &Node, names: &mut BTreeMap<String, Pos>) -
     })
 }
 
-fn compile_last_days(cx: &mut Cx, node: &Node, what: &str) -> Option<FreezeDates> {
+fn compile_last_days(cx: &mut Cx<'_>, node: &Node, what: &str) -> Option<FreezeDates> {
     match node.value {
         Value::Int(n) if (1..=28).contains(&n) => Some(FreezeDates::LastDaysOfMonth(n as i8)),
         Value::Int(n) => {

@@ -9,11 +9,12 @@ use super::{QueryError, QueryResult};
 use crate::eval::{Labels, Sample};
 use serde::Deserialize;
 
+/// The response envelope shared by every endpoint; `D` is the endpoint's `data`.
 #[derive(Deserialize)]
-struct Envelope {
+struct Envelope<D> {
     status: String,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default = "none")]
+    data: Option<D>,
     #[serde(default, rename = "errorType")]
     error_type: Option<String>,
     #[serde(default)]
@@ -29,19 +30,6 @@ enum Data {
     Scalar((f64, String)),
     Matrix(serde::de::IgnoredAny),
     String(serde::de::IgnoredAny),
-}
-
-#[derive(Deserialize)]
-struct RangeEnvelope {
-    status: String,
-    #[serde(default)]
-    data: Option<RangeData>,
-    #[serde(default, rename = "errorType")]
-    error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    warnings: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -77,29 +65,8 @@ pub struct RangeResult {
 
 /// Decodes a `/api/v1/query_range` response.
 pub fn decode_range(status: u16, body: &[u8]) -> Result<RangeResult, QueryError> {
-    let env: RangeEnvelope = match serde_json::from_slice(body) {
-        Ok(env) => env,
-        Err(e) => {
-            return Err(if (200..300).contains(&status) {
-                QueryError::Decode(format!("{e} (body: {:?})", excerpt(body)))
-            } else {
-                QueryError::Http {
-                    status,
-                    body: excerpt(body),
-                }
-            })
-        }
-    };
-    if env.status != "success" {
-        return Err(status_error(status, env.error_type, env.error));
-    }
-    if !(200..300).contains(&status) {
-        return Err(QueryError::Http {
-            status,
-            body: excerpt(body),
-        });
-    }
-    let series = match env.data {
+    let (data, warnings) = open::<RangeData>(status, body)?;
+    let series = match data {
         Some(RangeData::Matrix(m)) => m
             .into_iter()
             .map(|s| {
@@ -121,10 +88,43 @@ pub fn decode_range(status: u16, body: &[u8]) -> Result<RangeResult, QueryError>
         }
         None => return Err(QueryError::Decode("success response without `data`".into())),
     };
-    Ok(RangeResult {
-        series,
-        warnings: env.warnings.unwrap_or_default(),
-    })
+    Ok(RangeResult { series, warnings })
+}
+
+fn none<D>() -> Option<D> {
+    None
+}
+
+/// Parses the envelope and turns every kind of failure into a classified error:
+/// a non-JSON body (HTTP error or garbage), `status: error`, a non-2xx status.
+/// Returns the `data` (if any) and the warnings.
+fn open<D: serde::de::DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+) -> Result<(Option<D>, Vec<String>), QueryError> {
+    let env: Envelope<D> = match serde_json::from_slice(body) {
+        Ok(env) => env,
+        Err(e) => {
+            return Err(if (200..300).contains(&status) {
+                QueryError::Decode(format!("{e} (body: {:?})", excerpt(body)))
+            } else {
+                QueryError::Http {
+                    status,
+                    body: excerpt(body),
+                }
+            })
+        }
+    };
+    if env.status != "success" {
+        return Err(status_error(status, env.error_type, env.error));
+    }
+    if !(200..300).contains(&status) {
+        return Err(QueryError::Http {
+            status,
+            body: excerpt(body),
+        });
+    }
+    Ok((env.data, env.warnings.unwrap_or_default()))
 }
 
 fn status_error(status: u16, kind: Option<String>, message: Option<String>) -> QueryError {
@@ -174,30 +174,8 @@ fn excerpt(body: &[u8]) -> String {
 
 /// Decodes a response given its HTTP status and body.
 pub fn decode(status: u16, body: &[u8]) -> Result<QueryResult, QueryError> {
-    let env: Envelope = match serde_json::from_slice(body) {
-        Ok(env) => env,
-        Err(e) => {
-            return Err(if (200..300).contains(&status) {
-                QueryError::Decode(format!("{e} (body: {:?})", excerpt(body)))
-            } else {
-                QueryError::Http {
-                    status,
-                    body: excerpt(body),
-                }
-            })
-        }
-    };
-    if env.status != "success" {
-        return Err(status_error(status, env.error_type, env.error));
-    }
-    if !(200..300).contains(&status) {
-        return Err(QueryError::Http {
-            status,
-            body: excerpt(body),
-        });
-    }
-    let warnings = env.warnings.unwrap_or_default();
-    let samples = match env.data {
+    let (data, warnings) = open::<Data>(status, body)?;
+    let samples = match data {
         Some(Data::Vector(v)) => v
             .into_iter()
             .map(|s| {

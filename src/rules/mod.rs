@@ -8,6 +8,7 @@
 pub mod diag;
 mod load;
 pub mod template;
+pub(crate) mod walk;
 pub mod yaml;
 
 use crate::eval::{NoData, Params, Threshold};
