@@ -666,3 +666,34 @@ fn unreadable_history_at_restart_drops_pending_state() {
         "a full `for` after it was seen again"
     );
 }
+
+#[test]
+fn a_rollback_that_ended_before_the_watch_was_recorded_is_not_run_again() {
+    let test = "serve-ended-unrecorded";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 0s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "x-1"}))
+            .0,
+        201
+    );
+    let w = a.await_finished("x-1", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rolled_back");
+    let mut p = a.proc.take().unwrap();
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(15)), 0);
+    // As if the agent had died after the rollback's row was written, before the
+    // watch's ending was.
+    let db = rusqlite::Connection::open(a.s.path("state.db")).unwrap();
+    db.execute(
+        "UPDATE watches SET state = 'running', outcome = NULL, exit_code = NULL WHERE id = 'x-1'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    a.start();
+    let w = a.await_finished("x-1", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+}

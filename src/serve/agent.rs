@@ -552,6 +552,35 @@ impl Agent {
             .find(|a| a.state == ActionState::Started)
             .cloned()
         else {
+            // A command that ended (a rollback, or a failed pause) ends the watch; if the
+            // agent died before recording that ending, it is recorded now, from the row.
+            let decided = actions.iter().find(|a| {
+                a.state == ActionState::Finished
+                    && (a.kind == "rollback" || a.succeeded == Some(false))
+            });
+            if let Some(a) = decided {
+                let rule = a.rule.clone();
+                let failed = crate::action::ActionStatus::Failed {
+                    code: None,
+                    signal: None,
+                };
+                let outcome = match (a.kind.as_str(), a.succeeded == Some(true)) {
+                    ("rollback", true) => Outcome::RolledBack {
+                        rule,
+                        dry_run: false,
+                    },
+                    ("rollback", false) => Outcome::RollbackFailed {
+                        rule,
+                        status: failed,
+                    },
+                    _ => Outcome::PauseFailed {
+                        rule,
+                        status: failed,
+                    },
+                };
+                info!(event = "watch_already_decided", watch = %def.id, outcome = outcome.name(), "the agent stopped after this watch's action ended; recording its outcome");
+                return Ok(Resolution::End(outcome));
+            }
             return Ok(Resolution::Continue { paused_by });
         };
         let kind: &'static str = if a.kind == "pause" {
