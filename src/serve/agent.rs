@@ -28,6 +28,9 @@
 //! and a `*_failed` notification goes out, unless the rule file marks the command
 //! `idempotent: true`; then it is re-run once (the old row becomes `rerun`, the new row
 //! points at it, and a re-run that is itself interrupted is never run a third time).
+//! A rollback row that *ended* (or a failed pause) on a watch still marked running
+//! means the agent died before writing the watch's outcome: the outcome is taken from
+//! the row, and nothing runs again.
 
 use super::metrics::Metrics;
 use super::source::{phase, SharedSource};
