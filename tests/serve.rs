@@ -2,6 +2,7 @@
 //! real Prometheus. Each test owns its series `rw_value{test="serve-<name>"}`, its rules
 //! directory and state file, and awaits states through the API instead of sleeping.
 
+use crate::harness::receiver::receiver;
 use crate::harness::{
     free_port, now_ms, prometheus, run, spawn_prometheus_process, start, Running, Scratch,
 };
@@ -296,7 +297,15 @@ fn kill_9_during_the_rollback_does_not_run_it_again() {
     let mut a = Agent::new(None);
     let rollback = r#"  command: ["sh", "-c", "echo $$ > @DIR@/pid; echo start >> @DIR@/actions.log; sleep 20; echo done >> @DIR@/actions.log"]
   timeout: 60s"#;
-    a.rule_file("checkout", &rules("    above: 0.5\n    for: 0s", rollback));
+    let hook = receiver(vec![200]);
+    let notify = format!(
+        "notify:\n  - webhook: {}\n    on: [rollback_failed]\n",
+        hook.url
+    );
+    a.rule_file(
+        "checkout",
+        &(rules("    above: 0.5\n    for: 0s", rollback) + &notify),
+    );
     assert_eq!(
         a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "k-1"}))
             .0,
@@ -323,6 +332,13 @@ fn kill_9_during_the_rollback_does_not_run_it_again() {
         "not run a second time"
     );
     assert_eq!(w["actions"][0]["state"], "unknown", "{w}");
+    // People are told: the rollback's effect is unknown, act by hand.
+    let (_, _, body) = hook.next(Duration::from_secs(10));
+    assert_eq!(body["kind"], "rollback_failed", "{body}");
+    assert!(
+        body["summary"].as_str().unwrap().contains("unknown"),
+        "{body}"
+    );
 }
 
 #[test]
