@@ -28,11 +28,14 @@ class H(http.server.BaseHTTPRequestHandler):
             first["t"] = now
             arrived.set()
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(BODY)))
-        self.end_headers()
-        self.wfile.write(BODY)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+        except OSError:
+            pass  # rollwatch was stopped while this answer was on its way
     def log_message(self, *a):
         pass
 

@@ -49,7 +49,7 @@ fn poll_cycle(c: &mut Criterion) {
     for n in [1usize, 100, 10_000] {
         let body = body(n);
         let mut g = c.benchmark_group(format!("{n}_series"));
-        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.throughput(Throughput::Elements(n as u64));
         if n >= 10_000 {
             g.sample_size(30);
         }

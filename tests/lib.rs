@@ -10,5 +10,5 @@ mod gate;
 mod observe;
 mod proxy_faults;
 mod replay;
-mod watch;
 mod serve;
+mod watch;

@@ -19,6 +19,11 @@ use tokio::process::Command;
 const TAIL_LINES: usize = 20;
 /// Longer output lines are cut (a command flooding one endless line cannot exhaust memory).
 const MAX_LINE: usize = 4096;
+/// Output lines logged one by one, per stream. Past this they are only counted (and the
+/// last `TAIL_LINES` kept for the report): logging each line of a flood throttled the
+/// command to the speed of the log, so a rollback printing 50 MB of short lines took
+/// over a minute and was killed at its timeout though it would have succeeded.
+const MAX_LOGGED_LINES: usize = 1000;
 
 /// A command to run.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,12 +128,16 @@ async fn pump(
     let mut buf = vec![0u8; 8192];
     let mut line: Vec<u8> = Vec::new();
     let mut truncated = false;
-    let emit = |line: &mut Vec<u8>, truncated: &mut bool| {
+    let mut lines = 0usize;
+    let mut emit = |line: &mut Vec<u8>, truncated: &mut bool| {
         let mut text = String::from_utf8_lossy(line).into_owned();
         if *truncated {
             text.push_str(" [line cut]");
         }
-        tracing::info!(target: "rollwatch::action", action = kind, stream, "{text}");
+        lines += 1;
+        if lines <= MAX_LOGGED_LINES {
+            tracing::info!(target: "rollwatch::action", action = kind, stream, "{text}");
+        }
         let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
         if t.len() == TAIL_LINES {
             t.pop_front();
@@ -154,6 +163,16 @@ async fn pump(
     }
     if !line.is_empty() {
         emit(&mut line, &mut truncated);
+    }
+    if lines > MAX_LOGGED_LINES {
+        tracing::warn!(
+            target: "rollwatch::action",
+            action = kind,
+            stream,
+            lines,
+            "{stream}: {} more lines were not logged (the last {TAIL_LINES} are in the report)",
+            lines - MAX_LOGGED_LINES
+        );
     }
 }
 
@@ -318,6 +337,46 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(!running(), "grandchild {pid} survived the timeout");
+    }
+
+    /// Regression (issue 7's fault suite): a command flooding its output is not slowed
+    /// to the speed of the log. Each stream logs at most `MAX_LOGGED_LINES` lines, then
+    /// one line counting the rest; the report keeps the last lines.
+    #[tokio::test]
+    async fn flooding_output_is_logged_up_to_a_cap_then_counted() {
+        #[derive(Clone, Default)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Sink {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let sink = Sink::default();
+        let writer = sink.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        // The test runtime has one thread, so the output pumps log to this subscriber.
+        let guard = tracing::subscriber::set_default(subscriber);
+        let r = ProcessRunner::default()
+            .run(&req(&["seq", "1", "100000"], 60_000))
+            .await;
+        drop(guard);
+        assert_eq!(r.status, ActionStatus::Succeeded);
+        assert_eq!(r.output_tail.len(), TAIL_LINES);
+        assert_eq!(r.output_tail.last().map(String::as_str), Some("100000"));
+        let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.lines().count(), MAX_LOGGED_LINES + 1, "{}", &log[..200]);
+        assert!(
+            log.contains("stdout: 99000 more lines were not logged"),
+            "{}",
+            log.lines().last().unwrap_or_default()
+        );
     }
 
     #[test]

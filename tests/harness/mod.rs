@@ -2,8 +2,8 @@
 //! and helpers to await events instead of sleeping.
 
 pub mod fake;
-pub mod receiver;
 pub mod proxy;
+pub mod receiver;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
