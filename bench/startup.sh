@@ -17,6 +17,7 @@ import http.server, json, os, signal, statistics, subprocess, sys, tempfile, thr
 
 runs, binary = int(sys.argv[1]), sys.argv[2]
 first = {}
+current = [0]
 arrived = threading.Event()
 BODY = json.dumps({"status": "success", "data": {"resultType": "vector",
         "result": [{"metric": {}, "value": [time.time(), "0.1"]}]}}).encode()
@@ -24,10 +25,12 @@ BODY = json.dumps({"status": "success", "data": {"resultType": "vector",
 class H(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         now = time.time_ns()
-        if "t" not in first:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        # Only this run's queries count: a stopped run's last request can still be
+        # waiting in the listen queue.
+        if ("run-%d-end" % current[0]).encode() in body and "t" not in first:
             first["t"] = now
             arrived.set()
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -46,7 +49,9 @@ url = "http://127.0.0.1:%d" % srv.server_address[1]
 d = tempfile.mkdtemp()
 rules = os.path.join(d, "rules.yaml")
 with open(rules, "w") as f:
-    f.write("""watch:
+    f.write("""vars:
+  run: none
+watch:
   duration: 1h
   interval: 15s
 rollback:
@@ -54,12 +59,12 @@ rollback:
 rules:
   - name: error-ratio
     query: |
-      sum(rate(http_requests_total{service="checkout",code=~"5.."}[1m]))
-        / sum(rate(http_requests_total{service="checkout"}[1m]))
+      sum(rate(http_requests_total{service="checkout",code=~"5..",run="${run}"}[1m]))
+        / sum(rate(http_requests_total{service="checkout",run="${run}"}[1m]))
     above: 0.05
     for: 2m
   - name: p99-latency
-    query: histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="checkout"}[5m])))
+    query: histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="checkout",run="${run}"}[5m])))
     above: 0.75
     for: 5m
 """)
@@ -67,9 +72,10 @@ rules:
 to_query, to_poll = [], []
 for i in range(runs + 1):
     first.clear(); arrived.clear()
+    current[0] = i
     t0 = time.time_ns()
     p = subprocess.Popen([binary, "watch", "--rules", rules, "--prometheus", url,
-                          "--log-format=json"], stdout=subprocess.DEVNULL,
+                          "--set", "run=run-%d-end" % i, "--log-format=json"], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     t_poll = None
     for line in p.stderr:
