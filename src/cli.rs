@@ -121,7 +121,7 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 /// Prints a file's diagnostics to stderr.
 pub fn print_diagnostics(path: &str, source: &str, diags: &[Diagnostic]) {
     for d in diags {
-        eprintln!("{}", d.render(path, source));
+        crate::say!("{}", d.render(path, source));
     }
 }
 
@@ -136,7 +136,7 @@ pub fn load_reporting(path: &std::path::Path, opts: &rules::LoadOptions) -> Opti
             Some(spec)
         }
         Err(e) => {
-            eprintln!("{e}");
+            crate::say!("{e}");
             None
         }
     }
@@ -199,7 +199,7 @@ pub async fn watch(args: WatchArgs) -> u8 {
     let client = match prom_client(&args.prom, spec.prometheus.as_deref(), spec.query_timeout) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -207,7 +207,7 @@ pub async fn watch(args: WatchArgs) -> u8 {
         for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
             if let Some(cmd) = cmd {
                 if find_program(&cmd.argv[0]).is_none() {
-                    eprintln!(
+                    crate::say!(
                         "error: the {section} command's program `{}` is not found or not executable (PATH={})\n  = help: a watch that cannot roll back must not start; install it, fix the path, or use --dry-run",
                         cmd.argv[0],
                         std::env::var("PATH").unwrap_or_default()
@@ -225,7 +225,7 @@ pub async fn watch(args: WatchArgs) -> u8 {
     let mut sinks = match watch_sinks(&args.outputs, &spec) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             return exit::USAGE;
         }
     };

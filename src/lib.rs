@@ -5,6 +5,16 @@
 //! rollback command the on-call engineers configured, exactly once, and exits with a
 //! code the pipeline branches on. See ARCHITECTURE.md for how the modules fit.
 
+/// `eprintln!` that ignores a closed stderr instead of panicking: a watch or the agent
+/// must never die because whoever read its log went away.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod action;
 pub mod check;
 pub mod cli;

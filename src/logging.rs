@@ -41,7 +41,7 @@ impl Drop for LiveLine {
             Some(m) => {
                 let _ = m.println(text);
             }
-            None => eprintln!("{text}"),
+            None => crate::say!("{text}"),
         }
     }
 }

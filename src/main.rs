@@ -6,6 +6,15 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One-shot commands behave like other Unix tools when their reader goes away
+    // (`rollwatch check ... | head`): SIGPIPE ends them quietly instead of a panic on
+    // the failed write. `watch` and `serve` keep ignoring it: losing a log reader must
+    // never stop a watch, least of all while a rollback runs.
+    if !matches!(cli.command, Command::Watch(_) | Command::Serve(_)) {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: set before any thread exists; the default action needs no handler code.
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    }
     // The live view is for a person at a terminal watching a watch.
     let live = match &cli.command {
         Command::Watch(a) => !a.outputs.no_live,

@@ -90,7 +90,7 @@ pub async fn run(args: ServeArgs) -> u8 {
     match serve(args, &mut signals).await {
         Ok(()) => exit::HEALTHY,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::say!("error: {e}");
             exit::USAGE
         }
     }
