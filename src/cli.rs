@@ -222,24 +222,37 @@ pub async fn watch(args: WatchArgs) -> u8 {
         dry_run: args.dry_run,
         prometheus: client.shown_url().to_string(),
     };
-    let mut sinks = match watch_sinks(&args.outputs, &spec) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::say!("error: {e}");
-            return exit::USAGE;
-        }
-    };
+    match run_watch(&spec, client, &opts, &args.outputs, &mut signals).await {
+        Ok(outcome) => outcome.exit_code(),
+        Err(code) => code,
+    }
+}
+
+/// Runs a watch with real processes and the sinks `outputs` asks for, then flushes
+/// them (waiting, bounded, for notifications in flight). Err(exit code) when an output
+/// cannot be opened, before anything runs.
+pub async fn run_watch(
+    spec: &WatchSpec,
+    client: PromClient,
+    opts: &WatchOptions,
+    outputs: &OutputArgs,
+    signals: &mut mpsc::Receiver<Signal>,
+) -> Result<watch::Outcome, u8> {
+    let mut sinks = watch_sinks(outputs, spec).map_err(|e| {
+        crate::say!("error: {e}");
+        exit::USAGE
+    })?;
     let outcome = watch::run(
-        &spec,
+        spec,
         Arc::new(client),
         &ProcessRunner::default(),
-        &opts,
-        &mut signals,
+        opts,
+        signals,
         &mut sinks.sinks,
     )
     .await;
     sinks.finish().await;
-    outcome.exit_code()
+    Ok(outcome)
 }
 
 /// What a watch shows besides its log: `--events`, `--report`, notifications, live view.

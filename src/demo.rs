@@ -8,14 +8,12 @@
 //! like any other, the real HTTP client polls the stand-in, the real evaluator decides,
 //! and the real action runner runs a harmless, visible rollback command (`echo`).
 
-use crate::action::ProcessRunner;
 use crate::prom::{PromClient, PromConfig};
-use crate::watch::{self, Outcome, WatchOptions};
+use crate::watch::{Outcome, WatchOptions};
 use axum::extract::{Form, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
@@ -162,23 +160,11 @@ pub async fn run(args: DemoArgs) -> u8 {
         dry_run: false,
         prometheus: client.shown_url().to_string(),
     };
-    let mut sinks = match crate::cli::watch_sinks(&args.outputs, &spec) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return crate::exit::USAGE;
-        }
-    };
-    let outcome = watch::run(
-        &spec,
-        Arc::new(client),
-        &ProcessRunner::default(),
-        &opts,
-        &mut signals,
-        &mut sinks.sinks,
-    )
-    .await;
-    sinks.finish().await;
+    let outcome =
+        match crate::cli::run_watch(&spec, client, &opts, &args.outputs, &mut signals).await {
+            Ok(o) => o,
+            Err(code) => return code,
+        };
     println!();
     match outcome {
         Outcome::RolledBack { .. } => {

@@ -105,11 +105,7 @@ impl Notifier {
         if self.vars.is_empty() {
             return "watch".to_string();
         }
-        self.vars
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        crate::report::vars_text(&self.vars)
     }
 
     /// Builds and sends one notification of `kind`.

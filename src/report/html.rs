@@ -172,21 +172,8 @@ fn chart(rule: &RuleRecord, r: &Record) -> String {
 }
 
 pub fn render(r: &Record) -> String {
-    let (outcome, detail) = r
-        .outcome
-        .as_ref()
-        .map_or(("unknown", "the watch did not finish"), |o| {
-            (o.outcome, o.detail.as_str())
-        });
-    let subject = if r.vars.is_empty() {
-        r.rules_file.clone()
-    } else {
-        r.vars
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
+    let (outcome, detail) = r.outcome_text();
+    let subject = r.subject();
     let mut h = String::new();
     let _ = write!(
         h,

@@ -25,21 +25,8 @@ fn cell(s: &str) -> String {
 
 pub fn render(r: &Record) -> String {
     let mut out = String::new();
-    let subject = if r.vars.is_empty() {
-        r.rules_file.clone()
-    } else {
-        r.vars
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    let (outcome, detail) = r
-        .outcome
-        .as_ref()
-        .map_or(("unknown", "the watch did not finish"), |o| {
-            (o.outcome, o.detail.as_str())
-        });
+    let subject = r.subject();
+    let (outcome, detail) = r.outcome_text();
     let _ = writeln!(out, "# rollwatch {}: {}", r.kind, cell(&subject));
     let _ = writeln!(out);
     let _ = writeln!(out, "**Outcome: {}** — {}", headline(outcome), detail);

@@ -114,7 +114,35 @@ pub struct Record {
     pub outcome: Option<OutcomeRecord>,
 }
 
+/// Variables as `name=value name=value`, the way a release is named in reports and
+/// notifications (empty when there are none).
+pub fn vars_text(vars: &BTreeMap<String, String>) -> String {
+    vars.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 impl Record {
+    /// What the report is about: the vars (`service=checkout version=1.4.2`), or the
+    /// rules file when there are none.
+    pub fn subject(&self) -> String {
+        if self.vars.is_empty() {
+            self.rules_file.clone()
+        } else {
+            vars_text(&self.vars)
+        }
+    }
+
+    /// The outcome's name and sentence, or a placeholder if the watch did not finish.
+    pub fn outcome_text(&self) -> (&str, &str) {
+        self.outcome
+            .as_ref()
+            .map_or(("unknown", "the watch did not finish"), |o| {
+                (o.outcome, o.detail.as_str())
+            })
+    }
+
     fn rule_mut(&mut self, name: &str) -> Option<&mut RuleRecord> {
         self.rules.iter_mut().find(|r| r.info.name == name)
     }

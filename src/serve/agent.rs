@@ -847,15 +847,7 @@ async fn finish_sinks(
     outcome: &Outcome,
     deliveries: Option<crate::notify::Deliveries>,
 ) {
-    sinks.emit(
-        now_ms(),
-        &Event::WatchFinished {
-            outcome: outcome.name(),
-            exit_code: outcome.exit_code(),
-            detail: outcome.describe(),
-            rule: outcome.rule().map(str::to_string),
-        },
-    );
+    sinks.emit(now_ms(), &outcome.finished_event());
     if let Some(d) = deliveries {
         d.drain(Duration::from_secs(15)).await;
     }

@@ -81,6 +81,16 @@ impl Outcome {
         }
     }
 
+    /// The `watch_finished` event that reports this outcome.
+    pub fn finished_event(&self) -> Event {
+        Event::WatchFinished {
+            outcome: self.name(),
+            exit_code: self.exit_code(),
+            detail: self.describe(),
+            rule: self.rule().map(str::to_string),
+        }
+    }
+
     /// One sentence a person (or a pipeline log) can read.
     pub fn describe(&self) -> String {
         use Outcome::*;
@@ -413,15 +423,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         }
     };
     pollers.abort_all();
-    w.sinks.emit(
-        now_ms(),
-        &Event::WatchFinished {
-            outcome: outcome.name(),
-            exit_code: outcome.exit_code(),
-            detail: outcome.describe(),
-            rule: outcome.rule().map(str::to_string),
-        },
-    );
+    w.sinks.emit(now_ms(), &outcome.finished_event());
     outcome
 }
 
