@@ -25,8 +25,11 @@ const MAX_LINE: usize = 4096;
 /// over a minute and was killed at its timeout though it would have succeeded.
 const MAX_LOGGED_LINES: usize = 1000;
 
+/// Called with a command's process id (= its process group id) once it has started.
+pub type SpawnHook = Arc<dyn Fn(u32) + Send + Sync>;
+
 /// A command to run.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct ActionRequest {
     /// `rollback` or `pause`: for the log.
     pub kind: &'static str,
@@ -34,6 +37,21 @@ pub struct ActionRequest {
     pub timeout: Duration,
     /// Extra environment (`ROLLWATCH_*`); the rest is inherited.
     pub env: Vec<(String, String)>,
+    /// Told the process id (which is also its process group id) right after the
+    /// command started: `serve` records it, so that after a crash it can make sure the
+    /// command has ended before it ever runs it again.
+    pub on_spawn: Option<SpawnHook>,
+}
+
+impl std::fmt::Debug for ActionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActionRequest")
+            .field("kind", &self.kind)
+            .field("argv", &self.argv)
+            .field("timeout", &self.timeout)
+            .field("env", &self.env)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a command ended.
@@ -48,6 +66,12 @@ pub enum ActionStatus {
     TimedOut,
     /// It could not be started (not found, not executable).
     SpawnFailed(String),
+    /// It was not started because it could not be claimed first (the agent's store
+    /// could not record it): running it unrecorded could run it twice.
+    NotClaimed(String),
+    /// `serve`: it was running when the agent stopped; whether it took effect is
+    /// unknown.
+    Unknown,
 }
 
 impl ActionStatus {
@@ -67,6 +91,16 @@ impl std::fmt::Display for ActionStatus {
             ActionStatus::Failed { .. } => write!(f, "failed"),
             ActionStatus::TimedOut => write!(f, "timed out and was killed"),
             ActionStatus::SpawnFailed(e) => write!(f, "could not be started: {e}"),
+            ActionStatus::Unknown => write!(
+                f,
+                "was running when the agent stopped; whether it took effect is unknown"
+            ),
+            ActionStatus::NotClaimed(e) => {
+                write!(
+                    f,
+                    "was not started because it could not be recorded first: {e}"
+                )
+            }
         }
     }
 }
@@ -211,6 +245,9 @@ impl ActionRunner for ProcessRunner {
             Err(e) => return report(ActionStatus::SpawnFailed(format!("{program}: {e}")), &tail),
         };
         let pid = child.id().unwrap_or(0);
+        if let Some(hook) = &req.on_spawn {
+            hook(pid);
+        }
         let readers = [
             child
                 .stdout
@@ -268,6 +305,7 @@ mod tests {
             argv: argv.iter().map(|s| s.to_string()).collect(),
             timeout: Duration::from_millis(timeout_ms),
             env: vec![("ROLLWATCH_RULE".into(), "r1".into())],
+            on_spawn: None,
         }
     }
 

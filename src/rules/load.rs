@@ -808,6 +808,7 @@ const RULE_KEYS: &[&str] = &[
     "for",
     "interval",
     "no_data",
+    "expect_data",
     "action",
 ];
 
@@ -904,6 +905,18 @@ fn compile_rule(
         }),
         None => Some(NoData::Ok),
     };
+    let expect_data = match f.get("expect_data").map(|n| (n, &n.value)) {
+        None => Some(false),
+        Some((_, Value::Bool(b))) => Some(*b),
+        Some((n, _)) => {
+            cx.error_help(
+                format!("{what}: `expect_data` must be true or false, found {}", n.kind()),
+                n.pos,
+                "`expect_data: true` makes the watch inconclusive if the query never returns a series",
+            );
+            None
+        }
+    };
     let action = match f.get("action") {
         Some(n) => choice(cx, n, "action", &["rollback", "pause", "notify"]).map(|c| match c {
             "pause" => Action::Pause,
@@ -943,6 +956,7 @@ fn compile_rule(
             for_: for_?,
             interval: interval?,
             no_data: no_data?,
+            expect_data: expect_data?,
             action: action?,
         },
         f.pos,

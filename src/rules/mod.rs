@@ -139,6 +139,9 @@ pub struct Rule {
     pub for_: Duration,
     pub interval: Duration,
     pub no_data: NoData,
+    /// `expect_data: true`: a rule that never returns a series makes the watch
+    /// inconclusive instead of passing on `no_data` (a renamed metric or label).
+    pub expect_data: bool,
     pub action: Action,
 }
 

@@ -32,6 +32,7 @@
 //! means the agent died before writing the watch's outcome: the outcome is taken from
 //! the row, and nothing runs again.
 
+use super::exactly_once::{self, resume_plan, ResumePlan, StoreJournal};
 use super::metrics::Metrics;
 use super::source::{phase, SharedSource};
 use super::store::{
@@ -43,6 +44,7 @@ use crate::eval::{Labels, Phase, RuleEval, SeriesState};
 use crate::events::{now_ms, Event, RuleState, Sink, Sinks};
 use crate::prom::{PromClient, QueryResult};
 use crate::rules::{self, WatchSpec};
+use crate::watch::journal::Journal;
 use crate::watch::{self, Outcome, PollDone, Signal, Start, WatchOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -401,15 +403,7 @@ impl Agent {
         let agent = self.clone();
         let h = tokio::spawn(async move {
             let id = rec.def.id.clone();
-            let ending = agent.drive(&rec, resumed, rx, live).await;
-            if let Some(e) = ending {
-                let store = agent.store.clone();
-                let id2 = id.clone();
-                let r = tokio::task::spawn_blocking(move || store.finish(&id2, &e)).await;
-                if !matches!(r, Ok(Ok(()))) {
-                    error!(event = "store_error", watch = %id, "cannot record how the watch ended");
-                }
-            }
+            agent.drive(&rec, resumed, rx, live).await;
             lock(&agent.running).remove(&id);
         });
         let mut tasks = lock(&self.tasks);
@@ -417,41 +411,95 @@ impl Agent {
         tasks.push(h);
     }
 
-    /// Runs one watch to its end; None if it must resume at the next start.
+    /// Records how a watch ended (retried a few times: an ending that cannot be
+    /// written leaves the watch to be resumed, and its action rows still decide it).
+    async fn record_ending(&self, id: &str, e: &Ending) -> bool {
+        for attempt in 1..=3 {
+            let store = self.store.clone();
+            let (id2, e2) = (id.to_string(), e.clone());
+            match tokio::task::spawn_blocking(move || store.finish(&id2, &e2)).await {
+                Ok(Ok(())) => {
+                    exactly_once::crash_point("ending_saved");
+                    return true;
+                }
+                r => {
+                    self.metrics.store_errors.inc();
+                    let why = match r {
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                        Ok(Ok(())) => String::new(),
+                    };
+                    error!(event = "store_error", watch = %id, attempt, error = %why, "cannot record how the watch ended");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        false
+    }
+
+    /// The snapshot and the Prometheus source of a watch.
+    fn prepare(
+        &self,
+        def: &NewWatch,
+    ) -> Result<(WatchSpec, Arc<SharedSource<PromClient>>), String> {
+        let spec = load_snapshot(def)?;
+        let source = self.source_for(&spec)?;
+        Ok((spec, source))
+    }
+
+    /// Runs one watch to its end and records its ending (or leaves it to resume at the
+    /// next start, when the agent stops).
     async fn drive(
         self: &Arc<Self>,
         rec: &WatchRecord,
         resumed: bool,
         mut signals: mpsc::Receiver<Signal>,
         live: Live,
-    ) -> Option<Ending> {
+    ) {
         let def = &rec.def;
         let id = def.id.as_str();
-        let end = |outcome: &Outcome| Ending {
-            state: WatchState::Finished,
-            outcome: outcome.name().to_string(),
-            exit_code: outcome.exit_code(),
-            detail: outcome.describe(),
-            at_ms: now_ms(),
+        // At a restart, what fails here may be transient (a token or CA file not
+        // mounted yet): the watch stays unfinished, the agent is not ready, and it is
+        // tried again. A new watch was checked when it was created.
+        let mut waiting = false;
+        let (spec, source) = loop {
+            match self.prepare(def) {
+                Ok(p) => break p,
+                Err(detail) if !resumed => {
+                    error!(event = "watch_invalid", watch = %id, "{detail}");
+                    let ending = Ending {
+                        state: WatchState::Finished,
+                        outcome: "invalid".into(),
+                        exit_code: crate::exit::USAGE,
+                        detail,
+                        at_ms: now_ms(),
+                    };
+                    self.record_ending(id, &ending).await;
+                    return;
+                }
+                Err(e) => {
+                    if !waiting {
+                        waiting = true;
+                        self.metrics.resume_waiting.inc();
+                    }
+                    error!(event = "resume_waiting", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
+                        "cannot resume this watch yet: it stays unfinished and is tried again (the agent is not ready meanwhile)");
+                    let sig = tokio::select! {
+                        sig = signals.recv() => sig,
+                        _ = tokio::time::sleep(RESUME_RETRY) => continue,
+                    };
+                    self.metrics.resume_waiting.dec();
+                    if sig == Some(Signal::Interrupt) {
+                        self.record_ending(id, &cancelled()).await;
+                    }
+                    return;
+                }
+            }
         };
-        let invalid = |detail: String| {
-            error!(event = "watch_invalid", watch = %id, "{detail}");
-            Some(Ending {
-                state: WatchState::Finished,
-                outcome: "invalid".into(),
-                exit_code: crate::exit::USAGE,
-                detail,
-                at_ms: now_ms(),
-            })
-        };
-        let spec = match load_snapshot(def) {
-            Ok(s) => s,
-            Err(e) => return invalid(e),
-        };
-        let source = match self.source_for(&spec) {
-            Ok(s) => s,
-            Err(e) => return invalid(e),
-        };
+        if waiting {
+            self.metrics.resume_waiting.dec();
+            info!(event = "watch_resumed", watch = %id, "the watch could be resumed");
+        }
         let opts = WatchOptions {
             duration: Duration::from_millis(def.duration_ms.max(0) as u64),
             dry_run: false,
@@ -465,43 +513,63 @@ impl Agent {
             others.push(NoInterrupted(n));
             deliveries = Some(d);
         }
-        let mut store_sink = StoreSink {
+        let store_sink = StoreSink {
             id: id.to_string(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             agent: self.clone(),
             live,
-            action: None,
         };
         let mut from = Start {
             aligned: Some(phase),
+            journal: Some(Box::new(StoreJournal {
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+                id: id.to_string(),
+                created_ms: def.created_ms,
+                action: None,
+            })),
             ..Start::default()
         };
         if resumed {
             let now = now_ms();
             from.elapsed = Duration::from_millis((now - def.created_ms).max(0) as u64);
-            match self
-                .resolve_unfinished_action(&spec, def, &mut store_sink, &mut others, &opts)
-                .await
-            {
-                Ok(Resolution::End(outcome)) => {
-                    finish_sinks(&mut others, &outcome, deliveries).await;
-                    return Some(end(&outcome));
+            let resolved = self.resolve_actions(&spec, def, &mut others, &opts).await;
+            let restored = match resolved {
+                Ok(Resolution::Continue {
+                    paused_by,
+                    pause_failed,
+                }) => {
+                    from.paused_by = paused_by;
+                    from.pause_failed = pause_failed;
+                    self.restore(&spec, def, &source, now).await
                 }
-                Ok(Resolution::Continue { paused_by }) => from.paused_by = paused_by,
-                Err(e) => return invalid(e.to_string()),
-            }
-            match self.restore(&spec, def, &source, now).await {
+                Ok(Resolution::End { outcome, recorded }) => {
+                    if !recorded {
+                        self.record_ending(id, &ending_of(&outcome)).await;
+                    }
+                    finish_sinks(&mut others, &outcome, deliveries).await;
+                    return;
+                }
+                Err(e) => Err(e),
+            };
+            match restored {
                 Ok((evals, backlog)) => {
                     from.evals = Some(evals);
                     from.backlog = backlog;
                 }
-                Err(e) => return invalid(e.to_string()),
+                Err(e) => {
+                    // The store could not be read: nothing is decided, nothing runs. The
+                    // watch stays unfinished and resumes at the next start.
+                    self.metrics.store_errors.inc();
+                    error!(event = "store_error", watch = %id, error = %e, "cannot read this watch's state; it is left unfinished and resumes at the next start");
+                    return;
+                }
             }
         }
         let mut sinks = others;
         sinks.0.insert(0, Box::new(store_sink));
-        let outcome = watch::run_from(
+        watch::run_from(
             &spec,
             source,
             &ProcessRunner::default(),
@@ -511,92 +579,54 @@ impl Agent {
             &mut sinks,
         )
         .await;
+        // The ending was recorded by `StoreSink` before any sink after it (the
+        // notifications) saw it.
         if let Some(d) = &deliveries {
             d.drain(Duration::from_secs(15)).await;
         }
         sinks.finish();
-        match outcome {
-            Outcome::Interrupted(Signal::Terminate)
-                if self.shutting_down.load(Ordering::SeqCst) =>
-            {
-                info!(event = "watch_suspended", watch = %id, "agent stopping: the watch resumes at the next start");
-                None
-            }
-            Outcome::Interrupted(_) => Some(Ending {
-                state: WatchState::Cancelled,
-                outcome: "cancelled".into(),
-                exit_code: crate::exit::SIGINT,
-                detail: "cancelled through the API; no command ran because of it".into(),
-                at_ms: now_ms(),
-            }),
-            o => Some(end(&o)),
-        }
     }
 
-    /// An action row still `started` means the agent died while its command ran.
-    async fn resolve_unfinished_action(
+    /// What the action rows say about a resumed watch (see `exactly_once`).
+    async fn resolve_actions(
         &self,
         spec: &WatchSpec,
         def: &NewWatch,
-        store_sink: &mut StoreSink,
         others: &mut Sinks,
         opts: &WatchOptions,
     ) -> Result<Resolution, super::store::StoreError> {
         let actions = self.store.actions(&def.id)?;
-        let paused_by = actions
-            .iter()
-            .rev()
-            .find(|a| {
-                a.kind == "pause" && (a.succeeded == Some(true) || a.state == ActionState::Unknown)
-            })
-            .map(|a| a.rule.clone());
-        let Some(a) = actions
-            .iter()
-            .find(|a| a.state == ActionState::Started)
-            .cloned()
-        else {
-            // A command that ended (a rollback, or a failed pause) ends the watch; if the
-            // agent died before recording that ending, it is recorded now, from the row.
-            let decided = actions.iter().find(|a| {
-                a.state == ActionState::Finished
-                    && (a.kind == "rollback" || a.succeeded == Some(false))
-            });
-            if let Some(a) = decided {
-                let rule = a.rule.clone();
-                let failed = crate::action::ActionStatus::Failed {
-                    code: None,
-                    signal: None,
-                };
-                let outcome = match (a.kind.as_str(), a.succeeded == Some(true)) {
-                    ("rollback", true) => Outcome::RolledBack {
-                        rule,
-                        dry_run: false,
-                    },
-                    ("rollback", false) => Outcome::RollbackFailed {
-                        rule,
-                        status: failed,
-                    },
-                    _ => Outcome::PauseFailed {
-                        rule,
-                        status: failed,
-                    },
-                };
-                info!(event = "watch_already_decided", watch = %def.id, outcome = outcome.name(), "the agent stopped after this watch's action ended; recording its outcome");
-                return Ok(Resolution::End(outcome));
+        let idempotent = |c: &Option<rules::CommandSpec>| c.as_ref().is_some_and(|c| c.idempotent);
+        let plan = resume_plan(
+            &actions,
+            idempotent(&spec.rollback),
+            idempotent(&spec.pause),
+        );
+        let (a, rerun) = match plan {
+            ResumePlan::Live {
+                paused_by,
+                pause_failed,
+            } => {
+                return Ok(Resolution::Continue {
+                    paused_by,
+                    pause_failed,
+                })
             }
-            return Ok(Resolution::Continue { paused_by });
+            ResumePlan::Decided(outcome) => {
+                info!(event = "watch_already_decided", watch = %def.id, outcome = outcome.name(), "the agent stopped after this watch's action ended; recording its outcome");
+                return Ok(Resolution::End {
+                    outcome,
+                    recorded: false,
+                });
+            }
+            ResumePlan::Unknown(a) => (a, false),
+            ResumePlan::Rerun(a) => (a, true),
         };
         let kind: &'static str = if a.kind == "pause" {
             "pause"
         } else {
             "rollback"
         };
-        let cmd = if kind == "pause" {
-            &spec.pause
-        } else {
-            &spec.rollback
-        };
-        let rerun = cmd.as_ref().is_some_and(|c| c.idempotent) && a.rerun_of.is_none();
         others.emit(
             now_ms(),
             &Event::WatchStarted {
@@ -615,8 +645,24 @@ impl Agent {
         );
         if !rerun {
             let status = "was running when the agent stopped; its result is unknown and it is not marked idempotent, so it was not run again";
+            // A rollback's unknown fate ends the watch: both in one transaction, so
+            // that no restart can find the row resolved and the watch still running.
+            let outcome = Outcome::ActionUnknown {
+                action: kind,
+                rule: a.rule.clone(),
+            };
+            let ending = (kind == "rollback").then(|| ending_of(&outcome));
+            let end = super::store::ActionEnd {
+                state: ActionState::Unknown,
+                result: status,
+                succeeded: None,
+                at_ms: now_ms(),
+            };
             self.store
-                .action_ended(a.id, ActionState::Unknown, status, None, now_ms())?;
+                .end_action(&def.id, a.id, &end, ending.as_ref())?;
+            if ending.is_some() {
+                exactly_once::crash_point("ending_saved");
+            }
             self.metrics
                 .actions
                 .with_label_values(&[kind, "unknown"])
@@ -633,47 +679,54 @@ impl Agent {
                     output_tail: Vec::new(),
                 },
             );
-            return Ok(Resolution::End(Outcome::ActionUnknown {
-                action: kind,
-                rule: a.rule.clone(),
-            }));
+            return Ok(if kind == "rollback" {
+                Resolution::End {
+                    outcome,
+                    recorded: true,
+                }
+            } else {
+                Resolution::Continue {
+                    paused_by: None,
+                    pause_failed: Some((a.rule.clone(), crate::action::ActionStatus::Unknown)),
+                }
+            });
         }
-        warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; running it again, once");
-        self.store.action_ended(
-            a.id,
-            ActionState::Rerun,
-            "was running when the agent stopped; run again (idempotent)",
-            None,
-            now_ms(),
-        )?;
-        let report = self.rerun(spec, def, &a, kind, store_sink, others).await?;
+        let report = self.rerun(spec, def, &a, kind, others).await?;
         let rule = a.rule.clone();
         Ok(match (kind, report.status.succeeded()) {
             ("pause", true) => Resolution::Continue {
                 paused_by: Some(rule),
+                pause_failed: None,
             },
-            ("pause", false) => Resolution::End(Outcome::PauseFailed {
-                rule,
-                status: report.status,
-            }),
-            (_, true) => Resolution::End(Outcome::RolledBack {
-                rule,
-                dry_run: false,
-            }),
-            (_, false) => Resolution::End(Outcome::RollbackFailed {
-                rule,
-                status: report.status,
-            }),
+            ("pause", false) => Resolution::Continue {
+                paused_by: None,
+                pause_failed: Some((rule, report.status)),
+            },
+            (_, true) => Resolution::End {
+                outcome: Outcome::RolledBack {
+                    rule,
+                    dry_run: false,
+                },
+                recorded: false,
+            },
+            (_, false) => Resolution::End {
+                outcome: Outcome::RollbackFailed {
+                    rule,
+                    status: report.status,
+                },
+                recorded: false,
+            },
         })
     }
 
+    /// Runs an interrupted idempotent command again, once: only after the original
+    /// has ended, and only if the re-run's claim commits.
     async fn rerun(
         &self,
         spec: &WatchSpec,
         def: &NewWatch,
         a: &ActionRow,
         kind: &'static str,
-        store_sink: &mut StoreSink,
         others: &mut Sinks,
     ) -> Result<crate::action::ActionReport, super::store::StoreError> {
         let cmd = if kind == "pause" {
@@ -685,39 +738,42 @@ impl Agent {
             Some(c) => (c.argv.clone(), c.timeout),
             None => (a.argv.clone(), rules::defaults::COMMAND_TIMEOUT),
         };
-        let mut env = vec![
-            ("ROLLWATCH_ACTION".to_string(), kind.to_string()),
-            ("ROLLWATCH_RULE".to_string(), a.rule.clone()),
-            ("ROLLWATCH_RERUN".to_string(), "1".to_string()),
-        ];
-        let firing = self
-            .store
-            .series(&def.id)?
-            .into_iter()
-            .find(|s| s.rule == a.rule && s.phase == Phase::Firing);
-        if let Some(s) = &firing {
-            env.push((
-                "ROLLWATCH_LABELS".into(),
-                serde_json::to_string(&s.labels).unwrap_or_default(),
-            ));
-            env.push((
-                "ROLLWATCH_VALUE".into(),
-                s.last_value.map(|v| v.to_string()).unwrap_or_default(),
-            ));
+        let old_tag = exactly_once::action_tag(&def.id, def.created_ms, a.id);
+        exactly_once::wait_for_old_command(a, &old_tag, timeout, &def.id).await;
+        warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; it has ended; running it again, once");
+        // The very environment the first run had (value, labels, breached for...).
+        let mut env: Vec<(String, String)> = a
+            .env
+            .iter()
+            .filter(|(k, _)| k != "ROLLWATCH_RERUN")
+            .cloned()
+            .collect();
+        if env.is_empty() {
+            env.push(("ROLLWATCH_ACTION".into(), kind.into()));
+            env.push(("ROLLWATCH_RULE".into(), a.rule.clone()));
         }
-        if let Some(r) = spec.rules.iter().find(|r| r.name == a.rule) {
-            env.push(("ROLLWATCH_THRESHOLD".into(), r.threshold.to_string()));
-        }
-        for (name, v) in &spec.vars {
-            env.push((
-                format!("ROLLWATCH_VAR_{}", name.to_ascii_uppercase()),
-                v.clone(),
-            ));
-        }
-        let started =
-            self.store
-                .action_started(&def.id, kind, &a.rule, &argv, now_ms(), Some(a.id))?;
-        store_sink.action = Some(started);
+        env.push(("ROLLWATCH_RERUN".into(), "1".into()));
+        let new = super::store::NewAction {
+            kind: kind.to_string(),
+            rule: a.rule.clone(),
+            argv: argv.clone(),
+            env: env.clone(),
+            at_ms: now_ms(),
+        };
+        let started = self.store.claim_rerun(&def.id, a.id, &new)?;
+        exactly_once::crash_point("rerun_claimed");
+        let mut journal = StoreJournal {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            id: def.id.clone(),
+            created_ms: def.created_ms,
+            action: Some(started),
+        };
+        env.push(("ROLLWATCH_WATCH_ID".into(), def.id.clone()));
+        env.push((
+            "ROLLWATCH_ACTION_ID".into(),
+            exactly_once::action_tag(&def.id, def.created_ms, started),
+        ));
         let ev = Event::ActionStarted {
             action: kind,
             rule: a.rule.clone(),
@@ -732,8 +788,24 @@ impl Agent {
                 argv,
                 timeout,
                 env,
+                on_spawn: Some(exactly_once::spawn_hook(
+                    self.store.clone(),
+                    self.metrics.clone(),
+                    def.id.clone(),
+                    started,
+                )),
             })
             .await;
+        journal.finished(&report.status, now_ms());
+        let result = if report.status.succeeded() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        self.metrics
+            .actions
+            .with_label_values(&[kind, result])
+            .inc();
         let ev = Event::ActionFinished {
             action: kind,
             rule: a.rule.clone(),
@@ -742,7 +814,6 @@ impl Agent {
             duration_s: report.duration.as_secs_f64(),
             output_tail: report.output_tail.clone(),
         };
-        store_sink.emit(now_ms(), &ev);
         others.emit(now_ms(), &ev);
         Ok(report)
     }
@@ -838,8 +909,36 @@ impl Agent {
 }
 
 enum Resolution {
-    End(Outcome),
-    Continue { paused_by: Option<String> },
+    /// The watch is decided; `recorded` if its ending is already in the store.
+    End { outcome: Outcome, recorded: bool },
+    Continue {
+        paused_by: Option<String>,
+        pause_failed: Option<(String, crate::action::ActionStatus)>,
+    },
+}
+
+/// How long a watch that cannot be resumed yet waits before it is tried again.
+const RESUME_RETRY: Duration = Duration::from_secs(5);
+
+/// The stored ending of an outcome.
+fn ending_of(outcome: &Outcome) -> Ending {
+    Ending {
+        state: WatchState::Finished,
+        outcome: outcome.name().to_string(),
+        exit_code: outcome.exit_code(),
+        detail: outcome.describe(),
+        at_ms: now_ms(),
+    }
+}
+
+fn cancelled() -> Ending {
+    Ending {
+        state: WatchState::Cancelled,
+        outcome: "cancelled".into(),
+        exit_code: crate::exit::SIGINT,
+        detail: "cancelled through the API; no command ran because of it".into(),
+        at_ms: now_ms(),
+    }
 }
 
 async fn finish_sinks(
@@ -856,17 +955,17 @@ async fn finish_sinks(
 
 /// Writes each decision of a watch to the store as it is made, and keeps the live view.
 ///
-/// A write that fails is logged (`store_error`) and does not stop the watch: a rollback
-/// whose row could not be written still runs, because not acting on a real breach is
-/// worse than losing the exactly-once guard for a restart that may never come.
+/// Pending series and resolutions are written here. A series that fires for a rollback
+/// or pause rule is not: it is written with its action's claim (`StoreJournal`), in
+/// one transaction, so no restart can find it firing without its action. The ending
+/// is written here too, on `watch_finished`, before any later sink (notifications)
+/// sees it. A write that fails is logged (`store_error`); the watch goes on.
 struct StoreSink {
     id: String,
     store: Arc<dyn Store>,
     metrics: Metrics,
     agent: Arc<Agent>,
     live: Live,
-    /// The row of the action running now.
-    action: Option<i64>,
 }
 
 impl StoreSink {
@@ -874,6 +973,7 @@ impl StoreSink {
         match r {
             Ok(v) => Some(v),
             Err(e) => {
+                self.metrics.store_errors.inc();
                 error!(event = "store_error", watch = %self.id, error = %e, "cannot record {what}");
                 None
             }
@@ -932,12 +1032,16 @@ impl Sink for StoreSink {
                 labels,
                 value,
                 ..
-            } => self.series(at_ms, rule, labels, Phase::Pending, at_ms, *value),
+            } => {
+                self.series(at_ms, rule, labels, Phase::Pending, at_ms, *value);
+                exactly_once::crash_point("pending_saved");
+            }
             Event::Fired {
                 rule,
                 labels,
                 value,
                 breached_for_s,
+                action: "notify",
                 ..
             } => {
                 let since = at_ms - (breached_for_s * 1000.0).round() as i64;
@@ -951,39 +1055,38 @@ impl Sink for StoreSink {
                     .save_polls(&[(self.id.clone(), rule.clone(), at_ms)]);
                 self.check("a last poll", r);
             }
-            Event::ActionStarted {
-                action,
-                rule,
-                argv,
-                dry_run: false,
-                ..
-            } => {
-                // Before the command starts: this row is what a restart finds.
-                let r = self
-                    .store
-                    .action_started(&self.id, action, rule, argv, now_ms(), None);
-                self.action = self.check("an action before it starts", r);
-            }
             Event::ActionFinished {
-                action,
-                status,
-                succeeded,
-                ..
+                action, succeeded, ..
             } => {
                 let result = if *succeeded { "succeeded" } else { "failed" };
                 self.metrics
                     .actions
                     .with_label_values(&[action, result])
                     .inc();
-                if let Some(a) = self.action.take() {
-                    let r = self.store.action_ended(
-                        a,
-                        ActionState::Finished,
-                        status,
-                        Some(*succeeded),
-                        now_ms(),
-                    );
-                    self.check("an action's result", r);
+            }
+            Event::WatchFinished {
+                outcome,
+                exit_code,
+                detail,
+                ..
+            } => {
+                let ending = match *outcome {
+                    "interrupted" if self.agent.shutting_down.load(Ordering::SeqCst) => {
+                        info!(event = "watch_suspended", watch = %self.id, "agent stopping: the watch resumes at the next start");
+                        return;
+                    }
+                    "interrupted" => cancelled(),
+                    _ => Ending {
+                        state: WatchState::Finished,
+                        outcome: outcome.to_string(),
+                        exit_code: *exit_code,
+                        detail: detail.clone(),
+                        at_ms: now_ms(),
+                    },
+                };
+                let r = self.store.finish(&self.id, &ending);
+                if self.check("how the watch ended", r).is_some() {
+                    exactly_once::crash_point("ending_saved");
                 }
             }
             _ => {}

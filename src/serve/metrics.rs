@@ -7,7 +7,8 @@
 //! agent did (evaluations, actions by kind and result, watches by state).
 
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 /// Buckets (seconds) fine enough at the low end to read a p50 of a few milliseconds.
@@ -39,6 +40,11 @@ pub struct Metrics {
     pub schedule_lag: Histogram,
     /// Actions by `kind` (rollback, pause) and `result` (succeeded, failed, unknown).
     pub actions: IntCounterVec,
+    /// Writes to the state store that failed (a claim that failed ran nothing).
+    pub store_errors: IntCounter,
+    /// Watches that could not be resumed yet (a token or CA file not there yet): the
+    /// agent is not ready while this is above 0.
+    pub resume_waiting: IntGauge,
 }
 
 impl Metrics {
@@ -96,8 +102,20 @@ impl Metrics {
         registry.register(Box::new(query_errors.clone()))?;
         registry.register(Box::new(query_latency.clone()))?;
         registry.register(Box::new(schedule_lag.clone()))?;
+        let store_errors = IntCounter::new(
+            "rollwatch_agent_store_errors_total",
+            "Writes to the state store that failed.",
+        )?;
+        let resume_waiting = IntGauge::new(
+            "rollwatch_agent_resume_waiting",
+            "Unfinished watches that cannot be resumed yet; the agent is not ready meanwhile.",
+        )?;
         registry.register(Box::new(actions.clone()))?;
+        registry.register(Box::new(store_errors.clone()))?;
+        registry.register(Box::new(resume_waiting.clone()))?;
         Ok(Metrics {
+            store_errors,
+            resume_waiting,
             registry,
             watches,
             evaluations,

@@ -19,6 +19,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod exactly_once;
 pub mod metrics;
 pub mod source;
 pub mod store;

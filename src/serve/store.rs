@@ -31,6 +31,14 @@ pub enum StoreError {
         what: &'static str,
         source: rusqlite::Error,
     },
+    #[error("the state store {path} has schema version {found}, newer than this rollwatch knows ({known}): run the newer rollwatch, or another state file")]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("state store: {what} was already claimed for watch {id}; it is not run again")]
+    AlreadyClaimed { what: String, id: String },
     #[error("state store: corrupt {what} for watch {id}: {reason}")]
     Corrupt {
         what: &'static str,
@@ -152,6 +160,39 @@ impl ActionState {
     }
 }
 
+/// An action about to run: what `claim_action` records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAction {
+    pub kind: String,
+    pub rule: String,
+    pub argv: Vec<String>,
+    /// The `ROLLWATCH_*` environment it runs with (a re-run gets the same).
+    pub env: Vec<(String, String)>,
+    pub at_ms: i64,
+}
+
+/// How an action ended, as `end_action` records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActionEnd<'a> {
+    pub state: ActionState,
+    /// `succeeded`, `failed with exit code 3`, ...
+    pub result: &'a str,
+    pub succeeded: Option<bool>,
+    pub at_ms: i64,
+}
+
+/// Which process ran an action's command: enough to tell, after a crash, whether it is
+/// still running (its process group) and that a process with that id is still it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessId {
+    /// The command's pid, which is also its process group id.
+    pub pgid: i64,
+    /// The leader's start time (clock ticks since boot, /proc/PID/stat field 22).
+    pub start_ticks: Option<i64>,
+    /// /proc/sys/kernel/random/boot_id: a process from another boot is gone.
+    pub boot_id: Option<String>,
+}
+
 /// One action of a watch.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ActionRow {
@@ -167,6 +208,12 @@ pub struct ActionRow {
     pub finished_ms: Option<i64>,
     /// The action this one re-ran after a restart.
     pub rerun_of: Option<i64>,
+    /// The environment the command ran with.
+    #[serde(skip)]
+    pub env: Vec<(String, String)>,
+    /// The process that ran it, once it started.
+    #[serde(skip)]
+    pub process: Option<ProcessId>,
 }
 
 /// Whether `create` stored a new watch or found one with that id.
@@ -195,16 +242,29 @@ pub trait Store: Send + Sync + 'static {
     fn save_polls(&self, polls: &[(String, String, i64)]) -> Result<(), StoreError>;
     /// Rule name -> unix ms of its last poll.
     fn polls(&self, id: &str) -> Result<BTreeMap<String, i64>, StoreError>;
-    /// Writes an action as started; returns its id. Called before the command runs.
-    fn action_started(
+    /// Claims an action before its command runs, in ONE transaction with the series
+    /// that fired: either both are recorded or neither is. At most one claim per
+    /// (watch, kind) can ever commit (`AlreadyClaimed` otherwise). Returns its id.
+    fn claim_action(
         &self,
         id: &str,
-        kind: &str,
-        rule: &str,
-        argv: &[String],
-        at_ms: i64,
-        rerun_of: Option<i64>,
+        action: &NewAction,
+        fired: &[SeriesRow],
     ) -> Result<i64, StoreError>;
+    /// Claims the re-run of an interrupted idempotent action, in one transaction with
+    /// marking the old one `rerun`. At most one re-run of an action can commit.
+    fn claim_rerun(&self, id: &str, old: i64, action: &NewAction) -> Result<i64, StoreError>;
+    /// Records the process an action's command runs in, right after it started.
+    fn action_spawned(&self, action: i64, process: &ProcessId) -> Result<(), StoreError>;
+    /// Records how an action ended and, if given, how its watch ended, in one
+    /// transaction (so that no state is ever "action resolved, watch still running").
+    fn end_action(
+        &self,
+        id: &str,
+        action: i64,
+        end: &ActionEnd<'_>,
+        ending: Option<&Ending>,
+    ) -> Result<(), StoreError>;
     fn action_ended(
         &self,
         action: i64,
@@ -268,6 +328,50 @@ CREATE TABLE IF NOT EXISTS actions (
 CREATE INDEX IF NOT EXISTS actions_watch ON actions(watch_id);
 ";
 
+/// The schema version this build writes (`PRAGMA user_version`). 0 is the first
+/// release's unversioned schema, which `migrate` upgrades in place.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Version 2: an action's environment and process, and "at most one claim per
+/// (watch, kind), at most one re-run per action" as unique indexes: the database,
+/// not the timing of two writers, makes a second claim impossible.
+const SCHEMA_V2: &str = "
+ALTER TABLE actions ADD COLUMN env TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE actions ADD COLUMN pgid INTEGER;
+ALTER TABLE actions ADD COLUMN start_ticks INTEGER;
+ALTER TABLE actions ADD COLUMN boot_id TEXT;
+CREATE UNIQUE INDEX actions_once ON actions(watch_id, kind) WHERE rerun_of IS NULL;
+CREATE UNIQUE INDEX actions_rerun_once ON actions(rerun_of) WHERE rerun_of IS NOT NULL;
+";
+
+/// Creates or upgrades the schema, in one transaction; refuses a newer one.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(open_err)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(open_err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA).map_err(open_err)?;
+        tx.execute_batch(SCHEMA_V2).map_err(open_err)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(open_err)?;
+    }
+    tx.commit().map_err(open_err)
+}
+
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
@@ -281,7 +385,8 @@ impl SqliteStore {
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        let mut conn = conn;
+        migrate(&mut conn, path)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
         })
@@ -331,6 +436,72 @@ fn decode_watch(
     w.def.vars = serde_json::from_str(&vars).map_err(|e| corrupt("vars", e.to_string()))?;
     w.state = WatchState::parse(&state).ok_or_else(|| corrupt("state", state.clone()))?;
     Ok(w)
+}
+
+/// Records a watch's ending (inside the caller's transaction).
+fn finish_in(conn: &Connection, id: &str, e: &Ending) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE watches SET state = ?2, outcome = ?3, exit_code = ?4, detail = ?5, finished_ms = ?6 WHERE id = ?1",
+        params![id, e.state.as_str(), e.outcome, e.exit_code as i64, e.detail, e.at_ms],
+    )
+    .map_err(sql("record how a watch ended"))?;
+    conn.execute("DELETE FROM polls WHERE watch_id = ?1", [id])
+        .map_err(sql("record how a watch ended"))?;
+    Ok(())
+}
+
+/// Records a pending or firing series, keeping an existing `since`.
+fn upsert_series(conn: &Connection, id: &str, r: &SeriesRow) -> Result<(), StoreError> {
+    let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
+    conn.prepare_cached(
+        "INSERT INTO series (watch_id, rule, labels, phase, since_ms, last_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (watch_id, rule, labels)
+         DO UPDATE SET phase = excluded.phase, last_value = excluded.last_value",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            r.rule,
+            labels,
+            phase_str(r.phase),
+            r.since_ms,
+            r.last_value
+        ])
+    })
+    .map_err(sql("record a series' breach state"))?;
+    Ok(())
+}
+
+/// Inserts an action row as `started`; the unique indexes refuse a second claim.
+fn insert_action(
+    conn: &Connection,
+    id: &str,
+    a: &NewAction,
+    rerun_of: Option<i64>,
+) -> Result<i64, StoreError> {
+    let argv = serde_json::to_string(&a.argv).unwrap_or_else(|_| "[]".into());
+    let env = serde_json::to_string(&a.env).unwrap_or_else(|_| "[]".into());
+    let r = conn.execute(
+        "INSERT INTO actions (watch_id, kind, rule, argv, env, state, started_ms, rerun_of)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'started', ?6, ?7)",
+        params![id, a.kind, a.rule, argv, env, a.at_ms, rerun_of],
+    );
+    match r {
+        Ok(_) => Ok(conn.last_insert_rowid()),
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::AlreadyClaimed {
+                what: format!("the {} action", a.kind),
+                id: id.to_string(),
+            })
+        }
+        Err(e) => Err(StoreError::Sql {
+            what: "record an action before it starts",
+            source: e,
+        }),
+    }
 }
 
 fn phase_str(p: Phase) -> &'static str {
@@ -429,38 +600,14 @@ impl Store for SqliteStore {
     }
 
     fn finish(&self, id: &str, e: &Ending) -> Result<(), StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "UPDATE watches SET state = ?2, outcome = ?3, exit_code = ?4, detail = ?5, finished_ms = ?6 WHERE id = ?1",
-            params![id, e.state.as_str(), e.outcome, e.exit_code as i64, e.detail, e.at_ms],
-        )
-        .map_err(sql("record how a watch ended"))?;
-        conn.execute("DELETE FROM polls WHERE watch_id = ?1", [id])
-            .map_err(sql("record how a watch ended"))?;
-        Ok(())
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("begin a transaction"))?;
+        finish_in(&tx, id, e)?;
+        tx.commit().map_err(sql("record how a watch ended"))
     }
 
     fn put_series(&self, id: &str, r: &SeriesRow) -> Result<(), StoreError> {
-        let labels = serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into());
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO series (watch_id, rule, labels, phase, since_ms, last_value)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (watch_id, rule, labels)
-                 DO UPDATE SET phase = excluded.phase, last_value = excluded.last_value",
-            )
-            .and_then(|mut s| {
-                s.execute(params![
-                    id,
-                    r.rule,
-                    labels,
-                    phase_str(r.phase),
-                    r.since_ms,
-                    r.last_value
-                ])
-            })
-            .map_err(sql("record a series' breach state"))?;
-        Ok(())
+        upsert_series(&self.conn(), id, r)
     }
 
     fn clear_series(&self, id: &str, rule: &str, labels: &Labels) -> Result<(), StoreError> {
@@ -550,24 +697,81 @@ impl Store for SqliteStore {
             .map_err(sql("read last polls"))
     }
 
-    fn action_started(
+    fn claim_action(
         &self,
         id: &str,
-        kind: &str,
-        rule: &str,
-        argv: &[String],
-        at_ms: i64,
-        rerun_of: Option<i64>,
+        a: &NewAction,
+        fired: &[SeriesRow],
     ) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        let argv = serde_json::to_string(argv).unwrap_or_else(|_| "[]".into());
-        conn.execute(
-            "INSERT INTO actions (watch_id, kind, rule, argv, state, started_ms, rerun_of)
-             VALUES (?1, ?2, ?3, ?4, 'started', ?5, ?6)",
-            params![id, kind, rule, argv, at_ms, rerun_of],
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin a transaction"))?;
+        for r in fired {
+            upsert_series(&tx, id, r)?;
+        }
+        let action = insert_action(&tx, id, a, None)?;
+        tx.commit().map_err(sql("commit an action's claim"))?;
+        Ok(action)
+    }
+
+    fn claim_rerun(&self, id: &str, old: i64, a: &NewAction) -> Result<i64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin a transaction"))?;
+        let changed = tx
+            .execute(
+                "UPDATE actions SET state = 'rerun', result = ?2, finished_ms = ?3
+                 WHERE id = ?1 AND state = 'started'",
+                params![
+                    old,
+                    "was running when the agent stopped; run again (idempotent)",
+                    a.at_ms
+                ],
+            )
+            .map_err(sql("mark an action re-run"))?;
+        if changed != 1 {
+            return Err(StoreError::AlreadyClaimed {
+                what: format!("the re-run of action {old}"),
+                id: id.to_string(),
+            });
+        }
+        let action = insert_action(&tx, id, a, Some(old))?;
+        tx.commit().map_err(sql("commit a re-run's claim"))?;
+        Ok(action)
+    }
+
+    fn action_spawned(&self, action: i64, p: &ProcessId) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE actions SET pgid = ?2, start_ticks = ?3, boot_id = ?4 WHERE id = ?1",
+                params![action, p.pgid, p.start_ticks, p.boot_id],
+            )
+            .map_err(sql("record an action's process"))?;
+        Ok(())
+    }
+
+    fn end_action(
+        &self,
+        id: &str,
+        action: i64,
+        end: &ActionEnd<'_>,
+        ending: Option<&Ending>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin a transaction"))?;
+        tx.execute(
+            "UPDATE actions SET state = ?2, result = ?3, succeeded = ?4, finished_ms = ?5 WHERE id = ?1",
+            params![action, end.state.as_str(), end.result, end.succeeded, end.at_ms],
         )
-        .map_err(sql("record an action before it starts"))?;
-        Ok(conn.last_insert_rowid())
+        .map_err(sql("record an action's result"))?;
+        if let Some(e) = ending {
+            finish_in(&tx, id, e)?;
+        }
+        tx.commit().map_err(sql("commit an action's result"))
     }
 
     fn action_ended(
@@ -591,7 +795,8 @@ impl Store for SqliteStore {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT id, kind, rule, argv, state, result, succeeded, started_ms, finished_ms, rerun_of
+                "SELECT id, kind, rule, argv, state, result, succeeded, started_ms, finished_ms, rerun_of,
+                        env, pgid, start_ticks, boot_id
                  FROM actions WHERE watch_id = ?1 ORDER BY id",
             )
             .map_err(sql("read actions"))?;
@@ -609,21 +814,29 @@ impl Store for SqliteStore {
                         started_ms: r.get(7)?,
                         finished_ms: r.get(8)?,
                         rerun_of: r.get(9)?,
+                        env: Vec::new(),
+                        process: r.get::<_, Option<i64>>(11)?.map(|pgid| ProcessId {
+                            pgid,
+                            start_ticks: r.get(12).ok().flatten(),
+                            boot_id: r.get(13).ok().flatten(),
+                        }),
                     },
                     r.get::<_, String>(3)?,
                     r.get::<_, String>(4)?,
+                    r.get::<_, String>(10)?,
                 ))
             })
             .map_err(sql("read actions"))?;
         let mut out = Vec::new();
         for row in rows {
-            let (mut a, argv, state) = row.map_err(sql("read actions"))?;
+            let (mut a, argv, state, env) = row.map_err(sql("read actions"))?;
             let corrupt = |reason: String| StoreError::Corrupt {
                 what: "action",
                 id: id.to_string(),
                 reason,
             };
             a.argv = serde_json::from_str(&argv).map_err(|e| corrupt(e.to_string()))?;
+            a.env = serde_json::from_str(&env).map_err(|e| corrupt(e.to_string()))?;
             a.state = ActionState::parse(&state).ok_or_else(|| corrupt(state.clone()))?;
             out.push(a);
         }
@@ -639,6 +852,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
         (dir, s)
+    }
+
+    fn new_action(kind: &str, at_ms: i64) -> NewAction {
+        NewAction {
+            kind: kind.into(),
+            rule: "r".into(),
+            argv: vec!["true".into()],
+            env: vec![("ROLLWATCH_RULE".into(), "r".into())],
+            at_ms,
+        }
     }
 
     fn new_watch(id: &str) -> NewWatch {
@@ -697,7 +920,7 @@ mod tests {
         {
             let s = SqliteStore::open(&path).unwrap();
             s.create(&new_watch("a")).unwrap();
-            s.action_started("a", "rollback", "r", &["true".into()], 7, None)
+            s.claim_action("a", &new_action("rollback", 7), &[])
                 .unwrap();
             s.save_polls(&[("a".into(), "r".into(), 42)]).unwrap();
             s.save_polls(&[("a".into(), "r".into(), 41)]).unwrap();

@@ -6,11 +6,14 @@
 //! command, which is how "exactly once" stays simple: a rollback ends the loop, and the
 //! pause command is guarded by a flag that only this loop touches.
 
+pub mod journal;
+
 use crate::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
 use crate::eval::{Labels, Phase, Poll, RuleEval, Transition};
 use crate::events::{now_ms, Event, RuleInfo, RuleState, SeriesValue, Sinks};
 use crate::prom::{MetricsSource, QueryError, QueryResult};
 use crate::rules::{Action, CommandSpec, Rule, WatchSpec};
+use journal::{Claim, FiredSeries, Journal, NoJournal};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -83,10 +86,22 @@ impl Outcome {
 
     /// The `watch_finished` event that reports this outcome.
     pub fn finished_event(&self) -> Event {
+        self.finished_event_with(&[])
+    }
+
+    /// The `watch_finished` event, with warnings a reader must not miss (a rule that
+    /// never returned data) appended to its detail, so that every sink (log, events,
+    /// report, notifications) shows them.
+    pub fn finished_event_with(&self, warnings: &[String]) -> Event {
+        let mut detail = self.describe();
+        for w in warnings {
+            detail.push_str("; WARNING: ");
+            detail.push_str(w);
+        }
         Event::WatchFinished {
             outcome: self.name(),
             exit_code: self.exit_code(),
-            detail: self.describe(),
+            detail,
             rule: self.rule().map(str::to_string),
         }
     }
@@ -171,8 +186,14 @@ pub struct PollDone {
 /// keep their `since` and `for` counts across the restart exactly as if the agent had
 /// never stopped; what happened while it was down is given as `backlog` (polls
 /// reconstructed from Prometheus history), never assumed.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Start {
+    /// Where actions are claimed before they run (`serve`'s store); None: `NoJournal`.
+    pub journal: Option<Box<dyn Journal>>,
+    /// The rule whose pause command failed (or ended unknown) before this start: no
+    /// pause is tried again, rollback rules still act, and the watch ends
+    /// `pause_failed` unless a rollback decides it.
+    pub pause_failed: Option<(String, ActionStatus)>,
     /// How much of the watch had elapsed before this start (0 for a fresh watch).
     pub elapsed: Duration,
     /// Restored evaluators, one per rule in order; None for fresh ones.
@@ -191,6 +212,16 @@ pub struct Start {
 
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+/// "rule `a`" or "rules `a`, `b`".
+fn rule_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    if names.len() == 1 {
+        format!("rule {}", quoted[0])
+    } else {
+        format!("rules {}", quoted.join(", "))
+    }
 }
 
 fn labels_json(labels: &Labels) -> String {
@@ -218,7 +249,9 @@ async fn poll_loop<S: MetricsSource>(
     elapsed: Duration,
 ) {
     let mut ticker = tokio::time::interval_at(first, interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A late poll (Prometheus slow, the runtime busy) skips the ticks it missed and
+    // stays on the grid, so identical queries of many watches stay due together.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     loop {
         let tick = ticker.tick().await;
         let at = elapsed + tick.saturating_duration_since(start);
@@ -267,7 +300,12 @@ struct Watch<'a, R> {
     evals: Vec<RuleEval>,
     last_poll_ok: Vec<bool>,
     ever_ok: Vec<bool>,
+    /// Whether the rule ever returned a usable sample.
+    ever_data: Vec<bool>,
     paused_by: Option<String>,
+    /// The rule whose pause failed, and how.
+    pause_failed: Option<(String, ActionStatus)>,
+    journal: Box<dyn Journal>,
     /// A signal that arrived while a command ran; honoured once it is done.
     deferred_signal: Option<Signal>,
 }
@@ -378,10 +416,21 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         },
         last_poll_ok: vec![false; spec.rules.len()],
         ever_ok: vec![false; spec.rules.len()],
+        ever_data: vec![false; spec.rules.len()],
         paused_by: from.paused_by,
+        pause_failed: from.pause_failed,
+        journal: from.journal.unwrap_or_else(|| Box::new(NoJournal)),
         deferred_signal: None,
     };
-    let mut last_success = start;
+    // `max_blind` counts on the watch's clock from the last successful query, or from
+    // this start (a resumed watch gets a full `max_blind` from its resumption, never
+    // the time it was down).
+    let mut blind = Blind {
+        start,
+        elapsed: from.elapsed,
+        last_ok: from.elapsed,
+        max_blind,
+    };
     let mut backlog_outcome = None;
     for done in from.backlog {
         if let Some(outcome) = w.handle(done).await {
@@ -389,22 +438,36 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             break;
         }
     }
-    let outcome = loop {
+    let outcome = 'watch: loop {
         if let Some(outcome) = backlog_outcome.take() {
             break outcome;
         }
         if let Some(sig) = w.deferred_signal {
             break Outcome::Interrupted(sig);
         }
-        let blind_deadline = last_success + max_blind;
         tokio::select! {
             biased;
             Some(sig) = w.signals.recv() => {
                 w.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
                 break Outcome::Interrupted(sig);
             }
-            _ = sleep_until(end) => break w.finish(),
-            _ = sleep_until(blind_deadline) => {
+            _ = sleep_until(end) => {
+                // Polls taken before the end that queued while a command ran are
+                // judged first: a breach they show still acts.
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(end.saturating_duration_since(start) + from.elapsed)).await {
+                    break 'watch o;
+                }
+                break w.finish();
+            }
+            _ = sleep_until(blind.deadline()) => {
+                // Good polls may be waiting in the queue (a slow pause command held the
+                // loop): they count before the watch is called blind.
+                if let Some(o) = w.drain(&mut rx, &mut blind, None).await {
+                    break 'watch o;
+                }
+                if Instant::now() < blind.deadline() {
+                    continue;
+                }
                 let reason = format!(
                     "no query has succeeded for {} (max_blind); the release cannot be judged",
                     fmt_d(max_blind)
@@ -413,9 +476,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
                 break Outcome::Inconclusive { reason };
             }
             Some(done) = rx.recv() => {
-                if done.result.is_ok() {
-                    last_success = last_success.max(start + done.at);
-                }
+                blind.saw(&done);
                 if let Some(outcome) = w.handle(done).await {
                     break outcome;
                 }
@@ -423,8 +484,32 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         }
     };
     pollers.abort_all();
-    w.sinks.emit(now_ms(), &outcome.finished_event());
+    let warnings = w.warnings();
+    w.sinks
+        .emit(now_ms(), &outcome.finished_event_with(&warnings));
     outcome
+}
+
+/// When the watch goes blind: `max_blind` after the last successful query, on the
+/// watch's clock (time since it was created).
+struct Blind {
+    start: Instant,
+    /// The watch's clock at `start`.
+    elapsed: Duration,
+    /// The watch's clock at the last successful query (or at `start`).
+    last_ok: Duration,
+    max_blind: Duration,
+}
+
+impl Blind {
+    fn saw(&mut self, done: &PollDone) {
+        if done.result.is_ok() {
+            self.last_ok = self.last_ok.max(done.at);
+        }
+    }
+    fn deadline(&self) -> Instant {
+        self.start + (self.last_ok + self.max_blind).saturating_sub(self.elapsed)
+    }
 }
 
 impl<R: ActionRunner> Watch<'_, R> {
@@ -442,10 +527,114 @@ impl<R: ActionRunner> Watch<'_, R> {
             error!(event = "blind", "{reason}");
             return Outcome::Inconclusive { reason };
         }
+        // A rule that was never judged cannot vouch for the release, whatever the
+        // others say.
+        let never_judged: Vec<&str> = self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.ever_ok)
+            .filter(|(_, ok)| !**ok)
+            .map(|(r, _)| r.name.as_str())
+            .collect();
+        if !never_judged.is_empty() {
+            let reason = format!(
+                "{} {} never judged: every query of {} failed",
+                rule_list(&never_judged),
+                if never_judged.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                },
+                if never_judged.len() == 1 {
+                    "it"
+                } else {
+                    "each"
+                }
+            );
+            error!(event = "never_judged", rules = ?never_judged, "{reason}");
+            return Outcome::Inconclusive { reason };
+        }
+        let no_data_expected: Vec<&str> = self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.ever_data)
+            .filter(|(r, data)| r.expect_data && !**data)
+            .map(|(r, _)| r.name.as_str())
+            .collect();
+        if !no_data_expected.is_empty() {
+            let reason = format!(
+                "{} returned no series at any poll and {} `expect_data: true`: a renamed metric or label?",
+                rule_list(&no_data_expected),
+                if no_data_expected.len() == 1 { "has" } else { "have" }
+            );
+            error!(event = "never_data", rules = ?no_data_expected, "{reason}");
+            return Outcome::Inconclusive { reason };
+        }
+        match &self.pause_failed {
+            Some((rule, ActionStatus::Unknown)) => {
+                return Outcome::ActionUnknown {
+                    action: "pause",
+                    rule: rule.clone(),
+                }
+            }
+            Some((rule, status)) => {
+                return Outcome::PauseFailed {
+                    rule: rule.clone(),
+                    status: status.clone(),
+                }
+            }
+            None => {}
+        }
         match &self.paused_by {
             Some(rule) => Outcome::Paused { rule: rule.clone() },
             None => Outcome::Healthy,
         }
+    }
+
+    /// What the end of the watch must say besides its outcome: rules that were judged
+    /// but never returned a series (they passed on `no_data` alone).
+    fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((rule, ok), data) in self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.ever_ok)
+            .zip(&self.ever_data)
+        {
+            if *ok && !*data && !rule.expect_data {
+                let w = format!(
+                    "rule `{}` returned no series at any poll of the watch (a renamed metric or label?); it was judged by `no_data: {}` alone",
+                    rule.name,
+                    rule.no_data.as_str()
+                );
+                warn!(event = "never_data", rule = %rule.name, "{w}");
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// Handles the polls already waiting in the queue (up to `until` on the watch's
+    /// clock, if given); Some(outcome) if one of them ends the watch.
+    async fn drain(
+        &mut self,
+        rx: &mut mpsc::Receiver<PollDone>,
+        blind: &mut Blind,
+        until: Option<Duration>,
+    ) -> Option<Outcome> {
+        while let Ok(done) = rx.try_recv() {
+            if until.is_some_and(|u| done.at >= u) {
+                continue;
+            }
+            blind.saw(&done);
+            if let Some(o) = self.handle(done).await {
+                return Some(o);
+            }
+        }
+        None
     }
 
     /// Handles one poll; Some(outcome) ends the watch.
@@ -458,6 +647,9 @@ impl<R: ActionRunner> Watch<'_, R> {
             Ok(r) => {
                 self.last_poll_ok[i] = true;
                 self.ever_ok[i] = true;
+                if r.samples.iter().any(|s| !s.value.is_nan()) {
+                    self.ever_data[i] = true;
+                }
                 (Poll::Samples(r.samples), None, r.warnings)
             }
             Err(e) => {
@@ -503,7 +695,7 @@ impl<R: ActionRunner> Watch<'_, R> {
         );
 
         let threshold = rule.threshold.to_string();
-        let mut fired: Vec<(Labels, Option<f64>, Duration)> = Vec::new();
+        let mut fired: Vec<FiredSeries> = Vec::new();
         for t in transitions {
             let event = match t {
                 Transition::Pending { labels, value } => Event::Pending {
@@ -535,7 +727,11 @@ impl<R: ActionRunner> Watch<'_, R> {
                     value,
                     breached_for,
                 } => {
-                    fired.push((labels.clone(), value, breached_for));
+                    fired.push(FiredSeries {
+                        labels: labels.clone(),
+                        value,
+                        since: done.at.saturating_sub(breached_for),
+                    });
                     Event::Fired {
                         rule: rule.name.clone(),
                         labels,
@@ -548,84 +744,95 @@ impl<R: ActionRunner> Watch<'_, R> {
             };
             self.sinks.emit(at_ms, &event);
         }
-        for (labels, value, breached_for) in fired {
-            match rule.action {
-                Action::Notify => self.sinks.emit(
-                    at_ms,
-                    &Event::Notify {
+        if fired.is_empty() {
+            return None;
+        }
+        match rule.action {
+            Action::Notify => {
+                for f in fired {
+                    self.sinks.emit(
+                        at_ms,
+                        &Event::Notify {
+                            rule: rule.name.clone(),
+                            value: f.value,
+                            threshold: threshold.clone(),
+                            breached_for_s: done.at.saturating_sub(f.since).as_secs_f64(),
+                            labels: f.labels,
+                        },
+                    )
+                }
+            }
+            Action::Pause => {
+                // One pause per watch: after it ran (or failed), later firings are noted.
+                let by = self
+                    .paused_by
+                    .clone()
+                    .or_else(|| self.pause_failed.as_ref().map(|(r, _)| r.clone()));
+                if let Some(by) = by {
+                    let ev = Event::PauseSkipped {
                         rule: rule.name.clone(),
-                        labels,
-                        value,
-                        threshold: threshold.clone(),
-                        breached_for_s: breached_for.as_secs_f64(),
+                        paused_by: by,
+                    };
+                    self.sinks.emit(at_ms, &ev);
+                    return None;
+                }
+                let cmd = spec
+                    .pause
+                    .as_ref()
+                    .expect("validated: pause rules have a pause command");
+                let report = self.act("pause", rule, cmd, &fired, done.at).await;
+                match report {
+                    Some(r) if !r.status.succeeded() => {
+                        // The agreed pause could not be carried out: say so (the
+                        // `pause_failed` notification went out with the result), and
+                        // keep watching, so that the rollback rules still protect the
+                        // rest of the window.
+                        error!(event = "pause_failed", rule = %rule.name, status = %r.status, "the pause command {}: act by hand; the watch goes on and its rollback rules still act", r.status);
+                        self.pause_failed = Some((rule.name.clone(), r.status));
+                    }
+                    _ => self.paused_by = Some(rule.name.clone()),
+                }
+            }
+            Action::Rollback => {
+                let cmd = spec
+                    .rollback
+                    .as_ref()
+                    .expect("validated: rollback rules have a rollback command");
+                let report = self.act("rollback", rule, cmd, &fired, done.at).await;
+                return Some(match report {
+                    None => Outcome::RolledBack {
+                        rule: rule.name.clone(),
+                        dry_run: true,
                     },
-                ),
-                Action::Pause => {
-                    if let Some(by) = &self.paused_by {
-                        let ev = Event::PauseSkipped {
-                            rule: rule.name.clone(),
-                            paused_by: by.clone(),
-                        };
-                        self.sinks.emit(at_ms, &ev);
-                        continue;
-                    }
-                    let cmd = spec
-                        .pause
-                        .as_ref()
-                        .expect("validated: pause rules have a pause command");
-                    let report = self
-                        .act("pause", rule, cmd, &labels, value, breached_for)
-                        .await;
-                    match report {
-                        Some(r) if !r.status.succeeded() => {
-                            return Some(Outcome::PauseFailed {
-                                rule: rule.name.clone(),
-                                status: r.status,
-                            });
-                        }
-                        _ => self.paused_by = Some(rule.name.clone()),
-                    }
-                }
-                Action::Rollback => {
-                    let cmd = spec
-                        .rollback
-                        .as_ref()
-                        .expect("validated: rollback rules have a rollback command");
-                    let report = self
-                        .act("rollback", rule, cmd, &labels, value, breached_for)
-                        .await;
-                    return Some(match report {
-                        None => Outcome::RolledBack {
-                            rule: rule.name.clone(),
-                            dry_run: true,
-                        },
-                        Some(r) if r.status.succeeded() => Outcome::RolledBack {
-                            rule: rule.name.clone(),
-                            dry_run: false,
-                        },
-                        Some(r) => Outcome::RollbackFailed {
-                            rule: rule.name.clone(),
-                            status: r.status,
-                        },
-                    });
-                }
+                    Some(r) if r.status.succeeded() => Outcome::RolledBack {
+                        rule: rule.name.clone(),
+                        dry_run: false,
+                    },
+                    Some(r) => Outcome::RollbackFailed {
+                        rule: rule.name.clone(),
+                        status: r.status,
+                    },
+                });
             }
         }
         None
     }
 
     /// Runs (or, in a dry run, describes) an action. None in a dry run.
+    ///
+    /// The command starts only once the journal has claimed it; a claim that cannot be
+    /// recorded is reported as a failed action and nothing runs.
     async fn act(
         &mut self,
         kind: &'static str,
         rule: &Rule,
         cmd: &CommandSpec,
-        labels: &Labels,
-        value: Option<f64>,
-        breached_for: Duration,
+        fired: &[FiredSeries],
+        at: Duration,
     ) -> Option<ActionReport> {
+        let at_ms = now_ms();
         self.sinks.emit(
-            now_ms(),
+            at_ms,
             &Event::ActionStarted {
                 action: kind,
                 rule: rule.name.clone(),
@@ -637,21 +844,31 @@ impl<R: ActionRunner> Watch<'_, R> {
         if self.opts.dry_run {
             return None;
         }
+        let first = fired.first();
         let mut env = vec![
             ("ROLLWATCH_ACTION".to_string(), kind.to_string()),
             ("ROLLWATCH_RULE".to_string(), rule.name.clone()),
             (
                 "ROLLWATCH_VALUE".to_string(),
-                value.map(|v| v.to_string()).unwrap_or_default(),
+                first
+                    .and_then(|f| f.value)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default(),
             ),
             (
                 "ROLLWATCH_THRESHOLD".to_string(),
                 rule.threshold.to_string(),
             ),
-            ("ROLLWATCH_LABELS".to_string(), labels_json(labels)),
+            (
+                "ROLLWATCH_LABELS".to_string(),
+                first.map(|f| labels_json(&f.labels)).unwrap_or_default(),
+            ),
             (
                 "ROLLWATCH_BREACHED_FOR".to_string(),
-                breached_for.as_secs().to_string(),
+                first
+                    .map(|f| at.saturating_sub(f.since).as_secs())
+                    .unwrap_or_default()
+                    .to_string(),
             ),
         ];
         for (name, v) in &self.spec.vars {
@@ -660,21 +877,45 @@ impl<R: ActionRunner> Watch<'_, R> {
                 v.clone(),
             ));
         }
-        let req = ActionRequest {
+        let claim = Claim {
             kind,
-            argv: cmd.argv.clone(),
-            timeout: cmd.timeout,
-            env,
+            rule: &rule.name,
+            argv: &cmd.argv,
+            env: &env,
+            fired,
+            at_ms,
         };
-        let fut = self.runner.run(&req);
-        tokio::pin!(fut);
-        let report = loop {
-            tokio::select! {
-                r = &mut fut => break r,
-                Some(sig) = self.signals.recv() => {
-                    self.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: true });
-                    self.deferred_signal.get_or_insert(sig);
+        let report = match self.journal.claim(&claim) {
+            Err(why) => {
+                error!(event = "action_not_claimed", action = kind, rule = %rule.name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
+                ActionReport {
+                    status: ActionStatus::NotClaimed(why),
+                    duration: Duration::ZERO,
+                    output_tail: Vec::new(),
                 }
+            }
+            Ok(ticket) => {
+                env.extend(ticket.env);
+                let req = ActionRequest {
+                    kind,
+                    argv: cmd.argv.clone(),
+                    timeout: cmd.timeout,
+                    env,
+                    on_spawn: ticket.on_spawn,
+                };
+                let fut = self.runner.run(&req);
+                tokio::pin!(fut);
+                let report = loop {
+                    tokio::select! {
+                        r = &mut fut => break r,
+                        Some(sig) = self.signals.recv() => {
+                            self.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: true });
+                            self.deferred_signal.get_or_insert(sig);
+                        }
+                    }
+                };
+                self.journal.finished(&report.status, now_ms());
+                report
             }
         };
         self.sinks.emit(
