@@ -5,6 +5,7 @@
 mod harness;
 
 mod check;
+mod crash_points;
 mod faults;
 mod gate;
 mod observe;

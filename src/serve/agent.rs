@@ -829,12 +829,27 @@ impl Agent {
     ) -> Result<(Vec<RuleEval>, Vec<PollDone>), super::store::StoreError> {
         let mut series: Vec<BTreeMap<Labels, SeriesState>> =
             vec![BTreeMap::new(); spec.rules.len()];
+        let actions = self.store.actions(&def.id)?;
         for row in self.store.series(&def.id)? {
             if let Some(i) = spec.rules.iter().position(|r| r.name == row.rule) {
+                // A series is firing *because* its action was claimed: one firing for
+                // a rollback or pause rule with no such action (a state file from
+                // before claims and firing series were one transaction) has not acted
+                // yet. It is restored pending with its `since`, so the next poll that
+                // still breaches fires it, and the action runs.
+                let kind = spec.rules[i].action.as_str();
+                let acted = kind == "notify" || actions.iter().any(|a| a.kind == kind);
+                let phase = if row.phase == Phase::Firing && !acted {
+                    warn!(event = "firing_without_action", watch = %def.id, rule = %row.rule,
+                        "a series was stored firing but its {kind} never started: it fires again at the next breaching poll");
+                    Phase::Pending
+                } else {
+                    row.phase
+                };
                 series[i].insert(
                     row.labels,
                     SeriesState {
-                        phase: row.phase,
+                        phase,
                         since: Duration::from_millis((row.since_ms - def.created_ms).max(0) as u64),
                         last_value: row.last_value,
                     },

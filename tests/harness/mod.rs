@@ -1,6 +1,7 @@
 //! Test harness: the built binary, an exporter the tests control, a real Prometheus,
 //! and helpers to await events instead of sleeping.
 
+pub mod agent;
 pub mod fake;
 pub mod proxy;
 pub mod receiver;
@@ -512,6 +513,22 @@ impl Running {
                     self.dump()
                 )
             }
+        }
+    }
+
+    /// Waits for the process to exit: Some(code), or None if a signal ended it.
+    pub fn wait_any(&mut self, timeout: Duration) -> Option<i32> {
+        match self.exit.recv_timeout(timeout) {
+            Ok(code) => {
+                if let Some(w) = self.waiter.take() {
+                    let _ = w.join();
+                }
+                code
+            }
+            Err(_) => panic!(
+                "rollwatch did not exit within {timeout:?}; log:\n{}",
+                self.dump()
+            ),
         }
     }
 

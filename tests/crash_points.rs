@@ -1,0 +1,339 @@
+//! Exactly once across crashes, tested the way databases are: the agent is killed
+//! (SIGKILL, from inside, by the test build's `ROLLWATCH_CRASH_AT`) at every
+//! persistence step of a watch whose rule fires, then restarted; and it is killed at
+//! random moments of real watches, 50 times. After each restart: the rollback ran at
+//! most once, a watch whose rule fired never ends healthy, and its outcome is one of
+//! rolled_back, rollback_failed or rollback_unknown.
+//!
+//! Two more tests write the half-done states of the old two-commit code into a state
+//! file and check a restart reads them right (they failed before the fix).
+
+use crate::harness::agent::{pending, rules, set, Agent};
+use crate::harness::now_ms;
+use nix::sys::signal::Signal;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// Appends "start <action id>" and, a moment later, "end <action id>".
+const SLOW_ROLLBACK: &str = r#"  command: ["sh", "-c", "echo start $ROLLWATCH_ACTION_ID rerun=$ROLLWATCH_RERUN >> @DIR@/actions.log; sleep 0.3; echo end $ROLLWATCH_ACTION_ID >> @DIR@/actions.log"]
+  timeout: 30s"#;
+
+const DECIDED: &[&str] = &["rolled_back", "rollback_failed", "rollback_unknown"];
+
+fn starts(a: &Agent) -> usize {
+    a.actions()
+        .iter()
+        .filter(|l| l.starts_with("start"))
+        .count()
+}
+
+/// Starts a watch whose rule breaches from the start (`for: 2s`) on an agent that
+/// kills itself at `point`; waits for that; restarts it plainly; returns the agent and
+/// the finished watch.
+fn crash_at(point: &str, rollback: &str) -> (Agent, serde_json::Value) {
+    let test = format!("crash-{point}");
+    set(&test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", rollback));
+    a.proc.take().unwrap().signal(Signal::SIGKILL);
+    a.env = vec![("ROLLWATCH_CRASH_AT".into(), point.into())];
+    a.start();
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let mut p = a.proc.take().unwrap();
+    let code = p.wait_any(Duration::from_secs(30));
+    assert_eq!(
+        code,
+        None,
+        "the agent was to die at `{point}`; log:\n{}",
+        p.dump()
+    );
+    assert!(
+        p.dump().contains(&format!("crash point {point}")),
+        "died at `{point}`:\n{}",
+        p.dump()
+    );
+    a.env.clear();
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(40));
+    (a, w)
+}
+
+fn assert_decided(point: &str, a: &Agent, w: &serde_json::Value) {
+    let outcome = w["outcome"].as_str().unwrap_or_default();
+    assert!(
+        DECIDED.contains(&outcome),
+        "after a crash at `{point}` the fired rule ended `{outcome}`: {w}\n{}",
+        a.dump()
+    );
+    assert!(
+        starts(a) <= 1,
+        "after a crash at `{point}` the rollback ran {} times: {:?}",
+        starts(a),
+        a.actions()
+    );
+}
+
+#[test]
+fn crash_when_a_series_went_pending() {
+    let (a, w) = crash_at("pending_saved", SLOW_ROLLBACK);
+    assert_decided("pending_saved", &a, &w);
+    // Nothing had been claimed: the breach is read again and acted on, once.
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    assert_eq!(starts(&a), 1);
+}
+
+#[test]
+fn crash_after_the_claim_before_the_command() {
+    let (a, w) = crash_at("claim_committed", SLOW_ROLLBACK);
+    assert_decided("claim_committed", &a, &w);
+    // A claim without a recorded process may have started its command: not run again.
+    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
+    assert_eq!(starts(&a), 0);
+}
+
+#[test]
+fn crash_while_the_command_runs() {
+    let (a, w) = crash_at("command_spawned", SLOW_ROLLBACK);
+    assert_decided("command_spawned", &a, &w);
+    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
+    assert_eq!(w["actions"][0]["state"], "unknown", "{w}");
+}
+
+#[test]
+fn crash_after_the_command_ended() {
+    let (a, w) = crash_at("action_finished", SLOW_ROLLBACK);
+    assert_decided("action_finished", &a, &w);
+    assert_eq!(w["outcome"], "rolled_back", "decided by the row: {w}");
+    assert_eq!(starts(&a), 1);
+}
+
+#[test]
+fn crash_after_the_ending_was_saved() {
+    let (a, w) = crash_at("ending_saved", SLOW_ROLLBACK);
+    assert_decided("ending_saved", &a, &w);
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    assert_eq!(starts(&a), 1);
+}
+
+/// An idempotent rollback that takes 2 s: the re-run after a crash starts only after
+/// the original (still running in its own process group) has ended.
+const IDEMPOTENT_SLOW: &str = r#"  command: ["sh", "-c", "echo start $(date +%s%3N) rerun=$ROLLWATCH_RERUN >> @DIR@/actions.log; sleep 2; echo end $(date +%s%3N) >> @DIR@/actions.log"]
+  timeout: 30s
+  idempotent: true"#;
+
+#[test]
+fn an_idempotent_rerun_waits_for_the_original_command() {
+    let (a, w) = crash_at("command_spawned", IDEMPOTENT_SLOW);
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    let lines = a.actions();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        vec!["start", "end", "start", "end"],
+        "never two at once: {lines:?}"
+    );
+    assert!(lines[2].ends_with("rerun=1"), "{lines:?}");
+    assert!(
+        a.proc
+            .as_ref()
+            .unwrap()
+            .events("action_still_running")
+            .len()
+            == 1,
+        "the agent saw the original still running:\n{}",
+        a.dump()
+    );
+}
+
+#[test]
+fn crash_after_a_rerun_was_claimed_never_runs_a_third_time() {
+    let test = "crash-rerun";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    let quick = r#"  command: ["sh", "-c", "echo start rerun=$ROLLWATCH_RERUN >> @DIR@/actions.log"]
+  timeout: 30s
+  idempotent: true"#;
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 0s", quick));
+    a.proc.take().unwrap().signal(Signal::SIGKILL);
+    for point in ["command_spawned", "rerun_claimed"] {
+        a.env = vec![("ROLLWATCH_CRASH_AT".into(), point.into())];
+        a.start();
+        if point == "command_spawned" {
+            let (status, w) =
+                a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+            assert_eq!(status, 201, "{w}");
+        }
+        let mut p = a.proc.take().unwrap();
+        assert_eq!(p.wait_any(Duration::from_secs(30)), None, "{}", p.dump());
+    }
+    a.env.clear();
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
+    assert_eq!(a.actions(), vec!["start rerun=".to_string()]);
+    let actions = w["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{w}");
+    assert_eq!(actions[0]["state"], "rerun");
+    assert_eq!(actions[1]["state"], "unknown");
+}
+
+/// Stops the agent cleanly (SIGTERM suspends its watches) and opens its state file.
+fn stop_and_open(a: &mut Agent) -> rusqlite::Connection {
+    let mut p = a.proc.take().unwrap();
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(15)), 0, "{}", p.dump());
+    rusqlite::Connection::open(a.s.path("state.db")).unwrap()
+}
+
+#[test]
+fn a_series_stored_firing_without_its_rollback_rolls_back_at_restart() {
+    // The old code stored `fired` (one commit) before the action row (another): a kill
+    // between them left a firing series and no action, and the watch ended healthy.
+    let test = "crash-lost-rollback";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 4s", SLOW_ROLLBACK).replace("60s", "20s"),
+    );
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}))
+            .0,
+        201
+    );
+    a.await_watch("w", Duration::from_secs(10), pending);
+    let db = stop_and_open(&mut a);
+    db.execute(
+        "UPDATE series SET phase = 'firing' WHERE watch_id = 'w'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(40));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+}
+
+#[test]
+fn a_rollback_resolved_unknown_before_the_ending_never_runs_again() {
+    // The old code rewrote a `started` row as unknown at restart but stored the
+    // watch's ending only after notifications drained: a kill in between left neither
+    // a started row nor an ending, and the next start judged the watch live again.
+    let test = "crash-double-rollback";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 0s", SLOW_ROLLBACK),
+    );
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}))
+            .0,
+        201
+    );
+    let w = a.await_finished("w", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rolled_back");
+    let db = stop_and_open(&mut a);
+    db.execute(
+        "UPDATE watches SET state = 'running', outcome = NULL, exit_code = NULL WHERE id = 'w'",
+        [],
+    )
+    .unwrap();
+    db.execute(
+        "UPDATE actions SET state = 'unknown', succeeded = NULL WHERE watch_id = 'w'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
+    // Past the moment a live resume would have rolled back again.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+}
+
+/// Rounds of the kill loop (`ROLLWATCH_KILL_ROUNDS`, default 50).
+fn rounds() -> usize {
+    std::env::var("ROLLWATCH_KILL_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
+
+/// A small deterministic generator, seeded from the clock and printed, so that a
+/// failing run can be repeated with `ROLLWATCH_KILL_SEED`.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[test]
+fn kill_9_at_random_moments_never_duplicates_or_misses_a_rollback() {
+    let test = "crash-kill-loop";
+    set(test, 0.9);
+    let seed = std::env::var("ROLLWATCH_KILL_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| now_ms() | 1);
+    eprintln!("kill loop: seed {seed} (ROLLWATCH_KILL_SEED to repeat)");
+    let mut rng = Rng(seed);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 2s", SLOW_ROLLBACK).replace("60s", "30s"),
+    );
+    let n = rounds();
+    let started = Instant::now();
+    for round in 0..n {
+        let id = format!("k{round}");
+        let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": id}));
+        assert_eq!(status, 201, "{w}");
+        // A random moment of the watches in flight: while pending, at the claim,
+        // during the command, around the ending.
+        std::thread::sleep(Duration::from_millis(rng.below(3500)));
+        a.kill9();
+        a.start();
+    }
+    let killed_for = started.elapsed();
+    let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
+    let (mut duplicates, mut misses) = (0, 0);
+    for round in 0..n {
+        let id = format!("k{round}");
+        let w = a.await_finished(&id, Duration::from_secs(60));
+        let outcome = w["outcome"].as_str().unwrap_or_default().to_string();
+        let tag_starts = a
+            .actions()
+            .iter()
+            .filter(|l| l.starts_with(&format!("start {id}/")))
+            .count();
+        if tag_starts > 1 {
+            duplicates += 1;
+        }
+        if !DECIDED.contains(&outcome.as_str()) || (outcome == "rolled_back" && tag_starts != 1) {
+            misses += 1;
+            eprintln!("miss: {id} ended {outcome} with {tag_starts} starts: {w}");
+        }
+        *outcomes.entry(outcome).or_default() += 1;
+    }
+    eprintln!(
+        "kill loop: {n} kill -9s in {:.0?}; duplicates {duplicates}, misses {misses}; outcomes {outcomes:?}",
+        killed_for
+    );
+    assert_eq!(duplicates, 0, "{:?}", a.actions());
+    assert_eq!(misses, 0, "outcomes {outcomes:?}");
+}

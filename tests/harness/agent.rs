@@ -1,0 +1,211 @@
+//! The agent under test: `rollwatch serve` on a scratch rules directory and state file,
+//! restartable in place, talked to over HTTP; plus rule files on the shared real
+//! Prometheus's `rw_value{test="..."}` series.
+
+use crate::harness::{free_port, prometheus, start_env, Running, Scratch};
+use nix::sys::signal::Signal;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// A rule file on `rw_value{test="${test}"}`; the rollback appends
+/// "rollback <unix ms>" to @DIR@/actions.log.
+pub fn rules(rule: &str, rollback: &str) -> String {
+    format!(
+        r#"vars:
+  test:
+watch:
+  duration: 60s
+  interval: 1s
+rollback:
+{rollback}
+rules:
+  - name: r
+    query: rw_value{{test="${{test}}"}}
+{rule}
+"#
+    )
+}
+
+pub const ROLLBACK: &str = r#"  command: ["sh", "-c", "echo rollback $(date +%s%3N) >> @DIR@/actions.log"]
+  timeout: 30s"#;
+
+pub fn series(test: &str) -> String {
+    format!("rw_value{{test=\"{test}\"}}")
+}
+
+/// One HTTP/1.1 request; returns the status and the JSON body (Null if not JSON).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).expect("connect to the agent");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// An agent on a scratch rules directory and state file, restartable in place.
+pub struct Agent {
+    pub s: Scratch,
+    pub addr: String,
+    pub token: Option<String>,
+    pub prom_url: String,
+    pub proc: Option<Running>,
+    /// Extra environment for the agent process (e.g. `ROLLWATCH_CRASH_AT`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Agent {
+    pub fn new(token: Option<&str>) -> Agent {
+        Agent::with_prometheus(token, &prometheus().url)
+    }
+
+    pub fn with_prometheus(token: Option<&str>, prom_url: &str) -> Agent {
+        let s = Scratch::new();
+        std::fs::create_dir_all(s.path("rules")).unwrap();
+        if let Some(t) = token {
+            std::fs::write(s.path("token"), format!("{t}\n")).unwrap();
+        }
+        let mut a = Agent {
+            s,
+            addr: format!("127.0.0.1:{}", free_port()),
+            token: token.map(str::to_string),
+            prom_url: prom_url.to_string(),
+            proc: None,
+            env: Vec::new(),
+        };
+        a.start();
+        a
+    }
+
+    pub fn start(&mut self) {
+        let rules_dir = self.s.path("rules");
+        let state = self.s.path("state.db");
+        let token = self.s.path("token");
+        let mut args = vec![
+            "serve",
+            "--rules-dir",
+            rules_dir.to_str().unwrap(),
+            "--listen",
+            &self.addr,
+            "--state",
+            state.to_str().unwrap(),
+            "--prometheus",
+            &self.prom_url,
+        ];
+        if self.token.is_some() {
+            args.extend(["--token-file", token.to_str().unwrap()]);
+        }
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let p = start_env(&args, &env);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while crate::harness::http_get(&self.addr, "/readyz").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "agent not ready; log:\n{}",
+                p.dump()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.proc = Some(p);
+    }
+
+    pub fn kill9(&mut self) {
+        let mut p = self.proc.take().expect("running");
+        p.signal(Signal::SIGKILL);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            p.wait(Duration::from_secs(10))
+        }));
+    }
+
+    pub fn rule_file(&self, name: &str, yaml: &str) {
+        let text = yaml.replace("@DIR@", &self.s.dir.path().display().to_string());
+        std::fs::write(self.s.path(&format!("rules/{name}.yaml")), text).unwrap();
+    }
+
+    pub fn req(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        http(&self.addr, method, path, self.token.as_deref(), body)
+    }
+
+    pub fn post(&self, body: Value) -> (u16, Value) {
+        self.req("POST", "/api/v1/watches", Some(&body))
+    }
+
+    pub fn dump(&self) -> String {
+        self.proc.as_ref().map(|p| p.dump()).unwrap_or_default()
+    }
+
+    /// Polls the watch until `pred` holds; returns it.
+    pub fn await_watch(&self, id: &str, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, w) = self.req("GET", &format!("/api/v1/watches/{id}"), None);
+            if status == 200 && pred(&w) {
+                return w;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "watch {id} never reached the expected state; last: {w}\nlog:\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn await_finished(&self, id: &str, timeout: Duration) -> Value {
+        self.await_watch(id, timeout, |w| w["state"] != "running")
+    }
+
+    pub fn actions(&self) -> Vec<String> {
+        self.s.lines("actions.log")
+    }
+}
+
+pub fn set(test: &str, v: f64) {
+    let prom = prometheus();
+    prom.exporter.set(&series(test), v);
+    prom.await_value(&series(test), |x| x == Some(v));
+}
+
+pub fn pending(w: &Value) -> bool {
+    w["series"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|s| s["phase"] == "pending"))
+}
+
+/// Kills the process group whose leader wrote its pid into `file` (a command the
+/// agent left running when it was killed).
+pub fn kill_group_in(file: &std::path::Path) {
+    if let Some(pid) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|p| p.trim().parse::<i32>().ok())
+    {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+}
