@@ -517,3 +517,120 @@ fn a_rollback_that_ended_before_the_watch_was_recorded_is_not_run_again() {
     assert_eq!(w["outcome"], "rolled_back", "{w}");
     assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
 }
+
+#[test]
+fn a_watch_that_cannot_be_resumed_yet_stays_unfinished_and_the_agent_not_ready() {
+    // A credential file that is not mounted yet when the agent restarts must not end
+    // its watches as invalid: they wait, the agent is not ready, and they resume.
+    let test = "serve-transient";
+    set(test, 0.1);
+    let mut a = Agent::new(None);
+    let cred = a.s.path("prom-token");
+    std::fs::write(&cred, "t0k3n\n").unwrap();
+    a.args = vec![
+        "--bearer-token-file".into(),
+        cred.to_str().unwrap().into(),
+    ];
+    a.kill9();
+    a.start();
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "t-1"}))
+            .0,
+        201
+    );
+    a.await_watch("t-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    a.kill9();
+    std::fs::remove_file(&cred).unwrap();
+    a.start_with("/healthz");
+    a.proc
+        .as_ref()
+        .unwrap()
+        .await_event("resume_waiting", Duration::from_secs(10));
+    assert_eq!(
+        crate::harness::http_get(&a.addr, "/readyz").unwrap().0,
+        503,
+        "not ready while a watch waits"
+    );
+    let (_, w) = a.req("GET", "/api/v1/watches/t-1", None);
+    assert_eq!(w["state"], "running", "not ended as invalid: {w}");
+    let (_, metrics) = crate::harness::http_get(&a.addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("rollwatch_agent_resume_waiting 1"),
+        "{metrics}"
+    );
+    // The file arrives: the watch resumes, the agent becomes ready, and it still acts.
+    std::fs::write(&cred, "t0k3n\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while crate::harness::http_get(&a.addr, "/readyz").map(|r| r.0) != Some(200) {
+        assert!(Instant::now() < deadline, "never ready:\n{}", a.dump());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    set(test, 0.9);
+    let w = a.await_finished("t-1", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(a.actions().len(), 1);
+}
+
+#[test]
+fn max_blind_after_a_restart_counts_from_the_restart() {
+    // It used to count from the watch's creation shifted by the time already elapsed,
+    // so a watch resumed after 8s stayed "not blind" 8s too long.
+    let test = "serve-blind-origin";
+    set(test, 0.1);
+    let exporter = &prometheus().exporter;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: exporter\n    static_configs:\n      - targets: ['{}']\n",
+        exporter.addr
+    );
+    let mut p = spawn_prometheus_process(dir.path(), &config, &dir.path().join("data"));
+    p.await_value(&series(test), 0.1);
+    let mut a = Agent::with_prometheus(None, &p.url);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 2s", ROLLBACK).replace(
+            "  interval: 1s\n",
+            "  interval: 1s\n  max_blind: 4s\n",
+        ),
+    );
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "mb-1"}))
+            .0,
+        201
+    );
+    let w = a.await_watch("mb-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    let created = w["created_ms"].as_u64().unwrap();
+    while now_ms() < created + 8000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.kill9();
+    let resumed = now_ms();
+    a.start();
+    // One good poll after the restart, then Prometheus goes away.
+    a.await_watch("mb-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"]
+            .as_u64()
+            .is_some_and(|t| t > resumed)
+    });
+    p.stop();
+    let stopped = now_ms();
+    let w = a.await_finished("mb-1", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "inconclusive", "{w}");
+    let finished = w["finished_ms"].as_u64().unwrap();
+    // The last good poll was at most one interval before the stop.
+    assert!(
+        finished + 1000 >= stopped + 4000,
+        "blind only after a full max_blind: {}ms",
+        finished as i64 - stopped as i64
+    );
+    assert!(
+        finished <= stopped + 4000 + 2500,
+        "blind {}ms after Prometheus went away; max_blind is 4s",
+        finished - stopped
+    );
+}

@@ -202,8 +202,12 @@ impl Agent {
         })
     }
 
+    /// Ready: started, not stopping, and every unfinished watch resumed (one waiting
+    /// for a file that is not there yet keeps the agent out of its load balancer).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst) && !self.shutting_down.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst)
+            && !self.shutting_down.load(Ordering::SeqCst)
+            && self.metrics.resume_waiting.get() == 0
     }
 
     /// The live per-rule state of a running watch.
@@ -217,7 +221,13 @@ impl Agent {
         let n = unfinished.len();
         for rec in unfinished {
             info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
-            self.spawn(rec, true);
+            // Checked here, before the agent says it is ready: a watch that cannot be
+            // resumed yet keeps it not ready until it can.
+            let waiting = self.prepare(&rec.def).is_err();
+            if waiting {
+                self.metrics.resume_waiting.inc();
+            }
+            self.spawn(rec, Some(waiting));
         }
         let agent = self.clone();
         tokio::spawn(async move {
@@ -315,7 +325,7 @@ impl Agent {
         match created {
             Created::New(rec) => {
                 info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
-                self.spawn(rec.clone(), false);
+                self.spawn(rec.clone(), None);
                 Ok((rec, true))
             }
             Created::Existing(rec) => {
@@ -390,7 +400,8 @@ impl Agent {
         Ok(s)
     }
 
-    fn spawn(self: &Arc<Self>, rec: WatchRecord, resumed: bool) {
+    /// Runs a watch; `resumed` is Some(already counted as waiting) at a restart.
+    fn spawn(self: &Arc<Self>, rec: WatchRecord, resumed: Option<bool>) {
         let (tx, rx) = mpsc::channel(4);
         let live: Live = Arc::default();
         lock(&self.running).insert(
@@ -452,7 +463,7 @@ impl Agent {
     async fn drive(
         self: &Arc<Self>,
         rec: &WatchRecord,
-        resumed: bool,
+        resumed: Option<bool>,
         mut signals: mpsc::Receiver<Signal>,
         live: Live,
     ) {
@@ -461,7 +472,8 @@ impl Agent {
         // At a restart, what fails here may be transient (a token or CA file not
         // mounted yet): the watch stays unfinished, the agent is not ready, and it is
         // tried again. A new watch was checked when it was created.
-        let mut waiting = false;
+        let mut waiting = resumed == Some(true);
+        let resumed = resumed.is_some();
         let (spec, source) = loop {
             match self.prepare(def) {
                 Ok(p) => break p,

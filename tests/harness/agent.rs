@@ -75,6 +75,8 @@ pub struct Agent {
     pub proc: Option<Running>,
     /// Extra environment for the agent process (e.g. `ROLLWATCH_CRASH_AT`).
     pub env: Vec<(String, String)>,
+    /// Extra arguments for `serve`.
+    pub args: Vec<String>,
 }
 
 impl Agent {
@@ -95,12 +97,19 @@ impl Agent {
             prom_url: prom_url.to_string(),
             proc: None,
             env: Vec::new(),
+            args: Vec::new(),
         };
         a.start();
         a
     }
 
+    /// Starts the agent and waits until it is ready.
     pub fn start(&mut self) {
+        self.start_with("/readyz");
+    }
+
+    /// Starts the agent and waits until it answers `path` with 200.
+    pub fn start_with(&mut self, path: &str) {
         let rules_dir = self.s.path("rules");
         let state = self.s.path("state.db");
         let token = self.s.path("token");
@@ -118,6 +127,7 @@ impl Agent {
         if self.token.is_some() {
             args.extend(["--token-file", token.to_str().unwrap()]);
         }
+        args.extend(self.args.iter().map(String::as_str));
         let env: Vec<(&str, &str)> = self
             .env
             .iter()
@@ -125,7 +135,7 @@ impl Agent {
             .collect();
         let p = start_env(&args, &env);
         let deadline = Instant::now() + Duration::from_secs(20);
-        while crate::harness::http_get(&self.addr, "/readyz").map(|r| r.0) != Some(200) {
+        while crate::harness::http_get(&self.addr, path).map(|r| r.0) != Some(200) {
             assert!(
                 Instant::now() < deadline,
                 "agent not ready; log:\n{}",
