@@ -13,3 +13,4 @@ mod proxy_faults;
 mod replay;
 mod serve;
 mod watch;
+mod watch_verdict;

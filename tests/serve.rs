@@ -527,10 +527,7 @@ fn a_watch_that_cannot_be_resumed_yet_stays_unfinished_and_the_agent_not_ready()
     let mut a = Agent::new(None);
     let cred = a.s.path("prom-token");
     std::fs::write(&cred, "t0k3n\n").unwrap();
-    a.args = vec![
-        "--bearer-token-file".into(),
-        cred.to_str().unwrap().into(),
-    ];
+    a.args = vec!["--bearer-token-file".into(), cred.to_str().unwrap().into()];
     a.kill9();
     a.start();
     a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
@@ -591,10 +588,8 @@ fn max_blind_after_a_restart_counts_from_the_restart() {
     let mut a = Agent::with_prometheus(None, &p.url);
     a.rule_file(
         "checkout",
-        &rules("    above: 0.5\n    for: 2s", ROLLBACK).replace(
-            "  interval: 1s\n",
-            "  interval: 1s\n  max_blind: 4s\n",
-        ),
+        &rules("    above: 0.5\n    for: 2s", ROLLBACK)
+            .replace("  interval: 1s\n", "  interval: 1s\n  max_blind: 4s\n"),
     );
     assert_eq!(
         a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "mb-1"}))
