@@ -11,4 +11,5 @@ mod observe;
 mod proxy_faults;
 mod replay;
 mod serve;
+mod values;
 mod watch;

@@ -97,6 +97,7 @@ pub struct WatchRequest {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RuleLive {
     pub state: Option<RuleState>,
+    #[serde(serialize_with = "crate::events::float::option")]
     pub value: Option<f64>,
     pub last_poll_ms: Option<i64>,
     pub error: Option<String>,
@@ -702,7 +703,9 @@ impl Agent {
             ));
             env.push((
                 "ROLLWATCH_VALUE".into(),
-                s.last_value.map(|v| v.to_string()).unwrap_or_default(),
+                s.last_value
+                    .map(crate::events::float::text)
+                    .unwrap_or_default(),
             ));
         }
         if let Some(r) = spec.rules.iter().find(|r| r.name == a.rule) {

@@ -642,7 +642,7 @@ impl<R: ActionRunner> Watch<'_, R> {
             ("ROLLWATCH_RULE".to_string(), rule.name.clone()),
             (
                 "ROLLWATCH_VALUE".to_string(),
-                value.map(|v| v.to_string()).unwrap_or_default(),
+                value.map(crate::events::float::text).unwrap_or_default(),
             ),
             (
                 "ROLLWATCH_THRESHOLD".to_string(),
