@@ -352,9 +352,17 @@ fn reversed(polls: &[(u64, &'static str)]) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// (what, params, polls, expected transitions with values)
+type DupCase = (
+    &'static str,
+    Params,
+    &'static [(u64, &'static str)],
+    &'static [&'static str],
+);
+
 #[test]
 fn duplicate_label_sets_are_judged_the_same_in_any_order() {
-    let cases: &[(&str, Params, &[(u64, &str)], &[&str])] = &[
+    let cases: &[DupCase] = &[
         (
             "above: the highest duplicate is judged",
             params(Some(0.05), None, 0, NoData::Ok),
