@@ -12,4 +12,5 @@ mod proxy_faults;
 mod replay;
 mod serve;
 mod values;
+mod vars_guard;
 mod watch;
