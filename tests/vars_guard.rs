@@ -47,7 +47,10 @@ fn check_refuses_unsafe_set_values_with_exit_2() {
     ];
     for (set, expected) in cases {
         let (code, stdout, stderr) = run(&["check", file, "--set", set]);
-        assert_eq!(code, 2, "--set {set:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        assert_eq!(
+            code, 2,
+            "--set {set:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
         assert!(stderr.contains(expected), "--set {set:?}:\n{stderr}");
         assert!(stderr.contains("nothing was run"), "{stderr}");
     }
@@ -70,10 +73,7 @@ fn check_refuses_unsafe_set_values_with_exit_2() {
         "{stderr}"
     );
     assert!(stderr.contains("rules.yaml:8:50"), "{stderr}");
-    let allowed = s.rules(&RULES.replace(
-        r#"pattern: "^[a-z0-9-]+$", "#,
-        "allow_option: true, ",
-    ));
+    let allowed = s.rules(&RULES.replace(r#"pattern: "^[a-z0-9-]+$", "#, "allow_option: true, "));
     let (code, _, stderr) = run(&[
         "check",
         allowed.to_str().unwrap(),
@@ -145,10 +145,22 @@ fn the_api_refuses_unsafe_vars_with_400() {
     let s = scratch_with_rules();
     let (agent, addr) = serve(&s, &s.path("state.db"));
     let bad = [
-        (json!({"namespace": "prod\u{0}x"}), "control character (U+0000)"),
-        (json!({"namespace": "x\"} or vector(1) #"}), "does not match its pattern `^[a-z0-9-]+$`"),
-        (json!({"namespace": "-rf"}), "would start with `-` from `${namespace}`"),
-        (json!({"service": "y".repeat(1025)}), "1025 bytes long (at most 1024)"),
+        (
+            json!({"namespace": "prod\u{0}x"}),
+            "control character (U+0000)",
+        ),
+        (
+            json!({"namespace": "x\"} or vector(1) #"}),
+            "does not match its pattern `^[a-z0-9-]+$`",
+        ),
+        (
+            json!({"namespace": "-rf"}),
+            "would start with `-` from `${namespace}`",
+        ),
+        (
+            json!({"service": "y".repeat(1025)}),
+            "1025 bytes long (at most 1024)",
+        ),
     ];
     for (vars, expected) in bad {
         let (status, body) = http(
