@@ -81,7 +81,10 @@ pub async fn run(args: CheckArgs) -> u8 {
                         let labels = serde_json::to_string(&s.labels).unwrap_or_default();
                         println!(
                             "  {}: {} {} (threshold {}) {state}",
-                            rule.name, labels, s.value, rule.threshold
+                            rule.name,
+                            labels,
+                            crate::events::float::text(s.value),
+                            rule.threshold
                         );
                     }
                     for w in &r.warnings {

@@ -10,10 +10,65 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io::Write;
 
+/// Sample values as Prometheus writes them, wherever a value leaves the program.
+///
+/// serde_json writes a non-finite `f64` as `null`, and `null` reads as "no data": a
+/// series at `+Inf` (an error ratio over zero requests, say) would look absent in the
+/// very records a post-release review relies on. Prometheus's own API writes every
+/// value as a string, with `+Inf`, `-Inf` and `NaN` for the special ones; rollwatch
+/// keeps finite values as JSON numbers (as before) and writes the special ones the way
+/// Prometheus does. An absent value (`None`) stays `null`. Every struct that carries a
+/// sample value uses these (`#[serde(serialize_with = ...)]`), and `json!` payloads use
+/// `json`, so there is one rule in one place.
+pub mod float {
+    use serde::Serializer;
+
+    /// A value for text (logs, Markdown, notifications, environment variables):
+    /// `+Inf`, `-Inf`, `NaN`, or the number as Rust prints it.
+    pub fn text(v: f64) -> String {
+        if v.is_nan() {
+            "NaN".to_string()
+        } else if v == f64::INFINITY {
+            "+Inf".to_string()
+        } else if v == f64::NEG_INFINITY {
+            "-Inf".to_string()
+        } else {
+            v.to_string()
+        }
+    }
+
+    /// `serialize_with` for an `f64`: a number, or the string `+Inf`/`-Inf`/`NaN`.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_str(&text(*v))
+        }
+    }
+
+    /// `serialize_with` for an `Option<f64>`: `null` when absent, else as `serialize`.
+    pub fn option<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// The same as a `serde_json::Value`, for payloads built with `json!`.
+    pub fn json(v: Option<f64>) -> serde_json::Value {
+        match v {
+            None => serde_json::Value::Null,
+            Some(v) if v.is_finite() => serde_json::json!(v),
+            Some(v) => serde_json::Value::String(text(v)),
+        }
+    }
+}
+
 /// One series' value at a poll (None = no data / NaN).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesValue {
     pub labels: Labels,
+    #[serde(serialize_with = "float::option")]
     pub value: Option<f64>,
 }
 
@@ -113,11 +168,13 @@ pub enum Event {
         warnings: Vec<String>,
         state: RuleState,
         /// The worst value (highest for `above`, lowest for `below`), if any.
+        #[serde(serialize_with = "float::option")]
         value: Option<f64>,
     },
     Pending {
         rule: String,
         labels: Labels,
+        #[serde(serialize_with = "float::option")]
         value: Option<f64>,
         threshold: String,
         for_s: f64,
@@ -125,6 +182,7 @@ pub enum Event {
     Resolved {
         rule: String,
         labels: Labels,
+        #[serde(serialize_with = "float::option")]
         value: Option<f64>,
         threshold: String,
         was: &'static str,
@@ -133,6 +191,7 @@ pub enum Event {
     Fired {
         rule: String,
         labels: Labels,
+        #[serde(serialize_with = "float::option")]
         value: Option<f64>,
         threshold: String,
         breached_for_s: f64,
@@ -142,6 +201,7 @@ pub enum Event {
     Notify {
         rule: String,
         labels: Labels,
+        #[serde(serialize_with = "float::option")]
         value: Option<f64>,
         threshold: String,
         breached_for_s: f64,
@@ -285,7 +345,7 @@ fn labels_json(labels: &Labels) -> String {
 }
 
 fn value_text(v: Option<f64>) -> String {
-    v.map_or_else(|| "no data".to_string(), |v| v.to_string())
+    v.map_or_else(|| "no data".to_string(), float::text)
 }
 
 /// The log: every event as a structured `tracing` record with a readable message.
@@ -447,5 +507,81 @@ impl Sink for LogSink {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn special_values_are_written_as_prometheus_writes_them() {
+        assert_eq!(float::text(f64::INFINITY), "+Inf");
+        assert_eq!(float::text(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(float::text(f64::NAN), "NaN");
+        assert_eq!(float::text(0.25), "0.25");
+        assert_eq!(float::json(Some(f64::INFINITY)), json!("+Inf"));
+        assert_eq!(float::json(Some(f64::NEG_INFINITY)), json!("-Inf"));
+        assert_eq!(float::json(Some(f64::NAN)), json!("NaN"));
+        assert_eq!(float::json(Some(1.5)), json!(1.5));
+        assert_eq!(float::json(None), Value::Null);
+        let sv = |v| {
+            serde_json::to_value(SeriesValue {
+                labels: Labels::new(),
+                value: v,
+            })
+            .unwrap()["value"]
+                .clone()
+        };
+        assert_eq!(sv(Some(f64::INFINITY)), json!("+Inf"));
+        assert_eq!(sv(Some(f64::NAN)), json!("NaN"));
+        assert_eq!(sv(Some(2.0)), json!(2.0));
+        assert_eq!(sv(None), Value::Null, "an absent value stays null");
+    }
+
+    #[test]
+    fn events_with_infinite_values_do_not_read_as_no_data() {
+        let fired = Event::Fired {
+            rule: "r".into(),
+            labels: Labels::new(),
+            value: Some(f64::INFINITY),
+            threshold: "> 0.5".into(),
+            breached_for_s: 0.0,
+            action: "rollback",
+        };
+        assert_eq!(serde_json::to_value(&fired).unwrap()["value"], "+Inf");
+        let pending = Event::Pending {
+            rule: "r".into(),
+            labels: Labels::new(),
+            value: Some(f64::NEG_INFINITY),
+            threshold: "< 0".into(),
+            for_s: 60.0,
+        };
+        assert_eq!(serde_json::to_value(&pending).unwrap()["value"], "-Inf");
+        let poll = Event::Poll {
+            rule: "r".into(),
+            samples: vec![SeriesValue {
+                labels: Labels::new(),
+                value: Some(f64::INFINITY),
+            }],
+            error: None,
+            warnings: vec![],
+            state: RuleState::Ok,
+            value: Some(f64::INFINITY),
+        };
+        let v = serde_json::to_value(&poll).unwrap();
+        assert_eq!(v["value"], "+Inf");
+        assert_eq!(v["samples"][0]["value"], "+Inf");
+        // Through the --events line format too.
+        let line = serde_json::to_string(&Stamped {
+            time: rfc3339_ms(0),
+            unix_ms: 0,
+            event: &fired,
+        })
+        .unwrap();
+        assert!(line.contains(r#""value":"+Inf""#), "{line}");
+        assert_eq!(value_text(Some(f64::INFINITY)), "+Inf");
+        assert_eq!(value_text(None), "no data");
     }
 }

@@ -120,7 +120,7 @@ impl Notifier {
         if let (Some(r), Some(f)) = (rule, fired) {
             summary.push_str(&format!(
                 "\nRule `{r}`: {} (threshold {}), breached for {}.",
-                f.value.map_or("no data".into(), |v| v.to_string()),
+                f.value.map_or("no data".into(), crate::events::float::text),
                 f.threshold,
                 secs(f.breached_for_s)
             ));
@@ -136,7 +136,7 @@ impl Notifier {
             "vars": self.vars,
             "rule": rule,
             "labels": fired.map(|f| &f.labels),
-            "value": fired.and_then(|f| f.value),
+            "value": crate::events::float::json(fired.and_then(|f| f.value)),
             "threshold": fired.map(|f| &f.threshold),
             "breached_for_s": fired.map(|f| f.breached_for_s),
             "action": action,

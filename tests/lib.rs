@@ -12,5 +12,7 @@ mod observe;
 mod proxy_faults;
 mod replay;
 mod serve;
+mod values;
+mod vars_guard;
 mod watch;
 mod watch_verdict;

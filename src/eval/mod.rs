@@ -7,6 +7,14 @@
 //!
 //! The semantics follow Prometheus's alerting `for`:
 //! - every series of a rule's result is judged on its own, keyed by its label set;
+//! - when one result holds the same label set more than once (a proxy merging two
+//!   Prometheus replicas, a federation overlap, VictoriaMetrics, a buggy exporter), the
+//!   value judged is the one most in breach: the highest for `above`, the lowest for
+//!   `below`, for a band the one farthest outside it (`Threshold::severity`; ties go to
+//!   the larger value), and a NaN duplicate never hides a number. That choice does not
+//!   depend on the order the samples arrived in, so a watch and its replay judge the
+//!   same; and it errs towards acting, the safe side for a guard. The decoder warns
+//!   about every duplicated label set, so the poll says it happened;
 //! - a series goes *pending* at the first poll that breaches, and *fires* at the first
 //!   later poll that still breaches once `for` has elapsed since it went pending
 //!   (`for: 0s` fires on the first breaching poll);
@@ -65,6 +73,28 @@ pub struct Threshold {
 impl Threshold {
     pub fn breached(&self, value: f64) -> bool {
         self.above.is_some_and(|a| value > a) || self.below.is_some_and(|b| value < b)
+    }
+
+    /// How far past the threshold `value` is (positive when breached, the larger the
+    /// worse): `value - above`, `below - value`, or for a band the larger of the two.
+    /// Used to pick one value among duplicates of a label set.
+    pub fn severity(&self, value: f64) -> f64 {
+        let over = self.above.map(|a| value - a);
+        let under = self.below.map(|b| b - value);
+        match (over, under) {
+            (Some(o), Some(u)) => o.max(u),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => value,
+        }
+    }
+
+    /// Whether `a` is more in breach than `b` (ties: the larger value), a total order
+    /// on non-NaN values so the pick among duplicates is the same in any order.
+    fn worse(&self, a: f64, b: f64) -> bool {
+        match self.severity(a).total_cmp(&self.severity(b)) {
+            std::cmp::Ordering::Equal => a.total_cmp(&b).is_gt(),
+            o => o.is_gt(),
+        }
     }
 }
 
@@ -182,8 +212,16 @@ impl RuleEval {
         };
         let mut out = Vec::new();
         let mut seen: BTreeMap<&Labels, f64> = BTreeMap::new();
+        let threshold = self.params.threshold;
         for s in samples.iter().filter(|s| !s.value.is_nan()) {
-            seen.entry(&s.labels).or_insert(s.value);
+            // Duplicates of a label set: the one most in breach (see the module doc).
+            seen.entry(&s.labels)
+                .and_modify(|v| {
+                    if threshold.worse(s.value, *v) {
+                        *v = s.value;
+                    }
+                })
+                .or_insert(s.value);
         }
         for (labels, value) in &seen {
             let breaching = self.params.threshold.breached(*value);

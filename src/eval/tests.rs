@@ -322,3 +322,107 @@ fn threshold_display() {
         "< 1 or > 5"
     );
 }
+
+/// Like `run`, with each transition's value, to show which duplicate was judged.
+fn run_values(p: Params, polls: &[(u64, &str)]) -> Vec<String> {
+    let mut eval = RuleEval::new(p);
+    let mut out = Vec::new();
+    for (t, spec) in polls {
+        for tr in eval.observe(Duration::from_secs(*t), &poll(spec)) {
+            let (kind, labels, value) = match tr {
+                Transition::Pending { labels, value } => ("pending", labels, value),
+                Transition::Fired { labels, value, .. } => ("fired", labels, value),
+                Transition::Resolved { labels, value, .. } => ("resolved", labels, value),
+            };
+            let value = value.map_or("none".to_string(), |v| v.to_string());
+            out.push(format!("{t} {kind} {} {value}", name(&labels)));
+        }
+    }
+    out
+}
+
+/// The same polls with every result's samples in reverse order.
+fn reversed(polls: &[(u64, &'static str)]) -> Vec<(u64, String)> {
+    polls
+        .iter()
+        .map(|(t, spec)| {
+            let items: Vec<&str> = spec.split_whitespace().rev().collect();
+            (*t, items.join(" "))
+        })
+        .collect()
+}
+
+/// (what, params, polls, expected transitions with values)
+type DupCase = (
+    &'static str,
+    Params,
+    &'static [(u64, &'static str)],
+    &'static [&'static str],
+);
+
+#[test]
+fn duplicate_label_sets_are_judged_the_same_in_any_order() {
+    let cases: &[DupCase] = &[
+        (
+            "above: the highest duplicate is judged",
+            params(Some(0.05), None, 0, NoData::Ok),
+            &[(0, "a=0.01 a=0.2")],
+            &["0 pending a 0.2", "0 fired a 0.2"],
+        ),
+        (
+            "below: the lowest duplicate is judged",
+            params(None, Some(0.5), 0, NoData::Ok),
+            &[(0, "a=0.9 a=0.1")],
+            &["0 pending a 0.1", "0 fired a 0.1"],
+        ),
+        (
+            "band: the duplicate farthest outside it is judged",
+            params(Some(1.0), Some(0.0), 0, NoData::Ok),
+            &[(0, "a=0.5 a=2 a=-3")],
+            &["0 pending a -3", "0 fired a -3"],
+        ),
+        (
+            "band: a breaching duplicate beats one inside the band",
+            params(Some(1.0), Some(0.0), 0, NoData::Ok),
+            &[(0, "a=0.5 a=2")],
+            &["0 pending a 2", "0 fired a 2"],
+        ),
+        (
+            "none breaches: the series resolves with the same value either way",
+            params(Some(0.05), None, 20, NoData::Ok),
+            &[(0, "a=0.1"), (10, "a=0.01 a=0.02")],
+            &["0 pending a 0.1", "10 resolved a 0.02"],
+        ),
+        (
+            "a NaN duplicate never hides a number",
+            params(Some(0.05), None, 0, NoData::Ok),
+            &[(0, "a=nan a=0.2")],
+            &["0 pending a 0.2", "0 fired a 0.2"],
+        ),
+        (
+            "duplicates of several series, each judged on its own",
+            params(Some(0.05), None, 10, NoData::Ok),
+            &[
+                (0, "a=0.01 b=0.2 a=0.3 b=0.01"),
+                (10, "b=0.3 a=0.01 a=0.02 b=0.01"),
+            ],
+            &[
+                "0 pending a 0.3",
+                "0 pending b 0.2",
+                "10 resolved a 0.02",
+                "10 fired b 0.3",
+            ],
+        ),
+    ];
+    for (what, p, polls, expect) in cases {
+        let forward = run_values(*p, polls);
+        let backward_polls = reversed(polls);
+        let backward_refs: Vec<(u64, &str)> = backward_polls
+            .iter()
+            .map(|(t, s)| (*t, s.as_str()))
+            .collect();
+        let backward = run_values(*p, &backward_refs);
+        assert_eq!(forward, *expect, "{what}");
+        assert_eq!(backward, *expect, "{what} (samples in reverse order)");
+    }
+}

@@ -328,7 +328,8 @@ fn render_text(d: &Decision, rules: &[RuleStatus]) -> String {
             (None, None, true) => "no data (no_data: breach) BREACHED".to_string(),
             (None, None, false) => "no data".to_string(),
             (None, Some(v), b) => format!(
-                "{v} (breached when {}) {}",
+                "{} (breached when {}) {}",
+                crate::events::float::text(v),
                 r.threshold,
                 if b { "BREACHED" } else { "ok" }
             ),
@@ -397,7 +398,7 @@ fn render_json(d: &Decision, rules: &[RuleStatus]) -> Value {
         "next_window": d.next_window.as_ref().map(period),
         "rules": rules.iter().map(|r| json!({
             "name": r.name,
-            "value": r.value.filter(|v| v.is_finite()),
+            "value": crate::events::float::json(r.value.filter(|v| !v.is_nan())),
             "threshold": r.threshold,
             "breached": r.breached,
             "error": r.error,

@@ -4,6 +4,12 @@
 //! `vector` and `scalar` result types (the ones an instant query can judge), the value
 //! strings `NaN`, `+Inf`, `-Inf`, error bodies, and non-JSON bodies such as the plain
 //! text 503 Prometheus sends before it is ready.
+//!
+//! A result that holds the same label set more than once (Prometheus refuses to build
+//! one, but a proxy merging replicas, VictoriaMetrics or a federation overlap can send
+//! it) keeps every sample, and gets a warning naming each duplicated label set: the
+//! evaluator judges duplicates deterministically (see `eval`), and the warning travels
+//! with the poll into the log and the report.
 
 use super::{QueryError, QueryResult};
 use crate::eval::{Labels, Sample};
@@ -88,7 +94,39 @@ pub fn decode_range(status: u16, body: &[u8]) -> Result<RangeResult, QueryError>
         }
         None => return Err(QueryError::Decode("success response without `data`".into())),
     };
+    let mut warnings = warnings;
+    warnings.extend(duplicate_warnings(series.iter().map(|s| &s.labels)));
     Ok(RangeResult { series, warnings })
+}
+
+/// At most this many duplicated label sets are named per result (then a count), so
+/// a badly broken source cannot flood the log at every poll.
+const MAX_DUPLICATE_WARNINGS: usize = 5;
+
+/// One warning per label set that occurs more than once, in label order.
+fn duplicate_warnings<'a>(labels: impl Iterator<Item = &'a Labels>) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<&Labels, usize> = Default::default();
+    for l in labels {
+        *counts.entry(l).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.into_iter().filter(|(_, n)| *n > 1).collect();
+    let mut out: Vec<String> = dups
+        .iter()
+        .take(MAX_DUPLICATE_WARNINGS)
+        .map(|(l, n)| {
+            format!(
+                "the result holds {n} series with the same labels {}; rollwatch judges the value most in breach",
+                serde_json::to_string(l).unwrap_or_default()
+            )
+        })
+        .collect();
+    if dups.len() > MAX_DUPLICATE_WARNINGS {
+        out.push(format!(
+            "and {} more label sets occur more than once in the result",
+            dups.len() - MAX_DUPLICATE_WARNINGS
+        ));
+    }
+    out
 }
 
 fn none<D>() -> Option<D> {
@@ -200,6 +238,8 @@ pub fn decode(status: u16, body: &[u8]) -> Result<QueryResult, QueryError> {
         }
         None => return Err(QueryError::Decode("success response without `data`".into())),
     };
+    let mut warnings = warnings;
+    warnings.extend(duplicate_warnings(samples.iter().map(|s| &s.labels)));
     Ok(QueryResult { samples, warnings })
 }
 
@@ -235,6 +275,49 @@ mod tests {
             }]
         );
         assert_eq!(r.warnings, vec!["partial response".to_string()]);
+    }
+
+    #[test]
+    fn duplicate_label_sets_keep_every_sample_and_are_warned_about() {
+        let body = br#"{"status":"success","warnings":["partial response"],"data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000,"0.1"]},
+            {"metric":{"pod":"b"},"value":[1700000000,"0.2"]},
+            {"metric":{"pod":"a"},"value":[1700000000,"0.9"]},
+            {"metric":{"pod":"a"},"value":[1700000000,"0.3"]}]}}"#;
+        let r = decode(200, body).unwrap();
+        // Every sample reaches the evaluator, which judges duplicates deterministically.
+        assert_eq!(r.samples.len(), 4);
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        assert_eq!(r.warnings[0], "partial response");
+        assert_eq!(
+            r.warnings[1],
+            r#"the result holds 3 series with the same labels {"pod":"a"}; rollwatch judges the value most in breach"#
+        );
+        let unique = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000,"0.1"]},
+            {"metric":{"pod":"b"},"value":[1700000000,"0.2"]}]}}"#;
+        assert!(decode(200, unique).unwrap().warnings.is_empty());
+        let many: Vec<String> = (0..8)
+            .flat_map(|i| [i, i])
+            .map(|i| format!(r#"{{"metric":{{"pod":"{i}"}},"value":[1,"1"]}}"#))
+            .collect();
+        let many = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+            many.join(",")
+        );
+        let w = decode(200, many.as_bytes()).unwrap().warnings;
+        assert_eq!(w.len(), MAX_DUPLICATE_WARNINGS + 1, "{w:?}");
+        assert_eq!(
+            w[5],
+            "and 3 more label sets occur more than once in the result"
+        );
+        let range = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{},"values":[[1700000000,"1"]]},
+            {"metric":{},"values":[[1700000000,"2"]]}]}}"#;
+        assert_eq!(
+            decode_range(200, range).unwrap().warnings,
+            ["the result holds 2 series with the same labels {}; rollwatch judges the value most in breach"]
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub struct Entry {
     /// `pending`, `resolved` or `fired`.
     pub kind: &'static str,
     pub labels: Labels,
+    #[serde(serialize_with = "crate::events::float::option")]
     pub value: Option<f64>,
 }
 

@@ -136,6 +136,7 @@ pub struct RuleReport {
     pub fired_at: Option<String>,
     /// Labels of the series that fired (or of the peak, if none fired).
     pub labels: Option<crate::eval::Labels>,
+    #[serde(serialize_with = "crate::events::float::option")]
     pub peak: Option<f64>,
     pub peak_at: Option<String>,
     pub timeline: Vec<engine::Entry>,
@@ -410,7 +411,9 @@ fn print_text(report: &Report, from: i64) {
         }
         const SHOWN: usize = 20;
         for e in r.timeline.iter().take(SHOWN) {
-            let value = e.value.map_or("no data".to_string(), |v| v.to_string());
+            let value = e
+                .value
+                .map_or("no data".to_string(), crate::events::float::text);
             println!(
                 "  {}  {:<8} {} {}",
                 rfc3339(e.at),
@@ -426,7 +429,11 @@ fn print_text(report: &Report, from: i64) {
             println!("  never breached");
         }
         match (&r.peak, &r.peak_at) {
-            (Some(p), Some(at)) => println!("  peak {p} at {at} (threshold {})", r.threshold),
+            (Some(p), Some(at)) => println!(
+                "  peak {} at {at} (threshold {})",
+                crate::events::float::text(*p),
+                r.threshold
+            ),
             _ => println!("  no data in the window"),
         }
     }

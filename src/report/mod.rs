@@ -18,6 +18,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, Serialize)]
 pub struct SampleRecord {
     pub t: i64,
+    #[serde(serialize_with = "crate::events::float::option")]
     pub value: Option<f64>,
     pub state: RuleState,
     pub series: Vec<SeriesValue>,
@@ -30,6 +31,7 @@ pub struct TransitionRecord {
     pub t: i64,
     pub kind: &'static str,
     pub labels: Labels,
+    #[serde(serialize_with = "crate::events::float::option")]
     pub value: Option<f64>,
     pub breached_for_s: Option<f64>,
 }
@@ -333,10 +335,11 @@ impl Sink for Recorder {
     }
 }
 
-/// A value for people: up to 4 significant decimals, no float noise.
+/// A value for people: up to 4 significant decimals, no float noise; `+Inf`, `-Inf`
+/// and `NaN` as Prometheus writes them.
 pub fn fmt_value(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
-        return v.to_string();
+        return crate::events::float::text(v);
     }
     let magnitude = v.abs().log10().floor() as i32;
     let decimals = (3 - magnitude).clamp(0, 12) as usize;

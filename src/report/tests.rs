@@ -185,3 +185,43 @@ fn values_are_shown_without_float_noise() {
     assert_eq!(fmt_value(0.000123456), "0.0001235");
     assert_eq!(fmt_value(0.0), "0");
 }
+
+#[test]
+fn infinite_values_show_as_prometheus_writes_them_in_every_report_file() {
+    assert_eq!(fmt_value(f64::INFINITY), "+Inf");
+    assert_eq!(fmt_value(f64::NEG_INFINITY), "-Inf");
+    assert_eq!(fmt_value(f64::NAN), "NaN");
+    let mut r = Record::default();
+    r.record(
+        0,
+        &Event::WatchStarted {
+            rules_file: "rules/x.yaml".into(),
+            prometheus: "http://prom/".into(),
+            duration_s: 300.0,
+            max_blind_s: 300.0,
+            dry_run: false,
+            vars: Default::default(),
+            rules: vec![info()],
+        },
+    );
+    r.record(0, &poll(f64::INFINITY, RuleState::Breached));
+    r.record(
+        0,
+        &Event::Fired {
+            rule: "error-ratio".into(),
+            labels: Labels::new(),
+            value: Some(f64::INFINITY),
+            threshold: "> 0.05".into(),
+            breached_for_s: 0.0,
+            action: "rollback",
+        },
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    let rule = &json["rules"][0];
+    assert_eq!(rule["samples"][0]["value"], "+Inf");
+    assert_eq!(rule["samples"][0]["series"][0]["value"], "+Inf");
+    assert_eq!(rule["transitions"][0]["value"], "+Inf");
+    let md = markdown::render(&r);
+    assert!(md.contains("| +Inf |"), "{md}");
+    assert!(md.contains("fired {} +Inf"), "{md}");
+}

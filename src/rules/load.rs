@@ -4,9 +4,9 @@ use super::diag::{did_you_mean, Diagnostic, Severity};
 use super::template::{self, Piece};
 use super::walk::{fields, required, string, Cx};
 use super::yaml::{self, Node, Pos, Value};
-use super::{defaults, Action, CommandSpec, Rule, WatchSpec};
+use super::{defaults, Action, CommandSpec, Rule, VarDecl, WatchSpec, MAX_VAR_LEN};
 use crate::eval::{NoData, Threshold};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -229,7 +229,10 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         "the rule file",
         &["vars", "watch", "rollback", "pause", "rules", "notify"],
     )?;
-    let vars = compile_vars(cx, top.get("vars"), opts);
+    let (vars, allow_option) = match compile_vars(cx, top.get("vars"), opts) {
+        Some((vars, allow)) => (Some(vars), allow),
+        None => (None, BTreeSet::new()),
+    };
 
     let watch = required(
         cx,
@@ -273,12 +276,18 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         }
     }
 
-    let rollback = top
-        .get("rollback")
-        .map(|n| (n.pos, compile_command(cx, n, "rollback", vars.as_ref())));
-    let pause = top
-        .get("pause")
-        .map(|n| (n.pos, compile_command(cx, n, "pause", vars.as_ref())));
+    let rollback = top.get("rollback").map(|n| {
+        (
+            n.pos,
+            compile_command(cx, n, "rollback", vars.as_ref(), &allow_option),
+        )
+    });
+    let pause = top.get("pause").map(|n| {
+        (
+            n.pos,
+            compile_command(cx, n, "pause", vars.as_ref(), &allow_option),
+        )
+    });
 
     let mut rules = Vec::new();
     let rules_node = required(
@@ -568,12 +577,186 @@ fn fmt_d(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// A variable's value shown in a message: quoted and escaped (control characters
+/// become visible), and cut after 80 characters.
+fn shown(value: &str) -> String {
+    let cut: String = value.chars().take(80).collect();
+    if cut.len() < value.len() {
+        format!("{cut:?}…")
+    } else {
+        format!("{cut:?}")
+    }
+}
+
+/// What is wrong with a variable's value wherever it comes from (the file, `--set`, the
+/// API): (message, help). One line of text of at most `MAX_VAR_LEN` bytes.
+fn value_problem(name: &str, value: &str) -> Option<(String, String)> {
+    if value.len() > MAX_VAR_LEN {
+        return Some((
+            format!(
+                "the value of variable `{name}` is {} bytes long (at most {MAX_VAR_LEN})",
+                value.len()
+            ),
+            "a variable names a release (a service, a version, a namespace); give a shorter value"
+                .into(),
+        ));
+    }
+    let (i, c) = value.char_indices().find(|(_, c)| c.is_control())?;
+    Some((
+        format!(
+            "the value of variable `{name}`, {}, contains a control character (U+{:04X}) at byte {i}",
+            shown(value),
+            c as u32
+        ),
+        "a value is one line of text: control characters, tabs and newlines included, are refused"
+            .into(),
+    ))
+}
+
+/// The first line of a regex error worth showing (the crate's own is a drawing).
+fn regex_message(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error: ").map(str::to_string))
+        .unwrap_or(text)
+}
+
+/// A declared variable and where its parts are written.
+struct Declared {
+    decl: VarDecl,
+    key: Pos,
+    default_pos: Option<Pos>,
+    pattern_pos: Pos,
+}
+
+/// One entry under `vars:`: `name: default` or `name: {default, pattern, allow_option,
+/// description}`. None if it is wrong (reported).
+fn compile_var(cx: &mut Cx, name: &str, k: &Node, v: &Node) -> Option<Declared> {
+    let single = |cx: &mut Cx, n: &Node, what: String| match &n.value {
+        Value::Seq(_) | Value::Map(_) => {
+            cx.error(
+                format!("{what} must be a single value, found {}", n.kind()),
+                n.pos,
+            );
+            None
+        }
+        Value::Null => Some(None),
+        _ => Some(n.scalar_text()),
+    };
+    let Value::Map(_) = &v.value else {
+        let default = single(cx, v, format!("variable `{name}`"))?;
+        return Some(Declared {
+            decl: VarDecl {
+                default,
+                pattern: None,
+                allow_option: false,
+                description: None,
+            },
+            key: k.pos,
+            default_pos: Some(v.pos),
+            pattern_pos: k.pos,
+        });
+    };
+    let f = fields(
+        cx,
+        v,
+        &format!("variable `{name}`"),
+        &["default", "pattern", "allow_option", "description"],
+    )?;
+    let mut ok = true;
+    let default = match f.get("default") {
+        Some(n) => {
+            single(cx, n, format!("the default of variable `{name}`")).unwrap_or_else(|| {
+                ok = false;
+                None
+            })
+        }
+        None => None,
+    };
+    let mut pattern = None;
+    if let Some(n) = f.get("pattern") {
+        match &n.value {
+            Value::Str(p) => match regex::Regex::new(p) {
+                Ok(re) => {
+                    if !p.starts_with('^') || !p.ends_with('$') {
+                        cx.warn(
+                            format!("the pattern of variable `{name}` is not anchored: any value that merely contains a match passes"),
+                            n.pos,
+                            format!("write `^{}$` so that the whole value must match", p.trim_start_matches('^').trim_end_matches('$')),
+                        );
+                    }
+                    pattern = Some(re);
+                }
+                Err(e) => {
+                    cx.error_help(
+                        format!(
+                            "the pattern of variable `{name}` is not a valid regex: {}",
+                            regex_message(&e)
+                        ),
+                        n.pos,
+                        "e.g. `pattern: \"^[a-z0-9-]+$\"` (Rust regex syntax)",
+                    );
+                    ok = false;
+                }
+            },
+            _ => {
+                cx.error(
+                    format!(
+                        "the pattern of variable `{name}` must be a string (a regex), found {}",
+                        n.kind()
+                    ),
+                    n.pos,
+                );
+                ok = false;
+            }
+        }
+    }
+    let allow_option = match f.get("allow_option").map(|n| (n, &n.value)) {
+        None => false,
+        Some((_, Value::Bool(b))) => *b,
+        Some((n, _)) => {
+            cx.error_help(
+                format!(
+                    "allow_option of variable `{name}` must be true or false, found {}",
+                    n.kind()
+                ),
+                n.pos,
+                "`allow_option: true` lets a value starting with `-` begin a command argument (an option)",
+            );
+            ok = false;
+            false
+        }
+    };
+    let description = match f.get("description") {
+        Some(n) => {
+            let d = string(cx, n, &format!("the description of variable `{name}`"));
+            ok &= d.is_some();
+            d
+        }
+        None => None,
+    };
+    ok.then(|| Declared {
+        decl: VarDecl {
+            default,
+            pattern,
+            allow_option,
+            description,
+        },
+        key: k.pos,
+        default_pos: f.get("default").map(|n| n.pos),
+        pattern_pos: f.get("pattern").map_or(k.pos, |n| n.pos),
+    })
+}
+
+/// The effective variables (defaults overridden by `--set`), each checked against the
+/// file's restrictions, and the names that may begin a command argument with `-`.
 fn compile_vars(
     cx: &mut Cx,
     node: Option<&Node>,
     opts: &LoadOptions,
-) -> Option<BTreeMap<String, String>> {
-    let mut declared: BTreeMap<String, (Option<String>, Pos)> = BTreeMap::new();
+) -> Option<(BTreeMap<String, String>, BTreeSet<String>)> {
+    let mut declared: BTreeMap<String, Declared> = BTreeMap::new();
     let mut ok = true;
     if let Some(node) = node {
         match &node.value {
@@ -585,22 +768,12 @@ fn compile_vars(
                         ok = false;
                         continue;
                     }
-                    let value = match &v.value {
-                        Value::Null => None,
-                        Value::Seq(_) | Value::Map(_) => {
-                            cx.error(
-                                format!(
-                                    "variable `{name}` must be a single value, found {}",
-                                    v.kind()
-                                ),
-                                v.pos,
-                            );
-                            ok = false;
-                            continue;
+                    match compile_var(cx, &name, k, v) {
+                        Some(d) => {
+                            declared.insert(name, d);
                         }
-                        _ => v.scalar_text(),
-                    };
-                    declared.insert(name, (value, k.pos));
+                        None => ok = false,
+                    }
                 }
             }
             Value::Null => {}
@@ -629,7 +802,10 @@ fn compile_vars(
                 }
                 None => format!("declared variables: {}", names.join(", ")),
             };
-            let msg = format!("--set {k}={v}: the file declares no variable `{k}`");
+            let msg = format!(
+                "--set {k}={}: the file declares no variable `{k}`",
+                shown(v).trim_matches('"')
+            );
             if opts.check {
                 cx.diags
                     .push(Diagnostic::warning(msg, None).with_help(help));
@@ -640,25 +816,55 @@ fn compile_vars(
         }
     }
     let mut out = BTreeMap::new();
-    for (name, (default, pos)) in &declared {
-        match overrides.get(name).or(default.as_ref()) {
-            Some(v) => {
-                out.insert(name.clone(), v.clone());
-            }
+    for (name, d) in &declared {
+        let given = overrides.get(name);
+        let value = match given.or(d.decl.default.as_ref()) {
+            Some(v) => v,
             None if opts.check => {
                 out.insert(name.clone(), name.clone());
+                continue;
             }
             None => {
                 cx.error_help(
                     format!("variable `{name}` has no default and was not given with --set"),
-                    *pos,
+                    d.key,
                     format!("run with `--set {name}=VALUE`"),
                 );
                 ok = false;
+                continue;
+            }
+        };
+        // A given value has no place in the file; a default points at itself.
+        let at = if given.is_some() { None } else { d.default_pos };
+        if let Some((msg, help)) = value_problem(name, value) {
+            cx.diags.push(Diagnostic::error(msg, at).with_help(help));
+            ok = false;
+            continue;
+        }
+        if let Some(re) = &d.decl.pattern {
+            if !re.is_match(value) {
+                let what = if given.is_some() {
+                    format!("the value {} given for variable `{name}`", shown(value))
+                } else {
+                    format!("the default {} of variable `{name}`", shown(value))
+                };
+                cx.error_help(
+                    format!("{what} does not match its pattern `{}`", re.as_str()),
+                    d.pattern_pos,
+                    format!("the rule file restricts what `{name}` may be"),
+                );
+                ok = false;
+                continue;
             }
         }
+        out.insert(name.clone(), value.clone());
     }
-    ok.then_some(out)
+    let allow_option = declared
+        .iter()
+        .filter(|(_, d)| d.decl.allow_option)
+        .map(|(n, _)| n.clone())
+        .collect();
+    ok.then_some((out, allow_option))
 }
 
 /// Parses a template and reports unknown variables; None if anything is wrong.
@@ -703,6 +909,7 @@ fn compile_command(
     node: &Node,
     section: &str,
     vars: Option<&BTreeMap<String, String>>,
+    allow_option: &BTreeSet<String>,
 ) -> Option<CommandSpec> {
     let what = format!("`{section}`");
     let f = fields(cx, node, &what, &["command", "timeout", "idempotent"])?;
@@ -784,7 +991,20 @@ fn compile_command(
         match vars {
             Some(vars) => {
                 match template_of(cx, &text, item.pos, &format!("the {section} command"), vars) {
-                    Some(pieces) => argv.push(template::render_plain(&pieces, vars)),
+                    Some(pieces) => {
+                        if i > 0 {
+                            ok &= no_option_from_var(
+                                cx,
+                                &pieces,
+                                vars,
+                                allow_option,
+                                item.pos,
+                                section,
+                                i,
+                            );
+                        }
+                        argv.push(template::render_plain(&pieces, vars))
+                    }
                     None => ok = false,
                 }
             }
@@ -797,6 +1017,46 @@ fn compile_command(
         idempotent: idempotent?,
     })
     .filter(|_| ok)
+}
+
+/// A command argument that starts with a variable's value must not start with `-`
+/// (the program would read it as an option: `--all-namespaces`, `--force`) unless the
+/// variable declares `allow_option: true`. Literal text the file wrote is trusted.
+fn no_option_from_var(
+    cx: &mut Cx,
+    pieces: &[Piece],
+    vars: &BTreeMap<String, String>,
+    allow_option: &BTreeSet<String>,
+    pos: Pos,
+    section: &str,
+    i: usize,
+) -> bool {
+    for p in pieces {
+        match p {
+            Piece::Lit(s) if s.is_empty() => continue,
+            Piece::Lit(_) => return true,
+            Piece::Var { name, .. } => {
+                let value = vars.get(name).map_or("", String::as_str);
+                if value.is_empty() {
+                    continue;
+                }
+                if !value.starts_with('-') || allow_option.contains(name) {
+                    return true;
+                }
+                cx.error_help(
+                    format!(
+                        "argument {} of the {section} command would start with `-` from `${{{name}}}` = {}: the program could read it as an option",
+                        i + 1,
+                        shown(value)
+                    ),
+                    cx.locate(pos, &format!("${{{name}}}")),
+                    format!("give a value that does not start with `-`, or, if `{name}` may really be an option, declare it `{name}: {{default: ..., allow_option: true}}`"),
+                );
+                return false;
+            }
+        }
+    }
+    true
 }
 
 const RULE_KEYS: &[&str] = &[
@@ -1253,3 +1513,6 @@ mod behaviour {
         }
     }
 }
+
+#[cfg(test)]
+mod vars_tests;

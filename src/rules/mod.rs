@@ -30,6 +30,30 @@ pub mod defaults {
     pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
 }
 
+/// The longest value a variable may have, in bytes. Values name services, versions
+/// and namespaces; anything longer is a mistake or an attack on a query or command.
+pub const MAX_VAR_LEN: usize = 1024;
+
+/// A declared variable: its default, and what a caller (`--set`, the API's `vars`)
+/// may give it. Written `name: default`, or as a mapping
+/// `name: {default: prod, pattern: "^[a-z0-9-]+$", allow_option: false, description: ...}`.
+///
+/// Whoever writes the rule file decides what the commands run; whoever starts a watch
+/// only names the release. So every value (default or given) must be one line of
+/// text (no control characters) of at most `MAX_VAR_LEN` bytes, must match `pattern`
+/// when there is one, and must not begin a command argument with `-` (where the
+/// program would read it as an option, e.g. `--all-namespaces`) unless the file
+/// declares `allow_option: true`.
+#[derive(Debug, Clone)]
+pub struct VarDecl {
+    pub default: Option<String>,
+    /// A regex the value must match, used as written (write `^...$` to anchor it).
+    pub pattern: Option<regex::Regex>,
+    /// The value may start a command argument with `-`.
+    pub allow_option: bool,
+    pub description: Option<String>,
+}
+
 /// A validated watch, ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchSpec {

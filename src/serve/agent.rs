@@ -99,6 +99,7 @@ pub struct WatchRequest {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct RuleLive {
     pub state: Option<RuleState>,
+    #[serde(serialize_with = "crate::events::float::option")]
     pub value: Option<f64>,
     pub last_poll_ms: Option<i64>,
     pub error: Option<String>,

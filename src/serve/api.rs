@@ -264,7 +264,7 @@ fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiErro
                 "interval_s": r.interval.as_secs_f64(),
                 "action": r.action,
                 "state": l.state,
-                "value": l.value,
+                "value": crate::events::float::json(l.value),
                 "last_poll_ms": l.last_poll_ms,
                 "error": l.error,
             })
@@ -280,7 +280,7 @@ fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiErro
                 "labels": s.labels,
                 "phase": s.phase,
                 "since_ms": s.since_ms,
-                "last_value": s.last_value,
+                "last_value": crate::events::float::json(s.last_value),
             })
         })
         .collect();

@@ -4,6 +4,8 @@
 //! and must never lose one, miss a breach or run a rollback twice because it was
 //! restarted. The pieces:
 //! - `store`: the durable state (SQLite, behind the `Store` trait);
+//! - `statefile`: the state file readable by its owner only, and locked so that a
+//!   second agent on it refuses to start (exit 2) instead of running rollbacks twice;
 //! - `agent`: runs each watch with the same loop as `watch`, persists its decisions,
 //!   and resumes unfinished watches at start (the restart rule is documented there);
 //! - `source`: one Prometheus client for every watch, with identical queries shared
@@ -22,6 +24,7 @@ pub mod api;
 pub mod exactly_once;
 pub mod metrics;
 pub mod source;
+pub mod statefile;
 pub mod store;
 
 use crate::cli::PromArgs;

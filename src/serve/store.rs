@@ -26,6 +26,8 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error(transparent)]
+    StateFile(#[from] super::statefile::StateFileError),
     #[error("state store: cannot {what}: {source}")]
     Sql {
         what: &'static str,
@@ -279,6 +281,8 @@ pub trait Store: Send + Sync + 'static {
 /// The embedded store: one SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// One agent per state file, for as long as the store is open.
+    _lock: super::statefile::StateLock,
 }
 
 const SCHEMA: &str = "
@@ -373,14 +377,27 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 }
 
 impl SqliteStore {
+    /// Opens (or creates) the state file: first the exclusive lock (a second agent on
+    /// the same file fails here, naming the holder), then owner-only modes on the file
+    /// and its `-wal`/`-shm` siblings (see `statefile`), then SQLite.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         let open_err = |source| StoreError::Open {
             path: path.to_path_buf(),
             source,
         };
+        let lock = super::statefile::lock(path)?;
+        let warn_wide = |tightened: Vec<(PathBuf, u32)>| {
+            for (file, mode) in tightened {
+                tracing::warn!(event = "state_file_mode", path = %file.display(), was = %format!("{mode:o}"),
+                    "{} was readable by others (mode {mode:o}); it is now readable by its owner only (600)", file.display());
+            }
+        };
+        warn_wide(super::statefile::secure(path)?);
         let conn = Connection::open(path).map_err(open_err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(open_err)?;
+        // SQLite gives -wal and -shm the database's mode; check them once they exist.
+        warn_wide(super::statefile::secure(path)?);
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
@@ -389,6 +406,7 @@ impl SqliteStore {
         migrate(&mut conn, path)?;
         Ok(SqliteStore {
             conn: Mutex::new(conn),
+            _lock: lock,
         })
     }
 

@@ -852,7 +852,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                 "ROLLWATCH_VALUE".to_string(),
                 first
                     .and_then(|f| f.value)
-                    .map(|v| v.to_string())
+                    .map(crate::events::float::text)
                     .unwrap_or_default(),
             ),
             (
