@@ -1,12 +1,13 @@
 //! Loading and validating a rule file: YAML tree in, `WatchSpec` or every error out.
 
 use super::diag::{did_you_mean, Diagnostic, Severity};
+use super::structure::{self, QueryError};
 use super::template::{self, Piece};
 use super::walk::{fields, required, string, Cx};
 use super::yaml::{self, Node, Pos, Value};
 use super::{defaults, Action, CommandSpec, Rule, WatchSpec};
 use crate::eval::{NoData, Threshold};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -229,7 +230,10 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         "the rule file",
         &["vars", "watch", "rollback", "pause", "rules", "notify"],
     )?;
-    let vars = compile_vars(cx, top.get("vars"), opts);
+    let (vars, free) = match compile_vars(cx, top.get("vars"), opts) {
+        Some((vars, free)) => (Some(vars), free),
+        None => (None, BTreeSet::new()),
+    };
 
     let watch = required(
         cx,
@@ -296,7 +300,9 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
             Value::Seq(items) => {
                 let mut names: BTreeMap<String, Pos> = BTreeMap::new();
                 for item in items {
-                    if let Some((rule, pos)) = compile_rule(cx, item, interval, vars.as_ref()) {
+                    if let Some((rule, pos)) =
+                        compile_rule(cx, item, interval, vars.as_ref(), &free)
+                    {
                         if let Some(first) = names.get(&rule.name) {
                             cx.error(
                                 format!(
@@ -572,7 +578,7 @@ fn compile_vars(
     cx: &mut Cx,
     node: Option<&Node>,
     opts: &LoadOptions,
-) -> Option<BTreeMap<String, String>> {
+) -> Option<(BTreeMap<String, String>, BTreeSet<String>)> {
     let mut declared: BTreeMap<String, (Option<String>, Pos)> = BTreeMap::new();
     let mut ok = true;
     if let Some(node) = node {
@@ -640,6 +646,8 @@ fn compile_vars(
         }
     }
     let mut out = BTreeMap::new();
+    // In `check`, variables left unset: the query check gives each a stand-in.
+    let mut free = BTreeSet::new();
     for (name, (default, pos)) in &declared {
         match overrides.get(name).or(default.as_ref()) {
             Some(v) => {
@@ -647,6 +655,7 @@ fn compile_vars(
             }
             None if opts.check => {
                 out.insert(name.clone(), name.clone());
+                free.insert(name.clone());
             }
             None => {
                 cx.error_help(
@@ -658,7 +667,7 @@ fn compile_vars(
             }
         }
     }
-    ok.then_some(out)
+    ok.then_some((out, free))
 }
 
 /// Parses a template and reports unknown variables; None if anything is wrong.
@@ -816,6 +825,7 @@ fn compile_rule(
     node: &Node,
     default_interval: Option<Duration>,
     vars: Option<&BTreeMap<String, String>>,
+    free: &BTreeSet<String>,
 ) -> Option<(Rule, Pos)> {
     let f = fields(cx, node, "rule", RULE_KEYS)?;
     let name = required(
@@ -857,11 +867,28 @@ fn compile_rule(
         let text = string(cx, n, "query")?;
         let vars = vars?;
         let pieces = template_of(cx, &text, n.pos, &format!("the query of {what}"), vars)?;
-        let q = match template::render_promql(&pieces, vars) {
+        let q = match structure::render_query(&pieces, vars, free) {
             Ok(q) => q,
-            Err(e) => {
-                let at = cx.locate(n.pos, &e.token);
-                cx.error(format!("in the query of {what}: {}", e.message), at);
+            Err(QueryError::Placeholder(e)) => {
+                // The same placeholder may appear more than once: point at this one.
+                let nth = text[..e.offset].matches(e.token.as_str()).count();
+                let mut at = cx.locate(n.pos, &e.token);
+                for _ in 0..nth {
+                    let next = Pos {
+                        offset: at.offset.map(|o| o + 1),
+                        ..at
+                    };
+                    at = cx.locate(next, &e.token);
+                }
+                cx.error_help(
+                    format!("in the query of {what}: {}", e.message),
+                    at,
+                    "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in the README",
+                );
+                return None;
+            }
+            Err(QueryError::Template(why)) => {
+                cx.error(format!("the query of {what}: {why}"), n.pos);
                 return None;
             }
         };
