@@ -9,6 +9,7 @@ mod faults;
 mod gate;
 mod observe;
 mod proxy_faults;
+mod query_safety;
 mod replay;
 mod serve;
 mod watch;

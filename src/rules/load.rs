@@ -978,8 +978,8 @@ fn compile_rule(
 
 /// Checks the substituted query offline: valid PromQL that yields an instant value.
 fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
-    use promql_parser::parser::{self, value::ValueType};
-    match parser::parse(q) {
+    use promql_parser::parser::value::ValueType;
+    match structure::parse(q) {
         Ok(expr) => match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => Some(()),
             ValueType::Matrix => {
