@@ -179,7 +179,11 @@ fn the_api_answers_400_and_stores_no_watch() {
     ]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_get(&addr, "/readyz").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "agent not ready:\n{}", agent.dump());
+        assert!(
+            Instant::now() < deadline,
+            "agent not ready:\n{}",
+            agent.dump()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let (status, body) = http(

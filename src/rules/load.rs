@@ -1265,4 +1265,29 @@ mod behaviour {
             }
         }
     }
+
+    #[test]
+    fn a_refused_value_points_at_the_placeholder_it_fills_even_when_repeated() {
+        let text = "vars: {v: x}\nwatch:\n  duration: 1m\n  interval: 5s\nrules:\n  - name: r\n    query: |\n      # it's ${v}\n      x{a=\"${v}\"} > ${v}\n    above: 1\n    for: 0s\n    action: notify\n";
+        let sets = [("v".to_string(), "a\"b".to_string())];
+        let opts = LoadOptions {
+            sets: &sets,
+            check: false,
+        };
+        let err = load_str("t.yaml", text, &opts).unwrap_err();
+        let d = err.errors().next().unwrap();
+        assert!(d.message.contains("`v`"), "{}", d.message);
+        assert!(d.message.contains(r#""a\"b""#), "{}", d.message);
+        // The third `${v}`: the one outside a string (line 9, column 21).
+        let pos = d.pos.unwrap();
+        assert_eq!((pos.line, pos.column), (9, 21), "{}", d.message);
+        // In check mode an unset variable is still checked, with a stand-in that fits.
+        let text = text.replace("vars: {v: x}", "vars: {v: }");
+        let opts = LoadOptions {
+            sets: &[],
+            check: true,
+        };
+        let (spec, _) = load_str("t.yaml", &text, &opts).unwrap();
+        assert_eq!(spec.rules[0].query, "# it's v\nx{a=\"v\"} > v\n");
+    }
 }

@@ -276,7 +276,7 @@ fn settle_classes(
                     }
                 }
                 return Err(QueryError::Template(format!(
-                    "the query is not valid PromQL, whatever the values of its placeholders: {}",
+                    "the query is not valid PromQL (checked with a plain stand-in for each placeholder): {}",
                     err.trim()
                 )));
             }

@@ -1,11 +1,12 @@
 //! `${name}` placeholders in queries and command arguments.
 //!
 //! In a command argument the value is inserted as is: commands run without a shell, so a
-//! value can only ever be one argument's text. In a PromQL query the value is escaped for
-//! the string literal it sits in (double, single or backtick quotes), so a value can
-//! never close the string and change the query's structure. Outside a string literal
-//! only numbers, durations and names are accepted (`[${window}]`, `${metric}`): anything
-//! else is refused rather than trusted.
+//! value can only ever be one argument's text. In a PromQL query each placeholder's
+//! context is tracked the way PromQL's lexer reads the template (string literals of
+//! three kinds, escapes, `#` comments to the end of the line), and the value is escaped
+//! for a string literal or refused where it cannot be made safe (`fill_lexical`). Values
+//! outside string literals, and the proof that no value changed the query's tree, are
+//! the job of `structure`: this lexical layer is the first line, not the guarantee.
 //!
 //! `$${` writes a literal `${`.
 
