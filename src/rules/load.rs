@@ -888,7 +888,7 @@ fn compile_rule(
                 return None;
             }
             Err(QueryError::Template(why)) => {
-                cx.error(format!("the query of {what}: {why}"), n.pos);
+                cx.error(format!("the query of {what} {why}"), n.pos);
                 return None;
             }
         };

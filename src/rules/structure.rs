@@ -36,7 +36,8 @@ use std::time::{Duration, UNIX_EPOCH};
 pub enum QueryError {
     /// A placeholder's value was refused, or the placeholder sits where no value is safe.
     Placeholder(TemplateError),
-    /// The template is not valid PromQL, whatever the values.
+    /// The template is not valid PromQL, whatever the values: what is wrong with it,
+    /// to follow "the query of rule `x`".
     Template(String),
 }
 
@@ -178,9 +179,7 @@ pub fn render_query(
         .copied()
         .find(|p| lits.iter().all(|l| !l.contains(p)))
         .ok_or_else(|| {
-            QueryError::Template(
-                "the query contains every stand-in rollwatch uses to check it".into(),
-            )
+            QueryError::Template("contains every stand-in rollwatch uses to check it".into())
         })?;
     let base = BASES
         .iter()
@@ -206,7 +205,7 @@ pub fn render_query(
     Err(slots
         .first()
         .map(|s| s.error("together with the other values would change the query's structure"))
-        .unwrap_or_else(|| QueryError::Template("the query does not parse the same twice".into())))
+        .unwrap_or_else(|| QueryError::Template("does not parse the same twice".into())))
 }
 
 /// Picks each code placeholder's class so that the template parses with its stand-in
@@ -275,8 +274,13 @@ fn settle_classes(
                         }));
                     }
                 }
+                let how = if slots.is_empty() {
+                    ""
+                } else {
+                    " (checked with a plain stand-in for each placeholder)"
+                };
                 return Err(QueryError::Template(format!(
-                    "the query is not valid PromQL (checked with a plain stand-in for each placeholder): {}",
+                    "is not valid PromQL{how}: {}",
                     err.trim()
                 )));
             }
