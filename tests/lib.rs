@@ -10,6 +10,7 @@ mod faults;
 mod gate;
 mod observe;
 mod proxy_faults;
+mod query_safety;
 mod replay;
 mod serve;
 mod values;

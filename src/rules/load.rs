@@ -1,6 +1,7 @@
 //! Loading and validating a rule file: YAML tree in, `WatchSpec` or every error out.
 
 use super::diag::{did_you_mean, Diagnostic, Severity};
+use super::structure::{self, QueryError};
 use super::template::{self, Piece};
 use super::walk::{fields, required, string, Cx};
 use super::yaml::{self, Node, Pos, Value};
@@ -229,9 +230,9 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         "the rule file",
         &["vars", "watch", "rollback", "pause", "rules", "notify"],
     )?;
-    let (vars, allow_option) = match compile_vars(cx, top.get("vars"), opts) {
-        Some((vars, allow)) => (Some(vars), allow),
-        None => (None, BTreeSet::new()),
+    let (vars, allow_option, free) = match compile_vars(cx, top.get("vars"), opts) {
+        Some((vars, allow, free)) => (Some(vars), allow, free),
+        None => (None, BTreeSet::new(), BTreeSet::new()),
     };
 
     let watch = required(
@@ -305,7 +306,9 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
             Value::Seq(items) => {
                 let mut names: BTreeMap<String, Pos> = BTreeMap::new();
                 for item in items {
-                    if let Some((rule, pos)) = compile_rule(cx, item, interval, vars.as_ref()) {
+                    if let Some((rule, pos)) =
+                        compile_rule(cx, item, interval, vars.as_ref(), &free)
+                    {
                         if let Some(first) = names.get(&rule.name) {
                             cx.error(
                                 format!(
@@ -755,7 +758,7 @@ fn compile_vars(
     cx: &mut Cx,
     node: Option<&Node>,
     opts: &LoadOptions,
-) -> Option<(BTreeMap<String, String>, BTreeSet<String>)> {
+) -> Option<(BTreeMap<String, String>, BTreeSet<String>, BTreeSet<String>)> {
     let mut declared: BTreeMap<String, Declared> = BTreeMap::new();
     let mut ok = true;
     if let Some(node) = node {
@@ -816,12 +819,15 @@ fn compile_vars(
         }
     }
     let mut out = BTreeMap::new();
+    // In `check`, variables left unset: the query check gives each a stand-in.
+    let mut free = BTreeSet::new();
     for (name, d) in &declared {
         let given = overrides.get(name);
         let value = match given.or(d.decl.default.as_ref()) {
             Some(v) => v,
             None if opts.check => {
                 out.insert(name.clone(), name.clone());
+                free.insert(name.clone());
                 continue;
             }
             None => {
@@ -864,7 +870,7 @@ fn compile_vars(
         .filter(|(_, d)| d.decl.allow_option)
         .map(|(n, _)| n.clone())
         .collect();
-    ok.then_some((out, allow_option))
+    ok.then_some((out, allow_option, free))
 }
 
 /// Parses a template and reports unknown variables; None if anything is wrong.
@@ -1077,6 +1083,7 @@ fn compile_rule(
     node: &Node,
     default_interval: Option<Duration>,
     vars: Option<&BTreeMap<String, String>>,
+    free: &BTreeSet<String>,
 ) -> Option<(Rule, Pos)> {
     let f = fields(cx, node, "rule", RULE_KEYS)?;
     let name = required(
@@ -1118,11 +1125,28 @@ fn compile_rule(
         let text = string(cx, n, "query")?;
         let vars = vars?;
         let pieces = template_of(cx, &text, n.pos, &format!("the query of {what}"), vars)?;
-        let q = match template::render_promql(&pieces, vars) {
+        let q = match structure::render_query(&pieces, vars, free) {
             Ok(q) => q,
-            Err(e) => {
-                let at = cx.locate(n.pos, &e.token);
-                cx.error(format!("in the query of {what}: {}", e.message), at);
+            Err(QueryError::Placeholder(e)) => {
+                // The same placeholder may appear more than once: point at this one.
+                let nth = text[..e.offset].matches(e.token.as_str()).count();
+                let mut at = cx.locate(n.pos, &e.token);
+                for _ in 0..nth {
+                    let next = Pos {
+                        offset: at.offset.map(|o| o + 1),
+                        ..at
+                    };
+                    at = cx.locate(next, &e.token);
+                }
+                cx.error_help(
+                    format!("in the query of {what}: {}", e.message),
+                    at,
+                    "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in the README",
+                );
+                return None;
+            }
+            Err(QueryError::Template(why)) => {
+                cx.error(format!("the query of {what} {why}"), n.pos);
                 return None;
             }
         };
@@ -1225,8 +1249,8 @@ fn compile_rule(
 
 /// Checks the substituted query offline: valid PromQL that yields an instant value.
 fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
-    use promql_parser::parser::{self, value::ValueType};
-    match parser::parse(q) {
+    use promql_parser::parser::value::ValueType;
+    match structure::parse(q) {
         Ok(expr) => match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => Some(()),
             ValueType::Matrix => {
@@ -1511,6 +1535,31 @@ mod behaviour {
                 let _ = load(&text[..i]);
             }
         }
+    }
+
+    #[test]
+    fn a_refused_value_points_at_the_placeholder_it_fills_even_when_repeated() {
+        let text = "vars: {v: x}\nwatch:\n  duration: 1m\n  interval: 5s\nrules:\n  - name: r\n    query: |\n      # it's ${v}\n      x{a=\"${v}\"} > ${v}\n    above: 1\n    for: 0s\n    action: notify\n";
+        let sets = [("v".to_string(), "a\"b".to_string())];
+        let opts = LoadOptions {
+            sets: &sets,
+            check: false,
+        };
+        let err = load_str("t.yaml", text, &opts).unwrap_err();
+        let d = err.errors().next().unwrap();
+        assert!(d.message.contains("`v`"), "{}", d.message);
+        assert!(d.message.contains(r#""a\"b""#), "{}", d.message);
+        // The third `${v}`: the one outside a string (line 9, column 21).
+        let pos = d.pos.unwrap();
+        assert_eq!((pos.line, pos.column), (9, 21), "{}", d.message);
+        // In check mode an unset variable is still checked, with a stand-in that fits.
+        let text = text.replace("vars: {v: x}", "vars: {v: }");
+        let opts = LoadOptions {
+            sets: &[],
+            check: true,
+        };
+        let (spec, _) = load_str("t.yaml", &text, &opts).unwrap();
+        assert_eq!(spec.rules[0].query, "# it's v\nx{a=\"v\"} > v\n");
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod diag;
 mod load;
+pub mod structure;
 pub mod template;
 pub(crate) mod walk;
 pub mod yaml;

@@ -1,11 +1,12 @@
 //! `${name}` placeholders in queries and command arguments.
 //!
 //! In a command argument the value is inserted as is: commands run without a shell, so a
-//! value can only ever be one argument's text. In a PromQL query the value is escaped for
-//! the string literal it sits in (double, single or backtick quotes), so a value can
-//! never close the string and change the query's structure. Outside a string literal
-//! only numbers, durations and names are accepted (`[${window}]`, `${metric}`): anything
-//! else is refused rather than trusted.
+//! value can only ever be one argument's text. In a PromQL query each placeholder's
+//! context is tracked the way PromQL's lexer reads the template (string literals of
+//! three kinds, escapes, `#` comments to the end of the line), and the value is escaped
+//! for a string literal or refused where it cannot be made safe (`fill_lexical`). Values
+//! outside string literals, and the proof that no value changed the query's tree, are
+//! the job of `structure`: this lexical layer is the first line, not the guarantee.
 //!
 //! `$${` writes a literal `${`.
 
@@ -111,21 +112,24 @@ pub fn render_plain(pieces: &[Piece], vars: &BTreeMap<String, String>) -> String
     out
 }
 
-/// Where in a PromQL query a placeholder sits.
+/// Where in a PromQL query a placeholder sits, as PromQL's lexer sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Context {
+pub enum Context {
+    /// Outside any string literal and comment.
     Code,
     Double,
     Single,
+    /// A raw string: no escapes.
     Backtick,
+    /// After a `#` in code, up to the end of the line.
+    Comment,
 }
 
-/// Substitutes values into a PromQL query, escaping each for where it sits.
-pub fn render_promql(
-    pieces: &[Piece],
-    vars: &BTreeMap<String, String>,
-) -> Result<String, TemplateError> {
-    let mut out = String::new();
+/// The context of each placeholder, in order. Only the template's own text decides it:
+/// a value is made to fit its context (escaped, or refused), so it never moves the
+/// context of what follows.
+pub fn contexts(pieces: &[Piece]) -> Result<Vec<Context>, TemplateError> {
+    let mut out = Vec::new();
     let mut ctx = Context::Code;
     let mut escaped = false;
     for p in pieces {
@@ -133,49 +137,35 @@ pub fn render_promql(
             Piece::Lit(s) => {
                 for c in s.chars() {
                     (ctx, escaped) = advance(ctx, escaped, c);
-                    out.push(c);
                 }
             }
             Piece::Var { name, offset } => {
-                let value = vars.get(name).map_or("", String::as_str);
-                let fail = |why: String| TemplateError {
-                    offset: *offset,
-                    message: why,
-                    token: format!("${{{name}}}"),
-                };
-                match ctx {
-                    Context::Double => out.push_str(&escape_quoted(value, '"')),
-                    Context::Single => out.push_str(&escape_quoted(value, '\'')),
-                    Context::Backtick => {
-                        if value.contains('`') {
-                            return Err(fail(format!(
-                                "the value {value:?} of `{name}` contains a backtick and sits in a raw (backtick) string, where it cannot be escaped"
-                            )));
-                        }
-                        out.push_str(value);
-                    }
-                    Context::Code => {
-                        if !is_safe_token(value) {
-                            return Err(fail(format!(
-                                "the value {value:?} of `{name}` is used outside a string literal, where only numbers, durations and names are allowed (anything else could change the query's structure)"
-                            )));
-                        }
-                        out.push_str(value);
-                    }
+                if escaped {
+                    return Err(TemplateError {
+                        offset: *offset,
+                        message: format!(
+                            "`${{{name}}}` follows a backslash inside a string literal, so the first character of its value would be read as an escape sequence; remove the backslash or double it (`\\\\`)"
+                        ),
+                        token: format!("${{{name}}}"),
+                    });
                 }
+                out.push(ctx);
             }
         }
     }
     Ok(out)
 }
 
-/// Tracks string literals in PromQL as characters go by.
+/// Tracks string literals and comments in PromQL as characters go by (the rules of
+/// Prometheus's lexer: `#` in code starts a comment that a line break ends; in `"` and
+/// `'` strings a backslash escapes the next character; a backtick string has no escapes).
 fn advance(ctx: Context, escaped: bool, c: char) -> (Context, bool) {
     match ctx {
         Context::Code => match c {
             '"' => (Context::Double, false),
             '\'' => (Context::Single, false),
             '`' => (Context::Backtick, false),
+            '#' => (Context::Comment, false),
             _ => (Context::Code, false),
         },
         Context::Double | Context::Single => {
@@ -197,6 +187,44 @@ fn advance(ctx: Context, escaped: bool, c: char) -> (Context, bool) {
                 (ctx, false)
             }
         }
+        Context::Comment => {
+            if c == '\n' || c == '\r' {
+                (Context::Code, false)
+            } else {
+                (ctx, false)
+            }
+        }
+    }
+}
+
+/// A value's text for a string literal or a comment, or why it cannot go there. Code
+/// context is for `structure`, which knows PromQL's tokens.
+pub fn fill_lexical(ctx: Context, value: &str) -> Result<String, String> {
+    if value.contains('\0') {
+        return Err("contains a NUL character, which is never allowed in a query".into());
+    }
+    match ctx {
+        Context::Double => Ok(escape_quoted(value, '"')),
+        Context::Single => Ok(escape_quoted(value, '\'')),
+        Context::Backtick => {
+            if value.contains('`') {
+                Err("contains a backtick and sits in a raw (backtick) string, where it cannot be escaped; use a double-quoted string".into())
+            } else if value.contains('\\') {
+                Err("contains a backslash and sits in a raw (backtick) string, which Prometheus keeps as is but rollwatch's PromQL parser reads as an escape, so the two could disagree about where the string ends; use a double-quoted string".into())
+            } else if value.chars().any(char::is_control) {
+                Err("contains a control character and sits in a raw (backtick) string, which cannot escape it (Prometheus even drops carriage returns there); use a double-quoted string".into())
+            } else {
+                Ok(value.to_owned())
+            }
+        }
+        Context::Comment => {
+            if value.chars().any(char::is_control) {
+                Err("contains a line break or another control character and sits in a `#` comment, which a line break would end, turning the rest of the value into query text".into())
+            } else {
+                Ok(value.to_owned())
+            }
+        }
+        Context::Code => Ok(value.to_owned()),
     }
 }
 
@@ -218,15 +246,6 @@ pub fn escape_quoted(value: &str, quote: char) -> String {
         }
     }
     out
-}
-
-/// A value that cannot change a query's structure outside a string: a number, a
-/// duration or a metric/label name.
-fn is_safe_token(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '.'))
 }
 
 #[cfg(test)]
@@ -269,51 +288,66 @@ mod tests {
         assert!(parse("${a-b}").is_err());
     }
 
+    fn ctx_of(template: &str) -> Result<Vec<Context>, String> {
+        contexts(&parse(template).unwrap()).map_err(|e| e.message)
+    }
+
     #[test]
-    fn query_values_are_escaped_for_their_string_literal() {
-        let t = parse(r#"up{a="${v}",b='${v}',c=`${w}`}"#).unwrap();
-        let q = render_promql(&t, &vars(&[("v", r#"x"}' or vector(1) \"#), ("w", "ok")])).unwrap();
+    fn a_comment_runs_to_the_end_of_the_line_and_hides_quotes() {
+        use Context::*;
+        // The apostrophe in the comment must not open a string (issue 10).
         assert_eq!(
-            q,
-            r#"up{a="x\"}' or vector(1) \\",b='x"}\' or vector(1) \\',c=`ok`}"#
+            ctx_of("# don't page\nx{a=\"${v}\"}[${w}]").unwrap(),
+            vec![Double, Code]
         );
-        let parsed = promql_parser::parser::parse(&q).expect("escaped query parses");
-        // The whole value stays one label matcher value: the selector has 3 matchers.
-        assert!(matches!(
-            parsed,
-            promql_parser::parser::Expr::VectorSelector(_)
-        ));
+        assert_eq!(ctx_of("up # it's ${v}\r${w}").unwrap(), vec![Comment, Code]);
+        // Inside a string `#` is text.
+        assert_eq!(ctx_of("x{a=\"#${v}\"} ${w}").unwrap(), vec![Double, Code]);
+        assert_eq!(
+            ctx_of("x{a='${v}'} `${w}`").unwrap(),
+            vec![Single, Backtick]
+        );
+        // A backtick string has no escapes.
+        assert_eq!(ctx_of("x{a=`\\`} ${v}").unwrap(), vec![Code]);
     }
 
     #[test]
     fn escaped_quote_inside_literal_keeps_context() {
-        let t = parse(r#"up{a="q\"${v}"}"#).unwrap();
-        assert_eq!(
-            render_promql(&t, &vars(&[("v", "\"")])).unwrap(),
-            r#"up{a="q\"\""}"#
-        );
+        assert_eq!(ctx_of(r#"up{a="q\"${v}"}"#).unwrap(), vec![Context::Double]);
+        assert_eq!(ctx_of(r#"up{a='q\'${v}'}"#).unwrap(), vec![Context::Single]);
+        assert_eq!(ctx_of(r#"up{a="q\\"} ${v}"#).unwrap(), vec![Context::Code]);
     }
 
     #[test]
-    fn outside_strings_only_safe_tokens_pass() {
-        let t = parse("rate(x[${w}]) > ${n}").unwrap();
-        assert_eq!(
-            render_promql(&t, &vars(&[("w", "5m"), ("n", "0.5")])).unwrap(),
-            "rate(x[5m]) > 0.5"
-        );
-        let err = render_promql(&t, &vars(&[("w", "5m]) or vector(1"), ("n", "1")])).unwrap_err();
-        assert!(
-            err.message.contains("outside a string literal"),
-            "{}",
-            err.message
-        );
-        assert!(render_promql(&t, &vars(&[("w", ""), ("n", "1")])).is_err());
+    fn a_placeholder_right_after_a_backslash_is_refused() {
+        let err = ctx_of(r#"up{a="q\${v}"}"#).unwrap_err();
+        assert!(err.contains("follows a backslash"), "{err}");
     }
 
     #[test]
-    fn backtick_value_with_backtick_is_refused() {
-        let t = parse("up{a=`${v}`}").unwrap();
-        assert!(render_promql(&t, &vars(&[("v", "a`b")])).is_err());
+    fn lexical_fill_escapes_strings_and_refuses_what_cannot_be_escaped() {
+        use Context::*;
+        assert_eq!(
+            fill_lexical(Double, "a\"b'c\\d\ne#}").unwrap(),
+            r#"a\"b'c\\d\ne#}"#
+        );
+        assert_eq!(
+            fill_lexical(Single, "a\"b'c\u{1}").unwrap(),
+            r#"a"b\'c\u0001"#
+        );
+        assert!(fill_lexical(Backtick, "a`b").is_err());
+        assert!(fill_lexical(Backtick, "a\\b").is_err());
+        assert!(fill_lexical(Backtick, "a\rb").is_err());
+        assert_eq!(fill_lexical(Backtick, "a\"'b").unwrap(), "a\"'b");
+        assert!(fill_lexical(Comment, "a\nup").is_err());
+        assert!(fill_lexical(Comment, "a\rup").is_err());
+        assert_eq!(
+            fill_lexical(Comment, "it's \"fine\"").unwrap(),
+            "it's \"fine\""
+        );
+        for ctx in [Double, Single, Backtick, Comment, Code] {
+            assert!(fill_lexical(ctx, "a\0b").unwrap_err().contains("NUL"));
+        }
     }
 
     #[test]
