@@ -752,13 +752,13 @@ fn compile_var(cx: &mut Cx, name: &str, k: &Node, v: &Node) -> Option<Declared> 
     })
 }
 
+/// The effective values; the names that may begin a command argument with `-`; and,
+/// in `check`, the names left unset (each gets a stand-in).
+type CompiledVars = (BTreeMap<String, String>, BTreeSet<String>, BTreeSet<String>);
+
 /// The effective variables (defaults overridden by `--set`), each checked against the
 /// file's restrictions, and the names that may begin a command argument with `-`.
-fn compile_vars(
-    cx: &mut Cx,
-    node: Option<&Node>,
-    opts: &LoadOptions,
-) -> Option<(BTreeMap<String, String>, BTreeSet<String>, BTreeSet<String>)> {
+fn compile_vars(cx: &mut Cx, node: Option<&Node>, opts: &LoadOptions) -> Option<CompiledVars> {
     let mut declared: BTreeMap<String, Declared> = BTreeMap::new();
     let mut ok = true;
     if let Some(node) = node {
