@@ -967,4 +967,153 @@ mod tests {
         assert!(s.list(Some(WatchState::Running)).unwrap().is_empty());
         assert_eq!(s.get("a").unwrap().unwrap().exit_code, Some(1));
     }
+
+    fn firing(rule: &str, since_ms: i64) -> SeriesRow {
+        SeriesRow {
+            rule: rule.into(),
+            labels: [("pod".to_string(), "p1".to_string())].into(),
+            phase: Phase::Firing,
+            since_ms,
+            last_value: Some(0.9),
+        }
+    }
+
+    #[test]
+    fn a_claim_records_the_firing_series_and_the_action_together_once() {
+        let (_d, s) = store();
+        s.create(&new_watch("a")).unwrap();
+        let id = s
+            .claim_action("a", &new_action("rollback", 7), &[firing("r", 5)])
+            .unwrap();
+        assert_eq!(s.series("a").unwrap(), vec![firing("r", 5)]);
+        let actions = s.actions("a").unwrap();
+        assert_eq!(actions.len(), 1);
+        assert_eq!(actions[0].id, id);
+        assert_eq!(actions[0].state, ActionState::Started);
+        assert_eq!(actions[0].env, new_action("rollback", 7).env);
+        // A second claim of the same kind is refused by the database, and writes nothing.
+        let err = s
+            .claim_action("a", &new_action("rollback", 8), &[firing("other", 6)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::AlreadyClaimed { .. }), "{err}");
+        assert_eq!(s.actions("a").unwrap().len(), 1);
+        assert_eq!(
+            s.series("a").unwrap().len(),
+            1,
+            "the refused claim's series was rolled back with it"
+        );
+        // Another kind is its own claim.
+        s.claim_action("a", &new_action("pause", 9), &[]).unwrap();
+    }
+
+    #[test]
+    fn a_rerun_is_claimed_once_and_marks_the_original() {
+        let (_d, s) = store();
+        s.create(&new_watch("a")).unwrap();
+        let first = s
+            .claim_action("a", &new_action("rollback", 7), &[])
+            .unwrap();
+        let second = s
+            .claim_rerun("a", first, &new_action("rollback", 8))
+            .unwrap();
+        let actions = s.actions("a").unwrap();
+        assert_eq!(actions[0].state, ActionState::Rerun);
+        assert_eq!(actions[1].rerun_of, Some(first));
+        assert_eq!(actions[1].id, second);
+        assert!(matches!(
+            s.claim_rerun("a", first, &new_action("rollback", 9)),
+            Err(StoreError::AlreadyClaimed { .. })
+        ));
+        assert_eq!(s.actions("a").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn ending_an_action_can_end_its_watch_in_the_same_transaction() {
+        let (_d, s) = store();
+        s.create(&new_watch("a")).unwrap();
+        let id = s
+            .claim_action("a", &new_action("rollback", 7), &[])
+            .unwrap();
+        s.action_spawned(
+            id,
+            &ProcessId {
+                pgid: 4242,
+                start_ticks: Some(99),
+                boot_id: Some("b".into()),
+            },
+        )
+        .unwrap();
+        let ending = Ending {
+            state: WatchState::Finished,
+            outcome: "rollback_unknown".into(),
+            exit_code: 3,
+            detail: "x".into(),
+            at_ms: 9,
+        };
+        let end = ActionEnd {
+            state: ActionState::Unknown,
+            result: "unknown",
+            succeeded: None,
+            at_ms: 9,
+        };
+        s.end_action("a", id, &end, Some(&ending)).unwrap();
+        let w = s.get("a").unwrap().unwrap();
+        assert_eq!(w.state, WatchState::Finished);
+        assert_eq!(w.outcome.as_deref(), Some("rollback_unknown"));
+        let a = &s.actions("a").unwrap()[0];
+        assert_eq!(a.state, ActionState::Unknown);
+        assert_eq!(a.process.as_ref().map(|p| p.pgid), Some(4242));
+    }
+
+    /// The first release's schema, with a watch in it, as an agent left it.
+    const V0: &str = "
+        CREATE TABLE watches (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+            rules TEXT NOT NULL, rules_text TEXT NOT NULL, vars TEXT NOT NULL,
+            duration_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL, state TEXT NOT NULL,
+            outcome TEXT, exit_code INTEGER, detail TEXT, finished_ms INTEGER);
+        CREATE TABLE actions (id INTEGER PRIMARY KEY AUTOINCREMENT, watch_id TEXT NOT NULL,
+            kind TEXT NOT NULL, rule TEXT NOT NULL, argv TEXT NOT NULL, state TEXT NOT NULL,
+            result TEXT, succeeded INTEGER, started_ms INTEGER NOT NULL, finished_ms INTEGER,
+            rerun_of INTEGER);
+        INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
+            VALUES ('old', 'checkout', 'watch: {}', '{}', 60000, 1, 'running');
+        INSERT INTO actions (watch_id, kind, rule, argv, state, started_ms)
+            VALUES ('old', 'rollback', 'r', '[\"true\"]', 'started', 5);
+    ";
+
+    #[test]
+    fn an_unversioned_state_file_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Connection::open(&path).unwrap().execute_batch(V0).unwrap();
+        let s = SqliteStore::open(&path).unwrap();
+        let a = s.actions("old").unwrap();
+        assert_eq!(a.len(), 1, "the old rows are kept");
+        assert_eq!(a[0].state, ActionState::Started);
+        assert!(a[0].env.is_empty());
+        assert!(matches!(
+            s.claim_action("old", &new_action("rollback", 9), &[]),
+            Err(StoreError::AlreadyClaimed { .. })
+        ));
+        drop(s);
+        let v: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        SqliteStore::open(&path).expect("opens again at the current version");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = SqliteStore::open(&path).err().expect("refused");
+        assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
 }
