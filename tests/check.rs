@@ -1,6 +1,6 @@
 //! `rollwatch check`: the examples pass; each broken fixture fails with its snapshot.
 
-use crate::harness::{repo_path, run};
+use crate::harness::{check_snapshot, repo_path, run, SnapshotMode};
 
 #[test]
 fn every_example_rule_file_passes_check() {
@@ -22,9 +22,11 @@ fn every_example_rule_file_passes_check() {
 }
 
 /// Each `tests/fixtures/bad/NAME.yaml` must fail `check` with exit 2 and exactly the
-/// stderr in `NAME.stderr` (run with `BLESS=1` to rewrite the snapshots).
+/// stderr in `NAME.stderr` (run with `BLESS=1` to rewrite the snapshots; refused
+/// where `CI` is set).
 #[test]
 fn broken_fixtures_fail_with_their_snapshot() {
+    let mode = SnapshotMode::from_env();
     let dir = repo_path("tests/fixtures/bad");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -47,18 +49,11 @@ fn broken_fixtures_fail_with_their_snapshot() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let snap = dir.join(format!("{name}.stderr"));
-        if std::env::var_os("BLESS").is_some() {
-            std::fs::write(&snap, &stderr).unwrap();
-        }
-        let expected = std::fs::read_to_string(&snap).unwrap_or_default();
         if out.status.code() != Some(2) {
             failures.push(format!("{name}: exit {:?}, expected 2", out.status.code()));
         }
-        if stderr != expected {
-            failures.push(format!(
-                "{name}: stderr differs from {}:\n{stderr}",
-                snap.display()
-            ));
+        if let Err(e) = check_snapshot(&snap, &stderr, mode) {
+            failures.push(format!("{name}: stderr {e}"));
         }
         if !stderr.contains(&format!("{rel}:")) {
             failures.push(format!("{name}: no file:line:column in\n{stderr}"));
