@@ -217,8 +217,19 @@ pub async fn watch(args: WatchArgs) -> u8 {
             }
         }
     }
+    let duration = args.duration.unwrap_or(spec.duration);
+    for n in rules::lint::never_fires(&spec, duration) {
+        tracing::warn!(
+            event = "never_fires",
+            rule = %n.rule,
+            for_s = n.for_.as_secs_f64(),
+            duration_s = n.duration.as_secs_f64(),
+            help = %n.help(),
+            "{n}"
+        );
+    }
     let opts = WatchOptions {
-        duration: args.duration.unwrap_or(spec.duration),
+        duration,
         dry_run: args.dry_run,
         prometheus: client.shown_url().to_string(),
     };

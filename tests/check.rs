@@ -110,3 +110,76 @@ fn required_variable_must_be_set_for_watch() {
     );
     assert!(stderr.contains("rules/payments.yaml:"), "{stderr}");
 }
+
+/// A rule file whose `slow` rule has a `for` as long as the watch.
+const NEVER_FIRES: &str = r#"watch:
+  duration: 5m
+  interval: 1s
+rollback:
+  command: ["true"]
+rules:
+  - name: quick
+    query: vector(0)
+    above: 0.5
+    for: 1m
+  - name: slow
+    query: vector(0)
+    above: 0.5
+    for: 5m
+"#;
+
+#[test]
+fn check_warns_about_a_rule_that_can_never_fire() {
+    let s = crate::harness::Scratch::new();
+    let file = s.rules(NEVER_FIRES);
+    let file = file.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["check", file]);
+    assert_eq!(code, 0, "a warning, not an error:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("ok: {file}")), "{stdout}");
+    assert!(
+        stderr.contains(
+            "warning: rule `slow` can never fire: its `for` (5m) is not shorter than the watch (5m)"
+        ),
+        "{stderr}"
+    );
+    // It points at the rule's `for`, line 14 column 10.
+    assert!(stderr.contains(&format!("--> {file}:14:10")), "{stderr}");
+    assert!(stderr.contains("= help: "), "{stderr}");
+    assert!(!stderr.contains("`quick`"), "{stderr}");
+}
+
+#[test]
+fn watch_warns_when_duration_leaves_a_rule_no_time_to_fire() {
+    let prom = crate::harness::prometheus();
+    let s = crate::harness::Scratch::new();
+    let file = s.rules(NEVER_FIRES);
+    let mut w = crate::harness::start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &prom.url,
+        "--duration",
+        "2s",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        w.wait(std::time::Duration::from_secs(30)),
+        0,
+        "{}",
+        w.dump()
+    );
+    let warned = w.events("never_fires");
+    let rules: Vec<&str> = warned.iter().map(|v| v["rule"].as_str().unwrap()).collect();
+    // `--duration 2s` leaves neither rule time to fire, though the file's 5m did for one.
+    assert_eq!(rules, ["quick", "slow"], "{}", w.dump());
+    assert_eq!(warned[0]["level"], "WARN", "{}", warned[0]);
+    assert!(
+        warned[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("its `for` (1m) is not shorter than the watch (2s)"),
+        "{}",
+        warned[0]
+    );
+}
