@@ -5,6 +5,7 @@
 mod harness;
 
 mod check;
+mod clock;
 mod faults;
 mod gate;
 mod observe;
