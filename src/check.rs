@@ -2,11 +2,12 @@
 //!
 //! Offline it runs the same loader as `watch` (so "check passes" means "watch will
 //! load it"), plus warnings that only make sense ahead of time (a command's program
-//! missing on this machine). With `--prometheus` it also runs each query once and shows
-//! where each rule stands now.
+//! missing on this machine, a rule whose `for` leaves it no time to fire in the watch).
+//! With `--prometheus` it also runs each query once and shows where each rule stands
+//! now.
 
 use crate::action::find_program;
-use crate::cli::{load_reporting, prom_client, CheckArgs};
+use crate::cli::{load_reporting, print_diagnostics, prom_client, CheckArgs};
 use crate::exit;
 use crate::prom::MetricsSource;
 use std::time::SystemTime;
@@ -37,6 +38,12 @@ pub async fn run(args: CheckArgs) -> u8 {
                     );
                 }
             }
+        }
+        let never = crate::rules::lint::never_fires(&spec, spec.duration);
+        if !never.is_empty() {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let diags: Vec<_> = never.iter().map(|n| n.diagnostic(&text)).collect();
+            print_diagnostics(&path.display().to_string(), &text, &diags);
         }
         let names: Vec<&str> = spec.rules.iter().map(|r| r.name.as_str()).collect();
         println!(

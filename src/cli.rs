@@ -3,7 +3,7 @@
 use crate::action::{find_program, ProcessRunner};
 use crate::exit;
 use crate::logging::LogFormat;
-use crate::prom::{PromClient, PromConfig};
+use crate::prom::{PromClient, PromConfig, SkewVerdict};
 use crate::rules::{self, Diagnostic, WatchSpec};
 use crate::watch::{self, Signal, WatchOptions};
 use clap::{Args, Parser, Subcommand};
@@ -217,14 +217,78 @@ pub async fn watch(args: WatchArgs) -> u8 {
             }
         }
     }
+    let duration = args.duration.unwrap_or(spec.duration);
+    for n in rules::lint::never_fires(&spec, duration) {
+        tracing::warn!(
+            event = "never_fires",
+            rule = %n.rule,
+            for_s = n.for_.as_secs_f64(),
+            duration_s = n.duration.as_secs_f64(),
+            help = %n.help(),
+            "{n}"
+        );
+    }
+    if let Err(code) = check_clock(&client, spec.max_blind, duration).await {
+        return code;
+    }
     let opts = WatchOptions {
-        duration: args.duration.unwrap_or(spec.duration),
+        duration,
         dry_run: args.dry_run,
         prometheus: client.shown_url().to_string(),
     };
     match run_watch(&spec, client, &opts, &args.outputs, &mut signals).await {
         Ok(outcome) => outcome.exit_code(),
         Err(code) => code,
+    }
+}
+
+/// Compares Prometheus's clock with this machine's before a watch starts (polls ask
+/// about this machine's now): logs `clock_skew` above `SKEW_WARN`, and Err(exit code)
+/// when the skew exceeds the watch's `max_blind` (capped by its duration, as the watch
+/// loop caps it), since then every poll would judge a moment Prometheus has no samples
+/// for yet, or one long past. A failed measurement does not hold the watch back (its
+/// own blind handling judges an unreachable Prometheus); it is logged.
+pub async fn check_clock(
+    client: &PromClient,
+    max_blind: Duration,
+    duration: Duration,
+) -> Result<(), u8> {
+    let (limit, what) = if duration < max_blind {
+        (duration, "the watch's whole duration")
+    } else {
+        (max_blind, "the watch's max_blind")
+    };
+    let skew = match client.clock_skew().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(event = "clock_skew_unknown", error = %e, "cannot compare this machine's clock with Prometheus's; watching anyway");
+            return Ok(());
+        }
+    };
+    match skew.judge(limit) {
+        SkewVerdict::Fine => Ok(()),
+        SkewVerdict::Warn => {
+            tracing::warn!(
+                event = "clock_skew",
+                skew_s = skew.seconds(),
+                uncertainty_s = skew.uncertainty_ms as f64 / 1000.0,
+                max_blind_s = limit.as_secs_f64(),
+                "{skew}: every poll asks Prometheus about a moment that far off; sync this machine's clock (NTP)"
+            );
+            Ok(())
+        }
+        SkewVerdict::Refuse => {
+            let judged = if skew.skew_ms < 0 {
+                "a moment Prometheus has no samples for yet (an empty answer can pass as healthy)"
+            } else {
+                "a moment long past"
+            };
+            crate::say!(
+                "error: {skew}, more than {what} ({}): every poll would ask about {judged}\n  = help: sync this machine's clock (NTP: `timedatectl`, `chronyc tracking`) or run the watch on a machine whose clock is right",
+                humantime::format_duration(limit)
+            );
+            Err(exit::USAGE)
+        }
     }
 }
 

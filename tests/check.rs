@@ -1,6 +1,6 @@
 //! `rollwatch check`: the examples pass; each broken fixture fails with its snapshot.
 
-use crate::harness::{repo_path, run};
+use crate::harness::{check_snapshot, repo_path, run, SnapshotMode};
 
 #[test]
 fn every_example_rule_file_passes_check() {
@@ -22,9 +22,11 @@ fn every_example_rule_file_passes_check() {
 }
 
 /// Each `tests/fixtures/bad/NAME.yaml` must fail `check` with exit 2 and exactly the
-/// stderr in `NAME.stderr` (run with `BLESS=1` to rewrite the snapshots).
+/// stderr in `NAME.stderr` (run with `BLESS=1` to rewrite the snapshots; refused
+/// where `CI` is set).
 #[test]
 fn broken_fixtures_fail_with_their_snapshot() {
+    let mode = SnapshotMode::from_env();
     let dir = repo_path("tests/fixtures/bad");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -47,18 +49,11 @@ fn broken_fixtures_fail_with_their_snapshot() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let snap = dir.join(format!("{name}.stderr"));
-        if std::env::var_os("BLESS").is_some() {
-            std::fs::write(&snap, &stderr).unwrap();
-        }
-        let expected = std::fs::read_to_string(&snap).unwrap_or_default();
         if out.status.code() != Some(2) {
             failures.push(format!("{name}: exit {:?}, expected 2", out.status.code()));
         }
-        if stderr != expected {
-            failures.push(format!(
-                "{name}: stderr differs from {}:\n{stderr}",
-                snap.display()
-            ));
+        if let Err(e) = check_snapshot(&snap, &stderr, mode) {
+            failures.push(format!("{name}: stderr {e}"));
         }
         if !stderr.contains(&format!("{rel}:")) {
             failures.push(format!("{name}: no file:line:column in\n{stderr}"));
@@ -114,4 +109,77 @@ fn required_variable_must_be_set_for_watch() {
         "{stderr}"
     );
     assert!(stderr.contains("rules/payments.yaml:"), "{stderr}");
+}
+
+/// A rule file whose `slow` rule has a `for` as long as the watch.
+const NEVER_FIRES: &str = r#"watch:
+  duration: 5m
+  interval: 1s
+rollback:
+  command: ["true"]
+rules:
+  - name: quick
+    query: vector(0)
+    above: 0.5
+    for: 1m
+  - name: slow
+    query: vector(0)
+    above: 0.5
+    for: 5m
+"#;
+
+#[test]
+fn check_warns_about_a_rule_that_can_never_fire() {
+    let s = crate::harness::Scratch::new();
+    let file = s.rules(NEVER_FIRES);
+    let file = file.to_str().unwrap();
+    let (code, stdout, stderr) = run(&["check", file]);
+    assert_eq!(code, 0, "a warning, not an error:\n{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("ok: {file}")), "{stdout}");
+    assert!(
+        stderr.contains(
+            "warning: rule `slow` can never fire: its `for` (5m) is not shorter than the watch (5m)"
+        ),
+        "{stderr}"
+    );
+    // It points at the rule's `for`, line 14 column 10.
+    assert!(stderr.contains(&format!("--> {file}:14:10")), "{stderr}");
+    assert!(stderr.contains("= help: "), "{stderr}");
+    assert!(!stderr.contains("`quick`"), "{stderr}");
+}
+
+#[test]
+fn watch_warns_when_duration_leaves_a_rule_no_time_to_fire() {
+    let prom = crate::harness::prometheus();
+    let s = crate::harness::Scratch::new();
+    let file = s.rules(NEVER_FIRES);
+    let mut w = crate::harness::start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &prom.url,
+        "--duration",
+        "2s",
+        "--dry-run",
+    ]);
+    assert_eq!(
+        w.wait(std::time::Duration::from_secs(30)),
+        0,
+        "{}",
+        w.dump()
+    );
+    let warned = w.events("never_fires");
+    let rules: Vec<&str> = warned.iter().map(|v| v["rule"].as_str().unwrap()).collect();
+    // `--duration 2s` leaves neither rule time to fire, though the file's 5m did for one.
+    assert_eq!(rules, ["quick", "slow"], "{}", w.dump());
+    assert_eq!(warned[0]["level"], "WARN", "{}", warned[0]);
+    assert!(
+        warned[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("its `for` (1m) is not shorter than the watch (2s)"),
+        "{}",
+        warned[0]
+    );
 }

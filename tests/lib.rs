@@ -5,6 +5,7 @@
 mod harness;
 
 mod check;
+mod clock;
 mod crash_points;
 mod faults;
 mod gate;

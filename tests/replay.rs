@@ -142,11 +142,48 @@ fn offset(v: &Value) -> Option<i64> {
     Some(ts.as_second() - history().base)
 }
 
-fn assert_near(got: Option<i64>, want: i64, tolerance: i64, doc: &Value) {
+/// The polls a replay makes: at `from`, `from + step`, ... (seconds after base).
+#[derive(Clone, Copy)]
+struct Grid {
+    from: i64,
+    step: i64,
+}
+
+/// The grid of `replay()`: from base, at the rule file's 10s interval.
+const GRID: Grid = Grid { from: 0, step: 10 };
+
+impl Grid {
+    /// The first poll at or after `t`.
+    fn at_or_after(self, t: i64) -> i64 {
+        self.from + (t - self.from + self.step - 1).div_euclid(self.step) * self.step
+    }
+
+    /// The poll at which a rule first sees the history sample written at or after `t`
+    /// (samples are every `STEP` seconds; a poll sees the latest sample before it).
+    fn sees(self, t: i64) -> i64 {
+        self.at_or_after(t + (STEP - t.rem_euclid(STEP)) % STEP)
+    }
+
+    /// The poll at which a rule with `for_` fires when its breach is first seen at `onset`.
+    fn fires(self, onset: i64, for_: i64) -> i64 {
+        assert_eq!(
+            (onset - self.from) % self.step,
+            0,
+            "+{onset}s is not a poll"
+        );
+        self.at_or_after(onset + for_)
+    }
+}
+
+/// Asserts the rule fired exactly at poll `want`: a step early or late is a failure.
+fn assert_fired_at(got: Option<i64>, want: i64, grid: Grid, doc: &Value) {
+    assert_eq!((want - grid.from) % grid.step, 0, "+{want}s is not a poll");
     let got = got.unwrap_or_else(|| panic!("nothing fired; expected +{want}s: {doc:#}"));
     assert!(
-        (got - want).abs() <= tolerance,
-        "fired at +{got}s, expected +{want}s ±{tolerance}s: {doc:#}"
+        got == want,
+        "fired at +{got}s, expected exactly +{want}s ({} step(s) of {}s off): {doc:#}",
+        (got - want) / grid.step,
+        grid.step
     );
 }
 
@@ -155,8 +192,18 @@ fn breach_longer_than_for_fires_at_the_right_step() {
     let (code, doc) = replay("long", "    above: 0.5\n    for: 2m", 0, 1800);
     assert_eq!(code, 1, "{doc:#}");
     assert_eq!(doc["outcome"], "rolled_back");
-    assert_near(offset(&doc["rules"][0]["pending_at"]), 600, 10, &doc);
-    assert_near(offset(&doc["rules"][0]["fired_at"]), 720, 10, &doc);
+    let onset = GRID.sees(600);
+    assert_eq!(
+        offset(&doc["rules"][0]["pending_at"]),
+        Some(onset),
+        "{doc:#}"
+    );
+    assert_fired_at(
+        offset(&doc["rules"][0]["fired_at"]),
+        GRID.fires(onset, 120),
+        GRID,
+        &doc,
+    );
     assert_eq!(doc["rules"][0]["labels"]["test"], "long");
     assert_eq!(doc["rules"][0]["peak"], 0.9);
     assert_eq!(doc["decided_at"], doc["rules"][0]["fired_at"]);
@@ -184,7 +231,12 @@ fn gap_in_history_resets_a_pending_breach() {
     );
     assert_eq!(code, 1, "{doc:#}");
     // Without the reset it would fire at +1200; the gap restarts it at +1020.
-    assert_near(offset(&doc["rules"][0]["fired_at"]), 1020 + 600, 10, &doc);
+    assert_fired_at(
+        offset(&doc["rules"][0]["fired_at"]),
+        GRID.fires(GRID.sees(1020), 600),
+        GRID,
+        &doc,
+    );
 }
 
 #[test]
@@ -195,7 +247,12 @@ fn gap_with_no_data_hold_does_not_reset() {
         0,
         3000,
     );
-    assert_near(offset(&doc["rules"][0]["fired_at"]), 1200, 10, &doc);
+    assert_fired_at(
+        offset(&doc["rules"][0]["fired_at"]),
+        GRID.fires(GRID.sees(600), 600),
+        GRID,
+        &doc,
+    );
 }
 
 #[test]
@@ -206,14 +263,25 @@ fn nan_follows_no_data() {
         0,
         1800,
     );
-    assert_near(offset(&ok["rules"][0]["fired_at"]), 720 + 120, 10, &ok);
+    // NaN (samples at +660..+705) resets the breach; it is seen again at +720.
+    assert_fired_at(
+        offset(&ok["rules"][0]["fired_at"]),
+        GRID.fires(GRID.sees(720), 120),
+        GRID,
+        &ok,
+    );
     let (_, breach) = replay(
         "nan",
         "    above: 0.5\n    for: 2m\n    no_data: breach",
         0,
         1800,
     );
-    assert_near(offset(&breach["rules"][0]["fired_at"]), 720, 10, &breach);
+    assert_fired_at(
+        offset(&breach["rules"][0]["fired_at"]),
+        GRID.fires(GRID.sees(600), 120),
+        GRID,
+        &breach,
+    );
 }
 
 #[test]
@@ -225,7 +293,13 @@ fn missing_series_follows_no_data() {
         600,
     );
     assert_eq!(code, 1, "{doc:#}");
-    assert_near(offset(&doc["rules"][0]["fired_at"]), 60, 10, &doc);
+    // Absent from the first poll.
+    assert_fired_at(
+        offset(&doc["rules"][0]["fired_at"]),
+        GRID.fires(GRID.from, 60),
+        GRID,
+        &doc,
+    );
     let (code, doc) = replay(
         "missing",
         "    above: 0.5\n    for: 1m\n    no_data: ok",
@@ -257,7 +331,13 @@ fn window_longer_than_11000_steps_is_split_and_works() {
         4 * 3600,
     );
     assert_eq!(code, 1, "{doc:#}");
-    assert_near(offset(&doc["rules"][0]["fired_at"]), 13_800 + 60, 1, &doc);
+    let grid = Grid { from: 0, step: 1 };
+    assert_fired_at(
+        offset(&doc["rules"][0]["fired_at"]),
+        grid.fires(grid.sees(13_800), 60),
+        grid,
+        &doc,
+    );
 }
 
 #[test]

@@ -8,7 +8,7 @@
 mod client;
 pub mod decode;
 
-pub use client::{graph_link, PromClient, PromConfig};
+pub use client::{graph_link, ClockSkew, PromClient, PromConfig, SkewVerdict, SKEW_WARN};
 
 use crate::eval::Sample;
 use std::future::Future;

@@ -6,6 +6,7 @@
 //! complete list of what is wrong with it.
 
 pub mod diag;
+pub mod lint;
 mod load;
 pub mod structure;
 pub mod template;

@@ -1,5 +1,8 @@
 //! A scripted stand-in for Prometheus, used only to inject faults a real one cannot be
 //! made to produce on demand (5xx, hangs, garbage, resets).
+//!
+//! `watch` first asks for `time()` (to compare clocks); the fake answers that from its
+//! own clock, outside the script, so a script is the polls' replies alone.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -35,28 +38,58 @@ pub struct Fake {
 }
 
 impl Fake {
-    /// Answers requests with `script` in order, repeating the last reply forever.
+    /// Answers requests with `script` in order, repeating the last reply forever;
+    /// `time()` is answered with this machine's clock.
     pub fn start(script: Vec<Reply>) -> Fake {
+        Fake::start_with_clock(script, None)
+    }
+
+    /// Like `start`, with `time()` answered by `clock` (None: this machine's clock).
+    pub fn start_with_clock(script: Vec<Reply>, clock: Option<Reply>) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
         let script = Arc::new(Mutex::new(script));
-        let (r, s) = (requests.clone(), script.clone());
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let n = r.fetch_add(1, Ordering::SeqCst);
-                let reply = {
-                    let s = s.lock().unwrap();
-                    s.get(n).or(s.last()).cloned().unwrap_or(Reply::Reset)
-                };
-                thread::spawn(move || answer(stream, reply));
+                let (r, s, clock) = (requests.clone(), script.clone(), clock.clone());
+                thread::spawn(move || {
+                    answer(stream, |body| {
+                        if is_time_query(body) {
+                            return clock.unwrap_or_else(now);
+                        }
+                        let n = r.fetch_add(1, Ordering::SeqCst);
+                        let s = s.lock().unwrap();
+                        s.get(n).or(s.last()).cloned().unwrap_or(Reply::Reset)
+                    })
+                });
             }
         });
         Fake { url }
     }
 }
 
-fn answer(mut stream: TcpStream, reply: Reply) {
+/// A form body asking for `time()`.
+fn is_time_query(body: &[u8]) -> bool {
+    body.split(|&b| b == b'&')
+        .any(|kv| kv.eq_ignore_ascii_case(b"query=time%28%29") || kv == b"query=time()")
+}
+
+/// `time()` as Prometheus answers it, from this machine's clock.
+fn now() -> Reply {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    Reply::Http(
+        200,
+        format!(
+            r#"{{"status":"success","data":{{"resultType":"scalar","result":[{t:.3},"{t:.3}"]}}}}"#
+        ),
+    )
+}
+
+fn answer(mut stream: TcpStream, reply: impl FnOnce(&[u8]) -> Reply) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut len = 0usize;
     let mut line = String::new();
@@ -71,7 +104,7 @@ fn answer(mut stream: TcpStream, reply: Reply) {
     }
     let mut body = vec![0; len];
     let _ = reader.read_exact(&mut body);
-    match reply {
+    match reply(&body) {
         Reply::Http(status, body) => {
             let _ = write!(
                 stream,

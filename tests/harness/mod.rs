@@ -413,7 +413,15 @@ pub struct Running {
     pub log: Arc<Mutex<Vec<Value>>>,
     exit: mpsc::Receiver<Option<i32>>,
     waiter: Option<thread::JoinHandle<()>>,
+    /// The thread reading stderr into `log`, and word that it has read the last line.
+    /// The process can exit while its last lines still sit in the pipe, so `wait`
+    /// joins it before anyone reads `log`.
+    reader: Option<(thread::JoinHandle<()>, mpsc::Receiver<()>)>,
 }
+
+/// How long, after rollwatch exits, its stderr may stay open (only a process it left
+/// behind could hold it) before `wait` gives up on reading the rest.
+const STDERR_CLOSE: Duration = Duration::from_secs(10);
 
 pub fn start(args: &[&str]) -> Running {
     start_env(args, &[])
@@ -434,12 +442,14 @@ pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Running {
     let (tx, events) = mpsc::channel();
     let log: Arc<Mutex<Vec<Value>>> = Arc::default();
     let log2 = log.clone();
-    thread::spawn(move || {
+    let (read_tx, read_rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             let v: Value = serde_json::from_str(&line).unwrap_or(Value::String(line));
             log2.lock().unwrap().push(v.clone());
             let _ = tx.send(v);
         }
+        let _ = read_tx.send(());
     });
     let (etx, exit) = mpsc::channel();
     let waiter = thread::spawn(move || {
@@ -453,6 +463,7 @@ pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Running {
         log,
         exit,
         waiter: Some(waiter),
+        reader: Some((reader, read_rx)),
     }
 }
 
@@ -494,13 +505,15 @@ impl Running {
         }
     }
 
-    /// Waits for the process to exit and returns its exit code.
+    /// Waits for the process to exit and returns its exit code, once every line it
+    /// wrote to stderr is in `log` (so `events` and `dump` miss none of the last ones).
     pub fn wait(&mut self, timeout: Duration) -> i32 {
         match self.exit.recv_timeout(timeout) {
             Ok(code) => {
                 if let Some(w) = self.waiter.take() {
                     let _ = w.join();
                 }
+                self.join_reader();
                 code.expect("rollwatch exited by a signal")
             }
             Err(_) => {
@@ -516,17 +529,36 @@ impl Running {
         }
     }
 
-    /// Waits for the process to exit: Some(code), or None if a signal ended it.
+    /// Waits for the process to exit: Some(code), or None if a signal ended it; like
+    /// `wait`, once every line it wrote to stderr is in `log`.
     pub fn wait_any(&mut self, timeout: Duration) -> Option<i32> {
         match self.exit.recv_timeout(timeout) {
             Ok(code) => {
                 if let Some(w) = self.waiter.take() {
                     let _ = w.join();
                 }
+                self.join_reader();
                 code
             }
             Err(_) => panic!(
                 "rollwatch did not exit within {timeout:?}; log:\n{}",
+                self.dump()
+            ),
+        }
+    }
+
+    /// Joins the stderr reader: the pipe reaches its end once rollwatch and anything
+    /// that inherited its stderr have exited.
+    fn join_reader(&mut self) {
+        let Some((reader, done)) = self.reader.take() else {
+            return;
+        };
+        match done.recv_timeout(STDERR_CLOSE) {
+            Ok(()) => {
+                let _ = reader.join();
+            }
+            Err(_) => panic!(
+                "rollwatch exited but its stderr stayed open for {STDERR_CLOSE:?} (a process it left behind holds it): its last log lines cannot be read; log so far:\n{}",
                 self.dump()
             ),
         }
@@ -585,4 +617,160 @@ pub fn run(args: &[&str]) -> (i32, String, String) {
 
 pub fn repo_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// What a snapshot test does with its `.stderr` files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// Compare, and fail on any difference or a missing snapshot.
+    Compare,
+    /// `BLESS=1`: rewrite the snapshots from what the binary prints now.
+    Bless,
+}
+
+impl SnapshotMode {
+    /// The mode this run asks for. Blessing makes every snapshot test pass whatever
+    /// the binary prints, so it is refused where `CI` is set: there a difference must
+    /// fail the build, not rewrite the file it is compared with.
+    pub fn from_env() -> SnapshotMode {
+        SnapshotMode::from_vars(std::env::var_os("BLESS"), std::env::var_os("CI"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `from_env` over explicit values (an empty value counts as unset).
+    pub fn from_vars(
+        bless: Option<std::ffi::OsString>,
+        ci: Option<std::ffi::OsString>,
+    ) -> Result<SnapshotMode, String> {
+        let set = |v: &Option<std::ffi::OsString>| v.as_ref().is_some_and(|v| !v.is_empty());
+        match (set(&bless), set(&ci)) {
+            (false, _) => Ok(SnapshotMode::Compare),
+            (true, false) => Ok(SnapshotMode::Bless),
+            (true, true) => Err(
+                "BLESS is set together with CI: rewriting snapshots in CI would make every snapshot test pass; unset BLESS (bless locally and commit the files)".into(),
+            ),
+        }
+    }
+}
+
+/// Compares `actual` with the snapshot file `path` (after rewriting it in `Bless`
+/// mode). Err describes the difference, or the missing file.
+pub fn check_snapshot(path: &Path, actual: &str, mode: SnapshotMode) -> Result<(), String> {
+    if mode == SnapshotMode::Bless {
+        std::fs::write(path, actual)
+            .map_err(|e| format!("cannot bless {}: {e}", path.display()))?;
+    }
+    let expected = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "no snapshot {} ({e}); run with BLESS=1 to write it, then review and commit it; got:\n{actual}",
+            path.display()
+        )
+    })?;
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(format!(
+            "differs from {}:\n--- expected\n{expected}\n--- got\n{actual}",
+            path.display()
+        ))
+    }
+}
+
+#[test]
+fn snapshot_blessing_is_refused_in_ci() {
+    use std::ffi::OsString;
+    let v = |s: &str| Some(OsString::from(s));
+    assert_eq!(
+        SnapshotMode::from_vars(None, None),
+        Ok(SnapshotMode::Compare)
+    );
+    assert_eq!(
+        SnapshotMode::from_vars(None, v("true")),
+        Ok(SnapshotMode::Compare)
+    );
+    assert_eq!(
+        SnapshotMode::from_vars(v("1"), None),
+        Ok(SnapshotMode::Bless)
+    );
+    assert_eq!(
+        SnapshotMode::from_vars(v("1"), v("")),
+        Ok(SnapshotMode::Bless)
+    );
+    assert_eq!(
+        SnapshotMode::from_vars(v(""), v("1")),
+        Ok(SnapshotMode::Compare)
+    );
+    let refused = SnapshotMode::from_vars(v("1"), v("true")).unwrap_err();
+    assert!(
+        refused.contains("BLESS is set together with CI"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn snapshot_mismatch_or_missing_file_fails_unless_blessed() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("x.stderr");
+    let missing = check_snapshot(&snap, "error: x\n", SnapshotMode::Compare).unwrap_err();
+    assert!(missing.contains("no snapshot"), "{missing}");
+    // An empty output must not match a missing snapshot either.
+    assert!(check_snapshot(&snap, "", SnapshotMode::Compare).is_err());
+    std::fs::write(&snap, "error: x\n").unwrap();
+    assert_eq!(
+        check_snapshot(&snap, "error: x\n", SnapshotMode::Compare),
+        Ok(())
+    );
+    let differs = check_snapshot(&snap, "error: y\n", SnapshotMode::Compare).unwrap_err();
+    assert!(differs.contains("error: y"), "{differs}");
+    // Compare never writes.
+    assert_eq!(std::fs::read_to_string(&snap).unwrap(), "error: x\n");
+    assert_eq!(
+        check_snapshot(&snap, "error: y\n", SnapshotMode::Bless),
+        Ok(())
+    );
+    assert_eq!(std::fs::read_to_string(&snap).unwrap(), "error: y\n");
+}
+
+/// The last lines rollwatch logs before it exits are often still in the pipe when
+/// the process is reaped; `wait` must not return before they are in `log`.
+#[test]
+fn wait_returns_after_the_last_log_line_is_read() {
+    let prom = prometheus();
+    let s = Scratch::new();
+    // 2,000 output lines are logged one by one while the rollback runs, so the pipe is
+    // full when rollwatch writes its last events and exits.
+    let file = s.rules(
+        r#"watch:
+  duration: 60s
+  interval: 1s
+rollback:
+  command: ["sh", "-c", "seq 1000; seq 1000 >&2"]
+  timeout: 30s
+rules:
+  - name: always
+    query: vector(1)
+    above: 0.5
+    for: 0s
+"#,
+    );
+    let mut w = start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &prom.url,
+    ]);
+    assert_eq!(w.wait(Duration::from_secs(30)), 1, "{}", w.dump());
+    let output = w
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|v| v["stream"] == "stdout" || v["stream"] == "stderr")
+        .count();
+    assert_eq!(output, 2000, "every output line logged");
+    assert_eq!(w.events("action_finished").len(), 1, "{}", w.dump());
+    let finished = w.events("watch_finished");
+    assert_eq!(finished.len(), 1, "the last event is read: {}", w.dump());
+    assert_eq!(finished[0]["outcome"], "rolled_back", "{}", finished[0]);
 }
