@@ -181,6 +181,9 @@ async fn launch(args: LaunchArgs) -> Result<u8, LaunchError> {
     };
     println!("{watch}");
     tracing::info!(event = "launched", id = %id, existing = status == 200, "watch handed to the agent");
+    for w in watch["warnings"].as_array().into_iter().flatten() {
+        tracing::warn!(event = "watch_warning", id = %id, "{}", w.as_str().unwrap_or_default());
+    }
     if !args.wait {
         return Ok(exit::HEALTHY);
     }

@@ -629,3 +629,24 @@ fn max_blind_after_a_restart_counts_from_the_restart() {
         finished - stopped
     );
 }
+
+#[test]
+fn the_api_warns_when_a_shortened_watch_leaves_a_rule_no_time_to_fire() {
+    let test = "serve-never-fires";
+    set(test, 0.1);
+    let a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 10s", ROLLBACK));
+    let (status, w) = a
+        .post(json!({"rules": "checkout", "vars": {"test": test}, "duration": "5s", "id": "nf-1"}));
+    assert_eq!(status, 201, "{w}");
+    let warnings = w["warnings"].as_array().expect("warnings");
+    assert_eq!(warnings.len(), 1, "{w}");
+    assert!(
+        warnings[0].as_str().unwrap().contains("`r`"),
+        "names the rule: {w}"
+    );
+    // The full 60s of the file leaves it time: no warning.
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "nf-2"}));
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(w["warnings"], json!([]), "{w}");
+}

@@ -256,11 +256,13 @@ impl Agent {
         }
     }
 
-    /// Validates and stores a watch, then starts it. `Ok((record, true))` if it is new.
+    /// Validates and stores a watch, then starts it. `Ok((record, true, warnings))` if
+    /// it is new; the warnings (a rule that can never fire in the watch's duration, a
+    /// clock off Prometheus's) are logged and returned to the caller.
     pub async fn create(
         self: &Arc<Self>,
         req: WatchRequest,
-    ) -> Result<(WatchRecord, bool), CreateError> {
+    ) -> Result<(WatchRecord, bool, Vec<String>), CreateError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(CreateError::ShuttingDown);
         }
@@ -309,12 +311,37 @@ impl Agent {
                 }
             }
         }
-        self.source_for(&spec).map_err(CreateError::BadRequest)?;
-        def.duration_ms = req.duration.unwrap_or(spec.duration).as_millis() as i64;
+        let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
+        let duration = req.duration.unwrap_or(spec.duration);
+        def.duration_ms = duration.as_millis() as i64;
         if def.duration_ms <= 0 {
             return Err(CreateError::BadRequest(
                 "the duration must be longer than 0s".into(),
             ));
+        }
+        let mut warnings: Vec<String> = rules::lint::never_fires(&spec, duration)
+            .iter()
+            .map(|n| format!("{n}; {}", n.help()))
+            .collect();
+        // The same clock check as `watch`: polls ask Prometheus about "now" by this
+        // machine's clock.
+        let limit = spec.max_blind.min(duration);
+        match source.inner().clock_skew().await {
+            Ok(skew) => match skew.judge(limit) {
+                crate::prom::SkewVerdict::Fine => {}
+                crate::prom::SkewVerdict::Warn => warnings.push(format!(
+                    "{skew}: every poll asks Prometheus about a moment that far off; sync the agent's clock (NTP)"
+                )),
+                crate::prom::SkewVerdict::Refuse => {
+                    return Err(CreateError::BadRequest(format!(
+                        "{skew}, more than the watch's max_blind or duration ({}): every poll would judge the wrong moment; sync the agent's clock (NTP)",
+                        humantime::format_duration(limit)
+                    )))
+                }
+            },
+            Err(e) => warnings.push(format!(
+                "cannot compare the agent's clock with Prometheus's ({e}); watching anyway"
+            )),
         }
         // One creation at a time: two POSTs with one id can't both start a watch.
         let _guard = self.create.lock().await;
@@ -326,14 +353,17 @@ impl Agent {
         match created {
             Created::New(rec) => {
                 info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
+                for w in &warnings {
+                    warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
+                }
                 self.spawn(rec.clone(), None);
-                Ok((rec, true))
+                Ok((rec, true, warnings))
             }
             Created::Existing(rec) => {
                 if rec.def.rules != def.rules || rec.def.vars != def.vars {
                     return Err(CreateError::Conflict(rec.def.id));
                 }
-                Ok((rec, false))
+                Ok((rec, false, Vec::new()))
             }
         }
     }

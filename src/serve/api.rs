@@ -162,13 +162,17 @@ async fn create(
         id: body.id,
     };
     match api.agent.create(req).await {
-        Ok((rec, new)) => {
+        Ok((rec, new, warnings)) => {
             let status = if new {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
-            Ok((status, Json(view(&api.agent, &rec, true)?)).into_response())
+            let mut body = view(&api.agent, &rec, true)?;
+            if let Some(o) = body.as_object_mut() {
+                o.insert("warnings".into(), serde_json::json!(warnings));
+            }
+            Ok((status, Json(body)).into_response())
         }
         Err(e) => {
             let status = match &e {
