@@ -149,9 +149,7 @@ impl Agent {
     pub fn kill9(&mut self) {
         let mut p = self.proc.take().expect("running");
         p.signal(Signal::SIGKILL);
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            p.wait(Duration::from_secs(10))
-        }));
+        assert_eq!(p.wait_any(Duration::from_secs(10)), None, "killed");
     }
 
     pub fn rule_file(&self, name: &str, yaml: &str) {
