@@ -391,6 +391,12 @@ fn a_breach_that_lasted_for_during_the_downtime_fires_at_once_on_restart() {
     a.start();
     let w = a.await_finished("d-1", Duration::from_secs(20));
     assert_eq!(w["outcome"], "rolled_back", "{w}");
+    let caught_up = a.proc.as_ref().unwrap().events("catch_up");
+    assert!(
+        caught_up.iter().any(|e| e["polls"].as_u64() >= Some(5)),
+        "the downtime was judged from history:\n{}",
+        a.dump()
+    );
     let times = action_times(&a);
     assert_eq!(times.len(), 1);
     // From the history, not after a fresh `for` (5s) of live polls.
@@ -425,6 +431,16 @@ fn a_breach_that_ended_during_the_downtime_resolves_on_restart() {
     a.await_watch("r-1", Duration::from_secs(10), |w| {
         w["series"].as_array().is_some_and(|s| s.is_empty())
     });
+    assert!(
+        a.proc
+            .as_ref()
+            .unwrap()
+            .events("catch_up")
+            .iter()
+            .any(|e| e["polls"].as_u64() > Some(0)),
+        "the downtime was judged from history:\n{}",
+        a.dump()
+    );
     // Past the moment it would have fired had the breach been assumed to continue.
     while now_ms() < since + 8000 + 2000 {
         std::thread::sleep(Duration::from_millis(100));
