@@ -4,8 +4,7 @@
 
 use crate::harness::{free_port, http_get, prometheus, run, start, Scratch};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 /// The issue's rule file: a comment with an apostrophe above a label value.
@@ -135,26 +134,9 @@ fn the_issue_value_stays_a_label_value_and_prometheus_agrees() {
     assert_eq!(code, 0, "{}", w.dump());
 }
 
-/// One HTTP/1.1 request to the agent; the status and the JSON body.
+/// One HTTP/1.1 request to the agent, without a token.
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).expect("connect to the agent");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    crate::harness::agent::http(addr, method, path, None, body)
 }
 
 #[test]

@@ -4,8 +4,6 @@
 
 use crate::harness::{free_port, http_get, prometheus, run, start, Running, Scratch};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -83,26 +81,9 @@ fn check_refuses_unsafe_set_values_with_exit_2() {
     assert_eq!(code, 0, "{stderr}");
 }
 
-/// One HTTP/1.1 request; the status and the JSON body (Null if not JSON).
+/// One HTTP/1.1 request to the agent, without a token.
 fn http(addr: &str, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).expect("connect to the agent");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    crate::harness::agent::http(addr, method, path, None, body)
 }
 
 /// Starts `rollwatch serve` on `state`; returns it and its address once ready.
