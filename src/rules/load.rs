@@ -998,6 +998,22 @@ fn compile_command(
             Some(vars) => {
                 match template_of(cx, &text, item.pos, &format!("the {section} command"), vars) {
                     Some(pieces) => {
+                        if i == 0 {
+                            if let Some((name, _)) = template::names(&pieces).next() {
+                                // The program is the file's to name: a caller's value
+                                // (`--set`, the API's vars) must never choose what runs.
+                                let at = cx.locate(item.pos, &format!("${{{name}}}"));
+                                cx.error_help(
+                                    format!(
+                                        "the {section} command's program cannot contain a variable (`${{{name}}}`): a caller's value would choose what runs"
+                                    ),
+                                    at,
+                                    "write the program's path in the file; pass values as arguments",
+                                );
+                                ok = false;
+                                continue;
+                            }
+                        }
                         if i > 0 {
                             ok &= no_option_from_var(
                                 cx,
@@ -1282,6 +1298,22 @@ fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_variable_can_never_name_the_program() {
+        for program in ["${tool}", "/opt/${tool}/bin/undo", "${tool}-undo"] {
+            let file = format!(
+                "vars:\n  tool: kubectl\nwatch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"{program}\", \"undo\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 0s\n"
+            );
+            let err = load_str("r.yaml", &file, &LoadOptions::default()).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("program cannot contain a variable (`${tool}`)"),
+                "{program}: {text}"
+            );
+            assert!(text.contains("r.yaml:7:"), "points at the command: {text}");
+        }
+    }
 
     #[test]
     fn rollback_idempotent_is_a_boolean_defaulting_to_false() {

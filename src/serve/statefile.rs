@@ -69,9 +69,30 @@ pub fn lock_path(state: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Takes the exclusive lock on `state`, or says who holds it.
+/// The state file's real path: two agents reaching one file through a symlink or
+/// another relative path must take the same lock.
+fn real_path(state: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(state) {
+        return p;
+    }
+    match (state.parent(), state.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir)
+                .map(|d| d.join(name))
+                .unwrap_or_else(|_| state.to_path_buf())
+        }
+        _ => state.to_path_buf(),
+    }
+}
+
+/// Takes the exclusive lock on `state` (by its real path), or says who holds it.
 pub fn lock(state: &Path) -> Result<StateLock, StateFileError> {
-    let lock = lock_path(state);
+    let lock = lock_path(&real_path(state));
     let io_err = |source| StateFileError::Lock {
         path: state.to_path_buf(),
         lock: lock.clone(),
@@ -203,5 +224,19 @@ mod tests {
         }
         drop(held);
         assert!(lock(&state).is_ok(), "released when dropped");
+    }
+
+    #[test]
+    fn a_symlink_to_the_state_file_takes_the_same_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        std::fs::write(&state, b"").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&state, &link).unwrap();
+        let _held = lock(&state).unwrap();
+        assert!(
+            matches!(lock(&link), Err(StateFileError::Locked { .. })),
+            "the same file through a symlink is locked"
+        );
     }
 }

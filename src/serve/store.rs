@@ -338,14 +338,24 @@ pub const SCHEMA_VERSION: i64 = 2;
 
 /// Version 2: an action's environment and process, and "at most one claim per
 /// (watch, kind), at most one re-run per action" as unique indexes: the database,
-/// not the timing of two writers, makes a second claim impossible.
+/// not the timing of two writers, makes a second claim impossible. Rows that an older
+/// agent wrote twice (the double rollback this version fixes) are kept, marked
+/// `legacy` and left out of the indexes, so the upgrade never fails on them; the
+/// first row of a kind still decides its watch.
 const SCHEMA_V2: &str = "
 ALTER TABLE actions ADD COLUMN env TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE actions ADD COLUMN pgid INTEGER;
 ALTER TABLE actions ADD COLUMN start_ticks INTEGER;
 ALTER TABLE actions ADD COLUMN boot_id TEXT;
-CREATE UNIQUE INDEX actions_once ON actions(watch_id, kind) WHERE rerun_of IS NULL;
-CREATE UNIQUE INDEX actions_rerun_once ON actions(rerun_of) WHERE rerun_of IS NOT NULL;
+ALTER TABLE actions ADD COLUMN legacy INTEGER NOT NULL DEFAULT 0;
+UPDATE actions SET legacy = 1 WHERE rerun_of IS NULL AND id NOT IN
+    (SELECT min(id) FROM actions WHERE rerun_of IS NULL GROUP BY watch_id, kind);
+UPDATE actions SET legacy = 1 WHERE rerun_of IS NOT NULL AND id NOT IN
+    (SELECT min(id) FROM actions WHERE rerun_of IS NOT NULL GROUP BY rerun_of);
+CREATE UNIQUE INDEX actions_once ON actions(watch_id, kind)
+    WHERE rerun_of IS NULL AND legacy = 0;
+CREATE UNIQUE INDEX actions_rerun_once ON actions(rerun_of)
+    WHERE rerun_of IS NOT NULL AND legacy = 0;
 ";
 
 /// Creates or upgrades the schema, in one transaction; refuses a newer one.
@@ -1102,6 +1112,28 @@ mod tests {
             .unwrap();
         assert_eq!(v, SCHEMA_VERSION);
         SqliteStore::open(&path).expect("opens again at the current version");
+    }
+
+    #[test]
+    fn an_old_state_file_with_the_old_double_rollback_still_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(V0).unwrap();
+        conn.execute_batch(
+            "UPDATE actions SET state = 'finished', succeeded = 1;
+             INSERT INTO actions (watch_id, kind, rule, argv, state, succeeded, started_ms)
+                 VALUES ('old', 'rollback', 'r', '[]', 'finished', 1, 9);",
+        )
+        .unwrap();
+        drop(conn);
+        let s = SqliteStore::open(&path).expect("the upgrade keeps both rows");
+        let a = s.actions("old").unwrap();
+        assert_eq!(a.len(), 2);
+        assert!(matches!(
+            s.claim_action("old", &new_action("rollback", 10), &[]),
+            Err(StoreError::AlreadyClaimed { .. })
+        ));
     }
 
     #[test]

@@ -454,7 +454,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             _ = sleep_until(end) => {
                 // Polls taken before the end that queued while a command ran are
                 // judged first: a breach they show still acts.
-                if let Some(o) = w.drain(&mut rx, &mut blind, Some(end.saturating_duration_since(start) + from.elapsed)).await {
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
                     break 'watch o;
                 }
                 break w.finish();
@@ -462,7 +462,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             _ = sleep_until(blind.deadline()) => {
                 // Good polls may be waiting in the queue (a slow pause command held the
                 // loop): they count before the watch is called blind.
-                if let Some(o) = w.drain(&mut rx, &mut blind, None).await {
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
                     break 'watch o;
                 }
                 if Instant::now() < blind.deadline() {
