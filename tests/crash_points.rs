@@ -337,3 +337,119 @@ fn kill_9_at_random_moments_never_duplicates_or_misses_a_rollback() {
     assert_eq!(duplicates, 0, "{:?}", a.actions());
     assert_eq!(misses, 0, "outcomes {outcomes:?}");
 }
+
+/// A watch on an agent whose first `fail` claims fail as a store error would.
+fn with_failing_claims(test: &str, fail: u32) -> (Agent, serde_json::Value) {
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 0s", SLOW_ROLLBACK),
+    );
+    a.kill9();
+    a.env = vec![("ROLLWATCH_FAIL_CLAIMS".into(), fail.to_string())];
+    a.start();
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let w = a.await_finished("w", Duration::from_secs(30));
+    (a, w)
+}
+
+#[test]
+fn a_store_briefly_failing_the_claim_is_retried() {
+    let (a, w) = with_failing_claims("crash-claim-retry", 2);
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(starts(&a), 1);
+}
+
+#[test]
+fn a_claim_that_cannot_be_recorded_runs_nothing() {
+    let (a, w) = with_failing_claims("crash-claim-fails", 100);
+    assert_eq!(w["outcome"], "rollback_failed", "{w}");
+    assert!(
+        w["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("could not be recorded"),
+        "{w}"
+    );
+    assert_eq!(starts(&a), 0, "nothing ran: {:?}", a.actions());
+    let (_, metrics) = crate::harness::http_get(&a.addr, "/metrics").unwrap();
+    assert!(
+        metrics.contains("rollwatch_agent_store_errors_total 3"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn every_crash_point_is_exercised_by_a_test() {
+    let text = std::fs::read_to_string(crate::harness::repo_path("tests/crash_points.rs")).unwrap();
+    for point in rollwatch::serve::exactly_once::CRASH_POINTS {
+        assert!(
+            text.contains(&format!("\"{point}\"")),
+            "crash point `{point}` has no test here"
+        );
+    }
+}
+
+/// The pause path: the agent dies at each step of a pause; after the restart the pause
+/// has run at most once, is never tried again, and the rollback rule still acts once.
+#[test]
+fn crash_during_a_pause_never_repeats_it_and_keeps_rollback_protection() {
+    for point in ["claim_committed", "command_spawned", "action_finished"] {
+        let test = format!("crash-pause-{point}");
+        let (p, r) = (format!("{test}-p"), format!("{test}-r"));
+        set(&p, 0.9);
+        set(&r, 0.1);
+        let mut a = Agent::new(None);
+        let text = format!(
+            r#"vars:
+  p:
+  r:
+watch:
+  duration: 60s
+  interval: 1s
+rollback:
+  command: ["sh", "-c", "echo rollback >> @DIR@/actions.log"]
+pause:
+  command: ["sh", "-c", "echo pause >> @DIR@/actions.log"]
+rules:
+  - name: p
+    query: rw_value{{test="${{p}}"}}
+    above: 0.5
+    for: 0s
+    action: pause
+  - name: r
+    query: rw_value{{test="${{r}}"}}
+    above: 0.5
+    for: 1s
+"#
+        );
+        a.rule_file("checkout", &text);
+        a.kill9();
+        a.env = vec![("ROLLWATCH_CRASH_AT".into(), point.into())];
+        a.start();
+        let (status, w) = a.post(json!({"rules": "checkout", "vars": {"p": p, "r": r}, "id": "w"}));
+        assert_eq!(status, 201, "{w}");
+        let mut proc = a.proc.take().unwrap();
+        assert_eq!(
+            proc.wait_any(Duration::from_secs(30)),
+            None,
+            "died at {point}: {}",
+            proc.dump()
+        );
+        a.env.clear();
+        a.start();
+        a.await_watch("w", Duration::from_secs(10), |w| {
+            w["rule_states"][1]["last_poll_ms"].is_number()
+        });
+        set(&r, 0.9);
+        let w = a.await_finished("w", Duration::from_secs(30));
+        assert_eq!(w["outcome"], "rolled_back", "{point}: {w}\n{}", a.dump());
+        let lines = a.actions();
+        let pauses = lines.iter().filter(|l| *l == "pause").count();
+        let rollbacks = lines.iter().filter(|l| *l == "rollback").count();
+        assert!(pauses <= 1, "{point}: {lines:?}");
+        assert_eq!(rollbacks, 1, "{point}: {lines:?}");
+    }
+}

@@ -575,40 +575,65 @@ impl Agent {
             ..Start::default()
         };
         if resumed {
-            let now = now_ms();
-            from.elapsed = Duration::from_millis((now - def.created_ms).max(0) as u64);
-            let resolved = self.resolve_actions(&spec, def, &mut others, &opts).await;
-            let restored = match resolved {
-                Ok(Resolution::Continue {
-                    paused_by,
-                    pause_failed,
-                }) => {
-                    from.paused_by = paused_by;
-                    from.pause_failed = pause_failed;
-                    self.restore(&spec, def, &source, now).await
-                }
-                Ok(Resolution::End { outcome, recorded }) => {
-                    if !recorded {
-                        self.record_ending(id, &ending_of(&outcome)).await;
+            let mut waiting = false;
+            loop {
+                let resolved = self.resolve_actions(&spec, def, &mut others, &opts).await;
+                let restored = match resolved {
+                    Ok(Resolution::Continue {
+                        paused_by,
+                        pause_failed,
+                    }) => {
+                        from.paused_by = paused_by;
+                        from.pause_failed = pause_failed;
+                        // Read after the resolution (a re-run can take minutes): the
+                        // catch-up covers the time up to here.
+                        self.restore(&spec, def, &source, now_ms()).await
                     }
-                    finish_sinks(&mut others, &outcome, deliveries).await;
-                    return;
+                    Ok(Resolution::End { outcome, recorded }) => {
+                        if waiting {
+                            self.metrics.resume_waiting.dec();
+                        }
+                        if !recorded {
+                            self.record_ending(id, &ending_of(&outcome)).await;
+                        }
+                        finish_sinks(&mut others, &outcome, deliveries).await;
+                        return;
+                    }
+                    Err(e) => Err(e),
+                };
+                let e = match restored {
+                    Ok((evals, backlog)) => {
+                        from.evals = Some(evals);
+                        from.backlog = backlog;
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                // The store could not be read or written: nothing is decided and
+                // nothing runs. The watch stays unfinished, the agent not ready, and
+                // it is tried again.
+                self.metrics.store_errors.inc();
+                if !waiting {
+                    waiting = true;
+                    self.metrics.resume_waiting.inc();
                 }
-                Err(e) => Err(e),
-            };
-            match restored {
-                Ok((evals, backlog)) => {
-                    from.evals = Some(evals);
-                    from.backlog = backlog;
+                error!(event = "store_error", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
+                    "cannot read this watch's state to resume it; it stays unfinished and is tried again (the agent is not ready meanwhile)");
+                let sig = tokio::select! {
+                    sig = signals.recv() => sig,
+                    _ = tokio::time::sleep(RESUME_RETRY) => continue,
+                };
+                self.metrics.resume_waiting.dec();
+                if sig == Some(Signal::Interrupt) {
+                    self.record_ending(id, &cancelled()).await;
                 }
-                Err(e) => {
-                    // The store could not be read: nothing is decided, nothing runs. The
-                    // watch stays unfinished and resumes at the next start.
-                    self.metrics.store_errors.inc();
-                    error!(event = "store_error", watch = %id, error = %e, "cannot read this watch's state; it is left unfinished and resumes at the next start");
-                    return;
-                }
+                return;
             }
+            if waiting {
+                self.metrics.resume_waiting.dec();
+            }
+            // The watch's clock at the moment its live loop starts.
+            from.elapsed = Duration::from_millis((now_ms() - def.created_ms).max(0) as u64);
         }
         let mut sinks = others;
         sinks.0.insert(0, Box::new(store_sink));
@@ -645,7 +670,7 @@ impl Agent {
             idempotent(&spec.rollback),
             idempotent(&spec.pause),
         );
-        let (a, rerun) = match plan {
+        let (a, rerun, stuck) = match plan {
             ResumePlan::Live {
                 paused_by,
                 pause_failed,
@@ -662,8 +687,22 @@ impl Agent {
                     recorded: false,
                 });
             }
-            ResumePlan::Unknown(a) => (a, false),
-            ResumePlan::Rerun(a) => (a, true),
+            ResumePlan::Unknown(a) => (a, false, false),
+            ResumePlan::Rerun(a) => {
+                // Never two at once: the original must have ended first. If its process
+                // groups outlive every signal, its fate stays unknown and it is not run
+                // again.
+                let timeout = if a.kind == "pause" {
+                    spec.pause.as_ref().map(|c| c.timeout)
+                } else {
+                    spec.rollback.as_ref().map(|c| c.timeout)
+                }
+                .unwrap_or(rules::defaults::COMMAND_TIMEOUT);
+                let tag = exactly_once::action_tag(&def.id, def.created_ms, a.id);
+                let (_, left) =
+                    exactly_once::wait_for_old_command(&a, &tag, timeout, &def.id).await;
+                (a, left == 0, left > 0)
+            }
         };
         let kind: &'static str = if a.kind == "pause" {
             "pause"
@@ -687,7 +726,11 @@ impl Agent {
             },
         );
         if !rerun {
-            let status = "was running when the agent stopped; its result is unknown and it is not marked idempotent, so it was not run again";
+            let status = if stuck {
+                "was running when the agent stopped and is still running: it could not be stopped, so it was not run again; its result is unknown"
+            } else {
+                "was running when the agent stopped; its result is unknown and it is not marked idempotent, so it was not run again"
+            };
             // A rollback's unknown fate ends the watch: both in one transaction, so
             // that no restart can find the row resolved and the watch still running.
             let outcome = Outcome::ActionUnknown {
@@ -781,8 +824,6 @@ impl Agent {
             Some(c) => (c.argv.clone(), c.timeout),
             None => (a.argv.clone(), rules::defaults::COMMAND_TIMEOUT),
         };
-        let old_tag = exactly_once::action_tag(&def.id, def.created_ms, a.id);
-        exactly_once::wait_for_old_command(a, &old_tag, timeout, &def.id).await;
         warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; it has ended; running it again, once");
         // The very environment the first run had (value, labels, breached for...).
         let mut env: Vec<(String, String)> = a

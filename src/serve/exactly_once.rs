@@ -64,6 +64,22 @@ pub fn crash_point(name: &str) {
 #[inline(always)]
 pub fn crash_point(_name: &str) {}
 
+/// Test builds only: `ROLLWATCH_FAIL_CLAIMS=N` makes the first N claims fail as a
+/// store error would, to show that an unrecorded claim runs nothing.
+#[cfg(feature = "crash-points")]
+fn claim_fault() -> Option<String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    let n: u64 = std::env::var("ROLLWATCH_FAIL_CLAIMS").ok()?.parse().ok()?;
+    (FAILED.fetch_add(1, Ordering::SeqCst) < n).then(|| "injected store failure".to_string())
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+fn claim_fault() -> Option<String> {
+    None
+}
+
 /// `ROLLWATCH_ACTION_ID`: names one action of one watch in a command's environment, so
 /// that its processes can be found after a crash even if its pid was not recorded.
 pub fn action_tag(watch: &str, created_ms: i64, action: i64) -> String {
@@ -100,6 +116,11 @@ impl Journal for StoreJournal {
             env: c.env.to_vec(),
             at_ms: c.at_ms,
         };
+        if let Some(e) = claim_fault() {
+            self.metrics.store_errors.inc();
+            error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
+            return Err(e);
+        }
         let action = match self.store.claim_action(&self.id, &new, &fired) {
             Ok(a) => a,
             Err(e) => {
@@ -364,16 +385,18 @@ fn live_groups(a: &ActionRow, tag: &str) -> Vec<i32> {
 
 /// Makes sure the command of an interrupted action has ended before it runs again:
 /// waits for it until its own timeout would have stopped it, then stops its groups
-/// (SIGTERM, then SIGKILL). Returns how many groups were still running.
+/// (SIGTERM, then SIGKILL). Returns `(found, left)`: how many groups were running, and
+/// how many still are after all that (not ours to signal, stuck in the kernel): a
+/// re-run must not start while `left > 0`.
 pub async fn wait_for_old_command(
     a: &ActionRow,
     tag: &str,
     timeout: Duration,
     watch: &str,
-) -> usize {
+) -> (usize, usize) {
     let groups = live_groups(a, tag);
     if groups.is_empty() {
-        return 0;
+        return (0, 0);
     }
     warn!(event = "action_still_running", watch = %watch, action = %a.kind, groups = ?groups,
         "the interrupted {} command is still running: waiting for it to end before running it again (never two at once)", a.kind);
@@ -398,7 +421,12 @@ pub async fn wait_for_old_command(
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-    groups.len()
+    let left = live_groups(a, tag);
+    if !left.is_empty() {
+        error!(event = "action_still_running", watch = %watch, groups = ?left,
+            "the interrupted command's process groups could not be stopped; it is not run again");
+    }
+    (groups.len(), left.len())
 }
 
 #[cfg(test)]
@@ -578,7 +606,7 @@ mod tests {
         assert_eq!(live_groups(&a, &tag), vec![pid as i32]);
         let t = std::time::Instant::now();
         let n = wait_for_old_command(&a, &tag, Duration::from_millis(600), "w").await;
-        assert_eq!(n, 1);
+        assert_eq!(n, (1, 0));
         assert!(
             t.elapsed() >= Duration::from_millis(500),
             "waited for the timeout first"
@@ -589,7 +617,7 @@ mod tests {
         // Nothing running: returns at once.
         assert_eq!(
             wait_for_old_command(&a, &tag, Duration::from_secs(60), "w").await,
-            0
+            (0, 0)
         );
     }
 }

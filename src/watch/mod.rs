@@ -885,7 +885,17 @@ impl<R: ActionRunner> Watch<'_, R> {
             fired,
             at_ms,
         };
-        let report = match self.journal.claim(&claim) {
+        // A store that is briefly busy (a backup holding its lock) gets a few tries;
+        // a claim that still cannot be recorded runs nothing.
+        let mut claimed = self.journal.claim(&claim);
+        for backoff in [500, 1500] {
+            if claimed.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            claimed = self.journal.claim(&claim);
+        }
+        let report = match claimed {
             Err(why) => {
                 error!(event = "action_not_claimed", action = kind, rule = %rule.name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
                 ActionReport {
