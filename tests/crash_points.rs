@@ -402,8 +402,7 @@ fn crash_during_a_pause_never_repeats_it_and_keeps_rollback_protection() {
         set(&p, 0.9);
         set(&r, 0.1);
         let mut a = Agent::new(None);
-        let text = format!(
-            r#"vars:
+        let text = r#"vars:
   p:
   r:
 watch:
@@ -415,16 +414,15 @@ pause:
   command: ["sh", "-c", "echo pause >> @DIR@/actions.log"]
 rules:
   - name: p
-    query: rw_value{{test="${{p}}"}}
+    query: rw_value{test="${p}"}
     above: 0.5
     for: 0s
     action: pause
   - name: r
-    query: rw_value{{test="${{r}}"}}
+    query: rw_value{test="${r}"}
     above: 0.5
     for: 1s
-"#
-        );
+"#;
         a.rule_file("checkout", &text);
         a.kill9();
         a.env = vec![("ROLLWATCH_CRASH_AT".into(), point.into())];
