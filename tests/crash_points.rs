@@ -423,7 +423,7 @@ rules:
     above: 0.5
     for: 1s
 "#;
-        a.rule_file("checkout", &text);
+        a.rule_file("checkout", text);
         a.kill9();
         a.env = vec![("ROLLWATCH_CRASH_AT".into(), point.into())];
         a.start();
