@@ -4,7 +4,8 @@
 //! load it"), plus warnings that only make sense ahead of time (a command's program
 //! missing on this machine, a rule whose `for` leaves it no time to fire in the watch).
 //! With `--prometheus` it also runs each query once and shows where each rule stands
-//! now.
+//! now. A calendar file (for `gate`) is recognised and checked with the calendar's own
+//! loader (`check_calendar`).
 
 use crate::cmd::common::{load_reporting, parse_set, print_diagnostics, prom_client, PromArgs};
 use crate::core::calendar;

@@ -6,10 +6,10 @@
 //! recorded. The gate answers with an exit code the pipeline branches on (0 go, 6 no-go,
 //! 2 bad input), says why, and says when the next window opens.
 //!
-//! - `calendar`: the calendar file (time zone, windows, freezes), loaded and validated
-//!   with every error at once, the way rule files are.
-//! - `decide`: the pure decision for one instant, where all the time-zone and DST
-//!   reasoning lives.
+//! - `core::calendar`: the calendar file (time zone, windows, freezes), loaded and
+//!   validated with every error at once, the way rule files are.
+//! - `core::calendar::decide`: the pure decision for one instant, where all the
+//!   time-zone and DST reasoning lives.
 //! - This module: the command line, the health check and the output.
 //!
 //! # The health check (`--rules`)
