@@ -6,8 +6,8 @@
 //! steady state: every series already known, the breaching tenth pending.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rollwatch::eval::{NoData, Params, Poll, RuleEval, Threshold};
-use rollwatch::prom::decode::decode;
+use rollwatch::core::eval::{NoData, Params, Poll, RuleEval, Threshold};
+use rollwatch::io::prom::decode::decode;
 use std::hint::black_box;
 use std::time::Duration;
 

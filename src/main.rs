@@ -20,8 +20,8 @@ fn main() -> ExitCode {
         Command::Watch(a) => !a.outputs.no_live,
         Command::Demo(a) => !a.outputs.no_live,
         _ => false,
-    } && rollwatch::logging::live_wanted(cli.log_format, cli.quiet);
-    rollwatch::logging::init(cli.log_format, cli.quiet, live);
+    } && rollwatch::show::logging::live_wanted(cli.log_format, cli.quiet);
+    rollwatch::show::logging::init(cli.log_format, cli.quiet, live);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,19 +29,9 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(rollwatch::exit::USAGE);
+            return ExitCode::from(rollwatch::core::exit::USAGE);
         }
     };
-    let code = runtime.block_on(async move {
-        match cli.command {
-            Command::Watch(args) => cli::watch(args).await,
-            Command::Check(args) => rollwatch::check::run(args).await,
-            Command::Replay(args) => rollwatch::replay::run(args).await,
-            Command::Gate(args) => rollwatch::gate::run(args).await,
-            Command::Demo(args) => rollwatch::demo::run(args).await,
-            Command::Serve(args) => rollwatch::serve::run(args).await,
-            Command::Launch(args) => rollwatch::launch::run(args).await,
-        }
-    });
+    let code = runtime.block_on(cli::run(cli.command));
     ExitCode::from(code)
 }

@@ -384,7 +384,7 @@ fn a_claim_that_cannot_be_recorded_runs_nothing() {
 #[test]
 fn every_crash_point_is_exercised_by_a_test() {
     let text = std::fs::read_to_string(crate::harness::repo_path("tests/crash_points.rs")).unwrap();
-    for point in rollwatch::serve::exactly_once::CRASH_POINTS {
+    for point in rollwatch::run::agent::exactly_once::CRASH_POINTS {
         assert!(
             text.contains(&format!("\"{point}\"")),
             "crash point `{point}` has no test here"

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod architecture;
 mod check;
 mod clock;
 mod crash_points;

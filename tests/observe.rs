@@ -355,7 +355,7 @@ fn no_terminal_means_plain_json_lines_without_escape_codes() {
 fn html_report_renders_in_headless_chromium() {
     let Some(chromium) = ["chromium", "chromium-browser"]
         .into_iter()
-        .find(|c| rollwatch::action::find_program(c).is_some())
+        .find(|c| rollwatch::io::action::find_program(c).is_some())
     else {
         panic!("chromium is required for this test (.ci/run installs Debian's `chromium`)");
     };

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rollwatch::eval::{NoData, Params, Poll, RuleEval, Threshold};
-use rollwatch::prom::decode::{decode, decode_range};
+use rollwatch::core::eval::{NoData, Params, Poll, RuleEval, Threshold};
+use rollwatch::io::prom::decode::{decode, decode_range};
 use std::time::Duration;
 
 fuzz_target!(|data: &[u8]| {

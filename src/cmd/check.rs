@@ -1,0 +1,159 @@
+//! `rollwatch check`: validate rule files before they guard production.
+//!
+//! Offline it runs the same loader as `watch` (so "check passes" means "watch will
+//! load it"), plus warnings that only make sense ahead of time (a command's program
+//! missing on this machine, a rule whose `for` leaves it no time to fire in the watch).
+//! With `--prometheus` it also runs each query once and shows where each rule stands
+//! now. A calendar file (for `gate`) is recognised and checked with the calendar's own
+//! loader (`check_calendar`).
+
+use crate::cmd::common::{load_reporting, parse_set, print_diagnostics, prom_client, PromArgs};
+use crate::core::calendar;
+use crate::core::exit;
+use crate::io::action::find_program;
+use crate::io::prom::MetricsSource;
+use clap::Args;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Rule files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Set a variable, overriding its default (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    #[command(flatten)]
+    pub prom: PromArgs,
+}
+
+pub async fn run(args: CheckArgs) -> u8 {
+    let mut failed = false;
+    for path in &args.files {
+        // Calendar files (for `gate`) are checked by their own loader.
+        if let Some(ok) = check_calendar(path) {
+            failed |= !ok;
+            continue;
+        }
+        let opts = crate::core::rules::LoadOptions {
+            sets: &args.sets,
+            check: true,
+        };
+        let Some(spec) = load_reporting(path, &opts) else {
+            failed = true;
+            continue;
+        };
+        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
+            if let Some(cmd) = cmd {
+                if find_program(&cmd.argv[0]).is_none() {
+                    eprintln!(
+                        "warning: {}: the {section} command's program `{}` is not found on this machine\n  = help: `watch` refuses to start where it cannot run it",
+                        path.display(),
+                        cmd.argv[0]
+                    );
+                }
+            }
+        }
+        let never = crate::core::rules::lint::never_fires(&spec, spec.duration);
+        if !never.is_empty() {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let diags: Vec<_> = never.iter().map(|n| n.diagnostic(&text)).collect();
+            print_diagnostics(&path.display().to_string(), &text, &diags);
+        }
+        let names: Vec<&str> = spec.rules.iter().map(|r| r.name.as_str()).collect();
+        println!(
+            "ok: {} ({} rule{}: {})",
+            path.display(),
+            names.len(),
+            if names.len() == 1 { "" } else { "s" },
+            names.join(", ")
+        );
+        if args.prom.prometheus.is_none() {
+            continue;
+        }
+        let client = match prom_client(&args.prom, spec.prometheus.as_deref(), spec.query_timeout) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit::USAGE;
+            }
+        };
+        for rule in &spec.rules {
+            match client.query(&rule.query, SystemTime::now()).await {
+                Ok(r) => {
+                    let values: Vec<f64> = r
+                        .samples
+                        .iter()
+                        .map(|s| s.value)
+                        .filter(|v| !v.is_nan())
+                        .collect();
+                    if values.is_empty() {
+                        println!(
+                            "  {}: no data now (no_data: {})",
+                            rule.name,
+                            rule.no_data.as_str()
+                        );
+                    }
+                    for s in r.samples.iter().filter(|s| !s.value.is_nan()) {
+                        let state = if rule.threshold.breached(s.value) {
+                            "BREACHED"
+                        } else {
+                            "ok"
+                        };
+                        let labels = serde_json::to_string(&s.labels).unwrap_or_default();
+                        println!(
+                            "  {}: {} {} (threshold {}) {state}",
+                            rule.name,
+                            labels,
+                            crate::core::events::float::text(s.value),
+                            rule.threshold
+                        );
+                    }
+                    for w in &r.warnings {
+                        println!("  {}: warning from Prometheus: {w}", rule.name);
+                    }
+                }
+                Err(e) => {
+                    println!("  {}: query failed: {e}", rule.name);
+                    failed = true;
+                }
+            }
+        }
+    }
+    if failed {
+        exit::USAGE
+    } else {
+        exit::HEALTHY
+    }
+}
+
+/// For `rollwatch check`: validates `path` if it is a calendar and prints the result
+/// like a rule file's. None when it is not a calendar (check it as a rule file);
+/// Some(true) when it is a valid one.
+pub fn check_calendar(path: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(path).ok()?;
+    if !calendar::looks_like_calendar(&text) {
+        return None;
+    }
+    let shown = path.display().to_string();
+    match calendar::load_str(&shown, &text) {
+        Ok((cal, warnings)) => {
+            print_diagnostics(&shown, &text, &warnings);
+            let plural = |n: usize| if n == 1 { "" } else { "s" };
+            println!(
+                "ok: {shown} (calendar in {}: {} window{}, {} freeze{})",
+                cal.timezone_name,
+                cal.windows.len(),
+                plural(cal.windows.len()),
+                cal.freezes.len(),
+                plural(cal.freezes.len()),
+            );
+            Some(true)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            Some(false)
+        }
+    }
+}

@@ -1,0 +1,633 @@
+//! `rollwatch replay`: backtest rules against history before trusting them.
+//!
+//! Before a rule can roll back production at 3 a.m., its authors want to know whether
+//! it would have caught last month's incident and whether it would have rolled back any
+//! of last week's good releases. Replay answers with the same evaluator as `watch`
+//! (`core::history` feeds it range-query history step by step), so what replay says is what a
+//! watch would have done on that data.
+//!
+//! Where the two can differ: a live watch polls at wall-clock instants that fall
+//! anywhere between scrapes, while replay evaluates on a grid starting at `--from`; both
+//! see the same Prometheus lookback, so a breach is seen at most one interval apart.
+
+use crate::cmd::common::{prom_client, PromArgs};
+use crate::core::history::{self, decide, replay_rule, Decision, RuleHistory, Verdict};
+use crate::core::rules::{LoadOptions, Rule, WatchSpec};
+use crate::io::prom::history::fetch;
+use crate::io::prom::{HistorySource, PromClient, QueryError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// The rule file to backtest.
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    #[command(flatten)]
+    pub prom: PromArgs,
+    /// Start of the window: RFC 3339, Unix seconds, `now`, or relative (`-2h`, `now-2h`).
+    #[arg(
+        long,
+        value_name = "TIME",
+        required_unless_present = "deploys",
+        allow_hyphen_values = true
+    )]
+    pub from: Option<String>,
+    /// End of the window (same forms); default `now`.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub to: Option<String>,
+    /// A file of deploy times (one per line): replay a `watch.duration` watch after each.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
+    pub deploys: Option<PathBuf>,
+    /// Set a variable, overriding its default (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = crate::cmd::common::parse_set)]
+    pub sets: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Write report.json, report.md and report.html for the backtest into DIR.
+    #[arg(long, value_name = "DIR", conflicts_with = "deploys")]
+    pub report: Option<PathBuf>,
+}
+
+/// Parses a time: RFC 3339, Unix seconds, `now`, `-2h` or `now-2h`. Unix ms out.
+pub fn parse_time(s: &str, now_ms: i64) -> Result<i64, String> {
+    let t = s.trim();
+    let rel = t.strip_prefix("now").unwrap_or(t);
+    if rel.is_empty() {
+        return Ok(now_ms);
+    }
+    if let Some(d) = rel.strip_prefix('-') {
+        let d = crate::core::rules::parse_duration(d)
+            .map_err(|e| format!("invalid relative time {t:?}: {e}"))?;
+        return Ok(now_ms - d.as_millis() as i64);
+    }
+    if t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let secs: f64 = t.parse().map_err(|_| format!("invalid Unix time {t:?}"))?;
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    t.parse::<jiff::Timestamp>()
+        .map(|ts| ts.as_millisecond())
+        .map_err(|e| format!("invalid time {t:?} ({e}); use RFC 3339 (2026-11-20T14:00:00Z), Unix seconds, `now` or `-2h`"))
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| {
+            t.round(jiff::Unit::Second)
+                .map(|t| t.to_string())
+                .unwrap_or_else(|_| t.to_string())
+        })
+        .unwrap_or_else(|_| ms.to_string())
+}
+
+fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// One rule's replay, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleReport {
+    pub name: String,
+    pub action: crate::core::rules::Action,
+    pub threshold: String,
+    #[serde(rename = "for")]
+    pub for_: String,
+    pub pending_at: Option<String>,
+    pub fired_at: Option<String>,
+    /// Labels of the series that fired (or of the peak, if none fired).
+    pub labels: Option<crate::core::eval::Labels>,
+    #[serde(serialize_with = "crate::core::events::float::option")]
+    pub peak: Option<f64>,
+    pub peak_at: Option<String>,
+    pub timeline: Vec<history::Entry>,
+    pub error: Option<String>,
+}
+
+/// A whole replay, as reported.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Report {
+    pub from: String,
+    pub to: String,
+    pub outcome: Verdict,
+    pub decided_at: String,
+    pub decided_by: Option<String>,
+    pub rules: Vec<RuleReport>,
+}
+
+/// A finished replay: the report, the decision, and each rule's full history.
+pub struct Replayed {
+    pub report: Report,
+    pub decision: Decision,
+    pub histories: Vec<Result<RuleHistory, QueryError>>,
+}
+
+/// Replays every rule of `spec` over `[from, to]`.
+pub async fn replay<H: HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    from: i64,
+    to: i64,
+) -> Replayed {
+    let mut histories: Vec<Result<RuleHistory, QueryError>> = Vec::new();
+    for rule in &spec.rules {
+        let step = rule.interval.as_millis().max(1) as i64;
+        histories.push(
+            fetch(source, rule, from, to)
+                .await
+                .map(|series| replay_rule(rule.params(), from, to, step, &series)),
+        );
+    }
+    let inputs: Vec<_> = spec
+        .rules
+        .iter()
+        .zip(&histories)
+        .map(|(r, h)| (r.name.clone(), r.action, h.as_ref().ok()))
+        .collect();
+    let decision = decide(&inputs, to);
+    let rules = spec
+        .rules
+        .iter()
+        .zip(&histories)
+        .map(|(rule, h)| rule_report(rule, h, decision.cut_at))
+        .collect();
+    let report = Report {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        outcome: decision.verdict,
+        decided_at: rfc3339(decision.decided_at),
+        decided_by: decision.rule.clone(),
+        rules,
+    };
+    Replayed {
+        report,
+        decision,
+        histories,
+    }
+}
+
+/// The release report of a replay: the same files a watch writes, for a backtest.
+/// Samples are the worst value and state at each step; no command ran.
+pub fn record(
+    spec: &WatchSpec,
+    prometheus: &str,
+    from: i64,
+    to: i64,
+    r: &Replayed,
+) -> crate::show::report::Record {
+    use crate::show::report::{
+        ActionRecord, OutcomeRecord, Record, RuleRecord, SampleRecord, TransitionRecord,
+    };
+    let cut = r.decision.cut_at;
+    let rules = spec
+        .rules
+        .iter()
+        .zip(&r.histories)
+        .map(|(rule, h)| {
+            let mut rr = RuleRecord {
+                info: crate::run::watch::rule_info(rule, prometheus),
+                samples: Vec::new(),
+                transitions: Vec::new(),
+            };
+            match h {
+                Ok(h) => {
+                    rr.samples = h
+                        .states
+                        .iter()
+                        .filter(|(t, _, _)| *t <= cut)
+                        .map(|(t, v, st)| SampleRecord {
+                            t: *t,
+                            value: *v,
+                            state: st.clone(),
+                            series: Vec::new(),
+                            error: None,
+                        })
+                        .collect();
+                    rr.transitions = h
+                        .entries
+                        .iter()
+                        .filter(|e| e.at <= cut)
+                        .map(|e| TransitionRecord {
+                            t: e.at,
+                            kind: e.kind,
+                            labels: e.labels.clone(),
+                            value: e.value,
+                            breached_for_s: None,
+                        })
+                        .collect();
+                }
+                Err(e) => {
+                    rr.samples.push(SampleRecord {
+                        t: from,
+                        value: None,
+                        state: crate::core::events::RuleState::QueryError,
+                        series: Vec::new(),
+                        error: Some(e.to_string()),
+                    });
+                }
+            }
+            rr
+        })
+        .collect();
+    let mut actions = Vec::new();
+    if let Some(rule) = &r.decision.rule {
+        let kind = if r.decision.verdict == Verdict::RolledBack {
+            "rollback"
+        } else {
+            "pause"
+        };
+        let cmd = if kind == "rollback" {
+            &spec.rollback
+        } else {
+            &spec.pause
+        };
+        actions.push(ActionRecord {
+            action: kind,
+            rule: rule.clone(),
+            argv: cmd.as_ref().map(|c| c.argv.clone()).unwrap_or_default(),
+            dry_run: true,
+            started_at: r.decision.decided_at,
+            finished_at: None,
+            status: Some("not run (replay)".into()),
+            succeeded: None,
+            duration_s: None,
+            output_tail: Vec::new(),
+        });
+    }
+    let detail = match (r.decision.verdict, &r.decision.rule) {
+        (Verdict::RolledBack, Some(rule)) => format!(
+            "rule `{rule}` would have rolled back at {}",
+            rfc3339(r.decision.decided_at)
+        ),
+        (Verdict::Paused, Some(rule)) => format!(
+            "rule `{rule}` would have paused at {}",
+            rfc3339(r.decision.decided_at)
+        ),
+        (Verdict::Inconclusive, _) => "the history of some rule could not be read".to_string(),
+        _ => "no rule would have acted".to_string(),
+    };
+    Record {
+        rollwatch_version: env!("CARGO_PKG_VERSION"),
+        kind: "replay",
+        rules_file: spec.path.display().to_string(),
+        prometheus: prometheus.to_string(),
+        started_at: from,
+        ended_at: if r.decision.verdict == Verdict::RolledBack {
+            cut
+        } else {
+            to
+        },
+        planned_duration_s: (to - from) as f64 / 1000.0,
+        dry_run: true,
+        vars: spec.vars.clone(),
+        rules,
+        actions,
+        notifications: Vec::new(),
+        outcome: Some(OutcomeRecord {
+            outcome: r.decision.verdict.name(),
+            exit_code: r.decision.verdict.exit_code(),
+            detail,
+            rule: r.decision.rule.clone(),
+        }),
+    }
+}
+
+fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) -> RuleReport {
+    let mut r = RuleReport {
+        name: rule.name.clone(),
+        action: rule.action,
+        threshold: rule.threshold.to_string(),
+        for_: humantime::format_duration(rule.for_).to_string(),
+        pending_at: None,
+        fired_at: None,
+        labels: None,
+        peak: None,
+        peak_at: None,
+        timeline: Vec::new(),
+        error: None,
+    };
+    let h = match h {
+        Ok(h) => h,
+        Err(e) => {
+            r.error = Some(e.to_string());
+            return r;
+        }
+    };
+    r.timeline = h
+        .entries
+        .iter()
+        .filter(|e| e.at <= cut_at)
+        .cloned()
+        .collect();
+    r.pending_at = r
+        .timeline
+        .iter()
+        .find(|e| e.kind == "pending")
+        .map(|e| rfc3339(e.at));
+    if let Some(f) = r.timeline.iter().find(|e| e.kind == "fired") {
+        r.fired_at = Some(rfc3339(f.at));
+        r.labels = Some(f.labels.clone());
+    }
+    let above = rule.threshold.above.is_some();
+    let peak = h
+        .worst
+        .iter()
+        .filter(|(t, _, _)| *t <= cut_at)
+        .max_by(|a, b| {
+            if above {
+                a.1.total_cmp(&b.1)
+            } else {
+                b.1.total_cmp(&a.1)
+            }
+        });
+    if let Some((t, v, labels)) = peak {
+        r.peak = Some(*v);
+        r.peak_at = Some(rfc3339(*t));
+        if r.labels.is_none() {
+            r.labels = Some(labels.clone());
+        }
+    }
+    r
+}
+
+fn labels_text(l: &crate::core::eval::Labels) -> String {
+    let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+fn print_text(report: &Report, from: i64) {
+    println!("replay from {} to {}", report.from, report.to);
+    for r in &report.rules {
+        println!();
+        println!(
+            "{}  ({} for {}, action {})",
+            r.name,
+            r.threshold,
+            r.for_,
+            r.action.as_str()
+        );
+        if let Some(e) = &r.error {
+            println!("  history could not be read: {e}");
+            continue;
+        }
+        const SHOWN: usize = 20;
+        for e in r.timeline.iter().take(SHOWN) {
+            let value = e
+                .value
+                .map_or("no data".to_string(), crate::core::events::float::text);
+            println!(
+                "  {}  {:<8} {} {}",
+                rfc3339(e.at),
+                e.kind,
+                labels_text(&e.labels),
+                value
+            );
+        }
+        if r.timeline.len() > SHOWN {
+            println!("  ... {} more transitions", r.timeline.len() - SHOWN);
+        }
+        if r.timeline.is_empty() {
+            println!("  never breached");
+        }
+        match (&r.peak, &r.peak_at) {
+            (Some(p), Some(at)) => println!(
+                "  peak {} at {at} (threshold {})",
+                crate::core::events::float::text(*p),
+                r.threshold
+            ),
+            _ => println!("  no data in the window"),
+        }
+    }
+    println!();
+    let decided = parse_time(&report.decided_at, 0).unwrap_or(from);
+    let after =
+        humantime::format_duration(Duration::from_secs(((decided - from).max(0) / 1000) as u64));
+    match (report.outcome, &report.decided_by) {
+        (Verdict::RolledBack, Some(rule)) => println!(
+            "verdict: would have ROLLED BACK at {} ({after} in), rule `{rule}`",
+            report.decided_at
+        ),
+        (Verdict::Paused, Some(rule)) => println!(
+            "verdict: would have PAUSED at {} ({after} in), rule `{rule}`; no rollback followed",
+            report.decided_at
+        ),
+        (Verdict::Inconclusive, _) => {
+            println!("verdict: INCONCLUSIVE: the history of some rule could not be read")
+        }
+        _ => println!("verdict: healthy: no rule would have acted"),
+    }
+}
+
+fn load(args: &ReplayArgs) -> Option<(WatchSpec, PromClient)> {
+    let opts = LoadOptions {
+        sets: &args.sets,
+        check: false,
+    };
+    let spec = crate::cmd::common::load_reporting(&args.rules, &opts)?;
+    match prom_client(
+        &args.prom,
+        spec.prometheus.as_deref(),
+        spec.query_timeout.max(Duration::from_secs(30)),
+    ) {
+        Ok(c) => Some((spec, c)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+pub async fn run(args: ReplayArgs) -> u8 {
+    let Some((spec, client)) = load(&args) else {
+        return crate::core::exit::USAGE;
+    };
+    let now = now_ms();
+    if let Some(path) = &args.deploys {
+        return deploys(&spec, &client, path, now, args.format).await;
+    }
+    let parse = |s: &str| parse_time(s, now);
+    let (from, to) = match (
+        parse(args.from.as_deref().unwrap_or("now")),
+        parse(args.to.as_deref().unwrap_or("now")),
+    ) {
+        (Ok(f), Ok(t)) if f < t => (f, t),
+        (Ok(_), Ok(_)) => {
+            eprintln!("error: --from must be before --to");
+            return crate::core::exit::USAGE;
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("error: {e}");
+            return crate::core::exit::USAGE;
+        }
+    };
+    let replayed = replay(&spec, &client, from, to).await;
+    if let Some(dir) = &args.report {
+        if let Err(e) = record(&spec, client.shown_url(), from, to, &replayed).write(dir) {
+            eprintln!("error: cannot write the report to {}: {e}", dir.display());
+            return crate::core::exit::USAGE;
+        }
+    }
+    let (report, decision) = (replayed.report, replayed.decision);
+    for r in &report.rules {
+        if let Some(e) = &r.error {
+            tracing::error!(rule = %r.name, error = %e, "could not read this rule's history");
+        }
+    }
+    match args.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        ),
+        Format::Text => print_text(&report, from),
+    }
+    decision.verdict.exit_code()
+}
+
+/// Reads deploy times: one per line, `#` comments and blank lines skipped.
+pub fn parse_deploys(text: &str, now: i64) -> Result<Vec<i64>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.split('#').next().unwrap_or("").trim();
+        if t.is_empty() {
+            continue;
+        }
+        out.push(parse_time(t, now).map_err(|e| format!("line {}: {e}", i + 1))?);
+    }
+    if out.is_empty() {
+        return Err("no deploy times in the file".into());
+    }
+    Ok(out)
+}
+
+#[derive(serde::Serialize)]
+struct DeployRow {
+    deploy_at: String,
+    outcome: Verdict,
+    rule: Option<String>,
+    decided_at: String,
+    /// The window was cut short because it reaches past now.
+    truncated: bool,
+}
+
+async fn deploys<H: HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    path: &PathBuf,
+    now: i64,
+    format: Format,
+) -> u8 {
+    let times = match std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| parse_deploys(&t, now))
+    {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", path.display());
+            return crate::core::exit::USAGE;
+        }
+    };
+    let mut rows = Vec::new();
+    let mut worst = Verdict::Healthy;
+    for d in times {
+        let end = d + spec.duration.as_millis() as i64;
+        let Replayed {
+            report, decision, ..
+        } = replay(spec, source, d, end.min(now)).await;
+        if decision.verdict.severity() > worst.severity() {
+            worst = decision.verdict;
+        }
+        rows.push(DeployRow {
+            deploy_at: rfc3339(d),
+            outcome: decision.verdict,
+            rule: decision.rule.clone(),
+            decided_at: report.decided_at,
+            truncated: end > now,
+        });
+    }
+    let count = |v: Verdict| rows.iter().filter(|r| r.outcome == v).count();
+    let (rb, pa, he, inc) = (
+        count(Verdict::RolledBack),
+        count(Verdict::Paused),
+        count(Verdict::Healthy),
+        count(Verdict::Inconclusive),
+    );
+    match format {
+        Format::Json => {
+            let doc = serde_json::json!({
+                "deploys": rows,
+                "totals": {"releases": rows.len(), "rolled_back": rb, "paused": pa, "healthy": he, "inconclusive": inc},
+            });
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        }
+        Format::Text => {
+            println!(
+                "{:<22}  {:<13}  {:<24}  decided at",
+                "deploy", "verdict", "rule"
+            );
+            for r in &rows {
+                println!(
+                    "{:<22}  {:<13}  {:<24}  {}{}",
+                    r.deploy_at,
+                    r.outcome.name(),
+                    r.rule.as_deref().unwrap_or("-"),
+                    r.decided_at,
+                    if r.truncated {
+                        "  (window reaches now: cut short)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            println!();
+            println!(
+                "{} releases: {rb} would have been rolled back, {pa} paused, {he} healthy, {inc} inconclusive",
+                rows.len()
+            );
+        }
+    }
+    worst.exit_code()
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_time_form() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_time("now", now), Ok(now));
+        assert_eq!(parse_time("-2h", now), Ok(now - 7_200_000));
+        assert_eq!(parse_time("now-30m", now), Ok(now - 1_800_000));
+        assert_eq!(parse_time("1700000000", now), Ok(1_700_000_000_000));
+        assert_eq!(parse_time("1700000000.5", now), Ok(1_700_000_000_500));
+        assert_eq!(
+            parse_time("2026-11-20T14:00:00Z", now),
+            Ok(1_795_183_200_000)
+        );
+        assert_eq!(
+            parse_time("2026-11-20T09:00:00-05:00", now),
+            Ok(1_795_183_200_000)
+        );
+        assert!(parse_time("yesterday", now).is_err());
+        assert!(parse_time("-2", now).is_err());
+    }
+
+    #[test]
+    fn deploy_files_skip_comments_and_report_bad_lines() {
+        let now = 1_800_000_000_000;
+        assert_eq!(
+            parse_deploys("# deploys\n1700000000\n\n1700003600 # v2\n", now),
+            Ok(vec![1_700_000_000_000, 1_700_003_600_000])
+        );
+        assert!(parse_deploys("1700000000\nsoon\n", now)
+            .unwrap_err()
+            .starts_with("line 2"));
+        assert!(parse_deploys("# none\n", now).is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! The agent's HTTP API (axum): watches under `/api/v1`, plus `/metrics`, `/healthz`
+//! and `/readyz`.
+//!
+//! A request can only *name* a rule file and give vars: the body is parsed with
+//! `deny_unknown_fields`, so a `command` (or any other field the API does not know) is
+//! a 400, never silently ignored. With a token, every `/api` request must carry it as
+//! a bearer token, compared in constant time.
+
+use crate::io::store::{WatchRecord, WatchState};
+use crate::run::agent::{load_snapshot, Agent, CreateError, WatchRequest};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The body of `POST /api/v1/watches`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    rules: String,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    duration: Option<String>,
+    id: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<WatchState>,
+}
+
+#[derive(Clone)]
+struct Api {
+    agent: Arc<Agent>,
+    token: Option<Arc<String>>,
+}
+
+/// An error answer: a status and a sentence.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<crate::io::store::StoreError> for ApiError {
+    fn from(e: crate::io::store::StoreError) -> Self {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    }
+}
+
+/// Equal in time that depends only on the longer length, not on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len().max(b.len());
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for i in 0..n {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+/// The router; `token` guards every `/api` route.
+pub fn router(agent: Arc<Agent>, token: Option<String>) -> Router {
+    let api = Api {
+        agent,
+        token: token.map(Arc::new),
+    };
+    let watches = Router::new()
+        .route("/api/v1/watches", get(list).post(create))
+        .route("/api/v1/watches/{id}", get(show).delete(cancel))
+        .route_layer(middleware::from_fn_with_state(api.clone(), auth));
+    Router::new()
+        .merge(watches)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(api)
+}
+
+async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+    if let Some(token) = &api.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+            let mut r = ApiError(
+                StatusCode::UNAUTHORIZED,
+                "missing or wrong bearer token".into(),
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                "Bearer".parse().expect("static header"),
+            );
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+async fn ready(State(api): State<Api>) -> Response {
+    if api.agent.is_ready() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+async fn metrics(State(api): State<Api>) -> Response {
+    let agent = api.agent.clone();
+    let counts = tokio::task::spawn_blocking(move || agent.store.count_by_state()).await;
+    if let Ok(Ok(counts)) = counts {
+        for s in [
+            WatchState::Running,
+            WatchState::Finished,
+            WatchState::Cancelled,
+        ] {
+            let n = counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, n)| *n);
+            api.agent
+                .metrics
+                .watches
+                .with_label_values(&[s.as_str()])
+                .set(n);
+        }
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        api.agent.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn create(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let _ = headers;
+    let body: CreateBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))?;
+    let duration = body
+        .duration
+        .as_deref()
+        .map(crate::core::rules::parse_duration)
+        .transpose()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid duration: {e}")))?;
+    let req = WatchRequest {
+        rules: body.rules,
+        vars: body.vars,
+        duration,
+        id: body.id,
+    };
+    match api.agent.create(req).await {
+        Ok((rec, new, warnings)) => {
+            let status = if new {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            let mut body = view(&api.agent, &rec, true)?;
+            if let Some(o) = body.as_object_mut() {
+                o.insert("warnings".into(), serde_json::json!(warnings));
+            }
+            Ok((status, Json(body)).into_response())
+        }
+        Err(e) => {
+            let status = match &e {
+                CreateError::BadRequest(_) => StatusCode::BAD_REQUEST,
+                CreateError::UnknownRules(_) => StatusCode::NOT_FOUND,
+                CreateError::Conflict(_) => StatusCode::CONFLICT,
+                CreateError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                CreateError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            Err(ApiError(status, e.to_string()))
+        }
+    }
+}
+
+async fn list(
+    State(api): State<Api>,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let agent = api.agent.clone();
+    let recs = tokio::task::spawn_blocking(move || agent.store.list(q.state))
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let items: Vec<Value> = recs.iter().map(summary).collect();
+    Ok(Json(json!({ "watches": items })).into_response())
+}
+
+async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let rec = api
+        .agent
+        .store
+        .get(&id)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
+    Ok(Json(view(&api.agent, &rec, true)?).into_response())
+}
+
+async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let rec = api
+        .agent
+        .store
+        .get(&id)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
+    if rec.state != WatchState::Running || !api.agent.cancel(&id).await {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
+        ));
+    }
+    let rec = api.agent.store.get(&id)?.unwrap_or(rec);
+    // 202 while a command that was already running finishes first.
+    let status = if rec.state == WatchState::Running {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view(&api.agent, &rec, true)?)).into_response())
+}
+
+fn summary(rec: &WatchRecord) -> Value {
+    let d = &rec.def;
+    json!({
+        "id": d.id,
+        "rules": d.rules,
+        "vars": d.vars,
+        "duration_s": d.duration_ms as f64 / 1000.0,
+        "created": crate::core::events::rfc3339_ms(d.created_ms),
+        "created_ms": d.created_ms,
+        "state": rec.state,
+        "outcome": rec.outcome,
+        "exit_code": rec.exit_code,
+        "detail": rec.detail,
+        "finished_ms": rec.finished_ms,
+    })
+}
+
+fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiError> {
+    let mut v = summary(rec);
+    if !detail {
+        return Ok(v);
+    }
+    let live = agent.live(&rec.def.id).unwrap_or_default();
+    let spec = load_snapshot(&rec.def).ok();
+    let rules: Vec<Value> = spec
+        .iter()
+        .flat_map(|s| s.rules.iter())
+        .map(|r| {
+            let l = live.get(&r.name).cloned().unwrap_or_default();
+            json!({
+                "name": r.name,
+                "query": r.query,
+                "threshold": r.threshold.to_string(),
+                "for_s": r.for_.as_secs_f64(),
+                "interval_s": r.interval.as_secs_f64(),
+                "action": r.action,
+                "state": l.state,
+                "value": crate::core::events::float::json(l.value),
+                "last_poll_ms": l.last_poll_ms,
+                "error": l.error,
+            })
+        })
+        .collect();
+    let series: Vec<Value> = agent
+        .store
+        .series(&rec.def.id)?
+        .into_iter()
+        .map(|s| {
+            json!({
+                "rule": s.rule,
+                "labels": s.labels,
+                "phase": s.phase,
+                "since_ms": s.since_ms,
+                "last_value": crate::core::events::float::json(s.last_value),
+            })
+        })
+        .collect();
+    let actions = agent.store.actions(&rec.def.id)?;
+    v["rule_states"] = json!(rules);
+    v["series"] = json!(series);
+    v["actions"] = json!(actions);
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_matches_only_equal_tokens() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn a_command_in_the_body_is_rejected() {
+        let e =
+            serde_json::from_str::<CreateBody>(r#"{"rules":"x","command":["rm"]}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `command`"), "{e}");
+    }
+}

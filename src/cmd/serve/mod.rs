@@ -1,0 +1,161 @@
+//! `rollwatch serve`: one long-running agent that pipelines hand watches to.
+//!
+//! A watch per deploy inside a CI job dies with the job. The agent keeps them instead,
+//! and must never lose one, miss a breach or run a rollback twice because it was
+//! restarted. `serve` is two things: this command face (its flags, start-up and
+//! shutdown, and the HTTP API in `api`) and the agent runtime below it:
+//! - `run::agent`: runs each watch with the same loop as `watch`, persists its
+//!   decisions, and resumes unfinished watches at start (the restart rule is
+//!   documented there); its `source` shares one Prometheus client between watches, and
+//!   `metrics` are the agent's own, on an injected registry;
+//! - `io::store`: the durable state (SQLite, behind the `Store` trait), in a state file
+//!   readable by its owner only and locked so that a second agent on it refuses to
+//!   start (exit 2) instead of running rollbacks twice.
+//!
+//! Rule files in `--rules-dir` are the only source of commands: a request names a
+//! file and gives vars. The file's text is snapshotted when the watch is created, so
+//! editing it later changes no running watch.
+//!
+//! SIGTERM (or SIGINT): stop accepting requests, let running commands finish, persist,
+//! exit 0; the watches stay `running` in the store and resume at the next start.
+
+pub mod api;
+
+use crate::cmd::common::PromArgs;
+use crate::core::exit;
+use crate::io::store;
+use crate::run::agent::{metrics, Agent, AgentConfig};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, info};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Directory of rule files; a watch names one by its stem (`checkout` for checkout.yaml).
+    #[arg(long, value_name = "DIR")]
+    pub rules_dir: PathBuf,
+    /// Address to listen on (IP:PORT). Without --token-file only a loopback address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9093")]
+    pub listen: String,
+    /// The state file (SQLite); created if missing. Watches in it resume at start.
+    #[arg(long, value_name = "PATH")]
+    pub state: PathBuf,
+    #[command(flatten)]
+    pub prom: PromArgs,
+    /// File holding the bearer token every /api request must carry.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Bound on concurrent requests to Prometheus, across all watches.
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_concurrent_queries: usize,
+    /// Send every poll on its own instead of sharing identical in-flight queries
+    /// between watches (for comparison and debugging).
+    #[arg(long)]
+    pub no_query_sharing: bool,
+}
+
+/// Why the agent could not start (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot read the token file {path}: {source}")]
+    Token {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the token file {0} is empty")]
+    EmptyToken(PathBuf),
+    #[error("invalid --listen {0:?}: expected IP:PORT, e.g. 127.0.0.1:9093")]
+    Listen(String),
+    #[error("refusing to listen on {0} without --token-file: anyone who can reach it could start watches; use a loopback address or give a token")]
+    Unprotected(SocketAddr),
+    #[error("--rules-dir {0} is not a directory")]
+    RulesDir(PathBuf),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("cannot register the agent's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// `rollwatch serve`.
+pub async fn run(args: ServeArgs) -> u8 {
+    let mut signals = crate::cmd::common::signal_channel();
+    match serve(args, &mut signals).await {
+        Ok(()) => exit::HEALTHY,
+        Err(e) => {
+            crate::say!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+fn read_token(path: &PathBuf) -> Result<String, ServeError> {
+    let t = std::fs::read_to_string(path).map_err(|source| ServeError::Token {
+        path: path.clone(),
+        source,
+    })?;
+    let t = t.trim().to_string();
+    if t.is_empty() {
+        return Err(ServeError::EmptyToken(path.clone()));
+    }
+    Ok(t)
+}
+
+async fn serve(
+    args: ServeArgs,
+    signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
+) -> Result<(), ServeError> {
+    let token = args.token_file.as_ref().map(read_token).transpose()?;
+    let addr: SocketAddr = args
+        .listen
+        .parse()
+        .map_err(|_| ServeError::Listen(args.listen.clone()))?;
+    if token.is_none() && !addr.ip().is_loopback() {
+        return Err(ServeError::Unprotected(addr));
+    }
+    if !args.rules_dir.is_dir() {
+        return Err(ServeError::RulesDir(args.rules_dir.clone()));
+    }
+    let store = Arc::new(store::SqliteStore::open(&args.state)?);
+    let metrics = metrics::Metrics::new(prometheus::Registry::new())?;
+    let agent = Agent::new(
+        store,
+        metrics,
+        AgentConfig {
+            rules_dir: args.rules_dir.clone(),
+            prom: args.prom.connection(),
+            max_queries: args.max_concurrent_queries,
+            share_queries: !args.no_query_sharing,
+        },
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let resumed = agent.start()?;
+    info!(event = "serve_started", listen = %addr, state = %args.state.display(), resumed, token = token.is_some(), "agent listening");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = api::router(agent.clone(), token);
+    let server = tokio::spawn(async move {
+        let r = axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        if let Err(e) = r {
+            error!(event = "serve_error", error = %e, "the HTTP server failed");
+        }
+    });
+    let sig = signals.recv().await;
+    info!(event = "serve_stopping", signal = ?sig, "stopping: no new watches; running commands finish; watches resume at the next start");
+    let _ = stop_tx.send(());
+    agent.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    info!(event = "serve_stopped", "agent stopped; state persisted");
+    Ok(())
+}

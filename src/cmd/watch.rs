@@ -1,0 +1,151 @@
+//! `rollwatch watch`: guard one release from this process, and exit with its verdict.
+//!
+//! Signals are installed first; then the rule file is loaded, the client built, the
+//! rollback and pause programs checked (unless `--dry-run`), and the clock compared
+//! with Prometheus's, all before the watch starts; then the watch runs with the sinks
+//! the output flags ask for.
+
+use crate::cmd::common::{
+    load_reporting, parse_set, prom_client, run_watch, signal_channel, OutputArgs, PromArgs,
+};
+use crate::core::exit;
+use crate::core::rules;
+use crate::io::action::find_program;
+use crate::io::prom::{PromClient, SkewVerdict};
+use crate::run::watch::WatchOptions;
+use clap::Args;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// The rule file describing this watch.
+    #[arg(long, value_name = "FILE")]
+    pub rules: PathBuf,
+    #[command(flatten)]
+    pub prom: PromArgs,
+    /// Override the file's watch.duration.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Set a variable, overriding its default (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_set)]
+    pub sets: Vec<(String, String)>,
+    /// Decide and log everything, but run no command.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    match rules::parse_duration(s)? {
+        d if d.is_zero() => Err("the duration must be longer than 0s".into()),
+        d => Ok(d),
+    }
+}
+
+/// `rollwatch watch`.
+pub async fn run(args: WatchArgs) -> u8 {
+    let mut signals = signal_channel();
+    let opts = rules::LoadOptions {
+        sets: &args.sets,
+        check: false,
+    };
+    let Some(spec) = load_reporting(&args.rules, &opts) else {
+        return exit::USAGE;
+    };
+    let client = match prom_client(&args.prom, spec.prometheus.as_deref(), spec.query_timeout) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::say!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if !args.dry_run {
+        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
+            if let Some(cmd) = cmd {
+                if find_program(&cmd.argv[0]).is_none() {
+                    crate::say!(
+                        "error: the {section} command's program `{}` is not found or not executable (PATH={})\n  = help: a watch that cannot roll back must not start; install it, fix the path, or use --dry-run",
+                        cmd.argv[0],
+                        std::env::var("PATH").unwrap_or_default()
+                    );
+                    return exit::USAGE;
+                }
+            }
+        }
+    }
+    let duration = args.duration.unwrap_or(spec.duration);
+    for n in rules::lint::never_fires(&spec, duration) {
+        tracing::warn!(
+            event = "never_fires",
+            rule = %n.rule,
+            for_s = n.for_.as_secs_f64(),
+            duration_s = n.duration.as_secs_f64(),
+            help = %n.help(),
+            "{n}"
+        );
+    }
+    if let Err(code) = check_clock(&client, spec.max_blind, duration).await {
+        return code;
+    }
+    let opts = WatchOptions {
+        duration,
+        dry_run: args.dry_run,
+        prometheus: client.shown_url().to_string(),
+    };
+    match run_watch(&spec, client, &opts, &args.outputs, &mut signals).await {
+        Ok(outcome) => outcome.exit_code(),
+        Err(code) => code,
+    }
+}
+
+/// Compares Prometheus's clock with this machine's before a watch starts (polls ask
+/// about this machine's now): logs `clock_skew` above `SKEW_WARN`, and Err(exit code)
+/// when the skew exceeds the watch's `max_blind` (capped by its duration, as the watch
+/// loop caps it), since then every poll would judge a moment Prometheus has no samples
+/// for yet, or one long past. A failed measurement does not hold the watch back (its
+/// own blind handling judges an unreachable Prometheus); it is logged.
+pub async fn check_clock(
+    client: &PromClient,
+    max_blind: Duration,
+    duration: Duration,
+) -> Result<(), u8> {
+    let (limit, what) = if duration < max_blind {
+        (duration, "the watch's whole duration")
+    } else {
+        (max_blind, "the watch's max_blind")
+    };
+    let skew = match client.clock_skew().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(event = "clock_skew_unknown", error = %e, "cannot compare this machine's clock with Prometheus's; watching anyway");
+            return Ok(());
+        }
+    };
+    match skew.judge(limit) {
+        SkewVerdict::Fine => Ok(()),
+        SkewVerdict::Warn => {
+            tracing::warn!(
+                event = "clock_skew",
+                skew_s = skew.seconds(),
+                uncertainty_s = skew.uncertainty_ms as f64 / 1000.0,
+                max_blind_s = limit.as_secs_f64(),
+                "{skew}: every poll asks Prometheus about a moment that far off; sync this machine's clock (NTP)"
+            );
+            Ok(())
+        }
+        SkewVerdict::Refuse => {
+            let judged = if skew.skew_ms < 0 {
+                "a moment Prometheus has no samples for yet (an empty answer can pass as healthy)"
+            } else {
+                "a moment long past"
+            };
+            crate::say!(
+                "error: {skew}, more than {what} ({}): every poll would ask about {judged}\n  = help: sync this machine's clock (NTP: `timedatectl`, `chronyc tracking`) or run the watch on a machine whose clock is right",
+                humantime::format_duration(limit)
+            );
+            Err(exit::USAGE)
+        }
+    }
+}

@@ -1,0 +1,338 @@
+//! What a watch reports as it goes: one typed event per decision, sent to every sink.
+//!
+//! The decision loop describes what happened once, as an `Event`; sinks decide how to
+//! show it: the log (`LogSink`), the `--events` JSON-lines stream, the recorder behind
+//! `--report`, the live terminal view and the notification channels. Adding a way to
+//! show a watch never touches the loop.
+//!
+//! This is the bus between the floors, so it sits in the core beside the series types:
+//! the runtime emits on it, and each sink lives on the floor of what it does (the log,
+//! `--events`, reports and the live view in `show`, notifications in `io`, the agent's
+//! store sink in `run::agent`). The value and time formatting every sink shares is
+//! here too.
+
+use crate::core::series::Labels;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Sample values as Prometheus writes them, wherever a value leaves the program.
+///
+/// serde_json writes a non-finite `f64` as `null`, and `null` reads as "no data": a
+/// series at `+Inf` (an error ratio over zero requests, say) would look absent in the
+/// very records a post-release review relies on. Prometheus's own API writes every
+/// value as a string, with `+Inf`, `-Inf` and `NaN` for the special ones; rollwatch
+/// keeps finite values as JSON numbers (as before) and writes the special ones the way
+/// Prometheus does. An absent value (`None`) stays `null`. Every struct that carries a
+/// sample value uses these (`#[serde(serialize_with = ...)]`), and `json!` payloads use
+/// `json`, so there is one rule in one place.
+pub mod float {
+    use serde::Serializer;
+
+    /// A value for text (logs, Markdown, notifications, environment variables):
+    /// `+Inf`, `-Inf`, `NaN`, or the number as Rust prints it.
+    pub fn text(v: f64) -> String {
+        if v.is_nan() {
+            "NaN".to_string()
+        } else if v == f64::INFINITY {
+            "+Inf".to_string()
+        } else if v == f64::NEG_INFINITY {
+            "-Inf".to_string()
+        } else {
+            v.to_string()
+        }
+    }
+
+    /// `serialize_with` for an `f64`: a number, or the string `+Inf`/`-Inf`/`NaN`.
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_str(&text(*v))
+        }
+    }
+
+    /// `serialize_with` for an `Option<f64>`: `null` when absent, else as `serialize`.
+    pub fn option<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => serialize(v, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// The same as a `serde_json::Value`, for payloads built with `json!`.
+    pub fn json(v: Option<f64>) -> serde_json::Value {
+        match v {
+            None => serde_json::Value::Null,
+            Some(v) if v.is_finite() => serde_json::json!(v),
+            Some(v) => serde_json::Value::String(text(v)),
+        }
+    }
+}
+
+/// One series' value at a poll (None = no data / NaN).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesValue {
+    pub labels: Labels,
+    #[serde(serialize_with = "float::option")]
+    pub value: Option<f64>,
+}
+
+/// A rule as shown in reports and events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleInfo {
+    pub name: String,
+    pub description: Option<String>,
+    pub query: String,
+    pub above: Option<f64>,
+    pub below: Option<f64>,
+    pub threshold: String,
+    pub for_s: f64,
+    pub interval_s: f64,
+    pub no_data: &'static str,
+    pub action: &'static str,
+    /// Link to the query in Prometheus's graph UI, when known.
+    pub graph_url: Option<String>,
+}
+
+/// A rule's state as shown after a poll.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum RuleState {
+    Ok,
+    NoData,
+    Pending { for_s: f64, of_s: f64 },
+    Breached,
+    QueryError,
+}
+
+impl std::fmt::Display for RuleState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleState::Ok => write!(f, "ok"),
+            RuleState::NoData => write!(f, "no data"),
+            RuleState::Pending { for_s, of_s } => {
+                write!(f, "pending for {} of {}", secs(*for_s), secs(*of_s))
+            }
+            RuleState::Breached => write!(f, "breached"),
+            RuleState::QueryError => write!(f, "query error"),
+        }
+    }
+}
+
+impl RuleState {
+    /// A rule's state after `poll` at `at`: breached if any series fires, pending (for
+    /// the longest-pending series) if any is pending, else what the poll itself showed.
+    pub fn of(
+        eval: &crate::core::eval::RuleEval,
+        at: std::time::Duration,
+        poll: &crate::core::eval::Poll,
+    ) -> RuleState {
+        use crate::core::eval::{Phase, Poll};
+        let series = eval.series();
+        if series.values().any(|s| s.phase == Phase::Firing) {
+            return RuleState::Breached;
+        }
+        if let Some(since) = series.values().map(|s| s.since).min() {
+            return RuleState::Pending {
+                for_s: at.saturating_sub(since).as_secs_f64(),
+                of_s: eval.params().for_.as_secs_f64(),
+            };
+        }
+        match poll {
+            Poll::Failed => RuleState::QueryError,
+            Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
+            Poll::Samples(_) => RuleState::Ok,
+        }
+    }
+}
+
+/// Seconds as a compact duration (`1m 30s`).
+pub fn secs(s: f64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(s.max(0.0).round() as u64))
+        .to_string()
+}
+
+/// Everything a watch reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    WatchStarted {
+        rules_file: String,
+        prometheus: String,
+        duration_s: f64,
+        max_blind_s: f64,
+        dry_run: bool,
+        vars: BTreeMap<String, String>,
+        rules: Vec<RuleInfo>,
+    },
+    /// A poll's result (not written to the event stream: it is not a state change).
+    Poll {
+        rule: String,
+        samples: Vec<SeriesValue>,
+        error: Option<String>,
+        warnings: Vec<String>,
+        state: RuleState,
+        /// The worst value (highest for `above`, lowest for `below`), if any.
+        #[serde(serialize_with = "float::option")]
+        value: Option<f64>,
+    },
+    Pending {
+        rule: String,
+        labels: Labels,
+        #[serde(serialize_with = "float::option")]
+        value: Option<f64>,
+        threshold: String,
+        for_s: f64,
+    },
+    Resolved {
+        rule: String,
+        labels: Labels,
+        #[serde(serialize_with = "float::option")]
+        value: Option<f64>,
+        threshold: String,
+        was: &'static str,
+        breached_for_s: f64,
+    },
+    Fired {
+        rule: String,
+        labels: Labels,
+        #[serde(serialize_with = "float::option")]
+        value: Option<f64>,
+        threshold: String,
+        breached_for_s: f64,
+        action: &'static str,
+    },
+    /// A rule with `action: notify` fired; the watch goes on.
+    Notify {
+        rule: String,
+        labels: Labels,
+        #[serde(serialize_with = "float::option")]
+        value: Option<f64>,
+        threshold: String,
+        breached_for_s: f64,
+    },
+    PauseSkipped {
+        rule: String,
+        paused_by: String,
+    },
+    ActionStarted {
+        action: &'static str,
+        rule: String,
+        argv: Vec<String>,
+        timeout_s: f64,
+        dry_run: bool,
+    },
+    ActionFinished {
+        action: &'static str,
+        rule: String,
+        status: String,
+        succeeded: bool,
+        duration_s: f64,
+        output_tail: Vec<String>,
+    },
+    Signal {
+        signal: String,
+        during_action: bool,
+    },
+    WatchFinished {
+        outcome: &'static str,
+        exit_code: u8,
+        detail: String,
+        rule: Option<String>,
+    },
+}
+
+impl Event {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::WatchStarted { .. } => "watch_started",
+            Event::Poll { .. } => "poll",
+            Event::Pending { .. } => "pending",
+            Event::Resolved { .. } => "resolved",
+            Event::Fired { .. } => "fired",
+            Event::Notify { .. } => "notify",
+            Event::PauseSkipped { .. } => "pause_skipped",
+            Event::ActionStarted { .. } => "action_started",
+            Event::ActionFinished { .. } => "action_finished",
+            Event::Signal { .. } => "signal",
+            Event::WatchFinished { .. } => "watch_finished",
+        }
+    }
+}
+
+/// Somewhere events go. `at_ms` is the Unix time the event refers to.
+pub trait Sink: Send {
+    fn emit(&mut self, at_ms: i64, event: &Event);
+    /// Called once after the last event (flush files, wait for deliveries).
+    fn finish(&mut self) {}
+}
+
+/// All the sinks of one watch.
+#[derive(Default)]
+pub struct Sinks(pub Vec<Box<dyn Sink>>);
+
+impl Sinks {
+    pub fn emit(&mut self, at_ms: i64, event: &Event) {
+        for s in &mut self.0 {
+            s.emit(at_ms, event);
+        }
+    }
+    pub fn push(&mut self, sink: impl Sink + 'static) {
+        self.0.push(Box::new(sink));
+    }
+    pub fn finish(&mut self) {
+        for s in &mut self.0 {
+            s.finish();
+        }
+    }
+}
+
+/// The current Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// RFC 3339 (UTC, milliseconds) for a Unix-ms time.
+pub fn rfc3339_ms(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map_or_else(|_| ms.to_string(), |t| format!("{t:.3}"))
+}
+
+/// Variables as `name=value name=value`, the way a release is named in reports and
+/// notifications (empty when there are none).
+pub fn vars_text(vars: &BTreeMap<String, String>) -> String {
+    vars.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn special_values_are_written_as_prometheus_writes_them() {
+        assert_eq!(float::text(f64::INFINITY), "+Inf");
+        assert_eq!(float::text(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(float::text(f64::NAN), "NaN");
+        assert_eq!(float::text(0.25), "0.25");
+        assert_eq!(float::json(Some(f64::INFINITY)), json!("+Inf"));
+        assert_eq!(float::json(Some(f64::NEG_INFINITY)), json!("-Inf"));
+        assert_eq!(float::json(Some(f64::NAN)), json!("NaN"));
+        assert_eq!(float::json(Some(1.5)), json!(1.5));
+        assert_eq!(float::json(None), Value::Null);
+        let sv = |v| {
+            serde_json::to_value(SeriesValue {
+                labels: Labels::new(),
+                value: v,
+            })
+            .unwrap()["value"]
+                .clone()
+        };
+        assert_eq!(sv(Some(f64::INFINITY)), json!("+Inf"));
+        assert_eq!(sv(Some(f64::NAN)), json!("NaN"));
+        assert_eq!(sv(Some(2.0)), json!(2.0));
+        assert_eq!(sv(None), Value::Null, "an absent value stays null");
+    }
+}

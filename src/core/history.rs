@@ -1,0 +1,229 @@
+//! History on a grid: range-query history in, the polls a watch would have made and
+//! what it would have decided out.
+//!
+//! Two callers need this and neither owns it: `rollwatch replay` (backtests) and the
+//! agent, which rebuilds the polls it missed while it was down (`polls_on_grid`). It is
+//! pure, so replay's property test runs without a clock or a network.
+//!
+//! History arrives as range-query series; each rule's points are regrouped into the
+//! polls a watch would have made (one per step, at the rule's interval, from the start
+//! of the window) and fed, in time order, to the same `RuleEval` that `watch` uses. A
+//! step where a series has no point is that series being absent, exactly as a poll with
+//! an empty result would be; NaN is no data, as in a watch.
+
+use crate::core::eval::{Params, RuleEval, Transition};
+use crate::core::rules::Action;
+use crate::core::series::{Labels, Poll, RangeSeries, Sample};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What happened to one series at one step.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Entry {
+    /// Unix milliseconds.
+    pub at: i64,
+    /// `pending`, `resolved` or `fired`.
+    pub kind: &'static str,
+    pub labels: Labels,
+    #[serde(serialize_with = "crate::core::events::float::option")]
+    pub value: Option<f64>,
+}
+
+/// One rule's replay over the whole window (before cutting at the first rollback).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RuleHistory {
+    pub entries: Vec<Entry>,
+    /// Worst value seen at each step: (unix ms, value, labels).
+    pub worst: Vec<(i64, f64, Labels)>,
+    /// The rule's state and worst value at every step, as a watch would show it.
+    pub states: Vec<(i64, Option<f64>, crate::core::events::RuleState)>,
+    pub steps: usize,
+}
+
+/// Regroups range-query points into the polls a watch would have made: one per step
+/// of the grid `from, from + step, ... <= to`, each with the samples nearest to it.
+/// Returns the number of steps and the samples by step (a step without any is absent).
+/// (Also used by the agent to catch up on the time it was down.)
+pub fn polls_on_grid(
+    from: i64,
+    to: i64,
+    step: i64,
+    series: &[RangeSeries],
+) -> (usize, BTreeMap<usize, Vec<Sample>>) {
+    let steps = if to < from || step <= 0 {
+        0
+    } else {
+        ((to - from) / step) as usize + 1
+    };
+    // Regroup points into polls: step index -> samples.
+    let mut polls: BTreeMap<usize, Vec<Sample>> = BTreeMap::new();
+    for s in series {
+        for &(t, v) in &s.points {
+            let offset = t - from;
+            if offset < 0 || step <= 0 {
+                continue;
+            }
+            let k = ((offset + step / 2) / step) as usize;
+            if k < steps {
+                polls.entry(k).or_default().push(Sample {
+                    labels: s.labels.clone(),
+                    value: v,
+                });
+            }
+        }
+    }
+    (steps, polls)
+}
+
+/// Replays one rule: `series` from a range query over `[from, to]` at `step`.
+pub fn replay_rule(
+    params: Params,
+    from: i64,
+    to: i64,
+    step: i64,
+    series: &[RangeSeries],
+) -> RuleHistory {
+    let (steps, polls) = polls_on_grid(from, to, step, series);
+    let empty = Vec::new();
+    let mut eval = RuleEval::new(params);
+    let mut out = RuleHistory {
+        steps,
+        ..Default::default()
+    };
+    let above = params.threshold.above.is_some();
+    for k in 0..steps {
+        let at_ms = from + k as i64 * step;
+        let samples = polls.get(&k).unwrap_or(&empty);
+        let worst = samples.iter().filter(|s| !s.value.is_nan()).max_by(|a, b| {
+            if above {
+                a.value.total_cmp(&b.value)
+            } else {
+                b.value.total_cmp(&a.value)
+            }
+        });
+        if let Some(w) = worst {
+            out.worst.push((at_ms, w.value, w.labels.clone()));
+        }
+        let poll = Poll::Samples(samples.clone());
+        let at = Duration::from_millis((k as i64 * step) as u64);
+        let transitions = eval.observe(at, &poll);
+        out.states.push((
+            at_ms,
+            worst.map(|w| w.value),
+            crate::core::events::RuleState::of(&eval, at, &poll),
+        ));
+        for t in transitions {
+            let (kind, labels, value) = match t {
+                Transition::Pending { labels, value } => ("pending", labels, value),
+                Transition::Resolved { labels, value, .. } => ("resolved", labels, value),
+                Transition::Fired { labels, value, .. } => ("fired", labels, value),
+            };
+            out.entries.push(Entry {
+                at: at_ms,
+                kind,
+                labels,
+                value,
+            });
+        }
+    }
+    out
+}
+
+/// How a replayed watch would have ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Healthy,
+    RolledBack,
+    Paused,
+    Inconclusive,
+}
+
+impl Verdict {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Healthy => "healthy",
+            Verdict::RolledBack => "rolled_back",
+            Verdict::Paused => "paused",
+            Verdict::Inconclusive => "inconclusive",
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Healthy => crate::core::exit::HEALTHY,
+            Verdict::RolledBack => crate::core::exit::ROLLED_BACK,
+            Verdict::Paused => crate::core::exit::PAUSED,
+            Verdict::Inconclusive => crate::core::exit::INCONCLUSIVE,
+        }
+    }
+
+    /// Severity for summing up several replays: the worst verdict decides.
+    pub fn severity(&self) -> u8 {
+        match self {
+            Verdict::Healthy => 0,
+            Verdict::Inconclusive => 1,
+            Verdict::Paused => 2,
+            Verdict::RolledBack => 3,
+        }
+    }
+}
+
+/// The decision over all rules: the first rollback ends the watch, as it would live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// Unix ms of the deciding action, or the end of the window.
+    pub decided_at: i64,
+    /// The rule whose action decided, if any.
+    pub rule: Option<String>,
+    /// Entries after this instant did not happen: the watch had ended.
+    pub cut_at: i64,
+}
+
+/// Combines rule histories (`None` = that rule's history could not be read).
+pub fn decide(rules: &[(String, Action, Option<&RuleHistory>)], to: i64) -> Decision {
+    let first_fire = |action: Action| {
+        rules
+            .iter()
+            .filter(|(_, a, _)| *a == action)
+            .filter_map(|(name, _, h)| {
+                h.and_then(|h| h.entries.iter().find(|e| e.kind == "fired"))
+                    .map(|e| (e.at, name.clone()))
+            })
+            .min()
+    };
+    if let Some((at, rule)) = first_fire(Action::Rollback) {
+        return Decision {
+            verdict: Verdict::RolledBack,
+            decided_at: at,
+            rule: Some(rule),
+            cut_at: at,
+        };
+    }
+    if rules.iter().any(|(_, _, h)| h.is_none()) {
+        return Decision {
+            verdict: Verdict::Inconclusive,
+            decided_at: to,
+            rule: None,
+            cut_at: to,
+        };
+    }
+    if let Some((at, rule)) = first_fire(Action::Pause) {
+        return Decision {
+            verdict: Verdict::Paused,
+            decided_at: at,
+            rule: Some(rule),
+            cut_at: to,
+        };
+    }
+    Decision {
+        verdict: Verdict::Healthy,
+        decided_at: to,
+        rule: None,
+        cut_at: to,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,21 @@
+//! Floor 1, the pure core: data and decisions, no I/O, no tokio, no sockets.
+//!
+//! Everything a watch decides is decided here, as a function of its inputs, so table
+//! and property tests cover it without a network or a timer. Higher floors (edges,
+//! runtime, faces) import from here; nothing here imports from them.
+//! - `series`: the plain data of a query result (labels, samples, polls, range series);
+//! - `eval`: the evaluator (polls and times in, transitions out);
+//! - `history`: range-query history regrouped into polls on a grid, and what a watch
+//!   would have done on it (replay, and the agent's catch-up after a restart);
+//! - `rules`: the rule model and its two-step loader; `calendar`: deploy calendars and
+//!   the gate's decision;
+//! - `events`: the typed events and the `Sink` trait, the bus between the floors;
+//! - `exit`: the exit codes.
+
+pub mod calendar;
+pub mod eval;
+pub mod events;
+pub mod exit;
+pub mod history;
+pub mod rules;
+pub mod series;

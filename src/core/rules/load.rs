@@ -1,0 +1,1016 @@
+//! Loading and validating a rule file: YAML tree in, `WatchSpec` or every error out.
+//!
+//! `vars` compiles the `vars:` section and checks every value a caller gives (`--set`,
+//! the agent's API) against the file's restrictions.
+
+mod vars;
+
+use super::diag::{did_you_mean, Diagnostic, Severity};
+use super::structure::{self, QueryError};
+use super::template::{self, Piece};
+use super::walk::{fields, required, string, Cx};
+use super::yaml::{self, Node, Pos, Value};
+use super::{defaults, Action, CommandSpec, Rule, WatchSpec};
+use crate::core::eval::{NoData, Threshold};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+use vars::{compile_vars, shown};
+
+/// Everything wrong with a rule file (errors, and the warnings found alongside).
+#[derive(Debug, Clone)]
+pub struct LoadError {
+    pub path: String,
+    pub source_text: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadError {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{}", d.render(&self.path, &self.source_text))?;
+        }
+        let n = self.errors().count();
+        write!(
+            f,
+            "{}: {n} error{} found; nothing was run",
+            self.path,
+            if n == 1 { "" } else { "s" }
+        )
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// How to load a file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions<'a> {
+    /// `--set name=value` overrides.
+    pub sets: &'a [(String, String)],
+    /// For `check`: a variable without a default that was not set gets its own name as
+    /// a stand-in value, and a `--set` of an undeclared variable is only a warning (one
+    /// `--set` may be meant for another of the files checked).
+    pub check: bool,
+}
+
+/// A loaded watch and the warnings about it.
+pub type Loaded = (WatchSpec, Vec<Diagnostic>);
+
+/// Loads a rule file, applying `--set` overrides.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let shown = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => load_str(&shown, &text, opts).map(|(mut spec, w)| {
+            spec.path = path.to_path_buf();
+            (spec, w)
+        }),
+        Err(e) => Err(LoadError {
+            path: shown,
+            source_text: String::new(),
+            diagnostics: vec![Diagnostic::error(
+                format!("cannot read the rule file: {e}"),
+                None,
+            )],
+        }),
+    }
+}
+
+/// Loads a rule file's text; `path` is only used in messages.
+pub fn load_str(path: &str, text: &str, opts: &LoadOptions) -> Result<Loaded, LoadError> {
+    let mut cx = Cx {
+        source: text,
+        diags: Vec::new(),
+    };
+    let spec = match yaml::parse(text) {
+        Ok(root) => compile(&mut cx, &root, opts),
+        Err((msg, pos)) => {
+            cx.diags
+                .push(Diagnostic::error(format!("invalid YAML: {msg}"), pos));
+            None
+        }
+    };
+    match spec {
+        Some(mut spec) if !cx.has_errors() => {
+            spec.path = path.into();
+            Ok((spec, cx.diags))
+        }
+        _ => Err(LoadError {
+            path: path.into(),
+            source_text: text.into(),
+            diagnostics: cx.diags,
+        }),
+    }
+}
+
+/// The longest duration accepted (100 years). Anything longer is a typo, and near
+/// `u64::MAX` seconds a duration cannot be added to a clock reading: a watch given
+/// `duration: 18446744073709551615s` panicked at start.
+const MAX_DURATION: Duration = Duration::from_secs(3_155_760_000); // 100y of 365.25 days, as humantime counts
+
+/// Parses a duration written as `30s`, `5m`, `1h30m` or `0`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if !t.is_empty() && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        return Err(format!("`{t}` has no unit; write e.g. `{t}s` or `{t}m`"));
+    }
+    match humantime::parse_duration(t) {
+        Ok(d) if d > MAX_DURATION => Err(format!("`{t}` is too long (at most 100 years)")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!(
+            "`{t}` is not a duration ({e}); write e.g. `30s`, `5m` or `1h30m`"
+        )),
+    }
+}
+
+fn duration(cx: &mut Cx, node: &Node, what: &str, allow_zero: bool) -> Option<Duration> {
+    let parsed = match &node.value {
+        Value::Str(s) => parse_duration(s),
+        Value::Int(0) => Ok(Duration::ZERO),
+        Value::Int(i) => Err(format!("`{i}` has no unit; write e.g. `{i}s` or `{i}m`")),
+        Value::Float(f) => Err(format!("`{f}` has no unit; write e.g. `30s` or `5m`")),
+        _ => Err(format!(
+            "expected a duration such as `30s`, found {}",
+            node.kind()
+        )),
+    };
+    match parsed {
+        Ok(d) if d.is_zero() && !allow_zero => {
+            cx.error(format!("{what} must be longer than 0s"), node.pos);
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            cx.error(format!("invalid {what}: {e}"), node.pos);
+            None
+        }
+    }
+}
+
+fn number(cx: &mut Cx, node: &Node, what: &str) -> Option<f64> {
+    let v = match &node.value {
+        Value::Int(i) => *i as f64,
+        Value::Float(f) => *f,
+        Value::Str(s) => {
+            let help = if s.trim_end().ends_with('%') {
+                "write a ratio as a plain number: 5% is `0.05`".to_string()
+            } else if s.trim().parse::<f64>().is_ok() {
+                format!("remove the quotes: `{}`", s.trim())
+            } else {
+                "thresholds are plain numbers such as `0.05` or `250`".to_string()
+            };
+            cx.error_help(
+                format!("{what} must be a number, found the string {s:?}"),
+                node.pos,
+                help,
+            );
+            return None;
+        }
+        _ => {
+            cx.error(
+                format!("{what} must be a number, found {}", node.kind()),
+                node.pos,
+            );
+            return None;
+        }
+    };
+    if !v.is_finite() {
+        cx.error(
+            format!("{what} must be a finite number, found {v}"),
+            node.pos,
+        );
+        return None;
+    }
+    Some(v)
+}
+
+fn choice<'c>(cx: &mut Cx, node: &Node, what: &str, options: &[&'c str]) -> Option<&'c str> {
+    let text = match &node.value {
+        Value::Str(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        _ => {
+            cx.error(
+                format!(
+                    "{what} must be one of {}, found {}",
+                    options.join(" | "),
+                    node.kind()
+                ),
+                node.pos,
+            );
+            return None;
+        }
+    };
+    if let Some(o) = options.iter().find(|o| **o == text) {
+        return Some(o);
+    }
+    let help = match did_you_mean(&text, options) {
+        Some(near) => format!("did you mean `{near}`?"),
+        None => format!("one of: {}", options.join(", ")),
+    };
+    cx.error_help(format!("invalid {what} `{text}`"), node.pos, help);
+    None
+}
+
+fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
+    if root.value == Value::Null {
+        cx.diags
+            .push(Diagnostic::error("the rule file is empty", None).with_help(
+            "a rule file has `watch:`, `rules:` and a `rollback:` command; see rules/ for examples",
+        ));
+        return None;
+    }
+    let top = fields(
+        cx,
+        root,
+        "the rule file",
+        &["vars", "watch", "rollback", "pause", "rules", "notify"],
+    )?;
+    let (vars, allow_option, free) = match compile_vars(cx, top.get("vars"), opts) {
+        Some((vars, allow, free)) => (Some(vars), allow, free),
+        None => (None, BTreeSet::new(), BTreeSet::new()),
+    };
+
+    let watch = required(
+        cx,
+        &top,
+        "watch",
+        "the rule file",
+        "add `watch:` with `duration:` and `interval:`",
+    )
+    .and_then(|n| {
+        fields(
+            cx,
+            n,
+            "`watch`",
+            &[
+                "duration",
+                "interval",
+                "max_blind",
+                "query_timeout",
+                "prometheus",
+            ],
+        )
+    });
+    let mut duration_ = None;
+    let mut interval = None;
+    let mut max_blind = Some(defaults::MAX_BLIND);
+    let mut query_timeout = Some(defaults::QUERY_TIMEOUT);
+    let mut prometheus = None;
+    if let Some(w) = &watch {
+        duration_ = required(cx, w, "duration", "`watch`", "add e.g. `duration: 30m`")
+            .and_then(|n| duration(cx, n, "watch duration", false));
+        interval = required(cx, w, "interval", "`watch`", "add e.g. `interval: 15s`")
+            .and_then(|n| duration(cx, n, "watch interval", false));
+        if let Some(n) = w.get("max_blind") {
+            max_blind = duration(cx, n, "max_blind", false);
+        }
+        if let Some(n) = w.get("query_timeout") {
+            query_timeout = duration(cx, n, "query_timeout", false);
+        }
+        if let Some(n) = w.get("prometheus") {
+            prometheus = string(cx, n, "watch.prometheus");
+        }
+    }
+
+    let rollback = top.get("rollback").map(|n| {
+        (
+            n.pos,
+            compile_command(cx, n, "rollback", vars.as_ref(), &allow_option),
+        )
+    });
+    let pause = top.get("pause").map(|n| {
+        (
+            n.pos,
+            compile_command(cx, n, "pause", vars.as_ref(), &allow_option),
+        )
+    });
+
+    let mut rules = Vec::new();
+    let rules_node = required(
+        cx,
+        &top,
+        "rules",
+        "the rule file",
+        "add `rules:` with at least one rule",
+    );
+    if let Some(n) = rules_node {
+        match &n.value {
+            Value::Seq(items) if items.is_empty() => {
+                cx.error("`rules` is empty: a watch needs at least one rule", n.pos)
+            }
+            Value::Seq(items) => {
+                let mut names: BTreeMap<String, Pos> = BTreeMap::new();
+                for item in items {
+                    if let Some((rule, pos)) =
+                        compile_rule(cx, item, interval, vars.as_ref(), &free)
+                    {
+                        if let Some(first) = names.get(&rule.name) {
+                            cx.error(
+                                format!(
+                                    "duplicate rule name `{}` (first defined at line {})",
+                                    rule.name, first.line
+                                ),
+                                pos,
+                            );
+                        } else {
+                            names.insert(rule.name.clone(), pos);
+                        }
+                        let action_pos = pos;
+                        match rule.action {
+                            Action::Rollback if rollback.is_none() => cx.error_help(
+                                format!("rule `{}` rolls back, but the file has no `rollback:` command", rule.name),
+                                action_pos,
+                                "add `rollback:` with `command: [...]`, or give the rule another `action:`",
+                            ),
+                            Action::Pause if pause.is_none() => cx.error_help(
+                                format!("rule `{}` pauses, but the file has no `pause:` command", rule.name),
+                                action_pos,
+                                "add `pause:` with `command: [...]`, or give the rule another `action:`",
+                            ),
+                            _ => {}
+                        }
+                        rules.push(rule);
+                    }
+                }
+            }
+            _ => cx.error(
+                format!("`rules` must be a list of rules, found {}", n.kind()),
+                n.pos,
+            ),
+        }
+    }
+
+    let notify = match top.get("notify") {
+        Some(n) => compile_notify(cx, n),
+        None => Some(Vec::new()),
+    };
+
+    // Likely mistakes that are not errors.
+    for (section, action, spec) in [
+        ("rollback", Action::Rollback, &rollback),
+        ("pause", Action::Pause, &pause),
+    ] {
+        if let Some((pos, _)) = spec {
+            if !rules.is_empty() && !rules.iter().any(|r| r.action == action) {
+                cx.warn(
+                    format!("`{section}:` is defined but no rule has `action: {section}`"),
+                    *pos,
+                    "it will never run",
+                );
+            }
+        }
+    }
+    if let (Some(d), Some(mb)) = (duration_, max_blind) {
+        if let Some(longest) = rules.iter().map(|r| r.interval).max() {
+            if mb < longest {
+                cx.warn(
+                    format!(
+                        "max_blind ({}) is shorter than the longest rule interval ({})",
+                        fmt_d(mb),
+                        fmt_d(longest)
+                    ),
+                    watch.as_ref().map_or(root.pos, |w| w.key_pos("max_blind")),
+                    "a single slow poll cycle would end the watch inconclusive",
+                );
+            }
+            if longest > d {
+                cx.warn(
+                    format!(
+                        "a rule interval ({}) is longer than the watch ({})",
+                        fmt_d(longest),
+                        fmt_d(d)
+                    ),
+                    watch.as_ref().map_or(root.pos, |w| w.key_pos("duration")),
+                    "that rule is polled only once",
+                );
+            }
+        }
+    }
+
+    Some(WatchSpec {
+        path: Default::default(),
+        vars: vars?,
+        duration: duration_?,
+        interval: interval?,
+        max_blind: max_blind?,
+        query_timeout: query_timeout?,
+        prometheus,
+        rollback: match rollback {
+            Some((_, c)) => Some(c?),
+            None => None,
+        },
+        pause: match pause {
+            Some((_, c)) => Some(c?),
+            None => None,
+        },
+        rules,
+        notify: notify?,
+    })
+}
+
+/// `notify:` — a list of channels, each `webhook:` or `slack:` with a URL given
+/// literally, as `{env: NAME}` or as `{file: PATH}` (URLs are secrets), and `on:`.
+fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<super::Channel>> {
+    use super::{Channel, ChannelKind, NOTIFY_KINDS};
+    let Value::Seq(items) = &node.value else {
+        cx.error(
+            format!("`notify` must be a list of channels, found {}", node.kind()),
+            node.pos,
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let Some(f) = fields(
+            cx,
+            item,
+            "a notify channel",
+            &["webhook", "slack", "on", "timeout", "retries"],
+        ) else {
+            ok = false;
+            continue;
+        };
+        let (kind, key) = match (f.get("webhook"), f.get("slack")) {
+            (Some(_), None) => (ChannelKind::Webhook, "webhook"),
+            (None, Some(_)) => (ChannelKind::Slack, "slack"),
+            _ => {
+                cx.error_help(
+                    "a notify channel needs exactly one of `webhook:` or `slack:`",
+                    f.pos,
+                    "e.g. `- slack: {env: SLACK_WEBHOOK_URL}`",
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let label = format!("{key} #{}", i + 1);
+        let url_node = f.get(key).expect("checked above");
+        let url = match &url_node.value {
+            Value::Str(s) => Some(s.clone()),
+            Value::Map(_) => {
+                let src = fields(
+                    cx,
+                    url_node,
+                    &format!("the {key} URL source"),
+                    &["env", "file"],
+                );
+                match src.as_ref().map(|s| (s.get("env"), s.get("file"))) {
+                    Some((Some(n), None)) => {
+                        string(cx, n, "env").and_then(|name| match std::env::var(&name) {
+                            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                            _ => {
+                                cx.error_help(
+                                    format!(
+                                        "the environment variable `{name}` for {label} is not set"
+                                    ),
+                                    n.pos,
+                                    "export it before starting the watch",
+                                );
+                                None
+                            }
+                        })
+                    }
+                    Some((None, Some(n))) => string(cx, n, "file").and_then(|path| {
+                        match std::fs::read_to_string(&path) {
+                            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                            Ok(_) => {
+                                cx.error(format!("the file `{path}` for {label} is empty"), n.pos);
+                                None
+                            }
+                            Err(e) => {
+                                cx.error(format!("cannot read `{path}` for {label}: {e}"), n.pos);
+                                None
+                            }
+                        }
+                    }),
+                    Some(_) => {
+                        cx.error_help(
+                            format!("the {key} URL source needs exactly one of `env:` or `file:`"),
+                            url_node.pos,
+                            "e.g. `{env: SLACK_WEBHOOK_URL}`",
+                        );
+                        None
+                    }
+                    None => None,
+                }
+            }
+            _ => {
+                cx.error(format!("the {key} URL must be a string, `{{env: NAME}}` or `{{file: PATH}}`, found {}", url_node.kind()), url_node.pos);
+                None
+            }
+        };
+        // The URL is checked without ever echoing it: it may hold a token.
+        let url = url.filter(|u| {
+            let valid =
+                reqwest::Url::parse(u).is_ok_and(|p| matches!(p.scheme(), "http" | "https"));
+            if !valid {
+                cx.error(
+                    format!(
+                        "the {label} URL is not an http(s) URL (not shown: it may be a secret)"
+                    ),
+                    url_node.pos,
+                );
+            }
+            valid
+        });
+        let on = match f.get("on") {
+            None => Some(
+                NOTIFY_KINDS
+                    .iter()
+                    .filter(|k| **k != "healthy")
+                    .map(|k| k.to_string())
+                    .collect(),
+            ),
+            Some(n) => match &n.value {
+                Value::Seq(kinds) => {
+                    let mut list = Vec::new();
+                    for k in kinds {
+                        if let Some(c) = choice(cx, k, "notification kind", NOTIFY_KINDS) {
+                            list.push(c.to_string());
+                        }
+                    }
+                    (list.len() == kinds.len()).then_some(list)
+                }
+                _ => {
+                    cx.error(
+                        format!(
+                            "`on` must be a list such as [rollback, pause], found {}",
+                            n.kind()
+                        ),
+                        n.pos,
+                    );
+                    None
+                }
+            },
+        };
+        let timeout = match f.get("timeout") {
+            Some(n) => duration(cx, n, "notify timeout", false),
+            None => Some(Duration::from_secs(5)),
+        };
+        let retries = match f.get("retries").map(|n| (n, &n.value)) {
+            None => Some(2),
+            Some((_, Value::Int(i))) if (0..=10).contains(i) => Some(*i as u32),
+            Some((n, _)) => {
+                cx.error("`retries` must be a whole number from 0 to 10", n.pos);
+                None
+            }
+        };
+        match (url, on, timeout, retries) {
+            (Some(url), Some(on), Some(timeout), Some(retries)) => out.push(Channel {
+                kind,
+                url,
+                label,
+                on,
+                timeout,
+                retries,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+fn fmt_d(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Parses a template and reports unknown variables; None if anything is wrong.
+fn template_of(
+    cx: &mut Cx,
+    text: &str,
+    pos: Pos,
+    what: &str,
+    vars: &BTreeMap<String, String>,
+) -> Option<Vec<Piece>> {
+    let pieces = match template::parse(text) {
+        Ok(p) => p,
+        Err(e) => {
+            let at = cx.locate(pos, &e.token);
+            cx.error(format!("in {what}: {}", e.message), at);
+            return None;
+        }
+    };
+    let names: Vec<&str> = vars.keys().map(String::as_str).collect();
+    let mut ok = true;
+    for (name, _) in template::names(&pieces) {
+        if !vars.contains_key(name) {
+            let at = cx.locate(pos, &format!("${{{name}}}"));
+            let help = match did_you_mean(name, &names) {
+                Some(near) => format!("did you mean `${{{near}}}`?"),
+                None => "declare it under `vars:` (with a default, or empty and given with --set)"
+                    .into(),
+            };
+            cx.error_help(
+                format!("unknown variable `${{{name}}}` in {what}"),
+                at,
+                help,
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(pieces)
+}
+
+fn compile_command(
+    cx: &mut Cx,
+    node: &Node,
+    section: &str,
+    vars: Option<&BTreeMap<String, String>>,
+    allow_option: &BTreeSet<String>,
+) -> Option<CommandSpec> {
+    let what = format!("`{section}`");
+    let f = fields(cx, node, &what, &["command", "timeout", "idempotent"])?;
+    let timeout = match f.get("timeout") {
+        Some(n) => duration(cx, n, &format!("{section} timeout"), false),
+        None => Some(defaults::COMMAND_TIMEOUT),
+    };
+    let idempotent = match f.get("idempotent").map(|n| (n, &n.value)) {
+        None => Some(false),
+        Some((_, Value::Bool(b))) => Some(*b),
+        Some((n, _)) => {
+            cx.error_help(
+                format!(
+                    "{section} idempotent must be true or false, found {}",
+                    n.kind()
+                ),
+                n.pos,
+                "`idempotent: true` lets `serve` run the command again if it died while it ran",
+            );
+            None
+        }
+    };
+    let cmd = required(
+        cx,
+        &f,
+        "command",
+        &what,
+        "add e.g. `command: [\"kubectl\", \"rollout\", \"undo\", \"deployment/${service}\"]`",
+    )?;
+    let items = match &cmd.value {
+        Value::Seq(items) if items.is_empty() => {
+            cx.error(format!("{section} command is empty"), cmd.pos);
+            return None;
+        }
+        Value::Seq(items) => items,
+        Value::Str(s) => {
+            let split: Vec<String> = s.split_whitespace().map(|w| format!("{w:?}")).collect();
+            cx.error_help(
+                format!("{section} command must be a list of arguments (it runs without a shell), found the string {s:?}"),
+                cmd.pos,
+                format!("write it as a list: [{}]", split.join(", ")),
+            );
+            return None;
+        }
+        _ => {
+            cx.error(
+                format!(
+                    "{section} command must be a list of arguments, found {}",
+                    cmd.kind()
+                ),
+                cmd.pos,
+            );
+            return None;
+        }
+    };
+    let mut argv = Vec::new();
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let Some(text) = (match &item.value {
+            Value::Seq(_) | Value::Map(_) | Value::Null => None,
+            _ => item.scalar_text(),
+        }) else {
+            cx.error(
+                format!(
+                    "{section} command argument {} must be a string, found {}",
+                    i + 1,
+                    item.kind()
+                ),
+                item.pos,
+            );
+            ok = false;
+            continue;
+        };
+        if i == 0 && text.trim().is_empty() {
+            cx.error(format!("{section} command's program is empty"), item.pos);
+            ok = false;
+            continue;
+        }
+        match vars {
+            Some(vars) => {
+                match template_of(cx, &text, item.pos, &format!("the {section} command"), vars) {
+                    Some(pieces) => {
+                        if i == 0 {
+                            if let Some((name, _)) = template::names(&pieces).next() {
+                                // The program is the file's to name: a caller's value
+                                // (`--set`, the API's vars) must never choose what runs.
+                                let at = cx.locate(item.pos, &format!("${{{name}}}"));
+                                cx.error_help(
+                                    format!(
+                                        "the {section} command's program cannot contain a variable (`${{{name}}}`): a caller's value would choose what runs"
+                                    ),
+                                    at,
+                                    "write the program's path in the file; pass values as arguments",
+                                );
+                                ok = false;
+                                continue;
+                            }
+                        }
+                        if i > 0 {
+                            ok &= no_option_from_var(
+                                cx,
+                                &pieces,
+                                vars,
+                                allow_option,
+                                item.pos,
+                                section,
+                                i,
+                            );
+                        }
+                        argv.push(template::render_plain(&pieces, vars))
+                    }
+                    None => ok = false,
+                }
+            }
+            None => ok = false,
+        }
+    }
+    Some(CommandSpec {
+        argv,
+        timeout: timeout?,
+        idempotent: idempotent?,
+    })
+    .filter(|_| ok)
+}
+
+/// A command argument that starts with a variable's value must not start with `-`
+/// (the program would read it as an option: `--all-namespaces`, `--force`) unless the
+/// variable declares `allow_option: true`. Literal text the file wrote is trusted.
+fn no_option_from_var(
+    cx: &mut Cx,
+    pieces: &[Piece],
+    vars: &BTreeMap<String, String>,
+    allow_option: &BTreeSet<String>,
+    pos: Pos,
+    section: &str,
+    i: usize,
+) -> bool {
+    for p in pieces {
+        match p {
+            Piece::Lit(s) if s.is_empty() => continue,
+            Piece::Lit(_) => return true,
+            Piece::Var { name, .. } => {
+                let value = vars.get(name).map_or("", String::as_str);
+                if value.is_empty() {
+                    continue;
+                }
+                if !value.starts_with('-') || allow_option.contains(name) {
+                    return true;
+                }
+                cx.error_help(
+                    format!(
+                        "argument {} of the {section} command would start with `-` from `${{{name}}}` = {}: the program could read it as an option",
+                        i + 1,
+                        shown(value)
+                    ),
+                    cx.locate(pos, &format!("${{{name}}}")),
+                    format!("give a value that does not start with `-`, or, if `{name}` may really be an option, declare it `{name}: {{default: ..., allow_option: true}}`"),
+                );
+                return false;
+            }
+        }
+    }
+    true
+}
+
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "query",
+    "above",
+    "below",
+    "for",
+    "interval",
+    "no_data",
+    "expect_data",
+    "action",
+];
+
+fn compile_rule(
+    cx: &mut Cx,
+    node: &Node,
+    default_interval: Option<Duration>,
+    vars: Option<&BTreeMap<String, String>>,
+    free: &BTreeSet<String>,
+) -> Option<(Rule, Pos)> {
+    let f = fields(cx, node, "rule", RULE_KEYS)?;
+    let name = required(
+        cx,
+        &f,
+        "name",
+        "a rule",
+        "add `name: error-ratio` (letters, digits, `-`, `_`, `.`)",
+    )
+    .and_then(|n| string(cx, n, "rule name"));
+    let label = name
+        .clone()
+        .unwrap_or_else(|| format!("at line {}", f.pos.line));
+    let what = format!("rule `{label}`");
+    let name = name.filter(|n| {
+        let valid = !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !valid {
+            cx.error(
+                format!("invalid rule name {n:?}: use letters, digits, `-`, `_` and `.`"),
+                f.get("name").map_or(f.pos, |n| n.pos),
+            );
+        }
+        valid
+    });
+    let description = f
+        .get("description")
+        .and_then(|n| string(cx, n, "description"));
+
+    let query = required(
+        cx,
+        &f,
+        "query",
+        &what,
+        "add the PromQL query whose value is judged",
+    )
+    .and_then(|n| {
+        let text = string(cx, n, "query")?;
+        let vars = vars?;
+        let pieces = template_of(cx, &text, n.pos, &format!("the query of {what}"), vars)?;
+        let q = match structure::render_query(&pieces, vars, free) {
+            Ok(q) => q,
+            Err(QueryError::Placeholder(e)) => {
+                // The same placeholder may appear more than once: point at this one.
+                let nth = text[..e.offset].matches(e.token.as_str()).count();
+                let mut at = cx.locate(n.pos, &e.token);
+                for _ in 0..nth {
+                    let next = Pos {
+                        offset: at.offset.map(|o| o + 1),
+                        ..at
+                    };
+                    at = cx.locate(next, &e.token);
+                }
+                cx.error_help(
+                    format!("in the query of {what}: {}", e.message),
+                    at,
+                    "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in the README",
+                );
+                return None;
+            }
+            Err(QueryError::Template(why)) => {
+                cx.error(format!("the query of {what} {why}"), n.pos);
+                return None;
+            }
+        };
+        check_promql(cx, &q, n.pos, &what)?;
+        Some(q)
+    });
+
+    let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
+    let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
+    let threshold_given = f.get("above").is_some() || f.get("below").is_some();
+    if !threshold_given {
+        cx.error_help(
+            format!("{what} has no threshold"),
+            f.pos,
+            "add `above: X` (breached when value > X), `below: Y`, or both for a band",
+        );
+    }
+    if let (Some(a), Some(b)) = (above, below) {
+        if b >= a {
+            cx.error_help(
+                format!(
+                    "{what}: `below: {b}` is not under `above: {a}`, so no value would be healthy"
+                ),
+                f.get("below").map_or(f.pos, |n| n.pos),
+                "with both, the rule breaches outside the band: below < value-is-ok < above",
+            );
+        }
+    }
+    let for_ = required(cx, &f, "for", &what, "add how long it must stay breached, e.g. `for: 2m` (`for: 0s` acts on the first breaching poll)")
+        .and_then(|n| duration(cx, n, "`for`", true));
+    let interval = match f.get("interval") {
+        Some(n) => duration(cx, n, "rule interval", false),
+        None => default_interval,
+    };
+    let no_data = match f.get("no_data") {
+        Some(n) => choice(cx, n, "no_data", &["ok", "breach", "hold"]).map(|c| match c {
+            "breach" => NoData::Breach,
+            "hold" => NoData::Hold,
+            _ => NoData::Ok,
+        }),
+        None => Some(NoData::Ok),
+    };
+    let expect_data = match f.get("expect_data").map(|n| (n, &n.value)) {
+        None => Some(false),
+        Some((_, Value::Bool(b))) => Some(*b),
+        Some((n, _)) => {
+            cx.error_help(
+                format!("{what}: `expect_data` must be true or false, found {}", n.kind()),
+                n.pos,
+                "`expect_data: true` makes the watch inconclusive if the query never returns a series",
+            );
+            None
+        }
+    };
+    let action = match f.get("action") {
+        Some(n) => choice(cx, n, "action", &["rollback", "pause", "notify"]).map(|c| match c {
+            "pause" => Action::Pause,
+            "notify" => Action::Notify,
+            _ => Action::Rollback,
+        }),
+        None => Some(Action::Rollback),
+    };
+
+    if below.is_some() && f.get("no_data").is_none() {
+        cx.warn(
+            format!("{what} uses `below:` without an explicit `no_data`"),
+            f.get("below").map_or(f.pos, |n| n.pos),
+            "if the signal disappears (e.g. the service stops reporting), the default `no_data: ok` treats that as healthy; say `no_data: breach` or `no_data: ok` explicitly",
+        );
+    }
+    if let (Some(fr), Some(iv)) = (for_, interval) {
+        if !fr.is_zero() && fr < iv {
+            cx.warn(
+                format!("{what}: `for` ({}) is shorter than its poll interval ({})", fmt_d(fr), fmt_d(iv)),
+                f.get("for").map_or(f.pos, |n| n.pos),
+                "it acts on the second breaching poll; use `for: 0s` to act at once, or a shorter interval",
+            );
+        }
+    }
+
+    let threshold = Threshold { above, below };
+    if threshold_given && above.is_none() && below.is_none() {
+        return None;
+    }
+    Some((
+        Rule {
+            name: name?,
+            description,
+            query: query?,
+            threshold,
+            for_: for_?,
+            interval: interval?,
+            no_data: no_data?,
+            expect_data: expect_data?,
+            action: action?,
+        },
+        f.pos,
+    ))
+}
+
+/// Checks the substituted query offline: valid PromQL that yields an instant value.
+fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
+    use promql_parser::parser::value::ValueType;
+    match structure::parse(q) {
+        Ok(expr) => match expr.value_type() {
+            ValueType::Vector | ValueType::Scalar => Some(()),
+            ValueType::Matrix => {
+                cx.error_help(
+                    format!("the query of {what} returns a range vector, which has no single value to judge"),
+                    pos,
+                    "wrap the range in a function, e.g. `rate(x[5m])` or `max_over_time(x[5m])`",
+                );
+                None
+            }
+            ValueType::String => {
+                cx.error(
+                    format!("the query of {what} returns a string, not a number"),
+                    pos,
+                );
+                None
+            }
+        },
+        Err(e) => {
+            cx.error(
+                format!("the query of {what} is not valid PromQL: {}", e.trim()),
+                pos,
+            );
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod behaviour;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod vars_tests;

@@ -1,0 +1,185 @@
+//! How a rule file loads, end to end: defaults, YAML 1.1 booleans, notify secrets, every
+//! error at once with its position, `--set`, durations, truncated files, refused values.
+
+use super::*;
+
+const BASE: &str = "watch:\n  duration: 10m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 1m\n";
+
+fn load(text: &str) -> Result<Loaded, LoadError> {
+    load_str("t.yaml", text, &LoadOptions::default())
+}
+
+fn errors(text: &str) -> Vec<String> {
+    load(text)
+        .unwrap_err()
+        .errors()
+        .map(|d| d.message.clone())
+        .collect()
+}
+
+#[test]
+fn minimal_file_loads_with_defaults() {
+    let (spec, warnings) = load(BASE).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(spec.max_blind, defaults::MAX_BLIND);
+    assert_eq!(spec.query_timeout, defaults::QUERY_TIMEOUT);
+    let r = &spec.rules[0];
+    assert_eq!(
+        (r.interval, r.for_, r.no_data, r.action),
+        (
+            Duration::from_secs(15),
+            Duration::from_secs(60),
+            NoData::Ok,
+            Action::Rollback
+        )
+    );
+    assert_eq!(
+        spec.rollback.as_ref().unwrap().timeout,
+        defaults::COMMAND_TIMEOUT
+    );
+}
+
+#[test]
+fn yaml_1_1_booleans_stay_strings() {
+    // `on:` must be the key "on", and `no` a string, not booleans.
+    let text = format!("{BASE}notify:\n  - webhook: http://127.0.0.1:9/h\n    on: [rollback]\n");
+    let (spec, _) = load(&text).unwrap();
+    assert_eq!(spec.notify[0].on, vec!["rollback".to_string()]);
+    let e = errors(&BASE.replace("for: 1m", "for: 1m\n    no_data: no"));
+    assert!(
+        e.iter().any(|m| m.contains("invalid no_data `no`")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn notify_channels_take_urls_from_env_and_files_and_never_echo_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("url");
+    std::fs::write(&file, "https://hooks.example/secret-token\n").unwrap();
+    let text = format!(
+            "{BASE}notify:\n  - slack: {{file: {}}}\n  - webhook: {{env: RW_UNIT_SURELY_UNSET}}\n  - webhook: not a url with secret-token\n",
+            file.display()
+        );
+    let err = load(&text).unwrap_err();
+    let msgs: Vec<String> = err.errors().map(|d| d.message.clone()).collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("`RW_UNIT_SURELY_UNSET`")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("webhook #3 URL is not an http(s) URL")),
+        "{msgs:?}"
+    );
+    assert!(
+        !err.to_string().contains("secret-token")
+            || err.to_string().matches("secret-token").count() == 1,
+        "the only occurrence is the source line itself"
+    );
+    let ok = format!(
+        "{BASE}notify:\n  - slack: {{file: {}}}\n    on: [rollback, notify]\n    retries: 0\n",
+        file.display()
+    );
+    let (spec, _) = load(&ok).unwrap();
+    assert_eq!(spec.notify[0].url, "https://hooks.example/secret-token");
+    assert_eq!(spec.notify[0].retries, 0);
+    assert!(
+        !format!("{:?}", spec.notify[0]).contains("secret-token"),
+        "Debug hides the URL"
+    );
+}
+
+#[test]
+fn all_errors_are_reported_at_once_with_positions() {
+    let text = "watch:\n  duration: 10\n  interval: 15s\nrules:\n  - name: r\n    query: up\n    above: \"5%\"\n    for_: 1m\n";
+    let err = load(text).unwrap_err();
+    let with_pos: Vec<_> = err.errors().filter(|d| d.pos.is_some()).collect();
+    assert!(with_pos.len() >= 4, "{err}");
+    let rendered = err.to_string();
+    assert!(rendered.contains("t.yaml:2:13"), "{rendered}");
+    assert!(rendered.contains("did you mean `for`?"), "{rendered}");
+}
+
+#[test]
+fn set_overrides_defaults_and_unknown_set_is_an_error() {
+    let text = format!(
+        "vars:\n  job: api\n{}",
+        BASE.replace("query: up", "query: up{job=\"${job}\"}")
+    );
+    let sets = vec![("job".to_string(), "web\"}".to_string())];
+    let (spec, _) = load_str(
+        "t.yaml",
+        &text,
+        &LoadOptions {
+            sets: &sets,
+            check: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(spec.rules[0].query, r#"up{job="web\"}"}"#);
+    let bad = vec![("jbo".to_string(), "x".to_string())];
+    let err = load_str(
+        "t.yaml",
+        &text,
+        &LoadOptions {
+            sets: &bad,
+            check: false,
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("did you mean `job`?"), "{err}");
+    // In check mode it is only a warning.
+    assert!(load_str(
+        "t.yaml",
+        &text,
+        &LoadOptions {
+            sets: &bad,
+            check: true
+        }
+    )
+    .is_ok());
+}
+
+#[test]
+fn durations_need_units() {
+    assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+    assert!(parse_duration("30").unwrap_err().contains("no unit"));
+    assert!(parse_duration("soon").is_err());
+}
+
+#[test]
+fn never_panics_on_truncations_of_a_valid_file() {
+    let text = format!("vars:\n  s: x\n{BASE}notify:\n  - slack: {{env: X}}\n");
+    for i in 0..text.len() {
+        if text.is_char_boundary(i) {
+            let _ = load(&text[..i]);
+        }
+    }
+}
+
+#[test]
+fn a_refused_value_points_at_the_placeholder_it_fills_even_when_repeated() {
+    let text = "vars: {v: x}\nwatch:\n  duration: 1m\n  interval: 5s\nrules:\n  - name: r\n    query: |\n      # it's ${v}\n      x{a=\"${v}\"} > ${v}\n    above: 1\n    for: 0s\n    action: notify\n";
+    let sets = [("v".to_string(), "a\"b".to_string())];
+    let opts = LoadOptions {
+        sets: &sets,
+        check: false,
+    };
+    let err = load_str("t.yaml", text, &opts).unwrap_err();
+    let d = err.errors().next().unwrap();
+    assert!(d.message.contains("`v`"), "{}", d.message);
+    assert!(d.message.contains(r#""a\"b""#), "{}", d.message);
+    // The third `${v}`: the one outside a string (line 9, column 21).
+    let pos = d.pos.unwrap();
+    assert_eq!((pos.line, pos.column), (9, 21), "{}", d.message);
+    // In check mode an unset variable is still checked, with a stand-in that fits.
+    let text = text.replace("vars: {v: x}", "vars: {v: }");
+    let opts = LoadOptions {
+        sets: &[],
+        check: true,
+    };
+    let (spec, _) = load_str("t.yaml", &text, &opts).unwrap();
+    assert_eq!(spec.rules[0].query, "# it's v\nx{a=\"v\"} > v\n");
+}

@@ -1,0 +1,109 @@
+use super::*;
+
+#[test]
+fn a_variable_can_never_name_the_program() {
+    for program in ["${tool}", "/opt/${tool}/bin/undo", "${tool}-undo"] {
+        let file = format!(
+            "vars:\n  tool: kubectl\nwatch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"{program}\", \"undo\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 0s\n"
+        );
+        let err = load_str("r.yaml", &file, &LoadOptions::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("program cannot contain a variable (`${tool}`)"),
+            "{program}: {text}"
+        );
+        assert!(text.contains("r.yaml:7:"), "points at the command: {text}");
+    }
+}
+
+#[test]
+fn rollback_idempotent_is_a_boolean_defaulting_to_false() {
+    let file = |extra: &str| {
+        format!(
+                "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\n{extra}rules:\n  - name: r\n    query: up\n    above: 1\n    for: 0s\n"
+            )
+    };
+    let opts = LoadOptions::default();
+    let (spec, _) = load_str("r.yaml", &file(""), &opts).unwrap();
+    assert!(!spec.rollback.unwrap().idempotent);
+    let (spec, _) = load_str("r.yaml", &file("  idempotent: true\n"), &opts).unwrap();
+    assert!(spec.rollback.unwrap().idempotent);
+    let err = load_str("r.yaml", &file("  idempotent: \"yes\"\n"), &opts).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("rollback idempotent must be true or false, found a string"),
+        "{err}"
+    );
+    let err = load_str("r.yaml", &file("  idempotant: true\n"), &opts).unwrap_err();
+    assert!(
+        err.to_string().contains("did you mean `idempotent`?"),
+        "{err}"
+    );
+}
+
+/// Regression (found by the fault work on issue 7): a duration the parser accepted
+/// overflowed `Instant + Duration` and `rollwatch watch` panicked at start.
+#[test]
+fn durations_too_long_to_add_to_a_clock_are_refused() {
+    let now = std::time::Instant::now();
+    assert!(now.checked_add(MAX_DURATION).is_some());
+    assert!(parse_duration("100y").is_ok());
+    for huge in ["18446744073709551615s", "584542046090y", "101y"] {
+        let e = parse_duration(huge).unwrap_err();
+        assert!(e.contains("too long"), "{huge}: {e}");
+    }
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/regressions/rule_file/duration-overflows-instant.yaml"),
+    )
+    .unwrap();
+    let err = load_str("t.yaml", &text, &LoadOptions::default()).unwrap_err();
+    assert_eq!(err.errors().count(), 3, "{err}");
+    assert!(err.to_string().contains("too long"), "{err}");
+}
+
+/// CI replays the fuzzer's corpus and the crashes it found (fuzz/corpus and
+/// fuzz/regressions) without cargo-fuzz: every input loads or is refused with
+/// diagnostics that render, and none panics.
+#[test]
+fn replays_the_fuzz_corpus_without_panicking() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let sets = [("service".to_string(), "x\"} or vector(1)".to_string())];
+    let mut inputs = 0;
+    for dir in ["corpus/rule_file", "regressions/rule_file"] {
+        let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for opts in [
+                LoadOptions::default(),
+                LoadOptions {
+                    sets: &sets,
+                    check: true,
+                },
+            ] {
+                match load_str("fuzz.yaml", &text, &opts) {
+                    Err(e) => drop(e.to_string()),
+                    Ok((spec, warnings)) => {
+                        for w in &warnings {
+                            drop(w.render("fuzz.yaml", &text));
+                        }
+                        let now = std::time::Instant::now();
+                        for r in &spec.rules {
+                            assert!(now.checked_add(r.for_.max(r.interval)).is_some());
+                        }
+                        assert!(now.checked_add(spec.duration).is_some());
+                    }
+                }
+            }
+            inputs += 1;
+        }
+    }
+    assert!(
+        inputs >= 5,
+        "only {inputs} inputs found under {}",
+        root.display()
+    );
+}

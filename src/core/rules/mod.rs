@@ -1,0 +1,182 @@
+//! Rule files: the model of a watch, and loading it from YAML.
+//!
+//! One file describes one watch: how long it lasts, the rules it judges, and the
+//! commands it may run. `load` turns a file (plus `--set` overrides) into a `WatchSpec`
+//! whose every value has been validated and every `${name}` substituted, or into the
+//! complete list of what is wrong with it.
+
+pub mod diag;
+pub mod lint;
+mod load;
+pub mod structure;
+pub mod template;
+pub(crate) mod walk;
+pub mod yaml;
+
+use crate::core::eval::{NoData, Params, Threshold};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use diag::{Diagnostic, Severity};
+pub use load::{load, load_str, parse_duration, LoadError, LoadOptions};
+
+/// Defaults for keys a file may leave out.
+pub mod defaults {
+    use std::time::Duration;
+    /// A watch is inconclusive after this long without any successful query.
+    pub const MAX_BLIND: Duration = Duration::from_secs(300);
+    /// Every query gives up after this long.
+    pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+    /// A rollback or pause command is killed after this long.
+    pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+}
+
+/// The longest value a variable may have, in bytes. Values name services, versions
+/// and namespaces; anything longer is a mistake or an attack on a query or command.
+pub const MAX_VAR_LEN: usize = 1024;
+
+/// A declared variable: its default, and what a caller (`--set`, the API's `vars`)
+/// may give it. Written `name: default`, or as a mapping
+/// `name: {default: prod, pattern: "^[a-z0-9-]+$", allow_option: false, description: ...}`.
+///
+/// Whoever writes the rule file decides what the commands run; whoever starts a watch
+/// only names the release. So every value (default or given) must be one line of
+/// text (no control characters) of at most `MAX_VAR_LEN` bytes, must match `pattern`
+/// when there is one, and must not begin a command argument with `-` (where the
+/// program would read it as an option, e.g. `--all-namespaces`) unless the file
+/// declares `allow_option: true`.
+#[derive(Debug, Clone)]
+pub struct VarDecl {
+    pub default: Option<String>,
+    /// A regex the value must match, used as written (write `^...$` to anchor it).
+    pub pattern: Option<regex::Regex>,
+    /// The value may start a command argument with `-`.
+    pub allow_option: bool,
+    pub description: Option<String>,
+}
+
+/// A validated watch, ready to run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WatchSpec {
+    pub path: PathBuf,
+    /// Effective variable values (defaults overridden by `--set`).
+    pub vars: BTreeMap<String, String>,
+    pub duration: Duration,
+    pub interval: Duration,
+    pub max_blind: Duration,
+    pub query_timeout: Duration,
+    /// `watch.prometheus` from the file, if given.
+    pub prometheus: Option<String>,
+    pub rollback: Option<CommandSpec>,
+    pub pause: Option<CommandSpec>,
+    pub rules: Vec<Rule>,
+    /// Notification channels (`notify:`).
+    pub notify: Vec<Channel>,
+}
+
+/// The kinds of notification a channel can subscribe to with `on:`.
+pub const NOTIFY_KINDS: &[&str] = &[
+    "rollback",
+    "rollback_failed",
+    "pause",
+    "pause_failed",
+    "notify",
+    "inconclusive",
+    "interrupted",
+    "healthy",
+    "emergency_change",
+];
+
+/// Where notifications go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// A generic JSON POST.
+    Webhook,
+    /// A Slack incoming webhook (`{"text": ...}`).
+    Slack,
+}
+
+/// A notification channel. Its URL is a secret: it is never logged or shown; messages
+/// name the channel by `label` (e.g. `slack #2`).
+#[derive(Clone, PartialEq)]
+pub struct Channel {
+    pub kind: ChannelKind,
+    pub url: String,
+    pub label: String,
+    /// Kinds (from `NOTIFY_KINDS`) this channel receives.
+    pub on: Vec<String>,
+    /// Per-attempt timeout of a delivery.
+    pub timeout: Duration,
+    /// Attempts after the first one fails (with backoff 0.5s, 1s, 2s, ...).
+    pub retries: u32,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Channel")
+            .field("kind", &self.kind)
+            .field("url", &"<secret>")
+            .field("label", &self.label)
+            .field("on", &self.on)
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish()
+    }
+}
+
+/// A command to run: argv (no shell) with placeholders substituted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    pub timeout: Duration,
+    /// `idempotent: true`: running it twice does no harm, so `serve` may run it again
+    /// when it died while the command ran (otherwise that watch ends `*_unknown`).
+    pub idempotent: bool,
+}
+
+/// What a rule does when it fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Rollback,
+    Pause,
+    Notify,
+}
+
+impl Action {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Rollback => "rollback",
+            Action::Pause => "pause",
+            Action::Notify => "notify",
+        }
+    }
+}
+
+/// A validated rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub description: Option<String>,
+    /// The query with variables substituted and escaped.
+    pub query: String,
+    pub threshold: Threshold,
+    pub for_: Duration,
+    pub interval: Duration,
+    pub no_data: NoData,
+    /// `expect_data: true`: a rule that never returns a series makes the watch
+    /// inconclusive instead of passing on `no_data` (a renamed metric or label).
+    pub expect_data: bool,
+    pub action: Action,
+}
+
+impl Rule {
+    pub fn params(&self) -> Params {
+        Params {
+            threshold: self.threshold,
+            for_: self.for_,
+            no_data: self.no_data,
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Floor 2, the edges: where rollwatch touches the outside world, each behind a small
+//! trait so the runtime above can be driven with real parts or scripted ones.
+//! - `prom`: the Prometheus client (instant and range queries) and its pure decoder;
+//! - `action`: running rollback and pause commands (process groups, timeouts);
+//! - `store`: the agent's durable state (SQLite) and its state file;
+//! - `notify`: delivering notifications (webhook, Slack) without delaying a watch.
+//!
+//! Edges import only the core.
+
+pub mod action;
+pub mod notify;
+pub mod prom;
+pub mod store;

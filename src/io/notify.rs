@@ -1,0 +1,340 @@
+//! Notification channels: tell people what the watch did, without ever slowing it.
+//!
+//! A rule with `action: notify` posts and the watch goes on; rollbacks, pauses, their
+//! failures and inconclusive endings post too. Each delivery runs in its own task with a
+//! per-attempt timeout and retries with backoff, so a slow or dead receiver can never
+//! delay a rollback; a delivery that fails in the end is logged, not fatal. Channel URLs
+//! are secrets: logs name a channel only by its label (`slack #2`).
+
+use crate::core::eval::Labels;
+use crate::core::events::{rfc3339_ms, secs, Event, RuleInfo, Sink};
+use crate::core::rules::{Channel, ChannelKind};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// How deliveries retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub timeout: Duration,
+    /// Before the second attempt; doubles after each failure.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Deliveries still in flight; awaited (bounded) when the watch ends.
+#[derive(Clone, Default)]
+pub struct Deliveries(Arc<Mutex<Vec<JoinHandle<()>>>>);
+
+impl Deliveries {
+    fn add(&self, h: JoinHandle<()>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(h);
+    }
+
+    /// Waits for pending deliveries, at most `limit` in all.
+    pub async fn drain(&self, limit: Duration) {
+        let handles: Vec<_> =
+            std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let all = futures_join(handles);
+        if tokio::time::timeout(limit, all).await.is_err() {
+            tracing::warn!(
+                event = "notification_abandoned",
+                "notifications still being delivered after {limit:?} were abandoned"
+            );
+        }
+    }
+}
+
+async fn futures_join(handles: Vec<JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}
+
+#[derive(Clone)]
+struct Fired {
+    labels: Labels,
+    value: Option<f64>,
+    threshold: String,
+    breached_for_s: f64,
+}
+
+/// The sink that turns watch events into notifications.
+pub struct Notifier {
+    channels: Vec<Channel>,
+    http: reqwest::Client,
+    deliveries: Deliveries,
+    vars: BTreeMap<String, String>,
+    rules: BTreeMap<String, RuleInfo>,
+    fired: BTreeMap<String, Fired>,
+    dry_run: bool,
+}
+
+impl Notifier {
+    pub fn new(channels: Vec<Channel>) -> (Notifier, Deliveries) {
+        let deliveries = Deliveries::default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        let n = Notifier {
+            channels,
+            http,
+            deliveries: deliveries.clone(),
+            vars: BTreeMap::new(),
+            rules: BTreeMap::new(),
+            fired: BTreeMap::new(),
+            dry_run: false,
+        };
+        (n, deliveries)
+    }
+
+    fn vars_text(&self) -> String {
+        if self.vars.is_empty() {
+            return "watch".to_string();
+        }
+        crate::core::events::vars_text(&self.vars)
+    }
+
+    /// Builds and sends one notification of `kind`.
+    fn send(&self, at_ms: i64, kind: &str, rule: Option<&str>, what: String, action: Value) {
+        if self.dry_run {
+            tracing::info!(event = "notification_skipped", kind = %kind, "dry run: the {kind} notification is not sent");
+            return;
+        }
+        let info = rule.and_then(|r| self.rules.get(r));
+        let fired = rule.and_then(|r| self.fired.get(r));
+        let mut summary = format!("rollwatch [{}]: {what}", self.vars_text());
+        if let (Some(r), Some(f)) = (rule, fired) {
+            summary.push_str(&format!(
+                "\nRule `{r}`: {} (threshold {}), breached for {}.",
+                f.value
+                    .map_or("no data".into(), crate::core::events::float::text),
+                f.threshold,
+                secs(f.breached_for_s)
+            ));
+        }
+        let graph = info.and_then(|i| i.graph_url.clone());
+        if let Some(g) = &graph {
+            summary.push_str(&format!("\nQuery: {g}"));
+        }
+        let payload = json!({
+            "kind": kind,
+            "time": rfc3339_ms(at_ms),
+            "summary": summary,
+            "vars": self.vars,
+            "rule": rule,
+            "labels": fired.map(|f| &f.labels),
+            "value": crate::core::events::float::json(fired.and_then(|f| f.value)),
+            "threshold": fired.map(|f| &f.threshold),
+            "breached_for_s": fired.map(|f| f.breached_for_s),
+            "action": action,
+            "query": info.map(|i| &i.query),
+            "graph_url": graph,
+        });
+        for ch in self
+            .channels
+            .iter()
+            .filter(|c| c.on.iter().any(|k| k == kind))
+        {
+            let body = match ch.kind {
+                ChannelKind::Webhook => payload.clone(),
+                ChannelKind::Slack => slack_message(&summary, graph.as_deref()),
+            };
+            let policy = RetryPolicy {
+                attempts: ch.retries + 1,
+                timeout: ch.timeout,
+                ..RetryPolicy::default()
+            };
+            let h = tokio::spawn(deliver(
+                self.http.clone(),
+                ch.url.clone(),
+                ch.label.clone(),
+                kind.to_string(),
+                body,
+                policy,
+            ));
+            self.deliveries.add(h);
+        }
+    }
+}
+
+/// Sends one notification outside a watch (e.g. `gate`'s emergency change) to the
+/// channels subscribed to `kind`, and waits for the deliveries (bounded by their
+/// timeouts and retries). `payload` goes to webhooks with `kind` and `summary` added.
+pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut payload: Value) {
+    if let Value::Object(m) = &mut payload {
+        m.insert("kind".into(), json!(kind));
+        m.insert("summary".into(), json!(summary));
+    }
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+    let mut tasks = Vec::new();
+    for ch in channels.iter().filter(|c| c.on.iter().any(|k| k == kind)) {
+        let body = match ch.kind {
+            ChannelKind::Webhook => payload.clone(),
+            ChannelKind::Slack => slack_message(&summary, None),
+        };
+        let policy = RetryPolicy {
+            attempts: ch.retries + 1,
+            timeout: ch.timeout,
+            ..RetryPolicy::default()
+        };
+        tasks.push(tokio::spawn(deliver(
+            http.clone(),
+            ch.url.clone(),
+            ch.label.clone(),
+            kind.to_string(),
+            body,
+            policy,
+        )));
+    }
+    futures_join(tasks).await;
+}
+
+/// A Slack incoming-webhook message: `text` (the fallback) plus one section block.
+fn slack_message(summary: &str, graph: Option<&str>) -> Value {
+    let mut text = summary.to_string();
+    if let Some(g) = graph {
+        text = text.replace(
+            &format!("Query: {g}"),
+            &format!("<{g}|Open the query in Prometheus>"),
+        );
+    }
+    json!({
+        "text": summary,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    })
+}
+
+async fn deliver(
+    http: reqwest::Client,
+    url: String,
+    label: String,
+    kind: String,
+    body: Value,
+    policy: RetryPolicy,
+) {
+    let mut backoff = policy.backoff;
+    let mut last = String::new();
+    for attempt in 1..=policy.attempts {
+        match http
+            .post(&url)
+            .json(&body)
+            .timeout(policy.timeout)
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!(event = "notification_sent", channel = %label, kind = %kind, attempt, "notification sent to {label}");
+                return;
+            }
+            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+                tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, status = r.status().as_u16(), "{label} rejected the notification (HTTP {}); not retried", r.status().as_u16());
+                return;
+            }
+            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+            // Without the URL: it is a secret.
+            Err(e) => {
+                last = if e.is_timeout() {
+                    format!("no answer within {:?}", policy.timeout)
+                } else {
+                    e.without_url().to_string()
+                }
+            }
+        }
+        if attempt < policy.attempts {
+            tracing::info!(event = "notification_retry", channel = %label, kind = %kind, attempt, error = %last, "retrying {label} in {backoff:?}");
+            tokio::time::sleep(backoff).await;
+            backoff *= 2;
+        }
+    }
+    tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, error = %last, "notification to {label} failed after {} attempts: {last}", policy.attempts);
+}
+
+impl Sink for Notifier {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        match event {
+            Event::WatchStarted {
+                vars,
+                rules,
+                dry_run,
+                ..
+            } => {
+                self.vars = vars.clone();
+                self.rules = rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
+                self.dry_run = *dry_run;
+            }
+            Event::Fired {
+                rule,
+                labels,
+                value,
+                threshold,
+                breached_for_s,
+                ..
+            } => {
+                self.fired.insert(
+                    rule.clone(),
+                    Fired {
+                        labels: labels.clone(),
+                        value: *value,
+                        threshold: threshold.clone(),
+                        breached_for_s: *breached_for_s,
+                    },
+                );
+            }
+            Event::Notify { rule, .. } => {
+                self.send(
+                    at_ms,
+                    "notify",
+                    Some(rule),
+                    format!("`{rule}` is breached; the watch goes on"),
+                    Value::Null,
+                );
+            }
+            Event::ActionFinished {
+                action,
+                rule,
+                status,
+                succeeded,
+                duration_s,
+                output_tail,
+            } => {
+                let kind = if *succeeded {
+                    action.to_string()
+                } else {
+                    format!("{action}_failed")
+                };
+                let what = match (*action, *succeeded) {
+                    ("rollback", true) => "rolled back".to_string(),
+                    ("pause", true) => "the release was paused".to_string(),
+                    (a, _) => format!("the {a} command {status}: act by hand"),
+                };
+                let action = json!({"kind": action, "status": status, "succeeded": succeeded, "duration_s": duration_s, "output_tail": output_tail});
+                self.send(at_ms, &kind, Some(rule), what, action);
+            }
+            Event::WatchFinished {
+                outcome, detail, ..
+            } => {
+                if matches!(*outcome, "inconclusive" | "healthy" | "interrupted") {
+                    self.send(at_ms, outcome, None, detail.clone(), Value::Null);
+                }
+            }
+            _ => {}
+        }
+    }
+}

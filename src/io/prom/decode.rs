@@ -1,0 +1,388 @@
+//! Decoding Prometheus's `/api/v1/query` response into samples.
+//!
+//! Pure and total: any bytes in, samples or an error out, never a panic. Handles the
+//! `vector` and `scalar` result types (the ones an instant query can judge), the value
+//! strings `NaN`, `+Inf`, `-Inf`, error bodies, and non-JSON bodies such as the plain
+//! text 503 Prometheus sends before it is ready.
+//!
+//! A result that holds the same label set more than once (Prometheus refuses to build
+//! one, but a proxy merging replicas, VictoriaMetrics or a federation overlap can send
+//! it) keeps every sample, and gets a warning naming each duplicated label set: the
+//! evaluator judges duplicates deterministically (see `eval`), and the warning travels
+//! with the poll into the log and the report.
+
+use super::{QueryError, QueryResult};
+pub use crate::core::series::RangeSeries;
+use crate::core::series::{Labels, Sample};
+use serde::Deserialize;
+
+/// The response envelope shared by every endpoint; `D` is the endpoint's `data`.
+#[derive(Deserialize)]
+struct Envelope<D> {
+    status: String,
+    #[serde(default = "none")]
+    data: Option<D>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum Data {
+    Vector(Vec<VectorSample>),
+    Scalar((f64, String)),
+    Matrix(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+enum RangeData {
+    Matrix(Vec<MatrixSeries>),
+    Vector(serde::de::IgnoredAny),
+    Scalar(serde::de::IgnoredAny),
+    String(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct MatrixSeries {
+    #[serde(default)]
+    metric: Labels,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// A successful range query.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RangeResult {
+    pub series: Vec<RangeSeries>,
+    pub warnings: Vec<String>,
+}
+
+/// Decodes a `/api/v1/query_range` response.
+pub fn decode_range(status: u16, body: &[u8]) -> Result<RangeResult, QueryError> {
+    let (data, warnings) = open::<RangeData>(status, body)?;
+    let series = match data {
+        Some(RangeData::Matrix(m)) => m
+            .into_iter()
+            .map(|s| {
+                let points = s
+                    .values
+                    .into_iter()
+                    .map(|(t, v)| Ok(((t * 1000.0).round() as i64, parse_value(&v)?)))
+                    .collect::<Result<Vec<_>, QueryError>>()?;
+                Ok(RangeSeries {
+                    labels: s.metric,
+                    points,
+                })
+            })
+            .collect::<Result<Vec<_>, QueryError>>()?,
+        Some(_) => {
+            return Err(QueryError::Decode(
+                "a range query did not return a matrix".into(),
+            ))
+        }
+        None => return Err(QueryError::Decode("success response without `data`".into())),
+    };
+    let mut warnings = warnings;
+    warnings.extend(duplicate_warnings(series.iter().map(|s| &s.labels)));
+    Ok(RangeResult { series, warnings })
+}
+
+/// At most this many duplicated label sets are named per result (then a count), so
+/// a badly broken source cannot flood the log at every poll.
+const MAX_DUPLICATE_WARNINGS: usize = 5;
+
+/// One warning per label set that occurs more than once, in label order.
+fn duplicate_warnings<'a>(labels: impl Iterator<Item = &'a Labels>) -> Vec<String> {
+    let mut counts: std::collections::BTreeMap<&Labels, usize> = Default::default();
+    for l in labels {
+        *counts.entry(l).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.into_iter().filter(|(_, n)| *n > 1).collect();
+    let mut out: Vec<String> = dups
+        .iter()
+        .take(MAX_DUPLICATE_WARNINGS)
+        .map(|(l, n)| {
+            format!(
+                "the result holds {n} series with the same labels {}; rollwatch judges the value most in breach",
+                serde_json::to_string(l).unwrap_or_default()
+            )
+        })
+        .collect();
+    if dups.len() > MAX_DUPLICATE_WARNINGS {
+        out.push(format!(
+            "and {} more label sets occur more than once in the result",
+            dups.len() - MAX_DUPLICATE_WARNINGS
+        ));
+    }
+    out
+}
+
+fn none<D>() -> Option<D> {
+    None
+}
+
+/// Parses the envelope and turns every kind of failure into a classified error:
+/// a non-JSON body (HTTP error or garbage), `status: error`, a non-2xx status.
+/// Returns the `data` (if any) and the warnings.
+fn open<D: serde::de::DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+) -> Result<(Option<D>, Vec<String>), QueryError> {
+    let env: Envelope<D> = match serde_json::from_slice(body) {
+        Ok(env) => env,
+        Err(e) => {
+            return Err(if (200..300).contains(&status) {
+                QueryError::Decode(format!("{e} (body: {:?})", excerpt(body)))
+            } else {
+                QueryError::Http {
+                    status,
+                    body: excerpt(body),
+                }
+            })
+        }
+    };
+    if env.status != "success" {
+        return Err(status_error(status, env.error_type, env.error));
+    }
+    if !(200..300).contains(&status) {
+        return Err(QueryError::Http {
+            status,
+            body: excerpt(body),
+        });
+    }
+    Ok((env.data, env.warnings.unwrap_or_default()))
+}
+
+fn status_error(status: u16, kind: Option<String>, message: Option<String>) -> QueryError {
+    let kind = kind.unwrap_or_else(|| "unknown".into());
+    let message = message.unwrap_or_else(|| "(no message)".into());
+    if status == 400 && kind == "bad_data" {
+        QueryError::BadQuery { kind, message }
+    } else {
+        QueryError::Prometheus { kind, message }
+    }
+}
+
+#[derive(Deserialize)]
+struct VectorSample {
+    #[serde(default)]
+    metric: Labels,
+    value: (f64, String),
+}
+
+/// Parses a Prometheus sample value string.
+pub fn parse_value(s: &str) -> Result<f64, QueryError> {
+    match s {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        _ => s
+            .parse::<f64>()
+            .map_err(|_| QueryError::Decode(format!("sample value {s:?} is not a number"))),
+    }
+}
+
+/// A short, printable excerpt of a body for error messages.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let trimmed = one_line.trim().to_string();
+    if text.chars().count() > 200 {
+        format!("{trimmed}…")
+    } else {
+        trimmed
+    }
+}
+
+/// Decodes a response given its HTTP status and body.
+pub fn decode(status: u16, body: &[u8]) -> Result<QueryResult, QueryError> {
+    let (data, warnings) = open::<Data>(status, body)?;
+    let samples = match data {
+        Some(Data::Vector(v)) => v
+            .into_iter()
+            .map(|s| {
+                Ok(Sample {
+                    labels: s.metric,
+                    value: parse_value(&s.value.1)?,
+                })
+            })
+            .collect::<Result<Vec<_>, QueryError>>()?,
+        Some(Data::Scalar((_, v))) => vec![Sample {
+            labels: Labels::new(),
+            value: parse_value(&v)?,
+        }],
+        Some(Data::Matrix(_)) => return Err(QueryError::Decode(
+            "the query returned a range vector (matrix); rules need an instant vector or scalar"
+                .into(),
+        )),
+        Some(Data::String(_)) => {
+            return Err(QueryError::Decode(
+                "the query returned a string, not a number".into(),
+            ))
+        }
+        None => return Err(QueryError::Decode("success response without `data`".into())),
+    };
+    let mut warnings = warnings;
+    warnings.extend(duplicate_warnings(samples.iter().map(|s| &s.labels)));
+    Ok(QueryResult { samples, warnings })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_vector_with_special_values() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000.5,"0.25"]},
+            {"metric":{"pod":"b"},"value":[1700000000.5,"NaN"]},
+            {"metric":{"pod":"c"},"value":[1700000000.5,"+Inf"]},
+            {"metric":{},"value":[1700000000.5,"-Inf"]}]}}"#;
+        let r = decode(200, body).unwrap();
+        assert_eq!(r.samples.len(), 4);
+        assert_eq!(r.samples[0].labels["pod"], "a");
+        assert_eq!(r.samples[0].value, 0.25);
+        assert!(r.samples[1].value.is_nan());
+        assert_eq!(r.samples[2].value, f64::INFINITY);
+        assert_eq!(r.samples[3].value, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn decodes_scalar_and_warnings() {
+        let body = br#"{"status":"success","warnings":["partial response"],"data":{"resultType":"scalar","result":[1700000000,"3"]}}"#;
+        let r = decode(200, body).unwrap();
+        assert_eq!(
+            r.samples,
+            vec![Sample {
+                labels: Labels::new(),
+                value: 3.0
+            }]
+        );
+        assert_eq!(r.warnings, vec!["partial response".to_string()]);
+    }
+
+    #[test]
+    fn duplicate_label_sets_keep_every_sample_and_are_warned_about() {
+        let body = br#"{"status":"success","warnings":["partial response"],"data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000,"0.1"]},
+            {"metric":{"pod":"b"},"value":[1700000000,"0.2"]},
+            {"metric":{"pod":"a"},"value":[1700000000,"0.9"]},
+            {"metric":{"pod":"a"},"value":[1700000000,"0.3"]}]}}"#;
+        let r = decode(200, body).unwrap();
+        // Every sample reaches the evaluator, which judges duplicates deterministically.
+        assert_eq!(r.samples.len(), 4);
+        assert_eq!(r.warnings.len(), 2, "{:?}", r.warnings);
+        assert_eq!(r.warnings[0], "partial response");
+        assert_eq!(
+            r.warnings[1],
+            r#"the result holds 3 series with the same labels {"pod":"a"}; rollwatch judges the value most in breach"#
+        );
+        let unique = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000,"0.1"]},
+            {"metric":{"pod":"b"},"value":[1700000000,"0.2"]}]}}"#;
+        assert!(decode(200, unique).unwrap().warnings.is_empty());
+        let many: Vec<String> = (0..8)
+            .flat_map(|i| [i, i])
+            .map(|i| format!(r#"{{"metric":{{"pod":"{i}"}},"value":[1,"1"]}}"#))
+            .collect();
+        let many = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{}]}}}}"#,
+            many.join(",")
+        );
+        let w = decode(200, many.as_bytes()).unwrap().warnings;
+        assert_eq!(w.len(), MAX_DUPLICATE_WARNINGS + 1, "{w:?}");
+        assert_eq!(
+            w[5],
+            "and 3 more label sets occur more than once in the result"
+        );
+        let range = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{},"values":[[1700000000,"1"]]},
+            {"metric":{},"values":[[1700000000,"2"]]}]}}"#;
+        assert_eq!(
+            decode_range(200, range).unwrap().warnings,
+            ["the result holds 2 series with the same labels {}; rollwatch judges the value most in breach"]
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_classified() {
+        let bad = br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#;
+        assert!(decode(400, bad).unwrap_err().is_bad_query());
+        let exec = br#"{"status":"error","errorType":"execution","error":"too many samples"}"#;
+        assert!(matches!(
+            decode(422, exec),
+            Err(QueryError::Prometheus { .. })
+        ));
+        assert!(matches!(
+            decode(503, b"Service Unavailable"),
+            Err(QueryError::Http { status: 503, .. })
+        ));
+        assert!(matches!(
+            decode(200, b"{\"status\":\"succ"),
+            Err(QueryError::Decode(_))
+        ));
+        assert!(matches!(decode(200, b"<html>"), Err(QueryError::Decode(_))));
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert!(matches!(decode(200, matrix), Err(QueryError::Decode(_))));
+        let bad_value = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#;
+        assert!(matches!(decode(200, bad_value), Err(QueryError::Decode(_))));
+    }
+
+    #[test]
+    fn decodes_matrix_to_millisecond_points() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"pod":"a"},"values":[[1700000000,"1"],[1700000010.5,"NaN"]]}]}}"#;
+        let r = decode_range(200, body).unwrap();
+        assert_eq!(r.series[0].labels["pod"], "a");
+        assert_eq!(r.series[0].points[0], (1_700_000_000_000, 1.0));
+        assert_eq!(r.series[0].points[1].0, 1_700_000_010_500);
+        assert!(r.series[0].points[1].1.is_nan());
+        let too_many = br#"{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}"#;
+        assert!(decode_range(400, too_many).unwrap_err().is_bad_query());
+    }
+
+    /// CI replays the fuzzer's corpus and the crashes it found (fuzz/corpus and
+    /// fuzz/regressions) without cargo-fuzz: no input may panic.
+    #[test]
+    fn replays_the_fuzz_corpus_without_panicking() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut inputs = 0;
+        for dir in ["corpus/prom_response", "regressions/prom_response"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                let body = std::fs::read(&path).unwrap();
+                for status in [200, 400, 422, 500, 503] {
+                    let _ = decode(status, &body);
+                    let _ = decode_range(status, &body);
+                }
+                inputs += 1;
+            }
+        }
+        assert!(
+            inputs >= 10,
+            "only {inputs} inputs found under {}",
+            root.display()
+        );
+    }
+
+    #[test]
+    fn never_panics_on_prefixes_of_a_valid_body() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1.5,"2"]}]}}"#;
+        for i in 0..body.len() {
+            let _ = decode(200, &body[..i]);
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! What makes a rollback run at most once across crashes, and never silently not at all.
+//!
+//! The rule: **the persisted state says exactly what has and has not happened.**
+//! - A series that fired for a rollback or pause rule is recorded *with* the claim of
+//!   its action, in one transaction (`StoreJournal::claim`). A crash before that commit
+//!   leaves the series pending and no action row: the restart re-reads the breach from
+//!   Prometheus and fires again. A crash after it leaves a `started` row.
+//! - At most one claim per (watch, kind) and one re-run per action can commit: unique
+//!   indexes in the store, not timing.
+//! - The command starts only after its claim committed; its process group is recorded
+//!   as soon as it started.
+//! - An action row decides its watch forever: `resume_plan` is a pure function of the
+//!   rows, and any rollback row means the watch never resumes live.
+//! - Resolving a `started` rollback row as unknown and ending its watch is one
+//!   transaction, written before any notification is sent.
+//! - Before an interrupted idempotent command runs again, the agent makes sure the
+//!   original has ended (`wait_for_old_command`): it may still be running in its own
+//!   process group after a `kill -9` of the agent.
+//!
+//! Crash points (`crash_point`) name every persistence step; a build with the
+//! `crash-points` feature aborts the agent at the one named by `ROLLWATCH_CRASH_AT`,
+//! which is how the tests check each step (`tests/crash_points.rs`).
+
+use super::metrics::Metrics;
+use crate::core::eval::Phase;
+use crate::io::action::{ActionStatus, SpawnHook};
+use crate::io::store::{ActionRow, ActionState, NewAction, ProcessId, SeriesRow, Store};
+use crate::run::watch::journal::{Claim, Journal, Ticket};
+use crate::run::watch::Outcome;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{error, warn};
+
+/// Every persistence step of a watch's life in the agent, in order.
+pub const CRASH_POINTS: &[&str] = &[
+    // A series went pending (its row committed).
+    "pending_saved",
+    // The action's claim (firing series + `started` row) committed; the command has
+    // not started.
+    "claim_committed",
+    // The command started and its process group is recorded.
+    "command_spawned",
+    // The command ended and its result is recorded; the watch's ending is not.
+    "action_finished",
+    // The watch's ending committed; notifications have not been sent.
+    "ending_saved",
+    // At a restart: the re-run of an idempotent action was claimed.
+    "rerun_claimed",
+];
+
+/// Aborts the process (SIGKILL, as `kill -9` would) at the named step when it is
+/// built with the `crash-points` feature and `ROLLWATCH_CRASH_AT` names that step.
+/// Release builds compile this to nothing.
+#[cfg(feature = "crash-points")]
+pub fn crash_point(name: &str) {
+    if std::env::var("ROLLWATCH_CRASH_AT").is_ok_and(|v| v == name) {
+        eprintln!("crash point {name}: killing the agent");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGKILL);
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn crash_point(_name: &str) {}
+
+/// Test builds only: `ROLLWATCH_FAIL_CLAIMS=N` makes the first N claims fail as a
+/// store error would, to show that an unrecorded claim runs nothing.
+#[cfg(feature = "crash-points")]
+fn claim_fault() -> Option<String> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    let n: u64 = std::env::var("ROLLWATCH_FAIL_CLAIMS").ok()?.parse().ok()?;
+    (FAILED.fetch_add(1, Ordering::SeqCst) < n).then(|| "injected store failure".to_string())
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+fn claim_fault() -> Option<String> {
+    None
+}
+
+/// `ROLLWATCH_ACTION_ID`: names one action of one watch in a command's environment, so
+/// that its processes can be found after a crash even if its pid was not recorded.
+pub fn action_tag(watch: &str, created_ms: i64, action: i64) -> String {
+    format!("{watch}/{created_ms}/{action}")
+}
+
+/// The watch loop's journal in `serve`: claims go to the store.
+pub struct StoreJournal {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    pub id: String,
+    pub created_ms: i64,
+    /// The action claimed and running now.
+    pub action: Option<i64>,
+}
+
+impl Journal for StoreJournal {
+    fn claim(&mut self, c: &Claim<'_>) -> Result<Ticket, String> {
+        let fired: Vec<SeriesRow> = c
+            .fired
+            .iter()
+            .map(|f| SeriesRow {
+                rule: c.rule.to_string(),
+                labels: f.labels.clone(),
+                phase: Phase::Firing,
+                since_ms: self.created_ms + f.since.as_millis() as i64,
+                last_value: f.value,
+            })
+            .collect();
+        let new = NewAction {
+            kind: c.kind.to_string(),
+            rule: c.rule.to_string(),
+            argv: c.argv.to_vec(),
+            env: c.env.to_vec(),
+            at_ms: c.at_ms,
+        };
+        if let Some(e) = claim_fault() {
+            self.metrics.store_errors.inc();
+            error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
+            return Err(e);
+        }
+        let action = match self.store.claim_action(&self.id, &new, &fired) {
+            Ok(a) => a,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
+                return Err(e.to_string());
+            }
+        };
+        self.action = Some(action);
+        crash_point("claim_committed");
+        Ok(Ticket {
+            env: vec![
+                ("ROLLWATCH_WATCH_ID".into(), self.id.clone()),
+                (
+                    "ROLLWATCH_ACTION_ID".into(),
+                    action_tag(&self.id, self.created_ms, action),
+                ),
+            ],
+            on_spawn: Some(spawn_hook(
+                self.store.clone(),
+                self.metrics.clone(),
+                self.id.clone(),
+                action,
+            )),
+        })
+    }
+
+    fn finished(&mut self, status: &ActionStatus, at_ms: i64) {
+        if let Some(a) = self.action.take() {
+            let r = self.store.action_ended(
+                a,
+                ActionState::Finished,
+                &status.to_string(),
+                Some(status.succeeded()),
+                at_ms,
+            );
+            if let Err(e) = r {
+                self.metrics.store_errors.inc();
+                error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart will find it unknown");
+            }
+            crash_point("action_finished");
+        }
+    }
+}
+
+/// Records the process group of action `action` as soon as its command started.
+pub fn spawn_hook(store: Arc<dyn Store>, metrics: Metrics, id: String, action: i64) -> SpawnHook {
+    Arc::new(move |pid| {
+        if let Err(e) = store.action_spawned(action, &ProcessId::of(pid)) {
+            metrics.store_errors.inc();
+            error!(event = "store_error", watch = %id, error = %e, "cannot record the command's process group; a restart will look for it by its ROLLWATCH_ACTION_ID");
+        }
+        crash_point("command_spawned");
+    })
+}
+
+impl ProcessId {
+    /// The process `pid` as it is now (its start time and this boot's id).
+    pub fn of(pid: u32) -> ProcessId {
+        ProcessId {
+            pgid: i64::from(pid),
+            start_ticks: proc_stat(pid as i32).map(|s| s.start_ticks),
+            boot_id: boot_id(),
+        }
+    }
+}
+
+/// What a restart does about a watch's actions: a pure function of its action rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ResumePlan {
+    /// No action decided the watch: judge on, from the restored state.
+    Live {
+        paused_by: Option<String>,
+        /// A pause that failed (or whose fate is unknown): not tried again.
+        pause_failed: Option<(String, ActionStatus)>,
+    },
+    /// An action decided the watch; record this outcome, run nothing.
+    Decided(Outcome),
+    /// This command was running when the agent stopped and must not run again: its
+    /// fate is unknown (a rollback ends the watch `rollback_unknown`; a pause counts
+    /// as failed and the watch goes on).
+    Unknown(ActionRow),
+    /// This idempotent command was running when the agent stopped: once the original
+    /// has ended, run it again, once.
+    Rerun(ActionRow),
+}
+
+/// Decides a restart from the rows (oldest first). Any rollback row decides the watch.
+pub fn resume_plan(
+    actions: &[ActionRow],
+    rollback_idempotent: bool,
+    pause_idempotent: bool,
+) -> ResumePlan {
+    // The latest attempt of an action: follow its chain of re-runs.
+    let last_of = |first: &ActionRow| -> ActionRow {
+        let mut cur = first.clone();
+        while let Some(next) = actions.iter().find(|a| a.rerun_of == Some(cur.id)) {
+            cur = next.clone();
+        }
+        cur
+    };
+    let first = |kind: &str| {
+        actions
+            .iter()
+            .find(|a| a.kind == kind && a.rerun_of.is_none())
+    };
+    let failed = ActionStatus::Failed {
+        code: None,
+        signal: None,
+    };
+    if let Some(r0) = first("rollback") {
+        let a = last_of(r0);
+        let rule = a.rule.clone();
+        return match a.state {
+            ActionState::Started if rollback_idempotent && a.rerun_of.is_none() => {
+                ResumePlan::Rerun(a)
+            }
+            ActionState::Started => ResumePlan::Unknown(a),
+            ActionState::Finished if a.succeeded == Some(true) => {
+                ResumePlan::Decided(Outcome::RolledBack {
+                    rule,
+                    dry_run: false,
+                })
+            }
+            ActionState::Finished => ResumePlan::Decided(Outcome::RollbackFailed {
+                rule,
+                status: failed,
+            }),
+            // `rerun` with no re-run row cannot be written (one transaction); read
+            // as unknown all the same, never as "nothing happened".
+            ActionState::Unknown | ActionState::Rerun => {
+                ResumePlan::Decided(Outcome::ActionUnknown {
+                    action: "rollback",
+                    rule,
+                })
+            }
+        };
+    }
+    if let Some(p0) = first("pause") {
+        let a = last_of(p0);
+        let rule = a.rule.clone();
+        return match a.state {
+            ActionState::Started if pause_idempotent && a.rerun_of.is_none() => {
+                ResumePlan::Rerun(a)
+            }
+            ActionState::Started => ResumePlan::Unknown(a),
+            ActionState::Finished if a.succeeded == Some(true) => ResumePlan::Live {
+                paused_by: Some(rule),
+                pause_failed: None,
+            },
+            ActionState::Finished => ResumePlan::Live {
+                paused_by: None,
+                pause_failed: Some((rule, failed)),
+            },
+            ActionState::Unknown | ActionState::Rerun => ResumePlan::Live {
+                paused_by: None,
+                pause_failed: Some((rule, ActionStatus::Unknown)),
+            },
+        };
+    }
+    ResumePlan::Live {
+        paused_by: None,
+        pause_failed: None,
+    }
+}
+
+/// The fields of /proc/PID/stat this module needs.
+struct ProcStat {
+    pgrp: i32,
+    start_ticks: i64,
+}
+
+fn proc_stat(pid: i32) -> Option<ProcStat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain anything.
+    let rest = &text[text.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): field N is f[N - 3].
+    Some(ProcStat {
+        pgrp: f.get(2)?.parse().ok()?,
+        start_ticks: f.get(19)?.parse().ok()?,
+    })
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+fn group_exists(pgid: i32) -> bool {
+    pgid > 1 && nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok_or_eperm()
+}
+
+trait OkOrEperm {
+    fn is_ok_or_eperm(&self) -> bool;
+}
+
+impl OkOrEperm for nix::Result<()> {
+    fn is_ok_or_eperm(&self) -> bool {
+        matches!(self, Ok(()) | Err(nix::errno::Errno::EPERM))
+    }
+}
+
+/// Whether the recorded process group is still the command's: same boot, the group
+/// exists, and its leader is either gone (the group holds the command's children; the
+/// kernel never reuses a pid that is still a group id) or still the same process.
+fn recorded_group_alive(p: &ProcessId) -> Option<i32> {
+    let pgid = i32::try_from(p.pgid).ok()?;
+    if p.boot_id.is_some() && p.boot_id != boot_id() {
+        return None;
+    }
+    if !group_exists(pgid) {
+        return None;
+    }
+    match proc_stat(pgid) {
+        Some(s) if Some(s.start_ticks) != p.start_ticks || s.pgrp != pgid => None,
+        _ => Some(pgid),
+    }
+}
+
+/// Process groups of processes whose environment carries `ROLLWATCH_ACTION_ID=tag`.
+fn groups_tagged(tag: &str) -> Vec<i32> {
+    let want = format!("ROLLWATCH_ACTION_ID={tag}");
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()) {
+            if let Some(s) = proc_stat(pid) {
+                if !out.contains(&s.pgrp) {
+                    out.push(s.pgrp);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The process groups of an interrupted action that are still running.
+fn live_groups(a: &ActionRow, tag: &str) -> Vec<i32> {
+    let mut groups = groups_tagged(tag);
+    if let Some(g) = a.process.as_ref().and_then(recorded_group_alive) {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    groups.retain(|g| group_exists(*g));
+    groups
+}
+
+/// Makes sure the command of an interrupted action has ended before it runs again:
+/// waits for it until its own timeout would have stopped it, then stops its groups
+/// (SIGTERM, then SIGKILL). Returns `(found, left)`: how many groups were running, and
+/// how many still are after all that (not ours to signal, stuck in the kernel): a
+/// re-run must not start while `left > 0`.
+pub async fn wait_for_old_command(
+    a: &ActionRow,
+    tag: &str,
+    timeout: Duration,
+    watch: &str,
+) -> (usize, usize) {
+    let groups = live_groups(a, tag);
+    if groups.is_empty() {
+        return (0, 0);
+    }
+    warn!(event = "action_still_running", watch = %watch, action = %a.kind, groups = ?groups,
+        "the interrupted {} command is still running: waiting for it to end before running it again (never two at once)", a.kind);
+    let deadline_ms = a.started_ms + timeout.as_millis() as i64;
+    while !live_groups(a, tag).is_empty() && crate::core::events::now_ms() < deadline_ms {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (sig, grace) in [
+        (nix::sys::signal::SIGTERM, 5_000),
+        (nix::sys::signal::SIGKILL, 5_000),
+    ] {
+        let left = live_groups(a, tag);
+        if left.is_empty() {
+            break;
+        }
+        warn!(event = "action_stopped", watch = %watch, groups = ?left, signal = ?sig, "the interrupted command outlived its timeout: stopping its process group");
+        for g in &left {
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*g), sig);
+        }
+        let until = crate::core::events::now_ms() + grace;
+        while !live_groups(a, tag).is_empty() && crate::core::events::now_ms() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let left = live_groups(a, tag);
+    if !left.is_empty() {
+        error!(event = "action_still_running", watch = %watch, groups = ?left,
+            "the interrupted command's process groups could not be stopped; it is not run again");
+    }
+    (groups.len(), left.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(
+        id: i64,
+        kind: &str,
+        state: ActionState,
+        ok: Option<bool>,
+        rerun_of: Option<i64>,
+    ) -> ActionRow {
+        ActionRow {
+            id,
+            kind: kind.into(),
+            rule: format!("{kind}-rule"),
+            argv: vec!["x".into()],
+            state,
+            result: None,
+            succeeded: ok,
+            started_ms: 0,
+            finished_ms: None,
+            rerun_of,
+            env: Vec::new(),
+            process: None,
+        }
+    }
+
+    fn live(paused_by: Option<&str>, failed: Option<ActionStatus>) -> ResumePlan {
+        ResumePlan::Live {
+            paused_by: paused_by.map(str::to_string),
+            pause_failed: failed.map(|s| ("pause-rule".to_string(), s)),
+        }
+    }
+
+    #[test]
+    fn resume_plan_is_total_over_the_rows() {
+        use ActionState::*;
+        let failed = ActionStatus::Failed {
+            code: None,
+            signal: None,
+        };
+        let rolled = ResumePlan::Decided(Outcome::RolledBack {
+            rule: "rollback-rule".into(),
+            dry_run: false,
+        });
+        let unknown = ResumePlan::Decided(Outcome::ActionUnknown {
+            action: "rollback",
+            rule: "rollback-rule".into(),
+        });
+        let cases: Vec<(&str, Vec<ActionRow>, bool, ResumePlan)> = vec![
+            ("no rows: live", vec![], false, live(None, None)),
+            (
+                "rollback started, not idempotent: unknown",
+                vec![row(1, "rollback", Started, None, None)],
+                false,
+                ResumePlan::Unknown(row(1, "rollback", Started, None, None)),
+            ),
+            (
+                "rollback started, idempotent: re-run",
+                vec![row(1, "rollback", Started, None, None)],
+                true,
+                ResumePlan::Rerun(row(1, "rollback", Started, None, None)),
+            ),
+            (
+                "re-run itself interrupted: unknown, never a third run",
+                vec![
+                    row(1, "rollback", Rerun, None, None),
+                    row(2, "rollback", Started, None, Some(1)),
+                ],
+                true,
+                ResumePlan::Unknown(row(2, "rollback", Started, None, Some(1))),
+            ),
+            (
+                "rollback resolved unknown but watch not ended: still unknown, never live",
+                vec![row(1, "rollback", Unknown, None, None)],
+                false,
+                unknown.clone(),
+            ),
+            (
+                "rollback finished: decided from the row",
+                vec![row(1, "rollback", Finished, Some(true), None)],
+                false,
+                rolled.clone(),
+            ),
+            (
+                "re-run finished: decided from the re-run",
+                vec![
+                    row(1, "rollback", Rerun, None, None),
+                    row(2, "rollback", Finished, Some(true), Some(1)),
+                ],
+                true,
+                rolled,
+            ),
+            (
+                "rollback failed",
+                vec![row(1, "rollback", Finished, Some(false), None)],
+                false,
+                ResumePlan::Decided(Outcome::RollbackFailed {
+                    rule: "rollback-rule".into(),
+                    status: failed.clone(),
+                }),
+            ),
+            (
+                "a rerun row without its re-run: unknown, not live",
+                vec![row(1, "rollback", Rerun, None, None)],
+                true,
+                unknown,
+            ),
+            (
+                "pause succeeded: live, paused",
+                vec![row(1, "pause", Finished, Some(true), None)],
+                false,
+                live(Some("pause-rule"), None),
+            ),
+            (
+                "pause failed: live, rollback rules still act",
+                vec![row(1, "pause", Finished, Some(false), None)],
+                false,
+                live(None, Some(failed)),
+            ),
+            (
+                "pause unknown: live, not paused again",
+                vec![row(1, "pause", Unknown, None, None)],
+                false,
+                live(None, Some(ActionStatus::Unknown)),
+            ),
+            (
+                "pause started, not idempotent: unknown",
+                vec![row(1, "pause", Started, None, None)],
+                false,
+                ResumePlan::Unknown(row(1, "pause", Started, None, None)),
+            ),
+            (
+                "a rollback after a pause decides",
+                vec![
+                    row(1, "pause", Finished, Some(true), None),
+                    row(2, "rollback", Started, None, None),
+                ],
+                false,
+                ResumePlan::Unknown(row(2, "rollback", Started, None, None)),
+            ),
+        ];
+        for (name, rows, idem, want) in cases {
+            assert_eq!(resume_plan(&rows, idem, idem), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn proc_stat_reads_this_process() {
+        let me = std::process::id() as i32;
+        let s = proc_stat(me).expect("/proc/self/stat");
+        assert!(s.start_ticks > 0);
+        assert_eq!(s.pgrp, nix::unistd::getpgrp().as_raw());
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_command_is_waited_for_then_stopped() {
+        // A "command" in its own process group that outlives its timeout.
+        let tag = format!("test/{}/1", std::process::id());
+        let child = tokio::process::Command::new("sleep")
+            .arg("30")
+            .env("ROLLWATCH_ACTION_ID", &tag)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        // Reaped as soon as it ends, as init reaps the orphans of a killed agent.
+        let reaped = tokio::spawn(async move {
+            let mut child = child;
+            child.wait().await
+        });
+        let mut a = row(1, "rollback", ActionState::Started, None, None);
+        a.started_ms = crate::core::events::now_ms();
+        a.process = Some(ProcessId::of(pid));
+        assert_eq!(live_groups(&a, &tag), vec![pid as i32]);
+        let t = std::time::Instant::now();
+        let n = wait_for_old_command(&a, &tag, Duration::from_millis(600), "w").await;
+        assert_eq!(n, (1, 0));
+        assert!(
+            t.elapsed() >= Duration::from_millis(500),
+            "waited for the timeout first"
+        );
+        let st = reaped.await.unwrap().unwrap();
+        assert!(!st.success(), "stopped by a signal");
+        assert!(live_groups(&a, &tag).is_empty());
+        // Nothing running: returns at once.
+        assert_eq!(
+            wait_for_old_command(&a, &tag, Duration::from_secs(60), "w").await,
+            (0, 0)
+        );
+    }
+}

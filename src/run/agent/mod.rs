@@ -1,0 +1,688 @@
+//! The agent: runs every watch handed to it, persists what a restart needs, and
+//! resumes unfinished watches when it starts again.
+//!
+//! Each watch runs the same loop as `rollwatch watch` (`watch::run_from`), with two
+//! sinks the agent adds: `StoreSink`, which writes breach state and actions to the
+//! store as the loop decides them (an action row is written by `ActionStarted`, which
+//! the loop emits *before* the command starts), and the agent's log.
+//!
+//! # The restart rule
+//! Time the agent was down is judged from Prometheus's history, never assumed:
+//! - A resumed watch keeps its clock (time since it was created), its restored series
+//!   (`since` unchanged) and its pause flag.
+//! - For each rule, the polls missed between the last persisted poll and now (or the
+//!   watch's end, if it ended meanwhile) are rebuilt from a range query at the rule's
+//!   interval on the same grid the live polls use, and fed to the restored evaluator
+//!   before any live poll (`Start::backlog`). A breach that lasted through the outage
+//!   keeps its `since` and fires on time; one that ended resolves; one that began and
+//!   lasted `for` during the outage fires at once. So a restart neither invents a
+//!   breach (the data must show it) nor hides one (the data is read).
+//! - If a rule's history cannot be read, its pending series are dropped (a breach must
+//!   be seen again for a full `for`): the agent never assumes a breach continued
+//!   through time it could not see. Firing series are kept, so a pause or a
+//!   notification is not repeated.
+//!
+//! # Exactly once
+//! An action row still `started` at resume means the agent died while the command ran.
+//! It is not run again blindly: the watch ends `rollback_unknown` (or `pause_unknown`),
+//! and a `*_failed` notification goes out, unless the rule file marks the command
+//! `idempotent: true`; then it is re-run once (the old row becomes `rerun`, the new row
+//! points at it, and a re-run that is itself interrupted is never run a third time).
+//! A rollback row that *ended* (or a failed pause) on a watch still marked running
+//! means the agent died before writing the watch's outcome: the outcome is taken from
+//! the row, and nothing runs again.
+//!
+//! # Where things are
+//! This file holds the agent (creating, cancelling, driving and stopping watches);
+//! `resume` applies the two rules above at a restart; `sinks` are the agent's own
+//! sinks (the store, its log, notifications); `exactly_once` is the claim-before-run
+//! protocol and its crash points; `source` shares one Prometheus source between
+//! watches; `metrics` are the agent's own.
+
+pub mod exactly_once;
+pub mod metrics;
+mod resume;
+mod sinks;
+pub mod source;
+
+use crate::core::events::{now_ms, RuleState, Sinks};
+use crate::core::rules::{self, WatchSpec};
+use crate::io::prom::{Connection, PromClient};
+use crate::io::store::{Created, Ending, NewWatch, Store, WatchRecord, WatchState};
+use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
+use exactly_once::StoreJournal;
+use metrics::Metrics;
+use resume::Resolution;
+use sinks::{AgentLog, NoInterrupted, StoreSink};
+use source::{phase, SharedSource};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
+use tracing::{error, info, warn};
+
+/// How often the last poll of every rule is written (in one transaction). Transitions
+/// and actions are written at once; a lost last-poll only makes the catch-up after a
+/// crash re-read a few seconds of history.
+const POLL_FLUSH: Duration = Duration::from_secs(2);
+
+/// How the agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub rules_dir: PathBuf,
+    pub prom: Connection,
+    /// Bound on concurrent requests to Prometheus, across all watches.
+    pub max_queries: usize,
+    /// Share identical in-flight queries between watches.
+    pub share_queries: bool,
+}
+
+/// Why a watch could not be created (each is a 4xx for the API).
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no rule file named `{0}` in the rules directory")]
+    UnknownRules(String),
+    #[error("a watch with id `{0}` exists with other rules or vars")]
+    Conflict(String),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] crate::io::store::StoreError),
+}
+
+/// A request for a watch (the API's body, validated there for unknown fields).
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    pub rules: String,
+    pub vars: BTreeMap<String, String>,
+    pub duration: Option<Duration>,
+    pub id: Option<String>,
+}
+
+/// A rule's latest live state, for the API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RuleLive {
+    pub state: Option<RuleState>,
+    #[serde(serialize_with = "crate::core::events::float::option")]
+    pub value: Option<f64>,
+    pub last_poll_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+type Live = Arc<Mutex<BTreeMap<String, RuleLive>>>;
+
+/// One client per (Prometheus URL, query timeout).
+type SourceKey = (String, Duration);
+
+struct Handle {
+    signal: mpsc::Sender<Signal>,
+    live: Live,
+}
+
+/// Last polls waiting to be written.
+#[derive(Default)]
+struct PollBook(Mutex<HashMap<(String, String), i64>>);
+
+impl PollBook {
+    fn mark(&self, id: &str, rule: &str, ms: i64) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(&(id.to_string(), rule.to_string())) {
+            Some(v) => *v = (*v).max(ms),
+            None => {
+                m.insert((id.to_string(), rule.to_string()), ms);
+            }
+        }
+    }
+    fn take(&self) -> Vec<(String, String, i64)> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.drain().map(|((id, rule), ms)| (id, rule, ms)).collect()
+    }
+}
+
+/// The running agent.
+pub struct Agent {
+    pub store: Arc<dyn Store>,
+    pub metrics: Metrics,
+    cfg: AgentConfig,
+    limit: Arc<Semaphore>,
+    sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
+    running: Mutex<HashMap<String, Handle>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    polls: PollBook,
+    create: tokio::sync::Mutex<()>,
+    shutting_down: AtomicBool,
+    ready: AtomicBool,
+    ids: AtomicU64,
+}
+
+fn unix(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A valid rule-file name or watch id: letters, digits, `-`, `_`, `.` (and `:` for ids).
+fn valid_name(s: &str, extra: &[char]) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') || extra.contains(&c)
+        })
+}
+
+/// Loads a watch's snapshot (never the file as it is now).
+pub fn load_snapshot(def: &NewWatch) -> Result<WatchSpec, String> {
+    let sets: Vec<(String, String)> = def.vars.clone().into_iter().collect();
+    let shown = format!("{}.yaml (snapshot of watch {})", def.rules, def.id);
+    rules::load_str(
+        &shown,
+        &def.rules_text,
+        &rules::LoadOptions {
+            sets: &sets,
+            check: false,
+        },
+    )
+    .map(|(spec, _)| spec)
+    .map_err(|e| e.to_string())
+}
+
+impl Agent {
+    pub fn new(store: Arc<dyn Store>, metrics: Metrics, cfg: AgentConfig) -> Arc<Agent> {
+        Arc::new(Agent {
+            store,
+            metrics,
+            limit: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
+            cfg,
+            sources: Mutex::default(),
+            running: Mutex::default(),
+            tasks: Mutex::default(),
+            polls: PollBook::default(),
+            create: tokio::sync::Mutex::new(()),
+            shutting_down: AtomicBool::new(false),
+            ready: AtomicBool::new(false),
+            ids: AtomicU64::new(0),
+        })
+    }
+
+    /// Ready: started, not stopping, and every unfinished watch resumed (one waiting
+    /// for a file that is not there yet keeps the agent out of its load balancer).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+            && !self.shutting_down.load(Ordering::SeqCst)
+            && self.metrics.resume_waiting.get() == 0
+    }
+
+    /// The live per-rule state of a running watch.
+    pub fn live(&self, id: &str) -> Option<BTreeMap<String, RuleLive>> {
+        lock(&self.running).get(id).map(|h| lock(&h.live).clone())
+    }
+
+    /// Resumes every unfinished watch and starts writing last polls.
+    pub fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
+        let unfinished = self.store.list(Some(WatchState::Running))?;
+        let n = unfinished.len();
+        for rec in unfinished {
+            info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
+            // Checked here, before the agent says it is ready: a watch that cannot be
+            // resumed yet keeps it not ready until it can.
+            let waiting = self.prepare(&rec.def).is_err();
+            if waiting {
+                self.metrics.resume_waiting.inc();
+            }
+            self.spawn(rec, Some(waiting));
+        }
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_FLUSH);
+            loop {
+                tick.tick().await;
+                agent.flush_polls().await;
+            }
+        });
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    async fn flush_polls(&self) {
+        let batch = self.polls.take();
+        if batch.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let r = tokio::task::spawn_blocking(move || store.save_polls(&batch)).await;
+        match r {
+            Ok(Err(e)) => error!(event = "store_error", error = %e, "cannot record last polls"),
+            Err(e) => error!(event = "store_error", error = %e, "cannot record last polls"),
+            Ok(Ok(())) => {}
+        }
+    }
+
+    /// Validates and stores a watch, then starts it. `Ok((record, true, warnings))` if
+    /// it is new; the warnings (a rule that can never fire in the watch's duration, a
+    /// clock off Prometheus's) are logged and returned to the caller.
+    pub async fn create(
+        self: &Arc<Self>,
+        req: WatchRequest,
+    ) -> Result<(WatchRecord, bool, Vec<String>), CreateError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(CreateError::ShuttingDown);
+        }
+        if !valid_name(&req.rules, &[]) {
+            return Err(CreateError::BadRequest(format!(
+                "invalid rule file name {:?}: use the file's stem (letters, digits, `-`, `_`, `.`)",
+                req.rules
+            )));
+        }
+        if let Some(id) = &req.id {
+            if !valid_name(id, &[':']) {
+                return Err(CreateError::BadRequest(format!(
+                    "invalid id {id:?}: up to 128 letters, digits, `-`, `_`, `.`, `:`"
+                )));
+            }
+        }
+        let path = ["yaml", "yml"]
+            .iter()
+            .map(|ext| self.cfg.rules_dir.join(format!("{}.{ext}", req.rules)))
+            .find(|p| p.is_file())
+            .ok_or_else(|| CreateError::UnknownRules(req.rules.clone()))?;
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            CreateError::BadRequest(format!("cannot read the rule file {}: {e}", path.display()))
+        })?;
+        let created_ms = now_ms();
+        let id = req.id.clone().unwrap_or_else(|| {
+            let n = self.ids.fetch_add(1, Ordering::SeqCst);
+            format!("{}-{created_ms}-{n}", req.rules)
+        });
+        let mut def = NewWatch {
+            id,
+            rules: req.rules.clone(),
+            rules_text: text,
+            vars: req.vars.clone(),
+            duration_ms: 0,
+            created_ms,
+        };
+        let spec = load_snapshot(&def).map_err(CreateError::BadRequest)?;
+        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
+            if let Some(cmd) = cmd {
+                if crate::io::action::find_program(&cmd.argv[0]).is_none() {
+                    return Err(CreateError::BadRequest(format!(
+                        "the {section} command's program `{}` is not found or not executable on the agent; a watch that cannot roll back must not start",
+                        cmd.argv[0]
+                    )));
+                }
+            }
+        }
+        let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
+        let duration = req.duration.unwrap_or(spec.duration);
+        def.duration_ms = duration.as_millis() as i64;
+        if def.duration_ms <= 0 {
+            return Err(CreateError::BadRequest(
+                "the duration must be longer than 0s".into(),
+            ));
+        }
+        let mut warnings: Vec<String> = rules::lint::never_fires(&spec, duration)
+            .iter()
+            .map(|n| format!("{n}; {}", n.help()))
+            .collect();
+        // The same clock check as `watch`: polls ask Prometheus about "now" by this
+        // machine's clock.
+        let limit = spec.max_blind.min(duration);
+        match source.inner().clock_skew().await {
+            Ok(skew) => match skew.judge(limit) {
+                crate::io::prom::SkewVerdict::Fine => {}
+                crate::io::prom::SkewVerdict::Warn => warnings.push(format!(
+                    "{skew}: every poll asks Prometheus about a moment that far off; sync the agent's clock (NTP)"
+                )),
+                crate::io::prom::SkewVerdict::Refuse => {
+                    return Err(CreateError::BadRequest(format!(
+                        "{skew}, more than the watch's max_blind or duration ({}): every poll would judge the wrong moment; sync the agent's clock (NTP)",
+                        humantime::format_duration(limit)
+                    )))
+                }
+            },
+            Err(e) => warnings.push(format!(
+                "cannot compare the agent's clock with Prometheus's ({e}); watching anyway"
+            )),
+        }
+        // One creation at a time: two POSTs with one id can't both start a watch.
+        let _guard = self.create.lock().await;
+        let store = self.store.clone();
+        let d = def.clone();
+        let created = tokio::task::spawn_blocking(move || store.create(&d))
+            .await
+            .map_err(|e| CreateError::BadRequest(format!("internal error: {e}")))??;
+        match created {
+            Created::New(rec) => {
+                info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
+                for w in &warnings {
+                    warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
+                }
+                self.spawn(rec.clone(), None);
+                Ok((rec, true, warnings))
+            }
+            Created::Existing(rec) => {
+                if rec.def.rules != def.rules || rec.def.vars != def.vars {
+                    return Err(CreateError::Conflict(rec.def.id));
+                }
+                Ok((rec, false, Vec::new()))
+            }
+        }
+    }
+
+    /// Cancels a running watch; no command starts because of it (one already running
+    /// finishes first). Returns false if it is not running.
+    pub async fn cancel(&self, id: &str) -> bool {
+        let tx = lock(&self.running).get(id).map(|h| h.signal.clone());
+        let Some(tx) = tx else {
+            return false;
+        };
+        let _ = tx.send(Signal::Interrupt).await;
+        // Bounded wait for it to end, so the answer usually shows it cancelled.
+        for _ in 0..40 {
+            if !lock(&self.running).contains_key(id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Stops every watch (a running command finishes first) and persists; watches
+    /// stay `running` in the store and resume at the next start.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let senders: Vec<_> = lock(&self.running)
+            .values()
+            .map(|h| h.signal.clone())
+            .collect();
+        for tx in senders {
+            let _ = tx.try_send(Signal::Terminate);
+        }
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.flush_polls().await;
+    }
+
+    fn source_for(&self, spec: &WatchSpec) -> Result<Arc<SharedSource<PromClient>>, String> {
+        let url = self
+            .cfg
+            .prom
+            .prometheus
+            .clone()
+            .or_else(|| spec.prometheus.clone())
+            .unwrap_or_default();
+        let key = (url, spec.query_timeout);
+        if let Some(s) = lock(&self.sources).get(&key) {
+            return Ok(s.clone());
+        }
+        let client = self
+            .cfg
+            .prom
+            .client(spec.prometheus.as_deref(), spec.query_timeout)?;
+        let s = Arc::new(SharedSource::new(
+            client,
+            self.limit.clone(),
+            self.cfg.share_queries,
+            self.metrics.clone(),
+        ));
+        lock(&self.sources).insert(key, s.clone());
+        Ok(s)
+    }
+
+    /// Runs a watch; `resumed` is Some(already counted as waiting) at a restart.
+    fn spawn(self: &Arc<Self>, rec: WatchRecord, resumed: Option<bool>) {
+        let (tx, rx) = mpsc::channel(4);
+        let live: Live = Arc::default();
+        lock(&self.running).insert(
+            rec.def.id.clone(),
+            Handle {
+                signal: tx,
+                live: live.clone(),
+            },
+        );
+        let agent = self.clone();
+        let h = tokio::spawn(async move {
+            let id = rec.def.id.clone();
+            agent.drive(&rec, resumed, rx, live).await;
+            lock(&agent.running).remove(&id);
+        });
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h);
+    }
+
+    /// Records how a watch ended (retried a few times: an ending that cannot be
+    /// written leaves the watch to be resumed, and its action rows still decide it).
+    async fn record_ending(&self, id: &str, e: &Ending) -> bool {
+        for attempt in 1..=3 {
+            let store = self.store.clone();
+            let (id2, e2) = (id.to_string(), e.clone());
+            match tokio::task::spawn_blocking(move || store.finish(&id2, &e2)).await {
+                Ok(Ok(())) => {
+                    exactly_once::crash_point("ending_saved");
+                    return true;
+                }
+                r => {
+                    self.metrics.store_errors.inc();
+                    let why = match r {
+                        Ok(Err(e)) => e.to_string(),
+                        Err(e) => e.to_string(),
+                        Ok(Ok(())) => String::new(),
+                    };
+                    error!(event = "store_error", watch = %id, attempt, error = %why, "cannot record how the watch ended");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        false
+    }
+
+    /// The snapshot and the Prometheus source of a watch.
+    fn prepare(
+        &self,
+        def: &NewWatch,
+    ) -> Result<(WatchSpec, Arc<SharedSource<PromClient>>), String> {
+        let spec = load_snapshot(def)?;
+        let source = self.source_for(&spec)?;
+        Ok((spec, source))
+    }
+
+    /// Runs one watch to its end and records its ending (or leaves it to resume at the
+    /// next start, when the agent stops).
+    async fn drive(
+        self: &Arc<Self>,
+        rec: &WatchRecord,
+        resumed: Option<bool>,
+        mut signals: mpsc::Receiver<Signal>,
+        live: Live,
+    ) {
+        let def = &rec.def;
+        let id = def.id.as_str();
+        // At a restart, what fails here may be transient (a token or CA file not
+        // mounted yet): the watch stays unfinished, the agent is not ready, and it is
+        // tried again. A new watch was checked when it was created.
+        let mut waiting = resumed == Some(true);
+        let resumed = resumed.is_some();
+        let (spec, source) = loop {
+            match self.prepare(def) {
+                Ok(p) => break p,
+                Err(detail) if !resumed => {
+                    error!(event = "watch_invalid", watch = %id, "{detail}");
+                    let ending = Ending {
+                        state: WatchState::Finished,
+                        outcome: "invalid".into(),
+                        exit_code: crate::core::exit::USAGE,
+                        detail,
+                        at_ms: now_ms(),
+                    };
+                    self.record_ending(id, &ending).await;
+                    return;
+                }
+                Err(e) => {
+                    if !waiting {
+                        waiting = true;
+                        self.metrics.resume_waiting.inc();
+                    }
+                    error!(event = "resume_waiting", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
+                        "cannot resume this watch yet: it stays unfinished and is tried again (the agent is not ready meanwhile)");
+                    let sig = tokio::select! {
+                        sig = signals.recv() => sig,
+                        _ = tokio::time::sleep(RESUME_RETRY) => continue,
+                    };
+                    self.metrics.resume_waiting.dec();
+                    if sig == Some(Signal::Interrupt) {
+                        self.record_ending(id, &cancelled()).await;
+                    }
+                    return;
+                }
+            }
+        };
+        if waiting {
+            self.metrics.resume_waiting.dec();
+            info!(event = "watch_resumed", watch = %id, "the watch could be resumed");
+        }
+        let opts = WatchOptions {
+            duration: Duration::from_millis(def.duration_ms.max(0) as u64),
+            dry_run: false,
+            prometheus: source.inner().shown_url().to_string(),
+        };
+        let mut others = Sinks::default();
+        others.push(AgentLog { id: id.to_string() });
+        let mut deliveries = None;
+        if !spec.notify.is_empty() {
+            let (n, d) = crate::io::notify::Notifier::new(spec.notify.clone());
+            others.push(NoInterrupted(n));
+            deliveries = Some(d);
+        }
+        let store_sink = StoreSink {
+            id: id.to_string(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            agent: self.clone(),
+            live,
+        };
+        let mut from = Start {
+            aligned: Some(phase),
+            journal: Some(Box::new(StoreJournal {
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+                id: id.to_string(),
+                created_ms: def.created_ms,
+                action: None,
+            })),
+            ..Start::default()
+        };
+        if resumed {
+            let mut waiting = false;
+            loop {
+                let resolved = self.resolve_actions(&spec, def, &mut others, &opts).await;
+                let restored = match resolved {
+                    Ok(Resolution::Continue {
+                        paused_by,
+                        pause_failed,
+                    }) => {
+                        from.paused_by = paused_by;
+                        from.pause_failed = pause_failed;
+                        // Read after the resolution (a re-run can take minutes): the
+                        // catch-up covers the time up to here.
+                        self.restore(&spec, def, &source, now_ms()).await
+                    }
+                    Ok(Resolution::End { outcome, recorded }) => {
+                        if waiting {
+                            self.metrics.resume_waiting.dec();
+                        }
+                        if !recorded {
+                            self.record_ending(id, &ending_of(&outcome)).await;
+                        }
+                        let mut sinks = WatchSinks {
+                            sinks: others,
+                            deliveries,
+                        };
+                        finish_sinks(&mut sinks, &outcome).await;
+                        return;
+                    }
+                    Err(e) => Err(e),
+                };
+                let e = match restored {
+                    Ok((evals, backlog)) => {
+                        from.evals = Some(evals);
+                        from.backlog = backlog;
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                // The store could not be read or written: nothing is decided and
+                // nothing runs. The watch stays unfinished, the agent not ready, and
+                // it is tried again.
+                self.metrics.store_errors.inc();
+                if !waiting {
+                    waiting = true;
+                    self.metrics.resume_waiting.inc();
+                }
+                error!(event = "store_error", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
+                    "cannot read this watch's state to resume it; it stays unfinished and is tried again (the agent is not ready meanwhile)");
+                let sig = tokio::select! {
+                    sig = signals.recv() => sig,
+                    _ = tokio::time::sleep(RESUME_RETRY) => continue,
+                };
+                self.metrics.resume_waiting.dec();
+                if sig == Some(Signal::Interrupt) {
+                    self.record_ending(id, &cancelled()).await;
+                }
+                return;
+            }
+            if waiting {
+                self.metrics.resume_waiting.dec();
+            }
+            // The watch's clock at the moment its live loop starts.
+            from.elapsed = Duration::from_millis((now_ms() - def.created_ms).max(0) as u64);
+        }
+        let mut sinks = WatchSinks {
+            sinks: others,
+            deliveries,
+        };
+        sinks.sinks.0.insert(0, Box::new(store_sink));
+        // The ending is recorded by `StoreSink` before any sink after it (the
+        // notifications) sees it.
+        watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
+    }
+}
+
+/// How long a watch that cannot be resumed yet waits before it is tried again.
+const RESUME_RETRY: Duration = Duration::from_secs(5);
+
+/// The stored ending of an outcome.
+fn ending_of(outcome: &Outcome) -> Ending {
+    Ending {
+        state: WatchState::Finished,
+        outcome: outcome.name().to_string(),
+        exit_code: outcome.exit_code(),
+        detail: outcome.describe(),
+        at_ms: now_ms(),
+    }
+}
+
+fn cancelled() -> Ending {
+    Ending {
+        state: WatchState::Cancelled,
+        outcome: "cancelled".into(),
+        exit_code: crate::core::exit::SIGINT,
+        detail: "cancelled through the API; no command ran because of it".into(),
+        at_ms: now_ms(),
+    }
+}
+
+async fn finish_sinks(sinks: &mut WatchSinks, outcome: &Outcome) {
+    sinks.sinks.emit(now_ms(), &outcome.finished_event());
+    sinks.finish().await;
+}

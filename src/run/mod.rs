@@ -1,0 +1,11 @@
+//! Floor 3, the runtime: what ties the core and the edges into running watches.
+//! - `watch`: the watch loop (pollers, one decision loop, exactly one rollback), and
+//!   the one way to run a watch with real processes and a set of sinks;
+//! - `agent`: `serve`'s runtime: the agent that runs many watches, shares their
+//!   Prometheus source, persists their decisions and resumes them after a restart.
+//!
+//! The runtime imports the core and the edges, never a command or a renderer: the
+//! sinks it reports to are handed to it.
+
+pub mod agent;
+pub mod watch;

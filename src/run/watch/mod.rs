@@ -1,0 +1,1028 @@
+//! The watch loop: polls every rule on its interval, feeds the evaluator, runs actions.
+//!
+//! Each rule has a poller task that queries at its interval and sends the result,
+//! stamped with the time the query was issued, to one decision loop. The decision loop
+//! owns all state (evaluators, what has run) and is the only place that starts a
+//! command, which is how "exactly once" stays simple: a rollback ends the loop, and the
+//! pause command is guarded by a flag that only this loop touches.
+//!
+//! `session` runs a watch with real processes and the sinks it is handed; `journal`
+//! is where the loop records what it claims before a command runs (the agent's store).
+
+pub mod journal;
+pub mod session;
+
+pub use session::{run_session, WatchSinks};
+
+use crate::core::eval::{Labels, Phase, Poll, RuleEval, Transition};
+use crate::core::events::{now_ms, Event, RuleInfo, RuleState, SeriesValue, Sinks};
+use crate::core::rules::{Action, CommandSpec, Rule, WatchSpec};
+use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
+use crate::io::prom::{MetricsSource, QueryError, QueryResult};
+use journal::{Claim, FiredSeries, Journal, NoJournal};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, Instant, MissedTickBehavior};
+use tracing::{error, warn};
+
+/// A signal asking the watch to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+/// How a watch ended. Each maps to one exit code (see `crate::core::exit`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The watch ran its full duration and nothing fired that needed acting on.
+    Healthy,
+    /// The rollback command succeeded (or, with `--dry-run`, would have run).
+    RolledBack { rule: String, dry_run: bool },
+    /// The rollback command failed, timed out or could not start.
+    RollbackFailed { rule: String, status: ActionStatus },
+    /// A pause ran and no rollback followed.
+    Paused { rule: String },
+    /// The pause command failed: the agreed action could not be carried out.
+    PauseFailed { rule: String, status: ActionStatus },
+    /// Prometheus could not be used long enough to judge the release.
+    Inconclusive { reason: String },
+    /// A signal stopped the watch; no command was started because of it.
+    Interrupted(Signal),
+    /// Prometheus rejected a rule's query as invalid before it ever succeeded.
+    QueryRejected { rule: String, message: String },
+    /// `serve` only: the agent died while this command ran, so whether it took effect
+    /// is unknown, and it is not idempotent, so it is not run again: act by hand.
+    ActionUnknown { action: &'static str, rule: String },
+}
+
+impl Outcome {
+    /// A short name for logs and machine output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Healthy => "healthy",
+            Outcome::RolledBack { .. } => "rolled_back",
+            Outcome::RollbackFailed { .. } => "rollback_failed",
+            Outcome::Paused { .. } => "paused",
+            Outcome::PauseFailed { .. } => "pause_failed",
+            Outcome::Inconclusive { .. } => "inconclusive",
+            Outcome::Interrupted(_) => "interrupted",
+            Outcome::QueryRejected { .. } => "query_rejected",
+            Outcome::ActionUnknown {
+                action: "pause", ..
+            } => "pause_unknown",
+            Outcome::ActionUnknown { .. } => "rollback_unknown",
+        }
+    }
+
+    /// The rule whose action decided the outcome, if any.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Outcome::RolledBack { rule, .. }
+            | Outcome::RollbackFailed { rule, .. }
+            | Outcome::Paused { rule }
+            | Outcome::PauseFailed { rule, .. }
+            | Outcome::QueryRejected { rule, .. }
+            | Outcome::ActionUnknown { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+
+    /// The `watch_finished` event that reports this outcome.
+    pub fn finished_event(&self) -> Event {
+        self.finished_event_with(&[])
+    }
+
+    /// The `watch_finished` event, with warnings a reader must not miss (a rule that
+    /// never returned data) appended to its detail, so that every sink (log, events,
+    /// report, notifications) shows them.
+    pub fn finished_event_with(&self, warnings: &[String]) -> Event {
+        let mut detail = self.describe();
+        for w in warnings {
+            detail.push_str("; WARNING: ");
+            detail.push_str(w);
+        }
+        Event::WatchFinished {
+            outcome: self.name(),
+            exit_code: self.exit_code(),
+            detail,
+            rule: self.rule().map(str::to_string),
+        }
+    }
+
+    /// One sentence a person (or a pipeline log) can read.
+    pub fn describe(&self) -> String {
+        use Outcome::*;
+        match self {
+            Healthy => {
+                "the watch ran its full duration; nothing breached long enough to act".to_string()
+            }
+            RolledBack {
+                rule,
+                dry_run: false,
+            } => format!("rolled back: rule `{rule}` fired and the rollback command succeeded"),
+            RolledBack {
+                rule,
+                dry_run: true,
+            } => format!("dry run: rule `{rule}` fired; the rollback command would have run"),
+            RollbackFailed { rule, status } => {
+                format!("rule `{rule}` fired but the rollback command {status}: act by hand")
+            }
+            Paused { rule } => format!("paused by rule `{rule}`; no rollback followed"),
+            PauseFailed { rule, status } => {
+                format!("rule `{rule}` fired but the pause command {status}: act by hand")
+            }
+            Inconclusive { reason } => format!("inconclusive: {reason}"),
+            Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
+            QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
+            ActionUnknown { action, rule } => format!(
+                "rule `{rule}` fired and its {action} command was running when the agent stopped; \
+                 whether it took effect is unknown and it is not marked idempotent, so it was not \
+                 run again: act by hand"
+            ),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        use crate::core::exit;
+        match self {
+            Outcome::Healthy => exit::HEALTHY,
+            Outcome::RolledBack { .. } => exit::ROLLED_BACK,
+            Outcome::RollbackFailed { .. }
+            | Outcome::PauseFailed { .. }
+            | Outcome::ActionUnknown { .. } => exit::ACTION_FAILED,
+            Outcome::Paused { .. } => exit::PAUSED,
+            Outcome::Inconclusive { .. } => exit::INCONCLUSIVE,
+            Outcome::Interrupted(Signal::Interrupt) => exit::SIGINT,
+            Outcome::Interrupted(Signal::Terminate) => exit::SIGTERM,
+            Outcome::QueryRejected { .. } => exit::USAGE,
+        }
+    }
+}
+
+/// Options from the command line.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    /// How long the watch lasts (the file's `watch.duration` unless overridden).
+    pub duration: Duration,
+    /// Decide and log everything, run no command.
+    pub dry_run: bool,
+    /// The Prometheus base URL as it may be shown (no credentials): for reports and
+    /// links to each query in Prometheus's graph UI.
+    pub prometheus: String,
+}
+
+/// One poll's result, stamped with its scheduled time.
+#[derive(Debug, Clone)]
+pub struct PollDone {
+    /// Index of the rule in `WatchSpec::rules`.
+    pub rule: usize,
+    /// When the query was issued, from the watch's start.
+    pub at: Duration,
+    pub wall: SystemTime,
+    pub result: Result<QueryResult, QueryError>,
+}
+
+/// Where a watch starts from. `Default` is a fresh watch, which is all `watch` uses;
+/// `serve` resumes a watch it persisted, after a restart, with the rest.
+///
+/// The evaluator's clock is "time since the watch was created", so restored series
+/// keep their `since` and `for` counts across the restart exactly as if the agent had
+/// never stopped; what happened while it was down is given as `backlog` (polls
+/// reconstructed from Prometheus history), never assumed.
+#[derive(Default)]
+pub struct Start {
+    /// Where actions are claimed before they run (`serve`'s store); None: `NoJournal`.
+    pub journal: Option<Box<dyn Journal>>,
+    /// The rule whose pause command failed (or ended unknown) before this start: no
+    /// pause is tried again, rollback rules still act, and the watch ends
+    /// `pause_failed` unless a rollback decides it.
+    pub pause_failed: Option<(String, ActionStatus)>,
+    /// How much of the watch had elapsed before this start (0 for a fresh watch).
+    pub elapsed: Duration,
+    /// Restored evaluators, one per rule in order; None for fresh ones.
+    pub evals: Option<Vec<RuleEval>>,
+    /// The rule whose pause command already ran.
+    pub paused_by: Option<String>,
+    /// Polls the watch missed, in time order, handled before any live poll (and
+    /// before the end of the watch is considered, so a breach seen there still acts).
+    pub backlog: Vec<PollDone>,
+    /// Align each rule's polls to multiples of its interval in Unix time, shifted by
+    /// `phase(query, interval)`, instead of starting them at the watch's start: the
+    /// same query in many watches is then due at the same instant and can be shared,
+    /// while different queries spread over the interval.
+    pub aligned: Option<fn(&str, Duration) -> Duration>,
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+/// "rule `a`" or "rules `a`, `b`".
+fn rule_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    if names.len() == 1 {
+        format!("rule {}", quoted[0])
+    } else {
+        format!("rules {}", quoted.join(", "))
+    }
+}
+
+fn labels_json(labels: &Labels) -> String {
+    serde_json::to_string(labels).unwrap_or_default()
+}
+
+fn fmt_d(d: Duration) -> String {
+    humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+}
+
+/// Polls one rule at its interval. Each poll is stamped with its *scheduled* time (the
+/// tick), not the moment the task happened to run, so the time between two polls is
+/// exactly a multiple of the interval and `for` is never missed by a scheduling jitter
+/// of a few microseconds.
+#[allow(clippy::too_many_arguments)]
+async fn poll_loop<S: MetricsSource>(
+    rule: usize,
+    query: String,
+    interval: Duration,
+    source: Arc<S>,
+    tx: mpsc::Sender<PollDone>,
+    first: Instant,
+    start: Instant,
+    start_wall: SystemTime,
+    elapsed: Duration,
+) {
+    let mut ticker = tokio::time::interval_at(first, interval);
+    // A late poll (Prometheus slow, the runtime busy) skips the ticks it missed and
+    // stays on the grid, so identical queries of many watches stay due together.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        let tick = ticker.tick().await;
+        let at = elapsed + tick.saturating_duration_since(start);
+        let wall = start_wall + at;
+        let result = source.query(&query, wall).await;
+        if tx
+            .send(PollDone {
+                rule,
+                at,
+                wall,
+                result,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// How a rule is described in reports, events and notifications.
+pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
+    RuleInfo {
+        name: rule.name.clone(),
+        description: rule.description.clone(),
+        query: rule.query.clone(),
+        above: rule.threshold.above,
+        below: rule.threshold.below,
+        threshold: rule.threshold.to_string(),
+        for_s: rule.for_.as_secs_f64(),
+        interval_s: rule.interval.as_secs_f64(),
+        no_data: rule.no_data.as_str(),
+        action: rule.action.as_str(),
+        graph_url: (!prometheus.is_empty())
+            .then(|| crate::io::prom::graph_link(prometheus, &rule.query)),
+    }
+}
+
+/// The state of one running watch.
+struct Watch<'a, R> {
+    spec: &'a WatchSpec,
+    runner: &'a R,
+    opts: &'a WatchOptions,
+    signals: &'a mut mpsc::Receiver<Signal>,
+    sinks: &'a mut Sinks,
+    evals: Vec<RuleEval>,
+    last_poll_ok: Vec<bool>,
+    ever_ok: Vec<bool>,
+    /// Whether the rule ever returned a usable sample.
+    ever_data: Vec<bool>,
+    paused_by: Option<String>,
+    /// The rule whose pause failed, and how.
+    pause_failed: Option<(String, ActionStatus)>,
+    journal: Box<dyn Journal>,
+    /// A signal that arrived while a command ran; honoured once it is done.
+    deferred_signal: Option<Signal>,
+}
+
+/// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in);
+/// every decision goes to `sinks` (the log, the event stream, reports, notifications).
+pub async fn run<S: MetricsSource, R: ActionRunner>(
+    spec: &WatchSpec,
+    source: Arc<S>,
+    runner: &R,
+    opts: &WatchOptions,
+    signals: &mut mpsc::Receiver<Signal>,
+    sinks: &mut Sinks,
+) -> Outcome {
+    run_from(spec, source, runner, opts, Start::default(), signals, sinks).await
+}
+
+/// The first tick at or after `now_wall` on the grid `k * interval + phase` (Unix time),
+/// as an `Instant` relative to (`now`, `now_wall`).
+fn aligned_first(
+    now: Instant,
+    now_wall: SystemTime,
+    interval: Duration,
+    phase: Duration,
+) -> Instant {
+    let iv = interval.as_nanos().max(1);
+    let t = now_wall
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let phase = phase.as_nanos() % iv;
+    let k = t.saturating_sub(phase).div_ceil(iv);
+    let next = k * iv + phase;
+    let next = if next < t { next + iv } else { next };
+    now + Duration::from_nanos((next - t) as u64)
+}
+
+/// `run`, from a given `Start` (see there): what `serve` uses to resume a watch.
+pub async fn run_from<S: MetricsSource, R: ActionRunner>(
+    spec: &WatchSpec,
+    source: Arc<S>,
+    runner: &R,
+    opts: &WatchOptions,
+    from: Start,
+    signals: &mut mpsc::Receiver<Signal>,
+    sinks: &mut Sinks,
+) -> Outcome {
+    let start = Instant::now();
+    let now_wall = SystemTime::now();
+    // The watch's own origin: when it was created, `elapsed` ago.
+    let start_wall = now_wall.checked_sub(from.elapsed).unwrap_or(now_wall);
+    let end = start + opts.duration.saturating_sub(from.elapsed);
+    let max_blind = spec.max_blind.min(opts.duration);
+    let (tx, mut rx) = mpsc::channel::<PollDone>(64);
+    let mut pollers = JoinSet::new();
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let first = match from.aligned {
+            Some(phase) => aligned_first(
+                start,
+                now_wall,
+                rule.interval,
+                phase(&rule.query, rule.interval),
+            ),
+            None => start,
+        };
+        pollers.spawn(poll_loop(
+            i,
+            rule.query.clone(),
+            rule.interval,
+            source.clone(),
+            tx.clone(),
+            first,
+            start,
+            start_wall,
+            from.elapsed,
+        ));
+    }
+    drop(tx);
+    sinks.emit(
+        now_ms(),
+        &Event::WatchStarted {
+            rules_file: spec.path.display().to_string(),
+            prometheus: opts.prometheus.clone(),
+            duration_s: opts.duration.as_secs_f64(),
+            max_blind_s: max_blind.as_secs_f64(),
+            dry_run: opts.dry_run,
+            vars: spec.vars.clone(),
+            rules: spec
+                .rules
+                .iter()
+                .map(|r| rule_info(r, &opts.prometheus))
+                .collect(),
+        },
+    );
+    let mut w = Watch {
+        spec,
+        runner,
+        opts,
+        signals,
+        sinks,
+        evals: match from.evals {
+            Some(evals) if evals.len() == spec.rules.len() => evals,
+            _ => spec
+                .rules
+                .iter()
+                .map(|r| RuleEval::new(r.params()))
+                .collect(),
+        },
+        last_poll_ok: vec![false; spec.rules.len()],
+        ever_ok: vec![false; spec.rules.len()],
+        ever_data: vec![false; spec.rules.len()],
+        paused_by: from.paused_by,
+        pause_failed: from.pause_failed,
+        journal: from.journal.unwrap_or_else(|| Box::new(NoJournal)),
+        deferred_signal: None,
+    };
+    // `max_blind` counts on the watch's clock from the last successful query, or from
+    // this start (a resumed watch gets a full `max_blind` from its resumption, never
+    // the time it was down).
+    let mut blind = Blind {
+        start,
+        elapsed: from.elapsed,
+        last_ok: from.elapsed,
+        max_blind,
+    };
+    let mut backlog_outcome = None;
+    for done in from.backlog {
+        if let Some(outcome) = w.handle(done).await {
+            backlog_outcome = Some(outcome);
+            break;
+        }
+    }
+    let outcome = 'watch: loop {
+        if let Some(outcome) = backlog_outcome.take() {
+            break outcome;
+        }
+        if let Some(sig) = w.deferred_signal {
+            break Outcome::Interrupted(sig);
+        }
+        tokio::select! {
+            biased;
+            Some(sig) = w.signals.recv() => {
+                w.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
+                break Outcome::Interrupted(sig);
+            }
+            _ = sleep_until(end) => {
+                // Polls taken before the end that queued while a command ran are
+                // judged first: a breach they show still acts.
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
+                    break 'watch o;
+                }
+                break w.finish();
+            }
+            _ = sleep_until(blind.deadline()) => {
+                // Good polls may be waiting in the queue (a slow pause command held the
+                // loop): they count before the watch is called blind.
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
+                    break 'watch o;
+                }
+                if Instant::now() < blind.deadline() {
+                    continue;
+                }
+                let reason = format!(
+                    "no query has succeeded for {} (max_blind); the release cannot be judged",
+                    fmt_d(max_blind)
+                );
+                error!(event = "blind", "{reason}");
+                break Outcome::Inconclusive { reason };
+            }
+            Some(done) = rx.recv() => {
+                blind.saw(&done);
+                if let Some(outcome) = w.handle(done).await {
+                    break outcome;
+                }
+            }
+        }
+    };
+    pollers.abort_all();
+    let warnings = w.warnings();
+    w.sinks
+        .emit(now_ms(), &outcome.finished_event_with(&warnings));
+    outcome
+}
+
+/// When the watch goes blind: `max_blind` after the last successful query, on the
+/// watch's clock (time since it was created).
+struct Blind {
+    start: Instant,
+    /// The watch's clock at `start`.
+    elapsed: Duration,
+    /// The watch's clock at the last successful query (or at `start`).
+    last_ok: Duration,
+    max_blind: Duration,
+}
+
+impl Blind {
+    fn saw(&mut self, done: &PollDone) {
+        if done.result.is_ok() {
+            self.last_ok = self.last_ok.max(done.at);
+        }
+    }
+    fn deadline(&self) -> Instant {
+        self.start + (self.last_ok + self.max_blind).saturating_sub(self.elapsed)
+    }
+}
+
+impl<R: ActionRunner> Watch<'_, R> {
+    fn finish(&self) -> Outcome {
+        for (rule, eval) in self.spec.rules.iter().zip(&self.evals) {
+            for (labels, s) in eval.series() {
+                if s.phase == Phase::Pending {
+                    warn!(event = "ended_pending", rule = %rule.name, labels = %labels_json(labels), "watch ended while this series was still pending (breached, but not for `for`)");
+                }
+            }
+        }
+        if !self.last_poll_ok.iter().any(|ok| *ok) {
+            let reason =
+                "the watch ended while blind: the last query of every rule failed".to_string();
+            error!(event = "blind", "{reason}");
+            return Outcome::Inconclusive { reason };
+        }
+        // A rule that was never judged cannot vouch for the release, whatever the
+        // others say.
+        let never_judged: Vec<&str> = self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.ever_ok)
+            .filter(|(_, ok)| !**ok)
+            .map(|(r, _)| r.name.as_str())
+            .collect();
+        if !never_judged.is_empty() {
+            let reason = format!(
+                "{} {} never judged: every query of {} failed",
+                rule_list(&never_judged),
+                if never_judged.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                },
+                if never_judged.len() == 1 {
+                    "it"
+                } else {
+                    "each"
+                }
+            );
+            error!(event = "never_judged", rules = ?never_judged, "{reason}");
+            return Outcome::Inconclusive { reason };
+        }
+        let no_data_expected: Vec<&str> = self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.ever_data)
+            .filter(|(r, data)| r.expect_data && !**data)
+            .map(|(r, _)| r.name.as_str())
+            .collect();
+        if !no_data_expected.is_empty() {
+            let reason = format!(
+                "{} returned no series at any poll and {} `expect_data: true`: a renamed metric or label?",
+                rule_list(&no_data_expected),
+                if no_data_expected.len() == 1 { "has" } else { "have" }
+            );
+            error!(event = "never_data", rules = ?no_data_expected, "{reason}");
+            return Outcome::Inconclusive { reason };
+        }
+        match &self.pause_failed {
+            Some((rule, ActionStatus::Unknown)) => {
+                return Outcome::ActionUnknown {
+                    action: "pause",
+                    rule: rule.clone(),
+                }
+            }
+            Some((rule, status)) => {
+                return Outcome::PauseFailed {
+                    rule: rule.clone(),
+                    status: status.clone(),
+                }
+            }
+            None => {}
+        }
+        match &self.paused_by {
+            Some(rule) => Outcome::Paused { rule: rule.clone() },
+            None => Outcome::Healthy,
+        }
+    }
+
+    /// What the end of the watch must say besides its outcome: rules that were judged
+    /// but never returned a series (they passed on `no_data` alone).
+    fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((rule, ok), data) in self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.ever_ok)
+            .zip(&self.ever_data)
+        {
+            if *ok && !*data && !rule.expect_data {
+                let w = format!(
+                    "rule `{}` returned no series at any poll of the watch (a renamed metric or label?); it was judged by `no_data: {}` alone",
+                    rule.name,
+                    rule.no_data.as_str()
+                );
+                warn!(event = "never_data", rule = %rule.name, "{w}");
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// Handles the polls already waiting in the queue (up to `until` on the watch's
+    /// clock, if given); Some(outcome) if one of them ends the watch.
+    async fn drain(
+        &mut self,
+        rx: &mut mpsc::Receiver<PollDone>,
+        blind: &mut Blind,
+        until: Option<Duration>,
+    ) -> Option<Outcome> {
+        while let Ok(done) = rx.try_recv() {
+            if until.is_some_and(|u| done.at >= u) {
+                continue;
+            }
+            blind.saw(&done);
+            if let Some(o) = self.handle(done).await {
+                return Some(o);
+            }
+        }
+        None
+    }
+
+    /// Handles one poll; Some(outcome) ends the watch.
+    async fn handle(&mut self, done: PollDone) -> Option<Outcome> {
+        let i = done.rule;
+        let spec = self.spec;
+        let rule = &spec.rules[i];
+        let at_ms = unix_ms(done.wall);
+        let (poll, error, warnings) = match done.result {
+            Ok(r) => {
+                self.last_poll_ok[i] = true;
+                self.ever_ok[i] = true;
+                if r.samples.iter().any(|s| !s.value.is_nan()) {
+                    self.ever_data[i] = true;
+                }
+                (Poll::Samples(r.samples), None, r.warnings)
+            }
+            Err(e) => {
+                self.last_poll_ok[i] = false;
+                if e.is_bad_query() && !self.ever_ok[i] {
+                    error!(event = "query_rejected", rule = %rule.name, error = %e, query = %rule.query, "Prometheus rejects this rule's query; fix the rule");
+                    return Some(Outcome::QueryRejected {
+                        rule: rule.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+                (Poll::Failed, Some(e.to_string()), Vec::new())
+            }
+        };
+        let transitions = self.evals[i].observe(done.at, &poll);
+        let samples: Vec<SeriesValue> = match &poll {
+            Poll::Samples(s) => s
+                .iter()
+                .map(|s| SeriesValue {
+                    labels: s.labels.clone(),
+                    value: (!s.value.is_nan()).then_some(s.value),
+                })
+                .collect(),
+            Poll::Failed => Vec::new(),
+        };
+        let values = samples.iter().filter_map(|s| s.value);
+        let value = if rule.threshold.above.is_some() {
+            values.reduce(f64::max)
+        } else {
+            values.reduce(f64::min)
+        };
+        let state = RuleState::of(&self.evals[i], done.at, &poll);
+        self.sinks.emit(
+            at_ms,
+            &Event::Poll {
+                rule: rule.name.clone(),
+                samples,
+                error,
+                warnings,
+                state,
+                value,
+            },
+        );
+
+        let threshold = rule.threshold.to_string();
+        let mut fired: Vec<FiredSeries> = Vec::new();
+        for t in transitions {
+            let event = match t {
+                Transition::Pending { labels, value } => Event::Pending {
+                    rule: rule.name.clone(),
+                    labels,
+                    value,
+                    threshold: threshold.clone(),
+                    for_s: rule.for_.as_secs_f64(),
+                },
+                Transition::Resolved {
+                    labels,
+                    from,
+                    value,
+                    breached_for,
+                } => Event::Resolved {
+                    rule: rule.name.clone(),
+                    labels,
+                    value,
+                    threshold: threshold.clone(),
+                    was: if from == Phase::Firing {
+                        "firing"
+                    } else {
+                        "pending"
+                    },
+                    breached_for_s: breached_for.as_secs_f64(),
+                },
+                Transition::Fired {
+                    labels,
+                    value,
+                    breached_for,
+                } => {
+                    fired.push(FiredSeries {
+                        labels: labels.clone(),
+                        value,
+                        since: done.at.saturating_sub(breached_for),
+                    });
+                    Event::Fired {
+                        rule: rule.name.clone(),
+                        labels,
+                        value,
+                        threshold: threshold.clone(),
+                        breached_for_s: breached_for.as_secs_f64(),
+                        action: rule.action.as_str(),
+                    }
+                }
+            };
+            self.sinks.emit(at_ms, &event);
+        }
+        if fired.is_empty() {
+            return None;
+        }
+        match rule.action {
+            Action::Notify => {
+                for f in fired {
+                    self.sinks.emit(
+                        at_ms,
+                        &Event::Notify {
+                            rule: rule.name.clone(),
+                            value: f.value,
+                            threshold: threshold.clone(),
+                            breached_for_s: done.at.saturating_sub(f.since).as_secs_f64(),
+                            labels: f.labels,
+                        },
+                    )
+                }
+            }
+            Action::Pause => {
+                // One pause per watch: after it ran (or failed), later firings are noted.
+                let by = self
+                    .paused_by
+                    .clone()
+                    .or_else(|| self.pause_failed.as_ref().map(|(r, _)| r.clone()));
+                if let Some(by) = by {
+                    let ev = Event::PauseSkipped {
+                        rule: rule.name.clone(),
+                        paused_by: by,
+                    };
+                    self.sinks.emit(at_ms, &ev);
+                    return None;
+                }
+                let cmd = spec
+                    .pause
+                    .as_ref()
+                    .expect("validated: pause rules have a pause command");
+                let report = self.act("pause", rule, cmd, &fired, done.at).await;
+                match report {
+                    Some(r) if !r.status.succeeded() => {
+                        // The agreed pause could not be carried out: say so (the
+                        // `pause_failed` notification went out with the result), and
+                        // keep watching, so that the rollback rules still protect the
+                        // rest of the window.
+                        error!(event = "pause_failed", rule = %rule.name, status = %r.status, "the pause command {}: act by hand; the watch goes on and its rollback rules still act", r.status);
+                        self.pause_failed = Some((rule.name.clone(), r.status));
+                    }
+                    _ => self.paused_by = Some(rule.name.clone()),
+                }
+            }
+            Action::Rollback => {
+                let cmd = spec
+                    .rollback
+                    .as_ref()
+                    .expect("validated: rollback rules have a rollback command");
+                let report = self.act("rollback", rule, cmd, &fired, done.at).await;
+                return Some(match report {
+                    None => Outcome::RolledBack {
+                        rule: rule.name.clone(),
+                        dry_run: true,
+                    },
+                    Some(r) if r.status.succeeded() => Outcome::RolledBack {
+                        rule: rule.name.clone(),
+                        dry_run: false,
+                    },
+                    Some(r) => Outcome::RollbackFailed {
+                        rule: rule.name.clone(),
+                        status: r.status,
+                    },
+                });
+            }
+        }
+        None
+    }
+
+    /// Runs (or, in a dry run, describes) an action. None in a dry run.
+    ///
+    /// The command starts only once the journal has claimed it; a claim that cannot be
+    /// recorded is reported as a failed action and nothing runs.
+    async fn act(
+        &mut self,
+        kind: &'static str,
+        rule: &Rule,
+        cmd: &CommandSpec,
+        fired: &[FiredSeries],
+        at: Duration,
+    ) -> Option<ActionReport> {
+        let at_ms = now_ms();
+        self.sinks.emit(
+            at_ms,
+            &Event::ActionStarted {
+                action: kind,
+                rule: rule.name.clone(),
+                argv: cmd.argv.clone(),
+                timeout_s: cmd.timeout.as_secs_f64(),
+                dry_run: self.opts.dry_run,
+            },
+        );
+        if self.opts.dry_run {
+            return None;
+        }
+        let first = fired.first();
+        let mut env = vec![
+            ("ROLLWATCH_ACTION".to_string(), kind.to_string()),
+            ("ROLLWATCH_RULE".to_string(), rule.name.clone()),
+            (
+                "ROLLWATCH_VALUE".to_string(),
+                first
+                    .and_then(|f| f.value)
+                    .map(crate::core::events::float::text)
+                    .unwrap_or_default(),
+            ),
+            (
+                "ROLLWATCH_THRESHOLD".to_string(),
+                rule.threshold.to_string(),
+            ),
+            (
+                "ROLLWATCH_LABELS".to_string(),
+                first.map(|f| labels_json(&f.labels)).unwrap_or_default(),
+            ),
+            (
+                "ROLLWATCH_BREACHED_FOR".to_string(),
+                first
+                    .map(|f| at.saturating_sub(f.since).as_secs())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+        ];
+        for (name, v) in &self.spec.vars {
+            env.push((
+                format!("ROLLWATCH_VAR_{}", name.to_ascii_uppercase()),
+                v.clone(),
+            ));
+        }
+        let claim = Claim {
+            kind,
+            rule: &rule.name,
+            argv: &cmd.argv,
+            env: &env,
+            fired,
+            at_ms,
+        };
+        // A store that is briefly busy (a backup holding its lock) gets a few tries;
+        // a claim that still cannot be recorded runs nothing.
+        let mut claimed = self.journal.claim(&claim);
+        for backoff in [500, 1500] {
+            if claimed.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(backoff)).await;
+            claimed = self.journal.claim(&claim);
+        }
+        let report = match claimed {
+            Err(why) => {
+                error!(event = "action_not_claimed", action = kind, rule = %rule.name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
+                ActionReport {
+                    status: ActionStatus::NotClaimed(why),
+                    duration: Duration::ZERO,
+                    output_tail: Vec::new(),
+                }
+            }
+            Ok(ticket) => {
+                env.extend(ticket.env);
+                let req = ActionRequest {
+                    kind,
+                    argv: cmd.argv.clone(),
+                    timeout: cmd.timeout,
+                    env,
+                    on_spawn: ticket.on_spawn,
+                };
+                let fut = self.runner.run(&req);
+                tokio::pin!(fut);
+                let report = loop {
+                    tokio::select! {
+                        r = &mut fut => break r,
+                        Some(sig) = self.signals.recv() => {
+                            self.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: true });
+                            self.deferred_signal.get_or_insert(sig);
+                        }
+                    }
+                };
+                self.journal.finished(&report.status, now_ms());
+                report
+            }
+        };
+        self.sinks.emit(
+            now_ms(),
+            &Event::ActionFinished {
+                action: kind,
+                rule: rule.name.clone(),
+                status: report.status.to_string(),
+                succeeded: report.status.succeeded(),
+                duration_s: report.duration.as_secs_f64(),
+                output_tail: report.output_tail.clone(),
+            },
+        );
+        Some(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers at once, except the second query, which takes 2.5 intervals.
+    struct SlowOnce {
+        calls: std::sync::atomic::AtomicUsize,
+        interval: Duration,
+    }
+
+    impl MetricsSource for SlowOnce {
+        async fn query(&self, _: &str, _: SystemTime) -> Result<QueryResult, QueryError> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 1 {
+                tokio::time::sleep(self.interval * 5 / 2).await;
+            }
+            Ok(QueryResult::default())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
+        let interval = Duration::from_secs(10);
+        let source = Arc::new(SlowOnce {
+            calls: Default::default(),
+            interval,
+        });
+        let (tx, mut rx) = mpsc::channel(16);
+        let start = Instant::now();
+        let task = tokio::spawn(poll_loop(
+            0,
+            "q".into(),
+            interval,
+            source,
+            tx,
+            start + Duration::from_secs(3),
+            start,
+            UNIX_EPOCH,
+            Duration::ZERO,
+        ));
+        let mut ats = Vec::new();
+        for _ in 0..4 {
+            ats.push(rx.recv().await.unwrap().at);
+        }
+        task.abort();
+        // Ticks at 3s + k*10s. The poll of 13s took 25s: the tick of 23s (missed while
+        // it ran) comes late but keeps its stamp, the ones missed after it are
+        // skipped, and the next is 43s, on the grid; re-anchoring on the late poll
+        // gave 3, 13, 38, 48.
+        let secs: Vec<u64> = ats.iter().map(|d| d.as_secs()).collect();
+        assert_eq!(secs, vec![3, 13, 23, 43]);
+    }
+
+    #[test]
+    fn aligned_first_tick_is_the_next_grid_point_after_now() {
+        let now = Instant::now();
+        let iv = Duration::from_secs(15);
+        let at =
+            |secs: u64, ms: u64| UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms);
+        // Grid of 15s with a 4s phase: ..., 1_000_009, 1_000_024, ... (1_000_005 % 15 == 0).
+        let first = aligned_first(now, at(1_000_005, 0), iv, Duration::from_secs(4));
+        assert_eq!(first - now, Duration::from_secs(4));
+        // Exactly on a grid point: that point.
+        let first = aligned_first(now, at(1_000_009, 0), iv, Duration::from_secs(4));
+        assert_eq!(first, now);
+        // Just after one: the next.
+        let first = aligned_first(now, at(1_000_009, 1), iv, Duration::from_secs(4));
+        assert_eq!(first - now, Duration::from_millis(14_999));
+        // Two watches started at different moments land on the same wall-clock tick.
+        let a = aligned_first(now, at(2_000_000, 123), iv, Duration::from_millis(7_250));
+        let b = aligned_first(now, at(2_000_001, 999), iv, Duration::from_millis(7_250));
+        let wall_a = at(2_000_000, 123) + (a - now);
+        let wall_b = at(2_000_001, 999) + (b - now);
+        assert_eq!(wall_a, wall_b);
+        assert_eq!(wall_a, at(2_000_002, 250));
+    }
+}

@@ -1,0 +1,281 @@
+//! A watch as lines: the log (`LogSink`, one structured `tracing` record per event)
+//! and `--events` (`JsonLines`, one JSON object per line for tools).
+//!
+//! Both are sinks on the event bus (`core::events`): the loop describes each decision
+//! once, and these decide how it reads. The agent has its own log sink (it tags every
+//! line with the watch's id); a watch on a terminal may show the live view instead of
+//! `LogSink`.
+
+use crate::core::events::{float, rfc3339_ms, secs, Event, Sink};
+use crate::core::series::Labels;
+use serde::Serialize;
+use std::io::Write;
+
+/// `--events FILE|-`: one JSON object per line for each state change, action and
+/// outcome (polls are left out). Each line is flushed as written, so a consumer
+/// tailing the file sees events as they happen.
+pub struct JsonLines {
+    out: Box<dyn Write + Send>,
+}
+
+impl JsonLines {
+    pub fn open(target: &str) -> std::io::Result<JsonLines> {
+        let out: Box<dyn Write + Send> = if target == "-" {
+            Box::new(std::io::stdout())
+        } else {
+            Box::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(target)?,
+            )
+        };
+        Ok(JsonLines { out })
+    }
+}
+
+#[derive(Serialize)]
+struct Stamped<'a> {
+    time: String,
+    unix_ms: i64,
+    #[serde(flatten)]
+    event: &'a Event,
+}
+
+impl Sink for JsonLines {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        if matches!(event, Event::Poll { .. }) {
+            return;
+        }
+        let line = Stamped {
+            time: rfc3339_ms(at_ms),
+            unix_ms: at_ms,
+            event,
+        };
+        if let Ok(json) = serde_json::to_string(&line) {
+            let _ = writeln!(self.out, "{json}");
+            let _ = self.out.flush();
+        }
+    }
+}
+
+fn labels_json(labels: &Labels) -> String {
+    serde_json::to_string(labels).unwrap_or_default()
+}
+
+fn value_text(v: Option<f64>) -> String {
+    v.map_or_else(|| "no data".to_string(), float::text)
+}
+
+/// The log: every event as a structured `tracing` record with a readable message.
+pub struct LogSink;
+
+impl Sink for LogSink {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        use tracing::{error, info, warn};
+        let ev = event.name();
+        match event {
+            Event::WatchStarted {
+                rules_file,
+                prometheus,
+                duration_s,
+                max_blind_s,
+                dry_run,
+                vars,
+                rules,
+            } => info!(
+                event = ev, rules_file = %rules_file, prometheus = %prometheus, duration = %secs(*duration_s),
+                max_blind = %secs(*max_blind_s), dry_run, vars = ?vars,
+                "watch started: {} rule(s) for {}", rules.len(), secs(*duration_s)
+            ),
+            Event::Poll {
+                rule,
+                error: Some(e),
+                ..
+            } => warn!(
+                event = "query_failed", rule = %rule, error = %e,
+                "query failed; the rule keeps its state (errors never count as breaches)"
+            ),
+            Event::Poll {
+                rule,
+                samples,
+                warnings,
+                state,
+                value,
+                ..
+            } => {
+                for w in warnings {
+                    warn!(event = "query_warning", rule = %rule, warning = %w, "Prometheus attached a warning to the result (it may be partial)");
+                }
+                info!(
+                    event = ev, rule = %rule, series = samples.iter().filter(|s| s.value.is_some()).count(),
+                    value = %value_text(*value), state = %state,
+                    "{rule}: {} {state}", value_text(*value)
+                )
+            }
+            Event::Pending {
+                rule,
+                labels,
+                value,
+                threshold,
+                for_s,
+            } => info!(
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                r#for = %secs(*for_s), unix_ms = at_ms,
+                "breached ({} {threshold}): pending until it has lasted {}", value_text(*value), secs(*for_s)
+            ),
+            Event::Resolved {
+                rule,
+                labels,
+                value,
+                threshold,
+                was,
+                breached_for_s,
+            } => info!(
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                was = %was, breached_for = %secs(*breached_for_s), unix_ms = at_ms,
+                "no longer breached after {}", secs(*breached_for_s)
+            ),
+            Event::Fired {
+                rule,
+                labels,
+                value,
+                threshold,
+                breached_for_s,
+                action,
+            } => warn!(
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                breached_for = %secs(*breached_for_s), action = %action, unix_ms = at_ms,
+                "breached ({} {threshold}) at every poll for {}: {action}", value_text(*value), secs(*breached_for_s)
+            ),
+            Event::Notify {
+                rule,
+                labels,
+                value,
+                threshold,
+                breached_for_s,
+            } => warn!(
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                breached_for = %secs(*breached_for_s),
+                "notification: {rule} is breached ({} {threshold}); the watch goes on", value_text(*value)
+            ),
+            Event::PauseSkipped { rule, paused_by } => info!(
+                event = ev, rule = %rule, paused_by = %paused_by, "already paused; the pause command runs once per watch"
+            ),
+            Event::ActionStarted {
+                action,
+                rule,
+                argv,
+                timeout_s,
+                dry_run: true,
+            } => warn!(
+                event = "action_skipped", action = %action, rule = %rule, argv = ?argv, timeout = %secs(*timeout_s),
+                "dry run: would run the {action} command"
+            ),
+            Event::ActionStarted {
+                action,
+                rule,
+                argv,
+                timeout_s,
+                ..
+            } => warn!(
+                event = ev, action = %action, rule = %rule, argv = ?argv, timeout = %secs(*timeout_s),
+                "running the {action} command"
+            ),
+            Event::ActionFinished {
+                action,
+                rule,
+                status,
+                succeeded: true,
+                duration_s,
+                ..
+            } => info!(
+                event = ev, action = %action, rule = %rule, status = %status, duration = %secs(*duration_s),
+                "{action} command {status}"
+            ),
+            Event::ActionFinished {
+                action,
+                rule,
+                status,
+                duration_s,
+                output_tail,
+                ..
+            } => error!(
+                event = ev, action = %action, rule = %rule, status = %status, duration = %secs(*duration_s),
+                output_tail = ?output_tail, "{action} command {status}"
+            ),
+            Event::Signal {
+                signal,
+                during_action: true,
+            } => warn!(
+                event = ev, signal = %signal, "signal received while a command runs: letting it finish, then stopping"
+            ),
+            Event::Signal { signal, .. } => warn!(
+                event = ev, signal = %signal, "signal received: stopping the watch; no command will run"
+            ),
+            Event::WatchFinished {
+                outcome,
+                exit_code,
+                detail,
+                ..
+            } => {
+                if matches!(*outcome, "healthy" | "rolled_back" | "paused") {
+                    info!(event = ev, outcome = %outcome, exit_code, "{detail}")
+                } else {
+                    error!(event = ev, outcome = %outcome, exit_code, "{detail}")
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::events::{RuleState, SeriesValue};
+
+    #[test]
+    fn events_with_infinite_values_do_not_read_as_no_data() {
+        let fired = Event::Fired {
+            rule: "r".into(),
+            labels: Labels::new(),
+            value: Some(f64::INFINITY),
+            threshold: "> 0.5".into(),
+            breached_for_s: 0.0,
+            action: "rollback",
+        };
+        assert_eq!(serde_json::to_value(&fired).unwrap()["value"], "+Inf");
+        let pending = Event::Pending {
+            rule: "r".into(),
+            labels: Labels::new(),
+            value: Some(f64::NEG_INFINITY),
+            threshold: "< 0".into(),
+            for_s: 60.0,
+        };
+        assert_eq!(serde_json::to_value(&pending).unwrap()["value"], "-Inf");
+        let poll = Event::Poll {
+            rule: "r".into(),
+            samples: vec![SeriesValue {
+                labels: Labels::new(),
+                value: Some(f64::INFINITY),
+            }],
+            error: None,
+            warnings: vec![],
+            state: RuleState::Ok,
+            value: Some(f64::INFINITY),
+        };
+        let v = serde_json::to_value(&poll).unwrap();
+        assert_eq!(v["value"], "+Inf");
+        assert_eq!(v["samples"][0]["value"], "+Inf");
+        // Through the --events line format too.
+        let line = serde_json::to_string(&Stamped {
+            time: rfc3339_ms(0),
+            unix_ms: 0,
+            event: &fired,
+        })
+        .unwrap();
+        assert!(line.contains(r#""value":"+Inf""#), "{line}");
+        assert_eq!(value_text(Some(f64::INFINITY)), "+Inf");
+        assert_eq!(value_text(None), "no data");
+    }
+}

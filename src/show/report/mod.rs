@@ -1,0 +1,346 @@
+//! The release report: what the watch saw and did, for the post-release review.
+//!
+//! `Recorder` is a sink that keeps every sample, transition and action of a watch; when
+//! the watch ends (however it ends) it writes `report.json` (everything, for tools),
+//! `report.md` (a short review that reads well as a CI job summary or PR comment) and
+//! `report.html` (one self-contained page with an SVG chart per rule).
+
+mod html;
+mod markdown;
+
+use crate::core::eval::Labels;
+use crate::core::events::{rfc3339_ms, vars_text, Event, RuleInfo, RuleState, SeriesValue, Sink};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// One poll of one rule.
+#[derive(Debug, Clone, Serialize)]
+pub struct SampleRecord {
+    pub t: i64,
+    #[serde(serialize_with = "crate::core::events::float::option")]
+    pub value: Option<f64>,
+    pub state: RuleState,
+    pub series: Vec<SeriesValue>,
+    pub error: Option<String>,
+}
+
+/// A state change of one series.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransitionRecord {
+    pub t: i64,
+    pub kind: &'static str,
+    pub labels: Labels,
+    #[serde(serialize_with = "crate::core::events::float::option")]
+    pub value: Option<f64>,
+    pub breached_for_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleRecord {
+    #[serde(flatten)]
+    pub info: RuleInfo,
+    pub samples: Vec<SampleRecord>,
+    pub transitions: Vec<TransitionRecord>,
+}
+
+impl RuleRecord {
+    /// The worst value seen: highest for `above` rules, lowest for `below`.
+    pub fn peak(&self) -> Option<(i64, f64)> {
+        let vals = self
+            .samples
+            .iter()
+            .filter_map(|s| s.value.map(|v| (s.t, v)));
+        if self.info.above.is_some() {
+            vals.max_by(|a, b| a.1.total_cmp(&b.1))
+        } else {
+            vals.min_by(|a, b| a.1.total_cmp(&b.1))
+        }
+    }
+
+    /// Time spent pending or breached (from one poll to the next, or to `end`).
+    pub fn breached_ms(&self, end: i64) -> i64 {
+        let mut total = 0;
+        for (i, s) in self.samples.iter().enumerate() {
+            if matches!(s.state, RuleState::Pending { .. } | RuleState::Breached) {
+                let next = self.samples.get(i + 1).map_or(end, |n| n.t);
+                total += (next - s.t).max(0);
+            }
+        }
+        total
+    }
+
+    pub fn fired(&self) -> bool {
+        self.transitions.iter().any(|t| t.kind == "fired")
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionRecord {
+    pub action: &'static str,
+    pub rule: String,
+    pub argv: Vec<String>,
+    pub dry_run: bool,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub status: Option<String>,
+    pub succeeded: Option<bool>,
+    pub duration_s: Option<f64>,
+    pub output_tail: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OutcomeRecord {
+    pub outcome: &'static str,
+    pub exit_code: u8,
+    pub detail: String,
+    pub rule: Option<String>,
+}
+
+/// Everything a report shows.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Record {
+    pub rollwatch_version: &'static str,
+    /// `watch` or `replay`.
+    pub kind: &'static str,
+    pub rules_file: String,
+    pub prometheus: String,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub planned_duration_s: f64,
+    pub dry_run: bool,
+    pub vars: BTreeMap<String, String>,
+    pub rules: Vec<RuleRecord>,
+    pub actions: Vec<ActionRecord>,
+    pub notifications: Vec<String>,
+    pub outcome: Option<OutcomeRecord>,
+}
+
+impl Record {
+    /// What the report is about: the vars (`service=checkout version=1.4.2`), or the
+    /// rules file when there are none.
+    pub fn subject(&self) -> String {
+        if self.vars.is_empty() {
+            self.rules_file.clone()
+        } else {
+            vars_text(&self.vars)
+        }
+    }
+
+    /// The outcome's name and sentence, or a placeholder if the watch did not finish.
+    pub fn outcome_text(&self) -> (&str, &str) {
+        self.outcome
+            .as_ref()
+            .map_or(("unknown", "the watch did not finish"), |o| {
+                (o.outcome, o.detail.as_str())
+            })
+    }
+
+    fn rule_mut(&mut self, name: &str) -> Option<&mut RuleRecord> {
+        self.rules.iter_mut().find(|r| r.info.name == name)
+    }
+
+    /// Records one event.
+    pub fn record(&mut self, at: i64, event: &Event) {
+        self.ended_at = self.ended_at.max(at);
+        match event {
+            Event::WatchStarted {
+                rules_file,
+                prometheus,
+                duration_s,
+                dry_run,
+                vars,
+                rules,
+                ..
+            } => {
+                self.rollwatch_version = env!("CARGO_PKG_VERSION");
+                if self.kind.is_empty() {
+                    self.kind = "watch";
+                }
+                self.rules_file = rules_file.clone();
+                self.prometheus = prometheus.clone();
+                self.started_at = at;
+                self.planned_duration_s = *duration_s;
+                self.dry_run = *dry_run;
+                self.vars = vars.clone();
+                self.rules = rules
+                    .iter()
+                    .map(|info| RuleRecord {
+                        info: info.clone(),
+                        samples: Vec::new(),
+                        transitions: Vec::new(),
+                    })
+                    .collect();
+            }
+            Event::Poll {
+                rule,
+                samples,
+                error,
+                state,
+                value,
+                ..
+            } => {
+                if let Some(r) = self.rule_mut(rule) {
+                    r.samples.push(SampleRecord {
+                        t: at,
+                        value: *value,
+                        state: state.clone(),
+                        series: samples.clone(),
+                        error: error.clone(),
+                    });
+                }
+            }
+            Event::Pending {
+                rule,
+                labels,
+                value,
+                ..
+            } => self.transition(rule, at, "pending", labels, *value, None),
+            Event::Resolved {
+                rule,
+                labels,
+                value,
+                breached_for_s,
+                ..
+            } => self.transition(rule, at, "resolved", labels, *value, Some(*breached_for_s)),
+            Event::Fired {
+                rule,
+                labels,
+                value,
+                breached_for_s,
+                ..
+            } => self.transition(rule, at, "fired", labels, *value, Some(*breached_for_s)),
+            Event::Notify { rule, .. } => self
+                .notifications
+                .push(format!("{} notify: rule `{rule}`", rfc3339_ms(at))),
+            Event::ActionStarted {
+                action,
+                rule,
+                argv,
+                dry_run,
+                ..
+            } => self.actions.push(ActionRecord {
+                action,
+                rule: rule.clone(),
+                argv: argv.clone(),
+                dry_run: *dry_run,
+                started_at: at,
+                finished_at: None,
+                status: dry_run.then(|| "not run (dry run)".to_string()),
+                succeeded: None,
+                duration_s: None,
+                output_tail: Vec::new(),
+            }),
+            Event::ActionFinished {
+                status,
+                succeeded,
+                duration_s,
+                output_tail,
+                ..
+            } => {
+                if let Some(a) = self.actions.last_mut() {
+                    a.finished_at = Some(at);
+                    a.status = Some(status.clone());
+                    a.succeeded = Some(*succeeded);
+                    a.duration_s = Some(*duration_s);
+                    a.output_tail = output_tail.clone();
+                }
+            }
+            Event::WatchFinished {
+                outcome,
+                exit_code,
+                detail,
+                rule,
+            } => {
+                self.outcome = Some(OutcomeRecord {
+                    outcome,
+                    exit_code: *exit_code,
+                    detail: detail.clone(),
+                    rule: rule.clone(),
+                });
+            }
+            Event::PauseSkipped { .. } | Event::Signal { .. } => {}
+        }
+    }
+
+    fn transition(
+        &mut self,
+        rule: &str,
+        t: i64,
+        kind: &'static str,
+        labels: &Labels,
+        value: Option<f64>,
+        breached_for_s: Option<f64>,
+    ) {
+        if let Some(r) = self.rule_mut(rule) {
+            r.transitions.push(TransitionRecord {
+                t,
+                kind,
+                labels: labels.clone(),
+                value,
+                breached_for_s,
+            });
+        }
+    }
+
+    /// Writes report.json, report.md and report.html into `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("report.json"), json)?;
+        std::fs::write(dir.join("report.md"), markdown::render(self))?;
+        std::fs::write(dir.join("report.html"), html::render(self))?;
+        Ok(())
+    }
+}
+
+/// The sink behind `--report DIR`.
+pub struct Recorder {
+    dir: PathBuf,
+    record: Record,
+}
+
+impl Recorder {
+    pub fn new(dir: PathBuf) -> Recorder {
+        Recorder {
+            dir,
+            record: Record::default(),
+        }
+    }
+}
+
+impl Sink for Recorder {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        self.record.record(at_ms, event);
+    }
+
+    fn finish(&mut self) {
+        match self.record.write(&self.dir) {
+            Ok(()) => {
+                tracing::info!(event = "report_written", dir = %self.dir.display(), "report written to {}", self.dir.display())
+            }
+            Err(e) => {
+                tracing::error!(event = "report_failed", dir = %self.dir.display(), error = %e, "cannot write the report")
+            }
+        }
+    }
+}
+
+/// A value for people: up to 4 significant decimals, no float noise; `+Inf`, `-Inf`
+/// and `NaN` as Prometheus writes them.
+pub fn fmt_value(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return crate::core::events::float::text(v);
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (3 - magnitude).clamp(0, 12) as usize;
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests;

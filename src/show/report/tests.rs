@@ -1,0 +1,227 @@
+use super::*;
+use crate::core::events::{Event, RuleInfo, RuleState, SeriesValue};
+
+fn info() -> RuleInfo {
+    RuleInfo {
+        name: "error-ratio".into(),
+        description: Some("5xx <share>".into()),
+        query: "sum(rate(x[1m]))".into(),
+        above: Some(0.05),
+        below: None,
+        threshold: "> 0.05".into(),
+        for_s: 20.0,
+        interval_s: 10.0,
+        no_data: "ok",
+        action: "rollback",
+        graph_url: Some("http://prom/graph?g0.expr=x".into()),
+    }
+}
+
+fn poll(v: f64, state: RuleState) -> Event {
+    Event::Poll {
+        rule: "error-ratio".into(),
+        samples: vec![SeriesValue {
+            labels: Labels::new(),
+            value: Some(v),
+        }],
+        error: None,
+        warnings: vec![],
+        state,
+        value: Some(v),
+    }
+}
+
+fn record() -> Record {
+    let mut r = Record::default();
+    let events = [
+        (
+            0,
+            Event::WatchStarted {
+                rules_file: "rules/x.yaml".into(),
+                prometheus: "http://prom/".into(),
+                duration_s: 300.0,
+                max_blind_s: 300.0,
+                dry_run: false,
+                vars: [("service".to_string(), "checkout".to_string())]
+                    .into_iter()
+                    .collect(),
+                rules: vec![info()],
+            },
+        ),
+        (0, poll(0.01, RuleState::Ok)),
+        (
+            10_000,
+            poll(
+                0.09,
+                RuleState::Pending {
+                    for_s: 0.0,
+                    of_s: 20.0,
+                },
+            ),
+        ),
+        (
+            10_000,
+            Event::Pending {
+                rule: "error-ratio".into(),
+                labels: Labels::new(),
+                value: Some(0.09),
+                threshold: "> 0.05".into(),
+                for_s: 20.0,
+            },
+        ),
+        (
+            20_000,
+            poll(
+                0.12,
+                RuleState::Pending {
+                    for_s: 10.0,
+                    of_s: 20.0,
+                },
+            ),
+        ),
+        (30_000, poll(0.1, RuleState::Breached)),
+        (
+            30_000,
+            Event::Fired {
+                rule: "error-ratio".into(),
+                labels: Labels::new(),
+                value: Some(0.1),
+                threshold: "> 0.05".into(),
+                breached_for_s: 20.0,
+                action: "rollback",
+            },
+        ),
+        (
+            30_000,
+            Event::ActionStarted {
+                action: "rollback",
+                rule: "error-ratio".into(),
+                argv: vec!["kubectl".into(), "rollout".into()],
+                timeout_s: 60.0,
+                dry_run: false,
+            },
+        ),
+        (
+            31_000,
+            Event::ActionFinished {
+                action: "rollback",
+                rule: "error-ratio".into(),
+                status: "succeeded".into(),
+                succeeded: true,
+                duration_s: 1.0,
+                output_tail: vec!["deployment rolled back".into()],
+            },
+        ),
+        (
+            31_000,
+            Event::WatchFinished {
+                outcome: "rolled_back",
+                exit_code: 1,
+                detail: "rolled back: rule `error-ratio` fired".into(),
+                rule: Some("error-ratio".into()),
+            },
+        ),
+    ];
+    for (t, e) in &events {
+        r.record(1_800_000_000_000 + t, e);
+    }
+    r
+}
+
+#[test]
+fn record_keeps_samples_transitions_actions_and_outcome() {
+    let r = record();
+    assert_eq!(r.rules[0].samples.len(), 4);
+    assert_eq!(
+        r.rules[0]
+            .transitions
+            .iter()
+            .map(|t| t.kind)
+            .collect::<Vec<_>>(),
+        ["pending", "fired"]
+    );
+    assert_eq!(r.rules[0].peak().map(|p| p.1), Some(0.12));
+    assert_eq!(r.rules[0].breached_ms(r.ended_at), 21_000);
+    assert_eq!(r.actions[0].succeeded, Some(true));
+    assert_eq!(r.outcome.as_ref().unwrap().exit_code, 1);
+}
+
+#[test]
+fn markdown_puts_the_outcome_first_then_rules_then_actions() {
+    let md = markdown::render(&record());
+    let outcome = md.find("**Outcome: ⏪ rolled back**").expect(&md);
+    let rules = md
+        .find("| `error-ratio` | > 0.05 | 20s | 0.12 | 21s | **fired → rollback** |")
+        .expect(&md);
+    let actions = md
+        .find("| rollback | `error-ratio` | `kubectl rollout` | succeeded | 1s |")
+        .expect(&md);
+    assert!(outcome < rules && rules < actions, "{md}");
+    assert!(md.contains("deployment rolled back"));
+}
+
+#[test]
+fn html_is_self_contained_escaped_and_charts_every_rule() {
+    let html = html::render(&record());
+    assert!(html.starts_with("<!doctype html>"));
+    assert!(!html.contains("<script"), "no scripts");
+    assert!(!html.contains("src=\"http"), "no external assets");
+    assert_eq!(html.matches("<svg").count(), 1);
+    assert!(html.contains("class=\"threshold\""));
+    assert!(html.contains("class=\"span-pending\""));
+    assert!(html.contains("class=\"span-breached\""));
+    assert!(html.contains("class=\"action\""));
+    assert!(
+        html.contains("5xx &lt;share&gt;"),
+        "descriptions are escaped"
+    );
+}
+
+#[test]
+fn values_are_shown_without_float_noise() {
+    assert_eq!(fmt_value(0.22999999999999998), "0.23");
+    assert_eq!(fmt_value(0.05), "0.05");
+    assert_eq!(fmt_value(1234.5678), "1235");
+    assert_eq!(fmt_value(0.000123456), "0.0001235");
+    assert_eq!(fmt_value(0.0), "0");
+}
+
+#[test]
+fn infinite_values_show_as_prometheus_writes_them_in_every_report_file() {
+    assert_eq!(fmt_value(f64::INFINITY), "+Inf");
+    assert_eq!(fmt_value(f64::NEG_INFINITY), "-Inf");
+    assert_eq!(fmt_value(f64::NAN), "NaN");
+    let mut r = Record::default();
+    r.record(
+        0,
+        &Event::WatchStarted {
+            rules_file: "rules/x.yaml".into(),
+            prometheus: "http://prom/".into(),
+            duration_s: 300.0,
+            max_blind_s: 300.0,
+            dry_run: false,
+            vars: Default::default(),
+            rules: vec![info()],
+        },
+    );
+    r.record(0, &poll(f64::INFINITY, RuleState::Breached));
+    r.record(
+        0,
+        &Event::Fired {
+            rule: "error-ratio".into(),
+            labels: Labels::new(),
+            value: Some(f64::INFINITY),
+            threshold: "> 0.05".into(),
+            breached_for_s: 0.0,
+            action: "rollback",
+        },
+    );
+    let json = serde_json::to_value(&r).unwrap();
+    let rule = &json["rules"][0];
+    assert_eq!(rule["samples"][0]["value"], "+Inf");
+    assert_eq!(rule["samples"][0]["series"][0]["value"], "+Inf");
+    assert_eq!(rule["transitions"][0]["value"], "+Inf");
+    let md = markdown::render(&r);
+    assert!(md.contains("| +Inf |"), "{md}");
+    assert!(md.contains("fired {} +Inf"), "{md}");
+}
