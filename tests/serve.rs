@@ -666,3 +666,49 @@ fn the_api_warns_when_a_shortened_watch_leaves_a_rule_no_time_to_fire() {
     assert_eq!(status, 201, "{w}");
     assert_eq!(w["warnings"], json!([]), "{w}");
 }
+
+#[test]
+fn a_healthy_watch_resumed_after_its_end_stays_healthy() {
+    // Its rules were judged before the agent stopped; the restart comes after the
+    // watch's end, so there is no poll left to make. It used to end "blind"
+    // (inconclusive), as if nothing had ever been judged.
+    let test = "serve-resume-after-end";
+    set(test, 0.1);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 2s", ROLLBACK).replace("duration: 60s", "duration: 6s"),
+    );
+    assert_eq!(
+        a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "ae-1"}))
+            .0,
+        201
+    );
+    let w = a.await_watch("ae-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    let created = w["created_ms"].as_u64().unwrap();
+    while now_ms() < created + 4500 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut p = a.proc.take().unwrap();
+    p.signal(Signal::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(15)), 0, "{}", p.dump());
+    // As if the agent had died right after its last poll before the end was written:
+    // no poll is left to catch up.
+    let db = rusqlite::Connection::open(a.s.path("state.db")).unwrap();
+    let changed = db
+        .execute(
+            "UPDATE polls SET last_ms = ?1 WHERE watch_id = 'ae-1'",
+            [created as i64 + 5999],
+        )
+        .unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+    while now_ms() < created + 8000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.start();
+    let w = a.await_finished("ae-1", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "healthy", "{w}\n{}", a.dump());
+}

@@ -175,6 +175,28 @@ pub struct NewAction {
     pub at_ms: i64,
 }
 
+/// A poll of one rule of one watch, as `save_polls` records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollMark {
+    pub id: String,
+    pub rule: String,
+    pub at_ms: i64,
+    /// The query succeeded.
+    pub ok: bool,
+    /// It returned at least one usable sample.
+    pub data: bool,
+}
+
+/// What a rule's polls have shown so far: what a restart needs to tell "judged" from
+/// "never judged" without re-reading the whole watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PollState {
+    pub last_ms: i64,
+    pub last_ok: bool,
+    pub ever_ok: bool,
+    pub ever_data: bool,
+}
+
 /// How an action ended, as `end_action` records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionEnd<'a> {
@@ -242,10 +264,11 @@ pub trait Store: Send + Sync + 'static {
     /// Records that a series stopped breaching.
     fn clear_series(&self, id: &str, rule: &str, labels: &Labels) -> Result<(), StoreError>;
     fn series(&self, id: &str) -> Result<Vec<SeriesRow>, StoreError>;
-    /// The last poll of each (watch, rule), in one transaction: `(id, rule, unix ms)`.
-    fn save_polls(&self, polls: &[(String, String, i64)]) -> Result<(), StoreError>;
-    /// Rule name -> unix ms of its last poll.
-    fn polls(&self, id: &str) -> Result<BTreeMap<String, i64>, StoreError>;
+    /// The last poll of each (watch, rule), in one transaction; `ever_ok`/`ever_data`
+    /// only ever go from false to true, and an older poll never replaces a newer one.
+    fn save_polls(&self, polls: &[PollMark]) -> Result<(), StoreError>;
+    /// Rule name -> what its polls so far have shown.
+    fn polls(&self, id: &str) -> Result<BTreeMap<String, PollState>, StoreError>;
     /// Claims an action before its command runs, in ONE transaction with the series
     /// that fired: either both are recorded or neither is. At most one claim per
     /// (watch, kind) can ever commit (`AlreadyClaimed` otherwise). Returns its id.
@@ -350,6 +373,9 @@ ALTER TABLE actions ADD COLUMN pgid INTEGER;
 ALTER TABLE actions ADD COLUMN start_ticks INTEGER;
 ALTER TABLE actions ADD COLUMN boot_id TEXT;
 ALTER TABLE actions ADD COLUMN legacy INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE polls ADD COLUMN last_ok INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE polls ADD COLUMN ever_ok INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE polls ADD COLUMN ever_data INTEGER NOT NULL DEFAULT 0;
 UPDATE actions SET legacy = 1 WHERE rerun_of IS NULL AND id NOT IN
     (SELECT min(id) FROM actions WHERE rerun_of IS NULL GROUP BY watch_id, kind);
 UPDATE actions SET legacy = 1 WHERE rerun_of IS NOT NULL AND id NOT IN
@@ -694,34 +720,53 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn save_polls(&self, polls: &[(String, String, i64)]) -> Result<(), StoreError> {
+    fn save_polls(&self, polls: &[PollMark]) -> Result<(), StoreError> {
         if polls.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("begin a transaction"))?;
         {
+            // Every right-hand side reads the row as it was before this update.
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO polls (watch_id, rule, last_ms) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (watch_id, rule) DO UPDATE SET last_ms = max(last_ms, excluded.last_ms)",
+                    "INSERT INTO polls (watch_id, rule, last_ms, last_ok, ever_ok, ever_data)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+                     ON CONFLICT (watch_id, rule) DO UPDATE SET
+                         last_ok = CASE WHEN excluded.last_ms >= last_ms
+                                        THEN excluded.last_ok ELSE last_ok END,
+                         last_ms = max(last_ms, excluded.last_ms),
+                         ever_ok = max(ever_ok, excluded.ever_ok),
+                         ever_data = max(ever_data, excluded.ever_data)",
                 )
                 .map_err(sql("record last polls"))?;
-            for (id, rule, ms) in polls {
-                stmt.execute(params![id, rule, ms])
+            for p in polls {
+                stmt.execute(params![p.id, p.rule, p.at_ms, p.ok, p.data])
                     .map_err(sql("record last polls"))?;
             }
         }
         tx.commit().map_err(sql("record last polls"))
     }
 
-    fn polls(&self, id: &str) -> Result<BTreeMap<String, i64>, StoreError> {
+    fn polls(&self, id: &str) -> Result<BTreeMap<String, PollState>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
-            .prepare_cached("SELECT rule, last_ms FROM polls WHERE watch_id = ?1")
+            .prepare_cached(
+                "SELECT rule, last_ms, last_ok, ever_ok, ever_data FROM polls WHERE watch_id = ?1",
+            )
             .map_err(sql("read last polls"))?;
         let rows = stmt
-            .query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    PollState {
+                        last_ms: r.get(1)?,
+                        last_ok: r.get(2)?,
+                        ever_ok: r.get(3)?,
+                        ever_data: r.get(4)?,
+                    },
+                ))
+            })
             .map_err(sql("read last polls"))?;
         rows.collect::<Result<_, _>>()
             .map_err(sql("read last polls"))
@@ -952,8 +997,16 @@ mod tests {
             s.create(&new_watch("a")).unwrap();
             s.claim_action("a", &new_action("rollback", 7), &[])
                 .unwrap();
-            s.save_polls(&[("a".into(), "r".into(), 42)]).unwrap();
-            s.save_polls(&[("a".into(), "r".into(), 41)]).unwrap();
+            let mark = |at_ms, ok, data| PollMark {
+                id: "a".into(),
+                rule: "r".into(),
+                at_ms,
+                ok,
+                data,
+            };
+            s.save_polls(&[mark(40, true, true)]).unwrap();
+            s.save_polls(&[mark(42, false, false)]).unwrap();
+            s.save_polls(&[mark(41, true, false)]).unwrap();
         }
         let s = SqliteStore::open(&path).unwrap();
         let actions = s.actions("a").unwrap();
@@ -962,8 +1015,13 @@ mod tests {
         assert_eq!(actions[0].argv, vec!["true".to_string()]);
         assert_eq!(
             s.polls("a").unwrap().get("r"),
-            Some(&42),
-            "last poll never goes back"
+            Some(&PollState {
+                last_ms: 42,
+                last_ok: false,
+                ever_ok: true,
+                ever_data: true,
+            }),
+            "the last poll never goes back; what was ever seen stays seen"
         );
         s.finish(
             "a",

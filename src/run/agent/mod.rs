@@ -48,7 +48,7 @@ pub mod source;
 use crate::core::events::{now_ms, RuleState, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::{Connection, PromClient};
-use crate::io::store::{Created, Ending, NewWatch, Store, WatchRecord, WatchState};
+use crate::io::store::{Created, Ending, NewWatch, PollMark, Store, WatchRecord, WatchState};
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use exactly_once::StoreJournal;
 use metrics::Metrics;
@@ -124,23 +124,29 @@ struct Handle {
     live: Live,
 }
 
-/// Last polls waiting to be written.
+/// Last polls waiting to be written, merged per (watch, rule).
 #[derive(Default)]
-struct PollBook(Mutex<HashMap<(String, String), i64>>);
+struct PollBook(Mutex<HashMap<(String, String), PollMark>>);
 
 impl PollBook {
-    fn mark(&self, id: &str, rule: &str, ms: i64) {
+    fn mark(&self, p: PollMark) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match m.get_mut(&(id.to_string(), rule.to_string())) {
-            Some(v) => *v = (*v).max(ms),
+        match m.get_mut(&(p.id.clone(), p.rule.clone())) {
+            Some(v) => {
+                if p.at_ms >= v.at_ms {
+                    v.at_ms = p.at_ms;
+                    v.ok = p.ok;
+                }
+                v.data |= p.data;
+            }
             None => {
-                m.insert((id.to_string(), rule.to_string()), ms);
+                m.insert((p.id.clone(), p.rule.clone()), p);
             }
         }
     }
-    fn take(&self) -> Vec<(String, String, i64)> {
+    fn take(&self) -> Vec<PollMark> {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.drain().map(|((id, rule), ms)| (id, rule, ms)).collect()
+        m.drain().map(|(_, p)| p).collect()
     }
 }
 
@@ -614,9 +620,10 @@ impl Agent {
                     Err(e) => Err(e),
                 };
                 let e = match restored {
-                    Ok((evals, backlog)) => {
-                        from.evals = Some(evals);
-                        from.backlog = backlog;
+                    Ok(r) => {
+                        from.evals = Some(r.evals);
+                        from.backlog = r.backlog;
+                        from.judged = Some(r.judged);
                         break;
                     }
                     Err(e) => e,

@@ -14,6 +14,7 @@ use crate::io::action::{ActionRequest, ActionRunner, ProcessRunner};
 use crate::io::prom::{PromClient, QueryResult};
 use crate::io::store::{ActionRow, ActionState, NewWatch};
 use crate::run::watch::journal::Journal;
+use crate::run::watch::Judged;
 use crate::run::watch::{self, Outcome, PollDone, WatchOptions};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -284,7 +285,7 @@ impl Agent {
         def: &NewWatch,
         source: &SharedSource<PromClient>,
         now: i64,
-    ) -> Result<(Vec<RuleEval>, Vec<PollDone>), crate::io::store::StoreError> {
+    ) -> Result<Restored, crate::io::store::StoreError> {
         let mut series: Vec<BTreeMap<Labels, SeriesState>> =
             vec![BTreeMap::new(); spec.rules.len()];
         let actions = self.store.actions(&def.id)?;
@@ -320,7 +321,7 @@ impl Agent {
         for (i, rule) in spec.rules.iter().enumerate() {
             let iv = rule.interval.as_millis().max(1) as i64;
             let from = match last.get(&rule.name) {
-                Some(t) => t + iv,
+                Some(t) => t.last_ms + iv,
                 None => {
                     // The first tick of the aligned grid at or after creation.
                     let ph = phase(&rule.query, rule.interval).as_millis() as i64;
@@ -377,6 +378,31 @@ impl Agent {
             .zip(series)
             .map(|(r, s)| RuleEval::restore(r.params(), s))
             .collect();
-        Ok((evals, backlog))
+        // What the polls before the restart showed: a rule judged then stays judged,
+        // even if the watch ends before it polls again.
+        let judged = spec
+            .rules
+            .iter()
+            .map(|r| {
+                let p = last.get(&r.name).copied().unwrap_or_default();
+                Judged {
+                    last_ok: p.last_ok,
+                    ever_ok: p.ever_ok,
+                    ever_data: p.ever_data,
+                }
+            })
+            .collect();
+        Ok(Restored {
+            evals,
+            backlog,
+            judged,
+        })
     }
+}
+
+/// A resumed watch's restored state.
+pub(super) struct Restored {
+    pub evals: Vec<RuleEval>,
+    pub backlog: Vec<PollDone>,
+    pub judged: Vec<Judged>,
 }

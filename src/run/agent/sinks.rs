@@ -7,7 +7,7 @@ use super::metrics::Metrics;
 use super::{cancelled, lock, Agent, Live};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
-use crate::io::store::{Ending, SeriesRow, Store, WatchState};
+use crate::io::store::{Ending, PollMark, SeriesRow, Store, WatchState};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{error, info, warn};
@@ -59,10 +59,19 @@ impl StoreSink {
             },
         );
         self.check("a series' breach state", r);
-        // The last poll goes with the transition, so a catch-up never starts before it.
-        let r = self
-            .store
-            .save_polls(&[(self.id.clone(), rule.to_string(), at_ms)]);
+        self.transition_poll(at_ms, rule, value.is_some());
+    }
+
+    /// The last poll goes with a transition (always a successful poll), so a catch-up
+    /// never starts before it.
+    fn transition_poll(&self, at_ms: i64, rule: &str, data: bool) {
+        let r = self.store.save_polls(&[PollMark {
+            id: self.id.clone(),
+            rule: rule.to_string(),
+            at_ms,
+            ok: true,
+            data,
+        }]);
         self.check("a last poll", r);
     }
 }
@@ -75,10 +84,17 @@ impl Sink for StoreSink {
                 error,
                 state,
                 value,
+                samples,
                 ..
             } => {
                 self.metrics.evaluations.inc();
-                self.agent.polls.mark(&self.id, rule, at_ms);
+                self.agent.polls.mark(PollMark {
+                    id: self.id.clone(),
+                    rule: rule.clone(),
+                    at_ms,
+                    ok: error.is_none(),
+                    data: samples.iter().any(|s| s.value.is_some()),
+                });
                 let mut live = lock(&self.live);
                 let l = live.entry(rule.clone()).or_default();
                 l.state = Some(state.clone());
@@ -106,13 +122,15 @@ impl Sink for StoreSink {
                 let since = at_ms - (breached_for_s * 1000.0).round() as i64;
                 self.series(at_ms, rule, labels, Phase::Firing, since, *value)
             }
-            Event::Resolved { rule, labels, .. } => {
+            Event::Resolved {
+                rule,
+                labels,
+                value,
+                ..
+            } => {
                 let r = self.store.clear_series(&self.id, rule, labels);
                 self.check("a resolved series", r);
-                let r = self
-                    .store
-                    .save_polls(&[(self.id.clone(), rule.clone(), at_ms)]);
-                self.check("a last poll", r);
+                self.transition_poll(at_ms, rule, value.is_some());
             }
             Event::ActionFinished {
                 action, succeeded, ..

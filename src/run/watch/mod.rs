@@ -162,6 +162,17 @@ impl Outcome {
     }
 }
 
+/// What a rule's polls have shown so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Judged {
+    /// Its last query succeeded.
+    pub last_ok: bool,
+    /// One of its queries succeeded.
+    pub ever_ok: bool,
+    /// One of its queries returned a usable sample.
+    pub ever_data: bool,
+}
+
 /// Options from the command line.
 #[derive(Debug, Clone)]
 pub struct WatchOptions {
@@ -196,6 +207,9 @@ pub struct PollDone {
 pub struct Start {
     /// Where actions are claimed before they run (`serve`'s store); None: `NoJournal`.
     pub journal: Option<Box<dyn Journal>>,
+    /// What each rule's polls before this start showed (`serve` resumes it), so a rule
+    /// judged before a restart is not called "never judged" at the end.
+    pub judged: Option<Vec<Judged>>,
     /// The rule whose pause command failed (or ended unknown) before this start: no
     /// pause is tried again, rollback rules still act, and the watch ends
     /// `pause_failed` unless a rollback decides it.
@@ -406,6 +420,10 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
                 .collect(),
         },
     );
+    let judged = match from.judged {
+        Some(j) if j.len() == spec.rules.len() => j,
+        _ => vec![Judged::default(); spec.rules.len()],
+    };
     let mut w = Watch {
         spec,
         runner,
@@ -420,9 +438,9 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
                 .map(|r| RuleEval::new(r.params()))
                 .collect(),
         },
-        last_poll_ok: vec![false; spec.rules.len()],
-        ever_ok: vec![false; spec.rules.len()],
-        ever_data: vec![false; spec.rules.len()],
+        last_poll_ok: judged.iter().map(|j| j.last_ok).collect(),
+        ever_ok: judged.iter().map(|j| j.ever_ok).collect(),
+        ever_data: judged.iter().map(|j| j.ever_data).collect(),
         paused_by: from.paused_by,
         pause_failed: from.pause_failed,
         journal: from.journal.unwrap_or_else(|| Box::new(NoJournal)),
