@@ -1,0 +1,288 @@
+use super::*;
+use rusqlite::Connection;
+
+fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("state.db")).unwrap();
+    (dir, s)
+}
+
+fn new_action(kind: &str, at_ms: i64) -> NewAction {
+    NewAction {
+        kind: kind.into(),
+        rule: "r".into(),
+        argv: vec!["true".into()],
+        env: vec![("ROLLWATCH_RULE".into(), "r".into())],
+        at_ms,
+    }
+}
+
+fn new_watch(id: &str) -> NewWatch {
+    NewWatch {
+        id: id.into(),
+        rules: "checkout".into(),
+        rules_text: "watch: {}".into(),
+        vars: [("service".to_string(), "checkout".to_string())].into(),
+        duration_ms: 60_000,
+        created_ms: 1_000,
+    }
+}
+
+#[test]
+fn create_is_idempotent_by_id() {
+    let (_d, s) = store();
+    assert!(matches!(
+        s.create(&new_watch("a")).unwrap(),
+        Created::New(_)
+    ));
+    match s.create(&new_watch("a")).unwrap() {
+        Created::Existing(w) => assert_eq!(w.def, new_watch("a")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.list(None).unwrap().len(), 1);
+}
+
+#[test]
+fn series_keep_since_when_they_fire_and_go_when_resolved() {
+    let (_d, s) = store();
+    s.create(&new_watch("a")).unwrap();
+    let labels: Labels = [("pod".to_string(), "p1".to_string())].into();
+    let mut row = SeriesRow {
+        rule: "r".into(),
+        labels: labels.clone(),
+        phase: Phase::Pending,
+        since_ms: 5_000,
+        last_value: Some(0.9),
+    };
+    s.put_series("a", &row).unwrap();
+    row.phase = Phase::Firing;
+    row.since_ms = 9_999;
+    s.put_series("a", &row).unwrap();
+    let got = s.series("a").unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].phase, Phase::Firing);
+    assert_eq!(got[0].since_ms, 5_000, "firing keeps the original since");
+    s.clear_series("a", "r", &labels).unwrap();
+    assert!(s.series("a").unwrap().is_empty());
+}
+
+#[test]
+fn actions_and_endings_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.create(&new_watch("a")).unwrap();
+        s.claim_action("a", &new_action("rollback", 7), &[])
+            .unwrap();
+        let mark = |at_ms, ok, data| PollMark {
+            id: "a".into(),
+            rule: "r".into(),
+            at_ms,
+            ok,
+            data,
+        };
+        s.save_polls(&[mark(40, true, true)]).unwrap();
+        s.save_polls(&[mark(42, false, false)]).unwrap();
+        s.save_polls(&[mark(41, true, false)]).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let actions = s.actions("a").unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].state, ActionState::Started);
+    assert_eq!(actions[0].argv, vec!["true".to_string()]);
+    assert_eq!(
+        s.polls("a").unwrap().get("r"),
+        Some(&PollState {
+            last_ms: 42,
+            last_ok: false,
+            ever_ok: true,
+            ever_data: true,
+        }),
+        "the last poll never goes back; what was ever seen stays seen"
+    );
+    s.finish(
+        "a",
+        &Ending {
+            state: WatchState::Finished,
+            outcome: "rolled_back".into(),
+            exit_code: 1,
+            detail: "x".into(),
+            at_ms: 9,
+        },
+    )
+    .unwrap();
+    assert!(s.list(Some(WatchState::Running)).unwrap().is_empty());
+    assert_eq!(s.get("a").unwrap().unwrap().exit_code, Some(1));
+}
+
+fn firing(rule: &str, since_ms: i64) -> SeriesRow {
+    SeriesRow {
+        rule: rule.into(),
+        labels: [("pod".to_string(), "p1".to_string())].into(),
+        phase: Phase::Firing,
+        since_ms,
+        last_value: Some(0.9),
+    }
+}
+
+#[test]
+fn a_claim_records_the_firing_series_and_the_action_together_once() {
+    let (_d, s) = store();
+    s.create(&new_watch("a")).unwrap();
+    let id = s
+        .claim_action("a", &new_action("rollback", 7), &[firing("r", 5)])
+        .unwrap();
+    assert_eq!(s.series("a").unwrap(), vec![firing("r", 5)]);
+    let actions = s.actions("a").unwrap();
+    assert_eq!(actions.len(), 1);
+    assert_eq!(actions[0].id, id);
+    assert_eq!(actions[0].state, ActionState::Started);
+    assert_eq!(actions[0].env, new_action("rollback", 7).env);
+    // A second claim of the same kind is refused by the database, and writes nothing.
+    let err = s
+        .claim_action("a", &new_action("rollback", 8), &[firing("other", 6)])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyClaimed { .. }), "{err}");
+    assert_eq!(s.actions("a").unwrap().len(), 1);
+    assert_eq!(
+        s.series("a").unwrap().len(),
+        1,
+        "the refused claim's series was rolled back with it"
+    );
+    // Another kind is its own claim.
+    s.claim_action("a", &new_action("pause", 9), &[]).unwrap();
+}
+
+#[test]
+fn a_rerun_is_claimed_once_and_marks_the_original() {
+    let (_d, s) = store();
+    s.create(&new_watch("a")).unwrap();
+    let first = s
+        .claim_action("a", &new_action("rollback", 7), &[])
+        .unwrap();
+    let second = s
+        .claim_rerun("a", first, &new_action("rollback", 8))
+        .unwrap();
+    let actions = s.actions("a").unwrap();
+    assert_eq!(actions[0].state, ActionState::Rerun);
+    assert_eq!(actions[1].rerun_of, Some(first));
+    assert_eq!(actions[1].id, second);
+    assert!(matches!(
+        s.claim_rerun("a", first, &new_action("rollback", 9)),
+        Err(StoreError::AlreadyClaimed { .. })
+    ));
+    assert_eq!(s.actions("a").unwrap().len(), 2);
+}
+
+#[test]
+fn ending_an_action_can_end_its_watch_in_the_same_transaction() {
+    let (_d, s) = store();
+    s.create(&new_watch("a")).unwrap();
+    let id = s
+        .claim_action("a", &new_action("rollback", 7), &[])
+        .unwrap();
+    s.action_spawned(
+        id,
+        &ProcessId {
+            pgid: 4242,
+            start_ticks: Some(99),
+            boot_id: Some("b".into()),
+        },
+    )
+    .unwrap();
+    let ending = Ending {
+        state: WatchState::Finished,
+        outcome: "rollback_unknown".into(),
+        exit_code: 3,
+        detail: "x".into(),
+        at_ms: 9,
+    };
+    let end = ActionEnd {
+        state: ActionState::Unknown,
+        result: "unknown",
+        succeeded: None,
+        at_ms: 9,
+    };
+    s.end_action("a", id, &end, Some(&ending)).unwrap();
+    let w = s.get("a").unwrap().unwrap();
+    assert_eq!(w.state, WatchState::Finished);
+    assert_eq!(w.outcome.as_deref(), Some("rollback_unknown"));
+    let a = &s.actions("a").unwrap()[0];
+    assert_eq!(a.state, ActionState::Unknown);
+    assert_eq!(a.process.as_ref().map(|p| p.pgid), Some(4242));
+}
+
+/// The first release's schema, with a watch in it, as an agent left it.
+const V0: &str = "
+    CREATE TABLE watches (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE,
+        rules TEXT NOT NULL, rules_text TEXT NOT NULL, vars TEXT NOT NULL,
+        duration_ms INTEGER NOT NULL, created_ms INTEGER NOT NULL, state TEXT NOT NULL,
+        outcome TEXT, exit_code INTEGER, detail TEXT, finished_ms INTEGER);
+    CREATE TABLE actions (id INTEGER PRIMARY KEY AUTOINCREMENT, watch_id TEXT NOT NULL,
+        kind TEXT NOT NULL, rule TEXT NOT NULL, argv TEXT NOT NULL, state TEXT NOT NULL,
+        result TEXT, succeeded INTEGER, started_ms INTEGER NOT NULL, finished_ms INTEGER,
+        rerun_of INTEGER);
+    INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
+        VALUES ('old', 'checkout', 'watch: {}', '{}', 60000, 1, 'running');
+    INSERT INTO actions (watch_id, kind, rule, argv, state, started_ms)
+        VALUES ('old', 'rollback', 'r', '[\"true\"]', 'started', 5);
+";
+
+#[test]
+fn an_unversioned_state_file_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    Connection::open(&path).unwrap().execute_batch(V0).unwrap();
+    let s = SqliteStore::open(&path).unwrap();
+    let a = s.actions("old").unwrap();
+    assert_eq!(a.len(), 1, "the old rows are kept");
+    assert_eq!(a[0].state, ActionState::Started);
+    assert!(a[0].env.is_empty());
+    assert!(matches!(
+        s.claim_action("old", &new_action("rollback", 9), &[]),
+        Err(StoreError::AlreadyClaimed { .. })
+    ));
+    drop(s);
+    let v: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, SCHEMA_VERSION);
+    SqliteStore::open(&path).expect("opens again at the current version");
+}
+
+#[test]
+fn an_old_state_file_with_the_old_double_rollback_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(V0).unwrap();
+    conn.execute_batch(
+        "UPDATE actions SET state = 'finished', succeeded = 1;
+         INSERT INTO actions (watch_id, kind, rule, argv, state, succeeded, started_ms)
+             VALUES ('old', 'rollback', 'r', '[]', 'finished', 1, 9);",
+    )
+    .unwrap();
+    drop(conn);
+    let s = SqliteStore::open(&path).expect("the upgrade keeps both rows");
+    let a = s.actions("old").unwrap();
+    assert_eq!(a.len(), 2);
+    assert!(matches!(
+        s.claim_action("old", &new_action("rollback", 10), &[]),
+        Err(StoreError::AlreadyClaimed { .. })
+    ));
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = SqliteStore::open(&path).err().expect("refused");
+    assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
