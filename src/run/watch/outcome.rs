@@ -1,0 +1,141 @@
+//! How a watch ended (`Outcome`), and the signals that can end it. Each outcome maps to
+//! exactly one exit code and one sentence, so a pipeline and a person read the same
+//! verdict.
+
+use crate::core::events::Event;
+use crate::io::action::ActionStatus;
+
+/// A signal asking the watch to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    Interrupt,
+    Terminate,
+}
+
+/// How a watch ended. Each maps to one exit code (see `crate::core::exit`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The watch ran its full duration and nothing fired that needed acting on.
+    Healthy,
+    /// The rollback command succeeded (or, with `--dry-run`, would have run).
+    RolledBack { rule: String, dry_run: bool },
+    /// The rollback command failed, timed out or could not start.
+    RollbackFailed { rule: String, status: ActionStatus },
+    /// A pause ran and no rollback followed.
+    Paused { rule: String },
+    /// The pause command failed: the agreed action could not be carried out.
+    PauseFailed { rule: String, status: ActionStatus },
+    /// Prometheus could not be used long enough to judge the release.
+    Inconclusive { reason: String },
+    /// A signal stopped the watch; no command was started because of it.
+    Interrupted(Signal),
+    /// Prometheus rejected a rule's query as invalid before it ever succeeded.
+    QueryRejected { rule: String, message: String },
+    /// `serve` only: the agent died while this command ran, so whether it took effect
+    /// is unknown, and it is not idempotent, so it is not run again: act by hand.
+    ActionUnknown { action: &'static str, rule: String },
+}
+
+impl Outcome {
+    /// A short name for logs and machine output.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Healthy => "healthy",
+            Outcome::RolledBack { .. } => "rolled_back",
+            Outcome::RollbackFailed { .. } => "rollback_failed",
+            Outcome::Paused { .. } => "paused",
+            Outcome::PauseFailed { .. } => "pause_failed",
+            Outcome::Inconclusive { .. } => "inconclusive",
+            Outcome::Interrupted(_) => "interrupted",
+            Outcome::QueryRejected { .. } => "query_rejected",
+            Outcome::ActionUnknown {
+                action: "pause", ..
+            } => "pause_unknown",
+            Outcome::ActionUnknown { .. } => "rollback_unknown",
+        }
+    }
+
+    /// The rule whose action decided the outcome, if any.
+    pub fn rule(&self) -> Option<&str> {
+        match self {
+            Outcome::RolledBack { rule, .. }
+            | Outcome::RollbackFailed { rule, .. }
+            | Outcome::Paused { rule }
+            | Outcome::PauseFailed { rule, .. }
+            | Outcome::QueryRejected { rule, .. }
+            | Outcome::ActionUnknown { rule, .. } => Some(rule),
+            _ => None,
+        }
+    }
+
+    /// The `watch_finished` event that reports this outcome.
+    pub fn finished_event(&self) -> Event {
+        self.finished_event_with(&[])
+    }
+
+    /// The `watch_finished` event, with warnings a reader must not miss (a rule that
+    /// never returned data) appended to its detail, so that every sink (log, events,
+    /// report, notifications) shows them.
+    pub fn finished_event_with(&self, warnings: &[String]) -> Event {
+        let mut detail = self.describe();
+        for w in warnings {
+            detail.push_str("; WARNING: ");
+            detail.push_str(w);
+        }
+        Event::WatchFinished {
+            outcome: self.name(),
+            exit_code: self.exit_code(),
+            detail,
+            rule: self.rule().map(str::to_string),
+        }
+    }
+
+    /// One sentence a person (or a pipeline log) can read.
+    pub fn describe(&self) -> String {
+        use Outcome::*;
+        match self {
+            Healthy => {
+                "the watch ran its full duration; nothing breached long enough to act".to_string()
+            }
+            RolledBack {
+                rule,
+                dry_run: false,
+            } => format!("rolled back: rule `{rule}` fired and the rollback command succeeded"),
+            RolledBack {
+                rule,
+                dry_run: true,
+            } => format!("dry run: rule `{rule}` fired; the rollback command would have run"),
+            RollbackFailed { rule, status } => {
+                format!("rule `{rule}` fired but the rollback command {status}: act by hand")
+            }
+            Paused { rule } => format!("paused by rule `{rule}`; no rollback followed"),
+            PauseFailed { rule, status } => {
+                format!("rule `{rule}` fired but the pause command {status}: act by hand")
+            }
+            Inconclusive { reason } => format!("inconclusive: {reason}"),
+            Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
+            QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
+            ActionUnknown { action, rule } => format!(
+                "rule `{rule}` fired and its {action} command was running when the agent stopped; \
+                 whether it took effect is unknown and it is not marked idempotent, so it was not \
+                 run again: act by hand"
+            ),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        use crate::core::exit;
+        match self {
+            Outcome::Healthy => exit::HEALTHY,
+            Outcome::RolledBack { .. } => exit::ROLLED_BACK,
+            Outcome::RollbackFailed { .. }
+            | Outcome::PauseFailed { .. }
+            | Outcome::ActionUnknown { .. } => exit::ACTION_FAILED,
+            Outcome::Paused { .. } => exit::PAUSED,
+            Outcome::Inconclusive { .. } => exit::INCONCLUSIVE,
+            Outcome::Interrupted(Signal::Interrupt) => exit::SIGINT,
+            Outcome::Interrupted(Signal::Terminate) => exit::SIGTERM,
+            Outcome::QueryRejected { .. } => exit::USAGE,
+        }
+    }
+}
