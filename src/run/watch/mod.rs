@@ -9,6 +9,7 @@
 //! `session` runs a watch with real processes and the sinks it is handed; `journal`
 //! is where the loop records what it claims before a command runs (the agent's store).
 
+mod act;
 pub mod journal;
 mod outcome;
 pub mod session;
@@ -22,7 +23,7 @@ use crate::core::events::{now_ms, Event, RuleInfo, RuleState, SeriesValue, Sinks
 use crate::core::rules::{Action, CommandSpec, Rule, WatchSpec};
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
 use crate::io::prom::{MetricsSource, QueryError, QueryResult};
-use journal::{Claim, FiredSeries, Journal, NoJournal};
+use journal::{FiredSeries, Journal, NoJournal};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -708,130 +709,6 @@ impl<R: ActionRunner> Watch<'_, R> {
             }
         }
         None
-    }
-
-    /// Runs (or, in a dry run, describes) an action. None in a dry run.
-    ///
-    /// The command starts only once the journal has claimed it; a claim that cannot be
-    /// recorded is reported as a failed action and nothing runs.
-    async fn act(
-        &mut self,
-        kind: &'static str,
-        rule: &Rule,
-        cmd: &CommandSpec,
-        fired: &[FiredSeries],
-        at: Duration,
-    ) -> Option<ActionReport> {
-        let at_ms = now_ms();
-        self.sinks.emit(
-            at_ms,
-            &Event::ActionStarted {
-                action: kind,
-                rule: rule.name.clone(),
-                argv: cmd.argv.clone(),
-                timeout_s: cmd.timeout.as_secs_f64(),
-                dry_run: self.opts.dry_run,
-            },
-        );
-        if self.opts.dry_run {
-            return None;
-        }
-        let first = fired.first();
-        let mut env = vec![
-            ("ROLLWATCH_ACTION".to_string(), kind.to_string()),
-            ("ROLLWATCH_RULE".to_string(), rule.name.clone()),
-            (
-                "ROLLWATCH_VALUE".to_string(),
-                first
-                    .and_then(|f| f.value)
-                    .map(crate::core::events::float::text)
-                    .unwrap_or_default(),
-            ),
-            (
-                "ROLLWATCH_THRESHOLD".to_string(),
-                rule.threshold.to_string(),
-            ),
-            (
-                "ROLLWATCH_LABELS".to_string(),
-                first.map(|f| labels_json(&f.labels)).unwrap_or_default(),
-            ),
-            (
-                "ROLLWATCH_BREACHED_FOR".to_string(),
-                first
-                    .map(|f| at.saturating_sub(f.since).as_secs())
-                    .unwrap_or_default()
-                    .to_string(),
-            ),
-        ];
-        for (name, v) in &self.spec.vars {
-            env.push((
-                format!("ROLLWATCH_VAR_{}", name.to_ascii_uppercase()),
-                v.clone(),
-            ));
-        }
-        let claim = Claim {
-            kind,
-            rule: &rule.name,
-            argv: &cmd.argv,
-            env: &env,
-            fired,
-            at_ms,
-        };
-        // A store that is briefly busy (a backup holding its lock) gets a few tries;
-        // a claim that still cannot be recorded runs nothing.
-        let mut claimed = self.journal.claim(&claim);
-        for backoff in [500, 1500] {
-            if claimed.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(backoff)).await;
-            claimed = self.journal.claim(&claim);
-        }
-        let report = match claimed {
-            Err(why) => {
-                error!(event = "action_not_claimed", action = kind, rule = %rule.name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
-                ActionReport {
-                    status: ActionStatus::NotClaimed(why),
-                    duration: Duration::ZERO,
-                    output_tail: Vec::new(),
-                }
-            }
-            Ok(ticket) => {
-                env.extend(ticket.env);
-                let req = ActionRequest {
-                    kind,
-                    argv: cmd.argv.clone(),
-                    timeout: cmd.timeout,
-                    env,
-                    on_spawn: ticket.on_spawn,
-                };
-                let fut = self.runner.run(&req);
-                tokio::pin!(fut);
-                let report = loop {
-                    tokio::select! {
-                        r = &mut fut => break r,
-                        Some(sig) = self.signals.recv() => {
-                            self.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: true });
-                            self.deferred_signal.get_or_insert(sig);
-                        }
-                    }
-                };
-                self.journal.finished(&report.status, now_ms());
-                report
-            }
-        };
-        self.sinks.emit(
-            now_ms(),
-            &Event::ActionFinished {
-                action: kind,
-                rule: rule.name.clone(),
-                status: report.status.to_string(),
-                succeeded: report.status.succeeded(),
-                duration_s: report.duration.as_secs_f64(),
-                output_tail: report.output_tail.clone(),
-            },
-        );
-        Some(report)
     }
 }
 
