@@ -493,6 +493,31 @@ impl Agent {
         false
     }
 
+    /// Waits before a resume is tried again, counting the watch as waiting (the agent
+    /// is not ready meanwhile). False if a signal came first: the watch is then
+    /// cancelled (Interrupt) or left for the next start (Terminate).
+    async fn wait_to_retry(
+        &self,
+        id: &str,
+        waiting: &mut bool,
+        signals: &mut mpsc::Receiver<Signal>,
+    ) -> bool {
+        if !*waiting {
+            *waiting = true;
+            self.metrics.resume_waiting.inc();
+        }
+        let sig = tokio::select! {
+            sig = signals.recv() => sig,
+            _ = tokio::time::sleep(RESUME_RETRY) => return true,
+        };
+        self.metrics.resume_waiting.dec();
+        *waiting = false;
+        if sig == Some(Signal::Interrupt) {
+            self.record_ending(id, &cancelled()).await;
+        }
+        false
+    }
+
     /// The snapshot and the Prometheus source of a watch.
     fn prepare(
         &self,
@@ -535,19 +560,10 @@ impl Agent {
                     return;
                 }
                 Err(e) => {
-                    if !waiting {
-                        waiting = true;
-                        self.metrics.resume_waiting.inc();
-                    }
                     error!(event = "resume_waiting", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
                         "cannot resume this watch yet: it stays unfinished and is tried again (the agent is not ready meanwhile)");
-                    let sig = tokio::select! {
-                        sig = signals.recv() => sig,
-                        _ = tokio::time::sleep(RESUME_RETRY) => continue,
-                    };
-                    self.metrics.resume_waiting.dec();
-                    if sig == Some(Signal::Interrupt) {
-                        self.record_ending(id, &cancelled()).await;
+                    if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                        continue;
                     }
                     return;
                 }
@@ -632,19 +648,10 @@ impl Agent {
                 // nothing runs. The watch stays unfinished, the agent not ready, and
                 // it is tried again.
                 self.metrics.store_errors.inc();
-                if !waiting {
-                    waiting = true;
-                    self.metrics.resume_waiting.inc();
-                }
                 error!(event = "store_error", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
                     "cannot read this watch's state to resume it; it stays unfinished and is tried again (the agent is not ready meanwhile)");
-                let sig = tokio::select! {
-                    sig = signals.recv() => sig,
-                    _ = tokio::time::sleep(RESUME_RETRY) => continue,
-                };
-                self.metrics.resume_waiting.dec();
-                if sig == Some(Signal::Interrupt) {
-                    self.record_ending(id, &cancelled()).await;
+                if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                    continue;
                 }
                 return;
             }
