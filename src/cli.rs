@@ -1,16 +1,26 @@
 //! The top-level command line: the parser and the dispatch to each command's `run`.
 //!
 //! Used by `main` alone. Each command owns its flags and its `run` (in `cmd`); this
-//! module only names them.
+//! module only names them. `completions` and `man` are generated here, from the parser
+//! itself, because only this floor sees the whole command line.
 
 use crate::cmd;
 use crate::show::logging::LogFormat;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// `--version`: the crate version and the git commit it was built from (build.rs;
+/// "unknown" when built without git).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ROLLWATCH_GIT_COMMIT"),
+    ")"
+);
 
 #[derive(Debug, Parser)]
 #[command(
     name = "rollwatch",
-    version,
+    version = VERSION,
     about = "Guards production after a release: polls Prometheus rules and runs the agreed rollback exactly once."
 )]
 pub struct Cli {
@@ -40,6 +50,13 @@ pub enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Hand a watch to a running agent (and, with --wait, exit with its code).
     Launch(cmd::launch::LaunchArgs),
+    /// Print a shell completion script (e.g. `rollwatch completions bash > /etc/bash_completion.d/rollwatch`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `rollwatch man > rollwatch.1`).
+    Man,
 }
 
 /// Runs one command to its end; the exit code out.
@@ -52,5 +69,35 @@ pub async fn run(command: Command) -> u8 {
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Launch(args) => cmd::launch::run(args).await,
+        Command::Completions { shell } => completions(shell, &mut std::io::stdout()),
+        Command::Man => man(&mut std::io::stdout()),
+    }
+}
+
+/// Writes the completion script for `shell`. It is generated into memory first:
+/// clap_complete panics on a failed write, and a full disk must be an error instead.
+fn completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) -> u8 {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "rollwatch", &mut script);
+    write_out(out, &script, "completion script")
+}
+
+/// Writes the man page.
+fn man(out: &mut dyn std::io::Write) -> u8 {
+    let mut page = Vec::new();
+    if let Err(e) = clap_mangen::Man::new(Cli::command()).render(&mut page) {
+        crate::say!("error: cannot render the man page: {e}");
+        return crate::core::exit::USAGE;
+    }
+    write_out(out, &page, "man page")
+}
+
+fn write_out(out: &mut dyn std::io::Write, bytes: &[u8], what: &str) -> u8 {
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => crate::core::exit::HEALTHY,
+        Err(e) => {
+            crate::say!("error: cannot write the {what}: {e}");
+            crate::core::exit::USAGE
+        }
     }
 }

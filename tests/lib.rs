@@ -6,6 +6,7 @@ mod harness;
 
 mod architecture;
 mod check;
+mod ci;
 mod clock;
 mod crash_points;
 mod faults;

@@ -441,3 +441,49 @@ fn unreachable_history_is_inconclusive() {
     assert_eq!(code, 4, "{stdout}\n{stderr}");
     assert!(stdout.contains("INCONCLUSIVE"), "{stdout}");
 }
+
+#[test]
+fn replay_appends_its_report_to_the_github_step_summary() {
+    let h = history();
+    let s = Scratch::new();
+    let file = rules_file(&s, "    above: 0.5\n    for: 2m", "30m");
+    let summary = s.path("summary.md");
+    std::fs::write(&summary, "## an earlier step\n").unwrap();
+    let out = Command::new(crate::harness::bin())
+        .args(["replay", "--rules", &file, "--prometheus", &h.url])
+        .args([
+            "--from",
+            &h.base.to_string(),
+            "--to",
+            &(h.base + 1800).to_string(),
+        ])
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        text.starts_with("## an earlier step\n"),
+        "appended:\n{text}"
+    );
+    assert!(text.contains("# rollwatch replay"), "{text}");
+    assert!(text.contains("rolled back"), "{text}");
+
+    // A summary that cannot be written is a warning; the verdict's exit code stands.
+    let out = Command::new(crate::harness::bin())
+        .args(["replay", "--rules", &file, "--prometheus", &h.url])
+        .args([
+            "--from",
+            &h.base.to_string(),
+            "--to",
+            &(h.base + 1800).to_string(),
+        ])
+        .env("GITHUB_STEP_SUMMARY", s.path("no-such-dir/summary.md"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("step_summary_failed"),
+        "{out:?}"
+    );
+}

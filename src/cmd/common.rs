@@ -175,6 +175,9 @@ pub fn watch_sinks(args: &OutputArgs, spec: &WatchSpec) -> Result<WatchSinks, St
             .map_err(|e| format!("cannot create --report directory {}: {e}", dir.display()))?;
         sinks.push(crate::show::report::Recorder::new(dir.clone()));
     }
+    if let Some(summary) = crate::show::report::step_summary::StepSummary::from_env() {
+        sinks.push(summary);
+    }
     let mut deliveries = None;
     if !spec.notify.is_empty() {
         let (sink, d) = crate::io::notify::Notifier::new(spec.notify.clone());

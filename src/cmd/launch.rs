@@ -16,7 +16,7 @@ use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct LaunchArgs {
-    /// The agent's base URL, e.g. http://rollwatch.internal:9093
+    /// The agent's base URL, e.g. http://rollwatch.internal:7093
     #[arg(long, value_name = "URL", env = "ROLLWATCH_SERVER")]
     pub server: String,
     /// File holding the agent's bearer token.

@@ -467,10 +467,17 @@ pub async fn run(args: ReplayArgs) -> u8 {
         }
     };
     let replayed = replay(&spec, &client, from, to).await;
-    if let Some(dir) = &args.report {
-        if let Err(e) = record(&spec, client.shown_url(), from, to, &replayed).write(dir) {
-            eprintln!("error: cannot write the report to {}: {e}", dir.display());
-            return crate::core::exit::USAGE;
+    let summary = crate::show::report::step_summary::path_from_env();
+    if args.report.is_some() || summary.is_some() {
+        let record = record(&spec, client.shown_url(), from, to, &replayed);
+        if let Some(path) = &summary {
+            crate::show::report::step_summary::append_or_warn(path, &record);
+        }
+        if let Some(dir) = &args.report {
+            if let Err(e) = record.write(dir) {
+                eprintln!("error: cannot write the report to {}: {e}", dir.display());
+                return crate::core::exit::USAGE;
+            }
         }
     }
     let (report, decision) = (replayed.report, replayed.decision);

@@ -37,7 +37,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub rules_dir: PathBuf,
     /// Address to listen on (IP:PORT). Without --token-file only a loopback address.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9093")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7093")]
     pub listen: String,
     /// The state file (SQLite); created if missing. Watches in it resume at start.
     #[arg(long, value_name = "PATH")]
@@ -66,7 +66,7 @@ pub enum ServeError {
     },
     #[error("the token file {0} is empty")]
     EmptyToken(PathBuf),
-    #[error("invalid --listen {0:?}: expected IP:PORT, e.g. 127.0.0.1:9093")]
+    #[error("invalid --listen {0:?}: expected IP:PORT, e.g. 127.0.0.1:7093")]
     Listen(String),
     #[error("refusing to listen on {0} without --token-file: anyone who can reach it could start watches; use a loopback address or give a token")]
     Unprotected(SocketAddr),

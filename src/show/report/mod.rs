@@ -7,6 +7,7 @@
 
 mod html;
 mod markdown;
+pub mod step_summary;
 
 use crate::core::eval::Labels;
 use crate::core::events::{rfc3339_ms, vars_text, Event, RuleInfo, RuleState, SeriesValue, Sink};
