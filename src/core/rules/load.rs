@@ -471,6 +471,7 @@ const RULE_KEYS: &[&str] = &[
     "query",
     "above",
     "below",
+    "breach_when",
     "for",
     "interval",
     "no_data",
@@ -557,11 +558,39 @@ fn compile_rule(
     let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
     let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
     let threshold_given = f.get("above").is_some() || f.get("below").is_some();
-    if !threshold_given {
+    // `breach_when: present`: the query breaches while it returns any series.
+    let present = f
+        .get("breach_when")
+        .map(|n| (n, choice(cx, n, "breach_when", &["present"]).is_some()));
+    if let Some((n, _)) = present {
+        if threshold_given {
+            cx.error_help(
+                format!("{what} has both `breach_when` and a threshold"),
+                n.pos,
+                "`breach_when: present` breaches on any returned series; drop `above`/`below`, or drop `breach_when`",
+            );
+        }
+        for (key, healthy) in [("no_data", "ok"), ("expect_data", "false")] {
+            if let Some(v) = f.get(key) {
+                let fine = match &v.value {
+                    Value::Str(t) => t == healthy,
+                    Value::Bool(b) => b.to_string() == healthy,
+                    _ => false,
+                };
+                if !fine {
+                    cx.error_help(
+                        format!("{what}: `{key}` does not apply with `breach_when: present`"),
+                        v.pos,
+                        "an empty result is the healthy state of a `breach_when: present` rule; remove the key",
+                    );
+                }
+            }
+        }
+    } else if !threshold_given {
         cx.error_help(
             format!("{what} has no threshold"),
             f.pos,
-            "add `above: X` (breached when value > X), `below: Y`, or both for a band",
+            "add `above: X` (breached when value > X), `below: Y`, or both for a band; or `breach_when: present` to breach while the query returns any series",
         );
     }
     if let (Some(a), Some(b)) = (above, below) {
@@ -627,7 +656,11 @@ fn compile_rule(
         }
     }
 
-    let threshold = Threshold { above, below };
+    let threshold = match present {
+        Some((_, true)) if !threshold_given => Threshold::present(),
+        Some(_) => return None,
+        None => Threshold::band(above, below),
+    };
     if threshold_given && above.is_none() && below.is_none() {
         return None;
     }

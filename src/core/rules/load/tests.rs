@@ -107,3 +107,48 @@ fn replays_the_fuzz_corpus_without_panicking() {
         root.display()
     );
 }
+
+/// Issue 14: `breach_when: present` is a rule form of its own, and refuses what
+/// cannot apply to it.
+#[test]
+fn breach_when_present_loads_and_refuses_thresholds_and_no_data() {
+    let file = |rule: &str| {
+        format!(
+            "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up == 0\n    for: 0s\n{rule}"
+        )
+    };
+    let opts = LoadOptions::default();
+    let (spec, _) = load_str("r.yaml", &file("    breach_when: present\n"), &opts).unwrap();
+    assert_eq!(spec.rules[0].threshold, Threshold::present());
+    let (spec, _) = load_str(
+        "r.yaml",
+        &file("    breach_when: present\n    no_data: ok\n    expect_data: false\n"),
+        &opts,
+    )
+    .unwrap();
+    assert!(spec.rules[0].threshold.present);
+
+    let err = |rule: &str| {
+        load_str("r.yaml", &file(rule), &opts)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("    breach_when: present\n    above: 1\n");
+    assert!(e.contains("has both `breach_when` and a threshold"), "{e}");
+    assert!(e.contains("r.yaml:10:18"), "{e}");
+    let e = err("    breach_when: presnt\n");
+    assert!(e.contains("invalid breach_when `presnt`"), "{e}");
+    assert!(e.contains("did you mean `present`?"), "{e}");
+    let e = err("    breach_when: present\n    no_data: breach\n");
+    assert!(
+        e.contains("`no_data` does not apply with `breach_when: present`"),
+        "{e}"
+    );
+    let e = err("    breach_when: present\n    expect_data: true\n");
+    assert!(
+        e.contains("`expect_data` does not apply with `breach_when: present`"),
+        "{e}"
+    );
+    let e = err("");
+    assert!(e.contains("or `breach_when: present`"), "{e}");
+}
