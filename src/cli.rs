@@ -40,6 +40,8 @@ pub enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Hand a watch to a running agent (and, with --wait, exit with its code).
     Launch(cmd::launch::LaunchArgs),
+    /// Turn Prometheus alerting rules (or PrometheusRule manifests) into a rule file.
+    Import(cmd::import::ImportArgs),
 }
 
 /// Runs one command to its end; the exit code out.
@@ -52,5 +54,6 @@ pub async fn run(command: Command) -> u8 {
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Launch(args) => cmd::launch::run(args).await,
+        Command::Import(args) => cmd::import::run(args).await,
     }
 }
