@@ -525,7 +525,9 @@ fn prom_duration(n: &Node, what: &str, out: &mut Imported) -> Option<Duration> {
             return None;
         }
     };
-    if text.trim() == "0" {
+    // Prometheus accepts `for: 0s` in rule files; its duration parser refuses zero.
+    let zero = regex::Regex::new("^(0+(ms|s|m|h|d|w|y))+$|^0$").expect("a valid regex");
+    if zero.is_match(text.trim()) {
         return Some(Duration::ZERO);
     }
     match promql_parser::util::parse_duration(text.trim()) {
