@@ -188,3 +188,164 @@ fn issue_14_bad_input_exits_2_at_file_line_column() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("is not a label name"), "{stderr}");
 }
+
+/// Values every 15s from `base`: `rw_imp{svc="checkout"}` is 0.9 from +600s to +1200s,
+/// `rw_imp{svc="other"}` from +300s to +1500s; 0.1 otherwise.
+const STEP: i64 = 15;
+const POINTS: i64 = 120;
+
+fn imp_value(svc: &str, t: i64) -> f64 {
+    let (from, to) = if svc == "checkout" {
+        (600, 1200)
+    } else {
+        (300, 1500)
+    };
+    if (from..to).contains(&t) {
+        0.9
+    } else {
+        0.1
+    }
+}
+
+const ALERTS: &str = r#"groups:
+  - name: imp
+    interval: 15s
+    rules:
+      - alert: ImpHigh
+        expr: rw_imp > 0.5
+        for: 2m
+"#;
+
+/// Prometheus's own rule engine (`promtool test rules`) on the same series: the alert
+/// for each series fires exactly at `fires[svc]`, not one evaluation earlier.
+fn promtool_says_fires_at(dir: &std::path::Path, fires: &[(&str, i64)]) {
+    std::fs::write(dir.join("alerts.yaml"), ALERTS).unwrap();
+    let mut series = String::new();
+    for svc in ["checkout", "other"] {
+        let values: Vec<String> = (0..POINTS)
+            .map(|i| imp_value(svc, i * STEP).to_string())
+            .collect();
+        series.push_str(&format!(
+            "      - series: 'rw_imp{{svc=\"{svc}\"}}'\n        values: '{}'\n",
+            values.join(" ")
+        ));
+    }
+    // At each series' fire time and one evaluation before it: exactly the series
+    // firing by then.
+    let mut checks = String::new();
+    let mut times: Vec<i64> = fires.iter().flat_map(|(_, t)| [*t - STEP, *t]).collect();
+    times.sort();
+    for t in times {
+        checks.push_str(&format!(
+            "      - eval_time: {t}s\n        alertname: ImpHigh\n        exp_alerts:\n"
+        ));
+        let firing: Vec<&str> = fires
+            .iter()
+            .filter(|(_, at)| *at <= t)
+            .map(|(s, _)| *s)
+            .collect();
+        if firing.is_empty() {
+            checks.push_str("          []\n");
+        }
+        for svc in firing {
+            checks.push_str(&format!("          - exp_labels: {{svc: {svc}}}\n"));
+        }
+    }
+    let test = format!(
+        "rule_files: [alerts.yaml]\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n{series}    alert_rule_test:\n{checks}"
+    );
+    std::fs::write(dir.join("alerts_test.yaml"), &test).unwrap();
+    let out = std::process::Command::new("promtool")
+        .args(["test", "rules", "alerts_test.yaml"])
+        .current_dir(dir)
+        .output()
+        .expect("run promtool (apt-get install -y prometheus)");
+    assert!(
+        out.status.success(),
+        "promtool test rules:\n{}{}\n{test}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The same series backfilled into a real Prometheus; its address and `base`.
+fn backfilled(dir: &std::path::Path) -> (String, i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let base = (now - 2 * 3600) / 60 * 60;
+    let mut om = String::from("# HELP rw_imp Import test history.\n# TYPE rw_imp gauge\n");
+    for svc in ["checkout", "other"] {
+        for i in 0..POINTS {
+            let t = i * STEP;
+            om.push_str(&format!(
+                "rw_imp{{svc=\"{svc}\"}} {} {}\n",
+                imp_value(svc, t),
+                base + t
+            ));
+        }
+    }
+    om.push_str("# EOF\n");
+    let input = dir.join("history.om");
+    std::fs::write(&input, om).unwrap();
+    let data = dir.join("data");
+    let out = std::process::Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&data)
+        .output()
+        .expect("run promtool");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = crate::harness::spawn_prometheus(dir, "global:\n  scrape_interval: 1m\n", &data);
+    (format!("http://{addr}"), base)
+}
+
+/// Issue 14: an imported rule, replayed over the history Prometheus's own alert was
+/// tested on, fires at the same evaluation, for the same series; with `--match`, for
+/// the matched series only.
+#[test]
+fn issue_14_replay_of_an_imported_rule_fires_where_prometheus_fired() {
+    let s = Scratch::new();
+    // checkout breaches from +600s, `for: 2m`; other from +300s.
+    promtool_says_fires_at(s.dir.path(), &[("other", 420), ("checkout", 720)]);
+    let (url, base) = backfilled(s.dir.path());
+    let alerts = s.path("alerts.yaml").display().to_string();
+    for (matched, svc, at) in [
+        (None, "other", 420),
+        (Some("svc=checkout"), "checkout", 720),
+    ] {
+        let mut args = vec!["import", alerts.as_str()];
+        if let Some(m) = matched {
+            args.extend(["--match", m]);
+        }
+        let (code, imported, stderr) = run(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let file = s.path("imported.yaml");
+        std::fs::write(&file, &imported).unwrap();
+        let (code, stdout, stderr) = run(&[
+            "replay",
+            "--rules",
+            &file.display().to_string(),
+            "--prometheus",
+            &url,
+            "--from",
+            &base.to_string(),
+            "--to",
+            &(base + 1800).to_string(),
+            "--format",
+            "json",
+        ]);
+        let doc: serde_json::Value = serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}\n{imported}"));
+        assert_eq!(code, 1, "{doc:#}");
+        let rule = &doc["rules"][0];
+        let fired: jiff::Timestamp = rule["fired_at"].as_str().unwrap().parse().unwrap();
+        assert_eq!(fired.as_second() - base, at, "{matched:?}: {doc:#}");
+        assert_eq!(rule["labels"]["svc"], svc, "{doc:#}");
+    }
+}
