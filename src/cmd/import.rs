@@ -19,7 +19,6 @@ use promql_parser::parser::token::{T_GTE, T_GTR, T_LSS, T_LTE};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Expr, VectorSelector};
 use serde::Serialize;
-use serde_saphyr::Commented;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -69,7 +68,7 @@ struct OutWatch {
 
 #[derive(Debug, Serialize)]
 struct OutCommand {
-    command: Vec<Commented<String>>,
+    command: Vec<String>,
 }
 
 /// One imported rule, in the order a reader expects the keys.
@@ -80,9 +79,9 @@ pub struct OutRule {
     pub description: Option<String>,
     pub query: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub above: Option<Commented<f64>>,
+    pub above: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub below: Option<Commented<f64>>,
+    pub below: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub breach_when: Option<&'static str>,
     #[serde(rename = "for")]
@@ -91,6 +90,9 @@ pub struct OutRule {
     pub interval: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub no_data: Option<&'static str>,
+    /// What the reader must know about this rule, for the file's header comment.
+    #[serde(skip)]
+    pub notes: Vec<String>,
 }
 
 /// What an import found: rules, and diagnostics (errors stop the output).
@@ -170,10 +172,7 @@ pub fn render(
             interval: fmt_duration(WATCH_INTERVAL),
         },
         rollback: OutCommand {
-            command: vec![Commented(
-                "false".to_string(),
-                "placeholder: put your rollback command here (argv, no shell)".to_string(),
-            )],
+            command: vec!["false".to_string()],
         },
         rules,
     };
@@ -184,9 +183,15 @@ pub fn render(
         out.push_str(&format!("#   {}\n", one_line(s)));
     }
     out.push_str(
-        "# Before use: replace the rollback command (it only fails), set the watch's\n\
-         # duration and interval, and run `rollwatch check` on this file.\n",
+        "# Before use: replace the rollback command, a placeholder that only fails, with\n\
+         # yours (argv, no shell); set the watch's duration and interval; then run\n\
+         # `rollwatch check` on this file.\n",
     );
+    for r in &file.rules {
+        for note in &r.notes {
+            out.push_str(&format!("# {}: {}\n", r.name, one_line(note)));
+        }
+    }
     out.push_str(&yaml);
     Ok(out)
 }
@@ -334,16 +339,25 @@ fn import_rule(
         );
     }
 
+    let mut notes = Vec::new();
     let (query, above, below, present) = match threshold_of(&expr) {
         Some(Split { vector, op, value }) => {
-            let strict =
-                "Prometheus alerted at equality too; rollwatch compares strictly".to_string();
-            let c =
-                |v: f64, eq: bool| Commented(v, if eq { strict.clone() } else { String::new() });
-            match op {
-                Op::Above { or_equal } => (vector, Some(c(value, or_equal)), None, false),
-                Op::Below { or_equal } => (vector, None, Some(c(value, or_equal)), false),
+            let (above, or_equal) = match op {
+                Op::Above { or_equal } => (true, or_equal),
+                Op::Below { or_equal } => (false, or_equal),
+            };
+            if or_equal {
+                let (p, r) = if above { (">=", ">") } else { ("<=", "<") };
+                notes.push(format!(
+                    "Prometheus alerted at {p} {value}; rollwatch compares strictly ({r} {value})"
+                ));
             }
+            let (a, b) = if above {
+                (Some(value), None)
+            } else {
+                (None, Some(value))
+            };
+            (vector, a, b, false)
         }
         None => (expr.to_string(), None, None, true),
     };
@@ -360,6 +374,7 @@ fn import_rule(
         breach_when: present.then_some("present"),
         for_: fmt_duration(for_),
         interval: interval.map(fmt_duration),
+        notes,
     });
 }
 

@@ -13,12 +13,11 @@ fn one(expr: &str) -> OutRule {
 }
 
 fn threshold(r: &OutRule) -> (Option<f64>, Option<f64>, bool, bool) {
-    let strict = |c: &Option<Commented<f64>>| c.as_ref().is_some_and(|c| !c.1.is_empty());
     (
-        r.above.as_ref().map(|c| c.0),
-        r.below.as_ref().map(|c| c.0),
+        r.above,
+        r.below,
         r.breach_when.is_some(),
-        strict(&r.above) || strict(&r.below),
+        !r.notes.is_empty(),
     )
 }
 
@@ -186,7 +185,7 @@ groups:
     assert_eq!(spec.rules[2].threshold.below, Some(2.0));
     assert_eq!(spec.rules[2].for_, Duration::from_secs(90));
     assert!(
-        out.contains("# Prometheus alerted at equality too"),
+        out.contains("# Low: Prometheus alerted at <= 2; rollwatch compares strictly (< 2)\n"),
         "{out}"
     );
     assert!(out.contains("#   a?b.yaml\n"), "{out}");
