@@ -286,6 +286,17 @@ fn backfilled(dir: &std::path::Path) -> (String, i64) {
             ));
         }
     }
+    // What Prometheus itself writes while `ImpHigh` fires for checkout (+720s..+1200s).
+    om.push_str("# HELP ALERTS Alerts.\n# TYPE ALERTS gauge\n");
+    for i in 0..POINTS {
+        let t = i * STEP;
+        if (720..1200).contains(&t) {
+            om.push_str(&format!(
+                "ALERTS{{alertname=\"ImpHigh\",alertstate=\"firing\",svc=\"checkout\"}} 1 {}\n",
+                base + t
+            ));
+        }
+    }
     om.push_str("# EOF\n");
     let input = dir.join("history.om");
     std::fs::write(&input, om).unwrap();
@@ -307,7 +318,7 @@ fn backfilled(dir: &std::path::Path) -> (String, i64) {
 
 /// Issue 14: an imported rule, replayed over the history Prometheus's own alert was
 /// tested on, fires at the same evaluation, for the same series; with `--match`, for
-/// the matched series only.
+/// the matched series only. An `alert:` rule fires while the ALERTS series does.
 #[test]
 fn issue_14_replay_of_an_imported_rule_fires_where_prometheus_fired() {
     let s = Scratch::new();
@@ -347,5 +358,37 @@ fn issue_14_replay_of_an_imported_rule_fires_where_prometheus_fired() {
         let fired: jiff::Timestamp = rule["fired_at"].as_str().unwrap().parse().unwrap();
         assert_eq!(fired.as_second() - base, at, "{matched:?}: {doc:#}");
         assert_eq!(rule["labels"]["svc"], svc, "{doc:#}");
+    }
+
+    // `alert: ImpHigh` reads the ALERTS series Prometheus keeps for that alert.
+    for (labels, code, at) in [("svc: checkout", 1, Some(720)), ("svc: other", 0, None)] {
+        let file = s.path("alert.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "watch:\n  duration: 30m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: imp-high\n    alert: ImpHigh\n    labels: {{{labels}}}\n    for: 0s\n"
+            ),
+        )
+        .unwrap();
+        let (got, stdout, stderr) = run(&[
+            "replay",
+            "--rules",
+            &file.display().to_string(),
+            "--prometheus",
+            &url,
+            "--from",
+            &base.to_string(),
+            "--to",
+            &(base + 1800).to_string(),
+            "--format",
+            "json",
+        ]);
+        let doc: serde_json::Value =
+            serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        assert_eq!(got, code, "{labels}: {doc:#}");
+        let fired = doc["rules"][0]["fired_at"]
+            .as_str()
+            .map(|t| t.parse::<jiff::Timestamp>().unwrap().as_second() - base);
+        assert_eq!(fired, at, "{labels}: {doc:#}");
     }
 }
