@@ -35,10 +35,7 @@ fn body(n: usize) -> Vec<u8> {
 
 fn params() -> Params {
     Params {
-        threshold: Threshold {
-            above: Some(0.5),
-            below: None,
-        },
+        threshold: Threshold::band(Some(0.5), None),
         // Never reached: the measured polls keep the breaching series pending.
         for_: Duration::MAX,
         no_data: NoData::Ok,

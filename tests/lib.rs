@@ -11,6 +11,7 @@ mod clock;
 mod crash_points;
 mod faults;
 mod gate;
+mod import;
 mod observe;
 mod proxy_faults;
 mod query_safety;

@@ -13,10 +13,7 @@ fuzz_target!(|data: &[u8]| {
         match decode(status, data) {
             Ok(r) => {
                 let mut eval = RuleEval::new(Params {
-                    threshold: Threshold {
-                        above: Some(0.5),
-                        below: Some(-0.5),
-                    },
+                    threshold: Threshold::band(Some(0.5), Some(-0.5)),
                     for_: Duration::from_secs(1),
                     no_data: NoData::Breach,
                 });

@@ -8,6 +8,7 @@ pub mod check;
 pub mod common;
 pub mod demo;
 pub mod gate;
+pub mod import;
 pub mod launch;
 pub mod replay;
 pub mod serve;

@@ -25,6 +25,12 @@
 //!   rule-level series `{}` stands for "this rule has no data" and follows `no_data`
 //!   the same way (it ends as soon as any sample comes back);
 //! - a failed query changes nothing: errors are never evidence of a breach or of health.
+//!
+//! A rule written `breach_when: present` (`Threshold::present`) is Prometheus's own
+//! alerting condition: every series the query returns breaches, whatever its value
+//! (NaN included, as Prometheus fires on it; the evidence then shows no value). An
+//! empty result means "no breach": absent series resolve and there is no rule-level
+//! `{}` series, whatever `no_data` says (the loader refuses any `no_data` but `ok`).
 
 pub use crate::core::series::{Labels, Poll, Sample};
 use std::collections::BTreeMap;
@@ -38,11 +44,34 @@ pub struct Threshold {
     pub above: Option<f64>,
     /// Breached when the value is strictly below this.
     pub below: Option<f64>,
+    /// `breach_when: present`: every returned series breaches, whatever its value
+    /// (`above`/`below` are then `None`).
+    pub present: bool,
 }
 
 impl Threshold {
+    /// Breached when the value is above `above` or below `below` (either may be absent).
+    pub fn band(above: Option<f64>, below: Option<f64>) -> Self {
+        Threshold {
+            above,
+            below,
+            present: false,
+        }
+    }
+
+    /// Breached by any series the query returns (`breach_when: present`).
+    pub fn present() -> Self {
+        Threshold {
+            above: None,
+            below: None,
+            present: true,
+        }
+    }
+
     pub fn breached(&self, value: f64) -> bool {
-        self.above.is_some_and(|a| value > a) || self.below.is_some_and(|b| value < b)
+        self.present
+            || self.above.is_some_and(|a| value > a)
+            || self.below.is_some_and(|b| value < b)
     }
 
     /// How far past the threshold `value` is (positive when breached, the larger the
@@ -70,6 +99,9 @@ impl Threshold {
 
 impl fmt::Display for Threshold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.present {
+            return write!(f, "present");
+        }
         match (self.above, self.below) {
             (Some(a), None) => write!(f, "> {a}"),
             (None, Some(b)) => write!(f, "< {b}"),
@@ -183,19 +215,25 @@ impl RuleEval {
         let mut out = Vec::new();
         let mut seen: BTreeMap<&Labels, f64> = BTreeMap::new();
         let threshold = self.params.threshold;
-        for s in samples.iter().filter(|s| !s.value.is_nan()) {
+        // A present rule counts a NaN sample as a series (Prometheus fires on it).
+        for s in samples
+            .iter()
+            .filter(|s| threshold.present || !s.value.is_nan())
+        {
             // Duplicates of a label set: the one most in breach (see the module doc).
             seen.entry(&s.labels)
                 .and_modify(|v| {
-                    if threshold.worse(s.value, *v) {
+                    // (Only a present rule sees NaN here: a number still wins.)
+                    if !s.value.is_nan() && (v.is_nan() || threshold.worse(s.value, *v)) {
                         *v = s.value;
                     }
                 })
                 .or_insert(s.value);
         }
         for (labels, value) in &seen {
-            let breaching = self.params.threshold.breached(*value);
-            self.step(at, labels, Some(*value), breaching, &mut out);
+            let breaching = threshold.breached(*value);
+            let value = (!value.is_nan()).then_some(*value);
+            self.step(at, labels, value, breaching, &mut out);
         }
         let absent: Vec<Labels> = self
             .series
@@ -219,7 +257,13 @@ impl RuleEval {
     }
 
     fn absent(&mut self, at: Duration, labels: &Labels, out: &mut Vec<Transition>) {
-        match self.params.no_data {
+        // For a present rule an absent series is the healthy state.
+        let no_data = if self.params.threshold.present {
+            NoData::Ok
+        } else {
+            self.params.no_data
+        };
+        match no_data {
             NoData::Ok => self.step(at, labels, None, false, out),
             NoData::Breach => self.step(at, labels, None, true, out),
             NoData::Hold => {}

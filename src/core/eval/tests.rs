@@ -8,7 +8,7 @@ use super::*;
 
 fn params(above: Option<f64>, below: Option<f64>, for_secs: u64, no_data: NoData) -> Params {
     Params {
-        threshold: Threshold { above, below },
+        threshold: Threshold::band(above, below),
         for_: Duration::from_secs(for_secs),
         no_data,
     }
@@ -274,6 +274,98 @@ fn transitions_table() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `breach_when: present`: any returned series breaches; an empty result resolves.
+#[test]
+fn present_table() {
+    let present = |for_s, nd| Params {
+        threshold: Threshold::present(),
+        for_: Duration::from_secs(for_s),
+        no_data: nd,
+    };
+    let cases = [
+        Case {
+            name: "present: any value breaches, zero and negative included",
+            params: present(0, NoData::Ok),
+            polls: &[(0, "a=0 b=-3")],
+            expect: &["0 pending a", "0 fired a", "0 pending b", "0 fired b"],
+        },
+        Case {
+            name: "present: `for` counts from the first poll the series is returned",
+            params: present(20, NoData::Ok),
+            polls: &[(0, "-"), (10, "a=1"), (20, "a=1"), (30, "a=1")],
+            expect: &["10 pending a", "30 fired a"],
+        },
+        Case {
+            name: "present: an empty result resolves (no rule-level `{}` series)",
+            params: present(20, NoData::Ok),
+            polls: &[(0, "a=1"), (10, "-"), (20, "-"), (30, "a=1")],
+            expect: &["0 pending a", "10 resolved a", "30 pending a"],
+        },
+        Case {
+            name: "present: `no_data: breach` cannot turn an empty result into a breach",
+            params: present(0, NoData::Breach),
+            polls: &[(0, "-"), (10, "a=1"), (20, "-")],
+            expect: &["10 pending a", "10 fired a", "20 resolved a"],
+        },
+        Case {
+            name: "present: `no_data: hold` does not keep a vanished series",
+            params: present(20, NoData::Hold),
+            polls: &[(0, "a=1"), (10, "b=1")],
+            expect: &["0 pending a", "10 pending b", "10 resolved a"],
+        },
+        Case {
+            name: "present: a NaN sample is a returned series",
+            params: present(10, NoData::Ok),
+            polls: &[(0, "a=nan"), (10, "a=nan")],
+            expect: &["0 pending a", "10 fired a"],
+        },
+        Case {
+            name: "present: a failed query changes nothing",
+            params: present(10, NoData::Ok),
+            polls: &[(0, "a=1"), (5, "err"), (10, "a=1")],
+            expect: &["0 pending a", "10 fired a"],
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        let got = run(case.params, case.polls);
+        if got != case.expect {
+            failures.push(format!(
+                "{}:\n  expected {:?}\n  got      {:?}",
+                case.name, case.expect, got
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn present_nan_shows_no_value_and_a_number_wins_among_duplicates() {
+    let mut eval = RuleEval::new(Params {
+        threshold: Threshold::present(),
+        for_: Duration::ZERO,
+        no_data: NoData::Ok,
+    });
+    let out = eval.observe(Duration::ZERO, &poll("a=nan a=2 a=nan"));
+    assert_eq!(
+        out[1],
+        Transition::Fired {
+            labels: poll_labels("a"),
+            value: Some(2.0),
+            breached_for: Duration::ZERO,
+        }
+    );
+    let mut eval = RuleEval::new(eval.params().to_owned());
+    let out = eval.observe(Duration::ZERO, &poll("a=nan"));
+    assert_eq!(
+        out[0],
+        Transition::Pending {
+            labels: poll_labels("a"),
+            value: None,
+        }
+    );
+}
+
 #[test]
 fn fired_reports_how_long_it_breached_and_the_value() {
     let mut eval = RuleEval::new(params(Some(1.0), None, 20, NoData::Ok));
@@ -297,30 +389,13 @@ fn poll_labels(s: &str) -> Labels {
 
 #[test]
 fn threshold_display() {
+    assert_eq!(Threshold::band(Some(0.05), None).to_string(), "> 0.05");
+    assert_eq!(Threshold::band(None, Some(3.0)).to_string(), "< 3");
     assert_eq!(
-        Threshold {
-            above: Some(0.05),
-            below: None
-        }
-        .to_string(),
-        "> 0.05"
-    );
-    assert_eq!(
-        Threshold {
-            above: None,
-            below: Some(3.0)
-        }
-        .to_string(),
-        "< 3"
-    );
-    assert_eq!(
-        Threshold {
-            above: Some(5.0),
-            below: Some(1.0)
-        }
-        .to_string(),
+        Threshold::band(Some(5.0), Some(1.0)).to_string(),
         "< 1 or > 5"
     );
+    assert_eq!(Threshold::present().to_string(), "present");
 }
 
 /// Like `run`, with each transition's value, to show which duplicate was judged.

@@ -8,10 +8,7 @@ fn labels(s: &str) -> Labels {
 
 fn params(above: f64, for_ms: u64, no_data: NoData) -> Params {
     Params {
-        threshold: Threshold {
-            above: Some(above),
-            below: None,
-        },
+        threshold: Threshold::band(Some(above), None),
         for_: Duration::from_millis(for_ms),
         no_data,
     }

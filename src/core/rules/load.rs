@@ -4,6 +4,7 @@
 //! the agent's API) against the file's restrictions; `command` compiles `rollback:` and
 //! `pause:`; `notify` the notification channels.
 
+mod alert;
 mod command;
 mod notify;
 mod vars;
@@ -469,8 +470,11 @@ const RULE_KEYS: &[&str] = &[
     "name",
     "description",
     "query",
+    "alert",
+    "labels",
     "above",
     "below",
+    "breach_when",
     "for",
     "interval",
     "no_data",
@@ -514,12 +518,31 @@ fn compile_rule(
         .get("description")
         .and_then(|n| string(cx, n, "description"));
 
-    let query = required(
+    // `alert: NAME`: the query reads Prometheus's own `ALERTS` series (`load/alert.rs`).
+    let alert = f.get("alert");
+    if let (Some(l), None) = (f.get("labels"), alert) {
+        cx.error_help(
+            format!("{what} has `labels` without `alert`"),
+            l.pos,
+            "`labels:` narrows the `ALERTS` series of an `alert:` rule; put label matchers in the query instead",
+        );
+    }
+    let query = if let Some(a) = alert {
+        if let Some(q) = f.get("query") {
+            cx.error_help(
+                format!("{what} has both `query` and `alert`"),
+                q.pos,
+                "an `alert:` rule reads ALERTS{alertname=...}; drop `query`, or drop `alert`",
+            );
+        }
+        vars.and_then(|vars| alert::alert_query(cx, a, f.get("labels"), vars, &what))
+    } else {
+        required(
         cx,
         &f,
         "query",
         &what,
-        "add the PromQL query whose value is judged",
+        "add the PromQL query whose value is judged, or `alert: NAME` to act while a Prometheus alert fires",
     )
     .and_then(|n| {
         let text = string(cx, n, "query")?;
@@ -552,16 +575,54 @@ fn compile_rule(
         };
         check_promql(cx, &q, n.pos, &what)?;
         Some(q)
-    });
+    })
+    };
 
     let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
     let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
     let threshold_given = f.get("above").is_some() || f.get("below").is_some();
-    if !threshold_given {
+    // `breach_when: present`: the query breaches while it returns any series.
+    // An `alert:` rule breaches while the alert fires: `breach_when: present` implied.
+    let present = match (f.get("breach_when"), alert) {
+        (Some(n), _) => Some((n, choice(cx, n, "breach_when", &["present"]).is_some())),
+        (None, Some(a)) => Some((a, true)),
+        (None, None) => None,
+    };
+    if let Some((n, _)) = present {
+        if threshold_given {
+            cx.error_help(
+                format!(
+                    "{what} has both `{}` and a threshold",
+                    if f.get("breach_when").is_some() { "breach_when" } else { "alert" }
+                ),
+                n.pos,
+                "`breach_when: present` breaches on any returned series; drop `above`/`below`, or drop `breach_when`",
+            );
+        }
+        for (key, healthy) in [("no_data", "ok"), ("expect_data", "false")] {
+            if let Some(v) = f.get(key) {
+                let fine = match &v.value {
+                    Value::Str(t) => t == healthy,
+                    Value::Bool(b) => b.to_string() == healthy,
+                    _ => false,
+                };
+                if !fine {
+                    cx.error_help(
+                        format!(
+                            "{what}: `{key}` does not apply with `{}`",
+                            if f.get("breach_when").is_some() { "breach_when: present" } else { "alert" }
+                        ),
+                        v.pos,
+                        "an empty result is the healthy state of a `breach_when: present` rule; remove the key",
+                    );
+                }
+            }
+        }
+    } else if !threshold_given {
         cx.error_help(
             format!("{what} has no threshold"),
             f.pos,
-            "add `above: X` (breached when value > X), `below: Y`, or both for a band",
+            "add `above: X` (breached when value > X), `below: Y`, or both for a band; or `breach_when: present` to breach while the query returns any series",
         );
     }
     if let (Some(a), Some(b)) = (above, below) {
@@ -627,7 +688,11 @@ fn compile_rule(
         }
     }
 
-    let threshold = Threshold { above, below };
+    let threshold = match present {
+        Some((_, true)) if !threshold_given => Threshold::present(),
+        Some(_) => return None,
+        None => Threshold::band(above, below),
+    };
     if threshold_given && above.is_none() && below.is_none() {
         return None;
     }

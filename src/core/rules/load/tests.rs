@@ -107,3 +107,111 @@ fn replays_the_fuzz_corpus_without_panicking() {
         root.display()
     );
 }
+
+/// Issue 14: `breach_when: present` is a rule form of its own, and refuses what
+/// cannot apply to it.
+#[test]
+fn breach_when_present_loads_and_refuses_thresholds_and_no_data() {
+    let file = |rule: &str| {
+        format!(
+            "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up == 0\n    for: 0s\n{rule}"
+        )
+    };
+    let opts = LoadOptions::default();
+    let (spec, _) = load_str("r.yaml", &file("    breach_when: present\n"), &opts).unwrap();
+    assert_eq!(spec.rules[0].threshold, Threshold::present());
+    let (spec, _) = load_str(
+        "r.yaml",
+        &file("    breach_when: present\n    no_data: ok\n    expect_data: false\n"),
+        &opts,
+    )
+    .unwrap();
+    assert!(spec.rules[0].threshold.present);
+
+    let err = |rule: &str| {
+        load_str("r.yaml", &file(rule), &opts)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("    breach_when: present\n    above: 1\n");
+    assert!(e.contains("has both `breach_when` and a threshold"), "{e}");
+    assert!(e.contains("r.yaml:10:18"), "{e}");
+    let e = err("    breach_when: presnt\n");
+    assert!(e.contains("invalid breach_when `presnt`"), "{e}");
+    assert!(e.contains("did you mean `present`?"), "{e}");
+    let e = err("    breach_when: present\n    no_data: breach\n");
+    assert!(
+        e.contains("`no_data` does not apply with `breach_when: present`"),
+        "{e}"
+    );
+    let e = err("    breach_when: present\n    expect_data: true\n");
+    assert!(
+        e.contains("`expect_data` does not apply with `breach_when: present`"),
+        "{e}"
+    );
+    let e = err("");
+    assert!(e.contains("or `breach_when: present`"), "{e}");
+}
+
+/// Issue 14: `alert: NAME` reads Prometheus's own `ALERTS` series, built through the
+/// parser's types so that a value (a placeholder's too) is only ever a label value.
+#[test]
+fn alert_rules_read_alerts_and_values_stay_label_values() {
+    let file = |rule: &str| {
+        format!(
+            "vars:\n  service: checkout\nwatch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    for: 0s\n{rule}"
+        )
+    };
+    let opts = LoadOptions::default();
+    let (spec, _) = load_str(
+        "r.yaml",
+        &file("    alert: HighErrorRate\n    labels:\n      service: ${service}\n      severity: critical\n"),
+        &opts,
+    )
+    .unwrap();
+    let r = &spec.rules[0];
+    assert!(r.threshold.present);
+    assert_eq!(
+        r.query,
+        r#"ALERTS{alertname="HighErrorRate",alertstate="firing",service="checkout",severity="critical"}"#
+    );
+    // A value that would break out of a string stays inside it.
+    let sets = [("service".to_string(), "x\"} or vector(1) #".to_string())];
+    let (spec, _) = load_str(
+        "r.yaml",
+        &file("    alert: A\n    labels: {service: \"${service}\"}\n"),
+        &LoadOptions {
+            sets: &sets,
+            check: false,
+        },
+    )
+    .unwrap();
+    let expr = structure::parse(&spec.rules[0].query).unwrap();
+    let promql_parser::parser::Expr::VectorSelector(v) = expr else {
+        panic!("{}", spec.rules[0].query)
+    };
+    assert!(v
+        .matchers
+        .matchers
+        .iter()
+        .any(|m| m.name == "service" && m.value == "x\"} or vector(1) #"));
+
+    let err = |rule: &str| {
+        load_str("r.yaml", &file(rule), &opts)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err("    alert: A\n    query: up\n");
+    assert!(e.contains("has both `query` and `alert`"), "{e}");
+    let e = err("    query: up\n    above: 1\n    labels: {a: b}\n");
+    assert!(e.contains("has `labels` without `alert`"), "{e}");
+    let e = err("    alert: A\n    above: 1\n");
+    assert!(e.contains("has both `alert` and a threshold"), "{e}");
+    let e = err("    alert: A\n    labels: {alertstate: pending, 9x: y}\n");
+    assert!(e.contains("`alertstate` cannot be a label"), "{e}");
+    assert!(e.contains("`9x` cannot be a label"), "{e}");
+    let e = err("    alert: A\n    no_data: breach\n");
+    assert!(e.contains("`no_data` does not apply with `alert`"), "{e}");
+    let e = err("    alert: ${nope}\n");
+    assert!(e.contains("unknown variable `${nope}`"), "{e}");
+}
