@@ -113,7 +113,10 @@ mod tests {
             verdict_of(&[st(false, false), st(false, true)]),
             Verdict::Inconclusive
         );
-        assert_eq!(verdict_of(&[st(false, true), st(true, false)]), Verdict::Fail);
+        assert_eq!(
+            verdict_of(&[st(false, true), st(true, false)]),
+            Verdict::Fail
+        );
         assert_eq!(Verdict::Inconclusive.as_str(), "inconclusive");
     }
 }

@@ -98,6 +98,7 @@ struct Api {
 }
 
 /// An error answer: a status and a sentence.
+#[derive(Debug)]
 struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
