@@ -18,6 +18,12 @@
 //! as a measurement *error*, not a failure, and never reads its body: its template
 //! adds `?always_200=true` and tests `{$.verdict}` with `result == "pass"`.
 //!
+//! Both carry the API's bearer token, except with `serve --open-verdicts`: Flagger's
+//! webhooks cannot send a header (fluxcd/flagger#1192), and a token in the Canary's
+//! metadata or URL would be readable by anyone who can read the Canary. The verdict
+//! routes only read (they store nothing and no command can run because of them), so
+//! opening them alone, behind a NetworkPolicy, gives away far less than the token.
+//!
 //! `POST /api/v1/verdict` takes either `{"rules": NAME, "vars": {...}}` or Flagger's
 //! webhook payload `{name, namespace, phase, checksum, metadata}`, whose `metadata`
 //! holds `rules` (the rule file's name) and the vars. Both are parsed with
@@ -123,20 +129,28 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The router; `token` guards every `/api` route.
-pub fn router(agent: Arc<Agent>, token: Option<String>) -> Router {
+/// The router; `token` guards every `/api` route, except the two verdict routes when
+/// `open_verdicts` (Flagger's webhooks cannot send a header).
+pub fn router(agent: Arc<Agent>, token: Option<String>, open_verdicts: bool) -> Router {
     let api = Api {
         agent,
         token: token.map(Arc::new),
     };
     let watches = Router::new()
         .route("/api/v1/watches", get(list).post(create))
-        .route("/api/v1/watches/{id}", get(show).delete(cancel))
+        .route("/api/v1/watches/{id}", get(show).delete(cancel));
+    let verdicts = Router::new()
         .route("/api/v1/watches/{id}/verdict", get(watch_verdict))
-        .route("/api/v1/verdict", axum::routing::post(verdict_once))
-        .route_layer(middleware::from_fn_with_state(api.clone(), auth));
+        .route("/api/v1/verdict", axum::routing::post(verdict_once));
+    let (guarded, open) = if open_verdicts {
+        (watches, verdicts)
+    } else {
+        (watches.merge(verdicts), Router::new())
+    };
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(api.clone(), auth));
     Router::new()
-        .merge(watches)
+        .merge(guarded)
+        .merge(open)
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))

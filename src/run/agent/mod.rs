@@ -300,15 +300,17 @@ impl Agent {
                 "invalid rule file name {rules:?}: use the file's stem (letters, digits, `-`, `_`, `.`)"
             )));
         }
-        let def = NewWatch {
-            id: "verdict".into(),
-            rules: rules.to_string(),
-            rules_text: self.rule_file(rules)?,
-            vars,
-            duration_ms: 0,
-            created_ms: now_ms(),
-        };
-        let spec = load_snapshot(&def).map_err(CreateError::BadRequest)?;
+        let text = self.rule_file(rules)?;
+        let sets: Vec<(String, String)> = vars.into_iter().collect();
+        let (spec, _) = rules::load_str(
+            &format!("{rules}.yaml"),
+            &text,
+            &rules::LoadOptions {
+                sets: &sets,
+                check: false,
+            },
+        )
+        .map_err(|e| CreateError::BadRequest(e.to_string()))?;
         let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
         Ok(verdict::evaluate_once(&spec, &*source).await)
     }
