@@ -494,7 +494,7 @@ mod tests {
             br#"{"name":"p","namespace":"t","command":"rm","metadata":{"rules":"x"}}"#,
             br#"[1]"#,
         ] {
-            let e = verdict_request(bad).err().expect("rejected");
+            let e = verdict_request(bad).expect_err("rejected");
             assert_eq!(e.0, StatusCode::BAD_REQUEST, "{}", e.1);
         }
     }
