@@ -19,5 +19,6 @@ mod replay;
 mod serve;
 mod values;
 mod vars_guard;
+mod verdict_api;
 mod watch;
 mod watch_verdict;

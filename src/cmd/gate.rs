@@ -32,15 +32,12 @@
 
 use crate::cmd::common::{load_reporting, parse_set, print_diagnostics, prom_client, PromArgs};
 use crate::core::calendar::{self, decide};
-use crate::core::eval::NoData;
 use crate::core::exit;
-use crate::io::prom::MetricsSource;
 use decide::{rfc3339, show, Decision, Reason};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 use tracing::{info, warn};
 
 #[derive(Debug, clap::Args)]
@@ -102,17 +99,7 @@ fn parse_reason(s: &str) -> Result<String, String> {
     }
 }
 
-/// One rule of the health check, as it stands now.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleStatus {
-    pub name: String,
-    /// The breaching series' value, else the first value; None without data.
-    pub value: Option<f64>,
-    pub threshold: String,
-    pub breached: bool,
-    /// Why the query failed, if it did.
-    pub error: Option<String>,
-}
+pub use crate::run::verdict::RuleStatus;
 
 pub async fn run(args: GateArgs) -> u8 {
     let shown = args.calendar.display().to_string();
@@ -252,34 +239,7 @@ async fn health(
             eprintln!("error: {e}");
             exit::USAGE
         })?;
-    let mut out = Vec::new();
-    for rule in &spec.rules {
-        let mut status = RuleStatus {
-            name: rule.name.clone(),
-            value: None,
-            threshold: rule.threshold.to_string(),
-            breached: false,
-            error: None,
-        };
-        match client.query(&rule.query, SystemTime::now()).await {
-            Ok(r) => {
-                let values: Vec<f64> = r
-                    .samples
-                    .iter()
-                    .map(|s| s.value)
-                    .filter(|v| !v.is_nan())
-                    .collect();
-                let worst = values.iter().copied().find(|v| rule.threshold.breached(*v));
-                status.breached = match worst {
-                    Some(_) => true,
-                    None => values.is_empty() && rule.no_data == NoData::Breach,
-                };
-                status.value = worst.or_else(|| values.first().copied());
-            }
-            Err(e) => status.error = Some(e.to_string()),
-        }
-        out.push(status);
-    }
+    let out = crate::run::verdict::evaluate_once(&spec, &client).await;
     Ok((out, spec.notify))
 }
 

@@ -2,10 +2,13 @@
 //! - `watch`: the watch loop (pollers, one decision loop, exactly one rollback), and
 //!   the one way to run a watch with real processes and a set of sinks;
 //! - `agent`: `serve`'s runtime: the agent that runs many watches, shares their
-//!   Prometheus source, persists their decisions and resumes them after a restart.
+//!   Prometheus source, persists their decisions and resumes them after a restart;
+//! - `verdict`: every rule of a spec queried once, now (`gate`'s health check and
+//!   `serve`'s verdict endpoint).
 //!
 //! The runtime imports the core and the edges, never a command or a renderer: the
 //! sinks it reports to are handed to it.
 
 pub mod agent;
+pub mod verdict;
 pub mod watch;

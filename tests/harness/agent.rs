@@ -84,7 +84,16 @@ impl Agent {
         Agent::with_prometheus(token, &prometheus().url)
     }
 
+    /// An agent started with extra `serve` arguments.
+    pub fn with_args(token: Option<&str>, args: &[&str]) -> Agent {
+        Agent::build(token, &prometheus().url, args)
+    }
+
     pub fn with_prometheus(token: Option<&str>, prom_url: &str) -> Agent {
+        Agent::build(token, prom_url, &[])
+    }
+
+    fn build(token: Option<&str>, prom_url: &str, args: &[&str]) -> Agent {
         let s = Scratch::new();
         std::fs::create_dir_all(s.path("rules")).unwrap();
         if let Some(t) = token {
@@ -97,7 +106,7 @@ impl Agent {
             prom_url: prom_url.to_string(),
             proc: None,
             env: Vec::new(),
-            args: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         a.start();
         a

@@ -5,9 +5,34 @@
 //! `deny_unknown_fields`, so a `command` (or any other field the API does not know) is
 //! a 400, never silently ignored. With a token, every `/api` request must carry it as
 //! a bearer token, compared in constant time.
+//!
+//! # Verdicts (Argo Rollouts, Flagger)
+//!
+//! `GET /api/v1/watches/{id}/verdict` (a watch so far, or at its end) and
+//! `POST /api/v1/verdict` (a rule file with vars, every rule queried once now, as
+//! `gate`'s health check does) answer `{"verdict": "pass"|"fail"|"inconclusive",
+//! "rules": [...]}`. The status is 200 for pass, 412 Precondition Failed for fail (the
+//! precondition of promoting the release, healthy rules, does not hold) and 503 for
+//! inconclusive (it cannot be judged now; a retry may). A Flagger webhook fails its
+//! check on any non-2xx answer. Argo Rollouts' web provider counts a non-2xx answer
+//! as a measurement *error*, not a failure, and never reads its body: its template
+//! adds `?always_200=true` and tests `{$.verdict}` with `result == "pass"`.
+//!
+//! Both carry the API's bearer token, except with `serve --open-verdicts`: Flagger's
+//! webhooks cannot send a header (fluxcd/flagger#1192), and a token in the Canary's
+//! metadata or URL would be readable by anyone who can read the Canary. The verdict
+//! routes only read (they store nothing and no command can run because of them), so
+//! opening them alone, behind a NetworkPolicy, gives away far less than the token.
+//!
+//! `POST /api/v1/verdict` takes either `{"rules": NAME, "vars": {...}}` or Flagger's
+//! webhook payload `{name, namespace, phase, checksum, metadata}`, whose `metadata`
+//! holds `rules` (the rule file's name) and the vars. Both are parsed with
+//! `deny_unknown_fields`, and the vars go through the same loader as a watch's, so an
+//! unknown var is a 400.
 
 use crate::io::store::{WatchRecord, WatchState};
 use crate::run::agent::{load_snapshot, Agent, CreateError, WatchRequest};
+use crate::run::verdict::{RuleStatus, Verdict};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -30,6 +55,42 @@ struct CreateBody {
     id: Option<String>,
 }
 
+/// The body of `POST /api/v1/verdict` (Argo Rollouts' web provider, or by hand).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictBody {
+    rules: String,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+/// Flagger's webhook payload; `metadata` holds `rules` and the vars.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FlaggerBody {
+    #[allow(dead_code)]
+    name: String,
+    #[allow(dead_code)]
+    namespace: String,
+    #[allow(dead_code)]
+    phase: Option<String>,
+    #[allow(dead_code)]
+    checksum: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+/// The key of Flagger's `metadata` that names the rule file.
+const FLAGGER_RULES_KEY: &str = "rules";
+
+/// `?always_200=true`: answer 200 whatever the verdict (Argo Rollouts).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerdictQuery {
+    #[serde(default)]
+    always_200: bool,
+}
+
 #[derive(Debug, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -43,6 +104,7 @@ struct Api {
 }
 
 /// An error answer: a status and a sentence.
+#[derive(Debug)]
 struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
@@ -67,18 +129,28 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// The router; `token` guards every `/api` route.
-pub fn router(agent: Arc<Agent>, token: Option<String>) -> Router {
+/// The router; `token` guards every `/api` route, except the two verdict routes when
+/// `open_verdicts` (Flagger's webhooks cannot send a header).
+pub fn router(agent: Arc<Agent>, token: Option<String>, open_verdicts: bool) -> Router {
     let api = Api {
         agent,
         token: token.map(Arc::new),
     };
     let watches = Router::new()
         .route("/api/v1/watches", get(list).post(create))
-        .route("/api/v1/watches/{id}", get(show).delete(cancel))
-        .route_layer(middleware::from_fn_with_state(api.clone(), auth));
+        .route("/api/v1/watches/{id}", get(show).delete(cancel));
+    let verdicts = Router::new()
+        .route("/api/v1/watches/{id}/verdict", get(watch_verdict))
+        .route("/api/v1/verdict", axum::routing::post(verdict_once));
+    let (guarded, open) = if open_verdicts {
+        (watches, verdicts)
+    } else {
+        (watches.merge(verdicts), Router::new())
+    };
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(api.clone(), auth));
     Router::new()
-        .merge(watches)
+        .merge(guarded)
+        .merge(open)
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
@@ -174,16 +246,7 @@ async fn create(
             }
             Ok((status, Json(body)).into_response())
         }
-        Err(e) => {
-            let status = match &e {
-                CreateError::BadRequest(_) => StatusCode::BAD_REQUEST,
-                CreateError::UnknownRules(_) => StatusCode::NOT_FOUND,
-                CreateError::Conflict(_) => StatusCode::CONFLICT,
-                CreateError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-                CreateError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            Err(ApiError(status, e.to_string()))
-        }
+        Err(e) => Err(create_error(e)),
     }
 }
 
@@ -229,6 +292,113 @@ async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Respon
         StatusCode::OK
     };
     Ok((status, Json(view(&api.agent, &rec, true)?)).into_response())
+}
+
+fn create_error(e: CreateError) -> ApiError {
+    let status = match &e {
+        CreateError::BadRequest(_) => StatusCode::BAD_REQUEST,
+        CreateError::UnknownRules(_) => StatusCode::NOT_FOUND,
+        CreateError::Conflict(_) => StatusCode::CONFLICT,
+        CreateError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        CreateError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// 200 for pass, 412 for fail, 503 for inconclusive (or 200 with `always_200`).
+fn verdict_response(v: Verdict, rules: &[RuleStatus], always_200: bool, extra: Value) -> Response {
+    let status = match (always_200, v) {
+        (true, _) | (false, Verdict::Pass) => StatusCode::OK,
+        (false, Verdict::Fail) => StatusCode::PRECONDITION_FAILED,
+        (false, Verdict::Inconclusive) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut body = json!({
+        "verdict": v.as_str(),
+        "rules": rules.iter().map(|r| json!({
+            "name": r.name,
+            "value": crate::core::events::float::json(r.value.filter(|v| !v.is_nan())),
+            "threshold": r.threshold,
+            "breached": r.breached,
+            "error": r.error,
+        })).collect::<Vec<_>>(),
+    });
+    if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
+        b.extend(e);
+    }
+    (status, Json(body)).into_response()
+}
+
+fn verdict_query(
+    q: Result<Query<VerdictQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<VerdictQuery, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+async fn watch_verdict(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    q: Result<Query<VerdictQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let q = verdict_query(q)?;
+    let rec = api
+        .agent
+        .store
+        .get(&id)?
+        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
+    let (v, fin, rules) = api.agent.watch_verdict(&rec)?;
+    Ok(verdict_response(
+        v,
+        &rules,
+        q.always_200,
+        json!({ "watch": id, "final": fin, "state": rec.state, "outcome": rec.outcome }),
+    ))
+}
+
+/// The rule file and vars of a verdict request, from either body shape.
+fn verdict_request(body: &[u8]) -> Result<(String, BTreeMap<String, String>), ApiError> {
+    let bad = |e: String| ApiError(StatusCode::BAD_REQUEST, e);
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| bad(format!("invalid request: {e}")))?;
+    let flagger = v
+        .as_object()
+        .is_some_and(|o| o.contains_key("metadata") || o.contains_key("namespace"));
+    if flagger {
+        let mut b: FlaggerBody = serde_json::from_value(v)
+            .map_err(|e| bad(format!("invalid Flagger webhook payload: {e}")))?;
+        let rules = b.metadata.remove(FLAGGER_RULES_KEY).ok_or_else(|| {
+            bad(format!(
+                "the webhook's metadata must name the rule file as `{FLAGGER_RULES_KEY}`; the other keys are its vars"
+            ))
+        })?;
+        Ok((rules, b.metadata))
+    } else {
+        let b: VerdictBody =
+            serde_json::from_value(v).map_err(|e| bad(format!("invalid request: {e}")))?;
+        Ok((b.rules, b.vars))
+    }
+}
+
+async fn verdict_once(
+    State(api): State<Api>,
+    q: Result<Query<VerdictQuery>, axum::extract::rejection::QueryRejection>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let q = verdict_query(q)?;
+    let (rules, vars) = verdict_request(&body)?;
+    let statuses = api
+        .agent
+        .verdict_once(&rules, vars)
+        .await
+        .map_err(create_error)?;
+    let v = crate::run::verdict::verdict_of(&statuses);
+    tracing::info!(event = "verdict", rules = %rules, verdict = v.as_str(), "verdict evaluated once");
+    Ok(verdict_response(
+        v,
+        &statuses,
+        q.always_200,
+        json!({ "rules_file": rules }),
+    ))
 }
 
 fn summary(rec: &WatchRecord) -> Value {
@@ -306,6 +476,27 @@ mod tests {
         assert!(!constant_time_eq(b"secret", b"secret2"));
         assert!(!constant_time_eq(b"", b"x"));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn a_verdict_request_takes_our_shape_or_flaggers() {
+        let (r, v) = verdict_request(br#"{"rules":"checkout","vars":{"service":"a"}}"#).unwrap();
+        assert_eq!((r.as_str(), v["service"].as_str()), ("checkout", "a"));
+        let (r, v) = verdict_request(
+            br#"{"name":"podinfo","namespace":"test","phase":"Progressing","checksum":"x","metadata":{"rules":"checkout","service":"a"}}"#,
+        )
+        .unwrap();
+        assert_eq!(r, "checkout");
+        assert_eq!(v.len(), 1);
+        for bad in [
+            &br#"{"rules":"x","command":["rm"]}"#[..],
+            br#"{"name":"p","namespace":"t","metadata":{"service":"a"}}"#,
+            br#"{"name":"p","namespace":"t","command":"rm","metadata":{"rules":"x"}}"#,
+            br#"[1]"#,
+        ] {
+            let e = verdict_request(bad).expect_err("rejected");
+            assert_eq!(e.0, StatusCode::BAD_REQUEST, "{}", e.1);
+        }
     }
 
     #[test]

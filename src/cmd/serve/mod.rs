@@ -47,6 +47,11 @@ pub struct ServeArgs {
     /// File holding the bearer token every /api request must carry.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Serve the two verdict routes (`/api/v1/verdict`, `/api/v1/watches/{id}/verdict`)
+    /// without the token, for Flagger's webhooks, which cannot send a header. They
+    /// only read: no watch is stored and no command runs because of them.
+    #[arg(long)]
+    pub open_verdicts: bool,
     /// Bound on concurrent requests to Prometheus, across all watches.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub max_concurrent_queries: usize,
@@ -138,9 +143,9 @@ async fn serve(
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
     let resumed = agent.start()?;
-    info!(event = "serve_started", listen = %addr, state = %args.state.display(), resumed, token = token.is_some(), "agent listening");
+    info!(event = "serve_started", listen = %addr, state = %args.state.display(), resumed, token = token.is_some(), open_verdicts = args.open_verdicts, "agent listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(agent.clone(), token);
+    let app = api::router(agent.clone(), token, args.open_verdicts);
     let server = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async {

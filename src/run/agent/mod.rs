@@ -49,6 +49,7 @@ use crate::core::events::{now_ms, RuleState, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::{Connection, PromClient};
 use crate::io::store::{Created, Ending, NewWatch, PollMark, Store, WatchRecord, WatchState};
+use crate::run::verdict::{self, RuleStatus, Verdict};
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use exactly_once::StoreJournal;
 use metrics::Metrics;
@@ -271,6 +272,108 @@ impl Agent {
         }
     }
 
+    /// The text of the rule file `name` (a stem) in the rules directory.
+    fn rule_file(&self, name: &str) -> Result<String, CreateError> {
+        let path = ["yaml", "yml"]
+            .iter()
+            .map(|ext| self.cfg.rules_dir.join(format!("{name}.{ext}")))
+            .find(|p| p.is_file())
+            .ok_or_else(|| CreateError::UnknownRules(name.to_string()))?;
+        std::fs::read_to_string(&path).map_err(|e| {
+            CreateError::BadRequest(format!("cannot read the rule file {}: {e}", path.display()))
+        })
+    }
+
+    /// The rule file `rules` with `vars`, loaded by the same loader as a watch (so an
+    /// unknown var or one its `pattern` refuses is a `BadRequest`), every rule queried
+    /// once now. Nothing is stored and no command can run.
+    pub async fn verdict_once(
+        &self,
+        rules: &str,
+        vars: BTreeMap<String, String>,
+    ) -> Result<Vec<RuleStatus>, CreateError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(CreateError::ShuttingDown);
+        }
+        if !valid_name(rules, &[]) {
+            return Err(CreateError::BadRequest(format!(
+                "invalid rule file name {rules:?}: use the file's stem (letters, digits, `-`, `_`, `.`)"
+            )));
+        }
+        let text = self.rule_file(rules)?;
+        let sets: Vec<(String, String)> = vars.into_iter().collect();
+        let (spec, _) = rules::load_str(
+            &format!("{rules}.yaml"),
+            &text,
+            &rules::LoadOptions {
+                sets: &sets,
+                check: false,
+            },
+        )
+        .map_err(|e| CreateError::BadRequest(e.to_string()))?;
+        let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
+        Ok(verdict::evaluate_once(&spec, &*source).await)
+    }
+
+    /// A watch's verdict so far (running) or at its end: `(verdict, final, rules)`.
+    /// Running: a rule that fired (or any action taken) fails it, a rule whose last
+    /// poll failed or that has not been polled yet makes it inconclusive, else it
+    /// passes so far. Ended: from its outcome (healthy passes; any action or an
+    /// action of unknown effect fails; cancelled, interrupted or inconclusive is
+    /// inconclusive).
+    pub fn watch_verdict(
+        &self,
+        rec: &WatchRecord,
+    ) -> Result<(Verdict, bool, Vec<RuleStatus>), crate::io::store::StoreError> {
+        let live = self.live(&rec.def.id).unwrap_or_default();
+        let spec = load_snapshot(&rec.def).ok();
+        let rules: Vec<RuleStatus> = spec
+            .iter()
+            .flat_map(|s| s.rules.iter())
+            .map(|r| {
+                let l = live.get(&r.name).cloned().unwrap_or_default();
+                let error = match (&l.state, rec.state) {
+                    (Some(RuleState::QueryError), _) => {
+                        Some(l.error.clone().unwrap_or_else(|| "the query failed".into()))
+                    }
+                    (None, WatchState::Running) => Some("not polled yet".into()),
+                    _ => None,
+                };
+                RuleStatus {
+                    name: r.name.clone(),
+                    value: l.value,
+                    threshold: r.threshold.to_string(),
+                    breached: l.state == Some(RuleState::Breached),
+                    error,
+                }
+            })
+            .collect();
+        let (v, fin) = match rec.state {
+            WatchState::Running => {
+                let acted = !self.store.actions(&rec.def.id)?.is_empty();
+                let v = if acted {
+                    Verdict::Fail
+                } else {
+                    verdict::verdict_of(&rules)
+                };
+                (v, false)
+            }
+            WatchState::Cancelled => (Verdict::Inconclusive, true),
+            WatchState::Finished => {
+                let v = match rec.outcome.as_deref() {
+                    Some("healthy") => Verdict::Pass,
+                    Some(
+                        "rolled_back" | "rollback_failed" | "paused" | "pause_failed"
+                        | "rollback_unknown" | "pause_unknown",
+                    ) => Verdict::Fail,
+                    _ => Verdict::Inconclusive,
+                };
+                (v, true)
+            }
+        };
+        Ok((v, fin, rules))
+    }
+
     /// Validates and stores a watch, then starts it. `Ok((record, true, warnings))` if
     /// it is new; the warnings (a rule that can never fire in the watch's duration, a
     /// clock off Prometheus's) are logged and returned to the caller.
@@ -294,14 +397,7 @@ impl Agent {
                 )));
             }
         }
-        let path = ["yaml", "yml"]
-            .iter()
-            .map(|ext| self.cfg.rules_dir.join(format!("{}.{ext}", req.rules)))
-            .find(|p| p.is_file())
-            .ok_or_else(|| CreateError::UnknownRules(req.rules.clone()))?;
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            CreateError::BadRequest(format!("cannot read the rule file {}: {e}", path.display()))
-        })?;
+        let text = self.rule_file(&req.rules)?;
         let created_ms = now_ms();
         let id = req.id.clone().unwrap_or_else(|| {
             let n = self.ids.fetch_add(1, Ordering::SeqCst);
