@@ -95,6 +95,9 @@ pub enum ChannelKind {
     Webhook,
     /// A Slack incoming webhook (`{"text": ...}`).
     Slack,
+    /// Alertmanager's v2 API: alerts for pending and fired rules, the action and the
+    /// outcome, resolved when the watch ends. `url` is Alertmanager's base URL.
+    Alertmanager,
 }
 
 /// A notification channel. Its URL is a secret: it is never logged or shown; messages
@@ -110,6 +113,8 @@ pub struct Channel {
     pub timeout: Duration,
     /// Attempts after the first one fails (with backoff 0.5s, 1s, 2s, ...).
     pub retries: u32,
+    /// Extra labels on every alert (alertmanager channels only).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -121,6 +126,7 @@ impl std::fmt::Debug for Channel {
             .field("on", &self.on)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("labels", &self.labels)
             .finish()
     }
 }

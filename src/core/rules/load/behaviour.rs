@@ -183,3 +183,25 @@ fn a_refused_value_points_at_the_placeholder_it_fills_even_when_repeated() {
     let (spec, _) = load_str("t.yaml", &text, &opts).unwrap();
     assert_eq!(spec.rules[0].query, "# it's v\nx{a=\"v\"} > v\n");
 }
+
+#[test]
+fn alertmanager_channels_take_a_url_and_labels_and_no_on() {
+    use crate::core::rules::ChannelKind;
+    let text = format!(
+        "{BASE}notify:\n  - alertmanager: {{url: http://127.0.0.1:9/am, labels: {{team: payments}}}}\n  - alertmanager: {{url: http://127.0.0.1:9/am}}\n"
+    );
+    let (spec, _) = load(&text).unwrap();
+    assert_eq!(spec.notify[0].kind, ChannelKind::Alertmanager);
+    assert_eq!(spec.notify[0].labels["team"], "payments");
+    assert!(spec.notify[0].on.is_empty() && spec.notify[1].labels.is_empty());
+    let e = errors(&format!(
+        "{BASE}notify:\n  - alertmanager: {{url: http://127.0.0.1:9/am, labels: {{2bad: x}}}}\n    on: [rollback]\n  - alertmanager: {{labels: {{}}}}\n"
+    ));
+    for want in [
+        "`2bad` is not a valid alert label name",
+        "an alertmanager channel takes no `on:`",
+        "the alertmanager channel has no `url`",
+    ] {
+        assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+    }
+}
