@@ -3,7 +3,7 @@
 //! - `prom`: the Prometheus client (instant and range queries) and its pure decoder;
 //! - `action`: running rollback and pause commands (process groups, timeouts);
 //! - `store`: the agent's durable state (SQLite) and its state file;
-//! - `notify`: delivering notifications (webhook, Slack) without delaying a watch.
+//! - `notify`: delivering notifications (webhook, Slack, Alertmanager alerts) without delaying a watch.
 //!
 //! Edges import only the core.
 
