@@ -22,7 +22,7 @@ fn names(alerts: &[Value]) -> Vec<String> {
 }
 
 #[test]
-fn alerts_fire_in_alertmanager_during_the_watch_and_resolve_at_the_end() {
+fn alerts_fire_in_alertmanager_during_the_watch_and_resolve_at_the_end_with_a_silence() {
     let prom = prometheus();
     let s = Scratch::new();
     let am = alertmanager(s.dir.path());
@@ -46,6 +46,10 @@ watch:
 rollback:
   command: ["sh", "-c", "read line < {fifo}"]
   timeout: 30s
+  silence:
+    alertmanager: {{env: RW_TEST_AM}}
+    matchers: {{service: "${{service}}", test: "${{test}}"}}
+    for: 8s
 rules:
   - name: r
     query: rw_value{{test="${{test}}"}}
@@ -59,6 +63,7 @@ notify:
 "#,
         fifo = fifo.display()
     ));
+    let events = s.path("events.jsonl");
     let mut w = start_env(
         &[
             "watch",
@@ -66,15 +71,43 @@ notify:
             file.to_str().unwrap(),
             "--prometheus",
             &prom.url,
+            "--events",
+            events.to_str().unwrap(),
         ],
         &[("RW_TEST_AM", &am.url)],
     );
     w.await_event("action_started", Duration::from_secs(20));
+    // While the rollback runs, the service's alerts are silenced...
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let silence = loop {
+        let all = am.silences();
+        if let Some(s) = all.iter().find(|s| s["createdBy"] == "rollwatch") {
+            break s.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no silence: {all:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(silence["status"]["state"], "active", "{silence:#}");
+    let comment = silence["comment"].as_str().unwrap();
+    assert!(
+        comment.contains("service=checkout") && comment.contains("`r`"),
+        "{comment}"
+    );
+    let matchers = &silence["matchers"];
+    assert!(
+        matchers
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["name"] == "service" && m["value"] == "checkout" && m["isRegex"] == false),
+        "{matchers:#}"
+    );
     let filter = format!("test=\"{name}\"");
     let want = ["RollwatchAction", "RollwatchFired", "RollwatchPending"];
     let during = am.await_alerts(&filter, |a| names(a) == want, Duration::from_secs(10));
     for a in &during {
         let l = &a["labels"];
+        // Active, not silenced: the silence spares rollwatch's own alerts.
         assert_eq!(a["status"]["state"], "active", "{a:#}");
         assert_eq!(l["rule"], "r", "{a:#}");
         assert_eq!(l["service"], "checkout", "{a:#}");
@@ -103,6 +136,20 @@ notify:
     assert_eq!(w.wait(Duration::from_secs(30)), 1, "{}", w.dump());
     // Deliveries are awaited before the watch exits: the rule and action alerts are
     // resolved (Alertmanager no longer lists them); the outcome alert is active.
+    // The silence id is in the event stream; the silence expires by itself.
+    let silenced: Vec<Value> = std::fs::read_to_string(&events)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "silenced")
+        .collect();
+    assert_eq!(silenced.len(), 1, "{silenced:?}");
+    assert_eq!(silenced[0]["silence_id"], silence["id"]);
+    am.await_silence(
+        silence["id"].as_str().unwrap(),
+        "expired",
+        Duration::from_secs(20),
+    );
     let after = am.alerts(&filter);
     assert_eq!(names(&after), ["RollwatchOutcome"], "{after:#?}");
     let outcome = &after[0]["labels"];

@@ -62,6 +62,30 @@ impl Alertmanager {
         self.get(&format!("/api/v2/alerts?filter={}", urlencode(filter)))
     }
 
+    /// `GET /api/v2/silences`.
+    pub fn silences(&self) -> Vec<Value> {
+        self.get("/api/v2/silences")
+    }
+
+    /// Awaits (by reading the API back) the silence `id` in `state`.
+    pub fn await_silence(&self, id: &str, state: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let all = self.silences();
+            if let Some(s) = all
+                .iter()
+                .find(|s| s["id"] == id && s["status"]["state"] == state)
+            {
+                return s.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "silence {id} never {state}: {all:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn get(&self, path: &str) -> Vec<Value> {
         // HTTP/1.0, so that the answer is never chunked.
         let mut s = TcpStream::connect(&self.addr).expect("Alertmanager answers");

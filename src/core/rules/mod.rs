@@ -139,6 +139,29 @@ pub struct CommandSpec {
     /// `idempotent: true`: running it twice does no harm, so `serve` may run it again
     /// when it died while the command ran (otherwise that watch ends `*_unknown`).
     pub idempotent: bool,
+    /// `silence:` (rollback only): an Alertmanager silence created when it starts.
+    pub silence: Option<SilenceSpec>,
+}
+
+/// An Alertmanager silence a rollback creates when it starts, so that the service's own
+/// alerts stay quiet while it runs and for `for_` in all; it expires by itself.
+#[derive(Clone, PartialEq)]
+pub struct SilenceSpec {
+    /// Alertmanager's base URL: a secret, never shown.
+    pub url: String,
+    /// Label name to the exact value it must equal (`${var}` substituted).
+    pub matchers: BTreeMap<String, String>,
+    pub for_: Duration,
+}
+
+impl std::fmt::Debug for SilenceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SilenceSpec")
+            .field("url", &"<secret>")
+            .field("matchers", &self.matchers)
+            .field("for_", &self.for_)
+            .finish()
+    }
 }
 
 /// What a rule does when it fires.

@@ -93,6 +93,22 @@ impl<R: ActionRunner> Watch<'_, R> {
                 }
             }
             Ok(ticket) => {
+                // The silence is created beside the command, never before it.
+                let silence = cmd.silence.clone().map(|spec| {
+                    let comment = format!(
+                        "rollwatch rolled back [{}] (rule `{}`, rules file {})",
+                        crate::core::events::vars_text(&self.spec.vars),
+                        rule.name,
+                        self.spec.path.display()
+                    );
+                    let ends_at =
+                        crate::core::events::rfc3339_ms(at_ms + spec.for_.as_millis() as i64);
+                    let matchers = spec.matchers.clone();
+                    let task = tokio::spawn(async move {
+                        crate::io::silence::create(&spec, &comment, at_ms).await
+                    });
+                    (task, matchers, ends_at)
+                });
                 env.extend(ticket.env);
                 let req = ActionRequest {
                     kind,
@@ -113,6 +129,23 @@ impl<R: ActionRunner> Watch<'_, R> {
                     }
                 };
                 self.journal.finished(&report.status, now_ms());
+                if let Some((task, matchers, ends_at)) = silence {
+                    let (silence_id, error) = match task.await {
+                        Ok(Ok(id)) => (Some(id), None),
+                        Ok(Err(e)) => (None, Some(e)),
+                        Err(e) => (None, Some(e.to_string())),
+                    };
+                    self.sinks.emit(
+                        now_ms(),
+                        &Event::Silenced {
+                            rule: rule.name.clone(),
+                            silence_id,
+                            matchers,
+                            ends_at,
+                            error,
+                        },
+                    );
+                }
                 report
             }
         };

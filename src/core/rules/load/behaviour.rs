@@ -205,3 +205,42 @@ fn alertmanager_channels_take_a_url_and_labels_and_no_on() {
         assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
     }
 }
+
+#[test]
+fn rollback_silence_renders_matchers_and_checks_its_keys() {
+    let with = |silence: &str| {
+        format!(
+            "vars:\n  service: checkout\n{}",
+            BASE.replace(
+                "  command: [\"true\"]\n",
+                &format!("  command: [\"true\"]\n  silence: {silence}\n")
+            )
+        )
+    };
+    let (spec, _) = load(&with(
+        "{alertmanager: http://127.0.0.1:9/am, matchers: {service: \"${service}\"}, for: 30m}",
+    ))
+    .unwrap();
+    let s = spec.rollback.unwrap().silence.unwrap();
+    assert_eq!(s.matchers["service"], "checkout");
+    assert_eq!(s.for_, Duration::from_secs(1800));
+    assert!(
+        !format!("{s:?}").contains("127.0.0.1"),
+        "the URL is a secret"
+    );
+    let e = errors(&with("{alertmanager: nope, matchers: {}}"));
+    for want in [
+        "the silence's alertmanager URL is not an http(s) URL",
+        "`matchers` is empty",
+        "has no `for`",
+    ] {
+        assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+    }
+    let e = errors(&format!(
+        "{BASE}pause:\n  command: [\"true\"]\n  silence: {{}}\n"
+    ));
+    assert!(
+        e.iter().any(|m| m.contains("unknown key `silence`")),
+        "{e:?}"
+    );
+}

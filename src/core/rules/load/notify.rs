@@ -158,7 +158,7 @@ pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core
 }
 
 /// A channel URL: a string, `{env: NAME}` or `{file: PATH}`, never echoed.
-fn secret_url(cx: &mut Cx, url_node: &Node, key: &str, label: &str) -> Option<String> {
+pub(super) fn secret_url(cx: &mut Cx, url_node: &Node, key: &str, label: &str) -> Option<String> {
     match &url_node.value {
         Value::Str(s) => Some(s.clone()),
         Value::Map(_) => {
