@@ -172,7 +172,7 @@ fn a_hanging_alertmanager_never_delays_the_rollback() {
     prom.await_value(&series(name), |v| v == Some(0.9));
     let hook = receiver(vec![0]);
     // A notify rule fires at once and its alert's delivery hangs; the rollback rule
-    // fires 2s later and must act at once regardless.
+    // fires 2s later and must act at once regardless, and so must its silence's hang.
     let file = s.rules(&format!(
         r#"vars:
   test: {name}
@@ -182,6 +182,7 @@ watch:
 rollback:
   command: ["sh", "-c", "echo rollback $(date +%s%3N) >> @DIR@/actions.log"]
   timeout: 30s
+  silence: {{alertmanager: "{url}", matchers: {{test: "${{test}}"}}, for: 1m}}
 rules:
   - name: r
     query: rw_value{{test="${{test}}"}}
@@ -194,11 +195,11 @@ rules:
     for: 0s
     action: notify
 notify:
-  - alertmanager: {{url: "{}"}}
+  - alertmanager: {{url: "{url}"}}
     timeout: 1s
     retries: 1
 "#,
-        hook.url
+        url = hook.url
     ));
     let mut w = start(&[
         "watch",
@@ -229,4 +230,9 @@ notify:
         acted - fired_ms
     );
     assert!(w.dump().contains("notification_failed"), "{}", w.dump());
+    let silenced = w.events("silenced");
+    assert!(
+        silenced.len() == 1 && silenced[0]["error"].is_string(),
+        "the silence that could not be made is logged: {silenced:?}"
+    );
 }

@@ -83,14 +83,17 @@ impl<R: ActionRunner> Watch<'_, R> {
             tokio::time::sleep(Duration::from_millis(backoff)).await;
             claimed = self.journal.claim(&claim);
         }
-        let report = match claimed {
+        let (report, silence) = match claimed {
             Err(why) => {
                 error!(event = "action_not_claimed", action = kind, rule = %rule.name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
-                ActionReport {
-                    status: ActionStatus::NotClaimed(why),
-                    duration: Duration::ZERO,
-                    output_tail: Vec::new(),
-                }
+                (
+                    ActionReport {
+                        status: ActionStatus::NotClaimed(why),
+                        duration: Duration::ZERO,
+                        output_tail: Vec::new(),
+                    },
+                    None,
+                )
             }
             Ok(ticket) => {
                 // The silence is created beside the command, never before it.
@@ -129,24 +132,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                     }
                 };
                 self.journal.finished(&report.status, now_ms());
-                if let Some((task, matchers, ends_at)) = silence {
-                    let (silence_id, error) = match task.await {
-                        Ok(Ok(id)) => (Some(id), None),
-                        Ok(Err(e)) => (None, Some(e)),
-                        Err(e) => (None, Some(e.to_string())),
-                    };
-                    self.sinks.emit(
-                        now_ms(),
-                        &Event::Silenced {
-                            rule: rule.name.clone(),
-                            silence_id,
-                            matchers,
-                            ends_at,
-                            error,
-                        },
-                    );
-                }
-                report
+                (report, silence)
             }
         };
         self.sinks.emit(
@@ -160,6 +146,24 @@ impl<R: ActionRunner> Watch<'_, R> {
                 output_tail: report.output_tail.clone(),
             },
         );
+        // After the action's own events, so a slow Alertmanager delays neither.
+        if let Some((task, matchers, ends_at)) = silence {
+            let (silence_id, error) = match task.await {
+                Ok(Ok(id)) => (Some(id), None),
+                Ok(Err(e)) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            self.sinks.emit(
+                now_ms(),
+                &Event::Silenced {
+                    rule: rule.name.clone(),
+                    silence_id,
+                    matchers,
+                    ends_at,
+                    error,
+                },
+            );
+        }
         Some(report)
     }
 }
