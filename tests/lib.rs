@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod alertmanager;
 mod architecture;
 mod check;
 mod ci;

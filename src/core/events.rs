@@ -230,6 +230,14 @@ pub enum Event {
         duration_s: f64,
         output_tail: Vec<String>,
     },
+    /// The rollback's Alertmanager silence: its id, or why there is none.
+    Silenced {
+        rule: String,
+        silence_id: Option<String>,
+        matchers: BTreeMap<String, String>,
+        ends_at: String,
+        error: Option<String>,
+    },
     Signal {
         signal: String,
         during_action: bool,
@@ -252,6 +260,7 @@ impl Event {
             Event::Fired { .. } => "fired",
             Event::Notify { .. } => "notify",
             Event::PauseSkipped { .. } => "pause_skipped",
+            Event::Silenced { .. } => "silenced",
             Event::ActionStarted { .. } => "action_started",
             Event::ActionFinished { .. } => "action_finished",
             Event::Signal { .. } => "signal",

@@ -3,11 +3,13 @@
 //! - `prom`: the Prometheus client (instant and range queries) and its pure decoder;
 //! - `action`: running rollback and pause commands (process groups, timeouts);
 //! - `store`: the agent's durable state (SQLite) and its state file;
-//! - `notify`: delivering notifications (webhook, Slack) without delaying a watch.
+//! - `notify`: delivering notifications (webhook, Slack, Alertmanager alerts) without delaying a watch.
+//! - `silence`: the Alertmanager silence a rollback may create.
 //!
 //! Edges import only the core.
 
 pub mod action;
 pub mod notify;
 pub mod prom;
+pub mod silence;
 pub mod store;

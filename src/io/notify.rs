@@ -5,6 +5,10 @@
 //! per-attempt timeout and retries with backoff, so a slow or dead receiver can never
 //! delay a rollback; a delivery that fails in the end is logged, not fatal. Channel URLs
 //! are secrets: logs name a channel only by its label (`slack #2`).
+//!
+//! An `alertmanager` channel instead posts alerts to Alertmanager's v2 API (pending and
+//! fired rules, the action, the outcome) and resolves them when the watch ends, so a
+//! team's own routing, grouping and inhibition page as usual.
 
 use crate::core::eval::Labels;
 use crate::core::events::{rfc3339_ms, secs, Event, RuleInfo, Sink};
@@ -80,6 +84,27 @@ pub struct Notifier {
     rules: BTreeMap<String, RuleInfo>,
     fired: BTreeMap<String, Fired>,
     dry_run: bool,
+    /// When the watch is due to end (ms), so open alerts outlive it a little and
+    /// expire by themselves if rollwatch dies.
+    ends_ms: i64,
+    /// Alerts posted to Alertmanager and not yet resolved, by `alertname/rule`.
+    alerts: BTreeMap<String, Value>,
+    /// Per alertmanager channel (by index), the end of its latest delivery: each post
+    /// waits for the one before, so a late update never reopens a resolved alert.
+    am_tail: BTreeMap<usize, tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// How long open alerts stay active after the watch's planned end, and how long the
+/// outcome alert stays active, unless re-posted or resolved.
+const ALERT_GRACE_MS: i64 = 15 * 60 * 1000;
+
+/// The Alertmanager `severity` for an action: rollback is critical, pause a warning.
+fn severity(action: &str) -> &'static str {
+    match action {
+        "rollback" => "critical",
+        "pause" => "warning",
+        _ => "info",
+    }
 }
 
 impl Notifier {
@@ -97,6 +122,9 @@ impl Notifier {
             rules: BTreeMap::new(),
             fired: BTreeMap::new(),
             dry_run: false,
+            ends_ms: 0,
+            alerts: BTreeMap::new(),
+            am_tail: BTreeMap::new(),
         };
         (n, deliveries)
     }
@@ -152,6 +180,7 @@ impl Notifier {
             let body = match ch.kind {
                 ChannelKind::Webhook => payload.clone(),
                 ChannelKind::Slack => slack_message(&summary, graph.as_deref()),
+                ChannelKind::Alertmanager => continue,
             };
             let policy = RetryPolicy {
                 attempts: ch.retries + 1,
@@ -168,6 +197,174 @@ impl Notifier {
             ));
             self.deliveries.add(h);
         }
+    }
+}
+
+impl Notifier {
+    fn has_alertmanager(&self) -> bool {
+        !self.dry_run
+            && self
+                .channels
+                .iter()
+                .any(|c| c.kind == ChannelKind::Alertmanager)
+    }
+
+    /// An alert (without the channel's labels): `alertname`, the watch's vars,
+    /// `severity`, plus `extra` labels; `annotations` as given.
+    fn alert(
+        &self,
+        at_ms: i64,
+        alertname: &str,
+        severity: &str,
+        extra: &[(&str, &str)],
+        annotations: Value,
+        generator: Option<&str>,
+    ) -> Value {
+        let mut labels = serde_json::Map::new();
+        for (k, v) in &self.vars {
+            labels.insert(k.clone(), json!(v));
+        }
+        labels.insert("alertname".into(), json!(alertname));
+        labels.insert("severity".into(), json!(severity));
+        for (k, v) in extra {
+            labels.insert(k.to_string(), json!(v));
+        }
+        let mut alert = json!({
+            "labels": labels,
+            "annotations": annotations,
+            "startsAt": rfc3339_ms(at_ms),
+            "endsAt": rfc3339_ms(self.ends_ms.max(at_ms) + ALERT_GRACE_MS),
+        });
+        if let Some(g) = generator {
+            alert["generatorURL"] = json!(g);
+        }
+        alert
+    }
+
+    /// Opens (or updates) the alert `alertname` for `rule` and posts it.
+    fn open_rule_alert(&mut self, at_ms: i64, alertname: &str, rule: &str, annotations: Value) {
+        if !self.has_alertmanager() {
+            return;
+        }
+        let key = format!("{alertname}/{rule}");
+        let info = self.rules.get(rule);
+        let sev = severity(info.map_or("notify", |i| i.action));
+        let generator = info.and_then(|i| i.graph_url.clone());
+        let mut alert = self.alert(
+            at_ms,
+            alertname,
+            sev,
+            &[("rule", rule)],
+            annotations,
+            generator.as_deref(),
+        );
+        // An update keeps the alert's first start.
+        if let Some(old) = self.alerts.get(&key) {
+            alert["startsAt"] = old["startsAt"].clone();
+        }
+        self.alerts.insert(key, alert.clone());
+        self.post_alerts(vec![alert]);
+    }
+
+    /// Posts `alerts` to every alertmanager channel, each its own delivery task,
+    /// in order per channel.
+    fn post_alerts(&mut self, alerts: Vec<Value>) {
+        for (i, ch) in self
+            .channels
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.kind == ChannelKind::Alertmanager)
+        {
+            let body: Vec<Value> = alerts
+                .iter()
+                .map(|a| {
+                    let mut a = a.clone();
+                    // The channel's labels never override rollwatch's own.
+                    if let Value::Object(l) = &mut a["labels"] {
+                        for (k, v) in &ch.labels {
+                            l.entry(k.clone()).or_insert_with(|| json!(v));
+                        }
+                    }
+                    a
+                })
+                .collect();
+            let policy = RetryPolicy {
+                attempts: ch.retries + 1,
+                timeout: ch.timeout,
+                ..RetryPolicy::default()
+            };
+            let url = format!("{}/api/v2/alerts", ch.url.trim_end_matches('/'));
+            let (done, tail) = tokio::sync::oneshot::channel();
+            let before = self.am_tail.insert(i, tail);
+            let send = deliver(
+                self.http.clone(),
+                url,
+                ch.label.clone(),
+                "alerts".to_string(),
+                Value::Array(body),
+                policy,
+            );
+            let h = tokio::spawn(async move {
+                if let Some(before) = before {
+                    let _ = before.await;
+                }
+                send.await;
+                let _ = done.send(());
+            });
+            self.deliveries.add(h);
+        }
+    }
+
+    /// The alert of the action taken for `rule` (`action` label: rollback or pause).
+    fn open_action_alert(&mut self, at_ms: i64, action: &str, rule: &str, annotations: Value) {
+        if !self.has_alertmanager() {
+            return;
+        }
+        let key = format!("RollwatchAction/{rule}");
+        let mut alert = self.alert(
+            at_ms,
+            "RollwatchAction",
+            severity(action),
+            &[("rule", rule), ("action", action)],
+            annotations,
+            None,
+        );
+        if let Some(old) = self.alerts.get(&key) {
+            alert["startsAt"] = old["startsAt"].clone();
+        }
+        self.alerts.insert(key, alert.clone());
+        self.post_alerts(vec![alert]);
+    }
+
+    /// The watch ended: posts the outcome alert and resolves every open one.
+    fn finish_alerts(&mut self, at_ms: i64, outcome: &str, detail: &str, rule: Option<&str>) {
+        if !self.has_alertmanager() {
+            return;
+        }
+        let sev = match (outcome, rule.and_then(|r| self.rules.get(r))) {
+            ("healthy", _) => "info",
+            (_, Some(i)) => severity(i.action),
+            _ => "warning",
+        };
+        let mut extra = vec![("outcome", outcome)];
+        if let Some(r) = rule {
+            extra.push(("rule", r));
+        }
+        let mut outcome_alert = self.alert(
+            at_ms,
+            "RollwatchOutcome",
+            sev,
+            &extra,
+            json!({"summary": format!("rollwatch [{}]: {detail}", self.vars_text())}),
+            None,
+        );
+        outcome_alert["endsAt"] = json!(rfc3339_ms(at_ms + ALERT_GRACE_MS));
+        let mut batch = vec![outcome_alert];
+        for (_, mut a) in std::mem::take(&mut self.alerts) {
+            a["endsAt"] = json!(rfc3339_ms(at_ms));
+            batch.push(a);
+        }
+        self.post_alerts(batch);
     }
 }
 
@@ -188,6 +385,7 @@ pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut pay
         let body = match ch.kind {
             ChannelKind::Webhook => payload.clone(),
             ChannelKind::Slack => slack_message(&summary, None),
+            ChannelKind::Alertmanager => continue,
         };
         let policy = RetryPolicy {
             attempts: ch.retries + 1,
@@ -273,11 +471,31 @@ impl Sink for Notifier {
                 vars,
                 rules,
                 dry_run,
+                duration_s,
                 ..
             } => {
                 self.vars = vars.clone();
                 self.rules = rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
                 self.dry_run = *dry_run;
+                self.ends_ms = at_ms + (*duration_s * 1000.0) as i64;
+            }
+            // One pending alert per rule, whatever its series do.
+            Event::Pending {
+                rule,
+                value,
+                threshold,
+                ..
+            } if !self
+                .alerts
+                .contains_key(&format!("RollwatchPending/{rule}")) =>
+            {
+                let of = self.rules.get(rule).map_or(0.0, |i| i.for_s);
+                let annotations = json!({
+                    "summary": format!("rollwatch [{}]: `{rule}` is breached; it fires once breached for {}", self.vars_text(), secs(of)),
+                    "value": value.map_or("no data".into(), crate::core::events::float::text),
+                    "threshold": threshold,
+                });
+                self.open_rule_alert(at_ms, "RollwatchPending", rule, annotations);
             }
             Event::Fired {
                 rule,
@@ -285,7 +503,7 @@ impl Sink for Notifier {
                 value,
                 threshold,
                 breached_for_s,
-                ..
+                action,
             } => {
                 self.fired.insert(
                     rule.clone(),
@@ -296,6 +514,20 @@ impl Sink for Notifier {
                         breached_for_s: *breached_for_s,
                     },
                 );
+                let annotations = json!({
+                    "summary": format!("rollwatch [{}]: `{rule}` fired after {} breached", self.vars_text(), secs(*breached_for_s)),
+                    "value": value.map_or("no data".into(), crate::core::events::float::text),
+                    "threshold": threshold,
+                    "action": action,
+                });
+                self.open_rule_alert(at_ms, "RollwatchFired", rule, annotations);
+            }
+            Event::ActionStarted { action, rule, .. } => {
+                let annotations = json!({
+                    "summary": format!("rollwatch [{}]: running the {action} command for `{rule}`", self.vars_text()),
+                    "status": "running",
+                });
+                self.open_action_alert(at_ms, action, rule, annotations);
             }
             Event::Notify { rule, .. } => {
                 self.send(
@@ -324,12 +556,21 @@ impl Sink for Notifier {
                     ("pause", true) => "the release was paused".to_string(),
                     (a, _) => format!("the {a} command {status}: act by hand"),
                 };
+                let annotations = json!({
+                    "summary": format!("rollwatch [{}]: {what}", self.vars_text()),
+                    "status": status,
+                });
+                self.open_action_alert(at_ms, action, rule, annotations);
                 let action = json!({"kind": action, "status": status, "succeeded": succeeded, "duration_s": duration_s, "output_tail": output_tail});
                 self.send(at_ms, &kind, Some(rule), what, action);
             }
             Event::WatchFinished {
-                outcome, detail, ..
+                outcome,
+                detail,
+                rule,
+                ..
             } => {
+                self.finish_alerts(at_ms, outcome, detail, rule.as_deref());
                 if matches!(*outcome, "inconclusive" | "healthy" | "interrupted") {
                     self.send(at_ms, outcome, None, detail.clone(), Value::Null);
                 }

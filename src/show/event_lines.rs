@@ -159,6 +159,19 @@ impl Sink for LogSink {
                 breached_for = %secs(*breached_for_s),
                 "notification: {rule} is breached ({} {threshold}); the watch goes on", value_text(*value)
             ),
+            Event::Silenced {
+                rule,
+                silence_id: Some(id),
+                ends_at,
+                ..
+            } => info!(
+                event = ev, rule = %rule, silence_id = %id, ends_at = %ends_at,
+                "Alertmanager silence {id} created until {ends_at}"
+            ),
+            Event::Silenced { rule, error, .. } => warn!(
+                event = ev, rule = %rule, error = %error.as_deref().unwrap_or(""),
+                "the Alertmanager silence was not created: {}", error.as_deref().unwrap_or("")
+            ),
             Event::PauseSkipped { rule, paused_by } => info!(
                 event = ev, rule = %rule, paused_by = %paused_by, "already paused; the pause command runs once per watch"
             ),

@@ -259,7 +259,7 @@ impl Sink for LiveView {
                 }
                 self.say(format!("watch finished: {detail} (exit {exit_code})"));
             }
-            Event::WatchStarted { .. } | Event::PauseSkipped { .. } => {}
+            Event::WatchStarted { .. } | Event::PauseSkipped { .. } | Event::Silenced { .. } => {}
         }
     }
 }

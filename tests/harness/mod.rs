@@ -2,6 +2,7 @@
 //! and helpers to await events instead of sleeping.
 
 pub mod agent;
+pub mod alertmanager;
 pub mod fake;
 pub mod proxy;
 pub mod receiver;
@@ -56,7 +57,7 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn urlencode(s: &str) -> String {
+pub fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -95,6 +95,9 @@ pub enum ChannelKind {
     Webhook,
     /// A Slack incoming webhook (`{"text": ...}`).
     Slack,
+    /// Alertmanager's v2 API: alerts for pending and fired rules, the action and the
+    /// outcome, resolved when the watch ends. `url` is Alertmanager's base URL.
+    Alertmanager,
 }
 
 /// A notification channel. Its URL is a secret: it is never logged or shown; messages
@@ -110,6 +113,8 @@ pub struct Channel {
     pub timeout: Duration,
     /// Attempts after the first one fails (with backoff 0.5s, 1s, 2s, ...).
     pub retries: u32,
+    /// Extra labels on every alert (alertmanager channels only).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -121,6 +126,7 @@ impl std::fmt::Debug for Channel {
             .field("on", &self.on)
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
+            .field("labels", &self.labels)
             .finish()
     }
 }
@@ -133,6 +139,29 @@ pub struct CommandSpec {
     /// `idempotent: true`: running it twice does no harm, so `serve` may run it again
     /// when it died while the command ran (otherwise that watch ends `*_unknown`).
     pub idempotent: bool,
+    /// `silence:` (rollback only): an Alertmanager silence created when it starts.
+    pub silence: Option<SilenceSpec>,
+}
+
+/// An Alertmanager silence a rollback creates when it starts, so that the service's own
+/// alerts stay quiet while it runs and for `for_` in all; it expires by itself.
+#[derive(Clone, PartialEq)]
+pub struct SilenceSpec {
+    /// Alertmanager's base URL: a secret, never shown.
+    pub url: String,
+    /// Label name to the exact value it must equal (`${var}` substituted).
+    pub matchers: BTreeMap<String, String>,
+    pub for_: Duration,
+}
+
+impl std::fmt::Debug for SilenceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SilenceSpec")
+            .field("url", &"<secret>")
+            .field("matchers", &self.matchers)
+            .field("for_", &self.for_)
+            .finish()
+    }
 }
 
 /// What a rule does when it fires.

@@ -83,16 +83,35 @@ impl<R: ActionRunner> Watch<'_, R> {
             tokio::time::sleep(Duration::from_millis(backoff)).await;
             claimed = self.journal.claim(&claim);
         }
-        let report = match claimed {
+        let (report, silence) = match claimed {
             Err(why) => {
                 error!(event = "action_not_claimed", action = kind, rule = %rule.name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
-                ActionReport {
-                    status: ActionStatus::NotClaimed(why),
-                    duration: Duration::ZERO,
-                    output_tail: Vec::new(),
-                }
+                (
+                    ActionReport {
+                        status: ActionStatus::NotClaimed(why),
+                        duration: Duration::ZERO,
+                        output_tail: Vec::new(),
+                    },
+                    None,
+                )
             }
             Ok(ticket) => {
+                // The silence is created beside the command, never before it.
+                let silence = cmd.silence.clone().map(|spec| {
+                    let comment = format!(
+                        "rollwatch rolled back [{}] (rule `{}`, rules file {})",
+                        crate::core::events::vars_text(&self.spec.vars),
+                        rule.name,
+                        self.spec.path.display()
+                    );
+                    let ends_at =
+                        crate::core::events::rfc3339_ms(at_ms + spec.for_.as_millis() as i64);
+                    let matchers = spec.matchers.clone();
+                    let task = tokio::spawn(async move {
+                        crate::io::silence::create(&spec, &comment, at_ms).await
+                    });
+                    (task, matchers, ends_at)
+                });
                 env.extend(ticket.env);
                 let req = ActionRequest {
                     kind,
@@ -113,7 +132,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                     }
                 };
                 self.journal.finished(&report.status, now_ms());
-                report
+                (report, silence)
             }
         };
         self.sinks.emit(
@@ -127,6 +146,24 @@ impl<R: ActionRunner> Watch<'_, R> {
                 output_tail: report.output_tail.clone(),
             },
         );
+        // After the action's own events, so a slow Alertmanager delays neither.
+        if let Some((task, matchers, ends_at)) = silence {
+            let (silence_id, error) = match task.await {
+                Ok(Ok(id)) => (Some(id), None),
+                Ok(Err(e)) => (None, Some(e)),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            self.sinks.emit(
+                now_ms(),
+                &Event::Silenced {
+                    rule: rule.name.clone(),
+                    silence_id,
+                    matchers,
+                    ends_at,
+                    error,
+                },
+            );
+        }
         Some(report)
     }
 }

@@ -260,6 +260,24 @@ impl Record {
                     rule: rule.clone(),
                 });
             }
+            Event::Silenced {
+                silence_id,
+                matchers,
+                ends_at,
+                error,
+                ..
+            } => self.notifications.push(match (silence_id, error) {
+                (Some(id), _) => format!(
+                    "{} Alertmanager silence {id} on {} until {ends_at}",
+                    rfc3339_ms(at),
+                    crate::core::events::vars_text(matchers)
+                ),
+                (None, e) => format!(
+                    "{} Alertmanager silence NOT created: {}",
+                    rfc3339_ms(at),
+                    e.as_deref().unwrap_or("unknown error")
+                ),
+            }),
             Event::PauseSkipped { .. } | Event::Signal { .. } => {}
         }
     }

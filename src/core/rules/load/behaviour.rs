@@ -183,3 +183,64 @@ fn a_refused_value_points_at_the_placeholder_it_fills_even_when_repeated() {
     let (spec, _) = load_str("t.yaml", &text, &opts).unwrap();
     assert_eq!(spec.rules[0].query, "# it's v\nx{a=\"v\"} > v\n");
 }
+
+#[test]
+fn alertmanager_channels_take_a_url_and_labels_and_no_on() {
+    use crate::core::rules::ChannelKind;
+    let text = format!(
+        "{BASE}notify:\n  - alertmanager: {{url: http://127.0.0.1:9/am, labels: {{team: payments}}}}\n  - alertmanager: {{url: http://127.0.0.1:9/am}}\n"
+    );
+    let (spec, _) = load(&text).unwrap();
+    assert_eq!(spec.notify[0].kind, ChannelKind::Alertmanager);
+    assert_eq!(spec.notify[0].labels["team"], "payments");
+    assert!(spec.notify[0].on.is_empty() && spec.notify[1].labels.is_empty());
+    let e = errors(&format!(
+        "{BASE}notify:\n  - alertmanager: {{url: http://127.0.0.1:9/am, labels: {{2bad: x}}}}\n    on: [rollback]\n  - alertmanager: {{labels: {{}}}}\n"
+    ));
+    for want in [
+        "`2bad` is not a valid alert label name",
+        "an alertmanager channel takes no `on:`",
+        "the alertmanager channel has no `url`",
+    ] {
+        assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+    }
+}
+
+#[test]
+fn rollback_silence_renders_matchers_and_checks_its_keys() {
+    let with = |silence: &str| {
+        format!(
+            "vars:\n  service: checkout\n{}",
+            BASE.replace(
+                "  command: [\"true\"]\n",
+                &format!("  command: [\"true\"]\n  silence: {silence}\n")
+            )
+        )
+    };
+    let (spec, _) = load(&with(
+        "{alertmanager: http://127.0.0.1:9/am, matchers: {service: \"${service}\"}, for: 30m}",
+    ))
+    .unwrap();
+    let s = spec.rollback.unwrap().silence.unwrap();
+    assert_eq!(s.matchers["service"], "checkout");
+    assert_eq!(s.for_, Duration::from_secs(1800));
+    assert!(
+        !format!("{s:?}").contains("127.0.0.1"),
+        "the URL is a secret"
+    );
+    let e = errors(&with("{alertmanager: nope, matchers: {}}"));
+    for want in [
+        "the silence's alertmanager URL is not an http(s) URL",
+        "`matchers` is empty",
+        "has no `for`",
+    ] {
+        assert!(e.iter().any(|m| m.contains(want)), "{want}: {e:?}");
+    }
+    let e = errors(&format!(
+        "{BASE}pause:\n  command: [\"true\"]\n  silence: {{}}\n"
+    ));
+    assert!(
+        e.iter().any(|m| m.contains("unknown key `silence`")),
+        "{e:?}"
+    );
+}

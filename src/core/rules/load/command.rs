@@ -11,7 +11,17 @@ pub(super) fn compile_command(
     allow_option: &BTreeSet<String>,
 ) -> Option<CommandSpec> {
     let what = format!("`{section}`");
-    let f = fields(cx, node, &what, &["command", "timeout", "idempotent"])?;
+    let keys: &[&str] = if section == "rollback" {
+        &["command", "timeout", "idempotent", "silence"]
+    } else {
+        &["command", "timeout", "idempotent"]
+    };
+    let f = fields(cx, node, &what, keys)?;
+    let silence = match (f.get("silence"), vars) {
+        (None, _) => Some(None),
+        (Some(n), Some(vars)) => compile_silence(cx, n, vars).map(Some),
+        (Some(_), None) => None,
+    };
     let timeout = match f.get("timeout") {
         Some(n) => duration(cx, n, &format!("{section} timeout"), false),
         None => Some(defaults::COMMAND_TIMEOUT),
@@ -130,8 +140,91 @@ pub(super) fn compile_command(
         argv,
         timeout: timeout?,
         idempotent: idempotent?,
+        silence: silence?,
     })
     .filter(|_| ok)
+}
+
+/// `silence: {alertmanager: URL, matchers: {service: "${service}"}, for: 30m}`: matcher
+/// values take `${var}` like command arguments; they become JSON data, never a shell.
+fn compile_silence(
+    cx: &mut Cx,
+    node: &Node,
+    vars: &BTreeMap<String, String>,
+) -> Option<crate::core::rules::SilenceSpec> {
+    let f = fields(
+        cx,
+        node,
+        "the rollback's `silence`",
+        &["alertmanager", "matchers", "for"],
+    )?;
+    let help = "e.g. `silence: {alertmanager: {env: ALERTMANAGER_URL}, matchers: {service: \"${service}\"}, for: 30m}`";
+    let url_node = required(cx, &f, "alertmanager", "the rollback's `silence`", help);
+    let m_node = required(cx, &f, "matchers", "the rollback's `silence`", help);
+    let for_node = required(cx, &f, "for", "the rollback's `silence`", help);
+    let url = url_node.and_then(|n| {
+        let label = "the silence's alertmanager";
+        let url = super::notify::secret_url(cx, n, "alertmanager", label)?;
+        let valid =
+            reqwest::Url::parse(&url).is_ok_and(|p| matches!(p.scheme(), "http" | "https"));
+        if !valid {
+            cx.error(
+                "the silence's alertmanager URL is not an http(s) URL (not shown: it may be a secret)",
+                n.pos,
+            );
+        }
+        valid.then_some(url)
+    });
+    let for_ = for_node.and_then(|n| duration(cx, n, "silence `for`", false));
+    let matchers = m_node.and_then(|n| {
+        let Value::Map(entries) = &n.value else {
+            cx.error(
+                format!(
+                    "`matchers` must be a mapping of label names to values, found {}",
+                    n.kind()
+                ),
+                n.pos,
+            );
+            return None;
+        };
+        if entries.is_empty() {
+            cx.error_help(
+                "`matchers` is empty: the silence would quiet every alert",
+                n.pos,
+                "e.g. `matchers: {service: \"${service}\"}`",
+            );
+            return None;
+        }
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (k, v) in entries {
+            let name = k.scalar_text().unwrap_or_default();
+            let text = match &v.value {
+                Value::Seq(_) | Value::Map(_) | Value::Null => None,
+                _ => v.scalar_text(),
+            };
+            let Some(text) = text else {
+                cx.error(
+                    format!("the matcher `{name}` must be a string, found {}", v.kind()),
+                    v.pos,
+                );
+                ok = false;
+                continue;
+            };
+            match template_of(cx, &text, v.pos, "the silence's matchers", vars) {
+                Some(pieces) => {
+                    out.insert(name, template::render_plain(&pieces, vars));
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    });
+    Some(crate::core::rules::SilenceSpec {
+        url: url?,
+        matchers: matchers?,
+        for_: for_?,
+    })
 }
 
 /// A command argument that starts with a variable's value must not start with `-`

@@ -1,5 +1,6 @@
 //! The `notify:` section: notification channels, whose URLs are secrets (given
 //! literally, from the environment or from a file) and are never shown.
+//! `alertmanager:` channels also carry extra alert labels.
 
 use super::*;
 
@@ -21,17 +22,25 @@ pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core
             cx,
             item,
             "a notify channel",
-            &["webhook", "slack", "on", "timeout", "retries"],
+            &[
+                "webhook",
+                "slack",
+                "alertmanager",
+                "on",
+                "timeout",
+                "retries",
+            ],
         ) else {
             ok = false;
             continue;
         };
-        let (kind, key) = match (f.get("webhook"), f.get("slack")) {
-            (Some(_), None) => (ChannelKind::Webhook, "webhook"),
-            (None, Some(_)) => (ChannelKind::Slack, "slack"),
+        let (kind, key) = match (f.get("webhook"), f.get("slack"), f.get("alertmanager")) {
+            (Some(_), None, None) => (ChannelKind::Webhook, "webhook"),
+            (None, Some(_), None) => (ChannelKind::Slack, "slack"),
+            (None, None, Some(_)) => (ChannelKind::Alertmanager, "alertmanager"),
             _ => {
                 cx.error_help(
-                    "a notify channel needs exactly one of `webhook:` or `slack:`",
+                    "a notify channel needs exactly one of `webhook:`, `slack:` or `alertmanager:`",
                     f.pos,
                     "e.g. `- slack: {env: SLACK_WEBHOOK_URL}`",
                 );
@@ -40,61 +49,39 @@ pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core
             }
         };
         let label = format!("{key} #{}", i + 1);
-        let url_node = f.get(key).expect("checked above");
-        let url = match &url_node.value {
-            Value::Str(s) => Some(s.clone()),
-            Value::Map(_) => {
-                let src = fields(
-                    cx,
-                    url_node,
-                    &format!("the {key} URL source"),
-                    &["env", "file"],
+        let mut labels = Some(BTreeMap::new());
+        let mut url_node = f.get(key).expect("checked above");
+        if kind == ChannelKind::Alertmanager {
+            let Some(am) = fields(cx, url_node, "an alertmanager channel", &["url", "labels"])
+            else {
+                ok = false;
+                continue;
+            };
+            let Some(u) = required(
+                cx,
+                &am,
+                "url",
+                "the alertmanager channel",
+                "e.g. `alertmanager: {url: http://alertmanager:9093}` (Alertmanager's base URL)",
+            ) else {
+                ok = false;
+                continue;
+            };
+            url_node = u;
+            labels = match am.get("labels") {
+                Some(n) => alert_labels(cx, n),
+                None => Some(BTreeMap::new()),
+            };
+            if let Some(n) = f.get("on") {
+                cx.error_help(
+                    "an alertmanager channel takes no `on:`",
+                    n.pos,
+                    "it receives every pending and fired rule, the action and the outcome as alerts",
                 );
-                match src.as_ref().map(|s| (s.get("env"), s.get("file"))) {
-                    Some((Some(n), None)) => {
-                        string(cx, n, "env").and_then(|name| match std::env::var(&name) {
-                            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-                            _ => {
-                                cx.error_help(
-                                    format!(
-                                        "the environment variable `{name}` for {label} is not set"
-                                    ),
-                                    n.pos,
-                                    "export it before starting the watch",
-                                );
-                                None
-                            }
-                        })
-                    }
-                    Some((None, Some(n))) => string(cx, n, "file").and_then(|path| {
-                        match std::fs::read_to_string(&path) {
-                            Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
-                            Ok(_) => {
-                                cx.error(format!("the file `{path}` for {label} is empty"), n.pos);
-                                None
-                            }
-                            Err(e) => {
-                                cx.error(format!("cannot read `{path}` for {label}: {e}"), n.pos);
-                                None
-                            }
-                        }
-                    }),
-                    Some(_) => {
-                        cx.error_help(
-                            format!("the {key} URL source needs exactly one of `env:` or `file:`"),
-                            url_node.pos,
-                            "e.g. `{env: SLACK_WEBHOOK_URL}`",
-                        );
-                        None
-                    }
-                    None => None,
-                }
+                ok = false;
             }
-            _ => {
-                cx.error(format!("the {key} URL must be a string, `{{env: NAME}}` or `{{file: PATH}}`, found {}", url_node.kind()), url_node.pos);
-                None
-            }
-        };
+        }
+        let url = secret_url(cx, url_node, key, &label);
         // The URL is checked without ever echoing it: it may hold a token.
         let url = url.filter(|u| {
             let valid =
@@ -110,6 +97,7 @@ pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core
             valid
         });
         let on = match f.get("on") {
+            None if kind == ChannelKind::Alertmanager => Some(Vec::new()),
             None => Some(
                 NOTIFY_KINDS
                     .iter()
@@ -151,16 +139,131 @@ pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core
                 None
             }
         };
-        match (url, on, timeout, retries) {
-            (Some(url), Some(on), Some(timeout), Some(retries)) => out.push(Channel {
-                kind,
-                url,
-                label,
-                on,
-                timeout,
-                retries,
-            }),
+        match (url, on, timeout, retries, labels) {
+            (Some(url), Some(on), Some(timeout), Some(retries), Some(labels)) => {
+                out.push(Channel {
+                    kind,
+                    url,
+                    label,
+                    on,
+                    timeout,
+                    retries,
+                    labels,
+                })
+            }
             _ => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// A channel URL: a string, `{env: NAME}` or `{file: PATH}`, never echoed.
+pub(super) fn secret_url(cx: &mut Cx, url_node: &Node, key: &str, label: &str) -> Option<String> {
+    match &url_node.value {
+        Value::Str(s) => Some(s.clone()),
+        Value::Map(_) => {
+            let src = fields(
+                cx,
+                url_node,
+                &format!("the {key} URL source"),
+                &["env", "file"],
+            );
+            match src.as_ref().map(|s| (s.get("env"), s.get("file"))) {
+                Some((Some(n), None)) => {
+                    string(cx, n, "env").and_then(|name| match std::env::var(&name) {
+                        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                        _ => {
+                            cx.error_help(
+                                format!("the environment variable `{name}` for {label} is not set"),
+                                n.pos,
+                                "export it before starting the watch",
+                            );
+                            None
+                        }
+                    })
+                }
+                Some((None, Some(n))) => {
+                    string(cx, n, "file").and_then(|path| match std::fs::read_to_string(&path) {
+                        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                        Ok(_) => {
+                            cx.error(format!("the file `{path}` for {label} is empty"), n.pos);
+                            None
+                        }
+                        Err(e) => {
+                            cx.error(format!("cannot read `{path}` for {label}: {e}"), n.pos);
+                            None
+                        }
+                    })
+                }
+                Some(_) => {
+                    cx.error_help(
+                        format!("the {key} URL source needs exactly one of `env:` or `file:`"),
+                        url_node.pos,
+                        "e.g. `{env: SLACK_WEBHOOK_URL}`",
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+        _ => {
+            cx.error(
+                format!(
+                    "the {key} URL must be a string, `{{env: NAME}}` or `{{file: PATH}}`, found {}",
+                    url_node.kind()
+                ),
+                url_node.pos,
+            );
+            None
+        }
+    }
+}
+
+/// `labels:` of an alertmanager channel: Prometheus label names to string values.
+fn alert_labels(cx: &mut Cx, node: &Node) -> Option<BTreeMap<String, String>> {
+    let Value::Map(entries) = &node.value else {
+        cx.error(
+            format!(
+                "`labels` must be a mapping of label names to values, found {}",
+                node.kind()
+            ),
+            node.pos,
+        );
+        return None;
+    };
+    let mut out = BTreeMap::new();
+    let mut ok = true;
+    for (k, v) in entries {
+        let name = k.scalar_text().unwrap_or_default();
+        let valid = name
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+            && !name.is_empty()
+            && !name.starts_with("__");
+        if !valid {
+            cx.error_help(
+                format!("`{name}` is not a valid alert label name"),
+                k.pos,
+                "label names are letters, digits and `_`, not starting with a digit or `__`",
+            );
+            ok = false;
+            continue;
+        }
+        match v.scalar_text() {
+            Some(text) => {
+                out.insert(name, text);
+            }
+            None => {
+                cx.error(
+                    format!(
+                        "the label `{name}` must have a scalar value, found {}",
+                        v.kind()
+                    ),
+                    v.pos,
+                );
+                ok = false;
+            }
         }
     }
     ok.then_some(out)
