@@ -73,6 +73,8 @@ notify:
             &prom.url,
             "--events",
             events.to_str().unwrap(),
+            "--report",
+            s.path("report").to_str().unwrap(),
         ],
         &[("RW_TEST_AM", &am.url)],
     );
@@ -120,6 +122,12 @@ notify:
             "RollwatchFired" | "RollwatchPending" => {
                 assert_eq!(a["annotations"]["value"], "0.9", "{a:#}");
                 assert_eq!(a["annotations"]["threshold"], "> 0.5", "{a:#}");
+                assert!(
+                    a["annotations"]["report"]
+                        .as_str()
+                        .is_some_and(|r| r.ends_with("report/report.html")),
+                    "the report link: {a:#}"
+                );
                 assert!(a["generatorURL"]
                     .as_str()
                     .unwrap()

@@ -180,7 +180,11 @@ pub fn watch_sinks(args: &OutputArgs, spec: &WatchSpec) -> Result<WatchSinks, St
     }
     let mut deliveries = None;
     if !spec.notify.is_empty() {
-        let (sink, d) = crate::io::notify::Notifier::new(spec.notify.clone());
+        let (mut sink, d) = crate::io::notify::Notifier::new(spec.notify.clone());
+        if let Some(dir) = &args.report {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            sink = sink.with_report(dir.join("report.html").display().to_string());
+        }
         sinks.push(sink);
         deliveries = Some(d);
     }

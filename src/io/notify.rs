@@ -92,6 +92,8 @@ pub struct Notifier {
     /// Per alertmanager channel (by index), the end of its latest delivery: each post
     /// waits for the one before, so a late update never reopens a resolved alert.
     am_tail: BTreeMap<usize, tokio::sync::oneshot::Receiver<()>>,
+    /// The `report` annotation of Alertmanager alerts (`with_report`).
+    report: Option<String>,
 }
 
 /// How long open alerts stay active after the watch's planned end, and how long the
@@ -125,8 +127,16 @@ impl Notifier {
             ends_ms: 0,
             alerts: BTreeMap::new(),
             am_tail: BTreeMap::new(),
+            report: None,
         };
         (n, deliveries)
+    }
+
+    /// Where the watch's report is (`--report`'s `report.html`, or the agent's API path
+    /// of the watch): Alertmanager alerts carry it as the `report` annotation.
+    pub fn with_report(mut self, link: String) -> Notifier {
+        self.report = Some(link);
+        self
     }
 
     fn vars_text(&self) -> String {
@@ -228,6 +238,10 @@ impl Notifier {
         labels.insert("severity".into(), json!(severity));
         for (k, v) in extra {
             labels.insert(k.to_string(), json!(v));
+        }
+        let mut annotations = annotations;
+        if let (Some(link), Some(a)) = (&self.report, annotations.as_object_mut()) {
+            a.insert("report".into(), json!(link));
         }
         let mut alert = json!({
             "labels": labels,

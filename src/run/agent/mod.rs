@@ -679,6 +679,8 @@ impl Agent {
         let mut deliveries = None;
         if !spec.notify.is_empty() {
             let (n, d) = crate::io::notify::Notifier::new(spec.notify.clone());
+            // The agent's own record of the watch (`GET` it on the agent's address).
+            let n = n.with_report(format!("/api/v1/watches/{id}"));
             others.push(NoInterrupted(n));
             deliveries = Some(d);
         }
