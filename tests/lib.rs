@@ -20,5 +20,6 @@ mod serve;
 mod values;
 mod vars_guard;
 mod verdict_api;
+mod victoria;
 mod watch;
 mod watch_verdict;

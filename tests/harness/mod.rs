@@ -5,6 +5,7 @@ pub mod agent;
 pub mod fake;
 pub mod proxy;
 pub mod receiver;
+pub mod victoria;
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -56,7 +57,7 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -393,7 +393,8 @@ mod tests {
             Err(QueryError::Prometheus { .. })
         ));
         // Prometheus's own execution errors (422 `execution`) stay retryable too.
-        let prom = br#"{"status":"error","errorType":"execution","error":"unknown func in a message"}"#;
+        let prom =
+            br#"{"status":"error","errorType":"execution","error":"unknown func in a message"}"#;
         assert!(!decode(422, prom).unwrap_err().is_bad_query());
     }
 
@@ -424,9 +425,14 @@ mod tests {
         );
         assert!(!e.is_bad_query());
         assert!(e.to_string().contains("isPartial"), "{e}");
-        let empty = br#"{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}"#;
-        assert!(decode(200, empty).is_err(), "an empty partial answer is no `no data`");
-        let range = br#"{"status":"success","isPartial":true,"data":{"resultType":"matrix","result":[]}}"#;
+        let empty =
+            br#"{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}"#;
+        assert!(
+            decode(200, empty).is_err(),
+            "an empty partial answer is no `no data`"
+        );
+        let range =
+            br#"{"status":"success","isPartial":true,"data":{"resultType":"matrix","result":[]}}"#;
         assert!(decode_range(200, range).is_err());
     }
 
