@@ -21,5 +21,6 @@ mod serve;
 mod values;
 mod vars_guard;
 mod verdict_api;
+mod victoria;
 mod watch;
 mod watch_verdict;

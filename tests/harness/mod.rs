@@ -6,6 +6,7 @@ pub mod alertmanager;
 pub mod fake;
 pub mod proxy;
 pub mod receiver;
+pub mod victoria;
 
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -324,6 +324,7 @@ impl PromClient {
         let form = [
             ("query", "time()".to_string()),
             ("timeout", format!("{}ms", self.timeout.as_millis())),
+            nocache(),
         ];
         let wall_ms = || {
             SystemTime::now()
@@ -346,6 +347,15 @@ impl PromClient {
     }
 }
 
+/// Sent with every query. VictoriaMetrics moves a query time within
+/// `-search.latencyOffset` (30s by default) of its now back by that offset, and serves
+/// range queries from a cache, unless `nocache=1`: without it every poll would judge
+/// the moment 30s ago and `time()` would read 30s behind. Prometheus (and Thanos,
+/// Mimir) ignore the parameter.
+fn nocache() -> (&'static str, String) {
+    ("nocache", "1".to_string())
+}
+
 fn secs(ms: i64) -> String {
     format!("{}.{:03}", ms.div_euclid(1000), ms.rem_euclid(1000))
 }
@@ -360,6 +370,7 @@ impl MetricsSource for PromClient {
             ("query", query.to_string()),
             ("time", secs(ms)),
             ("timeout", format!("{}ms", self.timeout.as_millis())),
+            nocache(),
         ];
         let (status, body) = self.post("query", &form).await?;
         decode(status, &body)
@@ -380,6 +391,7 @@ impl HistorySource for PromClient {
             ("end", secs(end_ms)),
             ("step", secs(step_ms)),
             ("timeout", format!("{}ms", self.timeout.as_millis())),
+            nocache(),
         ];
         let (status, body) = self.post("query_range", &form).await?;
         decode_range(status, &body)

@@ -28,6 +28,10 @@ struct Envelope<D> {
     error: Option<String>,
     #[serde(default)]
     warnings: Option<Vec<String>>,
+    /// VictoriaMetrics cluster: some vmstorage nodes did not answer (unless vmselect
+    /// runs with `-search.denyPartialResponse`).
+    #[serde(default, rename = "isPartial")]
+    is_partial: bool,
 }
 
 #[derive(Deserialize)]
@@ -156,17 +160,38 @@ fn open<D: serde::de::DeserializeOwned>(
             body: excerpt(body),
         });
     }
+    if env.is_partial {
+        // The missing part may hold the breaching series (or the only sample of a
+        // `no_data: breach` rule): judging it would call a breach healthy. A failed
+        // poll instead, which counts towards `max_blind` like any other.
+        return Err(QueryError::Prometheus {
+            kind: "partial_response".into(),
+            message: "VictoriaMetrics answered `isPartial: true` (some vmstorage nodes did not respond); the answer is not judged".into(),
+        });
+    }
     Ok((env.data, env.warnings.unwrap_or_default()))
 }
 
 fn status_error(status: u16, kind: Option<String>, message: Option<String>) -> QueryError {
     let kind = kind.unwrap_or_else(|| "unknown".into());
     let message = message.unwrap_or_else(|| "(no message)".into());
-    if status == 400 && kind == "bad_data" {
+    if (status == 400 && kind == "bad_data") || vm_rejects_query(status, &kind, &message) {
         QueryError::BadQuery { kind, message }
     } else {
         QueryError::Prometheus { kind, message }
     }
+}
+
+/// VictoriaMetrics (as of 1.79) answers a query it cannot parse, or one naming a
+/// function it does not know, with HTTP 422 and `errorType: "422"`, the status it
+/// also uses for execution failures such as too many series (which a retry may get
+/// past). Only the parse and unknown-function messages make the query itself wrong.
+fn vm_rejects_query(status: u16, kind: &str, message: &str) -> bool {
+    status == 422
+        && kind == "422"
+        && ["cannot parse", "unparsed data", "unknown func"]
+            .iter()
+            .any(|m| message.contains(m))
 }
 
 #[derive(Deserialize)]
@@ -349,6 +374,66 @@ mod tests {
         assert!(r.series[0].points[1].1.is_nan());
         let too_many = br#"{"status":"error","errorType":"bad_data","error":"exceeded maximum resolution of 11,000 points per timeseries"}"#;
         assert!(decode_range(400, too_many).unwrap_err().is_bad_query());
+    }
+
+    /// Bodies recorded from VictoriaMetrics 1.79.5 (Debian's `victoria-metrics`).
+    #[test]
+    fn victoria_metrics_parse_and_unknown_function_errors_are_bad_queries() {
+        let unknown = br#"{"status":"error","errorType":"422","error":"error when executing query=\"mad_over_time(rw_x[1m])\" for (time=1795394229685, step=300000): unknown func \"mad_over_time\""}"#;
+        let e = decode(422, unknown).unwrap_err();
+        assert!(e.is_bad_query(), "{e:?}");
+        assert!(e.to_string().contains("unknown func"), "{e}");
+        let parse = br#"{"status":"error","errorType":"422","error":"error when executing query=\"rw_x{\" for (time=1795394175585, step=300000): labelFilterExpr: unexpected token \"\"; want \"ident\"; unparsed data: \"\""}"#;
+        assert!(decode(422, parse).unwrap_err().is_bad_query());
+        assert!(decode_range(422, parse).unwrap_err().is_bad_query());
+        // Other 422s (too many series, timeouts) may pass on a retry: not the query's fault.
+        let limit = br#"{"status":"error","errorType":"422","error":"error when executing query=\"rw_x\": cannot select more than -search.maxUniqueTimeseries=300000 time series"}"#;
+        assert!(matches!(
+            decode(422, limit),
+            Err(QueryError::Prometheus { .. })
+        ));
+        // Prometheus's own execution errors (422 `execution`) stay retryable too.
+        let prom =
+            br#"{"status":"error","errorType":"execution","error":"unknown func in a message"}"#;
+        assert!(!decode(422, prom).unwrap_err().is_bad_query());
+    }
+
+    /// Single-node VictoriaMetrics answers exactly like Prometheus (recorded from
+    /// 1.79.5); newer releases add `stats`, which is not ours to judge and is ignored.
+    #[test]
+    fn victoria_metrics_success_bodies_decode_like_prometheus() {
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"__name__":"rw_x","a":"b"},"value":[1795394205,"0.7"]}]}}"#;
+        let r = decode(200, vector).unwrap();
+        assert_eq!(r.samples[0].value, 0.7);
+        assert!(r.warnings.is_empty());
+        let with_stats = br#"{"status":"success","isPartial":false,"stats":{"seriesFetched":"1","executionTimeMsec":0},"data":{"resultType":"vector","result":[{"metric":{"__name__":"rw_x","a":"b"},"value":[1795394205,"0.7"]}]}}"#;
+        assert_eq!(decode(200, with_stats).unwrap(), r);
+        let range = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"__name__":"rw_z"},"values":[[1795383439,"0"],[1795383449,"0"],[1795383459,"0.1"]]}]}}"#;
+        let r = decode_range(200, range).unwrap();
+        assert_eq!(r.series[0].points[2], (1_795_383_459_000, 0.1));
+    }
+
+    /// vmselect (cluster) sets `isPartial: true` when some vmstorage nodes did not
+    /// answer; the body has the shape of its query response template.
+    #[test]
+    fn a_partial_victoria_metrics_answer_is_a_failed_poll_not_data() {
+        let partial = br#"{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1795394205,"0.1"]}]}}"#;
+        let e = decode(200, partial).unwrap_err();
+        assert!(
+            matches!(&e, QueryError::Prometheus { kind, .. } if kind == "partial_response"),
+            "{e:?}"
+        );
+        assert!(!e.is_bad_query());
+        assert!(e.to_string().contains("isPartial"), "{e}");
+        let empty =
+            br#"{"status":"success","isPartial":true,"data":{"resultType":"vector","result":[]}}"#;
+        assert!(
+            decode(200, empty).is_err(),
+            "an empty partial answer is no `no data`"
+        );
+        let range =
+            br#"{"status":"success","isPartial":true,"data":{"resultType":"matrix","result":[]}}"#;
+        assert!(decode_range(200, range).is_err());
     }
 
     /// CI replays the fuzzer's corpus and the crashes it found (fuzz/corpus and
