@@ -354,13 +354,7 @@ fn render_json(d: &Decision, rules: &[RuleStatus]) -> Value {
         "emergency": d.emergency,
         "window": d.window.as_ref().map(period),
         "next_window": d.next_window.as_ref().map(period),
-        "rules": rules.iter().map(|r| json!({
-            "name": r.name,
-            "value": crate::core::events::float::json(r.value.filter(|v| !v.is_nan())),
-            "threshold": r.threshold,
-            "breached": r.breached,
-            "error": r.error,
-        })).collect::<Vec<_>>(),
+        "rules": rules.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
     })
 }
 

@@ -24,6 +24,20 @@ pub struct RuleStatus {
     pub error: Option<String>,
 }
 
+impl RuleStatus {
+    /// The JSON every answer that carries rule statuses uses (`gate --format json`, the
+    /// agent's verdict routes), so they never disagree on a field.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "name": self.name,
+            "value": crate::core::events::float::json(self.value.filter(|v| !v.is_nan())),
+            "threshold": self.threshold,
+            "breached": self.breached,
+            "error": self.error,
+        })
+    }
+}
+
 /// What the rules say together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -314,13 +314,7 @@ fn verdict_response(v: Verdict, rules: &[RuleStatus], always_200: bool, extra: V
     };
     let mut body = json!({
         "verdict": v.as_str(),
-        "rules": rules.iter().map(|r| json!({
-            "name": r.name,
-            "value": crate::core::events::float::json(r.value.filter(|v| !v.is_nan())),
-            "threshold": r.threshold,
-            "breached": r.breached,
-            "error": r.error,
-        })).collect::<Vec<_>>(),
+        "rules": rules.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
     });
     if let (Some(b), Value::Object(e)) = (body.as_object_mut(), extra) {
         b.extend(e);
