@@ -433,31 +433,39 @@ fn slack_message(summary: &str, graph: Option<&str>) -> Value {
     })
 }
 
-async fn deliver(
-    http: reqwest::Client,
-    url: String,
-    label: String,
-    kind: String,
-    body: Value,
+/// Why a POST with retries gave up.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PostFailure {
+    /// A 4xx other than 429: the receiver refused the request; retrying cannot help.
+    Rejected(u16),
+    /// Every attempt failed; the last error (never with the URL: it is a secret).
+    Exhausted(String),
+}
+
+/// POSTs `body` as JSON under `policy`: a 4xx other than 429 is final, anything else
+/// is retried with a doubling backoff. `on_retry(attempt, error, backoff)` is told
+/// before each wait. On success, the response and the attempt it took. Notifications
+/// and Alertmanager silences both go through here.
+pub async fn post_json(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
     policy: RetryPolicy,
-) {
+    mut on_retry: impl FnMut(u32, &str, Duration),
+) -> Result<(reqwest::Response, u32), PostFailure> {
     let mut backoff = policy.backoff;
     let mut last = String::new();
     for attempt in 1..=policy.attempts {
         match http
-            .post(&url)
-            .json(&body)
+            .post(url)
+            .json(body)
             .timeout(policy.timeout)
             .send()
             .await
         {
-            Ok(r) if r.status().is_success() => {
-                tracing::info!(event = "notification_sent", channel = %label, kind = %kind, attempt, "notification sent to {label}");
-                return;
-            }
+            Ok(r) if r.status().is_success() => return Ok((r, attempt)),
             Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, status = r.status().as_u16(), "{label} rejected the notification (HTTP {}); not retried", r.status().as_u16());
-                return;
+                return Err(PostFailure::Rejected(r.status().as_u16()));
             }
             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
             // Without the URL: it is a secret.
@@ -470,12 +478,36 @@ async fn deliver(
             }
         }
         if attempt < policy.attempts {
-            tracing::info!(event = "notification_retry", channel = %label, kind = %kind, attempt, error = %last, "retrying {label} in {backoff:?}");
+            on_retry(attempt, &last, backoff);
             tokio::time::sleep(backoff).await;
             backoff *= 2;
         }
     }
-    tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, error = %last, "notification to {label} failed after {} attempts: {last}", policy.attempts);
+    Err(PostFailure::Exhausted(last))
+}
+
+async fn deliver(
+    http: reqwest::Client,
+    url: String,
+    label: String,
+    kind: String,
+    body: Value,
+    policy: RetryPolicy,
+) {
+    let retry = |attempt: u32, last: &str, backoff: Duration| {
+        tracing::info!(event = "notification_retry", channel = %label, kind = %kind, attempt, error = %last, "retrying {label} in {backoff:?}");
+    };
+    match post_json(&http, &url, &body, policy, retry).await {
+        Ok((_, attempt)) => {
+            tracing::info!(event = "notification_sent", channel = %label, kind = %kind, attempt, "notification sent to {label}");
+        }
+        Err(PostFailure::Rejected(status)) => {
+            tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, status, "{label} rejected the notification (HTTP {status}); not retried");
+        }
+        Err(PostFailure::Exhausted(last)) => {
+            tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, error = %last, "notification to {label} failed after {} attempts: {last}", policy.attempts);
+        }
+    }
 }
 
 impl Sink for Notifier {

@@ -4,8 +4,8 @@
 
 use crate::core::events::rfc3339_ms;
 use crate::core::rules::SilenceSpec;
+use crate::io::notify::{post_json, PostFailure, RetryPolicy};
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// The JSON body of the silence: exact, non-regex matchers, `createdBy: rollwatch`, and
 /// `alertname!~"Rollwatch.*"`, so rollwatch's own alerts about the rollback still page.
@@ -27,45 +27,37 @@ pub fn body(spec: &SilenceSpec, comment: &str, now_ms: i64) -> Value {
     })
 }
 
-/// Creates the silence (3 attempts, 5s each, 0.5s then 1s apart, like notifications)
-/// and returns its id. Errors never name the URL: it is a secret.
+/// Creates the silence (with the notifications' retry policy: 3 attempts, 5s each,
+/// 0.5s then 1s apart) and returns its id. Errors never name the URL: it is a secret.
 pub async fn create(spec: &SilenceSpec, comment: &str, now_ms: i64) -> Result<String, String> {
     let http = reqwest::Client::builder()
         .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| e.without_url().to_string())?;
     let url = format!("{}/api/v2/silences", spec.url.trim_end_matches('/'));
-    let body = body(spec, comment, now_ms);
-    let mut backoff = Duration::from_millis(500);
-    let mut last = String::new();
-    for attempt in 1..=3 {
-        match http
-            .post(&url)
-            .json(&body)
-            .timeout(Duration::from_secs(5))
-            .send()
-            .await
-        {
-            Ok(r) if r.status().is_success() => {
-                let v: Value = r.json().await.map_err(|e| e.without_url().to_string())?;
-                return v["silenceID"]
-                    .as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| "Alertmanager answered without a silenceID".to_string());
-            }
-            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                return Err(format!(
-                    "Alertmanager rejected the silence (HTTP {})",
-                    r.status().as_u16()
-                ));
-            }
-            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-            Err(e) => last = e.without_url().to_string(),
+    let policy = RetryPolicy::default();
+    match post_json(
+        &http,
+        &url,
+        &body(spec, comment, now_ms),
+        policy,
+        |_, _, _| {},
+    )
+    .await
+    {
+        Ok((r, _)) => {
+            let v: Value = r.json().await.map_err(|e| e.without_url().to_string())?;
+            v["silenceID"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| "Alertmanager answered without a silenceID".to_string())
         }
-        if attempt < 3 {
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
+        Err(PostFailure::Rejected(status)) => {
+            Err(format!("Alertmanager rejected the silence (HTTP {status})"))
         }
+        Err(PostFailure::Exhausted(last)) => Err(format!(
+            "no silence after {} attempts: {last}",
+            policy.attempts
+        )),
     }
-    Err(format!("no silence after 3 attempts: {last}"))
 }
