@@ -139,32 +139,48 @@ pub struct Prom {
 impl Prom {
     /// Instant query value of `query`, if it has exactly one sample.
     pub fn value(&self, query: &str) -> Option<f64> {
-        let (status, body) = http_get(
-            &self.addr,
-            &format!("/api/v1/query?query={}", urlencode(query)),
-        )?;
-        if status != 200 {
-            return None;
-        }
-        let v: Value = serde_json::from_str(&body).ok()?;
-        let result = v["data"]["result"].as_array()?;
-        if result.len() != 1 {
-            return None;
-        }
-        result[0]["value"][1].as_str()?.parse().ok()
+        query_value(&self.addr, "", query)
     }
 
     /// Waits until Prometheus has scraped `query` to a value that satisfies `pred`.
     pub fn await_value(&self, query: &str, pred: impl Fn(Option<f64>) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if pred(self.value(query)) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("Prometheus never showed the expected value for {query}");
+        await_value_of("Prometheus", query, || self.value(query), pred);
     }
+}
+
+/// The value of an instant query against a Prometheus query API at `addr`
+/// (`/api/v1/query?{params}query=...`), if it has exactly one sample.
+pub fn query_value(addr: &str, params: &str, query: &str) -> Option<f64> {
+    let (status, body) = http_get(
+        addr,
+        &format!("/api/v1/query?{params}query={}", urlencode(query)),
+    )?;
+    if status != 200 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let result = v["data"]["result"].as_array()?;
+    if result.len() != 1 {
+        return None;
+    }
+    result[0]["value"][1].as_str()?.parse().ok()
+}
+
+/// Polls `value` until `pred` holds (20 s at most), else panics naming the backend.
+pub fn await_value_of(
+    backend: &str,
+    query: &str,
+    value: impl Fn() -> Option<f64>,
+    pred: impl Fn(Option<f64>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if pred(value()) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{backend} never showed the expected value for {query}");
 }
 
 /// Starts a real Prometheus with `config` over the TSDB at `data`; returns its address
@@ -316,23 +332,12 @@ impl PromProcess {
 
     /// Waits until it has scraped `query` to exactly one sample equal to `value`.
     pub fn await_value(&self, query: &str, value: f64) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let path = format!("/api/v1/query?query={}", urlencode(query));
-        let current = || {
-            let (status, body) = http_get(&self.addr, &path)?;
-            let v: Value = serde_json::from_str(&body).ok()?;
-            let result = v["data"]["result"].as_array()?;
-            (status == 200 && result.len() == 1)
-                .then(|| result[0]["value"][1].as_str()?.parse::<f64>().ok())?
-        };
-        while current() != Some(value) {
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus at {} never showed {query} = {value}",
-                self.addr
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        await_value_of(
+            &format!("Prometheus at {}", self.addr),
+            query,
+            || query_value(&self.addr, "", query),
+            |v| v == Some(value),
+        );
     }
 
     /// Stops it (SIGTERM, as a service manager would) and returns once it has exited.

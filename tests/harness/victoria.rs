@@ -3,8 +3,7 @@
 //! exporter as the shared Prometheus every second, so the watch tests can run against
 //! both. History for replay is written with `/api/v1/import/prometheus`.
 
-use super::{free_port, http_get, prometheus, urlencode, Exporter};
-use serde_json::Value;
+use super::{await_value_of, free_port, http_get, prometheus, query_value, Exporter};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
@@ -25,31 +24,12 @@ impl Victoria {
     /// Instant query value of `query` at VictoriaMetrics's exact now (`nocache=1`
     /// turns off its 30s latency offset), if it has exactly one sample.
     pub fn value(&self, query: &str) -> Option<f64> {
-        let (status, body) = http_get(
-            &self.addr,
-            &format!("/api/v1/query?nocache=1&query={}", urlencode(query)),
-        )?;
-        if status != 200 {
-            return None;
-        }
-        let v: Value = serde_json::from_str(&body).ok()?;
-        let result = v["data"]["result"].as_array()?;
-        if result.len() != 1 {
-            return None;
-        }
-        result[0]["value"][1].as_str()?.parse().ok()
+        query_value(&self.addr, "nocache=1&", query)
     }
 
     /// Waits until VictoriaMetrics has scraped `query` to a value that satisfies `pred`.
     pub fn await_value(&self, query: &str, pred: impl Fn(Option<f64>) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if pred(self.value(query)) {
-                return;
-            }
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("VictoriaMetrics never showed the expected value for {query}");
+        await_value_of("VictoriaMetrics", query, || self.value(query), pred);
     }
 
     /// Imports Prometheus text lines with millisecond timestamps and flushes them, so
