@@ -207,6 +207,7 @@ pub fn record(
                             state: st.clone(),
                             series: Vec::new(),
                             error: None,
+                            reference: None,
                         })
                         .collect();
                     rr.transitions = h
@@ -229,6 +230,7 @@ pub fn record(
                         state: crate::core::events::RuleState::QueryError,
                         series: Vec::new(),
                         error: Some(e.to_string()),
+                        reference: None,
                     });
                 }
             }

@@ -24,6 +24,14 @@ pub struct SampleRecord {
     pub state: RuleState,
     pub series: Vec<SeriesValue>,
     pub error: Option<String>,
+    /// The value a judge compared `value` with at this poll, drawn on the chart as a
+    /// second line: a baseline's value, or the stable side's median for `compare`.
+    /// `None` for a fixed threshold.
+    #[serde(
+        serialize_with = "crate::core::events::float::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub reference: Option<f64>,
 }
 
 /// A state change of one series.
@@ -188,6 +196,7 @@ impl Record {
                         state: state.clone(),
                         series: samples.clone(),
                         error: error.clone(),
+                        reference: None,
                     });
                 }
             }
