@@ -14,6 +14,7 @@ mod faults;
 mod gate;
 mod import;
 mod observe;
+mod page;
 mod proxy_faults;
 mod query_safety;
 mod replay;

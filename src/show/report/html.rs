@@ -128,8 +128,9 @@ pub fn nice_ticks(lo: f64, hi: f64, max: usize) -> Axis {
 }
 
 /// Steps for time ticks, in seconds: round seconds for a short watch, then round minutes and hours.
-const TIME_STEPS_S: [i64; 16] = [
-    10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400, 172800,
+const TIME_STEPS_S: [i64; 19] = [
+    1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+    172800,
 ];
 
 /// Tick times (unix ms) at round multiples of a step chosen so that `t0..=t1` holds at
@@ -590,6 +591,8 @@ mod tests {
         // Short watches: round seconds; long ones: round hours.
         let (step, ticks) = time_ticks(t0, t0 + 60_000, 8);
         assert_eq!(step, 10);
+        let (step, _) = time_ticks(t0, t0 + 10_000, 8);
+        assert_eq!(step, 2);
         assert_eq!(time_label(ticks[0], step, &TimeZone::UTC), "01:02:40");
         let (step, ticks) = time_ticks(t0, t0 + 6 * 3_600_000, 8);
         assert_eq!(step, 3600);
