@@ -12,6 +12,7 @@ mod clock;
 mod crash_points;
 mod faults;
 mod gate;
+mod grafana;
 mod import;
 mod observe;
 mod page;
