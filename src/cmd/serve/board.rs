@@ -3,21 +3,23 @@
 //! events as a timeline.
 //!
 //! The store keeps what a restart needs (breach state, last polls, actions), not every
-//! poll, so the charts' history lives here, bounded: the last `MAX_SAMPLES` polls per
-//! rule, the last `MAX_EVENTS` events per watch, and the `KEEP_FINISHED` most recently
-//! finished watches. It is lost at a restart: a resumed watch's chart starts again
+//! poll, so the charts' history lives here, bounded: at most `MAX_SAMPLES` compact
+//! polls per rule (about 40 bytes each; once a rule has that many, neighbouring polls
+//! are merged in pairs, keeping the worse value and state, so a peak or a breach is
+//! never thinned away, only the resolution halves), the last `MAX_EVENTS` events per
+//! watch, and the `KEEP_FINISHED` most recently finished watches. It is lost at a restart: a resumed watch's chart starts again
 //! from the resume (the page says so), and its state and actions still come from the
 //! store.
 
-use crate::core::events::{Event, Sink};
+use crate::core::events::{Event, RuleState, Sink};
 use crate::io::store::NewWatch;
 use crate::run::agent::WatchSinkFactory;
-use crate::show::report::Record;
+use crate::show::report::{Record, SampleRecord};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// Polls kept per rule of a watch (at a 15s interval: about 8 hours).
-pub const MAX_SAMPLES: usize = 2000;
+/// Polls kept per rule of a watch before pairs are merged (a chart is 680 px wide).
+pub const MAX_SAMPLES: usize = 240;
 /// Events kept per watch for the timeline.
 pub const MAX_EVENTS: usize = 500;
 /// Finished watches whose record is kept.
@@ -36,9 +38,124 @@ pub struct TimelineEvent {
     pub text: String,
 }
 
+/// A rule's state at a poll, in a few bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Ok,
+    NoData,
+    QueryError,
+    Pending { for_s: f32, of_s: f32 },
+    Breached,
+}
+
+impl State {
+    fn of(s: &RuleState) -> State {
+        match s {
+            RuleState::Ok => State::Ok,
+            RuleState::NoData => State::NoData,
+            RuleState::QueryError => State::QueryError,
+            RuleState::Pending { for_s, of_s } => State::Pending {
+                for_s: *for_s as f32,
+                of_s: *of_s as f32,
+            },
+            RuleState::Breached => State::Breached,
+        }
+    }
+    fn full(self) -> RuleState {
+        match self {
+            State::Ok => RuleState::Ok,
+            State::NoData => RuleState::NoData,
+            State::QueryError => RuleState::QueryError,
+            State::Pending { for_s, of_s } => RuleState::Pending {
+                for_s: for_s as f64,
+                of_s: of_s as f64,
+            },
+            State::Breached => RuleState::Breached,
+        }
+    }
+    fn severity(self) -> u8 {
+        match self {
+            State::Ok => 0,
+            State::NoData => 1,
+            State::QueryError => 2,
+            State::Pending { .. } => 3,
+            State::Breached => 4,
+        }
+    }
+}
+
+/// One poll as the chart needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Compact {
+    t: i64,
+    value: Option<f32>,
+    reference: Option<f32>,
+    state: State,
+}
+
+impl Compact {
+    fn of(s: &SampleRecord) -> Compact {
+        Compact {
+            t: s.t,
+            value: s.value.map(|v| v as f32),
+            reference: s.reference.map(|v| v as f32),
+            state: State::of(&s.state),
+        }
+    }
+    fn full(self) -> SampleRecord {
+        SampleRecord {
+            t: self.t,
+            value: self.value.map(f64::from),
+            state: self.state.full(),
+            series: Vec::new(),
+            error: None,
+            reference: self.reference.map(f64::from),
+        }
+    }
+}
+
+/// Merges neighbouring polls in pairs: the first one's time, the worse value (higher
+/// for `above`, lower for `below`) and the more severe state.
+fn halve(samples: &mut Vec<Compact>, above: bool) {
+    let worse = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(x), Some(y)) => Some(if above { x.max(y) } else { x.min(y) }),
+        (x, y) => x.or(y),
+    };
+    let merged: Vec<Compact> = samples
+        .chunks(2)
+        .map(|c| match c {
+            [a, b] => Compact {
+                t: a.t,
+                value: worse(a.value, b.value),
+                reference: a.reference.or(b.reference),
+                state: if b.state.severity() > a.state.severity() {
+                    b.state
+                } else {
+                    a.state
+                },
+            },
+            [a] => *a,
+            _ => unreachable!("chunks(2)"),
+        })
+        .collect();
+    *samples = merged;
+}
+
+/// A watch as the board keeps it: the report's record without its samples, which are
+/// kept compact beside it.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    record: Record,
+    samples: Vec<Vec<Compact>>,
+    events: VecDeque<TimelineEvent>,
+    from_start: bool,
+    version: u64,
+}
+
 /// A watch as the page sees it.
 #[derive(Debug, Clone, Default)]
 pub struct Entry {
+    /// The report's record, samples included (rebuilt from the compact ones).
     pub record: Record,
     pub events: VecDeque<TimelineEvent>,
     /// The board saw the watch start (not only its end, or a part after a restart).
@@ -49,7 +166,7 @@ pub struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    watches: HashMap<String, Entry>,
+    watches: HashMap<String, Kept>,
     finished: VecDeque<String>,
 }
 
@@ -134,21 +251,26 @@ impl Board {
         if started {
             // A resumed watch starts a new record from here.
             let events = std::mem::take(&mut e.events);
-            *e = Entry {
+            *e = Kept {
                 from_start: at_ms - created_ms < RESUMED_AFTER_MS,
                 events,
-                ..Entry::default()
+                ..Kept::default()
             };
         }
         e.record.record(at_ms, event);
         if started {
             // Its chart still spans the whole watch, from its creation.
             e.record.started_at = created_ms.min(at_ms);
+            e.samples = vec![Vec::new(); e.record.rules.len()];
         }
-        for r in &mut e.record.rules {
-            if r.samples.len() > MAX_SAMPLES {
-                let extra = r.samples.len() - MAX_SAMPLES;
-                r.samples.drain(..extra);
+        // A poll's sample moves to the compact list (the series are not kept).
+        for (i, r) in e.record.rules.iter_mut().enumerate() {
+            let Some(s) = r.samples.pop() else { continue };
+            if let Some(list) = e.samples.get_mut(i) {
+                list.push(Compact::of(&s));
+                if list.len() > MAX_SAMPLES {
+                    halve(list, r.info.above.is_some());
+                }
             }
         }
         if !matches!(event, Event::Poll { .. }) {
@@ -179,7 +301,23 @@ impl Board {
 
     /// A copy of watch `id`'s entry.
     pub fn get(&self, id: &str) -> Option<Entry> {
-        lock(self).watches.get(id).cloned()
+        let inner = lock(self);
+        let k = inner.watches.get(id)?;
+        let mut record = k.record.clone();
+        for (r, list) in record.rules.iter_mut().zip(&k.samples) {
+            r.samples = list.iter().map(|c| c.full()).collect();
+        }
+        Some(Entry {
+            record,
+            events: k.events.clone(),
+            from_start: k.from_start,
+            version: k.version,
+        })
+    }
+
+    /// The version at watch `id`'s last change.
+    pub fn version_of(&self, id: &str) -> Option<u64> {
+        lock(self).watches.get(id).map(|k| k.version)
     }
 }
 
@@ -246,6 +384,35 @@ mod tests {
     }
 
     #[test]
+    fn merging_keeps_the_worse_value_and_state() {
+        let c = |t, v: f32, state| Compact {
+            t,
+            value: Some(v),
+            reference: None,
+            state,
+        };
+        let mut l = vec![
+            c(0, 1.0, State::Ok),
+            c(1, 5.0, State::Breached),
+            c(2, 3.0, State::Ok),
+            c(3, 2.0, State::Ok),
+            c(4, 9.0, State::Ok),
+        ];
+        halve(&mut l, true);
+        assert_eq!(
+            l,
+            [
+                c(0, 5.0, State::Breached),
+                c(2, 3.0, State::Ok),
+                c(4, 9.0, State::Ok)
+            ]
+        );
+        let mut l = vec![c(0, 1.0, State::Ok), c(1, 5.0, State::Ok)];
+        halve(&mut l, false);
+        assert_eq!(l, [c(0, 1.0, State::Ok)], "lower is worse for `below`");
+    }
+
+    #[test]
     fn the_board_is_bounded() {
         let b = Board::new();
         b.record("w", 1, 1, &started());
@@ -254,12 +421,15 @@ mod tests {
         }
         let e = b.get("w").unwrap();
         assert!(e.from_start);
-        assert_eq!(e.record.rules[0].samples.len(), MAX_SAMPLES);
-        assert_eq!(
-            e.record.rules[0].samples[0].value,
-            Some(10.0),
-            "oldest dropped"
+        let samples = &e.record.rules[0].samples;
+        assert!(
+            samples.len() <= MAX_SAMPLES && samples.len() > MAX_SAMPLES / 2,
+            "{}",
+            samples.len()
         );
+        assert_eq!(samples[0].t, 2, "the chart still starts at the first poll");
+        let peak = samples.iter().filter_map(|s| s.value).fold(0.0, f64::max);
+        assert_eq!(peak, (MAX_SAMPLES + 9) as f64, "the peak is never merged away");
         assert_eq!(e.events.len(), 1, "polls are not timeline events");
         for i in 0..(KEEP_FINISHED + 5) {
             let id = format!("f{i}");

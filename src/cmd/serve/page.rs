@@ -598,7 +598,7 @@ async fn live_watch(
         let deadline = tokio::time::Instant::now() + LONG_POLL;
         let mut seen = since;
         loop {
-            if p.board.get(&id).is_some_and(|e| e.version > since) {
+            if p.board.version_of(&id).is_some_and(|v| v > since) {
                 break;
             }
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -426,9 +426,13 @@ pub fn rule_sections(r: &Record, tz: Option<&TimeZone>) -> String {
             .map_or("no data".to_string(), |(_, v)| fmt_value(v));
         let _ = write!(
             h,
-            "<section class=\"rule\"><h2>{}</h2><p>{} · threshold <code>{}</code> for {} · peak {} · breached {} · action {}</p>",
+            "<section class=\"rule\"><h2>{}</h2><p>{}threshold <code>{}</code> for {} · peak {} · breached {} · action {}</p>",
             esc(&rule.info.name),
-            esc(rule.info.description.as_deref().unwrap_or("")),
+            rule.info
+                .description
+                .as_deref()
+                .map(|d| format!("{} · ", esc(d)))
+                .unwrap_or_default(),
             esc(&rule.info.threshold),
             esc(&secs(rule.info.for_s)),
             esc(&peak),
