@@ -114,16 +114,32 @@ fn requests_in_netlog(path: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn the_page_shows_a_pending_rule_then_the_rollback_without_a_reload_in_chromium() {
-    let test = "page-live";
+    let (test, live) = ("page-pending", "page-live");
     set(test, 0.1);
+    set(live, 0.1);
     let a = Agent::new(None);
     let rollback = ROLLBACK.replace(
         "sh\", \"-c\", \"",
         "sh\", \"-c\", \"echo rolled back checkout; ",
     );
-    a.rule_file("checkout", &rules("    above: 0.5\n    for: 8s", &rollback));
-    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "page-1"}));
+    // `page-1` stays pending (for: 10m) for the DOM and the screenshot; `page-2`
+    // breaches when its page is opened and rolls back 15s later, time enough for the
+    // browser to load the page first however busy the machine is.
+    a.rule_file("slow", &rules("    above: 0.5\n    for: 10m", &rollback));
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 15s", &rollback),
+    );
+    let (status, w) =
+        a.post(json!({"rules": "slow", "vars": {"test": test}, "id": "page-1", "duration": "10m"}));
     assert_eq!(status, 201, "{w}");
+    let (status, w) = a.post(
+        json!({"rules": "checkout", "vars": {"test": live}, "id": "page-2", "duration": "10m"}),
+    );
+    assert_eq!(status, 201, "{w}");
+    a.await_watch("page-2", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
     a.await_watch("page-1", Duration::from_secs(10), |w| {
         w["rule_states"][0]["last_poll_ms"].is_number()
     });
@@ -171,11 +187,9 @@ fn the_page_shows_a_pending_rule_then_the_rollback_without_a_reload_in_chromium(
     // Loaded while pending, the page shows the rollback when it happens: the script
     // swaps in new fragments (virtual time runs its timers; it stops once the watch
     // is final, and each long poll holds real time until the agent has news).
-    let (_, w) = a.req("GET", "/api/v1/watches/page-1", None);
-    assert_eq!(
-        w["state"], "running",
-        "still running when the page loads: {w}"
-    );
+    set(live, 0.9);
+    a.await_watch("page-2", Duration::from_secs(10), pending);
+    let url = format!("http://{}/watches/page-2", a.addr);
     let out = browse(
         &s,
         "live",
@@ -183,8 +197,8 @@ fn the_page_shows_a_pending_rule_then_the_rollback_without_a_reload_in_chromium(
         &["--virtual-time-budget=120000", "--dump-dom"],
     );
     let dom = String::from_utf8_lossy(&out.stdout);
-    let w = a.await_finished("page-1", Duration::from_secs(30));
-    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    let w = a.await_finished("page-2", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
     assert!(
         dom.contains("rolled_back") && dom.contains("class=\"action-row\""),
         "the rollback without a reload: {dom}\n{}",

@@ -429,7 +429,11 @@ mod tests {
         );
         assert_eq!(samples[0].t, 2, "the chart still starts at the first poll");
         let peak = samples.iter().filter_map(|s| s.value).fold(0.0, f64::max);
-        assert_eq!(peak, (MAX_SAMPLES + 9) as f64, "the peak is never merged away");
+        assert_eq!(
+            peak,
+            (MAX_SAMPLES + 9) as f64,
+            "the peak is never merged away"
+        );
         assert_eq!(e.events.len(), 1, "polls are not timeline events");
         for i in 0..(KEEP_FINISHED + 5) {
             let id = format!("f{i}");
