@@ -3,7 +3,8 @@
 //! A watch per deploy inside a CI job dies with the job. The agent keeps them instead,
 //! and must never lose one, miss a breach or run a rollback twice because it was
 //! restarted. `serve` is two things: this command face (its flags, start-up and
-//! shutdown, and the HTTP API in `api`) and the agent runtime below it:
+//! shutdown, the HTTP API in `api`, and the page for people in `page`, drawn from the
+//! live records `board` keeps) and the agent runtime below it:
 //! - `run::agent`: runs each watch with the same loop as `watch`, persists its
 //!   decisions, and resumes unfinished watches at start (the restart rule is
 //!   documented there); its `source` shares one Prometheus client between watches, and
