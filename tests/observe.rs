@@ -397,7 +397,7 @@ fn html_report_renders_in_headless_chromium() {
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert!(
-        dom.contains("<svg") && dom.contains("polyline"),
+        dom.contains("<svg") && dom.contains("class=\"values\""),
         "the browser parsed the chart: {dom}"
     );
     let shot = s.path("report.png");

@@ -273,25 +273,39 @@ async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Response
 }
 
 async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let rec = api
-        .agent
+    let (status, rec) = cancel_watch(&api.agent, &id)
+        .await
+        .map_err(|(s, m)| ApiError(s, m))?;
+    Ok((status, Json(view(&api.agent, &rec, true)?)).into_response())
+}
+
+/// Cancels a running watch; the API's `DELETE` and the page's cancel form share it, so
+/// they make the same checks. 200 when it ended, 202 while a command that was already
+/// running finishes first; 404 for no such watch, 409 for one not running.
+pub async fn cancel_watch(
+    agent: &Agent,
+    id: &str,
+) -> Result<(StatusCode, WatchRecord), (StatusCode, String)> {
+    let internal =
+        |e: crate::io::store::StoreError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
+    let rec = agent
         .store
-        .get(&id)?
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
-    if rec.state != WatchState::Running || !api.agent.cancel(&id).await {
-        return Err(ApiError(
+        .get(id)
+        .map_err(internal)?
+        .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
+    if rec.state != WatchState::Running || !agent.cancel(id).await {
+        return Err((
             StatusCode::CONFLICT,
             format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
         ));
     }
-    let rec = api.agent.store.get(&id)?.unwrap_or(rec);
-    // 202 while a command that was already running finishes first.
+    let rec = agent.store.get(id).map_err(internal)?.unwrap_or(rec);
     let status = if rec.state == WatchState::Running {
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(view(&api.agent, &rec, true)?)).into_response())
+    Ok((status, rec))
 }
 
 fn create_error(e: CreateError) -> ApiError {

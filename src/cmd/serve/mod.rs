@@ -3,7 +3,8 @@
 //! A watch per deploy inside a CI job dies with the job. The agent keeps them instead,
 //! and must never lose one, miss a breach or run a rollback twice because it was
 //! restarted. `serve` is two things: this command face (its flags, start-up and
-//! shutdown, and the HTTP API in `api`) and the agent runtime below it:
+//! shutdown, the HTTP API in `api`, and the page for people in `page`, drawn from the
+//! live records `board` keeps) and the agent runtime below it:
 //! - `run::agent`: runs each watch with the same loop as `watch`, persists its
 //!   decisions, and resumes unfinished watches at start (the restart rule is
 //!   documented there); its `source` shares one Prometheus client between watches, and
@@ -20,6 +21,8 @@
 //! exit 0; the watches stay `running` in the store and resume at the next start.
 
 pub mod api;
+pub mod board;
+pub mod page;
 
 use crate::cmd::common::PromArgs;
 use crate::core::exit;
@@ -86,6 +89,8 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("cannot register the agent's metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("cannot read random bytes for the page's anti-CSRF token: {0}")]
+    Random(std::io::Error),
 }
 
 /// `rollwatch serve`.
@@ -142,10 +147,19 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
+    // The page's live records: added before `start`, so resumed watches have one too.
+    let board = board::Board::new();
+    agent.add_watch_sink(board.factory());
+    let csrf = page::csrf_secret().map_err(ServeError::Random)?;
     let resumed = agent.start()?;
     info!(event = "serve_started", listen = %addr, state = %args.state.display(), resumed, token = token.is_some(), open_verdicts = args.open_verdicts, "agent listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let app = api::router(agent.clone(), token, args.open_verdicts);
+    let app = api::router(agent.clone(), token.clone(), args.open_verdicts).merge(page::router(
+        agent.clone(),
+        token,
+        board,
+        csrf,
+    ));
     let server = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async {

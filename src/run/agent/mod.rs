@@ -45,7 +45,7 @@ mod resume;
 mod sinks;
 pub mod source;
 
-use crate::core::events::{now_ms, RuleState, Sinks};
+use crate::core::events::{now_ms, RuleState, Sink, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::{Connection, PromClient};
 use crate::io::store::{Created, Ending, NewWatch, PollMark, Store, WatchRecord, WatchState};
@@ -117,6 +117,10 @@ pub struct RuleLive {
 
 type Live = Arc<Mutex<BTreeMap<String, RuleLive>>>;
 
+/// Makes one more sink for each watch the agent runs (e.g. the page's live record,
+/// which lives on a floor above the agent).
+pub type WatchSinkFactory = Arc<dyn Fn(&NewWatch) -> Box<dyn Sink> + Send + Sync>;
+
 /// One client per (Prometheus URL, query timeout).
 type SourceKey = (String, Duration);
 
@@ -165,6 +169,7 @@ pub struct Agent {
     shutting_down: AtomicBool,
     ready: AtomicBool,
     ids: AtomicU64,
+    extra_sinks: Mutex<Vec<WatchSinkFactory>>,
 }
 
 fn unix(ms: i64) -> SystemTime {
@@ -216,6 +221,7 @@ impl Agent {
             shutting_down: AtomicBool::new(false),
             ready: AtomicBool::new(false),
             ids: AtomicU64::new(0),
+            extra_sinks: Mutex::default(),
         })
     }
 
@@ -225,6 +231,12 @@ impl Agent {
         self.ready.load(Ordering::SeqCst)
             && !self.shutting_down.load(Ordering::SeqCst)
             && self.metrics.resume_waiting.get() == 0
+    }
+
+    /// Adds a sink to every watch started from now on (call it before `start`, so
+    /// resumed watches get it too).
+    pub fn add_watch_sink(&self, make: WatchSinkFactory) {
+        lock(&self.extra_sinks).push(make);
     }
 
     /// The live per-rule state of a running watch.
@@ -676,6 +688,9 @@ impl Agent {
         };
         let mut others = Sinks::default();
         others.push(AgentLog { id: id.to_string() });
+        for make in lock(&self.extra_sinks).iter() {
+            others.0.push(make(def));
+        }
         let mut deliveries = None;
         if !spec.notify.is_empty() {
             let (n, d) = crate::io::notify::Notifier::new(spec.notify.clone());

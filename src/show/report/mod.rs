@@ -5,7 +5,7 @@
 //! `report.md` (a short review that reads well as a CI job summary or PR comment) and
 //! `report.html` (one self-contained page with an SVG chart per rule).
 
-mod html;
+pub mod html;
 mod markdown;
 pub mod step_summary;
 

@@ -225,3 +225,37 @@ fn infinite_values_show_as_prometheus_writes_them_in_every_report_file() {
     assert!(md.contains("| +Inf |"), "{md}");
     assert!(md.contains("fired {} +Inf"), "{md}");
 }
+
+#[test]
+fn the_chart_has_round_ticks_steps_dark_mode_and_the_reference_when_there_is_one() {
+    let mut r = record();
+    let svg = html::chart(&r.rules[0], &r, None);
+    // Values 0.01..0.12 and the threshold 0.05: round ticks from 0, none negative.
+    let ticks: Vec<&str> = svg
+        .split("class=\"ytick\"")
+        .skip(1)
+        .filter_map(|s| s.split('>').nth(1)?.split('<').next())
+        .collect();
+    assert_eq!(ticks, ["0.00", "0.05", "0.10", "0.15"]);
+    assert!(svg.contains("<path class=\"values\" d=\"M"), "{svg}");
+    assert!(!svg.contains("polyline"), "steps, not slopes");
+    assert!(
+        !svg.contains("class=\"reference\""),
+        "no reference line without one"
+    );
+    assert!(!html::legend(&r).contains("baseline"));
+    assert!(html::render(&r).contains("prefers-color-scheme:dark"));
+    for s in &mut r.rules[0].samples {
+        s.reference = Some(0.02);
+    }
+    let svg = html::chart(&r.rules[0], &r, None);
+    assert!(svg.contains("<path class=\"reference\" d=\"M"), "{svg}");
+    assert!(html::legend(&r).contains("baseline"));
+    // A known local zone adds a second row of time labels.
+    let tz = jiff::tz::TimeZone::get("Europe/Berlin").unwrap();
+    let svg = html::chart(&r.rules[0], &r, Some(&tz));
+    assert!(
+        svg.contains("class=\"xtick-local\"") && svg.contains(">Berlin<"),
+        "{svg}"
+    );
+}

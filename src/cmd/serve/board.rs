@@ -1,0 +1,453 @@
+//! What the agent's page draws from: an in-memory report `Record` per watch, fed by a
+//! sink the agent adds to every watch (`Agent::add_watch_sink`), and the watch's
+//! events as a timeline.
+//!
+//! The store keeps what a restart needs (breach state, last polls, actions), not every
+//! poll, so the charts' history lives here, bounded: at most `MAX_SAMPLES` compact
+//! polls per rule (about 40 bytes each; once a rule has that many, neighbouring polls
+//! are merged in pairs, keeping the worse value and state, so a peak or a breach is
+//! never thinned away, only the resolution halves), the last `MAX_EVENTS` events per
+//! watch, and the `KEEP_FINISHED` most recently finished watches. It is lost at a restart: a resumed watch's chart starts again
+//! from the resume (the page says so), and its state and actions still come from the
+//! store.
+
+use crate::core::events::{Event, RuleState, Sink};
+use crate::io::store::NewWatch;
+use crate::run::agent::WatchSinkFactory;
+use crate::show::report::{Record, SampleRecord};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// Polls kept per rule of a watch before pairs are merged (a chart is 680 px wide).
+pub const MAX_SAMPLES: usize = 240;
+/// Events kept per watch for the timeline.
+pub const MAX_EVENTS: usize = 500;
+/// Finished watches whose record is kept.
+pub const KEEP_FINISHED: usize = 200;
+
+/// A `watch_started` this long after the watch was created is a resume.
+const RESUMED_AFTER_MS: i64 = 5000;
+
+/// One line of a watch's timeline.
+#[derive(Debug, Clone)]
+pub struct TimelineEvent {
+    pub at_ms: i64,
+    /// `pending`, `fired`, `action_started`, ...
+    pub kind: &'static str,
+    /// The event's main fields, `key=value`.
+    pub text: String,
+}
+
+/// A rule's state at a poll, in a few bytes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Ok,
+    NoData,
+    QueryError,
+    Pending { for_s: f32, of_s: f32 },
+    Breached,
+}
+
+impl State {
+    fn of(s: &RuleState) -> State {
+        match s {
+            RuleState::Ok => State::Ok,
+            RuleState::NoData => State::NoData,
+            RuleState::QueryError => State::QueryError,
+            RuleState::Pending { for_s, of_s } => State::Pending {
+                for_s: *for_s as f32,
+                of_s: *of_s as f32,
+            },
+            RuleState::Breached => State::Breached,
+        }
+    }
+    fn full(self) -> RuleState {
+        match self {
+            State::Ok => RuleState::Ok,
+            State::NoData => RuleState::NoData,
+            State::QueryError => RuleState::QueryError,
+            State::Pending { for_s, of_s } => RuleState::Pending {
+                for_s: for_s as f64,
+                of_s: of_s as f64,
+            },
+            State::Breached => RuleState::Breached,
+        }
+    }
+    fn severity(self) -> u8 {
+        match self {
+            State::Ok => 0,
+            State::NoData => 1,
+            State::QueryError => 2,
+            State::Pending { .. } => 3,
+            State::Breached => 4,
+        }
+    }
+}
+
+/// One poll as the chart needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Compact {
+    t: i64,
+    value: Option<f32>,
+    reference: Option<f32>,
+    state: State,
+}
+
+impl Compact {
+    fn of(s: &SampleRecord) -> Compact {
+        Compact {
+            t: s.t,
+            value: s.value.map(|v| v as f32),
+            reference: s.reference.map(|v| v as f32),
+            state: State::of(&s.state),
+        }
+    }
+    fn full(self) -> SampleRecord {
+        SampleRecord {
+            t: self.t,
+            value: self.value.map(f64::from),
+            state: self.state.full(),
+            series: Vec::new(),
+            error: None,
+            reference: self.reference.map(f64::from),
+        }
+    }
+}
+
+/// Merges neighbouring polls in pairs: the first one's time, the worse value (higher
+/// for `above`, lower for `below`) and the more severe state.
+fn halve(samples: &mut Vec<Compact>, above: bool) {
+    let worse = |a: Option<f32>, b: Option<f32>| match (a, b) {
+        (Some(x), Some(y)) => Some(if above { x.max(y) } else { x.min(y) }),
+        (x, y) => x.or(y),
+    };
+    let merged: Vec<Compact> = samples
+        .chunks(2)
+        .map(|c| match c {
+            [a, b] => Compact {
+                t: a.t,
+                value: worse(a.value, b.value),
+                reference: a.reference.or(b.reference),
+                state: if b.state.severity() > a.state.severity() {
+                    b.state
+                } else {
+                    a.state
+                },
+            },
+            [a] => *a,
+            _ => unreachable!("chunks(2)"),
+        })
+        .collect();
+    *samples = merged;
+}
+
+/// A watch as the board keeps it: the report's record without its samples, which are
+/// kept compact beside it.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    record: Record,
+    samples: Vec<Vec<Compact>>,
+    events: VecDeque<TimelineEvent>,
+    from_start: bool,
+    version: u64,
+}
+
+/// A watch as the page sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// The report's record, samples included (rebuilt from the compact ones).
+    pub record: Record,
+    pub events: VecDeque<TimelineEvent>,
+    /// The board saw the watch start (not only its end, or a part after a restart).
+    pub from_start: bool,
+    /// The board's version at this watch's last change.
+    pub version: u64,
+}
+
+#[derive(Default)]
+struct Inner {
+    watches: HashMap<String, Kept>,
+    finished: VecDeque<String>,
+}
+
+/// Every watch's live record, and a version that goes up at every change (what the
+/// page's long polls wait on).
+pub struct Board {
+    inner: Mutex<Inner>,
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+fn lock(b: &Board) -> std::sync::MutexGuard<'_, Inner> {
+    b.inner.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The fields a timeline line shows, in this order, when the event has them.
+const SHOWN: [&str; 12] = [
+    "rule",
+    "labels",
+    "value",
+    "threshold",
+    "breached_for_s",
+    "was",
+    "action",
+    "status",
+    "outcome",
+    "exit_code",
+    "detail",
+    "signal",
+];
+
+fn timeline_text(event: &Event) -> String {
+    let v = serde_json::to_value(event).unwrap_or_default();
+    let mut parts = Vec::new();
+    for k in SHOWN {
+        match v.get(k) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s)) => parts.push(format!("{k}={s}")),
+            Some(serde_json::Value::Object(m)) if m.is_empty() => {}
+            Some(x) => parts.push(format!("{k}={x}")),
+        }
+    }
+    parts.join(" ")
+}
+
+impl Board {
+    pub fn new() -> Arc<Board> {
+        Arc::new(Board {
+            inner: Mutex::default(),
+            changed: tokio::sync::watch::Sender::new(0),
+        })
+    }
+
+    /// The version now.
+    pub fn version(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
+    /// Waits until the version is above `since` (or `timeout` passed); returns it.
+    pub async fn wait_past(&self, since: u64, timeout: std::time::Duration) -> u64 {
+        let mut rx = self.changed.subscribe();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|v| *v > since)).await;
+        self.version()
+    }
+
+    /// The sink factory to hand to the agent.
+    pub fn factory(self: &Arc<Self>) -> WatchSinkFactory {
+        let board = self.clone();
+        Arc::new(move |def: &NewWatch| {
+            Box::new(BoardSink {
+                id: def.id.clone(),
+                created_ms: def.created_ms,
+                board: board.clone(),
+            }) as Box<dyn Sink>
+        })
+    }
+
+    /// Records one event of watch `id`, created at `created_ms`.
+    pub fn record(&self, id: &str, created_ms: i64, at_ms: i64, event: &Event) {
+        let mut inner = lock(self);
+        let e = inner.watches.entry(id.to_string()).or_default();
+        let started = matches!(event, Event::WatchStarted { .. });
+        if started {
+            // A resumed watch starts a new record from here.
+            let events = std::mem::take(&mut e.events);
+            *e = Kept {
+                from_start: at_ms - created_ms < RESUMED_AFTER_MS,
+                events,
+                ..Kept::default()
+            };
+        }
+        e.record.record(at_ms, event);
+        if started {
+            // Its chart still spans the whole watch, from its creation.
+            e.record.started_at = created_ms.min(at_ms);
+            e.samples = vec![Vec::new(); e.record.rules.len()];
+        }
+        // A poll's sample moves to the compact list (the series are not kept).
+        for (i, r) in e.record.rules.iter_mut().enumerate() {
+            let Some(s) = r.samples.pop() else { continue };
+            if let Some(list) = e.samples.get_mut(i) {
+                list.push(Compact::of(&s));
+                if list.len() > MAX_SAMPLES {
+                    halve(list, r.info.above.is_some());
+                }
+            }
+        }
+        if !matches!(event, Event::Poll { .. }) {
+            e.events.push_back(TimelineEvent {
+                at_ms,
+                kind: event.name(),
+                text: timeline_text(event),
+            });
+            if e.events.len() > MAX_EVENTS {
+                e.events.pop_front();
+            }
+        }
+        let mut version = 0;
+        self.changed.send_modify(|v| {
+            *v += 1;
+            version = *v;
+        });
+        e.version = version;
+        if matches!(event, Event::WatchFinished { .. }) {
+            inner.finished.push_back(id.to_string());
+            while inner.finished.len() > KEEP_FINISHED {
+                if let Some(old) = inner.finished.pop_front() {
+                    inner.watches.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// A copy of watch `id`'s entry.
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        let inner = lock(self);
+        let k = inner.watches.get(id)?;
+        let mut record = k.record.clone();
+        for (r, list) in record.rules.iter_mut().zip(&k.samples) {
+            r.samples = list.iter().map(|c| c.full()).collect();
+        }
+        Some(Entry {
+            record,
+            events: k.events.clone(),
+            from_start: k.from_start,
+            version: k.version,
+        })
+    }
+
+    /// The version at watch `id`'s last change.
+    pub fn version_of(&self, id: &str) -> Option<u64> {
+        lock(self).watches.get(id).map(|k| k.version)
+    }
+}
+
+/// The sink the agent adds to each watch.
+struct BoardSink {
+    id: String,
+    created_ms: i64,
+    board: Arc<Board>,
+}
+
+impl Sink for BoardSink {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        self.board.record(&self.id, self.created_ms, at_ms, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::events::RuleState;
+
+    fn poll(v: f64) -> Event {
+        Event::Poll {
+            rule: "r".into(),
+            samples: vec![],
+            error: None,
+            warnings: vec![],
+            state: RuleState::Ok,
+            value: Some(v),
+        }
+    }
+
+    fn started() -> Event {
+        Event::WatchStarted {
+            rules_file: "x".into(),
+            prometheus: "p".into(),
+            duration_s: 60.0,
+            max_blind_s: 60.0,
+            dry_run: false,
+            vars: Default::default(),
+            rules: vec![crate::core::events::RuleInfo {
+                name: "r".into(),
+                description: None,
+                query: "q".into(),
+                above: Some(1.0),
+                below: None,
+                threshold: "> 1".into(),
+                for_s: 0.0,
+                interval_s: 1.0,
+                no_data: "ok",
+                action: "rollback",
+                graph_url: None,
+            }],
+        }
+    }
+
+    fn finished() -> Event {
+        Event::WatchFinished {
+            outcome: "healthy",
+            exit_code: 0,
+            detail: "fine".into(),
+            rule: None,
+        }
+    }
+
+    #[test]
+    fn merging_keeps_the_worse_value_and_state() {
+        let c = |t, v: f32, state| Compact {
+            t,
+            value: Some(v),
+            reference: None,
+            state,
+        };
+        let mut l = vec![
+            c(0, 1.0, State::Ok),
+            c(1, 5.0, State::Breached),
+            c(2, 3.0, State::Ok),
+            c(3, 2.0, State::Ok),
+            c(4, 9.0, State::Ok),
+        ];
+        halve(&mut l, true);
+        assert_eq!(
+            l,
+            [
+                c(0, 5.0, State::Breached),
+                c(2, 3.0, State::Ok),
+                c(4, 9.0, State::Ok)
+            ]
+        );
+        let mut l = vec![c(0, 1.0, State::Ok), c(1, 5.0, State::Ok)];
+        halve(&mut l, false);
+        assert_eq!(l, [c(0, 1.0, State::Ok)], "lower is worse for `below`");
+    }
+
+    #[test]
+    fn the_board_is_bounded() {
+        let b = Board::new();
+        b.record("w", 1, 1, &started());
+        for i in 0..(MAX_SAMPLES + 10) {
+            b.record("w", 1, 2 + i as i64, &poll(i as f64));
+        }
+        let e = b.get("w").unwrap();
+        assert!(e.from_start);
+        let samples = &e.record.rules[0].samples;
+        assert!(
+            samples.len() <= MAX_SAMPLES && samples.len() > MAX_SAMPLES / 2,
+            "{}",
+            samples.len()
+        );
+        assert_eq!(samples[0].t, 2, "the chart still starts at the first poll");
+        let peak = samples.iter().filter_map(|s| s.value).fold(0.0, f64::max);
+        assert_eq!(
+            peak,
+            (MAX_SAMPLES + 9) as f64,
+            "the peak is never merged away"
+        );
+        assert_eq!(e.events.len(), 1, "polls are not timeline events");
+        for i in 0..(KEEP_FINISHED + 5) {
+            let id = format!("f{i}");
+            b.record(&id, 1, 1, &started());
+            b.record(&id, 1, 2, &finished());
+        }
+        assert!(b.get("f0").is_none() && b.get("f4").is_none());
+        assert!(b.get("f5").is_some() && b.get("w").is_some());
+        b.record("late", 1, 60_000, &started());
+        let late = b.get("late").unwrap();
+        assert!(!late.from_start, "a resume");
+        assert_eq!(late.record.started_at, 1, "the chart spans the whole watch");
+        let e = b.get("f5").unwrap();
+        assert_eq!(e.events[1].kind, "watch_finished");
+        assert_eq!(e.events[1].text, "outcome=healthy exit_code=0 detail=fine");
+    }
+}

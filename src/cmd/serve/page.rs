@@ -1,0 +1,846 @@
+//! The agent's page: `/` lists watches (running first, then recent ones), and
+//! `/watches/{id}` shows one live: each rule's chart (drawn by report.html's renderer,
+//! so the page and the report never disagree), the actions with their output, the
+//! events as a timeline, and the report.
+//!
+//! Plain HTML from the server, one stylesheet and one small script, all in the binary
+//! (`assets/`): no build step, nothing from another host. The script keeps the page
+//! live by long-polling an HTML fragment (`/live/...`): the request waits until the
+//! board changes (or 20s), and the fragment replaces the page's `<main>`.
+//!
+//! Access: the API's token. A browser logs in at `/login`, which keeps the token in a
+//! cookie (HttpOnly, SameSite=Strict, Path=/, Secure behind a TLS proxy that says
+//! `X-Forwarded-Proto: https`); scripts may send `Authorization: Bearer` instead. Both
+//! are compared in constant time (`api::constant_time_eq`). Without the token a page
+//! redirects to the login page and a fragment or form answers 401; no watch data is
+//! shown. Without `--token-file` (allowed on loopback only, as for the API) the pages
+//! are open. Every page carries a strict Content-Security-Policy (`default-src
+//! 'self'`).
+//!
+//! The page cannot start anything. It can cancel a running watch, after a confirmation
+//! page, through `api::cancel_watch` (the API's own path and checks); the form is
+//! protected against cross-site requests by SameSite=Strict, an Origin check and an
+//! anti-CSRF token.
+
+use super::api::{cancel_watch, constant_time_eq};
+use super::board::{Board, Entry};
+use crate::core::events::{now_ms, rfc3339_ms, secs, vars_text, RuleState};
+use crate::io::store::{WatchRecord, WatchState};
+use crate::run::agent::{Agent, RuleLive};
+use crate::show::report::html::{self, esc};
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use base64::Engine as _;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The cookie that holds the token (base64url, so any token is a valid cookie value).
+pub const COOKIE: &str = "rollwatch_token";
+/// Finished or cancelled watches listed on `/` after the running ones.
+pub const RECENT: usize = 100;
+/// How long a long poll waits for a change.
+const LONG_POLL: Duration = Duration::from_secs(20);
+
+/// The Content-Security-Policy of every page: only this agent's own script, style and
+/// forms; no frames.
+pub const CSP: &str = "default-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+/// report.html has its style inline and no script at all.
+const REPORT_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'";
+
+const PAGE_CSS: &str = include_str!("assets/page.css");
+const PAGE_JS: &str = include_str!("assets/page.js");
+
+#[derive(Clone)]
+struct Page {
+    agent: Arc<Agent>,
+    token: Option<Arc<String>>,
+    /// The cookie's value for the token.
+    cookie: Option<Arc<String>>,
+    board: Arc<Board>,
+    /// The anti-CSRF token of the page's forms (random, per agent process).
+    csrf: Arc<String>,
+}
+
+/// A random anti-CSRF token (from the kernel's random source).
+pub fn csrf_secret() -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut b = [0u8; 24];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b))
+}
+
+/// The page's routes (`/`, `/watches/...`, `/live/...`, `/login`, `/assets/...`).
+pub fn router(agent: Arc<Agent>, token: Option<String>, board: Arc<Board>, csrf: String) -> Router {
+    let p = Page {
+        agent,
+        cookie: token
+            .as_ref()
+            .map(|t| Arc::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t))),
+        token: token.map(Arc::new),
+        board,
+        csrf: Arc::new(csrf),
+    };
+    let guarded = Router::new()
+        .route("/", get(index))
+        .route("/watches/{id}", get(watch_page))
+        .route("/watches/{id}/report.html", get(report))
+        .route("/watches/{id}/cancel", get(cancel_confirm).post(cancel))
+        .route("/live/watches", get(live_list))
+        .route("/live/watches/{id}", get(live_watch))
+        .route("/logout", axum::routing::post(logout))
+        .route_layer(middleware::from_fn_with_state(p.clone(), auth));
+    Router::new()
+        .merge(guarded)
+        .route("/login", get(login_form).post(login))
+        .route(
+            "/assets/page.css",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+                    format!("{}{}{PAGE_CSS}", html::PAGE_CSS, html::CHART_CSS),
+                )
+            }),
+        )
+        .route(
+            "/assets/page.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    PAGE_JS,
+                )
+            }),
+        )
+        .layer(middleware::map_response(security_headers))
+        .with_state(p)
+}
+
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+/// The token of a request, from `Authorization: Bearer` or the cookie.
+fn authorized(p: &Page, headers: &HeaderMap) -> bool {
+    let (Some(token), Some(cookie)) = (&p.token, &p.cookie) else {
+        return true;
+    };
+    if let Some(b) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    {
+        return constant_time_eq(b.trim().as_bytes(), token.as_bytes());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
+        .any(|v| constant_time_eq(v.as_bytes(), cookie.as_bytes()))
+}
+
+/// `next` for the login page: a path on this agent, never another host.
+fn safe_next(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && next.len() < 512
+        && next
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.~/:%".contains(c));
+    if ok {
+        next
+    } else {
+        "/"
+    }
+}
+
+fn encode_path(p: &str) -> String {
+    p.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~/:".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn auth(State(p): State<Page>, req: Request, next: Next) -> Response {
+    if authorized(&p, req.headers()) {
+        return next.run(req).await;
+    }
+    let path = req.uri().path().to_string();
+    let browser = req.method() == Method::GET
+        && !path.starts_with("/live/")
+        && req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"));
+    if browser {
+        let to = format!("/login?next={}", encode_path(&path));
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    }
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "missing or wrong token: log in at /login, or send Authorization: Bearer\n",
+    )
+        .into_response()
+}
+
+/// A POST from one of this agent's own pages: its Origin (or, without one, its
+/// Referer) is this host.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let ours = [format!("http://{host}"), format!("https://{host}")];
+    if let Some(o) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        return ours.iter().any(|x| x == o);
+    }
+    headers
+        .get(header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|r| ours.iter().any(|x| r.starts_with(&format!("{x}/"))))
+}
+
+/// A whole page around `main`; `live` is the fragment that keeps it current.
+fn shell(p: &Page, title: &str, main: &str, live: Option<(&str, u64, bool)>) -> String {
+    let mut h = String::with_capacity(main.len() + 1024);
+    let _ = write!(
+        h,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta name="color-scheme" content="light dark"><title>{}</title><link rel="stylesheet" href="/assets/page.css"><script src="/assets/page.js" defer></script></head><body><header class="top"><a href="/">rollwatch agent</a>"#,
+        esc(title)
+    );
+    if p.token.is_some() {
+        let _ = write!(
+            h,
+            r#"<form method="post" action="/logout"><input type="hidden" name="csrf" value="{}"><button>log out</button></form>"#,
+            esc(&p.csrf)
+        );
+    }
+    h.push_str("</header>");
+    match live {
+        Some((url, version, fin)) => {
+            let _ = write!(
+                h,
+                r#"<main id="live" data-live="{}" data-version="{version}" data-final="{fin}">"#,
+                esc(url)
+            );
+        }
+        None => h.push_str("<main>"),
+    }
+    h.push_str(main);
+    h.push_str("</main></body></html>\n");
+    h
+}
+
+fn html_response(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn error_page(p: &Page, status: StatusCode, msg: &str) -> Response {
+    let main = format!(
+        "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/\">all watches</a></p>",
+        status.as_u16(),
+        esc(msg)
+    );
+    html_response(status, shell(p, "rollwatch agent", &main, None))
+}
+
+/// A fragment with the version it shows (and whether it can still change).
+fn fragment(body: String, version: u64, fin: bool) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (
+                header::HeaderName::from_static("x-rollwatch-version"),
+                version.to_string(),
+            ),
+            (
+                header::HeaderName::from_static("x-rollwatch-final"),
+                fin.to_string(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A rule's state as a badge: ok, pending with its timer, fired, ...
+fn state_badge(name: &str, l: &RuleLive) -> String {
+    let (class, text) = match &l.state {
+        Some(RuleState::Ok) => ("ok", "ok".to_string()),
+        Some(RuleState::NoData) => ("nodata", "no data".to_string()),
+        Some(RuleState::Pending { for_s, of_s }) => (
+            "pending",
+            format!("pending {} of {}", secs(*for_s), secs(*of_s)),
+        ),
+        Some(RuleState::Breached) => ("fired", "fired".to_string()),
+        Some(RuleState::QueryError) => ("error", "query error".to_string()),
+        None => ("nodata", "not polled yet".to_string()),
+    };
+    format!(
+        r#"<span class="badge {class}" title="{}">{}: {}</span>"#,
+        esc(&l.value.map(|v| format!("value {v}")).unwrap_or_default()),
+        esc(name),
+        esc(&text)
+    )
+}
+
+fn outcome_cell(rec: &WatchRecord, now: i64) -> String {
+    match rec.state {
+        WatchState::Running => {
+            let left = (rec.def.created_ms + rec.def.duration_ms - now).max(0);
+            format!(
+                r#"<span class="badge running">running</span> {} left"#,
+                esc(&secs(left as f64 / 1000.0))
+            )
+        }
+        _ => {
+            let outcome = rec.outcome.as_deref().unwrap_or(rec.state.as_str());
+            format!(
+                r#"<span class="badge outcome {}">{}</span> exit {}"#,
+                html::outcome_class(outcome),
+                esc(outcome),
+                rec.exit_code.map_or("-".to_string(), |c| c.to_string())
+            )
+        }
+    }
+}
+
+/// Why a page could not be made: its status and a sentence.
+struct Fail(StatusCode, String);
+
+fn store_error(e: impl std::fmt::Display) -> Fail {
+    Fail(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("cannot read the state store: {e}"),
+    )
+}
+
+/// The list of watches, running first (newest first), then the most recent others.
+fn list_html(p: &Page) -> Result<String, Fail> {
+    let mut all = p.agent.store.list(None).map_err(store_error)?;
+    let now = now_ms();
+    let (mut running, mut done): (Vec<_>, Vec<_>) =
+        all.drain(..).partition(|r| r.state == WatchState::Running);
+    running.sort_by_key(|r| std::cmp::Reverse(r.def.created_ms));
+    done.sort_by_key(|r| std::cmp::Reverse(r.finished_ms.unwrap_or(r.def.created_ms)));
+    let older = done.len().saturating_sub(RECENT);
+    done.truncate(RECENT);
+    let mut h = String::with_capacity(512 * (running.len() + done.len()) + 512);
+    let _ = write!(
+        h,
+        "<h1>Watches</h1><p>{} running · {} recent shown{}</p>",
+        running.len(),
+        done.len(),
+        if older > 0 {
+            format!(" · {older} older in the API")
+        } else {
+            String::new()
+        }
+    );
+    if running.is_empty() && done.is_empty() {
+        h.push_str("<p>No watches yet.</p>");
+        return Ok(h);
+    }
+    h.push_str(r#"<table class="watches"><tr><th>watch</th><th>vars</th><th>rule file</th><th>state</th><th>rules</th></tr>"#);
+    for rec in running.iter().chain(done.iter()) {
+        let live = p.agent.live(&rec.def.id).unwrap_or_default();
+        let rules: String = live.iter().map(|(n, l)| state_badge(n, l)).collect();
+        let _ = write!(
+            h,
+            r#"<tr class="w-{}"><td><a href="/watches/{}">{}</a></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>"#,
+            rec.state.as_str(),
+            esc(&encode_path(&rec.def.id)),
+            esc(&rec.def.id),
+            esc(&vars_text(&rec.def.vars)),
+            esc(&rec.def.rules),
+            outcome_cell(rec, now),
+            rules
+        );
+    }
+    h.push_str("</table>");
+    Ok(h)
+}
+
+fn watch_html(p: &Page, rec: &WatchRecord, entry: Option<&Entry>) -> Result<String, Fail> {
+    let id = &rec.def.id;
+    let now = now_ms();
+    let mut h = String::new();
+    let subject = if rec.def.vars.is_empty() {
+        rec.def.rules.clone()
+    } else {
+        vars_text(&rec.def.vars)
+    };
+    let _ = write!(
+        h,
+        r#"<h1>{}</h1><p class="outcome {}">{}{}</p><p>watch <code>{}</code> · rule file <code>{}</code> · created {} · duration {}"#,
+        esc(&subject),
+        if rec.state == WatchState::Running {
+            ""
+        } else {
+            html::outcome_class(rec.outcome.as_deref().unwrap_or("unknown"))
+        },
+        outcome_cell(rec, now),
+        rec.detail
+            .as_deref()
+            .map(|d| format!(" — {}", esc(d)))
+            .unwrap_or_default(),
+        esc(id),
+        esc(&rec.def.rules),
+        esc(&rfc3339_ms(rec.def.created_ms)),
+        esc(&secs(rec.def.duration_ms as f64 / 1000.0)),
+    );
+    let link = encode_path(id);
+    if entry.is_some() {
+        let _ = write!(
+            h,
+            r#" · <a href="/watches/{}/report.html">{}</a>"#,
+            esc(&link),
+            if rec.state == WatchState::Running {
+                "report so far"
+            } else {
+                "report"
+            }
+        );
+    }
+    if rec.state == WatchState::Running {
+        let _ = write!(
+            h,
+            r#" · <a class="cancel" href="/watches/{}/cancel">cancel this watch…</a>"#,
+            esc(&link)
+        );
+    }
+    h.push_str("</p>");
+    if let Some(live) = p.agent.live(id).filter(|l| !l.is_empty()) {
+        h.push_str(r#"<p class="rules">"#);
+        for (n, l) in &live {
+            h.push_str(&state_badge(n, l));
+        }
+        h.push_str("</p>");
+    }
+    match entry {
+        Some(e) => {
+            if !e.from_start {
+                let _ = write!(
+                    h,
+                    r#"<p class="note">The agent restarted during this watch: the charts show the polls since {}.</p>"#,
+                    esc(&rfc3339_ms(
+                        e.record.rules.iter().filter_map(|r| r.samples.first()).map(|s| s.t).min().unwrap_or(now)
+                    ))
+                );
+            }
+            h.push_str(&html::legend(&e.record));
+            h.push_str(&html::rule_sections(
+                &e.record,
+                html::local_zone().as_ref(),
+            ));
+        }
+        None => h.push_str(r#"<p class="note">No charts: this watch ran before the agent last started. Its state and actions below are from the store.</p>"#),
+    }
+    // Actions: the store's rows (what a restart knows), with the output the board saw.
+    let actions = p.agent.store.actions(id).map_err(store_error)?;
+    h.push_str("<h2>Actions</h2>");
+    if actions.is_empty() {
+        h.push_str("<p>None so far.</p>");
+    } else {
+        h.push_str(r#"<table class="actions"><tr><th>started</th><th>action</th><th>rule</th><th>command</th><th>state</th><th>result</th></tr>"#);
+        for a in &actions {
+            let _ = write!(
+                h,
+                r#"<tr class="action-row"><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>"#,
+                esc(&rfc3339_ms(a.started_ms)),
+                esc(&a.kind),
+                esc(&a.rule),
+                esc(&a.argv.join(" ")),
+                esc(&format!("{:?}", a.state).to_lowercase()),
+                esc(a.result.as_deref().unwrap_or("running"))
+            );
+        }
+        h.push_str("</table>");
+    }
+    if let Some(e) = entry {
+        for a in e
+            .record
+            .actions
+            .iter()
+            .filter(|a| !a.output_tail.is_empty())
+        {
+            let _ = write!(
+                h,
+                "<details open><summary>output of the {} command (last lines)</summary><pre>{}</pre></details>",
+                esc(a.action),
+                esc(&a.output_tail.join("\n"))
+            );
+        }
+        h.push_str(r#"<h2>Events</h2><ol class="timeline">"#);
+        for ev in &e.events {
+            let _ = write!(
+                h,
+                r#"<li class="ev ev-{}"><time>{}</time> <b>{}</b> {}</li>"#,
+                ev.kind,
+                esc(&rfc3339_ms(ev.at_ms)),
+                ev.kind,
+                esc(&ev.text)
+            );
+        }
+        h.push_str("</ol>");
+    }
+    Ok(h)
+}
+
+fn get_watch(p: &Page, id: &str) -> Result<WatchRecord, Fail> {
+    match p.agent.store.get(id) {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(Fail(StatusCode::NOT_FOUND, format!("no watch `{id}`"))),
+        Err(e) => Err(store_error(e)),
+    }
+}
+
+async fn index(State(p): State<Page>) -> Response {
+    let version = p.board.version();
+    match list_html(&p) {
+        Ok(main) => html_response(
+            StatusCode::OK,
+            shell(
+                &p,
+                "rollwatch agent",
+                &main,
+                Some(("/live/watches", version, false)),
+            ),
+        ),
+        Err(f) => error_page(&p, f.0, &f.1),
+    }
+}
+
+async fn watch_page(State(p): State<Page>, Path(id): Path<String>) -> Response {
+    let version = p.board.version();
+    let rec = match get_watch(&p, &id) {
+        Ok(r) => r,
+        Err(f) => return error_page(&p, f.0, &f.1),
+    };
+    let entry = p.board.get(&id);
+    match watch_html(&p, &rec, entry.as_ref()) {
+        Ok(main) => {
+            let fin = rec.state != WatchState::Running;
+            let live = format!("/live/watches/{}", encode_path(&id));
+            html_response(
+                StatusCode::OK,
+                shell(
+                    &p,
+                    &format!("rollwatch: {id}"),
+                    &main,
+                    Some((&live, version, fin)),
+                ),
+            )
+        }
+        Err(f) => error_page(&p, f.0, &f.1),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Since {
+    since: Option<u64>,
+}
+
+async fn live_list(State(p): State<Page>, Query(q): Query<Since>) -> Response {
+    let version = match q.since {
+        Some(s) => p.board.wait_past(s, LONG_POLL).await,
+        None => p.board.version(),
+    };
+    match list_html(&p) {
+        Ok(h) => fragment(h, version, false),
+        Err(f) => error_page(&p, f.0, &f.1),
+    }
+}
+
+async fn live_watch(
+    State(p): State<Page>,
+    Path(id): Path<String>,
+    Query(q): Query<Since>,
+) -> Response {
+    let mut version = p.board.version();
+    if let Some(since) = q.since {
+        // Wait for a change of this watch (or the time limit).
+        let deadline = tokio::time::Instant::now() + LONG_POLL;
+        let mut seen = since;
+        loop {
+            if p.board.version_of(&id).is_some_and(|v| v > since) {
+                break;
+            }
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            seen = p.board.wait_past(seen, left).await;
+        }
+        version = p.board.version();
+    }
+    let rec = match get_watch(&p, &id) {
+        Ok(r) => r,
+        Err(f) => return error_page(&p, f.0, &f.1),
+    };
+    let entry = p.board.get(&id);
+    match watch_html(&p, &rec, entry.as_ref()) {
+        Ok(h) => fragment(h, version, rec.state != WatchState::Running),
+        Err(f) => error_page(&p, f.0, &f.1),
+    }
+}
+
+async fn report(State(p): State<Page>, Path(id): Path<String>) -> Response {
+    let Some(e) = p.board.get(&id) else {
+        return error_page(
+            &p,
+            StatusCode::NOT_FOUND,
+            &format!("no report of watch `{id}` on this agent since it started"),
+        );
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CONTENT_SECURITY_POLICY, REPORT_CSP),
+        ],
+        html::render(&e.record),
+    )
+        .into_response()
+}
+
+async fn cancel_confirm(State(p): State<Page>, Path(id): Path<String>) -> Response {
+    let rec = match get_watch(&p, &id) {
+        Ok(r) => r,
+        Err(f) => return error_page(&p, f.0, &f.1),
+    };
+    if rec.state != WatchState::Running {
+        return error_page(
+            &p,
+            StatusCode::CONFLICT,
+            &format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
+        );
+    }
+    let main = format!(
+        r#"<h1>Cancel watch <code>{id}</code>?</h1><p>The watch stops now and no command runs because of it (a command already running finishes first). This cannot be undone.</p><form method="post" action="/watches/{link}/cancel"><input type="hidden" name="csrf" value="{csrf}"><button class="danger">Yes, cancel the watch</button> <a href="/watches/{link}">no, back to the watch</a></form>"#,
+        id = esc(&id),
+        link = esc(&encode_path(&id)),
+        csrf = esc(&p.csrf)
+    );
+    html_response(StatusCode::OK, shell(&p, "cancel a watch", &main, None))
+}
+
+fn csrf_ok(p: &Page, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
+    same_origin(headers)
+        && form
+            .get("csrf")
+            .is_some_and(|c| constant_time_eq(c.as_bytes(), p.csrf.as_bytes()))
+}
+
+async fn cancel(
+    State(p): State<Page>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&p, &headers, &form) {
+        return error_page(
+            &p,
+            StatusCode::FORBIDDEN,
+            "this form did not come from this agent's page",
+        );
+    }
+    match cancel_watch(&p.agent, &id).await {
+        Ok(_) => {
+            tracing::info!(event = "watch_cancel_requested", watch = %id, via = "page", "cancel requested from the page");
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, format!("/watches/{}", encode_path(&id)))],
+            )
+                .into_response()
+        }
+        Err((status, msg)) => error_page(&p, status, &msg),
+    }
+}
+
+fn login_html(p: &Page, next: &str, error: Option<&str>) -> String {
+    let main = if p.token.is_none() {
+        "<h1>Log in</h1><p>This agent has no token (it listens on loopback only): <a href=\"/\">go to the watches</a>.</p>".to_string()
+    } else {
+        format!(
+            r#"<h1>Log in</h1>{}<form method="post" action="/login" class="login"><input type="hidden" name="next" value="{}"><label>API token <input type="password" name="token" autocomplete="current-password" required autofocus></label> <button>log in</button></form><p>The token is the content of the agent's <code>--token-file</code>. It is kept in a cookie for this site only.</p>"#,
+            error
+                .map(|e| format!("<p class=\"error\">{}</p>", esc(e)))
+                .unwrap_or_default(),
+            esc(safe_next(next))
+        )
+    };
+    let mut h = shell(p, "rollwatch: log in", &main, None);
+    if p.token.is_some() {
+        // No log-out button before logging in.
+        if let (Some(a), Some(b)) = (
+            h.find("<form method=\"post\" action=\"/logout\""),
+            h.find("</header>"),
+        ) {
+            h.replace_range(a..b, "");
+        }
+    }
+    h
+}
+
+async fn login_form(State(p): State<Page>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+    let next = q.get("next").map_or("/", String::as_str);
+    html_response(StatusCode::OK, login_html(&p, next, None))
+}
+
+async fn login(
+    State(p): State<Page>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let next = safe_next(form.get("next").map_or("/", String::as_str)).to_string();
+    let (Some(token), Some(cookie)) = (&p.token, &p.cookie) else {
+        return (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
+    };
+    if !same_origin(&headers) {
+        return html_response(
+            StatusCode::FORBIDDEN,
+            login_html(
+                &p,
+                &next,
+                Some("this form did not come from this agent's page"),
+            ),
+        );
+    }
+    let given = form.get("token").map_or("", |t| t.trim());
+    if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        tracing::warn!(event = "login_refused", "a page login with a wrong token");
+        return html_response(
+            StatusCode::UNAUTHORIZED,
+            login_html(&p, &next, Some("wrong token")),
+        );
+    }
+    let secure = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    let set = format!(
+        "{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/{}",
+        if secure { "; Secure" } else { "" }
+    );
+    (
+        StatusCode::SEE_OTHER,
+        [(header::SET_COOKIE, set), (header::LOCATION, next)],
+    )
+        .into_response()
+}
+
+async fn logout(
+    State(p): State<Page>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&p, &headers, &form) {
+        return error_page(
+            &p,
+            StatusCode::FORBIDDEN,
+            "this form did not come from this agent's page",
+        );
+    }
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (
+                header::SET_COOKIE,
+                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+            ),
+            (header::LOCATION, "/login".to_string()),
+        ],
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_agent() {
+        for (given, want) in [
+            ("/watches/a-1", "/watches/a-1"),
+            ("/", "/"),
+            ("//evil.example/x", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example/", "/"),
+            ("/x\"><script>", "/"),
+            ("", "/"),
+        ] {
+            assert_eq!(safe_next(given), want, "{given}");
+        }
+        assert_eq!(encode_path("/watches/a b\"<"), "/watches/a%20b%22%3C");
+    }
+
+    #[test]
+    fn a_post_must_come_from_this_host() {
+        let h = |pairs: &[(&'static str, &str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, v.parse().unwrap());
+            }
+            m
+        };
+        assert!(same_origin(&h(&[
+            ("host", "127.0.0.1:7093"),
+            ("origin", "http://127.0.0.1:7093")
+        ])));
+        assert!(!same_origin(&h(&[
+            ("host", "127.0.0.1:7093"),
+            ("origin", "http://evil.example")
+        ])));
+        assert!(!same_origin(&h(&[
+            ("host", "127.0.0.1:7093"),
+            ("origin", "null")
+        ])));
+        assert!(same_origin(&h(&[
+            ("host", "a:1"),
+            ("referer", "http://a:1/watches/x")
+        ])));
+        assert!(!same_origin(&h(&[
+            ("host", "a:1"),
+            ("referer", "http://a:1.evil/x")
+        ])));
+        assert!(
+            !same_origin(&h(&[("host", "a:1")])),
+            "neither header: refused"
+        );
+    }
+}
