@@ -406,7 +406,7 @@ fn a_database_outage_runs_nothing_and_judging_resumes_when_it_returns() {
     set(test, 0.1);
     let pg = PgCluster::start();
     let url = pg.database();
-    let mut fleet = Fleet::new(&url, 1);
+    let fleet = Fleet::new(&url, 1);
     fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 3s", ROLLBACK));
     let (status, w) = fleet.req(
         0,
@@ -459,7 +459,7 @@ fn an_agent_is_not_ready_until_it_reaches_the_database_and_refuses_a_newer_schem
     let pg = PgCluster::start();
     let url = pg.database();
     pg.stop_server();
-    let mut fleet = Fleet {
+    let fleet = Fleet {
         s: Scratch::new(),
         url: url.clone(),
         nodes: vec![Node {
@@ -493,4 +493,134 @@ fn an_agent_is_not_ready_until_it_reaches_the_database_and_refuses_a_newer_schem
         "{}",
         p.dump()
     );
+}
+
+/// A small xorshift generator: the chaos loop's choices, reproducible from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+#[test]
+fn chaos_kill_9_and_sigstop_during_real_breaches_never_duplicate_or_miss_a_rollback() {
+    let test = "pg-chaos";
+    // Every watch breaches from its first poll: each must roll back exactly once.
+    set(test, 0.9);
+    let pg = postgres::shared();
+    let mut fleet = Fleet::new(&pg.database(), 3);
+    fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
+    let seed = std::env::var("CHAOS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(now_ms)
+        | 1;
+    eprintln!("chaos seed {seed} (CHAOS_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let rounds: u64 = std::env::var("CHAOS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50);
+    let mut stopped: Vec<(usize, Instant)> = Vec::new();
+    let (mut kills, mut stops) = (0u64, 0u64);
+    let mut ids = Vec::new();
+    let mut round = 0;
+    // A round is one kill -9 or SIGSTOP (with a new watch breaching before it).
+    while kills + stops < rounds {
+        round += 1;
+        // A new watch through an agent that answers.
+        if stopped.len() == 3 {
+            let (j, _) = stopped.remove(0);
+            fleet.proc(j).signal(Signal::SIGCONT);
+        }
+        let live: Vec<usize> = (0..3)
+            .filter(|i| !stopped.iter().any(|(j, _)| j == i))
+            .collect();
+        let via = live[rng.below(live.len() as u64) as usize];
+        let id = format!("c-{round}");
+        let (status, w) = fleet.req(
+            via,
+            "POST",
+            "/api/v1/watches",
+            Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": id})),
+        );
+        assert_eq!(status, 201, "{w}");
+        ids.push(id);
+        std::thread::sleep(Duration::from_millis(rng.below(1500)));
+        // Paused agents whose time is up continue.
+        let now = Instant::now();
+        stopped.retain(|&(j, until)| {
+            if now >= until {
+                fleet.proc(j).signal(Signal::SIGCONT);
+                false
+            } else {
+                true
+            }
+        });
+        // One random agent is killed (and restarted) or paused for 0.5-6 s.
+        let j = rng.below(3) as usize;
+        if stopped.iter().any(|(k, _)| *k == j) {
+            continue;
+        }
+        if rng.below(2) == 0 {
+            let mut p = fleet.nodes[j].proc.take().unwrap();
+            p.signal(Signal::SIGKILL);
+            p.wait_any(Duration::from_secs(10));
+            fleet.start(j);
+            kills += 1;
+        } else {
+            fleet.proc(j).signal(Signal::SIGSTOP);
+            stopped.push((
+                j,
+                Instant::now() + Duration::from_millis(500 + rng.below(5500)),
+            ));
+            stops += 1;
+        }
+    }
+    for (j, _) in stopped.drain(..) {
+        fleet.proc(j).signal(Signal::SIGCONT);
+    }
+    // Every watch ends.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, list) = fleet.req(0, "GET", "/api/v1/watches?state=running", None);
+        if list["watches"].as_array().is_some_and(|w| w.is_empty()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "watches still running: {list}\n{}",
+            fleet.dump()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let rollbacks = fleet.rollbacks();
+    let (mut duplicates, mut misses, mut unknown) = (0, 0, 0);
+    let mut report = Vec::new();
+    for id in &ids {
+        let n = rollbacks.iter().filter(|r| &r.0 == id).count();
+        let (_, w) = fleet.req(0, "GET", &format!("/api/v1/watches/{id}"), None);
+        let outcome = w["outcome"].as_str().unwrap_or("?").to_string();
+        match (outcome.as_str(), n) {
+            ("rolled_back", 1) => {}
+            // The agent died between the claim's commit and the command's start, or
+            // while it ran: it is never run twice, and the outcome says so.
+            ("rollback_unknown", 0 | 1) => unknown += 1,
+            (_, 0) => misses += 1,
+            _ => duplicates += 1,
+        }
+        if !(outcome == "rolled_back" && n == 1) {
+            report.push(format!("{id}: {outcome}, {n} rollbacks"));
+        }
+    }
+    eprintln!(
+        "chaos: {rounds} rounds, {kills} kill -9, {stops} SIGSTOP, {} watches: {duplicates} duplicates, {misses} misses, {unknown} rollback_unknown",
+        ids.len()
+    );
+    assert_eq!((duplicates, misses), (0, 0), "{report:?}\n{}", fleet.dump());
 }
