@@ -279,6 +279,12 @@ async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Respon
         .get(&id)?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
     if rec.state != WatchState::Running || !api.agent.cancel(&id).await {
+        if rec.state == WatchState::Running && api.agent.store.shared() {
+            return Err(ApiError(
+                StatusCode::CONFLICT,
+                format!("watch `{id}` runs on another agent (the holder of its lease): cancel it through that agent"),
+            ));
+        }
         return Err(ApiError(
             StatusCode::CONFLICT,
             format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
