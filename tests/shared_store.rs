@@ -268,6 +268,21 @@ fn a_watch_is_visible_everywhere_and_adopted_after_its_owner_is_killed() {
     fleet.await_watch(0, "k-1", Duration::from_secs(10), |w| {
         w["rule_states"][0]["last_poll_ms"].is_number()
     });
+    // A non-owner answers the verdict from what the owner recorded (Argo or Flagger
+    // behind a load balancer may ask any agent): passing so far, not "not polled".
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, v) = fleet.req(2, "GET", "/api/v1/watches/k-1/verdict", None);
+        if status == 200 && v["verdict"] == "pass" {
+            assert_eq!(v["final"], false, "{v}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "verdict through a non-owner: {status} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     set(test, 0.9);
     let w = fleet.await_watch(1, "k-1", Duration::from_secs(10), |w| {
         pending_since(w).is_some()

@@ -423,7 +423,7 @@ fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiErro
     if !detail {
         return Ok(v);
     }
-    let live = agent.live(&rec.def.id).unwrap_or_default();
+    let live = agent.live_or_stored(rec);
     let spec = load_snapshot(&rec.def).ok();
     let rules: Vec<Value> = spec
         .iter()

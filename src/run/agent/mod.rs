@@ -269,6 +269,52 @@ impl Agent {
         lock(&self.running).get(id).map(|h| lock(&h.live).clone())
     }
 
+    /// `live` where the watch runs here; with a shared store, for a running watch
+    /// another agent owns, the per-rule state its owner recorded (last polls, a few
+    /// seconds old, and firing series; no values).
+    pub fn live_or_stored(&self, rec: &WatchRecord) -> BTreeMap<String, RuleLive> {
+        if let Some(l) = self.live(&rec.def.id) {
+            return l;
+        }
+        if !self.store.shared() || rec.state != WatchState::Running {
+            return BTreeMap::new();
+        }
+        let (Ok(polls), Ok(series)) = (
+            self.store.polls(&rec.def.id),
+            self.store.series(&rec.def.id),
+        ) else {
+            return BTreeMap::new();
+        };
+        polls
+            .into_iter()
+            .map(|(rule, p)| {
+                let firing = series
+                    .iter()
+                    .any(|s| s.rule == rule && s.phase == crate::core::eval::Phase::Firing);
+                let (state, error) = if !p.last_ok {
+                    (
+                        RuleState::QueryError,
+                        Some(
+                            "the last query failed (as recorded by the agent running the watch)"
+                                .into(),
+                        ),
+                    )
+                } else if firing {
+                    (RuleState::Breached, None)
+                } else {
+                    (RuleState::Ok, None)
+                };
+                let l = RuleLive {
+                    state: Some(state),
+                    value: None,
+                    last_poll_ms: Some(p.last_ms),
+                    error,
+                };
+                (rule, l)
+            })
+            .collect()
+    }
+
     /// Resumes the unfinished watches this agent takes (with SQLite: all of them),
     /// starts renewing and adopting leases, and writing last polls.
     pub fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
@@ -506,7 +552,7 @@ impl Agent {
         &self,
         rec: &WatchRecord,
     ) -> Result<(Verdict, bool, Vec<RuleStatus>), crate::io::store::StoreError> {
-        let live = self.live(&rec.def.id).unwrap_or_default();
+        let live = self.live_or_stored(rec);
         let spec = load_snapshot(&rec.def).ok();
         let rules: Vec<RuleStatus> = spec
             .iter()

@@ -78,9 +78,11 @@ impl StoreSink {
 
 impl Sink for StoreSink {
     fn emit(&mut self, at_ms: i64, event: &Event) {
-        // A watch whose lease this agent lost writes nothing more: another agent owns
-        // it (or will adopt it) and resumes it from the store and Prometheus.
-        if self.agent.leases.is_lost(&self.id) {
+        // A watch whose lease this agent lost, or no longer trusts (past the trust
+        // window: the agent was paused, or the store did not answer), writes nothing
+        // more: another agent owns it (or will adopt it) and resumes it from the store
+        // and Prometheus.
+        if self.agent.leases.trusted(&self.id).is_none() {
             if let Event::WatchFinished { .. } = event {
                 info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
             }
@@ -226,7 +228,7 @@ pub(super) struct NoInterrupted(
 
 impl Sink for NoInterrupted {
     fn emit(&mut self, at_ms: i64, event: &Event) {
-        if self.1.is_lost(&self.2) {
+        if self.1.trusted(&self.2).is_none() {
             return;
         }
         if let Event::WatchFinished {
