@@ -185,11 +185,18 @@ def main():
             if left == 0 or time.time() - killed > 180:
                 break
             time.sleep(0.2)
-        adoptions1 = [base.scrape(addr)[1].get("rollwatch_agent_lease_adoptions_total", 0) for addr in addrs[1:]]
+        all_adopted = time.time() - killed
+        # ...and until the survivors have resumed every one of them.
+        while True:
+            adoptions1 = [base.scrape(addr)[1].get("rollwatch_agent_lease_adoptions_total", 0) for addr in addrs[1:]]
+            if sum(adoptions1) - sum(adoptions0) >= int(held) or time.time() - killed > 180:
+                break
+            time.sleep(0.2)
         out["owner_death"] = {
             "watches_of_the_dead_agent": int(held),
             "first_adoption_s": None if first is None else round(first, 1),
-            "all_adopted_s": round(time.time() - killed, 1),
+            "all_adopted_s": round(all_adopted, 1),
+            "all_resumed_s": round(time.time() - killed, 1),
             "left_unadopted": left,
             "adopted_by_each_survivor": [b - c for b, c in zip(adoptions1, adoptions0)],
         }

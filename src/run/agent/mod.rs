@@ -362,27 +362,42 @@ impl Agent {
     /// Starts the watches of leases just taken (resumed, as at a restart). Returns how
     /// many.
     fn take_adopted(self: &Arc<Self>, adopted: Vec<Lease>, sent: Instant) -> usize {
-        let mut n = 0;
-        for l in adopted {
-            let rec = match self.store.get(&l.watch) {
-                Ok(Some(rec)) if rec.state == WatchState::Running => rec,
-                Ok(_) => {
-                    let _ = self.store.release_lease(&l.watch, &self.leases.holder);
-                    continue;
+        let give_back = |id: &str| {
+            let _ = self.store.release_lease(id, &self.leases.holder);
+        };
+        // The adopted watches' records in one read (not one per watch: an adoption
+        // after an owner's death can be thousands of watches).
+        let mut running: HashMap<String, WatchRecord> = match self
+            .store
+            .list(Some(WatchState::Running))
+        {
+            Ok(recs) => recs.into_iter().map(|r| (r.def.id.clone(), r)).collect(),
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!(event = "store_error", error = %e, "cannot read the adopted watches; their leases are given back");
+                for l in &adopted {
+                    give_back(&l.watch);
                 }
-                Err(e) => {
-                    self.metrics.store_errors.inc();
-                    error!(event = "store_error", watch = %l.watch, error = %e, "cannot read an adopted watch; its lease is given back");
-                    let _ = self.store.release_lease(&l.watch, &self.leases.holder);
-                    continue;
-                }
-            };
-            if lock(&self.running).contains_key(&l.watch) {
-                // Its old loop here is still stopping: give it back for a later round.
-                let _ = self.store.release_lease(&l.watch, &self.leases.holder);
-                continue;
+                return 0;
             }
-            self.leases.hold(&l, sent);
+        };
+        // Held (and trusted) at once, before any is started, so that the renewals
+        // running meanwhile keep them all.
+        let mut take = Vec::new();
+        for l in adopted {
+            match running.remove(&l.watch) {
+                Some(rec) if !lock(&self.running).contains_key(&l.watch) => {
+                    self.leases.hold(&l, sent);
+                    take.push((l, rec));
+                }
+                // Ended meanwhile, or its old loop here is still stopping: given back
+                // for a later round.
+                _ => give_back(&l.watch),
+            }
+        }
+        self.metrics.leases_held.set(self.leases.count() as i64);
+        let n = take.len();
+        for (l, rec) in take {
             if self.store.shared() {
                 self.metrics.lease_adoptions.inc();
                 info!(event = "lease_adopted", watch = %l.watch, token = l.token, holder = %self.leases.holder,
@@ -396,14 +411,25 @@ impl Agent {
                 self.metrics.resume_waiting.inc();
             }
             self.spawn(rec, Some(waiting));
-            n += 1;
         }
-        self.metrics.leases_held.set(self.leases.count() as i64);
         n
     }
 
-    /// Renews this agent's leases and adopts expired ones, three rounds per TTL.
+    /// Renews this agent's leases, three rounds per TTL, and (in a task of its own, so
+    /// that a long adoption never delays a renewal) adopts expired ones as often.
     async fn lease_loop(self: Arc<Self>) {
+        let adopter = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(adopter.leases.renew_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if adopter.shutting_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                adopter.adopt_round().await;
+            }
+        });
         let mut tick = tokio::time::interval(self.leases.renew_every());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -412,7 +438,6 @@ impl Agent {
                 return;
             }
             self.renew_round().await;
-            self.adopt_round().await;
             self.metrics.leases_held.set(self.leases.count() as i64);
         }
     }
