@@ -121,9 +121,10 @@ impl PgCluster {
         // lives as long as the test process.
         let (tx, rx) = std::sync::mpsc::channel();
         thread::spawn(move || {
-            let ok = tx.send(cmd.spawn()).is_ok();
-            while ok {
-                thread::park();
+            if tx.send(cmd.spawn()).is_ok() {
+                loop {
+                    thread::park();
+                }
             }
         });
         let child = rx.recv().unwrap().expect("start postgres");
