@@ -465,7 +465,11 @@ fn a_database_outage_runs_nothing_and_judging_resumes_when_it_returns() {
     });
     assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", fleet.dump());
     assert_eq!(fleet.rollbacks().len(), 1);
-    assert_eq!(metric(&fleet.metrics(0), "rollwatch_agent_store_up"), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&fleet.metrics(0), "rollwatch_agent_store_up") != 1.0 {
+        assert!(Instant::now() < deadline, "store_up never went back to 1");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop(fleet);
 }
 

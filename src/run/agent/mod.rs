@@ -490,7 +490,7 @@ impl Agent {
         })
         .await;
         match r {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => self.metrics.store_up.set(1),
             Ok(Err(e)) => {
                 self.metrics.store_up.set(0);
                 error!(event = "store_error", error = %e, "cannot look for watches to adopt");
