@@ -84,11 +84,11 @@ def run_standin(port, counter_file):
                 for line in head.split(b"\r\n"):
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
-                body = await reader.readexactly(length) if length else b""
+                body_in = await reader.readexactly(length) if length else b""
                 count[0] += 1
                 now = time.time()
-                if b"query=time%28%29" in body or b"query=time()" in body:
-                    # The agent's clock check (`time()` is a scalar: this machine's clock).
+                if b"query=time%28%29" in body_in or b"query=time%28%29" in head.split(b"\r\n", 1)[0]:
+                    # The agent's clock check (`time()`): a scalar, this machine's clock.
                     body = ('{"status":"success","data":{"resultType":"scalar","result":'
                             '[%.3f,"%.3f"]}}' % (now, now)).encode()
                 elif b"query_range" in head.split(b"\r\n", 1)[0]:

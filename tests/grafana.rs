@@ -7,10 +7,8 @@ use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-/// Metrics added by the shared-store work (contracts: pg registers them). They may be
-/// missing from `/metrics` only while this list is not empty; the lead empties it
-/// when that work is merged.
-const ADDED_BY_THE_SHARED_STORE_WORK: &[&str] = &[
+/// The lease and store health metrics: the dashboard must show each of them.
+const LEASE_AND_STORE_METRICS: &[&str] = &[
     "rollwatch_agent_leases_held",
     "rollwatch_agent_lease_renewals_total",
     "rollwatch_agent_lease_adoptions_total",
@@ -98,7 +96,7 @@ fn queried_metrics() -> BTreeSet<String> {
 #[test]
 fn the_grafana_dashboard_queries_only_metrics_a_running_agent_has() {
     let names = queried_metrics();
-    for m in ADDED_BY_THE_SHARED_STORE_WORK {
+    for m in LEASE_AND_STORE_METRICS {
         assert!(names.contains(*m), "the dashboard shows {m}");
     }
     // An agent that has polled, rolled back once and seen a query fail, so that
@@ -134,11 +132,7 @@ fn the_grafana_dashboard_queries_only_metrics_a_running_agent_has() {
                 .is_some_and(|r| r.starts_with(['{', ' ']))
         })
     };
-    let missing: Vec<&String> = names
-        .iter()
-        .filter(|n| !exposed(n))
-        .filter(|n| !ADDED_BY_THE_SHARED_STORE_WORK.contains(&n.as_str()))
-        .collect();
+    let missing: Vec<&String> = names.iter().filter(|n| !exposed(n)).collect();
     assert!(
         missing.is_empty(),
         "queried but not on /metrics: {missing:?}\n{metrics}"

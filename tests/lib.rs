@@ -20,6 +20,8 @@ mod proxy_faults;
 mod query_safety;
 mod replay;
 mod serve;
+mod shared_store;
+mod store_conformance;
 mod values;
 mod vars_guard;
 mod verdict_api;

@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod alertmanager;
 pub mod fake;
+pub mod postgres;
 pub mod proxy;
 pub mod receiver;
 pub mod victoria;

@@ -294,6 +294,12 @@ pub async fn cancel_watch(
         .map_err(internal)?
         .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
     if rec.state != WatchState::Running || !agent.cancel(id).await {
+        if rec.state == WatchState::Running && agent.store.shared() {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("watch `{id}` runs on another agent (the holder of its lease): cancel it through that agent"),
+            ));
+        }
         return Err((
             StatusCode::CONFLICT,
             format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
@@ -431,7 +437,7 @@ fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiErro
     if !detail {
         return Ok(v);
     }
-    let live = agent.live(&rec.def.id).unwrap_or_default();
+    let live = agent.live_or_stored(rec);
     let spec = load_snapshot(&rec.def).ok();
     let rules: Vec<Value> = spec
         .iter()

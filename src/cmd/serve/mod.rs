@@ -9,9 +9,12 @@
 //!   decisions, and resumes unfinished watches at start (the restart rule is
 //!   documented there); its `source` shares one Prometheus client between watches, and
 //!   `metrics` are the agent's own, on an injected registry;
-//! - `io::store`: the durable state (SQLite, behind the `Store` trait), in a state file
-//!   readable by its owner only and locked so that a second agent on it refuses to
-//!   start (exit 2) instead of running rollbacks twice.
+//! - `io::store`: the durable state, behind the `Store` trait: SQLite (`--state`), in
+//!   a state file readable by its owner only and locked so that a second agent on it
+//!   refuses to start (exit 2) instead of running rollbacks twice; or PostgreSQL
+//!   (`--store` / `--store-url-file`), shared by any number of agents, each owning
+//!   its watches through leases (see `run::agent`). Such an agent is not ready until
+//!   it has reached the database and migrated its schema.
 //!
 //! Rule files in `--rules-dir` are the only source of commands: a request names a
 //! file and gives vars. The file's text is snapshotted when the watch is created, so
@@ -43,8 +46,19 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7093")]
     pub listen: String,
     /// The state file (SQLite); created if missing. Watches in it resume at start.
-    #[arg(long, value_name = "PATH")]
-    pub state: PathBuf,
+    #[arg(long, value_name = "PATH", required_unless_present_any = ["store", "store_url_file"])]
+    pub state: Option<PathBuf>,
+    /// A shared PostgreSQL store (postgres://USER@HOST[:PORT]/DB) for several agents.
+    /// A password here shows in `ps`: prefer --store-url-file.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// A file holding the PostgreSQL store's URL (with its password, out of `ps`).
+    #[arg(long, value_name = "FILE")]
+    pub store_url_file: Option<PathBuf>,
+    /// How long a watch's lease lasts unrenewed: an agent that dies has its watches
+    /// adopted by the others after about this long.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_ttl)]
+    pub lease_ttl: Duration,
     #[command(flatten)]
     pub prom: PromArgs,
     /// File holding the bearer token every /api request must carry.
@@ -62,6 +76,14 @@ pub struct ServeArgs {
     /// between watches (for comparison and debugging).
     #[arg(long)]
     pub no_query_sharing: bool,
+}
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d < Duration::from_millis(500) {
+        return Err("the lease TTL must be at least 500ms".into());
+    }
+    Ok(d)
 }
 
 /// Why the agent could not start (exit code 2).
@@ -87,6 +109,15 @@ pub enum ServeError {
     },
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error("give one store: --state PATH (SQLite) or --store URL / --store-url-file FILE (PostgreSQL), not both")]
+    TwoStores,
+    #[error("--store {0:?}: expected postgres://USER@HOST[:PORT]/DB")]
+    StoreUrl(String),
+    #[error("cannot read the store URL file {path}: {source}")]
+    StoreUrlFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot register the agent's metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot read random bytes for the page's anti-CSRF token: {0}")]
@@ -132,7 +163,41 @@ async fn serve(
     if !args.rules_dir.is_dir() {
         return Err(ServeError::RulesDir(args.rules_dir.clone()));
     }
-    let store = Arc::new(store::SqliteStore::open(&args.state)?);
+    let url = match (&args.store, &args.store_url_file) {
+        (Some(_), Some(_)) => return Err(ServeError::TwoStores),
+        (Some(u), None) => Some(u.trim().to_string()),
+        (None, Some(f)) => Some(
+            std::fs::read_to_string(f)
+                .map_err(|source| ServeError::StoreUrlFile {
+                    path: f.clone(),
+                    source,
+                })?
+                .trim()
+                .to_string(),
+        ),
+        (None, None) => None,
+    };
+    if url.is_some() && args.state.is_some() {
+        return Err(ServeError::TwoStores);
+    }
+    let (store, pg, shown): (Arc<dyn store::Store>, _, String) = match (&url, &args.state) {
+        (Some(url), _) => {
+            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+                return Err(ServeError::StoreUrl(store::redact_url(url)));
+            }
+            if args.store.is_some() && store::redact_url(url) != *url {
+                tracing::warn!(event = "store_password_visible", "the --store URL has a password, which `ps` shows to every user of this machine; use --store-url-file");
+            }
+            let pg = Arc::new(store::PgStore::connect(url)?);
+            (pg.clone(), Some(pg), store::redact_url(url))
+        }
+        (None, Some(path)) => (
+            Arc::new(store::SqliteStore::open(path)?),
+            None,
+            path.display().to_string(),
+        ),
+        (None, None) => return Err(ServeError::TwoStores),
+    };
     let metrics = metrics::Metrics::new(prometheus::Registry::new())?;
     let agent = Agent::new(
         store,
@@ -142,24 +207,27 @@ async fn serve(
             prom: args.prom.connection(),
             max_queries: args.max_concurrent_queries,
             share_queries: !args.no_query_sharing,
+            holder: crate::run::agent::agent_id(),
+            lease_ttl: args.lease_ttl,
         },
     );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    // The page's live records: added before `start`, so resumed watches have one too.
+    // The page's live records: added before `start`, so resumed and adopted watches
+    // have one too.
     let board = board::Board::new();
     agent.add_watch_sink(board.factory());
     let csrf = page::csrf_secret().map_err(ServeError::Random)?;
-    let resumed = agent.start()?;
-    info!(event = "serve_started", listen = %addr, state = %args.state.display(), resumed, token = token.is_some(), open_verdicts = args.open_verdicts, "agent listening");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let token_set = token.is_some();
     let app = api::router(agent.clone(), token.clone(), args.open_verdicts).merge(page::router(
         agent.clone(),
         token,
         board,
         csrf,
     ));
+    // Listening before the store is reached: /readyz says 503 until it is.
     let server = tokio::spawn(async move {
         let r = axum::serve(listener, app)
             .with_graceful_shutdown(async {
@@ -170,6 +238,54 @@ async fn serve(
             error!(event = "serve_error", error = %e, "the HTTP server failed");
         }
     });
+    // Reach the store (PostgreSQL may not be up yet): migrate its schema, then adopt.
+    let resumed = loop {
+        let r = match &pg {
+            Some(pg) => {
+                let pg = pg.clone();
+                tokio::task::spawn_blocking(move || pg.migrate())
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(store::StoreError::Pg {
+                            url: String::new(),
+                            what: "create or upgrade the schema",
+                            reason: e.to_string(),
+                        })
+                    })
+            }
+            None => Ok(()),
+        }
+        .and_then(|()| agent.start());
+        match r {
+            Ok(n) => break n,
+            Err(
+                e @ (store::StoreError::NewerPgSchema { .. }
+                | store::StoreError::NewerSchema { .. }),
+            ) => {
+                let _ = stop_tx.send(());
+                return Err(e.into());
+            }
+            Err(e) if pg.is_none() => {
+                let _ = stop_tx.send(());
+                return Err(e.into());
+            }
+            Err(e) => {
+                agent.metrics.store_up.set(0);
+                agent.metrics.store_errors.inc();
+                error!(event = "store_unreachable", error = %e, "cannot reach the store; not ready, trying again in 2s");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => continue,
+                    sig = signals.recv() => {
+                        info!(event = "serve_stopping", signal = ?sig, "stopping before the store was reached");
+                        let _ = stop_tx.send(());
+                        let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    };
+    info!(event = "serve_started", listen = %addr, state = %shown, holder = %agent.leases.holder, lease_ttl_s = args.lease_ttl.as_secs_f64(), resumed, token = token_set, open_verdicts = args.open_verdicts, "agent listening");
     let sig = signals.recv().await;
     info!(event = "serve_stopping", signal = ?sig, "stopping: no new watches; running commands finish; watches resume at the next start");
     let _ = stop_tx.send(());

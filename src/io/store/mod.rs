@@ -7,20 +7,31 @@
 //! "exactly once" survive a `kill -9`: on restart a row still `started` means the
 //! command may or may not have taken effect.
 //!
-//! The trait is synchronous and small so that a shared store (for several replicas)
-//! can replace SQLite later; `SqliteStore` is the embedded default. SQLite runs in WAL
+//! The trait is synchronous and small; `SqliteStore` is the embedded default (WAL
 //! mode with `synchronous=FULL`, so a committed action row survives a power cut, not
-//! only a crash.
+//! only a crash) and `PgStore` the shared one, for several agents on one PostgreSQL.
+//!
+//! # Leases
+//! With a shared store each running watch is owned by one agent through a lease: a
+//! holder, an expiry on the *database's* clock and a fencing token that increases at
+//! every change of holder. An action is claimed with `claim_fenced`, which checks the
+//! caller's token against the lease in the claim's own transaction, so an agent that
+//! lost its lease (paused, cut off) cannot claim anything, whatever its clock says.
+//! SQLite has one agent per file (the file lock): that agent holds every lease, with
+//! token 1, and the same methods keep one agent loop for both stores.
 
+mod postgres;
 mod sqlite;
 pub mod statefile;
 
+pub use postgres::{redact_url, PgStore, PG_SCHEMA_VERSION};
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};
 
 use crate::core::eval::{Labels, Phase};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +56,21 @@ pub enum StoreError {
     },
     #[error("state store: {what} was already claimed for watch {id}; it is not run again")]
     AlreadyClaimed { what: String, id: String },
+    #[error("state store {url}: cannot {what}: {reason}")]
+    Pg {
+        /// The URL with its password redacted.
+        url: String,
+        what: &'static str,
+        reason: String,
+    },
+    #[error("the state store {url} has schema version {found}, newer than this rollwatch knows ({known}): run the newer rollwatch")]
+    NewerPgSchema { url: String, found: i64, known: i64 },
+    #[error("state store: the claim of the {what} for watch {id} was refused: this agent no longer holds the watch's lease (token {token}); another agent owns it and nothing runs here")]
+    Fenced {
+        what: String,
+        id: String,
+        token: i64,
+    },
     #[error("state store: corrupt {what} for watch {id}: {reason}")]
     Corrupt {
         what: &'static str,
@@ -251,6 +277,14 @@ pub enum Created {
     Existing(WatchRecord),
 }
 
+/// A lease an agent holds on a running watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub watch: String,
+    /// Increases at every change of holder; a claim must carry the current one.
+    pub token: i64,
+}
+
 /// The agent's durable state.
 pub trait Store: Send + Sync + 'static {
     /// Stores a new watch, or returns the one that already has its id.
@@ -303,6 +337,55 @@ pub trait Store: Send + Sync + 'static {
         at_ms: i64,
     ) -> Result<(), StoreError>;
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError>;
+
+    // --- Leases (several agents on one store; see the module's doc) ---
+
+    /// Whether several agents may share this store (then leases expire and move).
+    fn shared(&self) -> bool;
+    /// Records that `agent` is alive and returns how many agents were seen alive
+    /// within `ttl` (itself included): each adopts about its share of the watches.
+    fn heartbeat(&self, agent: &str, ttl: Duration) -> Result<usize, StoreError>;
+    /// Takes the lease of watch `id` for `holder` if nobody holds it or it expired.
+    /// `None`: another agent holds it.
+    fn acquire_lease(
+        &self,
+        id: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Renews every unexpired lease of `holder` in ONE statement and returns those it
+    /// still holds; a lease missing from the answer is lost (expired or taken over).
+    fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<Lease>, StoreError>;
+    /// Takes over up to `max` running watches whose lease expired or that have none
+    /// (each with a new, higher token); two agents never adopt the same watch.
+    fn adopt_leases(
+        &self,
+        holder: &str,
+        ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// Gives a lease back (the watch ended, or the agent stops): another agent may
+    /// take it at once.
+    fn release_lease(&self, id: &str, holder: &str) -> Result<(), StoreError>;
+    /// `claim_action`, in one transaction with checking that `holder` still holds the
+    /// watch's lease with `token`, unexpired on the store's clock (`Fenced` if not).
+    fn claim_fenced(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        action: &NewAction,
+        fired: &[SeriesRow],
+    ) -> Result<i64, StoreError>;
+    /// `claim_rerun`, fenced the same way.
+    fn claim_rerun_fenced(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        old: i64,
+        action: &NewAction,
+    ) -> Result<i64, StoreError>;
 }
 
 #[cfg(test)]

@@ -6,12 +6,16 @@ use super::*;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 /// The embedded store: one SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     /// One agent per state file, for as long as the store is open.
     _lock: statefile::StateLock,
+    /// The watches whose (in-memory) lease the one agent holds: it holds every
+    /// running watch, each with token 1, and nothing ever takes one over.
+    held: Mutex<std::collections::BTreeSet<String>>,
 }
 
 const SCHEMA: &str = "
@@ -149,11 +153,36 @@ impl SqliteStore {
         Ok(SqliteStore {
             conn: Mutex::new(conn),
             _lock: lock,
+            held: Mutex::default(),
         })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `Fenced` unless the one agent holds `id`'s lease with `token`.
+    fn check_fence(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        what: String,
+    ) -> Result<(), StoreError> {
+        let _ = holder;
+        if token == 1 && self.held().contains(id) {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
+                what,
+                id: id.to_string(),
+                token,
+            })
+        }
     }
 }
 
@@ -620,5 +649,89 @@ impl Store for SqliteStore {
             out.push(a);
         }
         Ok(out)
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn heartbeat(&self, _agent: &str, _ttl: Duration) -> Result<usize, StoreError> {
+        Ok(1)
+    }
+
+    fn acquire_lease(
+        &self,
+        id: &str,
+        _holder: &str,
+        _ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.held().insert(id.to_string());
+        Ok(Some(Lease {
+            watch: id.to_string(),
+            token: 1,
+        }))
+    }
+
+    fn renew_leases(&self, _holder: &str, _ttl: Duration) -> Result<Vec<Lease>, StoreError> {
+        Ok(self
+            .held()
+            .iter()
+            .map(|w| Lease {
+                watch: w.clone(),
+                token: 1,
+            })
+            .collect())
+    }
+
+    fn adopt_leases(
+        &self,
+        _holder: &str,
+        _ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let running = self.list(Some(WatchState::Running))?;
+        let mut held = self.held();
+        let mut out = Vec::new();
+        for w in running {
+            if out.len() >= max {
+                break;
+            }
+            if held.insert(w.def.id.clone()) {
+                out.push(Lease {
+                    watch: w.def.id,
+                    token: 1,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn release_lease(&self, id: &str, _holder: &str) -> Result<(), StoreError> {
+        self.held().remove(id);
+        Ok(())
+    }
+
+    fn claim_fenced(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        action: &NewAction,
+        fired: &[SeriesRow],
+    ) -> Result<i64, StoreError> {
+        self.check_fence(id, holder, token, format!("{} action", action.kind))?;
+        self.claim_action(id, action, fired)
+    }
+
+    fn claim_rerun_fenced(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        old: i64,
+        action: &NewAction,
+    ) -> Result<i64, StoreError> {
+        self.check_fence(id, holder, token, format!("re-run of action {old}"))?;
+        self.claim_rerun(id, old, action)
     }
 }

@@ -21,10 +21,13 @@
 //! `crash-points` feature aborts the agent at the one named by `ROLLWATCH_CRASH_AT`,
 //! which is how the tests check each step (`tests/crash_points.rs`).
 
+use super::lease::LeaseBook;
 use super::metrics::Metrics;
 use crate::core::eval::Phase;
 use crate::io::action::{ActionStatus, SpawnHook};
-use crate::io::store::{ActionRow, ActionState, NewAction, ProcessId, SeriesRow, Store};
+use crate::io::store::{
+    ActionRow, ActionState, NewAction, ProcessId, SeriesRow, Store, StoreError,
+};
 use crate::run::watch::journal::{Claim, Journal, Ticket};
 use crate::run::watch::Outcome;
 use std::sync::Arc;
@@ -64,6 +67,26 @@ pub fn crash_point(name: &str) {
 #[inline(always)]
 pub fn crash_point(_name: &str) {}
 
+/// Test builds only: `ROLLWATCH_STOP_AT=<step>` stops the agent (SIGSTOP, as a
+/// debugger or a frozen VM would) the first time it reaches that step, so that a test
+/// can let its lease be taken over and then continue it (SIGCONT) at exactly that
+/// point. Release builds compile this to nothing.
+#[cfg(feature = "crash-points")]
+pub fn stop_point(name: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if std::env::var("ROLLWATCH_STOP_AT").is_ok_and(|v| v == name)
+        && !DONE.swap(true, Ordering::SeqCst)
+    {
+        eprintln!("stop point {name}: stopping the agent");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::SIGSTOP);
+    }
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn stop_point(_name: &str) {}
+
 /// Test builds only: `ROLLWATCH_FAIL_CLAIMS=N` makes the first N claims fail as a
 /// store error would, to show that an unrecorded claim runs nothing.
 #[cfg(feature = "crash-points")]
@@ -94,6 +117,28 @@ pub struct StoreJournal {
     pub created_ms: i64,
     /// The action claimed and running now.
     pub action: Option<i64>,
+    /// The agent's leases: a claim carries the watch's fencing token.
+    pub leases: Arc<LeaseBook>,
+}
+
+/// Whether a claim that failed leaves this agent out of the watch: with a shared
+/// store, a claim that could not commit (refused, or the store unreachable) ends the
+/// watch's loop here quietly; whoever holds its lease when the store answers again
+/// resumes it from the store and Prometheus. (With SQLite the failure is the watch's.)
+fn gives_up(leases: &LeaseBook) -> bool {
+    leases.shared
+}
+
+impl StoreJournal {
+    /// A claim refused because this agent does not (or may no longer) hold the watch:
+    /// counted, logged, and the watch's loop on this agent goes quiet.
+    fn refused(&self, kind: &str, why: &str) -> String {
+        self.metrics.claims_refused.inc();
+        self.leases.mark_lost(&self.id);
+        error!(event = "claim_refused", watch = %self.id, action = kind, holder = %self.leases.holder, error = %why,
+            "the {kind} action was NOT claimed and nothing runs here: {why}");
+        why.to_string()
+    }
 }
 
 impl Journal for StoreJournal {
@@ -121,11 +166,30 @@ impl Journal for StoreJournal {
             error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
             return Err(e);
         }
-        let action = match self.store.claim_action(&self.id, &new, &fired) {
+        if self.leases.is_lost(&self.id) {
+            return Err("this agent no longer owns the watch".into());
+        }
+        let Some(token) = self.leases.trusted(&self.id) else {
+            return Err(self.refused(
+                c.kind,
+                "this agent's lease on the watch is lost or past its trust window (another agent may own it now)",
+            ));
+        };
+        stop_point("claim_trusted");
+        let claimed = self
+            .store
+            .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired);
+        let action = match claimed {
             Ok(a) => a,
+            Err(e @ StoreError::Fenced { .. }) => return Err(self.refused(c.kind, &e.to_string())),
             Err(e) => {
                 self.metrics.store_errors.inc();
                 error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
+                if gives_up(&self.leases) {
+                    self.leases.mark_lost(&self.id);
+                    error!(event = "claim_not_committed", watch = %self.id, action = c.kind,
+                        "the {} command was NOT started (its claim did not commit): the watch stops on this agent and is resumed by whoever holds its lease when the store answers again", c.kind);
+                }
                 return Err(e.to_string());
             }
         };
@@ -138,6 +202,7 @@ impl Journal for StoreJournal {
                     "ROLLWATCH_ACTION_ID".into(),
                     action_tag(&self.id, self.created_ms, action),
                 ),
+                ("ROLLWATCH_FENCING_TOKEN".into(), token.to_string()),
             ],
             on_spawn: Some(spawn_hook(
                 self.store.clone(),

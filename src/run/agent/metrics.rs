@@ -45,6 +45,16 @@ pub struct Metrics {
     /// Watches that could not be resumed yet (a token or CA file not there yet): the
     /// agent is not ready while this is above 0.
     pub resume_waiting: IntGauge,
+    /// Watches whose lease this agent holds now (with SQLite: every running watch).
+    pub leases_held: IntGauge,
+    /// Lease renewal rounds (one statement each), by `result` (`ok`, `failed`).
+    pub lease_renewals: IntCounterVec,
+    /// Watches adopted from a dead or expired owner (or none) and resumed here.
+    pub lease_adoptions: IntCounter,
+    /// Action claims refused because this agent no longer held (or trusted) the lease.
+    pub claims_refused: IntCounter,
+    /// 1 if the last round trip to the store succeeded, else 0.
+    pub store_up: IntGauge,
 }
 
 impl Metrics {
@@ -113,7 +123,43 @@ impl Metrics {
         registry.register(Box::new(actions.clone()))?;
         registry.register(Box::new(store_errors.clone()))?;
         registry.register(Box::new(resume_waiting.clone()))?;
+        let leases_held = IntGauge::new(
+            "rollwatch_agent_leases_held",
+            "Watches whose lease this agent holds now.",
+        )?;
+        let lease_renewals = IntCounterVec::new(
+            Opts::new(
+                "rollwatch_agent_lease_renewals_total",
+                "Lease renewal rounds (one statement for all of the agent's leases), by result.",
+            ),
+            &["result"],
+        )?;
+        let lease_adoptions = IntCounter::new(
+            "rollwatch_agent_lease_adoptions_total",
+            "Watches adopted from a dead or expired owner and resumed here.",
+        )?;
+        let claims_refused = IntCounter::new(
+            "rollwatch_agent_claims_refused_total",
+            "Action claims refused because this agent no longer held the watch's lease; nothing ran.",
+        )?;
+        let store_up = IntGauge::new(
+            "rollwatch_agent_store_up",
+            "1 if the last round trip to the state store succeeded, else 0.",
+        )?;
+        for r in ["ok", "failed"] {
+            lease_renewals.with_label_values(&[r]);
+        }
+        registry.register(Box::new(leases_held.clone()))?;
+        registry.register(Box::new(lease_renewals.clone()))?;
+        registry.register(Box::new(lease_adoptions.clone()))?;
+        registry.register(Box::new(claims_refused.clone()))?;
+        registry.register(Box::new(store_up.clone()))?;
         Ok(Metrics {
+            leases_held,
+            lease_renewals,
+            lease_adoptions,
+            claims_refused,
+            store_up,
             store_errors,
             resume_waiting,
             registry,

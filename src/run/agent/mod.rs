@@ -37,9 +37,19 @@
 //! `resume` applies the two rules above at a restart; `sinks` are the agent's own
 //! sinks (the store, its log, notifications); `exactly_once` is the claim-before-run
 //! protocol and its crash points; `source` shares one Prometheus source between
-//! watches; `metrics` are the agent's own.
+//! watches; `metrics` are the agent's own; `lease` is which watches this agent owns.
+//!
+//! # Several agents (a shared store)
+//! An agent runs only the watches whose lease it holds: the ones created through it
+//! (unless another agent adopted one first) and the ones it adopts, about its share,
+//! when their owner's lease expired. An adopted watch is resumed exactly as at a
+//! restart (above): the time it was unowned is judged from Prometheus's history.
+//! Leases are renewed in one statement per round (`lease_loop`); a watch whose lease
+//! is lost, or not renewed within the trust window, stops on this agent at once and
+//! writes nothing more (`watchdog`). With SQLite the one agent holds every lease.
 
 pub mod exactly_once;
+pub mod lease;
 pub mod metrics;
 mod resume;
 mod sinks;
@@ -48,10 +58,13 @@ pub mod source;
 use crate::core::events::{now_ms, RuleState, Sink, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::{Connection, PromClient};
-use crate::io::store::{Created, Ending, NewWatch, PollMark, Store, WatchRecord, WatchState};
+use crate::io::store::{
+    Created, Ending, Lease, NewWatch, PollMark, Store, StoreError, WatchRecord, WatchState,
+};
 use crate::run::verdict::{self, RuleStatus, Verdict};
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use exactly_once::StoreJournal;
+use lease::LeaseBook;
 use metrics::Metrics;
 use resume::Resolution;
 use sinks::{AgentLog, NoInterrupted, StoreSink};
@@ -60,7 +73,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
@@ -79,6 +92,23 @@ pub struct AgentConfig {
     pub max_queries: usize,
     /// Share identical in-flight queries between watches.
     pub share_queries: bool,
+    /// This agent's id in the store (unique per process).
+    pub holder: String,
+    /// How long a lease lasts without renewal (adoption happens after it).
+    pub lease_ttl: Duration,
+}
+
+/// The fewest watches an adoption round tries to take (more when the agent holds less
+/// than its share): an agent that has just died still counts as alive for a TTL, so
+/// its watches are adopted even by agents that already hold their share.
+const ADOPT_MIN: usize = 64;
+
+/// An id for this agent: `host:pid:start-ms`.
+pub fn agent_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}:{}", std::process::id(), now_ms())
 }
 
 /// Why a watch could not be created (each is a 4xx for the API).
@@ -159,6 +189,7 @@ impl PollBook {
 pub struct Agent {
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
+    pub leases: Arc<LeaseBook>,
     cfg: AgentConfig,
     limit: Arc<Semaphore>,
     sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
@@ -208,9 +239,15 @@ pub fn load_snapshot(def: &NewWatch) -> Result<WatchSpec, String> {
 
 impl Agent {
     pub fn new(store: Arc<dyn Store>, metrics: Metrics, cfg: AgentConfig) -> Arc<Agent> {
+        let leases = Arc::new(LeaseBook::new(
+            cfg.holder.clone(),
+            cfg.lease_ttl,
+            store.shared(),
+        ));
         Arc::new(Agent {
             store,
             metrics,
+            leases,
             limit: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
             cfg,
             sources: Mutex::default(),
@@ -244,20 +281,64 @@ impl Agent {
         lock(&self.running).get(id).map(|h| lock(&h.live).clone())
     }
 
-    /// Resumes every unfinished watch and starts writing last polls.
-    pub fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
-        let unfinished = self.store.list(Some(WatchState::Running))?;
-        let n = unfinished.len();
-        for rec in unfinished {
-            info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
-            // Checked here, before the agent says it is ready: a watch that cannot be
-            // resumed yet keeps it not ready until it can.
-            let waiting = self.prepare(&rec.def).is_err();
-            if waiting {
-                self.metrics.resume_waiting.inc();
-            }
-            self.spawn(rec, Some(waiting));
+    /// `live` where the watch runs here; with a shared store, for a running watch
+    /// another agent owns, the per-rule state its owner recorded (last polls, a few
+    /// seconds old, and firing series; no values).
+    pub fn live_or_stored(&self, rec: &WatchRecord) -> BTreeMap<String, RuleLive> {
+        if let Some(l) = self.live(&rec.def.id) {
+            return l;
         }
+        if !self.store.shared() || rec.state != WatchState::Running {
+            return BTreeMap::new();
+        }
+        let (Ok(polls), Ok(series)) = (
+            self.store.polls(&rec.def.id),
+            self.store.series(&rec.def.id),
+        ) else {
+            return BTreeMap::new();
+        };
+        polls
+            .into_iter()
+            .map(|(rule, p)| {
+                let firing = series
+                    .iter()
+                    .any(|s| s.rule == rule && s.phase == crate::core::eval::Phase::Firing);
+                let (state, error) = if !p.last_ok {
+                    (
+                        RuleState::QueryError,
+                        Some(
+                            "the last query failed (as recorded by the agent running the watch)"
+                                .into(),
+                        ),
+                    )
+                } else if firing {
+                    (RuleState::Breached, None)
+                } else {
+                    (RuleState::Ok, None)
+                };
+                let l = RuleLive {
+                    state: Some(state),
+                    value: None,
+                    last_poll_ms: Some(p.last_ms),
+                    error,
+                };
+                (rule, l)
+            })
+            .collect()
+    }
+
+    /// Resumes the unfinished watches this agent takes (with SQLite: all of them),
+    /// starts renewing and adopting leases, and writing last polls.
+    pub fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
+        let (adopted, sent) = self.adopt_blocking()?;
+        self.metrics.store_up.set(1);
+        let n = self.take_adopted(adopted, sent);
+        let agent = self.clone();
+        tokio::spawn(async move { agent.lease_loop().await });
+        let weak = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("rollwatch-lease-watchdog".into())
+            .spawn(move || watchdog(weak));
         let agent = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL_FLUSH);
@@ -268,6 +349,177 @@ impl Agent {
         });
         self.ready.store(true, Ordering::SeqCst);
         Ok(n)
+    }
+
+    /// One adoption round (blocking): a heartbeat, then up to this agent's share of
+    /// the running watches that nobody holds. Returns them and when it was sent.
+    fn adopt_blocking(&self) -> Result<(Vec<Lease>, Instant), StoreError> {
+        let (holder, ttl) = (&self.leases.holder, self.leases.ttl);
+        let agents = self.store.heartbeat(holder, ttl)?.max(1);
+        let running = self
+            .store
+            .count_by_state()?
+            .into_iter()
+            .find(|(s, _)| *s == WatchState::Running)
+            .map(|(_, n)| n.max(0) as usize)
+            .unwrap_or(0);
+        let want = running
+            .div_ceil(agents)
+            .saturating_sub(self.leases.count())
+            .max(ADOPT_MIN);
+        let sent = Instant::now();
+        Ok((self.store.adopt_leases(holder, ttl, want)?, sent))
+    }
+
+    /// Starts the watches of leases just taken (resumed, as at a restart). Returns how
+    /// many.
+    fn take_adopted(self: &Arc<Self>, adopted: Vec<Lease>, sent: Instant) -> usize {
+        let give_back = |id: &str| {
+            let _ = self.store.release_lease(id, &self.leases.holder);
+        };
+        // The adopted watches' records in one read (not one per watch: an adoption
+        // after an owner's death can be thousands of watches).
+        let mut running: HashMap<String, WatchRecord> = match self
+            .store
+            .list(Some(WatchState::Running))
+        {
+            Ok(recs) => recs.into_iter().map(|r| (r.def.id.clone(), r)).collect(),
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!(event = "store_error", error = %e, "cannot read the adopted watches; their leases are given back");
+                for l in &adopted {
+                    give_back(&l.watch);
+                }
+                return 0;
+            }
+        };
+        // Held (and trusted) at once, before any is started, so that the renewals
+        // running meanwhile keep them all.
+        let mut take = Vec::new();
+        for l in adopted {
+            match running.remove(&l.watch) {
+                Some(rec) if !lock(&self.running).contains_key(&l.watch) => {
+                    self.leases.hold(&l, sent);
+                    take.push((l, rec));
+                }
+                // Ended meanwhile, or its old loop here is still stopping: given back
+                // for a later round.
+                _ => give_back(&l.watch),
+            }
+        }
+        self.metrics.leases_held.set(self.leases.count() as i64);
+        let n = take.len();
+        for (l, rec) in take {
+            if self.store.shared() {
+                self.metrics.lease_adoptions.inc();
+                info!(event = "lease_adopted", watch = %l.watch, token = l.token, holder = %self.leases.holder,
+                    "adopted a watch whose lease had expired (or that had none): resuming it from the store and Prometheus's history");
+            }
+            info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
+            // Checked here, before the agent says it is ready: a watch that cannot be
+            // resumed yet keeps it not ready until it can.
+            let waiting = self.prepare(&rec.def).is_err();
+            if waiting {
+                self.metrics.resume_waiting.inc();
+            }
+            self.spawn(rec, Some(waiting));
+        }
+        n
+    }
+
+    /// Renews this agent's leases, three rounds per TTL, and (in a task of its own, so
+    /// that a long adoption never delays a renewal) adopts expired ones as often.
+    async fn lease_loop(self: Arc<Self>) {
+        let adopter = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(adopter.leases.renew_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if adopter.shutting_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                adopter.adopt_round().await;
+            }
+        });
+        let mut tick = tokio::time::interval(self.leases.renew_every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            self.renew_round().await;
+            self.metrics.leases_held.set(self.leases.count() as i64);
+        }
+    }
+
+    /// One renewal round: ONE statement for all of this agent's leases, trusted from
+    /// when it was sent; a held lease missing from the answer is lost.
+    async fn renew_round(&self) {
+        let (store, holder, ttl) = (
+            self.store.clone(),
+            self.leases.holder.clone(),
+            self.leases.ttl,
+        );
+        let sent = Instant::now();
+        let r = tokio::time::timeout(
+            self.leases.trust_window(),
+            tokio::task::spawn_blocking(move || store.renew_leases(&holder, ttl)),
+        )
+        .await;
+        let why = match r {
+            Ok(Ok(Ok(renewed))) => {
+                self.metrics.store_up.set(1);
+                self.metrics.lease_renewals.with_label_values(&["ok"]).inc();
+                for id in self.leases.renewed(sent, &renewed) {
+                    self.lose(&id, "its lease expired or was taken over by another agent");
+                }
+                return;
+            }
+            Ok(Ok(Err(e))) => e.to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within the trust window".to_string(),
+        };
+        self.metrics.store_up.set(0);
+        self.metrics.store_errors.inc();
+        self.metrics
+            .lease_renewals
+            .with_label_values(&["failed"])
+            .inc();
+        error!(event = "lease_renewal_failed", error = %why, held = self.leases.count(),
+            "cannot renew this agent's leases; no action runs without a committed claim, and past the trust window its watches stop here");
+    }
+
+    async fn adopt_round(self: &Arc<Self>) {
+        let agent = self.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            agent.adopt_blocking().map(|(adopted, sent)| {
+                if !adopted.is_empty() {
+                    agent.take_adopted(adopted, sent);
+                }
+            })
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => self.metrics.store_up.set(1),
+            Ok(Err(e)) => {
+                self.metrics.store_up.set(0);
+                error!(event = "store_error", error = %e, "cannot look for watches to adopt");
+            }
+            Err(e) => error!(event = "store_error", error = %e, "cannot look for watches to adopt"),
+        }
+    }
+
+    /// Stops acting on watch `id` at once: its claims are refused, its loop stops and
+    /// writes nothing more; whoever holds the lease next resumes it.
+    fn lose(&self, id: &str, why: &str) {
+        self.leases.mark_lost(id);
+        warn!(event = "lease_lost", watch = %id, holder = %self.leases.holder, "stopped acting on this watch: {why}");
+        if let Some(h) = lock(&self.running).get(id) {
+            let _ = h.signal.try_send(Signal::Terminate);
+        }
+        self.metrics.leases_held.set(self.leases.count() as i64);
     }
 
     async fn flush_polls(&self) {
@@ -337,7 +589,7 @@ impl Agent {
         &self,
         rec: &WatchRecord,
     ) -> Result<(Verdict, bool, Vec<RuleStatus>), crate::io::store::StoreError> {
-        let live = self.live(&rec.def.id).unwrap_or_default();
+        let live = self.live_or_stored(rec);
         let spec = load_snapshot(&rec.def).ok();
         let rules: Vec<RuleStatus> = spec
             .iter()
@@ -479,7 +731,33 @@ impl Agent {
                 for w in &warnings {
                     warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
                 }
-                self.spawn(rec.clone(), None);
+                let (store, id, holder, ttl) = (
+                    self.store.clone(),
+                    rec.def.id.clone(),
+                    self.leases.holder.clone(),
+                    self.leases.ttl,
+                );
+                let sent = Instant::now();
+                let lease =
+                    tokio::task::spawn_blocking(move || store.acquire_lease(&id, &holder, ttl))
+                        .await;
+                match lease {
+                    Ok(Ok(Some(l))) => {
+                        self.leases.hold(&l, sent);
+                        self.metrics.leases_held.set(self.leases.count() as i64);
+                        self.spawn(rec.clone(), None);
+                    }
+                    Ok(Ok(None)) => {
+                        info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")
+                    }
+                    Ok(Err(e)) => {
+                        self.metrics.store_errors.inc();
+                        error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
+                    }
+                    Err(e) => {
+                        error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
+                    }
+                }
                 Ok((rec, true, warnings))
             }
             Created::Existing(rec) => {
@@ -569,6 +847,13 @@ impl Agent {
             let id = rec.def.id.clone();
             agent.drive(&rec, resumed, rx, live).await;
             lock(&agent.running).remove(&id);
+            // Ended, suspended or lost here: the lease goes back (if this agent still
+            // holds it), so that another agent may take the watch at once.
+            agent.leases.forget(&id);
+            agent.leases.clear_lost(&id);
+            agent.metrics.leases_held.set(agent.leases.count() as i64);
+            let (store, holder) = (agent.store.clone(), agent.leases.holder.clone());
+            let _ = tokio::task::spawn_blocking(move || store.release_lease(&id, &holder)).await;
         });
         let mut tasks = lock(&self.tasks);
         tasks.retain(|t| !t.is_finished());
@@ -696,7 +981,7 @@ impl Agent {
             let (n, d) = crate::io::notify::Notifier::new(spec.notify.clone());
             // The agent's own record of the watch (`GET` it on the agent's address).
             let n = n.with_report(format!("/api/v1/watches/{id}"));
-            others.push(NoInterrupted(n));
+            others.push(NoInterrupted(n, self.leases.clone(), id.to_string()));
             deliveries = Some(d);
         }
         let store_sink = StoreSink {
@@ -714,6 +999,7 @@ impl Agent {
                 id: id.to_string(),
                 created_ms: def.created_ms,
                 action: None,
+                leases: self.leases.clone(),
             })),
             ..Start::default()
         };
@@ -782,6 +1068,23 @@ impl Agent {
         // The ending is recorded by `StoreSink` before any sink after it (the
         // notifications) sees it.
         watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
+    }
+}
+
+/// Stops, at once, every watch whose lease is past its trust window: on its own
+/// thread, so that a busy or blocked runtime cannot delay it.
+fn watchdog(agent: std::sync::Weak<Agent>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(agent) = agent.upgrade() else {
+            return;
+        };
+        for id in agent.leases.expired(Instant::now()) {
+            agent.lose(
+                &id,
+                "its lease was not renewed within the trust window (the store did not answer in time, or this agent was paused)",
+            );
+        }
     }
 }
 

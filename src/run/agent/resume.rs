@@ -219,7 +219,17 @@ impl Agent {
             env: env.clone(),
             at_ms: now_ms(),
         };
-        let started = self.store.claim_rerun(&def.id, a.id, &new)?;
+        let token =
+            self.leases
+                .trusted(&def.id)
+                .ok_or_else(|| crate::io::store::StoreError::Fenced {
+                    what: format!("re-run of action {}", a.id),
+                    id: def.id.clone(),
+                    token: 0,
+                })?;
+        let started =
+            self.store
+                .claim_rerun_fenced(&def.id, &self.leases.holder, token, a.id, &new)?;
         exactly_once::crash_point("rerun_claimed");
         let mut journal = StoreJournal {
             store: self.store.clone(),
@@ -227,7 +237,9 @@ impl Agent {
             id: def.id.clone(),
             created_ms: def.created_ms,
             action: Some(started),
+            leases: self.leases.clone(),
         };
+        env.push(("ROLLWATCH_FENCING_TOKEN".into(), token.to_string()));
         env.push(("ROLLWATCH_WATCH_ID".into(), def.id.clone()));
         env.push((
             "ROLLWATCH_ACTION_ID".into(),

@@ -78,6 +78,16 @@ impl StoreSink {
 
 impl Sink for StoreSink {
     fn emit(&mut self, at_ms: i64, event: &Event) {
+        // A watch whose lease this agent lost, or no longer trusts (past the trust
+        // window: the agent was paused, or the store did not answer), writes nothing
+        // more: another agent owns it (or will adopt it) and resumes it from the store
+        // and Prometheus.
+        if self.agent.leases.trusted(&self.id).is_none() {
+            if let Event::WatchFinished { .. } = event {
+                info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
+            }
+            return;
+        }
         match event {
             Event::Poll {
                 rule,
@@ -209,10 +219,18 @@ impl Sink for AgentLog {
 
 /// Notifications, except "interrupted": a watch the agent suspends to stop resumes at
 /// the next start, and a cancelled one was cancelled on purpose.
-pub(super) struct NoInterrupted(pub(super) crate::io::notify::Notifier);
+pub(super) struct NoInterrupted(
+    pub(super) crate::io::notify::Notifier,
+    /// A watch whose lease was lost notifies nothing more (its new owner does).
+    pub(super) Arc<super::lease::LeaseBook>,
+    pub(super) String,
+);
 
 impl Sink for NoInterrupted {
     fn emit(&mut self, at_ms: i64, event: &Event) {
+        if self.1.trusted(&self.2).is_none() {
+            return;
+        }
         if let Event::WatchFinished {
             outcome: "interrupted",
             ..

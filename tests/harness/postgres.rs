@@ -1,0 +1,210 @@
+//! A throwaway PostgreSQL cluster for the tests: Debian's `postgresql` binaries
+//! (`initdb`, `postgres`) on a temporary directory and a free loopback port, trust
+//! authentication on loopback only. As root the server runs as the `postgres` user
+//! (it refuses to run as root); the server is a child of the test process with a
+//! parent-death signal, so it never outlives the tests, and `Drop` stops it and
+//! removes its directory. One cluster is shared per test process (`shared()`), with a
+//! database per test (`database()`); a test that restarts PostgreSQL owns its own.
+
+use super::free_port;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Where Debian puts the server binaries (the newest version installed).
+pub fn bin_dir() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed (apt-get install -y postgresql)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+        .expect("no /usr/lib/postgresql/*/bin/initdb (apt-get install -y postgresql)")
+}
+
+/// The (uid, gid) the server runs as: `postgres` when the tests run as root.
+fn server_user() -> Option<(nix::unistd::Uid, nix::unistd::Gid)> {
+    if !nix::unistd::getuid().is_root() {
+        return None;
+    }
+    let u = nix::unistd::User::from_name("postgres")
+        .ok()
+        .flatten()
+        .expect("running as root needs a `postgres` user (apt-get install -y postgresql)");
+    Some((u.uid, u.gid))
+}
+
+/// A command run as the server's user, killed if the test process dies.
+fn as_server_user(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    let user = server_user();
+    unsafe {
+        cmd.pre_exec(move || {
+            if let Some((uid, gid)) = user {
+                nix::unistd::setgroups(&[]).map_err(std::io::Error::from)?;
+                nix::unistd::setgid(gid).map_err(std::io::Error::from)?;
+                nix::unistd::setuid(uid).map_err(std::io::Error::from)?;
+            }
+            // After the uid change, which clears it.
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd
+}
+
+/// One PostgreSQL cluster.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    pub port: u16,
+    child: Mutex<Option<Child>>,
+}
+
+impl PgCluster {
+    /// `initdb` and start a new cluster.
+    pub fn start() -> PgCluster {
+        let dir = tempfile::tempdir().unwrap();
+        // The server's user must reach its data directory inside the temp dir.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let data = dir.path().join("data");
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        if let Some((uid, gid)) = server_user() {
+            nix::unistd::chown(&data, Some(uid), Some(gid)).unwrap();
+        }
+        let out = as_server_user(&bin_dir().join("initdb"))
+            .args(["-D", data.to_str().unwrap()])
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .stdout(Stdio::null())
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let c = PgCluster {
+            dir,
+            port: free_port(),
+            child: Mutex::new(None),
+        };
+        c.start_server();
+        c
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts the server (again) on its port and waits until it accepts connections.
+    pub fn start_server(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("postgres.log"))
+            .unwrap();
+        let mut cmd = as_server_user(&bin_dir().join("postgres"));
+        cmd.args(["-D", self.data().to_str().unwrap()])
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "fsync=off", "-c", "max_connections=300"])
+            .stdout(Stdio::null())
+            .stderr(log);
+        // The parent-death signal follows the spawning *thread*: spawn from one that
+        // lives as long as the test process.
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            if tx.send(cmd.spawn()).is_ok() {
+                loop {
+                    thread::park();
+                }
+            }
+        });
+        let child = rx.recv().unwrap().expect("start postgres");
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.accepts() {
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start; see {}",
+                self.dir.path().join("postgres.log").display()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server at once (SIGQUIT: no checkpoint, like a crash for clients).
+    pub fn stop_server(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGQUIT,
+            );
+            let _ = child.wait();
+        }
+    }
+
+    fn accepts(&self) -> bool {
+        Command::new(bin_dir().join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-q"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    /// A new, empty database; returns its URL.
+    pub fn database(&self) -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "t{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        self.url(&name)
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs SQL with psql and returns its unaligned output (fields split by `|`).
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(bin_dir().join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", db, "-XAtq", "-v", "ON_ERROR_STOP=1"])
+            .args(["-c", sql])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop_server();
+    }
+}
+
+/// The cluster shared by the tests of this process (started once).
+pub fn shared() -> &'static PgCluster {
+    static PG: OnceLock<PgCluster> = OnceLock::new();
+    PG.get_or_init(PgCluster::start)
+}
+
+/// The name of the database in a URL made by `database()`.
+pub fn db_of(url: &str) -> &str {
+    url.rsplit('/').next().unwrap()
+}

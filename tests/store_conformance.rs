@@ -1,0 +1,492 @@
+//! One conformance suite for the `Store` trait, run against both stores: SQLite (a
+//! temporary file) and PostgreSQL (a fresh database in the harness's real cluster).
+//! Then what only a shared store has: two agents, expiry on the database's clock,
+//! takeovers, concurrent adoption and migration.
+
+use crate::harness::postgres;
+use rollwatch::core::eval::{Labels, Phase};
+use rollwatch::io::store::*;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+const TTL: Duration = Duration::from_secs(30);
+
+fn new_watch(id: &str) -> NewWatch {
+    NewWatch {
+        id: id.into(),
+        rules: "checkout".into(),
+        rules_text: "watch: {}".into(),
+        vars: [("service".to_string(), "checkout".to_string())].into(),
+        duration_ms: 60_000,
+        created_ms: 1_000,
+    }
+}
+
+fn new_action(kind: &str, at_ms: i64) -> NewAction {
+    NewAction {
+        kind: kind.into(),
+        rule: "r".into(),
+        argv: vec!["true".into()],
+        env: vec![("ROLLWATCH_RULE".into(), "r".into())],
+        at_ms,
+    }
+}
+
+fn firing(rule: &str, since_ms: i64) -> SeriesRow {
+    SeriesRow {
+        rule: rule.into(),
+        labels: [("pod".to_string(), "p1".to_string())].into(),
+        phase: Phase::Firing,
+        since_ms,
+        last_value: Some(0.9),
+    }
+}
+
+fn ending(outcome: &str) -> Ending {
+    Ending {
+        state: WatchState::Finished,
+        outcome: outcome.into(),
+        exit_code: 1,
+        detail: "x".into(),
+        at_ms: 9,
+    }
+}
+
+/// The contract every store keeps, on a fresh store from `make`.
+fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
+    // Create is idempotent by id.
+    let s = make();
+    assert!(matches!(
+        s.create(&new_watch("a")).unwrap(),
+        Created::New(_)
+    ));
+    match s.create(&new_watch("a")).unwrap() {
+        Created::Existing(w) => assert_eq!(w.def, new_watch("a")),
+        other => panic!("{other:?}"),
+    }
+    s.create(&new_watch("b")).unwrap();
+    let ids: Vec<String> = s
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|w| w.def.id)
+        .collect();
+    assert_eq!(ids, ["a", "b"], "oldest first");
+    assert_eq!(s.get("a").unwrap().unwrap().def, new_watch("a"));
+    assert!(s.get("zz").unwrap().is_none());
+
+    // Series keep `since` when they fire, and go when resolved.
+    let labels: Labels = [("pod".to_string(), "p1".to_string())].into();
+    let mut row = SeriesRow {
+        rule: "r".into(),
+        labels: labels.clone(),
+        phase: Phase::Pending,
+        since_ms: 5_000,
+        last_value: Some(0.9),
+    };
+    s.put_series("a", &row).unwrap();
+    row.phase = Phase::Firing;
+    row.since_ms = 9_999;
+    s.put_series("a", &row).unwrap();
+    let got = s.series("a").unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].phase, got[0].since_ms), (Phase::Firing, 5_000));
+    s.clear_series("a", "r", &labels).unwrap();
+    assert!(s.series("a").unwrap().is_empty());
+
+    // The last poll never goes back; what was ever seen stays seen.
+    let mark = |at_ms, ok, data| PollMark {
+        id: "a".into(),
+        rule: "r".into(),
+        at_ms,
+        ok,
+        data,
+    };
+    s.save_polls(&[mark(40, true, true)]).unwrap();
+    s.save_polls(&[mark(42, false, false)]).unwrap();
+    s.save_polls(&[mark(41, true, false)]).unwrap();
+    assert_eq!(
+        s.polls("a").unwrap().get("r"),
+        Some(&PollState {
+            last_ms: 42,
+            last_ok: false,
+            ever_ok: true,
+            ever_data: true,
+        })
+    );
+
+    // A claim records the firing series and the action together, once.
+    let id = s
+        .claim_action("a", &new_action("rollback", 7), &[firing("r", 5)])
+        .unwrap();
+    assert_eq!(s.series("a").unwrap(), vec![firing("r", 5)]);
+    let actions = s.actions("a").unwrap();
+    assert_eq!((actions.len(), actions[0].id), (1, id));
+    assert_eq!(actions[0].state, ActionState::Started);
+    assert_eq!(actions[0].env, new_action("rollback", 7).env);
+    let err = s
+        .claim_action("a", &new_action("rollback", 8), &[firing("other", 6)])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyClaimed { .. }), "{err}");
+    assert_eq!(s.actions("a").unwrap().len(), 1);
+    assert_eq!(
+        s.series("a").unwrap().len(),
+        1,
+        "the refused claim wrote nothing"
+    );
+    s.claim_action("a", &new_action("pause", 9), &[]).unwrap();
+
+    // A re-run is claimed once and marks the original.
+    let rerun = s.claim_rerun("a", id, &new_action("rollback", 10)).unwrap();
+    assert!(s.claim_rerun("a", id, &new_action("rollback", 11)).is_err());
+    let rows = s.actions("a").unwrap();
+    let old = rows.iter().find(|r| r.id == id).unwrap();
+    assert_eq!(old.state, ActionState::Rerun);
+    assert_eq!(
+        rows.iter().find(|r| r.id == rerun).unwrap().rerun_of,
+        Some(id)
+    );
+    s.action_spawned(
+        rerun,
+        &ProcessId {
+            pgid: 42,
+            start_ticks: Some(7),
+            boot_id: Some("boot".into()),
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        s.actions("a")
+            .unwrap()
+            .iter()
+            .find(|r| r.id == rerun)
+            .unwrap()
+            .process,
+        Some(ProcessId {
+            pgid: 42,
+            start_ticks: Some(7),
+            boot_id: Some("boot".into()),
+        })
+    );
+
+    // Ending an action can end its watch in the same transaction.
+    let end = ActionEnd {
+        state: ActionState::Finished,
+        result: "succeeded",
+        succeeded: Some(true),
+        at_ms: 12,
+    };
+    s.end_action("a", rerun, &end, Some(&ending("rolled_back")))
+        .unwrap();
+    let a = s.get("a").unwrap().unwrap();
+    assert_eq!(
+        (a.state, a.outcome.as_deref(), a.exit_code),
+        (WatchState::Finished, Some("rolled_back"), Some(1))
+    );
+    assert!(
+        s.polls("a").unwrap().is_empty(),
+        "an ended watch keeps no polls"
+    );
+    let mut counts = s.count_by_state().unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(
+        counts,
+        [(WatchState::Finished, 1), (WatchState::Running, 1)]
+    );
+    s.finish("b", &ending("healthy")).unwrap();
+    assert!(s.list(Some(WatchState::Running)).unwrap().is_empty());
+
+    // Leases: whoever holds one may claim with its token, nobody else.
+    let s = make();
+    for id in ["w1", "w2", "w3"] {
+        s.create(&new_watch(id)).unwrap();
+    }
+    assert!(s.heartbeat("agent-a", TTL).unwrap() >= 1);
+    let l1 = s
+        .acquire_lease("w1", "agent-a", TTL)
+        .unwrap()
+        .expect("free");
+    let adopted = s.adopt_leases("agent-a", TTL, 10).unwrap();
+    let adopted: BTreeSet<String> = adopted.into_iter().map(|l| l.watch).collect();
+    assert_eq!(adopted, ["w2".to_string(), "w3".to_string()].into());
+    assert!(
+        s.adopt_leases("agent-a", TTL, 10).unwrap().is_empty(),
+        "a held lease is not adopted again"
+    );
+    let renewed: BTreeSet<String> = s
+        .renew_leases("agent-a", TTL)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.watch)
+        .collect();
+    assert_eq!(renewed.len(), 3, "{renewed:?}");
+    let wrong = s
+        .claim_fenced(
+            "w1",
+            "agent-a",
+            l1.token + 7,
+            &new_action("rollback", 1),
+            &[],
+        )
+        .unwrap_err();
+    assert!(matches!(wrong, StoreError::Fenced { .. }), "{wrong}");
+    assert!(
+        s.actions("w1").unwrap().is_empty(),
+        "a refused claim writes nothing"
+    );
+    let a1 = s
+        .claim_fenced(
+            "w1",
+            "agent-a",
+            l1.token,
+            &new_action("rollback", 1),
+            &[firing("r", 1)],
+        )
+        .unwrap();
+    let again = s
+        .claim_fenced("w1", "agent-a", l1.token, &new_action("rollback", 2), &[])
+        .unwrap_err();
+    assert!(
+        matches!(again, StoreError::AlreadyClaimed { .. }),
+        "{again}"
+    );
+    s.claim_rerun_fenced("w1", "agent-a", l1.token, a1, &new_action("rollback", 3))
+        .unwrap();
+    // A released lease is no longer held: claims with it are refused.
+    s.release_lease("w2", "agent-a").unwrap();
+    let released = s
+        .claim_fenced("w2", "agent-a", 1, &new_action("rollback", 4), &[])
+        .unwrap_err();
+    assert!(matches!(released, StoreError::Fenced { .. }), "{released}");
+}
+
+#[test]
+fn sqlite_store_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = std::sync::atomic::AtomicU32::new(0);
+    conformance(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(SqliteStore::open(&dir.path().join(format!("s{i}.db"))).unwrap())
+    });
+}
+
+#[test]
+fn postgres_store_conforms() {
+    let pg = postgres::shared();
+    conformance(&|| Arc::new(PgStore::open(&pg.database()).unwrap()));
+}
+
+/// Waits (polling the store) until `f` returns Some.
+fn await_some<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn postgres_leases_expire_on_the_database_clock_and_fence_the_old_holder() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let a = PgStore::open(&url).unwrap();
+    let b = PgStore::open(&url).unwrap();
+    a.create(&new_watch("w")).unwrap();
+    let short = Duration::from_millis(400);
+    let la = a.acquire_lease("w", "agent-a", short).unwrap().unwrap();
+    assert_eq!(b.acquire_lease("w", "agent-b", TTL).unwrap(), None, "held");
+    assert!(
+        b.adopt_leases("agent-b", TTL, 10).unwrap().is_empty(),
+        "not expired yet"
+    );
+    // Expiry is the database's: B adopts as soon as the database says it expired.
+    let lb = await_some("the lease to expire", Duration::from_secs(10), || {
+        b.adopt_leases("agent-b", TTL, 10).unwrap().pop()
+    });
+    assert_eq!(lb.watch, "w");
+    assert!(
+        lb.token > la.token,
+        "the token increases at every change of holder"
+    );
+    let expires_in: f64 = pg
+        .psql(
+            postgres::db_of(&url),
+            "SELECT extract(epoch FROM expires_at - now()) FROM leases WHERE watch_id = 'w'",
+        )
+        .parse()
+        .unwrap();
+    assert!(
+        expires_in > 20.0,
+        "B's lease runs on the database clock: {expires_in}"
+    );
+    // The old holder's renewal no longer returns it, and its claim is refused.
+    assert!(a.renew_leases("agent-a", TTL).unwrap().is_empty());
+    let refused = a
+        .claim_fenced("w", "agent-a", la.token, &new_action("rollback", 1), &[])
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Fenced { .. }), "{refused}");
+    b.claim_fenced("w", "agent-b", lb.token, &new_action("rollback", 2), &[])
+        .unwrap();
+    assert_eq!(b.actions("w").unwrap().len(), 1);
+    // A finished watch's lease goes with it, and it is never adopted.
+    b.finish("w", &ending("rolled_back")).unwrap();
+    assert!(a.adopt_leases("agent-a", TTL, 10).unwrap().is_empty());
+}
+
+#[test]
+fn postgres_renewal_is_one_statement_for_all_leases() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let s = PgStore::open(&url).unwrap();
+    for i in 0..200 {
+        s.create(&new_watch(&format!("w{i}"))).unwrap();
+    }
+    assert_eq!(s.adopt_leases("agent-a", TTL, 1000).unwrap().len(), 200);
+    let db = postgres::db_of(&url);
+    let xacts = || -> i64 {
+        pg.psql(db, "SELECT pg_stat_force_next_flush()");
+        pg.psql(
+            "postgres",
+            &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"),
+        )
+        .parse()
+        .unwrap()
+    };
+    let before = xacts();
+    assert_eq!(s.renew_leases("agent-a", TTL).unwrap().len(), 200);
+    let after = xacts();
+    // psql's own reads commit too (2 per `xacts()`); one renewal round is one more.
+    assert!(
+        after - before <= 3,
+        "renewing 200 leases took {} commits",
+        after - before - 2
+    );
+}
+
+#[test]
+fn postgres_concurrent_adoptions_never_share_a_watch() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let s = PgStore::open(&url).unwrap();
+    for i in 0..300 {
+        s.create(&new_watch(&format!("w{i}"))).unwrap();
+    }
+    let barrier = Arc::new(Barrier::new(3));
+    let handles: Vec<_> = (0..3)
+        .map(|n| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let s = PgStore::open(&url).unwrap();
+                barrier.wait();
+                let mut mine = Vec::new();
+                for _ in 0..20 {
+                    mine.extend(s.adopt_leases(&format!("agent-{n}"), TTL, 25).unwrap());
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for h in handles {
+        all.extend(h.join().unwrap().into_iter().map(|l| l.watch));
+    }
+    let unique: BTreeSet<_> = all.iter().cloned().collect();
+    assert_eq!(all.len(), unique.len(), "a watch was adopted twice");
+    assert_eq!(unique.len(), 300, "every watch adopted");
+}
+
+#[test]
+fn postgres_claims_racing_a_takeover_commit_at_most_once() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let s = PgStore::open(&url).unwrap();
+    for round in 0..20 {
+        let id = format!("w{round}");
+        s.create(&new_watch(&id)).unwrap();
+        let old = s
+            .acquire_lease(&id, "agent-a", Duration::from_millis(30))
+            .unwrap()
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        // A (whose lease is about to expire) claims while B takes the watch over and
+        // claims with its new token: at most one rollback row, never A's after B's
+        // takeover.
+        let a = {
+            let (url, id, barrier) = (url.clone(), id.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let s = PgStore::open(&url).unwrap();
+                barrier.wait();
+                std::thread::sleep(Duration::from_millis(25));
+                s.claim_fenced(&id, "agent-a", old.token, &new_action("rollback", 1), &[])
+            })
+        };
+        let b = {
+            let (url, id) = (url.clone(), id.clone());
+            std::thread::spawn(move || {
+                let s = PgStore::open(&url).unwrap();
+                barrier.wait();
+                let lease = await_some("the takeover", Duration::from_secs(10), || {
+                    s.adopt_leases("agent-b", TTL, 1).unwrap().pop()
+                });
+                s.claim_fenced(&id, "agent-b", lease.token, &new_action("rollback", 2), &[])
+            })
+        };
+        let (ra, rb) = (a.join().unwrap(), b.join().unwrap());
+        assert!(
+            ra.is_ok() != rb.is_ok(),
+            "exactly one claim commits: {ra:?} {rb:?}"
+        );
+        assert_eq!(s.actions(&id).unwrap().len(), 1);
+        s.finish(&id, &ending("rolled_back")).unwrap();
+    }
+}
+
+#[test]
+fn postgres_migration_is_safe_to_race_and_a_newer_schema_is_refused() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let barrier = Arc::new(Barrier::new(3));
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let (url, barrier) = (url.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let s = PgStore::connect(&url).unwrap();
+                barrier.wait();
+                s.migrate()
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .unwrap()
+            .expect("three agents migrating at once all start");
+    }
+    let db = postgres::db_of(&url);
+    assert_eq!(pg.psql(db, "SELECT version FROM rollwatch_schema"), "1");
+    pg.psql(db, "UPDATE rollwatch_schema SET version = 99");
+    let err = PgStore::open(&url)
+        .err()
+        .expect("a newer schema is refused");
+    assert!(
+        matches!(err, StoreError::NewerPgSchema { found: 99, .. }),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("newer than this rollwatch knows"),
+        "{err}"
+    );
+}
+
+#[test]
+fn postgres_errors_never_show_the_password() {
+    // Nothing listens on this port: the error names the URL, redacted.
+    let port = crate::harness::free_port();
+    let s = PgStore::connect(&format!("postgres://rw:hunter2@127.0.0.1:{port}/rw")).unwrap();
+    let err = s.migrate().unwrap_err().to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+    assert!(err.contains("rw:***@127.0.0.1"), "{err}");
+}
