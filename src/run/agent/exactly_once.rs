@@ -390,6 +390,14 @@ impl OkOrEperm for nix::Result<()> {
     }
 }
 
+/// Whether the interrupted action's command was recorded as started on this host in
+/// its current boot: only then can this agent see (and stop) it.
+pub fn started_here(a: &ActionRow) -> bool {
+    a.process
+        .as_ref()
+        .is_some_and(|p| p.boot_id.is_some() && p.boot_id == boot_id())
+}
+
 /// Whether the recorded process group is still the command's: same boot, the group
 /// exists, and its leader is either gone (the group holds the command's children; the
 /// kernel never reuses a pid that is still a group id) or still the same process.

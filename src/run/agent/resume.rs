@@ -45,7 +45,7 @@ impl Agent {
             idempotent(&spec.rollback),
             idempotent(&spec.pause),
         );
-        let (a, rerun, stuck) = match plan {
+        let (a, rerun, stuck, elsewhere) = match plan {
             ResumePlan::Live {
                 paused_by,
                 pause_failed,
@@ -62,7 +62,15 @@ impl Agent {
                     recorded: false,
                 });
             }
-            ResumePlan::Unknown(a) => (a, false, false),
+            ResumePlan::Unknown(a) => (a, false, false, false),
+            // With a shared store the command may have run on another host, where this
+            // agent can neither see nor stop it: re-running it could make two at once.
+            // Only a command recorded on this very boot is one it can check.
+            ResumePlan::Rerun(a) if self.store.shared() && !exactly_once::started_here(&a) => {
+                warn!(event = "action_elsewhere", watch = %def.id, action = %a.kind,
+                    "the interrupted command was not started on this host (or not recorded): its process cannot be checked from here, so it is not run again");
+                (a, false, false, true)
+            }
             ResumePlan::Rerun(a) => {
                 // Never two at once: the original must have ended first. If its process
                 // groups outlive every signal, its fate stays unknown and it is not run
@@ -76,7 +84,7 @@ impl Agent {
                 let tag = exactly_once::action_tag(&def.id, def.created_ms, a.id);
                 let (_, left) =
                     exactly_once::wait_for_old_command(&a, &tag, timeout, &def.id).await;
-                (a, left == 0, left > 0)
+                (a, left == 0, left > 0, false)
             }
         };
         let kind: &'static str = if a.kind == "pause" {
@@ -101,7 +109,9 @@ impl Agent {
             },
         );
         if !rerun {
-            let status = if stuck {
+            let status = if elsewhere {
+                "was running when its agent went away, on a host this agent cannot see: it was not run again (never two at once); its result is unknown"
+            } else if stuck {
                 "was running when the agent stopped and is still running: it could not be stopped, so it was not run again; its result is unknown"
             } else {
                 "was running when the agent stopped; its result is unknown and it is not marked idempotent, so it was not run again"
