@@ -220,6 +220,7 @@ pub fn record(
                             labels: e.labels.clone(),
                             value: e.value,
                             breached_for_s: None,
+                            evidence: e.evidence.clone(),
                         })
                         .collect();
                 }

@@ -27,6 +27,9 @@ pub struct Entry {
     pub labels: Labels,
     #[serde(serialize_with = "crate::core::events::float::option")]
     pub value: Option<f64>,
+    /// The judges' evidence, when any.
+    #[serde(skip_serializing_if = "crate::core::eval::Evidence::is_empty")]
+    pub evidence: crate::core::eval::Evidence,
 }
 
 /// One rule's replay over the whole window (before cutting at the first rollback).
@@ -113,16 +116,31 @@ pub fn replay_rule(
             crate::core::events::RuleState::of(&eval, at, &poll),
         ));
         for t in transitions {
-            let (kind, labels, value) = match t {
-                Transition::Pending { labels, value } => ("pending", labels, value),
-                Transition::Resolved { labels, value, .. } => ("resolved", labels, value),
-                Transition::Fired { labels, value, .. } => ("fired", labels, value),
+            let (kind, labels, value, evidence) = match t {
+                Transition::Pending {
+                    labels,
+                    value,
+                    evidence,
+                } => ("pending", labels, value, evidence),
+                Transition::Resolved {
+                    labels,
+                    value,
+                    evidence,
+                    ..
+                } => ("resolved", labels, value, evidence),
+                Transition::Fired {
+                    labels,
+                    value,
+                    evidence,
+                    ..
+                } => ("fired", labels, value, evidence),
             };
             out.entries.push(Entry {
                 at: at_ms,
                 kind,
                 labels,
                 value,
+                evidence,
             });
         }
     }

@@ -311,6 +311,7 @@ impl Agent {
                         phase,
                         since: Duration::from_millis((row.since_ms - def.created_ms).max(0) as u64),
                         last_value: row.last_value,
+                        window: Default::default(),
                     },
                 );
             }
@@ -348,6 +349,9 @@ impl Agent {
                                 samples: polls.remove(&k).unwrap_or_default(),
                                 warnings: Vec::new(),
                             }),
+                            // The judges' queries are not rebuilt from history (yet): a
+                            // rule that needs them skips these polls (never a breach).
+                            extra: Vec::new(),
                         });
                     }
                 }
