@@ -778,6 +778,8 @@ fn check_promql(cx: &mut Cx, q: &str, pos: Pos, noun: &str) -> Option<()> {
 #[cfg(test)]
 mod behaviour;
 #[cfg(test)]
+mod judge_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod vars_tests;
