@@ -13,6 +13,7 @@ mod crash_points;
 mod faults;
 mod gate;
 mod import;
+mod judges;
 mod observe;
 mod proxy_faults;
 mod query_safety;

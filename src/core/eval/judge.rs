@@ -151,10 +151,12 @@ fn round(v: f64) -> f64 {
 }
 
 /// Whether a guard series applies to a rule series: every label both carry agrees (a
-/// guard series without labels applies to all).
+/// guard series without labels applies to all). The metric name is not a label here,
+/// as in PromQL's vector matching: a guard on `requests` applies to `errors`.
 pub fn guard_matches(series: &Labels, guard: &Labels) -> bool {
     guard
         .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
         .all(|(k, v)| series.get(k).is_none_or(|sv| sv == v))
 }
 

@@ -316,6 +316,22 @@ fn min_traffic_table() {
 }
 
 #[test]
+fn the_metric_name_is_not_a_shared_label() {
+    let l = |pairs: &[(&str, &str)]| Sample::new(pairs, 0.0).labels;
+    let series = l(&[("__name__", "errors"), ("service", "shop")]);
+    assert!(judge::guard_matches(
+        &series,
+        &l(&[("__name__", "requests"), ("service", "shop")])
+    ));
+    assert!(!judge::guard_matches(
+        &series,
+        &l(&[("__name__", "requests"), ("service", "cart")])
+    ));
+    assert!(judge::guard_matches(&series, &l(&[])));
+    assert!(judge::guard_matches(&series, &l(&[("pod", "p1")])));
+}
+
+#[test]
 fn insufficient_polls_are_counted_and_all_insufficient_is_not_judged() {
     let (_, eval) = run(
         guarded(0.5, Judging::default()),
