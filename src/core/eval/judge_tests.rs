@@ -610,3 +610,75 @@ fn compare_pools_slide_per_side_and_count_insufficient() {
     );
     assert_eq!(eval.insufficient_count(), 1);
 }
+
+/// `n` pods' values at poll `k`: around `base`, varied by pod and poll.
+fn side(prefix: &str, n: usize, k: u64, base: f64, factor: f64) -> String {
+    (0..n)
+        .map(|p| {
+            let v = (base + 0.004 * p as f64 + 0.002 * (k % 7) as f64) * factor;
+            format!("{prefix}{p}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn compare_table(p: Params, polls: u64, canary_factor: f64) -> (Vec<String>, RuleEval) {
+    let rows: Vec<(u64, String, String)> = (0..polls)
+        .map(|k| {
+            (
+                k * 10,
+                side("c", 5, k, 0.1, canary_factor),
+                side("s", 5, k, 0.1, 1.0),
+            )
+        })
+        .collect();
+    let rows: Vec<(u64, &str, &str)> = rows
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    compare_run(p, &rows)
+}
+
+#[test]
+fn compare_table_with_the_statistics() {
+    // 5 pods a side, a 60 s window at 10 s polls: 20 samples a side from the 4th poll.
+    let p = comparing(60, 20);
+    let (out, eval) = compare_table(p, 6, 2.0);
+    assert_eq!(
+        out,
+        ["30 pending _", "30 fired _"],
+        "double the stable: acts once judged"
+    );
+    let e = &eval.notes().evidence[&Labels::new()];
+    assert!(
+        e.p_value.unwrap() < 0.02 && e.effect.unwrap() > 0.9,
+        "{e:?}"
+    );
+    assert_eq!(
+        eval.insufficient_count(),
+        3,
+        "the first three polls were too few"
+    );
+    // Identical data never breaches.
+    let (out, _) = compare_table(p, 8, 1.0);
+    assert!(out.is_empty(), "{out:?}");
+    // Significant but under min_effect (10% worse, min 20%): no breach.
+    let (out, eval) = compare_table(p, 8, 1.1);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(eval.notes().evidence[&Labels::new()].p_value.unwrap() < 0.02);
+    // The good direction is no breach for `increase`, a breach for `either`/`decrease`.
+    let (out, _) = compare_table(p, 6, 0.5);
+    assert!(out.is_empty(), "{out:?}");
+    let mut down = p;
+    down.judge.compare.as_mut().unwrap().direction = Direction::Decrease;
+    assert_eq!(
+        compare_table(down, 6, 0.5).0,
+        ["30 pending _", "30 fired _"]
+    );
+    // Constant samples on both sides, equal: never a breach.
+    let rows: Vec<(u64, &str, &str)> = (0..8)
+        .map(|k| (k * 10, "a=1 b=1 c=1", "x=1 y=1 z=1"))
+        .collect();
+    let (out, _) = compare_run(comparing(60, 3), &rows);
+    assert!(out.is_empty(), "{out:?}");
+}

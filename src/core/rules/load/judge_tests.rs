@@ -135,7 +135,7 @@ fn every_misuse_is_an_error_at_its_position() {
     let mut wrong = Vec::new();
     for (body, message, at) in cases {
         let err = match load(body) {
-            Ok(_) => format!("loaded without error"),
+            Ok(_) => "loaded without error".to_string(),
             Err(e) => e.to_string(),
         };
         if !err.contains(message) || !err.contains(&format!("--> t.yaml:{at}\n")) {
