@@ -259,3 +259,52 @@ fn a_canary_at_double_the_stable_p99_rolls_back_and_an_identical_one_does_not() 
     let (code, events, _) = watch(&rule("same"), "40s");
     assert_eq!(code, 0, "{events:?}");
 }
+
+/// `gate`'s health check (one verdict, now) judges with the same evaluator: an offset
+/// baseline, a `before:` baseline, a guard and a comparison.
+#[test]
+fn the_gate_health_check_judges_baselines_guards_and_canaries_now() {
+    let d = data();
+    let s = Scratch::new();
+    let cal = s.path("open.yaml");
+    std::fs::write(&cal, "timezone: UTC\nfreezes: []\n").unwrap();
+    let gate = |rule: &str| {
+        let file = s.rules(&format!(
+            "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n{rule}"
+        ));
+        crate::harness::run(&[
+            "gate",
+            "--calendar",
+            cal.to_str().unwrap(),
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &d.url,
+        ])
+    };
+    let baseline = |test: &str| {
+        format!("    query: rw_orders{{test=\"{test}\"}}\n    baseline:\n      offset: 1w\n    below_baseline: 30%\n    for: 10m\n")
+    };
+    let (code, out, err) = gate(&baseline("drop"));
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(out.contains("baseline=100 ratio=0.5"), "{out}");
+    assert!(out.contains("< baseline -30%"), "{out}");
+    let (code, out, err) = gate(&baseline("dip"));
+    assert_eq!(code, 0, "{out}\n{err}");
+    // `before: 5m`: the mean of the 5 minutes before now is now's level: no breach.
+    let (code, out, err) = gate("    query: rw_orders{test=\"drop\"}\n    baseline:\n      before: 5m\n    below_baseline: 30%\n    for: 0s\n");
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("baseline=50 ratio=1"), "{out}");
+    // Thin traffic cannot vouch for the system.
+    let (code, out, _) = gate("    query: rw_err_ratio{test=\"thin\"}\n    above: 0.05\n    for: 0s\n    min_traffic:\n      query: rw_req_rate{test=\"thin\"}\n      min: 0.5\n");
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("insufficient now"), "{out}");
+    let compare = |test: &str| {
+        format!("    compare:\n      canary: rw_p99{{test=\"{test}\",track=\"canary\"}}\n      stable: rw_p99{{test=\"{test}\",track=\"stable\"}}\n      direction: increase\n      confidence: 0.98\n      min_effect: 20%\n      window: 1m\n      min_samples: 20\n    for: 2m\n")
+    };
+    let (code, out, _) = gate(&compare("double"));
+    assert_eq!(code, 6, "{out}");
+    assert!(out.contains("canary > stable"), "{out}");
+    let (code, out, _) = gate(&compare("same"));
+    assert_eq!(code, 0, "{out}");
+}

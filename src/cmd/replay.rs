@@ -305,7 +305,7 @@ fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) ->
     let mut r = RuleReport {
         name: rule.name.clone(),
         action: rule.action,
-        threshold: rule.threshold.to_string(),
+        threshold: rule.condition(),
         for_: humantime::format_duration(rule.for_).to_string(),
         pending_at: None,
         fired_at: None,

@@ -231,6 +231,8 @@ pub struct PollNotes {
     pub evidence: BTreeMap<Labels, Evidence>,
     /// The value a `compare` rule judged (the canary pool's median).
     pub compare_value: Option<f64>,
+    /// The first usable value of the poll (by label set), for a one-line status.
+    pub first_value: Option<f64>,
 }
 
 /// The evaluator of one rule.
@@ -341,6 +343,7 @@ impl RuleEval {
                 })
                 .or_insert(s.value);
         }
+        self.notes.first_value = seen.values().copied().find(|v| !v.is_nan());
         for (labels, value) in &seen {
             let mut evidence = Evidence::default();
             if let Some((min, g)) = guard {

@@ -230,6 +230,42 @@ impl Rule {
         }
     }
 
+    /// The condition a value breaches, in words: the threshold (`> 0.05`), the
+    /// baseline's (`< baseline -30%`, with an absolute floor `and < 45`), or a
+    /// comparison (`canary > stable (p < 0.02, effect >= 20%)`).
+    pub fn condition(&self) -> String {
+        use crate::core::eval::Direction;
+        if let Some(c) = self.judging.compare {
+            let dir = match c.direction {
+                Direction::Increase => ">",
+                Direction::Decrease => "<",
+                Direction::Either => "!=",
+            };
+            return format!(
+                "canary {dir} stable (p < {}, effect >= {}%)",
+                crate::core::events::float::text(((1.0 - c.confidence) * 1e9).round() / 1e9),
+                crate::core::events::float::text((c.min_effect * 1e9).round() / 1e7)
+            );
+        }
+        let Some(b) = self.judging.baseline else {
+            return self.threshold.to_string();
+        };
+        let side = |pct: Option<f64>, op: &str, sign: &str, abs: Option<f64>| match (pct, abs) {
+            (Some(p), Some(a)) => Some(format!("{op} baseline {sign}{p}% and {op} {a}")),
+            (Some(p), None) => Some(format!("{op} baseline {sign}{p}%")),
+            (None, Some(a)) => Some(format!("{op} {a}")),
+            (None, None) => None,
+        };
+        let parts: Vec<String> = [
+            side(b.below_pct, "<", "-", self.threshold.below),
+            side(b.above_pct, ">", "+", self.threshold.above),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        parts.join(" or ")
+    }
+
     /// Every query a poll of this rule runs at the same instant, in the order of
     /// `PollDone::extra` after the rule's own: the stable side, the guard, the offset
     /// baseline (the rule's own query, at `t - offset`) with its offset.

@@ -342,9 +342,10 @@ impl Agent {
                 RuleStatus {
                     name: r.name.clone(),
                     value: l.value,
-                    threshold: r.threshold.to_string(),
+                    threshold: r.condition(),
                     breached: l.state == Some(RuleState::Breached),
                     error,
+                    evidence: Default::default(),
                 }
             })
             .collect();

@@ -186,7 +186,7 @@ pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
         query: rule.query.clone(),
         above: rule.threshold.above,
         below: rule.threshold.below,
-        threshold: rule.threshold.to_string(),
+        threshold: rule.condition(),
         for_s: rule.for_.as_secs_f64(),
         interval_s: rule.interval.as_secs_f64(),
         no_data: rule.no_data.as_str(),
@@ -716,7 +716,7 @@ impl<R: ActionRunner> Watch<'_, R> {
             },
         );
 
-        let threshold = rule.threshold.to_string();
+        let threshold = rule.condition();
         let mut fired: Vec<FiredSeries> = Vec::new();
         let mut fired_evidence: Vec<Evidence> = Vec::new();
         for t in transitions {
