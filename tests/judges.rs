@@ -308,3 +308,73 @@ fn the_gate_health_check_judges_baselines_guards_and_canaries_now() {
     let (code, out, _) = gate(&compare("same"));
     assert_eq!(code, 0, "{out}");
 }
+
+/// `replay --deploys` with `--judge`: both verdicts side by side, the judges' history
+/// fetched once per deploy window (counted).
+#[test]
+fn replay_compares_verdicts_side_by_side_with_judge_overrides() {
+    let d = data();
+    let s = Scratch::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Two deploys inside the data written around now, each replayed for 1m.
+    let deploys = s.path("deploys.txt");
+    std::fs::write(&deploys, format!("{}\n{}\n", now - 480, now - 300)).unwrap();
+    let file = s.rules(
+        "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: flap\n    query: rw_spiky{test=\"flap\"}\n    above: 0.5\n    for: 5s\n  - name: orders\n    query: rw_orders{test=\"drop\"}\n    below: 10\n    no_data: ok\n    for: 0s\n",
+    );
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "replay",
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &d.url,
+            "--deploys",
+            deploys.to_str().unwrap(),
+            "--log-format=json",
+        ];
+        args.extend_from_slice(extra);
+        crate::harness::run(&args)
+    };
+    let (code, out, err) = run(&[
+        "--judge",
+        "flap={breaches: 3 of 5}",
+        "--judge",
+        "orders={baseline: {offset: 1w}, below_baseline: 30%, below: null}",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "the first column is healthy: {out}\n{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    for row in doc["deploys"].as_array().unwrap() {
+        assert_eq!(row["outcome"], "healthy", "{row}");
+        assert_eq!(row["compared"]["outcome"], "rolled_back", "{row}");
+    }
+    assert_eq!(doc["compared"]["rollbacks_added"], 2, "{doc}");
+    // Queries: per deploy and column, one per rule, plus the offset baseline's one.
+    let cost = err
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["event"] == "replay_cost")
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(cost["range_queries"], 2 * (2 + 3), "{cost}");
+    // The text table shows both columns.
+    let (_, out, _) = run(&["--judge", "flap={breaches: 3 of 5}"]);
+    assert!(
+        out.contains("compared") && out.contains("<- differs"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 rollback(s) added") || out.contains("0 rollback(s) avoided, 2 added"),
+        "{out}"
+    );
+    // The baseline rule's timeline carries its evidence.
+    let (_, out, _) = run(&[
+        "--judge",
+        "orders={baseline: {offset: 1w}, below_baseline: 30%, below: null}",
+    ]);
+    assert!(out.contains("rolled_back"), "{out}");
+}

@@ -23,6 +23,39 @@ pub async fn fetch<H: HistorySource>(
     fetch_query(source, rule, &rule.query, from, to).await
 }
 
+/// The history of a rule's judges over `[from, to]`: one fetch per judge for the whole
+/// window (the guard, the stable side, and an `offset:` baseline as the rule's query
+/// over the window moved back by the offset), and a `before:` baseline as the mean
+/// over the `D` before `from` (one range query).
+pub async fn fetch_judges<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    from: i64,
+    to: i64,
+) -> Result<crate::core::history::JudgeHistory, QueryError> {
+    use crate::core::history::{shift_forward, BaselineHistory, JudgeHistory};
+    use crate::core::rules::BaselineSource;
+    let mut out = JudgeHistory::default();
+    if let Some(q) = &rule.guard {
+        out.guard = Some(fetch_query(source, rule, q, from, to).await?);
+    }
+    if let Some(q) = &rule.stable {
+        out.stable = Some(fetch_query(source, rule, q, from, to).await?);
+    }
+    out.baseline = match rule.baseline {
+        Some(BaselineSource::Offset(d)) => {
+            let d = d.as_millis() as i64;
+            let back = fetch_query(source, rule, &rule.query, from - d, to - d).await?;
+            Some(BaselineHistory::Offset(shift_forward(back, d)))
+        }
+        Some(BaselineSource::Before(d)) => Some(BaselineHistory::Fixed(
+            mean_before(source, rule, d, from).await?,
+        )),
+        None => None,
+    };
+    Ok(out)
+}
+
 /// `baseline: before: D`: the per-series mean of the rule's query over the `D` before
 /// `start_ms`, from ONE range query (its step is the rule's interval, or coarser when
 /// `D` would need more points than one query may return). Non-finite points are left
