@@ -378,3 +378,71 @@ fn replay_compares_verdicts_side_by_side_with_judge_overrides() {
     ]);
     assert!(out.contains("rolled_back"), "{out}");
 }
+
+/// `serve`: a watch's judges run through the agent (an offset baseline rolls back with
+/// its evidence), and a `before:` baseline is taken once, stored, and not taken again
+/// when the agent restarts.
+#[test]
+fn serve_judges_and_keeps_a_before_baseline_across_a_restart() {
+    use crate::harness::agent::Agent;
+    use serde_json::json;
+    let d = data();
+    let mut a = Agent::with_prometheus(None, &d.url);
+    let file = |rule: &str| {
+        format!("vars:\n  test:\nwatch:\n  duration: 60s\n  interval: 1s\nrollback:\n  command: [\"sh\", \"-c\", \"echo rollback >> @DIR@/actions.log\"]\nrules:\n  - name: orders\n    query: rw_orders{{test=\"${{test}}\"}}\n{rule}")
+    };
+    a.rule_file(
+        "offset",
+        &file("    baseline:\n      offset: 1w\n    below_baseline: 30%\n    for: 2s\n"),
+    );
+    a.rule_file(
+        "before",
+        &file("    baseline:\n      before: 5m\n    below_baseline: 30%\n    for: 0s\n"),
+    );
+    assert_eq!(
+        a.post(json!({"rules": "offset", "vars": {"test": "drop"}, "id": "off"}))
+            .0,
+        201
+    );
+    assert_eq!(
+        a.post(json!({"rules": "before", "vars": {"test": "dip"}, "id": "bef"}))
+            .0,
+        201
+    );
+    let w = a.await_finished("off", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    assert_eq!(a.actions().len(), 1);
+    // The before: baseline (the mean of the 5 minutes before: 40) is stored.
+    a.await_watch("bef", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    let db = rusqlite::Connection::open(a.s.path("state.db")).unwrap();
+    let stored: Vec<(String, Option<f64>)> = db
+        .prepare("SELECT labels, value FROM baselines WHERE watch_id = 'bef' ORDER BY labels")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(stored.len(), 2, "a marker and one series: {stored:?}");
+    assert_eq!(stored[1].1, Some(40.0), "{stored:?}");
+    drop(db);
+    let taken = |a: &Agent| a.dump().matches("\"event\":\"baseline\"").count();
+    assert_eq!(taken(&a), 1, "{}", a.dump());
+    let mut p = a.proc.take().unwrap();
+    p.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(p.wait(Duration::from_secs(15)), 0, "{}", p.dump());
+    let last = |w: &Value| w["rule_states"][0]["last_poll_ms"].as_i64().unwrap_or(0);
+    let stopped_at = crate::harness::now_ms() as i64;
+    a.start();
+    // A poll after the restart: the live loop (and the baseline step before it) ran.
+    a.await_watch("bef", Duration::from_secs(10), |w| {
+        w["state"] == "running" && last(w) > stopped_at
+    });
+    assert_eq!(
+        taken(&a),
+        0,
+        "the restart read the stored baseline: {}",
+        a.dump()
+    );
+}
