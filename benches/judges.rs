@@ -59,7 +59,7 @@ fn judges(c: &mut Criterion) {
             })
             .collect();
         let mut k = 0u64;
-        let mut step = |eval: &mut RuleEval, k: &mut u64| {
+        let step = |eval: &mut RuleEval, k: &mut u64| {
             let (canary, stable) = &polls[(*k % 40) as usize];
             let extra = Extra {
                 stable: Some(stable),
