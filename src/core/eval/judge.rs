@@ -173,15 +173,19 @@ pub fn traffic(series: &Labels, guard: &[Sample]) -> Option<f64> {
     total
 }
 
-/// The baseline of a series: the finite value of the baseline series with the same
-/// labels (the mean when a label set is duplicated), or None.
-pub fn baseline_of(series: &Labels, baseline: &[Sample]) -> Option<f64> {
-    let vals: Vec<f64> = baseline
-        .iter()
-        .filter(|b| &b.labels == series && b.value.is_finite())
-        .map(|b| b.value)
-        .collect();
-    (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+/// The baselines of a poll by label set: the finite value of each baseline series (the
+/// mean when a label set is duplicated). Built once per poll, so each series finds its
+/// baseline in O(log n).
+pub fn baselines(baseline: &[Sample]) -> std::collections::BTreeMap<&Labels, f64> {
+    let mut sums: std::collections::BTreeMap<&Labels, (f64, u32)> = Default::default();
+    for b in baseline.iter().filter(|b| b.value.is_finite()) {
+        let e = sums.entry(&b.labels).or_default();
+        e.0 += b.value;
+        e.1 += 1;
+    }
+    sums.into_iter()
+        .map(|(l, (sum, n))| (l, sum / n as f64))
+        .collect()
 }
 
 /// Whether `value` breaches with baseline `b`: on each side with a percentage, it must

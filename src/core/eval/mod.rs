@@ -321,7 +321,7 @@ impl RuleEval {
         };
         let baseline = match (judge.baseline, extra.baseline) {
             (None, _) => None,
-            (Some(b), Some(Poll::Samples(s))) => Some((b, s.as_slice())),
+            (Some(b), Some(Poll::Samples(s))) => Some((b, judge::baselines(s))),
             (Some(_), _) => return Vec::new(),
         };
         self.notes.judged = true;
@@ -356,19 +356,13 @@ impl RuleEval {
                     continue;
                 }
             }
-            let breaching = match baseline {
+            let breaching = match &baseline {
                 None => threshold.breached(*value),
-                Some((bp, b)) => match judge::baseline_of(labels, b) {
+                Some((bp, b)) => match b.get(labels).copied() {
                     Some(base) => {
                         evidence.baseline = Some(base);
                         evidence.ratio = (base != 0.0).then(|| *value / base);
-                        judge::baseline_breached(
-                            *value,
-                            base,
-                            &bp,
-                            threshold.above,
-                            threshold.below,
-                        )
+                        judge::baseline_breached(*value, base, bp, threshold.above, threshold.below)
                     }
                     None => {
                         self.notes.no_baseline.push((*labels).clone());
