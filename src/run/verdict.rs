@@ -36,14 +36,18 @@ impl RuleStatus {
     /// The JSON every answer that carries rule statuses uses (`gate --format json`, the
     /// agent's verdict routes), so they never disagree on a field.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut j = serde_json::json!({
             "name": self.name,
             "value": crate::core::events::float::json(self.value.filter(|v| !v.is_nan())),
             "threshold": self.threshold,
             "breached": self.breached,
             "error": self.error,
-            "evidence": (!self.evidence.is_empty()).then_some(&self.evidence),
-        })
+        });
+        // Only a rule with judges has evidence; the shape of the others is unchanged.
+        if !self.evidence.is_empty() {
+            j["evidence"] = serde_json::to_value(&self.evidence).unwrap_or_default();
+        }
+        j
     }
 }
 

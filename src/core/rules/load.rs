@@ -626,7 +626,7 @@ fn compile_rule(
         // `breaches: M of N` replaces `for` (both is an error, reported with the judges).
         Some(Duration::ZERO)
     } else {
-        required(cx, &f, "for", &what, "add how long it must stay breached, e.g. `for: 2m` (`for: 0s` acts on the first breaching poll), or `breaches: 3 of 5`")
+        required(cx, &f, "for", &what, "add how long it must stay breached, e.g. `for: 2m` (`for: 0s` acts on the first breaching poll)")
             .and_then(|n| duration(cx, n, "`for`", true))
     };
     let no_data = match f.get("no_data") {
