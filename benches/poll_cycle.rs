@@ -39,6 +39,7 @@ fn params() -> Params {
         // Never reached: the measured polls keep the breaching series pending.
         for_: Duration::MAX,
         no_data: NoData::Ok,
+        judge: Default::default(),
     }
 }
 

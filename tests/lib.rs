@@ -14,6 +14,7 @@ mod faults;
 mod gate;
 mod grafana;
 mod import;
+mod judges;
 mod observe;
 mod page;
 mod proxy_faults;

@@ -145,15 +145,47 @@ pub async fn run_watch(
         crate::say!("error: {e}");
         exit::USAGE
     })?;
+    let baselines = before_baselines(spec, &client, crate::core::events::now_ms()).await;
     Ok(watch::run_session(
         spec,
         Arc::new(client),
         opts,
-        watch::Start::default(),
+        watch::Start {
+            baselines,
+            ..Default::default()
+        },
         signals,
         &mut sinks,
     )
     .await)
+}
+
+/// The `baseline: before:` samples of every rule that has one, each from one range
+/// query ending at `start_ms`. A failed query is a warning: that rule's series then
+/// have no baseline and follow `no_baseline`.
+pub async fn before_baselines<H: crate::io::prom::HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    start_ms: i64,
+) -> Vec<Option<Vec<crate::core::series::Sample>>> {
+    let mut out = Vec::with_capacity(spec.rules.len());
+    for rule in &spec.rules {
+        let Some(crate::core::rules::BaselineSource::Before(d)) = rule.baseline else {
+            out.push(None);
+            continue;
+        };
+        match crate::io::prom::history::mean_before(source, rule, d, start_ms).await {
+            Ok(samples) => {
+                tracing::info!(event = "baseline", rule = %rule.name, series = samples.len(), "baseline taken: the mean of the query over the {} before the watch", humantime::format_duration(d));
+                out.push(Some(samples));
+            }
+            Err(e) => {
+                tracing::warn!(event = "baseline_failed", rule = %rule.name, error = %e, "the baseline could not be taken; every series of this rule follows `no_baseline`");
+                out.push(Some(Vec::new()));
+            }
+        }
+    }
+    out
 }
 
 /// Builds the sinks a watch reports to.

@@ -142,8 +142,9 @@ pub async fn run(args: GateArgs) -> u8 {
                 decision.block(Reason::rule_breached(
                     &r.name,
                     format!(
-                        "rule `{}` is breached now ({value}; breached when {}): don't deploy into an incident",
-                        r.name, r.threshold
+                        "rule `{}` is breached now ({value}; breached when {}){}: don't deploy into an incident",
+                        r.name, r.threshold,
+                        if r.evidence.is_empty() { String::new() } else { format!(" ({})", r.evidence.text()) }
                     ),
                 ));
             }
@@ -292,7 +293,12 @@ fn render_text(d: &Decision, rules: &[RuleStatus]) -> String {
                 if b { "BREACHED" } else { "ok" }
             ),
         };
-        out.push_str(&format!("  rule `{}`: {state}\n", r.name));
+        let why = if r.evidence.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", r.evidence.text())
+        };
+        out.push_str(&format!("  rule `{}`: {state}{why}\n", r.name));
     }
     if let Some(e) = &d.emergency {
         if d.go && e.bypassed.is_empty() {
@@ -408,6 +414,7 @@ mod tests {
             threshold: "> 0.05".into(),
             breached: true,
             error: None,
+            evidence: Default::default(),
         }];
         let text = render_text(&d, &rules);
         assert_eq!(

@@ -11,9 +11,9 @@
 //! see the same Prometheus lookback, so a breach is seen at most one interval apart.
 
 use crate::cmd::common::{prom_client, PromArgs};
-use crate::core::history::{self, decide, replay_rule, Decision, RuleHistory, Verdict};
+use crate::core::history::{self, decide, replay_judged, Decision, RuleHistory, Verdict};
 use crate::core::rules::{LoadOptions, Rule, WatchSpec};
-use crate::io::prom::history::fetch;
+use crate::io::prom::history::{fetch, fetch_judges};
 use crate::io::prom::{HistorySource, PromClient, QueryError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,6 +50,21 @@ pub struct ReplayArgs {
     pub sets: Vec<(String, String)>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    /// With `--deploys`: replay a second rule file too (e.g. the same rules with
+    /// `breaches: 3 of 5` or a baseline) and print both verdicts side by side.
+    #[arg(long, value_name = "FILE", requires = "deploys")]
+    pub compare_rules: Option<PathBuf>,
+    /// With `--deploys`: judge a rule differently in a second column, e.g.
+    /// `--judge 'error-ratio={breaches: 3 of 5}'`: a YAML mapping of the rule's keys
+    /// to set (`null` removes a key; `breaches` removes `for`), checked by the same
+    /// loader as the file (repeatable).
+    #[arg(
+        long = "judge",
+        value_name = "RULE={KEY: VALUE, ...}",
+        requires = "deploys",
+        conflicts_with = "compare_rules"
+    )]
+    pub judges: Vec<String>,
     /// Write report.json, report.md and report.html for the backtest into DIR.
     #[arg(long, value_name = "DIR", conflicts_with = "deploys")]
     pub report: Option<PathBuf>,
@@ -108,6 +123,10 @@ pub struct RuleReport {
     pub peak_at: Option<String>,
     pub timeline: Vec<history::Entry>,
     pub error: Option<String>,
+    /// Series × steps insufficient (`min_traffic`, `compare`), and whether that was
+    /// every step (the rule was not judged).
+    pub insufficient: u64,
+    pub never_judged: bool,
 }
 
 /// A whole replay, as reported.
@@ -138,11 +157,15 @@ pub async fn replay<H: HistorySource>(
     let mut histories: Vec<Result<RuleHistory, QueryError>> = Vec::new();
     for rule in &spec.rules {
         let step = rule.interval.as_millis().max(1) as i64;
-        histories.push(
-            fetch(source, rule, from, to)
+        // The rule's history and its judges' (guard, stable side, baseline): each one
+        // fetch for the whole window, never one per step.
+        let h = match fetch(source, rule, from, to).await {
+            Ok(series) => fetch_judges(source, rule, from, to)
                 .await
-                .map(|series| replay_rule(rule.params(), from, to, step, &series)),
-        );
+                .map(|judges| replay_judged(rule.params(), from, to, step, &series, &judges)),
+            Err(e) => Err(e),
+        };
+        histories.push(h);
     }
     let inputs: Vec<_> = spec
         .rules
@@ -200,14 +223,15 @@ pub fn record(
                     rr.samples = h
                         .states
                         .iter()
-                        .filter(|(t, _, _)| *t <= cut)
-                        .map(|(t, v, st)| SampleRecord {
+                        .zip(h.references.iter().map(|(_, r)| *r))
+                        .filter(|((t, _, _), _)| *t <= cut)
+                        .map(|((t, v, st), reference)| SampleRecord {
                             t: *t,
                             value: *v,
                             state: st.clone(),
                             series: Vec::new(),
                             error: None,
-                            reference: None,
+                            reference,
                         })
                         .collect();
                     rr.transitions = h
@@ -220,6 +244,7 @@ pub fn record(
                             labels: e.labels.clone(),
                             value: e.value,
                             breached_for_s: None,
+                            evidence: e.evidence.clone(),
                         })
                         .collect();
                 }
@@ -271,7 +296,9 @@ pub fn record(
             "rule `{rule}` would have paused at {}",
             rfc3339(r.decision.decided_at)
         ),
-        (Verdict::Inconclusive, _) => "the history of some rule could not be read".to_string(),
+        (Verdict::Inconclusive, _) => {
+            "the history of some rule could not be read, or a rule was never judged (insufficient at every step)".to_string()
+        }
         _ => "no rule would have acted".to_string(),
     };
     Record {
@@ -304,7 +331,7 @@ fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) ->
     let mut r = RuleReport {
         name: rule.name.clone(),
         action: rule.action,
-        threshold: rule.threshold.to_string(),
+        threshold: rule.condition(),
         for_: humantime::format_duration(rule.for_).to_string(),
         pending_at: None,
         fired_at: None,
@@ -313,6 +340,8 @@ fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) ->
         peak_at: None,
         timeline: Vec::new(),
         error: None,
+        insufficient: 0,
+        never_judged: false,
     };
     let h = match h {
         Ok(h) => h,
@@ -321,6 +350,8 @@ fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) ->
             return r;
         }
     };
+    r.insufficient = h.insufficient;
+    r.never_judged = h.never_judged;
     r.timeline = h
         .entries
         .iter()
@@ -383,8 +414,13 @@ fn print_text(report: &Report, from: i64) {
             let value = e
                 .value
                 .map_or("no data".to_string(), crate::core::events::float::text);
+            let why = if e.evidence.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", e.evidence.text())
+            };
             println!(
-                "  {}  {:<8} {} {}",
+                "  {}  {:<8} {} {}{why}",
                 rfc3339(e.at),
                 e.kind,
                 labels_text(&e.labels),
@@ -396,6 +432,17 @@ fn print_text(report: &Report, from: i64) {
         }
         if r.timeline.is_empty() {
             println!("  never breached");
+        }
+        if r.never_judged {
+            println!(
+                "  not judged: insufficient at every step ({} series-steps)",
+                r.insufficient
+            );
+        } else if r.insufficient > 0 {
+            println!(
+                "  insufficient at {} series-steps (neither breach nor clear)",
+                r.insufficient
+            );
         }
         match (&r.peak, &r.peak_at) {
             (Some(p), Some(at)) => println!(
@@ -420,7 +467,7 @@ fn print_text(report: &Report, from: i64) {
             report.decided_at
         ),
         (Verdict::Inconclusive, _) => {
-            println!("verdict: INCONCLUSIVE: the history of some rule could not be read")
+            println!("verdict: INCONCLUSIVE: the history of some rule could not be read, or a rule was never judged")
         }
         _ => println!("verdict: healthy: no rule would have acted"),
     }
@@ -451,7 +498,35 @@ pub async fn run(args: ReplayArgs) -> u8 {
     };
     let now = now_ms();
     if let Some(path) = &args.deploys {
-        return deploys(&spec, &client, path, now, args.format).await;
+        let second = match (&args.compare_rules, args.judges.is_empty()) {
+            (Some(file), _) => {
+                let opts = LoadOptions {
+                    sets: &args.sets,
+                    check: false,
+                };
+                match crate::cmd::common::load_reporting(file, &opts) {
+                    Some(s) => Some((file.display().to_string(), s)),
+                    None => return crate::core::exit::USAGE,
+                }
+            }
+            (None, false) => match judged_spec(&args) {
+                Some(s) => Some(("--judge".to_string(), s)),
+                None => return crate::core::exit::USAGE,
+            },
+            (None, true) => None,
+        };
+        let counted = Counted::new(client);
+        let started = std::time::Instant::now();
+        let code = deploys(&spec, second.as_ref(), &counted, path, now, args.format).await;
+        tracing::info!(
+            event = "replay_cost",
+            range_queries = counted.count(),
+            seconds = started.elapsed().as_secs_f64(),
+            "replay read history with {} range queries in {:.2}s",
+            counted.count(),
+            started.elapsed().as_secs_f64()
+        );
+        return code;
     }
     let parse = |s: &str| parse_time(s, now);
     let (from, to) = match (
@@ -522,10 +597,147 @@ struct DeployRow {
     decided_at: String,
     /// The window was cut short because it reaches past now.
     truncated: bool,
+    /// The verdict of the second rule file (`--compare-rules`, `--judge`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    compared: Option<ComparedRow>,
+}
+
+#[derive(serde::Serialize)]
+struct ComparedRow {
+    outcome: Verdict,
+    rule: Option<String>,
+    decided_at: String,
+}
+
+/// A `HistorySource` that counts the range queries it sends (`replay --deploys` says
+/// how many it needed; BENCHMARKS.md records them).
+pub struct Counted<H> {
+    inner: H,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl<H> Counted<H> {
+    pub fn new(inner: H) -> Self {
+        Counted {
+            inner,
+            sent: Default::default(),
+        }
+    }
+    pub fn count(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl<H: HistorySource> HistorySource for Counted<H> {
+    async fn query_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<crate::io::prom::RangeResult, QueryError> {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner
+            .query_range(query, start_ms, end_ms, step_ms)
+            .await
+    }
+}
+
+/// The rule file with `--judge` overrides applied: each `RULE={KEY: VALUE, ...}` sets
+/// (or with `null` removes) keys of that rule (`breaches` and `for` replace each
+/// other); the result goes through the same loader. None after printing why not.
+fn judged_spec(args: &ReplayArgs) -> Option<WatchSpec> {
+    let text = match std::fs::read_to_string(&args.rules) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: {e}", args.rules.display());
+            return None;
+        }
+    };
+    match apply_judges(&text, &args.judges) {
+        Ok(yaml) => {
+            let shown = format!("{} (with --judge)", args.rules.display());
+            let opts = LoadOptions {
+                sets: &args.sets,
+                check: false,
+            };
+            match crate::core::rules::load_str(&shown, &yaml, &opts) {
+                Ok((mut spec, _)) => {
+                    spec.path = args.rules.clone();
+                    Some(spec)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    None
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("error: --judge: {e}");
+            None
+        }
+    }
+}
+
+/// Applies `--judge` overrides to a rule file's text; the new text out.
+pub fn apply_judges(text: &str, judges: &[String]) -> Result<String, String> {
+    use serde_json::Value;
+    let mut doc: Value = serde_saphyr::from_str(text).map_err(|e| format!("the rule file: {e}"))?;
+    for j in judges {
+        let (name, keys) = j.split_once('=').ok_or_else(|| {
+            format!(
+                "{j:?}: write RULE={{KEY: VALUE, ...}}, e.g. 'error-ratio={{breaches: 3 of 5}}'"
+            )
+        })?;
+        let keys: Value =
+            serde_saphyr::from_str(keys).map_err(|e| format!("{j:?}: not a YAML mapping: {e}"))?;
+        let Value::Object(keys) = keys else {
+            return Err(format!(
+                "{j:?}: the overrides must be a mapping such as {{breaches: 3 of 5}}"
+            ));
+        };
+        let rules = doc
+            .get_mut("rules")
+            .and_then(Value::as_array_mut)
+            .ok_or("the rule file has no list of `rules`")?;
+        let names: Vec<String> = rules
+            .iter()
+            .filter_map(|r| r.get("name").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let rule = rules
+            .iter_mut()
+            .find(|r| r.get("name").and_then(Value::as_str) == Some(name.trim()))
+            .and_then(Value::as_object_mut)
+            .ok_or_else(|| {
+                format!(
+                    "no rule named {:?} (rules: {})",
+                    name.trim(),
+                    names.join(", ")
+                )
+            })?;
+        for (k, v) in keys {
+            match k.as_str() {
+                "breaches" => {
+                    rule.remove("for");
+                }
+                "for" => {
+                    rule.remove("breaches");
+                }
+                _ => {}
+            }
+            if v.is_null() {
+                rule.remove(&k);
+            } else {
+                rule.insert(k, v);
+            }
+        }
+    }
+    serde_saphyr::to_string(&doc).map_err(|e| e.to_string())
 }
 
 async fn deploys<H: HistorySource>(
     spec: &WatchSpec,
+    second: Option<&(String, WatchSpec)>,
     source: &H,
     path: &PathBuf,
     now: i64,
@@ -551,12 +763,25 @@ async fn deploys<H: HistorySource>(
         if decision.verdict.severity() > worst.severity() {
             worst = decision.verdict;
         }
+        let compared = match second {
+            Some((_, other)) => {
+                let end = d + other.duration.as_millis() as i64;
+                let r = replay(other, source, d, end.min(now)).await;
+                Some(ComparedRow {
+                    outcome: r.decision.verdict,
+                    rule: r.decision.rule.clone(),
+                    decided_at: r.report.decided_at,
+                })
+            }
+            None => None,
+        };
         rows.push(DeployRow {
             deploy_at: rfc3339(d),
             outcome: decision.verdict,
             rule: decision.rule.clone(),
             decided_at: report.decided_at,
             truncated: end > now,
+            compared,
         });
     }
     let count = |v: Verdict| rows.iter().filter(|r| r.outcome == v).count();
@@ -566,15 +791,69 @@ async fn deploys<H: HistorySource>(
         count(Verdict::Healthy),
         count(Verdict::Inconclusive),
     );
-    match format {
-        Format::Json => {
-            let doc = serde_json::json!({
+    let count2 = |v: Verdict| {
+        rows.iter()
+            .filter(|r| r.compared.as_ref().is_some_and(|c| c.outcome == v))
+            .count()
+    };
+    let rolled = |o: Verdict| o == Verdict::RolledBack;
+    // Rollbacks the second file avoids, and rollbacks it makes that the first did not.
+    let avoided = rows
+        .iter()
+        .filter(|r| rolled(r.outcome) && r.compared.as_ref().is_some_and(|c| !rolled(c.outcome)))
+        .count();
+    let added = rows
+        .iter()
+        .filter(|r| !rolled(r.outcome) && r.compared.as_ref().is_some_and(|c| rolled(c.outcome)))
+        .count();
+    match (format, second) {
+        (Format::Json, _) => {
+            let mut doc = serde_json::json!({
                 "deploys": rows,
                 "totals": {"releases": rows.len(), "rolled_back": rb, "paused": pa, "healthy": he, "inconclusive": inc},
             });
+            if let Some((name, _)) = second {
+                doc["compared"] = serde_json::json!({
+                    "rules": name,
+                    "totals": {"rolled_back": count2(Verdict::RolledBack), "paused": count2(Verdict::Paused), "healthy": count2(Verdict::Healthy), "inconclusive": count2(Verdict::Inconclusive)},
+                    "rollbacks_avoided": avoided,
+                    "rollbacks_added": added,
+                });
+            }
             println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         }
-        Format::Text => {
+        (Format::Text, Some((name, _))) => {
+            println!(
+                "{:<22}  {:<13}  {:<20}  {:<13}  {:<20}",
+                "deploy", "verdict", "rule", "compared", "rule"
+            );
+            for r in &rows {
+                let c = r.compared.as_ref();
+                let differs = c.is_some_and(|c| c.outcome != r.outcome);
+                println!(
+                    "{:<22}  {:<13}  {:<20}  {:<13}  {:<20}{}",
+                    r.deploy_at,
+                    r.outcome.name(),
+                    r.rule.as_deref().unwrap_or("-"),
+                    c.map_or("-", |c| c.outcome.name()),
+                    c.and_then(|c| c.rule.as_deref()).unwrap_or("-"),
+                    if differs { "  <- differs" } else { "" }
+                );
+            }
+            println!();
+            println!(
+                "{} releases: {rb} would have been rolled back, {pa} paused, {he} healthy, {inc} inconclusive",
+                rows.len()
+            );
+            println!(
+                "compared ({name}): {} rolled back, {} paused, {} healthy, {} inconclusive; {avoided} rollback(s) avoided, {added} added",
+                count2(Verdict::RolledBack),
+                count2(Verdict::Paused),
+                count2(Verdict::Healthy),
+                count2(Verdict::Inconclusive),
+            );
+        }
+        (Format::Text, None) => {
             println!(
                 "{:<22}  {:<13}  {:<24}  decided at",
                 "deploy", "verdict", "rule"
@@ -638,5 +917,55 @@ mod time_tests {
             .unwrap_err()
             .starts_with("line 2"));
         assert!(parse_deploys("# none\n", now).is_err());
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+
+    const FILE: &str = "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 1m\n  - name: other\n    query: up\n    below: 1\n    no_data: ok\n    for: 0s\n";
+
+    fn load(text: &str) -> WatchSpec {
+        crate::core::rules::load_str("t.yaml", text, &LoadOptions::default())
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn judge_overrides_go_through_the_loader() {
+        let text = apply_judges(FILE, &["r={breaches: 3 of 5}".to_string()]).unwrap();
+        let spec = load(&text);
+        let r = &spec.rules[0];
+        assert_eq!(
+            r.judging.breaches,
+            Some(crate::core::eval::Breaches { m: 3, n: 5 })
+        );
+        assert_eq!(r.for_, Duration::ZERO, "breaches replaced for");
+        assert_eq!(
+            spec.rules[1],
+            load(FILE).rules[1],
+            "the other rule is untouched"
+        );
+        let text = apply_judges(
+            FILE,
+            &["r={baseline: {offset: 1w}, above_baseline: 50%, above: null, for: 0s}".to_string()],
+        )
+        .unwrap();
+        let r = &load(&text).rules[0];
+        assert_eq!(r.threshold.above, None);
+        assert_eq!(r.judging.baseline.unwrap().above_pct, Some(50.0));
+        for (bad, why) in [
+            ("nope={for: 0s}", "no rule named \"nope\" (rules: r, other)"),
+            ("r", "write RULE="),
+            ("r=[1]", "must be a mapping"),
+        ] {
+            let e = apply_judges(FILE, &[bad.to_string()]).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        // A bad value is the loader's error, as for the file itself.
+        let text = apply_judges(FILE, &["r={breaches: 6 of 5}".to_string()]).unwrap();
+        let e = crate::core::rules::load_str("t.yaml", &text, &LoadOptions::default()).unwrap_err();
+        assert!(e.to_string().contains("M > N"), "{e}");
     }
 }

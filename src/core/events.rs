@@ -11,63 +11,14 @@
 //! store sink in `run::agent`). The value and time formatting every sink shares is
 //! here too.
 
+pub use crate::core::eval::Evidence;
 use crate::core::series::Labels;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// Sample values as Prometheus writes them, wherever a value leaves the program.
-///
-/// serde_json writes a non-finite `f64` as `null`, and `null` reads as "no data": a
-/// series at `+Inf` (an error ratio over zero requests, say) would look absent in the
-/// very records a post-release review relies on. Prometheus's own API writes every
-/// value as a string, with `+Inf`, `-Inf` and `NaN` for the special ones; rollwatch
-/// keeps finite values as JSON numbers (as before) and writes the special ones the way
-/// Prometheus does. An absent value (`None`) stays `null`. Every struct that carries a
-/// sample value uses these (`#[serde(serialize_with = ...)]`), and `json!` payloads use
-/// `json`, so there is one rule in one place.
-pub mod float {
-    use serde::Serializer;
-
-    /// A value for text (logs, Markdown, notifications, environment variables):
-    /// `+Inf`, `-Inf`, `NaN`, or the number as Rust prints it.
-    pub fn text(v: f64) -> String {
-        if v.is_nan() {
-            "NaN".to_string()
-        } else if v == f64::INFINITY {
-            "+Inf".to_string()
-        } else if v == f64::NEG_INFINITY {
-            "-Inf".to_string()
-        } else {
-            v.to_string()
-        }
-    }
-
-    /// `serialize_with` for an `f64`: a number, or the string `+Inf`/`-Inf`/`NaN`.
-    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() {
-            s.serialize_f64(*v)
-        } else {
-            s.serialize_str(&text(*v))
-        }
-    }
-
-    /// `serialize_with` for an `Option<f64>`: `null` when absent, else as `serialize`.
-    pub fn option<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(v) => serialize(v, s),
-            None => s.serialize_none(),
-        }
-    }
-
-    /// The same as a `serde_json::Value`, for payloads built with `json!`.
-    pub fn json(v: Option<f64>) -> serde_json::Value {
-        match v {
-            None => serde_json::Value::Null,
-            Some(v) if v.is_finite() => serde_json::json!(v),
-            Some(v) => serde_json::Value::String(text(v)),
-        }
-    }
-}
+/// How sample values leave the program (`+Inf`, `-Inf`, `NaN` as Prometheus writes
+/// them); it lives with the series types so the evaluator's evidence can use it too.
+pub use crate::core::series::float;
 
 /// One series' value at a poll (None = no data / NaN).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -175,6 +126,19 @@ pub enum Event {
         /// The worst value (highest for `above`, lowest for `below`), if any.
         #[serde(serialize_with = "float::option")]
         value: Option<f64>,
+        /// What the worst series was compared with: its baseline, or the stable side's
+        /// median (`compare`).
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "float::option"
+        )]
+        reference: Option<f64>,
+        /// Series insufficient at this poll (`min_traffic`, `compare`).
+        #[serde(skip_serializing_if = "is_zero")]
+        insufficient: usize,
+        /// Why (the judges' evidence: baseline, ratio, p-value, effect, counts).
+        #[serde(skip_serializing_if = "Evidence::is_empty")]
+        evidence: Evidence,
     },
     Pending {
         rule: String,
@@ -183,6 +147,9 @@ pub enum Event {
         value: Option<f64>,
         threshold: String,
         for_s: f64,
+        /// Why (the judges' evidence: baseline, ratio, p-value, effect, counts).
+        #[serde(skip_serializing_if = "Evidence::is_empty")]
+        evidence: Evidence,
     },
     Resolved {
         rule: String,
@@ -192,6 +159,9 @@ pub enum Event {
         threshold: String,
         was: &'static str,
         breached_for_s: f64,
+        /// Why (the judges' evidence: baseline, ratio, p-value, effect, counts).
+        #[serde(skip_serializing_if = "Evidence::is_empty")]
+        evidence: Evidence,
     },
     Fired {
         rule: String,
@@ -201,6 +171,9 @@ pub enum Event {
         threshold: String,
         breached_for_s: f64,
         action: &'static str,
+        /// Why (the judges' evidence: baseline, ratio, p-value, effect, counts).
+        #[serde(skip_serializing_if = "Evidence::is_empty")]
+        evidence: Evidence,
     },
     /// A rule with `action: notify` fired; the watch goes on.
     Notify {
@@ -210,6 +183,9 @@ pub enum Event {
         value: Option<f64>,
         threshold: String,
         breached_for_s: f64,
+        /// Why (the judges' evidence: baseline, ratio, p-value, effect, counts).
+        #[serde(skip_serializing_if = "Evidence::is_empty")]
+        evidence: Evidence,
     },
     PauseSkipped {
         rule: String,
@@ -267,6 +243,10 @@ impl Event {
             Event::WatchFinished { .. } => "watch_finished",
         }
     }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Somewhere events go. `at_ms` is the Unix time the event refers to.

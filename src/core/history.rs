@@ -27,6 +27,9 @@ pub struct Entry {
     pub labels: Labels,
     #[serde(serialize_with = "crate::core::events::float::option")]
     pub value: Option<f64>,
+    /// The judges' evidence, when any.
+    #[serde(skip_serializing_if = "crate::core::eval::Evidence::is_empty")]
+    pub evidence: crate::core::eval::Evidence,
 }
 
 /// One rule's replay over the whole window (before cutting at the first rollback).
@@ -38,6 +41,48 @@ pub struct RuleHistory {
     /// The rule's state and worst value at every step, as a watch would show it.
     pub states: Vec<(i64, Option<f64>, crate::core::events::RuleState)>,
     pub steps: usize,
+    /// Insufficient at every step (`min_traffic`, `compare`): not judged at all, which
+    /// makes the replayed watch inconclusive unless a rollback decided it.
+    pub never_judged: bool,
+    /// Series × steps that were insufficient.
+    pub insufficient: u64,
+    /// What each step's worst series was compared with (its baseline, or the stable
+    /// median), for the report's reference line.
+    pub references: Vec<(i64, Option<f64>)>,
+}
+
+/// The history of a rule's judges over the same window as its own, each from range
+/// queries fetched once for the window (never per step).
+#[derive(Debug, Clone, Default)]
+pub struct JudgeHistory {
+    /// `min_traffic.query` over the window.
+    pub guard: Option<Vec<RangeSeries>>,
+    /// `compare.stable` over the window.
+    pub stable: Option<Vec<RangeSeries>>,
+    /// The baseline: `offset:` the rule's query over the window shifted back by the
+    /// offset, with its points moved forward by it (`shift_forward`); `before:` the
+    /// per-series means (fixed for the whole window).
+    pub baseline: Option<BaselineHistory>,
+}
+
+/// A baseline over a replayed window.
+#[derive(Debug, Clone)]
+pub enum BaselineHistory {
+    /// Points already moved onto the window's time.
+    Offset(Vec<RangeSeries>),
+    /// One value per series for the whole window.
+    Fixed(Vec<Sample>),
+}
+
+/// Moves every point `by` ms later: a range query over `[from - D, to - D]` becomes the
+/// `offset D` baseline of `[from, to]`.
+pub fn shift_forward(mut series: Vec<RangeSeries>, by: i64) -> Vec<RangeSeries> {
+    for s in &mut series {
+        for p in &mut s.points {
+            p.0 += by;
+        }
+    }
+    series
 }
 
 /// Regroups range-query points into the polls a watch would have made: one per step
@@ -83,14 +128,40 @@ pub fn replay_rule(
     step: i64,
     series: &[RangeSeries],
 ) -> RuleHistory {
+    replay_judged(params, from, to, step, series, &JudgeHistory::default())
+}
+
+/// `replay_rule` with the history of the rule's judges.
+pub fn replay_judged(
+    params: Params,
+    from: i64,
+    to: i64,
+    step: i64,
+    series: &[RangeSeries],
+    judges: &JudgeHistory,
+) -> RuleHistory {
     let (steps, polls) = polls_on_grid(from, to, step, series);
+    let grid =
+        |s: &Option<Vec<RangeSeries>>| s.as_ref().map(|s| polls_on_grid(from, to, step, s).1);
+    let guard = grid(&judges.guard);
+    let stable = grid(&judges.stable);
+    let (base_steps, base_fixed) = match &judges.baseline {
+        Some(BaselineHistory::Offset(s)) => (Some(polls_on_grid(from, to, step, s).1), None),
+        Some(BaselineHistory::Fixed(v)) => (None, Some(Poll::Samples(v.clone()))),
+        None => (None, None),
+    };
+    let at_step = |m: &Option<BTreeMap<usize, Vec<Sample>>>, k: usize| {
+        m.as_ref()
+            .map(|m| Poll::Samples(m.get(&k).cloned().unwrap_or_default()))
+    };
     let empty = Vec::new();
     let mut eval = RuleEval::new(params);
     let mut out = RuleHistory {
         steps,
         ..Default::default()
     };
-    let above = params.threshold.above.is_some();
+    let above = params.threshold.above.is_some()
+        || params.judge.baseline.is_some_and(|b| b.above_pct.is_some());
     for k in 0..steps {
         let at_ms = from + k as i64 * step;
         let samples = polls.get(&k).unwrap_or(&empty);
@@ -106,26 +177,62 @@ pub fn replay_rule(
         }
         let poll = Poll::Samples(samples.clone());
         let at = Duration::from_millis((k as i64 * step) as u64);
-        let transitions = eval.observe(at, &poll);
+        let (g, st, b) = (
+            at_step(&guard, k),
+            at_step(&stable, k),
+            at_step(&base_steps, k),
+        );
+        let extra = crate::core::eval::Extra {
+            guard: g.as_ref(),
+            stable: st.as_ref(),
+            baseline: b.as_ref().or(base_fixed.as_ref()),
+        };
+        let transitions = eval.observe_with(at, &poll, extra);
+        let notes = eval.notes();
+        let reference = if params.judge.compare.is_some() {
+            notes.evidence.get(&Labels::new()).and_then(|e| e.baseline)
+        } else {
+            worst
+                .and_then(|w| notes.evidence.get(&w.labels))
+                .and_then(|e| e.baseline)
+        };
+        out.references.push((at_ms, reference));
         out.states.push((
             at_ms,
             worst.map(|w| w.value),
             crate::core::events::RuleState::of(&eval, at, &poll),
         ));
         for t in transitions {
-            let (kind, labels, value) = match t {
-                Transition::Pending { labels, value } => ("pending", labels, value),
-                Transition::Resolved { labels, value, .. } => ("resolved", labels, value),
-                Transition::Fired { labels, value, .. } => ("fired", labels, value),
+            let (kind, labels, value, evidence) = match t {
+                Transition::Pending {
+                    labels,
+                    value,
+                    evidence,
+                } => ("pending", labels, value, evidence),
+                Transition::Resolved {
+                    labels,
+                    value,
+                    evidence,
+                    ..
+                } => ("resolved", labels, value, evidence),
+                Transition::Fired {
+                    labels,
+                    value,
+                    evidence,
+                    ..
+                } => ("fired", labels, value, evidence),
             };
             out.entries.push(Entry {
                 at: at_ms,
                 kind,
                 labels,
                 value,
+                evidence,
             });
         }
     }
+    out.never_judged = eval.never_judged();
+    out.insufficient = eval.insufficient_count();
     out
 }
 
@@ -201,7 +308,10 @@ pub fn decide(rules: &[(String, Action, Option<&RuleHistory>)], to: i64) -> Deci
             cut_at: at,
         };
     }
-    if rules.iter().any(|(_, _, h)| h.is_none()) {
+    if rules
+        .iter()
+        .any(|(_, _, h)| h.is_none_or(|h| h.never_judged))
+    {
         return Decision {
             verdict: Verdict::Inconclusive,
             decided_at: to,

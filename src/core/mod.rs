@@ -10,7 +10,8 @@
 //! - `rules`: the rule model and its two-step loader; `calendar`: deploy calendars and
 //!   the gate's decision;
 //! - `events`: the typed events and the `Sink` trait, the bus between the floors;
-//! - `exit`: the exit codes.
+//! - `exit`: the exit codes;
+//! - `stats`: the statistics of the canary-vs-stable judge (Mann-Whitney U, Hodges–Lehmann).
 
 pub mod calendar;
 pub mod eval;
@@ -19,3 +20,4 @@ pub mod exit;
 pub mod history;
 pub mod rules;
 pub mod series;
+pub mod stats;

@@ -73,6 +73,7 @@ struct Fired {
     value: Option<f64>,
     threshold: String,
     breached_for_s: f64,
+    evidence: crate::core::events::Evidence,
 }
 
 /// The sink that turns watch events into notifications.
@@ -163,6 +164,9 @@ impl Notifier {
                 f.threshold,
                 secs(f.breached_for_s)
             ));
+            if !f.evidence.is_empty() {
+                summary.push_str(&format!("\nEvidence: {}.", f.evidence.text()));
+            }
         }
         let graph = info.and_then(|i| i.graph_url.clone());
         if let Some(g) = &graph {
@@ -178,6 +182,7 @@ impl Notifier {
             "value": crate::core::events::float::json(fired.and_then(|f| f.value)),
             "threshold": fired.map(|f| &f.threshold),
             "breached_for_s": fired.map(|f| f.breached_for_s),
+            "evidence": fired.map(|f| &f.evidence).filter(|e| !e.is_empty()),
             "action": action,
             "query": info.map(|i| &i.query),
             "graph_url": graph,
@@ -550,6 +555,7 @@ impl Sink for Notifier {
                 threshold,
                 breached_for_s,
                 action,
+                evidence,
             } => {
                 self.fired.insert(
                     rule.clone(),
@@ -558,6 +564,7 @@ impl Sink for Notifier {
                         value: *value,
                         threshold: threshold.clone(),
                         breached_for_s: *breached_for_s,
+                        evidence: evidence.clone(),
                     },
                 );
                 let annotations = json!({
@@ -565,6 +572,7 @@ impl Sink for Notifier {
                     "value": value.map_or("no data".into(), crate::core::events::float::text),
                     "threshold": threshold,
                     "action": action,
+                    "evidence": evidence.text(),
                 });
                 self.open_rule_alert(at_ms, "RollwatchFired", rule, annotations);
             }

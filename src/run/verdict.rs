@@ -3,14 +3,20 @@
 //! `gate`'s health check and `serve`'s verdict endpoint (for Argo Rollouts' web metric
 //! provider and Flagger's webhooks) ask the same question: is the system within the
 //! rule file's thresholds *now*? They share this one answer so that they can never
-//! disagree. `for:` is ignored (the question is whether the system is burning now, not
-//! whether a watch would act yet); an empty result counts as breached only for
-//! `no_data: breach`; a failed query makes the answer inconclusive, never a pass.
+//! disagree. `for:` and `breaches:` are ignored (the question is whether the system is
+//! burning now, not whether a watch would act yet); an empty result counts as breached
+//! only for `no_data: breach`; a failed query makes the answer inconclusive, never a pass.
+//!
+//! The judges apply as in a watch, through the same evaluator: the guard and an offset
+//! baseline are queried at the same instant, a `before:` baseline is the mean over the
+//! `D` before now (one range query), and a `compare` rule pools its sides over its
+//! `window` up to now (one range query per side). A rule insufficient now (thin
+//! traffic, too few samples) cannot vouch for the system: inconclusive.
 
-use crate::core::eval::NoData;
-use crate::core::rules::WatchSpec;
-use crate::io::prom::MetricsSource;
-use std::time::SystemTime;
+use crate::core::eval::{Evidence, Extra, Phase, Poll, RuleEval};
+use crate::core::rules::{BaselineSource, Rule, WatchSpec};
+use crate::io::prom::{HistorySource, MetricsSource, QueryError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// One rule, as it stands now.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,21 +26,28 @@ pub struct RuleStatus {
     pub value: Option<f64>,
     pub threshold: String,
     pub breached: bool,
-    /// Why the query failed, if it did.
+    /// Why the query failed, if it did (or why the rule could not be judged now).
     pub error: Option<String>,
+    /// The judges' evidence for the judged series (baseline, ratio, p-value, effect).
+    pub evidence: Evidence,
 }
 
 impl RuleStatus {
     /// The JSON every answer that carries rule statuses uses (`gate --format json`, the
     /// agent's verdict routes), so they never disagree on a field.
     pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut j = serde_json::json!({
             "name": self.name,
             "value": crate::core::events::float::json(self.value.filter(|v| !v.is_nan())),
             "threshold": self.threshold,
             "breached": self.breached,
             "error": self.error,
-        })
+        });
+        // Only a rule with judges has evidence; the shape of the others is unchanged.
+        if !self.evidence.is_empty() {
+            j["evidence"] = serde_json::to_value(&self.evidence).unwrap_or_default();
+        }
+        j
     }
 }
 
@@ -62,36 +75,124 @@ impl Verdict {
 }
 
 /// Queries every rule of `spec` once, at this instant.
-pub async fn evaluate_once<S: MetricsSource>(spec: &WatchSpec, source: &S) -> Vec<RuleStatus> {
+pub async fn evaluate_once<S: MetricsSource + HistorySource>(
+    spec: &WatchSpec,
+    source: &S,
+) -> Vec<RuleStatus> {
     let mut out = Vec::new();
+    let now = SystemTime::now();
     for rule in &spec.rules {
         let mut status = RuleStatus {
             name: rule.name.clone(),
             value: None,
-            threshold: rule.threshold.to_string(),
+            threshold: rule.condition(),
             breached: false,
             error: None,
+            evidence: Evidence::default(),
         };
-        match source.query(&rule.query, SystemTime::now()).await {
-            Ok(r) => {
-                let values: Vec<f64> = r
-                    .samples
-                    .iter()
-                    .map(|s| s.value)
-                    .filter(|v| !v.is_nan())
-                    .collect();
-                let worst = values.iter().copied().find(|v| rule.threshold.breached(*v));
-                status.breached = match worst {
-                    Some(_) => true,
-                    None => values.is_empty() && rule.no_data == NoData::Breach,
-                };
-                status.value = worst.or_else(|| values.first().copied());
+        match judge_now(rule, source, now).await {
+            Ok(eval) => {
+                let notes = eval.notes();
+                let firing = eval.series().iter().find(|(_, s)| s.phase == Phase::Firing);
+                status.breached = firing.is_some();
+                if let Some((labels, state)) = firing {
+                    status.value = state.last_value;
+                    status.evidence = notes.evidence.get(labels).cloned().unwrap_or_default();
+                } else {
+                    status.value = notes.compare_value.or(notes.first_value);
+                    status.evidence = notes.evidence.values().next().cloned().unwrap_or_default();
+                }
+                if !status.breached && notes.series_judged == 0 && notes.insufficient > 0 {
+                    status.error = Some(
+                        "insufficient now (traffic under `min_traffic.min`, or fewer than `compare.min_samples` samples): it cannot vouch for the system".into(),
+                    );
+                }
             }
-            Err(e) => status.error = Some(e.to_string()),
+            Err(e) => status.error = Some(e),
         }
         out.push(status);
     }
     out
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
+}
+
+fn failed(what: &str, e: QueryError) -> String {
+    format!("{what}: {e}")
+}
+
+/// One rule judged at `now` by a fresh evaluator (without `for`/`breaches`).
+async fn judge_now<S: MetricsSource + HistorySource>(
+    rule: &Rule,
+    source: &S,
+    now: SystemTime,
+) -> Result<RuleEval, String> {
+    let mut params = rule.params();
+    params.for_ = Duration::ZERO;
+    params.judge.breaches = None;
+    let mut eval = RuleEval::new(params);
+    if let (Some(c), Some(stable)) = (params.judge.compare, &rule.stable) {
+        // The pools a watch would hold now: both sides over the window, on its grid.
+        let step = rule.interval.as_millis().max(1) as i64;
+        let to = unix_ms(now);
+        let from = to - (c.window.as_millis() as i64 / step) * step;
+        let canary = crate::io::prom::history::fetch_query(source, rule, &rule.query, from, to)
+            .await
+            .map_err(|e| failed("the canary query failed", e))?;
+        let stable = crate::io::prom::history::fetch_query(source, rule, stable, from, to)
+            .await
+            .map_err(|e| failed("the stable query failed", e))?;
+        let (steps, mut c_polls) = crate::core::history::polls_on_grid(from, to, step, &canary);
+        let (_, mut s_polls) = crate::core::history::polls_on_grid(from, to, step, &stable);
+        for k in 0..steps {
+            let c = Poll::Samples(c_polls.remove(&k).unwrap_or_default());
+            let s = Poll::Samples(s_polls.remove(&k).unwrap_or_default());
+            let extra = Extra {
+                stable: Some(&s),
+                ..Default::default()
+            };
+            eval.observe_with(Duration::from_millis(k as u64 * step as u64), &c, extra);
+        }
+        return Ok(eval);
+    }
+    let main = source
+        .query(&rule.query, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let guard = match &rule.guard {
+        Some(q) => Some(Poll::Samples(
+            source
+                .query(q, now)
+                .await
+                .map_err(|e| failed("the guard (`min_traffic.query`) query failed", e))?
+                .samples,
+        )),
+        None => None,
+    };
+    let baseline = match rule.baseline {
+        Some(BaselineSource::Offset(d)) => Some(Poll::Samples(
+            source
+                .query(&rule.query, now.checked_sub(d).unwrap_or(UNIX_EPOCH))
+                .await
+                .map_err(|e| failed("the baseline (`baseline.offset`) query failed", e))?
+                .samples,
+        )),
+        Some(BaselineSource::Before(d)) => Some(Poll::Samples(
+            crate::io::prom::history::mean_before(source, rule, d, unix_ms(now))
+                .await
+                .map_err(|e| failed("the baseline (`baseline.before`) query failed", e))?,
+        )),
+        None => None,
+    };
+    let extra = Extra {
+        guard: guard.as_ref(),
+        baseline: baseline.as_ref(),
+        stable: None,
+    };
+    eval.observe_with(Duration::ZERO, &Poll::Samples(main.samples), extra);
+    Ok(eval)
 }
 
 /// Any breach fails; otherwise any error is inconclusive; otherwise pass.
@@ -116,6 +217,7 @@ mod tests {
             threshold: "> 0.5".into(),
             breached,
             error: error.then(|| "down".to_string()),
+            evidence: Evidence::default(),
         }
     }
 

@@ -59,6 +59,15 @@ impl Sink for JsonLines {
     }
 }
 
+/// ` (baseline=120 ratio=0.5)`, or nothing when there is no evidence.
+fn evidence_suffix(e: &crate::core::events::Evidence) -> String {
+    if e.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", e.text())
+    }
+}
+
 fn labels_json(labels: &Labels) -> String {
     serde_json::to_string(labels).unwrap_or_default()
 }
@@ -102,15 +111,18 @@ impl Sink for LogSink {
                 warnings,
                 state,
                 value,
+                evidence,
+                insufficient,
                 ..
             } => {
                 for w in warnings {
                     warn!(event = "query_warning", rule = %rule, warning = %w, "Prometheus attached a warning to the result (it may be partial)");
                 }
+                let why = evidence_suffix(evidence);
                 info!(
                     event = ev, rule = %rule, series = samples.iter().filter(|s| s.value.is_some()).count(),
-                    value = %value_text(*value), state = %state,
-                    "{rule}: {} {state}", value_text(*value)
+                    value = %value_text(*value), state = %state, insufficient = *insufficient, evidence = %evidence.text(),
+                    "{rule}: {} {state}{why}", value_text(*value)
                 )
             }
             Event::Pending {
@@ -119,10 +131,11 @@ impl Sink for LogSink {
                 value,
                 threshold,
                 for_s,
+                evidence,
             } => info!(
                 event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
-                r#for = %secs(*for_s), unix_ms = at_ms,
-                "breached ({} {threshold}): pending until it has lasted {}", value_text(*value), secs(*for_s)
+                r#for = %secs(*for_s), unix_ms = at_ms, evidence = %evidence.text(),
+                "breached ({} {threshold}): pending until it has lasted {}{}", value_text(*value), secs(*for_s), evidence_suffix(evidence)
             ),
             Event::Resolved {
                 rule,
@@ -131,10 +144,11 @@ impl Sink for LogSink {
                 threshold,
                 was,
                 breached_for_s,
+                evidence,
             } => info!(
                 event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
-                was = %was, breached_for = %secs(*breached_for_s), unix_ms = at_ms,
-                "no longer breached after {}", secs(*breached_for_s)
+                was = %was, breached_for = %secs(*breached_for_s), unix_ms = at_ms, evidence = %evidence.text(),
+                "no longer breached after {}{}", secs(*breached_for_s), evidence_suffix(evidence)
             ),
             Event::Fired {
                 rule,
@@ -143,10 +157,11 @@ impl Sink for LogSink {
                 threshold,
                 breached_for_s,
                 action,
+                evidence,
             } => warn!(
                 event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
-                breached_for = %secs(*breached_for_s), action = %action, unix_ms = at_ms,
-                "breached ({} {threshold}) at every poll for {}: {action}", value_text(*value), secs(*breached_for_s)
+                breached_for = %secs(*breached_for_s), action = %action, unix_ms = at_ms, evidence = %evidence.text(),
+                "breached ({} {threshold}) for {}: {action}{}", value_text(*value), secs(*breached_for_s), evidence_suffix(evidence)
             ),
             Event::Notify {
                 rule,
@@ -154,9 +169,10 @@ impl Sink for LogSink {
                 value,
                 threshold,
                 breached_for_s,
+                evidence,
             } => warn!(
                 event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
-                breached_for = %secs(*breached_for_s),
+                breached_for = %secs(*breached_for_s), evidence = %evidence.text(),
                 "notification: {rule} is breached ({} {threshold}); the watch goes on", value_text(*value)
             ),
             Event::Silenced {
@@ -256,6 +272,7 @@ mod tests {
             threshold: "> 0.5".into(),
             breached_for_s: 0.0,
             action: "rollback",
+            evidence: Default::default(),
         };
         assert_eq!(serde_json::to_value(&fired).unwrap()["value"], "+Inf");
         let pending = Event::Pending {
@@ -264,6 +281,7 @@ mod tests {
             value: Some(f64::NEG_INFINITY),
             threshold: "< 0".into(),
             for_s: 60.0,
+            evidence: Default::default(),
         };
         assert_eq!(serde_json::to_value(&pending).unwrap()["value"], "-Inf");
         let poll = Event::Poll {
@@ -276,6 +294,9 @@ mod tests {
             warnings: vec![],
             state: RuleState::Ok,
             value: Some(f64::INFINITY),
+            reference: None,
+            insufficient: 0,
+            evidence: Default::default(),
         };
         let v = serde_json::to_value(&poll).unwrap();
         assert_eq!(v["value"], "+Inf");

@@ -117,7 +117,7 @@ impl LiveView {
                 r.name.clone(),
                 RuleLine {
                     bar,
-                    threshold: r.threshold.to_string(),
+                    threshold: r.condition(),
                     limits: r
                         .threshold
                         .above

@@ -347,6 +347,9 @@ mod tests {
             warnings: vec![],
             state: RuleState::Ok,
             value: Some(v),
+            reference: None,
+            insufficient: 0,
+            evidence: Default::default(),
         }
     }
 

@@ -31,9 +31,27 @@
 //! (NaN included, as Prometheus fires on it; the evidence then shows no value). An
 //! empty result means "no breach": absent series resolve and there is no rule-level
 //! `{}` series, whatever `no_data` says (the loader refuses any `no_data` but `ok`).
+//!
+//! The judges beyond a fixed threshold (`judge.rs`) change what counts as a breach and
+//! when a series fires, never the rest:
+//! - `breaches: M of N` replaces `for`: a series goes pending at its first breach,
+//!   fires when M of its last N *judged* polls breached (consecutive or not), and
+//!   resolves when none of its last N judged polls breached. `no_data: breach`/`ok`
+//!   fill a slot, `hold`, a failed query and an insufficient poll take none;
+//! - `min_traffic`: a series whose guard is below `min` (or has no guard series) is
+//!   insufficient at that poll: no slot, no change, counted;
+//! - `baseline`: the threshold is `baseline ± P%` (and the absolute one, as a floor);
+//!   a series without a baseline follows `no_baseline`;
+//! - `compare`: the rule-level series `{}` breaches when the canary pool is worse than
+//!   the stable one (`core::stats::compare`); too few samples is insufficient.
+//!
+//! A guard or baseline query that failed makes the whole poll a failed one.
+
+mod judge;
 
 pub use crate::core::series::{Labels, Poll, Sample};
-use std::collections::BTreeMap;
+pub use judge::{BaselineParams, Breaches, CompareParams, Direction, Evidence, Judging};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -136,6 +154,8 @@ pub struct Params {
     pub threshold: Threshold,
     pub for_: Duration,
     pub no_data: NoData,
+    /// The judges beyond the threshold (all off by default).
+    pub judge: Judging,
 }
 
 /// A series' current phase.
@@ -154,18 +174,26 @@ pub struct SeriesState {
     pub since: Duration,
     /// The last value seen (None if the series was absent and counted by `no_data`).
     pub last_value: Option<f64>,
+    /// `breaches: M of N`: the last N judged polls, oldest first (true = breach). A
+    /// restored series starts from one breach.
+    pub window: VecDeque<bool>,
 }
 
-/// A change worth logging or acting on.
+/// A change worth logging or acting on, with the evidence it was decided on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// The series breached for the first time in a run.
-    Pending { labels: Labels, value: Option<f64> },
-    /// The series has breached at every poll for `for`: act.
+    Pending {
+        labels: Labels,
+        value: Option<f64>,
+        evidence: Evidence,
+    },
+    /// The series has breached at every poll for `for` (or M of N): act.
     Fired {
         labels: Labels,
         value: Option<f64>,
         breached_for: Duration,
+        evidence: Evidence,
     },
     /// The series stopped breaching.
     Resolved {
@@ -173,7 +201,38 @@ pub enum Transition {
         from: Phase,
         value: Option<f64>,
         breached_for: Duration,
+        evidence: Evidence,
     },
+}
+
+/// The extra inputs of one poll, taken at the same instant as the rule's query: the
+/// guard (`min_traffic`), the baseline (`offset:` this poll's, `before:` the stored
+/// one) and the stable side (`compare`, whose canary side is the rule's own poll).
+/// A judge the rule uses whose input is missing makes the poll count as failed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    pub guard: Option<&'a Poll>,
+    pub baseline: Option<&'a Poll>,
+    pub stable: Option<&'a Poll>,
+}
+
+/// What the last poll showed besides its transitions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PollNotes {
+    /// The poll was judged (not failed, nor missing an input).
+    pub judged: bool,
+    /// Series judged at this poll.
+    pub series_judged: usize,
+    /// Series insufficient at this poll (for `compare`: 1 when the pools are too small).
+    pub insufficient: usize,
+    /// Series that had no usable baseline.
+    pub no_baseline: Vec<Labels>,
+    /// The evidence of each judged series at this poll.
+    pub evidence: BTreeMap<Labels, Evidence>,
+    /// The value a `compare` rule judged (the canary pool's median).
+    pub compare_value: Option<f64>,
+    /// The first usable value of the poll (by label set), for a one-line status.
+    pub first_value: Option<f64>,
 }
 
 /// The evaluator of one rule.
@@ -181,20 +240,32 @@ pub enum Transition {
 pub struct RuleEval {
     params: Params,
     series: BTreeMap<Labels, SeriesState>,
+    /// Series × polls judged, and insufficient, since the start.
+    judged: u64,
+    insufficient: u64,
+    notes: PollNotes,
+    /// `compare`: (time, value) pools of the canary and stable sides.
+    canary: VecDeque<(Duration, f64)>,
+    stable: VecDeque<(Duration, f64)>,
 }
 
 impl RuleEval {
     pub fn new(params: Params) -> Self {
-        RuleEval {
-            params,
-            series: BTreeMap::new(),
-        }
+        Self::restore(params, BTreeMap::new())
     }
 
     /// An evaluator that continues from saved series state (what `serve` persisted
     /// before a restart). `since` must be on the same clock as the polls that follow.
     pub fn restore(params: Params, series: BTreeMap<Labels, SeriesState>) -> Self {
-        RuleEval { params, series }
+        RuleEval {
+            params,
+            series,
+            judged: 0,
+            insufficient: 0,
+            notes: PollNotes::default(),
+            canary: VecDeque::new(),
+            stable: VecDeque::new(),
+        }
     }
 
     pub fn params(&self) -> &Params {
@@ -206,12 +277,54 @@ impl RuleEval {
         &self.series
     }
 
+    /// Series × polls judged so far (a series insufficient at a poll is not judged).
+    pub fn judged_count(&self) -> u64 {
+        self.judged
+    }
+
+    /// Series × polls that were insufficient so far.
+    pub fn insufficient_count(&self) -> u64 {
+        self.insufficient
+    }
+
+    /// Whether every series at every usable poll so far was insufficient: the rule was
+    /// not judged at all, which makes a watch inconclusive.
+    pub fn never_judged(&self) -> bool {
+        self.judged == 0 && self.insufficient > 0
+    }
+
+    /// What the last `observe` showed besides its transitions.
+    pub fn notes(&self) -> &PollNotes {
+        &self.notes
+    }
+
     /// Feeds one poll taken at `at` (any monotonic origin) and returns what changed.
     pub fn observe(&mut self, at: Duration, poll: &Poll) -> Vec<Transition> {
+        self.observe_with(at, poll, Extra::default())
+    }
+
+    /// `observe` with the judges' extra inputs of the same instant.
+    pub fn observe_with(&mut self, at: Duration, poll: &Poll, extra: Extra) -> Vec<Transition> {
+        self.notes = PollNotes::default();
+        let judge = self.params.judge;
+        if let Some(c) = judge.compare {
+            return self.observe_compare(at, poll, extra.stable, c);
+        }
         let samples = match poll {
             Poll::Failed => return Vec::new(),
             Poll::Samples(s) => s,
         };
+        let guard = match (judge.min_traffic, extra.guard) {
+            (None, _) => None,
+            (Some(min), Some(Poll::Samples(g))) => Some((min, g.as_slice())),
+            (Some(_), _) => return Vec::new(),
+        };
+        let baseline = match (judge.baseline, extra.baseline) {
+            (None, _) => None,
+            (Some(b), Some(Poll::Samples(s))) => Some((b, judge::baselines(s))),
+            (Some(_), _) => return Vec::new(),
+        };
+        self.notes.judged = true;
         let mut out = Vec::new();
         let mut seen: BTreeMap<&Labels, f64> = BTreeMap::new();
         let threshold = self.params.threshold;
@@ -230,10 +343,45 @@ impl RuleEval {
                 })
                 .or_insert(s.value);
         }
+        self.notes.first_value = seen.values().copied().find(|v| !v.is_nan());
         for (labels, value) in &seen {
-            let breaching = threshold.breached(*value);
+            let mut evidence = Evidence::default();
+            if let Some((min, g)) = guard {
+                let t = judge::traffic(labels, g);
+                evidence.traffic = t;
+                // Below `min`, or no guard series at all: not judged at this poll.
+                if t.is_none_or(|t| t.is_nan() || t < min) {
+                    self.insufficient += 1;
+                    self.notes.insufficient += 1;
+                    continue;
+                }
+            }
+            let breaching = match &baseline {
+                None => threshold.breached(*value),
+                Some((bp, b)) => match b.get(labels).copied() {
+                    Some(base) => {
+                        evidence.baseline = Some(base);
+                        evidence.ratio = (base != 0.0).then(|| *value / base);
+                        judge::baseline_breached(*value, base, bp, threshold.above, threshold.below)
+                    }
+                    None => {
+                        self.notes.no_baseline.push((*labels).clone());
+                        match bp.no_baseline {
+                            NoData::Hold => {
+                                self.judged += 1;
+                                self.notes.series_judged += 1;
+                                continue;
+                            }
+                            NoData::Ok => false,
+                            NoData::Breach => true,
+                        }
+                    }
+                },
+            };
+            self.judged += 1;
+            self.notes.series_judged += 1;
             let value = (!value.is_nan()).then_some(*value);
-            self.step(at, labels, value, breaching, &mut out);
+            self.step(at, labels, value, breaching, evidence, &mut out);
         }
         let absent: Vec<Labels> = self
             .series
@@ -244,7 +392,7 @@ impl RuleEval {
         for labels in absent {
             if labels.is_empty() && !seen.is_empty() {
                 // The rule-level "no data" series ends as soon as there is data.
-                self.step(at, &labels, None, false, &mut out);
+                self.step(at, &labels, None, false, Evidence::default(), &mut out);
             } else {
                 self.absent(at, &labels, &mut out);
             }
@@ -253,7 +401,102 @@ impl RuleEval {
         if seen.is_empty() && self.series.is_empty() {
             self.absent(at, &nothing, &mut out);
         }
+        self.with_counts(out)
+    }
+
+    /// Adds the rule's counts to the evidence of each transition.
+    fn with_counts(&self, mut out: Vec<Transition>) -> Vec<Transition> {
+        let judge = self.params.judge;
+        if judge.min_traffic.is_some() || judge.compare.is_some() {
+            for t in &mut out {
+                let (Transition::Pending { evidence, .. }
+                | Transition::Fired { evidence, .. }
+                | Transition::Resolved { evidence, .. }) = t;
+                evidence.insufficient = Some(self.insufficient);
+            }
+        }
         out
+    }
+
+    /// A `compare` rule: the canary side is `poll`, the stable side `stable`.
+    fn observe_compare(
+        &mut self,
+        at: Duration,
+        poll: &Poll,
+        stable: Option<&Poll>,
+        c: CompareParams,
+    ) -> Vec<Transition> {
+        let (Poll::Samples(cs), Some(Poll::Samples(ss))) = (poll, stable) else {
+            return Vec::new();
+        };
+        self.notes.judged = true;
+        for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
+            pool.extend(
+                side.iter()
+                    .filter(|s| s.value.is_finite())
+                    .map(|s| (at, s.value)),
+            );
+            // The sliding window: samples of the last `window`, this poll's always.
+            while pool
+                .front()
+                .is_some_and(|(t, _)| at.saturating_sub(*t) >= c.window && *t != at)
+            {
+                pool.pop_front();
+            }
+        }
+        let canary: Vec<f64> = self.canary.iter().map(|(_, v)| *v).collect();
+        let stable: Vec<f64> = self.stable.iter().map(|(_, v)| *v).collect();
+        let result = crate::core::stats::compare(
+            &canary,
+            &stable,
+            c.direction,
+            c.confidence,
+            c.min_effect,
+            c.min_samples,
+        );
+        let labels = Labels::new();
+        let mut out = Vec::new();
+        match result {
+            crate::core::stats::Comparison::Insufficient { n_canary, n_stable } => {
+                self.insufficient += 1;
+                self.notes.insufficient = 1;
+                self.notes.evidence.insert(
+                    labels,
+                    Evidence {
+                        n_canary: Some(n_canary),
+                        n_stable: Some(n_stable),
+                        ..Default::default()
+                    },
+                );
+                return Vec::new();
+            }
+            crate::core::stats::Comparison::Judged {
+                n_canary,
+                n_stable,
+                p_value,
+                shift,
+                stable_median,
+                effect,
+                breached,
+                ..
+            } => {
+                self.judged += 1;
+                self.notes.series_judged = 1;
+                let value = crate::core::stats::median(&canary);
+                self.notes.compare_value = value;
+                let evidence = Evidence {
+                    baseline: Some(stable_median),
+                    p_value: Some(p_value),
+                    effect: Some(effect),
+                    shift: Some(shift),
+                    n_canary: Some(n_canary),
+                    n_stable: Some(n_stable),
+                    ..Default::default()
+                };
+                self.step(at, &labels, value, breached, evidence, &mut out);
+            }
+        }
+        self.with_counts(out)
     }
 
     fn absent(&mut self, at: Duration, labels: &Labels, out: &mut Vec<Transition>) {
@@ -264,62 +507,112 @@ impl RuleEval {
             self.params.no_data
         };
         match no_data {
-            NoData::Ok => self.step(at, labels, None, false, out),
-            NoData::Breach => self.step(at, labels, None, true, out),
+            NoData::Ok => self.step(at, labels, None, false, Evidence::default(), out),
+            NoData::Breach => self.step(at, labels, None, true, Evidence::default(), out),
             NoData::Hold => {}
         }
     }
 
+    /// One judged poll of one series (a slot, for `breaches`).
     fn step(
         &mut self,
         at: Duration,
         labels: &Labels,
         value: Option<f64>,
         breaching: bool,
+        mut evidence: Evidence,
         out: &mut Vec<Transition>,
     ) {
-        let for_ = self.params.for_;
+        let breaches = self.params.judge.breaches;
+        // When the series fires: `for` has elapsed, or M of the last N polls breached.
+        let fires = |state: &SeriesState, at: Duration| match breaches {
+            Some(b) => state.window.iter().filter(|x| **x).count() as u32 >= b.m,
+            None => at.saturating_sub(state.since) >= self.params.for_,
+        };
         match (self.series.get_mut(labels), breaching) {
-            (None, false) => {}
+            (None, false) => {
+                if let Some(b) = breaches {
+                    evidence.breaches = Some((0, b.n));
+                }
+                self.notes.evidence.insert(labels.clone(), evidence);
+            }
             (None, true) => {
-                let phase = if for_.is_zero() {
-                    out.push(Transition::Pending {
-                        labels: labels.clone(),
-                        value,
-                    });
+                let mut state = SeriesState {
+                    phase: Phase::Pending,
+                    since: at,
+                    last_value: value,
+                    window: VecDeque::from([true]),
+                };
+                if let Some(b) = breaches {
+                    evidence.breaches = Some((1, b.n));
+                }
+                out.push(Transition::Pending {
+                    labels: labels.clone(),
+                    value,
+                    evidence: evidence.clone(),
+                });
+                if fires(&state, at) {
+                    state.phase = Phase::Firing;
                     out.push(Transition::Fired {
                         labels: labels.clone(),
                         value,
                         breached_for: Duration::ZERO,
+                        evidence: evidence.clone(),
                     });
-                    Phase::Firing
-                } else {
-                    out.push(Transition::Pending {
-                        labels: labels.clone(),
-                        value,
-                    });
-                    Phase::Pending
-                };
-                self.series.insert(
-                    labels.clone(),
-                    SeriesState {
-                        phase,
-                        since: at,
-                        last_value: value,
-                    },
-                );
+                }
+                self.notes.evidence.insert(labels.clone(), evidence);
+                self.series.insert(labels.clone(), state);
             }
-            (Some(state), true) => {
-                state.last_value = value;
+            (Some(state), breaching) if breaches.is_some() => {
+                let b = breaches.expect("checked");
+                if state.window.is_empty() {
+                    // Restored after a restart: it breached at least once.
+                    state.window.push_back(true);
+                }
+                state.window.push_back(breaching);
+                while state.window.len() > b.n as usize {
+                    state.window.pop_front();
+                }
+                let count = state.window.iter().filter(|x| **x).count() as u32;
+                evidence.breaches = Some((count, b.n));
+                if breaching {
+                    state.last_value = value;
+                }
                 let breached_for = at.saturating_sub(state.since);
-                if state.phase == Phase::Pending && breached_for >= for_ {
+                if count == 0 {
+                    let from = state.phase;
+                    self.series.remove(labels);
+                    out.push(Transition::Resolved {
+                        labels: labels.clone(),
+                        from,
+                        value,
+                        breached_for,
+                        evidence: evidence.clone(),
+                    });
+                } else if state.phase == Phase::Pending && fires(state, at) {
                     state.phase = Phase::Firing;
                     out.push(Transition::Fired {
                         labels: labels.clone(),
                         value,
                         breached_for,
+                        evidence: evidence.clone(),
                     });
                 }
+                self.notes.evidence.insert(labels.clone(), evidence);
+            }
+            (Some(state), true) => {
+                state.last_value = value;
+                let breached_for = at.saturating_sub(state.since);
+                if state.phase == Phase::Pending && fires(state, at) {
+                    state.phase = Phase::Firing;
+                    out.push(Transition::Fired {
+                        labels: labels.clone(),
+                        value,
+                        breached_for,
+                        evidence: evidence.clone(),
+                    });
+                }
+                self.notes.evidence.insert(labels.clone(), evidence);
             }
             (Some(state), false) => {
                 let from = state.phase;
@@ -330,11 +623,15 @@ impl RuleEval {
                     from,
                     value,
                     breached_for,
+                    evidence: evidence.clone(),
                 });
+                self.notes.evidence.insert(labels.clone(), evidence);
             }
         }
     }
 }
 
+#[cfg(test)]
+mod judge_tests;
 #[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ fn params(above: Option<f64>, below: Option<f64>, for_secs: u64, no_data: NoData
         threshold: Threshold::band(above, below),
         for_: Duration::from_secs(for_secs),
         no_data,
+        judge: Default::default(),
     }
 }
 
@@ -281,6 +282,7 @@ fn present_table() {
         threshold: Threshold::present(),
         for_: Duration::from_secs(for_s),
         no_data: nd,
+        judge: Default::default(),
     };
     let cases = [
         Case {
@@ -345,6 +347,7 @@ fn present_nan_shows_no_value_and_a_number_wins_among_duplicates() {
         threshold: Threshold::present(),
         for_: Duration::ZERO,
         no_data: NoData::Ok,
+        judge: Default::default(),
     });
     let out = eval.observe(Duration::ZERO, &poll("a=nan a=2 a=nan"));
     assert_eq!(
@@ -353,6 +356,7 @@ fn present_nan_shows_no_value_and_a_number_wins_among_duplicates() {
             labels: poll_labels("a"),
             value: Some(2.0),
             breached_for: Duration::ZERO,
+            evidence: Evidence::default(),
         }
     );
     let mut eval = RuleEval::new(eval.params().to_owned());
@@ -362,6 +366,7 @@ fn present_nan_shows_no_value_and_a_number_wins_among_duplicates() {
         Transition::Pending {
             labels: poll_labels("a"),
             value: None,
+            evidence: Evidence::default(),
         }
     );
 }
@@ -378,6 +383,7 @@ fn fired_reports_how_long_it_breached_and_the_value() {
             labels: poll_labels("a"),
             value: Some(4.0),
             breached_for: Duration::from_secs(22),
+            evidence: Evidence::default(),
         }]
     );
     assert_eq!(eval.series()[&poll_labels("a")].phase, Phase::Firing);
@@ -405,7 +411,7 @@ fn run_values(p: Params, polls: &[(u64, &str)]) -> Vec<String> {
     for (t, spec) in polls {
         for tr in eval.observe(Duration::from_secs(*t), &poll(spec)) {
             let (kind, labels, value) = match tr {
-                Transition::Pending { labels, value } => ("pending", labels, value),
+                Transition::Pending { labels, value, .. } => ("pending", labels, value),
                 Transition::Fired { labels, value, .. } => ("fired", labels, value),
                 Transition::Resolved { labels, value, .. } => ("resolved", labels, value),
             };

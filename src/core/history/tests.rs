@@ -11,6 +11,7 @@ fn params(above: f64, for_ms: u64, no_data: NoData) -> Params {
         threshold: Threshold::band(Some(above), None),
         for_: Duration::from_millis(for_ms),
         no_data,
+        judge: Default::default(),
     }
 }
 
@@ -76,6 +77,7 @@ fn decide_cuts_at_the_first_rollback() {
             kind: "fired",
             labels: Labels::new(),
             value: Some(1.0),
+            evidence: Default::default(),
         }],
         ..Default::default()
     };

@@ -6,6 +6,7 @@
 
 mod alert;
 mod command;
+mod judge;
 mod notify;
 mod vars;
 
@@ -480,6 +481,13 @@ const RULE_KEYS: &[&str] = &[
     "no_data",
     "expect_data",
     "action",
+    "breaches",
+    "min_traffic",
+    "baseline",
+    "above_baseline",
+    "below_baseline",
+    "no_baseline",
+    "compare",
 ];
 
 fn compile_rule(
@@ -518,6 +526,12 @@ fn compile_rule(
         .get("description")
         .and_then(|n| string(cx, n, "description"));
 
+    let interval = match f.get("interval") {
+        Some(n) => duration(cx, n, "rule interval", false),
+        None => default_interval,
+    };
+    let judges = judge::compile_judges(cx, &f, &what, vars, free, interval);
+
     // `alert: NAME`: the query reads Prometheus's own `ALERTS` series (`load/alert.rs`).
     let alert = f.get("alert");
     if let (Some(l), None) = (f.get("labels"), alert) {
@@ -527,7 +541,10 @@ fn compile_rule(
             "`labels:` narrows the `ALERTS` series of an `alert:` rule; put label matchers in the query instead",
         );
     }
-    let query = if let Some(a) = alert {
+    let query = if let Some((canary, _)) = &judges.compare {
+        // A compare rule's own query is its canary side.
+        canary.clone()
+    } else if let Some(a) = alert {
         if let Some(q) = f.get("query") {
             cx.error_help(
                 format!("{what} has both `query` and `alert`"),
@@ -544,38 +561,7 @@ fn compile_rule(
         &what,
         "add the PromQL query whose value is judged, or `alert: NAME` to act while a Prometheus alert fires",
     )
-    .and_then(|n| {
-        let text = string(cx, n, "query")?;
-        let vars = vars?;
-        let pieces = template_of(cx, &text, n.pos, &format!("the query of {what}"), vars)?;
-        let q = match structure::render_query(&pieces, vars, free) {
-            Ok(q) => q,
-            Err(QueryError::Placeholder(e)) => {
-                // The same placeholder may appear more than once: point at this one.
-                let nth = text[..e.offset].matches(e.token.as_str()).count();
-                let mut at = cx.locate(n.pos, &e.token);
-                for _ in 0..nth {
-                    let next = Pos {
-                        offset: at.offset.map(|o| o + 1),
-                        ..at
-                    };
-                    at = cx.locate(next, &e.token);
-                }
-                cx.error_help(
-                    format!("in the query of {what}: {}", e.message),
-                    at,
-                    "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in the README",
-                );
-                return None;
-            }
-            Err(QueryError::Template(why)) => {
-                cx.error(format!("the query of {what} {why}"), n.pos);
-                return None;
-            }
-        };
-        check_promql(cx, &q, n.pos, &what)?;
-        Some(q)
-    })
+    .and_then(|n| compile_query(cx, n, &format!("the query of {what}"), vars, free))
     };
 
     let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
@@ -618,7 +604,7 @@ fn compile_rule(
                 }
             }
         }
-    } else if !threshold_given {
+    } else if !threshold_given && !judges.baseline_threshold && judges.compare.is_none() {
         cx.error_help(
             format!("{what} has no threshold"),
             f.pos,
@@ -636,11 +622,12 @@ fn compile_rule(
             );
         }
     }
-    let for_ = required(cx, &f, "for", &what, "add how long it must stay breached, e.g. `for: 2m` (`for: 0s` acts on the first breaching poll)")
-        .and_then(|n| duration(cx, n, "`for`", true));
-    let interval = match f.get("interval") {
-        Some(n) => duration(cx, n, "rule interval", false),
-        None => default_interval,
+    let for_ = if f.get("breaches").is_some() {
+        // `breaches: M of N` replaces `for` (both is an error, reported with the judges).
+        Some(Duration::ZERO)
+    } else {
+        required(cx, &f, "for", &what, "add how long it must stay breached, e.g. `for: 2m` (`for: 0s` acts on the first breaching poll)")
+            .and_then(|n| duration(cx, n, "`for`", true))
     };
     let no_data = match f.get("no_data") {
         Some(n) => choice(cx, n, "no_data", &["ok", "breach", "hold"]).map(|c| match c {
@@ -688,6 +675,9 @@ fn compile_rule(
         }
     }
 
+    if !judges.ok {
+        return None;
+    }
     let threshold = match present {
         Some((_, true)) if !threshold_given => Threshold::present(),
         Some(_) => return None,
@@ -707,38 +697,79 @@ fn compile_rule(
             no_data: no_data?,
             expect_data: expect_data?,
             action: action?,
+            judging: judges.judging,
+            guard: judges.guard,
+            baseline: judges.baseline,
+            stable: judges.compare.and_then(|(_, s)| s),
         },
         f.pos,
     ))
 }
 
+/// A query of a rule (`query`, `min_traffic.query`, `compare.canary`/`stable`): the
+/// template parsed, every placeholder substituted and escaped, the structure proven
+/// unchanged, and the result checked as PromQL. `noun` names it in messages ("the
+/// query of rule `x`").
+pub(crate) fn compile_query(
+    cx: &mut Cx,
+    n: &Node,
+    noun: &str,
+    vars: Option<&BTreeMap<String, String>>,
+    free: &BTreeSet<String>,
+) -> Option<String> {
+    let text = string(cx, n, noun)?;
+    let vars = vars?;
+    let pieces = template_of(cx, &text, n.pos, noun, vars)?;
+    let q = match structure::render_query(&pieces, vars, free) {
+        Ok(q) => q,
+        Err(QueryError::Placeholder(e)) => {
+            // The same placeholder may appear more than once: point at this one.
+            let nth = text[..e.offset].matches(e.token.as_str()).count();
+            let mut at = cx.locate(n.pos, &e.token);
+            for _ in 0..nth {
+                let next = Pos {
+                    offset: at.offset.map(|o| o + 1),
+                    ..at
+                };
+                at = cx.locate(next, &e.token);
+            }
+            cx.error_help(
+                format!("in {noun}: {}", e.message),
+                at,
+                "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in the README",
+            );
+            return None;
+        }
+        Err(QueryError::Template(why)) => {
+            cx.error(format!("{noun} {why}"), n.pos);
+            return None;
+        }
+    };
+    check_promql(cx, &q, n.pos, noun)?;
+    Some(q)
+}
+
 /// Checks the substituted query offline: valid PromQL that yields an instant value.
-fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
+fn check_promql(cx: &mut Cx, q: &str, pos: Pos, noun: &str) -> Option<()> {
     use promql_parser::parser::value::ValueType;
     match structure::parse(q) {
         Ok(expr) => match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => Some(()),
             ValueType::Matrix => {
                 cx.error_help(
-                    format!("the query of {what} returns a range vector, which has no single value to judge"),
+                    format!("{noun} returns a range vector, which has no single value to judge"),
                     pos,
                     "wrap the range in a function, e.g. `rate(x[5m])` or `max_over_time(x[5m])`",
                 );
                 None
             }
             ValueType::String => {
-                cx.error(
-                    format!("the query of {what} returns a string, not a number"),
-                    pos,
-                );
+                cx.error(format!("{noun} returns a string, not a number"), pos);
                 None
             }
         },
         Err(e) => {
-            cx.error(
-                format!("the query of {what} is not valid PromQL: {}", e.trim()),
-                pos,
-            );
+            cx.error(format!("{noun} is not valid PromQL: {}", e.trim()), pos);
             None
         }
     }
@@ -746,6 +777,8 @@ fn check_promql(cx: &mut Cx, q: &str, pos: Pos, what: &str) -> Option<()> {
 
 #[cfg(test)]
 mod behaviour;
+#[cfg(test)]
+mod judge_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -13,7 +13,7 @@ pub mod template;
 pub(crate) mod walk;
 pub mod yaml;
 
-use crate::core::eval::{NoData, Params, Threshold};
+use crate::core::eval::{Judging, NoData, Params, Threshold};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -198,6 +198,26 @@ pub struct Rule {
     /// inconclusive instead of passing on `no_data` (a renamed metric or label).
     pub expect_data: bool,
     pub action: Action,
+    /// The judges beyond the threshold (`breaches`, `min_traffic.min`, the baseline's
+    /// percentages, `compare`'s statistics).
+    pub judging: Judging,
+    /// `min_traffic.query`, substituted and escaped like `query`.
+    pub guard: Option<String>,
+    /// `baseline:`: where the baseline comes from (the query is the rule's own).
+    pub baseline: Option<BaselineSource>,
+    /// `compare.stable`, substituted and escaped like `query` (which holds
+    /// `compare.canary` for a compare rule).
+    pub stable: Option<String>,
+}
+
+/// Where a rule's baseline comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaselineSource {
+    /// `offset: D`: the same query evaluated at `t - D`, at every poll.
+    Offset(Duration),
+    /// `before: D`: the per-series mean of the query over the D before the watch
+    /// started, taken once with a range query.
+    Before(Duration),
 }
 
 impl Rule {
@@ -206,6 +226,68 @@ impl Rule {
             threshold: self.threshold,
             for_: self.for_,
             no_data: self.no_data,
+            judge: self.judging,
         }
     }
+
+    /// The condition a value breaches, in words: the threshold (`> 0.05`), the
+    /// baseline's (`< baseline -30%`, with an absolute floor `and < 45`), or a
+    /// comparison (`canary > stable (p < 0.02, effect >= 20%)`).
+    pub fn condition(&self) -> String {
+        use crate::core::eval::Direction;
+        if let Some(c) = self.judging.compare {
+            let dir = match c.direction {
+                Direction::Increase => ">",
+                Direction::Decrease => "<",
+                Direction::Either => "!=",
+            };
+            return format!(
+                "canary {dir} stable (p < {}, effect >= {}%)",
+                crate::core::events::float::text(((1.0 - c.confidence) * 1e9).round() / 1e9),
+                crate::core::events::float::text((c.min_effect * 1e9).round() / 1e7)
+            );
+        }
+        let Some(b) = self.judging.baseline else {
+            return self.threshold.to_string();
+        };
+        let side = |pct: Option<f64>, op: &str, sign: &str, abs: Option<f64>| match (pct, abs) {
+            (Some(p), Some(a)) => Some(format!("{op} baseline {sign}{p}% and {op} {a}")),
+            (Some(p), None) => Some(format!("{op} baseline {sign}{p}%")),
+            (None, Some(a)) => Some(format!("{op} {a}")),
+            (None, None) => None,
+        };
+        let parts: Vec<String> = [
+            side(b.below_pct, "<", "-", self.threshold.below),
+            side(b.above_pct, ">", "+", self.threshold.above),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        parts.join(" or ")
+    }
+
+    /// Every query a poll of this rule runs at the same instant, in the order of
+    /// `PollDone::extra` after the rule's own: the stable side, the guard, the offset
+    /// baseline (the rule's own query, at `t - offset`) with its offset.
+    pub fn extra_queries(&self) -> Vec<(ExtraKind, String, Duration)> {
+        let mut out = Vec::new();
+        if let Some(s) = &self.stable {
+            out.push((ExtraKind::Stable, s.clone(), Duration::ZERO));
+        }
+        if let Some(g) = &self.guard {
+            out.push((ExtraKind::Guard, g.clone(), Duration::ZERO));
+        }
+        if let Some(BaselineSource::Offset(d)) = self.baseline {
+            out.push((ExtraKind::Baseline, self.query.clone(), d));
+        }
+        out
+    }
+}
+
+/// What an extra query of a poll is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExtraKind {
+    Stable,
+    Guard,
+    Baseline,
 }

@@ -338,6 +338,21 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError>;
 
+    // ---- Baselines (issue 12, judges): a `baseline: before:` is taken once, when the
+    // watch starts, and kept so that a restart does not shift it.
+
+    /// Stores the `before:` baseline of `rule` (the per-series means; possibly none).
+    /// A baseline already stored for (watch, rule) is kept: it never shifts.
+    fn put_baselines(
+        &self,
+        id: &str,
+        rule: &str,
+        values: &[(Labels, f64)],
+    ) -> Result<(), StoreError>;
+    /// Rule name -> its stored baseline (a rule whose baseline was taken without any
+    /// series maps to an empty list; a rule not taken yet is absent).
+    fn baselines(&self, id: &str) -> Result<BTreeMap<String, Vec<(Labels, f64)>>, StoreError>;
+
     // --- Leases (several agents on one store; see the module's doc) ---
 
     /// Whether several agents may share this store (then leases expire and move).

@@ -90,6 +90,13 @@ CREATE TABLE IF NOT EXISTS agents (
     id TEXT PRIMARY KEY,
     seen_at TIMESTAMPTZ NOT NULL
 );
+CREATE TABLE IF NOT EXISTS baselines (
+    watch_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value DOUBLE PRECISION,
+    PRIMARY KEY (watch_id, rule, labels)
+);
 ";
 
 /// The URL with its password (in the user info or a `password=` parameter) replaced
@@ -874,6 +881,69 @@ impl Store for PgStore {
                         boot_id: r.get(13),
                     }),
                 });
+            }
+            Ok(out)
+        })
+    }
+
+    fn put_baselines(
+        &self,
+        id: &str,
+        rule: &str,
+        values: &[(Labels, f64)],
+    ) -> Result<(), StoreError> {
+        let (url, id, rule) = (self.url.clone(), id.to_string(), rule.to_string());
+        let rows: Vec<(String, f64)> = values
+            .iter()
+            .map(|(l, v)| (serde_json::to_string(l).unwrap_or_else(|_| "{}".into()), *v))
+            .collect();
+        self.call("store a baseline", move |mut c| async move {
+            let err = pg_err(&url, "store a baseline");
+            let tx = c.transaction().await.map_err(&err)?;
+            // The marker row (labels '') says "taken": whoever inserts it first stores
+            // the values; a baseline already taken never shifts.
+            let taken = tx
+                .execute(
+                    "INSERT INTO baselines (watch_id, rule, labels, value) VALUES ($1, $2, '', NULL)
+                     ON CONFLICT DO NOTHING",
+                    &[&id, &rule],
+                )
+                .await
+                .map_err(&err)?;
+            if taken == 0 {
+                return Ok(());
+            }
+            let labels: Vec<&str> = rows.iter().map(|(l, _)| l.as_str()).collect();
+            let vals: Vec<f64> = rows.iter().map(|(_, v)| *v).collect();
+            tx.execute(
+                "INSERT INTO baselines (watch_id, rule, labels, value)
+                 SELECT $1, $2, l, v FROM unnest($3::text[], $4::float8[]) AS t(l, v)
+                 ON CONFLICT (watch_id, rule, labels) DO UPDATE SET value = excluded.value",
+                &[&id, &rule, &labels, &vals],
+            )
+            .await
+            .map_err(&err)?;
+            tx.commit().await.map_err(&err)
+        })
+    }
+
+    fn baselines(&self, id: &str) -> Result<BTreeMap<String, Vec<(Labels, f64)>>, StoreError> {
+        let (url, id) = (self.url.clone(), id.to_string());
+        self.call("read baselines", move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT rule, labels, value FROM baselines WHERE watch_id = $1 ORDER BY rule, labels",
+                    &[&id],
+                )
+                .await
+                .map_err(pg_err(&url, "read baselines"))?;
+            let mut out: BTreeMap<String, Vec<(Labels, f64)>> = BTreeMap::new();
+            for r in &rows {
+                let entry = out.entry(r.get::<_, String>(0)).or_default();
+                let (labels, value): (String, Option<f64>) = (r.get(1), r.get(2));
+                if let (Some(v), Ok(l)) = (value, serde_json::from_str::<Labels>(&labels)) {
+                    entry.push((l, v));
+                }
             }
             Ok(out)
         })

@@ -67,7 +67,7 @@ CREATE INDEX IF NOT EXISTS actions_watch ON actions(watch_id);
 
 /// The schema version this build writes (`PRAGMA user_version`). 0 is the first
 /// release's unversioned schema, which `migrate` upgrades in place.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 2: an action's environment and process, and "at most one claim per
 /// (watch, kind), at most one re-run per action" as unique indexes: the database,
@@ -94,6 +94,19 @@ CREATE UNIQUE INDEX actions_rerun_once ON actions(rerun_of)
     WHERE rerun_of IS NOT NULL AND legacy = 0;
 ";
 
+/// Version 3 (judges): the `baseline: before:` values of a watch, taken once at its
+/// start. Each (watch, rule) that was taken has a marker row (`labels` empty, `value`
+/// NULL), so "taken, no series" differs from "not taken yet".
+const SCHEMA_V3: &str = "
+CREATE TABLE IF NOT EXISTS baselines (
+    watch_id TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (watch_id, rule, labels)
+);
+";
+
 /// Creates or upgrades the schema, in one transaction; refuses a newer one.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let open_err = |source| StoreError::Open {
@@ -113,9 +126,14 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
             known: SCHEMA_VERSION,
         });
     }
-    if version < SCHEMA_VERSION {
+    if version < 2 {
         tx.execute_batch(SCHEMA).map_err(open_err)?;
         tx.execute_batch(SCHEMA_V2).map_err(open_err)?;
+    }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3).map_err(open_err)?;
+    }
+    if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(open_err)?;
     }
@@ -647,6 +665,67 @@ impl Store for SqliteStore {
             a.env = serde_json::from_str(&env).map_err(|e| corrupt(e.to_string()))?;
             a.state = ActionState::parse(&state).ok_or_else(|| corrupt(state.clone()))?;
             out.push(a);
+        }
+        Ok(out)
+    }
+
+    fn put_baselines(
+        &self,
+        id: &str,
+        rule: &str,
+        values: &[(Labels, f64)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(sql("begin a transaction"))?;
+        let taken: bool = tx
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM baselines WHERE watch_id = ?1 AND rule = ?2)",
+                params![id, rule],
+                |r| r.get(0),
+            )
+            .map_err(sql("read a baseline"))?;
+        if taken {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO baselines (watch_id, rule, labels, value) VALUES (?1, ?2, '', NULL)",
+            params![id, rule],
+        )
+        .map_err(sql("store a baseline"))?;
+        for (labels, value) in values {
+            let labels = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
+            tx.execute(
+                "INSERT OR REPLACE INTO baselines (watch_id, rule, labels, value) VALUES (?1, ?2, ?3, ?4)",
+                params![id, rule, labels, value],
+            )
+            .map_err(sql("store a baseline"))?;
+        }
+        tx.commit().map_err(sql("store a baseline"))
+    }
+
+    fn baselines(&self, id: &str) -> Result<BTreeMap<String, Vec<(Labels, f64)>>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT rule, labels, value FROM baselines WHERE watch_id = ?1 ORDER BY rule, labels",
+            )
+            .map_err(sql("read baselines"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<f64>>(2)?,
+                ))
+            })
+            .map_err(sql("read baselines"))?;
+        let mut out: BTreeMap<String, Vec<(Labels, f64)>> = BTreeMap::new();
+        for row in rows {
+            let (rule, labels, value) = row.map_err(sql("read baselines"))?;
+            let entry = out.entry(rule).or_default();
+            if let (Some(v), Ok(l)) = (value, serde_json::from_str::<Labels>(&labels)) {
+                entry.push((l, v));
+            }
         }
         Ok(out)
     }

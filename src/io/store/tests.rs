@@ -286,3 +286,45 @@ fn a_newer_schema_is_refused() {
     assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
     assert!(err.to_string().contains("newer"), "{err}");
 }
+
+#[test]
+fn a_before_baseline_is_stored_once_and_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let l = |pod: &str| -> Labels { [("pod".to_string(), pod.to_string())].into() };
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.create(&new_watch("a")).unwrap();
+        assert!(s.baselines("a").unwrap().is_empty(), "not taken yet");
+        s.put_baselines("a", "orders", &[(l("p1"), 120.5), (l("p2"), 0.0)])
+            .unwrap();
+        s.put_baselines("a", "empty", &[]).unwrap();
+        // A second put (a restart that took it again) never shifts the stored one.
+        s.put_baselines("a", "orders", &[(l("p1"), 999.0)]).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let b = s.baselines("a").unwrap();
+    assert_eq!(b["orders"], vec![(l("p1"), 120.5), (l("p2"), 0.0)]);
+    assert_eq!(
+        b["empty"],
+        vec![],
+        "taken without series is not `not taken`"
+    );
+    assert!(s.baselines("other").unwrap().is_empty());
+}
+
+#[test]
+fn a_version_2_state_file_gains_the_baselines_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("DROP TABLE baselines; PRAGMA user_version = 2;")
+            .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    s.create(&new_watch("a")).unwrap();
+    s.put_baselines("a", "r", &[]).unwrap();
+    assert!(s.baselines("a").unwrap().contains_key("r"));
+}

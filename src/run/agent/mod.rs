@@ -536,6 +536,85 @@ impl Agent {
         }
     }
 
+    /// The `baseline: before:` samples of each rule: the stored ones (a restart never
+    /// shifts them), else taken now over the `D` before the watch was created (one
+    /// range query through the shared source) and stored. A failed query is a warning
+    /// (that rule's series follow `no_baseline`) and is not stored, so a restart tries
+    /// again over the same window.
+    async fn before_baselines<H: crate::io::prom::HistorySource>(
+        &self,
+        spec: &WatchSpec,
+        def: &crate::io::store::NewWatch,
+        source: &H,
+    ) -> Vec<Option<Vec<crate::core::series::Sample>>> {
+        use crate::core::rules::BaselineSource;
+        if !spec
+            .rules
+            .iter()
+            .any(|r| matches!(r.baseline, Some(BaselineSource::Before(_))))
+        {
+            return Vec::new();
+        }
+        let store = self.store.clone();
+        let id = def.id.clone();
+        let stored = match tokio::task::spawn_blocking(move || store.baselines(&id)).await {
+            Ok(Ok(m)) => m,
+            Ok(Err(e)) => {
+                self.metrics.store_errors.inc();
+                warn!(event = "store_error", watch = %def.id, error = %e, "cannot read the stored baselines; taking them again");
+                Default::default()
+            }
+            Err(e) => {
+                warn!(event = "store_error", watch = %def.id, error = %e, "cannot read the stored baselines; taking them again");
+                Default::default()
+            }
+        };
+        let mut out = Vec::with_capacity(spec.rules.len());
+        for rule in &spec.rules {
+            let Some(BaselineSource::Before(d)) = rule.baseline else {
+                out.push(None);
+                continue;
+            };
+            if let Some(values) = stored.get(&rule.name) {
+                out.push(Some(
+                    values
+                        .iter()
+                        .map(|(labels, value)| crate::core::series::Sample {
+                            labels: labels.clone(),
+                            value: *value,
+                        })
+                        .collect(),
+                ));
+                continue;
+            }
+            match crate::io::prom::history::mean_before(source, rule, d, def.created_ms).await {
+                Ok(samples) => {
+                    info!(event = "baseline", watch = %def.id, rule = %rule.name, series = samples.len(), "baseline taken over the {} before the watch", humantime::format_duration(d));
+                    let values: Vec<(crate::core::series::Labels, f64)> = samples
+                        .iter()
+                        .map(|s| (s.labels.clone(), s.value))
+                        .collect();
+                    let store = self.store.clone();
+                    let (id, name) = (def.id.clone(), rule.name.clone());
+                    let put = tokio::task::spawn_blocking(move || {
+                        store.put_baselines(&id, &name, &values)
+                    })
+                    .await;
+                    if !matches!(put, Ok(Ok(()))) {
+                        self.metrics.store_errors.inc();
+                        warn!(event = "store_error", watch = %def.id, rule = %rule.name, "cannot store the baseline; a restart takes it again over the same window");
+                    }
+                    out.push(Some(samples));
+                }
+                Err(e) => {
+                    warn!(event = "baseline_failed", watch = %def.id, rule = %rule.name, error = %e, "the baseline could not be taken; this rule's series follow `no_baseline`");
+                    out.push(Some(Vec::new()));
+                }
+            }
+        }
+        out
+    }
+
     /// The text of the rule file `name` (a stem) in the rules directory.
     fn rule_file(&self, name: &str) -> Result<String, CreateError> {
         let path = ["yaml", "yml"]
@@ -606,9 +685,10 @@ impl Agent {
                 RuleStatus {
                     name: r.name.clone(),
                     value: l.value,
-                    threshold: r.threshold.to_string(),
+                    threshold: r.condition(),
                     breached: l.state == Some(RuleState::Breached),
                     error,
+                    evidence: Default::default(),
                 }
             })
             .collect();
@@ -1060,6 +1140,7 @@ impl Agent {
             // The watch's clock at the moment its live loop starts.
             from.elapsed = Duration::from_millis((now_ms() - def.created_ms).max(0) as u64);
         }
+        from.baselines = self.before_baselines(&spec, def, &*source).await;
         let mut sinks = WatchSinks {
             sinks: others,
             deliveries,

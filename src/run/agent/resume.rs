@@ -333,6 +333,7 @@ impl Agent {
                         phase,
                         since: Duration::from_millis((row.since_ms - def.created_ms).max(0) as u64),
                         last_value: row.last_value,
+                        window: Default::default(),
                     },
                 );
             }
@@ -359,6 +360,10 @@ impl Agent {
                 Ok(history) => {
                     let (steps, mut polls) =
                         crate::core::history::polls_on_grid(from, to, iv, &history);
+                    // The judges' history over the same time (guard, stable side,
+                    // offset baseline), one fetch each; a failed one leaves those
+                    // polls without it, which the loop takes as failed polls.
+                    let mut extras = catch_up_extras(source, rule, from, to, iv).await;
                     info!(event = "catch_up", watch = %def.id, rule = %rule.name, polls = steps, "judging the time the agent was down from Prometheus's history");
                     for k in 0..steps {
                         let wall = from + k as i64 * iv;
@@ -370,6 +375,15 @@ impl Agent {
                                 samples: polls.remove(&k).unwrap_or_default(),
                                 warnings: Vec::new(),
                             }),
+                            extra: extras
+                                .iter_mut()
+                                .map(|grid| {
+                                    Ok(QueryResult {
+                                        samples: grid.remove(&k).unwrap_or_default(),
+                                        warnings: Vec::new(),
+                                    })
+                                })
+                                .collect(),
                         });
                     }
                 }
@@ -427,4 +441,40 @@ pub(super) struct Restored {
     pub evals: Vec<RuleEval>,
     pub backlog: Vec<PollDone>,
     pub judged: Vec<Judged>,
+}
+
+/// The judges' extra queries of `rule` over `[from, to]` on its grid, in the order of
+/// `Rule::extra_queries` (empty when the rule has none, or when one fetch failed).
+async fn catch_up_extras<H: crate::io::prom::HistorySource>(
+    source: &H,
+    rule: &crate::core::rules::Rule,
+    from: i64,
+    to: i64,
+    iv: i64,
+) -> Vec<std::collections::BTreeMap<usize, Vec<crate::core::series::Sample>>> {
+    use crate::core::history::{polls_on_grid, BaselineHistory};
+    use crate::core::rules::ExtraKind;
+    let kinds = rule.extra_queries();
+    if kinds.is_empty() {
+        return Vec::new();
+    }
+    let judges = match crate::io::prom::history::fetch_judges(source, rule, from, to).await {
+        Ok(j) => j,
+        Err(e) => {
+            warn!(event = "catch_up_failed", rule = %rule.name, error = %e, "cannot read the judges' history for the time the agent was down; those polls count as failed");
+            return Vec::new();
+        }
+    };
+    let grid = |s: &[crate::core::series::RangeSeries]| polls_on_grid(from, to, iv, s).1;
+    kinds
+        .iter()
+        .map(|(kind, _, _)| match kind {
+            ExtraKind::Stable => grid(judges.stable.as_deref().unwrap_or_default()),
+            ExtraKind::Guard => grid(judges.guard.as_deref().unwrap_or_default()),
+            ExtraKind::Baseline => match &judges.baseline {
+                Some(BaselineHistory::Offset(s)) => grid(s),
+                _ => Default::default(),
+            },
+        })
+        .collect()
 }

@@ -43,10 +43,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                     .map(crate::core::events::float::text)
                     .unwrap_or_default(),
             ),
-            (
-                "ROLLWATCH_THRESHOLD".to_string(),
-                rule.threshold.to_string(),
-            ),
+            ("ROLLWATCH_THRESHOLD".to_string(), rule.condition()),
             (
                 "ROLLWATCH_LABELS".to_string(),
                 first.map(|f| labels_json(&f.labels)).unwrap_or_default(),

@@ -18,12 +18,14 @@ pub use outcome::{Outcome, Signal};
 
 pub use session::{run_session, WatchSinks};
 
-use crate::core::eval::{Labels, Phase, Poll, RuleEval, Transition};
+use crate::core::eval::{Evidence, Extra, Labels, Phase, Poll, RuleEval, Transition};
 use crate::core::events::{now_ms, Event, RuleInfo, RuleState, SeriesValue, Sinks};
-use crate::core::rules::{Action, CommandSpec, Rule, WatchSpec};
+use crate::core::rules::{Action, CommandSpec, ExtraKind, Rule, WatchSpec};
+use crate::core::series::Sample;
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
 use crate::io::prom::{MetricsSource, QueryError, QueryResult};
 use journal::{FiredSeries, Journal, NoJournal};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
@@ -63,6 +65,9 @@ pub struct PollDone {
     pub at: Duration,
     pub wall: SystemTime,
     pub result: Result<QueryResult, QueryError>,
+    /// The results of the rule's extra queries at the same instant, in the order of
+    /// `Rule::extra_queries` (stable side, guard, offset baseline).
+    pub extra: Vec<Result<QueryResult, QueryError>>,
 }
 
 /// Where a watch starts from. `Default` is a fresh watch, which is all `watch` uses;
@@ -97,6 +102,10 @@ pub struct Start {
     /// same query in many watches is then due at the same instant and can be shared,
     /// while different queries spread over the interval.
     pub aligned: Option<fn(&str, Duration) -> Duration>,
+    /// The `baseline: before:` samples of each rule (indexed like `WatchSpec::rules`),
+    /// taken once before the watch started (`io::prom::history::mean_before`); a rule
+    /// with such a baseline but no entry here judges every series by `no_baseline`.
+    pub baselines: Vec<Option<Vec<Sample>>>,
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -129,6 +138,7 @@ fn fmt_d(d: Duration) -> String {
 async fn poll_loop<S: MetricsSource>(
     rule: usize,
     query: String,
+    extras: Vec<(ExtraKind, String, Duration)>,
     interval: Duration,
     source: Arc<S>,
     tx: mpsc::Sender<PollDone>,
@@ -146,12 +156,19 @@ async fn poll_loop<S: MetricsSource>(
         let at = elapsed + tick.saturating_duration_since(start);
         let wall = start_wall + at;
         let result = source.query(&query, wall).await;
+        // The judges' queries at the same instant (an offset baseline at `wall - D`).
+        let mut extra = Vec::with_capacity(extras.len());
+        for (_, q, offset) in &extras {
+            let t = wall.checked_sub(*offset).unwrap_or(UNIX_EPOCH);
+            extra.push(source.query(q, t).await);
+        }
         if tx
             .send(PollDone {
                 rule,
                 at,
                 wall,
                 result,
+                extra,
             })
             .await
             .is_err()
@@ -169,7 +186,7 @@ pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
         query: rule.query.clone(),
         above: rule.threshold.above,
         below: rule.threshold.below,
-        threshold: rule.threshold.to_string(),
+        threshold: rule.condition(),
         for_s: rule.for_.as_secs_f64(),
         interval_s: rule.interval.as_secs_f64(),
         no_data: rule.no_data.as_str(),
@@ -197,6 +214,10 @@ struct Watch<'a, R> {
     journal: Box<dyn Journal>,
     /// A signal that arrived while a command ran; honoured once it is done.
     deferred_signal: Option<Signal>,
+    /// Each rule's `baseline: before:` samples, as the poll the evaluator is given.
+    before: Vec<Option<Poll>>,
+    /// Series already warned about having no baseline (rule index, labels).
+    warned_no_baseline: BTreeSet<(usize, Labels)>,
 }
 
 /// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in);
@@ -263,6 +284,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         pollers.spawn(poll_loop(
             i,
             rule.query.clone(),
+            rule.extra_queries(),
             rule.interval,
             source.clone(),
             tx.clone(),
@@ -314,6 +336,18 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         pause_failed: from.pause_failed,
         journal: from.journal.unwrap_or_else(|| Box::new(NoJournal)),
         deferred_signal: None,
+        before: spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r.baseline {
+                Some(crate::core::rules::BaselineSource::Before(_)) => Some(Poll::Samples(
+                    from.baselines.get(i).cloned().flatten().unwrap_or_default(),
+                )),
+                _ => None,
+            })
+            .collect(),
+        warned_no_baseline: BTreeSet::new(),
     };
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never
@@ -448,6 +482,23 @@ impl<R: ActionRunner> Watch<'_, R> {
             error!(event = "never_judged", rules = ?never_judged, "{reason}");
             return Outcome::Inconclusive { reason };
         }
+        let insufficient: Vec<&str> = self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.evals)
+            .filter(|(_, e)| e.never_judged())
+            .map(|(r, _)| r.name.as_str())
+            .collect();
+        if !insufficient.is_empty() {
+            let reason = format!(
+                "{} {} not judged: insufficient at every poll (traffic under `min_traffic.min`, or fewer than `compare.min_samples` samples)",
+                rule_list(&insufficient),
+                if insufficient.len() == 1 { "was" } else { "were" },
+            );
+            error!(event = "never_judged", rules = ?insufficient, "{reason}");
+            return Outcome::Inconclusive { reason };
+        }
         let no_data_expected: Vec<&str> = self
             .spec
             .rules
@@ -536,14 +587,46 @@ impl<R: ActionRunner> Watch<'_, R> {
         let spec = self.spec;
         let rule = &spec.rules[i];
         let at_ms = unix_ms(done.wall);
+        // The judges' queries of the same instant; a missing one (a poll rebuilt from
+        // history without them) counts as failed, so it is never taken as evidence.
+        let kinds = rule.extra_queries();
+        let mut extra_results = done.extra.into_iter();
+        let mut extra_polls: Vec<(ExtraKind, Poll)> = Vec::with_capacity(kinds.len());
+        let mut extra_error = None;
+        for (kind, q, _) in &kinds {
+            let what = match kind {
+                ExtraKind::Stable => "stable (`compare.stable`)",
+                ExtraKind::Guard => "guard (`min_traffic.query`)",
+                ExtraKind::Baseline => "baseline (`baseline.offset`)",
+            };
+            match extra_results.next() {
+                Some(Ok(r)) => extra_polls.push((*kind, Poll::Samples(r.samples))),
+                Some(Err(e)) => {
+                    if e.is_bad_query() && !self.ever_ok[i] {
+                        error!(event = "query_rejected", rule = %rule.name, error = %e, query = %q, "Prometheus rejects this rule's {what} query; fix the rule");
+                        return Some(Outcome::QueryRejected {
+                            rule: rule.name.clone(),
+                            message: format!("the {what} query: {e}"),
+                        });
+                    }
+                    extra_error.get_or_insert(format!("the {what} query failed: {e}"));
+                    extra_polls.push((*kind, Poll::Failed));
+                }
+                None => {
+                    extra_error.get_or_insert(format!("the {what} query was not run"));
+                    extra_polls.push((*kind, Poll::Failed));
+                }
+            }
+        }
         let (poll, error, warnings) = match done.result {
             Ok(r) => {
-                self.last_poll_ok[i] = true;
-                self.ever_ok[i] = true;
+                let ok = extra_error.is_none();
+                self.last_poll_ok[i] = ok;
+                self.ever_ok[i] |= ok;
                 if r.samples.iter().any(|s| !s.value.is_nan()) {
                     self.ever_data[i] = true;
                 }
-                (Poll::Samples(r.samples), None, r.warnings)
+                (Poll::Samples(r.samples), extra_error, r.warnings)
             }
             Err(e) => {
                 self.last_poll_ok[i] = false;
@@ -557,7 +640,27 @@ impl<R: ActionRunner> Watch<'_, R> {
                 (Poll::Failed, Some(e.to_string()), Vec::new())
             }
         };
-        let transitions = self.evals[i].observe(done.at, &poll);
+        let pick = |k: ExtraKind| {
+            extra_polls
+                .iter()
+                .find(|(kind, _)| *kind == k)
+                .map(|(_, p)| p)
+        };
+        let extra = Extra {
+            guard: pick(ExtraKind::Guard),
+            baseline: pick(ExtraKind::Baseline).or(self.before[i].as_ref()),
+            stable: pick(ExtraKind::Stable),
+        };
+        let transitions = self.evals[i].observe_with(done.at, &poll, extra);
+        let notes = self.evals[i].notes().clone();
+        for labels in &notes.no_baseline {
+            if self.warned_no_baseline.insert((i, labels.clone())) {
+                let nb = rule.judging.baseline.map(|b| b.no_baseline);
+                warn!(event = "no_baseline", rule = %rule.name, labels = %labels_json(labels),
+                    "this series has no baseline (no value at the baseline's time); judged by `no_baseline: {}`",
+                    nb.map_or("hold", |n| n.as_str()));
+            }
+        }
         let samples: Vec<SeriesValue> = match &poll {
             Poll::Samples(s) => s
                 .iter()
@@ -568,12 +671,35 @@ impl<R: ActionRunner> Watch<'_, R> {
                 .collect(),
             Poll::Failed => Vec::new(),
         };
-        let values = samples.iter().filter_map(|s| s.value);
-        let value = if rule.threshold.above.is_some() {
-            values.reduce(f64::max)
+        let worst = samples.iter().filter(|s| s.value.is_some()).reduce(|a, b| {
+            let (x, y) = (a.value.unwrap_or(f64::NAN), b.value.unwrap_or(f64::NAN));
+            let b_worse = if rule.threshold.above.is_some()
+                || rule.judging.baseline.is_some_and(|b| b.above_pct.is_some())
+            {
+                y > x
+            } else {
+                y < x
+            };
+            if b_worse {
+                b
+            } else {
+                a
+            }
+        });
+        let (value, evidence) = if rule.judging.compare.is_some() {
+            let e = notes
+                .evidence
+                .get(&Labels::new())
+                .cloned()
+                .unwrap_or_default();
+            (notes.compare_value, e)
         } else {
-            values.reduce(f64::min)
+            let e = worst
+                .and_then(|w| notes.evidence.get(&w.labels).cloned())
+                .unwrap_or_default();
+            (worst.and_then(|w| w.value), e)
         };
+        let reference = evidence.baseline;
         let state = RuleState::of(&self.evals[i], done.at, &poll);
         self.sinks.emit(
             at_ms,
@@ -584,25 +710,35 @@ impl<R: ActionRunner> Watch<'_, R> {
                 warnings,
                 state,
                 value,
+                reference,
+                insufficient: notes.insufficient,
+                evidence,
             },
         );
 
-        let threshold = rule.threshold.to_string();
+        let threshold = rule.condition();
         let mut fired: Vec<FiredSeries> = Vec::new();
+        let mut fired_evidence: Vec<Evidence> = Vec::new();
         for t in transitions {
             let event = match t {
-                Transition::Pending { labels, value } => Event::Pending {
+                Transition::Pending {
+                    labels,
+                    value,
+                    evidence,
+                } => Event::Pending {
                     rule: rule.name.clone(),
                     labels,
                     value,
                     threshold: threshold.clone(),
                     for_s: rule.for_.as_secs_f64(),
+                    evidence,
                 },
                 Transition::Resolved {
                     labels,
                     from,
                     value,
                     breached_for,
+                    evidence,
                 } => Event::Resolved {
                     rule: rule.name.clone(),
                     labels,
@@ -614,17 +750,20 @@ impl<R: ActionRunner> Watch<'_, R> {
                         "pending"
                     },
                     breached_for_s: breached_for.as_secs_f64(),
+                    evidence,
                 },
                 Transition::Fired {
                     labels,
                     value,
                     breached_for,
+                    evidence,
                 } => {
                     fired.push(FiredSeries {
                         labels: labels.clone(),
                         value,
                         since: done.at.saturating_sub(breached_for),
                     });
+                    fired_evidence.push(evidence.clone());
                     Event::Fired {
                         rule: rule.name.clone(),
                         labels,
@@ -632,6 +771,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                         threshold: threshold.clone(),
                         breached_for_s: breached_for.as_secs_f64(),
                         action: rule.action.as_str(),
+                        evidence,
                     }
                 }
             };
@@ -642,7 +782,7 @@ impl<R: ActionRunner> Watch<'_, R> {
         }
         match rule.action {
             Action::Notify => {
-                for f in fired {
+                for (f, evidence) in fired.into_iter().zip(fired_evidence) {
                     self.sinks.emit(
                         at_ms,
                         &Event::Notify {
@@ -651,6 +791,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                             threshold: threshold.clone(),
                             breached_for_s: done.at.saturating_sub(f.since).as_secs_f64(),
                             labels: f.labels,
+                            evidence,
                         },
                     )
                 }

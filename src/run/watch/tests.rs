@@ -28,6 +28,7 @@ async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
     let task = tokio::spawn(poll_loop(
         0,
         "q".into(),
+        Vec::new(),
         interval,
         source,
         tx,

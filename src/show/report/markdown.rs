@@ -145,14 +145,20 @@ pub fn render(r: &Record) -> String {
         for (t, name) in transitions.iter().take(50) {
             let labels = serde_json::to_string(&t.labels).unwrap_or_default();
             let value = t.value.map_or("no data".to_string(), fmt_value);
+            let why = if t.evidence.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", t.evidence.text())
+            };
             let _ = writeln!(
                 out,
-                "- {} `{}` {} {} {}",
+                "- {} `{}` {} {} {}{}",
                 rfc3339_ms(t.t),
                 name,
                 t.kind,
                 labels,
-                value
+                value,
+                why
             );
         }
         if transitions.len() > 50 {

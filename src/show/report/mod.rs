@@ -10,7 +10,9 @@ mod markdown;
 pub mod step_summary;
 
 use crate::core::eval::Labels;
-use crate::core::events::{rfc3339_ms, vars_text, Event, RuleInfo, RuleState, SeriesValue, Sink};
+use crate::core::events::{
+    rfc3339_ms, vars_text, Event, Evidence, RuleInfo, RuleState, SeriesValue, Sink,
+};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -43,6 +45,9 @@ pub struct TransitionRecord {
     #[serde(serialize_with = "crate::core::events::float::option")]
     pub value: Option<f64>,
     pub breached_for_s: Option<f64>,
+    /// The judges' evidence (baseline, ratio, p-value, effect, counts), when any.
+    #[serde(skip_serializing_if = "Evidence::is_empty")]
+    pub evidence: Evidence,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -187,6 +192,7 @@ impl Record {
                 error,
                 state,
                 value,
+                reference,
                 ..
             } => {
                 if let Some(r) = self.rule_mut(rule) {
@@ -196,7 +202,7 @@ impl Record {
                         state: state.clone(),
                         series: samples.clone(),
                         error: error.clone(),
-                        reference: None,
+                        reference: *reference,
                     });
                 }
             }
@@ -204,22 +210,41 @@ impl Record {
                 rule,
                 labels,
                 value,
+                evidence,
                 ..
-            } => self.transition(rule, at, "pending", labels, *value, None),
+            } => self.transition(rule, at, "pending", labels, *value, None, evidence),
             Event::Resolved {
                 rule,
                 labels,
                 value,
                 breached_for_s,
+                evidence,
                 ..
-            } => self.transition(rule, at, "resolved", labels, *value, Some(*breached_for_s)),
+            } => self.transition(
+                rule,
+                at,
+                "resolved",
+                labels,
+                *value,
+                Some(*breached_for_s),
+                evidence,
+            ),
             Event::Fired {
                 rule,
                 labels,
                 value,
                 breached_for_s,
+                evidence,
                 ..
-            } => self.transition(rule, at, "fired", labels, *value, Some(*breached_for_s)),
+            } => self.transition(
+                rule,
+                at,
+                "fired",
+                labels,
+                *value,
+                Some(*breached_for_s),
+                evidence,
+            ),
             Event::Notify { rule, .. } => self
                 .notifications
                 .push(format!("{} notify: rule `{rule}`", rfc3339_ms(at))),
@@ -291,6 +316,7 @@ impl Record {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn transition(
         &mut self,
         rule: &str,
@@ -299,6 +325,7 @@ impl Record {
         labels: &Labels,
         value: Option<f64>,
         breached_for_s: Option<f64>,
+        evidence: &Evidence,
     ) {
         if let Some(r) = self.rule_mut(rule) {
             r.transitions.push(TransitionRecord {
@@ -307,6 +334,7 @@ impl Record {
                 labels: labels.clone(),
                 value,
                 breached_for_s,
+                evidence: evidence.clone(),
             });
         }
     }

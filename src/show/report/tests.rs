@@ -28,6 +28,9 @@ fn poll(v: f64, state: RuleState) -> Event {
         warnings: vec![],
         state,
         value: Some(v),
+        reference: None,
+        insufficient: 0,
+        evidence: Default::default(),
     }
 }
 
@@ -67,6 +70,7 @@ fn record() -> Record {
                 value: Some(0.09),
                 threshold: "> 0.05".into(),
                 for_s: 20.0,
+                evidence: Default::default(),
             },
         ),
         (
@@ -89,6 +93,7 @@ fn record() -> Record {
                 threshold: "> 0.05".into(),
                 breached_for_s: 20.0,
                 action: "rollback",
+                evidence: Default::default(),
             },
         ),
         (
@@ -214,6 +219,7 @@ fn infinite_values_show_as_prometheus_writes_them_in_every_report_file() {
             threshold: "> 0.05".into(),
             breached_for_s: 0.0,
             action: "rollback",
+            evidence: Default::default(),
         },
     );
     let json = serde_json::to_value(&r).unwrap();

@@ -1,0 +1,210 @@
+//! The judges beyond a fixed threshold (issue 12): their parameters, the evidence a
+//! verdict carries, and the pure helpers the evaluator uses to apply them.
+//!
+//! - `breaches: M of N`: a series fires when M of its last N judged polls breached;
+//! - `min_traffic`: a guard series, matched on the labels both results carry (one guard
+//!   series without labels applies to all); below `min` a series is *insufficient* at
+//!   that poll: it neither breaches nor clears and takes no slot;
+//! - `baseline` with `above_baseline`/`below_baseline`: the value is compared with
+//!   `baseline ± |baseline| × P/100` (and with an absolute `above`/`below` on the same
+//!   side as a floor: both must be crossed); a series without a usable baseline follows
+//!   `no_baseline`;
+//! - `compare`: canary and stable pools over a sliding window, judged by
+//!   `core::stats::compare` (Mann-Whitney U and the Hodges–Lehmann shift).
+
+use super::{Labels, NoData, Sample};
+pub use crate::core::stats::Direction;
+use std::time::Duration;
+
+/// `breaches: M of N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaches {
+    pub m: u32,
+    pub n: u32,
+}
+
+/// `above_baseline` / `below_baseline` (percent, e.g. 30.0) and `no_baseline`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaselineParams {
+    pub above_pct: Option<f64>,
+    pub below_pct: Option<f64>,
+    pub no_baseline: NoData,
+}
+
+/// `compare:` without its queries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CompareParams {
+    pub direction: Direction,
+    /// e.g. 0.98: a breach needs p < 1 - confidence.
+    pub confidence: f64,
+    /// A fraction (20% = 0.2).
+    pub min_effect: f64,
+    pub window: Duration,
+    pub min_samples: usize,
+}
+
+/// Which judges a rule uses besides its threshold; all off by default.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Judging {
+    pub breaches: Option<Breaches>,
+    /// `min_traffic.min`.
+    pub min_traffic: Option<f64>,
+    pub baseline: Option<BaselineParams>,
+    pub compare: Option<CompareParams>,
+}
+
+/// Why a verdict was reached: everything a judge compared, for logs, events, reports and
+/// notifications. Fields a rule's judges do not produce stay `None`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Evidence {
+    /// The baseline value of this series (`baseline:`), or the stable side's median
+    /// (`compare:`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub baseline: Option<f64>,
+    /// value / baseline.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub ratio: Option<f64>,
+    /// The guard's value for this series (`min_traffic:`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub traffic: Option<f64>,
+    /// Mann-Whitney p-value (`compare:`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub p_value: Option<f64>,
+    /// Hodges–Lehmann shift relative to the stable median (`compare:`).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub effect: Option<f64>,
+    /// The Hodges–Lehmann shift itself.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub shift: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_canary: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_stable: Option<usize>,
+    /// `breaches: M of N`: breaches among the last N judged polls, and N.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaches: Option<(u32, u32)>,
+    /// The rule's insufficient polls so far (series × polls), when it has a guard or
+    /// compares.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub insufficient: Option<u64>,
+}
+
+impl Evidence {
+    /// Whether there is anything to show.
+    pub fn is_empty(&self) -> bool {
+        *self == Evidence::default()
+    }
+
+    /// A compact text form for log lines and notifications, e.g.
+    /// `baseline=120 ratio=0.5` or `p=0.001 effect=+1.02 n=40/40`.
+    pub fn text(&self) -> String {
+        use crate::core::series::float::text;
+        let mut out = Vec::new();
+        let mut f = |k: &str, v: Option<f64>| {
+            if let Some(v) = v {
+                out.push(format!("{k}={}", text(round(v))));
+            }
+        };
+        f("baseline", self.baseline);
+        f("ratio", self.ratio);
+        f("traffic", self.traffic);
+        f("p", self.p_value);
+        f("effect", self.effect);
+        f("shift", self.shift);
+        if let (Some(c), Some(s)) = (self.n_canary, self.n_stable) {
+            out.push(format!("n={c}/{s}"));
+        }
+        if let Some((k, n)) = self.breaches {
+            out.push(format!("breaches={k}/{n}"));
+        }
+        if let Some(i) = self.insufficient {
+            out.push(format!("insufficient={i}"));
+        }
+        out.join(" ")
+    }
+}
+
+/// Six significant digits: enough for a person, stable in text.
+fn round(v: f64) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    format!("{v:.5e}").parse().unwrap_or(v)
+}
+
+/// Whether a guard series applies to a rule series: every label both carry agrees (a
+/// guard series without labels applies to all). The metric name is not a label here,
+/// as in PromQL's vector matching: a guard on `requests` applies to `errors`.
+pub fn guard_matches(series: &Labels, guard: &Labels) -> bool {
+    guard
+        .iter()
+        .filter(|(k, _)| k.as_str() != "__name__")
+        .all(|(k, v)| series.get(k).is_none_or(|sv| sv == v))
+}
+
+/// The traffic of a series: the sum of the matching guard series (NaN ones ignored), or
+/// None when no guard series matches.
+pub fn traffic(series: &Labels, guard: &[Sample]) -> Option<f64> {
+    let mut total = None;
+    for g in guard
+        .iter()
+        .filter(|g| !g.value.is_nan() && guard_matches(series, &g.labels))
+    {
+        *total.get_or_insert(0.0) += g.value;
+    }
+    total
+}
+
+/// The baselines of a poll by label set: the finite value of each baseline series (the
+/// mean when a label set is duplicated). Built once per poll, so each series finds its
+/// baseline in O(log n).
+pub fn baselines(baseline: &[Sample]) -> std::collections::BTreeMap<&Labels, f64> {
+    let mut sums: std::collections::BTreeMap<&Labels, (f64, u32)> = Default::default();
+    for b in baseline.iter().filter(|b| b.value.is_finite()) {
+        let e = sums.entry(&b.labels).or_default();
+        e.0 += b.value;
+        e.1 += 1;
+    }
+    sums.into_iter()
+        .map(|(l, (sum, n))| (l, sum / n as f64))
+        .collect()
+}
+
+/// Whether `value` breaches with baseline `b`: on each side with a percentage, it must
+/// cross `b ± |b|·P/100` and the absolute threshold of that side when there is one; a
+/// side without a percentage is judged by its absolute threshold alone.
+pub fn baseline_breached(
+    value: f64,
+    b: f64,
+    p: &BaselineParams,
+    above: Option<f64>,
+    below: Option<f64>,
+) -> bool {
+    let up = match p.above_pct {
+        Some(pct) => value > b + b.abs() * pct / 100.0 && above.is_none_or(|a| value > a),
+        None => above.is_some_and(|a| value > a),
+    };
+    let down = match p.below_pct {
+        Some(pct) => value < b - b.abs() * pct / 100.0 && below.is_none_or(|l| value < l),
+        None => below.is_some_and(|l| value < l),
+    };
+    up || down
+}

@@ -1,0 +1,684 @@
+//! Table tests of the judges beyond a fixed threshold (`judge.rs`): `breaches: M of N`,
+//! `min_traffic`, `baseline` and `compare`. Polls are written as in `tests.rs`:
+//! `"a=0.2 b=0.01"` is a result with series `{s="a"}` and `{s="b"}`, `"v=1"` the
+//! label-less series, `"-"` an empty result, `"err"` a failed query.
+
+use super::*;
+
+fn poll(spec: &str) -> Poll {
+    match spec {
+        "err" => Poll::Failed,
+        "-" => Poll::Samples(vec![]),
+        _ => Poll::Samples(
+            spec.split_whitespace()
+                .map(|item| {
+                    let (name, v) = item.split_once('=').unwrap();
+                    let value = match v {
+                        "nan" => f64::NAN,
+                        "inf" => f64::INFINITY,
+                        _ => v.parse().unwrap(),
+                    };
+                    if name == "v" {
+                        Sample::new(&[], value)
+                    } else {
+                        Sample::new(&[("s", name)], value)
+                    }
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn name(labels: &Labels) -> String {
+    labels.get("s").cloned().unwrap_or_else(|| "_".into())
+}
+
+fn s(t: &Transition) -> String {
+    match t {
+        Transition::Pending { labels, .. } => format!("pending {}", name(labels)),
+        Transition::Fired { labels, .. } => format!("fired {}", name(labels)),
+        Transition::Resolved { labels, .. } => format!("resolved {}", name(labels)),
+    }
+}
+
+fn params(above: Option<f64>, below: Option<f64>, no_data: NoData, judge: Judging) -> Params {
+    Params {
+        threshold: Threshold::band(above, below),
+        for_: Duration::ZERO,
+        no_data,
+        judge,
+    }
+}
+
+fn m_of_n(m: u32, n: u32) -> Judging {
+    Judging {
+        breaches: Some(Breaches { m, n }),
+        ..Default::default()
+    }
+}
+
+/// One poll of the table: (seconds, rule's poll, guard poll, baseline poll).
+type Row = (u64, &'static str, &'static str, &'static str);
+
+/// Runs polls (every 10 s) with their guard and baseline ("" = not given).
+fn run(p: Params, rows: &[Row]) -> (Vec<String>, RuleEval) {
+    let mut eval = RuleEval::new(p);
+    let mut out = Vec::new();
+    for (t, main, guard, base) in rows {
+        let (g, b) = (poll(guard), poll(base));
+        let extra = Extra {
+            guard: (!guard.is_empty()).then_some(&g),
+            baseline: (!base.is_empty()).then_some(&b),
+            stable: None,
+        };
+        for tr in eval.observe_with(Duration::from_secs(*t), &poll(main), extra) {
+            out.push(format!("{t} {}", s(&tr)));
+        }
+    }
+    (out, eval)
+}
+
+fn plain(polls: &[(u64, &'static str)]) -> Vec<Row> {
+    polls.iter().map(|(t, p)| (*t, *p, "", "")).collect()
+}
+
+struct Case {
+    name: &'static str,
+    params: Params,
+    rows: Vec<Row>,
+    expect: &'static [&'static str],
+}
+
+#[test]
+fn breaches_m_of_n_table() {
+    let above = |m, n, nd| params(Some(0.05), None, nd, m_of_n(m, n));
+    let cases = [
+        Case {
+            name: "3 of 5, not consecutive, fires at the third breach",
+            params: above(3, 5, NoData::Ok),
+            rows: plain(&[
+                (0, "a=1"),
+                (10, "a=0"),
+                (20, "a=1"),
+                (30, "a=0"),
+                (40, "a=1"),
+            ]),
+            expect: &["0 pending a", "40 fired a"],
+        },
+        Case {
+            name: "3 of 3 needs three in the last three: alternating never fires",
+            params: above(3, 3, NoData::Ok),
+            rows: plain(&[
+                (0, "a=1"),
+                (10, "a=1"),
+                (20, "a=0"),
+                (30, "a=1"),
+                (40, "a=1"),
+                (50, "a=0"),
+            ]),
+            expect: &["0 pending a"],
+        },
+        Case {
+            name: "single-scrape spikes: 3 of 5 catches what resets `for`",
+            params: above(3, 5, NoData::Ok),
+            rows: plain(&[
+                (0, "a=1"),
+                (10, "a=0"),
+                (20, "a=1"),
+                (30, "a=0"),
+                (40, "a=1"),
+                (50, "a=0"),
+            ]),
+            expect: &["0 pending a", "40 fired a"],
+        },
+        Case {
+            name: "one flaky scrape does not fire 3 of 5; it resolves when all N slots are clean",
+            params: above(3, 5, NoData::Ok),
+            rows: plain(&[
+                (0, "a=1"),
+                (10, "a=0"),
+                (20, "a=0"),
+                (30, "a=0"),
+                (40, "a=0"),
+                (50, "a=0"),
+            ]),
+            expect: &["0 pending a", "50 resolved a"],
+        },
+        Case {
+            name: "1 of N fires on the first breach",
+            params: above(1, 4, NoData::Ok),
+            rows: plain(&[(0, "a=0"), (10, "a=1")]),
+            expect: &["10 pending a", "10 fired a"],
+        },
+        Case {
+            name: "no_data: breach fills a breaching slot",
+            params: above(3, 5, NoData::Breach),
+            rows: plain(&[(0, "a=1"), (10, "-"), (20, "-")]),
+            expect: &["0 pending a", "20 fired a"],
+        },
+        Case {
+            name: "no_data: ok fills a clean slot",
+            params: above(2, 2, NoData::Ok),
+            rows: plain(&[(0, "a=1"), (10, "-"), (20, "a=1"), (30, "a=1")]),
+            expect: &["0 pending a", "30 fired a"],
+        },
+        Case {
+            name: "no_data: hold takes no slot",
+            params: above(3, 3, NoData::Hold),
+            rows: plain(&[(0, "a=1"), (10, "-"), (20, "a=1"), (30, "-"), (40, "a=1")]),
+            expect: &["0 pending a", "40 fired a"],
+        },
+        Case {
+            name: "a failed query takes no slot",
+            params: above(3, 3, NoData::Ok),
+            rows: plain(&[
+                (0, "a=1"),
+                (10, "err"),
+                (20, "a=1"),
+                (30, "err"),
+                (40, "a=1"),
+            ]),
+            expect: &["0 pending a", "40 fired a"],
+        },
+        Case {
+            name: "series are counted each on its own",
+            params: above(2, 3, NoData::Ok),
+            rows: plain(&[(0, "a=1 b=0"), (10, "a=0 b=1"), (20, "a=1 b=0")]),
+            expect: &["0 pending a", "10 pending b", "20 fired a"],
+        },
+        Case {
+            name: "the rule-level no-data series counts with no_data: breach",
+            params: above(2, 3, NoData::Breach),
+            rows: plain(&[(0, "-"), (10, "-")]),
+            expect: &["0 pending _", "10 fired _"],
+        },
+    ];
+    for c in cases {
+        assert_eq!(run(c.params, &c.rows).0, c.expect, "{}", c.name);
+    }
+}
+
+#[test]
+fn breaches_evidence_counts_the_window() {
+    let mut eval = RuleEval::new(params(Some(0.05), None, NoData::Ok, m_of_n(2, 4)));
+    eval.observe(Duration::ZERO, &poll("a=1"));
+    eval.observe(Duration::from_secs(10), &poll("a=0"));
+    let out = eval.observe(Duration::from_secs(20), &poll("a=1"));
+    let Transition::Fired {
+        evidence,
+        breached_for,
+        ..
+    } = &out[0]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(evidence.breaches, Some((2, 4)));
+    assert_eq!(*breached_for, Duration::from_secs(20));
+}
+
+#[test]
+fn a_huge_n_keeps_only_n_slots() {
+    let mut eval = RuleEval::new(params(Some(0.05), None, NoData::Ok, m_of_n(1000, 1000)));
+    for k in 0..3000u64 {
+        eval.observe(
+            Duration::from_secs(k),
+            &poll(if k == 0 { "a=1" } else { "a=0" }),
+        );
+    }
+    // The single breach slid out after 1000 polls: resolved, nothing kept.
+    assert!(eval.series().is_empty());
+}
+
+fn guarded(min: f64, extra: Judging) -> Params {
+    params(
+        Some(0.05),
+        None,
+        NoData::Ok,
+        Judging {
+            min_traffic: Some(min),
+            ..extra
+        },
+    )
+}
+
+#[test]
+fn min_traffic_table() {
+    let cases = [
+        Case {
+            name: "1 error in 3 requests under the guard is insufficient, not a breach",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![(0, "a=0.33", "a=0.05", ""), (10, "a=0.33", "a=0.05", "")],
+            expect: &[],
+        },
+        Case {
+            name: "matched on shared labels: only the busy series is judged",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![(0, "a=0.3 b=0.3", "a=10 b=0.1", "")],
+            expect: &["0 pending a", "0 fired a"],
+        },
+        Case {
+            name: "one guard series without labels applies to all",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![
+                (0, "a=0.3 b=0.3", "v=0.1", ""),
+                (10, "a=0.3 b=0.3", "v=9", ""),
+            ],
+            expect: &["10 pending a", "10 fired a", "10 pending b", "10 fired b"],
+        },
+        Case {
+            name: "an insufficient poll neither breaches nor clears",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![
+                (0, "a=0.3", "a=9", ""),
+                (10, "a=0.0", "a=0.1", ""),
+                (20, "a=0.0", "a=9", ""),
+            ],
+            expect: &["0 pending a", "0 fired a", "20 resolved a"],
+        },
+        Case {
+            name: "an insufficient poll takes no slot of M of N",
+            params: guarded(0.5, m_of_n(2, 2)),
+            rows: vec![
+                (0, "a=0.3", "a=9", ""),
+                (10, "a=0.0", "a=0.1", ""),
+                (20, "a=0.3", "a=9", ""),
+            ],
+            expect: &["0 pending a", "20 fired a"],
+        },
+        Case {
+            name: "no guard series for a series is insufficient (no traffic seen)",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![(0, "a=0.3", "b=9", ""), (10, "a=0.3", "-", "")],
+            expect: &[],
+        },
+        Case {
+            name: "a failed guard makes the poll a failed one: no change",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![(0, "a=0.3", "a=9", ""), (10, "a=0.0", "err", "")],
+            expect: &["0 pending a", "0 fired a"],
+        },
+        Case {
+            name: "several guard series matching one series are summed",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![(0, "a=0.3", "a=0.3 a=0.3", "")],
+            expect: &["0 pending a", "0 fired a"],
+        },
+        Case {
+            name: "a NaN guard is no traffic, +Inf is plenty",
+            params: guarded(0.5, Judging::default()),
+            rows: vec![(0, "a=0.3", "a=nan", ""), (10, "a=0.3", "a=inf", "")],
+            expect: &["10 pending a", "10 fired a"],
+        },
+    ];
+    for c in cases {
+        assert_eq!(run(c.params, &c.rows).0, c.expect, "{}", c.name);
+    }
+}
+
+#[test]
+fn the_metric_name_is_not_a_shared_label() {
+    let l = |pairs: &[(&str, &str)]| Sample::new(pairs, 0.0).labels;
+    let series = l(&[("__name__", "errors"), ("service", "shop")]);
+    assert!(judge::guard_matches(
+        &series,
+        &l(&[("__name__", "requests"), ("service", "shop")])
+    ));
+    assert!(!judge::guard_matches(
+        &series,
+        &l(&[("__name__", "requests"), ("service", "cart")])
+    ));
+    assert!(judge::guard_matches(&series, &l(&[])));
+    assert!(judge::guard_matches(&series, &l(&[("pod", "p1")])));
+}
+
+#[test]
+fn insufficient_polls_are_counted_and_all_insufficient_is_not_judged() {
+    let (_, eval) = run(
+        guarded(0.5, Judging::default()),
+        &[
+            (0, "a=0.3 b=0.3", "a=0.1 b=0.1", ""),
+            (10, "a=0.3", "a=0.1", ""),
+        ],
+    );
+    assert_eq!(eval.insufficient_count(), 3);
+    assert_eq!(eval.judged_count(), 0);
+    assert!(eval.never_judged());
+    assert_eq!(eval.notes().insufficient, 1);
+    let (_, eval) = run(
+        guarded(0.5, Judging::default()),
+        &[(0, "a=0.3", "a=0.1", ""), (10, "a=0.01", "a=9", "")],
+    );
+    assert!(!eval.never_judged());
+    assert_eq!((eval.judged_count(), eval.insufficient_count()), (1, 1));
+    // A rule without a guard is never "insufficient".
+    let (_, eval) = run(
+        params(Some(1.0), None, NoData::Ok, Judging::default()),
+        &plain(&[(0, "a=0")]),
+    );
+    assert!(!eval.never_judged());
+}
+
+#[test]
+fn insufficient_count_is_in_the_evidence() {
+    let (_, mut eval) = run(
+        guarded(0.5, Judging::default()),
+        &[(0, "a=0.3", "a=0.1", "")],
+    );
+    let g = poll("a=9");
+    let out = eval.observe_with(
+        Duration::from_secs(10),
+        &poll("a=0.3"),
+        Extra {
+            guard: Some(&g),
+            ..Default::default()
+        },
+    );
+    let Transition::Pending { evidence, .. } = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(evidence.insufficient, Some(1));
+    assert_eq!(evidence.traffic, Some(9.0));
+}
+
+fn based(
+    above: Option<f64>,
+    below: Option<f64>,
+    up: Option<f64>,
+    down: Option<f64>,
+    nb: NoData,
+) -> Params {
+    params(
+        above,
+        below,
+        NoData::Ok,
+        Judging {
+            baseline: Some(BaselineParams {
+                above_pct: up,
+                below_pct: down,
+                no_baseline: nb,
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+#[test]
+fn baseline_table() {
+    let below30 = based(None, None, None, Some(30.0), NoData::Hold);
+    let cases = [
+        Case {
+            name: "a nightly dip as deep as last week's is no breach",
+            params: below30,
+            rows: vec![(0, "a=40", "", "a=50"), (10, "a=38", "", "a=50")],
+            expect: &[],
+        },
+        Case {
+            name: "a 50% drop against the baseline breaches",
+            params: below30,
+            rows: vec![(0, "a=50", "", "a=100")],
+            expect: &["0 pending a", "0 fired a"],
+        },
+        Case {
+            name: "exactly at baseline - 30% is not more than 30% below",
+            params: below30,
+            rows: vec![(0, "a=70", "", "a=100")],
+            expect: &[],
+        },
+        Case {
+            name: "above_baseline: more than P% above",
+            params: based(None, None, Some(50.0), None, NoData::Hold),
+            rows: vec![(0, "a=150", "", "a=100"), (10, "a=151", "", "a=100")],
+            expect: &["10 pending a", "10 fired a"],
+        },
+        Case {
+            name: "the absolute threshold is a floor: a tiny baseline makes no noise",
+            params: based(Some(0.01), None, Some(50.0), None, NoData::Hold),
+            rows: vec![(0, "a=0.002", "", "a=0.001"), (10, "a=0.02", "", "a=0.001")],
+            expect: &["10 pending a", "10 fired a"],
+        },
+        Case {
+            name: "crossing the absolute one alone is not enough either",
+            params: based(Some(0.01), None, Some(50.0), None, NoData::Hold),
+            rows: vec![(0, "a=0.02", "", "a=0.02")],
+            expect: &[],
+        },
+        Case {
+            name: "no baseline, hold: nothing changes",
+            params: below30,
+            rows: vec![(0, "a=1", "", "b=100"), (10, "a=1", "", "-")],
+            expect: &[],
+        },
+        Case {
+            name: "no baseline, breach",
+            params: based(None, None, None, Some(30.0), NoData::Breach),
+            rows: vec![(0, "a=1", "", "-")],
+            expect: &["0 pending a", "0 fired a"],
+        },
+        Case {
+            name: "no baseline, ok clears a breach",
+            params: based(None, None, None, Some(30.0), NoData::Ok),
+            rows: vec![(0, "a=1", "", "a=100"), (10, "a=1", "", "-")],
+            expect: &["0 pending a", "0 fired a", "10 resolved a"],
+        },
+        Case {
+            name: "a NaN or infinite baseline is no baseline",
+            params: based(None, None, None, Some(30.0), NoData::Breach),
+            rows: vec![(0, "a=100", "", "a=nan"), (10, "b=100", "", "b=inf")],
+            expect: &[
+                "0 pending a",
+                "0 fired a",
+                "10 pending b",
+                "10 fired b",
+                "10 resolved a",
+            ],
+        },
+        Case {
+            name: "a baseline of 0: any rise is above it, 0 is not",
+            params: based(None, None, Some(10.0), None, NoData::Hold),
+            rows: vec![(0, "a=0", "", "a=0"), (10, "a=0.5", "", "a=0")],
+            expect: &["10 pending a", "10 fired a"],
+        },
+        Case {
+            name: "a negative baseline: P% is of its size",
+            params: based(None, None, Some(10.0), None, NoData::Hold),
+            rows: vec![(0, "a=-95", "", "a=-100"), (10, "a=-80", "", "a=-100")],
+            expect: &["10 pending a", "10 fired a"],
+        },
+        Case {
+            name: "a failed baseline query is a failed poll",
+            params: below30,
+            rows: vec![(0, "a=10", "", "err")],
+            expect: &[],
+        },
+    ];
+    for c in cases {
+        assert_eq!(run(c.params, &c.rows).0, c.expect, "{}", c.name);
+    }
+}
+
+#[test]
+fn baseline_evidence_and_no_baseline_notes() {
+    let (out, mut eval) = run(
+        based(None, None, None, Some(30.0), NoData::Hold),
+        &[(0, "a=50", "", "a=100")],
+    );
+    assert_eq!(out, ["0 pending a", "0 fired a"]);
+    let b = poll("a=100");
+    let tr = eval.observe_with(
+        Duration::from_secs(10),
+        &poll("a=100 c=3"),
+        Extra {
+            baseline: Some(&b),
+            ..Default::default()
+        },
+    );
+    let Transition::Resolved { evidence, .. } = &tr[0] else {
+        panic!("{tr:?}")
+    };
+    assert_eq!(
+        (evidence.baseline, evidence.ratio),
+        (Some(100.0), Some(1.0))
+    );
+    assert_eq!(
+        eval.notes().no_baseline,
+        vec![Sample::new(&[("s", "c")], 0.0).labels]
+    );
+    let e = &eval.notes().evidence[&Sample::new(&[("s", "a")], 0.0).labels];
+    assert_eq!(e.text(), "baseline=100 ratio=1");
+}
+
+#[test]
+fn a_judge_without_its_input_never_judges() {
+    // A guard or baseline that was not given (a surface that forgot to run it) is a
+    // failed poll, never a pass.
+    let (out, eval) = run(guarded(0.5, Judging::default()), &plain(&[(0, "a=1")]));
+    assert!(out.is_empty());
+    assert_eq!(eval.judged_count(), 0);
+    let (out, _) = run(
+        based(None, None, None, Some(30.0), NoData::Breach),
+        &plain(&[(0, "a=1")]),
+    );
+    assert!(out.is_empty());
+}
+
+fn comparing(window_s: u64, min_samples: usize) -> Params {
+    params(
+        None,
+        None,
+        NoData::Ok,
+        Judging {
+            compare: Some(CompareParams {
+                direction: Direction::Increase,
+                confidence: 0.98,
+                min_effect: 0.2,
+                window: Duration::from_secs(window_s),
+                min_samples,
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+fn compare_run(p: Params, rows: &[(u64, &str, &str)]) -> (Vec<String>, RuleEval) {
+    let mut eval = RuleEval::new(p);
+    let mut out = Vec::new();
+    for (t, canary, stable) in rows {
+        let st = poll(stable);
+        let extra = Extra {
+            stable: Some(&st),
+            ..Default::default()
+        };
+        for tr in eval.observe_with(Duration::from_secs(*t), &poll(canary), extra) {
+            out.push(format!("{t} {}", s(&tr)));
+        }
+    }
+    (out, eval)
+}
+
+fn ns(eval: &RuleEval) -> (Option<usize>, Option<usize>) {
+    let e = &eval.notes().evidence[&Labels::new()];
+    (e.n_canary, e.n_stable)
+}
+
+#[test]
+fn compare_pools_slide_per_side_and_count_insufficient() {
+    // Window 30 s, polls every 10 s: a pool holds the last three polls' samples.
+    let (out, eval) = compare_run(
+        comparing(30, 1000),
+        &[
+            (0, "a=1 b=1", "x=1"),
+            (10, "a=1 b=1", "x=1 y=1"),
+            (20, "a=1 b=nan", "x=1"),
+            (30, "a=1 b=inf", "-"),
+        ],
+    );
+    assert!(out.is_empty());
+    // Canary: t=10 (2), 20 (1: NaN dropped), 30 (1: Inf dropped); stable: 2 + 1 + 0.
+    assert_eq!(ns(&eval), (Some(4), Some(3)));
+    assert_eq!(eval.insufficient_count(), 4);
+    assert!(eval.never_judged());
+    // A window shorter than the interval holds this poll's samples only.
+    let (_, eval) = compare_run(
+        comparing(5, 1000),
+        &[(0, "a=1 b=1", "x=1"), (10, "a=1", "x=1")],
+    );
+    assert_eq!(ns(&eval), (Some(1), Some(1)));
+    // A failed side is a failed poll: nothing added, nothing counted.
+    let (_, eval) = compare_run(
+        comparing(30, 1000),
+        &[(0, "a=1", "x=1"), (10, "a=1", "err")],
+    );
+    assert_eq!(eval.insufficient_count(), 1);
+}
+
+/// `n` pods' values at poll `k`: around `base`, varied by pod and poll.
+fn side(prefix: &str, n: usize, k: u64, base: f64, factor: f64) -> String {
+    (0..n)
+        .map(|p| {
+            let v = (base + 0.004 * p as f64 + 0.002 * (k % 7) as f64) * factor;
+            format!("{prefix}{p}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn compare_table(p: Params, polls: u64, canary_factor: f64) -> (Vec<String>, RuleEval) {
+    let rows: Vec<(u64, String, String)> = (0..polls)
+        .map(|k| {
+            (
+                k * 10,
+                side("c", 5, k, 0.1, canary_factor),
+                side("s", 5, k, 0.1, 1.0),
+            )
+        })
+        .collect();
+    let rows: Vec<(u64, &str, &str)> = rows
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    compare_run(p, &rows)
+}
+
+#[test]
+fn compare_table_with_the_statistics() {
+    // 5 pods a side, a 60 s window at 10 s polls: 20 samples a side from the 4th poll.
+    let p = comparing(60, 20);
+    let (out, eval) = compare_table(p, 6, 2.0);
+    assert_eq!(
+        out,
+        ["30 pending _", "30 fired _"],
+        "double the stable: acts once judged"
+    );
+    let e = &eval.notes().evidence[&Labels::new()];
+    assert!(
+        e.p_value.unwrap() < 0.02 && e.effect.unwrap() > 0.9,
+        "{e:?}"
+    );
+    assert_eq!(
+        eval.insufficient_count(),
+        3,
+        "the first three polls were too few"
+    );
+    // Identical data never breaches.
+    let (out, _) = compare_table(p, 8, 1.0);
+    assert!(out.is_empty(), "{out:?}");
+    // Significant but under min_effect (10% worse, min 20%): no breach.
+    let (out, eval) = compare_table(p, 8, 1.1);
+    assert!(out.is_empty(), "{out:?}");
+    assert!(eval.notes().evidence[&Labels::new()].p_value.unwrap() < 0.02);
+    // The good direction is no breach for `increase`, a breach for `either`/`decrease`.
+    let (out, _) = compare_table(p, 6, 0.5);
+    assert!(out.is_empty(), "{out:?}");
+    let mut down = p;
+    down.judge.compare.as_mut().unwrap().direction = Direction::Decrease;
+    assert_eq!(
+        compare_table(down, 6, 0.5).0,
+        ["30 pending _", "30 fired _"]
+    );
+    // Constant samples on both sides, equal: never a breach.
+    let rows: Vec<(u64, &str, &str)> = (0..8)
+        .map(|k| (k * 10, "a=1 b=1 c=1", "x=1 y=1 z=1"))
+        .collect();
+    let (out, _) = compare_run(comparing(60, 3), &rows);
+    assert!(out.is_empty(), "{out:?}");
+}
