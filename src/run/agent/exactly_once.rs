@@ -693,4 +693,22 @@ mod tests {
             (0, 0)
         );
     }
+
+    #[test]
+    fn only_a_command_recorded_on_this_boot_counts_as_started_here() {
+        let mut a = row(1, "rollback", ActionState::Started, None, None);
+        assert!(!started_here(&a), "no process recorded: not seen here");
+        a.process = Some(ProcessId::of(std::process::id()));
+        assert!(started_here(&a), "this process, this boot: {:?}", a.process);
+        a.process = Some(ProcessId {
+            boot_id: Some("another-host-or-boot".into()),
+            ..ProcessId::of(std::process::id())
+        });
+        assert!(!started_here(&a), "another boot id is another host");
+        a.process = Some(ProcessId {
+            boot_id: None,
+            ..ProcessId::of(std::process::id())
+        });
+        assert!(!started_here(&a), "an unknown boot cannot be checked");
+    }
 }
