@@ -446,3 +446,35 @@ fn serve_judges_and_keeps_a_before_baseline_across_a_restart() {
         a.dump()
     );
 }
+
+#[test]
+fn notifications_carry_the_evidence_of_a_baseline_rollback() {
+    let d = data();
+    let s = Scratch::new();
+    let hook = crate::harness::receiver::receiver(vec![200]);
+    let slack = crate::harness::receiver::receiver(vec![200]);
+    let file = s.rules(&format!(
+        "watch:\n  duration: 30s\n  interval: 5s\nrollback:\n  command: [\"true\"]\nnotify:\n  - webhook: \"{}\"\n    on: [rollback]\n  - slack: \"{}\"\n    on: [rollback]\nrules:\n  - name: orders\n    query: rw_orders{{test=\"drop\"}}\n    baseline:\n      offset: 1w\n    below_baseline: 30%\n    for: 0s\n",
+        hook.url, slack.url
+    ));
+    let mut w = start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &d.url,
+    ]);
+    assert_eq!(w.wait(Duration::from_secs(60)), 1, "{}", w.dump());
+    let (_, _, payload) = hook.next(Duration::from_secs(5));
+    assert_eq!(payload["kind"], "rollback", "{payload}");
+    assert_eq!(payload["evidence"]["baseline"], 100.0, "{payload}");
+    assert_eq!(payload["evidence"]["ratio"], 0.5, "{payload}");
+    let summary = payload["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("Evidence: baseline=100 ratio=0.5"),
+        "{summary}"
+    );
+    let (_, _, msg) = slack.next(Duration::from_secs(5));
+    let text = msg["text"].as_str().unwrap();
+    assert!(text.contains("baseline=100 ratio=0.5"), "{text}");
+}

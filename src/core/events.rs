@@ -51,7 +51,14 @@ pub struct RuleInfo {
 pub enum RuleState {
     Ok,
     NoData,
-    Pending { for_s: f64, of_s: f64 },
+    /// Pending for `for_s` of the rule's `for` (`of_s`); for `breaches: M of N`,
+    /// `breaches` is `[breaches in the window, M, N]` of the series closest to firing.
+    Pending {
+        for_s: f64,
+        of_s: f64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        breaches: Option<[u32; 3]>,
+    },
     Breached,
     QueryError,
 }
@@ -61,7 +68,11 @@ impl std::fmt::Display for RuleState {
         match self {
             RuleState::Ok => write!(f, "ok"),
             RuleState::NoData => write!(f, "no data"),
-            RuleState::Pending { for_s, of_s } => {
+            RuleState::Pending {
+                breaches: Some([k, m, n]),
+                ..
+            } => write!(f, "pending: {k} of {m} breaches (last {n} polls)"),
+            RuleState::Pending { for_s, of_s, .. } => {
                 write!(f, "pending for {} of {}", secs(*for_s), secs(*of_s))
             }
             RuleState::Breached => write!(f, "breached"),
@@ -84,9 +95,18 @@ impl RuleState {
             return RuleState::Breached;
         }
         if let Some(since) = series.values().map(|s| s.since).min() {
+            let breaches = eval.params().judge.breaches.map(|b| {
+                let k = series
+                    .values()
+                    .map(|s| s.window.iter().filter(|x| **x).count())
+                    .max()
+                    .unwrap_or(0);
+                [u32::try_from(k).unwrap_or(u32::MAX), b.m, b.n]
+            });
             return RuleState::Pending {
                 for_s: at.saturating_sub(since).as_secs_f64(),
                 of_s: eval.params().for_.as_secs_f64(),
+                breaches,
             };
         }
         match poll {

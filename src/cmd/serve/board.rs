@@ -44,7 +44,11 @@ enum State {
     Ok,
     NoData,
     QueryError,
-    Pending { for_s: f32, of_s: f32 },
+    Pending {
+        for_s: f32,
+        of_s: f32,
+        breaches: Option<[u32; 3]>,
+    },
     Breached,
 }
 
@@ -54,9 +58,14 @@ impl State {
             RuleState::Ok => State::Ok,
             RuleState::NoData => State::NoData,
             RuleState::QueryError => State::QueryError,
-            RuleState::Pending { for_s, of_s } => State::Pending {
+            RuleState::Pending {
+                for_s,
+                of_s,
+                breaches,
+            } => State::Pending {
                 for_s: *for_s as f32,
                 of_s: *of_s as f32,
+                breaches: *breaches,
             },
             RuleState::Breached => State::Breached,
         }
@@ -66,9 +75,14 @@ impl State {
             State::Ok => RuleState::Ok,
             State::NoData => RuleState::NoData,
             State::QueryError => RuleState::QueryError,
-            State::Pending { for_s, of_s } => RuleState::Pending {
+            State::Pending {
+                for_s,
+                of_s,
+                breaches,
+            } => RuleState::Pending {
                 for_s: for_s as f64,
                 of_s: of_s as f64,
+                breaches,
             },
             State::Breached => RuleState::Breached,
         }

@@ -303,7 +303,11 @@ fn state_badge(name: &str, l: &RuleLive) -> String {
     let (class, text) = match &l.state {
         Some(RuleState::Ok) => ("ok", "ok".to_string()),
         Some(RuleState::NoData) => ("nodata", "no data".to_string()),
-        Some(RuleState::Pending { for_s, of_s }) => (
+        Some(RuleState::Pending {
+            breaches: Some([k, m, _]),
+            ..
+        }) => ("pending", format!("pending {k} of {m} breaches")),
+        Some(RuleState::Pending { for_s, of_s, .. }) => (
             "pending",
             format!("pending {} of {}", secs(*for_s), secs(*of_s)),
         ),

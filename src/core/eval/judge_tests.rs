@@ -682,3 +682,27 @@ fn compare_table_with_the_statistics() {
     let (out, _) = compare_run(comparing(60, 3), &rows);
     assert!(out.is_empty(), "{out:?}");
 }
+
+#[test]
+fn a_pending_m_of_n_rule_shows_its_count_not_a_timer() {
+    use crate::core::events::RuleState;
+    let p = params(Some(0.5), None, NoData::Hold, m_of_n(3, 5));
+    let (_, eval) = run(
+        p,
+        &[
+            (0, "a=0.9", "", ""),
+            (10, "a=0.1", "", ""),
+            (20, "a=0.9", "", ""),
+        ],
+    );
+    let state = RuleState::of(&eval, Duration::from_secs(20), &poll("a=0.9"));
+    assert_eq!(
+        state,
+        RuleState::Pending {
+            for_s: 20.0,
+            of_s: 0.0,
+            breaches: Some([2, 3, 5]),
+        }
+    );
+    assert_eq!(state.to_string(), "pending: 2 of 3 breaches (last 5 polls)");
+}

@@ -21,6 +21,9 @@ pub struct NeverFires {
     /// The rule's index in `WatchSpec::rules` (to point at it in the file).
     pub index: usize,
     pub for_: Duration,
+    /// `breaches: M of N`'s M (instead of `for`): M polls must breach, so the
+    /// earliest fire is the M-th poll.
+    pub breaches: Option<u32>,
     pub interval: Duration,
     /// The earliest poll, counted from the watch's start, at which the rule could fire:
     /// the first poll at or after `for` (polls run at 0, interval, 2 × interval, ...).
@@ -35,7 +38,16 @@ fn fmt_d(d: Duration) -> String {
 
 impl fmt::Display for NeverFires {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.for_ >= self.duration {
+        if let Some(m) = self.breaches {
+            write!(
+                f,
+                "rule `{}` can never fire: `breaches` needs {m} breaching polls, and with a poll every {} the earliest that could fire is at {}, when the watch ({}) has ended",
+                self.rule,
+                fmt_d(self.interval),
+                fmt_d(self.earliest),
+                fmt_d(self.duration)
+            )
+        } else if self.for_ >= self.duration {
             write!(
                 f,
                 "rule `{}` can never fire: its `for` ({}) is not shorter than the watch ({})",
@@ -61,14 +73,27 @@ impl NeverFires {
     /// What to do about it.
     pub fn help(&self) -> String {
         format!(
-            "a breach this rule is meant to catch would pass unnoticed and the watch would end healthy; shorten its `for` (or its interval), or make the watch longer than {} (`watch.duration`, `--duration`)",
+            "a breach this rule is meant to catch would pass unnoticed and the watch would end healthy; shorten its `{}` (or its interval), or make the watch longer than {} (`watch.duration`, `--duration`)",
+            if self.breaches.is_some() { "breaches" } else { "for" },
             fmt_d(self.earliest)
         )
     }
 
     /// A warning pointing at the rule's `for` in `source` (the rule file's text).
     pub fn diagnostic(&self, source: &str) -> Diagnostic {
-        Diagnostic::warning(self.to_string(), for_pos(source, self.index)).with_help(self.help())
+        Diagnostic::warning(
+            self.to_string(),
+            key_pos(
+                source,
+                self.index,
+                if self.breaches.is_some() {
+                    "breaches"
+                } else {
+                    "for"
+                },
+            ),
+        )
+        .with_help(self.help())
     }
 }
 
@@ -82,11 +107,18 @@ pub fn never_fires(spec: &WatchSpec, duration: Duration) -> Vec<NeverFires> {
         .iter()
         .enumerate()
         .filter_map(|(index, rule)| {
-            let earliest = earliest_fire(rule.for_, rule.interval);
+            let breaches = rule.judging.breaches.map(|b| b.m);
+            let earliest = match breaches {
+                // Polls at 0, interval, ...: the M-th breaching poll is the first that
+                // can fire.
+                Some(m) => rule.interval.saturating_mul(m.saturating_sub(1)),
+                None => earliest_fire(rule.for_, rule.interval),
+            };
             (earliest >= duration).then(|| NeverFires {
                 rule: rule.name.clone(),
                 index,
                 for_: rule.for_,
+                breaches,
                 interval: rule.interval,
                 earliest,
                 duration,
@@ -105,8 +137,9 @@ fn earliest_fire(for_: Duration, interval: Duration) -> Duration {
     Duration::from_nanos(u64::try_from(polls.saturating_mul(iv)).unwrap_or(u64::MAX))
 }
 
-/// Where `rules[index].for` sits in a rule file's text, if it can be found.
-fn for_pos(source: &str, index: usize) -> Option<Pos> {
+/// Where `rules[index].<key>` (its `for` or `breaches`) sits in a rule file's text, if
+/// it can be found.
+fn key_pos(source: &str, index: usize, key: &str) -> Option<Pos> {
     let root = yaml::parse(source).ok()?;
     fn get<'n>(node: &'n yaml::Node, key: &str) -> Option<&'n yaml::Node> {
         match &node.value {
@@ -121,7 +154,7 @@ fn for_pos(source: &str, index: usize) -> Option<Pos> {
         return None;
     };
     let rule = items.get(index)?;
-    Some(get(rule, "for").map_or(rule.pos, |v| v.pos))
+    Some(get(rule, key).map_or(rule.pos, |v| v.pos))
 }
 
 #[cfg(test)]
@@ -181,6 +214,28 @@ mod tests {
             "{}",
             found[0].help()
         );
+    }
+
+    #[test]
+    fn m_of_n_needs_m_polls_within_the_watch() {
+        // A poll every 30s: `3 of 5` can fire at the third poll, 60s in.
+        let text = "  - name: flappy\n    query: up\n    above: 1\n    breaches: 3 of 5\n";
+        let (spec, source) = spec(text);
+        assert!(never_fires(&spec, S(61)).is_empty());
+        let found = never_fires(&spec, S(60));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].breaches, found[0].earliest), (Some(3), S(60)));
+        assert!(
+            found[0]
+                .to_string()
+                .contains("`breaches` needs 3 breaching polls"),
+            "{}",
+            found[0]
+        );
+        assert!(found[0].help().contains("shorten its `breaches`"));
+        let pos = found[0].diagnostic(&source).pos.expect("a position");
+        let line = source.lines().nth(pos.line as usize - 1).unwrap();
+        assert_eq!((line, pos.column), ("    breaches: 3 of 5", 15));
     }
 
     #[test]

@@ -59,6 +59,7 @@ fn record() -> Record {
                 RuleState::Pending {
                     for_s: 0.0,
                     of_s: 20.0,
+                    breaches: None,
                 },
             ),
         ),
@@ -80,6 +81,7 @@ fn record() -> Record {
                 RuleState::Pending {
                     for_s: 10.0,
                     of_s: 20.0,
+                    breaches: None,
                 },
             ),
         ),
