@@ -716,11 +716,13 @@ pub fn apply_judges(text: &str, judges: &[String]) -> Result<String, String> {
                 )
             })?;
         for (k, v) in keys {
+            // Setting one of `for`/`breaches` replaces the other; removing one (null)
+            // leaves the other alone, in whatever order the keys came.
             match k.as_str() {
-                "breaches" => {
+                "breaches" if !v.is_null() => {
                     rule.remove("for");
                 }
-                "for" => {
+                "for" if !v.is_null() => {
                     rule.remove("breaches");
                 }
                 _ => {}
@@ -967,5 +969,20 @@ mod judge_tests {
         let text = apply_judges(FILE, &["r={breaches: 6 of 5}".to_string()]).unwrap();
         let e = crate::core::rules::load_str("t.yaml", &text, &LoadOptions::default()).unwrap_err();
         assert!(e.to_string().contains("M > N"), "{e}");
+    }
+
+    #[test]
+    fn removing_for_keeps_the_breaches_set_beside_it_in_either_order() {
+        for judge in [
+            "r={breaches: 3 of 5, for: null}",
+            "r={for: null, breaches: 3 of 5}",
+        ] {
+            let spec = load(&apply_judges(FILE, &[judge.to_string()]).unwrap());
+            assert_eq!(
+                spec.rules[0].judging.breaches,
+                Some(crate::core::eval::Breaches { m: 3, n: 5 }),
+                "{judge}"
+            );
+        }
     }
 }
