@@ -4,10 +4,9 @@
 //! nightly dip, a real drop against last week, thin traffic under `min_traffic`,
 //! single-scrape spikes under `for` and `breaches`, and a canary against its stable side.
 
-use crate::harness::{spawn_prometheus, start, Scratch};
+use crate::harness::{backfilled_prometheus, start, Scratch};
 use serde_json::Value;
 use std::fmt::Write as _;
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -104,23 +103,8 @@ fn data() -> &'static Data {
         }
         om.push_str("# EOF\n");
         let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("data.om");
-        std::fs::write(&input, om).unwrap();
-        let tsdb = dir.path().join("data");
-        let out = Command::new("promtool")
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&input)
-            .arg(&tsdb)
-            .output()
-            .expect("run promtool (apt-get install -y prometheus)");
-        assert!(
-            out.status.success(),
-            "promtool: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let addr = spawn_prometheus(dir.path(), "global:\n  scrape_interval: 1m\n", &tsdb);
         Data {
-            url: format!("http://{addr}"),
+            url: backfilled_prometheus(dir.path(), &om),
             _dir: dir,
         }
     })

@@ -2,7 +2,7 @@
 //! OpenMetrics text backfilled with `promtool tsdb create-blocks-from openmetrics`
 //! before Prometheus starts.
 
-use crate::harness::{run, spawn_prometheus, Scratch};
+use crate::harness::{backfilled_prometheus, run, Scratch};
 use serde_json::Value;
 use std::fmt::Write as _;
 use std::process::Command;
@@ -69,23 +69,8 @@ fn history() -> &'static History {
         }
         om.push_str("# EOF\n");
         let dir = tempfile::tempdir().unwrap();
-        let input = dir.path().join("history.om");
-        std::fs::write(&input, om).unwrap();
-        let data = dir.path().join("data");
-        let out = Command::new("promtool")
-            .args(["tsdb", "create-blocks-from", "openmetrics"])
-            .arg(&input)
-            .arg(&data)
-            .output()
-            .expect("run promtool (apt-get install -y prometheus)");
-        assert!(
-            out.status.success(),
-            "promtool: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let addr = spawn_prometheus(dir.path(), "global:\n  scrape_interval: 1m\n", &data);
         History {
-            url: format!("http://{addr}"),
+            url: backfilled_prometheus(dir.path(), &om),
             base,
             _dir: dir,
         }

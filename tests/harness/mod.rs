@@ -184,6 +184,28 @@ pub fn await_value_of(
     panic!("{backend} never showed the expected value for {query}");
 }
 
+/// A real Prometheus serving history the test wrote itself: `openmetrics` (text ending
+/// in `# EOF`) is backfilled with `promtool tsdb create-blocks-from openmetrics` into a
+/// fresh TSDB in `dir` before Prometheus starts on it. Returns its base URL.
+pub fn backfilled_prometheus(dir: &Path, openmetrics: &str) -> String {
+    let input = dir.join("history.om");
+    std::fs::write(&input, openmetrics).unwrap();
+    let data = dir.join("data");
+    let out = Command::new("promtool")
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&input)
+        .arg(&data)
+        .output()
+        .expect("run promtool (apt-get install -y prometheus)");
+    assert!(
+        out.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let addr = spawn_prometheus(dir, "global:\n  scrape_interval: 1m\n", &data);
+    format!("http://{addr}")
+}
+
 /// Starts a real Prometheus with `config` over the TSDB at `data`; returns its address
 /// once it answers `/-/ready`. It is killed when the test process exits.
 pub fn spawn_prometheus(dir: &Path, config: &str, data: &Path) -> String {
