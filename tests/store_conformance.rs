@@ -139,8 +139,12 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
 
     // A re-run is claimed once and marks the original.
     let rerun = s.claim_rerun("a", id, &new_action("rollback", 10)).unwrap();
-    assert!(s.claim_rerun("a", id, &new_action("rollback", 11)).is_err());
+    let err = s
+        .claim_rerun("a", id, &new_action("rollback", 11))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyClaimed { .. }), "{err}");
     let rows = s.actions("a").unwrap();
+    assert_eq!(rows.len(), 3, "the refused re-run wrote nothing");
     let old = rows.iter().find(|r| r.id == id).unwrap();
     assert_eq!(old.state, ActionState::Rerun);
     assert_eq!(

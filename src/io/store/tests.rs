@@ -116,65 +116,6 @@ fn actions_and_endings_survive_reopening() {
     assert_eq!(s.get("a").unwrap().unwrap().exit_code, Some(1));
 }
 
-fn firing(rule: &str, since_ms: i64) -> SeriesRow {
-    SeriesRow {
-        rule: rule.into(),
-        labels: [("pod".to_string(), "p1".to_string())].into(),
-        phase: Phase::Firing,
-        since_ms,
-        last_value: Some(0.9),
-    }
-}
-
-#[test]
-fn a_claim_records_the_firing_series_and_the_action_together_once() {
-    let (_d, s) = store();
-    s.create(&new_watch("a")).unwrap();
-    let id = s
-        .claim_action("a", &new_action("rollback", 7), &[firing("r", 5)])
-        .unwrap();
-    assert_eq!(s.series("a").unwrap(), vec![firing("r", 5)]);
-    let actions = s.actions("a").unwrap();
-    assert_eq!(actions.len(), 1);
-    assert_eq!(actions[0].id, id);
-    assert_eq!(actions[0].state, ActionState::Started);
-    assert_eq!(actions[0].env, new_action("rollback", 7).env);
-    // A second claim of the same kind is refused by the database, and writes nothing.
-    let err = s
-        .claim_action("a", &new_action("rollback", 8), &[firing("other", 6)])
-        .unwrap_err();
-    assert!(matches!(err, StoreError::AlreadyClaimed { .. }), "{err}");
-    assert_eq!(s.actions("a").unwrap().len(), 1);
-    assert_eq!(
-        s.series("a").unwrap().len(),
-        1,
-        "the refused claim's series was rolled back with it"
-    );
-    // Another kind is its own claim.
-    s.claim_action("a", &new_action("pause", 9), &[]).unwrap();
-}
-
-#[test]
-fn a_rerun_is_claimed_once_and_marks_the_original() {
-    let (_d, s) = store();
-    s.create(&new_watch("a")).unwrap();
-    let first = s
-        .claim_action("a", &new_action("rollback", 7), &[])
-        .unwrap();
-    let second = s
-        .claim_rerun("a", first, &new_action("rollback", 8))
-        .unwrap();
-    let actions = s.actions("a").unwrap();
-    assert_eq!(actions[0].state, ActionState::Rerun);
-    assert_eq!(actions[1].rerun_of, Some(first));
-    assert_eq!(actions[1].id, second);
-    assert!(matches!(
-        s.claim_rerun("a", first, &new_action("rollback", 9)),
-        Err(StoreError::AlreadyClaimed { .. })
-    ));
-    assert_eq!(s.actions("a").unwrap().len(), 2);
-}
-
 #[test]
 fn ending_an_action_can_end_its_watch_in_the_same_transaction() {
     let (_d, s) = store();
