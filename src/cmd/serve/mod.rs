@@ -48,8 +48,9 @@ pub struct ServeArgs {
     /// The state file (SQLite); created if missing. Watches in it resume at start.
     #[arg(long, value_name = "PATH", required_unless_present_any = ["store", "store_url_file"])]
     pub state: Option<PathBuf>,
-    /// A shared PostgreSQL store (postgres://USER@HOST[:PORT]/DB) for several agents.
-    /// A password here shows in `ps`: prefer --store-url-file.
+    /// A shared PostgreSQL store (postgres://USER@HOST[:PORT]/DB[?sslmode=verify-full],
+    /// or libpq's key=value pairs) for several agents. A password here shows in `ps`:
+    /// prefer --store-url-file.
     #[arg(long, value_name = "URL")]
     pub store: Option<String>,
     /// A file holding the PostgreSQL store's URL (with its password, out of `ps`).
@@ -111,8 +112,6 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("give one store: --state PATH (SQLite) or --store URL / --store-url-file FILE (PostgreSQL), not both")]
     TwoStores,
-    #[error("--store {0:?}: expected postgres://USER@HOST[:PORT]/DB")]
-    StoreUrl(String),
     #[error("cannot read the store URL file {path}: {source}")]
     StoreUrlFile {
         path: PathBuf,
@@ -182,14 +181,12 @@ async fn serve(
     }
     let (store, pg, shown): (Arc<dyn store::Store>, _, String) = match (&url, &args.state) {
         (Some(url), _) => {
-            if !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-                return Err(ServeError::StoreUrl(store::redact_url(url)));
-            }
-            if args.store.is_some() && store::redact_url(url) != *url {
-                tracing::warn!(event = "store_password_visible", "the --store URL has a password, which `ps` shows to every user of this machine; use --store-url-file");
-            }
             let pg = Arc::new(store::PgStore::connect(url)?);
-            (pg.clone(), Some(pg), store::redact_url(url))
+            if args.store.is_some() && pg.has_password() {
+                tracing::warn!(event = "store_password_visible", "the --store connection string has a password, which `ps` shows to every user of this machine; use --store-url-file");
+            }
+            let shown = pg.shown_url().to_string();
+            (pg.clone(), Some(pg), shown)
         }
         (None, Some(path)) => (
             Arc::new(store::SqliteStore::open(path)?),
@@ -258,8 +255,11 @@ async fn serve(
         .and_then(|()| agent.start());
         match r {
             Ok(n) => break n,
+            // No retry fixes these: a certificate, a TLS setting, a refused login, a
+            // newer schema.
             Err(
                 e @ (store::StoreError::NewerPgSchema { .. }
+                | store::StoreError::PgRefused { .. }
                 | store::StoreError::NewerSchema { .. }),
             ) => {
                 let _ = stop_tx.send(());

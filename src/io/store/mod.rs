@@ -20,11 +20,13 @@
 //! SQLite has one agent per file (the file lock): that agent holds every lease, with
 //! token 1, and the same methods keep one agent loop for both stores.
 
+pub mod pgconn;
+mod pgtls;
 mod postgres;
 mod sqlite;
 pub mod statefile;
 
-pub use postgres::{redact_url, PgStore, PG_SCHEMA_VERSION};
+pub use postgres::{PgStore, PG_SCHEMA_VERSION};
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};
 
 use crate::core::eval::{Labels, Phase};
@@ -56,6 +58,16 @@ pub enum StoreError {
     },
     #[error("state store: {what} was already claimed for watch {id}; it is not run again")]
     AlreadyClaimed { what: String, id: String },
+    #[error("the store's connection string: {0}")]
+    PgUrl(pgconn::ConnStringError),
+    /// A connection no retry can fix: a certificate, a TLS setting, a refused login.
+    #[error("state store {url}: cannot {what}: {reason}")]
+    PgRefused {
+        /// As `pgconn::render` shows it: never the password.
+        url: String,
+        what: &'static str,
+        reason: String,
+    },
     #[error("state store {url}: cannot {what}: {reason}")]
     Pg {
         /// The URL with its password redacted.

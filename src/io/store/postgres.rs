@@ -10,10 +10,11 @@
 //! each call waits for its answer, bounded by `CALL_TIMEOUT`: a database that does not
 //! answer is an error, never a hang.
 
+use super::pgconn::{self, Target};
+use super::pgtls::{self, Connector};
 use super::*;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::future::Future;
-use tokio_postgres::NoTls;
 
 /// The schema version this build writes (`rollwatch_schema.version`).
 pub const PG_SCHEMA_VERSION: i64 = 1;
@@ -99,41 +100,14 @@ CREATE TABLE IF NOT EXISTS baselines (
 );
 ";
 
-/// The URL with its password (in the user info or a `password=` parameter) replaced
-/// by `***`: what errors and logs show.
-pub fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest = scheme_end + 3;
-        let host_end = out[rest..]
-            .find(['/', '?'])
-            .map(|i| rest + i)
-            .unwrap_or(out.len());
-        if let Some(at) = out[rest..host_end].rfind('@').map(|i| rest + i) {
-            if let Some(colon) = out[rest..at].find(':').map(|i| rest + i) {
-                out.replace_range(colon + 1..at, "***");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (head, query) = out.split_at(q + 1);
-        let parts: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{head}{}", parts.join("&"));
-    }
-    out
-}
-
 /// The shared store: a pool of connections to one PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
-    /// The URL with its password redacted.
+    /// The store as messages show it (`pgconn::render`: never the password).
     url: String,
+    /// Whether the connection string holds a password (`serve` warns when it came
+    /// from the command line, where `ps` shows it).
+    has_password: bool,
     /// The runtime the client's connections run on (see the module's doc).
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -154,16 +128,23 @@ fn ms(d: Duration) -> i64 {
 }
 
 impl PgStore {
-    /// A store on `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?...]`). Nothing
-    /// is connected yet: `migrate` is the first round trip.
+    /// A store on `url`: a `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?...]` URL or
+    /// libpq's key=value pairs (see `pgconn`; TLS as `pgtls` says). Nothing is
+    /// connected yet: `migrate` is the first round trip. The TLS files are read here,
+    /// so a missing or bad one is an error before any connection.
     pub fn connect(url: &str) -> Result<PgStore, StoreError> {
-        let shown = redact_url(url);
-        let bad = |reason: String| StoreError::Pg {
+        let Target {
+            config: mut cfg,
+            tls,
+            shown,
+        } = pgconn::parse(url).map_err(StoreError::PgUrl)?;
+        let bad = |reason: String| StoreError::PgRefused {
             url: shown.clone(),
-            what: "parse the URL",
+            what: "set up the connection",
             reason,
         };
-        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| bad(format!("{e}")))?;
+        let has_password = cfg.get_password().is_some();
+        let connector = pgtls::connector(&tls).map_err(|e| bad(e.to_string()))?;
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(Duration::from_secs(5));
         }
@@ -174,9 +155,9 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| bad(format!("cannot start the client's runtime: {e}")))?;
-        let mgr = Manager::from_config(
+        let mgr = Manager::from_connect(
             cfg,
-            NoTls,
+            Connector { tls: connector },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -192,6 +173,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             url: shown,
+            has_password,
             rt: Some(rt),
         })
     }
@@ -203,9 +185,14 @@ impl PgStore {
         Ok(s)
     }
 
-    /// The URL with its password redacted.
+    /// The store as messages show it: never the password.
     pub fn shown_url(&self) -> &str {
         &self.url
+    }
+
+    /// Whether the connection string holds a password.
+    pub fn has_password(&self) -> bool {
+        self.has_password
     }
 
     /// Runs `f` with a pooled client on the store's runtime and waits for it (never
@@ -225,11 +212,7 @@ impl PgStore {
             .expect("the runtime lives as long as the store");
         rt.spawn(async move {
             let work = async {
-                let client = pool.get().await.map_err(|e| StoreError::Pg {
-                    url: url.clone(),
-                    what,
-                    reason: format!("cannot get a connection: {e}"),
-                })?;
+                let client = pool.get().await.map_err(|e| pool_err(&url, what, e))?;
                 f(client).await
             };
             let r = match tokio::time::timeout(CALL_TIMEOUT, work).await {
@@ -312,10 +295,25 @@ fn pg_err(url: &str, what: &'static str) -> impl Fn(tokio_postgres::Error) -> St
     move |e| StoreError::Pg {
         url: url.clone(),
         what,
-        reason: match e.as_db_error() {
-            Some(db) => db.message().to_string(),
-            None => e.to_string(),
-        },
+        reason: pgtls::describe(&e).0,
+    }
+}
+
+/// A connection that could not be had: `PgRefused` when no retry can fix it (a
+/// certificate, TLS setting or login the server refuses), else `Pg`.
+fn pool_err(url: &str, what: &'static str, e: deadpool_postgres::PoolError) -> StoreError {
+    use deadpool_postgres::PoolError;
+    let (reason, permanent) = match &e {
+        PoolError::Backend(e) => pgtls::describe(e),
+        PoolError::Timeout(_) => ("no connection within the pool's timeout".to_string(), false),
+        other => (other.to_string(), false),
+    };
+    let reason = format!("cannot connect: {reason}");
+    let url = url.to_string();
+    if permanent {
+        StoreError::PgRefused { url, what, reason }
+    } else {
+        StoreError::Pg { url, what, reason }
     }
 }
 
@@ -1102,27 +1100,5 @@ impl Store for PgStore {
         self.call("claim a re-run", move |c| {
             PgStore::rerun_in(c, url, id, fence, old, a)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url;
-
-    #[test]
-    fn the_password_never_shows() {
-        assert_eq!(
-            redact_url("postgres://rw:s3cret@db:5432/rollwatch"),
-            "postgres://rw:***@db:5432/rollwatch"
-        );
-        assert_eq!(
-            redact_url("postgresql://rw@db/rw?sslmode=require&password=s3cret"),
-            "postgresql://rw@db/rw?sslmode=require&password=***"
-        );
-        assert_eq!(redact_url("postgres://db/rw"), "postgres://db/rw");
-        assert_eq!(
-            redact_url("postgres://a:b:c@d@host/x"),
-            "postgres://a:***@host/x"
-        );
     }
 }

@@ -1,0 +1,224 @@
+use super::*;
+use proptest::prelude::*;
+
+/// What `parse` lets out of a string: what `shown` renders, or the error's sentence.
+fn printed(text: &str) -> String {
+    match parse(text) {
+        Ok(t) => t.shown,
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_password_never_shows_whatever_its_characters() {
+    for (url, pw, decoded) in [
+        // Unencoded `/`, `+`, `?`, `#`, `:` in the password: tokio-postgres takes them.
+        (
+            "postgres://rw:ab/cd+ef@db:5432/rollwatch",
+            "ab/cd+ef",
+            "ab/cd+ef",
+        ),
+        (
+            "postgres://rw:a?b#c:d=e@db/rollwatch",
+            "a?b#c:d=e",
+            "a?b#c:d=e",
+        ),
+        (
+            "postgres://rw:p%40ss%2Fw0rd@db/rollwatch",
+            "p%40ss%2Fw0rd",
+            "p@ss/w0rd",
+        ),
+        (
+            "postgresql://rw@db/rollwatch?sslmode=require&password=s3cret",
+            "s3cret",
+            "s3cret",
+        ),
+        (
+            "postgres://rw@db/rollwatch?pass%77ord=s3cret",
+            "s3cret",
+            "s3cret",
+        ),
+        (
+            "postgres://rw@db/rollwatch?password=s3%2Fcr%3Fet",
+            "s3%2Fcr%3Fet",
+            "s3/cr?et",
+        ),
+        (
+            "host=db user=rw password='a b\\'c=d' dbname=rollwatch",
+            "a b\\'c=d",
+            "a b'c=d",
+        ),
+        (
+            "host=db user=rw password=ab\\ cd dbname=rollwatch",
+            "ab\\ cd",
+            "ab cd",
+        ),
+    ] {
+        let t = parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert_eq!(t.config.get_password(), Some(decoded.as_bytes()), "{url}");
+        assert!(!t.shown.contains(pw), "{url} -> {}", t.shown);
+        assert!(!t.shown.contains(decoded), "{url} -> {}", t.shown);
+        assert!(t.shown.contains("rw:***@db:5432/rollwatch"), "{}", t.shown);
+    }
+}
+
+#[test]
+fn an_ambiguous_at_is_refused_without_quoting_anything() {
+    for url in [
+        // A raw `@` in the password: tokio-postgres would take "ss@db" as the host.
+        "postgres://rw:p@zq@db/rollwatch",
+        "postgres://rw:a@zq/c@db/rollwatch",
+        // A raw `@` in a parameter with no user info: "db/x?password=p" as the user.
+        "postgres://db/rollwatch?password=p@zq",
+        "postgres://db:5432?password=p@zq",
+        "postgres://db:5432?pass%77ord=p@zq",
+    ] {
+        let e = parse(url).unwrap_err();
+        assert_eq!(e, ConnStringError::Ambiguous, "{url}");
+        assert!(!e.to_string().contains("zq"), "{e}");
+    }
+    // With user info, a raw `@` in a parameter is unambiguous.
+    let t = parse("postgres://rw@db/x?password=p@ss").unwrap();
+    assert_eq!(t.config.get_password(), Some(&b"p@ss"[..]));
+}
+
+#[test]
+fn errors_name_options_never_values() {
+    assert_eq!(
+        parse("postgres://db/x?sslmod=require").unwrap_err(),
+        ConnStringError::UnknownOption(" (did you mean `sslmode`?)".into())
+    );
+    // A password whose unquoted tail looks like a pair: its key is not echoed.
+    let e = parse("host=db password=abc zq9wxyv=1").unwrap_err();
+    assert_eq!(e, ConnStringError::UnknownOption(String::new()));
+    let e = parse("host=db password='s3cret").unwrap_err();
+    assert_eq!(e, ConnStringError::Unclosed);
+    let e = parse("postgres://db/x?sslmode=s3cret")
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("s3cret"), "{e}");
+    let e = parse("postgres://rw:s3cret@db:notaport/x")
+        .unwrap_err()
+        .to_string();
+    assert!(!e.contains("s3cret") && e.contains("port"), "{e}");
+}
+
+#[test]
+fn ssl_options_as_libpq_names_them() {
+    let t = parse("postgres://rw@db/x?sslmode=verify-full&sslrootcert=/etc/ca.pem").unwrap();
+    assert_eq!(t.tls.mode, SslMode::VerifyFull);
+    assert_eq!(t.tls.root_cert, Some(RootCert::File("/etc/ca.pem".into())));
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
+    assert_eq!(t.shown, "postgres://rw@db:5432/x?sslmode=verify-full");
+    let t = parse("host=db dbname=x sslmode=verify-ca sslrootcert=system sslcert=/c sslkey=/k")
+        .unwrap();
+    assert_eq!(t.tls.mode, SslMode::VerifyCa);
+    assert_eq!(t.tls.root_cert, Some(RootCert::System));
+    assert_eq!(t.tls.cert, Some("/c".into()));
+    // libpq's default is prefer; disable is plain.
+    assert_eq!(parse("postgres://db/x").unwrap().tls.mode, SslMode::Prefer);
+    let t = parse("postgres://db/x?sslmode=disable").unwrap();
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Disable);
+    assert_eq!(
+        parse("postgres://db/x?sslcert=/c").unwrap_err(),
+        ConnStringError::HalfClientCert
+    );
+    assert_eq!(
+        parse("postgres://db/x?sslmode=require&sslmode=disable").unwrap_err(),
+        ConnStringError::Twice("sslmode")
+    );
+}
+
+#[test]
+fn many_hosts_and_ipv6_render_with_their_ports() {
+    let t = parse("postgres://rw@a:1,[::1]:2/x").unwrap();
+    assert_eq!(t.shown, "postgres://rw@a:1,[::1]:2/x?sslmode=prefer");
+}
+
+/// `s` with each character percent-encoded when `must` says so or its bit in `mask`
+/// is set.
+fn encode(s: &str, mask: u64, must: impl Fn(char) -> bool) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if must(c) || mask >> (i % 64) & 1 == 1 {
+            let mut b = [0; 4];
+            for byte in c.encode_utf8(&mut b).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Every character class: letters, digits, all ASCII punctuation and space, non-ASCII.
+fn secret() -> impl Strategy<Value = String> {
+    proptest::collection::vec(
+        prop_oneof!["[a-zA-Z0-9]", "[ -/:-@\\[-`{-~]", "[éü€🚨ß]",],
+        10..24,
+    )
+    .prop_map(|v| v.concat())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// User info: the password's characters raw or percent-encoded (`@` and `%`
+    /// always encoded, or else raw too: then a refusal, never a leak).
+    #[test]
+    fn no_url_prints_its_password(
+        user in secret(),
+        pw in secret(),
+        umask in any::<u64>(),
+        pmask in any::<u64>(),
+        raw_at in any::<bool>(),
+        query in prop_oneof![Just(""), Just("?sslmode=disable"), Just("?application_name=x&sslmode=require")],
+    ) {
+        prop_assume!(!user.contains(&pw));
+        let u = encode(&user, umask, |c| matches!(c, '@' | ':' | '%' | '/' | '?' | '&' | '='));
+        let p = encode(&pw, pmask, |c| c == '%' || (c == '@' && !raw_at));
+        let url = format!("postgres://{u}:{p}@db.example:5432/rw{query}");
+        let out = printed(&url);
+        prop_assert!(!out.contains(&pw), "{url} -> {out}");
+        prop_assert!(!out.contains(&p), "{url} -> {out}");
+        if !raw_at || !pw.contains('@') {
+            // Well-formed (every `@` encoded): parsed whole, unless a raw `?key=`
+            // in the password makes it ambiguous.
+            match parse(&url) {
+                Ok(t) => {
+                    prop_assert_eq!(t.config.get_password(), Some(pw.as_bytes()));
+                    prop_assert_eq!(t.config.get_user(), Some(user.as_str()));
+                }
+                Err(e) => prop_assert_eq!(e, ConnStringError::Ambiguous, "{}", url),
+            }
+        }
+    }
+
+    /// `?password=` with a percent-encoded key and value, and libpq's key=value form.
+    #[test]
+    fn no_parameter_prints_its_password(
+        pw in secret(),
+        kmask in any::<u64>(),
+        vmask in any::<u64>(),
+    ) {
+        let key = encode("password", kmask, |_| false);
+        let v = encode(&pw, vmask, |c| matches!(c, '%' | '&' | '#' | '@'));
+        for url in [
+            format!("postgres://rw@db/x?{key}={v}"),
+            format!("postgres://rw@db/x?sslmode=disable&{key}={v}&application_name=a"),
+        ] {
+            let t = parse(&url).map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+            prop_assert_eq!(t.config.get_password(), Some(pw.as_bytes()));
+            prop_assert!(!t.shown.contains(&pw) && !t.shown.contains(&v), "{}", t.shown);
+        }
+        let quoted = pw.replace('\\', "\\\\").replace('\'', "\\'");
+        let kv = format!("host=db user=rw password='{quoted}' dbname=x");
+        let t = parse(&kv).map_err(|e| TestCaseError::fail(format!("{kv}: {e}")))?;
+        prop_assert_eq!(t.config.get_password(), Some(pw.as_bytes()));
+        prop_assert!(!t.shown.contains(&pw), "{}", t.shown);
+        // Unquoted (so broken by any space or quote): a refusal, never a leak.
+        let out = printed(&format!("host=db user=rw password={pw} dbname=x"));
+        prop_assert!(!out.contains(&pw), "{}", out);
+    }
+}
