@@ -23,6 +23,7 @@ mod replay;
 mod serve;
 mod shared_store;
 mod store_conformance;
+mod store_security;
 mod values;
 mod vars_guard;
 mod verdict_api;

@@ -64,11 +64,20 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     pub port: u16,
     child: Mutex<Option<Child>>,
+    /// Extra `-c` settings the server starts with (TLS).
+    settings: Vec<String>,
 }
 
 impl PgCluster {
     /// `initdb` and start a new cluster.
     pub fn start() -> PgCluster {
+        let c = PgCluster::init();
+        c.start_server();
+        c
+    }
+
+    /// `initdb` only.
+    fn init() -> PgCluster {
         let dir = tempfile::tempdir().unwrap();
         // The server's user must reach its data directory inside the temp dir.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -89,13 +98,40 @@ impl PgCluster {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let c = PgCluster {
+        PgCluster {
             dir,
             port: free_port(),
             child: Mutex::new(None),
-        };
+            settings: Vec::new(),
+        }
+    }
+
+    /// A cluster with TLS on, its certificates made with the `openssl` command line
+    /// (see `Certs`), and pg_hba.conf lines: `postgres` trusted on loopback (the
+    /// harness's psql), `rw` by password over TLS only, `certuser` by client
+    /// certificate over TLS; anyone else refused.
+    pub fn start_tls() -> (PgCluster, Certs) {
+        let mut c = PgCluster::init();
+        let certs = Certs::make(&c.dir.path().join("certs"));
+        let file = |p: &Path| p.to_str().unwrap().to_string();
+        for (k, v) in [
+            ("ssl", "on".to_string()),
+            ("ssl_cert_file", file(&certs.dir.join("server.crt"))),
+            ("ssl_key_file", file(&certs.dir.join("server.key"))),
+            ("ssl_ca_file", file(&certs.ca)),
+        ] {
+            c.settings.push(format!("{k}={v}"));
+        }
+        std::fs::write(
+            c.data().join("pg_hba.conf"),
+            "host all postgres 127.0.0.1/32 trust\n\
+             hostssl all certuser 127.0.0.1/32 cert\n\
+             hostssl all rw 127.0.0.1/32 scram-sha-256\n\
+             host all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
         c.start_server();
-        c
+        (c, certs)
     }
 
     fn data(&self) -> PathBuf {
@@ -115,6 +151,7 @@ impl PgCluster {
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", "unix_socket_directories="])
             .args(["-c", "fsync=off", "-c", "max_connections=300"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(log);
         // The parent-death signal follows the spawning *thread*: spawn from one that
@@ -161,14 +198,20 @@ impl PgCluster {
 
     /// A new, empty database; returns its URL.
     pub fn database(&self) -> String {
+        let name = self.database_owned_by("postgres");
+        self.url(&name)
+    }
+
+    /// A new, empty database owned by `owner`; returns its name.
+    pub fn database_owned_by(&self, owner: &str) -> String {
         static N: AtomicU64 = AtomicU64::new(0);
         let name = format!(
             "t{}_{}",
             std::process::id(),
             N.fetch_add(1, Ordering::SeqCst)
         );
-        self.psql("postgres", &format!("CREATE DATABASE {name}"));
-        self.url(&name)
+        self.psql("postgres", &format!("CREATE DATABASE {name} OWNER {owner}"));
+        name
     }
 
     pub fn url(&self, db: &str) -> String {
@@ -195,6 +238,117 @@ impl PgCluster {
 impl Drop for PgCluster {
     fn drop(&mut self) {
         self.stop_server();
+    }
+}
+
+/// Certificates for a TLS cluster, made by the `openssl` command line: a CA, a server
+/// certificate for IP 127.0.0.1 only (so `localhost` is a wrong host name) that it
+/// signed, a client certificate for `certuser` it signed, and another CA that signed
+/// nothing here.
+pub struct Certs {
+    pub dir: PathBuf,
+    pub ca: PathBuf,
+    pub other_ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+impl Certs {
+    fn make(dir: &Path) -> Certs {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("run openssl (apt-get install -y openssl)");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        for ca in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                &format!("{ca}.key"),
+                "-out",
+                &format!("{ca}.crt"),
+                "-subj",
+                &format!("/CN=rollwatch test {ca}"),
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ]);
+        }
+        for (name, cn, ext) in [
+            (
+                "server",
+                "127.0.0.1",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            ("client", "certuser", "extendedKeyUsage=clientAuth\n"),
+        ] {
+            openssl(&[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={cn}"),
+            ]);
+            std::fs::write(
+                dir.join(format!("{name}.ext")),
+                format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n{ext}"),
+            )
+            .unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-out",
+                &format!("{name}.crt"),
+                "-extfile",
+                &format!("{name}.ext"),
+            ]);
+        }
+        // The server refuses a key others can read; it runs as `postgres` under root.
+        let key = dir.join("server.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        if let Some((uid, gid)) = server_user() {
+            nix::unistd::chown(&key, Some(uid), Some(gid)).unwrap();
+        }
+        for f in ["ca.crt", "server.crt"] {
+            std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        Certs {
+            dir: dir.to_path_buf(),
+            ca: dir.join("ca.crt"),
+            other_ca: dir.join("other-ca.crt"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
     }
 }
 

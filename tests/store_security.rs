@@ -1,0 +1,279 @@
+//! The shared store's password and TLS, against the real binary and a real PostgreSQL
+//! started with TLS on (`PgCluster::start_tls`: a CA and a server certificate for
+//! 127.0.0.1 made with `openssl`; pg_hba.conf lets `rw` in by password over TLS only
+//! and `certuser` by client certificate).
+//!
+//! The password: whatever its characters and however the connection string is
+//! written, it shows in no log line, error or metric, and a wrong one says
+//! "password authentication failed for user". TLS: libpq's sslmodes mean what they
+//! mean there, and a certificate error stops start-up (exit 2) instead of retrying.
+
+use crate::harness::postgres::{Certs, PgCluster};
+use crate::harness::{free_port, http_get, start, Running, Scratch};
+use nix::sys::signal::Signal;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// `rw`'s password: `/`, `?`, `#`, `:`, `@`, `%`, `=`, `&`, `+` and a space.
+const PASSWORD: &str = "ab/cd+ef?g#h:i@j%k=l&m~n o";
+const WRONG: &str = "zz/yy+xx?ww#vv:uu@tt%ss=rr&qq";
+
+/// One TLS cluster for this file's tests, with its roles made.
+fn cluster() -> &'static (PgCluster, Certs) {
+    static C: OnceLock<(PgCluster, Certs)> = OnceLock::new();
+    C.get_or_init(|| {
+        let (pg, certs) = PgCluster::start_tls();
+        let quoted = PASSWORD.replace('\'', "''");
+        pg.psql(
+            "postgres",
+            &format!("CREATE ROLE rw LOGIN PASSWORD '{quoted}'"),
+        );
+        pg.psql("postgres", "CREATE ROLE certuser LOGIN");
+        (pg, certs)
+    })
+}
+
+/// The password as a URL's user info must carry it: `%` and `@` encoded, the rest raw
+/// (tokio-postgres takes `/`, `?`, `#` and `:` there unencoded).
+fn userinfo(pw: &str) -> String {
+    pw.replace('%', "%25").replace('@', "%40")
+}
+
+/// Every form the password may take in a string that could be printed.
+fn forms(pw: &str) -> [String; 2] {
+    [pw.to_string(), userinfo(pw)]
+}
+
+struct Serve {
+    /// The rules directory and the store file, kept while the agent runs.
+    _s: Scratch,
+    addr: String,
+    p: Running,
+}
+
+/// `rollwatch serve` on `conn`, from `--store` if `on_command_line`, else from
+/// `--store-url-file`.
+fn serve(conn: &str, on_command_line: bool) -> Serve {
+    let s = Scratch::new();
+    std::fs::create_dir_all(s.path("rules")).unwrap();
+    let file = s.path("store-url");
+    std::fs::write(&file, conn).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let rules = s.path("rules");
+    let mut args = vec![
+        "serve",
+        "--rules-dir",
+        rules.to_str().unwrap(),
+        "--listen",
+        &addr,
+        "--prometheus",
+        "http://127.0.0.1:9",
+    ];
+    if on_command_line {
+        args.extend(["--store", conn]);
+    } else {
+        args.extend(["--store-url-file", file.to_str().unwrap()]);
+    }
+    let p = start(&args);
+    Serve { _s: s, addr, p }
+}
+
+impl Serve {
+    fn await_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http_get(&self.addr, "/readyz").map(|r| r.0) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "not ready; log:\n{}",
+                self.p.dump()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the agent; returns its whole log.
+    fn stop(mut self) -> String {
+        self.p.signal(Signal::SIGTERM);
+        assert_eq!(self.p.wait(Duration::from_secs(20)), 0, "{}", self.p.dump());
+        self.p.dump()
+    }
+
+    /// Waits for a refusal at start-up: exit 2, no retry; returns the log.
+    fn refused(mut self) -> String {
+        let code = self.p.wait(Duration::from_secs(30));
+        assert_eq!(code, 2, "{}", self.p.dump());
+        assert!(
+            self.p.events("store_unreachable").is_empty(),
+            "a permanent error was retried:\n{}",
+            self.p.dump()
+        );
+        self.p.dump()
+    }
+}
+
+fn url(pw: &str, host: &str, db: &str, params: &str) -> String {
+    let port = cluster().0.port;
+    format!("postgres://rw:{}@{host}:{port}/{db}?{params}", userinfo(pw))
+}
+
+#[test]
+fn a_wrong_password_says_so_and_no_password_shows_in_logs_errors_or_metrics() {
+    let (pg, _) = cluster();
+    let db = pg.database_owned_by("rw");
+    // On the command line: the `ps` warning, then a refused login, at once.
+    let log = serve(&url(WRONG, "127.0.0.1", &db, "sslmode=require"), true).refused();
+    assert!(
+        log.contains(r#"password authentication failed for user \"rw\""#),
+        "{log}"
+    );
+    assert!(!log.contains("db error"), "{log}");
+    assert!(log.contains("store_password_visible"), "{log}");
+    assert!(log.contains("rw:***@127.0.0.1"), "{log}");
+    for f in forms(WRONG) {
+        assert!(!log.contains(&f), "{f:?} shows:\n{log}");
+    }
+    // From a file, right: ready, no warning, and nowhere in the log or /metrics; the
+    // same as a `?password=` parameter with an encoded key, and as key=value pairs.
+    let encoded: String = PASSWORD.bytes().map(|b| format!("%{b:02X}")).collect();
+    for conn in [
+        url(PASSWORD, "127.0.0.1", &db, "sslmode=require"),
+        format!(
+            "postgres://rw@127.0.0.1:{}/{db}?sslmode=require&pass%77ord={encoded}",
+            pg.port
+        ),
+        format!(
+            "host=127.0.0.1 port={} user=rw dbname={db} sslmode=require password='{}'",
+            pg.port,
+            PASSWORD.replace('\\', "\\\\").replace('\'', "\\'")
+        ),
+    ] {
+        let a = serve(&conn, false);
+        a.await_ready();
+        let metrics = http_get(&a.addr, "/metrics").unwrap().1;
+        let started = a.p.await_event("serve_started", Duration::from_secs(10));
+        assert_eq!(
+            started["state"],
+            format!(
+                "postgres://rw:***@127.0.0.1:{}/{db}?sslmode=require",
+                pg.port
+            )
+        );
+        let log = a.stop();
+        assert!(!log.contains("store_password_visible"), "{log}");
+        for f in forms(PASSWORD).into_iter().chain([encoded.clone()]) {
+            assert!(!log.contains(&f), "{f:?} shows:\n{log}");
+            assert!(!metrics.contains(&f), "{f:?} shows:\n{metrics}");
+        }
+    }
+}
+
+#[test]
+fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_stops_start_up() {
+    let (pg, certs) = cluster();
+    let db = pg.database_owned_by("rw");
+    let ca = certs.ca.display().to_string();
+    let other = certs.other_ca.display().to_string();
+    // verify-full: the chain to our CA and the host name 127.0.0.1.
+    let conn = url(
+        PASSWORD,
+        "127.0.0.1",
+        &db,
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let log = serve(&conn, false);
+    log.await_ready();
+    log.stop();
+    // A CA that did not sign the server's certificate.
+    let conn = url(
+        PASSWORD,
+        "127.0.0.1",
+        &db,
+        &format!("sslmode=verify-full&sslrootcert={other}"),
+    );
+    let log = serve(&conn, false).refused();
+    assert!(log.contains("invalid peer certificate"), "{log}");
+    assert!(log.contains("not signed by sslrootcert's CA"), "{log}");
+    // The system's roots (the default) do not know our CA either.
+    let log = serve(
+        &url(PASSWORD, "127.0.0.1", &db, "sslmode=verify-full"),
+        false,
+    )
+    .refused();
+    assert!(log.contains("invalid peer certificate"), "{log}");
+    // A host name the certificate does not name (it names IP 127.0.0.1 only) ...
+    let conn = url(
+        PASSWORD,
+        "localhost",
+        &db,
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    );
+    let log = serve(&conn, false).refused();
+    assert!(log.contains("not for this host name"), "{log}");
+    // ... which verify-ca does not check.
+    let conn = url(
+        PASSWORD,
+        "localhost",
+        &db,
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    );
+    let a = serve(&conn, false);
+    a.await_ready();
+    a.stop();
+    for f in forms(PASSWORD) {
+        assert!(!log.contains(&f), "{log}");
+    }
+}
+
+#[test]
+fn tls_require_encrypts_without_verifying_unless_given_a_root_and_disable_is_plain() {
+    let (pg, certs) = cluster();
+    let db = pg.database_owned_by("rw");
+    // require: TLS (pg_hba.conf lets rw in over TLS only), the certificate unchecked.
+    let a = serve(&url(PASSWORD, "localhost", &db, "sslmode=require"), false);
+    a.await_ready();
+    a.stop();
+    // The default (prefer) takes TLS when the server offers it.
+    let a = serve(
+        &url(PASSWORD, "127.0.0.1", &db, "application_name=x"),
+        false,
+    );
+    a.await_ready();
+    a.stop();
+    // require with sslrootcert is verify-ca, as in libpq.
+    let other = certs.other_ca.display().to_string();
+    let conn = url(
+        PASSWORD,
+        "127.0.0.1",
+        &db,
+        &format!("sslmode=require&sslrootcert={other}"),
+    );
+    let log = serve(&conn, false).refused();
+    assert!(log.contains("invalid peer certificate"), "{log}");
+    // disable: plain, which pg_hba.conf refuses for rw: a refusal, not a retry.
+    let log = serve(&url(PASSWORD, "127.0.0.1", &db, "sslmode=disable"), false).refused();
+    assert!(log.contains("no encryption"), "{log}");
+}
+
+#[test]
+fn tls_client_certificate_logs_in_without_a_password() {
+    let (pg, certs) = cluster();
+    let db = pg.database_owned_by("certuser");
+    let conn = format!(
+        "host=127.0.0.1 port={} user=certuser dbname={db} sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+        pg.port,
+        certs.ca.display(),
+        certs.client_cert.display(),
+        certs.client_key.display()
+    );
+    let a = serve(&conn, false);
+    a.await_ready();
+    a.stop();
+    // Without the certificate the server refuses: a permanent error.
+    let conn = format!(
+        "host=127.0.0.1 port={} user=certuser dbname={db} sslmode=verify-full sslrootcert={}",
+        pg.port,
+        certs.ca.display()
+    );
+    let log = serve(&conn, false).refused();
+    assert!(log.contains("certuser"), "{log}");
+}
