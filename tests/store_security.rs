@@ -9,7 +9,7 @@
 //! mean there, and a certificate error stops start-up (exit 2) instead of retrying.
 
 use crate::harness::postgres::{Certs, PgCluster};
-use crate::harness::{free_port, http_get, start, Running, Scratch};
+use crate::harness::{free_port, http_get, start_env, Running, Scratch};
 use nix::sys::signal::Signal;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -54,6 +54,10 @@ struct Serve {
 /// `rollwatch serve` on `conn`, from `--store` if `on_command_line`, else from
 /// `--store-url-file`.
 fn serve(conn: &str, on_command_line: bool) -> Serve {
+    serve_env(conn, on_command_line, &[])
+}
+
+fn serve_env(conn: &str, on_command_line: bool, env: &[(&str, &str)]) -> Serve {
     let s = Scratch::new();
     std::fs::create_dir_all(s.path("rules")).unwrap();
     let file = s.path("store-url");
@@ -74,7 +78,7 @@ fn serve(conn: &str, on_command_line: bool) -> Serve {
     } else {
         args.extend(["--store-url-file", file.to_str().unwrap()]);
     }
-    let p = start(&args);
+    let p = start_env(&args, env);
     Serve { _s: s, addr, p }
 }
 
@@ -276,4 +280,27 @@ fn tls_client_certificate_logs_in_without_a_password() {
     );
     let log = serve(&conn, false).refused();
     assert!(log.contains("certuser"), "{log}");
+}
+
+#[test]
+fn postgres_notices_are_logged_at_debug_not_info() {
+    let (pg, _) = cluster();
+    let db = pg.database_owned_by("rw");
+    let conn = url(PASSWORD, "127.0.0.1", &db, "sslmode=require");
+    let a = serve(&conn, false);
+    a.await_ready();
+    a.stop();
+    // At the second start the schema's table exists: the server says so in a NOTICE.
+    let a = serve_env(&conn, false, &[("ROLLWATCH_LOG", "debug")]);
+    a.await_ready();
+    let log = a.stop();
+    let notices: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("already exists, skipping"))
+        .collect();
+    assert!(!notices.is_empty(), "{log}");
+    for n in notices {
+        let v: serde_json::Value = serde_json::from_str(n).unwrap();
+        assert_eq!(v["level"], "DEBUG", "{n}");
+    }
 }
