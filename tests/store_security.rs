@@ -136,6 +136,18 @@ fn a_wrong_password_says_so_and_no_password_shows_in_logs_errors_or_metrics() {
     for f in forms(WRONG) {
         assert!(!log.contains(&f), "{f:?} shows:\n{log}");
     }
+    // A `?password=` parameter with an encoded key is a password on the command line too.
+    let conn = format!(
+        "postgres://rw@127.0.0.1:{}/{db}?sslmode=require&pass%77ord={}",
+        pg.port,
+        userinfo(WRONG).replace('&', "%26").replace('#', "%23")
+    );
+    let log = serve(&conn, true).refused();
+    assert!(log.contains("store_password_visible"), "{log}");
+    assert!(log.contains("password authentication failed"), "{log}");
+    for f in forms(WRONG) {
+        assert!(!log.contains(&f), "{f:?} shows:\n{log}");
+    }
     // From a file, right: ready, no warning, and nowhere in the log or /metrics; the
     // same as a `?password=` parameter with an encoded key, and as key=value pairs.
     let encoded: String = PASSWORD.bytes().map(|b| format!("%{b:02X}")).collect();

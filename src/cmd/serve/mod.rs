@@ -181,10 +181,13 @@ async fn serve(
     }
     let (store, pg, shown): (Arc<dyn store::Store>, _, String) = match (&url, &args.state) {
         (Some(url), _) => {
-            let pg = Arc::new(store::PgStore::connect(url)?);
-            if args.store.is_some() && pg.has_password() {
+            // Warned before anything else can fail: the password is in `ps` already.
+            let has_password =
+                store::pgconn::parse(url).is_ok_and(|t| t.config.get_password().is_some());
+            if args.store.is_some() && has_password {
                 tracing::warn!(event = "store_password_visible", "the --store connection string has a password, which `ps` shows to every user of this machine; use --store-url-file");
             }
+            let pg = Arc::new(store::PgStore::connect(url)?);
             let shown = pg.shown_url().to_string();
             (pg.clone(), Some(pg), shown)
         }

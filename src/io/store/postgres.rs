@@ -105,9 +105,6 @@ pub struct PgStore {
     pool: Pool,
     /// The store as messages show it (`pgconn::render`: never the password).
     url: String,
-    /// Whether the connection string holds a password (`serve` warns when it came
-    /// from the command line, where `ps` shows it).
-    has_password: bool,
     /// The runtime the client's connections run on (see the module's doc).
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -143,7 +140,6 @@ impl PgStore {
             what: "set up the connection",
             reason,
         };
-        let has_password = cfg.get_password().is_some();
         let connector = pgtls::connector(&tls).map_err(|e| bad(e.to_string()))?;
         if cfg.get_connect_timeout().is_none() {
             cfg.connect_timeout(Duration::from_secs(5));
@@ -173,7 +169,6 @@ impl PgStore {
         Ok(PgStore {
             pool,
             url: shown,
-            has_password,
             rt: Some(rt),
         })
     }
@@ -188,11 +183,6 @@ impl PgStore {
     /// The store as messages show it: never the password.
     pub fn shown_url(&self) -> &str {
         &self.url
-    }
-
-    /// Whether the connection string holds a password.
-    pub fn has_password(&self) -> bool {
-        self.has_password
     }
 
     /// Runs `f` with a pooled client on the store's runtime and waits for it (never
