@@ -291,7 +291,7 @@ fn tls_client_certificate_logs_in_without_a_password() {
         certs.ca.display()
     );
     let log = serve(&conn, false).refused();
-    assert!(log.contains("certuser"), "{log}");
+    assert!(log.contains("requires a valid client certificate"), "{log}");
 }
 
 #[test]
