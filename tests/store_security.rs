@@ -215,7 +215,11 @@ fn tls_verify_full_connects_and_a_wrong_ca_or_host_name_stops_start_up() {
         false,
     )
     .refused();
-    assert!(log.contains("invalid peer certificate"), "{log}");
+    // (A machine without any, e.g. no ca-certificates, is refused as clearly.)
+    assert!(
+        log.contains("invalid peer certificate") || log.contains("no root certificate"),
+        "{log}"
+    );
     // A host name the certificate does not name (it names IP 127.0.0.1 only) ...
     let conn = url(
         PASSWORD,
