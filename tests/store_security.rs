@@ -269,6 +269,23 @@ fn tls_require_encrypts_without_verifying_unless_given_a_root_and_disable_is_pla
     );
     let log = serve(&conn, false).refused();
     assert!(log.contains("invalid peer certificate"), "{log}");
+    // prefer: a failed handshake is tried again without TLS, as libpq does (postgres
+    // may log in without TLS; rw may not, so its refusal names that).
+    let conn = format!(
+        "postgres://postgres@127.0.0.1:{}/{db}?sslmode=prefer&sslrootcert={other}",
+        pg.port
+    );
+    let a = serve(&conn, false);
+    a.await_ready();
+    a.stop();
+    let conn = url(
+        PASSWORD,
+        "127.0.0.1",
+        &db,
+        &format!("sslmode=prefer&sslrootcert={other}"),
+    );
+    let log = serve(&conn, false).refused();
+    assert!(log.contains("no encryption"), "{log}");
     // disable: plain, which pg_hba.conf refuses for rw: a refusal, not a retry.
     let log = serve(&url(PASSWORD, "127.0.0.1", &db, "sslmode=disable"), false).refused();
     assert!(log.contains("no encryption"), "{log}");

@@ -3,8 +3,9 @@
 //!
 //! Managed databases (RDS, Cloud SQL, Azure) expect TLS, and operators know libpq's
 //! `sslmode`, so the modes mean what they mean there:
-//! - `disable`: plain; `prefer` (the default): TLS if the server offers it, else plain;
-//!   neither verifies the certificate (unless `sslrootcert` is given: then its chain);
+//! - `disable`: plain; `prefer` (the default): TLS if the server offers it and the
+//!   handshake succeeds, else plain; neither verifies the certificate (unless
+//!   `sslrootcert` is given: then its chain, and a failure means plain for `prefer`);
 //! - `require`: TLS, the certificate not verified, unless `sslrootcert` is given, in
 //!   which case its chain is, as libpq's `verify-ca`;
 //! - `verify-ca`: the chain to `sslrootcert` (or the system's roots), not the host name;
@@ -304,7 +305,8 @@ fn hint(e: &rustls::Error) -> Option<&'static str> {
     }
 }
 
-/// Connects for deadpool-postgres and drives the connection, logging the server's
+/// Connects for deadpool-postgres (with libpq's fallback to plain for `prefer`) and
+/// drives the connection, logging the server's
 /// NOTICE lines at DEBUG (`CREATE TABLE IF NOT EXISTS` says one at every start;
 /// tokio-postgres's own driver logs them at INFO).
 pub struct Connector {
@@ -323,7 +325,19 @@ impl deadpool_postgres::Connect for Connector {
         let tls = self.tls.clone();
         let config = config.clone();
         Box::pin(async move {
-            let (client, mut conn) = config.connect(tls).await?;
+            let (client, mut conn) = match config.connect(tls.clone()).await {
+                // libpq's prefer: a failed TLS handshake is tried again without TLS.
+                Err(e)
+                    if config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer
+                        && e.to_string() == "error performing TLS handshake" =>
+                {
+                    tracing::debug!(event = "store_tls_fallback", error = %describe(&e).0, "TLS failed with sslmode=prefer: connecting without it, as libpq does");
+                    let mut plain = config.clone();
+                    plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                    plain.connect(tls).await?
+                }
+                r => r?,
+            };
             let task = tokio::spawn(async move {
                 loop {
                     match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
