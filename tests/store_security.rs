@@ -337,3 +337,56 @@ fn postgres_notices_are_logged_at_debug_not_info() {
         assert_eq!(v["level"], "DEBUG", "{n}");
     }
 }
+
+/// `s` with `%` and `@` percent-encoded, and any other character too when its bit in
+/// `mask` is set.
+fn encode(s: &str, mask: u64) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if matches!(c, '%' | '@' | '&') || mask >> (i % 64) & 1 == 1 {
+            let mut b = [0; 4];
+            for byte in c.encode_utf8(&mut b).bytes() {
+                out.push_str(&format!("%{byte:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Generated wrong passwords (printable ASCII, space and non-ASCII, raw or
+    /// percent-encoded, in the user info, in `?password=` or in key=value pairs)
+    /// against the real server: the store's error says the login was refused and
+    /// holds no form of the password.
+    #[test]
+    fn no_store_error_shows_a_generated_password(
+        pw in "[ -~éü€🚨]{10,24}",
+        mask in proptest::prelude::any::<u64>(),
+        form in 0..3usize,
+    ) {
+        let (pg, _) = cluster();
+        let enc = encode(&pw, mask);
+        let conn = match form {
+            0 => format!("postgres://rw:{enc}@127.0.0.1:{}/postgres?sslmode=require", pg.port),
+            1 => format!("postgres://rw@127.0.0.1:{}/postgres?password={enc}&sslmode=require", pg.port),
+            _ => format!(
+                "host=127.0.0.1 port={} user=rw dbname=postgres sslmode=require password='{}'",
+                pg.port,
+                pw.replace('\\', "\\\\").replace('\'', "\\'")
+            ),
+        };
+        let err = match rollwatch::io::store::PgStore::connect(&conn) {
+            Ok(s) => s.migrate().unwrap_err().to_string(),
+            Err(e) => e.to_string(),
+        };
+        proptest::prop_assert!(
+            err.contains(r#"password authentication failed for user "rw""#),
+            "{}", err
+        );
+        proptest::prop_assert!(!err.contains(&pw) && !err.contains(&enc), "{}", err);
+    }
+}
