@@ -128,7 +128,11 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     let rest = match split_url(text)? {
         Some((head, query)) => {
             let mut kept = Vec::new();
+            // Empty parts (`?`, a trailing `&`) are nothing, as for tokio-postgres.
             for part in query.into_iter().flat_map(|q| q.split('&')) {
+                if part.is_empty() {
+                    continue;
+                }
                 let (k, v) = part.split_once('=').ok_or(ConnStringError::NoEquals)?;
                 let key = String::from_utf8(percent_decode(k))
                     .map_err(|_| ConnStringError::UnknownOption(String::new()))?;
@@ -163,8 +167,7 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     let tls = tls.finish()?;
     if config.get_hosts().iter().any(|h| match h {
         Host::Tcp(h) => h.contains('@'),
-        #[allow(unreachable_patterns)]
-        _ => false,
+        Host::Unix(_) => false,
     }) {
         return Err(ConnStringError::Ambiguous);
     }

@@ -117,7 +117,7 @@ fn ssl_options_as_libpq_names_them() {
     assert_eq!(t.tls.cert, Some("/c".into()));
     // libpq's default is prefer; disable is plain.
     assert_eq!(parse("postgres://db/x").unwrap().tls.mode, SslMode::Prefer);
-    let t = parse("postgres://db/x?sslmode=disable").unwrap();
+    let t = parse("postgres://db/x?sslmode=disable&").unwrap();
     assert_eq!(t.config.get_ssl_mode(), PgSslMode::Disable);
     assert_eq!(
         parse("postgres://db/x?sslcert=/c").unwrap_err(),
