@@ -15,6 +15,7 @@ mod gate;
 mod grafana;
 mod import;
 mod judges;
+mod lease_race;
 mod observe;
 mod page;
 mod proxy_faults;

@@ -470,6 +470,9 @@ impl Agent {
         .await;
         let why = match r {
             Ok(Ok(Ok(renewed))) => {
+                if let Some(d) = lease::renewal_delay() {
+                    tokio::time::sleep(d).await;
+                }
                 self.metrics.store_up.set(1);
                 self.metrics.lease_renewals.with_label_values(&["ok"]).inc();
                 for id in self.leases.renewed(sent, &renewed) {
