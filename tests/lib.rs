@@ -9,6 +9,7 @@ mod architecture;
 mod check;
 mod ci;
 mod clock;
+mod clock_fleet;
 mod crash_points;
 mod faults;
 mod gate;

@@ -357,6 +357,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether several agents may share this store (then leases expire and move).
     fn shared(&self) -> bool;
+    /// The store's clock, Unix ms: the one clock every agent sharing the store agrees
+    /// on (PostgreSQL's `clock_timestamp()`; SQLite, one agent: this machine's). A
+    /// watch's creation and elapsed time are read on it, never on an agent's own clock.
+    fn clock_ms(&self) -> Result<i64, StoreError>;
     /// Records that `agent` is alive and returns how many agents were seen alive
     /// within `ttl` (itself included): each adopts about its share of the watches.
     fn heartbeat(&self, agent: &str, ttl: Duration) -> Result<usize, StoreError>;

@@ -953,6 +953,20 @@ impl Store for PgStore {
         true
     }
 
+    fn clock_ms(&self) -> Result<i64, StoreError> {
+        let url = self.url.clone();
+        self.call("read the database's clock", move |c| async move {
+            let r = c
+                .query_one(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                    &[],
+                )
+                .await
+                .map_err(pg_err(&url, "read the database's clock"))?;
+            Ok(r.get(0))
+        })
+    }
+
     fn heartbeat(&self, agent: &str, ttl: Duration) -> Result<usize, StoreError> {
         let (url, agent) = (self.url.clone(), agent.to_string());
         self.call("record the agent's heartbeat", move |c| async move {

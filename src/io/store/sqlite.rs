@@ -734,6 +734,12 @@ impl Store for SqliteStore {
         false
     }
 
+    fn clock_ms(&self) -> Result<i64, StoreError> {
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64))
+    }
+
     fn heartbeat(&self, _agent: &str, _ttl: Duration) -> Result<usize, StoreError> {
         Ok(1)
     }
