@@ -12,6 +12,7 @@ mod clock;
 mod clock_fleet;
 mod crash_points;
 mod faults;
+mod fenced_writes;
 mod gate;
 mod grafana;
 mod import;

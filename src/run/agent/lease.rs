@@ -10,7 +10,7 @@
 //! store is asked, and the store's fencing check refuses them again if the window was
 //! misjudged (a pause between this check and the claim's transaction).
 
-use crate::io::store::Lease;
+use crate::io::store::{Fence, Lease};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -91,6 +91,15 @@ impl LeaseBook {
                 recorded: Instant::now(),
             },
         );
+    }
+
+    /// The fence of this agent's writes to watch `id` (its holder id and token), if
+    /// its lease is held and still inside its trust window.
+    pub fn fence(&self, id: &str) -> Option<Fence> {
+        self.trusted(id).map(|token| Fence {
+            holder: self.holder.clone(),
+            token,
+        })
     }
 
     /// The token of watch `id`'s lease if it is held and still inside its trust window.

@@ -177,6 +177,8 @@ impl PollBook {
                     v.ok = p.ok;
                 }
                 v.data |= p.data;
+                // Tokens only grow: a mark of a lease taken again carries the new one.
+                v.token = v.token.max(p.token);
             }
             None => {
                 m.insert((p.id.clone(), p.rule.clone()), p);
@@ -552,17 +554,34 @@ impl Agent {
         self.metrics.leases_held.set(self.leases.count() as i64);
     }
 
+    /// A write this agent may no longer make (see `exactly_once::write_fenced`); the
+    /// watch's loop here stops.
+    pub(super) fn write_fenced(&self, id: &str, what: &str, why: &str) {
+        exactly_once::write_fenced(&self.metrics, &self.leases, id, what, why);
+        if let Some(h) = lock(&self.running).get(id) {
+            let _ = h.signal.try_send(Signal::Terminate);
+        }
+    }
+
     async fn flush_polls(&self) {
         let batch = self.polls.take();
         if batch.is_empty() {
             return;
         }
-        let store = self.store.clone();
-        let r = tokio::task::spawn_blocking(move || store.save_polls(&batch)).await;
+        let (store, holder) = (self.store.clone(), self.leases.holder.clone());
+        let r = tokio::task::spawn_blocking(move || store.save_polls(&holder, &batch)).await;
         match r {
             Ok(Err(e)) => error!(event = "store_error", error = %e, "cannot record last polls"),
             Err(e) => error!(event = "store_error", error = %e, "cannot record last polls"),
-            Ok(Ok(())) => {}
+            Ok(Ok(refused)) => {
+                for id in refused {
+                    self.write_fenced(
+                        &id,
+                        "the last polls",
+                        "the store refused them: the lease moved",
+                    );
+                }
+            }
         }
     }
 
@@ -626,11 +645,22 @@ impl Agent {
                         .collect();
                     let store = self.store.clone();
                     let (id, name) = (def.id.clone(), rule.name.clone());
+                    let Some(fence) = self.leases.fence(&def.id) else {
+                        self.write_fenced(
+                            &def.id,
+                            "the baseline",
+                            "this agent no longer trusts its lease",
+                        );
+                        out.push(Some(samples));
+                        continue;
+                    };
                     let put = tokio::task::spawn_blocking(move || {
-                        store.put_baselines(&id, &name, &values)
+                        store.put_baselines(&id, &fence, &name, &values)
                     })
                     .await;
-                    if !matches!(put, Ok(Ok(()))) {
+                    if let Ok(Err(e @ StoreError::Fenced { .. })) = &put {
+                        self.write_fenced(&def.id, "the baseline", &e.to_string());
+                    } else if !matches!(put, Ok(Ok(()))) {
                         self.metrics.store_errors.inc();
                         warn!(event = "store_error", watch = %def.id, rule = %rule.name, "cannot store the baseline; a restart takes it again over the same window");
                     }
@@ -980,12 +1010,24 @@ impl Agent {
     /// written leaves the watch to be resumed, and its action rows still decide it).
     async fn record_ending(&self, id: &str, e: &Ending) -> bool {
         for attempt in 1..=3 {
+            let Some(fence) = self.leases.fence(id) else {
+                self.write_fenced(
+                    id,
+                    "how the watch ended",
+                    "this agent no longer holds (or trusts) the watch's lease",
+                );
+                return false;
+            };
             let store = self.store.clone();
             let (id2, e2) = (id.to_string(), e.clone());
-            match tokio::task::spawn_blocking(move || store.finish(&id2, &e2)).await {
+            match tokio::task::spawn_blocking(move || store.finish(&id2, &fence, &e2)).await {
                 Ok(Ok(())) => {
                     exactly_once::crash_point("ending_saved");
                     return true;
+                }
+                Ok(Err(e @ StoreError::Fenced { .. })) => {
+                    self.write_fenced(id, "how the watch ended", &e.to_string());
+                    return false;
                 }
                 r => {
                     self.metrics.store_errors.inc();
@@ -1129,6 +1171,7 @@ impl Agent {
                 created_ms: def.created_ms,
                 action: None,
                 leases: self.leases.clone(),
+                token: None,
             })),
             ..Start::default()
         };
