@@ -17,6 +17,8 @@
 //! every change of holder. An action is claimed with `claim_fenced`, which checks the
 //! caller's token against the lease in the claim's own transaction, so an agent that
 //! lost its lease (paused, cut off) cannot claim anything, whatever its clock says.
+//! Every other write an owner makes about a running watch carries a `Fence` (holder
+//! and token), checked the same way in the write's own transaction.
 //! SQLite has one agent per file (the file lock): that agent holds every lease, with
 //! token 1, and the same methods keep one agent loop for both stores.
 
