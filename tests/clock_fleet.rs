@@ -37,7 +37,7 @@ rules:
 }
 
 /// libfaketime, preloaded: the wall clock `offset` off, the monotonic clock real.
-fn skewed(offset: &str) -> Vec<(String, String)> {
+pub(crate) fn skewed(offset: &str) -> Vec<(String, String)> {
     let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
     assert!(
         std::path::Path::new(lib).exists(),

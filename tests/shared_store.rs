@@ -545,7 +545,14 @@ fn chaos_kill_9_and_sigstop_during_real_breaches_never_duplicate_or_miss_a_rollb
     // Every watch breaches from its first poll: each must roll back exactly once.
     set(test, 0.9);
     let pg = postgres::shared();
-    let mut fleet = Fleet::new(&pg.database(), 3);
+    // CHAOS_SKEW=1: two of the three agents' clocks are ten minutes off (fast, slow).
+    let env = if std::env::var("CHAOS_SKEW").is_ok_and(|v| v == "1") {
+        use crate::clock_fleet::skewed;
+        vec![Vec::new(), skewed("+10m"), skewed("-10m")]
+    } else {
+        vec![Vec::new(); 3]
+    };
+    let mut fleet = Fleet::with_env(&pg.database(), env);
     fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
     let seed = std::env::var("CHAOS_SEED")
         .ok()
