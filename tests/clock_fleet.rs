@@ -249,3 +249,50 @@ fn an_agent_restarted_with_its_clock_ten_minutes_fast_stops_judging_and_never_en
         a.dump()
     );
 }
+
+#[test]
+fn a_running_watch_whose_clock_drifts_past_max_blind_stops_being_judged_and_is_not_ended() {
+    use crate::harness::agent::Agent;
+    use crate::harness::fake::{Fake, Reply};
+    use std::sync::atomic::Ordering;
+    // Every poll healthy; Prometheus's clock is moved while the watch runs.
+    let (fake, offset) = Fake::start_with_shifting_clock(vec![Reply::value(0.1)]);
+    let mut a = Agent::with_prometheus(None, &fake.url);
+    a.kill9();
+    a.env = vec![("ROLLWATCH_CLOCK_CHECK_MS".into(), "500".into())];
+    a.start();
+    a.rule_file("clk", &rules().replace("duration: 25s", "duration: 10m"));
+    let (status, w) = a.post(json!({"rules": "clk", "vars": {"test": "drift"}, "id": "d1"}));
+    assert_eq!(status, 201, "{w}");
+    a.await_watch("d1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let p = a.proc.as_ref().unwrap();
+    assert!(p.events("clock_refused").is_empty(), "{}", a.dump());
+    // Prometheus's clock jumps ten minutes ahead of the one the watch is timed on.
+    offset.store(600_000, Ordering::SeqCst);
+    let refused = p.await_event("clock_refused", Duration::from_secs(10));
+    assert_eq!(refused["watch"], "d1", "{refused}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, w) = a.req("GET", "/api/v1/watches/d1", None);
+    assert_eq!(w["state"], "running", "stopped judging, never ended: {w}");
+    assert!(
+        p.events("watch_finished")
+            .iter()
+            .all(|e| e["outcome"] == "interrupted"),
+        "{}",
+        a.dump()
+    );
+    assert!(!p.events("watch_suspended").is_empty(), "{}", a.dump());
+    let metrics = crate::harness::http_get(&a.addr, "/metrics").unwrap().1;
+    assert!(
+        crate::shared_store::metric(&metrics, "rollwatch_agent_clock_refusals_total") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        crate::shared_store::metric(&metrics, "rollwatch_agent_leases_held"),
+        0.0,
+        "its lease went back: {metrics}"
+    );
+}

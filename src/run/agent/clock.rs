@@ -34,6 +34,19 @@ type SourceWatches = (Arc<SharedSource<PromClient>>, Vec<(String, Duration)>);
 /// How often a running watch's clock is compared with Prometheus's again.
 pub const CHECK_EVERY: Duration = Duration::from_secs(30);
 
+/// How often the periodic check runs: `CHECK_EVERY`, or in test builds
+/// `ROLLWATCH_CLOCK_CHECK_MS` (so that a test need not wait half a minute).
+pub fn check_every() -> Duration {
+    #[cfg(feature = "crash-points")]
+    if let Some(ms) = std::env::var("ROLLWATCH_CLOCK_CHECK_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Duration::from_millis(ms);
+    }
+    CHECK_EVERY
+}
+
 /// How long an agent whose clock was found off adopts nothing.
 pub const BACKOFF: Duration = Duration::from_secs(30);
 

@@ -358,7 +358,7 @@ impl Agent {
             .spawn(move || watchdog(weak));
         let agent = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(clock::CHECK_EVERY);
+            let mut tick = tokio::time::interval(clock::check_every());
             tick.tick().await;
             loop {
                 tick.tick().await;
@@ -564,7 +564,10 @@ impl Agent {
     }
 
     async fn flush_polls(&self) {
-        let batch = self.polls.take();
+        // A watch that stopped here (lease lost, clock refused) writes nothing more:
+        // its marks go (its new owner writes its own).
+        let mut batch = self.polls.take();
+        batch.retain(|p| self.leases.trusted(&p.id) == Some(p.token));
         if batch.is_empty() {
             return;
         }
