@@ -341,7 +341,9 @@ pub trait Store: Send + Sync + 'static {
     /// Claims the re-run of an interrupted idempotent action, in one transaction with
     /// marking the old one `rerun`. At most one re-run of an action can commit.
     fn claim_rerun(&self, id: &str, old: i64, action: &NewAction) -> Result<i64, StoreError>;
-    /// Records the process an action's command runs in, right after it started.
+    /// Records the process an action's command runs in, right after it started. Not
+    /// fenced: the command runs whatever the lease says now, and whoever holds the
+    /// watch must be able to find its process group.
     fn action_spawned(&self, action: i64, process: &ProcessId) -> Result<(), StoreError>;
     /// Records how action `action` of watch `id` ended and, if given, how the watch
     /// ended, in one transaction (so that no state is ever "action resolved, watch
