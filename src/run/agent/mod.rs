@@ -806,6 +806,14 @@ impl Agent {
         }
         let text = self.rule_file(&req.rules)?;
         // On the store's clock (see `clock`): every agent times the watch the same.
+        // Before `start` has read it, it is read now.
+        if !self.ready.load(Ordering::SeqCst) {
+            let store = self.store.clone();
+            let anchor = tokio::task::spawn_blocking(move || clock::read_store_clock(&*store))
+                .await
+                .map_err(|e| CreateError::BadRequest(format!("internal error: {e}")))??;
+            *lock(&self.clock) = anchor;
+        }
         let created_ms = self.clock_now_ms();
         let id = req.id.clone().unwrap_or_else(|| {
             let n = self.ids.fetch_add(1, Ordering::SeqCst);
