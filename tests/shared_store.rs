@@ -12,38 +12,45 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-const TTL_S: u64 = 3;
+pub(crate) const TTL_S: u64 = 3;
 
 /// Appends "rollback <watch> <fencing token> <unix ms>" to @DIR@/actions.log.
-const ROLLBACK: &str = r#"  command: ["sh", "-c", "echo rollback $ROLLWATCH_WATCH_ID $ROLLWATCH_FENCING_TOKEN $(date +%s%3N) >> @DIR@/actions.log"]
+pub(crate) const ROLLBACK: &str = r#"  command: ["sh", "-c", "echo rollback $ROLLWATCH_WATCH_ID $ROLLWATCH_FENCING_TOKEN $(date +%s%3N) >> @DIR@/actions.log"]
   timeout: 30s"#;
 
 /// One agent of a fleet.
-struct Node {
-    addr: String,
-    proc: Option<Running>,
-    env: Vec<(String, String)>,
+pub(crate) struct Node {
+    pub(crate) addr: String,
+    pub(crate) proc: Option<Running>,
+    pub(crate) env: Vec<(String, String)>,
 }
 
 /// Agents sharing one database, one rules directory and one actions log.
-struct Fleet {
-    s: Scratch,
-    url: String,
-    nodes: Vec<Node>,
+pub(crate) struct Fleet {
+    pub(crate) s: Scratch,
+    pub(crate) url: String,
+    pub(crate) nodes: Vec<Node>,
 }
 
 impl Fleet {
-    fn new(url: &str, n: usize) -> Fleet {
+    pub(crate) fn new(url: &str, n: usize) -> Fleet {
+        Fleet::with_env(url, vec![Vec::new(); n])
+    }
+
+    /// A fleet of `env.len()` agents, agent `i` with the extra environment `env[i]`.
+    pub(crate) fn with_env(url: &str, env: Vec<Vec<(String, String)>>) -> Fleet {
+        let n = env.len();
         let s = Scratch::new();
         std::fs::create_dir_all(s.path("rules")).unwrap();
         let mut f = Fleet {
             s,
             url: url.to_string(),
-            nodes: (0..n)
-                .map(|_| Node {
+            nodes: env
+                .into_iter()
+                .map(|env| Node {
                     addr: format!("127.0.0.1:{}", free_port()),
                     proc: None,
-                    env: Vec::new(),
+                    env,
                 })
                 .collect(),
         };
@@ -54,7 +61,7 @@ impl Fleet {
     }
 
     /// Starts agent `i` (again) and waits until it is ready.
-    fn start(&mut self, i: usize) {
+    pub(crate) fn start(&mut self, i: usize) {
         let p = self.spawn(i);
         let deadline = Instant::now() + Duration::from_secs(30);
         while crate::harness::http_get(&self.nodes[i].addr, "/readyz").map(|r| r.0) != Some(200) {
@@ -68,7 +75,7 @@ impl Fleet {
         self.nodes[i].proc = Some(p);
     }
 
-    fn spawn(&self, i: usize) -> Running {
+    pub(crate) fn spawn(&self, i: usize) -> Running {
         let rules_dir = self.s.path("rules");
         let url_file = self.s.path("store-url");
         std::fs::write(&url_file, &self.url).unwrap();
@@ -94,20 +101,26 @@ impl Fleet {
         start_env(&args, &env)
     }
 
-    fn rule_file(&self, name: &str, yaml: &str) {
+    pub(crate) fn rule_file(&self, name: &str, yaml: &str) {
         let text = yaml.replace("@DIR@", &self.s.dir.path().display().to_string());
         std::fs::write(self.s.path(&format!("rules/{name}.yaml")), text).unwrap();
     }
 
-    fn req(&self, i: usize, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    pub(crate) fn req(
+        &self,
+        i: usize,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         http(&self.nodes[i].addr, method, path, None, body)
     }
 
-    fn proc(&self, i: usize) -> &Running {
+    pub(crate) fn proc(&self, i: usize) -> &Running {
         self.nodes[i].proc.as_ref().expect("running")
     }
 
-    fn dump(&self) -> String {
+    pub(crate) fn dump(&self) -> String {
         self.nodes
             .iter()
             .enumerate()
@@ -121,7 +134,7 @@ impl Fleet {
     }
 
     /// The agent holding watch `id`'s lease, by its pid in the holder id.
-    fn owner(&self, pg: &PgCluster, id: &str) -> Option<usize> {
+    pub(crate) fn owner(&self, pg: &PgCluster, id: &str) -> Option<usize> {
         let holder = pg.psql(
             postgres::db_of(&self.url),
             &format!("SELECT holder FROM leases WHERE watch_id = '{id}' AND expires_at > now()"),
@@ -132,7 +145,7 @@ impl Fleet {
             .position(|n| n.proc.as_ref().is_some_and(|p| p.pid == pid))
     }
 
-    fn await_owner(&self, pg: &PgCluster, id: &str) -> usize {
+    pub(crate) fn await_owner(&self, pg: &PgCluster, id: &str) -> usize {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(i) = self.owner(pg, id) {
@@ -148,7 +161,7 @@ impl Fleet {
     }
 
     /// Polls watch `id` through agent `i` until `pred` holds.
-    fn await_watch(
+    pub(crate) fn await_watch(
         &self,
         i: usize,
         id: &str,
@@ -171,7 +184,7 @@ impl Fleet {
     }
 
     /// Rollbacks logged so far: (watch, fencing token, unix ms).
-    fn rollbacks(&self) -> Vec<(String, i64, u64)> {
+    pub(crate) fn rollbacks(&self) -> Vec<(String, i64, u64)> {
         self.s
             .lines("actions.log")
             .iter()
@@ -186,7 +199,7 @@ impl Fleet {
             .collect()
     }
 
-    fn await_rollbacks(&self, n: usize, timeout: Duration) -> Vec<(String, i64, u64)> {
+    pub(crate) fn await_rollbacks(&self, n: usize, timeout: Duration) -> Vec<(String, i64, u64)> {
         let deadline = Instant::now() + timeout;
         loop {
             let r = self.rollbacks();
@@ -203,14 +216,14 @@ impl Fleet {
         }
     }
 
-    fn metrics(&self, i: usize) -> String {
+    pub(crate) fn metrics(&self, i: usize) -> String {
         crate::harness::http_get(&self.nodes[i].addr, "/metrics")
             .unwrap()
             .1
     }
 }
 
-fn pending_since(w: &Value) -> Option<u64> {
+pub(crate) fn pending_since(w: &Value) -> Option<u64> {
     w["series"]
         .as_array()?
         .iter()
@@ -218,7 +231,7 @@ fn pending_since(w: &Value) -> Option<u64> {
         .as_u64()
 }
 
-fn metric(text: &str, name: &str) -> f64 {
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -226,7 +239,7 @@ fn metric(text: &str, name: &str) -> f64 {
 }
 
 /// Whether process `pid` is stopped (state `T` in /proc/PID/stat).
-fn stopped(pid: u32) -> bool {
+pub(crate) fn stopped(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -532,7 +545,14 @@ fn chaos_kill_9_and_sigstop_during_real_breaches_never_duplicate_or_miss_a_rollb
     // Every watch breaches from its first poll: each must roll back exactly once.
     set(test, 0.9);
     let pg = postgres::shared();
-    let mut fleet = Fleet::new(&pg.database(), 3);
+    // CHAOS_SKEW=1: two of the three agents' clocks are ten minutes off (fast, slow).
+    let env = if std::env::var("CHAOS_SKEW").is_ok_and(|v| v == "1") {
+        use crate::clock_fleet::skewed;
+        vec![Vec::new(), skewed("+10m"), skewed("-10m")]
+    } else {
+        vec![Vec::new(); 3]
+    };
+    let mut fleet = Fleet::with_env(&pg.database(), env);
     fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
     let seed = std::env::var("CHAOS_SEED")
         .ok()

@@ -53,6 +53,15 @@ fn ending(outcome: &str) -> Ending {
     }
 }
 
+/// Takes watch `id`'s lease for `holder`: the fence of its writes.
+fn take(s: &dyn Store, id: &str, holder: &str) -> Fence {
+    let l = s.acquire_lease(id, holder, TTL).unwrap().expect("free");
+    Fence {
+        holder: holder.into(),
+        token: l.token,
+    }
+}
+
 /// The contract every store keeps, on a fresh store from `make`.
 fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
     // Create is idempotent by id.
@@ -75,6 +84,7 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
     assert_eq!(ids, ["a", "b"], "oldest first");
     assert_eq!(s.get("a").unwrap().unwrap().def, new_watch("a"));
     assert!(s.get("zz").unwrap().is_none());
+    let (fa, fb) = (take(&*s, "a", "agent-a"), take(&*s, "b", "agent-a"));
 
     // Series keep `since` when they fire, and go when resolved.
     let labels: Labels = [("pod".to_string(), "p1".to_string())].into();
@@ -85,27 +95,28 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         since_ms: 5_000,
         last_value: Some(0.9),
     };
-    s.put_series("a", &row).unwrap();
+    s.put_series("a", &fa, &row).unwrap();
     row.phase = Phase::Firing;
     row.since_ms = 9_999;
-    s.put_series("a", &row).unwrap();
+    s.put_series("a", &fa, &row).unwrap();
     let got = s.series("a").unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!((got[0].phase, got[0].since_ms), (Phase::Firing, 5_000));
-    s.clear_series("a", "r", &labels).unwrap();
+    s.clear_series("a", &fa, "r", &labels).unwrap();
     assert!(s.series("a").unwrap().is_empty());
 
     // The last poll never goes back; what was ever seen stays seen.
     let mark = |at_ms, ok, data| PollMark {
         id: "a".into(),
+        token: fa.token,
         rule: "r".into(),
         at_ms,
         ok,
         data,
     };
-    s.save_polls(&[mark(40, true, true)]).unwrap();
-    s.save_polls(&[mark(42, false, false)]).unwrap();
-    s.save_polls(&[mark(41, true, false)]).unwrap();
+    s.save_polls("agent-a", &[mark(40, true, true)]).unwrap();
+    s.save_polls("agent-a", &[mark(42, false, false)]).unwrap();
+    s.save_polls("agent-a", &[mark(41, true, false)]).unwrap();
     assert_eq!(
         s.polls("a").unwrap().get("r"),
         Some(&PollState {
@@ -181,7 +192,7 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         succeeded: Some(true),
         at_ms: 12,
     };
-    s.end_action("a", rerun, &end, Some(&ending("rolled_back")))
+    s.end_action("a", &fa, rerun, &end, Some(&ending("rolled_back")))
         .unwrap();
     let a = s.get("a").unwrap().unwrap();
     assert_eq!(
@@ -198,7 +209,7 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         counts,
         [(WatchState::Finished, 1), (WatchState::Running, 1)]
     );
-    s.finish("b", &ending("healthy")).unwrap();
+    s.finish("b", &fb, &ending("healthy")).unwrap();
     assert!(s.list(Some(WatchState::Running)).unwrap().is_empty());
 
     // Leases: whoever holds one may claim with its token, nobody else.
@@ -263,6 +274,60 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         .claim_fenced("w2", "agent-a", 1, &new_action("rollback", 4), &[])
         .unwrap_err();
     assert!(matches!(released, StoreError::Fenced { .. }), "{released}");
+
+    // Every write of an owner is fenced: with a token it does not hold, nothing is
+    // written, and the record stays as it was.
+    let bad = Fence {
+        holder: "agent-a".into(),
+        token: l1.token + 7,
+    };
+    let fenced = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced { .. }));
+    let labels: Labels = [("pod".to_string(), "p1".to_string())].into();
+    let end = ActionEnd {
+        state: ActionState::Finished,
+        result: "succeeded",
+        succeeded: Some(true),
+        at_ms: 12,
+    };
+    let series = s.series("w1").unwrap();
+    let actions = s.actions("w1").unwrap();
+    assert!(fenced(s.put_series("w1", &bad, &firing("other", 3))));
+    assert!(fenced(s.clear_series("w1", &bad, "r", &labels)));
+    assert!(fenced(s.end_action(
+        "w1",
+        &bad,
+        a1,
+        &end,
+        Some(&ending("rolled_back"))
+    )));
+    assert!(fenced(s.finish("w1", &bad, &ending("healthy"))));
+    assert!(fenced(s.put_baselines("w1", &bad, "r", &[])));
+    let mark = |token| PollMark {
+        id: "w1".into(),
+        token,
+        rule: "r".into(),
+        at_ms: 5,
+        ok: true,
+        data: true,
+    };
+    assert_eq!(s.save_polls("agent-a", &[mark(bad.token)]).unwrap(), ["w1"]);
+    assert_eq!(s.series("w1").unwrap(), series);
+    assert_eq!(s.actions("w1").unwrap(), actions);
+    assert!(s.polls("w1").unwrap().is_empty());
+    assert!(s.baselines("w1").unwrap().is_empty());
+    assert_eq!(s.get("w1").unwrap().unwrap().state, WatchState::Running);
+    // With the lease's own fence they are written.
+    let f1 = Fence {
+        holder: "agent-a".into(),
+        token: l1.token,
+    };
+    assert!(s
+        .save_polls("agent-a", &[mark(l1.token)])
+        .unwrap()
+        .is_empty());
+    s.put_baselines("w1", &f1, "r", &[]).unwrap();
+    s.finish("w1", &f1, &ending("healthy")).unwrap();
+    assert_eq!(s.get("w1").unwrap().unwrap().state, WatchState::Finished);
 }
 
 #[test]
@@ -336,8 +401,49 @@ fn postgres_leases_expire_on_the_database_clock_and_fence_the_old_holder() {
     b.claim_fenced("w", "agent-b", lb.token, &new_action("rollback", 2), &[])
         .unwrap();
     assert_eq!(b.actions("w").unwrap().len(), 1);
+    // The old holder's writes are refused by the database, whatever they say, and
+    // leave the new owner's record and lease alone.
+    let fa = Fence {
+        holder: "agent-a".into(),
+        token: la.token,
+    };
+    let fb = Fence {
+        holder: "agent-b".into(),
+        token: lb.token,
+    };
+    let action = b.actions("w").unwrap()[0].id;
+    let end = ActionEnd {
+        state: ActionState::Finished,
+        result: "succeeded",
+        succeeded: Some(true),
+        at_ms: 12,
+    };
+    let unknown = ActionEnd {
+        state: ActionState::Unknown,
+        result: "unknown",
+        succeeded: None,
+        at_ms: 11,
+    };
+    b.end_action("w", &fb, action, &unknown, None).unwrap();
+    for r in [
+        a.end_action("w", &fa, action, &end, Some(&ending("rolled_back"))),
+        a.finish("w", &fa, &ending("healthy")),
+        a.put_series("w", &fa, &firing("r", 1)),
+    ] {
+        assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}");
+    }
+    assert_eq!(b.actions("w").unwrap()[0].state, ActionState::Unknown);
+    assert_eq!(b.get("w").unwrap().unwrap().state, WatchState::Running);
+    assert_eq!(
+        pg.psql(
+            postgres::db_of(&url),
+            "SELECT holder FROM leases WHERE watch_id = 'w'"
+        ),
+        "agent-b",
+        "the old holder's ending deleted no lease"
+    );
     // A finished watch's lease goes with it, and it is never adopted.
-    b.finish("w", &ending("rolled_back")).unwrap();
+    b.finish("w", &fb, &ending("rolled_back")).unwrap();
     assert!(a.adopt_leases("agent-a", TTL, 10).unwrap().is_empty());
 }
 
@@ -445,7 +551,16 @@ fn postgres_claims_racing_a_takeover_commit_at_most_once() {
             "exactly one claim commits: {ra:?} {rb:?}"
         );
         assert_eq!(s.actions(&id).unwrap().len(), 1);
-        s.finish(&id, &ending("rolled_back")).unwrap();
+        let holder = pg.psql(
+            postgres::db_of(&url),
+            &format!("SELECT holder || ' ' || token FROM leases WHERE watch_id = '{id}'"),
+        );
+        let (holder, token) = holder.split_once(' ').unwrap();
+        let f = Fence {
+            holder: holder.into(),
+            token: token.parse().unwrap(),
+        };
+        s.finish(&id, &f, &ending("rolled_back")).unwrap();
     }
 }
 

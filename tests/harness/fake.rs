@@ -69,6 +69,38 @@ impl Fake {
     }
 }
 
+impl Fake {
+    /// Like `start`, with `time()` answered by this machine's clock plus the offset
+    /// (ms) the returned cell holds at that moment: a Prometheus whose clock the test
+    /// moves while a watch runs.
+    pub fn start_with_shifting_clock(
+        script: Vec<Reply>,
+    ) -> (Fake, Arc<std::sync::atomic::AtomicI64>) {
+        let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let script = Arc::new(Mutex::new(script));
+        let shift = offset.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let (r, s, shift) = (requests.clone(), script.clone(), shift.clone());
+                thread::spawn(move || {
+                    answer(stream, |body| {
+                        if is_time_query(body) {
+                            return at(shift.load(Ordering::SeqCst));
+                        }
+                        let n = r.fetch_add(1, Ordering::SeqCst);
+                        let s = s.lock().unwrap();
+                        s.get(n).or(s.last()).cloned().unwrap_or(Reply::Reset)
+                    })
+                });
+            }
+        });
+        (Fake { url }, offset)
+    }
+}
+
 /// A form body asking for `time()`.
 fn is_time_query(body: &[u8]) -> bool {
     body.split(|&b| b == b'&')
@@ -77,10 +109,16 @@ fn is_time_query(body: &[u8]) -> bool {
 
 /// `time()` as Prometheus answers it, from this machine's clock.
 fn now() -> Reply {
+    at(0)
+}
+
+/// `time()` from this machine's clock plus `offset_ms`.
+fn at(offset_ms: i64) -> Reply {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs_f64();
+        .as_secs_f64()
+        + offset_ms as f64 / 1000.0;
     Reply::Http(
         200,
         format!(

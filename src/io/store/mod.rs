@@ -17,6 +17,8 @@
 //! every change of holder. An action is claimed with `claim_fenced`, which checks the
 //! caller's token against the lease in the claim's own transaction, so an agent that
 //! lost its lease (paused, cut off) cannot claim anything, whatever its clock says.
+//! Every other write an owner makes about a running watch carries a `Fence` (holder
+//! and token), checked the same way in the write's own transaction.
 //! SQLite has one agent per file (the file lock): that agent holds every lease, with
 //! token 1, and the same methods keep one agent loop for both stores.
 
@@ -77,7 +79,7 @@ pub enum StoreError {
     },
     #[error("the state store {url} has schema version {found}, newer than this rollwatch knows ({known}): run the newer rollwatch")]
     NewerPgSchema { url: String, found: i64, known: i64 },
-    #[error("state store: the claim of the {what} for watch {id} was refused: this agent no longer holds the watch's lease (token {token}); another agent owns it and nothing runs here")]
+    #[error("state store: the {what} for watch {id} was refused: this agent no longer holds the watch's lease (token {token}); another agent owns it and nothing runs or is written here")]
     Fenced {
         what: String,
         id: String,
@@ -219,6 +221,8 @@ pub struct NewAction {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollMark {
     pub id: String,
+    /// The fencing token the writer holds the watch's lease with (see `Fence`).
+    pub token: i64,
     pub rule: String,
     pub at_ms: i64,
     /// The query succeeded.
@@ -289,6 +293,15 @@ pub enum Created {
     Existing(WatchRecord),
 }
 
+/// Who may write a watch's state: the holder of its lease and the fencing token it
+/// holds it with. Every write an owner makes to a running watch carries it, and the
+/// store checks it in the write's own transaction (`Fenced` if the lease moved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub token: i64,
+}
+
 /// A lease an agent holds on a running watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -306,15 +319,26 @@ pub trait Store: Send + Sync + 'static {
     fn list(&self, state: Option<WatchState>) -> Result<Vec<WatchRecord>, StoreError>;
     /// How many watches are in each state.
     fn count_by_state(&self) -> Result<Vec<(WatchState, i64)>, StoreError>;
-    fn finish(&self, id: &str, ending: &Ending) -> Result<(), StoreError>;
-    /// Records that a series went pending or fired (keeps an existing `since`).
-    fn put_series(&self, id: &str, row: &SeriesRow) -> Result<(), StoreError>;
-    /// Records that a series stopped breaching.
-    fn clear_series(&self, id: &str, rule: &str, labels: &Labels) -> Result<(), StoreError>;
+    /// Records how a watch ended and gives its lease back (only `fence`'s: never
+    /// another holder's), fenced (`Fenced` if the lease moved).
+    fn finish(&self, id: &str, fence: &Fence, ending: &Ending) -> Result<(), StoreError>;
+    /// Records that a series went pending or fired (keeps an existing `since`), fenced.
+    fn put_series(&self, id: &str, fence: &Fence, row: &SeriesRow) -> Result<(), StoreError>;
+    /// Records that a series stopped breaching, fenced.
+    fn clear_series(
+        &self,
+        id: &str,
+        fence: &Fence,
+        rule: &str,
+        labels: &Labels,
+    ) -> Result<(), StoreError>;
     fn series(&self, id: &str) -> Result<Vec<SeriesRow>, StoreError>;
     /// The last poll of each (watch, rule), in one transaction; `ever_ok`/`ever_data`
     /// only ever go from false to true, and an older poll never replaces a newer one.
-    fn save_polls(&self, polls: &[PollMark]) -> Result<(), StoreError>;
+    /// Each mark is fenced by `holder` and its own `token`: a mark of a watch whose
+    /// lease `holder` no longer holds with that token is not written. Returns the
+    /// watches whose marks were refused so.
+    fn save_polls(&self, holder: &str, polls: &[PollMark]) -> Result<Vec<String>, StoreError>;
     /// Rule name -> what its polls so far have shown.
     fn polls(&self, id: &str) -> Result<BTreeMap<String, PollState>, StoreError>;
     /// Claims an action before its command runs, in ONE transaction with the series
@@ -329,24 +353,21 @@ pub trait Store: Send + Sync + 'static {
     /// Claims the re-run of an interrupted idempotent action, in one transaction with
     /// marking the old one `rerun`. At most one re-run of an action can commit.
     fn claim_rerun(&self, id: &str, old: i64, action: &NewAction) -> Result<i64, StoreError>;
-    /// Records the process an action's command runs in, right after it started.
+    /// Records the process an action's command runs in, right after it started. Not
+    /// fenced: the command runs whatever the lease says now, and whoever holds the
+    /// watch must be able to find its process group.
     fn action_spawned(&self, action: i64, process: &ProcessId) -> Result<(), StoreError>;
-    /// Records how an action ended and, if given, how its watch ended, in one
-    /// transaction (so that no state is ever "action resolved, watch still running").
+    /// Records how action `action` of watch `id` ended and, if given, how the watch
+    /// ended, in one transaction (so that no state is ever "action resolved, watch
+    /// still running"), fenced: an agent that lost the lease (paused while its command
+    /// ran) cannot overwrite what the new owner recorded.
     fn end_action(
         &self,
         id: &str,
+        fence: &Fence,
         action: i64,
         end: &ActionEnd<'_>,
         ending: Option<&Ending>,
-    ) -> Result<(), StoreError>;
-    fn action_ended(
-        &self,
-        action: i64,
-        state: ActionState,
-        result: &str,
-        succeeded: Option<bool>,
-        at_ms: i64,
     ) -> Result<(), StoreError>;
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError>;
 
@@ -355,9 +376,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores the `before:` baseline of `rule` (the per-series means; possibly none).
     /// A baseline already stored for (watch, rule) is kept: it never shifts.
+    /// Fenced, as every owner's write.
     fn put_baselines(
         &self,
         id: &str,
+        fence: &Fence,
         rule: &str,
         values: &[(Labels, f64)],
     ) -> Result<(), StoreError>;
@@ -369,6 +392,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether several agents may share this store (then leases expire and move).
     fn shared(&self) -> bool;
+    /// The store's clock, Unix ms: the one clock every agent sharing the store agrees
+    /// on (PostgreSQL's `clock_timestamp()`; SQLite, one agent: this machine's). A
+    /// watch's creation and elapsed time are read on it, never on an agent's own clock.
+    fn clock_ms(&self) -> Result<i64, StoreError>;
     /// Records that `agent` is alive and returns how many agents were seen alive
     /// within `ttl` (itself included): each adopts about its share of the watches.
     fn heartbeat(&self, agent: &str, ttl: Duration) -> Result<usize, StoreError>;

@@ -374,9 +374,12 @@ async fn upsert_series(
     .await
 }
 
+/// Records a watch's ending and deletes its lease, `holder`'s only (inside the
+/// caller's fenced transaction).
 async fn finish_in(
     c: &impl deadpool_postgres::GenericClient,
     id: &str,
+    holder: &str,
     e: &Ending,
 ) -> PgResult<()> {
     c.execute(
@@ -386,8 +389,11 @@ async fn finish_in(
     .await?;
     c.execute("DELETE FROM polls WHERE watch_id = $1", &[&id])
         .await?;
-    c.execute("DELETE FROM leases WHERE watch_id = $1", &[&id])
-        .await?;
+    c.execute(
+        "DELETE FROM leases WHERE watch_id = $1 AND holder = $2",
+        &[&id, &holder],
+    )
+    .await?;
     Ok(())
 }
 
@@ -473,7 +479,15 @@ impl PgStore {
         let err = pg_err(&url, "claim an action");
         let tx = c.transaction().await.map_err(&err)?;
         if let Some((holder, token)) = &fence {
-            check_fence(&tx, &url, &id, holder, *token, format!("{} action", a.kind)).await?;
+            check_fence(
+                &tx,
+                &url,
+                &id,
+                holder,
+                *token,
+                format!("claim of the {} action", a.kind),
+            )
+            .await?;
         }
         for r in &fired {
             upsert_series(&tx, &id, r).await.map_err(&err)?;
@@ -500,7 +514,7 @@ impl PgStore {
                 &id,
                 holder,
                 *token,
-                format!("re-run of action {old}"),
+                format!("claim of the re-run of action {old}"),
             )
             .await?;
         }
@@ -611,41 +625,77 @@ impl Store for PgStore {
         })
     }
 
-    fn finish(&self, id: &str, e: &Ending) -> Result<(), StoreError> {
-        let (url, id, e) = (self.url.clone(), id.to_string(), e.clone());
+    fn finish(&self, id: &str, fence: &Fence, e: &Ending) -> Result<(), StoreError> {
+        let (url, id, fence, e) = (self.url.clone(), id.to_string(), fence.clone(), e.clone());
         self.call("record how a watch ended", move |mut c| async move {
             let err = pg_err(&url, "record how a watch ended");
             let tx = c.transaction().await.map_err(&err)?;
-            finish_in(&tx, &id, &e).await.map_err(&err)?;
+            check_fence(
+                &tx,
+                &url,
+                &id,
+                &fence.holder,
+                fence.token,
+                "write of how the watch ended".into(),
+            )
+            .await?;
+            finish_in(&tx, &id, &fence.holder, &e).await.map_err(&err)?;
             tx.commit().await.map_err(&err)
         })
     }
 
-    fn put_series(&self, id: &str, row: &SeriesRow) -> Result<(), StoreError> {
-        let (url, id, row) = (self.url.clone(), id.to_string(), row.clone());
-        self.call("record a series' breach state", move |c| async move {
-            upsert_series(&c, &id, &row)
-                .await
-                .map(|_| ())
-                .map_err(pg_err(&url, "record a series' breach state"))
+    fn put_series(&self, id: &str, fence: &Fence, row: &SeriesRow) -> Result<(), StoreError> {
+        let (url, id, fence, row) = (self.url.clone(), id.to_string(), fence.clone(), row.clone());
+        self.call("record a series' breach state", move |mut c| async move {
+            let err = pg_err(&url, "record a series' breach state");
+            let tx = c.transaction().await.map_err(&err)?;
+            check_fence(
+                &tx,
+                &url,
+                &id,
+                &fence.holder,
+                fence.token,
+                "write of a series' breach state".into(),
+            )
+            .await?;
+            upsert_series(&tx, &id, &row).await.map_err(&err)?;
+            tx.commit().await.map_err(&err)
         })
     }
 
-    fn clear_series(&self, id: &str, rule: &str, labels: &Labels) -> Result<(), StoreError> {
-        let (url, id, rule, labels) = (
+    fn clear_series(
+        &self,
+        id: &str,
+        fence: &Fence,
+        rule: &str,
+        labels: &Labels,
+    ) -> Result<(), StoreError> {
+        let (url, id, fence, rule, labels) = (
             self.url.clone(),
             id.to_string(),
+            fence.clone(),
             rule.to_string(),
             labels_json(labels),
         );
-        self.call("clear a series' breach state", move |c| async move {
-            c.execute(
+        self.call("clear a series' breach state", move |mut c| async move {
+            let err = pg_err(&url, "clear a series' breach state");
+            let tx = c.transaction().await.map_err(&err)?;
+            check_fence(
+                &tx,
+                &url,
+                &id,
+                &fence.holder,
+                fence.token,
+                "write of a resolved series".into(),
+            )
+            .await?;
+            tx.execute(
                 "DELETE FROM series WHERE watch_id = $1 AND rule = $2 AND labels = $3",
                 &[&id, &rule, &labels],
             )
             .await
-            .map(|_| ())
-            .map_err(pg_err(&url, "clear a series' breach state"))
+            .map_err(&err)?;
+            tx.commit().await.map_err(&err)
         })
     }
 
@@ -684,34 +734,52 @@ impl Store for PgStore {
         })
     }
 
-    fn save_polls(&self, polls: &[PollMark]) -> Result<(), StoreError> {
+    fn save_polls(&self, holder: &str, polls: &[PollMark]) -> Result<Vec<String>, StoreError> {
         if polls.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let (url, polls) = (self.url.clone(), polls.to_vec());
+        let (url, holder, polls) = (self.url.clone(), holder.to_string(), polls.to_vec());
         self.call("record last polls", move |c| async move {
             // One statement for the whole batch (arrays unnested), so that a flush of
-            // thousands of rules is one round trip.
+            // thousands of rules is one round trip; fenced in it: only the marks of
+            // watches whose lease `holder` holds (unexpired, with the mark's token,
+            // the lease rows locked against a takeover until the commit) are written.
             let ids: Vec<&str> = polls.iter().map(|p| p.id.as_str()).collect();
             let rules: Vec<&str> = polls.iter().map(|p| p.rule.as_str()).collect();
             let at: Vec<i64> = polls.iter().map(|p| p.at_ms).collect();
             let ok: Vec<bool> = polls.iter().map(|p| p.ok).collect();
             let data: Vec<bool> = polls.iter().map(|p| p.data).collect();
-            c.execute(
-                "INSERT INTO polls AS p (watch_id, rule, last_ms, last_ok, ever_ok, ever_data)
-                 SELECT DISTINCT ON (w, r) w, r, a, o, o, d
-                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bool[]) AS t(w, r, a, o, d)
-                 ORDER BY w, r, a DESC
-                 ON CONFLICT (watch_id, rule) DO UPDATE SET
-                     last_ok = CASE WHEN excluded.last_ms >= p.last_ms THEN excluded.last_ok ELSE p.last_ok END,
-                     last_ms = greatest(p.last_ms, excluded.last_ms),
-                     ever_ok = p.ever_ok OR excluded.ever_ok,
-                     ever_data = p.ever_data OR excluded.ever_data",
-                &[&ids, &rules, &at, &ok, &data],
-            )
-            .await
-            .map(|_| ())
-            .map_err(pg_err(&url, "record last polls"))
+            let tokens: Vec<i64> = polls.iter().map(|p| p.token).collect();
+            let rows = c
+                .query(
+                    "WITH held AS (
+                         SELECT watch_id, token FROM leases
+                         WHERE holder = $7 AND watch_id = ANY($1::text[]) AND expires_at > clock_timestamp()
+                         FOR SHARE
+                     )
+                     INSERT INTO polls AS p (watch_id, rule, last_ms, last_ok, ever_ok, ever_data)
+                     SELECT DISTINCT ON (w, r) w, r, a, o, o, d
+                     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bool[], $6::bigint[]) AS t(w, r, a, o, d, k)
+                     JOIN held ON held.watch_id = t.w AND held.token = t.k
+                     ORDER BY w, r, a DESC
+                     ON CONFLICT (watch_id, rule) DO UPDATE SET
+                         last_ok = CASE WHEN excluded.last_ms >= p.last_ms THEN excluded.last_ok ELSE p.last_ok END,
+                         last_ms = greatest(p.last_ms, excluded.last_ms),
+                         ever_ok = p.ever_ok OR excluded.ever_ok,
+                         ever_data = p.ever_data OR excluded.ever_data
+                     RETURNING watch_id",
+                    &[&ids, &rules, &at, &ok, &data, &tokens, &holder],
+                )
+                .await
+                .map_err(pg_err(&url, "record last polls"))?;
+            let written: std::collections::BTreeSet<String> =
+                rows.iter().map(|r| r.get(0)).collect();
+            let refused: std::collections::BTreeSet<String> = polls
+                .iter()
+                .filter(|p| !written.contains(&p.id))
+                .map(|p| p.id.clone())
+                .collect();
+            Ok(refused.into_iter().collect())
         })
     }
 
@@ -782,11 +850,17 @@ impl Store for PgStore {
     fn end_action(
         &self,
         id: &str,
+        fence: &Fence,
         action: i64,
         end: &ActionEnd<'_>,
         ending: Option<&Ending>,
     ) -> Result<(), StoreError> {
-        let (url, id, ending) = (self.url.clone(), id.to_string(), ending.cloned());
+        let (url, id, fence, ending) = (
+            self.url.clone(),
+            id.to_string(),
+            fence.clone(),
+            ending.cloned(),
+        );
         let (state, result, succeeded, at_ms) = (
             end.state.as_str(),
             end.result.to_string(),
@@ -796,36 +870,17 @@ impl Store for PgStore {
         self.call("record an action's result", move |mut c| async move {
             let err = pg_err(&url, "record an action's result");
             let tx = c.transaction().await.map_err(&err)?;
+            check_fence(&tx, &url, &id, &fence.holder, fence.token, format!("write of action {action}'s result")).await?;
             tx.execute(
-                "UPDATE actions SET state = $2, result = $3, succeeded = $4, finished_ms = $5 WHERE id = $1",
-                &[&action, &state, &result, &succeeded, &at_ms],
+                "UPDATE actions SET state = $3, result = $4, succeeded = $5, finished_ms = $6 WHERE id = $1 AND watch_id = $2",
+                &[&action, &id, &state, &result, &succeeded, &at_ms],
             )
             .await
             .map_err(&err)?;
             if let Some(e) = &ending {
-                finish_in(&tx, &id, e).await.map_err(&err)?;
+                finish_in(&tx, &id, &fence.holder, e).await.map_err(&err)?;
             }
             tx.commit().await.map_err(&err)
-        })
-    }
-
-    fn action_ended(
-        &self,
-        action: i64,
-        state: ActionState,
-        result: &str,
-        succeeded: Option<bool>,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
-        let (url, state, result) = (self.url.clone(), state.as_str(), result.to_string());
-        self.call("record an action's result", move |c| async move {
-            c.execute(
-                "UPDATE actions SET state = $2, result = $3, succeeded = $4, finished_ms = $5 WHERE id = $1",
-                &[&action, &state, &result, &succeeded, &at_ms],
-            )
-            .await
-            .map(|_| ())
-            .map_err(pg_err(&url, "record an action's result"))
         })
     }
 
@@ -877,10 +932,16 @@ impl Store for PgStore {
     fn put_baselines(
         &self,
         id: &str,
+        fence: &Fence,
         rule: &str,
         values: &[(Labels, f64)],
     ) -> Result<(), StoreError> {
-        let (url, id, rule) = (self.url.clone(), id.to_string(), rule.to_string());
+        let (url, id, fence, rule) = (
+            self.url.clone(),
+            id.to_string(),
+            fence.clone(),
+            rule.to_string(),
+        );
         let rows: Vec<(String, f64)> = values
             .iter()
             .map(|(l, v)| (serde_json::to_string(l).unwrap_or_else(|_| "{}".into()), *v))
@@ -888,6 +949,15 @@ impl Store for PgStore {
         self.call("store a baseline", move |mut c| async move {
             let err = pg_err(&url, "store a baseline");
             let tx = c.transaction().await.map_err(&err)?;
+            check_fence(
+                &tx,
+                &url,
+                &id,
+                &fence.holder,
+                fence.token,
+                "write of a baseline".into(),
+            )
+            .await?;
             // The marker row (labels '') says "taken": whoever inserts it first stores
             // the values; a baseline already taken never shifts.
             let taken = tx
@@ -939,6 +1009,20 @@ impl Store for PgStore {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn clock_ms(&self) -> Result<i64, StoreError> {
+        let url = self.url.clone();
+        self.call("read the database's clock", move |c| async move {
+            let r = c
+                .query_one(
+                    "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint",
+                    &[],
+                )
+                .await
+                .map_err(pg_err(&url, "read the database's clock"))?;
+            Ok(r.get(0))
+        })
     }
 
     fn heartbeat(&self, agent: &str, ttl: Duration) -> Result<usize, StoreError> {

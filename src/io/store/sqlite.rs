@@ -183,6 +183,12 @@ impl SqliteStore {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `check_fence` for a write (the one agent holds every lease it took: trivially
+    /// satisfied, but the same API as the shared store).
+    fn fence(&self, id: &str, fence: &Fence, what: &str) -> Result<(), StoreError> {
+        self.check_fence(id, &fence.holder, fence.token, what.to_string())
+    }
+
     /// `Fenced` unless the one agent holds `id`'s lease with `token`.
     fn check_fence(
         &self,
@@ -406,18 +412,27 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn finish(&self, id: &str, e: &Ending) -> Result<(), StoreError> {
+    fn finish(&self, id: &str, fence: &Fence, e: &Ending) -> Result<(), StoreError> {
+        self.fence(id, fence, "write of how the watch ended")?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("begin a transaction"))?;
         finish_in(&tx, id, e)?;
         tx.commit().map_err(sql("record how a watch ended"))
     }
 
-    fn put_series(&self, id: &str, r: &SeriesRow) -> Result<(), StoreError> {
+    fn put_series(&self, id: &str, fence: &Fence, r: &SeriesRow) -> Result<(), StoreError> {
+        self.fence(id, fence, "write of a series' breach state")?;
         upsert_series(&self.conn(), id, r)
     }
 
-    fn clear_series(&self, id: &str, rule: &str, labels: &Labels) -> Result<(), StoreError> {
+    fn clear_series(
+        &self,
+        id: &str,
+        fence: &Fence,
+        rule: &str,
+        labels: &Labels,
+    ) -> Result<(), StoreError> {
+        self.fence(id, fence, "write of a resolved series")?;
         let labels = serde_json::to_string(labels).unwrap_or_else(|_| "{}".into());
         self.conn()
             .prepare_cached("DELETE FROM series WHERE watch_id = ?1 AND rule = ?2 AND labels = ?3")
@@ -471,10 +486,11 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn save_polls(&self, polls: &[PollMark]) -> Result<(), StoreError> {
+    fn save_polls(&self, holder: &str, polls: &[PollMark]) -> Result<Vec<String>, StoreError> {
         if polls.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
+        let mut refused = std::collections::BTreeSet::new();
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("begin a transaction"))?;
         {
@@ -492,11 +508,19 @@ impl Store for SqliteStore {
                 )
                 .map_err(sql("record last polls"))?;
             for p in polls {
+                if self
+                    .check_fence(&p.id, holder, p.token, String::new())
+                    .is_err()
+                {
+                    refused.insert(p.id.clone());
+                    continue;
+                }
                 stmt.execute(params![p.id, p.rule, p.at_ms, p.ok, p.data])
                     .map_err(sql("record last polls"))?;
             }
         }
-        tx.commit().map_err(sql("record last polls"))
+        tx.commit().map_err(sql("record last polls"))?;
+        Ok(refused.into_iter().collect())
     }
 
     fn polls(&self, id: &str) -> Result<BTreeMap<String, PollState>, StoreError> {
@@ -581,40 +605,25 @@ impl Store for SqliteStore {
     fn end_action(
         &self,
         id: &str,
+        fence: &Fence,
         action: i64,
         end: &ActionEnd<'_>,
         ending: Option<&Ending>,
     ) -> Result<(), StoreError> {
+        self.fence(id, fence, &format!("write of action {action}'s result"))?;
         let mut conn = self.conn();
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql("begin a transaction"))?;
         tx.execute(
-            "UPDATE actions SET state = ?2, result = ?3, succeeded = ?4, finished_ms = ?5 WHERE id = ?1",
-            params![action, end.state.as_str(), end.result, end.succeeded, end.at_ms],
+            "UPDATE actions SET state = ?3, result = ?4, succeeded = ?5, finished_ms = ?6 WHERE id = ?1 AND watch_id = ?2",
+            params![action, id, end.state.as_str(), end.result, end.succeeded, end.at_ms],
         )
         .map_err(sql("record an action's result"))?;
         if let Some(e) = ending {
             finish_in(&tx, id, e)?;
         }
         tx.commit().map_err(sql("commit an action's result"))
-    }
-
-    fn action_ended(
-        &self,
-        action: i64,
-        state: ActionState,
-        result: &str,
-        succeeded: Option<bool>,
-        at_ms: i64,
-    ) -> Result<(), StoreError> {
-        self.conn()
-            .execute(
-                "UPDATE actions SET state = ?2, result = ?3, succeeded = ?4, finished_ms = ?5 WHERE id = ?1",
-                params![action, state.as_str(), result, succeeded, at_ms],
-            )
-            .map_err(sql("record an action's result"))?;
-        Ok(())
     }
 
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError> {
@@ -672,9 +681,11 @@ impl Store for SqliteStore {
     fn put_baselines(
         &self,
         id: &str,
+        fence: &Fence,
         rule: &str,
         values: &[(Labels, f64)],
     ) -> Result<(), StoreError> {
+        self.fence(id, fence, "write of a baseline")?;
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(sql("begin a transaction"))?;
         let taken: bool = tx
@@ -732,6 +743,12 @@ impl Store for SqliteStore {
 
     fn shared(&self) -> bool {
         false
+    }
+
+    fn clock_ms(&self) -> Result<i64, StoreError> {
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64))
     }
 
     fn heartbeat(&self, _agent: &str, _ttl: Duration) -> Result<usize, StoreError> {
@@ -798,7 +815,12 @@ impl Store for SqliteStore {
         action: &NewAction,
         fired: &[SeriesRow],
     ) -> Result<i64, StoreError> {
-        self.check_fence(id, holder, token, format!("{} action", action.kind))?;
+        self.check_fence(
+            id,
+            holder,
+            token,
+            format!("claim of the {} action", action.kind),
+        )?;
         self.claim_action(id, action, fired)
     }
 
@@ -810,7 +832,12 @@ impl Store for SqliteStore {
         old: i64,
         action: &NewAction,
     ) -> Result<i64, StoreError> {
-        self.check_fence(id, holder, token, format!("re-run of action {old}"))?;
+        self.check_fence(
+            id,
+            holder,
+            token,
+            format!("claim of the re-run of action {old}"),
+        )?;
         self.claim_rerun(id, old, action)
     }
 }

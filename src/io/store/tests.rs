@@ -17,6 +17,18 @@ fn new_action(kind: &str, at_ms: i64) -> NewAction {
     }
 }
 
+/// The one agent takes watch `id`'s lease: the fence of its writes.
+fn held(s: &SqliteStore, id: &str) -> Fence {
+    let l = s
+        .acquire_lease(id, "me", std::time::Duration::from_secs(15))
+        .unwrap()
+        .unwrap();
+    Fence {
+        holder: "me".into(),
+        token: l.token,
+    }
+}
+
 fn new_watch(id: &str) -> NewWatch {
     NewWatch {
         id: id.into(),
@@ -46,6 +58,7 @@ fn create_is_idempotent_by_id() {
 fn series_keep_since_when_they_fire_and_go_when_resolved() {
     let (_d, s) = store();
     s.create(&new_watch("a")).unwrap();
+    let f = held(&s, "a");
     let labels: Labels = [("pod".to_string(), "p1".to_string())].into();
     let mut row = SeriesRow {
         rule: "r".into(),
@@ -54,15 +67,15 @@ fn series_keep_since_when_they_fire_and_go_when_resolved() {
         since_ms: 5_000,
         last_value: Some(0.9),
     };
-    s.put_series("a", &row).unwrap();
+    s.put_series("a", &f, &row).unwrap();
     row.phase = Phase::Firing;
     row.since_ms = 9_999;
-    s.put_series("a", &row).unwrap();
+    s.put_series("a", &f, &row).unwrap();
     let got = s.series("a").unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].phase, Phase::Firing);
     assert_eq!(got[0].since_ms, 5_000, "firing keeps the original since");
-    s.clear_series("a", "r", &labels).unwrap();
+    s.clear_series("a", &f, "r", &labels).unwrap();
     assert!(s.series("a").unwrap().is_empty());
 }
 
@@ -73,18 +86,20 @@ fn actions_and_endings_survive_reopening() {
     {
         let s = SqliteStore::open(&path).unwrap();
         s.create(&new_watch("a")).unwrap();
+        held(&s, "a");
         s.claim_action("a", &new_action("rollback", 7), &[])
             .unwrap();
         let mark = |at_ms, ok, data| PollMark {
             id: "a".into(),
             rule: "r".into(),
+            token: 1,
             at_ms,
             ok,
             data,
         };
-        s.save_polls(&[mark(40, true, true)]).unwrap();
-        s.save_polls(&[mark(42, false, false)]).unwrap();
-        s.save_polls(&[mark(41, true, false)]).unwrap();
+        s.save_polls("me", &[mark(40, true, true)]).unwrap();
+        s.save_polls("me", &[mark(42, false, false)]).unwrap();
+        s.save_polls("me", &[mark(41, true, false)]).unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let actions = s.actions("a").unwrap();
@@ -101,8 +116,10 @@ fn actions_and_endings_survive_reopening() {
         }),
         "the last poll never goes back; what was ever seen stays seen"
     );
+    let f = held(&s, "a");
     s.finish(
         "a",
+        &f,
         &Ending {
             state: WatchState::Finished,
             outcome: "rolled_back".into(),
@@ -120,6 +137,7 @@ fn actions_and_endings_survive_reopening() {
 fn ending_an_action_can_end_its_watch_in_the_same_transaction() {
     let (_d, s) = store();
     s.create(&new_watch("a")).unwrap();
+    let f = held(&s, "a");
     let id = s
         .claim_action("a", &new_action("rollback", 7), &[])
         .unwrap();
@@ -145,7 +163,7 @@ fn ending_an_action_can_end_its_watch_in_the_same_transaction() {
         succeeded: None,
         at_ms: 9,
     };
-    s.end_action("a", id, &end, Some(&ending)).unwrap();
+    s.end_action("a", &f, id, &end, Some(&ending)).unwrap();
     let w = s.get("a").unwrap().unwrap();
     assert_eq!(w.state, WatchState::Finished);
     assert_eq!(w.outcome.as_deref(), Some("rollback_unknown"));
@@ -236,12 +254,14 @@ fn a_before_baseline_is_stored_once_and_survives_reopening() {
     {
         let s = SqliteStore::open(&path).unwrap();
         s.create(&new_watch("a")).unwrap();
+        let f = held(&s, "a");
         assert!(s.baselines("a").unwrap().is_empty(), "not taken yet");
-        s.put_baselines("a", "orders", &[(l("p1"), 120.5), (l("p2"), 0.0)])
+        s.put_baselines("a", &f, "orders", &[(l("p1"), 120.5), (l("p2"), 0.0)])
             .unwrap();
-        s.put_baselines("a", "empty", &[]).unwrap();
+        s.put_baselines("a", &f, "empty", &[]).unwrap();
         // A second put (a restart that took it again) never shifts the stored one.
-        s.put_baselines("a", "orders", &[(l("p1"), 999.0)]).unwrap();
+        s.put_baselines("a", &f, "orders", &[(l("p1"), 999.0)])
+            .unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     let b = s.baselines("a").unwrap();
@@ -266,6 +286,67 @@ fn a_version_2_state_file_gains_the_baselines_table() {
     }
     let s = SqliteStore::open(&path).unwrap();
     s.create(&new_watch("a")).unwrap();
-    s.put_baselines("a", "r", &[]).unwrap();
+    let f = held(&s, "a");
+    s.put_baselines("a", &f, "r", &[]).unwrap();
     assert!(s.baselines("a").unwrap().contains_key("r"));
+}
+
+#[test]
+fn every_write_of_an_owner_is_fenced() {
+    let (_d, s) = store();
+    s.create(&new_watch("a")).unwrap();
+    let stale = Fence {
+        holder: "me".into(),
+        token: 1,
+    };
+    let fenced = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Fenced { .. }));
+    let labels = Labels::new();
+    let row = SeriesRow {
+        rule: "r".into(),
+        labels: labels.clone(),
+        phase: Phase::Pending,
+        since_ms: 1,
+        last_value: None,
+    };
+    let ending = Ending {
+        state: WatchState::Finished,
+        outcome: "healthy".into(),
+        exit_code: 0,
+        detail: "x".into(),
+        at_ms: 9,
+    };
+    let end = ActionEnd {
+        state: ActionState::Finished,
+        result: "succeeded",
+        succeeded: Some(true),
+        at_ms: 9,
+    };
+    // Nobody holds the lease: every write is refused, and nothing is written.
+    assert!(fenced(s.put_series("a", &stale, &row)));
+    assert!(fenced(s.clear_series("a", &stale, "r", &labels)));
+    assert!(fenced(s.finish("a", &stale, &ending)));
+    assert!(fenced(s.end_action("a", &stale, 1, &end, Some(&ending))));
+    assert!(fenced(s.put_baselines("a", &stale, "r", &[])));
+    let mark = PollMark {
+        id: "a".into(),
+        token: 1,
+        rule: "r".into(),
+        at_ms: 5,
+        ok: true,
+        data: true,
+    };
+    assert_eq!(
+        s.save_polls("me", std::slice::from_ref(&mark)).unwrap(),
+        ["a"]
+    );
+    assert!(s.series("a").unwrap().is_empty());
+    assert!(s.polls("a").unwrap().is_empty());
+    assert!(s.baselines("a").unwrap().is_empty());
+    assert_eq!(s.get("a").unwrap().unwrap().state, WatchState::Running);
+    // Held: the same writes go through.
+    let f = held(&s, "a");
+    assert_eq!(f, stale);
+    s.put_series("a", &f, &row).unwrap();
+    assert!(s.save_polls("me", &[mark]).unwrap().is_empty());
+    s.finish("a", &f, &ending).unwrap();
 }

@@ -26,7 +26,7 @@ use super::metrics::Metrics;
 use crate::core::eval::Phase;
 use crate::io::action::{ActionStatus, SpawnHook};
 use crate::io::store::{
-    ActionRow, ActionState, NewAction, ProcessId, SeriesRow, Store, StoreError,
+    ActionEnd, ActionRow, ActionState, Fence, NewAction, ProcessId, SeriesRow, Store, StoreError,
 };
 use crate::run::watch::journal::{Claim, Journal, Ticket};
 use crate::run::watch::Outcome;
@@ -119,6 +119,19 @@ pub struct StoreJournal {
     pub action: Option<i64>,
     /// The agent's leases: a claim carries the watch's fencing token.
     pub leases: Arc<LeaseBook>,
+    /// The token the running action was claimed with: its result is written fenced
+    /// by it (an agent paused past its lease cannot overwrite the new owner's record).
+    pub token: Option<i64>,
+}
+
+/// A write refused because this agent no longer holds (or trusts) the watch's lease:
+/// counted (`rollwatch_agent_writes_fenced_total`), logged (`write_fenced`), and the
+/// watch is left to its new owner (this agent writes nothing more about it).
+pub fn write_fenced(metrics: &Metrics, leases: &LeaseBook, id: &str, what: &str, why: &str) {
+    metrics.writes_fenced.inc();
+    leases.mark_lost(id);
+    warn!(event = "write_fenced", watch = %id, holder = %leases.holder, error = %why,
+        "{what} was NOT written: this agent no longer holds the watch's lease, and the store keeps what its owner recorded");
 }
 
 /// Whether a claim that failed leaves this agent out of the watch: with a shared
@@ -194,6 +207,7 @@ impl Journal for StoreJournal {
             }
         };
         self.action = Some(action);
+        self.token = Some(token);
         crash_point("claim_committed");
         Ok(Ticket {
             env: vec![
@@ -215,16 +229,30 @@ impl Journal for StoreJournal {
 
     fn finished(&mut self, status: &ActionStatus, at_ms: i64) {
         if let Some(a) = self.action.take() {
-            let r = self.store.action_ended(
-                a,
-                ActionState::Finished,
-                &status.to_string(),
-                Some(status.succeeded()),
+            let fence = Fence {
+                holder: self.leases.holder.clone(),
+                token: self.token.unwrap_or(0),
+            };
+            let result = status.to_string();
+            let end = ActionEnd {
+                state: ActionState::Finished,
+                result: &result,
+                succeeded: Some(status.succeeded()),
                 at_ms,
-            );
-            if let Err(e) = r {
-                self.metrics.store_errors.inc();
-                error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart will find it unknown");
+            };
+            match self.store.end_action(&self.id, &fence, a, &end, None) {
+                Ok(()) => {}
+                Err(e @ StoreError::Fenced { .. }) => write_fenced(
+                    &self.metrics,
+                    &self.leases,
+                    &self.id,
+                    "the action's result",
+                    &e.to_string(),
+                ),
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart will find it unknown");
+                }
             }
             crash_point("action_finished");
         }

@@ -10,7 +10,7 @@
 //! store is asked, and the store's fencing check refuses them again if the window was
 //! misjudged (a pause between this check and the claim's transaction).
 
-use crate::io::store::Lease;
+use crate::io::store::{Fence, Lease};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,6 +21,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 struct Held {
     token: i64,
     trusted_until: Instant,
+    /// When this agent recorded the lease (its answer arrived): a renewal sent before
+    /// this moment may have run before the lease existed, so it says nothing about it.
+    recorded: Instant,
 }
 
 /// This agent's leases.
@@ -85,8 +88,18 @@ impl LeaseBook {
             Held {
                 token: lease.token,
                 trusted_until: self.trusted_from(sent),
+                recorded: Instant::now(),
             },
         );
+    }
+
+    /// The fence of this agent's writes to watch `id` (its holder id and token), if
+    /// its lease is held and still inside its trust window.
+    pub fn fence(&self, id: &str) -> Option<Fence> {
+        self.trusted(id).map(|token| Fence {
+            holder: self.holder.clone(),
+            token,
+        })
     }
 
     /// The token of watch `id`'s lease if it is held and still inside its trust window.
@@ -98,6 +111,11 @@ impl LeaseBook {
 
     /// A renewal sent at `sent` answered `renewed`: extends their trust and returns the
     /// held watches it did not renew (lost: expired or taken over), now forgotten.
+    ///
+    /// Only leases recorded *before* the renewal was sent are judged: one taken while
+    /// it was in flight (a creation racing the round) may have been written after the
+    /// renewal's statement ran, so its absence from the answer proves nothing; it keeps
+    /// the trust its own statement gave it, and the next round judges it.
     pub fn renewed(&self, sent: Instant, renewed: &[Lease]) -> Vec<String> {
         let by_id: HashMap<&str, i64> = renewed
             .iter()
@@ -106,16 +124,19 @@ impl LeaseBook {
         let until = self.trusted_from(sent);
         let mut held = lock(&self.held);
         let mut lost = Vec::new();
-        held.retain(|id, h| match by_id.get(id.as_str()) {
-            Some(&token) if token == h.token => {
-                h.trusted_until = h.trusted_until.max(until);
-                true
-            }
-            _ => {
-                lost.push(id.clone());
-                false
-            }
-        });
+        held.retain(
+            |id, h| match renewal_says(h, sent, by_id.get(id.as_str()).copied()) {
+                Renewal::Renewed => {
+                    h.trusted_until = h.trusted_until.max(until);
+                    true
+                }
+                Renewal::Newer => true,
+                Renewal::Lost => {
+                    lost.push(id.clone());
+                    false
+                }
+            },
+        );
         lost
     }
 
@@ -161,6 +182,46 @@ impl LeaseBook {
     }
 }
 
+/// What a renewal's answer says about one held lease.
+#[derive(Debug, PartialEq, Eq)]
+enum Renewal {
+    /// Renewed with the token held: trusted for longer.
+    Renewed,
+    /// Recorded after the renewal was sent: the answer says nothing about it.
+    Newer,
+    /// Held before the renewal was sent and missing from its answer (or renewed with
+    /// another token): lost.
+    Lost,
+}
+
+/// The pure comparison: a renewal sent at `sent` that answered `answered` (the token
+/// it renewed this watch with, if it did) about lease `h`.
+fn renewal_says(h: &Held, sent: Instant, answered: Option<i64>) -> Renewal {
+    match answered {
+        Some(token) if token == h.token => Renewal::Renewed,
+        _ if h.recorded >= sent => Renewal::Newer,
+        _ => Renewal::Lost,
+    }
+}
+
+/// Test builds only: `ROLLWATCH_RENEW_DELAY_MS=N` holds every renewal's answer for N ms
+/// before it is compared with the leases held, so that creations land in the window
+/// between a renewal's statement and its comparison (the race of issue 19, item 9).
+#[cfg(feature = "crash-points")]
+pub fn renewal_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var("ROLLWATCH_RENEW_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms))
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn renewal_delay() -> Option<Duration> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,7 +259,8 @@ mod tests {
         for w in ["x", "y", "z"] {
             book.hold(&lease(w, 1), now);
         }
-        let mut lost = book.renewed(now, &[lease("x", 1), lease("y", 2)]);
+        let sent = Instant::now();
+        let mut lost = book.renewed(sent, &[lease("x", 1), lease("y", 2)]);
         lost.sort();
         assert_eq!(lost, ["y", "z"]);
         assert_eq!(book.count(), 1);
@@ -206,5 +268,43 @@ mod tests {
         let later = now + Duration::from_secs(3);
         assert_eq!(book.expired(later), ["x"]);
         assert_eq!(book.count(), 0);
+    }
+
+    #[test]
+    fn a_renewal_judges_only_leases_held_before_it_was_sent() {
+        let now = Instant::now();
+        let h = |token, recorded| Held {
+            token,
+            trusted_until: now + Duration::from_secs(10),
+            recorded,
+        };
+        let before = now - Duration::from_millis(5);
+        let after = now + Duration::from_millis(5);
+        assert_eq!(renewal_says(&h(1, before), now, Some(1)), Renewal::Renewed);
+        assert_eq!(renewal_says(&h(1, before), now, None), Renewal::Lost);
+        assert_eq!(renewal_says(&h(1, before), now, Some(2)), Renewal::Lost);
+        assert_eq!(
+            renewal_says(&h(1, after), now, None),
+            Renewal::Newer,
+            "taken while the renewal was in flight: not lost"
+        );
+        assert_eq!(renewal_says(&h(3, after), now, Some(2)), Renewal::Newer);
+        assert_eq!(renewal_says(&h(3, after), now, Some(3)), Renewal::Renewed);
+    }
+
+    #[test]
+    fn a_lease_taken_while_a_renewal_was_in_flight_is_kept() {
+        let book = LeaseBook::new("a".into(), Duration::from_secs(3), true);
+        book.hold(&lease("old", 1), Instant::now());
+        // The renewal is sent; then a creation takes a lease, which the renewal's
+        // statement (run before the creation's) does not return.
+        let sent = Instant::now();
+        std::thread::sleep(Duration::from_millis(2));
+        book.hold(&lease("new", 1), Instant::now());
+        assert!(book.renewed(sent, &[lease("old", 1)]).is_empty());
+        assert_eq!(book.trusted("new"), Some(1));
+        // The next round, sent after it was taken, judges it.
+        let next = Instant::now();
+        assert_eq!(book.renewed(next, &[lease("old", 1)]), ["new"]);
     }
 }

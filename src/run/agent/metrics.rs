@@ -55,6 +55,12 @@ pub struct Metrics {
     pub claims_refused: IntCounter,
     /// 1 if the last round trip to the store succeeded, else 0.
     pub store_up: IntGauge,
+    /// Writes to a watch's state refused because this agent no longer held (or
+    /// trusted) the watch's lease: the store kept what the new owner wrote.
+    pub writes_fenced: IntCounter,
+    /// Times this agent stopped judging a watch (or would not start one) because the
+    /// clock its watches are timed on was off Prometheus's by more than `max_blind`.
+    pub clock_refusals: IntCounter,
 }
 
 impl Metrics {
@@ -146,6 +152,16 @@ impl Metrics {
             "rollwatch_agent_store_up",
             "1 if the last round trip to the state store succeeded, else 0.",
         )?;
+        let writes_fenced = IntCounter::new(
+            "rollwatch_agent_writes_fenced_total",
+            "Writes to a watch's state refused because this agent no longer held its lease.",
+        )?;
+        let clock_refusals = IntCounter::new(
+            "rollwatch_agent_clock_refusals_total",
+            "Watches not judged here because the agent's watch clock was off Prometheus's by more than max_blind.",
+        )?;
+        registry.register(Box::new(writes_fenced.clone()))?;
+        registry.register(Box::new(clock_refusals.clone()))?;
         for r in ["ok", "failed"] {
             lease_renewals.with_label_values(&[r]);
         }
@@ -155,6 +171,8 @@ impl Metrics {
         registry.register(Box::new(claims_refused.clone()))?;
         registry.register(Box::new(store_up.clone()))?;
         Ok(Metrics {
+            writes_fenced,
+            clock_refusals,
             leases_held,
             lease_renewals,
             lease_adoptions,

@@ -48,6 +48,7 @@
 //! is lost, or not renewed within the trust window, stops on this agent at once and
 //! writes nothing more (`watchdog`). With SQLite the one agent holds every lease.
 
+mod clock;
 pub mod exactly_once;
 pub mod lease;
 pub mod metrics;
@@ -157,6 +158,9 @@ type SourceKey = (String, Duration);
 struct Handle {
     signal: mpsc::Sender<Signal>,
     live: Live,
+    /// Where the watch's clock is checked periodically: its Prometheus and its limit
+    /// (set once the watch is judged here).
+    clock: Option<(Arc<SharedSource<PromClient>>, Duration)>,
 }
 
 /// Last polls waiting to be written, merged per (watch, rule).
@@ -173,6 +177,8 @@ impl PollBook {
                     v.ok = p.ok;
                 }
                 v.data |= p.data;
+                // Tokens only grow: a mark of a lease taken again carries the new one.
+                v.token = v.token.max(p.token);
             }
             None => {
                 m.insert((p.id.clone(), p.rule.clone()), p);
@@ -201,6 +207,10 @@ pub struct Agent {
     ready: AtomicBool,
     ids: AtomicU64,
     extra_sinks: Mutex<Vec<WatchSinkFactory>>,
+    /// The clock watches are timed on: the store's, as last read (see `clock`).
+    clock: Mutex<crate::run::watch::ClockAnchor>,
+    /// Until when this agent adopts nothing, after its clock was found off.
+    clock_backoff: Mutex<Option<Instant>>,
 }
 
 fn unix(ms: i64) -> SystemTime {
@@ -259,6 +269,11 @@ impl Agent {
             ready: AtomicBool::new(false),
             ids: AtomicU64::new(0),
             extra_sinks: Mutex::default(),
+            clock: Mutex::new(crate::run::watch::ClockAnchor {
+                wall: SystemTime::now(),
+                mono: Instant::now(),
+            }),
+            clock_backoff: Mutex::default(),
         })
     }
 
@@ -330,6 +345,8 @@ impl Agent {
     /// Resumes the unfinished watches this agent takes (with SQLite: all of them),
     /// starts renewing and adopting leases, and writing last polls.
     pub fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
+        *lock(&self.clock) = clock::read_store_clock(&*self.store)?;
+        self.reread_clock();
         let (adopted, sent) = self.adopt_blocking()?;
         self.metrics.store_up.set(1);
         let n = self.take_adopted(adopted, sent);
@@ -339,6 +356,15 @@ impl Agent {
         let _ = std::thread::Builder::new()
             .name("rollwatch-lease-watchdog".into())
             .spawn(move || watchdog(weak));
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(clock::check_every());
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                agent.clock_round().await;
+            }
+        });
         let agent = self.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(POLL_FLUSH);
@@ -356,6 +382,9 @@ impl Agent {
     fn adopt_blocking(&self) -> Result<(Vec<Lease>, Instant), StoreError> {
         let (holder, ttl) = (&self.leases.holder, self.leases.ttl);
         let agents = self.store.heartbeat(holder, ttl)?.max(1);
+        if self.clock_backing_off() {
+            return Ok((Vec::new(), Instant::now()));
+        }
         let running = self
             .store
             .count_by_state()?
@@ -470,6 +499,9 @@ impl Agent {
         .await;
         let why = match r {
             Ok(Ok(Ok(renewed))) => {
+                if let Some(d) = lease::renewal_delay() {
+                    tokio::time::sleep(d).await;
+                }
                 self.metrics.store_up.set(1);
                 self.metrics.lease_renewals.with_label_values(&["ok"]).inc();
                 for id in self.leases.renewed(sent, &renewed) {
@@ -522,17 +554,37 @@ impl Agent {
         self.metrics.leases_held.set(self.leases.count() as i64);
     }
 
+    /// A write this agent may no longer make (see `exactly_once::write_fenced`); the
+    /// watch's loop here stops.
+    pub(super) fn write_fenced(&self, id: &str, what: &str, why: &str) {
+        exactly_once::write_fenced(&self.metrics, &self.leases, id, what, why);
+        if let Some(h) = lock(&self.running).get(id) {
+            let _ = h.signal.try_send(Signal::Terminate);
+        }
+    }
+
     async fn flush_polls(&self) {
-        let batch = self.polls.take();
+        // A watch that stopped here (lease lost, clock refused) writes nothing more:
+        // its marks go (its new owner writes its own).
+        let mut batch = self.polls.take();
+        batch.retain(|p| self.leases.trusted(&p.id) == Some(p.token));
         if batch.is_empty() {
             return;
         }
-        let store = self.store.clone();
-        let r = tokio::task::spawn_blocking(move || store.save_polls(&batch)).await;
+        let (store, holder) = (self.store.clone(), self.leases.holder.clone());
+        let r = tokio::task::spawn_blocking(move || store.save_polls(&holder, &batch)).await;
         match r {
             Ok(Err(e)) => error!(event = "store_error", error = %e, "cannot record last polls"),
             Err(e) => error!(event = "store_error", error = %e, "cannot record last polls"),
-            Ok(Ok(())) => {}
+            Ok(Ok(refused)) => {
+                for id in refused {
+                    self.write_fenced(
+                        &id,
+                        "the last polls",
+                        "the store refused them: the lease moved",
+                    );
+                }
+            }
         }
     }
 
@@ -596,11 +648,22 @@ impl Agent {
                         .collect();
                     let store = self.store.clone();
                     let (id, name) = (def.id.clone(), rule.name.clone());
+                    let Some(fence) = self.leases.fence(&def.id) else {
+                        self.write_fenced(
+                            &def.id,
+                            "the baseline",
+                            "this agent no longer trusts its lease",
+                        );
+                        out.push(Some(samples));
+                        continue;
+                    };
                     let put = tokio::task::spawn_blocking(move || {
-                        store.put_baselines(&id, &name, &values)
+                        store.put_baselines(&id, &fence, &name, &values)
                     })
                     .await;
-                    if !matches!(put, Ok(Ok(()))) {
+                    if let Ok(Err(e @ StoreError::Fenced { .. })) = &put {
+                        self.write_fenced(&def.id, "the baseline", &e.to_string());
+                    } else if !matches!(put, Ok(Ok(()))) {
                         self.metrics.store_errors.inc();
                         warn!(event = "store_error", watch = %def.id, rule = %rule.name, "cannot store the baseline; a restart takes it again over the same window");
                     }
@@ -742,7 +805,16 @@ impl Agent {
             }
         }
         let text = self.rule_file(&req.rules)?;
-        let created_ms = now_ms();
+        // On the store's clock (see `clock`): every agent times the watch the same.
+        // Before `start` has read it, it is read now.
+        if !self.ready.load(Ordering::SeqCst) {
+            let store = self.store.clone();
+            let anchor = tokio::task::spawn_blocking(move || clock::read_store_clock(&*store))
+                .await
+                .map_err(|e| CreateError::BadRequest(format!("internal error: {e}")))??;
+            *lock(&self.clock) = anchor;
+        }
+        let created_ms = self.clock_now_ms();
         let id = req.id.clone().unwrap_or_else(|| {
             let n = self.ids.fetch_add(1, Ordering::SeqCst);
             format!("{}-{created_ms}-{n}", req.rules)
@@ -778,18 +850,22 @@ impl Agent {
             .iter()
             .map(|n| format!("{n}; {}", n.help()))
             .collect();
-        // The same clock check as `watch`: polls ask Prometheus about "now" by this
-        // machine's clock.
-        let limit = spec.max_blind.min(duration);
-        match source.inner().clock_skew().await {
+        // The clock check (`clock`): polls ask Prometheus about "now" by the clock
+        // the watch is timed on. The same check runs at a resume, an adoption and
+        // every `clock::CHECK_EVERY` while the watch runs.
+        let limit = clock::limit(spec.max_blind, duration);
+        match self.watch_clock_skew(&source).await {
             Ok(skew) => match skew.judge(limit) {
                 crate::io::prom::SkewVerdict::Fine => {}
                 crate::io::prom::SkewVerdict::Warn => warnings.push(format!(
-                    "{skew}: every poll asks Prometheus about a moment that far off; sync the agent's clock (NTP)"
+                    "{}: every poll asks Prometheus about a moment that far off; sync the store's and Prometheus's clocks (NTP)",
+                    clock::describe(&skew)
                 )),
                 crate::io::prom::SkewVerdict::Refuse => {
+                    self.metrics.clock_refusals.inc();
                     return Err(CreateError::BadRequest(format!(
-                        "{skew}, more than the watch's max_blind or duration ({}): every poll would judge the wrong moment; sync the agent's clock (NTP)",
+                        "{}, more than the watch's max_blind or duration ({}): every poll would judge the wrong moment; sync the store's and Prometheus's clocks (NTP)",
+                        clock::describe(&skew),
                         humantime::format_duration(limit)
                     )))
                 }
@@ -920,6 +996,7 @@ impl Agent {
             Handle {
                 signal: tx,
                 live: live.clone(),
+                clock: None,
             },
         );
         let agent = self.clone();
@@ -944,12 +1021,24 @@ impl Agent {
     /// written leaves the watch to be resumed, and its action rows still decide it).
     async fn record_ending(&self, id: &str, e: &Ending) -> bool {
         for attempt in 1..=3 {
+            let Some(fence) = self.leases.fence(id) else {
+                self.write_fenced(
+                    id,
+                    "how the watch ended",
+                    "this agent no longer holds (or trusts) the watch's lease",
+                );
+                return false;
+            };
             let store = self.store.clone();
             let (id2, e2) = (id.to_string(), e.clone());
-            match tokio::task::spawn_blocking(move || store.finish(&id2, &e2)).await {
+            match tokio::task::spawn_blocking(move || store.finish(&id2, &fence, &e2)).await {
                 Ok(Ok(())) => {
                     exactly_once::crash_point("ending_saved");
                     return true;
+                }
+                Ok(Err(e @ StoreError::Fenced { .. })) => {
+                    self.write_fenced(id, "how the watch ended", &e.to_string());
+                    return false;
                 }
                 r => {
                     self.metrics.store_errors.inc();
@@ -1046,6 +1135,19 @@ impl Agent {
             self.metrics.resume_waiting.dec();
             info!(event = "watch_resumed", watch = %id, "the watch could be resumed");
         }
+        let limit = clock::limit(
+            spec.max_blind,
+            Duration::from_millis(def.duration_ms.max(0) as u64),
+        );
+        // A resumed or adopted watch runs the creation's clock check first: an agent
+        // whose watch clock is off Prometheus's does not judge it (nor end it).
+        if resumed && !self.clock_allows(id, &source, limit).await {
+            self.leases.mark_lost(id);
+            return;
+        }
+        if let Some(h) = lock(&self.running).get_mut(id) {
+            h.clock = Some((source.clone(), limit));
+        }
         let opts = WatchOptions {
             duration: Duration::from_millis(def.duration_ms.max(0) as u64),
             dry_run: false,
@@ -1080,6 +1182,7 @@ impl Agent {
                 created_ms: def.created_ms,
                 action: None,
                 leases: self.leases.clone(),
+                token: None,
             })),
             ..Start::default()
         };
@@ -1095,8 +1198,8 @@ impl Agent {
                         from.paused_by = paused_by;
                         from.pause_failed = pause_failed;
                         // Read after the resolution (a re-run can take minutes): the
-                        // catch-up covers the time up to here.
-                        self.restore(&spec, def, &source, now_ms()).await
+                        // catch-up covers the time up to here, on the watch clock.
+                        self.restore(&spec, def, &source, self.clock_now_ms()).await
                     }
                     Ok(Resolution::End { outcome, recorded }) => {
                         if waiting {
@@ -1137,9 +1240,11 @@ impl Agent {
             if waiting {
                 self.metrics.resume_waiting.dec();
             }
-            // The watch's clock at the moment its live loop starts.
-            from.elapsed = Duration::from_millis((now_ms() - def.created_ms).max(0) as u64);
         }
+        // The watch's clock is the store's: its elapsed time is read on it when the
+        // live loop starts, then on the monotonic clock (`clock`).
+        from.origin = Some(unix(def.created_ms));
+        from.clock = Some(self.clock_anchor());
         from.baselines = self.before_baselines(&spec, def, &*source).await;
         let mut sinks = WatchSinks {
             sinks: others,

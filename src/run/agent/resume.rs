@@ -129,8 +129,23 @@ impl Agent {
                 succeeded: None,
                 at_ms: now_ms(),
             };
-            self.store
-                .end_action(&def.id, a.id, &end, ending.as_ref())?;
+            let fence =
+                self.leases
+                    .fence(&def.id)
+                    .ok_or_else(|| crate::io::store::StoreError::Fenced {
+                        what: format!("write of action {}'s result", a.id),
+                        id: def.id.clone(),
+                        token: 0,
+                    })?;
+            if let Err(e) = self
+                .store
+                .end_action(&def.id, &fence, a.id, &end, ending.as_ref())
+            {
+                if matches!(e, crate::io::store::StoreError::Fenced { .. }) {
+                    self.write_fenced(&def.id, "the interrupted action's fate", &e.to_string());
+                }
+                return Err(e);
+            }
             if ending.is_some() {
                 exactly_once::crash_point("ending_saved");
             }
@@ -248,6 +263,7 @@ impl Agent {
             created_ms: def.created_ms,
             action: Some(started),
             leases: self.leases.clone(),
+            token: Some(token),
         };
         env.push(("ROLLWATCH_FENCING_TOKEN".into(), token.to_string()));
         env.push(("ROLLWATCH_WATCH_ID".into(), def.id.clone()));
@@ -400,7 +416,15 @@ impl Agent {
                         .filter(|r| r.rule == rule.name && r.phase == Phase::Pending)
                         .map(|r| (r.labels, ()))
                     {
-                        self.store.clear_series(&def.id, &rule.name, &labels)?;
+                        let fence = self.leases.fence(&def.id).ok_or_else(|| {
+                            crate::io::store::StoreError::Fenced {
+                                what: "write of a dropped series".into(),
+                                id: def.id.clone(),
+                                token: 0,
+                            }
+                        })?;
+                        self.store
+                            .clear_series(&def.id, &fence, &rule.name, &labels)?;
                     }
                     warn!(event = "catch_up_failed", watch = %def.id, rule = %rule.name, error = %e, dropped,
                         "the history of the time the agent was down cannot be read: pending series are dropped (a breach is never assumed to have continued) and must breach again for `for`");

@@ -7,7 +7,7 @@ use super::metrics::Metrics;
 use super::{cancelled, lock, Agent, Live};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
-use crate::io::store::{Ending, PollMark, SeriesRow, Store, WatchState};
+use crate::io::store::{Ending, Fence, PollMark, SeriesRow, Store, StoreError, WatchState};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{error, info, warn};
@@ -18,7 +18,9 @@ use tracing::{error, info, warn};
 /// or pause rule is not: it is written with its action's claim (`StoreJournal`), in
 /// one transaction, so no restart can find it firing without its action. The ending
 /// is written here too, on `watch_finished`, before any later sink (notifications)
-/// sees it. A write that fails is logged (`store_error`); the watch goes on.
+/// sees it. A write that fails is logged (`store_error`); the watch goes on. Every
+/// write carries the lease's fence; one the store refuses (the lease moved) is logged
+/// (`write_fenced`), counted, and the watch stops here.
 pub(super) struct StoreSink {
     pub(super) id: String,
     pub(super) store: Arc<dyn Store>,
@@ -28,9 +30,13 @@ pub(super) struct StoreSink {
 }
 
 impl StoreSink {
-    fn check<T>(&self, what: &str, r: Result<T, crate::io::store::StoreError>) -> Option<T> {
+    fn check<T>(&self, what: &str, r: Result<T, StoreError>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
+            Err(e @ StoreError::Fenced { .. }) => {
+                self.agent.write_fenced(&self.id, what, &e.to_string());
+                None
+            }
             Err(e) => {
                 self.metrics.store_errors.inc();
                 error!(event = "store_error", watch = %self.id, error = %e, "cannot record {what}");
@@ -39,8 +45,10 @@ impl StoreSink {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn series(
         &self,
+        fence: &Fence,
         at_ms: i64,
         rule: &str,
         labels: &Labels,
@@ -50,6 +58,7 @@ impl StoreSink {
     ) {
         let r = self.store.put_series(
             &self.id,
+            fence,
             &SeriesRow {
                 rule: rule.to_string(),
                 labels: labels.clone(),
@@ -58,21 +67,39 @@ impl StoreSink {
                 last_value: value,
             },
         );
-        self.check("a series' breach state", r);
-        self.transition_poll(at_ms, rule, value.is_some());
+        if self.check("a series' breach state", r).is_some() {
+            self.transition_poll(fence, at_ms, rule, value.is_some());
+        }
     }
 
     /// The last poll goes with a transition (always a successful poll), so a catch-up
     /// never starts before it.
-    fn transition_poll(&self, at_ms: i64, rule: &str, data: bool) {
-        let r = self.store.save_polls(&[PollMark {
-            id: self.id.clone(),
-            rule: rule.to_string(),
-            at_ms,
-            ok: true,
-            data,
-        }]);
-        self.check("a last poll", r);
+    fn transition_poll(&self, fence: &Fence, at_ms: i64, rule: &str, data: bool) {
+        let r = self.store.save_polls(
+            &fence.holder,
+            &[PollMark {
+                id: self.id.clone(),
+                token: fence.token,
+                rule: rule.to_string(),
+                at_ms,
+                ok: true,
+                data,
+            }],
+        );
+        let refused = match r {
+            Ok(refused) => !refused.is_empty(),
+            Err(e) => {
+                self.check("a last poll", Err::<(), _>(e));
+                false
+            }
+        };
+        if refused {
+            self.agent.write_fenced(
+                &self.id,
+                "a last poll",
+                "the store refused it: the lease moved",
+            );
+        }
     }
 }
 
@@ -82,12 +109,13 @@ impl Sink for StoreSink {
         // window: the agent was paused, or the store did not answer), writes nothing
         // more: another agent owns it (or will adopt it) and resumes it from the store
         // and Prometheus.
-        if self.agent.leases.trusted(&self.id).is_none() {
+        let Some(fence) = self.agent.leases.fence(&self.id) else {
             if let Event::WatchFinished { .. } = event {
                 info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
             }
             return;
-        }
+        };
+        let fence = &fence;
         match event {
             Event::Poll {
                 rule,
@@ -100,6 +128,7 @@ impl Sink for StoreSink {
                 self.metrics.evaluations.inc();
                 self.agent.polls.mark(PollMark {
                     id: self.id.clone(),
+                    token: fence.token,
                     rule: rule.clone(),
                     at_ms,
                     ok: error.is_none(),
@@ -118,7 +147,7 @@ impl Sink for StoreSink {
                 value,
                 ..
             } => {
-                self.series(at_ms, rule, labels, Phase::Pending, at_ms, *value);
+                self.series(fence, at_ms, rule, labels, Phase::Pending, at_ms, *value);
                 exactly_once::crash_point("pending_saved");
             }
             Event::Fired {
@@ -130,7 +159,7 @@ impl Sink for StoreSink {
                 ..
             } => {
                 let since = at_ms - (breached_for_s * 1000.0).round() as i64;
-                self.series(at_ms, rule, labels, Phase::Firing, since, *value)
+                self.series(fence, at_ms, rule, labels, Phase::Firing, since, *value)
             }
             Event::Resolved {
                 rule,
@@ -138,9 +167,10 @@ impl Sink for StoreSink {
                 value,
                 ..
             } => {
-                let r = self.store.clear_series(&self.id, rule, labels);
-                self.check("a resolved series", r);
-                self.transition_poll(at_ms, rule, value.is_some());
+                let r = self.store.clear_series(&self.id, fence, rule, labels);
+                if self.check("a resolved series", r).is_some() {
+                    self.transition_poll(fence, at_ms, rule, value.is_some());
+                }
             }
             Event::ActionFinished {
                 action, succeeded, ..
@@ -171,7 +201,7 @@ impl Sink for StoreSink {
                         at_ms: now_ms(),
                     },
                 };
-                let r = self.store.finish(&self.id, &ending);
+                let r = self.store.finish(&self.id, fence, &ending);
                 if self.check("how the watch ended", r).is_some() {
                     exactly_once::crash_point("ending_saved");
                 }

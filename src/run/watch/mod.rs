@@ -89,7 +89,16 @@ pub struct Start {
     /// `pause_failed` unless a rollback decides it.
     pub pause_failed: Option<(String, ActionStatus)>,
     /// How much of the watch had elapsed before this start (0 for a fresh watch).
+    /// Ignored when `origin` is given (then it is measured on `clock`).
     pub elapsed: Duration,
+    /// When the watch was created, on the clock it is timed on (`serve`: the store's,
+    /// which every agent sharing it agrees on). With it, the watch's elapsed time and
+    /// the moment each poll asks Prometheus about are read on `clock`, never on this
+    /// machine's wall clock, so an agent whose clock is off neither ends a watch early
+    /// nor judges the wrong moments.
+    pub origin: Option<SystemTime>,
+    /// A reading of the clock the watch is timed on (None: this machine's wall clock).
+    pub clock: Option<ClockAnchor>,
     /// Restored evaluators, one per rule in order; None for fresh ones.
     pub evals: Option<Vec<RuleEval>>,
     /// The rule whose pause command already ran.
@@ -106,6 +115,35 @@ pub struct Start {
     /// taken once before the watch started (`io::prom::history::mean_before`); a rule
     /// with such a baseline but no entry here judges every series by `no_baseline`.
     pub baselines: Vec<Option<Vec<Sample>>>,
+}
+
+/// One reading of a clock other than this machine's wall clock (the store's): at the
+/// monotonic instant `mono` it read `wall`. Time read from it afterwards advances on
+/// the monotonic clock, so a step of this machine's wall clock never moves it.
+#[derive(Debug, Clone, Copy)]
+pub struct ClockAnchor {
+    pub wall: SystemTime,
+    pub mono: std::time::Instant,
+}
+
+impl ClockAnchor {
+    /// The clock's time at the monotonic instant `at`.
+    pub fn at(&self, at: std::time::Instant) -> SystemTime {
+        match at.checked_duration_since(self.mono) {
+            Some(d) => self.wall + d,
+            None => self.wall - self.mono.duration_since(at),
+        }
+    }
+
+    /// The clock's time now.
+    pub fn now(&self) -> SystemTime {
+        self.at(std::time::Instant::now())
+    }
+
+    /// The clock's time now, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        unix_ms(self.now())
+    }
 }
 
 fn unix_ms(t: SystemTime) -> i64 {
@@ -264,10 +302,17 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
     sinks: &mut Sinks,
 ) -> Outcome {
     let start = Instant::now();
-    let now_wall = SystemTime::now();
+    let now_wall = match &from.clock {
+        Some(c) => c.at(start.into_std()),
+        None => SystemTime::now(),
+    };
+    let elapsed = match from.origin {
+        Some(origin) => now_wall.duration_since(origin).unwrap_or_default(),
+        None => from.elapsed,
+    };
     // The watch's own origin: when it was created, `elapsed` ago.
-    let start_wall = now_wall.checked_sub(from.elapsed).unwrap_or(now_wall);
-    let end = start + opts.duration.saturating_sub(from.elapsed);
+    let start_wall = now_wall.checked_sub(elapsed).unwrap_or(now_wall);
+    let end = start + opts.duration.saturating_sub(elapsed);
     let max_blind = spec.max_blind.min(opts.duration);
     let (tx, mut rx) = mpsc::channel::<PollDone>(64);
     let mut pollers = JoinSet::new();
@@ -291,7 +336,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             first,
             start,
             start_wall,
-            from.elapsed,
+            elapsed,
         ));
     }
     drop(tx);
@@ -354,8 +399,8 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
     // the time it was down).
     let mut blind = Blind {
         start,
-        elapsed: from.elapsed,
-        last_ok: from.elapsed,
+        elapsed,
+        last_ok: elapsed,
         max_blind,
     };
     let mut backlog_outcome = None;
