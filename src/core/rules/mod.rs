@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Severity};
-pub use load::{load, load_str, parse_duration, LoadError, LoadOptions};
+pub use load::{
+    load, load_str, parse_duration, LoadError, LoadOptions, MIN_INTERVAL, WARN_INTERVAL,
+};
 
 /// Defaults for keys a file may leave out.
 pub mod defaults {
