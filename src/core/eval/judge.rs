@@ -10,10 +10,11 @@
 //!   side as a floor: both must be crossed); a series without a usable baseline follows
 //!   `no_baseline`;
 //! - `compare`: canary and stable pools over a sliding window, judged by
-//!   `core::stats::compare` (Mann-Whitney U and the Hodges–Lehmann shift).
+//!   `core::stats::compare_by` (Mann-Whitney U, and the effect by the rule's measure:
+//!   the mean ratio by default, the Hodges–Lehmann shift, or the exceedance).
 
 use super::{Labels, NoData, Sample};
-pub use crate::core::stats::Direction;
+pub use crate::core::stats::{Direction, EffectMeasure};
 use std::time::Duration;
 
 /// `breaches: M of N`.
@@ -41,6 +42,8 @@ pub struct CompareParams {
     pub min_effect: f64,
     pub window: Duration,
     pub min_samples: usize,
+    /// `compare.effect`: how `min_effect` is measured.
+    pub effect: EffectMeasure,
 }
 
 /// Which judges a rule uses besides its threshold; all off by default.
@@ -82,12 +85,16 @@ pub struct Evidence {
         serialize_with = "crate::core::series::float::option"
     )]
     pub p_value: Option<f64>,
-    /// Hodges–Lehmann shift relative to the stable median (`compare:`).
+    /// How much worse the canary is, by `effect_measure` (`compare:`).
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "crate::core::series::float::option"
     )]
     pub effect: Option<f64>,
+    /// How `effect` was measured (`compare:`): `hodges_lehmann`, `mean_ratio` or
+    /// `exceedance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect_measure: Option<&'static str>,
     /// The Hodges–Lehmann shift itself.
     #[serde(
         skip_serializing_if = "Option::is_none",

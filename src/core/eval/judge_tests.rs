@@ -553,6 +553,7 @@ fn comparing(window_s: u64, min_samples: usize) -> Params {
                 min_effect: 0.2,
                 window: Duration::from_secs(window_s),
                 min_samples,
+                effect: EffectMeasure::default(),
             }),
             ..Default::default()
         },
@@ -593,8 +594,8 @@ fn compare_pools_slide_per_side_and_count_insufficient() {
         ],
     );
     assert!(out.is_empty());
-    // Canary: t=10 (2), 20 (1: NaN dropped), 30 (1: Inf dropped); stable: 2 + 1 + 0.
-    assert_eq!(ns(&eval), (Some(4), Some(3)));
+    // Canary: t=10 (2), 20 (1: NaN dropped), 30 (2: +Inf is a value); stable: 2 + 1 + 0.
+    assert_eq!(ns(&eval), (Some(5), Some(3)));
     assert_eq!(eval.insufficient_count(), 4);
     assert!(eval.never_judged());
     // A window shorter than the interval holds this poll's samples only.
@@ -705,4 +706,114 @@ fn a_pending_m_of_n_rule_shows_its_count_not_a_timer() {
         }
     );
     assert_eq!(state.to_string(), "pending: 2 of 3 breaches (last 5 polls)");
+}
+
+#[test]
+fn a_canary_at_plus_inf_is_the_worst_value_and_nan_stays_no_data() {
+    // `histogram_quantile` gives +Inf when the canary is slower than the top bucket.
+    let rows: Vec<(u64, String, String)> = (0..6)
+        .map(|k| {
+            (
+                k * 10,
+                "c0=inf c1=inf c2=inf c3=0.1 c4=inf".to_string(),
+                side("s", 5, k, 0.1, 1.0),
+            )
+        })
+        .collect();
+    let rows: Vec<(u64, &str, &str)> = rows
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    for effect in [
+        EffectMeasure::MeanRatio,
+        EffectMeasure::HodgesLehmann,
+        EffectMeasure::Exceedance,
+    ] {
+        let mut p = comparing(60, 20);
+        p.judge.compare.as_mut().unwrap().effect = effect;
+        let (out, eval) = compare_run(p, &rows);
+        assert_eq!(out, ["30 pending _", "30 fired _"], "{effect:?}");
+        let e = &eval.notes().evidence[&Labels::new()];
+        assert_eq!(e.n_canary, Some(30), "{e:?}");
+        assert!(
+            e.p_value.unwrap() < 0.02 && e.effect.unwrap() > 0.2,
+            "{effect:?} {e:?}"
+        );
+        // The canary's value is shown as it is.
+        assert_eq!(eval.notes().compare_value, Some(f64::INFINITY));
+    }
+    // +Inf on a `decrease` rule is the good direction: no breach.
+    let mut down = comparing(60, 20);
+    down.judge.compare.as_mut().unwrap().direction = Direction::Decrease;
+    assert!(compare_run(down, &rows).0.is_empty());
+    // NaN is no data: the canary pool stays empty, insufficient, never a breach.
+    let nan: Vec<(u64, String, String)> = (0..6)
+        .map(|k| {
+            (
+                k * 10,
+                "c0=nan c1=nan c2=nan c3=nan c4=nan".to_string(),
+                side("s", 5, k, 0.1, 1.0),
+            )
+        })
+        .collect();
+    let nan: Vec<(u64, &str, &str)> = nan
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    let (out, eval) = compare_run(comparing(60, 20), &nan);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(ns(&eval), (Some(0), Some(30)));
+    assert!(eval.never_judged());
+}
+
+#[test]
+fn the_default_effect_sees_a_canary_that_errs_four_times_as_often() {
+    // Per-pod error counts, 0 most of the time: 5 pods a side, 42 polls (210 samples a
+    // side); the canary errs at 64 of them, stable at 17 (means 0.66 and 0.15).
+    let counts = |nonzero: &[(usize, u32)]| {
+        let mut v = vec![0u32; 210];
+        let mut i = 0;
+        for &(n, val) in nonzero {
+            for _ in 0..n {
+                v[(i * 97) % 210] = val; // spread over the polls
+                i += 1;
+            }
+        }
+        v
+    };
+    let c = counts(&[(9, 1), (35, 2), (20, 3)]);
+    let s = counts(&[(7, 1), (5, 2), (5, 3)]);
+    let rows: Vec<(u64, String, String)> = (0..42)
+        .map(|k| {
+            let side = |p: &str, v: &[u32]| {
+                (0..5)
+                    .map(|pod| format!("{p}{pod}={}", v[k * 5 + pod]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            (k as u64 * 10, side("c", &c), side("s", &s))
+        })
+        .collect();
+    let rows: Vec<(u64, &str, &str)> = rows
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    // The window holds all 42 polls; judged from the first poll with 210 a side.
+    let mut p = comparing(420, 210);
+    p.judge.compare.as_mut().unwrap().min_effect = 0.0;
+    let (out, eval) = compare_run(p, &rows);
+    assert_eq!(
+        out,
+        ["410 pending _", "410 fired _"],
+        "the default (mean ratio) acts"
+    );
+    let e = &eval.notes().evidence[&Labels::new()];
+    assert!(
+        e.p_value.unwrap() < 1e-6 && e.effect.unwrap() > 3.0,
+        "{e:?}"
+    );
+    assert_eq!((e.shift, e.effect_measure), (Some(0.0), Some("mean_ratio")));
+    // Hodges–Lehmann sees a shift of 0, and never acts on it.
+    p.judge.compare.as_mut().unwrap().effect = EffectMeasure::HodgesLehmann;
+    assert!(compare_run(p, &rows).0.is_empty());
 }

@@ -43,14 +43,17 @@
 //! - `baseline`: the threshold is `baseline ± P%` (and the absolute one, as a floor);
 //!   a series without a baseline follows `no_baseline`;
 //! - `compare`: the rule-level series `{}` breaches when the canary pool is worse than
-//!   the stable one (`core::stats::compare`); too few samples is insufficient.
+//!   the stable one (`core::stats::compare_by`); too few samples is insufficient; a
+//!   NaN sample is no data, an infinite one the extreme of its side.
 //!
 //! A guard or baseline query that failed makes the whole poll a failed one.
 
 mod judge;
 
 pub use crate::core::series::{Labels, Poll, Sample};
-pub use judge::{BaselineParams, Breaches, CompareParams, Direction, Evidence, Judging};
+pub use judge::{
+    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -431,9 +434,11 @@ impl RuleEval {
         };
         self.notes.judged = true;
         for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
+            // NaN is no data; an infinity is a value, the extreme of its side
+            // (`histogram_quantile` above the top bucket is the worst latency).
             pool.extend(
                 side.iter()
-                    .filter(|s| s.value.is_finite())
+                    .filter(|s| !s.value.is_nan())
                     .map(|s| (at, s.value)),
             );
             // The sliding window: samples of the last `window`, this poll's always.
@@ -446,13 +451,14 @@ impl RuleEval {
         }
         let canary: Vec<f64> = self.canary.iter().map(|(_, v)| *v).collect();
         let stable: Vec<f64> = self.stable.iter().map(|(_, v)| *v).collect();
-        let result = crate::core::stats::compare(
+        let result = crate::core::stats::compare_by(
             &canary,
             &stable,
             c.direction,
             c.confidence,
             c.min_effect,
             c.min_samples,
+            c.effect,
         );
         let labels = Labels::new();
         let mut out = Vec::new();
@@ -488,6 +494,7 @@ impl RuleEval {
                     baseline: Some(stable_median),
                     p_value: Some(p_value),
                     effect: Some(effect),
+                    effect_measure: Some(c.effect.as_str()),
                     shift: Some(shift),
                     n_canary: Some(n_canary),
                     n_stable: Some(n_stable),

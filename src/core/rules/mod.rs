@@ -243,8 +243,13 @@ impl Rule {
                 Direction::Decrease => "<",
                 Direction::Either => "!=",
             };
+            let measure = match c.effect {
+                crate::core::eval::EffectMeasure::MeanRatio => "",
+                crate::core::eval::EffectMeasure::HodgesLehmann => " by Hodges–Lehmann",
+                crate::core::eval::EffectMeasure::Exceedance => " by exceedance",
+            };
             return format!(
-                "canary {dir} stable (p < {}, effect >= {}%)",
+                "canary {dir} stable (p < {}, effect >= {}%{measure})",
                 crate::core::events::float::text(((1.0 - c.confidence) * 1e9).round() / 1e9),
                 crate::core::events::float::text((c.min_effect * 1e9).round() / 1e7)
             );

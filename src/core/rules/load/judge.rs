@@ -4,7 +4,9 @@
 //! template, escaping and structure check as a rule's `query`.
 
 use super::{choice, compile_query, duration, number};
-use crate::core::eval::{BaselineParams, Breaches, CompareParams, Direction, Judging, NoData};
+use crate::core::eval::{
+    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Judging, NoData,
+};
 use crate::core::rules::walk::{fields, required, Cx, Fields};
 use crate::core::rules::yaml::{Node, Value};
 use crate::core::rules::BaselineSource;
@@ -265,6 +267,7 @@ pub(super) fn compile_judges(
                 "min_effect",
                 "window",
                 "min_samples",
+                "effect",
             ],
         ) {
             let side = |cx: &mut Cx, key: &str| {
@@ -343,20 +346,42 @@ pub(super) fn compile_judges(
                     }
                 },
             };
+            let effect = match c.get("effect") {
+                None => Some(EffectMeasure::default()),
+                Some(n) => choice(
+                    cx,
+                    n,
+                    "`compare.effect`",
+                    &["mean_ratio", "hodges_lehmann", "exceedance"],
+                )
+                .map(|e| match e {
+                    "hodges_lehmann" => EffectMeasure::HodgesLehmann,
+                    "exceedance" => EffectMeasure::Exceedance,
+                    _ => EffectMeasure::MeanRatio,
+                }),
+            };
             if let (
                 Some(direction),
                 Some(confidence),
                 Some(min_effect),
                 Some(window),
                 Some(min_samples),
-            ) = (direction, confidence, min_effect, window, min_samples)
-            {
+                Some(effect),
+            ) = (
+                direction,
+                confidence,
+                min_effect,
+                window,
+                min_samples,
+                effect,
+            ) {
                 j.judging.compare = Some(CompareParams {
                     direction,
                     confidence,
                     min_effect,
                     window,
                     min_samples,
+                    effect,
                 });
             }
         }

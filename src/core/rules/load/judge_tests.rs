@@ -2,7 +2,7 @@
 //! file:line:column for every misuse.
 
 use super::*;
-use crate::core::eval::{BaselineParams, Breaches, CompareParams, Direction};
+use crate::core::eval::{BaselineParams, Breaches, CompareParams, Direction, EffectMeasure};
 use crate::core::rules::BaselineSource;
 
 const HEAD: &str = "vars:\n  service: checkout\nwatch:\n  duration: 10m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n";
@@ -84,9 +84,18 @@ fn the_issue_keys_load() {
             confidence: 0.98,
             min_effect: 0.2,
             window: Duration::from_secs(600),
-            min_samples: 20
+            min_samples: 20,
+            effect: EffectMeasure::MeanRatio,
         })
     );
+    for (written, measure) in [
+        ("hodges_lehmann", EffectMeasure::HodgesLehmann),
+        ("mean_ratio", EffectMeasure::MeanRatio),
+        ("exceedance", EffectMeasure::Exceedance),
+    ] {
+        let r = rule(&format!("compare: {{canary: a, stable: b, direction: increase, window: 1m, effect: {written}}}\nfor: 0s\n"));
+        assert_eq!(r.judging.compare.unwrap().effect, measure);
+    }
 }
 
 #[test]
@@ -131,6 +140,7 @@ fn every_misuse_is_an_error_at_its_position() {
         ("compare: {canary: a, stable: b, direction: increase, window: 1m}\nabove: 1\nfor: 0s\n", "has both `compare` and `above`", "11:12"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m}\nbaseline: {offset: 1w}\nbelow_baseline: 5%\nfor: 0s\n", "has both `compare` and `baseline`", "11:15"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m, size: 3}\nfor: 0s\n", "unknown key `size` in `compare`", "10:70"),
+        ("compare: {canary: a, stable: b, direction: increase, window: 1m, effect: median}\nfor: 0s\n", "invalid `compare.effect` `median`", "10:78"),
     ];
     let mut wrong = Vec::new();
     for (body, message, at) in cases {
