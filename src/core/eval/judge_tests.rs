@@ -817,3 +817,84 @@ fn the_default_effect_sees_a_canary_that_errs_four_times_as_often() {
     p.judge.compare.as_mut().unwrap().effect = EffectMeasure::HodgesLehmann;
     assert!(compare_run(p, &rows).0.is_empty());
 }
+
+fn labelled(labels: &[(&str, &str)], v: f64) -> Sample {
+    Sample::new(labels, v)
+}
+
+#[test]
+fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
+    // A rule by service; a guard by pod: three pods of 0.1 req/s (thin traffic).
+    let rule = Poll::Samples(vec![labelled(&[("service", "a")], 0.9)]);
+    let by_pod = Poll::Samples(vec![
+        labelled(&[("pod", "p1")], 0.1),
+        labelled(&[("pod", "p2")], 0.1),
+        labelled(&[("pod", "p3")], 0.1),
+    ]);
+    let mut p = guarded(0.25, Judging::default());
+    p.threshold = Threshold::band(Some(0.5), None);
+    let mut eval = RuleEval::new(p);
+    let extra = Extra {
+        guard: Some(&by_pod),
+        ..Default::default()
+    };
+    // Summed, 0.3 would pass `min: 0.25` and the thin traffic would act: refused.
+    let out = eval.observe_with(Duration::ZERO, &rule, extra);
+    assert!(out.is_empty(), "{out:?}");
+    let why = eval.notes().guard_refused.clone().expect("refused");
+    assert!(
+        why.contains("3 series") && why.contains("min_traffic.on"),
+        "{why}"
+    );
+    assert!(!eval.notes().judged);
+    assert_eq!((eval.judged_count(), eval.insufficient_count()), (0, 0));
+    // One label-less guard series applies to every series, as documented.
+    let total = Poll::Samples(vec![labelled(&[], 0.3)]);
+    let extra = Extra {
+        guard: Some(&total),
+        ..Default::default()
+    };
+    let out = eval.observe_with(Duration::from_secs(10), &rule, extra);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(eval.notes().guard_refused, None);
+    // A guard by service (a shared label) is matched by it.
+    let mut eval = RuleEval::new(p);
+    let by_service = Poll::Samples(vec![
+        labelled(&[("service", "a")], 0.1),
+        labelled(&[("service", "b")], 9.0),
+    ]);
+    let extra = Extra {
+        guard: Some(&by_service),
+        ..Default::default()
+    };
+    assert!(eval.observe_with(Duration::ZERO, &rule, extra).is_empty());
+    assert_eq!(eval.notes().insufficient, 1, "service a has 0.1 < 0.25");
+    // `on: [service]` matches on the named labels only: a guard by (service, zone)...
+    p.judge.guard_on = OnLabels::new(&["service"]);
+    let zoned = Poll::Samples(vec![
+        labelled(&[("service", "a"), ("zone", "z1")], 1.0),
+        labelled(&[("service", "b"), ("zone", "z1")], 0.1),
+    ]);
+    let mut eval = RuleEval::new(p);
+    let extra = Extra {
+        guard: Some(&zoned),
+        ..Default::default()
+    };
+    assert_eq!(eval.observe_with(Duration::ZERO, &rule, extra).len(), 2);
+    assert_eq!(
+        eval.notes().evidence[&Labels::from([("service".into(), "a".into())])].traffic,
+        Some(1.0)
+    );
+    // ...and two guard series with one `on` key would be summed: refused too.
+    let two_zones = Poll::Samples(vec![
+        labelled(&[("service", "a"), ("zone", "z1")], 0.1),
+        labelled(&[("service", "a"), ("zone", "z2")], 0.2),
+    ]);
+    let mut eval = RuleEval::new(p);
+    let extra = Extra {
+        guard: Some(&two_zones),
+        ..Default::default()
+    };
+    assert!(eval.observe_with(Duration::ZERO, &rule, extra).is_empty());
+    assert!(eval.notes().guard_refused.is_some());
+}

@@ -39,7 +39,9 @@
 //!   resolves when none of its last N judged polls breached. `no_data: breach`/`ok`
 //!   fill a slot, `hold`, a failed query and an insufficient poll take none;
 //! - `min_traffic`: a series whose guard is below `min` (or has no guard series) is
-//!   insufficient at that poll: no slot, no change, counted;
+//!   insufficient at that poll: no slot, no change, counted; a guard that cannot be
+//!   matched (several series sharing no label with a rule series, or two with the same
+//!   `on:` labels) makes the poll a failed one (`PollNotes::guard_refused`), never a sum;
 //! - `baseline`: the threshold is `baseline ± P%` (and the absolute one, as a floor);
 //!   a series without a baseline follows `no_baseline`;
 //! - `compare`: the rule-level series `{}` breaches when the canary pool is worse than
@@ -52,7 +54,7 @@ mod judge;
 
 pub use crate::core::series::{Labels, Poll, Sample};
 pub use judge::{
-    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging,
+    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging, OnLabels,
 };
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
@@ -236,6 +238,9 @@ pub struct PollNotes {
     pub compare_value: Option<f64>,
     /// The first usable value of the poll (by label set), for a one-line status.
     pub first_value: Option<f64>,
+    /// Why the guard could not be matched with the rule's series, when the poll was
+    /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
+    pub guard_refused: Option<String>,
 }
 
 /// The evaluator of one rule.
@@ -327,6 +332,17 @@ impl RuleEval {
             (Some(b), Some(Poll::Samples(s))) => Some((b, judge::baselines(s))),
             (Some(_), _) => return Vec::new(),
         };
+        if let Some((_, g)) = guard {
+            let series = samples
+                .iter()
+                .filter(|s| !s.value.is_nan())
+                .map(|s| &s.labels);
+            if let Some(why) = judge::guard_problem(series, g, judge.guard_on) {
+                // Never a silent sum: the poll counts as failed, and says why.
+                self.notes.guard_refused = Some(why);
+                return Vec::new();
+            }
+        }
         self.notes.judged = true;
         let mut out = Vec::new();
         let mut seen: BTreeMap<&Labels, f64> = BTreeMap::new();
@@ -350,7 +366,7 @@ impl RuleEval {
         for (labels, value) in &seen {
             let mut evidence = Evidence::default();
             if let Some((min, g)) = guard {
-                let t = judge::traffic(labels, g);
+                let t = judge::traffic(labels, g, judge.guard_on);
                 evidence.traffic = t;
                 // Below `min`, or no guard series at all: not judged at this poll.
                 if t.is_none_or(|t| t.is_nan() || t < min) {

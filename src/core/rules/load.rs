@@ -6,6 +6,7 @@
 
 mod alert;
 mod command;
+mod guard;
 mod judge;
 mod notify;
 mod vars;
@@ -630,6 +631,10 @@ fn compile_rule(
     )
     .and_then(|n| compile_query(cx, n, &format!("the query of {what}"), vars, free))
     };
+    if let (Some(q), Some(g), Some(pos)) = (&query, &judges.guard, judges.guard_pos) {
+        let on = judges.guard_on.as_ref().map(|(n, p)| (n.as_slice(), *p));
+        guard::check_guard(cx, &what, q, g, pos, on);
+    }
 
     let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
     let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
