@@ -623,9 +623,10 @@ impl<R: ActionRunner> Watch<'_, R> {
         }
         let (poll, error, warnings) = match done.result {
             Ok(r) => {
+                // (`ever_ok` once the evaluator took the poll: a guard it cannot match
+                // fails the poll as a failed guard query would.)
                 let ok = extra_error.is_none();
                 self.last_poll_ok[i] = ok;
-                self.ever_ok[i] |= ok;
                 if r.samples.iter().any(|s| !s.value.is_nan()) {
                     self.ever_data[i] = true;
                 }
@@ -667,6 +668,7 @@ impl<R: ActionRunner> Watch<'_, R> {
             }
             None => error,
         };
+        self.ever_ok[i] |= self.last_poll_ok[i];
         for labels in &notes.no_baseline {
             if self.warned_no_baseline.insert((i, labels.clone())) {
                 let nb = rule.judging.baseline.map(|b| b.no_baseline);
