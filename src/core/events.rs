@@ -111,6 +111,8 @@ impl RuleState {
         }
         match poll {
             Poll::Failed => RuleState::QueryError,
+            // A guard that cannot be matched fails the poll as a failed query does.
+            Poll::Samples(_) if eval.notes().guard_refused.is_some() => RuleState::QueryError,
             Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
             Poll::Samples(_) => RuleState::Ok,
         }

@@ -842,6 +842,11 @@ fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
     let out = eval.observe_with(Duration::ZERO, &rule, extra);
     assert!(out.is_empty(), "{out:?}");
     let why = eval.notes().guard_refused.clone().expect("refused");
+    assert_eq!(
+        crate::core::events::RuleState::of(&eval, Duration::ZERO, &rule),
+        crate::core::events::RuleState::QueryError,
+        "shown as a failed poll (watch, replay, the agent's page and verdicts)"
+    );
     assert!(
         why.contains("3 series") && why.contains("min_traffic.on"),
         "{why}"
