@@ -903,3 +903,92 @@ fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
     assert!(eval.observe_with(Duration::ZERO, &rule, extra).is_empty());
     assert!(eval.notes().guard_refused.is_some());
 }
+
+/// `breaches: M of N` across a restart: the windows exported after any poll, imported
+/// into a new evaluator with the series, give the same transitions at the same polls
+/// as the evaluator that never stopped (issue 19, item 6).
+#[test]
+fn breaches_window_survives_export_and_import() {
+    let table: &[(&str, u32, u32, &[&str])] = &[
+        (
+            "3 of 5, two breaches then a restart",
+            3,
+            5,
+            &["a=1", "a=1", "a=0", "a=1", "a=1"],
+        ),
+        (
+            "3 of 5, gaps",
+            3,
+            5,
+            &["a=1", "a=0", "a=0", "a=1", "a=0", "a=1", "a=1"],
+        ),
+        (
+            "2 of 3, resolves",
+            2,
+            3,
+            &["a=1", "a=0", "a=0", "a=0", "a=1", "a=1"],
+        ),
+        (
+            "4 of 4, two series",
+            4,
+            4,
+            &["a=1 b=1", "a=1 b=0", "a=1 b=1", "a=1 b=1", "a=0 b=1"],
+        ),
+        (
+            "3 of 5, absent and hold",
+            3,
+            5,
+            &["a=1", "-", "a=1", "err", "a=1"],
+        ),
+    ];
+    for (name, m, n, polls) in table {
+        let p = params(Some(0.5), None, NoData::Hold, m_of_n(*m, *n));
+        let at = |k: usize| Duration::from_secs(10 * k as u64);
+        let mut whole = RuleEval::new(p);
+        let expected: Vec<Vec<String>> = polls
+            .iter()
+            .enumerate()
+            .map(|(k, q)| whole.observe(at(k), &poll(q)).iter().map(s).collect())
+            .collect();
+        for cut in 1..polls.len() {
+            let mut before = RuleEval::new(p);
+            for (k, q) in polls[..cut].iter().enumerate() {
+                before.observe(at(k), &poll(q));
+            }
+            let windows = before.windows().expect("a breaches rule has windows");
+            // What the store keeps: the series rows, and the windows as text.
+            let series = before
+                .series()
+                .iter()
+                .map(|(l, st)| {
+                    let text = &windows.iter().find(|(wl, _)| wl == l).unwrap().1;
+                    let window = parse_window(text, *n).expect("round trip");
+                    assert_eq!(&window, &st.window, "{name}: round trip");
+                    let st = SeriesState {
+                        window,
+                        ..st.clone()
+                    };
+                    (l.clone(), st)
+                })
+                .collect();
+            let mut after = RuleEval::restore(p, series);
+            for (k, q) in polls.iter().enumerate().skip(cut) {
+                let got: Vec<String> = after.observe(at(k), &poll(q)).iter().map(s).collect();
+                assert_eq!(
+                    got, expected[k],
+                    "{name}: restart after poll {cut}, poll {k}"
+                );
+            }
+        }
+    }
+    assert_eq!(parse_window("10x", 5), None);
+    assert_eq!(
+        parse_window("110101", 3),
+        Some(VecDeque::from([true, false, true]))
+    );
+    assert_eq!(window_text(&VecDeque::from([true, false])), "10");
+    assert_eq!(
+        RuleEval::new(params(Some(0.5), None, NoData::Hold, Judging::default())).windows(),
+        None
+    );
+}

@@ -180,8 +180,30 @@ pub struct SeriesState {
     /// The last value seen (None if the series was absent and counted by `no_data`).
     pub last_value: Option<f64>,
     /// `breaches: M of N`: the last N judged polls, oldest first (true = breach). A
-    /// restored series starts from one breach.
+    /// series restored without its stored window (`windows`) starts from one breach.
     pub window: VecDeque<bool>,
+}
+
+/// A `breaches` window as text, oldest poll first: `1` a breach, `0` a judged poll
+/// that did not breach (at most N characters: compact enough to store every poll).
+pub fn window_text(window: &VecDeque<bool>) -> String {
+    window.iter().map(|b| if *b { '1' } else { '0' }).collect()
+}
+
+/// The window `window_text` wrote, keeping its last `n` polls; None if it is not one.
+pub fn parse_window(text: &str, n: u32) -> Option<VecDeque<bool>> {
+    let mut w = text
+        .chars()
+        .map(|c| match c {
+            '1' => Some(true),
+            '0' => Some(false),
+            _ => None,
+        })
+        .collect::<Option<VecDeque<bool>>>()?;
+    while w.len() > n as usize {
+        w.pop_front();
+    }
+    Some(w)
 }
 
 /// A change worth logging or acting on, with the evidence it was decided on.
@@ -283,6 +305,19 @@ impl RuleEval {
     /// Series currently pending or firing.
     pub fn series(&self) -> &BTreeMap<Labels, SeriesState> {
         &self.series
+    }
+
+    /// `breaches: M of N`: each pending or firing series' window, as
+    /// `window_text` writes it (what `serve` stores with a rule's last poll, so that a
+    /// restart continues the count); None for a rule without `breaches`.
+    pub fn windows(&self) -> Option<Vec<(Labels, String)>> {
+        self.params.judge.breaches?;
+        Some(
+            self.series
+                .iter()
+                .map(|(l, s)| (l.clone(), window_text(&s.window)))
+                .collect(),
+        )
     }
 
     /// Series × polls judged so far (a series insufficient at a poll is not judged).
