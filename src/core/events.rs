@@ -161,6 +161,10 @@ pub enum Event {
         /// Why (the judges' evidence: baseline, ratio, p-value, effect, counts).
         #[serde(skip_serializing_if = "Evidence::is_empty")]
         evidence: Evidence,
+        /// `breaches: M of N`: each pending or firing series' window after this poll
+        /// (`RuleEval::windows`), for the agent's store; not shown.
+        #[serde(skip)]
+        windows: Option<Vec<(Labels, String)>>,
     },
     Pending {
         rule: String,

@@ -303,6 +303,7 @@ mod tests {
             reference: None,
             insufficient: 0,
             evidence: Default::default(),
+            windows: None,
         };
         let v = serde_json::to_value(&poll).unwrap();
         assert_eq!(v["value"], "+Inf");

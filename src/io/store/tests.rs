@@ -81,6 +81,7 @@ fn actions_and_endings_survive_reopening() {
             at_ms,
             ok,
             data,
+            windows: None,
         };
         s.save_polls(&[mark(40, true, true)]).unwrap();
         s.save_polls(&[mark(42, false, false)]).unwrap();
@@ -261,11 +262,47 @@ fn a_version_2_state_file_gains_the_baselines_table() {
     drop(SqliteStore::open(&path).unwrap());
     {
         let c = Connection::open(&path).unwrap();
-        c.execute_batch("DROP TABLE baselines; PRAGMA user_version = 2;")
-            .unwrap();
+        c.execute_batch(
+            "DROP TABLE baselines; ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 2;",
+        )
+        .unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     s.create(&new_watch("a")).unwrap();
     s.put_baselines("a", "r", &[]).unwrap();
     assert!(s.baselines("a").unwrap().contains_key("r"));
+}
+
+#[test]
+fn a_version_3_state_file_gains_the_breach_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let mark = |windows| PollMark {
+        id: "a".into(),
+        rule: "r".into(),
+        at_ms: 40,
+        ok: true,
+        data: true,
+        windows,
+    };
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch("ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 3;")
+            .unwrap();
+        c.execute(
+            "INSERT INTO polls (watch_id, rule, last_ms, last_ok, ever_ok, ever_data) VALUES ('a', 'r', 30, 1, 1, 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert!(s.breach_windows("a").unwrap().is_empty(), "none stored yet");
+    s.save_polls(&[mark(Some(vec![(Labels::new(), "11".into())]))])
+        .unwrap();
+    assert_eq!(
+        s.breach_windows("a").unwrap()["r"],
+        vec![(Labels::new(), "11".to_string())]
+    );
+    assert_eq!(s.polls("a").unwrap()["r"].last_ms, 40);
 }

@@ -171,6 +171,7 @@ impl PollBook {
                 if p.at_ms >= v.at_ms {
                     v.at_ms = p.at_ms;
                     v.ok = p.ok;
+                    v.windows = p.windows;
                 }
                 v.data |= p.data;
             }
@@ -1102,6 +1103,7 @@ impl Agent {
             metrics: self.metrics.clone(),
             agent: self.clone(),
             live,
+            windows: Default::default(),
         };
         let mut from = Start {
             aligned: Some(phase),

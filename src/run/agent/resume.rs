@@ -7,7 +7,7 @@
 use super::exactly_once::{self, resume_plan, ResumePlan, StoreJournal};
 use super::source::{phase, SharedSource};
 use super::{ending_of, unix, Agent};
-use crate::core::eval::{Labels, Phase, RuleEval, SeriesState};
+use crate::core::eval::{parse_window, Labels, Phase, RuleEval, SeriesState};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::action::{ActionRequest, ActionRunner, ProcessRunner};
@@ -311,6 +311,9 @@ impl Agent {
         let mut series: Vec<BTreeMap<Labels, SeriesState>> =
             vec![BTreeMap::new(); spec.rules.len()];
         let actions = self.store.actions(&def.id)?;
+        // The `breaches` windows stored with each rule's last poll: the count goes on
+        // where it was (the catch-up below starts right after that poll).
+        let windows = self.store.breach_windows(&def.id)?;
         for row in self.store.series(&def.id)? {
             if let Some(i) = spec.rules.iter().position(|r| r.name == row.rule) {
                 // A series is firing *because* its action was claimed: one firing for
@@ -327,13 +330,24 @@ impl Agent {
                 } else {
                     row.phase
                 };
+                let window = match (
+                    spec.rules[i].params().judge.breaches,
+                    windows.get(&row.rule),
+                ) {
+                    (Some(b), Some(w)) => w
+                        .iter()
+                        .find(|(l, _)| *l == row.labels)
+                        .and_then(|(_, text)| parse_window(text, b.n))
+                        .unwrap_or_default(),
+                    _ => Default::default(),
+                };
                 series[i].insert(
                     row.labels,
                     SeriesState {
                         phase,
                         since: Duration::from_millis((row.since_ms - def.created_ms).max(0) as u64),
                         last_value: row.last_value,
-                        window: Default::default(),
+                        window,
                     },
                 );
             }

@@ -7,7 +7,7 @@ use super::metrics::Metrics;
 use super::{cancelled, lock, Agent, Live};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
-use crate::io::store::{Ending, PollMark, SeriesRow, Store, WatchState};
+use crate::io::store::{Ending, PollMark, SeriesRow, Store, WatchState, Windows};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{error, info, warn};
@@ -25,6 +25,9 @@ pub(super) struct StoreSink {
     pub(super) metrics: Metrics,
     pub(super) agent: Arc<Agent>,
     pub(super) live: Live,
+    /// Each rule's `breaches` windows after its last poll: a transition's poll mark
+    /// carries them too, so the stored last poll and its windows always agree.
+    pub(super) windows: std::collections::HashMap<String, Option<Windows>>,
 }
 
 impl StoreSink {
@@ -71,6 +74,7 @@ impl StoreSink {
             at_ms,
             ok: true,
             data,
+            windows: self.windows.get(rule).cloned().flatten(),
         }]);
         self.check("a last poll", r);
     }
@@ -95,15 +99,18 @@ impl Sink for StoreSink {
                 state,
                 value,
                 samples,
+                windows,
                 ..
             } => {
                 self.metrics.evaluations.inc();
+                self.windows.insert(rule.clone(), windows.clone());
                 self.agent.polls.mark(PollMark {
                     id: self.id.clone(),
                     rule: rule.clone(),
                     at_ms,
                     ok: error.is_none(),
                     data: samples.iter().any(|s| s.value.is_some()),
+                    windows: windows.clone(),
                 });
                 let mut live = lock(&self.live);
                 let l = live.entry(rule.clone()).or_default();

@@ -729,6 +729,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                 reference,
                 insufficient: notes.insufficient,
                 evidence,
+                windows: self.evals[i].windows(),
             },
         );
 
