@@ -544,3 +544,44 @@ fn a_breaches_window_survives_kill_9_and_the_next_breach_rolls_back() {
     );
     assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
 }
+
+#[test]
+fn compare_pools_are_refilled_from_history_after_kill_9() {
+    // Issue 19, item 6: a `compare` rule needs 10 samples a side (one a poll). Killed
+    // after about 5 polls, the old agent restarted with empty pools and needed 10 more
+    // polls: the 30 s watch ended before it could judge. Refilled from Prometheus's
+    // history, the pools reach 10 at the poll an uninterrupted watch would.
+    let test = "crash-compare-pools";
+    let prom = crate::harness::prometheus();
+    let side = |track: &str| format!("rw_value{{test=\"{test}\",track=\"{track}\"}}");
+    for (track, v) in [("canary", 0.9), ("stable", 0.1)] {
+        prom.exporter.set(&side(track), v);
+        prom.await_value(&side(track), |x| x == Some(v));
+    }
+    let mut a = Agent::new(None);
+    let rule = "    compare:\n      canary: rw_value{test=\"${test}\",track=\"canary\"}\n      stable: rw_value{test=\"${test}\",track=\"stable\"}\n      direction: increase\n      confidence: 0.98\n      min_effect: 20%\n      window: 1m\n      min_samples: 10\n    for: 0s";
+    let yaml = rules(rule, ROLLBACK)
+        .replace("    query: rw_value{test=\"${test}\"}\n", "")
+        .replace("interval: 1s", "interval: 2s")
+        .replace("duration: 60s", "duration: 30s");
+    a.rule_file("checkout", &yaml);
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let created = w["created_ms"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored_poll(&a).is_none_or(|(at, _)| at < created + 9_000) {
+        assert!(Instant::now() < deadline, "no polls stored\n{}", a.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    assert!(a.actions().is_empty(), "{:?}", a.actions());
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(60));
+    assert_eq!(
+        w["outcome"],
+        "rolled_back",
+        "the compare rule was not judged after a restart: {w}\n{}",
+        a.dump()
+    );
+    assert!(a.dump().contains("compare_pools_refilled"), "{}", a.dump());
+}

@@ -992,3 +992,59 @@ fn breaches_window_survives_export_and_import() {
         None
     );
 }
+
+/// `compare` across a restart: pools refilled with the polls judged before it (what the
+/// agent reads back from Prometheus's history) judge every later poll exactly as the
+/// evaluator that never stopped: same transitions, same pool sizes (issue 19, item 6).
+#[test]
+fn compare_pools_refilled_after_a_restart_judge_as_if_never_stopped() {
+    let p = comparing(60, 20);
+    let rows: Vec<(Duration, Poll, Poll)> = (0..8)
+        .map(|k| {
+            let factor = if k < 5 { 2.0 } else { 1.0 };
+            (
+                Duration::from_secs(k * 10),
+                poll(&side("c", 5, k, 0.1, factor)),
+                poll(&side("s", 5, k, 0.1, 1.0)),
+            )
+        })
+        .collect();
+    let step = |e: &mut RuleEval, (at, c, st): &(Duration, Poll, Poll)| {
+        let extra = Extra {
+            stable: Some(st),
+            ..Default::default()
+        };
+        let out: Vec<String> = e.observe_with(*at, c, extra).iter().map(s).collect();
+        let n = e
+            .notes()
+            .evidence
+            .get(&Labels::new())
+            .map(|e| (e.n_canary, e.n_stable));
+        (out, n)
+    };
+    let mut whole = RuleEval::new(p);
+    let expected: Vec<_> = rows.iter().map(|r| step(&mut whole, r)).collect();
+    assert_eq!(expected[3].0, ["pending _", "fired _"]);
+    for cut in 1..rows.len() {
+        let mut before = RuleEval::new(p);
+        for r in &rows[..cut] {
+            step(&mut before, r);
+        }
+        // The series as the store keeps them, the pools from history.
+        let mut after = RuleEval::restore(p, before.series().clone());
+        for (at, c, st) in &rows[..cut] {
+            after.refill(*at, c, st);
+        }
+        for (k, r) in rows.iter().enumerate().skip(cut) {
+            let got = step(&mut after, r);
+            assert_eq!(got, expected[k], "restart after poll {cut}, poll {k}");
+        }
+    }
+    // Without the refill, the first poll after a restart has one poll's samples.
+    let mut fresh = RuleEval::new(p);
+    assert_eq!(step(&mut fresh, &rows[3]).1, Some((Some(5), Some(5))));
+    // A failed side refills nothing; another rule ignores it.
+    let mut e = RuleEval::new(p);
+    e.refill(Duration::ZERO, &Poll::Failed, &rows[0].2);
+    assert_eq!(step(&mut e, &rows[1]).1, Some((Some(5), Some(5))));
+}

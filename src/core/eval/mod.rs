@@ -484,22 +484,7 @@ impl RuleEval {
             return Vec::new();
         };
         self.notes.judged = true;
-        for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
-            // NaN is no data; an infinity is a value, the extreme of its side
-            // (`histogram_quantile` above the top bucket is the worst latency).
-            pool.extend(
-                side.iter()
-                    .filter(|s| !s.value.is_nan())
-                    .map(|s| (at, s.value)),
-            );
-            // The sliding window: samples of the last `window`, this poll's always.
-            while pool
-                .front()
-                .is_some_and(|(t, _)| at.saturating_sub(*t) >= c.window && *t != at)
-            {
-                pool.pop_front();
-            }
-        }
+        self.pool(at, cs, ss, c.window);
         let canary: Vec<f64> = self.canary.iter().map(|(_, v)| *v).collect();
         let stable: Vec<f64> = self.stable.iter().map(|(_, v)| *v).collect();
         let result = crate::core::stats::compare_by(
@@ -555,6 +540,39 @@ impl RuleEval {
             }
         }
         self.with_counts(out)
+    }
+
+    /// Adds one poll's canary and stable samples to the pools and slides the window.
+    fn pool(&mut self, at: Duration, cs: &[Sample], ss: &[Sample], window: Duration) {
+        for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
+            // NaN is no data; an infinity is a value, the extreme of its side
+            // (`histogram_quantile` above the top bucket is the worst latency).
+            pool.extend(
+                side.iter()
+                    .filter(|s| !s.value.is_nan())
+                    .map(|s| (at, s.value)),
+            );
+            // The sliding window: samples of the last `window`, this poll's always.
+            while pool
+                .front()
+                .is_some_and(|(t, _)| at.saturating_sub(*t) >= window && *t != at)
+            {
+                pool.pop_front();
+            }
+        }
+    }
+
+    /// `compare`: puts a poll that was already judged (before a restart) back into the
+    /// pools, without judging it again: the agent refills them from Prometheus's
+    /// history at resume, so the first poll after it compares the full window, as an
+    /// uninterrupted watch would. Nothing for another rule, or a failed poll.
+    pub fn refill(&mut self, at: Duration, canary: &Poll, stable: &Poll) {
+        let (Some(c), Poll::Samples(cs), Poll::Samples(ss)) =
+            (self.params.judge.compare, canary, stable)
+        else {
+            return;
+        };
+        self.pool(at, cs, ss, c.window);
     }
 
     fn absent(&mut self, at: Duration, labels: &Labels, out: &mut Vec<Transition>) {
