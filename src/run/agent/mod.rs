@@ -9,7 +9,10 @@
 //! # The restart rule
 //! Time the agent was down is judged from Prometheus's history, never assumed:
 //! - A resumed watch keeps its clock (time since it was created), its restored series
-//!   (`since` unchanged) and its pause flag.
+//!   (`since` unchanged, and the `breaches` window stored with the rule's last poll:
+//!   `StoreSink` sends it with every poll mark, batched) and its pause flag. A
+//!   `compare` rule's pools are refilled from history over the `window` up to the last
+//!   poll (`resume::refill_pools`), never stored.
 //! - For each rule, the polls missed between the last persisted poll and now (or the
 //!   watch's end, if it ended meanwhile) are rebuilt from a range query at the rule's
 //!   interval on the same grid the live polls use, and fed to the restored evaluator
