@@ -512,12 +512,13 @@ fn postgres_migration_is_safe_to_race_and_a_newer_schema_is_refused() {
         pg.psql(db, "SELECT version FROM rollwatch_schema"),
         PG_SCHEMA_VERSION.to_string()
     );
-    // A version 1 database gains the `breaches` windows (version 3).
+    // A database before version 3 gains the `breaches` windows (at version 2, so that
+    // another change's step 2 is not run again: only step 3 is).
     pg.psql(
         db,
-        "ALTER TABLE polls DROP COLUMN windows; UPDATE rollwatch_schema SET version = 1",
+        "ALTER TABLE polls DROP COLUMN windows; UPDATE rollwatch_schema SET version = 2",
     );
-    let s = PgStore::open(&url).expect("a version 1 database is upgraded");
+    let s = PgStore::open(&url).expect("a version 2 database is upgraded");
     s.save_polls(&[PollMark {
         id: "w".into(),
         rule: "r".into(),
