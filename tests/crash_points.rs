@@ -8,7 +8,7 @@
 //! Two more tests write the half-done states of the old two-commit code into a state
 //! file and check a restart reads them right (they failed before the fix).
 
-use crate::harness::agent::{pending, rules, set, Agent};
+use crate::harness::agent::{pending, rules, set, Agent, ROLLBACK};
 use crate::harness::now_ms;
 use nix::sys::signal::Signal;
 use serde_json::json;
@@ -450,4 +450,138 @@ rules:
         assert!(pauses <= 1, "{point}: {lines:?}");
         assert_eq!(rollbacks, 1, "{point}: {lines:?}");
     }
+}
+
+/// The last stored poll of rule `r` of watch `w` and its `breaches` windows, read from
+/// the running agent's state file (WAL: a reader never blocks the agent).
+fn stored_poll(a: &Agent) -> Option<(i64, String)> {
+    let db = rusqlite::Connection::open_with_flags(
+        a.s.path("state.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .ok()?;
+    db.query_row(
+        "SELECT last_ms, coalesce(windows, '') FROM polls WHERE watch_id = 'w' AND rule = 'r'",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .ok()
+}
+
+/// The rule's live `last_poll_ms` and value, as the agent's API shows them.
+fn live_poll(w: &serde_json::Value) -> (i64, f64) {
+    let r = &w["rule_states"][0];
+    (
+        r["last_poll_ms"].as_i64().unwrap_or(0),
+        r["value"].as_f64().unwrap_or(f64::NAN),
+    )
+}
+
+#[test]
+fn a_breaches_window_survives_kill_9_and_the_next_breach_rolls_back() {
+    // Issue 19, item 6: `breaches: 3 of 5`, two breaches, then kill -9. The old code
+    // restored the pending series with one breach, so after the restart it needed two
+    // more: here it saw one (then the value went back), and the watch ended healthy.
+    let test = "crash-breaches-window";
+    let series = crate::harness::agent::series(test);
+    let prom = crate::harness::prometheus();
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    breaches: 3 of 5", ROLLBACK)
+            .replace("interval: 1s", "interval: 5s")
+            .replace("duration: 60s", "duration: 45s"),
+    );
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    // Two breaching polls, stored with their window ("11"): then the value goes back
+    // and the agent dies, before the third poll (5 s after the second).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        match stored_poll(&a) {
+            Some((at, windows)) if windows.contains("\"11\"") => break at,
+            other => assert!(
+                Instant::now() < deadline,
+                "two breaches never stored: {other:?}\n{}",
+                a.dump()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    prom.exporter.set(&series, 0.1);
+    a.kill9();
+    assert!(a.actions().is_empty(), "{:?}", a.actions());
+    prom.await_value(&series, |x| x == Some(0.1));
+    a.start();
+    // The third poll (from history or live) did not breach: 2 of the last 3.
+    let w = a.await_watch("w", Duration::from_secs(20), |w| {
+        live_poll(w).0 >= second + 4_000
+    });
+    let (at, value) = live_poll(&w);
+    assert!(
+        at < second + 9_000 && value < 0.5,
+        "the poll after the kill was to see 0.1 (the machine was too slow?): {w}"
+    );
+    assert_eq!(w["state"], "running", "{w}");
+    // The fourth breaches: with the stored window it is the third of the last five.
+    set(test, 0.9);
+    let w = a.await_watch("w", Duration::from_secs(20), |w| {
+        w["state"] != "running" || live_poll(w).0 >= second + 9_000
+    });
+    // The old code counted one breach here; the value goes back so it never fires.
+    prom.exporter.set(&series, 0.1);
+    let w = if w["state"] == "running" {
+        a.await_finished("w", Duration::from_secs(60))
+    } else {
+        w
+    };
+    assert_eq!(
+        w["outcome"],
+        "rolled_back",
+        "the third breach of 3 of 5 did not roll back after a restart: {w}\n{}",
+        a.dump()
+    );
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+}
+
+#[test]
+fn compare_pools_are_refilled_from_history_after_kill_9() {
+    // Issue 19, item 6: a `compare` rule needs 10 samples a side (one a poll). Killed
+    // after about 5 polls, the old agent restarted with empty pools and needed 10 more
+    // polls: the 30 s watch ended before it could judge. Refilled from Prometheus's
+    // history, the pools reach 10 at the poll an uninterrupted watch would.
+    let test = "crash-compare-pools";
+    let prom = crate::harness::prometheus();
+    let side = |track: &str| format!("rw_value{{test=\"{test}\",track=\"{track}\"}}");
+    for (track, v) in [("canary", 0.9), ("stable", 0.1)] {
+        prom.exporter.set(&side(track), v);
+        prom.await_value(&side(track), |x| x == Some(v));
+    }
+    let mut a = Agent::new(None);
+    let rule = "    compare:\n      canary: rw_value{test=\"${test}\",track=\"canary\"}\n      stable: rw_value{test=\"${test}\",track=\"stable\"}\n      direction: increase\n      confidence: 0.98\n      min_effect: 20%\n      window: 1m\n      min_samples: 10\n    for: 0s";
+    let yaml = rules(rule, ROLLBACK)
+        .replace("    query: rw_value{test=\"${test}\"}\n", "")
+        .replace("interval: 1s", "interval: 2s")
+        .replace("duration: 60s", "duration: 30s");
+    a.rule_file("checkout", &yaml);
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let created = w["created_ms"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stored_poll(&a).is_none_or(|(at, _)| at < created + 9_000) {
+        assert!(Instant::now() < deadline, "no polls stored\n{}", a.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    assert!(a.actions().is_empty(), "{:?}", a.actions());
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(60));
+    assert_eq!(
+        w["outcome"],
+        "rolled_back",
+        "the compare rule was not judged after a restart: {w}\n{}",
+        a.dump()
+    );
+    assert!(a.dump().contains("compare_pools_refilled"), "{}", a.dump());
 }

@@ -663,3 +663,86 @@ fn chaos_kill_9_and_sigstop_during_real_breaches_never_duplicate_or_miss_a_rollb
     );
     assert_eq!((duplicates, misses), (0, 0), "{report:?}\n{}", fleet.dump());
 }
+
+/// The rule's live `last_poll_ms` and value through an agent's API.
+fn live_poll(w: &Value) -> (i64, f64) {
+    let r = &w["rule_states"][0];
+    (
+        r["last_poll_ms"].as_i64().unwrap_or(0),
+        r["value"].as_f64().unwrap_or(f64::NAN),
+    )
+}
+
+#[test]
+fn an_adopter_keeps_the_breaches_window_and_the_next_breach_rolls_back() {
+    // Issue 19, item 6, adoption: `breaches: 3 of 5`, two breaches stored by the owner,
+    // which is killed; the adopter reads the window from PostgreSQL, so the next breach
+    // is the third (the old code counted one restored breach and needed two more).
+    let test = "pg-breaches-window";
+    let series = crate::harness::agent::series(test);
+    set(test, 0.9);
+    let pg = postgres::shared();
+    let mut fleet = Fleet::new(&pg.database(), 2);
+    fleet.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    breaches: 3 of 5", ROLLBACK)
+            .replace("interval: 1s", "interval: 5s")
+            .replace("duration: 60s", "duration: 50s"),
+    );
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "bw"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(fleet.await_owner(pg, "bw"), 0);
+    let db = postgres::db_of(&fleet.url).to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let second: i64 = loop {
+        let row = pg.psql(
+            &db,
+            "SELECT last_ms || ' ' || coalesce(windows, '') FROM polls WHERE watch_id = 'bw'",
+        );
+        if row.contains("\"11\"") {
+            break row.split_whitespace().next().unwrap().parse().unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two breaches never stored: {row}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    prometheus().exporter.set(&series, 0.1);
+    let mut p = fleet.nodes[0].proc.take().unwrap();
+    p.signal(Signal::SIGKILL);
+    assert_eq!(p.wait_any(Duration::from_secs(10)), None);
+    prometheus().await_value(&series, |x| x == Some(0.1));
+    // Adopted by agent 1: the polls after the kill do not breach.
+    let w = fleet.await_watch(1, "bw", Duration::from_secs(30), |w| {
+        live_poll(w).0 >= second + 4_000
+    });
+    let (third, value) = live_poll(&w);
+    assert!(value < 0.5 && third < second + 14_000, "{w}");
+    assert_eq!(fleet.owner(pg, "bw"), Some(1));
+    assert!(fleet.rollbacks().is_empty());
+    set(test, 0.9);
+    let w = fleet.await_watch(1, "bw", Duration::from_secs(20), |w| {
+        w["state"] != "running" || live_poll(w).0 >= third + 4_000
+    });
+    prometheus().exporter.set(&series, 0.1);
+    let w = if w["state"] == "running" {
+        fleet.await_watch(1, "bw", Duration::from_secs(60), |w| {
+            w["state"] != "running"
+        })
+    } else {
+        w
+    };
+    assert_eq!(
+        w["outcome"],
+        "rolled_back",
+        "the adopter did not act on the third breach: {w}\n{}",
+        fleet.dump()
+    );
+    assert_eq!(fleet.rollbacks().len(), 1, "{:?}", fleet.rollbacks());
+}

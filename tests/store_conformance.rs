@@ -113,6 +113,7 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         at_ms,
         ok,
         data,
+        windows: None,
     };
     s.save_polls("agent-a", &[mark(40, true, true)]).unwrap();
     s.save_polls("agent-a", &[mark(42, false, false)]).unwrap();
@@ -126,6 +127,53 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
             ever_data: true,
         })
     );
+
+    // `breaches` windows go with the last poll: a newer one replaces them, an older
+    // one never does, and a rule without `breaches` has none (issue 19, item 6).
+    assert!(s.breach_windows("a").unwrap().is_empty());
+    let pod = |p: &str| Labels::from([("pod".to_string(), p.to_string())]);
+    let windowed = |rule: &str, at_ms, w: Vec<(Labels, String)>| PollMark {
+        id: "a".into(),
+        token: fa.token,
+        rule: rule.into(),
+        at_ms,
+        ok: true,
+        data: true,
+        windows: Some(w),
+    };
+    s.save_polls(
+        "agent-a",
+        &[
+            windowed("m", 50, vec![(pod("x"), "1".into())]),
+            windowed("n", 50, vec![]),
+        ],
+    )
+    .unwrap();
+    s.save_polls(
+        "agent-a",
+        &[windowed(
+            "m",
+            60,
+            vec![(pod("x"), "101".into()), (pod("y"), "1".into())],
+        )],
+    )
+    .unwrap();
+    s.save_polls(
+        "agent-a",
+        &[windowed("m", 55, vec![(pod("x"), "10".into())])],
+    )
+    .unwrap();
+    let w = s.breach_windows("a").unwrap();
+    assert_eq!(
+        w.get("m"),
+        Some(&vec![
+            (pod("x"), "101".to_string()),
+            (pod("y"), "1".to_string())
+        ])
+    );
+    assert_eq!(w.get("n"), Some(&vec![]));
+    assert_eq!(w.get("r"), None);
+    assert!(s.breach_windows("b").unwrap().is_empty());
 
     // A claim records the firing series and the action together, once.
     let id = s
@@ -309,6 +357,7 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         at_ms: 5,
         ok: true,
         data: true,
+        windows: None,
     };
     assert_eq!(s.save_polls("agent-a", &[mark(bad.token)]).unwrap(), ["w1"]);
     assert_eq!(s.series("w1").unwrap(), series);
@@ -585,7 +634,38 @@ fn postgres_migration_is_safe_to_race_and_a_newer_schema_is_refused() {
             .expect("three agents migrating at once all start");
     }
     let db = postgres::db_of(&url);
-    assert_eq!(pg.psql(db, "SELECT version FROM rollwatch_schema"), "1");
+    assert_eq!(
+        pg.psql(db, "SELECT version FROM rollwatch_schema"),
+        PG_SCHEMA_VERSION.to_string()
+    );
+    // A database before version 3 gains the `breaches` windows (at version 2, so that
+    // another change's step 2 is not run again: only step 3 is).
+    pg.psql(
+        db,
+        "ALTER TABLE polls DROP COLUMN windows; UPDATE rollwatch_schema SET version = 2",
+    );
+    let s = PgStore::open(&url).expect("a version 2 database is upgraded");
+    let lease = s
+        .acquire_lease("w", "agent-a", Duration::from_secs(15))
+        .unwrap()
+        .expect("a free lease");
+    let refused = s
+        .save_polls(
+            "agent-a",
+            &[PollMark {
+                id: "w".into(),
+                token: lease.token,
+                rule: "r".into(),
+                at_ms: 1,
+                ok: true,
+                data: true,
+                windows: Some(vec![]),
+            }],
+        )
+        .unwrap();
+    assert!(refused.is_empty(), "the lease's holder writes its polls");
+    assert_eq!(s.breach_windows("w").unwrap().get("r"), Some(&vec![]));
+    assert_eq!(pg.psql(db, "SELECT version FROM rollwatch_schema"), "3");
     pg.psql(db, "UPDATE rollwatch_schema SET version = 99");
     let err = PgStore::open(&url)
         .err()

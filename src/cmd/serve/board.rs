@@ -364,6 +364,7 @@ mod tests {
             reference: None,
             insufficient: 0,
             evidence: Default::default(),
+            windows: None,
         }
     }
 

@@ -39,18 +39,23 @@
 //!   resolves when none of its last N judged polls breached. `no_data: breach`/`ok`
 //!   fill a slot, `hold`, a failed query and an insufficient poll take none;
 //! - `min_traffic`: a series whose guard is below `min` (or has no guard series) is
-//!   insufficient at that poll: no slot, no change, counted;
+//!   insufficient at that poll: no slot, no change, counted; a guard that cannot be
+//!   matched (several series sharing no label with a rule series, or two with the same
+//!   `on:` labels) makes the poll a failed one (`PollNotes::guard_refused`), never a sum;
 //! - `baseline`: the threshold is `baseline ± P%` (and the absolute one, as a floor);
 //!   a series without a baseline follows `no_baseline`;
 //! - `compare`: the rule-level series `{}` breaches when the canary pool is worse than
-//!   the stable one (`core::stats::compare`); too few samples is insufficient.
+//!   the stable one (`core::stats::compare_by`); too few samples is insufficient; a
+//!   NaN sample is no data, an infinite one the extreme of its side.
 //!
 //! A guard or baseline query that failed makes the whole poll a failed one.
 
 mod judge;
 
 pub use crate::core::series::{Labels, Poll, Sample};
-pub use judge::{BaselineParams, Breaches, CompareParams, Direction, Evidence, Judging};
+pub use judge::{
+    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging, OnLabels,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -175,8 +180,30 @@ pub struct SeriesState {
     /// The last value seen (None if the series was absent and counted by `no_data`).
     pub last_value: Option<f64>,
     /// `breaches: M of N`: the last N judged polls, oldest first (true = breach). A
-    /// restored series starts from one breach.
+    /// series restored without its stored window (`windows`) starts from one breach.
     pub window: VecDeque<bool>,
+}
+
+/// A `breaches` window as text, oldest poll first: `1` a breach, `0` a judged poll
+/// that did not breach (at most N characters: compact enough to store every poll).
+pub fn window_text(window: &VecDeque<bool>) -> String {
+    window.iter().map(|b| if *b { '1' } else { '0' }).collect()
+}
+
+/// The window `window_text` wrote, keeping its last `n` polls; None if it is not one.
+pub fn parse_window(text: &str, n: u32) -> Option<VecDeque<bool>> {
+    let mut w = text
+        .chars()
+        .map(|c| match c {
+            '1' => Some(true),
+            '0' => Some(false),
+            _ => None,
+        })
+        .collect::<Option<VecDeque<bool>>>()?;
+    while w.len() > n as usize {
+        w.pop_front();
+    }
+    Some(w)
 }
 
 /// A change worth logging or acting on, with the evidence it was decided on.
@@ -233,6 +260,9 @@ pub struct PollNotes {
     pub compare_value: Option<f64>,
     /// The first usable value of the poll (by label set), for a one-line status.
     pub first_value: Option<f64>,
+    /// Why the guard could not be matched with the rule's series, when the poll was
+    /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
+    pub guard_refused: Option<String>,
 }
 
 /// The evaluator of one rule.
@@ -275,6 +305,19 @@ impl RuleEval {
     /// Series currently pending or firing.
     pub fn series(&self) -> &BTreeMap<Labels, SeriesState> {
         &self.series
+    }
+
+    /// `breaches: M of N`: each pending or firing series' window, as
+    /// `window_text` writes it (what `serve` stores with a rule's last poll, so that a
+    /// restart continues the count); None for a rule without `breaches`.
+    pub fn windows(&self) -> Option<Vec<(Labels, String)>> {
+        self.params.judge.breaches?;
+        Some(
+            self.series
+                .iter()
+                .map(|(l, s)| (l.clone(), window_text(&s.window)))
+                .collect(),
+        )
     }
 
     /// Series × polls judged so far (a series insufficient at a poll is not judged).
@@ -324,6 +367,17 @@ impl RuleEval {
             (Some(b), Some(Poll::Samples(s))) => Some((b, judge::baselines(s))),
             (Some(_), _) => return Vec::new(),
         };
+        if let Some((_, g)) = guard {
+            let series = samples
+                .iter()
+                .filter(|s| !s.value.is_nan())
+                .map(|s| &s.labels);
+            if let Some(why) = judge::guard_problem(series, g, judge.guard_on) {
+                // Never a silent sum: the poll counts as failed, and says why.
+                self.notes.guard_refused = Some(why);
+                return Vec::new();
+            }
+        }
         self.notes.judged = true;
         let mut out = Vec::new();
         let mut seen: BTreeMap<&Labels, f64> = BTreeMap::new();
@@ -347,7 +401,7 @@ impl RuleEval {
         for (labels, value) in &seen {
             let mut evidence = Evidence::default();
             if let Some((min, g)) = guard {
-                let t = judge::traffic(labels, g);
+                let t = judge::traffic(labels, g, judge.guard_on);
                 evidence.traffic = t;
                 // Below `min`, or no guard series at all: not judged at this poll.
                 if t.is_none_or(|t| t.is_nan() || t < min) {
@@ -430,29 +484,17 @@ impl RuleEval {
             return Vec::new();
         };
         self.notes.judged = true;
-        for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
-            pool.extend(
-                side.iter()
-                    .filter(|s| s.value.is_finite())
-                    .map(|s| (at, s.value)),
-            );
-            // The sliding window: samples of the last `window`, this poll's always.
-            while pool
-                .front()
-                .is_some_and(|(t, _)| at.saturating_sub(*t) >= c.window && *t != at)
-            {
-                pool.pop_front();
-            }
-        }
+        self.pool(at, cs, ss, c.window);
         let canary: Vec<f64> = self.canary.iter().map(|(_, v)| *v).collect();
         let stable: Vec<f64> = self.stable.iter().map(|(_, v)| *v).collect();
-        let result = crate::core::stats::compare(
+        let result = crate::core::stats::compare_by(
             &canary,
             &stable,
             c.direction,
             c.confidence,
             c.min_effect,
             c.min_samples,
+            c.effect,
         );
         let labels = Labels::new();
         let mut out = Vec::new();
@@ -488,6 +530,7 @@ impl RuleEval {
                     baseline: Some(stable_median),
                     p_value: Some(p_value),
                     effect: Some(effect),
+                    effect_measure: Some(c.effect.as_str()),
                     shift: Some(shift),
                     n_canary: Some(n_canary),
                     n_stable: Some(n_stable),
@@ -497,6 +540,39 @@ impl RuleEval {
             }
         }
         self.with_counts(out)
+    }
+
+    /// Adds one poll's canary and stable samples to the pools and slides the window.
+    fn pool(&mut self, at: Duration, cs: &[Sample], ss: &[Sample], window: Duration) {
+        for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
+            // NaN is no data; an infinity is a value, the extreme of its side
+            // (`histogram_quantile` above the top bucket is the worst latency).
+            pool.extend(
+                side.iter()
+                    .filter(|s| !s.value.is_nan())
+                    .map(|s| (at, s.value)),
+            );
+            // The sliding window: samples of the last `window`, this poll's always.
+            while pool
+                .front()
+                .is_some_and(|(t, _)| at.saturating_sub(*t) >= window && *t != at)
+            {
+                pool.pop_front();
+            }
+        }
+    }
+
+    /// `compare`: puts a poll that was already judged (before a restart) back into the
+    /// pools, without judging it again: the agent refills them from Prometheus's
+    /// history at resume, so the first poll after it compares the full window, as an
+    /// uninterrupted watch would. Nothing for another rule, or a failed poll.
+    pub fn refill(&mut self, at: Duration, canary: &Poll, stable: &Poll) {
+        let (Some(c), Poll::Samples(cs), Poll::Samples(ss)) =
+            (self.params.judge.compare, canary, stable)
+        else {
+            return;
+        };
+        self.pool(at, cs, ss, c.window);
     }
 
     fn absent(&mut self, at: Duration, labels: &Labels, out: &mut Vec<Transition>) {

@@ -229,6 +229,23 @@ pub struct PollMark {
     pub ok: bool,
     /// It returned at least one usable sample.
     pub data: bool,
+    /// `breaches: M of N`: the window of each pending or firing series after this
+    /// poll (`core::eval::window_text`), stored with the last poll so that a restart
+    /// continues the count (None: the rule has no `breaches`).
+    pub windows: Option<Windows>,
+}
+
+/// A rule's `breaches` windows: (series, window as `core::eval::window_text` writes it).
+pub type Windows = Vec<(Labels, String)>;
+
+/// `PollMark::windows` as stored (JSON), and back; an unreadable value is no window
+/// (the series then restarts from one breach, as before windows were stored).
+fn windows_json(w: &Option<Windows>) -> Option<String> {
+    w.as_ref().and_then(|w| serde_json::to_string(w).ok())
+}
+
+fn windows_parse(text: &str) -> Option<Windows> {
+    serde_json::from_str(text).ok()
 }
 
 /// What a rule's polls have shown so far: what a restart needs to tell "judged" from
@@ -341,6 +358,9 @@ pub trait Store: Send + Sync + 'static {
     fn save_polls(&self, holder: &str, polls: &[PollMark]) -> Result<Vec<String>, StoreError>;
     /// Rule name -> what its polls so far have shown.
     fn polls(&self, id: &str) -> Result<BTreeMap<String, PollState>, StoreError>;
+    /// Rule name -> the `breaches` windows stored with its last poll (`PollMark::windows`;
+    /// rules without any are absent).
+    fn breach_windows(&self, id: &str) -> Result<BTreeMap<String, Windows>, StoreError>;
     /// Claims an action before its command runs, in ONE transaction with the series
     /// that fired: either both are recorded or neither is. At most one claim per
     /// (watch, kind) can ever commit (`AlreadyClaimed` otherwise). Returns its id.

@@ -17,7 +17,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::future::Future;
 
 /// The schema version this build writes (`rollwatch_schema.version`).
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 3;
 
 /// Key of the advisory lock held while the schema is created or migrated.
 const MIGRATION_LOCK: i64 = 0x726f_6c6c_7761_7463; // "rollwatc"
@@ -98,6 +98,12 @@ CREATE TABLE IF NOT EXISTS baselines (
     value DOUBLE PRECISION,
     PRIMARY KEY (watch_id, rule, labels)
 );
+";
+
+/// Version 3 (issue 19): the `breaches` windows of a rule's series, written with its
+/// last poll (`PollMark::windows`, JSON). Version 2 is another change's.
+const SCHEMA_V3: &str = "
+ALTER TABLE polls ADD COLUMN IF NOT EXISTS windows TEXT;
 ";
 
 /// The shared store: a pool of connections to one PostgreSQL database.
@@ -252,8 +258,13 @@ impl PgStore {
                     known: PG_SCHEMA_VERSION,
                 });
             }
-            if found < PG_SCHEMA_VERSION {
+            if found < 1 {
                 tx.batch_execute(SCHEMA_V1).await.map_err(&err)?;
+            }
+            if found < 3 {
+                tx.batch_execute(SCHEMA_V3).await.map_err(&err)?;
+            }
+            if found < PG_SCHEMA_VERSION {
                 tx.execute("DELETE FROM rollwatch_schema", &[])
                     .await
                     .map_err(&err)?;
@@ -750,6 +761,8 @@ impl Store for PgStore {
             let ok: Vec<bool> = polls.iter().map(|p| p.ok).collect();
             let data: Vec<bool> = polls.iter().map(|p| p.data).collect();
             let tokens: Vec<i64> = polls.iter().map(|p| p.token).collect();
+            let windows: Vec<Option<String>> =
+                polls.iter().map(|p| super::windows_json(&p.windows)).collect();
             let rows = c
                 .query(
                     "WITH held AS (
@@ -757,18 +770,19 @@ impl Store for PgStore {
                          WHERE holder = $7 AND watch_id = ANY($1::text[]) AND expires_at > clock_timestamp()
                          FOR SHARE
                      )
-                     INSERT INTO polls AS p (watch_id, rule, last_ms, last_ok, ever_ok, ever_data)
-                     SELECT DISTINCT ON (w, r) w, r, a, o, o, d
-                     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bool[], $6::bigint[]) AS t(w, r, a, o, d, k)
+                     INSERT INTO polls AS p (watch_id, rule, last_ms, last_ok, ever_ok, ever_data, windows)
+                     SELECT DISTINCT ON (w, r) w, r, a, o, o, d, x
+                     FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bool[], $5::bool[], $6::bigint[], $8::text[]) AS t(w, r, a, o, d, k, x)
                      JOIN held ON held.watch_id = t.w AND held.token = t.k
                      ORDER BY w, r, a DESC
                      ON CONFLICT (watch_id, rule) DO UPDATE SET
                          last_ok = CASE WHEN excluded.last_ms >= p.last_ms THEN excluded.last_ok ELSE p.last_ok END,
+                         windows = CASE WHEN excluded.last_ms >= p.last_ms THEN excluded.windows ELSE p.windows END,
                          last_ms = greatest(p.last_ms, excluded.last_ms),
                          ever_ok = p.ever_ok OR excluded.ever_ok,
                          ever_data = p.ever_data OR excluded.ever_data
                      RETURNING watch_id",
-                    &[&ids, &rules, &at, &ok, &data, &tokens, &holder],
+                    &[&ids, &rules, &at, &ok, &data, &tokens, &holder, &windows],
                 )
                 .await
                 .map_err(pg_err(&url, "record last polls"))?;
@@ -780,6 +794,26 @@ impl Store for PgStore {
                 .map(|p| p.id.clone())
                 .collect();
             Ok(refused.into_iter().collect())
+        })
+    }
+
+    fn breach_windows(&self, id: &str) -> Result<BTreeMap<String, Windows>, StoreError> {
+        let (url, id) = (self.url.clone(), id.to_string());
+        self.call("read breach windows", move |c| async move {
+            let rows = c
+                .query(
+                    "SELECT rule, windows FROM polls WHERE watch_id = $1 AND windows IS NOT NULL",
+                    &[&id],
+                )
+                .await
+                .map_err(pg_err(&url, "read breach windows"))?;
+            Ok(rows
+                .iter()
+                .filter_map(|r| {
+                    let text: String = r.get(1);
+                    Some((r.get(0), super::windows_parse(&text)?))
+                })
+                .collect())
         })
     }
 

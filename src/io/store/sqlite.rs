@@ -67,7 +67,7 @@ CREATE INDEX IF NOT EXISTS actions_watch ON actions(watch_id);
 
 /// The schema version this build writes (`PRAGMA user_version`). 0 is the first
 /// release's unversioned schema, which `migrate` upgrades in place.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 2: an action's environment and process, and "at most one claim per
 /// (watch, kind), at most one re-run per action" as unique indexes: the database,
@@ -107,6 +107,12 @@ CREATE TABLE IF NOT EXISTS baselines (
 );
 ";
 
+/// Version 5 (issue 19): the `breaches` windows of a rule's series, written with its
+/// last poll (`PollMark::windows`, JSON). Version 4 is another change's.
+const SCHEMA_V5: &str = "
+ALTER TABLE polls ADD COLUMN windows TEXT;
+";
+
 /// Creates or upgrades the schema, in one transaction; refuses a newer one.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let open_err = |source| StoreError::Open {
@@ -132,6 +138,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3).map_err(open_err)?;
+    }
+    if version < 5 {
+        tx.execute_batch(SCHEMA_V5).map_err(open_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -497,11 +506,13 @@ impl Store for SqliteStore {
             // Every right-hand side reads the row as it was before this update.
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO polls (watch_id, rule, last_ms, last_ok, ever_ok, ever_data)
-                     VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+                    "INSERT INTO polls (watch_id, rule, last_ms, last_ok, ever_ok, ever_data, windows)
+                     VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6)
                      ON CONFLICT (watch_id, rule) DO UPDATE SET
                          last_ok = CASE WHEN excluded.last_ms >= last_ms
                                         THEN excluded.last_ok ELSE last_ok END,
+                         windows = CASE WHEN excluded.last_ms >= last_ms
+                                        THEN excluded.windows ELSE windows END,
                          last_ms = max(last_ms, excluded.last_ms),
                          ever_ok = max(ever_ok, excluded.ever_ok),
                          ever_data = max(ever_data, excluded.ever_data)",
@@ -515,12 +526,35 @@ impl Store for SqliteStore {
                     refused.insert(p.id.clone());
                     continue;
                 }
-                stmt.execute(params![p.id, p.rule, p.at_ms, p.ok, p.data])
+                let windows = super::windows_json(&p.windows);
+                stmt.execute(params![p.id, p.rule, p.at_ms, p.ok, p.data, windows])
                     .map_err(sql("record last polls"))?;
             }
         }
         tx.commit().map_err(sql("record last polls"))?;
         Ok(refused.into_iter().collect())
+    }
+
+    fn breach_windows(&self, id: &str) -> Result<BTreeMap<String, Windows>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT rule, windows FROM polls WHERE watch_id = ?1 AND windows IS NOT NULL",
+            )
+            .map_err(sql("read breach windows"))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(sql("read breach windows"))?;
+        let mut out = BTreeMap::new();
+        for row in rows {
+            let (rule, text) = row.map_err(sql("read breach windows"))?;
+            if let Some(w) = super::windows_parse(&text) {
+                out.insert(rule, w);
+            }
+        }
+        Ok(out)
     }
 
     fn polls(&self, id: &str) -> Result<BTreeMap<String, PollState>, StoreError> {

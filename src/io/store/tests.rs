@@ -96,6 +96,7 @@ fn actions_and_endings_survive_reopening() {
             at_ms,
             ok,
             data,
+            windows: None,
         };
         s.save_polls("me", &[mark(40, true, true)]).unwrap();
         s.save_polls("me", &[mark(42, false, false)]).unwrap();
@@ -281,8 +282,10 @@ fn a_version_2_state_file_gains_the_baselines_table() {
     drop(SqliteStore::open(&path).unwrap());
     {
         let c = Connection::open(&path).unwrap();
-        c.execute_batch("DROP TABLE baselines; PRAGMA user_version = 2;")
-            .unwrap();
+        c.execute_batch(
+            "DROP TABLE baselines; ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 2;",
+        )
+        .unwrap();
     }
     let s = SqliteStore::open(&path).unwrap();
     s.create(&new_watch("a")).unwrap();
@@ -334,6 +337,7 @@ fn every_write_of_an_owner_is_fenced() {
         at_ms: 5,
         ok: true,
         data: true,
+        windows: None,
     };
     assert_eq!(
         s.save_polls("me", std::slice::from_ref(&mark)).unwrap(),
@@ -349,4 +353,44 @@ fn every_write_of_an_owner_is_fenced() {
     s.put_series("a", &f, &row).unwrap();
     assert!(s.save_polls("me", &[mark]).unwrap().is_empty());
     s.finish("a", &f, &ending).unwrap();
+}
+
+#[test]
+fn a_state_file_before_version_5_gains_the_breach_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let mark = |windows| PollMark {
+        id: "a".into(),
+        token: 1,
+        rule: "r".into(),
+        at_ms: 40,
+        ok: true,
+        data: true,
+        windows,
+    };
+    {
+        let c = Connection::open(&path).unwrap();
+        // Version 4 (another change's steps are then not run again): only step 5 is.
+        c.execute_batch("ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 4;")
+            .unwrap();
+        c.execute(
+            "INSERT INTO polls (watch_id, rule, last_ms, last_ok, ever_ok, ever_data) VALUES ('a', 'r', 30, 1, 1, 1)",
+            [],
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert!(s.breach_windows("a").unwrap().is_empty(), "none stored yet");
+    let f = held(&s, "a");
+    assert_eq!(f.token, 1);
+    assert!(s
+        .save_polls("me", &[mark(Some(vec![(Labels::new(), "11".into())]))])
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        s.breach_windows("a").unwrap()["r"],
+        vec![(Labels::new(), "11".to_string())]
+    );
+    assert_eq!(s.polls("a").unwrap()["r"].last_ms, 40);
 }

@@ -7,7 +7,7 @@
 use super::exactly_once::{self, resume_plan, ResumePlan, StoreJournal};
 use super::source::{phase, SharedSource};
 use super::{ending_of, unix, Agent};
-use crate::core::eval::{Labels, Phase, RuleEval, SeriesState};
+use crate::core::eval::{parse_window, Labels, Phase, RuleEval, SeriesState};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::action::{ActionRequest, ActionRunner, ProcessRunner};
@@ -327,6 +327,9 @@ impl Agent {
         let mut series: Vec<BTreeMap<Labels, SeriesState>> =
             vec![BTreeMap::new(); spec.rules.len()];
         let actions = self.store.actions(&def.id)?;
+        // The `breaches` windows stored with each rule's last poll: the count goes on
+        // where it was (the catch-up below starts right after that poll).
+        let windows = self.store.breach_windows(&def.id)?;
         for row in self.store.series(&def.id)? {
             if let Some(i) = spec.rules.iter().position(|r| r.name == row.rule) {
                 // A series is firing *because* its action was claimed: one firing for
@@ -343,13 +346,24 @@ impl Agent {
                 } else {
                     row.phase
                 };
+                let window = match (
+                    spec.rules[i].params().judge.breaches,
+                    windows.get(&row.rule),
+                ) {
+                    (Some(b), Some(w)) => w
+                        .iter()
+                        .find(|(l, _)| *l == row.labels)
+                        .and_then(|(_, text)| parse_window(text, b.n))
+                        .unwrap_or_default(),
+                    _ => Default::default(),
+                };
                 series[i].insert(
                     row.labels,
                     SeriesState {
                         phase,
                         since: Duration::from_millis((row.since_ms - def.created_ms).max(0) as u64),
                         last_value: row.last_value,
-                        window: Default::default(),
+                        window,
                     },
                 );
             }
@@ -432,12 +446,19 @@ impl Agent {
             }
         }
         backlog.sort_by_key(|p| (p.wall, p.rule));
-        let evals = spec
+        let mut evals: Vec<RuleEval> = spec
             .rules
             .iter()
             .zip(series)
             .map(|(r, s)| RuleEval::restore(r.params(), s))
             .collect();
+        // A `compare` rule's pools are not stored (thousands of samples): they are
+        // refilled from history with the polls judged before the restart.
+        for (i, rule) in spec.rules.iter().enumerate() {
+            if let Some(t) = last.get(&rule.name) {
+                refill_pools(&mut evals[i], source, rule, def, t.last_ms).await;
+            }
+        }
         // What the polls before the restart showed: a rule judged then stays judged,
         // even if the watch ends before it polls again.
         let judged = spec
@@ -465,6 +486,50 @@ pub(super) struct Restored {
     pub evals: Vec<RuleEval>,
     pub backlog: Vec<PollDone>,
     pub judged: Vec<Judged>,
+}
+
+/// `compare`: refills `eval`'s pools with the polls of the last `window` up to the last
+/// poll judged before the restart (`last_ms`), from Prometheus's history: the rule's
+/// query (canary) and its stable side, on the rule's grid, never before the watch
+/// began. A history that cannot be read leaves the pools empty (they fill again as the
+/// watch polls: the rule is insufficient meanwhile, never judged on too few samples).
+async fn refill_pools<H: crate::io::prom::HistorySource>(
+    eval: &mut RuleEval,
+    source: &H,
+    rule: &crate::core::rules::Rule,
+    def: &NewWatch,
+    last_ms: i64,
+) {
+    use crate::core::series::Poll;
+    let Some(c) = eval.params().judge.compare else {
+        return;
+    };
+    let iv = rule.interval.as_millis().max(1) as i64;
+    let window = c.window.as_millis() as i64;
+    let mut from = last_ms - window / iv * iv;
+    while from < def.created_ms && from < last_ms {
+        from += iv;
+    }
+    let canary = crate::io::prom::history::fetch(source, rule, from, last_ms).await;
+    let judges = crate::io::prom::history::fetch_judges(source, rule, from, last_ms).await;
+    let (canary, stable) = match (canary, judges) {
+        (Ok(c), Ok(j)) => (c, j.stable.unwrap_or_default()),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!(event = "catch_up_failed", rule = %rule.name, error = %e, "cannot read the history that refills the compare pools: they fill again as the watch polls");
+            return;
+        }
+    };
+    let (steps, mut cs) = crate::core::history::polls_on_grid(from, last_ms, iv, &canary);
+    let (_, mut ss) = crate::core::history::polls_on_grid(from, last_ms, iv, &stable);
+    for k in 0..steps {
+        let wall = from + k as i64 * iv;
+        eval.refill(
+            Duration::from_millis((wall - def.created_ms).max(0) as u64),
+            &Poll::Samples(cs.remove(&k).unwrap_or_default()),
+            &Poll::Samples(ss.remove(&k).unwrap_or_default()),
+        );
+    }
+    info!(event = "compare_pools_refilled", rule = %rule.name, polls = steps, "the compare pools were refilled from Prometheus's history");
 }
 
 /// The judges' extra queries of `rule` over `[from, to]` on its grid, in the order of

@@ -7,7 +7,9 @@ use super::metrics::Metrics;
 use super::{cancelled, lock, Agent, Live};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
-use crate::io::store::{Ending, Fence, PollMark, SeriesRow, Store, StoreError, WatchState};
+use crate::io::store::{
+    Ending, Fence, PollMark, SeriesRow, Store, StoreError, WatchState, Windows,
+};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tracing::{error, info, warn};
@@ -27,6 +29,9 @@ pub(super) struct StoreSink {
     pub(super) metrics: Metrics,
     pub(super) agent: Arc<Agent>,
     pub(super) live: Live,
+    /// Each rule's `breaches` windows after its last poll: a transition's poll mark
+    /// carries them too, so the stored last poll and its windows always agree.
+    pub(super) windows: std::collections::HashMap<String, Option<Windows>>,
 }
 
 impl StoreSink {
@@ -84,6 +89,7 @@ impl StoreSink {
                 at_ms,
                 ok: true,
                 data,
+                windows: self.windows.get(rule).cloned().flatten(),
             }],
         );
         let refused = match r {
@@ -123,9 +129,11 @@ impl Sink for StoreSink {
                 state,
                 value,
                 samples,
+                windows,
                 ..
             } => {
                 self.metrics.evaluations.inc();
+                self.windows.insert(rule.clone(), windows.clone());
                 self.agent.polls.mark(PollMark {
                     id: self.id.clone(),
                     token: fence.token,
@@ -133,6 +141,7 @@ impl Sink for StoreSink {
                     at_ms,
                     ok: error.is_none(),
                     data: samples.iter().any(|s| s.value.is_some()),
+                    windows: windows.clone(),
                 });
                 let mut live = lock(&self.live);
                 let l = live.entry(rule.clone()).or_default();

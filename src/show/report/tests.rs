@@ -31,6 +31,7 @@ fn poll(v: f64, state: RuleState) -> Event {
         reference: None,
         insufficient: 0,
         evidence: Default::default(),
+        windows: None,
     }
 }
 
