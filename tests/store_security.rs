@@ -390,3 +390,37 @@ proptest::proptest! {
         proptest::prop_assert!(!err.contains(&pw) && !err.contains(&enc), "{}", err);
     }
 }
+
+#[test]
+fn debug_logs_show_no_rule_file_text_sent_to_postgres() {
+    let (pg, _) = cluster();
+    let db = pg.database_owned_by("rw");
+    let conn = url(PASSWORD, "127.0.0.1", &db, "sslmode=require");
+    // Started once before, so that the second start logs the server's NOTICE at
+    // DEBUG: the proof that DEBUG is on.
+    let a = serve(&conn, false);
+    a.await_ready();
+    a.stop();
+    let a = serve_env(&conn, false, &[("ROLLWATCH_LOG", "debug")]);
+    // A rule file whose rollback command holds a secret: its text is stored with the
+    // watch (a statement parameter tokio-postgres logs at DEBUG).
+    let rollback = r#"  command: ["curl", "-H", "Authorization: Bearer DEPLOY-SECRET-M2x9", "http://127.0.0.1:9/rollback"]
+  timeout: 30s"#;
+    std::fs::write(
+        a._s.path("rules/checkout.yaml"),
+        crate::harness::agent::rules("    above: 0.5\n    for: 6s", rollback),
+    )
+    .unwrap();
+    a.await_ready();
+    let (status, body) = crate::harness::agent::http(
+        &a.addr,
+        "POST",
+        "/api/v1/watches",
+        None,
+        Some(&serde_json::json!({"rules": "checkout", "vars": {"test": "m2"}, "id": "m2-1"})),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let log = a.stop();
+    assert!(log.contains("already exists, skipping"), "{log}");
+    assert!(!log.contains("DEPLOY-SECRET-M2x9"), "{log}");
+}
