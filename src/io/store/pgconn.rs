@@ -93,6 +93,10 @@ pub enum ConnStringError {
     Ambiguous,
     #[error("`sslcert` and `sslkey` go together: give both or neither")]
     HalfClientCert,
+    #[error("sslmode=verify-ca needs sslrootcert=FILE, the CA that signed the server's certificate (with the system's roots any public certificate would do, whatever its name; use sslmode=verify-full for those)")]
+    VerifyCaWithoutRoot,
+    #[error("sslrootcert=system needs sslmode=verify-full (as in libpq 16): the system's roots are trusted only with the host name checked")]
+    SystemNotFull,
     #[error("{0}")]
     Invalid(String),
 }
@@ -246,8 +250,19 @@ impl TlsKeys {
             "system" => RootCert::System,
             _ => RootCert::File(PathBuf::from(r)),
         });
+        let mode = self.mode.unwrap_or(SslMode::Prefer);
+        // libpq 16's rules: the public web PKI only with the host name checked.
+        match (mode, &root_cert) {
+            (SslMode::VerifyCa, None | Some(RootCert::System)) => {
+                return Err(ConnStringError::VerifyCaWithoutRoot)
+            }
+            (m, Some(RootCert::System)) if m != SslMode::VerifyFull => {
+                return Err(ConnStringError::SystemNotFull)
+            }
+            _ => {}
+        }
         Ok(Tls {
-            mode: self.mode.unwrap_or(SslMode::Prefer),
+            mode,
             root_cert,
             cert: self.cert.map(PathBuf::from),
             key: self.key.map(PathBuf::from),

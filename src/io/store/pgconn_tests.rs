@@ -110,9 +110,9 @@ fn ssl_options_as_libpq_names_them() {
     assert_eq!(t.tls.root_cert, Some(RootCert::File("/etc/ca.pem".into())));
     assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
     assert_eq!(t.shown, "postgres://rw@db:5432/x?sslmode=verify-full");
-    let t = parse("host=db dbname=x sslmode=verify-ca sslrootcert=system sslcert=/c sslkey=/k")
+    let t = parse("host=db dbname=x sslmode=verify-full sslrootcert=system sslcert=/c sslkey=/k")
         .unwrap();
-    assert_eq!(t.tls.mode, SslMode::VerifyCa);
+    assert_eq!(t.tls.mode, SslMode::VerifyFull);
     assert_eq!(t.tls.root_cert, Some(RootCert::System));
     assert_eq!(t.tls.cert, Some("/c".into()));
     // libpq's default is prefer; disable is plain.
@@ -127,6 +127,40 @@ fn ssl_options_as_libpq_names_them() {
         parse("postgres://db/x?sslmode=require&sslmode=disable").unwrap_err(),
         ConnStringError::Twice("sslmode")
     );
+}
+
+#[test]
+fn public_roots_are_trusted_only_with_the_host_name_checked() {
+    // libpq >= 16: verify-ca needs a CA file (the system's roots would accept any
+    // public certificate for any name), and sslrootcert=system forces verify-full.
+    for s in [
+        "postgres://db/x?sslmode=verify-ca",
+        "host=db dbname=x sslmode=verify-ca",
+        "postgres://db/x?sslmode=verify-ca&sslrootcert=system",
+    ] {
+        assert_eq!(
+            parse(s).unwrap_err(),
+            ConnStringError::VerifyCaWithoutRoot,
+            "{s}"
+        );
+    }
+    for s in [
+        "postgres://db/x?sslrootcert=system",
+        "postgres://db/x?sslmode=require&sslrootcert=system",
+        "host=db dbname=x sslmode=prefer sslrootcert=system",
+        "host=db dbname=x sslmode=disable sslrootcert=system",
+    ] {
+        assert_eq!(parse(s).unwrap_err(), ConnStringError::SystemNotFull, "{s}");
+    }
+    let e = ConnStringError::VerifyCaWithoutRoot.to_string();
+    assert!(
+        e.contains("sslrootcert=FILE") && e.contains("verify-full"),
+        "{e}"
+    );
+    let t = parse("postgres://db/x?sslmode=verify-ca&sslrootcert=/ca.pem").unwrap();
+    assert_eq!(t.tls.root_cert, Some(RootCert::File("/ca.pem".into())));
+    assert!(parse("postgres://db/x?sslmode=verify-full&sslrootcert=system").is_ok());
+    assert!(parse("postgres://db/x?sslmode=verify-full").is_ok());
 }
 
 #[test]

@@ -8,8 +8,11 @@
 //!   `sslrootcert` is given: then its chain, and a failure means plain for `prefer`);
 //! - `require`: TLS, the certificate not verified, unless `sslrootcert` is given, in
 //!   which case its chain is, as libpq's `verify-ca`;
-//! - `verify-ca`: the chain to `sslrootcert` (or the system's roots), not the host name;
-//! - `verify-full`: the chain and the host name.
+//! - `verify-ca`: the chain to `sslrootcert=FILE` (required), not the host name;
+//! - `verify-full`: the chain (to `sslrootcert`, else the system's roots) and the host
+//!   name. As in libpq 16, the system's roots (`sslrootcert=system`, or none given) are
+//!   trusted only here: with any other mode any public certificate would pass
+//!   (`pgconn` refuses those strings).
 //!
 //! rustls is the one reqwest already builds (with its aws-lc-rs provider); the system's
 //! roots are read with rustls-native-certs, which reqwest's verifier also uses.
