@@ -277,7 +277,20 @@ fn tls_require_encrypts_without_verifying_unless_given_a_root_and_disable_is_pla
     );
     let a = serve(&conn, false);
     a.await_ready();
-    a.stop();
+    let log = a.stop();
+    // The fallback to plain is a WARN, once (the pool connects several times).
+    let warned = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "store_tls_fallback" && e["level"] == "WARN")
+        .count();
+    assert_eq!(warned, 1, "{log}");
+    // sslnegotiation=direct with prefer could be plain: refused, not tried.
+    let log = serve(&format!("{conn}&sslnegotiation=direct"), false).refused();
+    assert!(
+        log.contains("sslnegotiation=direct needs sslmode=require"),
+        "{log}"
+    );
     let conn = url(
         PASSWORD,
         "127.0.0.1",

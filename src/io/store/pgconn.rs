@@ -95,6 +95,8 @@ pub enum ConnStringError {
     HalfClientCert,
     #[error("sslmode=verify-ca needs sslrootcert=FILE, the CA that signed the server's certificate (with the system's roots any public certificate would do, whatever its name; use sslmode=verify-full for those)")]
     VerifyCaWithoutRoot,
+    #[error("sslnegotiation=direct needs sslmode=require, verify-ca or verify-full (as in libpq): with a weaker mode the connection could be plain")]
+    DirectNeedsTls,
     #[error("sslrootcert=system needs sslmode=verify-full (as in libpq 16): the system's roots are trusted only with the host name checked")]
     SystemNotFull,
     #[error("{0}")]
@@ -174,6 +176,11 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
         Host::Unix(_) => false,
     }) {
         return Err(ConnStringError::Ambiguous);
+    }
+    if config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct
+        && matches!(tls.mode, SslMode::Disable | SslMode::Prefer)
+    {
+        return Err(ConnStringError::DirectNeedsTls);
     }
     config.ssl_mode(match tls.mode {
         SslMode::Disable => PgSslMode::Disable,

@@ -164,6 +164,28 @@ fn public_roots_are_trusted_only_with_the_host_name_checked() {
 }
 
 #[test]
+fn direct_tls_negotiation_needs_require_or_stronger() {
+    for s in [
+        "postgres://db/x?sslnegotiation=direct",
+        "postgres://db/x?sslnegotiation=direct&sslmode=prefer",
+        "host=db dbname=x sslnegotiation=direct sslmode=disable",
+    ] {
+        assert_eq!(
+            parse(s).unwrap_err(),
+            ConnStringError::DirectNeedsTls,
+            "{s}"
+        );
+    }
+    for s in [
+        "postgres://db/x?sslnegotiation=direct&sslmode=require",
+        "host=db dbname=x sslnegotiation=direct sslmode=verify-full",
+        "postgres://db/x?sslnegotiation=postgres",
+    ] {
+        assert!(parse(s).is_ok(), "{s}");
+    }
+}
+
+#[test]
 fn many_hosts_and_ipv6_render_with_their_ports() {
     let t = parse("postgres://rw@a:1,[::1]:2/x").unwrap();
     assert_eq!(t.shown, "postgres://rw@a:1,[::1]:2/x?sslmode=prefer");

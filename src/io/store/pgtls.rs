@@ -17,6 +17,9 @@
 //! rustls is the one reqwest already builds (with its aws-lc-rs provider); the system's
 //! roots are read with rustls-native-certs, which reqwest's verifier also uses.
 //!
+//! `prefer` falls back to plain after a failed handshake (a rustls or I/O error), as
+//! libpq does, with a WARN the first time.
+//!
 //! A certificate or configuration error is permanent (no retry fixes it: start-up
 //! stops with exit 2); a network error is transient. `describe` decides which.
 
@@ -314,6 +317,23 @@ fn hint(e: &rustls::Error) -> Option<&'static str> {
 /// tokio-postgres's own driver logs them at INFO).
 pub struct Connector {
     pub tls: MakeRustlsConnect,
+    /// Whether the fallback to plain was logged at WARN already (once per process:
+    /// the pool reconnects often).
+    pub fallback_warned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether `e` is a TLS handshake that failed (a rustls error or an I/O error in its
+/// causes), which `prefer` follows with a plain attempt. Not tokio-postgres's own
+/// refusals of a setting, which share the words "error performing TLS handshake".
+pub fn handshake_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<rustls::Error>() || c.is::<std::io::Error>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 type Connected = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
@@ -327,14 +347,20 @@ impl deadpool_postgres::Connect for Connector {
     > {
         let tls = self.tls.clone();
         let config = config.clone();
+        let warned = self.fallback_warned.clone();
         Box::pin(async move {
             let (client, mut conn) = match config.connect(tls.clone()).await {
                 // libpq's prefer: a failed TLS handshake is tried again without TLS.
                 Err(e)
                     if config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer
-                        && e.to_string() == "error performing TLS handshake" =>
+                        && handshake_failed(&e) =>
                 {
-                    tracing::debug!(event = "store_tls_fallback", error = %describe(&e).0, "TLS failed with sslmode=prefer: connecting without it, as libpq does");
+                    let error = describe(&e).0;
+                    if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(event = "store_tls_fallback", %error, "TLS failed with sslmode=prefer: connecting without it (unencrypted), as libpq does; use sslmode=require or stronger to refuse that");
+                    } else {
+                        tracing::debug!(event = "store_tls_fallback", %error, "TLS failed with sslmode=prefer: connecting without it");
+                    }
                     let mut plain = config.clone();
                     plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
                     plain.connect(tls).await?
@@ -363,5 +389,25 @@ impl deadpool_postgres::Connect for Connector {
             });
             Ok((client, task))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failed_handshake_falls_back_to_plain() {
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        assert!(handshake_failed(&tls));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(handshake_failed(&reset));
+        // tokio-postgres's refusal of a setting: a bare message, same outer words.
+        let refusal: Box<dyn std::error::Error + Send + Sync> =
+            "weak sslmode \"prefer\" may not be used with sslnegotiation=direct".into();
+        assert!(!handshake_failed(refusal.as_ref()));
     }
 }
