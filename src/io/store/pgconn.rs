@@ -91,6 +91,8 @@ pub enum ConnStringError {
     Twice(&'static str),
     #[error("the URL has more than one `@` (or one inside its user name): percent-encode `@` in the password or a parameter as %40")]
     Ambiguous,
+    #[error("the URL's user name holds an encoded `:` (%3A), which makes it ambiguous: was the part after it a password? Write USER:PASSWORD with a raw `:`")]
+    ColonInUser,
     #[error("`sslcert` and `sslkey` go together: give both or neither")]
     HalfClientCert,
     #[error("sslmode=verify-ca needs sslrootcert=FILE, the CA that signed the server's certificate (with the system's roots any public certificate would do, whatever its name; use sslmode=verify-full for those)")]
@@ -131,7 +133,9 @@ const TLS_KEYS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
 /// Parses a connection string: a `postgres://` or `postgresql://` URL, or key=value pairs.
 pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     let mut tls = TlsKeys::default();
-    let rest = match split_url(text)? {
+    let url = split_url(text)?;
+    let is_url = url.is_some();
+    let rest = match url {
         Some((head, query)) => {
             let mut kept = Vec::new();
             // Empty parts (`?`, a trailing `&`) are nothing, as for tokio-postgres.
@@ -176,6 +180,11 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
         Host::Unix(_) => false,
     }) {
         return Err(ConnStringError::Ambiguous);
+    }
+    // `postgres://rw%3As3cret@db/x`: user `rw:s3cret`, shown as if `s3cret` were a
+    // password (and sent to the server as the user name).
+    if is_url && config.get_user().is_some_and(|u| u.contains(':')) {
+        return Err(ConnStringError::ColonInUser);
     }
     if config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct
         && matches!(tls.mode, SslMode::Disable | SslMode::Prefer)

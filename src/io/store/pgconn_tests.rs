@@ -186,6 +186,21 @@ fn direct_tls_negotiation_needs_require_or_stronger() {
 }
 
 #[test]
+fn an_encoded_colon_in_the_user_is_refused_not_shown_as_a_password() {
+    for url in [
+        "postgres://rw%3As3cret@db/x",
+        "postgres://rw%3as3cret:pw@db/x",
+        "postgres://db/x?user=rw%3As3cret",
+    ] {
+        let e = parse(url).unwrap_err();
+        assert_eq!(e, ConnStringError::ColonInUser, "{url}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+    // key=value pairs have no user info to confuse it with.
+    assert!(parse("host=db user='rw:x' dbname=x").is_ok());
+}
+
+#[test]
 fn many_hosts_and_ipv6_render_with_their_ports() {
     let t = parse("postgres://rw@a:1,[::1]:2/x").unwrap();
     assert_eq!(t.shown, "postgres://rw@a:1,[::1]:2/x?sslmode=prefer");
@@ -242,7 +257,12 @@ proptest! {
             // Well-formed (every `@` encoded): parsed whole, unless a raw `?key=`
             // in the password makes it ambiguous.
             match parse(&url) {
+                // An encoded `:` in the user: refused, never shown as a password.
+                Err(ConnStringError::ColonInUser) => prop_assert!(user.contains(':')),
                 Ok(t) => {
+                    // Shown user info: one `:`, the password's `***`.
+                    let info = t.shown["postgres://".len()..].rsplit_once("@db.example").map(|p| p.0);
+                    prop_assert!(info.is_some_and(|i| i.matches(':').count() == 1 && i.ends_with(":***")), "{}", t.shown);
                     prop_assert_eq!(t.config.get_password(), Some(pw.as_bytes()));
                     prop_assert_eq!(t.config.get_user(), Some(user.as_str()));
                 }
