@@ -11,6 +11,7 @@
 use crate::harness::postgres::{Certs, PgCluster};
 use crate::harness::{free_port, http_get, start_env, Running, Scratch};
 use nix::sys::signal::Signal;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -58,10 +59,16 @@ fn serve(conn: &str, on_command_line: bool) -> Serve {
 }
 
 fn serve_env(conn: &str, on_command_line: bool, env: &[(&str, &str)]) -> Serve {
+    serve_full(conn, on_command_line, env, 0o600)
+}
+
+/// `serve_env` with the store URL file at `mode`.
+fn serve_full(conn: &str, on_command_line: bool, env: &[(&str, &str)], mode: u32) -> Serve {
     let s = Scratch::new();
     std::fs::create_dir_all(s.path("rules")).unwrap();
     let file = s.path("store-url");
     std::fs::write(&file, conn).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let rules = s.path("rules");
     let mut args = vec![
@@ -436,4 +443,72 @@ fn debug_logs_show_no_rule_file_text_sent_to_postgres() {
     let log = a.stop();
     assert!(log.contains("already exists, skipping"), "{log}");
     assert!(!log.contains("DEPLOY-SECRET-M2x9"), "{log}");
+}
+
+#[test]
+fn secret_files_others_can_read_stop_start_up() {
+    let (pg, certs) = cluster();
+    let db = pg.database_owned_by("certuser");
+    let wide = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // --store-url-file at 0644 (what `echo ... > file` makes).
+    let conn = url(PASSWORD, "127.0.0.1", &db, "sslmode=require");
+    let log = serve_full(&conn, false, &[], 0o644).refused();
+    assert!(
+        log.contains("store URL file") && log.contains("0644"),
+        "{log}"
+    );
+    assert!(log.contains("chmod 600"), "{log}");
+    for f in forms(PASSWORD) {
+        assert!(!log.contains(&f), "{log}");
+    }
+    // sslkey at 0644 (root-owned 0640 is allowed, as in libpq; 0644 never).
+    let s = Scratch::new();
+    let key = s.path("client.key");
+    std::fs::copy(&certs.client_key, &key).unwrap();
+    wide(&key, 0o644);
+    let conn = format!(
+        "host=127.0.0.1 port={} user=certuser dbname={db} sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+        pg.port,
+        certs.ca.display(),
+        certs.client_cert.display(),
+        key.display()
+    );
+    let log = serve(&conn, false).refused();
+    assert!(
+        log.contains("client key (sslkey)") && log.contains("0644"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("chmod 600 {}", key.display())),
+        "{log}"
+    );
+    // --token-file at 0640.
+    let token = s.path("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    wide(&token, 0o640);
+    let rules = s.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (code, _, stderr) = crate::harness::run(&[
+        "serve",
+        "--rules-dir",
+        rules.to_str().unwrap(),
+        "--listen",
+        &addr,
+        "--state",
+        s.path("state.db").to_str().unwrap(),
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("token file") && stderr.contains("0640"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("chmod 600") && !stderr.contains("t0ken"),
+        "{stderr}"
+    );
 }

@@ -57,6 +57,8 @@ pub enum TlsConfigError {
     },
     #[error("cannot set up TLS: {0}")]
     Rustls(String),
+    #[error(transparent)]
+    Secret(#[from] crate::io::secret::SecretFileError),
 }
 
 /// The connector for `tls` (used only when `tls.mode` is not `disable`).
@@ -90,7 +92,13 @@ pub fn connector(tls: &Tls) -> Result<MakeRustlsConnect, TlsConfigError> {
     let config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) if tls.mode != SslMode::Disable => {
             let certs = certs(cert, "client certificate (sslcert)")?;
-            let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsConfigError::Read {
+            // libpq's rule: 0600, or 0640 when owned by root.
+            let pem = crate::io::secret::read_bytes(
+                key,
+                "client key (sslkey)",
+                crate::io::secret::Allow::GroupIfRootOwned,
+            )?;
+            let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsConfigError::Read {
                 what: "client key (sslkey)",
                 path: key.clone(),
                 reason: e.to_string(),
