@@ -127,6 +127,21 @@ const TOKIO_KEYS: &[&str] = &[
     "load_balance_hosts",
 ];
 
+/// Options refused when given twice (tokio-postgres keeps the last, so what `shown`
+/// prints could be a piece of a password that held `&dbname=` or ` dbname=`).
+const ONCE_KEYS: &[&str] = &["password", "user", "dbname", "host"];
+
+/// `key` as the `ONCE_KEYS` entry, if it is one, the second time it is seen.
+fn once(seen: &mut Vec<&'static str>, key: &str) -> Result<(), ConnStringError> {
+    if let Some(k) = ONCE_KEYS.iter().find(|k| **k == key) {
+        if seen.contains(k) {
+            return Err(ConnStringError::Twice(k));
+        }
+        seen.push(k);
+    }
+    Ok(())
+}
+
 /// The options read here (tokio-postgres would refuse the last three, and two modes).
 const TLS_KEYS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
@@ -135,8 +150,23 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     let mut tls = TlsKeys::default();
     let url = split_url(text)?;
     let is_url = url.is_some();
+    let mut seen = Vec::new();
     let rest = match url {
         Some((head, query)) => {
+            // What the URL's head gives: user (and password), host, database.
+            let authority = head.split_once("://").map_or("", |h| h.1);
+            let (creds, hosts) = authority.rsplit_once('@').unwrap_or(("", authority));
+            let (hosts, db) = hosts.split_once('/').unwrap_or((hosts, ""));
+            for (given, key) in [
+                (!creds.split(':').next().unwrap_or("").is_empty(), "user"),
+                (creds.contains(':'), "password"),
+                (!hosts.is_empty(), "host"),
+                (!db.is_empty(), "dbname"),
+            ] {
+                if given {
+                    once(&mut seen, key)?;
+                }
+            }
             let mut kept = Vec::new();
             // Empty parts (`?`, a trailing `&`) are nothing, as for tokio-postgres.
             for part in query.into_iter().flat_map(|q| q.split('&')) {
@@ -147,6 +177,7 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
                 let key = String::from_utf8(percent_decode(k))
                     .map_err(|_| ConnStringError::UnknownOption(String::new()))?;
                 check_key(&key)?;
+                once(&mut seen, &key)?;
                 if TLS_KEYS.contains(&key.as_str()) {
                     tls.set(&key, percent_decode(v))?;
                 } else {
@@ -163,6 +194,7 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
             let mut kept = String::new();
             for (key, value) in key_values(text)? {
                 check_key(key)?;
+                once(&mut seen, key)?;
                 if TLS_KEYS.contains(&key) {
                     tls.set(key, value.into_bytes())?;
                 } else {

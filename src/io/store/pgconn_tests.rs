@@ -201,6 +201,32 @@ fn an_encoded_colon_in_the_user_is_refused_not_shown_as_a_password() {
 }
 
 #[test]
+fn user_password_dbname_and_host_are_refused_twice_without_quoting_them() {
+    for (s, key) in [
+        (
+            "host=db dbname=rw user=rw password=abc dbname=Zx9q",
+            "dbname",
+        ),
+        ("host=db user=rw password=ab password=Zx9q", "password"),
+        ("host=db user=rw user=Zx9q", "user"),
+        ("host=db host=Zx9q", "host"),
+        ("postgres://rw@db/x?password=ab&dbname=Zx9q", "dbname"),
+        ("postgres://rw@db/x?password=ab&password=Zx9q", "password"),
+        ("postgres://rw:ab@db/x?pass%77ord=Zx9q", "password"),
+        ("postgres://rw@db/x?user=Zx9q", "user"),
+        ("postgres://rw@db/x?host=Zx9q", "host"),
+    ] {
+        let e = parse(s).unwrap_err();
+        assert_eq!(e, ConnStringError::Twice(key), "{s}");
+        assert!(!e.to_string().contains("Zx9q"), "{e}");
+    }
+    // Once each, wherever: fine.
+    let t = parse("postgres:///x?host=db&user=rw&password=p").unwrap();
+    assert_eq!(t.shown, "postgres://rw:***@db:5432/x?sslmode=prefer");
+    assert!(parse("postgres://rw@db?dbname=x").is_ok());
+}
+
+#[test]
 fn many_hosts_and_ipv6_render_with_their_ports() {
     let t = parse("postgres://rw@a:1,[::1]:2/x").unwrap();
     assert_eq!(t.shown, "postgres://rw@a:1,[::1]:2/x?sslmode=prefer");
