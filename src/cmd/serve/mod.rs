@@ -154,11 +154,10 @@ async fn serve(
     let url = match (&args.store, &args.store_url_file) {
         (Some(_), Some(_)) => return Err(ServeError::TwoStores),
         (Some(u), None) => Some(u.trim().to_string()),
-        (None, Some(f)) => Some(
-            crate::io::secret::read_text(f, "store URL file")?
-                .trim()
-                .to_string(),
-        ),
+        (None, Some(f)) => Some(store::pgconn::from_file(&crate::io::secret::read_text(
+            f,
+            "store URL file",
+        )?)),
         (None, None) => None,
     };
     if url.is_some() && args.state.is_some() {

@@ -145,6 +145,19 @@ fn once(seen: &mut Vec<&'static str>, key: &str) -> Result<(), ConnStringError> 
 /// The options read here (tokio-postgres would refuse the last three, and two modes).
 const TLS_KEYS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
 
+/// The connection string in a `--store-url-file`'s text: without a UTF-8 byte-order
+/// mark, `#` comment lines and blank lines; the other lines joined by a space (so
+/// key=value pairs may take several lines).
+pub fn from_file(text: &str) -> String {
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Parses a connection string: a `postgres://` or `postgresql://` URL, or key=value pairs.
 pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     let mut tls = TlsKeys::default();

@@ -227,6 +227,17 @@ fn user_password_dbname_and_host_are_refused_twice_without_quoting_them() {
 }
 
 #[test]
+fn a_store_url_file_may_have_a_bom_comments_and_blank_lines() {
+    let text =
+        "\u{feff}# the shared store (rotated by vault)\n\n  postgres://rw:pw@db/x  \r\n# end\n";
+    assert_eq!(from_file(text), "postgres://rw:pw@db/x");
+    let text = "host=db dbname=x\n# comment\nuser=rw password='a#b'\n";
+    let t = parse(&from_file(text)).unwrap();
+    assert_eq!(t.config.get_password(), Some(&b"a#b"[..]));
+    assert_eq!(t.shown, "postgres://rw:***@db:5432/x?sslmode=prefer");
+}
+
+#[test]
 fn many_hosts_and_ipv6_render_with_their_ports() {
     let t = parse("postgres://rw@a:1,[::1]:2/x").unwrap();
     assert_eq!(t.shown, "postgres://rw@a:1,[::1]:2/x?sslmode=prefer");
