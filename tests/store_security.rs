@@ -336,6 +336,19 @@ fn tls_client_certificate_logs_in_without_a_password() {
 }
 
 #[test]
+fn tls_with_an_address_and_no_host_name_stops_start_up_instead_of_retrying() {
+    let (pg, certs) = cluster();
+    let db = pg.database_owned_by("rw");
+    let conn = format!(
+        "hostaddr=127.0.0.1 port={} user=rw dbname={db} sslmode=verify-full sslrootcert={}",
+        pg.port,
+        certs.ca.display()
+    );
+    let log = serve(&conn, false).refused();
+    assert!(log.contains("need `host`"), "{log}");
+}
+
+#[test]
 fn postgres_notices_are_logged_at_debug_not_info() {
     let (pg, _) = cluster();
     let db = pg.database_owned_by("rw");

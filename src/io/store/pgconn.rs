@@ -97,6 +97,8 @@ pub enum ConnStringError {
     HalfClientCert,
     #[error("sslmode=verify-ca needs sslrootcert=FILE, the CA that signed the server's certificate (with the system's roots any public certificate would do, whatever its name; use sslmode=verify-full for those)")]
     VerifyCaWithoutRoot,
+    #[error("sslmode=require, verify-ca and verify-full need `host`, the server's name for TLS (`hostaddr` alone gives only its address): add host=NAME, keeping hostaddr to skip the name lookup")]
+    TlsWithoutHost,
     #[error("sslnegotiation=direct needs sslmode=require, verify-ca or verify-full (as in libpq): with a weaker mode the connection could be plain")]
     DirectNeedsTls,
     #[error("sslrootcert=system needs sslmode=verify-full (as in libpq 16): the system's roots are trusted only with the host name checked")]
@@ -236,7 +238,17 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     {
         return Err(ConnStringError::DirectNeedsTls);
     }
+    let hosts = config.get_hosts();
+    if hosts.is_empty()
+        && !config.get_hostaddrs().is_empty()
+        && !matches!(tls.mode, SslMode::Disable | SslMode::Prefer)
+    {
+        return Err(ConnStringError::TlsWithoutHost);
+    }
+    // libpq ignores sslmode on a Unix socket (the server would refuse TLS there).
+    let unix = !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
     config.ssl_mode(match tls.mode {
+        _ if unix => PgSslMode::Disable,
         SslMode::Disable => PgSslMode::Disable,
         SslMode::Prefer => PgSslMode::Prefer,
         _ => PgSslMode::Require,

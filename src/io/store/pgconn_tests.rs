@@ -238,6 +238,27 @@ fn a_store_url_file_may_have_a_bom_comments_and_blank_lines() {
 }
 
 #[test]
+fn tls_needs_a_host_name_and_a_unix_socket_ignores_sslmode() {
+    for s in [
+        "hostaddr=10.0.0.5 dbname=x sslmode=require",
+        "postgres:///x?hostaddr=10.0.0.5&sslmode=verify-full",
+    ] {
+        assert_eq!(
+            parse(s).unwrap_err(),
+            ConnStringError::TlsWithoutHost,
+            "{s}"
+        );
+    }
+    let t = parse("host=db.internal hostaddr=10.0.0.5 dbname=x sslmode=verify-full").unwrap();
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
+    assert!(parse("hostaddr=10.0.0.5 dbname=x").is_ok());
+    let t = parse("host=/var/run/postgresql dbname=x sslmode=verify-full").unwrap();
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Disable);
+    let t = parse("host=/run/pg,db dbname=x sslmode=require").unwrap();
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
+}
+
+#[test]
 fn many_hosts_and_ipv6_render_with_their_ports() {
     let t = parse("postgres://rw@a:1,[::1]:2/x").unwrap();
     assert_eq!(t.shown, "postgres://rw@a:1,[::1]:2/x?sslmode=prefer");
