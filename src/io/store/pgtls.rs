@@ -276,6 +276,12 @@ pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
         }
         return (s, permanent);
     }
+    describe_chain(e)
+}
+
+/// `describe` for any error but a database one: its cause chain in words, and whether
+/// it is permanent.
+fn describe_chain(e: &(dyn std::error::Error + 'static)) -> (String, bool) {
     let mut parts: Vec<String> = Vec::new();
     let mut permanent = false;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -285,7 +291,7 @@ pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
             parts.push(text);
         }
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
-            permanent = true;
+            permanent |= tls_permanent(r);
             if let Some(h) = hint(r) {
                 parts.push(h.to_string());
             }
@@ -305,6 +311,37 @@ pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
         || first == "authentication error"
         || joined.contains("server does not support TLS");
     (joined, permanent)
+}
+
+/// Whether a TLS error is one no retry fixes: a certificate refused (by us or by the
+/// server's alert) or a protocol the two sides do not share. Anything else (a reset or
+/// an unexpected alert mid-handshake, a flaky middlebox) is tried again.
+fn tls_permanent(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::InvalidCertRevocationList(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::UnsupportedNameType
+        | rustls::Error::PeerIncompatible(_)
+        | rustls::Error::InconsistentKeys(_) => true,
+        rustls::Error::AlertReceived(a) => matches!(
+            a,
+            A::HandshakeFailure
+                | A::ProtocolVersion
+                | A::InsufficientSecurity
+                | A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+                | A::UnknownPSKIdentity
+        ),
+        _ => false,
+    }
 }
 
 fn hint(e: &rustls::Error) -> Option<&'static str> {
@@ -417,5 +454,30 @@ mod tests {
         let refusal: Box<dyn std::error::Error + Send + Sync> =
             "weak sslmode \"prefer\" may not be used with sslnegotiation=direct".into();
         assert!(!handshake_failed(refusal.as_ref()));
+    }
+
+    #[test]
+    fn only_certificate_and_incompatibility_tls_errors_are_permanent() {
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        for e in [
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+            rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+            rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOfferedOrEnabled),
+        ] {
+            let (text, permanent) = describe_chain(&io(e.clone()));
+            assert!(permanent, "{text}");
+        }
+        for e in [
+            rustls::Error::AlertReceived(rustls::AlertDescription::InternalError),
+            rustls::Error::AlertReceived(rustls::AlertDescription::DecodeError),
+            rustls::Error::DecryptError,
+            rustls::Error::HandshakeNotComplete,
+        ] {
+            let (text, permanent) = describe_chain(&io(e.clone()));
+            assert!(!permanent, "{text}");
+        }
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!describe_chain(&reset).1);
     }
 }
