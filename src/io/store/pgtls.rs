@@ -20,7 +20,7 @@
 //! `prefer` falls back to plain after a failed handshake (a rustls or I/O error), as
 //! libpq does, with a WARN the first time.
 //!
-//! A certificate or configuration error is permanent (no retry fixes it: start-up
+//! A certificate, TLS-incompatibility or configuration error is permanent (no retry fixes it: start-up
 //! stops with exit 2); a network error is transient. `describe` decides which.
 
 use super::pgconn::{RootCert, SslMode, Tls};
