@@ -127,11 +127,11 @@ pub async fn run(args: ServeArgs) -> u8 {
     }
 }
 
-fn read_token(path: &PathBuf) -> Result<String, ServeError> {
+fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
     let t = crate::io::secret::read_text(path, "token file")?;
     let t = t.trim().to_string();
     if t.is_empty() {
-        return Err(ServeError::EmptyToken(path.clone()));
+        return Err(ServeError::EmptyToken(path.to_path_buf()));
     }
     Ok(t)
 }
@@ -140,7 +140,7 @@ async fn serve(
     args: ServeArgs,
     signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
 ) -> Result<(), ServeError> {
-    let token = args.token_file.as_ref().map(read_token).transpose()?;
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
     let addr: SocketAddr = args
         .listen
         .parse()
