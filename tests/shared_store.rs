@@ -79,6 +79,9 @@ impl Fleet {
         let rules_dir = self.s.path("rules");
         let url_file = self.s.path("store-url");
         std::fs::write(&url_file, &self.url).unwrap();
+        // The agent reads a secret file only if it is private to its owner.
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+        std::fs::set_permissions(&url_file, private).unwrap();
         let ttl = format!("{TTL_S}s");
         let args = [
             "serve",

@@ -11,6 +11,7 @@
 use crate::harness::postgres::{Certs, PgCluster};
 use crate::harness::{free_port, http_get, start_env, Running, Scratch};
 use nix::sys::signal::Signal;
+use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -58,10 +59,16 @@ fn serve(conn: &str, on_command_line: bool) -> Serve {
 }
 
 fn serve_env(conn: &str, on_command_line: bool, env: &[(&str, &str)]) -> Serve {
+    serve_full(conn, on_command_line, env, 0o600)
+}
+
+/// `serve_env` with the store URL file at `mode`.
+fn serve_full(conn: &str, on_command_line: bool, env: &[(&str, &str)], mode: u32) -> Serve {
     let s = Scratch::new();
     std::fs::create_dir_all(s.path("rules")).unwrap();
     let file = s.path("store-url");
     std::fs::write(&file, conn).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
     let addr = format!("127.0.0.1:{}", free_port());
     let rules = s.path("rules");
     let mut args = vec![
@@ -277,7 +284,20 @@ fn tls_require_encrypts_without_verifying_unless_given_a_root_and_disable_is_pla
     );
     let a = serve(&conn, false);
     a.await_ready();
-    a.stop();
+    let log = a.stop();
+    // The fallback to plain is a WARN, once (the pool connects several times).
+    let warned = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| e["event"] == "store_tls_fallback" && e["level"] == "WARN")
+        .count();
+    assert_eq!(warned, 1, "{log}");
+    // sslnegotiation=direct with prefer could be plain: refused, not tried.
+    let log = serve(&format!("{conn}&sslnegotiation=direct"), false).refused();
+    assert!(
+        log.contains("sslnegotiation=direct needs sslmode=require"),
+        "{log}"
+    );
     let conn = url(
         PASSWORD,
         "127.0.0.1",
@@ -313,6 +333,19 @@ fn tls_client_certificate_logs_in_without_a_password() {
     );
     let log = serve(&conn, false).refused();
     assert!(log.contains("requires a valid client certificate"), "{log}");
+}
+
+#[test]
+fn tls_with_an_address_and_no_host_name_stops_start_up_instead_of_retrying() {
+    let (pg, certs) = cluster();
+    let db = pg.database_owned_by("rw");
+    let conn = format!(
+        "hostaddr=127.0.0.1 port={} user=rw dbname={db} sslmode=verify-full sslrootcert={}",
+        pg.port,
+        certs.ca.display()
+    );
+    let log = serve(&conn, false).refused();
+    assert!(log.contains("need `host`"), "{log}");
 }
 
 #[test]
@@ -389,4 +422,106 @@ proptest::proptest! {
         );
         proptest::prop_assert!(!err.contains(&pw) && !err.contains(&enc), "{}", err);
     }
+}
+
+#[test]
+fn debug_logs_show_no_rule_file_text_sent_to_postgres() {
+    let (pg, _) = cluster();
+    let db = pg.database_owned_by("rw");
+    let conn = url(PASSWORD, "127.0.0.1", &db, "sslmode=require");
+    // Started once before, so that the second start logs the server's NOTICE at
+    // DEBUG: the proof that DEBUG is on.
+    let a = serve(&conn, false);
+    a.await_ready();
+    a.stop();
+    let a = serve_env(&conn, false, &[("ROLLWATCH_LOG", "debug")]);
+    // A rule file whose rollback command holds a secret: its text is stored with the
+    // watch (a statement parameter tokio-postgres logs at DEBUG).
+    let rollback = r#"  command: ["curl", "-H", "Authorization: Bearer DEPLOY-SECRET-M2x9", "http://127.0.0.1:9/rollback"]
+  timeout: 30s"#;
+    std::fs::write(
+        a._s.path("rules/checkout.yaml"),
+        crate::harness::agent::rules("    above: 0.5\n    for: 6s", rollback),
+    )
+    .unwrap();
+    a.await_ready();
+    let (status, body) = crate::harness::agent::http(
+        &a.addr,
+        "POST",
+        "/api/v1/watches",
+        None,
+        Some(&serde_json::json!({"rules": "checkout", "vars": {"test": "m2"}, "id": "m2-1"})),
+    );
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let log = a.stop();
+    assert!(log.contains("already exists, skipping"), "{log}");
+    assert!(!log.contains("DEPLOY-SECRET-M2x9"), "{log}");
+}
+
+#[test]
+fn secret_files_others_can_read_stop_start_up() {
+    let (pg, certs) = cluster();
+    let db = pg.database_owned_by("certuser");
+    let wide = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    // --store-url-file at 0644 (what `echo ... > file` makes).
+    let conn = url(PASSWORD, "127.0.0.1", &db, "sslmode=require");
+    let log = serve_full(&conn, false, &[], 0o644).refused();
+    assert!(
+        log.contains("store URL file") && log.contains("0644"),
+        "{log}"
+    );
+    assert!(log.contains("chmod 600"), "{log}");
+    for f in forms(PASSWORD) {
+        assert!(!log.contains(&f), "{log}");
+    }
+    // sslkey at 0644 (root-owned 0640 is allowed, as in libpq; 0644 never).
+    let s = Scratch::new();
+    let key = s.path("client.key");
+    std::fs::copy(&certs.client_key, &key).unwrap();
+    wide(&key, 0o644);
+    let conn = format!(
+        "host=127.0.0.1 port={} user=certuser dbname={db} sslmode=verify-full sslrootcert={} sslcert={} sslkey={}",
+        pg.port,
+        certs.ca.display(),
+        certs.client_cert.display(),
+        key.display()
+    );
+    let log = serve(&conn, false).refused();
+    assert!(
+        log.contains("client key (sslkey)") && log.contains("0644"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("chmod 600 {}", key.display())),
+        "{log}"
+    );
+    // --token-file at 0640.
+    let token = s.path("token");
+    std::fs::write(&token, "t0ken\n").unwrap();
+    wide(&token, 0o640);
+    let rules = s.path("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let (code, _, stderr) = crate::harness::run(&[
+        "serve",
+        "--rules-dir",
+        rules.to_str().unwrap(),
+        "--listen",
+        &addr,
+        "--state",
+        s.path("state.db").to_str().unwrap(),
+        "--token-file",
+        token.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("token file") && stderr.contains("0640"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("chmod 600") && !stderr.contains("t0ken"),
+        "{stderr}"
+    );
 }

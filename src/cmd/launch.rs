@@ -45,11 +45,8 @@ pub struct LaunchArgs {
 /// Why a launch failed.
 #[derive(Debug, thiserror::Error)]
 enum LaunchError {
-    #[error("cannot read the token file {path}: {source}")]
-    Token {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Token(#[from] crate::io::secret::SecretFileError),
     #[error("invalid --server URL {0:?}")]
     Server(String),
     #[error("the agent refused the watch (HTTP {status}): {message}")]
@@ -123,11 +120,7 @@ pub async fn run(args: LaunchArgs) -> u8 {
 async fn launch(args: LaunchArgs) -> Result<u8, LaunchError> {
     let token = match &args.token_file {
         Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|source| LaunchError::Token {
-                    path: p.clone(),
-                    source,
-                })?
+            crate::io::secret::read_text(p, "token file")?
                 .trim()
                 .to_string(),
         ),

@@ -5,11 +5,13 @@
 //! - `store`: the agent's durable state (SQLite) and its state file;
 //! - `notify`: delivering notifications (webhook, Slack, Alertmanager alerts) without delaying a watch.
 //! - `silence`: the Alertmanager silence a rollback may create.
+//! - `secret`: reading files that hold secrets, if private to their owner.
 //!
 //! Edges import only the core.
 
 pub mod action;
 pub mod notify;
 pub mod prom;
+pub mod secret;
 pub mod silence;
 pub mod store;

@@ -2,9 +2,39 @@
 //!
 //! Every decision is an event with key/value fields (`event`, `rule`, `labels`,
 //! `value`, `threshold`, ...), so the JSON form is machine-readable as is.
+//!
+//! `ROLLWATCH_LOG` chooses the levels, except for the libraries that log what they
+//! send at DEBUG or TRACE (tokio-postgres: every statement's parameters, so a rule
+//! file's text with its commands' secrets; hyper, h2, reqwest: request heads and
+//! bodies): those are capped at INFO by `cap`, whatever the variable says.
 
 use std::io::IsTerminal;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+/// The libraries whose DEBUG/TRACE output may carry request or statement bodies
+/// (targets match as prefixes: `tokio_postgres` covers `tokio_postgres::query`).
+const CAPPED: &[&str] = &[
+    "tokio_postgres",
+    "postgres_protocol",
+    "deadpool",
+    "hyper",
+    "h2",
+    "reqwest",
+    "rustls",
+];
+
+/// A filter over everything else: the capped libraries at INFO at most, the rest as
+/// `ROLLWATCH_LOG` says (this layer lets them through; the env filter decides).
+fn cap() -> Targets {
+    CAPPED
+        .iter()
+        .fold(Targets::new().with_default(LevelFilter::TRACE), |t, c| {
+            t.with_target(*c, LevelFilter::INFO)
+        })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -70,6 +100,8 @@ pub fn init(format: LogFormat, quiet: bool, live: bool) {
             .with_writer(LiveWriter)
             .with_target(false)
             .with_ansi(true)
+            .finish()
+            .with(cap())
             .try_init();
         return;
     }
@@ -90,10 +122,14 @@ pub fn init(format: LogFormat, quiet: bool, live: bool) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .finish()
+            .with(cap())
             .try_init();
     } else {
         let _ = builder
             .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(cap())
             .try_init();
     }
 }

@@ -98,6 +98,9 @@ impl Agent {
         std::fs::create_dir_all(s.path("rules")).unwrap();
         if let Some(t) = token {
             std::fs::write(s.path("token"), format!("{t}\n")).unwrap();
+            // The agent reads a secret file only if it is private to its owner.
+            let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+            std::fs::set_permissions(s.path("token"), private).unwrap();
         }
         let mut a = Agent {
             s,

@@ -339,6 +339,12 @@ impl Certs {
         if let Some((uid, gid)) = server_user() {
             nix::unistd::chown(&key, Some(uid), Some(gid)).unwrap();
         }
+        // rollwatch, as libpq, refuses a client key others can read.
+        std::fs::set_permissions(
+            dir.join("client.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
         for f in ["ca.crt", "server.crt"] {
             std::fs::set_permissions(dir.join(f), std::fs::Permissions::from_mode(0o644)).unwrap();
         }

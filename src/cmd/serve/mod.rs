@@ -91,11 +91,8 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
 /// Why the agent could not start (exit code 2).
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot read the token file {path}: {source}")]
-    Token {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Secret(#[from] crate::io::secret::SecretFileError),
     #[error("the token file {0} is empty")]
     EmptyToken(PathBuf),
     #[error("invalid --listen {0:?}: expected IP:PORT, e.g. 127.0.0.1:7093")]
@@ -113,11 +110,6 @@ pub enum ServeError {
     Store(#[from] store::StoreError),
     #[error("give one store: --state PATH (SQLite) or --store URL / --store-url-file FILE (PostgreSQL), not both")]
     TwoStores,
-    #[error("cannot read the store URL file {path}: {source}")]
-    StoreUrlFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot register the agent's metrics: {0}")]
     Metrics(#[from] prometheus::Error),
     #[error("cannot read random bytes for the page's anti-CSRF token: {0}")]
@@ -136,14 +128,11 @@ pub async fn run(args: ServeArgs) -> u8 {
     }
 }
 
-fn read_token(path: &PathBuf) -> Result<String, ServeError> {
-    let t = std::fs::read_to_string(path).map_err(|source| ServeError::Token {
-        path: path.clone(),
-        source,
-    })?;
+fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
+    let t = crate::io::secret::read_text(path, "token file")?;
     let t = t.trim().to_string();
     if t.is_empty() {
-        return Err(ServeError::EmptyToken(path.clone()));
+        return Err(ServeError::EmptyToken(path.to_path_buf()));
     }
     Ok(t)
 }
@@ -152,7 +141,7 @@ async fn serve(
     args: ServeArgs,
     signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
 ) -> Result<(), ServeError> {
-    let token = args.token_file.as_ref().map(read_token).transpose()?;
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
     let addr: SocketAddr = args
         .listen
         .parse()
@@ -166,15 +155,10 @@ async fn serve(
     let url = match (&args.store, &args.store_url_file) {
         (Some(_), Some(_)) => return Err(ServeError::TwoStores),
         (Some(u), None) => Some(u.trim().to_string()),
-        (None, Some(f)) => Some(
-            std::fs::read_to_string(f)
-                .map_err(|source| ServeError::StoreUrlFile {
-                    path: f.clone(),
-                    source,
-                })?
-                .trim()
-                .to_string(),
-        ),
+        (None, Some(f)) => Some(store::pgconn::from_file(&crate::io::secret::read_text(
+            f,
+            "store URL file",
+        )?)),
         (None, None) => None,
     };
     if url.is_some() && args.state.is_some() {

@@ -91,8 +91,18 @@ pub enum ConnStringError {
     Twice(&'static str),
     #[error("the URL has more than one `@` (or one inside its user name): percent-encode `@` in the password or a parameter as %40")]
     Ambiguous,
+    #[error("the URL's user name holds an encoded `:` (%3A), which makes it ambiguous: was the part after it a password? Write USER:PASSWORD with a raw `:`")]
+    ColonInUser,
     #[error("`sslcert` and `sslkey` go together: give both or neither")]
     HalfClientCert,
+    #[error("sslmode=verify-ca needs sslrootcert=FILE, the CA that signed the server's certificate (with the system's roots any public certificate would do, whatever its name; use sslmode=verify-full for those)")]
+    VerifyCaWithoutRoot,
+    #[error("sslmode=require, verify-ca and verify-full need `host`, the server's name for TLS (`hostaddr` alone gives only its address): add host=NAME, keeping hostaddr to skip the name lookup")]
+    TlsWithoutHost,
+    #[error("sslnegotiation=direct needs sslmode=require, verify-ca or verify-full (as in libpq): with a weaker mode the connection could be plain")]
+    DirectNeedsTls,
+    #[error("sslrootcert=system needs sslmode=verify-full (as in libpq 16): the system's roots are trusted only with the host name checked")]
+    SystemNotFull,
     #[error("{0}")]
     Invalid(String),
 }
@@ -119,14 +129,59 @@ const TOKIO_KEYS: &[&str] = &[
     "load_balance_hosts",
 ];
 
+/// Options refused when given twice (tokio-postgres keeps the last, so what `shown`
+/// prints could be a piece of a password that held `&dbname=` or ` dbname=`).
+const ONCE_KEYS: &[&str] = &["password", "user", "dbname", "host"];
+
+/// `key` as the `ONCE_KEYS` entry, if it is one, the second time it is seen.
+fn once(seen: &mut Vec<&'static str>, key: &str) -> Result<(), ConnStringError> {
+    if let Some(k) = ONCE_KEYS.iter().find(|k| **k == key) {
+        if seen.contains(k) {
+            return Err(ConnStringError::Twice(k));
+        }
+        seen.push(k);
+    }
+    Ok(())
+}
+
 /// The options read here (tokio-postgres would refuse the last three, and two modes).
 const TLS_KEYS: &[&str] = &["sslmode", "sslrootcert", "sslcert", "sslkey"];
+
+/// The connection string in a `--store-url-file`'s text: without a UTF-8 byte-order
+/// mark, `#` comment lines and blank lines; the other lines joined by a space (so
+/// key=value pairs may take several lines).
+pub fn from_file(text: &str) -> String {
+    text.strip_prefix('\u{feff}')
+        .unwrap_or(text)
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// Parses a connection string: a `postgres://` or `postgresql://` URL, or key=value pairs.
 pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     let mut tls = TlsKeys::default();
-    let rest = match split_url(text)? {
+    let url = split_url(text)?;
+    let is_url = url.is_some();
+    let mut seen = Vec::new();
+    let rest = match url {
         Some((head, query)) => {
+            // What the URL's head gives: user (and password), host, database.
+            let authority = head.split_once("://").map_or("", |h| h.1);
+            let (creds, hosts) = authority.rsplit_once('@').unwrap_or(("", authority));
+            let (hosts, db) = hosts.split_once('/').unwrap_or((hosts, ""));
+            for (given, key) in [
+                (!creds.split(':').next().unwrap_or("").is_empty(), "user"),
+                (creds.contains(':'), "password"),
+                (!hosts.is_empty(), "host"),
+                (!db.is_empty(), "dbname"),
+            ] {
+                if given {
+                    once(&mut seen, key)?;
+                }
+            }
             let mut kept = Vec::new();
             // Empty parts (`?`, a trailing `&`) are nothing, as for tokio-postgres.
             for part in query.into_iter().flat_map(|q| q.split('&')) {
@@ -137,6 +192,7 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
                 let key = String::from_utf8(percent_decode(k))
                     .map_err(|_| ConnStringError::UnknownOption(String::new()))?;
                 check_key(&key)?;
+                once(&mut seen, &key)?;
                 if TLS_KEYS.contains(&key.as_str()) {
                     tls.set(&key, percent_decode(v))?;
                 } else {
@@ -153,6 +209,7 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
             let mut kept = String::new();
             for (key, value) in key_values(text)? {
                 check_key(key)?;
+                once(&mut seen, key)?;
                 if TLS_KEYS.contains(&key) {
                     tls.set(key, value.into_bytes())?;
                 } else {
@@ -171,7 +228,27 @@ pub fn parse(text: &str) -> Result<Target, ConnStringError> {
     }) {
         return Err(ConnStringError::Ambiguous);
     }
+    // `postgres://rw%3As3cret@db/x`: user `rw:s3cret`, shown as if `s3cret` were a
+    // password (and sent to the server as the user name).
+    if is_url && config.get_user().is_some_and(|u| u.contains(':')) {
+        return Err(ConnStringError::ColonInUser);
+    }
+    if config.get_ssl_negotiation() == tokio_postgres::config::SslNegotiation::Direct
+        && matches!(tls.mode, SslMode::Disable | SslMode::Prefer)
+    {
+        return Err(ConnStringError::DirectNeedsTls);
+    }
+    let hosts = config.get_hosts();
+    if hosts.is_empty()
+        && !config.get_hostaddrs().is_empty()
+        && !matches!(tls.mode, SslMode::Disable | SslMode::Prefer)
+    {
+        return Err(ConnStringError::TlsWithoutHost);
+    }
+    // libpq ignores sslmode on a Unix socket (the server would refuse TLS there).
+    let unix = !hosts.is_empty() && hosts.iter().all(|h| matches!(h, Host::Unix(_)));
     config.ssl_mode(match tls.mode {
+        _ if unix => PgSslMode::Disable,
         SslMode::Disable => PgSslMode::Disable,
         SslMode::Prefer => PgSslMode::Prefer,
         _ => PgSslMode::Require,
@@ -246,8 +323,19 @@ impl TlsKeys {
             "system" => RootCert::System,
             _ => RootCert::File(PathBuf::from(r)),
         });
+        let mode = self.mode.unwrap_or(SslMode::Prefer);
+        // libpq 16's rules: the public web PKI only with the host name checked.
+        match (mode, &root_cert) {
+            (SslMode::VerifyCa, None | Some(RootCert::System)) => {
+                return Err(ConnStringError::VerifyCaWithoutRoot)
+            }
+            (m, Some(RootCert::System)) if m != SslMode::VerifyFull => {
+                return Err(ConnStringError::SystemNotFull)
+            }
+            _ => {}
+        }
         Ok(Tls {
-            mode: self.mode.unwrap_or(SslMode::Prefer),
+            mode,
             root_cert,
             cert: self.cert.map(PathBuf::from),
             key: self.key.map(PathBuf::from),

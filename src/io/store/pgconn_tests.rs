@@ -110,9 +110,9 @@ fn ssl_options_as_libpq_names_them() {
     assert_eq!(t.tls.root_cert, Some(RootCert::File("/etc/ca.pem".into())));
     assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
     assert_eq!(t.shown, "postgres://rw@db:5432/x?sslmode=verify-full");
-    let t = parse("host=db dbname=x sslmode=verify-ca sslrootcert=system sslcert=/c sslkey=/k")
+    let t = parse("host=db dbname=x sslmode=verify-full sslrootcert=system sslcert=/c sslkey=/k")
         .unwrap();
-    assert_eq!(t.tls.mode, SslMode::VerifyCa);
+    assert_eq!(t.tls.mode, SslMode::VerifyFull);
     assert_eq!(t.tls.root_cert, Some(RootCert::System));
     assert_eq!(t.tls.cert, Some("/c".into()));
     // libpq's default is prefer; disable is plain.
@@ -127,6 +127,135 @@ fn ssl_options_as_libpq_names_them() {
         parse("postgres://db/x?sslmode=require&sslmode=disable").unwrap_err(),
         ConnStringError::Twice("sslmode")
     );
+}
+
+#[test]
+fn public_roots_are_trusted_only_with_the_host_name_checked() {
+    // libpq >= 16: verify-ca needs a CA file (the system's roots would accept any
+    // public certificate for any name), and sslrootcert=system forces verify-full.
+    for s in [
+        "postgres://db/x?sslmode=verify-ca",
+        "host=db dbname=x sslmode=verify-ca",
+        "postgres://db/x?sslmode=verify-ca&sslrootcert=system",
+    ] {
+        assert_eq!(
+            parse(s).unwrap_err(),
+            ConnStringError::VerifyCaWithoutRoot,
+            "{s}"
+        );
+    }
+    for s in [
+        "postgres://db/x?sslrootcert=system",
+        "postgres://db/x?sslmode=require&sslrootcert=system",
+        "host=db dbname=x sslmode=prefer sslrootcert=system",
+        "host=db dbname=x sslmode=disable sslrootcert=system",
+    ] {
+        assert_eq!(parse(s).unwrap_err(), ConnStringError::SystemNotFull, "{s}");
+    }
+    let e = ConnStringError::VerifyCaWithoutRoot.to_string();
+    assert!(
+        e.contains("sslrootcert=FILE") && e.contains("verify-full"),
+        "{e}"
+    );
+    let t = parse("postgres://db/x?sslmode=verify-ca&sslrootcert=/ca.pem").unwrap();
+    assert_eq!(t.tls.root_cert, Some(RootCert::File("/ca.pem".into())));
+    assert!(parse("postgres://db/x?sslmode=verify-full&sslrootcert=system").is_ok());
+    assert!(parse("postgres://db/x?sslmode=verify-full").is_ok());
+}
+
+#[test]
+fn direct_tls_negotiation_needs_require_or_stronger() {
+    for s in [
+        "postgres://db/x?sslnegotiation=direct",
+        "postgres://db/x?sslnegotiation=direct&sslmode=prefer",
+        "host=db dbname=x sslnegotiation=direct sslmode=disable",
+    ] {
+        assert_eq!(
+            parse(s).unwrap_err(),
+            ConnStringError::DirectNeedsTls,
+            "{s}"
+        );
+    }
+    for s in [
+        "postgres://db/x?sslnegotiation=direct&sslmode=require",
+        "host=db dbname=x sslnegotiation=direct sslmode=verify-full",
+        "postgres://db/x?sslnegotiation=postgres",
+    ] {
+        assert!(parse(s).is_ok(), "{s}");
+    }
+}
+
+#[test]
+fn an_encoded_colon_in_the_user_is_refused_not_shown_as_a_password() {
+    for url in [
+        "postgres://rw%3As3cret@db/x",
+        "postgres://rw%3as3cret:pw@db/x",
+        "postgres://db/x?user=rw%3As3cret",
+    ] {
+        let e = parse(url).unwrap_err();
+        assert_eq!(e, ConnStringError::ColonInUser, "{url}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+    }
+    // key=value pairs have no user info to confuse it with.
+    assert!(parse("host=db user='rw:x' dbname=x").is_ok());
+}
+
+#[test]
+fn user_password_dbname_and_host_are_refused_twice_without_quoting_them() {
+    for (s, key) in [
+        (
+            "host=db dbname=rw user=rw password=abc dbname=Zx9q",
+            "dbname",
+        ),
+        ("host=db user=rw password=ab password=Zx9q", "password"),
+        ("host=db user=rw user=Zx9q", "user"),
+        ("host=db host=Zx9q", "host"),
+        ("postgres://rw@db/x?password=ab&dbname=Zx9q", "dbname"),
+        ("postgres://rw@db/x?password=ab&password=Zx9q", "password"),
+        ("postgres://rw:ab@db/x?pass%77ord=Zx9q", "password"),
+        ("postgres://rw@db/x?user=Zx9q", "user"),
+        ("postgres://rw@db/x?host=Zx9q", "host"),
+    ] {
+        let e = parse(s).unwrap_err();
+        assert_eq!(e, ConnStringError::Twice(key), "{s}");
+        assert!(!e.to_string().contains("Zx9q"), "{e}");
+    }
+    // Once each, wherever: fine.
+    let t = parse("postgres:///x?host=db&user=rw&password=p").unwrap();
+    assert_eq!(t.shown, "postgres://rw:***@db:5432/x?sslmode=prefer");
+    assert!(parse("postgres://rw@db?dbname=x").is_ok());
+}
+
+#[test]
+fn a_store_url_file_may_have_a_bom_comments_and_blank_lines() {
+    let text =
+        "\u{feff}# the shared store (rotated by vault)\n\n  postgres://rw:pw@db/x  \r\n# end\n";
+    assert_eq!(from_file(text), "postgres://rw:pw@db/x");
+    let text = "host=db dbname=x\n# comment\nuser=rw password='a#b'\n";
+    let t = parse(&from_file(text)).unwrap();
+    assert_eq!(t.config.get_password(), Some(&b"a#b"[..]));
+    assert_eq!(t.shown, "postgres://rw:***@db:5432/x?sslmode=prefer");
+}
+
+#[test]
+fn tls_needs_a_host_name_and_a_unix_socket_ignores_sslmode() {
+    for s in [
+        "hostaddr=10.0.0.5 dbname=x sslmode=require",
+        "postgres:///x?hostaddr=10.0.0.5&sslmode=verify-full",
+    ] {
+        assert_eq!(
+            parse(s).unwrap_err(),
+            ConnStringError::TlsWithoutHost,
+            "{s}"
+        );
+    }
+    let t = parse("host=db.internal hostaddr=10.0.0.5 dbname=x sslmode=verify-full").unwrap();
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
+    assert!(parse("hostaddr=10.0.0.5 dbname=x").is_ok());
+    let t = parse("host=/var/run/postgresql dbname=x sslmode=verify-full").unwrap();
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Disable);
+    let t = parse("host=/run/pg,db dbname=x sslmode=require").unwrap();
+    assert_eq!(t.config.get_ssl_mode(), PgSslMode::Require);
 }
 
 #[test]
@@ -186,7 +315,12 @@ proptest! {
             // Well-formed (every `@` encoded): parsed whole, unless a raw `?key=`
             // in the password makes it ambiguous.
             match parse(&url) {
+                // An encoded `:` in the user: refused, never shown as a password.
+                Err(ConnStringError::ColonInUser) => prop_assert!(user.contains(':')),
                 Ok(t) => {
+                    // Shown user info: one `:`, the password's `***`.
+                    let info = t.shown["postgres://".len()..].rsplit_once("@db.example").map(|p| p.0);
+                    prop_assert!(info.is_some_and(|i| i.matches(':').count() == 1 && i.ends_with(":***")), "{}", t.shown);
                     prop_assert_eq!(t.config.get_password(), Some(pw.as_bytes()));
                     prop_assert_eq!(t.config.get_user(), Some(user.as_str()));
                 }

@@ -8,13 +8,19 @@
 //!   `sslrootcert` is given: then its chain, and a failure means plain for `prefer`);
 //! - `require`: TLS, the certificate not verified, unless `sslrootcert` is given, in
 //!   which case its chain is, as libpq's `verify-ca`;
-//! - `verify-ca`: the chain to `sslrootcert` (or the system's roots), not the host name;
-//! - `verify-full`: the chain and the host name.
+//! - `verify-ca`: the chain to `sslrootcert=FILE` (required), not the host name;
+//! - `verify-full`: the chain (to `sslrootcert`, else the system's roots) and the host
+//!   name. As in libpq 16, the system's roots (`sslrootcert=system`, or none given) are
+//!   trusted only here: with any other mode any public certificate would pass
+//!   (`pgconn` refuses those strings).
 //!
 //! rustls is the one reqwest already builds (with its aws-lc-rs provider); the system's
 //! roots are read with rustls-native-certs, which reqwest's verifier also uses.
 //!
-//! A certificate or configuration error is permanent (no retry fixes it: start-up
+//! `prefer` falls back to plain after a failed handshake (a rustls or I/O error), as
+//! libpq does, with a WARN the first time.
+//!
+//! A certificate, TLS-incompatibility or configuration error is permanent (no retry fixes it: start-up
 //! stops with exit 2); a network error is transient. `describe` decides which.
 
 use super::pgconn::{RootCert, SslMode, Tls};
@@ -51,6 +57,8 @@ pub enum TlsConfigError {
     },
     #[error("cannot set up TLS: {0}")]
     Rustls(String),
+    #[error(transparent)]
+    Secret(#[from] crate::io::secret::SecretFileError),
 }
 
 /// The connector for `tls` (used only when `tls.mode` is not `disable`).
@@ -84,7 +92,13 @@ pub fn connector(tls: &Tls) -> Result<MakeRustlsConnect, TlsConfigError> {
     let config = match (&tls.cert, &tls.key) {
         (Some(cert), Some(key)) if tls.mode != SslMode::Disable => {
             let certs = certs(cert, "client certificate (sslcert)")?;
-            let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsConfigError::Read {
+            // libpq's rule: 0600, or 0640 when owned by root.
+            let pem = crate::io::secret::read_bytes(
+                key,
+                "client key (sslkey)",
+                crate::io::secret::Allow::GroupIfRootOwned,
+            )?;
+            let der = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsConfigError::Read {
                 what: "client key (sslkey)",
                 path: key.clone(),
                 reason: e.to_string(),
@@ -262,6 +276,12 @@ pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
         }
         return (s, permanent);
     }
+    describe_chain(e)
+}
+
+/// `describe` for any error but a database one: its cause chain in words, and whether
+/// it is permanent.
+fn describe_chain(e: &(dyn std::error::Error + 'static)) -> (String, bool) {
     let mut parts: Vec<String> = Vec::new();
     let mut permanent = false;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -271,7 +291,7 @@ pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
             parts.push(text);
         }
         if let Some(r) = c.downcast_ref::<rustls::Error>() {
-            permanent = true;
+            permanent |= tls_permanent(r);
             if let Some(h) = hint(r) {
                 parts.push(h.to_string());
             }
@@ -293,6 +313,37 @@ pub fn describe(e: &tokio_postgres::Error) -> (String, bool) {
     (joined, permanent)
 }
 
+/// Whether a TLS error is one no retry fixes: a certificate refused (by us or by the
+/// server's alert) or a protocol the two sides do not share. Anything else (a reset or
+/// an unexpected alert mid-handshake, a flaky middlebox) is tried again.
+fn tls_permanent(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    match e {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::InvalidCertRevocationList(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::UnsupportedNameType
+        | rustls::Error::PeerIncompatible(_)
+        | rustls::Error::InconsistentKeys(_) => true,
+        rustls::Error::AlertReceived(a) => matches!(
+            a,
+            A::HandshakeFailure
+                | A::ProtocolVersion
+                | A::InsufficientSecurity
+                | A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateRevoked
+                | A::CertificateExpired
+                | A::CertificateUnknown
+                | A::UnknownCA
+                | A::AccessDenied
+                | A::CertificateRequired
+                | A::UnknownPSKIdentity
+        ),
+        _ => false,
+    }
+}
+
 fn hint(e: &rustls::Error) -> Option<&'static str> {
     match e {
         rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => Some(
@@ -311,6 +362,23 @@ fn hint(e: &rustls::Error) -> Option<&'static str> {
 /// tokio-postgres's own driver logs them at INFO).
 pub struct Connector {
     pub tls: MakeRustlsConnect,
+    /// Whether the fallback to plain was logged at WARN already (once per process:
+    /// the pool reconnects often).
+    pub fallback_warned: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Whether `e` is a TLS handshake that failed (a rustls error or an I/O error in its
+/// causes), which `prefer` follows with a plain attempt. Not tokio-postgres's own
+/// refusals of a setting, which share the words "error performing TLS handshake".
+pub fn handshake_failed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if c.is::<rustls::Error>() || c.is::<std::io::Error>() {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
 }
 
 type Connected = (tokio_postgres::Client, tokio::task::JoinHandle<()>);
@@ -324,14 +392,20 @@ impl deadpool_postgres::Connect for Connector {
     > {
         let tls = self.tls.clone();
         let config = config.clone();
+        let warned = self.fallback_warned.clone();
         Box::pin(async move {
             let (client, mut conn) = match config.connect(tls.clone()).await {
                 // libpq's prefer: a failed TLS handshake is tried again without TLS.
                 Err(e)
                     if config.get_ssl_mode() == tokio_postgres::config::SslMode::Prefer
-                        && e.to_string() == "error performing TLS handshake" =>
+                        && handshake_failed(&e) =>
                 {
-                    tracing::debug!(event = "store_tls_fallback", error = %describe(&e).0, "TLS failed with sslmode=prefer: connecting without it, as libpq does");
+                    let error = describe(&e).0;
+                    if !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                        tracing::warn!(event = "store_tls_fallback", %error, "TLS failed with sslmode=prefer: connecting without it (unencrypted), as libpq does; use sslmode=require or stronger to refuse that");
+                    } else {
+                        tracing::debug!(event = "store_tls_fallback", %error, "TLS failed with sslmode=prefer: connecting without it");
+                    }
                     let mut plain = config.clone();
                     plain.ssl_mode(tokio_postgres::config::SslMode::Disable);
                     plain.connect(tls).await?
@@ -360,5 +434,50 @@ impl deadpool_postgres::Connect for Connector {
             });
             Ok((client, task))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_failed_handshake_falls_back_to_plain() {
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+        );
+        assert!(handshake_failed(&tls));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(handshake_failed(&reset));
+        // tokio-postgres's refusal of a setting: a bare message, same outer words.
+        let refusal: Box<dyn std::error::Error + Send + Sync> =
+            "weak sslmode \"prefer\" may not be used with sslnegotiation=direct".into();
+        assert!(!handshake_failed(refusal.as_ref()));
+    }
+
+    #[test]
+    fn only_certificate_and_incompatibility_tls_errors_are_permanent() {
+        let io = |e: rustls::Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        for e in [
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer),
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+            rustls::Error::AlertReceived(rustls::AlertDescription::ProtocolVersion),
+            rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls12NotOfferedOrEnabled),
+        ] {
+            let (text, permanent) = describe_chain(&io(e.clone()));
+            assert!(permanent, "{text}");
+        }
+        for e in [
+            rustls::Error::AlertReceived(rustls::AlertDescription::InternalError),
+            rustls::Error::AlertReceived(rustls::AlertDescription::DecodeError),
+            rustls::Error::DecryptError,
+            rustls::Error::HandshakeNotComplete,
+        ] {
+            let (text, permanent) = describe_chain(&io(e.clone()));
+            assert!(!permanent, "{text}");
+        }
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(!describe_chain(&reset).1);
     }
 }

@@ -159,7 +159,10 @@ impl PgStore {
             .map_err(|e| bad(format!("cannot start the client's runtime: {e}")))?;
         let mgr = Manager::from_connect(
             cfg,
-            Connector { tls: connector },
+            Connector {
+                tls: connector,
+                fallback_warned: Default::default(),
+            },
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -158,7 +158,7 @@ pub fn secure(state: &Path) -> Result<Vec<(PathBuf, u32)>, StateFileError> {
             Err(e) => return Err(mode_err(&path)(e)),
         };
         let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
+        if !crate::io::secret::is_private(mode) {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
                 .map_err(mode_err(&path))?;
             tightened.push((path, mode));
