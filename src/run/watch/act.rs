@@ -5,6 +5,57 @@
 use super::journal::Claim;
 use super::*;
 
+/// How long the end of a watch waits for silences still being made (each is already
+/// bounded by its retry policy: 3 attempts of 5 s, 16.5 s in all).
+const SILENCE_WAIT: Duration = Duration::from_secs(20);
+
+/// A silence being created beside a rollback.
+pub(super) struct Silencing {
+    task: tokio::task::JoinHandle<Result<String, String>>,
+    rule: String,
+    matchers: std::collections::BTreeMap<String, String>,
+    ends_at: String,
+}
+
+impl<R: ActionRunner> Watch<'_, R> {
+    /// Emits `silenced` for each silence whose creation ended; with `wait`, first waits
+    /// (at most `SILENCE_WAIT` in all) for those still being made. The watch's ending
+    /// is never behind this: `run_from` waits only after `watch_finished`.
+    pub(super) async fn report_silences(&mut self, wait: bool) {
+        let deadline = tokio::time::Instant::now() + SILENCE_WAIT;
+        for mut s in std::mem::take(&mut self.silences) {
+            if !wait && !s.task.is_finished() {
+                self.silences.push(s);
+                continue;
+            }
+            let (silence_id, error) = match tokio::time::timeout_at(deadline, &mut s.task).await {
+                Ok(Ok(Ok(id))) => (Some(id), None),
+                Ok(Ok(Err(e))) => (None, Some(e)),
+                Ok(Err(e)) => (None, Some(e.to_string())),
+                Err(_) => {
+                    s.task.abort();
+                    (
+                        None,
+                        Some(format!(
+                            "no answer from Alertmanager within {SILENCE_WAIT:?}"
+                        )),
+                    )
+                }
+            };
+            self.sinks.emit(
+                now_ms(),
+                &Event::Silenced {
+                    rule: s.rule,
+                    silence_id,
+                    matchers: s.matchers,
+                    ends_at: s.ends_at,
+                    error,
+                },
+            );
+        }
+    }
+}
+
 impl<R: ActionRunner> Watch<'_, R> {
     /// Runs (or, in a dry run, describes) an action. None in a dry run.
     ///
@@ -143,24 +194,17 @@ impl<R: ActionRunner> Watch<'_, R> {
                 output_tail: report.output_tail.clone(),
             },
         );
-        // After the action's own events, so a slow Alertmanager delays neither.
+        // After the action's own events, so a slow Alertmanager delays neither; and a
+        // silence still being made runs on beside the watch and its ending.
         if let Some((task, matchers, ends_at)) = silence {
-            let (silence_id, error) = match task.await {
-                Ok(Ok(id)) => (Some(id), None),
-                Ok(Err(e)) => (None, Some(e)),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            self.sinks.emit(
-                now_ms(),
-                &Event::Silenced {
-                    rule: rule.name.clone(),
-                    silence_id,
-                    matchers,
-                    ends_at,
-                    error,
-                },
-            );
+            self.silences.push(Silencing {
+                task,
+                rule: rule.name.clone(),
+                matchers,
+                ends_at,
+            });
         }
+        self.report_silences(false).await;
         Some(report)
     }
 }

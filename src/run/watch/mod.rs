@@ -218,6 +218,9 @@ struct Watch<'a, R> {
     before: Vec<Option<Poll>>,
     /// Series already warned about having no baseline (rule index, labels).
     warned_no_baseline: BTreeSet<(usize, Labels)>,
+    /// Silences still being created: they run beside the watch and its ending, never
+    /// in front of them (`act::Silencing`).
+    silences: Vec<act::Silencing>,
 }
 
 /// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in);
@@ -348,6 +351,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             })
             .collect(),
         warned_no_baseline: BTreeSet::new(),
+        silences: Vec::new(),
     };
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never
@@ -412,8 +416,12 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
     };
     pollers.abort_all();
     let warnings = w.warnings();
+    // Silences already made are told before the ending; one still being made (a slow
+    // Alertmanager) never holds the ending back: it is awaited, bounded, after it.
+    w.report_silences(false).await;
     w.sinks
         .emit(now_ms(), &outcome.finished_event_with(&warnings));
+    w.report_silences(true).await;
     outcome
 }
 
