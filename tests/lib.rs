@@ -16,6 +16,7 @@ mod grafana;
 mod import;
 mod judges;
 mod observe;
+mod outbox;
 mod page;
 mod proxy_faults;
 mod query_safety;

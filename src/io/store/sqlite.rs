@@ -67,7 +67,7 @@ CREATE INDEX IF NOT EXISTS actions_watch ON actions(watch_id);
 
 /// The schema version this build writes (`PRAGMA user_version`). 0 is the first
 /// release's unversioned schema, which `migrate` upgrades in place.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 2: an action's environment and process, and "at most one claim per
 /// (watch, kind), at most one re-run per action" as unique indexes: the database,
@@ -107,6 +107,27 @@ CREATE TABLE IF NOT EXISTS baselines (
 );
 ";
 
+/// Version 4 (outbox): notifications written in the transaction of the state change
+/// they report, delivered after its commit. `due_ms` is when a note may be taken next
+/// (a taken note is due again when its taker's lease on it ran out); `done_ms` is set
+/// once it was delivered or given up.
+const SCHEMA_V4: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    watch_id TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_ms INTEGER NOT NULL,
+    holder TEXT,
+    done_ms INTEGER,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox(watch_id, channel, id) WHERE done_ms IS NULL;
+";
+
 /// Creates or upgrades the schema, in one transaction; refuses a newer one.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     let open_err = |source| StoreError::Open {
@@ -132,6 +153,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3).map_err(open_err)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4).map_err(open_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
@@ -309,6 +333,20 @@ fn insert_action(
             source: e,
         }),
     }
+}
+
+/// Inserts the notes of a state change (inside its transaction).
+fn insert_notes(conn: &Connection, id: &str, notes: &[NewNote]) -> Result<(), StoreError> {
+    let now = crate::core::events::now_ms();
+    for n in notes {
+        conn.prepare_cached(
+            "INSERT INTO outbox (watch_id, channel, kind, body, created_ms, due_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )
+        .and_then(|mut s| s.execute(params![id, n.channel, n.kind, n.body, now]))
+        .map_err(sql("record a notification"))?;
+    }
+    Ok(())
 }
 
 fn phase_str(p: Phase) -> &'static str {
@@ -614,6 +652,117 @@ impl Store for SqliteStore {
                 params![action, state.as_str(), result, succeeded, at_ms],
             )
             .map_err(sql("record an action's result"))?;
+        Ok(())
+    }
+
+    fn write_noted(
+        &self,
+        id: &str,
+        change: Noted<'_>,
+        notes: &[NewNote],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin a transaction"))?;
+        let ended = |action: i64, state: ActionState, result: &str, ok: Option<bool>, at: i64| {
+            tx.execute(
+                "UPDATE actions SET state = ?2, result = ?3, succeeded = ?4, finished_ms = ?5 WHERE id = ?1",
+                params![action, state.as_str(), result, ok, at],
+            )
+            .map(|_| ())
+            .map_err(sql("record an action's result"))
+        };
+        match change {
+            Noted::Finish(e) => finish_in(&tx, id, e)?,
+            Noted::PutSeries(r) => upsert_series(&tx, id, r)?,
+            Noted::ActionEnded {
+                action,
+                state,
+                result,
+                succeeded,
+                at_ms,
+            } => ended(action, state, result, succeeded, at_ms)?,
+            Noted::EndAction {
+                action,
+                end,
+                ending,
+            } => {
+                ended(action, end.state, end.result, end.succeeded, end.at_ms)?;
+                if let Some(e) = ending {
+                    finish_in(&tx, id, e)?;
+                }
+            }
+            Noted::Nothing => {}
+        }
+        insert_notes(&tx, id, notes)?;
+        tx.commit()
+            .map_err(sql("commit a state change and its notifications"))
+    }
+
+    fn outbox_due(
+        &self,
+        holder: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<NoteRow>, StoreError> {
+        let now = crate::core::events::now_ms();
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin a transaction"))?;
+        // Per (watch, channel) in order: a note waits for every earlier one.
+        let rows: Vec<NoteRow> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT o.id, o.watch_id, o.channel, o.kind, o.body, o.attempts FROM outbox o
+                     WHERE o.done_ms IS NULL AND o.due_ms <= ?1
+                       AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.done_ms IS NULL
+                           AND p.watch_id = o.watch_id AND p.channel = o.channel AND p.id < o.id)
+                     ORDER BY o.id LIMIT ?2",
+                )
+                .map_err(sql("read the outbox"))?;
+            let mapped = stmt
+                .query_map(params![now, max as i64], |r| {
+                    Ok(NoteRow {
+                        id: r.get(0)?,
+                        watch: r.get(1)?,
+                        channel: r.get(2)?,
+                        kind: r.get(3)?,
+                        body: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                })
+                .map_err(sql("read the outbox"))?;
+            mapped
+                .collect::<Result<_, _>>()
+                .map_err(sql("read the outbox"))?
+        };
+        for r in &rows {
+            tx.execute(
+                "UPDATE outbox SET holder = ?2, due_ms = ?3 WHERE id = ?1",
+                params![r.id, holder, now + lease.as_millis() as i64],
+            )
+            .map_err(sql("take a notification"))?;
+        }
+        tx.commit().map_err(sql("take notifications"))?;
+        Ok(rows)
+    }
+
+    fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError> {
+        let now = crate::core::events::now_ms();
+        let conn = self.conn();
+        match mark {
+            NoteMark::Done { at_ms, result } => conn.execute(
+                "UPDATE outbox SET done_ms = ?2, result = ?3 WHERE id = ?1",
+                params![note, at_ms, result],
+            ),
+            NoteMark::Retry { attempts, after } => conn.execute(
+                "UPDATE outbox SET attempts = ?2, due_ms = ?3 WHERE id = ?1",
+                params![note, attempts, now + after.as_millis() as i64],
+            ),
+        }
+        .map_err(sql("record a notification's delivery"))?;
         Ok(())
     }
 

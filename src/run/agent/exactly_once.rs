@@ -24,9 +24,10 @@
 use super::lease::LeaseBook;
 use super::metrics::Metrics;
 use crate::core::eval::Phase;
+use crate::core::events::Event;
 use crate::io::action::{ActionStatus, SpawnHook};
 use crate::io::store::{
-    ActionRow, ActionState, NewAction, ProcessId, SeriesRow, Store, StoreError,
+    ActionRow, ActionState, NewAction, Noted, ProcessId, SeriesRow, Store, StoreError,
 };
 use crate::run::watch::journal::{Claim, Journal, Ticket};
 use crate::run::watch::Outcome;
@@ -119,6 +120,8 @@ pub struct StoreJournal {
     pub action: Option<i64>,
     /// The agent's leases: a claim carries the watch's fencing token.
     pub leases: Arc<LeaseBook>,
+    /// The watch's notifications: an action's go in the transaction of its result.
+    pub herald: Option<Arc<super::outbox::Herald>>,
 }
 
 /// Whether a claim that failed leaves this agent out of the watch: with a shared
@@ -213,15 +216,33 @@ impl Journal for StoreJournal {
         })
     }
 
-    fn finished(&mut self, status: &ActionStatus, at_ms: i64) {
+    fn finished(&mut self, status: &ActionStatus, at_ms: i64, event: &Event) {
         if let Some(a) = self.action.take() {
-            let r = self.store.action_ended(
-                a,
-                ActionState::Finished,
-                &status.to_string(),
-                Some(status.succeeded()),
-                at_ms,
-            );
+            let (result, succeeded) = (status.to_string(), Some(status.succeeded()));
+            let r = match &self.herald {
+                Some(h) => {
+                    let notes = h.ahead(at_ms, event);
+                    let change = Noted::ActionEnded {
+                        action: a,
+                        state: ActionState::Finished,
+                        result: &result,
+                        succeeded,
+                        at_ms,
+                    };
+                    let r = self.store.write_noted(&self.id, change, &notes);
+                    match &r {
+                        Ok(()) if !notes.is_empty() => h.wake(),
+                        Ok(()) => {}
+                        // Rendered again when it is emitted, and written then.
+                        Err(_) => h.forget_ahead(),
+                    }
+                    r
+                }
+                None => {
+                    self.store
+                        .action_ended(a, ActionState::Finished, &result, succeeded, at_ms)
+                }
+            };
             if let Err(e) = r {
                 self.metrics.store_errors.inc();
                 error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart will find it unknown");

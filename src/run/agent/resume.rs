@@ -5,6 +5,7 @@
 //! agent's module doc.
 
 use super::exactly_once::{self, resume_plan, ResumePlan, StoreJournal};
+use super::outbox::Herald;
 use super::source::{phase, SharedSource};
 use super::{ending_of, unix, Agent};
 use crate::core::eval::{Labels, Phase, RuleEval, SeriesState};
@@ -17,6 +18,7 @@ use crate::run::watch::journal::Journal;
 use crate::run::watch::Judged;
 use crate::run::watch::{self, Outcome, PollDone, WatchOptions};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
@@ -37,6 +39,7 @@ impl Agent {
         def: &NewWatch,
         others: &mut Sinks,
         opts: &WatchOptions,
+        herald: Option<&Arc<Herald>>,
     ) -> Result<Resolution, crate::io::store::StoreError> {
         let actions = self.store.actions(&def.id)?;
         let idempotent = |c: &Option<rules::CommandSpec>| c.as_ref().is_some_and(|c| c.idempotent);
@@ -129,8 +132,37 @@ impl Agent {
                 succeeded: None,
                 at_ms: now_ms(),
             };
-            self.store
-                .end_action(&def.id, a.id, &end, ending.as_ref())?;
+            let finished = Event::ActionFinished {
+                action: kind,
+                rule: a.rule.clone(),
+                status: status.into(),
+                succeeded: false,
+                duration_s: 0.0,
+                output_tail: Vec::new(),
+            };
+            match herald {
+                // The notifications of the result (and of the ending) go in the same
+                // transaction as they.
+                Some(h) => {
+                    let mut notes = h.ahead(now_ms(), &finished);
+                    if ending.is_some() {
+                        notes.extend(h.ahead(now_ms(), &outcome.finished_event()));
+                    }
+                    let change = crate::io::store::Noted::EndAction {
+                        action: a.id,
+                        end: &end,
+                        ending: ending.as_ref(),
+                    };
+                    if let Err(e) = self.store.write_noted(&def.id, change, &notes) {
+                        h.forget_ahead();
+                        return Err(e);
+                    }
+                    h.wake();
+                }
+                None => self
+                    .store
+                    .end_action(&def.id, a.id, &end, ending.as_ref())?,
+            }
             if ending.is_some() {
                 exactly_once::crash_point("ending_saved");
             }
@@ -139,17 +171,7 @@ impl Agent {
                 .with_label_values(&[kind, "unknown"])
                 .inc();
             warn!(event = "action_unknown", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this command ran; not running it again");
-            others.emit(
-                now_ms(),
-                &Event::ActionFinished {
-                    action: kind,
-                    rule: a.rule.clone(),
-                    status: status.into(),
-                    succeeded: false,
-                    duration_s: 0.0,
-                    output_tail: Vec::new(),
-                },
-            );
+            others.emit(now_ms(), &finished);
             return Ok(if kind == "rollback" {
                 Resolution::End {
                     outcome,
@@ -162,7 +184,7 @@ impl Agent {
                 }
             });
         }
-        let report = self.rerun(spec, def, &a, kind, others).await?;
+        let report = self.rerun(spec, def, &a, kind, others, herald).await?;
         let rule = a.rule.clone();
         Ok(match (kind, report.status.succeeded()) {
             ("pause", true) => Resolution::Continue {
@@ -199,6 +221,7 @@ impl Agent {
         a: &ActionRow,
         kind: &'static str,
         others: &mut Sinks,
+        herald: Option<&Arc<Herald>>,
     ) -> Result<crate::io::action::ActionReport, crate::io::store::StoreError> {
         let cmd = if kind == "pause" {
             &spec.pause
@@ -248,6 +271,7 @@ impl Agent {
             created_ms: def.created_ms,
             action: Some(started),
             leases: self.leases.clone(),
+            herald: herald.cloned(),
         };
         env.push(("ROLLWATCH_FENCING_TOKEN".into(), token.to_string()));
         env.push(("ROLLWATCH_WATCH_ID".into(), def.id.clone()));
@@ -277,7 +301,6 @@ impl Agent {
                 )),
             })
             .await;
-        journal.finished(&report.status, now_ms());
         let result = if report.status.succeeded() {
             "succeeded"
         } else {
@@ -295,6 +318,7 @@ impl Agent {
             duration_s: report.duration.as_secs_f64(),
             output_tail: report.output_tail.clone(),
         };
+        journal.finished(&report.status, now_ms(), &ev);
         others.emit(now_ms(), &ev);
         Ok(report)
     }

@@ -9,6 +9,18 @@ use super::*;
 /// bounded by its retry policy: 3 attempts of 5 s, 16.5 s in all).
 const SILENCE_WAIT: Duration = Duration::from_secs(20);
 
+/// The `action_finished` event of a report.
+fn finished_event(kind: &'static str, rule: &str, report: &ActionReport) -> Event {
+    Event::ActionFinished {
+        action: kind,
+        rule: rule.to_string(),
+        status: report.status.to_string(),
+        succeeded: report.status.succeeded(),
+        duration_s: report.duration.as_secs_f64(),
+        output_tail: report.output_tail.clone(),
+    }
+}
+
 /// A silence being created beside a rollback.
 pub(super) struct Silencing {
     task: tokio::task::JoinHandle<Result<String, String>>,
@@ -179,21 +191,13 @@ impl<R: ActionRunner> Watch<'_, R> {
                         }
                     }
                 };
-                self.journal.finished(&report.status, now_ms());
+                let ev = finished_event(kind, &rule.name, &report);
+                self.journal.finished(&report.status, now_ms(), &ev);
                 (report, silence)
             }
         };
-        self.sinks.emit(
-            now_ms(),
-            &Event::ActionFinished {
-                action: kind,
-                rule: rule.name.clone(),
-                status: report.status.to_string(),
-                succeeded: report.status.succeeded(),
-                duration_s: report.duration.as_secs_f64(),
-                output_tail: report.output_tail.clone(),
-            },
-        );
+        self.sinks
+            .emit(now_ms(), &finished_event(kind, &rule.name, &report));
         // After the action's own events, so a slow Alertmanager delays neither; and a
         // silence still being made runs on beside the watch and its ending.
         if let Some((task, matchers, ends_at)) = silence {
