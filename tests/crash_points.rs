@@ -92,12 +92,36 @@ fn crash_after_the_claim_before_the_command() {
     assert_eq!(starts(&a), 0);
 }
 
+/// Issue 19, item 10: the command outlives the agent, and its supervisor records how
+/// it ended; the restart reads that instead of calling it unknown (it was
+/// `rollback_unknown` before).
 #[test]
 fn crash_while_the_command_runs() {
     let (a, w) = crash_at("command_spawned", SLOW_ROLLBACK);
     assert_decided("command_spawned", &a, &w);
-    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
-    assert_eq!(w["actions"][0]["state"], "unknown", "{w}");
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(w["actions"][0]["state"], "finished", "{w}");
+    assert_eq!(w["actions"][0]["result"], "succeeded", "{w}");
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+    assert!(a.dump().contains("action_recovered"), "{}", a.dump());
+}
+
+/// A rollback still running when the restarted agent looks is waited for (as before a
+/// re-run), and its recorded exit decides the watch: here it failed with code 3.
+#[test]
+fn a_command_still_running_at_restart_is_waited_for_and_its_exit_decides() {
+    const FAILS_LATE: &str = r#"  command: ["sh", "-c", "echo start $ROLLWATCH_ACTION_ID >> @DIR@/actions.log; sleep 4; echo end >> @DIR@/actions.log; exit 3"]
+  timeout: 30s"#;
+    let (a, w) = crash_at("command_spawned", FAILS_LATE);
+    assert_decided("command_spawned", &a, &w);
+    assert_eq!(w["outcome"], "rollback_failed", "{w}\n{}", a.dump());
+    assert_eq!(w["actions"][0]["result"], "failed with exit code 3", "{w}");
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+    assert!(
+        a.actions().iter().any(|l| l == "end"),
+        "decided after the command ended: {:?}",
+        a.actions()
+    );
 }
 
 #[test]
@@ -116,12 +140,13 @@ fn crash_after_the_ending_was_saved() {
     assert_eq!(starts(&a), 1);
 }
 
-/// An idempotent rollback that takes 2 s: the re-run after a crash starts only after
-/// the original (still running in its own process group) has ended.
+/// An idempotent rollback that takes 2 s, still running when the agent restarts.
 const IDEMPOTENT_SLOW: &str = r#"  command: ["sh", "-c", "echo start $(date +%s%3N) rerun=$ROLLWATCH_RERUN >> @DIR@/actions.log; sleep 2; echo end $(date +%s%3N) >> @DIR@/actions.log"]
   timeout: 30s
   idempotent: true"#;
 
+/// The restart waits for the original (never two at once); its supervisor recorded
+/// that it succeeded, so it is not run again (before issue 19's item 10, it was).
 #[test]
 fn an_idempotent_rerun_waits_for_the_original_command() {
     let (a, w) = crash_at("command_spawned", IDEMPOTENT_SLOW);
@@ -131,22 +156,29 @@ fn an_idempotent_rerun_waits_for_the_original_command() {
         .iter()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
+    assert_eq!(kinds, vec!["start", "end"], "ran once: {lines:?}");
+    let p = a.proc.as_ref().unwrap();
     assert_eq!(
-        kinds,
-        vec!["start", "end", "start", "end"],
-        "never two at once: {lines:?}"
-    );
-    assert!(lines[2].ends_with("rerun=1"), "{lines:?}");
-    assert!(
-        a.proc
-            .as_ref()
-            .unwrap()
-            .events("action_still_running")
-            .len()
-            == 1,
+        p.events("action_still_running").len(),
+        1,
         "the agent saw the original still running:\n{}",
         a.dump()
     );
+    assert_eq!(p.events("action_recovered").len(), 1, "{}", a.dump());
+}
+
+/// Deletes the supervisors' records (once the one expected is there): what a command
+/// whose supervisor was killed with it leaves, so that a restart must re-run it.
+fn lose_exit_records(a: &Agent) {
+    let dir = a.s.path("state.db.actions");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "no exit record in {dir:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for f in std::fs::read_dir(&dir).unwrap().flatten() {
+        std::fs::remove_file(f.path()).unwrap();
+    }
 }
 
 #[test]
@@ -169,6 +201,9 @@ fn crash_after_a_rerun_was_claimed_never_runs_a_third_time() {
         }
         let mut p = a.proc.take().unwrap();
         assert_eq!(p.wait_any(Duration::from_secs(30)), None, "{}", p.dump());
+        if point == "command_spawned" {
+            lose_exit_records(&a);
+        }
     }
     a.env.clear();
     a.start();

@@ -24,6 +24,7 @@ mod replay;
 mod serve;
 mod shared_store;
 mod store_conformance;
+mod supervise;
 mod values;
 mod vars_guard;
 mod verdict_api;

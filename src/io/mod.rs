@@ -13,3 +13,4 @@ pub mod notify;
 pub mod prom;
 pub mod silence;
 pub mod store;
+pub mod supervise;

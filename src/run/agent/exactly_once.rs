@@ -122,6 +122,8 @@ pub struct StoreJournal {
     pub leases: Arc<LeaseBook>,
     /// The watch's notifications: an action's go in the transaction of its result.
     pub herald: Option<Arc<super::outbox::Herald>>,
+    /// Where commands' supervisors record their exits (`io::supervise`), if anywhere.
+    pub status_dir: Option<std::path::PathBuf>,
 }
 
 /// Whether a claim that failed leaves this agent out of the watch: with a shared
@@ -213,6 +215,9 @@ impl Journal for StoreJournal {
                 self.id.clone(),
                 action,
             )),
+            status_file: self.status_dir.as_ref().map(|d| {
+                crate::io::supervise::record_path(d, &action_tag(&self.id, self.created_ms, action))
+            }),
         })
     }
 
@@ -243,9 +248,20 @@ impl Journal for StoreJournal {
                         .action_ended(a, ActionState::Finished, &result, succeeded, at_ms)
                 }
             };
-            if let Err(e) = r {
-                self.metrics.store_errors.inc();
-                error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart will find it unknown");
+            match r {
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart reads it from the supervisor's record, or finds it unknown");
+                }
+                // The store says it now: the supervisor's record has served.
+                Ok(()) => {
+                    if let Some(d) = &self.status_dir {
+                        let tag = action_tag(&self.id, self.created_ms, a);
+                        crate::io::supervise::remove_record(&crate::io::supervise::record_path(
+                            d, &tag,
+                        ));
+                    }
+                }
             }
             crash_point("action_finished");
         }

@@ -98,6 +98,10 @@ pub struct AgentConfig {
     pub holder: String,
     /// How long a lease lasts without renewal (adoption happens after it).
     pub lease_ttl: Duration,
+    /// A private directory where commands' supervisors record their exits, so that
+    /// a restarted agent (or one adopting on the same host) knows how a command that
+    /// outlived its agent ended (`io::supervise`). None: commands run unsupervised.
+    pub action_dir: Option<PathBuf>,
 }
 
 /// The fewest watches an adoption round tries to take (more when the agent holds less
@@ -1113,6 +1117,7 @@ impl Agent {
                 action: None,
                 leases: self.leases.clone(),
                 herald: herald.clone(),
+                status_dir: self.cfg.action_dir.clone(),
             })),
             ..Start::default()
         };

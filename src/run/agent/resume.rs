@@ -11,7 +11,7 @@ use super::{ending_of, unix, Agent};
 use crate::core::eval::{Labels, Phase, RuleEval, SeriesState};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};
-use crate::io::action::{ActionRequest, ActionRunner, ProcessRunner};
+use crate::io::action::{ActionRequest, ActionRunner, ActionStatus, ProcessRunner};
 use crate::io::prom::{PromClient, QueryResult};
 use crate::io::store::{ActionRow, ActionState, NewWatch};
 use crate::run::watch::journal::Journal;
@@ -48,6 +48,13 @@ impl Agent {
             idempotent(&spec.rollback),
             idempotent(&spec.pause),
         );
+        // A command that outlived its agent may have told its supervisor how it ended.
+        let recorded = match &plan {
+            ResumePlan::Unknown(a) | ResumePlan::Rerun(a) => {
+                self.supervised_exit(spec, def, a).await
+            }
+            _ => None,
+        };
         let (a, rerun, stuck, elsewhere) = match plan {
             ResumePlan::Live {
                 paused_by,
@@ -111,6 +118,64 @@ impl Agent {
                     .collect(),
             },
         );
+        if let Some((rec, path)) = recorded {
+            let status = match (rec.code, rec.signal) {
+                (Some(0), _) => ActionStatus::Succeeded,
+                (code, signal) => ActionStatus::Failed { code, signal },
+            };
+            let ok = status.succeeded();
+            let rule = a.rule.clone();
+            let outcome = match (kind, ok) {
+                ("rollback", true) => Some(Outcome::RolledBack {
+                    rule: rule.clone(),
+                    dry_run: false,
+                }),
+                ("rollback", false) => Some(Outcome::RollbackFailed {
+                    rule: rule.clone(),
+                    status: status.clone(),
+                }),
+                _ => None,
+            };
+            let text = status.to_string();
+            let end = crate::io::store::ActionEnd {
+                state: ActionState::Finished,
+                result: &text,
+                succeeded: Some(ok),
+                at_ms: rec.ended_ms,
+            };
+            let finished = Event::ActionFinished {
+                action: kind,
+                rule: rule.clone(),
+                status: text.clone(),
+                succeeded: ok,
+                duration_s: (rec.ended_ms - a.started_ms).max(0) as f64 / 1000.0,
+                output_tail: Vec::new(),
+            };
+            self.settle(def, a.id, &end, outcome.as_ref(), &finished, herald)?;
+            crate::io::supervise::remove_record(&path);
+            let result = if ok { "succeeded" } else { "failed" };
+            self.metrics
+                .actions
+                .with_label_values(&[kind, result])
+                .inc();
+            info!(event = "action_recovered", watch = %def.id, action = kind, rule = %rule, status = %text,
+                "the agent died while this command ran; its supervisor recorded how it ended: {text}");
+            others.emit(now_ms(), &finished);
+            return Ok(match outcome {
+                Some(outcome) => Resolution::End {
+                    outcome,
+                    recorded: true,
+                },
+                None if ok => Resolution::Continue {
+                    paused_by: Some(rule),
+                    pause_failed: None,
+                },
+                None => Resolution::Continue {
+                    paused_by: None,
+                    pause_failed: Some((rule, status)),
+                },
+            });
+        }
         if !rerun {
             let status = if elsewhere {
                 "was running when its agent went away, on a host this agent cannot see: it was not run again (never two at once); its result is unknown"
@@ -125,7 +190,6 @@ impl Agent {
                 action: kind,
                 rule: a.rule.clone(),
             };
-            let ending = (kind == "rollback").then(|| ending_of(&outcome));
             let end = crate::io::store::ActionEnd {
                 state: ActionState::Unknown,
                 result: status,
@@ -140,32 +204,8 @@ impl Agent {
                 duration_s: 0.0,
                 output_tail: Vec::new(),
             };
-            match herald {
-                // The notifications of the result (and of the ending) go in the same
-                // transaction as they.
-                Some(h) => {
-                    let mut notes = h.ahead(now_ms(), &finished);
-                    if ending.is_some() {
-                        notes.extend(h.ahead(now_ms(), &outcome.finished_event()));
-                    }
-                    let change = crate::io::store::Noted::EndAction {
-                        action: a.id,
-                        end: &end,
-                        ending: ending.as_ref(),
-                    };
-                    if let Err(e) = self.store.write_noted(&def.id, change, &notes) {
-                        h.forget_ahead();
-                        return Err(e);
-                    }
-                    h.wake();
-                }
-                None => self
-                    .store
-                    .end_action(&def.id, a.id, &end, ending.as_ref())?,
-            }
-            if ending.is_some() {
-                exactly_once::crash_point("ending_saved");
-            }
+            let ending = (kind == "rollback").then_some(&outcome);
+            self.settle(def, a.id, &end, ending, &finished, herald)?;
             self.metrics
                 .actions
                 .with_label_values(&[kind, "unknown"])
@@ -180,7 +220,7 @@ impl Agent {
             } else {
                 Resolution::Continue {
                     paused_by: None,
-                    pause_failed: Some((a.rule.clone(), crate::io::action::ActionStatus::Unknown)),
+                    pause_failed: Some((a.rule.clone(), ActionStatus::Unknown)),
                 }
             });
         }
@@ -210,6 +250,74 @@ impl Agent {
                 recorded: false,
             },
         })
+    }
+
+    /// Records how an interrupted action ended and, with `outcome`, how its watch
+    /// ended: one transaction, with the notifications of both (rendered ahead of the
+    /// events the caller emits next).
+    fn settle(
+        &self,
+        def: &NewWatch,
+        action: i64,
+        end: &crate::io::store::ActionEnd<'_>,
+        outcome: Option<&Outcome>,
+        finished: &Event,
+        herald: Option<&Arc<Herald>>,
+    ) -> Result<(), crate::io::store::StoreError> {
+        let ending = outcome.map(ending_of);
+        match herald {
+            Some(h) => {
+                let mut notes = h.ahead(now_ms(), finished);
+                if let Some(o) = outcome {
+                    notes.extend(h.ahead(now_ms(), &o.finished_event()));
+                }
+                let change = crate::io::store::Noted::EndAction {
+                    action,
+                    end,
+                    ending: ending.as_ref(),
+                };
+                if let Err(e) = self.store.write_noted(&def.id, change, &notes) {
+                    h.forget_ahead();
+                    return Err(e);
+                }
+                h.wake();
+            }
+            None => self
+                .store
+                .end_action(&def.id, action, end, ending.as_ref())?,
+        }
+        if ending.is_some() {
+            exactly_once::crash_point("ending_saved");
+        }
+        Ok(())
+    }
+
+    /// How the interrupted action `a` ended, as its supervisor recorded it (and the
+    /// record's file). A command still running on this host is waited for first, as
+    /// a restart waits before a re-run (stopped at its own timeout). None: no record
+    /// (the agent died before the command started, commands run unsupervised, or it
+    /// ran on another host).
+    async fn supervised_exit(
+        &self,
+        spec: &WatchSpec,
+        def: &NewWatch,
+        a: &ActionRow,
+    ) -> Option<(crate::io::supervise::ExitRecord, std::path::PathBuf)> {
+        let dir = self.cfg.action_dir.as_ref()?;
+        let tag = exactly_once::action_tag(&def.id, def.created_ms, a.id);
+        let path = crate::io::supervise::record_path(dir, &tag);
+        if let Some(r) = crate::io::supervise::read_record(&path) {
+            return Some((r, path));
+        }
+        let timeout = if a.kind == "pause" {
+            spec.pause.as_ref().map(|c| c.timeout)
+        } else {
+            spec.rollback.as_ref().map(|c| c.timeout)
+        }
+        .unwrap_or(rules::defaults::COMMAND_TIMEOUT);
+        // (Read again even if nothing ran: it may have ended since the first read.)
+        exactly_once::wait_for_old_command(a, &tag, timeout, &def.id).await;
+        crate::io::supervise::read_record(&path).map(|r| (r, path))
     }
 
     /// Runs an interrupted idempotent command again, once: only after the original
@@ -272,6 +380,7 @@ impl Agent {
             action: Some(started),
             leases: self.leases.clone(),
             herald: herald.cloned(),
+            status_dir: self.cfg.action_dir.clone(),
         };
         env.push(("ROLLWATCH_FENCING_TOKEN".into(), token.to_string()));
         env.push(("ROLLWATCH_WATCH_ID".into(), def.id.clone()));
@@ -299,6 +408,12 @@ impl Agent {
                     def.id.clone(),
                     started,
                 )),
+                status_file: self.cfg.action_dir.as_ref().map(|d| {
+                    crate::io::supervise::record_path(
+                        d,
+                        &exactly_once::action_tag(&def.id, def.created_ms, started),
+                    )
+                }),
             })
             .await;
         let result = if report.status.succeeded() {

@@ -179,6 +179,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                     timeout: cmd.timeout,
                     env,
                     on_spawn: ticket.on_spawn,
+                    status_file: ticket.status_file,
                 };
                 let fut = self.runner.run(&req);
                 tokio::pin!(fut);

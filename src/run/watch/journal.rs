@@ -45,6 +45,8 @@ pub struct Ticket {
     pub env: Vec<(String, String)>,
     /// Records the command's process group as soon as it has started.
     pub on_spawn: Option<SpawnHook>,
+    /// Where the command's supervisor records its exit (`io::supervise`), if anywhere.
+    pub status_file: Option<std::path::PathBuf>,
 }
 
 /// Where actions are claimed and their results recorded.
