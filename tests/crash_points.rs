@@ -158,9 +158,8 @@ fn an_idempotent_rerun_waits_for_the_original_command() {
         .collect();
     assert_eq!(kinds, vec!["start", "end"], "ran once: {lines:?}");
     let p = a.proc.as_ref().unwrap();
-    assert_eq!(
-        p.events("action_still_running").len(),
-        1,
+    assert!(
+        !p.events("action_still_running").is_empty(),
         "the agent saw the original still running:\n{}",
         a.dump()
     );

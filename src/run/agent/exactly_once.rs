@@ -276,6 +276,7 @@ pub fn spawn_hook(store: Arc<dyn Store>, metrics: Metrics, id: String, action: i
             error!(event = "store_error", watch = %id, error = %e, "cannot record the command's process group; a restart will look for it by its ROLLWATCH_ACTION_ID");
         }
         crash_point("command_spawned");
+        stop_point("command_spawned");
     })
 }
 
@@ -491,6 +492,12 @@ fn live_groups(a: &ActionRow, tag: &str) -> Vec<i32> {
     }
     groups.retain(|g| group_exists(*g));
     groups
+}
+
+/// Whether a process group of the interrupted action `a` (tagged `tag`) still exists
+/// on this host.
+pub fn still_running(a: &ActionRow, tag: &str) -> bool {
+    !live_groups(a, tag).is_empty()
 }
 
 /// Makes sure the command of an interrupted action has ended before it runs again:

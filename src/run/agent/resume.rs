@@ -22,6 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
 
+/// How long a restart looks for a supervisor's record once the command's group is
+/// gone (its last write and fsync may still be under way).
+const RECORD_GRACE: Duration = Duration::from_secs(3);
+
 pub(super) enum Resolution {
     /// The watch is decided; `recorded` if its ending is already in the store.
     End { outcome: Outcome, recorded: bool },
@@ -315,7 +319,31 @@ impl Agent {
             spec.rollback.as_ref().map(|c| c.timeout)
         }
         .unwrap_or(rules::defaults::COMMAND_TIMEOUT);
-        // (Read again even if nothing ran: it may have ended since the first read.)
+        // Until the record appears (its group may linger as a zombie whose parent,
+        // the old agent, is paused), the group ends, or the command's timeout.
+        let deadline_ms = a.started_ms + timeout.as_millis() as i64;
+        if exactly_once::still_running(a, &tag) {
+            warn!(event = "action_still_running", watch = %def.id, action = %a.kind,
+                "the interrupted {} command is still running on this host: waiting for it to end, to record how it ended", a.kind);
+        }
+        while exactly_once::still_running(a, &tag) && now_ms() < deadline_ms {
+            if let Some(r) = crate::io::supervise::read_record(&path) {
+                return Some((r, path));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Read again even if nothing ran: it may have ended since the first read, and
+        // a supervisor whose command just ended may still be writing (fsync) its record.
+        let grace_ms = now_ms() + RECORD_GRACE.as_millis() as i64;
+        loop {
+            if let Some(r) = crate::io::supervise::read_record(&path) {
+                return Some((r, path));
+            }
+            if now_ms() >= grace_ms || exactly_once::still_running(a, &tag) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         exactly_once::wait_for_old_command(a, &tag, timeout, &def.id).await;
         crate::io::supervise::read_record(&path).map(|r| (r, path))
     }
