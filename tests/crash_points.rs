@@ -3,7 +3,9 @@
 //! persistence step of a watch whose rule fires, then restarted; and it is killed at
 //! random moments of real watches, 50 times. After each restart: the rollback ran at
 //! most once, a watch whose rule fired never ends healthy, and its outcome is one of
-//! rolled_back, rollback_failed or rollback_unknown.
+//! rolled_back, rollback_failed or rollback_unknown (never the last when only the agent
+//! was killed: a command's supervisor records its exit, and a claim's intent file
+//! says whether its command ever started).
 //!
 //! Two more tests write the half-done states of the old two-commit code into a state
 //! file and check a restart reads them right (they failed before the fix).
@@ -83,13 +85,21 @@ fn crash_when_a_series_went_pending() {
     assert_eq!(starts(&a), 1);
 }
 
+/// Issue 19, item 10: the claim's intent file was never taken by a supervisor, so the
+/// command never started; the restart takes the intent away (no supervisor can start
+/// it now) and runs it, once (it ended `rollback_unknown` with no run before).
 #[test]
 fn crash_after_the_claim_before_the_command() {
     let (a, w) = crash_at("claim_committed", SLOW_ROLLBACK);
     assert_decided("claim_committed", &a, &w);
-    // A claim without a recorded process may have started its command: not run again.
-    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
-    assert_eq!(starts(&a), 0);
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+    assert!(
+        a.actions()[0].ends_with("rerun="),
+        "a first run, not a re-run: {:?}",
+        a.actions()
+    );
+    assert!(a.dump().contains("action_first_run"), "{}", a.dump());
 }
 
 /// Issue 19, item 10: the command outlives the agent, and its supervisor records how
@@ -170,13 +180,23 @@ fn an_idempotent_rerun_waits_for_the_original_command() {
 /// whose supervisor was killed with it leaves, so that a restart must re-run it.
 fn lose_exit_records(a: &Agent) {
     let dir = a.s.path("state.db.actions");
+    let records = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|f| f.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "exit"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0) == 0 {
+    while records().is_empty() {
         assert!(Instant::now() < deadline, "no exit record in {dir:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    for f in std::fs::read_dir(&dir).unwrap().flatten() {
-        std::fs::remove_file(f.path()).unwrap();
+    for f in records() {
+        std::fs::remove_file(f).unwrap();
     }
 }
 
@@ -370,6 +390,14 @@ fn kill_9_at_random_moments_never_duplicates_or_misses_a_rollback() {
     );
     assert_eq!(duplicates, 0, "{:?}", a.actions());
     assert_eq!(misses, 0, "outcomes {outcomes:?}");
+    // Issue 19, item 10: the agent alone was killed, never the host, so every
+    // command's fate is known (its supervisor's record, or its intent never taken).
+    assert_eq!(
+        outcomes.get("rollback_unknown"),
+        None,
+        "outcomes {outcomes:?}\n{}",
+        a.dump()
+    );
 }
 
 /// A watch on an agent whose first `fail` claims fail as a store error would.

@@ -44,6 +44,9 @@ pub struct ActionRequest {
     /// `serve`: run the command through `rollwatch supervise`, which records its exit
     /// in this file, so that a restarted agent knows it (`io::supervise`).
     pub status_file: Option<PathBuf>,
+    /// With `status_file`: the claim's intent, which the supervisor takes before the
+    /// command starts (`io::supervise::intent_path`).
+    pub intent_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ActionRequest {
@@ -247,11 +250,11 @@ impl ActionRunner for ProcessRunner {
         let mut cmd = match &exe {
             Some((exe, file)) => {
                 let mut c = Command::new(exe);
-                c.arg("supervise")
-                    .arg("--status-file")
-                    .arg(file)
-                    .arg("--")
-                    .arg(program);
+                c.arg("supervise").arg("--status-file").arg(file);
+                if let Some(i) = &req.intent_file {
+                    c.arg("--intent-file").arg(i);
+                }
+                c.arg("--").arg(program);
                 c
             }
             None => Command::new(program),
@@ -330,6 +333,7 @@ mod tests {
             env: vec![("ROLLWATCH_RULE".into(), "r1".into())],
             on_spawn: None,
             status_file: None,
+            intent_file: None,
         }
     }
 

@@ -38,6 +38,54 @@ pub fn record_path(dir: &Path, tag: &str) -> PathBuf {
     dir.join(format!("{hex}.exit"))
 }
 
+/// The intent file of a claim, written (durably) *before* the claim commits, keyed by
+/// what is known then: the watch, its creation and the action's kind (one first claim
+/// per kind). The supervisor takes it (renames it `.taken`, durably) before the
+/// command starts; a restart that finds it not taken abandons it (renames it
+/// `.abandoned`): then the command never ran and never will, whoever renames first.
+pub fn intent_path(dir: &Path, watch: &str, created_ms: i64, kind: &str) -> PathBuf {
+    let key = format!("{watch}/{created_ms}/{kind}");
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{hex}.intent"))
+}
+
+/// `intent` once the supervisor took it.
+pub fn taken(intent: &Path) -> PathBuf {
+    intent.with_extension("taken")
+}
+
+/// Writes the (empty) intent file durably, mode 0600.
+pub fn write_intent(intent: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(intent)?
+        .sync_all()?;
+    sync_dir(intent)
+}
+
+/// Renames `from` to `to` durably; false if `from` was not there (someone else took it).
+pub fn take(from: &Path, to: &Path) -> std::io::Result<bool> {
+    match std::fs::rename(from, to) {
+        Ok(()) => sync_dir(to).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Abandons a claim's intent that no supervisor took: true if this call did (so the
+/// command never ran, and no supervisor will run it now).
+pub fn abandon(intent: &Path) -> bool {
+    take(intent, &intent.with_extension("abandoned")).unwrap_or(false)
+}
+
+fn sync_dir(file: &Path) -> std::io::Result<()> {
+    std::fs::File::open(file.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
 /// Creates `dir` (and its parents) readable by its owner only.
 pub fn private_dir(dir: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -75,17 +123,36 @@ pub fn remove_record(path: &Path) {
     let _ = std::fs::remove_file(path);
 }
 
+/// The supervisor's exit code when it did not start the command (its claim was
+/// abandoned): as `env` and `timeout` say for a command that could not be run.
+pub const NOT_STARTED: u8 = 125;
+
 extern "C" fn note_signal(_: nix::libc::c_int) {}
 
 /// The supervisor: runs `argv`, records its exit in `status`, and returns how to exit
 /// (`Ok(code)`, or `Err(signal)` to be re-raised).
-pub fn supervise(status: &Path, argv: &[String]) -> Result<u8, i32> {
+pub fn supervise(status: &Path, intent: Option<&Path>, argv: &[String]) -> Result<u8, i32> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     use std::os::unix::process::ExitStatusExt;
     let Some((program, args)) = argv.split_first() else {
         eprintln!("rollwatch supervise: no command after --");
         return Ok(crate::core::exit::USAGE);
     };
+    // The claim's intent: taken before the command starts, or the command does not
+    // start (a restarted agent abandoned it and runs the command itself).
+    if let Some(i) = intent {
+        match take(i, &taken(i)) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("rollwatch supervise: the claim was abandoned by a restarted agent; not started");
+                return Ok(NOT_STARTED);
+            }
+            Err(e) => {
+                eprintln!("rollwatch supervise: cannot take the claim's intent: {e}; not started");
+                return Ok(NOT_STARTED);
+            }
+        }
+    }
     // A handler, not "ignore": the command gets the default actions back at exec.
     let noted = SigAction::new(
         SigHandler::Handler(note_signal),
@@ -166,5 +233,21 @@ mod tests {
         );
         remove_record(&p);
         assert_eq!(read_record(&p), None);
+    }
+
+    #[test]
+    fn an_intent_is_taken_or_abandoned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = intent_path(dir.path(), "w", 1, "rollback");
+        assert_ne!(i, intent_path(dir.path(), "w", 1, "pause"));
+        write_intent(&i).unwrap();
+        assert!(take(&i, &taken(&i)).unwrap(), "the supervisor takes it");
+        assert!(!abandon(&i), "taken: a restart cannot abandon it");
+        write_intent(&i).unwrap();
+        assert!(abandon(&i), "not taken: abandoned");
+        assert!(
+            !take(&i, &taken(&i)).unwrap(),
+            "abandoned: the supervisor cannot take it"
+        );
     }
 }

@@ -135,6 +135,27 @@ fn gives_up(leases: &LeaseBook) -> bool {
 }
 
 impl StoreJournal {
+    /// Writes the intent file of a claim of `kind`. None: commands run unsupervised, or
+    /// it could not be written (then no stale intent may stay at its path, or a restart
+    /// could read it as this claim's: if it cannot even be removed, nothing is claimed).
+    fn intent(&self, kind: &str) -> Result<Option<std::path::PathBuf>, String> {
+        let Some(dir) = self.status_dir.as_ref() else {
+            return Ok(None);
+        };
+        let i = crate::io::supervise::intent_path(dir, &self.id, self.created_ms, kind);
+        let Err(e) = crate::io::supervise::write_intent(&i) else {
+            return Ok(Some(i));
+        };
+        warn!(event = "intent_unwritten", watch = %self.id, error = %e, "cannot write the claim's intent file: if the agent dies before the command starts, a restart will call it unknown");
+        match std::fs::remove_file(&i) {
+            Ok(()) => Ok(None),
+            Err(r) if r.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(r) => Err(format!(
+                "cannot write the claim's intent file ({e}) nor remove an old one ({r})"
+            )),
+        }
+    }
+
     /// A claim refused because this agent does not (or may no longer) hold the watch:
     /// counted, logged, and the watch's loop on this agent goes quiet.
     fn refused(&self, kind: &str, why: &str) -> String {
@@ -181,6 +202,14 @@ impl Journal for StoreJournal {
             ));
         };
         stop_point("claim_trusted");
+        // The claim's intent, durably before the claim: a restart that finds the claim
+        // but an intent no supervisor took knows the command never ran.
+        // (A claim that fails leaves it: another agent's claim may have written the
+        // same path; a stale one is never read as taken, see `resume`.)
+        let intent = self.intent(c.kind).inspect_err(|e| {
+            self.metrics.store_errors.inc();
+            error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
+        })?;
         let claimed = self
             .store
             .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired);
@@ -215,6 +244,7 @@ impl Journal for StoreJournal {
                 self.id.clone(),
                 action,
             )),
+            intent_file: intent,
             status_file: self.status_dir.as_ref().map(|d| {
                 crate::io::supervise::record_path(d, &action_tag(&self.id, self.created_ms, action))
             }),
@@ -256,15 +286,27 @@ impl Journal for StoreJournal {
                 // The store says it now: the supervisor's record has served.
                 Ok(()) => {
                     if let Some(d) = &self.status_dir {
+                        use crate::io::supervise::{
+                            intent_path, record_path, remove_record, taken,
+                        };
                         let tag = action_tag(&self.id, self.created_ms, a);
-                        crate::io::supervise::remove_record(&crate::io::supervise::record_path(
-                            d, &tag,
-                        ));
+                        remove_record(&record_path(d, &tag));
+                        if let Some(kind) = event_kind(event) {
+                            remove_record(&taken(&intent_path(d, &self.id, self.created_ms, kind)));
+                        }
                     }
                 }
             }
             crash_point("action_finished");
         }
+    }
+}
+
+/// The action kind of an `action_finished` event.
+fn event_kind(event: &Event) -> Option<&'static str> {
+    match event {
+        Event::ActionFinished { action, .. } => Some(action),
+        _ => None,
     }
 }
 

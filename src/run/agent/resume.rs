@@ -26,6 +26,16 @@ use tracing::{info, warn};
 /// gone (its last write and fsync may still be under way).
 const RECORD_GRACE: Duration = Duration::from_secs(3);
 
+/// Whether an interrupted first claim's command ever started.
+enum Intent {
+    /// It never did, and now never will (its intent was abandoned): it runs now.
+    Abandoned,
+    /// A supervisor took its intent, and recorded how it ended.
+    Ran((crate::io::supervise::ExitRecord, std::path::PathBuf)),
+    /// Cannot tell (no intent file: unsupervised, another host, or lost).
+    Unknown,
+}
+
 pub(super) enum Resolution {
     /// The watch is decided; `recorded` if its ending is already in the store.
     End { outcome: Outcome, recorded: bool },
@@ -58,6 +68,20 @@ impl Agent {
                 self.supervised_exit(spec, def, a).await
             }
             _ => None,
+        };
+        // No record and nothing running: if the claim's intent was never taken by a
+        // supervisor, the command never started, and taking the intent away makes sure
+        // it never will: it runs now, for the first time.
+        let never_started = match (&recorded, &plan) {
+            (None, ResumePlan::Unknown(a) | ResumePlan::Rerun(a)) if a.rerun_of.is_none() => {
+                self.abandon_intent(spec, def, a).await
+            }
+            _ => Intent::Unknown,
+        };
+        let (recorded, never_started) = match never_started {
+            Intent::Abandoned => (recorded, true),
+            Intent::Ran(r) => (Some(r), false),
+            Intent::Unknown => (recorded, false),
         };
         let (a, rerun, stuck, elsewhere) = match plan {
             ResumePlan::Live {
@@ -100,6 +124,11 @@ impl Agent {
                     exactly_once::wait_for_old_command(&a, &tag, timeout, &def.id).await;
                 (a, left == 0, left > 0, false)
             }
+        };
+        let (rerun, stuck, elsewhere) = if never_started {
+            (true, false, false)
+        } else {
+            (rerun, stuck, elsewhere)
         };
         let kind: &'static str = if a.kind == "pause" {
             "pause"
@@ -228,7 +257,9 @@ impl Agent {
                 }
             });
         }
-        let report = self.rerun(spec, def, &a, kind, others, herald).await?;
+        let report = self
+            .rerun(spec, def, &a, others, herald, never_started)
+            .await?;
         let rule = a.rule.clone();
         Ok(match (kind, report.status.succeeded()) {
             ("pause", true) => Resolution::Continue {
@@ -296,6 +327,28 @@ impl Agent {
         Ok(())
     }
 
+    /// Whether the interrupted first claim `a` ever started (see `Intent`). A taken
+    /// intent is looked for first: a stale intent (from another agent's refused claim)
+    /// may sit beside it, and must never be read as "never started".
+    async fn abandon_intent(&self, spec: &WatchSpec, def: &NewWatch, a: &ActionRow) -> Intent {
+        let Some(dir) = self.cfg.action_dir.as_ref() else {
+            return Intent::Unknown;
+        };
+        let intent = crate::io::supervise::intent_path(dir, &def.id, def.created_ms, &a.kind);
+        let taken = crate::io::supervise::taken(&intent);
+        if !taken.exists() && crate::io::supervise::abandon(&intent) {
+            return Intent::Abandoned;
+        }
+        // A supervisor took it (maybe just now): the command runs or ran; its record
+        // (or its group) tells.
+        if taken.exists() {
+            if let Some(r) = self.supervised_exit(spec, def, a).await {
+                return Intent::Ran(r);
+            }
+        }
+        Intent::Unknown
+    }
+
     /// How the interrupted action `a` ended, as its supervisor recorded it (and the
     /// record's file). A command still running on this host is waited for first, as
     /// a restart waits before a re-run (stopped at its own timeout). None: no record
@@ -349,16 +402,22 @@ impl Agent {
     }
 
     /// Runs an interrupted idempotent command again, once: only after the original
-    /// has ended, and only if the re-run's claim commits.
+    /// has ended, and only if the re-run's claim commits. `first`: the original never
+    /// started (its intent was abandoned), so this is its first run.
     async fn rerun(
         &self,
         spec: &WatchSpec,
         def: &NewWatch,
         a: &ActionRow,
-        kind: &'static str,
         others: &mut Sinks,
         herald: Option<&Arc<Herald>>,
+        first: bool,
     ) -> Result<crate::io::action::ActionReport, crate::io::store::StoreError> {
+        let kind: &'static str = if a.kind == "pause" {
+            "pause"
+        } else {
+            "rollback"
+        };
         let cmd = if kind == "pause" {
             &spec.pause
         } else {
@@ -368,7 +427,11 @@ impl Agent {
             Some(c) => (c.argv.clone(), c.timeout),
             None => (a.argv.clone(), rules::defaults::COMMAND_TIMEOUT),
         };
-        warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; it has ended; running it again, once");
+        if first {
+            warn!(event = "action_first_run", watch = %def.id, action = kind, rule = %a.rule, "the agent died after claiming this command and before starting it: it never ran; running it now, once");
+        } else {
+            warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; it has ended; running it again, once");
+        }
         // The very environment the first run had (value, labels, breached for...).
         let mut env: Vec<(String, String)> = a
             .env
@@ -380,7 +443,9 @@ impl Agent {
             env.push(("ROLLWATCH_ACTION".into(), kind.into()));
             env.push(("ROLLWATCH_RULE".into(), a.rule.clone()));
         }
-        env.push(("ROLLWATCH_RERUN".into(), "1".into()));
+        if !first {
+            env.push(("ROLLWATCH_RERUN".into(), "1".into()));
+        }
         let new = crate::io::store::NewAction {
             kind: kind.to_string(),
             rule: a.rule.clone(),
@@ -436,6 +501,7 @@ impl Agent {
                     def.id.clone(),
                     started,
                 )),
+                intent_file: None,
                 status_file: self.cfg.action_dir.as_ref().map(|d| {
                     crate::io::supervise::record_path(
                         d,

@@ -180,6 +180,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                     env,
                     on_spawn: ticket.on_spawn,
                     status_file: ticket.status_file,
+                    intent_file: ticket.intent_file,
                 };
                 let fut = self.runner.run(&req);
                 tokio::pin!(fut);

@@ -47,6 +47,8 @@ pub struct Ticket {
     pub on_spawn: Option<SpawnHook>,
     /// Where the command's supervisor records its exit (`io::supervise`), if anywhere.
     pub status_file: Option<std::path::PathBuf>,
+    /// The claim's intent file, for the supervisor to take (`io::supervise`).
+    pub intent_file: Option<std::path::PathBuf>,
 }
 
 /// Where actions are claimed and their results recorded.
