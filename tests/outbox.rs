@@ -126,3 +126,52 @@ fn a_failed_delivery_is_retried_with_the_same_key() {
     );
     a.proc.take().unwrap().signal(Signal::SIGKILL);
 }
+
+/// Alertmanager alerts go through the outbox too: killed right after the ending was
+/// stored, the agent restarts and the outcome alert is posted, the rule's and action's
+/// alerts resolved (before, they stayed open and no outcome was ever posted).
+#[test]
+fn a_kill_after_the_ending_still_resolves_alertmanager_alerts() {
+    use crate::harness::alertmanager::alertmanager;
+    let test = "outbox-am";
+    set(test, 0.9);
+    let s = crate::harness::Scratch::new();
+    let am = alertmanager(s.dir.path());
+    let yaml = format!(
+        r#"vars:
+  test:
+watch:
+  duration: 60s
+  interval: 1s
+rollback:
+  command: ["sh", "-c", "echo start $ROLLWATCH_ACTION_ID >> @DIR@/actions.log"]
+  timeout: 30s
+rules:
+  - name: r
+    query: rw_value{{test="${{test}}"}}
+    above: 0.5
+    for: 1s
+notify:
+  - alertmanager: {{url: "{url}"}}
+"#,
+        url = am.url
+    );
+    let (a, w) = crash_then_restart(test, "ending_saved", &yaml);
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    let filter = format!("test=\"{test}\"");
+    let names = |alerts: &[serde_json::Value]| {
+        let mut n: Vec<String> = alerts
+            .iter()
+            .map(|x| x["labels"]["alertname"].as_str().unwrap_or("").to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let after = am.await_alerts(
+        &filter,
+        |x| names(x) == ["RollwatchOutcome"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(after[0]["labels"]["outcome"], "rolled_back", "{after:#?}");
+    assert!(a.dump().contains("notification_sent"), "{}", a.dump());
+}
