@@ -167,11 +167,19 @@ notify:
         n.sort();
         n
     };
-    let after = am.await_alerts(
-        &filter,
-        |x| names(x) == ["RollwatchOutcome"],
-        Duration::from_secs(20),
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let after = loop {
+        let now = am.alerts(&filter);
+        if names(&now) == ["RollwatchOutcome"] {
+            break now;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alerts never resolved: {now:#?}\n{}",
+            a.dump()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(after[0]["labels"]["outcome"], "rolled_back", "{after:#?}");
     assert!(a.dump().contains("notification_sent"), "{}", a.dump());
 }

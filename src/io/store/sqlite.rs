@@ -711,19 +711,21 @@ impl Store for SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql("begin a transaction"))?;
-        // Per (watch, channel) in order: a note waits for every earlier one.
+        // Per (watch, channel) in order: a note waits for every earlier one. One agent
+        // holds the file at a time: a note another holder took is a dead process's,
+        // due at once (a restart does not wait for its lease to run out).
         let rows: Vec<NoteRow> = {
             let mut stmt = tx
                 .prepare_cached(
                     "SELECT o.id, o.watch_id, o.channel, o.kind, o.body, o.attempts FROM outbox o
-                     WHERE o.done_ms IS NULL AND o.due_ms <= ?1
+                     WHERE o.done_ms IS NULL AND (o.due_ms <= ?1 OR o.holder IS NOT ?3)
                        AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.done_ms IS NULL
                            AND p.watch_id = o.watch_id AND p.channel = o.channel AND p.id < o.id)
                      ORDER BY o.id LIMIT ?2",
                 )
                 .map_err(sql("read the outbox"))?;
             let mapped = stmt
-                .query_map(params![now, max as i64], |r| {
+                .query_map(params![now, max as i64, holder], |r| {
                     Ok(NoteRow {
                         id: r.get(0)?,
                         watch: r.get(1)?,

@@ -30,8 +30,9 @@ use tokio::sync::Notify;
 use tracing::{info, warn};
 
 /// How long a taken note is this agent's to deliver; then it is due again (a dead
-/// agent's notes are delivered by whoever comes next). Longer than any attempt.
-const NOTE_LEASE: Duration = Duration::from_secs(60);
+/// agent's notes are delivered by whoever comes next; with SQLite, by the restarted
+/// agent at once). Longer than an attempt (a channel's `timeout`, 5 s by default).
+const NOTE_LEASE: Duration = Duration::from_secs(30);
 /// Notes taken per round.
 const NOTES_PER_ROUND: usize = 64;
 /// How often the outbox is looked at when nothing woke the delivery task.
