@@ -59,6 +59,15 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout (e.g. `rollwatch man > rollwatch.1`).
     Man,
+    /// (Internal) run a command for `serve` and record its exit (`supervise`).
+    #[command(hide = true)]
+    Supervise(cmd::supervise::SuperviseArgs),
+}
+
+/// Runs `supervise`, synchronously and before any runtime or logging exists (its
+/// stderr is the command's).
+pub fn supervise(args: &cmd::supervise::SuperviseArgs) -> u8 {
+    cmd::supervise::run(args)
 }
 
 /// Runs one command to its end; the exit code out.
@@ -74,6 +83,7 @@ pub async fn run(command: Command) -> u8 {
         Command::Import(args) => cmd::import::run(args).await,
         Command::Completions { shell } => completions(shell, &mut std::io::stdout()),
         Command::Man => man(&mut std::io::stdout()),
+        Command::Supervise(args) => supervise(&args),
     }
 }
 

@@ -15,6 +15,9 @@ fn main() -> ExitCode {
         // SAFETY: set before any thread exists; the default action needs no handler code.
         let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
+    if let Command::Supervise(args) = &cli.command {
+        return ExitCode::from(cli::supervise(args));
+    }
     // The live view is for a person at a terminal watching a watch.
     let live = match &cli.command {
         Command::Watch(a) => !a.outputs.no_live,

@@ -3,7 +3,9 @@
 //! persistence step of a watch whose rule fires, then restarted; and it is killed at
 //! random moments of real watches, 50 times. After each restart: the rollback ran at
 //! most once, a watch whose rule fired never ends healthy, and its outcome is one of
-//! rolled_back, rollback_failed or rollback_unknown.
+//! rolled_back, rollback_failed or rollback_unknown (never the last when only the agent
+//! was killed: a command's supervisor records its exit, and a claim's intent file
+//! says whether its command ever started).
 //!
 //! Two more tests write the half-done states of the old two-commit code into a state
 //! file and check a restart reads them right (they failed before the fix).
@@ -83,21 +85,53 @@ fn crash_when_a_series_went_pending() {
     assert_eq!(starts(&a), 1);
 }
 
+/// Issue 19, item 10: the claim's intent file was never taken by a supervisor, so the
+/// command never started; the restart takes the intent away (no supervisor can start
+/// it now) and runs it, once (it ended `rollback_unknown` with no run before).
 #[test]
 fn crash_after_the_claim_before_the_command() {
     let (a, w) = crash_at("claim_committed", SLOW_ROLLBACK);
     assert_decided("claim_committed", &a, &w);
-    // A claim without a recorded process may have started its command: not run again.
-    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
-    assert_eq!(starts(&a), 0);
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+    assert!(
+        a.actions()[0].ends_with("rerun="),
+        "a first run, not a re-run: {:?}",
+        a.actions()
+    );
+    assert!(a.dump().contains("action_first_run"), "{}", a.dump());
 }
 
+/// Issue 19, item 10: the command outlives the agent, and its supervisor records how
+/// it ended; the restart reads that instead of calling it unknown (it was
+/// `rollback_unknown` before).
 #[test]
 fn crash_while_the_command_runs() {
     let (a, w) = crash_at("command_spawned", SLOW_ROLLBACK);
     assert_decided("command_spawned", &a, &w);
-    assert_eq!(w["outcome"], "rollback_unknown", "{w}");
-    assert_eq!(w["actions"][0]["state"], "unknown", "{w}");
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(w["actions"][0]["state"], "finished", "{w}");
+    assert_eq!(w["actions"][0]["result"], "succeeded", "{w}");
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+    assert!(a.dump().contains("action_recovered"), "{}", a.dump());
+}
+
+/// A rollback still running when the restarted agent looks is waited for (as before a
+/// re-run), and its recorded exit decides the watch: here it failed with code 3.
+#[test]
+fn a_command_still_running_at_restart_is_waited_for_and_its_exit_decides() {
+    const FAILS_LATE: &str = r#"  command: ["sh", "-c", "echo start $ROLLWATCH_ACTION_ID >> @DIR@/actions.log; sleep 4; echo end >> @DIR@/actions.log; exit 3"]
+  timeout: 30s"#;
+    let (a, w) = crash_at("command_spawned", FAILS_LATE);
+    assert_decided("command_spawned", &a, &w);
+    assert_eq!(w["outcome"], "rollback_failed", "{w}\n{}", a.dump());
+    assert_eq!(w["actions"][0]["result"], "failed with exit code 3", "{w}");
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+    assert!(
+        a.actions().iter().any(|l| l == "end"),
+        "decided after the command ended: {:?}",
+        a.actions()
+    );
 }
 
 #[test]
@@ -116,12 +150,13 @@ fn crash_after_the_ending_was_saved() {
     assert_eq!(starts(&a), 1);
 }
 
-/// An idempotent rollback that takes 2 s: the re-run after a crash starts only after
-/// the original (still running in its own process group) has ended.
+/// An idempotent rollback that takes 2 s, still running when the agent restarts.
 const IDEMPOTENT_SLOW: &str = r#"  command: ["sh", "-c", "echo start $(date +%s%3N) rerun=$ROLLWATCH_RERUN >> @DIR@/actions.log; sleep 2; echo end $(date +%s%3N) >> @DIR@/actions.log"]
   timeout: 30s
   idempotent: true"#;
 
+/// The restart waits for the original (never two at once); its supervisor recorded
+/// that it succeeded, so it is not run again (before issue 19's item 10, it was).
 #[test]
 fn an_idempotent_rerun_waits_for_the_original_command() {
     let (a, w) = crash_at("command_spawned", IDEMPOTENT_SLOW);
@@ -131,22 +166,38 @@ fn an_idempotent_rerun_waits_for_the_original_command() {
         .iter()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(
-        kinds,
-        vec!["start", "end", "start", "end"],
-        "never two at once: {lines:?}"
-    );
-    assert!(lines[2].ends_with("rerun=1"), "{lines:?}");
+    assert_eq!(kinds, vec!["start", "end"], "ran once: {lines:?}");
+    let p = a.proc.as_ref().unwrap();
     assert!(
-        a.proc
-            .as_ref()
-            .unwrap()
-            .events("action_still_running")
-            .len()
-            == 1,
+        !p.events("action_still_running").is_empty(),
         "the agent saw the original still running:\n{}",
         a.dump()
     );
+    assert_eq!(p.events("action_recovered").len(), 1, "{}", a.dump());
+}
+
+/// Deletes the supervisors' records (once the one expected is there): what a command
+/// whose supervisor was killed with it leaves, so that a restart must re-run it.
+fn lose_exit_records(a: &Agent) {
+    let dir = a.s.path("state.db.actions");
+    let records = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|f| f.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "exit"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while records().is_empty() {
+        assert!(Instant::now() < deadline, "no exit record in {dir:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for f in records() {
+        std::fs::remove_file(f).unwrap();
+    }
 }
 
 #[test]
@@ -169,6 +220,9 @@ fn crash_after_a_rerun_was_claimed_never_runs_a_third_time() {
         }
         let mut p = a.proc.take().unwrap();
         assert_eq!(p.wait_any(Duration::from_secs(30)), None, "{}", p.dump());
+        if point == "command_spawned" {
+            lose_exit_records(&a);
+        }
     }
     a.env.clear();
     a.start();
@@ -336,6 +390,14 @@ fn kill_9_at_random_moments_never_duplicates_or_misses_a_rollback() {
     );
     assert_eq!(duplicates, 0, "{:?}", a.actions());
     assert_eq!(misses, 0, "outcomes {outcomes:?}");
+    // Issue 19, item 10: the agent alone was killed, never the host, so every
+    // command's fate is known (its supervisor's record, or its intent never taken).
+    assert_eq!(
+        outcomes.get("rollback_unknown"),
+        None,
+        "outcomes {outcomes:?}\n{}",
+        a.dump()
+    );
 }
 
 /// A watch on an agent whose first `fail` claims fail as a store error would.

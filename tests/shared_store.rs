@@ -431,6 +431,78 @@ fn a_paused_owner_that_lost_its_lease_is_refused_and_runs_nothing() {
     assert_eq!(w["outcome"], "rolled_back", "{w}");
 }
 
+/// Issue 19, item 5 (second bullet) and item 10: the owner is paused (SIGSTOP) while
+/// its rollback runs; the agent that adopts the watch on the same host sees the
+/// command's process group, waits for it, and decides from the exit its supervisor
+/// recorded: `rolled_back`, not `rollback_unknown` (what it said before).
+#[test]
+fn an_adopter_on_the_same_host_waits_for_the_running_command_and_records_its_exit() {
+    let test = "pg-same-host";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let s = Scratch::new();
+    let runtime = s.path("run");
+    let xdg = ("XDG_RUNTIME_DIR".to_string(), runtime.display().to_string());
+    let mut fleet = Fleet {
+        s,
+        url: pg.database(),
+        nodes: (0..2)
+            .map(|i| Node {
+                addr: format!("127.0.0.1:{}", free_port()),
+                proc: None,
+                env: if i == 0 {
+                    vec![
+                        ("ROLLWATCH_STOP_AT".into(), "command_spawned".into()),
+                        xdg.clone(),
+                    ]
+                } else {
+                    vec![xdg.clone()]
+                },
+            })
+            .collect(),
+    };
+    std::fs::create_dir_all(fleet.s.path("rules")).unwrap();
+    for i in 0..2 {
+        fleet.start(i);
+    }
+    let slow = r#"  command: ["sh", "-c", "echo rollback $ROLLWATCH_WATCH_ID $ROLLWATCH_FENCING_TOKEN $(date +%s%3N) >> @DIR@/actions.log; sleep 6; echo done >> @DIR@/done.log"]
+  timeout: 30s"#;
+    fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 1s", slow));
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "h-1"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(fleet.await_owner(pg, "h-1"), 0);
+    set(test, 0.9);
+    let pid = fleet.proc(0).pid;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !stopped(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "agent 0 never started its rollback:\n{}",
+            fleet.dump()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let w = fleet.await_watch(1, "h-1", Duration::from_secs(40), |w| {
+        w["state"] != "running"
+    });
+    fleet.proc(0).signal(Signal::SIGCONT);
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", fleet.dump());
+    assert_eq!(w["actions"][0]["state"], "finished", "{w}");
+    assert_eq!(w["actions"][0]["result"], "succeeded", "{w}");
+    assert_eq!(
+        fleet.s.lines("done.log").len(),
+        1,
+        "decided once the command had ended"
+    );
+    assert_eq!(fleet.rollbacks().len(), 1, "exactly one rollback");
+    assert_eq!(fleet.proc(1).events("action_recovered").len(), 1);
+}
+
 #[test]
 fn a_database_outage_runs_nothing_and_judging_resumes_when_it_returns() {
     let test = "pg-outage";

@@ -377,6 +377,112 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
     s.put_baselines("w1", &f1, "r", &[]).unwrap();
     s.finish("w1", &f1, &ending("healthy")).unwrap();
     assert_eq!(s.get("w1").unwrap().unwrap().state, WatchState::Finished);
+    outbox_conforms(make);
+}
+
+/// The outbox (issue 19, item 8): notes are written with their state change, taken in
+/// order per (watch, channel), leased to one taker, retried, and done once.
+fn outbox_conforms(make: &dyn Fn() -> Arc<dyn Store>) {
+    let s = make();
+    s.create(&new_watch("o")).unwrap();
+    let l = s
+        .acquire_lease("o", "agent-a", Duration::from_secs(60))
+        .unwrap()
+        .expect("a free lease");
+    let f = Fence {
+        holder: "agent-a".into(),
+        token: l.token,
+    };
+    let note = |channel: i64, kind: &str| NewNote {
+        channel,
+        kind: kind.into(),
+        body: format!("{{\"kind\":\"{kind}\"}}"),
+    };
+    let stale = Fence {
+        holder: "agent-a".into(),
+        token: l.token + 1,
+    };
+    assert!(
+        matches!(
+            s.write_noted("o", &stale, Noted::Nothing, &[note(0, "x")]),
+            Err(StoreError::Fenced { .. })
+        ),
+        "notes are fenced like the writes they go with"
+    );
+    s.write_noted("o", &f, Noted::Nothing, &[note(0, "a1"), note(1, "b1")])
+        .unwrap();
+    s.write_noted(
+        "o",
+        &f,
+        Noted::Finish(&ending("healthy")),
+        &[note(0, "a2"), note(0, "healthy")],
+    )
+    .unwrap();
+    let w = s.get("o").unwrap().unwrap();
+    assert_eq!(
+        w.outcome.as_deref(),
+        Some("healthy"),
+        "the change is written too"
+    );
+    let lease = Duration::from_secs(60);
+    let kinds = |n: &[NoteRow]| n.iter().map(|n| n.kind.clone()).collect::<Vec<_>>();
+    // One note per (watch, channel) at a time, oldest first.
+    let first = s.outbox_due("agent-a", lease, 10).unwrap();
+    assert_eq!(kinds(&first), ["a1", "b1"]);
+    assert!(
+        s.outbox_due("agent-a", lease, 10).unwrap().is_empty(),
+        "taken notes are leased, and later ones wait for them"
+    );
+    if s.shared() {
+        assert!(
+            s.outbox_due("agent-b", lease, 10).unwrap().is_empty(),
+            "nor does another agent get them"
+        );
+    }
+    s.outbox_mark(
+        first[0].id,
+        NoteMark::Done {
+            at_ms: 1,
+            result: "delivered",
+        },
+    )
+    .unwrap();
+    s.outbox_mark(
+        first[1].id,
+        NoteMark::Retry {
+            attempts: 1,
+            after: Duration::ZERO,
+        },
+    )
+    .unwrap();
+    let next = s.outbox_due("agent-a", lease, 10).unwrap();
+    assert_eq!(kinds(&next), ["b1", "a2"], "by id");
+    assert_eq!(next[0].attempts, 1);
+    for n in &next {
+        s.outbox_mark(
+            n.id,
+            NoteMark::Done {
+                at_ms: 2,
+                result: "delivered",
+            },
+        )
+        .unwrap();
+    }
+    let last = s.outbox_due("agent-a", Duration::ZERO, 10).unwrap();
+    assert_eq!(kinds(&last), ["healthy"]);
+    // Its lease ran out (zero) before it was marked: due again, for anyone.
+    let again = s.outbox_due("agent-b", lease, 10).unwrap();
+    assert_eq!(kinds(&again), ["healthy"]);
+    assert_eq!(again[0].id, last[0].id);
+    s.outbox_mark(
+        again[0].id,
+        NoteMark::Done {
+            at_ms: 3,
+            result: "delivered",
+        },
+    )
+    .unwrap();
+    assert!(s.outbox_due("agent-a", lease, 10).unwrap().is_empty());
 }
 
 #[test]

@@ -12,4 +12,5 @@ pub mod import;
 pub mod launch;
 pub mod replay;
 pub mod serve;
+pub mod supervise;
 pub mod watch;

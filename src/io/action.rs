@@ -41,6 +41,12 @@ pub struct ActionRequest {
     /// command started: `serve` records it, so that after a crash it can make sure the
     /// command has ended before it ever runs it again.
     pub on_spawn: Option<SpawnHook>,
+    /// `serve`: run the command through `rollwatch supervise`, which records its exit
+    /// in this file, so that a restarted agent knows it (`io::supervise`).
+    pub status_file: Option<PathBuf>,
+    /// With `status_file`: the claim's intent, which the supervisor takes before the
+    /// command starts (`io::supervise::intent_path`).
+    pub intent_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ActionRequest {
@@ -50,6 +56,7 @@ impl std::fmt::Debug for ActionRequest {
             .field("argv", &self.argv)
             .field("timeout", &self.timeout)
             .field("env", &self.env)
+            .field("status_file", &self.status_file)
             .finish_non_exhaustive()
     }
 }
@@ -232,7 +239,26 @@ impl ActionRunner for ProcessRunner {
         let Some((program, args)) = req.argv.split_first() else {
             return report(ActionStatus::SpawnFailed("empty command".into()), &tail);
         };
-        let mut cmd = Command::new(program);
+        // Supervised: this very binary leads the group and runs the command (after
+        // `--`: nothing in argv can become one of its options).
+        let exe = req
+            .status_file
+            .as_ref()
+            .and_then(|f| std::env::current_exe().ok().map(|e| (e, f)))
+            // A program that cannot run is a spawn failure, as unsupervised.
+            .filter(|(e, _)| e.is_file() && find_program(program).is_some());
+        let mut cmd = match &exe {
+            Some((exe, file)) => {
+                let mut c = Command::new(exe);
+                c.arg("supervise").arg("--status-file").arg(file);
+                if let Some(i) = &req.intent_file {
+                    c.arg("--intent-file").arg(i);
+                }
+                c.arg("--").arg(program);
+                c
+            }
+            None => Command::new(program),
+        };
         cmd.args(args)
             .envs(req.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -306,6 +332,8 @@ mod tests {
             timeout: Duration::from_millis(timeout_ms),
             env: vec![("ROLLWATCH_RULE".into(), "r1".into())],
             on_spawn: None,
+            status_file: None,
+            intent_file: None,
         }
     }
 

@@ -15,3 +15,4 @@ pub mod prom;
 pub mod secret;
 pub mod silence;
 pub mod store;
+pub mod supervise;

@@ -6,6 +6,11 @@
 //! delay a rollback; a delivery that fails in the end is logged, not fatal. Channel URLs
 //! are secrets: logs name a channel only by its label (`slack #2`).
 //!
+//! `serve` delivers through its store's outbox instead (`Notifier::collecting`): the
+//! notifier only renders each notification (`Outgoing`), the agent writes it in the
+//! transaction of the state change it reports, and delivers it after the commit with
+//! `deliver_once` and an idempotency key, retrying after a restart or an adoption.
+//!
 //! An `alertmanager` channel instead posts alerts to Alertmanager's v2 API (pending and
 //! fired rules, the action, the outcome) and resolves them when the watch ends, so a
 //! team's own routing, grouping and inhibition page as usual.
@@ -67,6 +72,18 @@ async fn futures_join(handles: Vec<JoinHandle<()>>) {
     }
 }
 
+/// A rendered notification, not sent: what a collecting notifier hands its owner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// Index of the channel in the watch's `notify:` list.
+    pub channel: usize,
+    pub kind: String,
+    pub body: Value,
+}
+
+/// Where a collecting notifier puts what it rendered.
+pub type Collected = Arc<Mutex<Vec<Outgoing>>>;
+
 #[derive(Clone)]
 struct Fired {
     labels: Labels,
@@ -95,6 +112,8 @@ pub struct Notifier {
     am_tail: BTreeMap<usize, tokio::sync::oneshot::Receiver<()>>,
     /// The `report` annotation of Alertmanager alerts (`with_report`).
     report: Option<String>,
+    /// `collecting`: notifications are rendered here, never sent.
+    collect: Option<Collected>,
 }
 
 /// How long open alerts stay active after the watch's planned end, and how long the
@@ -129,8 +148,33 @@ impl Notifier {
             alerts: BTreeMap::new(),
             am_tail: BTreeMap::new(),
             report: None,
+            collect: None,
         };
         (n, deliveries)
+    }
+
+    /// A notifier that only renders: each notification goes to the returned list,
+    /// for its owner to store and deliver (`deliver_once`).
+    pub fn collecting(channels: Vec<Channel>) -> (Notifier, Collected) {
+        let (mut n, _) = Notifier::new(channels);
+        let out = Collected::default();
+        n.collect = Some(out.clone());
+        (n, out)
+    }
+
+    /// Hands a rendered notification to the collector; false if this notifier sends.
+    fn collected(&self, channel: usize, kind: &str, body: &Value) -> bool {
+        match &self.collect {
+            Some(c) => {
+                c.lock().unwrap_or_else(|e| e.into_inner()).push(Outgoing {
+                    channel,
+                    kind: kind.to_string(),
+                    body: body.clone(),
+                });
+                true
+            }
+            None => false,
+        }
     }
 
     /// Where the watch's report is (`--report`'s `report.html`, or the agent's API path
@@ -187,16 +231,20 @@ impl Notifier {
             "query": info.map(|i| &i.query),
             "graph_url": graph,
         });
-        for ch in self
+        for (i, ch) in self
             .channels
             .iter()
-            .filter(|c| c.on.iter().any(|k| k == kind))
+            .enumerate()
+            .filter(|(_, c)| c.on.iter().any(|k| k == kind))
         {
             let body = match ch.kind {
                 ChannelKind::Webhook => payload.clone(),
                 ChannelKind::Slack => slack_message(&summary, graph.as_deref()),
                 ChannelKind::Alertmanager => continue,
             };
+            if self.collected(i, kind, &body) {
+                continue;
+            }
             let policy = RetryPolicy {
                 attempts: ch.retries + 1,
                 timeout: ch.timeout,
@@ -307,6 +355,9 @@ impl Notifier {
                     a
                 })
                 .collect();
+            if self.collected(i, "alerts", &Value::Array(body.clone())) {
+                continue;
+            }
             let policy = RetryPolicy {
                 attempts: ch.retries + 1,
                 timeout: ch.timeout,
@@ -456,18 +507,28 @@ pub async fn post_json(
     url: &str,
     body: &Value,
     policy: RetryPolicy,
+    on_retry: impl FnMut(u32, &str, Duration),
+) -> Result<(reqwest::Response, u32), PostFailure> {
+    post_keyed(http, url, body, None, policy, on_retry).await
+}
+
+/// `post_json` with an `Idempotency-Key` header when `key` is given.
+async fn post_keyed(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    key: Option<&str>,
+    policy: RetryPolicy,
     mut on_retry: impl FnMut(u32, &str, Duration),
 ) -> Result<(reqwest::Response, u32), PostFailure> {
     let mut backoff = policy.backoff;
     let mut last = String::new();
     for attempt in 1..=policy.attempts {
-        match http
-            .post(url)
-            .json(body)
-            .timeout(policy.timeout)
-            .send()
-            .await
-        {
+        let mut req = http.post(url).json(body).timeout(policy.timeout);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        match req.send().await {
             Ok(r) if r.status().is_success() => return Ok((r, attempt)),
             Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
                 return Err(PostFailure::Rejected(r.status().as_u16()));
@@ -489,6 +550,30 @@ pub async fn post_json(
         }
     }
     Err(PostFailure::Exhausted(last))
+}
+
+/// One attempt to deliver a stored notification (`serve`'s outbox) to channel `ch`,
+/// with `key` as its `Idempotency-Key` header (a receiver that saw the key already
+/// may ignore the repeat; Alertmanager needs none: the same alert's labels make a
+/// repeat an update of the same alert). The outbox retries, across restarts.
+pub async fn deliver_once(
+    http: &reqwest::Client,
+    ch: &Channel,
+    body: &Value,
+    key: &str,
+) -> Result<(), PostFailure> {
+    let url = match ch.kind {
+        ChannelKind::Alertmanager => format!("{}/api/v2/alerts", ch.url.trim_end_matches('/')),
+        _ => ch.url.clone(),
+    };
+    let policy = RetryPolicy {
+        attempts: 1,
+        timeout: ch.timeout,
+        ..RetryPolicy::default()
+    };
+    post_keyed(http, &url, body, Some(key), policy, |_, _, _| {})
+        .await
+        .map(|_| ())
 }
 
 async fn deliver(

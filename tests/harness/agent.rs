@@ -219,13 +219,16 @@ pub fn pending(w: &Value) -> bool {
         .is_some_and(|s| s.iter().any(|s| s["phase"] == "pending"))
 }
 
-/// Kills the process group whose leader wrote its pid into `file` (a command the
-/// agent left running when it was killed).
+/// Kills the process group of the process that wrote its pid into `file` (a command
+/// the agent left running when it was killed), its supervisor included: as a host
+/// that lost the command would, nothing records its exit.
 pub fn kill_group_in(file: &std::path::Path) {
     if let Some(pid) = std::fs::read_to_string(file)
         .ok()
         .and_then(|p| p.trim().parse::<i32>().ok())
     {
-        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+        let group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(pid)))
+            .unwrap_or(nix::unistd::Pid::from_raw(pid));
+        let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
     }
 }

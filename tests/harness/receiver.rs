@@ -13,7 +13,27 @@ use std::time::Duration;
 /// (an HTTP status, or 0 = hang without answering), repeating the last entry.
 pub struct Receiver {
     pub url: String,
-    bodies: mpsc::Receiver<(u64, String, Value)>,
+    bodies: mpsc::Receiver<Request>,
+}
+
+/// One request the receiver got.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// When it arrived (Unix ms).
+    pub at_ms: u64,
+    pub path: String,
+    /// Header names in lower case, values trimmed.
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 pub fn receiver(script: Vec<u16>) -> Receiver {
@@ -34,9 +54,12 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
                 let mut stream = stream;
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
                 let (mut line, mut len, mut path) = (String::new(), 0usize, String::new());
+                let mut headers = Vec::new();
                 while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
                     if path.is_empty() {
                         path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+                    } else if let Some((k, v)) = line.split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
                     }
                     if line == "\r\n" {
                         break;
@@ -48,11 +71,12 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
                 }
                 let mut body = vec![0; len];
                 let _ = reader.read_exact(&mut body);
-                let _ = tx.send((
-                    now_ms(),
+                let _ = tx.send(Request {
+                    at_ms: now_ms(),
                     path,
-                    serde_json::from_slice(&body).unwrap_or(Value::Null),
-                ));
+                    headers,
+                    body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                });
                 if status == 0 {
                     thread::sleep(Duration::from_secs(120));
                     return;
@@ -69,8 +93,27 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
 
 impl Receiver {
     pub fn next(&self, within: Duration) -> (u64, String, Value) {
+        let r = self.next_request(within);
+        (r.at_ms, r.path, r.body)
+    }
+
+    /// The next request, with its headers.
+    pub fn next_request(&self, within: Duration) -> Request {
         self.bodies
             .recv_timeout(within)
             .expect("a notification arrives")
+    }
+
+    /// Every request that arrives within `within` (none is an answer too).
+    pub fn all_within(&self, within: Duration) -> Vec<Request> {
+        let deadline = std::time::Instant::now() + within;
+        let mut out = Vec::new();
+        while let Ok(r) = self
+            .bodies
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+        {
+            out.push(r);
+        }
+        out
     }
 }

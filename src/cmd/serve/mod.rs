@@ -184,6 +184,7 @@ async fn serve(
         (None, None) => return Err(ServeError::TwoStores),
     };
     let metrics = metrics::Metrics::new(prometheus::Registry::new())?;
+    let action_dir = action_dir(args.state.as_deref());
     let agent = Agent::new(
         store,
         metrics,
@@ -194,6 +195,7 @@ async fn serve(
             share_queries: !args.no_query_sharing,
             holder: crate::run::agent::agent_id(),
             lease_ttl: args.lease_ttl,
+            action_dir,
         },
     );
     let listener = tokio::net::TcpListener::bind(addr)
@@ -284,4 +286,35 @@ async fn serve(
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
     info!(event = "serve_stopped", "agent stopped; state persisted");
     Ok(())
+}
+
+/// Where commands' supervisors record their exits (`io::supervise`): next to the state
+/// file with SQLite (`STATE.actions/`); with PostgreSQL, in this host's own directory
+/// (`$XDG_RUNTIME_DIR/rollwatch/actions`, or `~/.local/state/rollwatch/actions`),
+/// where an agent adopting on the same host finds it too. Owner-only. None (commands
+/// unsupervised, as before) if it cannot be made.
+fn action_dir(state: Option<&std::path::Path>) -> Option<PathBuf> {
+    let dir = match state {
+        Some(p) => {
+            let mut name = p.file_name()?.to_os_string();
+            name.push(".actions");
+            p.with_file_name(name)
+        }
+        None => std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map(|d| PathBuf::from(d).join("rollwatch/actions"))
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|d| !d.is_empty())
+                    .map(|h| PathBuf::from(h).join(".local/state/rollwatch/actions"))
+            })?,
+    };
+    match crate::io::supervise::private_dir(&dir) {
+        Ok(()) => Some(dir),
+        Err(e) => {
+            tracing::warn!(event = "action_dir_unusable", path = %dir.display(), error = %e,
+                "cannot make the directory where commands' exits are recorded: a command running when the agent dies will be reported unknown");
+            None
+        }
+    }
 }

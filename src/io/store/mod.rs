@@ -327,6 +327,58 @@ pub struct Lease {
     pub token: i64,
 }
 
+/// A notification to deliver once the state change it reports has committed: written
+/// in that change's transaction (the outbox), so a crash after the commit never loses
+/// it. The channel is the index of the watch's `notify:` entry; its URL (a secret) is
+/// read from the watch's rule snapshot when the note is delivered, never stored here.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewNote {
+    pub channel: i64,
+    /// `rollback`, `healthy`, `alerts` (Alertmanager), ...
+    pub kind: String,
+    /// The JSON body to post.
+    pub body: String,
+}
+
+/// A note of the outbox not delivered yet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoteRow {
+    pub id: i64,
+    pub watch: String,
+    pub channel: i64,
+    pub kind: String,
+    pub body: String,
+    /// Failed attempts so far (a crash during one does not count).
+    pub attempts: i64,
+}
+
+/// What became of a note's delivery attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NoteMark<'a> {
+    /// Delivered (or refused for good, or given up after its retries): never sent again.
+    Done { at_ms: i64, result: &'a str },
+    /// Failed: tried again after `after`.
+    Retry { attempts: i64, after: Duration },
+}
+
+/// A state change of a watch that notes are written with (`write_noted`), in one
+/// transaction: the same writes as the method named.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Noted<'a> {
+    /// `finish`.
+    Finish(&'a Ending),
+    /// `put_series`.
+    PutSeries(&'a SeriesRow),
+    /// `end_action`.
+    EndAction {
+        action: i64,
+        end: &'a ActionEnd<'a>,
+        ending: Option<&'a Ending>,
+    },
+    /// No state change: the notes alone (an alert update, a pending rule).
+    Nothing,
+}
+
 /// The agent's durable state.
 pub trait Store: Send + Sync + 'static {
     /// Stores a new watch, or returns the one that already has its id.
@@ -460,6 +512,30 @@ pub trait Store: Send + Sync + 'static {
         old: i64,
         action: &NewAction,
     ) -> Result<i64, StoreError>;
+
+    // --- The outbox (issue 19, item 8): notifications survive a crash after the state
+    // change they report, and are delivered after its commit.
+
+    /// Writes `change` of watch `id` and the notes that report it in ONE transaction.
+    /// Fenced as the write it names is: refused when `fence` no longer holds the lease.
+    fn write_noted(
+        &self,
+        id: &str,
+        fence: &Fence,
+        change: Noted<'_>,
+        notes: &[NewNote],
+    ) -> Result<(), StoreError>;
+    /// Takes up to `max` notes due for delivery (oldest first) for `holder`, for
+    /// `lease`: until then no other caller gets them. A note taken by an agent that
+    /// died is due again when its lease ran out.
+    fn outbox_due(
+        &self,
+        holder: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<NoteRow>, StoreError>;
+    /// Records what became of a note's delivery.
+    fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

@@ -19,6 +19,28 @@ use std::future::Future;
 /// The schema version this build writes (`rollwatch_schema.version`).
 pub const PG_SCHEMA_VERSION: i64 = 3;
 
+/// Version 2 (outbox): notifications written in the transaction of the state change
+/// they report; `due_ms` on the database's clock, as in SQLite's version 4.
+const SCHEMA_V2: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id BIGSERIAL PRIMARY KEY,
+    watch_id TEXT NOT NULL,
+    channel BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    due_ms BIGINT NOT NULL,
+    holder TEXT,
+    done_ms BIGINT,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox(watch_id, channel, id) WHERE done_ms IS NULL;
+";
+
+/// The database's clock, in Unix ms.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
 /// Key of the advisory lock held while the schema is created or migrated.
 const MIGRATION_LOCK: i64 = 0x726f_6c6c_7761_7463; // "rollwatc"
 
@@ -264,6 +286,9 @@ impl PgStore {
             if found < 1 {
                 tx.batch_execute(SCHEMA_V1).await.map_err(&err)?;
             }
+            if found < 2 {
+                tx.batch_execute(SCHEMA_V2).await.map_err(&err)?;
+            }
             if found < 3 {
                 tx.batch_execute(SCHEMA_V3).await.map_err(&err)?;
             }
@@ -409,6 +434,43 @@ async fn finish_in(
     )
     .await?;
     Ok(())
+}
+
+/// `Noted`, owned (a store call runs on the store's own runtime).
+enum NotedOwned {
+    Finish(Ending),
+    PutSeries(SeriesRow),
+    Action {
+        action: i64,
+        state: &'static str,
+        result: String,
+        succeeded: Option<bool>,
+        at_ms: i64,
+        ending: Option<Ending>,
+    },
+    Nothing,
+}
+
+impl NotedOwned {
+    fn of(n: &Noted<'_>) -> NotedOwned {
+        match n {
+            Noted::Finish(e) => NotedOwned::Finish((*e).clone()),
+            Noted::PutSeries(r) => NotedOwned::PutSeries((*r).clone()),
+            Noted::EndAction {
+                action,
+                end,
+                ending,
+            } => NotedOwned::Action {
+                action: *action,
+                state: end.state.as_str(),
+                result: end.result.to_string(),
+                succeeded: end.succeeded,
+                at_ms: end.at_ms,
+                ending: ending.cloned(),
+            },
+            Noted::Nothing => NotedOwned::Nothing,
+        }
+    }
 }
 
 /// Inserts an action row as `started`; the unique indexes refuse a second claim.
@@ -1210,6 +1272,147 @@ impl Store for PgStore {
         let fence = Some((holder.to_string(), token));
         self.call("claim a re-run", move |c| {
             PgStore::rerun_in(c, url, id, fence, old, a)
+        })
+    }
+
+    fn write_noted(
+        &self,
+        id: &str,
+        fence: &Fence,
+        change: Noted<'_>,
+        notes: &[NewNote],
+    ) -> Result<(), StoreError> {
+        let (url, id, fence, change, notes) = (
+            self.url.clone(),
+            id.to_string(),
+            fence.clone(),
+            NotedOwned::of(&change),
+            notes.to_vec(),
+        );
+        self.call("record a state change and its notifications", move |mut c| async move {
+            let err = pg_err(&url, "record a state change and its notifications");
+            let tx = c.transaction().await.map_err(&err)?;
+            let what = match &change {
+                NotedOwned::Finish(_) => "write of how the watch ended".to_string(),
+                NotedOwned::PutSeries(_) => "write of a series' breach state".to_string(),
+                NotedOwned::Action { action, .. } => format!("write of action {action}'s result"),
+                NotedOwned::Nothing => "write of notifications".to_string(),
+            };
+            check_fence(&tx, &url, &id, &fence.holder, fence.token, what).await?;
+            match &change {
+                NotedOwned::Finish(e) => finish_in(&tx, &id, &fence.holder, e).await.map_err(&err)?,
+                NotedOwned::PutSeries(r) => {
+                    upsert_series(&tx, &id, r).await.map_err(&err)?;
+                }
+                NotedOwned::Action {
+                    action,
+                    state,
+                    result,
+                    succeeded,
+                    at_ms,
+                    ending,
+                } => {
+                    tx.execute(
+                        "UPDATE actions SET state = $3, result = $4, succeeded = $5, finished_ms = $6 WHERE id = $1 AND watch_id = $2",
+                        &[action, &id, state, result, succeeded, at_ms],
+                    )
+                    .await
+                    .map_err(&err)?;
+                    if let Some(e) = ending {
+                        finish_in(&tx, &id, &fence.holder, e).await.map_err(&err)?;
+                    }
+                }
+                NotedOwned::Nothing => {}
+            }
+            for n in &notes {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO outbox (watch_id, channel, kind, body, created_ms, due_ms)
+                         VALUES ($1, $2, $3, $4, {DB_NOW_MS}, {DB_NOW_MS})"
+                    ),
+                    &[&id, &n.channel, &n.kind, &n.body],
+                )
+                .await
+                .map_err(&err)?;
+            }
+            tx.commit().await.map_err(&err)
+        })
+    }
+
+    fn outbox_due(
+        &self,
+        holder: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<NoteRow>, StoreError> {
+        let (url, holder, lease, max) =
+            (self.url.clone(), holder.to_string(), ms(lease), max as i64);
+        self.call("take notifications", move |mut c| async move {
+            let err = pg_err(&url, "take notifications");
+            let tx = c.transaction().await.map_err(&err)?;
+            // Per (watch, channel) in order: a note waits for every earlier one. Two
+            // agents never take the same note (SKIP LOCKED, then the lease).
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT o.id, o.watch_id, o.channel, o.kind, o.body, o.attempts FROM outbox o
+                         WHERE o.done_ms IS NULL AND o.due_ms <= {DB_NOW_MS}
+                           AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.done_ms IS NULL
+                               AND p.watch_id = o.watch_id AND p.channel = o.channel AND p.id < o.id)
+                         ORDER BY o.id LIMIT $1 FOR UPDATE SKIP LOCKED"
+                    ),
+                    &[&max],
+                )
+                .await
+                .map_err(&err)?;
+            let notes: Vec<NoteRow> = rows
+                .iter()
+                .map(|r| NoteRow {
+                    id: r.get(0),
+                    watch: r.get(1),
+                    channel: r.get(2),
+                    kind: r.get(3),
+                    body: r.get(4),
+                    attempts: r.get(5),
+                })
+                .collect();
+            let ids: Vec<i64> = notes.iter().map(|n| n.id).collect();
+            tx.execute(
+                &format!("UPDATE outbox SET holder = $2, due_ms = {DB_NOW_MS} + $3 WHERE id = ANY($1)"),
+                &[&ids, &holder, &lease],
+            )
+            .await
+            .map_err(&err)?;
+            tx.commit().await.map_err(&err)?;
+            Ok(notes)
+        })
+    }
+
+    fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError> {
+        let url = self.url.clone();
+        let (done, result, attempts, after) = match mark {
+            NoteMark::Done { at_ms, result } => (Some(at_ms), result.to_string(), 0, 0),
+            NoteMark::Retry { attempts, after } => (None, String::new(), attempts, ms(after)),
+        };
+        self.call("record a notification's delivery", move |c| async move {
+            let r = match done {
+                Some(at) => {
+                    c.execute(
+                        "UPDATE outbox SET done_ms = $2, result = $3 WHERE id = $1",
+                        &[&note, &at, &result],
+                    )
+                    .await
+                }
+                None => {
+                    c.execute(
+                        &format!("UPDATE outbox SET attempts = $2, due_ms = {DB_NOW_MS} + $3 WHERE id = $1"),
+                        &[&note, &attempts, &after],
+                    )
+                    .await
+                }
+            };
+            r.map(|_| ())
+                .map_err(pg_err(&url, "record a notification's delivery"))
         })
     }
 }

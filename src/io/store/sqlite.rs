@@ -107,6 +107,27 @@ CREATE TABLE IF NOT EXISTS baselines (
 );
 ";
 
+/// Version 4 (outbox): notifications written in the transaction of the state change
+/// they report, delivered after its commit. `due_ms` is when a note may be taken next
+/// (a taken note is due again when its taker's lease on it ran out); `done_ms` is set
+/// once it was delivered or given up.
+const SCHEMA_V4: &str = "
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    watch_id TEXT NOT NULL,
+    channel INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    due_ms INTEGER NOT NULL,
+    holder TEXT,
+    done_ms INTEGER,
+    result TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_open ON outbox(watch_id, channel, id) WHERE done_ms IS NULL;
+";
+
 /// Version 5 (issue 19): the `breaches` windows of a rule's series, written with its
 /// last poll (`PollMark::windows`, JSON). Version 4 is another change's.
 const SCHEMA_V5: &str = "
@@ -138,6 +159,9 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     if version < 3 {
         tx.execute_batch(SCHEMA_V3).map_err(open_err)?;
+    }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4).map_err(open_err)?;
     }
     if version < 5 {
         tx.execute_batch(SCHEMA_V5).map_err(open_err)?;
@@ -324,6 +348,20 @@ fn insert_action(
             source: e,
         }),
     }
+}
+
+/// Inserts the notes of a state change (inside its transaction).
+fn insert_notes(conn: &Connection, id: &str, notes: &[NewNote]) -> Result<(), StoreError> {
+    let now = crate::core::events::now_ms();
+    for n in notes {
+        conn.prepare_cached(
+            "INSERT INTO outbox (watch_id, channel, kind, body, created_ms, due_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        )
+        .and_then(|mut s| s.execute(params![id, n.channel, n.kind, n.body, now]))
+        .map_err(sql("record a notification"))?;
+    }
+    Ok(())
 }
 
 fn phase_str(p: Phase) -> &'static str {
@@ -658,6 +696,116 @@ impl Store for SqliteStore {
             finish_in(&tx, id, e)?;
         }
         tx.commit().map_err(sql("commit an action's result"))
+    }
+
+    fn write_noted(
+        &self,
+        id: &str,
+        fence: &Fence,
+        change: Noted<'_>,
+        notes: &[NewNote],
+    ) -> Result<(), StoreError> {
+        let what = match &change {
+            Noted::Finish(_) => "write of how the watch ended".to_string(),
+            Noted::PutSeries(_) => "write of a series' breach state".to_string(),
+            Noted::EndAction { action, .. } => format!("write of action {action}'s result"),
+            Noted::Nothing => "write of notifications".to_string(),
+        };
+        self.fence(id, fence, &what)?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin a transaction"))?;
+        match change {
+            Noted::Finish(e) => finish_in(&tx, id, e)?,
+            Noted::PutSeries(r) => upsert_series(&tx, id, r)?,
+            Noted::EndAction {
+                action,
+                end,
+                ending,
+            } => {
+                tx.execute(
+                    "UPDATE actions SET state = ?3, result = ?4, succeeded = ?5, finished_ms = ?6 WHERE id = ?1 AND watch_id = ?2",
+                    params![action, id, end.state.as_str(), end.result, end.succeeded, end.at_ms],
+                )
+                .map_err(sql("record an action's result"))?;
+                if let Some(e) = ending {
+                    finish_in(&tx, id, e)?;
+                }
+            }
+            Noted::Nothing => {}
+        }
+        insert_notes(&tx, id, notes)?;
+        tx.commit()
+            .map_err(sql("commit a state change and its notifications"))
+    }
+
+    fn outbox_due(
+        &self,
+        holder: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<NoteRow>, StoreError> {
+        let now = crate::core::events::now_ms();
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql("begin a transaction"))?;
+        // Per (watch, channel) in order: a note waits for every earlier one. One agent
+        // holds the file at a time: a note another holder took is a dead process's,
+        // due at once (a restart does not wait for its lease to run out).
+        let rows: Vec<NoteRow> = {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT o.id, o.watch_id, o.channel, o.kind, o.body, o.attempts FROM outbox o
+                     WHERE o.done_ms IS NULL AND (o.due_ms <= ?1 OR o.holder IS NOT ?3)
+                       AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.done_ms IS NULL
+                           AND p.watch_id = o.watch_id AND p.channel = o.channel AND p.id < o.id)
+                     ORDER BY o.id LIMIT ?2",
+                )
+                .map_err(sql("read the outbox"))?;
+            let mapped = stmt
+                .query_map(params![now, max as i64, holder], |r| {
+                    Ok(NoteRow {
+                        id: r.get(0)?,
+                        watch: r.get(1)?,
+                        channel: r.get(2)?,
+                        kind: r.get(3)?,
+                        body: r.get(4)?,
+                        attempts: r.get(5)?,
+                    })
+                })
+                .map_err(sql("read the outbox"))?;
+            mapped
+                .collect::<Result<_, _>>()
+                .map_err(sql("read the outbox"))?
+        };
+        for r in &rows {
+            tx.execute(
+                "UPDATE outbox SET holder = ?2, due_ms = ?3 WHERE id = ?1",
+                params![r.id, holder, now + lease.as_millis() as i64],
+            )
+            .map_err(sql("take a notification"))?;
+        }
+        tx.commit().map_err(sql("take notifications"))?;
+        Ok(rows)
+    }
+
+    fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError> {
+        let now = crate::core::events::now_ms();
+        let conn = self.conn();
+        match mark {
+            NoteMark::Done { at_ms, result } => conn.execute(
+                "UPDATE outbox SET done_ms = ?2, result = ?3 WHERE id = ?1",
+                params![note, at_ms, result],
+            ),
+            NoteMark::Retry { attempts, after } => conn.execute(
+                "UPDATE outbox SET attempts = ?2, due_ms = ?3 WHERE id = ?1",
+                params![note, attempts, now + after.as_millis() as i64],
+            ),
+        }
+        .map_err(sql("record a notification's delivery"))?;
+        Ok(())
     }
 
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError> {

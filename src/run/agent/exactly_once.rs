@@ -24,9 +24,11 @@
 use super::lease::LeaseBook;
 use super::metrics::Metrics;
 use crate::core::eval::Phase;
+use crate::core::events::Event;
 use crate::io::action::{ActionStatus, SpawnHook};
 use crate::io::store::{
-    ActionEnd, ActionRow, ActionState, Fence, NewAction, ProcessId, SeriesRow, Store, StoreError,
+    ActionEnd, ActionRow, ActionState, Fence, NewAction, Noted, ProcessId, SeriesRow, Store,
+    StoreError,
 };
 use crate::run::watch::journal::{Claim, Journal, Ticket};
 use crate::run::watch::Outcome;
@@ -122,6 +124,10 @@ pub struct StoreJournal {
     /// The token the running action was claimed with: its result is written fenced
     /// by it (an agent paused past its lease cannot overwrite the new owner's record).
     pub token: Option<i64>,
+    /// The watch's notifications: an action's go in the transaction of its result.
+    pub herald: Option<Arc<super::outbox::Herald>>,
+    /// Where commands' supervisors record their exits (`io::supervise`), if anywhere.
+    pub status_dir: Option<std::path::PathBuf>,
 }
 
 /// A write refused because this agent no longer holds (or trusts) the watch's lease:
@@ -143,6 +149,27 @@ fn gives_up(leases: &LeaseBook) -> bool {
 }
 
 impl StoreJournal {
+    /// Writes the intent file of a claim of `kind`. None: commands run unsupervised, or
+    /// it could not be written (then no stale intent may stay at its path, or a restart
+    /// could read it as this claim's: if it cannot even be removed, nothing is claimed).
+    fn intent(&self, kind: &str) -> Result<Option<std::path::PathBuf>, String> {
+        let Some(dir) = self.status_dir.as_ref() else {
+            return Ok(None);
+        };
+        let i = crate::io::supervise::intent_path(dir, &self.id, self.created_ms, kind);
+        let Err(e) = crate::io::supervise::write_intent(&i) else {
+            return Ok(Some(i));
+        };
+        warn!(event = "intent_unwritten", watch = %self.id, error = %e, "cannot write the claim's intent file: if the agent dies before the command starts, a restart will call it unknown");
+        match std::fs::remove_file(&i) {
+            Ok(()) => Ok(None),
+            Err(r) if r.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(r) => Err(format!(
+                "cannot write the claim's intent file ({e}) nor remove an old one ({r})"
+            )),
+        }
+    }
+
     /// A claim refused because this agent does not (or may no longer) hold the watch:
     /// counted, logged, and the watch's loop on this agent goes quiet.
     fn refused(&self, kind: &str, why: &str) -> String {
@@ -189,6 +216,14 @@ impl Journal for StoreJournal {
             ));
         };
         stop_point("claim_trusted");
+        // The claim's intent, durably before the claim: a restart that finds the claim
+        // but an intent no supervisor took knows the command never ran.
+        // (A claim that fails leaves it: another agent's claim may have written the
+        // same path; a stale one is never read as taken, see `resume`.)
+        let intent = self.intent(c.kind).inspect_err(|e| {
+            self.metrics.store_errors.inc();
+            error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
+        })?;
         let claimed = self
             .store
             .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired);
@@ -224,10 +259,14 @@ impl Journal for StoreJournal {
                 self.id.clone(),
                 action,
             )),
+            intent_file: intent,
+            status_file: self.status_dir.as_ref().map(|d| {
+                crate::io::supervise::record_path(d, &action_tag(&self.id, self.created_ms, action))
+            }),
         })
     }
 
-    fn finished(&mut self, status: &ActionStatus, at_ms: i64) {
+    fn finished(&mut self, status: &ActionStatus, at_ms: i64, event: &Event) {
         if let Some(a) = self.action.take() {
             let fence = Fence {
                 holder: self.leases.holder.clone(),
@@ -240,8 +279,26 @@ impl Journal for StoreJournal {
                 succeeded: Some(status.succeeded()),
                 at_ms,
             };
-            match self.store.end_action(&self.id, &fence, a, &end, None) {
-                Ok(()) => {}
+            let r = match &self.herald {
+                Some(h) => {
+                    let notes = h.ahead(at_ms, event);
+                    let change = Noted::EndAction {
+                        action: a,
+                        end: &end,
+                        ending: None,
+                    };
+                    let r = self.store.write_noted(&self.id, &fence, change, &notes);
+                    match &r {
+                        Ok(()) if !notes.is_empty() => h.wake(),
+                        Ok(()) => {}
+                        // Rendered again when it is emitted, and written then.
+                        Err(_) => h.forget_ahead(),
+                    }
+                    r
+                }
+                None => self.store.end_action(&self.id, &fence, a, &end, None),
+            };
+            match r {
                 Err(e @ StoreError::Fenced { .. }) => write_fenced(
                     &self.metrics,
                     &self.leases,
@@ -251,11 +308,32 @@ impl Journal for StoreJournal {
                 ),
                 Err(e) => {
                     self.metrics.store_errors.inc();
-                    error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart will find it unknown");
+                    error!(event = "store_error", watch = %self.id, error = %e, "cannot record the action's result; a restart reads it from the supervisor's record, or finds it unknown");
+                }
+                // The store says it now: the supervisor's record has served.
+                Ok(()) => {
+                    if let Some(d) = &self.status_dir {
+                        use crate::io::supervise::{
+                            intent_path, record_path, remove_record, taken,
+                        };
+                        let tag = action_tag(&self.id, self.created_ms, a);
+                        remove_record(&record_path(d, &tag));
+                        if let Some(kind) = event_kind(event) {
+                            remove_record(&taken(&intent_path(d, &self.id, self.created_ms, kind)));
+                        }
+                    }
                 }
             }
             crash_point("action_finished");
         }
+    }
+}
+
+/// The action kind of an `action_finished` event.
+fn event_kind(event: &Event) -> Option<&'static str> {
+    match event {
+        Event::ActionFinished { action, .. } => Some(action),
+        _ => None,
     }
 }
 
@@ -267,6 +345,7 @@ pub fn spawn_hook(store: Arc<dyn Store>, metrics: Metrics, id: String, action: i
             error!(event = "store_error", watch = %id, error = %e, "cannot record the command's process group; a restart will look for it by its ROLLWATCH_ACTION_ID");
         }
         crash_point("command_spawned");
+        stop_point("command_spawned");
     })
 }
 
@@ -482,6 +561,12 @@ fn live_groups(a: &ActionRow, tag: &str) -> Vec<i32> {
     }
     groups.retain(|g| group_exists(*g));
     groups
+}
+
+/// Whether a process group of the interrupted action `a` (tagged `tag`) still exists
+/// on this host.
+pub fn still_running(a: &ActionRow, tag: &str) -> bool {
+    !live_groups(a, tag).is_empty()
 }
 
 /// Makes sure the command of an interrupted action has ended before it runs again:

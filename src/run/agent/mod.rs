@@ -55,6 +55,7 @@ mod clock;
 pub mod exactly_once;
 pub mod lease;
 pub mod metrics;
+pub mod outbox;
 mod resume;
 mod sinks;
 pub mod source;
@@ -63,15 +64,16 @@ use crate::core::events::{now_ms, RuleState, Sink, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::{Connection, PromClient};
 use crate::io::store::{
-    Created, Ending, Lease, NewWatch, PollMark, Store, StoreError, WatchRecord, WatchState,
+    Created, Ending, Lease, NewNote, NewWatch, PollMark, Store, StoreError, WatchRecord, WatchState,
 };
 use crate::run::verdict::{self, RuleStatus, Verdict};
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use exactly_once::StoreJournal;
 use lease::LeaseBook;
 use metrics::Metrics;
+use outbox::{Herald, HeraldSink};
 use resume::Resolution;
-use sinks::{AgentLog, NoInterrupted, StoreSink};
+use sinks::{AgentLog, StoreSink};
 use source::{phase, SharedSource};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -100,6 +102,10 @@ pub struct AgentConfig {
     pub holder: String,
     /// How long a lease lasts without renewal (adoption happens after it).
     pub lease_ttl: Duration,
+    /// A private directory where commands' supervisors record their exits, so that
+    /// a restarted agent (or one adopting on the same host) knows how a command that
+    /// outlived its agent ended (`io::supervise`). None: commands run unsupervised.
+    pub action_dir: Option<PathBuf>,
 }
 
 /// The fewest watches an adoption round tries to take (more when the agent holds less
@@ -200,6 +206,8 @@ pub struct Agent {
     pub store: Arc<dyn Store>,
     pub metrics: Metrics,
     pub leases: Arc<LeaseBook>,
+    /// Poked when notifications were committed to the outbox (`outbox::deliver_loop`).
+    outbox_wake: Arc<tokio::sync::Notify>,
     cfg: AgentConfig,
     limit: Arc<Semaphore>,
     sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
@@ -283,6 +291,7 @@ impl Agent {
             store,
             metrics,
             leases,
+            outbox_wake: Arc::default(),
             limit: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
             cfg,
             sources: Mutex::default(),
@@ -377,6 +386,7 @@ impl Agent {
         let n = self.take_adopted(adopted, sent);
         let agent = self.clone();
         tokio::spawn(async move { agent.lease_loop().await });
+        tokio::spawn(outbox::deliver_loop(self.clone()));
         let weak = Arc::downgrade(self);
         let _ = std::thread::Builder::new()
             .name("rollwatch-lease-watchdog".into())
@@ -1056,6 +1066,11 @@ impl Agent {
     /// Records how a watch ended (retried a few times: an ending that cannot be
     /// written leaves the watch to be resumed, and its action rows still decide it).
     async fn record_ending(&self, id: &str, e: &Ending) -> bool {
+        self.record_ending_noted(id, e, Vec::new()).await
+    }
+
+    /// `record_ending`, with the notifications that report it in its transaction.
+    async fn record_ending_noted(&self, id: &str, e: &Ending, notes: Vec<NewNote>) -> bool {
         for attempt in 1..=3 {
             let Some(fence) = self.leases.fence(id) else {
                 self.write_fenced(
@@ -1066,10 +1081,21 @@ impl Agent {
                 return false;
             };
             let store = self.store.clone();
-            let (id2, e2) = (id.to_string(), e.clone());
-            match tokio::task::spawn_blocking(move || store.finish(&id2, &fence, &e2)).await {
+            let (id2, e2, notes2) = (id.to_string(), e.clone(), notes.clone());
+            let r = tokio::task::spawn_blocking(move || {
+                if notes2.is_empty() {
+                    store.finish(&id2, &fence, &e2)
+                } else {
+                    store.write_noted(&id2, &fence, crate::io::store::Noted::Finish(&e2), &notes2)
+                }
+            })
+            .await;
+            match r {
                 Ok(Ok(())) => {
                     exactly_once::crash_point("ending_saved");
+                    if !notes.is_empty() {
+                        self.outbox_wake.notify_one();
+                    }
                     return true;
                 }
                 Ok(Err(e @ StoreError::Fenced { .. })) => {
@@ -1194,13 +1220,21 @@ impl Agent {
         for make in lock(&self.extra_sinks).iter() {
             others.0.push(make(def));
         }
-        let mut deliveries = None;
-        if !spec.notify.is_empty() {
-            let (n, d) = crate::io::notify::Notifier::new(spec.notify.clone());
-            // The agent's own record of the watch (`GET` it on the agent's address).
-            let n = n.with_report(format!("/api/v1/watches/{id}"));
-            others.push(NoInterrupted(n, self.leases.clone(), id.to_string()));
-            deliveries = Some(d);
+        // Notifications go through the store's outbox (`outbox`): rendered first,
+        // written with the state change they report, delivered after its commit.
+        let deliveries = None;
+        let herald = (!spec.notify.is_empty()).then(|| {
+            Herald::new(
+                spec.notify.clone(),
+                // The agent's own record of the watch (`GET` it on the agent's address).
+                format!("/api/v1/watches/{id}"),
+                self.outbox_wake.clone(),
+                self.leases.clone(),
+                id,
+            )
+        });
+        if let Some(h) = &herald {
+            others.0.insert(0, Box::new(HeraldSink(h.clone())));
         }
         let store_sink = StoreSink {
             id: id.to_string(),
@@ -1209,6 +1243,8 @@ impl Agent {
             agent: self.clone(),
             live,
             windows: Default::default(),
+            herald: herald.clone(),
+            notify_fired: Vec::new(),
         };
         let mut from = Start {
             aligned: Some(phase),
@@ -1220,13 +1256,17 @@ impl Agent {
                 action: None,
                 leases: self.leases.clone(),
                 token: None,
+                herald: herald.clone(),
+                status_dir: self.cfg.action_dir.clone(),
             })),
             ..Start::default()
         };
         if resumed {
             let mut waiting = false;
             loop {
-                let resolved = self.resolve_actions(&spec, def, &mut others, &opts).await;
+                let resolved = self
+                    .resolve_actions(&spec, def, &mut others, &opts, herald.as_ref())
+                    .await;
                 let restored = match resolved {
                     Ok(Resolution::Continue {
                         paused_by,
@@ -1243,7 +1283,18 @@ impl Agent {
                             self.metrics.resume_waiting.dec();
                         }
                         if !recorded {
-                            self.record_ending(id, &ending_of(&outcome)).await;
+                            // The ending's notifications go in its transaction.
+                            let notes = herald.as_ref().map_or_else(Vec::new, |h| {
+                                h.ahead(now_ms(), &outcome.finished_event())
+                            });
+                            if !self
+                                .record_ending_noted(id, &ending_of(&outcome), notes)
+                                .await
+                            {
+                                if let Some(h) = &herald {
+                                    h.forget_ahead();
+                                }
+                            }
                         }
                         let mut sinks = WatchSinks {
                             sinks: others,
@@ -1287,9 +1338,11 @@ impl Agent {
             sinks: others,
             deliveries,
         };
-        sinks.sinks.0.insert(0, Box::new(store_sink));
-        // The ending is recorded by `StoreSink` before any sink after it (the
-        // notifications) sees it.
+        // The ending is recorded by `StoreSink` before any sink after it sees it; the
+        // notifications are rendered just before it (`HeraldSink`, first), so that it
+        // writes them in the same transaction.
+        let at = usize::from(herald.is_some());
+        sinks.sinks.0.insert(at, Box::new(store_sink));
         watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
     }
 }

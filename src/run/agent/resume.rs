@@ -5,20 +5,36 @@
 //! agent's module doc.
 
 use super::exactly_once::{self, resume_plan, ResumePlan, StoreJournal};
+use super::outbox::Herald;
 use super::source::{phase, SharedSource};
 use super::{ending_of, unix, Agent};
 use crate::core::eval::{parse_window, Labels, Phase, RuleEval, SeriesState};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};
-use crate::io::action::{ActionRequest, ActionRunner, ProcessRunner};
+use crate::io::action::{ActionRequest, ActionRunner, ActionStatus, ProcessRunner};
 use crate::io::prom::{PromClient, QueryResult};
 use crate::io::store::{ActionRow, ActionState, NewWatch};
 use crate::run::watch::journal::Journal;
 use crate::run::watch::Judged;
 use crate::run::watch::{self, Outcome, PollDone, WatchOptions};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
+
+/// How long a restart looks for a supervisor's record once the command's group is
+/// gone (its last write and fsync may still be under way).
+const RECORD_GRACE: Duration = Duration::from_secs(3);
+
+/// Whether an interrupted first claim's command ever started.
+enum Intent {
+    /// It never did, and now never will (its intent was abandoned): it runs now.
+    Abandoned,
+    /// A supervisor took its intent, and recorded how it ended.
+    Ran((crate::io::supervise::ExitRecord, std::path::PathBuf)),
+    /// Cannot tell (no intent file: unsupervised, another host, or lost).
+    Unknown,
+}
 
 pub(super) enum Resolution {
     /// The watch is decided; `recorded` if its ending is already in the store.
@@ -37,6 +53,7 @@ impl Agent {
         def: &NewWatch,
         others: &mut Sinks,
         opts: &WatchOptions,
+        herald: Option<&Arc<Herald>>,
     ) -> Result<Resolution, crate::io::store::StoreError> {
         let actions = self.store.actions(&def.id)?;
         let idempotent = |c: &Option<rules::CommandSpec>| c.as_ref().is_some_and(|c| c.idempotent);
@@ -45,6 +62,27 @@ impl Agent {
             idempotent(&spec.rollback),
             idempotent(&spec.pause),
         );
+        // A command that outlived its agent may have told its supervisor how it ended.
+        let recorded = match &plan {
+            ResumePlan::Unknown(a) | ResumePlan::Rerun(a) => {
+                self.supervised_exit(spec, def, a).await
+            }
+            _ => None,
+        };
+        // No record and nothing running: if the claim's intent was never taken by a
+        // supervisor, the command never started, and taking the intent away makes sure
+        // it never will: it runs now, for the first time.
+        let never_started = match (&recorded, &plan) {
+            (None, ResumePlan::Unknown(a) | ResumePlan::Rerun(a)) if a.rerun_of.is_none() => {
+                self.abandon_intent(spec, def, a).await
+            }
+            _ => Intent::Unknown,
+        };
+        let (recorded, never_started) = match never_started {
+            Intent::Abandoned => (recorded, true),
+            Intent::Ran(r) => (Some(r), false),
+            Intent::Unknown => (recorded, false),
+        };
         let (a, rerun, stuck, elsewhere) = match plan {
             ResumePlan::Live {
                 paused_by,
@@ -87,6 +125,11 @@ impl Agent {
                 (a, left == 0, left > 0, false)
             }
         };
+        let (rerun, stuck, elsewhere) = if never_started {
+            (true, false, false)
+        } else {
+            (rerun, stuck, elsewhere)
+        };
         let kind: &'static str = if a.kind == "pause" {
             "pause"
         } else {
@@ -108,6 +151,64 @@ impl Agent {
                     .collect(),
             },
         );
+        if let Some((rec, path)) = recorded {
+            let status = match (rec.code, rec.signal) {
+                (Some(0), _) => ActionStatus::Succeeded,
+                (code, signal) => ActionStatus::Failed { code, signal },
+            };
+            let ok = status.succeeded();
+            let rule = a.rule.clone();
+            let outcome = match (kind, ok) {
+                ("rollback", true) => Some(Outcome::RolledBack {
+                    rule: rule.clone(),
+                    dry_run: false,
+                }),
+                ("rollback", false) => Some(Outcome::RollbackFailed {
+                    rule: rule.clone(),
+                    status: status.clone(),
+                }),
+                _ => None,
+            };
+            let text = status.to_string();
+            let end = crate::io::store::ActionEnd {
+                state: ActionState::Finished,
+                result: &text,
+                succeeded: Some(ok),
+                at_ms: rec.ended_ms,
+            };
+            let finished = Event::ActionFinished {
+                action: kind,
+                rule: rule.clone(),
+                status: text.clone(),
+                succeeded: ok,
+                duration_s: (rec.ended_ms - a.started_ms).max(0) as f64 / 1000.0,
+                output_tail: Vec::new(),
+            };
+            self.settle(def, a.id, &end, outcome.as_ref(), &finished, herald)?;
+            crate::io::supervise::remove_record(&path);
+            let result = if ok { "succeeded" } else { "failed" };
+            self.metrics
+                .actions
+                .with_label_values(&[kind, result])
+                .inc();
+            info!(event = "action_recovered", watch = %def.id, action = kind, rule = %rule, status = %text,
+                "the agent died while this command ran; its supervisor recorded how it ended: {text}");
+            others.emit(now_ms(), &finished);
+            return Ok(match outcome {
+                Some(outcome) => Resolution::End {
+                    outcome,
+                    recorded: true,
+                },
+                None if ok => Resolution::Continue {
+                    paused_by: Some(rule),
+                    pause_failed: None,
+                },
+                None => Resolution::Continue {
+                    paused_by: None,
+                    pause_failed: Some((rule, status)),
+                },
+            });
+        }
         if !rerun {
             let status = if elsewhere {
                 "was running when its agent went away, on a host this agent cannot see: it was not run again (never two at once); its result is unknown"
@@ -122,49 +223,28 @@ impl Agent {
                 action: kind,
                 rule: a.rule.clone(),
             };
-            let ending = (kind == "rollback").then(|| ending_of(&outcome));
             let end = crate::io::store::ActionEnd {
                 state: ActionState::Unknown,
                 result: status,
                 succeeded: None,
                 at_ms: now_ms(),
             };
-            let fence =
-                self.leases
-                    .fence(&def.id)
-                    .ok_or_else(|| crate::io::store::StoreError::Fenced {
-                        what: format!("write of action {}'s result", a.id),
-                        id: def.id.clone(),
-                        token: 0,
-                    })?;
-            if let Err(e) = self
-                .store
-                .end_action(&def.id, &fence, a.id, &end, ending.as_ref())
-            {
-                if matches!(e, crate::io::store::StoreError::Fenced { .. }) {
-                    self.write_fenced(&def.id, "the interrupted action's fate", &e.to_string());
-                }
-                return Err(e);
-            }
-            if ending.is_some() {
-                exactly_once::crash_point("ending_saved");
-            }
+            let finished = Event::ActionFinished {
+                action: kind,
+                rule: a.rule.clone(),
+                status: status.into(),
+                succeeded: false,
+                duration_s: 0.0,
+                output_tail: Vec::new(),
+            };
+            let ending = (kind == "rollback").then_some(&outcome);
+            self.settle(def, a.id, &end, ending, &finished, herald)?;
             self.metrics
                 .actions
                 .with_label_values(&[kind, "unknown"])
                 .inc();
             warn!(event = "action_unknown", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this command ran; not running it again");
-            others.emit(
-                now_ms(),
-                &Event::ActionFinished {
-                    action: kind,
-                    rule: a.rule.clone(),
-                    status: status.into(),
-                    succeeded: false,
-                    duration_s: 0.0,
-                    output_tail: Vec::new(),
-                },
-            );
+            others.emit(now_ms(), &finished);
             return Ok(if kind == "rollback" {
                 Resolution::End {
                     outcome,
@@ -173,11 +253,13 @@ impl Agent {
             } else {
                 Resolution::Continue {
                     paused_by: None,
-                    pause_failed: Some((a.rule.clone(), crate::io::action::ActionStatus::Unknown)),
+                    pause_failed: Some((a.rule.clone(), ActionStatus::Unknown)),
                 }
             });
         }
-        let report = self.rerun(spec, def, &a, kind, others).await?;
+        let report = self
+            .rerun(spec, def, &a, others, herald, never_started)
+            .await?;
         let rule = a.rule.clone();
         Ok(match (kind, report.status.succeeded()) {
             ("pause", true) => Resolution::Continue {
@@ -205,16 +287,152 @@ impl Agent {
         })
     }
 
+    /// Records how an interrupted action ended and, with `outcome`, how its watch
+    /// ended: one transaction, with the notifications of both (rendered ahead of the
+    /// events the caller emits next).
+    fn settle(
+        &self,
+        def: &NewWatch,
+        action: i64,
+        end: &crate::io::store::ActionEnd<'_>,
+        outcome: Option<&Outcome>,
+        finished: &Event,
+        herald: Option<&Arc<Herald>>,
+    ) -> Result<(), crate::io::store::StoreError> {
+        let ending = outcome.map(ending_of);
+        let fence =
+            self.leases
+                .fence(&def.id)
+                .ok_or_else(|| crate::io::store::StoreError::Fenced {
+                    what: format!("write of action {action}'s result"),
+                    id: def.id.clone(),
+                    token: 0,
+                })?;
+        let r = match herald {
+            Some(h) => {
+                let mut notes = h.ahead(now_ms(), finished);
+                if let Some(o) = outcome {
+                    notes.extend(h.ahead(now_ms(), &o.finished_event()));
+                }
+                let change = crate::io::store::Noted::EndAction {
+                    action,
+                    end,
+                    ending: ending.as_ref(),
+                };
+                let r = self.store.write_noted(&def.id, &fence, change, &notes);
+                match r {
+                    Ok(()) => h.wake(),
+                    Err(_) => h.forget_ahead(),
+                }
+                r
+            }
+            None => self
+                .store
+                .end_action(&def.id, &fence, action, end, ending.as_ref()),
+        };
+        if let Err(e) = r {
+            if matches!(e, crate::io::store::StoreError::Fenced { .. }) {
+                self.write_fenced(&def.id, "the interrupted action's fate", &e.to_string());
+            }
+            return Err(e);
+        }
+        if ending.is_some() {
+            exactly_once::crash_point("ending_saved");
+        }
+        Ok(())
+    }
+
+    /// Whether the interrupted first claim `a` ever started (see `Intent`). A taken
+    /// intent is looked for first: a stale intent (from another agent's refused claim)
+    /// may sit beside it, and must never be read as "never started".
+    async fn abandon_intent(&self, spec: &WatchSpec, def: &NewWatch, a: &ActionRow) -> Intent {
+        let Some(dir) = self.cfg.action_dir.as_ref() else {
+            return Intent::Unknown;
+        };
+        let intent = crate::io::supervise::intent_path(dir, &def.id, def.created_ms, &a.kind);
+        let taken = crate::io::supervise::taken(&intent);
+        if !taken.exists() && crate::io::supervise::abandon(&intent) {
+            return Intent::Abandoned;
+        }
+        // A supervisor took it (maybe just now): the command runs or ran; its record
+        // (or its group) tells.
+        if taken.exists() {
+            if let Some(r) = self.supervised_exit(spec, def, a).await {
+                return Intent::Ran(r);
+            }
+        }
+        Intent::Unknown
+    }
+
+    /// How the interrupted action `a` ended, as its supervisor recorded it (and the
+    /// record's file). A command still running on this host is waited for first, as
+    /// a restart waits before a re-run (stopped at its own timeout). None: no record
+    /// (the agent died before the command started, commands run unsupervised, or it
+    /// ran on another host).
+    async fn supervised_exit(
+        &self,
+        spec: &WatchSpec,
+        def: &NewWatch,
+        a: &ActionRow,
+    ) -> Option<(crate::io::supervise::ExitRecord, std::path::PathBuf)> {
+        let dir = self.cfg.action_dir.as_ref()?;
+        let tag = exactly_once::action_tag(&def.id, def.created_ms, a.id);
+        let path = crate::io::supervise::record_path(dir, &tag);
+        if let Some(r) = crate::io::supervise::read_record(&path) {
+            return Some((r, path));
+        }
+        let timeout = if a.kind == "pause" {
+            spec.pause.as_ref().map(|c| c.timeout)
+        } else {
+            spec.rollback.as_ref().map(|c| c.timeout)
+        }
+        .unwrap_or(rules::defaults::COMMAND_TIMEOUT);
+        // Until the record appears (its group may linger as a zombie whose parent,
+        // the old agent, is paused), the group ends, or the command's timeout.
+        let deadline_ms = a.started_ms + timeout.as_millis() as i64;
+        if exactly_once::still_running(a, &tag) {
+            warn!(event = "action_still_running", watch = %def.id, action = %a.kind,
+                "the interrupted {} command is still running on this host: waiting for it to end, to record how it ended", a.kind);
+        }
+        while exactly_once::still_running(a, &tag) && now_ms() < deadline_ms {
+            if let Some(r) = crate::io::supervise::read_record(&path) {
+                return Some((r, path));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Read again even if nothing ran: it may have ended since the first read, and
+        // a supervisor whose command just ended may still be writing (fsync) its record.
+        let grace_ms = now_ms() + RECORD_GRACE.as_millis() as i64;
+        loop {
+            if let Some(r) = crate::io::supervise::read_record(&path) {
+                return Some((r, path));
+            }
+            if now_ms() >= grace_ms || exactly_once::still_running(a, &tag) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        exactly_once::wait_for_old_command(a, &tag, timeout, &def.id).await;
+        crate::io::supervise::read_record(&path).map(|r| (r, path))
+    }
+
     /// Runs an interrupted idempotent command again, once: only after the original
-    /// has ended, and only if the re-run's claim commits.
+    /// has ended, and only if the re-run's claim commits. `first`: the original never
+    /// started (its intent was abandoned), so this is its first run.
     async fn rerun(
         &self,
         spec: &WatchSpec,
         def: &NewWatch,
         a: &ActionRow,
-        kind: &'static str,
         others: &mut Sinks,
+        herald: Option<&Arc<Herald>>,
+        first: bool,
     ) -> Result<crate::io::action::ActionReport, crate::io::store::StoreError> {
+        let kind: &'static str = if a.kind == "pause" {
+            "pause"
+        } else {
+            "rollback"
+        };
         let cmd = if kind == "pause" {
             &spec.pause
         } else {
@@ -224,7 +442,11 @@ impl Agent {
             Some(c) => (c.argv.clone(), c.timeout),
             None => (a.argv.clone(), rules::defaults::COMMAND_TIMEOUT),
         };
-        warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; it has ended; running it again, once");
+        if first {
+            warn!(event = "action_first_run", watch = %def.id, action = kind, rule = %a.rule, "the agent died after claiming this command and before starting it: it never ran; running it now, once");
+        } else {
+            warn!(event = "action_rerun", watch = %def.id, action = kind, rule = %a.rule, "the agent died while this idempotent command ran; it has ended; running it again, once");
+        }
         // The very environment the first run had (value, labels, breached for...).
         let mut env: Vec<(String, String)> = a
             .env
@@ -236,7 +458,9 @@ impl Agent {
             env.push(("ROLLWATCH_ACTION".into(), kind.into()));
             env.push(("ROLLWATCH_RULE".into(), a.rule.clone()));
         }
-        env.push(("ROLLWATCH_RERUN".into(), "1".into()));
+        if !first {
+            env.push(("ROLLWATCH_RERUN".into(), "1".into()));
+        }
         let new = crate::io::store::NewAction {
             kind: kind.to_string(),
             rule: a.rule.clone(),
@@ -264,6 +488,8 @@ impl Agent {
             action: Some(started),
             leases: self.leases.clone(),
             token: Some(token),
+            herald: herald.cloned(),
+            status_dir: self.cfg.action_dir.clone(),
         };
         env.push(("ROLLWATCH_FENCING_TOKEN".into(), token.to_string()));
         env.push(("ROLLWATCH_WATCH_ID".into(), def.id.clone()));
@@ -291,9 +517,15 @@ impl Agent {
                     def.id.clone(),
                     started,
                 )),
+                intent_file: None,
+                status_file: self.cfg.action_dir.as_ref().map(|d| {
+                    crate::io::supervise::record_path(
+                        d,
+                        &exactly_once::action_tag(&def.id, def.created_ms, started),
+                    )
+                }),
             })
             .await;
-        journal.finished(&report.status, now_ms());
         let result = if report.status.succeeded() {
             "succeeded"
         } else {
@@ -311,6 +543,7 @@ impl Agent {
             duration_s: report.duration.as_secs_f64(),
             output_tail: report.output_tail.clone(),
         };
+        journal.finished(&report.status, now_ms(), &ev);
         others.emit(now_ms(), &ev);
         Ok(report)
     }

@@ -1,6 +1,6 @@
 //! The agent's own sinks on a watch's event bus: `StoreSink` persists each decision as
-//! it is made (and keeps the API's live view), `AgentLog` logs it with the watch's id,
-//! and `NoInterrupted` keeps notifications quiet about watches the agent suspends.
+//! it is made (with the notifications that report it: `outbox`) and keeps the API's
+//! live view, and `AgentLog` logs it with the watch's id.
 
 use super::exactly_once;
 use super::metrics::Metrics;
@@ -8,7 +8,7 @@ use super::{cancelled, lock, Agent, Live};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
 use crate::io::store::{
-    Ending, Fence, PollMark, SeriesRow, Store, StoreError, WatchState, Windows,
+    Ending, Fence, NewNote, Noted, PollMark, SeriesRow, Store, StoreError, WatchState, Windows,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -19,10 +19,13 @@ use tracing::{error, info, warn};
 /// Pending series and resolutions are written here. A series that fires for a rollback
 /// or pause rule is not: it is written with its action's claim (`StoreJournal`), in
 /// one transaction, so no restart can find it firing without its action. The ending
-/// is written here too, on `watch_finished`, before any later sink (notifications)
-/// sees it. A write that fails is logged (`store_error`); the watch goes on. Every
-/// write carries the lease's fence; one the store refuses (the lease moved) is logged
-/// (`write_fenced`), counted, and the watch stops here.
+/// is written here too, on `watch_finished`. With notification channels, what the
+/// `HeraldSink` before it rendered goes into the same transaction as the change it
+/// reports (a notify rule's firing series waits for its `notify` event, so both are
+/// one write); notes of events that change nothing are written alone. A write that
+/// fails is logged (`store_error`); the watch goes on. Every write carries the lease's
+/// fence; one the store refuses (the lease moved) is logged (`write_fenced`), counted,
+/// and the watch stops here.
 pub(super) struct StoreSink {
     pub(super) id: String,
     pub(super) store: Arc<dyn Store>,
@@ -32,9 +35,34 @@ pub(super) struct StoreSink {
     /// Each rule's `breaches` windows after its last poll: a transition's poll mark
     /// carries them too, so the stored last poll and its windows always agree.
     pub(super) windows: std::collections::HashMap<String, Option<Windows>>,
+    pub(super) herald: Option<Arc<super::outbox::Herald>>,
+    /// Firing series of notify rules waiting for their `notify` event (and its notes).
+    pub(super) notify_fired: Vec<(i64, SeriesRow)>,
 }
 
 impl StoreSink {
+    /// Writes `change` with the notes rendered so far, in one transaction.
+    fn noted(
+        &self,
+        fence: &Fence,
+        what: &str,
+        change: Noted<'_>,
+        notes: Vec<NewNote>,
+    ) -> Option<()> {
+        let r = self.store.write_noted(&self.id, fence, change, &notes);
+        let done = self.check(what, r);
+        if done.is_some() && !notes.is_empty() {
+            if let Some(h) = &self.herald {
+                h.wake();
+            }
+        }
+        done
+    }
+
+    fn notes(&self) -> Vec<NewNote> {
+        self.herald.as_ref().map_or_else(Vec::new, |h| h.take())
+    }
+
     fn check<T>(&self, what: &str, r: Result<T, StoreError>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
@@ -119,6 +147,7 @@ impl Sink for StoreSink {
             if let Event::WatchFinished { .. } = event {
                 info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
             }
+            drop(self.notes());
             return;
         };
         let fence = &fence;
@@ -168,7 +197,36 @@ impl Sink for StoreSink {
                 ..
             } => {
                 let since = at_ms - (breached_for_s * 1000.0).round() as i64;
+                if self.herald.is_some() {
+                    // Written with its `notify` event's notes, next.
+                    let row = SeriesRow {
+                        rule: rule.clone(),
+                        labels: labels.clone(),
+                        phase: Phase::Firing,
+                        since_ms: since,
+                        last_value: *value,
+                    };
+                    self.notify_fired.push((at_ms, row));
+                    return;
+                }
                 self.series(fence, at_ms, rule, labels, Phase::Firing, since, *value)
+            }
+            Event::Notify { rule, labels, .. } => {
+                let i = self
+                    .notify_fired
+                    .iter()
+                    .position(|(_, r)| &r.rule == rule && &r.labels == labels);
+                if let Some(i) = i {
+                    let (at, row) = self.notify_fired.remove(i);
+                    let notes = self.notes();
+                    self.noted(
+                        fence,
+                        "a series' breach state",
+                        Noted::PutSeries(&row),
+                        notes,
+                    );
+                    self.transition_poll(fence, at, rule, row.last_value.is_some());
+                }
             }
             Event::Resolved {
                 rule,
@@ -210,12 +268,23 @@ impl Sink for StoreSink {
                         at_ms: now_ms(),
                     },
                 };
-                let r = self.store.finish(&self.id, fence, &ending);
-                if self.check("how the watch ended", r).is_some() {
+                let done = if self.herald.is_some() {
+                    let notes = self.notes();
+                    self.noted(fence, "how the watch ended", Noted::Finish(&ending), notes)
+                } else {
+                    let r = self.store.finish(&self.id, fence, &ending);
+                    self.check("how the watch ended", r)
+                };
+                if done.is_some() {
                     exactly_once::crash_point("ending_saved");
                 }
             }
             _ => {}
+        }
+        // What this event rendered and no state change took along: written alone.
+        let notes = self.notes();
+        if !notes.is_empty() {
+            self.noted(fence, "notifications", Noted::Nothing, notes);
         }
     }
 }
@@ -253,33 +322,5 @@ impl Sink for AgentLog {
                 info!(event = other.name(), watch = %self.id, unix_ms = at_ms, detail = %detail, "{}", other.name())
             }
         }
-    }
-}
-
-/// Notifications, except "interrupted": a watch the agent suspends to stop resumes at
-/// the next start, and a cancelled one was cancelled on purpose.
-pub(super) struct NoInterrupted(
-    pub(super) crate::io::notify::Notifier,
-    /// A watch whose lease was lost notifies nothing more (its new owner does).
-    pub(super) Arc<super::lease::LeaseBook>,
-    pub(super) String,
-);
-
-impl Sink for NoInterrupted {
-    fn emit(&mut self, at_ms: i64, event: &Event) {
-        if self.1.trusted(&self.2).is_none() {
-            return;
-        }
-        if let Event::WatchFinished {
-            outcome: "interrupted",
-            ..
-        } = event
-        {
-            return;
-        }
-        self.0.emit(at_ms, event);
-    }
-    fn finish(&mut self) {
-        self.0.finish();
     }
 }

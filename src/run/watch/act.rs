@@ -5,6 +5,69 @@
 use super::journal::Claim;
 use super::*;
 
+/// How long the end of a watch waits for silences still being made (each is already
+/// bounded by its retry policy: 3 attempts of 5 s, 16.5 s in all).
+const SILENCE_WAIT: Duration = Duration::from_secs(20);
+
+/// The `action_finished` event of a report.
+fn finished_event(kind: &'static str, rule: &str, report: &ActionReport) -> Event {
+    Event::ActionFinished {
+        action: kind,
+        rule: rule.to_string(),
+        status: report.status.to_string(),
+        succeeded: report.status.succeeded(),
+        duration_s: report.duration.as_secs_f64(),
+        output_tail: report.output_tail.clone(),
+    }
+}
+
+/// A silence being created beside a rollback.
+pub(super) struct Silencing {
+    task: tokio::task::JoinHandle<Result<String, String>>,
+    rule: String,
+    matchers: std::collections::BTreeMap<String, String>,
+    ends_at: String,
+}
+
+impl<R: ActionRunner> Watch<'_, R> {
+    /// Emits `silenced` for each silence whose creation ended; with `wait`, first waits
+    /// (at most `SILENCE_WAIT` in all) for those still being made. The watch's ending
+    /// is never behind this: `run_from` waits only after `watch_finished`.
+    pub(super) async fn report_silences(&mut self, wait: bool) {
+        let deadline = tokio::time::Instant::now() + SILENCE_WAIT;
+        for mut s in std::mem::take(&mut self.silences) {
+            if !wait && !s.task.is_finished() {
+                self.silences.push(s);
+                continue;
+            }
+            let (silence_id, error) = match tokio::time::timeout_at(deadline, &mut s.task).await {
+                Ok(Ok(Ok(id))) => (Some(id), None),
+                Ok(Ok(Err(e))) => (None, Some(e)),
+                Ok(Err(e)) => (None, Some(e.to_string())),
+                Err(_) => {
+                    s.task.abort();
+                    (
+                        None,
+                        Some(format!(
+                            "no answer from Alertmanager within {SILENCE_WAIT:?}"
+                        )),
+                    )
+                }
+            };
+            self.sinks.emit(
+                now_ms(),
+                &Event::Silenced {
+                    rule: s.rule,
+                    silence_id,
+                    matchers: s.matchers,
+                    ends_at: s.ends_at,
+                    error,
+                },
+            );
+        }
+    }
+}
+
 impl<R: ActionRunner> Watch<'_, R> {
     /// Runs (or, in a dry run, describes) an action. None in a dry run.
     ///
@@ -116,6 +179,8 @@ impl<R: ActionRunner> Watch<'_, R> {
                     timeout: cmd.timeout,
                     env,
                     on_spawn: ticket.on_spawn,
+                    status_file: ticket.status_file,
+                    intent_file: ticket.intent_file,
                 };
                 let fut = self.runner.run(&req);
                 tokio::pin!(fut);
@@ -128,39 +193,24 @@ impl<R: ActionRunner> Watch<'_, R> {
                         }
                     }
                 };
-                self.journal.finished(&report.status, now_ms());
+                let ev = finished_event(kind, &rule.name, &report);
+                self.journal.finished(&report.status, now_ms(), &ev);
                 (report, silence)
             }
         };
-        self.sinks.emit(
-            now_ms(),
-            &Event::ActionFinished {
-                action: kind,
-                rule: rule.name.clone(),
-                status: report.status.to_string(),
-                succeeded: report.status.succeeded(),
-                duration_s: report.duration.as_secs_f64(),
-                output_tail: report.output_tail.clone(),
-            },
-        );
-        // After the action's own events, so a slow Alertmanager delays neither.
+        self.sinks
+            .emit(now_ms(), &finished_event(kind, &rule.name, &report));
+        // After the action's own events, so a slow Alertmanager delays neither; and a
+        // silence still being made runs on beside the watch and its ending.
         if let Some((task, matchers, ends_at)) = silence {
-            let (silence_id, error) = match task.await {
-                Ok(Ok(id)) => (Some(id), None),
-                Ok(Err(e)) => (None, Some(e)),
-                Err(e) => (None, Some(e.to_string())),
-            };
-            self.sinks.emit(
-                now_ms(),
-                &Event::Silenced {
-                    rule: rule.name.clone(),
-                    silence_id,
-                    matchers,
-                    ends_at,
-                    error,
-                },
-            );
+            self.silences.push(Silencing {
+                task,
+                rule: rule.name.clone(),
+                matchers,
+                ends_at,
+            });
         }
+        self.report_silences(false).await;
         Some(report)
     }
 }

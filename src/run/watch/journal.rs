@@ -9,6 +9,7 @@
 //! `serve` claims in its store, in one transaction with the series that fired.
 
 use crate::core::eval::Labels;
+use crate::core::events::Event;
 use crate::io::action::{ActionStatus, SpawnHook};
 use std::time::Duration;
 
@@ -44,6 +45,10 @@ pub struct Ticket {
     pub env: Vec<(String, String)>,
     /// Records the command's process group as soon as it has started.
     pub on_spawn: Option<SpawnHook>,
+    /// Where the command's supervisor records its exit (`io::supervise`), if anywhere.
+    pub status_file: Option<std::path::PathBuf>,
+    /// The claim's intent file, for the supervisor to take (`io::supervise`).
+    pub intent_file: Option<std::path::PathBuf>,
 }
 
 /// Where actions are claimed and their results recorded.
@@ -51,8 +56,9 @@ pub trait Journal: Send {
     /// Claims the action; the command starts only if this returns `Ok`. An `Err` says
     /// why it could not be recorded, and the command is not run.
     fn claim(&mut self, claim: &Claim<'_>) -> Result<Ticket, String>;
-    /// Records how the claimed command ended.
-    fn finished(&mut self, status: &ActionStatus, at_ms: i64);
+    /// Records how the claimed command ended; `event` is the `action_finished` the
+    /// loop emits next (`serve` stores its notifications with the result).
+    fn finished(&mut self, status: &ActionStatus, at_ms: i64, event: &Event);
 }
 
 /// For `watch`: nothing to survive, every claim succeeds.
@@ -63,5 +69,5 @@ impl Journal for NoJournal {
     fn claim(&mut self, _: &Claim<'_>) -> Result<Ticket, String> {
         Ok(Ticket::default())
     }
-    fn finished(&mut self, _: &ActionStatus, _: i64) {}
+    fn finished(&mut self, _: &ActionStatus, _: i64, _: &Event) {}
 }

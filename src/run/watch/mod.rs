@@ -258,6 +258,9 @@ struct Watch<'a, R> {
     warned_no_baseline: BTreeSet<(usize, Labels)>,
     /// Rules whose unmatched guard was logged (once per rule).
     warned_guard: BTreeSet<usize>,
+    /// Silences still being created: they run beside the watch and its ending, never
+    /// in front of them (`act::Silencing`).
+    silences: Vec<act::Silencing>,
 }
 
 /// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in);
@@ -396,6 +399,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             .collect(),
         warned_no_baseline: BTreeSet::new(),
         warned_guard: BTreeSet::new(),
+        silences: Vec::new(),
     };
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never
@@ -460,8 +464,12 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
     };
     pollers.abort_all();
     let warnings = w.warnings();
+    // Silences already made are told before the ending; one still being made (a slow
+    // Alertmanager) never holds the ending back: it is awaited, bounded, after it.
+    w.report_silences(false).await;
     w.sinks
         .emit(now_ms(), &outcome.finished_event_with(&warnings));
+    w.report_silences(true).await;
     outcome
 }
 

@@ -1,0 +1,253 @@
+//! A command's exit that outlives the agent: `rollwatch supervise`.
+//!
+//! `serve` runs a rollback or pause command through a small supervisor, the rollwatch
+//! binary itself in a hidden mode (`rollwatch supervise --status-file F -- ARGV...`),
+//! which leads the command's process group. It runs the command (from argv, never
+//! through a shell; after `--`, so no value can become one of its options), waits for
+//! it, and records how it exited in `F`: a small JSON file in a private directory next
+//! to the state, written atomically (a temporary file, fsync, rename, fsync of the
+//! directory) and readable by its owner only. Then it exits as the command did (the
+//! same code, or the same signal), so the agent that ran it sees no difference.
+//!
+//! If the agent is killed while the command runs, the supervisor goes on, and the
+//! restarted (or adopting, on the same host) agent reads the record instead of calling
+//! the action's fate unknown. Only a dead host leaves no record.
+//!
+//! Signals for the group (the agent's SIGTERM at a timeout, a Ctrl-C) reach the
+//! command directly; the supervisor notes them and keeps waiting, so the record still
+//! says how the command ended. Only SIGKILL of the group ends it without a record.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// How a supervised command exited.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExitRecord {
+    /// Its exit code, if it exited.
+    pub code: Option<i32>,
+    /// The signal that killed it, if one did.
+    pub signal: Option<i32>,
+    /// When it ended (Unix ms).
+    pub ended_ms: i64,
+}
+
+/// The record file of the action tagged `tag` (`ROLLWATCH_ACTION_ID`) in `dir`: the
+/// tag hex-encoded, so any tag is one safe file name and two tags never share one.
+pub fn record_path(dir: &Path, tag: &str) -> PathBuf {
+    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{hex}.exit"))
+}
+
+/// The intent file of a claim, written (durably) *before* the claim commits, keyed by
+/// what is known then: the watch, its creation and the action's kind (one first claim
+/// per kind). The supervisor takes it (renames it `.taken`, durably) before the
+/// command starts; a restart that finds it not taken abandons it (renames it
+/// `.abandoned`): then the command never ran and never will, whoever renames first.
+pub fn intent_path(dir: &Path, watch: &str, created_ms: i64, kind: &str) -> PathBuf {
+    let key = format!("{watch}/{created_ms}/{kind}");
+    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
+    dir.join(format!("{hex}.intent"))
+}
+
+/// `intent` once the supervisor took it.
+pub fn taken(intent: &Path) -> PathBuf {
+    intent.with_extension("taken")
+}
+
+/// Writes the (empty) intent file durably, mode 0600.
+pub fn write_intent(intent: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(intent)?
+        .sync_all()?;
+    sync_dir(intent)
+}
+
+/// Renames `from` to `to` durably; false if `from` was not there (someone else took it).
+pub fn take(from: &Path, to: &Path) -> std::io::Result<bool> {
+    match std::fs::rename(from, to) {
+        Ok(()) => sync_dir(to).map(|()| true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Abandons a claim's intent that no supervisor took: true if this call did (so the
+/// command never ran, and no supervisor will run it now).
+pub fn abandon(intent: &Path) -> bool {
+    take(intent, &intent.with_extension("abandoned")).unwrap_or(false)
+}
+
+fn sync_dir(file: &Path) -> std::io::Result<()> {
+    std::fs::File::open(file.parent().unwrap_or(Path::new(".")))?.sync_all()
+}
+
+/// Creates `dir` (and its parents) readable by its owner only.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes `rec` to `path` atomically and durably, mode 0600.
+pub fn write_record(path: &Path, rec: &ExitRecord) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let body = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&body)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The record at `path`, if there is a complete one.
+pub fn read_record(path: &Path) -> Option<ExitRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Removes a record once the store holds what it says.
+pub fn remove_record(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+/// The supervisor's exit code when it did not start the command (its claim was
+/// abandoned): as `env` and `timeout` say for a command that could not be run.
+pub const NOT_STARTED: u8 = 125;
+
+extern "C" fn note_signal(_: nix::libc::c_int) {}
+
+/// The supervisor: runs `argv`, records its exit in `status`, and returns how to exit
+/// (`Ok(code)`, or `Err(signal)` to be re-raised).
+pub fn supervise(status: &Path, intent: Option<&Path>, argv: &[String]) -> Result<u8, i32> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    use std::os::unix::process::ExitStatusExt;
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("rollwatch supervise: no command after --");
+        return Ok(crate::core::exit::USAGE);
+    };
+    // The claim's intent: taken before the command starts, or the command does not
+    // start (a restarted agent abandoned it and runs the command itself).
+    if let Some(i) = intent {
+        match take(i, &taken(i)) {
+            Ok(true) => {}
+            Ok(false) => {
+                eprintln!("rollwatch supervise: the claim was abandoned by a restarted agent; not started");
+                return Ok(NOT_STARTED);
+            }
+            Err(e) => {
+                eprintln!("rollwatch supervise: cannot take the claim's intent: {e}; not started");
+                return Ok(NOT_STARTED);
+            }
+        }
+    }
+    // A handler, not "ignore": the command gets the default actions back at exec.
+    let noted = SigAction::new(
+        SigHandler::Handler(note_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for sig in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: the handler does nothing, so it is async-signal-safe.
+        let _ = unsafe { sigaction(sig, &noted) };
+    }
+    let status_now = std::process::Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|e| {
+            eprintln!("rollwatch supervise: cannot start {program}: {e}");
+        });
+    let Ok(st) = status_now else {
+        // As the shell does for a command it cannot run.
+        let rec = ExitRecord {
+            code: Some(127),
+            signal: None,
+            ended_ms: crate::core::events::now_ms(),
+        };
+        let _ = write_record(status, &rec);
+        return Ok(127);
+    };
+    let rec = ExitRecord {
+        code: st.code(),
+        signal: st.signal(),
+        ended_ms: crate::core::events::now_ms(),
+    };
+    if let Err(e) = write_record(status, &rec) {
+        eprintln!("rollwatch supervise: cannot record the command's exit: {e}");
+    }
+    match (st.code(), st.signal()) {
+        (Some(c), _) => Ok(c.clamp(0, 255) as u8),
+        (None, Some(s)) => Err(s),
+        (None, None) => Ok(1),
+    }
+}
+
+/// Ends this process as a command killed by `signal` would end.
+pub fn die_by(signal: i32) -> ! {
+    use nix::sys::signal::{signal as set, SigHandler, Signal};
+    if let Ok(s) = Signal::try_from(signal) {
+        // SAFETY: the default action needs no handler code.
+        let _ = unsafe { set(s, SigHandler::SigDfl) };
+        let _ = nix::sys::signal::raise(s);
+    }
+    std::process::exit(128 + (signal & 0x7f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_written_whole_private_and_read_back() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = record_path(dir.path(), "w/1/2");
+        assert!(p.file_name().unwrap().to_str().unwrap().ends_with(".exit"));
+        assert_ne!(p, record_path(dir.path(), "w/1/3"));
+        assert_eq!(read_record(&p), None);
+        let rec = ExitRecord {
+            code: Some(3),
+            signal: None,
+            ended_ms: 5,
+        };
+        write_record(&p, &rec).unwrap();
+        assert_eq!(read_record(&p), Some(rec));
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary left"
+        );
+        remove_record(&p);
+        assert_eq!(read_record(&p), None);
+    }
+
+    #[test]
+    fn an_intent_is_taken_or_abandoned_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let i = intent_path(dir.path(), "w", 1, "rollback");
+        assert_ne!(i, intent_path(dir.path(), "w", 1, "pause"));
+        write_intent(&i).unwrap();
+        assert!(take(&i, &taken(&i)).unwrap(), "the supervisor takes it");
+        assert!(!abandon(&i), "taken: a restart cannot abandon it");
+        write_intent(&i).unwrap();
+        assert!(abandon(&i), "not taken: abandoned");
+        assert!(
+            !take(&i, &taken(&i)).unwrap(),
+            "abandoned: the supervisor cannot take it"
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! Notifications that survive a crash: `serve`'s outbox.
+//!
+//! A notification reports a state change (a rollback ended, the watch ended, a notify
+//! rule fired). `watch` sends it from memory, so a crash after the change is stored
+//! and before the send loses it. `serve` instead renders it (`Herald`, a collecting
+//! `Notifier`), writes it into the store in the SAME transaction as the change it
+//! reports (`Store::write_noted`), and delivers it after the commit (`deliver_loop`),
+//! oldest first per channel, with an idempotency key, marking it done once delivered.
+//! A note taken by an agent that died is taken again when its lease on it ran out,
+//! by the restarted agent or by any other agent on a shared store: at least once, and
+//! a repeat carries the same key (`Idempotency-Key` for webhooks; Alertmanager alerts
+//! are identified by their labels, so a repeat updates the same alert).
+//!
+//! The writers: `StoreSink` (the ending, a notify rule's firing series, and the notes
+//! of events that change no state), `StoreJournal::finished` (an action's result), and
+//! the resume paths (an action resolved at a restart, an ending decided by the rows).
+//! A writer that puts an event's notes in its transaction renders the event *ahead*
+//! of its emission; the sink then skips that event once.
+
+use super::lease::LeaseBook;
+use super::{lock, Agent};
+use crate::core::events::{now_ms, Event, Sink};
+use crate::core::rules::Channel;
+use crate::io::notify::{Collected, Notifier, PostFailure};
+use crate::io::store::{NewNote, NoteMark, NoteRow};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+/// How long a taken note is this agent's to deliver; then it is due again (a dead
+/// agent's notes are delivered by whoever comes next; with SQLite, by the restarted
+/// agent at once). Longer than an attempt (a channel's `timeout`, 5 s by default).
+const NOTE_LEASE: Duration = Duration::from_secs(30);
+/// Notes taken per round.
+const NOTES_PER_ROUND: usize = 64;
+/// How often the outbox is looked at when nothing woke the delivery task.
+const IDLE_ROUND: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts of one note.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One watch's notifications, rendered for the outbox.
+pub struct Herald {
+    notifier: Mutex<Notifier>,
+    collected: Collected,
+    /// Events already rendered by a writer (by name, in order): skipped once each.
+    ahead: Mutex<VecDeque<&'static str>>,
+    wake: Arc<Notify>,
+    leases: Arc<LeaseBook>,
+    id: String,
+}
+
+impl Herald {
+    pub(super) fn new(
+        channels: Vec<Channel>,
+        report: String,
+        wake: Arc<Notify>,
+        leases: Arc<LeaseBook>,
+        id: &str,
+    ) -> Arc<Herald> {
+        let (n, collected) = Notifier::collecting(channels);
+        Arc::new(Herald {
+            notifier: Mutex::new(n.with_report(report)),
+            collected,
+            ahead: Mutex::default(),
+            wake,
+            leases,
+            id: id.to_string(),
+        })
+    }
+
+    /// Renders `event` (nothing for a watch whose lease this agent lost, whose new
+    /// owner notifies, nor for "interrupted": a watch suspended to stop resumes at the
+    /// next start, and a cancelled one was cancelled on purpose).
+    fn render(&self, at_ms: i64, event: &Event) {
+        if self.leases.trusted(&self.id).is_none() {
+            return;
+        }
+        if let Event::WatchFinished {
+            outcome: "interrupted",
+            ..
+        } = event
+        {
+            return;
+        }
+        lock(&self.notifier).emit(at_ms, event);
+    }
+
+    /// Everything rendered and not yet written, as notes.
+    pub(super) fn take(&self) -> Vec<NewNote> {
+        std::mem::take(&mut *lock(&self.collected))
+            .into_iter()
+            .map(|o| NewNote {
+                channel: o.channel as i64,
+                kind: o.kind,
+                body: o.body.to_string(),
+            })
+            .collect()
+    }
+
+    /// Renders `event` before it is emitted, for a writer to store its notes with the
+    /// change it reports; the sink skips it when it is emitted. Returns every note
+    /// not written yet (this event's and any before it).
+    pub(super) fn ahead(&self, at_ms: i64, event: &Event) -> Vec<NewNote> {
+        self.render(at_ms, event);
+        lock(&self.ahead).push_back(event.name());
+        self.take()
+    }
+
+    /// A write with rendered-ahead events failed: they will not be emitted as planned.
+    pub(super) fn forget_ahead(&self) {
+        lock(&self.ahead).clear();
+    }
+
+    /// Tells the delivery task that notes were committed.
+    pub(super) fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// The watch's notifications on its event bus: renders each event (one rendered ahead
+/// by a writer is skipped once). It must come before `StoreSink`, which writes them.
+pub(super) struct HeraldSink(pub(super) Arc<Herald>);
+
+impl Sink for HeraldSink {
+    fn emit(&mut self, at_ms: i64, event: &Event) {
+        {
+            let mut ahead = lock(&self.0.ahead);
+            if ahead.front() == Some(&event.name()) {
+                ahead.pop_front();
+                return;
+            }
+        }
+        self.0.render(at_ms, event);
+    }
+}
+
+/// The `Idempotency-Key` of a note: the same at every attempt, by any agent, and
+/// never the same for two notes (watch, its creation, the note's id).
+pub fn note_key(watch: &str, created_ms: i64, note: i64) -> String {
+    let w: String = watch
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("rollwatch-{w}-{created_ms}-{note}")
+}
+
+/// The wait before attempt `attempts + 1`: 0.5 s, doubling, at most `MAX_BACKOFF`.
+fn backoff(attempts: i64) -> Duration {
+    let exp = attempts.clamp(0, 16) as u32;
+    (Duration::from_millis(500) * 2u32.pow(exp)).min(MAX_BACKOFF)
+}
+
+/// A watch's channels (from its rule snapshot: URLs are never stored in the outbox).
+type Channels = Option<(i64, Vec<Channel>)>;
+
+/// Delivers the outbox's notes for as long as the agent runs.
+pub(super) async fn deliver_loop(agent: Arc<Agent>) {
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+    let mut channels: HashMap<String, Channels> = HashMap::new();
+    loop {
+        let (store, holder) = (agent.store.clone(), agent.leases.holder.clone());
+        let due = tokio::task::spawn_blocking(move || {
+            store.outbox_due(&holder, NOTE_LEASE, NOTES_PER_ROUND)
+        })
+        .await;
+        let notes = match due {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                agent.metrics.store_errors.inc();
+                warn!(event = "store_error", error = %e, "cannot read the notifications to deliver; tried again");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        if notes.is_empty() {
+            let _ = tokio::time::timeout(IDLE_ROUND, agent.outbox_wake.notified()).await;
+            continue;
+        }
+        if channels.len() > 1024 {
+            channels.clear();
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for note in notes {
+            let chs = match channels.get(&note.watch) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = watch_channels(&agent, &note.watch).await;
+                    channels.insert(note.watch.clone(), c.clone());
+                    c
+                }
+            };
+            tasks.spawn(deliver_note(agent.clone(), http.clone(), note, chs));
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+}
+
+/// The creation time and channels of watch `id`, from its rule snapshot.
+async fn watch_channels(agent: &Arc<Agent>, id: &str) -> Channels {
+    let (store, id) = (agent.store.clone(), id.to_string());
+    let rec = tokio::task::spawn_blocking(move || store.get(&id))
+        .await
+        .ok()?
+        .ok()??;
+    let spec = super::load_snapshot(&rec.def).ok()?;
+    Some((rec.def.created_ms, spec.notify))
+}
+
+/// One attempt at one note, and its mark.
+async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, chs: Channels) {
+    let mark = |m: NoteMark<'static>| {
+        let store = agent.store.clone();
+        let metrics = agent.metrics.clone();
+        async move {
+            let r = tokio::task::spawn_blocking(move || store.outbox_mark(note.id, m)).await;
+            if !matches!(r, Ok(Ok(()))) {
+                metrics.store_errors.inc();
+                warn!(event = "store_error", note = note.id, "cannot record a notification's delivery; it may be sent again (with the same idempotency key)");
+            }
+        }
+    };
+    let Some((created_ms, channel)) = chs.and_then(|(c, chs)| {
+        usize::try_from(note.channel)
+            .ok()
+            .and_then(|i| chs.get(i).cloned())
+            .map(|ch| (c, ch))
+    }) else {
+        warn!(event = "notification_failed", watch = %note.watch, kind = %note.kind, "the watch's channels cannot be read: the notification is dropped");
+        mark(NoteMark::Done {
+            at_ms: now_ms(),
+            result: "dropped: the watch's channels cannot be read",
+        })
+        .await;
+        return;
+    };
+    let body: serde_json::Value = serde_json::from_str(&note.body).unwrap_or_default();
+    let key = note_key(&note.watch, created_ms, note.id);
+    let label = &channel.label;
+    match crate::io::notify::deliver_once(&http, &channel, &body, &key).await {
+        Ok(()) => {
+            info!(event = "notification_sent", watch = %note.watch, channel = %label, kind = %note.kind, attempt = note.attempts + 1, key = %key, "notification sent to {label}");
+            mark(NoteMark::Done {
+                at_ms: now_ms(),
+                result: "delivered",
+            })
+            .await;
+        }
+        Err(PostFailure::Rejected(status)) => {
+            warn!(event = "notification_failed", watch = %note.watch, channel = %label, kind = %note.kind, status, "{label} rejected the notification (HTTP {status}); not retried");
+            mark(NoteMark::Done {
+                at_ms: now_ms(),
+                result: "rejected",
+            })
+            .await;
+        }
+        Err(PostFailure::Exhausted(last)) => {
+            let attempts = note.attempts + 1;
+            if attempts > i64::from(channel.retries) {
+                warn!(event = "notification_failed", watch = %note.watch, channel = %label, kind = %note.kind, error = %last, "notification to {label} failed after {attempts} attempts: {last}");
+                mark(NoteMark::Done {
+                    at_ms: now_ms(),
+                    result: "failed",
+                })
+                .await;
+            } else {
+                let after = backoff(note.attempts);
+                info!(event = "notification_retry", watch = %note.watch, channel = %label, kind = %note.kind, attempt = attempts, error = %last, "retrying {label} in {after:?}");
+                mark(NoteMark::Retry { attempts, after }).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_note_key_is_stable_header_safe_and_unique_per_note() {
+        assert_eq!(note_key("w-1", 5, 7), "rollwatch-w-1-5-7");
+        assert_eq!(note_key("a b/é", 5, 7), "rollwatch-a_b__-5-7");
+        assert_ne!(note_key("w", 5, 7), note_key("w", 5, 8));
+        assert_ne!(note_key("w", 5, 7), note_key("w", 6, 7));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_a_minute() {
+        assert_eq!(backoff(0), Duration::from_millis(500));
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(30), MAX_BACKOFF);
+    }
+}
