@@ -47,6 +47,7 @@ fn judges(c: &mut Criterion) {
                 min_effect: 0.2,
                 window: Duration::from_secs(600),
                 min_samples: 20,
+                effect: Default::default(),
             }),
             ..Default::default()
         }));

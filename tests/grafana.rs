@@ -138,3 +138,33 @@ fn the_grafana_dashboard_queries_only_metrics_a_running_agent_has() {
         "queried but not on /metrics: {missing:?}\n{metrics}"
     );
 }
+
+#[test]
+fn a_fresh_agents_metrics_have_every_dashboard_counter_at_zero() {
+    // No watch, no action, no query: a quiet agent's dashboard shows 0, not "no data".
+    let a = Agent::new(None);
+    let (status, metrics) = crate::harness::http_get(&a.addr, "/metrics").unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "rollwatch_agent_actions_total{kind=\"rollback\",result=\"succeeded\"} 0",
+        "rollwatch_agent_actions_total{kind=\"rollback\",result=\"failed\"} 0",
+        "rollwatch_agent_actions_total{kind=\"pause\",result=\"unknown\"} 0",
+        "rollwatch_agent_query_errors_total{kind=\"instant\"} 0",
+        "rollwatch_agent_query_errors_total{kind=\"range\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+    let missing: Vec<String> = queried_metrics()
+        .into_iter()
+        .filter(|n| {
+            !metrics.lines().any(|l| {
+                l.strip_prefix(n.as_str())
+                    .is_some_and(|r| r.starts_with(['{', ' ']))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "queried but not on a fresh agent's /metrics: {missing:?}\n{metrics}"
+    );
+}

@@ -462,3 +462,25 @@ fn notifications_carry_the_evidence_of_a_baseline_rollback() {
     let text = msg["text"].as_str().unwrap();
     assert!(text.contains("baseline=100 ratio=0.5"), "{text}");
 }
+
+#[test]
+fn a_guard_by_pod_on_a_rule_by_service_is_refused_not_summed() {
+    // The rule: one series {service="shop"} at a 33% error ratio. The guard: five pods'
+    // series (labels test, track, pod) of about 0.11 each; none shares a label with the
+    // rule's. Summed they pass `min: 0.5`, and thin traffic would roll back.
+    let rule = "    query: sum by (service) (rw_err_ratio{test=\"thin\"})\n    above: 0.05\n    for: 0s\n    min_traffic:\n      query: rw_p99{test=\"same\",track=\"stable\"}\n      min: 0.5\n";
+    let (code, events, s) = watch(rule, "12s");
+    assert!(of(&events, "fired").is_empty(), "{events:?}");
+    assert_eq!(
+        code, 4,
+        "never judged: inconclusive, not healthy: {events:?}"
+    );
+    let finished = of(&events, "watch_finished")[0];
+    assert_eq!(finished["outcome"], "inconclusive", "{finished}");
+    // Each poll failed, saying why.
+    let report = std::fs::read_to_string(s.path("report/report.json")).unwrap();
+    assert!(
+        report.contains("none sharing a label") && report.contains("min_traffic.on"),
+        "{report}"
+    );
+}

@@ -281,3 +281,111 @@ fn a_watchs_verdict_passes_while_healthy_and_fails_after_its_rollback() {
     let (status, _) = a.req("GET", "/api/v1/watches/nope/verdict", None);
     assert_eq!(status, 404);
 }
+
+/// A rule file with a secret on its rollback command line, a pattern and a variable
+/// the caller does not know about.
+const SECRET_RULES: &str = r#"vars:
+  service:
+    pattern: '^[a-z]+-internal-[0-9]+$'
+  target:
+    default: prod
+  hidden_knob:
+rollback:
+  command: ["curl", "-H", "Authorization: Bearer DEPLOY-SECRET-123", "${target}"]
+watch:
+  duration: 60s
+  interval: 1s
+rules:
+  - name: errors
+    query: rw_value{test="${service}", knob="${hidden_knob}"}
+    above: 0.5
+    for: 0s
+"#;
+
+#[test]
+fn open_verdict_errors_name_the_bad_field_and_quote_nothing_of_the_file() {
+    let a = Agent::with_args(Some("open-secret"), &["--open-verdicts"]);
+    a.rule_file("secret", SECRET_RULES);
+    a.rule_file("broken", &SECRET_RULES.replace("above: 0.5", "abvoe: 0.5"));
+    let never = [
+        "DEPLOY-SECRET-123",
+        "Bearer",
+        "curl",
+        "internal-[0-9]",
+        "hidden_knob",
+        "--set",
+        " | ",
+        "secret.yaml:",
+        "abvoe",
+    ];
+    let ask = |rules: &str, vars: Value| {
+        let body = json!({"rules": rules, "vars": vars});
+        let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+        let text = resp.to_string();
+        for s in never {
+            assert!(!text.contains(s), "{s:?} in {text}");
+        }
+        (
+            status,
+            resp["error"].as_str().unwrap_or_default().to_string(),
+        )
+    };
+    let full = json!({"service": "a-internal-1", "target": "prod", "hidden_knob": "k"});
+    // The file and these vars load: no series, a pass.
+    let body = json!({"rules": "secret", "vars": full});
+    let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+    assert_eq!((status, &resp["verdict"]), (200, &json!("pass")), "{resp}");
+    // A value that would begin an argument of the command line with `-`.
+    let mut v = full.clone();
+    v["target"] = json!("-oops");
+    let (status, e) = ask("secret", v);
+    assert_eq!(status, 400, "{e}");
+    assert!(e.contains("`target`") && e.contains("`-`"), "{e}");
+    // A value the pattern refuses.
+    let mut v = full.clone();
+    v["service"] = json!("nope");
+    let (status, e) = ask("secret", v);
+    assert_eq!(status, 400, "{e}");
+    assert!(e.contains("`service`") && e.contains("not one"), "{e}");
+    // A var the file does not declare (no "did you mean", no list of the declared).
+    let mut v = full.clone();
+    v["hidden_knb"] = json!("x");
+    let (status, e) = ask("secret", v);
+    assert_eq!(status, 400, "{e}");
+    assert!(e.contains("`hidden_knb`"), "{e}");
+    // A required var not given: said, not named.
+    let (status, e) = ask("secret", json!({"service": "a-internal-1"}));
+    assert_eq!(status, 400, "{e}");
+    assert!(e.contains("requires a variable"), "{e}");
+    // A file broken on its own: only that.
+    let (status, e) = ask("broken", full.clone());
+    assert_eq!(status, 400, "{e}");
+    assert!(e.contains("does not load"), "{e}");
+    // A caller with the token is told more (which pattern, which variable is
+    // missing), but never a line of the file, nor to use `--set`.
+    for (vars, expected) in [
+        (
+            json!({"service": "a-internal-1", "target": "-oops", "hidden_knob": "k"}),
+            "would start with `-`",
+        ),
+        (
+            json!({"service": "a-internal-1"}),
+            "`hidden_knob` has no default",
+        ),
+    ] {
+        let body = json!({"rules": "secret", "vars": vars});
+        let (status, resp) = http(
+            &a.addr,
+            "POST",
+            "/api/v1/watches",
+            Some("open-secret"),
+            Some(&body),
+        );
+        assert_eq!(status, 400, "{resp}");
+        let e = resp["error"].as_str().unwrap();
+        assert!(e.contains(expected), "{e}");
+        for s in ["DEPLOY-SECRET-123", "--set", " | "] {
+            assert!(!e.contains(s), "{s:?} in {e}");
+        }
+    }
+}

@@ -211,8 +211,10 @@ pub fn import_str(
     names: &mut BTreeSet<String>,
 ) -> Imported {
     let mut out = Imported::default();
-    let root = match yaml::parse(text) {
-        Ok(r) => r,
+    // Every document of the input: a `kubectl get prometheusrules -o yaml` dump or a
+    // kustomize build holds several, separated by `---`.
+    let docs = match yaml::parse_all(text) {
+        Ok(d) => d,
         Err((msg, pos)) => {
             out.diagnostics.push(
                 Diagnostic::error(format!("not a YAML rule file: {msg}"), pos)
@@ -221,25 +223,50 @@ pub fn import_str(
             return out;
         }
     };
-    let groups = get(&root, "groups").or_else(|| get(&root, "spec").and_then(|s| get(s, "groups")));
-    let Some(groups) = groups else {
+    let mut found = false;
+    for root in &docs {
+        let groups =
+            get(root, "groups").or_else(|| get(root, "spec").and_then(|s| get(s, "groups")));
+        match groups {
+            Some(groups) => {
+                found = true;
+                import_groups(groups, matches, names, &mut out);
+            }
+            // Another kind of object beside the rules (a Service, a ConfigMap).
+            None if docs.len() > 1 => out.notes.push((
+                root.pos,
+                "this document has no `groups:` (not a rule file or PrometheusRule); skipped"
+                    .into(),
+            )),
+            None => {}
+        }
+    }
+    if !found {
         out.diagnostics.push(
-            Diagnostic::error("no `groups:` found", Some(root.pos)).with_help(
+            Diagnostic::error("no `groups:` found", docs.first().map(|d| d.pos)).with_help(
                 "expected a Prometheus rule file (`groups:`) or a PrometheusRule manifest (`spec.groups`)",
             ),
         );
-        return out;
-    };
+    }
+    out
+}
+
+/// The `groups:` of one document.
+fn import_groups(
+    groups: &Node,
+    matches: &[(String, String)],
+    names: &mut BTreeSet<String>,
+    out: &mut Imported,
+) {
     let Value::Seq(groups) = &groups.value else {
         out.diagnostics.push(Diagnostic::error(
             format!("`groups` must be a list, found {}", groups.kind()),
             Some(groups.pos),
         ));
-        return out;
+        return;
     };
     for group in groups {
-        let interval =
-            get(group, "interval").and_then(|n| prom_duration(n, "group interval", &mut out));
+        let interval = get(group, "interval").and_then(|n| prom_duration(n, "group interval", out));
         let Some(rules) = get(group, "rules") else {
             continue;
         };
@@ -251,10 +278,9 @@ pub fn import_str(
             continue;
         };
         for rule in rules {
-            import_rule(rule, interval, matches, names, &mut out);
+            import_rule(rule, interval, matches, names, out);
         }
     }
-    out
 }
 
 fn import_rule(
@@ -500,22 +526,23 @@ fn describe(rule: &Node) -> Option<String> {
     (!parts.is_empty()).then(|| parts.join("\n"))
 }
 
-/// A rollwatch rule name from an alert name: letters, digits, `-`, `_`, `.`; unique.
+/// A rollwatch rule name from an alert name: letters and digits of any script, `-`,
+/// `_`, `.`; every other run of characters (spaces, emoji) becomes one `-`. Unique:
+/// a name already taken gets `-2`, `-3`, ..., so two alerts never share a rule.
 fn unique_name(alert: &str, names: &mut BTreeSet<String>) -> String {
-    let base: String = alert
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
+    let mut base = String::new();
+    for c in alert.chars() {
+        if c.is_alphanumeric() || matches!(c, '_' | '.') {
+            base.push(c);
+        } else if !base.ends_with('-') {
+            base.push('-');
+        }
+    }
+    let base = base.trim_matches('-');
     let base = if base.is_empty() {
         "alert".to_string()
     } else {
-        base
+        base.to_string()
     };
     let mut name = base.clone();
     let mut n = 2;

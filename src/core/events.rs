@@ -111,6 +111,8 @@ impl RuleState {
         }
         match poll {
             Poll::Failed => RuleState::QueryError,
+            // A guard that cannot be matched fails the poll as a failed query does.
+            Poll::Samples(_) if eval.notes().guard_refused.is_some() => RuleState::QueryError,
             Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
             Poll::Samples(_) => RuleState::Ok,
         }
@@ -319,6 +321,34 @@ pub fn vars_text(vars: &BTreeMap<String, String>) -> String {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn text_for_people_has_a_few_significant_digits_and_json_the_exact_value() {
+        let v = 0.1 + 0.13; // 0.23000000000000001 in binary
+        let noisy = 0.22999999999999998;
+        for (v, want) in [
+            (noisy, "0.23"),
+            (v, "0.23"),
+            (0.0500001, "0.0500001"),
+            (1234567.0, "1234567"),
+            (-2.5, "-2.5"),
+            (1.0, "1"),
+            (0.0, "0"),
+            (123456.78, "123457"),
+            (1.5e-9, "1.5e-9"),
+            (2e20, "2e20"),
+        ] {
+            assert_eq!(float::text(v), want, "{v:?}");
+        }
+        assert_eq!(float::exact(noisy), "0.22999999999999998");
+        assert_eq!(float::json(Some(noisy)), json!(noisy));
+        let j = serde_json::to_value(SeriesValue {
+            labels: Labels::new(),
+            value: Some(noisy),
+        })
+        .unwrap();
+        assert_eq!(j["value"].as_f64(), Some(noisy));
+    }
 
     #[test]
     fn special_values_are_written_as_prometheus_writes_them() {

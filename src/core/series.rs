@@ -19,17 +19,63 @@ use std::collections::BTreeMap;
 pub mod float {
     use serde::Serializer;
 
-    /// A value for text (logs, Markdown, notifications, environment variables):
-    /// `+Inf`, `-Inf`, `NaN`, or the number as Rust prints it.
+    /// Significant digits of a value in text for people.
+    pub const TEXT_DIGITS: usize = 6;
+
+    /// A value for people (log lines, Markdown, notifications, the terminal):
+    /// `+Inf`, `-Inf`, `NaN`, or the number to `TEXT_DIGITS` significant digits without
+    /// float noise (`0.23`, not `0.22999999999999998`). JSON fields keep the exact
+    /// value (`serialize`, `json`); a program reads `exact`.
     pub fn text(v: f64) -> String {
+        significant(v, TEXT_DIGITS)
+    }
+
+    /// The value as Rust prints it, exactly (round-trips): for programs
+    /// (`ROLLWATCH_VALUE`), never for people.
+    pub fn exact(v: f64) -> String {
+        match special(v) {
+            Some(s) => s.to_string(),
+            None => v.to_string(),
+        }
+    }
+
+    fn special(v: f64) -> Option<&'static str> {
         if v.is_nan() {
-            "NaN".to_string()
+            Some("NaN")
         } else if v == f64::INFINITY {
-            "+Inf".to_string()
+            Some("+Inf")
         } else if v == f64::NEG_INFINITY {
-            "-Inf".to_string()
+            Some("-Inf")
         } else {
-            v.to_string()
+            None
+        }
+    }
+
+    /// `v` to `digits` significant digits, trailing zeros dropped; plain notation from
+    /// 1e-5 to 1e15, scientific outside.
+    pub fn significant(v: f64, digits: usize) -> String {
+        if let Some(s) = special(v) {
+            return s.to_string();
+        }
+        if v == 0.0 {
+            return "0".to_string();
+        }
+        let digits = digits.max(1);
+        let magnitude = v.abs().log10().floor() as i32;
+        if !(-5..15).contains(&magnitude) {
+            let s = format!("{v:.prec$e}", prec = digits - 1);
+            let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+            return format!("{}e{exp}", trim_zeros(mantissa));
+        }
+        let decimals = (digits as i32 - 1 - magnitude).max(0) as usize;
+        trim_zeros(&format!("{v:.decimals$}")).to_string()
+    }
+
+    fn trim_zeros(s: &str) -> &str {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            s
         }
     }
 

@@ -24,8 +24,12 @@
 //!   over 10 minutes (4,000 samples a side) that is 16 M pairs which are never built.
 //! - [`compare`] turns both into a verdict with its evidence.
 //!
-//! Inputs must be finite (the caller drops NaN and infinities); nothing here panics on any finite
-//! input, and equal data never breaches.
+//! [`mann_whitney`] and [`hodges_lehmann`] take finite inputs; [`compare_by`] takes the pools as
+//! polled: NaN is no data, and an infinity is the extreme of its side (`histogram_quantile`'s
+//! `+Inf` is the worst latency there is), replaced by a stand-in beyond every finite value. The
+//! effect is measured per rule ([`EffectMeasure`]): the mean ratio by default, which sees a canary
+//! that errs four times as often as stable even when both are zero most of the time. Nothing here
+//! panics on any input, and equal data never breaches.
 
 use statrs::distribution::{ContinuousCDF, Normal};
 use std::cmp::Ordering;
@@ -156,6 +160,82 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     Some(lower.midpoint(upper))
 }
 
+/// How a `compare` rule measures how much worse the canary is (`compare.effect`); the
+/// rank test decides whether the difference is real, this decides whether it is large.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EffectMeasure {
+    /// The Hodges–Lehmann shift relative to the stable median. Robust for continuous
+    /// data (latencies), but blind to data that are zero most of the time: the shift
+    /// of two pools that are mostly 0 is 0, however often the canary is not.
+    HodgesLehmann,
+    /// Kayenta's mean ratio: `(mean(canary) - mean(stable)) / |mean(stable)|`. Sees a
+    /// zero-inflated canary (per-pod error counts); the rank test beside it keeps a
+    /// lone outlier from breaching. The default.
+    #[default]
+    MeanRatio,
+    /// The probability that a canary value exceeds a stable one, as Cliff's delta
+    /// `P(canary > stable) - P(canary < stable)`, from -1 to 1 (0 when equal).
+    Exceedance,
+}
+
+impl EffectMeasure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EffectMeasure::HodgesLehmann => "hodges_lehmann",
+            EffectMeasure::MeanRatio => "mean_ratio",
+            EffectMeasure::Exceedance => "exceedance",
+        }
+    }
+}
+
+/// `diff / |base|`, or, when `base` is 0, 0 for no difference and an infinity of the
+/// difference's sign otherwise.
+fn relative(diff: f64, base: f64) -> f64 {
+    if base == 0.0 {
+        if diff == 0.0 {
+            0.0
+        } else {
+            f64::INFINITY.copysign(diff)
+        }
+    } else {
+        diff / base.abs()
+    }
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    // Scaled so that a sum of large values cannot overflow.
+    let scale = xs.iter().fold(0.0_f64, |m, v| m.max(v.abs())).max(1.0);
+    xs.iter().map(|v| v / scale).sum::<f64>() / xs.len() as f64 * scale
+}
+
+/// The pools with every infinity replaced by a stand-in beyond the finite range of
+/// both (`+Inf` above the largest finite value, `-Inf` below the smallest), so that
+/// `histogram_quantile`'s `+Inf` (slower than the top bucket) counts as the worst
+/// value instead of being lost; differences and means stay finite. NaN is dropped.
+fn with_stand_ins(canary: &[f64], stable: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let finite = canary.iter().chain(stable).filter(|v| v.is_finite());
+    let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(*v), hi.max(*v))
+    });
+    let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+    let span = (hi - lo).max(hi.abs()).max(lo.abs()).max(1.0);
+    let map = |xs: &[f64]| -> Vec<f64> {
+        xs.iter()
+            .filter(|v| !v.is_nan())
+            .map(|&v| {
+                if v == f64::INFINITY {
+                    hi + span
+                } else if v == f64::NEG_INFINITY {
+                    lo - span
+                } else {
+                    v
+                }
+            })
+            .collect()
+    };
+    (map(canary), map(stable))
+}
+
 /// The verdict of a `compare` rule at one poll, with its evidence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Comparison {
@@ -170,8 +250,8 @@ pub enum Comparison {
         /// Hodges–Lehmann shift, canary minus stable, in the data's unit.
         shift: f64,
         stable_median: f64,
-        /// `shift / |stable_median|`; when the stable median is 0: 0 if the shift is 0, else
-        /// +Inf or -Inf with the shift's sign.
+        /// How much worse, by the rule's [`EffectMeasure`] (Hodges–Lehmann: `shift /
+        /// |stable_median|`; when the base is 0: 0 for no difference, else +Inf or -Inf).
         effect: f64,
         breached: bool,
     },
@@ -194,6 +274,30 @@ pub fn compare(
     min_effect: f64,
     min_samples: usize,
 ) -> Comparison {
+    compare_by(
+        canary,
+        stable,
+        direction,
+        confidence,
+        min_effect,
+        min_samples,
+        EffectMeasure::HodgesLehmann,
+    )
+}
+
+/// [`compare`] with the effect measured by `measure`. Infinite values are the extremes
+/// of their side (see `with_stand_ins`); NaN is no data.
+pub fn compare_by(
+    canary: &[f64],
+    stable: &[f64],
+    direction: Direction,
+    confidence: f64,
+    min_effect: f64,
+    min_samples: usize,
+    measure: EffectMeasure,
+) -> Comparison {
+    let (canary, stable) = with_stand_ins(canary, stable);
+    let (canary, stable) = (canary.as_slice(), stable.as_slice());
     let n_canary = canary.len();
     let n_stable = stable.len();
     let insufficient = Comparison::Insufficient { n_canary, n_stable };
@@ -207,14 +311,14 @@ pub fn compare(
     ) else {
         return insufficient;
     };
-    let effect = if stable_median == 0.0 {
-        if shift == 0.0 {
-            0.0
-        } else {
-            f64::INFINITY.copysign(shift)
+    let effect = match measure {
+        EffectMeasure::HodgesLehmann => relative(shift, stable_median),
+        EffectMeasure::MeanRatio => {
+            let (mc, ms) = (mean(canary), mean(stable));
+            relative(mc - ms, ms)
         }
-    } else {
-        shift / stable_median.abs()
+        // U1 counts the pairs the canary wins, ties as one half: P(c > s) + P(c = s)/2.
+        EffectMeasure::Exceedance => 2.0 * test.u / (n_canary as f64 * n_stable as f64) - 1.0,
     };
     let large = match direction {
         Direction::Increase => effect > 0.0 && effect >= min_effect,
@@ -765,6 +869,163 @@ mod tests {
         assert_eq!(
             (p, shift, median, effect, breached),
             (1.0, 0.0, 0.1, 0.0, false)
+        );
+    }
+
+    /// Per-pod error counts, 0 most of the time: `nonzero` (count, value) pairs among 210.
+    fn zero_inflated(nonzero: &[(usize, f64)], offset: usize) -> Vec<f64> {
+        let mut v = vec![0.0; 210];
+        let mut i = offset;
+        for &(n, val) in nonzero {
+            for _ in 0..n {
+                v[(i * 97) % 210] = val;
+                i += 1;
+            }
+        }
+        v
+    }
+
+    const ALL: [EffectMeasure; 3] = [
+        EffectMeasure::MeanRatio,
+        EffectMeasure::HodgesLehmann,
+        EffectMeasure::Exceedance,
+    ];
+
+    #[test]
+    fn each_effect_measure_on_the_issues_zero_inflated_canary() {
+        // 64 of 210 non-zero (mean 0.66) against 17 of 210 (mean 0.15).
+        let canary = zero_inflated(&[(9, 1.0), (35, 2.0), (20, 3.0)], 0);
+        let stable = zero_inflated(&[(7, 1.0), (5, 2.0), (5, 3.0)], 0);
+        // (measure, breached, effect within)
+        let table = [
+            (EffectMeasure::MeanRatio, true, (3.3, 3.4)),
+            (EffectMeasure::HodgesLehmann, false, (0.0, 0.0)),
+            (EffectMeasure::Exceedance, true, (0.22, 0.24)),
+        ];
+        for (measure, want, (lo, hi)) in table {
+            let c = compare_by(
+                &canary,
+                &stable,
+                Direction::Increase,
+                0.98,
+                0.2,
+                20,
+                measure,
+            );
+            let (p, shift, _, effect, breached) = judged(c);
+            assert!(p < 1e-6, "{measure:?}: p = {p}");
+            assert_eq!(shift, 0.0, "the Hodges–Lehmann shift of such data");
+            assert!(
+                (lo..=hi).contains(&effect),
+                "{measure:?}: effect = {effect}"
+            );
+            assert_eq!(breached, want, "{measure:?}");
+        }
+        // The default is the one that sees it.
+        assert_eq!(EffectMeasure::default(), EffectMeasure::MeanRatio);
+    }
+
+    #[test]
+    fn no_effect_measure_breaches_on_identical_or_noisy_equal_pools() {
+        // (canary, stable, whether exceedance is held to it): two draws of one
+        // distribution are significant by chance at 2% a test, and then their rank
+        // effect (what exceedance measures) is large too; the mean ratio and the
+        // Hodges–Lehmann shift measure magnitude, which stays small.
+        let mut pairs: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+        let mut noisy: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+        for seed in 0..8 {
+            let a = latencies(0.100, 100 + seed);
+            pairs.push((a.clone(), a));
+            noisy.push((latencies(0.100, 200 + seed), latencies(0.100, 300 + seed)));
+        }
+        for (canary, stable) in &noisy {
+            for measure in [EffectMeasure::MeanRatio, EffectMeasure::HodgesLehmann] {
+                for direction in [Direction::Increase, Direction::Decrease, Direction::Either] {
+                    let c = compare_by(canary, stable, direction, 0.98, 0.2, 20, measure);
+                    let (p, _, _, effect, breached) = judged(c);
+                    assert!(
+                        !breached,
+                        "{measure:?} {direction:?}: p {p} effect {effect}"
+                    );
+                }
+            }
+        }
+        // Zero-inflated, the same rate on both sides, spread differently.
+        let errs = [(7, 1.0), (5, 2.0), (5, 3.0)];
+        pairs.push((zero_inflated(&errs, 0), zero_inflated(&errs, 0)));
+        pairs.push((zero_inflated(&errs, 0), zero_inflated(&errs, 50)));
+        pairs.push((vec![0.0; 60], vec![0.0; 60]));
+        for (canary, stable) in &pairs {
+            for measure in ALL {
+                for direction in [Direction::Increase, Direction::Decrease, Direction::Either] {
+                    let c = compare_by(canary, stable, direction, 0.98, 0.2, 20, measure);
+                    let (p, _, _, effect, breached) = judged(c);
+                    assert!(
+                        !breached,
+                        "{measure:?} {direction:?}: p {p} effect {effect}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_infinite_canary_is_the_worst_value_and_nan_is_no_data() {
+        let stable = latencies(0.100, 7);
+        let mut canary = latencies(0.100, 8);
+        for v in canary.iter_mut().step_by(2) {
+            *v = f64::INFINITY;
+        }
+        for measure in ALL {
+            let (p, _, _, effect, breached) = judged(compare_by(
+                &canary,
+                &stable,
+                Direction::Increase,
+                0.98,
+                0.2,
+                20,
+                measure,
+            ));
+            assert!(
+                p < 1e-3 && effect.is_finite() && breached,
+                "{measure:?}: p {p} effect {effect}"
+            );
+            // The good direction for a `decrease` rule.
+            let c = compare_by(
+                &canary,
+                &stable,
+                Direction::Decrease,
+                0.98,
+                0.2,
+                20,
+                measure,
+            );
+            assert!(!judged(c).4, "{measure:?}");
+        }
+        // +Inf on both sides alike is no difference.
+        let both: Vec<f64> = stable
+            .iter()
+            .map(|v| if *v > 0.1 { f64::INFINITY } else { *v })
+            .collect();
+        for measure in ALL {
+            let c = compare_by(&both, &both, Direction::Either, 0.98, 0.0, 20, measure);
+            assert!(!judged(c).4, "{measure:?}");
+        }
+        // NaN is dropped: 40 NaN leave too few samples.
+        assert_eq!(
+            compare_by(
+                &[f64::NAN; 40],
+                &stable,
+                Direction::Increase,
+                0.98,
+                0.2,
+                20,
+                EffectMeasure::MeanRatio
+            ),
+            Comparison::Insufficient {
+                n_canary: 0,
+                n_stable: 40
+            }
         );
     }
 

@@ -102,7 +102,9 @@ pub async fn evaluate_once<S: MetricsSource + HistorySource>(
                     status.value = notes.compare_value.or(notes.first_value);
                     status.evidence = notes.evidence.values().next().cloned().unwrap_or_default();
                 }
-                if !status.breached && notes.series_judged == 0 && notes.insufficient > 0 {
+                if let Some(why) = &notes.guard_refused {
+                    status.error = Some(why.clone());
+                } else if !status.breached && notes.series_judged == 0 && notes.insufficient > 0 {
                     status.error = Some(
                         "insufficient now (traffic under `min_traffic.min`, or fewer than `compare.min_samples` samples): it cannot vouch for the system".into(),
                     );

@@ -72,6 +72,12 @@ fn labels_json(labels: &Labels) -> String {
     serde_json::to_string(labels).unwrap_or_default()
 }
 
+/// A value in a structured field of a log record: exact, as in JSON (the message
+/// beside it shows `value_text`).
+fn value_exact(v: Option<f64>) -> String {
+    v.map_or_else(|| "no data".to_string(), float::exact)
+}
+
 fn value_text(v: Option<f64>) -> String {
     v.map_or_else(|| "no data".to_string(), float::text)
 }
@@ -121,7 +127,7 @@ impl Sink for LogSink {
                 let why = evidence_suffix(evidence);
                 info!(
                     event = ev, rule = %rule, series = samples.iter().filter(|s| s.value.is_some()).count(),
-                    value = %value_text(*value), state = %state, insufficient = *insufficient, evidence = %evidence.text(),
+                    value = %value_exact(*value), state = %state, insufficient = *insufficient, evidence = %evidence.text(),
                     "{rule}: {} {state}{why}", value_text(*value)
                 )
             }
@@ -133,7 +139,7 @@ impl Sink for LogSink {
                 for_s,
                 evidence,
             } => info!(
-                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value), threshold = %threshold,
                 r#for = %secs(*for_s), unix_ms = at_ms, evidence = %evidence.text(),
                 "breached ({} {threshold}): pending until it has lasted {}{}", value_text(*value), secs(*for_s), evidence_suffix(evidence)
             ),
@@ -146,7 +152,7 @@ impl Sink for LogSink {
                 breached_for_s,
                 evidence,
             } => info!(
-                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value), threshold = %threshold,
                 was = %was, breached_for = %secs(*breached_for_s), unix_ms = at_ms, evidence = %evidence.text(),
                 "no longer breached after {}{}", secs(*breached_for_s), evidence_suffix(evidence)
             ),
@@ -159,7 +165,7 @@ impl Sink for LogSink {
                 action,
                 evidence,
             } => warn!(
-                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value), threshold = %threshold,
                 breached_for = %secs(*breached_for_s), action = %action, unix_ms = at_ms, evidence = %evidence.text(),
                 "breached ({} {threshold}) for {}: {action}{}", value_text(*value), secs(*breached_for_s), evidence_suffix(evidence)
             ),
@@ -171,7 +177,7 @@ impl Sink for LogSink {
                 breached_for_s,
                 evidence,
             } => warn!(
-                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_text(*value), threshold = %threshold,
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value), threshold = %threshold,
                 breached_for = %secs(*breached_for_s), evidence = %evidence.text(),
                 "notification: {rule} is breached ({} {threshold}); the watch goes on", value_text(*value)
             ),
@@ -311,5 +317,22 @@ mod tests {
         assert!(line.contains(r#""value":"+Inf""#), "{line}");
         assert_eq!(value_text(Some(f64::INFINITY)), "+Inf");
         assert_eq!(value_text(None), "no data");
+    }
+
+    #[test]
+    fn a_log_message_shows_a_few_digits_and_its_field_and_events_the_exact_value() {
+        let noisy = 0.22999999999999998;
+        assert_eq!(value_text(Some(noisy)), "0.23");
+        assert_eq!(value_exact(Some(noisy)), "0.22999999999999998");
+        let fired = Event::Fired {
+            rule: "r".into(),
+            labels: Labels::new(),
+            value: Some(noisy),
+            threshold: "> 0.2".into(),
+            breached_for_s: 0.0,
+            action: "rollback",
+            evidence: Default::default(),
+        };
+        assert_eq!(serde_json::to_value(&fired).unwrap()["value"], noisy);
     }
 }

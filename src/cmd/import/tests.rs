@@ -169,7 +169,7 @@ groups:
     .unwrap_or_else(|e| panic!("{e}\n{out}"));
     assert_eq!(spec.rules.len(), 3, "{out}");
     let r = &spec.rules[0];
-    assert_eq!(r.name, "High-error-rate-");
+    assert_eq!(r.name, "High-error-rate");
     assert_eq!(r.query, "rate(x[5m])");
     assert_eq!(r.threshold.above, Some(0.05));
     assert_eq!(r.for_, Duration::from_secs(300));
@@ -178,7 +178,7 @@ groups:
     assert!(d.contains("\"quoted\" # not a comment"), "{d}");
     assert!(d.contains("Line two with ${dollar}"), "{d}");
     assert!(d.contains("severity=critical, team=a: b"), "{d}");
-    assert_eq!(spec.rules[1].name, "High-error-rate--2");
+    assert_eq!(spec.rules[1].name, "High-error-rate-2");
     assert_eq!(spec.rules[1].query, "up{path=~\"/x${y}\"} == 0");
     assert!(spec.rules[1].threshold.present);
     assert_eq!(spec.rules[1].for_, Duration::ZERO);
@@ -205,4 +205,53 @@ fn bad_input_points_at_its_position() {
     assert_eq!((pos.line, pos.column), (5, 15));
     let got = import_str("kind: ConfigMap\n", &[], &mut BTreeSet::new());
     assert!(got.diagnostics[0].message.contains("no `groups:`"));
+}
+
+#[test]
+fn non_latin_alert_names_stay_readable_and_never_share_a_rule() {
+    let text = r#"
+groups:
+  - name: g
+    rules:
+      - alert: "Ошибки 🚨"
+        expr: x > 1
+      - alert: "Ошибки 🔥"
+        expr: y > 1
+      - alert: "エラー率"
+        expr: z > 1
+      - alert: "🚨"
+        expr: w > 1
+"#;
+    let got = import_str(text, &[], &mut BTreeSet::new());
+    assert!(!got.has_errors(), "{:?}", got.diagnostics);
+    let names: Vec<String> = got.rules.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(names, ["Ошибки", "Ошибки-2", "エラー率", "alert"]);
+    let out = render(got.rules, Duration::ZERO, &[]).unwrap();
+    let (spec, _) = load_str(
+        "out.yaml",
+        &out,
+        &LoadOptions {
+            sets: &[],
+            check: true,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{out}"));
+    let loaded: Vec<String> = spec.rules.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(loaded, names);
+}
+
+#[test]
+fn every_document_of_a_multi_document_input_is_imported() {
+    let text = "apiVersion: monitoring.coreos.com/v1\nkind: PrometheusRule\nspec:\n  groups:\n    - name: a\n      rules:\n        - alert: A\n          expr: x > 1\n---\nkind: Service\nmetadata: {name: s}\n---\nkind: PrometheusRule\nspec:\n  groups:\n    - name: b\n      rules:\n        - alert: B\n          expr: y > 2\n---\n";
+    let got = import_str(text, &[], &mut BTreeSet::new());
+    assert!(!got.has_errors(), "{:?}", got.diagnostics);
+    let names: Vec<&str> = got.rules.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["A", "B"]);
+    assert!(
+        got.notes
+            .iter()
+            .any(|(p, n)| p.line == 10 && n.contains("skipped")),
+        "{:?}",
+        got.notes
+    );
 }

@@ -101,6 +101,9 @@ struct ListQuery {
 struct Api {
     agent: Arc<Agent>,
     token: Option<Arc<String>>,
+    /// The verdict routes answer anyone: their errors name only the request's bad
+    /// fields (see `run::agent::Agent::verdict_once`).
+    open_verdicts: bool,
 }
 
 /// An error answer: a status and a sentence.
@@ -135,6 +138,7 @@ pub fn router(agent: Arc<Agent>, token: Option<String>, open_verdicts: bool) -> 
     let api = Api {
         agent,
         token: token.map(Arc::new),
+        open_verdicts,
     };
     let watches = Router::new()
         .route("/api/v1/watches", get(list).post(create))
@@ -402,7 +406,7 @@ async fn verdict_once(
     let (rules, vars) = verdict_request(&body)?;
     let statuses = api
         .agent
-        .verdict_once(&rules, vars)
+        .verdict_once(&rules, vars, api.open_verdicts)
         .await
         .map_err(create_error)?;
     let v = crate::run::verdict::verdict_of(&statuses);

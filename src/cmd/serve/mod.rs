@@ -57,7 +57,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub store_url_file: Option<PathBuf>,
     /// How long a watch's lease lasts unrenewed: an agent that dies has its watches
-    /// adopted by the others after about this long.
+    /// adopted by the others after about this long. At least 500ms (it paces the
+    /// renewal loop); under 1s is warned.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_ttl)]
     pub lease_ttl: Duration,
     #[command(flatten)]
@@ -288,6 +289,9 @@ async fn serve(
             }
         }
     };
+    if args.lease_ttl < crate::core::rules::WARN_INTERVAL {
+        tracing::warn!(event = "lease_ttl_short", lease_ttl_s = args.lease_ttl.as_secs_f64(), "--lease-ttl under 1s: leases are renewed several times a second, and a pause of the store that long hands every watch to another agent");
+    }
     info!(event = "serve_started", listen = %addr, state = %shown, holder = %agent.leases.holder, lease_ttl_s = args.lease_ttl.as_secs_f64(), resumed, token = token_set, open_verdicts = args.open_verdicts, "agent listening");
     let sig = signals.recv().await;
     info!(event = "serve_stopping", signal = ?sig, "stopping: no new watches; running commands finish; watches resume at the next start");

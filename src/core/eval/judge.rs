@@ -10,10 +10,11 @@
 //!   side as a floor: both must be crossed); a series without a usable baseline follows
 //!   `no_baseline`;
 //! - `compare`: canary and stable pools over a sliding window, judged by
-//!   `core::stats::compare` (Mann-Whitney U and the Hodges–Lehmann shift).
+//!   `core::stats::compare_by` (Mann-Whitney U, and the effect by the rule's measure:
+//!   the mean ratio by default, the Hodges–Lehmann shift, or the exceedance).
 
 use super::{Labels, NoData, Sample};
-pub use crate::core::stats::Direction;
+pub use crate::core::stats::{Direction, EffectMeasure};
 use std::time::Duration;
 
 /// `breaches: M of N`.
@@ -41,6 +42,67 @@ pub struct CompareParams {
     pub min_effect: f64,
     pub window: Duration,
     pub min_samples: usize,
+    /// `compare.effect`: how `min_effect` is measured.
+    pub effect: EffectMeasure,
+}
+
+/// `min_traffic.on: [labels]`: the labels a guard series must agree on with a rule
+/// series (absent equals empty, as in PromQL's `on`). Kept as hashes of the names so
+/// that `Params` stays `Copy` and the evaluator allocation-free: the key of a series
+/// is the sorted (hash, value) pairs of its labels whose name hash is listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnLabels {
+    hashes: [u64; OnLabels::MAX],
+    len: u8,
+}
+
+impl OnLabels {
+    /// The most labels `on:` may name.
+    pub const MAX: usize = 8;
+
+    /// None when there are more than `MAX` names.
+    pub fn new<S: AsRef<str>>(names: &[S]) -> Option<OnLabels> {
+        if names.len() > Self::MAX {
+            return None;
+        }
+        let mut hashes = [0; Self::MAX];
+        for (h, n) in hashes.iter_mut().zip(names) {
+            *h = fnv1a(n.as_ref());
+        }
+        Some(OnLabels {
+            hashes,
+            len: names.len() as u8,
+        })
+    }
+
+    fn has(&self, name: &str) -> bool {
+        let h = fnv1a(name);
+        self.hashes[..self.len as usize].contains(&h)
+    }
+
+    /// The values of the `on` labels, in a stable order (empty values left out).
+    fn key<'a>(&self, labels: &'a Labels) -> Vec<(u64, &'a str)> {
+        let mut k: Vec<(u64, &str)> = labels
+            .iter()
+            .filter(|(n, v)| !v.is_empty() && self.has(n))
+            .map(|(n, v)| (fnv1a(n), v.as_str()))
+            .collect();
+        k.sort_unstable();
+        k
+    }
+}
+
+/// `{a="x", b="y"}`, for messages.
+fn fmt_labels(l: &Labels) -> String {
+    let inner: Vec<String> = l.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+    format!("{{{}}}", inner.join(", "))
+}
+
+/// FNV-1a: a fixed hash (never randomised), so a key is the same in every process.
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// Which judges a rule uses besides its threshold; all off by default.
@@ -49,6 +111,8 @@ pub struct Judging {
     pub breaches: Option<Breaches>,
     /// `min_traffic.min`.
     pub min_traffic: Option<f64>,
+    /// `min_traffic.on`: match guard series on these labels only.
+    pub guard_on: Option<OnLabels>,
     pub baseline: Option<BaselineParams>,
     pub compare: Option<CompareParams>,
 }
@@ -82,12 +146,16 @@ pub struct Evidence {
         serialize_with = "crate::core::series::float::option"
     )]
     pub p_value: Option<f64>,
-    /// Hodges–Lehmann shift relative to the stable median (`compare:`).
+    /// How much worse the canary is, by `effect_measure` (`compare:`).
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "crate::core::series::float::option"
     )]
     pub effect: Option<f64>,
+    /// How `effect` was measured (`compare:`): `hodges_lehmann`, `mean_ratio` or
+    /// `exceedance`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effect_measure: Option<&'static str>,
     /// The Hodges–Lehmann shift itself.
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -161,16 +229,62 @@ pub fn guard_matches(series: &Labels, guard: &Labels) -> bool {
 }
 
 /// The traffic of a series: the sum of the matching guard series (NaN ones ignored), or
-/// None when no guard series matches.
-pub fn traffic(series: &Labels, guard: &[Sample]) -> Option<f64> {
+/// None when no guard series matches. With `on`, the guard series whose `on` labels
+/// equal the series' (`guard_problem` has made sure there is at most one).
+pub fn traffic(series: &Labels, guard: &[Sample], on: Option<OnLabels>) -> Option<f64> {
     let mut total = None;
-    for g in guard
-        .iter()
-        .filter(|g| !g.value.is_nan() && guard_matches(series, &g.labels))
-    {
+    let key = on.map(|o| o.key(series));
+    for g in guard.iter().filter(|g| {
+        !g.value.is_nan()
+            && match (&on, &key) {
+                (Some(o), Some(k)) => o.key(&g.labels) == *k,
+                _ => guard_matches(series, &g.labels),
+            }
+    }) {
         *total.get_or_insert(0.0) += g.value;
     }
     total
+}
+
+/// Why a guard cannot be matched with the rule's series at this poll, if it cannot:
+/// without `on`, several guard series of which none shares a label name with a rule
+/// series (each would apply to it and be summed: a guard by pod on a rule by service
+/// measures all traffic); with `on`, two guard series with the same `on` labels. The
+/// poll is then refused (a failed poll, never evidence) and the reason logged.
+pub fn guard_problem<'a>(
+    series: impl Iterator<Item = &'a Labels>,
+    guard: &[Sample],
+    on: Option<OnLabels>,
+) -> Option<String> {
+    let guard: Vec<&Sample> = guard.iter().filter(|g| !g.value.is_nan()).collect();
+    if let Some(on) = on {
+        let mut keys: Vec<Vec<(u64, &str)>> = guard.iter().map(|g| on.key(&g.labels)).collect();
+        keys.sort_unstable();
+        let before = keys.len();
+        keys.dedup();
+        return (keys.len() < before).then(|| {
+            "two guard series (`min_traffic.query`) have the same `min_traffic.on` labels, so one rule series would take the sum of both; aggregate the guard by those labels".to_string()
+        });
+    }
+    if guard.len() < 2 {
+        return None;
+    }
+    let names: std::collections::BTreeSet<&str> = guard
+        .iter()
+        .flat_map(|g| g.labels.keys())
+        .map(String::as_str)
+        .filter(|k| *k != "__name__")
+        .collect();
+    for s in series {
+        if !s.keys().any(|k| names.contains(k.as_str())) {
+            return Some(format!(
+                "the guard (`min_traffic.query`) returned {} series, none sharing a label with the rule's series {}: each would apply to it and be summed; aggregate the guard by the rule's labels, make it one label-less series, or name the labels to match with `min_traffic.on`",
+                guard.len(),
+                fmt_labels(s)
+            ));
+        }
+    }
+    None
 }
 
 /// The baselines of a poll by label set: the finite value of each baseline series (the

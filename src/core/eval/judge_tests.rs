@@ -553,6 +553,7 @@ fn comparing(window_s: u64, min_samples: usize) -> Params {
                 min_effect: 0.2,
                 window: Duration::from_secs(window_s),
                 min_samples,
+                effect: EffectMeasure::default(),
             }),
             ..Default::default()
         },
@@ -593,8 +594,8 @@ fn compare_pools_slide_per_side_and_count_insufficient() {
         ],
     );
     assert!(out.is_empty());
-    // Canary: t=10 (2), 20 (1: NaN dropped), 30 (1: Inf dropped); stable: 2 + 1 + 0.
-    assert_eq!(ns(&eval), (Some(4), Some(3)));
+    // Canary: t=10 (2), 20 (1: NaN dropped), 30 (2: +Inf is a value); stable: 2 + 1 + 0.
+    assert_eq!(ns(&eval), (Some(5), Some(3)));
     assert_eq!(eval.insufficient_count(), 4);
     assert!(eval.never_judged());
     // A window shorter than the interval holds this poll's samples only.
@@ -705,4 +706,200 @@ fn a_pending_m_of_n_rule_shows_its_count_not_a_timer() {
         }
     );
     assert_eq!(state.to_string(), "pending: 2 of 3 breaches (last 5 polls)");
+}
+
+#[test]
+fn a_canary_at_plus_inf_is_the_worst_value_and_nan_stays_no_data() {
+    // `histogram_quantile` gives +Inf when the canary is slower than the top bucket.
+    let rows: Vec<(u64, String, String)> = (0..6)
+        .map(|k| {
+            (
+                k * 10,
+                "c0=inf c1=inf c2=inf c3=0.1 c4=inf".to_string(),
+                side("s", 5, k, 0.1, 1.0),
+            )
+        })
+        .collect();
+    let rows: Vec<(u64, &str, &str)> = rows
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    for effect in [
+        EffectMeasure::MeanRatio,
+        EffectMeasure::HodgesLehmann,
+        EffectMeasure::Exceedance,
+    ] {
+        let mut p = comparing(60, 20);
+        p.judge.compare.as_mut().unwrap().effect = effect;
+        let (out, eval) = compare_run(p, &rows);
+        assert_eq!(out, ["30 pending _", "30 fired _"], "{effect:?}");
+        let e = &eval.notes().evidence[&Labels::new()];
+        assert_eq!(e.n_canary, Some(30), "{e:?}");
+        assert!(
+            e.p_value.unwrap() < 0.02 && e.effect.unwrap() > 0.2,
+            "{effect:?} {e:?}"
+        );
+        // The canary's value is shown as it is.
+        assert_eq!(eval.notes().compare_value, Some(f64::INFINITY));
+    }
+    // +Inf on a `decrease` rule is the good direction: no breach.
+    let mut down = comparing(60, 20);
+    down.judge.compare.as_mut().unwrap().direction = Direction::Decrease;
+    assert!(compare_run(down, &rows).0.is_empty());
+    // NaN is no data: the canary pool stays empty, insufficient, never a breach.
+    let nan: Vec<(u64, String, String)> = (0..6)
+        .map(|k| {
+            (
+                k * 10,
+                "c0=nan c1=nan c2=nan c3=nan c4=nan".to_string(),
+                side("s", 5, k, 0.1, 1.0),
+            )
+        })
+        .collect();
+    let nan: Vec<(u64, &str, &str)> = nan
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    let (out, eval) = compare_run(comparing(60, 20), &nan);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(ns(&eval), (Some(0), Some(30)));
+    assert!(eval.never_judged());
+}
+
+#[test]
+fn the_default_effect_sees_a_canary_that_errs_four_times_as_often() {
+    // Per-pod error counts, 0 most of the time: 5 pods a side, 42 polls (210 samples a
+    // side); the canary errs at 64 of them, stable at 17 (means 0.66 and 0.15).
+    let counts = |nonzero: &[(usize, u32)]| {
+        let mut v = vec![0u32; 210];
+        let mut i = 0;
+        for &(n, val) in nonzero {
+            for _ in 0..n {
+                v[(i * 97) % 210] = val; // spread over the polls
+                i += 1;
+            }
+        }
+        v
+    };
+    let c = counts(&[(9, 1), (35, 2), (20, 3)]);
+    let s = counts(&[(7, 1), (5, 2), (5, 3)]);
+    let rows: Vec<(u64, String, String)> = (0..42)
+        .map(|k| {
+            let side = |p: &str, v: &[u32]| {
+                (0..5)
+                    .map(|pod| format!("{p}{pod}={}", v[k * 5 + pod]))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            (k as u64 * 10, side("c", &c), side("s", &s))
+        })
+        .collect();
+    let rows: Vec<(u64, &str, &str)> = rows
+        .iter()
+        .map(|(t, c, s)| (*t, c.as_str(), s.as_str()))
+        .collect();
+    // The window holds all 42 polls; judged from the first poll with 210 a side.
+    let mut p = comparing(420, 210);
+    p.judge.compare.as_mut().unwrap().min_effect = 0.0;
+    let (out, eval) = compare_run(p, &rows);
+    assert_eq!(
+        out,
+        ["410 pending _", "410 fired _"],
+        "the default (mean ratio) acts"
+    );
+    let e = &eval.notes().evidence[&Labels::new()];
+    assert!(
+        e.p_value.unwrap() < 1e-6 && e.effect.unwrap() > 3.0,
+        "{e:?}"
+    );
+    assert_eq!((e.shift, e.effect_measure), (Some(0.0), Some("mean_ratio")));
+    // Hodges–Lehmann sees a shift of 0, and never acts on it.
+    p.judge.compare.as_mut().unwrap().effect = EffectMeasure::HodgesLehmann;
+    assert!(compare_run(p, &rows).0.is_empty());
+}
+
+fn labelled(labels: &[(&str, &str)], v: f64) -> Sample {
+    Sample::new(labels, v)
+}
+
+#[test]
+fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
+    // A rule by service; a guard by pod: three pods of 0.1 req/s (thin traffic).
+    let rule = Poll::Samples(vec![labelled(&[("service", "a")], 0.9)]);
+    let by_pod = Poll::Samples(vec![
+        labelled(&[("pod", "p1")], 0.1),
+        labelled(&[("pod", "p2")], 0.1),
+        labelled(&[("pod", "p3")], 0.1),
+    ]);
+    let mut p = guarded(0.25, Judging::default());
+    p.threshold = Threshold::band(Some(0.5), None);
+    let mut eval = RuleEval::new(p);
+    let extra = Extra {
+        guard: Some(&by_pod),
+        ..Default::default()
+    };
+    // Summed, 0.3 would pass `min: 0.25` and the thin traffic would act: refused.
+    let out = eval.observe_with(Duration::ZERO, &rule, extra);
+    assert!(out.is_empty(), "{out:?}");
+    let why = eval.notes().guard_refused.clone().expect("refused");
+    assert_eq!(
+        crate::core::events::RuleState::of(&eval, Duration::ZERO, &rule),
+        crate::core::events::RuleState::QueryError,
+        "shown as a failed poll (watch, replay, the agent's page and verdicts)"
+    );
+    assert!(
+        why.contains("3 series") && why.contains("min_traffic.on"),
+        "{why}"
+    );
+    assert!(!eval.notes().judged);
+    assert_eq!((eval.judged_count(), eval.insufficient_count()), (0, 0));
+    // One label-less guard series applies to every series, as documented.
+    let total = Poll::Samples(vec![labelled(&[], 0.3)]);
+    let extra = Extra {
+        guard: Some(&total),
+        ..Default::default()
+    };
+    let out = eval.observe_with(Duration::from_secs(10), &rule, extra);
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!(eval.notes().guard_refused, None);
+    // A guard by service (a shared label) is matched by it.
+    let mut eval = RuleEval::new(p);
+    let by_service = Poll::Samples(vec![
+        labelled(&[("service", "a")], 0.1),
+        labelled(&[("service", "b")], 9.0),
+    ]);
+    let extra = Extra {
+        guard: Some(&by_service),
+        ..Default::default()
+    };
+    assert!(eval.observe_with(Duration::ZERO, &rule, extra).is_empty());
+    assert_eq!(eval.notes().insufficient, 1, "service a has 0.1 < 0.25");
+    // `on: [service]` matches on the named labels only: a guard by (service, zone)...
+    p.judge.guard_on = OnLabels::new(&["service"]);
+    let zoned = Poll::Samples(vec![
+        labelled(&[("service", "a"), ("zone", "z1")], 1.0),
+        labelled(&[("service", "b"), ("zone", "z1")], 0.1),
+    ]);
+    let mut eval = RuleEval::new(p);
+    let extra = Extra {
+        guard: Some(&zoned),
+        ..Default::default()
+    };
+    assert_eq!(eval.observe_with(Duration::ZERO, &rule, extra).len(), 2);
+    assert_eq!(
+        eval.notes().evidence[&Labels::from([("service".into(), "a".into())])].traffic,
+        Some(1.0)
+    );
+    // ...and two guard series with one `on` key would be summed: refused too.
+    let two_zones = Poll::Samples(vec![
+        labelled(&[("service", "a"), ("zone", "z1")], 0.1),
+        labelled(&[("service", "a"), ("zone", "z2")], 0.2),
+    ]);
+    let mut eval = RuleEval::new(p);
+    let extra = Extra {
+        guard: Some(&two_zones),
+        ..Default::default()
+    };
+    assert!(eval.observe_with(Duration::ZERO, &rule, extra).is_empty());
+    assert!(eval.notes().guard_refused.is_some());
 }

@@ -39,18 +39,23 @@
 //!   resolves when none of its last N judged polls breached. `no_data: breach`/`ok`
 //!   fill a slot, `hold`, a failed query and an insufficient poll take none;
 //! - `min_traffic`: a series whose guard is below `min` (or has no guard series) is
-//!   insufficient at that poll: no slot, no change, counted;
+//!   insufficient at that poll: no slot, no change, counted; a guard that cannot be
+//!   matched (several series sharing no label with a rule series, or two with the same
+//!   `on:` labels) makes the poll a failed one (`PollNotes::guard_refused`), never a sum;
 //! - `baseline`: the threshold is `baseline ± P%` (and the absolute one, as a floor);
 //!   a series without a baseline follows `no_baseline`;
 //! - `compare`: the rule-level series `{}` breaches when the canary pool is worse than
-//!   the stable one (`core::stats::compare`); too few samples is insufficient.
+//!   the stable one (`core::stats::compare_by`); too few samples is insufficient; a
+//!   NaN sample is no data, an infinite one the extreme of its side.
 //!
 //! A guard or baseline query that failed makes the whole poll a failed one.
 
 mod judge;
 
 pub use crate::core::series::{Labels, Poll, Sample};
-pub use judge::{BaselineParams, Breaches, CompareParams, Direction, Evidence, Judging};
+pub use judge::{
+    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging, OnLabels,
+};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
@@ -233,6 +238,9 @@ pub struct PollNotes {
     pub compare_value: Option<f64>,
     /// The first usable value of the poll (by label set), for a one-line status.
     pub first_value: Option<f64>,
+    /// Why the guard could not be matched with the rule's series, when the poll was
+    /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
+    pub guard_refused: Option<String>,
 }
 
 /// The evaluator of one rule.
@@ -324,6 +332,17 @@ impl RuleEval {
             (Some(b), Some(Poll::Samples(s))) => Some((b, judge::baselines(s))),
             (Some(_), _) => return Vec::new(),
         };
+        if let Some((_, g)) = guard {
+            let series = samples
+                .iter()
+                .filter(|s| !s.value.is_nan())
+                .map(|s| &s.labels);
+            if let Some(why) = judge::guard_problem(series, g, judge.guard_on) {
+                // Never a silent sum: the poll counts as failed, and says why.
+                self.notes.guard_refused = Some(why);
+                return Vec::new();
+            }
+        }
         self.notes.judged = true;
         let mut out = Vec::new();
         let mut seen: BTreeMap<&Labels, f64> = BTreeMap::new();
@@ -347,7 +366,7 @@ impl RuleEval {
         for (labels, value) in &seen {
             let mut evidence = Evidence::default();
             if let Some((min, g)) = guard {
-                let t = judge::traffic(labels, g);
+                let t = judge::traffic(labels, g, judge.guard_on);
                 evidence.traffic = t;
                 // Below `min`, or no guard series at all: not judged at this poll.
                 if t.is_none_or(|t| t.is_nan() || t < min) {
@@ -431,9 +450,11 @@ impl RuleEval {
         };
         self.notes.judged = true;
         for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
+            // NaN is no data; an infinity is a value, the extreme of its side
+            // (`histogram_quantile` above the top bucket is the worst latency).
             pool.extend(
                 side.iter()
-                    .filter(|s| s.value.is_finite())
+                    .filter(|s| !s.value.is_nan())
                     .map(|s| (at, s.value)),
             );
             // The sliding window: samples of the last `window`, this poll's always.
@@ -446,13 +467,14 @@ impl RuleEval {
         }
         let canary: Vec<f64> = self.canary.iter().map(|(_, v)| *v).collect();
         let stable: Vec<f64> = self.stable.iter().map(|(_, v)| *v).collect();
-        let result = crate::core::stats::compare(
+        let result = crate::core::stats::compare_by(
             &canary,
             &stable,
             c.direction,
             c.confidence,
             c.min_effect,
             c.min_samples,
+            c.effect,
         );
         let labels = Labels::new();
         let mut out = Vec::new();
@@ -488,6 +510,7 @@ impl RuleEval {
                     baseline: Some(stable_median),
                     p_value: Some(p_value),
                     effect: Some(effect),
+                    effect_measure: Some(c.effect.as_str()),
                     shift: Some(shift),
                     n_canary: Some(n_canary),
                     n_stable: Some(n_stable),

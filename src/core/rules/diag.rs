@@ -18,6 +18,11 @@ pub struct Diagnostic {
     pub message: String,
     pub pos: Option<Pos>,
     pub help: Option<String>,
+    /// What a caller of the API may be told: a short sentence naming the request's
+    /// bad field, for a diagnostic caused by a value the caller gave. It never quotes
+    /// the file (no source line, no other variable's name, no pattern), and it is None
+    /// for a fault of the file itself (see `LoadError::public_message`).
+    pub public: Option<String>,
 }
 
 impl Diagnostic {
@@ -27,6 +32,7 @@ impl Diagnostic {
             message: message.into(),
             pos,
             help: None,
+            public: None,
         }
     }
 
@@ -36,11 +42,18 @@ impl Diagnostic {
             message: message.into(),
             pos,
             help: None,
+            public: None,
         }
     }
 
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
+        self
+    }
+
+    /// Marks the diagnostic as caused by a caller's value, with what the caller may see.
+    pub fn with_public(mut self, public: impl Into<String>) -> Self {
+        self.public = Some(public.into());
         self
     }
 

@@ -6,6 +6,7 @@
 
 mod alert;
 mod command;
+mod guard;
 mod judge;
 mod notify;
 mod vars;
@@ -53,6 +54,37 @@ impl fmt::Display for LoadError {
             self.path,
             if n == 1 { "" } else { "s" }
         )
+    }
+}
+
+impl LoadError {
+    /// What a caller of the agent's API may be told (the API answers unauthenticated
+    /// callers with `--open-verdicts`): the bad fields of the request, each in a short
+    /// sentence, and never a line of the file, a pattern, another variable's name or a
+    /// flag of the command line. A file that fails on its own says only that.
+    /// What an authenticated caller of the agent's API is told: every error's
+    /// message, without the file's lines or the hints meant for the command line
+    /// (`--set`), which an API caller cannot use.
+    pub fn api_message(&self) -> String {
+        let out: Vec<&str> = self.errors().map(|d| d.message.as_str()).collect();
+        out.join("; ")
+    }
+
+    pub fn public_message(&self) -> String {
+        let mut out: Vec<&str> = Vec::new();
+        for d in self.errors() {
+            if let Some(p) = d.public.as_deref() {
+                if !out.contains(&p) {
+                    out.push(p);
+                }
+            }
+        }
+        if out.is_empty() {
+            "the rule file does not load on the agent; its operator can run `rollwatch check` on it"
+                .into()
+        } else {
+            out.join("; ")
+        }
     }
 }
 
@@ -163,6 +195,40 @@ fn duration(cx: &mut Cx, node: &Node, what: &str, allow_zero: bool) -> Option<Du
             None
         }
     }
+}
+
+/// The shortest interval a loop may run at: `interval: 1ns` sent 12,922 queries in a
+/// 3 s watch. Below `MIN_INTERVAL` is refused; below `WARN_INTERVAL` is a warning
+/// (Prometheus itself scrapes every 15 s or so: a faster poll sees the same value).
+pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
+/// See `MIN_INTERVAL`.
+pub const WARN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A duration that paces a loop (a watch's or a rule's `interval`).
+fn loop_interval(cx: &mut Cx, node: &Node, what: &str) -> Option<Duration> {
+    let d = duration(cx, node, what, false)?;
+    if d < MIN_INTERVAL {
+        cx.error_help(
+            format!(
+                "{what} `{}` is too short: every rule would query Prometheus that often",
+                fmt_d(d)
+            ),
+            node.pos,
+            format!(
+                "use at least {}; `15s` or Prometheus's scrape interval is usual",
+                fmt_d(MIN_INTERVAL)
+            ),
+        );
+        return None;
+    }
+    if d < WARN_INTERVAL {
+        cx.warn(
+            format!("{what} `{}` is under 1s: Prometheus's samples change at its scrape interval, so most polls repeat the last value", fmt_d(d)),
+            node.pos,
+            "use the scrape interval (often `15s`) unless you test",
+        );
+    }
+    Some(d)
 }
 
 fn number(cx: &mut Cx, node: &Node, what: &str) -> Option<f64> {
@@ -278,7 +344,7 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         duration_ = required(cx, w, "duration", "`watch`", "add e.g. `duration: 30m`")
             .and_then(|n| duration(cx, n, "watch duration", false));
         interval = required(cx, w, "interval", "`watch`", "add e.g. `interval: 15s`")
-            .and_then(|n| duration(cx, n, "watch interval", false));
+            .and_then(|n| loop_interval(cx, n, "watch interval"));
         if let Some(n) = w.get("max_blind") {
             max_blind = duration(cx, n, "max_blind", false);
         }
@@ -511,9 +577,11 @@ fn compile_rule(
         .unwrap_or_else(|| format!("at line {}", f.pos.line));
     let what = format!("rule `{label}`");
     let name = name.filter(|n| {
+        // Letters and digits of any script (an imported alert `Ошибки` keeps its
+        // name), never spaces, symbols or invisible characters.
         let valid = !n.is_empty()
             && n.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'));
         if !valid {
             cx.error(
                 format!("invalid rule name {n:?}: use letters, digits, `-`, `_` and `.`"),
@@ -527,7 +595,7 @@ fn compile_rule(
         .and_then(|n| string(cx, n, "description"));
 
     let interval = match f.get("interval") {
-        Some(n) => duration(cx, n, "rule interval", false),
+        Some(n) => loop_interval(cx, n, "rule interval"),
         None => default_interval,
     };
     let judges = judge::compile_judges(cx, &f, &what, vars, free, interval);
@@ -563,6 +631,10 @@ fn compile_rule(
     )
     .and_then(|n| compile_query(cx, n, &format!("the query of {what}"), vars, free))
     };
+    if let (Some(q), Some(g), Some(pos)) = (&query, &judges.guard, judges.guard_pos) {
+        let on = judges.guard_on.as_ref().map(|(n, p)| (n.as_slice(), *p));
+        guard::check_guard(cx, &what, q, g, pos, on);
+    }
 
     let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
     let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
@@ -738,6 +810,10 @@ pub(crate) fn compile_query(
                 at,
                 "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in the README",
             );
+            let name = e.token.trim_start_matches("${").trim_end_matches('}');
+            cx.public(format!(
+                "var `{name}`: the value does not fit where the rule file uses it"
+            ));
             return None;
         }
         Err(QueryError::Template(why)) => {

@@ -19,7 +19,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Severity};
-pub use load::{load, load_str, parse_duration, LoadError, LoadOptions};
+pub use load::{
+    load, load_str, parse_duration, LoadError, LoadOptions, MIN_INTERVAL, WARN_INTERVAL,
+};
 
 /// Defaults for keys a file may leave out.
 pub mod defaults {
@@ -241,8 +243,13 @@ impl Rule {
                 Direction::Decrease => "<",
                 Direction::Either => "!=",
             };
+            let measure = match c.effect {
+                crate::core::eval::EffectMeasure::MeanRatio => "",
+                crate::core::eval::EffectMeasure::HodgesLehmann => " by Hodges–Lehmann",
+                crate::core::eval::EffectMeasure::Exceedance => " by exceedance",
+            };
             return format!(
-                "canary {dir} stable (p < {}, effect >= {}%)",
+                "canary {dir} stable (p < {}, effect >= {}%{measure})",
                 crate::core::events::float::text(((1.0 - c.confidence) * 1e9).round() / 1e9),
                 crate::core::events::float::text((c.min_effect * 1e9).round() / 1e7)
             );

@@ -24,6 +24,12 @@ impl Cx<'_> {
         self.diags
             .push(Diagnostic::error(msg, Some(pos)).with_help(help));
     }
+    /// Marks the last diagnostic as caused by a caller's value (`Diagnostic::with_public`).
+    pub fn public(&mut self, public: impl Into<String>) {
+        if let Some(d) = self.diags.last_mut() {
+            d.public = Some(public.into());
+        }
+    }
     pub fn warn(&mut self, msg: impl Into<String>, pos: Pos, help: impl Into<String>) {
         self.diags
             .push(Diagnostic::warning(msg, Some(pos)).with_help(help));

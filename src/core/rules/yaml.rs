@@ -81,20 +81,50 @@ impl Node {
 ///
 /// YAML 1.2 booleans only (`true`/`false`): `on:`, `yes` and `no` stay strings, so a
 /// channel's `on:` key is not read as `true` (the "Norway problem").
+///
+/// An empty document after a `---` (a trailing `---`, normal in Kubernetes YAML) is
+/// no document; a second real document is refused with a sentence, since one file is
+/// one watch.
 pub fn parse(text: &str) -> Result<Node, (String, Option<Pos>)> {
     let options = serde_saphyr::options! { strict_booleans: true };
-    match serde_saphyr::from_str_with_options::<Spanned<RawValue>>(text, options) {
-        Ok(s) => Ok(to_node(s)),
-        Err(e) => {
-            let pos = e.location().map(|loc| Pos {
-                line: loc.line(),
-                column: loc.column(),
-                len: 1,
-                offset: loc.span().byte_offset(),
-            });
-            Err((clean_message(&e.without_snippet().to_string()), pos))
-        }
+    let first = match serde_saphyr::from_str_with_options::<Spanned<RawValue>>(text, options) {
+        Ok(s) => return Ok(to_node(s)),
+        Err(e) => error_of(&e),
+    };
+    // The single-document parser refuses any `---` after the first document, empty
+    // or not: count the real documents.
+    match parse_all(text) {
+        Ok(mut docs) if docs.len() <= 1 => Ok(docs.pop().unwrap_or(Node {
+            value: Value::Null,
+            pos: Pos::default(),
+        })),
+        Ok(docs) => Err((
+            format!(
+                "this file holds {} YAML documents (separated by `---`), but a rule file is one document: put each watch in a file of its own",
+                docs.len()
+            ),
+            Some(docs[1].pos),
+        )),
+        Err(_) => Err(first),
     }
+}
+
+/// Parses every document of a multi-document YAML stream, skipping empty ones.
+pub fn parse_all(text: &str) -> Result<Vec<Node>, (String, Option<Pos>)> {
+    let options = serde_saphyr::options! { strict_booleans: true };
+    serde_saphyr::from_multiple_with_options::<Spanned<RawValue>>(text, options)
+        .map(|docs| docs.into_iter().map(to_node).collect())
+        .map_err(|e| error_of(&e))
+}
+
+fn error_of(e: &serde_saphyr::Error) -> (String, Option<Pos>) {
+    let pos = e.location().map(|loc| Pos {
+        line: loc.line(),
+        column: loc.column(),
+        len: 1,
+        offset: loc.span().byte_offset(),
+    });
+    (clean_message(&e.without_snippet().to_string()), pos)
 }
 
 /// The parser's message without its own location (shown separately) or advice meant

@@ -19,6 +19,16 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// The label values of `kind` on the query metrics.
+pub const QUERY_KINDS: [&str; 2] = ["instant", "range"];
+/// The label values of `rollwatch_agent_actions_total`: `kind` (the commands a rule
+/// can run) and `result`.
+pub const ACTION_KINDS: [&str; 2] = ["rollback", "pause"];
+/// See `ACTION_KINDS`.
+pub const ACTION_RESULTS: [&str; 3] = ["succeeded", "failed", "unknown"];
+/// The label values of `rollwatch_agent_watches`.
+const WATCH_STATES: [&str; 3] = ["running", "finished", "cancelled"];
+
 /// Every metric the agent updates.
 #[derive(Clone)]
 pub struct Metrics {
@@ -149,6 +159,22 @@ impl Metrics {
         for r in ["ok", "failed"] {
             lease_renewals.with_label_values(&[r]);
         }
+        // Every known label value starts at 0 (Prometheus's instrumentation guide): a
+        // quiet agent's dashboard shows 0, the truth, not "no data", and `rate()` and
+        // `increase()` see the first action or error as a change from 0.
+        for kind in QUERY_KINDS {
+            queries_sent.with_label_values(&[kind]);
+            query_errors.with_label_values(&[kind]);
+            query_latency.with_label_values(&[kind]);
+        }
+        for kind in ACTION_KINDS {
+            for result in ACTION_RESULTS {
+                actions.with_label_values(&[kind, result]);
+            }
+        }
+        for state in WATCH_STATES {
+            watches.with_label_values(&[state]);
+        }
         registry.register(Box::new(leases_held.clone()))?;
         registry.register(Box::new(lease_renewals.clone()))?;
         registry.register(Box::new(lease_adoptions.clone()))?;
@@ -189,6 +215,21 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_label_values_start_at_zero() {
+        let text = Metrics::new(Registry::new()).unwrap().render();
+        for line in [
+            "rollwatch_agent_actions_total{kind=\"rollback\",result=\"succeeded\"} 0",
+            "rollwatch_agent_actions_total{kind=\"pause\",result=\"unknown\"} 0",
+            "rollwatch_agent_query_errors_total{kind=\"instant\"} 0",
+            "rollwatch_agent_query_errors_total{kind=\"range\"} 0",
+            "rollwatch_agent_queries_sent_total{kind=\"range\"} 0",
+            "rollwatch_agent_watches{state=\"running\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+    }
 
     #[test]
     fn registers_on_the_given_registry_only() {

@@ -237,6 +237,27 @@ pub fn load_snapshot(def: &NewWatch) -> Result<WatchSpec, String> {
     .map_err(|e| e.to_string())
 }
 
+/// A rule file that does not load for an API request. A caller of a route that may be
+/// open to anyone (`open`: the verdict routes) is told only the request's bad fields
+/// (`LoadError::public_message`), never the file's patterns or its other variables;
+/// a caller with the token gets every error's message (`api_message`). Neither gets
+/// a line of the file (a command line may hold a secret) or a `--set` hint. The
+/// agent's log says which rule file and what, without quoting the file.
+fn refused(rules: &str, e: &rules::LoadError, open: bool) -> CreateError {
+    let why: Vec<&str> = e.errors().map(|d| d.message.as_str()).collect();
+    let public = if open {
+        e.public_message()
+    } else {
+        e.api_message()
+    };
+    if e.errors().all(|d| d.public.is_some()) {
+        info!(event = "request_refused", rules = %rules, reasons = ?why, "a request's vars do not fit the rule file");
+    } else {
+        warn!(event = "rule_file_invalid", rules = %rules, errors = why.len(), "a rule file does not load; run `rollwatch check` on it");
+    }
+    CreateError::BadRequest(public)
+}
+
 impl Agent {
     pub fn new(store: Arc<dyn Store>, metrics: Metrics, cfg: AgentConfig) -> Arc<Agent> {
         let leases = Arc::new(LeaseBook::new(
@@ -629,11 +650,13 @@ impl Agent {
 
     /// The rule file `rules` with `vars`, loaded by the same loader as a watch (so an
     /// unknown var or one its `pattern` refuses is a `BadRequest`), every rule queried
-    /// once now. Nothing is stored and no command can run.
+    /// once now. Nothing is stored and no command can run. `open`: the caller may be
+    /// anyone (`--open-verdicts`), so a refusal names only the request's bad fields.
     pub async fn verdict_once(
         &self,
         rules: &str,
         vars: BTreeMap<String, String>,
+        open: bool,
     ) -> Result<Vec<RuleStatus>, CreateError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(CreateError::ShuttingDown);
@@ -653,7 +676,7 @@ impl Agent {
                 check: false,
             },
         )
-        .map_err(|e| CreateError::BadRequest(e.to_string()))?;
+        .map_err(|e| refused(rules, &e, open))?;
         let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
         Ok(verdict::evaluate_once(&spec, &*source).await)
     }
@@ -755,7 +778,16 @@ impl Agent {
             duration_ms: 0,
             created_ms,
         };
-        let spec = load_snapshot(&def).map_err(CreateError::BadRequest)?;
+        let sets: Vec<(String, String)> = def.vars.clone().into_iter().collect();
+        let (spec, _) = rules::load_str(
+            &format!("{}.yaml", def.rules),
+            &def.rules_text,
+            &rules::LoadOptions {
+                sets: &sets,
+                check: false,
+            },
+        )
+        .map_err(|e| refused(&def.rules, &e, false))?;
         for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
             if let Some(cmd) = cmd {
                 if crate::io::action::find_program(&cmd.argv[0]).is_none() {

@@ -40,7 +40,7 @@ impl<R: ActionRunner> Watch<'_, R> {
                 "ROLLWATCH_VALUE".to_string(),
                 first
                     .and_then(|f| f.value)
-                    .map(crate::core::events::float::text)
+                    .map(crate::core::events::float::exact)
                     .unwrap_or_default(),
             ),
             ("ROLLWATCH_THRESHOLD".to_string(), rule.condition()),

@@ -218,6 +218,8 @@ struct Watch<'a, R> {
     before: Vec<Option<Poll>>,
     /// Series already warned about having no baseline (rule index, labels).
     warned_no_baseline: BTreeSet<(usize, Labels)>,
+    /// Rules whose unmatched guard was logged (once per rule).
+    warned_guard: BTreeSet<usize>,
 }
 
 /// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in);
@@ -348,6 +350,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             })
             .collect(),
         warned_no_baseline: BTreeSet::new(),
+        warned_guard: BTreeSet::new(),
     };
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never
@@ -620,9 +623,10 @@ impl<R: ActionRunner> Watch<'_, R> {
         }
         let (poll, error, warnings) = match done.result {
             Ok(r) => {
+                // (`ever_ok` once the evaluator took the poll: a guard it cannot match
+                // fails the poll as a failed guard query would.)
                 let ok = extra_error.is_none();
                 self.last_poll_ok[i] = ok;
-                self.ever_ok[i] |= ok;
                 if r.samples.iter().any(|s| !s.value.is_nan()) {
                     self.ever_data[i] = true;
                 }
@@ -653,6 +657,18 @@ impl<R: ActionRunner> Watch<'_, R> {
         };
         let transitions = self.evals[i].observe_with(done.at, &poll, extra);
         let notes = self.evals[i].notes().clone();
+        // A guard that cannot be matched is a failed poll, never a silent sum.
+        let error = match &notes.guard_refused {
+            Some(why) => {
+                self.last_poll_ok[i] = false;
+                if self.warned_guard.insert(i) {
+                    warn!(event = "guard_unmatched", rule = %rule.name, "{why}");
+                }
+                error.or_else(|| Some(why.clone()))
+            }
+            None => error,
+        };
+        self.ever_ok[i] |= self.last_poll_ok[i];
         for labels in &notes.no_baseline {
             if self.warned_no_baseline.insert((i, labels.clone())) {
                 let nb = rule.judging.baseline.map(|b| b.no_baseline);

@@ -382,20 +382,10 @@ impl Sink for Recorder {
     }
 }
 
-/// A value for people: up to 4 significant decimals, no float noise; `+Inf`, `-Inf`
-/// and `NaN` as Prometheus writes them.
+/// A value for people where room is short (charts, the live view): 4 significant
+/// digits, by the formatting every sink shares (`core::events::float`).
 pub fn fmt_value(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return crate::core::events::float::text(v);
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    let decimals = (3 - magnitude).clamp(0, 12) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    crate::core::events::float::significant(v, 4)
 }
 
 #[cfg(test)]

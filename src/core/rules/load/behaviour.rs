@@ -244,3 +244,40 @@ fn rollback_silence_renders_matchers_and_checks_its_keys() {
         "{e:?}"
     );
 }
+
+#[test]
+fn an_interval_under_100ms_is_refused_where_written_and_under_1s_warned() {
+    // The watch's interval, and a rule's own.
+    let watch = BASE.replace("interval: 15s", "interval: 1ns");
+    let rule = BASE.replace("for: 1m", "for: 1m\n    interval: 99ms");
+    for (text, line, col) in [(&watch, 3, 13), (&rule, 11, 15)] {
+        let e = load(text).unwrap_err();
+        let d = e.errors().next().expect("refused");
+        assert!(d.message.contains("too short"), "{}", d.message);
+        let pos = d.pos.unwrap();
+        assert_eq!((pos.line, pos.column), (line, col), "{e}");
+        assert!(d.help.as_deref().unwrap().contains("100ms"), "{e}");
+    }
+    let (spec, warnings) = load(&BASE.replace("interval: 15s", "interval: 100ms")).unwrap();
+    assert_eq!(spec.rules[0].interval, Duration::from_millis(100));
+    assert!(warnings[0].message.contains("under 1s"), "{warnings:?}");
+    let (_, warnings) = load(&BASE.replace("interval: 15s", "interval: 1s")).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn a_trailing_document_separator_is_accepted_and_a_second_document_refused_in_words() {
+    let (spec, _) = load(&format!("{BASE}---\n")).expect("a trailing `---`");
+    assert_eq!(spec.rules.len(), 1);
+    let (spec, _) = load(&format!("---\n{BASE}---\n# nothing more\n")).expect("both ends");
+    assert_eq!(spec.rules.len(), 1);
+    let e = load(&format!("{BASE}---\n{BASE}")).unwrap_err();
+    let d = e.errors().next().unwrap();
+    assert!(
+        d.message.contains("2 YAML documents") && d.message.contains("a file of its own"),
+        "{}",
+        d.message
+    );
+    assert!(!d.message.contains("from_str"), "{}", d.message);
+    assert_eq!(d.pos.unwrap().line, 12, "{e}");
+}

@@ -260,6 +260,7 @@ fn no_option_from_var(
                     cx.locate(pos, &format!("${{{name}}}")),
                     format!("give a value that does not start with `-`, or, if `{name}` may really be an option, declare it `{name}: {{default: ..., allow_option: true}}`"),
                 );
+                cx.public(format!("var `{name}`: the value may not start with `-`"));
                 return false;
             }
         }

@@ -4,9 +4,11 @@
 //! template, escaping and structure check as a rule's `query`.
 
 use super::{choice, compile_query, duration, number};
-use crate::core::eval::{BaselineParams, Breaches, CompareParams, Direction, Judging, NoData};
+use crate::core::eval::{
+    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Judging, NoData, OnLabels,
+};
 use crate::core::rules::walk::{fields, required, Cx, Fields};
-use crate::core::rules::yaml::{Node, Value};
+use crate::core::rules::yaml::{Node, Pos, Value};
 use crate::core::rules::BaselineSource;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -20,12 +22,63 @@ pub const MAX_BREACH_WINDOW: u32 = 1000;
 pub(super) struct Judges {
     pub judging: Judging,
     pub guard: Option<String>,
+    /// Where `min_traffic.query` is written, and `min_traffic.on`'s labels and place.
+    pub guard_pos: Option<Pos>,
+    pub guard_on: Option<(Vec<String>, Pos)>,
     pub baseline: Option<BaselineSource>,
     /// (canary, stable) of `compare`.
     pub compare: Option<(Option<String>, Option<String>)>,
     /// A percentage baseline threshold was given (the rule has a threshold).
     pub baseline_threshold: bool,
     pub ok: bool,
+}
+
+/// `min_traffic.on: [label, ...]`: label names, at least one, at most `OnLabels::MAX`.
+fn guard_on(cx: &mut Cx, n: &Node, what: &str) -> Option<Vec<String>> {
+    let help = "e.g. `on: [service]`: a guard series applies to the rule series with the same values of these labels";
+    let Value::Seq(items) = &n.value else {
+        cx.error_help(
+            format!(
+                "{what}: `min_traffic.on` must be a list of label names, found {}",
+                n.kind()
+            ),
+            n.pos,
+            help,
+        );
+        return None;
+    };
+    let mut names = Vec::new();
+    for item in items {
+        let name = item.scalar_text().unwrap_or_default();
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid || name == "__name__" {
+            cx.error_help(
+                format!(
+                    "{what}: `min_traffic.on` holds {}, not a label name",
+                    shown(item)
+                ),
+                item.pos,
+                help,
+            );
+            return None;
+        }
+        names.push(name);
+    }
+    if names.is_empty() || names.len() > OnLabels::MAX {
+        cx.error_help(
+            format!(
+                "{what}: `min_traffic.on` must name 1 to {} labels, found {}",
+                OnLabels::MAX,
+                names.len()
+            ),
+            n.pos,
+            help,
+        );
+        return None;
+    }
+    Some(names)
 }
 
 /// `M of N`.
@@ -144,8 +197,13 @@ pub(super) fn compile_judges(
     }
 
     if let Some(n) = f.get("min_traffic") {
-        if let Some(g) = fields(cx, n, "`min_traffic`", &["query", "min"]) {
+        if let Some(g) = fields(cx, n, "`min_traffic`", &["query", "min", "on"]) {
             let noun = format!("the guard query (`min_traffic.query`) of {what}");
+            j.guard_pos = g.get("query").map(|q| q.pos);
+            if let Some(on) = g.get("on") {
+                j.guard_on = guard_on(cx, on, what).map(|names| (names, on.pos));
+                j.judging.guard_on = j.guard_on.as_ref().and_then(|(n, _)| OnLabels::new(n));
+            }
             j.guard = required(
                 cx,
                 &g,
@@ -265,6 +323,7 @@ pub(super) fn compile_judges(
                 "min_effect",
                 "window",
                 "min_samples",
+                "effect",
             ],
         ) {
             let side = |cx: &mut Cx, key: &str| {
@@ -343,20 +402,42 @@ pub(super) fn compile_judges(
                     }
                 },
             };
+            let effect = match c.get("effect") {
+                None => Some(EffectMeasure::default()),
+                Some(n) => choice(
+                    cx,
+                    n,
+                    "`compare.effect`",
+                    &["mean_ratio", "hodges_lehmann", "exceedance"],
+                )
+                .map(|e| match e {
+                    "hodges_lehmann" => EffectMeasure::HodgesLehmann,
+                    "exceedance" => EffectMeasure::Exceedance,
+                    _ => EffectMeasure::MeanRatio,
+                }),
+            };
             if let (
                 Some(direction),
                 Some(confidence),
                 Some(min_effect),
                 Some(window),
                 Some(min_samples),
-            ) = (direction, confidence, min_effect, window, min_samples)
-            {
+                Some(effect),
+            ) = (
+                direction,
+                confidence,
+                min_effect,
+                window,
+                min_samples,
+                effect,
+            ) {
                 j.judging.compare = Some(CompareParams {
                     direction,
                     confidence,
                     min_effect,
                     window,
                     min_samples,
+                    effect,
                 });
             }
         }

@@ -2,7 +2,9 @@
 //! file:line:column for every misuse.
 
 use super::*;
-use crate::core::eval::{BaselineParams, Breaches, CompareParams, Direction};
+use crate::core::eval::{
+    BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, OnLabels,
+};
 use crate::core::rules::BaselineSource;
 
 const HEAD: &str = "vars:\n  service: checkout\nwatch:\n  duration: 10m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n";
@@ -84,9 +86,18 @@ fn the_issue_keys_load() {
             confidence: 0.98,
             min_effect: 0.2,
             window: Duration::from_secs(600),
-            min_samples: 20
+            min_samples: 20,
+            effect: EffectMeasure::MeanRatio,
         })
     );
+    for (written, measure) in [
+        ("hodges_lehmann", EffectMeasure::HodgesLehmann),
+        ("mean_ratio", EffectMeasure::MeanRatio),
+        ("exceedance", EffectMeasure::Exceedance),
+    ] {
+        let r = rule(&format!("compare: {{canary: a, stable: b, direction: increase, window: 1m, effect: {written}}}\nfor: 0s\n"));
+        assert_eq!(r.judging.compare.unwrap().effect, measure);
+    }
 }
 
 #[test]
@@ -131,6 +142,7 @@ fn every_misuse_is_an_error_at_its_position() {
         ("compare: {canary: a, stable: b, direction: increase, window: 1m}\nabove: 1\nfor: 0s\n", "has both `compare` and `above`", "11:12"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m}\nbaseline: {offset: 1w}\nbelow_baseline: 5%\nfor: 0s\n", "has both `compare` and `baseline`", "11:15"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m, size: 3}\nfor: 0s\n", "unknown key `size` in `compare`", "10:70"),
+        ("compare: {canary: a, stable: b, direction: increase, window: 1m, effect: median}\nfor: 0s\n", "invalid `compare.effect` `median`", "10:78"),
     ];
     let mut wrong = Vec::new();
     for (body, message, at) in cases {
@@ -193,4 +205,59 @@ fn placeholders_in_judge_queries_are_escaped_like_the_query() {
         "{:?}",
         spec.rules[0].stable
     );
+}
+
+#[test]
+fn a_guard_that_can_share_no_label_with_the_rule_is_refused_where_written() {
+    let body = |guard: &str, on: &str| {
+        format!("query: sum by (service) (rate(errors[5m]))\nabove: 0.05\nfor: 0s\nmin_traffic:\n  query: {guard}\n  min: 1\n{on}")
+    };
+    let e = load(&body("sum by (pod) (rate(requests[5m]))", "")).unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("share no label") && text.contains("`pod`") && text.contains("`service`"),
+        "{text}"
+    );
+    assert!(text.contains("--> t.yaml:14:14\n"), "{text}");
+    assert!(
+        text.contains("help:") && text.contains("on: [...]") && text.contains("sum by (service)"),
+        "{text}"
+    );
+    // A rule without labels and a guard by pod: the same sum.
+    let lone = "query: sum(rate(errors[5m]))\nabove: 0.05\nfor: 0s\nmin_traffic:\n  query: sum by (pod) (rate(requests[5m]))\n  min: 1\n";
+    assert!(load(lone)
+        .unwrap_err()
+        .to_string()
+        .contains("share no label"));
+    // What loads: a shared label, one label-less guard, labels unknown until run
+    // time (the evaluator checks then), or `on:` naming labels both keep.
+    for (guard, on) in [
+        ("sum by (service, pod) (rate(requests[5m]))", ""),
+        ("sum(rate(requests[5m]))", ""),
+        ("rate(requests[5m])", ""),
+        (
+            "sum by (service, zone) (rate(requests[5m]))",
+            "  on: [service]\n",
+        ),
+    ] {
+        let (spec, _) = load(&body(guard, on)).unwrap_or_else(|e| panic!("{guard}: {e}"));
+        assert_eq!(
+            spec.rules[0].judging.guard_on,
+            (!on.is_empty()).then(|| OnLabels::new(&["service"]).unwrap())
+        );
+    }
+    // `on:` naming a label one side drops.
+    let e = load(&body(
+        "sum by (zone) (rate(requests[5m]))",
+        "  on: [service]\n",
+    ))
+    .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("`min_traffic.on` names `service`, but the guard's series carry only `zone`"),
+        "{text}"
+    );
+    assert!(text.contains("--> t.yaml:16:"), "{text}");
+    let e = load(&body("rate(requests[5m])", "  on: [\"a-b\"]\n")).unwrap_err();
+    assert!(e.to_string().contains("not a label name"), "{e}");
 }

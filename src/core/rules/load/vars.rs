@@ -240,14 +240,25 @@ pub(super) fn compile_vars(
                 None => format!("declared variables: {}", names.join(", ")),
             };
             let msg = format!(
-                "--set {k}={}: the file declares no variable `{k}`",
+                "`{k}={}`: the file declares no variable `{k}`",
                 shown(v).trim_matches('"')
             );
+            let public = format!(
+                "var `{}`: the rule file declares no such variable",
+                shown(k).trim_matches('"')
+            );
             if opts.check {
-                cx.diags
-                    .push(Diagnostic::warning(msg, None).with_help(help));
+                cx.diags.push(
+                    Diagnostic::warning(msg, None)
+                        .with_help(help)
+                        .with_public(public),
+                );
             } else {
-                cx.diags.push(Diagnostic::error(msg, None).with_help(help));
+                cx.diags.push(
+                    Diagnostic::error(msg, None)
+                        .with_help(help)
+                        .with_public(public),
+                );
                 ok = false;
             }
         }
@@ -266,10 +277,11 @@ pub(super) fn compile_vars(
             }
             None => {
                 cx.error_help(
-                    format!("variable `{name}` has no default and was not given with --set"),
+                    format!("variable `{name}` has no default and was given no value"),
                     d.key,
                     format!("run with `--set {name}=VALUE`"),
                 );
+                cx.public("vars: the rule file requires a variable that was not given");
                 ok = false;
                 continue;
             }
@@ -277,7 +289,16 @@ pub(super) fn compile_vars(
         // A given value has no place in the file; a default points at itself.
         let at = if given.is_some() { None } else { d.default_pos };
         if let Some((msg, help)) = value_problem(name, value) {
-            cx.diags.push(Diagnostic::error(msg, at).with_help(help));
+            let mut d = Diagnostic::error(msg, at).with_help(help);
+            if given.is_some() {
+                let why = if value.len() > MAX_VAR_LEN {
+                    format!("the value is longer than {MAX_VAR_LEN} bytes")
+                } else {
+                    "the value contains a control character".into()
+                };
+                d = d.with_public(format!("var `{name}`: {why}"));
+            }
+            cx.diags.push(d);
             ok = false;
             continue;
         }
@@ -293,6 +314,11 @@ pub(super) fn compile_vars(
                     d.pattern_pos,
                     format!("the rule file restricts what `{name}` may be"),
                 );
+                if given.is_some() {
+                    cx.public(format!(
+                        "var `{name}`: the value is not one the rule file allows"
+                    ));
+                }
                 ok = false;
                 continue;
             }
