@@ -471,7 +471,7 @@ impl RuleEval {
             &canary,
             &stable,
             c.direction,
-            c.confidence,
+            1.0 - c.alpha(),
             c.min_effect,
             c.min_samples,
             c.effect,
@@ -658,3 +658,5 @@ impl RuleEval {
 mod judge_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watch_sim_tests;

@@ -412,7 +412,12 @@ impl Agent {
             .rules
             .iter()
             .zip(series)
-            .map(|(r, s)| RuleEval::restore(r.params(), s))
+            .map(|(r, s)| {
+                RuleEval::restore(
+                    r.params_over(Duration::from_millis(def.duration_ms.max(0) as u64)),
+                    s,
+                )
+            })
             .collect();
         // What the polls before the restart showed: a rule judged then stays judged,
         // even if the watch ends before it polls again.

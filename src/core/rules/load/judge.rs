@@ -355,7 +355,7 @@ pub(super) fn compile_judges(
                 _ => Direction::Either,
             });
             let confidence = match c.get("confidence") {
-                None => Some(0.95),
+                None => Some(CompareParams::CONFIDENCE),
                 Some(n) => number(cx, n, "`compare.confidence`").and_then(|v| {
                     if v > 0.0 && v < 1.0 {
                         Some(v)
@@ -363,7 +363,7 @@ pub(super) fn compile_judges(
                         cx.error_help(
                             format!("{what}: `compare.confidence` must be between 0 and 1 (exclusive), found {v}"),
                             n.pos,
-                            "e.g. `confidence: 0.98`: act when p < 0.02",
+                            "e.g. `confidence: 0.98`: a healthy canary rolls back in at most 2 watches in 100",
                         );
                         None
                     }
@@ -434,6 +434,7 @@ pub(super) fn compile_judges(
                 j.judging.compare = Some(CompareParams {
                     direction,
                     confidence,
+                    tests: 1,
                     min_effect,
                     window,
                     min_samples,

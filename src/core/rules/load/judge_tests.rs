@@ -84,6 +84,7 @@ fn the_issue_keys_load() {
         Some(CompareParams {
             direction: Direction::Increase,
             confidence: 0.98,
+            tests: 1,
             min_effect: 0.2,
             window: Duration::from_secs(600),
             min_samples: 20,
