@@ -416,6 +416,21 @@ pub(super) fn compile_judges(
                     _ => EffectMeasure::MeanRatio,
                 }),
             };
+            // Exceedance runs from -100% to 100%: more could never breach.
+            let min_effect = match (min_effect, effect, c.get("min_effect")) {
+                (Some(m), Some(EffectMeasure::Exceedance), Some(n)) if m > 1.0 => {
+                    cx.error_help(
+                        format!(
+                            "{what}: `compare.min_effect` `{}%` is out of range for `effect: exceedance`",
+                            m * 100.0
+                        ),
+                        n.pos,
+                        "between 0% and 100%: exceedance is P(canary > stable) - P(canary < stable), at most 100%",
+                    );
+                    None
+                }
+                (m, ..) => m,
+            };
             if let (
                 Some(direction),
                 Some(confidence),
