@@ -389,3 +389,58 @@ fn open_verdict_errors_name_the_bad_field_and_quote_nothing_of_the_file() {
         }
     }
 }
+
+/// What an unauthenticated verdict answer may never hold: a path, a flag to pass, a
+/// store URL (nor Prometheus's or a proxy's words, which hold URLs).
+fn says_nothing_internal(resp: &Value) {
+    let text = resp.to_string();
+    for s in ["/", "--", "postgres://"] {
+        assert!(!text.contains(s), "{s:?} in {text}");
+    }
+}
+
+#[test]
+fn open_verdict_failures_of_the_agent_are_fixed_sentences() {
+    // No Prometheus URL anywhere: the agent cannot query for this file.
+    let a = Agent::build(None, "", &["--open-verdicts"]);
+    a.rule_file("checkout", CHECKOUT);
+    let body = json!({"rules": "checkout", "vars": {"service": "a"}});
+    let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+    assert_eq!(status, 503, "{resp}");
+    assert_eq!(
+        resp["error"],
+        json!("the agent cannot query Prometheus for this rule file")
+    );
+    says_nothing_internal(&resp);
+    // A rule file the agent cannot read (not UTF-8): named by its stem, no path.
+    std::fs::write(a.s.path("rules/unreadable.yaml"), b"vars: \xff\xfe\n").unwrap();
+    let body = json!({"rules": "unreadable", "vars": {}});
+    let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+    assert_eq!(status, 503, "{resp}");
+    assert!(
+        resp["error"].as_str().unwrap().contains("`unreadable`"),
+        "{resp}"
+    );
+    says_nothing_internal(&resp);
+    assert!(
+        a.dump().contains("rule_file_unreadable"),
+        "the detail is logged"
+    );
+
+    // Prometheus down: each rule's `error` is a class, not the client's words.
+    let down = format!("http://127.0.0.1:{}", crate::harness::free_port());
+    let a = Agent::build(None, &down, &["--open-verdicts"]);
+    a.rule_file("checkout", CHECKOUT);
+    let body = json!({"rules": "checkout", "vars": {"service": "a"}});
+    let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+    assert_eq!(
+        (status, &resp["verdict"]),
+        (503, &json!("inconclusive")),
+        "{resp}"
+    );
+    assert_eq!(
+        resp["rules"][0]["error"],
+        json!("the query failed: Prometheus is unreachable")
+    );
+    says_nothing_internal(&resp);
+}

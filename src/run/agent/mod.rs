@@ -122,6 +122,9 @@ pub enum CreateError {
     Conflict(String),
     #[error("the agent is shutting down")]
     ShuttingDown,
+    /// The agent cannot answer (not the caller's fault): a 503 with this sentence.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] crate::io::store::StoreError),
 }
@@ -644,7 +647,11 @@ impl Agent {
             .find(|p| p.is_file())
             .ok_or_else(|| CreateError::UnknownRules(name.to_string()))?;
         std::fs::read_to_string(&path).map_err(|e| {
-            CreateError::BadRequest(format!("cannot read the rule file {}: {e}", path.display()))
+            // The path and the OS's reason go to the log only: callers may be anyone.
+            warn!(event = "rule_file_unreadable", path = %path.display(), error = %e, "cannot read a rule file");
+            CreateError::Unavailable(format!(
+                "the rule file `{name}` cannot be read (the agent's log says why)"
+            ))
         })
     }
 
@@ -677,8 +684,17 @@ impl Agent {
             },
         )
         .map_err(|e| refused(rules, &e, open))?;
-        let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
-        Ok(verdict::evaluate_once(&spec, &*source).await)
+        let source = self.source_for(&spec).map_err(|e| {
+            if open {
+                warn!(event = "verdict_source_failed", rules = %rules, error = %e, "cannot query Prometheus for a verdict");
+                CreateError::Unavailable(
+                    "the agent cannot query Prometheus for this rule file".into(),
+                )
+            } else {
+                CreateError::BadRequest(e)
+            }
+        })?;
+        Ok(verdict::evaluate_once(&spec, &*source, open).await)
     }
 
     /// A watch's verdict so far (running) or at its end: `(verdict, final, rules)`.
@@ -687,9 +703,12 @@ impl Agent {
     /// passes so far. Ended: from its outcome (healthy passes; any action or an
     /// action of unknown effect fails; cancelled, interrupted or inconclusive is
     /// inconclusive).
+    ///
+    /// `open`: the caller may be anyone: a failed query is said, not quoted.
     pub fn watch_verdict(
         &self,
         rec: &WatchRecord,
+        open: bool,
     ) -> Result<(Verdict, bool, Vec<RuleStatus>), crate::io::store::StoreError> {
         let live = self.live_or_stored(rec);
         let spec = load_snapshot(&rec.def).ok();
@@ -699,6 +718,9 @@ impl Agent {
             .map(|r| {
                 let l = live.get(&r.name).cloned().unwrap_or_default();
                 let error = match (&l.state, rec.state) {
+                    (Some(RuleState::QueryError), _) if open => {
+                        Some("the last query failed (the agent's log says why)".into())
+                    }
                     (Some(RuleState::QueryError), _) => {
                         Some(l.error.clone().unwrap_or_else(|| "the query failed".into()))
                     }
