@@ -103,6 +103,10 @@ pub struct AgentConfig {
 /// its watches are adopted even by agents that already hold their share.
 const ADOPT_MIN: usize = 64;
 
+/// Queries in flight at once for the unauthenticated verdict routes, whatever
+/// `--max-concurrent-queries` allows the watches.
+pub const OPEN_VERDICT_QUERIES: usize = 4;
+
 /// An id for this agent: `host:pid:start-ms`.
 pub fn agent_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -196,6 +200,10 @@ pub struct Agent {
     cfg: AgentConfig,
     limit: Arc<Semaphore>,
     sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
+    /// The open verdict routes' own query limit and sources (`--open-verdicts`): a
+    /// flood of unauthenticated verdicts waits on these, never on the watches' limit.
+    open_limit: Arc<Semaphore>,
+    open_sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
     running: Mutex<HashMap<String, Handle>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     polls: PollBook,
@@ -273,8 +281,10 @@ impl Agent {
             metrics,
             leases,
             limit: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
+            open_limit: Arc::new(Semaphore::new(OPEN_VERDICT_QUERIES)),
             cfg,
             sources: Mutex::default(),
+            open_sources: Mutex::default(),
             running: Mutex::default(),
             tasks: Mutex::default(),
             polls: PollBook::default(),
@@ -684,7 +694,7 @@ impl Agent {
             },
         )
         .map_err(|e| refused(rules, &e, open))?;
-        let source = self.source_for(&spec).map_err(|e| {
+        let source = self.source_in(&spec, open).map_err(|e| {
             if open {
                 warn!(event = "verdict_source_failed", rules = %rules, error = %e, "cannot query Prometheus for a verdict");
                 CreateError::Unavailable(
@@ -940,6 +950,21 @@ impl Agent {
     }
 
     fn source_for(&self, spec: &WatchSpec) -> Result<Arc<SharedSource<PromClient>>, String> {
+        self.source_in(spec, false)
+    }
+
+    /// The source of `spec`'s Prometheus under the watches' query limit, or, `open`,
+    /// under the open verdict routes' own.
+    fn source_in(
+        &self,
+        spec: &WatchSpec,
+        open: bool,
+    ) -> Result<Arc<SharedSource<PromClient>>, String> {
+        let (sources, limit) = if open {
+            (&self.open_sources, &self.open_limit)
+        } else {
+            (&self.sources, &self.limit)
+        };
         let url = self
             .cfg
             .prom
@@ -948,7 +973,7 @@ impl Agent {
             .or_else(|| spec.prometheus.clone())
             .unwrap_or_default();
         let key = (url, spec.query_timeout);
-        if let Some(s) = lock(&self.sources).get(&key) {
+        if let Some(s) = lock(sources).get(&key) {
             return Ok(s.clone());
         }
         let client = self
@@ -957,11 +982,11 @@ impl Agent {
             .client(spec.prometheus.as_deref(), spec.query_timeout)?;
         let s = Arc::new(SharedSource::new(
             client,
-            self.limit.clone(),
+            limit.clone(),
             self.cfg.share_queries,
             self.metrics.clone(),
         ));
-        lock(&self.sources).insert(key, s.clone());
+        lock(sources).insert(key, s.clone());
         Ok(s)
     }
 
