@@ -178,10 +178,10 @@ async fn judge_now<S: MetricsSource + HistorySource>(
         }
         return Ok(eval);
     }
-    let main = source
-        .query(&rule.query, now)
-        .await
-        .map_err(|e| failed("the query failed", e))?;
+    let main = source.query(&rule.query, now).await.map_err(|e| Failed {
+        full: e.to_string(),
+        short: format!("the query failed: {}", e.class()),
+    })?;
     let guard = match &rule.guard {
         Some(q) => Some(Poll::Samples(
             source
