@@ -44,6 +44,7 @@ fn judges(c: &mut Criterion) {
             compare: Some(CompareParams {
                 direction: Direction::Increase,
                 confidence: 0.98,
+                tests: 1,
                 min_effect: 0.2,
                 window: Duration::from_secs(600),
                 min_samples: 20,

@@ -389,3 +389,111 @@ fn open_verdict_errors_name_the_bad_field_and_quote_nothing_of_the_file() {
         }
     }
 }
+
+/// What an unauthenticated verdict answer may never hold: a path, a flag to pass, a
+/// store URL (nor Prometheus's or a proxy's words, which hold URLs).
+fn says_nothing_internal(resp: &Value) {
+    let text = resp.to_string();
+    for s in ["/", "--", "postgres://"] {
+        assert!(!text.contains(s), "{s:?} in {text}");
+    }
+}
+
+#[test]
+fn open_verdict_failures_of_the_agent_are_fixed_sentences() {
+    // No Prometheus URL anywhere: the agent cannot query for this file.
+    let a = Agent::build(None, "", &["--open-verdicts"]);
+    a.rule_file("checkout", CHECKOUT);
+    let body = json!({"rules": "checkout", "vars": {"service": "a"}});
+    let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+    assert_eq!(status, 503, "{resp}");
+    assert_eq!(
+        resp["error"],
+        json!("the agent cannot query Prometheus for this rule file")
+    );
+    says_nothing_internal(&resp);
+    // A rule file the agent cannot read (not UTF-8): named by its stem, no path.
+    std::fs::write(a.s.path("rules/unreadable.yaml"), b"vars: \xff\xfe\n").unwrap();
+    let body = json!({"rules": "unreadable", "vars": {}});
+    let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+    assert_eq!(status, 503, "{resp}");
+    assert!(
+        resp["error"].as_str().unwrap().contains("`unreadable`"),
+        "{resp}"
+    );
+    says_nothing_internal(&resp);
+    assert!(
+        a.dump().contains("rule_file_unreadable"),
+        "the detail is logged"
+    );
+
+    // Prometheus down: each rule's `error` is a class, not the client's words.
+    let down = format!("http://127.0.0.1:{}", crate::harness::free_port());
+    let a = Agent::build(None, &down, &["--open-verdicts"]);
+    a.rule_file("checkout", CHECKOUT);
+    let body = json!({"rules": "checkout", "vars": {"service": "a"}});
+    let (status, resp) = http(&a.addr, "POST", "/api/v1/verdict", None, Some(&body));
+    assert_eq!(
+        (status, &resp["verdict"]),
+        (503, &json!("inconclusive")),
+        "{resp}"
+    );
+    assert_eq!(
+        resp["rules"][0]["error"],
+        json!("the query failed: Prometheus is unreachable")
+    );
+    says_nothing_internal(&resp);
+}
+
+#[test]
+fn a_flood_of_open_verdicts_does_not_take_the_watches_queries() {
+    use std::io::Write;
+    use std::sync::atomic::Ordering;
+    // Every verdict query hangs until its timeout; the agent allows the watches 2
+    // queries at once.
+    let hang = crate::harness::fake::Fake::start(vec![crate::harness::fake::Reply::Hang]);
+    let a = Agent::build(
+        Some("flood-secret"),
+        "",
+        &["--open-verdicts", "--max-concurrent-queries", "2"],
+    );
+    let file = |url: &str, timeout: &str| {
+        format!("vars:\n  test:\nwatch:\n  duration: 60s\n  interval: 1s\n  prometheus: {url}\n  query_timeout: {timeout}\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: rw_value{{test=\"${{test}}\"}}\n    above: 0.5\n    for: 0s\n")
+    };
+    a.rule_file("slow", &file(&hang.url, "20s"));
+    a.rule_file("fast", &file(&crate::harness::prometheus().url, "5s"));
+    // Unauthenticated verdicts, more than either limit, left hanging.
+    let flood: Vec<std::net::TcpStream> = (0..6)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(&a.addr).unwrap();
+            let body = json!({"rules": "slow", "vars": {"test": "flood"}}).to_string();
+            write!(
+                s,
+                "POST /api/v1/verdict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            s
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while hang.requests.load(Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the flood never reached Prometheus"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A watch polls at once all the same.
+    set("flood-fast", 0.1);
+    let (status, w) = a.post(json!({"rules": "fast", "vars": {"test": "flood-fast"}, "id": "f-1"}));
+    assert_eq!(status, 201, "{w}");
+    a.await_watch("f-1", Duration::from_secs(8), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    assert!(
+        hang.requests.load(Ordering::SeqCst) <= 4,
+        "the open routes' own limit"
+    );
+    drop(flood);
+}

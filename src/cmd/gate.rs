@@ -240,7 +240,7 @@ async fn health(
             eprintln!("error: {e}");
             exit::USAGE
         })?;
-    let out = crate::run::verdict::evaluate_once(&spec, &client).await;
+    let out = crate::run::verdict::evaluate_once(&spec, &client, false).await;
     Ok((out, spec.notify))
 }
 

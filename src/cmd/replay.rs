@@ -160,9 +160,16 @@ pub async fn replay<H: HistorySource>(
         // The rule's history and its judges' (guard, stable side, baseline): each one
         // fetch for the whole window, never one per step.
         let h = match fetch(source, rule, from, to).await {
-            Ok(series) => fetch_judges(source, rule, from, to)
-                .await
-                .map(|judges| replay_judged(rule.params(), from, to, step, &series, &judges)),
+            Ok(series) => fetch_judges(source, rule, from, to).await.map(|judges| {
+                replay_judged(
+                    rule.params_over(Duration::from_millis((to - from).max(0) as u64)),
+                    from,
+                    to,
+                    step,
+                    &series,
+                    &judges,
+                )
+            }),
             Err(e) => Err(e),
         };
         histories.push(h);

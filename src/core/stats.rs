@@ -212,13 +212,24 @@ fn mean(xs: &[f64]) -> f64 {
 /// both (`+Inf` above the largest finite value, `-Inf` below the smallest), so that
 /// `histogram_quantile`'s `+Inf` (slower than the top bucket) counts as the worst
 /// value instead of being lost; differences and means stay finite. NaN is dropped.
-fn with_stand_ins(canary: &[f64], stable: &[f64]) -> (Vec<f64>, Vec<f64>) {
+///
+/// The stand-in is one span (the larger of the range and the largest magnitude) past
+/// the extreme, so it scales with the data: the same pools in seconds or milliseconds
+/// get the same verdict (only all-zero data, which no unit changes, take a span of 1).
+/// Pools whose stand-ins or differences could overflow are divided by a power of two
+/// (exact), returned as the third value: multiply a result in the data's unit by it.
+fn with_stand_ins(canary: &[f64], stable: &[f64]) -> (Vec<f64>, Vec<f64>, f64) {
     let finite = canary.iter().chain(stable).filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
         (lo.min(*v), hi.max(*v))
     });
     let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
-    let span = (hi - lo).max(hi.abs()).max(lo.abs()).max(1.0);
+    let magnitude = hi.abs().max(lo.abs());
+    // Stand-ins reach 3 magnitudes, differences of them 6: keep that finite.
+    let scale = if magnitude > f64::MAX / 8.0 { 8.0 } else { 1.0 };
+    let (lo, hi) = (lo / scale, hi / scale);
+    let span = (hi - lo).max(hi.abs()).max(lo.abs());
+    let span = if span > 0.0 { span } else { 1.0 };
     let map = |xs: &[f64]| -> Vec<f64> {
         xs.iter()
             .filter(|v| !v.is_nan())
@@ -228,12 +239,12 @@ fn with_stand_ins(canary: &[f64], stable: &[f64]) -> (Vec<f64>, Vec<f64>) {
                 } else if v == f64::NEG_INFINITY {
                     lo - span
                 } else {
-                    v
+                    v / scale
                 }
             })
             .collect()
     };
-    (map(canary), map(stable))
+    (map(canary), map(stable), scale)
 }
 
 /// The verdict of a `compare` rule at one poll, with its evidence.
@@ -296,7 +307,7 @@ pub fn compare_by(
     min_samples: usize,
     measure: EffectMeasure,
 ) -> Comparison {
-    let (canary, stable) = with_stand_ins(canary, stable);
+    let (canary, stable, scale) = with_stand_ins(canary, stable);
     let (canary, stable) = (canary.as_slice(), stable.as_slice());
     let n_canary = canary.len();
     let n_stable = stable.len();
@@ -331,8 +342,8 @@ pub fn compare_by(
         n_stable,
         u: test.u,
         p_value: test.p_value,
-        shift,
-        stable_median,
+        shift: shift * scale,
+        stable_median: stable_median * scale,
         effect,
         breached,
     }
@@ -1059,6 +1070,65 @@ mod tests {
     }
 
     #[test]
+    fn infinities_next_to_the_largest_finite_values_give_no_nan() {
+        // Stable near f64::MAX, the canary mostly +Inf: the stand-in must not overflow.
+        let stable: Vec<f64> = (0..20).map(|i| 1e308 - i as f64 * 1e300).collect();
+        let mut canary = stable.clone();
+        canary[..16].fill(f64::INFINITY);
+        for measure in [
+            EffectMeasure::MeanRatio,
+            EffectMeasure::HodgesLehmann,
+            EffectMeasure::Exceedance,
+        ] {
+            let r = compare_by(
+                &canary,
+                &stable,
+                Direction::Increase,
+                0.95,
+                0.0,
+                10,
+                measure,
+            );
+            let Comparison::Judged {
+                p_value,
+                shift,
+                stable_median,
+                effect,
+                breached,
+                ..
+            } = r
+            else {
+                panic!("{r:?}");
+            };
+            assert!(
+                !p_value.is_nan() && !shift.is_nan() && !effect.is_nan(),
+                "{measure:?}: {r:?}"
+            );
+            assert!(effect > 0.0 && breached, "{measure:?}: {r:?}");
+            assert_eq!(stable_median, median(&stable).unwrap());
+            let r = compare_by(
+                &stable,
+                &canary,
+                Direction::Increase,
+                0.95,
+                0.0,
+                10,
+                measure,
+            );
+            assert!(
+                matches!(
+                    r,
+                    Comparison::Judged {
+                        breached: false,
+                        ..
+                    }
+                ),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[test]
     fn extreme_finite_inputs_do_not_panic() {
         let canary = [f64::MAX, -f64::MAX, 0.0, f64::MIN_POSITIVE, 1e300, -0.0];
         let stable = [-f64::MAX, f64::MAX, 5e-324, -1e300];
@@ -1107,6 +1177,14 @@ mod tests {
     }
 
     /// Small values from a few levels, so that ties are many.
+    /// Latencies in seconds (0.01 to 0.5), some at +Inf.
+    fn unit_side(max_len: usize) -> impl Strategy<Value = Vec<f64>> {
+        prop::collection::vec(
+            prop_oneof![9 => 0.01f64..0.5, 1 => Just(f64::INFINITY)],
+            5..max_len,
+        )
+    }
+
     fn tied_side(max_len: usize) -> impl Strategy<Value = Vec<f64>> {
         prop::collection::vec((-4i32..=4).prop_map(|v| v as f64 * 0.5), 1..max_len)
     }
@@ -1146,6 +1224,27 @@ mod tests {
         }
 
         #[test]
+        fn the_verdict_does_not_depend_on_the_unit(
+            c in unit_side(40), s in unit_side(40), min_effect in prop::sample::select(vec![0.0, 0.1, 0.2]),
+        ) {
+            let scaled = |xs: &[f64]| xs.iter().map(|v| v * 1000.0).collect::<Vec<_>>();
+            let (cm, sm) = (scaled(&c), scaled(&s));
+            for measure in [EffectMeasure::MeanRatio, EffectMeasure::HodgesLehmann, EffectMeasure::Exceedance] {
+                for direction in [Direction::Increase, Direction::Decrease, Direction::Either] {
+                    let a = compare_by(&c, &s, direction, 0.95, min_effect, 5, measure);
+                    let b = compare_by(&cm, &sm, direction, 0.95, min_effect, 5, measure);
+                    let (Comparison::Judged { p_value: pa, effect: ea, breached: ba, .. },
+                         Comparison::Judged { p_value: pb, effect: eb, breached: bb, .. }) = (&a, &b) else {
+                        prop_assert!(a == Comparison::Insufficient { n_canary: c.len(), n_stable: s.len() }, "{a:?}");
+                        continue;
+                    };
+                    prop_assert_eq!(pa, pb);
+                    prop_assert!(ea == eb || (ea - eb).abs() <= 1e-9 * ea.abs().max(1.0), "{measure:?}: {ea} vs {eb}");
+                    prop_assert_eq!(ba, bb, "{:?} {:?}: {:?} vs {:?}", measure, direction, a, b);
+                }
+            }
+        }
+
         fn identical_samples_never_breach(c in any_side(50), min_effect in 0.0f64..1.0) {
             for direction in [Direction::Increase, Direction::Decrease, Direction::Either] {
                 let r = compare(&c, &c, direction, 0.98, min_effect, 1);

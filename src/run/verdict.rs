@@ -75,9 +75,14 @@ impl Verdict {
 }
 
 /// Queries every rule of `spec` once, at this instant.
+///
+/// `open`: the caller may be anyone (`serve --open-verdicts`): a failed query's
+/// `error` is its class only (never Prometheus's or a proxy's words), the detail is
+/// logged.
 pub async fn evaluate_once<S: MetricsSource + HistorySource>(
     spec: &WatchSpec,
     source: &S,
+    open: bool,
 ) -> Vec<RuleStatus> {
     let mut out = Vec::new();
     let now = SystemTime::now();
@@ -110,7 +115,11 @@ pub async fn evaluate_once<S: MetricsSource + HistorySource>(
                     );
                 }
             }
-            Err(e) => status.error = Some(e),
+            Err(e) if open => {
+                tracing::warn!(event = "verdict_query_failed", rule = %rule.name, error = %e.full, "a verdict's query failed; the caller is told only its class");
+                status.error = Some(e.short);
+            }
+            Err(e) => status.error = Some(e.full),
         }
         out.push(status);
     }
@@ -121,8 +130,18 @@ fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
 }
 
-fn failed(what: &str, e: QueryError) -> String {
-    format!("{what}: {e}")
+/// A failed query: the full error (for the log and authenticated callers) and its
+/// class (for anyone).
+struct Failed {
+    full: String,
+    short: String,
+}
+
+fn failed(what: &str, e: QueryError) -> Failed {
+    Failed {
+        full: format!("{what}: {e}"),
+        short: format!("{what}: {}", e.class()),
+    }
 }
 
 /// One rule judged at `now` by a fresh evaluator (without `for`/`breaches`).
@@ -130,7 +149,7 @@ async fn judge_now<S: MetricsSource + HistorySource>(
     rule: &Rule,
     source: &S,
     now: SystemTime,
-) -> Result<RuleEval, String> {
+) -> Result<RuleEval, Failed> {
     let mut params = rule.params();
     params.for_ = Duration::ZERO;
     params.judge.breaches = None;
@@ -159,10 +178,10 @@ async fn judge_now<S: MetricsSource + HistorySource>(
         }
         return Ok(eval);
     }
-    let main = source
-        .query(&rule.query, now)
-        .await
-        .map_err(|e| e.to_string())?;
+    let main = source.query(&rule.query, now).await.map_err(|e| Failed {
+        full: e.to_string(),
+        short: format!("the query failed: {}", e.class()),
+    })?;
     let guard = match &rule.guard {
         Some(q) => Some(Poll::Samples(
             source

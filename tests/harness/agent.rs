@@ -93,7 +93,8 @@ impl Agent {
         Agent::build(token, prom_url, &[])
     }
 
-    fn build(token: Option<&str>, prom_url: &str, args: &[&str]) -> Agent {
+    /// An agent on `prom_url` (empty: no `--prometheus` at all) with extra arguments.
+    pub fn build(token: Option<&str>, prom_url: &str, args: &[&str]) -> Agent {
         let s = Scratch::new();
         std::fs::create_dir_all(s.path("rules")).unwrap();
         if let Some(t) = token {
@@ -133,9 +134,10 @@ impl Agent {
             &self.addr,
             "--state",
             state.to_str().unwrap(),
-            "--prometheus",
-            &self.prom_url,
         ];
+        if !self.prom_url.is_empty() {
+            args.extend(["--prometheus", &self.prom_url]);
+        }
         if self.token.is_some() {
             args.extend(["--token-file", token.to_str().unwrap()]);
         }

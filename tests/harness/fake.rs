@@ -35,6 +35,8 @@ impl Reply {
 
 pub struct Fake {
     pub url: String,
+    /// Requests received (but `time()`'s).
+    pub requests: Arc<AtomicUsize>,
 }
 
 impl Fake {
@@ -49,6 +51,7 @@ impl Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
         let script = Arc::new(Mutex::new(script));
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -65,7 +68,10 @@ impl Fake {
                 });
             }
         });
-        Fake { url }
+        Fake {
+            url,
+            requests: counted,
+        }
     }
 }
 

@@ -122,6 +122,16 @@ impl From<crate::io::store::StoreError> for ApiError {
     }
 }
 
+/// A store error on a route anyone may call (`--open-verdicts`): 503 "store
+/// unavailable", the detail (user, host, database, path, reason) in the log only.
+fn store_failed(e: crate::io::store::StoreError, open: bool) -> ApiError {
+    if !open {
+        return e.into();
+    }
+    tracing::warn!(event = "store_error", error = %e, "a verdict could not read the store");
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, "store unavailable".into())
+}
+
 /// Equal in time that depends only on the longer length, not on where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let n = a.len().max(b.len());
@@ -323,7 +333,7 @@ fn create_error(e: CreateError) -> ApiError {
         CreateError::BadRequest(_) => StatusCode::BAD_REQUEST,
         CreateError::UnknownRules(_) => StatusCode::NOT_FOUND,
         CreateError::Conflict(_) => StatusCode::CONFLICT,
-        CreateError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        CreateError::ShuttingDown | CreateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         CreateError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
     ApiError(status, e.to_string())
@@ -359,12 +369,17 @@ async fn watch_verdict(
     q: Result<Query<VerdictQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let q = verdict_query(q)?;
+    let open = api.open_verdicts;
     let rec = api
         .agent
         .store
-        .get(&id)?
+        .get(&id)
+        .map_err(|e| store_failed(e, open))?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
-    let (v, fin, rules) = api.agent.watch_verdict(&rec)?;
+    let (v, fin, rules) = api
+        .agent
+        .watch_verdict(&rec, open)
+        .map_err(|e| store_failed(e, open))?;
     Ok(verdict_response(
         v,
         &rules,
@@ -408,7 +423,10 @@ async fn verdict_once(
         .agent
         .verdict_once(&rules, vars, api.open_verdicts)
         .await
-        .map_err(create_error)?;
+        .map_err(|e| match e {
+            CreateError::Store(e) => store_failed(e, api.open_verdicts),
+            e => create_error(e),
+        })?;
     let v = crate::run::verdict::verdict_of(&statuses);
     tracing::info!(event = "verdict", rules = %rules, verdict = v.as_str(), "verdict evaluated once");
     Ok(verdict_response(
@@ -486,6 +504,22 @@ fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_error_on_an_open_route_is_a_fixed_sentence() {
+        let e = || crate::io::store::StoreError::Open {
+            path: "/var/lib/rollwatch/state.db".into(),
+            source: rusqlite::Error::InvalidQuery,
+        };
+        let ApiError(status, text) = store_failed(e(), true);
+        assert_eq!(
+            (status, text.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable")
+        );
+        let ApiError(status, text) = store_failed(e(), false);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(text.contains("state.db"), "{text}");
+    }
 
     #[test]
     fn constant_time_eq_matches_only_equal_tokens() {

@@ -36,14 +36,43 @@ pub struct BaselineParams {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CompareParams {
     pub direction: Direction,
-    /// e.g. 0.98: a breach needs p < 1 - confidence.
+    /// e.g. 0.99: a healthy canary breaches in at most 1 watch in 100. The error rate
+    /// 1 - confidence is spent over the `tests` polls the rule makes in the watch
+    /// (Bonferroni): each poll needs p < (1 - confidence) / tests.
     pub confidence: f64,
+    /// The number of tests `confidence` holds for: the rule's polls over the watch's
+    /// duration ([`CompareParams::over`]); 1 for one test (`gate`, a verdict).
+    pub tests: u32,
     /// A fraction (20% = 0.2).
     pub min_effect: f64,
     pub window: Duration,
     pub min_samples: usize,
     /// `compare.effect`: how `min_effect` is measured.
     pub effect: EffectMeasure,
+}
+
+impl CompareParams {
+    /// The default `compare.confidence`: per watch.
+    pub const CONFIDENCE: f64 = 0.99;
+
+    /// The p-value one poll must be under: 1 - confidence spent over `tests` polls.
+    pub fn alpha(&self) -> f64 {
+        (1.0 - self.confidence) / f64::from(self.tests.max(1))
+    }
+
+    /// These parameters for a watch of `duration` polled every `interval`: the
+    /// confidence holds for the whole watch, whose window is re-tested at every poll.
+    pub fn over(self, duration: Duration, interval: Duration) -> Self {
+        let iv = interval.as_nanos().max(1);
+        let polls = duration
+            .as_nanos()
+            .div_ceil(iv)
+            .clamp(1, u128::from(u32::MAX));
+        CompareParams {
+            tests: polls as u32,
+            ..self
+        }
+    }
 }
 
 /// `min_traffic.on: [labels]`: the labels a guard series must agree on with a rule

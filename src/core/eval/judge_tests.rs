@@ -550,6 +550,7 @@ fn comparing(window_s: u64, min_samples: usize) -> Params {
             compare: Some(CompareParams {
                 direction: Direction::Increase,
                 confidence: 0.98,
+                tests: 1,
                 min_effect: 0.2,
                 window: Duration::from_secs(window_s),
                 min_samples,

@@ -491,7 +491,7 @@ impl RuleEval {
             &canary,
             &stable,
             c.direction,
-            c.confidence,
+            1.0 - c.alpha(),
             c.min_effect,
             c.min_samples,
             c.effect,
@@ -711,3 +711,5 @@ impl RuleEval {
 mod judge_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod watch_sim_tests;

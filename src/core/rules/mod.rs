@@ -232,9 +232,18 @@ impl Rule {
         }
     }
 
+    /// [`Rule::params`] for a watch of `duration`: a `compare` rule's confidence is
+    /// spent over the polls it makes in that time (`gate` and a verdict, one test,
+    /// use `params`).
+    pub fn params_over(&self, duration: Duration) -> Params {
+        let mut p = self.params();
+        p.judge.compare = p.judge.compare.map(|c| c.over(duration, self.interval));
+        p
+    }
+
     /// The condition a value breaches, in words: the threshold (`> 0.05`), the
     /// baseline's (`< baseline -30%`, with an absolute floor `and < 45`), or a
-    /// comparison (`canary > stable (p < 0.02, effect >= 20%)`).
+    /// comparison (`canary > stable (p < 0.02 per watch, effect >= 20%)`).
     pub fn condition(&self) -> String {
         use crate::core::eval::Direction;
         if let Some(c) = self.judging.compare {
@@ -249,7 +258,7 @@ impl Rule {
                 crate::core::eval::EffectMeasure::Exceedance => " by exceedance",
             };
             return format!(
-                "canary {dir} stable (p < {}, effect >= {}%{measure})",
+                "canary {dir} stable (p < {} per watch, effect >= {}%{measure})",
                 crate::core::events::float::text(((1.0 - c.confidence) * 1e9).round() / 1e9),
                 crate::core::events::float::text((c.min_effect * 1e9).round() / 1e7)
             );

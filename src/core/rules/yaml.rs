@@ -105,6 +105,9 @@ pub fn parse(text: &str) -> Result<Node, (String, Option<Pos>)> {
             ),
             Some(docs[1].pos),
         )),
+        // The single-document parser stopped at the `---` with advice for programmers:
+        // the stream's own error (in the second document) says what is wrong, and where.
+        Err(all) if first.0.contains("multiple YAML documents") => Err(all),
         Err(_) => Err(first),
     }
 }

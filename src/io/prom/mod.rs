@@ -46,6 +46,21 @@ pub enum QueryError {
 }
 
 impl QueryError {
+    /// A short sentence of what went wrong that quotes nothing Prometheus or a proxy
+    /// said (their bodies may name hosts, paths or tenants): for answers to callers
+    /// who may be anyone (`--open-verdicts`); the full error goes to the log.
+    pub fn class(&self) -> String {
+        match self {
+            QueryError::Connect(_) => "Prometheus is unreachable".into(),
+            QueryError::Timeout(_) => "the query timed out".into(),
+            QueryError::Http { status, .. } => format!("Prometheus answered HTTP {status}"),
+            QueryError::BadQuery { .. } => "Prometheus rejected the query".into(),
+            QueryError::Prometheus { .. } => "Prometheus returned an error".into(),
+            QueryError::Decode(_) => "unreadable answer from Prometheus".into(),
+            QueryError::Other(_) => "the request to Prometheus failed".into(),
+        }
+    }
+
     /// The query itself is wrong (HTTP 400 `bad_data`): retrying will not help.
     pub fn is_bad_query(&self) -> bool {
         matches!(self, QueryError::BadQuery { .. })

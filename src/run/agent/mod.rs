@@ -113,6 +113,10 @@ pub struct AgentConfig {
 /// its watches are adopted even by agents that already hold their share.
 const ADOPT_MIN: usize = 64;
 
+/// Queries in flight at once for the unauthenticated verdict routes, whatever
+/// `--max-concurrent-queries` allows the watches.
+pub const OPEN_VERDICT_QUERIES: usize = 4;
+
 /// An id for this agent: `host:pid:start-ms`.
 pub fn agent_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -132,6 +136,9 @@ pub enum CreateError {
     Conflict(String),
     #[error("the agent is shutting down")]
     ShuttingDown,
+    /// The agent cannot answer (not the caller's fault): a 503 with this sentence.
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(#[from] crate::io::store::StoreError),
 }
@@ -211,6 +218,10 @@ pub struct Agent {
     cfg: AgentConfig,
     limit: Arc<Semaphore>,
     sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
+    /// The open verdict routes' own query limit and sources (`--open-verdicts`): a
+    /// flood of unauthenticated verdicts waits on these, never on the watches' limit.
+    open_limit: Arc<Semaphore>,
+    open_sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
     running: Mutex<HashMap<String, Handle>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     polls: PollBook,
@@ -293,8 +304,10 @@ impl Agent {
             leases,
             outbox_wake: Arc::default(),
             limit: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
+            open_limit: Arc::new(Semaphore::new(OPEN_VERDICT_QUERIES)),
             cfg,
             sources: Mutex::default(),
+            open_sources: Mutex::default(),
             running: Mutex::default(),
             tasks: Mutex::default(),
             polls: PollBook::default(),
@@ -721,7 +734,11 @@ impl Agent {
             .find(|p| p.is_file())
             .ok_or_else(|| CreateError::UnknownRules(name.to_string()))?;
         std::fs::read_to_string(&path).map_err(|e| {
-            CreateError::BadRequest(format!("cannot read the rule file {}: {e}", path.display()))
+            // The path and the OS's reason go to the log only: callers may be anyone.
+            warn!(event = "rule_file_unreadable", path = %path.display(), error = %e, "cannot read a rule file");
+            CreateError::Unavailable(format!(
+                "the rule file `{name}` cannot be read (the agent's log says why)"
+            ))
         })
     }
 
@@ -754,8 +771,17 @@ impl Agent {
             },
         )
         .map_err(|e| refused(rules, &e, open))?;
-        let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
-        Ok(verdict::evaluate_once(&spec, &*source).await)
+        let source = self.source_in(&spec, open).map_err(|e| {
+            if open {
+                warn!(event = "verdict_source_failed", rules = %rules, error = %e, "cannot query Prometheus for a verdict");
+                CreateError::Unavailable(
+                    "the agent cannot query Prometheus for this rule file".into(),
+                )
+            } else {
+                CreateError::BadRequest(e)
+            }
+        })?;
+        Ok(verdict::evaluate_once(&spec, &*source, open).await)
     }
 
     /// A watch's verdict so far (running) or at its end: `(verdict, final, rules)`.
@@ -764,9 +790,12 @@ impl Agent {
     /// passes so far. Ended: from its outcome (healthy passes; any action or an
     /// action of unknown effect fails; cancelled, interrupted or inconclusive is
     /// inconclusive).
+    ///
+    /// `open`: the caller may be anyone: a failed query is said, not quoted.
     pub fn watch_verdict(
         &self,
         rec: &WatchRecord,
+        open: bool,
     ) -> Result<(Verdict, bool, Vec<RuleStatus>), crate::io::store::StoreError> {
         let live = self.live_or_stored(rec);
         let spec = load_snapshot(&rec.def).ok();
@@ -776,6 +805,9 @@ impl Agent {
             .map(|r| {
                 let l = live.get(&r.name).cloned().unwrap_or_default();
                 let error = match (&l.state, rec.state) {
+                    (Some(RuleState::QueryError), _) if open => {
+                        Some("the last query failed (the agent's log says why)".into())
+                    }
                     (Some(RuleState::QueryError), _) => {
                         Some(l.error.clone().unwrap_or_else(|| "the query failed".into()))
                     }
@@ -1008,6 +1040,21 @@ impl Agent {
     }
 
     fn source_for(&self, spec: &WatchSpec) -> Result<Arc<SharedSource<PromClient>>, String> {
+        self.source_in(spec, false)
+    }
+
+    /// The source of `spec`'s Prometheus under the watches' query limit, or, `open`,
+    /// under the open verdict routes' own.
+    fn source_in(
+        &self,
+        spec: &WatchSpec,
+        open: bool,
+    ) -> Result<Arc<SharedSource<PromClient>>, String> {
+        let (sources, limit) = if open {
+            (&self.open_sources, &self.open_limit)
+        } else {
+            (&self.sources, &self.limit)
+        };
         let url = self
             .cfg
             .prom
@@ -1016,7 +1063,7 @@ impl Agent {
             .or_else(|| spec.prometheus.clone())
             .unwrap_or_default();
         let key = (url, spec.query_timeout);
-        if let Some(s) = lock(&self.sources).get(&key) {
+        if let Some(s) = lock(sources).get(&key) {
             return Ok(s.clone());
         }
         let client = self
@@ -1025,11 +1072,11 @@ impl Agent {
             .client(spec.prometheus.as_deref(), spec.query_timeout)?;
         let s = Arc::new(SharedSource::new(
             client,
-            self.limit.clone(),
+            limit.clone(),
             self.cfg.share_queries,
             self.metrics.clone(),
         ));
-        lock(&self.sources).insert(key, s.clone());
+        lock(sources).insert(key, s.clone());
         Ok(s)
     }
 

@@ -683,7 +683,12 @@ impl Agent {
             .rules
             .iter()
             .zip(series)
-            .map(|(r, s)| RuleEval::restore(r.params(), s))
+            .map(|(r, s)| {
+                RuleEval::restore(
+                    r.params_over(Duration::from_millis(def.duration_ms.max(0) as u64)),
+                    s,
+                )
+            })
             .collect();
         // A `compare` rule's pools are not stored (thousands of samples): they are
         // refilled from history with the polls judged before the restart.

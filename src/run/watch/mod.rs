@@ -376,7 +376,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
             _ => spec
                 .rules
                 .iter()
-                .map(|r| RuleEval::new(r.params()))
+                .map(|r| RuleEval::new(r.params_over(opts.duration)))
                 .collect(),
         },
         last_poll_ok: judged.iter().map(|j| j.last_ok).collect(),

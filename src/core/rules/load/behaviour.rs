@@ -281,3 +281,17 @@ fn a_trailing_document_separator_is_accepted_and_a_second_document_refused_in_wo
     assert!(!d.message.contains("from_str"), "{}", d.message);
     assert_eq!(d.pos.unwrap().line, 12, "{e}");
 }
+
+#[test]
+fn a_syntax_error_in_a_second_document_is_said_in_words_where_it_is() {
+    // The single-document parser stops at the `---` with library advice; the error
+    // is the one in the second document, at its line.
+    for (second, line) in [("b: [\n", 13), ("b: *nowhere\n", 12)] {
+        let e = load(&format!("{BASE}---\n{second}")).unwrap_err();
+        let d = e.errors().next().unwrap();
+        for jargon in ["from_str", "multiple YAML documents"] {
+            assert!(!d.message.contains(jargon), "{second:?}: {}", d.message);
+        }
+        assert!(d.pos.unwrap().line >= line - 1, "{second:?}: {e}");
+    }
+}

@@ -355,7 +355,7 @@ pub(super) fn compile_judges(
                 _ => Direction::Either,
             });
             let confidence = match c.get("confidence") {
-                None => Some(0.95),
+                None => Some(CompareParams::CONFIDENCE),
                 Some(n) => number(cx, n, "`compare.confidence`").and_then(|v| {
                     if v > 0.0 && v < 1.0 {
                         Some(v)
@@ -363,7 +363,7 @@ pub(super) fn compile_judges(
                         cx.error_help(
                             format!("{what}: `compare.confidence` must be between 0 and 1 (exclusive), found {v}"),
                             n.pos,
-                            "e.g. `confidence: 0.98`: act when p < 0.02",
+                            "e.g. `confidence: 0.98`: a healthy canary rolls back in at most 2 watches in 100",
                         );
                         None
                     }
@@ -416,6 +416,21 @@ pub(super) fn compile_judges(
                     _ => EffectMeasure::MeanRatio,
                 }),
             };
+            // Exceedance runs from -100% to 100%: more could never breach.
+            let min_effect = match (min_effect, effect, c.get("min_effect")) {
+                (Some(m), Some(EffectMeasure::Exceedance), Some(n)) if m > 1.0 => {
+                    cx.error_help(
+                        format!(
+                            "{what}: `compare.min_effect` `{}%` is out of range for `effect: exceedance`",
+                            m * 100.0
+                        ),
+                        n.pos,
+                        "between 0% and 100%: exceedance is P(canary > stable) - P(canary < stable), at most 100%",
+                    );
+                    None
+                }
+                (m, ..) => m,
+            };
             if let (
                 Some(direction),
                 Some(confidence),
@@ -434,6 +449,7 @@ pub(super) fn compile_judges(
                 j.judging.compare = Some(CompareParams {
                     direction,
                     confidence,
+                    tests: 1,
                     min_effect,
                     window,
                     min_samples,

@@ -84,6 +84,7 @@ fn the_issue_keys_load() {
         Some(CompareParams {
             direction: Direction::Increase,
             confidence: 0.98,
+            tests: 1,
             min_effect: 0.2,
             window: Duration::from_secs(600),
             min_samples: 20,
@@ -137,6 +138,7 @@ fn every_misuse_is_an_error_at_its_position() {
         ("compare: {canary: a, stable: b, direction: increase, window: 1m, confidence: 1}\nfor: 0s\n", "`compare.confidence` must be between 0 and 1", "10:82"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m, confidence: 0}\nfor: 0s\n", "must be between 0 and 1", "10:82"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m, min_effect: 0.2}\nfor: 0s\n", "`compare.min_effect` must be a percentage", "10:82"),
+        ("compare: {canary: a, stable: b, direction: increase, window: 1m, effect: exceedance, min_effect: 150%}\nfor: 0s\n", "`compare.min_effect` `150%` is out of range for `effect: exceedance`", "10:102"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m, min_samples: 0}\nfor: 0s\n", "`compare.min_samples` must be a whole number", "10:83"),
         ("compare: {canary: a, stable: \"b[1m]\", direction: increase, window: 1m}\nfor: 0s\n", "`compare.stable` of rule `r` returns a range vector", "10:34"),
         ("compare: {canary: a, stable: b, direction: increase, window: 1m}\nabove: 1\nfor: 0s\n", "has both `compare` and `above`", "11:12"),
