@@ -48,18 +48,36 @@ impl Fake {
 
     /// Like `start`, with `time()` answered by `clock` (None: this machine's clock).
     pub fn start_with_clock(script: Vec<Reply>, clock: Option<Reply>) -> Fake {
+        Fake::serve(script, move || clock.clone().unwrap_or_else(now))
+    }
+
+    /// Like `start`, with `time()` answered by this machine's clock plus the offset
+    /// (ms) the returned cell holds at that moment: a Prometheus whose clock the test
+    /// moves while a watch runs.
+    pub fn start_with_shifting_clock(
+        script: Vec<Reply>,
+    ) -> (Fake, Arc<std::sync::atomic::AtomicI64>) {
+        let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let shift = offset.clone();
+        let fake = Fake::serve(script, move || at(shift.load(Ordering::SeqCst)));
+        (fake, offset)
+    }
+
+    /// Answers `time()` with `time`, every other request with `script` in order.
+    fn serve(script: Vec<Reply>, time: impl Fn() -> Reply + Send + Sync + 'static) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
         let script = Arc::new(Mutex::new(script));
+        let time = Arc::new(time);
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (r, s, clock) = (requests.clone(), script.clone(), clock.clone());
+                let (r, s, time) = (requests.clone(), script.clone(), time.clone());
                 thread::spawn(move || {
                     answer(stream, |body| {
                         if is_time_query(body) {
-                            return clock.unwrap_or_else(now);
+                            return time();
                         }
                         let n = r.fetch_add(1, Ordering::SeqCst);
                         let s = s.lock().unwrap();
@@ -72,38 +90,6 @@ impl Fake {
             url,
             requests: counted,
         }
-    }
-}
-
-impl Fake {
-    /// Like `start`, with `time()` answered by this machine's clock plus the offset
-    /// (ms) the returned cell holds at that moment: a Prometheus whose clock the test
-    /// moves while a watch runs.
-    pub fn start_with_shifting_clock(
-        script: Vec<Reply>,
-    ) -> (Fake, Arc<std::sync::atomic::AtomicI64>) {
-        let offset = Arc::new(std::sync::atomic::AtomicI64::new(0));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
-        let script = Arc::new(Mutex::new(script));
-        let shift = offset.clone();
-        thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (r, s, shift) = (requests.clone(), script.clone(), shift.clone());
-                thread::spawn(move || {
-                    answer(stream, |body| {
-                        if is_time_query(body) {
-                            return at(shift.load(Ordering::SeqCst));
-                        }
-                        let n = r.fetch_add(1, Ordering::SeqCst);
-                        let s = s.lock().unwrap();
-                        s.get(n).or(s.last()).cloned().unwrap_or(Reply::Reset)
-                    })
-                });
-            }
-        });
-        (Fake { url }, offset)
     }
 }
 
