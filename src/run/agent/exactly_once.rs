@@ -569,6 +569,42 @@ pub fn still_running(a: &ActionRow, tag: &str) -> bool {
     !live_groups(a, tag).is_empty()
 }
 
+/// When the interrupted action `a`'s own timeout would stop its command, on this
+/// host's boot clock: the command's process started `start_ticks` after boot (from
+/// /proc), so how long it has run is `/proc/uptime` minus that, whatever any wall
+/// clock says. Neither the claiming agent's wall clock (which stamped `started_ms`)
+/// nor this one's (either may be off, or stepped since) moves it. Without a recorded
+/// process of this boot, the wall clocks are all there is.
+pub fn old_command_deadline(a: &ActionRow, timeout: Duration) -> tokio::time::Instant {
+    let ran = a
+        .process
+        .as_ref()
+        .filter(|p| p.boot_id.is_some() && p.boot_id == boot_id())
+        .and_then(|p| p.start_ticks)
+        .and_then(ran_since_boot_ticks)
+        .unwrap_or_else(|| {
+            let ms = crate::core::events::now_ms() - a.started_ms;
+            Duration::from_millis(ms.max(0) as u64)
+        });
+    tokio::time::Instant::now() + timeout.saturating_sub(ran)
+}
+
+/// How long ago a process that started `start_ticks` clock ticks after boot started.
+fn ran_since_boot_ticks(start_ticks: i64) -> Option<Duration> {
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|t| *t > 0)?;
+    let started = start_ticks as f64 / tck as f64;
+    Some(Duration::from_secs_f64((uptime - started).max(0.0)))
+}
+
 /// Makes sure the command of an interrupted action has ended before it runs again:
 /// waits for it until its own timeout would have stopped it, then stops its groups
 /// (SIGTERM, then SIGKILL). Returns `(found, left)`: how many groups were running, and
@@ -586,8 +622,8 @@ pub async fn wait_for_old_command(
     }
     warn!(event = "action_still_running", watch = %watch, action = %a.kind, groups = ?groups,
         "the interrupted {} command is still running: waiting for it to end before running it again (never two at once)", a.kind);
-    let deadline_ms = a.started_ms + timeout.as_millis() as i64;
-    while !live_groups(a, tag).is_empty() && crate::core::events::now_ms() < deadline_ms {
+    let deadline = old_command_deadline(a, timeout);
+    while !live_groups(a, tag).is_empty() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (sig, grace) in [
@@ -823,5 +859,37 @@ mod tests {
             ..ProcessId::of(std::process::id())
         });
         assert!(!started_here(&a), "an unknown boot cannot be checked");
+    }
+
+    /// Issue 19 (clock off on one host): how long an interrupted command has run is
+    /// read on the boot clock, so an adopter whose wall clock is ten minutes ahead of
+    /// the agent that stamped `started_ms` neither stops a running rollback at once nor
+    /// (behind) waits ten minutes past its timeout.
+    #[tokio::test]
+    async fn an_old_commands_deadline_is_on_the_boot_clock_not_a_wall_clock() {
+        let timeout = Duration::from_secs(120);
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut a = row(1, "rollback", ActionState::Started, None, None);
+        a.process = Some(ProcessId::of(child.id()));
+        assert!(a.process.as_ref().unwrap().start_ticks.is_some());
+        for skew_ms in [-600_000i64, 600_000] {
+            // The claimer's clock was off by `skew_ms` when it stamped the start.
+            a.started_ms = crate::core::events::now_ms() + skew_ms;
+            let left = old_command_deadline(&a, timeout) - tokio::time::Instant::now();
+            assert!(
+                left > Duration::from_secs(100) && left <= timeout,
+                "skew {skew_ms} ms: {left:?} left of a command that just started"
+            );
+        }
+        // Without a process of this boot, the wall clocks are all there is.
+        a.process = None;
+        a.started_ms = crate::core::events::now_ms() - 100_000;
+        let left = old_command_deadline(&a, timeout) - tokio::time::Instant::now();
+        assert!(left <= Duration::from_secs(20), "{left:?}");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 }

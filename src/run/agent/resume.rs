@@ -389,12 +389,12 @@ impl Agent {
         .unwrap_or(rules::defaults::COMMAND_TIMEOUT);
         // Until the record appears (its group may linger as a zombie whose parent,
         // the old agent, is paused), the group ends, or the command's timeout.
-        let deadline_ms = a.started_ms + timeout.as_millis() as i64;
+        let deadline = exactly_once::old_command_deadline(a, timeout);
         if exactly_once::still_running(a, &tag) {
             warn!(event = "action_still_running", watch = %def.id, action = %a.kind,
                 "the interrupted {} command is still running on this host: waiting for it to end, to record how it ended", a.kind);
         }
-        while exactly_once::still_running(a, &tag) && now_ms() < deadline_ms {
+        while exactly_once::still_running(a, &tag) && tokio::time::Instant::now() < deadline {
             if let Some(r) = crate::io::supervise::read_record(&path) {
                 return Some((r, path));
             }
