@@ -122,7 +122,15 @@ fn serve_listens_on_7093_by_default_not_alertmanagers_port() {
     // Every 9093 left in the code, docs, examples and benchmarks names Alertmanager.
     let alertmanager_port = ["90", "93"].concat();
     let mut offenders = Vec::new();
-    for root in ["src", "tests", "examples", "bench", "rules", "README.md"] {
+    for root in [
+        "src",
+        "tests",
+        "examples",
+        "bench",
+        "rules",
+        "README.md",
+        "docs",
+    ] {
         for file in files_under(&repo_path(root)) {
             let Ok(text) = std::fs::read_to_string(&file) else {
                 continue;

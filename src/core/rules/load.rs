@@ -808,7 +808,7 @@ pub(crate) fn compile_query(
             cx.error_help(
                 format!("in {noun}: {}", e.message),
                 at,
-                "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in the README",
+                "a value can only be the literal its placeholder stands for (a label value, a string, a number, a duration or a name); see \"Placeholders\" in docs/rules.md",
             );
             let name = e.token.trim_start_matches("${").trim_end_matches('}');
             cx.public(format!(
