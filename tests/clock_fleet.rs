@@ -296,3 +296,64 @@ fn a_running_watch_whose_clock_drifts_past_max_blind_stops_being_judged_and_is_n
         "its lease went back: {metrics}"
     );
 }
+
+/// A rollback's Alertmanager silence is stamped on the watch's clock (the store's), not
+/// on the agent's own: an agent ten minutes fast silenced the ten minutes to come
+/// (a `pending` silence) and let the service's alerts page during the rollback.
+#[test]
+fn a_fast_agents_silence_starts_now_on_the_stores_clock() {
+    let pg = postgres::shared();
+    let scratch = crate::harness::Scratch::new();
+    let am = crate::harness::alertmanager::alertmanager(scratch.dir.path());
+    let mut fleet = Fleet::with_env(&pg.database(), vec![skewed("+10m")]);
+    fleet.rule_file(
+        "sil",
+        &format!(
+            r#"vars:
+  test:
+watch:
+  duration: 60s
+  interval: 1s
+rollback:
+  command: ["sh", "-c", "sleep 1"]
+  timeout: 30s
+  silence:
+    alertmanager: "{url}"
+    matchers: {{test: "${{test}}"}}
+    for: 5m
+rules:
+  - name: r
+    query: rw_value{{test="${{test}}"}}
+    above: 0.5
+    for: 0s
+"#,
+            url = am.url
+        ),
+    );
+    set("clk-silence", 0.9);
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "sil", "vars": {"test": "clk-silence"}, "id": "sil"})),
+    );
+    assert_eq!(status, 201, "{w}\n{}", fleet.dump());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let silence = loop {
+        let all = am.silences();
+        if let Some(s) = all.iter().find(|s| s["createdBy"] == "rollwatch") {
+            break s.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no silence: {all:#?}\n{}",
+            fleet.dump()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        silence["status"]["state"], "active",
+        "the silence must hold now, not ten minutes from now: {silence:#}"
+    );
+    kill(&mut fleet, 0);
+}

@@ -164,11 +164,14 @@ impl<R: ActionRunner> Watch<'_, R> {
                         rule.name,
                         self.spec.path.display()
                     );
+                    // On the watch's clock, not this machine's (they differ in an agent
+                    // whose clock is off: its silence would start in the future).
+                    let now = self.clock.map_or(at_ms, |c| c.now_ms());
                     let ends_at =
-                        crate::core::events::rfc3339_ms(at_ms + spec.for_.as_millis() as i64);
+                        crate::core::events::rfc3339_ms(now + spec.for_.as_millis() as i64);
                     let matchers = spec.matchers.clone();
                     let task = tokio::spawn(async move {
-                        crate::io::silence::create(&spec, &comment, at_ms).await
+                        crate::io::silence::create(&spec, &comment, now).await
                     });
                     (task, matchers, ends_at)
                 });

@@ -237,6 +237,10 @@ pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
 /// The state of one running watch.
 struct Watch<'a, R> {
     spec: &'a WatchSpec,
+    /// The clock the watch is timed on (`Start::clock`; None: this machine's wall
+    /// clock): what the watch stamps outside itself (a silence's start and end) is
+    /// read on it, so an agent whose own clock is off never silences the wrong hour.
+    clock: Option<ClockAnchor>,
     runner: &'a R,
     opts: &'a WatchOptions,
     signals: &'a mut mpsc::Receiver<Signal>,
@@ -367,6 +371,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
     };
     let mut w = Watch {
         spec,
+        clock: from.clock,
         runner,
         opts,
         signals,
