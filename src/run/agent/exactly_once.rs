@@ -49,6 +49,9 @@ pub const CRASH_POINTS: &[&str] = &[
     "action_finished",
     // The watch's ending committed; notifications have not been sent.
     "ending_saved",
+    // At a restart: a claim's intent that no supervisor took was abandoned (the
+    // command never started); its first run is not claimed yet.
+    "intent_abandoned",
     // At a restart: the re-run of an idempotent action was claimed.
     "rerun_claimed",
 ];

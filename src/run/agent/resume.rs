@@ -353,6 +353,7 @@ impl Agent {
         let intent = crate::io::supervise::intent_path(dir, &def.id, def.created_ms, &a.kind);
         let taken = crate::io::supervise::taken(&intent);
         if crate::io::supervise::abandon(&intent, a.token) {
+            exactly_once::crash_point("intent_abandoned");
             return Intent::Abandoned;
         }
         // A supervisor took it (maybe just now): the command runs or ran; its record
