@@ -235,6 +235,48 @@ fn crash_after_a_rerun_was_claimed_never_runs_a_third_time() {
     assert_eq!(actions[1]["state"], "unknown");
 }
 
+/// Review 2, hole 6: the agent dies after the claim (the command never started), and
+/// the restart dies right after abandoning the intent, before the first run's claim:
+/// the next restart still knows the command never ran, and runs it, once (it ended
+/// `rollback_unknown` with no run before).
+#[test]
+fn crash_after_the_intent_was_abandoned_still_runs_the_rollback_once() {
+    let test = "crash-abandoned";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 0s", SLOW_ROLLBACK),
+    );
+    a.proc.take().unwrap().signal(Signal::SIGKILL);
+    for point in ["claim_committed", "intent_abandoned"] {
+        a.env = vec![("ROLLWATCH_CRASH_AT".into(), point.into())];
+        a.start();
+        if point == "claim_committed" {
+            let (status, w) =
+                a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+            assert_eq!(status, 201, "{w}");
+        }
+        let mut p = a.proc.take().unwrap();
+        assert_eq!(p.wait_any(Duration::from_secs(30)), None, "{}", p.dump());
+        assert!(
+            p.dump().contains(&format!("crash point {point}")),
+            "died at `{point}`:\n{}",
+            p.dump()
+        );
+    }
+    a.env.clear();
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(starts(&a), 1, "{:?}", a.actions());
+    assert!(
+        a.actions()[0].ends_with("rerun="),
+        "a first run, not a re-run: {:?}",
+        a.actions()
+    );
+}
+
 /// Stops the agent cleanly (SIGTERM suspends its watches) and opens its state file.
 fn stop_and_open(a: &mut Agent) -> rusqlite::Connection {
     let mut p = a.proc.take().unwrap();

@@ -431,6 +431,98 @@ fn a_paused_owner_that_lost_its_lease_is_refused_and_runs_nothing() {
     assert_eq!(w["outcome"], "rolled_back", "{w}");
 }
 
+/// Review 2, hole 1: a leftover intent of a failed claim never reads as "never
+/// started". Two hosts on one machine (each its own XDG_RUNTIME_DIR): B (agent 0, d1)
+/// is paused right after its trust check; A (agent 1, d2) adopts the watch, claims,
+/// starts the rollback and is killed -9 before recording its result; B resumes, writes
+/// its intent and is refused; when A's lease expires B adopts the watch again. A's
+/// command ran where B cannot see: its fate is unknown, and it never runs twice.
+#[test]
+fn a_refused_claims_leftover_intent_never_runs_the_rollback_again() {
+    let test = "pg-leftover-intent";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let s = Scratch::new();
+    let xdg = |d: &str| {
+        let dir = s.path(d);
+        std::fs::create_dir_all(&dir).unwrap();
+        ("XDG_RUNTIME_DIR".to_string(), dir.display().to_string())
+    };
+    let env = [
+        vec![
+            ("ROLLWATCH_STOP_AT".to_string(), "claim_trusted".to_string()),
+            xdg("d1"),
+        ],
+        vec![
+            (
+                "ROLLWATCH_STOP_AT".to_string(),
+                "command_spawned".to_string(),
+            ),
+            xdg("d2"),
+        ],
+    ];
+    let mut fleet = Fleet {
+        s,
+        url: pg.database(),
+        nodes: env
+            .into_iter()
+            .map(|env| Node {
+                addr: format!("127.0.0.1:{}", free_port()),
+                proc: None,
+                env,
+            })
+            .collect(),
+    };
+    std::fs::create_dir_all(fleet.s.path("rules")).unwrap();
+    for i in 0..2 {
+        fleet.start(i);
+    }
+    fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 1s", ROLLBACK));
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "li-1"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(fleet.await_owner(pg, "li-1"), 0);
+    set(test, 0.9);
+    let await_stopped = |fleet: &Fleet, i: usize| {
+        let pid = fleet.proc(i).pid;
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while !stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "agent {i} never stopped:\n{}",
+                fleet.dump()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    await_stopped(&fleet, 0);
+    // A adopts, claims and starts the rollback, then dies before recording it.
+    await_stopped(&fleet, 1);
+    fleet.await_rollbacks(1, Duration::from_secs(20));
+    fleet.proc(1).signal(Signal::SIGKILL);
+    // B resumes: its claim is refused by the database (A's token is newer).
+    fleet.proc(0).signal(Signal::SIGCONT);
+    let refused = fleet
+        .proc(0)
+        .await_event("claim_refused", Duration::from_secs(20));
+    assert_eq!(refused["watch"], "li-1", "{refused}");
+    // A's lease expires; B adopts the watch and resolves the interrupted rollback.
+    let w = fleet.await_watch(0, "li-1", Duration::from_secs(40), |w| {
+        w["state"] != "running"
+    });
+    assert_eq!(
+        fleet.rollbacks().len(),
+        1,
+        "the rollback ran once: {w}\n{}",
+        fleet.dump()
+    );
+    assert_eq!(w["outcome"], "rollback_unknown", "{w}\n{}", fleet.dump());
+}
+
 /// Issue 19, item 5 (second bullet) and item 10: the owner is paused (SIGSTOP) while
 /// its rollback runs; the agent that adopts the watch on the same host sees the
 /// command's process group, waits for it, and decides from the exit its supervisor

@@ -54,17 +54,44 @@ pub fn taken(intent: &Path) -> PathBuf {
     intent.with_extension("taken")
 }
 
-/// Writes the (empty) intent file durably, mode 0600.
-pub fn write_intent(intent: &Path) -> std::io::Result<()> {
+/// What an intent file says: whose claim it is. A claim that failed may leave its
+/// intent behind (a crash before it is removed), at the very path a later claim by
+/// another agent (with a higher token) uses on this host: only an intent carrying the
+/// token of the action row is that row's claim's.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IntentRecord {
+    /// The lease holder that claimed.
+    pub holder: String,
+    /// The fencing token it claimed with (stored on the action row).
+    pub token: i64,
+}
+
+/// Writes the intent file `rec` durably, mode 0600.
+pub fn write_intent(intent: &Path, rec: &IntentRecord) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    let body = serde_json::to_vec(rec).map_err(std::io::Error::other)?;
+    let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(intent)?
-        .sync_all()?;
+        .open(intent)?;
+    f.write_all(&body)?;
+    f.sync_all()?;
     sync_dir(intent)
+}
+
+/// The intent (or abandoned intent) at `path`, if there is a complete one.
+pub fn read_intent(path: &Path) -> Option<IntentRecord> {
+    serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+}
+
+/// Whether the intent `found` is the claim of the action row claimed with
+/// `row_token`: only then may its not being taken mean "never started". An intent
+/// that is unreadable, empty (an older agent's) or of another token, or a row without
+/// a token, is not: its fate is decided as if there were no intent.
+pub fn intent_is_the_rows(found: Option<&IntentRecord>, row_token: Option<i64>) -> bool {
+    matches!((found, row_token), (Some(i), Some(t)) if i.token == t)
 }
 
 /// Renames `from` to `to` durably; false if `from` was not there (someone else took it).
@@ -76,10 +103,24 @@ pub fn take(from: &Path, to: &Path) -> std::io::Result<bool> {
     }
 }
 
-/// Abandons a claim's intent that no supervisor took: true if this call did (so the
-/// command never ran, and no supervisor will run it now).
-pub fn abandon(intent: &Path) -> bool {
-    take(intent, &intent.with_extension("abandoned")).unwrap_or(false)
+/// Abandons the intent of the claim made with `row_token` if no supervisor took it:
+/// true if the command never ran and no supervisor will run it now. True also when
+/// that intent was abandoned already (by a restart that then failed to claim the
+/// re-run, or died before it committed): the unique re-run claim still decides who
+/// runs it. An intent of another claim (another token) is never abandoned.
+pub fn abandon(intent: &Path, row_token: Option<i64>) -> bool {
+    let abandoned = intent.with_extension("abandoned");
+    if taken(intent).exists() {
+        return false;
+    }
+    if intent_is_the_rows(read_intent(intent).as_ref(), row_token)
+        && take(intent, &abandoned).unwrap_or(false)
+    {
+        return true;
+    }
+    // Not there (or just taken by its supervisor, or just abandoned by another
+    // restart): an earlier abandonment of this very claim still means never started.
+    !taken(intent).exists() && intent_is_the_rows(read_intent(&abandoned).as_ref(), row_token)
 }
 
 fn sync_dir(file: &Path) -> std::io::Result<()> {
@@ -235,19 +276,79 @@ mod tests {
         assert_eq!(read_record(&p), None);
     }
 
+    fn rec(token: i64) -> IntentRecord {
+        IntentRecord {
+            holder: format!("host-{token}"),
+            token,
+        }
+    }
+
     #[test]
     fn an_intent_is_taken_or_abandoned_once() {
         let dir = tempfile::tempdir().unwrap();
         let i = intent_path(dir.path(), "w", 1, "rollback");
         assert_ne!(i, intent_path(dir.path(), "w", 1, "pause"));
-        write_intent(&i).unwrap();
+        write_intent(&i, &rec(1)).unwrap();
+        assert_eq!(read_intent(&i), Some(rec(1)));
         assert!(take(&i, &taken(&i)).unwrap(), "the supervisor takes it");
-        assert!(!abandon(&i), "taken: a restart cannot abandon it");
-        write_intent(&i).unwrap();
-        assert!(abandon(&i), "not taken: abandoned");
+        assert!(!abandon(&i, Some(1)), "taken: a restart cannot abandon it");
+        std::fs::remove_file(taken(&i)).unwrap();
+        write_intent(&i, &rec(1)).unwrap();
+        assert!(abandon(&i, Some(1)), "not taken: abandoned");
         assert!(
             !take(&i, &taken(&i)).unwrap(),
             "abandoned: the supervisor cannot take it"
+        );
+    }
+
+    #[test]
+    fn only_an_intent_with_the_rows_token_is_the_rows_claims() {
+        assert!(intent_is_the_rows(Some(&rec(4)), Some(4)));
+        assert!(
+            !intent_is_the_rows(Some(&rec(3)), Some(4)),
+            "another claim's"
+        );
+        assert!(!intent_is_the_rows(None, Some(4)), "unreadable or absent");
+        assert!(
+            !intent_is_the_rows(Some(&rec(4)), None),
+            "a row without token"
+        );
+    }
+
+    #[test]
+    fn a_failed_claims_leftover_intent_is_never_abandoned_for_another_claims_row() {
+        // Review 2, hole 1: B (token 3) wrote the intent and its claim failed; A
+        // (token 4) claimed on another host and its command may have run.
+        let dir = tempfile::tempdir().unwrap();
+        let i = intent_path(dir.path(), "w", 1, "rollback");
+        write_intent(&i, &rec(3)).unwrap();
+        assert!(
+            !abandon(&i, Some(4)),
+            "not this row's claim: not 'never started'"
+        );
+        assert!(i.exists(), "left as it was");
+        assert!(
+            !abandon(&i, None),
+            "a row without token: not 'never started'"
+        );
+        // An older agent's empty intent says nothing either.
+        std::fs::write(&i, b"").unwrap();
+        assert!(!abandon(&i, Some(4)));
+    }
+
+    #[test]
+    fn an_intent_abandoned_before_still_means_never_started() {
+        // Review 2, hole 6: a restart abandoned it, then its re-run claim failed (or it
+        // died before that claim committed); the retry must find "never started".
+        let dir = tempfile::tempdir().unwrap();
+        let i = intent_path(dir.path(), "w", 1, "rollback");
+        write_intent(&i, &rec(4)).unwrap();
+        assert!(abandon(&i, Some(4)), "the first restart abandons it");
+        assert!(abandon(&i, Some(4)), "the retry: still never started");
+        assert!(!abandon(&i, Some(5)), "but only for the claim it was");
+        assert!(
+            !take(&i, &taken(&i)).unwrap(),
+            "and its supervisor can never take it"
         );
     }
 }

@@ -301,6 +301,11 @@ pub struct ActionRow {
     /// The process that ran it, once it started.
     #[serde(skip)]
     pub process: Option<ProcessId>,
+    /// The fencing token it was claimed with (SQLite: always 1, its one agent's; a
+    /// PostgreSQL row from before tokens were stored: None). A claim's intent file
+    /// is this claim's only if it carries the same token (`io::supervise`).
+    #[serde(skip)]
+    pub token: Option<i64>,
 }
 
 /// Whether `create` stored a new watch or found one with that id.

@@ -989,7 +989,7 @@ impl Store for PgStore {
             let rows = c
                 .query(
                     "SELECT id, kind, rule, argv, state, result, succeeded, started_ms, finished_ms, rerun_of,
-                            env, pgid, start_ticks, boot_id
+                            env, pgid, start_ticks, boot_id, fencing_token
                      FROM actions WHERE watch_id = $1 ORDER BY id",
                     &[&id],
                 )
@@ -1022,6 +1022,7 @@ impl Store for PgStore {
                         start_ticks: r.get(12),
                         boot_id: r.get(13),
                     }),
+                    token: r.get(14),
                 });
             }
             Ok(out)

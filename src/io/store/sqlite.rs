@@ -832,6 +832,8 @@ impl Store for SqliteStore {
                         finished_ms: r.get(8)?,
                         rerun_of: r.get(9)?,
                         env: Vec::new(),
+                        // One agent per file, holding every lease with token 1.
+                        token: Some(1),
                         process: r.get::<_, Option<i64>>(11)?.map(|pgid| ProcessId {
                             pgid,
                             start_ticks: r.get(12).ok().flatten(),

@@ -49,6 +49,9 @@ pub const CRASH_POINTS: &[&str] = &[
     "action_finished",
     // The watch's ending committed; notifications have not been sent.
     "ending_saved",
+    // At a restart: a claim's intent that no supervisor took was abandoned (the
+    // command never started); its first run is not claimed yet.
+    "intent_abandoned",
     // At a restart: the re-run of an idempotent action was claimed.
     "rerun_claimed",
 ];
@@ -152,12 +155,16 @@ impl StoreJournal {
     /// Writes the intent file of a claim of `kind`. None: commands run unsupervised, or
     /// it could not be written (then no stale intent may stay at its path, or a restart
     /// could read it as this claim's: if it cannot even be removed, nothing is claimed).
-    fn intent(&self, kind: &str) -> Result<Option<std::path::PathBuf>, String> {
+    fn intent(&self, kind: &str, token: i64) -> Result<Option<std::path::PathBuf>, String> {
         let Some(dir) = self.status_dir.as_ref() else {
             return Ok(None);
         };
         let i = crate::io::supervise::intent_path(dir, &self.id, self.created_ms, kind);
-        let Err(e) = crate::io::supervise::write_intent(&i) else {
+        let rec = crate::io::supervise::IntentRecord {
+            holder: self.leases.holder.clone(),
+            token,
+        };
+        let Err(e) = crate::io::supervise::write_intent(&i, &rec) else {
             return Ok(Some(i));
         };
         warn!(event = "intent_unwritten", watch = %self.id, error = %e, "cannot write the claim's intent file: if the agent dies before the command starts, a restart will call it unknown");
@@ -167,6 +174,21 @@ impl StoreJournal {
             Err(r) => Err(format!(
                 "cannot write the claim's intent file ({e}) nor remove an old one ({r})"
             )),
+        }
+    }
+
+    /// Removes the intent of a claim (with `token`) that surely did not commit, if the
+    /// file is still this claim's: another agent on this host may have written its
+    /// own claim's intent at the same path since. Best effort: one left behind
+    /// carries a token that no committed row of another claim has.
+    fn drop_intent(&self, intent: Option<&std::path::Path>, token: i64) {
+        use crate::io::supervise::{read_intent, IntentRecord};
+        let ours = IntentRecord {
+            holder: self.leases.holder.clone(),
+            token,
+        };
+        if let Some(i) = intent.filter(|i| read_intent(i).as_ref() == Some(&ours)) {
+            let _ = std::fs::remove_file(i);
         }
     }
 
@@ -216,11 +238,11 @@ impl Journal for StoreJournal {
             ));
         };
         stop_point("claim_trusted");
-        // The claim's intent, durably before the claim: a restart that finds the claim
-        // but an intent no supervisor took knows the command never ran.
-        // (A claim that fails leaves it: another agent's claim may have written the
-        // same path; a stale one is never read as taken, see `resume`.)
-        let intent = self.intent(c.kind).inspect_err(|e| {
+        // The claim's intent, durably before the claim, with this claim's holder and
+        // token: a restart that finds the claim (the row, with the same token) but an
+        // intent no supervisor took knows the command never ran. An intent of another
+        // token is another claim's (a failed one's, left behind) and says nothing.
+        let intent = self.intent(c.kind, token).inspect_err(|e| {
             self.metrics.store_errors.inc();
             error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
         })?;
@@ -229,8 +251,20 @@ impl Journal for StoreJournal {
             .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired);
         let action = match claimed {
             Ok(a) => a,
-            Err(e @ StoreError::Fenced { .. }) => return Err(self.refused(c.kind, &e.to_string())),
+            // Surely not committed: the intent goes (a crash before this leaves it, and
+            // the token tells it apart from the claim that commits).
+            Err(e @ StoreError::Fenced { .. }) => {
+                self.drop_intent(intent.as_deref(), token);
+                return Err(self.refused(c.kind, &e.to_string()));
+            }
+            // Refused as a second claim: surely not committed either. Any other error:
+            // the commit may have happened (an answer lost), so the intent stays; it
+            // is read as "never started" only if the row carries this claim's token,
+            // which is true then (this agent does not start the command).
             Err(e) => {
+                if matches!(e, StoreError::AlreadyClaimed { .. }) {
+                    self.drop_intent(intent.as_deref(), token);
+                }
                 self.metrics.store_errors.inc();
                 error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
                 if gives_up(&self.leases) {
@@ -675,6 +709,7 @@ mod tests {
             rerun_of,
             env: Vec::new(),
             process: None,
+            token: Some(1),
         }
     }
 

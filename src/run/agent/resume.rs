@@ -343,15 +343,17 @@ impl Agent {
     }
 
     /// Whether the interrupted first claim `a` ever started (see `Intent`). A taken
-    /// intent is looked for first: a stale intent (from another agent's refused claim)
-    /// may sit beside it, and must never be read as "never started".
+    /// intent is looked for first; an intent (or an abandoned one, from an earlier
+    /// restart) counts only if it carries `a`'s fencing token: a stale intent of
+    /// another agent's failed claim must never be read as "never started".
     async fn abandon_intent(&self, spec: &WatchSpec, def: &NewWatch, a: &ActionRow) -> Intent {
         let Some(dir) = self.cfg.action_dir.as_ref() else {
             return Intent::Unknown;
         };
         let intent = crate::io::supervise::intent_path(dir, &def.id, def.created_ms, &a.kind);
         let taken = crate::io::supervise::taken(&intent);
-        if !taken.exists() && crate::io::supervise::abandon(&intent) {
+        if crate::io::supervise::abandon(&intent, a.token) {
+            exactly_once::crash_point("intent_abandoned");
             return Intent::Abandoned;
         }
         // A supervisor took it (maybe just now): the command runs or ran; its record
