@@ -116,6 +116,24 @@ fn crash_while_the_command_runs() {
     assert!(a.dump().contains("action_recovered"), "{}", a.dump());
 }
 
+/// Review 2, hole 5: a rollback that prints after the agent died is not killed by
+/// SIGPIPE (its supervisor owns its pipes and relays them, dropping what nobody reads
+/// any more); it ran to its end and rolled back (it was `rollback_failed`, signal 13).
+#[test]
+fn a_command_printing_after_the_agent_died_runs_to_its_end() {
+    const PRINTS_LATE: &str = r#"  command: ["sh", "-c", "echo start >> @DIR@/actions.log; sleep 1; for i in 1 2 3 4 5; do echo line $i; echo warn $i >&2; done; echo marker >> @DIR@/actions.log"]
+  timeout: 30s"#;
+    let (a, w) = crash_at("command_spawned", PRINTS_LATE);
+    assert_decided("command_spawned", &a, &w);
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(w["actions"][0]["result"], "succeeded", "{w}");
+    assert!(
+        a.actions().iter().any(|l| l == "marker"),
+        "the command ran past its output: {:?}",
+        a.actions()
+    );
+}
+
 /// A rollback still running when the restarted agent looks is waited for (as before a
 /// re-run), and its recorded exit decides the watch: here it failed with code 3.
 #[test]

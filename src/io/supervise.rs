@@ -163,9 +163,26 @@ pub fn supervise(status: &Path, intent: Option<&Path>, argv: &[String]) -> Resul
         // SAFETY: the handler does nothing, so it is async-signal-safe.
         let _ = unsafe { sigaction(sig, &noted) };
     }
-    let status_now = std::process::Command::new(program)
+    // Losing the agent (our reader) must never stop the command: this process ignores
+    // SIGPIPE (the command gets the default back at exec) and relays the command's
+    // output from pipes it owns, dropping what nobody reads any more.
+    // SAFETY: set before any thread exists; ignoring needs no handler code.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+    let spawned = std::process::Command::new(program)
         .args(args)
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let status_now = spawned
+        .and_then(|mut child| {
+            let relays = [
+                child.stdout.take().map(|o| relay(o, std::io::stdout())),
+                child.stderr.take().map(|e| relay(e, std::io::stderr())),
+            ];
+            let st = child.wait();
+            drain(relays);
+            st
+        })
         .map_err(|e| {
             eprintln!("rollwatch supervise: cannot start {program}: {e}");
         });
@@ -191,6 +208,50 @@ pub fn supervise(status: &Path, intent: Option<&Path>, argv: &[String]) -> Resul
         (Some(c), _) => Ok(c.clamp(0, 255) as u8),
         (None, Some(s)) => Err(s),
         (None, None) => Ok(1),
+    }
+}
+
+/// Copies everything `from` gives to `to`, on a thread, until its end; a failed write
+/// (the agent, our reader, is gone) drops that chunk and the copy goes on, so that the
+/// command never blocks on, nor dies of, a pipe nobody reads. Ends with a message on
+/// the returned channel.
+fn relay(
+    mut from: impl std::io::Read + Send + 'static,
+    to: impl std::os::fd::AsFd + Send + 'static,
+) -> std::sync::mpsc::Receiver<()> {
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut open = true;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let mut rest = &buf[..n];
+            while open && !rest.is_empty() {
+                match nix::unistd::write(&to, rest) {
+                    Ok(w) => rest = &rest[w..],
+                    Err(nix::errno::Errno::EINTR) => {}
+                    // EPIPE and the like: nobody reads; keep draining the command.
+                    Err(_) => open = false,
+                }
+            }
+        }
+        let _ = done.send(());
+    });
+    ended
+}
+
+/// Waits for the relays to pass on the command's last output: until their pipes end,
+/// but at most 2 s, as a background child of the command may hold them open.
+fn drain(relays: [Option<std::sync::mpsc::Receiver<()>>; 2]) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    for r in relays.into_iter().flatten() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let _ = r.recv_timeout(left);
     }
 }
 
