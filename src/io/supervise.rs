@@ -31,11 +31,21 @@ pub struct ExitRecord {
     pub ended_ms: i64,
 }
 
-/// The record file of the action tagged `tag` (`ROLLWATCH_ACTION_ID`) in `dir`: the
-/// tag hex-encoded, so any tag is one safe file name and two tags never share one.
+/// The file name stem of `key`: its SHA-256 in hex, so that any key (a watch id is up
+/// to 128 characters) gives one safe name of a fixed length (64 + an extension, far
+/// below the 255 bytes a name may have), and two keys never share one.
+fn file_stem(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The record file of the action tagged `tag` (`ROLLWATCH_ACTION_ID`) in `dir`, named
+/// by the tag's hash (`file_stem`).
 pub fn record_path(dir: &Path, tag: &str) -> PathBuf {
-    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{hex}.exit"))
+    dir.join(format!("{}.exit", file_stem(tag)))
 }
 
 /// The intent file of a claim, written (durably) *before* the claim commits, keyed by
@@ -45,8 +55,7 @@ pub fn record_path(dir: &Path, tag: &str) -> PathBuf {
 /// `.abandoned`): then the command never ran and never will, whoever renames first.
 pub fn intent_path(dir: &Path, watch: &str, created_ms: i64, kind: &str) -> PathBuf {
     let key = format!("{watch}/{created_ms}/{kind}");
-    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{hex}.intent"))
+    dir.join(format!("{}.intent", file_stem(&key)))
 }
 
 /// `intent` once the supervisor took it.
@@ -294,6 +303,37 @@ mod tests {
         );
         remove_record(&p);
         assert_eq!(read_record(&p), None);
+    }
+
+    #[test]
+    fn the_longest_watch_id_gives_short_file_names_that_can_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let id: String = "Ab9._:-".chars().cycle().take(128).collect();
+        let long_rules: String = "r".repeat(128);
+        let generated = format!("{long_rules}-1796528151571-12");
+        for watch in [id.as_str(), generated.as_str()] {
+            let i = intent_path(dir.path(), watch, 1_796_528_151_571, "rollback");
+            let r = record_path(dir.path(), &format!("{watch}/1796528151571/1"));
+            for p in [&i, &taken(&i), &r] {
+                assert!(p.file_name().unwrap().len() < 100, "{p:?}");
+            }
+            write_intent(&i).unwrap();
+            assert!(take(&i, &taken(&i)).unwrap());
+            write_record(
+                &r,
+                &ExitRecord {
+                    code: Some(0),
+                    signal: None,
+                    ended_ms: 1,
+                },
+            )
+            .unwrap();
+            assert!(read_record(&r).is_some());
+        }
+        assert_ne!(
+            intent_path(dir.path(), &id, 1, "rollback"),
+            intent_path(dir.path(), &id[..127], 1, "rollback")
+        );
     }
 
     #[test]

@@ -150,24 +150,24 @@ fn gives_up(leases: &LeaseBook) -> bool {
 
 impl StoreJournal {
     /// Writes the intent file of a claim of `kind`. None: commands run unsupervised, or
-    /// it could not be written (then no stale intent may stay at its path, or a restart
-    /// could read it as this claim's: if it cannot even be removed, nothing is claimed).
-    fn intent(&self, kind: &str) -> Result<Option<std::path::PathBuf>, String> {
-        let Some(dir) = self.status_dir.as_ref() else {
-            return Ok(None);
-        };
+    /// it could not be written: then the claim goes on without one (a restart calls the
+    /// action unknown rather than "never started"; a missed rollback is worse), after
+    /// removing a stale intent at its path, which a restart could read as this claim's.
+    fn intent(&self, kind: &str) -> Option<std::path::PathBuf> {
+        let dir = self.status_dir.as_ref()?;
         let i = crate::io::supervise::intent_path(dir, &self.id, self.created_ms, kind);
         let Err(e) = crate::io::supervise::write_intent(&i) else {
-            return Ok(Some(i));
+            return Some(i);
         };
         warn!(event = "intent_unwritten", watch = %self.id, error = %e, "cannot write the claim's intent file: if the agent dies before the command starts, a restart will call it unknown");
         match std::fs::remove_file(&i) {
-            Ok(()) => Ok(None),
-            Err(r) if r.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(r) => Err(format!(
-                "cannot write the claim's intent file ({e}) nor remove an old one ({r})"
-            )),
+            Ok(()) => {}
+            Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
+            Err(r) => {
+                error!(event = "intent_unremoved", watch = %self.id, error = %r, "cannot remove an old intent file of this claim either")
+            }
         }
+        None
     }
 
     /// A claim refused because this agent does not (or may no longer) hold the watch:
@@ -220,10 +220,7 @@ impl Journal for StoreJournal {
         // but an intent no supervisor took knows the command never ran.
         // (A claim that fails leaves it: another agent's claim may have written the
         // same path; a stale one is never read as taken, see `resume`.)
-        let intent = self.intent(c.kind).inspect_err(|e| {
-            self.metrics.store_errors.inc();
-            error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
-        })?;
+        let intent = self.intent(c.kind);
         let claimed = self
             .store
             .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired);
