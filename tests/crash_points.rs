@@ -134,6 +134,38 @@ fn a_command_printing_after_the_agent_died_runs_to_its_end() {
     );
 }
 
+/// Review 2, hole 2: an agent whose binary was deleted (a package upgrade before its
+/// restart) ran commands without the supervisor, and nobody took the claim's intent: a
+/// restart after kill -9 read "never started" and ran the rollback a second time. The
+/// supervisor is now started through `/proc/self/exe`.
+#[test]
+fn an_agent_whose_binary_was_deleted_still_supervises_its_command() {
+    const SLOW: &str = r#"  command: ["sh", "-c", "echo start >> @DIR@/actions.log; sleep 2; echo end >> @DIR@/actions.log"]
+  timeout: 30s"#;
+    let test = "crash-deleted-binary";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", SLOW));
+    a.kill9();
+    // A second name of the binary (a hard link: no copy), removed once it runs.
+    let old = a.s.path("rollwatch-old");
+    std::fs::hard_link(crate::harness::bin(), &old).unwrap();
+    a.start_exe(&old, "/readyz");
+    std::fs::remove_file(&old).unwrap();
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while starts(&a) == 0 {
+        assert!(Instant::now() < deadline, "never started:\n{}", a.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(40));
+    assert_eq!(starts(&a), 1, "{:?}\n{}", a.actions(), a.dump());
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+}
+
 /// A rollback still running when the restarted agent looks is waited for (as before a
 /// re-run), and its recorded exit decides the watch: here it failed with code 3.
 #[test]
