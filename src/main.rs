@@ -9,8 +9,12 @@ fn main() -> ExitCode {
     // One-shot commands behave like other Unix tools when their reader goes away
     // (`rollwatch check ... | head`): SIGPIPE ends them quietly instead of a panic on
     // the failed write. `watch` and `serve` keep ignoring it: losing a log reader must
-    // never stop a watch, least of all while a rollback runs.
-    if !matches!(cli.command, Command::Watch(_) | Command::Serve(_)) {
+    // never stop a watch, least of all while a rollback runs; nor `supervise`, which
+    // relays a running rollback's output and must outlive a dead agent.
+    if !matches!(
+        cli.command,
+        Command::Watch(_) | Command::Serve(_) | Command::Supervise(_)
+    ) {
         use nix::sys::signal::{signal, SigHandler, Signal};
         // SAFETY: set before any thread exists; the default action needs no handler code.
         let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };

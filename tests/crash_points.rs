@@ -116,6 +116,56 @@ fn crash_while_the_command_runs() {
     assert!(a.dump().contains("action_recovered"), "{}", a.dump());
 }
 
+/// Review 2, hole 5: a rollback that prints after the agent died is not killed by
+/// SIGPIPE (its supervisor owns its pipes and relays them, dropping what nobody reads
+/// any more); it ran to its end and rolled back (it was `rollback_failed`, signal 13).
+#[test]
+fn a_command_printing_after_the_agent_died_runs_to_its_end() {
+    const PRINTS_LATE: &str = r#"  command: ["sh", "-c", "echo start >> @DIR@/actions.log; sleep 1; for i in 1 2 3 4 5; do echo line $i; echo warn $i >&2; done; echo marker >> @DIR@/actions.log"]
+  timeout: 30s"#;
+    let (a, w) = crash_at("command_spawned", PRINTS_LATE);
+    assert_decided("command_spawned", &a, &w);
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(w["actions"][0]["result"], "succeeded", "{w}");
+    assert!(
+        a.actions().iter().any(|l| l == "marker"),
+        "the command ran past its output: {:?}",
+        a.actions()
+    );
+}
+
+/// Review 2, hole 2: an agent whose binary was deleted (a package upgrade before its
+/// restart) ran commands without the supervisor, and nobody took the claim's intent: a
+/// restart after kill -9 read "never started" and ran the rollback a second time. The
+/// supervisor is now started through `/proc/self/exe`.
+#[test]
+fn an_agent_whose_binary_was_deleted_still_supervises_its_command() {
+    const SLOW: &str = r#"  command: ["sh", "-c", "echo start >> @DIR@/actions.log; sleep 2; echo end >> @DIR@/actions.log"]
+  timeout: 30s"#;
+    let test = "crash-deleted-binary";
+    set(test, 0.9);
+    let mut a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", SLOW));
+    a.kill9();
+    // A second name of the binary (a hard link: no copy), removed once it runs.
+    let old = a.s.path("rollwatch-old");
+    std::fs::hard_link(crate::harness::bin(), &old).unwrap();
+    a.start_exe(&old, "/readyz");
+    std::fs::remove_file(&old).unwrap();
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while starts(&a) == 0 {
+        assert!(Instant::now() < deadline, "never started:\n{}", a.dump());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.kill9();
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(40));
+    assert_eq!(starts(&a), 1, "{:?}\n{}", a.actions(), a.dump());
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+}
+
 /// A rollback still running when the restarted agent looks is waited for (as before a
 /// re-run), and its recorded exit decides the watch: here it failed with code 3.
 #[test]

@@ -712,3 +712,20 @@ fn a_healthy_watch_resumed_after_its_end_stays_healthy() {
     let w = a.await_finished("ae-1", Duration::from_secs(20));
     assert_eq!(w["outcome"], "healthy", "{w}\n{}", a.dump());
 }
+
+/// Review 2, hole 3: a watch id of 128 characters (the longest the API takes) made the
+/// claim's intent file name longer than 255 bytes (ENAMETOOLONG): every claim failed and
+/// the rollback never ran. Its files are now named by a fixed-length hash.
+#[test]
+fn a_watch_with_a_128_character_id_rolls_back() {
+    let test = "serve-long-id";
+    set(test, 0.9);
+    let a = Agent::new(None);
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", ROLLBACK));
+    let id: String = "Ab9._:-".chars().cycle().take(128).collect();
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": id}));
+    assert_eq!(status, 201, "{w}");
+    let w = a.await_finished(&id, Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+}

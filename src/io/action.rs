@@ -217,6 +217,49 @@ async fn pump(
     }
 }
 
+/// The supervisor to run commands through: this very binary, by `/proc/self/exe`,
+/// which still runs it when its file was deleted or replaced (a package upgrade before
+/// the agent's restart); by its path where there is no `/proc`. None: no supervisor.
+fn supervisor_exe() -> Option<PathBuf> {
+    let proc = Path::new("/proc/self/exe");
+    if proc.is_file() {
+        return Some(proc.to_path_buf());
+    }
+    std::env::current_exe().ok().filter(|e| e.is_file())
+}
+
+/// What is started for `argv`: the supervisor `exe` with its options and the command
+/// after `--`, or (with no supervisor or no status file) the command itself. Options
+/// are given as `--opt=value`, so that a path starting with `-` is never read as one.
+fn launch_argv(
+    exe: Option<&Path>,
+    status_file: Option<&Path>,
+    intent_file: Option<&Path>,
+    argv: &[String],
+) -> (std::ffi::OsString, Vec<std::ffi::OsString>) {
+    use std::ffi::OsString;
+    let opt = |name: &str, value: &Path| {
+        let mut o = OsString::from(format!("--{name}="));
+        o.push(value);
+        o
+    };
+    let rest = argv.iter().map(OsString::from);
+    match (exe, status_file) {
+        (Some(exe), Some(file)) => {
+            let mut a = vec![OsString::from("supervise"), opt("status-file", file)];
+            a.extend(intent_file.map(|i| opt("intent-file", i)));
+            a.push(OsString::from("--"));
+            a.extend(rest);
+            (exe.as_os_str().to_owned(), a)
+        }
+        _ => {
+            let mut rest = rest;
+            let program = rest.next().unwrap_or_default();
+            (program, rest.collect())
+        }
+    }
+}
+
 fn kill_group(pid: u32, signal: nix::sys::signal::Signal) {
     let pgid = nix::unistd::Pid::from_raw(pid as i32);
     let _ = nix::sys::signal::killpg(pgid, signal);
@@ -236,7 +279,7 @@ impl ActionRunner for ProcessRunner {
                 .cloned()
                 .collect(),
         };
-        let Some((program, args)) = req.argv.split_first() else {
+        let Some((program, _)) = req.argv.split_first() else {
             return report(ActionStatus::SpawnFailed("empty command".into()), &tail);
         };
         // Supervised: this very binary leads the group and runs the command (after
@@ -244,22 +287,42 @@ impl ActionRunner for ProcessRunner {
         let exe = req
             .status_file
             .as_ref()
-            .and_then(|f| std::env::current_exe().ok().map(|e| (e, f)))
+            .and_then(|_| supervisor_exe())
             // A program that cannot run is a spawn failure, as unsupervised.
-            .filter(|(e, _)| e.is_file() && find_program(program).is_some());
-        let mut cmd = match &exe {
-            Some((exe, file)) => {
-                let mut c = Command::new(exe);
-                c.arg("supervise").arg("--status-file").arg(file);
-                if let Some(i) = &req.intent_file {
-                    c.arg("--intent-file").arg(i);
+            .filter(|_| find_program(program).is_some());
+        if exe.is_none() {
+            // No supervisor takes the claim's intent: the agent takes it itself, before
+            // the command starts, or a restart would read "never started" and run it again.
+            if let Some(i) = &req.intent_file {
+                use crate::io::supervise::{take, taken};
+                match take(i, &taken(i)) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let why =
+                            "its claim's intent was abandoned by a restarted agent; not started";
+                        return report(
+                            ActionStatus::SpawnFailed(format!("{program}: {why}")),
+                            &tail,
+                        );
+                    }
+                    Err(e) => {
+                        let why = format!("cannot take its claim's intent ({e}); not started");
+                        return report(
+                            ActionStatus::SpawnFailed(format!("{program}: {why}")),
+                            &tail,
+                        );
+                    }
                 }
-                c.arg("--").arg(program);
-                c
             }
-            None => Command::new(program),
-        };
-        cmd.args(args)
+        }
+        let (launched, launch_args) = launch_argv(
+            exe.as_deref(),
+            req.status_file.as_deref(),
+            req.intent_file.as_deref(),
+            &req.argv,
+        );
+        let mut cmd = Command::new(launched);
+        cmd.args(launch_args)
             .envs(req.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -443,6 +506,74 @@ mod tests {
             "{}",
             log.lines().last().unwrap_or_default()
         );
+    }
+
+    #[test]
+    fn the_supervisor_is_launched_through_proc_self_exe_with_options_that_are_never_values() {
+        assert_eq!(
+            supervisor_exe().as_deref(),
+            Some(Path::new("/proc/self/exe"))
+        );
+        let argv = ["-rm".to_string(), "--x".to_string()];
+        let (p, a) = launch_argv(
+            Some(Path::new("/proc/self/exe")),
+            Some(Path::new("-st.actions/a.exit")),
+            Some(Path::new("-st.actions/a.intent")),
+            &argv,
+        );
+        assert_eq!(p, "/proc/self/exe");
+        assert_eq!(
+            a,
+            [
+                "supervise",
+                "--status-file=-st.actions/a.exit",
+                "--intent-file=-st.actions/a.intent",
+                "--",
+                "-rm",
+                "--x"
+            ]
+        );
+        let (p, a) = launch_argv(None, Some(Path::new("s")), None, &argv);
+        assert_eq!((p.as_os_str(), a), ("-rm".as_ref(), vec!["--x".into()]));
+    }
+
+    #[tokio::test]
+    async fn unsupervised_the_agent_takes_the_claims_intent_before_the_command_starts() {
+        let dir = tempfile::tempdir().unwrap();
+        let intent = dir.path().join("a.intent");
+        let seen = dir.path().join("seen");
+        let rec = crate::io::supervise::IntentRecord {
+            holder: "me".into(),
+            token: 1,
+        };
+        crate::io::supervise::write_intent(&intent, &rec).unwrap();
+        let mut r = req(
+            &[
+                "sh",
+                "-c",
+                &format!("ls {} > {}", dir.path().display(), seen.display()),
+            ],
+            10_000,
+        );
+        r.intent_file = Some(intent.clone());
+        let out = ProcessRunner::default().run(&r).await;
+        assert_eq!(out.status, ActionStatus::Succeeded);
+        let listed = std::fs::read_to_string(&seen).unwrap();
+        assert!(
+            listed.contains("a.taken") && !listed.contains("a.intent"),
+            "{listed}"
+        );
+        // Abandoned by a restart first: not started.
+        crate::io::supervise::write_intent(&intent, &rec).unwrap();
+        assert!(crate::io::supervise::abandon(&intent, Some(1)));
+        std::fs::remove_file(&seen).unwrap();
+        let out = ProcessRunner::default().run(&r).await;
+        assert!(
+            matches!(out.status, ActionStatus::SpawnFailed(_)),
+            "{:?}",
+            out.status
+        );
+        assert!(!seen.exists(), "the command did not run");
     }
 
     #[test]

@@ -31,11 +31,21 @@ pub struct ExitRecord {
     pub ended_ms: i64,
 }
 
-/// The record file of the action tagged `tag` (`ROLLWATCH_ACTION_ID`) in `dir`: the
-/// tag hex-encoded, so any tag is one safe file name and two tags never share one.
+/// The file name stem of `key`: its SHA-256 in hex, so that any key (a watch id is up
+/// to 128 characters) gives one safe name of a fixed length (64 + an extension, far
+/// below the 255 bytes a name may have), and two keys never share one.
+fn file_stem(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The record file of the action tagged `tag` (`ROLLWATCH_ACTION_ID`) in `dir`, named
+/// by the tag's hash (`file_stem`).
 pub fn record_path(dir: &Path, tag: &str) -> PathBuf {
-    let hex: String = tag.bytes().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{hex}.exit"))
+    dir.join(format!("{}.exit", file_stem(tag)))
 }
 
 /// The intent file of a claim, written (durably) *before* the claim commits, keyed by
@@ -45,8 +55,7 @@ pub fn record_path(dir: &Path, tag: &str) -> PathBuf {
 /// `.abandoned`): then the command never ran and never will, whoever renames first.
 pub fn intent_path(dir: &Path, watch: &str, created_ms: i64, kind: &str) -> PathBuf {
     let key = format!("{watch}/{created_ms}/{kind}");
-    let hex: String = key.bytes().map(|b| format!("{b:02x}")).collect();
-    dir.join(format!("{hex}.intent"))
+    dir.join(format!("{}.intent", file_stem(&key)))
 }
 
 /// `intent` once the supervisor took it.
@@ -204,9 +213,26 @@ pub fn supervise(status: &Path, intent: Option<&Path>, argv: &[String]) -> Resul
         // SAFETY: the handler does nothing, so it is async-signal-safe.
         let _ = unsafe { sigaction(sig, &noted) };
     }
-    let status_now = std::process::Command::new(program)
+    // Losing the agent (our reader) must never stop the command: this process ignores
+    // SIGPIPE (the command gets the default back at exec) and relays the command's
+    // output from pipes it owns, dropping what nobody reads any more.
+    // SAFETY: set before any thread exists; ignoring needs no handler code.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigIgn) };
+    let spawned = std::process::Command::new(program)
         .args(args)
-        .status()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let status_now = spawned
+        .and_then(|mut child| {
+            let relays = [
+                child.stdout.take().map(|o| relay(o, std::io::stdout())),
+                child.stderr.take().map(|e| relay(e, std::io::stderr())),
+            ];
+            let st = child.wait();
+            drain(relays);
+            st
+        })
         .map_err(|e| {
             eprintln!("rollwatch supervise: cannot start {program}: {e}");
         });
@@ -232,6 +258,50 @@ pub fn supervise(status: &Path, intent: Option<&Path>, argv: &[String]) -> Resul
         (Some(c), _) => Ok(c.clamp(0, 255) as u8),
         (None, Some(s)) => Err(s),
         (None, None) => Ok(1),
+    }
+}
+
+/// Copies everything `from` gives to `to`, on a thread, until its end; a failed write
+/// (the agent, our reader, is gone) drops that chunk and the copy goes on, so that the
+/// command never blocks on, nor dies of, a pipe nobody reads. Ends with a message on
+/// the returned channel.
+fn relay(
+    mut from: impl std::io::Read + Send + 'static,
+    to: impl std::os::fd::AsFd + Send + 'static,
+) -> std::sync::mpsc::Receiver<()> {
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut open = true;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            let mut rest = &buf[..n];
+            while open && !rest.is_empty() {
+                match nix::unistd::write(&to, rest) {
+                    Ok(w) => rest = &rest[w..],
+                    Err(nix::errno::Errno::EINTR) => {}
+                    // EPIPE and the like: nobody reads; keep draining the command.
+                    Err(_) => open = false,
+                }
+            }
+        }
+        let _ = done.send(());
+    });
+    ended
+}
+
+/// Waits for the relays to pass on the command's last output: until their pipes end,
+/// but at most 2 s, as a background child of the command may hold them open.
+fn drain(relays: [Option<std::sync::mpsc::Receiver<()>>; 2]) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    for r in relays.into_iter().flatten() {
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        let _ = r.recv_timeout(left);
     }
 }
 
@@ -281,6 +351,41 @@ mod tests {
             holder: format!("host-{token}"),
             token,
         }
+    }
+
+    #[test]
+    fn the_longest_watch_id_gives_short_file_names_that_can_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let id: String = "Ab9._:-".chars().cycle().take(128).collect();
+        let long_rules: String = "r".repeat(128);
+        let generated = format!("{long_rules}-1796528151571-12");
+        for watch in [id.as_str(), generated.as_str()] {
+            let i = intent_path(dir.path(), watch, 1_796_528_151_571, "rollback");
+            let r = record_path(dir.path(), &format!("{watch}/1796528151571/1"));
+            for p in [&i, &taken(&i), &r] {
+                assert!(p.file_name().unwrap().len() < 100, "{p:?}");
+            }
+            let rec = IntentRecord {
+                holder: "me".into(),
+                token: 1,
+            };
+            write_intent(&i, &rec).unwrap();
+            assert!(take(&i, &taken(&i)).unwrap());
+            write_record(
+                &r,
+                &ExitRecord {
+                    code: Some(0),
+                    signal: None,
+                    ended_ms: 1,
+                },
+            )
+            .unwrap();
+            assert!(read_record(&r).is_some());
+        }
+        assert_ne!(
+            intent_path(dir.path(), &id, 1, "rollback"),
+            intent_path(dir.path(), &id[..127], 1, "rollback")
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! restartable in place, talked to over HTTP; plus rule files on the shared real
 //! Prometheus's `rw_value{test="..."}` series.
 
-use crate::harness::{free_port, prometheus, start_env, Running, Scratch};
+use crate::harness::{free_port, prometheus, start_exe_env, Running, Scratch};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 use std::io::{Read, Write};
@@ -123,6 +123,11 @@ impl Agent {
 
     /// Starts the agent and waits until it answers `path` with 200.
     pub fn start_with(&mut self, path: &str) {
+        self.start_exe(crate::harness::bin(), path);
+    }
+
+    /// Starts the agent from the binary at `exe` and waits until it answers `path`.
+    pub fn start_exe(&mut self, exe: impl AsRef<std::ffi::OsStr>, path: &str) {
         let rules_dir = self.s.path("rules");
         let state = self.s.path("state.db");
         let token = self.s.path("token");
@@ -147,7 +152,7 @@ impl Agent {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
-        let p = start_env(&args, &env);
+        let p = start_exe_env(exe, &args, &env);
         let deadline = Instant::now() + Duration::from_secs(20);
         while crate::harness::http_get(&self.addr, path).map(|r| r.0) != Some(200) {
             assert!(

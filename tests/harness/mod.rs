@@ -459,7 +459,16 @@ pub fn start(args: &[&str]) -> Running {
 
 /// Like `start`, with extra environment variables for the rollwatch process.
 pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Running {
-    let mut child = Command::new(bin())
+    start_exe_env(bin(), args, env)
+}
+
+/// Like `start_env`, running the binary at `exe` (e.g. a link to it, deleted later).
+pub fn start_exe_env(
+    exe: impl AsRef<std::ffi::OsStr>,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Running {
+    let mut child = Command::new(exe)
         .args(args)
         .envs(env.iter().copied())
         .arg("--log-format=json")

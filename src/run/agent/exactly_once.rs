@@ -153,28 +153,29 @@ fn gives_up(leases: &LeaseBook) -> bool {
 
 impl StoreJournal {
     /// Writes the intent file of a claim of `kind`. None: commands run unsupervised, or
-    /// it could not be written (then no stale intent may stay at its path, or a restart
-    /// could read it as this claim's: if it cannot even be removed, nothing is claimed).
-    fn intent(&self, kind: &str, token: i64) -> Result<Option<std::path::PathBuf>, String> {
-        let Some(dir) = self.status_dir.as_ref() else {
-            return Ok(None);
-        };
+    /// it could not be written: then the claim goes on without one (a restart calls the
+    /// action unknown rather than "never started"; a missed rollback is worse), after
+    /// removing a stale intent at its path. (A stale one that cannot be removed is
+    /// harmless: it carries another claim's token, and only the row's token counts.)
+    fn intent(&self, kind: &str, token: i64) -> Option<std::path::PathBuf> {
+        let dir = self.status_dir.as_ref()?;
         let i = crate::io::supervise::intent_path(dir, &self.id, self.created_ms, kind);
         let rec = crate::io::supervise::IntentRecord {
             holder: self.leases.holder.clone(),
             token,
         };
         let Err(e) = crate::io::supervise::write_intent(&i, &rec) else {
-            return Ok(Some(i));
+            return Some(i);
         };
         warn!(event = "intent_unwritten", watch = %self.id, error = %e, "cannot write the claim's intent file: if the agent dies before the command starts, a restart will call it unknown");
         match std::fs::remove_file(&i) {
-            Ok(()) => Ok(None),
-            Err(r) if r.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(r) => Err(format!(
-                "cannot write the claim's intent file ({e}) nor remove an old one ({r})"
-            )),
+            Ok(()) => {}
+            Err(r) if r.kind() == std::io::ErrorKind::NotFound => {}
+            Err(r) => {
+                error!(event = "intent_unremoved", watch = %self.id, error = %r, "cannot remove an old intent file of this claim either")
+            }
         }
+        None
     }
 
     /// Removes the intent of a claim (with `token`) that surely did not commit, if the
@@ -242,10 +243,7 @@ impl Journal for StoreJournal {
         // token: a restart that finds the claim (the row, with the same token) but an
         // intent no supervisor took knows the command never ran. An intent of another
         // token is another claim's (a failed one's, left behind) and says nothing.
-        let intent = self.intent(c.kind, token).inspect_err(|e| {
-            self.metrics.store_errors.inc();
-            error!(event = "store_error", watch = %self.id, error = %e, "cannot claim the {} action", c.kind);
-        })?;
+        let intent = self.intent(c.kind, token);
         let claimed = self
             .store
             .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired);
