@@ -630,12 +630,19 @@ impl Running {
 }
 
 impl Drop for Running {
+    /// Kills the process and waits until it is gone, so that what it held (a state
+    /// file's lock, a port) is free for whatever the test starts next: a restart right
+    /// after a dropped `Running` found the state file "in use by another agent".
     fn drop(&mut self) {
-        if self.waiter.is_some() {
+        if let Some(waiter) = self.waiter.take() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid as i32),
                 nix::sys::signal::Signal::SIGKILL,
             );
+            // SIGKILL ends even a stopped process; the waiter reaps it.
+            if self.exit.recv_timeout(Duration::from_secs(10)).is_ok() {
+                let _ = waiter.join();
+            }
         }
         let _ = self.child.take();
     }
