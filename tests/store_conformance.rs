@@ -53,6 +53,10 @@ fn ending(outcome: &str) -> Ending {
     }
 }
 
+fn names(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|i| i.to_string()).collect()
+}
+
 /// Takes watch `id`'s lease for `holder`: the fence of its writes.
 fn take(s: &dyn Store, id: &str, holder: &str) -> Fence {
     let l = s.acquire_lease(id, holder, TTL).unwrap().expect("free");
@@ -278,12 +282,20 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         "a held lease is not adopted again"
     );
     let renewed: BTreeSet<String> = s
-        .renew_leases("agent-a", TTL)
+        .renew_leases("agent-a", &names(&["w1", "w2", "w3"]), TTL)
         .unwrap()
         .into_iter()
         .map(|l| l.watch)
         .collect();
     assert_eq!(renewed.len(), 3, "{renewed:?}");
+    // A renewal renews only the leases named (those the agent still holds).
+    let renewed: Vec<String> = s
+        .renew_leases("agent-a", &names(&["w1"]), TTL)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.watch)
+        .collect();
+    assert_eq!(renewed, ["w1"], "only the leases named are renewed");
     let wrong = s
         .claim_fenced(
             "w1",
@@ -548,7 +560,10 @@ fn postgres_leases_expire_on_the_database_clock_and_fence_the_old_holder() {
         "B's lease runs on the database clock: {expires_in}"
     );
     // The old holder's renewal no longer returns it, and its claim is refused.
-    assert!(a.renew_leases("agent-a", TTL).unwrap().is_empty());
+    assert!(a
+        .renew_leases("agent-a", &names(&["w"]), TTL)
+        .unwrap()
+        .is_empty());
     let refused = a
         .claim_fenced("w", "agent-a", la.token, &new_action("rollback", 1), &[])
         .unwrap_err();
@@ -603,6 +618,32 @@ fn postgres_leases_expire_on_the_database_clock_and_fence_the_old_holder() {
 }
 
 #[test]
+fn postgres_a_lease_not_named_in_a_renewal_is_not_extended_and_expires() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let a = PgStore::open(&url).unwrap();
+    let b = PgStore::open(&url).unwrap();
+    a.create(&new_watch("kept")).unwrap();
+    a.create(&new_watch("given-up")).unwrap();
+    let short = Duration::from_millis(600);
+    a.acquire_lease("kept", "agent-a", short).unwrap().unwrap();
+    a.acquire_lease("given-up", "agent-a", short)
+        .unwrap()
+        .unwrap();
+    // The agent gave up "given-up" (its release failed): its renewals name only "kept".
+    let renewed = a.renew_leases("agent-a", &names(&["kept"]), TTL).unwrap();
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    assert_eq!(renewed[0].watch, "kept");
+    let lb = await_some(
+        "the given-up lease to expire",
+        Duration::from_secs(10),
+        || b.adopt_leases("agent-b", TTL, 10).unwrap().pop(),
+    );
+    assert_eq!(lb.watch, "given-up", "the renewed lease is not adoptable");
+    assert!(b.adopt_leases("agent-b", TTL, 10).unwrap().is_empty());
+}
+
+#[test]
 fn postgres_renewal_is_one_statement_for_all_leases() {
     let pg = postgres::shared();
     let url = pg.database();
@@ -621,8 +662,9 @@ fn postgres_renewal_is_one_statement_for_all_leases() {
         .parse()
         .unwrap()
     };
+    let all: Vec<String> = (0..200).map(|i| format!("w{i}")).collect();
     let before = xacts();
-    assert_eq!(s.renew_leases("agent-a", TTL).unwrap().len(), 200);
+    assert_eq!(s.renew_leases("agent-a", &all, TTL).unwrap().len(), 200);
     let after = xacts();
     // psql's own reads commit too (2 per `xacts()`); one renewal round is one more.
     assert!(

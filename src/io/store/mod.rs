@@ -479,9 +479,15 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError>;
-    /// Renews every unexpired lease of `holder` in ONE statement and returns those it
-    /// still holds; a lease missing from the answer is lost (expired or taken over).
-    fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<Lease>, StoreError>;
+    /// Renews the unexpired leases of `holder` on the watches `ids` (those it still
+    /// holds; never one it gave up, which must expire) in ONE statement and returns
+    /// them; a lease missing from the answer is lost (expired or taken over).
+    fn renew_leases(
+        &self,
+        holder: &str,
+        ids: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError>;
     /// Takes over up to `max` running watches whose lease expired or that have none
     /// (each with a new, higher token); two agents never adopt the same watch.
     fn adopt_leases(

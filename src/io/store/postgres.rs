@@ -1174,15 +1174,23 @@ impl Store for PgStore {
         })
     }
 
-    fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<Lease>, StoreError> {
-        let (url, holder) = (self.url.clone(), holder.to_string());
+    fn renew_leases(
+        &self,
+        holder: &str,
+        ids: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (url, holder, ids) = (self.url.clone(), holder.to_string(), ids.to_vec());
         self.call("renew leases", move |c| async move {
             let rows = c
                 .query(
                     "UPDATE leases SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
-                     WHERE holder = $1 AND expires_at > clock_timestamp()
+                     WHERE holder = $1 AND watch_id = ANY($3) AND expires_at > clock_timestamp()
                      RETURNING watch_id, token",
-                    &[&holder, &ms(ttl)],
+                    &[&holder, &ms(ttl), &ids],
                 )
                 .await
                 .map_err(pg_err(&url, "renew leases"))?;

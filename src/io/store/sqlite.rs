@@ -950,10 +950,16 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn renew_leases(&self, _holder: &str, _ttl: Duration) -> Result<Vec<Lease>, StoreError> {
-        Ok(self
-            .held()
+    fn renew_leases(
+        &self,
+        _holder: &str,
+        ids: &[String],
+        _ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let held = self.held();
+        Ok(ids
             .iter()
+            .filter(|w| held.contains(*w))
             .map(|w| Lease {
                 watch: w.clone(),
                 token: 1,

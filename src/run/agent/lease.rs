@@ -37,6 +37,10 @@ pub struct LeaseBook {
     /// Watches whose lease was lost while their loop ran: they stop without writing
     /// anything to the store or notifying anyone (the new owner does).
     lost: Mutex<HashSet<String>>,
+    /// Leases this agent gave back but whose release failed (the store was down):
+    /// released again from the lease loop, or the lease would stay this agent's until
+    /// it expired, and nobody could adopt the watch meanwhile.
+    unreleased: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -51,6 +55,7 @@ impl LeaseBook {
             shared,
             held: Mutex::default(),
             lost: Mutex::default(),
+            unreleased: Mutex::default(),
         }
     }
 
@@ -83,6 +88,7 @@ impl LeaseBook {
     /// Records a lease taken or adopted by a statement sent at `sent`.
     pub fn hold(&self, lease: &Lease, sent: Instant) {
         lock(&self.lost).remove(&lease.watch);
+        lock(&self.unreleased).remove(&lease.watch);
         lock(&self.held).insert(
             lease.watch.clone(),
             Held {
@@ -153,6 +159,39 @@ impl LeaseBook {
             }
         });
         out
+    }
+
+    /// The watches whose leases this agent holds: the only ones a renewal renews (a
+    /// lease given up and not released yet must expire, not be renewed).
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.held).keys().cloned().collect()
+    }
+
+    /// The release of watch `id`'s lease failed: it is tried again by
+    /// `retry_releases` (unless this agent takes the lease again meanwhile).
+    pub fn release_failed(&self, id: &str) {
+        if !self.is_held(id) {
+            lock(&self.unreleased).insert(id.to_string());
+        }
+    }
+
+    /// How many leases wait to be released again.
+    pub fn unreleased(&self) -> usize {
+        lock(&self.unreleased).len()
+    }
+
+    /// Releases again, with `release`, every lease whose release failed and that this
+    /// agent has not taken again; those that fail again stay for the next round.
+    pub fn retry_releases<E>(&self, mut release: impl FnMut(&str) -> Result<(), E>) {
+        let ids: Vec<String> = lock(&self.unreleased).drain().collect();
+        for id in ids {
+            if self.is_held(&id) {
+                continue;
+            }
+            if release(&id).is_err() {
+                self.release_failed(&id);
+            }
+        }
     }
 
     pub fn forget(&self, id: &str) {
@@ -231,6 +270,31 @@ mod tests {
             watch: w.into(),
             token,
         }
+    }
+
+    #[test]
+    fn a_failed_release_is_retried_until_it_succeeds_unless_the_lease_is_taken_again() {
+        let book = LeaseBook::new("a".into(), Duration::from_secs(3), true);
+        book.release_failed("w");
+        book.release_failed("again");
+        book.hold(&lease("again", 2), Instant::now());
+        let mut calls = Vec::new();
+        book.retry_releases(|id| {
+            calls.push(id.to_string());
+            Err(())
+        });
+        assert_eq!(calls, ["w"], "a lease taken again is not released");
+        assert_eq!(book.unreleased(), 1, "a release that failed again stays");
+        book.retry_releases(|id| {
+            calls.push(id.to_string());
+            Ok::<(), ()>(())
+        });
+        assert_eq!(calls, ["w", "w"]);
+        assert_eq!(book.unreleased(), 0, "released: not tried again");
+        book.retry_releases(|_| -> Result<(), ()> { panic!("nothing left to release") });
+        let mut ids = book.ids();
+        ids.sort();
+        assert_eq!(ids, ["again"], "only held leases are renewed");
     }
 
     #[test]
