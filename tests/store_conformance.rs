@@ -497,6 +497,61 @@ fn outbox_conforms(make: &dyn Fn() -> Arc<dyn Store>) {
     assert!(s.outbox_due("agent-a", lease, 10).unwrap().is_empty());
 }
 
+/// Writes two notes of watch "d", delivers one (done) and leaves the other pending.
+fn deliver_one_of_two_notes(s: &dyn Store) {
+    s.create(&new_watch("d")).unwrap();
+    let f = take(s, "d", "agent-a");
+    let note = |kind: &str| NewNote {
+        channel: 0,
+        kind: kind.into(),
+        body: format!("{{\"kind\":\"{kind}\",\"output\":\"SECRET-TAIL\"}}"),
+    };
+    s.write_noted("d", &f, Noted::Nothing, &[note("first"), note("second")])
+        .unwrap();
+    let due = s.outbox_due("agent-a", TTL, 10).unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    s.outbox_mark(
+        due[0].id,
+        NoteMark::Done {
+            at_ms: 1,
+            result: "delivered",
+        },
+    )
+    .unwrap();
+}
+
+/// Hole 8 of review 2: the outbox holds only what is pending; a delivered note leaves
+/// no body (a command's output tail) behind.
+#[test]
+fn sqlite_a_delivered_note_leaves_no_body_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let s = SqliteStore::open(&path).unwrap();
+    deliver_one_of_two_notes(&s);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let bodies: i64 = db
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE body LIKE '%SECRET-TAIL%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bodies, 1, "only the pending note's body is left");
+}
+
+#[test]
+fn postgres_a_delivered_note_leaves_no_body_behind() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let s = PgStore::open(&url).unwrap();
+    deliver_one_of_two_notes(&s);
+    let bodies = pg.psql(
+        postgres::db_of(&url),
+        "SELECT count(*) FROM outbox WHERE body LIKE '%SECRET-TAIL%'",
+    );
+    assert_eq!(bodies, "1", "only the pending note's body is left");
+}
+
 #[test]
 fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();

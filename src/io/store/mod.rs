@@ -355,7 +355,8 @@ pub struct NoteRow {
 /// What became of a note's delivery attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NoteMark<'a> {
-    /// Delivered (or refused for good, or given up after its retries): never sent again.
+    /// Delivered (or refused for good, or given up after its retries): never sent again,
+    /// and deleted from the outbox (`at_ms` and `result` are for the log).
     Done { at_ms: i64, result: &'a str },
     /// Failed: tried again after `after`.
     Retry { attempts: i64, after: Duration },

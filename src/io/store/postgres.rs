@@ -1398,20 +1398,16 @@ impl Store for PgStore {
 
     fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError> {
         let url = self.url.clone();
-        let (done, result, attempts, after) = match mark {
-            NoteMark::Done { at_ms, result } => (Some(at_ms), result.to_string(), 0, 0),
-            NoteMark::Retry { attempts, after } => (None, String::new(), attempts, ms(after)),
+        let (done, attempts, after) = match mark {
+            NoteMark::Done { .. } => (true, 0, 0),
+            NoteMark::Retry { attempts, after } => (false, attempts, ms(after)),
         };
         self.call("record a notification's delivery", move |c| async move {
             let r = match done {
-                Some(at) => {
-                    c.execute(
-                        "UPDATE outbox SET done_ms = $2, result = $3 WHERE id = $1",
-                        &[&note, &at, &result],
-                    )
-                    .await
-                }
-                None => {
+                // Done: deleted, body and all (the outbox stays as small as what is
+                // pending; the log says what became of it). Ids are never reused.
+                true => c.execute("DELETE FROM outbox WHERE id = $1", &[&note]).await,
+                false => {
                     c.execute(
                         &format!("UPDATE outbox SET attempts = $2, due_ms = {DB_NOW_MS} + $3 WHERE id = $1"),
                         &[&note, &attempts, &after],

@@ -795,10 +795,11 @@ impl Store for SqliteStore {
         let now = crate::core::events::now_ms();
         let conn = self.conn();
         match mark {
-            NoteMark::Done { at_ms, result } => conn.execute(
-                "UPDATE outbox SET done_ms = ?2, result = ?3 WHERE id = ?1",
-                params![note, at_ms, result],
-            ),
+            // Done: deleted, body and all (the outbox stays as small as what is
+            // pending; the log says what became of it). Ids are never reused.
+            NoteMark::Done { .. } => {
+                conn.execute("DELETE FROM outbox WHERE id = ?1", params![note])
+            }
             NoteMark::Retry { attempts, after } => conn.execute(
                 "UPDATE outbox SET attempts = ?2, due_ms = ?3 WHERE id = ?1",
                 params![note, attempts, now + after.as_millis() as i64],
