@@ -303,6 +303,11 @@ impl PgStore {
                 .await
                 .map_err(&err)?;
             }
+            // Notes an older build marked done instead of deleting (no version step:
+            // the statement is idempotent and finds nothing once they are gone).
+            tx.execute("DELETE FROM outbox WHERE done_ms IS NOT NULL", &[])
+                .await
+                .map_err(&err)?;
             tx.commit().await.map_err(&err)
         })
     }

@@ -170,6 +170,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(open_err)?;
     }
+    // Notes an older build marked done instead of deleting (no version step: the
+    // statement is idempotent and finds nothing once they are gone).
+    tx.execute("DELETE FROM outbox WHERE done_ms IS NOT NULL", [])
+        .map_err(open_err)?;
     tx.commit().map_err(open_err)
 }
 
