@@ -261,6 +261,27 @@ pub fn renewal_delay() -> Option<Duration> {
     None
 }
 
+/// Test builds only: `ROLLWATCH_FAIL_RELEASES=N` makes the first N releases at the end
+/// of a watch's loop fail as a store error would (review 2, hole 4).
+#[cfg(feature = "crash-points")]
+pub fn release_fault() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    let Some(n) = std::env::var("ROLLWATCH_FAIL_RELEASES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    FAILED.fetch_add(1, Ordering::SeqCst) < n
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn release_fault() -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
