@@ -183,3 +183,35 @@ notify:
     assert_eq!(after[0]["labels"]["outcome"], "rolled_back", "{after:#?}");
     assert!(a.dump().contains("notification_sent"), "{}", a.dump());
 }
+
+/// One slow channel does not hold the others' deliveries (review 2, hole 9): a note
+/// to a receiver that never answers (timeout 20 s) is in flight when another watch's
+/// note to a quick receiver is committed; that one is delivered at once, not when the
+/// slow attempt times out (before: the delivery round waited for its slowest note).
+#[test]
+fn a_slow_channel_does_not_hold_another_watchs_notification() {
+    let test = "outbox-slow";
+    set(test, 0.1);
+    let slow = receiver(vec![0]);
+    let quick = receiver(vec![200]);
+    let a = Agent::new(None);
+    a.rule_file(
+        "slow",
+        &rules("1s", &slow, "healthy").replace("timeout: 2s\n", "timeout: 20s\n"),
+    );
+    a.rule_file("quick", &rules("5s", &quick, "healthy"));
+    let (status, w) = a.post(json!({"rules": "slow", "vars": {"test": test}, "id": "s"}));
+    assert_eq!(status, 201, "{w}");
+    let (status, w) = a.post(json!({"rules": "quick", "vars": {"test": test}, "id": "q"}));
+    assert_eq!(status, 201, "{w}");
+    let hung = slow.next_request(Duration::from_secs(15));
+    assert_eq!(hung.body["kind"], "healthy");
+    a.await_finished("q", Duration::from_secs(20));
+    let got = of_kind(&quick, "healthy", Duration::from_secs(6));
+    assert_eq!(
+        got.len(),
+        1,
+        "the quick channel's note is not held by the slow one's attempt\n{}",
+        a.dump()
+    );
+}

@@ -913,3 +913,44 @@ fn an_adopter_keeps_the_breaches_window_and_the_next_breach_rolls_back() {
     );
     assert_eq!(fleet.rollbacks().len(), 1, "{:?}", fleet.rollbacks());
 }
+
+/// Review 2, hole 4: a watch whose claim failed (a store error) stops on its agent,
+/// and the release of its lease fails too (injected); the agent must not renew that
+/// lease for ever: it is released again from the lease loop (or expires), the watch is
+/// adopted again and rolled back. Before, the agent's renewals kept it, and nobody
+/// could adopt the watch until that agent restarted.
+#[test]
+fn a_watch_given_up_with_a_failed_release_is_adopted_again_and_rolled_back() {
+    let test = "pg-given-up";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let env = vec![
+        ("ROLLWATCH_FAIL_CLAIM_COMMITS".to_string(), "1".to_string()),
+        ("ROLLWATCH_FAIL_RELEASES".to_string(), "1".to_string()),
+    ];
+    let fleet = Fleet::with_env(&pg.database(), vec![env]);
+    fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 0s", ROLLBACK));
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "g-1"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    fleet.await_watch(0, "g-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    set(test, 0.9);
+    fleet
+        .proc(0)
+        .await_event_where("claim_not_committed", Duration::from_secs(20), |e| {
+            e["watch"] == "g-1"
+        });
+    let rb = fleet.await_rollbacks(1, Duration::from_secs(4 * TTL_S + 10));
+    assert_eq!(rb[0].0, "g-1");
+    let w = fleet.await_watch(0, "g-1", Duration::from_secs(20), |w| {
+        w["state"] != "running"
+    });
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", fleet.dump());
+    assert_eq!(fleet.rollbacks().len(), 1);
+}

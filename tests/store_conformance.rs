@@ -53,6 +53,10 @@ fn ending(outcome: &str) -> Ending {
     }
 }
 
+fn names(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|i| i.to_string()).collect()
+}
+
 /// Takes watch `id`'s lease for `holder`: the fence of its writes.
 fn take(s: &dyn Store, id: &str, holder: &str) -> Fence {
     let l = s.acquire_lease(id, holder, TTL).unwrap().expect("free");
@@ -278,12 +282,20 @@ fn conformance(make: &dyn Fn() -> Arc<dyn Store>) {
         "a held lease is not adopted again"
     );
     let renewed: BTreeSet<String> = s
-        .renew_leases("agent-a", TTL)
+        .renew_leases("agent-a", &names(&["w1", "w2", "w3"]), TTL)
         .unwrap()
         .into_iter()
         .map(|l| l.watch)
         .collect();
     assert_eq!(renewed.len(), 3, "{renewed:?}");
+    // A renewal renews only the leases named (those the agent still holds).
+    let renewed: Vec<String> = s
+        .renew_leases("agent-a", &names(&["w1"]), TTL)
+        .unwrap()
+        .into_iter()
+        .map(|l| l.watch)
+        .collect();
+    assert_eq!(renewed, ["w1"], "only the leases named are renewed");
     let wrong = s
         .claim_fenced(
             "w1",
@@ -485,6 +497,61 @@ fn outbox_conforms(make: &dyn Fn() -> Arc<dyn Store>) {
     assert!(s.outbox_due("agent-a", lease, 10).unwrap().is_empty());
 }
 
+/// Writes two notes of watch "d", delivers one (done) and leaves the other pending.
+fn deliver_one_of_two_notes(s: &dyn Store) {
+    s.create(&new_watch("d")).unwrap();
+    let f = take(s, "d", "agent-a");
+    let note = |kind: &str| NewNote {
+        channel: 0,
+        kind: kind.into(),
+        body: format!("{{\"kind\":\"{kind}\",\"output\":\"SECRET-TAIL\"}}"),
+    };
+    s.write_noted("d", &f, Noted::Nothing, &[note("first"), note("second")])
+        .unwrap();
+    let due = s.outbox_due("agent-a", TTL, 10).unwrap();
+    assert_eq!(due.len(), 1, "{due:?}");
+    s.outbox_mark(
+        due[0].id,
+        NoteMark::Done {
+            at_ms: 1,
+            result: "delivered",
+        },
+    )
+    .unwrap();
+}
+
+/// Hole 8 of review 2: the outbox holds only what is pending; a delivered note leaves
+/// no body (a command's output tail) behind.
+#[test]
+fn sqlite_a_delivered_note_leaves_no_body_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    let s = SqliteStore::open(&path).unwrap();
+    deliver_one_of_two_notes(&s);
+    let db = rusqlite::Connection::open(&path).unwrap();
+    let bodies: i64 = db
+        .query_row(
+            "SELECT count(*) FROM outbox WHERE body LIKE '%SECRET-TAIL%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(bodies, 1, "only the pending note's body is left");
+}
+
+#[test]
+fn postgres_a_delivered_note_leaves_no_body_behind() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let s = PgStore::open(&url).unwrap();
+    deliver_one_of_two_notes(&s);
+    let bodies = pg.psql(
+        postgres::db_of(&url),
+        "SELECT count(*) FROM outbox WHERE body LIKE '%SECRET-TAIL%'",
+    );
+    assert_eq!(bodies, "1", "only the pending note's body is left");
+}
+
 #[test]
 fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
@@ -548,7 +615,10 @@ fn postgres_leases_expire_on_the_database_clock_and_fence_the_old_holder() {
         "B's lease runs on the database clock: {expires_in}"
     );
     // The old holder's renewal no longer returns it, and its claim is refused.
-    assert!(a.renew_leases("agent-a", TTL).unwrap().is_empty());
+    assert!(a
+        .renew_leases("agent-a", &names(&["w"]), TTL)
+        .unwrap()
+        .is_empty());
     let refused = a
         .claim_fenced("w", "agent-a", la.token, &new_action("rollback", 1), &[])
         .unwrap_err();
@@ -603,6 +673,32 @@ fn postgres_leases_expire_on_the_database_clock_and_fence_the_old_holder() {
 }
 
 #[test]
+fn postgres_a_lease_not_named_in_a_renewal_is_not_extended_and_expires() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let a = PgStore::open(&url).unwrap();
+    let b = PgStore::open(&url).unwrap();
+    a.create(&new_watch("kept")).unwrap();
+    a.create(&new_watch("given-up")).unwrap();
+    let short = Duration::from_millis(600);
+    a.acquire_lease("kept", "agent-a", short).unwrap().unwrap();
+    a.acquire_lease("given-up", "agent-a", short)
+        .unwrap()
+        .unwrap();
+    // The agent gave up "given-up" (its release failed): its renewals name only "kept".
+    let renewed = a.renew_leases("agent-a", &names(&["kept"]), TTL).unwrap();
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    assert_eq!(renewed[0].watch, "kept");
+    let lb = await_some(
+        "the given-up lease to expire",
+        Duration::from_secs(10),
+        || b.adopt_leases("agent-b", TTL, 10).unwrap().pop(),
+    );
+    assert_eq!(lb.watch, "given-up", "the renewed lease is not adoptable");
+    assert!(b.adopt_leases("agent-b", TTL, 10).unwrap().is_empty());
+}
+
+#[test]
 fn postgres_renewal_is_one_statement_for_all_leases() {
     let pg = postgres::shared();
     let url = pg.database();
@@ -621,8 +717,9 @@ fn postgres_renewal_is_one_statement_for_all_leases() {
         .parse()
         .unwrap()
     };
+    let all: Vec<String> = (0..200).map(|i| format!("w{i}")).collect();
     let before = xacts();
-    assert_eq!(s.renew_leases("agent-a", TTL).unwrap().len(), 200);
+    assert_eq!(s.renew_leases("agent-a", &all, TTL).unwrap().len(), 200);
     let after = xacts();
     // psql's own reads commit too (2 per `xacts()`); one renewal round is one more.
     assert!(

@@ -360,7 +360,8 @@ pub struct NoteRow {
 /// What became of a note's delivery attempt.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NoteMark<'a> {
-    /// Delivered (or refused for good, or given up after its retries): never sent again.
+    /// Delivered (or refused for good, or given up after its retries): never sent again,
+    /// and deleted from the outbox (`at_ms` and `result` are for the log).
     Done { at_ms: i64, result: &'a str },
     /// Failed: tried again after `after`.
     Retry { attempts: i64, after: Duration },
@@ -484,9 +485,15 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
         ttl: Duration,
     ) -> Result<Option<Lease>, StoreError>;
-    /// Renews every unexpired lease of `holder` in ONE statement and returns those it
-    /// still holds; a lease missing from the answer is lost (expired or taken over).
-    fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<Lease>, StoreError>;
+    /// Renews the unexpired leases of `holder` on the watches `ids` (those it still
+    /// holds; never one it gave up, which must expire) in ONE statement and returns
+    /// them; a lease missing from the answer is lost (expired or taken over).
+    fn renew_leases(
+        &self,
+        holder: &str,
+        ids: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError>;
     /// Takes over up to `max` running watches whose lease expired or that have none
     /// (each with a new, higher token); two agents never adopt the same watch.
     fn adopt_leases(

@@ -303,6 +303,11 @@ impl PgStore {
                 .await
                 .map_err(&err)?;
             }
+            // Notes an older build marked done instead of deleting (no version step:
+            // the statement is idempotent and finds nothing once they are gone).
+            tx.execute("DELETE FROM outbox WHERE done_ms IS NOT NULL", &[])
+                .await
+                .map_err(&err)?;
             tx.commit().await.map_err(&err)
         })
     }
@@ -1175,15 +1180,23 @@ impl Store for PgStore {
         })
     }
 
-    fn renew_leases(&self, holder: &str, ttl: Duration) -> Result<Vec<Lease>, StoreError> {
-        let (url, holder) = (self.url.clone(), holder.to_string());
+    fn renew_leases(
+        &self,
+        holder: &str,
+        ids: &[String],
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (url, holder, ids) = (self.url.clone(), holder.to_string(), ids.to_vec());
         self.call("renew leases", move |c| async move {
             let rows = c
                 .query(
                     "UPDATE leases SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
-                     WHERE holder = $1 AND expires_at > clock_timestamp()
+                     WHERE holder = $1 AND watch_id = ANY($3) AND expires_at > clock_timestamp()
                      RETURNING watch_id, token",
-                    &[&holder, &ms(ttl)],
+                    &[&holder, &ms(ttl), &ids],
                 )
                 .await
                 .map_err(pg_err(&url, "renew leases"))?;
@@ -1391,20 +1404,16 @@ impl Store for PgStore {
 
     fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError> {
         let url = self.url.clone();
-        let (done, result, attempts, after) = match mark {
-            NoteMark::Done { at_ms, result } => (Some(at_ms), result.to_string(), 0, 0),
-            NoteMark::Retry { attempts, after } => (None, String::new(), attempts, ms(after)),
+        let (done, attempts, after) = match mark {
+            NoteMark::Done { .. } => (true, 0, 0),
+            NoteMark::Retry { attempts, after } => (false, attempts, ms(after)),
         };
         self.call("record a notification's delivery", move |c| async move {
             let r = match done {
-                Some(at) => {
-                    c.execute(
-                        "UPDATE outbox SET done_ms = $2, result = $3 WHERE id = $1",
-                        &[&note, &at, &result],
-                    )
-                    .await
-                }
-                None => {
+                // Done: deleted, body and all (the outbox stays as small as what is
+                // pending; the log says what became of it). Ids are never reused.
+                true => c.execute("DELETE FROM outbox WHERE id = $1", &[&note]).await,
+                false => {
                     c.execute(
                         &format!("UPDATE outbox SET attempts = $2, due_ms = {DB_NOW_MS} + $3 WHERE id = $1"),
                         &[&note, &attempts, &after],

@@ -170,6 +170,10 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(open_err)?;
     }
+    // Notes an older build marked done instead of deleting (no version step: the
+    // statement is idempotent and finds nothing once they are gone).
+    tx.execute("DELETE FROM outbox WHERE done_ms IS NOT NULL", [])
+        .map_err(open_err)?;
     tx.commit().map_err(open_err)
 }
 
@@ -795,10 +799,11 @@ impl Store for SqliteStore {
         let now = crate::core::events::now_ms();
         let conn = self.conn();
         match mark {
-            NoteMark::Done { at_ms, result } => conn.execute(
-                "UPDATE outbox SET done_ms = ?2, result = ?3 WHERE id = ?1",
-                params![note, at_ms, result],
-            ),
+            // Done: deleted, body and all (the outbox stays as small as what is
+            // pending; the log says what became of it). Ids are never reused.
+            NoteMark::Done { .. } => {
+                conn.execute("DELETE FROM outbox WHERE id = ?1", params![note])
+            }
             NoteMark::Retry { attempts, after } => conn.execute(
                 "UPDATE outbox SET attempts = ?2, due_ms = ?3 WHERE id = ?1",
                 params![note, attempts, now + after.as_millis() as i64],
@@ -952,10 +957,16 @@ impl Store for SqliteStore {
         }))
     }
 
-    fn renew_leases(&self, _holder: &str, _ttl: Duration) -> Result<Vec<Lease>, StoreError> {
-        Ok(self
-            .held()
+    fn renew_leases(
+        &self,
+        _holder: &str,
+        ids: &[String],
+        _ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let held = self.held();
+        Ok(ids
             .iter()
+            .filter(|w| held.contains(*w))
             .map(|w| Lease {
                 watch: w.clone(),
                 token: 1,

@@ -394,3 +394,30 @@ fn a_state_file_before_version_5_gains_the_breach_windows() {
     );
     assert_eq!(s.polls("a").unwrap()["r"].last_ms, 40);
 }
+
+#[test]
+fn notes_an_older_build_marked_done_are_deleted_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "INSERT INTO outbox (watch_id, channel, kind, body, created_ms, due_ms, done_ms, result)
+                 VALUES ('w', 0, 'healthy', 'old output', 1, 1, 2, 'delivered');
+             INSERT INTO outbox (watch_id, channel, kind, body, created_ms, due_ms)
+                 VALUES ('w', 0, 'healthy', 'pending', 1, 1);",
+        )
+        .unwrap();
+    }
+    drop(SqliteStore::open(&path).unwrap());
+    let c = Connection::open(&path).unwrap();
+    let bodies: Vec<String> = c
+        .prepare("SELECT body FROM outbox")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(bodies, ["pending"]);
+}

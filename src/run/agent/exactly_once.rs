@@ -108,6 +108,30 @@ fn claim_fault() -> Option<String> {
     None
 }
 
+/// Test builds only: `ROLLWATCH_FAIL_CLAIM_COMMITS=N` makes the first N claims' own
+/// transactions fail as a store error would (nothing committed): with a shared store
+/// the agent then gives the watch up (review 2, hole 4).
+#[cfg(feature = "crash-points")]
+fn commit_fault() -> Option<StoreError> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    let n: u64 = std::env::var("ROLLWATCH_FAIL_CLAIM_COMMITS")
+        .ok()?
+        .parse()
+        .ok()?;
+    (FAILED.fetch_add(1, Ordering::SeqCst) < n).then(|| StoreError::Pg {
+        url: "injected".into(),
+        what: "claim an action",
+        reason: "injected store failure".into(),
+    })
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+fn commit_fault() -> Option<StoreError> {
+    None
+}
+
 /// `ROLLWATCH_ACTION_ID`: names one action of one watch in a command's environment, so
 /// that its processes can be found after a crash even if its pid was not recorded.
 pub fn action_tag(watch: &str, created_ms: i64, action: i64) -> String {
@@ -244,9 +268,12 @@ impl Journal for StoreJournal {
         // intent no supervisor took knows the command never ran. An intent of another
         // token is another claim's (a failed one's, left behind) and says nothing.
         let intent = self.intent(c.kind, token);
-        let claimed = self
-            .store
-            .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired);
+        let claimed = match commit_fault() {
+            Some(e) => Err(e),
+            None => self
+                .store
+                .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired),
+        };
         let action = match claimed {
             Ok(a) => a,
             // Surely not committed: the intent goes (a crash before this leaves it, and

@@ -37,6 +37,10 @@ pub struct LeaseBook {
     /// Watches whose lease was lost while their loop ran: they stop without writing
     /// anything to the store or notifying anyone (the new owner does).
     lost: Mutex<HashSet<String>>,
+    /// Leases this agent gave back but whose release failed (the store was down):
+    /// released again from the lease loop, or the lease would stay this agent's until
+    /// it expired, and nobody could adopt the watch meanwhile.
+    unreleased: Mutex<HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -51,6 +55,7 @@ impl LeaseBook {
             shared,
             held: Mutex::default(),
             lost: Mutex::default(),
+            unreleased: Mutex::default(),
         }
     }
 
@@ -83,6 +88,7 @@ impl LeaseBook {
     /// Records a lease taken or adopted by a statement sent at `sent`.
     pub fn hold(&self, lease: &Lease, sent: Instant) {
         lock(&self.lost).remove(&lease.watch);
+        lock(&self.unreleased).remove(&lease.watch);
         lock(&self.held).insert(
             lease.watch.clone(),
             Held {
@@ -155,6 +161,39 @@ impl LeaseBook {
         out
     }
 
+    /// The watches whose leases this agent holds: the only ones a renewal renews (a
+    /// lease given up and not released yet must expire, not be renewed).
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.held).keys().cloned().collect()
+    }
+
+    /// The release of watch `id`'s lease failed: it is tried again by
+    /// `retry_releases` (unless this agent takes the lease again meanwhile).
+    pub fn release_failed(&self, id: &str) {
+        if !self.is_held(id) {
+            lock(&self.unreleased).insert(id.to_string());
+        }
+    }
+
+    /// How many leases wait to be released again.
+    pub fn unreleased(&self) -> usize {
+        lock(&self.unreleased).len()
+    }
+
+    /// Releases again, with `release`, every lease whose release failed and that this
+    /// agent has not taken again; those that fail again stay for the next round.
+    pub fn retry_releases<E>(&self, mut release: impl FnMut(&str) -> Result<(), E>) {
+        let ids: Vec<String> = lock(&self.unreleased).drain().collect();
+        for id in ids {
+            if self.is_held(&id) {
+                continue;
+            }
+            if release(&id).is_err() {
+                self.release_failed(&id);
+            }
+        }
+    }
+
     pub fn forget(&self, id: &str) {
         lock(&self.held).remove(id);
     }
@@ -222,6 +261,27 @@ pub fn renewal_delay() -> Option<Duration> {
     None
 }
 
+/// Test builds only: `ROLLWATCH_FAIL_RELEASES=N` makes the first N releases at the end
+/// of a watch's loop fail as a store error would (review 2, hole 4).
+#[cfg(feature = "crash-points")]
+pub fn release_fault() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static FAILED: AtomicU64 = AtomicU64::new(0);
+    let Some(n) = std::env::var("ROLLWATCH_FAIL_RELEASES")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return false;
+    };
+    FAILED.fetch_add(1, Ordering::SeqCst) < n
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn release_fault() -> bool {
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +291,31 @@ mod tests {
             watch: w.into(),
             token,
         }
+    }
+
+    #[test]
+    fn a_failed_release_is_retried_until_it_succeeds_unless_the_lease_is_taken_again() {
+        let book = LeaseBook::new("a".into(), Duration::from_secs(3), true);
+        book.release_failed("w");
+        book.release_failed("again");
+        book.hold(&lease("again", 2), Instant::now());
+        let mut calls = Vec::new();
+        book.retry_releases(|id| {
+            calls.push(id.to_string());
+            Err(())
+        });
+        assert_eq!(calls, ["w"], "a lease taken again is not released");
+        assert_eq!(book.unreleased(), 1, "a release that failed again stays");
+        book.retry_releases(|id| {
+            calls.push(id.to_string());
+            Ok::<(), ()>(())
+        });
+        assert_eq!(calls, ["w", "w"]);
+        assert_eq!(book.unreleased(), 0, "released: not tried again");
+        book.retry_releases(|_| -> Result<(), ()> { panic!("nothing left to release") });
+        let mut ids = book.ids();
+        ids.sort();
+        assert_eq!(ids, ["again"], "only held leases are renewed");
     }
 
     #[test]

@@ -452,7 +452,9 @@ impl Agent {
     /// many.
     fn take_adopted(self: &Arc<Self>, adopted: Vec<Lease>, sent: Instant) -> usize {
         let give_back = |id: &str| {
-            let _ = self.store.release_lease(id, &self.leases.holder);
+            if self.store.release_lease(id, &self.leases.holder).is_err() {
+                self.leases.release_failed(id);
+            }
         };
         // The adopted watches' records in one read (not one per watch: an adoption
         // after an owner's death can be thousands of watches).
@@ -527,6 +529,7 @@ impl Agent {
                 return;
             }
             self.renew_round().await;
+            self.retry_releases().await;
             self.metrics.leases_held.set(self.leases.count() as i64);
         }
     }
@@ -540,9 +543,10 @@ impl Agent {
             self.leases.ttl,
         );
         let sent = Instant::now();
+        let ids = self.leases.ids();
         let r = tokio::time::timeout(
             self.leases.trust_window(),
-            tokio::task::spawn_blocking(move || store.renew_leases(&holder, ttl)),
+            tokio::task::spawn_blocking(move || store.renew_leases(&holder, &ids, ttl)),
         )
         .await;
         let why = match r {
@@ -569,6 +573,20 @@ impl Agent {
             .inc();
         error!(event = "lease_renewal_failed", error = %why, held = self.leases.count(),
             "cannot renew this agent's leases; no action runs without a committed claim, and past the trust window its watches stop here");
+    }
+
+    /// Releases again the leases whose release failed (a watch given up while the
+    /// store was down): another agent may adopt them at once, not only at expiry.
+    async fn retry_releases(&self) {
+        if self.leases.unreleased() == 0 {
+            return;
+        }
+        let (store, leases) = (self.store.clone(), self.leases.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            let holder = leases.holder.clone();
+            leases.retry_releases(|id| store.release_lease(id, &holder));
+        })
+        .await;
     }
 
     async fn adopt_round(self: &Arc<Self>) {
@@ -1103,7 +1121,18 @@ impl Agent {
             agent.leases.clear_lost(&id);
             agent.metrics.leases_held.set(agent.leases.count() as i64);
             let (store, holder) = (agent.store.clone(), agent.leases.holder.clone());
-            let _ = tokio::task::spawn_blocking(move || store.release_lease(&id, &holder)).await;
+            let idc = id.clone();
+            let r = match lease::release_fault() {
+                true => None,
+                false => Some(
+                    tokio::task::spawn_blocking(move || store.release_lease(&idc, &holder)).await,
+                ),
+            };
+            if !matches!(r, Some(Ok(Ok(())))) {
+                // Not renewed (only held leases are), so it expires at worst; the lease
+                // loop releases it again meanwhile so another agent may adopt it sooner.
+                agent.leases.release_failed(&id);
+            }
         });
         let mut tasks = lock(&self.tasks);
         tasks.retain(|t| !t.is_finished());

@@ -31,8 +31,15 @@ use tracing::{info, warn};
 
 /// How long a taken note is this agent's to deliver; then it is due again (a dead
 /// agent's notes are delivered by whoever comes next; with SQLite, by the restarted
-/// agent at once). Longer than an attempt (a channel's `timeout`, 5 s by default).
-const NOTE_LEASE: Duration = Duration::from_secs(30);
+/// agent at once). Longer than an attempt can take (`ATTEMPT_CAP`) plus the reads
+/// and the mark around it, so that no other agent takes a note still being sent.
+const NOTE_LEASE: Duration = Duration::from_secs(90);
+/// The longest one delivery attempt may take: a channel's `timeout` (5 s by default)
+/// above it is cut to it, so that an attempt always ends inside its note's lease.
+const ATTEMPT_CAP: Duration = Duration::from_secs(60);
+/// The wait before a note whose watch could not be read (the store did not answer, its
+/// rule snapshot did not load) is tried again.
+const UNREADABLE_RETRY: Duration = Duration::from_secs(5);
 /// Notes taken per round.
 const NOTES_PER_ROUND: usize = 64;
 /// How often the outbox is looked at when nothing woke the delivery task.
@@ -158,8 +165,43 @@ fn backoff(attempts: i64) -> Duration {
     (Duration::from_millis(500) * 2u32.pow(exp)).min(MAX_BACKOFF)
 }
 
+/// How long one attempt at a channel whose `timeout` is `timeout` may take.
+fn attempt_timeout(timeout: Duration) -> Duration {
+    timeout.min(ATTEMPT_CAP)
+}
+
 /// A watch's channels (from its rule snapshot: URLs are never stored in the outbox).
-type Channels = Option<(i64, Vec<Channel>)>;
+#[derive(Clone, Debug)]
+enum Channels {
+    /// Its creation time and channels: the only answer cached.
+    Known(i64, Vec<Channel>),
+    /// The watch does not exist: its notes are dropped.
+    Gone,
+    /// Not read this time (a store error, a snapshot that did not load): the note is
+    /// tried again later, and nothing is cached.
+    Unreadable(String),
+}
+
+/// What to do with one note, given what is known of its watch's channels.
+#[derive(Debug)]
+enum Plan {
+    Send(i64, Channel),
+    Drop(&'static str),
+    Later(String),
+}
+
+fn plan(note: &NoteRow, chs: &Channels) -> Plan {
+    match chs {
+        Channels::Known(created_ms, chs) => {
+            match usize::try_from(note.channel).ok().and_then(|i| chs.get(i)) {
+                Some(ch) => Plan::Send(*created_ms, ch.clone()),
+                None => Plan::Drop("dropped: the watch has no such channel"),
+            }
+        }
+        Channels::Gone => Plan::Drop("dropped: the watch does not exist"),
+        Channels::Unreadable(why) => Plan::Later(why.clone()),
+    }
+}
 
 /// Delivers the outbox's notes for as long as the agent runs.
 pub(super) async fn deliver_loop(agent: Arc<Agent>) {
@@ -168,10 +210,19 @@ pub(super) async fn deliver_loop(agent: Arc<Agent>) {
         .build()
         .unwrap_or_default();
     let mut channels: HashMap<String, Channels> = HashMap::new();
+    // Deliveries in flight: new notes are taken as soon as one ends or more are
+    // committed, not when the slowest of a round ends (a note in flight is leased, and
+    // its channel's later notes wait for it in the store).
+    let mut tasks = tokio::task::JoinSet::new();
     loop {
+        while tasks.try_join_next().is_some() {}
+        let room = NOTES_PER_ROUND.saturating_sub(tasks.len());
         let (store, holder) = (agent.store.clone(), agent.leases.holder.clone());
         let due = tokio::task::spawn_blocking(move || {
-            store.outbox_due(&holder, NOTE_LEASE, NOTES_PER_ROUND)
+            if room == 0 {
+                return Ok(Vec::new());
+            }
+            store.outbox_due(&holder, NOTE_LEASE, room)
         })
         .await;
         let notes = match due {
@@ -184,37 +235,48 @@ pub(super) async fn deliver_loop(agent: Arc<Agent>) {
             Err(_) => Vec::new(),
         };
         if notes.is_empty() {
-            let _ = tokio::time::timeout(IDLE_ROUND, agent.outbox_wake.notified()).await;
+            tokio::select! {
+                _ = tokio::time::timeout(IDLE_ROUND, agent.outbox_wake.notified()) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
             continue;
         }
         if channels.len() > 1024 {
             channels.clear();
         }
-        let mut tasks = tokio::task::JoinSet::new();
         for note in notes {
             let chs = match channels.get(&note.watch) {
                 Some(c) => c.clone(),
                 None => {
                     let c = watch_channels(&agent, &note.watch).await;
-                    channels.insert(note.watch.clone(), c.clone());
+                    if matches!(c, Channels::Known(..)) {
+                        channels.insert(note.watch.clone(), c.clone());
+                    }
                     c
                 }
             };
             tasks.spawn(deliver_note(agent.clone(), http.clone(), note, chs));
         }
-        while tasks.join_next().await.is_some() {}
     }
 }
 
 /// The creation time and channels of watch `id`, from its rule snapshot.
 async fn watch_channels(agent: &Arc<Agent>, id: &str) -> Channels {
     let (store, id) = (agent.store.clone(), id.to_string());
-    let rec = tokio::task::spawn_blocking(move || store.get(&id))
-        .await
-        .ok()?
-        .ok()??;
-    let spec = super::load_snapshot(&rec.def).ok()?;
-    Some((rec.def.created_ms, spec.notify))
+    let read = tokio::task::spawn_blocking(move || store.get(&id)).await;
+    let rec = match read {
+        Ok(Ok(Some(rec))) => rec,
+        Ok(Ok(None)) => return Channels::Gone,
+        Ok(Err(e)) => {
+            agent.metrics.store_errors.inc();
+            return Channels::Unreadable(e.to_string());
+        }
+        Err(e) => return Channels::Unreadable(e.to_string()),
+    };
+    match super::load_snapshot(&rec.def) {
+        Ok(spec) => Channels::Known(rec.def.created_ms, spec.notify),
+        Err(e) => Channels::Unreadable(format!("its rule snapshot does not load: {e}")),
+    }
 }
 
 /// One attempt at one note, and its mark.
@@ -230,24 +292,42 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
             }
         }
     };
-    let Some((created_ms, channel)) = chs.and_then(|(c, chs)| {
-        usize::try_from(note.channel)
-            .ok()
-            .and_then(|i| chs.get(i).cloned())
-            .map(|ch| (c, ch))
-    }) else {
-        warn!(event = "notification_failed", watch = %note.watch, kind = %note.kind, "the watch's channels cannot be read: the notification is dropped");
-        mark(NoteMark::Done {
-            at_ms: now_ms(),
-            result: "dropped: the watch's channels cannot be read",
-        })
-        .await;
-        return;
+    let (created_ms, mut channel) = match plan(&note, &chs) {
+        Plan::Send(created_ms, channel) => (created_ms, channel),
+        Plan::Drop(result) => {
+            warn!(event = "notification_failed", watch = %note.watch, kind = %note.kind, "the notification is {result}");
+            mark(NoteMark::Done {
+                at_ms: now_ms(),
+                result,
+            })
+            .await;
+            return;
+        }
+        Plan::Later(why) => {
+            warn!(event = "notification_retry", watch = %note.watch, kind = %note.kind, error = %why, "the watch's channels cannot be read now; tried again in {UNREADABLE_RETRY:?}");
+            mark(NoteMark::Retry {
+                attempts: note.attempts,
+                after: UNREADABLE_RETRY,
+            })
+            .await;
+            return;
+        }
     };
     let body: serde_json::Value = serde_json::from_str(&note.body).unwrap_or_default();
     let key = note_key(&note.watch, created_ms, note.id);
+    channel.timeout = attempt_timeout(channel.timeout);
     let label = &channel.label;
-    match crate::io::notify::deliver_once(&http, &channel, &body, &key).await {
+    let sent = tokio::time::timeout(
+        ATTEMPT_CAP,
+        crate::io::notify::deliver_once(&http, &channel, &body, &key),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(PostFailure::Exhausted(format!(
+            "no answer within {ATTEMPT_CAP:?}"
+        )))
+    });
+    match sent {
         Ok(()) => {
             info!(event = "notification_sent", watch = %note.watch, channel = %label, kind = %note.kind, attempt = note.attempts + 1, key = %key, "notification sent to {label}");
             mark(NoteMark::Done {
@@ -292,6 +372,46 @@ mod tests {
         assert_eq!(note_key("a b/é", 5, 7), "rollwatch-a_b__-5-7");
         assert_ne!(note_key("w", 5, 7), note_key("w", 5, 8));
         assert_ne!(note_key("w", 5, 7), note_key("w", 6, 7));
+    }
+
+    #[test]
+    fn an_attempt_always_ends_inside_its_notes_lease() {
+        for t in [1, 5, 60, 61, 3600] {
+            let t = attempt_timeout(Duration::from_secs(t));
+            assert!(t <= ATTEMPT_CAP);
+            assert!(
+                t + Duration::from_secs(15) < NOTE_LEASE,
+                "an attempt of {t:?} with a {NOTE_LEASE:?} lease"
+            );
+        }
+        assert_eq!(
+            attempt_timeout(Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+    }
+
+    fn note(channel: i64) -> NoteRow {
+        NoteRow {
+            id: 1,
+            watch: "w".into(),
+            channel,
+            kind: "healthy".into(),
+            body: "{}".into(),
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn a_note_is_dropped_only_when_its_watch_or_channel_does_not_exist() {
+        assert!(matches!(
+            plan(&note(0), &Channels::Unreadable("store down".into())),
+            Plan::Later(_)
+        ));
+        assert!(matches!(plan(&note(0), &Channels::Gone), Plan::Drop(_)));
+        assert!(matches!(
+            plan(&note(3), &Channels::Known(5, Vec::new())),
+            Plan::Drop(_)
+        ));
     }
 
     #[test]
