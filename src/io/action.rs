@@ -563,7 +563,9 @@ mod tests {
             listed.contains("a.taken") && !listed.contains("a.intent"),
             "{listed}"
         );
-        // Abandoned by a restart first: not started.
+        // Another claim's intent at a fresh path, abandoned by a restart first: not
+        // started. (A taken intent is never abandoned, so the first one's goes.)
+        std::fs::remove_file(crate::io::supervise::taken(&intent)).unwrap();
         crate::io::supervise::write_intent(&intent, &rec).unwrap();
         assert!(crate::io::supervise::abandon(&intent, Some(1)));
         std::fs::remove_file(&seen).unwrap();
