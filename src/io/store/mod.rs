@@ -385,6 +385,28 @@ pub enum Noted<'a> {
     Nothing,
 }
 
+impl Noted<'_> {
+    /// What a refused (fenced) write of this change was, for `StoreError::Fenced`.
+    pub fn what(&self) -> String {
+        match self {
+            Noted::Finish(_) => "write of how the watch ended".to_string(),
+            Noted::PutSeries(_) => "write of a series' breach state".to_string(),
+            Noted::EndAction { action, .. } => format!("write of action {action}'s result"),
+            Noted::Nothing => "write of notifications".to_string(),
+        }
+    }
+
+    /// What writing it does, for a store error's context.
+    pub fn doing(&self) -> &'static str {
+        match self {
+            Noted::Finish(_) => "record how a watch ended",
+            Noted::PutSeries(_) => "record a series' breach state",
+            Noted::EndAction { .. } => "record an action's result",
+            Noted::Nothing => "record notifications",
+        }
+    }
+}
+
 /// The agent's durable state.
 pub trait Store: Send + Sync + 'static {
     /// Stores a new watch, or returns the one that already has its id.
@@ -396,9 +418,14 @@ pub trait Store: Send + Sync + 'static {
     fn count_by_state(&self) -> Result<Vec<(WatchState, i64)>, StoreError>;
     /// Records how a watch ended and gives its lease back (only `fence`'s: never
     /// another holder's), fenced (`Fenced` if the lease moved).
-    fn finish(&self, id: &str, fence: &Fence, ending: &Ending) -> Result<(), StoreError>;
+    /// (`write_noted` with no notes: one write path, one fence check.)
+    fn finish(&self, id: &str, fence: &Fence, ending: &Ending) -> Result<(), StoreError> {
+        self.write_noted(id, fence, Noted::Finish(ending), &[])
+    }
     /// Records that a series went pending or fired (keeps an existing `since`), fenced.
-    fn put_series(&self, id: &str, fence: &Fence, row: &SeriesRow) -> Result<(), StoreError>;
+    fn put_series(&self, id: &str, fence: &Fence, row: &SeriesRow) -> Result<(), StoreError> {
+        self.write_noted(id, fence, Noted::PutSeries(row), &[])
+    }
     /// Records that a series stopped breaching, fenced.
     fn clear_series(
         &self,
@@ -446,7 +473,14 @@ pub trait Store: Send + Sync + 'static {
         action: i64,
         end: &ActionEnd<'_>,
         ending: Option<&Ending>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        let change = Noted::EndAction {
+            action,
+            end,
+            ending,
+        };
+        self.write_noted(id, fence, change, &[])
+    }
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError>;
 
     // ---- Baselines (issue 12, judges): a `baseline: before:` is taken once, when the

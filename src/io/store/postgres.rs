@@ -706,44 +706,6 @@ impl Store for PgStore {
         })
     }
 
-    fn finish(&self, id: &str, fence: &Fence, e: &Ending) -> Result<(), StoreError> {
-        let (url, id, fence, e) = (self.url.clone(), id.to_string(), fence.clone(), e.clone());
-        self.call("record how a watch ended", move |mut c| async move {
-            let err = pg_err(&url, "record how a watch ended");
-            let tx = c.transaction().await.map_err(&err)?;
-            check_fence(
-                &tx,
-                &url,
-                &id,
-                &fence.holder,
-                fence.token,
-                "write of how the watch ended".into(),
-            )
-            .await?;
-            finish_in(&tx, &id, &fence.holder, &e).await.map_err(&err)?;
-            tx.commit().await.map_err(&err)
-        })
-    }
-
-    fn put_series(&self, id: &str, fence: &Fence, row: &SeriesRow) -> Result<(), StoreError> {
-        let (url, id, fence, row) = (self.url.clone(), id.to_string(), fence.clone(), row.clone());
-        self.call("record a series' breach state", move |mut c| async move {
-            let err = pg_err(&url, "record a series' breach state");
-            let tx = c.transaction().await.map_err(&err)?;
-            check_fence(
-                &tx,
-                &url,
-                &id,
-                &fence.holder,
-                fence.token,
-                "write of a series' breach state".into(),
-            )
-            .await?;
-            upsert_series(&tx, &id, &row).await.map_err(&err)?;
-            tx.commit().await.map_err(&err)
-        })
-    }
-
     fn clear_series(
         &self,
         id: &str,
@@ -948,43 +910,6 @@ impl Store for PgStore {
             .await
             .map(|_| ())
             .map_err(pg_err(&url, "record an action's process"))
-        })
-    }
-
-    fn end_action(
-        &self,
-        id: &str,
-        fence: &Fence,
-        action: i64,
-        end: &ActionEnd<'_>,
-        ending: Option<&Ending>,
-    ) -> Result<(), StoreError> {
-        let (url, id, fence, ending) = (
-            self.url.clone(),
-            id.to_string(),
-            fence.clone(),
-            ending.cloned(),
-        );
-        let (state, result, succeeded, at_ms) = (
-            end.state.as_str(),
-            end.result.to_string(),
-            end.succeeded,
-            end.at_ms,
-        );
-        self.call("record an action's result", move |mut c| async move {
-            let err = pg_err(&url, "record an action's result");
-            let tx = c.transaction().await.map_err(&err)?;
-            check_fence(&tx, &url, &id, &fence.holder, fence.token, format!("write of action {action}'s result")).await?;
-            tx.execute(
-                "UPDATE actions SET state = $3, result = $4, succeeded = $5, finished_ms = $6 WHERE id = $1 AND watch_id = $2",
-                &[&action, &id, &state, &result, &succeeded, &at_ms],
-            )
-            .await
-            .map_err(&err)?;
-            if let Some(e) = &ending {
-                finish_in(&tx, &id, &fence.holder, e).await.map_err(&err)?;
-            }
-            tx.commit().await.map_err(&err)
         })
     }
 
@@ -1296,6 +1221,7 @@ impl Store for PgStore {
         change: Noted<'_>,
         notes: &[NewNote],
     ) -> Result<(), StoreError> {
+        let (what, doing) = (change.what(), change.doing());
         let (url, id, fence, change, notes) = (
             self.url.clone(),
             id.to_string(),
@@ -1303,15 +1229,9 @@ impl Store for PgStore {
             NotedOwned::of(&change),
             notes.to_vec(),
         );
-        self.call("record a state change and its notifications", move |mut c| async move {
-            let err = pg_err(&url, "record a state change and its notifications");
+        self.call(doing, move |mut c| async move {
+            let err = pg_err(&url, doing);
             let tx = c.transaction().await.map_err(&err)?;
-            let what = match &change {
-                NotedOwned::Finish(_) => "write of how the watch ended".to_string(),
-                NotedOwned::PutSeries(_) => "write of a series' breach state".to_string(),
-                NotedOwned::Action { action, .. } => format!("write of action {action}'s result"),
-                NotedOwned::Nothing => "write of notifications".to_string(),
-            };
             check_fence(&tx, &url, &id, &fence.holder, fence.token, what).await?;
             match &change {
                 NotedOwned::Finish(e) => finish_in(&tx, &id, &fence.holder, e).await.map_err(&err)?,

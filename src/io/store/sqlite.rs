@@ -463,19 +463,6 @@ impl Store for SqliteStore {
         Ok(out)
     }
 
-    fn finish(&self, id: &str, fence: &Fence, e: &Ending) -> Result<(), StoreError> {
-        self.fence(id, fence, "write of how the watch ended")?;
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(sql("begin a transaction"))?;
-        finish_in(&tx, id, e)?;
-        tx.commit().map_err(sql("record how a watch ended"))
-    }
-
-    fn put_series(&self, id: &str, fence: &Fence, r: &SeriesRow) -> Result<(), StoreError> {
-        self.fence(id, fence, "write of a series' breach state")?;
-        upsert_series(&self.conn(), id, r)
-    }
-
     fn clear_series(
         &self,
         id: &str,
@@ -678,30 +665,6 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn end_action(
-        &self,
-        id: &str,
-        fence: &Fence,
-        action: i64,
-        end: &ActionEnd<'_>,
-        ending: Option<&Ending>,
-    ) -> Result<(), StoreError> {
-        self.fence(id, fence, &format!("write of action {action}'s result"))?;
-        let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(sql("begin a transaction"))?;
-        tx.execute(
-            "UPDATE actions SET state = ?3, result = ?4, succeeded = ?5, finished_ms = ?6 WHERE id = ?1 AND watch_id = ?2",
-            params![action, id, end.state.as_str(), end.result, end.succeeded, end.at_ms],
-        )
-        .map_err(sql("record an action's result"))?;
-        if let Some(e) = ending {
-            finish_in(&tx, id, e)?;
-        }
-        tx.commit().map_err(sql("commit an action's result"))
-    }
-
     fn write_noted(
         &self,
         id: &str,
@@ -709,12 +672,7 @@ impl Store for SqliteStore {
         change: Noted<'_>,
         notes: &[NewNote],
     ) -> Result<(), StoreError> {
-        let what = match &change {
-            Noted::Finish(_) => "write of how the watch ended".to_string(),
-            Noted::PutSeries(_) => "write of a series' breach state".to_string(),
-            Noted::EndAction { action, .. } => format!("write of action {action}'s result"),
-            Noted::Nothing => "write of notifications".to_string(),
-        };
+        let (what, doing) = (change.what(), change.doing());
         self.fence(id, fence, &what)?;
         let mut conn = self.conn();
         let tx = conn
@@ -740,8 +698,7 @@ impl Store for SqliteStore {
             Noted::Nothing => {}
         }
         insert_notes(&tx, id, notes)?;
-        tx.commit()
-            .map_err(sql("commit a state change and its notifications"))
+        tx.commit().map_err(sql(doing))
     }
 
     fn outbox_due(
