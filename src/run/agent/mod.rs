@@ -1159,11 +1159,7 @@ impl Agent {
             let store = self.store.clone();
             let (id2, e2, notes2) = (id.to_string(), e.clone(), notes.clone());
             let r = tokio::task::spawn_blocking(move || {
-                if notes2.is_empty() {
-                    store.finish(&id2, &fence, &e2)
-                } else {
-                    store.write_noted(&id2, &fence, crate::io::store::Noted::Finish(&e2), &notes2)
-                }
+                store.write_noted(&id2, &fence, crate::io::store::Noted::Finish(&e2), &notes2)
             })
             .await;
             match r {

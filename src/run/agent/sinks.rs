@@ -268,13 +268,8 @@ impl Sink for StoreSink {
                         at_ms: now_ms(),
                     },
                 };
-                let done = if self.herald.is_some() {
-                    let notes = self.notes();
-                    self.noted(fence, "how the watch ended", Noted::Finish(&ending), notes)
-                } else {
-                    let r = self.store.finish(&self.id, fence, &ending);
-                    self.check("how the watch ended", r)
-                };
+                let notes = self.notes();
+                let done = self.noted(fence, "how the watch ended", Noted::Finish(&ending), notes);
                 if done.is_some() {
                     exactly_once::crash_point("ending_saved");
                 }
