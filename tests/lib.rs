@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod agreement;
 mod alertmanager;
 mod architecture;
 mod check;

@@ -374,19 +374,7 @@ fn rule_report(rule: &Rule, h: &Result<RuleHistory, QueryError>, cut_at: i64) ->
         r.fired_at = Some(rfc3339(f.at));
         r.labels = Some(f.labels.clone());
     }
-    let above = rule.threshold.above.is_some();
-    let peak = h
-        .worst
-        .iter()
-        .filter(|(t, _, _)| *t <= cut_at)
-        .max_by(|a, b| {
-            if above {
-                a.1.total_cmp(&b.1)
-            } else {
-                b.1.total_cmp(&a.1)
-            }
-        });
-    if let Some((t, v, labels)) = peak {
+    if let Some((t, v, labels)) = h.peak(cut_at) {
         r.peak = Some(*v);
         r.peak_at = Some(rfc3339(*t));
         if r.labels.is_none() {

@@ -36,6 +36,9 @@ pub struct RuleInfo {
     pub query: String,
     pub above: Option<f64>,
     pub below: Option<f64>,
+    /// Which way the rule's value is worse (`core::eval::Worse::of`): its peak and
+    /// its chart's thinning follow it.
+    pub worse: crate::core::eval::Worse,
     pub threshold: String,
     pub for_s: f64,
     pub interval_s: f64,
@@ -45,23 +48,9 @@ pub struct RuleInfo {
     pub graph_url: Option<String>,
 }
 
-/// A rule's state as shown after a poll.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "kind")]
-pub enum RuleState {
-    Ok,
-    NoData,
-    /// Pending for `for_s` of the rule's `for` (`of_s`); for `breaches: M of N`,
-    /// `breaches` is `[breaches in the window, M, N]` of the series closest to firing.
-    Pending {
-        for_s: f64,
-        of_s: f64,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        breaches: Option<[u32; 3]>,
-    },
-    Breached,
-    QueryError,
-}
+/// A rule's state as shown after a poll (decided with the rest of a poll's meaning, in
+/// `core::eval::reading`).
+pub use crate::core::eval::RuleState;
 
 impl std::fmt::Display for RuleState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,44 +66,6 @@ impl std::fmt::Display for RuleState {
             }
             RuleState::Breached => write!(f, "breached"),
             RuleState::QueryError => write!(f, "query error"),
-        }
-    }
-}
-
-impl RuleState {
-    /// A rule's state after `poll` at `at`: breached if any series fires, pending (for
-    /// the longest-pending series) if any is pending, else what the poll itself showed.
-    pub fn of(
-        eval: &crate::core::eval::RuleEval,
-        at: std::time::Duration,
-        poll: &crate::core::eval::Poll,
-    ) -> RuleState {
-        use crate::core::eval::{Phase, Poll};
-        let series = eval.series();
-        if series.values().any(|s| s.phase == Phase::Firing) {
-            return RuleState::Breached;
-        }
-        if let Some(since) = series.values().map(|s| s.since).min() {
-            let breaches = eval.params().judge.breaches.map(|b| {
-                let k = series
-                    .values()
-                    .map(|s| s.window.iter().filter(|x| **x).count())
-                    .max()
-                    .unwrap_or(0);
-                [u32::try_from(k).unwrap_or(u32::MAX), b.m, b.n]
-            });
-            return RuleState::Pending {
-                for_s: at.saturating_sub(since).as_secs_f64(),
-                of_s: eval.params().for_.as_secs_f64(),
-                breaches,
-            };
-        }
-        match poll {
-            Poll::Failed => RuleState::QueryError,
-            // A guard that cannot be matched fails the poll as a failed query does.
-            Poll::Samples(_) if eval.notes().guard_refused.is_some() => RuleState::QueryError,
-            Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
-            Poll::Samples(_) => RuleState::Ok,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! step where a series has no point is that series being absent, exactly as a poll with
 //! an empty result would be; NaN is no data, as in a watch.
 
-use crate::core::eval::{Params, RuleEval, Transition};
+use crate::core::eval::{Params, RuleEval, Transition, Worse};
 use crate::core::rules::Action;
 use crate::core::series::{Labels, Poll, RangeSeries, Sample};
 use std::collections::BTreeMap;
@@ -36,7 +36,9 @@ pub struct Entry {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RuleHistory {
     pub entries: Vec<Entry>,
-    /// Worst value seen at each step: (unix ms, value, labels).
+    /// Which way the rule's value is worse.
+    pub worse: Worse,
+    /// The worst series at each step (`Reading::worst`): (unix ms, value, labels).
     pub worst: Vec<(i64, f64, Labels)>,
     /// The rule's state and worst value at every step, as a watch would show it.
     pub states: Vec<(i64, Option<f64>, crate::core::events::RuleState)>,
@@ -49,6 +51,15 @@ pub struct RuleHistory {
     /// What each step's worst series was compared with (its baseline, or the stable
     /// median), for the report's reference line.
     pub references: Vec<(i64, Option<f64>)>,
+}
+
+impl RuleHistory {
+    /// The worst series over the steps up to `until` (unix ms; inclusive), the way the
+    /// rule's value is worse: the first of equals.
+    pub fn peak(&self, until: i64) -> Option<&(i64, f64, Labels)> {
+        let upto = self.worst.iter().filter(|(t, _, _)| *t <= until);
+        self.worse.worst(upto, |(_, v, _)| *v)
+    }
 }
 
 /// The history of a rule's judges over the same window as its own, each from range
@@ -154,28 +165,15 @@ pub fn replay_judged(
         m.as_ref()
             .map(|m| Poll::Samples(m.get(&k).cloned().unwrap_or_default()))
     };
-    let empty = Vec::new();
     let mut eval = RuleEval::new(params);
     let mut out = RuleHistory {
         steps,
+        worse: eval.worse(),
         ..Default::default()
     };
-    let above = params.threshold.above.is_some()
-        || params.judge.baseline.is_some_and(|b| b.above_pct.is_some());
     for k in 0..steps {
         let at_ms = from + k as i64 * step;
-        let samples = polls.get(&k).unwrap_or(&empty);
-        let worst = samples.iter().filter(|s| !s.value.is_nan()).max_by(|a, b| {
-            if above {
-                a.value.total_cmp(&b.value)
-            } else {
-                b.value.total_cmp(&a.value)
-            }
-        });
-        if let Some(w) = worst {
-            out.worst.push((at_ms, w.value, w.labels.clone()));
-        }
-        let poll = Poll::Samples(samples.clone());
+        let poll = Poll::Samples(polls.get(&k).cloned().unwrap_or_default());
         let at = Duration::from_millis((k as i64 * step) as u64);
         let (g, st, b) = (
             at_step(&guard, k),
@@ -187,22 +185,14 @@ pub fn replay_judged(
             stable: st.as_ref(),
             baseline: b.as_ref().or(base_fixed.as_ref()),
         };
-        let transitions = eval.observe_with(at, &poll, extra);
-        let notes = eval.notes();
-        let reference = if params.judge.compare.is_some() {
-            notes.evidence.get(&Labels::new()).and_then(|e| e.baseline)
-        } else {
-            worst
-                .and_then(|w| notes.evidence.get(&w.labels))
-                .and_then(|e| e.baseline)
-        };
-        out.references.push((at_ms, reference));
-        out.states.push((
-            at_ms,
-            worst.map(|w| w.value),
-            crate::core::events::RuleState::of(&eval, at, &poll),
-        ));
-        for t in transitions {
+        // What the poll means, exactly as the watch loop reads it.
+        let reading = eval.read(at, &poll, extra);
+        if let Some(w) = &reading.worst {
+            out.worst.push((at_ms, w.value, w.labels.clone()));
+        }
+        out.references.push((at_ms, reading.reference));
+        out.states.push((at_ms, reading.value, reading.state));
+        for t in reading.transitions {
             let (kind, labels, value, evidence) = match t {
                 Transition::Pending {
                     labels,

@@ -13,7 +13,7 @@
 //! `window` up to now (one range query per side). A rule insufficient now (thin
 //! traffic, too few samples) cannot vouch for the system: inconclusive.
 
-use crate::core::eval::{Evidence, Extra, Phase, Poll, RuleEval};
+use crate::core::eval::{Evidence, Extra, Phase, Poll, Reading, RuleEval};
 use crate::core::rules::{BaselineSource, Rule, WatchSpec};
 use crate::io::prom::{HistorySource, MetricsSource, QueryError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -96,16 +96,25 @@ pub async fn evaluate_once<S: MetricsSource + HistorySource>(
             evidence: Evidence::default(),
         };
         match judge_now(rule, source, now).await {
-            Ok(eval) => {
+            Ok((eval, reading)) => {
                 let notes = eval.notes();
-                let firing = eval.series().iter().find(|(_, s)| s.phase == Phase::Firing);
-                status.breached = firing.is_some();
-                if let Some((labels, state)) = firing {
+                // What the poll means is read as a watch reads it (`RuleEval::read`);
+                // a breach is shown by its worst firing series.
+                let firing = eval
+                    .series()
+                    .iter()
+                    .filter(|(_, s)| s.phase == Phase::Firing);
+                let worst_firing = eval
+                    .worse()
+                    .worst(firing.clone(), |(_, s)| s.last_value.unwrap_or(f64::NAN))
+                    .or_else(|| firing.clone().next());
+                status.breached = worst_firing.is_some();
+                if let Some((labels, state)) = worst_firing {
                     status.value = state.last_value;
                     status.evidence = notes.evidence.get(labels).cloned().unwrap_or_default();
                 } else {
-                    status.value = notes.compare_value.or(notes.first_value);
-                    status.evidence = notes.evidence.values().next().cloned().unwrap_or_default();
+                    status.value = reading.as_ref().and_then(|r| r.value);
+                    status.evidence = reading.map(|r| r.evidence).unwrap_or_default();
                 }
                 if let Some(why) = &notes.guard_refused {
                     status.error = Some(why.clone());
@@ -144,12 +153,13 @@ fn failed(what: &str, e: QueryError) -> Failed {
     }
 }
 
-/// One rule judged at `now` by a fresh evaluator (without `for`/`breaches`).
+/// One rule judged at `now` by a fresh evaluator (without `for`/`breaches`), and what
+/// its last poll means (None: a `compare` window shorter than one step, no poll).
 async fn judge_now<S: MetricsSource + HistorySource>(
     rule: &Rule,
     source: &S,
     now: SystemTime,
-) -> Result<RuleEval, Failed> {
+) -> Result<(RuleEval, Option<Reading>), Failed> {
     let mut params = rule.params();
     params.for_ = Duration::ZERO;
     params.judge.breaches = None;
@@ -167,6 +177,7 @@ async fn judge_now<S: MetricsSource + HistorySource>(
             .map_err(|e| failed("the stable query failed", e))?;
         let (steps, mut c_polls) = crate::core::history::polls_on_grid(from, to, step, &canary);
         let (_, mut s_polls) = crate::core::history::polls_on_grid(from, to, step, &stable);
+        let mut reading = None;
         for k in 0..steps {
             let c = Poll::Samples(c_polls.remove(&k).unwrap_or_default());
             let s = Poll::Samples(s_polls.remove(&k).unwrap_or_default());
@@ -174,9 +185,10 @@ async fn judge_now<S: MetricsSource + HistorySource>(
                 stable: Some(&s),
                 ..Default::default()
             };
-            eval.observe_with(Duration::from_millis(k as u64 * step as u64), &c, extra);
+            let at = Duration::from_millis(k as u64 * step as u64);
+            reading = Some(eval.read(at, &c, extra));
         }
-        return Ok(eval);
+        return Ok((eval, reading));
     }
     let main = source.query(&rule.query, now).await.map_err(|e| Failed {
         full: e.to_string(),
@@ -212,8 +224,8 @@ async fn judge_now<S: MetricsSource + HistorySource>(
         baseline: baseline.as_ref(),
         stable: None,
     };
-    eval.observe_with(Duration::ZERO, &Poll::Samples(main.samples), extra);
-    Ok(eval)
+    let reading = Some(eval.read(Duration::ZERO, &Poll::Samples(main.samples), extra));
+    Ok((eval, reading))
 }
 
 /// Any breach fails; otherwise any error is inconclusive; otherwise pass.

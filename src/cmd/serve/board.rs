@@ -11,6 +11,7 @@
 //! from the resume (the page says so), and its state and actions still come from the
 //! store.
 
+use crate::core::eval::Worse;
 use crate::core::events::{Event, RuleState, Sink};
 use crate::io::store::NewWatch;
 use crate::run::agent::WatchSinkFactory;
@@ -128,13 +129,11 @@ impl Compact {
     }
 }
 
-/// Merges neighbouring polls in pairs: the first one's time, the worse value (higher
-/// for `above`, lower for `below`) and the more severe state.
-fn halve(samples: &mut Vec<Compact>, above: bool) {
-    let worse = |a: Option<f32>, b: Option<f32>| match (a, b) {
-        (Some(x), Some(y)) => Some(if above { x.max(y) } else { x.min(y) }),
-        (x, y) => x.or(y),
-    };
+/// Merges neighbouring polls in pairs: the first one's time, the worse value (the
+/// rule's `Worse`: higher for `above` and `above_baseline`, lower for `below`) and the
+/// more severe state.
+fn halve(samples: &mut Vec<Compact>, dir: Worse) {
+    let worse = |a: Option<f32>, b: Option<f32>| dir.worse_of(a, b);
     let merged: Vec<Compact> = samples
         .chunks(2)
         .map(|c| match c {
@@ -283,7 +282,7 @@ impl Board {
             if let Some(list) = e.samples.get_mut(i) {
                 list.push(Compact::of(&s));
                 if list.len() > MAX_SAMPLES {
-                    halve(list, r.info.above.is_some());
+                    halve(list, r.info.worse);
                 }
             }
         }
@@ -382,6 +381,7 @@ mod tests {
                 query: "q".into(),
                 above: Some(1.0),
                 below: None,
+                worse: Worse::Higher,
                 threshold: "> 1".into(),
                 for_s: 0.0,
                 interval_s: 1.0,
@@ -416,7 +416,7 @@ mod tests {
             c(3, 2.0, State::Ok),
             c(4, 9.0, State::Ok),
         ];
-        halve(&mut l, true);
+        halve(&mut l, Worse::Higher);
         assert_eq!(
             l,
             [
@@ -426,7 +426,7 @@ mod tests {
             ]
         );
         let mut l = vec![c(0, 1.0, State::Ok), c(1, 5.0, State::Ok)];
-        halve(&mut l, false);
+        halve(&mut l, Worse::Lower);
         assert_eq!(l, [c(0, 1.0, State::Ok)], "lower is worse for `below`");
     }
 

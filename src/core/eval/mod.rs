@@ -51,11 +51,13 @@
 //! A guard or baseline query that failed makes the whole poll a failed one.
 
 mod judge;
+mod reading;
 
 pub use crate::core::series::{Labels, Poll, Sample};
 pub use judge::{
     BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging, OnLabels,
 };
+pub use reading::{Reading, RuleState, Worse};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;

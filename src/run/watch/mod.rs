@@ -19,7 +19,7 @@ pub use outcome::{Outcome, Signal};
 pub use session::{run_session, WatchSinks};
 
 use crate::core::eval::{Evidence, Extra, Labels, Phase, Poll, RuleEval, Transition};
-use crate::core::events::{now_ms, Event, RuleInfo, RuleState, SeriesValue, Sinks};
+use crate::core::events::{now_ms, Event, RuleInfo, SeriesValue, Sinks};
 use crate::core::rules::{Action, CommandSpec, ExtraKind, Rule, WatchSpec};
 use crate::core::series::Sample;
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
@@ -224,6 +224,7 @@ pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
         query: rule.query.clone(),
         above: rule.threshold.above,
         below: rule.threshold.below,
+        worse: crate::core::eval::Worse::of(&rule.params()),
         threshold: rule.condition(),
         for_s: rule.for_.as_secs_f64(),
         interval_s: rule.interval.as_secs_f64(),
@@ -713,7 +714,7 @@ impl<R: ActionRunner> Watch<'_, R> {
             baseline: pick(ExtraKind::Baseline).or(self.before[i].as_ref()),
             stable: pick(ExtraKind::Stable),
         };
-        let transitions = self.evals[i].observe_with(done.at, &poll, extra);
+        let reading = self.evals[i].read(done.at, &poll, extra);
         let notes = self.evals[i].notes().clone();
         // A guard that cannot be matched is a failed poll, never a silent sum.
         let error = match &notes.guard_refused {
@@ -745,36 +746,6 @@ impl<R: ActionRunner> Watch<'_, R> {
                 .collect(),
             Poll::Failed => Vec::new(),
         };
-        let worst = samples.iter().filter(|s| s.value.is_some()).reduce(|a, b| {
-            let (x, y) = (a.value.unwrap_or(f64::NAN), b.value.unwrap_or(f64::NAN));
-            let b_worse = if rule.threshold.above.is_some()
-                || rule.judging.baseline.is_some_and(|b| b.above_pct.is_some())
-            {
-                y > x
-            } else {
-                y < x
-            };
-            if b_worse {
-                b
-            } else {
-                a
-            }
-        });
-        let (value, evidence) = if rule.judging.compare.is_some() {
-            let e = notes
-                .evidence
-                .get(&Labels::new())
-                .cloned()
-                .unwrap_or_default();
-            (notes.compare_value, e)
-        } else {
-            let e = worst
-                .and_then(|w| notes.evidence.get(&w.labels).cloned())
-                .unwrap_or_default();
-            (worst.and_then(|w| w.value), e)
-        };
-        let reference = evidence.baseline;
-        let state = RuleState::of(&self.evals[i], done.at, &poll);
         self.sinks.emit(
             at_ms,
             &Event::Poll {
@@ -782,11 +753,11 @@ impl<R: ActionRunner> Watch<'_, R> {
                 samples,
                 error,
                 warnings,
-                state,
-                value,
-                reference,
+                state: reading.state,
+                value: reading.value,
+                reference: reading.reference,
                 insufficient: notes.insufficient,
-                evidence,
+                evidence: reading.evidence,
                 windows: self.evals[i].windows(),
             },
         );
@@ -794,7 +765,7 @@ impl<R: ActionRunner> Watch<'_, R> {
         let threshold = rule.condition();
         let mut fired: Vec<FiredSeries> = Vec::new();
         let mut fired_evidence: Vec<Evidence> = Vec::new();
-        for t in transitions {
+        for t in reading.transitions {
             let event = match t {
                 Transition::Pending {
                     labels,

@@ -59,17 +59,14 @@ pub struct RuleRecord {
 }
 
 impl RuleRecord {
-    /// The worst value seen: highest for `above` rules, lowest for `below`.
+    /// The worst value seen, the way the rule's value is worse (`info.worse`: highest
+    /// for `above` and `above_baseline` rules, lowest for `below`); the first of equals.
     pub fn peak(&self) -> Option<(i64, f64)> {
         let vals = self
             .samples
             .iter()
             .filter_map(|s| s.value.map(|v| (s.t, v)));
-        if self.info.above.is_some() {
-            vals.max_by(|a, b| a.1.total_cmp(&b.1))
-        } else {
-            vals.min_by(|a, b| a.1.total_cmp(&b.1))
-        }
+        self.info.worse.worst(vals, |(_, v)| *v)
     }
 
     /// Time spent pending or breached (from one poll to the next, or to `end`).

@@ -8,6 +8,7 @@ fn info() -> RuleInfo {
         query: "sum(rate(x[1m]))".into(),
         above: Some(0.05),
         below: None,
+        worse: crate::core::eval::Worse::Higher,
         threshold: "> 0.05".into(),
         for_s: 20.0,
         interval_s: 10.0,
