@@ -468,4 +468,36 @@ mod tests {
         assert_eq!(e.events[1].kind, "watch_finished");
         assert_eq!(e.events[1].text, "outcome=healthy exit_code=0 detail=fine");
     }
+
+    /// The page's chart of a rule judged by `above_baseline:` alone (no `above:`),
+    /// thinned past `MAX_SAMPLES`, keeps its highest values: the direction comes from
+    /// `rule_info` (`Worse::of` the rule), not from whether `above:` is set.
+    #[test]
+    fn thinning_keeps_the_highest_values_of_an_above_baseline_rule() {
+        let yaml = "watch:\n  duration: 5m\n  interval: 10s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: rw_orders\n    baseline:\n      offset: 1w\n    above_baseline: 50%\n    for: 1m\n";
+        let (spec, _) = crate::core::rules::load_str("r.yaml", yaml, &Default::default()).unwrap();
+        let info = crate::run::watch::rule_info(&spec.rules[0], "");
+        assert_eq!(info.above, None);
+        let mut start = started();
+        if let Event::WatchStarted { rules, .. } = &mut start {
+            *rules = vec![info];
+        }
+        let b = Board::new();
+        b.record("w", 1, 1, &start);
+        for i in 0..(MAX_SAMPLES + 10) {
+            let v = if i % 2 == 0 { 1.0 } else { 9.0 };
+            b.record("w", 1, 2 + i as i64, &poll(v));
+        }
+        let e = b.get("w").unwrap();
+        let samples = &e.record.rules[0].samples;
+        assert!(samples.len() < MAX_SAMPLES + 10, "thinned");
+        // Every merged pair held a 1 and a 9: the 9 is kept (the last, unmerged
+        // samples may still be 1s).
+        let merged = samples.len() - 10;
+        assert!(
+            samples[..merged].iter().all(|s| s.value == Some(9.0)),
+            "{:?}",
+            samples.iter().map(|s| s.value).collect::<Vec<_>>()
+        );
+    }
 }

@@ -269,3 +269,45 @@ fn the_chart_has_round_ticks_steps_dark_mode_and_the_reference_when_there_is_one
         "{svg}"
     );
 }
+
+/// The report's peak of a rule judged by `above_baseline:` alone (no `above:`) is its
+/// highest value, in the record, the Markdown and the HTML: the direction comes from
+/// `rule_info` (`Worse::of` the rule), not from whether `above:` is set.
+#[test]
+fn an_above_baseline_rule_peaks_at_its_highest_value() {
+    let yaml = "watch:\n  duration: 5m\n  interval: 10s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: orders\n    query: rw_orders\n    baseline:\n      offset: 1w\n    above_baseline: 50%\n    for: 1m\n";
+    let (spec, _) = crate::core::rules::load_str("r.yaml", yaml, &Default::default()).unwrap();
+    let info = crate::run::watch::rule_info(&spec.rules[0], "");
+    assert_eq!(info.above, None);
+    let mut r = Record::default();
+    let started = Event::WatchStarted {
+        rules_file: "r.yaml".into(),
+        prometheus: String::new(),
+        duration_s: 300.0,
+        max_blind_s: 300.0,
+        dry_run: false,
+        vars: Default::default(),
+        rules: vec![info],
+    };
+    r.record(1_800_000_000_000, &started);
+    let polls = [
+        (1.0, RuleState::Ok),
+        (7.5, RuleState::Ok),
+        (2.0, RuleState::Ok),
+    ];
+    for (k, (v, state)) in polls.into_iter().enumerate() {
+        let mut e = poll(v, state);
+        if let Event::Poll { rule, .. } = &mut e {
+            *rule = "orders".into();
+        }
+        r.record(1_800_000_000_000 + 10_000 * k as i64, &e);
+    }
+    assert_eq!(r.rules[0].peak(), Some((1_800_000_010_000, 7.5)));
+    let md = markdown::render(&r);
+    let row = md
+        .lines()
+        .find(|l| l.contains("orders") && l.starts_with('|'))
+        .unwrap_or_else(|| panic!("{md}"));
+    assert!(row.contains("| 7.5 |"), "{row}");
+    assert!(html::render(&r).contains("7.5"));
+}
