@@ -137,6 +137,9 @@ pub struct Report {
     pub outcome: Verdict,
     pub decided_at: String,
     pub decided_by: Option<String>,
+    /// Why the replayed watch is inconclusive, in the words a live watch ends with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     pub rules: Vec<RuleReport>,
 }
 
@@ -178,7 +181,12 @@ pub async fn replay<H: HistorySource>(
         .rules
         .iter()
         .zip(&histories)
-        .map(|(r, h)| (r.name.clone(), r.action, h.as_ref().ok()))
+        .map(|(r, h)| crate::core::history::Replayed {
+            name: &r.name,
+            action: r.action,
+            expect_data: r.expect_data,
+            history: h.as_ref().ok(),
+        })
         .collect();
     let decision = decide(&inputs, to);
     let rules = spec
@@ -193,6 +201,7 @@ pub async fn replay<H: HistorySource>(
         outcome: decision.verdict,
         decided_at: rfc3339(decision.decided_at),
         decided_by: decision.rule.clone(),
+        reason: decision.reason.clone(),
         rules,
     };
     Replayed {
@@ -303,9 +312,13 @@ pub fn record(
             "rule `{rule}` would have paused at {}",
             rfc3339(r.decision.decided_at)
         ),
-        (Verdict::Inconclusive, _) => {
-            "the history of some rule could not be read, or a rule was never judged (insufficient at every step)".to_string()
-        }
+        (Verdict::Inconclusive, _) => format!(
+            "inconclusive: {}",
+            r.decision
+                .reason
+                .as_deref()
+                .unwrap_or("a rule was never judged")
+        ),
         _ => "no rule would have acted".to_string(),
     };
     Record {
@@ -461,9 +474,13 @@ fn print_text(report: &Report, from: i64) {
             "verdict: would have PAUSED at {} ({after} in), rule `{rule}`; no rollback followed",
             report.decided_at
         ),
-        (Verdict::Inconclusive, _) => {
-            println!("verdict: INCONCLUSIVE: the history of some rule could not be read, or a rule was never judged")
-        }
+        (Verdict::Inconclusive, _) => println!(
+            "verdict: INCONCLUSIVE: {}",
+            report
+                .reason
+                .as_deref()
+                .unwrap_or("a rule was never judged")
+        ),
         _ => println!("verdict: healthy: no rule would have acted"),
     }
 }

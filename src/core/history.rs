@@ -11,6 +11,7 @@
 //! step where a series has no point is that series being absent, exactly as a poll with
 //! an empty result would be; NaN is no data, as in a watch.
 
+use crate::core::ending::{unjudged, RuleSeen};
 use crate::core::eval::{Params, RuleEval, Transition, Worse};
 use crate::core::rules::Action;
 use crate::core::series::{Labels, Poll, RangeSeries, Sample};
@@ -276,19 +277,44 @@ pub struct Decision {
     pub rule: Option<String>,
     /// Entries after this instant did not happen: the watch had ended.
     pub cut_at: i64,
+    /// Why the rules could not vouch for the release (`Inconclusive` only), in the
+    /// words a live watch would have ended with.
+    pub reason: Option<String>,
 }
 
-/// Combines rule histories (`None` = that rule's history could not be read).
-pub fn decide(rules: &[(String, Action, Option<&RuleHistory>)], to: i64) -> Decision {
+/// One rule's replay, as `decide` needs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Replayed<'a> {
+    pub name: &'a str,
+    pub action: Action,
+    /// The rule says `expect_data: true`.
+    pub expect_data: bool,
+    /// None: its history could not be read (every query of it failed).
+    pub history: Option<&'a RuleHistory>,
+}
+
+/// Combines rule histories. The first rollback ends the watch, as it would live;
+/// otherwise the rules as seen over the window decide (`core::ending`, as at a live
+/// watch's end: never judged, insufficient, no data where data was expected), then
+/// the first pause.
+pub fn decide(rules: &[Replayed], to: i64) -> Decision {
     let first_fire = |action: Action| {
         rules
             .iter()
-            .filter(|(_, a, _)| *a == action)
-            .filter_map(|(name, _, h)| {
-                h.and_then(|h| h.entries.iter().find(|e| e.kind == "fired"))
-                    .map(|e| (e.at, name.clone()))
+            .filter(|r| r.action == action)
+            .filter_map(|r| {
+                r.history
+                    .and_then(|h| h.entries.iter().find(|e| e.kind == "fired"))
+                    .map(|e| (e.at, r.name.to_string()))
             })
             .min()
+    };
+    let at_end = |verdict, rule, reason| Decision {
+        verdict,
+        decided_at: to,
+        rule,
+        cut_at: to,
+        reason,
     };
     if let Some((at, rule)) = first_fire(Action::Rollback) {
         return Decision {
@@ -296,18 +322,22 @@ pub fn decide(rules: &[(String, Action, Option<&RuleHistory>)], to: i64) -> Deci
             decided_at: at,
             rule: Some(rule),
             cut_at: at,
+            reason: None,
         };
     }
-    if rules
+    let seen: Vec<RuleSeen> = rules
         .iter()
-        .any(|(_, _, h)| h.is_none_or(|h| h.never_judged))
-    {
-        return Decision {
-            verdict: Verdict::Inconclusive,
-            decided_at: to,
-            rule: None,
-            cut_at: to,
-        };
+        .map(|r| RuleSeen {
+            name: r.name,
+            last_ok: r.history.is_some(),
+            ever_ok: r.history.is_some(),
+            insufficient: r.history.is_some_and(|h| h.never_judged),
+            ever_data: r.history.is_some_and(|h| !h.worst.is_empty()),
+            expect_data: r.expect_data,
+        })
+        .collect();
+    if let Some(why) = unjudged(&seen) {
+        return at_end(Verdict::Inconclusive, None, Some(why.reason()));
     }
     if let Some((at, rule)) = first_fire(Action::Pause) {
         return Decision {
@@ -315,14 +345,10 @@ pub fn decide(rules: &[(String, Action, Option<&RuleHistory>)], to: i64) -> Deci
             decided_at: at,
             rule: Some(rule),
             cut_at: to,
+            reason: None,
         };
     }
-    Decision {
-        verdict: Verdict::Healthy,
-        decided_at: to,
-        rule: None,
-        cut_at: to,
-    }
+    at_end(Verdict::Healthy, None, None)
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! and property tests cover it without a network or a timer. Higher floors (edges,
 //! runtime, faces) import from here; nothing here imports from them.
 //! - `series`: the plain data of a query result (labels, samples, polls, range series);
-//! - `eval`: the evaluator (polls and times in, transitions out);
+//! - `eval`: the evaluator (polls and times in, transitions out) and what a poll means
+//!   (`eval::reading`: worst series, direction, value, reference, evidence, state);
+//! - `ending`: how a watch ends when no rollback decided it (live and replayed alike);
 //! - `history`: range-query history regrouped into polls on a grid, and what a watch
 //!   would have done on it (replay, and the agent's catch-up after a restart);
 //! - `rules`: the rule model and its two-step loader; `calendar`: deploy calendars and
@@ -14,6 +16,7 @@
 //! - `stats`: the statistics of the canary-vs-stable judge (Mann-Whitney U, Hodges–Lehmann).
 
 pub mod calendar;
+pub mod ending;
 pub mod eval;
 pub mod events;
 pub mod exit;

@@ -84,9 +84,24 @@ fn decide_cuts_at_the_first_rollback() {
     let (a, b, c) = (fired(50), fired(30), fired(10));
     let d = decide(
         &[
-            ("a".into(), Action::Rollback, Some(&a)),
-            ("b".into(), Action::Rollback, Some(&b)),
-            ("c".into(), Action::Pause, Some(&c)),
+            Replayed {
+                name: "a",
+                action: Action::Rollback,
+                expect_data: false,
+                history: Some(&a),
+            },
+            Replayed {
+                name: "b",
+                action: Action::Rollback,
+                expect_data: false,
+                history: Some(&b),
+            },
+            Replayed {
+                name: "c",
+                action: Action::Pause,
+                expect_data: false,
+                history: Some(&c),
+            },
         ],
         100,
     );
@@ -96,16 +111,79 @@ fn decide_cuts_at_the_first_rollback() {
     );
     let d = decide(
         &[
-            ("c".into(), Action::Pause, Some(&c)),
-            ("n".into(), Action::Notify, Some(&a)),
+            Replayed {
+                name: "c",
+                action: Action::Pause,
+                expect_data: false,
+                history: Some(&c),
+            },
+            Replayed {
+                name: "n",
+                action: Action::Notify,
+                expect_data: false,
+                history: Some(&a),
+            },
         ],
         100,
     );
     assert_eq!((d.verdict, d.decided_at), (Verdict::Paused, 10));
-    let d = decide(&[("c".into(), Action::Rollback, None)], 100);
+    let d = decide(
+        &[Replayed {
+            name: "c",
+            action: Action::Rollback,
+            expect_data: false,
+            history: None,
+        }],
+        100,
+    );
     assert_eq!(d.verdict, Verdict::Inconclusive);
-    let d = decide(&[("n".into(), Action::Notify, Some(&a))], 100);
+    let d = decide(
+        &[Replayed {
+            name: "n",
+            action: Action::Notify,
+            expect_data: false,
+            history: Some(&a),
+        }],
+        100,
+    );
     assert_eq!((d.verdict, d.decided_at), (Verdict::Healthy, 100));
+}
+
+/// A replay ends inconclusive where a live watch would (`core::ending`): an
+/// `expect_data: true` rule that never returned a series, with the watch's words.
+#[test]
+fn decide_is_inconclusive_where_a_watch_would_be() {
+    let empty = RuleHistory::default();
+    let with_data = RuleHistory {
+        worst: vec![(0, 1.0, Labels::new())],
+        ..Default::default()
+    };
+    let rule = |expect_data, history| Replayed {
+        name: "r",
+        action: Action::Rollback,
+        expect_data,
+        history,
+    };
+    let d = decide(&[rule(true, Some(&empty))], 100);
+    assert_eq!(d.verdict, Verdict::Inconclusive);
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("rule `r` returned no series at any poll and has `expect_data: true`: a renamed metric or label?")
+    );
+    assert_eq!(
+        decide(&[rule(false, Some(&empty))], 100).verdict,
+        Verdict::Healthy
+    );
+    assert_eq!(
+        decide(&[rule(true, Some(&with_data))], 100).verdict,
+        Verdict::Healthy
+    );
+    let never = RuleHistory {
+        never_judged: true,
+        ..with_data.clone()
+    };
+    let d = decide(&[rule(false, Some(&never))], 100);
+    assert!(d.reason.unwrap().contains("insufficient at every poll"));
 }
 
 /// Prometheus's alerting rule, simulated directly: each label set present in the

@@ -18,6 +18,7 @@ pub use outcome::{Outcome, Signal};
 
 pub use session::{run_session, WatchSinks};
 
+use crate::core::ending::{unjudged, RuleSeen};
 use crate::core::eval::{Evidence, Extra, Labels, Phase, Poll, RuleEval, Transition};
 use crate::core::events::{now_ms, Event, RuleInfo, SeriesValue, Sinks};
 use crate::core::rules::{Action, CommandSpec, ExtraKind, Rule, WatchSpec};
@@ -148,16 +149,6 @@ impl ClockAnchor {
 
 fn unix_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as i64
-}
-
-/// "rule `a`" or "rules `a`, `b`".
-fn rule_list(names: &[&str]) -> String {
-    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
-    if names.len() == 1 {
-        format!("rule {}", quoted[0])
-    } else {
-        format!("rules {}", quoted.join(", "))
-    }
 }
 
 fn labels_json(labels: &Labels) -> String {
@@ -510,72 +501,24 @@ impl<R: ActionRunner> Watch<'_, R> {
                 }
             }
         }
-        if !self.last_poll_ok.iter().any(|ok| *ok) {
-            let reason =
-                "the watch ended while blind: the last query of every rule failed".to_string();
-            error!(event = "blind", "{reason}");
-            return Outcome::Inconclusive { reason };
-        }
-        // A rule that was never judged cannot vouch for the release, whatever the
-        // others say.
-        let never_judged: Vec<&str> = self
+        // What the rules saw decides first (`core::ending`, as replay decides it).
+        let seen: Vec<RuleSeen> = self
             .spec
             .rules
             .iter()
-            .zip(&self.ever_ok)
-            .filter(|(_, ok)| !**ok)
-            .map(|(r, _)| r.name.as_str())
+            .enumerate()
+            .map(|(i, r)| RuleSeen {
+                name: &r.name,
+                last_ok: self.last_poll_ok[i],
+                ever_ok: self.ever_ok[i],
+                insufficient: self.evals[i].never_judged(),
+                ever_data: self.ever_data[i],
+                expect_data: r.expect_data,
+            })
             .collect();
-        if !never_judged.is_empty() {
-            let reason = format!(
-                "{} {} never judged: every query of {} failed",
-                rule_list(&never_judged),
-                if never_judged.len() == 1 {
-                    "was"
-                } else {
-                    "were"
-                },
-                if never_judged.len() == 1 {
-                    "it"
-                } else {
-                    "each"
-                }
-            );
-            error!(event = "never_judged", rules = ?never_judged, "{reason}");
-            return Outcome::Inconclusive { reason };
-        }
-        let insufficient: Vec<&str> = self
-            .spec
-            .rules
-            .iter()
-            .zip(&self.evals)
-            .filter(|(_, e)| e.never_judged())
-            .map(|(r, _)| r.name.as_str())
-            .collect();
-        if !insufficient.is_empty() {
-            let reason = format!(
-                "{} {} not judged: insufficient at every poll (traffic under `min_traffic.min`, or fewer than `compare.min_samples` samples)",
-                rule_list(&insufficient),
-                if insufficient.len() == 1 { "was" } else { "were" },
-            );
-            error!(event = "never_judged", rules = ?insufficient, "{reason}");
-            return Outcome::Inconclusive { reason };
-        }
-        let no_data_expected: Vec<&str> = self
-            .spec
-            .rules
-            .iter()
-            .zip(&self.ever_data)
-            .filter(|(r, data)| r.expect_data && !**data)
-            .map(|(r, _)| r.name.as_str())
-            .collect();
-        if !no_data_expected.is_empty() {
-            let reason = format!(
-                "{} returned no series at any poll and {} `expect_data: true`: a renamed metric or label?",
-                rule_list(&no_data_expected),
-                if no_data_expected.len() == 1 { "has" } else { "have" }
-            );
-            error!(event = "never_data", rules = ?no_data_expected, "{reason}");
+        if let Some(why) = unjudged(&seen) {
+            let reason = why.reason();
+            error!(event = why.event(), rules = ?why.rules(), "{reason}");
             return Outcome::Inconclusive { reason };
         }
         match &self.pause_failed {
