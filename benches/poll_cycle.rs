@@ -1,12 +1,14 @@
 //! The cost of one poll cycle: decoding Prometheus's answer and feeding it to the
-//! evaluator, for answers of 1, 100 and 10,000 series. `cargo bench --bench poll_cycle`.
+//! evaluator (`evaluate`: `observe`; `read`: `observe` plus what the poll means, as the
+//! watch loop and replay call it), for answers of 1, 100 and 10,000 series.
+//! `cargo bench --bench poll_cycle`.
 //!
 //! The body is shaped like a real `/api/v1/query` answer (labels, timestamps, value
 //! strings). The evaluator is primed with one poll first, so the measured poll is the
 //! steady state: every series already known, the breaching tenth pending.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use rollwatch::core::eval::{NoData, Params, Poll, RuleEval, Threshold};
+use rollwatch::core::eval::{Extra, NoData, Params, Poll, RuleEval, Threshold};
 use rollwatch::io::prom::decode::decode;
 use std::hint::black_box;
 use std::time::Duration;
@@ -63,6 +65,16 @@ fn poll_cycle(c: &mut Criterion) {
             b.iter(|| {
                 t += 15;
                 eval.observe(Duration::from_secs(t), black_box(&poll))
+            })
+        });
+        // What the watch loop and replay call since issue 20: `observe` plus what the
+        // poll means (worst series, value, evidence, state), measured beside it.
+        let mut eval = RuleEval::new(params());
+        eval.observe(Duration::ZERO, &poll);
+        g.bench_function(BenchmarkId::new("read", n), |b| {
+            b.iter(|| {
+                t += 15;
+                eval.read(Duration::from_secs(t), black_box(&poll), Extra::default())
             })
         });
         let mut eval = RuleEval::new(params());
