@@ -4,13 +4,10 @@
 
 use crate::harness::alertmanager::alertmanager;
 use crate::harness::receiver::receiver;
+use crate::harness::rule_file::series;
 use crate::harness::{prometheus, start, start_env, Scratch};
 use serde_json::Value;
 use std::time::Duration;
-
-fn series(test: &str) -> String {
-    format!("rw_value{{test=\"{test}\"}}")
-}
 
 fn names(alerts: &[Value]) -> Vec<String> {
     let mut n: Vec<String> = alerts

@@ -2,27 +2,24 @@
 //! the binary runs under `faketime` (Debian package `faketime`) against the real
 //! Prometheus, its wall clock shifted and its monotonic clock (the timers) left alone.
 
+use crate::harness::rule_file::{rule_file, series};
 use crate::harness::{bin, prometheus, Scratch};
 use serde_json::Value;
 use std::process::Command;
 
 /// A healthy watch: `max_blind` 5m, the one rule never breached.
 fn rules(duration: &str) -> String {
-    format!(
-        r#"watch:
-  duration: {duration}
-  interval: 1s
-  max_blind: 5m
-rollback:
-  command: ["sh", "-c", "echo rollback >> @DIR@/actions.log"]
-rules:
-  - name: canary
-    query: rw_value{{test="canary"}}
-    above: 100
-    for: 0s
-    no_data: ok
-"#
-    )
+    rule_file()
+        .watch(&format!(
+            "  duration: {duration}\n  interval: 1s\n  max_blind: 5m"
+        ))
+        .rollback("echo rollback >> @DIR@/actions.log", None)
+        .rule(
+            "canary",
+            Some(&series("canary")),
+            "    above: 100\n    for: 0s\n    no_data: ok",
+        )
+        .build()
 }
 
 /// Runs `rollwatch watch` with its wall clock `offset` seconds off; returns the exit

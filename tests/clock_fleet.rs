@@ -8,6 +8,7 @@
 use crate::harness::agent::set;
 use crate::harness::now_ms;
 use crate::harness::postgres;
+use crate::harness::rule_file::{rule_file, SERIES_OF_VAR};
 use crate::shared_store::{pending_since, Fleet};
 use nix::sys::signal::Signal;
 use serde_json::{json, Value};
@@ -18,22 +19,15 @@ const DURATION_S: u64 = 25;
 /// The rollback logs its watch, its token and the *real* time (`date` without the
 /// preloaded fake clock).
 fn rules() -> String {
-    format!(
-        r#"vars:
-  test:
-watch:
-  duration: {DURATION_S}s
-  interval: 1s
-rollback:
-  command: ["sh", "-c", "echo rollback $ROLLWATCH_WATCH_ID $ROLLWATCH_FENCING_TOKEN $(env -u LD_PRELOAD date +%s%3N) >> @DIR@/actions.log"]
-  timeout: 30s
-rules:
-  - name: r
-    query: rw_value{{test="${{test}}"}}
-    above: 0.5
-    for: 6s
-"#
-    )
+    rule_file()
+        .var("test", "")
+        .watch(&format!("  duration: {DURATION_S}s\n  interval: 1s"))
+        .rollback(
+            "echo rollback $ROLLWATCH_WATCH_ID $ROLLWATCH_FENCING_TOKEN $(env -u LD_PRELOAD date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .rule("r", Some(SERIES_OF_VAR), "    above: 0.5\n    for: 6s")
+        .build()
 }
 
 /// libfaketime, preloaded: the wall clock `offset` off, the monotonic clock real.

@@ -1,26 +1,21 @@
 //! Faults a real Prometheus cannot be made to produce on demand, from a scripted fake.
 
 use crate::harness::fake::{Fake, Reply};
+use crate::harness::rule_file::rule_file;
 use crate::harness::{start, Scratch};
 use std::time::Duration;
 
 fn rules(extra_watch: &str) -> String {
-    format!(
-        r#"watch:
-  duration: 30s
-  interval: 1s
-  query_timeout: 1s
-{extra_watch}
-rollback:
-  command: ["sh", "-c", "echo rollback >> @DIR@/actions.log"]
-rules:
-  - name: r
-    query: some_metric
-    above: 0.5
-    for: 2s
-    no_data: breach
-"#
-    )
+    rule_file()
+        .watch("  duration: 30s\n  interval: 1s\n  query_timeout: 1s")
+        .watch(extra_watch)
+        .rollback("echo rollback >> @DIR@/actions.log", None)
+        .rule(
+            "r",
+            Some("some_metric"),
+            "    above: 0.5\n    for: 2s\n    no_data: breach",
+        )
+        .build()
 }
 
 #[test]

@@ -23,11 +23,15 @@ fn open_calendar(s: &Scratch) -> String {
 }
 
 fn rule_file(s: &Scratch, name: &str, no_data: &str) -> String {
-    s.rules(&format!(
-        "watch:\n  duration: 1m\n  interval: 5s\nrules:\n  - name: {name}\n    query: rw_value{{test=\"{name}\"}}\n    above: 1\n    for: 5m\n    no_data: {no_data}\n    action: notify\n"
-    ))
-    .display()
-    .to_string()
+    let yaml = crate::harness::rule_file::rule_file()
+        .watch("  duration: 1m\n  interval: 5s")
+        .rule(
+            name,
+            Some(&crate::harness::rule_file::series(name)),
+            &format!("    above: 1\n    for: 5m\n    no_data: {no_data}\n    action: notify"),
+        )
+        .build();
+    s.rules(&yaml).display().to_string()
 }
 
 #[test]

@@ -25,6 +25,7 @@ mod page;
 mod proxy_faults;
 mod query_safety;
 mod replay;
+mod scenarios;
 mod serve;
 mod shared_store;
 mod store_conformance;

@@ -2,37 +2,29 @@
 //! view, end to end against the real Prometheus.
 
 use crate::harness::receiver::receiver;
+use crate::harness::rule_file::{rule_file, series, SERIES_OF_VAR};
 use crate::harness::{prometheus, start, Scratch};
 use serde_json::Value;
 use std::time::Duration;
 
-fn series(test: &str) -> String {
-    format!("rw_value{{test=\"{test}\"}}")
-}
-
 /// A rule file: rollback rule `r` (for 2s) on the test's series, plus `extra`.
 fn rules(test: &str, extra_rules: &str, notify: &str) -> String {
-    format!(
-        r#"vars:
-  test: {test}
-  service: checkout
-watch:
-  duration: 40s
-  interval: 1s
-rollback:
-  command: ["sh", "-c", "echo rolling back $ROLLWATCH_VAR_SERVICE; echo rollback $(date +%s%3N) >> @DIR@/actions.log"]
-  timeout: 30s
-rules:
-  - name: r
-    description: the test's <signal>
-    query: rw_value{{test="${{test}}"}}
-    above: 0.5
-    for: 2s
-    interval: 1s
-{extra_rules}
-{notify}
-"#
-    )
+    rule_file()
+        .var("test", test)
+        .var("service", "checkout")
+        .watch("  duration: 40s\n  interval: 1s")
+        .rollback(
+            "echo rolling back $ROLLWATCH_VAR_SERVICE; echo rollback $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .rule(
+            "r",
+            None,
+            &format!("    description: the test's <signal>\n    query: {SERIES_OF_VAR}\n    above: 0.5\n    for: 2s\n    interval: 1s"),
+        )
+        .tail(extra_rules)
+        .tail(notify)
+        .build()
 }
 
 #[test]

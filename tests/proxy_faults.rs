@@ -8,6 +8,7 @@
 //! fault, and once the fault ends a real breach still rolls back on time.
 
 use crate::harness::proxy::{Mode, Proxy, STATUS_ERROR_MESSAGE, WARNING};
+use crate::harness::rule_file::{rule_file, series, SERIES_OF_VAR};
 use crate::harness::{now_ms, prometheus, spawn_prometheus_process, start, Running, Scratch};
 use serde_json::Value;
 use std::time::Duration;
@@ -18,29 +19,20 @@ const INTERVAL_MS: u64 = 1000;
 /// One rule on `rw_value{test="<test>"}`: above 0.5 for 2s, polled every second, a
 /// missing series counts as a breach. `watch` is extra `watch:` keys.
 fn rules(test: &str, watch: &str) -> String {
-    format!(
-        r#"vars:
-  test: {test}
-watch:
-  duration: 60s
-  interval: 1s
-  query_timeout: 1s
-{watch}
-rollback:
-  command: ["sh", "-c", "echo rollback $(date +%s%3N) >> @DIR@/actions.log"]
-  timeout: 30s
-rules:
-  - name: r
-    query: rw_value{{test="${{test}}"}}
-    above: 0.5
-    for: 2s
-    no_data: breach
-"#
-    )
-}
-
-fn series(test: &str) -> String {
-    format!("rw_value{{test=\"{test}\"}}")
+    rule_file()
+        .var("test", test)
+        .watch("  duration: 60s\n  interval: 1s\n  query_timeout: 1s")
+        .watch(watch)
+        .rollback(
+            "echo rollback $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .rule(
+            "r",
+            Some(SERIES_OF_VAR),
+            "    above: 0.5\n    for: 2s\n    no_data: breach",
+        )
+        .build()
 }
 
 fn watch(file: &std::path::Path, url: &str) -> Running {

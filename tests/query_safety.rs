@@ -2,10 +2,10 @@
 //! structure. Before the fix, an apostrophe in a `#` comment made the escaper escape the
 //! next value for the wrong quote, and these values rewrote the query.
 
-use crate::harness::{free_port, http_get, prometheus, run, start, Scratch};
+use crate::harness::{free_port, prometheus, run, start, Scratch};
 use serde_json::{json, Value};
 use std::net::TcpListener;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The issue's rule file: a comment with an apostrophe above a label value.
 const ISSUE_RULES: &str = r#"vars: {service: checkout}
@@ -159,15 +159,9 @@ fn the_api_answers_400_and_stores_no_watch() {
         // Nothing is ever queried: the request is refused first.
         &format!("http://127.0.0.1:{}", free_port()),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_get(&addr, "/readyz").map(|r| r.0) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "agent not ready:\n{}",
-            agent.dump()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::harness::await_ready(&addr, "/readyz", Duration::from_secs(20), "agent", || {
+        agent.dump()
+    });
     let (status, body) = http(
         &addr,
         "POST",

@@ -2,6 +2,7 @@
 //! OpenMetrics text backfilled with `promtool tsdb create-blocks-from openmetrics`
 //! before Prometheus starts.
 
+use crate::harness::rule_file::rule_file;
 use crate::harness::{backfilled_prometheus, run, Scratch};
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -78,22 +79,13 @@ fn history() -> &'static History {
 }
 
 fn rules_file(s: &Scratch, rule: &str, duration: &str) -> String {
-    let yaml = format!(
-        r#"vars:
-  test: long
-watch:
-  duration: {duration}
-  interval: 10s
-rollback:
-  command: ["true"]
-pause:
-  command: ["true"]
-rules:
-  - name: r
-    query: rw_hist{{test="${{test}}"}}
-{rule}
-"#
-    );
+    let yaml = rule_file()
+        .var("test", "long")
+        .watch(&format!("  duration: {duration}\n  interval: 10s"))
+        .rollback_raw("  command: [\"true\"]")
+        .pause_raw("  command: [\"true\"]")
+        .rule("r", Some("rw_hist{test=\"${test}\"}"), rule)
+        .build();
     s.rules(&yaml).display().to_string()
 }
 

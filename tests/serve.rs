@@ -576,11 +576,9 @@ fn a_watch_that_cannot_be_resumed_yet_stays_unfinished_and_the_agent_not_ready()
     );
     // The file arrives: the watch resumes, the agent becomes ready, and it still acts.
     std::fs::write(&cred, "t0k3n\n").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while crate::harness::http_get(&a.addr, "/readyz").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "never ready:\n{}", a.dump());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    crate::harness::await_ready(&a.addr, "/readyz", Duration::from_secs(15), "agent", || {
+        a.dump()
+    });
     set(test, 0.9);
     let w = a.await_finished("t-1", Duration::from_secs(30));
     assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());

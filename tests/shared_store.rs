@@ -63,15 +63,14 @@ impl Fleet {
     /// Starts agent `i` (again) and waits until it is ready.
     pub(crate) fn start(&mut self, i: usize) {
         let p = self.spawn(i);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while crate::harness::http_get(&self.nodes[i].addr, "/readyz").map(|r| r.0) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "agent {i} not ready; log:\n{}",
-                p.dump()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("agent {i}");
+        crate::harness::await_ready(
+            &self.nodes[i].addr,
+            "/readyz",
+            Duration::from_secs(30),
+            &what,
+            || p.dump(),
+        );
         self.nodes[i].proc = Some(p);
     }
 
@@ -675,11 +674,13 @@ fn an_agent_is_not_ready_until_it_reaches_the_database_and_refuses_a_newer_schem
         Some(503)
     );
     pg.start_server();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while crate::harness::http_get(&fleet.nodes[0].addr, "/readyz").map(|r| r.0) != Some(200) {
-        assert!(Instant::now() < deadline, "never ready:\n{}", p.dump());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::harness::await_ready(
+        &fleet.nodes[0].addr,
+        "/readyz",
+        Duration::from_secs(20),
+        "agent 0",
+        || p.dump(),
+    );
     drop(p);
     pg.psql(
         postgres::db_of(&url),

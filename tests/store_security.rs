@@ -13,7 +13,7 @@ use crate::harness::{free_port, http_get, start_env, Running, Scratch};
 use nix::sys::signal::Signal;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// `rw`'s password: `/`, `?`, `#`, `:`, `@`, `%`, `=`, `&`, `+` and a space.
 const PASSWORD: &str = "ab/cd+ef?g#h:i@j%k=l&m~n o";
@@ -91,15 +91,13 @@ fn serve_full(conn: &str, on_command_line: bool, env: &[(&str, &str)], mode: u32
 
 impl Serve {
     fn await_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http_get(&self.addr, "/readyz").map(|r| r.0) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "not ready; log:\n{}",
-                self.p.dump()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::harness::await_ready(
+            &self.addr,
+            "/readyz",
+            Duration::from_secs(30),
+            "agent",
+            || self.p.dump(),
+        );
     }
 
     /// Stops the agent; returns its whole log.

@@ -2,11 +2,11 @@
 //! (`check --set`, the serve API's `vars`), and the state file (owner-only modes, one
 //! agent at a time). The real binary; the real Prometheus where an agent needs one.
 
-use crate::harness::{free_port, http_get, prometheus, run, start, Running, Scratch};
+use crate::harness::{free_port, prometheus, run, start, Running, Scratch};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const RULES: &str = r#"vars:
   namespace: {default: prod, pattern: "^[a-z0-9-]+$", description: the namespace}
@@ -100,15 +100,9 @@ fn serve(s: &Scratch, state: &Path) -> (Running, String) {
         "--prometheus",
         &prometheus().url,
     ]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http_get(&addr, "/readyz").map(|r| r.0) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "agent not ready; log:\n{}",
-            p.dump()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::harness::await_ready(&addr, "/readyz", Duration::from_secs(20), "agent", || {
+        p.dump()
+    });
     (p, addr)
 }
 

@@ -1,6 +1,6 @@
-//! The happy paths of `watch` and `replay`, and a fault path, against VictoriaMetrics
-//! as a second backend (see `harness::victoria`). Each watch test owns one series,
-//! `rw_value{test="vm-<name>"}`; replay reads history imported with timestamps.
+//! What only VictoriaMetrics needs, as a second backend (see `harness::victoria`): a
+//! query it rejects, and replay over history imported with timestamps. The watch
+//! scenarios that run on both backends are in `scenarios.rs`.
 
 use crate::harness::victoria::victoria;
 use crate::harness::{now_ms, run, start, Scratch};
@@ -9,118 +9,9 @@ use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-fn rules(test: &str, rule: &str, watch: &str) -> String {
-    format!(
-        r#"vars:
-  test: {test}
-watch:
-{watch}
-rollback:
-  command: ["sh", "-c", "echo rollback $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log"]
-  timeout: 30s
-pause:
-  command: ["sh", "-c", "echo pause $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log"]
-  timeout: 30s
-rules:
-  - name: r
-    query: rw_value{{test="${{test}}"}}
-{rule}
-"#
-    )
-}
-
-fn series(test: &str) -> String {
-    format!("rw_value{{test=\"{test}\"}}")
-}
-
 /// VictoriaMetrics serves a query time within 30s of its now as if it were 30s ago
 /// unless asked `nocache=1`: without that a breach would be seen half a minute late
 /// and `time()` would put the clocks 30s apart.
-#[test]
-fn vm_sustained_breach_rolls_back_exactly_once_never_before_for() {
-    let vm = victoria();
-    let s = Scratch::new();
-    let name = "vm-sustained";
-    vm.exporter.set(&series(name), 0.1);
-    vm.await_value(&series(name), |v| v == Some(0.1));
-    let file = s.rules(&rules(
-        name,
-        "    above: 0.5\n    for: 6s\n    interval: 1s",
-        "  duration: 60s\n  interval: 1s",
-    ));
-    let mut w = start(&[
-        "watch",
-        "--rules",
-        file.to_str().unwrap(),
-        "--prometheus",
-        &vm.url,
-    ]);
-    w.await_event("poll", Duration::from_secs(10));
-    assert!(w.events("clock_skew").is_empty(), "{}", w.dump());
-    let breach_start = now_ms();
-    vm.exporter.set(&series(name), 0.9);
-    // Scraped within 1s, searchable within about 1s more: far inside 30s.
-    let pending = w.await_event("pending", Duration::from_secs(10));
-    let fired = w.await_event("fired", Duration::from_secs(15));
-    assert_eq!(w.wait(Duration::from_secs(30)), 1, "{}", w.dump());
-    let pending_ms = pending["unix_ms"].as_u64().unwrap();
-    assert!(
-        pending_ms - breach_start <= 5000,
-        "pending {}ms after the breach began",
-        pending_ms - breach_start
-    );
-    let fired_ms = fired["unix_ms"].as_u64().unwrap();
-    assert!(
-        (6000..=6000 + 1000 + 250).contains(&(fired_ms - pending_ms)),
-        "fired {}ms after pending",
-        fired_ms - pending_ms
-    );
-    let actions = s.lines("actions.log");
-    assert_eq!(actions.len(), 1, "exactly one rollback: {actions:?}");
-    assert!(actions[0].starts_with("rollback r "), "{actions:?}");
-    let acted: u64 = actions[0]
-        .split_whitespace()
-        .nth(2)
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(
-        acted >= breach_start + 6000,
-        "acted {}ms after the breach",
-        acted - breach_start
-    );
-    assert_eq!(w.events("fired").len(), 1);
-}
-
-#[test]
-fn vm_transient_spike_exits_healthy_and_runs_nothing() {
-    let vm = victoria();
-    let s = Scratch::new();
-    let name = "vm-spike";
-    vm.exporter.set(&series(name), 0.1);
-    vm.await_value(&series(name), |v| v == Some(0.1));
-    let file = s.rules(&rules(
-        name,
-        "    above: 0.5\n    for: 10s\n    interval: 1s",
-        "  duration: 14s\n  interval: 1s",
-    ));
-    let mut w = start(&[
-        "watch",
-        "--rules",
-        file.to_str().unwrap(),
-        "--prometheus",
-        &vm.url,
-    ]);
-    w.await_event("poll", Duration::from_secs(10));
-    vm.exporter.set(&series(name), 0.9);
-    w.await_event("pending", Duration::from_secs(10));
-    vm.exporter.set(&series(name), 0.1);
-    w.await_event("resolved", Duration::from_secs(10));
-    assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.dump());
-    assert!(s.lines("actions.log").is_empty());
-    assert!(w.events("fired").is_empty());
-}
-
 /// `mad_over_time` is valid PromQL to rollwatch's parser (and `check`), but
 /// VictoriaMetrics 1.79 does not know it and answers 422 `unknown func`: the query is
 /// wrong, so the watch stops at once (exit 2) instead of retrying until it is blind.

@@ -1,34 +1,28 @@
-//! `rollwatch watch` against a real Prometheus scraping an exporter the test controls.
+//! `rollwatch watch` against a real Prometheus scraping an exporter the test controls
+//! (the scenarios also run on VictoriaMetrics are in `scenarios.rs`).
 //! Each test owns one series, `rw_value{test="<name>"}`.
 
-use crate::harness::{now_ms, prometheus, start, Scratch};
+use crate::harness::rule_file::{rule_file, series, SERIES_OF_VAR};
+use crate::harness::{prometheus, start, Scratch};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
 /// A rule file with one rule on `rw_value{test="<test>"}`; the rollback and pause
 /// commands append "<action> <rule> <unix ms>" to @DIR@/actions.log.
 fn rules(test: &str, rule: &str, watch: &str) -> String {
-    format!(
-        r#"vars:
-  test: {test}
-watch:
-{watch}
-rollback:
-  command: ["sh", "-c", "echo rollback $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log"]
-  timeout: 30s
-pause:
-  command: ["sh", "-c", "echo pause $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log"]
-  timeout: 30s
-rules:
-  - name: r
-    query: rw_value{{test="${{test}}"}}
-{rule}
-"#
-    )
-}
-
-fn series(test: &str) -> String {
-    format!("rw_value{{test=\"{test}\"}}")
+    rule_file()
+        .var("test", test)
+        .watch(watch)
+        .rollback(
+            "echo rollback $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .pause(
+            "echo pause $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .rule("r", Some(SERIES_OF_VAR), rule)
+        .build()
 }
 
 fn action_times(s: &Scratch) -> Vec<(String, u64)> {
@@ -39,86 +33,6 @@ fn action_times(s: &Scratch) -> Vec<(String, u64)> {
             (parts[0].to_string(), parts[2].parse().unwrap())
         })
         .collect()
-}
-
-#[test]
-fn sustained_breach_rolls_back_exactly_once_never_before_for() {
-    let prom = prometheus();
-    let s = Scratch::new();
-    let name = "sustained";
-    prom.exporter.set(&series(name), 0.1);
-    prom.await_value(&series(name), |v| v == Some(0.1));
-    let file = s.rules(&rules(
-        name,
-        "    above: 0.5\n    for: 6s\n    interval: 1s",
-        "  duration: 60s\n  interval: 1s",
-    ));
-    let mut w = start(&[
-        "watch",
-        "--rules",
-        file.to_str().unwrap(),
-        "--prometheus",
-        &prom.url,
-    ]);
-    w.await_event("poll", Duration::from_secs(10));
-    let breach_start = now_ms();
-    prom.exporter.set(&series(name), 0.9);
-    let pending = w.await_event("pending", Duration::from_secs(10));
-    let fired = w.await_event("fired", Duration::from_secs(15));
-    assert_eq!(w.wait(Duration::from_secs(30)), 1, "{}", w.dump());
-
-    let actions = action_times(&s);
-    assert_eq!(actions.len(), 1, "exactly one rollback: {actions:?}");
-    assert_eq!(actions[0].0, "rollback");
-    let pending_ms = pending["unix_ms"].as_u64().unwrap();
-    let fired_ms = fired["unix_ms"].as_u64().unwrap();
-    // Never before `for`: neither from the first breaching poll nor from the breach itself.
-    assert!(
-        fired_ms - pending_ms >= 6000,
-        "fired {}ms after pending",
-        fired_ms - pending_ms
-    );
-    assert!(
-        actions[0].1 >= breach_start + 6000,
-        "acted {}ms after the breach began",
-        actions[0].1 - breach_start
-    );
-    // Within one poll interval (1s) after `for` expired, plus scheduling slack.
-    assert!(
-        fired_ms - pending_ms <= 6000 + 1000 + 250,
-        "fired {}ms after pending",
-        fired_ms - pending_ms
-    );
-    assert_eq!(w.events("fired").len(), 1);
-}
-
-#[test]
-fn transient_spike_exits_healthy_and_runs_nothing() {
-    let prom = prometheus();
-    let s = Scratch::new();
-    let name = "spike";
-    prom.exporter.set(&series(name), 0.1);
-    prom.await_value(&series(name), |v| v == Some(0.1));
-    let file = s.rules(&rules(
-        name,
-        "    above: 0.5\n    for: 10s\n    interval: 1s",
-        "  duration: 14s\n  interval: 1s",
-    ));
-    let mut w = start(&[
-        "watch",
-        "--rules",
-        file.to_str().unwrap(),
-        "--prometheus",
-        &prom.url,
-    ]);
-    w.await_event("poll", Duration::from_secs(10));
-    prom.exporter.set(&series(name), 0.9);
-    w.await_event("pending", Duration::from_secs(10));
-    prom.exporter.set(&series(name), 0.1);
-    w.await_event("resolved", Duration::from_secs(10));
-    assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.dump());
-    assert!(s.lines("actions.log").is_empty());
-    assert!(w.events("fired").is_empty());
 }
 
 #[test]

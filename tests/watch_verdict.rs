@@ -3,6 +3,7 @@
 //! returned data, and two rules firing on one tick. Each test owns its series
 //! `rw_value{test="verdict-<name>-<rule>"}`.
 
+use crate::harness::rule_file::{rule_file, series};
 use crate::harness::{now_ms, prometheus, start, Scratch};
 use nix::sys::signal::Signal;
 use std::time::Duration;
@@ -11,27 +12,18 @@ use std::time::Duration;
 /// the rule's body gives its own `query:`. The commands append a line each to
 /// @DIR@/actions.log.
 fn file(test: &str, watch: &str, pause: &str, rules: &[(&str, &str)]) -> String {
-    let mut out = format!(
-        r#"watch:
-{watch}
-rollback:
-  command: ["sh", "-c", "echo rollback $ROLLWATCH_RULE >> @DIR@/actions.log"]
-  timeout: 30s
-pause:
-  command: ["sh", "-c", "{pause}"]
-  timeout: 30s
-rules:
-"#
-    );
+    let mut f = rule_file()
+        .watch(watch)
+        .rollback(
+            "echo rollback $ROLLWATCH_RULE >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .pause(pause, Some("30s"));
     for (name, body) in rules {
-        out.push_str(&format!("  - name: {name}\n"));
-        if !body.contains("query:") {
-            out.push_str(&format!("    query: rw_value{{test=\"{test}-{name}\"}}\n"));
-        }
-        out.push_str(body);
-        out.push('\n');
+        let query = (!body.contains("query:")).then(|| series(&format!("{test}-{name}")));
+        f = f.rule(name, query.as_deref(), body);
     }
-    out
+    f.build()
 }
 
 const PAUSE_OK: &str = "echo pause $ROLLWATCH_RULE >> @DIR@/actions.log";

@@ -12,28 +12,18 @@ use std::time::{Duration, Instant};
 /// A rule file on `rw_value{test="${test}"}`; the rollback appends
 /// "rollback <unix ms>" to @DIR@/actions.log.
 pub fn rules(rule: &str, rollback: &str) -> String {
-    format!(
-        r#"vars:
-  test:
-watch:
-  duration: 60s
-  interval: 1s
-rollback:
-{rollback}
-rules:
-  - name: r
-    query: rw_value{{test="${{test}}"}}
-{rule}
-"#
-    )
+    crate::harness::rule_file::rule_file()
+        .var("test", "")
+        .watch("  duration: 60s\n  interval: 1s")
+        .rollback_raw(rollback)
+        .rule("r", Some(crate::harness::rule_file::SERIES_OF_VAR), rule)
+        .build()
 }
 
 pub const ROLLBACK: &str = r#"  command: ["sh", "-c", "echo rollback $(date +%s%3N) >> @DIR@/actions.log"]
   timeout: 30s"#;
 
-pub fn series(test: &str) -> String {
-    format!("rw_value{{test=\"{test}\"}}")
-}
+pub use crate::harness::rule_file::series;
 
 /// One HTTP/1.1 request; returns the status and the JSON body (Null if not JSON).
 pub fn http(
@@ -153,15 +143,9 @@ impl Agent {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let p = start_exe_env(exe, &args, &env);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while crate::harness::http_get(&self.addr, path).map(|r| r.0) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "agent not ready; log:\n{}",
-                p.dump()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        crate::harness::await_ready(&self.addr, path, Duration::from_secs(20), "agent", || {
+            p.dump()
+        });
         self.proc = Some(p);
     }
 

@@ -2,7 +2,7 @@
 //! channel tests: one per test, on a free loopback port, with no clustering and a
 //! single receiver that sends nothing; its v2 API is read back to check what arrived.
 
-use super::{free_port, http_get, urlencode};
+use super::{free_port, urlencode};
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -44,14 +44,13 @@ pub fn alertmanager(dir: &Path) -> Alertmanager {
         addr,
         child,
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !matches!(http_get(&am.addr, "/-/ready"), Some((200, _))) {
-        assert!(
-            Instant::now() < deadline,
-            "Alertmanager did not become ready"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::harness::await_ready(
+        &am.addr,
+        "/-/ready",
+        Duration::from_secs(30),
+        "Alertmanager",
+        String::new,
+    );
     am
 }
 

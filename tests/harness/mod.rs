@@ -3,10 +3,12 @@
 
 pub mod agent;
 pub mod alertmanager;
+pub mod backend;
 pub mod fake;
 pub mod postgres;
 pub mod proxy;
 pub mod receiver;
+pub mod rule_file;
 pub mod victoria;
 
 use serde_json::Value;
@@ -57,6 +59,21 @@ pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default();
     Some((status, body))
+}
+
+/// The one readiness wait of the harness: polls `GET path` on `addr` every 50 ms until
+/// it answers 200, and fails the test after `within`, naming `what` and showing
+/// `log()` (the server's log, or where to find it).
+pub fn await_ready(addr: &str, path: &str, within: Duration, what: &str, log: impl Fn() -> String) {
+    let deadline = Instant::now() + within;
+    while http_get(addr, path).map(|r| r.0) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} not ready within {within:?}:\n{}",
+            log()
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
 }
 
 pub fn urlencode(s: &str) -> String {
@@ -248,15 +265,13 @@ pub fn spawn_prometheus(dir: &Path, config: &str, data: &Path) -> String {
     rx.recv()
         .unwrap()
         .expect("start prometheus (apt-get install -y prometheus)");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(&addr, "/-/ready").map(|(s, _)| s) != Some(200) {
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus did not become ready; see {}",
-            dir.join("prometheus.log").display()
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    await_ready(
+        &addr,
+        "/-/ready",
+        Duration::from_secs(60),
+        "Prometheus",
+        || format!("see {}", dir.join("prometheus.log").display()),
+    );
     addr
 }
 
@@ -342,15 +357,13 @@ impl PromProcess {
             .unwrap()
             .expect("start prometheus (apt-get install -y prometheus)");
         self.running = Some((stop_tx, done_rx));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&self.addr, "/-/ready").map(|(s, _)| s) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "Prometheus did not become ready; see {}",
-                self.log.display()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        await_ready(
+            &self.addr,
+            "/-/ready",
+            Duration::from_secs(60),
+            "Prometheus",
+            || format!("see {}", self.log.display()),
+        );
     }
 
     /// Waits until it has scraped `query` to exactly one sample equal to `value`.

@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The shared VictoriaMetrics.
 pub struct Victoria {
@@ -110,15 +110,9 @@ pub fn victoria() -> &'static Victoria {
         rx.recv()
             .unwrap()
             .expect("start victoria-metrics (apt-get install -y victoria-metrics)");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http_get(&addr, "/health").map(|(s, _)| s) != Some(200) {
-            assert!(
-                Instant::now() < deadline,
-                "VictoriaMetrics did not become ready; see {}",
-                log.display()
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
+        super::await_ready(&addr, "/health", Duration::from_secs(60), "VictoriaMetrics", || {
+            format!("see {}", log.display())
+        });
         let vm = Victoria {
             url: format!("http://{addr}"),
             addr,

@@ -4,6 +4,7 @@
 //! label-less series, `"-"` an empty result, `"err"` a failed query.
 
 use super::*;
+use crate::core::eval::{BaselineParams, Breaches, Direction, EffectMeasure, OnLabels};
 
 fn poll(spec: &str) -> Poll {
     match spec {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::eval::{Labels, Phase};
 use rusqlite::Connection;
 
 fn store() -> (tempfile::TempDir, SqliteStore) {

@@ -843,4 +843,6 @@ impl<R: ActionRunner> Watch<'_, R> {
 }
 
 #[cfg(test)]
+mod loop_tests;
+#[cfg(test)]
 mod tests;

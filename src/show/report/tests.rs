@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::eval::Labels;
 use crate::core::events::{Event, RuleInfo, RuleState, SeriesValue};
 
 fn info() -> RuleInfo {

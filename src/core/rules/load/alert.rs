@@ -6,8 +6,9 @@
 //! placeholders included, is only ever a label value: it is escaped by the printer and
 //! can never change the query's structure.
 
-use super::{template_of, Cx};
+use super::common::template_of;
 use crate::core::rules::template::{self, is_name};
+use crate::core::rules::walk::Cx;
 use crate::core::rules::yaml::{Node, Value};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{Expr, VectorSelector};

@@ -1,7 +1,13 @@
 //! The `rollback:` and `pause:` sections: a command is argv (never a shell), and a
 //! caller's value can neither name the program nor become one of its options.
 
-use super::*;
+use super::common::{duration, template_of};
+use super::vars::shown;
+use crate::core::rules::template::{self, Piece};
+use crate::core::rules::walk::{fields, required, Cx};
+use crate::core::rules::yaml::{Node, Pos, Value};
+use crate::core::rules::{defaults, CommandSpec};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn compile_command(
     cx: &mut Cx,

@@ -3,7 +3,7 @@
 //! Every query here (guard, canary, stable) goes through `compile_query`, the same
 //! template, escaping and structure check as a rule's `query`.
 
-use super::{choice, compile_query, duration, number};
+use super::common::{choice, compile_query, duration, fmt_d, number};
 use crate::core::eval::{
     BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Judging, NoData, OnLabels,
 };
@@ -380,8 +380,8 @@ pub(super) fn compile_judges(
                     cx.warn(
                         format!(
                             "{what}: `compare.window` ({}) is shorter than the poll interval ({})",
-                            super::fmt_d(w),
-                            super::fmt_d(iv)
+                            fmt_d(w),
+                            fmt_d(iv)
                         ),
                         c.get("window").map_or(c.pos, |n| n.pos),
                         "each pool then holds one poll's samples only",

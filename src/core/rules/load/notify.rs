@@ -2,7 +2,11 @@
 //! literally, from the environment or from a file) and are never shown.
 //! `alertmanager:` channels also carry extra alert labels.
 
-use super::*;
+use super::common::{choice, duration};
+use crate::core::rules::walk::{fields, required, string, Cx};
+use crate::core::rules::yaml::{Node, Value};
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// `notify:` — a list of channels, each `webhook:` or `slack:` with a URL given
 /// literally, as `{env: NAME}` or as `{file: PATH}` (URLs are secrets), and `on:`.

@@ -1,4 +1,6 @@
 use super::*;
+use crate::core::rules::load::common::MAX_DURATION;
+use crate::core::rules::structure;
 
 #[test]
 fn a_variable_can_never_name_the_program() {

@@ -2,7 +2,7 @@
 //! and the effective values after `--set`, each checked wherever it comes from (a
 //! value that could change a query or a command's meaning is refused).
 
-use super::LoadOptions;
+use super::common::LoadOptions;
 use crate::core::rules::diag::{did_you_mean, Diagnostic};
 use crate::core::rules::template;
 use crate::core::rules::walk::{fields, string, Cx};

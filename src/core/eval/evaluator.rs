@@ -1,0 +1,668 @@
+//! The evaluator itself: `RuleEval`, its parameters and the transitions it returns.
+//!
+//! `mod.rs` says what the semantics are; this file holds them, so that the judges
+//! (`judge.rs`) and the reading of a poll (`reading.rs`) take what they need from a
+//! sibling rather than from the module that re-exports them.
+
+use super::judge::{self, CompareParams, Evidence, Judging};
+use crate::core::series::{Labels, Poll, Sample};
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::time::Duration;
+
+/// The condition a value must meet to count as breaching.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Threshold {
+    /// Breached when the value is strictly above this.
+    pub above: Option<f64>,
+    /// Breached when the value is strictly below this.
+    pub below: Option<f64>,
+    /// `breach_when: present`: every returned series breaches, whatever its value
+    /// (`above`/`below` are then `None`).
+    pub present: bool,
+}
+
+impl Threshold {
+    /// Breached when the value is above `above` or below `below` (either may be absent).
+    pub fn band(above: Option<f64>, below: Option<f64>) -> Self {
+        Threshold {
+            above,
+            below,
+            present: false,
+        }
+    }
+
+    /// Breached by any series the query returns (`breach_when: present`).
+    pub fn present() -> Self {
+        Threshold {
+            above: None,
+            below: None,
+            present: true,
+        }
+    }
+
+    pub fn breached(&self, value: f64) -> bool {
+        self.present
+            || self.above.is_some_and(|a| value > a)
+            || self.below.is_some_and(|b| value < b)
+    }
+
+    /// How far past the threshold `value` is (positive when breached, the larger the
+    /// worse): `value - above`, `below - value`, or for a band the larger of the two.
+    /// Used to pick one value among duplicates of a label set.
+    pub fn severity(&self, value: f64) -> f64 {
+        let over = self.above.map(|a| value - a);
+        let under = self.below.map(|b| b - value);
+        match (over, under) {
+            (Some(o), Some(u)) => o.max(u),
+            (Some(d), None) | (None, Some(d)) => d,
+            (None, None) => value,
+        }
+    }
+
+    /// Whether `a` is more in breach than `b` (ties: the larger value), a total order
+    /// on non-NaN values so the pick among duplicates is the same in any order.
+    fn worse(&self, a: f64, b: f64) -> bool {
+        match self.severity(a).total_cmp(&self.severity(b)) {
+            std::cmp::Ordering::Equal => a.total_cmp(&b).is_gt(),
+            o => o.is_gt(),
+        }
+    }
+}
+
+impl fmt::Display for Threshold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.present {
+            return write!(f, "present");
+        }
+        match (self.above, self.below) {
+            (Some(a), None) => write!(f, "> {a}"),
+            (None, Some(b)) => write!(f, "< {b}"),
+            (Some(a), Some(b)) => write!(f, "< {b} or > {a}"),
+            (None, None) => write!(f, "never"),
+        }
+    }
+}
+
+/// What an absent series (or an empty result) means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NoData {
+    Ok,
+    Breach,
+    Hold,
+}
+
+impl NoData {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NoData::Ok => "ok",
+            NoData::Breach => "breach",
+            NoData::Hold => "hold",
+        }
+    }
+}
+
+/// The parameters of one rule that the evaluator needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    pub threshold: Threshold,
+    pub for_: Duration,
+    pub no_data: NoData,
+    /// The judges beyond the threshold (all off by default).
+    pub judge: Judging,
+}
+
+/// A series' current phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Pending,
+    Firing,
+}
+
+/// What the evaluator keeps for a series that is pending or firing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesState {
+    pub phase: Phase,
+    /// Time of the first breaching poll of this run of breaches.
+    pub since: Duration,
+    /// The last value seen (None if the series was absent and counted by `no_data`).
+    pub last_value: Option<f64>,
+    /// `breaches: M of N`: the last N judged polls, oldest first (true = breach). A
+    /// series restored without its stored window (`windows`) starts from one breach.
+    pub window: VecDeque<bool>,
+}
+
+/// A `breaches` window as text, oldest poll first: `1` a breach, `0` a judged poll
+/// that did not breach (at most N characters: compact enough to store every poll).
+pub fn window_text(window: &VecDeque<bool>) -> String {
+    window.iter().map(|b| if *b { '1' } else { '0' }).collect()
+}
+
+/// The window `window_text` wrote, keeping its last `n` polls; None if it is not one.
+pub fn parse_window(text: &str, n: u32) -> Option<VecDeque<bool>> {
+    let mut w = text
+        .chars()
+        .map(|c| match c {
+            '1' => Some(true),
+            '0' => Some(false),
+            _ => None,
+        })
+        .collect::<Option<VecDeque<bool>>>()?;
+    while w.len() > n as usize {
+        w.pop_front();
+    }
+    Some(w)
+}
+
+/// A change worth logging or acting on, with the evidence it was decided on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// The series breached for the first time in a run.
+    Pending {
+        labels: Labels,
+        value: Option<f64>,
+        evidence: Evidence,
+    },
+    /// The series has breached at every poll for `for` (or M of N): act.
+    Fired {
+        labels: Labels,
+        value: Option<f64>,
+        breached_for: Duration,
+        evidence: Evidence,
+    },
+    /// The series stopped breaching.
+    Resolved {
+        labels: Labels,
+        from: Phase,
+        value: Option<f64>,
+        breached_for: Duration,
+        evidence: Evidence,
+    },
+}
+
+/// The extra inputs of one poll, taken at the same instant as the rule's query: the
+/// guard (`min_traffic`), the baseline (`offset:` this poll's, `before:` the stored
+/// one) and the stable side (`compare`, whose canary side is the rule's own poll).
+/// A judge the rule uses whose input is missing makes the poll count as failed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extra<'a> {
+    pub guard: Option<&'a Poll>,
+    pub baseline: Option<&'a Poll>,
+    pub stable: Option<&'a Poll>,
+}
+
+/// What the last poll showed besides its transitions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PollNotes {
+    /// The poll was judged (not failed, nor missing an input).
+    pub judged: bool,
+    /// Series judged at this poll.
+    pub series_judged: usize,
+    /// Series insufficient at this poll (for `compare`: 1 when the pools are too small).
+    pub insufficient: usize,
+    /// Series that had no usable baseline.
+    pub no_baseline: Vec<Labels>,
+    /// The evidence of each judged series at this poll.
+    pub evidence: BTreeMap<Labels, Evidence>,
+    /// The value a `compare` rule judged (the canary pool's median).
+    pub compare_value: Option<f64>,
+    /// The first usable value of the poll (by label set), for a one-line status.
+    pub first_value: Option<f64>,
+    /// Why the guard could not be matched with the rule's series, when the poll was
+    /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
+    pub guard_refused: Option<String>,
+}
+
+/// The evaluator of one rule.
+#[derive(Debug, Clone)]
+pub struct RuleEval {
+    params: Params,
+    series: BTreeMap<Labels, SeriesState>,
+    /// Series × polls judged, and insufficient, since the start.
+    judged: u64,
+    insufficient: u64,
+    notes: PollNotes,
+    /// `compare`: (time, value) pools of the canary and stable sides.
+    canary: VecDeque<(Duration, f64)>,
+    stable: VecDeque<(Duration, f64)>,
+}
+
+impl RuleEval {
+    pub fn new(params: Params) -> Self {
+        Self::restore(params, BTreeMap::new())
+    }
+
+    /// An evaluator that continues from saved series state (what `serve` persisted
+    /// before a restart). `since` must be on the same clock as the polls that follow.
+    pub fn restore(params: Params, series: BTreeMap<Labels, SeriesState>) -> Self {
+        RuleEval {
+            params,
+            series,
+            judged: 0,
+            insufficient: 0,
+            notes: PollNotes::default(),
+            canary: VecDeque::new(),
+            stable: VecDeque::new(),
+        }
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// Series currently pending or firing.
+    pub fn series(&self) -> &BTreeMap<Labels, SeriesState> {
+        &self.series
+    }
+
+    /// `breaches: M of N`: each pending or firing series' window, as
+    /// `window_text` writes it (what `serve` stores with a rule's last poll, so that a
+    /// restart continues the count); None for a rule without `breaches`.
+    pub fn windows(&self) -> Option<Vec<(Labels, String)>> {
+        self.params.judge.breaches?;
+        Some(
+            self.series
+                .iter()
+                .map(|(l, s)| (l.clone(), window_text(&s.window)))
+                .collect(),
+        )
+    }
+
+    /// Series × polls judged so far (a series insufficient at a poll is not judged).
+    pub fn judged_count(&self) -> u64 {
+        self.judged
+    }
+
+    /// Series × polls that were insufficient so far.
+    pub fn insufficient_count(&self) -> u64 {
+        self.insufficient
+    }
+
+    /// Whether every series at every usable poll so far was insufficient: the rule was
+    /// not judged at all, which makes a watch inconclusive.
+    pub fn never_judged(&self) -> bool {
+        self.judged == 0 && self.insufficient > 0
+    }
+
+    /// What the last `observe` showed besides its transitions.
+    pub fn notes(&self) -> &PollNotes {
+        &self.notes
+    }
+
+    /// Feeds one poll taken at `at` (any monotonic origin) and returns what changed.
+    pub fn observe(&mut self, at: Duration, poll: &Poll) -> Vec<Transition> {
+        self.observe_with(at, poll, Extra::default())
+    }
+
+    /// `observe` with the judges' extra inputs of the same instant.
+    pub fn observe_with(&mut self, at: Duration, poll: &Poll, extra: Extra) -> Vec<Transition> {
+        self.notes = PollNotes::default();
+        let judge = self.params.judge;
+        if let Some(c) = judge.compare {
+            return self.observe_compare(at, poll, extra.stable, c);
+        }
+        let samples = match poll {
+            Poll::Failed => return Vec::new(),
+            Poll::Samples(s) => s,
+        };
+        let guard = match (judge.min_traffic, extra.guard) {
+            (None, _) => None,
+            (Some(min), Some(Poll::Samples(g))) => Some((min, g.as_slice())),
+            (Some(_), _) => return Vec::new(),
+        };
+        let baseline = match (judge.baseline, extra.baseline) {
+            (None, _) => None,
+            (Some(b), Some(Poll::Samples(s))) => Some((b, judge::baselines(s))),
+            (Some(_), _) => return Vec::new(),
+        };
+        if let Some((_, g)) = guard {
+            let series = samples
+                .iter()
+                .filter(|s| !s.value.is_nan())
+                .map(|s| &s.labels);
+            if let Some(why) = judge::guard_problem(series, g, judge.guard_on) {
+                // Never a silent sum: the poll counts as failed, and says why.
+                self.notes.guard_refused = Some(why);
+                return Vec::new();
+            }
+        }
+        self.notes.judged = true;
+        let mut out = Vec::new();
+        let mut seen: BTreeMap<&Labels, f64> = BTreeMap::new();
+        let threshold = self.params.threshold;
+        // A present rule counts a NaN sample as a series (Prometheus fires on it).
+        for s in samples
+            .iter()
+            .filter(|s| threshold.present || !s.value.is_nan())
+        {
+            // Duplicates of a label set: the one most in breach (see the module doc).
+            seen.entry(&s.labels)
+                .and_modify(|v| {
+                    // (Only a present rule sees NaN here: a number still wins.)
+                    if !s.value.is_nan() && (v.is_nan() || threshold.worse(s.value, *v)) {
+                        *v = s.value;
+                    }
+                })
+                .or_insert(s.value);
+        }
+        self.notes.first_value = seen.values().copied().find(|v| !v.is_nan());
+        for (labels, value) in &seen {
+            let mut evidence = Evidence::default();
+            if let Some((min, g)) = guard {
+                let t = judge::traffic(labels, g, judge.guard_on);
+                evidence.traffic = t;
+                // Below `min`, or no guard series at all: not judged at this poll.
+                if t.is_none_or(|t| t.is_nan() || t < min) {
+                    self.insufficient += 1;
+                    self.notes.insufficient += 1;
+                    continue;
+                }
+            }
+            let breaching = match &baseline {
+                None => threshold.breached(*value),
+                Some((bp, b)) => match b.get(labels).copied() {
+                    Some(base) => {
+                        evidence.baseline = Some(base);
+                        evidence.ratio = (base != 0.0).then(|| *value / base);
+                        judge::baseline_breached(*value, base, bp, threshold.above, threshold.below)
+                    }
+                    None => {
+                        self.notes.no_baseline.push((*labels).clone());
+                        match bp.no_baseline {
+                            NoData::Hold => {
+                                self.judged += 1;
+                                self.notes.series_judged += 1;
+                                continue;
+                            }
+                            NoData::Ok => false,
+                            NoData::Breach => true,
+                        }
+                    }
+                },
+            };
+            self.judged += 1;
+            self.notes.series_judged += 1;
+            let value = (!value.is_nan()).then_some(*value);
+            self.step(at, labels, value, breaching, evidence, &mut out);
+        }
+        let absent: Vec<Labels> = self
+            .series
+            .keys()
+            .filter(|l| !seen.contains_key(l))
+            .cloned()
+            .collect();
+        for labels in absent {
+            if labels.is_empty() && !seen.is_empty() {
+                // The rule-level "no data" series ends as soon as there is data.
+                self.step(at, &labels, None, false, Evidence::default(), &mut out);
+            } else {
+                self.absent(at, &labels, &mut out);
+            }
+        }
+        let nothing = Labels::new();
+        if seen.is_empty() && self.series.is_empty() {
+            self.absent(at, &nothing, &mut out);
+        }
+        self.with_counts(out)
+    }
+
+    /// Adds the rule's counts to the evidence of each transition.
+    fn with_counts(&self, mut out: Vec<Transition>) -> Vec<Transition> {
+        let judge = self.params.judge;
+        if judge.min_traffic.is_some() || judge.compare.is_some() {
+            for t in &mut out {
+                let (Transition::Pending { evidence, .. }
+                | Transition::Fired { evidence, .. }
+                | Transition::Resolved { evidence, .. }) = t;
+                evidence.insufficient = Some(self.insufficient);
+            }
+        }
+        out
+    }
+
+    /// A `compare` rule: the canary side is `poll`, the stable side `stable`.
+    fn observe_compare(
+        &mut self,
+        at: Duration,
+        poll: &Poll,
+        stable: Option<&Poll>,
+        c: CompareParams,
+    ) -> Vec<Transition> {
+        let (Poll::Samples(cs), Some(Poll::Samples(ss))) = (poll, stable) else {
+            return Vec::new();
+        };
+        self.notes.judged = true;
+        self.pool(at, cs, ss, c.window);
+        let canary: Vec<f64> = self.canary.iter().map(|(_, v)| *v).collect();
+        let stable: Vec<f64> = self.stable.iter().map(|(_, v)| *v).collect();
+        let result = crate::core::stats::compare_by(
+            &canary,
+            &stable,
+            c.direction,
+            1.0 - c.alpha(),
+            c.min_effect,
+            c.min_samples,
+            c.effect,
+        );
+        let labels = Labels::new();
+        let mut out = Vec::new();
+        match result {
+            crate::core::stats::Comparison::Insufficient { n_canary, n_stable } => {
+                self.insufficient += 1;
+                self.notes.insufficient = 1;
+                self.notes.evidence.insert(
+                    labels,
+                    Evidence {
+                        n_canary: Some(n_canary),
+                        n_stable: Some(n_stable),
+                        ..Default::default()
+                    },
+                );
+                return Vec::new();
+            }
+            crate::core::stats::Comparison::Judged {
+                n_canary,
+                n_stable,
+                p_value,
+                shift,
+                stable_median,
+                effect,
+                breached,
+                ..
+            } => {
+                self.judged += 1;
+                self.notes.series_judged = 1;
+                let value = crate::core::stats::median(&canary);
+                self.notes.compare_value = value;
+                let evidence = Evidence {
+                    baseline: Some(stable_median),
+                    p_value: Some(p_value),
+                    effect: Some(effect),
+                    effect_measure: Some(c.effect.as_str()),
+                    shift: Some(shift),
+                    n_canary: Some(n_canary),
+                    n_stable: Some(n_stable),
+                    ..Default::default()
+                };
+                self.step(at, &labels, value, breached, evidence, &mut out);
+            }
+        }
+        self.with_counts(out)
+    }
+
+    /// Adds one poll's canary and stable samples to the pools and slides the window.
+    fn pool(&mut self, at: Duration, cs: &[Sample], ss: &[Sample], window: Duration) {
+        for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
+            // NaN is no data; an infinity is a value, the extreme of its side
+            // (`histogram_quantile` above the top bucket is the worst latency).
+            pool.extend(
+                side.iter()
+                    .filter(|s| !s.value.is_nan())
+                    .map(|s| (at, s.value)),
+            );
+            // The sliding window: samples of the last `window`, this poll's always.
+            while pool
+                .front()
+                .is_some_and(|(t, _)| at.saturating_sub(*t) >= window && *t != at)
+            {
+                pool.pop_front();
+            }
+        }
+    }
+
+    /// `compare`: puts a poll that was already judged (before a restart) back into the
+    /// pools, without judging it again: the agent refills them from Prometheus's
+    /// history at resume, so the first poll after it compares the full window, as an
+    /// uninterrupted watch would. Nothing for another rule, or a failed poll.
+    pub fn refill(&mut self, at: Duration, canary: &Poll, stable: &Poll) {
+        let (Some(c), Poll::Samples(cs), Poll::Samples(ss)) =
+            (self.params.judge.compare, canary, stable)
+        else {
+            return;
+        };
+        self.pool(at, cs, ss, c.window);
+    }
+
+    fn absent(&mut self, at: Duration, labels: &Labels, out: &mut Vec<Transition>) {
+        // For a present rule an absent series is the healthy state.
+        let no_data = if self.params.threshold.present {
+            NoData::Ok
+        } else {
+            self.params.no_data
+        };
+        match no_data {
+            NoData::Ok => self.step(at, labels, None, false, Evidence::default(), out),
+            NoData::Breach => self.step(at, labels, None, true, Evidence::default(), out),
+            NoData::Hold => {}
+        }
+    }
+
+    /// One judged poll of one series (a slot, for `breaches`).
+    fn step(
+        &mut self,
+        at: Duration,
+        labels: &Labels,
+        value: Option<f64>,
+        breaching: bool,
+        mut evidence: Evidence,
+        out: &mut Vec<Transition>,
+    ) {
+        let breaches = self.params.judge.breaches;
+        // When the series fires: `for` has elapsed, or M of the last N polls breached.
+        let fires = |state: &SeriesState, at: Duration| match breaches {
+            Some(b) => state.window.iter().filter(|x| **x).count() as u32 >= b.m,
+            None => at.saturating_sub(state.since) >= self.params.for_,
+        };
+        match (self.series.get_mut(labels), breaching) {
+            (None, false) => {
+                if let Some(b) = breaches {
+                    evidence.breaches = Some((0, b.n));
+                }
+                self.notes.evidence.insert(labels.clone(), evidence);
+            }
+            (None, true) => {
+                let mut state = SeriesState {
+                    phase: Phase::Pending,
+                    since: at,
+                    last_value: value,
+                    window: VecDeque::from([true]),
+                };
+                if let Some(b) = breaches {
+                    evidence.breaches = Some((1, b.n));
+                }
+                out.push(Transition::Pending {
+                    labels: labels.clone(),
+                    value,
+                    evidence: evidence.clone(),
+                });
+                if fires(&state, at) {
+                    state.phase = Phase::Firing;
+                    out.push(Transition::Fired {
+                        labels: labels.clone(),
+                        value,
+                        breached_for: Duration::ZERO,
+                        evidence: evidence.clone(),
+                    });
+                }
+                self.notes.evidence.insert(labels.clone(), evidence);
+                self.series.insert(labels.clone(), state);
+            }
+            (Some(state), breaching) if breaches.is_some() => {
+                let b = breaches.expect("checked");
+                if state.window.is_empty() {
+                    // Restored after a restart: it breached at least once.
+                    state.window.push_back(true);
+                }
+                state.window.push_back(breaching);
+                while state.window.len() > b.n as usize {
+                    state.window.pop_front();
+                }
+                let count = state.window.iter().filter(|x| **x).count() as u32;
+                evidence.breaches = Some((count, b.n));
+                if breaching {
+                    state.last_value = value;
+                }
+                let breached_for = at.saturating_sub(state.since);
+                if count == 0 {
+                    let from = state.phase;
+                    self.series.remove(labels);
+                    out.push(Transition::Resolved {
+                        labels: labels.clone(),
+                        from,
+                        value,
+                        breached_for,
+                        evidence: evidence.clone(),
+                    });
+                } else if state.phase == Phase::Pending && fires(state, at) {
+                    state.phase = Phase::Firing;
+                    out.push(Transition::Fired {
+                        labels: labels.clone(),
+                        value,
+                        breached_for,
+                        evidence: evidence.clone(),
+                    });
+                }
+                self.notes.evidence.insert(labels.clone(), evidence);
+            }
+            (Some(state), true) => {
+                state.last_value = value;
+                let breached_for = at.saturating_sub(state.since);
+                if state.phase == Phase::Pending && fires(state, at) {
+                    state.phase = Phase::Firing;
+                    out.push(Transition::Fired {
+                        labels: labels.clone(),
+                        value,
+                        breached_for,
+                        evidence: evidence.clone(),
+                    });
+                }
+                self.notes.evidence.insert(labels.clone(), evidence);
+            }
+            (Some(state), false) => {
+                let from = state.phase;
+                let breached_for = at.saturating_sub(state.since);
+                self.series.remove(labels);
+                out.push(Transition::Resolved {
+                    labels: labels.clone(),
+                    from,
+                    value,
+                    breached_for,
+                    evidence: evidence.clone(),
+                });
+                self.notes.evidence.insert(labels.clone(), evidence);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "judge_tests.rs"]
+mod judge_tests;
+#[cfg(test)]
+#[path = "tests.rs"]
+mod tests;
+#[cfg(test)]
+#[path = "watch_sim_tests.rs"]
+mod watch_sim_tests;

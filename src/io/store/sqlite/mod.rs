@@ -1,0 +1,321 @@
+//! `SqliteStore`, the embedded store: one SQLite file in WAL mode with
+//! `synchronous=FULL`, its schema versioned with `PRAGMA user_version` and upgraded in
+//! place; claims are single transactions that unique indexes make happen at most once.
+//!
+//! Split by concern: `schema.rs` the layout and its upgrades, `reads.rs` and
+//! `writes.rs` the statements (their values through the shared `io::store::codec`);
+//! this file opens the file, holds the one agent's leases (in memory: one agent per
+//! file) and checks the fence of every owner's write before it reaches `writes`.
+
+mod reads;
+mod schema;
+mod writes;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::core::eval::Labels;
+use crate::io::store::api::*;
+use crate::io::store::statefile;
+use rusqlite::Connection;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The embedded store: one SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    /// One agent per state file, for as long as the store is open.
+    _lock: statefile::StateLock,
+    /// The watches whose (in-memory) lease the one agent holds: it holds every
+    /// running watch, each with token 1, and nothing ever takes one over.
+    held: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl SqliteStore {
+    /// Opens (or creates) the state file: first the exclusive lock (a second agent on
+    /// the same file fails here, naming the holder), then owner-only modes on the file
+    /// and its `-wal`/`-shm` siblings (see `statefile`), then SQLite.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let lock = statefile::lock(path)?;
+        let warn_wide = |tightened: Vec<(PathBuf, u32)>| {
+            for (file, mode) in tightened {
+                tracing::warn!(event = "state_file_mode", path = %file.display(), was = %format!("{mode:o}"),
+                    "{} was readable by others (mode {mode:o}); it is now readable by its owner only (600)", file.display());
+            }
+        };
+        warn_wide(statefile::secure(path)?);
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        // SQLite gives -wal and -shm the database's mode; check them once they exist.
+        warn_wide(statefile::secure(path)?);
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let mut conn = conn;
+        schema::migrate(&mut conn, path)?;
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            _lock: lock,
+            held: Mutex::default(),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<String>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `check_fence` for a write (the one agent holds every lease it took: trivially
+    /// satisfied, but the same API as the shared store).
+    fn fence(&self, id: &str, fence: &Fence, what: &str) -> Result<(), StoreError> {
+        self.check_fence(id, &fence.holder, fence.token, what.to_string())
+    }
+
+    /// `Fenced` unless the one agent holds `id`'s lease with `token`.
+    fn check_fence(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        what: String,
+    ) -> Result<(), StoreError> {
+        let _ = holder;
+        if token == 1 && self.held().contains(id) {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced {
+                what,
+                id: id.to_string(),
+                token,
+            })
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn create(&self, w: &NewWatch) -> Result<Created, StoreError> {
+        writes::create(&mut self.conn(), w)
+    }
+
+    fn get(&self, id: &str) -> Result<Option<WatchRecord>, StoreError> {
+        reads::get(&self.conn(), id)
+    }
+
+    fn list(&self, state: Option<WatchState>) -> Result<Vec<WatchRecord>, StoreError> {
+        reads::list(&self.conn(), state)
+    }
+
+    fn count_by_state(&self) -> Result<Vec<(WatchState, i64)>, StoreError> {
+        reads::count_by_state(&self.conn())
+    }
+
+    fn clear_series(
+        &self,
+        id: &str,
+        fence: &Fence,
+        rule: &str,
+        labels: &Labels,
+    ) -> Result<(), StoreError> {
+        self.fence(id, fence, "write of a resolved series")?;
+        writes::clear_series(&self.conn(), id, rule, labels)
+    }
+
+    fn series(&self, id: &str) -> Result<Vec<SeriesRow>, StoreError> {
+        reads::series(&self.conn(), id)
+    }
+
+    fn save_polls(&self, holder: &str, polls: &[PollMark]) -> Result<Vec<String>, StoreError> {
+        if polls.is_empty() {
+            return Ok(Vec::new());
+        }
+        let held = |p: &PollMark| {
+            self.check_fence(&p.id, holder, p.token, String::new())
+                .is_ok()
+        };
+        writes::save_polls(&mut self.conn(), polls, held)
+    }
+
+    fn breach_windows(&self, id: &str) -> Result<BTreeMap<String, Windows>, StoreError> {
+        reads::breach_windows(&self.conn(), id)
+    }
+
+    fn polls(&self, id: &str) -> Result<BTreeMap<String, PollState>, StoreError> {
+        reads::polls(&self.conn(), id)
+    }
+
+    fn claim_action(
+        &self,
+        id: &str,
+        a: &NewAction,
+        fired: &[SeriesRow],
+    ) -> Result<i64, StoreError> {
+        writes::claim_action(&mut self.conn(), id, a, fired)
+    }
+
+    fn claim_rerun(&self, id: &str, old: i64, a: &NewAction) -> Result<i64, StoreError> {
+        writes::claim_rerun(&mut self.conn(), id, old, a)
+    }
+
+    fn action_spawned(&self, action: i64, p: &ProcessId) -> Result<(), StoreError> {
+        writes::action_spawned(&self.conn(), action, p)
+    }
+
+    fn write_noted(
+        &self,
+        id: &str,
+        fence: &Fence,
+        change: Noted<'_>,
+        notes: &[NewNote],
+    ) -> Result<(), StoreError> {
+        self.fence(id, fence, &change.what())?;
+        writes::write_noted(&mut self.conn(), id, change, notes)
+    }
+
+    fn outbox_due(
+        &self,
+        holder: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<NoteRow>, StoreError> {
+        writes::outbox_due(&mut self.conn(), holder, lease, max)
+    }
+
+    fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError> {
+        writes::outbox_mark(&self.conn(), note, mark)
+    }
+
+    fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError> {
+        reads::actions(&self.conn(), id)
+    }
+
+    fn put_baselines(
+        &self,
+        id: &str,
+        fence: &Fence,
+        rule: &str,
+        values: &[(Labels, f64)],
+    ) -> Result<(), StoreError> {
+        self.fence(id, fence, "write of a baseline")?;
+        writes::put_baselines(&mut self.conn(), id, rule, values)
+    }
+
+    fn baselines(&self, id: &str) -> Result<BTreeMap<String, Vec<(Labels, f64)>>, StoreError> {
+        reads::baselines(&self.conn(), id)
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn clock_ms(&self) -> Result<i64, StoreError> {
+        Ok(std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64))
+    }
+
+    fn heartbeat(&self, _agent: &str, _ttl: Duration) -> Result<usize, StoreError> {
+        Ok(1)
+    }
+
+    fn acquire_lease(
+        &self,
+        id: &str,
+        _holder: &str,
+        _ttl: Duration,
+    ) -> Result<Option<Lease>, StoreError> {
+        self.held().insert(id.to_string());
+        Ok(Some(Lease {
+            watch: id.to_string(),
+            token: 1,
+        }))
+    }
+
+    fn renew_leases(
+        &self,
+        _holder: &str,
+        ids: &[String],
+        _ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let held = self.held();
+        Ok(ids
+            .iter()
+            .filter(|w| held.contains(*w))
+            .map(|w| Lease {
+                watch: w.clone(),
+                token: 1,
+            })
+            .collect())
+    }
+
+    fn adopt_leases(
+        &self,
+        _holder: &str,
+        _ttl: Duration,
+        max: usize,
+    ) -> Result<Vec<Lease>, StoreError> {
+        let running = self.list(Some(WatchState::Running))?;
+        let mut held = self.held();
+        let mut out = Vec::new();
+        for w in running {
+            if out.len() >= max {
+                break;
+            }
+            if held.insert(w.def.id.clone()) {
+                out.push(Lease {
+                    watch: w.def.id,
+                    token: 1,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn release_lease(&self, id: &str, _holder: &str) -> Result<(), StoreError> {
+        self.held().remove(id);
+        Ok(())
+    }
+
+    fn claim_fenced(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        action: &NewAction,
+        fired: &[SeriesRow],
+    ) -> Result<i64, StoreError> {
+        self.check_fence(
+            id,
+            holder,
+            token,
+            format!("claim of the {} action", action.kind),
+        )?;
+        self.claim_action(id, action, fired)
+    }
+
+    fn claim_rerun_fenced(
+        &self,
+        id: &str,
+        holder: &str,
+        token: i64,
+        old: i64,
+        action: &NewAction,
+    ) -> Result<i64, StoreError> {
+        self.check_fence(
+            id,
+            holder,
+            token,
+            format!("claim of the re-run of action {old}"),
+        )?;
+        self.claim_rerun(id, old, action)
+    }
+}

@@ -1,0 +1,156 @@
+//! Watch scenarios written once, generic over the metrics backend
+//! (`harness::backend::Backend`), and instantiated on the shared Prometheus and on the
+//! shared VictoriaMetrics: what a watch decides must not depend on which of the two
+//! answers its queries. Each instance owns one series, `rw_value{test="<name>"}`.
+
+use crate::harness::backend::Backend;
+use crate::harness::rule_file::{rule_file, series, SERIES_OF_VAR};
+use crate::harness::victoria::victoria;
+use crate::harness::{now_ms, prometheus, start, Scratch};
+use std::time::Duration;
+
+/// A rule file with one rule `r` on the test's series; the rollback and pause append
+/// "<action> <rule> <unix ms>" to @DIR@/actions.log.
+fn rules(test: &str, rule: &str, watch: &str) -> String {
+    rule_file()
+        .var("test", test)
+        .watch(watch)
+        .rollback(
+            "echo rollback $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .pause(
+            "echo pause $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .rule("r", Some(SERIES_OF_VAR), rule)
+        .build()
+}
+
+/// (action, rule, unix ms) of each line of actions.log.
+fn actions(s: &Scratch) -> Vec<(String, String, u64)> {
+    s.lines("actions.log")
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            (
+                parts[0].to_string(),
+                parts[1].to_string(),
+                parts[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// A breach held past `for: 6s` rolls back once, never before `for`, within one poll
+/// of it.
+fn sustained_breach(b: &impl Backend, name: &str) {
+    let s = Scratch::new();
+    b.set(&series(name), 0.1);
+    let file = s.rules(&rules(
+        name,
+        "    above: 0.5\n    for: 6s\n    interval: 1s",
+        "  duration: 60s\n  interval: 1s",
+    ));
+    let mut w = start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        b.url(),
+    ]);
+    w.await_event("poll", Duration::from_secs(10));
+    assert!(w.events("clock_skew").is_empty(), "{}", w.dump());
+    let breach_start = now_ms();
+    b.exporter().set(&series(name), 0.9);
+    // Scraped within 1s, searchable within about 1s more.
+    let pending = w.await_event("pending", Duration::from_secs(10));
+    let fired = w.await_event("fired", Duration::from_secs(15));
+    assert_eq!(w.wait(Duration::from_secs(30)), 1, "{}", w.dump());
+
+    let actions = actions(&s);
+    assert_eq!(actions.len(), 1, "exactly one rollback: {actions:?}");
+    assert_eq!(
+        (actions[0].0.as_str(), actions[0].1.as_str()),
+        ("rollback", "r")
+    );
+    let pending_ms = pending["unix_ms"].as_u64().unwrap();
+    let fired_ms = fired["unix_ms"].as_u64().unwrap();
+    assert!(
+        pending_ms - breach_start <= 5000,
+        "pending {}ms after the breach began",
+        pending_ms - breach_start
+    );
+    // Never before `for`: neither from the first breaching poll nor from the breach itself.
+    assert!(
+        fired_ms - pending_ms >= 6000,
+        "fired {}ms after pending",
+        fired_ms - pending_ms
+    );
+    assert!(
+        actions[0].2 >= breach_start + 6000,
+        "acted {}ms after the breach began",
+        actions[0].2 - breach_start
+    );
+    // Within one poll interval (1s) after `for` expired, plus scheduling slack.
+    assert!(
+        fired_ms - pending_ms <= 6000 + 1000 + 250,
+        "fired {}ms after pending",
+        fired_ms - pending_ms
+    );
+    assert_eq!(w.events("fired").len(), 1);
+}
+
+/// A breach shorter than `for` resolves: the watch ends healthy and runs nothing.
+fn transient_spike(b: &impl Backend, name: &str) {
+    let s = Scratch::new();
+    b.set(&series(name), 0.1);
+    let file = s.rules(&rules(
+        name,
+        "    above: 0.5\n    for: 10s\n    interval: 1s",
+        "  duration: 14s\n  interval: 1s",
+    ));
+    let mut w = start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        b.url(),
+    ]);
+    w.await_event("poll", Duration::from_secs(10));
+    b.exporter().set(&series(name), 0.9);
+    w.await_event("pending", Duration::from_secs(10));
+    b.exporter().set(&series(name), 0.1);
+    w.await_event("resolved", Duration::from_secs(10));
+    assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.dump());
+    assert!(s.lines("actions.log").is_empty());
+    assert!(w.events("fired").is_empty());
+}
+
+mod on_prometheus {
+    use super::*;
+
+    #[test]
+    fn sustained_breach_rolls_back_exactly_once_never_before_for() {
+        sustained_breach(prometheus(), "sustained");
+    }
+
+    #[test]
+    fn transient_spike_exits_healthy_and_runs_nothing() {
+        transient_spike(prometheus(), "spike");
+    }
+}
+
+mod on_victoria {
+    use super::*;
+
+    #[test]
+    fn sustained_breach_rolls_back_exactly_once_never_before_for() {
+        sustained_breach(victoria(), "vm-sustained");
+    }
+
+    #[test]
+    fn transient_spike_exits_healthy_and_runs_nothing() {
+        transient_spike(victoria(), "vm-spike");
+    }
+}
