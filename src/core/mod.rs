@@ -21,3 +21,4 @@ pub mod history;
 pub mod rules;
 pub mod series;
 pub mod stats;
+pub mod time;

@@ -7,4 +7,5 @@
 pub mod event_lines;
 pub mod live;
 pub mod logging;
+pub mod replay;
 pub mod report;

@@ -8,6 +8,7 @@
 pub mod diag;
 pub mod lint;
 mod load;
+pub mod overrides;
 pub mod structure;
 pub mod template;
 pub(crate) mod walk;

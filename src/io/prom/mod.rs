@@ -8,6 +8,7 @@
 
 mod client;
 mod connection;
+pub mod counted;
 pub mod decode;
 pub mod history;
 

@@ -7,6 +7,7 @@
 
 pub mod html;
 mod markdown;
+pub mod replay;
 pub mod step_summary;
 
 use crate::core::eval::Labels;
