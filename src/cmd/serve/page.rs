@@ -23,7 +23,7 @@
 //! anti-CSRF token.
 
 use super::api::{cancel_watch, constant_time_eq};
-use super::board::{Board, Entry};
+use crate::show::board::{Board, Entry};
 use crate::core::events::{now_ms, rfc3339_ms, secs, vars_text, RuleState};
 use crate::io::store::{WatchRecord, WatchState};
 use crate::run::agent::{Agent, RuleLive};
