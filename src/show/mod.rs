@@ -10,5 +10,6 @@ pub mod board;
 pub mod event_lines;
 pub mod live;
 pub mod logging;
+pub mod page;
 pub mod replay;
 pub mod report;
