@@ -25,3 +25,4 @@ pub mod rules;
 pub mod series;
 pub mod stats;
 pub mod time;
+pub mod yaml;

@@ -14,9 +14,9 @@
 
 pub mod decide;
 
-use crate::core::rules::diag::{did_you_mean, Diagnostic, Severity};
-use crate::core::rules::walk::{fields, string, Cx, Fields};
-use crate::core::rules::yaml::{self, Node, Pos, Value};
+use crate::core::yaml::diag::{did_you_mean, Diagnostic, Severity};
+use crate::core::yaml::walk::{fields, string, Cx, Fields};
+use crate::core::yaml::{self, Node, Pos, Value};
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;

@@ -9,8 +9,8 @@
 //! so no value is ever quoted by hand.
 
 use crate::core::rules::structure;
-use crate::core::rules::yaml::{self, Node, Pos, Value};
-use crate::core::rules::Diagnostic;
+use crate::core::yaml::Diagnostic;
+use crate::core::yaml::{self, Node, Pos, Value};
 use promql_parser::label::{MatchOp, Matcher};
 use promql_parser::parser::token::{T_GTE, T_GTR, T_LSS, T_LTE};
 use promql_parser::parser::value::ValueType;
@@ -95,7 +95,7 @@ impl Imported {
     pub fn has_errors(&self) -> bool {
         self.diagnostics
             .iter()
-            .any(|d| d.severity == crate::core::rules::Severity::Error)
+            .any(|d| d.severity == crate::core::yaml::Severity::Error)
     }
 }
 

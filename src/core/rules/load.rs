@@ -11,13 +11,13 @@ mod judge;
 mod notify;
 mod vars;
 
-use super::diag::{did_you_mean, Diagnostic, Severity};
 use super::structure::{self, QueryError};
 use super::template::{self, Piece};
-use super::walk::{fields, required, string, Cx};
-use super::yaml::{self, Node, Pos, Value};
 use super::{defaults, Action, CommandSpec, Rule, WatchSpec};
 use crate::core::eval::{NoData, Threshold};
+use crate::core::yaml::diag::{did_you_mean, Diagnostic, Severity};
+use crate::core::yaml::walk::{fields, required, string, Cx};
+use crate::core::yaml::{self, Node, Pos, Value};
 use command::compile_command;
 use notify::compile_notify;
 use std::collections::{BTreeMap, BTreeSet};
