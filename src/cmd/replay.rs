@@ -10,7 +10,8 @@
 //! anywhere between scrapes, while replay evaluates on a grid starting at `--from`; both
 //! see the same Prometheus lookback, so a breach is seen at most one interval apart.
 
-use crate::cmd::common::{prom_client, PromArgs};
+use crate::cmd::args::{prom_client, PromArgs};
+use crate::cmd::rule_file::load_reporting;
 use crate::core::history::{decide, replay_judged, RuleHistory, Verdict};
 use crate::core::rules::overrides::apply_judges;
 use crate::core::rules::{LoadOptions, WatchSpec};
@@ -53,7 +54,7 @@ pub struct ReplayArgs {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to"])]
     pub deploys: Option<PathBuf>,
     /// Set a variable, overriding its default (repeatable).
-    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = crate::cmd::common::parse_set)]
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = crate::cmd::args::parse_set)]
     pub sets: Vec<(String, String)>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
@@ -141,7 +142,7 @@ fn load(args: &ReplayArgs) -> Option<(WatchSpec, PromClient)> {
         sets: &args.sets,
         check: false,
     };
-    let spec = crate::cmd::common::load_reporting(&args.rules, &opts)?;
+    let spec = load_reporting(&args.rules, &opts)?;
     match prom_client(
         &args.prom,
         spec.prometheus.as_deref(),
@@ -167,7 +168,7 @@ pub async fn run(args: ReplayArgs) -> u8 {
                     sets: &args.sets,
                     check: false,
                 };
-                match crate::cmd::common::load_reporting(file, &opts) {
+                match load_reporting(file, &opts) {
                     Some(s) => Some((file.display().to_string(), s)),
                     None => return crate::core::exit::USAGE,
                 }

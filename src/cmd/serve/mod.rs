@@ -26,7 +26,7 @@
 pub mod api;
 pub mod page;
 
-use crate::cmd::common::PromArgs;
+use crate::cmd::args::PromArgs;
 use crate::core::exit;
 use crate::io::store;
 use crate::run::agent::{metrics, Agent, AgentConfig};
@@ -117,7 +117,7 @@ pub enum ServeError {
 
 /// `rollwatch serve`.
 pub async fn run(args: ServeArgs) -> u8 {
-    let mut signals = crate::cmd::common::signal_channel();
+    let mut signals = crate::cmd::signals::signal_channel();
     match serve(args, &mut signals).await {
         Ok(()) => exit::HEALTHY,
         Err(e) => {
