@@ -2,7 +2,7 @@
 //!
 //! A calendar file names a time zone, the weekly windows inside which deploys are
 //! allowed, and the freezes during which they are not (see `rules/calendar.yaml`).
-//! Loading follows the rule files' two steps: `rules::yaml` parses the text into a
+//! Loading follows the rule files' two steps: `core::yaml` parses the text into a
 //! spanned tree, and this module walks it, validating every key and value and
 //! collecting *all* mistakes, each with its file:line:column. A misspelt key is an
 //! error, never ignored: a freeze that silently does not apply is exactly the failure a

@@ -1,12 +1,14 @@
 //! The release report of a replay: the same `Record` a watch's `Recorder` writes
 //! (report.json, .md, .html), built from the judged history instead of from events.
 //!
-//! Why not by feeding the `Recorder` events: a replay has no event stream. History
-//! yields per-step worst values, states and references and the transitions, not the
-//! `Event`s a loop emits (no `WatchStarted` with wall-clock times, no per-series
-//! samples, no action events since nothing ran); synthesising them would change what
-//! the files hold (e.g. `series`, `breached_for_s`, the action's status). So the
-//! builder lives here, beside the `Recorder`, and fills the same types.
+//! Why not by feeding `Record::record` the events a watch would emit: a replay has no
+//! event stream, and the events carry what history does not, so the files would
+//! change. `Fired`/`Resolved` carry `breached_for_s` (a replay's transitions have
+//! none: `null` in its report.json); a dry-run `ActionStarted` records "not run (dry
+//! run)" where a replay says "not run (replay)"; a `Poll` carries the series (a
+//! replay keeps only the worst value per step); and a replay ends at the rollback's
+//! step or the window's end, not at its last event. So the builder lives here, beside
+//! the `Recorder`, filling the same types.
 
 use crate::core::history::Verdict;
 use crate::core::rules::WatchSpec;
