@@ -8,6 +8,9 @@
 //!
 //! `session` runs a watch with real processes and the sinks it is handed; `journal`
 //! is where the loop records what it claims before a command runs (the agent's store).
+//!
+//! Over 600 lines for now: the loop's state and its one `select` stay together here,
+//! and issue 20 moves what a poll means (`handle`'s interpretation) into the core.
 
 mod act;
 pub mod journal;
