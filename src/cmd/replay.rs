@@ -9,6 +9,11 @@
 //! Where the two can differ: a live watch polls at wall-clock instants that fall
 //! anywhere between scrapes, while replay evaluates on a grid starting at `--from`; both
 //! see the same Prometheus lookback, so a breach is seen at most one interval apart.
+//!
+//! This file is the driver (flags, history fetched, judged, printed); `show::replay`
+//! prints, `show::report::replay` builds the report files' record,
+//! `core::rules::overrides` applies `--judge`, `core::time` parses times, and
+//! `io::prom::counted` counts the range queries.
 
 use crate::cmd::args::{prom_client, PromArgs};
 use crate::cmd::rule_file::load_reporting;

@@ -7,6 +7,8 @@
 //! (`assets/`): no build step, nothing from another host. The script keeps the page
 //! live by long-polling an HTML fragment (`/live/...`): the request waits until the
 //! board changes (or 20s), and the fragment replaces the page's `<main>`.
+//! This file reads the store and the board and answers requests; the HTML itself is
+//! rendered by `show::page` (data in, HTML out).
 //!
 //! Access: the API's token. A browser logs in at `/login`, which keeps the token in a
 //! cookie (HttpOnly, SameSite=Strict, Path=/, Secure behind a TLS proxy that says
