@@ -7,7 +7,8 @@
 //! now. A calendar file (for `gate`) is recognised and checked with the calendar's own
 //! loader (`check_calendar`).
 
-use crate::cmd::common::{load_reporting, parse_set, print_diagnostics, prom_client, PromArgs};
+use crate::cmd::args::{parse_set, prom_client, PromArgs};
+use crate::cmd::rule_file::{load_reporting, print_diagnostics};
 use crate::core::calendar;
 use crate::core::exit;
 use crate::io::action::find_program;

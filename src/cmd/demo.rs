@@ -26,7 +26,7 @@ pub struct DemoArgs {
     #[arg(long = "for", default_value = "20s", value_parser = crate::core::rules::parse_duration, hide = true)]
     pub for_: Duration,
     #[command(flatten)]
-    pub outputs: crate::cmd::common::OutputArgs,
+    pub outputs: crate::cmd::args::OutputArgs,
 }
 
 const RULES: &str = r#"# The demo's rule file: the same format as any rule file.
@@ -154,24 +154,19 @@ pub async fn run(args: DemoArgs) -> u8 {
         ..Default::default()
     })
     .expect("loopback URL is valid");
-    let mut signals = crate::cmd::common::signal_channel();
+    let mut signals = crate::cmd::signals::signal_channel();
     let opts = WatchOptions {
         duration: spec.duration,
         dry_run: false,
         prometheus: client.shown_url().to_string(),
     };
-    let outcome = match crate::cmd::common::run_watch(
-        &spec,
-        client,
-        &opts,
-        &args.outputs,
-        &mut signals,
-    )
-    .await
-    {
-        Ok(o) => o,
-        Err(code) => return code,
-    };
+    let outcome =
+        match crate::cmd::session::run_watch(&spec, client, &opts, &args.outputs, &mut signals)
+            .await
+        {
+            Ok(o) => o,
+            Err(code) => return code,
+        };
     println!();
     match outcome {
         Outcome::RolledBack { .. } => {

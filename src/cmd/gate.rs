@@ -30,7 +30,8 @@
 //! record cannot be written the gate fails (exit 2): an emergency change must not go
 //! out unrecorded.
 
-use crate::cmd::common::{load_reporting, parse_set, print_diagnostics, prom_client, PromArgs};
+use crate::cmd::args::{parse_set, prom_client, PromArgs};
+use crate::cmd::rule_file::{load_reporting, print_diagnostics};
 use crate::core::calendar::{self, decide};
 use crate::core::exit;
 use decide::{rfc3339, show, Decision, Reason};

@@ -8,7 +8,7 @@
 //! network error can never start a second watch; while waiting, the agent being
 //! briefly unreachable (it restarts, it is redeployed) is retried, not fatal.
 
-use crate::cmd::common::parse_set;
+use crate::cmd::args::parse_set;
 use crate::core::exit;
 use serde_json::{json, Value};
 use std::path::PathBuf;

@@ -5,9 +5,10 @@
 //! with Prometheus's, all before the watch starts; then the watch runs with the sinks
 //! the output flags ask for.
 
-use crate::cmd::common::{
-    load_reporting, parse_set, prom_client, run_watch, signal_channel, OutputArgs, PromArgs,
-};
+use crate::cmd::args::{parse_set, prom_client, OutputArgs, PromArgs};
+use crate::cmd::rule_file::load_reporting;
+use crate::cmd::session::run_watch;
+use crate::cmd::signals::signal_channel;
 use crate::core::exit;
 use crate::core::rules;
 use crate::io::action::find_program;

@@ -14,6 +14,8 @@
 //! - `events`: the typed events and the `Sink` trait, the bus between the floors;
 //! - `exit`: the exit codes;
 //! - `stats`: the statistics of the canary-vs-stable judge (Mann-Whitney U, Hodges–Lehmann).
+//! - `import`: alerting rules converted to a rule file (`rollwatch import`'s pure part);
+//! - `time`: times as written on a command line (`replay`), parsed and printed.
 
 pub mod calendar;
 pub mod ending;
@@ -21,6 +23,9 @@ pub mod eval;
 pub mod events;
 pub mod exit;
 pub mod history;
+pub mod import;
 pub mod rules;
 pub mod series;
 pub mod stats;
+pub mod time;
+pub mod yaml;

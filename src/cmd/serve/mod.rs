@@ -4,7 +4,7 @@
 //! and must never lose one, miss a breach or run a rollback twice because it was
 //! restarted. `serve` is two things: this command face (its flags, start-up and
 //! shutdown, the HTTP API in `api`, and the page for people in `page`, drawn from the
-//! live records `board` keeps) and the agent runtime below it:
+//! live records `show::board` keeps) and the agent runtime below it:
 //! - `run::agent`: runs each watch with the same loop as `watch`, persists its
 //!   decisions, and resumes unfinished watches at start (the restart rule is
 //!   documented there); its `source` shares one Prometheus client between watches, and
@@ -24,10 +24,9 @@
 //! exit 0; the watches stay `running` in the store and resume at the next start.
 
 pub mod api;
-pub mod board;
 pub mod page;
 
-use crate::cmd::common::PromArgs;
+use crate::cmd::args::PromArgs;
 use crate::core::exit;
 use crate::io::store;
 use crate::run::agent::{metrics, Agent, AgentConfig};
@@ -118,7 +117,7 @@ pub enum ServeError {
 
 /// `rollwatch serve`.
 pub async fn run(args: ServeArgs) -> u8 {
-    let mut signals = crate::cmd::common::signal_channel();
+    let mut signals = crate::cmd::signals::signal_channel();
     match serve(args, &mut signals).await {
         Ok(()) => exit::HEALTHY,
         Err(e) => {
@@ -203,7 +202,7 @@ async fn serve(
         .map_err(|source| ServeError::Bind { addr, source })?;
     // The page's live records: added before `start`, so resumed and adopted watches
     // have one too.
-    let board = board::Board::new();
+    let board = crate::show::board::Board::new();
     agent.add_watch_sink(board.factory());
     let csrf = page::csrf_secret().map_err(ServeError::Random)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

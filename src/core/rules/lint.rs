@@ -7,9 +7,9 @@
 //! `check`, `watch` and `serve` call the same pure function here, so all three say the
 //! same thing about the same watch.
 
-use super::diag::Diagnostic;
-use super::yaml::{self, Pos, Value};
 use super::WatchSpec;
+use crate::core::yaml::diag::Diagnostic;
+use crate::core::yaml::{self, Pos, Value};
 use std::fmt;
 use std::time::Duration;
 
@@ -274,7 +274,7 @@ mod tests {
         let found = never_fires(&spec, spec.duration);
         assert_eq!(found.len(), 1);
         let d = found[0].diagnostic(&text);
-        assert_eq!(d.severity, crate::core::rules::Severity::Warning);
+        assert_eq!(d.severity, crate::core::yaml::Severity::Warning);
         let pos = d.pos.expect("a position");
         let line = text.lines().nth(pos.line as usize - 1).unwrap();
         assert_eq!(line, "    for: 10m");

@@ -5,16 +5,15 @@
 //! whose every value has been validated and every `${name}` substituted, or into the
 //! complete list of what is wrong with it. The model itself is in `spec.rs`.
 
-pub mod diag;
 pub mod lint;
 mod load;
+pub mod overrides;
 mod spec;
 pub mod structure;
 pub mod template;
-pub(crate) mod walk;
-pub mod yaml;
 
-pub use diag::{Diagnostic, Severity};
+// The loader reports in the YAML toolkit's diagnostics; named here too, beside it.
+pub use crate::core::yaml::{Diagnostic, Severity};
 pub use load::{
     load, load_str, parse_duration, LoadError, LoadOptions, MIN_INTERVAL, WARN_INTERVAL,
 };

@@ -9,6 +9,7 @@
 
 mod client;
 mod connection;
+pub mod counted;
 pub mod decode;
 pub mod history;
 mod query;

@@ -8,6 +8,9 @@
 //!
 //! `session` runs a watch with real processes and the sinks it is handed; `journal`
 //! is where the loop records what it claims before a command runs (the agent's store).
+//!
+//! Over 600 lines for now: the loop's state and its one `select` stay together here,
+//! and issue 20 moves what a poll means (`handle`'s interpretation) into the core.
 
 mod act;
 pub mod journal;
@@ -259,19 +262,6 @@ struct Watch<'a, R> {
     silences: Vec<act::Silencing>,
 }
 
-/// Runs a watch to its end. `signals` delivers SIGINT/SIGTERM (or a test's stand-in);
-/// every decision goes to `sinks` (the log, the event stream, reports, notifications).
-pub async fn run<S: MetricsSource, R: ActionRunner>(
-    spec: &WatchSpec,
-    source: Arc<S>,
-    runner: &R,
-    opts: &WatchOptions,
-    signals: &mut mpsc::Receiver<Signal>,
-    sinks: &mut Sinks,
-) -> Outcome {
-    run_from(spec, source, runner, opts, Start::default(), signals, sinks).await
-}
-
 /// The first tick at or after `now_wall` on the grid `k * interval + phase` (Unix time),
 /// as an `Instant` relative to (`now`, `now_wall`).
 fn aligned_first(
@@ -292,7 +282,9 @@ fn aligned_first(
     now + Duration::from_nanos((next - t) as u64)
 }
 
-/// `run`, from a given `Start` (see there): what `serve` uses to resume a watch.
+/// Runs a watch to its end from a given `Start` (see there; the default for a new
+/// watch, what `serve` restores to resume one). `signals` delivers SIGINT/SIGTERM (or
+/// a test's stand-in); every decision goes to `sinks`.
 pub async fn run_from<S: MetricsSource, R: ActionRunner>(
     spec: &WatchSpec,
     source: Arc<S>,

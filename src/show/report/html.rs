@@ -3,7 +3,7 @@
 //! data and query errors are gaps), the threshold, a judge's reference value as a
 //! dashed line, pending and breached spans shaded, and the action marked. Axes have
 //! round ticks (`nice_ticks`, `time_ticks`), in UTC and in the local time zone when it
-//! is not UTC. The agent's page (`cmd/serve/page.rs`) draws its charts with the same
+//! is not UTC. The agent's page (`show/page.rs`) draws its charts with the same
 //! `chart` and `CHART_CSS`, so the page and the report never disagree. Colours are
 //! CSS classes, with a `prefers-color-scheme: dark` variant.
 

@@ -9,6 +9,7 @@
 pub mod html;
 mod markdown;
 mod record;
+pub mod replay;
 pub mod step_summary;
 
 pub use record::*;

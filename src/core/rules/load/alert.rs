@@ -8,8 +8,8 @@
 
 use super::common::template_of;
 use crate::core::rules::template::{self, is_name};
-use crate::core::rules::walk::Cx;
-use crate::core::rules::yaml::{Node, Value};
+use crate::core::yaml::walk::Cx;
+use crate::core::yaml::{Node, Value};
 use promql_parser::label::{MatchOp, Matcher, Matchers};
 use promql_parser::parser::{Expr, VectorSelector};
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! error at once with its position, `--set`, durations, truncated files, refused values.
 
 use super::*;
+use crate::core::eval::NoData;
+use std::time::Duration;
 
 const BASE: &str = "watch:\n  duration: 10m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 1m\n";
 

@@ -4,9 +4,9 @@
 use super::common::{duration, template_of};
 use super::vars::shown;
 use crate::core::rules::template::{self, Piece};
-use crate::core::rules::walk::{fields, required, Cx};
-use crate::core::rules::yaml::{Node, Pos, Value};
 use crate::core::rules::{defaults, CommandSpec};
+use crate::core::yaml::walk::{fields, required, Cx};
+use crate::core::yaml::{Node, Pos, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 pub(super) fn compile_command(

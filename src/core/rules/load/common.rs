@@ -4,11 +4,11 @@
 //! the section files (`vars.rs`, `command.rs`, `notify.rs`, `judge.rs`, `alert.rs`)
 //! import these from a sibling, never from the parent that calls them.
 
-use crate::core::rules::diag::did_you_mean;
 use crate::core::rules::structure::{self, QueryError};
 use crate::core::rules::template::{self, Piece};
-use crate::core::rules::walk::{string, Cx};
-use crate::core::rules::yaml::{Node, Pos, Value};
+use crate::core::yaml::diag::did_you_mean;
+use crate::core::yaml::walk::{string, Cx};
+use crate::core::yaml::{Node, Pos, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 

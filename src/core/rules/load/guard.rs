@@ -10,7 +10,7 @@
 
 use super::Cx;
 use crate::core::rules::structure;
-use crate::core::rules::yaml::Pos;
+use crate::core::yaml::Pos;
 use promql_parser::parser::token::{T_BOTTOMK, T_COUNT_VALUES, T_LIMITK, T_LIMIT_RATIO, T_TOPK};
 use promql_parser::parser::{Expr, LabelModifier, VectorMatchCardinality};
 use std::collections::BTreeSet;

@@ -7,9 +7,9 @@ use super::common::{choice, compile_query, duration, fmt_d, number};
 use crate::core::eval::{
     BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Judging, NoData, OnLabels,
 };
-use crate::core::rules::walk::{fields, required, Cx, Fields};
-use crate::core::rules::yaml::{Node, Pos, Value};
 use crate::core::rules::BaselineSource;
+use crate::core::yaml::walk::{fields, required, Cx, Fields};
+use crate::core::yaml::{Node, Pos, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -460,6 +460,6 @@ pub(super) fn compile_judges(
     }
     j.ok = cx.diags[errors_before..]
         .iter()
-        .all(|d| d.severity != crate::core::rules::Severity::Error);
+        .all(|d| d.severity != crate::core::yaml::Severity::Error);
     j
 }

@@ -2,10 +2,13 @@
 //! file:line:column for every misuse.
 
 use super::*;
+use crate::core::eval::NoData;
 use crate::core::eval::{
     BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, OnLabels,
 };
 use crate::core::rules::BaselineSource;
+use crate::core::rules::Rule;
+use std::time::Duration;
 
 const HEAD: &str = "vars:\n  service: checkout\nwatch:\n  duration: 10m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n";
 

@@ -3,8 +3,8 @@
 //! `alertmanager:` channels also carry extra alert labels.
 
 use super::common::{choice, duration};
-use crate::core::rules::walk::{fields, required, string, Cx};
-use crate::core::rules::yaml::{Node, Value};
+use crate::core::yaml::walk::{fields, required, string, Cx};
+use crate::core::yaml::{Node, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 

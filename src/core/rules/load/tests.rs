@@ -1,4 +1,5 @@
 use super::*;
+use crate::core::eval::Threshold;
 use crate::core::rules::load::common::MAX_DURATION;
 use crate::core::rules::structure;
 

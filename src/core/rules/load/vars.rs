@@ -3,11 +3,11 @@
 //! value that could change a query or a command's meaning is refused).
 
 use super::common::LoadOptions;
-use crate::core::rules::diag::{did_you_mean, Diagnostic};
 use crate::core::rules::template;
-use crate::core::rules::walk::{fields, string, Cx};
-use crate::core::rules::yaml::{Node, Pos, Value};
 use crate::core::rules::{VarDecl, MAX_VAR_LEN};
+use crate::core::yaml::diag::{did_you_mean, Diagnostic};
+use crate::core::yaml::walk::{fields, string, Cx};
+use crate::core::yaml::{Node, Pos, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A variable's value shown in a message: quoted and escaped (control characters

@@ -3,7 +3,7 @@
 //! wrong types are reported the same way, with the same "did you mean".
 
 use super::diag::{did_you_mean, Diagnostic, Severity};
-use super::yaml::{Node, Pos, Value};
+use super::tree::{Node, Pos, Value};
 use std::collections::BTreeMap;
 
 /// The diagnostics collected while walking one file, and its text (to point inside

@@ -1,10 +1,7 @@
-//! A YAML document as a tree of nodes that remember where they came from.
+//! The spanned tree itself: YAML parsed into nodes that keep their line and column.
 //!
-//! Rule files are loaded in two steps (the way vector compiles its config): this module
-//! parses YAML into a spanned tree, and `load` walks the tree, validating every key and
-//! value and collecting *all* errors with their file:line:column. Deserialising straight
-//! into structs would stop at the first unknown key; a rollback tool must instead show
-//! every mistake at once and never ignore a misspelt key.
+//! Apart from `mod.rs` so that `diag` and `walk` take `Pos` and `Node` from a sibling,
+//! not from the module that re-exports them.
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;

@@ -1,9 +1,9 @@
-//! Diagnostics for rule files: a message, where it points, and a hint.
+//! Diagnostics for rule files (and calendars, imports): a message, where it points, and a hint.
 //!
 //! Rendered the way `just` and rustc do it, so an engineer sees the offending line
 //! with a caret under the offending value, and `file:line:column` for their editor.
 
-use super::yaml::Pos;
+use super::tree::Pos;
 use std::fmt::Write as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

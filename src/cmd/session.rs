@@ -1,0 +1,102 @@
+//! Running a watch from a command (`watch`, `demo`): the sinks its output flags ask
+//! for, the `baseline: before:` samples taken first, then `run::watch::run_session`.
+
+use crate::cmd::args::OutputArgs;
+use crate::core::events::Sinks;
+use crate::core::exit;
+use crate::core::rules::WatchSpec;
+use crate::io::prom::PromClient;
+use crate::run::watch::{self, Signal, WatchOptions, WatchSinks};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// them (waiting, bounded, for notifications in flight). Err(exit code) when an output
+/// cannot be opened, before anything runs.
+pub async fn run_watch(
+    spec: &WatchSpec,
+    client: PromClient,
+    opts: &WatchOptions,
+    outputs: &OutputArgs,
+    signals: &mut mpsc::Receiver<Signal>,
+) -> Result<watch::Outcome, u8> {
+    let mut sinks = watch_sinks(outputs, spec).map_err(|e| {
+        crate::say!("error: {e}");
+        exit::USAGE
+    })?;
+    let baselines = before_baselines(spec, &client, crate::core::events::now_ms()).await;
+    Ok(watch::run_session(
+        spec,
+        Arc::new(client),
+        opts,
+        watch::Start {
+            baselines,
+            ..Default::default()
+        },
+        signals,
+        &mut sinks,
+    )
+    .await)
+}
+
+/// The `baseline: before:` samples of every rule that has one, each from one range
+/// query ending at `start_ms`. A failed query is a warning: that rule's series then
+/// have no baseline and follow `no_baseline`.
+pub async fn before_baselines<H: crate::io::prom::HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    start_ms: i64,
+) -> Vec<Option<Vec<crate::core::series::Sample>>> {
+    let mut out = Vec::with_capacity(spec.rules.len());
+    for rule in &spec.rules {
+        let Some(crate::core::rules::BaselineSource::Before(d)) = rule.baseline else {
+            out.push(None);
+            continue;
+        };
+        match crate::io::prom::history::mean_before(source, rule, d, start_ms).await {
+            Ok(samples) => {
+                tracing::info!(event = "baseline", rule = %rule.name, series = samples.len(), "baseline taken: the mean of the query over the {} before the watch", humantime::format_duration(d));
+                out.push(Some(samples));
+            }
+            Err(e) => {
+                tracing::warn!(event = "baseline_failed", rule = %rule.name, error = %e, "the baseline could not be taken; every series of this rule follows `no_baseline`");
+                out.push(Some(Vec::new()));
+            }
+        }
+    }
+    out
+}
+
+/// Builds the sinks a watch reports to.
+pub fn watch_sinks(args: &OutputArgs, spec: &WatchSpec) -> Result<WatchSinks, String> {
+    let mut sinks = Sinks::default();
+    let live = crate::show::live::multi().is_some();
+    if live {
+        sinks.push(crate::show::live::LiveView::start(spec));
+    } else {
+        sinks.push(crate::show::event_lines::LogSink);
+    }
+    if let Some(target) = &args.events {
+        let j = crate::show::event_lines::JsonLines::open(target)
+            .map_err(|e| format!("cannot open --events {target}: {e}"))?;
+        sinks.push(j);
+    }
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create --report directory {}: {e}", dir.display()))?;
+        sinks.push(crate::show::report::Recorder::new(dir.clone()));
+    }
+    if let Some(summary) = crate::show::report::step_summary::StepSummary::from_env() {
+        sinks.push(summary);
+    }
+    let mut deliveries = None;
+    if !spec.notify.is_empty() {
+        let (mut sink, d) = crate::io::notify::Notifier::new(spec.notify.clone());
+        if let Some(dir) = &args.report {
+            let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+            sink = sink.with_report(dir.join("report.html").display().to_string());
+        }
+        sinks.push(sink);
+        deliveries = Some(d);
+    }
+    Ok(WatchSinks { sinks, deliveries })
+}

@@ -1,0 +1,26 @@
+//! The signal channel: SIGINT and SIGTERM forwarded into a watch, installed before
+//! anything runs.
+
+use crate::run::watch::Signal;
+use tokio::sync::mpsc;
+
+/// Forwards SIGINT and SIGTERM into the watch. Installed before anything runs, so a
+/// signal can never kill rollwatch half way through an action.
+pub fn signal_channel() -> mpsc::Receiver<Signal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, rx) = mpsc::channel(4);
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    tokio::spawn(async move {
+        loop {
+            let sig = tokio::select! {
+                _ = int.recv() => Signal::Interrupt,
+                _ = term.recv() => Signal::Terminate,
+            };
+            if tx.send(sig).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
