@@ -22,11 +22,13 @@
 //! SQLite has one agent per file (the file lock): that agent holds every lease, with
 //! token 1, and the same methods keep one agent loop for both stores.
 
+mod handle;
 pub mod pgconn;
 mod pgtls;
 mod postgres;
 mod sqlite;
 pub mod statefile;
+pub use handle::StoreHandle;
 
 pub use postgres::{PgStore, PG_SCHEMA_VERSION};
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};

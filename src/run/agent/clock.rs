@@ -108,9 +108,9 @@ impl Agent {
         *lock(&self.clock)
     }
 
-    /// Reads the store's clock again (blocking).
-    pub(super) fn reread_clock(&self) {
-        match read_store_clock(&*self.store) {
+    /// Reads the store's clock again.
+    pub(super) async fn reread_clock(&self) {
+        match self.store.call(read_store_clock).await {
             Ok(a) => {
                 let off = a.now_ms() - wall_ms();
                 *lock(&self.clock) = a;
@@ -212,8 +212,7 @@ impl Agent {
             }
         }
         if refused {
-            let agent = self.clone();
-            let _ = tokio::task::spawn_blocking(move || agent.reread_clock()).await;
+            self.reread_clock().await;
         }
     }
 }

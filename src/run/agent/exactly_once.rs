@@ -27,8 +27,8 @@ use crate::core::eval::Phase;
 use crate::core::events::Event;
 use crate::io::action::{ActionStatus, SpawnHook};
 use crate::io::store::{
-    ActionEnd, ActionRow, ActionState, Fence, NewAction, Noted, ProcessId, SeriesRow, Store,
-    StoreError,
+    ActionEnd, ActionRow, ActionState, Fence, NewAction, Noted, ProcessId, SeriesRow, StoreError,
+    StoreHandle,
 };
 use crate::run::watch::journal::{Claim, Journal, Ticket};
 use crate::run::watch::Outcome;
@@ -139,8 +139,13 @@ pub fn action_tag(watch: &str, created_ms: i64, action: i64) -> String {
 }
 
 /// The watch loop's journal in `serve`: claims go to the store.
+///
+/// `Journal` is synchronous (the decision loop claims between two awaits, and the
+/// claim must commit before the command starts), so its store calls go through
+/// `StoreHandle::blocking`, which hands the runtime's other tasks to another thread
+/// while the store answers.
 pub struct StoreJournal {
-    pub store: Arc<dyn Store>,
+    pub store: StoreHandle,
     pub metrics: Metrics,
     pub id: String,
     pub created_ms: i64,
@@ -272,7 +277,7 @@ impl Journal for StoreJournal {
             Some(e) => Err(e),
             None => self
                 .store
-                .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired),
+                .blocking(|s| s.claim_fenced(&self.id, &self.leases.holder, token, &new, &fired)),
         };
         let action = match claimed {
             Ok(a) => a,
@@ -346,7 +351,9 @@ impl Journal for StoreJournal {
                         end: &end,
                         ending: None,
                     };
-                    let r = self.store.write_noted(&self.id, &fence, change, &notes);
+                    let r = self
+                        .store
+                        .blocking(|s| s.write_noted(&self.id, &fence, change, &notes));
                     match &r {
                         Ok(()) if !notes.is_empty() => h.wake(),
                         Ok(()) => {}
@@ -355,7 +362,9 @@ impl Journal for StoreJournal {
                     }
                     r
                 }
-                None => self.store.end_action(&self.id, &fence, a, &end, None),
+                None => self
+                    .store
+                    .blocking(|s| s.end_action(&self.id, &fence, a, &end, None)),
             };
             match r {
                 Err(e @ StoreError::Fenced { .. }) => write_fenced(
@@ -396,10 +405,11 @@ fn event_kind(event: &Event) -> Option<&'static str> {
     }
 }
 
-/// Records the process group of action `action` as soon as its command started.
-pub fn spawn_hook(store: Arc<dyn Store>, metrics: Metrics, id: String, action: i64) -> SpawnHook {
+/// Records the process group of action `action` as soon as its command started (a
+/// synchronous callback of the runner, hence `StoreHandle::blocking`).
+pub fn spawn_hook(store: StoreHandle, metrics: Metrics, id: String, action: i64) -> SpawnHook {
     Arc::new(move |pid| {
-        if let Err(e) = store.action_spawned(action, &ProcessId::of(pid)) {
+        if let Err(e) = store.blocking(|s| s.action_spawned(action, &ProcessId::of(pid))) {
             metrics.store_errors.inc();
             error!(event = "store_error", watch = %id, error = %e, "cannot record the command's process group; a restart will look for it by its ROLLWATCH_ACTION_ID");
         }

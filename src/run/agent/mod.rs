@@ -64,7 +64,8 @@ use crate::core::events::{now_ms, RuleState, Sink, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::{Connection, PromClient};
 use crate::io::store::{
-    Created, Ending, Lease, NewNote, NewWatch, PollMark, Store, StoreError, WatchRecord, WatchState,
+    Created, Ending, Lease, NewNote, NewWatch, PollMark, Store, StoreError, StoreHandle,
+    WatchRecord, WatchState,
 };
 use crate::run::verdict::{self, RuleStatus, Verdict};
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
@@ -210,7 +211,8 @@ impl PollBook {
 
 /// The running agent.
 pub struct Agent {
-    pub store: Arc<dyn Store>,
+    /// The store, reached from async code through `StoreHandle::call` only.
+    pub store: StoreHandle,
     pub metrics: Metrics,
     pub leases: Arc<LeaseBook>,
     /// Poked when notifications were committed to the outbox (`outbox::deliver_loop`).
@@ -299,7 +301,7 @@ impl Agent {
             store.shared(),
         ));
         Arc::new(Agent {
-            store,
+            store: StoreHandle::new(store),
             metrics,
             leases,
             outbox_wake: Arc::default(),
@@ -346,17 +348,19 @@ impl Agent {
     /// `live` where the watch runs here; with a shared store, for a running watch
     /// another agent owns, the per-rule state its owner recorded (last polls, a few
     /// seconds old, and firing series; no values).
-    pub fn live_or_stored(&self, rec: &WatchRecord) -> BTreeMap<String, RuleLive> {
+    pub async fn live_or_stored(&self, rec: &WatchRecord) -> BTreeMap<String, RuleLive> {
         if let Some(l) = self.live(&rec.def.id) {
             return l;
         }
         if !self.store.shared() || rec.state != WatchState::Running {
             return BTreeMap::new();
         }
-        let (Ok(polls), Ok(series)) = (
-            self.store.polls(&rec.def.id),
-            self.store.series(&rec.def.id),
-        ) else {
+        let id = rec.def.id.clone();
+        let (Ok(polls), Ok(series)) = self
+            .store
+            .call(move |s| (s.polls(&id), s.series(&id)))
+            .await
+        else {
             return BTreeMap::new();
         };
         polls
@@ -391,12 +395,12 @@ impl Agent {
 
     /// Resumes the unfinished watches this agent takes (with SQLite: all of them),
     /// starts renewing and adopting leases, and writing last polls.
-    pub fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
-        *lock(&self.clock) = clock::read_store_clock(&*self.store)?;
-        self.reread_clock();
-        let (adopted, sent) = self.adopt_blocking()?;
+    pub async fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
+        *lock(&self.clock) = self.store.call(clock::read_store_clock).await?;
+        self.reread_clock().await;
+        let (adopted, sent) = self.adopt_once().await?;
         self.metrics.store_up.set(1);
-        let n = self.take_adopted(adopted, sent);
+        let n = self.take_adopted(adopted, sent).await;
         let agent = self.clone();
         tokio::spawn(async move { agent.lease_loop().await });
         tokio::spawn(outbox::deliver_loop(self.clone()));
@@ -425,49 +429,63 @@ impl Agent {
         Ok(n)
     }
 
-    /// One adoption round (blocking): a heartbeat, then up to this agent's share of
-    /// the running watches that nobody holds. Returns them and when it was sent.
-    fn adopt_blocking(&self) -> Result<(Vec<Lease>, Instant), StoreError> {
-        let (holder, ttl) = (&self.leases.holder, self.leases.ttl);
-        let agents = self.store.heartbeat(holder, ttl)?.max(1);
+    /// One adoption round: a heartbeat, then up to this agent's share of the running
+    /// watches that nobody holds. Returns them and when it was sent.
+    async fn adopt_once(&self) -> Result<(Vec<Lease>, Instant), StoreError> {
+        let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
+        let h = holder.clone();
+        let agents = self.store.call(move |s| s.heartbeat(&h, ttl)).await?.max(1);
         if self.clock_backing_off() {
             return Ok((Vec::new(), Instant::now()));
         }
-        let running = self
+        let leases = self.leases.clone();
+        self.store
+            .call(move |s| {
+                let running = s
+                    .count_by_state()?
+                    .into_iter()
+                    .find(|(s, _)| *s == WatchState::Running)
+                    .map(|(_, n)| n.max(0) as usize)
+                    .unwrap_or(0);
+                let want = running
+                    .div_ceil(agents)
+                    .saturating_sub(leases.count())
+                    .max(ADOPT_MIN);
+                let sent = Instant::now();
+                Ok((s.adopt_leases(&holder, ttl, want)?, sent))
+            })
+            .await
+    }
+
+    /// Gives a lease just adopted back (or leaves it to the lease loop's retries).
+    async fn give_back(&self, id: &str) {
+        let (idc, holder) = (id.to_string(), self.leases.holder.clone());
+        if self
             .store
-            .count_by_state()?
-            .into_iter()
-            .find(|(s, _)| *s == WatchState::Running)
-            .map(|(_, n)| n.max(0) as usize)
-            .unwrap_or(0);
-        let want = running
-            .div_ceil(agents)
-            .saturating_sub(self.leases.count())
-            .max(ADOPT_MIN);
-        let sent = Instant::now();
-        Ok((self.store.adopt_leases(holder, ttl, want)?, sent))
+            .call(move |s| s.release_lease(&idc, &holder))
+            .await
+            .is_err()
+        {
+            self.leases.release_failed(id);
+        }
     }
 
     /// Starts the watches of leases just taken (resumed, as at a restart). Returns how
     /// many.
-    fn take_adopted(self: &Arc<Self>, adopted: Vec<Lease>, sent: Instant) -> usize {
-        let give_back = |id: &str| {
-            if self.store.release_lease(id, &self.leases.holder).is_err() {
-                self.leases.release_failed(id);
-            }
-        };
+    async fn take_adopted(self: &Arc<Self>, adopted: Vec<Lease>, sent: Instant) -> usize {
         // The adopted watches' records in one read (not one per watch: an adoption
         // after an owner's death can be thousands of watches).
         let mut running: HashMap<String, WatchRecord> = match self
             .store
-            .list(Some(WatchState::Running))
+            .call(|s| s.list(Some(WatchState::Running)))
+            .await
         {
             Ok(recs) => recs.into_iter().map(|r| (r.def.id.clone(), r)).collect(),
             Err(e) => {
                 self.metrics.store_errors.inc();
                 error!(event = "store_error", error = %e, "cannot read the adopted watches; their leases are given back");
                 for l in &adopted {
-                    give_back(&l.watch);
+                    self.give_back(&l.watch).await;
                 }
                 return 0;
             }
@@ -475,6 +493,7 @@ impl Agent {
         // Held (and trusted) at once, before any is started, so that the renewals
         // running meanwhile keep them all.
         let mut take = Vec::new();
+        let mut back = Vec::new();
         for l in adopted {
             match running.remove(&l.watch) {
                 Some(rec) if !lock(&self.running).contains_key(&l.watch) => {
@@ -483,8 +502,11 @@ impl Agent {
                 }
                 // Ended meanwhile, or its old loop here is still stopping: given back
                 // for a later round.
-                _ => give_back(&l.watch),
+                _ => back.push(l.watch),
             }
+        }
+        for id in back {
+            self.give_back(&id).await;
         }
         self.metrics.leases_held.set(self.leases.count() as i64);
         let n = take.len();
@@ -537,20 +559,16 @@ impl Agent {
     /// One renewal round: ONE statement for all of this agent's leases, trusted from
     /// when it was sent; a held lease missing from the answer is lost.
     async fn renew_round(&self) {
-        let (store, holder, ttl) = (
-            self.store.clone(),
-            self.leases.holder.clone(),
-            self.leases.ttl,
-        );
+        let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
         let sent = Instant::now();
         let ids = self.leases.ids();
         let r = tokio::time::timeout(
             self.leases.trust_window(),
-            tokio::task::spawn_blocking(move || store.renew_leases(&holder, &ids, ttl)),
+            self.store.call(move |s| s.renew_leases(&holder, &ids, ttl)),
         )
         .await;
         let why = match r {
-            Ok(Ok(Ok(renewed))) => {
+            Ok(Ok(renewed)) => {
                 if let Some(d) = lease::renewal_delay() {
                     tokio::time::sleep(d).await;
                 }
@@ -561,7 +579,6 @@ impl Agent {
                 }
                 return;
             }
-            Ok(Ok(Err(e))) => e.to_string(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "no answer within the trust window".to_string(),
         };
@@ -581,31 +598,27 @@ impl Agent {
         if self.leases.unreleased() == 0 {
             return;
         }
-        let (store, leases) = (self.store.clone(), self.leases.clone());
-        let _ = tokio::task::spawn_blocking(move || {
-            let holder = leases.holder.clone();
-            leases.retry_releases(|id| store.release_lease(id, &holder));
-        })
-        .await;
+        let leases = self.leases.clone();
+        self.store
+            .call(move |s| {
+                let holder = leases.holder.clone();
+                leases.retry_releases(|id| s.release_lease(id, &holder));
+            })
+            .await;
     }
 
     async fn adopt_round(self: &Arc<Self>) {
-        let agent = self.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            agent.adopt_blocking().map(|(adopted, sent)| {
+        match self.adopt_once().await {
+            Ok((adopted, sent)) => {
                 if !adopted.is_empty() {
-                    agent.take_adopted(adopted, sent);
+                    self.take_adopted(adopted, sent).await;
                 }
-            })
-        })
-        .await;
-        match r {
-            Ok(Ok(())) => self.metrics.store_up.set(1),
-            Ok(Err(e)) => {
+                self.metrics.store_up.set(1)
+            }
+            Err(e) => {
                 self.metrics.store_up.set(0);
                 error!(event = "store_error", error = %e, "cannot look for watches to adopt");
             }
-            Err(e) => error!(event = "store_error", error = %e, "cannot look for watches to adopt"),
         }
     }
 
@@ -637,12 +650,14 @@ impl Agent {
         if batch.is_empty() {
             return;
         }
-        let (store, holder) = (self.store.clone(), self.leases.holder.clone());
-        let r = tokio::task::spawn_blocking(move || store.save_polls(&holder, &batch)).await;
+        let holder = self.leases.holder.clone();
+        let r = self
+            .store
+            .call(move |s| s.save_polls(&holder, &batch))
+            .await;
         match r {
-            Ok(Err(e)) => error!(event = "store_error", error = %e, "cannot record last polls"),
             Err(e) => error!(event = "store_error", error = %e, "cannot record last polls"),
-            Ok(Ok(refused)) => {
+            Ok(refused) => {
                 for id in refused {
                     self.write_fenced(
                         &id,
@@ -673,16 +688,11 @@ impl Agent {
         {
             return Vec::new();
         }
-        let store = self.store.clone();
         let id = def.id.clone();
-        let stored = match tokio::task::spawn_blocking(move || store.baselines(&id)).await {
-            Ok(Ok(m)) => m,
-            Ok(Err(e)) => {
-                self.metrics.store_errors.inc();
-                warn!(event = "store_error", watch = %def.id, error = %e, "cannot read the stored baselines; taking them again");
-                Default::default()
-            }
+        let stored = match self.store.call(move |s| s.baselines(&id)).await {
+            Ok(m) => m,
             Err(e) => {
+                self.metrics.store_errors.inc();
                 warn!(event = "store_error", watch = %def.id, error = %e, "cannot read the stored baselines; taking them again");
                 Default::default()
             }
@@ -712,7 +722,6 @@ impl Agent {
                         .iter()
                         .map(|s| (s.labels.clone(), s.value))
                         .collect();
-                    let store = self.store.clone();
                     let (id, name) = (def.id.clone(), rule.name.clone());
                     let Some(fence) = self.leases.fence(&def.id) else {
                         self.write_fenced(
@@ -723,13 +732,13 @@ impl Agent {
                         out.push(Some(samples));
                         continue;
                     };
-                    let put = tokio::task::spawn_blocking(move || {
-                        store.put_baselines(&id, &fence, &name, &values)
-                    })
-                    .await;
-                    if let Ok(Err(e @ StoreError::Fenced { .. })) = &put {
+                    let put = self
+                        .store
+                        .call(move |s| s.put_baselines(&id, &fence, &name, &values))
+                        .await;
+                    if let Err(e @ StoreError::Fenced { .. }) = &put {
                         self.write_fenced(&def.id, "the baseline", &e.to_string());
-                    } else if !matches!(put, Ok(Ok(()))) {
+                    } else if put.is_err() {
                         self.metrics.store_errors.inc();
                         warn!(event = "store_error", watch = %def.id, rule = %rule.name, "cannot store the baseline; a restart takes it again over the same window");
                     }
@@ -810,12 +819,12 @@ impl Agent {
     /// inconclusive).
     ///
     /// `open`: the caller may be anyone: a failed query is said, not quoted.
-    pub fn watch_verdict(
+    pub async fn watch_verdict(
         &self,
         rec: &WatchRecord,
         open: bool,
     ) -> Result<(Verdict, bool, Vec<RuleStatus>), crate::io::store::StoreError> {
-        let live = self.live_or_stored(rec);
+        let live = self.live_or_stored(rec).await;
         let spec = load_snapshot(&rec.def).ok();
         let rules: Vec<RuleStatus> = spec
             .iter()
@@ -844,7 +853,8 @@ impl Agent {
             .collect();
         let (v, fin) = match rec.state {
             WatchState::Running => {
-                let acted = !self.store.actions(&rec.def.id)?.is_empty();
+                let id = rec.def.id.clone();
+                let acted = !self.store.call(move |s| s.actions(&id)).await?.is_empty();
                 let v = if acted {
                     Verdict::Fail
                 } else {
@@ -895,11 +905,7 @@ impl Agent {
         // On the store's clock (see `clock`): every agent times the watch the same.
         // Before `start` has read it, it is read now.
         if !self.ready.load(Ordering::SeqCst) {
-            let store = self.store.clone();
-            let anchor = tokio::task::spawn_blocking(move || clock::read_store_clock(&*store))
-                .await
-                .map_err(|e| CreateError::BadRequest(format!("internal error: {e}")))??;
-            *lock(&self.clock) = anchor;
+            *lock(&self.clock) = self.store.call(clock::read_store_clock).await?;
         }
         let created_ms = self.clock_now_ms();
         let id = req.id.clone().unwrap_or_else(|| {
@@ -972,41 +978,35 @@ impl Agent {
         }
         // One creation at a time: two POSTs with one id can't both start a watch.
         let _guard = self.create.lock().await;
-        let store = self.store.clone();
         let d = def.clone();
-        let created = tokio::task::spawn_blocking(move || store.create(&d))
-            .await
-            .map_err(|e| CreateError::BadRequest(format!("internal error: {e}")))??;
+        let created = self.store.call(move |s| s.create(&d)).await?;
         match created {
             Created::New(rec) => {
                 info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
                 for w in &warnings {
                     warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
                 }
-                let (store, id, holder, ttl) = (
-                    self.store.clone(),
+                let (id, holder, ttl) = (
                     rec.def.id.clone(),
                     self.leases.holder.clone(),
                     self.leases.ttl,
                 );
                 let sent = Instant::now();
-                let lease =
-                    tokio::task::spawn_blocking(move || store.acquire_lease(&id, &holder, ttl))
-                        .await;
+                let lease = self
+                    .store
+                    .call(move |s| s.acquire_lease(&id, &holder, ttl))
+                    .await;
                 match lease {
-                    Ok(Ok(Some(l))) => {
+                    Ok(Some(l)) => {
                         self.leases.hold(&l, sent);
                         self.metrics.leases_held.set(self.leases.count() as i64);
                         self.spawn(rec.clone(), None);
                     }
-                    Ok(Ok(None)) => {
+                    Ok(None) => {
                         info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")
                     }
-                    Ok(Err(e)) => {
-                        self.metrics.store_errors.inc();
-                        error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
-                    }
                     Err(e) => {
+                        self.metrics.store_errors.inc();
                         error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
                     }
                 }
@@ -1120,15 +1120,18 @@ impl Agent {
             agent.leases.forget(&id);
             agent.leases.clear_lost(&id);
             agent.metrics.leases_held.set(agent.leases.count() as i64);
-            let (store, holder) = (agent.store.clone(), agent.leases.holder.clone());
+            let holder = agent.leases.holder.clone();
             let idc = id.clone();
             let r = match lease::release_fault() {
                 true => None,
                 false => Some(
-                    tokio::task::spawn_blocking(move || store.release_lease(&idc, &holder)).await,
+                    agent
+                        .store
+                        .call(move |s| s.release_lease(&idc, &holder))
+                        .await,
                 ),
             };
-            if !matches!(r, Some(Ok(Ok(())))) {
+            if !matches!(r, Some(Ok(()))) {
                 // Not renewed (only held leases are), so it expires at worst; the lease
                 // loop releases it again meanwhile so another agent may adopt it sooner.
                 agent.leases.release_failed(&id);
@@ -1156,32 +1159,28 @@ impl Agent {
                 );
                 return false;
             };
-            let store = self.store.clone();
             let (id2, e2, notes2) = (id.to_string(), e.clone(), notes.clone());
-            let r = tokio::task::spawn_blocking(move || {
-                store.write_noted(&id2, &fence, crate::io::store::Noted::Finish(&e2), &notes2)
-            })
-            .await;
+            let r = self
+                .store
+                .call(move |s| {
+                    s.write_noted(&id2, &fence, crate::io::store::Noted::Finish(&e2), &notes2)
+                })
+                .await;
             match r {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     exactly_once::crash_point("ending_saved");
                     if !notes.is_empty() {
                         self.outbox_wake.notify_one();
                     }
                     return true;
                 }
-                Ok(Err(e @ StoreError::Fenced { .. })) => {
+                Err(e @ StoreError::Fenced { .. }) => {
                     self.write_fenced(id, "how the watch ended", &e.to_string());
                     return false;
                 }
-                r => {
+                Err(e) => {
                     self.metrics.store_errors.inc();
-                    let why = match r {
-                        Ok(Err(e)) => e.to_string(),
-                        Err(e) => e.to_string(),
-                        Ok(Ok(())) => String::new(),
-                    };
-                    error!(event = "store_error", watch = %id, attempt, error = %why, "cannot record how the watch ended");
+                    error!(event = "store_error", watch = %id, attempt, error = %e, "cannot record how the watch ended");
                 }
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

@@ -55,7 +55,8 @@ impl Agent {
         opts: &WatchOptions,
         herald: Option<&Arc<Herald>>,
     ) -> Result<Resolution, crate::io::store::StoreError> {
-        let actions = self.store.actions(&def.id)?;
+        let id = def.id.clone();
+        let actions = self.store.call(move |s| s.actions(&id)).await?;
         let idempotent = |c: &Option<rules::CommandSpec>| c.as_ref().is_some_and(|c| c.idempotent);
         let plan = resume_plan(
             &actions,
@@ -184,7 +185,8 @@ impl Agent {
                 duration_s: (rec.ended_ms - a.started_ms).max(0) as f64 / 1000.0,
                 output_tail: Vec::new(),
             };
-            self.settle(def, a.id, &end, outcome.as_ref(), &finished, herald)?;
+            self.settle(def, a.id, &end, outcome.as_ref(), &finished, herald)
+                .await?;
             crate::io::supervise::remove_record(&path);
             let result = if ok { "succeeded" } else { "failed" };
             self.metrics
@@ -238,7 +240,8 @@ impl Agent {
                 output_tail: Vec::new(),
             };
             let ending = (kind == "rollback").then_some(&outcome);
-            self.settle(def, a.id, &end, ending, &finished, herald)?;
+            self.settle(def, a.id, &end, ending, &finished, herald)
+                .await?;
             self.metrics
                 .actions
                 .with_label_values(&[kind, "unknown"])
@@ -290,7 +293,7 @@ impl Agent {
     /// Records how an interrupted action ended and, with `outcome`, how its watch
     /// ended: one transaction, with the notifications of both (rendered ahead of the
     /// events the caller emits next).
-    fn settle(
+    async fn settle(
         &self,
         def: &NewWatch,
         action: i64,
@@ -308,35 +311,56 @@ impl Agent {
                     id: def.id.clone(),
                     token: 0,
                 })?;
-        let r = match herald {
-            Some(h) => {
-                let mut notes = h.ahead(now_ms(), finished);
-                if let Some(o) = outcome {
-                    notes.extend(h.ahead(now_ms(), &o.finished_event()));
-                }
-                let change = crate::io::store::Noted::EndAction {
-                    action,
-                    end,
-                    ending: ending.as_ref(),
-                };
-                let r = self.store.write_noted(&def.id, &fence, change, &notes);
-                match r {
-                    Ok(()) => h.wake(),
-                    Err(_) => h.forget_ahead(),
-                }
-                r
+        let notes = herald.map(|h| {
+            let mut notes = h.ahead(now_ms(), finished);
+            if let Some(o) = outcome {
+                notes.extend(h.ahead(now_ms(), &o.finished_event()));
             }
-            None => self
-                .store
-                .end_action(&def.id, &fence, action, end, ending.as_ref()),
-        };
+            notes
+        });
+        let ended = ending.is_some();
+        let (id, state, result, succeeded, at_ms) = (
+            def.id.clone(),
+            end.state,
+            end.result.to_string(),
+            end.succeeded,
+            end.at_ms,
+        );
+        let r = self
+            .store
+            .call(move |s| {
+                let end = crate::io::store::ActionEnd {
+                    state,
+                    result: &result,
+                    succeeded,
+                    at_ms,
+                };
+                match notes {
+                    Some(notes) => {
+                        let change = crate::io::store::Noted::EndAction {
+                            action,
+                            end: &end,
+                            ending: ending.as_ref(),
+                        };
+                        s.write_noted(&id, &fence, change, &notes)
+                    }
+                    None => s.end_action(&id, &fence, action, &end, ending.as_ref()),
+                }
+            })
+            .await;
+        if let Some(h) = herald {
+            match r {
+                Ok(()) => h.wake(),
+                Err(_) => h.forget_ahead(),
+            }
+        }
         if let Err(e) = r {
             if matches!(e, crate::io::store::StoreError::Fenced { .. }) {
                 self.write_fenced(&def.id, "the interrupted action's fate", &e.to_string());
             }
             return Err(e);
         }
-        if ending.is_some() {
+        if ended {
             exactly_once::crash_point("ending_saved");
         }
         Ok(())
@@ -478,9 +502,11 @@ impl Agent {
                     id: def.id.clone(),
                     token: 0,
                 })?;
-        let started =
-            self.store
-                .claim_rerun_fenced(&def.id, &self.leases.holder, token, a.id, &new)?;
+        let (id, holder, old) = (def.id.clone(), self.leases.holder.clone(), a.id);
+        let started = self
+            .store
+            .call(move |s| s.claim_rerun_fenced(&id, &holder, token, old, &new))
+            .await?;
         exactly_once::crash_point("rerun_claimed");
         let mut journal = StoreJournal {
             store: self.store.clone(),
@@ -561,11 +587,22 @@ impl Agent {
     ) -> Result<Restored, crate::io::store::StoreError> {
         let mut series: Vec<BTreeMap<Labels, SeriesState>> =
             vec![BTreeMap::new(); spec.rules.len()];
-        let actions = self.store.actions(&def.id)?;
-        // The `breaches` windows stored with each rule's last poll: the count goes on
-        // where it was (the catch-up below starts right after that poll).
-        let windows = self.store.breach_windows(&def.id)?;
-        for row in self.store.series(&def.id)? {
+        // The action rows, the `breaches` windows stored with each rule's last poll
+        // (the count goes on where it was: the catch-up below starts right after that
+        // poll), the series and the last polls, in one call.
+        let id = def.id.clone();
+        let (actions, windows, rows, last) = self
+            .store
+            .call(move |s| {
+                Ok::<_, crate::io::store::StoreError>((
+                    s.actions(&id)?,
+                    s.breach_windows(&id)?,
+                    s.series(&id)?,
+                    s.polls(&id)?,
+                ))
+            })
+            .await?;
+        for row in rows {
             if let Some(i) = spec.rules.iter().position(|r| r.name == row.rule) {
                 // A series is firing *because* its action was claimed: one firing for
                 // a rollback or pause rule with no such action (a state file from
@@ -603,7 +640,6 @@ impl Agent {
                 );
             }
         }
-        let last = self.store.polls(&def.id)?;
         let end_ms = now.min(def.created_ms + def.duration_ms);
         let mut backlog = Vec::new();
         for (i, rule) in spec.rules.iter().enumerate() {
@@ -658,23 +694,26 @@ impl Agent {
                         .filter(|s| s.phase == Phase::Pending)
                         .count();
                     series[i].retain(|_, s| s.phase == Phase::Firing);
-                    for (labels, _) in self
-                        .store
-                        .series(&def.id)?
-                        .into_iter()
-                        .filter(|r| r.rule == rule.name && r.phase == Phase::Pending)
-                        .map(|r| (r.labels, ()))
-                    {
-                        let fence = self.leases.fence(&def.id).ok_or_else(|| {
-                            crate::io::store::StoreError::Fenced {
-                                what: "write of a dropped series".into(),
-                                id: def.id.clone(),
-                                token: 0,
+                    let (id, name, leases) =
+                        (def.id.clone(), rule.name.clone(), self.leases.clone());
+                    self.store
+                        .call(move |s| {
+                            for row in s.series(&id)? {
+                                if row.rule != name || row.phase != Phase::Pending {
+                                    continue;
+                                }
+                                let fence = leases.fence(&id).ok_or_else(|| {
+                                    crate::io::store::StoreError::Fenced {
+                                        what: "write of a dropped series".into(),
+                                        id: id.clone(),
+                                        token: 0,
+                                    }
+                                })?;
+                                s.clear_series(&id, &fence, &name, &row.labels)?;
                             }
-                        })?;
-                        self.store
-                            .clear_series(&def.id, &fence, &rule.name, &labels)?;
-                    }
+                            Ok::<_, crate::io::store::StoreError>(())
+                        })
+                        .await?;
                     warn!(event = "catch_up_failed", watch = %def.id, rule = %rule.name, error = %e, dropped,
                         "the history of the time the agent was down cannot be read: pending series are dropped (a breach is never assumed to have continued) and must breach again for `for`");
                 }

@@ -8,7 +8,8 @@ use super::{cancelled, lock, Agent, Live};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
 use crate::io::store::{
-    Ending, Fence, NewNote, Noted, PollMark, SeriesRow, Store, StoreError, WatchState, Windows,
+    Ending, Fence, NewNote, Noted, PollMark, SeriesRow, StoreError, StoreHandle, WatchState,
+    Windows,
 };
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,9 +27,13 @@ use tracing::{error, info, warn};
 /// fails is logged (`store_error`); the watch goes on. Every write carries the lease's
 /// fence; one the store refuses (the lease moved) is logged (`write_fenced`), counted,
 /// and the watch stops here.
+///
+/// `Sink::emit` is synchronous, and the order of writes is the order of events (a
+/// write lands before any later sink sees its event), so the store is called through
+/// `StoreHandle::blocking`.
 pub(super) struct StoreSink {
     pub(super) id: String,
-    pub(super) store: Arc<dyn Store>,
+    pub(super) store: StoreHandle,
     pub(super) metrics: Metrics,
     pub(super) agent: Arc<Agent>,
     pub(super) live: Live,
@@ -49,7 +54,9 @@ impl StoreSink {
         change: Noted<'_>,
         notes: Vec<NewNote>,
     ) -> Option<()> {
-        let r = self.store.write_noted(&self.id, fence, change, &notes);
+        let r = self
+            .store
+            .blocking(|s| s.write_noted(&self.id, fence, change, &notes));
         let done = self.check(what, r);
         if done.is_some() && !notes.is_empty() {
             if let Some(h) = &self.herald {
@@ -89,17 +96,14 @@ impl StoreSink {
         since_ms: i64,
         value: Option<f64>,
     ) {
-        let r = self.store.put_series(
-            &self.id,
-            fence,
-            &SeriesRow {
-                rule: rule.to_string(),
-                labels: labels.clone(),
-                phase,
-                since_ms,
-                last_value: value,
-            },
-        );
+        let row = SeriesRow {
+            rule: rule.to_string(),
+            labels: labels.clone(),
+            phase,
+            since_ms,
+            last_value: value,
+        };
+        let r = self.store.blocking(|s| s.put_series(&self.id, fence, &row));
         if self.check("a series' breach state", r).is_some() {
             self.transition_poll(fence, at_ms, rule, value.is_some());
         }
@@ -108,18 +112,18 @@ impl StoreSink {
     /// The last poll goes with a transition (always a successful poll), so a catch-up
     /// never starts before it.
     fn transition_poll(&self, fence: &Fence, at_ms: i64, rule: &str, data: bool) {
-        let r = self.store.save_polls(
-            &fence.holder,
-            &[PollMark {
-                id: self.id.clone(),
-                token: fence.token,
-                rule: rule.to_string(),
-                at_ms,
-                ok: true,
-                data,
-                windows: self.windows.get(rule).cloned().flatten(),
-            }],
-        );
+        let mark = PollMark {
+            id: self.id.clone(),
+            token: fence.token,
+            rule: rule.to_string(),
+            at_ms,
+            ok: true,
+            data,
+            windows: self.windows.get(rule).cloned().flatten(),
+        };
+        let r = self
+            .store
+            .blocking(|s| s.save_polls(&fence.holder, std::slice::from_ref(&mark)));
         let refused = match r {
             Ok(refused) => !refused.is_empty(),
             Err(e) => {
@@ -234,7 +238,9 @@ impl Sink for StoreSink {
                 value,
                 ..
             } => {
-                let r = self.store.clear_series(&self.id, fence, rule, labels);
+                let r = self
+                    .store
+                    .blocking(|s| s.clear_series(&self.id, fence, rule, labels));
                 if self.check("a resolved series", r).is_some() {
                     self.transition_poll(fence, at_ms, rule, value.is_some());
                 }
