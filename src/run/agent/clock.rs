@@ -19,7 +19,8 @@
 //! nothing for `BACKOFF`, and reads the store's clock again.
 
 use super::source::SharedSource;
-use super::{lock, Agent};
+use super::types::lock;
+use super::Agent;
 use crate::io::prom::{ClockSkew, PromClient, SkewVerdict};
 use crate::io::store::StoreError;
 use crate::run::watch::{ClockAnchor, Signal};

@@ -18,7 +18,8 @@
 //! of its emission; the sink then skips that event once.
 
 use super::lease::LeaseBook;
-use super::{lock, Agent};
+use super::types::lock;
+use super::Agent;
 use crate::core::events::{now_ms, Event, Sink};
 use crate::core::rules::Channel;
 use crate::io::notify::{Collected, Notifier, PostFailure};
@@ -272,7 +273,7 @@ async fn watch_channels(agent: &Arc<Agent>, id: &str) -> Channels {
             return Channels::Unreadable(e.to_string());
         }
     };
-    match super::load_snapshot(&rec.def) {
+    match super::snapshot::load_snapshot(&rec.def) {
         Ok(spec) => Channels::Known(rec.def.created_ms, spec.notify),
         Err(e) => Channels::Unreadable(format!("its rule snapshot does not load: {e}")),
     }

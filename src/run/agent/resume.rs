@@ -7,7 +7,8 @@
 use super::exactly_once::{self, resume_plan, ResumePlan, StoreJournal};
 use super::outbox::Herald;
 use super::source::{phase, SharedSource};
-use super::{ending_of, unix, Agent};
+use super::types::{ending_of, unix};
+use super::Agent;
 use crate::core::eval::{parse_window, Labels, Phase, RuleEval, SeriesState};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};

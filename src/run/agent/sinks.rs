@@ -3,16 +3,20 @@
 //! live view, and `AgentLog` logs it with the watch's id.
 
 use super::exactly_once;
+use super::lease::LeaseBook;
 use super::metrics::Metrics;
-use super::{cancelled, lock, Agent, Live};
+use super::types::{cancelled, lock, Live, PollBook};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
 use crate::io::store::{
     Ending, Fence, NewNote, Noted, PollMark, SeriesRow, StoreError, StoreHandle, WatchState,
     Windows,
 };
+use crate::run::watch::Signal;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 /// Writes each decision of a watch to the store as it is made, and keeps the live view.
@@ -35,7 +39,7 @@ pub(super) struct StoreSink {
     pub(super) id: String,
     pub(super) store: StoreHandle,
     pub(super) metrics: Metrics,
-    pub(super) agent: Arc<Agent>,
+    pub(super) link: SinkLink,
     pub(super) live: Live,
     /// Each rule's `breaches` windows after its last poll: a transition's poll mark
     /// carries them too, so the stored last poll and its windows always agree.
@@ -43,6 +47,27 @@ pub(super) struct StoreSink {
     pub(super) herald: Option<Arc<super::outbox::Herald>>,
     /// Firing series of notify rules waiting for their `notify` event (and its notes).
     pub(super) notify_fired: Vec<(i64, SeriesRow)>,
+}
+
+/// What a watch's `StoreSink` may use of its agent, and nothing more: the lease book
+/// (each write's fence), the book of last polls (flushed by the agent's round),
+/// whether the agent is stopping (an interrupted watch is then suspended, not
+/// cancelled), and the watch's own signal channel (a write the store fenced stops the
+/// watch's loop here).
+pub(super) struct SinkLink {
+    pub(super) leases: Arc<LeaseBook>,
+    pub(super) polls: Arc<PollBook>,
+    pub(super) stopping: Arc<AtomicBool>,
+    pub(super) stop: mpsc::Sender<Signal>,
+}
+
+impl SinkLink {
+    /// A write this agent may no longer make (see `exactly_once::write_fenced`); the
+    /// watch's loop here stops.
+    fn write_fenced(&self, metrics: &Metrics, id: &str, what: &str, why: &str) {
+        exactly_once::write_fenced(metrics, &self.leases, id, what, why);
+        let _ = self.stop.try_send(Signal::Terminate);
+    }
 }
 
 impl StoreSink {
@@ -74,7 +99,8 @@ impl StoreSink {
         match r {
             Ok(v) => Some(v),
             Err(e @ StoreError::Fenced { .. }) => {
-                self.agent.write_fenced(&self.id, what, &e.to_string());
+                self.link
+                    .write_fenced(&self.metrics, &self.id, what, &e.to_string());
                 None
             }
             Err(e) => {
@@ -132,7 +158,8 @@ impl StoreSink {
             }
         };
         if refused {
-            self.agent.write_fenced(
+            self.link.write_fenced(
+                &self.metrics,
                 &self.id,
                 "a last poll",
                 "the store refused it: the lease moved",
@@ -147,7 +174,7 @@ impl Sink for StoreSink {
         // window: the agent was paused, or the store did not answer), writes nothing
         // more: another agent owns it (or will adopt it) and resumes it from the store
         // and Prometheus.
-        let Some(fence) = self.agent.leases.fence(&self.id) else {
+        let Some(fence) = self.link.leases.fence(&self.id) else {
             if let Event::WatchFinished { .. } = event {
                 info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
             }
@@ -167,7 +194,7 @@ impl Sink for StoreSink {
             } => {
                 self.metrics.evaluations.inc();
                 self.windows.insert(rule.clone(), windows.clone());
-                self.agent.polls.mark(PollMark {
+                self.link.polls.mark(PollMark {
                     id: self.id.clone(),
                     token: fence.token,
                     rule: rule.clone(),
@@ -261,7 +288,7 @@ impl Sink for StoreSink {
                 ..
             } => {
                 let ending = match *outcome {
-                    "interrupted" if self.agent.shutting_down.load(Ordering::SeqCst) => {
+                    "interrupted" if self.link.stopping.load(Ordering::SeqCst) => {
                         info!(event = "watch_suspended", watch = %self.id, "agent stopping: the watch resumes at the next start");
                         return;
                     }
