@@ -17,6 +17,7 @@ use crate::core::events::{now_ms, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::prom::PromClient;
 use crate::io::store::{Ending, NewNote, NewWatch, StoreError, WatchRecord, WatchState};
+use crate::run::watch::OutcomeKind;
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use std::sync::Arc;
 use std::time::Duration;
@@ -198,7 +199,7 @@ impl Agent {
                     error!(event = "watch_invalid", watch = %id, "{detail}");
                     let ending = Ending {
                         state: WatchState::Finished,
-                        outcome: "invalid".into(),
+                        outcome: OutcomeKind::Invalid.name().into(),
                         exit_code: crate::core::exit::USAGE,
                         detail,
                         at_ms: now_ms(),

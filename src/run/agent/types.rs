@@ -6,6 +6,7 @@ use super::source::SharedSource;
 use crate::core::events::{now_ms, RuleState, Sink};
 use crate::io::prom::PromClient;
 use crate::io::store::{Ending, NewWatch, PollMark, WatchState};
+use crate::run::watch::OutcomeKind;
 use crate::run::watch::{Outcome, Signal};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -129,7 +130,7 @@ pub(super) fn ending_of(outcome: &Outcome) -> Ending {
 pub(super) fn cancelled() -> Ending {
     Ending {
         state: WatchState::Cancelled,
-        outcome: "cancelled".into(),
+        outcome: OutcomeKind::Cancelled.name().into(),
         exit_code: crate::core::exit::SIGINT,
         detail: "cancelled through the API; no command ran because of it".into(),
         at_ms: now_ms(),

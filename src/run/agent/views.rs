@@ -10,6 +10,7 @@ use crate::core::events::RuleState;
 use crate::core::rules::{self};
 use crate::io::store::{WatchRecord, WatchState};
 use crate::run::verdict::{self, RuleStatus, Verdict};
+use crate::run::watch::OutcomeKind;
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use tracing::warn;
@@ -162,18 +163,53 @@ impl Agent {
                 (v, false)
             }
             WatchState::Cancelled => (Verdict::Inconclusive, true),
-            WatchState::Finished => {
-                let v = match rec.outcome.as_deref() {
-                    Some("healthy") => Verdict::Pass,
-                    Some(
-                        "rolled_back" | "rollback_failed" | "paused" | "pause_failed"
-                        | "rollback_unknown" | "pause_unknown",
-                    ) => Verdict::Fail,
-                    _ => Verdict::Inconclusive,
-                };
-                (v, true)
-            }
+            WatchState::Finished => (
+                ended_verdict(rec.outcome.as_deref().and_then(OutcomeKind::parse)),
+                true,
+            ),
         };
         Ok((v, fin, rules))
+    }
+}
+
+/// The verdict of a watch that ended with `kind`: healthy passes; any action, or an
+/// action of unknown effect, fails; anything else (cancelled, interrupted,
+/// inconclusive, invalid, an outcome no build wrote) is inconclusive.
+fn ended_verdict(kind: Option<OutcomeKind>) -> Verdict {
+    match kind {
+        Some(OutcomeKind::Healthy) => Verdict::Pass,
+        Some(k) if k.acted() => Verdict::Fail,
+        _ => Verdict::Inconclusive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ended_watch_passes_when_healthy_and_fails_when_it_acted() {
+        let by_name = |n: &str| ended_verdict(OutcomeKind::parse(n));
+        assert_eq!(by_name("healthy"), Verdict::Pass);
+        for n in [
+            "rolled_back",
+            "rollback_failed",
+            "paused",
+            "pause_failed",
+            "rollback_unknown",
+            "pause_unknown",
+        ] {
+            assert_eq!(by_name(n), Verdict::Fail, "{n}");
+        }
+        for n in [
+            "inconclusive",
+            "interrupted",
+            "query_rejected",
+            "cancelled",
+            "invalid",
+            "from_a_newer_build",
+        ] {
+            assert_eq!(by_name(n), Verdict::Inconclusive, "{n}");
+        }
     }
 }

@@ -14,7 +14,7 @@ pub mod journal;
 mod outcome;
 pub mod session;
 
-pub use outcome::{Outcome, Signal};
+pub use outcome::{Outcome, OutcomeKind, Signal};
 
 pub use session::{run_session, WatchSinks};
 
