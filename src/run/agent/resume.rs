@@ -12,10 +12,9 @@ use super::Agent;
 use crate::core::eval::{parse_window, Labels, Phase, RuleEval, SeriesState};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};
-use crate::io::action::{ActionRequest, ActionRunner, ActionStatus, ProcessRunner};
+use crate::io::action::{ActionRequest, ActionStatus, ProcessRunner};
 use crate::io::prom::{PromClient, QueryResult};
 use crate::io::store::{ActionRow, ActionState, NewWatch};
-use crate::run::watch::journal::Journal;
 use crate::run::watch::Judged;
 use crate::run::watch::{self, Outcome, PollDone, WatchOptions};
 use std::collections::BTreeMap;
@@ -137,22 +136,8 @@ impl Agent {
         } else {
             "rollback"
         };
-        others.emit(
-            now_ms(),
-            &Event::WatchStarted {
-                rules_file: spec.path.display().to_string(),
-                prometheus: opts.prometheus.clone(),
-                duration_s: opts.duration.as_secs_f64(),
-                max_blind_s: spec.max_blind.as_secs_f64(),
-                dry_run: false,
-                vars: spec.vars.clone(),
-                rules: spec
-                    .rules
-                    .iter()
-                    .map(|r| watch::rule_info(r, &opts.prometheus))
-                    .collect(),
-            },
-        );
+        // The very event a first run starts with (`run::watch::act`).
+        others.emit(now_ms(), &watch::watch_started(spec, opts));
         if let Some((rec, path)) = recorded {
             let status = match (rec.code, rec.signal) {
                 (Some(0), _) => ActionStatus::Succeeded,
@@ -526,35 +511,42 @@ impl Agent {
             "ROLLWATCH_ACTION_ID".into(),
             exactly_once::action_tag(&def.id, def.created_ms, started),
         ));
-        let ev = Event::ActionStarted {
-            action: kind,
-            rule: a.rule.clone(),
-            argv: argv.clone(),
-            timeout_s: timeout.as_secs_f64(),
-            dry_run: false,
+        // From here, the path of a first run (`run::watch::act`): the same events,
+        // the same run, the result recorded through the journal.
+        others.emit(
+            now_ms(),
+            &watch::action_started(kind, &a.rule, &argv, timeout, false),
+        );
+        let req = ActionRequest {
+            kind,
+            argv,
+            timeout,
+            env,
+            on_spawn: Some(exactly_once::spawn_hook(
+                self.store.clone(),
+                self.metrics.clone(),
+                def.id.clone(),
+                started,
+            )),
+            intent_file: None,
+            status_file: self.cfg.action_dir.as_ref().map(|d| {
+                crate::io::supervise::record_path(
+                    d,
+                    &exactly_once::action_tag(&def.id, def.created_ms, started),
+                )
+            }),
         };
-        others.emit(now_ms(), &ev);
-        let report = ProcessRunner::default()
-            .run(&ActionRequest {
-                kind,
-                argv,
-                timeout,
-                env,
-                on_spawn: Some(exactly_once::spawn_hook(
-                    self.store.clone(),
-                    self.metrics.clone(),
-                    def.id.clone(),
-                    started,
-                )),
-                intent_file: None,
-                status_file: self.cfg.action_dir.as_ref().map(|d| {
-                    crate::io::supervise::record_path(
-                        d,
-                        &exactly_once::action_tag(&def.id, def.created_ms, started),
-                    )
-                }),
-            })
-            .await;
+        // No signal channel here: a signal waits for the loop, which starts after.
+        let report = watch::run_claimed(
+            &ProcessRunner::default(),
+            &req,
+            &a.rule,
+            &mut journal,
+            others,
+            None,
+            &mut None,
+        )
+        .await;
         let result = if report.status.succeeded() {
             "succeeded"
         } else {
@@ -564,16 +556,7 @@ impl Agent {
             .actions
             .with_label_values(&[kind, result])
             .inc();
-        let ev = Event::ActionFinished {
-            action: kind,
-            rule: a.rule.clone(),
-            status: report.status.to_string(),
-            succeeded: report.status.succeeded(),
-            duration_s: report.duration.as_secs_f64(),
-            output_tail: report.output_tail.clone(),
-        };
-        journal.finished(&report.status, now_ms(), &ev);
-        others.emit(now_ms(), &ev);
+        others.emit(now_ms(), &watch::finished_event(kind, &a.rule, &report));
         Ok(report)
     }
 
@@ -847,3 +830,7 @@ async fn catch_up_extras<H: crate::io::prom::HistorySource>(
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "resume_tests.rs"]
+mod tests;
