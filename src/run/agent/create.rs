@@ -10,6 +10,7 @@ use super::{clock, Agent};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::PromClient;
 use crate::io::store::{Created, NewWatch, WatchRecord};
+use crate::run::preflight::{self, PreflightWarning, WatchClock};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,15 +85,10 @@ impl Agent {
             },
         )
         .map_err(|e| refused(&def.rules, &e, false))?;
-        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
-            if let Some(cmd) = cmd {
-                if crate::io::action::find_program(&cmd.argv[0]).is_none() {
-                    return Err(CreateError::BadRequest(format!(
-                        "the {section} command's program `{}` is not found or not executable on the agent; a watch that cannot roll back must not start",
-                        cmd.argv[0]
-                    )));
-                }
-            }
+        if let Some(e) = preflight::programs(&spec).into_iter().next() {
+            return Err(CreateError::BadRequest(format!(
+                "{e} on the agent; a watch that cannot roll back must not start"
+            )));
         }
         let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
         let duration = req.duration.unwrap_or(spec.duration);
@@ -102,33 +98,30 @@ impl Agent {
                 "the duration must be longer than 0s".into(),
             ));
         }
-        let mut warnings: Vec<String> = rules::lint::never_fires(&spec, duration)
+        let mut warnings: Vec<String> = preflight::never_fires(&spec, duration)
             .iter()
             .map(|n| format!("{n}; {}", n.help()))
             .collect();
-        // The clock check (`clock`): polls ask Prometheus about "now" by the clock
-        // the watch is timed on. The same check runs at a resume, an adoption and
-        // every `clock::CHECK_EVERY` while the watch runs.
-        let limit = clock::limit(spec.max_blind, duration);
-        match self.watch_clock_skew(&source).await {
-            Ok(skew) => match skew.judge(limit) {
-                crate::io::prom::SkewVerdict::Fine => {}
-                crate::io::prom::SkewVerdict::Warn => warnings.push(format!(
-                    "{}: every poll asks Prometheus about a moment that far off; sync the store's and Prometheus's clocks (NTP)",
-                    clock::describe(&skew)
-                )),
-                crate::io::prom::SkewVerdict::Refuse => {
-                    self.metrics.clock_refusals.inc();
-                    return Err(CreateError::BadRequest(format!(
-                        "{}, more than the watch's max_blind or duration ({}): every poll would judge the wrong moment; sync the store's and Prometheus's clocks (NTP)",
-                        clock::describe(&skew),
-                        humantime::format_duration(limit)
-                    )))
-                }
-            },
-            Err(e) => warnings.push(format!(
-                "cannot compare the agent's clock with Prometheus's ({e}); watching anyway"
-            )),
+        // The clock check (`run::preflight`): polls ask Prometheus about "now" by the
+        // clock the watch is timed on. The same check runs at a resume, an adoption
+        // and every `clock::CHECK_EVERY` while the watch runs.
+        let measured = self
+            .watch_clock_skew(&source)
+            .await
+            .map_err(|e| e.to_string());
+        match preflight::judge_clock(measured, WatchClock::Store, spec.max_blind, duration) {
+            Ok(None) => {}
+            Ok(Some(w @ PreflightWarning::ClockSkew { .. })) => {
+                warnings.push(format!("{w}; {}", WatchClock::Store.help()))
+            }
+            Ok(Some(w)) => warnings.push(w.to_string()),
+            Err(e) => {
+                self.metrics.clock_refusals.inc();
+                return Err(CreateError::BadRequest(format!(
+                    "{e}; {}",
+                    WatchClock::Store.help()
+                )));
+            }
         }
         // One creation at a time: two POSTs with one id can't both start a watch.
         let _guard = self.create.lock().await;

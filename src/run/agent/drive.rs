@@ -12,7 +12,7 @@ use super::sinks::{AgentLog, SinkLink, StoreSink};
 use super::snapshot::load_snapshot;
 use super::source::{phase, SharedSource};
 use super::types::{cancelled, ending_of, lock, unix, Handle, Live};
-use super::{clock, Agent};
+use super::Agent;
 use crate::core::events::{now_ms, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::prom::PromClient;
@@ -221,13 +221,15 @@ impl Agent {
             self.metrics.resume_waiting.dec();
             info!(event = "watch_resumed", watch = %id, "the watch could be resumed");
         }
-        let limit = clock::limit(
-            spec.max_blind,
-            Duration::from_millis(def.duration_ms.max(0) as u64),
-        );
+        let duration = Duration::from_millis(def.duration_ms.max(0) as u64);
+        let limit = crate::run::preflight::clock_limit(spec.max_blind, duration);
         // A resumed or adopted watch runs the creation's clock check first: an agent
         // whose watch clock is off Prometheus's does not judge it (nor end it).
-        if resumed && !self.clock_allows(id, &source, limit).await {
+        if resumed
+            && !self
+                .clock_allows(id, &source, spec.max_blind, duration)
+                .await
+        {
             self.leases.mark_lost(id);
             return;
         }
