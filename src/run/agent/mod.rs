@@ -56,12 +56,14 @@
 //! writes nothing more (`watchdog`). With SQLite the one agent holds every lease.
 
 mod baselines;
+mod catch_up;
 mod clock;
 mod create;
 mod drive;
 pub mod exactly_once;
 pub mod lease;
 pub mod metrics;
+mod old_command;
 pub mod outbox;
 mod resume;
 mod rounds;

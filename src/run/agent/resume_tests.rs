@@ -5,7 +5,7 @@
 use super::*;
 use crate::core::events::Sink;
 use crate::core::series::Sample;
-use crate::io::prom::{MetricsSource, QueryError};
+use crate::io::prom::{MetricsSource, QueryError, QueryResult};
 use crate::io::store::{NewAction, SqliteStore, Store};
 use crate::run::agent::metrics::Metrics;
 use crate::run::agent::AgentConfig;
