@@ -245,6 +245,25 @@ mod tests {
     }
 
     #[test]
+    fn every_missing_program_is_an_error_naming_it() {
+        let text = "watch:\n  duration: 1m\n  interval: 1s\nrollback:\n  command: [\"/nonexistent/kubectl\"]\npause:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 0s\n";
+        let (spec, _) = crate::core::rules::load_str(
+            "r.yaml",
+            text,
+            &crate::core::rules::LoadOptions {
+                sets: &[],
+                check: false,
+            },
+        )
+        .unwrap();
+        let missing: Vec<String> = programs(&spec).iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            missing,
+            ["the rollback command's program `/nonexistent/kubectl` is not found or not executable"]
+        );
+    }
+
+    #[test]
     fn a_clock_is_refused_past_max_blind_capped_by_the_duration() {
         let (m5, m10) = (Duration::from_secs(300), Duration::from_secs(600));
         assert!(matches!(
