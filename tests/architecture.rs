@@ -287,7 +287,7 @@ fn violations(files: &[File]) -> Vec<String> {
         .map(|(p, c)| (files[p].rel.as_str(), files[c].rel.as_str()))
         .collect();
     for pair in cycles {
-        if PENDING_AGENT_SPLIT.contains(&pair) || PENDING_INTEGRATOR.contains(&pair) {
+        if PENDING_INTEGRATOR.contains(&pair) {
             continue;
         }
         bad.push(format!(
@@ -304,17 +304,6 @@ fn violations(files: &[File]) -> Vec<String> {
     }
     bad
 }
-
-/// Parent-child cycles that exist today inside `run/agent/` and that the agent's split
-/// by concern (issue 20, the `agent` branch) removes: (parent, child), as `src/` paths.
-/// Each entry goes when its cycle does (a stale entry fails the test); nothing else may
-/// be added here.
-const PENDING_AGENT_SPLIT: &[(&str, &str)] = &[
-    ("run/agent/mod.rs", "run/agent/clock.rs"),
-    ("run/agent/mod.rs", "run/agent/outbox.rs"),
-    ("run/agent/mod.rs", "run/agent/resume.rs"),
-    ("run/agent/mod.rs", "run/agent/sinks.rs"),
-];
 
 /// Parent-child cycles in the two files issue 20's integrator is rewriting now (the
 /// evaluator and the watch loop's `handle`), so the move of the types their children
@@ -526,7 +515,7 @@ fn issue_11_floors_run_one_way_and_no_file_imports_in_a_circle() {
         .into_iter()
         .map(|(p, c)| (files[p].rel.as_str(), files[c].rel.as_str()))
         .collect();
-    for pair in PENDING_AGENT_SPLIT.iter().chain(PENDING_INTEGRATOR) {
+    for pair in PENDING_INTEGRATOR {
         if !cycles.contains(pair) {
             bad.push(format!(
                 "src/{} and src/{} are no longer a parent-child cycle: remove them from the pending list",

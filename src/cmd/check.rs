@@ -11,8 +11,8 @@ use crate::cmd::args::{parse_set, prom_client, PromArgs};
 use crate::cmd::rule_file::{load_reporting, print_diagnostics};
 use crate::core::calendar;
 use crate::core::exit;
-use crate::io::action::find_program;
 use crate::io::prom::MetricsSource;
+use crate::run::preflight;
 use clap::Args;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -45,18 +45,13 @@ pub async fn run(args: CheckArgs) -> u8 {
             failed = true;
             continue;
         };
-        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
-            if let Some(cmd) = cmd {
-                if find_program(&cmd.argv[0]).is_none() {
-                    eprintln!(
-                        "warning: {}: the {section} command's program `{}` is not found on this machine\n  = help: `watch` refuses to start where it cannot run it",
-                        path.display(),
-                        cmd.argv[0]
-                    );
-                }
-            }
+        for e in preflight::programs(&spec) {
+            eprintln!(
+                "warning: {}: {e} on this machine\n  = help: `watch` refuses to start where it cannot run it",
+                path.display(),
+            );
         }
-        let never = crate::core::rules::lint::never_fires(&spec, spec.duration);
+        let never = preflight::never_fires(&spec, spec.duration);
         if !never.is_empty() {
             let text = std::fs::read_to_string(path).unwrap_or_default();
             let diags: Vec<_> = never.iter().map(|n| n.diagnostic(&text)).collect();

@@ -39,31 +39,28 @@ pub async fn run_watch(
 }
 
 /// The `baseline: before:` samples of every rule that has one, each from one range
-/// query ending at `start_ms`. A failed query is a warning: that rule's series then
-/// have no baseline and follow `no_baseline`.
+/// query ending at `start_ms` (`run::preflight::before_baselines`), said in the log.
+/// A failed query is a warning: that rule's series then have no baseline and follow
+/// `no_baseline`.
 pub async fn before_baselines<H: crate::io::prom::HistorySource>(
     spec: &WatchSpec,
     source: &H,
     start_ms: i64,
 ) -> Vec<Option<Vec<crate::core::series::Sample>>> {
-    let mut out = Vec::with_capacity(spec.rules.len());
-    for rule in &spec.rules {
-        let Some(crate::core::rules::BaselineSource::Before(d)) = rule.baseline else {
-            out.push(None);
-            continue;
-        };
-        match crate::io::prom::history::mean_before(source, rule, d, start_ms).await {
-            Ok(samples) => {
-                tracing::info!(event = "baseline", rule = %rule.name, series = samples.len(), "baseline taken: the mean of the query over the {} before the watch", humantime::format_duration(d));
-                out.push(Some(samples));
+    use crate::run::preflight::{self, Baseline};
+    let found = preflight::before_baselines(spec, source, start_ms, &Default::default()).await;
+    for (rule, b) in spec.rules.iter().zip(&found) {
+        match b {
+            Baseline::Taken { samples, window } => {
+                tracing::info!(event = "baseline", rule = %rule.name, series = samples.len(), "baseline taken: the mean of the query over the {} before the watch", humantime::format_duration(*window))
             }
-            Err(e) => {
-                tracing::warn!(event = "baseline_failed", rule = %rule.name, error = %e, "the baseline could not be taken; every series of this rule follows `no_baseline`");
-                out.push(Some(Vec::new()));
+            Baseline::Failed(e) => {
+                tracing::warn!(event = "baseline_failed", rule = %rule.name, error = %e, "the baseline could not be taken; every series of this rule follows `no_baseline`")
             }
+            Baseline::NotWanted | Baseline::Known(_) => {}
         }
     }
-    out
+    found.iter().map(Baseline::samples).collect()
 }
 
 /// Builds the sinks a watch reports to.

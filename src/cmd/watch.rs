@@ -11,8 +11,8 @@ use crate::cmd::session::run_watch;
 use crate::cmd::signals::signal_channel;
 use crate::core::exit;
 use crate::core::rules;
-use crate::io::action::find_program;
-use crate::io::prom::{PromClient, SkewVerdict};
+use crate::io::prom::PromClient;
+use crate::run::preflight::{self, PreflightWarning, WatchClock};
 use crate::run::watch::WatchOptions;
 use clap::Args;
 use std::path::PathBuf;
@@ -63,21 +63,16 @@ pub async fn run(args: WatchArgs) -> u8 {
         }
     };
     if !args.dry_run {
-        for (section, cmd) in [("rollback", &spec.rollback), ("pause", &spec.pause)] {
-            if let Some(cmd) = cmd {
-                if find_program(&cmd.argv[0]).is_none() {
-                    crate::say!(
-                        "error: the {section} command's program `{}` is not found or not executable (PATH={})\n  = help: a watch that cannot roll back must not start; install it, fix the path, or use --dry-run",
-                        cmd.argv[0],
-                        std::env::var("PATH").unwrap_or_default()
-                    );
-                    return exit::USAGE;
-                }
-            }
+        if let Some(e) = preflight::programs(&spec).into_iter().next() {
+            crate::say!(
+                "error: {e} (PATH={})\n  = help: a watch that cannot roll back must not start; install it, fix the path, or use --dry-run",
+                std::env::var("PATH").unwrap_or_default()
+            );
+            return exit::USAGE;
         }
     }
     let duration = args.duration.unwrap_or(spec.duration);
-    for n in rules::lint::never_fires(&spec, duration) {
+    for n in preflight::never_fires(&spec, duration) {
         tracing::warn!(
             event = "never_fires",
             rule = %n.rule,
@@ -102,50 +97,35 @@ pub async fn run(args: WatchArgs) -> u8 {
 }
 
 /// Compares Prometheus's clock with this machine's before a watch starts (polls ask
-/// about this machine's now): logs `clock_skew` above `SKEW_WARN`, and Err(exit code)
-/// when the skew exceeds the watch's `max_blind` (capped by its duration, as the watch
-/// loop caps it), since then every poll would judge a moment Prometheus has no samples
-/// for yet, or one long past. A failed measurement does not hold the watch back (its
-/// own blind handling judges an unreachable Prometheus); it is logged.
+/// about this machine's now), and renders the pre-flight's finding
+/// (`run::preflight::judge_clock`): `clock_skew` is logged above `SKEW_WARN`, and a
+/// refusal is Err(exit code). A failed measurement is logged and does not hold the
+/// watch back.
 pub async fn check_clock(
     client: &PromClient,
     max_blind: Duration,
     duration: Duration,
 ) -> Result<(), u8> {
-    let (limit, what) = if duration < max_blind {
-        (duration, "the watch's whole duration")
-    } else {
-        (max_blind, "the watch's max_blind")
-    };
-    let skew = match client.clock_skew().await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(event = "clock_skew_unknown", error = %e, "cannot compare this machine's clock with Prometheus's; watching anyway");
-            return Ok(());
-        }
-    };
-    match skew.judge(limit) {
-        SkewVerdict::Fine => Ok(()),
-        SkewVerdict::Warn => {
+    let measured = client.clock_skew().await.map_err(|e| e.to_string());
+    match preflight::judge_clock(measured, WatchClock::ThisMachine, max_blind, duration) {
+        Ok(None) => Ok(()),
+        Ok(Some(PreflightWarning::ClockSkew { skew, .. })) => {
             tracing::warn!(
                 event = "clock_skew",
                 skew_s = skew.seconds(),
                 uncertainty_s = skew.uncertainty_ms as f64 / 1000.0,
-                max_blind_s = limit.as_secs_f64(),
+                max_blind_s = preflight::clock_limit(max_blind, duration).as_secs_f64(),
                 "{skew}: every poll asks Prometheus about a moment that far off; sync this machine's clock (NTP)"
             );
             Ok(())
         }
-        SkewVerdict::Refuse => {
-            let judged = if skew.skew_ms < 0 {
-                "a moment Prometheus has no samples for yet (an empty answer can pass as healthy)"
-            } else {
-                "a moment long past"
-            };
-            crate::say!(
-                "error: {skew}, more than {what} ({}): every poll would ask about {judged}\n  = help: sync this machine's clock (NTP: `timedatectl`, `chronyc tracking`) or run the watch on a machine whose clock is right",
-                humantime::format_duration(limit)
-            );
+        Ok(Some(PreflightWarning::ClockUnknown { reason, .. })) => {
+            tracing::warn!(event = "clock_skew_unknown", error = %reason, "cannot compare this machine's clock with Prometheus's; watching anyway");
+            Ok(())
+        }
+        Ok(Some(_)) => Ok(()),
+        Err(e) => {
+            crate::say!("error: {e}\n  = help: {}", WatchClock::ThisMachine.help());
             Err(exit::USAGE)
         }
     }

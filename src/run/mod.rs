@@ -4,11 +4,14 @@
 //! - `agent`: `serve`'s runtime: the agent that runs many watches, shares their
 //!   Prometheus source, persists their decisions and resumes them after a restart;
 //! - `verdict`: every rule of a spec queried once, now (`gate`'s health check and
-//!   `serve`'s verdict endpoint).
+//!   `serve`'s verdict endpoint);
+//! - `preflight`: what is checked before a watch starts (programs, never-fires,
+//!   clock), as typed errors and warnings every face renders.
 //!
 //! The runtime imports the core and the edges, never a command or a renderer: the
 //! sinks it reports to are handed to it.
 
 pub mod agent;
+pub mod preflight;
 pub mod verdict;
 pub mod watch;

@@ -204,9 +204,8 @@ async fn ready(State(api): State<Api>) -> Response {
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    let agent = api.agent.clone();
-    let counts = tokio::task::spawn_blocking(move || agent.store.count_by_state()).await;
-    if let Ok(Ok(counts)) = counts {
+    let counts = api.agent.store.call(|s| s.count_by_state()).await;
+    if let Ok(counts) = counts {
         for s in [
             WatchState::Running,
             WatchState::Finished,
@@ -254,7 +253,7 @@ async fn create(
             } else {
                 StatusCode::OK
             };
-            let mut body = view(&api.agent, &rec, true)?;
+            let mut body = view(&api.agent, &rec, true).await?;
             if let Some(o) = body.as_object_mut() {
                 o.insert("warnings".into(), serde_json::json!(warnings));
             }
@@ -269,28 +268,27 @@ async fn list(
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    let agent = api.agent.clone();
-    let recs = tokio::task::spawn_blocking(move || agent.store.list(q.state))
-        .await
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let recs = api.agent.store.call(move |s| s.list(q.state)).await?;
     let items: Vec<Value> = recs.iter().map(summary).collect();
     Ok(Json(json!({ "watches": items })).into_response())
 }
 
 async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let idc = id.clone();
     let rec = api
         .agent
         .store
-        .get(&id)?
+        .call(move |s| s.get(&idc))
+        .await?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
-    Ok(Json(view(&api.agent, &rec, true)?).into_response())
+    Ok(Json(view(&api.agent, &rec, true).await?).into_response())
 }
 
 async fn cancel(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let (status, rec) = cancel_watch(&api.agent, &id)
         .await
         .map_err(|(s, m)| ApiError(s, m))?;
-    Ok((status, Json(view(&api.agent, &rec, true)?)).into_response())
+    Ok((status, Json(view(&api.agent, &rec, true).await?)).into_response())
 }
 
 /// Cancels a running watch; the API's `DELETE` and the page's cancel form share it, so
@@ -302,9 +300,12 @@ pub async fn cancel_watch(
 ) -> Result<(StatusCode, WatchRecord), (StatusCode, String)> {
     let internal =
         |e: crate::io::store::StoreError| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let rec = agent
-        .store
-        .get(id)
+    let get = |id: &str| {
+        let id = id.to_string();
+        agent.store.call(move |s| s.get(&id))
+    };
+    let rec = get(id)
+        .await
         .map_err(internal)?
         .ok_or_else(|| (StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
     if rec.state != WatchState::Running || !agent.cancel(id).await {
@@ -319,7 +320,7 @@ pub async fn cancel_watch(
             format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
         ));
     }
-    let rec = agent.store.get(id).map_err(internal)?.unwrap_or(rec);
+    let rec = get(id).await.map_err(internal)?.unwrap_or(rec);
     let status = if rec.state == WatchState::Running {
         StatusCode::ACCEPTED
     } else {
@@ -370,15 +371,18 @@ async fn watch_verdict(
 ) -> Result<Response, ApiError> {
     let q = verdict_query(q)?;
     let open = api.open_verdicts;
+    let idc = id.clone();
     let rec = api
         .agent
         .store
-        .get(&id)
+        .call(move |s| s.get(&idc))
+        .await
         .map_err(|e| store_failed(e, open))?
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no watch `{id}`")))?;
     let (v, fin, rules) = api
         .agent
         .watch_verdict(&rec, open)
+        .await
         .map_err(|e| store_failed(e, open))?;
     Ok(verdict_response(
         v,
@@ -454,12 +458,12 @@ fn summary(rec: &WatchRecord) -> Value {
     })
 }
 
-fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiError> {
+async fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiError> {
     let mut v = summary(rec);
     if !detail {
         return Ok(v);
     }
-    let live = agent.live_or_stored(rec);
+    let live = agent.live_or_stored(rec).await;
     let spec = load_snapshot(&rec.def).ok();
     let rules: Vec<Value> = spec
         .iter()
@@ -480,9 +484,12 @@ fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiErro
             })
         })
         .collect();
-    let series: Vec<Value> = agent
+    let id = rec.def.id.clone();
+    let (series, actions) = agent
         .store
-        .series(&rec.def.id)?
+        .call(move |s| Ok::<_, crate::io::store::StoreError>((s.series(&id)?, s.actions(&id)?)))
+        .await?;
+    let series: Vec<Value> = series
         .into_iter()
         .map(|s| {
             json!({
@@ -494,7 +501,6 @@ fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiErro
             })
         })
         .collect();
-    let actions = agent.store.actions(&rec.def.id)?;
     v["rule_states"] = json!(rules);
     v["series"] = json!(series);
     v["actions"] = json!(actions);

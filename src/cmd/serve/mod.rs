@@ -228,6 +228,8 @@ async fn serve(
     let resumed = loop {
         let r = match &pg {
             Some(pg) => {
+                // `migrate` is PgStore's own (not the `Store` trait's, so not through
+                // the agent's `StoreHandle`): run off the runtime all the same.
                 let pg = pg.clone();
                 tokio::task::spawn_blocking(move || pg.migrate())
                     .await
@@ -240,8 +242,11 @@ async fn serve(
                     })
             }
             None => Ok(()),
-        }
-        .and_then(|()| agent.start());
+        };
+        let r = match r {
+            Ok(()) => agent.start().await,
+            Err(e) => Err(e),
+        };
         match r {
             Ok(n) => break n,
             // No retry fixes these: a certificate, a TLS setting, a refused login, a

@@ -253,8 +253,13 @@ fn store_error(e: impl std::fmt::Display) -> Fail {
 }
 
 /// The list of watches, running first (newest first), then the most recent others.
-fn list_html(p: &Page) -> Result<String, Fail> {
-    let mut all = p.agent.store.list(None).map_err(store_error)?;
+async fn list_html(p: &Page) -> Result<String, Fail> {
+    let mut all = p
+        .agent
+        .store
+        .call(|s| s.list(None))
+        .await
+        .map_err(store_error)?;
     let now = now_ms();
     let (mut running, mut done): (Vec<_>, Vec<_>) =
         all.drain(..).partition(|r| r.state == WatchState::Running);
@@ -278,17 +283,24 @@ fn list_html(p: &Page) -> Result<String, Fail> {
     ))
 }
 
-fn watch_html(p: &Page, rec: &WatchRecord, entry: Option<&Entry>) -> Result<String, Fail> {
+async fn watch_html(p: &Page, rec: &WatchRecord, entry: Option<&Entry>) -> Result<String, Fail> {
     let id = &rec.def.id;
     let now = now_ms();
     let live = p.agent.live(id);
     // Actions: the store's rows (what a restart knows), with the output the board saw.
-    let actions = p.agent.store.actions(id).map_err(store_error)?;
+    let idc = id.to_string();
+    let actions = p
+        .agent
+        .store
+        .call(move |s| s.actions(&idc))
+        .await
+        .map_err(store_error)?;
     Ok(page::watch_html(rec, entry, live, &actions, now))
 }
 
-fn get_watch(p: &Page, id: &str) -> Result<WatchRecord, Fail> {
-    match p.agent.store.get(id) {
+async fn get_watch(p: &Page, id: &str) -> Result<WatchRecord, Fail> {
+    let idc = id.to_string();
+    match p.agent.store.call(move |s| s.get(&idc)).await {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(Fail(StatusCode::NOT_FOUND, format!("no watch `{id}`"))),
         Err(e) => Err(store_error(e)),
@@ -297,7 +309,7 @@ fn get_watch(p: &Page, id: &str) -> Result<WatchRecord, Fail> {
 
 async fn index(State(p): State<Page>) -> Response {
     let version = p.board.version();
-    match list_html(&p) {
+    match list_html(&p).await {
         Ok(main) => html_response(
             StatusCode::OK,
             shell(
@@ -313,12 +325,12 @@ async fn index(State(p): State<Page>) -> Response {
 
 async fn watch_page(State(p): State<Page>, Path(id): Path<String>) -> Response {
     let version = p.board.version();
-    let rec = match get_watch(&p, &id) {
+    let rec = match get_watch(&p, &id).await {
         Ok(r) => r,
         Err(f) => return error_page(&p, f.0, &f.1),
     };
     let entry = p.board.get(&id);
-    match watch_html(&p, &rec, entry.as_ref()) {
+    match watch_html(&p, &rec, entry.as_ref()).await {
         Ok(main) => {
             let fin = rec.state != WatchState::Running;
             let live = format!("/live/watches/{}", encode_path(&id));
@@ -346,7 +358,7 @@ async fn live_list(State(p): State<Page>, Query(q): Query<Since>) -> Response {
         Some(s) => p.board.wait_past(s, LONG_POLL).await,
         None => p.board.version(),
     };
-    match list_html(&p) {
+    match list_html(&p).await {
         Ok(h) => fragment(h, version, false),
         Err(f) => error_page(&p, f.0, &f.1),
     }
@@ -374,12 +386,12 @@ async fn live_watch(
         }
         version = p.board.version();
     }
-    let rec = match get_watch(&p, &id) {
+    let rec = match get_watch(&p, &id).await {
         Ok(r) => r,
         Err(f) => return error_page(&p, f.0, &f.1),
     };
     let entry = p.board.get(&id);
-    match watch_html(&p, &rec, entry.as_ref()) {
+    match watch_html(&p, &rec, entry.as_ref()).await {
         Ok(h) => fragment(h, version, rec.state != WatchState::Running),
         Err(f) => error_page(&p, f.0, &f.1),
     }
@@ -404,7 +416,7 @@ async fn report(State(p): State<Page>, Path(id): Path<String>) -> Response {
 }
 
 async fn cancel_confirm(State(p): State<Page>, Path(id): Path<String>) -> Response {
-    let rec = match get_watch(&p, &id) {
+    let rec = match get_watch(&p, &id).await {
         Ok(r) => r,
         Err(f) => return error_page(&p, f.0, &f.1),
     };

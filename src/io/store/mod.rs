@@ -24,11 +24,13 @@
 
 mod api;
 mod codec;
+mod handle;
 pub mod pgconn;
 mod pgtls;
 mod postgres;
 mod sqlite;
 pub mod statefile;
+pub use handle::StoreHandle;
 
 pub use api::*;
 pub use postgres::{PgStore, PG_SCHEMA_VERSION};

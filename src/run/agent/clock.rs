@@ -19,9 +19,11 @@
 //! nothing for `BACKOFF`, and reads the store's clock again.
 
 use super::source::SharedSource;
-use super::{lock, Agent};
+use super::types::lock;
+use super::Agent;
 use crate::io::prom::{ClockSkew, PromClient, SkewVerdict};
 use crate::io::store::StoreError;
+use crate::run::preflight::{self, PreflightError, PreflightWarning, WatchClock};
 use crate::run::watch::{ClockAnchor, Signal};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -71,24 +73,9 @@ pub fn watch_skew(local: ClockSkew, watch_minus_wall_ms: i64) -> ClockSkew {
     }
 }
 
-/// How a skew of the watch clock reads in a message.
+/// How a skew of the watch clock reads in a message (`run::preflight`).
 pub fn describe(skew: &ClockSkew) -> String {
-    let how = if skew.skew_ms > 0 {
-        "behind"
-    } else {
-        "ahead of"
-    };
-    format!(
-        "the clock this agent times watches on (the store's) is {:.3}s {how} Prometheus's (±{:.3}s)",
-        skew.skew_ms.unsigned_abs() as f64 / 1000.0,
-        skew.uncertainty_ms as f64 / 1000.0
-    )
-}
-
-/// The limit a watch's clock must stay within: its `max_blind`, capped by its duration
-/// (as the watch loop caps it).
-pub fn limit(max_blind: Duration, duration: Duration) -> Duration {
-    max_blind.min(duration)
+    WatchClock::Store.describe(skew)
 }
 
 fn wall_ms() -> i64 {
@@ -108,9 +95,9 @@ impl Agent {
         *lock(&self.clock)
     }
 
-    /// Reads the store's clock again (blocking).
-    pub(super) fn reread_clock(&self) {
-        match read_store_clock(&*self.store) {
+    /// Reads the store's clock again.
+    pub(super) async fn reread_clock(&self) {
+        match self.store.call(read_store_clock).await {
             Ok(a) => {
                 let off = a.now_ms() - wall_ms();
                 *lock(&self.clock) = a;
@@ -136,31 +123,40 @@ impl Agent {
         Ok(watch_skew(local, ahead))
     }
 
-    /// The clock check before a watch is judged here (resumed or adopted). False: it
-    /// must not be judged here now (said, counted, and the agent backs off).
+    /// The clock check before a watch is judged here (resumed or adopted): the
+    /// creation's pre-flight (`run::preflight::judge_clock`). False: it must not be
+    /// judged here now (said, counted, and the agent backs off).
     pub(super) async fn clock_allows(
         &self,
         id: &str,
         source: &SharedSource<PromClient>,
-        limit: Duration,
+        max_blind: Duration,
+        duration: Duration,
     ) -> bool {
-        match self.watch_clock_skew(source).await {
-            Ok(skew) => match skew.judge(limit) {
-                SkewVerdict::Refuse => {
-                    self.clock_refused(id, &skew, limit);
-                    false
-                }
-                SkewVerdict::Warn => {
-                    warn!(event = "clock_skew", watch = %id, skew_s = skew.seconds(), uncertainty_s = skew.uncertainty_ms as f64 / 1000.0,
-                        "{}: every poll asks Prometheus about a moment that far off", describe(&skew));
-                    true
-                }
-                SkewVerdict::Fine => true,
-            },
+        let measured = self
+            .watch_clock_skew(source)
+            .await
+            .map_err(|e| e.to_string());
+        match preflight::judge_clock(measured, WatchClock::Store, max_blind, duration) {
+            Err(PreflightError::ClockRefused { skew, limit, .. }) => {
+                self.clock_refused(id, &skew, limit);
+                false
+            }
             Err(e) => {
-                warn!(event = "clock_skew_unknown", watch = %id, error = %e, "cannot compare the watch clock with Prometheus's; judging anyway (an unreachable Prometheus is judged by max_blind)");
+                // Not a clock finding (the judge returns none other): judged anyway.
+                warn!(event = "clock_skew_unknown", watch = %id, error = %e, "cannot judge the watch clock; judging anyway");
                 true
             }
+            Ok(Some(w @ PreflightWarning::ClockSkew { skew, .. })) => {
+                warn!(event = "clock_skew", watch = %id, skew_s = skew.seconds(), uncertainty_s = skew.uncertainty_ms as f64 / 1000.0,
+                    "{w}");
+                true
+            }
+            Ok(Some(PreflightWarning::ClockUnknown { reason, .. })) => {
+                warn!(event = "clock_skew_unknown", watch = %id, error = %reason, "cannot compare the watch clock with Prometheus's; judging anyway (an unreachable Prometheus is judged by max_blind)");
+                true
+            }
+            Ok(_) => true,
         }
     }
 
@@ -212,8 +208,7 @@ impl Agent {
             }
         }
         if refused {
-            let agent = self.clone();
-            let _ = tokio::task::spawn_blocking(move || agent.reread_clock()).await;
+            self.reread_clock().await;
         }
     }
 }
@@ -233,7 +228,10 @@ mod tests {
         let w = watch_skew(local, -600_000);
         assert_eq!((w.skew_ms, w.uncertainty_ms), (0, 3));
         assert_eq!(
-            w.judge(limit(Duration::from_secs(300), Duration::from_secs(600))),
+            w.judge(preflight::clock_limit(
+                Duration::from_secs(300),
+                Duration::from_secs(600)
+            )),
             SkewVerdict::Fine
         );
         // The machine agrees with Prometheus but the store's clock is 10 min fast.
@@ -252,7 +250,7 @@ mod tests {
             describe(&w)
         );
         assert_eq!(
-            limit(Duration::from_secs(300), Duration::from_secs(60)),
+            preflight::clock_limit(Duration::from_secs(300), Duration::from_secs(60)),
             Duration::from_secs(60)
         );
     }

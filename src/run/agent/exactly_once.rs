@@ -20,6 +20,11 @@
 //! Crash points (`crash_point`) name every persistence step; a build with the
 //! `crash-points` feature aborts the agent at the one named by `ROLLWATCH_CRASH_AT`,
 //! which is how the tests check each step (`tests/crash_points.rs`).
+//!
+//! Whether an interrupted command still runs is `old_command.rs`. What is left here
+//! (about 420 lines and the table test of `resume_plan`) stays one file: the claim a
+//! row records and the plan a restart reads from the rows are two sides of one rule,
+//! what an action row means, and are read together.
 
 use super::lease::LeaseBook;
 use super::metrics::Metrics;
@@ -27,13 +32,12 @@ use crate::core::eval::Phase;
 use crate::core::events::Event;
 use crate::io::action::{ActionStatus, SpawnHook};
 use crate::io::store::{
-    ActionEnd, ActionRow, ActionState, Fence, NewAction, Noted, ProcessId, SeriesRow, Store,
-    StoreError,
+    ActionEnd, ActionRow, ActionState, Fence, NewAction, Noted, ProcessId, SeriesRow, StoreError,
+    StoreHandle,
 };
 use crate::run::watch::journal::{Claim, Journal, Ticket};
 use crate::run::watch::Outcome;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing::{error, warn};
 
 /// Every persistence step of a watch's life in the agent, in order.
@@ -139,8 +143,13 @@ pub fn action_tag(watch: &str, created_ms: i64, action: i64) -> String {
 }
 
 /// The watch loop's journal in `serve`: claims go to the store.
+///
+/// `Journal` is synchronous (the decision loop claims between two awaits, and the
+/// claim must commit before the command starts), so its store calls go through
+/// `StoreHandle::blocking`, which hands the runtime's other tasks to another thread
+/// while the store answers.
 pub struct StoreJournal {
-    pub store: Arc<dyn Store>,
+    pub store: StoreHandle,
     pub metrics: Metrics,
     pub id: String,
     pub created_ms: i64,
@@ -272,7 +281,7 @@ impl Journal for StoreJournal {
             Some(e) => Err(e),
             None => self
                 .store
-                .claim_fenced(&self.id, &self.leases.holder, token, &new, &fired),
+                .blocking(|s| s.claim_fenced(&self.id, &self.leases.holder, token, &new, &fired)),
         };
         let action = match claimed {
             Ok(a) => a,
@@ -346,7 +355,9 @@ impl Journal for StoreJournal {
                         end: &end,
                         ending: None,
                     };
-                    let r = self.store.write_noted(&self.id, &fence, change, &notes);
+                    let r = self
+                        .store
+                        .blocking(|s| s.write_noted(&self.id, &fence, change, &notes));
                     match &r {
                         Ok(()) if !notes.is_empty() => h.wake(),
                         Ok(()) => {}
@@ -355,7 +366,9 @@ impl Journal for StoreJournal {
                     }
                     r
                 }
-                None => self.store.end_action(&self.id, &fence, a, &end, None),
+                None => self
+                    .store
+                    .blocking(|s| s.end_action(&self.id, &fence, a, &end, None)),
             };
             match r {
                 Err(e @ StoreError::Fenced { .. }) => write_fenced(
@@ -396,27 +409,17 @@ fn event_kind(event: &Event) -> Option<&'static str> {
     }
 }
 
-/// Records the process group of action `action` as soon as its command started.
-pub fn spawn_hook(store: Arc<dyn Store>, metrics: Metrics, id: String, action: i64) -> SpawnHook {
+/// Records the process group of action `action` as soon as its command started (a
+/// synchronous callback of the runner, hence `StoreHandle::blocking`).
+pub fn spawn_hook(store: StoreHandle, metrics: Metrics, id: String, action: i64) -> SpawnHook {
     Arc::new(move |pid| {
-        if let Err(e) = store.action_spawned(action, &ProcessId::of(pid)) {
+        if let Err(e) = store.blocking(|s| s.action_spawned(action, &ProcessId::of(pid))) {
             metrics.store_errors.inc();
             error!(event = "store_error", watch = %id, error = %e, "cannot record the command's process group; a restart will look for it by its ROLLWATCH_ACTION_ID");
         }
         crash_point("command_spawned");
         stop_point("command_spawned");
     })
-}
-
-impl ProcessId {
-    /// The process `pid` as it is now (its start time and this boot's id).
-    pub fn of(pid: u32) -> ProcessId {
-        ProcessId {
-            pgid: i64::from(pid),
-            start_ticks: proc_stat(pid as i32).map(|s| s.start_ticks),
-            boot_id: boot_id(),
-        }
-    }
 }
 
 /// What a restart does about a watch's actions: a pure function of its action rows.
@@ -516,198 +519,6 @@ pub fn resume_plan(
         paused_by: None,
         pause_failed: None,
     }
-}
-
-/// The fields of /proc/PID/stat this module needs.
-struct ProcStat {
-    pgrp: i32,
-    start_ticks: i64,
-}
-
-fn proc_stat(pid: i32) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may contain anything.
-    let rest = &text[text.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): field N is f[N - 3].
-    Some(ProcStat {
-        pgrp: f.get(2)?.parse().ok()?,
-        start_ticks: f.get(19)?.parse().ok()?,
-    })
-}
-
-fn boot_id() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .ok()
-        .map(|s| s.trim().to_string())
-}
-
-fn group_exists(pgid: i32) -> bool {
-    pgid > 1 && nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), None).is_ok_or_eperm()
-}
-
-trait OkOrEperm {
-    fn is_ok_or_eperm(&self) -> bool;
-}
-
-impl OkOrEperm for nix::Result<()> {
-    fn is_ok_or_eperm(&self) -> bool {
-        matches!(self, Ok(()) | Err(nix::errno::Errno::EPERM))
-    }
-}
-
-/// Whether the interrupted action's command was recorded as started on this host in
-/// its current boot: only then can this agent see (and stop) it.
-pub fn started_here(a: &ActionRow) -> bool {
-    a.process
-        .as_ref()
-        .is_some_and(|p| p.boot_id.is_some() && p.boot_id == boot_id())
-}
-
-/// Whether the recorded process group is still the command's: same boot, the group
-/// exists, and its leader is either gone (the group holds the command's children; the
-/// kernel never reuses a pid that is still a group id) or still the same process.
-fn recorded_group_alive(p: &ProcessId) -> Option<i32> {
-    let pgid = i32::try_from(p.pgid).ok()?;
-    if p.boot_id.is_some() && p.boot_id != boot_id() {
-        return None;
-    }
-    if !group_exists(pgid) {
-        return None;
-    }
-    match proc_stat(pgid) {
-        Some(s) if Some(s.start_ticks) != p.start_ticks || s.pgrp != pgid => None,
-        _ => Some(pgid),
-    }
-}
-
-/// Process groups of processes whose environment carries `ROLLWATCH_ACTION_ID=tag`.
-fn groups_tagged(tag: &str) -> Vec<i32> {
-    let want = format!("ROLLWATCH_ACTION_ID={tag}");
-    let mut out = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
-            continue;
-        };
-        if env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()) {
-            if let Some(s) = proc_stat(pid) {
-                if !out.contains(&s.pgrp) {
-                    out.push(s.pgrp);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The process groups of an interrupted action that are still running.
-fn live_groups(a: &ActionRow, tag: &str) -> Vec<i32> {
-    let mut groups = groups_tagged(tag);
-    if let Some(g) = a.process.as_ref().and_then(recorded_group_alive) {
-        if !groups.contains(&g) {
-            groups.push(g);
-        }
-    }
-    groups.retain(|g| group_exists(*g));
-    groups
-}
-
-/// Whether a process group of the interrupted action `a` (tagged `tag`) still exists
-/// on this host.
-pub fn still_running(a: &ActionRow, tag: &str) -> bool {
-    !live_groups(a, tag).is_empty()
-}
-
-/// When the interrupted action `a`'s own timeout would stop its command, on this
-/// host's boot clock: the command's process started `start_ticks` after boot (from
-/// /proc), so how long it has run is `/proc/uptime` minus that, whatever any wall
-/// clock says. Neither the claiming agent's wall clock (which stamped `started_ms`)
-/// nor this one's (either may be off, or stepped since) moves it. Without a recorded
-/// process of this boot, the wall clocks are all there is.
-pub fn old_command_deadline(a: &ActionRow, timeout: Duration) -> tokio::time::Instant {
-    let ran = a
-        .process
-        .as_ref()
-        .filter(|p| p.boot_id.is_some() && p.boot_id == boot_id())
-        .and_then(|p| p.start_ticks)
-        .and_then(ran_since_boot_ticks)
-        .unwrap_or_else(|| {
-            let ms = crate::core::events::now_ms() - a.started_ms;
-            Duration::from_millis(ms.max(0) as u64)
-        });
-    tokio::time::Instant::now() + timeout.saturating_sub(ran)
-}
-
-/// How long ago a process that started `start_ticks` clock ticks after boot started.
-fn ran_since_boot_ticks(start_ticks: i64) -> Option<Duration> {
-    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()?;
-    let tck = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .filter(|t| *t > 0)?;
-    let started = start_ticks as f64 / tck as f64;
-    Some(Duration::from_secs_f64((uptime - started).max(0.0)))
-}
-
-/// Makes sure the command of an interrupted action has ended before it runs again:
-/// waits for it until its own timeout would have stopped it, then stops its groups
-/// (SIGTERM, then SIGKILL). Returns `(found, left)`: how many groups were running, and
-/// how many still are after all that (not ours to signal, stuck in the kernel): a
-/// re-run must not start while `left > 0`.
-pub async fn wait_for_old_command(
-    a: &ActionRow,
-    tag: &str,
-    timeout: Duration,
-    watch: &str,
-) -> (usize, usize) {
-    let groups = live_groups(a, tag);
-    if groups.is_empty() {
-        return (0, 0);
-    }
-    warn!(event = "action_still_running", watch = %watch, action = %a.kind, groups = ?groups,
-        "the interrupted {} command is still running: waiting for it to end before running it again (never two at once)", a.kind);
-    let deadline = old_command_deadline(a, timeout);
-    while !live_groups(a, tag).is_empty() && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    for (sig, grace) in [
-        (nix::sys::signal::SIGTERM, 5_000),
-        (nix::sys::signal::SIGKILL, 5_000),
-    ] {
-        let left = live_groups(a, tag);
-        if left.is_empty() {
-            break;
-        }
-        warn!(event = "action_stopped", watch = %watch, groups = ?left, signal = ?sig, "the interrupted command outlived its timeout: stopping its process group");
-        for g in &left {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(*g), sig);
-        }
-        let until = crate::core::events::now_ms() + grace;
-        while !live_groups(a, tag).is_empty() && crate::core::events::now_ms() < until {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let left = live_groups(a, tag);
-    if !left.is_empty() {
-        error!(event = "action_still_running", watch = %watch, groups = ?left,
-            "the interrupted command's process groups could not be stopped; it is not run again");
-    }
-    (groups.len(), left.len())
 }
 
 #[cfg(test)]
@@ -856,100 +667,5 @@ mod tests {
         for (name, rows, idem, want) in cases {
             assert_eq!(resume_plan(&rows, idem, idem), want, "{name}");
         }
-    }
-
-    #[test]
-    fn proc_stat_reads_this_process() {
-        let me = std::process::id() as i32;
-        let s = proc_stat(me).expect("/proc/self/stat");
-        assert!(s.start_ticks > 0);
-        assert_eq!(s.pgrp, nix::unistd::getpgrp().as_raw());
-    }
-
-    #[tokio::test]
-    async fn an_interrupted_command_is_waited_for_then_stopped() {
-        // A "command" in its own process group that outlives its timeout.
-        let tag = format!("test/{}/1", std::process::id());
-        let child = tokio::process::Command::new("sleep")
-            .arg("30")
-            .env("ROLLWATCH_ACTION_ID", &tag)
-            .process_group(0)
-            .spawn()
-            .unwrap();
-        let pid = child.id().unwrap();
-        // Reaped as soon as it ends, as init reaps the orphans of a killed agent.
-        let reaped = tokio::spawn(async move {
-            let mut child = child;
-            child.wait().await
-        });
-        let mut a = row(1, "rollback", ActionState::Started, None, None);
-        a.started_ms = crate::core::events::now_ms();
-        a.process = Some(ProcessId::of(pid));
-        assert_eq!(live_groups(&a, &tag), vec![pid as i32]);
-        let t = std::time::Instant::now();
-        let n = wait_for_old_command(&a, &tag, Duration::from_millis(600), "w").await;
-        assert_eq!(n, (1, 0));
-        assert!(
-            t.elapsed() >= Duration::from_millis(500),
-            "waited for the timeout first"
-        );
-        let st = reaped.await.unwrap().unwrap();
-        assert!(!st.success(), "stopped by a signal");
-        assert!(live_groups(&a, &tag).is_empty());
-        // Nothing running: returns at once.
-        assert_eq!(
-            wait_for_old_command(&a, &tag, Duration::from_secs(60), "w").await,
-            (0, 0)
-        );
-    }
-
-    #[test]
-    fn only_a_command_recorded_on_this_boot_counts_as_started_here() {
-        let mut a = row(1, "rollback", ActionState::Started, None, None);
-        assert!(!started_here(&a), "no process recorded: not seen here");
-        a.process = Some(ProcessId::of(std::process::id()));
-        assert!(started_here(&a), "this process, this boot: {:?}", a.process);
-        a.process = Some(ProcessId {
-            boot_id: Some("another-host-or-boot".into()),
-            ..ProcessId::of(std::process::id())
-        });
-        assert!(!started_here(&a), "another boot id is another host");
-        a.process = Some(ProcessId {
-            boot_id: None,
-            ..ProcessId::of(std::process::id())
-        });
-        assert!(!started_here(&a), "an unknown boot cannot be checked");
-    }
-
-    /// Issue 19 (clock off on one host): how long an interrupted command has run is
-    /// read on the boot clock, so an adopter whose wall clock is ten minutes ahead of
-    /// the agent that stamped `started_ms` neither stops a running rollback at once nor
-    /// (behind) waits ten minutes past its timeout.
-    #[tokio::test]
-    async fn an_old_commands_deadline_is_on_the_boot_clock_not_a_wall_clock() {
-        let timeout = Duration::from_secs(120);
-        let mut child = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        let mut a = row(1, "rollback", ActionState::Started, None, None);
-        a.process = Some(ProcessId::of(child.id()));
-        assert!(a.process.as_ref().unwrap().start_ticks.is_some());
-        for skew_ms in [-600_000i64, 600_000] {
-            // The claimer's clock was off by `skew_ms` when it stamped the start.
-            a.started_ms = crate::core::events::now_ms() + skew_ms;
-            let left = old_command_deadline(&a, timeout) - tokio::time::Instant::now();
-            assert!(
-                left > Duration::from_secs(100) && left <= timeout,
-                "skew {skew_ms} ms: {left:?} left of a command that just started"
-            );
-        }
-        // Without a process of this boot, the wall clocks are all there is.
-        a.process = None;
-        a.started_ms = crate::core::events::now_ms() - 100_000;
-        let left = old_command_deadline(&a, timeout) - tokio::time::Instant::now();
-        assert!(left <= Duration::from_secs(20), "{left:?}");
-        child.kill().unwrap();
-        child.wait().unwrap();
     }
 }

@@ -18,7 +18,8 @@
 //! of its emission; the sink then skips that event once.
 
 use super::lease::LeaseBook;
-use super::{lock, Agent};
+use super::types::lock;
+use super::Agent;
 use crate::core::events::{now_ms, Event, Sink};
 use crate::core::rules::Channel;
 use crate::io::notify::{Collected, Notifier, PostFailure};
@@ -217,22 +218,23 @@ pub(super) async fn deliver_loop(agent: Arc<Agent>) {
     loop {
         while tasks.try_join_next().is_some() {}
         let room = NOTES_PER_ROUND.saturating_sub(tasks.len());
-        let (store, holder) = (agent.store.clone(), agent.leases.holder.clone());
-        let due = tokio::task::spawn_blocking(move || {
-            if room == 0 {
-                return Ok(Vec::new());
-            }
-            store.outbox_due(&holder, NOTE_LEASE, room)
-        })
-        .await;
+        let holder = agent.leases.holder.clone();
+        let due = agent
+            .store
+            .call(move |s| {
+                if room == 0 {
+                    return Ok(Vec::new());
+                }
+                s.outbox_due(&holder, NOTE_LEASE, room)
+            })
+            .await;
         let notes = match due {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => {
+            Ok(n) => n,
+            Err(e) => {
                 agent.metrics.store_errors.inc();
                 warn!(event = "store_error", error = %e, "cannot read the notifications to deliver; tried again");
                 Vec::new()
             }
-            Err(_) => Vec::new(),
         };
         if notes.is_empty() {
             tokio::select! {
@@ -262,18 +264,16 @@ pub(super) async fn deliver_loop(agent: Arc<Agent>) {
 
 /// The creation time and channels of watch `id`, from its rule snapshot.
 async fn watch_channels(agent: &Arc<Agent>, id: &str) -> Channels {
-    let (store, id) = (agent.store.clone(), id.to_string());
-    let read = tokio::task::spawn_blocking(move || store.get(&id)).await;
-    let rec = match read {
-        Ok(Ok(Some(rec))) => rec,
-        Ok(Ok(None)) => return Channels::Gone,
-        Ok(Err(e)) => {
+    let id = id.to_string();
+    let rec = match agent.store.call(move |s| s.get(&id)).await {
+        Ok(Some(rec)) => rec,
+        Ok(None) => return Channels::Gone,
+        Err(e) => {
             agent.metrics.store_errors.inc();
             return Channels::Unreadable(e.to_string());
         }
-        Err(e) => return Channels::Unreadable(e.to_string()),
     };
-    match super::load_snapshot(&rec.def) {
+    match super::snapshot::load_snapshot(&rec.def) {
         Ok(spec) => Channels::Known(rec.def.created_ms, spec.notify),
         Err(e) => Channels::Unreadable(format!("its rule snapshot does not load: {e}")),
     }
@@ -285,8 +285,8 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
         let store = agent.store.clone();
         let metrics = agent.metrics.clone();
         async move {
-            let r = tokio::task::spawn_blocking(move || store.outbox_mark(note.id, m)).await;
-            if !matches!(r, Ok(Ok(()))) {
+            let r = store.call(move |s| s.outbox_mark(note.id, m)).await;
+            if r.is_err() {
                 metrics.store_errors.inc();
                 warn!(event = "store_error", note = note.id, "cannot record a notification's delivery; it may be sent again (with the same idempotency key)");
             }

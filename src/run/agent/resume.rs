@@ -1,23 +1,19 @@
 //! Resuming a watch after a restart: what its action rows say (`resolve_actions`, the
-//! exactly-once rule), re-running an interrupted idempotent command once (`rerun`),
-//! and rebuilding its evaluators and the polls missed while the agent was down from
-//! Prometheus's history (`restore`, the restart rule). The rules themselves are in the
-//! agent's module doc.
+//! exactly-once rule), and re-running an interrupted idempotent command once
+//! (`rerun`, through the act path of a first run). Rebuilding its evaluators and the
+//! polls missed while the agent was down (the restart rule) is `catch_up.rs`. The
+//! rules themselves are in the agent's module doc.
 
 use super::exactly_once::{self, resume_plan, ResumePlan, StoreJournal};
+use super::old_command;
 use super::outbox::Herald;
-use super::source::{phase, SharedSource};
-use super::{ending_of, unix, Agent};
-use crate::core::eval::{parse_window, Labels, Phase, RuleEval, SeriesState};
+use super::types::ending_of;
+use super::Agent;
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};
-use crate::io::action::{ActionRequest, ActionRunner, ActionStatus, ProcessRunner};
-use crate::io::prom::{PromClient, QueryResult};
+use crate::io::action::{ActionRequest, ActionStatus, ProcessRunner};
 use crate::io::store::{ActionRow, ActionState, NewWatch};
-use crate::run::watch::journal::Journal;
-use crate::run::watch::Judged;
-use crate::run::watch::{self, Outcome, PollDone, WatchOptions};
-use std::collections::BTreeMap;
+use crate::run::watch::{self, Outcome, WatchOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -55,7 +51,8 @@ impl Agent {
         opts: &WatchOptions,
         herald: Option<&Arc<Herald>>,
     ) -> Result<Resolution, crate::io::store::StoreError> {
-        let actions = self.store.actions(&def.id)?;
+        let id = def.id.clone();
+        let actions = self.store.call(move |s| s.actions(&id)).await?;
         let idempotent = |c: &Option<rules::CommandSpec>| c.as_ref().is_some_and(|c| c.idempotent);
         let plan = resume_plan(
             &actions,
@@ -104,7 +101,7 @@ impl Agent {
             // With a shared store the command may have run on another host, where this
             // agent can neither see nor stop it: re-running it could make two at once.
             // Only a command recorded on this very boot is one it can check.
-            ResumePlan::Rerun(a) if self.store.shared() && !exactly_once::started_here(&a) => {
+            ResumePlan::Rerun(a) if self.store.shared() && !old_command::started_here(&a) => {
                 warn!(event = "action_elsewhere", watch = %def.id, action = %a.kind,
                     "the interrupted command was not started on this host (or not recorded): its process cannot be checked from here, so it is not run again");
                 (a, false, false, true)
@@ -120,8 +117,7 @@ impl Agent {
                 }
                 .unwrap_or(rules::defaults::COMMAND_TIMEOUT);
                 let tag = exactly_once::action_tag(&def.id, def.created_ms, a.id);
-                let (_, left) =
-                    exactly_once::wait_for_old_command(&a, &tag, timeout, &def.id).await;
+                let (_, left) = old_command::wait_for_old_command(&a, &tag, timeout, &def.id).await;
                 (a, left == 0, left > 0, false)
             }
         };
@@ -135,22 +131,8 @@ impl Agent {
         } else {
             "rollback"
         };
-        others.emit(
-            now_ms(),
-            &Event::WatchStarted {
-                rules_file: spec.path.display().to_string(),
-                prometheus: opts.prometheus.clone(),
-                duration_s: opts.duration.as_secs_f64(),
-                max_blind_s: spec.max_blind.as_secs_f64(),
-                dry_run: false,
-                vars: spec.vars.clone(),
-                rules: spec
-                    .rules
-                    .iter()
-                    .map(|r| watch::rule_info(r, &opts.prometheus))
-                    .collect(),
-            },
-        );
+        // The very event a first run starts with (`run::watch::act`).
+        others.emit(now_ms(), &watch::watch_started(spec, opts));
         if let Some((rec, path)) = recorded {
             let status = match (rec.code, rec.signal) {
                 (Some(0), _) => ActionStatus::Succeeded,
@@ -184,7 +166,8 @@ impl Agent {
                 duration_s: (rec.ended_ms - a.started_ms).max(0) as f64 / 1000.0,
                 output_tail: Vec::new(),
             };
-            self.settle(def, a.id, &end, outcome.as_ref(), &finished, herald)?;
+            self.settle(def, a.id, &end, outcome.as_ref(), &finished, herald)
+                .await?;
             crate::io::supervise::remove_record(&path);
             let result = if ok { "succeeded" } else { "failed" };
             self.metrics
@@ -238,7 +221,8 @@ impl Agent {
                 output_tail: Vec::new(),
             };
             let ending = (kind == "rollback").then_some(&outcome);
-            self.settle(def, a.id, &end, ending, &finished, herald)?;
+            self.settle(def, a.id, &end, ending, &finished, herald)
+                .await?;
             self.metrics
                 .actions
                 .with_label_values(&[kind, "unknown"])
@@ -290,7 +274,7 @@ impl Agent {
     /// Records how an interrupted action ended and, with `outcome`, how its watch
     /// ended: one transaction, with the notifications of both (rendered ahead of the
     /// events the caller emits next).
-    fn settle(
+    async fn settle(
         &self,
         def: &NewWatch,
         action: i64,
@@ -308,35 +292,56 @@ impl Agent {
                     id: def.id.clone(),
                     token: 0,
                 })?;
-        let r = match herald {
-            Some(h) => {
-                let mut notes = h.ahead(now_ms(), finished);
-                if let Some(o) = outcome {
-                    notes.extend(h.ahead(now_ms(), &o.finished_event()));
-                }
-                let change = crate::io::store::Noted::EndAction {
-                    action,
-                    end,
-                    ending: ending.as_ref(),
-                };
-                let r = self.store.write_noted(&def.id, &fence, change, &notes);
-                match r {
-                    Ok(()) => h.wake(),
-                    Err(_) => h.forget_ahead(),
-                }
-                r
+        let notes = herald.map(|h| {
+            let mut notes = h.ahead(now_ms(), finished);
+            if let Some(o) = outcome {
+                notes.extend(h.ahead(now_ms(), &o.finished_event()));
             }
-            None => self
-                .store
-                .end_action(&def.id, &fence, action, end, ending.as_ref()),
-        };
+            notes
+        });
+        let ended = ending.is_some();
+        let (id, state, result, succeeded, at_ms) = (
+            def.id.clone(),
+            end.state,
+            end.result.to_string(),
+            end.succeeded,
+            end.at_ms,
+        );
+        let r = self
+            .store
+            .call(move |s| {
+                let end = crate::io::store::ActionEnd {
+                    state,
+                    result: &result,
+                    succeeded,
+                    at_ms,
+                };
+                match notes {
+                    Some(notes) => {
+                        let change = crate::io::store::Noted::EndAction {
+                            action,
+                            end: &end,
+                            ending: ending.as_ref(),
+                        };
+                        s.write_noted(&id, &fence, change, &notes)
+                    }
+                    None => s.end_action(&id, &fence, action, &end, ending.as_ref()),
+                }
+            })
+            .await;
+        if let Some(h) = herald {
+            match r {
+                Ok(()) => h.wake(),
+                Err(_) => h.forget_ahead(),
+            }
+        }
         if let Err(e) = r {
             if matches!(e, crate::io::store::StoreError::Fenced { .. }) {
                 self.write_fenced(&def.id, "the interrupted action's fate", &e.to_string());
             }
             return Err(e);
         }
-        if ending.is_some() {
+        if ended {
             exactly_once::crash_point("ending_saved");
         }
         Ok(())
@@ -391,12 +396,12 @@ impl Agent {
         .unwrap_or(rules::defaults::COMMAND_TIMEOUT);
         // Until the record appears (its group may linger as a zombie whose parent,
         // the old agent, is paused), the group ends, or the command's timeout.
-        let deadline = exactly_once::old_command_deadline(a, timeout);
-        if exactly_once::still_running(a, &tag) {
+        let deadline = old_command::old_command_deadline(a, timeout);
+        if old_command::still_running(a, &tag) {
             warn!(event = "action_still_running", watch = %def.id, action = %a.kind,
                 "the interrupted {} command is still running on this host: waiting for it to end, to record how it ended", a.kind);
         }
-        while exactly_once::still_running(a, &tag) && tokio::time::Instant::now() < deadline {
+        while old_command::still_running(a, &tag) && tokio::time::Instant::now() < deadline {
             if let Some(r) = crate::io::supervise::read_record(&path) {
                 return Some((r, path));
             }
@@ -409,12 +414,12 @@ impl Agent {
             if let Some(r) = crate::io::supervise::read_record(&path) {
                 return Some((r, path));
             }
-            if now_ms() >= grace_ms || exactly_once::still_running(a, &tag) {
+            if now_ms() >= grace_ms || old_command::still_running(a, &tag) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        exactly_once::wait_for_old_command(a, &tag, timeout, &def.id).await;
+        old_command::wait_for_old_command(a, &tag, timeout, &def.id).await;
         crate::io::supervise::read_record(&path).map(|r| (r, path))
     }
 
@@ -478,9 +483,11 @@ impl Agent {
                     id: def.id.clone(),
                     token: 0,
                 })?;
-        let started =
-            self.store
-                .claim_rerun_fenced(&def.id, &self.leases.holder, token, a.id, &new)?;
+        let (id, holder, old) = (def.id.clone(), self.leases.holder.clone(), a.id);
+        let started = self
+            .store
+            .call(move |s| s.claim_rerun_fenced(&id, &holder, token, old, &new))
+            .await?;
         exactly_once::crash_point("rerun_claimed");
         let mut journal = StoreJournal {
             store: self.store.clone(),
@@ -499,35 +506,42 @@ impl Agent {
             "ROLLWATCH_ACTION_ID".into(),
             exactly_once::action_tag(&def.id, def.created_ms, started),
         ));
-        let ev = Event::ActionStarted {
-            action: kind,
-            rule: a.rule.clone(),
-            argv: argv.clone(),
-            timeout_s: timeout.as_secs_f64(),
-            dry_run: false,
+        // From here, the path of a first run (`run::watch::act`): the same events,
+        // the same run, the result recorded through the journal.
+        others.emit(
+            now_ms(),
+            &watch::action_started(kind, &a.rule, &argv, timeout, false),
+        );
+        let req = ActionRequest {
+            kind,
+            argv,
+            timeout,
+            env,
+            on_spawn: Some(exactly_once::spawn_hook(
+                self.store.clone(),
+                self.metrics.clone(),
+                def.id.clone(),
+                started,
+            )),
+            intent_file: None,
+            status_file: self.cfg.action_dir.as_ref().map(|d| {
+                crate::io::supervise::record_path(
+                    d,
+                    &exactly_once::action_tag(&def.id, def.created_ms, started),
+                )
+            }),
         };
-        others.emit(now_ms(), &ev);
-        let report = ProcessRunner::default()
-            .run(&ActionRequest {
-                kind,
-                argv,
-                timeout,
-                env,
-                on_spawn: Some(exactly_once::spawn_hook(
-                    self.store.clone(),
-                    self.metrics.clone(),
-                    def.id.clone(),
-                    started,
-                )),
-                intent_file: None,
-                status_file: self.cfg.action_dir.as_ref().map(|d| {
-                    crate::io::supervise::record_path(
-                        d,
-                        &exactly_once::action_tag(&def.id, def.created_ms, started),
-                    )
-                }),
-            })
-            .await;
+        // No signal channel here: a signal waits for the loop, which starts after.
+        let report = watch::run_claimed(
+            &ProcessRunner::default(),
+            &req,
+            &a.rule,
+            &mut journal,
+            others,
+            None,
+            &mut None,
+        )
+        .await;
         let result = if report.status.succeeded() {
             "succeeded"
         } else {
@@ -537,273 +551,11 @@ impl Agent {
             .actions
             .with_label_values(&[kind, result])
             .inc();
-        let ev = Event::ActionFinished {
-            action: kind,
-            rule: a.rule.clone(),
-            status: report.status.to_string(),
-            succeeded: report.status.succeeded(),
-            duration_s: report.duration.as_secs_f64(),
-            output_tail: report.output_tail.clone(),
-        };
-        journal.finished(&report.status, now_ms(), &ev);
-        others.emit(now_ms(), &ev);
+        others.emit(now_ms(), &watch::finished_event(kind, &a.rule, &report));
         Ok(report)
     }
-
-    /// Restored evaluators, and the polls missed while the agent was down (from
-    /// history). See the module doc for the rule.
-    pub(super) async fn restore(
-        &self,
-        spec: &WatchSpec,
-        def: &NewWatch,
-        source: &SharedSource<PromClient>,
-        now: i64,
-    ) -> Result<Restored, crate::io::store::StoreError> {
-        let mut series: Vec<BTreeMap<Labels, SeriesState>> =
-            vec![BTreeMap::new(); spec.rules.len()];
-        let actions = self.store.actions(&def.id)?;
-        // The `breaches` windows stored with each rule's last poll: the count goes on
-        // where it was (the catch-up below starts right after that poll).
-        let windows = self.store.breach_windows(&def.id)?;
-        for row in self.store.series(&def.id)? {
-            if let Some(i) = spec.rules.iter().position(|r| r.name == row.rule) {
-                // A series is firing *because* its action was claimed: one firing for
-                // a rollback or pause rule with no such action (a state file from
-                // before claims and firing series were one transaction) has not acted
-                // yet. It is restored pending with its `since`, so the next poll that
-                // still breaches fires it, and the action runs.
-                let kind = spec.rules[i].action.as_str();
-                let acted = kind == "notify" || actions.iter().any(|a| a.kind == kind);
-                let phase = if row.phase == Phase::Firing && !acted {
-                    warn!(event = "firing_without_action", watch = %def.id, rule = %row.rule,
-                        "a series was stored firing but its {kind} never started: it fires again at the next breaching poll");
-                    Phase::Pending
-                } else {
-                    row.phase
-                };
-                let window = match (
-                    spec.rules[i].params().judge.breaches,
-                    windows.get(&row.rule),
-                ) {
-                    (Some(b), Some(w)) => w
-                        .iter()
-                        .find(|(l, _)| *l == row.labels)
-                        .and_then(|(_, text)| parse_window(text, b.n))
-                        .unwrap_or_default(),
-                    _ => Default::default(),
-                };
-                series[i].insert(
-                    row.labels,
-                    SeriesState {
-                        phase,
-                        since: Duration::from_millis((row.since_ms - def.created_ms).max(0) as u64),
-                        last_value: row.last_value,
-                        window,
-                    },
-                );
-            }
-        }
-        let last = self.store.polls(&def.id)?;
-        let end_ms = now.min(def.created_ms + def.duration_ms);
-        let mut backlog = Vec::new();
-        for (i, rule) in spec.rules.iter().enumerate() {
-            let iv = rule.interval.as_millis().max(1) as i64;
-            let from = match last.get(&rule.name) {
-                Some(t) => t.last_ms + iv,
-                None => {
-                    // The first tick of the aligned grid at or after creation.
-                    let ph = phase(&rule.query, rule.interval).as_millis() as i64;
-                    def.created_ms + (ph - def.created_ms).rem_euclid(iv)
-                }
-            };
-            if from > end_ms {
-                info!(event = "catch_up", watch = %def.id, rule = %rule.name, polls = 0, from, end_ms, "no poll was missed");
-                continue;
-            }
-            let to = from + (end_ms - from) / iv * iv;
-            match crate::io::prom::history::fetch(source, rule, from, to).await {
-                Ok(history) => {
-                    let (steps, mut polls) =
-                        crate::core::history::polls_on_grid(from, to, iv, &history);
-                    // The judges' history over the same time (guard, stable side,
-                    // offset baseline), one fetch each; a failed one leaves those
-                    // polls without it, which the loop takes as failed polls.
-                    let mut extras = catch_up_extras(source, rule, from, to, iv).await;
-                    info!(event = "catch_up", watch = %def.id, rule = %rule.name, polls = steps, "judging the time the agent was down from Prometheus's history");
-                    for k in 0..steps {
-                        let wall = from + k as i64 * iv;
-                        backlog.push(PollDone {
-                            rule: i,
-                            at: Duration::from_millis((wall - def.created_ms).max(0) as u64),
-                            wall: unix(wall),
-                            result: Ok(QueryResult {
-                                samples: polls.remove(&k).unwrap_or_default(),
-                                warnings: Vec::new(),
-                            }),
-                            extra: extras
-                                .iter_mut()
-                                .map(|grid| {
-                                    Ok(QueryResult {
-                                        samples: grid.remove(&k).unwrap_or_default(),
-                                        warnings: Vec::new(),
-                                    })
-                                })
-                                .collect(),
-                        });
-                    }
-                }
-                Err(e) => {
-                    let dropped = series[i]
-                        .values()
-                        .filter(|s| s.phase == Phase::Pending)
-                        .count();
-                    series[i].retain(|_, s| s.phase == Phase::Firing);
-                    for (labels, _) in self
-                        .store
-                        .series(&def.id)?
-                        .into_iter()
-                        .filter(|r| r.rule == rule.name && r.phase == Phase::Pending)
-                        .map(|r| (r.labels, ()))
-                    {
-                        let fence = self.leases.fence(&def.id).ok_or_else(|| {
-                            crate::io::store::StoreError::Fenced {
-                                what: "write of a dropped series".into(),
-                                id: def.id.clone(),
-                                token: 0,
-                            }
-                        })?;
-                        self.store
-                            .clear_series(&def.id, &fence, &rule.name, &labels)?;
-                    }
-                    warn!(event = "catch_up_failed", watch = %def.id, rule = %rule.name, error = %e, dropped,
-                        "the history of the time the agent was down cannot be read: pending series are dropped (a breach is never assumed to have continued) and must breach again for `for`");
-                }
-            }
-        }
-        backlog.sort_by_key(|p| (p.wall, p.rule));
-        let mut evals: Vec<RuleEval> = spec
-            .rules
-            .iter()
-            .zip(series)
-            .map(|(r, s)| {
-                RuleEval::restore(
-                    r.params_over(Duration::from_millis(def.duration_ms.max(0) as u64)),
-                    s,
-                )
-            })
-            .collect();
-        // A `compare` rule's pools are not stored (thousands of samples): they are
-        // refilled from history with the polls judged before the restart.
-        for (i, rule) in spec.rules.iter().enumerate() {
-            if let Some(t) = last.get(&rule.name) {
-                refill_pools(&mut evals[i], source, rule, def, t.last_ms).await;
-            }
-        }
-        // What the polls before the restart showed: a rule judged then stays judged,
-        // even if the watch ends before it polls again.
-        let judged = spec
-            .rules
-            .iter()
-            .map(|r| {
-                let p = last.get(&r.name).copied().unwrap_or_default();
-                Judged {
-                    last_ok: p.last_ok,
-                    ever_ok: p.ever_ok,
-                    ever_data: p.ever_data,
-                }
-            })
-            .collect();
-        Ok(Restored {
-            evals,
-            backlog,
-            judged,
-        })
-    }
 }
 
-/// A resumed watch's restored state.
-pub(super) struct Restored {
-    pub evals: Vec<RuleEval>,
-    pub backlog: Vec<PollDone>,
-    pub judged: Vec<Judged>,
-}
-
-/// `compare`: refills `eval`'s pools with the polls of the last `window` up to the last
-/// poll judged before the restart (`last_ms`), from Prometheus's history: the rule's
-/// query (canary) and its stable side, on the rule's grid, never before the watch
-/// began. A history that cannot be read leaves the pools empty (they fill again as the
-/// watch polls: the rule is insufficient meanwhile, never judged on too few samples).
-async fn refill_pools<H: crate::io::prom::HistorySource>(
-    eval: &mut RuleEval,
-    source: &H,
-    rule: &crate::core::rules::Rule,
-    def: &NewWatch,
-    last_ms: i64,
-) {
-    use crate::core::series::Poll;
-    let Some(c) = eval.params().judge.compare else {
-        return;
-    };
-    let iv = rule.interval.as_millis().max(1) as i64;
-    let window = c.window.as_millis() as i64;
-    let mut from = last_ms - window / iv * iv;
-    while from < def.created_ms && from < last_ms {
-        from += iv;
-    }
-    let canary = crate::io::prom::history::fetch(source, rule, from, last_ms).await;
-    let judges = crate::io::prom::history::fetch_judges(source, rule, from, last_ms).await;
-    let (canary, stable) = match (canary, judges) {
-        (Ok(c), Ok(j)) => (c, j.stable.unwrap_or_default()),
-        (Err(e), _) | (_, Err(e)) => {
-            warn!(event = "catch_up_failed", rule = %rule.name, error = %e, "cannot read the history that refills the compare pools: they fill again as the watch polls");
-            return;
-        }
-    };
-    let (steps, mut cs) = crate::core::history::polls_on_grid(from, last_ms, iv, &canary);
-    let (_, mut ss) = crate::core::history::polls_on_grid(from, last_ms, iv, &stable);
-    for k in 0..steps {
-        let wall = from + k as i64 * iv;
-        eval.refill(
-            Duration::from_millis((wall - def.created_ms).max(0) as u64),
-            &Poll::Samples(cs.remove(&k).unwrap_or_default()),
-            &Poll::Samples(ss.remove(&k).unwrap_or_default()),
-        );
-    }
-    info!(event = "compare_pools_refilled", rule = %rule.name, polls = steps, "the compare pools were refilled from Prometheus's history");
-}
-
-/// The judges' extra queries of `rule` over `[from, to]` on its grid, in the order of
-/// `Rule::extra_queries` (empty when the rule has none, or when one fetch failed).
-async fn catch_up_extras<H: crate::io::prom::HistorySource>(
-    source: &H,
-    rule: &crate::core::rules::Rule,
-    from: i64,
-    to: i64,
-    iv: i64,
-) -> Vec<std::collections::BTreeMap<usize, Vec<crate::core::series::Sample>>> {
-    use crate::core::history::{polls_on_grid, BaselineHistory};
-    use crate::core::rules::ExtraKind;
-    let kinds = rule.extra_queries();
-    if kinds.is_empty() {
-        return Vec::new();
-    }
-    let judges = match crate::io::prom::history::fetch_judges(source, rule, from, to).await {
-        Ok(j) => j,
-        Err(e) => {
-            warn!(event = "catch_up_failed", rule = %rule.name, error = %e, "cannot read the judges' history for the time the agent was down; those polls count as failed");
-            return Vec::new();
-        }
-    };
-    let grid = |s: &[crate::core::series::RangeSeries]| polls_on_grid(from, to, iv, s).1;
-    kinds
-        .iter()
-        .map(|(kind, _, _)| match kind {
-            ExtraKind::Stable => grid(judges.stable.as_deref().unwrap_or_default()),
-            ExtraKind::Guard => grid(judges.guard.as_deref().unwrap_or_default()),
-            ExtraKind::Baseline => match &judges.baseline {
-                Some(BaselineHistory::Offset(s)) => grid(s),
-                _ => Default::default(),
-            },
-        })
-        .collect()
-}
+#[cfg(test)]
+#[path = "resume_tests.rs"]
+mod tests;

@@ -3,15 +3,20 @@
 //! live view, and `AgentLog` logs it with the watch's id.
 
 use super::exactly_once;
+use super::lease::LeaseBook;
 use super::metrics::Metrics;
-use super::{cancelled, lock, Agent, Live};
+use super::types::{cancelled, lock, Live, PollBook};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
 use crate::io::store::{
-    Ending, Fence, NewNote, Noted, PollMark, SeriesRow, Store, StoreError, WatchState, Windows,
+    Ending, Fence, NewNote, Noted, PollMark, SeriesRow, StoreError, StoreHandle, WatchState,
+    Windows,
 };
+use crate::run::watch::Signal;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
 /// Writes each decision of a watch to the store as it is made, and keeps the live view.
@@ -26,11 +31,15 @@ use tracing::{error, info, warn};
 /// fails is logged (`store_error`); the watch goes on. Every write carries the lease's
 /// fence; one the store refuses (the lease moved) is logged (`write_fenced`), counted,
 /// and the watch stops here.
+///
+/// `Sink::emit` is synchronous, and the order of writes is the order of events (a
+/// write lands before any later sink sees its event), so the store is called through
+/// `StoreHandle::blocking`.
 pub(super) struct StoreSink {
     pub(super) id: String,
-    pub(super) store: Arc<dyn Store>,
+    pub(super) store: StoreHandle,
     pub(super) metrics: Metrics,
-    pub(super) agent: Arc<Agent>,
+    pub(super) link: SinkLink,
     pub(super) live: Live,
     /// Each rule's `breaches` windows after its last poll: a transition's poll mark
     /// carries them too, so the stored last poll and its windows always agree.
@@ -38,6 +47,27 @@ pub(super) struct StoreSink {
     pub(super) herald: Option<Arc<super::outbox::Herald>>,
     /// Firing series of notify rules waiting for their `notify` event (and its notes).
     pub(super) notify_fired: Vec<(i64, SeriesRow)>,
+}
+
+/// What a watch's `StoreSink` may use of its agent, and nothing more: the lease book
+/// (each write's fence), the book of last polls (flushed by the agent's round),
+/// whether the agent is stopping (an interrupted watch is then suspended, not
+/// cancelled), and the watch's own signal channel (a write the store fenced stops the
+/// watch's loop here).
+pub(super) struct SinkLink {
+    pub(super) leases: Arc<LeaseBook>,
+    pub(super) polls: Arc<PollBook>,
+    pub(super) stopping: Arc<AtomicBool>,
+    pub(super) stop: mpsc::Sender<Signal>,
+}
+
+impl SinkLink {
+    /// A write this agent may no longer make (see `exactly_once::write_fenced`); the
+    /// watch's loop here stops.
+    fn write_fenced(&self, metrics: &Metrics, id: &str, what: &str, why: &str) {
+        exactly_once::write_fenced(metrics, &self.leases, id, what, why);
+        let _ = self.stop.try_send(Signal::Terminate);
+    }
 }
 
 impl StoreSink {
@@ -49,7 +79,9 @@ impl StoreSink {
         change: Noted<'_>,
         notes: Vec<NewNote>,
     ) -> Option<()> {
-        let r = self.store.write_noted(&self.id, fence, change, &notes);
+        let r = self
+            .store
+            .blocking(|s| s.write_noted(&self.id, fence, change, &notes));
         let done = self.check(what, r);
         if done.is_some() && !notes.is_empty() {
             if let Some(h) = &self.herald {
@@ -67,7 +99,8 @@ impl StoreSink {
         match r {
             Ok(v) => Some(v),
             Err(e @ StoreError::Fenced { .. }) => {
-                self.agent.write_fenced(&self.id, what, &e.to_string());
+                self.link
+                    .write_fenced(&self.metrics, &self.id, what, &e.to_string());
                 None
             }
             Err(e) => {
@@ -89,17 +122,14 @@ impl StoreSink {
         since_ms: i64,
         value: Option<f64>,
     ) {
-        let r = self.store.put_series(
-            &self.id,
-            fence,
-            &SeriesRow {
-                rule: rule.to_string(),
-                labels: labels.clone(),
-                phase,
-                since_ms,
-                last_value: value,
-            },
-        );
+        let row = SeriesRow {
+            rule: rule.to_string(),
+            labels: labels.clone(),
+            phase,
+            since_ms,
+            last_value: value,
+        };
+        let r = self.store.blocking(|s| s.put_series(&self.id, fence, &row));
         if self.check("a series' breach state", r).is_some() {
             self.transition_poll(fence, at_ms, rule, value.is_some());
         }
@@ -108,18 +138,18 @@ impl StoreSink {
     /// The last poll goes with a transition (always a successful poll), so a catch-up
     /// never starts before it.
     fn transition_poll(&self, fence: &Fence, at_ms: i64, rule: &str, data: bool) {
-        let r = self.store.save_polls(
-            &fence.holder,
-            &[PollMark {
-                id: self.id.clone(),
-                token: fence.token,
-                rule: rule.to_string(),
-                at_ms,
-                ok: true,
-                data,
-                windows: self.windows.get(rule).cloned().flatten(),
-            }],
-        );
+        let mark = PollMark {
+            id: self.id.clone(),
+            token: fence.token,
+            rule: rule.to_string(),
+            at_ms,
+            ok: true,
+            data,
+            windows: self.windows.get(rule).cloned().flatten(),
+        };
+        let r = self
+            .store
+            .blocking(|s| s.save_polls(&fence.holder, std::slice::from_ref(&mark)));
         let refused = match r {
             Ok(refused) => !refused.is_empty(),
             Err(e) => {
@@ -128,7 +158,8 @@ impl StoreSink {
             }
         };
         if refused {
-            self.agent.write_fenced(
+            self.link.write_fenced(
+                &self.metrics,
                 &self.id,
                 "a last poll",
                 "the store refused it: the lease moved",
@@ -143,7 +174,7 @@ impl Sink for StoreSink {
         // window: the agent was paused, or the store did not answer), writes nothing
         // more: another agent owns it (or will adopt it) and resumes it from the store
         // and Prometheus.
-        let Some(fence) = self.agent.leases.fence(&self.id) else {
+        let Some(fence) = self.link.leases.fence(&self.id) else {
             if let Event::WatchFinished { .. } = event {
                 info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
             }
@@ -163,7 +194,7 @@ impl Sink for StoreSink {
             } => {
                 self.metrics.evaluations.inc();
                 self.windows.insert(rule.clone(), windows.clone());
-                self.agent.polls.mark(PollMark {
+                self.link.polls.mark(PollMark {
                     id: self.id.clone(),
                     token: fence.token,
                     rule: rule.clone(),
@@ -234,7 +265,9 @@ impl Sink for StoreSink {
                 value,
                 ..
             } => {
-                let r = self.store.clear_series(&self.id, fence, rule, labels);
+                let r = self
+                    .store
+                    .blocking(|s| s.clear_series(&self.id, fence, rule, labels));
                 if self.check("a resolved series", r).is_some() {
                     self.transition_poll(fence, at_ms, rule, value.is_some());
                 }
@@ -255,7 +288,7 @@ impl Sink for StoreSink {
                 ..
             } => {
                 let ending = match *outcome {
-                    "interrupted" if self.agent.shutting_down.load(Ordering::SeqCst) => {
+                    "interrupted" if self.link.stopping.load(Ordering::SeqCst) => {
                         info!(event = "watch_suspended", watch = %self.id, "agent stopping: the watch resumes at the next start");
                         return;
                     }

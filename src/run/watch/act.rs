@@ -1,6 +1,11 @@
 //! Running an action from the watch loop: the command's environment, its claim in
 //! the journal (it starts only once the claim is committed), the signals that arrive
 //! while it runs, and the events that describe it.
+//!
+//! The agent's re-run of an interrupted command after a restart (`run::agent`'s
+//! `resume`) claims differently (a re-run row, the first run's environment) but then
+//! goes through the same path: `watch_started`, `action_started`, `run_claimed`,
+//! `action_finished`, so a re-run reports exactly what a first run does.
 
 use super::journal::Claim;
 use super::*;
@@ -9,8 +14,75 @@ use super::*;
 /// bounded by its retry policy: 3 attempts of 5 s, 16.5 s in all).
 const SILENCE_WAIT: Duration = Duration::from_secs(20);
 
+/// The `watch_started` event of a watch: its duration, and its `max_blind` capped by
+/// its duration (the limit the loop applies).
+pub fn watch_started(spec: &WatchSpec, opts: &WatchOptions) -> Event {
+    Event::WatchStarted {
+        rules_file: spec.path.display().to_string(),
+        prometheus: opts.prometheus.clone(),
+        duration_s: opts.duration.as_secs_f64(),
+        max_blind_s: spec.max_blind.min(opts.duration).as_secs_f64(),
+        dry_run: opts.dry_run,
+        vars: spec.vars.clone(),
+        rules: spec
+            .rules
+            .iter()
+            .map(|r| rule_info(r, &opts.prometheus))
+            .collect(),
+    }
+}
+
+/// The `action_started` event of a command about to run (or, in a dry run, not).
+pub fn action_started(
+    kind: &'static str,
+    rule: &str,
+    argv: &[String],
+    timeout: Duration,
+    dry_run: bool,
+) -> Event {
+    Event::ActionStarted {
+        action: kind,
+        rule: rule.to_string(),
+        argv: argv.to_vec(),
+        timeout_s: timeout.as_secs_f64(),
+        dry_run,
+    }
+}
+
+/// Runs a claimed command to its end and records its result in `journal`: the one
+/// path from a committed claim to its `action_finished` (which the caller emits next,
+/// `finished_event`). With `signals`, a signal that arrives meanwhile is reported
+/// and kept in `deferred`, honoured once the command is done.
+pub async fn run_claimed<R: ActionRunner>(
+    runner: &R,
+    req: &ActionRequest,
+    rule: &str,
+    journal: &mut dyn Journal,
+    sinks: &mut Sinks,
+    signals: Option<&mut mpsc::Receiver<Signal>>,
+    deferred: &mut Option<Signal>,
+) -> ActionReport {
+    let fut = runner.run(req);
+    tokio::pin!(fut);
+    let report = match signals {
+        None => fut.await,
+        Some(signals) => loop {
+            tokio::select! {
+                r = &mut fut => break r,
+                Some(sig) = signals.recv() => {
+                    sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: true });
+                    deferred.get_or_insert(sig);
+                }
+            }
+        },
+    };
+    let ev = finished_event(req.kind, rule, &report);
+    journal.finished(&report.status, now_ms(), &ev);
+    report
+}
+
 /// The `action_finished` event of a report.
-fn finished_event(kind: &'static str, rule: &str, report: &ActionReport) -> Event {
+pub fn finished_event(kind: &'static str, rule: &str, report: &ActionReport) -> Event {
     Event::ActionFinished {
         action: kind,
         rule: rule.to_string(),
@@ -84,13 +156,7 @@ impl<R: ActionRunner> Watch<'_, R> {
         let at_ms = now_ms();
         self.sinks.emit(
             at_ms,
-            &Event::ActionStarted {
-                action: kind,
-                rule: rule.name.clone(),
-                argv: cmd.argv.clone(),
-                timeout_s: cmd.timeout.as_secs_f64(),
-                dry_run: self.opts.dry_run,
-            },
+            &action_started(kind, &rule.name, &cmd.argv, cmd.timeout, self.opts.dry_run),
         );
         if self.opts.dry_run {
             return None;
@@ -185,19 +251,16 @@ impl<R: ActionRunner> Watch<'_, R> {
                     status_file: ticket.status_file,
                     intent_file: ticket.intent_file,
                 };
-                let fut = self.runner.run(&req);
-                tokio::pin!(fut);
-                let report = loop {
-                    tokio::select! {
-                        r = &mut fut => break r,
-                        Some(sig) = self.signals.recv() => {
-                            self.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: true });
-                            self.deferred_signal.get_or_insert(sig);
-                        }
-                    }
-                };
-                let ev = finished_event(kind, &rule.name, &report);
-                self.journal.finished(&report.status, now_ms(), &ev);
+                let report = run_claimed(
+                    self.runner,
+                    &req,
+                    &rule.name,
+                    &mut *self.journal,
+                    self.sinks,
+                    Some(&mut *self.signals),
+                    &mut self.deferred_signal,
+                )
+                .await;
                 (report, silence)
             }
         };

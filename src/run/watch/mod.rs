@@ -17,7 +17,8 @@ pub mod journal;
 mod outcome;
 pub mod session;
 
-pub use outcome::{Outcome, Signal};
+pub use act::{action_started, finished_event, run_claimed, watch_started};
+pub use outcome::{Outcome, OutcomeKind, Signal};
 
 pub use session::{run_session, WatchSinks};
 
@@ -333,22 +334,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         ));
     }
     drop(tx);
-    sinks.emit(
-        now_ms(),
-        &Event::WatchStarted {
-            rules_file: spec.path.display().to_string(),
-            prometheus: opts.prometheus.clone(),
-            duration_s: opts.duration.as_secs_f64(),
-            max_blind_s: max_blind.as_secs_f64(),
-            dry_run: opts.dry_run,
-            vars: spec.vars.clone(),
-            rules: spec
-                .rules
-                .iter()
-                .map(|r| rule_info(r, &opts.prometheus))
-                .collect(),
-        },
-    );
+    sinks.emit(now_ms(), &act::watch_started(spec, opts));
     let judged = match from.judged {
         Some(j) if j.len() == spec.rules.len() => j,
         _ => vec![Judged::default(); spec.rules.len()],

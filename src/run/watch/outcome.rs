@@ -36,23 +36,105 @@ pub enum Outcome {
     ActionUnknown { action: &'static str, rule: String },
 }
 
-impl Outcome {
-    /// A short name for logs and machine output.
-    pub fn name(&self) -> &'static str {
+/// The kind of a watch's ending without its details: what `Outcome::name` says, and
+/// what a stored ending's `outcome` is read back as, plus the agent's own two endings
+/// that are no `Outcome` (a watch cancelled through the API, or whose snapshot does
+/// not load). Code that decides on an ending matches this, never its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeKind {
+    Healthy,
+    RolledBack,
+    RollbackFailed,
+    Paused,
+    PauseFailed,
+    Inconclusive,
+    Interrupted,
+    QueryRejected,
+    RollbackUnknown,
+    PauseUnknown,
+    /// `serve` only: cancelled through the API.
+    Cancelled,
+    /// `serve` only: the watch's rule snapshot did not load.
+    Invalid,
+}
+
+impl OutcomeKind {
+    pub const ALL: [OutcomeKind; 12] = [
+        OutcomeKind::Healthy,
+        OutcomeKind::RolledBack,
+        OutcomeKind::RollbackFailed,
+        OutcomeKind::Paused,
+        OutcomeKind::PauseFailed,
+        OutcomeKind::Inconclusive,
+        OutcomeKind::Interrupted,
+        OutcomeKind::QueryRejected,
+        OutcomeKind::RollbackUnknown,
+        OutcomeKind::PauseUnknown,
+        OutcomeKind::Cancelled,
+        OutcomeKind::Invalid,
+    ];
+
+    /// Its name in logs, machine output and the store.
+    pub fn name(self) -> &'static str {
         match self {
-            Outcome::Healthy => "healthy",
-            Outcome::RolledBack { .. } => "rolled_back",
-            Outcome::RollbackFailed { .. } => "rollback_failed",
-            Outcome::Paused { .. } => "paused",
-            Outcome::PauseFailed { .. } => "pause_failed",
-            Outcome::Inconclusive { .. } => "inconclusive",
-            Outcome::Interrupted(_) => "interrupted",
-            Outcome::QueryRejected { .. } => "query_rejected",
+            OutcomeKind::Healthy => "healthy",
+            OutcomeKind::RolledBack => "rolled_back",
+            OutcomeKind::RollbackFailed => "rollback_failed",
+            OutcomeKind::Paused => "paused",
+            OutcomeKind::PauseFailed => "pause_failed",
+            OutcomeKind::Inconclusive => "inconclusive",
+            OutcomeKind::Interrupted => "interrupted",
+            OutcomeKind::QueryRejected => "query_rejected",
+            OutcomeKind::RollbackUnknown => "rollback_unknown",
+            OutcomeKind::PauseUnknown => "pause_unknown",
+            OutcomeKind::Cancelled => "cancelled",
+            OutcomeKind::Invalid => "invalid",
+        }
+    }
+
+    /// The kind a name stands for (a stored ending's `outcome`); None for a name no
+    /// build wrote.
+    pub fn parse(name: &str) -> Option<OutcomeKind> {
+        OutcomeKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Whether a rollback or pause command was started for it (whatever came of it):
+    /// such a watch failed its release.
+    pub fn acted(self) -> bool {
+        matches!(
+            self,
+            OutcomeKind::RolledBack
+                | OutcomeKind::RollbackFailed
+                | OutcomeKind::Paused
+                | OutcomeKind::PauseFailed
+                | OutcomeKind::RollbackUnknown
+                | OutcomeKind::PauseUnknown
+        )
+    }
+}
+
+impl Outcome {
+    /// Its kind, without the details.
+    pub fn kind(&self) -> OutcomeKind {
+        match self {
+            Outcome::Healthy => OutcomeKind::Healthy,
+            Outcome::RolledBack { .. } => OutcomeKind::RolledBack,
+            Outcome::RollbackFailed { .. } => OutcomeKind::RollbackFailed,
+            Outcome::Paused { .. } => OutcomeKind::Paused,
+            Outcome::PauseFailed { .. } => OutcomeKind::PauseFailed,
+            Outcome::Inconclusive { .. } => OutcomeKind::Inconclusive,
+            Outcome::Interrupted(_) => OutcomeKind::Interrupted,
+            Outcome::QueryRejected { .. } => OutcomeKind::QueryRejected,
             Outcome::ActionUnknown {
                 action: "pause", ..
-            } => "pause_unknown",
-            Outcome::ActionUnknown { .. } => "rollback_unknown",
+            } => OutcomeKind::PauseUnknown,
+            Outcome::ActionUnknown { .. } => OutcomeKind::RollbackUnknown,
         }
+    }
+
+    /// A short name for logs and machine output.
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
     }
 
     /// The rule whose action decided the outcome, if any.
@@ -137,5 +219,60 @@ impl Outcome {
             Outcome::Interrupted(Signal::Terminate) => exit::SIGTERM,
             Outcome::QueryRejected { .. } => exit::USAGE,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_name_reads_back_as_its_kind() {
+        let failed = ActionStatus::TimedOut;
+        let all = [
+            Outcome::Healthy,
+            Outcome::RolledBack {
+                rule: "r".into(),
+                dry_run: false,
+            },
+            Outcome::RollbackFailed {
+                rule: "r".into(),
+                status: failed.clone(),
+            },
+            Outcome::Paused { rule: "r".into() },
+            Outcome::PauseFailed {
+                rule: "r".into(),
+                status: failed,
+            },
+            Outcome::Inconclusive { reason: "x".into() },
+            Outcome::Interrupted(Signal::Terminate),
+            Outcome::QueryRejected {
+                rule: "r".into(),
+                message: "m".into(),
+            },
+            Outcome::ActionUnknown {
+                action: "rollback",
+                rule: "r".into(),
+            },
+            Outcome::ActionUnknown {
+                action: "pause",
+                rule: "r".into(),
+            },
+        ];
+        for o in &all {
+            assert_eq!(OutcomeKind::parse(o.name()), Some(o.kind()), "{o:?}");
+        }
+        let names: std::collections::BTreeSet<_> =
+            OutcomeKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names.len(),
+            OutcomeKind::ALL.len(),
+            "two kinds share a name"
+        );
+        assert_eq!(
+            OutcomeKind::parse("cancelled"),
+            Some(OutcomeKind::Cancelled)
+        );
+        assert_eq!(OutcomeKind::parse("no_such"), None);
     }
 }

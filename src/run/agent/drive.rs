@@ -1,0 +1,387 @@
+//! Running one watch: `spawn` starts its task (and gives its lease back at the end),
+//! `drive` prepares it (snapshot, source, clock check at a resume), resolves its
+//! action rows at a restart (`resume`), adds the agent's sinks and runs the loop;
+//! its ending is recorded with the notifications that report it
+//! (`record_ending_noted`); `cancel` stops it through its signal channel.
+
+use super::exactly_once::{self, StoreJournal};
+use super::lease;
+use super::outbox::{Herald, HeraldSink};
+use super::resume::Resolution;
+use super::sinks::{AgentLog, SinkLink, StoreSink};
+use super::snapshot::load_snapshot;
+use super::source::{phase, SharedSource};
+use super::types::{cancelled, ending_of, lock, unix, Handle, Live};
+use super::Agent;
+use crate::core::events::{now_ms, Sinks};
+use crate::core::rules::WatchSpec;
+use crate::io::prom::PromClient;
+use crate::io::store::{Ending, NewNote, NewWatch, StoreError, WatchRecord, WatchState};
+use crate::run::watch::OutcomeKind;
+use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{error, info};
+
+impl Agent {
+    /// Cancels a running watch; no command starts because of it (one already running
+    /// finishes first). Returns false if it is not running.
+    pub async fn cancel(&self, id: &str) -> bool {
+        let tx = lock(&self.running).get(id).map(|h| h.signal.clone());
+        let Some(tx) = tx else {
+            return false;
+        };
+        let _ = tx.send(Signal::Interrupt).await;
+        // Bounded wait for it to end, so the answer usually shows it cancelled.
+        for _ in 0..40 {
+            if !lock(&self.running).contains_key(id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        true
+    }
+
+    /// Runs a watch; `resumed` is Some(already counted as waiting) at a restart.
+    pub(super) fn spawn(self: &Arc<Self>, rec: WatchRecord, resumed: Option<bool>) {
+        let (tx, rx) = mpsc::channel(4);
+        // The watch's own sinks stop its loop through it (a write the store fenced).
+        let stop = tx.clone();
+        let live: Live = Arc::default();
+        lock(&self.running).insert(
+            rec.def.id.clone(),
+            Handle {
+                signal: tx,
+                live: live.clone(),
+                clock: None,
+            },
+        );
+        let agent = self.clone();
+        let h = tokio::spawn(async move {
+            let id = rec.def.id.clone();
+            agent.drive(&rec, resumed, rx, stop, live).await;
+            lock(&agent.running).remove(&id);
+            // Ended, suspended or lost here: the lease goes back (if this agent still
+            // holds it), so that another agent may take the watch at once.
+            agent.leases.forget(&id);
+            agent.leases.clear_lost(&id);
+            agent.metrics.leases_held.set(agent.leases.count() as i64);
+            let holder = agent.leases.holder.clone();
+            let idc = id.clone();
+            let r = match lease::release_fault() {
+                true => None,
+                false => Some(
+                    agent
+                        .store
+                        .call(move |s| s.release_lease(&idc, &holder))
+                        .await,
+                ),
+            };
+            if !matches!(r, Some(Ok(()))) {
+                // Not renewed (only held leases are), so it expires at worst; the lease
+                // loop releases it again meanwhile so another agent may adopt it sooner.
+                agent.leases.release_failed(&id);
+            }
+        });
+        let mut tasks = lock(&self.tasks);
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h);
+    }
+
+    /// Records how a watch ended (retried a few times: an ending that cannot be
+    /// written leaves the watch to be resumed, and its action rows still decide it).
+    pub(super) async fn record_ending(&self, id: &str, e: &Ending) -> bool {
+        self.record_ending_noted(id, e, Vec::new()).await
+    }
+
+    /// `record_ending`, with the notifications that report it in its transaction.
+    pub(super) async fn record_ending_noted(
+        &self,
+        id: &str,
+        e: &Ending,
+        notes: Vec<NewNote>,
+    ) -> bool {
+        for attempt in 1..=3 {
+            let Some(fence) = self.leases.fence(id) else {
+                self.write_fenced(
+                    id,
+                    "how the watch ended",
+                    "this agent no longer holds (or trusts) the watch's lease",
+                );
+                return false;
+            };
+            let (id2, e2, notes2) = (id.to_string(), e.clone(), notes.clone());
+            let r = self
+                .store
+                .call(move |s| {
+                    s.write_noted(&id2, &fence, crate::io::store::Noted::Finish(&e2), &notes2)
+                })
+                .await;
+            match r {
+                Ok(()) => {
+                    exactly_once::crash_point("ending_saved");
+                    if !notes.is_empty() {
+                        self.outbox_wake.notify_one();
+                    }
+                    return true;
+                }
+                Err(e @ StoreError::Fenced { .. }) => {
+                    self.write_fenced(id, "how the watch ended", &e.to_string());
+                    return false;
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    error!(event = "store_error", watch = %id, attempt, error = %e, "cannot record how the watch ended");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        false
+    }
+
+    /// Waits before a resume is tried again, counting the watch as waiting (the agent
+    /// is not ready meanwhile). False if a signal came first: the watch is then
+    /// cancelled (Interrupt) or left for the next start (Terminate).
+    pub(super) async fn wait_to_retry(
+        &self,
+        id: &str,
+        waiting: &mut bool,
+        signals: &mut mpsc::Receiver<Signal>,
+    ) -> bool {
+        if !*waiting {
+            *waiting = true;
+            self.metrics.resume_waiting.inc();
+        }
+        let sig = tokio::select! {
+            sig = signals.recv() => sig,
+            _ = tokio::time::sleep(RESUME_RETRY) => return true,
+        };
+        self.metrics.resume_waiting.dec();
+        *waiting = false;
+        if sig == Some(Signal::Interrupt) {
+            self.record_ending(id, &cancelled()).await;
+        }
+        false
+    }
+
+    /// The snapshot and the Prometheus source of a watch.
+    pub(super) fn prepare(
+        &self,
+        def: &NewWatch,
+    ) -> Result<(WatchSpec, Arc<SharedSource<PromClient>>), String> {
+        let spec = load_snapshot(def)?;
+        let source = self.source_for(&spec)?;
+        Ok((spec, source))
+    }
+
+    /// Runs one watch to its end and records its ending (or leaves it to resume at the
+    /// next start, when the agent stops).
+    pub(super) async fn drive(
+        self: &Arc<Self>,
+        rec: &WatchRecord,
+        resumed: Option<bool>,
+        mut signals: mpsc::Receiver<Signal>,
+        stop: mpsc::Sender<Signal>,
+        live: Live,
+    ) {
+        let def = &rec.def;
+        let id = def.id.as_str();
+        // At a restart, what fails here may be transient (a token or CA file not
+        // mounted yet): the watch stays unfinished, the agent is not ready, and it is
+        // tried again. A new watch was checked when it was created.
+        let mut waiting = resumed == Some(true);
+        let resumed = resumed.is_some();
+        let (spec, source) = loop {
+            match self.prepare(def) {
+                Ok(p) => break p,
+                Err(detail) if !resumed => {
+                    error!(event = "watch_invalid", watch = %id, "{detail}");
+                    let ending = Ending {
+                        state: WatchState::Finished,
+                        outcome: OutcomeKind::Invalid.name().into(),
+                        exit_code: crate::core::exit::USAGE,
+                        detail,
+                        at_ms: now_ms(),
+                    };
+                    self.record_ending(id, &ending).await;
+                    return;
+                }
+                Err(e) => {
+                    error!(event = "resume_waiting", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
+                        "cannot resume this watch yet: it stays unfinished and is tried again (the agent is not ready meanwhile)");
+                    if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                        continue;
+                    }
+                    return;
+                }
+            }
+        };
+        if waiting {
+            self.metrics.resume_waiting.dec();
+            info!(event = "watch_resumed", watch = %id, "the watch could be resumed");
+        }
+        let duration = Duration::from_millis(def.duration_ms.max(0) as u64);
+        let limit = crate::run::preflight::clock_limit(spec.max_blind, duration);
+        // A resumed or adopted watch runs the creation's clock check first: an agent
+        // whose watch clock is off Prometheus's does not judge it (nor end it).
+        if resumed
+            && !self
+                .clock_allows(id, &source, spec.max_blind, duration)
+                .await
+        {
+            self.leases.mark_lost(id);
+            return;
+        }
+        if let Some(h) = lock(&self.running).get_mut(id) {
+            h.clock = Some((source.clone(), limit));
+        }
+        let opts = WatchOptions {
+            duration: Duration::from_millis(def.duration_ms.max(0) as u64),
+            dry_run: false,
+            prometheus: source.inner().shown_url().to_string(),
+        };
+        let mut others = Sinks::default();
+        others.push(AgentLog { id: id.to_string() });
+        for make in lock(&self.extra_sinks).iter() {
+            others.0.push(make(def));
+        }
+        // Notifications go through the store's outbox (`outbox`): rendered first,
+        // written with the state change they report, delivered after its commit.
+        let deliveries = None;
+        let herald = (!spec.notify.is_empty()).then(|| {
+            Herald::new(
+                spec.notify.clone(),
+                // The agent's own record of the watch (`GET` it on the agent's address).
+                format!("/api/v1/watches/{id}"),
+                self.outbox_wake.clone(),
+                self.leases.clone(),
+                id,
+            )
+        });
+        if let Some(h) = &herald {
+            others.0.insert(0, Box::new(HeraldSink(h.clone())));
+        }
+        let store_sink = StoreSink {
+            id: id.to_string(),
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            link: SinkLink {
+                leases: self.leases.clone(),
+                polls: self.polls.clone(),
+                stopping: self.shutting_down.clone(),
+                stop,
+            },
+            live,
+            windows: Default::default(),
+            herald: herald.clone(),
+            notify_fired: Vec::new(),
+        };
+        let mut from = Start {
+            aligned: Some(phase),
+            journal: Some(Box::new(StoreJournal {
+                store: self.store.clone(),
+                metrics: self.metrics.clone(),
+                id: id.to_string(),
+                created_ms: def.created_ms,
+                action: None,
+                leases: self.leases.clone(),
+                token: None,
+                herald: herald.clone(),
+                status_dir: self.cfg.action_dir.clone(),
+            })),
+            ..Start::default()
+        };
+        if resumed {
+            let mut waiting = false;
+            loop {
+                let resolved = self
+                    .resolve_actions(&spec, def, &mut others, &opts, herald.as_ref())
+                    .await;
+                let restored = match resolved {
+                    Ok(Resolution::Continue {
+                        paused_by,
+                        pause_failed,
+                    }) => {
+                        from.paused_by = paused_by;
+                        from.pause_failed = pause_failed;
+                        // Read after the resolution (a re-run can take minutes): the
+                        // catch-up covers the time up to here, on the watch clock.
+                        self.restore(&spec, def, &source, self.clock_now_ms()).await
+                    }
+                    Ok(Resolution::End { outcome, recorded }) => {
+                        if waiting {
+                            self.metrics.resume_waiting.dec();
+                        }
+                        if !recorded {
+                            // The ending's notifications go in its transaction.
+                            let notes = herald.as_ref().map_or_else(Vec::new, |h| {
+                                h.ahead(now_ms(), &outcome.finished_event())
+                            });
+                            if !self
+                                .record_ending_noted(id, &ending_of(&outcome), notes)
+                                .await
+                            {
+                                if let Some(h) = &herald {
+                                    h.forget_ahead();
+                                }
+                            }
+                        }
+                        let mut sinks = WatchSinks {
+                            sinks: others,
+                            deliveries,
+                        };
+                        finish_sinks(&mut sinks, &outcome).await;
+                        return;
+                    }
+                    Err(e) => Err(e),
+                };
+                let e = match restored {
+                    Ok(r) => {
+                        from.evals = Some(r.evals);
+                        from.backlog = r.backlog;
+                        from.judged = Some(r.judged);
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                // The store could not be read or written: nothing is decided and
+                // nothing runs. The watch stays unfinished, the agent not ready, and
+                // it is tried again.
+                self.metrics.store_errors.inc();
+                error!(event = "store_error", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
+                    "cannot read this watch's state to resume it; it stays unfinished and is tried again (the agent is not ready meanwhile)");
+                if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                    continue;
+                }
+                return;
+            }
+            if waiting {
+                self.metrics.resume_waiting.dec();
+            }
+        }
+        // The watch's clock is the store's: its elapsed time is read on it when the
+        // live loop starts, then on the monotonic clock (`clock`).
+        from.origin = Some(unix(def.created_ms));
+        from.clock = Some(self.clock_anchor());
+        from.baselines = self.before_baselines(&spec, def, &*source).await;
+        let mut sinks = WatchSinks {
+            sinks: others,
+            deliveries,
+        };
+        // The ending is recorded by `StoreSink` before any sink after it sees it; the
+        // notifications are rendered just before it (`HeraldSink`, first), so that it
+        // writes them in the same transaction.
+        let at = usize::from(herald.is_some());
+        sinks.sinks.0.insert(at, Box::new(store_sink));
+        watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
+    }
+}
+
+/// How long a watch that cannot be resumed yet waits before it is tried again.
+const RESUME_RETRY: Duration = Duration::from_secs(5);
+
+async fn finish_sinks(sinks: &mut WatchSinks, outcome: &Outcome) {
+    sinks.sinks.emit(now_ms(), &outcome.finished_event());
+    sinks.finish().await;
+}

@@ -1,0 +1,185 @@
+//! A re-run after a restart reports what a first run does (issue 20, item 4): the
+//! same `watch_started` (with `max_blind` capped by the duration, as the loop caps
+//! it) and the same `action_started`, because both go through `run::watch::act`.
+
+use super::*;
+use crate::core::events::Sink;
+use crate::core::series::Sample;
+use crate::io::prom::{MetricsSource, QueryError, QueryResult};
+use crate::io::store::{NewAction, SqliteStore, Store};
+use crate::run::agent::metrics::Metrics;
+use crate::run::agent::AgentConfig;
+use crate::run::watch::Start;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+/// A rule file whose `max_blind` (5m) is longer than its duration (1m), and whose
+/// idempotent rollback fires at the first poll.
+const RULES: &str = r#"watch:
+  duration: 60s
+  interval: 1s
+  max_blind: 5m
+rollback:
+  command: ["true"]
+  timeout: 7s
+  idempotent: true
+rules:
+  - name: errors
+    query: rw_value
+    above: 0.5
+    for: 0s
+"#;
+
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<Event>>>);
+
+impl Sink for Seen {
+    fn emit(&mut self, _: i64, event: &Event) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+impl Seen {
+    fn named(&self, name: &str) -> Vec<Event> {
+        let all = self.0.lock().unwrap();
+        all.iter().filter(|e| e.name() == name).cloned().collect()
+    }
+}
+
+/// Breaches at every poll.
+struct Breaching;
+
+impl MetricsSource for Breaching {
+    async fn query(&self, _: &str, _: SystemTime) -> Result<QueryResult, QueryError> {
+        Ok(QueryResult {
+            samples: vec![Sample {
+                labels: Default::default(),
+                value: 1.0,
+            }],
+            warnings: Vec::new(),
+        })
+    }
+}
+
+fn spec() -> WatchSpec {
+    let (spec, _) = rules::load_str(
+        "rules.yaml",
+        RULES,
+        &rules::LoadOptions {
+            sets: &[],
+            check: false,
+        },
+    )
+    .unwrap();
+    spec
+}
+
+fn opts() -> WatchOptions {
+    WatchOptions {
+        duration: Duration::from_secs(60),
+        dry_run: false,
+        prometheus: "http://prometheus.invalid".into(),
+    }
+}
+
+/// The events of a first run: the loop fires at its first poll and runs `true`.
+async fn first_run() -> Seen {
+    let seen = Seen::default();
+    let mut sinks = Sinks(vec![Box::new(seen.clone())]);
+    let (_tx, mut signals) = tokio::sync::mpsc::channel(1);
+    let outcome = watch::run_from(
+        &spec(),
+        Arc::new(Breaching),
+        &ProcessRunner::default(),
+        &opts(),
+        Start::default(),
+        &mut signals,
+        &mut sinks,
+    )
+    .await;
+    assert_eq!(outcome.name(), "rolled_back", "{outcome:?}");
+    seen
+}
+
+/// The events of a re-run: an agent restarted with the rollback's row still
+/// `started` (the agent died while it ran) re-runs the idempotent command once.
+async fn rerun() -> Seen {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let cfg = AgentConfig {
+        rules_dir: dir.path().to_path_buf(),
+        prom: Default::default(),
+        max_queries: 1,
+        share_queries: false,
+        holder: "test-agent".into(),
+        lease_ttl: Duration::from_secs(30),
+        action_dir: None,
+    };
+    let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+    let agent = Agent::new(store.clone(), metrics, cfg);
+    let def = NewWatch {
+        id: "w".into(),
+        rules: "rules".into(),
+        rules_text: RULES.into(),
+        vars: Default::default(),
+        duration_ms: 60_000,
+        created_ms: now_ms(),
+    };
+    store.create(&def).unwrap();
+    let lease = store
+        .acquire_lease("w", "test-agent", Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    agent.leases.hold(&lease, Instant::now());
+    let first = NewAction {
+        kind: "rollback".into(),
+        rule: "errors".into(),
+        argv: vec!["true".into()],
+        env: vec![("ROLLWATCH_ACTION".into(), "rollback".into())],
+        at_ms: now_ms(),
+    };
+    store
+        .claim_fenced("w", "test-agent", lease.token, &first, &[])
+        .unwrap();
+    let seen = Seen::default();
+    let mut others = Sinks(vec![Box::new(seen.clone())]);
+    let r = agent
+        .resolve_actions(&spec(), &def, &mut others, &opts(), None)
+        .await
+        .unwrap();
+    match r {
+        Resolution::End { outcome, .. } => assert_eq!(outcome.name(), "rolled_back"),
+        Resolution::Continue { .. } => panic!("the re-run did not end the watch"),
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_starts_and_acts_with_the_events_of_a_first_run() {
+    let (first, again) = (first_run().await, rerun().await);
+    let started = first.named("watch_started");
+    assert_eq!(started.len(), 1);
+    assert_eq!(again.named("watch_started"), started);
+    // The loop's cap: max_blind is never longer than the watch.
+    assert!(
+        matches!(&started[0], Event::WatchStarted { max_blind_s, .. } if *max_blind_s == 60.0),
+        "{:?}",
+        started[0]
+    );
+    let acted = first.named("action_started");
+    assert_eq!(acted.len(), 1);
+    assert_eq!(again.named("action_started"), acted);
+    let finished = |s: &Seen| -> Vec<(String, bool)> {
+        s.named("action_finished")
+            .into_iter()
+            .map(|e| match e {
+                Event::ActionFinished {
+                    status, succeeded, ..
+                } => (status, succeeded),
+                _ => unreachable!(),
+            })
+            .collect()
+    };
+    assert_eq!(finished(&again), finished(&first));
+    assert_eq!(finished(&first).len(), 1);
+}

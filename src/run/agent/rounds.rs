@@ -1,0 +1,345 @@
+//! The agent's lifetime and its background rounds: `start` (read the store's clock,
+//! adopt what is unowned, then start the rounds), the lease rounds (one renewal
+//! statement per round, adoption in a task of its own, retried releases; `lease.rs`
+//! is the book they keep), the last polls flushed every `POLL_FLUSH`, the watchdog
+//! thread that stops a watch whose lease is past its trust window, and `shutdown`.
+
+use super::exactly_once;
+use super::lease;
+use super::outbox;
+use super::types::lock;
+use super::{clock, Agent};
+use crate::io::store::{Lease, StoreError, WatchRecord, WatchState};
+use crate::run::watch::Signal;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
+
+/// How often the last poll of every rule is written (in one transaction). Transitions
+/// and actions are written at once; a lost last-poll only makes the catch-up after a
+/// crash re-read a few seconds of history.
+const POLL_FLUSH: Duration = Duration::from_secs(2);
+
+/// The fewest watches an adoption round tries to take (more when the agent holds less
+/// than its share): an agent that has just died still counts as alive for a TTL, so
+/// its watches are adopted even by agents that already hold their share.
+const ADOPT_MIN: usize = 64;
+
+impl Agent {
+    /// Resumes the unfinished watches this agent takes (with SQLite: all of them),
+    /// starts renewing and adopting leases, and writing last polls.
+    pub async fn start(self: &Arc<Self>) -> Result<usize, crate::io::store::StoreError> {
+        *lock(&self.clock) = self.store.call(clock::read_store_clock).await?;
+        self.reread_clock().await;
+        let (adopted, sent) = self.adopt_once().await?;
+        self.metrics.store_up.set(1);
+        let n = self.take_adopted(adopted, sent).await;
+        let agent = self.clone();
+        tokio::spawn(async move { agent.lease_loop().await });
+        tokio::spawn(outbox::deliver_loop(self.clone()));
+        let weak = Arc::downgrade(self);
+        let _ = std::thread::Builder::new()
+            .name("rollwatch-lease-watchdog".into())
+            .spawn(move || watchdog(weak));
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(clock::check_every());
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                agent.clock_round().await;
+            }
+        });
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(POLL_FLUSH);
+            loop {
+                tick.tick().await;
+                agent.flush_polls().await;
+            }
+        });
+        self.ready.store(true, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    /// One adoption round: a heartbeat, then up to this agent's share of the running
+    /// watches that nobody holds. Returns them and when it was sent.
+    pub(super) async fn adopt_once(&self) -> Result<(Vec<Lease>, Instant), StoreError> {
+        let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
+        let h = holder.clone();
+        let agents = self.store.call(move |s| s.heartbeat(&h, ttl)).await?.max(1);
+        if self.clock_backing_off() {
+            return Ok((Vec::new(), Instant::now()));
+        }
+        let leases = self.leases.clone();
+        self.store
+            .call(move |s| {
+                let running = s
+                    .count_by_state()?
+                    .into_iter()
+                    .find(|(s, _)| *s == WatchState::Running)
+                    .map(|(_, n)| n.max(0) as usize)
+                    .unwrap_or(0);
+                let want = running
+                    .div_ceil(agents)
+                    .saturating_sub(leases.count())
+                    .max(ADOPT_MIN);
+                let sent = Instant::now();
+                Ok((s.adopt_leases(&holder, ttl, want)?, sent))
+            })
+            .await
+    }
+
+    /// Gives a lease just adopted back (or leaves it to the lease loop's retries).
+    pub(super) async fn give_back(&self, id: &str) {
+        let (idc, holder) = (id.to_string(), self.leases.holder.clone());
+        if self
+            .store
+            .call(move |s| s.release_lease(&idc, &holder))
+            .await
+            .is_err()
+        {
+            self.leases.release_failed(id);
+        }
+    }
+
+    /// Starts the watches of leases just taken (resumed, as at a restart). Returns how
+    /// many.
+    pub(super) async fn take_adopted(
+        self: &Arc<Self>,
+        adopted: Vec<Lease>,
+        sent: Instant,
+    ) -> usize {
+        // The adopted watches' records in one read (not one per watch: an adoption
+        // after an owner's death can be thousands of watches).
+        let mut running: HashMap<String, WatchRecord> = match self
+            .store
+            .call(|s| s.list(Some(WatchState::Running)))
+            .await
+        {
+            Ok(recs) => recs.into_iter().map(|r| (r.def.id.clone(), r)).collect(),
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!(event = "store_error", error = %e, "cannot read the adopted watches; their leases are given back");
+                for l in &adopted {
+                    self.give_back(&l.watch).await;
+                }
+                return 0;
+            }
+        };
+        // Held (and trusted) at once, before any is started, so that the renewals
+        // running meanwhile keep them all.
+        let mut take = Vec::new();
+        let mut back = Vec::new();
+        for l in adopted {
+            match running.remove(&l.watch) {
+                Some(rec) if !lock(&self.running).contains_key(&l.watch) => {
+                    self.leases.hold(&l, sent);
+                    take.push((l, rec));
+                }
+                // Ended meanwhile, or its old loop here is still stopping: given back
+                // for a later round.
+                _ => back.push(l.watch),
+            }
+        }
+        for id in back {
+            self.give_back(&id).await;
+        }
+        self.metrics.leases_held.set(self.leases.count() as i64);
+        let n = take.len();
+        for (l, rec) in take {
+            if self.store.shared() {
+                self.metrics.lease_adoptions.inc();
+                info!(event = "lease_adopted", watch = %l.watch, token = l.token, holder = %self.leases.holder,
+                    "adopted a watch whose lease had expired (or that had none): resuming it from the store and Prometheus's history");
+            }
+            info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
+            // Checked here, before the agent says it is ready: a watch that cannot be
+            // resumed yet keeps it not ready until it can.
+            let waiting = self.prepare(&rec.def).is_err();
+            if waiting {
+                self.metrics.resume_waiting.inc();
+            }
+            self.spawn(rec, Some(waiting));
+        }
+        n
+    }
+
+    /// Renews this agent's leases, three rounds per TTL, and (in a task of its own, so
+    /// that a long adoption never delays a renewal) adopts expired ones as often.
+    pub(super) async fn lease_loop(self: Arc<Self>) {
+        let adopter = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(adopter.leases.renew_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if adopter.shutting_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                adopter.adopt_round().await;
+            }
+        });
+        let mut tick = tokio::time::interval(self.leases.renew_every());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.shutting_down.load(Ordering::SeqCst) {
+                return;
+            }
+            self.renew_round().await;
+            self.retry_releases().await;
+            self.metrics.leases_held.set(self.leases.count() as i64);
+        }
+    }
+
+    /// One renewal round: ONE statement for all of this agent's leases, trusted from
+    /// when it was sent; a held lease missing from the answer is lost.
+    pub(super) async fn renew_round(&self) {
+        let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
+        let sent = Instant::now();
+        let ids = self.leases.ids();
+        let r = tokio::time::timeout(
+            self.leases.trust_window(),
+            self.store.call(move |s| s.renew_leases(&holder, &ids, ttl)),
+        )
+        .await;
+        let why = match r {
+            Ok(Ok(renewed)) => {
+                if let Some(d) = lease::renewal_delay() {
+                    tokio::time::sleep(d).await;
+                }
+                self.metrics.store_up.set(1);
+                self.metrics.lease_renewals.with_label_values(&["ok"]).inc();
+                for id in self.leases.renewed(sent, &renewed) {
+                    self.lose(&id, "its lease expired or was taken over by another agent");
+                }
+                return;
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within the trust window".to_string(),
+        };
+        self.metrics.store_up.set(0);
+        self.metrics.store_errors.inc();
+        self.metrics
+            .lease_renewals
+            .with_label_values(&["failed"])
+            .inc();
+        error!(event = "lease_renewal_failed", error = %why, held = self.leases.count(),
+            "cannot renew this agent's leases; no action runs without a committed claim, and past the trust window its watches stop here");
+    }
+
+    /// Releases again the leases whose release failed (a watch given up while the
+    /// store was down): another agent may adopt them at once, not only at expiry.
+    pub(super) async fn retry_releases(&self) {
+        if self.leases.unreleased() == 0 {
+            return;
+        }
+        let leases = self.leases.clone();
+        self.store
+            .call(move |s| {
+                let holder = leases.holder.clone();
+                leases.retry_releases(|id| s.release_lease(id, &holder));
+            })
+            .await;
+    }
+
+    pub(super) async fn adopt_round(self: &Arc<Self>) {
+        match self.adopt_once().await {
+            Ok((adopted, sent)) => {
+                if !adopted.is_empty() {
+                    self.take_adopted(adopted, sent).await;
+                }
+                self.metrics.store_up.set(1)
+            }
+            Err(e) => {
+                self.metrics.store_up.set(0);
+                error!(event = "store_error", error = %e, "cannot look for watches to adopt");
+            }
+        }
+    }
+
+    /// Stops acting on watch `id` at once: its claims are refused, its loop stops and
+    /// writes nothing more; whoever holds the lease next resumes it.
+    pub(super) fn lose(&self, id: &str, why: &str) {
+        self.leases.mark_lost(id);
+        warn!(event = "lease_lost", watch = %id, holder = %self.leases.holder, "stopped acting on this watch: {why}");
+        if let Some(h) = lock(&self.running).get(id) {
+            let _ = h.signal.try_send(Signal::Terminate);
+        }
+        self.metrics.leases_held.set(self.leases.count() as i64);
+    }
+
+    /// A write this agent may no longer make (see `exactly_once::write_fenced`); the
+    /// watch's loop here stops.
+    pub(super) fn write_fenced(&self, id: &str, what: &str, why: &str) {
+        exactly_once::write_fenced(&self.metrics, &self.leases, id, what, why);
+        if let Some(h) = lock(&self.running).get(id) {
+            let _ = h.signal.try_send(Signal::Terminate);
+        }
+    }
+
+    pub(super) async fn flush_polls(&self) {
+        // A watch that stopped here (lease lost, clock refused) writes nothing more:
+        // its marks go (its new owner writes its own).
+        let mut batch = self.polls.take();
+        batch.retain(|p| self.leases.trusted(&p.id) == Some(p.token));
+        if batch.is_empty() {
+            return;
+        }
+        let holder = self.leases.holder.clone();
+        let r = self
+            .store
+            .call(move |s| s.save_polls(&holder, &batch))
+            .await;
+        match r {
+            Err(e) => error!(event = "store_error", error = %e, "cannot record last polls"),
+            Ok(refused) => {
+                for id in refused {
+                    self.write_fenced(
+                        &id,
+                        "the last polls",
+                        "the store refused them: the lease moved",
+                    );
+                }
+            }
+        }
+    }
+
+    /// Stops every watch (a running command finishes first) and persists; watches
+    /// stay `running` in the store and resume at the next start.
+    pub async fn shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let senders: Vec<_> = lock(&self.running)
+            .values()
+            .map(|h| h.signal.clone())
+            .collect();
+        for tx in senders {
+            let _ = tx.try_send(Signal::Terminate);
+        }
+        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        for t in tasks {
+            let _ = t.await;
+        }
+        self.flush_polls().await;
+    }
+}
+
+/// Stops, at once, every watch whose lease is past its trust window: on its own
+/// thread, so that a busy or blocked runtime cannot delay it.
+fn watchdog(agent: std::sync::Weak<Agent>) {
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let Some(agent) = agent.upgrade() else {
+            return;
+        };
+        for id in agent.leases.expired(Instant::now()) {
+            agent.lose(
+                &id,
+                "its lease was not renewed within the trust window (the store did not answer in time, or this agent was paused)",
+            );
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The agent's shared vocabulary: the types its files (and the API above it) pass
+//! around, and the small helpers they share. It imports nothing from the agent's
+//! `mod.rs`, so every file of the agent can use it without an import cycle.
+
+use super::source::SharedSource;
+use crate::core::events::{now_ms, RuleState, Sink};
+use crate::io::prom::PromClient;
+use crate::io::store::{Ending, NewWatch, PollMark, WatchState};
+use crate::run::watch::OutcomeKind;
+use crate::run::watch::{Outcome, Signal};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+
+/// Queries in flight at once for the unauthenticated verdict routes, whatever
+/// `--max-concurrent-queries` allows the watches.
+pub const OPEN_VERDICT_QUERIES: usize = 4;
+
+/// An id for this agent: `host:pid:start-ms`.
+pub fn agent_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{host}:{}:{}", std::process::id(), now_ms())
+}
+
+/// Why a watch could not be created (each is a 4xx for the API).
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no rule file named `{0}` in the rules directory")]
+    UnknownRules(String),
+    #[error("a watch with id `{0}` exists with other rules or vars")]
+    Conflict(String),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
+    /// The agent cannot answer (not the caller's fault): a 503 with this sentence.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Store(#[from] crate::io::store::StoreError),
+}
+
+/// A request for a watch (the API's body, validated there for unknown fields).
+#[derive(Debug, Clone)]
+pub struct WatchRequest {
+    pub rules: String,
+    pub vars: BTreeMap<String, String>,
+    pub duration: Option<Duration>,
+    pub id: Option<String>,
+}
+
+/// A rule's latest live state, for the API.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RuleLive {
+    pub state: Option<RuleState>,
+    #[serde(serialize_with = "crate::core::events::float::option")]
+    pub value: Option<f64>,
+    pub last_poll_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+pub(super) type Live = Arc<Mutex<BTreeMap<String, RuleLive>>>;
+
+/// Makes one more sink for each watch the agent runs (e.g. the page's live record,
+/// which lives on a floor above the agent).
+pub type WatchSinkFactory = Arc<dyn Fn(&NewWatch) -> Box<dyn Sink> + Send + Sync>;
+
+/// One client per (Prometheus URL, query timeout).
+pub(super) type SourceKey = (String, Duration);
+
+pub(super) struct Handle {
+    pub(super) signal: mpsc::Sender<Signal>,
+    pub(super) live: Live,
+    /// Where the watch's clock is checked periodically: its Prometheus and its limit
+    /// (set once the watch is judged here).
+    pub(super) clock: Option<(Arc<SharedSource<PromClient>>, Duration)>,
+}
+
+/// Last polls waiting to be written, merged per (watch, rule).
+#[derive(Default)]
+pub(super) struct PollBook(Mutex<HashMap<(String, String), PollMark>>);
+
+impl PollBook {
+    pub(super) fn mark(&self, p: PollMark) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match m.get_mut(&(p.id.clone(), p.rule.clone())) {
+            Some(v) => {
+                if p.at_ms >= v.at_ms {
+                    v.at_ms = p.at_ms;
+                    v.ok = p.ok;
+                    v.windows = p.windows;
+                }
+                v.data |= p.data;
+                // Tokens only grow: a mark of a lease taken again carries the new one.
+                v.token = v.token.max(p.token);
+            }
+            None => {
+                m.insert((p.id.clone(), p.rule.clone()), p);
+            }
+        }
+    }
+    pub(super) fn take(&self) -> Vec<PollMark> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.drain().map(|(_, p)| p).collect()
+    }
+}
+
+pub(super) fn unix(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The stored ending of an outcome.
+pub(super) fn ending_of(outcome: &Outcome) -> Ending {
+    Ending {
+        state: WatchState::Finished,
+        outcome: outcome.name().to_string(),
+        exit_code: outcome.exit_code(),
+        detail: outcome.describe(),
+        at_ms: now_ms(),
+    }
+}
+
+pub(super) fn cancelled() -> Ending {
+    Ending {
+        state: WatchState::Cancelled,
+        outcome: OutcomeKind::Cancelled.name().into(),
+        exit_code: crate::core::exit::SIGINT,
+        detail: "cancelled through the API; no command ran because of it".into(),
+        at_ms: now_ms(),
+    }
+}
