@@ -287,9 +287,6 @@ fn violations(files: &[File]) -> Vec<String> {
         .map(|(p, c)| (files[p].rel.as_str(), files[c].rel.as_str()))
         .collect();
     for pair in cycles {
-        if PENDING_INTEGRATOR.contains(&pair) {
-            continue;
-        }
         bad.push(format!(
             "parent-child cycle: src/{} imports from src/{}, which imports an item defined in src/{}; move what the child needs to a sibling file",
             pair.0, pair.1, pair.0
@@ -304,18 +301,6 @@ fn violations(files: &[File]) -> Vec<String> {
     }
     bad
 }
-
-/// Parent-child cycles in the two files issue 20's integrator is rewriting now (the
-/// evaluator and the watch loop's `handle`), so the move of the types their children
-/// take to a sibling file is left to that change rather than made under it:
-/// `core/eval/judge.rs` takes `NoData` from `core/eval/mod.rs`; `run/watch/act.rs`
-/// (`super::*`) and `run/watch/session.rs` take the loop's types from
-/// `run/watch/mod.rs`, which re-exports `session` and names `act::Silencing`. Same
-/// rules as above: each entry goes with its cycle, nothing else is added.
-const PENDING_INTEGRATOR: &[(&str, &str)] = &[
-    ("run/watch/mod.rs", "run/watch/act.rs"),
-    ("run/watch/mod.rs", "run/watch/session.rs"),
-];
 
 /// The file's code without its comment lines (as `references` reads it).
 fn code_of(text: &str) -> String {
@@ -509,20 +494,7 @@ fn issue_11_floors_run_one_way_and_no_file_imports_in_a_circle() {
         files.iter().any(|f| f.rel == "run/agent/mod.rs"),
         "the tree was not read"
     );
-    let mut bad = violations(&files);
-    // A pending parent-child cycle that is gone leaves its list.
-    let cycles: Vec<(&str, &str)> = parent_child_cycles(&files)
-        .into_iter()
-        .map(|(p, c)| (files[p].rel.as_str(), files[c].rel.as_str()))
-        .collect();
-    for pair in PENDING_INTEGRATOR {
-        if !cycles.contains(pair) {
-            bad.push(format!(
-                "src/{} and src/{} are no longer a parent-child cycle: remove them from the pending list",
-                pair.0, pair.1
-            ));
-        }
-    }
+    let bad = violations(&files);
     assert!(
         bad.is_empty(),
         "the house lost its shape (see ARCHITECTURE.md):\n{}",

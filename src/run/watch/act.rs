@@ -8,7 +8,16 @@
 //! `action_finished`, so a re-run reports exactly what a first run does.
 
 use super::journal::Claim;
-use super::*;
+use super::journal::{FiredSeries, Journal};
+use super::outcome::Signal;
+use super::start::{labels_json, rule_info, WatchOptions};
+use super::state::{Silencing, Watch};
+use crate::core::events::{now_ms, Event, Sinks};
+use crate::core::rules::{CommandSpec, Rule, WatchSpec};
+use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::error;
 
 /// How long the end of a watch waits for silences still being made (each is already
 /// bounded by its retry policy: 3 attempts of 5 s, 16.5 s in all).
@@ -91,14 +100,6 @@ pub fn finished_event(kind: &'static str, rule: &str, report: &ActionReport) -> 
         duration_s: report.duration.as_secs_f64(),
         output_tail: report.output_tail.clone(),
     }
-}
-
-/// A silence being created beside a rollback.
-pub(super) struct Silencing {
-    task: tokio::task::JoinHandle<Result<String, String>>,
-    rule: String,
-    matchers: std::collections::BTreeMap<String, String>,
-    ends_at: String,
 }
 
 impl<R: ActionRunner> Watch<'_, R> {

@@ -6,9 +6,19 @@
 //! ended. Times are read on tokio's clock, from the watch's start.
 
 use super::*;
+use crate::core::eval::Labels;
+use crate::core::events::Sinks;
+use crate::core::rules::WatchSpec;
 use crate::core::rules::{load_str, LoadOptions};
+use crate::core::series::Sample;
+use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
+use crate::io::prom::{MetricsSource, QueryError, QueryResult};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// The watch's origin on the clock the loop is given (`Start::clock`), so a poll's
 /// instant maps back to the second of the watch it was taken at.

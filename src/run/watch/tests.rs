@@ -1,4 +1,9 @@
-use super::*;
+use super::poller::{aligned_first, poll_loop};
+use crate::io::prom::{MetricsSource, QueryError, QueryResult};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Answers at once, except the second query, which takes 2.5 intervals.
 struct SlowOnce {

@@ -1,0 +1,186 @@
+//! The decision loop (`run_from`): starts the pollers, then owns the watch until it
+//! ends: signals first, then the end, then blindness, then each poll in turn.
+
+use super::act;
+use super::journal::NoJournal;
+use super::outcome::{Outcome, Signal};
+use super::poller::{aligned_first, poll_loop};
+use super::start::{fmt_d, Judged, PollDone, Start, WatchOptions};
+use super::state::{Blind, Watch};
+use crate::core::eval::{Poll, RuleEval};
+use crate::core::events::{now_ms, Event, Sinks};
+use crate::core::rules::WatchSpec;
+use crate::io::action::ActionRunner;
+use crate::io::prom::MetricsSource;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, Instant};
+use tracing::error;
+
+/// Runs a watch to its end from a given `Start` (see there; the default for a new
+/// watch, what `serve` restores to resume one). `signals` delivers SIGINT/SIGTERM (or
+/// a test's stand-in); every decision goes to `sinks`.
+pub async fn run_from<S: MetricsSource, R: ActionRunner>(
+    spec: &WatchSpec,
+    source: Arc<S>,
+    runner: &R,
+    opts: &WatchOptions,
+    from: Start,
+    signals: &mut mpsc::Receiver<Signal>,
+    sinks: &mut Sinks,
+) -> Outcome {
+    let start = Instant::now();
+    let now_wall = match &from.clock {
+        Some(c) => c.at(start.into_std()),
+        None => SystemTime::now(),
+    };
+    let elapsed = match from.origin {
+        Some(origin) => now_wall.duration_since(origin).unwrap_or_default(),
+        None => from.elapsed,
+    };
+    // The watch's own origin: when it was created, `elapsed` ago.
+    let start_wall = now_wall.checked_sub(elapsed).unwrap_or(now_wall);
+    let end = start + opts.duration.saturating_sub(elapsed);
+    let max_blind = spec.max_blind.min(opts.duration);
+    let (tx, mut rx) = mpsc::channel::<PollDone>(64);
+    let mut pollers = JoinSet::new();
+    for (i, rule) in spec.rules.iter().enumerate() {
+        let first = match from.aligned {
+            Some(phase) => aligned_first(
+                start,
+                now_wall,
+                rule.interval,
+                phase(&rule.query, rule.interval),
+            ),
+            None => start,
+        };
+        pollers.spawn(poll_loop(
+            i,
+            rule.query.clone(),
+            rule.extra_queries(),
+            rule.interval,
+            source.clone(),
+            tx.clone(),
+            first,
+            start,
+            start_wall,
+            elapsed,
+        ));
+    }
+    drop(tx);
+    sinks.emit(now_ms(), &act::watch_started(spec, opts));
+    let judged = match from.judged {
+        Some(j) if j.len() == spec.rules.len() => j,
+        _ => vec![Judged::default(); spec.rules.len()],
+    };
+    let mut w = Watch {
+        spec,
+        clock: from.clock,
+        runner,
+        opts,
+        signals,
+        sinks,
+        evals: match from.evals {
+            Some(evals) if evals.len() == spec.rules.len() => evals,
+            _ => spec
+                .rules
+                .iter()
+                .map(|r| RuleEval::new(r.params_over(opts.duration)))
+                .collect(),
+        },
+        last_poll_ok: judged.iter().map(|j| j.last_ok).collect(),
+        ever_ok: judged.iter().map(|j| j.ever_ok).collect(),
+        ever_data: judged.iter().map(|j| j.ever_data).collect(),
+        paused_by: from.paused_by,
+        pause_failed: from.pause_failed,
+        journal: from.journal.unwrap_or_else(|| Box::new(NoJournal)),
+        deferred_signal: None,
+        before: spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r.baseline {
+                Some(crate::core::rules::BaselineSource::Before(_)) => Some(Poll::Samples(
+                    from.baselines.get(i).cloned().flatten().unwrap_or_default(),
+                )),
+                _ => None,
+            })
+            .collect(),
+        warned_no_baseline: BTreeSet::new(),
+        warned_guard: BTreeSet::new(),
+        silences: Vec::new(),
+    };
+    // `max_blind` counts on the watch's clock from the last successful query, or from
+    // this start (a resumed watch gets a full `max_blind` from its resumption, never
+    // the time it was down).
+    let mut blind = Blind {
+        start,
+        elapsed,
+        last_ok: elapsed,
+        max_blind,
+    };
+    let mut backlog_outcome = None;
+    for done in from.backlog {
+        if let Some(outcome) = w.handle(done).await {
+            backlog_outcome = Some(outcome);
+            break;
+        }
+    }
+    let outcome = 'watch: loop {
+        if let Some(outcome) = backlog_outcome.take() {
+            break outcome;
+        }
+        if let Some(sig) = w.deferred_signal {
+            break Outcome::Interrupted(sig);
+        }
+        tokio::select! {
+            biased;
+            Some(sig) = w.signals.recv() => {
+                w.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
+                break Outcome::Interrupted(sig);
+            }
+            _ = sleep_until(end) => {
+                // Polls taken before the end that queued while a command ran are
+                // judged first: a breach they show still acts.
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
+                    break 'watch o;
+                }
+                break w.finish();
+            }
+            _ = sleep_until(blind.deadline()) => {
+                // Good polls may be waiting in the queue (a slow pause command held the
+                // loop): they count before the watch is called blind.
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
+                    break 'watch o;
+                }
+                if Instant::now() < blind.deadline() {
+                    continue;
+                }
+                let reason = format!(
+                    "no query has succeeded for {} (max_blind); the release cannot be judged",
+                    fmt_d(max_blind)
+                );
+                error!(event = "blind", "{reason}");
+                break Outcome::Inconclusive { reason };
+            }
+            Some(done) = rx.recv() => {
+                blind.saw(&done);
+                if let Some(outcome) = w.handle(done).await {
+                    break outcome;
+                }
+            }
+        }
+    };
+    pollers.abort_all();
+    let warnings = w.warnings();
+    // Silences already made are told before the ending; one still being made (a slow
+    // Alertmanager) never holds the ending back: it is awaited, bounded, after it.
+    w.report_silences(false).await;
+    w.sinks
+        .emit(now_ms(), &outcome.finished_event_with(&warnings));
+    w.report_silences(true).await;
+    outcome
+}

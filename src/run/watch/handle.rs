@@ -1,0 +1,367 @@
+//! What the decision loop does with one poll (`handle`: read it through
+//! `RuleEval::read`, emit what it means, act on what fired) and with the watch's end
+//! (`finish`: `core::ending` first, then what the actions did).
+
+use super::journal::FiredSeries;
+use super::outcome::Outcome;
+use super::start::{labels_json, unix_ms, PollDone};
+use super::state::{Blind, Watch};
+use crate::core::ending::{unjudged, RuleSeen};
+use crate::core::eval::{Evidence, Extra, Phase, Poll, Transition};
+use crate::core::events::{Event, SeriesValue};
+use crate::core::rules::{Action, ExtraKind};
+use crate::io::action::{ActionRunner, ActionStatus};
+
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{error, warn};
+
+impl<R: ActionRunner> Watch<'_, R> {
+    pub(super) fn finish(&self) -> Outcome {
+        for (rule, eval) in self.spec.rules.iter().zip(&self.evals) {
+            for (labels, s) in eval.series() {
+                if s.phase == Phase::Pending {
+                    warn!(event = "ended_pending", rule = %rule.name, labels = %labels_json(labels), "watch ended while this series was still pending (breached, but not for `for`)");
+                }
+            }
+        }
+        // What the rules saw decides first (`core::ending`, as replay decides it).
+        let seen: Vec<RuleSeen> = self
+            .spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| RuleSeen {
+                name: &r.name,
+                last_ok: self.last_poll_ok[i],
+                ever_ok: self.ever_ok[i],
+                insufficient: self.evals[i].never_judged(),
+                ever_data: self.ever_data[i],
+                expect_data: r.expect_data,
+            })
+            .collect();
+        if let Some(why) = unjudged(&seen) {
+            let reason = why.reason();
+            error!(event = why.event(), rules = ?why.rules(), "{reason}");
+            return Outcome::Inconclusive { reason };
+        }
+        match &self.pause_failed {
+            Some((rule, ActionStatus::Unknown)) => {
+                return Outcome::ActionUnknown {
+                    action: "pause",
+                    rule: rule.clone(),
+                }
+            }
+            Some((rule, status)) => {
+                return Outcome::PauseFailed {
+                    rule: rule.clone(),
+                    status: status.clone(),
+                }
+            }
+            None => {}
+        }
+        match &self.paused_by {
+            Some(rule) => Outcome::Paused { rule: rule.clone() },
+            None => Outcome::Healthy,
+        }
+    }
+
+    /// What the end of the watch must say besides its outcome: rules that were judged
+    /// but never returned a series (they passed on `no_data` alone).
+    pub(super) fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for ((rule, ok), data) in self
+            .spec
+            .rules
+            .iter()
+            .zip(&self.ever_ok)
+            .zip(&self.ever_data)
+        {
+            if *ok && !*data && !rule.expect_data {
+                let w = format!(
+                    "rule `{}` returned no series at any poll of the watch (a renamed metric or label?); it was judged by `no_data: {}` alone",
+                    rule.name,
+                    rule.no_data.as_str()
+                );
+                warn!(event = "never_data", rule = %rule.name, "{w}");
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// Handles the polls already waiting in the queue (up to `until` on the watch's
+    /// clock, if given); Some(outcome) if one of them ends the watch.
+    pub(super) async fn drain(
+        &mut self,
+        rx: &mut mpsc::Receiver<PollDone>,
+        blind: &mut Blind,
+        until: Option<Duration>,
+    ) -> Option<Outcome> {
+        while let Ok(done) = rx.try_recv() {
+            if until.is_some_and(|u| done.at >= u) {
+                continue;
+            }
+            blind.saw(&done);
+            if let Some(o) = self.handle(done).await {
+                return Some(o);
+            }
+        }
+        None
+    }
+
+    /// Handles one poll; Some(outcome) ends the watch.
+    pub(super) async fn handle(&mut self, done: PollDone) -> Option<Outcome> {
+        let i = done.rule;
+        let spec = self.spec;
+        let rule = &spec.rules[i];
+        let at_ms = unix_ms(done.wall);
+        // The judges' queries of the same instant; a missing one (a poll rebuilt from
+        // history without them) counts as failed, so it is never taken as evidence.
+        let kinds = rule.extra_queries();
+        let mut extra_results = done.extra.into_iter();
+        let mut extra_polls: Vec<(ExtraKind, Poll)> = Vec::with_capacity(kinds.len());
+        let mut extra_error = None;
+        for (kind, q, _) in &kinds {
+            let what = match kind {
+                ExtraKind::Stable => "stable (`compare.stable`)",
+                ExtraKind::Guard => "guard (`min_traffic.query`)",
+                ExtraKind::Baseline => "baseline (`baseline.offset`)",
+            };
+            match extra_results.next() {
+                Some(Ok(r)) => extra_polls.push((*kind, Poll::Samples(r.samples))),
+                Some(Err(e)) => {
+                    if e.is_bad_query() && !self.ever_ok[i] {
+                        error!(event = "query_rejected", rule = %rule.name, error = %e, query = %q, "Prometheus rejects this rule's {what} query; fix the rule");
+                        return Some(Outcome::QueryRejected {
+                            rule: rule.name.clone(),
+                            message: format!("the {what} query: {e}"),
+                        });
+                    }
+                    extra_error.get_or_insert(format!("the {what} query failed: {e}"));
+                    extra_polls.push((*kind, Poll::Failed));
+                }
+                None => {
+                    extra_error.get_or_insert(format!("the {what} query was not run"));
+                    extra_polls.push((*kind, Poll::Failed));
+                }
+            }
+        }
+        let (poll, error, warnings) = match done.result {
+            Ok(r) => {
+                // (`ever_ok` once the evaluator took the poll: a guard it cannot match
+                // fails the poll as a failed guard query would.)
+                let ok = extra_error.is_none();
+                self.last_poll_ok[i] = ok;
+                if r.samples.iter().any(|s| !s.value.is_nan()) {
+                    self.ever_data[i] = true;
+                }
+                (Poll::Samples(r.samples), extra_error, r.warnings)
+            }
+            Err(e) => {
+                self.last_poll_ok[i] = false;
+                if e.is_bad_query() && !self.ever_ok[i] {
+                    error!(event = "query_rejected", rule = %rule.name, error = %e, query = %rule.query, "Prometheus rejects this rule's query; fix the rule");
+                    return Some(Outcome::QueryRejected {
+                        rule: rule.name.clone(),
+                        message: e.to_string(),
+                    });
+                }
+                (Poll::Failed, Some(e.to_string()), Vec::new())
+            }
+        };
+        let pick = |k: ExtraKind| {
+            extra_polls
+                .iter()
+                .find(|(kind, _)| *kind == k)
+                .map(|(_, p)| p)
+        };
+        let extra = Extra {
+            guard: pick(ExtraKind::Guard),
+            baseline: pick(ExtraKind::Baseline).or(self.before[i].as_ref()),
+            stable: pick(ExtraKind::Stable),
+        };
+        let reading = self.evals[i].read(done.at, &poll, extra);
+        let notes = self.evals[i].notes().clone();
+        // A guard that cannot be matched is a failed poll, never a silent sum.
+        let error = match &notes.guard_refused {
+            Some(why) => {
+                self.last_poll_ok[i] = false;
+                if self.warned_guard.insert(i) {
+                    warn!(event = "guard_unmatched", rule = %rule.name, "{why}");
+                }
+                error.or_else(|| Some(why.clone()))
+            }
+            None => error,
+        };
+        self.ever_ok[i] |= self.last_poll_ok[i];
+        for labels in &notes.no_baseline {
+            if self.warned_no_baseline.insert((i, labels.clone())) {
+                let nb = rule.judging.baseline.map(|b| b.no_baseline);
+                warn!(event = "no_baseline", rule = %rule.name, labels = %labels_json(labels),
+                    "this series has no baseline (no value at the baseline's time); judged by `no_baseline: {}`",
+                    nb.map_or("hold", |n| n.as_str()));
+            }
+        }
+        let samples: Vec<SeriesValue> = match &poll {
+            Poll::Samples(s) => s
+                .iter()
+                .map(|s| SeriesValue {
+                    labels: s.labels.clone(),
+                    value: (!s.value.is_nan()).then_some(s.value),
+                })
+                .collect(),
+            Poll::Failed => Vec::new(),
+        };
+        self.sinks.emit(
+            at_ms,
+            &Event::Poll {
+                rule: rule.name.clone(),
+                samples,
+                error,
+                warnings,
+                state: reading.state,
+                value: reading.value,
+                reference: reading.reference,
+                insufficient: notes.insufficient,
+                evidence: reading.evidence,
+                windows: self.evals[i].windows(),
+            },
+        );
+
+        let threshold = rule.condition();
+        let mut fired: Vec<FiredSeries> = Vec::new();
+        let mut fired_evidence: Vec<Evidence> = Vec::new();
+        for t in reading.transitions {
+            let event = match t {
+                Transition::Pending {
+                    labels,
+                    value,
+                    evidence,
+                } => Event::Pending {
+                    rule: rule.name.clone(),
+                    labels,
+                    value,
+                    threshold: threshold.clone(),
+                    for_s: rule.for_.as_secs_f64(),
+                    evidence,
+                },
+                Transition::Resolved {
+                    labels,
+                    from,
+                    value,
+                    breached_for,
+                    evidence,
+                } => Event::Resolved {
+                    rule: rule.name.clone(),
+                    labels,
+                    value,
+                    threshold: threshold.clone(),
+                    was: if from == Phase::Firing {
+                        "firing"
+                    } else {
+                        "pending"
+                    },
+                    breached_for_s: breached_for.as_secs_f64(),
+                    evidence,
+                },
+                Transition::Fired {
+                    labels,
+                    value,
+                    breached_for,
+                    evidence,
+                } => {
+                    fired.push(FiredSeries {
+                        labels: labels.clone(),
+                        value,
+                        since: done.at.saturating_sub(breached_for),
+                    });
+                    fired_evidence.push(evidence.clone());
+                    Event::Fired {
+                        rule: rule.name.clone(),
+                        labels,
+                        value,
+                        threshold: threshold.clone(),
+                        breached_for_s: breached_for.as_secs_f64(),
+                        action: rule.action.as_str(),
+                        evidence,
+                    }
+                }
+            };
+            self.sinks.emit(at_ms, &event);
+        }
+        if fired.is_empty() {
+            return None;
+        }
+        match rule.action {
+            Action::Notify => {
+                for (f, evidence) in fired.into_iter().zip(fired_evidence) {
+                    self.sinks.emit(
+                        at_ms,
+                        &Event::Notify {
+                            rule: rule.name.clone(),
+                            value: f.value,
+                            threshold: threshold.clone(),
+                            breached_for_s: done.at.saturating_sub(f.since).as_secs_f64(),
+                            labels: f.labels,
+                            evidence,
+                        },
+                    )
+                }
+            }
+            Action::Pause => {
+                // One pause per watch: after it ran (or failed), later firings are noted.
+                let by = self
+                    .paused_by
+                    .clone()
+                    .or_else(|| self.pause_failed.as_ref().map(|(r, _)| r.clone()));
+                if let Some(by) = by {
+                    let ev = Event::PauseSkipped {
+                        rule: rule.name.clone(),
+                        paused_by: by,
+                    };
+                    self.sinks.emit(at_ms, &ev);
+                    return None;
+                }
+                let cmd = spec
+                    .pause
+                    .as_ref()
+                    .expect("validated: pause rules have a pause command");
+                let report = self.act("pause", rule, cmd, &fired, done.at).await;
+                match report {
+                    Some(r) if !r.status.succeeded() => {
+                        // The agreed pause could not be carried out: say so (the
+                        // `pause_failed` notification went out with the result), and
+                        // keep watching, so that the rollback rules still protect the
+                        // rest of the window.
+                        error!(event = "pause_failed", rule = %rule.name, status = %r.status, "the pause command {}: act by hand; the watch goes on and its rollback rules still act", r.status);
+                        self.pause_failed = Some((rule.name.clone(), r.status));
+                    }
+                    _ => self.paused_by = Some(rule.name.clone()),
+                }
+            }
+            Action::Rollback => {
+                let cmd = spec
+                    .rollback
+                    .as_ref()
+                    .expect("validated: rollback rules have a rollback command");
+                let report = self.act("rollback", rule, cmd, &fired, done.at).await;
+                return Some(match report {
+                    None => Outcome::RolledBack {
+                        rule: rule.name.clone(),
+                        dry_run: true,
+                    },
+                    Some(r) if r.status.succeeded() => Outcome::RolledBack {
+                        rule: rule.name.clone(),
+                        dry_run: false,
+                    },
+                    Some(r) => Outcome::RollbackFailed {
+                        rule: rule.name.clone(),
+                        status: r.status,
+                    },
+                });
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,79 @@
+//! The poller: one task per rule that queries at the rule's interval, on a grid
+//! (aligned to Unix time when many watches share a source), and sends each result,
+//! stamped with its scheduled time, to the decision loop.
+
+use super::start::PollDone;
+use crate::core::rules::ExtraKind;
+use crate::io::prom::MetricsSource;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Polls one rule at its interval. Each poll is stamped with its *scheduled* time (the
+/// tick), not the moment the task happened to run, so the time between two polls is
+/// exactly a multiple of the interval and `for` is never missed by a scheduling jitter
+/// of a few microseconds.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn poll_loop<S: MetricsSource>(
+    rule: usize,
+    query: String,
+    extras: Vec<(ExtraKind, String, Duration)>,
+    interval: Duration,
+    source: Arc<S>,
+    tx: mpsc::Sender<PollDone>,
+    first: Instant,
+    start: Instant,
+    start_wall: SystemTime,
+    elapsed: Duration,
+) {
+    let mut ticker = tokio::time::interval_at(first, interval);
+    // A late poll (Prometheus slow, the runtime busy) skips the ticks it missed and
+    // stays on the grid, so identical queries of many watches stay due together.
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        let tick = ticker.tick().await;
+        let at = elapsed + tick.saturating_duration_since(start);
+        let wall = start_wall + at;
+        let result = source.query(&query, wall).await;
+        // The judges' queries at the same instant (an offset baseline at `wall - D`).
+        let mut extra = Vec::with_capacity(extras.len());
+        for (_, q, offset) in &extras {
+            let t = wall.checked_sub(*offset).unwrap_or(UNIX_EPOCH);
+            extra.push(source.query(q, t).await);
+        }
+        if tx
+            .send(PollDone {
+                rule,
+                at,
+                wall,
+                result,
+                extra,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// The first tick at or after `now_wall` on the grid `k * interval + phase` (Unix time),
+/// as an `Instant` relative to (`now`, `now_wall`).
+pub(super) fn aligned_first(
+    now: Instant,
+    now_wall: SystemTime,
+    interval: Duration,
+    phase: Duration,
+) -> Instant {
+    let iv = interval.as_nanos().max(1);
+    let t = now_wall
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let phase = phase.as_nanos() % iv;
+    let k = t.saturating_sub(phase).div_ceil(iv);
+    let next = k * iv + phase;
+    let next = if next < t { next + iv } else { next };
+    now + Duration::from_nanos((next - t) as u64)
+}

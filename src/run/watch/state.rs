@@ -1,0 +1,79 @@
+//! The state of one running watch (`Watch`: the evaluators, what ran, the journal,
+//! the sinks), owned by the decision loop alone, and when it goes blind (`Blind`).
+//! Its methods live by what they do: `handle.rs` (a poll, the end) and `act.rs`
+//! (a command).
+
+use super::journal::Journal;
+use super::outcome::Signal;
+use super::start::{ClockAnchor, PollDone, WatchOptions};
+use crate::core::eval::{Labels, Poll, RuleEval};
+use crate::core::events::Sinks;
+use crate::core::rules::WatchSpec;
+use crate::io::action::ActionStatus;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// The state of one running watch.
+pub(super) struct Watch<'a, R> {
+    pub(super) spec: &'a WatchSpec,
+    /// The clock the watch is timed on (`Start::clock`; None: this machine's wall
+    /// clock): what the watch stamps outside itself (a silence's start and end) is
+    /// read on it, so an agent whose own clock is off never silences the wrong hour.
+    pub(super) clock: Option<ClockAnchor>,
+    pub(super) runner: &'a R,
+    pub(super) opts: &'a WatchOptions,
+    pub(super) signals: &'a mut mpsc::Receiver<Signal>,
+    pub(super) sinks: &'a mut Sinks,
+    pub(super) evals: Vec<RuleEval>,
+    pub(super) last_poll_ok: Vec<bool>,
+    pub(super) ever_ok: Vec<bool>,
+    /// Whether the rule ever returned a usable sample.
+    pub(super) ever_data: Vec<bool>,
+    pub(super) paused_by: Option<String>,
+    /// The rule whose pause failed, and how.
+    pub(super) pause_failed: Option<(String, ActionStatus)>,
+    pub(super) journal: Box<dyn Journal>,
+    /// A signal that arrived while a command ran; honoured once it is done.
+    pub(super) deferred_signal: Option<Signal>,
+    /// Each rule's `baseline: before:` samples, as the poll the evaluator is given.
+    pub(super) before: Vec<Option<Poll>>,
+    /// Series already warned about having no baseline (rule index, labels).
+    pub(super) warned_no_baseline: BTreeSet<(usize, Labels)>,
+    /// Rules whose unmatched guard was logged (once per rule).
+    pub(super) warned_guard: BTreeSet<usize>,
+    /// Silences still being created: they run beside the watch and its ending, never
+    /// in front of them (`Silencing`).
+    pub(super) silences: Vec<Silencing>,
+}
+
+/// When the watch goes blind: `max_blind` after the last successful query, on the
+/// watch's clock (time since it was created).
+pub(super) struct Blind {
+    pub(super) start: Instant,
+    /// The watch's clock at `start`.
+    pub(super) elapsed: Duration,
+    /// The watch's clock at the last successful query (or at `start`).
+    pub(super) last_ok: Duration,
+    pub(super) max_blind: Duration,
+}
+
+impl Blind {
+    pub(super) fn saw(&mut self, done: &PollDone) {
+        if done.result.is_ok() {
+            self.last_ok = self.last_ok.max(done.at);
+        }
+    }
+    pub(super) fn deadline(&self) -> Instant {
+        self.start + (self.last_ok + self.max_blind).saturating_sub(self.elapsed)
+    }
+}
+
+/// A silence being created beside a rollback.
+pub(super) struct Silencing {
+    pub(super) task: tokio::task::JoinHandle<Result<String, String>>,
+    pub(super) rule: String,
+    pub(super) matchers: std::collections::BTreeMap<String, String>,
+    pub(super) ends_at: String,
+}
