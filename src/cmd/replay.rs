@@ -17,7 +17,7 @@
 
 use crate::cmd::args::{prom_client, PromArgs};
 use crate::cmd::rule_file::load_reporting;
-use crate::core::history::{decide, replay_judged, RuleHistory, Verdict};
+use crate::core::history::{conclude, replay_judged, ReplayOutcome, RuleHistory};
 use crate::core::rules::overrides::apply_judges;
 use crate::core::rules::{LoadOptions, WatchSpec};
 use crate::core::time::{parse_deploys, parse_time, rfc3339};
@@ -118,14 +118,14 @@ pub async fn replay<H: HistorySource>(
         .rules
         .iter()
         .zip(&histories)
-        .map(|(r, h)| crate::core::history::Replayed {
+        .map(|(r, h)| crate::core::history::RuleReplay {
             name: &r.name,
             action: r.action,
             expect_data: r.expect_data,
             history: h.as_ref().ok(),
         })
         .collect();
-    let decision = decide(&inputs, to);
+    let decision = conclude(&inputs, to);
     let rules = spec
         .rules
         .iter()
@@ -303,7 +303,7 @@ async fn deploys<H: HistorySource>(
         }
     };
     let mut rows = Vec::new();
-    let mut worst = Verdict::Healthy;
+    let mut worst = ReplayOutcome::Healthy;
     for d in times {
         let end = d + spec.duration.as_millis() as i64;
         let Replayed {

@@ -1,7 +1,7 @@
 //! How a watch ends when no rollback decided it: the one pure judgement of what the
 //! rules saw over the whole watch.
 //!
-//! A live watch (`run::watch`, at its end) and a replayed one (`core::history::decide`)
+//! A live watch (`run::watch`, at its end) and a replayed one (`core::history::conclude`)
 //! both ask it, so a replay says "inconclusive" exactly where the watch would have:
 //! a watch that ended blind, a rule never judged (every query failed, or its history
 //! could not be read), a rule insufficient at every poll (`min_traffic`, `compare`),

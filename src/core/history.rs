@@ -230,47 +230,47 @@ pub fn replay_judged(
 /// How a replayed watch would have ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Verdict {
+pub enum ReplayOutcome {
     Healthy,
     RolledBack,
     Paused,
     Inconclusive,
 }
 
-impl Verdict {
+impl ReplayOutcome {
     pub fn name(&self) -> &'static str {
         match self {
-            Verdict::Healthy => "healthy",
-            Verdict::RolledBack => "rolled_back",
-            Verdict::Paused => "paused",
-            Verdict::Inconclusive => "inconclusive",
+            ReplayOutcome::Healthy => "healthy",
+            ReplayOutcome::RolledBack => "rolled_back",
+            ReplayOutcome::Paused => "paused",
+            ReplayOutcome::Inconclusive => "inconclusive",
         }
     }
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Verdict::Healthy => crate::core::exit::HEALTHY,
-            Verdict::RolledBack => crate::core::exit::ROLLED_BACK,
-            Verdict::Paused => crate::core::exit::PAUSED,
-            Verdict::Inconclusive => crate::core::exit::INCONCLUSIVE,
+            ReplayOutcome::Healthy => crate::core::exit::HEALTHY,
+            ReplayOutcome::RolledBack => crate::core::exit::ROLLED_BACK,
+            ReplayOutcome::Paused => crate::core::exit::PAUSED,
+            ReplayOutcome::Inconclusive => crate::core::exit::INCONCLUSIVE,
         }
     }
 
     /// Severity for summing up several replays: the worst verdict decides.
     pub fn severity(&self) -> u8 {
         match self {
-            Verdict::Healthy => 0,
-            Verdict::Inconclusive => 1,
-            Verdict::Paused => 2,
-            Verdict::RolledBack => 3,
+            ReplayOutcome::Healthy => 0,
+            ReplayOutcome::Inconclusive => 1,
+            ReplayOutcome::Paused => 2,
+            ReplayOutcome::RolledBack => 3,
         }
     }
 }
 
 /// The decision over all rules: the first rollback ends the watch, as it would live.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    pub verdict: Verdict,
+pub struct Conclusion {
+    pub verdict: ReplayOutcome,
     /// Unix ms of the deciding action, or the end of the window.
     pub decided_at: i64,
     /// The rule whose action decided, if any.
@@ -282,9 +282,9 @@ pub struct Decision {
     pub reason: Option<String>,
 }
 
-/// One rule's replay, as `decide` needs it.
+/// One rule's replay, as `conclude` needs it.
 #[derive(Debug, Clone, Copy)]
-pub struct Replayed<'a> {
+pub struct RuleReplay<'a> {
     pub name: &'a str,
     pub action: Action,
     /// The rule says `expect_data: true`.
@@ -294,10 +294,10 @@ pub struct Replayed<'a> {
 }
 
 /// Combines rule histories. The first rollback ends the watch, as it would live;
-/// otherwise the rules as seen over the window decide (`core::ending`, as at a live
+/// otherwise the rules as seen over the window conclude (`core::ending`, as at a live
 /// watch's end: never judged, insufficient, no data where data was expected), then
 /// the first pause.
-pub fn decide(rules: &[Replayed], to: i64) -> Decision {
+pub fn conclude(rules: &[RuleReplay], to: i64) -> Conclusion {
     let first_fire = |action: Action| {
         rules
             .iter()
@@ -309,7 +309,7 @@ pub fn decide(rules: &[Replayed], to: i64) -> Decision {
             })
             .min()
     };
-    let at_end = |verdict, rule, reason| Decision {
+    let at_end = |verdict, rule, reason| Conclusion {
         verdict,
         decided_at: to,
         rule,
@@ -317,8 +317,8 @@ pub fn decide(rules: &[Replayed], to: i64) -> Decision {
         reason,
     };
     if let Some((at, rule)) = first_fire(Action::Rollback) {
-        return Decision {
-            verdict: Verdict::RolledBack,
+        return Conclusion {
+            verdict: ReplayOutcome::RolledBack,
             decided_at: at,
             rule: Some(rule),
             cut_at: at,
@@ -337,18 +337,18 @@ pub fn decide(rules: &[Replayed], to: i64) -> Decision {
         })
         .collect();
     if let Some(why) = unjudged(&seen) {
-        return at_end(Verdict::Inconclusive, None, Some(why.reason()));
+        return at_end(ReplayOutcome::Inconclusive, None, Some(why.reason()));
     }
     if let Some((at, rule)) = first_fire(Action::Pause) {
-        return Decision {
-            verdict: Verdict::Paused,
+        return Conclusion {
+            verdict: ReplayOutcome::Paused,
             decided_at: at,
             rule: Some(rule),
             cut_at: to,
             reason: None,
         };
     }
-    at_end(Verdict::Healthy, None, None)
+    at_end(ReplayOutcome::Healthy, None, None)
 }
 
 #[cfg(test)]

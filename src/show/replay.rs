@@ -3,7 +3,7 @@
 //! of `--deploys` (text or JSON). Data in, lines on stdout out; `cmd::replay` fetches
 //! and judges, this renders.
 
-use crate::core::history::{self, Decision, RuleHistory, Verdict};
+use crate::core::history::{self, Conclusion, ReplayOutcome, RuleHistory};
 use crate::core::rules::Rule;
 use crate::core::time::{parse_time, rfc3339};
 use crate::io::prom::QueryError;
@@ -37,7 +37,7 @@ pub struct RuleReport {
 pub struct Report {
     pub from: String,
     pub to: String,
-    pub outcome: Verdict,
+    pub outcome: ReplayOutcome,
     pub decided_at: String,
     pub decided_by: Option<String>,
     /// Why the replayed watch is inconclusive, in the words a live watch ends with.
@@ -49,7 +49,7 @@ pub struct Report {
 /// A finished replay: the report, the decision, and each rule's full history.
 pub struct Replayed {
     pub report: Report,
-    pub decision: Decision,
+    pub decision: Conclusion,
     pub histories: Vec<Result<RuleHistory, QueryError>>,
 }
 
@@ -172,15 +172,15 @@ pub fn print_text(report: &Report, from: i64) {
     let after =
         humantime::format_duration(Duration::from_secs(((decided - from).max(0) / 1000) as u64));
     match (report.outcome, &report.decided_by) {
-        (Verdict::RolledBack, Some(rule)) => println!(
+        (ReplayOutcome::RolledBack, Some(rule)) => println!(
             "verdict: would have ROLLED BACK at {} ({after} in), rule `{rule}`",
             report.decided_at
         ),
-        (Verdict::Paused, Some(rule)) => println!(
+        (ReplayOutcome::Paused, Some(rule)) => println!(
             "verdict: would have PAUSED at {} ({after} in), rule `{rule}`; no rollback followed",
             report.decided_at
         ),
-        (Verdict::Inconclusive, _) => println!(
+        (ReplayOutcome::Inconclusive, _) => println!(
             "verdict: INCONCLUSIVE: {}",
             report
                 .reason
@@ -194,7 +194,7 @@ pub fn print_text(report: &Report, from: i64) {
 #[derive(serde::Serialize)]
 pub struct DeployRow {
     pub deploy_at: String,
-    pub outcome: Verdict,
+    pub outcome: ReplayOutcome,
     pub rule: Option<String>,
     pub decided_at: String,
     /// The window was cut short because it reaches past now.
@@ -206,7 +206,7 @@ pub struct DeployRow {
 
 #[derive(serde::Serialize)]
 pub struct ComparedRow {
-    pub outcome: Verdict,
+    pub outcome: ReplayOutcome,
     pub rule: Option<String>,
     pub decided_at: String,
 }
@@ -215,19 +215,19 @@ pub struct ComparedRow {
 /// (`--compare-rules`, `--judge`, named `second`) its verdicts beside and the
 /// rollbacks it avoids or adds. JSON when `json`.
 pub fn print_deploys(rows: &[DeployRow], second: Option<&str>, json: bool) {
-    let count = |v: Verdict| rows.iter().filter(|r| r.outcome == v).count();
+    let count = |v: ReplayOutcome| rows.iter().filter(|r| r.outcome == v).count();
     let (rb, pa, he, inc) = (
-        count(Verdict::RolledBack),
-        count(Verdict::Paused),
-        count(Verdict::Healthy),
-        count(Verdict::Inconclusive),
+        count(ReplayOutcome::RolledBack),
+        count(ReplayOutcome::Paused),
+        count(ReplayOutcome::Healthy),
+        count(ReplayOutcome::Inconclusive),
     );
-    let count2 = |v: Verdict| {
+    let count2 = |v: ReplayOutcome| {
         rows.iter()
             .filter(|r| r.compared.as_ref().is_some_and(|c| c.outcome == v))
             .count()
     };
-    let rolled = |o: Verdict| o == Verdict::RolledBack;
+    let rolled = |o: ReplayOutcome| o == ReplayOutcome::RolledBack;
     // Rollbacks the second file avoids, and rollbacks it makes that the first did not.
     let avoided = rows
         .iter()
@@ -246,7 +246,7 @@ pub fn print_deploys(rows: &[DeployRow], second: Option<&str>, json: bool) {
             if let Some(name) = second {
                 doc["compared"] = serde_json::json!({
                     "rules": name,
-                    "totals": {"rolled_back": count2(Verdict::RolledBack), "paused": count2(Verdict::Paused), "healthy": count2(Verdict::Healthy), "inconclusive": count2(Verdict::Inconclusive)},
+                    "totals": {"rolled_back": count2(ReplayOutcome::RolledBack), "paused": count2(ReplayOutcome::Paused), "healthy": count2(ReplayOutcome::Healthy), "inconclusive": count2(ReplayOutcome::Inconclusive)},
                     "rollbacks_avoided": avoided,
                     "rollbacks_added": added,
                 });
@@ -278,10 +278,10 @@ pub fn print_deploys(rows: &[DeployRow], second: Option<&str>, json: bool) {
             );
             println!(
                 "compared ({name}): {} rolled back, {} paused, {} healthy, {} inconclusive; {avoided} rollback(s) avoided, {added} added",
-                count2(Verdict::RolledBack),
-                count2(Verdict::Paused),
-                count2(Verdict::Healthy),
-                count2(Verdict::Inconclusive),
+                count2(ReplayOutcome::RolledBack),
+                count2(ReplayOutcome::Paused),
+                count2(ReplayOutcome::Healthy),
+                count2(ReplayOutcome::Inconclusive),
             );
         }
         (false, None) => {

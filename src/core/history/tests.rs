@@ -82,21 +82,21 @@ fn decide_cuts_at_the_first_rollback() {
         ..Default::default()
     };
     let (a, b, c) = (fired(50), fired(30), fired(10));
-    let d = decide(
+    let d = conclude(
         &[
-            Replayed {
+            RuleReplay {
                 name: "a",
                 action: Action::Rollback,
                 expect_data: false,
                 history: Some(&a),
             },
-            Replayed {
+            RuleReplay {
                 name: "b",
                 action: Action::Rollback,
                 expect_data: false,
                 history: Some(&b),
             },
-            Replayed {
+            RuleReplay {
                 name: "c",
                 action: Action::Pause,
                 expect_data: false,
@@ -107,17 +107,17 @@ fn decide_cuts_at_the_first_rollback() {
     );
     assert_eq!(
         (d.verdict, d.decided_at, d.rule.as_deref()),
-        (Verdict::RolledBack, 30, Some("b"))
+        (ReplayOutcome::RolledBack, 30, Some("b"))
     );
-    let d = decide(
+    let d = conclude(
         &[
-            Replayed {
+            RuleReplay {
                 name: "c",
                 action: Action::Pause,
                 expect_data: false,
                 history: Some(&c),
             },
-            Replayed {
+            RuleReplay {
                 name: "n",
                 action: Action::Notify,
                 expect_data: false,
@@ -126,9 +126,9 @@ fn decide_cuts_at_the_first_rollback() {
         ],
         100,
     );
-    assert_eq!((d.verdict, d.decided_at), (Verdict::Paused, 10));
-    let d = decide(
-        &[Replayed {
+    assert_eq!((d.verdict, d.decided_at), (ReplayOutcome::Paused, 10));
+    let d = conclude(
+        &[RuleReplay {
             name: "c",
             action: Action::Rollback,
             expect_data: false,
@@ -136,9 +136,9 @@ fn decide_cuts_at_the_first_rollback() {
         }],
         100,
     );
-    assert_eq!(d.verdict, Verdict::Inconclusive);
-    let d = decide(
-        &[Replayed {
+    assert_eq!(d.verdict, ReplayOutcome::Inconclusive);
+    let d = conclude(
+        &[RuleReplay {
             name: "n",
             action: Action::Notify,
             expect_data: false,
@@ -146,7 +146,7 @@ fn decide_cuts_at_the_first_rollback() {
         }],
         100,
     );
-    assert_eq!((d.verdict, d.decided_at), (Verdict::Healthy, 100));
+    assert_eq!((d.verdict, d.decided_at), (ReplayOutcome::Healthy, 100));
 }
 
 /// A replay ends inconclusive where a live watch would (`core::ending`): an
@@ -158,31 +158,31 @@ fn decide_is_inconclusive_where_a_watch_would_be() {
         worst: vec![(0, 1.0, Labels::new())],
         ..Default::default()
     };
-    let rule = |expect_data, history| Replayed {
+    let rule = |expect_data, history| RuleReplay {
         name: "r",
         action: Action::Rollback,
         expect_data,
         history,
     };
-    let d = decide(&[rule(true, Some(&empty))], 100);
-    assert_eq!(d.verdict, Verdict::Inconclusive);
+    let d = conclude(&[rule(true, Some(&empty))], 100);
+    assert_eq!(d.verdict, ReplayOutcome::Inconclusive);
     assert_eq!(
         d.reason.as_deref(),
         Some("rule `r` returned no series at any poll and has `expect_data: true`: a renamed metric or label?")
     );
     assert_eq!(
-        decide(&[rule(false, Some(&empty))], 100).verdict,
-        Verdict::Healthy
+        conclude(&[rule(false, Some(&empty))], 100).verdict,
+        ReplayOutcome::Healthy
     );
     assert_eq!(
-        decide(&[rule(true, Some(&with_data))], 100).verdict,
-        Verdict::Healthy
+        conclude(&[rule(true, Some(&with_data))], 100).verdict,
+        ReplayOutcome::Healthy
     );
     let never = RuleHistory {
         never_judged: true,
         ..with_data.clone()
     };
-    let d = decide(&[rule(false, Some(&never))], 100);
+    let d = conclude(&[rule(false, Some(&never))], 100);
     assert!(d.reason.unwrap().contains("insufficient at every poll"));
 }
 

@@ -10,7 +10,7 @@
 //! step or the window's end, not at its last event. So the builder lives here, beside
 //! the `Recorder`, filling the same types.
 
-use crate::core::history::Verdict;
+use crate::core::history::ReplayOutcome;
 use crate::core::rules::WatchSpec;
 use crate::core::time::rfc3339;
 use crate::show::replay::Replayed;
@@ -84,7 +84,7 @@ pub fn record(
         .collect();
     let mut actions = Vec::new();
     if let Some(rule) = &r.decision.rule {
-        let kind = if r.decision.verdict == Verdict::RolledBack {
+        let kind = if r.decision.verdict == ReplayOutcome::RolledBack {
             "rollback"
         } else {
             "pause"
@@ -108,15 +108,15 @@ pub fn record(
         });
     }
     let detail = match (r.decision.verdict, &r.decision.rule) {
-        (Verdict::RolledBack, Some(rule)) => format!(
+        (ReplayOutcome::RolledBack, Some(rule)) => format!(
             "rule `{rule}` would have rolled back at {}",
             rfc3339(r.decision.decided_at)
         ),
-        (Verdict::Paused, Some(rule)) => format!(
+        (ReplayOutcome::Paused, Some(rule)) => format!(
             "rule `{rule}` would have paused at {}",
             rfc3339(r.decision.decided_at)
         ),
-        (Verdict::Inconclusive, _) => format!(
+        (ReplayOutcome::Inconclusive, _) => format!(
             "inconclusive: {}",
             r.decision
                 .reason
@@ -131,7 +131,7 @@ pub fn record(
         rules_file: spec.path.display().to_string(),
         prometheus: prometheus.to_string(),
         started_at: from,
-        ended_at: if r.decision.verdict == Verdict::RolledBack {
+        ended_at: if r.decision.verdict == ReplayOutcome::RolledBack {
             cut
         } else {
             to
