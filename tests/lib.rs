@@ -2,6 +2,11 @@
 //! `prometheus`, started once on a free loopback port, scraping an exporter the tests
 //! control every second), plus a scripted fake Prometheus for injected faults only.
 
+// These tests time real processes (the binary, Prometheus, PostgreSQL) in real seconds,
+// with no tokio runtime to pause: std's monotonic clock is the right one here.
+// (`clippy.toml` bans it in `src/`, where tokio's is the one clock.)
+#![allow(clippy::disallowed_types)]
+
 mod harness;
 
 mod agreement;

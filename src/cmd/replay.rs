@@ -191,7 +191,7 @@ pub async fn run(args: ReplayArgs) -> u8 {
             (None, true) => None,
         };
         let counted = Counted::new(client);
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let code = deploys(&spec, second.as_ref(), &counted, path, now, args.format).await;
         tracing::info!(
             event = "replay_cost",

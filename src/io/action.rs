@@ -461,8 +461,8 @@ mod tests {
                 .map(|s| !s.contains(") Z"))
                 .unwrap_or(false)
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        while running() && std::time::Instant::now() < deadline {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        while running() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         assert!(!running(), "grandchild {pid} survived the timeout");

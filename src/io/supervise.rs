@@ -298,9 +298,9 @@ fn relay(
 /// Waits for the relays to pass on the command's last output: until their pipes end,
 /// but at most 2 s, as a background child of the command may hold them open.
 fn drain(relays: [Option<std::sync::mpsc::Receiver<()>>; 2]) {
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
     for r in relays.into_iter().flatten() {
-        let left = until.saturating_duration_since(std::time::Instant::now());
+        let left = until.saturating_duration_since(tokio::time::Instant::now());
         let _ = r.recv_timeout(left);
     }
 }

@@ -27,7 +27,8 @@ use crate::run::preflight::{self, PreflightError, PreflightWarning, WatchClock};
 use crate::run::watch::{ClockAnchor, Signal};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// One Prometheus and the running watches (id, clock limit) that use it.

@@ -13,7 +13,7 @@ use crate::io::store::{Created, NewWatch, WatchRecord};
 use crate::run::preflight::{self, PreflightWarning, WatchClock};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 impl Agent {

@@ -13,7 +13,8 @@
 use crate::io::store::{Fence, Lease};
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The default lease TTL.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);

@@ -269,7 +269,7 @@ mod tests {
         a.started_ms = crate::core::events::now_ms();
         a.process = Some(ProcessId::of(pid));
         assert_eq!(live_groups(&a, &tag), vec![pid as i32]);
-        let t = std::time::Instant::now();
+        let t = tokio::time::Instant::now();
         let n = wait_for_old_command(&a, &tag, Duration::from_millis(600), "w").await;
         assert_eq!(n, (1, 0));
         assert!(

@@ -11,7 +11,8 @@ use crate::run::agent::metrics::Metrics;
 use crate::run::agent::AgentConfig;
 use crate::run::watch::Start;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
+use tokio::time::Instant;
 
 /// A rule file whose `max_blind` (5m) is longer than its duration (1m), and whose
 /// idempotent rollback fires at the first poll.

@@ -14,7 +14,8 @@ use crate::run::watch::Signal;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 /// How often the last poll of every rule is written (in one transaction). Transitions

@@ -34,7 +34,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
 ) -> Outcome {
     let start = Instant::now();
     let now_wall = match &from.clock {
-        Some(c) => c.at(start.into_std()),
+        Some(c) => c.at(start),
         None => SystemTime::now(),
     };
     let elapsed = match from.origin {

@@ -134,7 +134,7 @@ async fn watch(
     let from = Start {
         clock: Some(ClockAnchor {
             wall: UNIX_EPOCH + Duration::from_secs(T0_SECS),
-            mono: origin.into_std(),
+            mono: origin,
         }),
         ..Start::default()
     };

@@ -101,12 +101,12 @@ pub struct Start {
 #[derive(Debug, Clone, Copy)]
 pub struct ClockAnchor {
     pub wall: SystemTime,
-    pub mono: std::time::Instant,
+    pub mono: tokio::time::Instant,
 }
 
 impl ClockAnchor {
     /// The clock's time at the monotonic instant `at`.
-    pub fn at(&self, at: std::time::Instant) -> SystemTime {
+    pub fn at(&self, at: tokio::time::Instant) -> SystemTime {
         match at.checked_duration_since(self.mono) {
             Some(d) => self.wall + d,
             None => self.wall - self.mono.duration_since(at),
@@ -115,7 +115,7 @@ impl ClockAnchor {
 
     /// The clock's time now.
     pub fn now(&self) -> SystemTime {
-        self.at(std::time::Instant::now())
+        self.at(tokio::time::Instant::now())
     }
 
     /// The clock's time now, Unix ms.

@@ -48,7 +48,7 @@ fn rollback_idempotent_is_a_boolean_defaulting_to_false() {
 /// overflowed `Instant + Duration` and `rollwatch watch` panicked at start.
 #[test]
 fn durations_too_long_to_add_to_a_clock_are_refused() {
-    let now = std::time::Instant::now();
+    let now = tokio::time::Instant::now();
     assert!(now.checked_add(MAX_DURATION).is_some());
     assert!(parse_duration("100y").is_ok());
     for huge in ["18446744073709551615s", "584542046090y", "101y"] {
@@ -93,7 +93,7 @@ fn replays_the_fuzz_corpus_without_panicking() {
                         for w in &warnings {
                             drop(w.render("fuzz.yaml", &text));
                         }
-                        let now = std::time::Instant::now();
+                        let now = tokio::time::Instant::now();
                         for r in &spec.rules {
                             assert!(now.checked_add(r.for_.max(r.interval)).is_some());
                         }
