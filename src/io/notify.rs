@@ -14,6 +14,11 @@
 //! An `alertmanager` channel instead posts alerts to Alertmanager's v2 API (pending and
 //! fired rules, the action, the outcome) and resolves them when the watch ends, so a
 //! team's own routing, grouping and inhibition page as usual.
+//!
+//! Why one file of about 720 lines: the sink and its three channels share the retry
+//! policy, the per-Alertmanager ordering and the delivery tasks that must never delay
+//! an action. The HTTP delivery at the end (`post_json`, `deliver`) is the seam to
+//! split at next.
 
 use crate::core::eval::Labels;
 use crate::core::events::{rfc3339_ms, secs, Event, RuleInfo, Sink};

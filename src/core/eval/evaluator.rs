@@ -3,6 +3,10 @@
 //! `mod.rs` says what the semantics are; this file holds them, so that the judges
 //! (`judge.rs`) and the reading of a poll (`reading.rs`) take what they need from a
 //! sibling rather than from the module that re-exports them.
+//!
+//! Why about 660 lines: `observe_with` and the per-series step it drives are one state
+//! machine (pending, firing, resolved, `no_data`, `breaches` windows); the judges'
+//! arithmetic is already in `judge.rs` and what a poll means in `reading.rs`.
 
 use super::judge::{self, CompareParams, Evidence, Judging};
 use crate::core::series::{Labels, Poll, Sample};
