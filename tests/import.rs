@@ -28,8 +28,8 @@ fn import_and_check(args: &[&str]) -> (WatchSpec, String) {
     assert_eq!(code, 0, "check of\n{stdout}\n{check_err}");
     assert!(checked.contains(&format!("ok: {out}")), "{checked}");
     let opts = LoadOptions {
-        sets: &[],
         check: true,
+        ..Default::default()
     };
     let (spec, _) = load_str("imported.yaml", &stdout, &opts).unwrap();
     (spec, stderr)

@@ -38,6 +38,7 @@ pub async fn run(args: CheckArgs) -> u8 {
             continue;
         }
         let opts = crate::core::rules::LoadOptions {
+            outside: Some(&crate::io::host::HOST),
             sets: &args.sets,
             check: true,
         };

@@ -32,7 +32,7 @@
 
 use crate::cmd::args::{parse_set, prom_client, PromArgs};
 use crate::cmd::rule_file::{load_reporting, print_diagnostics};
-use crate::core::calendar::{self, decide};
+use crate::core::calendar::decide;
 use crate::core::exit;
 use decide::{rfc3339, show, Decision, Reason};
 use jiff::Timestamp;
@@ -104,7 +104,7 @@ pub use crate::run::verdict::RuleStatus;
 
 pub async fn run(args: GateArgs) -> u8 {
     let shown = args.calendar.display().to_string();
-    let cal = match calendar::load(&args.calendar) {
+    let cal = match crate::io::host::load_calendar(&args.calendar) {
         Ok((cal, warnings)) => {
             if !warnings.is_empty() {
                 let text = std::fs::read_to_string(&args.calendar).unwrap_or_default();
@@ -232,6 +232,7 @@ async fn health(
     args: &GateArgs,
 ) -> Result<(Vec<RuleStatus>, Vec<crate::core::rules::Channel>), u8> {
     let opts = crate::core::rules::LoadOptions {
+        outside: Some(&crate::io::host::HOST),
         sets: &args.sets,
         check: false,
     };
@@ -398,7 +399,7 @@ mod tests {
 
     #[test]
     fn text_and_json_say_why_and_when() {
-        let (cal, _) = calendar::load_str(
+        let (cal, _) = crate::core::calendar::load_str(
             "c",
             "timezone: America/New_York\nwindows:\n  - {name: thu, days: [thu], from: \"02:00\", to: \"06:00\"}\nfreezes:\n  - {name: month-end, last_days_of_month: 7}\n",
         )

@@ -150,6 +150,7 @@ pub async fn replay<H: HistorySource>(
 
 fn load(args: &ReplayArgs) -> Option<(WatchSpec, PromClient)> {
     let opts = LoadOptions {
+        outside: Some(&crate::io::host::HOST),
         sets: &args.sets,
         check: false,
     };
@@ -176,6 +177,7 @@ pub async fn run(args: ReplayArgs) -> u8 {
         let second = match (&args.compare_rules, args.judges.is_empty()) {
             (Some(file), _) => {
                 let opts = LoadOptions {
+                    outside: Some(&crate::io::host::HOST),
                     sets: &args.sets,
                     check: false,
                 };
@@ -263,6 +265,7 @@ fn judged_spec(args: &ReplayArgs) -> Option<WatchSpec> {
         Ok(yaml) => {
             let shown = format!("{} (with --judge)", args.rules.display());
             let opts = LoadOptions {
+                outside: Some(&crate::io::host::HOST),
                 sets: &args.sets,
                 check: false,
             };

@@ -12,7 +12,7 @@ pub fn print_diagnostics(path: &str, source: &str, diags: &[Diagnostic]) {
 
 /// Loads a rule file, printing every diagnostic; None (after printing) on errors.
 pub fn load_reporting(path: &std::path::Path, opts: &rules::LoadOptions) -> Option<WatchSpec> {
-    match rules::load(path, opts) {
+    match crate::io::host::load_rules(path, opts) {
         Ok((spec, warnings)) => {
             if !warnings.is_empty() {
                 let text = std::fs::read_to_string(path).unwrap_or_default();

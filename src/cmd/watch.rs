@@ -49,6 +49,7 @@ fn parse_duration_arg(s: &str) -> Result<Duration, String> {
 pub async fn run(args: WatchArgs) -> u8 {
     let mut signals = signal_channel();
     let opts = rules::LoadOptions {
+        outside: Some(&crate::io::host::HOST),
         sets: &args.sets,
         check: false,
     };

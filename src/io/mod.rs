@@ -5,11 +5,14 @@
 //! - `store`: the agent's durable state (SQLite) and its state file;
 //! - `notify`: delivering notifications (webhook, Slack, Alertmanager alerts) without delaying a watch.
 //! - `silence`: the Alertmanager silence a rollback may create.
-//! - `secret`: reading files that hold secrets, if private to their owner.
+//! - `secret`: reading files that hold secrets, if private to their owner;
+//! - `host`: the rule files and calendars read from disk, and the environment and files
+//!   a rule file points at (the core loads only text).
 //!
 //! Edges import only the core.
 
 pub mod action;
+pub mod host;
 pub mod notify;
 pub mod prom;
 pub mod secret;

@@ -251,6 +251,7 @@ mod tests {
             "r.yaml",
             text,
             &crate::core::rules::LoadOptions {
+                outside: None,
                 sets: &[],
                 check: false,
             },

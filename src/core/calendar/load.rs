@@ -11,23 +11,6 @@ use crate::core::yaml::{self, Node, Pos, Value};
 use jiff::civil::{Date, Time, Weekday};
 use jiff::tz::TimeZone;
 use std::collections::BTreeMap;
-use std::path::Path;
-
-/// Loads a calendar file.
-pub fn load(path: &Path) -> Result<Loaded, CalendarError> {
-    let shown = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&shown, &text),
-        Err(e) => Err(CalendarError {
-            path: shown,
-            source_text: String::new(),
-            diagnostics: vec![Diagnostic::error(
-                format!("cannot read the calendar file: {e}"),
-                None,
-            )],
-        }),
-    }
-}
 
 /// Loads a calendar from its text; `path` is only used in messages.
 pub fn load_str(path: &str, text: &str) -> Result<Loaded, CalendarError> {

@@ -16,7 +16,7 @@ pub mod decide;
 mod load;
 mod model;
 
-pub use load::{load, load_str};
+pub use load::load_str;
 pub use model::*;
 
 #[cfg(test)]

@@ -162,6 +162,7 @@ groups:
         "out.yaml",
         &out,
         &LoadOptions {
+            outside: None,
             sets: &[],
             check: true,
         },
@@ -231,6 +232,7 @@ groups:
         "out.yaml",
         &out,
         &LoadOptions {
+            outside: None,
             sets: &[],
             check: true,
         },

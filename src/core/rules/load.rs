@@ -19,12 +19,12 @@ use crate::core::yaml::walk::{fields, required, string, Cx};
 use crate::core::yaml::{self, Node, Pos, Value};
 use command::compile_command;
 use common::{duration, fmt_d, loop_interval};
-pub use common::{parse_duration, LoadOptions, MIN_INTERVAL, WARN_INTERVAL};
+pub use common::{parse_duration, LoadOptions, Outside, MIN_INTERVAL, WARN_INTERVAL};
 use notify::compile_notify;
 use rule::compile_rule;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::Path;
+
 use vars::compile_vars;
 
 /// Everything wrong with a rule file (errors, and the warnings found alongside).
@@ -93,25 +93,6 @@ impl std::error::Error for LoadError {}
 
 /// A loaded watch and the warnings about it.
 pub type Loaded = (WatchSpec, Vec<Diagnostic>);
-
-/// Loads a rule file, applying `--set` overrides.
-pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, LoadError> {
-    let shown = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&shown, &text, opts).map(|(mut spec, w)| {
-            spec.path = path.to_path_buf();
-            (spec, w)
-        }),
-        Err(e) => Err(LoadError {
-            path: shown,
-            source_text: String::new(),
-            diagnostics: vec![Diagnostic::error(
-                format!("cannot read the rule file: {e}"),
-                None,
-            )],
-        }),
-    }
-}
 
 /// Loads a rule file's text; `path` is only used in messages.
 pub fn load_str(path: &str, text: &str, opts: &LoadOptions) -> Result<Loaded, LoadError> {
@@ -204,13 +185,20 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
     let rollback = top.get("rollback").map(|n| {
         (
             n.pos,
-            compile_command(cx, n, "rollback", vars.as_ref(), &allow_option),
+            compile_command(
+                cx,
+                n,
+                "rollback",
+                vars.as_ref(),
+                &allow_option,
+                opts.outside,
+            ),
         )
     });
     let pause = top.get("pause").map(|n| {
         (
             n.pos,
-            compile_command(cx, n, "pause", vars.as_ref(), &allow_option),
+            compile_command(cx, n, "pause", vars.as_ref(), &allow_option, opts.outside),
         )
     });
 
@@ -270,7 +258,7 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
     }
 
     let notify = match top.get("notify") {
-        Some(n) => compile_notify(cx, n),
+        Some(n) => compile_notify(cx, n, opts.outside),
         None => Some(Vec::new()),
     };
 

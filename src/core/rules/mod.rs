@@ -15,6 +15,6 @@ pub mod template;
 // The loader reports in the YAML toolkit's diagnostics; named here too, beside it.
 pub use crate::core::yaml::{Diagnostic, Severity};
 pub use load::{
-    load, load_str, parse_duration, LoadError, LoadOptions, MIN_INTERVAL, WARN_INTERVAL,
+    load_str, parse_duration, LoadError, LoadOptions, Loaded, Outside, MIN_INTERVAL, WARN_INTERVAL,
 };
 pub use spec::*;

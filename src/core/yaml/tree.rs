@@ -82,8 +82,21 @@ impl Node {
 /// An empty document after a `---` (a trailing `---`, normal in Kubernetes YAML) is
 /// no document; a second real document is refused with a sentence, since one file is
 /// one watch.
+/// How deep a document may nest. A rule file, a calendar or a PrometheusRule manifest
+/// nests fewer than ten levels (eight at most in a PrometheusRule manifest); the parser's own default (64) let a fuzzed file of
+/// nested `{{{` flow maps overflow a 2 MiB thread's stack in a debug build (the
+/// agent's tokio workers have 2 MiB too), so the limit is well under it.
+pub const MAX_DEPTH: usize = 16;
+
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        strict_booleans: true,
+        budget: serde_saphyr::budget! { max_depth: MAX_DEPTH },
+    }
+}
+
 pub fn parse(text: &str) -> Result<Node, (String, Option<Pos>)> {
-    let options = serde_saphyr::options! { strict_booleans: true };
+    let options = options();
     let first = match serde_saphyr::from_str_with_options::<Spanned<RawValue>>(text, options) {
         Ok(s) => return Ok(to_node(s)),
         Err(e) => error_of(&e),
@@ -111,7 +124,7 @@ pub fn parse(text: &str) -> Result<Node, (String, Option<Pos>)> {
 
 /// Parses every document of a multi-document YAML stream, skipping empty ones.
 pub fn parse_all(text: &str) -> Result<Vec<Node>, (String, Option<Pos>)> {
-    let options = serde_saphyr::options! { strict_booleans: true };
+    let options = options();
     serde_saphyr::from_multiple_with_options::<Spanned<RawValue>>(text, options)
         .map(|docs| docs.into_iter().map(to_node).collect())
         .map_err(|e| error_of(&e))
@@ -130,6 +143,11 @@ fn error_of(e: &serde_saphyr::Error) -> (String, Option<Pos>) {
 /// The parser's message without its own location (shown separately) or advice meant
 /// for programmers using the library.
 fn clean_message(msg: &str) -> String {
+    if msg.contains("budget breached: Depth") {
+        return format!(
+            "nested more than {MAX_DEPTH} levels deep (a rule file needs a handful): a bracket left open?"
+        );
+    }
     let mut m = msg.replace(", set DuplicateKeyPolicy in Options if acceptable", "");
     if let Some(i) = m.rfind(" at line ") {
         if m[i..].contains(", column ") {

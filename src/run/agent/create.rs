@@ -80,6 +80,7 @@ impl Agent {
             &format!("{}.yaml", def.rules),
             &def.rules_text,
             &rules::LoadOptions {
+                outside: Some(&crate::io::host::HOST),
                 sets: &sets,
                 check: false,
             },

@@ -67,6 +67,7 @@ fn spec() -> WatchSpec {
         "rules.yaml",
         RULES,
         &rules::LoadOptions {
+            outside: None,
             sets: &[],
             check: false,
         },

@@ -25,6 +25,7 @@ pub fn load_snapshot(def: &NewWatch) -> Result<WatchSpec, String> {
         &shown,
         &def.rules_text,
         &rules::LoadOptions {
+            outside: Some(&crate::io::host::HOST),
             sets: &sets,
             check: false,
         },

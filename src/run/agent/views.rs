@@ -93,6 +93,7 @@ impl Agent {
             &format!("{rules}.yaml"),
             &text,
             &rules::LoadOptions {
+                outside: Some(&crate::io::host::HOST),
                 sets: &sets,
                 check: false,
             },

@@ -54,16 +54,43 @@ fn yaml_1_1_booleans_stay_strings() {
     );
 }
 
+/// What a test's rule file may point at: given variables and files, nothing else.
+#[derive(Debug, Default)]
+struct Scripted {
+    vars: std::collections::BTreeMap<&'static str, &'static str>,
+    files: std::collections::BTreeMap<&'static str, &'static str>,
+}
+
+impl crate::core::rules::Outside for Scripted {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(|v| v.to_string())
+    }
+    fn read(&self, path: &str) -> std::io::Result<String> {
+        self.files
+            .get(path)
+            .map(|v| v.to_string())
+            .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+    }
+}
+
+fn load_with(text: &str, outside: &Scripted) -> Result<crate::core::rules::Loaded, LoadError> {
+    let opts = LoadOptions {
+        outside: Some(outside),
+        ..Default::default()
+    };
+    load_str("t.yaml", text, &opts)
+}
+
 #[test]
 fn notify_channels_take_urls_from_env_and_files_and_never_echo_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("url");
-    std::fs::write(&file, "https://hooks.example/secret-token\n").unwrap();
+    let outside = Scripted {
+        vars: [("RW_HOOK", "https://hooks.example/from-env\n")].into(),
+        files: [("/run/secrets/slack", "https://hooks.example/secret-token\n")].into(),
+    };
     let text = format!(
-            "{BASE}notify:\n  - slack: {{file: {}}}\n  - webhook: {{env: RW_UNIT_SURELY_UNSET}}\n  - webhook: not a url with secret-token\n",
-            file.display()
-        );
-    let err = load(&text).unwrap_err();
+        "{BASE}notify:\n  - slack: {{file: /run/secrets/slack}}\n  - webhook: {{env: RW_UNIT_SURELY_UNSET}}\n  - webhook: not a url with secret-token\n"
+    );
+    let err = load_with(&text, &outside).unwrap_err();
     let msgs: Vec<String> = err.errors().map(|d| d.message.clone()).collect();
     assert!(
         msgs.iter().any(|m| m.contains("`RW_UNIT_SURELY_UNSET`")),
@@ -80,16 +107,32 @@ fn notify_channels_take_urls_from_env_and_files_and_never_echo_them() {
         "the only occurrence is the source line itself"
     );
     let ok = format!(
-        "{BASE}notify:\n  - slack: {{file: {}}}\n    on: [rollback, notify]\n    retries: 0\n",
-        file.display()
+        "{BASE}notify:\n  - slack: {{file: /run/secrets/slack}}\n    on: [rollback, notify]\n    retries: 0\n  - webhook: {{env: RW_HOOK}}\n"
     );
-    let (spec, _) = load(&ok).unwrap();
+    let (spec, _) = load_with(&ok, &outside).unwrap();
     assert_eq!(spec.notify[0].url, "https://hooks.example/secret-token");
+    assert_eq!(spec.notify[1].url, "https://hooks.example/from-env");
     assert_eq!(spec.notify[0].retries, 0);
     assert!(
         !format!("{:?}", spec.notify[0]).contains("secret-token"),
         "Debug hides the URL"
     );
+}
+
+/// The core reads nothing outside the text it is given: without an `Outside`, an
+/// `env:` or `file:` source is an error naming it, never a read of this machine.
+#[test]
+fn without_a_host_env_and_file_sources_are_errors_not_reads() {
+    let text =
+        format!("{BASE}notify:\n  - slack: {{file: /etc/hostname}}\n  - webhook: {{env: PATH}}\n");
+    let err = load_str("t.yaml", &text, &LoadOptions::default()).unwrap_err();
+    let msgs: Vec<String> = err.errors().map(|d| d.message.clone()).collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("cannot read `/etc/hostname`") && m.contains("without a host")),
+        "{msgs:?}"
+    );
+    assert!(msgs.iter().any(|m| m.contains("`PATH`")), "{msgs:?}");
 }
 
 #[test]
@@ -114,6 +157,7 @@ fn set_overrides_defaults_and_unknown_set_is_an_error() {
         "t.yaml",
         &text,
         &LoadOptions {
+            outside: None,
             sets: &sets,
             check: false,
         },
@@ -125,6 +169,7 @@ fn set_overrides_defaults_and_unknown_set_is_an_error() {
         "t.yaml",
         &text,
         &LoadOptions {
+            outside: None,
             sets: &bad,
             check: false,
         },
@@ -136,6 +181,7 @@ fn set_overrides_defaults_and_unknown_set_is_an_error() {
         "t.yaml",
         &text,
         &LoadOptions {
+            outside: None,
             sets: &bad,
             check: true
         }
@@ -166,6 +212,7 @@ fn a_refused_value_points_at_the_placeholder_it_fills_even_when_repeated() {
     let text = "vars: {v: x}\nwatch:\n  duration: 1m\n  interval: 5s\nrules:\n  - name: r\n    query: |\n      # it's ${v}\n      x{a=\"${v}\"} > ${v}\n    above: 1\n    for: 0s\n    action: notify\n";
     let sets = [("v".to_string(), "a\"b".to_string())];
     let opts = LoadOptions {
+        outside: None,
         sets: &sets,
         check: false,
     };
@@ -179,6 +226,7 @@ fn a_refused_value_points_at_the_placeholder_it_fills_even_when_repeated() {
     // In check mode an unset variable is still checked, with a stand-in that fits.
     let text = text.replace("vars: {v: x}", "vars: {v: }");
     let opts = LoadOptions {
+        outside: None,
         sets: &[],
         check: true,
     };
@@ -296,4 +344,28 @@ fn a_syntax_error_in_a_second_document_is_said_in_words_where_it_is() {
         }
         assert!(d.pos.unwrap().line >= line - 1, "{second:?}: {e}");
     }
+}
+
+/// A document nested deeper than `MAX_DEPTH` is refused with a sentence and a position,
+/// before any recursion can exhaust a thread's stack (a fuzzed `{{{…` file overflowed
+/// 2 MiB in a debug build under the parser's own limit of 64).
+#[test]
+fn nesting_deeper_than_the_limit_is_refused_in_words() {
+    let nested = |n: usize| format!("watch:\n  duration: {}1m{}\n", "[".repeat(n), "]".repeat(n));
+    let limit = crate::core::yaml::MAX_DEPTH;
+    let err = load(&nested(limit + 1)).unwrap_err();
+    let first = err.errors().next().unwrap();
+    assert!(
+        first
+            .message
+            .contains(&format!("nested more than {limit} levels deep")),
+        "{err}"
+    );
+    assert_eq!(first.pos.map(|p| p.line), Some(2), "{err}");
+    let err = load(&nested(limit - 3)).unwrap_err();
+    assert!(
+        err.errors()
+            .all(|d| !d.message.contains("nested more than")),
+        "{err}"
+    );
 }

@@ -1,7 +1,7 @@
 //! The `rollback:` and `pause:` sections: a command is argv (never a shell), and a
 //! caller's value can neither name the program nor become one of its options.
 
-use super::common::{duration, template_of};
+use super::common::{duration, template_of, Outside};
 use super::vars::shown;
 use crate::core::rules::template::{self, Piece};
 use crate::core::rules::{defaults, CommandSpec};
@@ -15,6 +15,7 @@ pub(super) fn compile_command(
     section: &str,
     vars: Option<&BTreeMap<String, String>>,
     allow_option: &BTreeSet<String>,
+    outside: Option<&dyn Outside>,
 ) -> Option<CommandSpec> {
     let what = format!("`{section}`");
     let keys: &[&str] = if section == "rollback" {
@@ -25,7 +26,7 @@ pub(super) fn compile_command(
     let f = fields(cx, node, &what, keys)?;
     let silence = match (f.get("silence"), vars) {
         (None, _) => Some(None),
-        (Some(n), Some(vars)) => compile_silence(cx, n, vars).map(Some),
+        (Some(n), Some(vars)) => compile_silence(cx, n, vars, outside).map(Some),
         (Some(_), None) => None,
     };
     let timeout = match f.get("timeout") {
@@ -157,6 +158,7 @@ fn compile_silence(
     cx: &mut Cx,
     node: &Node,
     vars: &BTreeMap<String, String>,
+    outside: Option<&dyn Outside>,
 ) -> Option<crate::core::rules::SilenceSpec> {
     let f = fields(
         cx,
@@ -170,7 +172,7 @@ fn compile_silence(
     let for_node = required(cx, &f, "for", "the rollback's `silence`", help);
     let url = url_node.and_then(|n| {
         let label = "the silence's alertmanager";
-        let url = super::notify::secret_url(cx, n, "alertmanager", label)?;
+        let url = super::notify::secret_url(cx, n, "alertmanager", label, outside)?;
         let valid =
             reqwest::Url::parse(&url).is_ok_and(|p| matches!(p.scheme(), "http" | "https"));
         if !valid {

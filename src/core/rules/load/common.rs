@@ -12,11 +12,26 @@ use crate::core::yaml::{Node, Pos, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+/// What a rule file may point at outside itself: the environment variable (`env:`) or
+/// the file (`file:`) a channel's URL is read from. The core reads neither: a command
+/// passes the host's (`io::host::Host`), a test its own, and without one such a
+/// source is an error, so loading stays a function of its inputs (and the fuzzer
+/// never reads the machine).
+pub trait Outside: std::fmt::Debug + Sync {
+    /// The variable's value, if it is set.
+    fn var(&self, name: &str) -> Option<String>;
+    /// The file's text.
+    fn read(&self, path: &str) -> std::io::Result<String>;
+}
+
 /// How to load a file.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions<'a> {
     /// `--set name=value` overrides.
     pub sets: &'a [(String, String)],
+    /// Where `env:` and `file:` sources are read (None: nowhere; such a source is an
+    /// error).
+    pub outside: Option<&'a dyn Outside>,
     /// For `check`: a variable without a default that was not set gets its own name as
     /// a stand-in value, and a `--set` of an undeclared variable is only a warning (one
     /// `--set` may be meant for another of the files checked).

@@ -187,6 +187,7 @@ fn placeholders_in_judge_queries_are_escaped_like_the_query() {
         "t.yaml",
         &file(body),
         &LoadOptions {
+            outside: None,
             sets: &sets,
             check: false,
         },
@@ -200,6 +201,7 @@ fn placeholders_in_judge_queries_are_escaped_like_the_query() {
         "t.yaml",
         &file(body),
         &LoadOptions {
+            outside: None,
             sets: &sets,
             check: false,
         },

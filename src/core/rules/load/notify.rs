@@ -2,7 +2,7 @@
 //! literally, from the environment or from a file) and are never shown.
 //! `alertmanager:` channels also carry extra alert labels.
 
-use super::common::{choice, duration};
+use super::common::{choice, duration, Outside};
 use crate::core::yaml::walk::{fields, required, string, Cx};
 use crate::core::yaml::{Node, Value};
 use std::collections::BTreeMap;
@@ -10,7 +10,11 @@ use std::time::Duration;
 
 /// `notify:` — a list of channels, each `webhook:` or `slack:` with a URL given
 /// literally, as `{env: NAME}` or as `{file: PATH}` (URLs are secrets), and `on:`.
-pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core::rules::Channel>> {
+pub(super) fn compile_notify(
+    cx: &mut Cx,
+    node: &Node,
+    outside: Option<&dyn Outside>,
+) -> Option<Vec<crate::core::rules::Channel>> {
     use crate::core::rules::{Channel, ChannelKind, NOTIFY_KINDS};
     let Value::Seq(items) = &node.value else {
         cx.error(
@@ -85,7 +89,7 @@ pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core
                 ok = false;
             }
         }
-        let url = secret_url(cx, url_node, key, &label);
+        let url = secret_url(cx, url_node, key, &label, outside);
         // The URL is checked without ever echoing it: it may hold a token.
         let url = url.filter(|u| {
             let valid =
@@ -162,7 +166,13 @@ pub(super) fn compile_notify(cx: &mut Cx, node: &Node) -> Option<Vec<crate::core
 }
 
 /// A channel URL: a string, `{env: NAME}` or `{file: PATH}`, never echoed.
-pub(super) fn secret_url(cx: &mut Cx, url_node: &Node, key: &str, label: &str) -> Option<String> {
+pub(super) fn secret_url(
+    cx: &mut Cx,
+    url_node: &Node,
+    key: &str,
+    label: &str,
+    outside: Option<&dyn Outside>,
+) -> Option<String> {
     match &url_node.value {
         Value::Str(s) => Some(s.clone()),
         Value::Map(_) => {
@@ -174,8 +184,8 @@ pub(super) fn secret_url(cx: &mut Cx, url_node: &Node, key: &str, label: &str) -
             );
             match src.as_ref().map(|s| (s.get("env"), s.get("file"))) {
                 Some((Some(n), None)) => {
-                    string(cx, n, "env").and_then(|name| match std::env::var(&name) {
-                        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
+                    string(cx, n, "env").and_then(|name| match outside.and_then(|o| o.var(&name)) {
+                        Some(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
                         _ => {
                             cx.error_help(
                                 format!("the environment variable `{name}` for {label} is not set"),
@@ -187,7 +197,7 @@ pub(super) fn secret_url(cx: &mut Cx, url_node: &Node, key: &str, label: &str) -
                     })
                 }
                 Some((None, Some(n))) => {
-                    string(cx, n, "file").and_then(|path| match std::fs::read_to_string(&path) {
+                    string(cx, n, "file").and_then(|path| match read(outside, &path) {
                         Ok(v) if !v.trim().is_empty() => Some(v.trim().to_string()),
                         Ok(_) => {
                             cx.error(format!("the file `{path}` for {label} is empty"), n.pos);
@@ -271,4 +281,15 @@ fn alert_labels(cx: &mut Cx, node: &Node) -> Option<BTreeMap<String, String>> {
         }
     }
     ok.then_some(out)
+}
+
+/// A `file:` source's text, from `outside` (without one, nothing is read).
+fn read(outside: Option<&dyn Outside>, path: &str) -> std::io::Result<String> {
+    match outside {
+        Some(o) => o.read(path),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "files are not read when loading without a host",
+        )),
+    }
 }

@@ -2,6 +2,7 @@ use super::*;
 use crate::core::eval::Threshold;
 use crate::core::rules::load::common::MAX_DURATION;
 use crate::core::rules::structure;
+use std::path::Path;
 
 #[test]
 fn a_variable_can_never_name_the_program() {
@@ -83,6 +84,7 @@ fn replays_the_fuzz_corpus_without_panicking() {
             for opts in [
                 LoadOptions::default(),
                 LoadOptions {
+                    outside: None,
                     sets: &sets,
                     check: true,
                 },
@@ -184,6 +186,7 @@ fn alert_rules_read_alerts_and_values_stay_label_values() {
         "r.yaml",
         &file("    alert: A\n    labels: {service: \"${service}\"}\n"),
         &LoadOptions {
+            outside: None,
             sets: &sets,
             check: false,
         },

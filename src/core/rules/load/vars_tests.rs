@@ -15,7 +15,15 @@ fn with(text: &str, sets: &[(&str, &str)], check: bool) -> Result<Loaded, LoadEr
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    load_str("t.yaml", text, &LoadOptions { sets: &sets, check })
+    load_str(
+        "t.yaml",
+        text,
+        &LoadOptions {
+            sets: &sets,
+            check,
+            outside: None,
+        },
+    )
 }
 
 fn err(text: &str, sets: &[(&str, &str)]) -> String {
