@@ -200,6 +200,20 @@ fn agree(rule: &str) -> (Value, Value) {
     for (l, r) in live_polls.iter().zip(&replay_polls).take(n) {
         assert_eq!(l, r, "a poll reads differently\n{}", context());
     }
+    // Replay's peak is the highest value the watch showed up to the end (every rule
+    // here is "higher is worse"), `compare` included (the canary's median).
+    let cut = fired_at(&watched).unwrap_or(i64::MAX);
+    let live_peak = live_polls
+        .iter()
+        .filter(|(t, ..)| *t <= cut)
+        .filter_map(|(_, v, ..)| v.as_f64())
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(
+        doc["rules"][0]["peak"].as_f64(),
+        Some(live_peak),
+        "replay's peak is not the watch's\n{doc:#}\n{}",
+        context()
+    );
     (watched, doc)
 }
 

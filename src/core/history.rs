@@ -39,8 +39,12 @@ pub struct RuleHistory {
     pub entries: Vec<Entry>,
     /// Which way the rule's value is worse.
     pub worse: Worse,
-    /// The worst series at each step (`Reading::worst`): (unix ms, value, labels).
-    pub worst: Vec<(i64, f64, Labels)>,
+    /// The value the rule showed at each step (`Reading::value`: its worst series',
+    /// or for `compare` the canary's median) and the series it came from (`{}` for
+    /// `compare`): (unix ms, value, labels).
+    pub shown: Vec<(i64, f64, Labels)>,
+    /// One of its steps had a usable sample (what a watch calls `ever_data`).
+    pub ever_data: bool,
     /// The rule's state and worst value at every step, as a watch would show it.
     pub states: Vec<(i64, Option<f64>, crate::core::events::RuleState)>,
     pub steps: usize,
@@ -55,10 +59,10 @@ pub struct RuleHistory {
 }
 
 impl RuleHistory {
-    /// The worst series over the steps up to `until` (unix ms; inclusive), the way the
-    /// rule's value is worse: the first of equals.
+    /// The worst value the rule showed over the steps up to `until` (unix ms;
+    /// inclusive), the way its value is worse: the first of equals.
     pub fn peak(&self, until: i64) -> Option<&(i64, f64, Labels)> {
-        let upto = self.worst.iter().filter(|(t, _, _)| *t <= until);
+        let upto = self.shown.iter().filter(|(t, _, _)| *t <= until);
         self.worse.worst(upto, |(_, v, _)| *v)
     }
 }
@@ -188,8 +192,13 @@ pub fn replay_judged(
         };
         // What the poll means, exactly as the watch loop reads it.
         let reading = eval.read(at, &poll, extra);
-        if let Some(w) = &reading.worst {
-            out.worst.push((at_ms, w.value, w.labels.clone()));
+        out.ever_data |= reading.worst.is_some();
+        if let Some(v) = reading.value {
+            let labels = match &reading.worst {
+                Some(w) if params.judge.compare.is_none() => w.labels.clone(),
+                _ => Labels::new(),
+            };
+            out.shown.push((at_ms, v, labels));
         }
         out.references.push((at_ms, reading.reference));
         out.states.push((at_ms, reading.value, reading.state));
@@ -332,7 +341,7 @@ pub fn conclude(rules: &[RuleReplay], to: i64) -> Conclusion {
             last_ok: r.history.is_some(),
             ever_ok: r.history.is_some(),
             insufficient: r.history.is_some_and(|h| h.never_judged),
-            ever_data: r.history.is_some_and(|h| !h.worst.is_empty()),
+            ever_data: r.history.is_some_and(|h| h.ever_data),
             expect_data: r.expect_data,
         })
         .collect();

@@ -155,7 +155,7 @@ fn decide_cuts_at_the_first_rollback() {
 fn decide_is_inconclusive_where_a_watch_would_be() {
     let empty = RuleHistory::default();
     let with_data = RuleHistory {
-        worst: vec![(0, 1.0, Labels::new())],
+        ever_data: true,
         ..Default::default()
     };
     let rule = |expect_data, history| RuleReplay {
