@@ -4,43 +4,10 @@
 //! answers its queries. Each instance owns one series, `rw_value{test="<name>"}`.
 
 use crate::harness::backend::Backend;
-use crate::harness::rule_file::{rule_file, series, SERIES_OF_VAR};
+use crate::harness::rule_file::{logged_actions as actions, logging_actions as rules, series};
 use crate::harness::victoria::victoria;
 use crate::harness::{now_ms, prometheus, start, Scratch};
 use std::time::Duration;
-
-/// A rule file with one rule `r` on the test's series; the rollback and pause append
-/// "<action> <rule> <unix ms>" to @DIR@/actions.log.
-fn rules(test: &str, rule: &str, watch: &str) -> String {
-    rule_file()
-        .var("test", test)
-        .watch(watch)
-        .rollback(
-            "echo rollback $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
-            Some("30s"),
-        )
-        .pause(
-            "echo pause $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
-            Some("30s"),
-        )
-        .rule("r", Some(SERIES_OF_VAR), rule)
-        .build()
-}
-
-/// (action, rule, unix ms) of each line of actions.log.
-fn actions(s: &Scratch) -> Vec<(String, String, u64)> {
-    s.lines("actions.log")
-        .iter()
-        .map(|l| {
-            let parts: Vec<&str> = l.split_whitespace().collect();
-            (
-                parts[0].to_string(),
-                parts[1].to_string(),
-                parts[2].parse().unwrap(),
-            )
-        })
-        .collect()
-}
 
 /// A breach held past `for: 6s` rolls back once, never before `for`, within one poll
 /// of it.

@@ -2,36 +2,16 @@
 //! (the scenarios also run on VictoriaMetrics are in `scenarios.rs`).
 //! Each test owns one series, `rw_value{test="<name>"}`.
 
-use crate::harness::rule_file::{rule_file, series, SERIES_OF_VAR};
+use crate::harness::rule_file::{logged_actions, logging_actions as rules, series};
 use crate::harness::{prometheus, start, Scratch};
 use nix::sys::signal::Signal;
 use std::time::Duration;
 
-/// A rule file with one rule on `rw_value{test="<test>"}`; the rollback and pause
-/// commands append "<action> <rule> <unix ms>" to @DIR@/actions.log.
-fn rules(test: &str, rule: &str, watch: &str) -> String {
-    rule_file()
-        .var("test", test)
-        .watch(watch)
-        .rollback(
-            "echo rollback $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
-            Some("30s"),
-        )
-        .pause(
-            "echo pause $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
-            Some("30s"),
-        )
-        .rule("r", Some(SERIES_OF_VAR), rule)
-        .build()
-}
-
+/// (action, unix ms) of each line of actions.log.
 fn action_times(s: &Scratch) -> Vec<(String, u64)> {
-    s.lines("actions.log")
-        .iter()
-        .map(|l| {
-            let parts: Vec<&str> = l.split_whitespace().collect();
-            (parts[0].to_string(), parts[2].parse().unwrap())
-        })
+    logged_actions(s)
+        .into_iter()
+        .map(|(a, _, t)| (a, t))
         .collect()
 }
 

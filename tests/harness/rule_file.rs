@@ -131,3 +131,37 @@ pub fn series(test: &str) -> String {
 
 /// The same series, its test given by the `${test}` variable.
 pub const SERIES_OF_VAR: &str = "rw_value{test=\"${test}\"}";
+
+/// A rule file with one rule `r` on the test's series (`rw_value{test="<test>"}`) whose
+/// rollback and pause append "<action> <rule> <unix ms>" to @DIR@/actions.log, read
+/// back with `logged_actions`.
+pub fn logging_actions(test: &str, rule: &str, watch: &str) -> String {
+    rule_file()
+        .var("test", test)
+        .watch(watch)
+        .rollback(
+            "echo rollback $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .pause(
+            "echo pause $ROLLWATCH_RULE $(date +%s%3N) >> @DIR@/actions.log",
+            Some("30s"),
+        )
+        .rule("r", Some(SERIES_OF_VAR), rule)
+        .build()
+}
+
+/// (action, rule, unix ms) of each line of the actions.log `logging_actions` writes.
+pub fn logged_actions(s: &super::Scratch) -> Vec<(String, String, u64)> {
+    s.lines("actions.log")
+        .iter()
+        .map(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            (
+                parts[0].to_string(),
+                parts[1].to_string(),
+                parts[2].parse().unwrap(),
+            )
+        })
+        .collect()
+}

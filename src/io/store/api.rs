@@ -268,6 +268,35 @@ pub struct ActionRow {
     pub token: Option<i64>,
 }
 
+#[cfg(test)]
+impl ActionRow {
+    /// A row for the restart rule's table tests: action `id` of `kind` (its rule
+    /// `<kind>-rule`, argv `x`, token 1), in `state`, with how it ended and what it re-ran.
+    pub fn sample(
+        id: i64,
+        kind: &str,
+        state: ActionState,
+        succeeded: Option<bool>,
+        rerun_of: Option<i64>,
+    ) -> ActionRow {
+        ActionRow {
+            id,
+            kind: kind.into(),
+            rule: format!("{kind}-rule"),
+            argv: vec!["x".into()],
+            state,
+            result: None,
+            succeeded,
+            started_ms: 0,
+            finished_ms: None,
+            rerun_of,
+            env: Vec::new(),
+            process: None,
+            token: Some(1),
+        }
+    }
+}
+
 /// Whether `create` stored a new watch or found one with that id.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {

@@ -7,21 +7,7 @@ fn row(
     ok: Option<bool>,
     rerun_of: Option<i64>,
 ) -> ActionRow {
-    ActionRow {
-        id,
-        kind: kind.into(),
-        rule: format!("{kind}-rule"),
-        argv: vec!["x".into()],
-        state,
-        result: None,
-        succeeded: ok,
-        started_ms: 0,
-        finished_ms: None,
-        rerun_of,
-        env: Vec::new(),
-        process: None,
-        token: Some(1),
-    }
+    ActionRow::sample(id, kind, state, ok, rerun_of)
 }
 
 fn live(paused_by: Option<&str>, failed: Option<ActionStatus>) -> ResumePlan {
