@@ -17,7 +17,7 @@
 
 use crate::cmd::args::{prom_client, PromArgs};
 use crate::cmd::rule_file::load_reporting;
-use crate::core::history::{conclude, replay_judged, ReplayOutcome, RuleHistory};
+use crate::core::history::{conclude, ReplayOutcome, RuleHistory};
 use crate::core::rules::overrides::apply_judges;
 use crate::core::rules::{LoadOptions, WatchSpec};
 use crate::core::time::{parse_deploys, parse_time, rfc3339};
@@ -100,16 +100,21 @@ pub async fn replay<H: HistorySource>(
         // The rule's history and its judges' (guard, stable side, baseline): each one
         // fetch for the whole window, never one per step.
         let h = match fetch(source, rule, from, to).await {
-            Ok(series) => fetch_judges(source, rule, from, to).await.map(|judges| {
-                replay_judged(
+            Ok(series) => match fetch_judges(source, rule, from, to).await {
+                Ok(judges) => Ok(crate::io::prom::steps::replay(
+                    source,
+                    rule,
                     rule.params_over(Duration::from_millis((to - from).max(0) as u64)),
                     from,
                     to,
                     step,
+                    spec.step_for(rule, None),
                     &series,
                     &judges,
                 )
-            }),
+                .await),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         histories.push(h);

@@ -147,7 +147,9 @@ pub fn replay_rule(
     replay_judged(params, from, to, step, series, &JudgeHistory::default())
 }
 
-/// `replay_rule` with the history of the rule's judges.
+/// `replay_rule` with the history of the rule's judges: every poll on the grid, read
+/// as the watch reads it, without looking between polls (`Replaying` is what replay
+/// drives with the steps between them, `io::prom::steps::replay`).
 pub fn replay_judged(
     params: Params,
     from: i64,
@@ -156,42 +158,109 @@ pub fn replay_judged(
     series: &[RangeSeries],
     judges: &JudgeHistory,
 ) -> RuleHistory {
-    let (steps, polls) = polls_on_grid(from, to, step, series);
-    let grid =
-        |s: &Option<Vec<RangeSeries>>| s.as_ref().map(|s| polls_on_grid(from, to, step, s).1);
-    let guard = grid(&judges.guard);
-    let stable = grid(&judges.stable);
-    let (base_steps, base_fixed) = match &judges.baseline {
-        Some(BaselineHistory::Offset(s)) => (Some(polls_on_grid(from, to, step, s).1), None),
-        Some(BaselineHistory::Fixed(v)) => (None, Some(Poll::Samples(v.clone()))),
-        None => (None, None),
-    };
-    let at_step = |m: &Option<BTreeMap<usize, Vec<Sample>>>, k: usize| {
-        m.as_ref()
-            .map(|m| Poll::Samples(m.get(&k).cloned().unwrap_or_default()))
-    };
-    let mut eval = RuleEval::new(params);
-    let mut out = RuleHistory {
-        steps,
-        worse: eval.worse(),
-        ..Default::default()
-    };
-    for k in 0..steps {
-        let at_ms = from + k as i64 * step;
-        let poll = Poll::Samples(polls.get(&k).cloned().unwrap_or_default());
-        let at = Duration::from_millis((k as i64 * step) as u64);
-        let (g, st, b) = (
-            at_step(&guard, k),
-            at_step(&stable, k),
-            at_step(&base_steps, k),
-        );
+    let mut r = Replaying::new(params, from, to, step, series, judges);
+    let fixed = r.fixed_baseline().cloned();
+    while r.next_at().is_some() {
+        let (at, poll, guard, stable, baseline) = r.grid_poll();
         let extra = crate::core::eval::Extra {
-            guard: g.as_ref(),
-            stable: st.as_ref(),
-            baseline: b.as_ref().or(base_fixed.as_ref()),
+            guard: guard.as_ref(),
+            stable: stable.as_ref(),
+            baseline: baseline.as_ref().or(fixed.as_ref()),
         };
-        // What the poll means, exactly as the watch loop reads it.
-        let reading = eval.read(at, &poll, extra);
+        let reading = r.eval.read(at, &poll, extra);
+        r.record(at, reading);
+    }
+    r.finish()
+}
+
+/// A replay in progress: the polls on the grid, the rule's evaluator, and what the
+/// replayed watch showed so far. Its driver reads each poll (and any poll between
+/// them, such as the confirming poll of a pending breach) and records the reading.
+pub struct Replaying {
+    pub eval: RuleEval,
+    out: RuleHistory,
+    polls: BTreeMap<usize, Vec<Sample>>,
+    guard: Option<BTreeMap<usize, Vec<Sample>>>,
+    stable: Option<BTreeMap<usize, Vec<Sample>>>,
+    base_steps: Option<BTreeMap<usize, Vec<Sample>>>,
+    base_fixed: Option<Poll>,
+    from: i64,
+    step: i64,
+    k: usize,
+}
+
+/// One grid poll: its time, the rule's poll and its judges' (guard, stable, offset
+/// baseline) at it.
+pub type GridPoll = (Duration, Poll, Option<Poll>, Option<Poll>, Option<Poll>);
+
+impl Replaying {
+    pub fn new(
+        params: Params,
+        from: i64,
+        to: i64,
+        step: i64,
+        series: &[RangeSeries],
+        judges: &JudgeHistory,
+    ) -> Self {
+        let (steps, polls) = polls_on_grid(from, to, step, series);
+        let grid =
+            |s: &Option<Vec<RangeSeries>>| s.as_ref().map(|s| polls_on_grid(from, to, step, s).1);
+        let (base_steps, base_fixed) = match &judges.baseline {
+            Some(BaselineHistory::Offset(s)) => (Some(polls_on_grid(from, to, step, s).1), None),
+            Some(BaselineHistory::Fixed(v)) => (None, Some(Poll::Samples(v.clone()))),
+            None => (None, None),
+        };
+        let eval = RuleEval::new(params);
+        Replaying {
+            out: RuleHistory {
+                steps,
+                worse: eval.worse(),
+                ..Default::default()
+            },
+            eval,
+            polls,
+            guard: grid(&judges.guard),
+            stable: grid(&judges.stable),
+            base_steps,
+            base_fixed,
+            from,
+            step,
+            k: 0,
+        }
+    }
+
+    /// The time of the next grid poll (from the window's start), if any is left.
+    pub fn next_at(&self) -> Option<Duration> {
+        (self.k < self.out.steps).then(|| Duration::from_millis((self.k as i64 * self.step) as u64))
+    }
+
+    /// A `before:` baseline, fixed for the window.
+    pub fn fixed_baseline(&self) -> Option<&Poll> {
+        self.base_fixed.as_ref()
+    }
+
+    /// Takes the next grid poll and its judges' inputs.
+    pub fn grid_poll(&mut self) -> GridPoll {
+        let k = self.k;
+        self.k += 1;
+        let at_step = |m: &Option<BTreeMap<usize, Vec<Sample>>>| {
+            m.as_ref()
+                .map(|m| Poll::Samples(m.get(&k).cloned().unwrap_or_default()))
+        };
+        (
+            Duration::from_millis((k as i64 * self.step) as u64),
+            Poll::Samples(self.polls.get(&k).cloned().unwrap_or_default()),
+            at_step(&self.guard),
+            at_step(&self.stable),
+            at_step(&self.base_steps),
+        )
+    }
+
+    /// Records what a poll at `at` (from the window's start) showed.
+    pub fn record(&mut self, at: Duration, reading: crate::core::eval::Reading) {
+        let params = *self.eval.params();
+        let out = &mut self.out;
+        let at_ms = self.from + at.as_millis() as i64;
         out.ever_data |= reading.worst.is_some();
         if let Some(v) = reading.value {
             let labels = match &reading.worst {
@@ -231,9 +300,12 @@ pub fn replay_judged(
             });
         }
     }
-    out.never_judged = eval.never_judged();
-    out.insufficient = eval.insufficient_count();
-    out
+
+    pub fn finish(mut self) -> RuleHistory {
+        self.out.never_judged = self.eval.never_judged();
+        self.out.insufficient = self.eval.insufficient_count();
+        self.out
+    }
 }
 
 /// How a replayed watch would have ended.

@@ -261,6 +261,11 @@ impl RuleEval {
         &self.series
     }
 
+    /// The series state, for `onset` (a sibling that moves a breach's start).
+    pub(super) fn series_mut(&mut self) -> &mut BTreeMap<Labels, SeriesState> {
+        &mut self.series
+    }
+
     /// `breaches: M of N`: each pending or firing series' window, as
     /// `window_text` writes it (what `serve` stores with a rule's last poll, so that a
     /// restart continues the count); None for a rule without `breaches`.

@@ -17,7 +17,9 @@
 //!   about every duplicated label set, so the poll says it happened;
 //! - a series goes *pending* at the first poll that breaches, and *fires* at the first
 //!   later poll that still breaches once `for` has elapsed since it went pending
-//!   (`for: 0s` fires on the first breaching poll);
+//!   (`for: 0s` fires on the first breaching poll); where the breach began and whether
+//!   it held are then read in the data, step by step (`onset.rs`), so `for` counts from
+//!   the data, not from the polls;
 //! - a poll where the series does not breach resets it;
 //! - a poll where the series is absent (or NaN) follows `no_data`: `ok` resets it,
 //!   `breach` counts it as breaching, `hold` leaves its state exactly as it was;
@@ -52,6 +54,7 @@
 
 mod evaluator;
 mod judge;
+mod onset;
 mod reading;
 
 pub use crate::core::series::{Labels, Poll, Sample};
@@ -59,4 +62,5 @@ pub use evaluator::*;
 pub use judge::{
     BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging, OnLabels,
 };
+pub use onset::StepPoll;
 pub use reading::{Reading, RuleState, Worse};

@@ -158,6 +158,8 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
                 "max_blind",
                 "query_timeout",
                 "prometheus",
+                "step",
+                "lag",
             ],
         )
     });
@@ -166,7 +168,15 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
     let mut max_blind = Some(defaults::MAX_BLIND);
     let mut query_timeout = Some(defaults::QUERY_TIMEOUT);
     let mut prometheus = None;
+    let mut step = Some(None);
+    let mut lag = Some(defaults::LAG);
     if let Some(w) = &watch {
+        if let Some(n) = w.get("step") {
+            step = duration(cx, n, "watch.step", false).map(Some);
+        }
+        if let Some(n) = w.get("lag") {
+            lag = duration(cx, n, "watch.lag", true);
+        }
         duration_ = required(cx, w, "duration", "`watch`", "add e.g. `duration: 30m`")
             .and_then(|n| duration(cx, n, "watch duration", false));
         interval = required(cx, w, "interval", "`watch`", "add e.g. `interval: 15s`")
@@ -311,6 +321,8 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         interval: interval?,
         max_blind: max_blind?,
         query_timeout: query_timeout?,
+        step: step?,
+        lag: lag?,
         prometheus,
         rollback: match rollback {
             Some((_, c)) => Some(c?),

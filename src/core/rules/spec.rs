@@ -17,6 +17,13 @@ pub mod defaults {
     pub const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
     /// A rollback or pause command is killed after this long.
     pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+    /// The data's resolution when `watch.step` is not given and Prometheus does not
+    /// say its scrape interval (at most the rule's interval): Prometheus's usual
+    /// scrape interval.
+    pub const STEP: Duration = Duration::from_secs(15);
+    /// How long after an instant its samples are taken to be in Prometheus (the
+    /// confirming poll of a pending breach asks about `since + for` this much later).
+    pub const LAG: Duration = Duration::from_millis(100);
 }
 
 /// The longest value a variable may have, in bytes. Values name services, versions
@@ -53,6 +60,12 @@ pub struct WatchSpec {
     pub interval: Duration,
     pub max_blind: Duration,
     pub query_timeout: Duration,
+    /// `watch.step`: the resolution at which a breach's start and its `for` are read
+    /// in the data (`core::eval::onset`); None: the scrape interval, or
+    /// `defaults::STEP`.
+    pub step: Option<Duration>,
+    /// `watch.lag`: how long after an instant its samples are queried.
+    pub lag: Duration,
     /// `watch.prometheus` from the file, if given.
     pub prometheus: Option<String>,
     pub rollback: Option<CommandSpec>,
@@ -60,6 +73,19 @@ pub struct WatchSpec {
     pub rules: Vec<Rule>,
     /// Notification channels (`notify:`).
     pub notify: Vec<Channel>,
+}
+
+impl WatchSpec {
+    /// The resolution at which `rule`'s breaches are read in the data: `watch.step`,
+    /// else the scrape interval when known, else `defaults::STEP`; never coarser than
+    /// the rule's own interval.
+    pub fn step_for(&self, rule: &Rule, scrape: Option<Duration>) -> Duration {
+        self.step
+            .or(scrape)
+            .unwrap_or(defaults::STEP)
+            .min(rule.interval)
+            .max(Duration::from_millis(1))
+    }
 }
 
 /// The kinds of notification a channel can subscribe to with `on:`.

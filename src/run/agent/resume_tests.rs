@@ -47,8 +47,31 @@ impl Seen {
     }
 }
 
-/// Breaches at every poll.
+/// Breaches at every poll (and at every step of a range).
 struct Breaching;
+
+impl crate::io::prom::HistorySource for Breaching {
+    async fn query_range(
+        &self,
+        _: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<crate::io::prom::RangeResult, QueryError> {
+        let points = (0..)
+            .map(|k| start_ms + k * step_ms.max(1))
+            .take_while(|t| *t <= end_ms)
+            .map(|t| (t, 1.0))
+            .collect();
+        Ok(crate::io::prom::RangeResult {
+            series: vec![crate::io::prom::RangeSeries {
+                labels: Default::default(),
+                points,
+            }],
+            warnings: Vec::new(),
+        })
+    }
+}
 
 impl MetricsSource for Breaching {
     async fn query(&self, _: &str, _: SystemTime) -> Result<QueryResult, QueryError> {

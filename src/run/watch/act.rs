@@ -14,6 +14,7 @@ use super::start::{labels_json, rule_info, WatchOptions};
 use super::state::{Silencing, Watch};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{CommandSpec, Rule, WatchSpec};
+use crate::io::prom::{HistorySource, MetricsSource};
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -102,7 +103,7 @@ pub fn finished_event(kind: &'static str, rule: &str, report: &ActionReport) -> 
     }
 }
 
-impl<R: ActionRunner> Watch<'_, R> {
+impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// Emits `silenced` for each silence whose creation ended; with `wait`, first waits
     /// (at most `SILENCE_WAIT` in all) for those still being made. The watch's ending
     /// is never behind this: `run_from` waits only after `watch_finished`.
@@ -141,7 +142,7 @@ impl<R: ActionRunner> Watch<'_, R> {
     }
 }
 
-impl<R: ActionRunner> Watch<'_, R> {
+impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// Runs (or, in a dry run, describes) an action. None in a dry run.
     ///
     /// The command starts only once the journal has claimed it; a claim that cannot be

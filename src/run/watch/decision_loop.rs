@@ -5,13 +5,13 @@ use super::act;
 use super::journal::NoJournal;
 use super::outcome::{Outcome, Signal};
 use super::poller::{aligned_first, poll_loop};
-use super::start::{fmt_d, Judged, PollDone, Start, WatchOptions};
+use super::start::{fmt_d, unix_ms, Judged, PollDone, Start, WatchOptions};
 use super::state::{Blind, Watch};
 use crate::core::eval::{Poll, RuleEval};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::action::ActionRunner;
-use crate::io::prom::MetricsSource;
+use crate::io::prom::{HistorySource, MetricsSource};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -23,7 +23,7 @@ use tracing::error;
 /// Runs a watch to its end from a given `Start` (see there; the default for a new
 /// watch, what `serve` restores to resume one). `signals` delivers SIGINT/SIGTERM (or
 /// a test's stand-in); every decision goes to `sinks`.
-pub async fn run_from<S: MetricsSource, R: ActionRunner>(
+pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     spec: &WatchSpec,
     source: Arc<S>,
     runner: &R,
@@ -76,8 +76,23 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         Some(j) if j.len() == spec.rules.len() => j,
         _ => vec![Judged::default(); spec.rules.len()],
     };
+    let lag = spec.lag + from.ahead;
+    let steps = spec
+        .rules
+        .iter()
+        .map(|r| spec.step_for(r, from.scrape))
+        .collect();
+    let n = spec.rules.len();
     let mut w = Watch {
         spec,
+        source: source.clone(),
+        start,
+        elapsed,
+        origin: crate::io::prom::steps::Origin(unix_ms(start_wall)),
+        steps,
+        lag,
+        last_at: vec![None; n],
+        tried: vec![None; n],
         clock: from.clock,
         runner,
         opts,
@@ -136,6 +151,7 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
         if let Some(sig) = w.deferred_signal {
             break Outcome::Interrupted(sig);
         }
+        let confirm = w.confirm_deadline();
         tokio::select! {
             biased;
             Some(sig) = w.signals.recv() => {
@@ -165,6 +181,14 @@ pub async fn run_from<S: MetricsSource, R: ActionRunner>(
                 );
                 error!(event = "blind", "{reason}");
                 break Outcome::Inconclusive { reason };
+            }
+            // A pending breach's `for` has elapsed in the data: its confirming poll,
+            // now rather than at the rule's next tick (`confirm.rs`). Never past the
+            // end: the end branch comes first.
+            _ = sleep_until(confirm.unwrap_or(end)), if confirm.is_some_and(|c| c < end) => {
+                if let Some(outcome) = w.confirm_now().await {
+                    break outcome;
+                }
             }
             Some(done) = rx.recv() => {
                 blind.saw(&done);

@@ -10,13 +10,14 @@ use crate::core::ending::{unjudged, RuleSeen};
 use crate::core::eval::{Evidence, Extra, Phase, Poll, Transition};
 use crate::core::events::{Event, SeriesValue};
 use crate::core::rules::{Action, ExtraKind};
+use crate::io::prom::{HistorySource, MetricsSource};
 use crate::io::action::{ActionRunner, ActionStatus};
 
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
-impl<R: ActionRunner> Watch<'_, R> {
+impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     pub(super) fn finish(&self) -> Outcome {
         for (rule, eval) in self.spec.rules.iter().zip(&self.evals) {
             for (labels, s) in eval.series() {
@@ -110,8 +111,27 @@ impl<R: ActionRunner> Watch<'_, R> {
         None
     }
 
-    /// Handles one poll; Some(outcome) ends the watch.
+    /// Handles one poll; Some(outcome) ends the watch. A pending breach whose `for`
+    /// elapsed before this poll is confirmed first, at its own instant
+    /// (`confirm.rs`): a confirmation the timer could not make (a failed query, a
+    /// catch-up after a restart) is never skipped.
     pub(super) async fn handle(&mut self, done: PollDone) -> Option<Outcome> {
+        let mut last = None;
+        while let Some(c) = self.evals[done.rule]
+            .next_due()
+            .filter(|c| *c < done.at && Some(*c) != last)
+        {
+            last = Some(c);
+            if let Some(o) = self.confirm_poll(done.rule, c).await {
+                return Some(o);
+            }
+        }
+        self.handle_one(done).await
+    }
+
+    /// Reads one poll (confirming the pending span first when `for` has elapsed at
+    /// it, and looking for where a breach that begins at it began) and acts on it.
+    pub(super) async fn handle_one(&mut self, done: PollDone) -> Option<Outcome> {
         let i = done.rule;
         let spec = self.spec;
         let rule = &spec.rules[i];
@@ -181,7 +201,21 @@ impl<R: ActionRunner> Watch<'_, R> {
             baseline: pick(ExtraKind::Baseline).or(self.before[i].as_ref()),
             stable: pick(ExtraKind::Stable),
         };
-        let reading = self.evals[i].read(done.at, &poll, extra);
+        // What the poll means, with `for` counted in the data (`io::prom::steps::read`).
+        let prev = self.last_at[i].replace(done.at);
+        let reading = crate::io::prom::steps::read(
+            &*self.source,
+            rule,
+            &mut self.evals[i],
+            self.origin,
+            self.steps[i],
+            prev,
+            done.at,
+            &poll,
+            extra,
+            self.before[i].as_ref(),
+        )
+        .await;
         let notes = self.evals[i].notes().clone();
         // A guard that cannot be matched is a failed poll, never a silent sum.
         let error = match &notes.guard_refused {

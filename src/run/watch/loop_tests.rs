@@ -12,7 +12,7 @@ use crate::core::rules::WatchSpec;
 use crate::core::rules::{load_str, LoadOptions};
 use crate::core::series::Sample;
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
-use crate::io::prom::{MetricsSource, QueryError, QueryResult};
+use crate::io::prom::{HistorySource, MetricsSource, QueryError, QueryResult, RangeResult, RangeSeries};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -58,6 +58,34 @@ impl MetricsSource for Scripted {
             }),
             Reply::Fail => Err(QueryError::Connect("scripted failure".into())),
         }
+    }
+}
+
+/// Range queries (the steps of a pending breach) answer from the same script, at each
+/// step's second (a failure anywhere fails the whole range, as one query).
+impl HistorySource for Scripted {
+    async fn query_range(
+        &self,
+        query: &str,
+        start_ms: i64,
+        end_ms: i64,
+        step_ms: i64,
+    ) -> Result<RangeResult, QueryError> {
+        let mut points = Vec::new();
+        let mut t = start_ms;
+        while t <= end_ms {
+            let at = UNIX_EPOCH + Duration::from_millis(t as u64);
+            let r = self.query(query, at).await?;
+            points.extend(r.samples.iter().map(|s| (t, s.value)));
+            t += step_ms.max(1);
+        }
+        Ok(RangeResult {
+            series: vec![RangeSeries {
+                labels: Labels::new(),
+                points,
+            }],
+            warnings: Vec::new(),
+        })
     }
 }
 
@@ -330,4 +358,121 @@ async fn a_signal_during_a_command_waits_for_it_then_ends_the_watch() {
     assert_eq!(ran.actions, vec![("pause", secs(30))]);
     assert_eq!(ran.outcome, Outcome::Interrupted(Signal::Interrupt));
     assert_eq!(ran.ended, secs(90));
+}
+
+/// `for` is counted from where the data began to breach, not from the poll that saw it:
+/// a breach from 15s (between the polls of 10s and 20s) has lasted `for: 30s` at 45s,
+/// and the confirming poll is made then (plus `watch.lag`), not at the tick of 50s.
+#[tokio::test(start_paused = true)]
+async fn for_counts_from_the_breachs_start_in_the_data_and_acts_when_it_elapses() {
+    let spec = spec(
+        "  duration: 10m\n  step: 5s",
+        &[("errors", "    above: 0.5\n    for: 30s")],
+    );
+    let script: &[(u64, Reply)] = &[(0, Reply::Value(0.1)), (15, Reply::Value(0.9))];
+    let ran = watch(spec, secs(600), &[("errors", script)], None, QUICK).await;
+    assert_eq!(
+        ran.outcome,
+        Outcome::RolledBack {
+            rule: "errors".into(),
+            dry_run: false
+        }
+    );
+    assert_eq!(
+        ran.actions,
+        vec![("rollback", secs(45) + crate::core::rules::defaults::LAG)]
+    );
+}
+
+/// One healthy step in the pending span (25s, between the polls of 20s and 30s, which
+/// both breach) restarts `for` at the next breaching step (30s), as Prometheus's `for`
+/// would at that resolution: no action at 45s, the rollback at 60s.
+#[tokio::test(start_paused = true)]
+async fn a_healthy_step_between_polls_restarts_for() {
+    let spec = spec(
+        "  duration: 10m\n  step: 5s",
+        &[("errors", "    above: 0.5\n    for: 30s")],
+    );
+    let script: &[(u64, Reply)] = &[
+        (0, Reply::Value(0.1)),
+        (15, Reply::Value(0.9)),
+        (25, Reply::Value(0.1)),
+        (26, Reply::Value(0.9)),
+    ];
+    let ran = watch(spec, secs(600), &[("errors", script)], None, QUICK).await;
+    assert_eq!(ran.actions, vec![("rollback", secs(60))]);
+}
+
+/// A rule polled less often than its `for` (60s against 30s) acts at the poll that
+/// sees a breach which has already lasted `for` in the data (from 15s: 45s at 60s),
+/// not one interval later.
+#[tokio::test(start_paused = true)]
+async fn a_breach_already_older_than_for_at_the_poll_that_sees_it_acts_there() {
+    let text = "watch:\n  interval: 60s\n  duration: 10m\n  step: 5s\nrollback:\n  command: [\"undo\"]\n  timeout: 5m\nrules:\n  - name: errors\n    query: q_errors\n    above: 0.5\n    for: 30s\n";
+    let (spec, _) = load_str("loop.yaml", text, &LoadOptions::default()).expect("a valid file");
+    let script: &[(u64, Reply)] = &[(0, Reply::Value(0.1)), (15, Reply::Value(0.9))];
+    let ran = watch(spec, secs(600), &[("errors", script)], None, QUICK).await;
+    assert_eq!(ran.actions, vec![("rollback", secs(60))]);
+}
+
+/// When the steps cannot be read (the range query fails), `for` counts from the poll
+/// and the watch acts at the first poll after it elapsed: later, never earlier.
+#[tokio::test(start_paused = true)]
+async fn without_the_steps_the_poll_alone_decides_never_earlier() {
+    let spec = spec(
+        "  duration: 10m\n  step: 5s",
+        &[("errors", "    above: 0.5\n    for: 30s")],
+    );
+    // Failing at 12s (a step inside the span) fails every range that covers it.
+    let script: &[(u64, Reply)] = &[
+        (0, Reply::Value(0.1)),
+        (12, Reply::Fail),
+        (13, Reply::Value(0.1)),
+        (15, Reply::Value(0.9)),
+    ];
+    let ran = watch(spec, secs(600), &[("errors", script)], None, QUICK).await;
+    let (_, at) = ran.actions[0];
+    assert!(at >= secs(45), "acted at {at:?}, before the breach lasted 30s");
+}
+
+/// Never early, for breaches starting at every second across the poll grid (10s and
+/// 60s intervals) and the step grid (5s), some interrupted by a healthy gap at least
+/// a step long: the rollback never starts before the breach has lasted `for: 30s` in
+/// the data since its last healthy moment, and, where the polls allow, no later than
+/// `for` plus the lag.
+#[tokio::test(start_paused = true)]
+async fn no_action_starts_before_the_breach_has_lasted_for_in_the_data() {
+    let lag = crate::core::rules::defaults::LAG;
+    let mut seed: u64 = 0x5eed;
+    let mut next = |n: u64| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) % n
+    };
+    for interval in [10u64, 60] {
+        for b in 1..=60u64 {
+            // Every third case: healthy again for `g` seconds, `h` into the breach.
+            let gap = (b % 3 == 0).then(|| (1 + next(25), 5 + next(10)));
+            let mut script: Vec<(u64, Reply)> = vec![(0, Reply::Value(0.1)), (b, Reply::Value(0.9))];
+            let onset = match gap {
+                Some((h, g)) => {
+                    script.push((b + h, Reply::Value(0.1)));
+                    script.push((b + h + g, Reply::Value(0.9)));
+                    b + h + g
+                }
+                None => b,
+            };
+            let text = format!("watch:\n  interval: {interval}s\n  duration: 10m\n  step: 5s\nrollback:\n  command: [\"undo\"]\n  timeout: 5m\nrules:\n  - name: errors\n    query: q_errors\n    above: 0.5\n    for: 30s\n");
+            let (spec, _) = load_str("loop.yaml", &text, &LoadOptions::default()).expect("valid");
+            let ran = watch(spec, secs(600), &[("errors", &script)], None, QUICK).await;
+            let case = format!("interval {interval}s, breach from {b}s, gap {gap:?}");
+            let (_, at) = *ran.actions.first().unwrap_or_else(|| panic!("{case}: no action"));
+            assert!(at >= secs(onset + 30), "{case}: acted at {at:?}, before the breach lasted 30s (from {onset}s)");
+            if gap.is_none() {
+                // The first poll that sees it, or `for` + lag, whichever is later.
+                let seen = b.div_ceil(interval) * interval;
+                let latest = (secs(b + 30) + lag).max(secs(seen));
+                assert!(at <= latest, "{case}: acted at {at:?}, later than {latest:?}");
+            }
+        }
+    }
 }

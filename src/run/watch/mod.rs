@@ -11,10 +11,12 @@
 //!
 //! The loop is split by what each part does: `start` (what a watch is given),
 //! `poller` (the queries), `decision_loop` (`run_from`), `state` (the loop's state),
-//! `handle` (a poll and the end) and `act` (a command). `mod.rs` only names them, so
+//! `handle` (a poll and the end), `confirm` (the poll made when a pending breach's
+//! `for` has elapsed in the data) and `act` (a command). `mod.rs` only names them, so
 //! no child takes anything from the module that re-exports it.
 
 mod act;
+mod confirm;
 mod decision_loop;
 mod handle;
 pub mod journal;

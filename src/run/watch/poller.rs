@@ -35,26 +35,39 @@ pub(super) async fn poll_loop<S: MetricsSource>(
         let tick = ticker.tick().await;
         let at = elapsed + tick.saturating_duration_since(start);
         let wall = start_wall + at;
-        let result = source.query(&query, wall).await;
-        // The judges' queries at the same instant (an offset baseline at `wall - D`).
-        let mut extra = Vec::with_capacity(extras.len());
-        for (_, q, offset) in &extras {
-            let t = wall.checked_sub(*offset).unwrap_or(UNIX_EPOCH);
-            extra.push(source.query(q, t).await);
-        }
         if tx
-            .send(PollDone {
-                rule,
-                at,
-                wall,
-                result,
-                extra,
-            })
+            .send(query_at(rule, &query, &extras, &*source, at, wall).await)
             .await
             .is_err()
         {
             return;
         }
+    }
+}
+
+/// One poll of a rule: its query and its judges' at `wall` (an offset baseline at
+/// `wall - D`), stamped `at` on the watch's clock. The poller's ticks and the
+/// confirming poll of a pending breach (`for` elapsed between two ticks) both take it.
+pub(super) async fn query_at<S: MetricsSource>(
+    rule: usize,
+    query: &str,
+    extras: &[(ExtraKind, String, Duration)],
+    source: &S,
+    at: Duration,
+    wall: SystemTime,
+) -> PollDone {
+    let result = source.query(query, wall).await;
+    let mut extra = Vec::with_capacity(extras.len());
+    for (_, q, offset) in extras {
+        let t = wall.checked_sub(*offset).unwrap_or(UNIX_EPOCH);
+        extra.push(source.query(q, t).await);
+    }
+    PollDone {
+        rule,
+        at,
+        wall,
+        result,
+        extra,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::core::events::Sinks;
 use crate::core::rules::WatchSpec;
 use crate::io::action::ProcessRunner;
 use crate::io::notify::Deliveries;
-use crate::io::prom::MetricsSource;
+use crate::io::prom::{HistorySource, MetricsSource};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -34,7 +34,7 @@ impl WatchSinks {
 
 /// Runs a watch from `from` with real processes, every decision going to `sinks`, then
 /// flushes them (waiting, bounded, for notifications in flight).
-pub async fn run_session<S: MetricsSource>(
+pub async fn run_session<S: MetricsSource + HistorySource>(
     spec: &WatchSpec,
     source: Arc<S>,
     opts: &WatchOptions,

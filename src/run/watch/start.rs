@@ -93,6 +93,13 @@ pub struct Start {
     /// taken once before the watch started (`io::prom::history::mean_before`); a rule
     /// with such a baseline but no entry here judges every series by `no_baseline`.
     pub baselines: Vec<Option<Vec<Sample>>>,
+    /// How far ahead of Prometheus's clock the watch's clock may be (measured at the
+    /// start): the confirming poll of a pending breach waits that much longer, so it
+    /// never asks about an instant Prometheus has not reached.
+    pub ahead: Duration,
+    /// The data's resolution when the rule file does not set `watch.step` (what
+    /// Prometheus says its scrape interval is; None: `defaults::STEP`).
+    pub scrape: Option<Duration>,
 }
 
 /// One reading of a clock other than this machine's wall clock (the store's): at the

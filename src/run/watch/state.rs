@@ -16,8 +16,25 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 /// The state of one running watch.
-pub(super) struct Watch<'a, R> {
+pub(super) struct Watch<'a, R, S> {
     pub(super) spec: &'a WatchSpec,
+    /// Where the steps of a pending breach are read (`io::prom::steps`), and its
+    /// confirming poll asked.
+    pub(super) source: std::sync::Arc<S>,
+    /// The watch's clock: `start` (an instant) is `elapsed` into the watch, and the
+    /// watch's time zero is `origin` (Unix ms).
+    pub(super) start: Instant,
+    pub(super) elapsed: Duration,
+    pub(super) origin: crate::io::prom::steps::Origin,
+    /// Each rule's data resolution (`WatchSpec::step_for`).
+    pub(super) steps: Vec<Duration>,
+    /// How long after an instant the confirming poll asks about it: `watch.lag` plus
+    /// how far this clock may be ahead of Prometheus's.
+    pub(super) lag: Duration,
+    /// Each rule's last poll (the onset of a breach is looked for since then).
+    pub(super) last_at: Vec<Option<Duration>>,
+    /// Each rule's last confirmation tried by the timer (not tried again by it).
+    pub(super) tried: Vec<Option<Duration>>,
     /// The clock the watch is timed on (`Start::clock`; None: this machine's wall
     /// clock): what the watch stamps outside itself (a silence's start and end) is
     /// read on it, so an agent whose own clock is off never silences the wrong hour.

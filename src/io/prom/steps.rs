@@ -1,0 +1,332 @@
+//! Reading a rule's data step by step, for `for` counted in the data
+//! (`core::eval::onset`): the range queries a watch, its replay and the agent's
+//! catch-up ask when a breach begins and when it is about to fire, and nowhere else.
+//!
+//! Every range here is on a grid of absolute multiples of its step (Unix time), so the
+//! same breach seen by many watches of one service asks Prometheus the same question,
+//! which the agent's source then sends once; and so a watch and its replay evaluate
+//! the very same instants.
+
+use super::history::MAX_POINTS_PER_QUERY;
+use super::{HistorySource, QueryError};
+use crate::core::eval::{Extra, Labels, Poll, Reading, RuleEval, RuleState, Sample, StepPoll, Transition};
+use crate::core::rules::{BaselineSource, Rule};
+use crate::core::series::RangeSeries;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The finer look at the step before a breach's first breaching step is this many
+/// points, so the breach's start is found within 1/FINE of a step (the sample's own
+/// timestamp, give or take 0.2 % of a scrape).
+pub const FINE: i64 = 500;
+
+/// Where a rule's evaluator clock starts, in Unix ms (its `Duration::ZERO`).
+#[derive(Debug, Clone, Copy)]
+pub struct Origin(pub i64);
+
+impl Origin {
+    pub fn ms(&self, at: Duration) -> i64 {
+        self.0 + at.as_millis() as i64
+    }
+    pub fn at(&self, ms: i64) -> Duration {
+        Duration::from_millis((ms - self.0).max(0) as u64)
+    }
+}
+
+/// The first multiple of `step` strictly after `ms`.
+fn grid_after(ms: i64, step: i64) -> i64 {
+    ms.div_euclid(step) * step + step
+}
+
+/// The first multiple of `step` at or after `ms`.
+fn grid_from(ms: i64, step: i64) -> i64 {
+    let k = ms.div_euclid(step) * step;
+    if k == ms {
+        ms
+    } else {
+        k + step
+    }
+}
+
+/// `query` over the grid points `start, start + step, ... <= end`, in chunks.
+async fn range<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    query: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Vec<RangeSeries>, QueryError> {
+    let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    let mut from = start;
+    while from <= end {
+        let to = (from + (MAX_POINTS_PER_QUERY - 1) * step).min(end);
+        let result = source.query_range(query, from, to, step).await?;
+        for w in &result.warnings {
+            tracing::warn!(rule = %rule.name, warning = %w, "Prometheus attached a warning to the steps of a pending breach (they may be partial)");
+        }
+        for s in result.series {
+            merged.entry(s.labels).or_default().extend(s.points);
+        }
+        from = to + step;
+    }
+    Ok(merged
+        .into_iter()
+        .map(|(labels, points)| RangeSeries { labels, points })
+        .collect())
+}
+
+/// Regroups range answers into one poll per grid point.
+fn by_point(points: &[i64], series: &[RangeSeries]) -> Vec<Vec<Sample>> {
+    let index: BTreeMap<i64, usize> = points.iter().enumerate().map(|(i, t)| (*t, i)).collect();
+    let mut out = vec![Vec::new(); points.len()];
+    for s in series {
+        for (t, v) in &s.points {
+            if let Some(i) = index.get(t) {
+                out[*i].push(Sample {
+                    labels: s.labels.clone(),
+                    value: *v,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The rule's query and its judges' (guard, `offset:` baseline) at every multiple of
+/// `step` in `[start, end]` (Unix ms), as step polls on `origin`'s clock. Empty when
+/// the span holds no grid point.
+pub async fn fetch_steps<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    origin: Origin,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Result<Vec<StepPoll>, QueryError> {
+    let step = step.max(1);
+    let start = grid_from(start, step);
+    if start > end {
+        return Ok(Vec::new());
+    }
+    let points: Vec<i64> = (0..)
+        .map(|k| start + k * step)
+        .take_while(|t| *t <= end)
+        .collect();
+    let end = *points.last().unwrap_or(&start);
+    let main = by_point(&points, &range(source, rule, &rule.query, start, end, step).await?);
+    let guard = match &rule.guard {
+        Some(q) => Some(by_point(&points, &range(source, rule, q, start, end, step).await?)),
+        None => None,
+    };
+    let baseline = match rule.baseline {
+        Some(BaselineSource::Offset(d)) => {
+            let d = d.as_millis() as i64;
+            let back = range(source, rule, &rule.query, start - d, end - d, step).await?;
+            let moved = crate::core::history::shift_forward(back, d);
+            Some(by_point(&points, &moved))
+        }
+        _ => None,
+    };
+    Ok(points
+        .iter()
+        .enumerate()
+        .map(|(i, t)| StepPoll {
+            at: origin.at(*t),
+            poll: Poll::Samples(main[i].clone()),
+            guard: guard.as_ref().map(|g| Poll::Samples(g[i].clone())),
+            baseline: baseline.as_ref().map(|b| Poll::Samples(b[i].clone())),
+        })
+        .collect())
+}
+
+/// Onset, after the poll at `at` was read: for the series that began to breach at it,
+/// reads the steps since the previous poll (`prev`, None for the first poll: the span
+/// of one step) to find where the breach began, then looks finer at the step before
+/// that to stand on the sample's own timestamp; fires what has now breached for `for`.
+/// A failed range query leaves `for` counted from the poll (later, never earlier).
+#[allow(clippy::too_many_arguments)]
+pub async fn onset<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    eval: &mut RuleEval,
+    origin: Origin,
+    prev: Option<Duration>,
+    at: Duration,
+    step: Duration,
+    fixed_baseline: Option<&Poll>,
+) -> Vec<Transition> {
+    let began = eval.began_at(at);
+    if began.is_empty() {
+        return Vec::new();
+    }
+    let step_ms = step.as_millis().max(1) as i64;
+    let at_ms = origin.ms(at);
+    let lo = prev.map_or(at_ms - step_ms, |p| origin.ms(p));
+    let mut fired = Vec::new();
+    match fetch_steps(source, rule, origin, grid_after(lo, step_ms), at_ms, step_ms).await {
+        Ok(steps) => fired.extend(eval.extend_back(at, &began, &steps, fixed_baseline)),
+        Err(e) => {
+            tracing::warn!(rule = %rule.name, error = %e, "could not read where the breach began; `for` counts from this poll");
+            return fired;
+        }
+    }
+    // The finer look: within the step before each breach's start (never before the
+    // previous poll), at 1/FINE of a step.
+    let fine = (step_ms / FINE).max(1);
+    let pending: Vec<(Labels, Duration)> = began
+        .iter()
+        .filter_map(|l| eval.series().get(l).map(|s| (l.clone(), s.since)))
+        .filter(|(l, _)| !fired.iter().any(|t| matches!(t, Transition::Fired { labels, .. } if labels == l)))
+        .collect();
+    let Some(earliest) = pending.iter().map(|(_, s)| *s).min() else {
+        return fired;
+    };
+    let since_ms = origin.ms(earliest);
+    let from = grid_after((since_ms - step_ms).max(lo), fine);
+    match fetch_steps(source, rule, origin, from, since_ms - 1, fine).await {
+        Ok(steps) => {
+            let labels: Vec<Labels> = pending.into_iter().map(|(l, _)| l).collect();
+            fired.extend(eval.extend_back(at, &labels, &steps, fixed_baseline));
+        }
+        Err(e) => {
+            tracing::warn!(rule = %rule.name, error = %e, "could not read the breach's start finer than a step; `for` counts from the step");
+        }
+    }
+    fired
+}
+
+/// The steps a confirmation at `c` checks: every grid point from the earliest pending
+/// series' start up to (not including) `c`.
+pub async fn confirm_steps<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    eval: &RuleEval,
+    origin: Origin,
+    c: Duration,
+    step: Duration,
+) -> Result<Vec<StepPoll>, QueryError> {
+    let Some(since) = eval.pending_since() else {
+        return Ok(Vec::new());
+    };
+    let step_ms = step.as_millis().max(1) as i64;
+    fetch_steps(source, rule, origin, origin.ms(since), origin.ms(c) - 1, step_ms).await
+}
+
+/// One poll read with `for` counted in the data: when `for` has elapsed at `at`, the
+/// pending span's steps are checked first (`RuleEval::confirm`); then the poll is read
+/// (`RuleEval::read`, the one interpretation); then, for a breach that begins at it,
+/// where it began (`onset`). The watch loop, replay and the agent's catch-up all read
+/// their polls through this.
+#[allow(clippy::too_many_arguments)]
+pub async fn read<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    eval: &mut RuleEval,
+    origin: Origin,
+    step: Duration,
+    prev: Option<Duration>,
+    at: Duration,
+    poll: &Poll,
+    extra: Extra<'_>,
+    fixed_baseline: Option<&Poll>,
+) -> Reading {
+    if eval.next_due().is_some_and(|c| c <= at) && !matches!(poll, Poll::Failed) {
+        match confirm_steps(source, rule, eval, origin, at, step).await {
+            Ok(steps) => {
+                for (labels, healthy) in eval.confirm(at, &steps, fixed_baseline) {
+                    tracing::info!(event = "pending_restarted", rule = %rule.name,
+                        labels = %serde_json::to_string(&labels).unwrap_or_default(),
+                        healthy_at = origin.ms(healthy),
+                        "the breach did not hold at one step of its pending span; `for` starts again");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(rule = %rule.name, error = %e, "could not read the steps of the pending span; the poll alone decides");
+            }
+        }
+    }
+    let mut reading = eval.read(at, poll, extra);
+    let began = onset(source, rule, eval, origin, prev, at, step, fixed_baseline).await;
+    if !began.is_empty() {
+        reading.transitions.extend(began);
+        reading.state = RuleState::of(eval, at, poll);
+    }
+    reading
+}
+
+/// The rule's query and its judges' at the single instant `at` (a replay's confirming
+/// poll, from history).
+pub async fn instant<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    origin: Origin,
+    at: Duration,
+) -> Result<StepPoll, QueryError> {
+    let ms = origin.ms(at);
+    let mut steps = fetch_steps(source, rule, origin, ms, ms, 1).await?;
+    Ok(steps.pop().unwrap_or(StepPoll {
+        at,
+        poll: Poll::Samples(Vec::new()),
+        guard: None,
+        baseline: None,
+    }))
+}
+
+/// Replays one rule over `[from, to]` (Unix ms) as a watch polling at `poll_step`
+/// would have judged it: each grid poll (from `series`, the window's history) read
+/// through [`read`], and the confirming poll of each pending breach made at the
+/// instant its `for` elapsed, from history (`instant`), exactly as the watch makes it.
+#[allow(clippy::too_many_arguments)]
+pub async fn replay<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    params: crate::core::eval::Params,
+    from: i64,
+    to: i64,
+    poll_step: i64,
+    data_step: Duration,
+    series: &[RangeSeries],
+    judges: &crate::core::history::JudgeHistory,
+) -> crate::core::history::RuleHistory {
+    let mut r = crate::core::history::Replaying::new(params, from, to, poll_step, series, judges);
+    let origin = Origin(from);
+    let fixed = r.fixed_baseline().cloned();
+    let mut prev = None;
+    while let Some(at) = r.next_at() {
+        // Confirmations due before this poll, each at its own instant.
+        let mut last = None;
+        while let Some(c) = r.eval.next_due().filter(|c| *c < at && Some(*c) != last) {
+            last = Some(c);
+            let Ok(s) = instant(source, rule, origin, c).await else {
+                break;
+            };
+            let extra = Extra {
+                guard: s.guard.as_ref(),
+                stable: None,
+                baseline: s.baseline.as_ref().or(fixed.as_ref()),
+            };
+            let reading = read(
+                source, rule, &mut r.eval, origin, data_step, prev, c, &s.poll, extra,
+                fixed.as_ref(),
+            )
+            .await;
+            prev = Some(c);
+            r.record(c, reading);
+        }
+        let (at, poll, guard, stable, baseline) = r.grid_poll();
+        let extra = Extra {
+            guard: guard.as_ref(),
+            stable: stable.as_ref(),
+            baseline: baseline.as_ref().or(fixed.as_ref()),
+        };
+        let reading = read(
+            source, rule, &mut r.eval, origin, data_step, prev, at, &poll, extra,
+            fixed.as_ref(),
+        )
+        .await;
+        prev = Some(at);
+        r.record(at, reading);
+    }
+    r.finish()
+}
