@@ -15,7 +15,6 @@ use axum::routing::get;
 use axum::{Json, Router};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::time::Instant;
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
@@ -57,34 +56,74 @@ rules:
 
 #[derive(Clone)]
 struct Sim {
-    start: Instant,
+    /// When the simulated release happened (Unix seconds).
+    start_unix: f64,
     breach_after: Duration,
 }
 
 impl Sim {
-    fn answer(&self, query: &str) -> serde_json::Value {
-        let t = self.start.elapsed();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        let value = if query.contains("histogram_quantile") {
-            0.21 + 0.01 * ((t.as_secs() % 3) as f64)
+    /// The simulated value of `query` at Unix time `at` (seconds), None for a query
+    /// the stand-in does not know.
+    fn value(&self, query: &str, at: f64) -> Option<f64> {
+        let t = Duration::from_secs_f64((at - self.start_unix).max(0.0));
+        if query.contains("histogram_quantile") {
+            Some(0.21 + 0.01 * ((t.as_secs() % 3) as f64))
         } else if query.contains("5..") {
-            if t < self.breach_after {
+            Some(if t < self.breach_after {
                 0.004 + 0.001 * ((t.as_secs() % 2) as f64)
             } else {
                 0.09
-            }
+            })
         } else {
-            return serde_json::json!({"status":"success","data":{"resultType":"vector","result":[]}});
+            None
+        }
+    }
+
+    fn now() -> f64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64()
+    }
+
+    /// An instant query's answer at `time` (now when absent).
+    fn answer(&self, p: &HashMap<String, String>) -> serde_json::Value {
+        let query = p.get("query").map_or("", String::as_str);
+        let at = p
+            .get("time")
+            .and_then(|t| t.parse::<f64>().ok())
+            .unwrap_or_else(Self::now);
+        let result = match self.value(query, at) {
+            Some(v) => serde_json::json!([
+                {"metric": {"service": "checkout"}, "value": [at, v.to_string()]}
+            ]),
+            None => serde_json::json!([]),
         };
-        serde_json::json!({
-            "status": "success",
-            "data": {"resultType": "vector", "result": [
-                {"metric": {"service": "checkout"}, "value": [now, value.to_string()]}
-            ]}
-        })
+        serde_json::json!({"status": "success", "data": {"resultType": "vector", "result": result}})
+    }
+
+    /// A range query's answer: the value at every step (where a breach began is read
+    /// in the steps, as against Prometheus).
+    fn range(&self, p: &HashMap<String, String>) -> serde_json::Value {
+        let query = p.get("query").map_or("", String::as_str);
+        let num = |k: &str| p.get(k).and_then(|v| v.parse::<f64>().ok());
+        let (Some(start), Some(end), Some(step)) = (num("start"), num("end"), num("step")) else {
+            return serde_json::json!({"status": "error", "errorType": "bad_data", "error": "start, end and step are required"});
+        };
+        let mut values = Vec::new();
+        let mut t = start;
+        while t <= end && step > 0.0 && values.len() < 11_000 {
+            if let Some(v) = self.value(query, t) {
+                values.push(serde_json::json!([t, v.to_string()]));
+            }
+            t += step;
+        }
+        let result = if values.is_empty() {
+            serde_json::json!([])
+        } else {
+            serde_json::json!([{"metric": {"service": "checkout"}, "values": values}])
+        };
+        serde_json::json!({"status": "success", "data": {"resultType": "matrix", "result": result}})
     }
 }
 
@@ -92,14 +131,28 @@ async fn query_get(
     State(sim): State<Sim>,
     Query(p): Query<HashMap<String, String>>,
 ) -> Json<serde_json::Value> {
-    Json(sim.answer(p.get("query").map_or("", String::as_str)))
+    Json(sim.answer(&p))
 }
 
 async fn query_post(
     State(sim): State<Sim>,
     Form(p): Form<HashMap<String, String>>,
 ) -> Json<serde_json::Value> {
-    Json(sim.answer(p.get("query").map_or("", String::as_str)))
+    Json(sim.answer(&p))
+}
+
+async fn range_get(
+    State(sim): State<Sim>,
+    Query(p): Query<HashMap<String, String>>,
+) -> Json<serde_json::Value> {
+    Json(sim.range(&p))
+}
+
+async fn range_post(
+    State(sim): State<Sim>,
+    Form(p): Form<HashMap<String, String>>,
+) -> Json<serde_json::Value> {
+    Json(sim.range(&p))
 }
 
 pub async fn run(args: DemoArgs) -> u8 {
@@ -114,11 +167,12 @@ pub async fn run(args: DemoArgs) -> u8 {
         .local_addr()
         .expect("bound listener has an address");
     let sim = Sim {
-        start: Instant::now(),
+        start_unix: Sim::now(),
         breach_after: args.breach_after,
     };
     let app = Router::new()
         .route("/api/v1/query", get(query_get).post(query_post))
+        .route("/api/v1/query_range", get(range_get).post(range_post))
         .with_state(sim);
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -160,13 +214,19 @@ pub async fn run(args: DemoArgs) -> u8 {
         dry_run: false,
         prometheus: client.shown_url().to_string(),
     };
-    let outcome =
-        match crate::cmd::session::run_watch(&spec, client, &opts, &args.outputs, &mut signals)
-            .await
-        {
-            Ok(o) => o,
-            Err(code) => return code,
-        };
+    let outcome = match crate::cmd::session::run_watch(
+        &spec,
+        client,
+        &opts,
+        &args.outputs,
+        &mut signals,
+        Duration::ZERO,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
     println!();
     match outcome {
         Outcome::RolledBack { .. } => {

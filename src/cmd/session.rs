@@ -18,6 +18,7 @@ pub async fn run_watch(
     opts: &WatchOptions,
     outputs: &OutputArgs,
     signals: &mut mpsc::Receiver<Signal>,
+    ahead: std::time::Duration,
 ) -> Result<watch::Outcome, u8> {
     let mut sinks = watch_sinks(outputs, spec).map_err(|e| {
         crate::say!("error: {e}");
@@ -30,6 +31,7 @@ pub async fn run_watch(
         opts,
         watch::Start {
             baselines,
+            ahead,
             ..Default::default()
         },
         signals,

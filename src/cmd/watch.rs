@@ -83,15 +83,16 @@ pub async fn run(args: WatchArgs) -> u8 {
             "{n}"
         );
     }
-    if let Err(code) = check_clock(&client, spec.max_blind, duration).await {
-        return code;
-    }
+    let ahead = match check_clock(&client, spec.max_blind, duration).await {
+        Ok(ahead) => ahead,
+        Err(code) => return code,
+    };
     let opts = WatchOptions {
         duration,
         dry_run: args.dry_run,
         prometheus: client.shown_url().to_string(),
     };
-    match run_watch(&spec, client, &opts, &args.outputs, &mut signals).await {
+    match run_watch(&spec, client, &opts, &args.outputs, &mut signals, ahead).await {
         Ok(outcome) => outcome.exit_code(),
         Err(code) => code,
     }
@@ -101,15 +102,17 @@ pub async fn run(args: WatchArgs) -> u8 {
 /// about this machine's now), and renders the pre-flight's finding
 /// (`run::preflight::judge_clock`): `clock_skew` is logged above `SKEW_WARN`, and a
 /// refusal is Err(exit code). A failed measurement is logged and does not hold the
-/// watch back.
+/// watch back. Ok: how far this clock may be ahead of Prometheus's
+/// (`ClockSkew::ahead`), which the confirming poll of a pending breach waits out.
 pub async fn check_clock(
     client: &PromClient,
     max_blind: Duration,
     duration: Duration,
-) -> Result<(), u8> {
+) -> Result<Duration, u8> {
     let measured = client.clock_skew().await.map_err(|e| e.to_string());
+    let ahead = measured.as_ref().map(|s| s.ahead()).unwrap_or_default();
     match preflight::judge_clock(measured, WatchClock::ThisMachine, max_blind, duration) {
-        Ok(None) => Ok(()),
+        Ok(None) => Ok(ahead),
         Ok(Some(PreflightWarning::ClockSkew { skew, .. })) => {
             tracing::warn!(
                 event = "clock_skew",
@@ -118,13 +121,13 @@ pub async fn check_clock(
                 max_blind_s = preflight::clock_limit(max_blind, duration).as_secs_f64(),
                 "{skew}: every poll asks Prometheus about a moment that far off; sync this machine's clock (NTP)"
             );
-            Ok(())
+            Ok(ahead)
         }
         Ok(Some(PreflightWarning::ClockUnknown { reason, .. })) => {
             tracing::warn!(event = "clock_skew_unknown", error = %reason, "cannot compare this machine's clock with Prometheus's; watching anyway");
-            Ok(())
+            Ok(ahead)
         }
-        Ok(Some(_)) => Ok(()),
+        Ok(Some(_)) => Ok(ahead),
         Err(e) => {
             crate::say!("error: {e}\n  = help: {}", WatchClock::ThisMachine.help());
             Err(exit::USAGE)

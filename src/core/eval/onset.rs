@@ -121,7 +121,11 @@ impl Judged {
         if labels.is_empty() {
             // The rule-level "no data" series ends as soon as there is data; on an
             // empty step `no_data: hold` kept it as it was.
-            return if self.any { Said::Healthy } else { Said::Neither };
+            return if self.any {
+                Said::Healthy
+            } else {
+                Said::Neither
+            };
         }
         if self.present.contains(labels) {
             // Returned but not judged (insufficient traffic, a held baseline).
@@ -196,7 +200,12 @@ impl RuleEval {
             .collect();
         let mut out = Vec::new();
         for labels in began {
-            let evidence = self.notes().evidence.get(labels).cloned().unwrap_or_default();
+            let evidence = self
+                .notes()
+                .evidence
+                .get(labels)
+                .cloned()
+                .unwrap_or_default();
             let Some(state) = self.series_mut().get_mut(labels) else {
                 continue;
             };

@@ -282,6 +282,14 @@ impl ClockSkew {
         Duration::from_millis(ms)
     }
 
+    /// How far this machine's clock may be ahead of Prometheus's (the skew plus its
+    /// uncertainty when Prometheus's reads earlier, else the uncertainty): a poll
+    /// that must see an instant's samples waits that much after it.
+    pub fn ahead(&self) -> Duration {
+        let ms = (-self.skew_ms).max(0) + self.uncertainty_ms.abs();
+        Duration::from_millis(ms as u64)
+    }
+
     /// Warn above `SKEW_WARN`, refuse above `max_blind`, counting only the skew that is
     /// certain (a slow round trip never turns into a refusal).
     pub fn judge(&self, max_blind: Duration) -> SkewVerdict {

@@ -9,7 +9,9 @@
 
 use super::history::MAX_POINTS_PER_QUERY;
 use super::{HistorySource, QueryError};
-use crate::core::eval::{Extra, Labels, Poll, Reading, RuleEval, RuleState, Sample, StepPoll, Transition};
+use crate::core::eval::{
+    Extra, Labels, Poll, Reading, RuleEval, RuleState, Sample, StepPoll, Transition,
+};
 use crate::core::rules::{BaselineSource, Rule};
 use crate::core::series::RangeSeries;
 use std::collections::BTreeMap;
@@ -114,9 +116,15 @@ pub async fn fetch_steps<H: HistorySource>(
         .take_while(|t| *t <= end)
         .collect();
     let end = *points.last().unwrap_or(&start);
-    let main = by_point(&points, &range(source, rule, &rule.query, start, end, step).await?);
+    let main = by_point(
+        &points,
+        &range(source, rule, &rule.query, start, end, step).await?,
+    );
     let guard = match &rule.guard {
-        Some(q) => Some(by_point(&points, &range(source, rule, q, start, end, step).await?)),
+        Some(q) => Some(by_point(
+            &points,
+            &range(source, rule, q, start, end, step).await?,
+        )),
         None => None,
     };
     let baseline = match rule.baseline {
@@ -164,7 +172,16 @@ pub async fn onset<H: HistorySource>(
     let at_ms = origin.ms(at);
     let lo = prev.map_or(at_ms - step_ms, |p| origin.ms(p));
     let mut fired = Vec::new();
-    match fetch_steps(source, rule, origin, grid_after(lo, step_ms), at_ms, step_ms).await {
+    match fetch_steps(
+        source,
+        rule,
+        origin,
+        grid_after(lo, step_ms),
+        at_ms,
+        step_ms,
+    )
+    .await
+    {
         Ok(steps) => fired.extend(eval.extend_back(at, &began, &steps, fixed_baseline)),
         Err(e) => {
             tracing::warn!(rule = %rule.name, error = %e, "could not read where the breach began; `for` counts from this poll");
@@ -177,7 +194,11 @@ pub async fn onset<H: HistorySource>(
     let pending: Vec<(Labels, Duration)> = began
         .iter()
         .filter_map(|l| eval.series().get(l).map(|s| (l.clone(), s.since)))
-        .filter(|(l, _)| !fired.iter().any(|t| matches!(t, Transition::Fired { labels, .. } if labels == l)))
+        .filter(|(l, _)| {
+            !fired
+                .iter()
+                .any(|t| matches!(t, Transition::Fired { labels, .. } if labels == l))
+        })
         .collect();
     let Some(earliest) = pending.iter().map(|(_, s)| *s).min() else {
         return fired;
@@ -210,7 +231,15 @@ pub async fn confirm_steps<H: HistorySource>(
         return Ok(Vec::new());
     };
     let step_ms = step.as_millis().max(1) as i64;
-    fetch_steps(source, rule, origin, origin.ms(since), origin.ms(c) - 1, step_ms).await
+    fetch_steps(
+        source,
+        rule,
+        origin,
+        origin.ms(since),
+        origin.ms(c) - 1,
+        step_ms,
+    )
+    .await
 }
 
 /// One poll read with `for` counted in the data: when `for` has elapsed at `at`, the
@@ -307,7 +336,15 @@ pub async fn replay<H: HistorySource>(
                 baseline: s.baseline.as_ref().or(fixed.as_ref()),
             };
             let reading = read(
-                source, rule, &mut r.eval, origin, data_step, prev, c, &s.poll, extra,
+                source,
+                rule,
+                &mut r.eval,
+                origin,
+                data_step,
+                prev,
+                c,
+                &s.poll,
+                extra,
                 fixed.as_ref(),
             )
             .await;
@@ -321,7 +358,15 @@ pub async fn replay<H: HistorySource>(
             baseline: baseline.as_ref().or(fixed.as_ref()),
         };
         let reading = read(
-            source, rule, &mut r.eval, origin, data_step, prev, at, &poll, extra,
+            source,
+            rule,
+            &mut r.eval,
+            origin,
+            data_step,
+            prev,
+            at,
+            &poll,
+            extra,
             fixed.as_ref(),
         )
         .await;

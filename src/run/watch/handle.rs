@@ -10,8 +10,8 @@ use crate::core::ending::{unjudged, RuleSeen};
 use crate::core::eval::{Evidence, Extra, Phase, Poll, Transition};
 use crate::core::events::{Event, SeriesValue};
 use crate::core::rules::{Action, ExtraKind};
-use crate::io::prom::{HistorySource, MetricsSource};
 use crate::io::action::{ActionRunner, ActionStatus};
+use crate::io::prom::{HistorySource, MetricsSource};
 
 use std::time::Duration;
 use tokio::sync::mpsc;

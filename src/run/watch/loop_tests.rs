@@ -12,7 +12,9 @@ use crate::core::rules::WatchSpec;
 use crate::core::rules::{load_str, LoadOptions};
 use crate::core::series::Sample;
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
-use crate::io::prom::{HistorySource, MetricsSource, QueryError, QueryResult, RangeResult, RangeSeries};
+use crate::io::prom::{
+    HistorySource, MetricsSource, QueryError, QueryResult, RangeResult, RangeSeries,
+};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -432,7 +434,10 @@ async fn without_the_steps_the_poll_alone_decides_never_earlier() {
     ];
     let ran = watch(spec, secs(600), &[("errors", script)], None, QUICK).await;
     let (_, at) = ran.actions[0];
-    assert!(at >= secs(45), "acted at {at:?}, before the breach lasted 30s");
+    assert!(
+        at >= secs(45),
+        "acted at {at:?}, before the breach lasted 30s"
+    );
 }
 
 /// Never early, for breaches starting at every second across the poll grid (10s and
@@ -445,14 +450,17 @@ async fn no_action_starts_before_the_breach_has_lasted_for_in_the_data() {
     let lag = crate::core::rules::defaults::LAG;
     let mut seed: u64 = 0x5eed;
     let mut next = |n: u64| {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (seed >> 33) % n
     };
     for interval in [10u64, 60] {
         for b in 1..=60u64 {
             // Every third case: healthy again for `g` seconds, `h` into the breach.
             let gap = (b % 3 == 0).then(|| (1 + next(25), 5 + next(10)));
-            let mut script: Vec<(u64, Reply)> = vec![(0, Reply::Value(0.1)), (b, Reply::Value(0.9))];
+            let mut script: Vec<(u64, Reply)> =
+                vec![(0, Reply::Value(0.1)), (b, Reply::Value(0.9))];
             let onset = match gap {
                 Some((h, g)) => {
                     script.push((b + h, Reply::Value(0.1)));
@@ -465,13 +473,22 @@ async fn no_action_starts_before_the_breach_has_lasted_for_in_the_data() {
             let (spec, _) = load_str("loop.yaml", &text, &LoadOptions::default()).expect("valid");
             let ran = watch(spec, secs(600), &[("errors", &script)], None, QUICK).await;
             let case = format!("interval {interval}s, breach from {b}s, gap {gap:?}");
-            let (_, at) = *ran.actions.first().unwrap_or_else(|| panic!("{case}: no action"));
-            assert!(at >= secs(onset + 30), "{case}: acted at {at:?}, before the breach lasted 30s (from {onset}s)");
+            let (_, at) = *ran
+                .actions
+                .first()
+                .unwrap_or_else(|| panic!("{case}: no action"));
+            assert!(
+                at >= secs(onset + 30),
+                "{case}: acted at {at:?}, before the breach lasted 30s (from {onset}s)"
+            );
             if gap.is_none() {
                 // The first poll that sees it, or `for` + lag, whichever is later.
                 let seen = b.div_ceil(interval) * interval;
                 let latest = (secs(b + 30) + lag).max(secs(seen));
-                assert!(at <= latest, "{case}: acted at {at:?}, later than {latest:?}");
+                assert!(
+                    at <= latest,
+                    "{case}: acted at {at:?}, later than {latest:?}"
+                );
             }
         }
     }
