@@ -36,6 +36,10 @@ import urllib.request
 RW = sys.argv[1]
 N = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 SCRAPES = (sys.argv[3] if len(sys.argv) > 3 else "1s,15s,1m").split(",")
+# OLD_RW: another rollwatch binary (an earlier build) run beside, for a before/after.
+OLD = os.environ.get("OLD_RW")
+WATCHES = [("15s", RW, "15s"), ("1m", RW, "1m")] + (
+    [("old15s", OLD, "15s"), ("old1m", OLD, "1m")] if OLD else [])
 FOR = 30.0
 
 
@@ -159,9 +163,9 @@ scrape_configs:
                     break
                 except Exception:
                     time.sleep(0.1)
-        for interval in ["15s", "1m"]:
+        for tag, binary, interval in WATCHES:
             for k in range(N):
-                rf = "%s/rw-%s-%d.yaml" % (d, interval, k)
+                rf = "%s/rw-%s-%d.yaml" % (d, tag, k)
                 with open(rf, "w") as f:
                     f.write("""watch:
   duration: 15m
@@ -173,9 +177,9 @@ rules:
     query: rw_signal{series="%d"}
     above: 0.5
     for: 30s
-""" % (interval, d, interval, k, k))
-                self.spawn([RW, "watch", "--rules", rf, "--prometheus",
-                            "http://127.0.0.1:%d" % self.prom], "rw-%s-%d.log" % (interval, k))
+""" % (interval, d, tag, k, k))
+                self.spawn([binary, "watch", "--rules", rf, "--prometheus",
+                            "http://127.0.0.1:%d" % self.prom], "rw-%s-%d.log" % (tag, k))
         threading.Thread(target=self.flagger_loop, daemon=True).start()
 
     def spawn(self, argv, log):
@@ -205,7 +209,7 @@ rules:
             return None
 
     def done(self):
-        return (all(self.acted(i, k) for i in ["15s", "1m"] for k in range(N))
+        return (all(self.acted(t, k) for t, _, _ in WATCHES for k in range(N))
                 and len(self.alerts) >= 2 * N and len(self.flagger) >= N)
 
     def stop(self):
@@ -222,6 +226,8 @@ rules:
         sysname = {
             "rw15": "rollwatch interval 15s",
             "rw60": "rollwatch interval 1m",
+            "old15": "rollwatch before (OLD_RW) interval 15s",
+            "old60": "rollwatch before (OLD_RW) interval 1m",
             "amd": "Prometheus + Alertmanager, defaults (eval 1m, group_wait 30s)",
             "amt": "Prometheus + Alertmanager, tuned (eval = scrape, group_wait 0s)",
             "fl": "Flagger-like loop (60s, threshold 1)",
@@ -230,6 +236,8 @@ rules:
             ds = []
             for k, b in enumerate(self.breach):
                 a = {"rw15": lambda: self.acted("15s", k), "rw60": lambda: self.acted("1m", k),
+                     "old15": lambda: self.acted("old15s", k) if OLD else None,
+                     "old60": lambda: self.acted("old1m", k) if OLD else None,
                      "amd": lambda: self.alerts.get(("defaults", k)),
                      "amt": lambda: self.alerts.get(("tuned", k)),
                      "fl": lambda: self.flagger.get(k)}[key]()
@@ -261,13 +269,15 @@ def main():
     for c in cells:
         c.stop()
         for name, ds in c.rows():
+            if not ds and "before" in name and not OLD:
+                continue
             if ds:
                 print("%-6s %-66s %4d %7.2f %7.2f %7.2f %7.2f" % (
                     c.scrape, name, len(ds), statistics.mean(ds), pct(ds, 50), pct(ds, 99), max(ds)))
             else:
                 print("%-6s %-66s %4d %7s" % (c.scrape, name, 0, "-"))
         s = secs(c.scrape)
-        rw = {n: ds for n, ds in c.rows() if n.startswith("rollwatch")}
+        rw = {n: ds for n, ds in c.rows() if n.startswith("rollwatch") and "before" not in n}
         am = {n: ds for n, ds in c.rows() if n.startswith("Prometheus")}
         for n, ds in rw.items():
             if not ds:

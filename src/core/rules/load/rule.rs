@@ -219,7 +219,7 @@ pub(super) fn compile_rule(
             cx.warn(
                 format!("{what}: `for` ({}) is shorter than its poll interval ({})", fmt_d(fr), fmt_d(iv)),
                 f.get("for").map_or(f.pos, |n| n.pos),
-                "it acts on the second breaching poll; use `for: 0s` to act at once, or a shorter interval",
+                "a breach shorter than the gap between two polls is only seen at the next one, so it may act up to `interval − for` after `for`; use a shorter interval to act sooner",
             );
         }
     }
