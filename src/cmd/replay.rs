@@ -93,6 +93,7 @@ pub async fn replay<H: HistorySource>(
     source: &H,
     from: i64,
     to: i64,
+    scrape: Option<Duration>,
 ) -> Replayed {
     let mut histories: Vec<Result<RuleHistory, QueryError>> = Vec::new();
     for rule in &spec.rules {
@@ -108,7 +109,7 @@ pub async fn replay<H: HistorySource>(
                     from,
                     to,
                     step,
-                    spec.step_for(rule, None),
+                    spec.step_for(rule, scrape),
                     &series,
                     &judges,
                 )
@@ -198,8 +199,18 @@ pub async fn run(args: ReplayArgs) -> u8 {
             (None, true) => None,
         };
         let counted = Counted::new(client);
+        let scrape = counted.inner().scrape_interval().await;
         let started = tokio::time::Instant::now();
-        let code = deploys(&spec, second.as_ref(), &counted, path, now, args.format).await;
+        let code = deploys(
+            &spec,
+            second.as_ref(),
+            &counted,
+            path,
+            now,
+            args.format,
+            scrape,
+        )
+        .await;
         tracing::info!(
             event = "replay_cost",
             range_queries = counted.count(),
@@ -225,7 +236,10 @@ pub async fn run(args: ReplayArgs) -> u8 {
             return crate::core::exit::USAGE;
         }
     };
-    let replayed = replay(&spec, &client, from, to).await;
+    // The data's resolution, as the watch reads it (`watch.step`, else the scrape
+    // interval Prometheus reports): replay counts `for` as the watch did.
+    let scrape = client.scrape_interval().await;
+    let replayed = replay(&spec, &client, from, to, scrape).await;
     let summary = crate::show::report::step_summary::path_from_env();
     if args.report.is_some() || summary.is_some() {
         let record = record(&spec, client.shown_url(), from, to, &replayed);
@@ -299,6 +313,7 @@ async fn deploys<H: HistorySource>(
     path: &PathBuf,
     now: i64,
     format: Format,
+    scrape: Option<Duration>,
 ) -> u8 {
     let times = match std::fs::read_to_string(path)
         .map_err(|e| e.to_string())
@@ -316,14 +331,14 @@ async fn deploys<H: HistorySource>(
         let end = d + spec.duration.as_millis() as i64;
         let Replayed {
             report, decision, ..
-        } = replay(spec, source, d, end.min(now)).await;
+        } = replay(spec, source, d, end.min(now), scrape).await;
         if decision.verdict.severity() > worst.severity() {
             worst = decision.verdict;
         }
         let compared = match second {
             Some((_, other)) => {
                 let end = d + other.duration.as_millis() as i64;
-                let r = replay(other, source, d, end.min(now)).await;
+                let r = replay(other, source, d, end.min(now), scrape).await;
                 Some(ComparedRow {
                     outcome: r.decision.verdict,
                     rule: r.decision.rule.clone(),

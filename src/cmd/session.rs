@@ -25,6 +25,10 @@ pub async fn run_watch(
         exit::USAGE
     })?;
     let baselines = before_baselines(spec, &client, crate::core::events::now_ms()).await;
+    let scrape = match spec.step {
+        Some(_) => None,
+        None => client.scrape_interval().await,
+    };
     Ok(watch::run_session(
         spec,
         Arc::new(client),
@@ -32,6 +36,7 @@ pub async fn run_watch(
         watch::Start {
             baselines,
             ahead,
+            scrape,
             ..Default::default()
         },
         signals,

@@ -194,17 +194,24 @@ impl PromClient {
     /// POSTs a form to an API path (relative to `/api/v1/`) and returns status and body,
     /// bounded by the query timeout and the body size limit.
     async fn post(&self, api: &str, form: &[(&str, String)]) -> Result<(u16, Vec<u8>), QueryError> {
+        self.request(api, Some(form)).await
+    }
+
+    /// `post`, or a GET without a form.
+    async fn request(
+        &self,
+        api: &str,
+        form: Option<&[(&str, String)]>,
+    ) -> Result<(u16, Vec<u8>), QueryError> {
         let mut url = self.endpoint.clone();
         let path = url.path().trim_end_matches("query").to_string();
         url.set_path(&format!("{path}{api}"));
         let send = async {
-            let mut resp = self
-                .http
-                .post(url)
-                .form(form)
-                .send()
-                .await
-                .map_err(|e| classify(e, self.timeout))?;
+            let req = match form {
+                Some(form) => self.http.post(url).form(form),
+                None => self.http.get(url),
+            };
+            let mut resp = req.send().await.map_err(|e| classify(e, self.timeout))?;
             let status = resp.status().as_u16();
             if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
                 return Err(QueryError::Decode(format!(
@@ -355,6 +362,39 @@ impl PromClient {
     }
 }
 
+impl PromClient {
+    /// Prometheus's global `scrape_interval`, from its configuration
+    /// (`/api/v1/status/config`): the resolution at which a breach is read in the data
+    /// when the rule file does not set `watch.step`. None when the server does not say
+    /// (VictoriaMetrics, a proxy that hides it, an error).
+    pub async fn scrape_interval(&self) -> Option<Duration> {
+        let (status, body) = self.request("status/config", None).await.ok()?;
+        if status != 200 {
+            return None;
+        }
+        let v: serde_json::Value = serde_json::from_slice(&body).ok()?;
+        global_scrape_interval(v.get("data")?.get("yaml")?.as_str()?)
+    }
+}
+
+/// `global.scrape_interval` in a Prometheus configuration as Prometheus prints it.
+pub fn global_scrape_interval(yaml: &str) -> Option<Duration> {
+    let mut in_global = false;
+    for line in yaml.lines() {
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_global = line.trim_end() == "global:";
+            continue;
+        }
+        if in_global {
+            if let Some(v) = line.strip_prefix("  scrape_interval:") {
+                let v = v.trim().trim_matches(|c| c == '"' || c == '\'');
+                return humantime::parse_duration(v).ok().filter(|d| !d.is_zero());
+            }
+        }
+    }
+    None
+}
+
 /// Sent with every query. VictoriaMetrics moves a query time within
 /// `-search.latencyOffset` (30s by default) of its now back by that offset, and serves
 /// range queries from a cache, unless `nocache=1`: without it every poll would judge
@@ -486,6 +526,24 @@ mod tests {
         assert_eq!(judge(300_001, 0), SkewVerdict::Refuse);
         assert_eq!(judge(-600_000, 50), SkewVerdict::Refuse);
         assert_eq!(judge(-600_000, 400_000), SkewVerdict::Warn);
+    }
+
+    #[test]
+    fn the_global_scrape_interval_is_read_from_the_printed_configuration() {
+        let yaml = "global:\n  scrape_interval: 1m\n  scrape_timeout: 10s\n  evaluation_interval: 1m\nscrape_configs:\n- job_name: x\n  scrape_interval: 5s\n";
+        assert_eq!(global_scrape_interval(yaml), Some(Duration::from_secs(60)));
+        assert_eq!(
+            global_scrape_interval("scrape_configs:\n- job_name: x\n  scrape_interval: 5s\n"),
+            None
+        );
+        assert_eq!(
+            global_scrape_interval("global:\n  scrape_interval: 0s\n"),
+            None
+        );
+        assert_eq!(
+            global_scrape_interval("global:\n  scrape_interval: soon\n"),
+            None
+        );
     }
 
     #[test]

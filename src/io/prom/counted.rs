@@ -16,6 +16,10 @@ impl<H> Counted<H> {
             sent: Default::default(),
         }
     }
+    /// The source it counts for.
+    pub fn inner(&self) -> &H {
+        &self.inner
+    }
     pub fn count(&self) -> u64 {
         self.sent.load(std::sync::atomic::Ordering::Relaxed)
     }

@@ -277,8 +277,13 @@ impl Agent {
             herald: herald.clone(),
             notify_fired: Vec::new(),
         };
+        let scrape = match spec.step {
+            Some(_) => None,
+            None => source.scrape_interval().await,
+        };
         let mut from = Start {
             aligned: Some(phase),
+            scrape,
             journal: Some(Box::new(StoreJournal {
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),

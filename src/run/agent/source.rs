@@ -88,6 +88,8 @@ pub struct SharedSource<S> {
     /// The same for range queries (the catch-up after a restart, where watches of the
     /// same query resume from the same last tick).
     ranges: Mutex<Cache<RangeKey, RangeAnswer>>,
+    /// Prometheus's scrape interval, asked once (`PromClient::scrape_interval`).
+    scrape: OnceCell<Option<Duration>>,
 }
 
 impl<S> SharedSource<S> {
@@ -101,6 +103,7 @@ impl<S> SharedSource<S> {
             metrics,
             inflight: Mutex::new(Cache::new()),
             ranges: Mutex::new(Cache::new()),
+            scrape: OnceCell::new(),
         }
     }
 
@@ -115,6 +118,17 @@ impl<S> SharedSource<S> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .cell((query.to_string(), at_ms))
+    }
+}
+
+impl SharedSource<crate::io::prom::PromClient> {
+    /// Prometheus's global scrape interval (the data's resolution when a rule file
+    /// does not set `watch.step`), asked once per Prometheus, then kept.
+    pub async fn scrape_interval(&self) -> Option<Duration> {
+        *self
+            .scrape
+            .get_or_init(|| self.inner.scrape_interval())
+            .await
     }
 }
 
