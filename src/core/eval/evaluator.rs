@@ -208,8 +208,13 @@ pub struct PollNotes {
     pub insufficient: usize,
     /// Series that had no usable baseline.
     pub no_baseline: Vec<Labels>,
-    /// The evidence of each judged series at this poll.
+    /// The evidence of each judged series at this poll that has any (a series judged
+    /// by its threshold alone has none: nothing is kept for it, so a poll of 10,000
+    /// healthy series copies no label set).
     pub evidence: BTreeMap<Labels, Evidence>,
+    /// Series returned but not judged at this poll (insufficient traffic, a held
+    /// baseline): usually none.
+    pub skipped: Vec<Labels>,
     /// The value a `compare` rule judged (the canary pool's median).
     pub compare_value: Option<f64>,
     /// The first usable value of the poll (by label set), for a one-line status.
@@ -217,6 +222,14 @@ pub struct PollNotes {
     /// Why the guard could not be matched with the rule's series, when the poll was
     /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
     pub guard_refused: Option<String>,
+}
+
+impl PollNotes {
+    fn note(&mut self, labels: &Labels, evidence: Evidence) {
+        if !evidence.is_empty() {
+            self.evidence.insert(labels.clone(), evidence);
+        }
+    }
 }
 
 /// The evaluator of one rule.
@@ -366,6 +379,7 @@ impl RuleEval {
                 if t.is_none_or(|t| t.is_nan() || t < min) {
                     self.insufficient += 1;
                     self.notes.insufficient += 1;
+                    self.notes.skipped.push((*labels).clone());
                     continue;
                 }
             }
@@ -383,6 +397,7 @@ impl RuleEval {
                             NoData::Hold => {
                                 self.judged += 1;
                                 self.notes.series_judged += 1;
+                                self.notes.skipped.push((*labels).clone());
                                 continue;
                             }
                             NoData::Ok => false,
@@ -569,7 +584,7 @@ impl RuleEval {
                 if let Some(b) = breaches {
                     evidence.breaches = Some((0, b.n));
                 }
-                self.notes.evidence.insert(labels.clone(), evidence);
+                self.notes.note(labels, evidence);
             }
             (None, true) => {
                 let mut state = SeriesState {
@@ -595,7 +610,7 @@ impl RuleEval {
                         evidence: evidence.clone(),
                     });
                 }
-                self.notes.evidence.insert(labels.clone(), evidence);
+                self.notes.note(labels, evidence);
                 self.series.insert(labels.clone(), state);
             }
             (Some(state), breaching) if breaches.is_some() => {
@@ -633,7 +648,7 @@ impl RuleEval {
                         evidence: evidence.clone(),
                     });
                 }
-                self.notes.evidence.insert(labels.clone(), evidence);
+                self.notes.note(labels, evidence);
             }
             (Some(state), true) => {
                 state.last_value = value;
@@ -647,7 +662,7 @@ impl RuleEval {
                         evidence: evidence.clone(),
                     });
                 }
-                self.notes.evidence.insert(labels.clone(), evidence);
+                self.notes.note(labels, evidence);
             }
             (Some(state), false) => {
                 let from = state.phase;
@@ -660,7 +675,7 @@ impl RuleEval {
                     breached_for,
                     evidence: evidence.clone(),
                 });
-                self.notes.evidence.insert(labels.clone(), evidence);
+                self.notes.note(labels, evidence);
             }
         }
     }

@@ -84,13 +84,7 @@ fn judge(params: Params, step: &StepPoll, fixed_baseline: Option<&Poll>) -> Judg
     fresh.observe_with(step.at, &step.poll, extra);
     let notes = fresh.notes();
     let breaching: std::collections::BTreeSet<Labels> = fresh.series().keys().cloned().collect();
-    let healthy = notes
-        .evidence
-        .keys()
-        .filter(|l| !breaching.contains(*l))
-        .cloned()
-        .collect();
-    let present = match &step.poll {
+    let present: std::collections::BTreeSet<Labels> = match &step.poll {
         Poll::Samples(s) => s
             .iter()
             .filter(|s| params.threshold.present || !s.value.is_nan())
@@ -98,6 +92,12 @@ fn judge(params: Params, step: &StepPoll, fixed_baseline: Option<&Poll>) -> Judg
             .collect(),
         Poll::Failed => Default::default(),
     };
+    // Judged and not breaching: returned, not skipped (insufficient, a held baseline).
+    let healthy = present
+        .iter()
+        .filter(|l| !breaching.contains(*l) && !notes.skipped.contains(l))
+        .cloned()
+        .collect();
     Judged {
         breaching,
         healthy,
@@ -120,11 +120,10 @@ impl Judged {
         }
         if labels.is_empty() {
             // The rule-level "no data" series ends as soon as there is data; on an
-            // empty step `no_data: hold` kept it as it was.
-            return if self.any {
-                Said::Healthy
-            } else {
-                Said::Neither
+            // empty step it follows `no_data` (`breach` made it breaching above).
+            return match (self.any, params.no_data) {
+                (true, _) | (false, NoData::Ok) => Said::Healthy,
+                _ => Said::Neither,
             };
         }
         if self.present.contains(labels) {
