@@ -22,6 +22,11 @@ use std::time::Duration;
 /// timestamp, give or take 0.2 % of a scrape).
 pub const FINE: i64 = 500;
 
+/// At most this many points (series × steps) in the finer look: a rule returning many
+/// series looks less finely (and one returning more than FINE_BUDGET / 2 not at all:
+/// `for` then counts from the step, up to a step later, never earlier).
+pub const FINE_BUDGET: i64 = 50_000;
+
 /// Where a rule's evaluator clock starts, in Unix ms (its `Duration::ZERO`).
 #[derive(Debug, Clone, Copy)]
 pub struct Origin(pub i64);
@@ -172,6 +177,7 @@ pub async fn onset<H: HistorySource>(
     let at_ms = origin.ms(at);
     let lo = prev.map_or(at_ms - step_ms, |p| origin.ms(p));
     let mut fired = Vec::new();
+    let series;
     match fetch_steps(
         source,
         rule,
@@ -182,15 +188,30 @@ pub async fn onset<H: HistorySource>(
     )
     .await
     {
-        Ok(steps) => fired.extend(eval.extend_back(at, &began, &steps, fixed_baseline)),
+        Ok(steps) => {
+            series = steps
+                .iter()
+                .map(|s| match &s.poll {
+                    Poll::Samples(v) => v.len(),
+                    Poll::Failed => 0,
+                })
+                .max()
+                .unwrap_or(1)
+                .max(1) as i64;
+            fired.extend(eval.extend_back(at, &began, &steps, fixed_baseline))
+        }
         Err(e) => {
             tracing::warn!(rule = %rule.name, error = %e, "could not read where the breach began; `for` counts from this poll");
             return fired;
         }
     }
     // The finer look: within the step before each breach's start (never before the
-    // previous poll), at 1/FINE of a step.
-    let fine = (step_ms / FINE).max(1);
+    // previous poll), at 1/FINE of a step (coarser for a rule of many series).
+    let points = (FINE_BUDGET / series).min(FINE);
+    if points < 2 {
+        return fired;
+    }
+    let fine = (step_ms / points).max(1);
     let pending: Vec<(Labels, Duration)> = began
         .iter()
         .filter_map(|l| eval.series().get(l).map(|s| (l.clone(), s.since)))

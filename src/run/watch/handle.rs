@@ -133,6 +133,11 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// it, and looking for where a breach that begins at it began) and acts on it.
     pub(super) async fn handle_one(&mut self, done: PollDone) -> Option<Outcome> {
         let i = done.rule;
+        // A tick's poll that answered after a confirming poll of a later instant was
+        // read: the rule has already been judged past it.
+        if self.last_at[i].is_some_and(|last| done.at < last) {
+            return None;
+        }
         let spec = self.spec;
         let rule = &spec.rules[i];
         let at_ms = unix_ms(done.wall);
