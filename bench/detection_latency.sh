@@ -35,4 +35,4 @@ cargo build --release --quiet --bin rollwatch
 RW=$ROOT/target/release/rollwatch
 
 echo "machine: $(nproc) cores, $(prometheus --version 2>&1 | head -n1 | cut -d' ' -f1-3), $(prometheus-alertmanager --version 2>&1 | head -n1 | cut -d' ' -f1-3)"
-python3 bench/detection_matrix.py "$RW" "$SERIES" "$SCRAPES"
+python3 bench/detection_matrix.py "$RW" "$SERIES" "$SCRAPES"  # OLD_RW=binary adds an older build's rows
