@@ -221,6 +221,14 @@ fn agree(rule: &str) -> (Value, Value) {
 fn a_fixed_threshold_fires_at_the_same_poll_live_and_in_replay() {
     let (w, _) = agree("    query: rw_agree{judge=\"fixed\"}\n    above: 0.5\n    for: 6s\n");
     assert_eq!(w["outcome"]["outcome"], "rolled_back", "{w:#}");
+    // Issue 21: both acted when `for` had elapsed in the data (samples on whole
+    // seconds), at a confirming poll between two ticks of the 2 s grid, not at the
+    // next tick (which `agree` checked they agree on).
+    let first = polls(&w).first().expect("polls").0;
+    let fired = fired_at(&w).expect("fired");
+    if first % 1000 != 0 {
+        assert_ne!((fired - first) % 2000, 0, "fired on the poll grid\n{w:#}");
+    }
 }
 
 #[test]

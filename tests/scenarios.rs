@@ -9,8 +9,8 @@ use crate::harness::victoria::victoria;
 use crate::harness::{now_ms, prometheus, start, Scratch};
 use std::time::Duration;
 
-/// A breach held past `for: 6s` rolls back once, never before `for`, within one poll
-/// of it.
+/// A breach held past `for: 6s` rolls back once, never before `for` from the breach
+/// itself, and within a scrape and a round trip of it.
 fn sustained_breach(b: &impl Backend, name: &str) {
     let s = Scratch::new();
     b.set(&series(name), 0.1);
@@ -48,22 +48,25 @@ fn sustained_breach(b: &impl Backend, name: &str) {
         "pending {}ms after the breach began",
         pending_ms - breach_start
     );
-    // Never before `for`: neither from the first breaching poll nor from the breach itself.
+    // Never before `for` from the breach itself (`for` counts from where the breach
+    // began in the data, which may be before the poll that first saw it: issue 21).
     assert!(
-        fired_ms - pending_ms >= 6000,
-        "fired {}ms after pending",
-        fired_ms - pending_ms
+        fired_ms >= breach_start + 6000,
+        "fired {}ms after the breach began",
+        fired_ms - breach_start
     );
     assert!(
         actions[0].2 >= breach_start + 6000,
         "acted {}ms after the breach began",
         actions[0].2 - breach_start
     );
-    // Within one poll interval (1s) after `for` expired, plus scheduling slack.
+    // And as soon as the data allows: `for` after the breach, plus the scrape that
+    // makes it visible (1s), the time to be searchable (up to 1s on VictoriaMetrics)
+    // and `watch.lag` with a round trip, not at the next poll after `for`.
     assert!(
-        fired_ms - pending_ms <= 6000 + 1000 + 250,
-        "fired {}ms after pending",
-        fired_ms - pending_ms
+        fired_ms <= breach_start + 6000 + 2000 + 250,
+        "fired {}ms after the breach began",
+        fired_ms - breach_start
     );
     assert_eq!(w.events("fired").len(), 1);
 }

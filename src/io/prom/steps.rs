@@ -154,8 +154,8 @@ pub async fn fetch_steps<H: HistorySource>(
 }
 
 /// Onset, after the poll at `at` was read: for the series that began to breach at it,
-/// reads the steps since the previous poll (`prev`, None for the first poll: the span
-/// of one step) to find where the breach began, then looks finer at the step before
+/// reads the steps since the previous poll (`prev`; None for the first poll, where
+/// nothing is looked back over) to find where the breach began, then looks finer at the step before
 /// that to stand on the sample's own timestamp; fires what has now breached for `for`.
 /// A failed range query leaves `for` counted from the poll (later, never earlier).
 #[allow(clippy::too_many_arguments)]
@@ -169,13 +169,19 @@ pub async fn onset<H: HistorySource>(
     step: Duration,
     fixed_baseline: Option<&Poll>,
 ) -> Vec<Transition> {
+    // At the first poll there is nothing to look back over: a breach already there
+    // when the watch started counts from its start (a breach that began before the
+    // release is not the release's; the first poll is where the watch began).
+    let Some(prev) = prev else {
+        return Vec::new();
+    };
     let began = eval.began_at(at);
     if began.is_empty() {
         return Vec::new();
     }
     let step_ms = step.as_millis().max(1) as i64;
     let at_ms = origin.ms(at);
-    let lo = prev.map_or(at_ms - step_ms, |p| origin.ms(p));
+    let lo = origin.ms(prev);
     let mut fired = Vec::new();
     let series;
     match fetch_steps(
