@@ -2,19 +2,45 @@
 //! the request's vars, the pre-flight (programs, never-fires lint, clock against
 //! Prometheus), the record stored, its lease taken and the watch spawned; and the
 //! Prometheus sources watches and verdicts share (`source_for`, `source_in`).
+//!
+//! A batch (`create_many`, issue 21) makes the same checks per item (`check`, one
+//! path for both) and stores every watch in ONE transaction: with `synchronous=FULL`
+//! each commit is an fsync, so 10,000 single creations cost 10,000 of them and a
+//! batch one. All or nothing: a refused item (its index and reason returned) stores
+//! none of the batch, so a caller never has to find out which half exists.
 
 use super::snapshot::{refused, valid_name};
 use super::source::SharedSource;
-use super::types::{lock, CreateError, WatchRequest};
+use super::types::{batch_size, lock, BatchError, CreateError, WatchRequest};
 use super::{clock, Agent};
 use crate::core::rules::{self, WatchSpec};
+use crate::io::prom::ClockSkew;
 use crate::io::prom::PromClient;
-use crate::io::store::{Created, NewWatch, WatchRecord};
+use crate::io::store::{Created, CreatedMany, NewWatch, WatchRecord};
 use crate::run::preflight::{self, PreflightWarning, WatchClock};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
+
+/// A request that passed every check, ready to store.
+struct Checked {
+    def: NewWatch,
+    /// Logged and returned to the caller.
+    warnings: Vec<String>,
+}
+
+/// What the items of one batch share: each rule file's text, read once, and each
+/// Prometheus's clock, measured once.
+#[derive(Default)]
+struct Memo {
+    texts: HashMap<String, String>,
+    skews: Vec<(Arc<SharedSource<PromClient>>, Measured)>,
+}
+
+/// A clock measurement against one Prometheus, as `preflight::judge_clock` takes it.
+type Measured = Result<ClockSkew, String>;
 
 impl Agent {
     /// The text of the rule file `name` (a stem) in the rules directory.
@@ -40,9 +66,128 @@ impl Agent {
         self: &Arc<Self>,
         req: WatchRequest,
     ) -> Result<(WatchRecord, bool, Vec<String>), CreateError> {
+        self.before_creating().await?;
+        let checked = self.check(req, &mut Memo::default()).await?;
+        // One creation at a time: two POSTs with one id can't both start a watch.
+        let _guard = self.create.lock().await;
+        let d = checked.def.clone();
+        let created = self.store.call(move |s| s.create(&d)).await?;
+        match created {
+            Created::New(rec) => {
+                let started = [(rec, checked.warnings)];
+                self.start_new(&started).await;
+                let [(rec, warnings)] = started;
+                Ok((rec, true, warnings))
+            }
+            Created::Existing(rec) => {
+                if !checked.def.same_request(&rec.def) {
+                    return Err(CreateError::Conflict(rec.def.id));
+                }
+                Ok((rec, false, Vec::new()))
+            }
+        }
+    }
+
+    /// `create` for a batch (at most `types::MAX_BATCH`), all or nothing: every item is
+    /// checked as `create` checks one (the clock once per Prometheus), and if any is
+    /// refused nothing is stored and every refusal is returned with its index
+    /// (`BatchError::Refused`). Otherwise ONE store transaction stores every new
+    /// watch (an id already stored by the same request is returned as it is, `false`);
+    /// the answer comes after its commit, and the new watches start after it.
+    pub async fn create_many(
+        self: &Arc<Self>,
+        reqs: Vec<WatchRequest>,
+    ) -> Result<Vec<(WatchRecord, bool, Vec<String>)>, BatchError> {
+        batch_size(reqs.len()).map_err(BatchError::Whole)?;
+        self.before_creating().await.map_err(BatchError::Whole)?;
+        let mut memo = Memo::default();
+        let mut checked = Vec::with_capacity(reqs.len());
+        let mut refused = Vec::new();
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        for (i, req) in reqs.into_iter().enumerate() {
+            match self.check(req, &mut memo).await {
+                Ok(c) => match first_of.get(&c.def.id) {
+                    Some(j) => refused.push((
+                        i,
+                        CreateError::BadRequest(format!(
+                            "id {:?} is also item {j}'s: each watch of a batch needs its own id",
+                            c.def.id
+                        )),
+                    )),
+                    None => {
+                        first_of.insert(c.def.id.clone(), i);
+                        checked.push(c);
+                    }
+                },
+                Err(
+                    e @ (CreateError::BadRequest(_)
+                    | CreateError::UnknownRules(_)
+                    | CreateError::Conflict(_)),
+                ) => refused.push((i, e)),
+                Err(e) => return Err(BatchError::Whole(e)),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(BatchError::Refused(refused));
+        }
+        let _guard = self.create.lock().await;
+        let defs: Vec<NewWatch> = checked.iter().map(|c| c.def.clone()).collect();
+        let created = self
+            .store
+            .call(move |s| s.create_many(&defs))
+            .await
+            .map_err(|e| BatchError::Whole(e.into()))?;
+        let created = match created {
+            CreatedMany::Stored(c) => c,
+            CreatedMany::Conflicts(c) => {
+                return Err(BatchError::Refused(
+                    c.into_iter()
+                        .map(|(i, rec)| (i, CreateError::Conflict(rec.def.id)))
+                        .collect(),
+                ))
+            }
+        };
+        let new: Vec<(WatchRecord, Vec<String>)> = created
+            .iter()
+            .zip(&checked)
+            .filter_map(|(c, ch)| match c {
+                Created::New(rec) => Some((rec.clone(), ch.warnings.clone())),
+                Created::Existing(_) => None,
+            })
+            .collect();
+        info!(
+            event = "watches_created",
+            watches = new.len(),
+            batch = created.len(),
+            "a batch of watches created"
+        );
+        self.start_new(&new).await;
+        Ok(created
+            .into_iter()
+            .zip(checked)
+            .map(|(c, ch)| match c {
+                Created::New(rec) => (rec, true, ch.warnings),
+                Created::Existing(rec) => (rec, false, Vec::new()),
+            })
+            .collect())
+    }
+
+    /// Refuses while shutting down; before `start` has read the store's clock (what
+    /// watches are timed on, see `clock`), reads it now.
+    async fn before_creating(&self) -> Result<(), CreateError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(CreateError::ShuttingDown);
         }
+        if !self.ready.load(Ordering::SeqCst) {
+            *lock(&self.clock) = self.store.call(clock::read_store_clock).await?;
+        }
+        Ok(())
+    }
+
+    /// Every check of one request before it is stored: its names, the rule file
+    /// loaded with its vars, the pre-flight (programs, never-fires lint, the clock
+    /// against Prometheus). `memo` keeps what a batch's items share.
+    async fn check(&self, req: WatchRequest, memo: &mut Memo) -> Result<Checked, CreateError> {
         if !valid_name(&req.rules, &[]) {
             return Err(CreateError::BadRequest(format!(
                 "invalid rule file name {:?}: use the file's stem (letters, digits, `-`, `_`, `.`)",
@@ -56,12 +201,15 @@ impl Agent {
                 )));
             }
         }
-        let text = self.rule_file(&req.rules)?;
+        let text = match memo.texts.get(&req.rules) {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.rule_file(&req.rules)?;
+                memo.texts.insert(req.rules.clone(), t.clone());
+                t
+            }
+        };
         // On the store's clock (see `clock`): every agent times the watch the same.
-        // Before `start` has read it, it is read now.
-        if !self.ready.load(Ordering::SeqCst) {
-            *lock(&self.clock) = self.store.call(clock::read_store_clock).await?;
-        }
         let created_ms = self.clock_now_ms();
         let id = req.id.clone().unwrap_or_else(|| {
             let n = self.ids.fetch_add(1, Ordering::SeqCst);
@@ -105,11 +253,19 @@ impl Agent {
             .collect();
         // The clock check (`run::preflight`): polls ask Prometheus about "now" by the
         // clock the watch is timed on. The same check runs at a resume, an adoption
-        // and every `clock::CHECK_EVERY` while the watch runs.
-        let measured = self
-            .watch_clock_skew(&source)
-            .await
-            .map_err(|e| e.to_string());
+        // and every `clock::CHECK_EVERY` while the watch runs. A batch measures each
+        // Prometheus once.
+        let measured = match memo.skews.iter().find(|(s, _)| Arc::ptr_eq(s, &source)) {
+            Some((_, m)) => m.clone(),
+            None => {
+                let m = self
+                    .watch_clock_skew(&source)
+                    .await
+                    .map_err(|e| e.to_string());
+                memo.skews.push((source, m.clone()));
+                m
+            }
+        };
         match preflight::judge_clock(measured, WatchClock::Store, spec.max_blind, duration) {
             Ok(None) => {}
             Ok(Some(w @ PreflightWarning::ClockSkew { .. })) => {
@@ -124,49 +280,46 @@ impl Agent {
                 )));
             }
         }
-        // One creation at a time: two POSTs with one id can't both start a watch.
-        let _guard = self.create.lock().await;
-        let d = def.clone();
-        let created = self.store.call(move |s| s.create(&d)).await?;
-        match created {
-            Created::New(rec) => {
-                info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
-                for w in &warnings {
-                    warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
-                }
-                let (id, holder, ttl) = (
-                    rec.def.id.clone(),
-                    self.leases.holder.clone(),
-                    self.leases.ttl,
-                );
-                let sent = Instant::now();
-                let lease = self
-                    .store
-                    .call(move |s| s.acquire_lease(&id, &holder, ttl))
-                    .await;
-                match lease {
-                    Ok(Some(l)) => {
-                        self.leases.hold(&l, sent);
-                        self.metrics.leases_held.set(self.leases.count() as i64);
-                        self.spawn(rec.clone(), None);
-                    }
-                    Ok(None) => {
-                        info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")
-                    }
-                    Err(e) => {
-                        self.metrics.store_errors.inc();
-                        error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
-                    }
-                }
-                Ok((rec, true, warnings))
+        Ok(Checked { def, warnings })
+    }
+
+    /// Starts watches just stored (their commit is done): logs each with its
+    /// warnings, takes their leases (in one store call) and spawns the ones it got.
+    async fn start_new(self: &Arc<Self>, recs: &[(WatchRecord, Vec<String>)]) {
+        if recs.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = recs.iter().map(|(r, _)| r.def.id.clone()).collect();
+        let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
+        let sent = Instant::now();
+        let leases = self
+            .store
+            .call(move |s| {
+                ids.iter()
+                    .map(|id| s.acquire_lease(id, &holder, ttl))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        for ((rec, warnings), lease) in recs.iter().zip(leases) {
+            info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
+            for w in warnings {
+                warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
             }
-            Created::Existing(rec) => {
-                if rec.def.rules != def.rules || rec.def.vars != def.vars {
-                    return Err(CreateError::Conflict(rec.def.id));
+            match lease {
+                Ok(Some(l)) => {
+                    self.leases.hold(&l, sent);
+                    self.spawn(rec.clone(), None);
                 }
-                Ok((rec, false, Vec::new()))
+                Ok(None) => {
+                    info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
+                }
             }
         }
+        self.metrics.leases_held.set(self.leases.count() as i64);
     }
 
     pub(super) fn source_for(
