@@ -20,7 +20,7 @@ use crate::io::store::{Created, CreatedMany, NewWatch, WatchRecord};
 use crate::run::preflight::{self, PreflightWarning, WatchClock};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
@@ -35,8 +35,20 @@ struct Checked {
 /// Prometheus's clock, measured once.
 #[derive(Default)]
 struct Memo {
-    texts: HashMap<String, String>,
+    texts: Texts,
     skews: Vec<(Arc<SharedSource<PromClient>>, Measured)>,
+}
+
+/// Rule file texts read so far in a batch (its loads run on several threads).
+type Texts = Arc<Mutex<HashMap<String, String>>>;
+
+/// A request past every check but the clock's: what that one still needs.
+struct Loaded {
+    def: NewWatch,
+    warnings: Vec<String>,
+    source: Arc<SharedSource<PromClient>>,
+    max_blind: std::time::Duration,
+    duration: std::time::Duration,
 }
 
 /// A clock measurement against one Prometheus, as `preflight::judge_clock` takes it.
@@ -99,13 +111,19 @@ impl Agent {
         reqs: Vec<WatchRequest>,
     ) -> Result<Vec<(WatchRecord, bool, Vec<String>)>, BatchError> {
         batch_size(reqs.len()).map_err(BatchError::Whole)?;
+        let began = Instant::now();
         self.before_creating().await.map_err(BatchError::Whole)?;
         let mut memo = Memo::default();
-        let mut checked = Vec::with_capacity(reqs.len());
+        let loaded = self.load_many(reqs, &memo.texts).await;
+        let mut checked = Vec::with_capacity(loaded.len());
         let mut refused = Vec::new();
         let mut first_of: HashMap<String, usize> = HashMap::new();
-        for (i, req) in reqs.into_iter().enumerate() {
-            match self.check(req, &mut memo).await {
+        for (i, l) in loaded.into_iter().enumerate() {
+            let c = match l {
+                Ok(l) => self.judge_clock_of(l, &mut memo).await,
+                Err(e) => Err(e),
+            };
+            match c {
                 Ok(c) => match first_of.get(&c.def.id) {
                     Some(j) => refused.push((
                         i,
@@ -130,6 +148,7 @@ impl Agent {
         if !refused.is_empty() {
             return Err(BatchError::Refused(refused));
         }
+        let checked_in = began.elapsed();
         let _guard = self.create.lock().await;
         let defs: Vec<NewWatch> = checked.iter().map(|c| c.def.clone()).collect();
         let created = self
@@ -155,13 +174,17 @@ impl Agent {
                 Created::Existing(_) => None,
             })
             .collect();
+        let stored_in = began.elapsed();
+        self.start_new(&new).await;
         info!(
             event = "watches_created",
             watches = new.len(),
             batch = created.len(),
+            checked_ms = checked_in.as_millis() as u64,
+            stored_ms = stored_in.as_millis() as u64,
+            started_ms = began.elapsed().as_millis() as u64,
             "a batch of watches created"
         );
-        self.start_new(&new).await;
         Ok(created
             .into_iter()
             .zip(checked)
@@ -170,6 +193,43 @@ impl Agent {
                 Created::Existing(rec) => (rec, false, Vec::new()),
             })
             .collect())
+    }
+
+    /// `load_request` for every request of a batch, in order: off the runtime (the
+    /// rule file's load is CPU work, about a millisecond a watch), split over the
+    /// machine's cores.
+    async fn load_many(
+        self: &Arc<Self>,
+        reqs: Vec<WatchRequest>,
+        texts: &Texts,
+    ) -> Vec<Result<Loaded, CreateError>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = reqs.len().div_ceil(threads.clamp(1, 8)).max(1);
+        let mut reqs = reqs.into_iter();
+        let mut parts = Vec::new();
+        loop {
+            let part: Vec<WatchRequest> = reqs.by_ref().take(per).collect();
+            if part.is_empty() {
+                break;
+            }
+            let (agent, texts) = (self.clone(), texts.clone());
+            parts.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|r| agent.load_request(r, &texts))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for p in parts {
+            match p.await {
+                Ok(part) => out.extend(part),
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => panic!("a batch's checks did not complete: {e}"),
+                },
+            }
+        }
+        out
     }
 
     /// Refuses while shutting down; before `start` has read the store's clock (what
@@ -188,6 +248,14 @@ impl Agent {
     /// loaded with its vars, the pre-flight (programs, never-fires lint, the clock
     /// against Prometheus). `memo` keeps what a batch's items share.
     async fn check(&self, req: WatchRequest, memo: &mut Memo) -> Result<Checked, CreateError> {
+        let loaded = self.load_request(req, &memo.texts)?;
+        self.judge_clock_of(loaded, memo).await
+    }
+
+    /// The checks of `check` before the clock's: no I/O but reading the rule file
+    /// (once per batch: `texts`), CPU only (the rule file's load), so that a batch
+    /// runs them off the runtime, on several threads.
+    fn load_request(&self, req: WatchRequest, texts: &Texts) -> Result<Loaded, CreateError> {
         if !valid_name(&req.rules, &[]) {
             return Err(CreateError::BadRequest(format!(
                 "invalid rule file name {:?}: use the file's stem (letters, digits, `-`, `_`, `.`)",
@@ -201,11 +269,12 @@ impl Agent {
                 )));
             }
         }
-        let text = match memo.texts.get(&req.rules) {
-            Some(t) => t.clone(),
+        let known = lock(texts).get(&req.rules).cloned();
+        let text = match known {
+            Some(t) => t,
             None => {
                 let t = self.rule_file(&req.rules)?;
-                memo.texts.insert(req.rules.clone(), t.clone());
+                lock(texts).insert(req.rules.clone(), t.clone());
                 t
             }
         };
@@ -247,10 +316,29 @@ impl Agent {
                 "the duration must be longer than 0s".into(),
             ));
         }
-        let mut warnings: Vec<String> = preflight::never_fires(&spec, duration)
+        let warnings: Vec<String> = preflight::never_fires(&spec, duration)
             .iter()
             .map(|n| format!("{n}; {}", n.help()))
             .collect();
+        Ok(Loaded {
+            def,
+            warnings,
+            source,
+            max_blind: spec.max_blind,
+            duration,
+        })
+    }
+
+    /// The clock check of a loaded request, against its Prometheus (measured once
+    /// per batch: `memo`).
+    async fn judge_clock_of(&self, l: Loaded, memo: &mut Memo) -> Result<Checked, CreateError> {
+        let Loaded {
+            def,
+            mut warnings,
+            source,
+            max_blind,
+            duration,
+        } = l;
         // The clock check (`run::preflight`): polls ask Prometheus about "now" by the
         // clock the watch is timed on. The same check runs at a resume, an adoption
         // and every `clock::CHECK_EVERY` while the watch runs. A batch measures each
@@ -266,7 +354,7 @@ impl Agent {
                 m
             }
         };
-        match preflight::judge_clock(measured, WatchClock::Store, spec.max_blind, duration) {
+        match preflight::judge_clock(measured, WatchClock::Store, max_blind, duration) {
             Ok(None) => {}
             Ok(Some(w @ PreflightWarning::ClockSkew { .. })) => {
                 warnings.push(format!("{w}; {}", WatchClock::Store.help()))
