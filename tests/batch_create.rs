@@ -2,7 +2,7 @@
 //! one store transaction, all or nothing, acknowledged only once that commit made
 //! every one durable. The real binary over HTTP, against the real Prometheus.
 
-use crate::harness::agent::{rules, set, Agent, ROLLBACK};
+use crate::harness::agent::{http, rules, set, Agent, ROLLBACK};
 use serde_json::{json, Value};
 
 fn batch(test: &str, prefix: &str, n: usize) -> Vec<Value> {
@@ -115,4 +115,48 @@ fn a_batch_is_all_or_nothing_and_durable_once_acknowledged() {
     }
     let (_, running) = a.req("GET", "/api/v1/watches?state=running", None);
     assert_eq!(running["watches"].as_array().unwrap().len(), 500);
+}
+
+/// Two agents on one PostgreSQL given the same batch at once: each watch is stored
+/// once (one transaction inserts it, the other finds it), every agent sees all of
+/// them, and each runs on exactly one agent.
+#[test]
+fn postgres_the_same_batch_through_two_agents_at_once_creates_each_watch_once() {
+    use crate::harness::postgres;
+    use crate::shared_store::{Fleet, ROLLBACK as PG_ROLLBACK};
+    let test = "batch-pg";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let fleet = Fleet::new(&pg.database(), 2);
+    fleet.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 30s", PG_ROLLBACK),
+    );
+    let body = json!(batch(test, "p", 200));
+    let answers: Vec<(u16, Value)> = std::thread::scope(|s| {
+        let posts: Vec<_> = (0..2)
+            .map(|i| {
+                let (addr, body) = (fleet.nodes[i].addr.clone(), &body);
+                s.spawn(move || http(&addr, "POST", "/api/v1/watches", None, Some(body)))
+            })
+            .collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    let mut new = 0;
+    for (status, body) in &answers {
+        assert!(*status == 201 || *status == 200, "{status} {body}");
+        let watches = body["watches"].as_array().unwrap();
+        assert_eq!(watches.len(), 200, "{body}");
+        new += watches.iter().filter(|w| w["new"] == true).count();
+    }
+    assert_eq!(new, 200, "each watch is new through exactly one agent");
+    for i in 0..2 {
+        let (_, list) = fleet.req(i, "GET", "/api/v1/watches?state=running", None);
+        assert_eq!(list["watches"].as_array().unwrap().len(), 200, "agent {i}");
+    }
+    let held = pg.psql(
+        postgres::db_of(&fleet.url),
+        "SELECT count(DISTINCT watch_id) FROM leases WHERE expires_at > now()",
+    );
+    assert_eq!(held.trim(), "200", "every watch runs on one agent");
 }
