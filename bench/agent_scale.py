@@ -12,7 +12,8 @@ N/services watches), lets the schedule settle, then measures over a window:
 - requests/s that reached the stand-in, and polls/s the agent judged.
 
 Usage: agent_scale.py --bin target/release/rollwatch [--watches 5000] [--services 500]
-                      [--window 60] [--warmup 30] [--no-sharing]
+                      [--window 60] [--warmup 30] [--no-sharing] [--batch N]
+                      [--create-only]
 Prints one JSON object.
 """
 
@@ -173,10 +174,17 @@ def quantile(q, before, after):
     return les[-2]
 
 
-def post_watches(addr, n, services):
-    conn = http.client.HTTPConnection(addr, timeout=60)
-    for i in range(n):
-        body = json.dumps({"rules": "svc", "vars": {"service": f"svc-{i % services}"}, "id": f"w{i}"})
+def post_watches(addr, n, services, batch=0):
+    """One POST per watch, or (batch > 0) POSTs of JSON arrays of `batch` watches,
+    each answered after the one commit that stored it (issue 21)."""
+    conn = http.client.HTTPConnection(addr, timeout=120)
+    item = lambda i: {"rules": "svc", "vars": {"service": f"svc-{i % services}"}, "id": f"w{i}"}
+    step = batch if batch > 0 else 1
+    for i in range(0, n, step):
+        if batch > 0:
+            body = json.dumps([item(j) for j in range(i, min(i + batch, n))])
+        else:
+            body = json.dumps(item(i))
         for attempt in range(5):
             try:
                 conn.request("POST", "/api/v1/watches", body, {"Content-Type": "application/json"})
@@ -187,7 +195,7 @@ def post_watches(addr, n, services):
                 break
             except (http.client.HTTPException, ConnectionError):
                 conn.close()
-                conn = http.client.HTTPConnection(addr, timeout=60)
+                conn = http.client.HTTPConnection(addr, timeout=120)
     conn.close()
 
 
@@ -200,6 +208,12 @@ def main():
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--max-queries", type=int, default=64)
     ap.add_argument("--no-sharing", action="store_true")
+    ap.add_argument("--interval", type=int, default=15,
+                    help="the rules' interval in seconds (1 fills the page's charts, 240 polls, in 4 minutes)")
+    ap.add_argument("--batch", type=int, default=0,
+                    help="create the watches in POSTs of this many (a JSON array); 0: one per POST")
+    ap.add_argument("--create-only", action="store_true",
+                    help="measure the creation only (and the agent's RSS right after it), then stop")
     ap.add_argument("--restart", type=int, default=0,
                     help="then kill -9 the agent, keep it down this many seconds, restart, measure the resume")
     ap.add_argument("--standin", nargs=2, help=argparse.SUPPRESS)
@@ -211,7 +225,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="agent_scale.")
     os.makedirs(f"{tmp}/rules")
     with open(f"{tmp}/rules/svc.yaml", "w") as f:
-        f.write(RULES)
+        f.write(RULES.replace("interval: 15s", f"interval: {a.interval}s"))
     prom_port, agent_port = free_port(), free_port()
     counter = f"{tmp}/requests"
     standin = subprocess.Popen([sys.executable, __file__, "--bin", a.bin, "--standin", str(prom_port), counter])
@@ -246,8 +260,18 @@ def main():
                 raise SystemExit("agent not ready")
             time.sleep(0.1)
         t0 = time.time()
-        post_watches(agent_addr, a.watches, a.services)
+        post_watches(agent_addr, a.watches, a.services, a.batch)
         create_s = time.time() - t0
+        if a.create_only:
+            _, v = scrape(agent_addr)
+            print(json.dumps({
+                "watches": a.watches,
+                "batch": a.batch,
+                "create_s": round(create_s, 2),
+                "watches_running": v.get('rollwatch_agent_watches{state="running"}', 0),
+                "agent_rss_mb": round(status_kb(agent.pid, "VmRSS") / 1024, 1),
+            }))
+            return
         time.sleep(a.warmup)
         b0, v0 = scrape(agent_addr)
         c0, r0, w0 = cpu_seconds(agent.pid), int(open(counter).read() or 0), time.time()
@@ -262,7 +286,7 @@ def main():
         out = {
             "watches": a.watches,
             "rules_per_watch": 5,
-            "interval_s": 15,
+            "interval_s": a.interval,
             "distinct_services": a.services,
             "sharing": not a.no_sharing,
             "max_concurrent_queries": a.max_queries,
@@ -272,7 +296,7 @@ def main():
             "agent_rss_mb": round(status_kb(agent.pid, "VmRSS") / 1024, 1),
             "agent_peak_rss_mb": round(status_kb(agent.pid, "VmHWM") / 1024, 1),
             "polls_judged_per_s": round(evals / elapsed, 1),
-            "expected_polls_per_s": round(a.watches * 5 / 15, 1),
+            "expected_polls_per_s": round(a.watches * 5 / a.interval, 1),
             "requests_per_s": round((r1 - r0) / elapsed, 1),
             "queries_sent_per_s": round(sent / elapsed, 1),
             "queries_shared_per_s": round(shared / elapsed, 1),

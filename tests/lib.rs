@@ -12,6 +12,7 @@ mod harness;
 mod agreement;
 mod alertmanager;
 mod architecture;
+mod batch_create;
 mod check;
 mod ci;
 mod clock;

@@ -552,6 +552,95 @@ fn postgres_a_delivered_note_leaves_no_body_behind() {
     assert_eq!(bodies, "1", "only the pending note's body is left");
 }
 
+/// `create_many`: one commit for the batch, all or nothing, in order.
+fn create_many_conforms(make: &dyn Fn() -> Arc<dyn Store>) {
+    let s = make();
+    let other = |id: &str| NewWatch {
+        vars: [("service".to_string(), "payments".to_string())].into(),
+        ..new_watch(id)
+    };
+    let ids = |s: &dyn Store| -> Vec<String> {
+        s.list(None)
+            .unwrap()
+            .into_iter()
+            .map(|w| w.def.id)
+            .collect()
+    };
+    s.create(&new_watch("a")).unwrap();
+    let batch = [
+        new_watch("b"),
+        new_watch("a"),
+        new_watch("c"),
+        new_watch("b"),
+    ];
+    match s.create_many(&batch).unwrap() {
+        CreatedMany::Stored(c) => {
+            let kinds: Vec<(bool, String)> = c
+                .iter()
+                .map(|c| match c {
+                    Created::New(w) => (true, w.def.id.clone()),
+                    Created::Existing(w) => (false, w.def.id.clone()),
+                })
+                .collect();
+            assert_eq!(
+                kinds,
+                [
+                    (true, "b".to_string()),
+                    (false, "a".to_string()),
+                    (true, "c".to_string()),
+                    (false, "b".to_string())
+                ]
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ids(&*s), ["a", "b", "c"], "stored in the batch's order");
+    assert_eq!(s.get("c").unwrap().unwrap().def, new_watch("c"));
+
+    // An id stored with other vars: nothing of the batch is written.
+    match s
+        .create_many(&[new_watch("d"), other("a"), new_watch("e")])
+        .unwrap()
+    {
+        CreatedMany::Conflicts(c) => {
+            assert_eq!(c.len(), 1, "{c:?}");
+            assert_eq!((c[0].0, &c[0].1.def), (1, &new_watch("a")));
+        }
+        other => panic!("{other:?}"),
+    }
+    // An id repeated within the batch with other vars: the same.
+    match s.create_many(&[new_watch("f"), other("f")]).unwrap() {
+        CreatedMany::Conflicts(c) => assert_eq!(c[0].0, 1, "{c:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(ids(&*s), ["a", "b", "c"], "no part of a refused batch");
+
+    // A large batch: every watch, in order.
+    let many: Vec<NewWatch> = (0..2_000).map(|i| new_watch(&format!("m{i:04}"))).collect();
+    match s.create_many(&many).unwrap() {
+        CreatedMany::Stored(c) => assert!(c.iter().all(|c| matches!(c, Created::New(_)))),
+        other => panic!("{other:?}"),
+    }
+    let all = ids(&*s);
+    assert_eq!(all.len(), 2_003);
+    assert_eq!(
+        all[3..],
+        many.iter().map(|w| w.id.clone()).collect::<Vec<_>>()[..]
+    );
+}
+
+#[test]
+fn sqlite_create_many_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    create_many_conforms(&|| Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap()));
+}
+
+#[test]
+fn postgres_create_many_conforms() {
+    let pg = postgres::shared();
+    create_many_conforms(&|| Arc::new(PgStore::open(&pg.database()).unwrap()));
+}
+
 #[test]
 fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();

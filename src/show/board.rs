@@ -10,6 +10,14 @@
 //! watch, and the `KEEP_FINISHED` most recently finished watches. It is lost at a restart: a resumed watch's chart starts again
 //! from the resume (the page says so), and its state and actions still come from the
 //! store.
+//!
+//! That full history is kept only for the `FULL_WATCHES` watches most recently
+//! viewed on the page (issue 21): at 5 rules, 240 polls each cost about 60 KB a watch,
+//! too much for 20,000 watches nobody looks at. Every other watch keeps `LEAN_SAMPLES`
+//! polls per rule (merged the same way, so its peaks and breaches stay) and
+//! `LEAN_EVENTS` events, dropping the oldest of those that are not a breach, an
+//! action or the watch's start or end (`KEPT_KINDS`). A watch viewed again keeps its
+//! full history from then on.
 
 use crate::core::eval::Worse;
 use crate::core::events::{Event, RuleState, Sink};
@@ -25,6 +33,21 @@ pub const MAX_SAMPLES: usize = 240;
 pub const MAX_EVENTS: usize = 500;
 /// Finished watches whose record is kept.
 pub const KEEP_FINISHED: usize = 200;
+/// Watches that keep `MAX_SAMPLES` and `MAX_EVENTS`: the most recently viewed.
+pub const FULL_WATCHES: usize = 100;
+/// Polls kept per rule of any other watch.
+pub const LEAN_SAMPLES: usize = 30;
+/// Events kept per other watch.
+pub const LEAN_EVENTS: usize = 50;
+/// Timeline events never dropped while others can be: a breach, an action, the
+/// watch's start and end.
+const KEPT_KINDS: [&str; 5] = [
+    "watch_started",
+    "fired",
+    "action_started",
+    "action_finished",
+    "watch_finished",
+];
 
 /// A `watch_started` this long after the watch was created is a resume.
 const RESUMED_AFTER_MS: i64 = 5000;
@@ -163,6 +186,38 @@ struct Kept {
     events: VecDeque<TimelineEvent>,
     from_start: bool,
     version: u64,
+    /// Among the `FULL_WATCHES` most recently viewed: keeps the full history.
+    full: bool,
+}
+
+impl Kept {
+    /// Thins its history to what it may keep (`full` or lean).
+    fn bound(&mut self) {
+        let (polls, events) = if self.full {
+            (MAX_SAMPLES, MAX_EVENTS)
+        } else {
+            (LEAN_SAMPLES, LEAN_EVENTS)
+        };
+        for (list, r) in self.samples.iter_mut().zip(&self.record.rules) {
+            while list.len() > polls {
+                halve(list, r.info.worse);
+            }
+        }
+        while self.events.len() > events {
+            match self
+                .events
+                .iter()
+                .position(|e| !KEPT_KINDS.contains(&e.kind))
+            {
+                Some(i) => {
+                    self.events.remove(i);
+                }
+                None => {
+                    self.events.pop_front();
+                }
+            }
+        }
+    }
 }
 
 /// A watch as the page sees it.
@@ -181,6 +236,8 @@ pub struct Entry {
 struct Inner {
     watches: HashMap<String, Kept>,
     finished: VecDeque<String>,
+    /// The watches with full history, least recently viewed first.
+    viewed: VecDeque<String>,
 }
 
 /// Every watch's live record, and a version that goes up at every change (what the
@@ -267,6 +324,7 @@ impl Board {
             *e = Kept {
                 from_start: at_ms - created_ms < RESUMED_AFTER_MS,
                 events,
+                full: e.full,
                 ..Kept::default()
             };
         }
@@ -281,9 +339,6 @@ impl Board {
             let Some(s) = r.samples.pop() else { continue };
             if let Some(list) = e.samples.get_mut(i) {
                 list.push(Compact::of(&s));
-                if list.len() > MAX_SAMPLES {
-                    halve(list, r.info.worse);
-                }
             }
         }
         if !matches!(event, Event::Poll { .. }) {
@@ -292,10 +347,8 @@ impl Board {
                 kind: event.name(),
                 text: timeline_text(event),
             });
-            if e.events.len() > MAX_EVENTS {
-                e.events.pop_front();
-            }
         }
+        e.bound();
         let mut version = 0;
         self.changed.send_modify(|v| {
             *v += 1;
@@ -307,14 +360,33 @@ impl Board {
             while inner.finished.len() > KEEP_FINISHED {
                 if let Some(old) = inner.finished.pop_front() {
                     inner.watches.remove(&old);
+                    inner.viewed.retain(|v| *v != old);
                 }
             }
         }
     }
 
-    /// A copy of watch `id`'s entry.
+    /// A copy of watch `id`'s entry; it is viewed, so it keeps its full history
+    /// from now on (and the least recently viewed of the others, beyond
+    /// `FULL_WATCHES`, is thinned to the lean bounds).
     pub fn get(&self, id: &str) -> Option<Entry> {
-        let inner = lock(self);
+        let mut guard = lock(self);
+        let inner = &mut *guard;
+        let k = inner.watches.get_mut(id)?;
+        if k.full {
+            inner.viewed.retain(|v| v != id);
+        }
+        k.full = true;
+        inner.viewed.push_back(id.to_string());
+        while inner.viewed.len() > FULL_WATCHES {
+            let Some(old) = inner.viewed.pop_front() else {
+                break;
+            };
+            if let Some(o) = inner.watches.get_mut(&old) {
+                o.full = false;
+                o.bound();
+            }
+        }
         let k = inner.watches.get(id)?;
         let mut record = k.record.clone();
         for (r, list) in record.rules.iter_mut().zip(&k.samples) {
@@ -364,6 +436,59 @@ mod tests {
             insufficient: 0,
             evidence: Default::default(),
             windows: None,
+        }
+    }
+
+    fn poll_in(v: f64, state: RuleState) -> Event {
+        match poll(v) {
+            Event::Poll {
+                rule,
+                samples,
+                error,
+                warnings,
+                value,
+                reference,
+                insufficient,
+                evidence,
+                windows,
+                ..
+            } => Event::Poll {
+                rule,
+                samples,
+                error,
+                warnings,
+                state,
+                value,
+                reference,
+                insufficient,
+                evidence,
+                windows,
+            },
+            _ => unreachable!(),
+        }
+    }
+
+    fn event(kind: &str) -> Event {
+        let rule = "r".to_string();
+        match kind {
+            "fired" => Event::Fired {
+                rule,
+                labels: Default::default(),
+                value: Some(9.0),
+                threshold: "> 1".into(),
+                breached_for_s: 1.0,
+                action: "rollback",
+                evidence: Default::default(),
+            },
+            _ => Event::Resolved {
+                rule,
+                labels: Default::default(),
+                value: Some(0.5),
+                threshold: "> 1".into(),
+                was: "pending",
+                breached_for_s: 1.0,
+                evidence: Default::default(),
+            },
         }
     }
 
@@ -430,10 +555,162 @@ mod tests {
         assert_eq!(l, [c(0, 1.0, State::Ok)], "lower is worse for `below`");
     }
 
+    /// Polls and events the board holds, over every watch.
+    fn held(b: &Board) -> (usize, usize) {
+        let inner = lock(b);
+        let polls = inner
+            .watches
+            .values()
+            .flat_map(|k| &k.samples)
+            .map(Vec::len);
+        let events = inner.watches.values().map(|k| k.events.len()).sum();
+        (polls.sum(), events)
+    }
+
+    #[test]
+    fn a_watch_nobody_viewed_keeps_a_lean_history_with_its_peak_and_breach() {
+        let b = Board::new();
+        b.record("w", 1, 1, &started());
+        for i in 0..1000 {
+            let (v, state) = match i {
+                400 => (50.0, RuleState::Ok),
+                700 => (2.0, RuleState::Breached),
+                _ => (0.5, RuleState::Ok),
+            };
+            b.record("w", 1, 2 + i, &poll_in(v, state));
+        }
+        b.record("w", 1, 1500, &event("fired"));
+        for i in 0..200 {
+            b.record("w", 1, 2000 + i, &event("resolved"));
+        }
+        let (polls, events) = held(&b);
+        assert!(polls <= LEAN_SAMPLES, "{polls} polls held");
+        assert!(events <= LEAN_EVENTS, "{events} events held");
+        let e = b.get("w").unwrap();
+        let samples = &e.record.rules[0].samples;
+        assert_eq!(samples[0].t, 2, "the chart still spans the watch");
+        let peak = samples.iter().filter_map(|s| s.value).fold(0.0, f64::max);
+        assert_eq!(peak, 50.0, "the peak is never thinned away");
+        assert!(
+            samples.iter().any(|s| s.state == RuleState::Breached),
+            "nor the breach"
+        );
+        let kinds: Vec<&str> = e.events.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds[..2], ["watch_started", "fired"], "{kinds:?}");
+    }
+
+    #[test]
+    fn only_the_most_recently_viewed_watches_keep_their_full_history() {
+        let b = Board::new();
+        let n = FULL_WATCHES + 50;
+        for w in 0..n {
+            let id = format!("w{w}");
+            b.record(&id, 1, 1, &started());
+            b.get(&id).unwrap();
+        }
+        for i in 0..(MAX_SAMPLES as i64) {
+            for w in 0..n {
+                b.record(&format!("w{w}"), 1, 2 + i, &poll(i as f64));
+            }
+        }
+        // The first 50 viewed were pushed out of the full set by the later views.
+        let (polls, _) = held(&b);
+        let bound = FULL_WATCHES * MAX_SAMPLES + 50 * LEAN_SAMPLES;
+        assert!(polls <= bound, "{polls} polls held, bound {bound}");
+        assert!(polls > FULL_WATCHES * MAX_SAMPLES / 2, "{polls}");
+        let lean = b.get("w0").unwrap().record.rules[0].samples.len();
+        assert!(lean <= LEAN_SAMPLES, "{lean}");
+        let full = b.get(&format!("w{}", n - 1)).unwrap().record.rules[0]
+            .samples
+            .len();
+        assert_eq!(full, MAX_SAMPLES, "the last viewed keeps every poll");
+        // Viewing w0 again made it full, and thinned the least recently viewed now.
+        for i in 0..(MAX_SAMPLES as i64) {
+            b.record("w0", 1, 1000 + i, &poll(1.0));
+        }
+        assert!(b.get("w0").unwrap().record.rules[0].samples.len() > LEAN_SAMPLES);
+        let (polls, _) = held(&b);
+        assert!(polls <= bound, "{polls} polls held, bound {bound}");
+    }
+
+    /// The board's memory per watch with every chart full: 20,000 watches of 5
+    /// rules, each polled `MAX_SAMPLES` times, 10 of them viewed (BENCHMARKS.md,
+    /// issue 21). `cargo test --lib board_memory -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn board_memory_per_watch() {
+        fn rss_kb() -> u64 {
+            let s = std::fs::read_to_string("/proc/self/status").unwrap();
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap()
+        }
+        let mut start = started();
+        if let Event::WatchStarted { rules, .. } = &mut start {
+            let r = rules[0].clone();
+            *rules = (0..5)
+                .map(|i| crate::core::events::RuleInfo {
+                    name: format!("r{i}"),
+                    ..r.clone()
+                })
+                .collect();
+        }
+        let poll_of = |rule: usize, v: f64| match poll(v) {
+            Event::Poll {
+                samples,
+                error,
+                warnings,
+                state,
+                value,
+                reference,
+                insufficient,
+                evidence,
+                windows,
+                ..
+            } => Event::Poll {
+                rule: format!("r{rule}"),
+                samples,
+                error,
+                warnings,
+                state,
+                value,
+                reference,
+                insufficient,
+                evidence,
+                windows,
+            },
+            _ => unreachable!(),
+        };
+        let watches = 20_000;
+        let before = rss_kb();
+        let b = Board::new();
+        for w in 0..watches {
+            let id = format!("watch-{w}");
+            b.record(&id, 1, 1, &start);
+            if w % 2_000 == 0 {
+                b.get(&id);
+            }
+            for i in 0..MAX_SAMPLES as i64 {
+                for r in 0..5 {
+                    b.record(&id, 1, 2 + i, &poll_of(r, i as f64));
+                }
+            }
+        }
+        let after = rss_kb();
+        let (polls, events) = held(&b);
+        println!(
+            "{watches} watches: {} KB RSS, {:.1} KB a watch; {polls} polls and {events} events held",
+            after - before,
+            (after - before) as f64 / watches as f64
+        );
+    }
+
     #[test]
     fn the_board_is_bounded() {
         let b = Board::new();
         b.record("w", 1, 1, &started());
+        b.get("w").expect("viewed: full history");
         for i in 0..(MAX_SAMPLES + 10) {
             b.record("w", 1, 2 + i as i64, &poll(i as f64));
         }
@@ -484,6 +761,7 @@ mod tests {
         }
         let b = Board::new();
         b.record("w", 1, 1, &start);
+        b.get("w").expect("viewed: full history");
         for i in 0..(MAX_SAMPLES + 10) {
             let v = if i % 2 == 0 { 1.0 } else { 9.0 };
             b.record("w", 1, 2 + i as i64, &poll(v));

@@ -30,8 +30,9 @@
 //! `deny_unknown_fields`, and the vars go through the same loader as a watch's, so an
 //! unknown var is a 400.
 
+use super::body::{create_error, summary, watch_request, ApiError, CreateBody};
 use crate::io::store::{WatchRecord, WatchState};
-use crate::run::agent::{load_snapshot, Agent, CreateError, WatchRequest};
+use crate::run::agent::{load_snapshot, Agent, CreateError};
 use crate::run::verdict::{RuleStatus, Verdict};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
@@ -44,16 +45,10 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// The body of `POST /api/v1/watches`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateBody {
-    rules: String,
-    #[serde(default)]
-    vars: BTreeMap<String, String>,
-    duration: Option<String>,
-    id: Option<String>,
-}
+/// The largest body `POST /api/v1/watches` reads: room for a batch of `run::agent::MAX_BATCH`
+/// watches of about 1.6 KB each (axum's default, 2 MB, would refuse a batch of
+/// 10,000 with long vars).
+const WATCHES_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The body of `POST /api/v1/verdict` (Argo Rollouts' web provider, or by hand).
 #[derive(Debug, serde::Deserialize)]
@@ -106,22 +101,6 @@ struct Api {
     open_verdicts: bool,
 }
 
-/// An error answer: a status and a sentence.
-#[derive(Debug)]
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
-    }
-}
-
-impl From<crate::io::store::StoreError> for ApiError {
-    fn from(e: crate::io::store::StoreError) -> Self {
-        ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
-    }
-}
-
 /// A store error on a route anyone may call (`--open-verdicts`): 503 "store
 /// unavailable", the detail (user, host, database, path, reason) in the log only.
 fn store_failed(e: crate::io::store::StoreError, open: bool) -> ApiError {
@@ -151,7 +130,12 @@ pub fn router(agent: Arc<Agent>, token: Option<String>, open_verdicts: bool) -> 
         open_verdicts,
     };
     let watches = Router::new()
-        .route("/api/v1/watches", get(list).post(create))
+        .route(
+            "/api/v1/watches",
+            get(list)
+                .post(create)
+                .layer(axum::extract::DefaultBodyLimit::max(WATCHES_BODY_LIMIT)),
+        )
         .route("/api/v1/watches/{id}", get(show).delete(cancel));
     let verdicts = Router::new()
         .route("/api/v1/watches/{id}/verdict", get(watch_verdict))
@@ -226,26 +210,21 @@ async fn metrics(State(api): State<Api>) -> Response {
         .into_response()
 }
 
+/// One watch (a JSON object) or a batch (a JSON array of them, all or nothing:
+/// `Agent::create_many`).
 async fn create(
     State(api): State<Api>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let _ = headers;
+    let batch = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[');
+    if batch {
+        return super::batch::create_batch(&api.agent, &body).await;
+    }
     let body: CreateBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid request: {e}")))?;
-    let duration = body
-        .duration
-        .as_deref()
-        .map(crate::core::rules::parse_duration)
-        .transpose()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid duration: {e}")))?;
-    let req = WatchRequest {
-        rules: body.rules,
-        vars: body.vars,
-        duration,
-        id: body.id,
-    };
+    let req = watch_request(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
     match api.agent.create(req).await {
         Ok((rec, new, warnings)) => {
             let status = if new {
@@ -327,17 +306,6 @@ pub async fn cancel_watch(
         StatusCode::OK
     };
     Ok((status, rec))
-}
-
-fn create_error(e: CreateError) -> ApiError {
-    let status = match &e {
-        CreateError::BadRequest(_) => StatusCode::BAD_REQUEST,
-        CreateError::UnknownRules(_) => StatusCode::NOT_FOUND,
-        CreateError::Conflict(_) => StatusCode::CONFLICT,
-        CreateError::ShuttingDown | CreateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        CreateError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    ApiError(status, e.to_string())
 }
 
 /// 200 for pass, 412 for fail, 503 for inconclusive (or 200 with `always_200`).
@@ -439,23 +407,6 @@ async fn verdict_once(
         q.always_200,
         json!({ "rules_file": rules }),
     ))
-}
-
-fn summary(rec: &WatchRecord) -> Value {
-    let d = &rec.def;
-    json!({
-        "id": d.id,
-        "rules": d.rules,
-        "vars": d.vars,
-        "duration_s": d.duration_ms as f64 / 1000.0,
-        "created": crate::core::events::rfc3339_ms(d.created_ms),
-        "created_ms": d.created_ms,
-        "state": rec.state,
-        "outcome": rec.outcome,
-        "exit_code": rec.exit_code,
-        "detail": rec.detail,
-        "finished_ms": rec.finished_ms,
-    })
 }
 
 async fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, ApiError> {

@@ -24,6 +24,8 @@
 //! exit 0; the watches stay `running` in the store and resume at the next start.
 
 pub mod api;
+mod batch;
+mod body;
 pub mod page;
 
 use crate::cmd::args::PromArgs;

@@ -110,6 +110,16 @@ pub struct NewWatch {
     pub created_ms: i64,
 }
 
+impl NewWatch {
+    /// Whether `stored` (a watch found with this one's id) is the same request made
+    /// again: the same rule file and vars. Then creating it again is idempotent;
+    /// otherwise it is a conflict. The one place this is decided (`create` in the
+    /// agent, `create_many` in both stores).
+    pub fn same_request(&self, stored: &NewWatch) -> bool {
+        self.rules == stored.rules && self.vars == stored.vars
+    }
+}
+
 /// A stored watch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchRecord {
@@ -304,6 +314,17 @@ pub enum Created {
     Existing(WatchRecord),
 }
 
+/// What `create_many` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreatedMany {
+    /// ONE commit stored every new watch of the batch: one `Created` per watch, in
+    /// the batch's order (`Existing` for an id already stored by the same request).
+    Stored(Vec<Created>),
+    /// Nothing was written: these watches (their index in the batch, and the watch
+    /// stored with that id) name an id that exists with other rules or vars.
+    Conflicts(Vec<(usize, WatchRecord)>),
+}
+
 /// Who may write a watch's state: the holder of its lease and the fencing token it
 /// holds it with. Every write an owner makes to a running watch carries it, and the
 /// store checks it in the write's own transaction (`Fenced` if the lease moved).
@@ -400,6 +421,13 @@ impl Noted<'_> {
 pub trait Store: Send + Sync + 'static {
     /// Stores a new watch, or returns the one that already has its id.
     fn create(&self, w: &NewWatch) -> Result<Created, StoreError>;
+    /// `create` for many watches in ONE transaction, all or nothing: every new
+    /// watch is stored by one commit (durable when this returns `Stored`), an id
+    /// already stored by the same request (`NewWatch::same_request`) is `Existing`,
+    /// and if any id exists with other rules or vars nothing is written
+    /// (`Conflicts`). An id repeated within `ws` is `Existing` after its first.
+    /// Not fenced, as `create` is not: a new watch has no lease yet.
+    fn create_many(&self, ws: &[NewWatch]) -> Result<CreatedMany, StoreError>;
     fn get(&self, id: &str) -> Result<Option<WatchRecord>, StoreError>;
     /// Watches (optionally in one state), oldest first.
     fn list(&self, state: Option<WatchState>) -> Result<Vec<WatchRecord>, StoreError>;

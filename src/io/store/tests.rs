@@ -56,6 +56,49 @@ fn create_is_idempotent_by_id() {
 }
 
 #[test]
+fn a_batch_is_stored_by_one_commit_that_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let batch: Vec<NewWatch> = (0..300).map(|i| new_watch(&format!("w{i}"))).collect();
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        let wal = || std::fs::metadata(dir.path().join("state.db-wal")).map_or(0, |m| m.len());
+        let wal_before = wal();
+        match s.create_many(&batch).unwrap() {
+            CreatedMany::Stored(c) => assert_eq!(c.len(), 300),
+            other => panic!("{other:?}"),
+        }
+        // One commit: the WAL grew by the pages the rows fill, each written once (300
+        // transactions would write the table's last page ~300 times: over 1 MB).
+        let grew = wal() - wal_before;
+        assert!(grew < 256 * 1024, "the WAL grew by {grew} bytes");
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let ids: Vec<String> = s
+        .list(None)
+        .unwrap()
+        .into_iter()
+        .map(|w| w.def.id)
+        .collect();
+    assert_eq!(ids, batch.iter().map(|w| w.id.clone()).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_conflict_anywhere_in_a_batch_stores_none_of_it() {
+    let (_d, s) = store();
+    s.create(&new_watch("a")).unwrap();
+    let mut other = new_watch("a");
+    other.vars.insert("service".into(), "payments".into());
+    let batch = [new_watch("b"), other, new_watch("c")];
+    match s.create_many(&batch).unwrap() {
+        CreatedMany::Conflicts(c) => assert_eq!(c.iter().map(|c| c.0).collect::<Vec<_>>(), [1]),
+        other => panic!("{other:?}"),
+    }
+    assert!(s.get("b").unwrap().is_none());
+    assert_eq!(s.list(None).unwrap().len(), 1);
+}
+
+#[test]
 fn series_keep_since_when_they_fire_and_go_when_resolved() {
     let (_d, s) = store();
     s.create(&new_watch("a")).unwrap();

@@ -2,19 +2,57 @@
 //! the request's vars, the pre-flight (programs, never-fires lint, clock against
 //! Prometheus), the record stored, its lease taken and the watch spawned; and the
 //! Prometheus sources watches and verdicts share (`source_for`, `source_in`).
+//!
+//! A batch (`create_many`, issue 21) makes the same checks per item (`check`, one
+//! path for both) and stores every watch in ONE transaction: with `synchronous=FULL`
+//! each commit is an fsync, so 10,000 single creations cost 10,000 of them and a
+//! batch one. All or nothing: a refused item (its index and reason returned) stores
+//! none of the batch, so a caller never has to find out which half exists.
 
 use super::snapshot::{refused, valid_name};
 use super::source::SharedSource;
-use super::types::{lock, CreateError, WatchRequest};
+use super::types::{batch_size, lock, BatchError, CreateError, WatchRequest};
 use super::{clock, Agent};
 use crate::core::rules::{self, WatchSpec};
+use crate::io::prom::ClockSkew;
 use crate::io::prom::PromClient;
-use crate::io::store::{Created, NewWatch, WatchRecord};
+use crate::io::store::{Created, CreatedMany, NewWatch, WatchRecord};
 use crate::run::preflight::{self, PreflightWarning, WatchClock};
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::time::Instant;
 use tracing::{error, info, warn};
+
+/// A request that passed every check, ready to store.
+struct Checked {
+    def: NewWatch,
+    /// Logged and returned to the caller.
+    warnings: Vec<String>,
+}
+
+/// What the items of one batch share: each rule file's text, read once, and each
+/// Prometheus's clock, measured once.
+#[derive(Default)]
+struct Memo {
+    texts: Texts,
+    skews: Vec<(Arc<SharedSource<PromClient>>, Measured)>,
+}
+
+/// Rule file texts read so far in a batch (its loads run on several threads).
+type Texts = Arc<Mutex<HashMap<String, String>>>;
+
+/// A request past every check but the clock's: what that one still needs.
+struct Loaded {
+    def: NewWatch,
+    warnings: Vec<String>,
+    source: Arc<SharedSource<PromClient>>,
+    max_blind: std::time::Duration,
+    duration: std::time::Duration,
+}
+
+/// A clock measurement against one Prometheus, as `preflight::judge_clock` takes it.
+type Measured = Result<ClockSkew, String>;
 
 impl Agent {
     /// The text of the rule file `name` (a stem) in the rules directory.
@@ -40,9 +78,184 @@ impl Agent {
         self: &Arc<Self>,
         req: WatchRequest,
     ) -> Result<(WatchRecord, bool, Vec<String>), CreateError> {
+        self.before_creating().await?;
+        let checked = self.check(req, &mut Memo::default()).await?;
+        // One creation at a time: two POSTs with one id can't both start a watch.
+        let _guard = self.create.lock().await;
+        let d = checked.def.clone();
+        let created = self.store.call(move |s| s.create(&d)).await?;
+        match created {
+            Created::New(rec) => {
+                let started = [(rec, checked.warnings)];
+                self.start_new(&started).await;
+                let [(rec, warnings)] = started;
+                Ok((rec, true, warnings))
+            }
+            Created::Existing(rec) => {
+                if !checked.def.same_request(&rec.def) {
+                    return Err(CreateError::Conflict(rec.def.id));
+                }
+                Ok((rec, false, Vec::new()))
+            }
+        }
+    }
+
+    /// `create` for a batch (at most `types::MAX_BATCH`), all or nothing: every item is
+    /// checked as `create` checks one (the clock once per Prometheus), and if any is
+    /// refused nothing is stored and every refusal is returned with its index
+    /// (`BatchError::Refused`). Otherwise ONE store transaction stores every new
+    /// watch (an id already stored by the same request is returned as it is, `false`);
+    /// the answer comes after its commit, and the new watches start after it.
+    pub async fn create_many(
+        self: &Arc<Self>,
+        reqs: Vec<WatchRequest>,
+    ) -> Result<Vec<(WatchRecord, bool, Vec<String>)>, BatchError> {
+        batch_size(reqs.len()).map_err(BatchError::Whole)?;
+        let began = Instant::now();
+        self.before_creating().await.map_err(BatchError::Whole)?;
+        let mut memo = Memo::default();
+        let loaded = self.load_many(reqs, &memo.texts).await;
+        let mut checked = Vec::with_capacity(loaded.len());
+        let mut refused = Vec::new();
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        for (i, l) in loaded.into_iter().enumerate() {
+            let c = match l {
+                Ok(l) => self.judge_clock_of(l, &mut memo).await,
+                Err(e) => Err(e),
+            };
+            match c {
+                Ok(c) => match first_of.get(&c.def.id) {
+                    Some(j) => refused.push((
+                        i,
+                        CreateError::BadRequest(format!(
+                            "id {:?} is also item {j}'s: each watch of a batch needs its own id",
+                            c.def.id
+                        )),
+                    )),
+                    None => {
+                        first_of.insert(c.def.id.clone(), i);
+                        checked.push(c);
+                    }
+                },
+                Err(
+                    e @ (CreateError::BadRequest(_)
+                    | CreateError::UnknownRules(_)
+                    | CreateError::Conflict(_)),
+                ) => refused.push((i, e)),
+                Err(e) => return Err(BatchError::Whole(e)),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(BatchError::Refused(refused));
+        }
+        let checked_in = began.elapsed();
+        let _guard = self.create.lock().await;
+        let defs: Vec<NewWatch> = checked.iter().map(|c| c.def.clone()).collect();
+        let created = self
+            .store
+            .call(move |s| s.create_many(&defs))
+            .await
+            .map_err(|e| BatchError::Whole(e.into()))?;
+        let created = match created {
+            CreatedMany::Stored(c) => c,
+            CreatedMany::Conflicts(c) => {
+                return Err(BatchError::Refused(
+                    c.into_iter()
+                        .map(|(i, rec)| (i, CreateError::Conflict(rec.def.id)))
+                        .collect(),
+                ))
+            }
+        };
+        let new: Vec<(WatchRecord, Vec<String>)> = created
+            .iter()
+            .zip(&checked)
+            .filter_map(|(c, ch)| match c {
+                Created::New(rec) => Some((rec.clone(), ch.warnings.clone())),
+                Created::Existing(_) => None,
+            })
+            .collect();
+        let stored_in = began.elapsed();
+        self.start_new(&new).await;
+        info!(
+            event = "watches_created",
+            watches = new.len(),
+            batch = created.len(),
+            checked_ms = checked_in.as_millis() as u64,
+            stored_ms = stored_in.as_millis() as u64,
+            started_ms = began.elapsed().as_millis() as u64,
+            "a batch of watches created"
+        );
+        Ok(created
+            .into_iter()
+            .zip(checked)
+            .map(|(c, ch)| match c {
+                Created::New(rec) => (rec, true, ch.warnings),
+                Created::Existing(rec) => (rec, false, Vec::new()),
+            })
+            .collect())
+    }
+
+    /// `load_request` for every request of a batch, in order: off the runtime (the
+    /// rule file's load is CPU work, about a millisecond a watch), split over the
+    /// machine's cores.
+    async fn load_many(
+        self: &Arc<Self>,
+        reqs: Vec<WatchRequest>,
+        texts: &Texts,
+    ) -> Vec<Result<Loaded, CreateError>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = reqs.len().div_ceil(threads.clamp(1, 8)).max(1);
+        let mut reqs = reqs.into_iter();
+        let mut parts = Vec::new();
+        loop {
+            let part: Vec<WatchRequest> = reqs.by_ref().take(per).collect();
+            if part.is_empty() {
+                break;
+            }
+            let (agent, texts) = (self.clone(), texts.clone());
+            parts.push(tokio::task::spawn_blocking(move || {
+                part.into_iter()
+                    .map(|r| agent.load_request(r, &texts))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for p in parts {
+            match p.await {
+                Ok(part) => out.extend(part),
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => panic!("a batch's checks did not complete: {e}"),
+                },
+            }
+        }
+        out
+    }
+
+    /// Refuses while shutting down; before `start` has read the store's clock (what
+    /// watches are timed on, see `clock`), reads it now.
+    async fn before_creating(&self) -> Result<(), CreateError> {
         if self.shutting_down.load(Ordering::SeqCst) {
             return Err(CreateError::ShuttingDown);
         }
+        if !self.ready.load(Ordering::SeqCst) {
+            *lock(&self.clock) = self.store.call(clock::read_store_clock).await?;
+        }
+        Ok(())
+    }
+
+    /// Every check of one request before it is stored: its names, the rule file
+    /// loaded with its vars, the pre-flight (programs, never-fires lint, the clock
+    /// against Prometheus). `memo` keeps what a batch's items share.
+    async fn check(&self, req: WatchRequest, memo: &mut Memo) -> Result<Checked, CreateError> {
+        let loaded = self.load_request(req, &memo.texts)?;
+        self.judge_clock_of(loaded, memo).await
+    }
+
+    /// The checks of `check` before the clock's: no I/O but reading the rule file
+    /// (once per batch: `texts`), CPU only (the rule file's load), so that a batch
+    /// runs them off the runtime, on several threads.
+    fn load_request(&self, req: WatchRequest, texts: &Texts) -> Result<Loaded, CreateError> {
         if !valid_name(&req.rules, &[]) {
             return Err(CreateError::BadRequest(format!(
                 "invalid rule file name {:?}: use the file's stem (letters, digits, `-`, `_`, `.`)",
@@ -56,12 +269,16 @@ impl Agent {
                 )));
             }
         }
-        let text = self.rule_file(&req.rules)?;
+        let known = lock(texts).get(&req.rules).cloned();
+        let text = match known {
+            Some(t) => t,
+            None => {
+                let t = self.rule_file(&req.rules)?;
+                lock(texts).insert(req.rules.clone(), t.clone());
+                t
+            }
+        };
         // On the store's clock (see `clock`): every agent times the watch the same.
-        // Before `start` has read it, it is read now.
-        if !self.ready.load(Ordering::SeqCst) {
-            *lock(&self.clock) = self.store.call(clock::read_store_clock).await?;
-        }
         let created_ms = self.clock_now_ms();
         let id = req.id.clone().unwrap_or_else(|| {
             let n = self.ids.fetch_add(1, Ordering::SeqCst);
@@ -99,18 +316,45 @@ impl Agent {
                 "the duration must be longer than 0s".into(),
             ));
         }
-        let mut warnings: Vec<String> = preflight::never_fires(&spec, duration)
+        let warnings: Vec<String> = preflight::never_fires(&spec, duration)
             .iter()
             .map(|n| format!("{n}; {}", n.help()))
             .collect();
+        Ok(Loaded {
+            def,
+            warnings,
+            source,
+            max_blind: spec.max_blind,
+            duration,
+        })
+    }
+
+    /// The clock check of a loaded request, against its Prometheus (measured once
+    /// per batch: `memo`).
+    async fn judge_clock_of(&self, l: Loaded, memo: &mut Memo) -> Result<Checked, CreateError> {
+        let Loaded {
+            def,
+            mut warnings,
+            source,
+            max_blind,
+            duration,
+        } = l;
         // The clock check (`run::preflight`): polls ask Prometheus about "now" by the
         // clock the watch is timed on. The same check runs at a resume, an adoption
-        // and every `clock::CHECK_EVERY` while the watch runs.
-        let measured = self
-            .watch_clock_skew(&source)
-            .await
-            .map_err(|e| e.to_string());
-        match preflight::judge_clock(measured, WatchClock::Store, spec.max_blind, duration) {
+        // and every `clock::CHECK_EVERY` while the watch runs. A batch measures each
+        // Prometheus once.
+        let measured = match memo.skews.iter().find(|(s, _)| Arc::ptr_eq(s, &source)) {
+            Some((_, m)) => m.clone(),
+            None => {
+                let m = self
+                    .watch_clock_skew(&source)
+                    .await
+                    .map_err(|e| e.to_string());
+                memo.skews.push((source, m.clone()));
+                m
+            }
+        };
+        match preflight::judge_clock(measured, WatchClock::Store, max_blind, duration) {
             Ok(None) => {}
             Ok(Some(w @ PreflightWarning::ClockSkew { .. })) => {
                 warnings.push(format!("{w}; {}", WatchClock::Store.help()))
@@ -124,49 +368,46 @@ impl Agent {
                 )));
             }
         }
-        // One creation at a time: two POSTs with one id can't both start a watch.
-        let _guard = self.create.lock().await;
-        let d = def.clone();
-        let created = self.store.call(move |s| s.create(&d)).await?;
-        match created {
-            Created::New(rec) => {
-                info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
-                for w in &warnings {
-                    warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
-                }
-                let (id, holder, ttl) = (
-                    rec.def.id.clone(),
-                    self.leases.holder.clone(),
-                    self.leases.ttl,
-                );
-                let sent = Instant::now();
-                let lease = self
-                    .store
-                    .call(move |s| s.acquire_lease(&id, &holder, ttl))
-                    .await;
-                match lease {
-                    Ok(Some(l)) => {
-                        self.leases.hold(&l, sent);
-                        self.metrics.leases_held.set(self.leases.count() as i64);
-                        self.spawn(rec.clone(), None);
-                    }
-                    Ok(None) => {
-                        info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")
-                    }
-                    Err(e) => {
-                        self.metrics.store_errors.inc();
-                        error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
-                    }
-                }
-                Ok((rec, true, warnings))
+        Ok(Checked { def, warnings })
+    }
+
+    /// Starts watches just stored (their commit is done): logs each with its
+    /// warnings, takes their leases (in one store call) and spawns the ones it got.
+    async fn start_new(self: &Arc<Self>, recs: &[(WatchRecord, Vec<String>)]) {
+        if recs.is_empty() {
+            return;
+        }
+        let ids: Vec<String> = recs.iter().map(|(r, _)| r.def.id.clone()).collect();
+        let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
+        let sent = Instant::now();
+        let leases = self
+            .store
+            .call(move |s| {
+                ids.iter()
+                    .map(|id| s.acquire_lease(id, &holder, ttl))
+                    .collect::<Vec<_>>()
+            })
+            .await;
+        for ((rec, warnings), lease) in recs.iter().zip(leases) {
+            info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
+            for w in warnings {
+                warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
             }
-            Created::Existing(rec) => {
-                if rec.def.rules != def.rules || rec.def.vars != def.vars {
-                    return Err(CreateError::Conflict(rec.def.id));
+            match lease {
+                Ok(Some(l)) => {
+                    self.leases.hold(&l, sent);
+                    self.spawn(rec.clone(), None);
                 }
-                Ok((rec, false, Vec::new()))
+                Ok(None) => {
+                    info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
+                }
             }
         }
+        self.metrics.leases_held.set(self.leases.count() as i64);
     }
 
     pub(super) fn source_for(

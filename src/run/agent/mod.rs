@@ -75,7 +75,8 @@ mod views;
 
 pub use snapshot::load_snapshot;
 pub use types::{
-    agent_id, CreateError, RuleLive, WatchRequest, WatchSinkFactory, OPEN_VERDICT_QUERIES,
+    agent_id, batch_size, BatchError, CreateError, RuleLive, WatchRequest, WatchSinkFactory,
+    MAX_BATCH, OPEN_VERDICT_QUERIES,
 };
 
 use crate::io::prom::{Connection, PromClient};

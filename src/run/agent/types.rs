@@ -43,6 +43,29 @@ pub enum CreateError {
     Store(#[from] crate::io::store::StoreError),
 }
 
+/// The most watches one batch may create (`Agent::create_many`): one transaction,
+/// one answer; above it a batch is refused whole, with this number in the error.
+pub const MAX_BATCH: usize = 10_000;
+
+/// A batch of `n` watches is refused whole unless it holds 1 to `MAX_BATCH`.
+pub fn batch_size(n: usize) -> Result<(), CreateError> {
+    if n == 0 || n > MAX_BATCH {
+        return Err(CreateError::BadRequest(format!(
+            "a batch holds 1 to {MAX_BATCH} watches, not {n}: split it into several requests"
+        )));
+    }
+    Ok(())
+}
+
+/// Why a batch created nothing.
+#[derive(Debug)]
+pub enum BatchError {
+    /// These items (index in the batch, why) were refused; nothing was stored.
+    Refused(Vec<(usize, CreateError)>),
+    /// The batch as a whole (too large, the agent stopping, the store failing).
+    Whole(CreateError),
+}
+
 /// A request for a watch (the API's body, validated there for unknown fields).
 #[derive(Debug, Clone)]
 pub struct WatchRequest {

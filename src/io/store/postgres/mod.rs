@@ -188,6 +188,11 @@ impl Store for PgStore {
         self.call("store a watch", move |c| writes::create(c, url, w))
     }
 
+    fn create_many(&self, ws: &[NewWatch]) -> Result<CreatedMany, StoreError> {
+        let (url, ws) = (self.url.clone(), ws.to_vec());
+        self.call("store watches", move |c| writes::create_many(c, url, ws))
+    }
+
     fn get(&self, id: &str) -> Result<Option<WatchRecord>, StoreError> {
         let (url, id) = (self.url.clone(), id.to_string());
         self.call("read a watch", move |c| reads::get(c, url, id))

@@ -232,6 +232,86 @@ pub(super) async fn create(c: Object, url: String, w: NewWatch) -> Result<Create
     Ok(Created::Existing(watch_of(&row)?))
 }
 
+/// `Store::create_many`: one transaction of two statements (the new rows in one
+/// multi-row insert, then the watches found with the other ids); rolled back
+/// (nothing written) on a conflict. Of two agents creating one id at once, one
+/// inserts it and the other waits for its commit and finds it.
+pub(super) async fn create_many(
+    mut c: Object,
+    url: String,
+    ws: Vec<NewWatch>,
+) -> Result<CreatedMany, StoreError> {
+    let err = pg_err(&url, "store watches");
+    let col = |f: fn(&NewWatch) -> String| ws.iter().map(f).collect::<Vec<String>>();
+    let ids = col(|w| w.id.clone());
+    let rules = col(|w| w.rules.clone());
+    let texts = col(|w| w.rules_text.clone());
+    let vars = col(|w| vars_text(&w.vars));
+    let durations: Vec<i64> = ws.iter().map(|w| w.duration_ms).collect();
+    let created: Vec<i64> = ws.iter().map(|w| w.created_ms).collect();
+    let tx = c.transaction().await.map_err(&err)?;
+    let inserted = tx
+        .query(
+            "INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
+             SELECT id, rules, rules_text, vars, duration_ms, created_ms, 'running'
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])
+                  WITH ORDINALITY AS t(id, rules, rules_text, vars, duration_ms, created_ms, n)
+             ORDER BY n
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id",
+            &[&ids, &rules, &texts, &vars, &durations, &created],
+        )
+        .await
+        .map_err(&err)?;
+    let mut new: std::collections::HashSet<String> =
+        inserted.iter().map(|r| r.get::<_, String>(0)).collect();
+    let others: Vec<&String> = ids.iter().filter(|id| !new.contains(*id)).collect();
+    let mut found = std::collections::HashMap::new();
+    if !others.is_empty() {
+        let rows = tx
+            .query(
+                &format!("SELECT {WATCH_COLS} FROM watches WHERE id = ANY($1)"),
+                &[&others],
+            )
+            .await
+            .map_err(&err)?;
+        for r in &rows {
+            let rec = watch_of(r)?;
+            found.insert(rec.def.id.clone(), rec);
+        }
+    }
+    let mut out = Vec::with_capacity(ws.len());
+    let mut conflicts = Vec::new();
+    for (i, w) in ws.into_iter().enumerate() {
+        // The first of the batch with an inserted id is the new watch; a repeat of
+        // it finds it.
+        if new.remove(&w.id) {
+            found.insert(w.id.clone(), new_record(w.clone()));
+            out.push(Created::New(new_record(w)));
+            continue;
+        }
+        let existing = found
+            .get(&w.id)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt {
+                what: "watch",
+                id: w.id.clone(),
+                reason: "its id is taken but no watch can be read with it".into(),
+            })?;
+        if w.same_request(&existing.def) {
+            out.push(Created::Existing(existing));
+        } else {
+            conflicts.push((i, existing));
+        }
+    }
+    if !conflicts.is_empty() {
+        tx.rollback().await.map_err(&err)?;
+        return Ok(CreatedMany::Conflicts(conflicts));
+    }
+    tx.commit().await.map_err(&err)?;
+    Ok(CreatedMany::Stored(out))
+}
+
 pub(super) async fn clear_series(
     mut c: Object,
     url: String,

@@ -107,6 +107,10 @@ impl Store for SqliteStore {
         writes::create(&mut self.conn(), w)
     }
 
+    fn create_many(&self, ws: &[NewWatch]) -> Result<CreatedMany, StoreError> {
+        writes::create_many(&mut self.conn(), ws)
+    }
+
     fn get(&self, id: &str) -> Result<Option<WatchRecord>, StoreError> {
         reads::get(&self.conn(), id)
     }

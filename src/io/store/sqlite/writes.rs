@@ -117,6 +117,56 @@ pub(super) fn create(conn: &mut Connection, w: &NewWatch) -> Result<Created, Sto
     Ok(Created::New(new_record(w.clone())))
 }
 
+/// `Store::create_many`: one transaction; rolled back (nothing written) on a conflict.
+pub(super) fn create_many(
+    conn: &mut Connection,
+    ws: &[NewWatch],
+) -> Result<CreatedMany, StoreError> {
+    let tx = conn.transaction().map_err(sql("begin a transaction"))?;
+    let mut out = Vec::with_capacity(ws.len());
+    let mut conflicts = Vec::new();
+    {
+        let mut insert = tx
+            .prepare_cached(
+                "INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'running') ON CONFLICT (id) DO NOTHING",
+            )
+            .map_err(sql("store a watch"))?;
+        for (i, w) in ws.iter().enumerate() {
+            let n = insert
+                .execute(params![
+                    w.id,
+                    w.rules,
+                    w.rules_text,
+                    vars_text(&w.vars),
+                    w.duration_ms,
+                    w.created_ms
+                ])
+                .map_err(sql("store a watch"))?;
+            if n == 1 {
+                out.push(Created::New(new_record(w.clone())));
+                continue;
+            }
+            let existing = reads::get(&tx, &w.id)?.ok_or_else(|| StoreError::Corrupt {
+                what: "watch",
+                id: w.id.clone(),
+                reason: "its id is taken but no watch can be read with it".into(),
+            })?;
+            if w.same_request(&existing.def) {
+                out.push(Created::Existing(existing));
+            } else {
+                conflicts.push((i, existing));
+            }
+        }
+    }
+    if !conflicts.is_empty() {
+        // Dropping the transaction rolls it back: none of the batch is stored.
+        return Ok(CreatedMany::Conflicts(conflicts));
+    }
+    tx.commit().map_err(sql("commit watches"))?;
+    Ok(CreatedMany::Stored(out))
+}
+
 pub(super) fn clear_series(
     conn: &Connection,
     id: &str,
