@@ -121,7 +121,9 @@ impl Agent {
     ) -> Result<ClockSkew, crate::io::prom::QueryError> {
         let local = source.inner().clock_skew().await?;
         let ahead = self.clock_now_ms() - wall_ms();
-        Ok(watch_skew(local, ahead))
+        let skew = watch_skew(local, ahead);
+        source.note_ahead(skew.ahead());
+        Ok(skew)
     }
 
     /// The clock check before a watch is judged here (resumed or adopted): the

@@ -284,6 +284,7 @@ impl Agent {
         let mut from = Start {
             aligned: Some(phase),
             scrape,
+            ahead: source.ahead(),
             journal: Some(Box::new(StoreJournal {
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),

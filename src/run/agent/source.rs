@@ -90,6 +90,10 @@ pub struct SharedSource<S> {
     ranges: Mutex<Cache<RangeKey, RangeAnswer>>,
     /// Prometheus's scrape interval, asked once (`PromClient::scrape_interval`).
     scrape: OnceCell<Option<Duration>>,
+    /// How far the watch clock was last found ahead of this Prometheus's
+    /// (`ClockSkew::ahead`, ms): a watch started here waits that much more before its
+    /// confirming polls.
+    ahead_ms: std::sync::atomic::AtomicU64,
 }
 
 impl<S> SharedSource<S> {
@@ -104,7 +108,21 @@ impl<S> SharedSource<S> {
             inflight: Mutex::new(Cache::new()),
             ranges: Mutex::new(Cache::new()),
             scrape: OnceCell::new(),
+            ahead_ms: Default::default(),
         }
+    }
+
+    /// Records how far the watch clock was found ahead of this Prometheus's.
+    pub fn note_ahead(&self, ahead: Duration) {
+        self.ahead_ms.store(
+            ahead.as_millis() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// How far the watch clock was last found ahead (zero before any measurement).
+    pub fn ahead(&self) -> Duration {
+        Duration::from_millis(self.ahead_ms.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The source this one wraps.
