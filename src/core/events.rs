@@ -124,6 +124,10 @@ pub enum Event {
         value: Option<f64>,
         threshold: String,
         for_s: f64,
+        /// Where the breach began in the data (Unix ms), which `for` counts from: at or
+        /// before this event's poll (`core::eval::onset`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        since_ms: Option<i64>,
         /// Why (the judges' evidence: baseline, ratio, p-value, effect, counts).
         #[serde(skip_serializing_if = "Evidence::is_empty")]
         evidence: Evidence,

@@ -137,12 +137,25 @@ impl Sink for LogSink {
                 value,
                 threshold,
                 for_s,
+                since_ms,
                 evidence,
-            } => info!(
-                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value), threshold = %threshold,
-                r#for = %secs(*for_s), unix_ms = at_ms, evidence = %evidence.text(),
-                "breached ({} {threshold}): pending until it has lasted {}{}", value_text(*value), secs(*for_s), evidence_suffix(evidence)
-            ),
+            } => {
+                let since = since_ms.unwrap_or(at_ms).min(at_ms);
+                // Where the breach began in the data, when before this poll.
+                let began = if since < at_ms {
+                    format!(
+                        " from {:.3}s before this poll",
+                        (at_ms - since) as f64 / 1000.0
+                    )
+                } else {
+                    String::new()
+                };
+                info!(
+                    event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value), threshold = %threshold,
+                    r#for = %secs(*for_s), unix_ms = at_ms, since_ms = since, evidence = %evidence.text(),
+                    "breached ({} {threshold}){began}: pending until it has lasted {}{}", value_text(*value), secs(*for_s), evidence_suffix(evidence)
+                )
+            }
             Event::Resolved {
                 rule,
                 labels,
@@ -287,6 +300,7 @@ mod tests {
             value: Some(f64::NEG_INFINITY),
             threshold: "< 0".into(),
             for_s: 60.0,
+            since_ms: None,
             evidence: Default::default(),
         };
         assert_eq!(serde_json::to_value(&pending).unwrap()["value"], "-Inf");

@@ -214,9 +214,13 @@ impl Sink for StoreSink {
                 rule,
                 labels,
                 value,
+                since_ms,
                 ..
             } => {
-                self.series(fence, at_ms, rule, labels, Phase::Pending, at_ms, *value);
+                // Since where the breach began in the data (never after this poll), so
+                // a restart counts `for` as the watch did.
+                let since = since_ms.map_or(at_ms, |s| s.min(at_ms));
+                self.series(fence, at_ms, rule, labels, Phase::Pending, since, *value);
                 exactly_once::crash_point("pending_saved");
             }
             Event::Fired {

@@ -279,6 +279,10 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                     evidence,
                 } => Event::Pending {
                     rule: rule.name.clone(),
+                    since_ms: self.evals[i]
+                        .series()
+                        .get(&labels)
+                        .map(|s| self.origin.ms(s.since)),
                     labels,
                     value,
                     threshold: threshold.clone(),

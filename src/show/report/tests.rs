@@ -74,6 +74,7 @@ fn record() -> Record {
                 value: Some(0.09),
                 threshold: "> 0.05".into(),
                 for_s: 20.0,
+                since_ms: None,
                 evidence: Default::default(),
             },
         ),
