@@ -102,7 +102,7 @@ pub async fn replay<H: HistorySource>(
         // fetch for the whole window, never one per step.
         let h = match fetch(source, rule, from, to).await {
             Ok(series) => match fetch_judges(source, rule, from, to).await {
-                Ok(judges) => Ok(crate::io::prom::steps::replay(
+                Ok(judges) => Ok(crate::run::steps::replay(
                     source,
                     rule,
                     rule.params_over(Duration::from_millis((to - from).max(0) as u64)),

@@ -149,7 +149,7 @@ pub fn replay_rule(
 
 /// `replay_rule` with the history of the rule's judges: every poll on the grid, read
 /// as the watch reads it, without looking between polls (`Replaying` is what replay
-/// drives with the steps between them, `io::prom::steps::replay`).
+/// drives with the steps between them, `run::steps::replay`).
 pub fn replay_judged(
     params: Params,
     from: i64,

@@ -6,12 +6,15 @@
 //! - `verdict`: every rule of a spec queried once, now (`gate`'s health check and
 //!   `serve`'s verdict endpoint);
 //! - `preflight`: what is checked before a watch starts (programs, never-fires,
-//!   clock), as typed errors and warnings every face renders.
+//!   clock), as typed errors and warnings every face renders;
+//! - `steps`: a rule's data read step by step when a breach begins and when it is
+//!   about to fire (`for` counted in the data), for the watch, replay and catch-up.
 //!
 //! The runtime imports the core and the edges, never a command or a renderer: the
 //! sinks it reports to are handed to it.
 
 pub mod agent;
 pub mod preflight;
+pub mod steps;
 pub mod verdict;
 pub mod watch;

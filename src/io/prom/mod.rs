@@ -14,7 +14,6 @@ pub mod decode;
 pub mod history;
 mod query;
 mod source;
-pub mod steps;
 
 pub use client::{graph_link, ClockSkew, PromClient, PromConfig, SkewVerdict, SKEW_WARN};
 pub use connection::Connection;

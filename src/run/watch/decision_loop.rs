@@ -88,7 +88,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         source: source.clone(),
         start,
         elapsed,
-        origin: crate::io::prom::steps::Origin(unix_ms(start_wall)),
+        origin: crate::run::steps::Origin(unix_ms(start_wall)),
         steps,
         lag,
         last_at: vec![None; n],

@@ -206,9 +206,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             baseline: pick(ExtraKind::Baseline).or(self.before[i].as_ref()),
             stable: pick(ExtraKind::Stable),
         };
-        // What the poll means, with `for` counted in the data (`io::prom::steps::read`).
+        // What the poll means, with `for` counted in the data (`run::steps::read`).
         let prev = self.last_at[i].replace(done.at);
-        let reading = crate::io::prom::steps::read(
+        let reading = crate::run::steps::read(
             &*self.source,
             rule,
             &mut self.evals[i],

@@ -18,14 +18,14 @@ use tokio::time::Instant;
 /// The state of one running watch.
 pub(super) struct Watch<'a, R, S> {
     pub(super) spec: &'a WatchSpec,
-    /// Where the steps of a pending breach are read (`io::prom::steps`), and its
+    /// Where the steps of a pending breach are read (`run::steps`), and its
     /// confirming poll asked.
     pub(super) source: std::sync::Arc<S>,
     /// The watch's clock: `start` (an instant) is `elapsed` into the watch, and the
     /// watch's time zero is `origin` (Unix ms).
     pub(super) start: Instant,
     pub(super) elapsed: Duration,
-    pub(super) origin: crate::io::prom::steps::Origin,
+    pub(super) origin: crate::run::steps::Origin,
     /// Each rule's data resolution (`WatchSpec::step_for`).
     pub(super) steps: Vec<Duration>,
     /// How long after an instant the confirming poll asks about it: `watch.lag` plus

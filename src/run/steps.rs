@@ -7,13 +7,13 @@
 //! which the agent's source then sends once; and so a watch and its replay evaluate
 //! the very same instants.
 
-use super::history::MAX_POINTS_PER_QUERY;
-use super::{HistorySource, QueryError};
 use crate::core::eval::{
     Extra, Labels, Poll, Reading, RuleEval, RuleState, Sample, StepPoll, Transition,
 };
 use crate::core::rules::{BaselineSource, Rule};
 use crate::core::series::RangeSeries;
+use crate::io::prom::history::MAX_POINTS_PER_QUERY;
+use crate::io::prom::{HistorySource, QueryError};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
