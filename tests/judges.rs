@@ -338,13 +338,39 @@ fn replay_compares_verdicts_side_by_side_with_judge_overrides() {
         assert_eq!(row["compared"]["outcome"], "rolled_back", "{row}");
     }
     assert_eq!(doc["compared"]["rollbacks_added"], 2, "{doc}");
-    // Queries: per deploy and column, one per rule, plus the offset baseline's one.
-    let cost = err
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["event"] == "replay_cost")
-        .unwrap_or_else(|| panic!("{err}"));
-    assert_eq!(cost["range_queries"], 2 * (2 + 3), "{cost}");
+    // Queries: per deploy and column, one per rule, plus the offset baseline's one;
+    // and, since issue 21, a few around each breach of a `for` rule (where it began,
+    // and its pending span), never one per step.
+    let cost = |err: &str| {
+        err.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["event"] == "replay_cost")
+            .unwrap_or_else(|| panic!("{err}"))["range_queries"]
+            .as_u64()
+            .unwrap()
+    };
+    let asked = cost(&err);
+    assert!(
+        (2 * (2 + 3)..2 * (2 + 3) + 60).contains(&asked),
+        "{asked} range queries"
+    );
+    // A rule that never breaches costs one history query per deploy, as before.
+    let q = Scratch::new();
+    let quiet = q.rules(
+        "watch:\n  duration: 1m\n  interval: 5s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: flap\n    query: rw_spiky{test=\"flap\"}\n    above: 1000\n    for: 5s\n",
+    );
+    let (code, _, err) = crate::harness::run(&[
+        "replay",
+        "--rules",
+        quiet.to_str().unwrap(),
+        "--prometheus",
+        &d.url,
+        "--deploys",
+        deploys.to_str().unwrap(),
+        "--log-format=json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(cost(&err), 2, "{err}");
     // The text table shows both columns.
     let (_, out, _) = run(&["--judge", "flap={breaches: 3 of 5}"]);
     assert!(

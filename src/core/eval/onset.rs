@@ -108,6 +108,15 @@ fn judge(params: Params, step: &StepPoll, fixed_baseline: Option<&Poll>) -> Judg
 }
 
 impl Judged {
+    /// The step returned the series (for the rule-level `{}`: any data).
+    fn returned(&self, labels: &Labels) -> bool {
+        if labels.is_empty() {
+            self.any
+        } else {
+            self.present.contains(labels)
+        }
+    }
+
     fn said(&self, labels: &Labels, params: &Params) -> Said {
         if !self.judged {
             return Said::Neither;
@@ -260,10 +269,25 @@ impl RuleEval {
             if state.phase != Phase::Pending {
                 continue;
             }
+            // Steps after the series' last appearance in the span are not read as
+            // absent: a backend that makes samples searchable a second or two late
+            // (VictoriaMetrics) leaves the newest steps empty, and the poll being read
+            // (an instant query, with its lookback) still sees the series. An absence
+            // between two appearances is one, and follows `no_data`.
+            let seen_until = judged
+                .iter()
+                .filter(|(t, j)| *t >= state.since && j.returned(labels))
+                .map(|(t, _)| *t)
+                .max();
             let mut last_healthy = None;
             let mut first_after: Option<Duration> = None;
             for (t, j) in judged.iter().filter(|(t, _)| *t >= state.since) {
-                match j.said(labels, &params) {
+                let said = if seen_until.is_none_or(|u| *t > u) {
+                    Said::Neither
+                } else {
+                    j.said(labels, &params)
+                };
+                match said {
                     Said::Healthy => {
                         last_healthy = Some(*t);
                         first_after = None;

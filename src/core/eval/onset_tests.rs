@@ -139,6 +139,10 @@ fn a_healthy_step_in_the_pending_span_restarts_for_at_the_next_breaching_step() 
         // healthy at the last step: `for` restarts at the poll itself
         (&["a=0.9", "a=0.9", "a=0.9", "a=0.9", "a=0.1"], Some(15)),
         (&["a=0.9", "err", "-", "a=0.9", "a=0.9"], Some(13)),
+        // the newest steps empty (samples not yet searchable, as on VictoriaMetrics):
+        // not an absence, no restart
+        (&["a=0.9", "a=0.9", "a=0.9", "-", "-"], None),
+        (&["a=0.9", "a=0.9", "a=0.1", "-", "-"], Some(15)),
     ];
     for (specs, restarted) in cases {
         let mut e = pending_at(params(5, NoData::Ok), 10);
