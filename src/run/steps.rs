@@ -258,13 +258,17 @@ pub async fn confirm_steps<H: HistorySource>(
         return Ok(Vec::new());
     };
     let step_ms = step.as_millis().max(1) as i64;
+    // One query's worth of steps at most: a `for` longer than 10,000 steps is checked
+    // at a multiple of the step (still on the same grid).
+    let span = c.saturating_sub(since).as_millis() as i64;
+    let k = (span / step_ms).div_euclid(MAX_POINTS_PER_QUERY - 1) + 1;
     fetch_steps(
         source,
         rule,
         origin,
         origin.ms(since),
         origin.ms(c) - 1,
-        step_ms,
+        step_ms * k,
     )
     .await
 }

@@ -221,8 +221,20 @@ impl RuleEval {
                 continue;
             }
             let mut since = state.since;
+            // The newest steps, after the series' last appearance, are not read as an
+            // absence (samples not yet searchable; see `confirm`).
+            let seen_until = judged
+                .iter()
+                .filter(|(t, j)| *t < state.since && j.returned(labels))
+                .map(|(t, _)| *t)
+                .max();
             for (t, j) in judged.iter().rev().filter(|(t, _)| *t < state.since) {
-                match j.said(labels, &params) {
+                let said = if seen_until.is_none_or(|u| *t > u) {
+                    Said::Neither
+                } else {
+                    j.said(labels, &params)
+                };
+                match said {
                     Said::Breach => since = *t,
                     Said::Neither => {}
                     Said::Healthy => break,

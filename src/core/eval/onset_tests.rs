@@ -170,3 +170,16 @@ fn rules_that_count_polls_are_not_counted_in_the_data() {
     assert!(!params(0, NoData::Ok).precise());
     assert!(params(1, NoData::Ok).precise());
 }
+
+#[test]
+fn the_newest_steps_before_a_poll_are_not_read_as_an_absence() {
+    // Steps 5..9 before the poll of 10s: the two newest empty (not yet searchable).
+    let mut e = pending_at(params(30, NoData::Ok), 10);
+    e.extend_back(
+        s(10),
+        &[a()],
+        &steps(5, &["a=0.1", "a=0.9", "a=0.9", "-", "-"]),
+        None,
+    );
+    assert_eq!(e.series()[&a()].since, s(6));
+}

@@ -173,6 +173,17 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
     if let Some(w) = &watch {
         if let Some(n) = w.get("step") {
             step = duration(cx, n, "watch.step", false).map(Some);
+            if let Some(d) = step
+                .flatten()
+                .filter(|d| *d < std::time::Duration::from_secs(1))
+            {
+                cx.error_help(
+                    format!("watch.step ({}) is shorter than 1s", fmt_d(d)),
+                    n.pos,
+                    "it is the data's resolution, usually the scrape interval (e.g. `step: 15s`); leave it out to use the one Prometheus reports",
+                );
+                step = None;
+            }
         }
         if let Some(n) = w.get("lag") {
             lag = duration(cx, n, "watch.lag", true);

@@ -369,3 +369,31 @@ fn nesting_deeper_than_the_limit_is_refused_in_words() {
         "{err}"
     );
 }
+
+#[test]
+fn step_and_lag_load_with_their_defaults_and_a_step_under_a_second_is_refused() {
+    let (spec, _) = load(BASE).unwrap();
+    assert_eq!((spec.step, spec.lag), (None, defaults::LAG));
+    let r = &spec.rules[0];
+    assert_eq!(spec.step_for(r, None), defaults::STEP);
+    assert_eq!(spec.step_for(r, Some(Duration::from_secs(60))), r.interval);
+    assert_eq!(
+        spec.step_for(r, Some(Duration::from_secs(5))),
+        Duration::from_secs(5)
+    );
+    let text = BASE.replace(
+        "  interval: 15s\n",
+        "  interval: 15s\n  step: 5s\n  lag: 2s\n",
+    );
+    let (spec, _) = load(&text).unwrap();
+    assert_eq!(
+        (spec.step, spec.lag),
+        (Some(Duration::from_secs(5)), Duration::from_secs(2))
+    );
+    assert_eq!(
+        spec.step_for(&spec.rules[0], Some(Duration::from_secs(1))),
+        Duration::from_secs(5)
+    );
+    let text = BASE.replace("  interval: 15s\n", "  interval: 15s\n  step: 200ms\n");
+    assert_eq!(errors(&text), ["watch.step (200ms) is shorter than 1s"]);
+}
