@@ -6,29 +6,7 @@
 use super::*;
 use crate::core::eval::{BaselineParams, Breaches, Direction, EffectMeasure, OnLabels};
 
-fn poll(spec: &str) -> Poll {
-    match spec {
-        "err" => Poll::Failed,
-        "-" => Poll::Samples(vec![]),
-        _ => Poll::Samples(
-            spec.split_whitespace()
-                .map(|item| {
-                    let (name, v) = item.split_once('=').unwrap();
-                    let value = match v {
-                        "nan" => f64::NAN,
-                        "inf" => f64::INFINITY,
-                        _ => v.parse().unwrap(),
-                    };
-                    if name == "v" {
-                        Sample::new(&[], value)
-                    } else {
-                        Sample::new(&[("s", name)], value)
-                    }
-                })
-                .collect(),
-        ),
-    }
-}
+use crate::core::eval::test_polls::poll;
 
 fn name(labels: &Labels) -> String {
     labels.get("s").cloned().unwrap_or_else(|| "_".into())

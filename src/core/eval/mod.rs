@@ -56,6 +56,8 @@ mod evaluator;
 mod judge;
 mod onset;
 mod reading;
+#[cfg(test)]
+mod test_polls;
 
 pub use crate::core::series::{Labels, Poll, Sample};
 pub use evaluator::*;

@@ -15,20 +15,7 @@ fn params(for_secs: u64, no_data: NoData) -> Params {
     }
 }
 
-fn poll(spec: &str) -> Poll {
-    match spec {
-        "err" => Poll::Failed,
-        "-" => Poll::Samples(vec![]),
-        _ => Poll::Samples(
-            spec.split_whitespace()
-                .map(|item| {
-                    let (name, v) = item.split_once('=').unwrap();
-                    Sample::new(&[("s", name)], v.parse().unwrap())
-                })
-                .collect(),
-        ),
-    }
-}
+use crate::core::eval::test_polls::poll;
 
 fn s(secs: u64) -> Duration {
     Duration::from_secs(secs)

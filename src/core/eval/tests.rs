@@ -15,29 +15,7 @@ fn params(above: Option<f64>, below: Option<f64>, for_secs: u64, no_data: NoData
     }
 }
 
-fn poll(spec: &str) -> Poll {
-    match spec {
-        "err" => Poll::Failed,
-        "-" => Poll::Samples(vec![]),
-        _ => Poll::Samples(
-            spec.split_whitespace()
-                .map(|item| {
-                    let (name, v) = item.split_once('=').unwrap();
-                    let value = if v == "nan" {
-                        f64::NAN
-                    } else {
-                        v.parse().unwrap()
-                    };
-                    if name == "v" {
-                        Sample::new(&[], value)
-                    } else {
-                        Sample::new(&[("s", name)], value)
-                    }
-                })
-                .collect(),
-        ),
-    }
-}
+use crate::core::eval::test_polls::poll;
 
 fn name(labels: &Labels) -> String {
     labels.get("s").cloned().unwrap_or_else(|| "_".into())
