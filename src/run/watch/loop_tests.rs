@@ -362,6 +362,14 @@ async fn a_signal_during_a_command_waits_for_it_then_ends_the_watch() {
     assert_eq!(ran.ended, secs(90));
 }
 
+/// One rule `errors` (`above: 0.5`, `for: 30s`) polled every `interval` seconds, its data
+/// read at a 5s step, for 10 minutes.
+fn for_30s_every(interval: u64) -> WatchSpec {
+    let text = format!("watch:\n  interval: {interval}s\n  duration: 10m\n  step: 5s\nrollback:\n  command: [\"undo\"]\n  timeout: 5m\nrules:\n  - name: errors\n    query: q_errors\n    above: 0.5\n    for: 30s\n");
+    let (spec, _) = load_str("loop.yaml", &text, &LoadOptions::default()).expect("a valid file");
+    spec
+}
+
 /// `for` is counted from where the data began to breach, not from the poll that saw it:
 /// a breach from 15s (between the polls of 10s and 20s) has lasted `for: 30s` at 45s,
 /// and the confirming poll is made then (plus `watch.lag`), not at the tick of 50s.
@@ -410,8 +418,7 @@ async fn a_healthy_step_between_polls_restarts_for() {
 /// not one interval later.
 #[tokio::test(start_paused = true)]
 async fn a_breach_already_older_than_for_at_the_poll_that_sees_it_acts_there() {
-    let text = "watch:\n  interval: 60s\n  duration: 10m\n  step: 5s\nrollback:\n  command: [\"undo\"]\n  timeout: 5m\nrules:\n  - name: errors\n    query: q_errors\n    above: 0.5\n    for: 30s\n";
-    let (spec, _) = load_str("loop.yaml", text, &LoadOptions::default()).expect("a valid file");
+    let spec = for_30s_every(60);
     let script: &[(u64, Reply)] = &[(0, Reply::Value(0.1)), (15, Reply::Value(0.9))];
     let ran = watch(spec, secs(600), &[("errors", script)], None, QUICK).await;
     assert_eq!(ran.actions, vec![("rollback", secs(60))]);
@@ -469,8 +476,7 @@ async fn no_action_starts_before_the_breach_has_lasted_for_in_the_data() {
                 }
                 None => b,
             };
-            let text = format!("watch:\n  interval: {interval}s\n  duration: 10m\n  step: 5s\nrollback:\n  command: [\"undo\"]\n  timeout: 5m\nrules:\n  - name: errors\n    query: q_errors\n    above: 0.5\n    for: 30s\n");
-            let (spec, _) = load_str("loop.yaml", &text, &LoadOptions::default()).expect("valid");
+            let spec = for_30s_every(interval);
             let ran = watch(spec, secs(600), &[("errors", &script)], None, QUICK).await;
             let case = format!("interval {interval}s, breach from {b}s, gap {gap:?}");
             let (_, at) = *ran
