@@ -8,6 +8,7 @@
 //! starts before the breach has lasted `for` in the data. A confirmation the timer
 //! could not make is made before the rule's next poll (`Watch::handle`).
 
+use super::handle::unless_signalled;
 use super::outcome::Outcome;
 use super::poller::query_at;
 use super::state::Watch;
@@ -55,15 +56,10 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     pub(super) async fn confirm_poll(&mut self, i: usize, c: Duration) -> Option<Outcome> {
         let rule = &self.spec.rules[i];
         let wall = std::time::UNIX_EPOCH + Duration::from_millis(self.origin.ms(c).max(0) as u64);
-        let done = query_at(
-            i,
-            &rule.query,
-            &rule.extra_queries(),
-            &*self.source,
-            c,
-            wall,
-        )
-        .await;
+        let extras = rule.extra_queries();
+        let asked = query_at(i, &rule.query, &extras, &*self.source, c, wall);
+        let done =
+            unless_signalled(self.signals, self.sinks, &mut self.deferred_signal, asked).await?;
         self.handle_one(done).await
     }
 }

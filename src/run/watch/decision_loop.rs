@@ -139,6 +139,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     };
     let mut backlog_outcome = None;
     for done in from.backlog {
+        if w.deferred_signal.is_some() {
+            break;
+        }
         if let Some(outcome) = w.handle(done).await {
             backlog_outcome = Some(outcome);
             break;
@@ -164,6 +167,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
                     break 'watch o;
                 }
+                if let Some(sig) = w.deferred_signal {
+                    break Outcome::Interrupted(sig);
+                }
                 break w.finish();
             }
             _ = sleep_until(blind.deadline()) => {
@@ -171,6 +177,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 // loop): they count before the watch is called blind.
                 if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
                     break 'watch o;
+                }
+                if w.deferred_signal.is_some() {
+                    continue;
                 }
                 if Instant::now() < blind.deadline() {
                     continue;

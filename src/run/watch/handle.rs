@@ -3,12 +3,12 @@
 //! (`finish`: `core::ending` first, then what the actions did).
 
 use super::journal::FiredSeries;
-use super::outcome::Outcome;
+use super::outcome::{Outcome, Signal};
 use super::start::{labels_json, unix_ms, PollDone};
 use super::state::{Blind, Watch};
 use crate::core::ending::{unjudged, RuleSeen};
 use crate::core::eval::{Evidence, Extra, Phase, Poll, Transition};
-use crate::core::events::{Event, SeriesValue};
+use crate::core::events::{now_ms, Event, SeriesValue, Sinks};
 use crate::core::rules::{Action, ExtraKind};
 use crate::io::action::{ActionRunner, ActionStatus};
 use crate::io::prom::{HistorySource, MetricsSource};
@@ -16,6 +16,26 @@ use crate::io::prom::{HistorySource, MetricsSource};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, warn};
+
+/// Awaits `fut` unless a signal comes first: the signal is then recorded (the loop ends
+/// on it at once, as on one between polls) and the work is dropped (None).
+pub(super) async fn unless_signalled<T>(
+    signals: &mut mpsc::Receiver<Signal>,
+    sinks: &mut Sinks,
+    deferred: &mut Option<Signal>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    tokio::pin!(fut);
+    tokio::select! {
+        biased;
+        r = &mut fut => Some(r),
+        Some(sig) = signals.recv() => {
+            sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
+            deferred.get_or_insert(sig);
+            None
+        }
+    }
+}
 
 impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     pub(super) fn finish(&self) -> Outcome {
@@ -100,6 +120,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         until: Option<Duration>,
     ) -> Option<Outcome> {
         while let Ok(done) = rx.try_recv() {
+            if self.deferred_signal.is_some() {
+                return None;
+            }
             if until.is_some_and(|u| done.at >= u) {
                 continue;
             }
@@ -208,7 +231,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         };
         // What the poll means, with `for` counted in the data (`run::steps::read`).
         let prev = self.last_at[i].replace(done.at);
-        let reading = crate::run::steps::read(
+        // (Its range queries are awaited here, in the decision loop: a signal that comes
+        // meanwhile ends the watch at once, never after a slow Prometheus answered.)
+        let read = crate::run::steps::read(
             &*self.source,
             rule,
             &mut self.evals[i],
@@ -219,8 +244,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             &poll,
             extra,
             self.before[i].as_ref(),
-        )
-        .await;
+        );
+        let reading =
+            unless_signalled(self.signals, self.sinks, &mut self.deferred_signal, read).await?;
         let notes = self.evals[i].notes().clone();
         // A guard that cannot be matched is a failed poll, never a silent sum.
         let error = match &notes.guard_refused {

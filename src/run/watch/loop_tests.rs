@@ -38,6 +38,8 @@ enum Reply {
 /// 20s, then 0.9).
 struct Scripted {
     script: BTreeMap<String, Vec<(u64, Reply)>>,
+    /// Range queries take an hour (a Prometheus that hangs on them).
+    slow_ranges: bool,
 }
 
 impl MetricsSource for Scripted {
@@ -73,6 +75,9 @@ impl HistorySource for Scripted {
         end_ms: i64,
         step_ms: i64,
     ) -> Result<RangeResult, QueryError> {
+        if self.slow_ranges {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
         let mut points = Vec::new();
         let mut t = start_ms;
         while t <= end_ms {
@@ -150,6 +155,7 @@ async fn watch(
             .iter()
             .map(|(rule, steps)| (format!("q_{rule}"), steps.to_vec()))
             .collect(),
+        slow_ranges: SLOW_RANGES.with(|s| s.get()),
     });
     let runner = FakeRunner {
         origin,
@@ -203,6 +209,11 @@ fn secs(s: u64) -> Duration {
 }
 
 const QUICK: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Set by a test whose Prometheus hangs on range queries (`Scripted::slow_ranges`).
+    static SLOW_RANGES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 #[tokio::test(start_paused = true)]
 async fn a_breach_fires_exactly_at_for_never_a_tick_early() {
@@ -498,4 +509,29 @@ async fn no_action_starts_before_the_breach_has_lasted_for_in_the_data() {
             }
         }
     }
+}
+
+/// The range queries of a breach's start are awaited in the decision loop; a signal
+/// while Prometheus hangs on them ends the watch at once (at 25s), and nothing runs:
+/// not an hour later, when the queries would have answered.
+#[tokio::test(start_paused = true)]
+async fn a_signal_while_the_steps_are_read_ends_the_watch_at_once() {
+    SLOW_RANGES.with(|s| s.set(true));
+    let spec = spec(
+        "  duration: 10m\n  step: 5s",
+        &[("errors", "    above: 0.5\n    for: 30s")],
+    );
+    let script: &[(u64, Reply)] = &[(0, Reply::Value(0.1)), (15, Reply::Value(0.9))];
+    let ran = watch(
+        spec,
+        secs(600),
+        &[("errors", script)],
+        Some(secs(25)),
+        QUICK,
+    )
+    .await;
+    SLOW_RANGES.with(|s| s.set(false));
+    assert_eq!(ran.outcome, Outcome::Interrupted(Signal::Interrupt));
+    assert_eq!(ran.ended, secs(25));
+    assert!(ran.actions.is_empty(), "{:?}", ran.actions);
 }
