@@ -28,7 +28,6 @@
 //! before ([`Params::precise`] says which rules this module serves).
 
 use super::{Extra, Labels, NoData, Params, Phase, Poll, RuleEval, Transition};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// One step of a range answer: the rule's query and its judges' at one instant (on
@@ -148,6 +147,32 @@ impl Judged {
     }
 }
 
+/// What the steps within a span (`within`) say about one series, oldest first. Steps
+/// after the series' last appearance in the span are not read as an absence: a backend
+/// that makes samples searchable a second or two late (VictoriaMetrics) leaves the
+/// newest steps empty, while the poll being read (an instant query, with its lookback)
+/// still sees the series. An absence between two appearances is one, and follows
+/// `no_data`.
+fn span(
+    judged: &[(Duration, Judged)],
+    labels: &Labels,
+    params: &Params,
+    within: impl Fn(Duration) -> bool,
+) -> Vec<(Duration, Said)> {
+    let steps = judged.iter().filter(|(t, _)| within(*t));
+    let seen_until = steps
+        .clone()
+        .filter(|(_, j)| j.returned(labels))
+        .map(|(t, _)| *t)
+        .max();
+    steps
+        .map(|(t, j)| match seen_until {
+            Some(u) if *t <= u => (*t, j.said(labels, params)),
+            _ => (*t, Said::Neither),
+        })
+        .collect()
+}
+
 impl RuleEval {
     /// The instant the first pending series will have breached for `for` (the
     /// evaluator's clock), when this rule counts `for` in the data; the watch polls
@@ -221,21 +246,10 @@ impl RuleEval {
                 continue;
             }
             let mut since = state.since;
-            // The newest steps, after the series' last appearance, are not read as an
-            // absence (samples not yet searchable; see `confirm`).
-            let seen_until = judged
-                .iter()
-                .filter(|(t, j)| *t < state.since && j.returned(labels))
-                .map(|(t, _)| *t)
-                .max();
-            for (t, j) in judged.iter().rev().filter(|(t, _)| *t < state.since) {
-                let said = if seen_until.is_none_or(|u| *t > u) {
-                    Said::Neither
-                } else {
-                    j.said(labels, &params)
-                };
+            let before = |t: Duration| t < state.since;
+            for (t, said) in span(&judged, labels, &params, before).into_iter().rev() {
                 match said {
-                    Said::Breach => since = *t,
+                    Said::Breach => since = t,
                     Said::Neither => {}
                     Said::Healthy => break,
                 }
@@ -276,46 +290,30 @@ impl RuleEval {
             .map(|s| (s.at, judge(params, s, fixed_baseline)))
             .collect();
         let mut restarted = Vec::new();
-        let mut by_labels: BTreeMap<Labels, Duration> = BTreeMap::new();
         for (labels, state) in self.series_mut().iter_mut() {
             if state.phase != Phase::Pending {
                 continue;
             }
-            // Steps after the series' last appearance in the span are not read as
-            // absent: a backend that makes samples searchable a second or two late
-            // (VictoriaMetrics) leaves the newest steps empty, and the poll being read
-            // (an instant query, with its lookback) still sees the series. An absence
-            // between two appearances is one, and follows `no_data`.
-            let seen_until = judged
-                .iter()
-                .filter(|(t, j)| *t >= state.since && j.returned(labels))
-                .map(|(t, _)| *t)
-                .max();
+            let from = state.since;
             let mut last_healthy = None;
             let mut first_after: Option<Duration> = None;
-            for (t, j) in judged.iter().filter(|(t, _)| *t >= state.since) {
-                let said = if seen_until.is_none_or(|u| *t > u) {
-                    Said::Neither
-                } else {
-                    j.said(labels, &params)
-                };
+            for (t, said) in span(&judged, labels, &params, |t| t >= from) {
                 match said {
                     Said::Healthy => {
-                        last_healthy = Some(*t);
+                        last_healthy = Some(t);
                         first_after = None;
                     }
                     Said::Breach if last_healthy.is_some() && first_after.is_none() => {
-                        first_after = Some(*t)
+                        first_after = Some(t)
                     }
                     _ => {}
                 }
             }
             if let Some(h) = last_healthy {
                 state.since = first_after.unwrap_or(at);
-                by_labels.insert(labels.clone(), h);
+                restarted.push((labels.clone(), h));
             }
         }
-        restarted.extend(by_labels);
         restarted
     }
 }
