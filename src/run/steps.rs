@@ -10,9 +10,10 @@
 use crate::core::eval::{
     Extra, Labels, Poll, Reading, RuleEval, RuleState, Sample, StepPoll, Transition,
 };
+use crate::core::history::{polls_on_grid, shift_forward};
 use crate::core::rules::{BaselineSource, Rule};
 use crate::core::series::RangeSeries;
-use crate::io::prom::history::MAX_POINTS_PER_QUERY;
+use crate::io::prom::history::{fetch_at, MAX_POINTS_PER_QUERY};
 use crate::io::prom::{HistorySource, QueryError};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -55,51 +56,6 @@ fn grid_from(ms: i64, step: i64) -> i64 {
     }
 }
 
-/// `query` over the grid points `start, start + step, ... <= end`, in chunks.
-async fn range<H: HistorySource>(
-    source: &H,
-    rule: &Rule,
-    query: &str,
-    start: i64,
-    end: i64,
-    step: i64,
-) -> Result<Vec<RangeSeries>, QueryError> {
-    let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    let mut from = start;
-    while from <= end {
-        let to = (from + (MAX_POINTS_PER_QUERY - 1) * step).min(end);
-        let result = source.query_range(query, from, to, step).await?;
-        for w in &result.warnings {
-            tracing::warn!(rule = %rule.name, warning = %w, "Prometheus attached a warning to the steps of a pending breach (they may be partial)");
-        }
-        for s in result.series {
-            merged.entry(s.labels).or_default().extend(s.points);
-        }
-        from = to + step;
-    }
-    Ok(merged
-        .into_iter()
-        .map(|(labels, points)| RangeSeries { labels, points })
-        .collect())
-}
-
-/// Regroups range answers into one poll per grid point.
-fn by_point(points: &[i64], series: &[RangeSeries]) -> Vec<Vec<Sample>> {
-    let index: BTreeMap<i64, usize> = points.iter().enumerate().map(|(i, t)| (*t, i)).collect();
-    let mut out = vec![Vec::new(); points.len()];
-    for s in series {
-        for (t, v) in &s.points {
-            if let Some(i) = index.get(t) {
-                out[*i].push(Sample {
-                    labels: s.labels.clone(),
-                    value: *v,
-                });
-            }
-        }
-    }
-    out
-}
-
 /// The rule's query and its judges' (guard, `offset:` baseline) at every multiple of
 /// `step` in `[start, end]` (Unix ms), as step polls on `origin`'s clock. Empty when
 /// the span holds no grid point.
@@ -116,39 +72,42 @@ pub async fn fetch_steps<H: HistorySource>(
     if start > end {
         return Ok(Vec::new());
     }
-    let points: Vec<i64> = (0..)
-        .map(|k| start + k * step)
-        .take_while(|t| *t <= end)
-        .collect();
-    let end = *points.last().unwrap_or(&start);
-    let main = by_point(
-        &points,
-        &range(source, rule, &rule.query, start, end, step).await?,
+    let end = end - (end - start) % step;
+    let (n, main) = polls_on_grid(
+        start,
+        end,
+        step,
+        &fetch_at(source, rule, &rule.query, start, end, step).await?,
     );
     let guard = match &rule.guard {
-        Some(q) => Some(by_point(
-            &points,
-            &range(source, rule, q, start, end, step).await?,
-        )),
+        Some(q) => Some(
+            polls_on_grid(
+                start,
+                end,
+                step,
+                &fetch_at(source, rule, q, start, end, step).await?,
+            )
+            .1,
+        ),
         None => None,
     };
     let baseline = match rule.baseline {
         Some(BaselineSource::Offset(d)) => {
             let d = d.as_millis() as i64;
-            let back = range(source, rule, &rule.query, start - d, end - d, step).await?;
-            let moved = crate::core::history::shift_forward(back, d);
-            Some(by_point(&points, &moved))
+            let back = fetch_at(source, rule, &rule.query, start - d, end - d, step).await?;
+            Some(polls_on_grid(start, end, step, &shift_forward(back, d)).1)
         }
         _ => None,
     };
-    Ok(points
-        .iter()
-        .enumerate()
-        .map(|(i, t)| StepPoll {
-            at: origin.at(*t),
-            poll: Poll::Samples(main[i].clone()),
-            guard: guard.as_ref().map(|g| Poll::Samples(g[i].clone())),
-            baseline: baseline.as_ref().map(|b| Poll::Samples(b[i].clone())),
+    let at_step = |m: &BTreeMap<usize, Vec<Sample>>, k: usize| {
+        Poll::Samples(m.get(&k).cloned().unwrap_or_default())
+    };
+    Ok((0..n)
+        .map(|k| StepPoll {
+            at: origin.at(start + k as i64 * step),
+            poll: at_step(&main, k),
+            guard: guard.as_ref().map(|g| at_step(g, k)),
+            baseline: baseline.as_ref().map(|b| at_step(b, k)),
         })
         .collect())
 }

@@ -107,6 +107,20 @@ pub async fn fetch_query<H: HistorySource>(
     to: i64,
 ) -> Result<Vec<RangeSeries>, QueryError> {
     let step = rule.interval.as_millis().max(1) as i64;
+    fetch_at(source, rule, query, from, to, step).await
+}
+
+/// `fetch_query` at `step` instead of the rule's interval (the steps of a pending
+/// breach, `run::steps`).
+pub async fn fetch_at<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    query: &str,
+    from: i64,
+    to: i64,
+    step: i64,
+) -> Result<Vec<RangeSeries>, QueryError> {
+    let step = step.max(1);
     let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     let mut start = from;
     while start <= to {
