@@ -8,7 +8,7 @@
 //! the very same instants.
 
 use crate::core::eval::{
-    Extra, Labels, Poll, Reading, RuleEval, RuleState, Sample, StepPoll, Transition,
+    Extra, Labels, Phase, Poll, Reading, RuleEval, RuleState, Sample, StepPoll, Transition,
 };
 use crate::core::history::{polls_on_grid, shift_forward};
 use crate::core::rules::{BaselineSource, Rule};
@@ -177,14 +177,12 @@ pub async fn onset<H: HistorySource>(
         return fired;
     }
     let fine = (step_ms / points).max(1);
+    // (Those that fired already are no longer pending.)
     let pending: Vec<(Labels, Duration)> = began
         .iter()
-        .filter_map(|l| eval.series().get(l).map(|s| (l.clone(), s.since)))
-        .filter(|(l, _)| {
-            !fired
-                .iter()
-                .any(|t| matches!(t, Transition::Fired { labels, .. } if labels == l))
-        })
+        .filter_map(|l| eval.series().get(l).map(|s| (l.clone(), s)))
+        .filter(|(_, s)| s.phase == Phase::Pending)
+        .map(|(l, s)| (l, s.since))
         .collect();
     let Some(earliest) = pending.iter().map(|(_, s)| *s).min() else {
         return fired;
