@@ -199,6 +199,35 @@ pub enum Event {
         signal: String,
         during_action: bool,
     },
+    /// A person's order was accepted (`core::control`): who, why, and what it does.
+    Manual {
+        order: &'static str,
+        by: String,
+        reason: String,
+        /// A hold: until when (Unix ms, capped at the watch's end).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        until_ms: Option<i64>,
+        /// An extension: when the watch now ends (Unix ms).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        ends_ms: Option<i64>,
+    },
+    /// A rule fired while a person held automatic actions: nothing ran; it acts when
+    /// the hold ends if it still fires then.
+    HeldBack {
+        rule: String,
+        action: &'static str,
+        labels: Labels,
+        #[serde(serialize_with = "float::option")]
+        value: Option<f64>,
+        threshold: String,
+        until_ms: i64,
+        held_by: String,
+    },
+    /// A hold ended: released by a person (`released_by`), or run out.
+    HoldEnded {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        released_by: Option<String>,
+    },
     WatchFinished {
         outcome: &'static str,
         exit_code: u8,
@@ -221,9 +250,54 @@ impl Event {
             Event::ActionStarted { .. } => "action_started",
             Event::ActionFinished { .. } => "action_finished",
             Event::Signal { .. } => "signal",
+            Event::Manual { .. } => "manual",
+            Event::HeldBack { .. } => "held_back",
+            Event::HoldEnded { .. } => "hold_ended",
             Event::WatchFinished { .. } => "watch_finished",
         }
     }
+}
+
+/// The one line a person's order (and what came of a hold) reads as, in the log,
+/// the terminal, the report and the page's timeline; None for other events.
+pub fn manual_text(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::Manual {
+            order,
+            by,
+            reason,
+            until_ms,
+            ends_ms,
+        } => {
+            let what = match (*order, until_ms, ends_ms) {
+                ("rollback", _, _) => "ordered a rollback now".to_string(),
+                ("pause", _, _) => "ordered a pause now".to_string(),
+                ("hold", Some(u), _) => format!("held automatic actions until {}", rfc3339_ms(*u)),
+                ("release", _, _) => "released the hold".to_string(),
+                ("extend", _, Some(e)) => format!("extended the watch to {}", rfc3339_ms(*e)),
+                ("end", _, _) => "ended the watch as healthy (a person's verdict)".to_string(),
+                (o, _, _) => format!("ordered {o}"),
+            };
+            format!("{by} {what}: {reason:?}")
+        }
+        Event::HeldBack {
+            rule,
+            action,
+            held_by,
+            until_ms,
+            ..
+        } => format!(
+            "rule `{rule}` fired during {held_by}'s hold: no {action} now; it acts at {} if it still fires then",
+            rfc3339_ms(*until_ms)
+        ),
+        Event::HoldEnded {
+            released_by: Some(by),
+        } => format!("{by}'s release ended the hold; automatic actions resume"),
+        Event::HoldEnded { released_by: None } => {
+            "the hold ran out; automatic actions resume".to_string()
+        }
+        _ => return None,
+    })
 }
 
 fn is_zero(n: &usize) -> bool {

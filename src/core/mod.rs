@@ -12,12 +12,15 @@
 //! - `rules`: the rule model and its two-step loader; `calendar`: deploy calendars and
 //!   the gate's decision;
 //! - `events`: the typed events and the `Sink` trait, the bus between the floors;
+//! - `control`: what a person may order a running watch to do (roll back now, hold,
+//!   extend, end) and what the orders so far add up to;
 //! - `exit`: the exit codes;
 //! - `stats`: the statistics of the canary-vs-stable judge (Mann-Whitney U, Hodges–Lehmann).
 //! - `import`: alerting rules converted to a rule file (`rollwatch import`'s pure part);
 //! - `time`: times as written on a command line (`replay`), parsed and printed.
 
 pub mod calendar;
+pub mod control;
 pub mod ending;
 pub mod eval;
 pub mod events;

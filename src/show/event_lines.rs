@@ -210,6 +210,28 @@ impl Sink for LogSink {
             Event::PauseSkipped { rule, paused_by } => info!(
                 event = ev, rule = %rule, paused_by = %paused_by, "already paused; the pause command runs once per watch"
             ),
+            Event::Manual { .. } => warn!(
+                event = ev,
+                "{}",
+                crate::core::events::manual_text(event).unwrap_or_default()
+            ),
+            Event::HeldBack {
+                rule,
+                action,
+                held_by,
+                until_ms,
+                ..
+            } => warn!(
+                event = ev, rule = %rule, action = %action, held_by = %held_by,
+                "rule `{rule}` fired during {held_by}'s hold: no {action} now; it acts at {} if it still fires then",
+                crate::core::events::rfc3339_ms(*until_ms)
+            ),
+            Event::HoldEnded { released_by } => match released_by {
+                Some(by) => {
+                    info!(event = ev, released_by = %by, "hold released by {by}; automatic actions resume")
+                }
+                None => info!(event = ev, "the hold ran out; automatic actions resume"),
+            },
             Event::ActionStarted {
                 action,
                 rule,

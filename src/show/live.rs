@@ -259,6 +259,11 @@ impl Sink for LiveView {
                 }
                 self.say(format!("watch finished: {detail} (exit {exit_code})"));
             }
+            Event::Manual { .. } | Event::HeldBack { .. } | Event::HoldEnded { .. } => {
+                if let Some(t) = crate::core::events::manual_text(event) {
+                    self.say(t);
+                }
+            }
             Event::WatchStarted { .. } | Event::PauseSkipped { .. } | Event::Silenced { .. } => {}
         }
     }

@@ -173,12 +173,13 @@ impl Agent {
     }
 }
 
-/// The verdict of a watch that ended with `kind`: healthy passes; any action, or an
+/// The verdict of a watch that ended with `kind`: healthy passes (and so does a watch
+/// a person declared healthy: the outcome keeps that it was their verdict); any action, or an
 /// action of unknown effect, fails; anything else (cancelled, interrupted,
 /// inconclusive, invalid, an outcome no build wrote) is inconclusive.
 fn ended_verdict(kind: Option<OutcomeKind>) -> Verdict {
     match kind {
-        Some(OutcomeKind::Healthy) => Verdict::Pass,
+        Some(OutcomeKind::Healthy | OutcomeKind::DeclaredHealthy) => Verdict::Pass,
         Some(k) if k.acted() => Verdict::Fail,
         _ => Verdict::Inconclusive,
     }
@@ -192,6 +193,7 @@ mod tests {
     fn an_ended_watch_passes_when_healthy_and_fails_when_it_acted() {
         let by_name = |n: &str| ended_verdict(OutcomeKind::parse(n));
         assert_eq!(by_name("healthy"), Verdict::Pass);
+        assert_eq!(by_name("declared_healthy"), Verdict::Pass);
         for n in [
             "rolled_back",
             "rollback_failed",

@@ -12,6 +12,7 @@ use super::journal::{FiredSeries, Journal};
 use super::outcome::Signal;
 use super::start::{labels_json, rule_info, WatchOptions};
 use super::state::{Silencing, Watch};
+use crate::core::control::Control;
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{CommandSpec, Rule, WatchSpec};
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
@@ -142,6 +143,23 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     }
 }
 
+/// Who decided an action: a rule that fired, or a person's order (`core::control`).
+#[derive(Clone, Copy)]
+pub(super) enum By<'r> {
+    Rule(&'r Rule),
+    Person(&'r Control),
+}
+
+impl By<'_> {
+    /// The name that stands where a rule's does (`core::control::decider` for a person).
+    pub(super) fn name(&self) -> String {
+        match self {
+            By::Rule(r) => r.name.clone(),
+            By::Person(c) => crate::core::control::decider(&c.who),
+        }
+    }
+}
+
 impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// Runs (or, in a dry run, describes) an action. None in a dry run.
     ///
@@ -150,15 +168,16 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     pub(super) async fn act(
         &mut self,
         kind: &'static str,
-        rule: &Rule,
+        by: By<'_>,
         cmd: &CommandSpec,
         fired: &[FiredSeries],
         at: Duration,
     ) -> Option<ActionReport> {
         let at_ms = now_ms();
+        let name = by.name();
         self.sinks.emit(
             at_ms,
-            &action_started(kind, &rule.name, &cmd.argv, cmd.timeout, self.opts.dry_run),
+            &action_started(kind, &name, &cmd.argv, cmd.timeout, self.opts.dry_run),
         );
         if self.opts.dry_run {
             return None;
@@ -166,7 +185,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         let first = fired.first();
         let mut env = vec![
             ("ROLLWATCH_ACTION".to_string(), kind.to_string()),
-            ("ROLLWATCH_RULE".to_string(), rule.name.clone()),
+            ("ROLLWATCH_RULE".to_string(), name.clone()),
             (
                 "ROLLWATCH_VALUE".to_string(),
                 first
@@ -174,7 +193,13 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                     .map(crate::core::events::float::exact)
                     .unwrap_or_default(),
             ),
-            ("ROLLWATCH_THRESHOLD".to_string(), rule.condition()),
+            (
+                "ROLLWATCH_THRESHOLD".to_string(),
+                match by {
+                    By::Rule(r) => r.condition(),
+                    By::Person(_) => String::new(),
+                },
+            ),
             (
                 "ROLLWATCH_LABELS".to_string(),
                 first.map(|f| labels_json(&f.labels)).unwrap_or_default(),
@@ -187,15 +212,20 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                     .to_string(),
             ),
         ];
-        for (name, v) in &self.spec.vars {
+        if let By::Person(c) = by {
+            // Who ordered it and why: data in the environment, never an argument.
+            env.push(("ROLLWATCH_MANUAL_BY".to_string(), c.who.clone()));
+            env.push(("ROLLWATCH_REASON".to_string(), c.reason.clone()));
+        }
+        for (var, v) in &self.spec.vars {
             env.push((
-                format!("ROLLWATCH_VAR_{}", name.to_ascii_uppercase()),
+                format!("ROLLWATCH_VAR_{}", var.to_ascii_uppercase()),
                 v.clone(),
             ));
         }
         let claim = Claim {
             kind,
-            rule: &rule.name,
+            rule: &name,
             argv: &cmd.argv,
             env: &env,
             fired,
@@ -213,7 +243,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         }
         let (report, silence) = match claimed {
             Err(why) => {
-                error!(event = "action_not_claimed", action = kind, rule = %rule.name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
+                error!(event = "action_not_claimed", action = kind, rule = %name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
                 (
                     ActionReport {
                         status: ActionStatus::NotClaimed(why),
@@ -227,9 +257,12 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 // The silence is created beside the command, never before it.
                 let silence = cmd.silence.clone().map(|spec| {
                     let comment = format!(
-                        "rollwatch rolled back [{}] (rule `{}`, rules file {})",
+                        "rollwatch rolled back [{}] ({}, rules file {})",
                         crate::core::events::vars_text(&self.spec.vars),
-                        rule.name,
+                        match by {
+                            By::Rule(r) => format!("rule `{}`", r.name),
+                            By::Person(c) => format!("ordered by {}: {:?}", c.who, c.reason),
+                        },
                         self.spec.path.display()
                     );
                     // On the watch's clock, not this machine's (they differ in an agent
@@ -256,7 +289,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 let report = run_claimed(
                     self.runner,
                     &req,
-                    &rule.name,
+                    &name,
                     &mut *self.journal,
                     self.sinks,
                     Some(&mut *self.signals),
@@ -267,13 +300,13 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             }
         };
         self.sinks
-            .emit(now_ms(), &finished_event(kind, &rule.name, &report));
+            .emit(now_ms(), &finished_event(kind, &name, &report));
         // After the action's own events, so a slow Alertmanager delays neither; and a
         // silence still being made runs on beside the watch and its ending.
         if let Some((task, matchers, ends_at)) = silence {
             self.silences.push(Silencing {
                 task,
-                rule: rule.name.clone(),
+                rule: name.clone(),
                 matchers,
                 ends_at,
             });

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// The instant a watch time is reached on the loop's clock.
-    fn instant(&self, at: Duration) -> Instant {
+    pub(super) fn instant(&self, at: Duration) -> Instant {
         self.start + at.saturating_sub(self.elapsed)
     }
 

@@ -3,6 +3,7 @@
 
 use super::act;
 use super::journal::NoJournal;
+use super::manual::next_order;
 use super::outcome::{Outcome, Signal};
 use super::poller::{aligned_first, poll_loop};
 use super::start::{fmt_d, unix_ms, Judged, PollDone, Start, WatchOptions};
@@ -43,7 +44,6 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     };
     // The watch's own origin: when it was created, `elapsed` ago.
     let start_wall = now_wall.checked_sub(elapsed).unwrap_or(now_wall);
-    let end = start + opts.duration.saturating_sub(elapsed);
     let max_blind = spec.max_blind.min(opts.duration);
     let (tx, mut rx) = mpsc::channel::<PollDone>(64);
     let mut pollers = JoinSet::new();
@@ -127,6 +127,8 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         warned_no_baseline: BTreeSet::new(),
         warned_guard: BTreeSet::new(),
         silences: Vec::new(),
+        control: from.control,
+        orders: from.orders,
     };
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never
@@ -155,6 +157,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             break Outcome::Interrupted(sig);
         }
         let confirm = w.confirm_deadline();
+        // (Read again at every turn: a person may extend the watch or hold it.)
+        let end = w.end_instant();
+        let hold = w.hold_deadline();
         tokio::select! {
             biased;
             Some(sig) = w.signals.recv() => {
@@ -164,18 +169,25 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             _ = sleep_until(end) => {
                 // Polls taken before the end that queued while a command ran are
                 // judged first: a breach they show still acts.
-                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(w.duration())).await {
                     break 'watch o;
                 }
                 if let Some(sig) = w.deferred_signal {
                     break Outcome::Interrupted(sig);
+                }
+                // A hold that lasts to the end ends there: what still fires acts, never
+                // left behind a "healthy" ending.
+                if w.control.hold.is_some() {
+                    if let Some(o) = w.hold_over(None).await {
+                        break 'watch o;
+                    }
                 }
                 break w.finish();
             }
             _ = sleep_until(blind.deadline()) => {
                 // Good polls may be waiting in the queue (a slow pause command held the
                 // loop): they count before the watch is called blind.
-                if let Some(o) = w.drain(&mut rx, &mut blind, Some(opts.duration)).await {
+                if let Some(o) = w.drain(&mut rx, &mut blind, Some(w.duration())).await {
                     break 'watch o;
                 }
                 if w.deferred_signal.is_some() {
@@ -196,6 +208,18 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             // end: the end branch comes first.
             _ = sleep_until(confirm.unwrap_or(end)), if confirm.is_some_and(|c| c < end) => {
                 if let Some(outcome) = w.confirm_now().await {
+                    break outcome;
+                }
+            }
+            // A person's order (`manual.rs`): before the polls queued behind it.
+            Some(msg) = next_order(&mut w.orders) => {
+                if let Some(outcome) = w.order(msg).await {
+                    break outcome;
+                }
+            }
+            // A hold ran out: what still fires acts now.
+            _ = sleep_until(hold.unwrap_or(end)), if hold.is_some_and(|h| h < end) => {
+                if let Some(outcome) = w.hold_over(None).await {
                     break outcome;
                 }
             }

@@ -2,6 +2,7 @@
 //! `RuleEval::read`, emit what it means, act on what fired) and with the watch's end
 //! (`finish`: `core::ending` first, then what the actions did).
 
+use super::act::By;
 use super::journal::FiredSeries;
 use super::outcome::{Outcome, Signal};
 use super::start::{labels_json, unix_ms, PollDone};
@@ -362,6 +363,42 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         if fired.is_empty() {
             return None;
         }
+        self.act_on(i, fired, fired_evidence, done.at, at_ms).await
+    }
+
+    /// Acts on what rule `i` fired at `at`: its notification, pause or rollback, or,
+    /// while a person holds automatic actions, `held_back` (it acts when the hold
+    /// ends if it still fires then: `manual.rs`).
+    pub(super) async fn act_on(
+        &mut self,
+        i: usize,
+        fired: Vec<FiredSeries>,
+        fired_evidence: Vec<Evidence>,
+        at: Duration,
+        at_ms: i64,
+    ) -> Option<Outcome> {
+        let spec = self.spec;
+        let rule = &spec.rules[i];
+        let threshold = rule.condition();
+        if rule.action != Action::Notify {
+            if let Some(hold) = self.held().cloned() {
+                for f in &fired {
+                    self.sinks.emit(
+                        at_ms,
+                        &Event::HeldBack {
+                            rule: rule.name.clone(),
+                            action: rule.action.as_str(),
+                            labels: f.labels.clone(),
+                            value: f.value,
+                            threshold: threshold.clone(),
+                            until_ms: hold.until_ms,
+                            held_by: hold.who.clone(),
+                        },
+                    );
+                }
+                return None;
+            }
+        }
         match rule.action {
             Action::Notify => {
                 for (f, evidence) in fired.into_iter().zip(fired_evidence) {
@@ -371,7 +408,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                             rule: rule.name.clone(),
                             value: f.value,
                             threshold: threshold.clone(),
-                            breached_for_s: done.at.saturating_sub(f.since).as_secs_f64(),
+                            breached_for_s: at.saturating_sub(f.since).as_secs_f64(),
                             labels: f.labels,
                             evidence,
                         },
@@ -396,7 +433,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                     .pause
                     .as_ref()
                     .expect("validated: pause rules have a pause command");
-                let report = self.act("pause", rule, cmd, &fired, done.at).await;
+                let report = self.act("pause", By::Rule(rule), cmd, &fired, at).await;
                 match report {
                     Some(r) if !r.status.succeeded() => {
                         // The agreed pause could not be carried out: say so (the
@@ -414,7 +451,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                     .rollback
                     .as_ref()
                     .expect("validated: rollback rules have a rollback command");
-                let report = self.act("rollback", rule, cmd, &fired, done.at).await;
+                let report = self.act("rollback", By::Rule(rule), cmd, &fired, at).await;
                 return Some(match report {
                     None => Outcome::RolledBack {
                         rule: rule.name.clone(),

@@ -25,10 +25,12 @@ use tokio::time::Instant;
 /// The watch's origin on the clock the loop is given (`Start::clock`), so a poll's
 /// instant maps back to the second of the watch it was taken at.
 const T0_SECS: u64 = 1_800_000_000;
+/// The same, in Unix ms (what events are stamped with).
+pub(super) const T0_MS: i64 = T0_SECS as i64 * 1000;
 
 /// What the source answers for one query at one second of the watch.
 #[derive(Clone, Copy, Debug)]
-enum Reply {
+pub(super) enum Reply {
     Value(f64),
     Fail,
 }
@@ -118,7 +120,7 @@ impl ActionRunner for FakeRunner {
 }
 
 /// A rule file: one rule per (name, query, keys) on a 10s interval.
-fn spec(watch: &str, rules: &[(&str, &str)]) -> WatchSpec {
+pub(super) fn spec(watch: &str, rules: &[(&str, &str)]) -> WatchSpec {
     let mut text = format!(
         "watch:\n  interval: 10s\n{watch}\nrollback:\n  command: [\"undo\"]\n  timeout: 5m\npause:\n  command: [\"hold\"]\n  timeout: 5m\nrules:\n"
     );
@@ -132,12 +134,13 @@ fn spec(watch: &str, rules: &[(&str, &str)]) -> WatchSpec {
 }
 
 /// What a scripted watch did.
-struct Ran {
-    outcome: Outcome,
+#[derive(Debug)]
+pub(super) struct Ran {
+    pub(super) outcome: Outcome,
     /// When the watch ended, from its start.
-    ended: Duration,
+    pub(super) ended: Duration,
     /// Each command run: kind, and when it started.
-    actions: Vec<(&'static str, Duration)>,
+    pub(super) actions: Vec<(&'static str, Duration)>,
 }
 
 /// Runs `spec` for `duration` against `script`; `signal_at` sends SIGINT's stand-in
@@ -149,6 +152,34 @@ async fn watch(
     signal_at: Option<Duration>,
     takes: Duration,
 ) -> Ran {
+    watch_ordered(spec, duration, script, signal_at, takes, Vec::new())
+        .await
+        .0
+}
+
+/// Collects every event a watch emits.
+#[derive(Clone, Default)]
+pub(super) struct Events(pub(super) Arc<Mutex<Vec<(i64, crate::core::events::Event)>>>);
+
+impl crate::core::events::Sink for Events {
+    fn emit(&mut self, at_ms: i64, event: &crate::core::events::Event) {
+        self.0.lock().unwrap().push((at_ms, event.clone()));
+    }
+}
+
+/// What people's orders got back, in order.
+pub(super) type Replies = Vec<Result<String, crate::core::control::ControlError>>;
+
+/// `watch`, with people's `orders` given at their instants (from the watch's start);
+/// returns what each order was answered, and every event.
+pub(super) async fn watch_ordered(
+    spec: WatchSpec,
+    duration: Duration,
+    script: &[(&str, &[(u64, Reply)])],
+    signal_at: Option<Duration>,
+    takes: Duration,
+    orders: Vec<(Duration, crate::core::control::Control)>,
+) -> (Ran, Replies, Vec<(i64, crate::core::events::Event)>) {
     let origin = Instant::now();
     let source = Arc::new(Scripted {
         script: script
@@ -167,11 +198,35 @@ async fn watch(
         dry_run: false,
         prometheus: "http://prometheus.invalid".into(),
     };
+    let (order_tx, order_rx) = mpsc::channel(8);
+    let replies: Arc<Mutex<Replies>> = Arc::default();
+    let answered = replies.clone();
+    // Ends once every order was answered (or refused because the watch had ended).
+    let ordering =
+        tokio::spawn(async move {
+            for (at, control) in orders {
+                tokio::time::sleep_until(origin + at).await;
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                if order_tx.send(OrderMsg { control, reply }).await.is_err() {
+                    answered.lock().unwrap().push(Err(
+                        crate::core::control::ControlError::Refused("the watch had ended".into()),
+                    ));
+                    continue;
+                }
+                let got = answer.await.unwrap_or_else(|_| {
+                    Err(crate::core::control::ControlError::Refused(
+                        "the watch ended first".into(),
+                    ))
+                });
+                answered.lock().unwrap().push(got);
+            }
+        });
     let from = Start {
         clock: Some(ClockAnchor {
             wall: UNIX_EPOCH + Duration::from_secs(T0_SECS),
             mono: origin,
         }),
+        orders: Some(order_rx),
         ..Start::default()
     };
     let (tx, mut signals) = mpsc::channel(4);
@@ -184,7 +239,9 @@ async fn watch(
         std::future::pending::<()>().await;
         drop(tx);
     });
+    let events = Events::default();
     let mut sinks = Sinks(Vec::new());
+    sinks.push(events.clone());
     let outcome = run_from(
         &spec,
         source,
@@ -197,18 +254,25 @@ async fn watch(
     .await;
     let ended = Instant::now() - origin;
     let actions = runner.ran.into_inner().unwrap();
-    Ran {
-        outcome,
-        ended,
-        actions,
-    }
+    ordering.await.expect("the orders' task");
+    let replies = std::mem::take(&mut *replies.lock().unwrap());
+    let events = std::mem::take(&mut *events.0.lock().unwrap());
+    (
+        Ran {
+            outcome,
+            ended,
+            actions,
+        },
+        replies,
+        events,
+    )
 }
 
-fn secs(s: u64) -> Duration {
+pub(super) fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-const QUICK: Duration = Duration::from_secs(1);
+pub(super) const QUICK: Duration = Duration::from_secs(1);
 
 thread_local! {
     /// Set by a test whose Prometheus hangs on range queries (`Scripted::slow_ranges`).

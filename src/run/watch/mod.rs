@@ -12,7 +12,8 @@
 //! The loop is split by what each part does: `start` (what a watch is given),
 //! `poller` (the queries), `decision_loop` (`run_from`), `state` (the loop's state),
 //! `handle` (a poll and the end), `confirm` (the poll made when a pending breach's
-//! `for` has elapsed in the data) and `act` (a command). `mod.rs` only names them, so
+//! `for` has elapsed in the data), `manual` (people's orders: roll back now, hold,
+//! extend, end) and `act` (a command). `mod.rs` only names them, so
 //! no child takes anything from the module that re-exports it.
 
 mod act;
@@ -20,6 +21,7 @@ mod confirm;
 mod decision_loop;
 mod handle;
 pub mod journal;
+mod manual;
 mod outcome;
 mod poller;
 pub mod session;
@@ -30,9 +32,11 @@ pub use act::{action_started, finished_event, run_claimed, watch_started};
 pub use decision_loop::run_from;
 pub use outcome::{Outcome, OutcomeKind, Signal};
 pub use session::{run_session, WatchSinks};
-pub use start::{rule_info, ClockAnchor, Judged, PollDone, Start, WatchOptions};
+pub use start::{rule_info, ClockAnchor, Judged, OrderMsg, PollDone, Start, WatchOptions};
 
 #[cfg(test)]
 mod loop_tests;
+#[cfg(test)]
+mod manual_tests;
 #[cfg(test)]
 mod tests;

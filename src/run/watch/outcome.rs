@@ -34,6 +34,9 @@ pub enum Outcome {
     /// `serve` only: the agent died while this command ran, so whether it took effect
     /// is unknown, and it is not idempotent, so it is not run again: act by hand.
     ActionUnknown { action: &'static str, rule: String },
+    /// A person ended the watch early as healthy (`rollwatch ctl end`): their verdict,
+    /// never rollwatch's.
+    DeclaredHealthy { by: String, reason: String },
 }
 
 /// The kind of a watch's ending without its details: what `Outcome::name` says, and
@@ -52,6 +55,8 @@ pub enum OutcomeKind {
     QueryRejected,
     RollbackUnknown,
     PauseUnknown,
+    /// A person ended the watch as healthy before its end.
+    DeclaredHealthy,
     /// `serve` only: cancelled through the API.
     Cancelled,
     /// `serve` only: the watch's rule snapshot did not load.
@@ -59,7 +64,7 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 12] = [
+    pub const ALL: [OutcomeKind; 13] = [
         OutcomeKind::Healthy,
         OutcomeKind::RolledBack,
         OutcomeKind::RollbackFailed,
@@ -70,6 +75,7 @@ impl OutcomeKind {
         OutcomeKind::QueryRejected,
         OutcomeKind::RollbackUnknown,
         OutcomeKind::PauseUnknown,
+        OutcomeKind::DeclaredHealthy,
         OutcomeKind::Cancelled,
         OutcomeKind::Invalid,
     ];
@@ -87,6 +93,7 @@ impl OutcomeKind {
             OutcomeKind::QueryRejected => "query_rejected",
             OutcomeKind::RollbackUnknown => "rollback_unknown",
             OutcomeKind::PauseUnknown => "pause_unknown",
+            OutcomeKind::DeclaredHealthy => "declared_healthy",
             OutcomeKind::Cancelled => "cancelled",
             OutcomeKind::Invalid => "invalid",
         }
@@ -129,6 +136,7 @@ impl Outcome {
                 action: "pause", ..
             } => OutcomeKind::PauseUnknown,
             Outcome::ActionUnknown { .. } => OutcomeKind::RollbackUnknown,
+            Outcome::DeclaredHealthy { .. } => OutcomeKind::DeclaredHealthy,
         }
     }
 
@@ -175,6 +183,9 @@ impl Outcome {
     /// One sentence a person (or a pipeline log) can read.
     pub fn describe(&self) -> String {
         use Outcome::*;
+        if let Some(text) = self.rule().and_then(|r| self.by_hand(r)) {
+            return text;
+        }
         match self {
             Healthy => {
                 "the watch ran its full duration; nothing breached long enough to act".to_string()
@@ -197,6 +208,9 @@ impl Outcome {
             Inconclusive { reason } => format!("inconclusive: {reason}"),
             Interrupted(sig) => format!("interrupted by {sig:?}; no command was run because of it"),
             QueryRejected { rule, message } => format!("rule `{rule}`: {message}"),
+            DeclaredHealthy { by, reason } => format!(
+                "declared healthy early by {by} ({reason:?}): a person's verdict; rollwatch's own was not reached"
+            ),
             ActionUnknown { action, rule } => format!(
                 "rule `{rule}` fired and its {action} command was running when the agent stopped; \
                  whether it took effect is unknown and it is not marked idempotent, so it was not \
@@ -205,10 +219,35 @@ impl Outcome {
         }
     }
 
+    /// The sentence of an action a person ordered (`core::control::decider`).
+    fn by_hand(&self, rule: &str) -> Option<String> {
+        let who = crate::core::control::manual_by(rule)?;
+        Some(match self {
+            Outcome::RolledBack { dry_run: false, .. } => {
+                format!("rolled back by hand: {who} ordered it and the rollback command succeeded")
+            }
+            Outcome::RolledBack { dry_run: true, .. } => {
+                format!("dry run: {who} ordered a rollback; the rollback command would have run")
+            }
+            Outcome::RollbackFailed { status, .. } => {
+                format!("{who} ordered a rollback but the rollback command {status}: act by hand")
+            }
+            Outcome::Paused { .. } => format!("paused by hand: {who} ordered it"),
+            Outcome::PauseFailed { status, .. } => {
+                format!("{who} ordered a pause but the pause command {status}: act by hand")
+            }
+            Outcome::ActionUnknown { action, .. } => format!(
+                "{who} ordered a {action}; its command was running when the agent stopped and \
+                 whether it took effect is unknown: act by hand"
+            ),
+            _ => return None,
+        })
+    }
+
     pub fn exit_code(&self) -> u8 {
         use crate::core::exit;
         match self {
-            Outcome::Healthy => exit::HEALTHY,
+            Outcome::Healthy | Outcome::DeclaredHealthy { .. } => exit::HEALTHY,
             Outcome::RolledBack { .. } => exit::ROLLED_BACK,
             Outcome::RollbackFailed { .. }
             | Outcome::PauseFailed { .. }
@@ -257,6 +296,10 @@ mod tests {
             Outcome::ActionUnknown {
                 action: "pause",
                 rule: "r".into(),
+            },
+            Outcome::DeclaredHealthy {
+                by: "alice".into(),
+                reason: "INC-1".into(),
             },
         ];
         for o in &all {

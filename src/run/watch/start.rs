@@ -3,6 +3,7 @@
 //! how a rule is described in events.
 
 use super::journal::Journal;
+use crate::core::control::{Control, ControlError, ControlState};
 use crate::core::eval::{Labels, RuleEval};
 use crate::core::events::RuleInfo;
 use crate::core::rules::Rule;
@@ -100,6 +101,20 @@ pub struct Start {
     /// The data's resolution when the rule file does not set `watch.step` (what
     /// Prometheus says its scrape interval is; None: `defaults::STEP`).
     pub scrape: Option<Duration>,
+    /// What people's orders before this start add up to (`ControlState::fold` of the
+    /// stored record): a hold and extensions survive a restart.
+    pub control: ControlState,
+    /// Where people's orders arrive while the watch runs (None: nobody can give any).
+    pub orders: Option<tokio::sync::mpsc::Receiver<OrderMsg>>,
+}
+
+/// A person's order to a running watch, and where its answer goes: `Ok` with what it
+/// did (a command's order is answered when its command starts), or why it was
+/// refused (nothing changed).
+#[derive(Debug)]
+pub struct OrderMsg {
+    pub control: Control,
+    pub reply: tokio::sync::oneshot::Sender<Result<String, ControlError>>,
 }
 
 /// One reading of a clock other than this machine's wall clock (the store's): at the

@@ -5,7 +5,9 @@
 
 use super::journal::Journal;
 use super::outcome::Signal;
+use super::start::OrderMsg;
 use super::start::{ClockAnchor, PollDone, WatchOptions};
+use crate::core::control::ControlState;
 use crate::core::eval::{Labels, Poll, RuleEval};
 use crate::core::events::Sinks;
 use crate::core::rules::WatchSpec;
@@ -63,6 +65,10 @@ pub(super) struct Watch<'a, R, S> {
     /// Silences still being created: they run beside the watch and its ending, never
     /// in front of them (`Silencing`).
     pub(super) silences: Vec<Silencing>,
+    /// What people's orders so far add up to (`core::control`): a hold, extensions.
+    pub(super) control: ControlState,
+    /// Where people's orders arrive (`manual.rs`); None: nobody can give any.
+    pub(super) orders: Option<mpsc::Receiver<OrderMsg>>,
 }
 
 /// When the watch goes blind: `max_blind` after the last successful query, on the

@@ -123,6 +123,14 @@ pub fn render(r: &Record) -> String {
             let _ = writeln!(out, "```\n</details>");
         }
     }
+    if !r.people.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "## Orders from people");
+        let _ = writeln!(out);
+        for n in &r.people {
+            let _ = writeln!(out, "- {}", cell(n));
+        }
+    }
     if !r.notifications.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "## Notifications");

@@ -118,6 +118,8 @@ pub struct Record {
     pub rules: Vec<RuleRecord>,
     pub actions: Vec<ActionRecord>,
     pub notifications: Vec<String>,
+    /// What people ordered (`core::control`): who, why, when, and holds that ended.
+    pub people: Vec<String>,
     pub outcome: Option<OutcomeRecord>,
 }
 
@@ -303,6 +305,11 @@ impl Record {
                     e.as_deref().unwrap_or("unknown error")
                 ),
             }),
+            Event::Manual { .. } | Event::HeldBack { .. } | Event::HoldEnded { .. } => {
+                if let Some(t) = crate::core::events::manual_text(event) {
+                    self.people.push(format!("{} {t}", rfc3339_ms(at)));
+                }
+            }
             Event::PauseSkipped { .. } | Event::Signal { .. } => {}
         }
     }

@@ -142,6 +142,7 @@ pub fn record(
         rules,
         actions,
         notifications: Vec::new(),
+        people: Vec::new(),
         outcome: Some(OutcomeRecord {
             outcome: r.decision.verdict.name(),
             exit_code: r.decision.verdict.exit_code(),
