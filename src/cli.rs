@@ -50,6 +50,8 @@ pub enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Hand a watch to a running agent (and, with --wait, exit with its code).
     Launch(cmd::launch::LaunchArgs),
+    /// Order a running watch on an agent: roll back or pause now, hold, release, extend, end.
+    Ctl(cmd::ctl::CtlArgs),
     /// Turn Prometheus alerting rules (or PrometheusRule manifests) into a rule file.
     Import(cmd::import::ImportArgs),
     /// Print a shell completion script (e.g. `rollwatch completions bash > /etc/bash_completion.d/rollwatch`).
@@ -80,6 +82,7 @@ pub async fn run(command: Command) -> u8 {
         Command::Demo(args) => cmd::demo::run(args).await,
         Command::Serve(args) => cmd::serve::run(args).await,
         Command::Launch(args) => cmd::launch::run(args).await,
+        Command::Ctl(args) => cmd::ctl::run(args).await,
         Command::Import(args) => cmd::import::run(args).await,
         Command::Completions { shell } => completions(shell, &mut std::io::stdout()),
         Command::Man => man(&mut std::io::stdout()),

@@ -26,6 +26,7 @@ mod import;
 mod judges;
 mod lease_race;
 mod observe;
+mod orders;
 mod outbox;
 mod page;
 mod proxy_faults;

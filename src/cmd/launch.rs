@@ -8,6 +8,7 @@
 //! network error can never start a second watch; while waiting, the agent being
 //! briefly unreachable (it restarts, it is redeployed) is retried, not fatal.
 
+use crate::cmd::agent_client::{AgentError as LaunchError, Client};
 use crate::cmd::args::parse_set;
 use crate::core::exit;
 use serde_json::{json, Value};
@@ -42,70 +43,6 @@ pub struct LaunchArgs {
     pub unreachable_timeout: Duration,
 }
 
-/// Why a launch failed.
-#[derive(Debug, thiserror::Error)]
-enum LaunchError {
-    #[error(transparent)]
-    Token(#[from] crate::io::secret::SecretFileError),
-    #[error("invalid --server URL {0:?}")]
-    Server(String),
-    #[error("the agent refused the watch (HTTP {status}): {message}")]
-    Refused { status: u16, message: String },
-    #[error("cannot reach the agent: {0}")]
-    Unreachable(String),
-}
-
-impl LaunchError {
-    fn exit_code(&self) -> u8 {
-        match self {
-            LaunchError::Unreachable(_) => exit::INCONCLUSIVE,
-            _ => exit::USAGE,
-        }
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: reqwest::Url,
-    token: Option<String>,
-}
-
-impl Client {
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let mut url = self.base.clone();
-        let prefix = url.path().trim_end_matches('/').to_string();
-        url.set_path(&format!("{prefix}{path}"));
-        let mut r = self.http.request(method, url);
-        if let Some(t) = &self.token {
-            r = r.bearer_auth(t);
-        }
-        r
-    }
-
-    /// Sends and decodes; Err(Unreachable) for network errors and 5xx (worth retrying).
-    async fn send(&self, r: reqwest::RequestBuilder) -> Result<(u16, Value), LaunchError> {
-        let resp = r
-            .send()
-            .await
-            .map_err(|e| LaunchError::Unreachable(e.without_url().to_string()))?;
-        let status = resp.status().as_u16();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
-        if status >= 500 {
-            return Err(LaunchError::Unreachable(format!(
-                "HTTP {status}: {}",
-                body["error"].as_str().unwrap_or("")
-            )));
-        }
-        if status >= 400 {
-            return Err(LaunchError::Refused {
-                status,
-                message: body["error"].as_str().unwrap_or("").to_string(),
-            });
-        }
-        Ok((status, body))
-    }
-}
-
 /// `rollwatch launch`.
 pub async fn run(args: LaunchArgs) -> u8 {
     match launch(args).await {
@@ -118,24 +55,7 @@ pub async fn run(args: LaunchArgs) -> u8 {
 }
 
 async fn launch(args: LaunchArgs) -> Result<u8, LaunchError> {
-    let token = match &args.token_file {
-        Some(p) => Some(
-            crate::io::secret::read_text(p, "token file")?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
-    let base = reqwest::Url::parse(&args.server)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https"))
-        .ok_or_else(|| LaunchError::Server(args.server.clone()))?;
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| LaunchError::Unreachable(e.to_string()))?;
-    let client = Client { http, base, token };
+    let client = Client::connect(&args.server, args.token_file.as_deref())?;
     let id = args.id.clone().unwrap_or_else(|| {
         format!(
             "{}-{}-{}",

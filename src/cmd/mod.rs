@@ -2,11 +2,14 @@
 //!
 //! A command never imports another command; what several share is in modules named
 //! for it: `args` (the Prometheus and output flag groups, `--set` parsing),
-//! `rule_file` (loading with diagnostics), `signals` (the signal channel) and
-//! `session` (running a watch with the sinks its flags ask for).
+//! `rule_file` (loading with diagnostics), `signals` (the signal channel),
+//! `session` (running a watch with the sinks its flags ask for) and `agent_client`
+//! (the agent's API, for `launch` and `ctl`).
 
+pub mod agent_client;
 pub mod args;
 pub mod check;
+pub mod ctl;
 pub mod demo;
 pub mod gate;
 pub mod import;

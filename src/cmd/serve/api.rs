@@ -31,6 +31,7 @@
 //! unknown var is a 400.
 
 use super::body::{create_error, summary, watch_request, ApiError, CreateBody};
+use super::tokens::Tokens;
 use crate::io::store::{WatchRecord, WatchState};
 use crate::run::agent::{load_snapshot, Agent, CreateError};
 use crate::run::verdict::{RuleStatus, Verdict};
@@ -93,9 +94,9 @@ struct ListQuery {
 }
 
 #[derive(Clone)]
-struct Api {
-    agent: Arc<Agent>,
-    token: Option<Arc<String>>,
+pub(super) struct Api {
+    pub(super) agent: Arc<Agent>,
+    token: Option<Arc<Tokens>>,
     /// The verdict routes answer anyone: their errors name only the request's bad
     /// fields (see `run::agent::Agent::verdict_once`).
     open_verdicts: bool,
@@ -123,7 +124,7 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// The router; `token` guards every `/api` route, except the two verdict routes when
 /// `open_verdicts` (Flagger's webhooks cannot send a header).
-pub fn router(agent: Arc<Agent>, token: Option<String>, open_verdicts: bool) -> Router {
+pub fn router(agent: Arc<Agent>, token: Option<Tokens>, open_verdicts: bool) -> Router {
     let api = Api {
         agent,
         token: token.map(Arc::new),
@@ -136,7 +137,11 @@ pub fn router(agent: Arc<Agent>, token: Option<String>, open_verdicts: bool) -> 
                 .post(create)
                 .layer(axum::extract::DefaultBodyLimit::max(WATCHES_BODY_LIMIT)),
         )
-        .route("/api/v1/watches/{id}", get(show).delete(cancel));
+        .route("/api/v1/watches/{id}", get(show).delete(cancel))
+        .route(
+            "/api/v1/watches/{id}/orders",
+            get(super::orders::orders).post(super::orders::order),
+        );
     let verdicts = Router::new()
         .route("/api/v1/watches/{id}/verdict", get(watch_verdict))
         .route("/api/v1/verdict", axum::routing::post(verdict_once));
@@ -155,7 +160,13 @@ pub fn router(agent: Arc<Agent>, token: Option<String>, open_verdicts: bool) -> 
         .with_state(api)
 }
 
-async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
+/// Whose token a request carried (`name:token` lines of the token file), for the
+/// record of a manual order; None for a token without a name, or no token at all.
+#[derive(Debug, Clone)]
+pub(super) struct Caller(pub(super) Option<String>);
+
+async fn auth(State(api): State<Api>, mut req: Request, next: Next) -> Response {
+    let mut caller = Caller(None);
     if let Some(token) = &api.token {
         let given = req
             .headers()
@@ -163,7 +174,11 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.trim().as_bytes(), token.as_bytes()) {
+        let who = token.who(given);
+        if let Some(name) = &who {
+            caller = Caller(name.clone());
+        }
+        if who.is_none() {
             let mut r = ApiError(
                 StatusCode::UNAUTHORIZED,
                 "missing or wrong bearer token".into(),
@@ -176,6 +191,7 @@ async fn auth(State(api): State<Api>, req: Request, next: Next) -> Response {
             return r;
         }
     }
+    req.extensions_mut().insert(caller);
     next.run(req).await
 }
 

@@ -26,7 +26,9 @@
 pub mod api;
 mod batch;
 mod body;
+mod orders;
 pub mod page;
+mod tokens;
 
 use crate::cmd::args::PromArgs;
 use crate::core::exit;
@@ -129,13 +131,9 @@ pub async fn run(args: ServeArgs) -> u8 {
     }
 }
 
-fn read_token(path: &std::path::Path) -> Result<String, ServeError> {
+fn read_token(path: &std::path::Path) -> Result<tokens::Tokens, ServeError> {
     let t = crate::io::secret::read_text(path, "token file")?;
-    let t = t.trim().to_string();
-    if t.is_empty() {
-        return Err(ServeError::EmptyToken(path.to_path_buf()));
-    }
-    Ok(t)
+    tokens::Tokens::parse(&t).ok_or_else(|| ServeError::EmptyToken(path.to_path_buf()))
 }
 
 async fn serve(
@@ -209,9 +207,11 @@ async fn serve(
     let csrf = page::csrf_secret().map_err(ServeError::Random)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let token_set = token.is_some();
-    let app = api::router(agent.clone(), token.clone(), args.open_verdicts).merge(page::router(
+    // (The page's login takes the file's first token: see `page.rs`.)
+    let page_token = token.as_ref().map(|t| t.first().to_string());
+    let app = api::router(agent.clone(), token, args.open_verdicts).merge(page::router(
         agent.clone(),
-        token,
+        page_token,
         board,
         csrf,
     ));

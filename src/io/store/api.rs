@@ -4,6 +4,7 @@
 //! from the parent that re-exports them (no parent-child import cycle; see
 //! `tests/architecture.rs`). The module's doc (`io/store/mod.rs`) says what lives here.
 
+use super::orders::{NewOrder, OrderRow, OrderState, Ordered};
 use super::{pgconn, statefile};
 use crate::core::eval::{Labels, Phase};
 
@@ -599,4 +600,29 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<NoteRow>, StoreError>;
     /// Records what became of a note's delivery.
     fn outbox_mark(&self, note: i64, mark: NoteMark<'_>) -> Result<(), StoreError>;
+
+    // --- People's orders (issue 22; `orders.rs`).
+
+    /// Stores an order for running watch `id`, in one transaction with checking that
+    /// it may be given: the watch runs, and for `rollback` and `pause` no person's
+    /// order of that kind and no rule's claim of it exists (at most one such order per
+    /// watch and kind can ever be stored, even when two agents ask at once).
+    fn order(&self, id: &str, order: &NewOrder) -> Result<Ordered, StoreError>;
+    /// The pending orders of the watches whose lease `holder` holds (SQLite: all),
+    /// oldest first.
+    fn orders_pending(&self, holder: &str) -> Result<Vec<OrderRow>, StoreError>;
+    /// Records what became of pending order `order` of watch `id`: fenced by the
+    /// watch's lease while the watch runs (`fence` None only for a watch that no
+    /// longer runs: then no lease is held). An order already settled stays as it was.
+    fn order_done(
+        &self,
+        id: &str,
+        fence: Option<&Fence>,
+        order: i64,
+        state: OrderState,
+        result: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Every order of watch `id`, oldest first.
+    fn orders(&self, id: &str) -> Result<Vec<OrderRow>, StoreError>;
 }

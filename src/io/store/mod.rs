@@ -25,6 +25,7 @@
 mod api;
 mod codec;
 mod handle;
+mod orders;
 pub mod pgconn;
 mod pgtls;
 mod postgres;
@@ -33,6 +34,7 @@ pub mod statefile;
 pub use handle::StoreHandle;
 
 pub use api::*;
+pub use orders::{NewOrder, OrderRow, OrderState, Ordered};
 pub use postgres::{PgStore, PG_SCHEMA_VERSION};
 pub use sqlite::{SqliteStore, SCHEMA_VERSION};
 

@@ -48,11 +48,13 @@ impl Agent {
         let (tx, rx) = mpsc::channel(4);
         // The watch's own sinks stop its loop through it (a write the store fenced).
         let stop = tx.clone();
+        let (orders, orders_rx) = mpsc::channel(8);
         let live: Live = Arc::default();
         lock(&self.running).insert(
             rec.def.id.clone(),
             Handle {
                 signal: tx,
+                orders,
                 live: live.clone(),
                 clock: None,
             },
@@ -60,7 +62,7 @@ impl Agent {
         let agent = self.clone();
         let h = tokio::spawn(async move {
             let id = rec.def.id.clone();
-            agent.drive(&rec, resumed, rx, stop, live).await;
+            agent.drive(&rec, resumed, rx, orders_rx, stop, live).await;
             lock(&agent.running).remove(&id);
             // Ended, suspended or lost here: the lease goes back (if this agent still
             // holds it), so that another agent may take the watch at once.
@@ -182,6 +184,7 @@ impl Agent {
         rec: &WatchRecord,
         resumed: Option<bool>,
         mut signals: mpsc::Receiver<Signal>,
+        orders: mpsc::Receiver<crate::run::watch::OrderMsg>,
         stop: mpsc::Sender<Signal>,
         live: Live,
     ) {
@@ -370,6 +373,28 @@ impl Agent {
         // live loop starts, then on the monotonic clock (`clock`).
         from.origin = Some(unix(def.created_ms));
         from.clock = Some(self.clock_anchor());
+        from.orders = Some(orders);
+        // A hold or an extension given before a restart or an adoption still holds:
+        // a watch whose orders cannot be read does not start (it could act through a
+        // hold a person gave), it waits and is tried again, as a resume does.
+        let mut waiting = false;
+        from.control = loop {
+            match self.control_state(def).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    error!(event = "store_error", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
+                        "cannot read people's orders for this watch; it waits and is tried again");
+                    if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                        continue;
+                    }
+                    return;
+                }
+            }
+        };
+        if waiting {
+            self.metrics.resume_waiting.dec();
+        }
         from.baselines = self.before_baselines(&spec, def, &*source).await;
         let mut sinks = WatchSinks {
             sinks: others,

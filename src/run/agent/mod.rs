@@ -64,6 +64,7 @@ pub mod exactly_once;
 pub mod lease;
 pub mod metrics;
 mod old_command;
+mod orders;
 pub mod outbox;
 mod resume;
 mod rounds;
@@ -73,6 +74,7 @@ pub mod source;
 mod types;
 mod views;
 
+pub use orders::{control_of, ANSWER_WAIT, LOOK_EVERY};
 pub use snapshot::load_snapshot;
 pub use types::{
     agent_id, batch_size, BatchError, CreateError, RuleLive, WatchRequest, WatchSinkFactory,
@@ -121,6 +123,10 @@ pub struct Agent {
     pub leases: Arc<LeaseBook>,
     /// Poked when notifications were committed to the outbox (`outbox::deliver_loop`).
     outbox_wake: Arc<tokio::sync::Notify>,
+    /// Wakes `orders_loop` when an order reached this agent directly.
+    orders_wake: tokio::sync::Notify,
+    /// Orders already handed to a watch by this process (`orders.rs`).
+    delivered: Mutex<std::collections::HashSet<i64>>,
     cfg: AgentConfig,
     limit: Arc<Semaphore>,
     sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
@@ -154,6 +160,8 @@ impl Agent {
             metrics,
             leases,
             outbox_wake: Arc::default(),
+            orders_wake: tokio::sync::Notify::new(),
+            delivered: Mutex::default(),
             limit: Arc::new(Semaphore::new(cfg.max_queries.max(1))),
             open_limit: Arc::new(Semaphore::new(OPEN_VERDICT_QUERIES)),
             cfg,

@@ -40,6 +40,7 @@ impl Agent {
         let agent = self.clone();
         tokio::spawn(async move { agent.lease_loop().await });
         tokio::spawn(outbox::deliver_loop(self.clone()));
+        tokio::spawn(self.clone().orders_loop());
         let weak = Arc::downgrade(self);
         let _ = std::thread::Builder::new()
             .name("rollwatch-lease-watchdog".into())

@@ -96,6 +96,8 @@ pub(super) type SourceKey = (String, Duration);
 
 pub(super) struct Handle {
     pub(super) signal: mpsc::Sender<Signal>,
+    /// Where people's orders reach the watch's decision loop (`orders.rs`).
+    pub(super) orders: mpsc::Sender<crate::run::watch::OrderMsg>,
     pub(super) live: Live,
     /// Where the watch's clock is checked periodically: its Prometheus and its limit
     /// (set once the watch is judged here).

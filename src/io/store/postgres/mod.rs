@@ -17,6 +17,7 @@
 
 mod errors;
 mod leases;
+mod orders;
 mod outbox;
 mod reads;
 mod schema;
@@ -460,5 +461,46 @@ impl Store for PgStore {
         self.call("record a notification's delivery", move |c| {
             outbox::outbox_mark(c, url, note, done, attempts, after)
         })
+    }
+
+    fn order(
+        &self,
+        id: &str,
+        order: &crate::io::store::NewOrder,
+    ) -> Result<crate::io::store::Ordered, StoreError> {
+        let (url, id, o) = (self.url.clone(), id.to_string(), order.clone());
+        self.call("store an order", move |c| orders::order(c, url, id, o))
+    }
+
+    fn orders_pending(&self, holder: &str) -> Result<Vec<crate::io::store::OrderRow>, StoreError> {
+        let (url, holder) = (self.url.clone(), holder.to_string());
+        self.call("read pending orders", move |c| {
+            orders::pending(c, url, holder)
+        })
+    }
+
+    fn order_done(
+        &self,
+        id: &str,
+        fence: Option<&Fence>,
+        order: i64,
+        state: crate::io::store::OrderState,
+        result: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        let (url, id, fence, result) = (
+            self.url.clone(),
+            id.to_string(),
+            fence.cloned(),
+            result.to_string(),
+        );
+        self.call("settle an order", move |c| {
+            orders::done(c, url, id, fence, order, state, result, at_ms)
+        })
+    }
+
+    fn orders(&self, id: &str) -> Result<Vec<crate::io::store::OrderRow>, StoreError> {
+        let (url, id) = (self.url.clone(), id.to_string());
+        self.call("read orders", move |c| orders::of_watch(c, url, id))
     }
 }

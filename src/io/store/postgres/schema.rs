@@ -9,7 +9,7 @@ use crate::io::store::api::StoreError;
 use deadpool_postgres::Object;
 
 /// The schema version this build writes (`rollwatch_schema.version`).
-pub const PG_SCHEMA_VERSION: i64 = 3;
+pub const PG_SCHEMA_VERSION: i64 = 4;
 
 /// Version 2 (outbox): notifications written in the transaction of the state change
 /// they report; `due_ms` on the database's clock, as in SQLite's version 4.
@@ -145,6 +145,11 @@ pub(super) async fn migrate(mut c: Object, url: String) -> Result<(), StoreError
     }
     if found < 3 {
         tx.batch_execute(SCHEMA_V3).await.map_err(&err)?;
+    }
+    if found < 4 {
+        tx.batch_execute(super::orders::SCHEMA_V4)
+            .await
+            .map_err(&err)?;
     }
     if found < PG_SCHEMA_VERSION {
         tx.execute("DELETE FROM rollwatch_schema", &[])

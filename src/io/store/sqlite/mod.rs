@@ -7,6 +7,7 @@
 //! this file opens the file, holds the one agent's leases (in memory: one agent per
 //! file) and checks the fence of every owner's write before it reaches `writes`.
 
+mod orders;
 mod reads;
 mod schema;
 mod writes;
@@ -321,5 +322,46 @@ impl Store for SqliteStore {
             format!("claim of the re-run of action {old}"),
         )?;
         self.claim_rerun(id, old, action)
+    }
+
+    fn order(
+        &self,
+        id: &str,
+        order: &crate::io::store::NewOrder,
+    ) -> Result<crate::io::store::Ordered, StoreError> {
+        orders::order(&mut self.conn(), id, order)
+    }
+
+    fn orders_pending(&self, holder: &str) -> Result<Vec<crate::io::store::OrderRow>, StoreError> {
+        // One agent per file: every pending order is its own.
+        let _ = holder;
+        orders::pending(&self.conn())
+    }
+
+    fn order_done(
+        &self,
+        id: &str,
+        fence: Option<&Fence>,
+        order: i64,
+        state: crate::io::store::OrderState,
+        result: &str,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        if let Some(f) = fence {
+            self.fence(id, f, "write of an order's result")?;
+        }
+        orders::done(
+            &mut self.conn(),
+            id,
+            fence.is_some(),
+            order,
+            state,
+            result,
+            at_ms,
+        )
+    }
+
+    fn orders(&self, id: &str) -> Result<Vec<crate::io::store::OrderRow>, StoreError> {
+        orders::of_watch(&self.conn(), id)
     }
 }

@@ -56,7 +56,7 @@ CREATE INDEX IF NOT EXISTS actions_watch ON actions(watch_id);
 
 /// The schema version this build writes (`PRAGMA user_version`). 0 is the first
 /// release's unversioned schema, which `migrate` upgrades in place.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Version 2: an action's environment and process, and "at most one claim per
 /// (watch, kind), at most one re-run per action" as unique indexes: the database,
@@ -154,6 +154,10 @@ pub(super) fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreErr
     }
     if version < 5 {
         tx.execute_batch(SCHEMA_V5).map_err(open_err)?;
+    }
+    if version < 6 {
+        tx.execute_batch(super::orders::SCHEMA_V6)
+            .map_err(open_err)?;
     }
     if version < SCHEMA_VERSION {
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)

@@ -1,0 +1,127 @@
+//! The API's bearer tokens (`--token-file`): one per line, `name:token` to say whose
+//! it is (the name is who a manual order is recorded as), or a bare `token`. Blank
+//! lines and lines starting with `#` are skipped.
+//!
+//! A line `alice:s3cret` also accepts `alice:s3cret` whole as a token without a name,
+//! so a token file written before names existed (a single token that happens to hold
+//! a `:`) keeps working. Every comparison is constant-time and every line is compared,
+//! so the time taken does not say which line (or how much of one) matched.
+
+use super::api::constant_time_eq;
+
+/// The longest name a token line may give.
+const MAX_NAME: usize = 64;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    name: Option<String>,
+    token: String,
+    /// The whole line, when it was split into a name and a token.
+    whole: Option<String>,
+}
+
+/// The tokens of a token file.
+#[derive(Debug, Clone)]
+pub struct Tokens(Vec<Entry>);
+
+/// Whether `name` can be a person's name before a `:` (letters, digits, `.`, `_`,
+/// `-`, `@`).
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().count() <= MAX_NAME
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+impl Tokens {
+    /// The tokens of a file's text; None when it holds none.
+    pub fn parse(text: &str) -> Option<Tokens> {
+        let entries: Vec<Entry> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| match l.split_once(':') {
+                Some((name, token)) if is_name(name) && !token.trim().is_empty() => Entry {
+                    name: Some(name.to_string()),
+                    token: token.trim().to_string(),
+                    whole: Some(l.to_string()),
+                },
+                _ => Entry {
+                    name: None,
+                    token: l.to_string(),
+                    whole: None,
+                },
+            })
+            .collect();
+        (!entries.is_empty()).then_some(Tokens(entries))
+    }
+
+    /// One token (a file of one bare line): what the page's login compares with.
+    pub fn single(token: &str) -> Tokens {
+        Tokens(vec![Entry {
+            name: None,
+            token: token.to_string(),
+            whole: None,
+        }])
+    }
+
+    /// Who `given` belongs to: None if it is no token; Some(None) for a token
+    /// without a name.
+    pub fn who(&self, given: &str) -> Option<Option<String>> {
+        let given = given.trim().as_bytes();
+        let mut found: Option<Option<String>> = None;
+        for e in &self.0 {
+            let named = constant_time_eq(given, e.token.as_bytes());
+            let whole = e
+                .whole
+                .as_ref()
+                .is_some_and(|w| constant_time_eq(given, w.as_bytes()));
+            if found.is_none() {
+                if named {
+                    found = Some(e.name.clone());
+                } else if whole {
+                    found = Some(None);
+                }
+            }
+        }
+        found
+    }
+
+    /// The first token (the page's login keeps one token; see `page.rs`).
+    pub fn first(&self) -> &str {
+        &self.0[0].token
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_and_bare_tokens_each_say_whose_they_are() {
+        let t =
+            Tokens::parse("# on-call\nalice:s3cret\n\nbob:tok:with:colons\nbare-token\n").unwrap();
+        assert_eq!(t.who("s3cret"), Some(Some("alice".into())));
+        assert_eq!(t.who("tok:with:colons"), Some(Some("bob".into())));
+        assert_eq!(t.who("bare-token"), Some(None));
+        assert_eq!(
+            t.who("alice:s3cret"),
+            Some(None),
+            "the whole line, as before names"
+        );
+        assert_eq!(t.who("alice"), None);
+        assert_eq!(t.who(""), None);
+        assert_eq!(t.who("s3cre"), None);
+    }
+
+    #[test]
+    fn a_line_whose_head_is_no_name_is_a_bare_token() {
+        let t = Tokens::parse("a b:c\n:x\nalice:\n").unwrap();
+        assert_eq!(t.who("a b:c"), Some(None));
+        assert_eq!(t.who(":x"), Some(None));
+        assert_eq!(t.who("alice:"), Some(None));
+        assert_eq!(t.who("c"), None);
+        assert!(Tokens::parse("\n# nothing\n").is_none());
+    }
+}

@@ -1,0 +1,201 @@
+//! People's orders in the agent (issue 22): `order` stores one (whichever agent a
+//! person reached) and waits, bounded, for what became of it; `orders_loop` is how
+//! the holder of a watch's lease finds the orders of its watches and hands each to
+//! the watch's decision loop (`run::watch::OrderMsg`), then settles it in the store,
+//! fenced by its lease.
+//!
+//! Why through the store, even on one agent: the record is what makes an order
+//! count once. A `rollback` or `pause` order is stored at most once per watch (the
+//! store's unique index: two people on two agents get one order, and the second is
+//! told whose), its command is claimed as a rule's is (so a person's rollback and a
+//! rule's never both run), and a hold or an extension survives a restart or an
+//! adoption because a resumed watch folds the settled orders again
+//! (`ControlState::fold`). An order handed to a watch is never handed again by this
+//! process (`delivered`); one that a crash interrupted before it was settled was
+//! lost with the watch's memory, so handing it again after the restart applies it once.
+//!
+//! The holder looks once a `LOOK_EVERY` (one statement, whatever the number of
+//! watches) and at once when the order reached it directly.
+
+use super::types::lock;
+use super::Agent;
+use crate::core::control::{Control, ControlState, Order};
+use crate::io::store::{NewOrder, NewWatch, OrderRow, OrderState, Ordered, StoreError};
+use crate::run::watch::OrderMsg;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How often the holder looks for orders given through other agents.
+pub const LOOK_EVERY: Duration = Duration::from_secs(1);
+/// How long `order` waits for the order to be carried out before it answers
+/// "pending" (the holder is slow or gone: it is carried out when one takes the watch).
+pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
+
+/// The order a stored row holds; Err: a row no build of this version could have
+/// written (refused, never guessed at).
+pub fn control_of(row: &OrderRow) -> Result<Control, String> {
+    let d = row
+        .order
+        .duration_ms
+        .map(|ms| Duration::from_millis(ms.max(0) as u64));
+    let order = Order::parse(&row.order.kind, d).map_err(|e| e.to_string())?;
+    Control::new(order, &row.order.who, &row.order.reason, row.order.at_ms)
+        .map_err(|e| e.to_string())
+}
+
+impl Agent {
+    /// Stores `control` for watch `id` and waits (at most `ANSWER_WAIT`) until the
+    /// holder carried it out: `Queued` then holds the row as it stands (settled, or
+    /// still pending).
+    pub async fn order(&self, id: &str, control: &Control) -> Result<Ordered, StoreError> {
+        let o = NewOrder {
+            kind: control.order.name().to_string(),
+            duration_ms: control.order.duration().map(|d| d.as_millis() as i64),
+            who: control.who.clone(),
+            reason: control.reason.clone(),
+            at_ms: self.clock_now_ms(),
+        };
+        let idc = id.to_string();
+        let stored = self.store.call(move |s| s.order(&idc, &o)).await?;
+        let Ordered::Queued(row) = stored else {
+            return Ok(stored);
+        };
+        info!(event = "order_received", watch = %id, order = %row.order.kind, by = %row.order.who, reason = %row.order.reason, "order stored; the watch's holder carries it out");
+        self.orders_wake.notify_one();
+        let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
+        let mut last = row;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let idc = id.to_string();
+            let rows = self.store.call(move |s| s.orders(&idc)).await?;
+            if let Some(r) = rows.into_iter().find(|r| r.id == last.id) {
+                last = r;
+            }
+            if last.state != OrderState::Pending {
+                break;
+            }
+        }
+        if last.state == OrderState::Pending {
+            // The watch may have ended meanwhile: then nobody will carry it out.
+            let idc = id.to_string();
+            if let Some(rec) = self.store.call(move |s| s.get(&idc)).await? {
+                if rec.state != crate::io::store::WatchState::Running {
+                    self.settle_order(
+                        id,
+                        last.id,
+                        OrderState::Refused,
+                        "the watch had ended before the order was carried out",
+                    )
+                    .await;
+                    return Ok(Ordered::NotRunning(rec.state));
+                }
+            }
+        }
+        Ok(Ordered::Queued(last))
+    }
+
+    /// What the settled orders of a watch add up to (a restart or an adoption folds
+    /// them again).
+    pub(super) async fn control_state(&self, def: &NewWatch) -> Result<ControlState, StoreError> {
+        let id = def.id.clone();
+        let rows = self.store.call(move |s| s.orders(&id)).await?;
+        let settled: Vec<Control> = rows
+            .iter()
+            .filter(|r| r.state == OrderState::Done)
+            .filter_map(|r| control_of(r).ok())
+            .collect();
+        Ok(ControlState::fold(
+            &settled,
+            def.created_ms,
+            Duration::from_millis(def.duration_ms.max(0) as u64),
+        ))
+    }
+
+    /// Finds the pending orders of this agent's watches, forever.
+    pub(super) async fn orders_loop(self: Arc<Self>) {
+        loop {
+            tokio::select! {
+                _ = self.orders_wake.notified() => {}
+                _ = tokio::time::sleep(LOOK_EVERY) => {}
+            }
+            self.look_for_orders().await;
+        }
+    }
+
+    async fn look_for_orders(self: &Arc<Self>) {
+        let holder = self.leases.holder.clone();
+        let pending = match self.store.call(move |s| s.orders_pending(&holder)).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                warn!(event = "store_error", error = %e, "cannot read people's orders; looking again");
+                return;
+            }
+        };
+        for row in pending {
+            if !lock(&self.delivered).insert(row.id) {
+                continue;
+            }
+            let control = match control_of(&row) {
+                Ok(c) => c,
+                Err(why) => {
+                    self.settle_order(&row.watch, row.id, OrderState::Refused, &why)
+                        .await;
+                    continue;
+                }
+            };
+            let tx = lock(&self.running)
+                .get(&row.watch)
+                .map(|h| h.orders.clone());
+            let Some(tx) = tx else {
+                // Not running here (starting, or just ended): looked at again later.
+                lock(&self.delivered).remove(&row.id);
+                continue;
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if tx.send(OrderMsg { control, reply }).await.is_err() {
+                lock(&self.delivered).remove(&row.id);
+                continue;
+            }
+            let agent = self.clone();
+            tokio::spawn(async move {
+                let (state, result) = match answer.await {
+                    Ok(Ok(done)) => (OrderState::Done, done),
+                    Ok(Err(why)) => (OrderState::Refused, why.to_string()),
+                    Err(_) => (
+                        OrderState::Refused,
+                        "the watch ended before the order was carried out".to_string(),
+                    ),
+                };
+                info!(event = "order_settled", watch = %row.watch, order = %row.order.kind, by = %row.order.who, state = state.as_str(), "{result}");
+                agent.settle_order(&row.watch, row.id, state, &result).await;
+            });
+        }
+    }
+
+    /// Records what became of an order: fenced by the watch's lease while this agent
+    /// holds it, else only if the watch no longer runs (the store checks).
+    async fn settle_order(&self, id: &str, order: i64, state: OrderState, result: &str) {
+        let fence = self.leases.fence(id);
+        let at = self.clock_now_ms();
+        let (idc, resultc) = (id.to_string(), result.to_string());
+        let r = self
+            .store
+            .call(move |s| {
+                match s.order_done(&idc, fence.as_ref(), order, state, &resultc, at) {
+                    // The watch ended and gave its lease back meanwhile (an `end`, a
+                    // rollback): settled without one, which the store allows only
+                    // for a watch that no longer runs.
+                    Err(StoreError::Fenced { .. }) if fence.is_some() => {
+                        s.order_done(&idc, None, order, state, &resultc, at)
+                    }
+                    r => r,
+                }
+            })
+            .await;
+        if let Err(e) = r {
+            warn!(event = "order_not_settled", watch = %id, order, error = %e, "cannot record what became of an order");
+        }
+    }
+}
