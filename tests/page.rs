@@ -3,6 +3,7 @@
 //! rules over raw HTTP.
 
 use crate::harness::agent::{pending, rules, set, Agent, ROLLBACK};
+use crate::harness::rule_file::{rule_file, SERIES_OF_VAR};
 use crate::harness::Scratch;
 use serde_json::json;
 use std::io::{Read, Write};
@@ -152,11 +153,11 @@ fn the_page_shows_a_pending_rule_then_the_rollback_without_a_reload_in_chromium(
     let out = browse(&s, "pending", &url, &["--dump-dom"]);
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(
-        dom.contains("class=\"badge pending\"") && dom.contains("r: pending"),
+        dom.contains("class=\"badge warn pending\"") && dom.contains("r: pending"),
         "a pending rule with its timer: {dom}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(dom.contains("class=\"badge running\"") && dom.contains("left"));
+    assert!(dom.contains("class=\"badge info running\"") && dom.contains("left"));
     assert!(
         dom.contains("<svg") && dom.contains("class=\"values\""),
         "{dom}"
@@ -368,4 +369,128 @@ fn the_page_needs_the_token_and_cancels_only_from_its_own_form() {
         "{dom}"
     );
     assert!(!dom.contains("auth-1"), "{dom}");
+}
+
+/// The list row of a watch in `dom` (Chromium's serialized DOM or the raw HTML).
+fn list_row<'a>(dom: &'a str, id: &str) -> &'a str {
+    dom.split("<tr ")
+        .find(|r| r.contains(&format!(">{id}</a>")))
+        .and_then(|r| r.split("</tr>").next())
+        .unwrap_or_else(|| panic!("no row of {id} in the list: {dom}"))
+}
+
+#[test]
+fn the_list_shows_an_ended_watchs_vars_in_force_rules_last_states_and_severity_in_chromium() {
+    let (bad, good) = ("page-defaults", "page-defaults-ok");
+    set(bad, 0.9);
+    set(good, 0.1);
+    let a = Agent::new(None);
+    // Every var from the rule file's defaults unless the watch gives it; `note` has
+    // what an HTML page must escape.
+    a.rule_file(
+        "defaults",
+        &rule_file()
+            .var("test", bad)
+            .var("note", r#"'<script>alert(1)</script>"x'"#)
+            .watch("  duration: 60s\n  interval: 1s")
+            .rollback_raw(ROLLBACK)
+            .rule("r", Some(SERIES_OF_VAR), "    above: 0.5\n    for: 2s")
+            .rule("calm", Some(SERIES_OF_VAR), "    above: 100\n    for: 2s")
+            .build(),
+    );
+    let (status, w) = a.post(json!({"rules": "defaults", "id": "def-rb"}));
+    assert_eq!(status, 201, "{w}");
+    let (status, w) = a.post(
+        json!({"rules": "defaults", "vars": {"test": good}, "id": "def-ok", "duration": "3s"}),
+    );
+    assert_eq!(status, 201, "{w}");
+    let w = a.await_finished("def-rb", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    let w = a.await_finished("def-ok", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "healthy", "{w}\n{}", a.dump());
+
+    // The HTML as sent: the default's value escaped, in the text and the title.
+    let (status, _, html) = raw(&a.addr, "GET", "/", &[], "");
+    assert_eq!(status, 200);
+    let row = list_row(&html, "def-rb");
+    assert!(
+        row.contains("note=&lt;script&gt;alert(1)&lt;/script&gt;&quot;x"),
+        "{row}"
+    );
+    assert!(!html.contains("<script>alert"), "{html}");
+
+    // As Chromium shows it.
+    let s = Scratch::new();
+    let out = browse(&s, "list", &format!("http://{}/", a.addr), &["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let rb = list_row(&dom, "def-rb");
+    // The vars in force, those from the defaults marked so.
+    assert!(
+        rb.contains(&format!("test={bad}")) && rb.contains("class=\"var default\""),
+        "the vars from the rule file's defaults: {rb}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rb.contains("note=&lt;script&gt;alert(1)&lt;/script&gt;\"x"),
+        "{rb}"
+    );
+    assert!(!dom.contains("<script>alert"), "{dom}");
+    // Each rule's last state once the watch ended.
+    assert!(
+        rb.contains("class=\"badge bad fired\"") && rb.contains("r: fired"),
+        "{rb}"
+    );
+    assert!(
+        rb.contains("class=\"badge good ok\"") && rb.contains("calm: ok"),
+        "{rb}"
+    );
+    // rolled_back is red and says so without colour; healthy is green.
+    assert!(
+        rb.contains("class=\"badge bad outcome\"") && rb.contains("✖</span>rolled_back"),
+        "{rb}"
+    );
+    let ok = list_row(&dom, "def-ok");
+    assert!(
+        ok.contains("class=\"badge good outcome\"") && ok.contains("✔</span>healthy"),
+        "{ok}"
+    );
+    assert!(
+        ok.contains(&format!("<span class=\"var\">test={good}</span>")),
+        "{ok}"
+    );
+
+    if let Ok(keep) = std::env::var("ROLLWATCH_KEEP_LIST_SCREENSHOT") {
+        let shot = s.path("list.png");
+        browse(
+            &s,
+            "list-shot",
+            &format!("http://{}/", a.addr),
+            &[
+                &format!("--screenshot={}", shot.display()),
+                "--window-size=1100,500",
+            ],
+        );
+        std::fs::copy(&shot, keep).unwrap();
+    }
+
+    // After a restart the board is empty: the vars come from the watch's rule
+    // snapshot, and the rules' states from what the store keeps of an ended watch
+    // (its actions and breaches; its polls are gone).
+    let mut a = a;
+    a.kill9();
+    a.start();
+    let (status, _, html) = raw(&a.addr, "GET", "/", &[], "");
+    assert_eq!(status, 200);
+    let rb = list_row(&html, "def-rb");
+    assert!(
+        rb.contains(&format!(
+            r#"<i class="var default" title="the rule file's default">test={bad}</i>"#
+        )) && rb.contains("note=&lt;script&gt;alert(1)&lt;/script&gt;&quot;x"),
+        "{rb}"
+    );
+    assert!(
+        rb.contains("r: fired") && rb.contains("calm: no breach recorded"),
+        "{rb}"
+    );
+    assert!(rb.contains("class=\"badge bad outcome\""), "{rb}");
 }

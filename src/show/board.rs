@@ -24,7 +24,7 @@ use crate::core::events::{Event, RuleState, Sink};
 use crate::io::store::NewWatch;
 use crate::run::agent::WatchSinkFactory;
 use crate::show::report::{Record, SampleRecord};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 /// Polls kept per rule of a watch before pairs are merged (a chart is 680 px wide).
@@ -183,6 +183,9 @@ fn halve(samples: &mut Vec<Compact>, dir: Worse) {
 struct Kept {
     record: Record,
     samples: Vec<Vec<Compact>>,
+    /// Each rule's last poll: its state, and its value exactly (the compact list
+    /// keeps values as f32).
+    last: Vec<Option<(State, Option<f64>)>>,
     events: VecDeque<TimelineEvent>,
     from_start: bool,
     version: u64,
@@ -238,6 +241,26 @@ struct Inner {
     finished: VecDeque<String>,
     /// The watches with full history, least recently viewed first.
     viewed: VecDeque<String>,
+}
+
+/// A watch as the list of watches shows it (`Board::summary`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    /// The vars in force: the rule file's defaults overridden by the watch's own.
+    pub vars: BTreeMap<String, String>,
+    /// Each rule, in the rule file's order.
+    pub rules: Vec<RuleLast>,
+}
+
+/// A rule's last poll as the board saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleLast {
+    pub name: String,
+    /// None: never polled.
+    pub state: Option<RuleState>,
+    pub value: Option<f64>,
+    /// It fired during the watch (whatever its last poll said).
+    pub fired: bool,
 }
 
 /// Every watch's live record, and a version that goes up at every change (what the
@@ -333,12 +356,16 @@ impl Board {
             // Its chart still spans the whole watch, from its creation.
             e.record.started_at = created_ms.min(at_ms);
             e.samples = vec![Vec::new(); e.record.rules.len()];
+            e.last = vec![None; e.record.rules.len()];
         }
         // A poll's sample moves to the compact list (the series are not kept).
         for (i, r) in e.record.rules.iter_mut().enumerate() {
             let Some(s) = r.samples.pop() else { continue };
             if let Some(list) = e.samples.get_mut(i) {
                 list.push(Compact::of(&s));
+            }
+            if let Some(last) = e.last.get_mut(i) {
+                *last = Some((State::of(&s.state), s.value));
             }
         }
         if !matches!(event, Event::Poll { .. }) {
@@ -397,6 +424,35 @@ impl Board {
             events: k.events.clone(),
             from_start: k.from_start,
             version: k.version,
+        })
+    }
+
+    /// What the list of watches shows of watch `id`: its vars in force and each rule's
+    /// last state; None before the board saw it start. Not a view: the watch's history
+    /// stays as it is bounded.
+    pub fn summary(&self, id: &str) -> Option<Summary> {
+        let inner = lock(self);
+        let k = inner
+            .watches
+            .get(id)
+            .filter(|k| !k.record.kind.is_empty())?;
+        Some(Summary {
+            vars: k.record.vars.clone(),
+            rules: k
+                .record
+                .rules
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let last = k.last.get(i).copied().flatten();
+                    RuleLast {
+                        name: r.info.name.clone(),
+                        state: last.map(|(state, _)| state.full()),
+                        value: last.and_then(|(_, v)| v),
+                        fired: r.fired(),
+                    }
+                })
+                .collect(),
         })
     }
 
@@ -631,6 +687,37 @@ mod tests {
         assert!(b.get("w0").unwrap().record.rules[0].samples.len() > LEAN_SAMPLES);
         let (polls, _) = held(&b);
         assert!(polls <= bound, "{polls} polls held, bound {bound}");
+    }
+
+    #[test]
+    fn the_summary_has_the_vars_in_force_and_each_rules_last_poll_without_a_view() {
+        let b = Board::new();
+        assert_eq!(b.summary("w"), None, "not seen");
+        let mut start = started();
+        if let Event::WatchStarted { vars, .. } = &mut start {
+            vars.insert("region".into(), "eu".into());
+        }
+        b.record("w", 1, 1, &start);
+        let s = b.summary("w").unwrap();
+        assert_eq!(s.vars.get("region").map(String::as_str), Some("eu"));
+        assert_eq!(s.rules[0].state, None, "not polled yet");
+        // More polls than a lean watch keeps; the last one's value as it was.
+        for i in 0..(LEAN_SAMPLES as i64 * 2) {
+            let (v, state) = if i == 40 {
+                (9.0, RuleState::Breached)
+            } else {
+                (0.3, RuleState::Ok)
+            };
+            b.record("w", 1, 2 + i, &poll_in(v, state));
+        }
+        b.record("w", 1, 500, &event("fired"));
+        b.record("w", 1, 600, &finished());
+        let s = b.summary("w").unwrap();
+        assert_eq!(s.rules[0].name, "r");
+        assert_eq!(s.rules[0].state, Some(RuleState::Ok));
+        assert_eq!(s.rules[0].value, Some(0.3), "not 0.30000001 (f32)");
+        assert!(s.rules[0].fired, "it fired during the watch");
+        assert!(!lock(&b).watches["w"].full, "a summary is not a view");
     }
 
     /// The board's memory per watch with every chart full: 20,000 watches of 5

@@ -8,7 +8,7 @@ use crate::core::events::{rfc3339_ms, secs, vars_text, RuleState};
 use crate::io::store::{ActionRow, WatchRecord, WatchState};
 use crate::run::agent::RuleLive;
 use crate::show::board::Entry;
-use crate::show::report::html::{self, esc};
+use crate::show::report::html::{self, esc, outcome_severity, Severity};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -88,9 +88,46 @@ pub fn error_main(status: u16, msg: &str) -> String {
     )
 }
 
-/// A rule's state as a badge: ok, pending with its timer, fired, ...
-pub fn state_badge(name: &str, l: &RuleLive) -> String {
-    let (class, text) = match &l.state {
+/// The severity of a rule's state (None: not polled): the one place it is decided for
+/// the page's badges.
+pub fn state_severity(state: Option<&RuleState>) -> Severity {
+    match state {
+        Some(RuleState::Ok) => Severity::Good,
+        Some(RuleState::Pending { .. }) | Some(RuleState::QueryError) => Severity::Warn,
+        Some(RuleState::Breached) => Severity::Bad,
+        Some(RuleState::NoData) | None => Severity::Neutral,
+    }
+}
+
+/// A badge: its severity's colour and mark, then its text (already escaped).
+fn badge(sev: Severity, extra: &str, title: &str, text_html: &str) -> String {
+    format!(
+        r#"<span class="badge {}{}{extra}" title="{}">{}{text_html}</span>"#,
+        sev.class(),
+        if extra.is_empty() { "" } else { " " },
+        esc(title),
+        sev.mark_html(),
+    )
+}
+
+/// What a rule without a state is called: not polled yet while its watch runs, not
+/// judged once it ended. `kept` false: its polls are not known here: of an ended
+/// watch the store keeps only breaches and actions, so no breach was recorded; a
+/// watch running on another agent shows its states on that agent's page.
+pub fn no_state_text(ended: bool, kept: bool) -> &'static str {
+    match (kept, ended) {
+        (false, true) => "no breach recorded",
+        (false, false) => "on its agent's page",
+        (true, true) => "not judged",
+        (true, false) => "not polled yet",
+    }
+}
+
+/// A rule's state as a badge: ok, pending with its timer, fired, ... (`none`: the
+/// text without a state, `no_state_text`). `fired`: it fired during the watch, which
+/// a later state (a notify rule that resolved) says too.
+pub fn state_badge(name: &str, l: &RuleLive, fired: bool, none: &str) -> String {
+    let (class, mut text) = match &l.state {
         Some(RuleState::Ok) => ("ok", "ok".to_string()),
         Some(RuleState::NoData) => ("nodata", "no data".to_string()),
         Some(RuleState::Pending {
@@ -103,13 +140,16 @@ pub fn state_badge(name: &str, l: &RuleLive) -> String {
         ),
         Some(RuleState::Breached) => ("fired", "fired".to_string()),
         Some(RuleState::QueryError) => ("error", "query error".to_string()),
-        None => ("nodata", "not polled yet".to_string()),
+        None => ("nodata", none.to_string()),
     };
-    format!(
-        r#"<span class="badge {class}" title="{}">{}: {}</span>"#,
-        esc(&l.value.map(|v| format!("value {v}")).unwrap_or_default()),
-        esc(name),
-        esc(&text)
+    if fired && l.state != Some(RuleState::Breached) {
+        text.push_str(", fired earlier");
+    }
+    badge(
+        state_severity(l.state.as_ref()),
+        class,
+        &l.value.map(|v| format!("value {v}")).unwrap_or_default(),
+        &format!("{}: {}", esc(name), esc(&text)),
     )
 }
 
@@ -118,31 +158,74 @@ pub fn outcome_cell(rec: &WatchRecord, now: i64) -> String {
         WatchState::Running => {
             let left = (rec.def.created_ms + rec.def.duration_ms - now).max(0);
             format!(
-                r#"<span class="badge running">running</span> {} left"#,
+                "{} {} left",
+                badge(outcome_severity("running"), "running", "running", "running"),
                 esc(&secs(left as f64 / 1000.0))
             )
         }
         _ => {
             let outcome = rec.outcome.as_deref().unwrap_or(rec.state.as_str());
+            let sev = outcome_severity(outcome);
             format!(
-                r#"<span class="badge outcome {}">{}</span> exit {}"#,
-                html::outcome_class(outcome),
-                esc(outcome),
+                "{} exit {}",
+                badge(
+                    sev,
+                    "outcome",
+                    &format!("{outcome}: {}", sev.word()),
+                    &esc(outcome)
+                ),
                 rec.exit_code.map_or("-".to_string(), |c| c.to_string())
             )
         }
     }
 }
 
-/// The list of watches, running first (newest first), then the most recent others.
-/// `running` and `done` are shown in the order given, each watch with its rules' live
-/// states; `older` finished watches are not shown.
-pub fn list_html(
-    running: &[(WatchRecord, BTreeMap<String, RuleLive>)],
-    done: &[(WatchRecord, BTreeMap<String, RuleLive>)],
-    older: usize,
-    now: i64,
+/// A rule's cell in the list: its state, and whether it fired during the watch.
+#[derive(Debug, Clone, Default)]
+pub struct RuleCell {
+    pub name: String,
+    pub live: RuleLive,
+    pub fired: bool,
+    /// Its polls are known (live, or the board saw them); false: only what the store
+    /// keeps of an ended watch (`no_state_text`).
+    pub kept: bool,
+}
+
+/// A watch in the list: its record, the vars in force, each rule's state.
+#[derive(Debug, Clone)]
+pub struct ListRow {
+    pub rec: WatchRecord,
+    /// The vars in force: the rule file's defaults overridden by the watch's own (None
+    /// when not known: the watch's own are shown).
+    pub vars: Option<BTreeMap<String, String>>,
+    /// Each rule: live while the watch runs, else its last known state.
+    pub rules: Vec<RuleCell>,
+}
+
+/// The vars in force, each `name=value` escaped; one the watch did not give (the rule
+/// file's default) in italics, with a title saying so.
+pub fn vars_cell(
+    own: &BTreeMap<String, String>,
+    in_force: Option<&BTreeMap<String, String>>,
 ) -> String {
+    let vars = in_force.unwrap_or(own);
+    vars.iter()
+        .map(|(k, v)| {
+            let text = esc(&format!("{k}={v}"));
+            if own.contains_key(k) {
+                format!(r#"<span class="var">{text}</span>"#)
+            } else {
+                format!(r#"<i class="var default" title="the rule file's default">{text}</i>"#)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The list of watches, running first (newest first), then the most recent others.
+/// `running` and `done` are shown in the order given, each watch with its vars in force
+/// and its rules' states; `older` finished watches are not shown.
+pub fn list_html(running: &[ListRow], done: &[ListRow], older: usize, now: i64) -> String {
     let mut h = String::with_capacity(512 * (running.len() + done.len()) + 512);
     let _ = write!(
         h,
@@ -159,16 +242,22 @@ pub fn list_html(
         h.push_str("<p>No watches yet.</p>");
         return h;
     }
-    h.push_str(r#"<table class="watches"><tr><th>watch</th><th>vars</th><th>rule file</th><th>state</th><th>rules</th></tr>"#);
-    for (rec, live) in running.iter().chain(done.iter()) {
-        let rules: String = live.iter().map(|(n, l)| state_badge(n, l)).collect();
+    h.push_str(r#"<table class="watches"><tr><th>watch</th><th>vars <i>(italic: the rule file's default)</i></th><th>rule file</th><th>state</th><th>rules</th></tr>"#);
+    for row in running.iter().chain(done.iter()) {
+        let rec = &row.rec;
+        let ended = rec.state != WatchState::Running;
+        let rules: String = row
+            .rules
+            .iter()
+            .map(|r| state_badge(&r.name, &r.live, r.fired, no_state_text(ended, r.kept)))
+            .collect();
         let _ = write!(
             h,
-            r#"<tr class="w-{}"><td><a href="/watches/{}">{}</a></td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>"#,
+            r#"<tr class="w-{}"><td><a href="/watches/{}">{}</a></td><td class="vars">{}</td><td><code>{}</code></td><td>{}</td><td class="rules">{}</td></tr>"#,
             rec.state.as_str(),
             esc(&encode_path(&rec.def.id)),
             esc(&rec.def.id),
-            esc(&vars_text(&rec.def.vars)),
+            vars_cell(&rec.def.vars, row.vars.as_ref()),
             esc(&rec.def.rules),
             outcome_cell(rec, now),
             rules
@@ -213,6 +302,14 @@ pub fn watch_html(
         esc(&rfc3339_ms(rec.def.created_ms)),
         esc(&secs(rec.def.duration_ms as f64 / 1000.0)),
     );
+    let in_force = entry.map(|e| &e.record.vars);
+    if !in_force.unwrap_or(&rec.def.vars).is_empty() {
+        let _ = write!(
+            h,
+            r#" · vars <span class="vars">{}</span>"#,
+            vars_cell(&rec.def.vars, in_force)
+        );
+    }
     let link = encode_path(id);
     if entry.is_some() {
         let _ = write!(
@@ -237,7 +334,12 @@ pub fn watch_html(
     if let Some(live) = live.filter(|l| !l.is_empty()) {
         h.push_str(r#"<p class="rules">"#);
         for (n, l) in &live {
-            h.push_str(&state_badge(n, l));
+            h.push_str(&state_badge(
+                n,
+                l,
+                false,
+                no_state_text(rec.state != WatchState::Running, true),
+            ));
         }
         h.push_str("</p>");
     }
@@ -349,6 +451,117 @@ pub fn login_html(csrf: Option<&str>, next: &str, error: Option<&str>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ended(id: &str, outcome: &str, own: &[(&str, &str)]) -> WatchRecord {
+        WatchRecord {
+            def: crate::io::store::NewWatch {
+                id: id.into(),
+                rules: "checkout".into(),
+                rules_text: String::new(),
+                vars: own
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                duration_ms: 60_000,
+                created_ms: 0,
+            },
+            state: WatchState::Finished,
+            outcome: Some(outcome.into()),
+            exit_code: Some(if outcome == "healthy" { 0 } else { 1 }),
+            detail: None,
+            finished_ms: Some(1),
+        }
+    }
+
+    fn cell(name: &str, state: Option<RuleState>, fired: bool) -> RuleCell {
+        RuleCell {
+            name: name.into(),
+            live: RuleLive {
+                state,
+                ..Default::default()
+            },
+            fired,
+            kept: true,
+        }
+    }
+
+    #[test]
+    fn an_ended_watch_shows_its_vars_in_force_its_rules_last_states_and_its_severity() {
+        let in_force: BTreeMap<String, String> = [
+            ("service", "checkout"),
+            ("note", "<script>alert(1)</script>\"x"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let rolled = ListRow {
+            rec: ended("w-rb", "rolled_back", &[("service", "checkout")]),
+            vars: Some(in_force),
+            rules: vec![
+                cell("errors", Some(RuleState::Breached), true),
+                cell("latency", Some(RuleState::Ok), false),
+                cell("notify", Some(RuleState::Ok), true),
+                cell("slow", None, false),
+            ],
+        };
+        let healthy = ListRow {
+            rec: ended("w-ok", "healthy", &[]),
+            vars: Some(BTreeMap::new()),
+            rules: vec![cell("errors", Some(RuleState::Ok), false)],
+        };
+        let h = list_html(&[], &[rolled, healthy], 0, 0);
+        let row = |id: &str| {
+            h.split("<tr ")
+                .find(|r| r.contains(&format!(">{id}</a>")))
+                .unwrap_or_else(|| panic!("no row {id}: {h}"))
+                .to_string()
+        };
+        let rb = row("w-rb");
+        // The vars in force: the watch's own, and the rule file's default, marked and
+        // escaped.
+        assert!(
+            rb.contains(r#"<span class="var">service=checkout</span>"#),
+            "{rb}"
+        );
+        assert!(
+            rb.contains(r#"<i class="var default" title="the rule file's default">note=&lt;script&gt;alert(1)&lt;/script&gt;&quot;x</i>"#),
+            "{rb}"
+        );
+        assert!(!h.contains("<script"), "{h}");
+        // Each rule's last state, by severity, with a mark beside the colour.
+        for (class, text) in [
+            ("bad fired", "errors: fired"),
+            ("good ok", "latency: ok"),
+            ("good ok", "notify: ok, fired earlier"),
+            ("neutral nodata", "slow: not judged"),
+        ] {
+            assert!(
+                rb.contains(&format!(r#"class="badge {class}""#)) && rb.contains(text),
+                "{class} {text}: {rb}"
+            );
+        }
+        // rolled_back and healthy do not wear the same badge, and neither relies on
+        // colour alone.
+        assert!(
+            rb.contains(r#"<span class="badge bad outcome" title="rolled_back: failed"><span class="mark" aria-hidden="true">✖</span>rolled_back</span>"#),
+            "{rb}"
+        );
+        let ok = row("w-ok");
+        assert!(
+            ok.contains(r#"<span class="badge good outcome" title="healthy: good"><span class="mark" aria-hidden="true">✔</span>healthy</span>"#),
+            "{ok}"
+        );
+    }
+
+    #[test]
+    fn a_rule_the_store_kept_no_polls_of_is_not_called_unjudged() {
+        let mut c = cell("r", None, false);
+        c.kept = false;
+        let b = state_badge(&c.name, &c.live, false, no_state_text(true, c.kept));
+        assert!(b.contains("r: no breach recorded"), "{b}");
+        let b = state_badge("r", &RuleLive::default(), false, no_state_text(false, true));
+        assert!(b.contains("r: not polled yet"), "{b}");
+    }
 
     #[test]
     fn next_stays_on_this_agent() {

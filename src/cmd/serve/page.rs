@@ -42,10 +42,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod list;
+use list::Snaps;
+/// Finished or cancelled watches listed on `/` after the running ones.
+pub use list::RECENT;
+
 /// The cookie that holds the token (base64url, so any token is a valid cookie value).
 pub const COOKIE: &str = "rollwatch_token";
-/// Finished or cancelled watches listed on `/` after the running ones.
-pub const RECENT: usize = 100;
 /// How long a long poll waits for a change.
 const LONG_POLL: Duration = Duration::from_secs(20);
 
@@ -68,6 +71,8 @@ struct Page {
     board: Arc<Board>,
     /// The anti-CSRF token of the page's forms (random, per agent process).
     csrf: Arc<String>,
+    /// The list's snapshots of watches the board does not have (`snaps`).
+    snaps: Arc<Snaps>,
 }
 
 /// A random anti-CSRF token (from the kernel's random source).
@@ -88,6 +93,7 @@ pub fn router(agent: Arc<Agent>, token: Option<String>, board: Arc<Board>, csrf:
         token: token.map(Arc::new),
         board,
         csrf: Arc::new(csrf),
+        snaps: Arc::default(),
     };
     let guarded = Router::new()
         .route("/", get(index))
@@ -252,41 +258,33 @@ fn store_error(e: impl std::fmt::Display) -> Fail {
     )
 }
 
-/// The list of watches, running first (newest first), then the most recent others.
+/// The list of watches (`list::list_html`).
 async fn list_html(p: &Page) -> Result<String, Fail> {
-    let mut all = p
-        .agent
-        .store
-        .call(|s| s.list(None))
+    list::list_html(&p.agent, &p.board, &p.snaps)
         .await
-        .map_err(store_error)?;
-    let now = now_ms();
-    let (mut running, mut done): (Vec<_>, Vec<_>) =
-        all.drain(..).partition(|r| r.state == WatchState::Running);
-    running.sort_by_key(|r| std::cmp::Reverse(r.def.created_ms));
-    done.sort_by_key(|r| std::cmp::Reverse(r.finished_ms.unwrap_or(r.def.created_ms)));
-    let older = done.len().saturating_sub(RECENT);
-    done.truncate(RECENT);
-    let with_live = |recs: Vec<WatchRecord>| -> Vec<_> {
-        recs.into_iter()
-            .map(|rec| {
-                let live = p.agent.live(&rec.def.id).unwrap_or_default();
-                (rec, live)
-            })
-            .collect()
-    };
-    Ok(page::list_html(
-        &with_live(running),
-        &with_live(done),
-        older,
-        now,
-    ))
+        .map_err(store_error)
 }
 
 async fn watch_html(p: &Page, rec: &WatchRecord, entry: Option<&Entry>) -> Result<String, Fail> {
     let id = &rec.def.id;
     let now = now_ms();
-    let live = p.agent.live(id);
+    // Each rule's state: live while it runs here, else the last the board saw.
+    let live = p.agent.live(id).or_else(|| {
+        let s = p.board.summary(id)?;
+        Some(
+            s.rules
+                .into_iter()
+                .map(|r| {
+                    let l = crate::run::agent::RuleLive {
+                        state: r.state,
+                        value: r.value,
+                        ..Default::default()
+                    };
+                    (r.name, l)
+                })
+                .collect(),
+        )
+    });
     // Actions: the store's rows (what a restart knows), with the output the board saw.
     let idc = id.to_string();
     let actions = p

@@ -405,13 +405,14 @@ pub fn legend(r: &Record) -> String {
 /// report.html and the agent's page.
 pub const PAGE_CSS: &str = r#"body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2rem auto;max-width:820px;color:#222;background:#fff;padding:0 1rem}
 .outcome{font-size:1.3rem;padding:.6rem .9rem;border-radius:6px;background:#eef3fb}
-.outcome.bad{background:#fdecea} .outcome.good{background:#eaf7ee}
+.outcome.bad{background:#fdecea} .outcome.good{background:#eaf7ee} .outcome.warn{background:#fdf3d7} .outcome.neutral{background:#f0f0f0}
+.mark{margin-right:.3em}
 table{border-collapse:collapse;width:100%;margin:.6rem 0} td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;font-size:.9rem}
 th{background:#f3f3f3} code,pre{font-family:ui-monospace,monospace;font-size:.85rem} pre{background:#f6f6f6;padding:.5rem;overflow-x:auto}
 a{color:#1f5fa8}
 @media (prefers-color-scheme:dark){
 body{color:#e4e6ea;background:#121417}
-.outcome{background:#1d2a3d} .outcome.bad{background:#3d1f1c} .outcome.good{background:#1c3424}
+.outcome{background:#1d2a3d} .outcome.bad{background:#3d1f1c} .outcome.good{background:#1c3424} .outcome.warn{background:#3d3316} .outcome.neutral{background:#2a2d31}
 td,th{border-color:#3a3f46} th{background:#22262c} pre{background:#1c1f24}
 a{color:#7fb6f5}
 }
@@ -491,7 +492,7 @@ pub fn render(r: &Record) -> String {
 <style>
 {page_css}{chart_css}</style></head><body>
 <h1>rollwatch {kind}: {subject}</h1>
-<p class="outcome {cls}"><strong>{outcome}</strong> — {detail}</p>
+<p class="outcome {cls}">{mark}<strong>{outcome}</strong> — {detail}</p>
 <p>{started} → {ended} ({ran} of {planned} planned) · rules <code>{file}</code> · Prometheus <code>{prom}</code>{dry}</p>
 "#,
         page_css = PAGE_CSS,
@@ -500,6 +501,7 @@ pub fn render(r: &Record) -> String {
         subject = esc(&subject),
         outcome = esc(outcome),
         cls = outcome_class(outcome),
+        mark = outcome_severity(outcome).mark_html(),
         detail = esc(detail),
         started = esc(&rfc3339_ms(r.started_at)),
         ended = esc(&rfc3339_ms(r.ended_at)),
@@ -520,14 +522,96 @@ pub fn render(r: &Record) -> String {
     h
 }
 
-/// The CSS class of an outcome: `good`, `bad` or none.
-pub fn outcome_class(outcome: &str) -> &'static str {
-    match outcome {
-        "healthy" => "good",
-        "rolled_back" | "paused" | "inconclusive" | "interrupted" | "unknown" | "cancelled"
-        | "running" => "",
-        _ => "bad",
+/// How a badge or an outcome box reads, by severity: its CSS class (the colour) and a
+/// mark that says the same without colour (for people who do not see the colour, and
+/// in print). Outcomes (`outcome_severity`) and the page's rule states
+/// (`show::page::state_badge`) are both shown through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// Healthy, ok.
+    Good,
+    /// Still going: running.
+    Info,
+    /// Nothing to judge: cancelled, no data, not polled.
+    Neutral,
+    /// Needs a look: paused, inconclusive, interrupted, pending.
+    Warn,
+    /// Failed: rolled back, an action that failed or whose effect is unknown, fired.
+    Bad,
+}
+
+impl Severity {
+    /// The CSS class: `good`, `info`, `neutral`, `warn` or `bad`.
+    pub fn class(self) -> &'static str {
+        match self {
+            Severity::Good => "good",
+            Severity::Info => "info",
+            Severity::Neutral => "neutral",
+            Severity::Warn => "warn",
+            Severity::Bad => "bad",
+        }
     }
+
+    /// The mark shown before the text, so that the colour is never the only sign.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Severity::Good => "✔",
+            Severity::Info => "▶",
+            Severity::Neutral => "○",
+            Severity::Warn => "⚠",
+            Severity::Bad => "✖",
+        }
+    }
+
+    /// The severity in words (a badge's title says it).
+    pub fn word(self) -> &'static str {
+        match self {
+            Severity::Good => "good",
+            Severity::Info => "in progress",
+            Severity::Neutral => "nothing judged",
+            Severity::Warn => "needs a look",
+            Severity::Bad => "failed",
+        }
+    }
+
+    /// `<span class="mark" aria-hidden="true">✖</span>`: the mark for the eye (the
+    /// text beside it says it for a screen reader).
+    pub fn mark_html(self) -> String {
+        format!(
+            r#"<span class="mark" aria-hidden="true">{}</span>"#,
+            self.mark()
+        )
+    }
+}
+
+/// The severity of an outcome as stored (`OutcomeKind::name`), or `running`, or
+/// `unknown` (a report whose watch did not finish): the one place it is decided, for
+/// report.html's outcome box and the agent's page. An outcome no build wrote is bad.
+pub fn outcome_severity(outcome: &str) -> Severity {
+    use crate::run::watch::OutcomeKind as K;
+    if outcome == "running" {
+        return Severity::Info;
+    }
+    match K::parse(outcome) {
+        Some(K::Healthy) => Severity::Good,
+        Some(K::Cancelled) => Severity::Neutral,
+        Some(K::Paused | K::Inconclusive | K::Interrupted) => Severity::Warn,
+        Some(
+            K::RolledBack
+            | K::RollbackFailed
+            | K::PauseFailed
+            | K::RollbackUnknown
+            | K::PauseUnknown
+            | K::QueryRejected
+            | K::Invalid,
+        )
+        | None => Severity::Bad,
+    }
+}
+
+/// The CSS class of an outcome (`outcome_severity`).
+pub fn outcome_class(outcome: &str) -> &'static str {
+    outcome_severity(outcome).class()
 }
 
 #[cfg(test)]

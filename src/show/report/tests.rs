@@ -313,3 +313,49 @@ fn an_above_baseline_rule_peaks_at_its_highest_value() {
     assert!(row.contains("| 7.5 |"), "{row}");
     assert!(html::render(&r).contains("7.5"));
 }
+
+#[test]
+fn outcomes_are_coloured_by_severity_with_a_mark_besides_the_colour() {
+    use html::{outcome_severity, Severity};
+    let of = |o: &str| outcome_severity(o);
+    assert_eq!(of("healthy"), Severity::Good);
+    assert_eq!(of("running"), Severity::Info);
+    assert_eq!(of("cancelled"), Severity::Neutral);
+    for o in ["paused", "inconclusive", "interrupted"] {
+        assert_eq!(of(o), Severity::Warn, "{o}");
+    }
+    for o in [
+        "rolled_back",
+        "rollback_failed",
+        "pause_failed",
+        "rollback_unknown",
+        "pause_unknown",
+        "query_rejected",
+        "invalid",
+        "unknown",
+        "from_a_newer_build",
+    ] {
+        assert_eq!(of(o), Severity::Bad, "{o}");
+    }
+    // No two severities share a class or a mark (every kind is decided: the match
+    // in `outcome_severity` is exhaustive).
+    let all = [
+        Severity::Good,
+        Severity::Info,
+        Severity::Neutral,
+        Severity::Warn,
+        Severity::Bad,
+    ];
+    for (i, a) in all.iter().enumerate() {
+        for b in &all[i + 1..] {
+            assert_ne!(a.class(), b.class());
+            assert_ne!(a.mark(), b.mark());
+        }
+    }
+    // report.html: a rollback is not shown as a healthy watch is.
+    let page = html::render(&record());
+    assert!(
+        page.contains(r#"<p class="outcome bad"><span class="mark" aria-hidden="true">✖</span><strong>rolled_back</strong>"#),
+        "{page}"
+    );
+}
