@@ -14,7 +14,7 @@
 //! traffic, too few samples) cannot vouch for the system: inconclusive.
 
 use crate::core::eval::{Evidence, Extra, Phase, Poll, Reading, RuleEval};
-use crate::core::rules::{BaselineSource, Rule, WatchSpec};
+use crate::core::rules::{BaselineSource, Clock, Rule, WatchSpec};
 use crate::io::prom::{HistorySource, MetricsSource, QueryError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -164,15 +164,19 @@ async fn judge_now<S: MetricsSource + HistorySource>(
     params.for_ = Duration::ZERO;
     params.judge.breaches = None;
     let mut eval = RuleEval::new(params);
+    // No watch here: `${watch.elapsed}` is as of a watch that began `max_window` ago.
+    let clock = Clock::began_before(unix_ms(now), rule.max_window);
     if let (Some(c), Some(stable)) = (params.judge.compare, &rule.stable) {
         // The pools a watch would hold now: both sides over the window, on its grid.
         let step = rule.interval.as_millis().max(1) as i64;
         let to = unix_ms(now);
         let from = to - (c.window.as_millis() as i64 / step) * step;
-        let canary = crate::io::prom::history::fetch_query(source, rule, &rule.query, from, to)
-            .await
-            .map_err(|e| failed("the canary query failed", e))?;
-        let stable = crate::io::prom::history::fetch_query(source, rule, stable, from, to)
+        let origin = clock.start_ms;
+        let canary =
+            crate::io::prom::history::fetch_query(source, rule, &rule.query, origin, from, to)
+                .await
+                .map_err(|e| failed("the canary query failed", e))?;
+        let stable = crate::io::prom::history::fetch_query(source, rule, stable, origin, from, to)
             .await
             .map_err(|e| failed("the stable query failed", e))?;
         let (steps, mut c_polls) = crate::core::history::polls_on_grid(from, to, step, &canary);
@@ -190,14 +194,17 @@ async fn judge_now<S: MetricsSource + HistorySource>(
         }
         return Ok((eval, reading));
     }
-    let main = source.query(&rule.query, now).await.map_err(|e| Failed {
-        full: e.to_string(),
-        short: format!("the query failed: {}", e.class()),
-    })?;
+    let main = source
+        .query(&rule.query.at(clock), now)
+        .await
+        .map_err(|e| Failed {
+            full: e.to_string(),
+            short: format!("the query failed: {}", e.class()),
+        })?;
     let guard = match &rule.guard {
         Some(q) => Some(Poll::Samples(
             source
-                .query(q, now)
+                .query(&q.at(clock), now)
                 .await
                 .map_err(|e| failed("the guard (`min_traffic.query`) query failed", e))?
                 .samples,
@@ -207,7 +214,10 @@ async fn judge_now<S: MetricsSource + HistorySource>(
     let baseline = match rule.baseline {
         Some(BaselineSource::Offset(d)) => Some(Poll::Samples(
             source
-                .query(&rule.query, now.checked_sub(d).unwrap_or(UNIX_EPOCH))
+                .query(
+                    &rule.query.at(clock),
+                    now.checked_sub(d).unwrap_or(UNIX_EPOCH),
+                )
                 .await
                 .map_err(|e| failed("the baseline (`baseline.offset`) query failed", e))?
                 .samples,
