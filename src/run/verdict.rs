@@ -12,6 +12,9 @@
 //! `D` before now (one range query), and a `compare` rule pools its sides over its
 //! `window` up to now (one range query per side). A rule insufficient now (thin
 //! traffic, too few samples) cannot vouch for the system: inconclusive.
+//!
+//! There is no watch here, so `${watch.elapsed}` is as of a watch that began a rule's
+//! `max_window` ago (the longest window it allows), `${watch.start}` that instant.
 
 use crate::core::eval::{Evidence, Extra, Phase, Poll, Reading, RuleEval};
 use crate::core::rules::{BaselineSource, Clock, Rule, WatchSpec};
@@ -277,5 +280,51 @@ mod tests {
             Verdict::Fail
         );
         assert_eq!(Verdict::Inconclusive.as_str(), "inconclusive");
+    }
+
+    /// Records the instant queries; answers one series of 1.
+    #[derive(Default)]
+    struct Asked(std::sync::Mutex<Vec<String>>);
+
+    impl MetricsSource for Asked {
+        async fn query(
+            &self,
+            query: &str,
+            _at: SystemTime,
+        ) -> Result<crate::io::prom::QueryResult, QueryError> {
+            self.0.lock().unwrap().push(query.to_string());
+            Ok(crate::io::prom::QueryResult {
+                samples: vec![crate::core::series::Sample {
+                    labels: Default::default(),
+                    value: 1.0,
+                }],
+                warnings: Vec::new(),
+            })
+        }
+    }
+
+    impl HistorySource for Asked {
+        async fn query_range(
+            &self,
+            _q: &str,
+            _s: i64,
+            _e: i64,
+            _st: i64,
+        ) -> Result<crate::io::prom::RangeResult, QueryError> {
+            unreachable!("no range query here")
+        }
+    }
+
+    #[tokio::test]
+    async fn with_no_watch_the_elapsed_is_max_window() {
+        let text = "watch:\n  duration: 30m\n  interval: 15s\nrollback:\n  command: [\"undo\"]\nrules:\n  - name: since\n    query: 'increase(x[${watch.elapsed}])'\n    above: 5\n    for: 1m\n    max_window: 10m\n    min_traffic:\n      query: 'sum(increase(y[${watch.elapsed}]))'\n      min: 0.5\n";
+        let (spec, _) = crate::core::rules::load_str("v.yaml", text, &Default::default()).unwrap();
+        let source = Asked::default();
+        let status = evaluate_once(&spec, &source, false).await;
+        assert_eq!(status[0].error, None);
+        assert_eq!(
+            *source.0.lock().unwrap(),
+            ["increase(x[600s])", "sum(increase(y[600s]))"]
+        );
     }
 }
