@@ -18,6 +18,7 @@ mod ci;
 mod clock;
 mod clock_fleet;
 mod crash_points;
+mod elapsed;
 mod faults;
 mod fenced_writes;
 mod gate;

@@ -77,7 +77,15 @@ pub async fn run(args: CheckArgs) -> u8 {
             }
         };
         for rule in &spec.rules {
-            match client.query(&rule.query, SystemTime::now()).await {
+            // As a watch would ask it after `max_window` (`${watch.elapsed}` at its cap).
+            let now = SystemTime::now();
+            let clock = crate::core::rules::Clock::began_before(
+                now.duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as i64,
+                rule.max_window,
+            );
+            match client.query(&rule.query.at(clock), now).await {
                 Ok(r) => {
                     let values: Vec<f64> = r
                         .samples

@@ -100,8 +100,9 @@ pub async fn replay<H: HistorySource>(
         let step = rule.interval.as_millis().max(1) as i64;
         // The rule's history and its judges' (guard, stable side, baseline): each one
         // fetch for the whole window, never one per step.
-        let h = match fetch(source, rule, from, to).await {
-            Ok(series) => match fetch_judges(source, rule, from, to).await {
+        // The replayed watch begins at `from` (its `${watch.elapsed}` counts from there).
+        let h = match fetch(source, rule, from, from, to).await {
+            Ok(series) => match fetch_judges(source, rule, from, from, to).await {
                 Ok(judges) => Ok(crate::run::steps::replay(
                     source,
                     rule,

@@ -28,6 +28,30 @@ pub const FINE: i64 = 500;
 /// `for` then counts from the step, up to a step later, never earlier).
 pub const FINE_BUDGET: i64 = 50_000;
 
+/// A rule whose queries read the watch's clock (`${watch.elapsed}`, `${watch.start}`)
+/// has its own query text at every step, so `io::prom::history` asks it one step at a
+/// time: its looks take at most this many steps (a coarser multiple of the step
+/// beyond: a breach's start found later, never earlier), and it has no finer look
+/// (`for` counts from the step).
+pub const CLOCK_STEPS: i64 = 60;
+
+/// Whether any query of `rule` reads the watch's clock.
+fn uses_clock(rule: &Rule) -> bool {
+    rule.query.uses_clock()
+        || rule.guard.as_ref().is_some_and(|q| q.uses_clock())
+        || rule.stable.as_ref().is_some_and(|q| q.uses_clock())
+}
+
+/// The step of a look over `span_ms`: `step_ms`, or for a rule with the watch's clock
+/// the smallest multiple of it that covers the span in `CLOCK_STEPS` steps.
+fn look_step(rule: &Rule, span_ms: i64, step_ms: i64) -> i64 {
+    if !uses_clock(rule) {
+        return step_ms;
+    }
+    let steps = span_ms.max(0) / step_ms + 1;
+    step_ms * ((steps + CLOCK_STEPS - 1) / CLOCK_STEPS).max(1)
+}
+
 /// Where a rule's evaluator clock starts, in Unix ms (its `Duration::ZERO`).
 #[derive(Debug, Clone, Copy)]
 pub struct Origin(pub i64);
@@ -77,7 +101,7 @@ pub async fn fetch_steps<H: HistorySource>(
         start,
         end,
         step,
-        &fetch_at(source, rule, &rule.query, start, end, step).await?,
+        &fetch_at(source, rule, &rule.query, origin.0, start, end, step).await?,
     );
     let guard = match &rule.guard {
         Some(q) => Some(
@@ -85,7 +109,7 @@ pub async fn fetch_steps<H: HistorySource>(
                 start,
                 end,
                 step,
-                &fetch_at(source, rule, q, start, end, step).await?,
+                &fetch_at(source, rule, q, origin.0, start, end, step).await?,
             )
             .1,
         ),
@@ -94,7 +118,16 @@ pub async fn fetch_steps<H: HistorySource>(
     let baseline = match rule.baseline {
         Some(BaselineSource::Offset(d)) => {
             let d = d.as_millis() as i64;
-            let back = fetch_at(source, rule, &rule.query, start - d, end - d, step).await?;
+            let back = fetch_at(
+                source,
+                rule,
+                &rule.query,
+                origin.0 - d,
+                start - d,
+                end - d,
+                step,
+            )
+            .await?;
             Some(polls_on_grid(start, end, step, &shift_forward(back, d)).1)
         }
         _ => None,
@@ -138,9 +171,9 @@ pub async fn onset<H: HistorySource>(
     if began.is_empty() {
         return Vec::new();
     }
-    let step_ms = step.as_millis().max(1) as i64;
     let at_ms = origin.ms(at);
     let lo = origin.ms(prev);
+    let step_ms = look_step(rule, at_ms - lo, step.as_millis().max(1) as i64);
     let mut fired = Vec::new();
     let series;
     match fetch_steps(
@@ -173,7 +206,7 @@ pub async fn onset<H: HistorySource>(
     // The finer look: within the step before each breach's start (never before the
     // previous poll), at 1/FINE of a step (coarser for a rule of many series).
     let points = (FINE_BUDGET / series).min(FINE);
-    if points < 2 {
+    if points < 2 || uses_clock(rule) {
         return fired;
     }
     let fine = (step_ms / points).max(1);
@@ -225,7 +258,7 @@ pub async fn confirm_steps<H: HistorySource>(
         origin,
         origin.ms(since),
         origin.ms(c) - 1,
-        step_ms * k,
+        look_step(rule, span, step_ms * k),
     )
     .await
 }

@@ -12,9 +12,12 @@
 //! `D` before now (one range query), and a `compare` rule pools its sides over its
 //! `window` up to now (one range query per side). A rule insufficient now (thin
 //! traffic, too few samples) cannot vouch for the system: inconclusive.
+//!
+//! There is no watch here, so `${watch.elapsed}` is as of a watch that began a rule's
+//! `max_window` ago (the longest window it allows), `${watch.start}` that instant.
 
 use crate::core::eval::{Evidence, Extra, Phase, Poll, Reading, RuleEval};
-use crate::core::rules::{BaselineSource, Rule, WatchSpec};
+use crate::core::rules::{BaselineSource, Clock, Rule, WatchSpec};
 use crate::io::prom::{HistorySource, MetricsSource, QueryError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -164,15 +167,19 @@ async fn judge_now<S: MetricsSource + HistorySource>(
     params.for_ = Duration::ZERO;
     params.judge.breaches = None;
     let mut eval = RuleEval::new(params);
+    // No watch here: `${watch.elapsed}` is as of a watch that began `max_window` ago.
+    let clock = Clock::began_before(unix_ms(now), rule.max_window);
     if let (Some(c), Some(stable)) = (params.judge.compare, &rule.stable) {
         // The pools a watch would hold now: both sides over the window, on its grid.
         let step = rule.interval.as_millis().max(1) as i64;
         let to = unix_ms(now);
         let from = to - (c.window.as_millis() as i64 / step) * step;
-        let canary = crate::io::prom::history::fetch_query(source, rule, &rule.query, from, to)
-            .await
-            .map_err(|e| failed("the canary query failed", e))?;
-        let stable = crate::io::prom::history::fetch_query(source, rule, stable, from, to)
+        let origin = clock.start_ms;
+        let canary =
+            crate::io::prom::history::fetch_query(source, rule, &rule.query, origin, from, to)
+                .await
+                .map_err(|e| failed("the canary query failed", e))?;
+        let stable = crate::io::prom::history::fetch_query(source, rule, stable, origin, from, to)
             .await
             .map_err(|e| failed("the stable query failed", e))?;
         let (steps, mut c_polls) = crate::core::history::polls_on_grid(from, to, step, &canary);
@@ -190,14 +197,17 @@ async fn judge_now<S: MetricsSource + HistorySource>(
         }
         return Ok((eval, reading));
     }
-    let main = source.query(&rule.query, now).await.map_err(|e| Failed {
-        full: e.to_string(),
-        short: format!("the query failed: {}", e.class()),
-    })?;
+    let main = source
+        .query(&rule.query.at(clock), now)
+        .await
+        .map_err(|e| Failed {
+            full: e.to_string(),
+            short: format!("the query failed: {}", e.class()),
+        })?;
     let guard = match &rule.guard {
         Some(q) => Some(Poll::Samples(
             source
-                .query(q, now)
+                .query(&q.at(clock), now)
                 .await
                 .map_err(|e| failed("the guard (`min_traffic.query`) query failed", e))?
                 .samples,
@@ -207,7 +217,10 @@ async fn judge_now<S: MetricsSource + HistorySource>(
     let baseline = match rule.baseline {
         Some(BaselineSource::Offset(d)) => Some(Poll::Samples(
             source
-                .query(&rule.query, now.checked_sub(d).unwrap_or(UNIX_EPOCH))
+                .query(
+                    &rule.query.at(clock),
+                    now.checked_sub(d).unwrap_or(UNIX_EPOCH),
+                )
                 .await
                 .map_err(|e| failed("the baseline (`baseline.offset`) query failed", e))?
                 .samples,
@@ -267,5 +280,51 @@ mod tests {
             Verdict::Fail
         );
         assert_eq!(Verdict::Inconclusive.as_str(), "inconclusive");
+    }
+
+    /// Records the instant queries; answers one series of 1.
+    #[derive(Default)]
+    struct Asked(std::sync::Mutex<Vec<String>>);
+
+    impl MetricsSource for Asked {
+        async fn query(
+            &self,
+            query: &str,
+            _at: SystemTime,
+        ) -> Result<crate::io::prom::QueryResult, QueryError> {
+            self.0.lock().unwrap().push(query.to_string());
+            Ok(crate::io::prom::QueryResult {
+                samples: vec![crate::core::series::Sample {
+                    labels: Default::default(),
+                    value: 1.0,
+                }],
+                warnings: Vec::new(),
+            })
+        }
+    }
+
+    impl HistorySource for Asked {
+        async fn query_range(
+            &self,
+            _q: &str,
+            _s: i64,
+            _e: i64,
+            _st: i64,
+        ) -> Result<crate::io::prom::RangeResult, QueryError> {
+            unreachable!("no range query here")
+        }
+    }
+
+    #[tokio::test]
+    async fn with_no_watch_the_elapsed_is_max_window() {
+        let text = "watch:\n  duration: 30m\n  interval: 15s\nrollback:\n  command: [\"undo\"]\nrules:\n  - name: since\n    query: 'increase(x[${watch.elapsed}])'\n    above: 5\n    for: 1m\n    max_window: 10m\n    min_traffic:\n      query: 'sum(increase(y[${watch.elapsed}]))'\n      min: 0.5\n";
+        let (spec, _) = crate::core::rules::load_str("v.yaml", text, &Default::default()).unwrap();
+        let source = Asked::default();
+        let status = evaluate_once(&spec, &source, false).await;
+        assert_eq!(status[0].error, None);
+        assert_eq!(
+            *source.0.lock().unwrap(),
+            ["increase(x[600s])", "sum(increase(y[600s]))"]
+        );
     }
 }

@@ -240,7 +240,7 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
                 let mut names: BTreeMap<String, Pos> = BTreeMap::new();
                 for item in items {
                     if let Some((rule, pos)) =
-                        compile_rule(cx, item, interval, vars.as_ref(), &free)
+                        compile_rule(cx, item, interval, duration_, vars.as_ref(), &free)
                     {
                         if let Some(first) = names.get(&rule.name) {
                             cx.error(
@@ -350,6 +350,8 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
 
 #[cfg(test)]
 mod behaviour;
+#[cfg(test)]
+mod clock_tests;
 #[cfg(test)]
 mod judge_tests;
 #[cfg(test)]

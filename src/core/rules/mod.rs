@@ -8,6 +8,7 @@
 pub mod lint;
 mod load;
 pub mod overrides;
+pub mod query;
 mod spec;
 pub mod structure;
 pub mod template;
@@ -17,4 +18,5 @@ pub use crate::core::yaml::{Diagnostic, Severity};
 pub use load::{
     load_str, parse_duration, LoadError, LoadOptions, Loaded, Outside, MIN_INTERVAL, WARN_INTERVAL,
 };
+pub use query::{Clock, Query};
 pub use spec::*;

@@ -3,6 +3,7 @@
 //! so that the loader (`load.rs`), which builds these, imports them from a sibling
 //! and not from the parent that re-exports its `load`.
 
+use super::query::Query;
 use crate::core::eval::{Judging, NoData, Params, Threshold};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -201,8 +202,9 @@ impl Action {
 pub struct Rule {
     pub name: String,
     pub description: Option<String>,
-    /// The query with variables substituted and escaped.
-    pub query: String,
+    /// The query with variables substituted and escaped; with `${watch.elapsed}` or
+    /// `${watch.start}`, rendered at each instant (`Query::at`).
+    pub query: Query,
     pub threshold: Threshold,
     pub for_: Duration,
     pub interval: Duration,
@@ -215,12 +217,15 @@ pub struct Rule {
     /// percentages, `compare`'s statistics).
     pub judging: Judging,
     /// `min_traffic.query`, substituted and escaped like `query`.
-    pub guard: Option<String>,
+    pub guard: Option<Query>,
     /// `baseline:`: where the baseline comes from (the query is the rule's own).
     pub baseline: Option<BaselineSource>,
     /// `compare.stable`, substituted and escaped like `query` (which holds
     /// `compare.canary` for a compare rule).
-    pub stable: Option<String>,
+    pub stable: Option<Query>,
+    /// `max_window`: the longest `${watch.elapsed}` is written (each query carries it
+    /// too); the watch's duration when not given.
+    pub max_window: Duration,
 }
 
 /// Where a rule's baseline comes from.
@@ -295,8 +300,10 @@ impl Rule {
 
     /// Every query a poll of this rule runs at the same instant, in the order of
     /// `PollDone::extra` after the rule's own: the stable side, the guard, the offset
-    /// baseline (the rule's own query, at `t - offset`) with its offset.
-    pub fn extra_queries(&self) -> Vec<(ExtraKind, String, Duration)> {
+    /// baseline (the rule's own query, at `t - offset`) with its offset. Each is
+    /// rendered with the poll's clock (an offset baseline with the poll's
+    /// `${watch.elapsed}`: the same window length, `offset` earlier).
+    pub fn extra_queries(&self) -> Vec<(ExtraKind, Query, Duration)> {
         let mut out = Vec::new();
         if let Some(s) = &self.stable {
             out.push((ExtraKind::Stable, s.clone(), Duration::ZERO));

@@ -139,6 +139,19 @@ pub fn render_query(
     vars: &BTreeMap<String, String>,
     free: &BTreeSet<String>,
 ) -> Result<String, QueryError> {
+    render_query_numeric(pieces, vars, free, &BTreeSet::new())
+}
+
+/// [`render_query`], where the placeholders named in `numeric` must each stand alone
+/// as a number or duration outside strings (never a name, never in a string or a
+/// comment): the watch's clock (`query.rs`), whose value changes at every poll and so
+/// must be proved to be one number token wherever it sits.
+pub fn render_query_numeric(
+    pieces: &[Piece],
+    vars: &BTreeMap<String, String>,
+    free: &BTreeSet<String>,
+    numeric: &BTreeSet<String>,
+) -> Result<String, QueryError> {
     let contexts = template::contexts(pieces).map_err(QueryError::Placeholder)?;
     let mut slots = Vec::new();
     for (piece, ctx) in pieces
@@ -160,7 +173,15 @@ pub fn render_query(
             choice: 0,
             free: is_free,
         };
-        if ctx == Context::Code {
+        if numeric.contains(name.as_str()) {
+            if ctx != Context::Code {
+                return Err(slot.error(format!(
+                    "is a number that changes at every poll, but `${{{name}}}` sits inside a string literal or a comment; put it where a duration or a number goes, e.g. `[${{{name}}}]` or `@ ${{{name}}}`"
+                )));
+            }
+            classify(&slot.value).map_err(|why| slot.error(why))?;
+            slot.classes = vec![Class::Numeric];
+        } else if ctx == Context::Code {
             slot.classes = if is_free {
                 vec![Class::Name, Class::Numeric]
             } else {

@@ -8,7 +8,8 @@
 //! outside string literals, and the proof that no value changed the query's tree, are
 //! the job of `structure`: this lexical layer is the first line, not the guarantee.
 //!
-//! `$${` writes a literal `${`.
+//! `$${` writes a literal `${`. `${watch.elapsed}` and `${watch.start}` are the
+//! watch's clock, filled at each poll (`query.rs`), in queries only.
 
 use std::collections::BTreeMap;
 
@@ -53,11 +54,11 @@ pub fn parse(template: &str) -> Result<Vec<Piece>, TemplateError> {
                 });
             };
             let name = &body[..end];
-            if !is_name(name) {
+            if !is_name(name) && !crate::core::rules::query::is_clock(name) {
                 return Err(TemplateError {
                     offset: offset + i,
                     message: format!(
-                        "`${{{name}}}` is not a valid placeholder: names are letters, digits and `_`, not starting with a digit"
+                        "`${{{name}}}` is not a valid placeholder: names are letters, digits and `_`, not starting with a digit (or `watch.elapsed`, `watch.start` in a query)"
                     ),
                     token: format!("${{{name}}}"),
                 });

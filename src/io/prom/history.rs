@@ -5,7 +5,7 @@
 //! answers in one range query, so the window is fetched in chunks and merged by series.
 
 use super::{HistorySource, QueryError};
-use crate::core::rules::Rule;
+use crate::core::rules::{Clock, Query, Rule};
 use crate::core::series::{Labels, RangeSeries, Sample};
 use std::collections::BTreeMap;
 
@@ -17,10 +17,11 @@ pub const MAX_POINTS_PER_QUERY: i64 = 10_000;
 pub async fn fetch<H: HistorySource>(
     source: &H,
     rule: &Rule,
+    origin: i64,
     from: i64,
     to: i64,
 ) -> Result<Vec<RangeSeries>, QueryError> {
-    fetch_query(source, rule, &rule.query, from, to).await
+    fetch_query(source, rule, &rule.query, origin, from, to).await
 }
 
 /// The history of a rule's judges over `[from, to]`: one fetch per judge for the whole
@@ -30,6 +31,7 @@ pub async fn fetch<H: HistorySource>(
 pub async fn fetch_judges<H: HistorySource>(
     source: &H,
     rule: &Rule,
+    origin: i64,
     from: i64,
     to: i64,
 ) -> Result<crate::core::history::JudgeHistory, QueryError> {
@@ -37,15 +39,16 @@ pub async fn fetch_judges<H: HistorySource>(
     use crate::core::rules::BaselineSource;
     let mut out = JudgeHistory::default();
     if let Some(q) = &rule.guard {
-        out.guard = Some(fetch_query(source, rule, q, from, to).await?);
+        out.guard = Some(fetch_query(source, rule, q, origin, from, to).await?);
     }
     if let Some(q) = &rule.stable {
-        out.stable = Some(fetch_query(source, rule, q, from, to).await?);
+        out.stable = Some(fetch_query(source, rule, q, origin, from, to).await?);
     }
     out.baseline = match rule.baseline {
         Some(BaselineSource::Offset(d)) => {
             let d = d.as_millis() as i64;
-            let back = fetch_query(source, rule, &rule.query, from - d, to - d).await?;
+            // The poll's window length `d` earlier: the clock moves back with it.
+            let back = fetch_query(source, rule, &rule.query, origin - d, from - d, to - d).await?;
             Some(BaselineHistory::Offset(shift_forward(back, d)))
         }
         Some(BaselineSource::Before(d)) => Some(BaselineHistory::Fixed(
@@ -70,7 +73,7 @@ pub async fn mean_before<H: HistorySource>(
     let step = (rule.interval.as_millis().max(1) as i64)
         .max((span + MAX_POINTS_PER_QUERY - 2) / (MAX_POINTS_PER_QUERY - 1));
     let result = source
-        .query_range(&rule.query, start_ms - span, start_ms, step)
+        .query_range(rule.query.text(), start_ms - span, start_ms, step)
         .await?;
     for w in &result.warnings {
         tracing::warn!(rule = %rule.name, warning = %w, "Prometheus attached a warning to the baseline (it may be partial)");
@@ -102,12 +105,13 @@ pub fn means(series: Vec<RangeSeries>) -> Vec<Sample> {
 pub async fn fetch_query<H: HistorySource>(
     source: &H,
     rule: &Rule,
-    query: &str,
+    query: &Query,
+    origin: i64,
     from: i64,
     to: i64,
 ) -> Result<Vec<RangeSeries>, QueryError> {
     let step = rule.interval.as_millis().max(1) as i64;
-    fetch_at(source, rule, query, from, to, step).await
+    fetch_at(source, rule, query, origin, from, to, step).await
 }
 
 /// `fetch_query` at `step` instead of the rule's interval (the steps of a pending
@@ -115,7 +119,8 @@ pub async fn fetch_query<H: HistorySource>(
 pub async fn fetch_at<H: HistorySource>(
     source: &H,
     rule: &Rule,
-    query: &str,
+    query: &Query,
+    origin: i64,
     from: i64,
     to: i64,
     step: i64,
@@ -124,8 +129,20 @@ pub async fn fetch_at<H: HistorySource>(
     let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
     let mut start = from;
     while start <= to {
-        let end = (start + (MAX_POINTS_PER_QUERY - 1) * step).min(to);
-        let result = source.query_range(query, start, end, step).await?;
+        // With the watch's clock, each step is its own query.
+        let (end, text) = if query.uses_clock() {
+            let clock = Clock {
+                start_ms: origin,
+                at_ms: start,
+            };
+            (start, query.at(clock))
+        } else {
+            (
+                (start + (MAX_POINTS_PER_QUERY - 1) * step).min(to),
+                query.text().to_string(),
+            )
+        };
+        let result = source.query_range(&text, start, end, step).await?;
         for w in &result.warnings {
             tracing::warn!(rule = %rule.name, warning = %w, "Prometheus attached a warning to the history (it may be partial)");
         }

@@ -99,14 +99,15 @@ impl Agent {
                 continue;
             }
             let to = from + (end_ms - from) / iv * iv;
-            match crate::io::prom::history::fetch(source, rule, from, to).await {
+            match crate::io::prom::history::fetch(source, rule, def.created_ms, from, to).await {
                 Ok(history) => {
                     let (steps, mut polls) =
                         crate::core::history::polls_on_grid(from, to, iv, &history);
                     // The judges' history over the same time (guard, stable side,
                     // offset baseline), one fetch each; a failed one leaves those
                     // polls without it, which the loop takes as failed polls.
-                    let mut extras = catch_up_extras(source, rule, from, to, iv).await;
+                    let mut extras =
+                        catch_up_extras(source, rule, def.created_ms, from, to, iv).await;
                     info!(event = "catch_up", watch = %def.id, rule = %rule.name, polls = steps, "judging the time the agent was down from Prometheus's history");
                     for k in 0..steps {
                         let wall = from + k as i64 * iv;
@@ -231,8 +232,9 @@ async fn refill_pools<H: crate::io::prom::HistorySource>(
     while from < def.created_ms && from < last_ms {
         from += iv;
     }
-    let canary = crate::io::prom::history::fetch(source, rule, from, last_ms).await;
-    let judges = crate::io::prom::history::fetch_judges(source, rule, from, last_ms).await;
+    let canary = crate::io::prom::history::fetch(source, rule, def.created_ms, from, last_ms).await;
+    let judges =
+        crate::io::prom::history::fetch_judges(source, rule, def.created_ms, from, last_ms).await;
     let (canary, stable) = match (canary, judges) {
         (Ok(c), Ok(j)) => (c, j.stable.unwrap_or_default()),
         (Err(e), _) | (_, Err(e)) => {
@@ -258,6 +260,7 @@ async fn refill_pools<H: crate::io::prom::HistorySource>(
 async fn catch_up_extras<H: crate::io::prom::HistorySource>(
     source: &H,
     rule: &crate::core::rules::Rule,
+    origin: i64,
     from: i64,
     to: i64,
     iv: i64,
@@ -268,7 +271,8 @@ async fn catch_up_extras<H: crate::io::prom::HistorySource>(
     if kinds.is_empty() {
         return Vec::new();
     }
-    let judges = match crate::io::prom::history::fetch_judges(source, rule, from, to).await {
+    let judges = match crate::io::prom::history::fetch_judges(source, rule, origin, from, to).await
+    {
         Ok(j) => j,
         Err(e) => {
             warn!(event = "catch_up_failed", rule = %rule.name, error = %e, "cannot read the judges' history for the time the agent was down; those polls count as failed");

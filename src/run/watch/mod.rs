@@ -35,6 +35,8 @@ pub use session::{run_session, WatchSinks};
 pub use start::{rule_info, ClockAnchor, Judged, OrderMsg, PollDone, Start, WatchOptions};
 
 #[cfg(test)]
+mod clock_tests;
+#[cfg(test)]
 mod loop_tests;
 #[cfg(test)]
 mod manual_tests;

@@ -3,7 +3,7 @@
 //! stamped with its scheduled time, to the decision loop.
 
 use super::start::PollDone;
-use crate::core::rules::ExtraKind;
+use crate::core::rules::{Clock, ExtraKind, Query};
 use crate::io::prom::MetricsSource;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,8 +17,8 @@ use tokio::time::{Instant, MissedTickBehavior};
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn poll_loop<S: MetricsSource>(
     rule: usize,
-    query: String,
-    extras: Vec<(ExtraKind, String, Duration)>,
+    query: Query,
+    extras: Vec<(ExtraKind, Query, Duration)>,
     interval: Duration,
     source: Arc<S>,
     tx: mpsc::Sender<PollDone>,
@@ -48,19 +48,27 @@ pub(super) async fn poll_loop<S: MetricsSource>(
 /// One poll of a rule: its query and its judges' at `wall` (an offset baseline at
 /// `wall - D`), stamped `at` on the watch's clock. The poller's ticks and the
 /// confirming poll of a pending breach (`for` elapsed between two ticks) both take it.
+/// Each query is rendered for this instant (`Query::at`): the watch began at
+/// `wall - at`, so `${watch.elapsed}` is `at` (rounded up to whole seconds, capped);
+/// an offset baseline takes the same text, so its window has the same length.
 pub(super) async fn query_at<S: MetricsSource>(
     rule: usize,
-    query: &str,
-    extras: &[(ExtraKind, String, Duration)],
+    query: &Query,
+    extras: &[(ExtraKind, Query, Duration)],
     source: &S,
     at: Duration,
     wall: SystemTime,
 ) -> PollDone {
-    let result = source.query(query, wall).await;
+    let at_ms = unix_ms(wall);
+    let clock = Clock {
+        start_ms: at_ms - at.as_millis() as i64,
+        at_ms,
+    };
+    let result = source.query(&query.at(clock), wall).await;
     let mut extra = Vec::with_capacity(extras.len());
     for (_, q, offset) in extras {
         let t = wall.checked_sub(*offset).unwrap_or(UNIX_EPOCH);
-        extra.push(source.query(q, t).await);
+        extra.push(source.query(&q.at(clock), t).await);
     }
     PollDone {
         rule,
@@ -89,4 +97,11 @@ pub(super) fn aligned_first(
     let next = k * iv + phase;
     let next = if next < t { next + iv } else { next };
     now + Duration::from_nanos((next - t) as u64)
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
 }

@@ -163,7 +163,7 @@ pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
     RuleInfo {
         name: rule.name.clone(),
         description: rule.description.clone(),
-        query: rule.query.clone(),
+        query: rule.query.to_string(),
         above: rule.threshold.above,
         below: rule.threshold.below,
         worse: crate::core::eval::Worse::of(&rule.params()),
@@ -173,6 +173,6 @@ pub fn rule_info(rule: &Rule, prometheus: &str) -> RuleInfo {
         no_data: rule.no_data.as_str(),
         action: rule.action.as_str(),
         graph_url: (!prometheus.is_empty())
-            .then(|| crate::io::prom::graph_link(prometheus, &rule.query)),
+            .then(|| crate::io::prom::graph_link(prometheus, &rule.query.sample())),
     }
 }

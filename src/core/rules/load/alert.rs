@@ -30,7 +30,7 @@ pub(super) fn alert_query(
             );
             return None;
         };
-        let pieces = template_of(cx, text, node.pos, of, vars)?;
+        let pieces = template_of(cx, text, node.pos, of, vars, false)?;
         Some(template::render_plain(&pieces, vars))
     };
     let name = value(cx, alert, &format!("the `alert` of {what}"));

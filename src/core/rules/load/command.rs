@@ -106,7 +106,14 @@ pub(super) fn compile_command(
         }
         match vars {
             Some(vars) => {
-                match template_of(cx, &text, item.pos, &format!("the {section} command"), vars) {
+                match template_of(
+                    cx,
+                    &text,
+                    item.pos,
+                    &format!("the {section} command"),
+                    vars,
+                    false,
+                ) {
                     Some(pieces) => {
                         if i == 0 {
                             if let Some((name, _)) = template::names(&pieces).next() {
@@ -219,7 +226,7 @@ fn compile_silence(
                 ok = false;
                 continue;
             };
-            match template_of(cx, &text, v.pos, "the silence's matchers", vars) {
+            match template_of(cx, &text, v.pos, "the silence's matchers", vars, false) {
                 Some(pieces) => {
                     out.insert(name, template::render_plain(&pieces, vars));
                 }

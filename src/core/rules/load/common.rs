@@ -4,6 +4,7 @@
 //! the section files (`vars.rs`, `command.rs`, `notify.rs`, `judge.rs`, `alert.rs`)
 //! import these from a sibling, never from the parent that calls them.
 
+use crate::core::rules::query::{self, Query};
 use crate::core::rules::structure::{self, QueryError};
 use crate::core::rules::template::{self, Piece};
 use crate::core::yaml::diag::did_you_mean;
@@ -199,6 +200,7 @@ pub(super) fn template_of(
     pos: Pos,
     what: &str,
     vars: &BTreeMap<String, String>,
+    clock: bool,
 ) -> Option<Vec<Piece>> {
     let pieces = match template::parse(text) {
         Ok(p) => p,
@@ -211,6 +213,18 @@ pub(super) fn template_of(
     let names: Vec<&str> = vars.keys().map(String::as_str).collect();
     let mut ok = true;
     for (name, _) in template::names(&pieces) {
+        if query::is_clock(name) {
+            if !clock {
+                let at = cx.locate(pos, &format!("${{{name}}}"));
+                cx.error_help(
+                    format!("`${{{name}}}` cannot be used in {what}: it is the watch's clock, filled at each poll, and exists only in queries"),
+                    at,
+                    "use it in a rule's `query` (or `min_traffic.query`, `compare.canary`, `compare.stable`), e.g. `increase(x[${watch.elapsed}])`",
+                );
+                ok = false;
+            }
+            continue;
+        }
         if !vars.contains_key(name) {
             let at = cx.locate(pos, &format!("${{{name}}}"));
             let help = match did_you_mean(name, &names) {
@@ -235,12 +249,104 @@ pub(crate) fn compile_query(
     noun: &str,
     vars: Option<&BTreeMap<String, String>>,
     free: &BTreeSet<String>,
-) -> Option<String> {
+) -> Option<Query> {
     let text = string(cx, n, noun)?;
     let vars = vars?;
-    let pieces = template_of(cx, &text, n.pos, noun, vars)?;
-    let q = match structure::render_query(&pieces, vars, free) {
-        Ok(q) => q,
+    let pieces = template_of(cx, &text, n.pos, noun, vars, true)?;
+    let clock: BTreeSet<String> = template::names(&pieces)
+        .filter(|(name, _)| query::is_clock(name))
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if clock.is_empty() {
+        let q = render_checked(cx, n, &text, noun, &pieces, vars, free, &clock)?;
+        check_promql(cx, &q, n.pos, noun)?;
+        return Some(Query::fixed(q));
+    }
+    // The watch's clock: proved with values of every form it takes (the shortest and
+    // longest elapsed, the earliest and a far start), each a number standing alone
+    // where a number or duration goes; then rendered with distinctive values that
+    // mark where each instant's digits go.
+    let with = |elapsed: &str, start: &str| {
+        let mut v = vars.clone();
+        v.insert(query::ELAPSED.into(), elapsed.into());
+        v.insert(query::START.into(), start.into());
+        v
+    };
+    for (e, s) in [("1s", "0"), ("3155760000s", "9999999999")] {
+        render_checked(cx, n, &text, noun, &pieces, &with(e, s), free, &clock)?;
+    }
+    let count = |name: &str| template::names(&pieces).filter(|(n, _)| *n == name).count();
+    let (n_elapsed, n_start) = (count(query::ELAPSED), count(query::START));
+    let mut parts = None;
+    for (e, s) in MARKS {
+        let q = render_checked(cx, n, &text, noun, &pieces, &with(e, s), free, &clock)?;
+        if q.matches(e).count() == n_elapsed && q.matches(s).count() == n_start {
+            parts = Some(split_marks(&q, e, s));
+            break;
+        }
+    }
+    let Some(parts) = parts else {
+        cx.error(
+            format!("{noun} contains every number rollwatch uses to mark the watch's clock"),
+            n.pos,
+        );
+        return None;
+    };
+    let q = Query::with_clock(parts);
+    check_promql(cx, &q.sample(), n.pos, noun)?;
+    Some(q)
+}
+
+/// Distinctive values of (`${watch.elapsed}`, `${watch.start}`) that mark where each
+/// instant's value goes; the first pair the rendering holds exactly once per
+/// placeholder is used. (promql-parser refuses a range of 2^32 seconds or more.)
+const MARKS: &[(&str, &str)] = &[
+    ("3052817364s", "5092817364"),
+    ("2946101859s", "4669201609"),
+    ("2871093465s", "8314462618"),
+];
+
+/// The rendering split at the marks.
+fn split_marks(q: &str, e: &str, s: &str) -> Vec<query::Part> {
+    let mut parts = Vec::new();
+    let mut rest = q;
+    loop {
+        let next = [
+            (rest.find(e), e, query::Part::Elapsed),
+            (rest.find(s), s, query::Part::Start),
+        ]
+        .into_iter()
+        .filter_map(|(i, m, p)| i.map(|i| (i, m, p)))
+        .min_by_key(|(i, _, _)| *i);
+        let Some((i, mark, part)) = next else {
+            break;
+        };
+        if i > 0 {
+            parts.push(query::Part::Text(rest[..i].to_string()));
+        }
+        parts.push(part);
+        rest = &rest[i + mark.len()..];
+    }
+    if !rest.is_empty() {
+        parts.push(query::Part::Text(rest.to_string()));
+    }
+    parts
+}
+
+/// A query template rendered through the structure proof, its errors reported.
+#[allow(clippy::too_many_arguments)]
+fn render_checked(
+    cx: &mut Cx,
+    n: &Node,
+    text: &str,
+    noun: &str,
+    pieces: &[Piece],
+    vars: &BTreeMap<String, String>,
+    free: &BTreeSet<String>,
+    numeric: &BTreeSet<String>,
+) -> Option<String> {
+    match structure::render_query_numeric(pieces, vars, free, numeric) {
+        Ok(q) => Some(q),
         Err(QueryError::Placeholder(e)) => {
             // The same placeholder may appear more than once: point at this one.
             let nth = text[..e.offset].matches(e.token.as_str()).count();
@@ -261,15 +367,13 @@ pub(crate) fn compile_query(
             cx.public(format!(
                 "var `{name}`: the value does not fit where the rule file uses it"
             ));
-            return None;
+            None
         }
         Err(QueryError::Template(why)) => {
             cx.error(format!("{noun} {why}"), n.pos);
-            return None;
+            None
         }
-    };
-    check_promql(cx, &q, n.pos, noun)?;
-    Some(q)
+    }
 }
 
 /// Checks the substituted query offline: valid PromQL that yields an instant value.

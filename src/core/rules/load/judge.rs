@@ -7,7 +7,7 @@ use super::common::{choice, compile_query, duration, fmt_d, number};
 use crate::core::eval::{
     BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Judging, NoData, OnLabels,
 };
-use crate::core::rules::BaselineSource;
+use crate::core::rules::{BaselineSource, Query};
 use crate::core::yaml::walk::{fields, required, Cx, Fields};
 use crate::core::yaml::{Node, Pos, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,13 +21,13 @@ pub const MAX_BREACH_WINDOW: u32 = 1000;
 #[derive(Default)]
 pub(super) struct Judges {
     pub judging: Judging,
-    pub guard: Option<String>,
+    pub guard: Option<Query>,
     /// Where `min_traffic.query` is written, and `min_traffic.on`'s labels and place.
     pub guard_pos: Option<Pos>,
     pub guard_on: Option<(Vec<String>, Pos)>,
     pub baseline: Option<BaselineSource>,
     /// (canary, stable) of `compare`.
-    pub compare: Option<(Option<String>, Option<String>)>,
+    pub compare: Option<(Option<Query>, Option<Query>)>,
     /// A percentage baseline threshold was given (the rule has a threshold).
     pub baseline_threshold: bool,
     pub ok: bool,

@@ -4,7 +4,8 @@
 use super::common::{choice, compile_query, duration, fmt_d, loop_interval, number};
 use super::{alert, guard, judge};
 use crate::core::eval::{NoData, Threshold};
-use crate::core::rules::spec::{Action, Rule};
+use crate::core::rules::spec::{Action, BaselineSource, Rule};
+use crate::core::rules::Query;
 use crate::core::yaml::walk::{fields, required, string, Cx};
 use crate::core::yaml::{Node, Pos, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,6 +28,7 @@ const RULE_KEYS: &[&str] = &[
     "breaches",
     "min_traffic",
     "baseline",
+    "max_window",
     "above_baseline",
     "below_baseline",
     "no_baseline",
@@ -37,6 +39,7 @@ pub(super) fn compile_rule(
     cx: &mut Cx,
     node: &Node,
     default_interval: Option<Duration>,
+    watch_duration: Option<Duration>,
     vars: Option<&BTreeMap<String, String>>,
     free: &BTreeSet<String>,
 ) -> Option<(Rule, Pos)> {
@@ -98,6 +101,7 @@ pub(super) fn compile_rule(
             );
         }
         vars.and_then(|vars| alert::alert_query(cx, a, f.get("labels"), vars, &what))
+            .map(Query::fixed)
     } else {
         required(
         cx,
@@ -110,8 +114,9 @@ pub(super) fn compile_rule(
     };
     if let (Some(q), Some(g), Some(pos)) = (&query, &judges.guard, judges.guard_pos) {
         let on = judges.guard_on.as_ref().map(|(n, p)| (n.as_slice(), *p));
-        guard::check_guard(cx, &what, q, g, pos, on);
+        guard::check_guard(cx, &what, &q.sample(), &g.sample(), pos, on);
     }
+    let max_window = max_window(cx, &f, &what, &query, &judges, watch_duration);
 
     let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
     let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
@@ -235,11 +240,12 @@ pub(super) fn compile_rule(
     if threshold_given && above.is_none() && below.is_none() {
         return None;
     }
+    let max_window = max_window?;
     Some((
         Rule {
             name: name?,
             description,
-            query: query?,
+            query: query?.capped(max_window),
             threshold,
             for_: for_?,
             interval: interval?,
@@ -247,10 +253,65 @@ pub(super) fn compile_rule(
             expect_data: expect_data?,
             action: action?,
             judging: judges.judging,
-            guard: judges.guard,
+            guard: judges.guard.map(|g| g.capped(max_window)),
             baseline: judges.baseline,
-            stable: judges.compare.and_then(|(_, s)| s),
+            stable: judges
+                .compare
+                .and_then(|(_, s)| s)
+                .map(|s| s.capped(max_window)),
+            max_window,
         },
         f.pos,
     ))
+}
+
+/// `max_window`: the longest `${watch.elapsed}` is ever written (default: the watch's
+/// duration, which a watch never outlives unless extended). A rule whose queries do
+/// not read the watch's clock has no use for it (a warning); a `baseline.before`
+/// (the mean over the time before the watch) cannot read it (an error).
+fn max_window(
+    cx: &mut Cx,
+    f: &crate::core::yaml::walk::Fields,
+    what: &str,
+    query: &Option<Query>,
+    judges: &judge::Judges,
+    watch_duration: Option<Duration>,
+) -> Option<Duration> {
+    let guard = judges.guard.as_ref();
+    let stable = judges.compare.as_ref().and_then(|(_, s)| s.as_ref());
+    let clock = [query.as_ref(), guard, stable]
+        .into_iter()
+        .flatten()
+        .any(Query::uses_clock);
+    if clock && query.as_ref().is_some_and(Query::uses_clock) {
+        if let Some(BaselineSource::Before(_)) = judges.baseline {
+            cx.error_help(
+                format!("{what}: `baseline.before` cannot read a query with `${{watch.elapsed}}` or `${{watch.start}}`"),
+                f.get("baseline").map_or(f.pos, |n| n.pos),
+                "the `before` baseline is the query's mean before the watch began, where the watch has no clock; use `baseline.offset`, or a fixed range in the query",
+            );
+        }
+    }
+    match f.get("max_window") {
+        Some(n) => {
+            let d = duration(cx, n, "max_window", false)?;
+            if d < Duration::from_secs(1) {
+                cx.error_help(
+                    format!("{what}: `max_window` `{}` is under 1s", fmt_d(d)),
+                    n.pos,
+                    "`${watch.elapsed}` is written in whole seconds; give at least `1s`",
+                );
+                return None;
+            }
+            if !clock {
+                cx.warn(
+                    format!("{what}: `max_window` has no effect: none of its queries uses `${{watch.elapsed}}`"),
+                    n.pos,
+                    "`max_window` caps `${watch.elapsed}`; remove it, or use `${watch.elapsed}` in the query",
+                );
+            }
+            Some(d)
+        }
+        None => watch_duration,
+    }
 }

@@ -3,7 +3,7 @@
 //! value that could change a query or a command's meaning is refused).
 
 use super::common::LoadOptions;
-use crate::core::rules::template;
+use crate::core::rules::{query, template};
 use crate::core::rules::{VarDecl, MAX_VAR_LEN};
 use crate::core::yaml::diag::{did_you_mean, Diagnostic};
 use crate::core::yaml::walk::{fields, string, Cx};
@@ -200,6 +200,15 @@ pub(super) fn compile_vars(
             Value::Map(entries) => {
                 for (k, v) in entries {
                     let name = k.scalar_text().unwrap_or_default();
+                    if query::is_clock(&name) {
+                        cx.error_help(
+                            format!("`{name}` is a reserved name: rollwatch fills `${{{name}}}` from the watch's clock at each poll"),
+                            k.pos,
+                            "rename the variable; `${watch.elapsed}` and `${watch.start}` need no declaration",
+                        );
+                        ok = false;
+                        continue;
+                    }
                     if !template::is_name(&name) {
                         cx.error(format!("invalid variable name `{name}`: use letters, digits and `_`, not starting with a digit"), k.pos);
                         ok = false;
@@ -229,6 +238,18 @@ pub(super) fn compile_vars(
     let names: Vec<&str> = declared.keys().map(String::as_str).collect();
     let mut overrides = BTreeMap::new();
     for (k, v) in opts.sets {
+        if query::is_clock(k) {
+            cx.diags.push(
+                Diagnostic::error(
+                    format!("`--set {k}=...`: `{k}` is reserved: rollwatch fills it from the watch's clock at each poll"),
+                    None,
+                )
+                .with_help("no value can be given to it")
+                .with_public(format!("var `{k}`: the name is reserved")),
+            );
+            ok = false;
+            continue;
+        }
         if declared.contains_key(k) {
             overrides.insert(k.clone(), v.clone());
         } else {
