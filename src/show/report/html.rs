@@ -593,7 +593,7 @@ pub fn outcome_severity(outcome: &str) -> Severity {
         return Severity::Info;
     }
     match K::parse(outcome) {
-        Some(K::Healthy) => Severity::Good,
+        Some(K::Healthy | K::DeclaredHealthy) => Severity::Good,
         Some(K::Cancelled) => Severity::Neutral,
         Some(K::Paused | K::Inconclusive | K::Interrupted) => Severity::Warn,
         Some(
