@@ -14,6 +14,8 @@
 pub mod action;
 pub mod host;
 pub mod notify;
+#[cfg(test)]
+mod notify_tests;
 pub mod prom;
 pub mod secret;
 pub mod silence;

@@ -673,6 +673,30 @@ impl Sink for Notifier {
                 });
                 self.open_action_alert(at_ms, action, rule, annotations);
             }
+            // A person's order (who, why), and a rule held back by a hold: the record
+            // an emergency change needs, where on-call reads.
+            Event::Manual {
+                order,
+                by,
+                reason,
+                until_ms,
+                ends_ms,
+            } => {
+                let what = crate::core::events::manual_text(event).unwrap_or_default();
+                let detail = json!({"order": order, "by": by, "reason": reason, "until_ms": until_ms, "ends_ms": ends_ms});
+                self.send(at_ms, "manual", None, what, detail);
+            }
+            Event::HeldBack {
+                rule,
+                action,
+                held_by,
+                until_ms,
+                ..
+            } => {
+                let what = crate::core::events::manual_text(event).unwrap_or_default();
+                let detail = json!({"kind": action, "held_by": held_by, "until_ms": until_ms});
+                self.send(at_ms, "held", Some(rule), what, detail);
+            }
             Event::Notify { rule, .. } => {
                 self.send(
                     at_ms,

@@ -291,6 +291,10 @@ const SHOWN: [&str; 12] = [
 ];
 
 fn timeline_text(event: &Event) -> String {
+    // A person's order reads as the sentence every face shows (who, what, why).
+    if let Some(t) = crate::core::events::manual_text(event) {
+        return t;
+    }
     let v = serde_json::to_value(event).unwrap_or_default();
     let mut parts = Vec::new();
     for k in SHOWN {
@@ -609,6 +613,21 @@ mod tests {
         let mut l = vec![c(0, 1.0, State::Ok), c(1, 5.0, State::Ok)];
         halve(&mut l, Worse::Lower);
         assert_eq!(l, [c(0, 1.0, State::Ok)], "lower is worse for `below`");
+    }
+
+    #[test]
+    fn a_persons_order_reads_as_who_did_what_and_why_on_the_timeline() {
+        let t = timeline_text(&Event::Manual {
+            order: "rollback",
+            by: "alice".into(),
+            reason: "INC-9: payments failing".into(),
+            until_ms: None,
+            ends_ms: None,
+        });
+        assert_eq!(
+            t,
+            "alice ordered a rollback now: \"INC-9: payments failing\""
+        );
     }
 
     /// Polls and events the board holds, over every watch.

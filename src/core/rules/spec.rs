@@ -100,6 +100,8 @@ pub const NOTIFY_KINDS: &[&str] = &[
     "interrupted",
     "healthy",
     "emergency_change",
+    "manual",
+    "held",
 ];
 
 /// Where notifications go.

@@ -450,9 +450,17 @@ pub fn rule_sections(r: &Record, tz: Option<&TimeZone>) -> String {
     h
 }
 
-/// The actions table and each command's output tail.
+/// The actions table and each command's output tail, after what people ordered.
 pub fn actions_html(r: &Record) -> String {
-    let mut h = String::from("<h2>Actions</h2>");
+    let mut h = String::new();
+    if !r.people.is_empty() {
+        h.push_str("<h2>Orders from people</h2><ul>");
+        for p in &r.people {
+            let _ = write!(h, "<li>{}</li>", esc(p));
+        }
+        h.push_str("</ul>");
+    }
+    h.push_str("<h2>Actions</h2>");
     if r.actions.is_empty() {
         h.push_str("<p>None: no rollback or pause was needed.</p>");
         return h;
