@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The modules of `cmd/` that are not commands but what the commands share.
-const SHARED: [&str; 4] = ["args", "rule_file", "session", "signals"];
+const SHARED: [&str; 5] = ["agent_client", "args", "rule_file", "session", "signals"];
 
 /// The floor of each top-level module. `say` is the crate-root macro (`crate::say!`),
 /// usable from every floor.

@@ -38,6 +38,7 @@ mod serve;
 mod shared_store;
 mod store_conformance;
 mod store_security;
+mod supersede;
 mod supervise;
 mod values;
 mod vars_guard;

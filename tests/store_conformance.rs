@@ -20,6 +20,7 @@ fn new_watch(id: &str) -> NewWatch {
         vars: [("service".to_string(), "checkout".to_string())].into(),
         duration_ms: 60_000,
         created_ms: 1_000,
+        key: None,
     }
 }
 
@@ -957,7 +958,7 @@ fn postgres_migration_is_safe_to_race_and_a_newer_schema_is_refused() {
         .unwrap();
     assert!(refused.is_empty(), "the lease's holder writes its polls");
     assert_eq!(s.breach_windows("w").unwrap().get("r"), Some(&vec![]));
-    assert_eq!(pg.psql(db, "SELECT version FROM rollwatch_schema"), "3");
+    assert_eq!(pg.psql(db, "SELECT version FROM rollwatch_schema"), "4");
     pg.psql(db, "UPDATE rollwatch_schema SET version = 99");
     let err = PgStore::open(&url)
         .err()

@@ -128,10 +128,12 @@ fn url_segment(id: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_watch_id_stays_one_path_segment() {
-        assert_eq!(super::url_segment("web-2026.11"), "web-2026.11");
-        assert_eq!(super::url_segment("../x?y=1"), "..%2Fx%3Fy%3D1");
-        assert_eq!(super::url_segment("a b"), "a%20b");
+        assert_eq!(url_segment("web-2026.11"), "web-2026.11");
+        assert_eq!(url_segment("../x?y=1"), "..%2Fx%3Fy%3D1");
+        assert_eq!(url_segment("a b"), "a%20b");
     }
 }

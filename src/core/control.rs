@@ -52,6 +52,10 @@ pub enum Order {
     Extend(Duration),
     /// End the watch now as healthy: the person's verdict.
     End,
+    /// A newer watch with the same `watch.key` was created: end this one as
+    /// `superseded`. Given by the store with that creation, never by a person
+    /// (`parse` refuses it; `stored` reads it back).
+    Supersede,
 }
 
 impl Order {
@@ -64,6 +68,15 @@ impl Order {
             Order::Release => "release",
             Order::Extend(_) => "extend",
             Order::End => "end",
+            Order::Supersede => "supersede",
+        }
+    }
+
+    /// An order as the store keeps it: what `parse` accepts, and `supersede`.
+    pub fn stored(name: &str, duration: Option<Duration>) -> Result<Order, ControlError> {
+        match (name, duration) {
+            ("supersede", None) => Ok(Order::Supersede),
+            _ => Order::parse(name, duration),
         }
     }
 
@@ -284,7 +297,7 @@ impl ControlState {
                 }
                 self.extended += d;
             }
-            Order::End => self.ended = Some((c.who.clone(), c.reason.clone())),
+            Order::End | Order::Supersede => self.ended = Some((c.who.clone(), c.reason.clone())),
         }
         Ok(())
     }
@@ -320,6 +333,7 @@ mod tests {
             ("rollback", Some(MIN), Err("takes no duration")),
             ("hold", Some(MAX_TOTAL + MIN), Err("more than 7 days")),
             ("Rollback", None, Err("unknown action \"Rollback\"")),
+            ("supersede", None, Err("unknown action \"supersede\"")),
             ("--rollback", None, Err("unknown action")),
         ];
         for (name, d, want) in rows {

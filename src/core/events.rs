@@ -276,6 +276,9 @@ pub fn manual_text(event: &Event) -> Option<String> {
                 ("release", _, _) => "released the hold".to_string(),
                 ("extend", _, Some(e)) => format!("extended the watch to {}", rfc3339_ms(*e)),
                 ("end", _, _) => "ended the watch as healthy (a person's verdict)".to_string(),
+                ("supersede", _, _) => {
+                    return Some(format!("this watch is superseded: {reason}"));
+                }
                 (o, _, _) => format!("ordered {o}"),
             };
             format!("{by} {what}: {reason:?}")

@@ -16,6 +16,9 @@ pub const PAUSED: u8 = 5;
 /// `gate`: the change must not go out now (outside every window, inside a freeze, or
 /// the system is unhealthy); the output says why and when the next window opens.
 pub const NO_GO: u8 = 6;
+/// `serve`: a newer watch with the same `watch.key` took over before this one's
+/// verdict (the newer watch's exit code is the release's).
+pub const SUPERSEDED: u8 = 7;
 /// Interrupted by SIGINT (128 + 2).
 pub const SIGINT: u8 = 130;
 /// Interrupted by SIGTERM (128 + 15).

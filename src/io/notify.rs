@@ -739,7 +739,10 @@ impl Sink for Notifier {
                 ..
             } => {
                 self.finish_alerts(at_ms, outcome, detail, rule.as_deref());
-                if matches!(*outcome, "inconclusive" | "healthy" | "interrupted") {
+                if matches!(
+                    *outcome,
+                    "inconclusive" | "healthy" | "interrupted" | "superseded"
+                ) {
                     self.send(at_ms, outcome, None, detail.clone(), Value::Null);
                 }
             }

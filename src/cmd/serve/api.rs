@@ -31,6 +31,7 @@
 //! unknown var is a 400.
 
 use super::body::{create_error, summary, watch_request, ApiError, CreateBody};
+use super::state::{Api, Caller};
 use super::tokens::Tokens;
 use crate::io::store::{WatchRecord, WatchState};
 use crate::run::agent::{load_snapshot, Agent, CreateError};
@@ -93,15 +94,6 @@ struct ListQuery {
     state: Option<WatchState>,
 }
 
-#[derive(Clone)]
-pub(super) struct Api {
-    pub(super) agent: Arc<Agent>,
-    token: Option<Arc<Tokens>>,
-    /// The verdict routes answer anyone: their errors name only the request's bad
-    /// fields (see `run::agent::Agent::verdict_once`).
-    open_verdicts: bool,
-}
-
 /// A store error on a route anyone may call (`--open-verdicts`): 503 "store
 /// unavailable", the detail (user, host, database, path, reason) in the log only.
 fn store_failed(e: crate::io::store::StoreError, open: bool) -> ApiError {
@@ -112,15 +104,7 @@ fn store_failed(e: crate::io::store::StoreError, open: bool) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, "store unavailable".into())
 }
 
-/// Equal in time that depends only on the longer length, not on where they differ.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
-    for i in 0..n {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
+pub use super::tokens::constant_time_eq;
 
 /// The router; `token` guards every `/api` route, except the two verdict routes when
 /// `open_verdicts` (Flagger's webhooks cannot send a header).
@@ -159,11 +143,6 @@ pub fn router(agent: Arc<Agent>, token: Option<Tokens>, open_verdicts: bool) -> 
         .route("/readyz", get(ready))
         .with_state(api)
 }
-
-/// Whose token a request carried (`name:token` lines of the token file), for the
-/// record of a manual order; None for a token without a name, or no token at all.
-#[derive(Debug, Clone)]
-pub(super) struct Caller(pub(super) Option<String>);
 
 async fn auth(State(api): State<Api>, mut req: Request, next: Next) -> Response {
     let mut caller = Caller(None);

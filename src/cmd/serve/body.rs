@@ -81,5 +81,7 @@ pub(super) fn summary(rec: &WatchRecord) -> Value {
         "exit_code": rec.exit_code,
         "detail": rec.detail,
         "finished_ms": rec.finished_ms,
+        "key": d.key,
+        "after": rec.after,
     })
 }

@@ -28,6 +28,7 @@ mod batch;
 mod body;
 mod orders;
 pub mod page;
+mod state;
 mod tokens;
 
 use crate::cmd::args::PromArgs;

@@ -13,8 +13,8 @@
 //! when it was refused or cannot apply (another person's rollback, a rule's, a watch
 //! that ended: the body says who and when), 400 for a bad order, 404 for no watch.
 
-use super::api::{Api, Caller};
 use super::body::ApiError;
+use super::state::{Api, Caller};
 use crate::core::control::{Control, Order};
 use crate::core::events::rfc3339_ms;
 use crate::io::store::{OrderState, Ordered};

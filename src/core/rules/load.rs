@@ -160,6 +160,7 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
                 "prometheus",
                 "step",
                 "lag",
+                "key",
             ],
         )
     });
@@ -170,6 +171,7 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
     let mut prometheus = None;
     let mut step = Some(None);
     let mut lag = Some(defaults::LAG);
+    let mut key = Some(None);
     if let Some(w) = &watch {
         if let Some(n) = w.get("step") {
             step = duration(cx, n, "watch.step", false).map(Some);
@@ -200,6 +202,33 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         }
         if let Some(n) = w.get("prometheus") {
             prometheus = string(cx, n, "watch.prometheus");
+        }
+        if let Some(n) = w.get("key") {
+            key = match (&n.value, vars.as_ref()) {
+                (crate::core::yaml::Value::Str(text), Some(v)) => {
+                    common::template_of(cx, text, n.pos, "watch.key", v, false)
+                        .map(|p| Some(crate::core::rules::template::render_plain(&p, v)))
+                }
+                (crate::core::yaml::Value::Str(_), None) => None,
+                _ => {
+                    cx.error(
+                        format!("watch.key must be a string, found {}", n.kind()),
+                        n.pos,
+                    );
+                    None
+                }
+            };
+            if let Some(Some(k)) = &key {
+                if k.trim().is_empty() || k.chars().any(char::is_control) || k.chars().count() > 200
+                {
+                    cx.error_help(
+                        format!("watch.key {k:?} is empty, too long or holds a control character"),
+                        n.pos,
+                        "a key names one release line, e.g. `key: \"${service}\"` (at most 200 characters)",
+                    );
+                    key = None;
+                }
+            }
         }
     }
 
@@ -334,6 +363,7 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         query_timeout: query_timeout?,
         step: step?,
         lag: lag?,
+        key: key?,
         prometheus,
         rollback: match rollback {
             Some((_, c)) => Some(c?),

@@ -67,6 +67,9 @@ pub struct WatchSpec {
     pub step: Option<Duration>,
     /// `watch.lag`: how long after an instant its samples are queried.
     pub lag: Duration,
+    /// `watch.key` with its vars: the release line this watch guards (one live
+    /// watch per key in an agent's store: a new one supersedes the old).
+    pub key: Option<String>,
     /// `watch.prometheus` from the file, if given.
     pub prometheus: Option<String>,
     pub rollback: Option<CommandSpec>,
@@ -102,6 +105,7 @@ pub const NOTIFY_KINDS: &[&str] = &[
     "emergency_change",
     "manual",
     "held",
+    "superseded",
 ];
 
 /// Where notifications go.

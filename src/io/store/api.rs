@@ -109,6 +109,9 @@ pub struct NewWatch {
     pub vars: BTreeMap<String, String>,
     pub duration_ms: i64,
     pub created_ms: i64,
+    /// `watch.key` with its vars (`orders.rs`, supersede): at most one running watch
+    /// holds a key; creating another ends the older one as `superseded`.
+    pub key: Option<String>,
 }
 
 impl NewWatch {
@@ -125,6 +128,8 @@ impl NewWatch {
 #[derive(Debug, Clone, PartialEq)]
 pub struct WatchRecord {
     pub def: NewWatch,
+    /// The watch this one superseded: it starts judging once that one ended.
+    pub after: Option<String>,
     pub state: WatchState,
     pub outcome: Option<String>,
     pub exit_code: Option<u8>,

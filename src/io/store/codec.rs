@@ -20,7 +20,7 @@ pub(super) fn sql(what: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreEr
 
 /// The columns of a watch, in the order `WatchCols` is read from.
 pub(super) const WATCH_COLS: &str =
-    "id, rules, rules_text, vars, duration_ms, created_ms, state, outcome, exit_code, detail, finished_ms";
+    "id, rules, rules_text, vars, duration_ms, created_ms, state, outcome, exit_code, detail, finished_ms, key, after_watch";
 
 /// What an interrupted idempotent action's row says once it is run again.
 pub(super) const RERUN_RESULT: &str = "was running when the agent stopped; run again (idempotent)";
@@ -83,6 +83,7 @@ pub(super) fn baseline_of(labels: &str, value: Option<f64>) -> Option<(Labels, f
 pub(super) fn new_record(def: NewWatch) -> WatchRecord {
     WatchRecord {
         def,
+        after: None,
         state: WatchState::Running,
         outcome: None,
         exit_code: None,
@@ -104,6 +105,8 @@ pub(super) struct WatchCols {
     pub exit_code: Option<i64>,
     pub detail: Option<String>,
     pub finished_ms: Option<i64>,
+    pub key: Option<String>,
+    pub after: Option<String>,
 }
 
 impl WatchCols {
@@ -124,7 +127,9 @@ impl WatchCols {
                 vars,
                 duration_ms: self.duration_ms,
                 created_ms: self.created_ms,
+                key: self.key,
             },
+            after: self.after,
             state,
             outcome: self.outcome,
             exit_code: self.exit_code.map(|c| c.clamp(0, 255) as u8),
@@ -229,6 +234,8 @@ mod tests {
             exit_code: Some(300),
             detail: None,
             finished_ms: Some(2_000),
+            key: None,
+            after: None,
         }
     }
 

@@ -80,6 +80,15 @@ impl OrderRow {
     }
 }
 
+/// Who a `supersede` order is recorded as given by (a watch with the same key
+/// was created).
+pub const SUPERSEDER: &str = "rollwatch";
+
+/// The reason of the `supersede` order a new watch `by` gives the older one.
+pub fn supersede_reason(by: &str) -> String {
+    format!("superseded by watch {by} (the same watch.key)")
+}
+
 /// What asking for an order answered.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ordered {

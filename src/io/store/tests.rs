@@ -38,6 +38,7 @@ fn new_watch(id: &str) -> NewWatch {
         vars: [("service".to_string(), "checkout".to_string())].into(),
         duration_ms: 60_000,
         created_ms: 1_000,
+        key: None,
     }
 }
 
@@ -320,6 +321,37 @@ fn a_before_baseline_is_stored_once_and_survives_reopening() {
 }
 
 #[test]
+fn a_version_5_state_file_gains_orders_and_keys_and_keeps_its_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.create(&new_watch("a")).unwrap();
+    }
+    {
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP TABLE orders; DROP INDEX watches_key; ALTER TABLE watches DROP COLUMN key; ALTER TABLE watches DROP COLUMN after_watch; PRAGMA user_version = 5;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(s.get("a").unwrap().unwrap().def.key, None);
+    let o = crate::io::store::NewOrder {
+        kind: "hold".into(),
+        duration_ms: Some(60_000),
+        who: "alice".into(),
+        reason: "INC-1".into(),
+        at_ms: 5,
+    };
+    assert!(matches!(
+        s.order("a", &o).unwrap(),
+        crate::io::store::Ordered::Queued(_)
+    ));
+    assert_eq!(s.orders("a").unwrap().len(), 1);
+}
+
+#[test]
 fn a_version_2_state_file_gains_the_baselines_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");
@@ -327,7 +359,7 @@ fn a_version_2_state_file_gains_the_baselines_table() {
     {
         let c = Connection::open(&path).unwrap();
         c.execute_batch(
-            "DROP TABLE baselines; ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 2;",
+            "DROP TABLE orders; DROP INDEX watches_key; ALTER TABLE watches DROP COLUMN key; ALTER TABLE watches DROP COLUMN after_watch; DROP TABLE baselines; ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
@@ -416,7 +448,7 @@ fn a_state_file_before_version_5_gains_the_breach_windows() {
     {
         let c = Connection::open(&path).unwrap();
         // Version 4 (another change's steps are then not run again): only step 5 is.
-        c.execute_batch("ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 4;")
+        c.execute_batch("DROP TABLE orders; DROP INDEX watches_key; ALTER TABLE watches DROP COLUMN key; ALTER TABLE watches DROP COLUMN after_watch; ALTER TABLE polls DROP COLUMN windows; PRAGMA user_version = 4;")
             .unwrap();
         c.execute(
             "INSERT INTO polls (watch_id, rule, last_ms, last_ok, ever_ok, ever_data) VALUES ('a', 'r', 30, 1, 1, 1)",

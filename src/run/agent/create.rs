@@ -291,6 +291,7 @@ impl Agent {
             vars: req.vars.clone(),
             duration_ms: 0,
             created_ms,
+            key: None,
         };
         let sets: Vec<(String, String)> = def.vars.clone().into_iter().collect();
         let (spec, _) = rules::load_str(
@@ -311,6 +312,7 @@ impl Agent {
         let source = self.source_for(&spec).map_err(CreateError::BadRequest)?;
         let duration = req.duration.unwrap_or(spec.duration);
         def.duration_ms = duration.as_millis() as i64;
+        def.key = spec.key.clone();
         if def.duration_ms <= 0 {
             return Err(CreateError::BadRequest(
                 "the duration must be longer than 0s".into(),
@@ -376,6 +378,11 @@ impl Agent {
     async fn start_new(self: &Arc<Self>, recs: &[(WatchRecord, Vec<String>)]) {
         if recs.is_empty() {
             return;
+        }
+        if recs.iter().any(|(r, _)| r.after.is_some()) {
+            // An older watch of the same key got a `supersede` order: its holder (this
+            // agent, perhaps) looks at once.
+            self.orders_wake.notify_one();
         }
         let ids: Vec<String> = recs.iter().map(|(r, _)| r.def.id.clone()).collect();
         let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);

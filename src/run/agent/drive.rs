@@ -405,6 +405,13 @@ impl Agent {
         // writes them in the same transaction.
         let at = usize::from(herald.is_some());
         sinks.sinks.0.insert(at, Box::new(store_sink));
+        // A watch that superseded another (`watch.key`) judges once that one ended:
+        // never two watches of one key judging at once.
+        if let Some(old) = &rec.after {
+            if !self.await_predecessor(id, old, &mut signals).await {
+                return;
+            }
+        }
         watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
     }
 }

@@ -74,7 +74,6 @@ pub mod source;
 mod types;
 mod views;
 
-pub use orders::{control_of, ANSWER_WAIT, LOOK_EVERY};
 pub use snapshot::load_snapshot;
 pub use types::{
     agent_id, batch_size, BatchError, CreateError, RuleLive, WatchRequest, WatchSinkFactory,

@@ -27,19 +27,19 @@ use std::time::Duration;
 use tracing::{info, warn};
 
 /// How often the holder looks for orders given through other agents.
-pub const LOOK_EVERY: Duration = Duration::from_secs(1);
+pub(super) const LOOK_EVERY: Duration = Duration::from_secs(1);
 /// How long `order` waits for the order to be carried out before it answers
 /// "pending" (the holder is slow or gone: it is carried out when one takes the watch).
-pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
+pub(super) const ANSWER_WAIT: Duration = Duration::from_secs(10);
 
 /// The order a stored row holds; Err: a row no build of this version could have
 /// written (refused, never guessed at).
-pub fn control_of(row: &OrderRow) -> Result<Control, String> {
+pub(super) fn control_of(row: &OrderRow) -> Result<Control, String> {
     let d = row
         .order
         .duration_ms
         .map(|ms| Duration::from_millis(ms.max(0) as u64));
-    let order = Order::parse(&row.order.kind, d).map_err(|e| e.to_string())?;
+    let order = Order::stored(&row.order.kind, d).map_err(|e| e.to_string())?;
     Control::new(order, &row.order.who, &row.order.reason, row.order.at_ms)
         .map_err(|e| e.to_string())
 }
@@ -110,6 +110,47 @@ impl Agent {
             def.created_ms,
             Duration::from_millis(def.duration_ms.max(0) as u64),
         ))
+    }
+
+    /// Waits until watch `old` (the one `id` superseded) has ended; false when a
+    /// signal came first (an interrupt cancels `id`).
+    pub(super) async fn await_predecessor(
+        &self,
+        id: &str,
+        old: &str,
+        signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
+    ) -> bool {
+        let mut told = false;
+        loop {
+            let oldc = old.to_string();
+            match self.store.call(move |s| s.get(&oldc)).await {
+                Ok(Some(rec)) if rec.state == crate::io::store::WatchState::Running => {}
+                Ok(rec) => {
+                    let outcome = rec.and_then(|r| r.outcome).unwrap_or_default();
+                    info!(event = "predecessor_ended", watch = %id, predecessor = %old, outcome = %outcome,
+                        "watch {old} of the same key ended ({outcome}); this watch judges from now on");
+                    return true;
+                }
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    warn!(event = "store_error", watch = %id, error = %e, "cannot read the watch this one superseded; looking again");
+                }
+            }
+            if !told {
+                told = true;
+                info!(event = "awaiting_predecessor", watch = %id, predecessor = %old,
+                    "waiting for watch {old} of the same key to end (superseded; a command it already started finishes first)");
+            }
+            tokio::select! {
+                sig = signals.recv() => {
+                    if sig == Some(crate::run::watch::Signal::Interrupt) {
+                        self.record_ending(id, &super::types::cancelled()).await;
+                    }
+                    return false;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
     }
 
     /// Finds the pending orders of this agent's watches, forever.

@@ -149,6 +149,7 @@ async fn rerun() -> Seen {
         vars: Default::default(),
         duration_ms: 60_000,
         created_ms: now_ms(),
+        key: None,
     };
     store.create(&def).unwrap();
     let lease = store

@@ -126,6 +126,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 by: control.who,
                 reason: control.reason,
             }),
+            Order::Supersede => Some(Outcome::Superseded {
+                reason: control.reason,
+            }),
             Order::Hold(_) | Order::Extend(_) => None,
         }
     }

@@ -37,6 +37,8 @@ pub enum Outcome {
     /// A person ended the watch early as healthy (`rollwatch ctl end`): their verdict,
     /// never rollwatch's.
     DeclaredHealthy { by: String, reason: String },
+    /// A newer watch with the same `watch.key` took over (`serve` only).
+    Superseded { reason: String },
 }
 
 /// The kind of a watch's ending without its details: what `Outcome::name` says, and
@@ -57,6 +59,8 @@ pub enum OutcomeKind {
     PauseUnknown,
     /// A person ended the watch as healthy before its end.
     DeclaredHealthy,
+    /// A newer watch with the same `watch.key` took over.
+    Superseded,
     /// `serve` only: cancelled through the API.
     Cancelled,
     /// `serve` only: the watch's rule snapshot did not load.
@@ -64,7 +68,7 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    pub const ALL: [OutcomeKind; 13] = [
+    pub const ALL: [OutcomeKind; 14] = [
         OutcomeKind::Healthy,
         OutcomeKind::RolledBack,
         OutcomeKind::RollbackFailed,
@@ -76,6 +80,7 @@ impl OutcomeKind {
         OutcomeKind::RollbackUnknown,
         OutcomeKind::PauseUnknown,
         OutcomeKind::DeclaredHealthy,
+        OutcomeKind::Superseded,
         OutcomeKind::Cancelled,
         OutcomeKind::Invalid,
     ];
@@ -94,6 +99,7 @@ impl OutcomeKind {
             OutcomeKind::RollbackUnknown => "rollback_unknown",
             OutcomeKind::PauseUnknown => "pause_unknown",
             OutcomeKind::DeclaredHealthy => "declared_healthy",
+            OutcomeKind::Superseded => "superseded",
             OutcomeKind::Cancelled => "cancelled",
             OutcomeKind::Invalid => "invalid",
         }
@@ -137,6 +143,7 @@ impl Outcome {
             } => OutcomeKind::PauseUnknown,
             Outcome::ActionUnknown { .. } => OutcomeKind::RollbackUnknown,
             Outcome::DeclaredHealthy { .. } => OutcomeKind::DeclaredHealthy,
+            Outcome::Superseded { .. } => OutcomeKind::Superseded,
         }
     }
 
@@ -211,6 +218,9 @@ impl Outcome {
             DeclaredHealthy { by, reason } => format!(
                 "declared healthy early by {by} ({reason:?}): a person's verdict; rollwatch's own was not reached"
             ),
+            Superseded { reason } => {
+                format!("{reason}: this watch's verdict was not reached; the newer watch judges the release")
+            }
             ActionUnknown { action, rule } => format!(
                 "rule `{rule}` fired and its {action} command was running when the agent stopped; \
                  whether it took effect is unknown and it is not marked idempotent, so it was not \
@@ -248,6 +258,7 @@ impl Outcome {
         use crate::core::exit;
         match self {
             Outcome::Healthy | Outcome::DeclaredHealthy { .. } => exit::HEALTHY,
+            Outcome::Superseded { .. } => exit::SUPERSEDED,
             Outcome::RolledBack { .. } => exit::ROLLED_BACK,
             Outcome::RollbackFailed { .. }
             | Outcome::PauseFailed { .. }
@@ -300,6 +311,9 @@ mod tests {
             Outcome::DeclaredHealthy {
                 by: "alice".into(),
                 reason: "INC-1".into(),
+            },
+            Outcome::Superseded {
+                reason: "superseded by watch w2".into(),
             },
         ];
         for o in &all {

@@ -602,7 +602,7 @@ pub fn outcome_severity(outcome: &str) -> Severity {
     }
     match K::parse(outcome) {
         Some(K::Healthy | K::DeclaredHealthy) => Severity::Good,
-        Some(K::Cancelled) => Severity::Neutral,
+        Some(K::Cancelled | K::Superseded) => Severity::Neutral,
         Some(K::Paused | K::Inconclusive | K::Interrupted) => Severity::Warn,
         Some(
             K::RolledBack

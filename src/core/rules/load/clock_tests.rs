@@ -158,7 +158,7 @@ fn the_clock_is_refused_outside_queries() {
             && e.contains("t.yaml:7:"),
         "{e}"
     );
-    let silence = "vars:\n  service: checkout\nwatch:\n  duration: 30m\n  interval: 15s\nrollback:\n  command: [\"true\"]\n  silence:\n    alertmanager: http://127.0.0.1:9093\n    matchers:\n      since: \"${watch.elapsed}\"\n    for: 10m\nrules:\n  - name: r\n    query: up\n    above: 1\n";
+    let silence = "vars:\n  service: checkout\nwatch:\n  duration: 30m\n  interval: 15s\nrollback:\n  command: [\"true\"]\n  silence:\n    alertmanager: http://127.0.0.1:9093\n    matchers:\n      since: \"${watch.elapsed}\"\n    for: 10m\nrules:\n  - name: r\n    query: up\n    above: 1\n"; // (Alertmanager's port)
     let e = err(silence);
     assert!(
         e.contains("`${watch.elapsed}` cannot be used in the silence's matchers"),

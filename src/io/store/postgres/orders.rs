@@ -6,8 +6,11 @@
 
 use super::errors::{is_unique_violation, pg_err};
 use super::leases::check_fence;
+use crate::io::store::api::NewWatch;
 use crate::io::store::api::{Fence, StoreError, WatchState};
-use crate::io::store::orders::{NewOrder, OrderRow, OrderState, Ordered};
+use crate::io::store::orders::{
+    supersede_reason, NewOrder, OrderRow, OrderState, Ordered, SUPERSEDER,
+};
 use deadpool_postgres::Object;
 
 /// Version 4 (issue 22): people's orders.
@@ -28,7 +31,56 @@ CREATE INDEX IF NOT EXISTS orders_watch ON orders(watch_id, id);
 CREATE INDEX IF NOT EXISTS orders_pending ON orders(id) WHERE state = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS orders_once ON orders(watch_id, kind)
     WHERE kind IN ('rollback', 'pause') AND state <> 'refused';
+ALTER TABLE watches ADD COLUMN IF NOT EXISTS key TEXT;
+ALTER TABLE watches ADD COLUMN IF NOT EXISTS after_watch TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS watches_key ON watches(key)
+    WHERE key IS NOT NULL AND state = 'running';
 ";
+
+/// `watch.key` (issue 22): as SQLite's `take_key`, in the caller's transaction. Two
+/// agents creating watches of one key at once take the key's advisory lock first, so
+/// the second sees the first's watch as the older one (never two running holders,
+/// never a unique-index failure).
+pub(super) async fn take_key(
+    tx: &deadpool_postgres::Transaction<'_>,
+    url: &str,
+    w: &NewWatch,
+) -> Result<Option<String>, StoreError> {
+    let Some(key) = &w.key else {
+        return Ok(None);
+    };
+    let err = pg_err(url, "move a watch's key");
+    tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[key])
+        .await
+        .map_err(&err)?;
+    let old: Option<String> = tx
+        .query_opt(
+            "SELECT id FROM watches WHERE key = $1 AND state = 'running' AND id <> $2 FOR UPDATE",
+            &[key, &w.id],
+        )
+        .await
+        .map_err(&err)?
+        .map(|r| r.get(0));
+    if let Some(old) = &old {
+        tx.execute("UPDATE watches SET key = NULL WHERE id = $1", &[old])
+            .await
+            .map_err(&err)?;
+        tx.execute(
+            "INSERT INTO orders (watch_id, kind, duration_ms, who, reason, at_ms, state)
+             VALUES ($1, 'supersede', NULL, $2, $3, $4, 'pending')",
+            &[old, &SUPERSEDER, &supersede_reason(&w.id), &w.created_ms],
+        )
+        .await
+        .map_err(&err)?;
+    }
+    tx.execute(
+        "UPDATE watches SET key = $1, after_watch = $2 WHERE id = $3",
+        &[key, &old, &w.id],
+    )
+    .await
+    .map_err(&err)?;
+    Ok(old)
+}
 
 const COLUMNS: &str =
     "o.id, o.watch_id, o.kind, o.duration_ms, o.who, o.reason, o.at_ms, o.state, o.result, o.done_ms";

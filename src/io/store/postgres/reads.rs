@@ -27,6 +27,8 @@ pub(super) fn watch_of(r: &tokio_postgres::Row) -> Result<WatchRecord, StoreErro
         exit_code: exit_code.map(i64::from),
         detail: r.get(9),
         finished_ms: r.get(10),
+        key: r.get(11),
+        after: r.get(12),
     }
     .decode()
 }

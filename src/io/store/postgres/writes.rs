@@ -199,9 +199,36 @@ pub(super) async fn rerun_in(
     Ok(action)
 }
 
-pub(super) async fn create(c: Object, url: String, w: NewWatch) -> Result<Created, StoreError> {
+pub(super) async fn create(mut c: Object, url: String, w: NewWatch) -> Result<Created, StoreError> {
     let err = pg_err(&url, "store a watch");
     let vars = vars_text(&w.vars);
+    if w.key.is_some() {
+        // A keyed watch takes its key in the insert's own transaction.
+        let tx = c.transaction().await.map_err(&err)?;
+        let n = tx
+            .execute(
+                "INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'running') ON CONFLICT (id) DO NOTHING",
+                &[
+                    &w.id,
+                    &w.rules,
+                    &w.rules_text,
+                    &vars,
+                    &w.duration_ms,
+                    &w.created_ms,
+                ],
+            )
+            .await
+            .map_err(&err)?;
+        if n == 1 {
+            let after = super::orders::take_key(&tx, &url, &w).await?;
+            tx.commit().await.map_err(&err)?;
+            let mut rec = new_record(w);
+            rec.after = after;
+            return Ok(Created::New(rec));
+        }
+        drop(tx);
+    }
     // One statement: of two agents creating one id at once, one inserts and
     // the other finds it.
     let n = c
@@ -286,8 +313,10 @@ pub(super) async fn create_many(
         // The first of the batch with an inserted id is the new watch; a repeat of
         // it finds it.
         if new.remove(&w.id) {
-            found.insert(w.id.clone(), new_record(w.clone()));
-            out.push(Created::New(new_record(w)));
+            let mut rec = new_record(w.clone());
+            rec.after = super::orders::take_key(&tx, &url, &w).await?;
+            found.insert(w.id.clone(), rec.clone());
+            out.push(Created::New(rec));
             continue;
         }
         let existing = found

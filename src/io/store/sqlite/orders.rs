@@ -2,9 +2,12 @@
 //! pending order is this agent's; each write is one IMMEDIATE transaction, so the
 //! checks and the insert of `order` cannot interleave with another's.
 
+use crate::io::store::api::NewWatch;
 use crate::io::store::api::{StoreError, WatchState};
 use crate::io::store::codec::sql;
-use crate::io::store::orders::{NewOrder, OrderRow, OrderState, Ordered};
+use crate::io::store::orders::{
+    supersede_reason, NewOrder, OrderRow, OrderState, Ordered, SUPERSEDER,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
 /// Version 6 (issue 22): people's orders.
@@ -25,7 +28,49 @@ CREATE INDEX IF NOT EXISTS orders_watch ON orders(watch_id, id);
 CREATE INDEX IF NOT EXISTS orders_pending ON orders(id) WHERE state = 'pending';
 CREATE UNIQUE INDEX IF NOT EXISTS orders_once ON orders(watch_id, kind)
     WHERE kind IN ('rollback', 'pause') AND state <> 'refused';
+ALTER TABLE watches ADD COLUMN key TEXT;
+ALTER TABLE watches ADD COLUMN after_watch TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS watches_key ON watches(key)
+    WHERE key IS NOT NULL AND state = 'running';
 ";
+
+/// `watch.key` (issue 22): the watch `w` just inserted takes its key from the running
+/// watch that held it, if any, in the caller's transaction: the older one gives the
+/// key up and gets a `supersede` order (its holder ends it as `superseded`), and `w`
+/// records it as the one it starts after. At every commit exactly one running watch
+/// holds the key (the unique index `watches_key`). Returns the older watch's id.
+pub(super) fn take_key(
+    tx: &rusqlite::Transaction<'_>,
+    w: &NewWatch,
+) -> Result<Option<String>, StoreError> {
+    let Some(key) = &w.key else {
+        return Ok(None);
+    };
+    let old: Option<String> = tx
+        .query_row(
+            "SELECT id FROM watches WHERE key = ?1 AND state = 'running' AND id <> ?2",
+            params![key, w.id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql("read a watch's key"))?;
+    if let Some(old) = &old {
+        tx.execute("UPDATE watches SET key = NULL WHERE id = ?1", [old])
+            .map_err(sql("move a watch's key"))?;
+        tx.execute(
+            "INSERT INTO orders (watch_id, kind, duration_ms, who, reason, at_ms, state)
+             VALUES (?1, 'supersede', NULL, ?2, ?3, ?4, 'pending')",
+            params![old, SUPERSEDER, supersede_reason(&w.id), w.created_ms],
+        )
+        .map_err(sql("store a supersede order"))?;
+    }
+    tx.execute(
+        "UPDATE watches SET key = ?1, after_watch = ?2 WHERE id = ?3",
+        params![key, old, w.id],
+    )
+    .map_err(sql("store a watch's key"))?;
+    Ok(old)
+}
 
 const COLUMNS: &str = "id, watch_id, kind, duration_ms, who, reason, at_ms, state, result, done_ms";
 

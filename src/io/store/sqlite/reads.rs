@@ -25,6 +25,8 @@ pub(super) fn watch_row(r: &rusqlite::Row) -> rusqlite::Result<WatchCols> {
         exit_code: r.get(8)?,
         detail: r.get(9)?,
         finished_ms: r.get(10)?,
+        key: r.get(11)?,
+        after: r.get(12)?,
     })
 }
 

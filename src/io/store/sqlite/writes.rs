@@ -113,8 +113,11 @@ pub(super) fn create(conn: &mut Connection, w: &NewWatch) -> Result<Created, Sto
         ],
     )
     .map_err(sql("store a watch"))?;
+    let after = super::orders::take_key(&tx, w)?;
     tx.commit().map_err(sql("commit a watch"))?;
-    Ok(Created::New(new_record(w.clone())))
+    let mut rec = new_record(w.clone());
+    rec.after = after;
+    Ok(Created::New(rec))
 }
 
 /// `Store::create_many`: one transaction; rolled back (nothing written) on a conflict.
@@ -144,7 +147,9 @@ pub(super) fn create_many(
                 ])
                 .map_err(sql("store a watch"))?;
             if n == 1 {
-                out.push(Created::New(new_record(w.clone())));
+                let mut rec = new_record(w.clone());
+                rec.after = super::orders::take_key(&tx, w)?;
+                out.push(Created::New(rec));
                 continue;
             }
             let existing = reads::get(&tx, &w.id)?.ok_or_else(|| StoreError::Corrupt {
