@@ -235,3 +235,91 @@ fn replay_counts_from_the_window_start_like_a_watch() {
         "{doc:#}"
     );
 }
+
+/// The agent's rule file: `increase` of the test's counter since each watch began.
+fn agent_rules() -> String {
+    rule_file()
+        .var("test", "")
+        .watch("  duration: 60s\n  interval: 1s")
+        .rollback_raw(crate::harness::agent::ROLLBACK)
+        .rule(
+            "since",
+            Some("'increase(rw_value{test=\"${test}\"}[${watch.elapsed}])'"),
+            "    above: 5\n    for: 2s\n    interval: 1s\n    max_window: 1h",
+        )
+        .build()
+}
+
+#[test]
+fn on_the_agent_each_watch_counts_from_its_own_start() {
+    use crate::harness::agent::Agent;
+    use serde_json::json;
+    let name = "elapsed-agent";
+    counter_reset_by_the_deploy(name);
+    let a = Agent::new(None);
+    a.rule_file("since", &agent_rules());
+    let (status, w) =
+        a.post(json!({"rules": "since", "vars": {"test": name}, "duration": "40s", "id": "first"}));
+    assert_eq!(status, 201, "{w}");
+    a.await_watch("first", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    // 20 failures since the first watch began: it rolls back.
+    crate::harness::agent::set(name, 20.0);
+    let w = a.await_finished("first", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    // A watch of the same rule and series begun after them asks its own window, where
+    // there are none (the agent shares a query only between identical texts).
+    let (status, w) =
+        a.post(json!({"rules": "since", "vars": {"test": name}, "duration": "6s", "id": "second"}));
+    assert_eq!(status, 201, "{w}");
+    let w = a.await_finished("second", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "healthy", "{w}\n{}", a.dump());
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+}
+
+#[test]
+fn the_agents_catch_up_reads_the_downtime_with_each_steps_elapsed() {
+    use crate::harness::agent::Agent;
+    use serde_json::json;
+    let name = "elapsed-catch-up";
+    counter_reset_by_the_deploy(name);
+    let mut a = Agent::new(None);
+    a.rule_file("since", &agent_rules());
+    let (status, w) =
+        a.post(json!({"rules": "since", "vars": {"test": name}, "duration": "60s", "id": "down"}));
+    assert_eq!(status, 201, "{w}");
+    a.await_watch("down", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    a.kill9();
+    // The release fails while the agent is down, for longer than `for`.
+    crate::harness::agent::set(name, 20.0);
+    let failing = crate::harness::now_ms();
+    while crate::harness::now_ms() < failing + 5000 {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let restarted = crate::harness::now_ms();
+    a.start();
+    let w = a.await_finished("down", Duration::from_secs(20));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    let caught_up = a.proc.as_ref().unwrap().events("catch_up");
+    assert!(
+        caught_up.iter().any(|e| e["polls"].as_u64() >= Some(4)),
+        "the downtime was judged from history:\n{}",
+        a.dump()
+    );
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+    let at: u64 = a.actions()[0]
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    // From the history, not after a fresh `for` of live polls.
+    assert!(
+        at < restarted + 2000,
+        "rolled back {}ms after the restart",
+        at - restarted
+    );
+}
