@@ -396,3 +396,39 @@ pub async fn replay<H: HistorySource>(
     }
     r.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rules::{load_str, LoadOptions};
+
+    fn rule(query: &str) -> Rule {
+        let text = format!("watch:\n  duration: 2h\n  interval: 15s\nrollback:\n  command: [\"undo\"]\nrules:\n  - name: r\n    query: '{query}'\n    above: 1\n    for: 1h\n");
+        load_str("s.yaml", &text, &LoadOptions::default())
+            .unwrap()
+            .0
+            .rules
+            .remove(0)
+    }
+
+    #[test]
+    fn a_rule_with_the_clock_looks_at_most_clock_steps_per_read() {
+        let fixed = rule("increase(x[5m])");
+        let clock = rule("increase(x[${watch.elapsed}])");
+        // (span ms, step ms, the step of a fixed query, of one with the clock)
+        let cases: &[(i64, i64, i64, i64)] = &[
+            (15_000, 15_000, 15_000, 15_000),
+            (885_000, 15_000, 15_000, 15_000),
+            // 61 steps: two steps' worth each.
+            (900_000, 15_000, 15_000, 30_000),
+            // `for: 1h` at 15s: 241 steps, looked at every minute and 15s.
+            (3_600_000, 15_000, 15_000, 75_000),
+            (0, 1_000, 1_000, 1_000),
+        ];
+        for &(span, step, want_fixed, want_clock) in cases {
+            assert_eq!(look_step(&fixed, span, step), want_fixed, "{span} {step}");
+            assert_eq!(look_step(&clock, span, step), want_clock, "{span} {step}");
+            assert!(span / look_step(&clock, span, step) < CLOCK_STEPS);
+        }
+    }
+}

@@ -123,9 +123,15 @@ impl Slot<'_> {
     }
 
     fn error(&self, why: impl std::fmt::Display) -> QueryError {
+        // The watch's clock has no one value: the message names the placeholder.
+        let message = if super::query::is_clock(self.name) {
+            format!("`${{{}}}` (the watch's clock) {why}", self.name)
+        } else {
+            format!("the value {:?} of `{}` {why}", self.value, self.name)
+        };
         QueryError::Placeholder(TemplateError {
             offset: self.offset,
-            message: format!("the value {:?} of `{}` {why}", self.value, self.name),
+            message,
             token: format!("${{{}}}", self.name),
         })
     }
@@ -175,9 +181,9 @@ pub fn render_query_numeric(
         };
         if numeric.contains(name.as_str()) {
             if ctx != Context::Code {
-                return Err(slot.error(format!(
-                    "is a number that changes at every poll, but `${{{name}}}` sits inside a string literal or a comment; put it where a duration or a number goes, e.g. `[${{{name}}}]` or `@ ${{{name}}}`"
-                )));
+                return Err(slot.error(
+                    "is a number that changes at every poll and cannot sit inside a string literal or a comment; put it where a duration or a number goes, e.g. `[${watch.elapsed}]` or `@ ${watch.start}`",
+                ));
             }
             classify(&slot.value).map_err(|why| slot.error(why))?;
             slot.classes = vec![Class::Numeric];

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 /// well under that.
 pub const MAX_POINTS_PER_QUERY: i64 = 10_000;
 
-/// Fetches a rule's history over `[from, to]` at its interval, in chunks.
+/// Fetches a rule's history over `[from, to]` at its interval, in chunks, for a watch
+/// that began at `origin` (Unix ms: what `${watch.elapsed}` counts from).
 pub async fn fetch<H: HistorySource>(
     source: &H,
     rule: &Rule,
@@ -73,6 +74,7 @@ pub async fn mean_before<H: HistorySource>(
     let step = (rule.interval.as_millis().max(1) as i64)
         .max((span + MAX_POINTS_PER_QUERY - 2) / (MAX_POINTS_PER_QUERY - 1));
     let result = source
+        // Never the watch's clock: the loader refuses it with `baseline.before`.
         .query_range(rule.query.text(), start_ms - span, start_ms, step)
         .await?;
     for w in &result.warnings {

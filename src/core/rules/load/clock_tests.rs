@@ -139,6 +139,12 @@ fn the_clock_names_are_reserved() {
     );
     let e = err(&file("  watch.start: 0\n", "    query: up\n"));
     assert!(e.contains("`watch.start` is a reserved name"), "{e}");
+    // It does not hide the file's other errors.
+    let e = err(&file("  watch.start: 0\n", "    query: up(\n"));
+    assert!(
+        e.contains("reserved name") && e.contains("not valid PromQL") && e.contains("2 errors"),
+        "{e}"
+    );
     // From `--set`.
     let e = load(&file("", "    query: up\n"), &[("watch.elapsed", "1h")])
         .unwrap_err()
@@ -173,7 +179,7 @@ fn the_structure_proof_places_the_clock_where_a_number_goes() {
         // In a string literal: its value would be text, changing at every poll.
         (
             "up{since=\"${watch.start}\"}",
-            "sits inside a string literal or a comment",
+            "(the watch's clock) is a number that changes at every poll and cannot sit inside a string literal",
         ),
         // Part of a name: the metric would change at every poll.
         ("x_${watch.elapsed}", "does not stand alone"),

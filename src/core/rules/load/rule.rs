@@ -283,7 +283,7 @@ fn max_window(
         .into_iter()
         .flatten()
         .any(Query::uses_clock);
-    if clock && query.as_ref().is_some_and(Query::uses_clock) {
+    if query.as_ref().is_some_and(Query::uses_clock) {
         if let Some(BaselineSource::Before(_)) = judges.baseline {
             cx.error_help(
                 format!("{what}: `baseline.before` cannot read a query with `${{watch.elapsed}}` or `${{watch.start}}`"),

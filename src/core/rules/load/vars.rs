@@ -206,7 +206,7 @@ pub(super) fn compile_vars(
                             k.pos,
                             "rename the variable; `${watch.elapsed}` and `${watch.start}` need no declaration",
                         );
-                        ok = false;
+                        // The file fails on this error; the rest is still checked.
                         continue;
                     }
                     if !template::is_name(&name) {
