@@ -494,3 +494,97 @@ fn the_list_shows_an_ended_watchs_vars_in_force_rules_last_states_and_severity_i
     );
     assert!(rb.contains("class=\"badge bad outcome\""), "{rb}");
 }
+
+#[test]
+fn orders_from_the_page_go_through_a_confirmation_and_are_recorded_as_the_logged_in_name() {
+    let test = "page-orders";
+    set(test, 0.1);
+    let mut a = Agent::new(Some("alice:alice-page-token\nbob:bob-page-token"));
+    a.token = Some("alice-page-token".into());
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 30s", ROLLBACK));
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "po-1"}));
+    assert_eq!(status, 201, "{w}");
+    let origin = format!("http://{}", a.addr);
+    let form = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("Origin", origin.as_str()),
+    ];
+    let (status, head, _) = raw(
+        &a.addr,
+        "POST",
+        "/login",
+        &form,
+        "token=alice-page-token&next=%2F",
+    );
+    assert_eq!(status, 303, "{head}");
+    let cookie = header(&head, "set-cookie")
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let with_cookie = [("Accept", "text/html"), ("Cookie", cookie.as_str())];
+    let (_, _, page) = raw(&a.addr, "GET", "/watches/po-1", &with_cookie, "");
+    assert!(
+        page.contains("/watches/po-1/order/rollback") && page.contains("hold…"),
+        "{page}"
+    );
+    let (status, _, confirm) = raw(&a.addr, "GET", "/watches/po-1/order/hold", &with_cookie, "");
+    assert_eq!(status, 200, "{confirm}");
+    assert!(
+        confirm.contains("Recorded as <strong>alice</strong>"),
+        "{confirm}"
+    );
+    let csrf = confirm
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .expect("the form's token")
+        .to_string();
+    let post = |origin: &str, order: &str, body: &str| {
+        raw(
+            &a.addr,
+            "POST",
+            &format!("/watches/po-1/order/{order}"),
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Cookie", cookie.as_str()),
+                ("Origin", origin),
+            ],
+            body,
+        )
+    };
+    let hold = format!("csrf={csrf}&for=10m&reason=DB+failover&by=mallory");
+    assert_eq!(post("http://evil.example", "hold", &hold).0, 403);
+    assert_eq!(post(&origin, "hold", "csrf=wrong&for=10m&reason=x").0, 403);
+    let (status, _, body) = post(&origin, "hold", &format!("csrf={csrf}&for=10m&reason=+"));
+    assert_eq!(status, 400, "a reason is required: {body}");
+    assert!(
+        a.req("GET", "/api/v1/watches/po-1/orders", None).1["orders"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let (status, head, _) = post(&origin, "hold", &hold);
+    assert_eq!(status, 303, "{head}");
+    let (_, list) = a.req("GET", "/api/v1/watches/po-1/orders", None);
+    let o = &list["orders"][0];
+    assert_eq!(
+        (o["order"].as_str(), o["by"].as_str(), o["state"].as_str()),
+        (Some("hold"), Some("alice"), Some("done")),
+        "{list}"
+    );
+    let (_, _, page) = raw(&a.addr, "GET", "/watches/po-1", &with_cookie, "");
+    assert!(
+        page.contains("alice held automatic actions until"),
+        "the timeline: {page}"
+    );
+    let (status, _, _) = post(
+        &origin,
+        "end",
+        &format!("csrf={csrf}&reason=checked+by+hand"),
+    );
+    assert_eq!(status, 303);
+    let w = a.await_finished("po-1", Duration::from_secs(10));
+    assert_eq!(w["outcome"], "declared_healthy", "{w}");
+}

@@ -329,6 +329,22 @@ pub fn watch_html(
             r#" · <a class="cancel" href="/watches/{}/cancel">cancel this watch…</a>"#,
             esc(&link)
         );
+        // People's orders, each behind its confirmation step (`order_main`).
+        h.push_str(r#"</p><p class="orders">on-call:"#);
+        for (order, text) in [
+            ("rollback", "roll back now…"),
+            ("pause", "pause now…"),
+            ("hold", "hold…"),
+            ("release", "release the hold…"),
+            ("extend", "extend…"),
+            ("end", "end as healthy…"),
+        ] {
+            let _ = write!(
+                h,
+                r#" <a class="order" href="/watches/{}/order/{order}">{text}</a>"#,
+                esc(&link)
+            );
+        }
     }
     h.push_str("</p>");
     if let Some(live) = live.filter(|l| !l.is_empty()) {
@@ -419,6 +435,37 @@ pub fn cancel_main(id: &str, csrf: &str) -> String {
         id = esc(id),
         link = esc(&encode_path(id)),
         csrf = esc(csrf)
+    )
+}
+
+/// The confirmation step of a person's order of watch `id` (`core::control::Order`
+/// names): what it does, a required reason, a duration for `hold` and `extend`, and a
+/// name field when the logged-in token has none (`named`).
+pub fn order_main(id: &str, order: &str, csrf: &str, named: Option<&str>) -> String {
+    let (title, what, button) = match order {
+        "rollback" => ("Roll back", "The watch's rollback command runs now, once (if a rule or another person already started it, you are told who and when), and the watch ends.", "Yes, roll back now"),
+        "pause" => ("Pause", "The watch's pause command runs now, once; the watch goes on judging.", "Yes, pause now"),
+        "hold" => ("Hold", "No automatic pause or rollback runs until the hold ends (at most the watch's end); the watch keeps judging, and a rule that fires meanwhile is notified at once and acts when the hold ends if it still fires.", "Hold"),
+        "release" => ("Release the hold of", "Automatic actions resume now: a rule that still fires acts at once.", "Release"),
+        "extend" => ("Extend", "The watch lasts this much longer.", "Extend"),
+        _ => ("End", "The watch ends now as healthy: your verdict, recorded as yours, not rollwatch's.", "End as healthy"),
+    };
+    let duration = if matches!(order, "hold" | "extend") {
+        r#"<p><label>for <input name="for" required placeholder="15m"></label></p>"#
+    } else {
+        ""
+    };
+    let who = match named {
+        Some(n) => format!("<p>Recorded as <strong>{}</strong>.</p>", esc(n)),
+        None => r#"<p><label>your name <input name="by" required maxlength="64"></label></p>"#
+            .to_string(),
+    };
+    format!(
+        r#"<h1>{title} watch <code>{id}</code>?</h1><p>{what}</p><form method="post" action="/watches/{link}/order/{order}"><input type="hidden" name="csrf" value="{csrf}">{duration}<p><label>reason (required) <input name="reason" required maxlength="500" size="60"></label></p>{who}<button class="danger">{button}</button> <a href="/watches/{link}">no, back to the watch</a></form>"#,
+        id = esc(id),
+        link = esc(&encode_path(id)),
+        order = esc(order),
+        csrf = esc(csrf),
     )
 }
 

@@ -208,11 +208,9 @@ async fn serve(
     let csrf = page::csrf_secret().map_err(ServeError::Random)?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let token_set = token.is_some();
-    // (The page's login takes the file's first token: see `page.rs`.)
-    let page_token = token.as_ref().map(|t| t.first().to_string());
-    let app = api::router(agent.clone(), token, args.open_verdicts).merge(page::router(
+    let app = api::router(agent.clone(), token.clone(), args.open_verdicts).merge(page::router(
         agent.clone(),
-        page_token,
+        token,
         board,
         csrf,
     ));

@@ -24,7 +24,8 @@
 //! protected against cross-site requests by SameSite=Strict, an Origin check and an
 //! anti-CSRF token.
 
-use super::api::{cancel_watch, constant_time_eq};
+use super::api::cancel_watch;
+use super::tokens::{constant_time_eq, Tokens};
 use crate::core::events::now_ms;
 use crate::io::store::{WatchRecord, WatchState};
 use crate::run::agent::Agent;
@@ -65,9 +66,9 @@ const PAGE_JS: &str = include_str!("assets/page.js");
 #[derive(Clone)]
 struct Page {
     agent: Arc<Agent>,
-    token: Option<Arc<String>>,
-    /// The cookie's value for the token.
-    cookie: Option<Arc<String>>,
+    /// The tokens of `--token-file` (`name:token` lines say whose): the cookie holds
+    /// the one a person logged in with, so the page knows who gives an order.
+    token: Option<Arc<Tokens>>,
     board: Arc<Board>,
     /// The anti-CSRF token of the page's forms (random, per agent process).
     csrf: Arc<String>,
@@ -84,12 +85,9 @@ pub fn csrf_secret() -> std::io::Result<String> {
 }
 
 /// The page's routes (`/`, `/watches/...`, `/live/...`, `/login`, `/assets/...`).
-pub fn router(agent: Arc<Agent>, token: Option<String>, board: Arc<Board>, csrf: String) -> Router {
+pub fn router(agent: Arc<Agent>, token: Option<Tokens>, board: Arc<Board>, csrf: String) -> Router {
     let p = Page {
         agent,
-        cookie: token
-            .as_ref()
-            .map(|t| Arc::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(t))),
         token: token.map(Arc::new),
         board,
         csrf: Arc::new(csrf),
@@ -100,6 +98,10 @@ pub fn router(agent: Arc<Agent>, token: Option<String>, board: Arc<Board>, csrf:
         .route("/watches/{id}", get(watch_page))
         .route("/watches/{id}/report.html", get(report))
         .route("/watches/{id}/cancel", get(cancel_confirm).post(cancel))
+        .route(
+            "/watches/{id}/order/{order}",
+            get(order_confirm).post(order_give),
+        )
         .route("/live/watches", get(live_list))
         .route("/live/watches/{id}", get(live_watch))
         .route("/logout", axum::routing::post(logout))
@@ -149,17 +151,19 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// The token of a request, from `Authorization: Bearer` or the cookie.
-fn authorized(p: &Page, headers: &HeaderMap) -> bool {
-    let (Some(token), Some(cookie)) = (&p.token, &p.cookie) else {
-        return true;
+/// Whose token a request carries, from `Authorization: Bearer` or the cookie: None
+/// for no valid token; Some(None) for a token without a name, or an agent without
+/// tokens (loopback only).
+fn caller(p: &Page, headers: &HeaderMap) -> Option<Option<String>> {
+    let Some(tokens) = &p.token else {
+        return Some(None);
     };
     if let Some(b) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     {
-        return constant_time_eq(b.trim().as_bytes(), token.as_bytes());
+        return tokens.who(b);
     }
     headers
         .get_all(header::COOKIE)
@@ -167,7 +171,17 @@ fn authorized(p: &Page, headers: &HeaderMap) -> bool {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .any(|v| constant_time_eq(v.as_bytes(), cookie.as_bytes()))
+        .filter_map(|v| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(v)
+                .ok()
+        })
+        .filter_map(|v| String::from_utf8(v).ok())
+        .find_map(|t| tokens.who(&t))
+}
+
+fn authorized(p: &Page, headers: &HeaderMap) -> bool {
+    caller(p, headers).is_some()
 }
 
 async fn auth(State(p): State<Page>, req: Request, next: Next) -> Response {
@@ -462,6 +476,106 @@ async fn cancel(
     }
 }
 
+/// The confirmation step of a person's order (`/watches/{id}/order/{order}`): what it
+/// does, a required reason, a duration for `hold` and `extend`, and the person's name
+/// when their token has none.
+async fn order_confirm(
+    State(p): State<Page>,
+    Path((id, order)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !crate::core::control::Order::NAMES.contains(&order.as_str()) {
+        return error_page(&p, StatusCode::NOT_FOUND, &format!("no order {order:?}"));
+    }
+    let rec = match get_watch(&p, &id).await {
+        Ok(r) => r,
+        Err(f) => return error_page(&p, f.0, &f.1),
+    };
+    if rec.state != WatchState::Running {
+        return error_page(
+            &p,
+            StatusCode::CONFLICT,
+            &format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
+        );
+    }
+    let named = caller(&p, &headers).flatten();
+    let main = page::order_main(&id, &order, &p.csrf, named.as_deref());
+    html_response(StatusCode::OK, shell(&p, "order a watch", &main, None))
+}
+
+/// A person's order from the page: the same checks as the API's (`core::control`),
+/// after the page's CSRF and Origin checks; recorded as the logged-in token's name.
+async fn order_give(
+    State(p): State<Page>,
+    Path((id, order)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if !csrf_ok(&p, &headers, &form) {
+        return error_page(
+            &p,
+            StatusCode::FORBIDDEN,
+            "this form did not come from this agent's page",
+        );
+    }
+    let who = match caller(&p, &headers).flatten() {
+        Some(name) => name,
+        None => form.get("by").cloned().unwrap_or_default(),
+    };
+    let d = match form.get("for").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(t) => match crate::core::rules::parse_duration(t) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                return error_page(
+                    &p,
+                    StatusCode::BAD_REQUEST,
+                    &format!("invalid duration: {e}"),
+                )
+            }
+        },
+    };
+    let reason = form.get("reason").map_or("", String::as_str);
+    let control = crate::core::control::Order::parse(&order, d)
+        .and_then(|o| crate::core::control::Control::new(o, &who, reason, p.agent.clock_now_ms()));
+    let control = match control {
+        Ok(c) => c,
+        Err(e) => return error_page(&p, StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    use crate::io::store::{OrderState, Ordered};
+    let refused = |msg: String| error_page(&p, StatusCode::CONFLICT, &msg);
+    match p.agent.order(&id, &control).await {
+        Ok(Ordered::Queued(row)) if row.state == OrderState::Refused => {
+            refused(format!("refused: {}", row.result.unwrap_or_default()))
+        }
+        Ok(Ordered::Queued(_)) => {
+            tracing::info!(event = "order_given", watch = %id, order = %order, by = %control.who, via = "page", "order given from the page");
+            (
+                StatusCode::SEE_OTHER,
+                [(header::LOCATION, format!("/watches/{}", encode_path(&id)))],
+            )
+                .into_response()
+        }
+        Ok(Ordered::Taken(row)) => refused(format!(
+            "{} already ordered a {} of this watch at {} ({:?}); it runs once",
+            row.order.who,
+            row.order.kind,
+            crate::core::events::rfc3339_ms(row.order.at_ms),
+            row.order.reason
+        )),
+        Ok(Ordered::Claimed { rule, at_ms }) => refused(format!(
+            "rule `{rule}` already started the {order} command of this watch at {}; it runs once",
+            crate::core::events::rfc3339_ms(at_ms)
+        )),
+        Ok(Ordered::NoWatch) => error_page(&p, StatusCode::NOT_FOUND, &format!("no watch `{id}`")),
+        Ok(Ordered::NotRunning(s)) => refused(format!(
+            "watch `{id}` is not running (it is {})",
+            s.as_str()
+        )),
+        Err(e) => error_page(&p, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
 fn login_html(p: &Page, next: &str, error: Option<&str>) -> String {
     page::login_html(p.token.as_ref().map(|_| p.csrf.as_str()), next, error)
 }
@@ -477,7 +591,7 @@ async fn login(
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
     let next = safe_next(form.get("next").map_or("/", String::as_str)).to_string();
-    let (Some(token), Some(cookie)) = (&p.token, &p.cookie) else {
+    let Some(tokens) = &p.token else {
         return (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
     };
     if !same_origin(&headers) {
@@ -491,13 +605,16 @@ async fn login(
         );
     }
     let given = form.get("token").map_or("", |t| t.trim());
-    if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+    let Some(who) = tokens.who(given) else {
         tracing::warn!(event = "login_refused", "a page login with a wrong token");
         return html_response(
             StatusCode::UNAUTHORIZED,
             login_html(&p, &next, Some("wrong token")),
         );
-    }
+    };
+    // The cookie keeps the token given (so the name it carries), base64url-encoded.
+    let cookie = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(given);
+    tracing::info!(event = "login", who = %who.as_deref().unwrap_or("(a token without a name)"), "page login");
     let secure = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())

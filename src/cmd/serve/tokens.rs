@@ -65,15 +65,6 @@ impl Tokens {
         (!entries.is_empty()).then_some(Tokens(entries))
     }
 
-    /// One token (a file of one bare line): what the page's login compares with.
-    pub fn single(token: &str) -> Tokens {
-        Tokens(vec![Entry {
-            name: None,
-            token: token.to_string(),
-            whole: None,
-        }])
-    }
-
     /// Who `given` belongs to: None if it is no token; Some(None) for a token
     /// without a name.
     pub fn who(&self, given: &str) -> Option<Option<String>> {
@@ -94,11 +85,6 @@ impl Tokens {
             }
         }
         found
-    }
-
-    /// The first token (the page's login keeps one token; see `page.rs`).
-    pub fn first(&self) -> &str {
-        &self.0[0].token
     }
 }
 
