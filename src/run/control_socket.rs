@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 /// The longest request line (bytes).
 pub const MAX_REQUEST: usize = 4096;
@@ -107,13 +107,18 @@ async fn peer_name(stream: &UnixStream) -> Option<String> {
     Some(name.unwrap_or_else(|_| format!("uid:{uid}")))
 }
 
-/// The control socket of a running watch; removed when dropped.
+/// The control socket of a running watch; removed when dropped (`close` also lets
+/// the answers being written reach their clients).
 #[derive(Debug)]
 pub struct ControlSocket {
     path: PathBuf,
     /// (device, inode) of the socket made, so that only it is ever removed.
     made: (u64, u64),
     accept: tokio::task::JoinHandle<()>,
+    /// One permit per connection being handled.
+    slots: Arc<Semaphore>,
+    /// Set when the watch is over: connections still reading a request stop.
+    closing: watch::Sender<bool>,
 }
 
 impl ControlSocket {
@@ -164,11 +169,35 @@ impl ControlSocket {
                 let _ = std::fs::remove_file(path);
                 refuse(path, e.to_string())
             })?;
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let (closing, closed) = watch::channel(false);
         Ok(ControlSocket {
             path: path.to_path_buf(),
             made,
-            accept: tokio::spawn(serve(listener, orders)),
+            accept: tokio::spawn(serve(listener, orders, slots.clone(), closed)),
+            slots,
+            closing,
         })
+    }
+
+    /// Removes the socket once the watch is over, and waits (at most `READ_TIMEOUT`)
+    /// for the connections still open to answer, so that the order that ended the
+    /// watch is answered before the process exits. A connection still reading its
+    /// request is told the watch has ended.
+    pub async fn close(self) {
+        let _ = self.closing.send(true);
+        self.accept.abort();
+        self.remove();
+        let all = MAX_CONNECTIONS as u32;
+        let _ = tokio::time::timeout(READ_TIMEOUT, self.slots.acquire_many(all)).await;
+    }
+
+    fn remove(&self) {
+        let ours =
+            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.made);
+        if ours {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -225,17 +254,17 @@ async fn clear_stale(path: &Path) -> Result<(), OpenError> {
 impl Drop for ControlSocket {
     fn drop(&mut self) {
         self.accept.abort();
-        let ours =
-            std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.made);
-        if ours {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        self.remove();
     }
 }
 
 /// Accepts connections until the socket is dropped, each in its own task.
-async fn serve(listener: UnixListener, orders: mpsc::Sender<OrderMsg>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+async fn serve(
+    listener: UnixListener,
+    orders: mpsc::Sender<OrderMsg>,
+    slots: Arc<Semaphore>,
+    closed: watch::Receiver<bool>,
+) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -253,8 +282,9 @@ async fn serve(listener: UnixListener, orders: mpsc::Sender<OrderMsg>) {
             continue;
         };
         let orders = orders.clone();
+        let closed = closed.clone();
         tokio::spawn(async move {
-            connection(stream, &orders).await;
+            connection(stream, &orders, closed).await;
             drop(slot);
         });
     }
@@ -269,22 +299,31 @@ fn answer_line(result: &Result<String, String>) -> Vec<u8> {
 }
 
 /// One connection: a request line in, an answer line out.
-async fn connection(mut stream: UnixStream, orders: &mpsc::Sender<OrderMsg>) {
-    let (result, overlong) =
-        match tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)).await {
-            Err(_) => (
-                Err(format!(
-                    "no request line within {}s",
-                    READ_TIMEOUT.as_secs()
-                )),
-                false,
-            ),
-            Ok(Err(e)) => {
-                let overlong = e.starts_with("the request is longer");
-                (Err(e), overlong)
-            }
-            Ok(Ok(line)) => (order(&stream, &line, orders).await, false),
-        };
+async fn connection(
+    mut stream: UnixStream,
+    orders: &mpsc::Sender<OrderMsg>,
+    mut closed: watch::Receiver<bool>,
+) {
+    let read = tokio::select! {
+        r = tokio::time::timeout(READ_TIMEOUT, read_request(&mut stream)) => Some(r),
+        // (Err: the socket was dropped; the watch is over all the same.)
+        _ = closed.wait_for(|c| *c) => None,
+    };
+    let (result, overlong) = match read {
+        None => (Err("the watch has ended".to_string()), false),
+        Some(Err(_)) => (
+            Err(format!(
+                "no request line within {}s",
+                READ_TIMEOUT.as_secs()
+            )),
+            false,
+        ),
+        Some(Ok(Err(e))) => {
+            let overlong = e.starts_with("the request is longer");
+            (Err(e), overlong)
+        }
+        Some(Ok(Ok(line))) => (order(&stream, &line, orders).await, false),
+    };
     if let Err(e) = &result {
         tracing::info!(event = "control_socket_refused", error = %e, "an order on the control socket was not carried out: {e}");
     }
