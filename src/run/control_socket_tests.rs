@@ -245,3 +245,20 @@ async fn a_client_that_never_writes_is_answered_after_the_read_timeout() {
     assert!(answer.contains("no request line within 5s"), "{answer}");
     assert_eq!(started.elapsed(), READ_TIMEOUT);
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_told_busy_not_queued() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.sock");
+    let (tx, _seen) = fake_watch();
+    let _socket = ControlSocket::open(&path, tx).await.unwrap();
+    // Silent clients hold every slot (each until its read timeout).
+    let mut silent = Vec::new();
+    for _ in 0..MAX_CONNECTIONS {
+        silent.push(UnixStream::connect(&path).await.unwrap());
+    }
+    let mut one_more = UnixStream::connect(&path).await.unwrap();
+    let mut answer = String::new();
+    one_more.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.contains("busy"), "{answer}");
+}
