@@ -14,13 +14,20 @@ use std::time::Duration;
 
 /// `rollwatch ctl ARGS`: (exit code, stdout, stderr).
 fn ctl(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = std::process::Command::new(bin())
-        .arg("ctl")
+    ctl_env(args, None)
+}
+
+/// `rollwatch ctl ARGS` with ROLLWATCH_SERVER set to `server`.
+fn ctl_env(args: &[&str], server: Option<&str>) -> (Option<i32>, String, String) {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.arg("ctl")
         .args(args)
         .env_remove("ROLLWATCH_BY")
-        .env_remove("ROLLWATCH_SERVER")
-        .output()
-        .unwrap();
+        .env_remove("ROLLWATCH_SERVER");
+    if let Some(url) = server {
+        cmd.env("ROLLWATCH_SERVER", url);
+    }
+    let out = cmd.output().unwrap();
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -85,9 +92,13 @@ fn orders_reach_a_watch_through_its_control_socket_and_the_socket_goes_with_it()
         "{held}"
     );
 
-    let (code, _, err) = ctl(&[
-        "release", "--reason", "fixed", "--by", "bob", "--socket", sock_s,
-    ]);
+    let (code, _, err) = ctl_env(
+        &[
+            "release", "--reason", "fixed", "--by", "bob", "--socket", sock_s,
+        ],
+        // (An agent's URL in the shell does not get in the way of --socket.)
+        Some("http://127.0.0.1:1"),
+    );
     assert_eq!(code, Some(0), "{err}");
     assert!(err.contains("bob released the hold"), "{err}");
     // Refused by the watch (nothing held), or malformed (no duration): exit 2, said why.

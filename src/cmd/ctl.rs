@@ -56,13 +56,11 @@ pub struct CtlArgs {
     /// With --socket: your user name unless given.
     #[arg(long, value_name = "NAME", env = "ROLLWATCH_BY")]
     pub by: Option<String>,
-    /// The agent's base URL, e.g. http://rollwatch.internal:7093
-    #[arg(
-        long,
-        value_name = "URL",
-        env = "ROLLWATCH_SERVER",
-        required_unless_present = "socket"
-    )]
+    /// The agent's base URL, e.g. http://rollwatch.internal:7093 (default: the
+    /// environment variable ROLLWATCH_SERVER, unless --socket is given).
+    // (Not clap's `env`: clap would count the variable as given, and a shell that
+    // sets it for the agent could then never use --socket.)
+    #[arg(long, value_name = "URL")]
     pub server: Option<String>,
     /// File holding your bearer token (`name:token` lines on the agent say whose).
     #[arg(long, value_name = "FILE", conflicts_with = "socket")]
@@ -131,15 +129,21 @@ async fn by_socket(path: &Path, args: &CtlArgs) -> u8 {
 }
 
 async fn ctl(args: CtlArgs) -> Result<u8, AgentError> {
-    // (clap lets through exactly one of --socket and --server, and WATCH with --server.)
+    // (clap refuses --socket with --server, WATCH or --token-file; ROLLWATCH_SERVER,
+    // which a shell may set for the agent, is not read with --socket.)
     if let Some(path) = &args.socket {
         return Ok(by_socket(path, &args).await);
     }
-    let (Some(server), Some(watch)) = (&args.server, &args.watch) else {
-        eprintln!("error: give --server URL and WATCH, or --socket PATH");
+    let server = args
+        .server
+        .clone()
+        .or_else(|| std::env::var("ROLLWATCH_SERVER").ok())
+        .filter(|s| !s.is_empty());
+    let (Some(server), Some(watch)) = (server, &args.watch) else {
+        eprintln!("error: give --server URL (or ROLLWATCH_SERVER) and WATCH, or --socket PATH");
         return Ok(exit::USAGE);
     };
-    let client = Client::connect(server, args.token_file.as_deref())?;
+    let client = Client::connect(&server, args.token_file.as_deref())?;
     let by = args
         .by
         .clone()
