@@ -325,7 +325,8 @@ async fn connection(
         Some(Ok(Ok(line))) => (order(&stream, &line, orders).await, false),
     };
     if let Err(e) = &result {
-        tracing::info!(event = "control_socket_refused", error = %e, "an order on the control socket was not carried out: {e}");
+        // (Quoted: a parse error may repeat a key the client sent, newlines and all.)
+        tracing::info!(event = "control_socket_refused", error = ?e, "an order on the control socket was not carried out: {e:?}");
     }
     let _ = tokio::time::timeout(READ_TIMEOUT, async {
         stream.write_all(&answer_line(&result)).await?;

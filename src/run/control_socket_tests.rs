@@ -9,9 +9,13 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const MIN: Duration = Duration::from_secs(60);
 
+/// A request line, the connecting user, and the order and who it is recorded as (or
+/// what the error says).
+type Row<'a> = (&'a str, Option<&'a str>, Result<(Order, &'a str), &'a str>);
+
 #[test]
 fn a_request_line_is_checked_as_the_api_checks_an_order() {
-    let rows: &[(&str, Option<&str>, Result<(Order, &str), &str>)] = &[
+    let rows: &[Row] = &[
         (
             r#"{"order":"hold","for":"15m","reason":"INC-1","by":"alice"}"#,
             Some("bob"),
