@@ -220,3 +220,34 @@ fn a_garbled_or_huge_request_is_answered_and_the_watch_goes_on_until_sigterm() {
     assert!(!sock.exists(), "removed on SIGTERM too");
     assert!(s.lines("actions.log").is_empty());
 }
+
+#[test]
+fn a_second_watch_on_a_live_socket_is_refused_and_a_killed_watchs_socket_is_taken_over() {
+    let prom = prometheus();
+    let s = Scratch::new();
+    let sock = s.path("w.sock");
+    let sock_s = sock.to_str().unwrap();
+    let first = healthy_watch(prom, &s, "ctl-socket-stale", &sock);
+    // Another watch on the same path while the first listens: refused, exit 2.
+    let (code, _, err) = run(&[
+        "watch",
+        "--rules",
+        s.path("rules.yaml").to_str().unwrap(),
+        "--prometheus",
+        &prom.url,
+        "--control-socket",
+        sock_s,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("another process listens"), "{err}");
+    // Killed (no chance to clean up): its socket stays, stale, and the next watch
+    // replaces it.
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(first);
+    assert!(sock.exists(), "SIGKILL leaves the socket behind");
+    let mut second = healthy_watch(prom, &s, "ctl-socket-stale", &sock);
+    let (code, _, err) = ctl(&["end", "--reason", "done", "--socket", sock_s]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(second.wait(Duration::from_secs(20)), 0, "{}", second.dump());
+    assert!(!sock.exists());
+}
