@@ -50,7 +50,7 @@ pub enum Command {
     Serve(cmd::serve::ServeArgs),
     /// Hand a watch to a running agent (and, with --wait, exit with its code).
     Launch(cmd::launch::LaunchArgs),
-    /// Order a running watch on an agent: roll back or pause now, hold, release, extend, end.
+    /// Order a running watch (on an agent, or a `watch --control-socket`): roll back or pause now, hold, release, extend, end.
     Ctl(cmd::ctl::CtlArgs),
     /// Turn Prometheus alerting rules (or PrometheusRule manifests) into a rule file.
     Import(cmd::import::ImportArgs),

@@ -221,6 +221,7 @@ pub async fn run(args: DemoArgs) -> u8 {
         &args.outputs,
         &mut signals,
         Duration::ZERO,
+        None,
     )
     .await
     {

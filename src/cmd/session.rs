@@ -19,6 +19,7 @@ pub async fn run_watch(
     outputs: &OutputArgs,
     signals: &mut mpsc::Receiver<Signal>,
     ahead: std::time::Duration,
+    orders: Option<mpsc::Receiver<watch::OrderMsg>>,
 ) -> Result<watch::Outcome, u8> {
     let mut sinks = watch_sinks(outputs, spec).map_err(|e| {
         crate::say!("error: {e}");
@@ -37,6 +38,7 @@ pub async fn run_watch(
             baselines,
             ahead,
             scrape,
+            orders,
             ..Default::default()
         },
         signals,

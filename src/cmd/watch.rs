@@ -3,7 +3,9 @@
 //! Signals are installed first; then the rule file is loaded, the client built, the
 //! rollback and pause programs checked (unless `--dry-run`), and the clock compared
 //! with Prometheus's, all before the watch starts; then the watch runs with the sinks
-//! the output flags ask for.
+//! the output flags ask for. With `--control-socket PATH`, people's orders reach the
+//! running watch through a local socket (`run::control_socket`): a signal cannot say
+//! who gives an order or why.
 
 use crate::cmd::args::{parse_set, prom_client, OutputArgs, PromArgs};
 use crate::cmd::rule_file::load_reporting;
@@ -12,11 +14,13 @@ use crate::cmd::signals::signal_channel;
 use crate::core::exit;
 use crate::core::rules;
 use crate::io::prom::PromClient;
+use crate::run::control_socket::ControlSocket;
 use crate::run::preflight::{self, PreflightWarning, WatchClock};
 use crate::run::watch::WatchOptions;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -36,6 +40,10 @@ pub struct WatchArgs {
     pub dry_run: bool,
     #[command(flatten)]
     pub outputs: OutputArgs,
+    /// Take people's orders (`rollwatch ctl ORDER --socket PATH --reason ...`) on a Unix
+    /// socket made at PATH, private to this user (0600) and removed when the watch ends.
+    #[arg(long, value_name = "PATH")]
+    pub control_socket: Option<PathBuf>,
 }
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
@@ -83,6 +91,25 @@ pub async fn run(args: WatchArgs) -> u8 {
             "{n}"
         );
     }
+    // Made before the clock check so that a refused PATH fails fast; removed when
+    // `socket` is dropped, however this returns (a signal ends the watch, then this),
+    // and closed at the end so that the order that ended the watch gets its answer.
+    let (socket, orders) = match &args.control_socket {
+        None => (None, None),
+        Some(path) => {
+            let (tx, rx) = mpsc::channel(8);
+            match ControlSocket::open(path, tx).await {
+                Ok(s) => {
+                    tracing::info!(event = "control_socket", path = %path.display(), "people's orders are taken on {} (rollwatch ctl ORDER --socket PATH --reason ...)", path.display());
+                    (Some(s), Some(rx))
+                }
+                Err(e) => {
+                    crate::say!("error: {e}");
+                    return exit::USAGE;
+                }
+            }
+        }
+    };
     let ahead = match check_clock(&client, spec.max_blind, duration).await {
         Ok(ahead) => ahead,
         Err(code) => return code,
@@ -92,10 +119,24 @@ pub async fn run(args: WatchArgs) -> u8 {
         dry_run: args.dry_run,
         prometheus: client.shown_url().to_string(),
     };
-    match run_watch(&spec, client, &opts, &args.outputs, &mut signals, ahead).await {
+    let code = match run_watch(
+        &spec,
+        client,
+        &opts,
+        &args.outputs,
+        &mut signals,
+        ahead,
+        orders,
+    )
+    .await
+    {
         Ok(outcome) => outcome.exit_code(),
         Err(code) => code,
+    };
+    if let Some(socket) = socket {
+        socket.close().await;
     }
+    code
 }
 
 /// Compares Prometheus's clock with this machine's before a watch starts (polls ask

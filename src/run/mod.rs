@@ -8,12 +8,15 @@
 //! - `preflight`: what is checked before a watch starts (programs, never-fires,
 //!   clock), as typed errors and warnings every face renders;
 //! - `steps`: a rule's data read step by step when a breach begins and when it is
-//!   about to fire (`for` counted in the data), for the watch, replay and catch-up.
+//!   about to fire (`for` counted in the data), for the watch, replay and catch-up;
+//! - `control_socket`: `watch`'s local control socket, people's orders to a watch
+//!   without an agent (and the client `ctl --socket` speaks).
 //!
 //! The runtime imports the core and the edges, never a command or a renderer: the
 //! sinks it reports to are handed to it.
 
 pub mod agent;
+pub mod control_socket;
 pub mod preflight;
 pub mod steps;
 pub mod verdict;
