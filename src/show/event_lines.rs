@@ -289,7 +289,10 @@ impl Sink for LogSink {
                 detail,
                 ..
             } => {
-                if matches!(*outcome, "healthy" | "rolled_back" | "paused") {
+                if matches!(
+                    *outcome,
+                    "healthy" | "rolled_back" | "paused" | "declared_healthy" | "superseded"
+                ) {
                     info!(event = ev, outcome = %outcome, exit_code, "{detail}")
                 } else {
                     error!(event = ev, outcome = %outcome, exit_code, "{detail}")
