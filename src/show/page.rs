@@ -285,7 +285,7 @@ pub fn watch_html(
     };
     let _ = write!(
         h,
-        r#"<h1>{}</h1><p class="outcome {}">{}{}</p><p>watch <code>{}</code> · rule file <code>{}</code> · created {} · duration {}"#,
+        r#"<h1>{}</h1><p class="outcome {}">{}{}</p>{}<p>watch <code>{}</code> · rule file <code>{}</code> · created {} · duration {}"#,
         esc(&subject),
         if rec.state == WatchState::Running {
             ""
@@ -297,6 +297,7 @@ pub fn watch_html(
             .as_deref()
             .map(|d| format!(" — {}", esc(d)))
             .unwrap_or_default(),
+        held_html(rec, entry),
         esc(id),
         esc(&rec.def.rules),
         esc(&rfc3339_ms(rec.def.created_ms)),
@@ -436,6 +437,18 @@ pub fn cancel_main(id: &str, csrf: &str) -> String {
         link = esc(&encode_path(id)),
         csrf = esc(csrf)
     )
+}
+
+/// "held" while a person's hold is in force on a running watch: by whom, until when.
+fn held_html(rec: &WatchRecord, entry: Option<&Entry>) -> String {
+    match entry.and_then(|e| e.record.held.as_ref()) {
+        Some((until, by)) if rec.state == WatchState::Running => format!(
+            r#"<p class="held"><span class="badge warn held">⏸ held</span> by {} until {}: no automatic pause or rollback runs meanwhile; the watch keeps judging</p>"#,
+            esc(by),
+            esc(&rfc3339_ms(*until))
+        ),
+        _ => String::new(),
+    }
 }
 
 /// The confirmation step of a person's order of watch `id` (`core::control::Order`

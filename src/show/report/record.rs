@@ -120,6 +120,8 @@ pub struct Record {
     pub notifications: Vec<String>,
     /// What people ordered (`core::control`): who, why, when, and holds that ended.
     pub people: Vec<String>,
+    /// The hold in force: until when (Unix ms) and by whom.
+    pub held: Option<(i64, String)>,
     pub outcome: Option<OutcomeRecord>,
 }
 
@@ -280,6 +282,7 @@ impl Record {
                 detail,
                 rule,
             } => {
+                self.held = None;
                 self.outcome = Some(OutcomeRecord {
                     outcome,
                     exit_code: *exit_code,
@@ -306,6 +309,16 @@ impl Record {
                 ),
             }),
             Event::Manual { .. } | Event::HeldBack { .. } | Event::HoldEnded { .. } => {
+                match event {
+                    Event::Manual {
+                        order: "hold",
+                        by,
+                        until_ms: Some(u),
+                        ..
+                    } => self.held = Some((*u, by.clone())),
+                    Event::HoldEnded { .. } => self.held = None,
+                    _ => {}
+                }
                 if let Some(t) = crate::core::events::manual_text(event) {
                     self.people.push(format!("{} {t}", rfc3339_ms(at)));
                 }
