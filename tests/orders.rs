@@ -287,3 +287,49 @@ fn a_manual_rollback_racing_a_rules_runs_once() {
     assert_eq!(a.actions().len(), 1, "{:?}\n{answers:?}", a.actions());
     set(test, 0.1);
 }
+
+#[test]
+fn a_hold_given_through_another_agent_survives_its_holders_death_and_the_adopter_keeps_it() {
+    let test = "orders-pg-hold";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let mut fleet = Fleet::new(&pg.database(), 2);
+    fleet.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 1s", FLEET_ROLLBACK),
+    );
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "pg-h-1"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(fleet.await_owner(pg, "pg-h-1"), 0);
+    // Given through agent 1, which does not hold the watch: agent 0 carries it out.
+    let (status, held) = fleet.req(
+        1,
+        "POST",
+        "/api/v1/watches/pg-h-1/orders",
+        Some(&json!({"order": "hold", "for": "15s", "reason": "DB failover", "by": "alice"})),
+    );
+    assert_eq!(status, 200, "{held}\n{}", fleet.dump());
+    let held_at = held["order"]["at_ms"].as_u64().unwrap();
+    // Its holder dies; the breach begins; agent 1 adopts the watch and keeps the hold.
+    let mut p = fleet.nodes[0].proc.take().unwrap();
+    p.signal(nix::sys::signal::Signal::SIGKILL);
+    assert_eq!(p.wait_any(Duration::from_secs(10)), None);
+    set(test, 0.9);
+    let w = fleet.await_watch(1, "pg-h-1", Duration::from_secs(40), |w| {
+        w["state"] != "running"
+    });
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", fleet.dump());
+    let rb = fleet.rollbacks();
+    assert_eq!(rb.len(), 1, "{rb:?}");
+    assert!(
+        rb[0].2 >= held_at + 15_000,
+        "the adopter acted {} ms into a 15s hold",
+        rb[0].2 - held_at
+    );
+    set(test, 0.1);
+}

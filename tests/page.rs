@@ -554,7 +554,9 @@ fn orders_from_the_page_go_through_a_confirmation_and_are_recorded_as_the_logged
             body,
         )
     };
-    let hold = format!("csrf={csrf}&for=10m&reason=DB+failover&by=mallory");
+    let hold = format!(
+        "csrf={csrf}&for=10m&reason=DB+failover+%3Cscript%3Ealert(1)%3C%2Fscript%3E&by=mallory"
+    );
     assert_eq!(post("http://evil.example", "hold", &hold).0, 403);
     assert_eq!(post(&origin, "hold", "csrf=wrong&for=10m&reason=x").0, 403);
     let (status, _, body) = post(&origin, "hold", &format!("csrf={csrf}&for=10m&reason=+"));
