@@ -131,6 +131,12 @@ fn a_rollback_the_old_watch_started_is_not_cancelled_and_the_new_one_waits_for_i
         "{new}\n{old}"
     );
     assert_eq!(new["state"], "running", "{new}");
+    // It is told: its timeline says which watch it superseded and how that one ended.
+    let (_, page) = crate::harness::http_get(&a.addr, "/watches/sr-2").unwrap();
+    assert!(
+        page.contains("superseded watch sr-1 (the same watch.key), which ended rolled_back"),
+        "{page}"
+    );
 }
 
 #[test]

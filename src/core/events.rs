@@ -223,6 +223,12 @@ pub enum Event {
         until_ms: i64,
         held_by: String,
     },
+    /// This watch superseded `watch` (the same `watch.key`) and judges from now on,
+    /// that watch having ended with `outcome` (a rollback it had started finished first).
+    Succeeds {
+        watch: String,
+        outcome: String,
+    },
     /// A hold ended: released by a person (`released_by`), or run out.
     HoldEnded {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -253,6 +259,7 @@ impl Event {
             Event::Manual { .. } => "manual",
             Event::HeldBack { .. } => "held_back",
             Event::HoldEnded { .. } => "hold_ended",
+            Event::Succeeds { .. } => "succeeds",
             Event::WatchFinished { .. } => "watch_finished",
         }
     }
@@ -296,6 +303,9 @@ pub fn manual_text(event: &Event) -> Option<String> {
         Event::HoldEnded {
             released_by: Some(by),
         } => format!("{by}'s release ended the hold; automatic actions resume"),
+        Event::Succeeds { watch, outcome } => format!(
+            "this watch superseded watch {watch} (the same watch.key), which ended {outcome}; it judges from now on"
+        ),
         Event::HoldEnded { released_by: None } => {
             "the hold ran out; automatic actions resume".to_string()
         }

@@ -226,6 +226,11 @@ impl Sink for LogSink {
                 "rule `{rule}` fired during {held_by}'s hold: no {action} now; it acts at {} if it still fires then",
                 crate::core::events::rfc3339_ms(*until_ms)
             ),
+            Event::Succeeds { .. } => info!(
+                event = ev,
+                "{}",
+                crate::core::events::manual_text(event).unwrap_or_default()
+            ),
             Event::HoldEnded { released_by } => match released_by {
                 Some(by) => {
                     info!(event = ev, released_by = %by, "hold released by {by}; automatic actions resume")

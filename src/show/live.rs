@@ -259,7 +259,10 @@ impl Sink for LiveView {
                 }
                 self.say(format!("watch finished: {detail} (exit {exit_code})"));
             }
-            Event::Manual { .. } | Event::HeldBack { .. } | Event::HoldEnded { .. } => {
+            Event::Manual { .. }
+            | Event::HeldBack { .. }
+            | Event::HoldEnded { .. }
+            | Event::Succeeds { .. } => {
                 if let Some(t) = crate::core::events::manual_text(event) {
                     self.say(t);
                 }

@@ -408,8 +408,9 @@ impl Agent {
         // A watch that superseded another (`watch.key`) judges once that one ended:
         // never two watches of one key judging at once.
         if let Some(old) = &rec.after {
-            if !self.await_predecessor(id, old, &mut signals).await {
-                return;
+            match self.await_predecessor(id, old, &mut signals).await {
+                Some(outcome) => from.succeeds = Some((old.clone(), outcome)),
+                None => return,
             }
         }
         watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;

@@ -112,14 +112,14 @@ impl Agent {
         ))
     }
 
-    /// Waits until watch `old` (the one `id` superseded) has ended; false when a
-    /// signal came first (an interrupt cancels `id`).
+    /// Waits until watch `old` (the one `id` superseded) has ended: its outcome; None
+    /// when a signal came first (an interrupt cancels `id`).
     pub(super) async fn await_predecessor(
         &self,
         id: &str,
         old: &str,
         signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
-    ) -> bool {
+    ) -> Option<String> {
         let mut told = false;
         loop {
             let oldc = old.to_string();
@@ -129,7 +129,7 @@ impl Agent {
                     let outcome = rec.and_then(|r| r.outcome).unwrap_or_default();
                     info!(event = "predecessor_ended", watch = %id, predecessor = %old, outcome = %outcome,
                         "watch {old} of the same key ended ({outcome}); this watch judges from now on");
-                    return true;
+                    return Some(outcome);
                 }
                 Err(e) => {
                     self.metrics.store_errors.inc();
@@ -146,7 +146,7 @@ impl Agent {
                     if sig == Some(crate::run::watch::Signal::Interrupt) {
                         self.record_ending(id, &super::types::cancelled()).await;
                     }
-                    return false;
+                    return None;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }

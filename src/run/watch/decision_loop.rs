@@ -72,6 +72,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     }
     drop(tx);
     sinks.emit(now_ms(), &act::watch_started(spec, opts));
+    if let Some((watch, outcome)) = from.succeeds.clone() {
+        sinks.emit(now_ms(), &Event::Succeeds { watch, outcome });
+    }
     let judged = match from.judged {
         Some(j) if j.len() == spec.rules.len() => j,
         _ => vec![Judged::default(); spec.rules.len()],

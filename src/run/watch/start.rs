@@ -104,6 +104,9 @@ pub struct Start {
     /// What people's orders before this start add up to (`ControlState::fold` of the
     /// stored record): a hold and extensions survive a restart.
     pub control: ControlState,
+    /// The watch this one superseded (`watch.key`), and how it ended: told in the
+    /// events right after the start.
+    pub succeeds: Option<(String, String)>,
     /// Where people's orders arrive while the watch runs (None: nobody can give any).
     pub orders: Option<tokio::sync::mpsc::Receiver<OrderMsg>>,
 }

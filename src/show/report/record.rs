@@ -308,7 +308,10 @@ impl Record {
                     e.as_deref().unwrap_or("unknown error")
                 ),
             }),
-            Event::Manual { .. } | Event::HeldBack { .. } | Event::HoldEnded { .. } => {
+            Event::Manual { .. }
+            | Event::HeldBack { .. }
+            | Event::HoldEnded { .. }
+            | Event::Succeeds { .. } => {
                 match event {
                     Event::Manual {
                         order: "hold",
