@@ -333,3 +333,30 @@ fn a_hold_given_through_another_agent_survives_its_holders_death_and_the_adopter
     );
     set(test, 0.1);
 }
+
+#[test]
+fn an_end_carried_out_before_a_crash_ends_the_watch_at_the_restart_never_judges_on() {
+    let test = "orders-end-crash";
+    set(test, 0.1);
+    let mut a = agent_with_people();
+    start_watch(&a, test, "ec-1", "    above: 0.5\n    for: 1s");
+    a.kill9();
+    // As if the agent had settled alice's `end` and died before writing the ending.
+    let db = rusqlite::Connection::open(a.s.path("state.db")).unwrap();
+    db.execute(
+        "INSERT INTO orders (watch_id, kind, who, reason, at_ms, state, result, done_ms)
+         VALUES ('ec-1', 'end', 'alice', 'verified by hand', ?1, 'done', 'ended', ?1)",
+        [crate::harness::now_ms() as i64],
+    )
+    .unwrap();
+    drop(db);
+    // A breach that would roll back within a second if the watch judged on.
+    set(test, 0.9);
+    a.start();
+    let w = a.await_finished("ec-1", Duration::from_secs(15));
+    assert_eq!(w["outcome"], "declared_healthy", "{w}\n{}", a.dump());
+    assert!(w["detail"].as_str().unwrap().contains("alice"), "{w}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(a.actions().is_empty(), "{:?}", a.actions());
+    set(test, 0.1);
+}

@@ -144,17 +144,19 @@ async fn ctl(args: CtlArgs) -> Result<u8, AgentError> {
         return Ok(exit::USAGE);
     };
     let client = Client::connect(&server, args.token_file.as_deref())?;
-    let by = args
-        .by
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|b| !b.trim().is_empty());
+    // `by` only when given: a named token's name is who, and a `by` naming someone
+    // else is refused. `$USER` goes as `user`, used only when nothing else says who.
+    let by = args.by.clone().filter(|b| !b.trim().is_empty());
+    let user = std::env::var("USER").ok().filter(|u| !u.trim().is_empty());
     let mut body = json!({ "order": args.order.name(), "reason": args.reason });
     if let Some(d) = &args.for_ {
         body["for"] = json!(d);
     }
     if let Some(by) = by {
         body["by"] = json!(by);
+    }
+    if let Some(u) = user {
+        body["user"] = json!(u);
     }
     let path = format!("/api/v1/watches/{}/orders", url_segment(watch));
     // Not retried: an order that reached the agent is stored; a second POST would be

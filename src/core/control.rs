@@ -158,6 +158,19 @@ pub enum ControlError {
     Refused(String),
 }
 
+/// Characters that show as nothing or reorder text (zero-width, bidi overrides, line
+/// and paragraph separators, the byte-order mark): a name or reason holding one could
+/// read as something else in a log or on the page.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// Who an order made by rollwatch itself (a `supersede`) is recorded as; no person
+/// may give an order under this name.
+pub const ROLLWATCH: &str = "rollwatch";
+
 /// A name or reason as given: trimmed, not empty, no control characters (a newline
 /// would forge a log line), at most `max` characters.
 fn text(what: &str, s: &str, max: usize) -> Result<String, ControlError> {
@@ -167,7 +180,7 @@ fn text(what: &str, s: &str, max: usize) -> Result<String, ControlError> {
             "a {what} is required (the record an emergency change needs)"
         )));
     }
-    if t.chars().any(char::is_control) {
+    if t.chars().any(|c| c.is_control() || invisible(c)) {
         return Err(ControlError::Invalid(format!(
             "the {what} holds a control character (a newline or tab?); write it on one line"
         )));
@@ -181,14 +194,31 @@ fn text(what: &str, s: &str, max: usize) -> Result<String, ControlError> {
 }
 
 impl Control {
-    /// An order as a person gave it, checked: a reason and a name are required.
+    /// An order as a person gave it, checked: a reason and a name are required, and
+    /// the name is never `rollwatch`'s own.
     pub fn new(order: Order, who: &str, reason: &str, at_ms: i64) -> Result<Control, ControlError> {
+        let who = text("name", who, MAX_WHO)?;
+        if who.eq_ignore_ascii_case(ROLLWATCH) || order == Order::Supersede {
+            return Err(ControlError::Invalid(format!(
+                "`{ROLLWATCH}` is rollwatch's own name: give yours"
+            )));
+        }
         Ok(Control {
             order,
-            who: text("name", who, MAX_WHO)?,
+            who,
             reason: text("reason", reason, MAX_REASON)?,
             at_ms,
         })
+    }
+
+    /// The `supersede` a newer watch of the same key gives (`reason` says which).
+    pub fn supersede(reason: &str, at_ms: i64) -> Control {
+        Control {
+            order: Order::Supersede,
+            who: ROLLWATCH.to_string(),
+            reason: reason.to_string(),
+            at_ms,
+        }
     }
 
     /// One line for logs and notifications: `hold for 15m by alice: "reason"`.
@@ -220,8 +250,17 @@ pub struct ControlState {
     pub hold: Option<Hold>,
     /// How much the watch was extended in all.
     pub extended: Duration,
-    /// The person who ended the watch as healthy, and why.
-    pub ended: Option<(String, String)>,
+    /// Who ended the watch (a person's `end`, or a `supersede`), and why.
+    pub ended: Option<Ended>,
+}
+
+/// How an order ended the watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// By a `supersede` (a newer watch of the same key), not a person's `end`.
+    pub superseded: bool,
+    pub who: String,
+    pub reason: String,
 }
 
 impl ControlState {
@@ -261,9 +300,10 @@ impl ControlState {
         created_ms: i64,
         duration: Duration,
     ) -> Result<(), ControlError> {
-        if let Some((who, _)) = &self.ended {
+        if let Some(e) = &self.ended {
             return Err(ControlError::Refused(format!(
-                "the watch was already ended by {who}"
+                "the watch was already ended by {}",
+                e.who
             )));
         }
         let end_ms = self.end_ms(created_ms, duration);
@@ -297,7 +337,13 @@ impl ControlState {
                 }
                 self.extended += d;
             }
-            Order::End | Order::Supersede => self.ended = Some((c.who.clone(), c.reason.clone())),
+            Order::End | Order::Supersede => {
+                self.ended = Some(Ended {
+                    superseded: c.order == Order::Supersede,
+                    who: c.who.clone(),
+                    reason: c.reason.clone(),
+                })
+            }
         }
         Ok(())
     }
@@ -357,6 +403,10 @@ mod tests {
             ("alice", "   ", Some("a reason is required")),
             ("alice", "a\nforged line", Some("control character")),
             ("al\u{1b}[31mice", "x", Some("control character")),
+            ("alice", "ok\u{202E}gnp.exe", Some("control character")),
+            ("ali\u{200B}ce", "x", Some("control character")),
+            ("rollwatch", "x", Some("rollwatch's own name")),
+            ("RollWatch", "x", Some("rollwatch's own name")),
         ];
         for (who, reason, err) in rows {
             let got = Control::new(Order::End, who, reason, 0);

@@ -142,6 +142,12 @@ async fn serve(
     signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
 ) -> Result<(), ServeError> {
     let token = args.token_file.as_deref().map(read_token).transpose()?;
+    if let Some(t) = &token {
+        for (n, name) in t.named_lines() {
+            tracing::info!(event = "token_named", token = n, name = %name,
+                "token {n} of --token-file is {name}'s (a `name:token` line): orders made with it are recorded as {name}'s; a token that merely holds a `:` is read so too");
+        }
+    }
     let addr: SocketAddr = args
         .listen
         .parse()

@@ -34,6 +34,10 @@ struct OrderBody {
     for_: Option<String>,
     #[serde(default)]
     by: Option<String>,
+    /// The client's login name (`rollwatch ctl` sends `$USER`): who, only when neither
+    /// the token nor `by` says.
+    #[serde(default)]
+    user: Option<String>,
 }
 
 fn bad(e: impl std::fmt::Display) -> ApiError {
@@ -59,6 +63,7 @@ fn control_of(body: &[u8], caller: &Caller, now_ms: i64) -> Result<Control, ApiE
         }
         (Some(name), _) => name.clone(),
         (None, Some(by)) => by.clone(),
+        (None, None) if b.user.is_some() => b.user.clone().unwrap_or_default(),
         (None, None) => {
             return Err(bad(
                 "say who gives this order: `by` in the body (or use a named token, `name:token` in --token-file)",

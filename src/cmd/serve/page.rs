@@ -564,7 +564,11 @@ async fn order_give(
             row.order.reason
         )),
         Ok(Ordered::Claimed { rule, at_ms }) => refused(format!(
-            "rule `{rule}` already started the {order} command of this watch at {}; it runs once",
+            "{} already started the {order} command of this watch at {}; it runs once",
+            match crate::core::control::manual_by(&rule) {
+                Some(who) => format!("{who}'s order"),
+                None => format!("rule `{rule}`"),
+            },
             crate::core::events::rfc3339_ms(at_ms)
         )),
         Ok(Ordered::NoWatch) => error_page(&p, StatusCode::NOT_FOUND, &format!("no watch `{id}`")),

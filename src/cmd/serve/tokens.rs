@@ -2,9 +2,12 @@
 //! it is (the name is who a manual order is recorded as), or a bare `token`. Blank
 //! lines and lines starting with `#` are skipped.
 //!
-//! A line `alice:s3cret` also accepts `alice:s3cret` whole as a token without a name,
-//! so a token file written before names existed (a single token that happens to hold
-//! a `:`) keeps working. Every comparison is constant-time and every line is compared,
+//! A line `alice:s3cret` also accepts `alice:s3cret` whole (as alice's: the whole line
+//! names alice as much as the split does, so it cannot be used to record an order in
+//! another name), so a token file written before names existed (a single token that
+//! happens to hold a `:`) keeps working. Such a token is then also accepted by its part
+//! after the first `:`, a shorter secret: `serve` says at start which lines were read
+//! as named (`named_lines`), never showing a token. Every comparison is constant-time and every line is compared,
 //! so the time taken does not say which line (or how much of one) matched.
 
 /// Equal in time that depends only on the longer length, not on where they differ.
@@ -65,6 +68,16 @@ impl Tokens {
         (!entries.is_empty()).then_some(Tokens(entries))
     }
 
+    /// The names of the lines read as `name:token` (with their place among the
+    /// tokens), for `serve`'s start-up log: never a token.
+    pub fn named_lines(&self) -> Vec<(usize, String)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.name.clone().map(|n| (i + 1, n)))
+            .collect()
+    }
+
     /// Who `given` belongs to: None if it is no token; Some(None) for a token
     /// without a name.
     pub fn who(&self, given: &str) -> Option<Option<String>> {
@@ -76,12 +89,8 @@ impl Tokens {
                 .whole
                 .as_ref()
                 .is_some_and(|w| constant_time_eq(given, w.as_bytes()));
-            if found.is_none() {
-                if named {
-                    found = Some(e.name.clone());
-                } else if whole {
-                    found = Some(None);
-                }
+            if found.is_none() && (named || whole) {
+                found = Some(e.name.clone());
             }
         }
         found
@@ -101,8 +110,12 @@ mod tests {
         assert_eq!(t.who("bare-token"), Some(None));
         assert_eq!(
             t.who("alice:s3cret"),
-            Some(None),
-            "the whole line, as before names"
+            Some(Some("alice".into())),
+            "the whole line, as before names, is still alice's (never a nameless token whose `by` could name anyone)"
+        );
+        assert_eq!(
+            t.named_lines(),
+            [(1, "alice".to_string()), (2, "bob".to_string())]
         );
         assert_eq!(t.who("alice"), None);
         assert_eq!(t.who(""), None);

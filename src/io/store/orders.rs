@@ -82,7 +82,7 @@ impl OrderRow {
 
 /// Who a `supersede` order is recorded as given by (a watch with the same key
 /// was created).
-pub const SUPERSEDER: &str = "rollwatch";
+pub const SUPERSEDER: &str = crate::core::control::ROLLWATCH;
 
 /// The reason of the `supersede` order a new watch `by` gives the older one.
 pub fn supersede_reason(by: &str) -> String {

@@ -118,10 +118,28 @@ impl Agent {
         let mut checked = Vec::with_capacity(loaded.len());
         let mut refused = Vec::new();
         let mut first_of: HashMap<String, usize> = HashMap::new();
+        // One watch per `watch.key` in a batch: a second would supersede the first
+        // before it ever judged.
+        let mut key_of: HashMap<String, usize> = HashMap::new();
         for (i, l) in loaded.into_iter().enumerate() {
             let c = match l {
                 Ok(l) => self.judge_clock_of(l, &mut memo).await,
                 Err(e) => Err(e),
+            };
+            let c = match c {
+                Ok(c) => match c.def.key.as_ref().and_then(|k| key_of.get(k)) {
+                    Some(j) => Err(CreateError::BadRequest(format!(
+                        "watch.key {:?} is also item {j}'s: a batch holds one watch per key",
+                        c.def.key.as_deref().unwrap_or_default()
+                    ))),
+                    None => {
+                        if let Some(k) = &c.def.key {
+                            key_of.insert(k.clone(), i);
+                        }
+                        Ok(c)
+                    }
+                },
+                e => e,
             };
             match c {
                 Ok(c) => match first_of.get(&c.def.id) {

@@ -395,6 +395,36 @@ impl Agent {
         if waiting {
             self.metrics.resume_waiting.dec();
         }
+        // An `end` or a `supersede` that was carried out (settled) before a crash, whose
+        // ending was not written yet: the watch ends so now, never judges on.
+        if let Some(e) = from.control.ended.clone() {
+            let outcome = if e.superseded {
+                Outcome::Superseded { reason: e.reason }
+            } else {
+                Outcome::DeclaredHealthy {
+                    by: e.who,
+                    reason: e.reason,
+                }
+            };
+            info!(event = "ended_by_order", watch = %id, outcome = outcome.name(), "the watch was ended by an order before this start");
+            let notes = herald
+                .as_ref()
+                .map_or_else(Vec::new, |h| h.ahead(now_ms(), &outcome.finished_event()));
+            if !self
+                .record_ending_noted(id, &ending_of(&outcome), notes)
+                .await
+            {
+                if let Some(h) = &herald {
+                    h.forget_ahead();
+                }
+            }
+            let mut sinks = WatchSinks {
+                sinks: others,
+                deliveries,
+            };
+            finish_sinks(&mut sinks, &outcome).await;
+            return;
+        }
         from.baselines = self.before_baselines(&spec, def, &*source).await;
         let mut sinks = WatchSinks {
             sinks: others,

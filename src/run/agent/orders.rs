@@ -40,6 +40,9 @@ pub(super) fn control_of(row: &OrderRow) -> Result<Control, String> {
         .duration_ms
         .map(|ms| Duration::from_millis(ms.max(0) as u64));
     let order = Order::stored(&row.order.kind, d).map_err(|e| e.to_string())?;
+    if order == Order::Supersede {
+        return Ok(Control::supersede(&row.order.reason, row.order.at_ms));
+    }
     Control::new(order, &row.order.who, &row.order.reason, row.order.at_ms)
         .map_err(|e| e.to_string())
 }
@@ -121,11 +124,34 @@ impl Agent {
         signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
     ) -> Option<String> {
         let mut told = false;
+        // An older watch with no command running ends within a look once its holder
+        // takes the order; one whose holder is gone waits for an adoption (a lease's
+        // time). Past that, this watch judges anyway: the older one, whenever it runs
+        // again, ends at once on its order. A command the older one started is always
+        // waited for (its timeout bounds it).
+        let grace = 2 * self.leases.ttl + LOOK_EVERY * 5;
+        let began = tokio::time::Instant::now();
         loop {
             let oldc = old.to_string();
-            match self.store.call(move |s| s.get(&oldc)).await {
-                Ok(Some(rec)) if rec.state == crate::io::store::WatchState::Running => {}
-                Ok(rec) => {
+            let read = self
+                .store
+                .call(move |s| Ok::<_, StoreError>((s.get(&oldc)?, s.actions(&oldc)?)))
+                .await;
+            match read.map(|(rec, actions)| {
+                let busy = actions
+                    .iter()
+                    .any(|a| a.state == crate::io::store::ActionState::Started);
+                (rec, busy)
+            }) {
+                Ok((Some(rec), busy)) if rec.state == crate::io::store::WatchState::Running => {
+                    if !busy && began.elapsed() >= grace {
+                        warn!(event = "predecessor_stuck", watch = %id, predecessor = %old, waited_s = grace.as_secs(),
+                            "watch {old} of the same key has not ended (its agent may be gone); this watch judges from now on, and {old} ends on its supersede order whenever it runs again");
+                        return Some("still running (not ended in time)".to_string());
+                    }
+                }
+                Ok((rec, _)) => {
+                    let rec: Option<crate::io::store::WatchRecord> = rec;
                     let outcome = rec.and_then(|r| r.outcome).unwrap_or_default();
                     info!(event = "predecessor_ended", watch = %id, predecessor = %old, outcome = %outcome,
                         "watch {old} of the same key ended ({outcome}); this watch judges from now on");
@@ -207,10 +233,23 @@ impl Agent {
                 let (state, result) = match answer.await {
                     Ok(Ok(done)) => (OrderState::Done, done),
                     Ok(Err(why)) => (OrderState::Refused, why.to_string()),
-                    Err(_) => (
-                        OrderState::Refused,
-                        "the watch ended before the order was carried out".to_string(),
-                    ),
+                    Err(_) => {
+                        // The loop dropped it unanswered: the watch ended, or only
+                        // stopped here (a shutdown, a lost lease) and will resume. Settled
+                        // only if it ended (the store refuses that for a running watch);
+                        // otherwise it stays pending and is handed over again.
+                        let why = "the watch ended before the order was carried out";
+                        let (id, n) = (row.watch.clone(), row.id);
+                        let at = agent.clock_now_ms();
+                        let r = agent
+                            .store
+                            .call(move |s| s.order_done(&id, None, n, OrderState::Refused, why, at))
+                            .await;
+                        if r.is_err() {
+                            lock(&agent.delivered).remove(&row.id);
+                        }
+                        return;
+                    }
                 };
                 info!(event = "order_settled", watch = %row.watch, order = %row.order.kind, by = %row.order.who, state = state.as_str(), "{result}");
                 agent.settle_order(&row.watch, row.id, state, &result).await;

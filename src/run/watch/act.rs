@@ -180,6 +180,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             &action_started(kind, &name, &cmd.argv, cmd.timeout, self.opts.dry_run),
         );
         if self.opts.dry_run {
+            if let Some((tx, text)) = self.answer.take() {
+                let _ = tx.send(Ok(format!("{text} (dry run: nothing runs)")));
+            }
             return None;
         }
         let first = fired.first();
@@ -244,6 +247,11 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         let (report, silence) = match claimed {
             Err(why) => {
                 error!(event = "action_not_claimed", action = kind, rule = %name, error = %why, "the {kind} command was NOT started: it could not be recorded first, and running it unrecorded could run it twice");
+                if let Some((tx, _)) = self.answer.take() {
+                    let _ = tx.send(Err(crate::core::control::ControlError::Refused(format!(
+                        "the {kind} command was NOT started: it could not be recorded first ({why})"
+                    ))));
+                }
                 (
                     ActionReport {
                         status: ActionStatus::NotClaimed(why),
@@ -254,6 +262,11 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 )
             }
             Ok(ticket) => {
+                // A person who ordered it is told now: the claim is committed, so the
+                // command runs (or, after a crash, is resolved from its row), once.
+                if let Some((tx, text)) = self.answer.take() {
+                    let _ = tx.send(Ok(text));
+                }
                 // The silence is created beside the command, never before it.
                 let silence = cmd.silence.clone().map(|spec| {
                     let comment = format!(

@@ -132,6 +132,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         silences: Vec::new(),
         control: from.control,
         orders: from.orders,
+        answer: None,
     };
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never

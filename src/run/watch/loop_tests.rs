@@ -227,6 +227,9 @@ pub(super) async fn watch_ordered(
             mono: origin,
         }),
         orders: Some(order_rx),
+        journal: REFUSE_CLAIMS
+            .with(|r| r.get())
+            .then(|| Box::new(Refusing) as Box<dyn super::journal::Journal>),
         ..Start::default()
     };
     let (tx, mut signals) = mpsc::channel(4);
@@ -277,6 +280,18 @@ pub(super) const QUICK: Duration = Duration::from_secs(1);
 thread_local! {
     /// Set by a test whose Prometheus hangs on range queries (`Scripted::slow_ranges`).
     static SLOW_RANGES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by a test whose store refuses every claim (`Refusing`).
+    pub(super) static REFUSE_CLAIMS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// A journal whose store cannot record a claim: no command may start.
+struct Refusing;
+
+impl super::journal::Journal for Refusing {
+    fn claim(&mut self, _: &super::journal::Claim<'_>) -> Result<super::journal::Ticket, String> {
+        Err("the store is read-only".into())
+    }
+    fn finished(&mut self, _: &ActionStatus, _: i64, _: &crate::core::events::Event) {}
 }
 
 #[tokio::test(start_paused = true)]

@@ -108,13 +108,20 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         };
         let answer = crate::core::events::manual_text(&event).unwrap_or_default();
         self.sinks.emit(control.at_ms, &event);
-        let _ = reply.send(Ok(match control.order {
+        match control.order {
+            // Answered by `act` once the command's claim committed, never before: an
+            // order settled as done always has its claim.
             Order::Rollback | Order::Pause => {
-                format!("{answer}; the {} command starts now", control.order)
+                let text = format!("{answer}; the {} command started", control.order);
+                self.answer = Some((reply, text));
             }
-            Order::Extend(_) => format!("{answer} ({})", rfc3339_ms(ends_ms)),
-            _ => answer,
-        }));
+            Order::Extend(_) => {
+                let _ = reply.send(Ok(format!("{answer} ({})", rfc3339_ms(ends_ms))));
+            }
+            _ => {
+                let _ = reply.send(Ok(answer));
+            }
+        }
         match control.order {
             Order::Rollback => Some(self.by_hand("rollback", &control).await),
             Order::Pause => {

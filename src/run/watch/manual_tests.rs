@@ -54,7 +54,7 @@ async fn a_manual_rollback_runs_the_command_once_at_once_and_names_the_person() 
         ran.outcome.describe()
     );
     assert!(
-        matches!(&replies[..], [Ok(t)] if t.contains("rollback command starts now")),
+        matches!(&replies[..], [Ok(t)] if t.contains("rollback command started")),
         "{replies:?}"
     );
     let manual = events.iter().find_map(|(_, e)| match e {
@@ -262,5 +262,32 @@ async fn orders_that_do_not_apply_are_refused_and_change_nothing() {
         Outcome::Paused {
             rule: "manual:alice".into()
         }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_persons_rollback_is_answered_only_once_its_claim_committed() {
+    // The store cannot record the claim: nothing runs, and the person is told so,
+    // never "started".
+    super::loop_tests::REFUSE_CLAIMS.with(|r| r.set(true));
+    let (ran, replies, _) = watch_ordered(
+        errors_rule("2m"),
+        secs(120),
+        &[("errors", HEALTHY)],
+        None,
+        QUICK,
+        vec![(secs(10), order(Order::Rollback))],
+    )
+    .await;
+    super::loop_tests::REFUSE_CLAIMS.with(|r| r.set(false));
+    assert!(ran.actions.is_empty(), "{:?}", ran.actions);
+    assert!(
+        matches!(&replies[..], [Err(ControlError::Refused(m))] if m.contains("NOT started")),
+        "{replies:?}"
+    );
+    assert!(
+        matches!(ran.outcome, Outcome::RollbackFailed { .. }),
+        "{:?}",
+        ran.outcome
     );
 }

@@ -6,6 +6,10 @@
 use super::journal::Journal;
 use super::outcome::Signal;
 use super::start::OrderMsg;
+
+/// Where a person's order is answered.
+pub(super) type Answer =
+    tokio::sync::oneshot::Sender<Result<String, crate::core::control::ControlError>>;
 use super::start::{ClockAnchor, PollDone, WatchOptions};
 use crate::core::control::ControlState;
 use crate::core::eval::{Labels, Poll, RuleEval};
@@ -69,6 +73,9 @@ pub(super) struct Watch<'a, R, S> {
     pub(super) control: ControlState,
     /// Where people's orders arrive (`manual.rs`); None: nobody can give any.
     pub(super) orders: Option<mpsc::Receiver<OrderMsg>>,
+    /// The answer to a person's rollback or pause, sent by `act` once the command's
+    /// claim committed (or could not be: nothing ran), never before.
+    pub(super) answer: Option<(Answer, String)>,
 }
 
 /// When the watch goes blind: `max_blind` after the last successful query, on the

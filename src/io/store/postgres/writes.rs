@@ -277,6 +277,17 @@ pub(super) async fn create_many(
     let durations: Vec<i64> = ws.iter().map(|w| w.duration_ms).collect();
     let created: Vec<i64> = ws.iter().map(|w| w.created_ms).collect();
     let tx = c.transaction().await.map_err(&err)?;
+    // The keys' advisory locks first, in one order (sorted): two batches with the same
+    // keys in another order never deadlock (`orders::take_key` takes them again: they
+    // are re-entrant within a transaction).
+    let mut keys: Vec<&String> = ws.iter().filter_map(|w| w.key.as_ref()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[k])
+            .await
+            .map_err(&err)?;
+    }
     let inserted = tx
         .query(
             "INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
