@@ -82,7 +82,10 @@ impl Agent {
                 );
             }
         }
-        let end_ms = now.min(def.created_ms + def.duration_ms);
+        // (With the extensions people gave it: the downtime after the original end of
+        // an extended watch is caught up too.)
+        let extended = self.control_state(def).await?.extended.as_millis() as i64;
+        let end_ms = now.min(def.created_ms + def.duration_ms + extended);
         let mut backlog = Vec::new();
         for (i, rule) in spec.rules.iter().enumerate() {
             let iv = rule.interval.as_millis().max(1) as i64;
