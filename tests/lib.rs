@@ -30,6 +30,7 @@ mod observe;
 mod orders;
 mod outbox;
 mod page;
+mod pre_existing;
 mod proxy_faults;
 mod query_safety;
 mod replay;

@@ -226,6 +226,20 @@ impl Sink for LogSink {
                 "rule `{rule}` fired during {held_by}'s hold: no {action} now; it acts at {} if it still fires then",
                 crate::core::events::rfc3339_ms(*until_ms)
             ),
+            Event::PreExisting { rule, mode, .. } => warn!(
+                event = ev, rule = %rule, mode = %mode,
+                "{}",
+                crate::core::events::pre_existing_text(event).unwrap_or_default()
+            ),
+            Event::PreExistingOver {
+                rule,
+                labels,
+                value,
+            } => info!(
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value),
+                "{}",
+                crate::core::events::pre_existing_text(event).unwrap_or_default()
+            ),
             Event::HoldEnded { released_by } => match released_by {
                 Some(by) => {
                     info!(event = ev, released_by = %by, "hold released by {by}; automatic actions resume")

@@ -17,6 +17,7 @@
 //! no child takes anything from the module that re-exports it.
 
 mod act;
+mod carry;
 mod confirm;
 mod decision_loop;
 mod handle;

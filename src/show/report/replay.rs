@@ -143,6 +143,7 @@ pub fn record(
         actions,
         notifications: Vec::new(),
         people: Vec::new(),
+        before_deploy: Vec::new(),
         outcome: Some(OutcomeRecord {
             outcome: r.decision.verdict.name(),
             exit_code: r.decision.verdict.exit_code(),
