@@ -396,6 +396,9 @@ impl Agent {
             self.metrics.resume_waiting.dec();
         }
         from.baselines = self.before_baselines(&spec, def, &*source).await;
+        from.pre_existing = self
+            .pre_existing(&spec, def, &*source, from.scrape, &from.baselines)
+            .await;
         let mut sinks = WatchSinks {
             sinks: others,
             deliveries,
