@@ -143,3 +143,47 @@ fn improve_acts_only_once_the_value_gets_worse_than_before_by_its_margin() {
     );
     assert_eq!(logged_actions(&s).len(), 1, "{:?}", logged_actions(&s));
 }
+
+/// `gate --rules`: a breach that held through its rule's `for` is named pre-existing;
+/// it blocks under `judge`, and under `ignore` (or `improve`) the release may go out
+/// into it (it may be its fix).
+#[test]
+fn gate_names_pre_existing_breaches_and_lets_a_fix_go_out_into_them() {
+    let name = "pre-gate";
+    breaching_before_the_watch(name, 0.8);
+    let s = Scratch::new();
+    let cal = s.path("open.yaml");
+    std::fs::write(&cal, "timezone: UTC\nfreezes: []\n").unwrap();
+    let gate = |mode: &str| {
+        let file = s.rules(&logging_actions(
+            name,
+            &format!("    above: 0.5\n    for: 3s\n    interval: 1s\n{mode}"),
+            "  duration: 1m\n  interval: 1s",
+        ));
+        crate::harness::run(&[
+            "gate",
+            "--calendar",
+            cal.to_str().unwrap(),
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &prometheus().url,
+        ])
+    };
+    let (code, stdout, stderr) = gate("");
+    assert_eq!(code, 6, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("[blocks] rule `r` is breached now (0.8; breached when > 0.5), and was through its `for` before now: pre-existing; pre_existing: judge"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rule `r`: 0.8 (breached when > 0.5) BREACHED, pre-existing: breaching through its `for` (3s) before now (pre_existing: judge)"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = gate("    pre_existing: ignore\n");
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("[ok] rule `r` is breached now (0.8; breached when > 0.5), and was through its `for` before now: pre-existing; pre_existing: ignore: never acted on while it lasts; a release may go out into it"),
+        "{stdout}"
+    );
+}
