@@ -11,16 +11,16 @@ use crate::harness::{now_ms, prometheus, start, Running, Scratch};
 use std::time::Duration;
 
 /// Sets the test's series to `value` and returns once Prometheus has held it there
-/// for more than the rules' `for` (3s) and a step: the watch then begins into a
-/// breach that began before it.
+/// for 8s, more than the rules' `for` (at most 4s) and a step: the watch then begins
+/// into a breach that began before it.
 fn breaching_before_the_watch(name: &str, value: f64) {
     let p = prometheus();
     let q = series(name);
     p.exporter.set(&q, value);
     p.await_value(&q, |v| v == Some(value));
-    let held = format!("min_over_time({q}[5s]) == max_over_time({q}[5s])");
-    let since = format!("count_over_time({q}[5s])");
-    p.await_value(&since, |v| v.is_some_and(|n| n >= 5.0));
+    let held = format!("min_over_time({q}[8s]) == max_over_time({q}[8s])");
+    let since = format!("count_over_time({q}[8s])");
+    p.await_value(&since, |v| v.is_some_and(|n| n >= 8.0));
     p.await_value(&held, |v| v == Some(value));
 }
 
@@ -185,5 +185,64 @@ fn gate_names_pre_existing_breaches_and_lets_a_fix_go_out_into_them() {
     assert!(
         stdout.contains("[ok] rule `r` is breached now (0.8; breached when > 0.5), and was through its `for` before now: pre-existing; pre_existing: ignore: never acted on while it lasts; a release may go out into it"),
         "{stdout}"
+    );
+}
+
+/// The agent reads a watch's breaches before it once, and a restart carries over only
+/// those still running: through a kill -9 the pre-existing breach stays ignored; once
+/// it resolved, a new breach is the release's, and a kill -9 while it is pending does
+/// not carry it over again (it rolls back, once).
+#[test]
+fn the_agent_keeps_the_reading_across_restarts_and_never_carries_over_an_ended_breach() {
+    use crate::harness::agent::{pending, rules, Agent, ROLLBACK};
+    use serde_json::json;
+    let name = "pre-agent";
+    breaching_before_the_watch(name, 0.8);
+    let mut a = Agent::new(None);
+    a.rule_file(
+        "checkout",
+        &rules(
+            "    above: 0.5\n    for: 4s\n    pre_existing: ignore",
+            ROLLBACK,
+        ),
+    );
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": name}, "id": "pa-1"}));
+    assert_eq!(status, 201, "{w}");
+    let said = |a: &Agent| {
+        a.proc
+            .as_ref()
+            .unwrap()
+            .await_event("pre_existing", Duration::from_secs(10))
+    };
+    said(&a);
+    a.kill9();
+    a.start();
+    // Carried over again from the store, and still never acted on.
+    said(&a);
+    let back = now_ms();
+    while now_ms() < back + 6000 {
+        let (_, w) = a.req("GET", "/api/v1/watches/pa-1", None);
+        assert_eq!(w["state"], "running", "{w}\n{}", a.dump());
+        assert!(!pending(&w), "{w}\n{}", a.dump());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(a.actions().is_empty(), "{:?}", a.actions());
+    // It resolves; a new breach goes pending, and the agent dies meanwhile.
+    set(name, 0.2);
+    a.proc
+        .as_ref()
+        .unwrap()
+        .await_event("pre_existing_over", Duration::from_secs(10));
+    set(name, 0.9);
+    a.await_watch("pa-1", Duration::from_secs(10), pending);
+    a.kill9();
+    a.start();
+    let w = a.await_finished("pa-1", Duration::from_secs(40));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+    assert!(
+        a.proc.as_ref().unwrap().events("pre_existing").is_empty(),
+        "nothing is carried over after it ended:\n{}",
+        a.dump()
     );
 }
