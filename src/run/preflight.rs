@@ -352,6 +352,29 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_carries_over_only_the_stored_breaches_still_running() {
+        let a = crate::core::series::Sample::new(&[("s", "a")], 0.0).labels;
+        let b = crate::core::series::Sample::new(&[("s", "b")], 0.0).labels;
+        let mut stored: BTreeMap<String, Vec<(Labels, f64)>> = BTreeMap::new();
+        assert_eq!(still_carried("r", &stored), None, "not read yet");
+        stored.insert(
+            pre_existing_key("r"),
+            vec![(a.clone(), 0.9), (b.clone(), 0.8)],
+        );
+        // A `before:` baseline of the same rule is another key.
+        stored.insert("r".into(), vec![(a.clone(), 0.1)]);
+        assert_eq!(
+            still_carried("r", &stored),
+            Some([(a.clone(), 0.9), (b.clone(), 0.8)].into())
+        );
+        stored.insert(pre_existing_over_key("r", &a), Vec::new());
+        assert_eq!(still_carried("r", &stored), Some([(b.clone(), 0.8)].into()));
+        // Read, and nothing was breaching: known, and empty.
+        stored.insert(pre_existing_key("q"), Vec::new());
+        assert_eq!(still_carried("q", &stored), Some(Default::default()));
+    }
+
+    #[test]
     fn every_missing_program_is_an_error_naming_it() {
         let text = "watch:\n  duration: 1m\n  interval: 1s\nrollback:\n  command: [\"/nonexistent/kubectl\"]\npause:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 0s\n";
         let (spec, _) = crate::core::rules::load_str(

@@ -74,8 +74,9 @@ pub type Before = BTreeMap<Labels, f64>;
 /// Reads the steps of the window before the watch (oldest first; the first at or
 /// before `start − for`, the last at or before the start): the series that breached
 /// at every step (steps that judged nothing passed over, as `onset.rs` does; the first
-/// must breach), with their worst value. The rule-level `{}` series (no data at all)
-/// is never one: a rule without data before the deploy has no breach to carry over.
+/// must breach), with their worst value. The rule-level "no data" series is never
+/// one (a rule without data before the deploy has no breach to carry over); a series
+/// without labels that has values (`sum(...)`) is one like any.
 /// `fixed_baseline`: a `before:` baseline.
 pub fn read_before(params: &Params, steps: &[StepPoll], fixed_baseline: Option<&Poll>) -> Before {
     let raw = Default::default();
@@ -86,7 +87,6 @@ pub fn read_before(params: &Params, steps: &[StepPoll], fixed_baseline: Option<&
     let candidates: std::collections::BTreeSet<Labels> = judged
         .iter()
         .flat_map(|(_, j)| j.breaching.iter().cloned())
-        .filter(|l| !l.is_empty())
         .collect();
     let worse = Worse::of(params);
     let mut out = Before::new();
@@ -101,7 +101,12 @@ pub fn read_before(params: &Params, steps: &[StepPoll], fixed_baseline: Option<&
             Poll::Samples(v) => Some(v.iter().filter(|x| x.labels == labels)),
             Poll::Failed => None,
         });
-        let worst = worse.worst(values.flatten(), |x: &&Sample| x.value);
+        let seen: Vec<&Sample> = values.flatten().collect();
+        if labels.is_empty() && seen.is_empty() {
+            // The rule-level "no data" series, not a series without labels (`sum(...)`).
+            continue;
+        }
+        let worst = worse.worst(seen, |x: &&Sample| x.value);
         out.insert(labels, worst.map_or(f64::NAN, |x| x.value));
     }
     out

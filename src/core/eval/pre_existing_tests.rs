@@ -71,6 +71,8 @@ fn a_series_is_pre_existing_only_when_it_breached_at_every_step_of_the_window() 
             &["a=0.9 b=0.6", "a=0.9 b=0.7", "a=0.6 b=0.9"],
             "a=0.9 b=0.9",
         ),
+        // A series without labels (`sum(...)`) is one like any.
+        (&["v=0.9", "v=0.8"], "{}=0.9"),
         // No data at all is not a breach carried over, whatever `no_data` says.
         (&["-", "-"], ""),
         (&[], ""),
@@ -96,6 +98,8 @@ fn a_series_is_pre_existing_only_when_it_breached_at_every_step_of_the_window() 
         shown(&read_before(&nd, &steps(&["a=0.9", "-", "a=0.8"]), None)),
         "a=0.9"
     );
+    // ...and an empty window is the rule-level "no data" series: never carried over.
+    assert_eq!(shown(&read_before(&nd, &steps(&["-", "-", "-"]), None)), "");
 }
 
 #[test]

@@ -221,12 +221,22 @@ pub(super) async fn watch_ordered(
                 answered.lock().unwrap().push(got);
             }
         });
+    let pre_existing = if READ_BEFORE.with(|r| r.get()) {
+        crate::run::preflight::pre_existing(&spec, &*source, T0_MS, None, &[], &BTreeMap::new())
+            .await
+            .iter()
+            .map(|p| p.before().cloned())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let from = Start {
         clock: Some(ClockAnchor {
             wall: UNIX_EPOCH + Duration::from_secs(T0_SECS),
             mono: origin,
         }),
         orders: Some(order_rx),
+        pre_existing,
         ..Start::default()
     };
     let (tx, mut signals) = mpsc::channel(4);
@@ -277,6 +287,9 @@ pub(super) const QUICK: Duration = Duration::from_secs(1);
 thread_local! {
     /// Set by a test whose Prometheus hangs on range queries (`Scripted::slow_ranges`).
     static SLOW_RANGES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by a test whose watch reads the breaches before its start from the script
+    /// (`run::preflight::pre_existing`, as `watch` does), into `Start::pre_existing`.
+    pub(super) static READ_BEFORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 #[tokio::test(start_paused = true)]

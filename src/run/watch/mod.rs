@@ -36,6 +36,8 @@ pub use session::{run_session, WatchSinks};
 pub use start::{rule_info, ClockAnchor, Judged, OrderMsg, PollDone, Start, WatchOptions};
 
 #[cfg(test)]
+mod carry_tests;
+#[cfg(test)]
 mod clock_tests;
 #[cfg(test)]
 mod loop_tests;
