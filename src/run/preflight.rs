@@ -22,7 +22,7 @@
 
 use crate::core::eval::{Before, Poll};
 use crate::core::rules::lint::{self, NeverFires};
-use crate::core::rules::{BaselineSource, Rule, WatchSpec};
+use crate::core::rules::{BaselineSource, WatchSpec};
 use crate::core::series::{Labels, Sample};
 use crate::io::prom::{ClockSkew, HistorySource, QueryError, SkewVerdict};
 use std::collections::BTreeMap;
@@ -263,16 +263,7 @@ impl PreDeploy {
     }
 }
 
-/// Whether a rule's breaches before the watch are read: a rule with `for` counted in
-/// the data (not `breaches`, not `compare`), whose queries do not read the watch's
-/// clock.
-pub fn reads_before(rule: &Rule) -> bool {
-    let j = &rule.judging;
-    j.breaches.is_none()
-        && j.compare.is_none()
-        && !rule.query.uses_clock()
-        && !rule.guard.as_ref().is_some_and(|g| g.uses_clock())
-}
+pub use crate::run::steps::reads_before;
 
 /// Where the agent stores a rule's reading, beside its `before:` baseline (rule names
 /// hold no `:`, so no rule's baseline can have this key).
@@ -323,19 +314,15 @@ pub async fn pre_existing<H: HistorySource>(
             out.push(PreDeploy::Known(before));
             continue;
         }
-        let step = spec.step_for(rule, scrape).as_millis().max(1) as i64;
-        let from = (start_ms - rule.for_.as_millis() as i64).div_euclid(step) * step;
-        let origin = crate::run::steps::Origin(from);
+        let step = spec.step_for(rule, scrape);
         let fixed = baselines.get(i).cloned().flatten().map(Poll::Samples);
-        out.push(
-            match crate::run::steps::fetch_steps(source, rule, origin, from, start_ms, step).await {
-                Ok(steps) => PreDeploy::Taken {
-                    before: crate::core::eval::read_before(&rule.params(), &steps, fixed.as_ref()),
-                    window: Duration::from_millis((start_ms - from).max(0) as u64),
-                },
-                Err(e) => PreDeploy::Failed(e),
-            },
-        );
+        let params = rule.params();
+        let read =
+            crate::run::steps::before_start(source, rule, &params, start_ms, step, fixed.as_ref());
+        out.push(match read.await {
+            Ok((before, window)) => PreDeploy::Taken { before, window },
+            Err(e) => PreDeploy::Failed(e),
+        });
     }
     out
 }
