@@ -428,7 +428,9 @@ fn serve_judges_and_keeps_a_before_baseline_across_a_restart() {
     });
     let db = rusqlite::Connection::open(a.s.path("state.db")).unwrap();
     let stored: Vec<(String, Option<f64>)> = db
-        .prepare("SELECT labels, value FROM baselines WHERE watch_id = 'bef' ORDER BY labels")
+        // (The rule's own key: the watch's reading of the breaches before it is
+        // stored beside it, under `pre_existing:orders`.)
+        .prepare("SELECT labels, value FROM baselines WHERE watch_id = 'bef' AND rule = 'orders' ORDER BY labels")
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
         .unwrap()

@@ -464,3 +464,37 @@ fn replay_appends_its_report_to_the_github_step_summary() {
         "{out:?}"
     );
 }
+
+/// A breach already there when the window begins is what a watch begun then would
+/// make of it (`pre_existing`): `deploys` breaches from +600s to +1200s and from
+/// +7800s; a window from +900s begins inside the first. `judge` acts on it `for`
+/// after the window's start; `ignore` never does, and acts on the second.
+#[test]
+fn a_breach_already_there_when_the_window_begins_follows_pre_existing() {
+    let grid = Grid {
+        from: 900,
+        step: 10,
+    };
+    let (code, doc) = replay("deploys", "    above: 0.5\n    for: 2m", 900, 9000);
+    assert_eq!(code, 1, "{doc:#}");
+    assert_fired_at(
+        offset(&doc["rules"][0]["fired_at"]),
+        grid.fires(900, 120),
+        grid,
+        &doc,
+    );
+    let (code, doc) = replay(
+        "deploys",
+        "    above: 0.5\n    for: 2m\n    pre_existing: ignore",
+        900,
+        9000,
+    );
+    assert_eq!(code, 1, "{doc:#}");
+    let onset = grid.sees(7800);
+    assert_fired_at(
+        offset(&doc["rules"][0]["fired_at"]),
+        grid.fires(onset, 120),
+        grid,
+        &doc,
+    );
+}

@@ -20,6 +20,12 @@
 //! An empty result counts as breached only for `no_data: breach`. A query that fails
 //! blocks too: a gate that cannot show the system is healthy must not say go.
 //!
+//! A breach that has held through its rule's `for` before now is named
+//! *pre-existing* (`run::preflight::pre_existing`, as a watch starting now would read
+//! it). It blocks as any under `pre_existing: judge`; under `ignore` or `improve` the
+//! rule file says a release may go out into it (the release may be its fix), so it is
+//! said and does not block.
+//!
 //! # Emergencies
 //!
 //! `--emergency REASON` goes out despite being outside every window, inside a freeze
@@ -122,12 +128,34 @@ pub async fn run(args: GateArgs) -> u8 {
 
     let mut rules = Vec::new();
     let mut channels = Vec::new();
+    let mut before = Vec::new();
     if let Some(path) = &args.rules {
         match health(path, &args).await {
-            Ok((statuses, notify)) => (rules, channels) = (statuses, notify),
+            Ok((statuses, notify, pre)) => (rules, channels, before) = (statuses, notify, pre),
             Err(code) => return code,
         }
-        for r in &rules {
+        for (r, pre) in rules.iter().zip(&before) {
+            if let (true, None, Some(p)) = (r.breached, &r.error, pre) {
+                let value = r
+                    .value
+                    .map_or_else(|| "no data".to_string(), |v| v.to_string());
+                let message = format!(
+                    "rule `{}` is breached now ({value}; breached when {}), and was through its `for` before now: pre-existing; pre_existing: {}: {}",
+                    r.name, r.threshold, p.mode.text(), p.mode.meaning()
+                );
+                if p.mode == crate::core::eval::PreExisting::Judge {
+                    decision.block(Reason::rule_breached(
+                        &r.name,
+                        format!("{message}: don't deploy into an incident"),
+                    ));
+                } else {
+                    decision.block(Reason::rule_pre_existing(
+                        &r.name,
+                        format!("{message}; a release may go out into it"),
+                    ));
+                }
+                continue;
+            }
             if let Some(e) = &r.error {
                 decision.block(Reason::rule_failed(
                     &r.name,
@@ -214,8 +242,8 @@ pub async fn run(args: GateArgs) -> u8 {
         "{summary}"
     );
     match args.format {
-        Format::Text => print!("{}", render_text(&decision, &rules)),
-        Format::Json => println!("{}", render_json(&decision, &rules)),
+        Format::Text => print!("{}", render_text(&decision, &rules, &before)),
+        Format::Json => println!("{}", render_json(&decision, &rules, &before)),
     }
     if decision.go {
         exit::HEALTHY
@@ -224,13 +252,71 @@ pub async fn run(args: GateArgs) -> u8 {
     }
 }
 
+/// A rule breached now by a breach that held through its `for` before now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreExistingNow {
+    pub mode: crate::core::eval::PreExisting,
+    /// Its `for`, the window read.
+    pub for_s: f64,
+    /// The series breaching through it.
+    pub series: usize,
+}
+
+/// Each rule's breach now that was already there through its `for` (None: it is not
+/// breached now, or not for that long, or its history could not be read: then it
+/// counts as any breach).
+async fn pre_existing_now(
+    spec: &crate::core::rules::WatchSpec,
+    client: &crate::io::prom::PromClient,
+    statuses: &[RuleStatus],
+) -> Vec<Option<PreExistingNow>> {
+    use crate::run::preflight;
+    if !statuses.iter().any(|r| r.breached) {
+        return vec![None; statuses.len()];
+    }
+    let now = crate::core::events::now_ms();
+    let baselines: Vec<_> = preflight::before_baselines(spec, client, now, &Default::default())
+        .await
+        .iter()
+        .map(preflight::Baseline::samples)
+        .collect();
+    let scrape = match spec.step {
+        Some(_) => None,
+        None => client.scrape_interval().await,
+    };
+    let found =
+        preflight::pre_existing(spec, client, now, scrape, &baselines, &Default::default()).await;
+    spec.rules
+        .iter()
+        .zip(statuses)
+        .zip(&found)
+        .map(|((rule, status), p)| {
+            let before = p.before().filter(|b| status.breached && !b.is_empty())?;
+            Some(PreExistingNow {
+                mode: rule.judging.pre_existing,
+                for_s: rule.for_.as_secs_f64(),
+                series: before.len(),
+            })
+        })
+        .collect()
+}
+
 /// Loads the rule file and queries every rule once; Err(exit code) after printing why
 /// when the file or the Prometheus settings are unusable.
-/// Queries every rule once now; also returns the rule file's notification channels.
+/// Queries every rule once now; also returns the rule file's notification channels,
+/// and which breaches now are pre-existing.
+#[allow(clippy::type_complexity)]
 async fn health(
     path: &Path,
     args: &GateArgs,
-) -> Result<(Vec<RuleStatus>, Vec<crate::core::rules::Channel>), u8> {
+) -> Result<
+    (
+        Vec<RuleStatus>,
+        Vec<crate::core::rules::Channel>,
+        Vec<Option<PreExistingNow>>,
+    ),
+    u8,
+> {
     let opts = crate::core::rules::LoadOptions {
         outside: Some(&crate::io::host::HOST),
         sets: &args.sets,
@@ -243,7 +329,8 @@ async fn health(
             exit::USAGE
         })?;
     let out = crate::run::verdict::evaluate_once(&spec, &client, false).await;
-    Ok((out, spec.notify))
+    let before = pre_existing_now(&spec, &client, &out).await;
+    Ok((out, spec.notify, before))
 }
 
 fn emergency_record(d: &Decision, calendar: &str, rules: Option<&Path>) -> Value {
@@ -273,7 +360,7 @@ fn append_line(path: &Path, record: &Value) -> std::io::Result<()> {
     f.sync_data()
 }
 
-fn render_text(d: &Decision, rules: &[RuleStatus]) -> String {
+fn render_text(d: &Decision, rules: &[RuleStatus], before: &[Option<PreExistingNow>]) -> String {
     let mut out = format!("{} at {}\n", if d.go { "GO" } else { "NO-GO" }, show(&d.at));
     for r in &d.reasons {
         let mark = match (r.blocks, r.bypassed) {
@@ -283,7 +370,7 @@ fn render_text(d: &Decision, rules: &[RuleStatus]) -> String {
         };
         out.push_str(&format!("  [{mark}] {}\n", r.message));
     }
-    for r in rules {
+    for (i, r) in rules.iter().enumerate() {
         let state = match (&r.error, r.value, r.breached) {
             (Some(e), _, _) => format!("query failed: {e}"),
             (None, None, true) => "no data (no_data: breach) BREACHED".to_string(),
@@ -300,7 +387,15 @@ fn render_text(d: &Decision, rules: &[RuleStatus]) -> String {
         } else {
             format!(" ({})", r.evidence.text())
         };
-        out.push_str(&format!("  rule `{}`: {state}{why}\n", r.name));
+        let pre = match before.get(i) {
+            Some(Some(p)) => format!(
+                ", pre-existing: breaching through its `for` ({}) before now (pre_existing: {})",
+                crate::core::events::secs(p.for_s),
+                p.mode.text()
+            ),
+            _ => String::new(),
+        };
+        out.push_str(&format!("  rule `{}`: {state}{why}{pre}\n", r.name));
     }
     if let Some(e) = &d.emergency {
         if d.go && e.bypassed.is_empty() {
@@ -346,7 +441,7 @@ fn render_text(d: &Decision, rules: &[RuleStatus]) -> String {
     out
 }
 
-fn render_json(d: &Decision, rules: &[RuleStatus]) -> Value {
+fn render_json(d: &Decision, rules: &[RuleStatus], before: &[Option<PreExistingNow>]) -> Value {
     let period = |p: &decide::Period| {
         json!({
             "name": p.name,
@@ -362,7 +457,21 @@ fn render_json(d: &Decision, rules: &[RuleStatus]) -> Value {
         "emergency": d.emergency,
         "window": d.window.as_ref().map(period),
         "next_window": d.next_window.as_ref().map(period),
-        "rules": rules.iter().map(|r| r.to_json()).collect::<Vec<_>>(),
+        "rules": rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut j = r.to_json();
+                if let Some(Some(p)) = before.get(i) {
+                    j["pre_existing"] = json!({
+                        "mode": p.mode.text(),
+                        "for_s": p.for_s,
+                        "series": p.series,
+                    });
+                }
+                j
+            })
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -418,7 +527,7 @@ mod tests {
             error: None,
             evidence: Default::default(),
         }];
-        let text = render_text(&d, &rules);
+        let text = render_text(&d, &rules, &[]);
         assert_eq!(
             text,
             "\
@@ -430,7 +539,7 @@ NO-GO at Thu 2026-03-26 03:00 EDT (2026-03-26 07:00 UTC)
 next window: window `thu` opens Thu 2026-04-02 02:00 EDT (2026-04-02 06:00 UTC), closes Thu 2026-04-02 06:00 EDT (2026-04-02 10:00 UTC)
 "
         );
-        let j = render_json(&d, &rules);
+        let j = render_json(&d, &rules, &[]);
         assert_eq!(j["decision"], "no-go");
         assert_eq!(j["at"], "2026-03-26T03:00:00-04:00");
         assert_eq!(j["timezone"], "America/New_York");
@@ -445,7 +554,7 @@ next window: window `thu` opens Thu 2026-04-02 02:00 EDT (2026-04-02 06:00 UTC),
         assert_eq!(j["rules"][0]["value"], 0.2);
 
         let d = decide::decide(&cal, at, Some("CVE"));
-        let text = render_text(&d, &[]);
+        let text = render_text(&d, &[], &[]);
         assert!(text.starts_with("GO at"), "{text}");
         assert!(
             text.contains("  [bypassed] inside freeze `month-end`"),
@@ -455,7 +564,7 @@ next window: window `thu` opens Thu 2026-04-02 02:00 EDT (2026-04-02 06:00 UTC),
             text.contains("emergency change \"CVE\" bypassed: freeze:month-end; recorded"),
             "{text}"
         );
-        let j = render_json(&d, &[]);
+        let j = render_json(&d, &[], &[]);
         assert_eq!(j["emergency"]["reason"], "CVE");
         assert_eq!(j["emergency"]["bypassed"][0], "freeze:month-end");
         let rec = emergency_record(&d, "c.yaml", None);

@@ -25,17 +25,20 @@ pub async fn run_watch(
         crate::say!("error: {e}");
         exit::USAGE
     })?;
-    let baselines = before_baselines(spec, &client, crate::core::events::now_ms()).await;
+    let start_ms = crate::core::events::now_ms();
+    let baselines = before_baselines(spec, &client, start_ms).await;
     let scrape = match spec.step {
         Some(_) => None,
         None => client.scrape_interval().await,
     };
+    let pre_existing = pre_existing(spec, &client, start_ms, scrape, &baselines).await;
     Ok(watch::run_session(
         spec,
         Arc::new(client),
         opts,
         watch::Start {
             baselines,
+            pre_existing,
             ahead,
             scrape,
             orders,
@@ -70,6 +73,34 @@ pub async fn before_baselines<H: crate::io::prom::HistorySource>(
         }
     }
     found.iter().map(Baseline::samples).collect()
+}
+
+/// Each rule's breaches that began before the watch (`run::preflight::pre_existing`),
+/// read over the `for` before `start_ms`; a failed reading is a warning, and that
+/// rule judges every breach as any (`pre_existing: judge`, the side that acts).
+pub async fn pre_existing<H: crate::io::prom::HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    start_ms: i64,
+    scrape: Option<std::time::Duration>,
+    baselines: &[Option<Vec<crate::core::series::Sample>>],
+) -> Vec<Option<crate::core::eval::Before>> {
+    use crate::run::preflight::{self, PreDeploy};
+    let found = preflight::pre_existing(
+        spec,
+        source,
+        start_ms,
+        scrape,
+        baselines,
+        &Default::default(),
+    )
+    .await;
+    for (rule, p) in spec.rules.iter().zip(&found) {
+        if let PreDeploy::Failed(e) = p {
+            tracing::warn!(event = "pre_existing_failed", rule = %rule.name, error = %e, mode = %rule.judging.pre_existing.text(), "could not read whether this rule was already breaching before the watch; every breach of it is judged as any");
+        }
+    }
+    found.iter().map(|p| p.before().cloned()).collect()
 }
 
 /// Builds the sinks a watch reports to.

@@ -229,6 +229,27 @@ pub enum Event {
         watch: String,
         outcome: String,
     },
+    /// At the start: a rule's series that were already breaching through the `for`
+    /// before the watch began (`core::eval::pre_existing`), each with its worst value
+    /// there, and what the rule's `pre_existing` mode does with them.
+    PreExisting {
+        rule: String,
+        /// `judge`, `ignore` or `improve 10%`.
+        mode: String,
+        /// What the mode does, in words.
+        meaning: String,
+        /// The window read before the start.
+        window_s: f64,
+        series: Vec<SeriesValue>,
+    },
+    /// A breach carried over from before the watch ended (`pre_existing: ignore` or
+    /// `improve`): from now on the series is judged as any.
+    PreExistingOver {
+        rule: String,
+        labels: Labels,
+        #[serde(serialize_with = "float::option")]
+        value: Option<f64>,
+    },
     /// A hold ended: released by a person (`released_by`), or run out.
     HoldEnded {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -260,6 +281,8 @@ impl Event {
             Event::HeldBack { .. } => "held_back",
             Event::HoldEnded { .. } => "hold_ended",
             Event::Succeeds { .. } => "succeeds",
+            Event::PreExisting { .. } => "pre_existing",
+            Event::PreExistingOver { .. } => "pre_existing_over",
             Event::WatchFinished { .. } => "watch_finished",
         }
     }
@@ -309,6 +332,46 @@ pub fn manual_text(event: &Event) -> Option<String> {
         Event::HoldEnded { released_by: None } => {
             "the hold ran out; automatic actions resume".to_string()
         }
+        _ => return None,
+    })
+}
+
+/// The one line a breach carried over from before the watch reads as, in the log, the
+/// terminal and the report; None for other events.
+pub fn pre_existing_text(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::PreExisting {
+            rule,
+            mode,
+            meaning,
+            window_s,
+            series,
+        } => {
+            let which: Vec<String> = series
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} at worst {}",
+                        serde_json::to_string(&s.labels).unwrap_or_default(),
+                        s.value.map_or_else(|| "no value".into(), float::text)
+                    )
+                })
+                .collect();
+            format!(
+                "rule `{rule}` was already breaching through the {} before the watch began: {}; pre_existing: {mode}: {meaning}",
+                secs(*window_s),
+                which.join(", ")
+            )
+        }
+        Event::PreExistingOver {
+            rule,
+            labels,
+            value,
+        } => format!(
+            "rule `{rule}`: the breach of {} that began before the watch is over ({}); from now on it is judged as any",
+            serde_json::to_string(labels).unwrap_or_default(),
+            value.map_or_else(|| "gone".into(), float::text)
+        ),
         _ => return None,
     })
 }

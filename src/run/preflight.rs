@@ -14,7 +14,13 @@
 //!   (`before_baselines`): a failed one is a warning (its series follow
 //!   `no_baseline`), never a refusal. The agent stores what was taken, so that a
 //!   restart never shifts them.
+//! - each rule's breaches that began before the watch (`pre_existing`): its history
+//!   over the `for` before the start, at its step, read once
+//!   (`core::eval::read_before`). A failed reading is a warning: the rule then judges
+//!   every breach as any (`pre_existing: judge`, the side that acts). The agent
+//!   stores the reading beside the baselines, so a restart never reads it again.
 
+use crate::core::eval::{Before, Poll};
 use crate::core::rules::lint::{self, NeverFires};
 use crate::core::rules::{BaselineSource, WatchSpec};
 use crate::core::series::{Labels, Sample};
@@ -233,6 +239,94 @@ pub async fn before_baselines<H: HistorySource>(
     out
 }
 
+/// What one rule's reading of the time before the watch came to.
+#[derive(Debug)]
+pub enum PreDeploy {
+    /// Not read: the rule counts polls (`breaches`, `compare`), or its query reads the
+    /// watch's clock, which has no meaning before the watch.
+    NotRead,
+    /// Known already (read at the watch's first start, and stored): used as is.
+    Known(Before),
+    /// Read now, over `window` before the start.
+    Taken { before: Before, window: Duration },
+    /// Its queries failed (a warning): every breach is judged as any.
+    Failed(QueryError),
+}
+
+impl PreDeploy {
+    /// The series already breaching before the watch, when they are known.
+    pub fn before(&self) -> Option<&Before> {
+        match self {
+            PreDeploy::Known(b) | PreDeploy::Taken { before: b, .. } => Some(b),
+            PreDeploy::NotRead | PreDeploy::Failed(_) => None,
+        }
+    }
+}
+
+pub use crate::run::steps::reads_before;
+
+/// Where the agent stores a rule's reading, beside its `before:` baseline (rule names
+/// hold no `:`, so no rule's baseline can have this key).
+pub fn pre_existing_key(rule: &str) -> String {
+    format!("pre_existing:{rule}")
+}
+
+/// Where the agent records that one carried-over breach of a rule ended (one key per
+/// series: a stored reading is written once and never changes).
+pub fn pre_existing_over_key(rule: &str, labels: &Labels) -> String {
+    format!(
+        "pre_existing_over:{rule}:{}",
+        serde_json::to_string(labels).unwrap_or_default()
+    )
+}
+
+/// The breaches still carried over of a rule, from what the agent stored: its reading
+/// without the series whose breach ended.
+pub fn still_carried(rule: &str, stored: &BTreeMap<String, Vec<(Labels, f64)>>) -> Option<Before> {
+    let read = stored.get(&pre_existing_key(rule))?;
+    Some(
+        read.iter()
+            .filter(|(l, _)| !stored.contains_key(&pre_existing_over_key(rule, l)))
+            .cloned()
+            .collect(),
+    )
+}
+
+/// Each rule's breaches that began before the watch starting at `start_ms`: the
+/// `known` reading (as the agent stored it), else the rule's queries over the `for`
+/// before the start at its step (`WatchSpec::step_for`), one range query each,
+/// judged with its `before:` baseline (`baselines`, indexed like the rules).
+pub async fn pre_existing<H: HistorySource>(
+    spec: &WatchSpec,
+    source: &H,
+    start_ms: i64,
+    scrape: Option<Duration>,
+    baselines: &[Option<Vec<Sample>>],
+    known: &BTreeMap<String, Vec<(Labels, f64)>>,
+) -> Vec<PreDeploy> {
+    let mut out = Vec::with_capacity(spec.rules.len());
+    for (i, rule) in spec.rules.iter().enumerate() {
+        if !reads_before(rule) {
+            out.push(PreDeploy::NotRead);
+            continue;
+        }
+        if let Some(before) = still_carried(&rule.name, known) {
+            out.push(PreDeploy::Known(before));
+            continue;
+        }
+        let step = spec.step_for(rule, scrape);
+        let fixed = baselines.get(i).cloned().flatten().map(Poll::Samples);
+        let params = rule.params();
+        let read =
+            crate::run::steps::before_start(source, rule, &params, start_ms, step, fixed.as_ref());
+        out.push(match read.await {
+            Ok((before, window)) => PreDeploy::Taken { before, window },
+            Err(e) => PreDeploy::Failed(e),
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +336,29 @@ mod tests {
             skew_ms: ms,
             uncertainty_ms: 2,
         })
+    }
+
+    #[test]
+    fn a_restart_carries_over_only_the_stored_breaches_still_running() {
+        let a = crate::core::series::Sample::new(&[("s", "a")], 0.0).labels;
+        let b = crate::core::series::Sample::new(&[("s", "b")], 0.0).labels;
+        let mut stored: BTreeMap<String, Vec<(Labels, f64)>> = BTreeMap::new();
+        assert_eq!(still_carried("r", &stored), None, "not read yet");
+        stored.insert(
+            pre_existing_key("r"),
+            vec![(a.clone(), 0.9), (b.clone(), 0.8)],
+        );
+        // A `before:` baseline of the same rule is another key.
+        stored.insert("r".into(), vec![(a.clone(), 0.1)]);
+        assert_eq!(
+            still_carried("r", &stored),
+            Some([(a.clone(), 0.9), (b.clone(), 0.8)].into())
+        );
+        stored.insert(pre_existing_over_key("r", &a), Vec::new());
+        assert_eq!(still_carried("r", &stored), Some([(b.clone(), 0.8)].into()));
+        // Read, and nothing was breaching: known, and empty.
+        stored.insert(pre_existing_key("q"), Vec::new());
+        assert_eq!(still_carried("q", &stored), Some(Default::default()));
     }
 
     #[test]

@@ -323,6 +323,35 @@ pub async fn instant<H: HistorySource>(
     }))
 }
 
+/// Whether a rule's breaches before the watch are read (`pre_existing`): a rule with
+/// `for` counted in the data (not `breaches`, not `compare`), whose queries do not
+/// read the watch's clock (which has no meaning before the watch).
+pub fn reads_before(rule: &Rule) -> bool {
+    let j = &rule.judging;
+    j.breaches.is_none() && j.compare.is_none() && !uses_clock(rule)
+}
+
+/// The series breaching through the `for` before `start_ms` (`core::eval::read_before`):
+/// the rule's queries over `[start − for, start]` on the grid of `step` (one range
+/// query each), judged with `params` and a `before:` baseline (`fixed`). Returns the
+/// reading and the window read.
+pub async fn before_start<H: HistorySource>(
+    source: &H,
+    rule: &Rule,
+    params: &crate::core::eval::Params,
+    start_ms: i64,
+    step: Duration,
+    fixed: Option<&Poll>,
+) -> Result<(crate::core::eval::Before, Duration), QueryError> {
+    let step = step.as_millis().max(1) as i64;
+    let from = (start_ms - rule.for_.as_millis() as i64).div_euclid(step) * step;
+    let steps = fetch_steps(source, rule, Origin(from), from, start_ms, step).await?;
+    Ok((
+        crate::core::eval::read_before(params, &steps, fixed),
+        Duration::from_millis((start_ms - from).max(0) as u64),
+    ))
+}
+
 /// Replays one rule over `[from, to]` (Unix ms) as a watch polling at `poll_step`
 /// would have judged it: each grid poll (from `series`, the window's history) read
 /// through [`read`], and the confirming poll of each pending breach made at the
@@ -342,6 +371,17 @@ pub async fn replay<H: HistorySource>(
     let mut r = crate::core::history::Replaying::new(params, from, to, poll_step, series, judges);
     let origin = Origin(from);
     let fixed = r.fixed_baseline().cloned();
+    // A breach already there when the window began gets what the rule's
+    // `pre_existing` mode says, as in a watch begun then (read only for a mode that
+    // changes anything; a failed reading judges every breach as any, as a watch does).
+    if params.judge.pre_existing != crate::core::eval::PreExisting::Judge && reads_before(rule) {
+        match before_start(source, rule, &params, from, data_step, fixed.as_ref()).await {
+            Ok((before, _)) => r.eval.excuse(before),
+            Err(e) => {
+                tracing::warn!(rule = %rule.name, error = %e, "could not read whether this rule was already breaching before the window; every breach of it is judged as any");
+            }
+        }
+    }
     let mut prev = None;
     while let Some(at) = r.next_at() {
         // Confirmations due before this poll, each at its own instant.

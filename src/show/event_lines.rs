@@ -231,6 +231,20 @@ impl Sink for LogSink {
                 "{}",
                 crate::core::events::manual_text(event).unwrap_or_default()
             ),
+            Event::PreExisting { rule, mode, .. } => warn!(
+                event = ev, rule = %rule, mode = %mode,
+                "{}",
+                crate::core::events::pre_existing_text(event).unwrap_or_default()
+            ),
+            Event::PreExistingOver {
+                rule,
+                labels,
+                value,
+            } => info!(
+                event = ev, rule = %rule, labels = %labels_json(labels), value = %value_exact(*value),
+                "{}",
+                crate::core::events::pre_existing_text(event).unwrap_or_default()
+            ),
             Event::HoldEnded { released_by } => match released_by {
                 Some(by) => {
                     info!(event = ev, released_by = %by, "hold released by {by}; automatic actions resume")

@@ -267,6 +267,11 @@ impl Sink for LiveView {
                     self.say(t);
                 }
             }
+            Event::PreExisting { .. } | Event::PreExistingOver { .. } => {
+                if let Some(t) = crate::core::events::pre_existing_text(event) {
+                    self.say(t);
+                }
+            }
             Event::WatchStarted { .. } | Event::PauseSkipped { .. } | Event::Silenced { .. } => {}
         }
     }

@@ -117,6 +117,13 @@ impl Reason {
         )
     }
 
+    /// Rule `name` is breached now, by a breach already there through its `for`
+    /// that its `pre_existing` mode (`ignore`, `improve`) lets a release go out into:
+    /// said, not blocking.
+    pub fn rule_pre_existing(name: &str, message: impl Into<String>) -> Reason {
+        Reason::allows(ReasonKind::RuleBreached, Some(name.into()), message.into())
+    }
+
     /// Rule `name` could not be queried.
     pub fn rule_failed(name: &str, message: impl Into<String>) -> Reason {
         Reason::blocks(

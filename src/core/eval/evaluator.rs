@@ -233,6 +233,10 @@ pub struct PollNotes {
     /// Why the guard could not be matched with the rule's series, when the poll was
     /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
     pub guard_refused: Option<String>,
+    /// Breaches carried over from before the watch that ended at this poll (the
+    /// series, and its value then): from now on they are judged as any
+    /// (`pre_existing.rs`).
+    pub pre_existing_over: Vec<(Labels, Option<f64>)>,
 }
 
 impl PollNotes {
@@ -255,6 +259,9 @@ pub struct RuleEval {
     /// `compare`: (time, value) pools of the canary and stable sides.
     canary: VecDeque<(Duration, f64)>,
     stable: VecDeque<(Duration, f64)>,
+    /// `pre_existing: ignore | improve`: the series whose breach began before the
+    /// watch and still runs, with their reference (`pre_existing.rs`).
+    excused: super::pre_existing::Before,
 }
 
 impl RuleEval {
@@ -273,6 +280,53 @@ impl RuleEval {
             notes: PollNotes::default(),
             canary: VecDeque::new(),
             stable: VecDeque::new(),
+            excused: Default::default(),
+        }
+    }
+
+    /// Carries over the breaches that began before the watch (`read_before`), for the
+    /// rule's `pre_existing` mode to apply while each lasts; nothing for `judge`
+    /// (every breach judged as any). A restart gives the ones still running.
+    pub fn excuse(&mut self, before: super::pre_existing::Before) {
+        if self.params.judge.pre_existing != super::pre_existing::PreExisting::Judge {
+            self.excused = before;
+        }
+    }
+
+    /// The breaches carried over from before the watch still running, with their
+    /// reference values.
+    pub fn excused(&self) -> &super::pre_existing::Before {
+        &self.excused
+    }
+
+    /// A series' breach as the rule's `pre_existing` mode has it: `raw` as judged,
+    /// unless the series carries a breach over from before the watch. Then that breach
+    /// ends at the first poll that does not breach (noted); while it lasts, `ignore`
+    /// never breaches, and `improve` breaches only where the value got worse than
+    /// before the deploy by the margin.
+    fn carried_over(
+        &mut self,
+        labels: &Labels,
+        value: Option<f64>,
+        raw: bool,
+        evidence: &mut Evidence,
+    ) -> bool {
+        use super::pre_existing::{worse_by, worse_for, PreExisting};
+        let Some(reference) = self.excused.get(labels).copied() else {
+            return raw;
+        };
+        if !raw {
+            self.excused.remove(labels);
+            self.notes.pre_existing_over.push((labels.clone(), value));
+            return false;
+        }
+        evidence.before_deploy = (!reference.is_nan()).then_some(reference);
+        match self.params.judge.pre_existing {
+            PreExisting::Judge => raw,
+            PreExisting::Ignore => false,
+            PreExisting::Improve { margin_pct } => value.is_some_and(|v| {
+                worse_by(worse_for(&self.params, reference), v, reference, margin_pct)
+            }),
         }
     }
 
@@ -427,6 +481,7 @@ impl RuleEval {
             self.judged += 1;
             self.notes.series_judged += 1;
             let value = (!value.is_nan()).then_some(*value);
+            let breaching = self.carried_over(labels, value, breaching, &mut evidence);
             self.step(at, labels, value, breaching, evidence, &mut out);
         }
         // Transitions and notes in label order, whatever order the map was walked in
@@ -439,6 +494,20 @@ impl RuleEval {
             .filter(|l| !seen.contains_key(l))
             .cloned()
             .collect();
+        // A breach carried over from before the watch whose series is gone: over
+        // where an absence is healthy; otherwise it goes on (never worse: no value).
+        let gone: Vec<Labels> = self
+            .excused
+            .keys()
+            .filter(|l| !seen.contains_key(l) && !self.series.contains_key(*l))
+            .cloned()
+            .collect();
+        for labels in gone {
+            if threshold.present || self.params.no_data == NoData::Ok {
+                self.excused.remove(&labels);
+                self.notes.pre_existing_over.push((labels, None));
+            }
+        }
         for labels in absent {
             if labels.is_empty() && !seen.is_empty() {
                 // The rule-level "no data" series ends as soon as there is data.
@@ -448,7 +517,9 @@ impl RuleEval {
             }
         }
         let nothing = Labels::new();
-        if seen.is_empty() && self.series.is_empty() {
+        // (A breach carried over from before the watch that goes on through this
+        // absence is a series still followed, as a pending one is.)
+        if seen.is_empty() && self.series.is_empty() && self.excused.is_empty() {
             self.absent(at, &nothing, &mut out);
         }
         self.with_counts(out)
@@ -578,9 +649,16 @@ impl RuleEval {
         } else {
             self.params.no_data
         };
+        let mut evidence = Evidence::default();
         match no_data {
-            NoData::Ok => self.step(at, labels, None, false, Evidence::default(), out),
-            NoData::Breach => self.step(at, labels, None, true, Evidence::default(), out),
+            NoData::Ok => {
+                self.carried_over(labels, None, false, &mut evidence);
+                self.step(at, labels, None, false, evidence, out)
+            }
+            NoData::Breach => {
+                let breaching = self.carried_over(labels, None, true, &mut evidence);
+                self.step(at, labels, None, breaching, evidence, out)
+            }
             NoData::Hold => {}
         }
     }

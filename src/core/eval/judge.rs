@@ -144,6 +144,8 @@ pub struct Judging {
     pub guard_on: Option<OnLabels>,
     pub baseline: Option<BaselineParams>,
     pub compare: Option<CompareParams>,
+    /// `pre_existing:`: what a breach already there before the watch gets.
+    pub pre_existing: super::pre_existing::PreExisting,
 }
 
 /// Why a verdict was reached: everything a judge compared, for logs, events, reports and
@@ -202,6 +204,13 @@ pub struct Evidence {
     /// compares.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub insufficient: Option<u64>,
+    /// `pre_existing: ignore | improve`: the worst value of this series in the `for`
+    /// before the watch, its breach carried over from before the deploy.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub before_deploy: Option<f64>,
 }
 
 impl Evidence {
@@ -234,6 +243,9 @@ impl Evidence {
         }
         if let Some(i) = self.insufficient {
             out.push(format!("insufficient={i}"));
+        }
+        if let Some(b) = self.before_deploy {
+            out.push(format!("before_deploy={}", text(round(b))));
         }
         out.join(" ")
     }

@@ -55,6 +55,7 @@
 mod evaluator;
 mod judge;
 mod onset;
+mod pre_existing;
 mod reading;
 #[cfg(test)]
 mod test_polls;
@@ -65,4 +66,5 @@ pub use judge::{
     BaselineParams, Breaches, CompareParams, Direction, EffectMeasure, Evidence, Judging, OnLabels,
 };
 pub use onset::StepPoll;
+pub use pre_existing::{read_before, worse_by, Before, PreExisting};
 pub use reading::{Reading, RuleState, Worse};

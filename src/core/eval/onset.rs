@@ -45,7 +45,7 @@ pub struct StepPoll {
 
 /// What one step says about one series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Said {
+pub(super) enum Said {
     Breach,
     Healthy,
     /// Not judged at that step (insufficient traffic, `no_data: hold`, a failed or
@@ -62,8 +62,8 @@ impl Params {
 }
 
 /// What each step says, judged once per step for all series.
-struct Judged {
-    breaching: std::collections::BTreeSet<Labels>,
+pub(super) struct Judged {
+    pub(super) breaching: std::collections::BTreeSet<Labels>,
     healthy: std::collections::BTreeSet<Labels>,
     /// The step had usable samples (the rule-level `{}` series ends there).
     any: bool,
@@ -73,8 +73,17 @@ struct Judged {
     present: std::collections::BTreeSet<Labels>,
 }
 
-fn judge(params: Params, step: &StepPoll, fixed_baseline: Option<&Poll>) -> Judged {
+/// One step judged as a poll at its instant would be, by a fresh evaluator carrying
+/// the rule's pre-existing breaches still running (`excused`: `pre_existing.rs`), so
+/// that a step and a poll mean the same.
+pub(super) fn judge_step(
+    params: Params,
+    excused: &std::collections::BTreeMap<crate::core::series::Labels, f64>,
+    step: &StepPoll,
+    fixed_baseline: Option<&Poll>,
+) -> Judged {
     let mut fresh = RuleEval::new(params);
+    fresh.excuse(excused.clone());
     let extra = Extra {
         guard: step.guard.as_ref(),
         baseline: step.baseline.as_ref().or(fixed_baseline),
@@ -153,7 +162,7 @@ impl Judged {
 /// newest steps empty, while the poll being read (an instant query, with its lookback)
 /// still sees the series. An absence between two appearances is one, and follows
 /// `no_data`.
-fn span(
+pub(super) fn span(
     judged: &[(Duration, Judged)],
     labels: &Labels,
     params: &Params,
@@ -229,7 +238,7 @@ impl RuleEval {
         }
         let judged: Vec<(Duration, Judged)> = steps
             .iter()
-            .map(|s| (s.at, judge(params, s, fixed_baseline)))
+            .map(|s| (s.at, judge_step(params, self.excused(), s, fixed_baseline)))
             .collect();
         let mut out = Vec::new();
         for labels in began {
@@ -287,7 +296,7 @@ impl RuleEval {
         let judged: Vec<(Duration, Judged)> = steps
             .iter()
             .filter(|s| s.at < at)
-            .map(|s| (s.at, judge(params, s, fixed_baseline)))
+            .map(|s| (s.at, judge_step(params, self.excused(), s, fixed_baseline)))
             .collect();
         let mut restarted = Vec::new();
         for (labels, state) in self.series_mut().iter_mut() {

@@ -10,6 +10,7 @@ mod common;
 mod guard;
 mod judge;
 mod notify;
+mod pre_existing;
 mod rule;
 mod vars;
 
@@ -384,6 +385,8 @@ mod behaviour;
 mod clock_tests;
 #[cfg(test)]
 mod judge_tests;
+#[cfg(test)]
+mod pre_existing_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

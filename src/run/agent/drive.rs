@@ -426,6 +426,9 @@ impl Agent {
             return;
         }
         from.baselines = self.before_baselines(&spec, def, &*source).await;
+        from.pre_existing = self
+            .pre_existing(&spec, def, &*source, from.scrape, &from.baselines)
+            .await;
         let mut sinks = WatchSinks {
             sinks: others,
             deliveries,

@@ -66,6 +66,7 @@ pub mod metrics;
 mod old_command;
 mod orders;
 pub mod outbox;
+mod pre_existing;
 mod resume;
 mod rounds;
 mod sinks;

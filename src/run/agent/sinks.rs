@@ -311,6 +311,16 @@ impl Sink for StoreSink {
                     exactly_once::crash_point("ending_saved");
                 }
             }
+            // A breach carried over from before the watch ended: recorded beside the
+            // reading (`run::preflight::still_carried`), so a restart never carries it
+            // over again.
+            Event::PreExistingOver { rule, labels, .. } => {
+                let key = crate::run::preflight::pre_existing_over_key(rule, labels);
+                let r = self
+                    .store
+                    .blocking(|s| s.put_baselines(&self.id, fence, &key, &[]));
+                self.check("the end of a breach carried over from before the watch", r);
+            }
             _ => {}
         }
         // What this event rendered and no state change took along: written alone.

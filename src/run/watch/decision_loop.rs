@@ -134,6 +134,8 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         orders: from.orders,
         answer: None,
     };
+    // Breaches already there before the watch: said, and given to each rule's mode.
+    w.carry_over(from.pre_existing);
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never
     // the time it was down).

@@ -294,6 +294,16 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 windows: self.evals[i].windows(),
             },
         );
+        for (labels, value) in notes.pre_existing_over {
+            self.sinks.emit(
+                at_ms,
+                &Event::PreExistingOver {
+                    rule: rule.name.clone(),
+                    labels,
+                    value,
+                },
+            );
+        }
 
         let threshold = rule.condition();
         let mut fired: Vec<FiredSeries> = Vec::new();

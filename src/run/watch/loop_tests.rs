@@ -221,6 +221,15 @@ pub(super) async fn watch_ordered(
                 answered.lock().unwrap().push(got);
             }
         });
+    let pre_existing = if READ_BEFORE.with(|r| r.get()) {
+        crate::run::preflight::pre_existing(&spec, &*source, T0_MS, None, &[], &BTreeMap::new())
+            .await
+            .iter()
+            .map(|p| p.before().cloned())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let from = Start {
         clock: Some(ClockAnchor {
             wall: UNIX_EPOCH + Duration::from_secs(T0_SECS),
@@ -230,6 +239,7 @@ pub(super) async fn watch_ordered(
         journal: REFUSE_CLAIMS
             .with(|r| r.get())
             .then(|| Box::new(Refusing) as Box<dyn super::journal::Journal>),
+        pre_existing,
         ..Start::default()
     };
     let (tx, mut signals) = mpsc::channel(4);
@@ -280,6 +290,9 @@ pub(super) const QUICK: Duration = Duration::from_secs(1);
 thread_local! {
     /// Set by a test whose Prometheus hangs on range queries (`Scripted::slow_ranges`).
     static SLOW_RANGES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by a test whose watch reads the breaches before its start from the script
+    /// (`run::preflight::pre_existing`, as `watch` does), into `Start::pre_existing`.
+    pub(super) static READ_BEFORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     /// Set by a test whose store refuses every claim (`Refusing`).
     pub(super) static REFUSE_CLAIMS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }

@@ -17,6 +17,7 @@
 //! no child takes anything from the module that re-exports it.
 
 mod act;
+mod carry;
 mod confirm;
 mod decision_loop;
 mod handle;
@@ -34,6 +35,8 @@ pub use outcome::{Outcome, OutcomeKind, Signal};
 pub use session::{run_session, WatchSinks};
 pub use start::{rule_info, ClockAnchor, Judged, OrderMsg, PollDone, Start, WatchOptions};
 
+#[cfg(test)]
+mod carry_tests;
 #[cfg(test)]
 mod clock_tests;
 #[cfg(test)]

@@ -94,6 +94,11 @@ pub struct Start {
     /// taken once before the watch started (`io::prom::history::mean_before`); a rule
     /// with such a baseline but no entry here judges every series by `no_baseline`.
     pub baselines: Vec<Option<Vec<Sample>>>,
+    /// Each rule's series already breaching through its `for` before the watch began
+    /// (indexed like `WatchSpec::rules`; None: not read), read once
+    /// (`run::preflight::pre_existing`); a resumed watch gives those still carried
+    /// over. Reported at the start, and judged by each rule's `pre_existing` mode.
+    pub pre_existing: Vec<Option<crate::core::eval::Before>>,
     /// How far ahead of Prometheus's clock the watch's clock may be (measured at the
     /// start): the confirming poll of a pending breach waits that much longer, so it
     /// never asks about an instant Prometheus has not reached.

@@ -453,6 +453,13 @@ pub fn rule_sections(r: &Record, tz: Option<&TimeZone>) -> String {
 /// The actions table and each command's output tail, after what people ordered.
 pub fn actions_html(r: &Record) -> String {
     let mut h = String::new();
+    if !r.before_deploy.is_empty() {
+        h.push_str("<h2>Breaches before the deploy</h2><ul>");
+        for p in &r.before_deploy {
+            let _ = write!(h, "<li>{}</li>", esc(p));
+        }
+        h.push_str("</ul>");
+    }
     if !r.people.is_empty() {
         h.push_str("<h2>Orders from people</h2><ul>");
         for p in &r.people {

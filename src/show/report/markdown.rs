@@ -123,6 +123,14 @@ pub fn render(r: &Record) -> String {
             let _ = writeln!(out, "```\n</details>");
         }
     }
+    if !r.before_deploy.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "## Breaches before the deploy");
+        let _ = writeln!(out);
+        for n in &r.before_deploy {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
     if !r.people.is_empty() {
         let _ = writeln!(out);
         let _ = writeln!(out, "## Orders from people");

@@ -122,6 +122,9 @@ pub struct Record {
     pub people: Vec<String>,
     /// The hold in force: until when (Unix ms) and by whom.
     pub held: Option<(i64, String)>,
+    /// Breaches that began before the watch (`pre_existing`), and when they ended.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub before_deploy: Vec<String>,
     pub outcome: Option<OutcomeRecord>,
 }
 
@@ -324,6 +327,40 @@ impl Record {
                 }
                 if let Some(t) = crate::core::events::manual_text(event) {
                     self.people.push(format!("{} {t}", rfc3339_ms(at)));
+                }
+            }
+            Event::PreExisting { rule, series, .. } => {
+                for sv in series {
+                    self.transition(
+                        rule,
+                        at,
+                        "pre_existing",
+                        &sv.labels,
+                        sv.value,
+                        None,
+                        &Evidence::default(),
+                    );
+                }
+                if let Some(t) = crate::core::events::pre_existing_text(event) {
+                    self.before_deploy.push(format!("{} {t}", rfc3339_ms(at)));
+                }
+            }
+            Event::PreExistingOver {
+                rule,
+                labels,
+                value,
+            } => {
+                self.transition(
+                    rule,
+                    at,
+                    "pre_existing_over",
+                    labels,
+                    *value,
+                    None,
+                    &Evidence::default(),
+                );
+                if let Some(t) = crate::core::events::pre_existing_text(event) {
+                    self.before_deploy.push(format!("{} {t}", rfc3339_ms(at)));
                 }
             }
             Event::PauseSkipped { .. } | Event::Signal { .. } => {}

@@ -144,6 +144,7 @@ pub fn record(
         notifications: Vec::new(),
         people: Vec::new(),
         held: None,
+        before_deploy: Vec::new(),
         outcome: Some(OutcomeRecord {
             outcome: r.decision.verdict.name(),
             exit_code: r.decision.verdict.exit_code(),

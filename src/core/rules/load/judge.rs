@@ -131,7 +131,7 @@ fn breaches(cx: &mut Cx, n: &Node, what: &str) -> Option<Breaches> {
 }
 
 /// A percentage such as `30%` (the `%` required), as a number of percent.
-fn percent(cx: &mut Cx, n: &Node, what: &str, max: Option<f64>) -> Option<f64> {
+pub(super) fn percent(cx: &mut Cx, n: &Node, what: &str, max: Option<f64>) -> Option<f64> {
     let parsed = match &n.value {
         Value::Str(s) => s
             .trim()

@@ -33,6 +33,7 @@ const RULE_KEYS: &[&str] = &[
     "below_baseline",
     "no_baseline",
     "compare",
+    "pre_existing",
 ];
 
 pub(super) fn compile_rule(
@@ -229,6 +230,23 @@ pub(super) fn compile_rule(
         }
     }
 
+    let clock = [query.as_ref(), judges.guard.as_ref()]
+        .into_iter()
+        .flatten()
+        .any(Query::uses_clock);
+    let shape = super::pre_existing::Shape {
+        present: present.is_some(),
+        counted: if judges.compare.is_some() {
+            Some("compare")
+        } else if f.get("breaches").is_some() {
+            Some("breaches")
+        } else {
+            None
+        },
+        clock,
+    };
+    let pre_existing = super::pre_existing::compile_pre_existing(cx, &f, &what, shape);
+
     if !judges.ok {
         return None;
     }
@@ -252,7 +270,10 @@ pub(super) fn compile_rule(
             no_data: no_data?,
             expect_data: expect_data?,
             action: action?,
-            judging: judges.judging,
+            judging: crate::core::eval::Judging {
+                pre_existing: pre_existing?,
+                ..judges.judging
+            },
             guard: judges.guard.map(|g| g.capped(max_window)),
             baseline: judges.baseline,
             stable: judges
