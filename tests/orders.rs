@@ -360,3 +360,105 @@ fn an_end_carried_out_before_a_crash_ends_the_watch_at_the_restart_never_judges_
     assert!(a.actions().is_empty(), "{:?}", a.actions());
     set(test, 0.1);
 }
+
+#[test]
+fn on_a_shared_store_a_rollback_pressed_through_another_agent_races_the_rule_and_runs_once() {
+    let test = "orders-pg-race";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let fleet = Fleet::new(&pg.database(), 2);
+    fleet.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 2s", FLEET_ROLLBACK),
+    );
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "pg-r-1"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    let owner = fleet.await_owner(pg, "pg-r-1");
+    let other = 1 - owner;
+    set(test, 0.9);
+    fleet.await_watch(
+        other,
+        "pg-r-1",
+        Duration::from_secs(10),
+        crate::harness::agent::pending,
+    );
+    // Pressed through the agent that does not hold the watch, until it ends.
+    let mut answers = Vec::new();
+    loop {
+        let (status, body) = fleet.req(
+            other,
+            "POST",
+            "/api/v1/watches/pg-r-1/orders",
+            Some(&json!({"order": "rollback", "reason": "racing the rule", "by": "alice"})),
+        );
+        let ended = status == 409
+            && body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not running"));
+        answers.push((status, body));
+        if ended || answers.len() > 100 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let w = fleet.await_watch(other, "pg-r-1", Duration::from_secs(20), |w| {
+        w["state"] != "running"
+    });
+    assert_eq!(w["outcome"], "rolled_back", "{w}");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        fleet.rollbacks().len(),
+        1,
+        "{:?}\n{answers:?}",
+        fleet.rollbacks()
+    );
+    set(test, 0.1);
+}
+
+#[test]
+fn on_a_shared_store_extend_and_end_given_through_another_agent_are_the_persons() {
+    let test = "orders-pg-end";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let fleet = Fleet::new(&pg.database(), 2);
+    fleet.rule_file(
+        "checkout",
+        &rules("    above: 0.5\n    for: 10s", FLEET_ROLLBACK),
+    );
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "pg-e-1"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    let other = 1 - fleet.await_owner(pg, "pg-e-1");
+    let give = |body: Value| fleet.req(other, "POST", "/api/v1/watches/pg-e-1/orders", Some(&body));
+    let (status, ext) =
+        give(json!({"order": "extend", "for": "10m", "reason": "slow canary", "by": "bob"}));
+    assert_eq!(status, 200, "{ext}");
+    assert!(
+        ext["order"]["result"]
+            .as_str()
+            .unwrap()
+            .contains("bob extended the watch"),
+        "{ext}"
+    );
+    let (status, end) = give(json!({"order": "end", "reason": "verified by hand", "by": "bob"}));
+    assert_eq!(status, 200, "{end}");
+    let w = fleet.await_watch(other, "pg-e-1", Duration::from_secs(10), |w| {
+        w["state"] != "running"
+    });
+    assert_eq!(
+        (w["outcome"].as_str(), w["exit_code"].as_u64()),
+        (Some("declared_healthy"), Some(0)),
+        "{w}"
+    );
+    assert!(w["detail"].as_str().unwrap().contains("bob"), "{w}");
+    assert!(fleet.rollbacks().is_empty());
+}
