@@ -119,6 +119,8 @@ fn a_hold_keeps_a_breach_from_acting_and_it_acts_when_the_hold_ends() {
     );
     assert_eq!(status, 200, "{held}");
     let held_at = held["order"]["at_ms"].as_u64().unwrap();
+    let (_, w) = a.req("GET", "/api/v1/watches/h-1", None);
+    assert_eq!(w["held"]["by"], "bob", "the API shows the watch held: {w}");
     set(test, 0.9);
     // Fires during the hold: nothing runs until it ends (8s after it was given).
     let w = a.await_finished("h-1", Duration::from_secs(30));

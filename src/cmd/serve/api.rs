@@ -450,6 +450,19 @@ async fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, A
     v["rule_states"] = json!(rules);
     v["series"] = json!(series);
     v["actions"] = json!(actions);
+    // What people's orders add up to now: a hold in force, the extensions.
+    if rec.state == WatchState::Running {
+        let control = agent.control_state(&rec.def).await?;
+        let now = agent.clock_now_ms();
+        v["held"] = match control.held_at(now) {
+            Some(h) => json!({"until_ms": h.until_ms, "by": h.who, "reason": h.reason}),
+            None => Value::Null,
+        };
+        v["ends_ms"] = json!(control.end_ms(
+            rec.def.created_ms,
+            std::time::Duration::from_millis(rec.def.duration_ms.max(0) as u64)
+        ));
+    }
     Ok(v)
 }
 

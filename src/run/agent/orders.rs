@@ -100,7 +100,7 @@ impl Agent {
 
     /// What the settled orders of a watch add up to (a restart or an adoption folds
     /// them again).
-    pub(super) async fn control_state(&self, def: &NewWatch) -> Result<ControlState, StoreError> {
+    pub async fn control_state(&self, def: &NewWatch) -> Result<ControlState, StoreError> {
         let id = def.id.clone();
         let rows = self.store.call(move |s| s.orders(&id)).await?;
         let settled: Vec<Control> = rows
