@@ -322,25 +322,8 @@ impl Agent {
                         if waiting {
                             self.metrics.resume_waiting.dec();
                         }
-                        if !recorded {
-                            // The ending's notifications go in its transaction.
-                            let notes = herald.as_ref().map_or_else(Vec::new, |h| {
-                                h.ahead(now_ms(), &outcome.finished_event())
-                            });
-                            if !self
-                                .record_ending_noted(id, &ending_of(&outcome), notes)
-                                .await
-                            {
-                                if let Some(h) = &herald {
-                                    h.forget_ahead();
-                                }
-                            }
-                        }
-                        let mut sinks = WatchSinks {
-                            sinks: others,
-                            deliveries,
-                        };
-                        finish_sinks(&mut sinks, &outcome).await;
+                        self.end_before_start(id, &outcome, !recorded, herald.as_deref(), others)
+                            .await;
                         return;
                     }
                     Err(e) => Err(e),
@@ -407,22 +390,8 @@ impl Agent {
                 }
             };
             info!(event = "ended_by_order", watch = %id, outcome = outcome.name(), "the watch was ended by an order before this start");
-            let notes = herald
-                .as_ref()
-                .map_or_else(Vec::new, |h| h.ahead(now_ms(), &outcome.finished_event()));
-            if !self
-                .record_ending_noted(id, &ending_of(&outcome), notes)
-                .await
-            {
-                if let Some(h) = &herald {
-                    h.forget_ahead();
-                }
-            }
-            let mut sinks = WatchSinks {
-                sinks: others,
-                deliveries,
-            };
-            finish_sinks(&mut sinks, &outcome).await;
+            self.end_before_start(id, &outcome, true, herald.as_deref(), others)
+                .await;
             return;
         }
         from.baselines = self.before_baselines(&spec, def, &*source).await;
@@ -447,6 +416,38 @@ impl Agent {
             }
         }
         watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
+    }
+}
+
+impl Agent {
+    /// Ends a watch that was decided before its loop started (an action resolved at a
+    /// restart, an order carried out before a crash): its ending (with `record`) and
+    /// the notifications that report it in one transaction, then its other sinks.
+    async fn end_before_start(
+        &self,
+        id: &str,
+        outcome: &Outcome,
+        record: bool,
+        herald: Option<&Herald>,
+        others: Sinks,
+    ) {
+        if record {
+            let notes =
+                herald.map_or_else(Vec::new, |h| h.ahead(now_ms(), &outcome.finished_event()));
+            if !self
+                .record_ending_noted(id, &ending_of(outcome), notes)
+                .await
+            {
+                if let Some(h) = herald {
+                    h.forget_ahead();
+                }
+            }
+        }
+        let mut sinks = WatchSinks {
+            sinks: others,
+            deliveries: None,
+        };
+        finish_sinks(&mut sinks, outcome).await;
     }
 }
 

@@ -202,36 +202,10 @@ pub(super) async fn rerun_in(
 pub(super) async fn create(mut c: Object, url: String, w: NewWatch) -> Result<Created, StoreError> {
     let err = pg_err(&url, "store a watch");
     let vars = vars_text(&w.vars);
-    if w.key.is_some() {
-        // A keyed watch takes its key in the insert's own transaction.
-        let tx = c.transaction().await.map_err(&err)?;
-        let n = tx
-            .execute(
-                "INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'running') ON CONFLICT (id) DO NOTHING",
-                &[
-                    &w.id,
-                    &w.rules,
-                    &w.rules_text,
-                    &vars,
-                    &w.duration_ms,
-                    &w.created_ms,
-                ],
-            )
-            .await
-            .map_err(&err)?;
-        if n == 1 {
-            let after = super::orders::take_key(&tx, &url, &w).await?;
-            tx.commit().await.map_err(&err)?;
-            let mut rec = new_record(w);
-            rec.after = after;
-            return Ok(Created::New(rec));
-        }
-        drop(tx);
-    }
-    // One statement: of two agents creating one id at once, one inserts and
-    // the other finds it.
-    let n = c
+    // One statement: of two agents creating one id at once, one inserts and the other
+    // finds it. A keyed watch takes its key in the insert's own transaction.
+    let tx = c.transaction().await.map_err(&err)?;
+    let n = tx
         .execute(
             "INSERT INTO watches (id, rules, rules_text, vars, duration_ms, created_ms, state)
              VALUES ($1, $2, $3, $4, $5, $6, 'running') ON CONFLICT (id) DO NOTHING",
@@ -247,8 +221,13 @@ pub(super) async fn create(mut c: Object, url: String, w: NewWatch) -> Result<Cr
         .await
         .map_err(&err)?;
     if n == 1 {
-        return Ok(Created::New(new_record(w)));
+        let after = super::orders::take_key(&tx, &url, &w).await?;
+        tx.commit().await.map_err(&err)?;
+        let mut rec = new_record(w);
+        rec.after = after;
+        return Ok(Created::New(rec));
     }
+    drop(tx);
     let row = c
         .query_one(
             &format!("SELECT {WATCH_COLS} FROM watches WHERE id = $1"),
