@@ -204,8 +204,12 @@ pub(super) async fn watch_ordered(
     // Ends once every order was answered (or refused because the watch had ended).
     let ordering =
         tokio::spawn(async move {
-            for (at, control) in orders {
+            for (at, mut control) in orders {
                 tokio::time::sleep_until(origin + at).await;
+                // Given now, on the watch's clock (unless the test says when).
+                if control.at_ms == 0 {
+                    control.at_ms = T0_MS + at.as_millis() as i64;
+                }
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 if order_tx.send(OrderMsg { control, reply }).await.is_err() {
                     answered.lock().unwrap().push(Err(

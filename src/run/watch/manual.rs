@@ -66,8 +66,14 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// Carries out one order; Some(outcome) when it ends the watch.
     pub(super) async fn order(&mut self, msg: OrderMsg) -> Option<Outcome> {
         let OrderMsg { mut control, reply } = msg;
-        // Applied at its arrival, on the watch's clock.
-        control.at_ms = self.origin.ms(self.now_at());
+        // Applied as of when it was given (on the watch's clock: the agent stamps it
+        // with the store's, as the watch is timed), so that a hold's end is the same
+        // live and when a restart folds the stored orders again; an order without a
+        // time, or one from the future, as of now.
+        let now = self.origin.ms(self.now_at());
+        if control.at_ms <= 0 || control.at_ms > now {
+            control.at_ms = now;
+        }
         let created = self.origin.0;
         let refused = |why: String| Err(ControlError::Refused(why));
         let checked = match control.order {

@@ -291,3 +291,23 @@ async fn a_persons_rollback_is_answered_only_once_its_claim_committed() {
         ran.outcome
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_counts_from_when_it_was_given_not_from_when_it_reached_the_watch() {
+    // Given at 10s for 60s, it reaches the loop only at 40s (an agent taking it over):
+    // it still ends at 70s, as a restart folding the stored order would make it.
+    let mut hold = order(Order::Hold(secs(60)));
+    hold.at_ms = super::loop_tests::T0_MS + 10_000;
+    let (ran, replies, _) = watch_ordered(
+        errors_rule("10m"),
+        secs(600),
+        &[("errors", BREACHED_AT_20)],
+        None,
+        QUICK,
+        vec![(secs(40), hold)],
+    )
+    .await;
+    assert!(replies[0].is_ok(), "{replies:?}");
+    // The rule fired at 50s during the hold; it acts when the hold ends, at 70s.
+    assert_eq!(ran.actions, vec![("rollback", secs(70))]);
+}
