@@ -52,7 +52,7 @@ pub struct CtlArgs {
     /// How long, for `hold` and `extend` (e.g. 15m).
     #[arg(long = "for", value_name = "DURATION")]
     pub for_: Option<String>,
-    /// Who gives the order, when the token has no name (a named token's name wins).
+    /// Who gives the order, when the token has no name (a named token's name is who: another name is refused).
     /// With --socket: your user name unless given.
     #[arg(long, value_name = "NAME", env = "ROLLWATCH_BY")]
     pub by: Option<String>,
