@@ -25,6 +25,11 @@ fn counter_reset_by_the_deploy(name: &str) {
     p.await_value(&format!("increase({q}[1m])"), |v| {
         v.is_some_and(|v| v > 5.0)
     });
+    // The deploy is over: two more scrapes, so that the old version's last sample is
+    // more than a second before the watch begins (`${watch.elapsed}` is whole seconds
+    // rounded up: a window may reach up to a second before the start, and a sample of
+    // the old version there would be counted; see docs/rules.md).
+    std::thread::sleep(Duration::from_millis(2_500));
 }
 
 /// A watch of `since` (rollback: more than 5 failures since the watch began) and
