@@ -60,11 +60,17 @@ fn kill_9_while_pending_then_restart_rolls_back_once_on_time() {
     set(test, 0.9);
     let w = a.await_watch("p-1", Duration::from_secs(10), pending);
     let since = w["series"][0]["since_ms"].as_u64().unwrap();
-    // Killed two seconds into the breach, back a moment later.
+    // Killed two seconds into the breach, back a moment later: at least a poll
+    // interval and a half later, so that a poll was missed and the downtime must be
+    // judged from history (a restart within one interval would miss none).
     while now_ms() < since + 2000 {
         std::thread::sleep(Duration::from_millis(50));
     }
     a.kill9();
+    let killed = now_ms();
+    while now_ms() < killed + 1500 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     a.start();
     let w = a.await_finished("p-1", Duration::from_secs(30));
     let caught_up = a.proc.as_ref().unwrap().events("catch_up");
