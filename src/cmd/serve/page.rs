@@ -427,17 +427,25 @@ async fn report(State(p): State<Page>, Path(id): Path<String>) -> Response {
         .into_response()
 }
 
-async fn cancel_confirm(State(p): State<Page>, Path(id): Path<String>) -> Response {
-    let rec = match get_watch(&p, &id).await {
-        Ok(r) => r,
-        Err(f) => return error_page(&p, f.0, &f.1),
-    };
+/// The page of an error unless watch `id` is running (the cancel and order
+/// confirmation steps ask it alike).
+async fn running_watch(p: &Page, id: &str) -> Result<(), Response> {
+    let rec = get_watch(p, id)
+        .await
+        .map_err(|f| error_page(p, f.0, &f.1))?;
     if rec.state != WatchState::Running {
-        return error_page(
-            &p,
+        return Err(error_page(
+            p,
             StatusCode::CONFLICT,
             &format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
-        );
+        ));
+    }
+    Ok(())
+}
+
+async fn cancel_confirm(State(p): State<Page>, Path(id): Path<String>) -> Response {
+    if let Err(r) = running_watch(&p, &id).await {
+        return r;
     }
     let main = page::cancel_main(&id, &p.csrf);
     html_response(StatusCode::OK, shell(&p, "cancel a watch", &main, None))
@@ -487,16 +495,8 @@ async fn order_confirm(
     if !crate::core::control::Order::NAMES.contains(&order.as_str()) {
         return error_page(&p, StatusCode::NOT_FOUND, &format!("no order {order:?}"));
     }
-    let rec = match get_watch(&p, &id).await {
-        Ok(r) => r,
-        Err(f) => return error_page(&p, f.0, &f.1),
-    };
-    if rec.state != WatchState::Running {
-        return error_page(
-            &p,
-            StatusCode::CONFLICT,
-            &format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
-        );
+    if let Err(r) = running_watch(&p, &id).await {
+        return r;
     }
     let named = caller(&p, &headers).flatten();
     let main = page::order_main(&id, &order, &p.csrf, named.as_deref());
