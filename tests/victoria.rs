@@ -125,3 +125,38 @@ rules:
     assert_eq!(offset(&doc["rules"][0]["fired_at"]), Some(720), "{doc:#}");
     assert_eq!(doc["rules"][0]["peak"], 0.9);
 }
+
+/// `${watch.elapsed}` is written to the millisecond (`3s453ms`): VictoriaMetrics reads
+/// that duration as Prometheus does, so a watch of it is judged at every poll and
+/// ends healthy, never `query_rejected`.
+#[test]
+fn vm_reads_the_elapsed_window_to_the_millisecond() {
+    let vm = victoria();
+    let s = Scratch::new();
+    let file = s.rules(
+        r#"watch:
+  duration: 4s
+  interval: 1s
+rollback:
+  command: ["sh", "-c", "echo rollback >> @DIR@/actions.log"]
+rules:
+  - name: since
+    query: 'increase(rw_value{test="vm-elapsed"}[${watch.elapsed}])'
+    above: 5
+    for: 1s
+    max_window: 1h
+"#,
+    );
+    let mut w = start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &vm.url,
+    ]);
+    assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.dump());
+    assert!(w.events("query_rejected").is_empty(), "{}", w.dump());
+    assert!(w.events("query_failed").is_empty(), "{}", w.dump());
+    assert!(w.events("poll").len() >= 3, "{}", w.dump());
+    assert!(s.lines("actions.log").is_empty());
+}

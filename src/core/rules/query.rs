@@ -158,25 +158,31 @@ impl Query {
     }
 }
 
-/// `${watch.elapsed}` at `clock`: the time since the start, rounded UP to whole
-/// seconds so that the window `(t - elapsed, t]` always reaches back to the start (a
-/// failure just after the deploy is never left out; at most one second before it is
-/// taken in); at least 1s (PromQL refuses an empty range); at most `cap` (a zero cap:
-/// no cap).
+/// `${watch.elapsed}` at `clock`: the time since the start to the millisecond, so that
+/// the window `(t - elapsed, t]` reaches exactly back to the start at every instant (a
+/// poll between two seconds and a step of a range read on a whole second see the same
+/// window: a sample of the old version just before the start is in neither); at least
+/// 1ms (PromQL refuses an empty range); at most `cap` (a zero cap: no cap).
 pub fn elapsed(clock: Clock, cap: Duration) -> Duration {
-    let ms = (clock.at_ms - clock.start_ms).max(0) as u64;
-    let secs = ms.div_ceil(1000).max(1);
-    let d = Duration::from_secs(secs);
+    let ms = (clock.at_ms - clock.start_ms).max(1) as u64;
+    let d = Duration::from_millis(ms);
     if cap.is_zero() {
         d
     } else {
-        d.min(Duration::from_secs(cap.as_secs().max(1)))
+        d.min(cap.max(Duration::from_millis(1)))
     }
 }
 
-/// A duration as `${watch.elapsed}` writes it: whole seconds (`754s`).
+/// A duration as `${watch.elapsed}` writes it: whole seconds and the milliseconds left
+/// (`754s`, `3s453ms`, `453ms`), one PromQL duration token that Prometheus,
+/// VictoriaMetrics and the parser rollwatch proves queries with all read.
 pub fn duration_text(d: Duration) -> String {
-    format!("{}s", d.as_secs())
+    let (s, ms) = (d.as_secs(), d.subsec_millis());
+    match (s, ms) {
+        (s, 0) => format!("{s}s"),
+        (0, ms) => format!("{ms}ms"),
+        (s, ms) => format!("{s}s{ms}ms"),
+    }
 }
 
 /// The start as `${watch.start}` writes it: Unix seconds, rounded down (the same side as
@@ -237,29 +243,65 @@ mod tests {
     }
 
     #[test]
-    fn elapsed_rounds_up_to_whole_seconds_at_least_one_and_capped() {
+    fn elapsed_is_exact_to_the_millisecond_at_least_one_and_capped() {
         let h = Duration::from_secs(3600);
-        // (start, at, cap, expected seconds)
+        // (start, at, cap, expected ms)
         let cases: &[(i64, i64, Duration, u64)] = &[
             (0, 0, h, 1),
             (0, 1, h, 1),
-            (0, 999, h, 1),
-            (0, 1000, h, 1),
-            (0, 1001, h, 2),
-            (10_000, 764_000, h, 754),
-            (10_000, 764_001, h, 755),
+            (0, 999, h, 999),
+            (0, 1000, h, 1000),
+            (0, 1001, h, 1001),
+            (10_000, 764_000, h, 754_000),
+            (10_000, 764_001, h, 754_001),
             (5_000, 1_000, h, 1),
-            (0, 7_200_000, h, 3600),
-            (0, 3_600_001, h, 3600),
-            (0, 7_200_000, Duration::ZERO, 7200),
-            (0, 7_200_000, Duration::from_millis(500), 1),
+            (0, 7_200_000, h, 3_600_000),
+            (0, 3_600_001, h, 3_600_000),
+            (0, 7_200_000, Duration::ZERO, 7_200_000),
+            (0, 7_200_000, Duration::from_millis(500), 500),
         ];
         for &(s, a, cap, want) in cases {
             assert_eq!(
                 elapsed(clock(s, a), cap),
-                Duration::from_secs(want),
+                Duration::from_millis(want),
                 "start {s} at {a} cap {cap:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_poll_and_a_step_reach_back_to_the_same_instant() {
+        // The window `(t - elapsed, t]` starts at the watch's start whether `t` falls
+        // on a whole second (a step of a range read) or between two (a poll).
+        let start = 1_796_559_446_186;
+        for at in [1_796_559_449_000, 1_796_559_449_453, 1_796_559_446_187] {
+            let e = elapsed(clock(start, at), Duration::ZERO);
+            assert_eq!(at - e.as_millis() as i64, start, "at {at}");
+        }
+    }
+
+    #[test]
+    fn durations_are_written_as_one_token_prometheus_reads() {
+        let cases: &[(u64, &str)] = &[
+            (1, "1ms"),
+            (453, "453ms"),
+            (1_000, "1s"),
+            (3_453, "3s453ms"),
+            (754_000, "754s"),
+            (3_155_760_000_999, "3155760000s999ms"),
+        ];
+        for &(ms, want) in cases {
+            let text = duration_text(Duration::from_millis(ms));
+            assert_eq!(text, want);
+            let q = format!("increase(x[{text}])");
+            let parsed = crate::core::rules::structure::parse(&q).unwrap();
+            let promql_parser::parser::Expr::Call(call) = parsed else {
+                panic!("{q}: not a call")
+            };
+            let promql_parser::parser::Expr::MatrixSelector(m) = &*call.args.args[0] else {
+                panic!("{q}: not a range")
+            };
+            assert_eq!(m.range, Duration::from_millis(ms), "{q}");
         }
     }
 
@@ -279,7 +321,7 @@ mod tests {
         );
         assert_eq!(
             q.at(clock(1_765_000_000_500, 1_765_000_754_000)),
-            "increase(x[754s]) and x @ 1765000000"
+            "increase(x[753s500ms]) and x @ 1765000000"
         );
         assert_eq!(
             q.at(clock(1_765_000_000_000, 1_765_009_000_000)),

@@ -23,6 +23,14 @@ type Answer = Result<QueryResult, QueryError>;
 /// How long an answer is kept for late pollers of the same tick.
 const KEEP: Duration = Duration::from_secs(5);
 
+/// A range answer is kept for later askers only if its newest step was at least this
+/// old when it was asked (unix ms): samples of the last seconds may not be searchable
+/// yet, and an answer read before they were must not stand in for one read after.
+/// A `${watch.elapsed}` rule asks each step as its own one-point query with the same
+/// key at its onset and at every confirmation: reusing the onset's answer for the
+/// newest step, read before its sample was in, restarted `for` at every confirmation.
+const SETTLED_MS: i64 = KEEP.as_millis() as i64;
+
 /// A poll's phase within its interval: a stable hash of the query text (FNV-1a, the
 /// same in every process and after every restart), so identical queries coincide and
 /// different ones spread.
@@ -44,6 +52,9 @@ type RangeAnswer = Result<RangeResult, QueryError>;
 struct Entry<A> {
     answer: Arc<OnceCell<A>>,
     created: Instant,
+    /// Whether its answer, once in, may serve later askers (in flight it is always
+    /// shared: those askers would have read the same).
+    keep: bool,
 }
 
 /// Answers by key, kept `KEEP` for late askers; swept at most once a second.
@@ -61,19 +72,27 @@ impl<K: std::hash::Hash + Eq, A> Cache<K, A> {
     }
 
     fn cell(&mut self, key: K) -> Arc<OnceCell<A>> {
+        self.cell_kept(key, true)
+    }
+
+    /// The cell for `key`: the one in flight or kept, else a new one, kept for later
+    /// askers once answered only if `keep`.
+    fn cell_kept(&mut self, key: K, keep: bool) -> Arc<OnceCell<A>> {
         let now = Instant::now();
         if now.duration_since(self.last_sweep) > Duration::from_secs(1) {
             self.map.retain(|_, e| now.duration_since(e.created) < KEEP);
             self.last_sweep = now;
         }
-        self.map
-            .entry(key)
-            .or_insert_with(|| Entry {
-                answer: Arc::new(OnceCell::new()),
-                created: now,
-            })
-            .answer
-            .clone()
+        let fresh = || Entry {
+            answer: Arc::new(OnceCell::new()),
+            created: now,
+            keep,
+        };
+        let entry = self.map.entry(key).or_insert_with(fresh);
+        if !entry.keep && entry.answer.initialized() {
+            *entry = fresh();
+        }
+        entry.answer.clone()
     }
 }
 
@@ -244,12 +263,16 @@ impl<S: HistorySource> HistorySource for SharedSource<S> {
         if !self.share {
             return self.send_range(query, start_ms, end_ms, step_ms).await;
         }
-        let cell = self.ranges.lock().unwrap_or_else(|e| e.into_inner()).cell((
-            query.to_string(),
-            start_ms,
-            end_ms,
-            step_ms,
-        ));
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        let settled = now_ms - end_ms >= SETTLED_MS;
+        let cell = self
+            .ranges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .cell_kept((query.to_string(), start_ms, end_ms, step_ms), settled);
         let mut sent = false;
         let answer = cell
             .get_or_init(|| {
@@ -304,6 +327,53 @@ mod tests {
             assert!(t.await.unwrap().is_ok());
         }
         assert_eq!(s.inner.0.load(Ordering::SeqCst), 2);
+    }
+
+    fn now_ms() -> i64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    }
+
+    #[tokio::test]
+    async fn a_range_answer_read_before_its_newest_samples_settled_is_not_reused() {
+        let s = source(true);
+        // One-point queries at a step of the last second (a `${watch.elapsed}` rule's
+        // onset, then its confirmation): the second reads again.
+        let end = now_ms() - 500;
+        s.query_range("increase(x[7s])", end, end, 1_000)
+            .await
+            .unwrap();
+        s.query_range("increase(x[7s])", end, end, 1_000)
+            .await
+            .unwrap();
+        assert_eq!(s.inner.0.load(Ordering::SeqCst), 2, "asked again");
+        // Settled history (a catch-up's older steps): asked once.
+        let old = now_ms() - 60_000;
+        for _ in 0..3 {
+            s.query_range("increase(x[7s])", old, old, 1_000)
+                .await
+                .unwrap();
+        }
+        assert_eq!(s.inner.0.load(Ordering::SeqCst), 3, "kept");
+    }
+
+    #[tokio::test]
+    async fn concurrent_askers_of_fresh_data_share_the_one_in_flight() {
+        let s = source(true);
+        let end = now_ms();
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.query_range("up", end - 15_000, end, 15_000).await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(s.inner.0.load(Ordering::SeqCst), 1);
     }
 
     fn source(share: bool) -> Arc<SharedSource<Counting>> {

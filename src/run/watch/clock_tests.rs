@@ -134,8 +134,9 @@ async fn watch(source: Arc<Recording>, duration: Duration) -> (Outcome, Vec<Dura
 
 /// The query a watch that began at T0 sends for its `ms`-th millisecond.
 fn expected(ms: u64) -> String {
-    let elapsed = ms.div_ceil(1000).clamp(1, 25);
-    format!("increase(x[{elapsed}s]) + 0 * (time() - {T0_SECS})")
+    let elapsed =
+        crate::core::rules::query::duration_text(Duration::from_millis(ms.clamp(1, 25_000)));
+    format!("increase(x[{elapsed}]) + 0 * (time() - {T0_SECS})")
 }
 
 #[tokio::test(start_paused = true)]
@@ -147,8 +148,8 @@ async fn each_poll_asks_for_the_time_since_the_start_capped() {
     let asked = source.instant.lock().unwrap().clone();
     let want: Vec<(String, u64)> = (0..6).map(|k| (expected(k * 10_000), k * 10_000)).collect();
     assert_eq!(asked, want);
-    // 0s asks `[1s]` (never an empty range), 20s `[20s]`, 30s on the cap `[25s]`.
-    assert_eq!(asked[0].0, "increase(x[1s]) + 0 * (time() - 1800000000)");
+    // 0s asks `[1ms]` (never an empty range), 20s `[20s]`, 30s on the cap `[25s]`.
+    assert_eq!(asked[0].0, "increase(x[1ms]) + 0 * (time() - 1800000000)");
     assert_eq!(asked[2].0, "increase(x[20s]) + 0 * (time() - 1800000000)");
     assert_eq!(asked[3].0, "increase(x[25s]) + 0 * (time() - 1800000000)");
 }

@@ -49,7 +49,7 @@ pub(super) async fn poll_loop<S: MetricsSource>(
 /// `wall - D`), stamped `at` on the watch's clock. The poller's ticks and the
 /// confirming poll of a pending breach (`for` elapsed between two ticks) both take it.
 /// Each query is rendered for this instant (`Query::at`): the watch began at
-/// `wall - at`, so `${watch.elapsed}` is `at` (rounded up to whole seconds, capped);
+/// `wall - at`, so `${watch.elapsed}` is `at` (to the millisecond, capped);
 /// an offset baseline takes the same text, so its window has the same length.
 pub(super) async fn query_at<S: MetricsSource>(
     rule: usize,

@@ -43,12 +43,12 @@ fn queries_render_the_watch_clock_at_each_instant() {
     let cases: &[(&str, &str, &str)] = &[
         (
             "increase(payment_failures_total{service=\"${service}\"}[${watch.elapsed}])",
-            "increase(payment_failures_total{service=\"checkout\"}[754s])",
+            "increase(payment_failures_total{service=\"checkout\"}[753s600ms])",
             "increase(payment_failures_total{service=\"checkout\"}[1800s])",
         ),
         (
             "sum(increase(x[${watch.elapsed}])) / sum(increase(y[${watch.elapsed}]))",
-            "sum(increase(x[754s])) / sum(increase(y[754s]))",
+            "sum(increase(x[753s600ms])) / sum(increase(y[753s600ms]))",
             "sum(increase(x[1800s])) / sum(increase(y[1800s]))",
         ),
         (
@@ -58,13 +58,13 @@ fn queries_render_the_watch_clock_at_each_instant() {
         ),
         (
             "x @ ${watch.start} or x offset ${watch.elapsed}",
-            "x @ 1765000000 or x offset 754s",
+            "x @ 1765000000 or x offset 753s600ms",
             "x @ 1765000000 or x offset 1800s",
         ),
         // A mark's digits in the query's own text are not taken for a placeholder.
         (
             "x{a=\"3052817364s\"} + increase(y[${watch.elapsed}])",
-            "x{a=\"3052817364s\"} + increase(y[754s])",
+            "x{a=\"3052817364s\"} + increase(y[753s600ms])",
             "x{a=\"3052817364s\"} + increase(y[1800s])",
         ),
     ];
@@ -102,7 +102,7 @@ fn max_window_caps_the_elapsed_and_is_checked() {
         ..CLOCK
     };
     assert_eq!(q.at(late), "increase(x[1200s])");
-    assert_eq!(q.at(CLOCK), "increase(x[754s])");
+    assert_eq!(q.at(CLOCK), "increase(x[753s600ms])");
     // The guard carries the same cap.
     let guarded = "    query: 'increase(x[${watch.elapsed}])'\n    max_window: 5m\n    min_traffic:\n      query: 'sum(increase(y[${watch.elapsed}]))'\n      min: 1\n";
     let (spec, _) = load(&file("", guarded), &[]).unwrap();

@@ -272,7 +272,11 @@ pub(crate) fn compile_query(
         v.insert(query::START.into(), start.into());
         v
     };
-    for (e, s) in [("1s", "0"), ("3155760000s", "9999999999")] {
+    for (e, s) in [
+        ("1ms", "0"),
+        ("1s", "0"),
+        ("3155760000s999ms", "9999999999"),
+    ] {
         render_checked(cx, n, &text, noun, &pieces, &with(e, s), free, &clock)?;
     }
     let count = |name: &str| template::names(&pieces).filter(|(n, _)| *n == name).count();

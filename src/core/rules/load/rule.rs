@@ -320,7 +320,7 @@ fn max_window(
                 cx.error_help(
                     format!("{what}: `max_window` `{}` is under 1s", fmt_d(d)),
                     n.pos,
-                    "`${watch.elapsed}` is written in whole seconds; give at least `1s`",
+                    "a window under a second holds at most one sample at any usual scrape interval; give at least `1s`",
                 );
                 return None;
             }
