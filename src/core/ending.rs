@@ -22,6 +22,9 @@ pub struct RuleSeen<'a> {
     pub ever_data: bool,
     /// The rule says `expect_data: true`.
     pub expect_data: bool,
+    /// It fired during a person's hold, the hold's end found its last poll failed,
+    /// and no good poll came after: whether it still fires is unknown.
+    pub held_unconfirmed: bool,
 }
 
 /// Why the rules cannot vouch for the release: the watch ends inconclusive.
@@ -35,6 +38,8 @@ pub enum Unjudged {
     Insufficient(Vec<String>),
     /// These `expect_data: true` rules never returned a series.
     NoData(Vec<String>),
+    /// These rules fired during a hold and could not be confirmed after it.
+    HeldUnconfirmed(Vec<String>),
 }
 
 impl Unjudged {
@@ -44,6 +49,7 @@ impl Unjudged {
             Unjudged::Blind => "blind",
             Unjudged::NeverJudged(_) | Unjudged::Insufficient(_) => "never_judged",
             Unjudged::NoData(_) => "never_data",
+            Unjudged::HeldUnconfirmed(_) => "held_unconfirmed",
         }
     }
 
@@ -51,7 +57,10 @@ impl Unjudged {
     pub fn rules(&self) -> &[String] {
         match self {
             Unjudged::Blind => &[],
-            Unjudged::NeverJudged(r) | Unjudged::Insufficient(r) | Unjudged::NoData(r) => r,
+            Unjudged::NeverJudged(r)
+            | Unjudged::Insufficient(r)
+            | Unjudged::NoData(r)
+            | Unjudged::HeldUnconfirmed(r) => r,
         }
     }
 
@@ -78,17 +87,22 @@ impl Unjudged {
                 rule_list(r),
                 if r.len() == 1 { "has" } else { "have" }
             ),
+            Unjudged::HeldUnconfirmed(r) => format!(
+                "{} fired during a hold, and {} queries failed from its end to the watch's: whether {} still {} is unknown; act by hand",
+                rule_list(r),
+                if r.len() == 1 { "its" } else { "their" },
+                if r.len() == 1 { "it" } else { "they" },
+                if r.len() == 1 { "fires" } else { "fire" },
+            ),
         }
     }
 }
 
 /// Whether the rules, as seen over the watch, can vouch for the release; `Some` says
-/// why not. The first reason in this order wins: blind, never judged, insufficient,
-/// no data where data was expected.
+/// why not. The first reason in this order wins: a breach held back and never
+/// confirmed after the hold, blind, never judged, insufficient, no data where data
+/// was expected.
 pub fn unjudged(rules: &[RuleSeen]) -> Option<Unjudged> {
-    if !rules.is_empty() && !rules.iter().any(|r| r.last_ok) {
-        return Some(Unjudged::Blind);
-    }
     let names = |f: &dyn Fn(&RuleSeen) -> bool| -> Vec<String> {
         rules
             .iter()
@@ -96,6 +110,13 @@ pub fn unjudged(rules: &[RuleSeen]) -> Option<Unjudged> {
             .map(|r| r.name.to_string())
             .collect()
     };
+    let held = names(&|r| r.held_unconfirmed);
+    if !held.is_empty() {
+        return Some(Unjudged::HeldUnconfirmed(held));
+    }
+    if !rules.is_empty() && !rules.iter().any(|r| r.last_ok) {
+        return Some(Unjudged::Blind);
+    }
     let never = names(&|r| !r.ever_ok);
     if !never.is_empty() {
         return Some(Unjudged::NeverJudged(never));
@@ -203,6 +224,15 @@ mod tests {
                 Some(Unjudged::NoData(vec!["a".into()])),
             ),
             (
+                "a breach held back and unconfirmed beats blind",
+                vec![RuleSeen {
+                    last_ok: false,
+                    held_unconfirmed: true,
+                    ..ok
+                }],
+                Some(Unjudged::HeldUnconfirmed(vec!["a".into()])),
+            ),
+            (
                 "no data, not expected",
                 vec![RuleSeen {
                     ever_data: false,
@@ -225,6 +255,10 @@ mod tests {
         assert_eq!(
             Unjudged::NoData(vec!["a".into()]).reason(),
             "rule `a` returned no series at any poll and has `expect_data: true`: a renamed metric or label?"
+        );
+        assert_eq!(
+            Unjudged::HeldUnconfirmed(vec!["a".into()]).reason(),
+            "rule `a` fired during a hold, and its queries failed from its end to the watch's: whether it still fires is unknown; act by hand"
         );
         assert_eq!(
             Unjudged::Insufficient(vec!["a".into()]).event(),

@@ -415,6 +415,8 @@ pub fn conclude(rules: &[RuleReplay], to: i64) -> Conclusion {
             insufficient: r.history.is_some_and(|h| h.never_judged),
             ever_data: r.history.is_some_and(|h| h.ever_data),
             expect_data: r.expect_data,
+            // Replay has no people's holds.
+            held_unconfirmed: false,
         })
         .collect();
     if let Some(why) = unjudged(&seen) {

@@ -133,6 +133,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         control: from.control,
         orders: from.orders,
         answer: None,
+        owed: BTreeSet::new(),
     };
     // Breaches already there before the watch: said, and given to each rule's mode.
     w.carry_over(from.pre_existing);

@@ -60,6 +60,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 insufficient: self.evals[i].never_judged(),
                 ever_data: self.ever_data[i],
                 expect_data: r.expect_data,
+                held_unconfirmed: self.owed.contains(&i),
             })
             .collect();
         if let Some(why) = unjudged(&seen) {
@@ -371,8 +372,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             self.sinks.emit(at_ms, &event);
         }
         if fired.is_empty() {
-            return None;
+            return self.owed_now(i, done.at, at_ms).await;
         }
+        self.owed.remove(&i);
         self.act_on(i, fired, fired_evidence, done.at, at_ms).await
     }
 

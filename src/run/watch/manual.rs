@@ -192,7 +192,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     }
 
     /// The hold ended (`released_by` a person, or run out): every pause or rollback
-    /// rule that still fires acts now, in the rule file's order.
+    /// rule that still fires acts now, in the rule file's order; one whose last poll
+    /// failed is owed, and acts at its next good poll if it still fires then
+    /// (`owed_now`).
     pub(super) async fn hold_over(&mut self, released_by: Option<String>) -> Option<Outcome> {
         self.control.hold = None;
         let at = self.now_at();
@@ -208,24 +210,48 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             if done {
                 continue;
             }
-            let fired: Vec<FiredSeries> = self.evals[i]
+            let firing = self.evals[i]
                 .series()
-                .iter()
-                .filter(|(_, s)| s.phase == Phase::Firing)
-                .map(|(labels, s)| FiredSeries {
-                    labels: labels.clone(),
-                    value: s.last_value,
-                    since: s.since,
-                })
-                .collect();
-            if fired.is_empty() {
+                .values()
+                .any(|s| s.phase == Phase::Firing);
+            if firing && !self.last_poll_ok[i] {
+                tracing::warn!(event = "hold_over_deferred", rule = %rule.name,
+                    "the hold ended while this rule's last poll failed: it acts at its next good poll if it still fires then");
+                self.owed.insert(i);
                 continue;
             }
-            let evidence = vec![Evidence::default(); fired.len()];
-            if let Some(o) = self.act_on(i, fired, evidence, at, at_ms).await {
+            if let Some(o) = self.act_if_firing(i, at, at_ms).await {
                 return Some(o);
             }
         }
         None
+    }
+
+    /// After a good poll of rule `i` that fired nothing new: if the hold's end owed it
+    /// an action, it acts now on what still fires (or, if nothing does, owes nothing).
+    pub(super) async fn owed_now(&mut self, i: usize, at: Duration, at_ms: i64) -> Option<Outcome> {
+        if !self.last_poll_ok[i] || self.held().is_some() || !self.owed.remove(&i) {
+            return None;
+        }
+        self.act_if_firing(i, at, at_ms).await
+    }
+
+    /// Acts on the series of rule `i` that are firing now, if any.
+    async fn act_if_firing(&mut self, i: usize, at: Duration, at_ms: i64) -> Option<Outcome> {
+        let fired: Vec<FiredSeries> = self.evals[i]
+            .series()
+            .iter()
+            .filter(|(_, s)| s.phase == Phase::Firing)
+            .map(|(labels, s)| FiredSeries {
+                labels: labels.clone(),
+                value: s.last_value,
+                since: s.since,
+            })
+            .collect();
+        if fired.is_empty() {
+            return None;
+        }
+        let evidence = vec![Evidence::default(); fired.len()];
+        self.act_on(i, fired, evidence, at, at_ms).await
     }
 }

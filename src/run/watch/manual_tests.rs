@@ -311,3 +311,75 @@ async fn a_hold_counts_from_when_it_was_given_not_from_when_it_reached_the_watch
     // The rule fired at 50s during the hold; it acts when the hold ends, at 70s.
     assert_eq!(ran.actions, vec![("rollback", secs(70))]);
 }
+
+/// Held from 10s to 130s; the rule fires at 50s; its polls fail from 100s.
+fn held_then_failing(after: &[(u64, Reply)]) -> Vec<(u64, Reply)> {
+    let mut s = vec![
+        (0, Reply::Value(0.1)),
+        (20, Reply::Value(0.9)),
+        (100, Reply::Fail),
+    ];
+    s.extend_from_slice(after);
+    s
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hold_that_ends_while_the_rules_polls_fail_acts_at_its_next_good_poll_if_it_still_fires()
+{
+    let script = held_then_failing(&[(150, Reply::Value(0.9))]);
+    let (ran, _, events) = watch_ordered(
+        errors_rule("10m"),
+        secs(600),
+        &[("errors", &script)],
+        None,
+        QUICK,
+        vec![(secs(10), order(Order::Hold(secs(120))))],
+    )
+    .await;
+    // Not at 130s on the value of 90s: at 150s, the first good poll, which still fires.
+    assert_eq!(
+        ran.actions,
+        vec![("rollback", secs(150))],
+        "{:?}",
+        names(&events)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breach_held_back_that_resolves_while_the_polls_failed_never_acts() {
+    let script = held_then_failing(&[(150, Reply::Value(0.1))]);
+    let (ran, _, _) = watch_ordered(
+        errors_rule("5m"),
+        secs(300),
+        &[("errors", &script)],
+        None,
+        QUICK,
+        vec![(secs(10), order(Order::Hold(secs(120))))],
+    )
+    .await;
+    assert!(ran.actions.is_empty(), "{:?}", ran.actions);
+    assert_eq!(ran.outcome, Outcome::Healthy);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breach_held_back_and_never_confirmed_after_the_hold_ends_inconclusive_not_healthy() {
+    // The polls fail from 100s to the end (3m, within `max_blind`).
+    let script = held_then_failing(&[]);
+    let (ran, _, _) = watch_ordered(
+        errors_rule("3m"),
+        secs(180),
+        &[("errors", &script)],
+        None,
+        QUICK,
+        vec![(secs(10), order(Order::Hold(secs(120))))],
+    )
+    .await;
+    assert!(ran.actions.is_empty(), "{:?}", ran.actions);
+    match &ran.outcome {
+        Outcome::Inconclusive { reason } => assert!(
+            reason.contains("rule `errors` fired during a hold"),
+            "{reason}"
+        ),
+        o => panic!("{o:?}"),
+    }
+}

@@ -73,6 +73,10 @@ pub(super) struct Watch<'a, R, S> {
     pub(super) control: ControlState,
     /// Where people's orders arrive (`manual.rs`); None: nobody can give any.
     pub(super) orders: Option<mpsc::Receiver<OrderMsg>>,
+    /// Rules the hold's end found firing while their last poll had failed: each acts
+    /// at its next good poll if it still fires then (`manual.rs`), never on a value
+    /// its failed polls could not confirm.
+    pub(super) owed: BTreeSet<usize>,
     /// The answer to a person's rollback or pause, sent by `act` once the command's
     /// claim committed (or could not be: nothing ran), never before.
     pub(super) answer: Option<(Answer, String)>,
