@@ -15,16 +15,24 @@
 //! fired rules, the action, the outcome) and resolves them when the watch ends, so a
 //! team's own routing, grouping and inhibition page as usual.
 //!
-//! Why one file of about 720 lines: the sink and its three channels share the retry
-//! policy, the per-Alertmanager ordering and the delivery tasks that must never delay
-//! an action. The HTTP delivery at the end (`post_json`, `deliver`) is the seam to
-//! split at next.
+//! `pagerduty`, `teams` and `grafana` channels speak those vendors' APIs: the bodies
+//! are built (pure) in `notify/pagerduty.rs`, `teams.rs`, `grafana.rs`; which events
+//! page or annotate is in `pagers.rs`; the HTTP side, where secrets are added, in
+//! `http.rs`. This file keeps the sink, the generic channels and Alertmanager.
+
+mod grafana;
+mod http;
+mod pagerduty;
+mod pagers;
+mod teams;
+
+pub use http::{deliver_once, post_json, PostFailure};
 
 use crate::core::eval::Labels;
 use crate::core::events::{rfc3339_ms, secs, Event, RuleInfo, Sink};
 use crate::core::rules::{Channel, ChannelKind};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -112,9 +120,19 @@ pub struct Notifier {
     ends_ms: i64,
     /// Alerts posted to Alertmanager and not yet resolved, by `alertname/rule`.
     alerts: BTreeMap<String, Value>,
-    /// Per alertmanager channel (by index), the end of its latest delivery: each post
-    /// waits for the one before, so a late update never reopens a resolved alert.
-    am_tail: BTreeMap<usize, tokio::sync::oneshot::Receiver<()>>,
+    /// Per ordered channel (alertmanager, pagerduty, grafana; by index), the end of
+    /// its latest delivery: each post waits for the one before, so a late update never
+    /// reopens a resolved alert.
+    tails: BTreeMap<usize, tokio::sync::oneshot::Receiver<()>>,
+    /// The watch's id (`with_watch_id`; for `watch`, its start in ms): PagerDuty's
+    /// `dedup_key` and Grafana's `watch:` tag.
+    watch_id: Option<String>,
+    /// Rules whose PagerDuty alert was triggered and not resolved.
+    paged: BTreeSet<String>,
+    /// Rules whose action failed: their PagerDuty alert stays open.
+    failed: BTreeSet<String>,
+    /// When each rule's action started (ms): the start of its Grafana region.
+    action_started: BTreeMap<String, i64>,
     /// The `report` annotation of Alertmanager alerts (`with_report`).
     report: Option<String>,
     /// `collecting`: notifications are rendered here, never sent.
@@ -151,7 +169,11 @@ impl Notifier {
             dry_run: false,
             ends_ms: 0,
             alerts: BTreeMap::new(),
-            am_tail: BTreeMap::new(),
+            tails: BTreeMap::new(),
+            watch_id: None,
+            paged: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            action_started: BTreeMap::new(),
             report: None,
             collect: None,
         };
@@ -186,6 +208,13 @@ impl Notifier {
     /// of the watch): Alertmanager alerts carry it as the `report` annotation.
     pub fn with_report(mut self, link: String) -> Notifier {
         self.report = Some(link);
+        self
+    }
+
+    /// The watch's id (the agent's): PagerDuty's `dedup_key` and Grafana's tag use
+    /// it, so that they stay the same after a restart.
+    pub fn with_watch_id(mut self, id: &str) -> Notifier {
+        self.watch_id = Some(id.to_string());
         self
     }
 
@@ -245,23 +274,19 @@ impl Notifier {
             let body = match ch.kind {
                 ChannelKind::Webhook => payload.clone(),
                 ChannelKind::Slack => slack_message(&summary, graph.as_deref()),
-                ChannelKind::Alertmanager => continue,
+                ChannelKind::Teams => self.teams_card(&what, rule, &action, graph.as_deref()),
+                ChannelKind::Alertmanager | ChannelKind::PagerDuty | ChannelKind::Grafana => {
+                    continue
+                }
             };
             if self.collected(i, kind, &body) {
                 continue;
             }
-            let policy = RetryPolicy {
-                attempts: ch.retries + 1,
-                timeout: ch.timeout,
-                ..RetryPolicy::default()
-            };
-            let h = tokio::spawn(deliver(
+            let h = tokio::spawn(http::deliver(
                 self.http.clone(),
-                ch.url.clone(),
-                ch.label.clone(),
+                ch.clone(),
                 kind.to_string(),
                 body,
-                policy,
             ));
             self.deliveries.add(h);
         }
@@ -341,6 +366,7 @@ impl Notifier {
     /// Posts `alerts` to every alertmanager channel, each its own delivery task,
     /// in order per channel.
     fn post_alerts(&mut self, alerts: Vec<Value>) {
+        let mut batches = Vec::new();
         for (i, ch) in self
             .channels
             .iter()
@@ -360,34 +386,35 @@ impl Notifier {
                     a
                 })
                 .collect();
-            if self.collected(i, "alerts", &Value::Array(body.clone())) {
-                continue;
-            }
-            let policy = RetryPolicy {
-                attempts: ch.retries + 1,
-                timeout: ch.timeout,
-                ..RetryPolicy::default()
-            };
-            let url = format!("{}/api/v2/alerts", ch.url.trim_end_matches('/'));
-            let (done, tail) = tokio::sync::oneshot::channel();
-            let before = self.am_tail.insert(i, tail);
-            let send = deliver(
-                self.http.clone(),
-                url,
-                ch.label.clone(),
-                "alerts".to_string(),
-                Value::Array(body),
-                policy,
-            );
-            let h = tokio::spawn(async move {
-                if let Some(before) = before {
-                    let _ = before.await;
-                }
-                send.await;
-                let _ = done.send(());
-            });
-            self.deliveries.add(h);
+            batches.push((i, Value::Array(body)));
         }
+        for (i, body) in batches {
+            self.post_ordered(i, "alerts", body);
+        }
+    }
+
+    /// Posts `body` (a note of `kind`) to channel `i` after its previous post ended,
+    /// in a task of its own (or hands it to the collector).
+    fn post_ordered(&mut self, i: usize, kind: &str, body: Value) {
+        if self.collected(i, kind, &body) {
+            return;
+        }
+        let (done, tail) = tokio::sync::oneshot::channel();
+        let before = self.tails.insert(i, tail);
+        let send = http::deliver(
+            self.http.clone(),
+            self.channels[i].clone(),
+            kind.to_string(),
+            body,
+        );
+        let h = tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            send.await;
+            let _ = done.send(());
+        });
+        self.deliveries.add(h);
     }
 
     /// The alert of the action taken for `rule` (`action` label: rollback or pause).
@@ -460,23 +487,32 @@ pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut pay
         let body = match ch.kind {
             ChannelKind::Webhook => payload.clone(),
             ChannelKind::Slack => slack_message(&summary, None),
-            ChannelKind::Alertmanager => continue,
+            ChannelKind::Teams => teams::message(teams::Card {
+                title: summary.clone(),
+                facts: Vec::new(),
+                links: Vec::new(),
+            }),
+            ChannelKind::Alertmanager | ChannelKind::PagerDuty | ChannelKind::Grafana => continue,
         };
-        let policy = RetryPolicy {
-            attempts: ch.retries + 1,
-            timeout: ch.timeout,
-            ..RetryPolicy::default()
-        };
-        tasks.push(tokio::spawn(deliver(
+        tasks.push(tokio::spawn(http::deliver(
             http.clone(),
-            ch.url.clone(),
-            ch.label.clone(),
+            ch.clone(),
             kind.to_string(),
             body,
-            policy,
         )));
     }
     futures_join(tasks).await;
+}
+
+/// `s` cut to at most `max` characters (ending with `…` when cut): the vendors'
+/// limits count characters.
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 /// A Slack incoming-webhook message: `text` (the fallback) plus one section block.
@@ -494,117 +530,6 @@ fn slack_message(summary: &str, graph: Option<&str>) -> Value {
     })
 }
 
-/// Why a POST with retries gave up.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PostFailure {
-    /// A 4xx other than 429: the receiver refused the request; retrying cannot help.
-    Rejected(u16),
-    /// Every attempt failed; the last error (never with the URL: it is a secret).
-    Exhausted(String),
-}
-
-/// POSTs `body` as JSON under `policy`: a 4xx other than 429 is final, anything else
-/// is retried with a doubling backoff. `on_retry(attempt, error, backoff)` is told
-/// before each wait. On success, the response and the attempt it took. Notifications
-/// and Alertmanager silences both go through here.
-pub async fn post_json(
-    http: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    policy: RetryPolicy,
-    on_retry: impl FnMut(u32, &str, Duration),
-) -> Result<(reqwest::Response, u32), PostFailure> {
-    post_keyed(http, url, body, None, policy, on_retry).await
-}
-
-/// `post_json` with an `Idempotency-Key` header when `key` is given.
-async fn post_keyed(
-    http: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    key: Option<&str>,
-    policy: RetryPolicy,
-    mut on_retry: impl FnMut(u32, &str, Duration),
-) -> Result<(reqwest::Response, u32), PostFailure> {
-    let mut backoff = policy.backoff;
-    let mut last = String::new();
-    for attempt in 1..=policy.attempts {
-        let mut req = http.post(url).json(body).timeout(policy.timeout);
-        if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => return Ok((r, attempt)),
-            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                return Err(PostFailure::Rejected(r.status().as_u16()));
-            }
-            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-            // Without the URL: it is a secret.
-            Err(e) => {
-                last = if e.is_timeout() {
-                    format!("no answer within {:?}", policy.timeout)
-                } else {
-                    e.without_url().to_string()
-                }
-            }
-        }
-        if attempt < policy.attempts {
-            on_retry(attempt, &last, backoff);
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
-        }
-    }
-    Err(PostFailure::Exhausted(last))
-}
-
-/// One attempt to deliver a stored notification (`serve`'s outbox) to channel `ch`,
-/// with `key` as its `Idempotency-Key` header (a receiver that saw the key already
-/// may ignore the repeat; Alertmanager needs none: the same alert's labels make a
-/// repeat an update of the same alert). The outbox retries, across restarts.
-pub async fn deliver_once(
-    http: &reqwest::Client,
-    ch: &Channel,
-    body: &Value,
-    key: &str,
-) -> Result<(), PostFailure> {
-    let url = match ch.kind {
-        ChannelKind::Alertmanager => format!("{}/api/v2/alerts", ch.url.trim_end_matches('/')),
-        _ => ch.url.clone(),
-    };
-    let policy = RetryPolicy {
-        attempts: 1,
-        timeout: ch.timeout,
-        ..RetryPolicy::default()
-    };
-    post_keyed(http, &url, body, Some(key), policy, |_, _, _| {})
-        .await
-        .map(|_| ())
-}
-
-async fn deliver(
-    http: reqwest::Client,
-    url: String,
-    label: String,
-    kind: String,
-    body: Value,
-    policy: RetryPolicy,
-) {
-    let retry = |attempt: u32, last: &str, backoff: Duration| {
-        tracing::info!(event = "notification_retry", channel = %label, kind = %kind, attempt, error = %last, "retrying {label} in {backoff:?}");
-    };
-    match post_json(&http, &url, &body, policy, retry).await {
-        Ok((_, attempt)) => {
-            tracing::info!(event = "notification_sent", channel = %label, kind = %kind, attempt, "notification sent to {label}");
-        }
-        Err(PostFailure::Rejected(status)) => {
-            tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, status, "{label} rejected the notification (HTTP {status}); not retried");
-        }
-        Err(PostFailure::Exhausted(last)) => {
-            tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, error = %last, "notification to {label} failed after {} attempts: {last}", policy.attempts);
-        }
-    }
-}
-
 impl Sink for Notifier {
     fn emit(&mut self, at_ms: i64, event: &Event) {
         match event {
@@ -613,12 +538,14 @@ impl Sink for Notifier {
                 rules,
                 dry_run,
                 duration_s,
+                rules_file,
                 ..
             } => {
                 self.vars = vars.clone();
                 self.rules = rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
                 self.dry_run = *dry_run;
                 self.ends_ms = at_ms + (*duration_s * 1000.0) as i64;
+                self.annotate_start(at_ms, rules_file, *duration_s);
             }
             // One pending alert per rule, whatever its series do.
             Event::Pending {
@@ -665,6 +592,8 @@ impl Sink for Notifier {
                     "evidence": evidence.text(),
                 });
                 self.open_rule_alert(at_ms, "RollwatchFired", rule, annotations);
+                let what = format!("`{rule}` fired after {} breached", secs(*breached_for_s));
+                self.page(at_ms, rule, &what, json!({"kind": action}), None);
             }
             Event::ActionStarted { action, rule, .. } => {
                 let annotations = json!({
@@ -672,6 +601,10 @@ impl Sink for Notifier {
                     "status": "running",
                 });
                 self.open_action_alert(at_ms, action, rule, annotations);
+                self.action_started.insert(rule.clone(), at_ms);
+                let what = format!("running the {action} command");
+                let detail = json!({"kind": action, "status": "running"});
+                self.page(at_ms, rule, &what, detail, None);
             }
             // A person's order (who, why), and a rule held back by a hold: the record
             // an emergency change needs, where on-call reads.
@@ -729,7 +662,13 @@ impl Sink for Notifier {
                     "status": status,
                 });
                 self.open_action_alert(at_ms, action, rule, annotations);
+                self.annotate_action(at_ms, &kind, rule, &what);
                 let action = json!({"kind": action, "status": status, "succeeded": succeeded, "duration_s": duration_s, "output_tail": output_tail});
+                let severity = (!*succeeded).then_some("critical");
+                if !*succeeded {
+                    self.failed.insert(rule.clone());
+                }
+                self.page(at_ms, rule, &what, action.clone(), severity);
                 self.send(at_ms, &kind, Some(rule), what, action);
             }
             Event::WatchFinished {
@@ -739,6 +678,8 @@ impl Sink for Notifier {
                 ..
             } => {
                 self.finish_alerts(at_ms, outcome, detail, rule.as_deref());
+                self.resolve_pages(outcome, rule.as_deref());
+                self.annotate_end(at_ms, outcome, detail);
                 if matches!(
                     *outcome,
                     "inconclusive" | "healthy" | "interrupted" | "superseded"
@@ -750,3 +691,7 @@ impl Sink for Notifier {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "notify/pagers_tests.rs"]
+mod pagers_tests;
