@@ -368,3 +368,85 @@ fn read(outside: Option<&dyn Outside>, path: &str) -> std::io::Result<String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::rules::{load_str, ChannelKind, LoadOptions, Outside, PAGERDUTY_URL};
+
+    const BASE: &str = "watch:\n  duration: 10m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 1m\n";
+    const KEY: &str = "R0UT1NGKEYs3cr3t";
+    const TOKEN: &str = "glsa_T0KENs3cr3t";
+
+    #[derive(Debug)]
+    struct Env;
+    impl Outside for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            match name {
+                "PD_KEY" => Some(format!("{KEY}\n")),
+                "GRAFANA_TOKEN" => Some(TOKEN.to_string()),
+                "BAD_TOKEN" => Some(format!("{TOKEN} with spaces")),
+                "TEAMS_URL" => Some("https://teams.example/workflows/s3cr3t".into()),
+                _ => None,
+            }
+        }
+        fn read(&self, _: &str) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }
+
+    fn load(notify: &str) -> Result<crate::core::rules::Loaded, String> {
+        let opts = LoadOptions {
+            outside: Some(&Env),
+            ..Default::default()
+        };
+        load_str("t.yaml", &format!("{BASE}notify:\n{notify}"), &opts).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pager_channels_load_with_their_secrets_and_defaults() {
+        let (spec, _) = load(
+            "  - pagerduty: {routing_key: {env: PD_KEY}}\n  - pagerduty: {routing_key: literal, url: http://127.0.0.1:9/enqueue}\n    retries: 4\n  - teams: {env: TEAMS_URL}\n    on: [rollback]\n  - grafana: {url: http://127.0.0.1:3000, token: {env: GRAFANA_TOKEN}}\n",
+        )
+        .unwrap();
+        let n = &spec.notify;
+        assert_eq!(n[0].kind, ChannelKind::PagerDuty);
+        assert_eq!(n[0].url, PAGERDUTY_URL, "the default endpoint");
+        assert_eq!(n[0].secret.as_deref(), Some(KEY), "trimmed");
+        assert!(n[0].on.is_empty());
+        assert_eq!(n[1].url, "http://127.0.0.1:9/enqueue");
+        assert_eq!(n[1].retries, 4);
+        assert_eq!(
+            (n[2].kind, n[2].on.as_slice()),
+            (ChannelKind::Teams, &["rollback".to_string()][..])
+        );
+        assert_eq!(n[2].secret, None);
+        assert_eq!(n[3].kind, ChannelKind::Grafana);
+        assert_eq!(n[3].secret.as_deref(), Some(TOKEN));
+        assert_eq!(n[3].label, "grafana #4");
+        let shown = format!("{n:?}");
+        assert!(
+            !shown.contains(KEY) && !shown.contains(TOKEN) && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn pager_channel_mistakes_are_errors_that_never_show_a_secret() {
+        let e = load(
+            "  - pagerduty: {url: http://127.0.0.1:9/x}\n  - pagerduty: {routing_key: {env: PD_KEY}}\n    on: [rollback]\n  - grafana: {url: not-a-url-s3cr3t, token: {env: BAD_TOKEN}}\n  - grafana: {url: http://g}\n  - teams: {env: NOPE}\n  - pagerduty: {routing_key: x}\n    teams: http://t\n",
+        )
+        .unwrap_err();
+        for want in [
+            "the pagerduty channel has no `routing_key`",
+            "a pagerduty channel takes no `on:`",
+            "the grafana #3 URL is not an http(s) URL",
+            "the grafana token has spaces",
+            "the grafana channel has no `token`",
+            "`NOPE` for teams #5 is not set",
+            "needs exactly one of",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(!e.contains(KEY) && !e.contains(TOKEN), "{e}");
+    }
+}
