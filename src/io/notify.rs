@@ -538,14 +538,13 @@ impl Sink for Notifier {
                 rules,
                 dry_run,
                 duration_s,
-                rules_file,
                 ..
             } => {
                 self.vars = vars.clone();
                 self.rules = rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
                 self.dry_run = *dry_run;
                 self.ends_ms = at_ms + (*duration_s * 1000.0) as i64;
-                self.annotate_start(at_ms, rules_file, *duration_s);
+                self.annotate_start(at_ms, *duration_s);
             }
             // One pending alert per rule, whatever its series do.
             Event::Pending {

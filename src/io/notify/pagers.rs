@@ -36,7 +36,7 @@ impl Notifier {
     }
 
     /// The watch started: a Grafana point.
-    pub(super) fn annotate_start(&mut self, at_ms: i64, rules_file: &str, duration_s: f64) {
+    pub(super) fn annotate_start(&mut self, at_ms: i64, duration_s: f64) {
         if self.watch_id.is_none() {
             self.watch_id = Some(at_ms.to_string());
         }
@@ -44,7 +44,7 @@ impl Notifier {
             return;
         }
         let text = format!(
-            "rollwatch [{}]: watching for {} ({rules_file})",
+            "rollwatch [{}]: watching for {}",
             self.vars_text(),
             secs(duration_s)
         );
