@@ -493,3 +493,43 @@ fn a_failing_pager_is_retried_and_a_hanging_one_never_delays_the_rollback() {
         "the hanging Grafana: {log}"
     );
 }
+
+/// examples/notify/pagers.yaml, added to a rule file, passes `rollwatch check` once its
+/// secrets are in the environment (and names each one missing otherwise, never a value).
+#[test]
+fn the_pagers_example_checks_with_its_secrets_in_the_environment() {
+    let s = Scratch::new();
+    let example =
+        std::fs::read_to_string(crate::harness::repo_path("examples/notify/pagers.yaml")).unwrap();
+    let file = s.rules(&format!(
+        "{}{example}",
+        std::fs::read_to_string(crate::harness::repo_path("examples/rules/checkout.yaml")).unwrap()
+    ));
+    let check = |env: &[(&str, &str)]| {
+        let out = std::process::Command::new(crate::harness::bin())
+            .args(["check", file.to_str().unwrap()])
+            .env_remove("PAGERDUTY_ROUTING_KEY")
+            .env_remove("TEAMS_WEBHOOK_URL")
+            .env_remove("GRAFANA_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let (code, text) = check(&[
+        ("PAGERDUTY_ROUTING_KEY", "R0UT1NG-s3cr3t"),
+        ("TEAMS_WEBHOOK_URL", "https://teams.example/s3cr3t"),
+        ("GRAFANA_TOKEN", "glsa_s3cr3t"),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
+    let (code, text) = check(&[("PAGERDUTY_ROUTING_KEY", "R0UT1NG-s3cr3t")]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("`TEAMS_WEBHOOK_URL`") && text.contains("`GRAFANA_TOKEN`"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t"), "{text}");
+}
