@@ -18,7 +18,7 @@ use std::time::Duration;
 /// check that what they generate never shows, not one fixed string).
 fn generated(prefix: &str, len: usize) -> String {
     let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.";
-    let mut x = now_ms() ^ (std::process::id() as u64) << 20 ^ prefix.len() as u64 * 0x9e37;
+    let mut x = now_ms() ^ ((std::process::id() as u64) << 20) ^ (prefix.len() as u64 * 0x9e37);
     let mut s = prefix.to_string();
     for _ in 0..len {
         x ^= x << 13;
