@@ -25,8 +25,9 @@ mod http;
 mod pagerduty;
 mod pagers;
 mod teams;
+mod text;
 
-pub use http::{deliver_once, post_json, PostFailure};
+pub use http::{deliver_once, post_json, PostFailure, RetryPolicy};
 
 use crate::core::eval::Labels;
 use crate::core::events::{rfc3339_ms, secs, Event, RuleInfo, Sink};
@@ -36,25 +37,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-
-/// How deliveries retry.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub timeout: Duration,
-    /// Before the second attempt; doubles after each failure.
-    pub backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 3,
-            timeout: Duration::from_secs(5),
-            backoff: Duration::from_millis(500),
-        }
-    }
-}
 
 /// Deliveries still in flight; awaited (bounded) when the watch ends.
 #[derive(Clone, Default)]
@@ -502,17 +484,6 @@ pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut pay
         )));
     }
     futures_join(tasks).await;
-}
-
-/// `s` cut to at most `max` characters (ending with `…` when cut): the vendors'
-/// limits count characters.
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// A Slack incoming-webhook message: `text` (the fallback) plus one section block.

@@ -7,7 +7,7 @@
 //! dashboard whose annotation query filters on its tags. The token is a secret:
 //! `http::request_for` adds it as `Authorization: Bearer` when sending.
 
-use super::truncate;
+use super::text::truncate;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -4,10 +4,28 @@
 //! token) are added here, at sending, and never rendered into a body that is stored,
 //! logged or shown; errors never carry the URL.
 
-use super::RetryPolicy;
 use crate::core::rules::{Channel, ChannelKind};
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// How deliveries retry.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub timeout: Duration,
+    /// Before the second attempt; doubles after each failure.
+    pub backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            timeout: Duration::from_secs(5),
+            backoff: Duration::from_millis(500),
+        }
+    }
+}
 
 /// What one POST to a channel is: its URL, its body with any secret it carries, and
 /// a bearer token for the `Authorization` header.

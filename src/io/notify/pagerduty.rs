@@ -10,7 +10,7 @@
 //! is at most 512 KB. The routing key is a secret: it is not in these bodies (which
 //! `serve` stores in its outbox); `http::request_for` adds it when sending.
 
-use super::truncate;
+use super::text::truncate;
 use serde_json::{json, Value};
 
 /// The longest `payload.summary` PagerDuty takes.

@@ -8,7 +8,7 @@
 //! "version": "1.4", "body": [...], "actions": [...]}}]}`. Teams refuses messages over
 //! about 28 KB, so every text is capped and the whole card stays well below that.
 
-use super::truncate;
+use super::text::truncate;
 use serde_json::{json, Value};
 
 /// The longest card this crate sends (bytes of JSON): Teams' limit is about 28 KB.
