@@ -101,8 +101,9 @@ impl Notifier {
             self.vars_text(),
             threshold.as_deref().unwrap_or("?")
         );
-        let severity =
-            severity.unwrap_or_else(|| pagerduty::severity(info.map_or("notify", |i| i.action)));
+        // The rule's action; for a person's order (no such rule), the order's.
+        let acts = info.map(|i| i.action).or(action["kind"].as_str());
+        let severity = severity.unwrap_or_else(|| pagerduty::severity(acts.unwrap_or("notify")));
         let details = json!({
             "rule": rule,
             "value": value,

@@ -353,3 +353,24 @@ fn a_dry_run_pages_and_annotates_nothing() {
     );
     assert!(out.lock().unwrap().is_empty());
 }
+
+/// A person's rollback (its rule is `manual:<who>`, no rule of the file) pages as a
+/// rollback: critical.
+#[test]
+fn a_persons_rollback_pages_as_critical() {
+    let (mut n, out) = Notifier::collecting(channels());
+    n.emit(
+        1,
+        &Event::ActionStarted {
+            action: "rollback",
+            rule: "manual:alice".into(),
+            argv: vec!["true".into()],
+            timeout_s: 30.0,
+            dry_run: false,
+        },
+    );
+    let out = out.lock().unwrap();
+    let pd = &out.iter().find(|o| o.channel == 0).unwrap().body;
+    assert_eq!(pd["payload"]["severity"], "critical", "{pd}");
+    assert_eq!(pd["dedup_key"], "rollwatch/watch/manual:alice");
+}
