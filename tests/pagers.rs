@@ -330,7 +330,7 @@ fn a_rollback_pages_pagerduty_posts_to_teams_and_annotates_grafana() {
     }
 }
 
-/// Under `serve`, the pagers' notes go through the outbox: a PagerDuty receiver that
+/// Under `serve`, the pagers' notes (and a Teams card) go through the outbox: a PagerDuty receiver that
 /// fails first gets the same event again (same body, same `Idempotency-Key`), then the
 /// rest in order; the dedup key is the watch's id and rule; and neither the routing key
 /// nor the token is in the store, the log, the metrics or the watch's API answer.
@@ -340,6 +340,7 @@ fn on_the_agent_pagers_go_through_the_outbox_and_a_failed_delivery_is_retried() 
     set(test, 0.9);
     let pd = receiver(vec![503, 202]);
     let grafana = receiver(vec![200]);
+    let teams = receiver(vec![200]);
     let key = generated("", 32);
     let token = generated("glsa_", 40);
     let mut a = Agent::new(None);
@@ -351,8 +352,8 @@ fn on_the_agent_pagers_go_through_the_outbox_and_a_failed_delivery_is_retried() 
     a.start();
     let since = now_ms();
     let notify = format!(
-        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n  - grafana: {{url: \"{}\", token: {{env: RW_TEST_GRAFANA_TOKEN}}}}\n",
-        pd.url, grafana.url
+        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n  - grafana: {{url: \"{}\", token: {{env: RW_TEST_GRAFANA_TOKEN}}}}\n  - teams: \"{}\"\n    on: [rollback]\n",
+        pd.url, grafana.url, teams.url
     );
     a.rule_file(
         "checkout",
@@ -398,6 +399,11 @@ fn on_the_agent_pagers_go_through_the_outbox_and_a_failed_delivery_is_retried() 
     // After rollwatch, the watch and the vars (service, test): the kind.
     let kinds: Vec<&str> = g.iter().map(|r| tags(r)[4]).collect();
     assert_eq!(kinds, ["start", "rollback", "end"], "{g:#?}");
+
+    let cards = teams.all_within(Duration::from_secs(1));
+    assert_eq!(cards.len(), 1, "{cards:#?}");
+    check_teams(&cards[0]);
+    assert!(cards[0].header("idempotency-key").is_some());
 
     let mut seen = a.dump();
     for path in ["/metrics", "/api/v1/watches/w", "/api/v1/watches"] {
