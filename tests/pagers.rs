@@ -330,10 +330,11 @@ fn a_rollback_pages_pagerduty_posts_to_teams_and_annotates_grafana() {
     }
 }
 
-/// Under `serve`, the pagers' notes (and a Teams card) go through the outbox: a PagerDuty receiver that
-/// fails first gets the same event again (same body, same `Idempotency-Key`), then the
-/// rest in order; the dedup key is the watch's id and rule; and neither the routing key
-/// nor the token is in the store, the log, the metrics or the watch's API answer.
+/// Under `serve`, the pagers' notes (and a Teams card) go through the outbox: a
+/// PagerDuty receiver that fails first gets the same event again (same body, same
+/// `Idempotency-Key`), then the rest in order; the dedup key is the watch's id and
+/// rule; and neither the routing key nor the token is in the store, the log, the
+/// metrics or the watch's API answer.
 #[test]
 fn on_the_agent_pagers_go_through_the_outbox_and_a_failed_delivery_is_retried() {
     let test = "pagers-agent";
