@@ -37,6 +37,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Watch a release: poll the rules and act when one stays breached.
+    #[command(
+        after_long_help = "Notifications: the rule file's `notify:` list posts to webhooks, Slack, Microsoft Teams (adaptive cards), Alertmanager, PagerDuty (Events API v2: trigger on fire and action, resolve at the end) and Grafana (annotations of the start, each action and the end); URLs, routing keys and tokens are secrets, never shown. See docs/notifications.md."
+    )]
     Watch(cmd::watch::WatchArgs),
     /// Validate rule files offline (and, with --prometheus, run each query once).
     Check(cmd::check::CheckArgs),

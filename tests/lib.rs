@@ -31,6 +31,7 @@ mod observe;
 mod orders;
 mod outbox;
 mod page;
+mod pagers;
 mod pre_existing;
 mod proxy_faults;
 mod query_safety;

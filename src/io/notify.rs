@@ -15,38 +15,30 @@
 //! fired rules, the action, the outcome) and resolves them when the watch ends, so a
 //! team's own routing, grouping and inhibition page as usual.
 //!
-//! Why one file of about 720 lines: the sink and its three channels share the retry
-//! policy, the per-Alertmanager ordering and the delivery tasks that must never delay
-//! an action. The HTTP delivery at the end (`post_json`, `deliver`) is the seam to
-//! split at next.
+//! `pagerduty`, `teams` and `grafana` channels speak those vendors' APIs: the bodies
+//! are built (pure) in `notify/pagerduty.rs`, `teams.rs`, `grafana.rs`; which events
+//! page or annotate is in `pagers.rs`; the HTTP side, where secrets are added, in
+//! `http.rs`; Alertmanager's alerts in `alertmanager.rs`. This file keeps the sink and
+//! the generic channels (webhook, Slack, Teams).
+
+mod alertmanager;
+mod grafana;
+mod http;
+mod pagerduty;
+mod pagers;
+mod teams;
+mod text;
+
+pub use http::{deliver_once, post_json, PostFailure, RetryPolicy};
 
 use crate::core::eval::Labels;
 use crate::core::events::{rfc3339_ms, secs, Event, RuleInfo, Sink};
 use crate::core::rules::{Channel, ChannelKind};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
-
-/// How deliveries retry.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub timeout: Duration,
-    /// Before the second attempt; doubles after each failure.
-    pub backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 3,
-            timeout: Duration::from_secs(5),
-            backoff: Duration::from_millis(500),
-        }
-    }
-}
 
 /// Deliveries still in flight; awaited (bounded) when the watch ends.
 #[derive(Clone, Default)]
@@ -112,26 +104,23 @@ pub struct Notifier {
     ends_ms: i64,
     /// Alerts posted to Alertmanager and not yet resolved, by `alertname/rule`.
     alerts: BTreeMap<String, Value>,
-    /// Per alertmanager channel (by index), the end of its latest delivery: each post
-    /// waits for the one before, so a late update never reopens a resolved alert.
-    am_tail: BTreeMap<usize, tokio::sync::oneshot::Receiver<()>>,
+    /// Per ordered channel (alertmanager, pagerduty, grafana; by index), the end of
+    /// its latest delivery: each post waits for the one before, so a late update never
+    /// reopens a resolved alert.
+    tails: BTreeMap<usize, tokio::sync::oneshot::Receiver<()>>,
+    /// The watch's id (`with_watch_id`; for `watch`, its start in ms): PagerDuty's
+    /// `dedup_key` and Grafana's `watch:` tag.
+    watch_id: Option<String>,
+    /// Rules whose PagerDuty alert was triggered and not resolved.
+    paged: BTreeSet<String>,
+    /// Rules whose action failed: their PagerDuty alert stays open.
+    failed: BTreeSet<String>,
+    /// When each rule's action started (ms): the start of its Grafana region.
+    action_started: BTreeMap<String, i64>,
     /// The `report` annotation of Alertmanager alerts (`with_report`).
     report: Option<String>,
     /// `collecting`: notifications are rendered here, never sent.
     collect: Option<Collected>,
-}
-
-/// How long open alerts stay active after the watch's planned end, and how long the
-/// outcome alert stays active, unless re-posted or resolved.
-const ALERT_GRACE_MS: i64 = 15 * 60 * 1000;
-
-/// The Alertmanager `severity` for an action: rollback is critical, pause a warning.
-fn severity(action: &str) -> &'static str {
-    match action {
-        "rollback" => "critical",
-        "pause" => "warning",
-        _ => "info",
-    }
 }
 
 impl Notifier {
@@ -151,7 +140,11 @@ impl Notifier {
             dry_run: false,
             ends_ms: 0,
             alerts: BTreeMap::new(),
-            am_tail: BTreeMap::new(),
+            tails: BTreeMap::new(),
+            watch_id: None,
+            paged: BTreeSet::new(),
+            failed: BTreeSet::new(),
+            action_started: BTreeMap::new(),
             report: None,
             collect: None,
         };
@@ -189,11 +182,42 @@ impl Notifier {
         self
     }
 
+    /// The watch's id (the agent's): PagerDuty's `dedup_key` and Grafana's tag use
+    /// it, so that they stay the same after a restart.
+    pub fn with_watch_id(mut self, id: &str) -> Notifier {
+        self.watch_id = Some(id.to_string());
+        self
+    }
+
     fn vars_text(&self) -> String {
         if self.vars.is_empty() {
             return "watch".to_string();
         }
         crate::core::events::vars_text(&self.vars)
+    }
+
+    /// Posts `body` (a note of `kind`) to channel `i` after its previous post ended,
+    /// in a task of its own (or hands it to the collector).
+    fn post_ordered(&mut self, i: usize, kind: &str, body: Value) {
+        if self.collected(i, kind, &body) {
+            return;
+        }
+        let (done, tail) = tokio::sync::oneshot::channel();
+        let before = self.tails.insert(i, tail);
+        let send = http::deliver(
+            self.http.clone(),
+            self.channels[i].clone(),
+            kind.to_string(),
+            body,
+        );
+        let h = tokio::spawn(async move {
+            if let Some(before) = before {
+                let _ = before.await;
+            }
+            send.await;
+            let _ = done.send(());
+        });
+        self.deliveries.add(h);
     }
 
     /// Builds and sends one notification of `kind`.
@@ -245,201 +269,22 @@ impl Notifier {
             let body = match ch.kind {
                 ChannelKind::Webhook => payload.clone(),
                 ChannelKind::Slack => slack_message(&summary, graph.as_deref()),
-                ChannelKind::Alertmanager => continue,
+                ChannelKind::Teams => self.teams_card(&what, rule, &action, graph.as_deref()),
+                ChannelKind::Alertmanager | ChannelKind::PagerDuty | ChannelKind::Grafana => {
+                    continue
+                }
             };
             if self.collected(i, kind, &body) {
                 continue;
             }
-            let policy = RetryPolicy {
-                attempts: ch.retries + 1,
-                timeout: ch.timeout,
-                ..RetryPolicy::default()
-            };
-            let h = tokio::spawn(deliver(
+            let h = tokio::spawn(http::deliver(
                 self.http.clone(),
-                ch.url.clone(),
-                ch.label.clone(),
+                ch.clone(),
                 kind.to_string(),
                 body,
-                policy,
             ));
             self.deliveries.add(h);
         }
-    }
-}
-
-impl Notifier {
-    fn has_alertmanager(&self) -> bool {
-        !self.dry_run
-            && self
-                .channels
-                .iter()
-                .any(|c| c.kind == ChannelKind::Alertmanager)
-    }
-
-    /// An alert (without the channel's labels): `alertname`, the watch's vars,
-    /// `severity`, plus `extra` labels; `annotations` as given.
-    fn alert(
-        &self,
-        at_ms: i64,
-        alertname: &str,
-        severity: &str,
-        extra: &[(&str, &str)],
-        annotations: Value,
-        generator: Option<&str>,
-    ) -> Value {
-        let mut labels = serde_json::Map::new();
-        for (k, v) in &self.vars {
-            labels.insert(k.clone(), json!(v));
-        }
-        labels.insert("alertname".into(), json!(alertname));
-        labels.insert("severity".into(), json!(severity));
-        for (k, v) in extra {
-            labels.insert(k.to_string(), json!(v));
-        }
-        let mut annotations = annotations;
-        if let (Some(link), Some(a)) = (&self.report, annotations.as_object_mut()) {
-            a.insert("report".into(), json!(link));
-        }
-        let mut alert = json!({
-            "labels": labels,
-            "annotations": annotations,
-            "startsAt": rfc3339_ms(at_ms),
-            "endsAt": rfc3339_ms(self.ends_ms.max(at_ms) + ALERT_GRACE_MS),
-        });
-        if let Some(g) = generator {
-            alert["generatorURL"] = json!(g);
-        }
-        alert
-    }
-
-    /// Opens (or updates) the alert `alertname` for `rule` and posts it.
-    fn open_rule_alert(&mut self, at_ms: i64, alertname: &str, rule: &str, annotations: Value) {
-        if !self.has_alertmanager() {
-            return;
-        }
-        let key = format!("{alertname}/{rule}");
-        let info = self.rules.get(rule);
-        let sev = severity(info.map_or("notify", |i| i.action));
-        let generator = info.and_then(|i| i.graph_url.clone());
-        let mut alert = self.alert(
-            at_ms,
-            alertname,
-            sev,
-            &[("rule", rule)],
-            annotations,
-            generator.as_deref(),
-        );
-        // An update keeps the alert's first start.
-        if let Some(old) = self.alerts.get(&key) {
-            alert["startsAt"] = old["startsAt"].clone();
-        }
-        self.alerts.insert(key, alert.clone());
-        self.post_alerts(vec![alert]);
-    }
-
-    /// Posts `alerts` to every alertmanager channel, each its own delivery task,
-    /// in order per channel.
-    fn post_alerts(&mut self, alerts: Vec<Value>) {
-        for (i, ch) in self
-            .channels
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.kind == ChannelKind::Alertmanager)
-        {
-            let body: Vec<Value> = alerts
-                .iter()
-                .map(|a| {
-                    let mut a = a.clone();
-                    // The channel's labels never override rollwatch's own.
-                    if let Value::Object(l) = &mut a["labels"] {
-                        for (k, v) in &ch.labels {
-                            l.entry(k.clone()).or_insert_with(|| json!(v));
-                        }
-                    }
-                    a
-                })
-                .collect();
-            if self.collected(i, "alerts", &Value::Array(body.clone())) {
-                continue;
-            }
-            let policy = RetryPolicy {
-                attempts: ch.retries + 1,
-                timeout: ch.timeout,
-                ..RetryPolicy::default()
-            };
-            let url = format!("{}/api/v2/alerts", ch.url.trim_end_matches('/'));
-            let (done, tail) = tokio::sync::oneshot::channel();
-            let before = self.am_tail.insert(i, tail);
-            let send = deliver(
-                self.http.clone(),
-                url,
-                ch.label.clone(),
-                "alerts".to_string(),
-                Value::Array(body),
-                policy,
-            );
-            let h = tokio::spawn(async move {
-                if let Some(before) = before {
-                    let _ = before.await;
-                }
-                send.await;
-                let _ = done.send(());
-            });
-            self.deliveries.add(h);
-        }
-    }
-
-    /// The alert of the action taken for `rule` (`action` label: rollback or pause).
-    fn open_action_alert(&mut self, at_ms: i64, action: &str, rule: &str, annotations: Value) {
-        if !self.has_alertmanager() {
-            return;
-        }
-        let key = format!("RollwatchAction/{rule}");
-        let mut alert = self.alert(
-            at_ms,
-            "RollwatchAction",
-            severity(action),
-            &[("rule", rule), ("action", action)],
-            annotations,
-            None,
-        );
-        if let Some(old) = self.alerts.get(&key) {
-            alert["startsAt"] = old["startsAt"].clone();
-        }
-        self.alerts.insert(key, alert.clone());
-        self.post_alerts(vec![alert]);
-    }
-
-    /// The watch ended: posts the outcome alert and resolves every open one.
-    fn finish_alerts(&mut self, at_ms: i64, outcome: &str, detail: &str, rule: Option<&str>) {
-        if !self.has_alertmanager() {
-            return;
-        }
-        let sev = match (outcome, rule.and_then(|r| self.rules.get(r))) {
-            ("healthy", _) => "info",
-            (_, Some(i)) => severity(i.action),
-            _ => "warning",
-        };
-        let mut extra = vec![("outcome", outcome)];
-        if let Some(r) = rule {
-            extra.push(("rule", r));
-        }
-        let mut outcome_alert = self.alert(
-            at_ms,
-            "RollwatchOutcome",
-            sev,
-            &extra,
-            json!({"summary": format!("rollwatch [{}]: {detail}", self.vars_text())}),
-            None,
-        );
-        outcome_alert["endsAt"] = json!(rfc3339_ms(at_ms + ALERT_GRACE_MS));
-        let mut batch = vec![outcome_alert];
-        for (_, mut a) in std::mem::take(&mut self.alerts) {
-            a["endsAt"] = json!(rfc3339_ms(at_ms));
-            batch.push(a);
-        }
-        self.post_alerts(batch);
     }
 }
 
@@ -460,20 +305,18 @@ pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut pay
         let body = match ch.kind {
             ChannelKind::Webhook => payload.clone(),
             ChannelKind::Slack => slack_message(&summary, None),
-            ChannelKind::Alertmanager => continue,
+            ChannelKind::Teams => teams::message(teams::Card {
+                title: summary.clone(),
+                facts: Vec::new(),
+                links: Vec::new(),
+            }),
+            ChannelKind::Alertmanager | ChannelKind::PagerDuty | ChannelKind::Grafana => continue,
         };
-        let policy = RetryPolicy {
-            attempts: ch.retries + 1,
-            timeout: ch.timeout,
-            ..RetryPolicy::default()
-        };
-        tasks.push(tokio::spawn(deliver(
+        tasks.push(tokio::spawn(http::deliver(
             http.clone(),
-            ch.url.clone(),
-            ch.label.clone(),
+            ch.clone(),
             kind.to_string(),
             body,
-            policy,
         )));
     }
     futures_join(tasks).await;
@@ -494,117 +337,6 @@ fn slack_message(summary: &str, graph: Option<&str>) -> Value {
     })
 }
 
-/// Why a POST with retries gave up.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PostFailure {
-    /// A 4xx other than 429: the receiver refused the request; retrying cannot help.
-    Rejected(u16),
-    /// Every attempt failed; the last error (never with the URL: it is a secret).
-    Exhausted(String),
-}
-
-/// POSTs `body` as JSON under `policy`: a 4xx other than 429 is final, anything else
-/// is retried with a doubling backoff. `on_retry(attempt, error, backoff)` is told
-/// before each wait. On success, the response and the attempt it took. Notifications
-/// and Alertmanager silences both go through here.
-pub async fn post_json(
-    http: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    policy: RetryPolicy,
-    on_retry: impl FnMut(u32, &str, Duration),
-) -> Result<(reqwest::Response, u32), PostFailure> {
-    post_keyed(http, url, body, None, policy, on_retry).await
-}
-
-/// `post_json` with an `Idempotency-Key` header when `key` is given.
-async fn post_keyed(
-    http: &reqwest::Client,
-    url: &str,
-    body: &Value,
-    key: Option<&str>,
-    policy: RetryPolicy,
-    mut on_retry: impl FnMut(u32, &str, Duration),
-) -> Result<(reqwest::Response, u32), PostFailure> {
-    let mut backoff = policy.backoff;
-    let mut last = String::new();
-    for attempt in 1..=policy.attempts {
-        let mut req = http.post(url).json(body).timeout(policy.timeout);
-        if let Some(k) = key {
-            req = req.header("Idempotency-Key", k);
-        }
-        match req.send().await {
-            Ok(r) if r.status().is_success() => return Ok((r, attempt)),
-            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
-                return Err(PostFailure::Rejected(r.status().as_u16()));
-            }
-            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
-            // Without the URL: it is a secret.
-            Err(e) => {
-                last = if e.is_timeout() {
-                    format!("no answer within {:?}", policy.timeout)
-                } else {
-                    e.without_url().to_string()
-                }
-            }
-        }
-        if attempt < policy.attempts {
-            on_retry(attempt, &last, backoff);
-            tokio::time::sleep(backoff).await;
-            backoff *= 2;
-        }
-    }
-    Err(PostFailure::Exhausted(last))
-}
-
-/// One attempt to deliver a stored notification (`serve`'s outbox) to channel `ch`,
-/// with `key` as its `Idempotency-Key` header (a receiver that saw the key already
-/// may ignore the repeat; Alertmanager needs none: the same alert's labels make a
-/// repeat an update of the same alert). The outbox retries, across restarts.
-pub async fn deliver_once(
-    http: &reqwest::Client,
-    ch: &Channel,
-    body: &Value,
-    key: &str,
-) -> Result<(), PostFailure> {
-    let url = match ch.kind {
-        ChannelKind::Alertmanager => format!("{}/api/v2/alerts", ch.url.trim_end_matches('/')),
-        _ => ch.url.clone(),
-    };
-    let policy = RetryPolicy {
-        attempts: 1,
-        timeout: ch.timeout,
-        ..RetryPolicy::default()
-    };
-    post_keyed(http, &url, body, Some(key), policy, |_, _, _| {})
-        .await
-        .map(|_| ())
-}
-
-async fn deliver(
-    http: reqwest::Client,
-    url: String,
-    label: String,
-    kind: String,
-    body: Value,
-    policy: RetryPolicy,
-) {
-    let retry = |attempt: u32, last: &str, backoff: Duration| {
-        tracing::info!(event = "notification_retry", channel = %label, kind = %kind, attempt, error = %last, "retrying {label} in {backoff:?}");
-    };
-    match post_json(&http, &url, &body, policy, retry).await {
-        Ok((_, attempt)) => {
-            tracing::info!(event = "notification_sent", channel = %label, kind = %kind, attempt, "notification sent to {label}");
-        }
-        Err(PostFailure::Rejected(status)) => {
-            tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, status, "{label} rejected the notification (HTTP {status}); not retried");
-        }
-        Err(PostFailure::Exhausted(last)) => {
-            tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, error = %last, "notification to {label} failed after {} attempts: {last}", policy.attempts);
-        }
-    }
-}
-
 impl Sink for Notifier {
     fn emit(&mut self, at_ms: i64, event: &Event) {
         match event {
@@ -619,6 +351,7 @@ impl Sink for Notifier {
                 self.rules = rules.iter().map(|r| (r.name.clone(), r.clone())).collect();
                 self.dry_run = *dry_run;
                 self.ends_ms = at_ms + (*duration_s * 1000.0) as i64;
+                self.annotate_start(at_ms, *duration_s);
             }
             // One pending alert per rule, whatever its series do.
             Event::Pending {
@@ -665,6 +398,8 @@ impl Sink for Notifier {
                     "evidence": evidence.text(),
                 });
                 self.open_rule_alert(at_ms, "RollwatchFired", rule, annotations);
+                let what = format!("`{rule}` fired after {} breached", secs(*breached_for_s));
+                self.page(at_ms, rule, &what, json!({"kind": action}), None);
             }
             Event::ActionStarted { action, rule, .. } => {
                 let annotations = json!({
@@ -672,6 +407,10 @@ impl Sink for Notifier {
                     "status": "running",
                 });
                 self.open_action_alert(at_ms, action, rule, annotations);
+                self.action_started.insert(rule.clone(), at_ms);
+                let what = format!("running the {action} command");
+                let detail = json!({"kind": action, "status": "running"});
+                self.page(at_ms, rule, &what, detail, None);
             }
             // A person's order (who, why), and a rule held back by a hold: the record
             // an emergency change needs, where on-call reads.
@@ -729,7 +468,13 @@ impl Sink for Notifier {
                     "status": status,
                 });
                 self.open_action_alert(at_ms, action, rule, annotations);
+                self.annotate_action(at_ms, &kind, rule, &what);
                 let action = json!({"kind": action, "status": status, "succeeded": succeeded, "duration_s": duration_s, "output_tail": output_tail});
+                let severity = (!*succeeded).then_some("critical");
+                if !*succeeded {
+                    self.failed.insert(rule.clone());
+                }
+                self.page(at_ms, rule, &what, action.clone(), severity);
                 self.send(at_ms, &kind, Some(rule), what, action);
             }
             Event::WatchFinished {
@@ -739,6 +484,8 @@ impl Sink for Notifier {
                 ..
             } => {
                 self.finish_alerts(at_ms, outcome, detail, rule.as_deref());
+                self.resolve_pages(outcome, rule.as_deref());
+                self.annotate_end(at_ms, outcome, detail);
                 if matches!(
                     *outcome,
                     "inconclusive" | "healthy" | "interrupted" | "superseded"
@@ -750,3 +497,7 @@ impl Sink for Notifier {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "notify/pagers_tests.rs"]
+mod pagers_tests;

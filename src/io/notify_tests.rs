@@ -17,6 +17,7 @@ fn webhook(on: &[&str]) -> Channel {
         timeout: Duration::from_secs(1),
         retries: 0,
         labels: BTreeMap::new(),
+        secret: None,
     }
 }
 

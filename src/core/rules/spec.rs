@@ -118,7 +118,18 @@ pub enum ChannelKind {
     /// Alertmanager's v2 API: alerts for pending and fired rules, the action and the
     /// outcome, resolved when the watch ends. `url` is Alertmanager's base URL.
     Alertmanager,
+    /// PagerDuty's Events API v2: a trigger per fired rule and its action, resolved
+    /// when the watch ends. `url` is the enqueue endpoint, `secret` the routing key.
+    PagerDuty,
+    /// A Microsoft Teams workflow webhook: an adaptive card per notification.
+    Teams,
+    /// Grafana annotations (`POST {url}/api/annotations`): the watch's start, each
+    /// action and its end. `url` is Grafana's base URL, `secret` a service-account token.
+    Grafana,
 }
+
+/// PagerDuty's Events API v2 endpoint: a `pagerduty` channel's default `url`.
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// A notification channel. Its URL is a secret: it is never logged or shown; messages
 /// name the channel by `label` (e.g. `slack #2`).
@@ -135,6 +146,9 @@ pub struct Channel {
     pub retries: u32,
     /// Extra labels on every alert (alertmanager channels only).
     pub labels: BTreeMap<String, String>,
+    /// The PagerDuty routing key or the Grafana token: a secret, added to a request
+    /// only when it is sent (never rendered into a stored notification).
+    pub secret: Option<String>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -147,6 +161,7 @@ impl std::fmt::Debug for Channel {
             .field("timeout", &self.timeout)
             .field("retries", &self.retries)
             .field("labels", &self.labels)
+            .field("secret", &self.secret.as_ref().map(|_| "<secret>"))
             .finish()
     }
 }

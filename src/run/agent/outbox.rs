@@ -69,7 +69,7 @@ impl Herald {
     ) -> Arc<Herald> {
         let (n, collected) = Notifier::collecting(channels);
         Arc::new(Herald {
-            notifier: Mutex::new(n.with_report(report)),
+            notifier: Mutex::new(n.with_report(report).with_watch_id(id)),
             collected,
             ahead: Mutex::default(),
             wake,

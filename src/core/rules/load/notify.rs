@@ -1,6 +1,7 @@
 //! The `notify:` section: notification channels, whose URLs are secrets (given
 //! literally, from the environment or from a file) and are never shown.
-//! `alertmanager:` channels also carry extra alert labels.
+//! `alertmanager:` channels also carry extra alert labels; `pagerduty:` a routing key
+//! and `grafana:` a token, secrets read the same way.
 
 use super::common::{choice, duration, Outside};
 use crate::core::yaml::walk::{fields, required, string, Cx};
@@ -8,8 +9,9 @@ use crate::core::yaml::{Node, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// `notify:` — a list of channels, each `webhook:` or `slack:` with a URL given
-/// literally, as `{env: NAME}` or as `{file: PATH}` (URLs are secrets), and `on:`.
+/// `notify:` — a list of channels, each `webhook:`, `slack:` or `teams:` with a URL
+/// given literally, as `{env: NAME}` or as `{file: PATH}` (URLs are secrets), and
+/// `on:`; or `alertmanager:`, `pagerduty:`, `grafana:` with their own fields.
 pub(super) fn compile_notify(
     cx: &mut Cx,
     node: &Node,
@@ -34,6 +36,9 @@ pub(super) fn compile_notify(
                 "webhook",
                 "slack",
                 "alertmanager",
+                "pagerduty",
+                "teams",
+                "grafana",
                 "on",
                 "timeout",
                 "retries",
@@ -42,54 +47,112 @@ pub(super) fn compile_notify(
             ok = false;
             continue;
         };
-        let (kind, key) = match (f.get("webhook"), f.get("slack"), f.get("alertmanager")) {
-            (Some(_), None, None) => (ChannelKind::Webhook, "webhook"),
-            (None, Some(_), None) => (ChannelKind::Slack, "slack"),
-            (None, None, Some(_)) => (ChannelKind::Alertmanager, "alertmanager"),
-            _ => {
-                cx.error_help(
-                    "a notify channel needs exactly one of `webhook:`, `slack:` or `alertmanager:`",
-                    f.pos,
-                    "e.g. `- slack: {env: SLACK_WEBHOOK_URL}`",
-                );
-                ok = false;
-                continue;
-            }
+        const KINDS: &[(&str, ChannelKind)] = &[
+            ("webhook", ChannelKind::Webhook),
+            ("slack", ChannelKind::Slack),
+            ("alertmanager", ChannelKind::Alertmanager),
+            ("pagerduty", ChannelKind::PagerDuty),
+            ("teams", ChannelKind::Teams),
+            ("grafana", ChannelKind::Grafana),
+        ];
+        let given: Vec<_> = KINDS.iter().filter(|(k, _)| f.get(k).is_some()).collect();
+        let &[&(key, kind)] = given.as_slice() else {
+            cx.error_help(
+                "a notify channel needs exactly one of `webhook:`, `slack:`, `teams:`, `alertmanager:`, `pagerduty:` or `grafana:`",
+                f.pos,
+                "e.g. `- slack: {env: SLACK_WEBHOOK_URL}`",
+            );
+            ok = false;
+            continue;
         };
         let label = format!("{key} #{}", i + 1);
         let mut labels = Some(BTreeMap::new());
-        let mut url_node = f.get(key).expect("checked above");
-        if kind == ChannelKind::Alertmanager {
-            let Some(am) = fields(cx, url_node, "an alertmanager channel", &["url", "labels"])
-            else {
-                ok = false;
-                continue;
-            };
-            let Some(u) = required(
-                cx,
-                &am,
-                "url",
-                "the alertmanager channel",
-                "e.g. `alertmanager: {url: http://alertmanager:9093}` (Alertmanager's base URL)",
-            ) else {
-                ok = false;
-                continue;
-            };
-            url_node = u;
-            labels = match am.get("labels") {
-                Some(n) => alert_labels(cx, n),
-                None => Some(BTreeMap::new()),
-            };
-            if let Some(n) = f.get("on") {
-                cx.error_help(
-                    "an alertmanager channel takes no `on:`",
-                    n.pos,
-                    "it receives every pending and fired rule, the action and the outcome as alerts",
+        let mut secret = Some(None);
+        let node = f.get(key).expect("checked above");
+        // (the URL, or None for PagerDuty's default endpoint)
+        let mut url_node = Some(node);
+        match kind {
+            ChannelKind::Alertmanager => {
+                let Some(am) = fields(cx, node, "an alertmanager channel", &["url", "labels"])
+                else {
+                    ok = false;
+                    continue;
+                };
+                url_node = required(
+                    cx,
+                    &am,
+                    "url",
+                    "the alertmanager channel",
+                    "e.g. `alertmanager: {url: http://alertmanager:9093}` (Alertmanager's base URL)",
                 );
-                ok = false;
+                labels = match am.get("labels") {
+                    Some(n) => alert_labels(cx, n),
+                    None => Some(BTreeMap::new()),
+                };
             }
+            ChannelKind::PagerDuty => {
+                let help = "e.g. `pagerduty: {routing_key: {env: PAGERDUTY_ROUTING_KEY}}`";
+                let Some(pd) = fields(cx, node, "a pagerduty channel", &["routing_key", "url"])
+                else {
+                    ok = false;
+                    continue;
+                };
+                secret = required(cx, &pd, "routing_key", "the pagerduty channel", help)
+                    .and_then(|n| secret_value(cx, n, "pagerduty routing_key", &label, outside))
+                    .map(Some);
+                url_node = pd.get("url");
+            }
+            ChannelKind::Grafana => {
+                let help = "e.g. `grafana: {url: https://grafana.example.com, token: {env: GRAFANA_TOKEN}}`";
+                let Some(g) = fields(cx, node, "a grafana channel", &["url", "token"]) else {
+                    ok = false;
+                    continue;
+                };
+                url_node = required(cx, &g, "url", "the grafana channel", help);
+                secret = required(cx, &g, "token", "the grafana channel", help)
+                    .and_then(|n| {
+                        let t = secret_value(cx, n, "grafana token", &label, outside)?;
+                        // Checked without echoing it: it goes into a header.
+                        let ok = t.bytes().all(|b| b.is_ascii_graphic());
+                        if !ok {
+                            cx.error(
+                                "the grafana token has spaces or characters a header cannot carry (not shown: it is a secret)",
+                                n.pos,
+                            );
+                        }
+                        ok.then_some(t)
+                    })
+                    .map(Some);
+            }
+            _ => {}
         }
-        let url = secret_url(cx, url_node, key, &label, outside);
+        let no_on = matches!(
+            kind,
+            ChannelKind::Alertmanager | ChannelKind::PagerDuty | ChannelKind::Grafana
+        );
+        if let (true, Some(n)) = (no_on, f.get("on")) {
+            cx.error_help(
+                format!(
+                    "{} {key} channel takes no `on:`",
+                    if key == "alertmanager" { "an" } else { "a" }
+                ),
+                n.pos,
+                match kind {
+                    ChannelKind::Grafana => "it annotates the watch's start, each action and its end",
+                    ChannelKind::PagerDuty => "it triggers on every fired rule and its action, and resolves at the watch's end",
+                    _ => "it receives every pending and fired rule, the action and the outcome as alerts",
+                },
+            );
+            ok = false;
+        }
+        let url = match url_node {
+            Some(n) => secret_url(cx, n, key, &label, outside),
+            None if kind == ChannelKind::PagerDuty => {
+                Some(crate::core::rules::spec::PAGERDUTY_URL.to_string())
+            }
+            None => None,
+        };
+        let pos = url_node.map_or(node.pos, |n| n.pos);
         // The URL is checked without ever echoing it: it may hold a token.
         let url = url.filter(|u| {
             let valid =
@@ -99,13 +162,13 @@ pub(super) fn compile_notify(
                     format!(
                         "the {label} URL is not an http(s) URL (not shown: it may be a secret)"
                     ),
-                    url_node.pos,
+                    pos,
                 );
             }
             valid
         });
         let on = match f.get("on") {
-            None if kind == ChannelKind::Alertmanager => Some(Vec::new()),
+            None if no_on => Some(Vec::new()),
             None => Some(
                 NOTIFY_KINDS
                     .iter()
@@ -147,9 +210,9 @@ pub(super) fn compile_notify(
                 None
             }
         };
-        match (url, on, timeout, retries, labels) {
-            (Some(url), Some(on), Some(timeout), Some(retries), Some(labels)) => {
-                out.push(Channel {
+        match (url, on, timeout, retries, labels, secret) {
+            (Some(url), Some(on), Some(timeout), Some(retries), Some(labels), Some(secret)) => out
+                .push(Channel {
                     kind,
                     url,
                     label,
@@ -157,8 +220,8 @@ pub(super) fn compile_notify(
                     timeout,
                     retries,
                     labels,
-                })
-            }
+                    secret,
+                }),
             _ => ok = false,
         }
     }
@@ -173,13 +236,25 @@ pub(super) fn secret_url(
     label: &str,
     outside: Option<&dyn Outside>,
 ) -> Option<String> {
+    secret_value(cx, url_node, &format!("{key} URL"), label, outside)
+}
+
+/// A secret (`what`, e.g. `pagerduty routing_key`): a string, `{env: NAME}` or
+/// `{file: PATH}`, never echoed.
+fn secret_value(
+    cx: &mut Cx,
+    url_node: &Node,
+    what: &str,
+    label: &str,
+    outside: Option<&dyn Outside>,
+) -> Option<String> {
     match &url_node.value {
         Value::Str(s) => Some(s.clone()),
         Value::Map(_) => {
             let src = fields(
                 cx,
                 url_node,
-                &format!("the {key} URL source"),
+                &format!("the {what} source"),
                 &["env", "file"],
             );
             match src.as_ref().map(|s| (s.get("env"), s.get("file"))) {
@@ -211,7 +286,7 @@ pub(super) fn secret_url(
                 }
                 Some(_) => {
                     cx.error_help(
-                        format!("the {key} URL source needs exactly one of `env:` or `file:`"),
+                        format!("the {what} source needs exactly one of `env:` or `file:`"),
                         url_node.pos,
                         "e.g. `{env: SLACK_WEBHOOK_URL}`",
                     );
@@ -223,7 +298,7 @@ pub(super) fn secret_url(
         _ => {
             cx.error(
                 format!(
-                    "the {key} URL must be a string, `{{env: NAME}}` or `{{file: PATH}}`, found {}",
+                    "the {what} must be a string, `{{env: NAME}}` or `{{file: PATH}}`, found {}",
                     url_node.kind()
                 ),
                 url_node.pos,
@@ -291,5 +366,87 @@ fn read(outside: Option<&dyn Outside>, path: &str) -> std::io::Result<String> {
             std::io::ErrorKind::Unsupported,
             "files are not read when loading without a host",
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::rules::{load_str, ChannelKind, LoadOptions, Outside, PAGERDUTY_URL};
+
+    const BASE: &str = "watch:\n  duration: 10m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: r\n    query: up\n    above: 1\n    for: 1m\n";
+    const KEY: &str = "R0UT1NGKEYs3cr3t";
+    const TOKEN: &str = "glsa_T0KENs3cr3t";
+
+    #[derive(Debug)]
+    struct Env;
+    impl Outside for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            match name {
+                "PD_KEY" => Some(format!("{KEY}\n")),
+                "GRAFANA_TOKEN" => Some(TOKEN.to_string()),
+                "BAD_TOKEN" => Some(format!("{TOKEN} with spaces")),
+                "TEAMS_URL" => Some("https://teams.example/workflows/s3cr3t".into()),
+                _ => None,
+            }
+        }
+        fn read(&self, _: &str) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }
+
+    fn load(notify: &str) -> Result<crate::core::rules::Loaded, String> {
+        let opts = LoadOptions {
+            outside: Some(&Env),
+            ..Default::default()
+        };
+        load_str("t.yaml", &format!("{BASE}notify:\n{notify}"), &opts).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn pager_channels_load_with_their_secrets_and_defaults() {
+        let (spec, _) = load(
+            "  - pagerduty: {routing_key: {env: PD_KEY}}\n  - pagerduty: {routing_key: literal, url: http://127.0.0.1:9/enqueue}\n    retries: 4\n  - teams: {env: TEAMS_URL}\n    on: [rollback]\n  - grafana: {url: http://127.0.0.1:3000, token: {env: GRAFANA_TOKEN}}\n",
+        )
+        .unwrap();
+        let n = &spec.notify;
+        assert_eq!(n[0].kind, ChannelKind::PagerDuty);
+        assert_eq!(n[0].url, PAGERDUTY_URL, "the default endpoint");
+        assert_eq!(n[0].secret.as_deref(), Some(KEY), "trimmed");
+        assert!(n[0].on.is_empty());
+        assert_eq!(n[1].url, "http://127.0.0.1:9/enqueue");
+        assert_eq!(n[1].retries, 4);
+        assert_eq!(
+            (n[2].kind, n[2].on.as_slice()),
+            (ChannelKind::Teams, &["rollback".to_string()][..])
+        );
+        assert_eq!(n[2].secret, None);
+        assert_eq!(n[3].kind, ChannelKind::Grafana);
+        assert_eq!(n[3].secret.as_deref(), Some(TOKEN));
+        assert_eq!(n[3].label, "grafana #4");
+        let shown = format!("{n:?}");
+        assert!(
+            !shown.contains(KEY) && !shown.contains(TOKEN) && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn pager_channel_mistakes_are_errors_that_never_show_a_secret() {
+        let e = load(
+            "  - pagerduty: {url: http://127.0.0.1:9/x}\n  - pagerduty: {routing_key: {env: PD_KEY}}\n    on: [rollback]\n  - grafana: {url: not-a-url-s3cr3t, token: {env: BAD_TOKEN}}\n  - grafana: {url: http://g}\n  - teams: {env: NOPE}\n  - pagerduty: {routing_key: x}\n    teams: http://t\n",
+        )
+        .unwrap_err();
+        for want in [
+            "the pagerduty channel has no `routing_key`",
+            "a pagerduty channel takes no `on:`",
+            "the grafana #3 URL is not an http(s) URL",
+            "the grafana token has spaces",
+            "the grafana channel has no `token`",
+            "`NOPE` for teams #5 is not set",
+            "needs exactly one of",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(!e.contains(KEY) && !e.contains(TOKEN), "{e}");
     }
 }
