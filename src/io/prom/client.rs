@@ -1,13 +1,19 @@
 //! The real metrics source: Prometheus's HTTP API (also Thanos, Mimir, VictoriaMetrics).
 //!
 //! Queries are POSTed as forms so long queries fit; every request is bounded by the
-//! query timeout. Credentials (bearer token, basic auth password, header values) are
-//! read once at start and never logged; the URL is shown without any user info.
+//! query timeout. Fixed credentials (basic auth password, header values) are read once
+//! at start; a bearer token is re-read as it rotates and a SigV4 signature made per
+//! request (`auth`). None is ever logged; the URL is shown without any user info.
 
+use super::auth::Auth;
+use super::auth_aws::AwsCredentialSource;
+use super::auth_token::{CommandToken, FileToken, TokenSource, COMMAND_TIMEOUT};
 use super::decode::{decode, decode_range};
+use super::sigv4::Scope;
 use super::{HistorySource, MetricsSource, QueryError, QueryResult, RangeResult};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Responses larger than this are refused rather than buffered.
@@ -18,14 +24,27 @@ const MAX_BODY: usize = 64 << 20;
 pub struct PromConfig {
     /// Base URL, with any path prefix (`https://mimir.internal/prometheus`).
     pub url: String,
+    /// Re-read when it changes.
     pub bearer_token_file: Option<PathBuf>,
+    /// argv of a command printing a bearer token, run again before it expires.
+    pub bearer_token_command: Option<Vec<String>>,
     pub basic_auth_user: Option<String>,
     pub basic_auth_password_file: Option<PathBuf>,
     /// Extra headers, `Name: value` (e.g. `X-Scope-OrgID: team-a`).
     pub headers: Vec<String>,
     /// A PEM bundle that replaces the system roots for this server.
     pub ca_file: Option<PathBuf>,
+    /// Sign every request with AWS SigV4 (Amazon Managed Service for Prometheus).
+    pub sigv4: Option<SigV4Config>,
     pub timeout: Duration,
+}
+
+/// `--sigv4-region` and `--sigv4-service`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigV4Config {
+    pub region: String,
+    /// `aps` for Amazon Managed Service for Prometheus.
+    pub service: String,
 }
 
 /// Why the client could not be built (exit code 2: bad input).
@@ -49,7 +68,12 @@ pub struct PromClient {
     endpoint: reqwest::Url,
     shown: String,
     timeout: Duration,
+    /// Credentials applied per request (rotating tokens, SigV4).
+    auth: Arc<Auth>,
 }
+
+/// The form content type queries are POSTed with.
+const FORM: &str = "application/x-www-form-urlencoded";
 
 fn read_secret(what: &'static str, path: &PathBuf) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
@@ -80,15 +104,25 @@ impl PromClient {
             let _ = base.set_username("");
             let _ = base.set_password(None);
         }
+        let mut auth = Auth::Fixed;
         if let Some(path) = &cfg.bearer_token_file {
-            let token = read_secret("bearer token file", path)?;
-            let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ConfigError::Invalid(
-                    "the bearer token contains characters not allowed in a header".into(),
-                )
-            })?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
+            let token =
+                FileToken::open(path.clone()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            auth = Auth::Token(TokenSource::File(token));
+            // Applied per request, so it replaces what the URL's user info set.
+            headers.remove(AUTHORIZATION);
+        }
+        if let Some(argv) = &cfg.bearer_token_command {
+            if argv.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "--bearer-token-command needs a command".into(),
+                ));
+            }
+            auth = Auth::Token(TokenSource::Command(CommandToken::new(
+                argv.clone(),
+                COMMAND_TIMEOUT,
+            )));
+            headers.remove(AUTHORIZATION);
         }
         if let Some(user) = &cfg.basic_auth_user {
             let pass = match &cfg.basic_auth_password_file {
@@ -96,6 +130,8 @@ impl PromClient {
                 None => None,
             };
             headers.insert(AUTHORIZATION, basic(user, pass.as_deref())?);
+            // Basic auth is applied after the bearer token, and wins (as documented).
+            auth = Auth::Fixed;
         }
         for h in &cfg.headers {
             let (name, value) = h.split_once(':').ok_or_else(|| {
@@ -110,7 +146,27 @@ impl PromClient {
             let mut value = HeaderValue::from_str(value.trim())
                 .map_err(|_| ConfigError::Invalid(format!("invalid value for header {name}")))?;
             value.set_sensitive(true);
+            if name == AUTHORIZATION {
+                auth = Auth::Fixed;
+            }
             headers.insert(name, value);
+        }
+        if let Some(sig) = &cfg.sigv4 {
+            if headers.contains_key(AUTHORIZATION) || !matches!(auth, Auth::Fixed) {
+                return Err(ConfigError::Invalid(
+                    "--sigv4-region signs every request: it cannot be combined with a bearer token, basic auth, user info in the URL or an Authorization header".into(),
+                ));
+            }
+            let source = AwsCredentialSource::from_env(&|k| std::env::var(k).ok(), &sig.region)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            auth = Auth::SigV4 {
+                source,
+                scope: Scope {
+                    region: sig.region.clone(),
+                    service: sig.service.clone(),
+                    payload_header: false,
+                },
+            };
         }
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
@@ -140,6 +196,7 @@ impl PromClient {
             endpoint,
             shown,
             timeout: cfg.timeout,
+            auth: Arc::new(auth),
         })
     }
 
@@ -206,12 +263,24 @@ impl PromClient {
         let mut url = self.endpoint.clone();
         let path = url.path().trim_end_matches("query").to_string();
         url.set_path(&format!("{path}{api}"));
+        // The exact bytes sent: a SigV4 signature covers their hash.
+        let body = form.map(|form| {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish()
+        });
+        // Credentials are had outside the query timeout: a token command or an STS call
+        // has its own, and a poll must not fail because a slow one ate the query's.
+        let added = self.authorise(&url, body.as_deref()).await?;
         let send = async {
-            let req = match form {
-                Some(form) => self.http.post(url).form(form),
-                None => self.http.get(url),
-            };
-            let mut resp = req.send().await.map_err(|e| classify(e, self.timeout))?;
+            let mut resp = self.send_once(&url, body.as_deref(), added).await?;
+            if matches!(resp.status().as_u16(), 401 | 403)
+                && self.auth.denied(resp.status().as_u16()).await
+            {
+                // The credentials were renewed (a rotated token, expired STS keys): once more.
+                let added = self.authorise(&url, body.as_deref()).await?;
+                resp = self.send_once(&url, body.as_deref(), added).await?;
+            }
             let status = resp.status().as_u16();
             if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
                 return Err(QueryError::Decode(format!(
@@ -233,6 +302,50 @@ impl PromClient {
             Ok(r) => r,
             Err(_) => Err(QueryError::Timeout(self.timeout)),
         }
+    }
+}
+
+impl PromClient {
+    /// The per-request credential headers for a POST of the form `body` (or a GET).
+    async fn authorise(
+        &self,
+        url: &reqwest::Url,
+        body: Option<&str>,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, QueryError> {
+        let (method, content_type) = match body {
+            Some(_) => ("POST", Some(FORM)),
+            None => ("GET", None),
+        };
+        self.auth
+            .headers(
+                method,
+                url.as_str(),
+                content_type,
+                body.unwrap_or("").as_bytes(),
+            )
+            .await
+            .map_err(|e| QueryError::Other(e.to_string()))
+    }
+
+    /// Sends one request (a POST of the form `body`, or a GET) with `added` headers.
+    async fn send_once(
+        &self,
+        url: &reqwest::Url,
+        body: Option<&str>,
+        added: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<reqwest::Response, QueryError> {
+        let mut req = match body {
+            Some(body) => self
+                .http
+                .post(url.clone())
+                .header(CONTENT_TYPE, FORM)
+                .body(body.to_string()),
+            None => self.http.get(url.clone()),
+        };
+        for (name, value) in added {
+            req = req.header(name, value);
+        }
+        req.send().await.map_err(|e| classify(e, self.timeout))
     }
 }
 
