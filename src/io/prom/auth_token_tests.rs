@@ -134,7 +134,10 @@ async fn a_failing_or_slow_command_says_so_without_its_output() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("exit status: 3"), "{e}");
-    assert!(!e.contains("leaked-secret") && !e.contains("err-secret"), "{e}");
+    assert!(
+        !e.contains("leaked-secret") && !e.contains("err-secret"),
+        "{e}"
+    );
     let cmd = script(dir.path(), "sleep 5; echo late");
     let e = CommandToken::new(vec![cmd], Duration::from_millis(300))
         .header()
