@@ -92,3 +92,7 @@ impl Auth {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "auth_tests.rs"]
+mod tests;
