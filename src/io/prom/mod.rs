@@ -7,7 +7,8 @@
 //! `Connection` is how the operator said to reach Prometheus; `auth` applies the
 //! credentials that change under a running watch (rotating bearer tokens, `auth_token`;
 //! SigV4 for Amazon Managed Prometheus, `sigv4` with `auth_aws`'s credential chain).
-//! The traits are in `source.rs`, a query's result and error in `query.rs`.
+//! The traits are in `source.rs`, a query's result and error in `query.rs`, the clock
+//! skew's judgement in `skew.rs`.
 
 mod auth;
 mod auth_aws;
@@ -19,13 +20,13 @@ pub mod decode;
 pub mod history;
 mod query;
 mod sigv4;
+mod skew;
 mod source;
 
 pub use auth_token::split_argv;
-pub use client::{
-    graph_link, ClockSkew, PromClient, PromConfig, SigV4Config, SkewVerdict, SKEW_WARN,
-};
+pub use client::{graph_link, PromClient, PromConfig, SigV4Config};
 pub use connection::Connection;
+pub use skew::{ClockSkew, SkewVerdict, SKEW_WARN};
 
 pub use decode::{RangeResult, RangeSeries};
 pub use query::{QueryError, QueryResult};
