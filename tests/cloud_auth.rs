@@ -80,6 +80,8 @@ fn serve(handler: impl Fn(&Req) -> (u16, String) + Send + Sync + 'static) -> Str
 struct Seen {
     accepted: Vec<String>,
     rejected: Vec<String>,
+    /// Method and path of each accepted request.
+    requests: Vec<String>,
 }
 
 /// Prometheus's answer to an authorised request: `time()` from this machine's clock,
@@ -120,7 +122,9 @@ fn guarded(
     let log = seen.clone();
     let url = serve(move |req| match check(req) {
         Ok(who) => {
-            log.lock().unwrap().accepted.push(who);
+            let mut log = log.lock().unwrap();
+            log.accepted.push(who);
+            log.requests.push(format!("{} {}", req.method, req.target));
             prometheus_answer(req, value)
         }
         Err(why) => {
@@ -273,6 +277,16 @@ fn sigv4_signed_polls_from_environment_keys_reach_amazon_managed_prometheus() {
     let seen = seen.lock().unwrap();
     assert!(seen.rejected.is_empty(), "{seen:?}");
     assert!(seen.accepted.len() >= 3, "{seen:?}");
+    // Form POSTs (queries) and a GET (the scrape interval), all under the workspace.
+    let r = &seen.requests;
+    assert!(
+        r.contains(&"POST /workspaces/ws-1234/api/v1/query".to_string()),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"GET /workspaces/ws-1234/api/v1/status/config".to_string()),
+        "{r:?}"
+    );
     let log = w.dump();
     for secret in ["env-secret-key-123", "env-session-token-456"] {
         assert!(!log.contains(secret), "{secret} leaked:\n{log}");
