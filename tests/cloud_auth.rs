@@ -443,7 +443,7 @@ fn a_projected_token_swapped_during_a_watch_is_used_from_the_next_poll() {
     let (url, current, seen) = bearer_only(0.1);
     *current.lock().unwrap() = "sa-token-one".into();
     kubelet_swap(&dir, "2026_12_06_01", "sa-token-one\n", None);
-    let file = s.rules(&rules("0.5", "10s"));
+    let file = s.rules(&rules("0.5", "15s"));
     let mut w = start_env(
         &[
             "watch",
@@ -492,12 +492,13 @@ fn a_token_command_runs_again_before_expiry_and_after_a_401() {
     let life = s.path("life");
     std::fs::write(&life, "2").unwrap();
     // Prints the token in `issued`, said to expire in `life` seconds (renewed at half
-    // life), and counts its runs; its stderr carries a secret never to be logged.
+    // life), and logs each run with that life and its arguments; its stderr carries
+    // a secret never to be logged.
     let script = s.path("token-cmd");
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho run >> {runs}\necho stderr-secret >&2\nprintf '{{\"access_token\":\"%s\",\"expires_in\":%s}}' \"$(cat {issued})\" \"$(cat {life})\"\n",
+            "#!/bin/sh\nl=$(cat {life})\necho \"run $l $# $2\" >> {runs}\necho stderr-secret >&2\nprintf '{{\"access_token\":\"%s\",\"expires_in\":%s}}' \"$(cat {issued})\" \"$l\"\n",
             runs = runs.display(),
             issued = issued.display(),
             life = life.display()
@@ -505,7 +506,7 @@ fn a_token_command_runs_again_before_expiry_and_after_a_401() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let file = s.rules(&rules("0.5", "10s"));
+    let file = s.rules(&rules("0.5", "20s"));
     let mut w = start_env(
         &[
             "watch",
@@ -518,22 +519,35 @@ fn a_token_command_runs_again_before_expiry_and_after_a_401() {
         ],
         &[],
     );
-    let run_count = || s.lines("runs").len();
-    await_seen(&seen, Duration::from_secs(10), "three polls", |s| {
-        s.accepted.len() >= 3
-    });
-    // Run again before expiry, with no 401 to prompt it.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while run_count() < 3 {
-        assert!(Instant::now() < deadline, "ran {} times", run_count());
-        thread::sleep(Duration::from_millis(50));
-    }
+    let runs_with = |life: &str| {
+        s.lines("runs")
+            .iter()
+            .filter(|l| l.starts_with(&format!("run {life} ")))
+            .count()
+    };
+    let await_runs = |life: &str, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while runs_with(life) < n {
+            assert!(Instant::now() < deadline, "runs: {:?}", s.lines("runs"));
+            thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Run again before expiry, with no 401 to prompt it; its words given as argv.
+    await_runs("2", 3);
+    assert_eq!(s.lines("runs")[0], "run 2 2 two words");
     assert!(
         seen.lock().unwrap().rejected.is_empty(),
         "{:?}",
         seen.lock().unwrap()
     );
-    // The server revokes the token early: a 401, the command again, the new token.
+    // Now a token for an hour. Once polls carry it, the server revokes it early: only
+    // a 401 can make rollwatch run the command again.
+    std::fs::write(&life, "3600").unwrap();
+    await_runs("3600", 1);
+    let accepted = seen.lock().unwrap().accepted.len();
+    await_seen(&seen, Duration::from_secs(10), "two polls with it", |s| {
+        s.accepted.len() >= accepted + 2
+    });
     std::fs::write(&issued, "cmd-token-b").unwrap();
     *current.lock().unwrap() = "cmd-token-b".into();
     await_seen(
@@ -542,6 +556,12 @@ fn a_token_command_runs_again_before_expiry_and_after_a_401() {
         "a poll with the new token",
         |s| s.accepted.iter().any(|t| t == "cmd-token-b"),
     );
+    assert_eq!(
+        seen.lock().unwrap().rejected,
+        ["stale cmd-token-a"],
+        "exactly one 401, and the request sent again at once"
+    );
+    assert_eq!(runs_with("3600"), 2, "{:?}", s.lines("runs"));
     assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.dump());
     let log = w.dump();
     for secret in ["cmd-token", "stderr-secret"] {
