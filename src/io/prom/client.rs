@@ -273,15 +273,25 @@ impl PromClient {
         // Credentials are had outside the query timeout: a token command or an STS call
         // has its own, and a poll must not fail because a slow one ate the query's.
         let added = self.authorise(&url, body.as_deref()).await?;
+        let (status, bytes) = self.exchange(&url, body.as_deref(), added).await?;
+        if matches!(status, 401 | 403) && self.auth.denied(status).await {
+            // The credentials were renewed (a rotated token, expired STS keys): once more.
+            let added = self.authorise(&url, body.as_deref()).await?;
+            return self.exchange(&url, body.as_deref(), added).await;
+        }
+        Ok((status, bytes))
+    }
+
+    /// One request and its answer's status and body, bounded by the query timeout and
+    /// the body size limit.
+    async fn exchange(
+        &self,
+        url: &reqwest::Url,
+        body: Option<&str>,
+        added: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<(u16, Vec<u8>), QueryError> {
         let send = async {
-            let mut resp = self.send_once(&url, body.as_deref(), added).await?;
-            if matches!(resp.status().as_u16(), 401 | 403)
-                && self.auth.denied(resp.status().as_u16()).await
-            {
-                // The credentials were renewed (a rotated token, expired STS keys): once more.
-                let added = self.authorise(&url, body.as_deref()).await?;
-                resp = self.send_once(&url, body.as_deref(), added).await?;
-            }
+            let mut resp = self.send_once(url, body, added).await?;
             let status = resp.status().as_u16();
             if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
                 return Err(QueryError::Decode(format!(
