@@ -103,6 +103,22 @@ fn prometheus_answer(req: &Req, value: f64) -> (u16, String) {
             ),
         );
     }
+    if req.target.ends_with("/query_range") {
+        // One sample at each end of the range asked for.
+        let param = |k: &str| {
+            body.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                .unwrap_or("0")
+                .to_string()
+        };
+        let (start, end) = (param("start"), param("end"));
+        return (
+            200,
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"matrix","result":[{{"metric":{{}},"values":[[{start},"{value}"],[{end},"{value}"]]}}]}}}}"#
+            ),
+        );
+    }
     (
         200,
         format!(
@@ -565,6 +581,56 @@ fn a_token_command_runs_again_before_expiry_and_after_a_401() {
     assert_eq!(w.wait(Duration::from_secs(30)), 0, "{}", w.dump());
     let log = w.dump();
     for secret in ["cmd-token", "stderr-secret"] {
+        assert!(!log.contains(secret), "{secret} leaked:\n{log}");
+    }
+}
+
+#[test]
+fn sigv4_keys_from_an_aws_profile_in_the_shared_files() {
+    let s = Scratch::new();
+    let home = private_home(&s);
+    let aws = Path::new(&home).join(".aws");
+    std::fs::create_dir(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        "[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = wrong\n\n[ci]\naws_access_key_id = AKIDPROFILE\naws_secret_access_key = profile-secret-789\n",
+    )
+    .unwrap();
+    std::fs::write(
+        aws.join("config"),
+        "[profile ci]\nregion = ap-south-1\naws_session_token = profile-session-012\n",
+    )
+    .unwrap();
+    let keys = Arc::new(Mutex::new(vec![(
+        "AKIDPROFILE".to_string(),
+        "profile-secret-789".to_string(),
+        "profile-session-012".to_string(),
+    )]));
+    let (url, seen) = guarded(0.1, 403, sigv4_check(keys, "ap-south-1"));
+    let file = s.rules(&rules("0.5", "3s"));
+    let mut w = start_env(
+        &[
+            "replay",
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &url,
+            "--from",
+            "-10m",
+            "--sigv4-region",
+            "ap-south-1",
+        ],
+        &[("HOME", &home), ("AWS_PROFILE", "ci")],
+    );
+    let code = w.wait(Duration::from_secs(30));
+    let seen = seen.lock().unwrap();
+    assert!(seen.rejected.is_empty(), "{seen:?}\n{}", w.dump());
+    assert!(!seen.accepted.is_empty(), "{seen:?}\n{}", w.dump());
+    assert!(seen.accepted.iter().all(|k| k == "AKIDPROFILE"), "{seen:?}");
+    // The replay judged the answered history: nothing would have fired.
+    assert_eq!(code, 0, "{}", w.dump());
+    let log = w.dump();
+    for secret in ["profile-secret-789", "profile-session-012"] {
         assert!(!log.contains(secret), "{secret} leaked:\n{log}");
     }
 }
