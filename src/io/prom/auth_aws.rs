@@ -98,7 +98,13 @@ impl AwsCredentialSource {
                     "AWS_SECRET_ACCESS_KEY",
                 ))
             }
-            _ => {}
+            (None, Some(_)) => {
+                return Err(AwsAuthError::Half(
+                    "AWS_SECRET_ACCESS_KEY",
+                    "AWS_ACCESS_KEY_ID",
+                ))
+            }
+            (None, None) => {}
         }
         let endpoint = var("AWS_ENDPOINT_URL_STS")
             .or_else(|| var("AWS_ENDPOINT_URL"))

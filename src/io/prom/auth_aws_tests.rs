@@ -40,6 +40,11 @@ fn the_environment_comes_first_with_its_session_token() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("AWS_SECRET_ACCESS_KEY"), "{e}");
+    let e = AwsCredentialSource::from_env(&env_of(&[("AWS_SECRET_ACCESS_KEY", "S")]), "r")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("AWS_ACCESS_KEY_ID is not"), "{e}");
+    assert!(!e.contains("S\n") && !e.contains("=S"), "{e}");
 }
 
 #[test]
