@@ -17,6 +17,7 @@ mod check;
 mod ci;
 mod clock;
 mod clock_fleet;
+mod cloud_auth;
 mod control_socket;
 mod crash_points;
 mod elapsed;

@@ -3,7 +3,7 @@
 //! Prometheus flags describe.
 
 use crate::core::rules;
-use crate::io::prom::{Connection, PromClient};
+use crate::io::prom::{split_argv, Connection, PromClient, SigV4Config};
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,9 +13,15 @@ pub struct PromArgs {
     /// Prometheus base URL, with any path prefix (e.g. https://mimir/prometheus).
     #[arg(long, env = "ROLLWATCH_PROMETHEUS_URL")]
     pub prometheus: Option<String>,
-    /// File holding a bearer token for Prometheus.
+    /// File holding a bearer token for Prometheus; read again whenever it changes
+    /// (rotated Kubernetes service account tokens, symlink swaps included).
     #[arg(long, value_name = "FILE")]
     pub bearer_token_file: Option<PathBuf>,
+    /// Command printing a bearer token (bare, or JSON with `access_token` and
+    /// `expires_in`), e.g. 'gcloud auth print-access-token'; split into words without
+    /// a shell. Run again before the token expires and after a 401.
+    #[arg(long, value_name = "COMMAND", value_parser = parse_command, conflicts_with = "bearer_token_file")]
+    pub bearer_token_command: Option<String>,
     /// Basic auth user name.
     #[arg(long, value_name = "USER")]
     pub basic_auth_user: Option<String>,
@@ -28,6 +34,30 @@ pub struct PromArgs {
     /// PEM file of CA certificates to trust for Prometheus (replaces the system roots).
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Sign requests with AWS SigV4 for this region (Amazon Managed Service for
+    /// Prometheus); credentials from the AWS environment variables, AWS_PROFILE, or
+    /// web identity (EKS).
+    #[arg(long, value_name = "REGION", conflicts_with_all = ["bearer_token_file", "bearer_token_command", "basic_auth_user"])]
+    pub sigv4_region: Option<String>,
+    /// The SigV4 signing name.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "aps",
+        requires = "sigv4_region"
+    )]
+    pub sigv4_service: String,
+}
+
+/// `--bearer-token-command`: a value that splits into words.
+fn parse_command(s: &str) -> Result<String, String> {
+    match split_argv(s) {
+        Some(_) => Ok(s.to_string()),
+        None => Err(
+            "not a command: give its words, quoted as in a shell (an unclosed quote, or nothing)"
+                .into(),
+        ),
+    }
 }
 
 impl PromArgs {
@@ -36,10 +66,15 @@ impl PromArgs {
         Connection {
             prometheus: self.prometheus.clone(),
             bearer_token_file: self.bearer_token_file.clone(),
+            bearer_token_command: self.bearer_token_command.as_deref().and_then(split_argv),
             basic_auth_user: self.basic_auth_user.clone(),
             basic_auth_password_file: self.basic_auth_password_file.clone(),
             headers: self.headers.clone(),
             ca_file: self.ca_file.clone(),
+            sigv4: self.sigv4_region.as_ref().map(|region| SigV4Config {
+                region: region.clone(),
+                service: self.sigv4_service.clone(),
+            }),
         }
     }
 }

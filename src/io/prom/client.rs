@@ -1,13 +1,20 @@
 //! The real metrics source: Prometheus's HTTP API (also Thanos, Mimir, VictoriaMetrics).
 //!
 //! Queries are POSTed as forms so long queries fit; every request is bounded by the
-//! query timeout. Credentials (bearer token, basic auth password, header values) are
-//! read once at start and never logged; the URL is shown without any user info.
+//! query timeout. Fixed credentials (basic auth password, header values) are read once
+//! at start; a bearer token is re-read as it rotates and a SigV4 signature made per
+//! request (`auth`). None is ever logged; the URL is shown without any user info.
 
+use super::auth::Auth;
+use super::auth_aws::AwsCredentialSource;
+use super::auth_token::{CommandToken, FileToken, TokenSource, COMMAND_TIMEOUT};
 use super::decode::{decode, decode_range};
+use super::sigv4::Scope;
+use super::skew::ClockSkew;
 use super::{HistorySource, MetricsSource, QueryError, QueryResult, RangeResult};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Responses larger than this are refused rather than buffered.
@@ -18,14 +25,27 @@ const MAX_BODY: usize = 64 << 20;
 pub struct PromConfig {
     /// Base URL, with any path prefix (`https://mimir.internal/prometheus`).
     pub url: String,
+    /// Re-read when it changes.
     pub bearer_token_file: Option<PathBuf>,
+    /// argv of a command printing a bearer token, run again before it expires.
+    pub bearer_token_command: Option<Vec<String>>,
     pub basic_auth_user: Option<String>,
     pub basic_auth_password_file: Option<PathBuf>,
     /// Extra headers, `Name: value` (e.g. `X-Scope-OrgID: team-a`).
     pub headers: Vec<String>,
     /// A PEM bundle that replaces the system roots for this server.
     pub ca_file: Option<PathBuf>,
+    /// Sign every request with AWS SigV4 (Amazon Managed Service for Prometheus).
+    pub sigv4: Option<SigV4Config>,
     pub timeout: Duration,
+}
+
+/// `--sigv4-region` and `--sigv4-service`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigV4Config {
+    pub region: String,
+    /// `aps` for Amazon Managed Service for Prometheus.
+    pub service: String,
 }
 
 /// Why the client could not be built (exit code 2: bad input).
@@ -49,7 +69,12 @@ pub struct PromClient {
     endpoint: reqwest::Url,
     shown: String,
     timeout: Duration,
+    /// Credentials applied per request (rotating tokens, SigV4).
+    auth: Arc<Auth>,
 }
+
+/// The form content type queries are POSTed with.
+const FORM: &str = "application/x-www-form-urlencoded";
 
 fn read_secret(what: &'static str, path: &PathBuf) -> Result<String, ConfigError> {
     std::fs::read_to_string(path)
@@ -80,15 +105,25 @@ impl PromClient {
             let _ = base.set_username("");
             let _ = base.set_password(None);
         }
+        let mut auth = Auth::Fixed;
         if let Some(path) = &cfg.bearer_token_file {
-            let token = read_secret("bearer token file", path)?;
-            let mut v = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
-                ConfigError::Invalid(
-                    "the bearer token contains characters not allowed in a header".into(),
-                )
-            })?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
+            let token =
+                FileToken::open(path.clone()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            auth = Auth::Token(TokenSource::File(token));
+            // Applied per request, so it replaces what the URL's user info set.
+            headers.remove(AUTHORIZATION);
+        }
+        if let Some(argv) = &cfg.bearer_token_command {
+            if argv.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "--bearer-token-command needs a command".into(),
+                ));
+            }
+            auth = Auth::Token(TokenSource::Command(CommandToken::new(
+                argv.clone(),
+                COMMAND_TIMEOUT,
+            )));
+            headers.remove(AUTHORIZATION);
         }
         if let Some(user) = &cfg.basic_auth_user {
             let pass = match &cfg.basic_auth_password_file {
@@ -96,6 +131,8 @@ impl PromClient {
                 None => None,
             };
             headers.insert(AUTHORIZATION, basic(user, pass.as_deref())?);
+            // Basic auth is applied after the bearer token, and wins (as documented).
+            auth = Auth::Fixed;
         }
         for h in &cfg.headers {
             let (name, value) = h.split_once(':').ok_or_else(|| {
@@ -110,7 +147,27 @@ impl PromClient {
             let mut value = HeaderValue::from_str(value.trim())
                 .map_err(|_| ConfigError::Invalid(format!("invalid value for header {name}")))?;
             value.set_sensitive(true);
+            if name == AUTHORIZATION {
+                auth = Auth::Fixed;
+            }
             headers.insert(name, value);
+        }
+        if let Some(sig) = &cfg.sigv4 {
+            if headers.contains_key(AUTHORIZATION) || !matches!(auth, Auth::Fixed) {
+                return Err(ConfigError::Invalid(
+                    "--sigv4-region signs every request: it cannot be combined with a bearer token, basic auth, user info in the URL or an Authorization header".into(),
+                ));
+            }
+            let source = AwsCredentialSource::from_env(&|k| std::env::var(k).ok(), &sig.region)
+                .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            auth = Auth::SigV4 {
+                source,
+                scope: Scope {
+                    region: sig.region.clone(),
+                    service: sig.service.clone(),
+                    payload_header: false,
+                },
+            };
         }
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
@@ -140,6 +197,7 @@ impl PromClient {
             endpoint,
             shown,
             timeout: cfg.timeout,
+            auth: Arc::new(auth),
         })
     }
 
@@ -206,12 +264,34 @@ impl PromClient {
         let mut url = self.endpoint.clone();
         let path = url.path().trim_end_matches("query").to_string();
         url.set_path(&format!("{path}{api}"));
+        // The exact bytes sent: a SigV4 signature covers their hash.
+        let body = form.map(|form| {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+                .finish()
+        });
+        // Credentials are had outside the query timeout: a token command or an STS call
+        // has its own, and a poll must not fail because a slow one ate the query's.
+        let added = self.authorise(&url, body.as_deref()).await?;
+        let (status, bytes) = self.exchange(&url, body.as_deref(), added).await?;
+        if matches!(status, 401 | 403) && self.auth.denied(status).await {
+            // The credentials were renewed (a rotated token, expired STS keys): once more.
+            let added = self.authorise(&url, body.as_deref()).await?;
+            return self.exchange(&url, body.as_deref(), added).await;
+        }
+        Ok((status, bytes))
+    }
+
+    /// One request and its answer's status and body, bounded by the query timeout and
+    /// the body size limit.
+    async fn exchange(
+        &self,
+        url: &reqwest::Url,
+        body: Option<&str>,
+        added: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<(u16, Vec<u8>), QueryError> {
         let send = async {
-            let req = match form {
-                Some(form) => self.http.post(url).form(form),
-                None => self.http.get(url),
-            };
-            let mut resp = req.send().await.map_err(|e| classify(e, self.timeout))?;
+            let mut resp = self.send_once(url, body, added).await?;
             let status = resp.status().as_u16();
             if resp.content_length().is_some_and(|n| n as usize > MAX_BODY) {
                 return Err(QueryError::Decode(format!(
@@ -236,99 +316,47 @@ impl PromClient {
     }
 }
 
-/// Prometheus's clock against this machine's, from one instant query of `time()`.
-///
-/// Every poll asks Prometheus for the value at *this machine's* now. A runner whose
-/// clock is ahead asks about a moment Prometheus has no samples for yet (past the
-/// lookback the answer is empty, which `no_data: ok` calls healthy); one behind judges
-/// the past. Measured once when a watch starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClockSkew {
-    /// Prometheus's clock minus this machine's, in milliseconds (positive: Prometheus
-    /// is ahead; negative: this machine is ahead).
-    pub skew_ms: i64,
-    /// Half the round trip: the true skew lies within `skew_ms ± uncertainty_ms`.
-    pub uncertainty_ms: i64,
-}
-
-/// Skew smaller than this (beyond the measurement's uncertainty) is not worth a word:
-/// polls are seconds apart and scrapes land anywhere between them.
-pub const SKEW_WARN: Duration = Duration::from_secs(2);
-
-/// What a watch makes of a measured skew.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SkewVerdict {
-    /// Within `SKEW_WARN`.
-    Fine,
-    /// Noticeable: say so, and watch anyway.
-    Warn,
-    /// Larger than the watch's `max_blind`: every poll would judge the wrong moment,
-    /// so the watch must not start.
-    Refuse,
-}
-
-impl ClockSkew {
-    /// The skew from a query sent at `sent_ms` and answered at `received_ms` (this
-    /// machine's clock, Unix ms), whose answer says Prometheus's clock read `server_ms`:
-    /// taken against the midpoint of the round trip, which bounds the error.
-    pub fn measure(sent_ms: i64, received_ms: i64, server_ms: i64) -> ClockSkew {
-        let (sent, received) = (sent_ms.min(received_ms), sent_ms.max(received_ms));
-        let round_trip = received - sent;
-        ClockSkew {
-            skew_ms: server_ms - (sent + round_trip / 2),
-            uncertainty_ms: (round_trip + 1) / 2,
-        }
-    }
-
-    /// How far apart the clocks are at least (the skew less its uncertainty).
-    pub fn at_least(&self) -> Duration {
-        let ms = self
-            .skew_ms
-            .unsigned_abs()
-            .saturating_sub(self.uncertainty_ms.unsigned_abs());
-        Duration::from_millis(ms)
-    }
-
-    /// How far this machine's clock may be ahead of Prometheus's (the skew plus its
-    /// uncertainty when Prometheus's reads earlier, else the uncertainty): a poll
-    /// that must see an instant's samples waits that much after it.
-    pub fn ahead(&self) -> Duration {
-        let ms = (-self.skew_ms).max(0) + self.uncertainty_ms.abs();
-        Duration::from_millis(ms as u64)
-    }
-
-    /// Warn above `SKEW_WARN`, refuse above `max_blind`, counting only the skew that is
-    /// certain (a slow round trip never turns into a refusal).
-    pub fn judge(&self, max_blind: Duration) -> SkewVerdict {
-        let skew = self.at_least();
-        if skew > max_blind {
-            SkewVerdict::Refuse
-        } else if skew > SKEW_WARN {
-            SkewVerdict::Warn
-        } else {
-            SkewVerdict::Fine
-        }
-    }
-
-    /// The skew in seconds, Prometheus's clock minus this machine's.
-    pub fn seconds(&self) -> f64 {
-        self.skew_ms as f64 / 1000.0
-    }
-}
-
-impl std::fmt::Display for ClockSkew {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let how = if self.skew_ms > 0 {
-            "behind"
-        } else {
-            "ahead of"
+impl PromClient {
+    /// The per-request credential headers for a POST of the form `body` (or a GET).
+    async fn authorise(
+        &self,
+        url: &reqwest::Url,
+        body: Option<&str>,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, QueryError> {
+        let (method, content_type) = match body {
+            Some(_) => ("POST", Some(FORM)),
+            None => ("GET", None),
         };
-        write!(
-            f,
-            "this machine's clock is {:.3}s {how} Prometheus's (±{:.3}s)",
-            self.skew_ms.unsigned_abs() as f64 / 1000.0,
-            self.uncertainty_ms as f64 / 1000.0
-        )
+        self.auth
+            .headers(
+                method,
+                url.as_str(),
+                content_type,
+                body.unwrap_or("").as_bytes(),
+            )
+            .await
+            .map_err(|e| QueryError::Other(e.to_string()))
+    }
+
+    /// Sends one request (a POST of the form `body`, or a GET) with `added` headers.
+    async fn send_once(
+        &self,
+        url: &reqwest::Url,
+        body: Option<&str>,
+        added: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<reqwest::Response, QueryError> {
+        let mut req = match body {
+            Some(body) => self
+                .http
+                .post(url.clone())
+                .header(CONTENT_TYPE, FORM)
+                .body(body.to_string()),
+            None => self.http.get(url.clone()),
+        };
+        for (name, value) in added {
+            req = req.header(name, value);
+        }
+        req.send().await.map_err(|e| classify(e, self.timeout))
     }
 }
 
@@ -470,63 +498,6 @@ fn classify(e: reqwest::Error, timeout: Duration) -> QueryError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn skew_is_taken_against_the_midpoint_of_the_round_trip() {
-        // Sent at 1000, answered at 1200: the server read its clock at about 1100.
-        let s = ClockSkew::measure(1_000, 1_200, 1_100);
-        assert_eq!(
-            s,
-            ClockSkew {
-                skew_ms: 0,
-                uncertainty_ms: 100
-            }
-        );
-        // Prometheus 10 minutes behind this machine.
-        let s = ClockSkew::measure(1_000_000, 1_000_040, 1_000_020 - 600_000);
-        assert_eq!(s.skew_ms, -600_000);
-        assert_eq!(s.uncertainty_ms, 20);
-        assert_eq!(s.at_least(), Duration::from_millis(599_980));
-        assert_eq!(s.seconds(), -600.0);
-        assert_eq!(
-            s.to_string(),
-            "this machine's clock is 600.000s ahead of Prometheus's (±0.020s)"
-        );
-        // Prometheus ahead; an odd round trip rounds the uncertainty up.
-        let s = ClockSkew::measure(0, 3, 5_001);
-        assert_eq!(
-            s,
-            ClockSkew {
-                skew_ms: 5_000,
-                uncertainty_ms: 2
-            }
-        );
-        assert!(s.to_string().contains("5.000s behind Prometheus's"), "{s}");
-        // A clock stepping back during the query does not make a negative round trip.
-        assert_eq!(ClockSkew::measure(1_200, 1_000, 1_100).uncertainty_ms, 100);
-    }
-
-    #[test]
-    fn skew_warns_above_two_seconds_and_refuses_above_max_blind() {
-        let blind = Duration::from_secs(300);
-        let judge = |skew_ms, uncertainty_ms| {
-            ClockSkew {
-                skew_ms,
-                uncertainty_ms,
-            }
-            .judge(blind)
-        };
-        assert_eq!(judge(0, 0), SkewVerdict::Fine);
-        assert_eq!(judge(2_000, 0), SkewVerdict::Fine);
-        assert_eq!(judge(-2_001, 0), SkewVerdict::Warn);
-        assert_eq!(judge(5_000, 0), SkewVerdict::Warn);
-        // Only the certain part counts: 5s measured over a 6s round trip may be 2s.
-        assert_eq!(judge(5_000, 3_000), SkewVerdict::Fine);
-        assert_eq!(judge(300_000, 0), SkewVerdict::Warn);
-        assert_eq!(judge(300_001, 0), SkewVerdict::Refuse);
-        assert_eq!(judge(-600_000, 50), SkewVerdict::Refuse);
-        assert_eq!(judge(-600_000, 400_000), SkewVerdict::Warn);
-    }
 
     #[test]
     fn the_global_scrape_interval_is_read_from_the_printed_configuration() {

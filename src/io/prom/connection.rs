@@ -5,7 +5,7 @@
 //! in its configuration; both build their clients from it here, so the agent needs no
 //! command's flags to reach Prometheus.
 
-use super::{PromClient, PromConfig};
+use super::{PromClient, PromConfig, SigV4Config};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,11 +14,15 @@ pub struct Connection {
     /// Prometheus base URL; when None, the rule file's `watch.prometheus`.
     pub prometheus: Option<String>,
     pub bearer_token_file: Option<PathBuf>,
+    /// argv of a command printing a bearer token (`--bearer-token-command`).
+    pub bearer_token_command: Option<Vec<String>>,
     pub basic_auth_user: Option<String>,
     pub basic_auth_password_file: Option<PathBuf>,
     /// `Name: value` request headers.
     pub headers: Vec<String>,
     pub ca_file: Option<PathBuf>,
+    /// `--sigv4-region` / `--sigv4-service`.
+    pub sigv4: Option<SigV4Config>,
 }
 
 impl Connection {
@@ -32,10 +36,12 @@ impl Connection {
         PromClient::new(&PromConfig {
             url,
             bearer_token_file: self.bearer_token_file.clone(),
+            bearer_token_command: self.bearer_token_command.clone(),
             basic_auth_user: self.basic_auth_user.clone(),
             basic_auth_password_file: self.basic_auth_password_file.clone(),
             headers: self.headers.clone(),
             ca_file: self.ca_file.clone(),
+            sigv4: self.sigv4.clone(),
             timeout,
         })
         .map_err(|e| e.to_string())
