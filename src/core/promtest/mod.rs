@@ -6,4 +6,7 @@
 //! Queries are never evaluated here: a real Prometheus does that, and the replay is
 //! `run::replay`'s, the same as `rollwatch replay`'s.
 
+pub mod expect;
+pub mod file;
 pub mod notation;
+pub mod openmetrics;
