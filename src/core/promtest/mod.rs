@@ -8,5 +8,6 @@
 
 pub mod expect;
 pub mod file;
+pub mod junit;
 pub mod notation;
 pub mod openmetrics;
