@@ -1,0 +1,312 @@
+//! `rollwatch test` with the real binary, the real `promtool` and a real throwaway
+//! `prometheus`: passing, failing and bad test files, the JUnit report, a missing
+//! Prometheus, and the cleanup on every exit path (Ctrl-C included). The examples'
+//! test files run here too, so CI runs them.
+
+use crate::harness::{bin, repo_path};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+/// Runs `rollwatch test ARGS` with `TMPDIR` set to `tmp` (so what it leaves behind can
+/// be seen) and, when given, `PATH`.
+fn rtest(args: &[&str], tmp: &Path, path: Option<&Path>) -> Output {
+    let mut c = Command::new(bin());
+    c.arg("test").args(args).env("TMPDIR", tmp);
+    if let Some(p) = path {
+        c.env("PATH", p);
+    }
+    c.output().expect("run rollwatch")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// Nothing of a run is left in its temporary directory.
+fn assert_clean(tmp: &Path) {
+    let left: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("rollwatch-test-"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+const RULES: &str = r#"watch:
+  duration: 10m
+  interval: 15s
+rollback:
+  command: ["true"]
+rules:
+  - name: errors
+    query: sum(rate(rt_errors_total{service="${service}"}[1m]))
+    above: 1
+    for: 1m
+    no_data: ok
+vars:
+  service: api
+"#;
+
+/// A test file over `RULES` expecting a rollback `at` (its errors start at 2m30s).
+fn test_file(dir: &Path, at: &str) -> String {
+    std::fs::write(dir.join("rules.yaml"), RULES).unwrap();
+    let t = format!(
+        r#"rule_files: [rules.yaml]
+tests:
+  - name: errors roll back
+    interval: 15s
+    input_series:
+      - series: rt_errors_total{{service="api"}}
+        values: "0x8 0+120x40"
+    expect:
+      outcome: rolled_back
+      actions: [{{action: rollback, rule: errors, at: {at}}}]
+  - name: another service is not ours
+    interval: 15s
+    input_series:
+      - series: rt_errors_total{{service="web"}}
+        values: "0+120x40"
+    expect:
+      outcome: healthy
+      actions: []
+"#
+    );
+    let p = dir.join("t.yaml");
+    std::fs::write(&p, t).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn a_passing_file_exits_0_with_a_line_per_test_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "3m30s");
+    let o = rtest(&[&f], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(
+        out.contains("ok   ") && out.contains(": errors roll back\n"),
+        "{out}"
+    );
+    assert!(out.contains(": another service is not ours\n"), "{out}");
+    assert!(out.contains("2 tests, 2 passed, 0 failed"), "{out}");
+    assert_clean(dir.path());
+}
+
+#[test]
+fn a_failing_test_exits_1_with_its_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "2m");
+    let o = rtest(&[&f], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(out.contains("FAIL "), "{out}");
+    assert!(out.contains("- rollback by errors at 2m\n"), "{out}");
+    assert!(out.contains("+ rollback by errors at 3m30s\n"), "{out}");
+    assert!(out.contains("2 tests, 1 passed, 1 failed"), "{out}");
+    assert_clean(dir.path());
+}
+
+#[test]
+fn a_bad_file_exits_2_with_file_line_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "3m30s");
+    let bad = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("0x8 0+120x40", "0x8 0+120")
+        .replace("outcome: healthy", "outcome: fine");
+    std::fs::write(&f, bad).unwrap();
+    let o = rtest(&[&f], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(err.contains(&format!("{f}:7:22")), "{err}");
+    assert!(err.contains("`0+120`"), "{err}");
+    assert!(err.contains(&format!("{f}:17:16")), "{err}");
+    assert!(err.contains("unknown outcome `fine`"), "{err}");
+    assert!(out.is_empty(), "nothing runs: {out}");
+    assert_clean(dir.path());
+}
+
+/// A well-formedness check enough for what `--junit` writes: one root, every tag
+/// closed in order, attributes quoted, no raw `<` or `&` in text.
+fn well_formed(xml: &str) -> Result<(), String> {
+    let body = xml
+        .strip_prefix("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n")
+        .ok_or("no XML declaration")?;
+    let mut stack: Vec<String> = Vec::new();
+    let mut roots = 0;
+    let mut rest = body;
+    while let Some(open) = rest.find('<') {
+        let between = &rest[..open];
+        if between.contains('&') && !between.contains(';') {
+            return Err(format!("raw & in {between:?}"));
+        }
+        let close = rest[open..].find('>').ok_or("unclosed tag")? + open;
+        let tag = &rest[open + 1..close];
+        if tag.contains('<') {
+            return Err(format!("raw < in {tag:?}"));
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            if stack.pop().as_deref() != Some(name) {
+                return Err(format!("</{name}> closes nothing open"));
+            }
+        } else {
+            if stack.is_empty() {
+                roots += 1;
+            }
+            if tag.matches('"').count() % 2 != 0 {
+                return Err(format!("unbalanced quotes in <{tag}>"));
+            }
+            if !tag.ends_with('/') {
+                stack.push(tag.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+        rest = &rest[close + 1..];
+    }
+    if !stack.is_empty() || roots != 1 || !rest.trim().is_empty() {
+        return Err(format!("open: {stack:?}, roots: {roots}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn junit_is_well_formed_and_counts_the_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "2m");
+    let junit = dir.path().join("out.xml");
+    let o = rtest(&[&f, "--junit", junit.to_str().unwrap()], dir.path(), None);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    well_formed(&xml).unwrap_or_else(|e| panic!("{e}:\n{xml}"));
+    assert!(
+        xml.contains("<testsuites name=\"rollwatch test\" tests=\"2\" failures=\"1\""),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("name=\"another service is not ours\"/>"),
+        "{xml}"
+    );
+    assert!(xml.contains("<failure message=\"actions:\">"), "{xml}");
+    assert!(well_formed("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<a><b></a>").is_err());
+}
+
+#[test]
+fn without_prometheus_it_says_how_to_install_it_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "3m30s");
+    let empty = dir.path().join("bin");
+    std::fs::create_dir(&empty).unwrap();
+    let o = rtest(&[&f], dir.path(), Some(&empty));
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(err.contains("was not found on PATH"), "{err}");
+    assert!(err.contains("apt install prometheus"), "{err}");
+    // promtool on PATH is not enough: Prometheus itself is missing.
+    std::os::unix::fs::symlink(which("promtool"), empty.join("promtool")).unwrap();
+    let o = rtest(&[&f], dir.path(), Some(&empty));
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`prometheus` was not found on PATH"), "{err}");
+    assert!(err.contains("--prometheus PATH"), "{err}");
+    assert_clean(dir.path());
+}
+
+fn which(name: &str) -> std::path::PathBuf {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed"))
+}
+
+#[test]
+fn ctrl_c_stops_prometheus_and_removes_the_scratch_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "3m30s");
+    // A Prometheus that never becomes ready (a fault: the real one is ready at once),
+    // so the run is surely waiting on it when the signal comes.
+    let fake = dir.path().join("prometheus");
+    let pid_file = dir.path().join("fake.pid");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\necho $$ > {}\nexec sleep 600\n",
+            pid_file.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = Command::new(bin())
+        .args(["test", &f, "--prometheus", fake.to_str().unwrap()])
+        .env("TMPDIR", dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pid = loop {
+        if let Some(p) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the fake Prometheus never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let scratch_seen = std::fs::read_dir(dir.path()).unwrap().any(|e| {
+        e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("rollwatch-test-")
+    });
+    assert!(
+        scratch_seen,
+        "the run's scratch directory exists while it runs"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    assert!(gone, "the fake Prometheus {pid} still runs");
+    assert_clean(dir.path());
+}
+
+#[test]
+fn every_rule_file_in_rules_has_passing_example_tests() {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(repo_path("rules")).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if name == "calendar.yaml" {
+            continue; // a deploy calendar, not a rule file
+        }
+        let t = repo_path(&format!("examples/tests/{name}"));
+        assert!(t.is_file(), "rules/{name} has no examples/tests/{name}");
+        files.push(t.display().to_string());
+    }
+    files.sort();
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<&str> = files.iter().map(String::as_str).collect();
+    let o = rtest(&args, dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(!out.contains("FAIL"), "{out}");
+    assert_clean(dir.path());
+}
