@@ -310,3 +310,45 @@ fn every_rule_file_in_rules_has_passing_example_tests() {
     assert!(!out.contains("FAIL"), "{out}");
     assert_clean(dir.path());
 }
+
+#[test]
+fn a_baseline_with_offset_reads_the_series_before_the_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "watch:\n  duration: 30m\n  interval: 15s\nrollback:\n  command: [\"true\"]\nrules:\n  - name: orders\n    query: sum(rate(orders_total[5m]))\n    baseline:\n      offset: 1h\n    below_baseline: 30%\n    for: 2m\n",
+    )
+    .unwrap();
+    // 4 orders a second for the hour before the watch and ten minutes into it, then 1:
+    // the 5m rate is 30 % below last hour's from about 1h12m.
+    let t = dir.path().join("t.yaml");
+    std::fs::write(
+        &t,
+        r#"rule_files: [rules.yaml]
+tests:
+  - name: orders falling below last hour's roll back
+    interval: 15s
+    watch_start: 1h
+    input_series:
+      - series: orders_total
+        values: "0+60x279 16800+15x200"
+    expect:
+      outcome: rolled_back
+      rules: [{rule: orders, pending_at: 1h12m15s, fired_at: 1h14m30ms}]
+  - name: orders as last hour's are healthy
+    interval: 15s
+    watch_start: 1h
+    input_series:
+      - series: orders_total
+        values: "0+60x480"
+    expect:
+      outcome: healthy
+      actions: []
+"#,
+    )
+    .unwrap();
+    let o = rtest(&[t.to_str().unwrap()], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("2 tests, 2 passed"), "{out}");
+}
