@@ -3,16 +3,18 @@
 //! prints).
 //!
 //! Every expression is parsed with promql-parser and only ever changed through its
-//! tree: a comparison with a literal (`A > 0.05`) becomes `query: A` with `above`/
-//! `below`, anything else `breach_when: present`, and `--match` adds a label matcher to
-//! every selector before the tree is printed back. The YAML is written by serde-saphyr,
+//! tree: a strict comparison with a literal (`A > 0.05`) becomes `query: A` with
+//! `above`/`below`, anything else (`>=`, `<=`, `==`, `!=`, `bool`, ...) the expression
+//! as written with `breach_when: present`, so an import never changes what a rule
+//! means; and `--match` adds a label matcher to every selector before the tree is
+//! printed back. The YAML is written by serde-saphyr,
 //! so no value is ever quoted by hand.
 
 use crate::core::rules::structure;
 use crate::core::yaml::Diagnostic;
 use crate::core::yaml::{self, Node, Pos, Value};
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::token::{T_GTE, T_GTR, T_LSS, T_LTE};
+use promql_parser::parser::token::{T_GTR, T_LSS};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Expr, VectorSelector};
 use serde::Serialize;
@@ -304,23 +306,12 @@ fn import_rule(
         );
     }
 
-    let mut notes = Vec::new();
+    let notes = Vec::new();
     let (query, above, below, present) = match threshold_of(&expr) {
         Some(Split { vector, op, value }) => {
-            let (above, or_equal) = match op {
-                Op::Above { or_equal } => (true, or_equal),
-                Op::Below { or_equal } => (false, or_equal),
-            };
-            if or_equal {
-                let (p, r) = if above { (">=", ">") } else { ("<=", "<") };
-                notes.push(format!(
-                    "Prometheus alerted at {p} {value}; rollwatch compares strictly ({r} {value})"
-                ));
-            }
-            let (a, b) = if above {
-                (Some(value), None)
-            } else {
-                (None, Some(value))
+            let (a, b) = match op {
+                Op::Above => (Some(value), None),
+                Op::Below => (None, Some(value)),
             };
             (vector, a, b, false)
         }
@@ -343,9 +334,11 @@ fn import_rule(
     });
 }
 
+/// Which way a strict comparison breaches: rollwatch's `above`/`below` are strict,
+/// so only `>` and `<` become thresholds.
 enum Op {
-    Above { or_equal: bool },
-    Below { or_equal: bool },
+    Above,
+    Below,
 }
 
 /// A comparison of a vector with a literal, taken apart.
@@ -355,8 +348,11 @@ struct Split {
     value: f64,
 }
 
-/// `A > s`, `A < s`, `A >= s`, `A <= s` or the same with the literal on the left
-/// (flipped), where `A` is an instant vector and the comparison filters (no `bool`).
+/// `A > s` or `A < s`, or the same with the literal on the left (flipped), where `A`
+/// is an instant vector and the comparison filters (no `bool`). `>=`, `<=`, `==` and
+/// `!=` are not thresholds: rollwatch's `above`/`below` compare strictly, so those
+/// stay the expression as written (`breach_when: present`), which means exactly what
+/// the alert meant, also for a value equal to the literal.
 fn threshold_of(expr: &Expr) -> Option<Split> {
     let Expr::Binary(b) = expr else {
         return None;
@@ -373,16 +369,14 @@ fn threshold_of(expr: &Expr) -> Option<Split> {
     if !value.is_finite() || vector.value_type() != ValueType::Vector {
         return None;
     }
-    // `A > s` is `s < A`: flipping swaps above and below.
-    let greater = matches!(id, T_GTR | T_GTE) != flipped;
-    let or_equal = matches!(id, T_GTE | T_LTE);
-    if !matches!(id, T_GTR | T_GTE | T_LSS | T_LTE) {
+    if !matches!(id, T_GTR | T_LSS) {
         return None;
     }
-    let op = if greater {
-        Op::Above { or_equal }
+    // `A > s` is `s < A`: flipping swaps above and below.
+    let op = if (id == T_GTR) != flipped {
+        Op::Above
     } else {
-        Op::Below { or_equal }
+        Op::Below
     };
     Some(Split {
         vector: vector.to_string(),
