@@ -12,8 +12,10 @@
 
 use crate::cmd::signals::signal_channel;
 use crate::core::exit;
-use crate::core::promtest::expect::{actual, diff, RuleRun};
-use crate::core::promtest::file::{load_str, TestCase};
+use crate::core::promtest::alerts::{judge, Verdict};
+use crate::core::promtest::expect::{actual, diff, show, RuleRun};
+use crate::core::promtest::file::{load_str, TestCase, TestFile, DEFAULT_INTERVAL};
+use crate::core::promtest::imported::{import_alerts, runs, AlertMeta};
 use crate::core::promtest::junit::{render, TestResult};
 use crate::core::promtest::openmetrics::{bases, Backfill};
 use crate::core::rules::{Diagnostic, LoadOptions, WatchSpec};
@@ -47,7 +49,10 @@ pub struct TestArgs {
 struct Planned {
     file: String,
     case: TestCase,
-    spec: WatchSpec,
+    /// None: a promtool test none of whose alerts became a rule.
+    spec: Option<WatchSpec>,
+    /// A promtool test: the imported alerts (its checks are `case.alerts`).
+    alerts: Option<std::sync::Arc<Vec<AlertMeta>>>,
     /// Unix ms of the test's first sample.
     base: i64,
     duration: Duration,
@@ -104,10 +109,11 @@ pub async fn run(args: TestArgs) -> u8 {
         return exit::SIGINT;
     };
     let failed = results.iter().filter(|r| r.failure.is_some()).count();
+    let refused = results.iter().filter(|r| r.skipped.is_some()).count();
     println!(
-        "{} tests, {} passed, {failed} failed",
+        "{} tests, {} passed, {failed} failed, {refused} refused",
         results.len(),
-        results.len() - failed
+        results.len() - failed - refused
     );
     if let Some(path) = &args.junit {
         if let Err(e) = std::fs::write(path, render(&results)) {
@@ -145,6 +151,13 @@ fn plan(files: &[PathBuf]) -> Option<Vec<Planned>> {
                 continue;
             }
         };
+        if file.promtool {
+            match plan_promtool(path, &shown, &text, file) {
+                Some(mut p) => out.append(&mut p),
+                None => ok = false,
+            }
+            continue;
+        }
         let [(rules, pos)] = file.rule_files.as_slice() else {
             let d = Diagnostic::error(
                 format!("`rule_files` names {} files; a rollwatch test replays one watch, so name exactly one", file.rule_files.len()),
@@ -189,7 +202,8 @@ fn plan(files: &[PathBuf]) -> Option<Vec<Planned>> {
             out.push(Planned {
                 file: shown.clone(),
                 case,
-                spec,
+                spec: Some(spec),
+                alerts: None,
                 base: 0,
                 duration,
             });
@@ -218,61 +232,161 @@ fn plan(files: &[PathBuf]) -> Option<Vec<Planned>> {
     Some(out)
 }
 
+/// A `promtool test rules` file: its rule files imported (`core::promtest::imported`),
+/// each test replayed until its last `eval_time`. None after printing why not.
+fn plan_promtool(path: &Path, shown: &str, text: &str, file: TestFile) -> Option<Vec<Planned>> {
+    let every = file.evaluation_interval.unwrap_or(DEFAULT_INTERVAL);
+    let mut rule_texts = Vec::new();
+    for (rules, pos) in &file.rule_files {
+        let p = path.parent().unwrap_or(Path::new(".")).join(rules);
+        match std::fs::read_to_string(&p) {
+            Ok(t) => rule_texts.push((p.display().to_string(), t)),
+            Err(e) => {
+                let d = Diagnostic::error(format!("cannot read {}: {e}", p.display()), Some(*pos))
+                    .with_help("rule files are named relative to the test file's directory");
+                crate::say!("{}", d.render(shown, text));
+                return None;
+            }
+        }
+    }
+    let (spec, metas) = match import_alerts(&rule_texts, every) {
+        Ok(x) => x,
+        Err(e) => {
+            crate::say!("{e}");
+            return None;
+        }
+    };
+    let metas = std::sync::Arc::new(metas);
+    let mut out = Vec::new();
+    for case in file.tests {
+        if case.alerts.is_empty() {
+            continue; // `promql_expr_test` only: nothing rollwatch judges
+        }
+        let last = case
+            .alerts
+            .iter()
+            .map(|a| a.eval_time)
+            .max()
+            .unwrap_or_default();
+        let mut spec = spec.clone();
+        if let Some(s) = &mut spec {
+            s.duration = last + every;
+        }
+        out.push(Planned {
+            file: shown.to_string(),
+            case,
+            spec,
+            alerts: Some(metas.clone()),
+            base: 0,
+            duration: last + every,
+        });
+    }
+    Some(out)
+}
+
 /// Replays each test against the throwaway Prometheus at `url`, printing a line per
 /// test (and the diff of a failing one).
 async fn replay_all(planned: &[Planned], url: &str) -> Vec<TestResult> {
     let mut results = Vec::new();
     for p in planned {
-        let conn = Connection {
-            prometheus: Some(url.to_string()),
-            ..Connection::default()
+        let replayed = match (&p.spec, &p.case.refused) {
+            (Some(spec), None) => Some(replay_one(p, spec, url).await),
+            _ => None,
         };
-        let failure = match conn.client(None, p.spec.query_timeout.max(Duration::from_secs(30))) {
-            Err(e) => Some(vec![format!("cannot query the throwaway Prometheus: {e}")]),
-            Ok(client) => {
-                let from = p.base + p.case.watch_start.as_millis() as i64;
-                let to = from + p.duration.as_millis() as i64;
-                let (histories, decision) = crate::run::replay::replay_rules(
-                    &p.spec,
-                    &client,
-                    from,
-                    to,
-                    Some(p.case.interval),
-                )
-                .await;
-                let runs: Vec<RuleRun> = p
-                    .spec
-                    .rules
-                    .iter()
-                    .zip(&histories)
-                    .map(|(r, h)| {
-                        (
-                            r.name.as_str(),
-                            r.action,
-                            h.as_ref().map_err(|e| e.to_string()),
-                        )
-                    })
-                    .collect();
-                let got = actual(&runs, &decision, p.base);
-                let d = diff(&p.case.expect, &got);
-                (!d.is_empty()).then_some(d)
+        match &p.alerts {
+            None => {
+                let failure = match &replayed {
+                    Some(Ok((histories, decision))) => {
+                        let spec = p.spec.as_ref().expect("a rollwatch test has its spec");
+                        let runs: Vec<RuleRun> = spec
+                            .rules
+                            .iter()
+                            .zip(histories)
+                            .map(|(r, h)| {
+                                (r.name.as_str(), r.action, h.as_ref().map_err(|e| e.clone()))
+                            })
+                            .collect();
+                        let d = diff(&p.case.expect, &actual(&runs, decision, p.base));
+                        (!d.is_empty()).then_some(d)
+                    }
+                    Some(Err(e)) => Some(vec![e.clone()]),
+                    None => Some(vec!["not replayed".into()]),
+                };
+                results.push(report(p, &p.case.name, failure, None));
             }
-        };
-        match &failure {
-            None => println!("ok   {}: {}", p.file, p.case.name),
-            Some(lines) => {
-                println!("FAIL {}: {}", p.file, p.case.name);
-                for l in lines {
-                    println!("     {l}");
+            Some(metas) => {
+                let histories = match &replayed {
+                    Some(Ok((h, _))) => h.clone(),
+                    _ => Vec::new(),
+                };
+                let runs = runs(metas, &histories);
+                for a in &p.case.alerts {
+                    let name = format!("{}: {} at {}", p.case.name, a.alertname, show(a.eval_time));
+                    let verdict = match (&p.case.refused, &replayed) {
+                        (Some(why), _) => Verdict::Refused(why.clone()),
+                        (None, Some(Err(e))) => Verdict::Disagreed(vec![e.clone()]),
+                        _ => judge(a, &runs, p.base),
+                    };
+                    let (failure, skipped) = match verdict {
+                        Verdict::Agreed => (None, None),
+                        Verdict::Disagreed(d) => (Some(d), None),
+                        Verdict::Refused(why) => (None, Some(why)),
+                    };
+                    results.push(report(p, &name, failure, skipped));
                 }
             }
         }
-        results.push(TestResult {
-            file: p.file.clone(),
-            name: p.case.name.clone(),
-            failure,
-            skipped: None,
-        });
     }
     results
+}
+
+type Histories = Vec<Result<crate::core::history::RuleHistory, String>>;
+
+/// One test's replay through `run::replay` (the driver `rollwatch replay` uses).
+async fn replay_one(
+    p: &Planned,
+    spec: &WatchSpec,
+    url: &str,
+) -> Result<(Histories, crate::core::history::Conclusion), String> {
+    let conn = Connection {
+        prometheus: Some(url.to_string()),
+        ..Connection::default()
+    };
+    let client = conn
+        .client(None, spec.query_timeout.max(Duration::from_secs(30)))
+        .map_err(|e| format!("cannot query the throwaway Prometheus: {e}"))?;
+    let from = p.base + p.case.watch_start.as_millis() as i64;
+    let to = from + p.duration.as_millis() as i64;
+    let (histories, decision) =
+        crate::run::replay::replay_rules(spec, &client, from, to, Some(p.case.interval)).await;
+    let histories = histories
+        .into_iter()
+        .map(|h| h.map_err(|e| e.to_string()))
+        .collect();
+    Ok((histories, decision))
+}
+
+/// Prints a test's line (and diff) and returns its result.
+fn report(
+    p: &Planned,
+    name: &str,
+    failure: Option<Vec<String>>,
+    skipped: Option<String>,
+) -> TestResult {
+    match (&failure, &skipped) {
+        (Some(lines), _) => {
+            println!("FAIL {}: {name}", p.file);
+            for l in lines {
+                println!("     {l}");
+            }
+        }
+        (None, Some(why)) => println!("REFUSED {}: {name}: {why}", p.file),
+        (None, None) => println!("ok   {}: {name}", p.file),
+    }
+    TestResult {
+        file: p.file.clone(),
+        name: name.to_string(),
+        failure,
+        skipped,
+    }
 }

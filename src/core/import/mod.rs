@@ -80,6 +80,15 @@ pub struct OutRule {
     /// What the reader must know about this rule, for the file's header comment.
     #[serde(skip)]
     pub notes: Vec<String>,
+    /// The alert it came from, its `labels` (as written), and what of it the rule
+    /// does not carry (`keep_firing_for`): `rollwatch test` compares with promtool's
+    /// expectations through these.
+    #[serde(skip)]
+    pub alert: String,
+    #[serde(skip)]
+    pub labels: Vec<(String, String)>,
+    #[serde(skip)]
+    pub not_carried: Vec<String>,
 }
 
 /// What an import found: rules, and diagnostics (errors stop the output).
@@ -91,6 +100,11 @@ pub struct Imported {
     pub notes: Vec<(Pos, String)>,
     /// The longest `for` seen, to size the watch.
     pub longest_for: Duration,
+    /// The names the skipped recording rules record (an alert reading one cannot be
+    /// judged without them).
+    pub recorded: Vec<String>,
+    /// Alerts that did not become rules, with the error that stopped each.
+    pub failed: Vec<(String, String)>,
 }
 
 impl Imported {
@@ -219,7 +233,14 @@ fn import_groups(
             continue;
         };
         for rule in rules {
+            let before = out.rules.len();
             import_rule(rule, interval, matches, names, out);
+            if out.rules.len() == before {
+                if let Some(alert) = get(rule, "alert").and_then(Node::scalar_text) {
+                    let why = out.diagnostics.last().map(|d| d.message.clone());
+                    out.failed.push((alert, why.unwrap_or_default()));
+                }
+            }
         }
     }
 }
@@ -233,6 +254,7 @@ fn import_rule(
 ) {
     if let Some(record) = get(rule, "record") {
         let name = record.scalar_text().unwrap_or_default();
+        out.recorded.push(name.clone());
         out.notes.push((
             record.pos,
             format!(
@@ -319,6 +341,24 @@ fn import_rule(
     };
     let description = describe(rule);
     let name = unique_name(&alert_name, names);
+    let mut not_carried = Vec::new();
+    if get(rule, "keep_firing_for").is_some() {
+        not_carried.push(
+            "`keep_firing_for` (rollwatch resolves at the first poll that no longer breaches)"
+                .to_string(),
+        );
+    }
+    let labels: Vec<(String, String)> = match get(rule, "labels").map(|l| &l.value) {
+        Some(Value::Map(entries)) => entries
+            .iter()
+            .filter_map(|(k, v)| Some((k.scalar_text()?, v.scalar_text()?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if labels.iter().any(|(_, v)| v.contains("{{")) {
+        not_carried
+            .push("templated `labels` (rollwatch does not expand alert templates)".to_string());
+    }
     out.rules.push(OutRule {
         name,
         description,
@@ -331,6 +371,9 @@ fn import_rule(
         for_: fmt_duration(for_),
         interval: interval.map(fmt_duration),
         notes,
+        alert: alert_name,
+        labels,
+        not_carried,
     });
 }
 

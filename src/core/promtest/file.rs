@@ -25,6 +25,9 @@ pub struct TestFile {
     /// `evaluation_interval`: the replayed watch's poll interval (every rule's).
     pub evaluation_interval: Option<Duration>,
     pub tests: Vec<TestCase>,
+    /// A `promtool test rules` file as it is: its rule files are Prometheus alerting
+    /// rules (imported), its tests `alert_rule_test`s.
+    pub promtool: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +45,21 @@ pub struct TestCase {
     pub duration: Option<Duration>,
     pub input: Vec<InputSeries>,
     pub expect: Expect,
+    /// promtool's `alert_rule_test` (a promtool file's tests only).
+    pub alerts: Vec<AlertTest>,
+    /// A promtool test whose input rollwatch cannot read (native histograms): its
+    /// alert tests are refused with this reason.
+    pub refused: Option<String>,
+}
+
+/// One `alert_rule_test`: the alerts named `alertname` firing at `eval_time` are
+/// exactly `exp` (each alert's labels, sorted; empty: none fires).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertTest {
+    pub eval_time: Duration,
+    pub alertname: String,
+    pub exp: Vec<Vec<(String, String)>>,
+    pub pos: Pos,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +130,8 @@ const TEST: &[&str] = &[
     "duration",
     "external_labels",
     "external_url",
+    "alert_rule_test",
+    "promql_expr_test",
 ];
 
 /// Loads a test file's text; `path` is what errors show.
@@ -153,9 +173,17 @@ fn walk_file(cx: &mut Cx, root: &Node) -> Option<TestFile> {
         .get("evaluation_interval")
         .and_then(|n| duration(cx, n, "evaluation_interval", false));
     let mut tests = Vec::new();
+    let mut promtool = false;
     if let Some(node) = required(cx, &f, "tests", "a test file", "add a list of `tests:`") {
-        for n in list(cx, node, "tests") {
-            if let Some(t) = walk_test(cx, n) {
+        let items = list(cx, node, "tests");
+        // A promtool file: its tests say `alert_rule_test` or `promql_expr_test`.
+        promtool = items.iter().any(|t| {
+            ["alert_rule_test", "promql_expr_test"]
+                .iter()
+                .any(|k| yaml_get(t, k).is_some())
+        });
+        for n in items {
+            if let Some(t) = walk_test(cx, n, promtool) {
                 tests.push(t);
             }
         }
@@ -164,6 +192,7 @@ fn walk_file(cx: &mut Cx, root: &Node) -> Option<TestFile> {
         rule_files,
         evaluation_interval,
         tests,
+        promtool,
     })
 }
 
@@ -211,7 +240,17 @@ fn time_or_never(cx: &mut Cx, node: &Node, what: &str) -> Option<Option<Duration
     }
 }
 
-fn walk_test(cx: &mut Cx, node: &Node) -> Option<TestCase> {
+fn yaml_get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    match &node.value {
+        Value::Map(entries) => entries
+            .iter()
+            .find(|(k, _)| matches!(&k.value, Value::Str(s) if s == key))
+            .map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+fn walk_test(cx: &mut Cx, node: &Node, promtool: bool) -> Option<TestCase> {
     let f = fields(cx, node, "a test", TEST)?;
     let name = match f.get("name") {
         Some(n) => string(cx, n, "a test's name")?,
@@ -246,22 +285,45 @@ fn walk_test(cx: &mut Cx, node: &Node) -> Option<TestCase> {
         .get("duration")
         .and_then(|n| duration(cx, n, "duration", false));
     let mut input = Vec::new();
+    let mut refused = None;
     if let Some(n) = f.get("input_series") {
         for s in list(cx, n, "input_series") {
-            if let Some(s) = walk_series(cx, s) {
-                input.push(s);
+            match walk_series(cx, s, promtool) {
+                Some(Ok(s)) => input.push(s),
+                Some(Err(why)) => refused = refused.or(Some(why)),
+                None => {}
             }
         }
     }
-    let expect = match required(
-        cx,
-        &f,
-        "expect",
-        "a test",
-        "say what the replayed watch must do: `expect: {outcome: healthy}`",
-    ) {
-        Some(n) => walk_expect(cx, n)?,
-        None => return None,
+    let mut alerts = Vec::new();
+    let expect = if promtool {
+        if let Some(n) = f.get("expect") {
+            cx.error_help(
+                "`expect` in a promtool test file",
+                f.key_pos("expect"),
+                "a file is either promtool's (`alert_rule_test`) or rollwatch's (`expect`); put them in two files",
+            );
+            let _ = n;
+        }
+        if let Some(n) = f.get("alert_rule_test") {
+            for a in list(cx, n, "alert_rule_test") {
+                if let Some(a) = walk_alert_test(cx, a) {
+                    alerts.push(a);
+                }
+            }
+        }
+        Expect::default()
+    } else {
+        match required(
+            cx,
+            &f,
+            "expect",
+            "a test",
+            "say what the replayed watch must do: `expect: {outcome: healthy}`",
+        ) {
+            Some(n) => walk_expect(cx, n)?,
+            None => return None,
+        }
     };
     Some(TestCase {
         name,
@@ -272,10 +334,56 @@ fn walk_test(cx: &mut Cx, node: &Node) -> Option<TestCase> {
         duration: duration_,
         input,
         expect,
+        alerts,
+        refused,
     })
 }
 
-fn walk_series(cx: &mut Cx, node: &Node) -> Option<InputSeries> {
+fn walk_alert_test(cx: &mut Cx, node: &Node) -> Option<AlertTest> {
+    let f = fields(
+        cx,
+        node,
+        "an alert_rule_test",
+        &["eval_time", "alertname", "exp_alerts"],
+    )?;
+    let help = "write e.g. `{eval_time: 10m, alertname: InstanceDown, exp_alerts: [...]}`";
+    let eval_time = required(cx, &f, "eval_time", "an alert_rule_test", help)
+        .and_then(|n| duration(cx, n, "eval_time", true))?;
+    let alertname = required(cx, &f, "alertname", "an alert_rule_test", help)
+        .and_then(|n| string(cx, n, "`alertname`"))?;
+    let mut exp = Vec::new();
+    if let Some(n) = f.get("exp_alerts") {
+        for a in list(cx, n, "exp_alerts") {
+            let g = fields(
+                cx,
+                a,
+                "an expected alert",
+                &["exp_labels", "exp_annotations"],
+            )?;
+            let mut labels = Vec::new();
+            if let Some(Value::Map(entries)) = g.get("exp_labels").map(|l| &l.value) {
+                for (k, v) in entries {
+                    if let (Some(k), Some(v)) = (k.scalar_text(), v.scalar_text()) {
+                        labels.push((k, v));
+                    }
+                }
+            }
+            labels.sort();
+            exp.push(labels);
+        }
+    }
+    exp.sort();
+    Some(AlertTest {
+        eval_time,
+        alertname,
+        exp,
+        pos: node.pos,
+    })
+}
+
+/// An input series; in a promtool file, values rollwatch cannot read are a refusal
+/// (`Err`), not an error of the file.
+fn walk_series(cx: &mut Cx, node: &Node, promtool: bool) -> Option<Result<InputSeries, String>> {
     let f = fields(cx, node, "an input series", &["series", "values"])?;
     let help = "write e.g. `series: http_requests_total{code=\"500\"}`";
     let series_node = required(cx, &f, "series", "an input series", help)?;
@@ -301,6 +409,11 @@ fn walk_series(cx: &mut Cx, node: &Node) -> Option<InputSeries> {
     let values = values_node.scalar_text().unwrap_or_default();
     let points = match notation::parse(&values) {
         Ok(p) => p,
+        Err(e) if promtool => {
+            return Some(Err(format!(
+                "input series `{text}`: values rollwatch cannot read ({e}; native histograms are not supported)"
+            )))
+        }
         Err(e) => {
             let pos = cx.locate(values_node.pos, &e.token);
             cx.error_help(
@@ -311,12 +424,12 @@ fn walk_series(cx: &mut Cx, node: &Node) -> Option<InputSeries> {
             return None;
         }
     };
-    Some(InputSeries {
+    Some(Ok(InputSeries {
         name,
         labels,
         points,
         pos: series_node.pos,
-    })
+    }))
 }
 
 /// A series as promtool writes it: `name{label="value",...}`, every matcher `=`.

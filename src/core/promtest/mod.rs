@@ -6,8 +6,10 @@
 //! Queries are never evaluated here: a real Prometheus does that, and the replay is
 //! `run::replay`'s, the same as `rollwatch replay`'s.
 
+pub mod alerts;
 pub mod expect;
 pub mod file;
+pub mod imported;
 pub mod junit;
 pub mod notation;
 pub mod openmetrics;
