@@ -92,7 +92,10 @@ fn a_passing_file_exits_0_with_a_line_per_test_and_leaves_nothing() {
         "{out}"
     );
     assert!(out.contains(": another service is not ours\n"), "{out}");
-    assert!(out.contains("2 tests, 2 passed, 0 failed"), "{out}");
+    assert!(
+        out.contains("2 tests, 2 passed, 0 failed, 0 refused"),
+        "{out}"
+    );
     assert_clean(dir.path());
 }
 
@@ -106,7 +109,10 @@ fn a_failing_test_exits_1_with_its_diff() {
     assert!(out.contains("FAIL "), "{out}");
     assert!(out.contains("- rollback by errors at 2m\n"), "{out}");
     assert!(out.contains("+ rollback by errors at 3m30s\n"), "{out}");
-    assert!(out.contains("2 tests, 1 passed, 1 failed"), "{out}");
+    assert!(
+        out.contains("2 tests, 1 passed, 1 failed, 0 refused"),
+        "{out}"
+    );
     assert_clean(dir.path());
 }
 
@@ -351,4 +357,110 @@ tests:
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
     assert!(out.contains("2 tests, 2 passed"), "{out}");
+}
+
+/// Runs a committed promtool fixture and returns its summary line.
+fn fixture_summary(rel: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = repo_path(rel);
+    let o = rtest(&[f.to_str().unwrap()], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_clean(dir.path());
+    let last = out.lines().last().unwrap_or_default().to_string();
+    (o.status.code(), format!("{last}\n{out}\n{err}"))
+}
+
+#[test]
+fn prometheus_own_promtool_alert_tests_agree() {
+    let (code, out) = fixture_summary("tests/fixtures/promtool/prometheus/unittest.yml");
+    assert!(
+        out.starts_with("4 tests, 4 passed, 0 failed, 0 refused\n"),
+        "{out}"
+    );
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn the_etcd_mixin_alert_tests_agree_leader_changes_at_exactly_4_included() {
+    let (code, out) = fixture_summary("tests/fixtures/promtool/etcd-mixin/test.yaml");
+    assert!(
+        out.starts_with("13 tests, 13 passed, 0 failed, 0 refused\n"),
+        "{out}"
+    );
+    // The test whose value is exactly the `>= 4` threshold (issue 23).
+    assert!(
+        out.contains("ok   ") && out.contains("etcdHighNumberOfLeaderChanges at 10m"),
+        "{out}"
+    );
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn a_promtool_file_reports_agreed_disagreed_and_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alerts.yml"),
+        r#"groups:
+  - name: g
+    rules:
+      - alert: Down
+        expr: up == 0
+        for: 5m
+        labels: {severity: page}
+      - alert: Sticky
+        expr: up == 0
+        keep_firing_for: 10m
+"#,
+    )
+    .unwrap();
+    let t = dir.path().join("t.yml");
+    std::fs::write(
+        &t,
+        r#"rule_files: [alerts.yml]
+evaluation_interval: 1m
+tests:
+  - name: down
+    interval: 1m
+    input_series:
+      - series: up{job="a"}
+        values: "0x20"
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: Down
+      - eval_time: 5m
+        alertname: Down
+        exp_alerts: [{exp_labels: {job: a, severity: page}}]
+      - eval_time: 10m
+        alertname: Down
+        exp_alerts: [{exp_labels: {job: b, severity: page}}]
+      - eval_time: 5m
+        alertname: Sticky
+        exp_alerts: [{exp_labels: {job: a}}]
+"#,
+    )
+    .unwrap();
+    let o = rtest(&[t.to_str().unwrap()], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        out.contains("ok   ") && out.contains("down: Down at 4m\n"),
+        "{out}"
+    );
+    assert!(out.contains("down: Down at 5m\n"), "{out}");
+    assert!(
+        out.contains("FAIL ") && out.contains("down: Down at 10m\n"),
+        "{out}"
+    );
+    assert!(out.contains("- {job=\"b\", severity=\"page\"}"), "{out}");
+    assert!(out.contains("+ {job=\"a\", severity=\"page\"}"), "{out}");
+    assert!(
+        out.contains("REFUSED ")
+            && out.contains("Sticky at 5m: not carried by import: `keep_firing_for`"),
+        "{out}"
+    );
+    assert!(
+        out.contains("4 tests, 2 passed, 1 failed, 1 refused"),
+        "{out}"
+    );
+    assert_clean(dir.path());
 }
