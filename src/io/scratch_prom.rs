@@ -124,6 +124,8 @@ impl ScratchProm {
                 .arg(&input)
                 .arg(&data)
                 .stdin(Stdio::null())
+                // A signal that drops this future must not leave promtool writing on.
+                .kill_on_drop(true)
                 .output()
                 .await
                 .map_err(|source| ScratchError::Spawn {
