@@ -582,3 +582,42 @@ fn random_alerts_fire_and_resolve_when_promtool_says() {
         assert_eq!(o.status.code(), Some(0));
     }
 }
+
+#[test]
+fn a_failing_backfill_exits_2_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "3m30s");
+    // A promtool that refuses the series (a fault: the real one accepts them).
+    let fake = dir.path().join("promtool");
+    std::fs::write(&fake, "#!/bin/sh\necho 'out of disk' >&2\nexit 1\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = rtest(
+        &[&f, "--promtool", fake.to_str().unwrap()],
+        dir.path(),
+        None,
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(
+        err.contains("promtool could not backfill the test series: out of disk"),
+        "{err}"
+    );
+    assert_clean(dir.path());
+}
+
+#[test]
+fn a_stale_marker_is_refused_where_it_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "3m30s");
+    let stale = std::fs::read_to_string(&f)
+        .unwrap()
+        .replace("0x8 0+120x40", "0x8 stale");
+    std::fs::write(&f, stale).unwrap();
+    let o = rtest(&[&f], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(err.contains(&format!("{f}:6:17")), "{err}");
+    assert!(err.contains("`stale` cannot be backfilled"), "{err}");
+    assert_clean(dir.path());
+}
