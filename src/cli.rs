@@ -57,6 +57,8 @@ pub enum Command {
     Ctl(cmd::ctl::CtlArgs),
     /// Turn Prometheus alerting rules (or PrometheusRule manifests) into a rule file.
     Import(cmd::import::ImportArgs),
+    /// Run unit tests of rule files: synthetic series, a real Prometheus, replay's judgement.
+    Test(cmd::test::TestArgs),
     /// Print a shell completion script (e.g. `rollwatch completions bash > /etc/bash_completion.d/rollwatch`).
     Completions {
         #[arg(value_enum)]
@@ -87,6 +89,7 @@ pub async fn run(command: Command) -> u8 {
         Command::Launch(args) => cmd::launch::run(args).await,
         Command::Ctl(args) => cmd::ctl::run(args).await,
         Command::Import(args) => cmd::import::run(args).await,
+        Command::Test(args) => cmd::test::run(args).await,
         Command::Completions { shell } => completions(shell, &mut std::io::stdout()),
         Command::Man => man(&mut std::io::stdout()),
         Command::Supervise(args) => supervise(&args),

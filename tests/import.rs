@@ -77,10 +77,12 @@ fn issue_14_prometheus_rule_manifest_imports_and_passes_check() {
     assert_eq!(r.query, r#"absent(up{job="checkout"} == 1)"#);
     assert_eq!(r.for_, Duration::ZERO);
     assert!(rule(&spec, "CheckoutPodNotReady").threshold.present);
-    // `X * on() group_left() Y >= 0.75`: a threshold (strict in rollwatch).
+    // `X * on() group_left() Y >= 0.75`: inclusive, so the expression as written
+    // (rollwatch's `above` is strict; issue 23).
     let r = rule(&spec, "CheckoutLatencyByNode");
-    assert_eq!(r.threshold.above, Some(0.75));
+    assert!(r.threshold.present);
     assert!(r.query.contains("group_left (node)"), "{}", r.query);
+    assert!(r.query.ends_with(">= 0.75"), "{}", r.query);
     assert!(
         stderr.contains("checkout-prometheusrule.yaml:15:19: recording rule `service:http_requests:rate5m` skipped"),
         "{stderr}"

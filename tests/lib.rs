@@ -37,6 +37,7 @@ mod pre_existing;
 mod proxy_faults;
 mod query_safety;
 mod replay;
+mod rtest;
 mod scenarios;
 mod serve;
 mod shared_store;

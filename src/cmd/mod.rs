@@ -20,4 +20,5 @@ pub mod serve;
 pub mod session;
 pub mod signals;
 pub mod supervise;
+pub mod test;
 pub mod watch;

@@ -17,13 +17,12 @@
 
 use crate::cmd::args::{prom_client, PromArgs};
 use crate::cmd::rule_file::load_reporting;
-use crate::core::history::{conclude, ReplayOutcome, RuleHistory};
+use crate::core::history::ReplayOutcome;
 use crate::core::rules::overrides::apply_judges;
 use crate::core::rules::{LoadOptions, WatchSpec};
 use crate::core::time::{parse_deploys, parse_time, rfc3339};
 use crate::io::prom::counted::Counted;
-use crate::io::prom::history::{fetch, fetch_judges};
-use crate::io::prom::{HistorySource, PromClient, QueryError};
+use crate::io::prom::{HistorySource, PromClient};
 use crate::show::replay::{
     print_deploys, print_text, rule_report, ComparedRow, DeployRow, Replayed, Report,
 };
@@ -95,44 +94,8 @@ pub async fn replay<H: HistorySource>(
     to: i64,
     scrape: Option<Duration>,
 ) -> Replayed {
-    let mut histories: Vec<Result<RuleHistory, QueryError>> = Vec::new();
-    for rule in &spec.rules {
-        let step = rule.interval.as_millis().max(1) as i64;
-        // The rule's history and its judges' (guard, stable side, baseline): each one
-        // fetch for the whole window, never one per step.
-        // The replayed watch begins at `from` (its `${watch.elapsed}` counts from there).
-        let h = match fetch(source, rule, from, from, to).await {
-            Ok(series) => match fetch_judges(source, rule, from, from, to).await {
-                Ok(judges) => Ok(crate::run::steps::replay(
-                    source,
-                    rule,
-                    rule.params_over(Duration::from_millis((to - from).max(0) as u64)),
-                    from,
-                    to,
-                    step,
-                    spec.step_for(rule, scrape),
-                    &series,
-                    &judges,
-                )
-                .await),
-                Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        histories.push(h);
-    }
-    let inputs: Vec<_> = spec
-        .rules
-        .iter()
-        .zip(&histories)
-        .map(|(r, h)| crate::core::history::RuleReplay {
-            name: &r.name,
-            action: r.action,
-            expect_data: r.expect_data,
-            history: h.as_ref().ok(),
-        })
-        .collect();
-    let decision = conclude(&inputs, to);
+    let (histories, decision) =
+        crate::run::replay::replay_rules(spec, source, from, to, scrape).await;
     let rules = spec
         .rules
         .iter()

@@ -27,6 +27,7 @@ pub mod events;
 pub mod exit;
 pub mod history;
 pub mod import;
+pub mod promtest;
 pub mod rules;
 pub mod series;
 pub mod stats;

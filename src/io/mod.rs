@@ -17,6 +17,7 @@ pub mod notify;
 #[cfg(test)]
 mod notify_tests;
 pub mod prom;
+pub mod scratch_prom;
 pub mod secret;
 pub mod silence;
 pub mod store;

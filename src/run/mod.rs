@@ -9,6 +9,7 @@
 //!   clock), as typed errors and warnings every face renders;
 //! - `steps`: a rule's data read step by step when a breach begins and when it is
 //!   about to fire (`for` counted in the data), for the watch, replay and catch-up;
+//! - `replay`: every rule of a watch replayed over a window (`replay` and `test`);
 //! - `control_socket`: `watch`'s local control socket, people's orders to a watch
 //!   without an agent (and the client `ctl --socket` speaks).
 //!
@@ -18,6 +19,7 @@
 pub mod agent;
 pub mod control_socket;
 pub mod preflight;
+pub mod replay;
 pub mod steps;
 pub mod verdict;
 pub mod watch;

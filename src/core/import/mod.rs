@@ -3,16 +3,18 @@
 //! prints).
 //!
 //! Every expression is parsed with promql-parser and only ever changed through its
-//! tree: a comparison with a literal (`A > 0.05`) becomes `query: A` with `above`/
-//! `below`, anything else `breach_when: present`, and `--match` adds a label matcher to
-//! every selector before the tree is printed back. The YAML is written by serde-saphyr,
+//! tree: a strict comparison with a literal (`A > 0.05`) becomes `query: A` with
+//! `above`/`below`, anything else (`>=`, `<=`, `==`, `!=`, `bool`, ...) the expression
+//! as written with `breach_when: present`, so an import never changes what a rule
+//! means; and `--match` adds a label matcher to every selector before the tree is
+//! printed back. The YAML is written by serde-saphyr,
 //! so no value is ever quoted by hand.
 
 use crate::core::rules::structure;
 use crate::core::yaml::Diagnostic;
 use crate::core::yaml::{self, Node, Pos, Value};
 use promql_parser::label::{MatchOp, Matcher};
-use promql_parser::parser::token::{T_GTE, T_GTR, T_LSS, T_LTE};
+use promql_parser::parser::token::{T_GTR, T_LSS};
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{Expr, VectorSelector};
 use serde::Serialize;
@@ -78,6 +80,15 @@ pub struct OutRule {
     /// What the reader must know about this rule, for the file's header comment.
     #[serde(skip)]
     pub notes: Vec<String>,
+    /// The alert it came from, its `labels` (as written), and what of it the rule
+    /// does not carry (`keep_firing_for`): `rollwatch test` compares with promtool's
+    /// expectations through these.
+    #[serde(skip)]
+    pub alert: String,
+    #[serde(skip)]
+    pub labels: Vec<(String, String)>,
+    #[serde(skip)]
+    pub not_carried: Vec<String>,
 }
 
 /// What an import found: rules, and diagnostics (errors stop the output).
@@ -89,6 +100,11 @@ pub struct Imported {
     pub notes: Vec<(Pos, String)>,
     /// The longest `for` seen, to size the watch.
     pub longest_for: Duration,
+    /// The names the skipped recording rules record (an alert reading one cannot be
+    /// judged without them).
+    pub recorded: Vec<String>,
+    /// Alerts that did not become rules, with the error that stopped each.
+    pub failed: Vec<(String, String)>,
 }
 
 impl Imported {
@@ -217,7 +233,14 @@ fn import_groups(
             continue;
         };
         for rule in rules {
+            let before = out.rules.len();
             import_rule(rule, interval, matches, names, out);
+            if out.rules.len() == before {
+                if let Some(alert) = get(rule, "alert").and_then(Node::scalar_text) {
+                    let why = out.diagnostics.last().map(|d| d.message.clone());
+                    out.failed.push((alert, why.unwrap_or_default()));
+                }
+            }
         }
     }
 }
@@ -231,6 +254,7 @@ fn import_rule(
 ) {
     if let Some(record) = get(rule, "record") {
         let name = record.scalar_text().unwrap_or_default();
+        out.recorded.push(name.clone());
         out.notes.push((
             record.pos,
             format!(
@@ -304,23 +328,12 @@ fn import_rule(
         );
     }
 
-    let mut notes = Vec::new();
+    let notes = Vec::new();
     let (query, above, below, present) = match threshold_of(&expr) {
         Some(Split { vector, op, value }) => {
-            let (above, or_equal) = match op {
-                Op::Above { or_equal } => (true, or_equal),
-                Op::Below { or_equal } => (false, or_equal),
-            };
-            if or_equal {
-                let (p, r) = if above { (">=", ">") } else { ("<=", "<") };
-                notes.push(format!(
-                    "Prometheus alerted at {p} {value}; rollwatch compares strictly ({r} {value})"
-                ));
-            }
-            let (a, b) = if above {
-                (Some(value), None)
-            } else {
-                (None, Some(value))
+            let (a, b) = match op {
+                Op::Above => (Some(value), None),
+                Op::Below => (None, Some(value)),
             };
             (vector, a, b, false)
         }
@@ -328,6 +341,24 @@ fn import_rule(
     };
     let description = describe(rule);
     let name = unique_name(&alert_name, names);
+    let mut not_carried = Vec::new();
+    if get(rule, "keep_firing_for").is_some() {
+        not_carried.push(
+            "`keep_firing_for` (rollwatch resolves at the first poll that no longer breaches)"
+                .to_string(),
+        );
+    }
+    let labels: Vec<(String, String)> = match get(rule, "labels").map(|l| &l.value) {
+        Some(Value::Map(entries)) => entries
+            .iter()
+            .filter_map(|(k, v)| Some((k.scalar_text()?, v.scalar_text()?)))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if labels.iter().any(|(_, v)| v.contains("{{")) {
+        not_carried
+            .push("templated `labels` (rollwatch does not expand alert templates)".to_string());
+    }
     out.rules.push(OutRule {
         name,
         description,
@@ -340,12 +371,17 @@ fn import_rule(
         for_: fmt_duration(for_),
         interval: interval.map(fmt_duration),
         notes,
+        alert: alert_name,
+        labels,
+        not_carried,
     });
 }
 
+/// Which way a strict comparison breaches: rollwatch's `above`/`below` are strict,
+/// so only `>` and `<` become thresholds.
 enum Op {
-    Above { or_equal: bool },
-    Below { or_equal: bool },
+    Above,
+    Below,
 }
 
 /// A comparison of a vector with a literal, taken apart.
@@ -355,8 +391,11 @@ struct Split {
     value: f64,
 }
 
-/// `A > s`, `A < s`, `A >= s`, `A <= s` or the same with the literal on the left
-/// (flipped), where `A` is an instant vector and the comparison filters (no `bool`).
+/// `A > s` or `A < s`, or the same with the literal on the left (flipped), where `A`
+/// is an instant vector and the comparison filters (no `bool`). `>=`, `<=`, `==` and
+/// `!=` are not thresholds: rollwatch's `above`/`below` compare strictly, so those
+/// stay the expression as written (`breach_when: present`), which means exactly what
+/// the alert meant, also for a value equal to the literal.
 fn threshold_of(expr: &Expr) -> Option<Split> {
     let Expr::Binary(b) = expr else {
         return None;
@@ -373,16 +412,14 @@ fn threshold_of(expr: &Expr) -> Option<Split> {
     if !value.is_finite() || vector.value_type() != ValueType::Vector {
         return None;
     }
-    // `A > s` is `s < A`: flipping swaps above and below.
-    let greater = matches!(id, T_GTR | T_GTE) != flipped;
-    let or_equal = matches!(id, T_GTE | T_LTE);
-    if !matches!(id, T_GTR | T_GTE | T_LSS | T_LTE) {
+    if !matches!(id, T_GTR | T_LSS) {
         return None;
     }
-    let op = if greater {
-        Op::Above { or_equal }
+    // `A > s` is `s < A`: flipping swaps above and below.
+    let op = if (id == T_GTR) != flipped {
+        Op::Above
     } else {
-        Op::Below { or_equal }
+        Op::Below
     };
     Some(Split {
         vector: vector.to_string(),

@@ -30,11 +30,8 @@ fn comparisons_with_a_literal_become_thresholds() {
             (Some(0.05), None, false, false),
         ),
         ("x < 3", "x", (None, Some(3.0), false, false)),
-        ("x >= 3", "x", (Some(3.0), None, false, true)),
-        ("x <= -1", "x", (None, Some(-1.0), false, true)),
         ("0.5 < x", "x", (Some(0.5), None, false, false)),
         ("2 > sum(x)", "sum(x)", (None, Some(2.0), false, false)),
-        ("10 <= x", "x", (Some(10.0), None, false, true)),
         ("(x) > (1)", "(x)", (Some(1.0), None, false, false)),
         (
             "x * on(instance) group_left(node) y > 1",
@@ -46,6 +43,38 @@ fn comparisons_with_a_literal_become_thresholds() {
         let r = one(expr);
         assert_eq!(threshold(&r), want, "{expr}");
         assert_eq!(r.query, query, "{expr}");
+    }
+}
+
+/// Issue 23: `import` never changes what a rule means. rollwatch's `above`/`below`
+/// are strict, so an inclusive comparison, an equality or a `bool` stays the
+/// expression as written, which returns a series exactly when the alert's did: at a
+/// value equal to the literal too (the etcd mixin's leader changes, exactly 4, with
+/// `>= 4`).
+#[test]
+fn inclusive_equal_and_bool_comparisons_keep_their_meaning() {
+    for expr in [
+        "x >= 4",
+        "x <= -1",
+        "10 <= x",
+        "4 >= sum(x)",
+        "increase(etcd_server_leader_changes_seen_total[15m]) >= 4",
+        "x == 4",
+        "x != 0",
+        "4 == x",
+        "x >= bool 4",
+        "x <= bool 4",
+        "x == bool 1",
+        "x != bool 1",
+        "x > bool 4",
+    ] {
+        let r = one(expr);
+        assert_eq!(threshold(&r), (None, None, true, false), "{expr}");
+        assert_eq!(
+            structure::parse(&r.query).unwrap(),
+            structure::parse(expr).unwrap(),
+            "{expr}: the query is the whole expression"
+        );
     }
 }
 
@@ -183,12 +212,10 @@ groups:
     assert_eq!(spec.rules[1].query, "up{path=~\"/x${y}\"} == 0");
     assert!(spec.rules[1].threshold.present);
     assert_eq!(spec.rules[1].for_, Duration::ZERO);
-    assert_eq!(spec.rules[2].threshold.below, Some(2.0));
+    assert!(spec.rules[2].threshold.present, "`x <= 2` as written");
+    assert_eq!(spec.rules[2].query, "x <= 2");
     assert_eq!(spec.rules[2].for_, Duration::from_secs(90));
-    assert!(
-        out.contains("# Low: Prometheus alerted at <= 2; rollwatch compares strictly (< 2)\n"),
-        "{out}"
-    );
+    assert!(!out.contains("compares strictly"), "{out}");
     assert!(out.contains("#   a?b.yaml\n"), "{out}");
     assert_eq!(spec.rollback.unwrap().argv, vec!["false"]);
 }

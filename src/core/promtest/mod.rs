@@ -1,0 +1,17 @@
+//! `rollwatch test`: unit tests for rule files, in promtool's shape. The pure part:
+//! the expanding notation of input series (`notation`), the test file (`file`), the
+//! series written as OpenMetrics for promtool's backfill (`openmetrics`), the
+//! expectations compared with what a replay decided (`expect`), a promtool file's
+//! alerting rules imported (`imported`) and its `alert_rule_test`s judged (`alerts`),
+//! and the JUnit report (`junit`).
+//!
+//! Queries are never evaluated here: a real Prometheus does that, and the replay is
+//! `run::replay`'s, the same as `rollwatch replay`'s.
+
+pub mod alerts;
+pub mod expect;
+pub mod file;
+pub mod imported;
+pub mod junit;
+pub mod notation;
+pub mod openmetrics;

@@ -1,0 +1,234 @@
+//! A throwaway Prometheus over backfilled series, for `rollwatch test`: the series are
+//! written as OpenMetrics into a private temporary directory, turned into TSDB blocks
+//! by `promtool tsdb create-blocks-from openmetrics`, and served by one `prometheus` on
+//! a free loopback port for the whole run. Queries are thus answered by the real
+//! PromQL engine, never by a look-alike.
+//!
+//! `ScratchProm::stop` kills Prometheus and removes the directory; every exit path of
+//! the command ends with it (and a drop without it still kills the process and removes
+//! the directory, as a last resort).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// How long Prometheus may take to answer `/-/ready` over the backfilled blocks.
+pub const READY_WITHIN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScratchError {
+    #[error("`{program}` was not found on PATH; install it (`apt install prometheus` ships both `prometheus` and `promtool`) or name it with `{flag} PATH`")]
+    Missing { program: String, flag: &'static str },
+    #[error("`{}` is not an executable file (given with `{flag}`)", .path.display())]
+    NotExecutable { path: PathBuf, flag: &'static str },
+    #[error("cannot prepare the scratch directory {}: {source}", .dir.display())]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot run {}: {source}", .program.display())]
+    Spawn {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("promtool could not backfill the test series: {0}")]
+    Backfill(String),
+    #[error("Prometheus did not become ready within {}s on {addr}: {log}", READY_WITHIN.as_secs())]
+    NotReady { addr: String, log: String },
+}
+
+/// `given` (a flag's value) checked, else `name` found on `PATH`.
+pub fn find_program(
+    given: Option<&Path>,
+    name: &str,
+    flag: &'static str,
+) -> Result<PathBuf, ScratchError> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if let Some(p) = given {
+        return if executable(p) {
+            Ok(p.to_path_buf())
+        } else {
+            Err(ScratchError::NotExecutable {
+                path: p.to_path_buf(),
+                flag,
+            })
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| executable(p))
+        .ok_or_else(|| ScratchError::Missing {
+            program: name.to_string(),
+            flag,
+        })
+}
+
+/// A running throwaway Prometheus and its directory.
+pub struct ScratchProm {
+    pub url: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl ScratchProm {
+    /// Backfills `openmetrics` (ending with `# EOF`; empty: no series) and starts
+    /// Prometheus over it; returns once it is ready. On failure nothing is left behind.
+    pub async fn start(
+        promtool: &Path,
+        prometheus: &Path,
+        openmetrics: Option<&str>,
+    ) -> Result<ScratchProm, ScratchError> {
+        let dir = scratch_dir()?;
+        let mut s = ScratchProm {
+            url: String::new(),
+            dir,
+            child: None,
+        };
+        match s.boot(promtool, prometheus, openmetrics).await {
+            Ok(()) => Ok(s),
+            Err(e) => {
+                s.stop().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn boot(
+        &mut self,
+        promtool: &Path,
+        prometheus: &Path,
+        openmetrics: Option<&str>,
+    ) -> Result<(), ScratchError> {
+        let io = |source| ScratchError::Dir {
+            dir: self.dir.clone(),
+            source,
+        };
+        let data = self.dir.join("data");
+        std::fs::create_dir(&data).map_err(io)?;
+        if let Some(text) = openmetrics {
+            let input = self.dir.join("series.om");
+            let (path, text) = (input.clone(), text.to_string());
+            // Off the runtime: the series of a large run are many megabytes.
+            tokio::task::spawn_blocking(move || std::fs::write(path, text))
+                .await
+                .map_err(|e| io(std::io::Error::other(e)))?
+                .map_err(io)?;
+            let out = Command::new(promtool)
+                .args(["tsdb", "create-blocks-from", "openmetrics"])
+                .arg(&input)
+                .arg(&data)
+                .stdin(Stdio::null())
+                // A signal that drops this future must not leave promtool writing on.
+                .kill_on_drop(true)
+                .output()
+                .await
+                .map_err(|source| ScratchError::Spawn {
+                    program: promtool.to_path_buf(),
+                    source,
+                })?;
+            if !out.status.success() {
+                return Err(ScratchError::Backfill(
+                    String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                ));
+            }
+        }
+        let config = self.dir.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 15s\n").map_err(io)?;
+        let log_path = self.dir.join("prometheus.log");
+        let log = std::fs::File::create(&log_path).map_err(io)?;
+        let addr = free_addr().map_err(io)?;
+        let child = Command::new(prometheus)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address={addr}"))
+            .arg("--log.level=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| ScratchError::Spawn {
+                program: prometheus.to_path_buf(),
+                source,
+            })?;
+        self.child = Some(child);
+        self.url = format!("http://{addr}");
+        let http = reqwest::Client::new();
+        let ready = format!("{}/-/ready", self.url);
+        let deadline = tokio::time::Instant::now() + READY_WITHIN;
+        loop {
+            if let Ok(r) = http.get(&ready).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited || tokio::time::Instant::now() >= deadline {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(5).collect();
+                return Err(ScratchError::NotReady {
+                    addr,
+                    log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Kills Prometheus, waits for it, and removes the directory.
+    pub async fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill().await;
+        }
+        let dir = self.dir.clone();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ScratchProm {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            let _ = c.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fresh directory only its owner can read, under the system's temporary directory.
+fn scratch_dir() -> Result<PathBuf, ScratchError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let dir = base.join(format!("rollwatch-test-{}-{nanos}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| ScratchError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
+    Ok(dir)
+}
+
+/// A loopback address with a port free right now.
+fn free_addr() -> std::io::Result<String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.to_string())
+}
