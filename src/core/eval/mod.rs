@@ -57,6 +57,7 @@ mod judge;
 mod onset;
 mod pre_existing;
 mod reading;
+pub mod slo;
 #[cfg(test)]
 mod test_polls;
 
@@ -68,3 +69,4 @@ pub use judge::{
 pub use onset::StepPoll;
 pub use pre_existing::{read_before, worse_by, Before, PreExisting};
 pub use reading::{Reading, RuleState, Worse};
+pub use slo::{BurnPair, SloParams};
