@@ -38,6 +38,7 @@ mod replay;
 mod scenarios;
 mod serve;
 mod shared_store;
+mod slo;
 mod store_conformance;
 mod store_security;
 mod supersede;
