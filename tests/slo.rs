@@ -59,12 +59,25 @@ impl Drop for Traffic {
 }
 
 fn watch(s: &Scratch, test: &str, duration: &str) -> Running {
+    let file = rules(s, test, duration);
+    start(&[
+        "watch",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &prometheus().url,
+        "--report",
+        s.path("report").to_str().unwrap(),
+    ])
+}
+
+fn rules(s: &Scratch, test: &str, duration: &str) -> std::path::PathBuf {
     let slo = format!(
         "    slo:\n      objective: 99%\n      errors: sum(rate({}[${{window}}]))\n      total: sum(rate({}[${{window}}]))\n      windows: [{{long: 20s, short: 5s, burn: 10}}]\n    for: 3s\n    interval: 1s",
         series(test, "errors"),
         series(test, "total")
     );
-    let file = s.rules(
+    s.rules(
         &rule_file()
             .watch(&format!(
                 "  duration: {duration}\n  interval: 1s\n  step: 1s"
@@ -75,14 +88,7 @@ fn watch(s: &Scratch, test: &str, duration: &str) -> Running {
             )
             .rule("budget", None, &slo)
             .build(),
-    );
-    start(&[
-        "watch",
-        "--rules",
-        file.to_str().unwrap(),
-        "--prometheus",
-        &prometheus().url,
-    ])
+    )
 }
 
 /// `burn_<window>=` in an event's evidence.
@@ -99,6 +105,7 @@ fn a_release_burning_its_budget_rolls_back_once() {
     // Half the requests fail: a burn rate of 50 in every window.
     let _traffic = Traffic::start(test, 0.5);
     let s = Scratch::new();
+    let began = crate::harness::now_ms() / 1000;
     let mut w = watch(&s, test, "40s");
     let fired = w.await_event_where("fired", Duration::from_secs(30), |e| e["rule"] == "budget");
     assert_eq!(w.wait(Duration::from_secs(30)), 1, "{}", w.dump());
@@ -115,6 +122,27 @@ fn a_release_burning_its_budget_rolls_back_once() {
             .as_str()
             .is_some_and(|t| t.contains("budget_spent=")),
         "{fired}"
+    );
+    // The report shows them as it shows any evidence.
+    let md = std::fs::read_to_string(s.path("report").join("report.md")).unwrap();
+    assert!(md.contains("burn_20s=") && md.contains("burn_5s="), "{md}");
+    // So does a replay of the same time, which reads each poll the same way.
+    let file = rules(&s, test, "40s");
+    let (code, out, err) = crate::harness::run(&[
+        "replay",
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &prometheus().url,
+        "--from",
+        &began.to_string(),
+        "--to",
+        &(began + 20).to_string(),
+    ]);
+    assert_eq!(code, 1, "the replay rolls back too:\n{out}\n{err}");
+    assert!(
+        out.contains("burn_20s=") && out.contains("burn_5s="),
+        "{out}\n{err}"
     );
 }
 
