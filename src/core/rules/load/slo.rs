@@ -44,7 +44,7 @@ pub(super) fn compile_slo(
     floor: Duration,
 ) -> Option<Slo> {
     let f = fields(cx, node, &format!("`slo` of {what}"), SLO_KEYS)?;
-    let objective = required(cx, &f, "objective", what, "add `objective: 99.9%`, the share of requests that must succeed")
+    let objective = required(cx, &f, "objective", &format!("`slo` of {what}"), "add `objective: 99.9%`, the share of requests that must succeed")
         .and_then(|n| percent(cx, n, "`slo.objective`", None))
         .and_then(|p| {
             if p > 0.0 && p < 100.0 {
@@ -58,13 +58,19 @@ pub(super) fn compile_slo(
                 None
             }
         });
+    let slo_of = format!("`slo` of {what}");
     let mut side = |key: &str| {
+        let (counted, selector) = if key == "errors" {
+            ("failed requests", "{code=~\"5..\"}")
+        } else {
+            ("all requests", "")
+        };
         let n = required(
             cx,
             &f,
             key,
-            what,
-            &format!("add `{key}:`, PromQL counting {} per second over `${{window}}`, e.g. `sum(rate(http_requests_total{{code=~\"5..\"}}[${{window}}]))`", if key == "errors" { "failed requests" } else { "all requests" }),
+            &slo_of,
+            &format!("add `{key}:`, PromQL counting {counted} per second over `${{window}}`, e.g. `sum(rate(http_requests_total{selector}[${{window}}]))`"),
         )?;
         window_query(cx, n, &format!("`slo.{key}` of {what}"), vars, free)
     };
