@@ -209,11 +209,11 @@ pub fn view<'a>(
         let mut key = s.labels.clone();
         key.remove(WINDOW_LABEL);
         let slot = groups.entry(key).or_default();
-        match slot.get(name) {
-            Some(v) if !v.is_nan() && !(s.value > *v) => {}
-            _ => {
-                slot.insert(name, s.value);
-            }
+        // Duplicates of a window (merged replicas): the higher ratio, a number over NaN.
+        let keep = slot.get(name).is_some_and(|v| !v.is_nan() && s.value <= *v)
+            || (s.value.is_nan() && slot.contains_key(name));
+        if !keep {
+            slot.insert(name, s.value);
         }
     }
     let mut out = Vec::with_capacity(groups.len());
