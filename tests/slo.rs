@@ -179,3 +179,354 @@ fn a_release_within_budget_does_not_roll_back_through_a_short_burst() {
     assert!(short > 10.0, "the burst was seen: {short}\n{}", w.dump());
     assert!(long < 10.0, "{long}\n{}", w.dump());
 }
+
+/// Sloth's public examples (`tests/fixtures/sloth/`, source named there): what
+/// `rollwatch import` makes of each spec selects, at every window, the same data as
+/// Sloth's recording rule of that window, and judges as Sloth's page alert does, over
+/// one backfilled history in a real Prometheus; its windows and burn rates are the
+/// page alert's.
+mod sloth {
+    use crate::harness::{backfilled_prometheus, http_get, repo_path, run, urlencode};
+    use rollwatch::core::eval::slo::{view, window_label, WINDOW_LABEL};
+    use rollwatch::core::eval::{Labels, Poll, Sample};
+    use rollwatch::core::rules::{load_str, Clock, LoadOptions, Rule};
+    use rollwatch::core::yaml::{parse_all, Node, Value};
+    use std::collections::BTreeMap;
+    use std::fmt::Write as _;
+
+    const EXAMPLES: &[&str] = &[
+        "getting-started",
+        "home-wifi",
+        "kubernetes-apiserver",
+        "multifile",
+        "openslo-getting-started",
+    ];
+    const STEP: i64 = 30;
+    const SPAN: i64 = 9 * 3600;
+
+    /// Requests per second of one series at `t` seconds after the base: steady, with
+    /// bursts of failures (the one at 6h breaches the page pairs, the one at 8h only
+    /// the short windows).
+    fn rates(t: i64) -> (f64, f64, f64) {
+        let wave = 100.0 + 30.0 * (t as f64 / 1800.0).sin();
+        let burst = |from: i64, to: i64, r: f64| if (from..to).contains(&t) { r } else { 0.0 };
+        let errors =
+            0.1 + burst(6 * 3600, 6 * 3600 + 1200, 20.0) + burst(8 * 3600, 8 * 3600 + 120, 30.0);
+        let throttled = 0.05 + burst(7 * 3600, 7 * 3600 + 600, 4.0);
+        (wave, errors, throttled)
+    }
+
+    /// The history every example's queries read: HTTP and apiserver counters, request
+    /// latency buckets, and wifi clients' satisfaction.
+    fn history(base: i64) -> String {
+        let mut om = String::new();
+        let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+        let (mut ok, mut err, mut thr, mut slow, mut watch) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        let mut t = 0;
+        while t <= SPAN {
+            let (total, e, th) = rates(t);
+            let dt = STEP as f64;
+            ok += (total - e - th) * dt;
+            err += e * dt;
+            thr += th * dt;
+            slow += (0.02 * total + 3.0 * e) * dt;
+            watch += 5.0 * dt;
+            let mut put = |name: &str, v: f64| {
+                series
+                    .entry(name.to_string())
+                    .or_default()
+                    .push((base + t, v))
+            };
+            for job in [
+                "http_request_duration_seconds_count{job=\"myservice\",",
+                "apiserver_request_total{",
+            ] {
+                put(&format!("{job}code=\"200\"}}"), ok);
+                put(&format!("{job}code=\"500\"}}"), err);
+                put(&format!("{job}code=\"429\"}}"), thr);
+            }
+            let all = ok + err + thr;
+            put(
+                "apiserver_request_duration_seconds_count{verb=\"GET\"}",
+                all,
+            );
+            put(
+                "apiserver_request_duration_seconds_bucket{le=\"0.4\",verb=\"GET\"}",
+                all - slow,
+            );
+            put(
+                "apiserver_request_duration_seconds_count{verb=\"WATCH\"}",
+                watch,
+            );
+            put(
+                "apiserver_request_duration_seconds_bucket{le=\"0.4\",verb=\"WATCH\"}",
+                0.0,
+            );
+            for c in 0..6 {
+                let phase = (t as f64 / 900.0 + c as f64).sin();
+                let v = if (6 * 3600..6 * 3600 + 1800).contains(&t) {
+                    0.3 + 0.1 * phase
+                } else {
+                    0.8 + 0.2 * phase
+                };
+                put(
+                    &format!("unifipoller_client_satisfaction_ratio{{client=\"c{c}\"}}"),
+                    v,
+                );
+            }
+            t += STEP;
+        }
+        let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for (name, points) in &series {
+            let family = name.split('{').next().unwrap().to_string();
+            let lines = families.entry(family).or_default();
+            for (ts, v) in points {
+                lines.push(format!("{name} {v} {ts}"));
+            }
+        }
+        for (family, lines) in families {
+            writeln!(om, "# TYPE {family} gauge").unwrap();
+            for l in lines {
+                writeln!(om, "{l}").unwrap();
+            }
+        }
+        om.push_str("# EOF\n");
+        om
+    }
+
+    /// An instant query's result: each series' labels and value.
+    fn query(addr: &str, q: &str, at: i64) -> Vec<(BTreeMap<String, String>, f64)> {
+        let path = format!("/api/v1/query?time={at}&query={}", urlencode(q));
+        let (status, body) = http_get(addr, &path).expect("Prometheus answers");
+        assert_eq!(status, 200, "{q}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                let labels = serde_json::from_value(s["metric"].clone()).unwrap();
+                let value = s["value"][1].as_str().unwrap().parse().unwrap();
+                (labels, value)
+            })
+            .collect()
+    }
+
+    fn get<'n>(n: &'n Node, key: &str) -> Option<&'n Node> {
+        match &n.value {
+            Value::Map(e) => e
+                .iter()
+                .find(|(k, _)| k.scalar_text().as_deref() == Some(key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    fn items(n: Option<&Node>) -> &[Node] {
+        match n.map(|n| &n.value) {
+            Some(Value::Seq(v)) => v,
+            _ => &[],
+        }
+    }
+
+    /// Sloth's generated rules for one example: per SLO (in the spec's order), its
+    /// recording expression of each window, and its page alert's pairs as
+    /// (long, short, burn factor, error budget).
+    struct Generated {
+        recordings: BTreeMap<String, String>,
+        page: Vec<(String, String, f64, f64)>,
+    }
+
+    fn generated(example: &str) -> Vec<Generated> {
+        let text = std::fs::read_to_string(repo_path(&format!(
+            "tests/fixtures/sloth/_gen/{example}.yml"
+        )))
+        .unwrap();
+        let mut ids: Vec<String> = Vec::new();
+        let mut out: BTreeMap<String, Generated> = BTreeMap::new();
+        let pair =
+            regex::Regex::new(r"ratio_rate(\w+)\{[^}]*\} > \(([0-9.eE+-]+) \* ([0-9.eE+-]+)\)")
+                .unwrap();
+        for doc in parse_all(&text).unwrap() {
+            for group in items(get(&doc, "groups")) {
+                for rule in items(get(group, "rules")) {
+                    let text = |n: Option<&Node>| n.and_then(Node::scalar_text).unwrap_or_default();
+                    let labels = get(rule, "labels");
+                    let id = text(labels.and_then(|l| get(l, "sloth_id")));
+                    let expr = text(get(rule, "expr"));
+                    let record = text(get(rule, "record"));
+                    if let Some(w) = record.strip_prefix("slo:sli_error:ratio_rate") {
+                        if !ids.contains(&id) {
+                            ids.push(id.clone());
+                        }
+                        let g = out.entry(id).or_insert(Generated {
+                            recordings: BTreeMap::new(),
+                            page: Vec::new(),
+                        });
+                        g.recordings.insert(w.to_string(), expr);
+                    } else if text(labels.and_then(|l| get(l, "sloth_severity"))) == "page" {
+                        let id = ids
+                            .iter()
+                            .find(|id| expr.contains(&format!("sloth_id=\"{id}\"")))
+                            .unwrap()
+                            .clone();
+                        let found: Vec<(String, f64, f64)> = pair
+                            .captures_iter(&expr)
+                            .map(|c| {
+                                (
+                                    c[1].to_string(),
+                                    c[2].parse().unwrap(),
+                                    c[3].parse().unwrap(),
+                                )
+                            })
+                            .collect();
+                        // Sloth writes each pair short window first.
+                        for p in found.chunks(2) {
+                            out.get_mut(&id).unwrap().page.push((
+                                p[1].0.clone(),
+                                p[0].0.clone(),
+                                p[0].1,
+                                p[0].2,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        ids.into_iter().map(|id| out.remove(&id).unwrap()).collect()
+    }
+
+    fn imported(example: &str) -> Vec<Rule> {
+        let path = repo_path(&format!("tests/fixtures/sloth/{example}.yml"));
+        let (code, stdout, stderr) = run(&["import", path.to_str().unwrap()]);
+        assert_eq!(code, 0, "{example}: {stderr}");
+        let opts = LoadOptions {
+            sets: &[],
+            check: false,
+            outside: None,
+        };
+        load_str("imported.yaml", &stdout, &opts).unwrap().0.rules
+    }
+
+    #[test]
+    fn imported_sloth_examples_select_the_same_data_and_judge_as_sloths_page_alerts() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let base = (now - SPAN - 600) / 60 * 60;
+        let dir = tempfile::tempdir().unwrap();
+        let url = backfilled_prometheus(dir.path(), &history(base));
+        let addr = url.trim_start_matches("http://");
+        // In the 6h burst, after it, in the 7h throttling, in the short 8h burst.
+        let instants = [
+            6 * 3600 + 600,
+            6 * 3600 + 1500,
+            7 * 3600 + 300,
+            8 * 3600 + 60,
+            8 * 3600 + 1800,
+        ];
+        let mut compared = 0;
+        let mut breached = 0;
+        for example in EXAMPLES {
+            let rules = imported(example);
+            let sloth = generated(example);
+            assert_eq!(rules.len(), sloth.len(), "{example}: one rule per SLO");
+            for (rule, g) in rules.iter().zip(&sloth) {
+                let slo = rule.judging.slo.expect("an slo rule");
+                // Sloth writes no alerts for an OpenSLO spec; that example is
+                // getting-started's SLO, whose page alert is the reference.
+                let page = if g.page.is_empty() {
+                    assert!(example.starts_with("openslo"), "{example}: no page alert");
+                    generated("getting-started").remove(0).page
+                } else {
+                    g.page.clone()
+                };
+                // The windows and burn rates are the page alert's.
+                let mine: Vec<(String, String, f64)> = slo
+                    .pairs()
+                    .iter()
+                    .map(|p| (window_label(p.long), window_label(p.short), p.burn))
+                    .collect();
+                let theirs: Vec<(String, String, f64)> = page
+                    .iter()
+                    .map(|(l, s, b, _)| (l.clone(), s.clone(), *b))
+                    .collect();
+                assert_eq!(mine, theirs, "{example} {}", rule.name);
+                for (_, _, _, budget) in &page {
+                    assert!(
+                        (slo.budget() - budget).abs() < 1e-12,
+                        "{example}: budget {} vs {budget}",
+                        slo.budget()
+                    );
+                }
+                for offset in instants {
+                    let at = base + offset;
+                    let clock = Clock {
+                        start_ms: (at - 7 * 86_400) * 1000,
+                        at_ms: at * 1000,
+                    };
+                    let answer = query(addr, &rule.query.at(clock), at);
+                    let mut samples = Vec::new();
+                    let mut sloth_breach = false;
+                    for w in slo.windows().into_iter().map(window_label) {
+                        let theirs = query(addr, &g.recordings[&w], at);
+                        let mine: Vec<f64> = answer
+                            .iter()
+                            .filter(|(l, _)| l.get(WINDOW_LABEL) == Some(&w))
+                            .map(|(_, v)| *v)
+                            .collect();
+                        assert_eq!(theirs.len(), 1, "{example} {w}: {theirs:?}");
+                        assert_eq!(mine.len(), 1, "{example} {w}: {answer:?}");
+                        let (a, b) = (mine[0], theirs[0].1);
+                        assert!(
+                            (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1e-12),
+                            "{example} {} {w} at +{offset}s: rollwatch {a}, Sloth {b}",
+                            rule.name
+                        );
+                        compared += 1;
+                        samples.push((w, b));
+                    }
+                    for (long, short, burn, budget) in &page {
+                        let ratio = |w: &str| samples.iter().find(|(x, _)| x == w).unwrap().1;
+                        sloth_breach |= ratio(long) > burn * budget && ratio(short) > burn * budget;
+                    }
+                    // rollwatch's judgement of its own answer is Sloth's page alert's.
+                    let poll = Poll::Samples(
+                        answer
+                            .iter()
+                            .map(|(l, v)| Sample {
+                                labels: l.clone().into_iter().collect::<Labels>(),
+                                value: *v,
+                            })
+                            .collect(),
+                    );
+                    let (seen, _) = view(Some(&slo), &poll);
+                    let Poll::Samples(seen) = seen.as_ref() else {
+                        panic!()
+                    };
+                    let mine = seen.iter().any(|s| rule.threshold.breached(s.value));
+                    assert_eq!(
+                        mine, sloth_breach,
+                        "{example} {} at +{offset}s: {seen:?}",
+                        rule.name
+                    );
+                    breached += usize::from(mine);
+                }
+            }
+        }
+        assert!(compared >= 100, "{compared}");
+        assert!(
+            breached >= 5,
+            "the history breaches some page alerts: {breached}"
+        );
+    }
+
+    #[test]
+    fn an_slo_whose_page_alert_is_disabled_is_skipped_with_a_note() {
+        let path = repo_path("tests/fixtures/sloth/no-alerts.yml");
+        let (code, _, stderr) = run(&["import", path.to_str().unwrap()]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains("page alert is disabled"), "{stderr}");
+    }
+}
