@@ -326,3 +326,74 @@ fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V1: &str = r#"
+apiVersion: openslo/v1
+kind: SLI
+metadata:
+  name: checkout-good
+spec:
+  ratioMetric:
+    counter: true
+    good:
+      metricSource:
+        type: Prometheus
+        spec:
+          query: sum(rate(http_requests_total{service="checkout",code!~"5.."}[{{.window}}]))
+    total:
+      metricSource:
+        type: Prometheus
+        spec:
+          query: sum(rate(http_requests_total{service="checkout"}[{{ .window }}]))
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: checkout-availability
+spec:
+  service: checkout
+  description: Checkout answers.
+  indicatorRef: checkout-good
+  budgetingMethod: Occurrences
+  timeWindow:
+    - duration: 28d
+      isRolling: true
+  objectives:
+    - target: 0.999
+"#;
+
+    #[test]
+    fn an_openslo_v1_slo_reads_its_referenced_sli_and_counts_errors_as_total_minus_good() {
+        let docs = crate::core::yaml::parse_all(V1).unwrap();
+        let got = import(&docs);
+        assert!(got.diagnostics.is_empty(), "{:?}", got.diagnostics);
+        assert_eq!(got.rules.len(), 1, "{:?}", got.notes);
+        let r = &got.rules[0];
+        assert_eq!(r.name, "checkout-availability");
+        assert_eq!(r.slo.objective, "99.9%");
+        assert_eq!(r.slo.period.as_deref(), Some("28d"));
+        assert_eq!(
+            r.slo.total,
+            r#"sum(rate(http_requests_total{service="checkout"}[${window}]))"#
+        );
+        assert_eq!(
+            r.slo.errors,
+            r#"(sum(rate(http_requests_total{service="checkout"}[${window}]))) - (sum(rate(http_requests_total{service="checkout",code!~"5.."}[${window}])))"#
+        );
+        assert_eq!(r.slo.windows.len(), 2);
+    }
+
+    #[test]
+    fn window_placeholders_are_translated_and_literal_dollars_kept() {
+        assert_eq!(
+            windowed(r#"sum(rate(x{a="${b}"}[{{.window}}]))"#).as_deref(),
+            Some(r#"sum(rate(x{a="$${b}"}[${window}]))"#)
+        );
+        assert_eq!(windowed("sum(rate(x[5m]))"), None);
+        assert_eq!(percent(0.999 * 100.0), "99.9%");
+    }
+}
