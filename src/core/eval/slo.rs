@@ -372,6 +372,43 @@ mod tests {
     }
 
     #[test]
+    fn a_healthy_step_of_the_pending_span_restarts_for_as_a_healthy_poll_would() {
+        use crate::core::eval::{Judging, NoData, Params, RuleEval, StepPoll, Threshold};
+        let params = Params {
+            threshold: Threshold::band(Some(1.0), None),
+            for_: Duration::from_secs(60),
+            no_data: NoData::Ok,
+            judge: Judging {
+                slo: Some(page()),
+                ..Judging::default()
+            },
+        };
+        // Both windows of the page pair above 14.4, or the short one recovered.
+        let poll = |burning: bool| {
+            Poll::Samples(vec![
+                s("1h", "a", 0.02),
+                s("5m", "a", if burning { 0.03 } else { 0.001 }),
+                s("6h", "a", 0.0),
+                s("30m", "a", 0.0),
+            ])
+        };
+        let mut eval = RuleEval::new(params);
+        eval.read(Duration::ZERO, &poll(true), Default::default());
+        assert_eq!(eval.next_due(), Some(Duration::from_secs(60)));
+        let steps: Vec<StepPoll> = (1..=6)
+            .map(|k| StepPoll {
+                at: Duration::from_secs(10 * k),
+                poll: poll(k != 2),
+                guard: None,
+                baseline: None,
+            })
+            .collect();
+        let restarted = eval.confirm(Duration::from_secs(60), &steps, None);
+        let a = Sample::new(&[("service", "a")], 0.0).labels;
+        assert_eq!(restarted, vec![(a, Duration::from_secs(20))]);
+    }
+
+    #[test]
     fn windows_and_condition_read_as_written() {
         let p = page();
         assert_eq!(p.windows().len(), 4);
