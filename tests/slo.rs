@@ -144,6 +144,23 @@ fn a_release_burning_its_budget_rolls_back_once() {
         out.contains("burn_20s=") && out.contains("burn_5s="),
         "{out}\n{err}"
     );
+    // And `gate`, asked while it still burns, blocks with the same reading.
+    let cal = s.path("open.yaml");
+    std::fs::write(&cal, "timezone: UTC\nfreezes: []\n").unwrap();
+    let (code, out, err) = crate::harness::run(&[
+        "gate",
+        "--calendar",
+        cal.to_str().unwrap(),
+        "--rules",
+        file.to_str().unwrap(),
+        "--prometheus",
+        &prometheus().url,
+    ]);
+    assert_eq!(code, 6, "{out}\n{err}");
+    assert!(
+        out.contains("breached when burn > 10 over 20s and 5s") && out.contains("burn_5s="),
+        "{out}\n{err}"
+    );
 }
 
 #[test]
