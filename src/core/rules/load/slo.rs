@@ -171,7 +171,19 @@ fn window_query(
         value: Value::Str(text.replace(WINDOW, &clock)),
         pos: n.pos,
     };
-    compile_query(cx, &renamed, noun, vars, free)
+    let before = cx.diags.len();
+    let q = compile_query(cx, &renamed, noun, vars, free);
+    // What the proof says of `${watch.elapsed}` it says of the `${window}` written.
+    for d in &mut cx.diags[before..] {
+        let say = |t: &str| {
+            t.replace("(the watch's clock)", "(the SLO's window)")
+                .replace(&clock, WINDOW)
+                .replace(" or `@ ${watch.start}`", "")
+        };
+        d.message = say(&d.message);
+        d.help = d.help.as_deref().map(say);
+    }
+    q
 }
 
 /// `windows:`: a list of `{long, short, burn}`, 1 to `MAX_PAIRS`.

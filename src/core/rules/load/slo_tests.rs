@@ -112,6 +112,11 @@ fn bad_slo_input_is_named_at_its_line_and_column_with_a_hint() {
             "errors",
         ),
         (
+            file("      objective: 99.9%\n      errors: sum(rate(y{a=\"${window}\"}[${window}]))\n      total: sum(rate(x[${window}]))\n"),
+            "t.yaml:13:15",
+            "`${window}` (the SLO's window) is a number that changes",
+        ),
+        (
             format!("{}    query: up\n", file(&format!("      objective: 99.9%\n{QUERIES}"))),
             "t.yaml:16:12",
             "both `slo` and `query`",
