@@ -174,12 +174,12 @@ fn window_query(
     let before = cx.diags.len();
     let q = compile_query(cx, &renamed, noun, vars, free);
     // What the proof says of `${watch.elapsed}` it says of the `${window}` written.
+    let say = |t: &str| {
+        t.replace("(the watch's clock)", "(the SLO's window)")
+            .replace(&clock, WINDOW)
+            .replace(" or `@ ${watch.start}`", "")
+    };
     for d in &mut cx.diags[before..] {
-        let say = |t: &str| {
-            t.replace("(the watch's clock)", "(the SLO's window)")
-                .replace(&clock, WINDOW)
-                .replace(" or `@ ${watch.start}`", "")
-        };
         d.message = say(&d.message);
         d.help = d.help.as_deref().map(say);
     }
