@@ -172,9 +172,10 @@ fn a_release_within_budget_does_not_roll_back_through_a_short_burst() {
     let mut w = watch(&s, test, "30s");
     // Once the long window is 15s long (elapsed), a burst of 80 errors: 16% of the
     // 5s window's 500 requests (a burn of 16 there), about 5% of the long window's.
-    let started = w.await_event("watch_started", Duration::from_secs(10));
-    let _ = started;
-    std::thread::sleep(Duration::from_secs(15));
+    // Polls are at start + k × 1s: the 16th is 15s in.
+    for _ in 0..16 {
+        w.await_event_where("poll", Duration::from_secs(10), |e| e["rule"] == "budget");
+    }
     traffic.burst.store(80, Ordering::Relaxed);
     assert_eq!(w.wait(Duration::from_secs(40)), 0, "{}", w.dump());
     assert!(logged_actions(&s).is_empty(), "{:?}", logged_actions(&s));
