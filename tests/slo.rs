@@ -446,6 +446,7 @@ mod sloth {
         ];
         let mut compared = 0;
         let mut breached = 0;
+        let mut judged = 0;
         for example in EXAMPLES {
             let rules = imported(example);
             let sloth = generated(example);
@@ -530,13 +531,15 @@ mod sloth {
                         rule.name
                     );
                     breached += usize::from(mine);
+                    judged += 1;
                 }
             }
         }
         assert!(compared >= 100, "{compared}");
+        // Both verdicts are compared (160 values, 33 of 40 verdicts breached when written).
         assert!(
-            breached >= 5,
-            "the history breaches some page alerts: {breached}"
+            breached >= 5 && judged - breached >= 5,
+            "the history breaches some page alerts, not all: {breached} of {judged}"
         );
     }
 
