@@ -50,6 +50,10 @@
 //!   the stable one (`core::stats::compare_by`); too few samples is insufficient; a
 //!   NaN sample is no data, an infinite one the extreme of its side.
 //!
+//! - `slo`: the rule's answer is one sample per window and series (`slo_window`); each
+//!   series is judged by its burn score, `> 1` when both windows of a pair burn faster
+//!   than the pair's rate (`slo.rs`, read before anything else, at a poll and a step).
+//!
 //! A guard or baseline query that failed makes the whole poll a failed one.
 
 mod evaluator;
