@@ -409,6 +409,41 @@ mod tests {
     }
 
     #[test]
+    fn a_burn_before_the_watch_is_read_with_its_score_even_without_labels() {
+        use crate::core::eval::{read_before, Judging, NoData, Params, StepPoll, Threshold};
+        let params = Params {
+            threshold: Threshold::band(Some(1.0), None),
+            for_: Duration::from_secs(20),
+            no_data: NoData::Ok,
+            judge: Judging {
+                slo: Some(page()),
+                ..Judging::default()
+            },
+        };
+        // `sum(...)`: the series has no labels but its window.
+        let w = |window: &str, v: f64| Sample::new(&[(WINDOW_LABEL, window)], v);
+        let steps: Vec<StepPoll> = (0..3)
+            .map(|k| StepPoll {
+                at: Duration::from_secs(10 * k),
+                poll: Poll::Samples(vec![
+                    w("1h", 0.02),
+                    w("5m", 0.03),
+                    w("6h", 0.0),
+                    w("30m", 0.0),
+                ]),
+                guard: None,
+                baseline: None,
+            })
+            .collect();
+        let before = read_before(&params, &steps, None);
+        let score = before.get(&Labels::new()).copied();
+        assert!(
+            score.is_some_and(|v| (v - 20.0 / 14.4).abs() < 1e-6),
+            "{before:?}"
+        );
+    }
+
+    #[test]
     fn windows_and_condition_read_as_written() {
         let p = page();
         assert_eq!(p.windows().len(), 4);
