@@ -41,6 +41,7 @@ mod rtest;
 mod scenarios;
 mod serve;
 mod shared_store;
+mod slo;
 mod store_conformance;
 mod store_security;
 mod supersede;

@@ -16,7 +16,8 @@ use std::time::Duration;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
-    /// Prometheus rule files or PrometheusRule manifests to import.
+    /// Prometheus rule files, PrometheusRule manifests, or SLO specs (Sloth's
+    /// `prometheus/v1`, OpenSLO `SLO`/`SLI`) to import.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Add the label matcher LABEL="VALUE" to every selector of every expression

@@ -262,6 +262,8 @@ pub struct RuleEval {
     /// `pre_existing: ignore | improve`: the series whose breach began before the
     /// watch and still runs, with their reference (`pre_existing.rs`).
     excused: super::pre_existing::Before,
+    /// `slo:`: the burn evidence of each series at the last poll (`slo::view`).
+    burn: BTreeMap<Labels, super::slo::SloEvidence>,
 }
 
 impl RuleEval {
@@ -281,6 +283,7 @@ impl RuleEval {
             canary: VecDeque::new(),
             stable: VecDeque::new(),
             excused: Default::default(),
+            burn: BTreeMap::new(),
         }
     }
 
@@ -385,7 +388,21 @@ impl RuleEval {
 
     /// `observe` with the judges' extra inputs of the same instant.
     pub fn observe_with(&mut self, at: Duration, poll: &Poll, extra: Extra) -> Vec<Transition> {
+        let (view, burn) = super::slo::view(self.params.judge.slo.as_ref(), poll);
+        self.observe_view(at, &view, burn, extra)
+    }
+
+    /// `observe_with` of a poll already seen through `slo::view` (the poll itself for
+    /// a rule without `slo`), with the burn evidence of its series.
+    pub(super) fn observe_view(
+        &mut self,
+        at: Duration,
+        poll: &Poll,
+        burn: BTreeMap<Labels, super::slo::SloEvidence>,
+        extra: Extra,
+    ) -> Vec<Transition> {
         self.notes = PollNotes::default();
+        self.burn = burn;
         let judge = self.params.judge;
         if let Some(c) = judge.compare {
             return self.observe_compare(at, poll, extra.stable, c);
@@ -444,6 +461,10 @@ impl RuleEval {
             .map(|(_, v)| *v);
         for (labels, value) in &seen {
             let mut evidence = Evidence::default();
+            if let Some(b) = self.burn.get(*labels) {
+                evidence.burn = b.burn.clone();
+                evidence.budget_spent = b.budget_spent;
+            }
             if let Some((min, g)) = guard {
                 let t = judge::traffic(labels, g, judge.guard_on);
                 evidence.traffic = t;

@@ -146,6 +146,8 @@ pub struct Judging {
     pub compare: Option<CompareParams>,
     /// `pre_existing:`: what a breach already there before the watch gets.
     pub pre_existing: super::pre_existing::PreExisting,
+    /// `slo:`: the rule's answer is read as windows' error ratios (`slo.rs`).
+    pub slo: Option<super::slo::SloParams>,
 }
 
 /// Why a verdict was reached: everything a judge compared, for logs, events, reports and
@@ -211,6 +213,15 @@ pub struct Evidence {
         serialize_with = "crate::core::series::float::option"
     )]
     pub before_deploy: Option<f64>,
+    /// `slo:`: the burn rate of each window of the series.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub burn: Vec<super::slo::WindowBurn>,
+    /// `slo:`: the share of the period's error budget spent since the watch began.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "crate::core::series::float::option"
+    )]
+    pub budget_spent: Option<f64>,
 }
 
 impl Evidence {
@@ -246,6 +257,12 @@ impl Evidence {
         }
         if let Some(b) = self.before_deploy {
             out.push(format!("before_deploy={}", text(round(b))));
+        }
+        for w in &self.burn {
+            out.push(format!("burn_{}={}", w.window, text(round(w.burn))));
+        }
+        if let Some(b) = self.budget_spent {
+            out.push(format!("budget_spent={}%", text(round(b * 100.0))));
         }
         out.join(" ")
     }

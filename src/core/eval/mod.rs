@@ -50,6 +50,10 @@
 //!   the stable one (`core::stats::compare_by`); too few samples is insufficient; a
 //!   NaN sample is no data, an infinite one the extreme of its side.
 //!
+//! - `slo`: the rule's answer is one sample per window and series (`slo_window`); each
+//!   series is judged by its burn score, `> 1` when both windows of a pair burn faster
+//!   than the pair's rate (`slo.rs`, read before anything else, at a poll and a step).
+//!
 //! A guard or baseline query that failed makes the whole poll a failed one.
 
 mod evaluator;
@@ -57,6 +61,7 @@ mod judge;
 mod onset;
 mod pre_existing;
 mod reading;
+pub mod slo;
 #[cfg(test)]
 mod test_polls;
 
@@ -68,3 +73,4 @@ pub use judge::{
 pub use onset::StepPoll;
 pub use pre_existing::{read_before, worse_by, Before, PreExisting};
 pub use reading::{Reading, RuleState, Worse};
+pub use slo::{BurnPair, SloParams};

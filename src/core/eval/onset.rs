@@ -89,10 +89,12 @@ pub(super) fn judge_step(
         baseline: step.baseline.as_ref().or(fixed_baseline),
         stable: None,
     };
-    fresh.observe_with(step.at, &step.poll, extra);
+    // An `slo` rule's step is seen as a poll is, one sample per series (`slo::view`).
+    let (poll, burn) = super::slo::view(params.judge.slo.as_ref(), &step.poll);
+    fresh.observe_view(step.at, &poll, burn, extra);
     let notes = fresh.notes();
     let breaching: std::collections::BTreeSet<Labels> = fresh.series().keys().cloned().collect();
-    let present: std::collections::BTreeSet<Labels> = match &step.poll {
+    let present: std::collections::BTreeSet<Labels> = match poll.as_ref() {
         Poll::Samples(s) => s
             .iter()
             .filter(|s| params.threshold.present || !s.value.is_nan())

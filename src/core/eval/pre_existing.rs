@@ -97,16 +97,24 @@ pub fn read_before(params: &Params, steps: &[StepPoll], fixed_baseline: Option<&
         {
             continue;
         }
-        let values = steps.iter().filter_map(|s| match &s.poll {
-            Poll::Samples(v) => Some(v.iter().filter(|x| x.labels == labels)),
-            Poll::Failed => None,
-        });
-        let seen: Vec<&Sample> = values.flatten().collect();
+        // Each step's samples as judged (an `slo` rule's: one burn score per series).
+        let seen: Vec<Sample> = steps
+            .iter()
+            .flat_map(|s| {
+                match super::slo::view(params.judge.slo.as_ref(), &s.poll)
+                    .0
+                    .as_ref()
+                {
+                    Poll::Samples(v) => v.iter().filter(|x| x.labels == labels).cloned().collect(),
+                    Poll::Failed => Vec::new(),
+                }
+            })
+            .collect();
         if labels.is_empty() && seen.is_empty() {
             // The rule-level "no data" series, not a series without labels (`sum(...)`).
             continue;
         }
-        let worst = worse.worst(seen, |x: &&Sample| x.value);
+        let worst = worse.worst(seen.iter(), |x: &&Sample| x.value);
         out.insert(labels, worst.map_or(f64::NAN, |x| x.value));
     }
     out

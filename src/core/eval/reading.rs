@@ -173,7 +173,9 @@ impl RuleEval {
     /// means: `observe_with` plus the worst series, value, reference, evidence and
     /// state. The one place that interprets a poll.
     pub fn read(&mut self, at: Duration, poll: &Poll, extra: super::Extra) -> Reading {
-        let transitions = self.observe_with(at, poll, extra);
+        let (view, burn) = super::slo::view(self.params().judge.slo.as_ref(), poll);
+        let poll = view.as_ref();
+        let transitions = self.observe_view(at, poll, burn, extra);
         let worst = match poll {
             Poll::Samples(s) => self.worse().worst(s.iter(), |s| s.value).cloned(),
             Poll::Failed => None,

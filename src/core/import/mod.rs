@@ -64,6 +64,10 @@ pub struct OutRule {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// An SLO's burn-rate rule (`slo.rs`), instead of `query` (then empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slo: Option<slo::OutSlo>,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub query: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub above: Option<f64>,
@@ -178,7 +182,26 @@ pub fn import_str(
             return out;
         }
     };
-    let mut found = false;
+    // SLO specifications (Sloth, OpenSLO) become `slo:` rules (`slo.rs`).
+    let mut found = docs.iter().any(slo::is_slo);
+    let slos = slo::import(&docs);
+    for r in slos.rules {
+        out.rules.push(OutRule {
+            name: unique_name(&r.name, names),
+            description: r.description,
+            slo: Some(r.slo),
+            query: String::new(),
+            above: None,
+            below: None,
+            breach_when: None,
+            for_: "0s".into(),
+            interval: None,
+            no_data: None,
+            notes: Vec::new(),
+        });
+    }
+    out.diagnostics.extend(slos.diagnostics);
+    out.notes.extend(slos.notes);
     for root in &docs {
         let groups =
             get(root, "groups").or_else(|| get(root, "spec").and_then(|s| get(s, "groups")));
@@ -187,6 +210,7 @@ pub fn import_str(
                 found = true;
                 import_groups(groups, matches, names, &mut out);
             }
+            None if slo::is_slo(root) => {}
             // Another kind of object beside the rules (a Service, a ConfigMap).
             None if docs.len() > 1 => out.notes.push((
                 root.pos,
@@ -363,6 +387,7 @@ fn import_rule(
         name,
         description,
         // A literal `${` in PromQL (inside a string) must not read as a placeholder.
+        slo: None,
         query: query.replace("${", "$${"),
         no_data: below.is_some().then_some("ok"),
         above,
@@ -590,5 +615,6 @@ fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
     }
 }
 
+mod slo;
 #[cfg(test)]
 mod tests;

@@ -12,6 +12,7 @@ mod judge;
 mod notify;
 mod pre_existing;
 mod rule;
+mod slo;
 mod vars;
 
 use super::spec::{defaults, Action, WatchSpec};
@@ -269,9 +270,15 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
             Value::Seq(items) => {
                 let mut names: BTreeMap<String, Pos> = BTreeMap::new();
                 for item in items {
-                    if let Some((rule, pos)) =
-                        compile_rule(cx, item, interval, duration_, vars.as_ref(), &free)
-                    {
+                    if let Some((rule, pos)) = compile_rule(
+                        cx,
+                        item,
+                        interval,
+                        duration_,
+                        vars.as_ref(),
+                        &free,
+                        step.flatten().unwrap_or(defaults::STEP),
+                    ) {
                         if let Some(first) = names.get(&rule.name) {
                             cx.error(
                                 format!(
@@ -387,6 +394,8 @@ mod clock_tests;
 mod judge_tests;
 #[cfg(test)]
 mod pre_existing_tests;
+#[cfg(test)]
+mod slo_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

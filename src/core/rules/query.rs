@@ -36,6 +36,14 @@ pub enum Part {
     Text(String),
     Elapsed,
     Start,
+    /// An `slo:` window (`core::eval::slo`): `${watch.elapsed}` capped at the window
+    /// `cap` instead of `max_window`, and at least `floor` (one step of the data).
+    Window {
+        cap: Duration,
+        floor: Duration,
+    },
+    /// `${watch.elapsed}` as a plain number of seconds (`754`), for arithmetic.
+    ElapsedSecs,
 }
 
 /// Where on a watch's clock a query is asked: both in Unix ms.
@@ -100,6 +108,9 @@ impl Query {
                 Part::Text(t) => t.clone(),
                 Part::Elapsed => format!("${{{ELAPSED}}}"),
                 Part::Start => format!("${{{START}}}"),
+                // Shown as the window a watch longer than it asks.
+                Part::Window { cap, .. } => crate::core::eval::slo::window_label(*cap),
+                Part::ElapsedSecs => format!("${{{ELAPSED}_seconds}}"),
             })
             .collect();
         Query {
@@ -126,6 +137,16 @@ impl Query {
         !self.parts.is_empty()
     }
 
+    /// Its parts (a fixed query: its text), for the loader to compose a query of
+    /// queries it proved (`load/slo.rs`).
+    pub(crate) fn parts(&self) -> Vec<Part> {
+        if self.parts.is_empty() {
+            vec![Part::Text(self.text.clone())]
+        } else {
+            self.parts.clone()
+        }
+    }
+
     /// The cap of `${watch.elapsed}`.
     pub fn max_window(&self) -> Duration {
         self.max_window
@@ -143,6 +164,13 @@ impl Query {
                 Part::Text(t) => out.push_str(t),
                 Part::Elapsed => out.push_str(&duration_text(elapsed(clock, self.max_window))),
                 Part::Start => out.push_str(&start_text(clock.start_ms)),
+                Part::Window { cap, floor } => {
+                    let w = elapsed(clock, *cap).max((*floor).min(*cap));
+                    out.push_str(&duration_text(w));
+                }
+                Part::ElapsedSecs => {
+                    out.push_str(&elapsed(clock, self.max_window).as_secs().to_string())
+                }
             }
         }
         out

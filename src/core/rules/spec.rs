@@ -283,6 +283,9 @@ impl Rule {
     /// comparison (`canary > stable (p < 0.02 per watch, effect >= 20%)`).
     pub fn condition(&self) -> String {
         use crate::core::eval::Direction;
+        if let Some(s) = self.judging.slo {
+            return s.condition();
+        }
         if let Some(c) = self.judging.compare {
             let dir = match c.direction {
                 Direction::Increase => ">",

@@ -270,7 +270,9 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                     nb.map_or("hold", |n| n.as_str()));
             }
         }
-        let samples: Vec<SeriesValue> = match &poll {
+        // An `slo` rule's series as judged (one burn score each), not its windows.
+        let judged = crate::core::eval::slo::view(rule.judging.slo.as_ref(), &poll).0;
+        let samples: Vec<SeriesValue> = match judged.as_ref() {
             Poll::Samples(s) => s
                 .iter()
                 .map(|s| SeriesValue {

@@ -34,6 +34,7 @@ const RULE_KEYS: &[&str] = &[
     "no_baseline",
     "compare",
     "pre_existing",
+    "slo",
 ];
 
 pub(super) fn compile_rule(
@@ -43,6 +44,7 @@ pub(super) fn compile_rule(
     watch_duration: Option<Duration>,
     vars: Option<&BTreeMap<String, String>>,
     free: &BTreeSet<String>,
+    step: Duration,
 ) -> Option<(Rule, Pos)> {
     let f = fields(cx, node, "rule", RULE_KEYS)?;
     let name = required(
@@ -90,7 +92,31 @@ pub(super) fn compile_rule(
             "`labels:` narrows the `ALERTS` series of an `alert:` rule; put label matchers in the query instead",
         );
     }
-    let query = if let Some((canary, _)) = &judges.compare {
+    // `slo:`: the query is written from the objective's errors and total (`load/slo.rs`).
+    let slo_node = f.get("slo");
+    let slo = slo_node.and_then(|n| super::slo::compile_slo(cx, n, &what, vars, free, step));
+    if slo_node.is_some() {
+        for key in [
+            "query",
+            "alert",
+            "above",
+            "below",
+            "breach_when",
+            "compare",
+            "baseline",
+        ] {
+            if let Some(k) = f.get(key) {
+                cx.error_help(
+                    format!("{what} has both `slo` and `{key}`"),
+                    k.pos,
+                    "an `slo:` rule is judged by its burn rates: drop the key, or write a separate rule",
+                );
+            }
+        }
+    }
+    let query = if slo_node.is_some() {
+        slo.as_ref().map(|s| s.query.clone())
+    } else if let Some((canary, _)) = &judges.compare {
         // A compare rule's own query is its canary side.
         canary.clone()
     } else if let Some(a) = alert {
@@ -118,6 +144,12 @@ pub(super) fn compile_rule(
         guard::check_guard(cx, &what, &q.sample(), &g.sample(), pos, on);
     }
     let max_window = max_window(cx, &f, &what, &query, &judges, watch_duration);
+    // An SLO rule's windows are asked whole where there is no watch (`gate`, a
+    // verdict): its `max_window` is at least its longest window.
+    let max_window = match (&slo, f.get("max_window")) {
+        (Some(s), None) => max_window.map(|m| m.max(s.longest)),
+        _ => max_window,
+    };
 
     let above = f.get("above").and_then(|n| number(cx, n, "`above`"));
     let below = f.get("below").and_then(|n| number(cx, n, "`below`"));
@@ -159,7 +191,11 @@ pub(super) fn compile_rule(
                 }
             }
         }
-    } else if !threshold_given && !judges.baseline_threshold && judges.compare.is_none() {
+    } else if !threshold_given
+        && !judges.baseline_threshold
+        && judges.compare.is_none()
+        && slo_node.is_none()
+    {
         cx.error_help(
             format!("{what} has no threshold"),
             f.pos,
@@ -250,7 +286,12 @@ pub(super) fn compile_rule(
     if !judges.ok {
         return None;
     }
+    if slo_node.is_some() && slo.is_none() {
+        return None;
+    }
     let threshold = match present {
+        // The burn score: above 1 when both windows of a pair burn above its rate.
+        _ if slo.is_some() => Threshold::band(Some(1.0), None),
         Some((_, true)) if !threshold_given => Threshold::present(),
         Some(_) => return None,
         None => Threshold::band(above, below),
@@ -272,6 +313,7 @@ pub(super) fn compile_rule(
             action: action?,
             judging: crate::core::eval::Judging {
                 pre_existing: pre_existing?,
+                slo: slo.map(|s| s.params),
                 ..judges.judging
             },
             guard: judges.guard.map(|g| g.capped(max_window)),
