@@ -198,6 +198,11 @@ pub fn import_str(
             interval: None,
             no_data: None,
             notes: Vec::new(),
+            // An SLO is no alerting rule: `rollwatch test` has nothing of promtool's
+            // to compare it with.
+            alert: String::new(),
+            labels: Vec::new(),
+            not_carried: Vec::new(),
         });
     }
     out.diagnostics.extend(slos.diagnostics);

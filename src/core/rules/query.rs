@@ -42,7 +42,8 @@ pub enum Part {
         cap: Duration,
         floor: Duration,
     },
-    /// `${watch.elapsed}` as a plain number of seconds (`754`), for arithmetic.
+    /// `${watch.elapsed}` as a plain number of seconds (`754.000`, `3.453`), for
+    /// arithmetic.
     ElapsedSecs,
 }
 
@@ -169,7 +170,9 @@ impl Query {
                     out.push_str(&duration_text(w));
                 }
                 Part::ElapsedSecs => {
-                    out.push_str(&elapsed(clock, self.max_window).as_secs().to_string())
+                    // To the millisecond, like the windows it multiplies.
+                    let e = elapsed(clock, self.max_window);
+                    out.push_str(&format!("{}.{:03}", e.as_secs(), e.subsec_millis()))
                 }
             }
         }
