@@ -28,7 +28,7 @@ fn version_names_the_git_commit() {
     );
 }
 
-const SUBCOMMANDS: [&str; 9] = [
+const SUBCOMMANDS: [&str; 12] = [
     "watch",
     "check",
     "replay",
@@ -36,6 +36,9 @@ const SUBCOMMANDS: [&str; 9] = [
     "demo",
     "serve",
     "launch",
+    "ctl",
+    "import",
+    "test",
     "completions",
     "man",
 ];

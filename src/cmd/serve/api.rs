@@ -419,7 +419,7 @@ async fn view(agent: &Agent, rec: &WatchRecord, detail: bool) -> Result<Value, A
             json!({
                 "name": r.name,
                 "query": r.query,
-                "threshold": r.threshold.to_string(),
+                "threshold": r.condition(),
                 "for_s": r.for_.as_secs_f64(),
                 "interval_s": r.interval.as_secs_f64(),
                 "action": r.action,
