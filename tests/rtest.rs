@@ -621,3 +621,107 @@ fn a_stale_marker_is_refused_where_it_is_written() {
     assert!(err.contains("`stale` cannot be backfilled"), "{err}");
     assert_clean(dir.path());
 }
+
+/// The judges besides a threshold with `for` (`breaches: M of N` with `min_traffic`, and
+/// `compare`) are judged by `rollwatch test` as by `replay`.
+#[test]
+fn breaches_min_traffic_and_compare_rules_are_judged_as_replay_judges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("rules.yaml", RULES_BREACHES),
+        ("compare.yaml", RULES_COMPARE),
+        ("t.yaml", TEST_BREACHES),
+        ("tc.yaml", TEST_COMPARE),
+    ] {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let files = [dir.path().join("t.yaml"), dir.path().join("tc.yaml")];
+    let args: Vec<&str> = files.iter().map(|p| p.to_str().unwrap()).collect();
+    let o = rtest(&args, dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("4 tests, 4 passed"), "{out}");
+}
+
+const RULES_BREACHES: &str = r#"watch:
+  duration: 5m
+  interval: 15s
+rollback:
+  command: ["true"]
+rules:
+  - name: errors
+    query: err_ratio
+    above: 0.05
+    breaches: 3 of 5
+    min_traffic:
+      query: traffic
+      min: 1
+"#;
+
+const RULES_COMPARE: &str = r#"watch:
+  duration: 10m
+  interval: 15s
+rollback:
+  command: ["true"]
+rules:
+  - name: canary-latency
+    compare:
+      canary: lat{track="canary"}
+      stable: lat{track="stable"}
+      direction: increase
+      confidence: 0.99
+      min_effect: 20%
+      window: 5m
+      min_samples: 5
+    for: 0s
+"#;
+
+const TEST_BREACHES: &str = r#"rule_files: [rules.yaml]
+tests:
+  - name: three breaching polls of five roll back at the third
+    interval: 15s
+    input_series:
+      - series: err_ratio
+        values: "0x3 0.1x40"
+      - series: traffic
+        values: "10x43"
+    expect:
+      outcome: rolled_back
+      actions: [{action: rollback, rule: errors, at: 1m30s}]
+  - name: breaches under min_traffic are insufficient and never act
+    interval: 15s
+    input_series:
+      - series: err_ratio
+        values: "0x3 0.1x40"
+      - series: traffic
+        values: "10x3 0.5x40"
+    expect:
+      outcome: healthy
+      actions: []
+"#;
+
+const TEST_COMPARE: &str = r#"rule_files: [compare.yaml]
+tests:
+  - name: a canary twice as slow as stable rolls back
+    interval: 15s
+    input_series:
+      - series: lat{track="canary"}
+        values: "2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2 1.8 2 2.2"
+      - series: lat{track="stable"}
+        values: "1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1"
+    expect:
+      outcome: rolled_back
+      # One-sided Mann-Whitney, normal approximation: 9 polls a side is the first
+      # pool with p < (1 - 0.99) / 40 polls (z 3.58; 8 a side give only z 3.36).
+      actions: [{action: rollback, rule: canary-latency, at: 2m}]
+  - name: a canary like stable is healthy
+    interval: 15s
+    input_series:
+      - series: lat{track="canary"}
+        values: "1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1"
+      - series: lat{track="stable"}
+        values: "1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9 1 1.1 0.9"
+    expect:
+      outcome: healthy
+      actions: []
+"#;
