@@ -551,3 +551,36 @@ mod sloth {
         assert!(stderr.contains("page alert is disabled"), "{stderr}");
     }
 }
+
+/// On the agent (`serve`), through its shared query source: a burning release rolls
+/// back once, and the watch's API shows the rule's condition, not its inner `> 1`.
+#[test]
+fn on_the_agent_a_burning_release_rolls_back_once() {
+    use crate::harness::agent::Agent;
+    use serde_json::json;
+    let test = "slo-agent";
+    let _traffic = Traffic::start(test, 0.5);
+    let a = Agent::new(None);
+    let slo = format!(
+        "    slo:\n      objective: 99%\n      errors: sum(rate({}[${{window}}]))\n      total: sum(rate({}[${{window}}]))\n      windows: [{{long: 20s, short: 5s, burn: 10}}]\n    for: 3s\n    interval: 1s",
+        series(test, "errors"),
+        series(test, "total")
+    );
+    a.rule_file(
+        "slo",
+        &rule_file()
+            .watch("  duration: 60s\n  interval: 1s\n  step: 1s")
+            .rollback_raw(crate::harness::agent::ROLLBACK)
+            .rule("budget", None, &slo)
+            .build(),
+    );
+    let (status, w) = a.post(json!({"rules": "slo", "duration": "40s", "id": "burn"}));
+    assert_eq!(status, 201, "{w}");
+    let w = a.await_finished("burn", Duration::from_secs(40));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
+    assert_eq!(
+        w["rule_states"][0]["threshold"], "burn > 10 over 20s and 5s",
+        "{w}"
+    );
+}
