@@ -456,8 +456,23 @@ pub fn selector(text: &str) -> Result<(String, Vec<(String, String)>), String> {
         }
     }
     let name = name.ok_or("the series has no metric name")?;
+    // Written as it is into the OpenMetrics backfilled: a name outside Prometheus's
+    // alphabet (a space, a brace, a line break from `__name__="..."`) would write
+    // other samples than the test's.
+    let named = |n: &str| {
+        n.chars().enumerate().all(|(i, c)| {
+            c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+        }) && !n.is_empty()
+    };
+    if !named(&name) {
+        return Err(format!(
+            "the metric name {name:?} is not a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)"
+        ));
+    }
     labels.sort();
-    labels.dedup_by(|a, b| a.0 == b.0);
+    if let Some(w) = labels.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(format!("label `{}` is given twice", w[0].0));
+    }
     Ok((name, labels))
 }
 

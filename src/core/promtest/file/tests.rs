@@ -78,3 +78,22 @@ fn a_series_is_a_name_with_equal_labels() {
         )
     );
 }
+
+#[test]
+fn a_name_that_would_write_other_samples_and_a_label_given_twice_are_refused() {
+    // Written as it is into the backfilled OpenMetrics: a line break in `__name__`
+    // would add a sample the test never gave.
+    for text in [
+        "{__name__=\"x 1 0\\nevil\"}",
+        "{__name__=\"a b\"}",
+        "{__name__=\"x{y}\"}",
+        "{__name__=\"1up\"}",
+        "{__name__=\"up\",__name__=\"x\\ny\"}",
+    ] {
+        let e = selector(text).unwrap_err();
+        assert!(e.contains("not a Prometheus metric name"), "{text}: {e}");
+    }
+    assert!(selector("{__name__=\"job:up:rate5m\"}").is_ok());
+    let e = selector("up{a=\"1\",a=\"2\"}").unwrap_err();
+    assert!(e.contains("label `a` is given twice"), "{e}");
+}
