@@ -725,3 +725,37 @@ tests:
       outcome: healthy
       actions: []
 "#;
+
+/// The port picked for the throwaway Prometheus is free when picked, not surely when
+/// Prometheus binds it: a server that answers there as ready but is not the one
+/// started over the test's series (here, a real Prometheus over another directory)
+/// is never queried. Three ports are tried, then the run stops (exit 2).
+#[test]
+fn a_ready_server_that_is_not_the_one_started_is_never_queried() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = test_file(dir.path(), "3m30s");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let fake = dir.path().join("prometheus");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case \"$a\" in --web.listen-address=*) addr=\"$a\";; --config.file=*) cfg=\"$a\";; esac; done\nexec {} \"$cfg\" --storage.tsdb.path={} \"$addr\" --log.level=warn\n",
+            which("prometheus").display(),
+            other.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = rtest(
+        &[&f, "--prometheus", fake.to_str().unwrap()],
+        dir.path(),
+        None,
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    assert!(err.contains("another server answers on this port"), "{err}");
+    assert!(!out.contains("ok "), "no test was judged: {out}");
+    assert_clean(dir.path());
+}

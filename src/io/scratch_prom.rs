@@ -15,6 +15,9 @@ use tokio::process::{Child, Command};
 
 /// How long Prometheus may take to answer `/-/ready` over the backfilled blocks.
 pub const READY_WITHIN: Duration = Duration::from_secs(60);
+/// Ports tried before giving up (a port picked free may be taken before Prometheus
+/// binds it).
+const BIND_ATTEMPTS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScratchError {
@@ -141,7 +144,39 @@ impl ScratchProm {
         let config = self.dir.join("prometheus.yml");
         std::fs::write(&config, "global:\n  scrape_interval: 15s\n").map_err(io)?;
         let log_path = self.dir.join("prometheus.log");
-        let log = std::fs::File::create(&log_path).map_err(io)?;
+        // The port is free when picked, not necessarily when Prometheus binds it: a
+        // server that took it meanwhile (another Prometheus) could answer as ready. So
+        // the one that answers must be ours (its data directory), else try another port.
+        let mut last = None;
+        for _ in 0..BIND_ATTEMPTS {
+            match self.spawn(prometheus, &config, &data, &log_path).await {
+                Ok(()) => return Ok(()),
+                Err(e @ ScratchError::NotReady { .. }) => {
+                    if let Some(mut c) = self.child.take() {
+                        let _ = c.kill().await;
+                    }
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("at least one attempt"))
+    }
+
+    /// Starts Prometheus on a free port and waits until it, and no other server on
+    /// that port, is ready.
+    async fn spawn(
+        &mut self,
+        prometheus: &Path,
+        config: &Path,
+        data: &Path,
+        log_path: &Path,
+    ) -> Result<(), ScratchError> {
+        let io = |source| ScratchError::Dir {
+            dir: self.dir.clone(),
+            source,
+        };
+        let log = std::fs::File::create(log_path).map_err(io)?;
         let addr = free_addr().map_err(io)?;
         let child = Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
@@ -163,23 +198,37 @@ impl ScratchProm {
         let http = reqwest::Client::new();
         let ready = format!("{}/-/ready", self.url);
         let deadline = tokio::time::Instant::now() + READY_WITHIN;
-        loop {
-            if let Ok(r) = http.get(&ready).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+        let not_ready = |addr: String, why: &str| {
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
+            let mut tail: Vec<&str> = log.lines().rev().take(5).collect();
+            tail.reverse();
+            let mut log = tail.join("\n");
+            if !why.is_empty() {
+                log = format!("{why}\n{log}");
             }
+            ScratchError::NotReady { addr, log }
+        };
+        loop {
             let exited = self
                 .child
                 .as_mut()
                 .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
-            if exited || tokio::time::Instant::now() >= deadline {
-                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(5).collect();
-                return Err(ScratchError::NotReady {
-                    addr,
-                    log: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-                });
+            if exited {
+                return Err(not_ready(addr, ""));
+            }
+            if let Ok(r) = http.get(&ready).send().await {
+                if r.status().is_success() {
+                    return match serves(&http, &self.url, data).await {
+                        true => Ok(()),
+                        false => Err(not_ready(
+                            addr,
+                            "another server answers on this port, not the Prometheus started here",
+                        )),
+                    };
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(not_ready(addr, ""));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -225,6 +274,18 @@ fn scratch_dir() -> Result<PathBuf, ScratchError> {
             source,
         })?;
     Ok(dir)
+}
+
+/// Whether the Prometheus at `url` is the one serving `data` (its
+/// `storage.tsdb.path` flag).
+async fn serves(http: &reqwest::Client, url: &str, data: &Path) -> bool {
+    let Ok(r) = http.get(format!("{url}/api/v1/status/flags")).send().await else {
+        return false;
+    };
+    let Ok(v) = r.json::<serde_json::Value>().await else {
+        return false;
+    };
+    v["data"]["storage.tsdb.path"].as_str() == Some(&data.display().to_string())
 }
 
 /// A loopback address with a port free right now.
