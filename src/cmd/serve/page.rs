@@ -24,32 +24,34 @@
 //! protected against cross-site requests by SameSite=Strict, an Origin check and an
 //! anti-CSRF token.
 
-use super::api::cancel_watch;
-use super::tokens::{constant_time_eq, Tokens};
+use super::tokens::Tokens;
 use crate::core::events::now_ms;
 use crate::io::store::{WatchRecord, WatchState};
 use crate::run::agent::Agent;
 use crate::show::board::{Board, Entry};
-use crate::show::page::{self, encode_path, safe_next};
+use crate::show::page::{self, encode_path};
 use crate::show::report::html;
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use base64::Engine as _;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod forms;
 mod list;
-use list::Snaps;
+mod login;
+mod shared;
+use forms::{cancel, cancel_confirm, order_confirm, order_give};
 /// Finished or cancelled watches listed on `/` after the running ones.
 pub use list::RECENT;
-
-/// The cookie that holds the token (base64url, so any token is a valid cookie value).
-pub const COOKIE: &str = "rollwatch_token";
+use login::{login, login_form, logout};
+/// The cookie that holds the token.
+pub use shared::COOKIE;
+use shared::{caller, error_page, get_watch, html_response, shell, store_error, Fail, Page};
 /// How long a long poll waits for a change.
 const LONG_POLL: Duration = Duration::from_secs(20);
 
@@ -62,19 +64,6 @@ const REPORT_CSP: &str =
 
 const PAGE_CSS: &str = include_str!("assets/page.css");
 const PAGE_JS: &str = include_str!("assets/page.js");
-
-#[derive(Clone)]
-struct Page {
-    agent: Arc<Agent>,
-    /// The tokens of `--token-file` (`name:token` lines say whose): the cookie holds
-    /// the one a person logged in with, so the page knows who gives an order.
-    token: Option<Arc<Tokens>>,
-    board: Arc<Board>,
-    /// The anti-CSRF token of the page's forms (random, per agent process).
-    csrf: Arc<String>,
-    /// The list's snapshots of watches the board does not have (`snaps`).
-    snaps: Arc<Snaps>,
-}
 
 /// A random anti-CSRF token (from the kernel's random source).
 pub fn csrf_secret() -> std::io::Result<String> {
@@ -151,35 +140,6 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// Whose token a request carries, from `Authorization: Bearer` or the cookie: None
-/// for no valid token; Some(None) for a token without a name, or an agent without
-/// tokens (loopback only).
-fn caller(p: &Page, headers: &HeaderMap) -> Option<Option<String>> {
-    let Some(tokens) = &p.token else {
-        return Some(None);
-    };
-    if let Some(b) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    {
-        return tokens.who(b);
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-        .filter_map(|v| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(v)
-                .ok()
-        })
-        .filter_map(|v| String::from_utf8(v).ok())
-        .find_map(|t| tokens.who(&t))
-}
-
 fn authorized(p: &Page, headers: &HeaderMap) -> bool {
     caller(p, headers).is_some()
 }
@@ -208,41 +168,6 @@ async fn auth(State(p): State<Page>, req: Request, next: Next) -> Response {
         .into_response()
 }
 
-/// A POST from one of this agent's own pages: its Origin (or, without one, its
-/// Referer) is this host.
-fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let ours = [format!("http://{host}"), format!("https://{host}")];
-    if let Some(o) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        return ours.iter().any(|x| x == o);
-    }
-    headers
-        .get(header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|r| ours.iter().any(|x| r.starts_with(&format!("{x}/"))))
-}
-/// A whole page around `main` (`show::page::shell`), with the log-out form when the
-/// agent has a token.
-fn shell(p: &Page, title: &str, main: &str, live: Option<(&str, u64, bool)>) -> String {
-    page::shell(title, main, live, p.token.as_ref().map(|_| p.csrf.as_str()))
-}
-
-fn html_response(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
-
-fn error_page(p: &Page, status: StatusCode, msg: &str) -> Response {
-    let main = page::error_main(status.as_u16(), msg);
-    html_response(status, shell(p, "rollwatch agent", &main, None))
-}
-
 /// A fragment with the version it shows (and whether it can still change).
 fn fragment(body: String, version: u64, fin: bool) -> Response {
     (
@@ -260,16 +185,6 @@ fn fragment(body: String, version: u64, fin: bool) -> Response {
         body,
     )
         .into_response()
-}
-
-/// Why a page could not be made: its status and a sentence.
-struct Fail(StatusCode, String);
-
-fn store_error(e: impl std::fmt::Display) -> Fail {
-    Fail(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("cannot read the state store: {e}"),
-    )
 }
 
 /// The list of watches (`list::list_html`).
@@ -308,15 +223,6 @@ async fn watch_html(p: &Page, rec: &WatchRecord, entry: Option<&Entry>) -> Resul
         .await
         .map_err(store_error)?;
     Ok(page::watch_html(rec, entry, live, &actions, now))
-}
-
-async fn get_watch(p: &Page, id: &str) -> Result<WatchRecord, Fail> {
-    let idc = id.to_string();
-    match p.agent.store.call(move |s| s.get(&idc)).await {
-        Ok(Some(r)) => Ok(r),
-        Ok(None) => Err(Fail(StatusCode::NOT_FOUND, format!("no watch `{id}`"))),
-        Err(e) => Err(store_error(e)),
-    }
 }
 
 async fn index(State(p): State<Page>) -> Response {
@@ -425,276 +331,4 @@ async fn report(State(p): State<Page>, Path(id): Path<String>) -> Response {
         html::render(&e.record),
     )
         .into_response()
-}
-
-/// The page of an error unless watch `id` is running (the cancel and order
-/// confirmation steps ask it alike).
-async fn running_watch(p: &Page, id: &str) -> Result<(), Response> {
-    let rec = get_watch(p, id)
-        .await
-        .map_err(|f| error_page(p, f.0, &f.1))?;
-    if rec.state != WatchState::Running {
-        return Err(error_page(
-            p,
-            StatusCode::CONFLICT,
-            &format!("watch `{id}` is not running (it is {})", rec.state.as_str()),
-        ));
-    }
-    Ok(())
-}
-
-async fn cancel_confirm(State(p): State<Page>, Path(id): Path<String>) -> Response {
-    if let Err(r) = running_watch(&p, &id).await {
-        return r;
-    }
-    let main = page::cancel_main(&id, &p.csrf);
-    html_response(StatusCode::OK, shell(&p, "cancel a watch", &main, None))
-}
-
-fn csrf_ok(p: &Page, headers: &HeaderMap, form: &HashMap<String, String>) -> bool {
-    same_origin(headers)
-        && form
-            .get("csrf")
-            .is_some_and(|c| constant_time_eq(c.as_bytes(), p.csrf.as_bytes()))
-}
-
-async fn cancel(
-    State(p): State<Page>,
-    Path(id): Path<String>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    if !csrf_ok(&p, &headers, &form) {
-        return error_page(
-            &p,
-            StatusCode::FORBIDDEN,
-            "this form did not come from this agent's page",
-        );
-    }
-    match cancel_watch(&p.agent, &id).await {
-        Ok(_) => {
-            tracing::info!(event = "watch_cancel_requested", watch = %id, via = "page", "cancel requested from the page");
-            (
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, format!("/watches/{}", encode_path(&id)))],
-            )
-                .into_response()
-        }
-        Err((status, msg)) => error_page(&p, status, &msg),
-    }
-}
-
-/// The confirmation step of a person's order (`/watches/{id}/order/{order}`): what it
-/// does, a required reason, a duration for `hold` and `extend`, and the person's name
-/// when their token has none.
-async fn order_confirm(
-    State(p): State<Page>,
-    Path((id, order)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if !crate::core::control::Order::NAMES.contains(&order.as_str()) {
-        return error_page(&p, StatusCode::NOT_FOUND, &format!("no order {order:?}"));
-    }
-    if let Err(r) = running_watch(&p, &id).await {
-        return r;
-    }
-    let named = caller(&p, &headers).flatten();
-    let main = page::order_main(&id, &order, &p.csrf, named.as_deref());
-    html_response(StatusCode::OK, shell(&p, "order a watch", &main, None))
-}
-
-/// A person's order from the page: the same checks as the API's (`core::control`),
-/// after the page's CSRF and Origin checks; recorded as the logged-in token's name.
-async fn order_give(
-    State(p): State<Page>,
-    Path((id, order)): Path<(String, String)>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    if !csrf_ok(&p, &headers, &form) {
-        return error_page(
-            &p,
-            StatusCode::FORBIDDEN,
-            "this form did not come from this agent's page",
-        );
-    }
-    let who = match caller(&p, &headers).flatten() {
-        Some(name) => name,
-        None => form.get("by").cloned().unwrap_or_default(),
-    };
-    let d = match form.get("for").map(|s| s.trim()).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(t) => match crate::core::rules::parse_duration(t) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                return error_page(
-                    &p,
-                    StatusCode::BAD_REQUEST,
-                    &format!("invalid duration: {e}"),
-                )
-            }
-        },
-    };
-    let reason = form.get("reason").map_or("", String::as_str);
-    let control = crate::core::control::Order::parse(&order, d)
-        .and_then(|o| crate::core::control::Control::new(o, &who, reason, p.agent.clock_now_ms()));
-    let control = match control {
-        Ok(c) => c,
-        Err(e) => return error_page(&p, StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    use crate::io::store::{OrderState, Ordered};
-    let refused = |msg: String| error_page(&p, StatusCode::CONFLICT, &msg);
-    match p.agent.order(&id, &control).await {
-        Ok(Ordered::Queued(row)) if row.state == OrderState::Refused => {
-            refused(format!("refused: {}", row.result.unwrap_or_default()))
-        }
-        Ok(Ordered::Queued(_)) => {
-            tracing::info!(event = "order_given", watch = %id, order = %order, by = %control.who, via = "page", "order given from the page");
-            (
-                StatusCode::SEE_OTHER,
-                [(header::LOCATION, format!("/watches/{}", encode_path(&id)))],
-            )
-                .into_response()
-        }
-        Ok(Ordered::Taken(row)) => refused(format!(
-            "{} already ordered a {} of this watch at {} ({:?}); it runs once",
-            row.order.who,
-            row.order.kind,
-            crate::core::events::rfc3339_ms(row.order.at_ms),
-            row.order.reason
-        )),
-        Ok(Ordered::Claimed { rule, at_ms }) => refused(format!(
-            "{} already started the {order} command of this watch at {}; it runs once",
-            match crate::core::control::manual_by(&rule) {
-                Some(who) => format!("{who}'s order"),
-                None => format!("rule `{rule}`"),
-            },
-            crate::core::events::rfc3339_ms(at_ms)
-        )),
-        Ok(Ordered::NoWatch) => error_page(&p, StatusCode::NOT_FOUND, &format!("no watch `{id}`")),
-        Ok(Ordered::NotRunning(s)) => refused(format!(
-            "watch `{id}` is not running (it is {})",
-            s.as_str()
-        )),
-        Err(e) => error_page(&p, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-    }
-}
-
-fn login_html(p: &Page, next: &str, error: Option<&str>) -> String {
-    page::login_html(p.token.as_ref().map(|_| p.csrf.as_str()), next, error)
-}
-
-async fn login_form(State(p): State<Page>, Query(q): Query<BTreeMap<String, String>>) -> Response {
-    let next = q.get("next").map_or("/", String::as_str);
-    html_response(StatusCode::OK, login_html(&p, next, None))
-}
-
-async fn login(
-    State(p): State<Page>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let next = safe_next(form.get("next").map_or("/", String::as_str)).to_string();
-    let Some(tokens) = &p.token else {
-        return (StatusCode::SEE_OTHER, [(header::LOCATION, next)]).into_response();
-    };
-    if !same_origin(&headers) {
-        return html_response(
-            StatusCode::FORBIDDEN,
-            login_html(
-                &p,
-                &next,
-                Some("this form did not come from this agent's page"),
-            ),
-        );
-    }
-    let given = form.get("token").map_or("", |t| t.trim());
-    let Some(who) = tokens.who(given) else {
-        tracing::warn!(event = "login_refused", "a page login with a wrong token");
-        return html_response(
-            StatusCode::UNAUTHORIZED,
-            login_html(&p, &next, Some("wrong token")),
-        );
-    };
-    // The cookie keeps the token given (so the name it carries), base64url-encoded.
-    let cookie = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(given);
-    tracing::info!(event = "login", who = %who.as_deref().unwrap_or("(a token without a name)"), "page login");
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
-    let set = format!(
-        "{COOKIE}={cookie}; HttpOnly; SameSite=Strict; Path=/{}",
-        if secure { "; Secure" } else { "" }
-    );
-    (
-        StatusCode::SEE_OTHER,
-        [(header::SET_COOKIE, set), (header::LOCATION, next)],
-    )
-        .into_response()
-}
-
-async fn logout(
-    State(p): State<Page>,
-    headers: HeaderMap,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    if !csrf_ok(&p, &headers, &form) {
-        return error_page(
-            &p,
-            StatusCode::FORBIDDEN,
-            "this form did not come from this agent's page",
-        );
-    }
-    (
-        StatusCode::SEE_OTHER,
-        [
-            (
-                header::SET_COOKIE,
-                format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
-            ),
-            (header::LOCATION, "/login".to_string()),
-        ],
-    )
-        .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_post_must_come_from_this_host() {
-        let h = |pairs: &[(&'static str, &str)]| {
-            let mut m = HeaderMap::new();
-            for (k, v) in pairs {
-                m.insert(*k, v.parse().unwrap());
-            }
-            m
-        };
-        assert!(same_origin(&h(&[
-            ("host", "127.0.0.1:7093"),
-            ("origin", "http://127.0.0.1:7093")
-        ])));
-        assert!(!same_origin(&h(&[
-            ("host", "127.0.0.1:7093"),
-            ("origin", "http://evil.example")
-        ])));
-        assert!(!same_origin(&h(&[
-            ("host", "127.0.0.1:7093"),
-            ("origin", "null")
-        ])));
-        assert!(same_origin(&h(&[
-            ("host", "a:1"),
-            ("referer", "http://a:1/watches/x")
-        ])));
-        assert!(!same_origin(&h(&[
-            ("host", "a:1"),
-            ("referer", "http://a:1.evil/x")
-        ])));
-        assert!(
-            !same_origin(&h(&[("host", "a:1")])),
-            "neither header: refused"
-        );
-    }
 }
