@@ -7,7 +7,7 @@
 //! metric, API answer or stored row.
 
 use crate::harness::agent::{http, set, Agent};
-use crate::harness::receiver::{receiver, Request};
+use crate::harness::receiver::{receiver, redirector, Request};
 use crate::harness::rule_file::series;
 use crate::harness::{now_ms, prometheus, start_env, Scratch};
 use serde_json::{json, Value};
@@ -539,4 +539,57 @@ fn the_pagers_example_checks_with_its_secrets_in_the_environment() {
         "{text}"
     );
     assert!(!text.contains("s3cr3t"), "{text}");
+}
+
+/// A channel URL that answers with a redirect to another host: neither PagerDuty's
+/// routing key (in the body a 307 re-sends) nor a Teams URL's signature (in a
+/// `Referer`) may reach that host. The redirect is not followed; the delivery is
+/// refused at once (not retried), and the rollback is not delayed.
+#[test]
+fn a_redirect_to_another_host_carries_no_secret_there() {
+    let prom = prometheus();
+    let s = Scratch::new();
+    let name = "pagers-redirect";
+    prom.exporter.set(&series(name), 0.9);
+    prom.await_value(&series(name), |v| v == Some(0.9));
+    // The other host: the same receiver named `localhost`, not `127.0.0.1`.
+    let elsewhere = receiver(vec![200]);
+    let other = elsewhere.url.replace("127.0.0.1", "localhost");
+    let key = generated("", 32);
+    let sig = generated("sig", 43);
+    let teams = format!("{}?sp=%2Ftriggers&sig={sig}", redirector(&other));
+    let notify = "  - pagerduty: {routing_key: {env: RW_TEST_PD_KEY}, url: {env: RW_TEST_PD_URL}}\n  - teams: {env: RW_TEST_TEAMS}\n    on: [rollback]\n";
+    let file = s.rules(&rules(name, notify));
+    let mut w = start_env(
+        &[
+            "watch",
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &prom.url,
+        ],
+        &[
+            ("RW_TEST_PD_KEY", &key),
+            ("RW_TEST_PD_URL", &redirector(&other)),
+            ("RW_TEST_TEAMS", &teams),
+        ],
+    );
+    assert_eq!(w.wait(Duration::from_secs(40)), 1, "{}", w.dump());
+    let arrived = elsewhere.all_within(Duration::from_millis(500));
+    for r in &arrived {
+        let seen = format!("{} {:?} {}", r.path, r.headers, r.body);
+        assert!(
+            !seen.contains(&key),
+            "the routing key went elsewhere: {r:#?}"
+        );
+        assert!(
+            !seen.contains(&sig),
+            "the Teams signature went elsewhere: {r:#?}"
+        );
+    }
+    assert!(arrived.is_empty(), "no redirect is followed: {arrived:#?}");
+    let log = w.dump();
+    assert!(log.contains("HTTP 307"), "refused, said why: {log}");
+    assert!(!log.contains("notification_retry"), "not retried: {log}");
+    assert!(!log.contains(&key) && !log.contains(&sig), "{log}");
 }

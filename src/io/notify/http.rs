@@ -2,11 +2,26 @@
 //! for the outbox (`deliver_once`), and where each channel kind's body goes
 //! (`request_for`). A channel's secrets (its URL, PagerDuty's routing key, Grafana's
 //! token) are added here, at sending, and never rendered into a body that is stored,
-//! logged or shown; errors never carry the URL.
+//! logged or shown; errors never carry the URL. Redirects are never followed
+//! (`client`): a 307 would re-send the body (PagerDuty's routing key) to wherever
+//! it points, and any redirect would carry the channel's URL (a Teams `sig`) there
+//! in a `Referer` header; a 3xx answer is final, like a 4xx.
 
 use crate::core::rules::{Channel, ChannelKind};
 use serde_json::{json, Value};
 use std::time::Duration;
+
+/// The HTTP client of every delivery (notifications, the outbox, silences): it
+/// follows no redirect and sends no `Referer`, so a channel's secrets go to the
+/// channel's own URL only.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
+        .build()
+        .unwrap_or_default()
+}
 
 /// How deliveries retry.
 #[derive(Debug, Clone, Copy)]
@@ -56,13 +71,15 @@ pub(super) fn request_for(ch: &Channel, body: &Value) -> Request {
 /// Why a POST with retries gave up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PostFailure {
-    /// A 4xx other than 429: the receiver refused the request; retrying cannot help.
+    /// A 4xx other than 429, or a redirect (never followed): the receiver refused
+    /// the request; retrying cannot help.
     Rejected(u16),
     /// Every attempt failed; the last error (never with the URL: it is a secret).
     Exhausted(String),
 }
 
-/// POSTs `body` as JSON under `policy`: a 4xx other than 429 is final, anything else
+/// POSTs `body` as JSON under `policy`: a 4xx other than 429 is final, and so is a
+/// 3xx (`http` should be [`client`], which follows none); anything else
 /// is retried with a doubling backoff. `on_retry(attempt, error, backoff)` is told
 /// before each wait. On success, the response and the attempt it took. Notifications
 /// and Alertmanager silences both go through here.
@@ -97,7 +114,10 @@ async fn post_keyed(
         }
         match req.send().await {
             Ok(r) if r.status().is_success() => return Ok((r, attempt)),
-            Ok(r) if r.status().is_client_error() && r.status().as_u16() != 429 => {
+            Ok(r)
+                if r.status().is_redirection()
+                    || (r.status().is_client_error() && r.status().as_u16() != 429) =>
+            {
                 return Err(PostFailure::Rejected(r.status().as_u16()));
             }
             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),

@@ -206,10 +206,7 @@ fn plan(note: &NoteRow, chs: &Channels) -> Plan {
 
 /// Delivers the outbox's notes for as long as the agent runs.
 pub(super) async fn deliver_loop(agent: Arc<Agent>) {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
+    let http = crate::io::notify::client();
     let mut channels: HashMap<String, Channels> = HashMap::new();
     // Deliveries in flight: new notes are taken as soon as one ends or more are
     // committed, not when the slowest of a round ends (a note in flight is leased, and
