@@ -163,11 +163,8 @@ impl Notifier {
         action: &Value,
         graph: Option<&str>,
     ) -> Value {
-        let mut facts: Vec<(String, String)> = self
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        // The rule's facts first: the vars (also in the title) fill the room left.
+        let mut facts: Vec<(String, String)> = Vec::new();
         if let Some(r) = rule {
             facts.push(("Rule".into(), r.to_string()));
             if let Some(f) = self.fired.get(r) {
@@ -189,6 +186,7 @@ impl Notifier {
             };
             facts.push(("Action".into(), shown));
         }
+        facts.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut links = Vec::new();
         if let Some(g) = graph {
             links.push((g.to_string(), "Open the query in Prometheus".to_string()));
