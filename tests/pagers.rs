@@ -593,3 +593,54 @@ fn a_redirect_to_another_host_carries_no_secret_there() {
     assert!(!log.contains("notification_retry"), "not retried: {log}");
     assert!(!log.contains(&key) && !log.contains(&sig), "{log}");
 }
+
+/// Under `serve`, a `notify` rule that paged before the agent restarted is resolved
+/// at the watch's end all the same: the restarted agent's notifier learns from the
+/// restored state which rules fired (same `dedup_key`: the watch's id and the rule),
+/// or the PagerDuty alert would stay open for ever.
+#[test]
+fn a_page_opened_before_a_restart_is_resolved_at_the_end() {
+    let test = "pagers-restart";
+    set(test, 0.9);
+    let pd = receiver(vec![202]);
+    let key = generated("", 32);
+    let mut a = Agent::new(None);
+    a.kill9();
+    a.env = vec![("RW_TEST_PD_KEY".into(), key.clone())];
+    a.start();
+    let notify = format!(
+        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n",
+        pd.url
+    );
+    let file = rules("", &notify)
+        .replace("  test: \n", "  test:\n")
+        .replace("  duration: 60s", "  duration: 14s")
+        .replace("    for: 1s\n", "    for: 1s\n    action: notify\n");
+    a.rule_file("checkout", &file);
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let fired = pd.next_request(Duration::from_secs(20));
+    check_pagerduty(&fired, &key);
+    assert_eq!(fired.body["event_action"], "trigger", "{:#}", fired.body);
+    assert_eq!(fired.body["dedup_key"], "rollwatch/w/r");
+    assert_eq!(fired.body["payload"]["severity"], "warning");
+    a.kill9();
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(40));
+    let after = pd.all_within(Duration::from_secs(6));
+    for r in &after {
+        check_pagerduty(r, &key);
+    }
+    let resolved: Vec<&Value> = after
+        .iter()
+        .filter(|r| r.body["event_action"] == "resolve")
+        .map(|r| &r.body)
+        .collect();
+    assert_eq!(
+        resolved,
+        [&json!({"event_action": "resolve", "dedup_key": "rollwatch/w/r", "routing_key": key})],
+        "the watch ended ({}); its alert is resolved: {after:#?}\n{}",
+        w["outcome"],
+        a.dump()
+    );
+}

@@ -154,6 +154,14 @@ impl Notifier {
         }
     }
 
+    /// A watch resumed by a restarted (or adopting) agent, whose notifier remembers
+    /// nothing: the `fired` rules had paged before (their alerts are resolved at the
+    /// end like any other), the `failed` ones' actions failed (theirs stay open).
+    pub fn resumed(&mut self, fired: Vec<String>, failed: Vec<String>) {
+        self.paged.extend(fired);
+        self.failed.extend(failed);
+    }
+
     /// The Teams card of a notification: `what` happened; the rule, its value against
     /// the threshold, the action (`action`: its kind and status) and the links.
     pub(super) fn teams_card(

@@ -20,8 +20,9 @@
 use super::lease::LeaseBook;
 use super::types::lock;
 use super::Agent;
+use crate::core::eval::{Phase, RuleEval};
 use crate::core::events::{now_ms, Event, Sink};
-use crate::core::rules::Channel;
+use crate::core::rules::{Channel, WatchSpec};
 use crate::io::notify::{Collected, Notifier, PostFailure};
 use crate::io::store::{NewNote, NoteMark, NoteRow};
 use std::collections::{HashMap, VecDeque};
@@ -119,6 +120,22 @@ impl Herald {
     /// A write with rendered-ahead events failed: they will not be emitted as planned.
     pub(super) fn forget_ahead(&self) {
         lock(&self.ahead).clear();
+    }
+
+    /// The watch resumes from the store (`restore`): the rules of `spec` with a
+    /// series restored firing paged before the restart, and a pause that failed
+    /// (`pause_failed`) keeps its alert open; the notifier is told, so that the end
+    /// resolves the alerts opened before the restart too.
+    pub(super) fn resumed(&self, spec: &WatchSpec, evals: &[RuleEval], pause_failed: Option<&str>) {
+        let fired = spec
+            .rules
+            .iter()
+            .zip(evals)
+            .filter(|(_, e)| e.series().values().any(|s| s.phase == Phase::Firing))
+            .map(|(r, _)| r.name.clone())
+            .collect();
+        let failed = pause_failed.into_iter().map(str::to_string).collect();
+        lock(&self.notifier).resumed(fired, failed);
     }
 
     /// Tells the delivery task that notes were committed.
