@@ -7,7 +7,7 @@
 //! metric, API answer or stored row.
 
 use crate::harness::agent::{http, set, Agent};
-use crate::harness::receiver::{receiver, redirector, Request};
+use crate::harness::receiver::{receiver, receiver_with, redirector, Request};
 use crate::harness::rule_file::series;
 use crate::harness::{now_ms, prometheus, start_env, Scratch};
 use serde_json::{json, Value};
@@ -642,5 +642,50 @@ fn a_page_opened_before_a_restart_is_resolved_at_the_end() {
         "the watch ended ({}); its alert is resolved: {after:#?}\n{}",
         w["outcome"],
         a.dump()
+    );
+}
+
+/// A PagerDuty that answers 429 with `Retry-After: 3` (its rate limit) gets the
+/// event again no sooner than it asked, not after the 0.5 s backoff, and all of the
+/// watch's events still arrive, in order.
+#[test]
+fn a_pager_answering_429_is_retried_after_its_retry_after() {
+    let prom = prometheus();
+    let s = Scratch::new();
+    let name = "pagers-429";
+    prom.exporter.set(&series(name), 0.9);
+    prom.await_value(&series(name), |v| v == Some(0.9));
+    let pd = receiver_with(vec![429, 202], "Retry-After: 3");
+    let key = generated("", 32);
+    let notify = format!(
+        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n",
+        pd.url
+    );
+    let file = s.rules(&rules(name, &notify));
+    let mut w = start_env(
+        &[
+            "watch",
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &prom.url,
+        ],
+        &[("RW_TEST_PD_KEY", &key)],
+    );
+    assert_eq!(w.wait(Duration::from_secs(40)), 1, "{}", w.dump());
+    let got = pd.all_within(Duration::from_millis(500));
+    assert!(got.len() >= 2, "{got:#?}\n{}", w.dump());
+    assert_eq!(got[1].body, got[0].body, "the same event again");
+    let waited = got[1].at_ms - got[0].at_ms;
+    assert!(waited >= 2900, "retried after {waited} ms, asked 3 s");
+    let actions: Vec<&str> = got[1..]
+        .iter()
+        .map(|r| r.body["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["trigger", "trigger", "trigger", "resolve"],
+        "{}",
+        w.dump()
     );
 }

@@ -37,6 +37,17 @@ impl Request {
 }
 
 pub fn receiver(script: Vec<u16>) -> Receiver {
+    receiver_with(script, "")
+}
+
+/// A `receiver` whose every answer carries the header line `header` too (e.g.
+/// `Retry-After: 3`; empty: none).
+pub fn receiver_with(script: Vec<u16>, header: &str) -> Receiver {
+    let header = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, bodies) = mpsc::channel();
@@ -50,6 +61,7 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
             };
             let status = script.get(n).or(script.last()).copied().unwrap_or(200);
             let tx = tx.clone();
+            let header = header.clone();
             thread::spawn(move || {
                 let mut stream = stream;
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -83,7 +95,7 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
                 }
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    "HTTP/1.1 {status} X\r\n{header}Content-Length: 2\r\nConnection: close\r\n\r\nok"
                 );
             });
         }

@@ -80,7 +80,8 @@ pub enum PostFailure {
 
 /// POSTs `body` as JSON under `policy`: a 4xx other than 429 is final, and so is a
 /// 3xx (`http` should be [`client`], which follows none); anything else
-/// is retried with a doubling backoff. `on_retry(attempt, error, backoff)` is told
+/// is retried with a doubling backoff, or after the receiver's `Retry-After` when
+/// longer (at most a minute). `on_retry(attempt, error, backoff)` is told
 /// before each wait. On success, the response and the attempt it took. Notifications
 /// and Alertmanager silences both go through here.
 pub async fn post_json(
@@ -105,6 +106,8 @@ async fn post_keyed(
     let mut backoff = policy.backoff;
     let mut last = String::new();
     for attempt in 1..=policy.attempts {
+        // A receiver's `Retry-After` (429, 503): waited for when longer than the backoff.
+        let mut asked = Duration::ZERO;
         let mut req = http.post(url).json(body).timeout(policy.timeout);
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
@@ -120,7 +123,10 @@ async fn post_keyed(
             {
                 return Err(PostFailure::Rejected(r.status().as_u16()));
             }
-            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+            Ok(r) => {
+                asked = retry_after(r.headers());
+                last = format!("HTTP {}", r.status().as_u16());
+            }
             // Without the URL: it is a secret.
             Err(e) => {
                 last = if e.is_timeout() {
@@ -131,12 +137,28 @@ async fn post_keyed(
             }
         }
         if attempt < policy.attempts {
-            on_retry(attempt, &last, backoff);
-            tokio::time::sleep(backoff).await;
+            let wait = backoff.max(asked);
+            on_retry(attempt, &last, wait);
+            tokio::time::sleep(wait).await;
             backoff *= 2;
         }
     }
     Err(PostFailure::Exhausted(last))
+}
+
+/// The longest `Retry-After` waited for: a receiver asking for more gets this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A `Retry-After: SECONDS` header (zero when absent or an HTTP date), at most
+/// `MAX_RETRY_AFTER`.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::ZERO, |s| {
+            Duration::from_secs(s).min(MAX_RETRY_AFTER)
+        })
 }
 
 /// One attempt to deliver a stored notification (`serve`'s outbox) to channel `ch`,
@@ -185,5 +207,26 @@ pub(super) async fn deliver(http: reqwest::Client, ch: Channel, kind: String, bo
         Err(PostFailure::Exhausted(last)) => {
             tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, error = %last, "notification to {label} failed after {} attempts: {last}", policy.attempts);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+
+    #[test]
+    fn retry_after_is_read_in_seconds_and_capped() {
+        let of = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, HeaderValue::from_str(v).unwrap());
+            retry_after(&h)
+        };
+        assert_eq!(of("3"), Duration::from_secs(3));
+        assert_eq!(of(" 7 "), Duration::from_secs(7));
+        assert_eq!(of("86400"), MAX_RETRY_AFTER);
+        assert_eq!(of("Wed, 21 Oct 2026 07:28:00 GMT"), Duration::ZERO);
+        assert_eq!(of("-1"), Duration::ZERO);
+        assert_eq!(retry_after(&HeaderMap::new()), Duration::ZERO);
     }
 }
