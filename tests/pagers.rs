@@ -689,3 +689,37 @@ fn a_pager_answering_429_is_retried_after_its_retry_after() {
         w.dump()
     );
 }
+
+/// Under `serve`, the outbox too waits what a 429's `Retry-After` asked for before
+/// it tries the note again (not its 0.5 s backoff).
+#[test]
+fn on_the_agent_a_429_is_retried_after_its_retry_after() {
+    let test = "pagers-agent-429";
+    set(test, 0.9);
+    let pd = receiver_with(vec![429, 202], "Retry-After: 3");
+    let key = generated("", 32);
+    let mut a = Agent::new(None);
+    a.kill9();
+    a.env = vec![("RW_TEST_PD_KEY".into(), key.clone())];
+    a.start();
+    let notify = format!(
+        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n",
+        pd.url
+    );
+    a.rule_file(
+        "checkout",
+        &rules("", &notify).replace("  test: \n", "  test:\n"),
+    );
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let first = pd.next_request(Duration::from_secs(20));
+    let again = pd.next_request(Duration::from_secs(10));
+    assert_eq!(again.body, first.body, "the same event again");
+    let waited = again.at_ms - first.at_ms;
+    assert!(
+        waited >= 2900,
+        "retried after {waited} ms, asked 3 s\n{}",
+        a.dump()
+    );
+    check_pagerduty(&again, &key);
+}

@@ -91,10 +91,13 @@ pub async fn post_json(
     policy: RetryPolicy,
     on_retry: impl FnMut(u32, &str, Duration),
 ) -> Result<(reqwest::Response, u32), PostFailure> {
-    post_keyed(http, url, body, (None, None), policy, on_retry).await
+    post_keyed(http, url, body, (None, None), policy, on_retry)
+        .await
+        .map_err(|(f, _)| f)
 }
 
-/// `post_json` with an `Idempotency-Key` header and a bearer token when given.
+/// `post_json` with an `Idempotency-Key` header and a bearer token when given; a
+/// failure comes with the wait its last answer asked for (`Retry-After`; zero: none).
 async fn post_keyed(
     http: &reqwest::Client,
     url: &str,
@@ -102,12 +105,13 @@ async fn post_keyed(
     (key, bearer): (Option<&str>, Option<&str>),
     policy: RetryPolicy,
     mut on_retry: impl FnMut(u32, &str, Duration),
-) -> Result<(reqwest::Response, u32), PostFailure> {
+) -> Result<(reqwest::Response, u32), (PostFailure, Duration)> {
     let mut backoff = policy.backoff;
     let mut last = String::new();
+    // A receiver's `Retry-After` (429, 503): waited for when longer than the backoff.
+    let mut asked = Duration::ZERO;
     for attempt in 1..=policy.attempts {
-        // A receiver's `Retry-After` (429, 503): waited for when longer than the backoff.
-        let mut asked = Duration::ZERO;
+        asked = Duration::ZERO;
         let mut req = http.post(url).json(body).timeout(policy.timeout);
         if let Some(k) = key {
             req = req.header("Idempotency-Key", k);
@@ -121,7 +125,7 @@ async fn post_keyed(
                 if r.status().is_redirection()
                     || (r.status().is_client_error() && r.status().as_u16() != 429) =>
             {
-                return Err(PostFailure::Rejected(r.status().as_u16()));
+                return Err((PostFailure::Rejected(r.status().as_u16()), Duration::ZERO));
             }
             Ok(r) => {
                 asked = retry_after(r.headers());
@@ -143,7 +147,7 @@ async fn post_keyed(
             backoff *= 2;
         }
     }
-    Err(PostFailure::Exhausted(last))
+    Err((PostFailure::Exhausted(last), asked))
 }
 
 /// The longest `Retry-After` waited for: a receiver asking for more gets this.
@@ -164,13 +168,14 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
 /// One attempt to deliver a stored notification (`serve`'s outbox) to channel `ch`,
 /// with `key` as its `Idempotency-Key` header (a receiver that saw the key already
 /// may ignore the repeat; Alertmanager needs none: the same alert's labels make a
-/// repeat an update of the same alert). The outbox retries, across restarts.
+/// repeat an update of the same alert). The outbox retries, across restarts; a
+/// failure comes with the wait the receiver asked for (`Retry-After`; zero: none).
 pub async fn deliver_once(
     http: &reqwest::Client,
     ch: &Channel,
     body: &Value,
     key: &str,
-) -> Result<(), PostFailure> {
+) -> Result<(), (PostFailure, Duration)> {
     let r = request_for(ch, body);
     let policy = RetryPolicy {
         attempts: 1,
@@ -201,10 +206,10 @@ pub(super) async fn deliver(http: reqwest::Client, ch: Channel, kind: String, bo
         Ok((_, attempt)) => {
             tracing::info!(event = "notification_sent", channel = %label, kind = %kind, attempt, "notification sent to {label}");
         }
-        Err(PostFailure::Rejected(status)) => {
+        Err((PostFailure::Rejected(status), _)) => {
             tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, status, "{label} rejected the notification (HTTP {status}); not retried");
         }
-        Err(PostFailure::Exhausted(last)) => {
+        Err((PostFailure::Exhausted(last), _)) => {
             tracing::warn!(event = "notification_failed", channel = %label, kind = %kind, error = %last, "notification to {label} failed after {} attempts: {last}", policy.attempts);
         }
     }

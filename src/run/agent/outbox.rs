@@ -337,9 +337,10 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
     )
     .await
     .unwrap_or_else(|_| {
-        Err(PostFailure::Exhausted(format!(
-            "no answer within {ATTEMPT_CAP:?}"
-        )))
+        Err((
+            PostFailure::Exhausted(format!("no answer within {ATTEMPT_CAP:?}")),
+            Duration::ZERO,
+        ))
     });
     match sent {
         Ok(()) => {
@@ -350,7 +351,7 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
             })
             .await;
         }
-        Err(PostFailure::Rejected(status)) => {
+        Err((PostFailure::Rejected(status), _)) => {
             warn!(event = "notification_failed", watch = %note.watch, channel = %label, kind = %note.kind, status, "{label} rejected the notification (HTTP {status}); not retried");
             mark(NoteMark::Done {
                 at_ms: now_ms(),
@@ -358,7 +359,7 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
             })
             .await;
         }
-        Err(PostFailure::Exhausted(last)) => {
+        Err((PostFailure::Exhausted(last), asked)) => {
             let attempts = note.attempts + 1;
             if attempts > i64::from(channel.retries) {
                 warn!(event = "notification_failed", watch = %note.watch, channel = %label, kind = %note.kind, error = %last, "notification to {label} failed after {attempts} attempts: {last}");
@@ -368,7 +369,8 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
                 })
                 .await;
             } else {
-                let after = backoff(note.attempts);
+                // Or later, when the receiver asked for more (`Retry-After`).
+                let after = backoff(note.attempts).max(asked);
                 info!(event = "notification_retry", watch = %note.watch, channel = %label, kind = %note.kind, attempt = attempts, error = %last, "retrying {label} in {after:?}");
                 mark(NoteMark::Retry { attempts, after }).await;
             }
