@@ -294,7 +294,7 @@ mod tests {
             let text = duration_text(Duration::from_millis(ms));
             assert_eq!(text, want);
             let q = format!("increase(x[{text}])");
-            let parsed = crate::core::rules::structure::parse(&q).unwrap();
+            let parsed = promql_parser::parser::parse(&q).unwrap();
             let promql_parser::parser::Expr::Call(call) = parsed else {
                 panic!("{q}: not a call")
             };
