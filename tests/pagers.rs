@@ -7,7 +7,7 @@
 //! metric, API answer or stored row.
 
 use crate::harness::agent::{http, set, Agent};
-use crate::harness::receiver::{receiver, Request};
+use crate::harness::receiver::{receiver, receiver_with, redirector, Request};
 use crate::harness::rule_file::series;
 use crate::harness::{now_ms, prometheus, start_env, Scratch};
 use serde_json::{json, Value};
@@ -539,4 +539,187 @@ fn the_pagers_example_checks_with_its_secrets_in_the_environment() {
         "{text}"
     );
     assert!(!text.contains("s3cr3t"), "{text}");
+}
+
+/// A channel URL that answers with a redirect to another host: neither PagerDuty's
+/// routing key (in the body a 307 re-sends) nor a Teams URL's signature (in a
+/// `Referer`) may reach that host. The redirect is not followed; the delivery is
+/// refused at once (not retried), and the rollback is not delayed.
+#[test]
+fn a_redirect_to_another_host_carries_no_secret_there() {
+    let prom = prometheus();
+    let s = Scratch::new();
+    let name = "pagers-redirect";
+    prom.exporter.set(&series(name), 0.9);
+    prom.await_value(&series(name), |v| v == Some(0.9));
+    // The other host: the same receiver named `localhost`, not `127.0.0.1`.
+    let elsewhere = receiver(vec![200]);
+    let other = elsewhere.url.replace("127.0.0.1", "localhost");
+    let key = generated("", 32);
+    let sig = generated("sig", 43);
+    let teams = format!("{}?sp=%2Ftriggers&sig={sig}", redirector(&other));
+    let notify = "  - pagerduty: {routing_key: {env: RW_TEST_PD_KEY}, url: {env: RW_TEST_PD_URL}}\n  - teams: {env: RW_TEST_TEAMS}\n    on: [rollback]\n";
+    let file = s.rules(&rules(name, notify));
+    let mut w = start_env(
+        &[
+            "watch",
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &prom.url,
+        ],
+        &[
+            ("RW_TEST_PD_KEY", &key),
+            ("RW_TEST_PD_URL", &redirector(&other)),
+            ("RW_TEST_TEAMS", &teams),
+        ],
+    );
+    assert_eq!(w.wait(Duration::from_secs(40)), 1, "{}", w.dump());
+    let arrived = elsewhere.all_within(Duration::from_millis(500));
+    for r in &arrived {
+        let seen = format!("{} {:?} {}", r.path, r.headers, r.body);
+        assert!(
+            !seen.contains(&key),
+            "the routing key went elsewhere: {r:#?}"
+        );
+        assert!(
+            !seen.contains(&sig),
+            "the Teams signature went elsewhere: {r:#?}"
+        );
+    }
+    assert!(arrived.is_empty(), "no redirect is followed: {arrived:#?}");
+    let log = w.dump();
+    assert!(log.contains("HTTP 307"), "refused, said why: {log}");
+    assert!(!log.contains("notification_retry"), "not retried: {log}");
+    assert!(!log.contains(&key) && !log.contains(&sig), "{log}");
+}
+
+/// Under `serve`, a `notify` rule that paged before the agent restarted is resolved
+/// at the watch's end all the same: the restarted agent's notifier learns from the
+/// restored state which rules fired (same `dedup_key`: the watch's id and the rule),
+/// or the PagerDuty alert would stay open for ever.
+#[test]
+fn a_page_opened_before_a_restart_is_resolved_at_the_end() {
+    let test = "pagers-restart";
+    set(test, 0.9);
+    let pd = receiver(vec![202]);
+    let key = generated("", 32);
+    let mut a = Agent::new(None);
+    a.kill9();
+    a.env = vec![("RW_TEST_PD_KEY".into(), key.clone())];
+    a.start();
+    let notify = format!(
+        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n",
+        pd.url
+    );
+    let file = rules("", &notify)
+        .replace("  test: \n", "  test:\n")
+        .replace("  duration: 60s", "  duration: 14s")
+        .replace("    for: 1s\n", "    for: 1s\n    action: notify\n");
+    a.rule_file("checkout", &file);
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let fired = pd.next_request(Duration::from_secs(20));
+    check_pagerduty(&fired, &key);
+    assert_eq!(fired.body["event_action"], "trigger", "{:#}", fired.body);
+    assert_eq!(fired.body["dedup_key"], "rollwatch/w/r");
+    assert_eq!(fired.body["payload"]["severity"], "warning");
+    a.kill9();
+    a.start();
+    let w = a.await_finished("w", Duration::from_secs(40));
+    let after = pd.all_within(Duration::from_secs(6));
+    for r in &after {
+        check_pagerduty(r, &key);
+    }
+    let resolved: Vec<&Value> = after
+        .iter()
+        .filter(|r| r.body["event_action"] == "resolve")
+        .map(|r| &r.body)
+        .collect();
+    assert_eq!(
+        resolved,
+        [&json!({"event_action": "resolve", "dedup_key": "rollwatch/w/r", "routing_key": key})],
+        "the watch ended ({}); its alert is resolved: {after:#?}\n{}",
+        w["outcome"],
+        a.dump()
+    );
+}
+
+/// A PagerDuty that answers 429 with `Retry-After: 3` (its rate limit) gets the
+/// event again no sooner than it asked, not after the 0.5 s backoff, and all of the
+/// watch's events still arrive, in order.
+#[test]
+fn a_pager_answering_429_is_retried_after_its_retry_after() {
+    let prom = prometheus();
+    let s = Scratch::new();
+    let name = "pagers-429";
+    prom.exporter.set(&series(name), 0.9);
+    prom.await_value(&series(name), |v| v == Some(0.9));
+    let pd = receiver_with(vec![429, 202], "Retry-After: 3");
+    let key = generated("", 32);
+    let notify = format!(
+        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n",
+        pd.url
+    );
+    let file = s.rules(&rules(name, &notify));
+    let mut w = start_env(
+        &[
+            "watch",
+            "--rules",
+            file.to_str().unwrap(),
+            "--prometheus",
+            &prom.url,
+        ],
+        &[("RW_TEST_PD_KEY", &key)],
+    );
+    assert_eq!(w.wait(Duration::from_secs(40)), 1, "{}", w.dump());
+    let got = pd.all_within(Duration::from_millis(500));
+    assert!(got.len() >= 2, "{got:#?}\n{}", w.dump());
+    assert_eq!(got[1].body, got[0].body, "the same event again");
+    let waited = got[1].at_ms - got[0].at_ms;
+    assert!(waited >= 2900, "retried after {waited} ms, asked 3 s");
+    let actions: Vec<&str> = got[1..]
+        .iter()
+        .map(|r| r.body["event_action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["trigger", "trigger", "trigger", "resolve"],
+        "{}",
+        w.dump()
+    );
+}
+
+/// Under `serve`, the outbox too waits what a 429's `Retry-After` asked for before
+/// it tries the note again (not its 0.5 s backoff).
+#[test]
+fn on_the_agent_a_429_is_retried_after_its_retry_after() {
+    let test = "pagers-agent-429";
+    set(test, 0.9);
+    let pd = receiver_with(vec![429, 202], "Retry-After: 3");
+    let key = generated("", 32);
+    let mut a = Agent::new(None);
+    a.kill9();
+    a.env = vec![("RW_TEST_PD_KEY".into(), key.clone())];
+    a.start();
+    let notify = format!(
+        "  - pagerduty: {{routing_key: {{env: RW_TEST_PD_KEY}}, url: \"{}\"}}\n",
+        pd.url
+    );
+    a.rule_file(
+        "checkout",
+        &rules("", &notify).replace("  test: \n", "  test:\n"),
+    );
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "w"}));
+    assert_eq!(status, 201, "{w}");
+    let first = pd.next_request(Duration::from_secs(20));
+    let again = pd.next_request(Duration::from_secs(10));
+    assert_eq!(again.body, first.body, "the same event again");
+    let waited = again.at_ms - first.at_ms;
+    assert!(
+        waited >= 2900,
+        "retried after {waited} ms, asked 3 s\n{}",
+        a.dump()
+    );
+    check_pagerduty(&again, &key);
 }

@@ -29,7 +29,7 @@ mod pagers;
 mod teams;
 mod text;
 
-pub use http::{deliver_once, post_json, PostFailure, RetryPolicy};
+pub use http::{client, deliver_once, post_json, PostFailure, RetryPolicy};
 
 use crate::core::eval::Labels;
 use crate::core::events::{rfc3339_ms, secs, Event, RuleInfo, Sink};
@@ -126,10 +126,7 @@ pub struct Notifier {
 impl Notifier {
     pub fn new(channels: Vec<Channel>) -> (Notifier, Deliveries) {
         let deliveries = Deliveries::default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
+        let http = http::client();
         let n = Notifier {
             channels,
             http,
@@ -296,10 +293,7 @@ pub async fn send_now(channels: &[Channel], kind: &str, summary: String, mut pay
         m.insert("kind".into(), json!(kind));
         m.insert("summary".into(), json!(summary));
     }
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
+    let http = http::client();
     let mut tasks = Vec::new();
     for ch in channels.iter().filter(|c| c.on.iter().any(|k| k == kind)) {
         let body = match ch.kind {

@@ -30,10 +30,7 @@ pub fn body(spec: &SilenceSpec, comment: &str, now_ms: i64) -> Value {
 /// Creates the silence (with the notifications' retry policy: 3 attempts, 5s each,
 /// 0.5s then 1s apart) and returns its id. Errors never name the URL: it is a secret.
 pub async fn create(spec: &SilenceSpec, comment: &str, now_ms: i64) -> Result<String, String> {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| e.without_url().to_string())?;
+    let http = crate::io::notify::client();
     let url = format!("{}/api/v2/silences", spec.url.trim_end_matches('/'));
     let policy = RetryPolicy::default();
     match post_json(

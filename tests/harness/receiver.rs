@@ -37,6 +37,17 @@ impl Request {
 }
 
 pub fn receiver(script: Vec<u16>) -> Receiver {
+    receiver_with(script, "")
+}
+
+/// A `receiver` whose every answer carries the header line `header` too (e.g.
+/// `Retry-After: 3`; empty: none).
+pub fn receiver_with(script: Vec<u16>, header: &str) -> Receiver {
+    let header = if header.is_empty() {
+        String::new()
+    } else {
+        format!("{header}\r\n")
+    };
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let (tx, bodies) = mpsc::channel();
@@ -50,6 +61,7 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
             };
             let status = script.get(n).or(script.last()).copied().unwrap_or(200);
             let tx = tx.clone();
+            let header = header.clone();
             thread::spawn(move || {
                 let mut stream = stream;
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -83,7 +95,7 @@ pub fn receiver(script: Vec<u16>) -> Receiver {
                 }
                 let _ = write!(
                     stream,
-                    "HTTP/1.1 {status} X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+                    "HTTP/1.1 {status} X\r\n{header}Content-Length: 2\r\nConnection: close\r\n\r\nok"
                 );
             });
         }
@@ -116,4 +128,38 @@ impl Receiver {
         }
         out
     }
+}
+
+/// A receiver that answers every request with `307 Temporary Redirect` to `to` (a
+/// receiver on another host, say): a stand-in for a channel URL that moved, or for
+/// one an attacker controls the answers of.
+pub fn redirector(to: &str) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let to = to.to_string();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let to = to.clone();
+            thread::spawn(move || {
+                let mut stream = stream;
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut line, mut len) = (String::new(), 0usize);
+                while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let _ = reader.read_exact(&mut vec![0; len]);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            });
+        }
+    });
+    url
 }

@@ -154,6 +154,14 @@ impl Notifier {
         }
     }
 
+    /// A watch resumed by a restarted (or adopting) agent, whose notifier remembers
+    /// nothing: the `fired` rules had paged before (their alerts are resolved at the
+    /// end like any other), the `failed` ones' actions failed (theirs stay open).
+    pub fn resumed(&mut self, fired: Vec<String>, failed: Vec<String>) {
+        self.paged.extend(fired);
+        self.failed.extend(failed);
+    }
+
     /// The Teams card of a notification: `what` happened; the rule, its value against
     /// the threshold, the action (`action`: its kind and status) and the links.
     pub(super) fn teams_card(
@@ -163,11 +171,8 @@ impl Notifier {
         action: &Value,
         graph: Option<&str>,
     ) -> Value {
-        let mut facts: Vec<(String, String)> = self
-            .vars
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        // The rule's facts first: the vars (also in the title) fill the room left.
+        let mut facts: Vec<(String, String)> = Vec::new();
         if let Some(r) = rule {
             facts.push(("Rule".into(), r.to_string()));
             if let Some(f) = self.fired.get(r) {
@@ -189,6 +194,7 @@ impl Notifier {
             };
             facts.push(("Action".into(), shown));
         }
+        facts.extend(self.vars.iter().map(|(k, v)| (k.clone(), v.clone())));
         let mut links = Vec::new();
         if let Some(g) = graph {
             links.push((g.to_string(), "Open the query in Prometheus".to_string()));

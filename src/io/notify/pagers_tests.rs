@@ -64,9 +64,14 @@ fn info() -> RuleInfo {
 /// A watch whose rule fires and whose rollback ends `succeeded`; the rendered notes
 /// as (channel, body).
 fn run(n: Notifier, succeeded: bool) -> Vec<(usize, Value)> {
+    let vars = BTreeMap::from([("service".to_string(), "checkout".to_string())]);
+    run_with(n, succeeded, vars)
+}
+
+/// `run` with the watch's `vars`.
+fn run_with(n: Notifier, succeeded: bool, vars: BTreeMap<String, String>) -> Vec<(usize, Value)> {
     let (mut n, out) = (n, crate::io::notify::Collected::default());
     n.collect = Some(out.clone());
-    let vars = BTreeMap::from([("service".to_string(), "checkout".to_string())]);
     n.emit(
         1_765_000_000_000,
         &Event::WatchStarted {
@@ -301,6 +306,48 @@ fn teams_gets_a_card_with_the_rule_value_threshold_action_and_links() {
     assert_eq!(
         urls,
         ["http://prom:9090/graph?g0.expr=x", "https://rw.example/w-4"]
+    );
+}
+
+/// A release with many vars (service, version, region, cluster, ...): the card still
+/// shows the rule, value, threshold, action and the report, whatever the vars crowd
+/// out (they are in the title too).
+#[test]
+fn a_teams_card_keeps_the_rule_and_action_facts_with_many_vars() {
+    let vars: BTreeMap<String, String> = (0..14)
+        .map(|i| (format!("var{i:02}"), format!("value {i}")))
+        .collect();
+    let (n, _) = Notifier::new(channels());
+    let notes = run_with(
+        n.with_watch_id("w-5")
+            .with_report("/tmp/r/report.html".into()),
+        true,
+        vars,
+    );
+    let t = of(&notes, 1);
+    let facts: BTreeMap<&str, &str> = t[0]["attachments"][0]["content"]["body"][1]["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["title"].as_str().unwrap(), f["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(facts.get("Rule"), Some(&"errors"), "{facts:?}");
+    assert_eq!(facts.get("Value"), Some(&"0.9"), "{facts:?}");
+    assert_eq!(facts.get("Threshold"), Some(&"> 0.5"), "{facts:?}");
+    assert_eq!(
+        facts.get("Action"),
+        Some(&"rollback: succeeded"),
+        "{facts:?}"
+    );
+    assert_eq!(
+        facts.get("Report"),
+        Some(&"/tmp/r/report.html"),
+        "{facts:?}"
+    );
+    assert!(facts.len() <= 12, "{facts:?}");
+    assert!(
+        facts.contains_key("var00"),
+        "vars fill the room left: {facts:?}"
     );
 }
 

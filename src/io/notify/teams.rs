@@ -16,7 +16,7 @@ pub const MAX_CARD_BYTES: usize = 24 * 1024;
 /// The longest title, and the longest value of one fact.
 const MAX_TITLE: usize = 2000;
 const MAX_FACT: usize = 1000;
-/// At most this many facts (vars, rule, value, threshold, action, ...).
+/// At most this many facts (rule, value, threshold, action, vars, ...).
 const MAX_FACTS: usize = 12;
 
 /// A card: its title (the notification's summary line), facts and links.
@@ -29,19 +29,24 @@ pub struct Card {
 
 /// The workflow-webhook message of `card`, within Teams' limits.
 pub fn message(card: Card) -> Value {
-    let mut facts = card.facts;
     let mut actions = Vec::new();
+    let mut shown = Vec::new();
     for (url, title) in card.links {
         if url.starts_with("http://") || url.starts_with("https://") {
             actions.push(json!({"type": "Action.OpenUrl", "title": title, "url": url}));
         } else {
-            facts.push((title, url));
+            shown.push((title, url));
         }
     }
-    let facts: Vec<Value> = facts
-        .iter()
+    // Links shown as facts keep their place: the card's last facts make room.
+    let room = MAX_FACTS.saturating_sub(shown.len());
+    let facts: Vec<Value> = card
+        .facts
+        .into_iter()
+        .take(room)
+        .chain(shown)
         .take(MAX_FACTS)
-        .map(|(t, v)| json!({"title": truncate(t, 100), "value": truncate(v, MAX_FACT)}))
+        .map(|(t, v)| json!({"title": truncate(&t, 100), "value": truncate(&v, MAX_FACT)}))
         .collect();
     let mut msg = json!({
         "type": "message",

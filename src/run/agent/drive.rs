@@ -330,6 +330,13 @@ impl Agent {
                 };
                 let e = match restored {
                     Ok(r) => {
+                        if let Some(h) = &herald {
+                            h.resumed(
+                                &spec,
+                                &r.evals,
+                                from.pause_failed.as_ref().map(|p| p.0.as_str()),
+                            );
+                        }
                         from.evals = Some(r.evals);
                         from.backlog = r.backlog;
                         from.judged = Some(r.judged);

@@ -20,8 +20,9 @@
 use super::lease::LeaseBook;
 use super::types::lock;
 use super::Agent;
+use crate::core::eval::{Phase, RuleEval};
 use crate::core::events::{now_ms, Event, Sink};
-use crate::core::rules::Channel;
+use crate::core::rules::{Channel, WatchSpec};
 use crate::io::notify::{Collected, Notifier, PostFailure};
 use crate::io::store::{NewNote, NoteMark, NoteRow};
 use std::collections::{HashMap, VecDeque};
@@ -121,6 +122,22 @@ impl Herald {
         lock(&self.ahead).clear();
     }
 
+    /// The watch resumes from the store (`restore`): the rules of `spec` with a
+    /// series restored firing paged before the restart, and a pause that failed
+    /// (`pause_failed`) keeps its alert open; the notifier is told, so that the end
+    /// resolves the alerts opened before the restart too.
+    pub(super) fn resumed(&self, spec: &WatchSpec, evals: &[RuleEval], pause_failed: Option<&str>) {
+        let fired = spec
+            .rules
+            .iter()
+            .zip(evals)
+            .filter(|(_, e)| e.series().values().any(|s| s.phase == Phase::Firing))
+            .map(|(r, _)| r.name.clone())
+            .collect();
+        let failed = pause_failed.into_iter().map(str::to_string).collect();
+        lock(&self.notifier).resumed(fired, failed);
+    }
+
     /// Tells the delivery task that notes were committed.
     pub(super) fn wake(&self) {
         self.wake.notify_one();
@@ -206,10 +223,7 @@ fn plan(note: &NoteRow, chs: &Channels) -> Plan {
 
 /// Delivers the outbox's notes for as long as the agent runs.
 pub(super) async fn deliver_loop(agent: Arc<Agent>) {
-    let http = reqwest::Client::builder()
-        .user_agent(concat!("rollwatch/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
+    let http = crate::io::notify::client();
     let mut channels: HashMap<String, Channels> = HashMap::new();
     // Deliveries in flight: new notes are taken as soon as one ends or more are
     // committed, not when the slowest of a round ends (a note in flight is leased, and
@@ -323,9 +337,10 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
     )
     .await
     .unwrap_or_else(|_| {
-        Err(PostFailure::Exhausted(format!(
-            "no answer within {ATTEMPT_CAP:?}"
-        )))
+        Err((
+            PostFailure::Exhausted(format!("no answer within {ATTEMPT_CAP:?}")),
+            Duration::ZERO,
+        ))
     });
     match sent {
         Ok(()) => {
@@ -336,7 +351,7 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
             })
             .await;
         }
-        Err(PostFailure::Rejected(status)) => {
+        Err((PostFailure::Rejected(status), _)) => {
             warn!(event = "notification_failed", watch = %note.watch, channel = %label, kind = %note.kind, status, "{label} rejected the notification (HTTP {status}); not retried");
             mark(NoteMark::Done {
                 at_ms: now_ms(),
@@ -344,7 +359,7 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
             })
             .await;
         }
-        Err(PostFailure::Exhausted(last)) => {
+        Err((PostFailure::Exhausted(last), asked)) => {
             let attempts = note.attempts + 1;
             if attempts > i64::from(channel.retries) {
                 warn!(event = "notification_failed", watch = %note.watch, channel = %label, kind = %note.kind, error = %last, "notification to {label} failed after {attempts} attempts: {last}");
@@ -354,7 +369,8 @@ async fn deliver_note(agent: Arc<Agent>, http: reqwest::Client, note: NoteRow, c
                 })
                 .await;
             } else {
-                let after = backoff(note.attempts);
+                // Or later, when the receiver asked for more (`Retry-After`).
+                let after = backoff(note.attempts).max(asked);
                 info!(event = "notification_retry", watch = %note.watch, channel = %label, kind = %note.kind, attempt = attempts, error = %last, "retrying {label} in {after:?}");
                 mark(NoteMark::Retry { attempts, after }).await;
             }

@@ -205,3 +205,32 @@ fn the_structure_proof_places_the_clock_where_a_number_goes() {
     ));
     assert!(e.contains("`baseline.before` cannot read"), "{e}");
 }
+
+/// `${watch.elapsed}` is written as a duration (`753s600ms`), which Prometheus reads
+/// only as a range, a subquery's range or step, or an offset: where a number goes
+/// (`x > 753s600ms`, `vector(753s600ms)`) it refuses the query at every poll. The
+/// load says so (and how to get the number: `time() - ${watch.start}`).
+#[test]
+fn the_elapsed_is_refused_where_a_number_goes() {
+    for q in [
+        "x > ${watch.elapsed}",
+        "vector(${watch.elapsed})",
+        "topk(${watch.elapsed}, x)",
+        "x * -${watch.elapsed}",
+        "increase(x[${watch.elapsed}]) / ${watch.elapsed}",
+    ] {
+        let e = err(&file("", &format!("    query: '{q}'\n")));
+        assert!(
+            e.contains("`${watch.elapsed}` is a duration") && e.contains("time() - ${watch.start}"),
+            "{q}: {e}"
+        );
+        assert!(e.contains("t.yaml:"), "{q}: {e}");
+    }
+    for q in [
+        "x offset -${watch.elapsed}",
+        "max_over_time(x[${watch.elapsed}:${watch.elapsed}])",
+        "x > (time() - ${watch.start})",
+    ] {
+        load(&file("", &format!("    query: '{q}'\n")), &[]).unwrap_or_else(|e| panic!("{q}: {e}"));
+    }
+}

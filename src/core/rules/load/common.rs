@@ -285,6 +285,14 @@ pub(crate) fn compile_query(
     for (e, s) in MARKS {
         let q = render_checked(cx, n, &text, noun, &pieces, &with(e, s), free, &clock)?;
         if q.matches(e).count() == n_elapsed && q.matches(s).count() == n_start {
+            if n_elapsed > 0 && elapsed_as_number(&q, e) {
+                cx.error_help(
+                    format!("in {noun}: `${{{}}}` is a duration (`753s600ms`), and Prometheus reads a duration only as a range, a subquery's range or step, or an offset, not where a number goes", query::ELAPSED),
+                    n.pos,
+                    "for the watch's age in seconds as a number, write `(time() - ${watch.start})`",
+                );
+                return None;
+            }
             parts = Some(split_marks(&q, e, s));
             break;
         }
@@ -309,6 +317,29 @@ const MARKS: &[(&str, &str)] = &[
     ("2946101859s", "4669201609"),
     ("2871093465s", "8314462618"),
 ];
+
+/// Whether `q`, rendered with `mark` (`3052817364s`) for `${watch.elapsed}`, has it
+/// where a number goes: promql-parser reads a duration there as its seconds,
+/// Prometheus refuses it.
+fn elapsed_as_number(q: &str, mark: &str) -> bool {
+    use promql_parser::parser::Expr;
+    fn has(e: &Expr, secs: f64) -> bool {
+        match e {
+            Expr::NumberLiteral(l) => l.val.abs() == secs,
+            Expr::Aggregate(a) => {
+                has(&a.expr, secs) || a.param.as_ref().is_some_and(|p| has(p, secs))
+            }
+            Expr::Unary(u) => has(&u.expr, secs),
+            Expr::Binary(b) => has(&b.lhs, secs) || has(&b.rhs, secs),
+            Expr::Paren(p) => has(&p.expr, secs),
+            Expr::Subquery(s) => has(&s.expr, secs),
+            Expr::Call(c) => c.args.args.iter().any(|a| has(a, secs)),
+            _ => false,
+        }
+    }
+    let secs: f64 = mark.trim_end_matches('s').parse().unwrap_or(f64::NAN);
+    structure::parse(q).is_ok_and(|e| has(&e, secs))
+}
 
 /// The rendering split at the marks.
 fn split_marks(q: &str, e: &str, s: &str) -> Vec<query::Part> {
