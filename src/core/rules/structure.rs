@@ -483,9 +483,33 @@ fn classify(value: &str) -> Result<Vec<Class>, String> {
 /// Parses PromQL, turning a panic of the parser (it has some, e.g. on `x[1e30]`) into
 /// an error.
 pub fn parse(query: &str) -> Result<Expr, String> {
-    std::panic::catch_unwind(|| promql_parser::parser::parse(query)).unwrap_or_else(|_| {
+    quiet_panics();
+    PARSING.with(|p| p.set(true));
+    let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(query));
+    PARSING.with(|p| p.set(false));
+    parsed.unwrap_or_else(|_| {
         Err("the PromQL parser failed on this query (a number too large for a duration?)".into())
     })
+}
+
+thread_local! {
+    /// This thread is inside the parser, whose panics `parse` turns into errors.
+    static PARSING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Installs, once, a panic hook that stays silent for a panic of the parser caught by
+/// `parse` (a user's query is answered with an error, never with "thread panicked"
+/// and a backtrace) and reports every other panic as before.
+fn quiet_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let before = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !PARSING.with(|p| p.get()) {
+                before(info);
+            }
+        }));
+    });
 }
 
 /// Parses a rendering and compares it with the template's tree, its stand-ins replaced
