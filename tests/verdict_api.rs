@@ -422,9 +422,18 @@ fn open_verdict_failures_of_the_agent_are_fixed_sentences() {
         "{resp}"
     );
     says_nothing_internal(&resp);
+    // The detail is logged (awaited: the log line may reach the file after the answer).
+    let logged = a
+        .proc
+        .as_ref()
+        .unwrap()
+        .await_event("rule_file_unreadable", Duration::from_secs(10));
     assert!(
-        a.dump().contains("rule_file_unreadable"),
-        "the detail is logged"
+        logged["path"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("unreadable.yaml"),
+        "the detail is logged: {logged}"
     );
 
     // Prometheus down: each rule's `error` is a class, not the client's words.
