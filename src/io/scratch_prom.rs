@@ -273,7 +273,11 @@ impl ScratchProm {
     /// POSTs each remote-write body, in order, to the receiver of the Prometheus
     /// started here; the first refusal ends it with Prometheus's answer.
     async fn write(&self, bodies: &[Vec<u8>]) -> Result<(), ScratchError> {
-        let http = reqwest::Client::new();
+        // Bounded: a Prometheus that stops answering ends the run, never hangs it.
+        let http = reqwest::Client::builder()
+            .timeout(READY_WITHIN)
+            .build()
+            .map_err(|e| ScratchError::RemoteWrite(e.to_string()))?;
         let url = format!("{}/api/v1/write", self.url);
         for body in bodies {
             let r = http
