@@ -606,20 +606,159 @@ fn a_failing_backfill_exits_2_and_leaves_nothing() {
     assert_clean(dir.path());
 }
 
+const UP_RULES: &str = r#"watch:
+  duration: 15m
+  interval: 1m
+rollback:
+  command: ["true"]
+rules:
+  - name: up
+    query: up_metric > 0
+    below: 1
+    no_data: breach
+    for: 1m
+"#;
+
+/// A test of `UP_RULES` over `values` of `up_metric`, expecting the rule pending at
+/// `pending` and the rollback a minute later, at `fired`.
+fn up_test(name: &str, values: &str, pending: &str, fired: &str) -> String {
+    format!(
+        r#"  - name: {name}
+    interval: 1m
+    input_series:
+      - series: up_metric{{job="api"}}
+        values: "{values}"
+      - series: noise_total{{job="api"}}
+        values: "0+1x15"
+    expect:
+      outcome: rolled_back
+      actions: [{{action: rollback, rule: up, at: {fired}}}]
+      rules: [{{rule: up, pending_at: {pending}, fired_at: {fired}}}]
+"#
+    )
+}
+
+/// `stale` is Prometheus's staleness marker, written through the remote-write
+/// receiver: the series vanishes at the marker (pending at 6m), where a `_` gap leaves
+/// the last sample (5m) visible for the 5m lookback (pending at 11m). Both tests of the
+/// first file go through remote write, a month apart on one time line; the second
+/// file (no `stale`) goes through promtool's backfill and gives the later result.
 #[test]
-fn a_stale_marker_is_refused_where_it_is_written() {
+fn a_stale_series_vanishes_at_once_where_a_gap_lingers_for_the_lookback() {
     let dir = tempfile::tempdir().unwrap();
-    let f = test_file(dir.path(), "3m30s");
-    let stale = std::fs::read_to_string(&f)
-        .unwrap()
-        .replace("0x8 0+120x40", "0x8 stale");
-    std::fs::write(&f, stale).unwrap();
-    let o = rtest(&[&f], dir.path(), None);
+    std::fs::write(dir.path().join("rules.yaml"), UP_RULES).unwrap();
+    let both = dir.path().join("both.yaml");
+    std::fs::write(
+        &both,
+        format!(
+            "rule_files: [rules.yaml]\ntests:\n{}{}",
+            up_test("stale vanishes at once", "1x5 stale", "6m", "7m"),
+            up_test("a gap lingers", "1x5 _", "11m", "12m"),
+        ),
+    )
+    .unwrap();
+    let o = rtest(&[both.to_str().unwrap()], dir.path(), None);
     let (out, err) = text(&o);
-    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
-    assert!(err.contains(&format!("{f}:6:17")), "{err}");
-    assert!(err.contains("`stale` cannot be backfilled"), "{err}");
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains(": stale vanishes at once\n"), "{out}");
+    assert!(
+        out.contains("2 tests, 2 passed, 0 failed, 0 refused"),
+        "{out}"
+    );
     assert_clean(dir.path());
+
+    // The same data with `_` where `stale` was, expected as `stale` gives: later.
+    let gap = dir.path().join("gap.yaml");
+    std::fs::write(
+        &gap,
+        format!(
+            "rule_files: [rules.yaml]\ntests:\n{}",
+            up_test("stale vanishes at once", "1x5 _", "6m", "7m"),
+        ),
+    )
+    .unwrap();
+    let o = rtest(&[gap.to_str().unwrap()], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(out.contains("+ rollback by up at 12m\n"), "{out}");
+    assert!(
+        out.contains("rule up pending_at: expected 6m, got 11m"),
+        "{out}"
+    );
+    assert_clean(dir.path());
+}
+
+/// A `promtool test rules` file with `stale`: promtool passes it, and rollwatch agrees
+/// at every `eval_time` (the alert stops at the marker, 5m, and fires again at 6m);
+/// with `_` instead, both say the alert still fires at 5m.
+#[test]
+fn a_promtool_file_with_stale_agrees_with_promtool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("alerts.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: Up\n        expr: up_metric > 0\n",
+    )
+    .unwrap();
+    let file = |values: &str| {
+        format!(
+            r#"rule_files: [alerts.yml]
+evaluation_interval: 1m
+tests:
+  - name: a stale series stops firing at once
+    interval: 1m
+    input_series:
+      - series: up_metric{{job="a"}}
+        values: "{values}"
+    alert_rule_test:
+      - eval_time: 4m
+        alertname: Up
+        exp_alerts: [{{exp_labels: {{job: a}}}}]
+      - eval_time: 5m
+        alertname: Up
+      - eval_time: 6m
+        alertname: Up
+        exp_alerts: [{{exp_labels: {{job: a}}}}]
+"#
+        )
+    };
+    let promtool = |t: &Path| {
+        Command::new("promtool")
+            .args(["test", "rules"])
+            .arg(t)
+            .output()
+            .expect("run promtool")
+    };
+    let t = dir.path().join("t.yml");
+    std::fs::write(&t, file("1x4 stale 1x3")).unwrap();
+    let p = promtool(&t);
+    assert!(p.status.success(), "{}", String::from_utf8_lossy(&p.stdout));
+    let o = rtest(&[t.to_str().unwrap()], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}\n{err}");
+    assert!(out.contains("stops firing at once: Up at 5m\n"), "{out}");
+    assert!(
+        out.contains("3 tests, 3 passed, 0 failed, 0 refused"),
+        "{out}"
+    );
+    assert_clean(dir.path());
+
+    std::fs::write(&t, file("1x4 _ 1x3")).unwrap();
+    assert!(
+        !promtool(&t).status.success(),
+        "promtool: a gap still fires at 5m"
+    );
+    let o = rtest(&[t.to_str().unwrap()], dir.path(), None);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}\n{err}");
+    assert!(
+        out.contains("FAIL ") && out.contains("stops firing at once: Up at 5m\n"),
+        "{out}"
+    );
+    assert!(out.contains("+ {job=\"a\"}"), "{out}");
+    assert!(
+        out.contains("3 tests, 2 passed, 1 failed, 0 refused"),
+        "{out}"
+    );
 }
 
 /// The judges besides a threshold with `for` (`breaches: M of N` with `min_traffic`, and

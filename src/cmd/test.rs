@@ -20,7 +20,7 @@ use crate::core::promtest::junit::{render, TestResult};
 use crate::core::promtest::openmetrics::{bases, Backfill};
 use crate::core::rules::{Diagnostic, LoadOptions, WatchSpec};
 use crate::io::prom::Connection;
-use crate::io::scratch_prom::{find_program, ScratchProm};
+use crate::io::scratch_prom::{find_program, ScratchProm, Series};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,14 +67,7 @@ pub async fn run(args: TestArgs) -> u8 {
     let mut backfill = Backfill::default();
     for p in &planned {
         for s in &p.case.input {
-            if let Err(e) = backfill.add(p.base, p.case.interval, s) {
-                let text = std::fs::read_to_string(&p.file).unwrap_or_default();
-                crate::say!(
-                    "{}",
-                    Diagnostic::error(e.to_string(), Some(s.pos)).render(&p.file, &text)
-                );
-                return exit::USAGE;
-            }
+            backfill.add(p.base, p.case.interval, s);
         }
     }
     let programs = find_program(args.promtool.as_deref(), "promtool", "--promtool").and_then(|t| {
@@ -87,9 +80,28 @@ pub async fn run(args: TestArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let text = (!backfill.is_empty()).then(|| backfill.render());
+    // A staleness marker has no OpenMetrics form: such a run is written through
+    // Prometheus's remote-write receiver instead of promtool's backfill.
+    let (text, bodies) = if backfill.is_empty() {
+        (String::new(), Vec::new())
+    } else if backfill.has_stale() {
+        match backfill.remote_write() {
+            Ok(b) => (String::new(), b),
+            Err(e) => {
+                crate::say!("error: cannot encode the test series for remote write: {e}");
+                return exit::USAGE;
+            }
+        }
+    } else {
+        (backfill.render(), Vec::new())
+    };
+    let series = match (text.is_empty(), bodies.is_empty()) {
+        (false, _) => Series::OpenMetrics(&text),
+        (_, false) => Series::RemoteWrite(&bodies),
+        _ => Series::Empty,
+    };
     let started = tokio::select! {
-        s = ScratchProm::start(&promtool, &prometheus, text.as_deref()) => s,
+        s = ScratchProm::start(&promtool, &prometheus, series) => s,
         _ = signals.recv() => return exit::SIGINT,
     };
     let mut scratch = match started {

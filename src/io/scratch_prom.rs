@@ -4,6 +4,11 @@
 //! a free loopback port for the whole run. Queries are thus answered by the real
 //! PromQL engine, never by a look-alike.
 //!
+//! A run whose series hold a staleness marker cannot be backfilled (OpenMetrics text
+//! has none): that Prometheus starts empty with `--web.enable-remote-write-receiver`
+//! and the series are POSTed to it as remote-write requests, in their order (global
+//! time order, see `core::promtest::remote_write`), before any query.
+//!
 //! `ScratchProm::stop` kills Prometheus and removes the directory; every exit path of
 //! the command ends with it (and a drop without it still kills the process and removes
 //! the directory, as a last resort).
@@ -37,6 +42,8 @@ pub enum ScratchError {
     },
     #[error("promtool could not backfill the test series: {0}")]
     Backfill(String),
+    #[error("Prometheus refused the test series (remote write): {0}")]
+    RemoteWrite(String),
     #[error("Prometheus did not become ready within {}s on {addr}: {log}", READY_WITHIN.as_secs())]
     NotReady { addr: String, log: String },
 }
@@ -72,6 +79,17 @@ pub fn find_program(
         })
 }
 
+/// What the throwaway Prometheus serves.
+#[derive(Debug, Clone, Copy)]
+pub enum Series<'a> {
+    /// No series at all.
+    Empty,
+    /// OpenMetrics text (ending with `# EOF`), backfilled with promtool.
+    OpenMetrics(&'a str),
+    /// Remote-write request bodies (snappy protobuf), POSTed in this order.
+    RemoteWrite(&'a [Vec<u8>]),
+}
+
 /// A running throwaway Prometheus and its directory.
 pub struct ScratchProm {
     pub url: String,
@@ -80,12 +98,13 @@ pub struct ScratchProm {
 }
 
 impl ScratchProm {
-    /// Backfills `openmetrics` (ending with `# EOF`; empty: no series) and starts
-    /// Prometheus over it; returns once it is ready. On failure nothing is left behind.
+    /// Loads `series` (backfilled before Prometheus starts, or written to it once
+    /// ready) and returns once Prometheus is ready and holds them. On failure nothing
+    /// is left behind.
     pub async fn start(
         promtool: &Path,
         prometheus: &Path,
-        openmetrics: Option<&str>,
+        series: Series<'_>,
     ) -> Result<ScratchProm, ScratchError> {
         let dir = scratch_dir()?;
         let mut s = ScratchProm {
@@ -93,7 +112,7 @@ impl ScratchProm {
             dir,
             child: None,
         };
-        match s.boot(promtool, prometheus, openmetrics).await {
+        match s.boot(promtool, prometheus, series).await {
             Ok(()) => Ok(s),
             Err(e) => {
                 s.stop().await;
@@ -106,7 +125,7 @@ impl ScratchProm {
         &mut self,
         promtool: &Path,
         prometheus: &Path,
-        openmetrics: Option<&str>,
+        series: Series<'_>,
     ) -> Result<(), ScratchError> {
         let io = |source| ScratchError::Dir {
             dir: self.dir.clone(),
@@ -114,7 +133,7 @@ impl ScratchProm {
         };
         let data = self.dir.join("data");
         std::fs::create_dir(&data).map_err(io)?;
-        if let Some(text) = openmetrics {
+        if let Series::OpenMetrics(text) = series {
             let input = self.dir.join("series.om");
             let (path, text) = (input.clone(), text.to_string());
             // Off the runtime: the series of a large run are many megabytes.
@@ -147,10 +166,22 @@ impl ScratchProm {
         // The port is free when picked, not necessarily when Prometheus binds it: a
         // server that took it meanwhile (another Prometheus) could answer as ready. So
         // the one that answers must be ours (its data directory), else try another port.
+        let writes = match series {
+            Series::RemoteWrite(bodies) => Some(bodies),
+            _ => None,
+        };
         let mut last = None;
         for _ in 0..BIND_ATTEMPTS {
-            match self.spawn(prometheus, &config, &data, &log_path).await {
-                Ok(()) => return Ok(()),
+            match self
+                .spawn(prometheus, &config, &data, &log_path, writes.is_some())
+                .await
+            {
+                Ok(()) => {
+                    return match writes {
+                        Some(bodies) => self.write(bodies).await,
+                        None => Ok(()),
+                    }
+                }
                 Err(e @ ScratchError::NotReady { .. }) => {
                     if let Some(mut c) = self.child.take() {
                         let _ = c.kill().await;
@@ -171,6 +202,7 @@ impl ScratchProm {
         config: &Path,
         data: &Path,
         log_path: &Path,
+        receiver: bool,
     ) -> Result<(), ScratchError> {
         let io = |source| ScratchError::Dir {
             dir: self.dir.clone(),
@@ -178,7 +210,11 @@ impl ScratchProm {
         };
         let log = std::fs::File::create(log_path).map_err(io)?;
         let addr = free_addr().map_err(io)?;
-        let child = Command::new(prometheus)
+        let mut cmd = Command::new(prometheus);
+        if receiver {
+            cmd.arg("--web.enable-remote-write-receiver");
+        }
+        let child = cmd
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
             .arg("--storage.tsdb.retention.time=100y")
@@ -232,6 +268,37 @@ impl ScratchProm {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// POSTs each remote-write body, in order, to the receiver of the Prometheus
+    /// started here; the first refusal ends it with Prometheus's answer.
+    async fn write(&self, bodies: &[Vec<u8>]) -> Result<(), ScratchError> {
+        // Bounded: a Prometheus that stops answering ends the run, never hangs it.
+        let http = reqwest::Client::builder()
+            .timeout(READY_WITHIN)
+            .build()
+            .map_err(|e| ScratchError::RemoteWrite(e.to_string()))?;
+        let url = format!("{}/api/v1/write", self.url);
+        for body in bodies {
+            let r = http
+                .post(&url)
+                .header("Content-Encoding", "snappy")
+                .header("Content-Type", "application/x-protobuf")
+                .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| ScratchError::RemoteWrite(e.to_string()))?;
+            if !r.status().is_success() {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                return Err(ScratchError::RemoteWrite(format!(
+                    "{status}: {}",
+                    text.trim()
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Kills Prometheus, waits for it, and removes the directory.

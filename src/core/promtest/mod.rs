@@ -1,6 +1,7 @@
 //! `rollwatch test`: unit tests for rule files, in promtool's shape. The pure part:
 //! the expanding notation of input series (`notation`), the test file (`file`), the
-//! series written as OpenMetrics for promtool's backfill (`openmetrics`), the
+//! series written as OpenMetrics for promtool's backfill (`openmetrics`) or, with a
+//! staleness marker, as remote-write requests (`remote_write`), the
 //! expectations compared with what a replay decided (`expect`), a promtool file's
 //! alerting rules imported (`imported`) and its `alert_rule_test`s judged (`alerts`),
 //! and the JUnit report (`junit`).
@@ -15,3 +16,4 @@ pub mod imported;
 pub mod junit;
 pub mod notation;
 pub mod openmetrics;
+pub mod remote_write;

@@ -1,5 +1,7 @@
 //! The input series of every test of a run, laid out on one time line and written as
-//! OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`.
+//! OpenMetrics text for `promtool tsdb create-blocks-from openmetrics`, or, when a
+//! series has a staleness marker (`stale`, which OpenMetrics text cannot carry), as
+//! remote-write requests in global time order (`remote_write`).
 //!
 //! One Prometheus serves all tests of a run, so each test gets its own stretch of time:
 //! test `i` starts at `bases[i]`, from a fixed day in the past (2025-01-01 UTC), with
@@ -10,6 +12,7 @@
 
 use super::file::InputSeries;
 use super::notation::Point;
+use super::remote_write::{self, STALE_NAN_BITS};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -33,21 +36,6 @@ pub fn bases(spans: &[i64]) -> Vec<i64> {
     out
 }
 
-/// A staleness marker cannot be backfilled: OpenMetrics text has no way to write one
-/// (its `NaN` is an ordinary NaN), so a test that needs one is refused, not changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleRefused;
-
-impl std::fmt::Display for StaleRefused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`stale` cannot be backfilled (OpenMetrics has no staleness marker); leave a gap \
-             of `_` longer than Prometheus's 5m lookback instead"
-        )
-    }
-}
-
 type Key = (String, Vec<(String, String)>);
 
 /// Series of several tests, gathered before they are written.
@@ -57,13 +45,9 @@ pub struct Backfill {
 }
 
 impl Backfill {
-    /// Adds a test's series, its first sample at `base_ms`, one every `interval`.
-    pub fn add(
-        &mut self,
-        base_ms: i64,
-        interval: Duration,
-        series: &InputSeries,
-    ) -> Result<(), StaleRefused> {
+    /// Adds a test's series, its first sample at `base_ms`, one every `interval`; a
+    /// `stale` is Prometheus's staleness marker (`value.StaleNaN`).
+    pub fn add(&mut self, base_ms: i64, interval: Duration, series: &InputSeries) {
         let step = interval.as_millis() as i64;
         let points = self
             .samples
@@ -76,10 +60,36 @@ impl Backfill {
                     points.insert(at, v);
                 }
                 Point::Missing => {}
-                Point::Stale => return Err(StaleRefused),
+                Point::Stale => {
+                    points.insert(at, f64::from_bits(STALE_NAN_BITS));
+                }
             }
         }
-        Ok(())
+    }
+
+    /// Whether a series has a staleness marker: then only remote write can load them.
+    pub fn has_stale(&self) -> bool {
+        self.samples
+            .values()
+            .any(|s| s.values().any(|v| v.to_bits() == STALE_NAN_BITS))
+    }
+
+    /// Every sample as remote-write request bodies, in global time order (all series
+    /// interleaved by timestamp; one series' samples at an instant in the order of the
+    /// series' names and labels).
+    pub fn remote_write(&self) -> Result<Vec<Vec<u8>>, snap::Error> {
+        let mut all: Vec<remote_write::Point> = self
+            .samples
+            .iter()
+            .flat_map(|((name, labels), points)| {
+                points
+                    .iter()
+                    .map(move |(at, v)| (name.as_str(), labels.as_slice(), *at, *v))
+            })
+            .collect();
+        // Stable: at one instant, the series stay in the map's order.
+        all.sort_by_key(|p| p.2);
+        remote_write::requests(all, remote_write::PER_REQUEST)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -87,7 +97,8 @@ impl Backfill {
     }
 
     /// The OpenMetrics text: one family per metric name, each series' samples in time
-    /// order, timestamps in seconds, ending with `# EOF`.
+    /// order, timestamps in seconds, ending with `# EOF` (a staleness marker would be an
+    /// ordinary `NaN` here: `has_stale` runs go through `remote_write`).
     pub fn render(&self) -> String {
         let mut out = String::new();
         for ((name, labels), points) in &self.samples {
@@ -155,9 +166,9 @@ mod tests {
     fn series_are_written_in_time_order_with_escaped_labels() {
         let mut b = Backfill::default();
         let s = series("up", &[("job", "a\"b\\c\nd")], "1 _ NaN Inf -Inf 0.5");
-        b.add(1_000, Duration::from_secs(15), &s).unwrap();
-        b.add(0, Duration::from_millis(1500), &series("a_total", &[], "2"))
-            .unwrap();
+        b.add(1_000, Duration::from_secs(15), &s);
+        b.add(0, Duration::from_millis(1500), &series("a_total", &[], "2"));
+        assert!(!b.has_stale());
         assert_eq!(
             b.render(),
             "a_total 2.0 0.000\n\
@@ -171,10 +182,52 @@ mod tests {
     }
 
     #[test]
-    fn stale_is_refused() {
+    fn stale_is_a_staleness_marker_sent_in_global_time_order() {
+        use crate::core::promtest::remote_write::WriteRequest;
+        use prost::Message as _;
         let mut b = Backfill::default();
-        let s = series("up", &[], "1 stale");
-        assert_eq!(b.add(0, Duration::from_secs(1), &s), Err(StaleRefused));
+        b.add(
+            30_000,
+            Duration::from_secs(60),
+            &series("a", &[], "5 _ NaN"),
+        );
+        assert!(!b.has_stale());
+        b.add(0, Duration::from_secs(60), &series("z", &[], "1 stale 2"));
+        b.add(
+            BASE_MS,
+            Duration::from_secs(60),
+            &series("a", &[], "1 stale"),
+        );
+        assert!(b.has_stale());
+        let bodies = b.remote_write().unwrap();
+        assert_eq!(bodies.len(), 1);
+        let raw = snap::raw::Decoder::new()
+            .decompress_vec(&bodies[0])
+            .unwrap();
+        let req = WriteRequest::decode(raw.as_slice()).unwrap();
+        let got: Vec<(String, i64, u64)> = req
+            .timeseries
+            .iter()
+            .flat_map(|ts| {
+                ts.samples
+                    .iter()
+                    .map(|s| (ts.labels[0].value.clone(), s.timestamp, s.value.to_bits()))
+            })
+            .collect();
+        let stale = STALE_NAN_BITS;
+        let f = |v: f64| v.to_bits();
+        assert_eq!(
+            got,
+            [
+                ("z".to_string(), 0, f(1.0)),
+                ("a".to_string(), 30_000, f(5.0)),
+                ("z".to_string(), 60_000, stale),
+                ("z".to_string(), 120_000, f(2.0)),
+                ("a".to_string(), 150_000, f(f64::NAN)),
+                ("a".to_string(), BASE_MS, f(1.0)),
+                ("a".to_string(), BASE_MS + 60_000, stale),
+            ]
+        );
     }
 
     #[test]
