@@ -583,4 +583,26 @@ fn on_the_agent_a_burning_release_rolls_back_once() {
         w["rule_states"][0]["threshold"], "burn > 10 over 20s and 5s",
         "{w}"
     );
+    // The page's timeline shows the burn rates as any other evidence.
+    let page = get_html(&a.addr, "/watches/burn");
+    assert!(
+        page.contains("burn_20s=") && page.contains("burn_5s="),
+        "{page}"
+    );
+}
+
+/// The body of a plain GET of one of the agent's pages (open: no token on loopback).
+fn get_html(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the agent");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/html\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    resp
 }

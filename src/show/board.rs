@@ -305,6 +305,18 @@ fn timeline_text(event: &Event) -> String {
             Some(x) => parts.push(format!("{k}={x}")),
         }
     }
+    // What the judge saw (a baseline, a p-value, an `slo:` rule's burn rates), as the
+    // log lines and notifications show it.
+    let evidence = match event {
+        Event::Pending { evidence, .. }
+        | Event::Resolved { evidence, .. }
+        | Event::Fired { evidence, .. }
+        | Event::Notify { evidence, .. } => evidence.text(),
+        _ => String::new(),
+    };
+    if !evidence.is_empty() {
+        parts.push(evidence);
+    }
     parts.join(" ")
 }
 
@@ -628,6 +640,38 @@ mod tests {
             t,
             "alice ordered a rollback now: \"INC-9: payments failing\""
         );
+    }
+
+    #[test]
+    fn the_timeline_shows_what_the_judge_saw_as_the_log_does() {
+        let evidence = crate::core::eval::Evidence {
+            burn: vec![
+                crate::core::eval::slo::WindowBurn {
+                    window: "1h".into(),
+                    burn: 15.2,
+                },
+                crate::core::eval::slo::WindowBurn {
+                    window: "5m".into(),
+                    burn: 20.3,
+                },
+            ],
+            budget_spent: Some(0.021),
+            ..Default::default()
+        };
+        let t = timeline_text(&Event::Fired {
+            rule: "availability".into(),
+            labels: Default::default(),
+            value: Some(1.05),
+            threshold: "burn > 14.4 over 1h and 5m".into(),
+            breached_for_s: 120.0,
+            action: "rollback",
+            evidence: evidence.clone(),
+        });
+        assert!(
+            t.ends_with(" burn_1h=15.2 burn_5m=20.3 budget_spent=2.1%"),
+            "{t}"
+        );
+        assert!(t.contains(&evidence.text()), "{t}");
     }
 
     /// Polls and events the board holds, over every watch.
