@@ -263,11 +263,7 @@ impl<S: HistorySource> HistorySource for SharedSource<S> {
         if !self.share {
             return self.send_range(query, start_ms, end_ms, step_ms).await;
         }
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as i64;
-        let settled = now_ms - end_ms >= SETTLED_MS;
+        let settled = crate::core::events::now_ms() - end_ms >= SETTLED_MS;
         let cell = self
             .ranges
             .lock()
@@ -329,12 +325,7 @@ mod tests {
         assert_eq!(s.inner.0.load(Ordering::SeqCst), 2);
     }
 
-    fn now_ms() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64
-    }
+    use crate::core::events::now_ms;
 
     #[tokio::test]
     async fn a_range_answer_read_before_its_newest_samples_settled_is_not_reused() {

@@ -210,17 +210,18 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             if done {
                 continue;
             }
-            let firing = self.evals[i]
-                .series()
-                .values()
-                .any(|s| s.phase == Phase::Firing);
-            if firing && !self.last_poll_ok[i] {
+            let fired = self.firing(i);
+            if fired.is_empty() {
+                continue;
+            }
+            if !self.last_poll_ok[i] {
                 tracing::warn!(event = "hold_over_deferred", rule = %rule.name,
                     "the hold ended while this rule's last poll failed: it acts at its next good poll if it still fires then");
                 self.owed.insert(i);
                 continue;
             }
-            if let Some(o) = self.act_if_firing(i, at, at_ms).await {
+            let evidence = vec![Evidence::default(); fired.len()];
+            if let Some(o) = self.act_on(i, fired, evidence, at, at_ms).await {
                 return Some(o);
             }
         }
@@ -233,12 +234,17 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         if !self.last_poll_ok[i] || self.held().is_some() || !self.owed.remove(&i) {
             return None;
         }
-        self.act_if_firing(i, at, at_ms).await
+        let fired = self.firing(i);
+        if fired.is_empty() {
+            return None;
+        }
+        let evidence = vec![Evidence::default(); fired.len()];
+        self.act_on(i, fired, evidence, at, at_ms).await
     }
 
-    /// Acts on the series of rule `i` that are firing now, if any.
-    async fn act_if_firing(&mut self, i: usize, at: Duration, at_ms: i64) -> Option<Outcome> {
-        let fired: Vec<FiredSeries> = self.evals[i]
+    /// The series of rule `i` that are firing now.
+    fn firing(&self, i: usize) -> Vec<FiredSeries> {
+        self.evals[i]
             .series()
             .iter()
             .filter(|(_, s)| s.phase == Phase::Firing)
@@ -247,11 +253,6 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 value: s.last_value,
                 since: s.since,
             })
-            .collect();
-        if fired.is_empty() {
-            return None;
-        }
-        let evidence = vec![Evidence::default(); fired.len()];
-        self.act_on(i, fired, evidence, at, at_ms).await
+            .collect()
     }
 }
