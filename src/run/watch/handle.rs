@@ -158,9 +158,10 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// it, and looking for where a breach that begins at it began) and acts on it.
     pub(super) async fn handle_one(&mut self, done: PollDone) -> Option<Outcome> {
         let i = done.rule;
-        // A tick's poll that answered after a confirming poll of a later instant was
-        // read: the rule has already been judged past it.
-        if self.last_at[i].is_some_and(|last| done.at < last) {
+        // A tick's poll that answered after a confirming poll of the same or a later
+        // instant was read: the rule has already been judged at or past it (judging
+        // the same instant again would record it twice, where replay records it once).
+        if self.last_at[i].is_some_and(|last| done.at <= last) {
             return None;
         }
         let spec = self.spec;

@@ -42,12 +42,28 @@ struct Scripted {
     script: BTreeMap<String, Vec<(u64, Reply)>>,
     /// Range queries take an hour (a Prometheus that hangs on them).
     slow_ranges: bool,
+    /// The first instant query of this second answers this much later (a tick's
+    /// answer that reaches the loop after a later ask of the same instant).
+    slow_first: Mutex<Option<(u64, Duration)>>,
 }
 
 impl MetricsSource for Scripted {
     async fn query(&self, query: &str, at: SystemTime) -> Result<QueryResult, QueryError> {
         let t0 = UNIX_EPOCH + Duration::from_secs(T0_SECS);
         let second = at.duration_since(t0).unwrap_or_default().as_secs();
+        let delay = {
+            let mut slow = self.slow_first.lock().unwrap();
+            match *slow {
+                Some((s, d)) if s == second => {
+                    *slow = None;
+                    Some(d)
+                }
+                _ => None,
+            }
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
         let steps = self.script.get(query).expect("a query the script knows");
         let reply = steps
             .iter()
@@ -187,6 +203,7 @@ pub(super) async fn watch_ordered(
             .map(|(rule, steps)| (format!("q_{rule}"), steps.to_vec()))
             .collect(),
         slow_ranges: SLOW_RANGES.with(|s| s.get()),
+        slow_first: Mutex::new(SLOW_FIRST.with(|s| s.get())),
     });
     let runner = FakeRunner {
         origin,
@@ -294,6 +311,9 @@ pub(super) const QUICK: Duration = Duration::from_secs(1);
 thread_local! {
     /// Set by a test whose Prometheus hangs on range queries (`Scripted::slow_ranges`).
     static SLOW_RANGES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set by a test whose first instant query of one second answers late
+    /// (`Scripted::slow_first`).
+    static SLOW_FIRST: std::cell::Cell<Option<(u64, Duration)>> = const { std::cell::Cell::new(None) };
     /// Set by a test whose watch reads the breaches before its start from the script
     /// (`run::preflight::pre_existing`, as `watch` does), into `Start::pre_existing`.
     pub(super) static READ_BEFORE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -630,4 +650,50 @@ async fn a_signal_while_the_steps_are_read_ends_the_watch_at_once() {
     assert_eq!(ran.outcome, Outcome::Interrupted(Signal::Interrupt));
     assert_eq!(ran.ended, secs(25));
     assert!(ran.actions.is_empty(), "{:?}", ran.actions);
+}
+
+/// `for` elapses exactly on a tick (breached from the poll of 20s, `for: 30s`: due at
+/// 50s), and that tick's answer reaches the loop only after the confirming poll of the
+/// same instant (asked at 50s + `watch.lag`) was read. The instant is judged once: one
+/// poll at 50s, one pause, as replay would record it.
+#[tokio::test(start_paused = true)]
+async fn a_ticks_late_answer_for_an_instant_already_confirmed_is_not_judged_twice() {
+    let spec = spec(
+        "  duration: 2m\n  step: 5s",
+        &[("errors", "    above: 0.5\n    for: 30s\n    action: pause")],
+    );
+    let script: &[(u64, Reply)] = &[(0, Reply::Value(0.1)), (20, Reply::Value(0.9))];
+    SLOW_FIRST.with(|s| s.set(Some((50, crate::core::rules::defaults::LAG + secs(2)))));
+    let (ran, _, events) = watch_ordered(
+        spec,
+        secs(120),
+        &[("errors", script)],
+        None,
+        QUICK,
+        Vec::new(),
+    )
+    .await;
+    SLOW_FIRST.with(|s| s.set(None));
+    assert_eq!(
+        ran.actions,
+        vec![("pause", secs(50) + crate::core::rules::defaults::LAG)]
+    );
+    let at_50 = T0_MS + 50_000;
+    let polls_at_50 = events
+        .iter()
+        .filter(|(at, e)| *at == at_50 && matches!(e, crate::core::events::Event::Poll { .. }))
+        .count();
+    assert_eq!(polls_at_50, 1, "the instant 50s is judged once");
+    let mut instants: Vec<i64> = events
+        .iter()
+        .filter(|(_, e)| matches!(e, crate::core::events::Event::Poll { .. }))
+        .map(|(at, _)| *at)
+        .collect();
+    let n = instants.len();
+    instants.dedup();
+    assert_eq!(
+        instants.len(),
+        n,
+        "no instant is judged twice, and none out of order"
+    );
 }
