@@ -374,6 +374,8 @@ fn a_version_2_state_file_gains_the_baselines_table() {
 fn every_write_of_an_owner_is_fenced() {
     let (_d, s) = store();
     s.create(&new_watch("a")).unwrap();
+    // Its creator gave it up (a creation holds it from its commit).
+    s.release_lease("a", "me").unwrap();
     let stale = Fence {
         holder: "me".into(),
         token: 1,
@@ -496,4 +498,46 @@ fn notes_an_older_build_marked_done_are_deleted_at_open() {
         .collect::<Result<_, _>>()
         .unwrap();
     assert_eq!(bodies, ["pending"]);
+}
+
+/// A watch created through the one agent is its own from the commit on: an adoption
+/// round that runs before the creator takes the lease (a batch of 10,000 leaves a long
+/// gap) finds nothing to adopt, so the watch is never started twice. Before, the
+/// round adopted the new watches and the creator started them again.
+#[test]
+fn a_new_watch_is_never_adopted_between_its_commit_and_its_lease() {
+    let (_d, s) = store();
+    let ttl = std::time::Duration::from_secs(15);
+    s.create(&new_watch("one")).unwrap();
+    let batch: Vec<NewWatch> = (0..3).map(|i| new_watch(&format!("b{i}"))).collect();
+    assert!(matches!(
+        s.create_many(&batch).unwrap(),
+        CreatedMany::Stored(_)
+    ));
+    assert_eq!(s.adopt_leases("me", ttl, 100).unwrap(), Vec::new());
+    // The creator's lease is still granted, and its writes pass the fence.
+    for id in ["one", "b0", "b1", "b2"] {
+        let f = held(&s, id);
+        assert_eq!(f.token, 1);
+    }
+    let ids = ["one", "b2"].map(String::from);
+    assert_eq!(s.renew_leases("me", &ids, ttl).unwrap().len(), 2);
+}
+
+/// After a restart the one agent adopts every running watch (nothing is held in a new
+/// process), including those created just before it stopped.
+#[test]
+fn a_restarted_agent_adopts_every_running_watch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        let batch: Vec<NewWatch> = (0..3).map(|i| new_watch(&format!("b{i}"))).collect();
+        s.create_many(&batch).unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let adopted = s
+        .adopt_leases("me", std::time::Duration::from_secs(15), 100)
+        .unwrap();
+    assert_eq!(adopted.len(), 3);
 }

@@ -104,12 +104,32 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    // A watch stored here is held by this agent from its commit on: the connection
+    // stays locked until the held set names the new watches (connection, then held
+    // set: the order `save_polls` takes them in), so that an adoption round between
+    // the commit and the creator's `acquire_lease` can never take a new watch and
+    // start it a second time.
     fn create(&self, w: &NewWatch) -> Result<Created, StoreError> {
-        writes::create(&mut self.conn(), w)
+        let mut conn = self.conn();
+        let created = writes::create(&mut conn, w)?;
+        if let Created::New(rec) = &created {
+            self.held().insert(rec.def.id.clone());
+        }
+        Ok(created)
     }
 
     fn create_many(&self, ws: &[NewWatch]) -> Result<CreatedMany, StoreError> {
-        writes::create_many(&mut self.conn(), ws)
+        let mut conn = self.conn();
+        let created = writes::create_many(&mut conn, ws)?;
+        if let CreatedMany::Stored(all) = &created {
+            let mut held = self.held();
+            for c in all {
+                if let Created::New(rec) = c {
+                    held.insert(rec.def.id.clone());
+                }
+            }
+        }
+        Ok(created)
     }
 
     fn get(&self, id: &str) -> Result<Option<WatchRecord>, StoreError> {
