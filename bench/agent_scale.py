@@ -216,6 +216,8 @@ def main():
                     help="measure the creation only (and the agent's RSS right after it), then stop")
     ap.add_argument("--restart", type=int, default=0,
                     help="then kill -9 the agent, keep it down this many seconds, restart, measure the resume")
+    ap.add_argument("--wrap", default="",
+                    help="a command the agent is started under, e.g. 'heaptrack -o /tmp/ht' (profiling)")
     ap.add_argument("--standin", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.standin:
@@ -244,6 +246,7 @@ def main():
             "--max-concurrent-queries", str(a.max_queries), "--log-format", "json", "--quiet"]
     if a.no_sharing:
         args.append("--no-query-sharing")
+    args = a.wrap.split() + args
     log = open(f"{tmp}/agent.log", "w")
     agent = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL)
     try:

@@ -370,7 +370,10 @@ async fn order(
     let control = control_of(line, peer.as_deref(), crate::core::events::now_ms())?;
     let (reply, answer) = oneshot::channel();
     orders
-        .send(OrderMsg { control, reply })
+        .send(OrderMsg {
+            control: Box::new(control),
+            reply,
+        })
         .await
         .map_err(|_| "the watch has ended".to_string())?;
     match answer.await {

@@ -102,7 +102,7 @@ fn fake_watch() -> (
         let mut seen = Vec::new();
         while let Some(OrderMsg { control, reply }) = rx.recv().await {
             let _ = reply.send(Ok(format!("done by {}: {}", control.who, control.reason)));
-            seen.push(control);
+            seen.push(*control);
         }
         seen
     });

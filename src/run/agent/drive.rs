@@ -207,7 +207,7 @@ impl Agent {
                         detail,
                         at_ms: now_ms(),
                     };
-                    self.record_ending(id, &ending).await;
+                    Box::pin(self.record_ending(id, &ending)).await;
                     return;
                 }
                 Err(e) => {
@@ -228,11 +228,7 @@ impl Agent {
         let limit = crate::run::preflight::clock_limit(spec.max_blind, duration);
         // A resumed or adopted watch runs the creation's clock check first: an agent
         // whose watch clock is off Prometheus's does not judge it (nor end it).
-        if resumed
-            && !self
-                .clock_allows(id, &source, spec.max_blind, duration)
-                .await
-        {
+        if resumed && !Box::pin(self.clock_allows(id, &source, spec.max_blind, duration)).await {
             self.leases.mark_lost(id);
             return;
         }
@@ -282,7 +278,7 @@ impl Agent {
         };
         let scrape = match spec.step {
             Some(_) => None,
-            None => source.scrape_interval().await,
+            None => Box::pin(source.scrape_interval()).await,
         };
         let mut from = Start {
             aligned: Some(phase),
@@ -304,9 +300,9 @@ impl Agent {
         if resumed {
             let mut waiting = false;
             loop {
-                let resolved = self
-                    .resolve_actions(&spec, def, &mut others, &opts, herald.as_ref())
-                    .await;
+                let resolved =
+                    Box::pin(self.resolve_actions(&spec, def, &mut others, &opts, herald.as_ref()))
+                        .await;
                 let restored = match resolved {
                     Ok(Resolution::Continue {
                         paused_by,
@@ -316,14 +312,20 @@ impl Agent {
                         from.pause_failed = pause_failed;
                         // Read after the resolution (a re-run can take minutes): the
                         // catch-up covers the time up to here, on the watch clock.
-                        self.restore(&spec, def, &source, self.clock_now_ms()).await
+                        Box::pin(self.restore(&spec, def, &source, self.clock_now_ms())).await
                     }
                     Ok(Resolution::End { outcome, recorded }) => {
                         if waiting {
                             self.metrics.resume_waiting.dec();
                         }
-                        self.end_before_start(id, &outcome, !recorded, herald.as_deref(), others)
-                            .await;
+                        Box::pin(self.end_before_start(
+                            id,
+                            &outcome,
+                            !recorded,
+                            herald.as_deref(),
+                            others,
+                        ))
+                        .await;
                         return;
                     }
                     Err(e) => Err(e),
@@ -369,7 +371,7 @@ impl Agent {
         // hold a person gave), it waits and is tried again, as a resume does.
         let mut waiting = false;
         from.control = loop {
-            match self.control_state(def).await {
+            match Box::pin(self.control_state(def)).await {
                 Ok(c) => break c,
                 Err(e) => {
                     self.metrics.store_errors.inc();
@@ -397,14 +399,12 @@ impl Agent {
                 }
             };
             info!(event = "ended_by_order", watch = %id, outcome = outcome.name(), "the watch was ended by an order before this start");
-            self.end_before_start(id, &outcome, true, herald.as_deref(), others)
-                .await;
+            Box::pin(self.end_before_start(id, &outcome, true, herald.as_deref(), others)).await;
             return;
         }
-        from.baselines = self.before_baselines(&spec, def, &*source).await;
-        from.pre_existing = self
-            .pre_existing(&spec, def, &*source, from.scrape, &from.baselines)
-            .await;
+        from.baselines = Box::pin(self.before_baselines(&spec, def, &*source)).await;
+        from.pre_existing =
+            Box::pin(self.pre_existing(&spec, def, &*source, from.scrape, &from.baselines)).await;
         let mut sinks = WatchSinks {
             sinks: others,
             deliveries,
@@ -417,12 +417,20 @@ impl Agent {
         // A watch that superseded another (`watch.key`) judges once that one ended:
         // never two watches of one key judging at once.
         if let Some(old) = &rec.after {
-            match self.await_predecessor(id, old, &mut signals).await {
+            match Box::pin(self.await_predecessor(id, old, &mut signals)).await {
                 Some(outcome) => from.succeeds = Some((old.clone(), outcome)),
                 None => return,
             }
         }
-        watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
+        Box::pin(watch::run_session(
+            &spec,
+            source,
+            &opts,
+            from,
+            &mut signals,
+            &mut sinks,
+        ))
+        .await;
     }
 }
 

@@ -224,7 +224,13 @@ impl Agent {
             // Never awaited: one watch whose loop is busy (a command running, a watch
             // waiting for the one it superseded) must not hold up every other watch's
             // orders. A full or closed channel is tried again at the next look.
-            if tx.try_send(OrderMsg { control, reply }).is_err() {
+            if tx
+                .try_send(OrderMsg {
+                    control: Box::new(control),
+                    reply,
+                })
+                .is_err()
+            {
                 lock(&self.delivered).remove(&row.id);
                 continue;
             }

@@ -209,3 +209,46 @@ async fn a_rerun_starts_and_acts_with_the_events_of_a_first_run() {
     assert_eq!(finished(&again), finished(&first));
     assert_eq!(finished(&first).len(), 1);
 }
+
+/// What each watch holds while it waits stays small (issue 21: 100,000 watches in one
+/// agent): its task's future was 13.8 KB before the transient steps (resume, pre-flight,
+/// the handling of one poll) were boxed, and a message slot of its orders' channel (32
+/// are allocated at once) 88 bytes before the order was boxed.
+#[tokio::test]
+async fn a_waiting_watch_holds_little() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
+    let cfg = AgentConfig {
+        rules_dir: dir.path().to_path_buf(),
+        prom: Default::default(),
+        max_queries: 1,
+        share_queries: false,
+        holder: "test-agent".into(),
+        lease_ttl: Duration::from_secs(30),
+        action_dir: None,
+    };
+    let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
+    let agent = Agent::new(store.clone(), metrics, cfg);
+    let def = NewWatch {
+        id: "w".into(),
+        rules: "rules".into(),
+        rules_text: RULES.into(),
+        vars: Default::default(),
+        duration_ms: 60_000,
+        created_ms: now_ms(),
+        key: None,
+    };
+    let crate::io::store::Created::New(rec) = store.create(&def).unwrap() else {
+        panic!("a new watch")
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let (_orders, orders) = tokio::sync::mpsc::channel(4);
+    let drive = agent.drive(&rec, None, rx, orders, tx, Default::default());
+    let size = std::mem::size_of_val(&drive);
+    assert!(
+        size <= 4096,
+        "a watch's task holds {size} bytes while it waits"
+    );
+    let slot = std::mem::size_of::<crate::run::watch::OrderMsg>();
+    assert!(slot <= 16, "an order's slot is {slot} bytes");
+}

@@ -45,7 +45,8 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     // The watch's own origin: when it was created, `elapsed` ago.
     let start_wall = now_wall.checked_sub(elapsed).unwrap_or(now_wall);
     let max_blind = spec.max_blind.min(opts.duration);
-    let (tx, mut rx) = mpsc::channel::<PollDone>(64);
+    // (Boxed: a channel's slots are allocated 32 at a time, and a watch holds one.)
+    let (tx, mut rx) = mpsc::channel::<Box<PollDone>>(64);
     let mut pollers = JoinSet::new();
     for (i, rule) in spec.rules.iter().enumerate() {
         let first = match from.aligned {
@@ -151,7 +152,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         if w.deferred_signal.is_some() {
             break;
         }
-        if let Some(outcome) = w.handle(done).await {
+        if let Some(outcome) = Box::pin(w.handle(done)).await {
             backlog_outcome = Some(outcome);
             break;
         }
@@ -176,7 +177,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             _ = sleep_until(end) => {
                 // Polls taken before the end that queued while a command ran are
                 // judged first: a breach they show still acts.
-                if let Some(o) = w.drain(&mut rx, &mut blind, Some(w.duration())).await {
+                if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
                     break 'watch o;
                 }
                 if let Some(sig) = w.deferred_signal {
@@ -185,7 +186,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 // A hold that lasts to the end ends there: what still fires acts, never
                 // left behind a "healthy" ending.
                 if w.control.hold.is_some() {
-                    if let Some(o) = w.hold_over(None).await {
+                    if let Some(o) = Box::pin(w.hold_over(None)).await {
                         break 'watch o;
                     }
                 }
@@ -194,7 +195,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             _ = sleep_until(blind.deadline()) => {
                 // Good polls may be waiting in the queue (a slow pause command held the
                 // loop): they count before the watch is called blind.
-                if let Some(o) = w.drain(&mut rx, &mut blind, Some(w.duration())).await {
+                if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
                     break 'watch o;
                 }
                 if w.deferred_signal.is_some() {
@@ -214,25 +215,25 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             // now rather than at the rule's next tick (`confirm.rs`). Never past the
             // end: the end branch comes first.
             _ = sleep_until(confirm.unwrap_or(end)), if confirm.is_some_and(|c| c < end) => {
-                if let Some(outcome) = w.confirm_now().await {
+                if let Some(outcome) = Box::pin(w.confirm_now()).await {
                     break outcome;
                 }
             }
             // A person's order (`manual.rs`): before the polls queued behind it.
             Some(msg) = next_order(&mut w.orders) => {
-                if let Some(outcome) = w.order(msg).await {
+                if let Some(outcome) = Box::pin(w.order(msg)).await {
                     break outcome;
                 }
             }
             // A hold ran out: what still fires acts now.
             _ = sleep_until(hold.unwrap_or(end)), if hold.is_some_and(|h| h < end) => {
-                if let Some(outcome) = w.hold_over(None).await {
+                if let Some(outcome) = Box::pin(w.hold_over(None)).await {
                     break outcome;
                 }
             }
             Some(done) = rx.recv() => {
                 blind.saw(&done);
-                if let Some(outcome) = w.handle(done).await {
+                if let Some(outcome) = Box::pin(w.handle(*done)).await {
                     break outcome;
                 }
             }
@@ -242,9 +243,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     let warnings = w.warnings();
     // Silences already made are told before the ending; one still being made (a slow
     // Alertmanager) never holds the ending back: it is awaited, bounded, after it.
-    w.report_silences(false).await;
+    Box::pin(w.report_silences(false)).await;
     w.sinks
         .emit(now_ms(), &outcome.finished_event_with(&warnings));
-    w.report_silences(true).await;
+    Box::pin(w.report_silences(true)).await;
     outcome
 }

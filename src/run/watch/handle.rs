@@ -117,7 +117,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// clock, if given); Some(outcome) if one of them ends the watch.
     pub(super) async fn drain(
         &mut self,
-        rx: &mut mpsc::Receiver<PollDone>,
+        rx: &mut mpsc::Receiver<Box<PollDone>>,
         blind: &mut Blind,
         until: Option<Duration>,
     ) -> Option<Outcome> {
@@ -129,7 +129,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 continue;
             }
             blind.saw(&done);
-            if let Some(o) = self.handle(done).await {
+            if let Some(o) = Box::pin(self.handle(*done)).await {
                 return Some(o);
             }
         }

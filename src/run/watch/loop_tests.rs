@@ -228,7 +228,14 @@ pub(super) async fn watch_ordered(
                     control.at_ms = T0_MS + at.as_millis() as i64;
                 }
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                if order_tx.send(OrderMsg { control, reply }).await.is_err() {
+                if order_tx
+                    .send(OrderMsg {
+                        control: Box::new(control),
+                        reply,
+                    })
+                    .await
+                    .is_err()
+                {
                     answered.lock().unwrap().push(Err(
                         crate::core::control::ControlError::Refused("the watch had ended".into()),
                     ));

@@ -65,7 +65,8 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
 
     /// Carries out one order; Some(outcome) when it ends the watch.
     pub(super) async fn order(&mut self, msg: OrderMsg) -> Option<Outcome> {
-        let OrderMsg { mut control, reply } = msg;
+        let OrderMsg { control, reply } = msg;
+        let mut control = *control;
         // Applied as of when it was given (on the watch's clock: the agent stamps it
         // with the store's, as the watch is timed), so that a hold's end is the same
         // live and when a restart folds the stored orders again; an order without a

@@ -21,7 +21,7 @@ pub(super) async fn poll_loop<S: MetricsSource>(
     extras: Vec<(ExtraKind, Query, Duration)>,
     interval: Duration,
     source: Arc<S>,
-    tx: mpsc::Sender<PollDone>,
+    tx: mpsc::Sender<Box<PollDone>>,
     first: Instant,
     start: Instant,
     start_wall: SystemTime,
@@ -35,11 +35,10 @@ pub(super) async fn poll_loop<S: MetricsSource>(
         let tick = ticker.tick().await;
         let at = elapsed + tick.saturating_duration_since(start);
         let wall = start_wall + at;
-        if tx
-            .send(query_at(rule, &query, &extras, &*source, at, wall).await)
-            .await
-            .is_err()
-        {
+        // (Boxed: the query's future lives only while it is asked, so a poller that
+        // waits for its next tick holds a few hundred bytes, not the query's state.)
+        let done = Box::pin(query_at(rule, &query, &extras, &*source, at, wall)).await;
+        if tx.send(Box::new(done)).await.is_err() {
             return;
         }
     }

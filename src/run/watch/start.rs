@@ -121,7 +121,8 @@ pub struct Start {
 /// refused (nothing changed).
 #[derive(Debug)]
 pub struct OrderMsg {
-    pub control: Control,
+    /// (Boxed: each watch's channel allocates 32 slots at a time.)
+    pub control: Box<Control>,
     pub reply: tokio::sync::oneshot::Sender<Result<String, ControlError>>,
 }
 
