@@ -248,7 +248,8 @@ def main():
         args.append("--no-query-sharing")
     args = a.wrap.split() + args
     log = open(f"{tmp}/agent.log", "w")
-    agent = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL)
+    # (In a session of its own: a wrapper's children are stopped with it.)
+    agent = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL, start_new_session=bool(a.wrap))
     try:
         deadline = time.time() + 30
         while True:
@@ -347,6 +348,8 @@ def main():
             }
         print(json.dumps(out))
     finally:
+        if a.wrap:
+            os.killpg(agent.pid, signal.SIGTERM)
         agent.send_signal(signal.SIGTERM)
         try:
             agent.wait(timeout=60)

@@ -4,6 +4,11 @@ use clap::Parser;
 use rollwatch::cli::{self, Cli, Command};
 use std::process::ExitCode;
 
+// The agent's many small, long-lived allocations fragment glibc's per-thread arenas
+// (a fifth of its memory at 20,000 watches; BENCHMARKS.md, issue 21).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One-shot commands behave like other Unix tools when their reader goes away

@@ -421,7 +421,7 @@ impl Agent {
             match lease {
                 Ok(Some(l)) => {
                     self.leases.hold(&l, sent);
-                    self.spawn(rec.clone(), None);
+                    self.spawn(rec.clone(), super::drive::Begin::New);
                 }
                 Ok(None) => {
                     info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")

@@ -24,6 +24,19 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info};
 
+/// A watch's rule snapshot, loaded, and the shared source it polls.
+pub(super) type Prepared = (WatchSpec, Arc<SharedSource<PromClient>>);
+
+/// How a watch's loop begins.
+pub(super) enum Begin {
+    /// Created here: its snapshot was checked at its creation.
+    New,
+    /// Resumed at a start or adopted, with its snapshot loaded, or None when it could
+    /// not be yet (a file it names not there): it is counted as waiting, keeps the
+    /// agent not ready, and is tried again.
+    Resumed(Option<Box<Prepared>>),
+}
+
 impl Agent {
     /// Cancels a running watch; no command starts because of it (one already running
     /// finishes first). Returns false if it is not running.
@@ -43,8 +56,9 @@ impl Agent {
         true
     }
 
-    /// Runs a watch; `resumed` is Some(already counted as waiting) at a restart.
-    pub(super) fn spawn(self: &Arc<Self>, rec: WatchRecord, resumed: Option<bool>) {
+    /// Runs a watch, new or resumed (a resume's snapshot is loaded before the agent is
+    /// ready, and not loaded twice: see `Begin`).
+    pub(super) fn spawn(self: &Arc<Self>, rec: WatchRecord, begin: Begin) {
         let (tx, rx) = mpsc::channel(4);
         // The watch's own sinks stop its loop through it (a write the store fenced).
         let stop = tx.clone();
@@ -62,7 +76,7 @@ impl Agent {
         let agent = self.clone();
         let h = tokio::spawn(async move {
             let id = rec.def.id.clone();
-            agent.drive(&rec, resumed, rx, orders_rx, stop, live).await;
+            agent.drive(&rec, begin, rx, orders_rx, stop, live).await;
             lock(&agent.running).remove(&id);
             // Ended, suspended or lost here: the lease goes back (if this agent still
             // holds it), so that another agent may take the watch at once.
@@ -168,10 +182,42 @@ impl Agent {
     }
 
     /// The snapshot and the Prometheus source of a watch.
-    pub(super) fn prepare(
-        &self,
-        def: &NewWatch,
-    ) -> Result<(WatchSpec, Arc<SharedSource<PromClient>>), String> {
+    /// `prepare` for each watch, in order (None: not yet, see `drive`), off the
+    /// runtime and split over the machine's cores.
+    pub(super) async fn prepare_many(
+        self: &Arc<Self>,
+        defs: Vec<NewWatch>,
+    ) -> Vec<Option<Prepared>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let per = defs.len().div_ceil(threads.clamp(1, 8)).max(1);
+        let mut defs = defs.into_iter();
+        let mut parts = Vec::new();
+        loop {
+            let part: Vec<NewWatch> = defs.by_ref().take(per).collect();
+            if part.is_empty() {
+                break;
+            }
+            let agent = self.clone();
+            parts.push(tokio::task::spawn_blocking(move || {
+                part.iter()
+                    .map(|d| agent.prepare(d).ok())
+                    .collect::<Vec<_>>()
+            }));
+        }
+        let mut out = Vec::new();
+        for p in parts {
+            match p.await {
+                Ok(part) => out.extend(part),
+                Err(e) => match e.try_into_panic() {
+                    Ok(panic) => std::panic::resume_unwind(panic),
+                    Err(e) => panic!("loading the resumed watches did not complete: {e}"),
+                },
+            }
+        }
+        out
+    }
+
+    pub(super) fn prepare(&self, def: &NewWatch) -> Result<Prepared, String> {
         let spec = load_snapshot(def)?;
         let source = self.source_for(&spec)?;
         Ok((spec, source))
@@ -182,7 +228,7 @@ impl Agent {
     pub(super) async fn drive(
         self: &Arc<Self>,
         rec: &WatchRecord,
-        resumed: Option<bool>,
+        begin: Begin,
         mut signals: mpsc::Receiver<Signal>,
         orders: mpsc::Receiver<crate::run::watch::OrderMsg>,
         stop: mpsc::Sender<Signal>,
@@ -193,10 +239,13 @@ impl Agent {
         // At a restart, what fails here may be transient (a token or CA file not
         // mounted yet): the watch stays unfinished, the agent is not ready, and it is
         // tried again. A new watch was checked when it was created.
-        let mut waiting = resumed == Some(true);
-        let resumed = resumed.is_some();
+        let (resumed, mut prepared) = match begin {
+            Begin::New => (false, None),
+            Begin::Resumed(p) => (true, p.map(|p| *p)),
+        };
+        let mut waiting = resumed && prepared.is_none();
         let (spec, source) = loop {
-            match self.prepare(def) {
+            match prepared.take().map_or_else(|| self.prepare(def), Ok) {
                 Ok(p) => break p,
                 Err(detail) if !resumed => {
                     error!(event = "watch_invalid", watch = %id, "{detail}");

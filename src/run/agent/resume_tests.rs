@@ -243,7 +243,14 @@ async fn a_waiting_watch_holds_little() {
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let (_orders, orders) = tokio::sync::mpsc::channel(4);
-    let drive = agent.drive(&rec, None, rx, orders, tx, Default::default());
+    let drive = agent.drive(
+        &rec,
+        crate::run::agent::drive::Begin::New,
+        rx,
+        orders,
+        tx,
+        Default::default(),
+    );
     let size = std::mem::size_of_val(&drive);
     assert!(
         size <= 4096,

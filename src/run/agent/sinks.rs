@@ -71,6 +71,48 @@ impl SinkLink {
 }
 
 impl StoreSink {
+    /// A poll: its mark (batched to the store), its `breaches` windows and the live
+    /// view, with as few copies as each needs (this runs for every poll of every
+    /// watch).
+    #[allow(clippy::too_many_arguments)]
+    fn polled(
+        &mut self,
+        at_ms: i64,
+        token: i64,
+        rule: &str,
+        error: &Option<String>,
+        state: &crate::core::events::RuleState,
+        value: Option<f64>,
+        samples: &[crate::core::events::SeriesValue],
+        windows: &Option<Vec<(Labels, String)>>,
+    ) {
+        self.metrics.evaluations.inc();
+        match self.windows.get_mut(rule) {
+            Some(w) => w.clone_from(windows),
+            None => {
+                self.windows.insert(rule.to_string(), windows.clone());
+            }
+        }
+        self.link.polls.mark(PollMark {
+            id: self.id.clone(),
+            token,
+            rule: rule.to_string(),
+            at_ms,
+            ok: error.is_none(),
+            data: samples.iter().any(|s| s.value.is_some()),
+            windows: windows.clone(),
+        });
+        let mut live = lock(&self.live);
+        let l = match live.get_mut(rule) {
+            Some(l) => l,
+            None => live.entry(rule.to_string()).or_default(),
+        };
+        l.state = Some(state.clone());
+        l.value = value;
+        l.last_poll_ms = Some(at_ms);
+        l.error.clone_from(error);
+    }
+
     /// Writes `change` with the notes rendered so far, in one transaction.
     fn noted(
         &self,
@@ -174,6 +216,22 @@ impl Sink for StoreSink {
         // window: the agent was paused, or the store did not answer), writes nothing
         // more: another agent owns it (or will adopt it) and resumes it from the store
         // and Prometheus.
+        // (A poll, the most frequent event by far, needs only the lease's token.)
+        if let Event::Poll {
+            rule,
+            error,
+            state,
+            value,
+            samples,
+            windows,
+            ..
+        } = event
+        {
+            if let Some(token) = self.link.leases.trusted(&self.id) {
+                self.polled(at_ms, token, rule, error, state, *value, samples, windows);
+                return;
+            }
+        }
         let Some(fence) = self.link.leases.fence(&self.id) else {
             if let Event::WatchFinished { .. } = event {
                 info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
@@ -191,25 +249,16 @@ impl Sink for StoreSink {
                 samples,
                 windows,
                 ..
-            } => {
-                self.metrics.evaluations.inc();
-                self.windows.insert(rule.clone(), windows.clone());
-                self.link.polls.mark(PollMark {
-                    id: self.id.clone(),
-                    token: fence.token,
-                    rule: rule.clone(),
-                    at_ms,
-                    ok: error.is_none(),
-                    data: samples.iter().any(|s| s.value.is_some()),
-                    windows: windows.clone(),
-                });
-                let mut live = lock(&self.live);
-                let l = live.entry(rule.clone()).or_default();
-                l.state = Some(state.clone());
-                l.value = *value;
-                l.last_poll_ms = Some(at_ms);
-                l.error = error.clone();
-            }
+            } => self.polled(
+                at_ms,
+                fence.token,
+                rule,
+                error,
+                state,
+                *value,
+                samples,
+                windows,
+            ),
             Event::Pending {
                 rule,
                 labels,

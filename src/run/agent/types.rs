@@ -111,8 +111,9 @@ pub(super) struct PollBook(Mutex<HashMap<(String, String), PollMark>>);
 impl PollBook {
     pub(super) fn mark(&self, p: PollMark) {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match m.get_mut(&(p.id.clone(), p.rule.clone())) {
-            Some(v) => {
+        match m.entry((p.id.clone(), p.rule.clone())) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let v = o.get_mut();
                 if p.at_ms >= v.at_ms {
                     v.at_ms = p.at_ms;
                     v.ok = p.ok;
@@ -122,8 +123,8 @@ impl PollBook {
                 // Tokens only grow: a mark of a lease taken again carries the new one.
                 v.token = v.token.max(p.token);
             }
-            None => {
-                m.insert((p.id.clone(), p.rule.clone()), p);
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(p);
             }
         }
     }

@@ -288,16 +288,17 @@ impl Store for SqliteStore {
         _ttl: Duration,
         max: usize,
     ) -> Result<Vec<Lease>, StoreError> {
-        let running = self.list(Some(WatchState::Running))?;
+        let running = reads::running_ids(&self.conn())?;
         let mut held = self.held();
         let mut out = Vec::new();
-        for w in running {
+        for id in running {
             if out.len() >= max {
                 break;
             }
-            if held.insert(w.def.id.clone()) {
+            if !held.contains(&id) {
+                held.insert(id.clone());
                 out.push(Lease {
-                    watch: w.def.id,
+                    watch: id,
                     token: 1,
                 });
             }

@@ -62,6 +62,23 @@ pub(super) fn list(
     Ok(out)
 }
 
+/// The ids of the running watches, oldest first: all an adoption round needs (not
+/// their records: at 100,000 watches, decoding every row each round cost more than
+/// the polls).
+pub(super) fn running_ids(conn: &Connection) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT id FROM watches WHERE state = ?1 ORDER BY seq")
+        .map_err(sql("list running watches"))?;
+    let rows = stmt
+        .query_map([WatchState::Running.as_str()], |r| r.get::<_, String>(0))
+        .map_err(sql("list running watches"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(sql("list running watches"))?);
+    }
+    Ok(out)
+}
+
 pub(super) fn count_by_state(conn: &Connection) -> Result<Vec<(WatchState, i64)>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT state, count(*) FROM watches GROUP BY state")
