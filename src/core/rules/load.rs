@@ -381,7 +381,12 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
             Some((_, c)) => Some(c?),
             None => None,
         },
-        rules,
+        // (Exactly as long as it is: an agent keeps one spec per watch.)
+        rules: {
+            let mut rules = rules;
+            rules.shrink_to_fit();
+            rules
+        },
         notify: notify?,
     })
 }

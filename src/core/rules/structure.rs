@@ -481,8 +481,33 @@ fn classify(value: &str) -> Result<Vec<Class>, String> {
 }
 
 /// Parses PromQL, turning a panic of the parser (it has some, e.g. on `x[1e30]`) into
-/// an error.
+/// an error. Answers are kept by text (at most `PARSED_MAX`, then forgotten at once):
+/// the proof parses the same stand-in renderings of a rule file for every watch made
+/// of it, and the parser compiles each `=~` matcher's regex anew each time; at an
+/// agent's start with 100,000 watches of one file that was most of its CPU.
 pub fn parse(query: &str) -> Result<Expr, String> {
+    let mut parsed = PARSED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(hit) = parsed.get(query) {
+        return hit.clone();
+    }
+    drop(parsed);
+    let answer = parse_anew(query);
+    parsed = PARSED.lock().unwrap_or_else(|e| e.into_inner());
+    if parsed.len() >= PARSED_MAX {
+        parsed.clear();
+    }
+    parsed.insert(query.to_string(), answer.clone());
+    answer
+}
+
+/// How many parsed queries `parse` keeps.
+const PARSED_MAX: usize = 1024;
+
+static PARSED: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, Result<Expr, String>>>,
+> = std::sync::LazyLock::new(Default::default);
+
+fn parse_anew(query: &str) -> Result<Expr, String> {
     quiet_panics();
     PARSING.with(|p| p.set(true));
     let parsed = std::panic::catch_unwind(|| promql_parser::parser::parse(query));

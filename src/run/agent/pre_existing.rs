@@ -42,24 +42,35 @@ impl Agent {
         };
         let found =
             preflight::pre_existing(spec, source, def.created_ms, scrape, baselines, &stored).await;
+        let mut taken = Vec::new();
         for (rule, p) in spec.rules.iter().zip(&found) {
             match p {
-                PreDeploy::Taken { before, .. } => {
-                    self.store_reading(def, &rule.name, before).await
-                }
+                PreDeploy::Taken { before, .. } => taken.push((&rule.name, before)),
                 PreDeploy::Failed(e) => {
                     warn!(event = "pre_existing_failed", watch = %def.id, rule = %rule.name, error = %e, "could not read whether this rule was already breaching before the watch; every breach of it is judged as any");
                 }
                 PreDeploy::NotRead | PreDeploy::Known(_) => {}
             }
         }
+        if !taken.is_empty() {
+            self.store_readings(def, &taken).await;
+        }
         found.iter().map(|p| p.before().cloned()).collect()
     }
 
-    /// Stores a reading just taken, fenced (a restart then uses it, never another).
-    async fn store_reading(&self, def: &NewWatch, rule: &str, before: &Before) {
-        let values: Vec<_> = before.iter().map(|(l, v)| (l.clone(), *v)).collect();
-        let (id, key) = (def.id.clone(), preflight::pre_existing_key(rule));
+    /// Stores the readings just taken, fenced, in one transaction (a restart then uses
+    /// them, never another).
+    async fn store_readings(&self, def: &NewWatch, taken: &[(&String, &Before)]) {
+        let readings: Vec<(String, Vec<_>)> = taken
+            .iter()
+            .map(|(rule, before)| {
+                (
+                    preflight::pre_existing_key(rule),
+                    before.iter().map(|(l, v)| (l.clone(), *v)).collect(),
+                )
+            })
+            .collect();
+        let id = def.id.clone();
         let Some(fence) = self.leases.fence(&def.id) else {
             self.write_fenced(
                 &def.id,
@@ -70,13 +81,13 @@ impl Agent {
         };
         let put = self
             .store
-            .call(move |s| s.put_baselines(&id, &fence, &key, &values))
+            .call(move |s| s.put_baselines_many(&id, &fence, &readings))
             .await;
         if let Err(e @ StoreError::Fenced { .. }) = &put {
             self.write_fenced(&def.id, "the breaches before the watch", &e.to_string());
         } else if put.is_err() {
             self.metrics.store_errors.inc();
-            warn!(event = "store_error", watch = %def.id, rule = %rule, "cannot store the breaches before the watch; a restart reads them again over the same window");
+            warn!(event = "store_error", watch = %def.id, "cannot store the breaches before the watch; a restart reads them again over the same window");
         }
     }
 }

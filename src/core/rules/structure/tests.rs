@@ -502,3 +502,20 @@ proptest! {
         }
     }
 }
+
+/// `parse` keeps its answers by text: the same text answers the same (errors and the
+/// parser's panics included), the second time from what it kept, and more texts than
+/// it keeps never make it answer wrongly.
+#[test]
+fn a_kept_parse_answers_as_a_fresh_one() {
+    for text in ["sum(rate(x{code=~\"5..\"}[5m]))", "x[1e30]", "sum(", "up"] {
+        let fresh = parse_anew(text);
+        assert_eq!(parse(text), fresh, "{text}");
+        assert_eq!(parse(text), fresh, "{text}, kept");
+    }
+    for i in 0..(PARSED_MAX + 10) {
+        let text = format!("x{i} > {i}");
+        assert_eq!(parse(&text), parse_anew(&text));
+    }
+    assert_eq!(parse("sum("), parse_anew("sum("));
+}

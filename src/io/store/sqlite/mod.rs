@@ -234,6 +234,24 @@ impl Store for SqliteStore {
         writes::put_baselines(&mut self.conn(), id, rule, values)
     }
 
+    fn put_baselines_many(
+        &self,
+        id: &str,
+        fence: &Fence,
+        rules: &[(String, Vec<(Labels, f64)>)],
+    ) -> Result<(), StoreError> {
+        self.fence(id, fence, "write of a baseline")?;
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction()
+            .map_err(crate::io::store::codec::sql("begin a transaction"))?;
+        for (rule, values) in rules {
+            writes::put_baselines_in(&tx, id, rule, values)?;
+        }
+        tx.commit()
+            .map_err(crate::io::store::codec::sql("store a baseline"))
+    }
+
     fn baselines(&self, id: &str) -> Result<BTreeMap<String, Vec<(Labels, f64)>>, StoreError> {
         reads::baselines(&self.conn(), id)
     }

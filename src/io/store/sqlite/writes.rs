@@ -323,6 +323,17 @@ pub(super) fn put_baselines(
     values: &[(Labels, f64)],
 ) -> Result<(), StoreError> {
     let tx = conn.transaction().map_err(sql("begin a transaction"))?;
+    put_baselines_in(&tx, id, rule, values)?;
+    tx.commit().map_err(sql("store a baseline"))
+}
+
+/// `put_baselines`' writes, inside the caller's transaction.
+pub(super) fn put_baselines_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    rule: &str,
+    values: &[(Labels, f64)],
+) -> Result<(), StoreError> {
     let taken: bool = tx
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM baselines WHERE watch_id = ?1 AND rule = ?2)",
@@ -346,7 +357,7 @@ pub(super) fn put_baselines(
         )
         .map_err(sql("store a baseline"))?;
     }
-    tx.commit().map_err(sql("store a baseline"))
+    Ok(())
 }
 
 pub(super) fn outbox_due(
