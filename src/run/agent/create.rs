@@ -11,7 +11,7 @@
 
 use super::snapshot::{refused, valid_name};
 use super::source::SharedSource;
-use super::types::{batch_size, lock, BatchError, CreateError, WatchRequest};
+use super::types::{batch_size, lock, over_cores, BatchError, CreateError, WatchRequest};
 use super::{clock, Agent};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::ClockSkew;
@@ -213,41 +213,20 @@ impl Agent {
             .collect())
     }
 
-    /// `load_request` for every request of a batch, in order: off the runtime (the
-    /// rule file's load is CPU work, about a millisecond a watch), split over the
-    /// machine's cores.
+    /// `load_request` for every request of a batch, in order, off the runtime and
+    /// split over the machine's cores (`over_cores`).
     async fn load_many(
         self: &Arc<Self>,
         reqs: Vec<WatchRequest>,
         texts: &Texts,
     ) -> Vec<Result<Loaded, CreateError>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = reqs.len().div_ceil(threads.clamp(1, 8)).max(1);
-        let mut reqs = reqs.into_iter();
-        let mut parts = Vec::new();
-        loop {
-            let part: Vec<WatchRequest> = reqs.by_ref().take(per).collect();
-            if part.is_empty() {
-                break;
-            }
-            let (agent, texts) = (self.clone(), texts.clone());
-            parts.push(tokio::task::spawn_blocking(move || {
-                part.into_iter()
-                    .map(|r| agent.load_request(r, &texts))
-                    .collect::<Vec<_>>()
-            }));
-        }
-        let mut out = Vec::new();
-        for p in parts {
-            match p.await {
-                Ok(part) => out.extend(part),
-                Err(e) => match e.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    Err(e) => panic!("a batch's checks did not complete: {e}"),
-                },
-            }
-        }
-        out
+        let (agent, texts) = (self.clone(), texts.clone());
+        over_cores(
+            reqs,
+            move |r| agent.load_request(r, &texts),
+            "a batch's checks",
+        )
+        .await
     }
 
     /// Refuses while shutting down; before `start` has read the store's clock (what

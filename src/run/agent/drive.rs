@@ -11,7 +11,7 @@ use super::resume::Resolution;
 use super::sinks::{AgentLog, SinkLink, StoreSink};
 use super::snapshot::load_snapshot;
 use super::source::{phase, SharedSource};
-use super::types::{cancelled, ending_of, lock, unix, Handle, Live};
+use super::types::{cancelled, ending_of, lock, over_cores, unix, Handle, Live};
 use super::Agent;
 use crate::core::events::{now_ms, Sinks};
 use crate::core::rules::WatchSpec;
@@ -181,42 +181,22 @@ impl Agent {
         false
     }
 
-    /// The snapshot and the Prometheus source of a watch.
     /// `prepare` for each watch, in order (None: not yet, see `drive`), off the
     /// runtime and split over the machine's cores.
     pub(super) async fn prepare_many(
         self: &Arc<Self>,
         defs: Vec<NewWatch>,
     ) -> Vec<Option<Prepared>> {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let per = defs.len().div_ceil(threads.clamp(1, 8)).max(1);
-        let mut defs = defs.into_iter();
-        let mut parts = Vec::new();
-        loop {
-            let part: Vec<NewWatch> = defs.by_ref().take(per).collect();
-            if part.is_empty() {
-                break;
-            }
-            let agent = self.clone();
-            parts.push(tokio::task::spawn_blocking(move || {
-                part.iter()
-                    .map(|d| agent.prepare(d).ok())
-                    .collect::<Vec<_>>()
-            }));
-        }
-        let mut out = Vec::new();
-        for p in parts {
-            match p.await {
-                Ok(part) => out.extend(part),
-                Err(e) => match e.try_into_panic() {
-                    Ok(panic) => std::panic::resume_unwind(panic),
-                    Err(e) => panic!("loading the resumed watches did not complete: {e}"),
-                },
-            }
-        }
-        out
+        let agent = self.clone();
+        over_cores(
+            defs,
+            move |d| agent.prepare(&d).ok(),
+            "loading the resumed watches",
+        )
+        .await
     }
 
+    /// The snapshot and the Prometheus source of a watch.
     pub(super) fn prepare(&self, def: &NewWatch) -> Result<Prepared, String> {
         let spec = load_snapshot(def)?;
         let source = self.source_for(&spec)?;

@@ -212,10 +212,6 @@ impl StoreSink {
 
 impl Sink for StoreSink {
     fn emit(&mut self, at_ms: i64, event: &Event) {
-        // A watch whose lease this agent lost, or no longer trusts (past the trust
-        // window: the agent was paused, or the store did not answer), writes nothing
-        // more: another agent owns it (or will adopt it) and resumes it from the store
-        // and Prometheus.
         // (A poll, the most frequent event by far, needs only the lease's token.)
         if let Event::Poll {
             rule,
@@ -232,6 +228,10 @@ impl Sink for StoreSink {
                 return;
             }
         }
+        // A watch whose lease this agent lost, or no longer trusts (past the trust
+        // window: the agent was paused, or the store did not answer), writes nothing
+        // more: another agent owns it (or will adopt it) and resumes it from the store
+        // and Prometheus.
         let Some(fence) = self.link.leases.fence(&self.id) else {
             if let Event::WatchFinished { .. } = event {
                 info!(event = "watch_suspended", watch = %self.id, "this agent lost the watch's lease: it stopped here, and the agent that holds the lease goes on with it");
@@ -241,24 +241,8 @@ impl Sink for StoreSink {
         };
         let fence = &fence;
         match event {
-            Event::Poll {
-                rule,
-                error,
-                state,
-                value,
-                samples,
-                windows,
-                ..
-            } => self.polled(
-                at_ms,
-                fence.token,
-                rule,
-                error,
-                state,
-                *value,
-                samples,
-                windows,
-            ),
+            // (Written above, while the lease is trusted.)
+            Event::Poll { .. } => {}
             Event::Pending {
                 rule,
                 labels,

@@ -162,3 +162,42 @@ pub(super) fn cancelled() -> Ending {
         at_ms: now_ms(),
     }
 }
+
+/// `work` on every item, in order, off the runtime and split over the machine's cores
+/// (at most 8 parts): loading a rule file is CPU work, about a millisecond a watch, and
+/// a batch or a restart loads thousands. `what` names the work if a part is lost.
+pub(super) async fn over_cores<T, R>(
+    items: Vec<T>,
+    work: impl Fn(T) -> R + Clone + Send + 'static,
+    what: &'static str,
+) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = items.len().div_ceil(threads.clamp(1, 8)).max(1);
+    let mut items = items.into_iter();
+    let mut parts = Vec::new();
+    loop {
+        let part: Vec<T> = items.by_ref().take(per).collect();
+        if part.is_empty() {
+            break;
+        }
+        let work = work.clone();
+        parts.push(tokio::task::spawn_blocking(move || {
+            part.into_iter().map(&work).collect::<Vec<_>>()
+        }));
+    }
+    let mut out = Vec::new();
+    for p in parts {
+        match p.await {
+            Ok(part) => out.extend(part),
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("{what} did not complete: {e}"),
+            },
+        }
+    }
+    out
+}

@@ -230,8 +230,7 @@ impl Store for SqliteStore {
         rule: &str,
         values: &[(Labels, f64)],
     ) -> Result<(), StoreError> {
-        self.fence(id, fence, "write of a baseline")?;
-        writes::put_baselines(&mut self.conn(), id, rule, values)
+        self.put_baselines_many(id, fence, &[(rule.to_string(), values.to_vec())])
     }
 
     fn put_baselines_many(

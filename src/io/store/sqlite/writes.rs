@@ -315,19 +315,8 @@ pub(super) fn write_noted(
     tx.commit().map_err(sql(doing))
 }
 
-/// `Store::put_baselines` once its fence was checked.
-pub(super) fn put_baselines(
-    conn: &mut Connection,
-    id: &str,
-    rule: &str,
-    values: &[(Labels, f64)],
-) -> Result<(), StoreError> {
-    let tx = conn.transaction().map_err(sql("begin a transaction"))?;
-    put_baselines_in(&tx, id, rule, values)?;
-    tx.commit().map_err(sql("store a baseline"))
-}
-
-/// `put_baselines`' writes, inside the caller's transaction.
+/// `Store::put_baselines`' writes of one rule, inside the caller's transaction, once
+/// its fence was checked.
 pub(super) fn put_baselines_in(
     tx: &rusqlite::Transaction<'_>,
     id: &str,
