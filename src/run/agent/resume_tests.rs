@@ -126,9 +126,9 @@ async fn first_run() -> Seen {
     seen
 }
 
-/// The events of a re-run: an agent restarted with the rollback's row still
-/// `started` (the agent died while it ran) re-runs the idempotent command once.
-async fn rerun() -> Seen {
+/// An agent on a fresh SQLite store (in `dir`, kept by the caller) as "test-agent",
+/// and watch `w` of `RULES` (not stored yet).
+fn one_agent() -> (tempfile::TempDir, Arc<dyn Store>, Arc<Agent>, NewWatch) {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     let cfg = AgentConfig {
@@ -151,6 +151,13 @@ async fn rerun() -> Seen {
         created_ms: now_ms(),
         key: None,
     };
+    (dir, store, agent, def)
+}
+
+/// The events of a re-run: an agent restarted with the rollback's row still
+/// `started` (the agent died while it ran) re-runs the idempotent command once.
+async fn rerun() -> Seen {
+    let (_dir, store, agent, def) = one_agent();
     store.create(&def).unwrap();
     let lease = store
         .acquire_lease("w", "test-agent", Duration::from_secs(30))
@@ -216,28 +223,7 @@ async fn a_rerun_starts_and_acts_with_the_events_of_a_first_run() {
 /// are allocated at once) 88 bytes before the order was boxed.
 #[tokio::test]
 async fn a_waiting_watch_holds_little() {
-    let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
-    let cfg = AgentConfig {
-        rules_dir: dir.path().to_path_buf(),
-        prom: Default::default(),
-        max_queries: 1,
-        share_queries: false,
-        holder: "test-agent".into(),
-        lease_ttl: Duration::from_secs(30),
-        action_dir: None,
-    };
-    let metrics = Metrics::new(prometheus::Registry::new()).unwrap();
-    let agent = Agent::new(store.clone(), metrics, cfg);
-    let def = NewWatch {
-        id: "w".into(),
-        rules: "rules".into(),
-        rules_text: RULES.into(),
-        vars: Default::default(),
-        duration_ms: 60_000,
-        created_ms: now_ms(),
-        key: None,
-    };
+    let (_dir, store, agent, def) = one_agent();
     let crate::io::store::Created::New(rec) = store.create(&def).unwrap() else {
         panic!("a new watch")
     };
