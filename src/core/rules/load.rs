@@ -362,6 +362,8 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
         }
     }
 
+    // Exactly as long as it is: an agent keeps one spec per watch.
+    rules.shrink_to_fit();
     Some(WatchSpec {
         path: Default::default(),
         vars: vars?,
@@ -381,12 +383,7 @@ fn compile(cx: &mut Cx, root: &Node, opts: &LoadOptions) -> Option<WatchSpec> {
             Some((_, c)) => Some(c?),
             None => None,
         },
-        // (Exactly as long as it is: an agent keeps one spec per watch.)
-        rules: {
-            let mut rules = rules;
-            rules.shrink_to_fit();
-            rules
-        },
+        rules,
         notify: notify?,
     })
 }
