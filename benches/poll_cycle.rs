@@ -8,6 +8,12 @@
 //! steady state: every series already known, the breaching tenth pending.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+/// The allocator the binary runs with (`src/main.rs`): a poll's cost is mostly its
+/// label sets' allocations, so timing them under glibc's malloc would measure a
+/// program no one runs (BENCHMARKS.md gives both; remove these two lines to compare).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use rollwatch::core::eval::{Extra, NoData, Params, Poll, RuleEval, Threshold};
 use rollwatch::io::prom::decode::decode;
 use std::hint::black_box;

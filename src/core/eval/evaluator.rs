@@ -9,8 +9,8 @@
 //! arithmetic is already in `judge.rs` and what a poll means in `reading.rs`.
 
 use super::judge::{self, CompareParams, Evidence, Judging};
-use crate::core::series::{Labels, Poll, Sample};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use crate::core::series::{label_map, Labels, Poll, Sample};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -228,8 +228,9 @@ pub struct PollNotes {
     pub skipped: Vec<Labels>,
     /// The value a `compare` rule judged (the canary pool's median).
     pub compare_value: Option<f64>,
-    /// The first usable value of the poll (by label set), for a one-line status.
-    pub first_value: Option<f64>,
+    /// The poll returned at least one usable (not NaN) value: what a rule-level
+    /// series (`{}`, "any data") reads (`onset`).
+    pub any_value: bool,
     /// Why the guard could not be matched with the rule's series, when the poll was
     /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
     pub guard_refused: Option<String>,
@@ -436,7 +437,8 @@ impl RuleEval {
         let mut out = Vec::new();
         // A hash map: a poll of 10,000 series would spend most of its time comparing
         // label sets in a tree. The order transitions come out in is restored below.
-        let mut seen: HashMap<&Labels, f64> = HashMap::with_capacity(samples.len());
+        // Each entry: the value, and whether the series is followed (pending or firing).
+        let mut seen = label_map::<(f64, bool)>(samples.len());
         let threshold = self.params.threshold;
         // A present rule counts a NaN sample as a series (Prometheus fires on it).
         for s in samples
@@ -445,21 +447,26 @@ impl RuleEval {
         {
             // Duplicates of a label set: the one most in breach (see the module doc).
             seen.entry(&s.labels)
-                .and_modify(|v| {
+                .and_modify(|(v, _)| {
                     // (Only a present rule sees NaN here: a number still wins.)
                     if !s.value.is_nan() && (v.is_nan() || threshold.worse(s.value, *v)) {
                         *v = s.value;
                     }
                 })
-                .or_insert(s.value);
+                .or_insert((s.value, false));
         }
-        // The first usable value by label set, as a tree would have listed it.
-        self.notes.first_value = seen
-            .iter()
-            .filter(|(_, v)| !v.is_nan())
-            .min_by(|a, b| a.0.cmp(b.0))
-            .map(|(_, v)| *v);
-        for (labels, value) in &seen {
+        // The followed series, marked in one pass over them (usually few): a series
+        // not marked is looked up in no tree below, and a followed one not returned
+        // is absent at this poll.
+        let mut absent: Vec<Labels> = Vec::new();
+        for l in self.series.keys() {
+            match seen.get_mut(l) {
+                Some((_, followed)) => *followed = true,
+                None => absent.push(l.clone()),
+            }
+        }
+        self.notes.any_value = seen.values().any(|(v, _)| !v.is_nan());
+        for (labels, &(value, followed)) in &seen {
             let mut evidence = Evidence::default();
             if let Some(b) = self.burn.get(*labels) {
                 evidence.burn = b.burn.clone();
@@ -477,12 +484,12 @@ impl RuleEval {
                 }
             }
             let breaching = match &baseline {
-                None => threshold.breached(*value),
+                None => threshold.breached(value),
                 Some((bp, b)) => match b.get(labels).copied() {
                     Some(base) => {
                         evidence.baseline = Some(base);
-                        evidence.ratio = (base != 0.0).then(|| *value / base);
-                        judge::baseline_breached(*value, base, bp, threshold.above, threshold.below)
+                        evidence.ratio = (base != 0.0).then(|| value / base);
+                        judge::baseline_breached(value, base, bp, threshold.above, threshold.below)
                     }
                     None => {
                         self.notes.no_baseline.push((*labels).clone());
@@ -501,20 +508,14 @@ impl RuleEval {
             };
             self.judged += 1;
             self.notes.series_judged += 1;
-            let value = (!value.is_nan()).then_some(*value);
+            let value = (!value.is_nan()).then_some(value);
             let breaching = self.carried_over(labels, value, breaching, &mut evidence);
-            self.step(at, labels, value, breaching, evidence, &mut out);
+            self.step_known(at, labels, value, breaching, evidence, followed, &mut out);
         }
         // Transitions and notes in label order, whatever order the map was walked in
         // (stable: a series' own transitions keep theirs).
         out.sort_by(|a: &Transition, b: &Transition| a.labels().cmp(b.labels()));
         self.notes.no_baseline.sort();
-        let absent: Vec<Labels> = self
-            .series
-            .keys()
-            .filter(|l| !seen.contains_key(l))
-            .cloned()
-            .collect();
         // A breach carried over from before the watch whose series is gone: over
         // where an absence is healthy; otherwise it goes on (never worse: no value).
         let gone: Vec<Labels> = self
@@ -691,7 +692,24 @@ impl RuleEval {
         labels: &Labels,
         value: Option<f64>,
         breaching: bool,
+        evidence: Evidence,
+        out: &mut Vec<Transition>,
+    ) {
+        self.step_known(at, labels, value, breaching, evidence, true, out)
+    }
+
+    /// `step`, told whether the series may be followed: `false` only where the
+    /// caller knows it is not (`observe_view` marks the followed ones), which spares a
+    /// lookup in the tree for each of a poll's healthy series.
+    #[allow(clippy::too_many_arguments)]
+    fn step_known(
+        &mut self,
+        at: Duration,
+        labels: &Labels,
+        value: Option<f64>,
+        breaching: bool,
         mut evidence: Evidence,
+        maybe_followed: bool,
         out: &mut Vec<Transition>,
     ) {
         let breaches = self.params.judge.breaches;
@@ -700,7 +718,13 @@ impl RuleEval {
             Some(b) => state.window.iter().filter(|x| **x).count() as u32 >= b.m,
             None => at.saturating_sub(state.since) >= self.params.for_,
         };
-        match (self.series.get_mut(labels), breaching) {
+        let state = if maybe_followed {
+            self.series.get_mut(labels)
+        } else {
+            debug_assert!(!self.series.contains_key(labels));
+            None
+        };
+        match (state, breaching) {
             (None, false) => {
                 if let Some(b) = breaches {
                     evidence.breaches = Some((0, b.n));

@@ -111,7 +111,7 @@ pub(super) fn judge_step(
     Judged {
         breaching,
         healthy,
-        any: notes.first_value.is_some(),
+        any: notes.any_value,
         judged: notes.judged,
         present,
     }

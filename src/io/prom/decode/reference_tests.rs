@@ -331,6 +331,16 @@ fn corner_cases_decode_as_with_the_derived_types() {
         r#"{"status":"success","data":{"result":[{"metric":{"a":"b"}}],"resultType":"vector"}}"#,
         r#"{"status":"success","data":{"result":[{"metric":{"a":null},"value":[1,"2"]}],"resultType":"vector"}}"#,
         r#"{"status":"success","data":{"result":[{"metric":null,"value":[1,"2"]}],"resultType":"vector"}}"#,
+        // Label sets as the decoder now gathers them: unsorted, repeated (the last
+        // wins), not a map, a value not a string, escaped; in either key order.
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"z":"1","a":"2","m":"3"},"value":[1,"2"]}]}}"#,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b","z":"y","a":"c"},"value":[1,"2"]}]}}"#,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":[],"value":[1,"2"]}]}}"#,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":null,"value":[1,"2"]}]}}"#,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":1},"value":[1,"2"]}]}}"#,
+        r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a\u0000":"\"b\n"},"value":[1,"2"]}]}}"#,
+        r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"z":"1","a":"2","a":"0"},"values":[[1,"2"]]}]}}"#,
+        r#"{"status":"success","data":{"result":[{"metric":{"z":"1","a":"2","m":"3"},"value":[1,"2"]}],"resultType":"vector"}}"#,
         r#"{"status":"success","data":{"result":[{"value":[1,"2",3]}],"resultType":"vector"}}"#,
         r#"{"status":"success","data":{"resultType":"vector","result":[{"value":[1,"2",3]}]}}"#,
         r#"{"status":"success","data":{"result":[{"value":[1]}],"resultType":"vector"}}"#,
@@ -361,6 +371,41 @@ fn corner_cases_decode_as_with_the_derived_types() {
     for body in &bodies {
         for d in differences(body.as_bytes()) {
             failed.push(format!("{body}\n  {d}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+/// Bodies that are not valid UTF-8 (the decoder reads a valid one as text, and any
+/// other as bytes): an invalid byte in a label, a value, an ignored key, the
+/// envelope, a lone continuation byte, a truncated sequence; each fails or decodes
+/// as the derived types did.
+#[test]
+fn bodies_that_are_not_utf8_decode_as_with_the_derived_types() {
+    let ok = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"b"},"value":[1,"2"]}]}}"#;
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    for bad in [&b"\xff"[..], b"\x80", b"\xc3", b"\xe2\x82", b"\xed\xa0\x80"] {
+        for at in ["\"b\"", "\"a\"", "\"2\"", "\"vector\"", "\"success\""] {
+            let text = String::from_utf8_lossy(ok).to_string();
+            let i = text.find(at).unwrap() + 1;
+            let mut body = ok[..i].to_vec();
+            body.extend_from_slice(bad);
+            body.extend_from_slice(&ok[i..]);
+            bodies.push(body);
+        }
+        let mut ignored = br#"{"status":"success","x":""#.to_vec();
+        ignored.extend_from_slice(bad);
+        ignored.extend_from_slice(br#"","data":{"resultType":"vector","result":[]}}"#);
+        bodies.push(ignored);
+        let mut outside = ok.to_vec();
+        outside.extend_from_slice(bad);
+        bodies.push(outside);
+    }
+    let mut failed = Vec::new();
+    for body in &bodies {
+        assert!(std::str::from_utf8(body).is_err());
+        for d in differences(body) {
+            failed.push(format!("{}\n  {d}", String::from_utf8_lossy(body)));
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n"));
