@@ -15,7 +15,7 @@ another holder (the leases table) is measured, with the survivors' adoption coun
 
 Usage: pg_scale.py --bin BIN --url URL --psql PSQL --port PORT [--agents 3]
                    [--watches 10000] [--services 1000] [--window 60] [--warmup 30]
-                   [--lease-ttl 15]
+                   [--lease-ttl 15] [--batch N]
 Prints one JSON object. bench/pg_scale.sh starts the throwaway cluster.
 """
 
@@ -64,11 +64,18 @@ def wait_ready(addr, timeout=60):
         time.sleep(0.1)
 
 
-def post_round_robin(addrs, n, services):
-    conns = [http.client.HTTPConnection(a, timeout=60) for a in addrs]
-    for i in range(n):
-        k = i % len(addrs)
-        body = json.dumps({"rules": "svc", "vars": {"service": f"svc-{i % services}"}, "id": f"w{i}"})
+def post_round_robin(addrs, n, services, batch=0):
+    """One POST per watch, or (batch > 0) POSTs of JSON arrays of `batch` watches (one
+    transaction each), each to the next agent in turn."""
+    conns = [http.client.HTTPConnection(a, timeout=600) for a in addrs]
+    item = lambda i: {"rules": "svc", "vars": {"service": f"svc-{i % services}"}, "id": f"w{i}"}
+    step = batch if batch > 0 else 1
+    for c, i in enumerate(range(0, n, step)):
+        k = c % len(addrs)
+        if batch > 0:
+            body = json.dumps([item(j) for j in range(i, min(i + batch, n))])
+        else:
+            body = json.dumps(item(i))
         for attempt in range(5):
             try:
                 conns[k].request("POST", "/api/v1/watches", body, {"Content-Type": "application/json"})
@@ -79,7 +86,7 @@ def post_round_robin(addrs, n, services):
                 break
             except (http.client.HTTPException, ConnectionError):
                 conns[k].close()
-                conns[k] = http.client.HTTPConnection(addrs[k], timeout=60)
+                conns[k] = http.client.HTTPConnection(addrs[k], timeout=600)
     for c in conns:
         c.close()
 
@@ -96,13 +103,17 @@ def main():
     ap.add_argument("--window", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--lease-ttl", type=int, default=15)
+    ap.add_argument("--batch", type=int, default=0,
+                    help="create watches in POSTs of this many (0: one per POST)")
     a = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="pg_scale.")
     os.makedirs(f"{tmp}/rules")
     with open(f"{tmp}/rules/svc.yaml", "w") as f:
         f.write(base.RULES)
-    with open(f"{tmp}/store-url", "w") as f:
+    # (Private to its owner: the agent refuses a secret file others can read.)
+    fd = os.open(f"{tmp}/store-url", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
         f.write(a.url)
     prom_port = base.free_port()
     counter = f"{tmp}/requests"
@@ -129,7 +140,7 @@ def main():
         for addr in addrs:
             wait_ready(addr)
         t0 = time.time()
-        post_round_robin(addrs, a.watches, a.services)
+        post_round_robin(addrs, a.watches, a.services, a.batch)
         create_s = time.time() - t0
         time.sleep(a.warmup)
         scr0 = [base.scrape(addr) for addr in addrs]
@@ -164,6 +175,7 @@ def main():
             "interval_s": 15,
             "lease_ttl_s": a.lease_ttl,
             "create_s": round(create_s, 1),
+            "create_batch": a.batch,
             "window_s": round(elapsed, 1),
             "expected_polls_per_s": round(a.watches * 5 / 15, 1),
             "db_transactions_per_s": round((x1 - x0) / elapsed, 1),

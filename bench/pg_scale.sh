@@ -5,6 +5,7 @@
 #
 #   bench/pg_scale.sh                         # 10000 watches, 1000 services, 60s window
 #   WATCHES=1000 WINDOW=30 bench/pg_scale.sh
+#   WATCHES=100000 SERVICES=10000 BATCH=10000 WARMUP=120 bench/pg_scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet --bin rollwatch
@@ -27,4 +28,5 @@ PSQL=("$PGBIN/psql" -h 127.0.0.1 -p "$port" -U postgres -XAtq)
 python3 bench/pg_scale.py --bin "$BIN" --url "postgres://postgres@127.0.0.1:$port/rollwatch" \
   --psql "$PGBIN/psql" --port "$port" --agents "${AGENTS:-3}" \
   --watches "${WATCHES:-10000}" --services "${SERVICES:-1000}" \
-  --window "${WINDOW:-60}" --warmup "${WARMUP:-30}" --lease-ttl "${TTL:-15}"
+  --window "${WINDOW:-60}" --warmup "${WARMUP:-30}" --lease-ttl "${TTL:-15}" \
+  --batch "${BATCH:-0}"

@@ -16,7 +16,7 @@ use super::{clock, Agent};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::prom::ClockSkew;
 use crate::io::prom::PromClient;
-use crate::io::store::{Created, CreatedMany, NewWatch, WatchRecord};
+use crate::io::store::{Created, CreatedMany, Lease, NewWatch, WatchRecord};
 use crate::run::preflight::{self, PreflightWarning, WatchClock};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -383,31 +383,35 @@ impl Agent {
         }
         let ids: Vec<String> = recs.iter().map(|(r, _)| r.def.id.clone()).collect();
         let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
+        // One statement for the batch: every lease is trusted from `sent`, so a lease
+        // taken after a long wait would be recorded already past its trust window.
         let sent = Instant::now();
-        let leases = self
+        let taken = self
             .store
-            .call(move |s| {
-                ids.iter()
-                    .map(|id| s.acquire_lease(id, &holder, ttl))
-                    .collect::<Vec<_>>()
-            })
+            .call(move |s| s.acquire_leases(&ids, &holder, ttl))
             .await;
-        for ((rec, warnings), lease) in recs.iter().zip(leases) {
+        let failed = taken.is_err();
+        let mut taken: HashMap<String, Lease> = match taken {
+            Ok(ls) => ls.into_iter().map(|l| (l.watch.clone(), l)).collect(),
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                error!(event = "store_error", watches = recs.len(), error = %e, "cannot take the new watches' leases; an agent adopts them at its next round");
+                HashMap::new()
+            }
+        };
+        for (rec, warnings) in recs {
             info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
             for w in warnings {
                 warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
             }
-            match lease {
-                Ok(Some(l)) => {
+            match taken.remove(&rec.def.id) {
+                Some(l) => {
                     self.leases.hold(&l, sent);
                     self.spawn(rec.clone(), super::drive::Begin::New);
                 }
-                Ok(None) => {
+                None if failed => {}
+                None => {
                     info!(event = "watch_owned_elsewhere", watch = %rec.def.id, "another agent took this watch's lease first; it runs there")
-                }
-                Err(e) => {
-                    self.metrics.store_errors.inc();
-                    error!(event = "store_error", watch = %rec.def.id, error = %e, "cannot take the new watch's lease; an agent adopts it at its next round")
                 }
             }
         }

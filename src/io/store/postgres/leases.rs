@@ -112,6 +112,33 @@ pub(super) async fn acquire_lease(
     }))
 }
 
+/// `Store::acquire_leases`: one statement for the batch. The rows are taken in
+/// `watch_id` order, the order every statement that locks many lease rows follows
+/// (`renew_leases`, `writes::save_polls`), so that two of them never deadlock.
+pub(super) async fn acquire_leases(
+    c: Object,
+    url: String,
+    ids: Vec<String>,
+    holder: String,
+    ttl: Duration,
+) -> Result<Vec<Lease>, StoreError> {
+    let rows = c
+        .query(
+            "INSERT INTO leases AS l (watch_id, holder, expires_at, token)
+             SELECT id, $2, clock_timestamp() + $3::bigint * interval '1 millisecond', 1
+             FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS t(id)) AS d
+             ORDER BY id
+             ON CONFLICT (watch_id) DO UPDATE SET holder = excluded.holder,
+                 expires_at = excluded.expires_at, token = l.token + 1
+             WHERE l.expires_at <= clock_timestamp()
+             RETURNING watch_id, token",
+            &[&ids, &holder, &ms(ttl)],
+        )
+        .await
+        .map_err(pg_err(&url, "take new watches' leases"))?;
+    Ok(leases_of(rows))
+}
+
 pub(super) async fn renew_leases(
     c: Object,
     url: String,
@@ -119,11 +146,22 @@ pub(super) async fn renew_leases(
     ids: Vec<String>,
     ttl: Duration,
 ) -> Result<Vec<Lease>, StoreError> {
+    // The rows are locked first, in `watch_id` order (a locking read sorted, then
+    // the update of what it locked): the batched poll flush (`writes::save_polls`)
+    // locks the same rows `FOR SHARE` in that order too. In whatever order each plan
+    // happened to scan them, the two deadlocked at 33,000 leases an agent.
     let rows = c
         .query(
-            "UPDATE leases SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
-             WHERE holder = $1 AND watch_id = ANY($3) AND expires_at > clock_timestamp()
-             RETURNING watch_id, token",
+            "WITH mine AS MATERIALIZED (
+                 SELECT watch_id FROM leases
+                 WHERE holder = $1 AND watch_id = ANY($3) AND expires_at > clock_timestamp()
+                 ORDER BY watch_id
+                 FOR UPDATE
+             )
+             UPDATE leases l SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
+             FROM mine
+             WHERE l.watch_id = mine.watch_id AND l.holder = $1 AND l.expires_at > clock_timestamp()
+             RETURNING l.watch_id, l.token",
             &[&holder, &ms(ttl), &ids],
         )
         .await
@@ -141,6 +179,10 @@ pub(super) async fn adopt_leases(
     // The candidates' watch rows are locked (SKIP LOCKED: another agent's
     // adoption skips them); the upsert re-checks the expiry on the row as it
     // is at that moment, so a lease renewed or taken meanwhile is left alone.
+    // The oldest watches are the candidates, but their lease rows are written in
+    // `watch_id` order, the order of every statement that locks many of them
+    // (`renew_leases`, `writes::save_polls`): in `seq` order, an adoption and
+    // another agent's renewal deadlocked.
     let rows = c
         .query(
             "WITH cand AS (
@@ -150,7 +192,7 @@ pub(super) async fn adopt_leases(
                  FOR UPDATE OF w SKIP LOCKED
              )
              INSERT INTO leases AS l (watch_id, holder, expires_at, token)
-             SELECT id, $1, clock_timestamp() + $2::bigint * interval '1 millisecond', 1 FROM cand ORDER BY seq
+             SELECT id, $1, clock_timestamp() + $2::bigint * interval '1 millisecond', 1 FROM cand ORDER BY id
              ON CONFLICT (watch_id) DO UPDATE SET holder = excluded.holder,
                  expires_at = excluded.expires_at, token = l.token + 1
              WHERE l.expires_at <= clock_timestamp()

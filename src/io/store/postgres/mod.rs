@@ -205,6 +205,16 @@ impl Store for PgStore {
         self.call("list watches", move |c| reads::list(c, url, state))
     }
 
+    fn running_among(&self, ids: &[String]) -> Result<Vec<WatchRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (url, ids) = (self.url.clone(), ids.to_vec());
+        self.call("read adopted watches", move |c| {
+            reads::running_among(c, url, ids)
+        })
+    }
+
     fn count_by_state(&self) -> Result<Vec<(WatchState, i64)>, StoreError> {
         let url = self.url.clone();
         self.call("count watches", move |c| reads::count_by_state(c, url))
@@ -343,6 +353,21 @@ impl Store for PgStore {
         let (url, id, holder) = (self.url.clone(), id.to_string(), holder.to_string());
         self.call("take a watch's lease", move |c| {
             leases::acquire_lease(c, url, id, holder, ttl)
+        })
+    }
+
+    fn acquire_leases(
+        &self,
+        ids: &[String],
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Vec<Lease>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (url, holder, ids) = (self.url.clone(), holder.to_string(), ids.to_vec());
+        self.call("take new watches' leases", move |c| {
+            leases::acquire_leases(c, url, ids, holder, ttl)
         })
     }
 

@@ -63,6 +63,22 @@ pub(super) async fn list(
     rows.iter().map(watch_of).collect()
 }
 
+/// `Store::running_among`: one read of the running watches with these ids.
+pub(super) async fn running_among(
+    c: Object,
+    url: String,
+    ids: Vec<String>,
+) -> Result<Vec<WatchRecord>, StoreError> {
+    let rows = c
+        .query(
+            &format!("SELECT {WATCH_COLS} FROM watches WHERE id = ANY($1) AND state = 'running' ORDER BY seq"),
+            &[&ids],
+        )
+        .await
+        .map_err(pg_err(&url, "read adopted watches"))?;
+    rows.iter().map(watch_of).collect()
+}
+
 pub(super) async fn count_by_state(
     c: Object,
     url: String,

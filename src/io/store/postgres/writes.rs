@@ -368,7 +368,8 @@ pub(super) async fn save_polls(
     // One statement for the whole batch (arrays unnested), so that a flush of
     // thousands of rules is one round trip; fenced in it: only the marks of
     // watches whose lease `holder` holds (unexpired, with the mark's token,
-    // the lease rows locked against a takeover until the commit) are written.
+    // the lease rows locked against a takeover until the commit, in `watch_id`
+    // order as `leases::renew_leases` locks them) are written.
     let ids: Vec<&str> = polls.iter().map(|p| p.id.as_str()).collect();
     let rules: Vec<&str> = polls.iter().map(|p| p.rule.as_str()).collect();
     let at: Vec<i64> = polls.iter().map(|p| p.at_ms).collect();
@@ -378,9 +379,10 @@ pub(super) async fn save_polls(
     let windows: Vec<Option<String>> = polls.iter().map(|p| windows_json(&p.windows)).collect();
     let rows = c
         .query(
-            "WITH held AS (
+            "WITH held AS MATERIALIZED (
                  SELECT watch_id, token FROM leases
                  WHERE holder = $7 AND watch_id = ANY($1::text[]) AND expires_at > clock_timestamp()
+                 ORDER BY watch_id
                  FOR SHARE
              )
              INSERT INTO polls AS p (watch_id, rule, last_ms, last_ok, ever_ok, ever_data, windows)
