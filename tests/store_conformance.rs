@@ -833,6 +833,74 @@ fn postgres_renewals_flushes_and_adoptions_of_thousands_of_leases_never_deadlock
     assert!(adopted > 3 * n, "only {adopted} adoptions of {n} leases");
 }
 
+/// The lease renewal has a connection of its own: with every connection of the
+/// store's pool held by calls that wait (here on a table another session locked;
+/// in production, a burst of the watches' writes), a renewal still answers at once,
+/// where it waited for the pool until the trust window had passed.
+#[test]
+fn postgres_a_renewal_never_waits_for_the_busy_pool() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let db = postgres::db_of(&url).to_string();
+    let s = Arc::new(PgStore::open(&url).unwrap());
+    s.create(&new_watch("w")).unwrap();
+    let lease = s.acquire_lease("w", "agent-a", TTL).unwrap().unwrap();
+    // Another session locks `polls` for a while.
+    let (pg2, db2) = (pg, db.clone());
+    let locker = std::thread::spawn(move || {
+        pg2.psql(
+            &db2,
+            "BEGIN; LOCK TABLE polls IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60); COMMIT;",
+        )
+    });
+    await_some("the table lock", Duration::from_secs(10), || {
+        let n: i64 = pg
+            .psql(&db, "SELECT count(*) FROM pg_locks WHERE relation = 'polls'::regclass AND mode = 'AccessExclusiveLock' AND granted")
+            .parse()
+            .unwrap();
+        (n == 1).then_some(())
+    });
+    // Twelve flushes (of a watch no one holds) take the pool's eight connections
+    // and wait for the lock.
+    let flushes: Vec<_> = (0..12)
+        .map(|_| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mark = PollMark {
+                    id: "other".into(),
+                    token: 1,
+                    rule: "r".into(),
+                    at_ms: 1,
+                    ok: true,
+                    data: true,
+                    windows: None,
+                };
+                let _ = s.save_polls("agent-x", &[mark]);
+            })
+        })
+        .collect();
+    await_some("the pool to be busy", Duration::from_secs(10), || {
+        let n: i64 = pg
+            .psql(&db, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'rollwatch' AND wait_event_type = 'Lock'")
+            .parse()
+            .unwrap();
+        (n >= 8).then_some(())
+    });
+    let began = Instant::now();
+    let renewed = s.renew_leases("agent-a", &names(&["w"]), TTL).unwrap();
+    let took = began.elapsed();
+    pg.psql(
+        &db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
+    );
+    let _ = locker.join();
+    for f in flushes {
+        f.join().unwrap();
+    }
+    assert_eq!(renewed, [lease]);
+    assert!(took < Duration::from_secs(3), "the renewal took {took:?}");
+}
+
 #[test]
 fn sqlite_create_many_conforms() {
     let dir = tempfile::tempdir().unwrap();

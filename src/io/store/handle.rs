@@ -46,6 +46,35 @@ impl StoreHandle {
         }
     }
 
+    /// `call` on a thread of its own, not tokio's blocking pool: for the lease
+    /// renewal, which must never wait behind the watches' own store calls. At
+    /// 33,000 watches an agent, a burst of creations filled the blocking pool's 512
+    /// threads (each waiting for one of the store's connections); a renewal queued
+    /// behind them outlasted the trust window, and every watch stopped as "lease
+    /// lost" (BENCHMARKS.md, issue 21). One thread a call: a renewal is one call
+    /// every few seconds.
+    pub async fn call_apart<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Store) -> R + Send + 'static,
+    ) -> R {
+        let store = self.0.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("rollwatch-store-apart".into())
+            .spawn(move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&*store)));
+                let _ = tx.send(r);
+            });
+        if let Err(e) = spawned {
+            panic!("cannot start a thread for a store call: {e}");
+        }
+        match rx.await {
+            Ok(Ok(r)) => r,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => panic!("a store call's thread ended without an answer"),
+        }
+    }
+
     /// Runs `f` with the store on this thread, for the few synchronous contexts (see
     /// the module's doc): on a worker of the multi-threaded runtime, through
     /// `block_in_place`, so that the runtime moves its other tasks off this thread.
@@ -99,6 +128,57 @@ mod tests {
     async fn call_resumes_a_panic() {
         let (_dir, h) = handle();
         h.call(|_| -> () { panic!("boom in the store") }).await;
+    }
+
+    /// The blocking pool full (its one thread held by a store call that waits), a
+    /// `call_apart` still runs and answers; a `call` would wait for the pool.
+    #[test]
+    fn call_apart_answers_while_the_blocking_pool_is_full() {
+        let (_dir, h) = handle();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (release, held) = std::sync::mpsc::channel::<()>();
+            let (started, is_held) = tokio::sync::oneshot::channel();
+            let hold = h.clone();
+            let holder = tokio::spawn(async move {
+                hold.call(move |_| {
+                    let _ = started.send(());
+                    held.recv().ok();
+                })
+                .await
+            });
+            is_held.await.unwrap();
+            let pooled = tokio::time::timeout(
+                std::time::Duration::from_millis(300),
+                h.call(|s| s.shared()),
+            )
+            .await;
+            assert!(
+                pooled.is_err(),
+                "the pool was not full: the test proves nothing"
+            );
+            let apart = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                h.call_apart(|s| s.list(None).map(|l| l.len())),
+            )
+            .await
+            .expect("call_apart waited for the full pool");
+            assert_eq!(apart.unwrap(), 0);
+            release.send(()).unwrap();
+            holder.await.unwrap();
+        });
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    #[should_panic(expected = "boom apart")]
+    async fn call_apart_resumes_a_panic() {
+        let (_dir, h) = handle();
+        h.call_apart(|_| -> () { panic!("boom apart") }).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,9 +216,12 @@ impl Agent {
         let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
         let sent = Instant::now();
         let ids = self.leases.ids();
+        // Apart from the watches' store calls (`call_apart`), and on the store's own
+        // connection for it (`PgStore`): never queued behind a burst of them.
         let r = tokio::time::timeout(
             self.leases.trust_window(),
-            self.store.call(move |s| s.renew_leases(&holder, &ids, ttl)),
+            self.store
+                .call_apart(move |s| s.renew_leases(&holder, &ids, ttl)),
         )
         .await;
         let why = match r {

@@ -44,6 +44,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// The shared store: a pool of connections to one PostgreSQL database.
 pub struct PgStore {
     pool: Pool,
+    /// A connection of its own for the lease renewal, which must never wait behind
+    /// the watches' calls for one of `pool`'s (see `StoreHandle::call_apart`).
+    lease_pool: Pool,
     /// The store as messages show it (`pgconn::render`: never the password).
     url: String,
     /// The runtime the client's connections run on (see the module's doc).
@@ -86,26 +89,32 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| bad(format!("cannot start the client's runtime: {e}")))?;
-        let mgr = Manager::from_connect(
-            cfg,
-            Connector {
-                tls: connector,
-                fallback_warned: Default::default(),
-            },
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(mgr)
-            .max_size(8)
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(CALL_TIMEOUT))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
-            .build()
-            .map_err(|e| bad(format!("{e}")))?;
+        let fallback_warned = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pool_of = |size: usize| {
+            let mgr = Manager::from_connect(
+                cfg.clone(),
+                Connector {
+                    tls: connector.clone(),
+                    fallback_warned: fallback_warned.clone(),
+                },
+                ManagerConfig {
+                    recycling_method: RecyclingMethod::Fast,
+                },
+            );
+            Pool::builder(mgr)
+                .max_size(size)
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(CALL_TIMEOUT))
+                .create_timeout(Some(Duration::from_secs(5)))
+                .recycle_timeout(Some(Duration::from_secs(5)))
+                .build()
+                .map_err(|e| bad(format!("{e}")))
+        };
+        let pool = pool_of(8)?;
+        let lease_pool = pool_of(1)?;
         Ok(PgStore {
             pool,
+            lease_pool,
             url: shown,
             rt: Some(rt),
         })
@@ -131,7 +140,17 @@ impl PgStore {
         F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, StoreError>> + Send,
     {
-        let pool = self.pool.clone();
+        self.call_in(&self.pool, what, f)
+    }
+
+    /// `call` with a connection of `pool`.
+    fn call_in<T, F, Fut>(&self, pool: &Pool, what: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Object) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, StoreError>> + Send,
+    {
+        let pool = pool.clone();
         let url = self.url.clone();
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let rt = self
@@ -381,7 +400,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let (url, holder, ids) = (self.url.clone(), holder.to_string(), ids.to_vec());
-        self.call("renew leases", move |c| {
+        self.call_in(&self.lease_pool, "renew leases", move |c| {
             leases::renew_leases(c, url, holder, ids, ttl)
         })
     }
