@@ -383,12 +383,13 @@ impl Agent {
         }
         let ids: Vec<String> = recs.iter().map(|(r, _)| r.def.id.clone()).collect();
         let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
-        // One statement for the batch: every lease is trusted from `sent`, so a lease
-        // taken after a long wait would be recorded already past its trust window.
-        let sent = Instant::now();
-        let taken = self
+        // One statement for the batch (one per lease outlasted the trust window at
+        // 10,000), trusted from the moment it is sent: taken on the store's thread,
+        // after any wait for one, so that a queue of store calls ahead of it never
+        // counts against the leases' trust (the database dates them later still).
+        let (sent, taken) = self
             .store
-            .call(move |s| s.acquire_leases(&ids, &holder, ttl))
+            .call(move |s| (Instant::now(), s.acquire_leases(&ids, &holder, ttl)))
             .await;
         let failed = taken.is_err();
         let mut taken: HashMap<String, Lease> = match taken {

@@ -114,9 +114,29 @@ impl Agent {
         adopted: Vec<Lease>,
         sent: Instant,
     ) -> usize {
+        // Held (and trusted from the adoption's statement) at once, before their
+        // records are read: that read may wait behind the watches' store calls, and
+        // the renewals meanwhile must keep these leases. Held only after it, a slow
+        // read let 10,000 adopted leases lapse before any renewal named them, and the
+        // agents passed the watches round in a storm of adoptions (BENCHMARKS.md,
+        // issue 21). A watch whose old loop here is still stopping is given back at
+        // once: that loop must never write with the new token.
+        let mut mine = Vec::new();
+        let mut back = Vec::new();
+        for l in adopted {
+            if lock(&self.running).contains_key(&l.watch) {
+                back.push(l.watch);
+            } else {
+                self.leases.hold(&l, sent);
+                mine.push(l);
+            }
+        }
+        for id in back {
+            self.give_back(&id).await;
+        }
         // The adopted watches' records in one read (not one per watch: an adoption
         // after an owner's death can be thousands of watches).
-        let ids: Vec<String> = adopted.iter().map(|l| l.watch.clone()).collect();
+        let ids: Vec<String> = mine.iter().map(|l| l.watch.clone()).collect();
         let mut running: HashMap<String, WatchRecord> = match self
             .store
             .call(move |s| s.running_among(&ids))
@@ -126,28 +146,24 @@ impl Agent {
             Err(e) => {
                 self.metrics.store_errors.inc();
                 error!(event = "store_error", error = %e, "cannot read the adopted watches; their leases are given back");
-                for l in &adopted {
+                for l in &mine {
+                    self.leases.forget(&l.watch);
                     self.give_back(&l.watch).await;
                 }
                 return 0;
             }
         };
-        // Held (and trusted) at once, before any is started, so that the renewals
-        // running meanwhile keep them all.
         let mut take = Vec::new();
-        let mut back = Vec::new();
-        for l in adopted {
+        let mut ended = Vec::new();
+        for l in mine {
             match running.remove(&l.watch) {
-                Some(rec) if !lock(&self.running).contains_key(&l.watch) => {
-                    self.leases.hold(&l, sent);
-                    take.push((l, rec));
-                }
-                // Ended meanwhile, or its old loop here is still stopping: given back
-                // for a later round.
-                _ => back.push(l.watch),
+                Some(rec) => take.push((l, rec)),
+                // Ended meanwhile: given back.
+                None => ended.push(l.watch),
             }
         }
-        for id in back {
+        for id in ended {
+            self.leases.forget(&id);
             self.give_back(&id).await;
         }
         // Watches of the same rule file and vars ask the same queries: started next to
