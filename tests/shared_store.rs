@@ -920,6 +920,61 @@ fn an_adopter_keeps_the_breaches_window_and_the_next_breach_rolls_back() {
 /// lease for ever: it is released again from the lease loop (or expires), the watch is
 /// adopted again and rolled back. Before, the agent's renewals kept it, and nobody
 /// could adopt the watch until that agent restarted.
+/// An adoption whose read of the watches it took waits longer than the trust window
+/// (`ROLLWATCH_ADOPT_READ_DELAY_MS`, as a read queued behind thousands of store calls
+/// waits): the leases are held, and renewed, from the adoption on, so the watch runs on
+/// the adopter. Held only after the read, they lapsed at once ("lease lost"), and the
+/// watch went from adoption to adoption without ever running.
+#[test]
+fn an_adoption_whose_read_is_slow_keeps_the_leases_it_took() {
+    let test = "pg-slow-adopt";
+    set(test, 0.1);
+    let pg = postgres::shared();
+    let slow = vec![(
+        "ROLLWATCH_ADOPT_READ_DELAY_MS".to_string(),
+        (3 * TTL_S * 1000).to_string(),
+    )];
+    let mut fleet = Fleet::with_env(&pg.database(), vec![vec![], slow]);
+    fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 6s", ROLLBACK));
+    let (status, w) = fleet.req(
+        0,
+        "POST",
+        "/api/v1/watches",
+        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "s-1"})),
+    );
+    assert_eq!(status, 201, "{w}");
+    assert_eq!(fleet.await_owner(pg, "s-1"), 0);
+    fleet.await_watch(0, "s-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    let mut p = fleet.nodes[0].proc.take().unwrap();
+    p.signal(Signal::SIGKILL);
+    assert_eq!(p.wait_any(Duration::from_secs(10)), None);
+    fleet
+        .proc(1)
+        .await_event_where("lease_adopted", Duration::from_secs(30), |e| {
+            e["watch"] == "s-1"
+        });
+    // Adopted, and polled by the adopter after its slow read.
+    fleet
+        .proc(1)
+        .await_event_where("watch_resumed", Duration::from_secs(6 * TTL_S), |e| {
+            e["watch"] == "s-1"
+        });
+    let resumed = now_ms();
+    fleet.await_watch(1, "s-1", Duration::from_secs(10), |w| {
+        w["rule_states"][0]["last_poll_ms"]
+            .as_i64()
+            .is_some_and(|t| t > resumed as i64)
+    });
+    assert!(
+        fleet.proc(1).events("lease_lost").is_empty(),
+        "the adopter lost the lease it had just taken:\n{}",
+        fleet.dump()
+    );
+    assert_eq!(fleet.await_owner(pg, "s-1"), 1);
+}
+
 #[test]
 fn a_watch_given_up_with_a_failed_release_is_adopted_again_and_rolled_back() {
     let test = "pg-given-up";

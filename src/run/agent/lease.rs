@@ -262,6 +262,24 @@ pub fn renewal_delay() -> Option<Duration> {
     None
 }
 
+/// Test builds only: `ROLLWATCH_ADOPT_READ_DELAY_MS=N` holds an adoption's read of the
+/// watches it took for N ms, as a read queued behind the watches' store calls waits
+/// (the lease storm of 3 agents × 100,000 watches, issue 21).
+#[cfg(feature = "crash-points")]
+pub fn adopt_read_delay() -> Option<Duration> {
+    let ms: u64 = std::env::var("ROLLWATCH_ADOPT_READ_DELAY_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_millis(ms))
+}
+
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn adopt_read_delay() -> Option<Duration> {
+    None
+}
+
 /// Test builds only: `ROLLWATCH_FAIL_RELEASES=N` makes the first N releases at the end
 /// of a watch's loop fail as a store error would (review 2, hole 4).
 #[cfg(feature = "crash-points")]

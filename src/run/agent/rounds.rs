@@ -136,6 +136,9 @@ impl Agent {
         }
         // The adopted watches' records in one read (not one per watch: an adoption
         // after an owner's death can be thousands of watches).
+        if let Some(d) = super::lease::adopt_read_delay() {
+            tokio::time::sleep(d).await;
+        }
         let ids: Vec<String> = mine.iter().map(|l| l.watch.clone()).collect();
         let mut running: HashMap<String, WatchRecord> = match self
             .store
