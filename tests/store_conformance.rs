@@ -715,15 +715,7 @@ fn postgres_a_batchs_leases_are_one_statement() {
         CreatedMany::Stored(_)
     ));
     let db = postgres::db_of(&url);
-    let xacts = || -> i64 {
-        pg.psql(db, "SELECT pg_stat_force_next_flush()");
-        pg.psql(
-            "postgres",
-            &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"),
-        )
-        .parse()
-        .unwrap()
-    };
+    let xacts = || commits(pg, db);
     let before = xacts();
     let short = Duration::from_millis(400);
     let first = s.acquire_leases(&all, "agent-a", short).unwrap();
@@ -929,6 +921,17 @@ fn postgres_store_conforms() {
     conformance(&|| Arc::new(PgStore::open(&pg.database()).unwrap()));
 }
 
+/// The transactions committed so far on database `db` (statistics flushed first).
+fn commits(pg: &postgres::PgCluster, db: &str) -> i64 {
+    pg.psql(db, "SELECT pg_stat_force_next_flush()");
+    pg.psql(
+        "postgres",
+        &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"),
+    )
+    .parse()
+    .unwrap()
+}
+
 /// Waits (polling the store) until `f` returns Some.
 fn await_some<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -1069,15 +1072,7 @@ fn postgres_renewal_is_one_statement_for_all_leases() {
     }
     assert_eq!(s.adopt_leases("agent-a", TTL, 1000).unwrap().len(), 200);
     let db = postgres::db_of(&url);
-    let xacts = || -> i64 {
-        pg.psql(db, "SELECT pg_stat_force_next_flush()");
-        pg.psql(
-            "postgres",
-            &format!("SELECT xact_commit FROM pg_stat_database WHERE datname = '{db}'"),
-        )
-        .parse()
-        .unwrap()
-    };
+    let xacts = || commits(pg, db);
     let all: Vec<String> = (0..200).map(|i| format!("w{i}")).collect();
     let before = xacts();
     assert_eq!(s.renew_leases("agent-a", &all, TTL).unwrap().len(), 200);

@@ -249,10 +249,13 @@ fn renewal_says(h: &Held, sent: Instant, answered: Option<i64>) -> Renewal {
 /// between a renewal's statement and its comparison (the race of issue 19, item 9).
 #[cfg(feature = "crash-points")]
 pub fn renewal_delay() -> Option<Duration> {
-    let ms: u64 = std::env::var("ROLLWATCH_RENEW_DELAY_MS")
-        .ok()?
-        .parse()
-        .ok()?;
+    env_ms("ROLLWATCH_RENEW_DELAY_MS")
+}
+
+/// A test hook's delay: the variable `name`, in ms (none if unset or not a number).
+#[cfg(feature = "crash-points")]
+fn env_ms(name: &str) -> Option<Duration> {
+    let ms: u64 = std::env::var(name).ok()?.parse().ok()?;
     Some(Duration::from_millis(ms))
 }
 
@@ -267,11 +270,7 @@ pub fn renewal_delay() -> Option<Duration> {
 /// (the lease storm of 3 agents × 100,000 watches, issue 21).
 #[cfg(feature = "crash-points")]
 pub fn adopt_read_delay() -> Option<Duration> {
-    let ms: u64 = std::env::var("ROLLWATCH_ADOPT_READ_DELAY_MS")
-        .ok()?
-        .parse()
-        .ok()?;
-    Some(Duration::from_millis(ms))
+    env_ms("ROLLWATCH_ADOPT_READ_DELAY_MS")
 }
 
 #[cfg(not(feature = "crash-points"))]

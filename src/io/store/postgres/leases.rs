@@ -87,6 +87,7 @@ pub(super) async fn heartbeat(
     Ok(n.max(1) as usize)
 }
 
+/// `Store::acquire_lease`: `acquire_leases` of one watch (one statement either way).
 pub(super) async fn acquire_lease(
     c: Object,
     url: String,
@@ -94,22 +95,7 @@ pub(super) async fn acquire_lease(
     holder: String,
     ttl: Duration,
 ) -> Result<Option<Lease>, StoreError> {
-    let row = c
-        .query_opt(
-            "INSERT INTO leases AS l (watch_id, holder, expires_at, token)
-             VALUES ($1, $2, clock_timestamp() + $3::bigint * interval '1 millisecond', 1)
-             ON CONFLICT (watch_id) DO UPDATE SET holder = excluded.holder,
-                 expires_at = excluded.expires_at, token = l.token + 1
-             WHERE l.expires_at <= clock_timestamp()
-             RETURNING watch_id, token",
-            &[&id, &holder, &ms(ttl)],
-        )
-        .await
-        .map_err(pg_err(&url, "take a watch's lease"))?;
-    Ok(row.map(|r| Lease {
-        watch: r.get(0),
-        token: r.get(1),
-    }))
+    Ok(acquire_leases(c, url, vec![id], holder, ttl).await?.pop())
 }
 
 /// `Store::acquire_leases`: one statement for the batch. The rows are taken in
@@ -135,7 +121,7 @@ pub(super) async fn acquire_leases(
             &[&ids, &holder, &ms(ttl)],
         )
         .await
-        .map_err(pg_err(&url, "take new watches' leases"))?;
+        .map_err(pg_err(&url, "take watches' leases"))?;
     Ok(leases_of(rows))
 }
 

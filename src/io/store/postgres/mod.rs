@@ -385,7 +385,7 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         let (url, holder, ids) = (self.url.clone(), holder.to_string(), ids.to_vec());
-        self.call("take new watches' leases", move |c| {
+        self.call("take watches' leases", move |c| {
             leases::acquire_leases(c, url, ids, holder, ttl)
         })
     }
