@@ -162,6 +162,21 @@ impl Fleet {
         }
     }
 
+    /// Creates watch `id` of the `checkout` rule file (vars `test`) through agent 0,
+    /// and waits for its first poll there.
+    pub(crate) fn create_polled(&self, test: &str, id: &str) {
+        let (status, w) = self.req(
+            0,
+            "POST",
+            "/api/v1/watches",
+            Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": id})),
+        );
+        assert_eq!(status, 201, "{w}");
+        self.await_watch(0, id, Duration::from_secs(10), |w| {
+            w["rule_states"][0]["last_poll_ms"].is_number()
+        });
+    }
+
     /// Polls watch `id` through agent `i` until `pred` holds.
     pub(crate) fn await_watch(
         &self,
@@ -377,17 +392,8 @@ fn a_paused_owner_that_lost_its_lease_is_refused_and_runs_nothing() {
         fleet.start(i);
     }
     fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 3s", ROLLBACK));
-    let (status, w) = fleet.req(
-        0,
-        "POST",
-        "/api/v1/watches",
-        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "s-1"})),
-    );
-    assert_eq!(status, 201, "{w}");
+    fleet.create_polled(test, "s-1");
     assert_eq!(fleet.await_owner(pg, "s-1"), 0);
-    fleet.await_watch(0, "s-1", Duration::from_secs(10), |w| {
-        w["rule_states"][0]["last_poll_ms"].is_number()
-    });
     set(test, 0.9);
     let pid = fleet.proc(0).pid;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -602,16 +608,7 @@ fn a_database_outage_runs_nothing_and_judging_resumes_when_it_returns() {
     let url = pg.database();
     let fleet = Fleet::new(&url, 1);
     fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 3s", ROLLBACK));
-    let (status, w) = fleet.req(
-        0,
-        "POST",
-        "/api/v1/watches",
-        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "o-1"})),
-    );
-    assert_eq!(status, 201, "{w}");
-    fleet.await_watch(0, "o-1", Duration::from_secs(10), |w| {
-        w["rule_states"][0]["last_poll_ms"].is_number()
-    });
+    fleet.create_polled(test, "o-1");
     pg.stop_server();
     set(test, 0.9);
     let breached_at = now_ms();
@@ -936,17 +933,8 @@ fn an_adoption_whose_read_is_slow_keeps_the_leases_it_took() {
     )];
     let mut fleet = Fleet::with_env(&pg.database(), vec![vec![], slow]);
     fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 6s", ROLLBACK));
-    let (status, w) = fleet.req(
-        0,
-        "POST",
-        "/api/v1/watches",
-        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "s-1"})),
-    );
-    assert_eq!(status, 201, "{w}");
+    fleet.create_polled(test, "s-1");
     assert_eq!(fleet.await_owner(pg, "s-1"), 0);
-    fleet.await_watch(0, "s-1", Duration::from_secs(10), |w| {
-        w["rule_states"][0]["last_poll_ms"].is_number()
-    });
     let mut p = fleet.nodes[0].proc.take().unwrap();
     p.signal(Signal::SIGKILL);
     assert_eq!(p.wait_any(Duration::from_secs(10)), None);
@@ -986,16 +974,7 @@ fn a_watch_given_up_with_a_failed_release_is_adopted_again_and_rolled_back() {
     ];
     let fleet = Fleet::with_env(&pg.database(), vec![env]);
     fleet.rule_file("checkout", &rules("    above: 0.5\n    for: 0s", ROLLBACK));
-    let (status, w) = fleet.req(
-        0,
-        "POST",
-        "/api/v1/watches",
-        Some(&json!({"rules": "checkout", "vars": {"test": test}, "id": "g-1"})),
-    );
-    assert_eq!(status, 201, "{w}");
-    fleet.await_watch(0, "g-1", Duration::from_secs(10), |w| {
-        w["rule_states"][0]["last_poll_ms"].is_number()
-    });
+    fleet.create_polled(test, "g-1");
     set(test, 0.9);
     fleet
         .proc(0)

@@ -684,14 +684,19 @@ fn batch_leases_conform(make: &dyn Fn() -> Arc<dyn Store>) {
     assert!(s.running_among(&[]).unwrap().is_empty());
 }
 
+/// A fresh SQLite store in `dir` at each call.
+fn sqlite_stores(dir: &std::path::Path) -> impl Fn() -> Arc<dyn Store> + '_ {
+    let n = std::sync::atomic::AtomicU32::new(0);
+    move || {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Arc::new(SqliteStore::open(&dir.join(format!("s{i}.db"))).unwrap())
+    }
+}
+
 #[test]
 fn sqlite_batch_leases_conform() {
     let dir = tempfile::tempdir().unwrap();
-    let n = std::sync::atomic::AtomicU32::new(0);
-    batch_leases_conform(&|| {
-        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Arc::new(SqliteStore::open(&dir.path().join(format!("b{i}.db"))).unwrap())
-    });
+    batch_leases_conform(&sqlite_stores(dir.path()));
 }
 
 #[test]
@@ -908,11 +913,7 @@ fn postgres_create_many_conforms() {
 #[test]
 fn sqlite_store_conforms() {
     let dir = tempfile::tempdir().unwrap();
-    let n = std::sync::atomic::AtomicU32::new(0);
-    conformance(&|| {
-        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        Arc::new(SqliteStore::open(&dir.path().join(format!("s{i}.db"))).unwrap())
-    });
+    conformance(&sqlite_stores(dir.path()));
 }
 
 #[test]
