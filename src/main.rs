@@ -5,7 +5,10 @@ use rollwatch::cli::{self, Cli, Command};
 use std::process::ExitCode;
 
 // The agent's many small, long-lived allocations fragment glibc's per-thread arenas
-// (a fifth of its memory at 20,000 watches; BENCHMARKS.md, issue 21).
+// (a fifth of its memory at 20,000 watches; BENCHMARKS.md, issue 21). The
+// `system-alloc` feature leaves it out, so that heaptrack, which sees only malloc,
+// can profile the agent's heap (bench/README or BENCHMARKS.md, issue 21).
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -9,11 +9,12 @@
 //! batch one. All or nothing: a refused item (its index and reason returned) stores
 //! none of the batch, so a caller never has to find out which half exists.
 
+use super::drive::Prepared;
 use super::snapshot::{refused, valid_name};
 use super::source::SharedSource;
 use super::types::{batch_size, lock, over_cores, BatchError, CreateError, WatchRequest};
 use super::{clock, Agent};
-use crate::core::rules::{self, WatchSpec};
+use crate::core::rules::WatchSpec;
 use crate::io::prom::ClockSkew;
 use crate::io::prom::PromClient;
 use crate::io::store::{Created, CreatedMany, Lease, NewWatch, WatchRecord};
@@ -29,6 +30,8 @@ struct Checked {
     def: NewWatch,
     /// Logged and returned to the caller.
     warnings: Vec<String>,
+    /// The snapshot as checked, and its source: what the watch runs on.
+    prepared: Prepared,
 }
 
 /// What the items of one batch share: each rule file's text, read once, and each
@@ -46,8 +49,8 @@ type Texts = Arc<Mutex<HashMap<String, String>>>;
 struct Loaded {
     def: NewWatch,
     warnings: Vec<String>,
+    spec: Arc<WatchSpec>,
     source: Arc<SharedSource<PromClient>>,
-    max_blind: std::time::Duration,
     duration: std::time::Duration,
 }
 
@@ -86,9 +89,9 @@ impl Agent {
         let created = self.store.call(move |s| s.create(&d)).await?;
         match created {
             Created::New(rec) => {
-                let started = [(rec, checked.warnings)];
+                let started = [(rec, checked.warnings, checked.prepared)];
                 self.start_new(&started).await;
-                let [(rec, warnings)] = started;
+                let [(rec, warnings, _)] = started;
                 Ok((rec, true, warnings))
             }
             Created::Existing(rec) => {
@@ -184,11 +187,11 @@ impl Agent {
                 ))
             }
         };
-        let new: Vec<(WatchRecord, Vec<String>)> = created
+        let new: Vec<(WatchRecord, Vec<String>, Prepared)> = created
             .iter()
             .zip(&checked)
             .filter_map(|(c, ch)| match c {
-                Created::New(rec) => Some((rec.clone(), ch.warnings.clone())),
+                Created::New(rec) => Some((rec.clone(), ch.warnings.clone(), ch.prepared.clone())),
                 Created::Existing(_) => None,
             })
             .collect();
@@ -290,17 +293,11 @@ impl Agent {
             created_ms,
             key: None,
         };
-        let sets: Vec<(String, String)> = def.vars.clone().into_iter().collect();
-        let (spec, _) = rules::load_str(
-            &format!("{}.yaml", def.rules),
-            &def.rules_text,
-            &rules::LoadOptions {
-                outside: Some(&crate::io::host::HOST),
-                sets: &sets,
-                check: false,
-            },
-        )
-        .map_err(|e| refused(&def.rules, &e, false))?;
+        // (Shared with the running watches of the same file and vars: `SpecCache`.)
+        let spec = self
+            .specs
+            .load(&def)
+            .map_err(|e| refused(&def.rules, &e, false))?;
         if let Some(e) = preflight::programs(&spec).into_iter().next() {
             return Err(CreateError::BadRequest(format!(
                 "{e} on the agent; a watch that cannot roll back must not start"
@@ -322,8 +319,8 @@ impl Agent {
         Ok(Loaded {
             def,
             warnings,
+            spec,
             source,
-            max_blind: spec.max_blind,
             duration,
         })
     }
@@ -334,10 +331,11 @@ impl Agent {
         let Loaded {
             def,
             mut warnings,
+            spec,
             source,
-            max_blind,
             duration,
         } = l;
+        let max_blind = spec.max_blind;
         // The clock check (`run::preflight`): polls ask Prometheus about "now" by the
         // clock the watch is timed on. The same check runs at a resume, an adoption
         // and every `clock::CHECK_EVERY` while the watch runs. A batch measures each
@@ -349,7 +347,7 @@ impl Agent {
                     .watch_clock_skew(&source)
                     .await
                     .map_err(|e| e.to_string());
-                memo.skews.push((source, m.clone()));
+                memo.skews.push((source.clone(), m.clone()));
                 m
             }
         };
@@ -367,21 +365,25 @@ impl Agent {
                 )));
             }
         }
-        Ok(Checked { def, warnings })
+        Ok(Checked {
+            def,
+            warnings,
+            prepared: (spec, source),
+        })
     }
 
     /// Starts watches just stored (their commit is done): logs each with its
     /// warnings, takes their leases (in one store call) and spawns the ones it got.
-    async fn start_new(self: &Arc<Self>, recs: &[(WatchRecord, Vec<String>)]) {
+    async fn start_new(self: &Arc<Self>, recs: &[(WatchRecord, Vec<String>, Prepared)]) {
         if recs.is_empty() {
             return;
         }
-        if recs.iter().any(|(r, _)| r.after.is_some()) {
+        if recs.iter().any(|(r, _, _)| r.after.is_some()) {
             // An older watch of the same key got a `supersede` order: its holder (this
             // agent, perhaps) looks at once.
             self.orders_wake.notify_one();
         }
-        let ids: Vec<String> = recs.iter().map(|(r, _)| r.def.id.clone()).collect();
+        let ids: Vec<String> = recs.iter().map(|(r, _, _)| r.def.id.clone()).collect();
         let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
         // One statement for the batch (one per lease outlasted the trust window at
         // 10,000), trusted from the moment it is sent: taken on the store's thread,
@@ -400,7 +402,7 @@ impl Agent {
                 HashMap::new()
             }
         };
-        for (rec, warnings) in recs {
+        for (rec, warnings, prepared) in recs {
             info!(event = "watch_created", watch = %rec.def.id, rules = %rec.def.rules, vars = ?rec.def.vars, "watch created");
             for w in warnings {
                 warn!(event = "watch_warning", watch = %rec.def.id, "{w}");
@@ -408,7 +410,8 @@ impl Agent {
             match taken.remove(&rec.def.id) {
                 Some(l) => {
                     self.leases.hold(&l, sent);
-                    self.spawn(rec.clone(), super::drive::Begin::New);
+                    let begin = super::drive::Begin::New(Box::new(prepared.clone()));
+                    self.spawn(rec.clone(), begin);
                 }
                 None if failed => {}
                 None => {

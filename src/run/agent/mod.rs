@@ -137,6 +137,8 @@ pub struct Agent {
     running: Mutex<HashMap<String, Handle>>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     polls: Arc<PollBook>,
+    /// The running watches' rule snapshots, one per rule file text and vars.
+    specs: snapshot::SpecCache,
     create: tokio::sync::Mutex<()>,
     shutting_down: Arc<AtomicBool>,
     ready: AtomicBool,
@@ -170,6 +172,7 @@ impl Agent {
             running: Mutex::default(),
             tasks: Mutex::default(),
             polls: Arc::default(),
+            specs: snapshot::SpecCache::default(),
             create: tokio::sync::Mutex::new(()),
             shutting_down: Arc::default(),
             ready: AtomicBool::new(false),

@@ -133,7 +133,11 @@ fn one_agent() -> (tempfile::TempDir, Arc<dyn Store>, Arc<Agent>, NewWatch) {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("s.db")).unwrap());
     let cfg = AgentConfig {
         rules_dir: dir.path().to_path_buf(),
-        prom: Default::default(),
+        // (Never asked: a source is made for the watch, no query is sent.)
+        prom: crate::io::prom::Connection {
+            prometheus: Some("http://prometheus.invalid".into()),
+            ..Default::default()
+        },
         max_queries: 1,
         share_queries: false,
         holder: "test-agent".into(),
@@ -229,9 +233,10 @@ async fn a_waiting_watch_holds_little() {
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let (_orders, orders) = tokio::sync::mpsc::channel(4);
+    let prepared = agent.prepare(&rec.def).unwrap();
     let drive = agent.drive(
         &rec,
-        crate::run::agent::drive::Begin::New,
+        crate::run::agent::drive::Begin::New(Box::new(prepared)),
         rx,
         orders,
         tx,

@@ -5,7 +5,7 @@
 use super::exactly_once;
 use super::lease::LeaseBook;
 use super::metrics::Metrics;
-use super::types::{cancelled, lock, Live, PollBook};
+use super::types::{cancelled, lock, Live, PollBook, RuleLive};
 use crate::core::eval::{Labels, Phase};
 use crate::core::events::{now_ms, Event, Sink};
 use crate::io::store::{
@@ -103,9 +103,12 @@ impl StoreSink {
             windows: windows.clone(),
         });
         let mut live = lock(&self.live);
-        let l = match live.get_mut(rule) {
-            Some(l) => l,
-            None => live.entry(rule.to_string()).or_default(),
+        let l = match live.iter().position(|(r, _)| r == rule) {
+            Some(i) => &mut live[i].1,
+            None => {
+                live.push((rule.to_string(), RuleLive::default()));
+                &mut live.last_mut().expect("just pushed").1
+            }
         };
         l.state = Some(state.clone());
         l.value = value;

@@ -2,9 +2,12 @@
 //! creation, the verdict routes, driving a watch and the outbox share (kept apart
 //! from `create.rs` so that none of those imports creation).
 
-use super::types::CreateError;
+use super::types::{lock, CreateError};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::store::NewWatch;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use tracing::{info, warn};
 
 /// A valid rule-file name or watch id: letters, digits, `-`, `_`, `.` (and `:` for ids).
@@ -19,19 +22,107 @@ pub(super) fn valid_name(s: &str, extra: &[char]) -> bool {
 
 /// Loads a watch's snapshot (never the file as it is now).
 pub fn load_snapshot(def: &NewWatch) -> Result<WatchSpec, String> {
+    load_def(def, &crate::io::host::HOST).map_err(|e| e.to_string())
+}
+
+/// A watch's rule file loaded with its vars, `env:` and `file:` sources read through
+/// `outside`. Errors name the file as its author knows it (`checkout.yaml:3:5`); the
+/// spec's path says it is the watch's snapshot, not the file as it is now.
+fn load_def(def: &NewWatch, outside: &dyn rules::Outside) -> Result<WatchSpec, rules::LoadError> {
     let sets: Vec<(String, String)> = def.vars.clone().into_iter().collect();
-    let shown = format!("{}.yaml (snapshot of watch {})", def.rules, def.id);
     rules::load_str(
-        &shown,
+        &format!("{}.yaml", def.rules),
         &def.rules_text,
         &rules::LoadOptions {
-            outside: Some(&crate::io::host::HOST),
+            outside: Some(outside),
             sets: &sets,
             check: false,
         },
     )
-    .map(|(spec, _)| spec)
-    .map_err(|e| e.to_string())
+    .map(|(mut spec, _)| {
+        spec.path = format!("{}.yaml (snapshot)", def.rules).into();
+        spec
+    })
+}
+
+/// The loaded snapshots of the running watches, shared (issue 21): watches of one rule
+/// file with the same vars hold one parsed `WatchSpec`, loaded once, not one each (a
+/// spec of 5 rules is about 4 KB, and its load compiles each query's regexes).
+///
+/// Only a load that read nothing outside the file is shared: one whose `env:` or
+/// `file:` source was read stays the watch's own, so a rotated token file reaches the
+/// next watch as it does without sharing. Entries are weak: a spec lives as long as a
+/// watch (or a creation) holds it, and the next load after that reads the file again.
+#[derive(Default)]
+pub(super) struct SpecCache(Mutex<HashMap<SpecKey, Weak<WatchSpec>>>);
+
+#[derive(Hash, PartialEq, Eq)]
+struct SpecKey {
+    rules: String,
+    text: String,
+    vars: BTreeMap<String, String>,
+}
+
+impl SpecCache {
+    /// `def`'s snapshot: a running watch's, if one with the same rule file text and
+    /// vars has it, else loaded now (and kept for the next, see above).
+    pub(super) fn load(&self, def: &NewWatch) -> Result<Arc<WatchSpec>, rules::LoadError> {
+        let key = SpecKey {
+            rules: def.rules.clone(),
+            text: def.rules_text.clone(),
+            vars: def.vars.clone(),
+        };
+        if let Some(spec) = lock(&self.0).get(&key).and_then(Weak::upgrade) {
+            return Ok(spec);
+        }
+        let outside = Watched::new(&crate::io::host::HOST);
+        let spec = Arc::new(load_def(def, &outside)?);
+        if !outside.read.load(Ordering::Relaxed) {
+            let mut map = lock(&self.0);
+            // Dead entries go when the map has doubled since the last sweep.
+            if map.len() >= 64 && map.len().is_power_of_two() {
+                map.retain(|_, w| w.strong_count() > 0);
+            }
+            map.insert(key, Arc::downgrade(&spec));
+        }
+        Ok(spec)
+    }
+
+    /// The number of distinct snapshots held by running watches.
+    #[cfg(test)]
+    pub(super) fn live(&self) -> usize {
+        lock(&self.0)
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
+    }
+}
+
+/// An `Outside` that notes whether anything was read through it.
+#[derive(Debug)]
+struct Watched<'a> {
+    inner: &'a dyn rules::Outside,
+    read: AtomicBool,
+}
+
+impl<'a> Watched<'a> {
+    fn new(inner: &'a dyn rules::Outside) -> Self {
+        Watched {
+            inner,
+            read: AtomicBool::new(false),
+        }
+    }
+}
+
+impl rules::Outside for Watched<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.read.store(true, Ordering::Relaxed);
+        self.inner.var(name)
+    }
+    fn read(&self, path: &str) -> std::io::Result<String> {
+        self.read.store(true, Ordering::Relaxed);
+        self.inner.read(path)
+    }
 }
 
 /// A rule file that does not load for an API request. A caller of a route that may be
@@ -53,4 +144,73 @@ pub(super) fn refused(rules: &str, e: &rules::LoadError, open: bool) -> CreateEr
         warn!(event = "rule_file_invalid", rules = %rules, errors = why.len(), "a rule file does not load; run `rollwatch check` on it");
     }
     CreateError::BadRequest(public)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "vars:\n  service:\nwatch:\n  duration: 1h\n  interval: 15s\n  prometheus: http://127.0.0.1:1\nrollback:\n  command: [\"true\"]\nrules:\n  - name: errors\n    query: rate(errors_total{service=\"${service}\"}[5m])\n    above: 1\n    for: 1m\n";
+
+    fn def(id: &str, service: &str, text: &str) -> NewWatch {
+        NewWatch {
+            id: id.into(),
+            rules: "checkout".into(),
+            rules_text: text.into(),
+            vars: [("service".to_string(), service.to_string())].into(),
+            duration_ms: 60_000,
+            created_ms: 0,
+            key: None,
+        }
+    }
+
+    #[test]
+    fn watches_of_one_file_and_vars_share_one_snapshot_while_one_runs() {
+        let cache = SpecCache::default();
+        let a = cache.load(&def("a", "checkout", TEXT)).unwrap();
+        let b = cache.load(&def("b", "checkout", TEXT)).unwrap();
+        assert!(Arc::ptr_eq(&a, &b), "same file, same vars: one spec");
+        assert_eq!(a.path.display().to_string(), "checkout.yaml (snapshot)");
+        assert!(a.rules[0]
+            .query
+            .to_string()
+            .contains("service=\"checkout\""));
+        let other = cache.load(&def("c", "payments", TEXT)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &other), "other vars: a spec of its own");
+        assert!(other.rules[0]
+            .query
+            .to_string()
+            .contains("service=\"payments\""));
+        let edited = TEXT.replace("above: 1", "above: 2");
+        let e = cache.load(&def("d", "checkout", &edited)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &e), "another text: a spec of its own");
+        assert_eq!(cache.live(), 3);
+        drop((a, b, other, e));
+        assert_eq!(cache.live(), 0, "a spec lives only while a watch holds it");
+    }
+
+    /// A load that read a file (or the environment) is never shared: a rotated
+    /// webhook file reaches the next watch, as it would with no sharing.
+    #[test]
+    fn a_snapshot_that_read_a_file_is_the_watchs_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("slack");
+        std::fs::write(&file, "https://hooks.slack.com/services/T/B/one").unwrap();
+        let text = format!("{TEXT}notify:\n  - slack: {{file: {}}}\n", file.display());
+        let cache = SpecCache::default();
+        let a = cache.load(&def("a", "checkout", &text)).unwrap();
+        std::fs::write(&file, "https://hooks.slack.com/services/T/B/two").unwrap();
+        let b = cache.load(&def("b", "checkout", &text)).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(cache.live(), 0, "neither is kept for another watch");
+    }
+
+    #[test]
+    fn a_file_that_does_not_load_is_refused_and_nothing_is_kept() {
+        let cache = SpecCache::default();
+        let bad = TEXT.replace("above: 1", "above: [");
+        let err = cache.load(&def("a", "checkout", &bad)).unwrap_err();
+        assert!(err.to_string().contains("checkout.yaml:"), "{err}");
+        assert_eq!(cache.live(), 0);
+    }
 }

@@ -5,7 +5,7 @@ use super::act;
 use super::journal::NoJournal;
 use super::manual::next_order;
 use super::outcome::{Outcome, Signal};
-use super::poller::{aligned_first, poll_loop};
+use super::poller::{aligned_first, poll_rules, Polled};
 use super::start::{fmt_d, unix_ms, Judged, PollDone, Start, WatchOptions};
 use super::state::{Blind, Watch};
 use crate::core::eval::{Poll, RuleEval};
@@ -47,30 +47,33 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     let max_blind = spec.max_blind.min(opts.duration);
     // (Boxed: a channel's slots are allocated 32 at a time, and a watch holds one.)
     let (tx, mut rx) = mpsc::channel::<Box<PollDone>>(64);
+    let polled = spec
+        .rules
+        .iter()
+        .map(|rule| Polled {
+            query: rule.query.clone(),
+            extras: rule.extra_queries(),
+            interval: rule.interval,
+            first: match from.aligned {
+                Some(phase) => aligned_first(
+                    start,
+                    now_wall,
+                    rule.interval,
+                    phase(&rule.query, rule.interval),
+                ),
+                None => start,
+            },
+        })
+        .collect();
     let mut pollers = JoinSet::new();
-    for (i, rule) in spec.rules.iter().enumerate() {
-        let first = match from.aligned {
-            Some(phase) => aligned_first(
-                start,
-                now_wall,
-                rule.interval,
-                phase(&rule.query, rule.interval),
-            ),
-            None => start,
-        };
-        pollers.spawn(poll_loop(
-            i,
-            rule.query.clone(),
-            rule.extra_queries(),
-            rule.interval,
-            source.clone(),
-            tx.clone(),
-            first,
-            start,
-            start_wall,
-            elapsed,
-        ));
-    }
+    pollers.spawn(poll_rules(
+        polled,
+        source.clone(),
+        tx.clone(),
+        start,
+        start_wall,
+        elapsed,
+    ));
     drop(tx);
     sinks.emit(now_ms(), &act::watch_started(spec, opts));
     if let Some((watch, outcome)) = from.succeeds.clone() {

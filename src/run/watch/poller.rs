@@ -1,45 +1,109 @@
-//! The poller: one task per rule that queries at the rule's interval, on a grid
-//! (aligned to Unix time when many watches share a source), and sends each result,
-//! stamped with its scheduled time, to the decision loop.
+//! The poller: one task per watch that queries each rule at the rule's interval, on
+//! a grid (aligned to Unix time when many watches share a source), and sends each
+//! result, stamped with its scheduled time, to the decision loop.
 
 use super::start::PollDone;
 use crate::core::rules::{Clock, ExtraKind, Query};
 use crate::io::prom::MetricsSource;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{sleep_until, Instant};
 
-/// Polls one rule at its interval. Each poll is stamped with its *scheduled* time (the
-/// tick), not the moment the task happened to run, so the time between two polls is
-/// exactly a multiple of the interval and `for` is never missed by a scheduling jitter
-/// of a few microseconds.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn poll_loop<S: MetricsSource>(
-    rule: usize,
-    query: Query,
-    extras: Vec<(ExtraKind, Query, Duration)>,
-    interval: Duration,
+/// What the poller needs of one rule: its queries, interval and first tick.
+pub(super) struct Polled {
+    pub query: Query,
+    pub extras: Vec<(ExtraKind, Query, Duration)>,
+    pub interval: Duration,
+    pub first: Instant,
+}
+
+/// Where one rule's poller stands.
+enum Turn {
+    /// Waiting for its next tick.
+    Due(Instant),
+    /// Its query is being asked, or its result waits for room in the channel; the
+    /// next tick is taken after it is sent.
+    Busy(Instant),
+}
+
+/// The tick after one taken at `now` that was due at `tick`: on the grid, skipping
+/// the ticks missed while the rule was busy (as `MissedTickBehavior::Skip`, with its
+/// 5 ms of slack for a tick taken just late).
+fn next_tick(tick: Instant, now: Instant, interval: Duration) -> Instant {
+    if now <= tick + Duration::from_millis(5) || interval.is_zero() {
+        return tick + interval;
+    }
+    let late = (now - tick).as_nanos() % interval.as_nanos();
+    now + interval - Duration::from_nanos(late as u64)
+}
+
+/// Polls every rule of a watch at its own interval, in one task (issue 21: a task
+/// per rule cost about 800 bytes each, 4 KB a watch of 5 rules). Each poll is
+/// stamped with its *scheduled* time (the tick), not the moment the task happened to
+/// run, so the time between two polls is exactly a multiple of the interval and
+/// `for` is never missed by a scheduling jitter of a few microseconds.
+///
+/// The rules stay independent, as if each had a task of its own: a slow query holds
+/// up only its rule (the others' queries are asked meanwhile), a rule has at most one
+/// poll in flight or waiting for room in the channel, and a late rule skips the ticks
+/// it missed and stays on its grid, so identical queries of many watches stay due
+/// together.
+pub(super) async fn poll_rules<S: MetricsSource>(
+    rules: Vec<Polled>,
     source: Arc<S>,
     tx: mpsc::Sender<Box<PollDone>>,
-    first: Instant,
     start: Instant,
     start_wall: SystemTime,
     elapsed: Duration,
 ) {
-    let mut ticker = tokio::time::interval_at(first, interval);
-    // A late poll (Prometheus slow, the runtime busy) skips the ticks it missed and
-    // stays on the grid, so identical queries of many watches stay due together.
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut turns: Vec<Turn> = rules.iter().map(|r| Turn::Due(r.first)).collect();
+    let mut asking = FuturesUnordered::new();
+    let mut ready: VecDeque<Box<PollDone>> = VecDeque::new();
     loop {
-        let tick = ticker.tick().await;
-        let at = elapsed + tick.saturating_duration_since(start);
-        let wall = start_wall + at;
-        // (Boxed: the query's future lives only while it is asked, so a poller that
-        // waits for its next tick holds a few hundred bytes, not the query's state.)
-        let done = Box::pin(query_at(rule, &query, &extras, &*source, at, wall)).await;
-        if tx.send(Box::new(done)).await.is_err() {
-            return;
+        let due = turns
+            .iter()
+            .filter_map(|t| match t {
+                Turn::Due(at) => Some(*at),
+                Turn::Busy(_) => None,
+            })
+            .min();
+        tokio::select! {
+            biased;
+            permit = tx.reserve(), if !ready.is_empty() => {
+                let Ok(permit) = permit else { return };
+                let Some(done) = ready.pop_front() else { continue };
+                let rule = done.rule;
+                permit.send(done);
+                if let Turn::Busy(next) = turns[rule] {
+                    turns[rule] = Turn::Due(next);
+                }
+            }
+            Some(done) = asking.next(), if !asking.is_empty() => ready.push_back(Box::new(done)),
+            _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                let now = Instant::now();
+                for (i, (turn, rule)) in turns.iter_mut().zip(&rules).enumerate() {
+                    let Turn::Due(tick) = *turn else { continue };
+                    if tick > now {
+                        continue;
+                    }
+                    *turn = Turn::Busy(next_tick(tick, now, rule.interval));
+                    let at = elapsed + tick.saturating_duration_since(start);
+                    let wall = start_wall + at;
+                    // (Boxed: a query's future lives only while it is asked, so a
+                    // watch that waits for its next tick holds a few hundred bytes.)
+                    asking.push(Box::pin(query_at(
+                        i,
+                        &rule.query,
+                        &rule.extras,
+                        &*source,
+                        at,
+                        wall,
+                    )));
+                }
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-use super::poller::{aligned_first, poll_loop};
+use super::poller::{aligned_first, poll_rules, Polled};
 use crate::io::prom::{MetricsSource, QueryError, QueryResult};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,14 +30,16 @@ async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
     });
     let (tx, mut rx) = mpsc::channel(16);
     let start = Instant::now();
-    let task = tokio::spawn(poll_loop(
-        0,
-        "q".into(),
-        Vec::new(),
+    let rule = Polled {
+        query: "q".into(),
+        extras: Vec::new(),
         interval,
+        first: start + Duration::from_secs(3),
+    };
+    let task = tokio::spawn(poll_rules(
+        vec![rule],
         source,
         tx,
-        start + Duration::from_secs(3),
         start,
         UNIX_EPOCH,
         Duration::ZERO,
@@ -53,6 +55,81 @@ async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
     // gave 3, 13, 38, 48.
     let secs: Vec<u64> = ats.iter().map(|d| d.as_secs()).collect();
     assert_eq!(secs, vec![3, 13, 23, 43]);
+}
+
+/// Answers query `slow` late at its second call; every other query at once.
+struct OneSlowRule {
+    slow_calls: std::sync::atomic::AtomicUsize,
+    delay: Duration,
+}
+
+impl MetricsSource for OneSlowRule {
+    async fn query(&self, q: &str, _: SystemTime) -> Result<QueryResult, QueryError> {
+        if q == "slow" {
+            let n = self
+                .slow_calls
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 1 {
+                tokio::time::sleep(self.delay).await;
+            }
+        }
+        Ok(QueryResult::default())
+    }
+}
+
+/// The rules of a watch share one poller task, yet stay independent: a query that
+/// hangs holds up only its own rule, which asks nothing more until it answers and
+/// then skips the ticks it missed, on its grid.
+#[tokio::test(start_paused = true)]
+async fn a_slow_rule_never_holds_up_another_rules_polls() {
+    let interval = Duration::from_secs(10);
+    let source = Arc::new(OneSlowRule {
+        slow_calls: Default::default(),
+        delay: Duration::from_secs(25),
+    });
+    let (tx, mut rx) = mpsc::channel(16);
+    let start = Instant::now();
+    let rule = |q: &str, first: u64| Polled {
+        query: q.into(),
+        extras: Vec::new(),
+        interval,
+        first: start + Duration::from_secs(first),
+    };
+    let task = tokio::spawn(poll_rules(
+        vec![rule("slow", 1), rule("fast", 2)],
+        source.clone(),
+        tx,
+        start,
+        UNIX_EPOCH,
+        Duration::ZERO,
+    ));
+    let mut got: Vec<(usize, u64, u64)> = Vec::new();
+    while got.iter().filter(|g| g.0 == 0).count() < 4 {
+        let done = rx.recv().await.unwrap();
+        let received = (Instant::now() - start).as_secs();
+        got.push((done.rule, done.at.as_secs(), received));
+    }
+    task.abort();
+    let of = |r: usize| -> Vec<(u64, u64)> {
+        got.iter()
+            .filter(|g| g.0 == r)
+            .map(|g| (g.1, g.2))
+            .collect()
+    };
+    // The slow rule: 1s; the poll of 11s answers at 36s; the tick of 21s, missed
+    // meanwhile, comes at once with its stamp; 31s is skipped; then 41s.
+    assert_eq!(of(0), vec![(1, 1), (11, 36), (21, 36), (41, 41)]);
+    // The fast rule polled on time throughout, each at its tick.
+    let fast = of(1);
+    assert!(fast.len() >= 4, "{fast:?}");
+    for (k, (at, received)) in fast.iter().enumerate() {
+        assert_eq!((*at, *received), (2 + 10 * k as u64, 2 + 10 * k as u64));
+    }
+    assert_eq!(
+        source.slow_calls.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "one query of the slow rule at a time"
+    );
 }
 
 #[test]
