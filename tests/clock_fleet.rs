@@ -291,6 +291,45 @@ fn a_running_watch_whose_clock_drifts_past_max_blind_stops_being_judged_and_is_n
     );
 }
 
+/// A restart checks each watch's clock before it judges it, and the checks of the
+/// watches it resumes together share one measurement of Prometheus's clock: each
+/// asked its own `time()`, outside the query limit, and a restart of 100,000 watches
+/// opened thousands of connections to Prometheus at once (BENCHMARKS.md, issue 21).
+#[test]
+fn a_restart_measures_prometheuss_clock_once_for_the_watches_it_resumes() {
+    use crate::harness::agent::Agent;
+    use crate::harness::fake::{Fake, Reply};
+    use std::sync::atomic::Ordering;
+    let n = 300;
+    let fake = Fake::start(vec![Reply::value(0.1)]);
+    let mut a = Agent::with_prometheus(None, &fake.url);
+    a.rule_file("clk", &rules().replace("duration: 25s", "duration: 10m"));
+    let batch: Vec<_> = (0..n)
+        .map(|i| json!({"rules": "clk", "vars": {"test": format!("s{i}")}, "id": format!("w{i}")}))
+        .collect();
+    let (status, body) = a.post(json!(batch));
+    assert_eq!(status, 201, "{body}");
+    a.await_watch(&format!("w{}", n - 1), Duration::from_secs(20), |w| {
+        w["rule_states"][0]["last_poll_ms"].is_number()
+    });
+    a.kill9();
+    let before = fake.clock_checks.load(Ordering::SeqCst);
+    let restarted = now_ms() as i64;
+    a.start();
+    for i in [0, n / 2, n - 1] {
+        a.await_watch(&format!("w{i}"), Duration::from_secs(20), |w| {
+            w["rule_states"][0]["last_poll_ms"]
+                .as_i64()
+                .is_some_and(|t| t >= restarted)
+        });
+    }
+    let checks = fake.clock_checks.load(Ordering::SeqCst) - before;
+    assert!(
+        (1..=20).contains(&checks),
+        "{checks} clock checks reached Prometheus for {n} resumed watches"
+    );
+}
+
 /// A rollback's Alertmanager silence is stamped on the watch's clock (the store's), not
 /// on the agent's own: an agent ten minutes fast silenced the ten minutes to come
 /// (a `pending` silence) and let the service's alerts page during the rollback.

@@ -37,6 +37,8 @@ pub struct Fake {
     pub url: String,
     /// Requests received (but `time()`'s).
     pub requests: Arc<AtomicUsize>,
+    /// `time()` requests received (the agent's clock checks).
+    pub clock_checks: Arc<AtomicUsize>,
 }
 
 impl Fake {
@@ -69,14 +71,18 @@ impl Fake {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
         let counted = requests.clone();
+        let clock_checks = Arc::new(AtomicUsize::new(0));
+        let checks = clock_checks.clone();
         let script = Arc::new(Mutex::new(script));
         let time = Arc::new(time);
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let (r, s, time) = (requests.clone(), script.clone(), time.clone());
+                let checks = checks.clone();
                 thread::spawn(move || {
                     answer(stream, |body| {
                         if is_time_query(body) {
+                            checks.fetch_add(1, Ordering::SeqCst);
                             return time();
                         }
                         let n = r.fetch_add(1, Ordering::SeqCst);
@@ -89,6 +95,7 @@ impl Fake {
         Fake {
             url,
             requests: counted,
+            clock_checks,
         }
     }
 }

@@ -119,7 +119,7 @@ impl Agent {
         &self,
         source: &SharedSource<PromClient>,
     ) -> Result<ClockSkew, crate::io::prom::QueryError> {
-        let local = source.inner().clock_skew().await?;
+        let local = source.clock_skew().await?;
         let ahead = self.clock_now_ms() - wall_ms();
         let skew = watch_skew(local, ahead);
         source.note_ahead(skew.ahead());

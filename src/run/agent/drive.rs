@@ -105,9 +105,7 @@ impl Agent {
                 agent.leases.release_failed(&id);
             }
         });
-        let mut tasks = lock(&self.tasks);
-        tasks.retain(|t| !t.is_finished());
-        tasks.push(h);
+        lock(&self.tasks).push(h);
     }
 
     /// Records how a watch ended (retried a few times: an ending that cannot be

@@ -92,7 +92,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use types::{lock, Handle, PollBook, SourceKey};
 
@@ -135,7 +134,7 @@ pub struct Agent {
     open_limit: Arc<Semaphore>,
     open_sources: Mutex<HashMap<SourceKey, Arc<SharedSource<PromClient>>>>,
     running: Mutex<HashMap<String, Handle>>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
+    tasks: Mutex<types::Tasks>,
     polls: Arc<PollBook>,
     /// The running watches' rule snapshots, one per rule file text and vars.
     specs: snapshot::SpecCache,

@@ -356,7 +356,7 @@ impl Agent {
         for tx in senders {
             let _ = tx.try_send(Signal::Terminate);
         }
-        let tasks = std::mem::take(&mut *lock(&self.tasks));
+        let tasks = lock(&self.tasks).take();
         for t in tasks {
             let _ = t.await;
         }

@@ -11,7 +11,9 @@
 //! Prometheus in the same millisecond. The semaphore bounds what is left.
 
 use super::metrics::Metrics;
-use crate::io::prom::{HistorySource, MetricsSource, QueryError, QueryResult, RangeResult};
+use crate::io::prom::{
+    ClockSkew, HistorySource, MetricsSource, QueryError, QueryResult, RangeResult,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -109,6 +111,9 @@ pub struct SharedSource<S> {
     ranges: Mutex<Cache<RangeKey, RangeAnswer>>,
     /// Prometheus's scrape interval, asked once (`PromClient::scrape_interval`).
     scrape: OnceCell<Option<Duration>>,
+    /// The last measurement of Prometheus's clock and when it was taken: reused for
+    /// `SKEW_REUSE` (see `clock_skew`).
+    skew: tokio::sync::Mutex<Option<(Instant, Result<ClockSkew, QueryError>)>>,
     /// How far the watch clock was last found ahead of this Prometheus's
     /// (`ClockSkew::ahead`, ms): a watch started here waits that much more before its
     /// confirming polls.
@@ -127,6 +132,7 @@ impl<S> SharedSource<S> {
             inflight: Mutex::new(Cache::new()),
             ranges: Mutex::new(Cache::new()),
             scrape: OnceCell::new(),
+            skew: tokio::sync::Mutex::new(None),
             ahead_ms: Default::default(),
         }
     }
@@ -158,7 +164,27 @@ impl<S> SharedSource<S> {
     }
 }
 
+/// How long a measurement of Prometheus's clock serves the clock checks that follow.
+const SKEW_REUSE: Duration = Duration::from_secs(1);
+
 impl SharedSource<crate::io::prom::PromClient> {
+    /// Prometheus's clock against this machine's (`PromClient::clock_skew`), measured
+    /// at most once a `SKEW_REUSE`: the clock checks of many watches at once (a
+    /// restart resumes 100,000, each checked before it is judged) share one request,
+    /// where each asked its own, outside the query limit, and a restart opened
+    /// thousands of connections to Prometheus at once (BENCHMARKS.md, issue 21).
+    pub async fn clock_skew(&self) -> Result<ClockSkew, QueryError> {
+        let mut last = self.skew.lock().await;
+        if let Some((at, measured)) = &*last {
+            if at.elapsed() < SKEW_REUSE {
+                return measured.clone();
+            }
+        }
+        let measured = self.inner.clock_skew().await;
+        *last = Some((Instant::now(), measured.clone()));
+        measured
+    }
+
     /// Prometheus's global scrape interval (the data's resolution when a rule file
     /// does not set `watch.step`), asked once per Prometheus, then kept.
     pub async fn scrape_interval(&self) -> Option<Duration> {
