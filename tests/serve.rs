@@ -733,3 +733,46 @@ fn a_watch_with_a_128_character_id_rolls_back() {
     assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
     assert_eq!(a.actions().len(), 1, "{:?}", a.actions());
 }
+
+/// The agent runs with transparent huge pages off (mimalloc asked for them, and the
+/// kernel zeroing 2 MB pages took a third of a 100,000-watch restart: BENCHMARKS.md,
+/// issue 21), and the rollback it starts gets the setting the agent found: a child
+/// inherits it, and a command must not run differently under an agent.
+#[test]
+fn the_agent_runs_without_huge_pages_and_its_rollback_as_found() {
+    let found = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:"))
+            .map(|v| v.trim().to_string())
+    };
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let Some(as_found) = found(&ours) else {
+        eprintln!("this kernel does not say THP_enabled in /proc/PID/status: nothing to check");
+        return;
+    };
+    assert_eq!(
+        as_found, "1",
+        "the test itself runs with huge pages allowed"
+    );
+    let test = "serve-huge-pages";
+    set(test, 0.9);
+    let a = Agent::new(None);
+    let rollback = r#"  command: ["sh", "-c", "grep THP_enabled /proc/self/status >> @DIR@/actions.log"]
+  timeout: 30s"#;
+    a.rule_file("checkout", &rules("    above: 0.5\n    for: 2s", rollback));
+    let pid = a.proc.as_ref().unwrap().pid;
+    let agent = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(found(&agent).as_deref(), Some("0"), "the agent's own");
+    let (status, w) = a.post(json!({"rules": "checkout", "vars": {"test": test}, "id": "thp"}));
+    assert_eq!(status, 201, "{w}");
+    let w = a.await_finished("thp", Duration::from_secs(30));
+    assert_eq!(w["outcome"], "rolled_back", "{w}\n{}", a.dump());
+    let lines = a.actions();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        found(&lines[0]).as_deref(),
+        Some("1"),
+        "the rollback's: {lines:?}"
+    );
+}

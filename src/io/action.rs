@@ -329,6 +329,7 @@ impl ActionRunner for ProcessRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
+        crate::io::huge_pages::as_found(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return report(ActionStatus::SpawnFailed(format!("{program}: {e}")), &tail),

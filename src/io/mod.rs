@@ -6,6 +6,7 @@
 //! - `notify`: delivering notifications (webhook, Slack, Alertmanager alerts) without delaying a watch.
 //! - `silence`: the Alertmanager silence a rollback may create.
 //! - `secret`: reading files that hold secrets, if private to their owner;
+//! - `huge_pages`: the agent's transparent huge pages off, its children's as found;
 //! - `host`: the rule files and calendars read from disk, and the environment and files
 //!   a rule file points at (the core loads only text).
 //!
@@ -13,6 +14,7 @@
 
 pub mod action;
 pub mod host;
+pub mod huge_pages;
 pub mod notify;
 #[cfg(test)]
 mod notify_tests;

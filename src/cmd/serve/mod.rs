@@ -141,6 +141,12 @@ async fn serve(
     args: ServeArgs,
     signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
 ) -> Result<(), ServeError> {
+    if crate::io::huge_pages::off_for_this_process() {
+        tracing::debug!(
+            event = "huge_pages_off",
+            "transparent huge pages are off for the agent (its commands get them as found)"
+        );
+    }
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     if let Some(t) = &token {
         for (n, name) in t.named_lines() {
