@@ -12,6 +12,10 @@ pub struct SuperviseArgs {
     /// The claim's intent file, taken before the command starts (`io::supervise`).
     #[arg(long, value_name = "FILE")]
     pub intent_file: Option<PathBuf>,
+    /// Turn transparent huge pages back on before the command starts: the agent turned
+    /// them off for itself, and a child inherits that (`io::huge_pages`).
+    #[arg(long)]
+    pub huge_pages_as_found: bool,
     /// The command and its arguments, after `--` (never read as options).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub argv: Vec<String>,
@@ -19,6 +23,9 @@ pub struct SuperviseArgs {
 
 /// Runs the command and exits as it did: its code, or its signal re-raised.
 pub fn run(args: &SuperviseArgs) -> u8 {
+    if args.huge_pages_as_found {
+        crate::io::huge_pages::as_found();
+    }
     match crate::io::supervise::supervise(
         &args.status_file,
         args.intent_file.as_deref(),

@@ -235,6 +235,7 @@ fn launch_argv(
     exe: Option<&Path>,
     status_file: Option<&Path>,
     intent_file: Option<&Path>,
+    huge_pages_off: bool,
     argv: &[String],
 ) -> (std::ffi::OsString, Vec<std::ffi::OsString>) {
     use std::ffi::OsString;
@@ -248,6 +249,10 @@ fn launch_argv(
         (Some(exe), Some(file)) => {
             let mut a = vec![OsString::from("supervise"), opt("status-file", file)];
             a.extend(intent_file.map(|i| opt("intent-file", i)));
+            if huge_pages_off {
+                // (The agent turned them off for itself: see `io::huge_pages`.)
+                a.push(OsString::from("--huge-pages-as-found"));
+            }
             a.push(OsString::from("--"));
             a.extend(rest);
             (exe.as_os_str().to_owned(), a)
@@ -319,6 +324,7 @@ impl ActionRunner for ProcessRunner {
             exe.as_deref(),
             req.status_file.as_deref(),
             req.intent_file.as_deref(),
+            crate::io::huge_pages::turned_off(),
             &req.argv,
         );
         let mut cmd = Command::new(launched);
@@ -329,7 +335,6 @@ impl ActionRunner for ProcessRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(false);
-        crate::io::huge_pages::as_found(&mut cmd);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => return report(ActionStatus::SpawnFailed(format!("{program}: {e}")), &tail),
@@ -520,6 +525,7 @@ mod tests {
             Some(Path::new("/proc/self/exe")),
             Some(Path::new("-st.actions/a.exit")),
             Some(Path::new("-st.actions/a.intent")),
+            false,
             &argv,
         );
         assert_eq!(p, "/proc/self/exe");
@@ -534,7 +540,25 @@ mod tests {
                 "--x"
             ]
         );
-        let (p, a) = launch_argv(None, Some(Path::new("s")), None, &argv);
+        let (_, a) = launch_argv(
+            Some(Path::new("/proc/self/exe")),
+            Some(Path::new("s")),
+            None,
+            true,
+            &argv,
+        );
+        assert_eq!(
+            a,
+            [
+                "supervise",
+                "--status-file=s",
+                "--huge-pages-as-found",
+                "--",
+                "-rm",
+                "--x"
+            ]
+        );
+        let (p, a) = launch_argv(None, Some(Path::new("s")), None, true, &argv);
         assert_eq!((p.as_os_str(), a), ("-rm".as_ref(), vec!["--x".into()]));
     }
 

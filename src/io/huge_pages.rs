@@ -5,9 +5,14 @@
 //! memory of 100,000 watches then had the kernel zero whole 2 MB pages over and over:
 //! at a restart, a third of its CPU went to `clear_page_erms`, and it was ready in 16 s
 //! instead of 3; creating the watches took twice as long (BENCHMARKS.md). `serve`
-//! turns them off for itself, as mimalloc's own `MIMALLOC_ALLOW_THP=0` does, and gives
-//! the programs it starts (a rollback through `supervise`, a token command) the
-//! setting it found, since a child inherits it.
+//! turns them off for itself, as mimalloc's own `MIMALLOC_ALLOW_THP=0` does. A child
+//! inherits the setting: a rollback or pause started through `supervise` turns them
+//! back on before its command starts (`--huge-pages-as-found`), so the command runs
+//! as it would anywhere. That is done there, not between fork and exec in the agent:
+//! a `pre_exec` hook makes the standard library fork the agent (gigabytes of it)
+//! instead of `posix_spawn`, and under strict overcommit a fork can fail. A command
+//! started directly (no action directory, or a bearer token command) keeps them off:
+//! it runs the same, perhaps a little slower if it is large.
 //!
 //! An operator who sets `MIMALLOC_ALLOW_THP` decides: then nothing here changes.
 
@@ -31,17 +36,14 @@ pub fn off_for_this_process() -> bool {
     }
 }
 
-/// Makes `cmd`'s program start with huge pages as this process found them.
-pub fn as_found(cmd: &mut tokio::process::Command) {
-    if OFF_HERE.load(Ordering::SeqCst) {
-        // SAFETY: runs in the child between fork and exec; it makes one system call
-        // (prctl), which is async-signal-safe, and allocates nothing. Its failure
-        // leaves the program with huge pages off, which only makes it slower.
-        unsafe {
-            cmd.pre_exec(|| {
-                let _ = nix::sys::prctl::set_thp_disable(false);
-                Ok(())
-            });
-        }
-    }
+/// Whether this process turned huge pages off (its rollbacks then start through
+/// `supervise --huge-pages-as-found`).
+pub fn turned_off() -> bool {
+    OFF_HERE.load(Ordering::SeqCst)
+}
+
+/// Turns transparent huge pages back on for this process and what it starts: what
+/// `supervise` does, first, when the agent that started it had turned them off.
+pub fn as_found() {
+    let _ = nix::sys::prctl::set_thp_disable(false);
 }

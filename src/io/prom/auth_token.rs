@@ -219,17 +219,17 @@ impl CommandToken {
     /// Runs the command once: the token and how long it is valid from now.
     async fn run(&self) -> Result<(String, Duration), TokenError> {
         let program = self.argv[0].clone();
-        let mut cmd = tokio::process::Command::new(&self.argv[0]);
-        cmd.args(&self.argv[1..])
+        let mut child = tokio::process::Command::new(&self.argv[0])
+            .args(&self.argv[1..])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .kill_on_drop(true);
-        crate::io::huge_pages::as_found(&mut cmd);
-        let mut child = cmd.spawn().map_err(|source| TokenError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| TokenError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
         let mut stdout = child.stdout.take().expect("piped");
         let work = async {
             use tokio::io::AsyncReadExt;

@@ -54,7 +54,14 @@ fn load_def(def: &NewWatch, outside: &dyn rules::Outside) -> Result<WatchSpec, r
 /// next watch as it does without sharing. Entries are weak: a spec lives as long as a
 /// watch (or a creation) holds it, and the next load after that reads the file again.
 #[derive(Default)]
-pub(super) struct SpecCache(Mutex<HashMap<SpecKey, Weak<WatchSpec>>>);
+pub(super) struct SpecCache(Mutex<Specs>);
+
+#[derive(Default)]
+struct Specs {
+    map: HashMap<SpecKey, Weak<WatchSpec>>,
+    /// Entries left by the last sweep of dead ones.
+    swept: usize,
+}
 
 #[derive(Hash, PartialEq, Eq)]
 struct SpecKey {
@@ -72,18 +79,21 @@ impl SpecCache {
             text: def.rules_text.clone(),
             vars: def.vars.clone(),
         };
-        if let Some(spec) = lock(&self.0).get(&key).and_then(Weak::upgrade) {
+        if let Some(spec) = lock(&self.0).map.get(&key).and_then(Weak::upgrade) {
             return Ok(spec);
         }
         let outside = Watched::new(&crate::io::host::HOST);
         let spec = Arc::new(load_def(def, &outside)?);
         if !outside.read.load(Ordering::Relaxed) {
-            let mut map = lock(&self.0);
-            // Dead entries go when the map has doubled since the last sweep.
-            if map.len() >= 64 && map.len().is_power_of_two() {
-                map.retain(|_, w| w.strong_count() > 0);
+            let mut specs = lock(&self.0);
+            // Dead entries go when the map has doubled since the last sweep (at a
+            // fixed size, a map of live entries just under it was swept at every
+            // insert).
+            if specs.map.len() >= 2 * specs.swept.max(32) {
+                specs.map.retain(|_, w| w.strong_count() > 0);
+                specs.swept = specs.map.len();
             }
-            map.insert(key, Arc::downgrade(&spec));
+            specs.map.insert(key, Arc::downgrade(&spec));
         }
         Ok(spec)
     }
@@ -92,9 +102,16 @@ impl SpecCache {
     #[cfg(test)]
     pub(super) fn live(&self) -> usize {
         lock(&self.0)
+            .map
             .values()
             .filter(|w| w.strong_count() > 0)
             .count()
+    }
+
+    /// The number of entries, dead ones included.
+    #[cfg(test)]
+    fn entries(&self) -> usize {
+        lock(&self.0).map.len()
     }
 }
 
@@ -203,6 +220,23 @@ mod tests {
         let b = cache.load(&def("b", "checkout", &text)).unwrap();
         assert!(!Arc::ptr_eq(&a, &b));
         assert_eq!(cache.live(), 0, "neither is kept for another watch");
+    }
+
+    /// Entries of ended watches do not pile up: 1,000 watches one after another
+    /// leave a map of at most a few dozen entries.
+    #[test]
+    fn the_snapshots_of_ended_watches_are_swept() {
+        let cache = SpecCache::default();
+        let kept = cache.load(&def("k", "kept", TEXT)).unwrap();
+        for i in 0..1000 {
+            drop(cache.load(&def("w", &format!("s{i}"), TEXT)).unwrap());
+        }
+        assert!(cache.entries() <= 65, "{} entries", cache.entries());
+        assert_eq!(cache.live(), 1);
+        assert!(Arc::ptr_eq(
+            &kept,
+            &cache.load(&def("k2", "kept", TEXT)).unwrap()
+        ));
     }
 
     #[test]

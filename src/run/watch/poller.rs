@@ -59,6 +59,9 @@ pub(super) async fn poll_rules<S: MetricsSource>(
     start_wall: SystemTime,
     elapsed: Duration,
 ) {
+    if rules.is_empty() {
+        return;
+    }
     let mut turns: Vec<Turn> = rules.iter().map(|r| Turn::Due(r.first)).collect();
     let mut asking = FuturesUnordered::new();
     let mut ready: VecDeque<Box<PollDone>> = VecDeque::new();
