@@ -15,8 +15,7 @@ use super::Agent;
 use crate::core::events::{now_ms, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::prom::PromClient;
-use crate::io::store::{Ending, NewNote, NewWatch, StoreError, WatchRecord, WatchState};
-use crate::run::watch::OutcomeKind;
+use crate::io::store::{Ending, NewNote, NewWatch, StoreError, WatchRecord};
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,9 +218,10 @@ impl Agent {
     ) {
         let def = &rec.def;
         let id = def.id.as_str();
-        // At a restart, what fails here may be transient (a token or CA file not
-        // mounted yet): the watch stays unfinished, the agent is not ready, and it is
-        // tried again. A new watch was checked when it was created.
+        // A new watch runs on the snapshot its creation loaded and checked. At a
+        // restart, what fails here may be transient (a token or CA file not mounted
+        // yet): the watch stays unfinished, the agent is not ready, and it is tried
+        // again.
         let (resumed, mut prepared) = match begin {
             Begin::New(p) => (false, Some(*p)),
             Begin::Resumed(p) => (true, p.map(|p| *p)),
@@ -230,18 +230,6 @@ impl Agent {
         let (spec, source) = loop {
             match prepared.take().map_or_else(|| self.prepare(def), Ok) {
                 Ok(p) => break p,
-                Err(detail) if !resumed => {
-                    error!(event = "watch_invalid", watch = %id, "{detail}");
-                    let ending = Ending {
-                        state: WatchState::Finished,
-                        outcome: OutcomeKind::Invalid.name().into(),
-                        exit_code: crate::core::exit::USAGE,
-                        detail,
-                        at_ms: now_ms(),
-                    };
-                    Box::pin(self.record_ending(id, &ending)).await;
-                    return;
-                }
                 Err(e) => {
                     error!(event = "resume_waiting", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
                         "cannot resume this watch yet: it stays unfinished and is tried again (the agent is not ready meanwhile)");

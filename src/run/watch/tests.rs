@@ -5,17 +5,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Answers at once, except the second query, which takes 2.5 intervals.
-struct SlowOnce {
+/// Answers at once, except the second asking of `query` (of any query: None), which
+/// takes `delay`.
+struct SlowSecond {
+    query: Option<&'static str>,
     calls: std::sync::atomic::AtomicUsize,
-    interval: Duration,
+    delay: Duration,
 }
 
-impl MetricsSource for SlowOnce {
-    async fn query(&self, _: &str, _: SystemTime) -> Result<QueryResult, QueryError> {
-        let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if n == 1 {
-            tokio::time::sleep(self.interval * 5 / 2).await;
+impl SlowSecond {
+    fn new(query: Option<&'static str>, delay: Duration) -> Arc<SlowSecond> {
+        Arc::new(SlowSecond {
+            query,
+            calls: Default::default(),
+            delay,
+        })
+    }
+}
+
+impl MetricsSource for SlowSecond {
+    async fn query(&self, q: &str, _: SystemTime) -> Result<QueryResult, QueryError> {
+        if self.query.is_none_or(|only| only == q) {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if n == 1 {
+                tokio::time::sleep(self.delay).await;
+            }
         }
         Ok(QueryResult::default())
     }
@@ -24,10 +38,7 @@ impl MetricsSource for SlowOnce {
 #[tokio::test(start_paused = true)]
 async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
     let interval = Duration::from_secs(10);
-    let source = Arc::new(SlowOnce {
-        calls: Default::default(),
-        interval,
-    });
+    let source = SlowSecond::new(None, interval * 5 / 2);
     let (tx, mut rx) = mpsc::channel(16);
     let start = Instant::now();
     let rule = Polled {
@@ -57,36 +68,13 @@ async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
     assert_eq!(secs, vec![3, 13, 23, 43]);
 }
 
-/// Answers query `slow` late at its second call; every other query at once.
-struct OneSlowRule {
-    slow_calls: std::sync::atomic::AtomicUsize,
-    delay: Duration,
-}
-
-impl MetricsSource for OneSlowRule {
-    async fn query(&self, q: &str, _: SystemTime) -> Result<QueryResult, QueryError> {
-        if q == "slow" {
-            let n = self
-                .slow_calls
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            if n == 1 {
-                tokio::time::sleep(self.delay).await;
-            }
-        }
-        Ok(QueryResult::default())
-    }
-}
-
 /// The rules of a watch share one poller task, yet stay independent: a query that
 /// hangs holds up only its own rule, which asks nothing more until it answers and
 /// then skips the ticks it missed, on its grid.
 #[tokio::test(start_paused = true)]
 async fn a_slow_rule_never_holds_up_another_rules_polls() {
     let interval = Duration::from_secs(10);
-    let source = Arc::new(OneSlowRule {
-        slow_calls: Default::default(),
-        delay: Duration::from_secs(25),
-    });
+    let source = SlowSecond::new(Some("slow"), Duration::from_secs(25));
     let (tx, mut rx) = mpsc::channel(16);
     let start = Instant::now();
     let rule = |q: &str, first: u64| Polled {
@@ -126,7 +114,7 @@ async fn a_slow_rule_never_holds_up_another_rules_polls() {
         assert_eq!((*at, *received), (2 + 10 * k as u64, 2 + 10 * k as u64));
     }
     assert_eq!(
-        source.slow_calls.load(std::sync::atomic::Ordering::SeqCst),
+        source.calls.load(std::sync::atomic::Ordering::SeqCst),
         4,
         "one query of the slow rule at a time"
     );
