@@ -5,7 +5,7 @@
 use super::types::{lock, CreateError};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::store::NewWatch;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use tracing::{info, warn};
@@ -59,6 +59,9 @@ pub(super) struct SpecCache(Mutex<Specs>);
 #[derive(Default)]
 struct Specs {
     map: HashMap<SpecKey, Weak<WatchSpec>>,
+    /// The rule files' texts the keys hold, each once (watches with vars of their
+    /// own would otherwise keep a copy of the text a watch, in their keys).
+    texts: HashSet<Arc<str>>,
     /// Entries left by the last sweep of dead ones.
     swept: usize,
 }
@@ -66,22 +69,38 @@ struct Specs {
 #[derive(Hash, PartialEq, Eq)]
 struct SpecKey {
     rules: String,
-    text: String,
+    text: Arc<str>,
     vars: BTreeMap<String, String>,
+}
+
+impl Specs {
+    /// `text`, held once.
+    fn text(&mut self, text: &str) -> Arc<str> {
+        if let Some(t) = self.texts.get(text) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(text);
+        self.texts.insert(t.clone());
+        t
+    }
 }
 
 impl SpecCache {
     /// `def`'s snapshot: a running watch's, if one with the same rule file text and
     /// vars has it, else loaded now (and kept for the next, see above).
     pub(super) fn load(&self, def: &NewWatch) -> Result<Arc<WatchSpec>, rules::LoadError> {
-        let key = SpecKey {
-            rules: def.rules.clone(),
-            text: def.rules_text.clone(),
-            vars: def.vars.clone(),
+        let key = {
+            let mut specs = lock(&self.0);
+            let key = SpecKey {
+                rules: def.rules.clone(),
+                text: specs.text(&def.rules_text),
+                vars: def.vars.clone(),
+            };
+            if let Some(spec) = specs.map.get(&key).and_then(Weak::upgrade) {
+                return Ok(spec);
+            }
+            key
         };
-        if let Some(spec) = lock(&self.0).map.get(&key).and_then(Weak::upgrade) {
-            return Ok(spec);
-        }
         let outside = Watched::new(&crate::io::host::HOST);
         let spec = Arc::new(load_def(def, &outside)?);
         if !outside.read.load(Ordering::Relaxed) {
@@ -91,6 +110,7 @@ impl SpecCache {
             // insert).
             if specs.map.len() >= 2 * specs.swept.max(32) {
                 specs.map.retain(|_, w| w.strong_count() > 0);
+                specs.texts.retain(|t| Arc::strong_count(t) > 1);
                 specs.swept = specs.map.len();
             }
             specs.map.insert(key, Arc::downgrade(&spec));
@@ -108,10 +128,11 @@ impl SpecCache {
             .count()
     }
 
-    /// The number of entries, dead ones included.
+    /// The number of entries, dead ones included, and of texts held.
     #[cfg(test)]
-    fn entries(&self) -> usize {
-        lock(&self.0).map.len()
+    fn entries(&self) -> (usize, usize) {
+        let specs = lock(&self.0);
+        (specs.map.len(), specs.texts.len())
     }
 }
 
@@ -228,15 +249,37 @@ mod tests {
     fn the_snapshots_of_ended_watches_are_swept() {
         let cache = SpecCache::default();
         let kept = cache.load(&def("k", "kept", TEXT)).unwrap();
+        let running: Vec<_> = (0..10)
+            .map(|i| cache.load(&def("r", &format!("r{i}"), TEXT)).unwrap())
+            .collect();
         for i in 0..1000 {
-            drop(cache.load(&def("w", &format!("s{i}"), TEXT)).unwrap());
+            // Each of a text of its own, as edits of the file would be.
+            let text = TEXT.replace("above: 1", &format!("above: {}", i + 2));
+            drop(cache.load(&def("w", &format!("s{i}"), &text)).unwrap());
         }
-        assert!(cache.entries() <= 65, "{} entries", cache.entries());
-        assert_eq!(cache.live(), 1);
+        let (entries, texts) = cache.entries();
+        assert!(entries <= 65, "{entries} entries");
+        assert!(texts <= 65, "{texts} texts");
+        assert_eq!(cache.live(), 11);
         assert!(Arc::ptr_eq(
             &kept,
             &cache.load(&def("k2", "kept", TEXT)).unwrap()
         ));
+        assert!(Arc::ptr_eq(
+            &running[3],
+            &cache.load(&def("r3b", "r3", TEXT)).unwrap()
+        ));
+    }
+
+    /// Watches with vars of their own hold the file's text once, not once each.
+    #[test]
+    fn watches_with_vars_of_their_own_hold_the_text_once() {
+        let cache = SpecCache::default();
+        let specs: Vec<_> = (0..100)
+            .map(|i| cache.load(&def("w", &format!("s{i}"), TEXT)).unwrap())
+            .collect();
+        assert_eq!(cache.entries(), (100, 1));
+        drop(specs);
     }
 
     #[test]
