@@ -144,7 +144,7 @@ async fn serve(
     if crate::io::huge_pages::off_for_this_process() {
         tracing::debug!(
             event = "huge_pages_off",
-            "transparent huge pages are off for the agent (its commands get them as found)"
+            "transparent huge pages are off for the agent (its rollbacks and pauses get them as found)"
         );
     }
     let token = args.token_file.as_deref().map(read_token).transpose()?;
