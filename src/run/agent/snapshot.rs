@@ -2,7 +2,7 @@
 //! creation, the verdict routes, driving a watch and the outbox share (kept apart
 //! from `create.rs` so that none of those imports creation).
 
-use super::types::{lock, CreateError};
+use super::types::{lock, CreateError, Sweeps};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::store::NewWatch;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -62,8 +62,8 @@ struct Specs {
     /// The rule files' texts the keys hold, each once (watches with vars of their
     /// own would otherwise keep a copy of the text a watch, in their keys).
     texts: HashSet<Arc<str>>,
-    /// Entries left by the last sweep of dead ones.
-    swept: usize,
+    /// When dead entries are swept.
+    sweeps: Sweeps,
 }
 
 #[derive(Hash, PartialEq, Eq)]
@@ -105,13 +105,11 @@ impl SpecCache {
         let spec = Arc::new(load_def(def, &outside)?);
         if !outside.read.load(Ordering::Relaxed) {
             let mut specs = lock(&self.0);
-            // Dead entries go when the map has doubled since the last sweep (at a
-            // fixed size, a map of live entries just under it was swept at every
-            // insert).
-            if specs.map.len() >= 2 * specs.swept.max(32) {
+            if specs.sweeps.due(specs.map.len()) {
                 specs.map.retain(|_, w| w.strong_count() > 0);
                 specs.texts.retain(|t| Arc::strong_count(t) > 1);
-                specs.swept = specs.map.len();
+                let left = specs.map.len();
+                specs.sweeps.swept(left);
             }
             specs.map.insert(key, Arc::downgrade(&spec));
         }

@@ -76,27 +76,49 @@ pub struct WatchRequest {
     pub id: Option<String>,
 }
 
-/// The watches' tasks, awaited at shutdown. Finished ones are dropped when the list
-/// has doubled since the last sweep: sweeping at every spawn made starting 100,000
-/// watches quadratic (a quarter of a restart's CPU went to reading task states).
+/// When a collection that grows by one at a time sweeps out its dead entries: once it
+/// has doubled since the last sweep (and holds at least 64), so that sweeping costs
+/// O(1) an insert. Sweeping at every insert made starting 100,000 watches quadratic;
+/// at fixed sizes, a collection of live entries just under one was swept at every
+/// insert.
+#[derive(Default)]
+pub(super) struct Sweeps {
+    left: usize,
+}
+
+impl Sweeps {
+    /// Whether a collection of `len` entries is due a sweep.
+    pub(super) fn due(&self, len: usize) -> bool {
+        len >= 2 * self.left.max(32)
+    }
+
+    /// A sweep left `len` entries.
+    pub(super) fn swept(&mut self, len: usize) {
+        self.left = len;
+    }
+}
+
+/// The watches' tasks, awaited at shutdown. Finished ones are dropped when due
+/// (`Sweeps`: a quarter of a restart's CPU went to reading task states when every
+/// spawn swept the list).
 #[derive(Default)]
 pub(super) struct Tasks {
     handles: Vec<JoinHandle<()>>,
-    swept: usize,
+    sweeps: Sweeps,
 }
 
 impl Tasks {
     pub(super) fn push(&mut self, h: JoinHandle<()>) {
-        if self.handles.len() >= 2 * self.swept.max(32) {
+        if self.sweeps.due(self.handles.len()) {
             self.handles.retain(|t| !t.is_finished());
-            self.swept = self.handles.len();
+            self.sweeps.swept(self.handles.len());
         }
         self.handles.push(h);
     }
 
     /// Every task, the list emptied.
     pub(super) fn take(&mut self) -> Vec<JoinHandle<()>> {
-        self.swept = 0;
+        self.sweeps.swept(0);
         std::mem::take(&mut self.handles)
     }
 
