@@ -4,7 +4,9 @@
 //! and the history grid consume them, the store and the reports keep them), so they sit
 //! at the bottom, apart from the evaluator, and know nothing of where they came from.
 
-use std::collections::BTreeMap;
+mod labels;
+
+pub use labels::Labels;
 
 /// Sample values as Prometheus writes them, wherever a value leaves the program.
 ///
@@ -106,9 +108,6 @@ pub mod float {
     }
 }
 
-/// A series' identity: its label set, sorted so the key is stable.
-pub type Labels = BTreeMap<String, String>;
-
 /// A hash map keyed by label sets, for the maps built afresh at every poll (a poll's
 /// series, a result's duplicate count): foldhash, seeded at random per process, where
 /// std's SipHash spent about a sixth of a 10,000-series poll hashing label strings.
@@ -130,10 +129,7 @@ pub struct Sample {
 impl Sample {
     pub fn new(labels: &[(&str, &str)], value: f64) -> Self {
         Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            labels: labels.iter().copied().collect(),
             value,
         }
     }

@@ -114,7 +114,7 @@ impl OnLabels {
         let mut k: Vec<(u64, &str)> = labels
             .iter()
             .filter(|(n, v)| !v.is_empty() && self.has(n))
-            .map(|(n, v)| (fnv1a(n), v.as_str()))
+            .map(|(n, v)| (fnv1a(n), v))
             .collect();
         k.sort_unstable();
         k
@@ -282,7 +282,7 @@ fn round(v: f64) -> f64 {
 pub fn guard_matches(series: &Labels, guard: &Labels) -> bool {
     guard
         .iter()
-        .filter(|(k, _)| k.as_str() != "__name__")
+        .filter(|(k, _)| *k != "__name__")
         .all(|(k, v)| series.get(k).is_none_or(|sv| sv == v))
 }
 
@@ -330,11 +330,10 @@ pub fn guard_problem<'a>(
     let names: std::collections::BTreeSet<&str> = guard
         .iter()
         .flat_map(|g| g.labels.keys())
-        .map(String::as_str)
         .filter(|k| *k != "__name__")
         .collect();
     for s in series {
-        if !s.keys().any(|k| names.contains(k.as_str())) {
+        if !s.keys().any(|k| names.contains(k)) {
             return Some(format!(
                 "the guard (`min_traffic.query`) returned {} series, none sharing a label with the rule's series {}: each would apply to it and be summed; aggregate the guard by the rule's labels, make it one label-less series, or name the labels to match with `min_traffic.on`",
                 guard.len(),

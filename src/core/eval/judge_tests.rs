@@ -9,7 +9,7 @@ use crate::core::eval::{BaselineParams, Breaches, Direction, EffectMeasure, OnLa
 use crate::core::eval::test_polls::poll;
 
 fn name(labels: &Labels) -> String {
-    labels.get("s").cloned().unwrap_or_else(|| "_".into())
+    labels.get("s").unwrap_or("_").to_string()
 }
 
 fn s(t: &Transition) -> String {
@@ -867,7 +867,7 @@ fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
     };
     assert_eq!(eval.observe_with(Duration::ZERO, &rule, extra).len(), 2);
     assert_eq!(
-        eval.notes().evidence[&Labels::from([("service".into(), "a".into())])].traffic,
+        eval.notes().evidence[&Labels::from([("service", "a")])].traffic,
         Some(1.0)
     );
     // ...and two guard series with one `on` key would be summed: refused too.

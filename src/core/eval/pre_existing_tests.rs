@@ -48,7 +48,7 @@ fn series(name: &str) -> Labels {
 /// `{a: worst, ...}` as text, for the tables.
 fn shown(b: &Before) -> String {
     b.iter()
-        .map(|(l, v)| format!("{}={v}", l.get("s").map_or("{}", |s| s.as_str())))
+        .map(|(l, v)| format!("{}={v}", l.get("s").unwrap_or("{}")))
         .collect::<Vec<_>>()
         .join(" ")
 }

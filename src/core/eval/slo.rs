@@ -206,8 +206,7 @@ pub fn view<'a>(
         else {
             continue;
         };
-        let mut key = s.labels.clone();
-        key.remove(WINDOW_LABEL);
+        let key = s.labels.without(WINDOW_LABEL);
         let slot = groups.entry(key).or_default();
         // Duplicates of a window (merged replicas): the higher ratio, a number over NaN.
         let keep = slot.get(name).is_some_and(|v| !v.is_nan() && s.value <= *v)
@@ -362,7 +361,7 @@ mod tests {
         else {
             panic!("{r:?}")
         };
-        assert_eq!(labels.get("service").map(String::as_str), Some("a"));
+        assert_eq!(labels.get("service"), Some("a"));
         assert!(!labels.contains_key(WINDOW_LABEL));
         assert_eq!(
             evidence.text(),

@@ -18,7 +18,7 @@ fn params(above: Option<f64>, below: Option<f64>, for_secs: u64, no_data: NoData
 use crate::core::eval::test_polls::poll;
 
 fn name(labels: &Labels) -> String {
-    labels.get("s").cloned().unwrap_or_else(|| "_".into())
+    labels.get("s").unwrap_or("_").to_string()
 }
 
 fn run(p: Params, polls: &[(u64, &str)]) -> Vec<String> {

@@ -55,8 +55,8 @@ fn firing(run: &AlertRun, history: &RuleHistory, at_ms: i64) -> Vec<AlertLabels>
         .map(|(labels, _)| {
             let mut l: std::collections::BTreeMap<String, String> = labels
                 .iter()
-                .filter(|(k, _)| k.as_str() != "__name__")
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
             for (k, v) in run.labels {
                 l.insert(k.clone(), v.clone());

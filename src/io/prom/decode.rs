@@ -267,7 +267,7 @@ mod tests {
             {"metric":{},"value":[1700000000.5,"-Inf"]}]}}"#;
         let r = decode(200, body).unwrap();
         assert_eq!(r.samples.len(), 4);
-        assert_eq!(r.samples[0].labels["pod"], "a");
+        assert_eq!(&r.samples[0].labels["pod"], "a");
         assert_eq!(r.samples[0].value, 0.25);
         assert!(r.samples[1].value.is_nan());
         assert_eq!(r.samples[2].value, f64::INFINITY);
@@ -344,7 +344,7 @@ mod tests {
         assert_eq!(decode(200, scalar).unwrap().samples[0].value, f64::INFINITY);
         let matrix = br#"{"status":"success","data":{"result":[{"values":[[1700000000,"1"],[1700000015.25,"-Inf"]],"metric":{"pod":"a"}}],"resultType":"matrix"}}"#;
         let r = decode_range(200, matrix).unwrap();
-        assert_eq!(r.series[0].labels["pod"], "a");
+        assert_eq!(&r.series[0].labels["pod"], "a");
         assert_eq!(
             r.series[0].points,
             [
@@ -419,7 +419,7 @@ mod tests {
         let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
             {"metric":{"pod":"a"},"values":[[1700000000,"1"],[1700000010.5,"NaN"]]}]}}"#;
         let r = decode_range(200, body).unwrap();
-        assert_eq!(r.series[0].labels["pod"], "a");
+        assert_eq!(&r.series[0].labels["pod"], "a");
         assert_eq!(r.series[0].points[0], (1_700_000_000_000, 1.0));
         assert_eq!(r.series[0].points[1].0, 1_700_000_010_500);
         assert!(r.series[0].points[1].1.is_nan());

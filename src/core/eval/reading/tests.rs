@@ -119,7 +119,7 @@ fn the_worst_series_is_the_first_of_equals_and_never_nan() {
         ("d", 3.0),
         ("e", 0.5),
     ]);
-    let name = |x: Option<&Sample>| x.map(|x| x.labels["s"].clone());
+    let name = |x: Option<&Sample>| x.map(|x| x.labels["s"].to_string());
     assert_eq!(
         name(Worse::Higher.worst(s.iter(), |x| x.value)),
         Some("c".into())
@@ -163,7 +163,7 @@ fn an_above_baseline_rule_reads_its_highest_series_with_its_baseline() {
             ..Default::default()
         },
     );
-    assert_eq!(r.worst.map(|w| w.labels["s"].clone()), Some("b".into()));
+    assert_eq!(r.worst.map(|w| w.labels["s"].to_string()), Some("b".into()));
     assert_eq!(r.value, Some(4.0));
     assert_eq!(r.reference, Some(2.0), "b's own baseline");
     assert_eq!(r.evidence.baseline, Some(2.0));
@@ -172,7 +172,7 @@ fn an_above_baseline_rule_reads_its_highest_series_with_its_baseline() {
         .transitions
         .iter()
         .filter_map(|t| match t {
-            Transition::Fired { labels, .. } => Some(labels["s"].clone()),
+            Transition::Fired { labels, .. } => Some(labels["s"].to_string()),
             _ => None,
         })
         .collect();

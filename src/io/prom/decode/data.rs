@@ -44,7 +44,7 @@ pub(super) enum RangeData<'a> {
 
 #[derive(Deserialize)]
 pub(super) struct VectorSample<'a> {
-    #[serde(default, deserialize_with = "labels")]
+    #[serde(default)]
     pub metric: Labels,
     #[serde(borrow)]
     pub value: Point<'a>,
@@ -52,39 +52,10 @@ pub(super) struct VectorSample<'a> {
 
 #[derive(Deserialize)]
 pub(super) struct MatrixSeries<'a> {
-    #[serde(default, deserialize_with = "labels")]
+    #[serde(default)]
     pub metric: Labels,
     #[serde(default, borrow)]
     pub values: Vec<Point<'a>>,
-}
-
-/// A `metric` object, read as `Labels`' own `Deserialize` reads it (the same
-/// errors; of a repeated name, the last value), but gathered in a list and built at
-/// once: Prometheus writes the names sorted, and a tree built from a sorted list
-/// searches nothing, where one insert at a time searched the node for each label.
-fn labels<'de, D: Deserializer<'de>>(d: D) -> Result<Labels, D::Error> {
-    struct LabelsVisitor;
-
-    impl<'de> Visitor<'de> for LabelsVisitor {
-        type Value = Labels;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            // What the derived read said (serde's map visitor).
-            f.write_str("a map")
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
-            let mut pairs: Vec<(String, String)> =
-                Vec::with_capacity(map.size_hint().unwrap_or(8).min(64));
-            while let Some(pair) = map.next_entry::<String, String>()? {
-                pairs.push(pair);
-            }
-            // `from_iter` sorts (stably) and keeps the last of equal names.
-            Ok(pairs.into_iter().collect())
-        }
-    }
-
-    d.deserialize_map(LabelsVisitor)
 }
 
 /// `[time, "value"]`. The value string is borrowed from the body (no allocation)
