@@ -201,10 +201,20 @@ impl<'a> Set<'a> {
 
     /// The pair order, read as the sequence name, value, name, ... of each set: the
     /// first string that differs decides, else the shorter set comes first (bytes
-    /// order as `str` does).
+    /// order, as `str` has).
+    ///
+    /// The strings before the first whose end differs between the two have the same
+    /// lengths in both, so their text compares as one slice: usually all the names
+    /// and values up to the one that tells two series apart.
     fn cmp_strings(self, other: Set) -> Ordering {
         let m = self.strings().min(other.strings());
-        for i in 0..m {
+        let k = (0..m).find(|&i| self.end(i) != other.end(i)).unwrap_or(m);
+        let same = if k == 0 { 0 } else { self.end(k - 1) };
+        match self.text()[..same].cmp(&other.text()[..same]) {
+            Ordering::Equal => {}
+            o => return o,
+        }
+        for i in k..m {
             match self.bytes(i).cmp(other.bytes(i)) {
                 Ordering::Equal => {}
                 o => return o,
@@ -370,7 +380,7 @@ impl<'de> Deserialize<'de> for Labels {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Labels, A::Error> {
                 // On the stack for the usual few labels: nothing allocated but the set.
                 let mut pairs: SmallVec<[(Cow<'de, str>, Cow<'de, str>); 12]> = SmallVec::new();
-                while let Some((k, v)) = map.next_entry::<Text<'de>, Text<'de>>()? {
+                while let Some((k, v)) = map.next_entry::<CowStr<'de>, CowStr<'de>>()? {
                     pairs.push((k.0, v.0));
                 }
                 Ok(Labels::from_pairs(&mut pairs))
@@ -381,43 +391,47 @@ impl<'de> Deserialize<'de> for Labels {
     }
 }
 
-/// A string, borrowed when the input allows it; otherwise as `String` reads one
-/// (same errors).
-struct Text<'de>(Cow<'de, str>);
+/// A string read borrowed from the input where it allows (no escape in it);
+/// otherwise as `String` reads one, with its errors. The label sets' names and
+/// values, and the decoder's value strings, are read through it.
+pub struct CowStr<'de>(pub Cow<'de, str>);
 
-impl<'de> Deserialize<'de> for Text<'de> {
+impl<'de> Deserialize<'de> for CowStr<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
 
         impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
+            type Value = CowStr<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a string")
             }
 
-            fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
             }
 
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(v.to_owned())))
             }
 
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<CowStr<'de>, E> {
+                Ok(CowStr(Cow::Owned(v)))
             }
 
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Text<'de>, E> {
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<CowStr<'de>, E> {
                 match std::str::from_utf8(v) {
-                    Ok(s) => Ok(Text(Cow::Owned(s.to_owned()))),
+                    Ok(s) => Ok(CowStr(Cow::Owned(s.to_owned()))),
                     Err(_) => Err(E::invalid_value(serde::de::Unexpected::Bytes(v), &self)),
                 }
             }
 
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Text<'de>, E> {
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<CowStr<'de>, E> {
                 match String::from_utf8(v) {
-                    Ok(s) => Ok(Text(Cow::Owned(s))),
+                    Ok(s) => Ok(CowStr(Cow::Owned(s))),
                     Err(e) => Err(E::invalid_value(
                         serde::de::Unexpected::Bytes(&e.into_bytes()),
                         &self,

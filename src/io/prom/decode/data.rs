@@ -17,7 +17,7 @@
 //! way `Content` checked it (every number in range, nesting within serde_json's limit)
 //! even where its value is then ignored.
 
-use crate::core::series::Labels;
+use crate::core::series::{CowStr, Labels};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -84,41 +84,10 @@ impl<'de: 'a, 'a> Visitor<'de> for PointVisitor<'a> {
         let Some(time) = seq.next_element::<f64>()? else {
             return Err(de::Error::invalid_length(0, &self));
         };
-        let Some(value) = seq.next_element_seed(Text(PhantomData))? else {
+        let Some(CowStr(value)) = seq.next_element::<CowStr<'de>>()? else {
             return Err(de::Error::invalid_length(1, &self));
         };
         Ok(Point { time, value })
-    }
-}
-
-/// A string, borrowed when the body allows it; otherwise as `String` reads one.
-struct Text<'a>(PhantomData<&'a ()>);
-
-impl<'de: 'a, 'a> DeserializeSeed<'de> for Text<'a> {
-    type Value = Cow<'a, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'a, str>, D::Error> {
-        d.deserialize_string(self)
-    }
-}
-
-impl<'de: 'a, 'a> Visitor<'de> for Text<'a> {
-    type Value = Cow<'a, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
     }
 }
 
