@@ -19,8 +19,30 @@ use rollwatch::io::prom::decode::decode;
 use std::hint::black_box;
 use std::time::Duration;
 
-/// An instant-query answer with `n` series; every 10th one breaches 0.5.
+/// An instant-query answer with `n` series; every 10th one breaches 0.5. Its label
+/// names are out of order (a set is then sorted as it is read); `sorted_body` lists
+/// them sorted, as Prometheus writes them (Go's JSON encoder sorts a map's keys).
 fn body(n: usize) -> Vec<u8> {
+    answer(n, |i| {
+        format!(
+            r#""__name__":"http_requests_error_ratio","namespace":"shop","service":"checkout","pod":"checkout-7d9f8b6c5-{i:05}","instance":"10.0.{}.{}:8080""#,
+            i / 256,
+            i % 256
+        )
+    })
+}
+
+fn sorted_body(n: usize) -> Vec<u8> {
+    answer(n, |i| {
+        format!(
+            r#""__name__":"http_requests_error_ratio","instance":"10.0.{}.{}:8080","namespace":"shop","pod":"checkout-7d9f8b6c5-{i:05}","service":"checkout""#,
+            i / 256,
+            i % 256
+        )
+    })
+}
+
+fn answer(n: usize, metric: impl Fn(usize) -> String) -> Vec<u8> {
     let mut s = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
     for i in 0..n {
         if i > 0 {
@@ -32,9 +54,8 @@ fn body(n: usize) -> Vec<u8> {
             0.01 * (i % 7) as f64
         };
         s.push_str(&format!(
-            r#"{{"metric":{{"__name__":"http_requests_error_ratio","namespace":"shop","service":"checkout","pod":"checkout-7d9f8b6c5-{i:05}","instance":"10.0.{}.{}:8080"}},"value":[1700000000.123,"{v}"]}}"#,
-            i / 256,
-            i % 256
+            r#"{{"metric":{{{}}},"value":[1700000000.123,"{v}"]}}"#,
+            metric(i)
         ));
     }
     s.push_str("]}}");
@@ -92,6 +113,26 @@ fn poll_cycle(c: &mut Criterion) {
                 eval.observe(Duration::from_secs(t), &Poll::Samples(r.samples))
             })
         });
+        if n >= 10_000 {
+            // The same poll with the names in the order Prometheus writes them.
+            let sorted = sorted_body(n);
+            let mut eval = RuleEval::new(params());
+            eval.observe(
+                Duration::ZERO,
+                &Poll::Samples(decode(200, &sorted).unwrap().samples),
+            );
+            g.bench_with_input(
+                BenchmarkId::new("decode+evaluate, names sorted", n),
+                &sorted,
+                |b, body| {
+                    b.iter(|| {
+                        t += 15;
+                        let r = decode(200, black_box(body)).unwrap();
+                        eval.observe(Duration::from_secs(t), &Poll::Samples(r.samples))
+                    })
+                },
+            );
+        }
         g.finish();
     }
 }
