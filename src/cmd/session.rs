@@ -36,14 +36,14 @@ pub async fn run_watch(
         spec,
         Arc::new(client),
         opts,
-        watch::Start {
+        Box::new(watch::Start {
             baselines,
             pre_existing,
             ahead,
             scrape,
             orders,
             ..Default::default()
-        },
+        }),
         signals,
         &mut sinks,
     )

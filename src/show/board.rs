@@ -159,12 +159,12 @@ struct Compact {
 }
 
 impl Compact {
-    fn of(s: &SampleRecord) -> Compact {
+    fn new(t: i64, value: Option<f64>, reference: Option<f64>, state: State) -> Compact {
         Compact {
-            t: s.t,
-            value: Opt32::new(s.value),
-            reference: Opt32::new(s.reference),
-            state: State::of(&s.state),
+            t,
+            value: Opt32::new(value),
+            reference: Opt32::new(reference),
+            state,
         }
     }
     fn full(self) -> SampleRecord {
@@ -397,22 +397,32 @@ impl Board {
                 ..Kept::default()
             };
         }
-        e.record.record(at_ms, event);
+        if let Event::Poll {
+            rule,
+            state,
+            value,
+            reference,
+            ..
+        } = event
+        {
+            // Straight to the compact list: the report's record would copy the
+            // poll's series into a sample the board then drops, and keep the room
+            // it grew for it (2 KB a watch at 10,000).
+            e.record.ended_at = e.record.ended_at.max(at_ms);
+            let i = e.record.rules.iter().position(|r| r.info.name == *rule);
+            if let Some(i) = i.filter(|&i| i < e.samples.len() && i < e.last.len()) {
+                let state = State::of(state);
+                e.samples[i].push(Compact::new(at_ms, *value, *reference, state));
+                e.last[i] = Some((state, *value));
+            }
+        } else {
+            e.record.record(at_ms, event);
+        }
         if started {
             // Its chart still spans the whole watch, from its creation.
             e.record.started_at = created_ms.min(at_ms);
             e.samples = vec![Vec::new(); e.record.rules.len()];
             e.last = vec![None; e.record.rules.len()];
-        }
-        // A poll's sample moves to the compact list (the series are not kept).
-        for (i, r) in e.record.rules.iter_mut().enumerate() {
-            let Some(s) = r.samples.pop() else { continue };
-            if let Some(list) = e.samples.get_mut(i) {
-                list.push(Compact::of(&s));
-            }
-            if let Some(last) = e.last.get_mut(i) {
-                *last = Some((State::of(&s.state), s.value));
-            }
         }
         if !matches!(event, Event::Poll { .. }) {
             e.events.push_back(TimelineEvent {

@@ -12,6 +12,7 @@ use super::judge::{self, CompareParams, Evidence, Judging};
 use crate::core::series::{label_map, Labels, Poll, Sample};
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The condition a value must meet to count as breaching.
@@ -251,7 +252,9 @@ impl PollNotes {
 /// The evaluator of one rule.
 #[derive(Debug, Clone)]
 pub struct RuleEval {
-    params: Params,
+    /// Shared by the watches that judge with equal parameters
+    /// (`run::shared_params`): 472 bytes a rule otherwise.
+    params: Arc<Params>,
     series: BTreeMap<Labels, SeriesState>,
     /// Series × polls judged, and insufficient, since the start.
     judged: u64,
@@ -268,15 +271,15 @@ pub struct RuleEval {
 }
 
 impl RuleEval {
-    pub fn new(params: Params) -> Self {
+    pub fn new(params: impl Into<Arc<Params>>) -> Self {
         Self::restore(params, BTreeMap::new())
     }
 
     /// An evaluator that continues from saved series state (what `serve` persisted
     /// before a restart). `since` must be on the same clock as the polls that follow.
-    pub fn restore(params: Params, series: BTreeMap<Labels, SeriesState>) -> Self {
+    pub fn restore(params: impl Into<Arc<Params>>, series: BTreeMap<Labels, SeriesState>) -> Self {
         RuleEval {
-            params,
+            params: params.into(),
             series,
             judged: 0,
             insufficient: 0,

@@ -233,7 +233,7 @@ impl Agent {
                 Err(e) => {
                     error!(event = "resume_waiting", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
                         "cannot resume this watch yet: it stays unfinished and is tried again (the agent is not ready meanwhile)");
-                    if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                    if Box::pin(self.wait_to_retry(id, &mut waiting, &mut signals)).await {
                         continue;
                     }
                     return;
@@ -281,7 +281,7 @@ impl Agent {
         if let Some(h) = &herald {
             others.0.insert(0, Box::new(HeraldSink(h.clone())));
         }
-        let store_sink = StoreSink {
+        let store_sink = Box::new(StoreSink {
             id: id.to_string(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
@@ -295,12 +295,14 @@ impl Agent {
             windows: Default::default(),
             herald: herald.clone(),
             notify_fired: Vec::new(),
-        };
+        });
         let scrape = match spec.step {
             Some(_) => None,
             None => Box::pin(source.scrape_interval()).await,
         };
-        let mut from = Start {
+        // Boxed, as is everything large held across this function's awaits: a
+        // future keeps a slot for each such local for the whole life of the watch.
+        let mut from = Box::new(Start {
             aligned: Some(phase),
             scrape,
             ahead: source.ahead(),
@@ -316,7 +318,7 @@ impl Agent {
                 status_dir: self.cfg.action_dir.clone(),
             })),
             ..Start::default()
-        };
+        });
         if resumed {
             let mut waiting = false;
             loop {
@@ -372,7 +374,7 @@ impl Agent {
                 self.metrics.store_errors.inc();
                 error!(event = "store_error", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
                     "cannot read this watch's state to resume it; it stays unfinished and is tried again (the agent is not ready meanwhile)");
-                if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                if Box::pin(self.wait_to_retry(id, &mut waiting, &mut signals)).await {
                     continue;
                 }
                 return;
@@ -397,7 +399,7 @@ impl Agent {
                     self.metrics.store_errors.inc();
                     error!(event = "store_error", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
                         "cannot read people's orders for this watch; it waits and is tried again");
-                    if self.wait_to_retry(id, &mut waiting, &mut signals).await {
+                    if Box::pin(self.wait_to_retry(id, &mut waiting, &mut signals)).await {
                         continue;
                     }
                     return;
@@ -433,7 +435,7 @@ impl Agent {
         // notifications are rendered just before it (`HeraldSink`, first), so that it
         // writes them in the same transaction.
         let at = usize::from(herald.is_some());
-        sinks.sinks.0.insert(at, Box::new(store_sink));
+        sinks.sinks.0.insert(at, store_sink);
         // A watch that superseded another (`watch.key`) judges once that one ended:
         // never two watches of one key judging at once.
         if let Some(old) = &rec.after {

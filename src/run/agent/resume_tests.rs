@@ -117,7 +117,7 @@ async fn first_run() -> Seen {
         Arc::new(Breaching),
         &ProcessRunner::default(),
         &opts(),
-        Start::default(),
+        Box::default(),
         &mut signals,
         &mut sinks,
     )

@@ -42,8 +42,9 @@ pub(super) struct StoreSink {
     pub(super) link: SinkLink,
     pub(super) live: Live,
     /// Each rule's `breaches` windows after its last poll: a transition's poll mark
-    /// carries them too, so the stored last poll and its windows always agree.
-    pub(super) windows: std::collections::HashMap<String, Option<Windows>>,
+    /// carries them too, so the stored last poll and its windows always agree. Only
+    /// rules with `breaches` have any: a watch without allocates nothing here.
+    pub(super) windows: std::collections::HashMap<String, Windows>,
     pub(super) herald: Option<Arc<super::outbox::Herald>>,
     /// Firing series of notify rules waiting for their `notify` event (and its notes).
     pub(super) notify_fired: Vec<(i64, SeriesRow)>,
@@ -87,11 +88,15 @@ impl StoreSink {
         windows: &Option<Vec<(Labels, String)>>,
     ) {
         self.metrics.evaluations.inc();
-        match self.windows.get_mut(rule) {
-            Some(w) => w.clone_from(windows),
-            None => {
-                self.windows.insert(rule.to_string(), windows.clone());
+        match (self.windows.get_mut(rule), windows) {
+            (Some(w), Some(new)) => w.clone_from(new),
+            (None, Some(new)) => {
+                self.windows.insert(rule.to_string(), new.clone());
             }
+            (Some(_), None) => {
+                self.windows.remove(rule);
+            }
+            (None, None) => {}
         }
         self.link.polls.mark(PollMark {
             id: self.id.clone(),
@@ -190,7 +195,7 @@ impl StoreSink {
             at_ms,
             ok: true,
             data,
-            windows: self.windows.get(rule).cloned().flatten(),
+            windows: self.windows.get(rule).cloned(),
         };
         let r = self
             .store

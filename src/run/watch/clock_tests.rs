@@ -123,7 +123,7 @@ async fn watch(source: Arc<Recording>, duration: Duration) -> (Outcome, Vec<Dura
         source,
         &runs,
         &opts,
-        from,
+        Box::new(from),
         &mut signals,
         &mut Sinks(Vec::new()),
     )

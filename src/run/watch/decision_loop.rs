@@ -29,7 +29,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     source: Arc<S>,
     runner: &R,
     opts: &WatchOptions,
-    from: Start,
+    from: Box<Start>,
     signals: &mut mpsc::Receiver<Signal>,
     sinks: &mut Sinks,
 ) -> Outcome {
@@ -79,7 +79,10 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     if let Some((watch, outcome)) = from.succeeds.clone() {
         sinks.emit(now_ms(), &Event::Succeeds { watch, outcome });
     }
-    let judged = match from.judged {
+    // (Each field moved out of the box before it is matched: a guard borrows the
+    // place it matches, which a partly moved box is not.)
+    let (judged, evals) = (from.judged, from.evals);
+    let judged = match judged {
         Some(j) if j.len() == spec.rules.len() => j,
         _ => vec![Judged::default(); spec.rules.len()],
     };
@@ -105,12 +108,16 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         opts,
         signals,
         sinks,
-        evals: match from.evals {
+        evals: match evals {
             Some(evals) if evals.len() == spec.rules.len() => evals,
             _ => spec
                 .rules
                 .iter()
-                .map(|r| RuleEval::new(r.params_over(opts.duration)))
+                .map(|r| {
+                    RuleEval::new(crate::run::shared_params::shared(
+                        r.params_over(opts.duration),
+                    ))
+                })
                 .collect(),
         },
         last_poll_ok: judged.iter().map(|j| j.last_ok).collect(),

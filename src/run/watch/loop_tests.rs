@@ -288,7 +288,7 @@ pub(super) async fn watch_ordered(
         source,
         &runner,
         &opts,
-        from,
+        Box::new(from),
         &mut signals,
         &mut sinks,
     )

@@ -38,7 +38,7 @@ pub async fn run_session<S: MetricsSource + HistorySource>(
     spec: &WatchSpec,
     source: Arc<S>,
     opts: &WatchOptions,
-    from: Start,
+    from: Box<Start>,
     signals: &mut mpsc::Receiver<Signal>,
     sinks: &mut WatchSinks,
 ) -> Outcome {
