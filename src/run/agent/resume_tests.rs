@@ -9,7 +9,6 @@ use crate::io::prom::{MetricsSource, QueryError, QueryResult};
 use crate::io::store::{NewAction, SqliteStore, Store};
 use crate::run::agent::metrics::Metrics;
 use crate::run::agent::AgentConfig;
-use crate::run::watch::Start;
 use std::sync::Mutex;
 use std::time::SystemTime;
 use tokio::time::Instant;
@@ -117,7 +116,7 @@ async fn first_run() -> Seen {
         Arc::new(Breaching),
         &ProcessRunner::default(),
         &opts(),
-        Box::default(),
+        Box::<crate::run::watch::Start>::default(),
         &mut signals,
         &mut sinks,
     )
