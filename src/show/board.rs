@@ -755,6 +755,44 @@ mod tests {
         (polls.sum(), events)
     }
 
+    /// A poll goes straight to the compact list: the kept record holds no room for a
+    /// full sample (nor a copy of the poll's series), and ends at the last poll.
+    #[test]
+    fn a_poll_is_kept_compact_only() {
+        let b = Board::new();
+        b.record("w", 1, 1, &started());
+        let mut with_series = poll(3.0);
+        if let Event::Poll { samples, .. } = &mut with_series {
+            samples.push(crate::core::events::SeriesValue {
+                labels: [("pod", "a")].into(),
+                value: Some(3.0),
+            });
+        }
+        b.record("w", 1, 2, &poll(1.0));
+        b.record("w", 1, 3, &with_series);
+        // A poll of a rule the watch does not have is ignored.
+        let mut other = poll(7.0);
+        if let Event::Poll { rule, .. } = &mut other {
+            *rule = "nope".into();
+        }
+        b.record("w", 1, 4, &other);
+        {
+            let inner = lock(&b);
+            let k = &inner.watches["w"];
+            assert_eq!(k.record.rules[0].samples.capacity(), 0);
+            assert_eq!(k.samples[0].len(), 2);
+            assert_eq!(k.last[0], Some((State::Ok, Some(3.0))));
+            assert_eq!(k.record.ended_at, 4);
+        }
+        let e = b.get("w").unwrap();
+        let values: Vec<_> = e.record.rules[0].samples.iter().map(|s| s.value).collect();
+        assert_eq!(values, [Some(1.0), Some(3.0)]);
+        assert!(e.record.rules[0]
+            .samples
+            .iter()
+            .all(|s| s.series.is_empty()));
+    }
+
     #[test]
     fn a_watch_nobody_viewed_keeps_a_lean_history_with_its_peak_and_breach() {
         let b = Board::new();
