@@ -19,12 +19,14 @@
 
 mod data;
 mod fast;
+mod value;
 
 use super::{QueryError, QueryResult};
 pub use crate::core::series::RangeSeries;
 use crate::core::series::{Labels, Sample};
 use data::{Data, RangeData};
 use serde::Deserialize;
+pub use value::parse_value;
 
 /// The response envelope shared by every endpoint; `D` is the endpoint's `data`.
 #[derive(Deserialize)]
@@ -189,18 +191,6 @@ fn vm_rejects_query(status: u16, kind: &str, message: &str) -> bool {
         && ["cannot parse", "unparsed data", "unknown func"]
             .iter()
             .any(|m| message.contains(m))
-}
-
-/// Parses a Prometheus sample value string.
-pub fn parse_value(s: &str) -> Result<f64, QueryError> {
-    match s {
-        "NaN" => Ok(f64::NAN),
-        "+Inf" | "Inf" => Ok(f64::INFINITY),
-        "-Inf" => Ok(f64::NEG_INFINITY),
-        _ => s
-            .parse::<f64>()
-            .map_err(|_| QueryError::Decode(format!("sample value {s:?} is not a number"))),
-    }
 }
 
 /// A short, printable excerpt of a body for error messages.
