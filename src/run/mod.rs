@@ -10,7 +10,8 @@
 //! - `steps`: a rule's data read step by step when a breach begins and when it is
 //!   about to fire (`for` counted in the data), for the watch, replay and catch-up;
 //! - `replay`: every rule of a watch replayed over a window (`replay` and `test`);
-//! - `shared_params`: equal judging parameters held once for all the watches;
+//! - `interner`: equal values (judging parameters, the page's rule texts) held once
+//!   for all the watches;
 //! - `control_socket`: `watch`'s local control socket, people's orders to a watch
 //!   without an agent (and the client `ctl --socket` speaks).
 //!
@@ -19,9 +20,9 @@
 
 pub mod agent;
 pub mod control_socket;
+pub mod interner;
 pub mod preflight;
 pub mod replay;
-pub mod shared_params;
 pub mod steps;
 pub mod verdict;
 pub mod watch;

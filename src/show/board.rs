@@ -267,7 +267,9 @@ pub struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    watches: HashMap<String, Kept>,
+    /// (Boxed: a map's free slots cost a slot's size, and a `Kept` is hundreds of
+    /// bytes.)
+    watches: HashMap<String, Box<Kept>>,
     finished: VecDeque<String>,
     /// The watches with full history, least recently viewed first.
     viewed: VecDeque<String>,
@@ -390,7 +392,7 @@ impl Board {
         if started {
             // A resumed watch starts a new record from here.
             let events = std::mem::take(&mut e.events);
-            *e = Kept {
+            **e = Kept {
                 from_start: at_ms - created_ms < RESUMED_AFTER_MS,
                 events,
                 full: e.full,
@@ -493,7 +495,7 @@ impl Board {
             .get(id)
             .filter(|k| !k.record.kind.is_empty())?;
         Some(Summary {
-            vars: k.record.vars.clone(),
+            vars: (*k.record.vars).clone(),
             rules: k
                 .record
                 .rules
@@ -791,6 +793,45 @@ mod tests {
             .samples
             .iter()
             .all(|s| s.series.is_empty()));
+    }
+
+    /// Watches of one rule file and vars share their rules' texts and their vars
+    /// (issue 21: 3 KB a watch); a watch with other vars has its own.
+    #[test]
+    fn watches_of_one_rule_file_share_its_texts() {
+        let b = Board::new();
+        b.record("a", 1, 1, &started());
+        b.record("b", 1, 1, &started());
+        let mut other = started();
+        if let Event::WatchStarted { vars, rules, .. } = &mut other {
+            vars.insert("service".into(), "other".into());
+            rules[0].query = "other_query".into();
+        }
+        b.record("c", 1, 1, &other);
+        let (a, bb, c) = (
+            b.get("a").unwrap(),
+            b.get("b").unwrap(),
+            b.get("c").unwrap(),
+        );
+        assert!(Arc::ptr_eq(
+            &a.record.rules[0].info,
+            &bb.record.rules[0].info
+        ));
+        assert!(Arc::ptr_eq(&a.record.vars, &bb.record.vars));
+        assert!(!Arc::ptr_eq(
+            &a.record.rules[0].info,
+            &c.record.rules[0].info
+        ));
+        assert!(!Arc::ptr_eq(&a.record.vars, &c.record.vars));
+        assert_eq!(c.record.rules[0].info.query, "other_query");
+        assert_eq!(
+            c.record.vars.get("service").map(String::as_str),
+            Some("other")
+        );
+        let Event::WatchStarted { rules, .. } = started() else {
+            unreachable!()
+        };
+        assert_eq!(*a.record.rules[0].info, rules[0]);
     }
 
     #[test]

@@ -303,7 +303,7 @@ pub fn watch_html(
         esc(&rfc3339_ms(rec.def.created_ms)),
         esc(&secs(rec.def.duration_ms as f64 / 1000.0)),
     );
-    let in_force = entry.map(|e| &e.record.vars);
+    let in_force = entry.map(|e| &*e.record.vars);
     if !in_force.unwrap_or(&rec.def.vars).is_empty() {
         let _ = write!(
             h,

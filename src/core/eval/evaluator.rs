@@ -253,7 +253,7 @@ impl PollNotes {
 #[derive(Debug, Clone)]
 pub struct RuleEval {
     /// Shared by the watches that judge with equal parameters
-    /// (`run::shared_params`): 472 bytes a rule otherwise.
+    /// (`run::interner`): 472 bytes a rule otherwise.
     params: Arc<Params>,
     series: BTreeMap<Labels, SeriesState>,
     /// Series × polls judged, and insufficient, since the start.

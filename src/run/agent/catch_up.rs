@@ -172,8 +172,9 @@ impl Agent {
             .zip(series)
             .map(|(r, s)| {
                 RuleEval::restore(
-                    crate::run::shared_params::shared(
-                        r.params_over(Duration::from_millis(def.duration_ms.max(0) as u64)),
+                    crate::run::interner::params_over(
+                        r,
+                        Duration::from_millis(def.duration_ms.max(0) as u64),
                     ),
                     s,
                 )

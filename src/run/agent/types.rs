@@ -143,7 +143,9 @@ pub struct RuleLive {
 pub(super) type Live = Arc<Mutex<Vec<(String, RuleLive)>>>;
 
 /// Makes one more sink for each watch the agent runs (e.g. the page's live record,
-/// which lives on a floor above the agent).
+/// which lives on a floor above the agent). It is given the watch's definition with
+/// its `rules_text` and `vars` already dropped (its snapshot holds them; the
+/// `watch_started` event carries the vars in force).
 pub type WatchSinkFactory = Arc<dyn Fn(&NewWatch) -> Box<dyn Sink> + Send + Sync>;
 
 /// One client per (Prometheus URL, query timeout).

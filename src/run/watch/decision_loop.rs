@@ -1,4 +1,4 @@
-//! The decision loop (`run_from`): starts the pollers, then owns the watch until it
+//! The decision loop (`run_from`): runs the poller beside it, and owns the watch until it
 //! ends: signals first, then the end, then blindness, then each poll in turn.
 
 use super::act;
@@ -13,11 +13,12 @@ use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::action::ActionRunner;
 use crate::io::prom::{HistorySource, MetricsSource};
+use futures_util::future::{select, Either};
 use std::collections::BTreeSet;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tokio::time::{sleep_until, Instant};
 use tracing::error;
 
@@ -33,14 +34,39 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     signals: &mut mpsc::Receiver<Signal>,
     sinks: &mut Sinks,
 ) -> Outcome {
+    // Taken apart at once, and every part consumed before the first await: the box
+    // is freed here and no part is kept in the watch's future (issue 21: 504 bytes a
+    // watch for its whole life otherwise).
+    let Start {
+        journal,
+        judged,
+        pause_failed,
+        elapsed: from_elapsed,
+        origin,
+        clock,
+        evals,
+        paused_by,
+        backlog,
+        aligned,
+        baselines,
+        pre_existing,
+        ahead,
+        scrape,
+        control,
+        succeeds,
+        orders,
+    } = {
+        let boxed = from;
+        *boxed
+    };
     let start = Instant::now();
-    let now_wall = match &from.clock {
+    let now_wall = match &clock {
         Some(c) => c.at(start),
         None => SystemTime::now(),
     };
-    let elapsed = match from.origin {
+    let elapsed = match origin {
         Some(origin) => now_wall.duration_since(origin).unwrap_or_default(),
-        None => from.elapsed,
+        None => from_elapsed,
     };
     // The watch's own origin: when it was created, `elapsed` ago.
     let start_wall = now_wall.checked_sub(elapsed).unwrap_or(now_wall);
@@ -51,10 +77,10 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         .rules
         .iter()
         .map(|rule| Polled {
-            query: rule.query.clone(),
+            query: &rule.query,
             extras: rule.extra_queries(),
             interval: rule.interval,
-            first: match from.aligned {
+            first: match aligned {
                 Some(phase) => aligned_first(
                     start,
                     now_wall,
@@ -65,32 +91,25 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             },
         })
         .collect();
-    let mut pollers = JoinSet::new();
-    pollers.spawn(poll_rules(
-        polled,
-        source.clone(),
-        tx.clone(),
-        start,
-        start_wall,
-        elapsed,
-    ));
-    drop(tx);
+    // The poller runs beside the loop in the watch's own task (`select` below), not
+    // in a task of its own (issue 21: 800 bytes a watch, and a second task woken at
+    // every poll). It still asks while the loop waits on a command.
+    let poller = poll_rules(polled, source.clone(), tx, start, start_wall, elapsed);
     sinks.emit(now_ms(), &act::watch_started(spec, opts));
-    if let Some((watch, outcome)) = from.succeeds.clone() {
+    if let Some((watch, outcome)) = succeeds {
         sinks.emit(now_ms(), &Event::Succeeds { watch, outcome });
     }
     // (Each field moved out of the box before it is matched: a guard borrows the
     // place it matches, which a partly moved box is not.)
-    let (judged, evals) = (from.judged, from.evals);
     let judged = match judged {
         Some(j) if j.len() == spec.rules.len() => j,
         _ => vec![Judged::default(); spec.rules.len()],
     };
-    let lag = spec.lag + from.ahead;
+    let lag = spec.lag + ahead;
     let steps = spec
         .rules
         .iter()
-        .map(|r| spec.step_for(r, from.scrape))
+        .map(|r| spec.step_for(r, scrape))
         .collect();
     let n = spec.rules.len();
     let mut w = Watch {
@@ -103,7 +122,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         lag,
         last_at: vec![None; n],
         tried: vec![None; n],
-        clock: from.clock,
+        clock,
         runner,
         opts,
         signals,
@@ -113,41 +132,39 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             _ => spec
                 .rules
                 .iter()
-                .map(|r| {
-                    RuleEval::new(crate::run::shared_params::shared(
-                        r.params_over(opts.duration),
-                    ))
-                })
+                .map(|r| RuleEval::new(crate::run::interner::params_over(r, opts.duration)))
                 .collect(),
         },
         last_poll_ok: judged.iter().map(|j| j.last_ok).collect(),
         ever_ok: judged.iter().map(|j| j.ever_ok).collect(),
         ever_data: judged.iter().map(|j| j.ever_data).collect(),
-        paused_by: from.paused_by,
-        pause_failed: from.pause_failed,
-        journal: from.journal.unwrap_or_else(|| Box::new(NoJournal)),
+        paused_by,
+        pause_failed,
+        journal: journal.unwrap_or_else(|| Box::new(NoJournal)),
         deferred_signal: None,
         before: spec
             .rules
             .iter()
-            .enumerate()
-            .map(|(i, r)| match r.baseline {
-                Some(crate::core::rules::BaselineSource::Before(_)) => Some(Poll::Samples(
-                    from.baselines.get(i).cloned().flatten().unwrap_or_default(),
-                )),
+            .zip(baselines.into_iter().chain(std::iter::repeat(None)))
+            .map(|(r, b)| match r.baseline {
+                Some(crate::core::rules::BaselineSource::Before(_)) => {
+                    Some(Poll::Samples(b.unwrap_or_default()))
+                }
                 _ => None,
             })
             .collect(),
         warned_no_baseline: BTreeSet::new(),
         warned_guard: BTreeSet::new(),
         silences: Vec::new(),
-        control: from.control,
-        orders: from.orders,
+        control,
+        orders,
         answer: None,
         owed: BTreeSet::new(),
     };
+    // (Read into `w`: not kept in the future for the watch's life.)
+    drop(judged);
     // Breaches already there before the watch: said, and given to each rule's mode.
-    w.carry_over(from.pre_existing);
+    w.carry_over(pre_existing);
     // `max_blind` counts on the watch's clock from the last successful query, or from
     // this start (a resumed watch gets a full `max_blind` from its resumption, never
     // the time it was down).
@@ -157,99 +174,108 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         last_ok: elapsed,
         max_blind,
     };
-    let mut backlog_outcome = None;
-    for done in from.backlog {
-        if w.deferred_signal.is_some() {
-            break;
+    let body = async {
+        let mut backlog_outcome = None;
+        for done in backlog {
+            if w.deferred_signal.is_some() {
+                break;
+            }
+            if let Some(outcome) = Box::pin(w.handle(done)).await {
+                backlog_outcome = Some(outcome);
+                break;
+            }
         }
-        if let Some(outcome) = Box::pin(w.handle(done)).await {
-            backlog_outcome = Some(outcome);
-            break;
-        }
-    }
-    let outcome = 'watch: loop {
-        if let Some(outcome) = backlog_outcome.take() {
-            break outcome;
-        }
-        if let Some(sig) = w.deferred_signal {
-            break Outcome::Interrupted(sig);
-        }
-        let confirm = w.confirm_deadline();
-        // (Read again at every turn: a person may extend the watch or hold it.)
-        let end = w.end_instant();
-        let hold = w.hold_deadline();
-        tokio::select! {
-            biased;
-            Some(sig) = w.signals.recv() => {
-                w.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
+        let outcome = 'watch: loop {
+            if let Some(outcome) = backlog_outcome.take() {
+                break outcome;
+            }
+            if let Some(sig) = w.deferred_signal {
                 break Outcome::Interrupted(sig);
             }
-            _ = sleep_until(end) => {
-                // Polls taken before the end that queued while a command ran are
-                // judged first: a breach they show still acts.
-                if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
-                    break 'watch o;
-                }
-                if let Some(sig) = w.deferred_signal {
+            let confirm = w.confirm_deadline();
+            // (Read again at every turn: a person may extend the watch or hold it.)
+            let end = w.end_instant();
+            let hold = w.hold_deadline();
+            tokio::select! {
+                biased;
+                Some(sig) = w.signals.recv() => {
+                    w.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
                     break Outcome::Interrupted(sig);
                 }
-                // A hold that lasts to the end ends there: what still fires acts, never
-                // left behind a "healthy" ending.
-                if w.control.hold.is_some() {
-                    if let Some(o) = Box::pin(w.hold_over(None)).await {
+                _ = sleep_until(end) => {
+                    // Polls taken before the end that queued while a command ran are
+                    // judged first: a breach they show still acts.
+                    if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
                         break 'watch o;
                     }
+                    if let Some(sig) = w.deferred_signal {
+                        break Outcome::Interrupted(sig);
+                    }
+                    // A hold that lasts to the end ends there: what still fires acts, never
+                    // left behind a "healthy" ending.
+                    if w.control.hold.is_some() {
+                        if let Some(o) = Box::pin(w.hold_over(None)).await {
+                            break 'watch o;
+                        }
+                    }
+                    break w.finish();
                 }
-                break w.finish();
+                _ = sleep_until(blind.deadline()) => {
+                    // Good polls may be waiting in the queue (a slow pause command held the
+                    // loop): they count before the watch is called blind.
+                    if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
+                        break 'watch o;
+                    }
+                    if w.deferred_signal.is_some() {
+                        continue;
+                    }
+                    if Instant::now() < blind.deadline() {
+                        continue;
+                    }
+                    let reason = format!(
+                        "no query has succeeded for {} (max_blind); the release cannot be judged",
+                        fmt_d(max_blind)
+                    );
+                    error!(event = "blind", "{reason}");
+                    break Outcome::Inconclusive { reason };
+                }
+                // A pending breach's `for` has elapsed in the data: its confirming poll,
+                // now rather than at the rule's next tick (`confirm.rs`). Never past the
+                // end: the end branch comes first.
+                _ = sleep_until(confirm.unwrap_or(end)), if confirm.is_some_and(|c| c < end) => {
+                    if let Some(outcome) = Box::pin(w.confirm_now()).await {
+                        break outcome;
+                    }
+                }
+                // A person's order (`manual.rs`): before the polls queued behind it.
+                Some(msg) = next_order(&mut w.orders) => {
+                    if let Some(outcome) = Box::pin(w.order(msg)).await {
+                        break outcome;
+                    }
+                }
+                // A hold ran out: what still fires acts now.
+                _ = sleep_until(hold.unwrap_or(end)), if hold.is_some_and(|h| h < end) => {
+                    if let Some(outcome) = Box::pin(w.hold_over(None)).await {
+                        break outcome;
+                    }
+                }
+                Some(done) = rx.recv() => {
+                    blind.saw(&done);
+                    if let Some(outcome) = Box::pin(w.handle(*done)).await {
+                        break outcome;
+                    }
+                }
             }
-            _ = sleep_until(blind.deadline()) => {
-                // Good polls may be waiting in the queue (a slow pause command held the
-                // loop): they count before the watch is called blind.
-                if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
-                    break 'watch o;
-                }
-                if w.deferred_signal.is_some() {
-                    continue;
-                }
-                if Instant::now() < blind.deadline() {
-                    continue;
-                }
-                let reason = format!(
-                    "no query has succeeded for {} (max_blind); the release cannot be judged",
-                    fmt_d(max_blind)
-                );
-                error!(event = "blind", "{reason}");
-                break Outcome::Inconclusive { reason };
-            }
-            // A pending breach's `for` has elapsed in the data: its confirming poll,
-            // now rather than at the rule's next tick (`confirm.rs`). Never past the
-            // end: the end branch comes first.
-            _ = sleep_until(confirm.unwrap_or(end)), if confirm.is_some_and(|c| c < end) => {
-                if let Some(outcome) = Box::pin(w.confirm_now()).await {
-                    break outcome;
-                }
-            }
-            // A person's order (`manual.rs`): before the polls queued behind it.
-            Some(msg) = next_order(&mut w.orders) => {
-                if let Some(outcome) = Box::pin(w.order(msg)).await {
-                    break outcome;
-                }
-            }
-            // A hold ran out: what still fires acts now.
-            _ = sleep_until(hold.unwrap_or(end)), if hold.is_some_and(|h| h < end) => {
-                if let Some(outcome) = Box::pin(w.hold_over(None)).await {
-                    break outcome;
-                }
-            }
-            Some(done) = rx.recv() => {
-                blind.saw(&done);
-                if let Some(outcome) = Box::pin(w.handle(*done)).await {
-                    break outcome;
-                }
-            }
-        }
+        };
+        outcome
     };
-    pollers.abort_all();
+    // The loop runs to its end with the poller polled beside it (each pinned here
+    // once: an async fn taking them would hold them twice), the loop first; the
+    // poller stops with the loop (dropped here), or ends first when no rule is left.
+    let outcome = match select(pin!(body), pin!(poller)).await {
+        Either::Left((outcome, _)) => outcome,
+        Either::Right(((), body)) => body.await,
+    };
     let warnings = w.warnings();
     // Silences already made are told before the ending; one still being made (a slow
     // Alertmanager) never holds the ending back: it is awaited, bounded, after it.

@@ -496,6 +496,41 @@ async fn a_signal_during_a_command_waits_for_it_then_ends_the_watch() {
     assert_eq!(ran.ended, secs(90));
 }
 
+/// The poller runs beside the loop in the watch's task: while a command holds the
+/// loop, every rule is still asked at its ticks, and those polls are judged, each at
+/// its own instant, once the command is done (none skipped, none judged twice).
+#[tokio::test(start_paused = true)]
+async fn the_rules_are_still_polled_on_their_ticks_while_a_command_runs() {
+    // The pause starts at 30s and takes 60s (to 90s); `errors` never breaches.
+    let spec = spec(
+        "  duration: 2m",
+        &[
+            ("latency", "    above: 0.5\n    for: 0s\n    action: pause"),
+            ("errors", "    above: 0.5\n    for: 20s"),
+        ],
+    );
+    let latency: &[(u64, Reply)] = &[(0, Reply::Value(0.1)), (30, Reply::Value(0.9))];
+    let errors: &[(u64, Reply)] = &[(0, Reply::Value(0.1))];
+    let (ran, _, events) = watch_ordered(
+        spec,
+        secs(120),
+        &[("latency", latency), ("errors", errors)],
+        None,
+        secs(60),
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(ran.actions, vec![("pause", secs(30))]);
+    let instants: Vec<i64> = events
+        .iter()
+        .filter(
+            |(_, e)| matches!(e, crate::core::events::Event::Poll { rule, .. } if rule == "errors"),
+        )
+        .map(|(at, _)| (at - T0_MS) / 1000)
+        .collect();
+    assert_eq!(instants, (0..120).step_by(10).collect::<Vec<i64>>());
+}
+
 /// One rule `errors` (`above: 0.5`, `for: 30s`) polled every `interval` seconds, its data
 /// read at a 5s step, for 10 minutes.
 fn for_30s_every(interval: u64) -> WatchSpec {

@@ -1,7 +1,7 @@
 //! The watch loop: polls every rule on its interval, feeds the evaluator, runs actions.
 //!
-//! Each rule has a poller task that queries at its interval and sends the result,
-//! stamped with the time the query was issued, to one decision loop. The decision loop
+//! A poller, run beside the decision loop in the watch's one task, queries each rule
+//! at its interval and sends the result, stamped with its tick, to the loop. The decision loop
 //! owns all state (evaluators, what has run) and is the only place that starts a
 //! command, which is how "exactly once" stays simple: a rollback ends the loop, and the
 //! pause command is guarded by a flag that only this loop touches.

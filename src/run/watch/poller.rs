@@ -1,6 +1,7 @@
-//! The poller: one task per watch that queries each rule at the rule's interval, on
-//! a grid (aligned to Unix time when many watches share a source), and sends each
-//! result, stamped with its scheduled time, to the decision loop.
+//! The poller: one future per watch, run beside its decision loop in the watch's
+//! task, that queries each rule at the rule's interval, on a grid (aligned to Unix
+//! time when many watches share a source), and sends each result, stamped with its
+//! scheduled time, to the decision loop.
 
 use super::start::PollDone;
 use crate::core::rules::{Clock, ExtraKind, Query};
@@ -12,9 +13,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-/// What the poller needs of one rule: its queries, interval and first tick.
-pub(super) struct Polled {
-    pub query: Query,
+/// What the poller needs of one rule: its queries, interval and first tick (the
+/// query borrowed from the watch's rules: the poller runs in the watch's task).
+pub(super) struct Polled<'a> {
+    pub query: &'a Query,
     pub extras: Vec<(ExtraKind, Query, Duration)>,
     pub interval: Duration,
     pub first: Instant,
@@ -40,8 +42,9 @@ fn next_tick(tick: Instant, now: Instant, interval: Duration) -> Instant {
     now + interval - Duration::from_nanos(late as u64)
 }
 
-/// Polls every rule of a watch at its own interval, in one task (issue 21: a task
-/// per rule cost about 800 bytes each, 4 KB a watch of 5 rules). Each poll is
+/// Polls every rule of a watch at its own interval, in one future beside the loop
+/// (issue 21: a task per rule cost about 800 bytes each, 4 KB a watch of 5 rules,
+/// and a task of its own beside the loop 800 more). Each poll is
 /// stamped with its *scheduled* time (the tick), not the moment the task happened to
 /// run, so the time between two polls is exactly a multiple of the interval and
 /// `for` is never missed by a scheduling jitter of a few microseconds.
@@ -52,7 +55,7 @@ fn next_tick(tick: Instant, now: Instant, interval: Duration) -> Instant {
 /// it missed and stays on its grid, so identical queries of many watches stay due
 /// together.
 pub(super) async fn poll_rules<S: MetricsSource>(
-    rules: Vec<Polled>,
+    rules: Vec<Polled<'_>>,
     source: Arc<S>,
     tx: mpsc::Sender<Box<PollDone>>,
     start: Instant,
@@ -99,7 +102,7 @@ pub(super) async fn poll_rules<S: MetricsSource>(
                     // watch that waits for its next tick holds a few hundred bytes.)
                     asking.push(Box::pin(query_at(
                         i,
-                        &rule.query,
+                        rule.query,
                         &rule.extras,
                         &*source,
                         at,

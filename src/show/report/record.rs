@@ -10,6 +10,7 @@ use crate::core::events::{
 };
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One poll of one rule.
 #[derive(Debug, Clone, Serialize)]
@@ -46,8 +47,9 @@ pub struct TransitionRecord {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleRecord {
+    /// (Shared with every record of an equal rule: `run::interner`.)
     #[serde(flatten)]
-    pub info: RuleInfo,
+    pub info: Arc<RuleInfo>,
     pub samples: Vec<SampleRecord>,
     pub transitions: Vec<TransitionRecord>,
 }
@@ -114,7 +116,8 @@ pub struct Record {
     pub ended_at: i64,
     pub planned_duration_s: f64,
     pub dry_run: bool,
-    pub vars: BTreeMap<String, String>,
+    /// (Shared with every record of equal vars: `run::interner`.)
+    pub vars: Arc<BTreeMap<String, String>>,
     pub rules: Vec<RuleRecord>,
     pub actions: Vec<ActionRecord>,
     pub notifications: Vec<String>,
@@ -174,11 +177,11 @@ impl Record {
                 self.started_at = at;
                 self.planned_duration_s = *duration_s;
                 self.dry_run = *dry_run;
-                self.vars = vars.clone();
+                self.vars = crate::run::interner::vars(vars);
                 self.rules = rules
                     .iter()
                     .map(|info| RuleRecord {
-                        info: info.clone(),
+                        info: crate::run::interner::rule_info(info),
                         samples: Vec::new(),
                         transitions: Vec::new(),
                     })

@@ -34,7 +34,7 @@ pub fn record(
         .zip(&r.histories)
         .map(|(rule, h)| {
             let mut rr = RuleRecord {
-                info: crate::run::watch::rule_info(rule, prometheus),
+                info: std::sync::Arc::new(crate::run::watch::rule_info(rule, prometheus)),
                 samples: Vec::new(),
                 transitions: Vec::new(),
             };
@@ -138,7 +138,7 @@ pub fn record(
         },
         planned_duration_s: (to - from) as f64 / 1000.0,
         dry_run: true,
-        vars: spec.vars.clone(),
+        vars: std::sync::Arc::new(spec.vars.clone()),
         rules,
         actions,
         notifications: Vec::new(),
