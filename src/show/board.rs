@@ -17,7 +17,9 @@
 //! polls per rule (merged the same way, so its peaks and breaches stay) and
 //! `LEAN_EVENTS` events, dropping the oldest of those that are not a breach, an
 //! action or the watch's start or end (`KEPT_KINDS`). A watch viewed again keeps its
-//! full history from then on.
+//! full history from then on. A record's rule texts (name, query, threshold, graph
+//! link) and its vars are shared with every record of equal ones (`run::interner`):
+//! the watches of one rule file and vars hold them once.
 
 use crate::core::eval::Worse;
 use crate::core::events::{Event, RuleState, Sink};
