@@ -249,6 +249,13 @@ impl PollNotes {
     }
 }
 
+/// A `compare` rule's pools: (time, value) of the canary and stable sides.
+#[derive(Debug, Clone, Default)]
+struct Pools {
+    canary: VecDeque<(Duration, f64)>,
+    stable: VecDeque<(Duration, f64)>,
+}
+
 /// The evaluator of one rule.
 #[derive(Debug, Clone)]
 pub struct RuleEval {
@@ -260,9 +267,10 @@ pub struct RuleEval {
     judged: u64,
     insufficient: u64,
     notes: PollNotes,
-    /// `compare`: (time, value) pools of the canary and stable sides.
-    canary: VecDeque<(Duration, f64)>,
-    stable: VecDeque<(Duration, f64)>,
+    /// `compare`: (time, value) pools of the canary and stable sides (boxed, and
+    /// only for a `compare` rule once it has polled: 64 bytes a rule otherwise,
+    /// issue 21).
+    pools: Option<Box<Pools>>,
     /// `pre_existing: ignore | improve`: the series whose breach began before the
     /// watch and still runs, with their reference (`pre_existing.rs`).
     excused: super::pre_existing::Before,
@@ -284,8 +292,7 @@ impl RuleEval {
             judged: 0,
             insufficient: 0,
             notes: PollNotes::default(),
-            canary: VecDeque::new(),
-            stable: VecDeque::new(),
+            pools: None,
             excused: Default::default(),
             burn: BTreeMap::new(),
         }
@@ -577,8 +584,12 @@ impl RuleEval {
         };
         self.notes.judged = true;
         self.pool(at, cs, ss, c.window);
-        let canary: Vec<f64> = self.canary.iter().map(|(_, v)| *v).collect();
-        let stable: Vec<f64> = self.stable.iter().map(|(_, v)| *v).collect();
+        let values = |pool: Option<&VecDeque<(Duration, f64)>>| -> Vec<f64> {
+            pool.into_iter().flatten().map(|(_, v)| *v).collect()
+        };
+        let pools = self.pools.as_deref();
+        let canary = values(pools.map(|p| &p.canary));
+        let stable = values(pools.map(|p| &p.stable));
         let result = crate::core::stats::compare_by(
             &canary,
             &stable,
@@ -636,7 +647,8 @@ impl RuleEval {
 
     /// Adds one poll's canary and stable samples to the pools and slides the window.
     fn pool(&mut self, at: Duration, cs: &[Sample], ss: &[Sample], window: Duration) {
-        for (pool, side) in [(&mut self.canary, cs), (&mut self.stable, ss)] {
+        let pools = self.pools.get_or_insert_with(Default::default);
+        for (pool, side) in [(&mut pools.canary, cs), (&mut pools.stable, ss)] {
             // NaN is no data; an infinity is a value, the extreme of its side
             // (`histogram_quantile` above the top bucket is the worst latency).
             pool.extend(
