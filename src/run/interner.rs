@@ -8,10 +8,11 @@
 //! each now holds an `Arc` that an `Interner` hands out, one per distinct value.
 //!
 //! A table is keyed by a hash of the value's `Debug` text (every type interned
-//! derives it, and a float's `Debug` is exact), and a hit is checked with `==` before
-//! it is used, so a key can only cost a miss, never a wrong value. Entries are weak: a value nobody
-//! holds any more is dropped when the table next sweeps (when it has doubled since
-//! the last sweep). About 0.6 µs a rule at a watch's start.
+//! derives it, and a float's `Debug` is exact), and a hit is checked with `==`
+//! before it is used, so a key can only cost a miss, never a wrong value. Entries
+//! are weak: a value nobody holds any more is dropped when the table next sweeps
+//! (when it has doubled since the last sweep). About 0.6 µs a rule at a watch's
+//! start.
 
 use crate::core::eval::Params;
 use crate::core::events::RuleInfo;
@@ -37,6 +38,14 @@ struct Table<T> {
 /// Hashes what is written to it: a value's `Debug` text, without building it.
 struct TextHash(std::collections::hash_map::DefaultHasher);
 
+/// The hash of `v`'s `Debug` text (taken before any lock).
+fn key_of<T: Debug>(v: &T) -> u64 {
+    let mut h = TextHash(Default::default());
+    // (Writing to a hasher cannot fail; a `Debug` that fails only costs a miss.)
+    let _ = std::fmt::write(&mut h, format_args!("{v:?}"));
+    std::hash::Hasher::finish(&h.0)
+}
+
 impl std::fmt::Write for TextHash {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
         std::hash::Hasher::write(&mut self.0, s.as_bytes());
@@ -58,11 +67,34 @@ impl<T> Default for Interner<T> {
 impl<T: Debug + PartialEq> Interner<T> {
     /// `v`, shared with every other holder of an equal value.
     pub fn shared(&self, v: T) -> Arc<T> {
-        let mut h = TextHash(Default::default());
-        // (Writing to a hasher cannot fail; a `Debug` that fails only costs a miss.)
-        let _ = std::fmt::write(&mut h, format_args!("{v:?}"));
-        let key = std::hash::Hasher::finish(&h.0);
-        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let key = key_of(&v);
+        self.find(key, &v).unwrap_or_else(|| self.insert(key, v))
+    }
+
+    /// `shared`, for a value borrowed: copied only when no equal one is held.
+    pub fn shared_ref(&self, v: &T) -> Arc<T>
+    where
+        T: Clone,
+    {
+        let key = key_of(v);
+        self.find(key, v)
+            .unwrap_or_else(|| self.insert(key, v.clone()))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Table<T>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value held equal to `v`, if any.
+    fn find(&self, key: u64, v: &T) -> Option<Arc<T>> {
+        let t = self.lock();
+        let same = t.map.get(&key)?;
+        same.iter().filter_map(Weak::upgrade).find(|h| **h == *v)
+    }
+
+    /// Holds `v` (or an equal value another caller held meanwhile).
+    fn insert(&self, key: u64, v: T) -> Arc<T> {
+        let mut t = self.lock();
         let same = t.map.entry(key).or_default();
         if let Some(held) = same.iter().filter_map(Weak::upgrade).find(|h| **h == v) {
             return held;
@@ -101,12 +133,12 @@ static VARS: LazyLock<Interner<BTreeMap<String, String>>> = LazyLock::new(Defaul
 /// A rule as reports show it (name, query, threshold, graph link), shared with every
 /// record of an equal one.
 pub fn rule_info(info: &RuleInfo) -> Arc<RuleInfo> {
-    RULE_INFOS.shared(info.clone())
+    RULE_INFOS.shared_ref(info)
 }
 
 /// A watch's vars, shared with every record of equal ones.
 pub fn vars(vars: &BTreeMap<String, String>) -> Arc<BTreeMap<String, String>> {
-    VARS.shared(vars.clone())
+    VARS.shared_ref(vars)
 }
 
 #[cfg(test)]
@@ -129,8 +161,11 @@ mod tests {
         let a = t.shared(params(0.5));
         let b = t.shared(params(0.5));
         assert!(Arc::ptr_eq(&a, &b));
-        let c = t.shared(params(0.25));
+        // Borrowed: the held one, or a copy when there is none.
+        assert!(Arc::ptr_eq(&a, &t.shared_ref(&params(0.5))));
+        let c = t.shared_ref(&params(0.25));
         assert!(!Arc::ptr_eq(&a, &c));
+        assert!(Arc::ptr_eq(&c, &t.shared(params(0.25))));
         assert_eq!(*c, params(0.25));
         // A value differing only in a judge's setting is its own.
         let mut d = params(0.5);

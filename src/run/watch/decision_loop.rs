@@ -99,8 +99,6 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     if let Some((watch, outcome)) = succeeds {
         sinks.emit(now_ms(), &Event::Succeeds { watch, outcome });
     }
-    // (Each field moved out of the box before it is matched: a guard borrows the
-    // place it matches, which a partly moved box is not.)
     let judged = match judged {
         Some(j) if j.len() == spec.rules.len() => j,
         _ => vec![Judged::default(); spec.rules.len()],
@@ -185,7 +183,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 break;
             }
         }
-        let outcome = 'watch: loop {
+        'watch: loop {
             if let Some(outcome) = backlog_outcome.take() {
                 break outcome;
             }
@@ -266,8 +264,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                     }
                 }
             }
-        };
-        outcome
+        }
     };
     // The loop runs to its end with the poller polled beside it (each pinned here
     // once: an async fn taking them would hold them twice), the loop first; the
