@@ -69,7 +69,7 @@ async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
     assert_eq!(secs, vec![3, 13, 23, 43]);
 }
 
-/// The rules of a watch share one poller task, yet stay independent: a query that
+/// The rules of a watch share one poller, yet stay independent: a query that
 /// hangs holds up only its own rule, which asks nothing more until it answers and
 /// then skips the ticks it missed, on its grid.
 #[tokio::test(start_paused = true)]
