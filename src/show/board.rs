@@ -413,7 +413,7 @@ impl Board {
             // poll's series into a sample the board then drops, and keep the room
             // it grew for it (2 KB a watch at 10,000).
             e.record.ended_at = e.record.ended_at.max(at_ms);
-            let i = e.record.rules.iter().position(|r| r.info.name == *rule);
+            let i = e.record.rule_index(rule);
             if let Some(i) = i.filter(|&i| i < e.samples.len() && i < e.last.len()) {
                 let state = State::of(state);
                 e.samples[i].push(Compact::new(at_ms, *value, *reference, state));

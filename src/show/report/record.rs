@@ -151,8 +151,15 @@ impl Record {
             })
     }
 
+    /// Where rule `name` is in `rules` (the page's board keeps its compact polls by
+    /// the same index).
+    pub fn rule_index(&self, name: &str) -> Option<usize> {
+        self.rules.iter().position(|r| r.info.name == name)
+    }
+
     fn rule_mut(&mut self, name: &str) -> Option<&mut RuleRecord> {
-        self.rules.iter_mut().find(|r| r.info.name == name)
+        let i = self.rule_index(name)?;
+        self.rules.get_mut(i)
     }
 
     /// Records one event.
