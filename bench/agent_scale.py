@@ -218,6 +218,10 @@ def main():
                     help="then kill -9 the agent, keep it down this many seconds, restart, measure the resume")
     ap.add_argument("--wrap", default="",
                     help="a command the agent is started under, e.g. 'heaptrack -o /tmp/ht' (profiling)")
+    ap.add_argument("--perf", default="",
+                    help="`perf record -g` the agent into this file over the measured window")
+    ap.add_argument("--restart-perf", default="",
+                    help="with --restart: `perf record -g` the restarted agent into this file until every rule has polled again")
     ap.add_argument("--standin", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.standin:
@@ -279,7 +283,14 @@ def main():
         time.sleep(a.warmup)
         b0, v0 = scrape(agent_addr)
         c0, r0, w0 = cpu_seconds(agent.pid), int(open(counter).read() or 0), time.time()
+        perf = None
+        if a.perf:
+            perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(agent.pid),
+                                     "-o", a.perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(a.window)
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
         b1, v1 = scrape(agent_addr)
         c1, r1, w1 = cpu_seconds(agent.pid), int(open(counter).read() or 0), time.time()
         elapsed = w1 - w0
@@ -317,6 +328,10 @@ def main():
             time.sleep(a.restart)
             t0 = time.time()
             agent = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL)
+            perf = None
+            if a.restart_perf:
+                perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-p", str(agent.pid),
+                                         "-o", a.restart_perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             while True:
                 try:
                     c = http.client.HTTPConnection(agent_addr, timeout=2)
@@ -336,6 +351,9 @@ def main():
                 time.sleep(0.5)
             b2, v2 = scrape(agent_addr)
             c2 = cpu_seconds(agent.pid)
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
             out["restart"] = {
                 "down_s": a.restart,
                 "ready_s": round(ready_s, 2),

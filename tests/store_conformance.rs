@@ -684,6 +684,96 @@ fn batch_leases_conform(make: &dyn Fn() -> Arc<dyn Store>) {
     assert!(s.running_among(&[]).unwrap().is_empty());
 }
 
+/// What a restart or an adoption reads of many watches at once (`resume_reads`) is
+/// exactly what each watch's own reads return, watch by watch: nothing of one watch
+/// in another's, every row kept, an id not stored empty.
+fn resume_reads_conform(make: &dyn Fn() -> Arc<dyn Store>) {
+    let s = make();
+    for id in ["full", "bare", "series-only"] {
+        s.create(&new_watch(id)).unwrap();
+    }
+    let full = take(&*s, "full", "agent-a");
+    let only = take(&*s, "series-only", "agent-a");
+    s.claim_fenced(
+        "full",
+        "agent-a",
+        full.token,
+        &new_action("pause", 2_000),
+        &[firing("r", 1_500)],
+    )
+    .unwrap();
+    s.put_series("full", &full, &firing("q", 1_700)).unwrap();
+    s.put_series("series-only", &only, &firing("r", 1_800))
+        .unwrap();
+    let mark = |rule: &str, windows| PollMark {
+        id: "full".into(),
+        token: full.token,
+        rule: rule.into(),
+        at_ms: 3_000,
+        ok: true,
+        data: true,
+        windows,
+    };
+    let pod = Labels::from([("pod".to_string(), "p1".to_string())]);
+    s.save_polls(
+        "agent-a",
+        &[mark("r", Some(vec![(pod, "101".into())])), mark("q", None)],
+    )
+    .unwrap();
+    for (who, minutes) in [("ana", 10), ("bo", 20)] {
+        s.order(
+            "full",
+            &NewOrder {
+                kind: "extend".into(),
+                duration_ms: Some(minutes * 60_000),
+                who: who.into(),
+                reason: "release review".into(),
+                at_ms: 2_500,
+            },
+        )
+        .unwrap();
+    }
+    let ids = names(&["bare", "full", "nope", "series-only"]);
+    let mut got = s.resume_reads(&ids).unwrap();
+    for id in &ids {
+        let one = ResumeRead {
+            actions: s.actions(id).unwrap(),
+            windows: s.breach_windows(id).unwrap(),
+            series: s.series(id).unwrap(),
+            polls: s.polls(id).unwrap(),
+            orders: s.orders(id).unwrap(),
+        };
+        assert_eq!(got.remove(id).unwrap_or_default(), one, "watch {id}");
+    }
+    assert!(got.is_empty(), "only the ids asked for: {got:?}");
+    // Not vacuous: the full watch has a row of every kind.
+    let r = &s.resume_reads(&names(&["full"])).unwrap()["full"];
+    assert_eq!(
+        (
+            r.actions.len(),
+            r.windows.len(),
+            r.series.len(),
+            r.polls.len(),
+            r.orders.len()
+        ),
+        (1, 1, 2, 2, 2),
+        "{r:?}"
+    );
+    assert!(s.resume_reads(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn sqlite_resume_reads_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    resume_reads_conform(&sqlite_stores(dir.path()));
+}
+
+#[test]
+fn postgres_resume_reads_conform() {
+    let pg = postgres::shared();
+    resume_reads_conform(&|| Arc::new(PgStore::open(&pg.database()).unwrap()));
+}
+
 /// A fresh SQLite store in `dir` at each call.
 fn sqlite_stores(dir: &std::path::Path) -> impl Fn() -> Arc<dyn Store> + '_ {
     let n = std::sync::atomic::AtomicU32::new(0);

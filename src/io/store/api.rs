@@ -234,6 +234,18 @@ pub struct PollState {
     pub ever_data: bool,
 }
 
+/// What resuming a watch reads of its own rows (`Store::resume_reads`): what the
+/// exactly-once rule (its actions), the restart rule (its series, last polls and
+/// `breaches` windows) and people's orders (holds, extensions) need of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ResumeRead {
+    pub actions: Vec<ActionRow>,
+    pub windows: BTreeMap<String, Windows>,
+    pub series: Vec<SeriesRow>,
+    pub polls: BTreeMap<String, PollState>,
+    pub orders: Vec<OrderRow>,
+}
+
 /// How an action ended, as `end_action` records it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActionEnd<'a> {
@@ -516,6 +528,30 @@ pub trait Store: Send + Sync + 'static {
         self.write_noted(id, fence, change, &[])
     }
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError>;
+    /// `ResumeRead` of each of `ids` (empty for an id not stored), as one read: a
+    /// restart or an adoption resumes thousands of watches at once, and five reads of
+    /// each, each its own call and transaction, were a third of a 100,000-watch
+    /// restart's CPU (BENCHMARKS.md, issue 21). This default reads one watch after
+    /// another; the stores read them together.
+    fn resume_reads(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, ResumeRead>, StoreError> {
+        let mut out = std::collections::HashMap::with_capacity(ids.len());
+        for id in ids {
+            out.insert(
+                id.clone(),
+                ResumeRead {
+                    actions: self.actions(id)?,
+                    windows: self.breach_windows(id)?,
+                    series: self.series(id)?,
+                    polls: self.polls(id)?,
+                    orders: self.orders(id)?,
+                },
+            );
+        }
+        Ok(out)
+    }
 
     // ---- Baselines (issue 12, judges): a `baseline: before:` is taken once, when the
     // watch starts, and kept so that a restart does not shift it.

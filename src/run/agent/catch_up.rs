@@ -11,7 +11,7 @@ use super::Agent;
 use crate::core::eval::{parse_window, Labels, Phase, RuleEval, SeriesState};
 use crate::core::rules::WatchSpec;
 use crate::io::prom::{PromClient, QueryResult};
-use crate::io::store::NewWatch;
+use crate::io::store::{NewWatch, ResumeRead};
 use crate::run::watch::{Judged, PollDone};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,31 +19,40 @@ use tracing::{info, warn};
 
 impl Agent {
     /// Restored evaluators, and the polls missed while the agent was down (from
-    /// history). See the module doc for the rule.
+    /// history). See the module doc for the rule. From `read` (the watch's rows read
+    /// with the others' at a start or an adoption) if there is one.
     pub(super) async fn restore(
         &self,
         spec: &WatchSpec,
         def: &NewWatch,
         source: &SharedSource<PromClient>,
         now: i64,
+        read: Option<Box<ResumeRead>>,
     ) -> Result<Restored, crate::io::store::StoreError> {
         let mut series: Vec<BTreeMap<Labels, SeriesState>> =
             vec![BTreeMap::new(); spec.rules.len()];
         // The action rows, the `breaches` windows stored with each rule's last poll
         // (the count goes on where it was: the catch-up below starts right after that
-        // poll), the series and the last polls, in one call.
-        let id = def.id.clone();
-        let (actions, windows, rows, last) = self
-            .store
-            .call(move |s| {
-                Ok::<_, crate::io::store::StoreError>((
-                    s.actions(&id)?,
-                    s.breach_windows(&id)?,
-                    s.series(&id)?,
-                    s.polls(&id)?,
-                ))
-            })
-            .await?;
+        // poll), the series, the last polls and people's orders, in one call.
+        let read = match read {
+            Some(r) => *r,
+            None => {
+                let ids = [def.id.clone()];
+                self.store
+                    .call(move |s| s.resume_reads(&ids))
+                    .await?
+                    .remove(&def.id)
+                    .unwrap_or_default()
+            }
+        };
+        let ResumeRead {
+            actions,
+            windows,
+            series: rows,
+            polls: last,
+            orders,
+        } = read;
+        let control = super::orders::control_of_rows(def, &orders);
         for row in rows {
             if let Some(i) = spec.rules.iter().position(|r| r.name == row.rule) {
                 // A series is firing *because* its action was claimed: one firing for
@@ -84,7 +93,7 @@ impl Agent {
         }
         // (With the extensions people gave it: the downtime after the original end of
         // an extended watch is caught up too.)
-        let extended = self.control_state(def).await?.extended.as_millis() as i64;
+        let extended = control.extended.as_millis() as i64;
         let end_ms = now.min(def.created_ms + def.duration_ms + extended);
         let mut backlog = Vec::new();
         for (i, rule) in spec.rules.iter().enumerate() {
@@ -205,6 +214,7 @@ impl Agent {
             evals,
             backlog,
             judged,
+            control,
         })
     }
 }
@@ -214,6 +224,8 @@ pub(super) struct Restored {
     pub evals: Vec<RuleEval>,
     pub backlog: Vec<PollDone>,
     pub judged: Vec<Judged>,
+    /// People's orders as they were read with the rows above.
+    pub control: crate::core::control::ControlState,
 }
 
 /// `compare`: refills `eval`'s pools with the polls of the last `window` up to the last

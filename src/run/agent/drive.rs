@@ -32,8 +32,12 @@ pub(super) enum Begin {
     New(Box<Prepared>),
     /// Resumed at a start or adopted, with its snapshot loaded, or None when it could
     /// not be yet (a file it names not there): it is counted as waiting, keeps the
-    /// agent not ready, and is tried again.
-    Resumed(Option<Box<Prepared>>),
+    /// agent not ready, and is tried again. With its rows, when they were read with
+    /// the others' (`Store::resume_reads`); a retry reads them again.
+    Resumed(
+        Option<Box<Prepared>>,
+        Option<Box<crate::io::store::ResumeRead>>,
+    ),
 }
 
 impl Agent {
@@ -61,7 +65,7 @@ impl Agent {
         // A watch whose snapshot is loaded never reads its rule file's text or its
         // vars again (the snapshot holds them; a resume that could not load it yet
         // retries with them): 1 to 2 KB a watch, and 540 bytes for a map's node.
-        if matches!(&begin, Begin::New(_) | Begin::Resumed(Some(_))) {
+        if matches!(&begin, Begin::New(_) | Begin::Resumed(Some(_), _)) {
             rec.def.rules_text = String::new();
             rec.def.vars = Default::default();
         }
@@ -224,9 +228,9 @@ impl Agent {
         // restart, what fails here may be transient (a token or CA file not mounted
         // yet): the watch stays unfinished, the agent is not ready, and it is tried
         // again.
-        let (resumed, mut prepared) = match begin {
-            Begin::New(p) => (false, Some(*p)),
-            Begin::Resumed(p) => (true, p.map(|p| *p)),
+        let (resumed, mut prepared, mut read) = match begin {
+            Begin::New(p) => (false, Some(*p), None),
+            Begin::Resumed(p, read) => (true, p.map(|p| *p), read),
         };
         let mut waiting = resumed && prepared.is_none();
         let (spec, source) = loop {
@@ -321,12 +325,21 @@ impl Agent {
             })),
             ..Start::default()
         });
+        // People's orders as the resume read them (the loop that settles orders has
+        // not started, so they still hold), or None: read below.
+        let mut control = None;
         if resumed {
             let mut waiting = false;
             loop {
-                let resolved =
-                    Box::pin(self.resolve_actions(&spec, def, &mut others, &opts, herald.as_ref()))
-                        .await;
+                let resolved = Box::pin(self.resolve_actions(
+                    &spec,
+                    def,
+                    &mut others,
+                    &opts,
+                    herald.as_ref(),
+                    &mut read,
+                ))
+                .await;
                 let restored = match resolved {
                     Ok(Resolution::Continue {
                         paused_by,
@@ -336,7 +349,14 @@ impl Agent {
                         from.pause_failed = pause_failed;
                         // Read after the resolution (a re-run can take minutes): the
                         // catch-up covers the time up to here, on the watch clock.
-                        Box::pin(self.restore(&spec, def, &source, self.clock_now_ms())).await
+                        Box::pin(self.restore(
+                            &spec,
+                            def,
+                            &source,
+                            self.clock_now_ms(),
+                            read.take(),
+                        ))
+                        .await
                     }
                     Ok(Resolution::End { outcome, recorded }) => {
                         if waiting {
@@ -366,6 +386,7 @@ impl Agent {
                         from.evals = Some(r.evals);
                         from.backlog = r.backlog;
                         from.judged = Some(r.judged);
+                        control = Some(r.control);
                         break;
                     }
                     Err(e) => e,
@@ -395,6 +416,9 @@ impl Agent {
         // hold a person gave), it waits and is tried again, as a resume does.
         let mut waiting = false;
         from.control = loop {
+            if let Some(c) = control.take() {
+                break c;
+            }
             match Box::pin(self.control_state(def)).await {
                 Ok(c) => break c,
                 Err(e) => {

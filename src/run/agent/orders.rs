@@ -103,16 +103,7 @@ impl Agent {
     pub async fn control_state(&self, def: &NewWatch) -> Result<ControlState, StoreError> {
         let id = def.id.clone();
         let rows = self.store.call(move |s| s.orders(&id)).await?;
-        let settled: Vec<Control> = rows
-            .iter()
-            .filter(|r| r.state == OrderState::Done)
-            .filter_map(|r| control_of(r).ok())
-            .collect();
-        Ok(ControlState::fold(
-            &settled,
-            def.created_ms,
-            Duration::from_millis(def.duration_ms.max(0) as u64),
-        ))
+        Ok(control_of_rows(def, &rows))
     }
 
     /// Waits until watch `old` (the one `id` superseded) has ended: its outcome; None
@@ -287,4 +278,18 @@ impl Agent {
             warn!(event = "order_not_settled", watch = %id, order, error = %e, "cannot record what became of an order");
         }
     }
+}
+
+/// What the settled orders among `rows` (a watch's orders) add up to.
+pub(super) fn control_of_rows(def: &NewWatch, rows: &[OrderRow]) -> ControlState {
+    let settled: Vec<Control> = rows
+        .iter()
+        .filter(|r| r.state == OrderState::Done)
+        .filter_map(|r| control_of(r).ok())
+        .collect();
+    ControlState::fold(
+        &settled,
+        def.created_ms,
+        Duration::from_millis(def.duration_ms.max(0) as u64),
+    )
 }

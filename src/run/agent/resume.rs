@@ -12,7 +12,7 @@ use super::Agent;
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{self, WatchSpec};
 use crate::io::action::{ActionRequest, ActionStatus, ProcessRunner};
-use crate::io::store::{ActionRow, ActionState, NewWatch};
+use crate::io::store::{ActionRow, ActionState, NewWatch, ResumeRead};
 use crate::run::watch::{self, Outcome, WatchOptions};
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,11 @@ pub(super) enum Resolution {
 }
 
 impl Agent {
-    /// What the action rows say about a resumed watch (see `exactly_once`).
+    /// What the action rows say about a resumed watch (see `exactly_once`): from
+    /// `read` (the watch's rows read with the others' at a start or an adoption) if
+    /// there is one. Anything but a live watch (a command to settle, re-run or
+    /// record) writes its rows, and `read` is then dropped: what was read before is
+    /// no longer what the store holds.
     pub(super) async fn resolve_actions(
         &self,
         spec: &WatchSpec,
@@ -50,15 +54,24 @@ impl Agent {
         others: &mut Sinks,
         opts: &WatchOptions,
         herald: Option<&Arc<Herald>>,
+        read: &mut Option<Box<ResumeRead>>,
     ) -> Result<Resolution, crate::io::store::StoreError> {
-        let id = def.id.clone();
-        let actions = self.store.call(move |s| s.actions(&id)).await?;
+        let actions = match read.as_ref() {
+            Some(r) => r.actions.clone(),
+            None => {
+                let id = def.id.clone();
+                self.store.call(move |s| s.actions(&id)).await?
+            }
+        };
         let idempotent = |c: &Option<rules::CommandSpec>| c.as_ref().is_some_and(|c| c.idempotent);
         let plan = resume_plan(
             &actions,
             idempotent(&spec.rollback),
             idempotent(&spec.pause),
         );
+        if !matches!(plan, ResumePlan::Live { .. }) {
+            *read = None;
+        }
         // A command that outlived its agent may have told its supervisor how it ended.
         let recorded = match &plan {
             ResumePlan::Unknown(a) | ResumePlan::Rerun(a) => {

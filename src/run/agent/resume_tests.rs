@@ -179,15 +179,55 @@ async fn rerun() -> Seen {
         .unwrap();
     let seen = Seen::default();
     let mut others = Sinks(vec![Box::new(seen.clone())]);
+    // The rows as a restart reads them with the other watches': the re-run writes
+    // the store, so what was read before it is dropped, never used after it.
+    let mut read = store
+        .resume_reads(&["w".to_string()])
+        .unwrap()
+        .remove("w")
+        .map(Box::new);
+    assert_eq!(read.as_ref().map(|r| r.actions.len()), Some(1));
     let r = agent
-        .resolve_actions(&spec(), &def, &mut others, &opts(), None)
+        .resolve_actions(&spec(), &def, &mut others, &opts(), None, &mut read)
         .await
         .unwrap();
     match r {
         Resolution::End { outcome, .. } => assert_eq!(outcome.name(), "rolled_back"),
         Resolution::Continue { .. } => panic!("the re-run did not end the watch"),
     }
+    assert!(read.is_none(), "a read from before the re-run was kept");
     seen
+}
+
+/// A live watch's rows read with the others' at a restart are what its resume goes
+/// on with: resolving its actions (none to settle) keeps them for the catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_watchs_read_is_kept_for_its_catch_up() {
+    let (_dir, store, agent, def) = one_agent();
+    store.create(&def).unwrap();
+    let lease = store
+        .acquire_lease("w", "test-agent", Duration::from_secs(30))
+        .unwrap()
+        .unwrap();
+    agent.leases.hold(&lease, Instant::now());
+    let mut read = store
+        .resume_reads(&["w".to_string()])
+        .unwrap()
+        .remove("w")
+        .map(Box::new);
+    let mut others = Sinks(Vec::new());
+    let r = agent
+        .resolve_actions(&spec(), &def, &mut others, &opts(), None, &mut read)
+        .await
+        .unwrap();
+    assert!(matches!(
+        r,
+        Resolution::Continue {
+            paused_by: None,
+            ..
+        }
+    ));
+    assert!(read.is_some(), "a live watch's read was dropped");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -234,6 +234,19 @@ impl Store for PgStore {
         })
     }
 
+    fn resume_reads(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, ResumeRead>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Default::default());
+        }
+        let (url, ids) = (self.url.clone(), ids.to_vec());
+        self.call("read the watches to resume", move |c| {
+            reads::resume_reads(c, url, ids)
+        })
+    }
+
     fn count_by_state(&self) -> Result<Vec<(WatchState, i64)>, StoreError> {
         let url = self.url.clone();
         self.call("count watches", move |c| reads::count_by_state(c, url))

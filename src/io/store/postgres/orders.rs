@@ -218,14 +218,33 @@ pub(super) async fn of_watch(
     url: String,
     id: String,
 ) -> Result<Vec<OrderRow>, StoreError> {
+    let ids = [id];
+    Ok(of_watches(&c, &url, &ids)
+        .await?
+        .remove(&ids[0])
+        .unwrap_or_default())
+}
+
+/// Every order of each of `ids`, oldest first, in one query.
+pub(super) async fn of_watches(
+    c: &impl deadpool_postgres::GenericClient,
+    url: &str,
+    ids: &[String],
+) -> Result<std::collections::HashMap<String, Vec<OrderRow>>, StoreError> {
     let rows = c
         .query(
-            &format!("SELECT {COLUMNS} FROM orders o WHERE o.watch_id = $1 ORDER BY o.id"),
-            &[&id],
+            &format!("SELECT {COLUMNS} FROM orders o WHERE o.watch_id = ANY($1) ORDER BY o.id"),
+            &[&ids],
         )
         .await
-        .map_err(pg_err(&url, "read orders"))?;
-    Ok(rows.iter().map(row).collect())
+        .map_err(pg_err(url, "read orders"))?;
+    let mut out: std::collections::HashMap<String, Vec<OrderRow>> =
+        std::collections::HashMap::new();
+    for r in &rows {
+        let o = row(r);
+        out.entry(o.watch.clone()).or_default().push(o);
+    }
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
