@@ -8,8 +8,11 @@
 #   WATCHES=100000 SERVICES=10000 BATCH=10000 WARMUP=120 bench/pg_scale.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin rollwatch
-BIN="$PWD/target/release/rollwatch"
+# BIN=path/to/rollwatch measures that build instead of building this tree.
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet --bin rollwatch
+  BIN="$PWD/target/release/rollwatch"
+fi
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 tmp=$(mktemp -d /tmp/pg_scale.XXXXXX)
 chmod 755 "$tmp"

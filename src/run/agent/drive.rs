@@ -239,6 +239,8 @@ impl Agent {
                 Err(e) => {
                     error!(event = "resume_waiting", watch = %id, error = %e, retry_s = RESUME_RETRY.as_secs(),
                         "cannot resume this watch yet: it stays unfinished and is tried again (the agent is not ready meanwhile)");
+                    // Its rows are read again when it can resume (it may wait for long).
+                    read = None;
                     if Box::pin(self.wait_to_retry(id, &mut waiting, &mut signals)).await {
                         continue;
                     }
