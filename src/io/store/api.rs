@@ -530,9 +530,9 @@ pub trait Store: Send + Sync + 'static {
     fn actions(&self, id: &str) -> Result<Vec<ActionRow>, StoreError>;
     /// `ResumeRead` of each of `ids` (empty for an id not stored), as one read: a
     /// restart or an adoption resumes thousands of watches at once, and five reads of
-    /// each, each its own call and transaction, were a third of a 100,000-watch
-    /// restart's CPU (BENCHMARKS.md, issue 21). This default reads one watch after
-    /// another; the stores read them together.
+    /// each, each its own call and transaction, with SQLite under them made most of a
+    /// quarter of a 100,000-watch restart's CPU (BENCHMARKS.md, issue 21). This
+    /// default reads one watch after another; the stores read them together.
     fn resume_reads(
         &self,
         ids: &[String],
