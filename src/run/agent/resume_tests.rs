@@ -157,16 +157,35 @@ fn one_agent() -> (tempfile::TempDir, Arc<dyn Store>, Arc<Agent>, NewWatch) {
     (dir, store, agent, def)
 }
 
-/// The events of a re-run: an agent restarted with the rollback's row still
-/// `started` (the agent died while it ran) re-runs the idempotent command once.
-async fn rerun() -> Seen {
-    let (_dir, store, agent, def) = one_agent();
-    store.create(&def).unwrap();
+/// Stores watch `def` and holds its lease, as the agent that resumes it would.
+fn stored_and_held(
+    store: &Arc<dyn Store>,
+    agent: &Arc<Agent>,
+    def: &NewWatch,
+) -> crate::io::store::Lease {
+    store.create(def).unwrap();
     let lease = store
         .acquire_lease("w", "test-agent", Duration::from_secs(30))
         .unwrap()
         .unwrap();
     agent.leases.hold(&lease, Instant::now());
+    lease
+}
+
+/// Watch `w`'s rows as a restart reads them with the other watches'.
+fn read_with_others(store: &Arc<dyn Store>) -> Option<Box<crate::io::store::ResumeRead>> {
+    store
+        .resume_reads(&["w".to_string()])
+        .unwrap()
+        .remove("w")
+        .map(Box::new)
+}
+
+/// The events of a re-run: an agent restarted with the rollback's row still
+/// `started` (the agent died while it ran) re-runs the idempotent command once.
+async fn rerun() -> Seen {
+    let (_dir, store, agent, def) = one_agent();
+    let lease = stored_and_held(&store, &agent, &def);
     let first = NewAction {
         kind: "rollback".into(),
         rule: "errors".into(),
@@ -181,11 +200,7 @@ async fn rerun() -> Seen {
     let mut others = Sinks(vec![Box::new(seen.clone())]);
     // The rows as a restart reads them with the other watches': the re-run writes
     // the store, so what was read before it is dropped, never used after it.
-    let mut read = store
-        .resume_reads(&["w".to_string()])
-        .unwrap()
-        .remove("w")
-        .map(Box::new);
+    let mut read = read_with_others(&store);
     assert_eq!(read.as_ref().map(|r| r.actions.len()), Some(1));
     let r = agent
         .resolve_actions(&spec(), &def, &mut others, &opts(), None, &mut read)
@@ -204,17 +219,8 @@ async fn rerun() -> Seen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_watchs_read_is_kept_for_its_catch_up() {
     let (_dir, store, agent, def) = one_agent();
-    store.create(&def).unwrap();
-    let lease = store
-        .acquire_lease("w", "test-agent", Duration::from_secs(30))
-        .unwrap()
-        .unwrap();
-    agent.leases.hold(&lease, Instant::now());
-    let mut read = store
-        .resume_reads(&["w".to_string()])
-        .unwrap()
-        .remove("w")
-        .map(Box::new);
+    stored_and_held(&store, &agent, &def);
+    let mut read = read_with_others(&store);
     let mut others = Sinks(Vec::new());
     let r = agent
         .resolve_actions(&spec(), &def, &mut others, &opts(), None, &mut read)

@@ -219,10 +219,10 @@ pub(super) async fn of_watch(
     id: String,
 ) -> Result<Vec<OrderRow>, StoreError> {
     let ids = [id];
-    Ok(of_watches(&c, &url, &ids)
-        .await?
-        .remove(&ids[0])
-        .unwrap_or_default())
+    Ok(super::reads::one(
+        of_watches(&c, &url, &ids).await?,
+        &ids[0],
+    ))
 }
 
 /// Every order of each of `ids`, oldest first, in one query.

@@ -119,8 +119,8 @@ async fn grouped<T>(
     Ok(out)
 }
 
-/// One watch's rows of a grouped reader.
-fn one<T>(mut all: std::collections::HashMap<String, Vec<T>>, id: &str) -> Vec<T> {
+/// One watch's part of a reader's answer for many (empty if it has no rows).
+pub(super) fn one<V: Default>(mut all: std::collections::HashMap<String, V>, id: &str) -> V {
     all.remove(id).unwrap_or_default()
 }
 
@@ -187,10 +187,7 @@ pub(super) async fn breach_windows(
     id: String,
 ) -> Result<BTreeMap<String, Windows>, StoreError> {
     let ids = [id];
-    Ok(breach_windows_of(&c, &url, &ids)
-        .await?
-        .remove(&ids[0])
-        .unwrap_or_default())
+    Ok(one(breach_windows_of(&c, &url, &ids).await?, &ids[0]))
 }
 
 pub(super) async fn polls_of(
@@ -229,10 +226,7 @@ pub(super) async fn polls(
     id: String,
 ) -> Result<BTreeMap<String, PollState>, StoreError> {
     let ids = [id];
-    Ok(polls_of(&c, &url, &ids)
-        .await?
-        .remove(&ids[0])
-        .unwrap_or_default())
+    Ok(one(polls_of(&c, &url, &ids).await?, &ids[0]))
 }
 
 pub(super) async fn actions_of(
