@@ -218,11 +218,12 @@ pub(super) async fn of_watch(
     url: String,
     id: String,
 ) -> Result<Vec<OrderRow>, StoreError> {
+    // (Not `reads::one`: `reads` reads a resume's orders through this file.)
     let ids = [id];
-    Ok(super::reads::one(
-        of_watches(&c, &url, &ids).await?,
-        &ids[0],
-    ))
+    Ok(of_watches(&c, &url, &ids)
+        .await?
+        .remove(&ids[0])
+        .unwrap_or_default())
 }
 
 /// Every order of each of `ids`, oldest first, in one query.

@@ -120,7 +120,7 @@ async fn grouped<T>(
 }
 
 /// One watch's part of a reader's answer for many (empty if it has no rows).
-pub(super) fn one<V: Default>(mut all: std::collections::HashMap<String, V>, id: &str) -> V {
+fn one<V: Default>(mut all: std::collections::HashMap<String, V>, id: &str) -> V {
     all.remove(id).unwrap_or_default()
 }
 
