@@ -1073,6 +1073,7 @@ const READ_COMMITS: i64 = 2;
 /// report, not at once, so the count is read until it holds still (but for the reads'
 /// own commits) before `f` and after it: a commit made before `f` (the store's own,
 /// as it was opened) is never counted as `f`'s, and none of `f`'s is missed.
+/// Autovacuum's visits would be counted too: the harness's clusters run without it.
 fn commits_during(pg: &postgres::PgCluster, db: &str, f: impl FnOnce()) -> i64 {
     // The count once still, and how many reads that took.
     let settled = || {
