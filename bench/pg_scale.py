@@ -49,6 +49,24 @@ def db_counters(a):
     return xacts, calls
 
 
+def renewal_durations(v0, v1):
+    """The window's renewal rounds: how many, their mean, and the bucket bound the
+    slowest stayed under (`rollwatch_agent_lease_renewal_duration_seconds`)."""
+    name = "rollwatch_agent_lease_renewal_duration_seconds"
+    n = v1.get(name + "_count", 0) - v0.get(name + "_count", 0)
+    total = v1.get(name + "_sum", 0) - v0.get(name + "_sum", 0)
+    les = sorted(
+        (float(k.split('"')[1]), k) for k in v1
+        if k.startswith(name + '_bucket{le="') and "+Inf" not in k
+    )
+    slowest = next((le for le, k in les if v1[k] - v0.get(k, 0) >= n), None)
+    return {
+        "renewals": n,
+        "renewal_mean_ms": None if n <= 0 else round(1000 * total / n, 1),
+        "renewal_slowest_under_s": slowest if n > 0 else None,
+    }
+
+
 def wait_ready(addr, timeout=60):
     deadline = time.time() + timeout
     while True:
@@ -167,6 +185,7 @@ def main():
                 "schedule_lag_p99_ms": None if p99 is None else round(p99 * 1000, 2),
                 "store_errors": v1.get("rollwatch_agent_store_errors_total", 0),
                 "renewals_failed": v1.get('rollwatch_agent_lease_renewals_total{result="failed"}', 0),
+                **renewal_durations(v0, v1),
             })
         out = {
             "agents": a.agents,

@@ -11,6 +11,7 @@ use std::time::Duration;
 const LEASE_AND_STORE_METRICS: &[&str] = &[
     "rollwatch_agent_leases_held",
     "rollwatch_agent_lease_renewals_total",
+    "rollwatch_agent_lease_renewal_duration_seconds_bucket",
     "rollwatch_agent_lease_adoptions_total",
     "rollwatch_agent_claims_refused_total",
     "rollwatch_agent_store_up",

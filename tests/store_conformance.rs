@@ -1264,6 +1264,112 @@ fn postgres_renewal_is_one_statement_for_all_leases() {
     );
 }
 
+/// Makes every row written to `polls` in database `db` take `secs` seconds (a row
+/// trigger: it runs after the flush's statement has locked its lease rows), so that a
+/// flush stays open while a test renews or takes its leases.
+fn slow_poll_writes(pg: &postgres::PgCluster, db: &str, secs: u32) {
+    pg.psql(
+        db,
+        &format!(
+            "CREATE FUNCTION slow_poll() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep({secs}); RETURN NEW; END $$; \
+             CREATE TRIGGER slow_poll BEFORE INSERT ON polls \
+             FOR EACH ROW EXECUTE FUNCTION slow_poll()"
+        ),
+    );
+}
+
+/// Starts `holder`'s flush of one mark of `id` on a thread; returns once the flush's
+/// statement is inside its slow write (its lease rows locked).
+fn flush_in_progress(
+    pg: &'static postgres::PgCluster,
+    url: &str,
+    holder: &'static str,
+    lease: &Lease,
+) -> std::thread::JoinHandle<Vec<String>> {
+    let s = PgStore::open(url).unwrap();
+    let mark = PollMark {
+        id: lease.watch.clone(),
+        token: lease.token,
+        rule: "r".into(),
+        at_ms: 1,
+        ok: true,
+        data: true,
+        windows: None,
+    };
+    let flush = std::thread::spawn(move || s.save_polls(holder, &[mark]).unwrap());
+    let db = postgres::db_of(url).to_string();
+    await_some("the flush to be writing", Duration::from_secs(10), || {
+        let sleeping = pg.psql(
+            "postgres",
+            &format!(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = '{db}' AND wait_event = 'PgSleep'"
+            ),
+        );
+        (sleeping == "1").then_some(())
+    });
+    flush
+}
+
+/// A holder's renewal goes through while its own flush of last polls is still open:
+/// the flush's lease locks never hold a renewal back (they did, `FOR SHARE`: an
+/// agent's renewal waited for a flush of all its marks, and its leases lapsed).
+#[test]
+fn postgres_a_renewal_never_waits_for_a_flush() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let s = PgStore::open(&url).unwrap();
+    s.create(&new_watch("w")).unwrap();
+    let lease = s.acquire_lease("w", "agent-a", TTL).unwrap().unwrap();
+    slow_poll_writes(pg, postgres::db_of(&url), 4);
+    let flush = flush_in_progress(pg, &url, "agent-a", &lease);
+    let renewed = s.renew_leases("agent-a", &["w".to_string()], TTL).unwrap();
+    assert!(
+        !flush.is_finished(),
+        "the renewal returned only once the flush had ended"
+    );
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    assert_eq!(renewed[0].token, lease.token);
+    assert!(flush.join().unwrap().is_empty(), "the flush was refused");
+}
+
+/// A takeover of a lease that lapsed while its old holder's flush was open waits for
+/// that flush (the new owner reads what it wrote, and nothing of the old holder's
+/// lands after the new owner's token); an adoption skips it until the flush is done.
+#[test]
+fn postgres_a_takeover_waits_for_the_old_holders_open_flush() {
+    let pg = postgres::shared();
+    let url = pg.database();
+    let db = postgres::db_of(&url);
+    let s = PgStore::open(&url).unwrap();
+    s.create(&new_watch("w")).unwrap();
+    let ttl = Duration::from_secs(3);
+    let lease = s.acquire_lease("w", "agent-a", ttl).unwrap().unwrap();
+    slow_poll_writes(pg, db, 8);
+    let flush = flush_in_progress(pg, &url, "agent-a", &lease);
+    await_some("the lease to lapse", Duration::from_secs(10), || {
+        let lapsed = pg.psql(
+            db,
+            "SELECT count(*) FROM leases WHERE watch_id = 'w' \
+             AND expires_at <= clock_timestamp()",
+        );
+        (lapsed == "1").then_some(())
+    });
+    // An adoption passes it by, at once.
+    assert!(s.adopt_leases("agent-b", TTL, 10).unwrap().is_empty());
+    assert!(!flush.is_finished(), "the adoption waited for the flush");
+    // A takeover by name waits for it, and comes after what it wrote.
+    let taken = s.acquire_lease("w", "agent-c", TTL).unwrap();
+    let polls = pg.psql(db, "SELECT count(*) FROM polls WHERE watch_id = 'w'");
+    assert_eq!(
+        polls, "1",
+        "the lease was taken over before the flush committed"
+    );
+    assert_eq!(taken.map(|l| l.token), Some(lease.token + 1));
+    assert!(flush.join().unwrap().is_empty(), "the flush was refused");
+}
+
 #[test]
 fn postgres_concurrent_adoptions_never_share_a_watch() {
     let pg = postgres::shared();

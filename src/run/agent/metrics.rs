@@ -59,6 +59,9 @@ pub struct Metrics {
     pub leases_held: IntGauge,
     /// Lease renewal rounds (one statement each), by `result` (`ok`, `failed`).
     pub lease_renewals: IntCounterVec,
+    /// Time a renewal round took to be answered (answered rounds: one past the trust
+    /// window is a failed round). Its leases lapse when it nears the trust window.
+    pub lease_renewal_duration: Histogram,
     /// Watches adopted from a dead or expired owner (or none) and resumed here.
     pub lease_adoptions: IntCounter,
     /// Action claims refused because this agent no longer held (or trusted) the lease.
@@ -150,6 +153,13 @@ impl Metrics {
             ),
             &["result"],
         )?;
+        let lease_renewal_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "rollwatch_agent_lease_renewal_duration_seconds",
+                "Time a lease renewal round (one statement for all of the agent's leases) took to be answered.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+        )?;
         let lease_adoptions = IntCounter::new(
             "rollwatch_agent_lease_adoptions_total",
             "Watches adopted from a dead or expired owner and resumed here.",
@@ -193,6 +203,7 @@ impl Metrics {
         }
         registry.register(Box::new(leases_held.clone()))?;
         registry.register(Box::new(lease_renewals.clone()))?;
+        registry.register(Box::new(lease_renewal_duration.clone()))?;
         registry.register(Box::new(lease_adoptions.clone()))?;
         registry.register(Box::new(claims_refused.clone()))?;
         registry.register(Box::new(store_up.clone()))?;
@@ -201,6 +212,7 @@ impl Metrics {
             clock_refusals,
             leases_held,
             lease_renewals,
+            lease_renewal_duration,
             lease_adoptions,
             claims_refused,
             store_up,

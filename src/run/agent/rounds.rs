@@ -9,7 +9,7 @@ use super::lease;
 use super::outbox;
 use super::types::lock;
 use super::{clock, Agent};
-use crate::io::store::{Lease, StoreError, WatchRecord, WatchState};
+use crate::io::store::{Lease, ResumeRead, StoreError, WatchRecord, WatchState};
 use crate::run::watch::Signal;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -181,7 +181,6 @@ impl Agent {
         });
         self.metrics.leases_held.set(self.leases.count() as i64);
         let n = take.len();
-        let take_ids: Vec<String> = take.iter().map(|(l, _)| l.watch.clone()).collect();
         // Each snapshot is loaded (about a millisecond of CPU a watch) off the
         // runtime, split over the cores: at 100,000 watches, on the runtime, this
         // alone held the agent's start for over a minute.
@@ -191,40 +190,56 @@ impl Agent {
         // Their rows (actions, series, last polls, orders) read together, a chunk at
         // a time, each chunk's watches started once it is read: five reads a watch,
         // each a call and a transaction of its own, with SQLite under them made most
-        // of a quarter of a 100,000-watch restart's CPU. A chunk that cannot be read
-        // leaves its watches to read their own (and retry, as always).
-        let mut reads = std::collections::HashMap::new();
-        for (k, ((l, rec), prepared)) in take.into_iter().zip(prepared).enumerate() {
-            if k % RESUME_READ_CHUNK == 0 {
-                let ids: Vec<String> = take_ids[k..(k + RESUME_READ_CHUNK).min(n)].to_vec();
-                reads = match self.store.call(move |s| s.resume_reads(&ids)).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.metrics.store_errors.inc();
-                        warn!(event = "store_error", error = %e, "cannot read the resumed watches' rows together; each reads its own");
-                        Default::default()
-                    }
-                };
+        // of a quarter of a 100,000-watch restart's CPU.
+        let mut items = take.into_iter().zip(prepared).peekable();
+        while items.peek().is_some() {
+            let chunk: Vec<_> = items.by_ref().take(RESUME_READ_CHUNK).collect();
+            let ids: Vec<String> = chunk.iter().map(|((l, _), _)| l.watch.clone()).collect();
+            let mut reads = self.resume_reads(ids).await;
+            for ((l, rec), prepared) in chunk {
+                let read = reads.remove(&rec.def.id).map(Box::new);
+                self.start_adopted(l, rec, prepared, read);
             }
-            let read = reads.remove(&rec.def.id).map(Box::new);
-            if self.store.shared() {
-                self.metrics.lease_adoptions.inc();
-                info!(event = "lease_adopted", watch = %l.watch, token = l.token, holder = %self.leases.holder,
-                    "adopted a watch whose lease had expired (or that had none): resuming it from the store and Prometheus's history");
-            }
-            info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
-            // Checked here, before the agent says it is ready: a watch that cannot be
-            // resumed yet keeps it not ready until it can.
-            let waiting = prepared.is_none();
-            if waiting {
-                self.metrics.resume_waiting.inc();
-            }
-            self.spawn(
-                rec,
-                super::drive::Begin::Resumed(prepared.map(Box::new), read),
-            );
         }
         n
+    }
+
+    /// The rows of watches about to resume, read together. A chunk that cannot be
+    /// read leaves its watches to read their own (and retry, as always).
+    async fn resume_reads(&self, ids: Vec<String>) -> HashMap<String, ResumeRead> {
+        match self.store.call(move |s| s.resume_reads(&ids)).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.metrics.store_errors.inc();
+                warn!(event = "store_error", error = %e, "cannot read the resumed watches' rows together; each reads its own");
+                HashMap::new()
+            }
+        }
+    }
+
+    /// Starts one adopted (or, at a start, one of this agent's own) watch.
+    fn start_adopted(
+        self: &Arc<Self>,
+        l: Lease,
+        rec: WatchRecord,
+        prepared: Option<super::drive::Prepared>,
+        read: Option<Box<ResumeRead>>,
+    ) {
+        if self.store.shared() {
+            self.metrics.lease_adoptions.inc();
+            info!(event = "lease_adopted", watch = %l.watch, token = l.token, holder = %self.leases.holder,
+                "adopted a watch whose lease had expired (or that had none): resuming it from the store and Prometheus's history");
+        }
+        info!(event = "watch_resumed", watch = %rec.def.id, rules = %rec.def.rules, "resuming an unfinished watch");
+        // Checked here, before the agent says it is ready: a watch that cannot be
+        // resumed yet keeps it not ready until it can.
+        if prepared.is_none() {
+            self.metrics.resume_waiting.inc();
+        }
+        self.spawn(
+            rec,
+            super::drive::Begin::Resumed(prepared.map(Box::new), read),
+        );
     }
 
     /// Renews this agent's leases, three rounds per TTL, and (in a task of its own, so
@@ -269,6 +284,14 @@ impl Agent {
                 .call_apart(move |s| s.renew_leases(&holder, &ids, ttl)),
         )
         .await;
+        if let Ok(answered) = &r {
+            let took = sent.elapsed().as_secs_f64();
+            self.metrics.lease_renewal_duration.observe(took);
+            if answered.is_ok() && took > self.leases.trust_window().as_secs_f64() / 2.0 {
+                warn!(event = "lease_renewal_slow", seconds = took, trust_window_s = self.leases.trust_window().as_secs_f64(),
+                    "a lease renewal took over half the trust window to be answered; past it, this agent's watches stop here");
+            }
+        }
         let why = match r {
             Ok(Ok(renewed)) => {
                 if let Some(d) = lease::renewal_delay() {

@@ -161,33 +161,69 @@ pub(super) struct Handle {
     pub(super) clock: Option<(Arc<SharedSource<PromClient>>, Duration)>,
 }
 
-/// Last polls waiting to be written, merged per (watch, rule).
+/// Last polls waiting to be written, merged per (watch, rule). A mark's own strings
+/// become its key (moved, not copied: a mark a poll, tens of thousands a second at
+/// 100,000 watches).
 #[derive(Default)]
-pub(super) struct PollBook(Mutex<HashMap<(String, String), PollMark>>);
+pub(super) struct PollBook(Mutex<HashMap<(String, String), Merged>>);
+
+/// A mark without its key.
+struct Merged {
+    token: i64,
+    at_ms: i64,
+    ok: bool,
+    data: bool,
+    windows: Option<crate::io::store::Windows>,
+}
 
 impl PollBook {
     pub(super) fn mark(&self, p: PollMark) {
+        let PollMark {
+            id,
+            token,
+            rule,
+            at_ms,
+            ok,
+            data,
+            windows,
+        } = p;
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match m.entry((p.id.clone(), p.rule.clone())) {
+        match m.entry((id, rule)) {
             std::collections::hash_map::Entry::Occupied(mut o) => {
                 let v = o.get_mut();
-                if p.at_ms >= v.at_ms {
-                    v.at_ms = p.at_ms;
-                    v.ok = p.ok;
-                    v.windows = p.windows;
+                if at_ms >= v.at_ms {
+                    v.at_ms = at_ms;
+                    v.ok = ok;
+                    v.windows = windows;
                 }
-                v.data |= p.data;
+                v.data |= data;
                 // Tokens only grow: a mark of a lease taken again carries the new one.
-                v.token = v.token.max(p.token);
+                v.token = v.token.max(token);
             }
             std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(p);
+                v.insert(Merged {
+                    token,
+                    at_ms,
+                    ok,
+                    data,
+                    windows,
+                });
             }
         }
     }
     pub(super) fn take(&self) -> Vec<PollMark> {
         let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        m.drain().map(|(_, p)| p).collect()
+        m.drain()
+            .map(|((id, rule), v)| PollMark {
+                id,
+                token: v.token,
+                rule,
+                at_ms: v.at_ms,
+                ok: v.ok,
+                data: v.data,
+                windows: v.windows,
+            })
+            .collect()
     }
 }
 
@@ -290,5 +326,37 @@ mod tests {
             t.await.unwrap();
         }
         assert_eq!(tasks.len(), 0);
+    }
+
+    /// Marks of one (watch, rule) merge into one: the latest poll's time, result and
+    /// windows (an older one arriving late changes none of them), data if any had
+    /// it, the highest token; other rules and watches stay apart; a take empties it.
+    #[test]
+    fn poll_marks_merge_per_watch_and_rule() {
+        use crate::io::store::PollMark;
+        let mark = |id: &str, rule: &str, token, at_ms, ok, data, w: Option<&str>| PollMark {
+            id: id.into(),
+            token,
+            rule: rule.into(),
+            at_ms,
+            ok,
+            data,
+            windows: w.map(|w| vec![(Default::default(), w.to_string())]),
+        };
+        let book = super::PollBook::default();
+        book.mark(mark("a", "r", 1, 10, true, true, Some("1/2")));
+        book.mark(mark("a", "r", 2, 20, false, false, Some("2/2")));
+        book.mark(mark("a", "r", 1, 15, true, false, Some("late")));
+        book.mark(mark("a", "s", 1, 5, true, false, None));
+        book.mark(mark("b", "r", 3, 7, true, true, None));
+        let mut got = book.take();
+        got.sort_by(|x, y| (&x.id, &x.rule).cmp(&(&y.id, &y.rule)));
+        let want = vec![
+            mark("a", "r", 2, 20, false, true, Some("2/2")),
+            mark("a", "s", 1, 5, true, false, None),
+            mark("b", "r", 3, 7, true, true, None),
+        ];
+        assert_eq!(got, want);
+        assert!(book.take().is_empty());
     }
 }

@@ -98,9 +98,22 @@ pub(super) async fn acquire_lease(
     Ok(acquire_leases(c, url, vec![id], holder, ttl).await?.pop())
 }
 
-/// `Store::acquire_leases`: one statement for the batch. The rows are taken in
-/// `watch_id` order, the order every statement that locks many lease rows follows
-/// (`renew_leases`, `writes::save_polls`), so that two of them never deadlock.
+/// How the statements that lock lease rows share them (one place, so that the
+/// fencing reads as a whole):
+/// - a takeover (`acquire_leases`, `adopt_leases`) locks the lapsed rows it takes
+///   `FOR UPDATE` before it writes them, and takes only those: it waits for (or, in
+///   an adoption, skips) every fenced write of the old holder still open;
+/// - a fenced write locks its row `FOR UPDATE` (`check_fence`), or, the batched poll
+///   flush, its rows `FOR KEY SHARE` (`writes::save_polls`);
+/// - a renewal locks its own rows `FOR NO KEY UPDATE` (`renew_leases`): it waits for
+///   a claim, but never for a flush, which conflicts only with `FOR UPDATE`.
+///
+/// (A takeover's upsert alone would lock its row `FOR NO KEY UPDATE`: no column of
+/// `leases` but `watch_id` is a key, so it would not wait for a flush.) Every
+/// statement that locks many rows locks them in `watch_id` order, so that two of them
+/// never deadlock.
+///
+/// `Store::acquire_leases`: one statement for the batch.
 pub(super) async fn acquire_leases(
     c: Object,
     url: String,
@@ -110,13 +123,21 @@ pub(super) async fn acquire_leases(
 ) -> Result<Vec<Lease>, StoreError> {
     let rows = c
         .query(
-            "INSERT INTO leases AS l (watch_id, holder, expires_at, token)
+            "WITH d AS MATERIALIZED (SELECT DISTINCT id FROM unnest($1::text[]) AS t(id)),
+             lapsed AS MATERIALIZED (
+                 SELECT l.watch_id FROM leases l JOIN d ON d.id = l.watch_id
+                 WHERE l.expires_at <= clock_timestamp()
+                 ORDER BY l.watch_id
+                 FOR UPDATE OF l
+             )
+             INSERT INTO leases AS l (watch_id, holder, expires_at, token)
              SELECT id, $2, clock_timestamp() + $3::bigint * interval '1 millisecond', 1
-             FROM (SELECT DISTINCT id FROM unnest($1::text[]) AS t(id)) AS d
+             FROM d
+             WHERE (SELECT count(*) FROM lapsed) >= 0
              ORDER BY id
              ON CONFLICT (watch_id) DO UPDATE SET holder = excluded.holder,
                  expires_at = excluded.expires_at, token = l.token + 1
-             WHERE l.expires_at <= clock_timestamp()
+             WHERE l.watch_id IN (SELECT watch_id FROM lapsed)
              RETURNING watch_id, token",
             &[&ids, &holder, &ms(ttl)],
         )
@@ -133,16 +154,17 @@ pub(super) async fn renew_leases(
     ttl: Duration,
 ) -> Result<Vec<Lease>, StoreError> {
     // The rows are locked first, in `watch_id` order (a locking read sorted, then
-    // the update of what it locked): the batched poll flush (`writes::save_polls`)
-    // locks the same rows `FOR SHARE` in that order too. In whatever order each plan
-    // happened to scan them, the two deadlocked at 33,000 leases an agent.
+    // the update of what it locked): in whatever order each plan happened to scan
+    // them, a renewal and a flush (then `FOR SHARE`) deadlocked at 33,000 leases an
+    // agent. `FOR NO KEY UPDATE`, the lock the update takes anyway: a flush's
+    // `FOR KEY SHARE` never holds it back (see `acquire_leases`).
     let rows = c
         .query(
             "WITH mine AS MATERIALIZED (
                  SELECT watch_id FROM leases
                  WHERE holder = $1 AND watch_id = ANY($3) AND expires_at > clock_timestamp()
                  ORDER BY watch_id
-                 FOR UPDATE
+                 FOR NO KEY UPDATE
              )
              UPDATE leases l SET expires_at = clock_timestamp() + $2::bigint * interval '1 millisecond'
              FROM mine
@@ -163,12 +185,14 @@ pub(super) async fn adopt_leases(
     max: i64,
 ) -> Result<Vec<Lease>, StoreError> {
     // The candidates' watch rows are locked (SKIP LOCKED: another agent's
-    // adoption skips them); the upsert re-checks the expiry on the row as it
-    // is at that moment, so a lease renewed or taken meanwhile is left alone.
-    // The oldest watches are the candidates, but their lease rows are written in
-    // `watch_id` order, the order of every statement that locks many of them
-    // (`renew_leases`, `writes::save_polls`): in `seq` order, an adoption and
-    // another agent's renewal deadlocked.
+    // adoption skips them), then their lapsed lease rows `FOR UPDATE` (see
+    // `acquire_leases`), SKIP LOCKED too: a lease whose old holder's write is still
+    // open is taken at a later round, never while the write may commit. Only the
+    // rows so locked are taken over (a lease that lapsed a moment later, unlocked,
+    // waits for the next round). The oldest watches are the candidates, but their
+    // lease rows are locked and written in `watch_id` order, the order of every
+    // statement that locks many of them: in `seq` order, an adoption and another
+    // agent's renewal deadlocked.
     let rows = c
         .query(
             "WITH cand AS (
@@ -176,12 +200,20 @@ pub(super) async fn adopt_leases(
                  WHERE w.state = 'running' AND (l.watch_id IS NULL OR l.expires_at <= clock_timestamp())
                  ORDER BY w.seq LIMIT $3
                  FOR UPDATE OF w SKIP LOCKED
+             ),
+             lapsed AS MATERIALIZED (
+                 SELECT l.watch_id FROM leases l JOIN cand ON cand.id = l.watch_id
+                 WHERE l.expires_at <= clock_timestamp()
+                 ORDER BY l.watch_id
+                 FOR UPDATE OF l SKIP LOCKED
              )
              INSERT INTO leases AS l (watch_id, holder, expires_at, token)
-             SELECT id, $1, clock_timestamp() + $2::bigint * interval '1 millisecond', 1 FROM cand ORDER BY id
+             SELECT id, $1, clock_timestamp() + $2::bigint * interval '1 millisecond', 1 FROM cand
+             WHERE (SELECT count(*) FROM lapsed) >= 0
+             ORDER BY id
              ON CONFLICT (watch_id) DO UPDATE SET holder = excluded.holder,
                  expires_at = excluded.expires_at, token = l.token + 1
-             WHERE l.expires_at <= clock_timestamp()
+             WHERE l.watch_id IN (SELECT watch_id FROM lapsed)
              RETURNING watch_id, token",
             &[&holder, &ms(ttl), &max],
         )

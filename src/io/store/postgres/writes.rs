@@ -367,9 +367,11 @@ pub(super) async fn save_polls(
 ) -> Result<Vec<String>, StoreError> {
     // One statement for the whole batch (arrays unnested), so that a flush of
     // thousands of rules is one round trip; fenced in it: only the marks of
-    // watches whose lease `holder` holds (unexpired, with the mark's token,
-    // the lease rows locked against a takeover until the commit, in `watch_id`
-    // order as `leases::renew_leases` locks them) are written.
+    // watches whose lease `holder` holds (unexpired, with the mark's token) are
+    // written. The lease rows are locked `FOR KEY SHARE` until the commit: a
+    // takeover locks them `FOR UPDATE` first (`leases.rs`) and so waits for this
+    // flush, but the holder's own renewal (`FOR NO KEY UPDATE`) never does: a
+    // renewal waiting behind a flush of a whole agent's marks let its leases lapse.
     let ids: Vec<&str> = polls.iter().map(|p| p.id.as_str()).collect();
     let rules: Vec<&str> = polls.iter().map(|p| p.rule.as_str()).collect();
     let at: Vec<i64> = polls.iter().map(|p| p.at_ms).collect();
@@ -383,7 +385,7 @@ pub(super) async fn save_polls(
                  SELECT watch_id, token FROM leases
                  WHERE holder = $7 AND watch_id = ANY($1::text[]) AND expires_at > clock_timestamp()
                  ORDER BY watch_id
-                 FOR SHARE
+                 FOR KEY SHARE
              )
              INSERT INTO polls AS p (watch_id, rule, last_ms, last_ok, ever_ok, ever_data, windows)
              SELECT DISTINCT ON (w, r) w, r, a, o, o, d, x

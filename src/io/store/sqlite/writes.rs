@@ -185,12 +185,13 @@ pub(super) fn clear_series(
     Ok(())
 }
 
-/// `Store::save_polls`: `held(mark)` says whether its writer holds the watch's lease;
-/// the marks of the others are not written, and their watches are returned.
+/// `Store::save_polls`: `held[i]` says whether the writer of `polls[i]` holds the
+/// watch's lease; the marks of the others are not written, and their watches are
+/// returned.
 pub(super) fn save_polls(
     conn: &mut Connection,
     polls: &[PollMark],
-    held: impl Fn(&PollMark) -> bool,
+    held: &[bool],
 ) -> Result<Vec<String>, StoreError> {
     let mut refused = std::collections::BTreeSet::new();
     let tx = conn.transaction().map_err(sql("begin a transaction"))?;
@@ -210,8 +211,8 @@ pub(super) fn save_polls(
                      ever_data = max(ever_data, excluded.ever_data)",
             )
             .map_err(sql("record last polls"))?;
-        for p in polls {
-            if !held(p) {
+        for (p, &held) in polls.iter().zip(held) {
+            if !held {
                 refused.insert(p.id.clone());
                 continue;
             }
