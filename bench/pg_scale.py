@@ -49,6 +49,31 @@ def db_counters(a):
     return xacts, calls
 
 
+def statement_calls(a):
+    """Calls so far of each statement of the rollwatch database (`pg_stat_statements`),
+    by query id: (calls, the query's first words)."""
+    out = sql(a, "SELECT s.queryid, s.calls, regexp_replace(left(s.query, 70), '\\s+', ' ', 'g') "
+                 "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+                 "WHERE d.datname = 'rollwatch'")
+    calls = {}
+    for line in out.splitlines():
+        qid, n, text = line.split("|", 2)
+        calls[qid] = (int(n), text)
+    return calls
+
+
+def top_statements(before, after, elapsed, k=6):
+    """The k statements run most often in the window, per second: what the database's
+    statements per second are made of."""
+    rates = []
+    for qid, (n, text) in after.items():
+        d = n - before.get(qid, (0, ""))[0]
+        if d > 0:
+            rates.append((round(d / elapsed, 2), text))
+    rates.sort(reverse=True)
+    return rates[:k]
+
+
 def renewal_durations(v0, v1):
     """The window's renewal rounds: how many, their mean, and the bucket bound the
     slowest stayed under (`rollwatch_agent_lease_renewal_duration_seconds`)."""
@@ -164,11 +189,13 @@ def main():
         scr0 = [base.scrape(addr) for addr in addrs]
         cpu0 = [base.cpu_seconds(p.pid) for p in agents]
         x0, s0 = db_counters(a)
+        q0 = statement_calls(a)
         w0 = time.time()
         time.sleep(a.window)
         scr1 = [base.scrape(addr) for addr in addrs]
         cpu1 = [base.cpu_seconds(p.pid) for p in agents]
         x1, s1 = db_counters(a)
+        q1 = statement_calls(a)
         elapsed = time.time() - w0
         per_agent = []
         for i, p in enumerate(agents):
@@ -199,6 +226,7 @@ def main():
             "expected_polls_per_s": round(a.watches * 5 / 15, 1),
             "db_transactions_per_s": round((x1 - x0) / elapsed, 1),
             "db_statements_per_s": round((s1 - s0) / elapsed, 1),
+            "db_top_statements_per_s": top_statements(q0, q1, elapsed),
             "per_agent": per_agent,
         }
         # Owner death: kill -9 agent 0; time until none of its leases is left.
