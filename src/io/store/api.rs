@@ -593,7 +593,8 @@ pub trait Store: Send + Sync + 'static {
     /// watch's creation and elapsed time are read on it, never on an agent's own clock.
     fn clock_ms(&self) -> Result<i64, StoreError>;
     /// Records that `agent` is alive and returns how many agents were seen alive
-    /// within `ttl` (itself included): each adopts about its share of the watches.
+    /// within `ttl` (itself included; the agent asks for two of its adoption rounds):
+    /// each adopts about its share of the watches.
     fn heartbeat(&self, agent: &str, ttl: Duration) -> Result<usize, StoreError>;
     /// Takes the lease of watch `id` for `holder` if nobody holds it or it expired.
     /// `None`: another agent holds it.

@@ -24,8 +24,9 @@ use tracing::{error, info, warn};
 const POLL_FLUSH: Duration = Duration::from_secs(2);
 
 /// The fewest watches an adoption round tries to take (more when the agent holds less
-/// than its share): an agent that has just died still counts as alive for a TTL, so
-/// its watches are adopted even by agents that already hold their share.
+/// than its share): an agent that has just died may still count as alive (see
+/// `adopt_once`), so its watches are adopted even by agents that already hold their
+/// share.
 const ADOPT_MIN: usize = 64;
 
 /// How many resumed watches' rows are read in one call (`Store::resume_reads`): one
@@ -75,7 +76,19 @@ impl Agent {
     pub(super) async fn adopt_once(&self) -> Result<(Vec<Lease>, Instant), StoreError> {
         let (holder, ttl) = (self.leases.holder.clone(), self.leases.ttl);
         let h = holder.clone();
-        let agents = self.store.call(move |s| s.heartbeat(&h, ttl)).await?.max(1);
+        // Alive: seen within two adoption rounds, not a whole TTL. Every agent writes
+        // its heartbeat each round, and a dead agent's leases lapse at least a TTL
+        // less one round after its last renewal: counted for a TTL, it still counted
+        // when they lapsed, every survivor's share of them came to nothing, and they
+        // were taken 64 a round (`ADOPT_MIN`) until it stopped counting, a round or
+        // more later (BENCHMARKS.md, issue 21). A live agent whose rounds run late
+        // only has the others take a larger share of the leases that lapsed.
+        let alive = self.leases.renew_every() * 2;
+        let agents = self
+            .store
+            .call(move |s| s.heartbeat(&h, alive))
+            .await?
+            .max(1);
         if self.clock_backing_off() {
             return Ok((Vec::new(), Instant::now()));
         }
