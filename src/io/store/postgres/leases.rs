@@ -111,7 +111,10 @@ pub(super) async fn acquire_lease(
 /// (A takeover's upsert alone would lock its row `FOR NO KEY UPDATE`: no column of
 /// `leases` but `watch_id` is a key, so it would not wait for a flush.) Every
 /// statement that locks many rows locks them in `watch_id` order, so that two of them
-/// never deadlock.
+/// never deadlock; a takeover's upsert is given only the rows it locked and watches
+/// with no lease row at all. (Given a row it did not lock, `ON CONFLICT` waits for
+/// that row's lock while the takeover holds locks on rows after it: a renewal and an
+/// adoption deadlocked so, `postgres_renewals_flushes_and_adoptions_of_thousands_of_leases_never_deadlock`.)
 ///
 /// `Store::acquire_leases`: one statement for the batch.
 pub(super) async fn acquire_leases(
@@ -134,6 +137,8 @@ pub(super) async fn acquire_leases(
              SELECT id, $2, clock_timestamp() + $3::bigint * interval '1 millisecond', 1
              FROM d
              WHERE (SELECT count(*) FROM lapsed) >= 0
+               AND (id IN (SELECT watch_id FROM lapsed)
+                    OR NOT EXISTS (SELECT 1 FROM leases x WHERE x.watch_id = d.id))
              ORDER BY id
              ON CONFLICT (watch_id) DO UPDATE SET holder = excluded.holder,
                  expires_at = excluded.expires_at, token = l.token + 1
@@ -210,6 +215,8 @@ pub(super) async fn adopt_leases(
              INSERT INTO leases AS l (watch_id, holder, expires_at, token)
              SELECT id, $1, clock_timestamp() + $2::bigint * interval '1 millisecond', 1 FROM cand
              WHERE (SELECT count(*) FROM lapsed) >= 0
+               AND (id IN (SELECT watch_id FROM lapsed)
+                    OR NOT EXISTS (SELECT 1 FROM leases x WHERE x.watch_id = cand.id))
              ORDER BY id
              ON CONFLICT (watch_id) DO UPDATE SET holder = excluded.holder,
                  expires_at = excluded.expires_at, token = l.token + 1
