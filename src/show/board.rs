@@ -271,7 +271,7 @@ pub struct Entry {
 struct Inner {
     /// (Boxed: a map's free slots cost a slot's size, and a `Kept` is hundreds of
     /// bytes.)
-    watches: HashMap<String, Box<Kept>>,
+    watches: HashMap<String, Box<Kept>, foldhash::fast::RandomState>,
     finished: VecDeque<String>,
     /// The watches with full history, least recently viewed first.
     viewed: VecDeque<String>,
@@ -389,7 +389,14 @@ impl Board {
     /// Records one event of watch `id`, created at `created_ms`.
     pub fn record(&self, id: &str, created_ms: i64, at_ms: i64, event: &Event) {
         let mut inner = lock(self);
-        let e = inner.watches.entry(id.to_string()).or_default();
+        // (Looked up before a key is made: a poll's record finds its watch there,
+        // and an id copied for every poll was an allocation and a free each.)
+        if !inner.watches.contains_key(id) {
+            inner.watches.insert(id.to_string(), Box::default());
+        }
+        let Some(e) = inner.watches.get_mut(id) else {
+            return;
+        };
         let started = matches!(event, Event::WatchStarted { .. });
         if started {
             // A resumed watch starts a new record from here.

@@ -154,10 +154,10 @@ impl Query {
     }
 
     /// The query to send for the instant `clock.at_ms` of a watch that began at
-    /// `clock.start_ms`.
-    pub fn at(&self, clock: Clock) -> String {
+    /// `clock.start_ms` (a fixed query borrowed: it is asked at every poll).
+    pub fn at(&self, clock: Clock) -> std::borrow::Cow<'_, str> {
         if self.parts.is_empty() {
-            return self.text.clone();
+            return std::borrow::Cow::Borrowed(&self.text);
         }
         let mut out = String::with_capacity(self.text.len());
         for p in &self.parts {
@@ -176,7 +176,7 @@ impl Query {
                 }
             }
         }
-        out
+        std::borrow::Cow::Owned(out)
     }
 
     /// The query as a watch would ask it after running `max_window` (what is checked
@@ -186,6 +186,7 @@ impl Query {
             self.max_window.as_millis() as i64,
             self.max_window,
         ))
+        .into_owned()
     }
 }
 

@@ -137,7 +137,7 @@ pub async fn fetch_at<H: HistorySource>(
                 start_ms: origin,
                 at_ms: start,
             };
-            (start, query.at(clock))
+            (start, query.at(clock).into_owned())
         } else {
             (
                 (start + (MAX_POINTS_PER_QUERY - 1) * step).min(to),

@@ -474,6 +474,79 @@ fn a_state_file_before_version_5_gains_the_breach_windows() {
 }
 
 #[test]
+fn a_version_6_state_file_keeps_its_last_polls_in_the_clustered_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(SqliteStore::open(&path).unwrap());
+    {
+        // Version 6's table: a rowid, and the key as an index beside it.
+        let c = Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP TABLE polls;
+             CREATE TABLE polls (watch_id TEXT NOT NULL, rule TEXT NOT NULL,
+                 last_ms INTEGER NOT NULL, last_ok INTEGER NOT NULL DEFAULT 0,
+                 ever_ok INTEGER NOT NULL DEFAULT 0, ever_data INTEGER NOT NULL DEFAULT 0,
+                 windows TEXT, PRIMARY KEY (watch_id, rule));
+             INSERT INTO polls VALUES ('a', 'r', 30, 0, 1, 1, '[[{}, \"1\"]]');
+             INSERT INTO polls VALUES ('a', 's', 31, 1, 1, 0, NULL);
+             PRAGMA user_version = 6;",
+        )
+        .unwrap();
+    }
+    let s = SqliteStore::open(&path).unwrap();
+    let polls = s.polls("a").unwrap();
+    assert_eq!(polls.len(), 2, "{polls:?}");
+    assert_eq!(
+        (
+            polls["r"].last_ms,
+            polls["r"].last_ok,
+            polls["r"].ever_ok,
+            polls["r"].ever_data
+        ),
+        (30, false, true, true)
+    );
+    assert_eq!(
+        (
+            polls["s"].last_ms,
+            polls["s"].last_ok,
+            polls["s"].ever_ok,
+            polls["s"].ever_data
+        ),
+        (31, true, true, false)
+    );
+    assert_eq!(
+        s.breach_windows("a").unwrap()["r"],
+        vec![(Labels::new(), "1".to_string())]
+    );
+    let f = held(&s, "a");
+    let mark = PollMark {
+        id: "a".into(),
+        token: f.token,
+        rule: "r".into(),
+        at_ms: 45,
+        ok: true,
+        data: false,
+        windows: None,
+    };
+    assert!(s.save_polls("me", &[mark]).unwrap().is_empty());
+    let r = &s.polls("a").unwrap()["r"];
+    assert_eq!(
+        (r.last_ms, r.last_ok, r.ever_ok, r.ever_data),
+        (45, true, true, true)
+    );
+    drop(s);
+    let sql: String = Connection::open(&path)
+        .unwrap()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'polls'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+}
+
+#[test]
 fn notes_an_older_build_marked_done_are_deleted_at_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");

@@ -303,6 +303,7 @@ impl Agent {
             windows: Default::default(),
             herald: herald.clone(),
             notify_fired: Vec::new(),
+            trust: None,
         });
         let scrape = match spec.step {
             Some(_) => None,

@@ -12,7 +12,8 @@
 
 use crate::io::store::{Fence, Lease};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -20,11 +21,63 @@ use tokio::time::Instant;
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15);
 
 struct Held {
-    token: i64,
-    trusted_until: Instant,
+    trust: Arc<Trust>,
     /// When this agent recorded the lease (its answer arrived): a renewal sent before
     /// this moment may have run before the lease existed, so it says nothing about it.
     recorded: Instant,
+}
+
+/// One held lease's token and how long it is trusted, shared with the watch's sink
+/// (`LeaseBook::trust`): a poll reads it without the book's lock and without a
+/// look-up among 100,000 ids (issue 21: that look-up, under a lock a renewal holds
+/// while it goes through every lease, was a twentieth of the agent's CPU). It is the
+/// book's entry itself: the book extends it, and marks it gone the moment the entry
+/// leaves the book or is replaced (a new token), after which the sink asks again.
+pub struct Trust {
+    token: i64,
+    /// The book's time zero: `until` counts nanoseconds from it.
+    zero: Instant,
+    until: AtomicU64,
+    current: AtomicBool,
+}
+
+impl Trust {
+    fn new(token: i64, zero: Instant, until: Instant) -> Trust {
+        let t = Trust {
+            token,
+            zero,
+            until: AtomicU64::new(0),
+            current: AtomicBool::new(true),
+        };
+        t.extend(until);
+        t
+    }
+
+    fn until(&self) -> Instant {
+        self.zero + Duration::from_nanos(self.until.load(Ordering::Acquire))
+    }
+
+    /// Trusted until `until` at least (never shortened).
+    fn extend(&self, until: Instant) {
+        let ns = until.saturating_duration_since(self.zero).as_nanos();
+        self.until
+            .fetch_max(u64::try_from(ns).unwrap_or(u64::MAX), Ordering::AcqRel);
+    }
+
+    fn drop_from_book(&self) {
+        self.current.store(false, Ordering::Release);
+    }
+
+    /// Whether this is still the book's entry for its watch (if not, ask the book).
+    pub fn is_current(&self) -> bool {
+        self.current.load(Ordering::Acquire)
+    }
+
+    /// The token if the lease is still inside its trust window (as `LeaseBook::trusted`
+    /// while `is_current`).
+    pub fn token_now(&self) -> Option<i64> {
+        (self.is_current() && Instant::now() < self.until()).then_some(self.token)
+    }
 }
 
 /// This agent's leases.
@@ -34,14 +87,16 @@ pub struct LeaseBook {
     pub ttl: Duration,
     /// False with an embedded store: one agent, no one to fence it, trusted always.
     pub shared: bool,
-    held: Mutex<HashMap<String, Held>>,
+    /// Time zero of every `Trust`'s clock.
+    zero: Instant,
+    held: Mutex<HashMap<String, Held, foldhash::fast::RandomState>>,
     /// Watches whose lease was lost while their loop ran: they stop without writing
     /// anything to the store or notifying anyone (the new owner does).
-    lost: Mutex<HashSet<String>>,
+    lost: Mutex<HashSet<String, foldhash::fast::RandomState>>,
     /// Leases this agent gave back but whose release failed (the store was down):
     /// released again from the lease loop, or the lease would stay this agent's until
     /// it expired, and nobody could adopt the watch meanwhile.
-    unreleased: Mutex<HashSet<String>>,
+    unreleased: Mutex<HashSet<String, foldhash::fast::RandomState>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -54,6 +109,7 @@ impl LeaseBook {
             holder,
             ttl,
             shared,
+            zero: Instant::now(),
             held: Mutex::default(),
             lost: Mutex::default(),
             unreleased: Mutex::default(),
@@ -90,14 +146,17 @@ impl LeaseBook {
     pub fn hold(&self, lease: &Lease, sent: Instant) {
         lock(&self.lost).remove(&lease.watch);
         lock(&self.unreleased).remove(&lease.watch);
-        lock(&self.held).insert(
+        let trust = Trust::new(lease.token, self.zero, self.trusted_from(sent));
+        let old = lock(&self.held).insert(
             lease.watch.clone(),
             Held {
-                token: lease.token,
-                trusted_until: self.trusted_from(sent),
+                trust: Arc::new(trust),
                 recorded: Instant::now(),
             },
         );
+        if let Some(old) = old {
+            old.trust.drop_from_book();
+        }
     }
 
     /// The fence of this agent's writes to watch `id` (its holder id and token), if
@@ -112,8 +171,13 @@ impl LeaseBook {
     /// The token of watch `id`'s lease if it is held and still inside its trust window.
     pub fn trusted(&self, id: &str) -> Option<i64> {
         let held = lock(&self.held);
-        let h = held.get(id)?;
-        (Instant::now() < h.trusted_until).then_some(h.token)
+        held.get(id)?.trust.token_now()
+    }
+
+    /// Watch `id`'s entry, to read again without the book (`Trust::token_now`) for
+    /// as long as it `is_current`.
+    pub fn trust(&self, id: &str) -> Option<Arc<Trust>> {
+        lock(&self.held).get(id).map(|h| h.trust.clone())
     }
 
     /// A renewal sent at `sent` answered `renewed`: extends their trust and returns the
@@ -134,11 +198,12 @@ impl LeaseBook {
         held.retain(
             |id, h| match renewal_says(h, sent, by_id.get(id.as_str()).copied()) {
                 Renewal::Renewed => {
-                    h.trusted_until = h.trusted_until.max(until);
+                    h.trust.extend(until);
                     true
                 }
                 Renewal::Newer => true,
                 Renewal::Lost => {
+                    h.trust.drop_from_book();
                     lost.push(id.clone());
                     false
                 }
@@ -152,7 +217,8 @@ impl LeaseBook {
         let mut held = lock(&self.held);
         let mut out = Vec::new();
         held.retain(|id, h| {
-            if now >= h.trusted_until {
+            if now >= h.trust.until() {
+                h.trust.drop_from_book();
                 out.push(id.clone());
                 false
             } else {
@@ -196,7 +262,9 @@ impl LeaseBook {
     }
 
     pub fn forget(&self, id: &str) {
-        lock(&self.held).remove(id);
+        if let Some(h) = lock(&self.held).remove(id) {
+            h.trust.drop_from_book();
+        }
     }
 
     pub fn count(&self) -> usize {
@@ -209,7 +277,9 @@ impl LeaseBook {
 
     /// Marks watch `id` lost: its loop stops and writes nothing more.
     pub fn mark_lost(&self, id: &str) {
-        lock(&self.held).remove(id);
+        if let Some(h) = lock(&self.held).remove(id) {
+            h.trust.drop_from_book();
+        }
         lock(&self.lost).insert(id.to_string());
     }
 
@@ -238,7 +308,7 @@ enum Renewal {
 /// it renewed this watch with, if it did) about lease `h`.
 fn renewal_says(h: &Held, sent: Instant, answered: Option<i64>) -> Renewal {
     match answered {
-        Some(token) if token == h.token => Renewal::Renewed,
+        Some(token) if token == h.trust.token => Renewal::Renewed,
         _ if h.recorded >= sent => Renewal::Newer,
         _ => Renewal::Lost,
     }
@@ -373,12 +443,59 @@ mod tests {
         assert_eq!(book.count(), 0);
     }
 
+    /// A sink's kept entry says what the book says, at every change of the book.
+    #[test]
+    fn a_kept_trust_answers_as_the_book_does() {
+        let book = LeaseBook::new("a".into(), Duration::from_secs(3), true);
+        let same = |id: &str, kept: &Arc<Trust>| {
+            let read = if kept.is_current() {
+                kept.token_now()
+            } else {
+                book.trusted(id)
+            };
+            assert_eq!(read, book.trusted(id), "{id}");
+            read
+        };
+        let sent = Instant::now();
+        for w in ["x", "y", "z", "w"] {
+            book.hold(&lease(w, 1), sent);
+        }
+        let kept: Vec<Arc<Trust>> = ["x", "y", "z", "w"]
+            .iter()
+            .map(|w| book.trust(w).expect("held"))
+            .collect();
+        assert!(kept.iter().all(|t| t.token_now() == Some(1)));
+        // Renewed: trusted longer, through the same entry.
+        std::thread::sleep(Duration::from_millis(2));
+        let next = Instant::now();
+        let before = kept[0].until();
+        let lost = book.renewed(next, &[lease("x", 1), lease("y", 1), lease("w", 1)]);
+        assert_eq!(lost, ["z"]);
+        assert!(kept[0].until() > before, "a renewal extends the kept entry");
+        assert!(!kept[2].is_current(), "a lost lease's entry is gone");
+        assert_eq!(same("z", &kept[2]), None);
+        // Taken again with a new token: the kept entry is no longer the book's.
+        book.hold(&lease("y", 2), Instant::now());
+        assert!(!kept[1].is_current());
+        assert_eq!(same("y", &kept[1]), Some(2));
+        // Forgotten, marked lost, expired.
+        book.forget("x");
+        assert!(!kept[0].is_current());
+        assert_eq!(same("x", &kept[0]), None);
+        book.mark_lost("w");
+        assert!(!kept[3].is_current());
+        assert_eq!(same("w", &kept[3]), None);
+        let y = book.trust("y").expect("held");
+        assert_eq!(book.expired(Instant::now() + Duration::from_secs(3)), ["y"]);
+        assert!(!y.is_current());
+        assert_eq!(same("y", &y), None);
+    }
+
     #[test]
     fn a_renewal_judges_only_leases_held_before_it_was_sent() {
         let now = Instant::now();
         let h = |token, recorded| Held {
-            token,
-            trusted_until: now + Duration::from_secs(10),
+            trust: Arc::new(Trust::new(token, now, now + Duration::from_secs(10))),
             recorded,
         };
         let before = now - Duration::from_millis(5);

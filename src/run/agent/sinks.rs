@@ -48,6 +48,9 @@ pub(super) struct StoreSink {
     pub(super) herald: Option<Arc<super::outbox::Herald>>,
     /// Firing series of notify rules waiting for their `notify` event (and its notes).
     pub(super) notify_fired: Vec<(i64, SeriesRow)>,
+    /// The lease book's entry for this watch, read at each poll without the book
+    /// (`lease::Trust`); asked of the book again once it is no longer current.
+    pub(super) trust: Option<Arc<super::lease::Trust>>,
 }
 
 /// What a watch's `StoreSink` may use of its agent, and nothing more: the lease book
@@ -72,6 +75,16 @@ impl SinkLink {
 }
 
 impl StoreSink {
+    /// The lease's token if it is held and still trusted: `LeaseBook::trusted`, read
+    /// from the book's entry kept here while it is current.
+    fn trusted(&mut self) -> Option<i64> {
+        if let Some(t) = self.trust.as_ref().filter(|t| t.is_current()) {
+            return t.token_now();
+        }
+        self.trust = self.link.leases.trust(&self.id);
+        self.trust.as_ref().and_then(|t| t.token_now())
+    }
+
     /// A poll: its mark (batched to the store), its `breaches` windows and the live
     /// view, with as few copies as each needs (this runs for every poll of every
     /// watch).
@@ -231,7 +244,7 @@ impl Sink for StoreSink {
             ..
         } = event
         {
-            if let Some(token) = self.link.leases.trusted(&self.id) {
+            if let Some(token) = self.trusted() {
                 self.polled(at_ms, token, rule, error, state, *value, samples, windows);
                 return;
             }

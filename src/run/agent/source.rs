@@ -61,14 +61,14 @@ struct Entry<A> {
 
 /// Answers by key, kept `KEEP` for late askers; swept at most once a second.
 struct Cache<K, A> {
-    map: HashMap<K, Entry<A>>,
+    map: HashMap<K, Entry<A>, foldhash::fast::RandomState>,
     last_sweep: Instant,
 }
 
 impl<K: std::hash::Hash + Eq, A> Cache<K, A> {
     fn new() -> Self {
         Cache {
-            map: HashMap::new(),
+            map: HashMap::default(),
             last_sweep: Instant::now(),
         }
     }

@@ -165,7 +165,7 @@ pub(super) struct Handle {
 /// become its key (moved, not copied: a mark a poll, tens of thousands a second at
 /// 100,000 watches).
 #[derive(Default)]
-pub(super) struct PollBook(Mutex<HashMap<(String, String), Merged>>);
+pub(super) struct PollBook(Mutex<HashMap<(String, String), Merged, foldhash::fast::RandomState>>);
 
 /// A mark without its key.
 struct Merged {

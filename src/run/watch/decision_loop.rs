@@ -2,6 +2,7 @@
 //! ends: signals first, then the end, then blindness, then each poll in turn.
 
 use super::act;
+use super::beside::beside;
 use super::journal::NoJournal;
 use super::manual::next_order;
 use super::outcome::{Outcome, Signal};
@@ -13,7 +14,6 @@ use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::action::ActionRunner;
 use crate::io::prom::{HistorySource, MetricsSource};
-use futures_util::future::{select, Either};
 use std::collections::BTreeSet;
 use std::pin::pin;
 use std::sync::Arc;
@@ -183,6 +183,12 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 break;
             }
         }
+        // One timer for the end and for blindness, moved only when the earlier of the
+        // two comes sooner than it is set for (a person ended the watch early) or
+        // after it rang: a new pair each turn cost four trips through tokio's timer
+        // lock a poll (BENCHMARKS.md, issue 21). Set for a time that has since moved
+        // later (a good poll pushed blindness back), it rings early, and is set again.
+        let mut alarm = pin!(sleep_until(w.end_instant().min(blind.deadline())));
         'watch: loop {
             if let Some(outcome) = backlog_outcome.take() {
                 break outcome;
@@ -194,31 +200,41 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             // (Read again at every turn: a person may extend the watch or hold it.)
             let end = w.end_instant();
             let hold = w.hold_deadline();
+            let due = end.min(blind.deadline());
+            if alarm.is_elapsed() || due < alarm.deadline() {
+                alarm.as_mut().reset(due);
+            }
+            let armed = alarm.deadline();
             tokio::select! {
                 biased;
                 Some(sig) = w.signals.recv() => {
                     w.sinks.emit(now_ms(), &Event::Signal { signal: format!("{sig:?}"), during_action: false });
                     break Outcome::Interrupted(sig);
                 }
-                _ = sleep_until(end) => {
-                    // Polls taken before the end that queued while a command ran are
-                    // judged first: a breach they show still acts.
-                    if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
-                        break 'watch o;
-                    }
-                    if let Some(sig) = w.deferred_signal {
-                        break Outcome::Interrupted(sig);
-                    }
-                    // A hold that lasts to the end ends there: what still fires acts, never
-                    // left behind a "healthy" ending.
-                    if w.control.hold.is_some() {
-                        if let Some(o) = Box::pin(w.hold_over(None)).await {
+                // The end before blindness, as when each had its own timer.
+                _ = &mut alarm => {
+                    if armed >= end {
+                        // Polls taken before the end that queued while a command ran are
+                        // judged first: a breach they show still acts.
+                        if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
                             break 'watch o;
                         }
+                        if let Some(sig) = w.deferred_signal {
+                            break Outcome::Interrupted(sig);
+                        }
+                        // A hold that lasts to the end ends there: what still fires acts,
+                        // never left behind a "healthy" ending.
+                        if w.control.hold.is_some() {
+                            if let Some(o) = Box::pin(w.hold_over(None)).await {
+                                break 'watch o;
+                            }
+                        }
+                        break w.finish();
                     }
-                    break w.finish();
-                }
-                _ = sleep_until(blind.deadline()) => {
+                    if armed < blind.deadline() {
+                        // Rang for a time that has moved later: set again at the next turn.
+                        continue;
+                    }
                     // Good polls may be waiting in the queue (a slow pause command held the
                     // loop): they count before the watch is called blind.
                     if let Some(o) = Box::pin(w.drain(&mut rx, &mut blind, Some(w.duration()))).await {
@@ -266,13 +282,11 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             }
         }
     };
-    // The loop runs to its end with the poller polled beside it (each pinned here
-    // once: an async fn taking them would hold them twice), the loop first; the
-    // poller stops with the loop (dropped here), or ends first when no rule is left.
-    let outcome = match select(pin!(body), pin!(poller)).await {
-        Either::Left((outcome, _)) => outcome,
-        Either::Right(((), body)) => body.await,
-    };
+    // The loop runs to its end with the poller polled beside it, each only when woken
+    // (`beside.rs`), the loop first (each pinned here once: an async fn taking them
+    // would hold them twice); the poller stops with the loop (dropped here), or ends
+    // first when no rule is left.
+    let outcome = beside(pin!(body), pin!(poller)).await;
     let warnings = w.warnings();
     // Silences already made are told before the ending; one still being made (a slow
     // Alertmanager) never holds the ending back: it is awaited, bounded, after it.

@@ -10,13 +10,15 @@
 //! is where the loop records what it claims before a command runs (the agent's store).
 //!
 //! The loop is split by what each part does: `start` (what a watch is given),
-//! `poller` (the queries), `decision_loop` (`run_from`), `state` (the loop's state),
+//! `poller` (the queries), `beside` (the loop and its poller in one task, each polled
+//! when woken), `decision_loop` (`run_from`), `state` (the loop's state),
 //! `handle` (a poll and the end), `confirm` (the poll made when a pending breach's
 //! `for` has elapsed in the data), `manual` (people's orders: roll back now, hold,
 //! extend, end) and `act` (a command). `mod.rs` only names them, so
 //! no child takes anything from the module that re-exports it.
 
 mod act;
+mod beside;
 mod carry;
 mod confirm;
 mod decision_loop;

@@ -23,6 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// The ids of the watches the one agent holds (seeded hashing: ids come from the API).
+type Held = std::collections::HashSet<String, foldhash::fast::RandomState>;
+
 /// The most memory SQLite's page cache takes, in KiB (`PRAGMA cache_size`): the
 /// pages of about 100,000 watches' last polls and state. It grows only as pages are
 /// read.
@@ -37,7 +40,7 @@ pub struct SqliteStore {
     /// running watch, each with token 1, and nothing ever takes one over. (Hashed:
     /// every last poll's fence looks a watch up here, and in a tree of 100,000 ids
     /// each lookup was a score of string comparisons.)
-    held: Mutex<std::collections::HashSet<String>>,
+    held: Mutex<Held>,
 }
 
 impl SqliteStore {
@@ -85,7 +88,7 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn held(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -117,7 +120,7 @@ impl SqliteStore {
 }
 
 /// Whether the one agent holds `id`'s lease with `token` (the fence of every write).
-fn holds(held: &std::collections::HashSet<String>, id: &str, token: i64) -> bool {
+fn holds(held: &Held, id: &str, token: i64) -> bool {
     token == 1 && held.contains(id)
 }
 
