@@ -401,6 +401,31 @@ async fn failed_polls_past_max_blind_end_the_watch_inconclusive_and_nothing_runs
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_good_poll_between_failures_pushes_blindness_back() {
+    // Good until 20s, failing 30–60s, good at 70s, failing from 80s: blind 60s after
+    // the last good poll, at 130s. The loop's one timer was set for 60s (from the
+    // start), then 80s (after the good poll at 20s): it rings at each, finds the
+    // deadline moved, and is set again, never taking an early ring for blindness.
+    let spec = spec(
+        "  duration: 10m\n  max_blind: 60s",
+        &[("errors", "    above: 0.5\n    for: 10s")],
+    );
+    let script: &[(u64, Reply)] = &[
+        (0, Reply::Value(0.1)),
+        (30, Reply::Fail),
+        (70, Reply::Value(0.1)),
+        (80, Reply::Fail),
+    ];
+    let ran = watch(spec, secs(600), &[("errors", script)], None, QUICK).await;
+    assert!(
+        matches!(ran.outcome, Outcome::Inconclusive { .. }),
+        "{:?}",
+        ran.outcome
+    );
+    assert_eq!(ran.ended, secs(130));
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_watch_ends_healthy_at_its_duration() {
     let spec = spec(
         "  duration: 5m",
