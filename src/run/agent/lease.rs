@@ -147,13 +147,15 @@ impl LeaseBook {
         lock(&self.lost).remove(&lease.watch);
         lock(&self.unreleased).remove(&lease.watch);
         let trust = Trust::new(lease.token, self.zero, self.trusted_from(sent));
-        let old = lock(&self.held).insert(
+        let mut held = lock(&self.held);
+        let old = held.insert(
             lease.watch.clone(),
             Held {
                 trust: Arc::new(trust),
                 recorded: Instant::now(),
             },
         );
+        // (Under the book's lock, as every other change of an entry.)
         if let Some(old) = old {
             old.trust.drop_from_book();
         }
