@@ -8,7 +8,7 @@ use crate::core::rules::WatchSpec;
 use crate::io::prom::PromClient;
 use crate::run::watch::{self, Signal, WatchOptions, WatchSinks};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use crate::run::channel;
 
 /// them (waiting, bounded, for notifications in flight). Err(exit code) when an output
 /// cannot be opened, before anything runs.
@@ -17,9 +17,9 @@ pub async fn run_watch(
     client: PromClient,
     opts: &WatchOptions,
     outputs: &OutputArgs,
-    signals: &mut mpsc::Receiver<Signal>,
+    signals: &mut channel::Receiver<Signal>,
     ahead: std::time::Duration,
-    orders: Option<mpsc::Receiver<watch::OrderMsg>>,
+    orders: Option<channel::Receiver<watch::OrderMsg>>,
 ) -> Result<watch::Outcome, u8> {
     let mut sinks = watch_sinks(outputs, spec).map_err(|e| {
         crate::say!("error: {e}");

@@ -2,13 +2,13 @@
 //! anything runs.
 
 use crate::run::watch::Signal;
-use tokio::sync::mpsc;
+use crate::run::channel;
 
 /// Forwards SIGINT and SIGTERM into the watch. Installed before anything runs, so a
 /// signal can never kill rollwatch half way through an action.
-pub fn signal_channel() -> mpsc::Receiver<Signal> {
+pub fn signal_channel() -> channel::Receiver<Signal> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = mpsc::channel(4);
+    let (tx, rx) = channel::channel(4);
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::spawn(async move {

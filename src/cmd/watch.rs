@@ -20,7 +20,7 @@ use crate::run::watch::WatchOptions;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use crate::run::channel;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {
@@ -97,7 +97,7 @@ pub async fn run(args: WatchArgs) -> u8 {
     let (socket, orders) = match &args.control_socket {
         None => (None, None),
         Some(path) => {
-            let (tx, rx) = mpsc::channel(8);
+            let (tx, rx) = channel::channel(8);
             match ControlSocket::open(path, tx).await {
                 Ok(s) => {
                     tracing::info!(event = "control_socket", path = %path.display(), "people's orders are taken on {} (rollwatch ctl ORDER --socket PATH --reason ...)", path.display());

@@ -32,7 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use crate::run::channel;
+use tokio::sync::{oneshot, watch, Semaphore};
 
 /// The longest request line (bytes).
 pub const MAX_REQUEST: usize = 4096;
@@ -126,7 +127,7 @@ impl ControlSocket {
     /// every checked order goes to `orders`, and its answer back to its client.
     pub async fn open(
         path: &Path,
-        orders: mpsc::Sender<OrderMsg>,
+        orders: channel::Sender<OrderMsg>,
     ) -> Result<ControlSocket, OpenError> {
         path.file_name()
             .ok_or_else(|| refuse(path, "names no file"))?;
@@ -261,7 +262,7 @@ impl Drop for ControlSocket {
 /// Accepts connections until the socket is dropped, each in its own task.
 async fn serve(
     listener: UnixListener,
-    orders: mpsc::Sender<OrderMsg>,
+    orders: channel::Sender<OrderMsg>,
     slots: Arc<Semaphore>,
     closed: watch::Receiver<bool>,
 ) {
@@ -301,7 +302,7 @@ fn answer_line(result: &Result<String, String>) -> Vec<u8> {
 /// One connection: a request line in, an answer line out.
 async fn connection(
     mut stream: UnixStream,
-    orders: &mpsc::Sender<OrderMsg>,
+    orders: &channel::Sender<OrderMsg>,
     mut closed: watch::Receiver<bool>,
 ) {
     let read = tokio::select! {
@@ -364,7 +365,7 @@ async fn read_request(stream: &mut UnixStream) -> Result<Vec<u8>, String> {
 async fn order(
     stream: &UnixStream,
     line: &[u8],
-    orders: &mpsc::Sender<OrderMsg>,
+    orders: &channel::Sender<OrderMsg>,
 ) -> Result<String, String> {
     let peer = peer_name(stream).await;
     let control = control_of(line, peer.as_deref(), crate::core::events::now_ms())?;

@@ -94,10 +94,10 @@ fn a_request_line_is_checked_as_the_api_checks_an_order() {
 
 /// A watch's side: answers every order with "done by WHO: REASON".
 fn fake_watch() -> (
-    mpsc::Sender<OrderMsg>,
+    channel::Sender<OrderMsg>,
     tokio::task::JoinHandle<Vec<Control>>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<OrderMsg>(8);
+    let (tx, mut rx) = channel::channel::<OrderMsg>(8);
     let task = tokio::spawn(async move {
         let mut seen = Vec::new();
         while let Some(OrderMsg { control, reply }) = rx.recv().await {
@@ -156,7 +156,7 @@ async fn the_socket_is_private_carries_orders_and_is_gone_when_dropped() {
 async fn an_order_after_the_watch_ended_is_told_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("w.sock");
-    let (tx, rx) = mpsc::channel::<OrderMsg>(1);
+    let (tx, rx) = channel::channel::<OrderMsg>(1);
     drop(rx);
     let _socket = ControlSocket::open(&path, tx).await.unwrap();
     let got = ask(&path, &request("end", Some("a")), MIN).await.unwrap();

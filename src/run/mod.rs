@@ -12,6 +12,8 @@
 //! - `replay`: every rule of a watch replayed over a window (`replay` and `test`);
 //! - `interner`: equal values (judging parameters, the page's rule texts) held once
 //!   for all the watches;
+//! - `channel`: the bounded channels a watch holds for its life (signals, orders,
+//!   polls), small where tokio's are not;
 //! - `control_socket`: `watch`'s local control socket, people's orders to a watch
 //!   without an agent (and the client `ctl --socket` speaks).
 //!
@@ -19,6 +21,7 @@
 //! sinks it reports to are handed to it.
 
 pub mod agent;
+pub mod channel;
 pub mod control_socket;
 pub mod interner;
 pub mod preflight;

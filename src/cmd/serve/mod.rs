@@ -139,7 +139,7 @@ fn read_token(path: &std::path::Path) -> Result<tokens::Tokens, ServeError> {
 
 async fn serve(
     args: ServeArgs,
-    signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
+    signals: &mut crate::run::channel::Receiver<crate::run::watch::Signal>,
 ) -> Result<(), ServeError> {
     if crate::io::huge_pages::off_for_this_process() {
         tracing::debug!(

@@ -19,7 +19,7 @@ use crate::io::store::{Ending, NewNote, NewWatch, StoreError, WatchRecord};
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tracing::{error, info};
 
 /// A watch's rule snapshot, loaded (shared with the watches of the same rule file
@@ -69,10 +69,10 @@ impl Agent {
             rec.def.rules_text = String::new();
             rec.def.vars = Default::default();
         }
-        let (tx, rx) = mpsc::channel(4);
+        let (tx, rx) = channel::channel(4);
         // The watch's own sinks stop its loop through it (a write the store fenced).
         let stop = tx.clone();
-        let (orders, orders_rx) = mpsc::channel(8);
+        let (orders, orders_rx) = channel::channel(8);
         let live: Live = Arc::default();
         lock(&self.running).insert(
             rec.def.id.clone(),
@@ -171,7 +171,7 @@ impl Agent {
         &self,
         id: &str,
         waiting: &mut bool,
-        signals: &mut mpsc::Receiver<Signal>,
+        signals: &mut channel::Receiver<Signal>,
     ) -> bool {
         if !*waiting {
             *waiting = true;
@@ -217,9 +217,9 @@ impl Agent {
         self: &Arc<Self>,
         rec: &WatchRecord,
         begin: Begin,
-        mut signals: mpsc::Receiver<Signal>,
-        orders: mpsc::Receiver<crate::run::watch::OrderMsg>,
-        stop: mpsc::Sender<Signal>,
+        mut signals: channel::Receiver<Signal>,
+        orders: channel::Receiver<crate::run::watch::OrderMsg>,
+        stop: channel::Sender<Signal>,
         live: Live,
     ) {
         let def = &rec.def;

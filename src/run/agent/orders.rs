@@ -112,7 +112,7 @@ impl Agent {
         &self,
         id: &str,
         old: &str,
-        signals: &mut tokio::sync::mpsc::Receiver<crate::run::watch::Signal>,
+        signals: &mut crate::run::channel::Receiver<crate::run::watch::Signal>,
     ) -> Option<String> {
         let mut told = false;
         // An older watch with no command running ends within a look once its holder

@@ -110,7 +110,7 @@ fn opts() -> WatchOptions {
 async fn first_run() -> Seen {
     let seen = Seen::default();
     let mut sinks = Sinks(vec![Box::new(seen.clone())]);
-    let (_tx, mut signals) = tokio::sync::mpsc::channel(1);
+    let (_tx, mut signals) = crate::run::channel::channel(1);
     let outcome = watch::run_from(
         &spec(),
         Arc::new(Breaching),
@@ -276,8 +276,8 @@ async fn a_waiting_watch_holds_little() {
     let crate::io::store::Created::New(rec) = store.create(&def).unwrap() else {
         panic!("a new watch")
     };
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let (_orders, orders) = tokio::sync::mpsc::channel(4);
+    let (tx, rx) = crate::run::channel::channel(4);
+    let (_orders, orders) = crate::run::channel::channel(4);
     let prepared = agent.prepare(&rec.def).unwrap();
     let drive = agent.drive(
         &rec,

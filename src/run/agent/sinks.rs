@@ -16,7 +16,7 @@ use crate::run::watch::Signal;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tracing::{error, info, warn};
 
 /// Writes each decision of a watch to the store as it is made, and keeps the live view.
@@ -62,7 +62,7 @@ pub(super) struct SinkLink {
     pub(super) leases: Arc<LeaseBook>,
     pub(super) polls: Arc<PollBook>,
     pub(super) stopping: Arc<AtomicBool>,
-    pub(super) stop: mpsc::Sender<Signal>,
+    pub(super) stop: channel::Sender<Signal>,
 }
 
 impl SinkLink {

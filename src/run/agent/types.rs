@@ -11,7 +11,7 @@ use crate::run::watch::{Outcome, Signal};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tokio::task::JoinHandle;
 
 /// Queries in flight at once for the unauthenticated verdict routes, whatever
@@ -152,9 +152,9 @@ pub type WatchSinkFactory = Arc<dyn Fn(&NewWatch) -> Box<dyn Sink> + Send + Sync
 pub(super) type SourceKey = (String, Duration);
 
 pub(super) struct Handle {
-    pub(super) signal: mpsc::Sender<Signal>,
+    pub(super) signal: channel::Sender<Signal>,
     /// Where people's orders reach the watch's decision loop (`orders.rs`).
-    pub(super) orders: mpsc::Sender<crate::run::watch::OrderMsg>,
+    pub(super) orders: channel::Sender<crate::run::watch::OrderMsg>,
     pub(super) live: Live,
     /// Where the watch's clock is checked periodically: its Prometheus and its limit
     /// (set once the watch is judged here).

@@ -18,7 +18,7 @@ use crate::core::rules::{CommandSpec, Rule, WatchSpec};
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
 use crate::io::prom::{HistorySource, MetricsSource};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tracing::error;
 
 /// How long the end of a watch waits for silences still being made (each is already
@@ -70,7 +70,7 @@ pub async fn run_claimed<R: ActionRunner>(
     rule: &str,
     journal: &mut dyn Journal,
     sinks: &mut Sinks,
-    signals: Option<&mut mpsc::Receiver<Signal>>,
+    signals: Option<&mut channel::Receiver<Signal>>,
     deferred: &mut Option<Signal>,
 ) -> ActionReport {
     let fut = runner.run(req);

@@ -13,7 +13,7 @@ use crate::io::prom::{
 };
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tokio::time::Instant;
 
 const T0_SECS: u64 = 1_800_000_000;
@@ -117,7 +117,7 @@ async fn watch(source: Arc<Recording>, duration: Duration) -> (Outcome, Vec<Dura
         }),
         ..Start::default()
     };
-    let (_tx, mut signals) = mpsc::channel(4);
+    let (_tx, mut signals) = channel::channel(4);
     let outcome = run_from(
         &spec,
         source,

@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tokio::time::{sleep_until, Instant};
 use tracing::error;
 
@@ -31,7 +31,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     runner: &R,
     opts: &WatchOptions,
     from: Box<Start>,
-    signals: &mut mpsc::Receiver<Signal>,
+    signals: &mut channel::Receiver<Signal>,
     sinks: &mut Sinks,
 ) -> Outcome {
     // Taken apart at once, and every part consumed before the first await: the box
@@ -72,7 +72,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
     let start_wall = now_wall.checked_sub(elapsed).unwrap_or(now_wall);
     let max_blind = spec.max_blind.min(opts.duration);
     // (Boxed: a channel's slots are allocated 32 at a time, and a watch holds one.)
-    let (tx, mut rx) = mpsc::channel::<Box<PollDone>>(64);
+    let (tx, mut rx) = channel::channel::<Box<PollDone>>(64);
     let polled = spec
         .rules
         .iter()

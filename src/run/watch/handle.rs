@@ -15,13 +15,13 @@ use crate::io::action::{ActionRunner, ActionStatus};
 use crate::io::prom::{HistorySource, MetricsSource};
 
 use std::time::Duration;
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tracing::{error, warn};
 
 /// Awaits `fut` unless a signal comes first: the signal is then recorded (the loop ends
 /// on it at once, as on one between polls) and the work is dropped (None).
 pub(super) async fn unless_signalled<T>(
-    signals: &mut mpsc::Receiver<Signal>,
+    signals: &mut channel::Receiver<Signal>,
     sinks: &mut Sinks,
     deferred: &mut Option<Signal>,
     fut: impl std::future::Future<Output = T>,
@@ -117,7 +117,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// clock, if given); Some(outcome) if one of them ends the watch.
     pub(super) async fn drain(
         &mut self,
-        rx: &mut mpsc::Receiver<Box<PollDone>>,
+        rx: &mut channel::Receiver<Box<PollDone>>,
         blind: &mut Blind,
         until: Option<Duration>,
     ) -> Option<Outcome> {

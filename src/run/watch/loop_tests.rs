@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tokio::time::Instant;
 
 /// The watch's origin on the clock the loop is given (`Start::clock`), so a poll's
@@ -215,7 +215,7 @@ pub(super) async fn watch_ordered(
         dry_run: false,
         prometheus: "http://prometheus.invalid".into(),
     };
-    let (order_tx, order_rx) = mpsc::channel(8);
+    let (order_tx, order_rx) = channel::channel(8);
     let replies: Arc<Mutex<Replies>> = Arc::default();
     let answered = replies.clone();
     // Ends once every order was answered (or refused because the watch had ended).
@@ -270,7 +270,7 @@ pub(super) async fn watch_ordered(
         pre_existing,
         ..Start::default()
     };
-    let (tx, mut signals) = mpsc::channel(4);
+    let (tx, mut signals) = channel::channel(4);
     tokio::spawn(async move {
         if let Some(at) = signal_at {
             tokio::time::sleep_until(origin + at).await;

@@ -10,7 +10,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tokio::time::{sleep_until, Instant};
 
 /// What the poller needs of one rule: its queries, interval and first tick (the
@@ -57,7 +57,7 @@ fn next_tick(tick: Instant, now: Instant, interval: Duration) -> Instant {
 pub(super) async fn poll_rules<S: MetricsSource>(
     rules: Vec<Polled<'_>>,
     source: Arc<S>,
-    tx: mpsc::Sender<Box<PollDone>>,
+    tx: channel::Sender<Box<PollDone>>,
     start: Instant,
     start_wall: SystemTime,
     elapsed: Duration,
@@ -78,11 +78,17 @@ pub(super) async fn poll_rules<S: MetricsSource>(
             .min();
         tokio::select! {
             biased;
-            permit = tx.reserve(), if !ready.is_empty() => {
-                let Ok(permit) = permit else { return };
+            room = tx.ready(), if !ready.is_empty() => {
+                if room.is_err() {
+                    return;
+                }
                 let Some(done) = ready.pop_front() else { continue };
                 let rule = done.rule;
-                permit.send(done);
+                if let Err(e) = tx.try_send(done) {
+                    // Ready, so only a receiver gone (the loop ended) gets here.
+                    debug_assert!(matches!(e, crate::run::channel::SendError::Closed(_)));
+                    return;
+                }
                 if let Turn::Busy(next) = turns[rule] {
                     turns[rule] = Turn::Due(next);
                 }

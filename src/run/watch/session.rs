@@ -13,7 +13,7 @@ use crate::io::notify::Deliveries;
 use crate::io::prom::{HistorySource, MetricsSource};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use crate::run::channel;
 
 /// The sinks of a watch, and what must be awaited once it ends.
 #[derive(Default)]
@@ -39,7 +39,7 @@ pub async fn run_session<S: MetricsSource + HistorySource>(
     source: Arc<S>,
     opts: &WatchOptions,
     from: Box<Start>,
-    signals: &mut mpsc::Receiver<Signal>,
+    signals: &mut channel::Receiver<Signal>,
     sinks: &mut WatchSinks,
 ) -> Outcome {
     let outcome = run_from(

@@ -113,7 +113,7 @@ pub struct Start {
     /// events right after the start.
     pub succeeds: Option<(String, String)>,
     /// Where people's orders arrive while the watch runs (None: nobody can give any).
-    pub orders: Option<tokio::sync::mpsc::Receiver<OrderMsg>>,
+    pub orders: Option<crate::run::channel::Receiver<OrderMsg>>,
 }
 
 /// A person's order to a running watch, and where its answer goes: `Ok` with what it

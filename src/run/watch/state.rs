@@ -18,7 +18,7 @@ use crate::core::rules::WatchSpec;
 use crate::io::action::ActionStatus;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tokio::time::Instant;
 
 /// The state of one running watch.
@@ -47,7 +47,7 @@ pub(super) struct Watch<'a, R, S> {
     pub(super) clock: Option<ClockAnchor>,
     pub(super) runner: &'a R,
     pub(super) opts: &'a WatchOptions,
-    pub(super) signals: &'a mut mpsc::Receiver<Signal>,
+    pub(super) signals: &'a mut channel::Receiver<Signal>,
     pub(super) sinks: &'a mut Sinks,
     pub(super) evals: Vec<RuleEval>,
     pub(super) last_poll_ok: Vec<bool>,
@@ -72,7 +72,7 @@ pub(super) struct Watch<'a, R, S> {
     /// What people's orders so far add up to (`core::control`): a hold, extensions.
     pub(super) control: ControlState,
     /// Where people's orders arrive (`manual.rs`); None: nobody can give any.
-    pub(super) orders: Option<mpsc::Receiver<OrderMsg>>,
+    pub(super) orders: Option<channel::Receiver<OrderMsg>>,
     /// Rules the hold's end found firing while their last poll had failed: each acts
     /// at its next good poll if it still fires then (`manual.rs`), never on a value
     /// its failed polls could not confirm.

@@ -2,7 +2,7 @@ use super::poller::{aligned_first, poll_rules, Polled};
 use crate::io::prom::{MetricsSource, QueryError, QueryResult};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
+use crate::run::channel;
 use tokio::time::Instant;
 
 /// Answers at once, except the second asking of `query` (of any query: None), which
@@ -39,7 +39,7 @@ impl MetricsSource for SlowSecond {
 async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
     let interval = Duration::from_secs(10);
     let source = SlowSecond::new(None, interval * 5 / 2);
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = channel::channel(16);
     let start = Instant::now();
     // (Leaked: the spawned poller needs its queries for ever; a watch's borrows them.)
     let rule = Polled {
@@ -76,7 +76,7 @@ async fn a_late_poll_keeps_the_next_ticks_on_the_grid() {
 async fn a_slow_rule_never_holds_up_another_rules_polls() {
     let interval = Duration::from_secs(10);
     let source = SlowSecond::new(Some("slow"), Duration::from_secs(25));
-    let (tx, mut rx) = mpsc::channel(16);
+    let (tx, mut rx) = channel::channel(16);
     let start = Instant::now();
     let rule = |q: &str, first: u64| Polled {
         query: Box::leak(Box::new(q.into())),
