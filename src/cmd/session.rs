@@ -6,9 +6,9 @@ use crate::core::events::Sinks;
 use crate::core::exit;
 use crate::core::rules::WatchSpec;
 use crate::io::prom::PromClient;
+use crate::run::channel;
 use crate::run::watch::{self, Signal, WatchOptions, WatchSinks};
 use std::sync::Arc;
-use crate::run::channel;
 
 /// them (waiting, bounded, for notifications in flight). Err(exit code) when an output
 /// cannot be opened, before anything runs.

@@ -1,8 +1,8 @@
 //! The signal channel: SIGINT and SIGTERM forwarded into a watch, installed before
 //! anything runs.
 
-use crate::run::watch::Signal;
 use crate::run::channel;
+use crate::run::watch::Signal;
 
 /// Forwards SIGINT and SIGTERM into the watch. Installed before anything runs, so a
 /// signal can never kill rollwatch half way through an action.

@@ -14,13 +14,13 @@ use crate::cmd::signals::signal_channel;
 use crate::core::exit;
 use crate::core::rules;
 use crate::io::prom::PromClient;
+use crate::run::channel;
 use crate::run::control_socket::ControlSocket;
 use crate::run::preflight::{self, PreflightWarning, WatchClock};
 use crate::run::watch::WatchOptions;
 use clap::Args;
 use std::path::PathBuf;
 use std::time::Duration;
-use crate::run::channel;
 
 #[derive(Debug, Args)]
 pub struct WatchArgs {

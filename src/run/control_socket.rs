@@ -24,6 +24,7 @@
 //! The socket is removed when the watch ends (`Drop`), if it is still the one made.
 
 use crate::core::control::{Control, Order};
+use crate::run::channel;
 use crate::run::watch::OrderMsg;
 use serde_json::json;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
@@ -32,7 +33,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use crate::run::channel;
 use tokio::sync::{oneshot, watch, Semaphore};
 
 /// The longest request line (bytes).

@@ -16,10 +16,10 @@ use crate::core::events::{now_ms, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::prom::PromClient;
 use crate::io::store::{Ending, NewNote, NewWatch, StoreError, WatchRecord};
+use crate::run::channel;
 use crate::run::watch::{self, Outcome, Signal, Start, WatchOptions, WatchSinks};
 use std::sync::Arc;
 use std::time::Duration;
-use crate::run::channel;
 use tracing::{error, info};
 
 /// A watch's rule snapshot, loaded (shared with the watches of the same rule file
@@ -39,6 +39,20 @@ pub(super) enum Begin {
         Option<Box<crate::io::store::ResumeRead>>,
     ),
 }
+
+/// What a watch's task is started with (`spawn`), handed whole to `drive`.
+pub(super) struct Beginning {
+    pub(super) rec: WatchRecord,
+    pub(super) begin: Begin,
+    pub(super) signals: channel::Receiver<Signal>,
+    pub(super) orders: channel::Receiver<crate::run::watch::OrderMsg>,
+    /// The watch's own sinks stop its loop through it (a write the store fenced).
+    pub(super) stop: channel::Sender<Signal>,
+    pub(super) live: Live,
+}
+
+/// A prepared watch: the future that runs it to its end, owning all it runs on.
+pub(super) type Running = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 impl Agent {
     /// Cancels a running watch; no command starts because of it (one already running
@@ -84,9 +98,20 @@ impl Agent {
             },
         );
         let agent = self.clone();
+        let id = rec.def.id.clone();
+        // Boxed: what the preparation takes is not kept in the task while it runs.
+        let beginning = Box::new(Beginning {
+            rec,
+            begin,
+            signals: rx,
+            orders: orders_rx,
+            stop,
+            live,
+        });
         let h = tokio::spawn(async move {
-            let id = rec.def.id.clone();
-            agent.drive(&rec, begin, rx, orders_rx, stop, live).await;
+            if let Some(running) = Box::pin(agent.drive(beginning)).await {
+                running.await;
+            }
             lock(&agent.running).remove(&id);
             // Ended, suspended or lost here: the lease goes back (if this agent still
             // holds it), so that another agent may take the watch at once.
@@ -211,17 +236,22 @@ impl Agent {
         Ok((spec, source))
     }
 
-    /// Runs one watch to its end and records its ending (or leaves it to resume at the
-    /// next start, when the agent stops).
-    pub(super) async fn drive(
-        self: &Arc<Self>,
-        rec: &WatchRecord,
-        begin: Begin,
-        mut signals: channel::Receiver<Signal>,
-        orders: channel::Receiver<crate::run::watch::OrderMsg>,
-        stop: channel::Sender<Signal>,
-        live: Live,
-    ) {
+    /// Prepares one watch to run (its snapshot, its state at a resume, its sinks): the
+    /// future that runs it to its end and records its ending (or leaves it to resume
+    /// at the next start, when the agent stops), or None when it ended or stopped
+    /// before its loop began. That future owns all it runs on, so the watch's task
+    /// holds nothing of this preparation while it runs (issue 21: the task was 1.6 KB
+    /// a watch, sized for the preparation's largest step).
+    pub(super) async fn drive(self: &Arc<Self>, begin: Box<Beginning>) -> Option<Running> {
+        let Beginning {
+            rec,
+            begin,
+            mut signals,
+            orders,
+            stop,
+            live,
+        } = *begin;
+        let rec = &rec;
         let def = &rec.def;
         let id = def.id.as_str();
         // A new watch runs on the snapshot its creation loaded and checked. At a
@@ -244,7 +274,7 @@ impl Agent {
                     if Box::pin(self.wait_to_retry(id, &mut waiting, &mut signals)).await {
                         continue;
                     }
-                    return;
+                    return None;
                 }
             }
         };
@@ -258,7 +288,7 @@ impl Agent {
         // whose watch clock is off Prometheus's does not judge it (nor end it).
         if resumed && !Box::pin(self.clock_allows(id, &source, spec.max_blind, duration)).await {
             self.leases.mark_lost(id);
-            return;
+            return None;
         }
         if let Some(h) = lock(&self.running).get_mut(id) {
             h.clock = Some((source.clone(), limit));
@@ -373,7 +403,7 @@ impl Agent {
                             others,
                         ))
                         .await;
-                        return;
+                        return None;
                     }
                     Err(e) => Err(e),
                 };
@@ -403,7 +433,7 @@ impl Agent {
                 if Box::pin(self.wait_to_retry(id, &mut waiting, &mut signals)).await {
                     continue;
                 }
-                return;
+                return None;
             }
             if waiting {
                 self.metrics.resume_waiting.dec();
@@ -431,7 +461,7 @@ impl Agent {
                     if Box::pin(self.wait_to_retry(id, &mut waiting, &mut signals)).await {
                         continue;
                     }
-                    return;
+                    return None;
                 }
             }
         };
@@ -451,7 +481,7 @@ impl Agent {
             };
             info!(event = "ended_by_order", watch = %id, outcome = outcome.name(), "the watch was ended by an order before this start");
             Box::pin(self.end_before_start(id, &outcome, true, herald.as_deref(), others)).await;
-            return;
+            return None;
         }
         from.baselines = Box::pin(self.before_baselines(&spec, def, &*source)).await;
         from.pre_existing =
@@ -470,18 +500,12 @@ impl Agent {
         if let Some(old) = &rec.after {
             match Box::pin(self.await_predecessor(id, old, &mut signals)).await {
                 Some(outcome) => from.succeeds = Some((old.clone(), outcome)),
-                None => return,
+                None => return None,
             }
         }
-        Box::pin(watch::run_session(
-            &spec,
-            source,
-            &opts,
-            from,
-            &mut signals,
-            &mut sinks,
-        ))
-        .await;
+        Some(Box::pin(async move {
+            watch::run_session(&spec, source, &opts, from, &mut signals, &mut sinks).await;
+        }))
     }
 }
 

@@ -12,11 +12,11 @@ use crate::io::store::{
     Ending, Fence, NewNote, Noted, PollMark, SeriesRow, StoreError, StoreHandle, WatchState,
     Windows,
 };
+use crate::run::channel;
 use crate::run::watch::Signal;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use crate::run::channel;
 use tracing::{error, info, warn};
 
 /// Writes each decision of a watch to the store as it is made, and keeps the live view.

@@ -6,12 +6,12 @@ use super::source::SharedSource;
 use crate::core::events::{now_ms, RuleState, Sink};
 use crate::io::prom::PromClient;
 use crate::io::store::{Ending, NewWatch, PollMark, WatchState};
+use crate::run::channel;
 use crate::run::watch::OutcomeKind;
 use crate::run::watch::{Outcome, Signal};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use crate::run::channel;
 use tokio::task::JoinHandle;
 
 /// Queries in flight at once for the unauthenticated verdict routes, whatever

@@ -17,8 +17,8 @@ use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::{CommandSpec, Rule, WatchSpec};
 use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus};
 use crate::io::prom::{HistorySource, MetricsSource};
-use std::time::Duration;
 use crate::run::channel;
+use std::time::Duration;
 use tracing::error;
 
 /// How long the end of a watch waits for silences still being made (each is already

@@ -11,9 +11,9 @@ use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus}
 use crate::io::prom::{
     HistorySource, MetricsSource, QueryError, QueryResult, RangeResult, RangeSeries,
 };
+use crate::run::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use crate::run::channel;
 use tokio::time::Instant;
 
 const T0_SECS: u64 = 1_800_000_000;

@@ -14,11 +14,11 @@ use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::WatchSpec;
 use crate::io::action::ActionRunner;
 use crate::io::prom::{HistorySource, MetricsSource};
+use crate::run::channel;
 use std::collections::BTreeSet;
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::SystemTime;
-use crate::run::channel;
 use tokio::time::{sleep_until, Instant};
 use tracing::error;
 

@@ -14,8 +14,8 @@ use crate::core::rules::{Action, ExtraKind};
 use crate::io::action::{ActionRunner, ActionStatus};
 use crate::io::prom::{HistorySource, MetricsSource};
 
-use std::time::Duration;
 use crate::run::channel;
+use std::time::Duration;
 use tracing::{error, warn};
 
 /// Awaits `fut` unless a signal comes first: the signal is then recorded (the loop ends

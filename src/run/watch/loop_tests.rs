@@ -15,11 +15,11 @@ use crate::io::action::{ActionReport, ActionRequest, ActionRunner, ActionStatus}
 use crate::io::prom::{
     HistorySource, MetricsSource, QueryError, QueryResult, RangeResult, RangeSeries,
 };
+use crate::run::channel;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use crate::run::channel;
 use tokio::time::Instant;
 
 /// The watch's origin on the clock the loop is given (`Start::clock`), so a poll's

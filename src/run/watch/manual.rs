@@ -24,12 +24,14 @@ use crate::core::events::{rfc3339_ms, Event};
 use crate::core::rules::Action;
 use crate::io::action::ActionRunner;
 use crate::io::prom::{HistorySource, MetricsSource};
-use std::time::Duration;
 use crate::run::channel;
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// The next order, or never when the watch takes none.
-pub(super) async fn next_order(orders: &mut Option<channel::Receiver<OrderMsg>>) -> Option<OrderMsg> {
+pub(super) async fn next_order(
+    orders: &mut Option<channel::Receiver<OrderMsg>>,
+) -> Option<OrderMsg> {
     match orders {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

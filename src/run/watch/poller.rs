@@ -6,11 +6,12 @@
 use super::start::PollDone;
 use crate::core::rules::{Clock, ExtraKind, Query};
 use crate::io::prom::MetricsSource;
+use crate::run::channel;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::VecDeque;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use crate::run::channel;
 use tokio::time::{sleep_until, Instant};
 
 /// What the poller needs of one rule: its queries, interval and first tick (the
@@ -68,6 +69,10 @@ pub(super) async fn poll_rules<S: MetricsSource>(
     let mut turns: Vec<Turn> = rules.iter().map(|r| Turn::Due(r.first)).collect();
     let mut asking = FuturesUnordered::new();
     let mut ready: VecDeque<Box<PollDone>> = VecDeque::new();
+    // One timer for the whole watch, moved only when the next tick changes (issue 21:
+    // a sleep made anew at each turn of this loop was put into tokio's timer wheel
+    // and taken out again two or three times a poll, each under the wheel's lock).
+    let mut timer = pin!(sleep_until(start));
     loop {
         let due = turns
             .iter()
@@ -76,6 +81,11 @@ pub(super) async fn poll_rules<S: MetricsSource>(
                 Turn::Busy(_) => None,
             })
             .min();
+        if let Some(due) = due {
+            if due != timer.deadline() {
+                timer.as_mut().reset(due);
+            }
+        }
         tokio::select! {
             biased;
             room = tx.ready(), if !ready.is_empty() => {
@@ -94,7 +104,7 @@ pub(super) async fn poll_rules<S: MetricsSource>(
                 }
             }
             Some(done) = asking.next(), if !asking.is_empty() => ready.push_back(Box::new(done)),
-            _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+            _ = &mut timer, if due.is_some() => {
                 let now = Instant::now();
                 for (i, (turn, rule)) in turns.iter_mut().zip(&rules).enumerate() {
                     let Turn::Due(tick) = *turn else { continue };

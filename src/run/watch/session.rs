@@ -11,9 +11,9 @@ use crate::core::rules::WatchSpec;
 use crate::io::action::ProcessRunner;
 use crate::io::notify::Deliveries;
 use crate::io::prom::{HistorySource, MetricsSource};
+use crate::run::channel;
 use std::sync::Arc;
 use std::time::Duration;
-use crate::run::channel;
 
 /// The sinks of a watch, and what must be awaited once it ends.
 #[derive(Default)]

@@ -16,9 +16,9 @@ use crate::core::eval::{Labels, Poll, RuleEval};
 use crate::core::events::Sinks;
 use crate::core::rules::WatchSpec;
 use crate::io::action::ActionStatus;
+use crate::run::channel;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use crate::run::channel;
 use tokio::time::Instant;
 
 /// The state of one running watch.

@@ -1,8 +1,8 @@
 use super::poller::{aligned_first, poll_rules, Polled};
 use crate::io::prom::{MetricsSource, QueryError, QueryResult};
+use crate::run::channel;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use crate::run::channel;
 use tokio::time::Instant;
 
 /// Answers at once, except the second asking of `query` (of any query: None), which
