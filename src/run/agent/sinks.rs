@@ -124,6 +124,9 @@ impl StoreSink {
         let l = match live.iter().position(|(r, _)| r == rule) {
             Some(i) => &mut live[i].1,
             None => {
+                // One more slot at a time: a handful of rules, each added once (a
+                // doubling list held 8 slots for 5 rules, 340 bytes a watch).
+                live.reserve_exact(1);
                 live.push((rule.to_string(), RuleLive::default()));
                 &mut live.last_mut().expect("just pushed").1
             }
