@@ -97,7 +97,6 @@ impl Agent {
                 clock: None,
             },
         );
-        let agent = self.clone();
         let id = rec.def.id.clone();
         // Boxed: what the preparation takes is not kept in the task while it runs.
         let beginning = Box::new(Beginning {
@@ -108,34 +107,42 @@ impl Agent {
             stop,
             live,
         });
-        let h = tokio::spawn(async move {
-            if let Some(running) = Box::pin(agent.drive(beginning)).await {
-                running.await;
-            }
-            lock(&agent.running).remove(&id);
-            // Ended, suspended or lost here: the lease goes back (if this agent still
-            // holds it), so that another agent may take the watch at once.
-            agent.leases.forget(&id);
-            agent.leases.clear_lost(&id);
-            agent.metrics.leases_held.set(agent.leases.count() as i64);
-            let holder = agent.leases.holder.clone();
-            let idc = id.clone();
-            let r = match lease::release_fault() {
-                true => None,
-                false => Some(
-                    agent
-                        .store
-                        .call(move |s| s.release_lease(&idc, &holder))
-                        .await,
-                ),
-            };
-            if !matches!(r, Some(Ok(()))) {
-                // Not renewed (only held leases are), so it expires at worst; the lease
-                // loop releases it again meanwhile so another agent may adopt it sooner.
-                agent.leases.release_failed(&id);
-            }
-        });
+        let h = tokio::spawn(self.clone().watch_task(id, beginning));
         lock(&self.tasks).push(h);
+    }
+
+    /// A watch's task: prepares it, runs it to its end, then gives its lease back.
+    /// Each step is boxed, so the task itself holds a few pointers while its watch
+    /// runs (`a_waiting_watch_holds_little`).
+    pub(super) async fn watch_task(self: Arc<Self>, id: String, beginning: Box<Beginning>) {
+        if let Some(running) = Box::pin(self.drive(beginning)).await {
+            running.await;
+        }
+        Box::pin(self.watch_gone(id)).await;
+    }
+
+    /// A watch ended, suspended or lost here: the lease goes back (if this agent
+    /// still holds it), so that another agent may take the watch at once.
+    async fn watch_gone(&self, id: String) {
+        lock(&self.running).remove(&id);
+        self.leases.forget(&id);
+        self.leases.clear_lost(&id);
+        self.metrics.leases_held.set(self.leases.count() as i64);
+        let holder = self.leases.holder.clone();
+        let idc = id.clone();
+        let r = match lease::release_fault() {
+            true => None,
+            false => Some(
+                self.store
+                    .call(move |s| s.release_lease(&idc, &holder))
+                    .await,
+            ),
+        };
+        if !matches!(r, Some(Ok(()))) {
+            // Not renewed (only held leases are), so it expires at worst; the lease
+            // loop releases it again meanwhile so another agent may adopt it sooner.
+            self.leases.release_failed(&id);
+        }
     }
 
     /// Records how a watch ended (retried a few times: an ending that cannot be

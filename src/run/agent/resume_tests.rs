@@ -279,17 +279,24 @@ async fn a_waiting_watch_holds_little() {
     let crate::io::store::Created::New(rec) = store.create(&def).unwrap() else {
         panic!("a new watch")
     };
-    let (tx, rx) = crate::run::channel::channel(4);
-    let (_orders, orders) = crate::run::channel::channel(4);
     let prepared = agent.prepare(&rec.def).unwrap();
-    let beginning = Box::new(crate::run::agent::drive::Beginning {
-        rec,
-        begin: crate::run::agent::drive::Begin::New(Box::new(prepared)),
-        signals: rx,
-        orders,
-        stop: tx,
-        live: Default::default(),
-    });
+    let beginning = || {
+        let (tx, rx) = crate::run::channel::channel(4);
+        let (_, orders) = crate::run::channel::channel(4);
+        Box::new(crate::run::agent::drive::Beginning {
+            rec: rec.clone(),
+            begin: crate::run::agent::drive::Begin::New(Box::new(prepared.clone())),
+            signals: rx,
+            orders,
+            stop: tx,
+            live: Default::default(),
+        })
+    };
+    let task = agent.clone().watch_task("w".into(), beginning());
+    let size = std::mem::size_of_val(&task);
+    assert!(size <= 256, "a watch's task holds {size} bytes");
+    drop(task);
+    let beginning = beginning();
     let drive = agent.drive(beginning);
     let size = std::mem::size_of_val(&drive);
     assert!(size <= 4096, "a watch's preparation holds {size} bytes");
