@@ -189,6 +189,12 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         // lock a poll (BENCHMARKS.md, issue 21). Set for a time that has since moved
         // later (a good poll pushed blindness back), it rings early, and is set again.
         let mut alarm = pin!(sleep_until(w.end_instant().min(blind.deadline())));
+        // A pending breach's confirming poll and a hold's end each keep a timer too,
+        // moved only when their time changes: one made at every turn (the branch
+        // disabled or not) was built, moved and dropped at every poll. A timer set
+        // for a time already past rings at once, as a new one would.
+        let mut confirm_timer = pin!(sleep_until(start));
+        let mut hold_timer = pin!(sleep_until(start));
         'watch: loop {
             if let Some(outcome) = backlog_outcome.take() {
                 break outcome;
@@ -205,6 +211,18 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 alarm.as_mut().reset(due);
             }
             let armed = alarm.deadline();
+            let confirm = confirm.filter(|&c| c < end);
+            if let Some(c) = confirm {
+                if c != confirm_timer.deadline() {
+                    confirm_timer.as_mut().reset(c);
+                }
+            }
+            let hold = hold.filter(|&h| h < end);
+            if let Some(h) = hold {
+                if h != hold_timer.deadline() {
+                    hold_timer.as_mut().reset(h);
+                }
+            }
             tokio::select! {
                 biased;
                 Some(sig) = w.signals.recv() => {
@@ -256,7 +274,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 // A pending breach's `for` has elapsed in the data: its confirming poll,
                 // now rather than at the rule's next tick (`confirm.rs`). Never past the
                 // end: the end branch comes first.
-                _ = sleep_until(confirm.unwrap_or(end)), if confirm.is_some_and(|c| c < end) => {
+                _ = &mut confirm_timer, if confirm.is_some() => {
                     if let Some(outcome) = Box::pin(w.confirm_now()).await {
                         break outcome;
                     }
@@ -268,7 +286,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                     }
                 }
                 // A hold ran out: what still fires acts now.
-                _ = sleep_until(hold.unwrap_or(end)), if hold.is_some_and(|h| h < end) => {
+                _ = &mut hold_timer, if hold.is_some() => {
                     if let Some(outcome) = Box::pin(w.hold_over(None)).await {
                         break outcome;
                     }

@@ -94,10 +94,15 @@ pub(super) async fn poll_rules<S: MetricsSource>(
                 }
                 let Some(done) = ready.pop_front() else { continue };
                 let rule = done.rule;
-                if let Err(e) = tx.try_send(done) {
-                    // Ready, so only a receiver gone (the loop ended) gets here.
-                    debug_assert!(matches!(e, crate::run::channel::SendError::Closed(_)));
-                    return;
+                match tx.try_send(done) {
+                    Ok(()) => {}
+                    // Ready said there was room; kept, never lost, if there was not.
+                    Err(channel::SendError::Full(done)) => {
+                        ready.push_front(done);
+                        continue;
+                    }
+                    // The loop ended.
+                    Err(channel::SendError::Closed(_)) => return,
                 }
                 if let Turn::Busy(next) = turns[rule] {
                     turns[rule] = Turn::Due(next);
