@@ -936,7 +936,7 @@ fn postgres_renewals_flushes_and_adoptions_of_thousands_of_leases_never_deadlock
                                 .iter()
                                 .rev()
                                 .map(|l| PollMark {
-                                    id: l.watch.clone(),
+                                    id: l.watch.as_str().into(),
                                     token: l.token,
                                     rule: "r".into(),
                                     at_ms: 1,
@@ -1289,7 +1289,7 @@ fn flush_in_progress(
 ) -> std::thread::JoinHandle<Vec<String>> {
     let s = PgStore::open(url).unwrap();
     let mark = PollMark {
-        id: lease.watch.clone(),
+        id: lease.watch.as_str().into(),
         token: lease.token,
         rule: "r".into(),
         at_ms: 1,

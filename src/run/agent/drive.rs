@@ -327,7 +327,7 @@ impl Agent {
             others.0.insert(0, Box::new(HeraldSink(h.clone())));
         }
         let store_sink = Box::new(StoreSink {
-            id: id.to_string(),
+            id: id.into(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
             link: SinkLink {

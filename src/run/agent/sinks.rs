@@ -36,7 +36,8 @@ use tracing::{error, info, warn};
 /// write lands before any later sink sees its event), so the store is called through
 /// `StoreHandle::blocking`.
 pub(super) struct StoreSink {
-    pub(super) id: String,
+    /// (Shared with each of its last-poll marks.)
+    pub(super) id: Arc<str>,
     pub(super) store: StoreHandle,
     pub(super) metrics: Metrics,
     pub(super) link: SinkLink,
@@ -111,30 +112,33 @@ impl StoreSink {
             }
             (None, None) => {}
         }
+        let mut live = lock(&self.live);
+        let i = match live.iter().position(|(r, _)| **r == *rule) {
+            Some(i) => i,
+            None => {
+                // One more slot at a time: a handful of rules, each added once (a
+                // doubling list held 8 slots for 5 rules, 340 bytes a watch).
+                live.reserve_exact(1);
+                live.push((rule.into(), RuleLive::default()));
+                live.len() - 1
+            }
+        };
+        let (name, l) = &mut live[i];
+        l.state = Some(state.clone());
+        l.value = value;
+        l.last_poll_ms = Some(at_ms);
+        l.error.clone_from(error);
+        let rule = name.clone();
+        drop(live);
         self.link.polls.mark(PollMark {
             id: self.id.clone(),
             token,
-            rule: rule.to_string(),
+            rule,
             at_ms,
             ok: error.is_none(),
             data: samples.iter().any(|s| s.value.is_some()),
             windows: windows.clone(),
         });
-        let mut live = lock(&self.live);
-        let l = match live.iter().position(|(r, _)| r == rule) {
-            Some(i) => &mut live[i].1,
-            None => {
-                // One more slot at a time: a handful of rules, each added once (a
-                // doubling list held 8 slots for 5 rules, 340 bytes a watch).
-                live.reserve_exact(1);
-                live.push((rule.to_string(), RuleLive::default()));
-                &mut live.last_mut().expect("just pushed").1
-            }
-        };
-        l.state = Some(state.clone());
-        l.value = value;
-        l.last_poll_ms = Some(at_ms);
-        l.error.clone_from(error);
     }
 
     /// Writes `change` with the notes rendered so far, in one transaction.
@@ -207,7 +211,7 @@ impl StoreSink {
         let mark = PollMark {
             id: self.id.clone(),
             token: fence.token,
-            rule: rule.to_string(),
+            rule: rule.into(),
             at_ms,
             ok: true,
             data,

@@ -139,8 +139,8 @@ pub struct RuleLive {
 }
 
 /// Each rule's live state, by rule name (a list: a handful of rules, and a map's node
-/// held 11 slots, 1 KB a watch).
-pub(super) type Live = Arc<Mutex<Vec<(String, RuleLive)>>>;
+/// held 11 slots, 1 KB a watch). The name is shared with the rule's last-poll marks.
+pub(super) type Live = Arc<Mutex<Vec<(Arc<str>, RuleLive)>>>;
 
 /// Makes one more sink for each watch the agent runs (e.g. the page's live record,
 /// which lives on a floor above the agent). It is given the watch's definition with
@@ -161,11 +161,14 @@ pub(super) struct Handle {
     pub(super) clock: Option<(Arc<SharedSource<PromClient>>, Duration)>,
 }
 
-/// Last polls waiting to be written, merged per (watch, rule). A mark's own strings
-/// become its key (moved, not copied: a mark a poll, tens of thousands a second at
+/// Last polls waiting to be written, merged per (watch, rule). A mark's own names
+/// become its key (shared, not copied: a mark a poll, tens of thousands a second at
 /// 100,000 watches).
 #[derive(Default)]
-pub(super) struct PollBook(Mutex<HashMap<(String, String), Merged, foldhash::fast::RandomState>>);
+pub(super) struct PollBook(Mutex<HashMap<MarkKey, Merged, foldhash::fast::RandomState>>);
+
+/// A last poll's key: (watch, rule).
+type MarkKey = (Arc<str>, Arc<str>);
 
 /// A mark without its key.
 struct Merged {

@@ -18,9 +18,12 @@ use tracing::warn;
 impl Agent {
     /// The live per-rule state of a running watch.
     pub fn live(&self, id: &str) -> Option<BTreeMap<String, RuleLive>> {
-        lock(&self.running)
-            .get(id)
-            .map(|h| lock(&h.live).iter().cloned().collect())
+        lock(&self.running).get(id).map(|h| {
+            lock(&h.live)
+                .iter()
+                .map(|(rule, l)| (rule.to_string(), l.clone()))
+                .collect()
+        })
     }
 
     /// `live` where the watch runs here; with a shared store, for a running watch

@@ -372,8 +372,8 @@ pub(super) async fn save_polls(
     // takeover locks them `FOR UPDATE` first (`leases.rs`) and so waits for this
     // flush, but the holder's own renewal (`FOR NO KEY UPDATE`) never does: a
     // renewal waiting behind a flush of a whole agent's marks let its leases lapse.
-    let ids: Vec<&str> = polls.iter().map(|p| p.id.as_str()).collect();
-    let rules: Vec<&str> = polls.iter().map(|p| p.rule.as_str()).collect();
+    let ids: Vec<&str> = polls.iter().map(|p| &*p.id).collect();
+    let rules: Vec<&str> = polls.iter().map(|p| &*p.rule).collect();
     let at: Vec<i64> = polls.iter().map(|p| p.at_ms).collect();
     let ok: Vec<bool> = polls.iter().map(|p| p.ok).collect();
     let data: Vec<bool> = polls.iter().map(|p| p.data).collect();
@@ -406,8 +406,8 @@ pub(super) async fn save_polls(
     let written: std::collections::BTreeSet<String> = rows.iter().map(|r| r.get(0)).collect();
     let refused: std::collections::BTreeSet<String> = polls
         .iter()
-        .filter(|p| !written.contains(&p.id))
-        .map(|p| p.id.clone())
+        .filter(|p| !written.contains(&*p.id))
+        .map(|p| p.id.to_string())
         .collect();
     Ok(refused.into_iter().collect())
 }

@@ -213,11 +213,11 @@ pub(super) fn save_polls(
             .map_err(sql("record last polls"))?;
         for (p, &held) in polls.iter().zip(held) {
             if !held {
-                refused.insert(p.id.clone());
+                refused.insert(p.id.to_string());
                 continue;
             }
             let windows = windows_json(&p.windows);
-            stmt.execute(params![p.id, p.rule, p.at_ms, p.ok, p.data, windows])
+            stmt.execute(params![&*p.id, &*p.rule, p.at_ms, p.ok, p.data, windows])
                 .map_err(sql("record last polls"))?;
         }
     }
