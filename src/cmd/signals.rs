@@ -8,7 +8,7 @@ use crate::run::watch::Signal;
 /// signal can never kill rollwatch half way through an action.
 pub fn signal_channel() -> channel::Receiver<Signal> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (tx, rx) = channel::channel(4);
+    let (mut tx, rx) = channel::channel(4);
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::spawn(async move {

@@ -63,8 +63,9 @@ impl<T> Sender<T> {
     }
 
     /// Sends `msg`, waiting while the channel is full. Fails only when the
-    /// receiver is gone.
-    pub async fn send(&self, msg: T) -> Result<(), SendError<T>> {
+    /// receiver is gone. (`&mut`: futures' sender keeps one waiting task, so a
+    /// handle waits for one sender at a time; clone it for another.)
+    pub async fn send(&mut self, msg: T) -> Result<(), SendError<T>> {
         match self.ready().await {
             // Ready: this sender has room, so this cannot be Full.
             Ok(()) => self.try_send(msg),
@@ -75,8 +76,9 @@ impl<T> Sender<T> {
     /// Waits until this sender may send one message at once (`try_send` then takes
     /// it), or Err when the receiver is gone. Taking a message only after this, not
     /// in a future a `select!` may drop, loses nothing when another branch wins.
-    pub async fn ready(&self) -> Result<(), ()> {
-        poll_fn(|cx| match self.inner().poll_ready(cx) {
+    pub async fn ready(&mut self) -> Result<(), ()> {
+        let tx = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
+        poll_fn(|cx| match tx.poll_ready(cx) {
             Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
             Poll::Ready(Err(_)) => Poll::Ready(Err(())),
             Poll::Pending => Poll::Pending,
@@ -126,8 +128,8 @@ mod tests {
 
     #[tokio::test]
     async fn messages_arrive_in_order_and_recv_ends_when_every_sender_is_gone() {
-        let (tx, mut rx) = channel(4);
-        let tx2 = tx.clone();
+        let (mut tx, mut rx) = channel(4);
+        let mut tx2 = tx.clone();
         tx.send(1).await.unwrap();
         tx2.send(2).await.unwrap();
         tx.try_send(3).unwrap();
@@ -141,7 +143,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_to_a_dropped_receiver_gives_its_message_back() {
-        let (tx, rx) = channel(4);
+        let (mut tx, rx) = channel(4);
         drop(rx);
         assert_eq!(tx.send(7).await, Err(SendError::Closed(7)));
         assert_eq!(tx.try_send(8), Err(SendError::Closed(8)));
@@ -151,7 +153,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_channel_holds_its_sender_until_a_message_is_taken() {
         // Capacity 1, plus one slot for the one sender: two messages, then it waits.
-        let (tx, mut rx) = channel(1);
+        let (mut tx, mut rx) = channel(1);
         tx.try_send(1).unwrap();
         tx.try_send(2).unwrap();
         assert_eq!(tx.try_send(3), Err(SendError::Full(3)));
@@ -166,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_recv_a_select_drops_loses_no_message() {
-        let (tx, mut rx) = channel(8);
+        let (mut tx, mut rx) = channel(8);
         for i in 0..100 {
             // A receive that loses to a ready branch, then a message, then a receive.
             tokio::select! {

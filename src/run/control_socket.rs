@@ -282,10 +282,11 @@ async fn serve(
             )));
             continue;
         };
-        let orders = orders.clone();
+        // (A sender of its own: a send waits for room with one waiting task a sender.)
+        let mut orders = orders.clone();
         let closed = closed.clone();
         tokio::spawn(async move {
-            connection(stream, &orders, closed).await;
+            connection(stream, &mut orders, closed).await;
             drop(slot);
         });
     }
@@ -302,7 +303,7 @@ fn answer_line(result: &Result<String, String>) -> Vec<u8> {
 /// One connection: a request line in, an answer line out.
 async fn connection(
     mut stream: UnixStream,
-    orders: &channel::Sender<OrderMsg>,
+    orders: &mut channel::Sender<OrderMsg>,
     mut closed: watch::Receiver<bool>,
 ) {
     let read = tokio::select! {
@@ -365,7 +366,7 @@ async fn read_request(stream: &mut UnixStream) -> Result<Vec<u8>, String> {
 async fn order(
     stream: &UnixStream,
     line: &[u8],
-    orders: &channel::Sender<OrderMsg>,
+    orders: &mut channel::Sender<OrderMsg>,
 ) -> Result<String, String> {
     let peer = peer_name(stream).await;
     let control = control_of(line, peer.as_deref(), crate::core::events::now_ms())?;

@@ -59,7 +59,7 @@ impl Agent {
     /// finishes first). Returns false if it is not running.
     pub async fn cancel(&self, id: &str) -> bool {
         let tx = lock(&self.running).get(id).map(|h| h.signal.clone());
-        let Some(tx) = tx else {
+        let Some(mut tx) = tx else {
             return false;
         };
         let _ = tx.send(Signal::Interrupt).await;

@@ -215,7 +215,7 @@ pub(super) async fn watch_ordered(
         dry_run: false,
         prometheus: "http://prometheus.invalid".into(),
     };
-    let (order_tx, order_rx) = channel::channel(8);
+    let (mut order_tx, order_rx) = channel::channel(8);
     let replies: Arc<Mutex<Replies>> = Arc::default();
     let answered = replies.clone();
     // Ends once every order was answered (or refused because the watch had ended).
@@ -270,7 +270,7 @@ pub(super) async fn watch_ordered(
         pre_existing,
         ..Start::default()
     };
-    let (tx, mut signals) = channel::channel(4);
+    let (mut tx, mut signals) = channel::channel(4);
     tokio::spawn(async move {
         if let Some(at) = signal_at {
             tokio::time::sleep_until(origin + at).await;

@@ -58,7 +58,7 @@ fn next_tick(tick: Instant, now: Instant, interval: Duration) -> Instant {
 pub(super) async fn poll_rules<S: MetricsSource>(
     rules: Vec<Polled<'_>>,
     source: Arc<S>,
-    tx: channel::Sender<Box<PollDone>>,
+    mut tx: channel::Sender<Box<PollDone>>,
     start: Instant,
     start_wall: SystemTime,
     elapsed: Duration,
