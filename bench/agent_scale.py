@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -222,6 +223,8 @@ def main():
                     help="`perf record -g` the agent into this file over the measured window")
     ap.add_argument("--restart-perf", default="",
                     help="with --restart: `perf record -g` the restarted agent into this file until every rule has polled again")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the run's directory (the agent's state file and log) instead of removing it")
     ap.add_argument("--standin", nargs=2, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.standin:
@@ -254,6 +257,7 @@ def main():
     log = open(f"{tmp}/agent.log", "w")
     # (In a session of its own: a wrapper's children are stopped with it.)
     agent = subprocess.Popen(args, stderr=log, stdout=subprocess.DEVNULL, start_new_session=bool(a.wrap))
+    finished = False
     try:
         deadline = time.time() + 30
         while True:
@@ -365,6 +369,7 @@ def main():
                 "schedule_lag_p99_ms": round((quantile(0.99, {}, b2) or 0) * 1000, 2),
             }
         print(json.dumps(out))
+        finished = True
     finally:
         if a.wrap:
             os.killpg(agent.pid, signal.SIGTERM)
@@ -375,6 +380,13 @@ def main():
             agent.kill()
         standin.kill()
         standin.wait()
+        if a.keep or not finished:
+            # (A run that did not finish keeps its agent's log for a look.)
+            print(f"kept: {tmp}", file=sys.stderr)
+        else:
+            # A run at 100,000 watches leaves a state file of about 170 MB: a session
+            # of runs filled the disk before this was removed.
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
