@@ -5,8 +5,9 @@
 //! two cache-padded halves when it is made, 576 bytes to over 1 KB each, and a watch
 //! holds three (issue 21: about 2.7 KB a watch, 270 MB at 100,000 watches). The
 //! channel of `futures-channel` allocates about 150 bytes and one node a message in
-//! flight. This module gives it tokio's shape (`send(&self)`, `recv() -> Option`),
-//! so the code that uses it reads as it did.
+//! flight. This module gives it tokio's shape (`send`, `try_send`, `recv() ->
+//! Option`), so the code that uses it reads as it did; `send` and `ready` take
+//! `&mut`, since futures' sender keeps one waiting task.
 //!
 //! What it keeps of tokio's: a send waits while the channel is full (the bound is
 //! the capacity given plus one slot for each sender, as futures' channel counts it);
@@ -18,7 +19,6 @@ use futures_channel::mpsc;
 use futures_util::StreamExt;
 use std::future::poll_fn;
 use std::sync::{Mutex, MutexGuard};
-use std::task::Poll;
 
 /// Makes a bounded channel for `capacity` messages (plus one for each sender).
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
@@ -78,12 +78,7 @@ impl<T> Sender<T> {
     /// in a future a `select!` may drop, loses nothing when another branch wins.
     pub async fn ready(&mut self) -> Result<(), ()> {
         let tx = self.0.get_mut().unwrap_or_else(|p| p.into_inner());
-        poll_fn(|cx| match tx.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(_)) => Poll::Ready(Err(())),
-            Poll::Pending => Poll::Pending,
-        })
-        .await
+        poll_fn(|cx| tx.poll_ready(cx)).await.map_err(|_| ())
     }
 
     /// Sends `msg` if there is room now.

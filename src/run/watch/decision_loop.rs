@@ -6,7 +6,7 @@ use super::beside::beside;
 use super::journal::NoJournal;
 use super::manual::next_order;
 use super::outcome::{Outcome, Signal};
-use super::poller::{aligned_first, poll_rules, Polled};
+use super::poller::{aim, aligned_first, poll_rules, Polled};
 use super::start::{fmt_d, unix_ms, Judged, PollDone, Start, WatchOptions};
 use super::state::{Blind, Watch};
 use crate::core::eval::{Poll, RuleEval};
@@ -212,17 +212,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             }
             let armed = alarm.deadline();
             let confirm = confirm.filter(|&c| c < end);
-            if let Some(c) = confirm {
-                if c != confirm_timer.deadline() {
-                    confirm_timer.as_mut().reset(c);
-                }
-            }
+            aim(confirm_timer.as_mut(), confirm);
             let hold = hold.filter(|&h| h < end);
-            if let Some(h) = hold {
-                if h != hold_timer.deadline() {
-                    hold_timer.as_mut().reset(h);
-                }
-            }
+            aim(hold_timer.as_mut(), hold);
             tokio::select! {
                 biased;
                 Some(sig) = w.signals.recv() => {

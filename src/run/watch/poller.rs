@@ -9,10 +9,10 @@ use crate::io::prom::MetricsSource;
 use crate::run::channel;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use std::collections::VecDeque;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{sleep_until, Instant, Sleep};
 
 /// What the poller needs of one rule: its queries, interval and first tick (the
 /// query borrowed from the watch's rules: the poller runs in the watch's task).
@@ -81,11 +81,7 @@ pub(super) async fn poll_rules<S: MetricsSource>(
                 Turn::Busy(_) => None,
             })
             .min();
-        if let Some(due) = due {
-            if due != timer.deadline() {
-                timer.as_mut().reset(due);
-            }
-        }
+        aim(timer.as_mut(), due);
         tokio::select! {
             biased;
             room = tx.ready(), if !ready.is_empty() => {
@@ -132,6 +128,17 @@ pub(super) async fn poll_rules<S: MetricsSource>(
                 }
             }
         }
+    }
+}
+
+/// Moves a kept timer to `at` (None: leaves it), unless it is set for that time
+/// already: a timer set for a time already past rings at once, as a new one would,
+/// and one left as it is stays where it is in tokio's timer wheel (a sleep made anew
+/// at each turn was put into the wheel and taken out again, issue 21). The poller's
+/// ticks and the loop's confirming poll and hold's end each keep one.
+pub(super) fn aim(timer: Pin<&mut Sleep>, at: Option<Instant>) {
+    if let Some(at) = at.filter(|&at| at != timer.deadline()) {
+        timer.reset(at);
     }
 }
 
