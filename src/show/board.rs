@@ -4,22 +4,24 @@
 //!
 //! The store keeps what a restart needs (breach state, last polls, actions), not every
 //! poll, so the charts' history lives here, bounded: at most `MAX_SAMPLES` compact
-//! polls per rule (about 40 bytes each; once a rule has that many, neighbouring polls
-//! are merged in pairs, keeping the worse value and state, so a peak or a breach is
-//! never thinned away, only the resolution halves), the last `MAX_EVENTS` events per
-//! watch, and the `KEEP_FINISHED` most recently finished watches. It is lost at a restart: a resumed watch's chart starts again
-//! from the resume (the page says so), and its state and actions still come from the
-//! store.
+//! polls per rule (16 bytes each, a state's kind and no reference unless the rule has
+//! one; once a rule has that many, neighbouring polls are merged in pairs, keeping the
+//! worse value and state, so a peak or a breach is never thinned away, only the
+//! resolution halves), the last `MAX_EVENTS` events per watch, and the
+//! `KEEP_FINISHED` most recently finished watches. It is lost at a restart: a resumed
+//! watch's chart starts again from the resume (the page says so), and its state and
+//! actions still come from the store.
 //!
 //! That full history is kept only for the `FULL_WATCHES` watches most recently
-//! viewed on the page (issue 21): at 5 rules, 240 polls each cost about 60 KB a watch,
-//! too much for 20,000 watches nobody looks at. Every other watch keeps `LEAN_SAMPLES`
-//! polls per rule (merged the same way, so its peaks and breaches stay) and
-//! `LEAN_EVENTS` events, dropping the oldest of those that are not a breach, an
-//! action or the watch's start or end (`KEPT_KINDS`). A watch viewed again keeps its
-//! full history from then on. A record's rule texts (name, query, threshold, graph
-//! link) and its vars are shared with every record of equal ones (`run::interner`):
-//! the watches of one rule file and vars hold them once.
+//! viewed on the page (issue 21): at 5 rules, 240 polls each cost about 20 KB a watch,
+//! too much for 100,000 watches nobody looks at. Every other watch keeps `LEAN_SAMPLES`
+//! polls per rule (merged the same way, so its peaks and breaches stay; their room
+//! taken at once, about 2.5 KB a watch of 5 rules) and `LEAN_EVENTS` events, dropping
+//! the oldest of those that are not a breach, an action or the watch's start or end
+//! (`KEPT_KINDS`). A watch viewed again keeps its full history from then on. A
+//! record's rule texts (name, query, threshold, graph link) and its vars are shared
+//! with every record of equal ones (`run::interner`): the watches of one rule file
+//! and vars hold them once.
 
 use crate::core::eval::Worse;
 use crate::core::events::{Event, RuleState, Sink};
@@ -64,7 +66,7 @@ pub struct TimelineEvent {
     pub text: String,
 }
 
-/// A rule's state at a poll, in a few bytes.
+/// A rule's state at its last poll, in a few bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
     Ok,
@@ -114,20 +116,10 @@ impl State {
             State::Breached => RuleState::Breached,
         }
     }
-    fn severity(self) -> u8 {
-        match self {
-            State::Ok => 0,
-            State::NoData => 1,
-            State::QueryError => 2,
-            State::Pending { .. } => 3,
-            State::Breached => 4,
-        }
-    }
 }
 
 /// An optional `f32` in 4 bytes: `None` is a NaN no value is stored as (a value that
-/// is NaN is kept as the canonical NaN), so a poll takes 32 bytes, not 48 (issue 21:
-/// the charts of 100,000 watches).
+/// is NaN is kept as the canonical NaN) (issue 21: the charts of 100,000 watches).
 #[derive(Debug, Clone, Copy)]
 struct Opt32(f32);
 
@@ -151,62 +143,149 @@ impl PartialEq for Opt32 {
     }
 }
 
-/// One poll as the chart needs it.
+/// A rule's state at a poll as its chart shades it: the kind alone, in one byte (a
+/// pending rule's timer is kept for its last poll only, in `Kept::last`), ordered
+/// from the least to the most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Ok,
+    NoData,
+    QueryError,
+    Pending,
+    Breached,
+}
+
+impl Kind {
+    fn of(s: &RuleState) -> Kind {
+        match s {
+            RuleState::Ok => Kind::Ok,
+            RuleState::NoData => Kind::NoData,
+            RuleState::QueryError => Kind::QueryError,
+            RuleState::Pending { .. } => Kind::Pending,
+            RuleState::Breached => Kind::Breached,
+        }
+    }
+    /// The state a chart draws; a pending poll's timer is not kept (the chart shades
+    /// the span, and the page's badge shows the last poll's timer).
+    fn full(self) -> RuleState {
+        match self {
+            Kind::Ok => RuleState::Ok,
+            Kind::NoData => RuleState::NoData,
+            Kind::QueryError => RuleState::QueryError,
+            Kind::Pending => RuleState::Pending {
+                for_s: 0.0,
+                of_s: 0.0,
+                breaches: None,
+            },
+            Kind::Breached => RuleState::Breached,
+        }
+    }
+}
+
+/// One poll as the chart needs it: 16 bytes (48, then 32, before).
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Compact {
     t: i64,
     value: Opt32,
-    reference: Opt32,
-    state: State,
+    kind: Kind,
 }
 
-impl Compact {
-    fn new(t: i64, value: Option<f64>, reference: Option<f64>, state: State) -> Compact {
-        Compact {
+/// A rule's chart history: its polls, and their references (a baseline or a stable
+/// side) index for index, only for a rule that ever had one: most rules have none,
+/// and a reference in every poll took a quarter of it.
+#[derive(Debug, Clone, Default)]
+struct History {
+    polls: Vec<Compact>,
+    /// Empty, or as long as `polls`.
+    refs: Vec<Opt32>,
+}
+
+impl History {
+    /// Adds a poll. A history with no room yet takes room for `room` polls at once
+    /// (the most it keeps before it halves, plus the one that makes it halve), so a
+    /// lean history neither doubles past its bound nor reallocates as it fills.
+    fn push(
+        &mut self,
+        t: i64,
+        value: Option<f64>,
+        reference: Option<f64>,
+        kind: Kind,
+        room: usize,
+    ) {
+        if self.polls.capacity() == 0 {
+            self.polls.reserve_exact(room);
+        }
+        self.polls.push(Compact {
             t,
             value: Opt32::new(value),
-            reference: Opt32::new(reference),
-            state,
+            kind,
+        });
+        if reference.is_some() && self.refs.is_empty() {
+            self.refs.reserve_exact(self.polls.capacity());
+            self.refs.resize(self.polls.len() - 1, Opt32::new(None));
+        }
+        if !self.refs.is_empty() {
+            self.refs.push(Opt32::new(reference));
         }
     }
-    fn full(self) -> SampleRecord {
-        SampleRecord {
-            t: self.t,
-            value: self.value.get().map(f64::from),
-            state: self.state.full(),
-            series: Vec::new(),
-            error: None,
-            reference: self.reference.get().map(f64::from),
-        }
-    }
-}
 
-/// Merges neighbouring polls in pairs: the first one's time, the worse value (the
-/// rule's `Worse`: higher for `above` and `above_baseline`, lower for `below`) and the
-/// more severe state.
-fn halve(samples: &mut Vec<Compact>, dir: Worse) {
-    let worse = |a: Option<f32>, b: Option<f32>| dir.worse_of(a, b);
-    let merged: Vec<Compact> = samples
-        .chunks(2)
-        .map(|c| match c {
-            [a, b] => Compact {
-                t: a.t,
-                value: Opt32::new(worse(a.value.get(), b.value.get()).map(f64::from)),
-                reference: match a.reference.get() {
-                    Some(_) => a.reference,
-                    None => b.reference,
+    /// Merges neighbouring polls in pairs, in place: the first one's time, the worse
+    /// value (the rule's `Worse`: higher for `above` and `above_baseline`, lower for
+    /// `below`), the more severe state, and the first reference there is.
+    fn halve(&mut self, dir: Worse) {
+        let n = self.polls.len();
+        for i in 0..n.div_ceil(2) {
+            // (Reads 2i and 2i + 1, never before i: nothing read is overwritten yet.)
+            let a = self.polls[2 * i];
+            self.polls[i] = match self.polls.get(2 * i + 1) {
+                Some(b) => Compact {
+                    t: a.t,
+                    value: Opt32::new(dir.worse_of(a.value.get(), b.value.get()).map(f64::from)),
+                    kind: a.kind.max(b.kind),
                 },
-                state: if b.state.severity() > a.state.severity() {
-                    b.state
-                } else {
-                    a.state
-                },
-            },
-            [a] => *a,
-            _ => unreachable!("chunks(2)"),
-        })
-        .collect();
-    *samples = merged;
+                None => a,
+            };
+            if !self.refs.is_empty() {
+                let ra = self.refs[2 * i];
+                self.refs[i] = match (ra.get(), self.refs.get(2 * i + 1)) {
+                    (None, Some(rb)) => *rb,
+                    _ => ra,
+                };
+            }
+        }
+        self.polls.truncate(n.div_ceil(2));
+        if !self.refs.is_empty() {
+            self.refs.truncate(n.div_ceil(2));
+        }
+    }
+
+    /// Halves until at most `keep` polls are left, then gives back room beyond
+    /// `keep + 1` (a full history that became lean).
+    fn bound(&mut self, keep: usize, dir: Worse) {
+        if self.polls.len() <= keep {
+            return;
+        }
+        while self.polls.len() > keep {
+            self.halve(dir);
+        }
+        self.polls.shrink_to(keep + 1);
+        self.refs.shrink_to(keep + 1);
+    }
+
+    fn samples(&self) -> Vec<SampleRecord> {
+        self.polls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| SampleRecord {
+                t: c.t,
+                value: c.value.get().map(f64::from),
+                state: c.kind.full(),
+                series: Vec::new(),
+                error: None,
+                reference: self.refs.get(i).and_then(|r| r.get()).map(f64::from),
+            })
+            .collect()
+    }
 }
 
 /// A watch as the board keeps it: the report's record without its samples, which are
@@ -214,9 +293,10 @@ fn halve(samples: &mut Vec<Compact>, dir: Worse) {
 #[derive(Debug, Clone, Default)]
 struct Kept {
     record: Record,
-    samples: Vec<Vec<Compact>>,
-    /// Each rule's last poll: its state, and its value exactly (the compact list
-    /// keeps values as f32).
+    /// Each rule's chart history, in the rule file's order.
+    samples: Vec<History>,
+    /// Each rule's last poll: its state (a pending rule's timer too), and its value
+    /// exactly (the history keeps values as f32).
     last: Vec<Option<(State, Option<f64>)>>,
     events: VecDeque<TimelineEvent>,
     from_start: bool,
@@ -226,17 +306,23 @@ struct Kept {
 }
 
 impl Kept {
+    /// The polls a rule's history keeps before it halves: full or lean.
+    fn keep(&self) -> usize {
+        if self.full {
+            MAX_SAMPLES
+        } else {
+            LEAN_SAMPLES
+        }
+    }
+
     /// Thins its history to what it may keep (`full` or lean).
     fn bound(&mut self) {
-        let (polls, events) = if self.full {
-            (MAX_SAMPLES, MAX_EVENTS)
-        } else {
-            (LEAN_SAMPLES, LEAN_EVENTS)
-        };
+        let (polls, events) = (
+            self.keep(),
+            if self.full { MAX_EVENTS } else { LEAN_EVENTS },
+        );
         for (list, r) in self.samples.iter_mut().zip(&self.record.rules) {
-            while list.len() > polls {
-                halve(list, r.info.worse);
-            }
+            list.bound(polls, r.info.worse);
         }
         while self.events.len() > events {
             match self
@@ -422,9 +508,11 @@ impl Board {
             e.record.ended_at = e.record.ended_at.max(at_ms);
             let i = e.record.rule_index(rule);
             if let Some(i) = i.filter(|&i| i < e.samples.len() && i < e.last.len()) {
-                let state = State::of(state);
-                e.samples[i].push(Compact::new(at_ms, *value, *reference, state));
-                e.last[i] = Some((state, *value));
+                // (A full history grows as a list does; a lean one takes its room
+                // at once, see `History::push`.)
+                let room = if e.full { 0 } else { LEAN_SAMPLES + 1 };
+                e.samples[i].push(at_ms, *value, *reference, Kind::of(state), room);
+                e.last[i] = Some((State::of(state), *value));
             }
         } else {
             e.record.record(at_ms, event);
@@ -432,7 +520,7 @@ impl Board {
         if started {
             // Its chart still spans the whole watch, from its creation.
             e.record.started_at = created_ms.min(at_ms);
-            e.samples = vec![Vec::new(); e.record.rules.len()];
+            e.samples = vec![History::default(); e.record.rules.len()];
             e.last = vec![None; e.record.rules.len()];
         }
         if !matches!(event, Event::Poll { .. }) {
@@ -484,7 +572,7 @@ impl Board {
         let k = inner.watches.get(id)?;
         let mut record = k.record.clone();
         for (r, list) in record.rules.iter_mut().zip(&k.samples) {
-            r.samples = list.iter().map(|c| c.full()).collect();
+            r.samples = list.samples();
         }
         Some(Entry {
             record,
@@ -649,10 +737,11 @@ mod tests {
         }
     }
 
-    /// A kept poll is 32 bytes (it was 48): 150 of them a watch nobody viewed.
+    /// A kept poll is 16 bytes (it was 48, then 32): 150 of them a watch nobody
+    /// viewed; a history without references keeps none.
     #[test]
     fn a_kept_poll_is_small_and_keeps_none_apart_from_nan() {
-        assert!(std::mem::size_of::<Compact>() <= 32);
+        assert!(std::mem::size_of::<Compact>() <= 16);
         for v in [
             None,
             Some(f64::NAN),
@@ -670,41 +759,102 @@ mod tests {
         // Any NaN a source hands over is a value, never taken for "none".
         let odd = f64::from_bits(0x7ff8_0dea_0000_0001);
         assert!(Opt32::new(Some(odd)).get().is_some());
+        // The last poll keeps a pending rule's timer.
         let pending = RuleState::Pending {
             for_s: 30.0,
             of_s: 120.0,
             breaches: Some([3, 5, 1000]),
         };
         assert_eq!(State::of(&pending).full(), pending);
+        // A history takes its room once, and references only once it has one.
+        let mut h = History::default();
+        for t in 0..5 {
+            h.push(t, Some(1.0), None, Kind::Ok, LEAN_SAMPLES + 1);
+        }
+        assert_eq!(h.polls.capacity(), LEAN_SAMPLES + 1);
+        assert_eq!(h.refs.capacity(), 0);
+        h.push(5, Some(1.0), Some(0.5), Kind::Ok, LEAN_SAMPLES + 1);
+        h.push(6, Some(1.0), None, Kind::Ok, LEAN_SAMPLES + 1);
+        let refs: Vec<_> = h.samples().iter().map(|s| s.reference).collect();
+        assert_eq!(refs, [None, None, None, None, None, Some(0.5), None]);
+    }
+
+    fn history(polls: &[(i64, f64, Kind, Option<f64>)]) -> History {
+        let mut h = History::default();
+        for &(t, v, kind, r) in polls {
+            h.push(t, Some(v), r, kind, 0);
+        }
+        h
+    }
+
+    fn points(h: &History) -> Vec<(i64, Option<f64>, Kind, Option<f64>)> {
+        h.samples()
+            .iter()
+            .zip(&h.polls)
+            .map(|(s, c)| (s.t, s.value, c.kind, s.reference))
+            .collect()
     }
 
     #[test]
     fn merging_keeps_the_worse_value_and_state() {
-        let c = |t, v: f64, state| Compact {
-            t,
-            value: Opt32::new(Some(v)),
-            reference: Opt32::new(None),
-            state,
-        };
-        let mut l = vec![
-            c(0, 1.0, State::Ok),
-            c(1, 5.0, State::Breached),
-            c(2, 3.0, State::Ok),
-            c(3, 2.0, State::Ok),
-            c(4, 9.0, State::Ok),
-        ];
-        halve(&mut l, Worse::Higher);
+        use Kind::{Breached, Ok, Pending};
+        let mut h = history(&[
+            (0, 1.0, Ok, None),
+            (1, 5.0, Breached, None),
+            (2, 3.0, Pending, None),
+            (3, 2.0, Ok, None),
+            (4, 9.0, Ok, None),
+        ]);
+        h.halve(Worse::Higher);
         assert_eq!(
-            l,
+            points(&h),
             [
-                c(0, 5.0, State::Breached),
-                c(2, 3.0, State::Ok),
-                c(4, 9.0, State::Ok)
+                (0, Some(5.0), Breached, None),
+                (2, Some(3.0), Pending, None),
+                (4, Some(9.0), Ok, None)
             ]
         );
-        let mut l = vec![c(0, 1.0, State::Ok), c(1, 5.0, State::Ok)];
-        halve(&mut l, Worse::Lower);
-        assert_eq!(l, [c(0, 1.0, State::Ok)], "lower is worse for `below`");
+        assert!(h.refs.is_empty());
+        let mut h = history(&[(0, 1.0, Ok, None), (1, 5.0, Ok, None)]);
+        h.halve(Worse::Lower);
+        assert_eq!(
+            points(&h),
+            [(0, Some(1.0), Ok, None)],
+            "lower is worse for `below`"
+        );
+        // A pair keeps the first reference it has, index for index with its polls.
+        let mut h = history(&[
+            (0, 1.0, Ok, None),
+            (1, 1.0, Ok, Some(7.0)),
+            (2, 1.0, Ok, Some(8.0)),
+            (3, 1.0, Ok, Some(9.0)),
+            (4, 1.0, Ok, None),
+        ]);
+        h.halve(Worse::Higher);
+        let refs: Vec<_> = points(&h).iter().map(|p| p.3).collect();
+        assert_eq!(refs, [Some(7.0), Some(8.0), None]);
+        assert_eq!(h.refs.len(), h.polls.len());
+        // Bounding a long history leaves room for one more poll and no more.
+        let mut h = History::default();
+        for t in 0..(MAX_SAMPLES as i64) {
+            h.push(t, Some(t as f64), Some(1.0), Kind::Ok, 0);
+        }
+        h.bound(LEAN_SAMPLES, Worse::Higher);
+        assert!(h.polls.len() <= LEAN_SAMPLES && h.polls.len() > LEAN_SAMPLES / 2);
+        assert!(
+            h.polls.capacity() <= LEAN_SAMPLES + 1,
+            "{}",
+            h.polls.capacity()
+        );
+        assert!(
+            h.refs.capacity() <= LEAN_SAMPLES + 1,
+            "{}",
+            h.refs.capacity()
+        );
+        assert_eq!(
+            h.samples().last().and_then(|s| s.value),
+            Some((MAX_SAMPLES - 1) as f64)
+        );
     }
 
     #[test]
@@ -761,7 +911,7 @@ mod tests {
             .watches
             .values()
             .flat_map(|k| &k.samples)
-            .map(Vec::len);
+            .map(|h| h.polls.len());
         let events = inner.watches.values().map(|k| k.events.len()).sum();
         (polls.sum(), events)
     }
@@ -791,7 +941,7 @@ mod tests {
             let inner = lock(&b);
             let k = &inner.watches["w"];
             assert_eq!(k.record.rules[0].samples.capacity(), 0);
-            assert_eq!(k.samples[0].len(), 2);
+            assert_eq!(k.samples[0].polls.len(), 2);
             assert_eq!(k.last[0], Some((State::Ok, Some(3.0))));
             assert_eq!(k.record.ended_at, 4);
         }
