@@ -119,8 +119,8 @@ pub async fn evaluate_once<S: MetricsSource + HistorySource>(
                     status.value = reading.as_ref().and_then(|r| r.value);
                     status.evidence = reading.map(|r| r.evidence).unwrap_or_default();
                 }
-                if let Some(why) = &notes.guard_refused {
-                    status.error = Some(why.clone());
+                if let Some(why) = notes.guard_refused() {
+                    status.error = Some(why.to_owned());
                 } else if !status.breached && notes.series_judged == 0 && notes.insufficient > 0 {
                     status.error = Some(
                         "insufficient now (traffic under `min_traffic.min`, or fewer than `compare.min_samples` samples): it cannot vouch for the system".into(),

@@ -218,27 +218,27 @@ pub struct PollNotes {
     pub series_judged: usize,
     /// Series insufficient at this poll (for `compare`: 1 when the pools are too small).
     pub insufficient: usize,
-    /// Series that had no usable baseline.
-    pub no_baseline: Vec<Labels>,
     /// The evidence of each judged series at this poll that has any (a series judged
     /// by its threshold alone has none: nothing is kept for it, so a poll of 10,000
     /// healthy series copies no label set).
     pub evidence: BTreeMap<Labels, Evidence>,
-    /// Series returned but not judged at this poll (insufficient traffic, a held
-    /// baseline): usually none.
-    pub skipped: Vec<Labels>,
-    /// The value a `compare` rule judged (the canary pool's median).
-    pub compare_value: Option<f64>,
     /// The poll returned at least one usable (not NaN) value: what a rule-level
     /// series (`{}`, "any data") reads (`onset`).
     pub any_value: bool,
-    /// Why the guard could not be matched with the rule's series, when the poll was
-    /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
-    pub guard_refused: Option<String>,
-    /// Breaches carried over from before the watch that ended at this poll (the
-    /// series, and its value then): from now on they are judged as any
-    /// (`pre_existing.rs`).
-    pub pre_existing_over: Vec<(Labels, Option<f64>)>,
+    /// What most polls of most rules have none of, boxed once a poll has some: every
+    /// rule of every watch keeps its last notes, and these took 112 of their 160
+    /// bytes (issue 21). Read through the methods below.
+    rare: Option<Box<RareNotes>>,
+}
+
+/// The notes of a poll that most polls have none of (`PollNotes::rare`).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct RareNotes {
+    no_baseline: Vec<Labels>,
+    skipped: Vec<Labels>,
+    compare_value: Option<f64>,
+    guard_refused: Option<String>,
+    pre_existing_over: Vec<(Labels, Option<f64>)>,
 }
 
 impl PollNotes {
@@ -246,6 +246,40 @@ impl PollNotes {
         if !evidence.is_empty() {
             self.evidence.insert(labels.clone(), evidence);
         }
+    }
+
+    /// The rare notes, boxed now if they were not yet.
+    fn rare(&mut self) -> &mut RareNotes {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Series that had no usable baseline, in label order.
+    pub fn no_baseline(&self) -> &[Labels] {
+        self.rare.as_ref().map_or(&[], |r| &r.no_baseline)
+    }
+
+    /// Series returned but not judged at this poll (insufficient traffic, a held
+    /// baseline): usually none.
+    pub fn skipped(&self) -> &[Labels] {
+        self.rare.as_ref().map_or(&[], |r| &r.skipped)
+    }
+
+    /// The value a `compare` rule judged (the canary pool's median).
+    pub fn compare_value(&self) -> Option<f64> {
+        self.rare.as_ref().and_then(|r| r.compare_value)
+    }
+
+    /// Why the guard could not be matched with the rule's series, when the poll was
+    /// refused for it (`judge::guard_problem`): a failed poll, to be logged.
+    pub fn guard_refused(&self) -> Option<&str> {
+        self.rare.as_ref().and_then(|r| r.guard_refused.as_deref())
+    }
+
+    /// Breaches carried over from before the watch that ended at this poll (the
+    /// series, and its value then): from now on they are judged as any
+    /// (`pre_existing.rs`).
+    pub fn pre_existing_over(&self) -> &[(Labels, Option<f64>)] {
+        self.rare.as_ref().map_or(&[], |r| &r.pre_existing_over)
     }
 }
 
@@ -331,7 +365,10 @@ impl RuleEval {
         };
         if !raw {
             self.excused.remove(labels);
-            self.notes.pre_existing_over.push((labels.clone(), value));
+            self.notes
+                .rare()
+                .pre_existing_over
+                .push((labels.clone(), value));
             return false;
         }
         evidence.before_deploy = (!reference.is_nan()).then_some(reference);
@@ -439,7 +476,7 @@ impl RuleEval {
                 .map(|s| &s.labels);
             if let Some(why) = judge::guard_problem(series, g, judge.guard_on) {
                 // Never a silent sum: the poll counts as failed, and says why.
-                self.notes.guard_refused = Some(why);
+                self.notes.rare().guard_refused = Some(why);
                 return Vec::new();
             }
         }
@@ -489,7 +526,7 @@ impl RuleEval {
                 if t.is_none_or(|t| t.is_nan() || t < min) {
                     self.insufficient += 1;
                     self.notes.insufficient += 1;
-                    self.notes.skipped.push((*labels).clone());
+                    self.notes.rare().skipped.push((*labels).clone());
                     continue;
                 }
             }
@@ -502,12 +539,12 @@ impl RuleEval {
                         judge::baseline_breached(value, base, bp, threshold.above, threshold.below)
                     }
                     None => {
-                        self.notes.no_baseline.push((*labels).clone());
+                        self.notes.rare().no_baseline.push((*labels).clone());
                         match bp.no_baseline {
                             NoData::Hold => {
                                 self.judged += 1;
                                 self.notes.series_judged += 1;
-                                self.notes.skipped.push((*labels).clone());
+                                self.notes.rare().skipped.push((*labels).clone());
                                 continue;
                             }
                             NoData::Ok => false,
@@ -525,7 +562,9 @@ impl RuleEval {
         // Transitions and notes in label order, whatever order the map was walked in
         // (stable: a series' own transitions keep theirs).
         out.sort_by(|a: &Transition, b: &Transition| a.labels().cmp(b.labels()));
-        self.notes.no_baseline.sort();
+        if let Some(r) = &mut self.notes.rare {
+            r.no_baseline.sort();
+        }
         // A breach carried over from before the watch whose series is gone: over
         // where an absence is healthy; otherwise it goes on (never worse: no value).
         let gone: Vec<Labels> = self
@@ -537,7 +576,7 @@ impl RuleEval {
         for labels in gone {
             if threshold.present || self.params.no_data == NoData::Ok {
                 self.excused.remove(&labels);
-                self.notes.pre_existing_over.push((labels, None));
+                self.notes.rare().pre_existing_over.push((labels, None));
             }
         }
         for labels in absent {
@@ -628,7 +667,9 @@ impl RuleEval {
                 self.judged += 1;
                 self.notes.series_judged = 1;
                 let value = crate::core::stats::median(&canary);
-                self.notes.compare_value = value;
+                if value.is_some() {
+                    self.notes.rare().compare_value = value;
+                }
                 let evidence = Evidence {
                     baseline: Some(stable_median),
                     p_value: Some(p_value),

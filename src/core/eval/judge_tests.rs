@@ -499,7 +499,7 @@ fn baseline_evidence_and_no_baseline_notes() {
         (Some(100.0), Some(1.0))
     );
     assert_eq!(
-        eval.notes().no_baseline,
+        eval.notes().no_baseline().to_vec(),
         vec![Sample::new(&[("s", "c")], 0.0).labels]
     );
     let e = &eval.notes().evidence[&Sample::new(&[("s", "a")], 0.0).labels];
@@ -720,7 +720,7 @@ fn a_canary_at_plus_inf_is_the_worst_value_and_nan_stays_no_data() {
             "{effect:?} {e:?}"
         );
         // The canary's value is shown as it is.
-        assert_eq!(eval.notes().compare_value, Some(f64::INFINITY));
+        assert_eq!(eval.notes().compare_value(), Some(f64::INFINITY));
     }
     // +Inf on a `decrease` rule is the good direction: no breach.
     let mut down = comparing(60, 20);
@@ -821,7 +821,11 @@ fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
     // Summed, 0.3 would pass `min: 0.25` and the thin traffic would act: refused.
     let out = eval.observe_with(Duration::ZERO, &rule, extra);
     assert!(out.is_empty(), "{out:?}");
-    let why = eval.notes().guard_refused.clone().expect("refused");
+    let why = eval
+        .notes()
+        .guard_refused()
+        .map(str::to_owned)
+        .expect("refused");
     assert_eq!(
         crate::core::events::RuleState::of(&eval, Duration::ZERO, &rule),
         crate::core::events::RuleState::QueryError,
@@ -841,7 +845,7 @@ fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
     };
     let out = eval.observe_with(Duration::from_secs(10), &rule, extra);
     assert_eq!(out.len(), 2, "{out:?}");
-    assert_eq!(eval.notes().guard_refused, None);
+    assert_eq!(eval.notes().guard_refused(), None);
     // A guard by service (a shared label) is matched by it.
     let mut eval = RuleEval::new(p);
     let by_service = Poll::Samples(vec![
@@ -881,7 +885,7 @@ fn a_guard_sharing_no_label_with_the_rule_is_refused_never_summed() {
         ..Default::default()
     };
     assert!(eval.observe_with(Duration::ZERO, &rule, extra).is_empty());
-    assert!(eval.notes().guard_refused.is_some());
+    assert!(eval.notes().guard_refused().is_some());
 }
 
 /// `breaches: M of N` across a restart: the windows exported after any poll, imported

@@ -105,7 +105,7 @@ pub(super) fn judge_step(
     // Judged and not breaching: returned, not skipped (insufficient, a held baseline).
     let healthy = present
         .iter()
-        .filter(|l| !breaching.contains(*l) && !notes.skipped.contains(l))
+        .filter(|l| !breaching.contains(*l) && !notes.skipped().contains(l))
         .cloned()
         .collect();
     Judged {

@@ -226,19 +226,25 @@ fn each_mode_against_a_breach_that_began_before_the_watch() {
 fn the_end_of_a_carried_over_breach_is_noted_once_with_its_value() {
     let (_, mut e) = run(above(PreExisting::Ignore), "a=0.8", &["a=0.8"]);
     assert_eq!(e.excused().len(), 1);
-    assert_eq!(e.notes().pre_existing_over, vec![]);
+    assert_eq!(e.notes().pre_existing_over().to_vec(), vec![]);
     // Its evidence says what it was before the deploy.
     e.observe(s(1), &poll("a=0.9"));
     assert_eq!(e.notes().evidence[&series("a")].before_deploy, Some(0.8));
     e.observe(s(2), &poll("a=0.3"));
-    assert_eq!(e.notes().pre_existing_over, vec![(series("a"), Some(0.3))]);
+    assert_eq!(
+        e.notes().pre_existing_over().to_vec(),
+        vec![(series("a"), Some(0.3))]
+    );
     assert!(e.excused().is_empty());
     e.observe(s(3), &poll("a=0.3"));
-    assert_eq!(e.notes().pre_existing_over, vec![]);
+    assert_eq!(e.notes().pre_existing_over().to_vec(), vec![]);
     // Gone where an absence is healthy (`no_data: ok`): over too.
     let (_, mut e) = run(above(PreExisting::Ignore), "a=0.8", &["a=0.8"]);
     e.observe(s(1), &poll("b=0.1"));
-    assert_eq!(e.notes().pre_existing_over, vec![(series("a"), None)]);
+    assert_eq!(
+        e.notes().pre_existing_over().to_vec(),
+        vec![(series("a"), None)]
+    );
     // `no_data: breach`: an absence goes on with it, and is never worse.
     let mut p = above(PreExisting::Improve { margin_pct: 0.0 });
     p.no_data = NoData::Breach;

@@ -137,7 +137,7 @@ impl RuleState {
         match poll {
             Poll::Failed => RuleState::QueryError,
             // A guard that cannot be matched fails the poll as a failed query does.
-            Poll::Samples(_) if eval.notes().guard_refused.is_some() => RuleState::QueryError,
+            Poll::Samples(_) if eval.notes().guard_refused().is_some() => RuleState::QueryError,
             Poll::Samples(s) if s.iter().all(|s| s.value.is_nan()) => RuleState::NoData,
             Poll::Samples(_) => RuleState::Ok,
         }
@@ -183,7 +183,7 @@ impl RuleEval {
         let notes = self.notes();
         let (value, evidence) = if self.params().judge.compare.is_some() {
             let e = notes.evidence.get(&Labels::new()).cloned();
-            (notes.compare_value, e.unwrap_or_default())
+            (notes.compare_value(), e.unwrap_or_default())
         } else {
             let e = worst.as_ref().and_then(|w| notes.evidence.get(&w.labels));
             (

@@ -485,3 +485,19 @@ fn duplicate_label_sets_are_judged_the_same_in_any_order() {
         assert_eq!(backward, *expect, "{what} (samples in reverse order)");
     }
 }
+
+/// A rule's last notes are kept for every rule of every watch (issue 21): those of a
+/// healthy threshold poll box nothing, and what a rare poll notes is gone at the next.
+#[test]
+fn a_healthy_polls_notes_take_no_room() {
+    assert!(std::mem::size_of::<PollNotes>() <= 64);
+    let mut eval = RuleEval::new(params(Some(0.05), None, 10, NoData::Ok));
+    eval.observe(Duration::from_secs(0), &poll("a=0.01 b=0.02"));
+    assert!(eval.notes.rare.is_none(), "{:?}", eval.notes);
+    assert_eq!(eval.notes().series_judged, 2);
+    eval.notes.rare().skipped.push(Labels::new());
+    assert_eq!(eval.notes().skipped().len(), 1);
+    eval.observe(Duration::from_secs(10), &poll("a=0.01"));
+    assert!(eval.notes.rare.is_none(), "{:?}", eval.notes);
+    assert_eq!(eval.notes().skipped(), &[] as &[Labels]);
+}

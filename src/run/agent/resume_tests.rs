@@ -302,7 +302,7 @@ async fn a_waiting_watch_holds_little() {
     assert!(size <= 4096, "a watch's preparation holds {size} bytes");
     let running = drive.await.expect("a new watch runs");
     let size = std::mem::size_of_val(&*running);
-    assert!(size <= 3072, "a running watch's future is {size} bytes");
+    assert!(size <= 2688, "a running watch's future is {size} bytes");
     let slot = std::mem::size_of::<crate::run::watch::OrderMsg>();
     assert!(slot <= 16, "an order's slot is {slot} bytes");
 }

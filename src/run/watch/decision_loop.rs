@@ -6,7 +6,7 @@ use super::beside::beside;
 use super::journal::NoJournal;
 use super::manual::next_order;
 use super::outcome::{Outcome, Signal};
-use super::poller::{aim, aligned_first, poll_rules, Polled};
+use super::poller::{aligned_first, poll_rules, LazyTimer, Polled};
 use super::start::{fmt_d, unix_ms, Judged, PollDone, Start, WatchOptions};
 use super::state::{Blind, Watch};
 use crate::core::eval::{Poll, RuleEval};
@@ -173,16 +173,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         max_blind,
     };
     let body = async {
-        let mut backlog_outcome = None;
-        for done in backlog {
-            if w.deferred_signal.is_some() {
-                break;
-            }
-            if let Some(outcome) = Box::pin(w.handle(done)).await {
-                backlog_outcome = Some(outcome);
-                break;
-            }
-        }
+        // (Boxed: what judging the backlog holds is not kept in the loop's future
+        // for the watch's life.)
+        let mut backlog_outcome = Box::pin(w.handle_backlog(backlog)).await;
         // One timer for the end and for blindness, moved only when the earlier of the
         // two comes sooner than it is set for (a person ended the watch early) or
         // after it rang: a new pair each turn cost four trips through tokio's timer
@@ -190,11 +183,12 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         // later (a good poll pushed blindness back), it rings early, and is set again.
         let mut alarm = pin!(sleep_until(w.end_instant().min(blind.deadline())));
         // A pending breach's confirming poll and a hold's end each keep a timer too,
-        // moved only when their time changes: one made at every turn (the branch
-        // disabled or not) was built, moved and dropped at every poll. A timer set
-        // for a time already past rings at once, as a new one would.
-        let mut confirm_timer = pin!(sleep_until(start));
-        let mut hold_timer = pin!(sleep_until(start));
+        // made the first time it is needed and moved only when its time changes: one
+        // made at every turn (the branch disabled or not) was built, moved and
+        // dropped at every poll. A timer set for a time already past rings at once,
+        // as a new one would.
+        let mut confirm_timer = LazyTimer::default();
+        let mut hold_timer = LazyTimer::default();
         'watch: loop {
             if let Some(outcome) = backlog_outcome.take() {
                 break outcome;
@@ -212,9 +206,9 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             }
             let armed = alarm.deadline();
             let confirm = confirm.filter(|&c| c < end);
-            aim(confirm_timer.as_mut(), confirm);
+            confirm_timer.aim(confirm);
             let hold = hold.filter(|&h| h < end);
-            aim(hold_timer.as_mut(), hold);
+            hold_timer.aim(hold);
             tokio::select! {
                 biased;
                 Some(sig) = w.signals.recv() => {
@@ -266,7 +260,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 // A pending breach's `for` has elapsed in the data: its confirming poll,
                 // now rather than at the rule's next tick (`confirm.rs`). Never past the
                 // end: the end branch comes first.
-                _ = &mut confirm_timer, if confirm.is_some() => {
+                _ = confirm_timer.ring(), if confirm.is_some() => {
                     if let Some(outcome) = Box::pin(w.confirm_now()).await {
                         break outcome;
                     }
@@ -278,7 +272,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                     }
                 }
                 // A hold ran out: what still fires acts now.
-                _ = &mut hold_timer, if hold.is_some() => {
+                _ = hold_timer.ring(), if hold.is_some() => {
                     if let Some(outcome) = Box::pin(w.hold_over(None)).await {
                         break outcome;
                     }

@@ -136,6 +136,20 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         None
     }
 
+    /// Judges the polls a resume caught up on, in their order, until one ends the
+    /// watch (Some) or a signal arrived while one was handled.
+    pub(super) async fn handle_backlog(&mut self, backlog: Vec<PollDone>) -> Option<Outcome> {
+        for done in backlog {
+            if self.deferred_signal.is_some() {
+                break;
+            }
+            if let Some(outcome) = Box::pin(self.handle(done)).await {
+                return Some(outcome);
+            }
+        }
+        None
+    }
+
     /// Handles one poll; Some(outcome) ends the watch. A pending breach whose `for`
     /// elapsed before this poll is confirmed first, at its own instant
     /// (`confirm.rs`): a confirmation the timer could not make (a failed query, a
@@ -250,20 +264,25 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         );
         let reading =
             unless_signalled(self.signals, self.sinks, &mut self.deferred_signal, read).await?;
-        let notes = self.evals[i].notes().clone();
+        // (What is used of the notes below, copied out: usually nothing to copy.)
+        let notes = self.evals[i].notes();
+        let guard_refused = notes.guard_refused().map(str::to_owned);
+        let no_baseline = notes.no_baseline().to_vec();
+        let pre_existing_over = notes.pre_existing_over().to_vec();
+        let insufficient = notes.insufficient;
         // A guard that cannot be matched is a failed poll, never a silent sum.
-        let error = match &notes.guard_refused {
+        let error = match guard_refused {
             Some(why) => {
                 self.last_poll_ok[i] = false;
                 if self.warned_guard.insert(i) {
                     warn!(event = "guard_unmatched", rule = %rule.name, "{why}");
                 }
-                error.or_else(|| Some(why.clone()))
+                error.or(Some(why))
             }
             None => error,
         };
         self.ever_ok[i] |= self.last_poll_ok[i];
-        for labels in &notes.no_baseline {
+        for labels in &no_baseline {
             if self.warned_no_baseline.insert((i, labels.clone())) {
                 let nb = rule.judging.baseline.map(|b| b.no_baseline);
                 warn!(event = "no_baseline", rule = %rule.name, labels = %labels_json(labels),
@@ -293,12 +312,12 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 state: reading.state,
                 value: reading.value,
                 reference: reading.reference,
-                insufficient: notes.insufficient,
+                insufficient,
                 evidence: reading.evidence,
                 windows: self.evals[i].windows(),
             },
         );
-        for (labels, value) in notes.pre_existing_over {
+        for (labels, value) in pre_existing_over {
             self.sinks.emit(
                 at_ms,
                 &Event::PreExistingOver {

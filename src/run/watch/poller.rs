@@ -142,6 +142,32 @@ pub(super) fn aim(timer: Pin<&mut Sleep>, at: Option<Instant>) {
     }
 }
 
+/// A kept timer (`aim`) made only the first time it is set: most watches never have
+/// a pending breach nor a hold, and a `Sleep` is 112 bytes of every watch's future
+/// (issue 21).
+#[derive(Default)]
+pub(super) struct LazyTimer(Option<Pin<Box<Sleep>>>);
+
+impl LazyTimer {
+    /// Moves the timer to `at` as `aim` does (None: leaves it), making it if it was
+    /// never set.
+    pub(super) fn aim(&mut self, at: Option<Instant>) {
+        match (&mut self.0, at) {
+            (Some(timer), at) => aim(timer.as_mut(), at),
+            (None, Some(at)) => self.0 = Some(Box::pin(tokio::time::sleep_until(at))),
+            (None, None) => {}
+        }
+    }
+
+    /// Rings once the time it is set for has come; never, if it was never set.
+    pub(super) async fn ring(&mut self) {
+        match &mut self.0 {
+            Some(timer) => timer.as_mut().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
 /// One poll of a rule: its query and its judges' at `wall` (an offset baseline at
 /// `wall - D`), stamped `at` on the watch's clock. The poller's ticks and the
 /// confirming poll of a pending breach (`for` elapsed between two ticks) both take it.
@@ -200,5 +226,43 @@ fn unix_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Waker};
+
+    fn rang(t: &mut LazyTimer) -> bool {
+        let fut = std::pin::pin!(t.ring());
+        fut.poll(&mut Context::from_waker(Waker::noop())).is_ready()
+    }
+
+    /// A lazy timer costs nothing until it is set, never rings unset, and rings as a
+    /// kept one does: at its time, again while its time stays past, and not before a
+    /// later time it was moved to.
+    #[tokio::test(start_paused = true)]
+    async fn a_lazy_timer_rings_as_a_kept_one_does() {
+        let mut t = LazyTimer::default();
+        assert!(t.0.is_none());
+        t.aim(None);
+        assert!(t.0.is_none(), "not made for nothing");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(!rang(&mut t), "never set: never rings");
+        let now = Instant::now();
+        t.aim(Some(now + Duration::from_secs(10)));
+        assert!(!rang(&mut t));
+        tokio::time::advance(Duration::from_millis(9_999)).await;
+        assert!(!rang(&mut t), "not a millisecond early");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(rang(&mut t));
+        t.aim(None);
+        assert!(rang(&mut t), "left set for a time past: it rings again");
+        t.aim(Some(now + Duration::from_secs(20)));
+        assert!(!rang(&mut t), "moved later");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(rang(&mut t));
     }
 }
