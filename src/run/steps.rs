@@ -176,14 +176,17 @@ pub async fn onset<H: HistorySource>(
     let step_ms = look_step(rule, at_ms - lo, step.as_millis().max(1) as i64);
     let mut fired = Vec::new();
     let series;
-    match fetch_steps(
+    // (Each range query boxed: `read` is in every poll's future, and an answer
+    // read inline made that future 8 KB, allocated and copied at every poll, to
+    // look back only when a breach began. Issue 21.)
+    match Box::pin(fetch_steps(
         source,
         rule,
         origin,
         grid_after(lo, step_ms),
         at_ms,
         step_ms,
-    )
+    ))
     .await
     {
         Ok(steps) => {
@@ -222,7 +225,7 @@ pub async fn onset<H: HistorySource>(
     };
     let since_ms = origin.ms(earliest);
     let from = grid_after((since_ms - step_ms).max(lo), fine);
-    match fetch_steps(source, rule, origin, from, since_ms - 1, fine).await {
+    match Box::pin(fetch_steps(source, rule, origin, from, since_ms - 1, fine)).await {
         Ok(steps) => {
             let labels: Vec<Labels> = pending.into_iter().map(|(l, _)| l).collect();
             fired.extend(eval.extend_back(at, &labels, &steps, fixed_baseline));
@@ -282,7 +285,8 @@ pub async fn read<H: HistorySource>(
     fixed_baseline: Option<&Poll>,
 ) -> Reading {
     if eval.next_due().is_some_and(|c| c <= at) && !matches!(poll, Poll::Failed) {
-        match confirm_steps(source, rule, eval, origin, at, step).await {
+        // (Boxed, as `onset`'s range queries are: asked only when `for` is due.)
+        match Box::pin(confirm_steps(source, rule, eval, origin, at, step)).await {
             Ok(steps) => {
                 for (labels, healthy) in eval.confirm(at, &steps, fixed_baseline) {
                     tracing::info!(event = "pending_restarted", rule = %rule.name,
