@@ -455,6 +455,41 @@ mod tests {
             .remove(0)
     }
 
+    /// Reading a poll is in every poll's future: its range queries, asked only when
+    /// a breach begins or its `for` is due, are boxed, so the future stays small
+    /// whatever the client's request costs (issue 21: it was 3.3 KB, inside an 8 KB
+    /// future allocated and copied at every poll).
+    #[test]
+    fn reading_a_poll_is_a_small_future() {
+        use crate::io::prom::{PromClient, PromConfig};
+        let cfg = PromConfig {
+            url: "http://127.0.0.1:9".into(),
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let client = PromClient::new(&cfg).unwrap();
+        let r = rule("x");
+        let mut eval = RuleEval::new(crate::run::interner::params_over(
+            &r,
+            Duration::from_secs(7200),
+        ));
+        let poll = Poll::Samples(Vec::new());
+        let reading = read(
+            &client,
+            &r,
+            &mut eval,
+            Origin(0),
+            Duration::from_secs(15),
+            Some(Duration::ZERO),
+            Duration::from_secs(15),
+            &poll,
+            Extra::default(),
+            None,
+        );
+        let size = std::mem::size_of_val(&reading);
+        assert!(size <= 1024, "reading a poll is a future of {size} bytes");
+    }
+
     #[test]
     fn a_rule_with_the_clock_looks_at_most_clock_steps_per_read() {
         let fixed = rule("increase(x[5m])");

@@ -395,6 +395,29 @@ mod tests {
         assert_eq!(s.inner.0.load(Ordering::SeqCst), 1);
     }
 
+    /// A poll's query future stays small whatever the client's request costs: the
+    /// request is boxed and sent by one poll of those that share it (issue 21: the
+    /// request was 2 KB of the future every poll allocates and copies).
+    #[test]
+    fn a_polls_query_future_is_small() {
+        let cfg = crate::io::prom::PromConfig {
+            url: "http://127.0.0.1:9".into(),
+            timeout: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let client = crate::io::prom::PromClient::new(&cfg).unwrap();
+        for share in [true, false] {
+            let s = SharedSource::new(
+                client.clone(),
+                Arc::new(Semaphore::new(4)),
+                share,
+                Metrics::new(prometheus::Registry::new()).unwrap(),
+            );
+            let size = std::mem::size_of_val(&s.query("up", UNIX_EPOCH));
+            assert!(size <= 512, "a poll's query future is {size} bytes");
+        }
+    }
+
     fn source(share: bool) -> Arc<SharedSource<Counting>> {
         let m = Metrics::new(prometheus::Registry::new()).unwrap();
         Arc::new(SharedSource::new(
