@@ -306,21 +306,13 @@ struct Kept {
 }
 
 impl Kept {
-    /// The polls a rule's history keeps before it halves: full or lean.
-    fn keep(&self) -> usize {
-        if self.full {
-            MAX_SAMPLES
-        } else {
-            LEAN_SAMPLES
-        }
-    }
-
     /// Thins its history to what it may keep (`full` or lean).
     fn bound(&mut self) {
-        let (polls, events) = (
-            self.keep(),
-            if self.full { MAX_EVENTS } else { LEAN_EVENTS },
-        );
+        let (polls, events) = if self.full {
+            (MAX_SAMPLES, MAX_EVENTS)
+        } else {
+            (LEAN_SAMPLES, LEAN_EVENTS)
+        };
         for (list, r) in self.samples.iter_mut().zip(&self.record.rules) {
             list.bound(polls, r.info.worse);
         }

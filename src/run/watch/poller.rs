@@ -154,7 +154,7 @@ impl LazyTimer {
     pub(super) fn aim(&mut self, at: Option<Instant>) {
         match (&mut self.0, at) {
             (Some(timer), at) => aim(timer.as_mut(), at),
-            (None, Some(at)) => self.0 = Some(Box::pin(tokio::time::sleep_until(at))),
+            (None, Some(at)) => self.0 = Some(Box::pin(sleep_until(at))),
             (None, None) => {}
         }
     }
