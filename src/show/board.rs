@@ -4,7 +4,7 @@
 //!
 //! The store keeps what a restart needs (breach state, last polls, actions), not every
 //! poll, so the charts' history lives here, bounded: at most `MAX_SAMPLES` compact
-//! polls per rule (16 bytes each, a state's kind and no reference unless the rule has
+//! polls per rule (8 bytes each, a time and a state's kind and no reference unless the rule has
 //! one; once a rule has that many, neighbouring polls are merged in pairs, keeping the
 //! worse value and state, so a peak or a breach is never thinned away, only the
 //! resolution halves), the last `MAX_EVENTS` events per watch, and the
@@ -16,7 +16,7 @@
 //! viewed on the page (issue 21): at 5 rules, 240 polls each cost about 20 KB a watch,
 //! too much for 100,000 watches nobody looks at. Every other watch keeps `LEAN_SAMPLES`
 //! polls per rule (merged the same way, so its peaks and breaches stay; their room
-//! taken at once, about 2.5 KB a watch of 5 rules) and `LEAN_EVENTS` events, dropping
+//! taken at once, about 1.3 KB a watch of 5 rules) and `LEAN_EVENTS` events, dropping
 //! the oldest of those that are not a breach, an action or the watch's start or end
 //! (`KEPT_KINDS`). A watch viewed again keeps its full history from then on. A
 //! record's rule texts (name, query, threshold, graph link) and its vars are shared
@@ -182,22 +182,66 @@ impl Kind {
     }
 }
 
-/// One poll as the chart needs it: 16 bytes (48, then 32, before).
+impl Kind {
+    const ALL: [Kind; 5] = [
+        Kind::Ok,
+        Kind::NoData,
+        Kind::QueryError,
+        Kind::Pending,
+        Kind::Breached,
+    ];
+}
+
+/// Bits of `Compact::at` that hold the poll's kind.
+const KIND_BITS: u32 = 3;
+/// The most a poll's offset from its history's first poll can be, in its units.
+const MAX_OFFSET: u64 = (1 << (32 - KIND_BITS)) - 1;
+/// The coarsest unit a history's offsets are counted in (2^40 ms, 35 years): no
+/// span of `i64` milliseconds needs more.
+const MAX_SHIFT: u8 = 40;
+
+/// One poll as the chart needs it: 8 bytes (48, then 32, then 16, before): its time
+/// as an offset from its history's first poll with its kind in the low bits, and
+/// its value.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Compact {
-    t: i64,
+    /// `offset << KIND_BITS | kind`, the offset counted in `History::shift` units.
+    at: u32,
     value: Opt32,
-    kind: Kind,
+}
+
+impl Compact {
+    fn kind(self) -> Kind {
+        Kind::ALL[(self.at & ((1 << KIND_BITS) - 1)) as usize % Kind::ALL.len()]
+    }
+    fn offset(self) -> u64 {
+        u64::from(self.at >> KIND_BITS)
+    }
+    fn new(offset: u64, kind: Kind, value: Opt32) -> Compact {
+        Compact {
+            at: ((offset.min(MAX_OFFSET) as u32) << KIND_BITS) | kind as u32,
+            value,
+        }
+    }
 }
 
 /// A rule's chart history: its polls, and their references (a baseline or a stable
 /// side) index for index, only for a rule that ever had one: most rules have none,
 /// and a reference in every poll took a quarter of it.
+///
+/// A poll's time is kept as its offset from the first poll (`base`), in units of
+/// `2^shift` ms: whole milliseconds for a watch's first 6 days, then, each time the
+/// span outgrows 29 bits, units twice as long (every offset halved), as the merging
+/// of polls halves the chart's resolution. A poll before the first (a wall clock
+/// stepped back) is drawn at the first.
 #[derive(Debug, Clone, Default)]
 struct History {
     polls: Vec<Compact>,
     /// Empty, or as long as `polls`.
     refs: Vec<Opt32>,
+    /// The first poll's time (Unix ms); set by the first push.
+    base: i64,
+    shift: u8,
 }
 
 impl History {
@@ -215,11 +259,22 @@ impl History {
         if self.polls.capacity() == 0 {
             self.polls.reserve_exact(room);
         }
-        self.polls.push(Compact {
-            t,
-            value: Opt32::new(value),
-            kind,
-        });
+        if self.polls.is_empty() {
+            self.base = t;
+            self.shift = 0;
+        }
+        // (A poll before the first counts as at the first; `i128`: no span of two
+        // `i64`s overflows it.)
+        let span = (i128::from(t) - i128::from(self.base)).max(0) as u128;
+        let span = u64::try_from(span).unwrap_or(u64::MAX);
+        while self.shift < MAX_SHIFT && span >> self.shift > MAX_OFFSET {
+            self.shift += 1;
+            for c in &mut self.polls {
+                *c = Compact::new(c.offset() >> 1, c.kind(), c.value);
+            }
+        }
+        self.polls
+            .push(Compact::new(span >> self.shift, kind, Opt32::new(value)));
         if reference.is_some() && self.refs.is_empty() {
             self.refs.reserve_exact(self.polls.capacity());
             self.refs.resize(self.polls.len() - 1, Opt32::new(None));
@@ -227,6 +282,12 @@ impl History {
         if !self.refs.is_empty() {
             self.refs.push(Opt32::new(reference));
         }
+    }
+
+    /// A poll's time, Unix ms.
+    fn time(&self, c: Compact) -> i64 {
+        let ms = i128::from(c.offset()) << self.shift;
+        i64::try_from(i128::from(self.base) + ms).unwrap_or(i64::MAX)
     }
 
     /// Merges neighbouring polls in pairs, in place: the first one's time, the worse
@@ -238,11 +299,11 @@ impl History {
             // (Reads 2i and 2i + 1, never before i: nothing read is overwritten yet.)
             let a = self.polls[2 * i];
             self.polls[i] = match self.polls.get(2 * i + 1) {
-                Some(b) => Compact {
-                    t: a.t,
-                    value: Opt32::new(dir.worse_of(a.value.get(), b.value.get()).map(f64::from)),
-                    kind: a.kind.max(b.kind),
-                },
+                Some(b) => Compact::new(
+                    a.offset(),
+                    a.kind().max(b.kind()),
+                    Opt32::new(dir.worse_of(a.value.get(), b.value.get()).map(f64::from)),
+                ),
                 None => a,
             };
             if !self.refs.is_empty() {
@@ -276,10 +337,10 @@ impl History {
         self.polls
             .iter()
             .enumerate()
-            .map(|(i, c)| SampleRecord {
-                t: c.t,
+            .map(|(i, &c)| SampleRecord {
+                t: self.time(c),
                 value: c.value.get().map(f64::from),
-                state: c.kind.full(),
+                state: c.kind().full(),
                 series: Vec::new(),
                 error: None,
                 reference: self.refs.get(i).and_then(|r| r.get()).map(f64::from),
@@ -729,11 +790,11 @@ mod tests {
         }
     }
 
-    /// A kept poll is 16 bytes (it was 48, then 32): 150 of them a watch nobody
-    /// viewed; a history without references keeps none.
+    /// A kept poll is 8 bytes (it was 48, then 32, then 16): 155 of them a watch
+    /// nobody viewed; a history without references keeps none.
     #[test]
     fn a_kept_poll_is_small_and_keeps_none_apart_from_nan() {
-        assert!(std::mem::size_of::<Compact>() <= 16);
+        assert!(std::mem::size_of::<Compact>() <= 8);
         for v in [
             None,
             Some(f64::NAN),
@@ -771,6 +832,48 @@ mod tests {
         assert_eq!(refs, [None, None, None, None, None, Some(0.5), None]);
     }
 
+    /// A poll's time is kept to the millisecond for a watch's first 6 days, then in
+    /// units that double as its span does; a poll before the first (a wall clock
+    /// stepped back) is drawn at the first; no time, however far, wraps or panics.
+    #[test]
+    fn a_kept_polls_time_is_exact_then_coarsens_and_never_wraps() {
+        let times = |h: &History| h.samples().iter().map(|s| s.t).collect::<Vec<_>>();
+        let kinds = |h: &History| h.polls.iter().map(|c| c.kind()).collect::<Vec<_>>();
+        let t0 = 1_765_000_000_123;
+        let mut h = History::default();
+        // (Odd: coarsened, they show it.)
+        let six_days = (MAX_OFFSET as i64) - 2;
+        for (i, dt) in [0, 1, 15_001, six_days].into_iter().enumerate() {
+            h.push(t0 + dt, Some(1.0), None, Kind::ALL[i], 0);
+        }
+        assert_eq!(times(&h), [t0, t0 + 1, t0 + 15_001, t0 + six_days]);
+        assert_eq!(h.shift, 0);
+        // Past 2^29 ms the unit doubles: times are then even offsets from the first,
+        // and each poll keeps its kind.
+        h.push(t0 + six_days + 4, Some(2.0), None, Kind::Breached, 0);
+        assert_eq!(h.shift, 1);
+        assert_eq!(
+            times(&h),
+            [t0, t0, t0 + 15_000, t0 + six_days - 1, t0 + six_days + 3]
+        );
+        use Kind::*;
+        assert_eq!(kinds(&h), [Ok, NoData, QueryError, Pending, Breached]);
+        // Before the first: drawn at the first.
+        h.push(t0 - 60_000, Some(3.0), None, Kind::Ok, 0);
+        assert_eq!(times(&h)[5], t0);
+        // The extremes of `i64`.
+        let mut h = History::default();
+        for t in [i64::MIN, 0, i64::MAX, i64::MIN] {
+            h.push(t, Some(1.0), None, Kind::Ok, 0);
+        }
+        let t = times(&h);
+        assert_eq!(t[0], i64::MIN);
+        assert!(t[1] <= 0 && t[1] > -(1 << 41), "{t:?}");
+        assert!(t[2] > i64::MAX - (1 << 41), "{t:?}");
+        assert_eq!(t[3], i64::MIN);
+        assert!(t.windows(2).take(2).all(|w| w[0] <= w[1]), "{t:?}");
+    }
+
     fn history(polls: &[(i64, f64, Kind, Option<f64>)]) -> History {
         let mut h = History::default();
         for &(t, v, kind, r) in polls {
@@ -783,7 +886,7 @@ mod tests {
         h.samples()
             .iter()
             .zip(&h.polls)
-            .map(|(s, c)| (s.t, s.value, c.kind, s.reference))
+            .map(|(s, c)| (s.t, s.value, c.kind(), s.reference))
             .collect()
     }
 
