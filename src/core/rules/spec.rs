@@ -235,8 +235,8 @@ pub struct Rule {
     pub expect_data: bool,
     pub action: Action,
     /// The judges beyond the threshold (`breaches`, `min_traffic.min`, the baseline's
-    /// percentages, `compare`'s statistics).
-    pub judging: Judging,
+    /// percentages, `compare`'s statistics), read as a `Judging`.
+    pub judging: Judges,
     /// `min_traffic.query`, substituted and escaped like `query`.
     pub guard: Option<Query>,
     /// `baseline:`: where the baseline comes from (the query is the rule's own).
@@ -247,6 +247,36 @@ pub struct Rule {
     /// `max_window`: the longest `${watch.elapsed}` is written (each query carries it
     /// too); the watch's duration when not given.
     pub max_window: Duration,
+}
+
+/// A rule's judges beyond its threshold, boxed only when it has any (`Judges::new`):
+/// a `Judging` is 408 bytes, most rules have none, and a rule file's snapshot is
+/// held for every watch of its own vars (issue 21). Reads as a `Judging` (`Deref`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Judges(Option<Box<Judging>>);
+
+/// The judges of a rule that has none.
+static NO_JUDGES: Judging = Judging {
+    breaches: None,
+    min_traffic: None,
+    guard_on: None,
+    baseline: None,
+    compare: None,
+    pre_existing: crate::core::eval::PreExisting::Judge,
+    slo: None,
+};
+
+impl Judges {
+    pub fn new(judging: Judging) -> Judges {
+        Judges((judging != NO_JUDGES).then(|| Box::new(judging)))
+    }
+}
+
+impl std::ops::Deref for Judges {
+    type Target = Judging;
+    fn deref(&self) -> &Judging {
+        self.0.as_deref().unwrap_or(&NO_JUDGES)
+    }
 }
 
 /// Where a rule's baseline comes from.
@@ -265,7 +295,7 @@ impl Rule {
             threshold: self.threshold,
             for_: self.for_,
             no_data: self.no_data,
-            judge: self.judging,
+            judge: *self.judging,
         }
     }
 

@@ -272,7 +272,8 @@ async fn a_rerun_starts_and_acts_with_the_events_of_a_first_run() {
 /// are allocated at once) 88 bytes before the order was boxed. Its preparation is
 /// apart from its run: the future that runs it owns what it runs on, and the task
 /// holds neither the preparation's steps nor what it was started with (1.6 KB a
-/// watch when the task ran the preparation's future to the end).
+/// watch when the task ran the preparation's future to the end). The loop keeps one
+/// list of what it needs of each rule, not six (2,688 bytes before).
 #[tokio::test]
 async fn a_waiting_watch_holds_little() {
     let (_dir, store, agent, def) = one_agent();
@@ -302,7 +303,7 @@ async fn a_waiting_watch_holds_little() {
     assert!(size <= 4096, "a watch's preparation holds {size} bytes");
     let running = drive.await.expect("a new watch runs");
     let size = std::mem::size_of_val(&*running);
-    assert!(size <= 2688, "a running watch's future is {size} bytes");
+    assert!(size <= 2472, "a running watch's future is {size} bytes");
     let slot = std::mem::size_of::<crate::run::watch::OrderMsg>();
     assert!(slot <= 16, "an order's slot is {slot} bytes");
 }

@@ -27,8 +27,8 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     pub(super) fn confirm_deadline(&self) -> Option<Instant> {
         self.evals
             .iter()
-            .zip(&self.tried)
-            .filter_map(|(e, tried)| e.next_due().filter(|c| Some(*c) != *tried))
+            .zip(&self.per_rule)
+            .filter_map(|(e, r)| e.next_due().filter(|c| Some(*c) != r.tried))
             .map(|c| self.instant(c) + self.lag)
             .min()
     }
@@ -40,10 +40,10 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             let Some(c) = self.evals[i].next_due() else {
                 continue;
             };
-            if self.tried[i] == Some(c) || self.instant(c) + self.lag > now {
+            if self.per_rule[i].tried == Some(c) || self.instant(c) + self.lag > now {
                 continue;
             }
-            self.tried[i] = Some(c);
+            self.per_rule[i].tried = Some(c);
             if let Some(o) = self.confirm_poll(i, c).await {
                 return Some(o);
             }

@@ -8,7 +8,7 @@ use super::manual::next_order;
 use super::outcome::{Outcome, Signal};
 use super::poller::{aligned_first, poll_rules, LazyTimer, Polled};
 use super::start::{fmt_d, unix_ms, Judged, PollDone, Start, WatchOptions};
-use super::state::{Blind, Watch};
+use super::state::{Blind, RuleLoop, Watch};
 use crate::core::eval::{Poll, RuleEval};
 use crate::core::events::{now_ms, Event, Sinks};
 use crate::core::rules::WatchSpec;
@@ -104,22 +104,27 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
         _ => vec![Judged::default(); spec.rules.len()],
     };
     let lag = spec.lag + ahead;
-    let steps = spec
+    let per_rule = spec
         .rules
         .iter()
-        .map(|r| spec.step_for(r, scrape))
+        .zip(&judged)
+        .map(|(r, j)| RuleLoop {
+            step: spec.step_for(r, scrape),
+            last_at: None,
+            tried: None,
+            last_poll_ok: j.last_ok,
+            ever_ok: j.ever_ok,
+            ever_data: j.ever_data,
+        })
         .collect();
-    let n = spec.rules.len();
     let mut w = Watch {
         spec,
         source: source.clone(),
         start,
         elapsed,
         origin: crate::run::steps::Origin(unix_ms(start_wall)),
-        steps,
+        per_rule,
         lag,
-        last_at: vec![None; n],
-        tried: vec![None; n],
         clock,
         runner,
         opts,
@@ -133,9 +138,6 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
                 .map(|r| RuleEval::new(crate::run::interner::params_over(r, opts.duration)))
                 .collect(),
         },
-        last_poll_ok: judged.iter().map(|j| j.last_ok).collect(),
-        ever_ok: judged.iter().map(|j| j.ever_ok).collect(),
-        ever_data: judged.iter().map(|j| j.ever_data).collect(),
         paused_by,
         pause_failed,
         journal: journal.unwrap_or_else(|| Box::new(NoJournal)),

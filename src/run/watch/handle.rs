@@ -55,10 +55,10 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             .enumerate()
             .map(|(i, r)| RuleSeen {
                 name: &r.name,
-                last_ok: self.last_poll_ok[i],
-                ever_ok: self.ever_ok[i],
+                last_ok: self.per_rule[i].last_poll_ok,
+                ever_ok: self.per_rule[i].ever_ok,
                 insufficient: self.evals[i].never_judged(),
-                ever_data: self.ever_data[i],
+                ever_data: self.per_rule[i].ever_data,
                 expect_data: r.expect_data,
                 held_unconfirmed: self.owed.contains(&i),
             })
@@ -93,14 +93,8 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// but never returned a series (they passed on `no_data` alone).
     pub(super) fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for ((rule, ok), data) in self
-            .spec
-            .rules
-            .iter()
-            .zip(&self.ever_ok)
-            .zip(&self.ever_data)
-        {
-            if *ok && !*data && !rule.expect_data {
+        for (rule, r) in self.spec.rules.iter().zip(&self.per_rule) {
+            if r.ever_ok && !r.ever_data && !rule.expect_data {
                 let w = format!(
                     "rule `{}` returned no series at any poll of the watch (a renamed metric or label?); it was judged by `no_data: {}` alone",
                     rule.name,
@@ -175,7 +169,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         // A tick's poll that answered after a confirming poll of the same or a later
         // instant was read: the rule has already been judged at or past it (judging
         // the same instant again would record it twice, where replay records it once).
-        if self.last_at[i].is_some_and(|last| done.at <= last) {
+        if self.per_rule[i].last_at.is_some_and(|last| done.at <= last) {
             return None;
         }
         let spec = self.spec;
@@ -196,7 +190,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             match extra_results.next() {
                 Some(Ok(r)) => extra_polls.push((*kind, Poll::Samples(r.samples))),
                 Some(Err(e)) => {
-                    if e.is_bad_query() && !self.ever_ok[i] {
+                    if e.is_bad_query() && !self.per_rule[i].ever_ok {
                         error!(event = "query_rejected", rule = %rule.name, error = %e, query = %q, "Prometheus rejects this rule's {what} query; fix the rule");
                         return Some(Outcome::QueryRejected {
                             rule: rule.name.clone(),
@@ -217,15 +211,15 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 // (`ever_ok` once the evaluator took the poll: a guard it cannot match
                 // fails the poll as a failed guard query would.)
                 let ok = extra_error.is_none();
-                self.last_poll_ok[i] = ok;
+                self.per_rule[i].last_poll_ok = ok;
                 if r.samples.iter().any(|s| !s.value.is_nan()) {
-                    self.ever_data[i] = true;
+                    self.per_rule[i].ever_data = true;
                 }
                 (Poll::Samples(r.samples), extra_error, r.warnings)
             }
             Err(e) => {
-                self.last_poll_ok[i] = false;
-                if e.is_bad_query() && !self.ever_ok[i] {
+                self.per_rule[i].last_poll_ok = false;
+                if e.is_bad_query() && !self.per_rule[i].ever_ok {
                     error!(event = "query_rejected", rule = %rule.name, error = %e, query = %rule.query, "Prometheus rejects this rule's query; fix the rule");
                     return Some(Outcome::QueryRejected {
                         rule: rule.name.clone(),
@@ -247,7 +241,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             stable: pick(ExtraKind::Stable),
         };
         // What the poll means, with `for` counted in the data (`run::steps::read`).
-        let prev = self.last_at[i].replace(done.at);
+        let prev = self.per_rule[i].last_at.replace(done.at);
         // (Its range queries are awaited here, in the decision loop: a signal that comes
         // meanwhile ends the watch at once, never after a slow Prometheus answered.)
         let read = crate::run::steps::read(
@@ -255,7 +249,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             rule,
             &mut self.evals[i],
             self.origin,
-            self.steps[i],
+            self.per_rule[i].step,
             prev,
             done.at,
             &poll,
@@ -273,7 +267,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         // A guard that cannot be matched is a failed poll, never a silent sum.
         let error = match guard_refused {
             Some(why) => {
-                self.last_poll_ok[i] = false;
+                self.per_rule[i].last_poll_ok = false;
                 if self.warned_guard.insert(i) {
                     warn!(event = "guard_unmatched", rule = %rule.name, "{why}");
                 }
@@ -281,7 +275,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             }
             None => error,
         };
-        self.ever_ok[i] |= self.last_poll_ok[i];
+        self.per_rule[i].ever_ok |= self.per_rule[i].last_poll_ok;
         for labels in &no_baseline {
             if self.warned_no_baseline.insert((i, labels.clone())) {
                 let nb = rule.judging.baseline.map(|b| b.no_baseline);

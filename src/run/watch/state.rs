@@ -32,15 +32,12 @@ pub(super) struct Watch<'a, R, S> {
     pub(super) start: Instant,
     pub(super) elapsed: Duration,
     pub(super) origin: crate::run::steps::Origin,
-    /// Each rule's data resolution (`WatchSpec::step_for`).
-    pub(super) steps: Vec<Duration>,
+    /// What the loop keeps of each rule besides its evaluator, in the rule file's
+    /// order.
+    pub(super) per_rule: Vec<RuleLoop>,
     /// How long after an instant the confirming poll asks about it: `watch.lag` plus
     /// how far this clock may be ahead of Prometheus's.
     pub(super) lag: Duration,
-    /// Each rule's last poll (the onset of a breach is looked for since then).
-    pub(super) last_at: Vec<Option<Duration>>,
-    /// Each rule's last confirmation tried by the timer (not tried again by it).
-    pub(super) tried: Vec<Option<Duration>>,
     /// The clock the watch is timed on (`Start::clock`; None: this machine's wall
     /// clock): what the watch stamps outside itself (a silence's start and end) is
     /// read on it, so an agent whose own clock is off never silences the wrong hour.
@@ -50,10 +47,6 @@ pub(super) struct Watch<'a, R, S> {
     pub(super) signals: &'a mut channel::Receiver<Signal>,
     pub(super) sinks: &'a mut Sinks,
     pub(super) evals: Vec<RuleEval>,
-    pub(super) last_poll_ok: Vec<bool>,
-    pub(super) ever_ok: Vec<bool>,
-    /// Whether the rule ever returned a usable sample.
-    pub(super) ever_data: Vec<bool>,
     pub(super) paused_by: Option<String>,
     /// The rule whose pause failed, and how.
     pub(super) pause_failed: Option<(String, ActionStatus)>,
@@ -80,6 +73,23 @@ pub(super) struct Watch<'a, R, S> {
     /// The answer to a person's rollback or pause, sent by `act` once the command's
     /// claim committed (or could not be: nothing ran), never before.
     pub(super) answer: Option<(Answer, String)>,
+}
+
+/// What the loop keeps of one rule besides its evaluator: one list of these, not a
+/// list for each (issue 21: six lists were six allocations and 144 bytes of every
+/// watch's future).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct RuleLoop {
+    /// The rule's data resolution (`WatchSpec::step_for`).
+    pub(super) step: Duration,
+    /// The rule's last poll (the onset of a breach is looked for since then).
+    pub(super) last_at: Option<Duration>,
+    /// The last confirmation tried by the timer (not tried again by it).
+    pub(super) tried: Option<Duration>,
+    pub(super) last_poll_ok: bool,
+    pub(super) ever_ok: bool,
+    /// Whether the rule ever returned a usable sample.
+    pub(super) ever_data: bool,
 }
 
 /// When the watch goes blind: `max_blind` after the last successful query, on the

@@ -34,6 +34,28 @@ fn rule(body: &str) -> Rule {
     }
 }
 
+/// A rule with no judge beyond its threshold holds none (issue 21: a `Judging` is
+/// 408 bytes, and a rule file's snapshot is held for every watch of its own vars);
+/// one with a judge, even only `pre_existing:`, reads it back whole.
+#[test]
+fn a_rule_without_judges_holds_none() {
+    let plain = rule("query: x\nabove: 1\nfor: 1m\n");
+    assert_eq!(*plain.judging, crate::core::eval::Judging::default());
+    assert_eq!(plain.judging, crate::core::rules::Judges::default());
+    let size = std::mem::size_of::<Rule>();
+    assert!(size <= 400, "a rule is {size} bytes");
+    let judged = rule("query: x\nabove: 1\nfor: 1m\npre_existing: ignore\n");
+    assert_ne!(judged.judging, crate::core::rules::Judges::default());
+    assert_eq!(
+        judged.judging.pre_existing,
+        crate::core::eval::PreExisting::Ignore
+    );
+    assert_eq!(
+        judged.params().judge.pre_existing,
+        judged.judging.pre_existing
+    );
+}
+
 #[test]
 fn the_issue_keys_load() {
     let r = rule("query: sum(rate(x{service=\"${service}\"}[1m]))\nabove: 0.05\nbreaches: 3 of 5\nmin_traffic:\n  query: sum(rate(y{service=\"${service}\"}[1m]))\n  min: 0.5\n");

@@ -311,11 +311,11 @@ pub(super) fn compile_rule(
             no_data: no_data?,
             expect_data: expect_data?,
             action: action?,
-            judging: crate::core::eval::Judging {
+            judging: crate::core::rules::Judges::new(crate::core::eval::Judging {
                 pre_existing: pre_existing?,
                 slo: slo.map(|s| s.params),
                 ..judges.judging
-            },
+            }),
             guard: judges.guard.map(|g| g.capped(max_window)),
             baseline: judges.baseline,
             stable: judges
