@@ -305,12 +305,23 @@ pub struct RuleEval {
     /// only for a `compare` rule once it has polled: 64 bytes a rule otherwise,
     /// issue 21).
     pools: Option<Box<Pools>>,
+    /// What only some rules keep, boxed once one has any (issue 21: 48 bytes a rule
+    /// of every watch otherwise).
+    kept: Option<Box<Kept>>,
+}
+
+/// What a rule's evaluator keeps for only some rules.
+#[derive(Debug, Clone, Default)]
+struct Kept {
     /// `pre_existing: ignore | improve`: the series whose breach began before the
     /// watch and still runs, with their reference (`pre_existing.rs`).
     excused: super::pre_existing::Before,
     /// `slo:`: the burn evidence of each series at the last poll (`slo::view`).
     burn: BTreeMap<Labels, super::slo::SloEvidence>,
 }
+
+/// The breaches carried over of a rule that has none.
+static NO_EXCUSED: super::pre_existing::Before = BTreeMap::new();
 
 impl RuleEval {
     pub fn new(params: impl Into<Arc<Params>>) -> Self {
@@ -327,8 +338,7 @@ impl RuleEval {
             insufficient: 0,
             notes: PollNotes::default(),
             pools: None,
-            excused: Default::default(),
-            burn: BTreeMap::new(),
+            kept: None,
         }
     }
 
@@ -336,15 +346,17 @@ impl RuleEval {
     /// rule's `pre_existing` mode to apply while each lasts; nothing for `judge`
     /// (every breach judged as any). A restart gives the ones still running.
     pub fn excuse(&mut self, before: super::pre_existing::Before) {
-        if self.params.judge.pre_existing != super::pre_existing::PreExisting::Judge {
-            self.excused = before;
+        if self.params.judge.pre_existing != super::pre_existing::PreExisting::Judge
+            && (!before.is_empty() || self.kept.is_some())
+        {
+            self.kept.get_or_insert_with(Box::default).excused = before;
         }
     }
 
     /// The breaches carried over from before the watch still running, with their
     /// reference values.
     pub fn excused(&self) -> &super::pre_existing::Before {
-        &self.excused
+        self.kept.as_ref().map_or(&NO_EXCUSED, |k| &k.excused)
     }
 
     /// A series' breach as the rule's `pre_existing` mode has it: `raw` as judged,
@@ -360,11 +372,13 @@ impl RuleEval {
         evidence: &mut Evidence,
     ) -> bool {
         use super::pre_existing::{worse_by, worse_for, PreExisting};
-        let Some(reference) = self.excused.get(labels).copied() else {
+        let Some(reference) = self.excused().get(labels).copied() else {
             return raw;
         };
         if !raw {
-            self.excused.remove(labels);
+            if let Some(k) = &mut self.kept {
+                k.excused.remove(labels);
+            }
             self.notes
                 .rare()
                 .pre_existing_over
@@ -450,7 +464,9 @@ impl RuleEval {
         extra: Extra,
     ) -> Vec<Transition> {
         self.notes = PollNotes::default();
-        self.burn = burn;
+        if !burn.is_empty() || self.kept.is_some() {
+            self.kept.get_or_insert_with(Box::default).burn = burn;
+        }
         let judge = self.params.judge;
         if let Some(c) = judge.compare {
             return self.observe_compare(at, poll, extra.stable, c);
@@ -515,7 +531,7 @@ impl RuleEval {
         self.notes.any_value = seen.values().any(|(v, _)| !v.is_nan());
         for (labels, &(value, followed)) in &seen {
             let mut evidence = Evidence::default();
-            if let Some(b) = self.burn.get(*labels) {
+            if let Some(b) = self.kept.as_ref().and_then(|k| k.burn.get(*labels)) {
                 evidence.burn = b.burn.clone();
                 evidence.budget_spent = b.budget_spent;
             }
@@ -568,14 +584,16 @@ impl RuleEval {
         // A breach carried over from before the watch whose series is gone: over
         // where an absence is healthy; otherwise it goes on (never worse: no value).
         let gone: Vec<Labels> = self
-            .excused
+            .excused()
             .keys()
             .filter(|l| !seen.contains_key(l) && !self.series.contains_key(*l))
             .cloned()
             .collect();
         for labels in gone {
             if threshold.present || self.params.no_data == NoData::Ok {
-                self.excused.remove(&labels);
+                if let Some(k) = &mut self.kept {
+                    k.excused.remove(&labels);
+                }
                 self.notes.rare().pre_existing_over.push((labels, None));
             }
         }
@@ -590,7 +608,7 @@ impl RuleEval {
         let nothing = Labels::new();
         // (A breach carried over from before the watch that goes on through this
         // absence is a series still followed, as a pending one is.)
-        if seen.is_empty() && self.series.is_empty() && self.excused.is_empty() {
+        if seen.is_empty() && self.series.is_empty() && self.excused().is_empty() {
             self.absent(at, &nothing, &mut out);
         }
         self.with_counts(out)

@@ -500,4 +500,13 @@ fn a_healthy_polls_notes_take_no_room() {
     eval.observe(Duration::from_secs(10), &poll("a=0.01"));
     assert!(eval.notes.rare.is_none(), "{:?}", eval.notes);
     assert_eq!(eval.notes().skipped(), &[] as &[Labels]);
+    // Nor does a rule without `pre_existing:` or `slo:` keep room for them; a
+    // `pre_existing: ignore` rule with nothing carried over takes none either.
+    assert!(eval.kept.is_none());
+    assert!(std::mem::size_of::<RuleEval>() <= 120);
+    let mut p = params(Some(0.05), None, 10, NoData::Ok);
+    p.judge.pre_existing = crate::core::eval::PreExisting::Ignore;
+    let mut eval = RuleEval::new(p);
+    eval.excuse(Default::default());
+    assert!(eval.kept.is_none());
 }
