@@ -13,7 +13,7 @@
 //! actions still come from the store.
 //!
 //! That full history is kept only for the `FULL_WATCHES` watches most recently
-//! viewed on the page (issue 21): at 5 rules, 240 polls each cost about 20 KB a watch,
+//! viewed on the page (issue 21): at 5 rules, 240 polls each cost about 10 KB a watch,
 //! too much for 100,000 watches nobody looks at. Every other watch keeps `LEAN_SAMPLES`
 //! polls per rule (merged the same way, so its peaks and breaches stay; their room
 //! taken at once, about 1.3 KB a watch of 5 rules) and `LEAN_EVENTS` events, dropping
