@@ -874,6 +874,44 @@ mod tests {
         assert!(t.windows(2).take(2).all(|w| w[0] <= w[1]), "{t:?}");
     }
 
+    proptest::proptest! {
+        /// Whatever the polls' times (steps of up to 40 days, now and then one back,
+        /// from anywhere in `i64`), a history bounded as the board bounds it keeps
+        /// each time as one a poll had, less than its unit early (one before the
+        /// first is kept at the first); in order when the polls were; and its most
+        /// severe state.
+        #[test]
+        fn a_kept_polls_time_is_one_a_poll_had(
+            start in proptest::prelude::any::<i64>(),
+            steps in proptest::collection::vec((-60_000i64..3_456_000_000, 0usize..5), 1..300),
+            lean in proptest::prelude::any::<bool>(),
+        ) {
+            let keep = if lean { LEAN_SAMPLES } else { MAX_SAMPLES };
+            let mut h = History::default();
+            let mut t = start;
+            let mut times = Vec::new();
+            for &(step, kind) in &steps {
+                t = t.saturating_add(step);
+                times.push(t);
+                h.push(t, Some(1.0), None, Kind::ALL[kind], 0);
+                h.bound(keep, Worse::Higher);
+            }
+            let unit = 1i128 << h.shift;
+            let kept: Vec<i64> = h.samples().iter().map(|s| s.t).collect();
+            for &k in &kept {
+                let had = times
+                    .iter()
+                    .any(|&p| i128::from(p) - unit < i128::from(k) && k <= p);
+                proptest::prop_assert!(had, "{k} kept; polls at {times:?}, unit {unit}");
+            }
+            if times.windows(2).all(|w| w[0] <= w[1]) {
+                proptest::prop_assert!(kept.windows(2).all(|w| w[0] <= w[1]), "{kept:?}");
+            }
+            let worst = steps.iter().map(|&(_, k)| Kind::ALL[k]).max();
+            proptest::prop_assert_eq!(h.polls.iter().map(|c| c.kind()).max(), worst);
+        }
+    }
+
     fn history(polls: &[(i64, f64, Kind, Option<f64>)]) -> History {
         let mut h = History::default();
         for &(t, v, kind, r) in polls {
