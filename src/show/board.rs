@@ -4,10 +4,10 @@
 //!
 //! The store keeps what a restart needs (breach state, last polls, actions), not every
 //! poll, so the charts' history lives here, bounded: at most `MAX_SAMPLES` compact
-//! polls per rule (8 bytes each, a time and a state's kind and no reference unless the rule has
-//! one; once a rule has that many, neighbouring polls are merged in pairs, keeping the
-//! worse value and state, so a peak or a breach is never thinned away, only the
-//! resolution halves), the last `MAX_EVENTS` events per watch, and the
+//! polls per rule (8 bytes each: a time, a state's kind and a value, and no reference
+//! unless the rule has one; once a rule has that many, neighbouring polls are merged
+//! in pairs, keeping the worse value and state, so a peak or a breach is never thinned
+//! away, only the resolution halves), the last `MAX_EVENTS` events per watch, and the
 //! `KEEP_FINISHED` most recently finished watches. It is lost at a restart: a resumed
 //! watch's chart starts again from the resume (the page says so), and its state and
 //! actions still come from the store.
@@ -156,6 +156,15 @@ enum Kind {
 }
 
 impl Kind {
+    /// Every kind, by its number.
+    const ALL: [Kind; 5] = [
+        Kind::Ok,
+        Kind::NoData,
+        Kind::QueryError,
+        Kind::Pending,
+        Kind::Breached,
+    ];
+
     fn of(s: &RuleState) -> Kind {
         match s {
             RuleState::Ok => Kind::Ok,
@@ -180,16 +189,6 @@ impl Kind {
             Kind::Breached => RuleState::Breached,
         }
     }
-}
-
-impl Kind {
-    const ALL: [Kind; 5] = [
-        Kind::Ok,
-        Kind::NoData,
-        Kind::QueryError,
-        Kind::Pending,
-        Kind::Breached,
-    ];
 }
 
 /// Bits of `Compact::at` that hold the poll's kind.
@@ -263,10 +262,9 @@ impl History {
             self.base = t;
             self.shift = 0;
         }
-        // (A poll before the first counts as at the first; `i128`: no span of two
-        // `i64`s overflows it.)
-        let span = (i128::from(t) - i128::from(self.base)).max(0) as u128;
-        let span = u64::try_from(span).unwrap_or(u64::MAX);
+        // (In `i128`, where no span of two `i64`s overflows; one below zero, a poll
+        // before the first, counts as at the first.)
+        let span = u64::try_from(i128::from(t) - i128::from(self.base)).unwrap_or(0);
         while self.shift < MAX_SHIFT && span >> self.shift > MAX_OFFSET {
             self.shift += 1;
             for c in &mut self.polls {
