@@ -112,9 +112,7 @@ pub async fn run_from<S: MetricsSource + HistorySource, R: ActionRunner>(
             step: spec.step_for(r, scrape),
             last_at: None,
             tried: None,
-            last_poll_ok: j.last_ok,
-            ever_ok: j.ever_ok,
-            ever_data: j.ever_data,
+            judged: *j,
         })
         .collect();
     let mut w = Watch {

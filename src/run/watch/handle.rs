@@ -55,10 +55,10 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             .enumerate()
             .map(|(i, r)| RuleSeen {
                 name: &r.name,
-                last_ok: self.per_rule[i].last_poll_ok,
-                ever_ok: self.per_rule[i].ever_ok,
+                last_ok: self.per_rule[i].judged.last_ok,
+                ever_ok: self.per_rule[i].judged.ever_ok,
                 insufficient: self.evals[i].never_judged(),
-                ever_data: self.per_rule[i].ever_data,
+                ever_data: self.per_rule[i].judged.ever_data,
                 expect_data: r.expect_data,
                 held_unconfirmed: self.owed.contains(&i),
             })
@@ -94,7 +94,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     pub(super) fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for (rule, r) in self.spec.rules.iter().zip(&self.per_rule) {
-            if r.ever_ok && !r.ever_data && !rule.expect_data {
+            if r.judged.ever_ok && !r.judged.ever_data && !rule.expect_data {
                 let w = format!(
                     "rule `{}` returned no series at any poll of the watch (a renamed metric or label?); it was judged by `no_data: {}` alone",
                     rule.name,
@@ -190,7 +190,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             match extra_results.next() {
                 Some(Ok(r)) => extra_polls.push((*kind, Poll::Samples(r.samples))),
                 Some(Err(e)) => {
-                    if e.is_bad_query() && !self.per_rule[i].ever_ok {
+                    if e.is_bad_query() && !self.per_rule[i].judged.ever_ok {
                         error!(event = "query_rejected", rule = %rule.name, error = %e, query = %q, "Prometheus rejects this rule's {what} query; fix the rule");
                         return Some(Outcome::QueryRejected {
                             rule: rule.name.clone(),
@@ -211,15 +211,15 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
                 // (`ever_ok` once the evaluator took the poll: a guard it cannot match
                 // fails the poll as a failed guard query would.)
                 let ok = extra_error.is_none();
-                self.per_rule[i].last_poll_ok = ok;
+                self.per_rule[i].judged.last_ok = ok;
                 if r.samples.iter().any(|s| !s.value.is_nan()) {
-                    self.per_rule[i].ever_data = true;
+                    self.per_rule[i].judged.ever_data = true;
                 }
                 (Poll::Samples(r.samples), extra_error, r.warnings)
             }
             Err(e) => {
-                self.per_rule[i].last_poll_ok = false;
-                if e.is_bad_query() && !self.per_rule[i].ever_ok {
+                self.per_rule[i].judged.last_ok = false;
+                if e.is_bad_query() && !self.per_rule[i].judged.ever_ok {
                     error!(event = "query_rejected", rule = %rule.name, error = %e, query = %rule.query, "Prometheus rejects this rule's query; fix the rule");
                     return Some(Outcome::QueryRejected {
                         rule: rule.name.clone(),
@@ -267,7 +267,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
         // A guard that cannot be matched is a failed poll, never a silent sum.
         let error = match guard_refused {
             Some(why) => {
-                self.per_rule[i].last_poll_ok = false;
+                self.per_rule[i].judged.last_ok = false;
                 if self.warned_guard.insert(i) {
                     warn!(event = "guard_unmatched", rule = %rule.name, "{why}");
                 }
@@ -275,7 +275,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             }
             None => error,
         };
-        self.per_rule[i].ever_ok |= self.per_rule[i].last_poll_ok;
+        self.per_rule[i].judged.ever_ok |= self.per_rule[i].judged.last_ok;
         for labels in &no_baseline {
             if self.warned_no_baseline.insert((i, labels.clone())) {
                 let nb = rule.judging.baseline.map(|b| b.no_baseline);

@@ -217,7 +217,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
             if fired.is_empty() {
                 continue;
             }
-            if !self.per_rule[i].last_poll_ok {
+            if !self.per_rule[i].judged.last_ok {
                 tracing::warn!(event = "hold_over_deferred", rule = %rule.name,
                     "the hold ended while this rule's last poll failed: it acts at its next good poll if it still fires then");
                 self.owed.insert(i);
@@ -234,7 +234,7 @@ impl<R: ActionRunner, S: MetricsSource + HistorySource> Watch<'_, R, S> {
     /// After a good poll of rule `i` that fired nothing new: if the hold's end owed it
     /// an action, it acts now on what still fires (or, if nothing does, owes nothing).
     pub(super) async fn owed_now(&mut self, i: usize, at: Duration, at_ms: i64) -> Option<Outcome> {
-        if !self.per_rule[i].last_poll_ok || self.held().is_some() || !self.owed.remove(&i) {
+        if !self.per_rule[i].judged.last_ok || self.held().is_some() || !self.owed.remove(&i) {
             return None;
         }
         let fired = self.firing(i);

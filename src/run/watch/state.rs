@@ -10,7 +10,7 @@ use super::start::OrderMsg;
 /// Where a person's order is answered.
 pub(super) type Answer =
     tokio::sync::oneshot::Sender<Result<String, crate::core::control::ControlError>>;
-use super::start::{ClockAnchor, PollDone, WatchOptions};
+use super::start::{ClockAnchor, Judged, PollDone, WatchOptions};
 use crate::core::control::ControlState;
 use crate::core::eval::{Labels, Poll, RuleEval};
 use crate::core::events::Sinks;
@@ -86,10 +86,8 @@ pub(super) struct RuleLoop {
     pub(super) last_at: Option<Duration>,
     /// The last confirmation tried by the timer (not tried again by it).
     pub(super) tried: Option<Duration>,
-    pub(super) last_poll_ok: bool,
-    pub(super) ever_ok: bool,
-    /// Whether the rule ever returned a usable sample.
-    pub(super) ever_data: bool,
+    /// What its polls have shown so far (a resume carries it over).
+    pub(super) judged: Judged,
 }
 
 /// When the watch goes blind: `max_blind` after the last successful query, on the
